@@ -1,0 +1,623 @@
+//! The auth service: registration, login, token rotation, account and admin
+//! operations. Every rule of the API contract about users and tokens is here.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
+use crate::ports::{
+    AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, LoginBackoff, PasswordHasher,
+    RateLimiter, RefreshTokenHasher, RefreshTokenStore, Unlimited, UserStore,
+};
+use crate::query::{Page, PageLimit, UserCursor};
+use crate::random::{Random, new_v7};
+use crate::time::{Clock, Timestamp};
+use crate::token::{
+    AccessClaims, FamilyId, Principal, RefreshToken, RefreshTokenRecord, TokenPair, TokenPolicy,
+};
+use crate::user::{Email, Password, Role, User, UserId, UserPatch, UserRecord, Username};
+
+/// The limits the auth service enforces itself.
+#[derive(Clone)]
+pub struct AuthLimits {
+    /// Registrations per client address.
+    pub register_per_client: Arc<dyn RateLimiter<IpAddr>>,
+    /// Login attempts per client address.
+    pub login_per_client: Arc<dyn RateLimiter<IpAddr>>,
+    /// The growing delay after failed logins on one account.
+    pub login_failures: Arc<dyn LoginBackoff>,
+}
+
+impl AuthLimits {
+    /// No limits at all: for embedding in a trusted process, and for tests.
+    #[must_use]
+    pub fn unlimited() -> Self {
+        Self {
+            register_per_client: Arc::new(Unlimited),
+            login_per_client: Arc::new(Unlimited),
+            login_failures: Arc::new(Unlimited),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLimits").finish_non_exhaustive()
+    }
+}
+
+/// Everything the auth service works with.
+#[derive(Clone)]
+pub struct AuthDeps {
+    pub users: Arc<dyn UserStore>,
+    pub refresh_tokens: Arc<dyn RefreshTokenStore>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub signer: Arc<dyn AccessTokenSigner>,
+    pub verifier: Arc<dyn AccessTokenVerifier>,
+    pub refresh_hasher: Arc<dyn RefreshTokenHasher>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+    pub limits: AuthLimits,
+    pub audit: Arc<dyn AuditSink>,
+    pub policy: TokenPolicy,
+}
+
+impl std::fmt::Debug for AuthDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthDeps")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registration, parsed: every field valid.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub username: Username,
+    pub password: Password,
+    pub email: Option<Email>,
+}
+
+impl Registration {
+    /// Parses the three fields, reporting every invalid one.
+    pub fn parse(
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+    ) -> std::result::Result<Self, Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        let username = Username::parse(username).map_err(|e| errors.push(e)).ok();
+        let email = match email.map(Email::parse) {
+            Some(Err(e)) => {
+                errors.push(e);
+                None
+            }
+            Some(Ok(email)) => Some(email),
+            None => None,
+        };
+        let password = match &username {
+            Some(username) => Password::new_for(password, username),
+            // Still check the password on its own, to report both fields at once.
+            None => Username::parse("placeholder-user")
+                .and_then(|placeholder| Password::new_for(password, &placeholder)),
+        };
+        let password = password.map_err(|e| errors.push(e)).ok();
+        match (username, password) {
+            (Some(username), Some(password)) if errors.is_empty() => Ok(Self {
+                username,
+                password,
+                email,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A login attempt as offered: fields that cannot be valid are `None`, and
+/// fail like a wrong password.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub username: Option<Username>,
+    pub password: Option<Password>,
+}
+
+impl Credentials {
+    #[must_use]
+    pub fn offered(username: &str, password: &str) -> Self {
+        Self {
+            username: Username::parse(username).ok(),
+            password: Password::offered(password),
+        }
+    }
+}
+
+/// The auth service.
+#[derive(Clone)]
+pub struct AuthService {
+    deps: AuthDeps,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService")
+            .field("policy", &self.deps.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthService {
+    #[must_use]
+    pub fn new(deps: AuthDeps) -> Self {
+        Self { deps }
+    }
+
+    #[must_use]
+    pub fn policy(&self) -> &TokenPolicy {
+        &self.deps.policy
+    }
+
+    /// Registers a user with the `user` role, under the per-client limit.
+    pub fn register(&self, client: Option<IpAddr>, registration: Registration) -> Result<User> {
+        if let Some(ip) = client {
+            self.deps
+                .limits
+                .register_per_client
+                .check(&ip)
+                .map_err(|retry_after| {
+                    self.audit(&AuditEvent::Throttled {
+                        action: "register",
+                        username: None,
+                        client,
+                    });
+                    Error::RateLimited { retry_after }
+                })?;
+        }
+        let user = self.create_user(registration, Role::User)?;
+        self.audit(&AuditEvent::Registered {
+            user: user.id,
+            client,
+        });
+        Ok(user)
+    }
+
+    /// Creates a user with any role, without limits: for bootstrapping the
+    /// first admin from the command line.
+    pub fn create_user(&self, registration: Registration, role: Role) -> Result<User> {
+        let now = self.deps.clock.now();
+        let Registration {
+            username,
+            password,
+            email,
+        } = registration;
+        let password_hash = self.deps.hasher.hash(&password)?;
+        let user = User {
+            id: UserId::from_uuid(new_v7(now, &*self.deps.random)?),
+            username,
+            email,
+            role,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let record = UserRecord {
+            user,
+            password_hash,
+            tokens_revoked_before: None,
+        };
+        match self.deps.users.insert_user(&record) {
+            Ok(()) => Ok(record.user),
+            Err(StoreError::Conflict(_)) => Err(Error::UsernameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Logs in. Unknown users, wrong passwords and disabled accounts answer
+    /// alike, and each costs exactly one password verification.
+    pub fn login(&self, client: Option<IpAddr>, credentials: &Credentials) -> Result<TokenPair> {
+        let now = self.deps.clock.now();
+        let username = credentials.username.as_ref();
+        if let Some(ip) = client {
+            self.deps
+                .limits
+                .login_per_client
+                .check(&ip)
+                .map_err(|retry_after| {
+                    self.audit(&AuditEvent::Throttled {
+                        action: "login",
+                        username,
+                        client,
+                    });
+                    Error::RateLimited { retry_after }
+                })?;
+        }
+        if let Some(account) = username {
+            self.deps
+                .limits
+                .login_failures
+                .check(account, now)
+                .map_err(|retry_after| {
+                    self.audit(&AuditEvent::Throttled {
+                        action: "login",
+                        username,
+                        client,
+                    });
+                    Error::RateLimited { retry_after }
+                })?;
+        }
+        let record = match username {
+            Some(username) => self.deps.users.find_user_by_username(username)?,
+            None => None,
+        };
+        let fail = || {
+            if let Some(account) = username {
+                self.deps.limits.login_failures.record_failure(account, now);
+            }
+            self.audit(&AuditEvent::LoginFailed { username, client });
+            Err(Error::InvalidCredentials)
+        };
+        // An oversized password matches nothing; no hashing is spent on it.
+        let Some(password) = &credentials.password else {
+            return fail();
+        };
+        let stored = record
+            .as_ref()
+            .map_or(self.deps.hasher.dummy_hash(), |r| &r.password_hash);
+        let verification = self.deps.hasher.verify(password, stored)?;
+        let Some(mut record) = record.filter(|_| verification.matches) else {
+            return fail();
+        };
+        // Checked only after the password, so that it tells an attacker nothing.
+        if record.user.disabled {
+            return fail();
+        }
+        if let Some(account) = username {
+            self.deps.limits.login_failures.record_success(account);
+        }
+        if verification.needs_rehash {
+            record.password_hash = self.deps.hasher.hash(password)?;
+            self.deps.users.update_user(&record)?;
+        }
+        let family = FamilyId::from_uuid(new_v7(now, &*self.deps.random)?);
+        let (pair, refresh) = self.issue(&record.user, family, now)?;
+        self.deps.refresh_tokens.insert_refresh_token(&refresh)?;
+        self.audit(&AuditEvent::LoginSucceeded {
+            user: record.user.id,
+            client,
+        });
+        Ok(pair)
+    }
+
+    /// Exchanges a refresh token for a new pair. The old token dies; a dead
+    /// token presented again revokes its whole family.
+    pub fn refresh(&self, client: Option<IpAddr>, token: &RefreshToken) -> Result<TokenPair> {
+        let now = self.deps.clock.now();
+        let hash = self.deps.refresh_hasher.digest(token);
+        let Some(old) = self.deps.refresh_tokens.find_refresh_token(&hash)? else {
+            return Err(Error::InvalidRefreshToken);
+        };
+        if old.used_at.is_some() || old.revoked {
+            return Err(self.reused(&old, client));
+        }
+        if now >= old.expires_at {
+            return Err(Error::InvalidRefreshToken);
+        }
+        let user = match self.deps.users.find_user(old.user_id)? {
+            Some(record) if !record.user.disabled => record.user,
+            _ => {
+                self.deps.refresh_tokens.revoke_refresh_family(old.family)?;
+                return Err(Error::InvalidRefreshToken);
+            }
+        };
+        let (pair, replacement) = self.issue(&user, old.family, now)?;
+        if self
+            .deps
+            .refresh_tokens
+            .rotate_refresh_token(&hash, &replacement, now)?
+        {
+            Ok(pair)
+        } else {
+            // Another request exchanged it first: a concurrent use is a reuse.
+            Err(self.reused(&old, client))
+        }
+    }
+
+    fn reused(&self, token: &RefreshTokenRecord, client: Option<IpAddr>) -> Error {
+        if let Err(e) = self.deps.refresh_tokens.revoke_refresh_family(token.family) {
+            return e.into();
+        }
+        self.audit(&AuditEvent::RefreshTokenReused {
+            user: token.user_id,
+            family: token.family,
+            client,
+        });
+        Error::InvalidRefreshToken
+    }
+
+    /// Revokes the token's family. Unknown tokens are ignored: logging out
+    /// twice is not an error.
+    pub fn logout(&self, client: Option<IpAddr>, token: &RefreshToken) -> Result<()> {
+        let hash = self.deps.refresh_hasher.digest(token);
+        if let Some(record) = self.deps.refresh_tokens.find_refresh_token(&hash)? {
+            self.deps
+                .refresh_tokens
+                .revoke_refresh_family(record.family)?;
+            self.audit(&AuditEvent::LoggedOut {
+                user: record.user_id,
+                client,
+            });
+        }
+        Ok(())
+    }
+
+    /// Verifies an access token without touching storage.
+    pub fn authenticate(&self, access_token: &str) -> Result<Principal> {
+        let claims = self
+            .deps
+            .verifier
+            .verify(access_token, self.deps.clock.now())?;
+        Ok(claims.principal())
+    }
+
+    /// Verifies an access token and checks that the account is still enabled
+    /// and its tokens not revoked: what a gateway asks before each request.
+    pub fn validate(&self, access_token: &str) -> Result<AccessClaims> {
+        let claims = self
+            .deps
+            .verifier
+            .verify(access_token, self.deps.clock.now())?;
+        self.current_user(claims.subject, Some(claims.issued_at))?;
+        Ok(claims)
+    }
+
+    /// The caller's own account.
+    pub fn me(&self, principal: &Principal) -> Result<User> {
+        self.current_user(principal.user_id, None)
+            .map(|record| record.user)
+    }
+
+    /// Changes the caller's e-mail address (`None` removes it).
+    pub fn update_me(&self, principal: &Principal, email: Option<Email>) -> Result<User> {
+        let mut record = self.current_user(principal.user_id, None)?;
+        if record.user.email != email {
+            record.user.email = email;
+            record.user.updated_at = self.deps.clock.now();
+            self.save(&record)?;
+        }
+        Ok(record.user)
+    }
+
+    /// Changes the caller's password after checking the current one, and
+    /// revokes every refresh token and every access token issued before.
+    pub fn change_password(
+        &self,
+        client: Option<IpAddr>,
+        principal: &Principal,
+        current: &str,
+        new: &str,
+    ) -> Result<()> {
+        let now = self.deps.clock.now();
+        let mut record = self.current_user(principal.user_id, None)?;
+        let username = &record.user.username;
+        let new = Password::new_for(new, username)?;
+        self.deps
+            .limits
+            .login_failures
+            .check(username, now)
+            .map_err(|retry_after| {
+                let username = Some(username);
+                self.audit(&AuditEvent::Throttled {
+                    action: "change_password",
+                    username,
+                    client,
+                });
+                Error::RateLimited { retry_after }
+            })?;
+        let matches = match Password::offered(current) {
+            Some(current) => {
+                self.deps
+                    .hasher
+                    .verify(&current, &record.password_hash)?
+                    .matches
+            }
+            None => false,
+        };
+        if !matches {
+            self.deps
+                .limits
+                .login_failures
+                .record_failure(username, now);
+            return Err(Error::WrongPassword);
+        }
+        record.password_hash = self.deps.hasher.hash(&new)?;
+        record.user.updated_at = now;
+        record.tokens_revoked_before = Some(now);
+        self.save(&record)?;
+        self.deps
+            .refresh_tokens
+            .revoke_user_refresh_tokens(record.user.id)?;
+        self.audit(&AuditEvent::PasswordChanged {
+            user: record.user.id,
+            client,
+        });
+        Ok(())
+    }
+
+    /// A page of users in creation order (admins only).
+    pub fn list_users(
+        &self,
+        principal: &Principal,
+        limit: PageLimit,
+        cursor: Option<UserCursor>,
+    ) -> Result<Page<User, UserCursor>> {
+        self.require_admin(principal)?;
+        let mut items = self
+            .deps
+            .users
+            .list_users(cursor.map(|c| c.0), limit.get().saturating_add(1))?;
+        let next_cursor = if items.len() > limit.get() {
+            items.truncate(limit.get());
+            items.last().map(|u| UserCursor(u.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Any user (admins only).
+    pub fn get_user(&self, principal: &Principal, id: UserId) -> Result<User> {
+        self.require_admin(principal)?;
+        self.deps
+            .users
+            .find_user(id)?
+            .map(|r| r.user)
+            .ok_or(Error::NotFound)
+    }
+
+    /// Disables, enables, promotes, demotes or re-addresses a user (admins
+    /// only). Disabling revokes the user's refresh tokens. Admins cannot
+    /// disable or demote themselves, so that there is always one left.
+    pub fn patch_user(&self, principal: &Principal, id: UserId, patch: UserPatch) -> Result<User> {
+        self.require_admin(principal)?;
+        let self_harm = patch.disabled == Some(true) || patch.role == Some(Role::User);
+        if id == principal.user_id && self_harm {
+            return Err(Error::Conflict(
+                "admins cannot disable or demote themselves",
+            ));
+        }
+        let mut record = self.deps.users.find_user(id)?.ok_or(Error::NotFound)?;
+        let before = record.user.clone();
+        if let Some(disabled) = patch.disabled {
+            record.user.disabled = disabled;
+        }
+        if let Some(role) = patch.role {
+            record.user.role = role;
+        }
+        if let Some(email) = patch.email {
+            record.user.email = email;
+        }
+        if record.user != before {
+            record.user.updated_at = self.deps.clock.now();
+            self.save(&record)?;
+            self.audit(&AuditEvent::AdminAction {
+                actor: principal.user_id,
+                action: "patch_user",
+                target: id,
+            });
+        }
+        if record.user.disabled && !before.disabled {
+            self.deps.refresh_tokens.revoke_user_refresh_tokens(id)?;
+        }
+        Ok(record.user)
+    }
+
+    /// Deletes a user with their tasks and tokens (admins only, not themselves).
+    pub fn delete_user(&self, principal: &Principal, id: UserId) -> Result<()> {
+        self.require_admin(principal)?;
+        if id == principal.user_id {
+            return Err(Error::Conflict("admins cannot delete themselves"));
+        }
+        if !self.deps.users.delete_user(id)? {
+            return Err(Error::NotFound);
+        }
+        self.audit(&AuditEvent::AdminAction {
+            actor: principal.user_id,
+            action: "delete_user",
+            target: id,
+        });
+        Ok(())
+    }
+
+    /// The role in a token may be minutes old: admin rights are checked
+    /// against the stored account on every admin call.
+    fn require_admin(&self, principal: &Principal) -> Result<()> {
+        let record = self.current_user(principal.user_id, None)?;
+        if record.user.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+
+    /// The account behind a token, if it still exists, is enabled, and (given
+    /// the token's issue time) its tokens were not revoked since.
+    fn current_user(&self, id: UserId, issued_at: Option<i64>) -> Result<UserRecord> {
+        let revoked = Error::InvalidToken(TokenRejection::Revoked);
+        let record = self
+            .deps
+            .users
+            .find_user(id)?
+            .ok_or(Error::InvalidToken(TokenRejection::Revoked))?;
+        if record.user.disabled {
+            return Err(revoked);
+        }
+        // Whole seconds on both sides: a token from the same second as the
+        // revocation is still accepted (JWT times have no finer grain).
+        let cut = record.tokens_revoked_before.map(Timestamp::unix_seconds);
+        if let (Some(issued_at), Some(cut)) = (issued_at, cut)
+            && issued_at < cut
+        {
+            return Err(revoked);
+        }
+        Ok(record)
+    }
+
+    fn save(&self, record: &UserRecord) -> Result<()> {
+        if self.deps.users.update_user(record)? {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    fn issue(
+        &self,
+        user: &User,
+        family: FamilyId,
+        now: Timestamp,
+    ) -> Result<(TokenPair, RefreshTokenRecord)> {
+        let policy = &self.deps.policy;
+        let issued_at = now.unix_seconds();
+        let ttl = i64::try_from(policy.access_ttl.as_secs()).unwrap_or(i64::MAX);
+        let claims = AccessClaims {
+            subject: user.id,
+            username: user.username.clone(),
+            role: user.role,
+            issuer: policy.issuer.clone(),
+            audience: policy.audience.clone(),
+            issued_at,
+            not_before: issued_at,
+            expires_at: issued_at.saturating_add(ttl),
+            token_id: new_v7(now, &*self.deps.random)?,
+        };
+        let access_token = self.deps.signer.sign(&claims)?;
+        let refresh_token = RefreshToken::generate(&*self.deps.random)?;
+        let record = RefreshTokenRecord {
+            hash: self.deps.refresh_hasher.digest(&refresh_token),
+            family,
+            user_id: user.id,
+            issued_at: now,
+            expires_at: now.saturating_add(policy.refresh_ttl),
+            used_at: None,
+            revoked: false,
+        };
+        let pair = TokenPair {
+            access_token,
+            expires_in: policy.access_ttl.as_secs(),
+            refresh_token,
+        };
+        Ok((pair, record))
+    }
+
+    fn audit(&self, event: &AuditEvent<'_>) {
+        self.deps.audit.record(event);
+    }
+}
+
+/// How long a client should wait, in whole seconds, at least one.
+#[must_use]
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1)
+}

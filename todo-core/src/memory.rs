@@ -1,0 +1,249 @@
+//! An in-memory store of users, refresh tokens and tasks: for tests, examples
+//! and embedding without a database. It keeps the same rules as the SQL
+//! stores (the conformance suite checks them alike), and is the plain model
+//! the SQL list queries are compared against.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::error::StoreError;
+use crate::ports::{RefreshTokenStore, TaskStore, UserStore};
+use crate::query::{TaskCursor, TaskQuery};
+use crate::task::{Task, TaskId, TaskVersion};
+use crate::time::Timestamp;
+use crate::token::{FamilyId, RefreshTokenHash, RefreshTokenRecord};
+use crate::user::{User, UserId, UserRecord, Username};
+
+#[derive(Debug, Default)]
+struct Tables {
+    users: BTreeMap<UserId, UserRecord>,
+    refresh_tokens: BTreeMap<String, RefreshTokenRecord>,
+    tasks: BTreeMap<TaskId, Task>,
+}
+
+/// One lock over all tables: every call is atomic, as a transaction would be.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave a table half-written:
+        // each call finishes its checks before it writes.
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl UserStore for MemoryStore {
+    fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        let taken = tables
+            .users
+            .values()
+            .any(|u| u.user.username == user.user.username);
+        if taken || tables.users.contains_key(&user.user.id) {
+            return Err(StoreError::Conflict("username or id taken"));
+        }
+        tables.users.insert(user.user.id, user.clone());
+        Ok(())
+    }
+
+    fn find_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.tables().users.get(&id).cloned())
+    }
+
+    fn find_user_by_username(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self
+            .tables()
+            .users
+            .values()
+            .find(|u| &u.user.username == username)
+            .cloned())
+    }
+
+    fn update_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let clash = tables
+            .users
+            .values()
+            .any(|u| u.user.username == user.user.username && u.user.id != user.user.id);
+        if clash {
+            return Err(StoreError::Conflict("username taken"));
+        }
+        match tables.users.get_mut(&user.user.id) {
+            Some(stored) => {
+                *stored = user.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let existed = tables.users.remove(&id).is_some();
+        tables.tasks.retain(|_, task| task.owner != id);
+        tables.refresh_tokens.retain(|_, token| token.user_id != id);
+        Ok(existed)
+    }
+
+    fn list_users(&self, after: Option<UserId>, limit: usize) -> Result<Vec<User>, StoreError> {
+        let tables = self.tables();
+        let users = tables.users.values().map(|r| &r.user);
+        Ok(users
+            .filter(|u| after.is_none_or(|a| u.id > a))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+impl RefreshTokenStore for MemoryStore {
+    fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        if !tables.users.contains_key(&token.user_id) {
+            return Err(StoreError::Conflict("refresh token for an unknown user"));
+        }
+        if tables.refresh_tokens.contains_key(token.hash.as_str()) {
+            return Err(StoreError::Conflict("duplicate refresh token"));
+        }
+        tables
+            .refresh_tokens
+            .insert(token.hash.as_str().to_owned(), token.clone());
+        Ok(())
+    }
+
+    fn find_refresh_token(
+        &self,
+        hash: &RefreshTokenHash,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        Ok(self.tables().refresh_tokens.get(hash.as_str()).cloned())
+    }
+
+    fn rotate_refresh_token(
+        &self,
+        old: &RefreshTokenHash,
+        replacement: &RefreshTokenRecord,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        match tables.refresh_tokens.get_mut(old.as_str()) {
+            Some(token) if token.is_live(now) => token.used_at = Some(now),
+            _ => return Ok(false),
+        }
+        tables
+            .refresh_tokens
+            .insert(replacement.hash.as_str().to_owned(), replacement.clone());
+        Ok(true)
+    }
+
+    fn revoke_refresh_family(&self, family: FamilyId) -> Result<u64, StoreError> {
+        Ok(self.revoke_where(|t| t.family == family))
+    }
+
+    fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<u64, StoreError> {
+        Ok(self.revoke_where(|t| t.user_id == user))
+    }
+
+    fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut tables = self.tables();
+        let before = tables.refresh_tokens.len();
+        tables.refresh_tokens.retain(|_, t| t.expires_at > now);
+        Ok(u64::try_from(before - tables.refresh_tokens.len()).unwrap_or(u64::MAX))
+    }
+}
+
+impl MemoryStore {
+    fn revoke_where(&self, which: impl Fn(&RefreshTokenRecord) -> bool) -> u64 {
+        let mut revoked = 0;
+        for token in self
+            .tables()
+            .refresh_tokens
+            .values_mut()
+            .filter(|t| which(t))
+        {
+            revoked += u64::from(!token.revoked);
+            token.revoked = true;
+        }
+        revoked
+    }
+}
+
+impl TaskStore for MemoryStore {
+    fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        if !tables.users.contains_key(&task.owner) {
+            return Err(StoreError::Conflict("task for an unknown user"));
+        }
+        if tables.tasks.contains_key(&task.id) {
+            return Err(StoreError::Conflict("duplicate task id"));
+        }
+        tables.tasks.insert(task.id, task.clone());
+        Ok(())
+    }
+
+    fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
+        Ok(self
+            .tables()
+            .tasks
+            .get(&id)
+            .filter(|t| t.owner == owner)
+            .cloned())
+    }
+
+    fn list_tasks(
+        &self,
+        owner: UserId,
+        query: &TaskQuery,
+        after: Option<&TaskCursor>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let tables = self.tables();
+        let mut found: Vec<&Task> = tables
+            .tasks
+            .values()
+            .filter(|t| t.owner == owner && query.matches(t))
+            .filter(|t| after.is_none_or(|cursor| query.is_after(cursor, t)))
+            .collect();
+        let sort = query.sort;
+        found.sort_by_key(|t| (sort.key(t), t.id));
+        if sort.is_descending() {
+            found.reverse();
+        }
+        Ok(found.into_iter().take(limit).cloned().collect())
+    }
+
+    fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        match tables.tasks.get_mut(&task.id) {
+            Some(stored) if stored.owner == task.owner && stored.version == expected => {
+                *stored = task.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn delete_task(
+        &self,
+        owner: UserId,
+        id: TaskId,
+        expected: Option<TaskVersion>,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let deletable = tables
+            .tasks
+            .get(&id)
+            .is_some_and(|t| t.owner == owner && expected.is_none_or(|v| t.version == v));
+        if deletable {
+            tables.tasks.remove(&id);
+        }
+        Ok(deletable)
+    }
+}

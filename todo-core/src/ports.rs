@@ -1,0 +1,199 @@
+//! The traits at the core's edges. todo-store and todo-auth implement them;
+//! [`crate::memory`] and [`crate::testing`] hold in-process versions.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::{HashError, StoreError, TokenError};
+use crate::query::TaskCursor;
+use crate::query::TaskQuery;
+use crate::task::{Task, TaskId, TaskVersion};
+use crate::time::Timestamp;
+use crate::token::{AccessClaims, FamilyId, RefreshToken, RefreshTokenHash, RefreshTokenRecord};
+use crate::user::{Password, PasswordHash, User, UserId, UserRecord, Username};
+
+/// Users, as the auth service keeps them.
+pub trait UserStore: Send + Sync {
+    /// Fails with [`StoreError::Conflict`] when the username or id is taken.
+    fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    fn find_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    fn find_user_by_username(&self, username: &Username) -> Result<Option<UserRecord>, StoreError>;
+    /// Writes every field but the id; returns whether the user existed.
+    fn update_user(&self, user: &UserRecord) -> Result<bool, StoreError>;
+    /// Deletes the user with their tasks and refresh tokens; returns whether they existed.
+    fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
+    /// Up to `limit` users in id (creation) order, after `after` if given.
+    fn list_users(&self, after: Option<UserId>, limit: usize) -> Result<Vec<User>, StoreError>;
+}
+
+/// Refresh tokens, by their hash.
+pub trait RefreshTokenStore: Send + Sync {
+    fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError>;
+    fn find_refresh_token(
+        &self,
+        hash: &RefreshTokenHash,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError>;
+    /// In one atomic step: if `old` is live at `now`, mark it used and store
+    /// `replacement`. Returns whether it did; of many concurrent calls for one
+    /// token, exactly one gets `true`.
+    fn rotate_refresh_token(
+        &self,
+        old: &RefreshTokenHash,
+        replacement: &RefreshTokenRecord,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every token of a family; returns how many were live.
+    fn revoke_refresh_family(&self, family: FamilyId) -> Result<u64, StoreError>;
+    /// Revokes every token of a user; returns how many were live.
+    fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<u64, StoreError>;
+    /// Deletes tokens that expired before `now`; returns how many.
+    fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Tasks. Every call is scoped to the owner inside the query itself.
+pub trait TaskStore: Send + Sync {
+    /// Fails with [`StoreError::Conflict`] on a duplicate id.
+    fn insert_task(&self, task: &Task) -> Result<(), StoreError>;
+    fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError>;
+    /// Up to `limit` of the owner's tasks that match `query`, in its order,
+    /// after `after` if given.
+    fn list_tasks(
+        &self,
+        owner: UserId,
+        query: &TaskQuery,
+        after: Option<&TaskCursor>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError>;
+    /// Replaces the stored task (same owner and id) if its version is still
+    /// `expected`; returns whether it did.
+    fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError>;
+    /// Deletes the task if it exists (and has version `expected`, if given);
+    /// returns whether it did.
+    fn delete_task(
+        &self,
+        owner: UserId,
+        id: TaskId,
+        expected: Option<TaskVersion>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    pub matches: bool,
+    /// The hash was made with weaker parameters than configured now.
+    pub needs_rehash: bool,
+}
+
+/// Password hashing (argon2id in todo-auth).
+pub trait PasswordHasher: Send + Sync {
+    fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
+    fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<Verification, HashError>;
+    /// A hash of no one's password, made with the current parameters: unknown
+    /// users are checked against it so that they cost what known users cost.
+    fn dummy_hash(&self) -> &PasswordHash;
+}
+
+/// Signs access tokens (auth service only: it holds the private key).
+pub trait AccessTokenSigner: Send + Sync {
+    fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError>;
+}
+
+/// Verifies access tokens: signature with an accepted algorithm and a known
+/// key, issuer, audience, and `exp`/`nbf` against `now` (with a small leeway).
+pub trait AccessTokenVerifier: Send + Sync {
+    fn verify(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError>;
+}
+
+/// Digests refresh tokens for storage.
+pub trait RefreshTokenHasher: Send + Sync {
+    fn digest(&self, token: &RefreshToken) -> RefreshTokenHash;
+}
+
+/// A limiter keyed by `K` (a client address, an account).
+pub trait RateLimiter<K: ?Sized>: Send + Sync {
+    /// Takes one unit of `key`'s allowance; `Err(wait)` when it is spent.
+    fn check(&self, key: &K) -> Result<(), Duration>;
+}
+
+/// Failed-login bookkeeping per account: a growing delay after repeated failures.
+pub trait LoginBackoff: Send + Sync {
+    /// `Err(wait)` while the account is in its delay.
+    fn check(&self, account: &Username, now: Timestamp) -> Result<(), Duration>;
+    fn record_failure(&self, account: &Username, now: Timestamp);
+    fn record_success(&self, account: &Username);
+}
+
+/// Security events, for the audit log.
+pub trait AuditSink: Send + Sync {
+    fn record(&self, event: &AuditEvent<'_>);
+}
+
+/// A security event and who caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuditEvent<'a> {
+    Registered {
+        user: UserId,
+        client: Option<IpAddr>,
+    },
+    LoginSucceeded {
+        user: UserId,
+        client: Option<IpAddr>,
+    },
+    /// `username` is what was offered, when it was a valid username.
+    LoginFailed {
+        username: Option<&'a Username>,
+        client: Option<IpAddr>,
+    },
+    Throttled {
+        action: &'static str,
+        username: Option<&'a Username>,
+        client: Option<IpAddr>,
+    },
+    /// A dead refresh token was presented: its family is revoked.
+    RefreshTokenReused {
+        user: UserId,
+        family: FamilyId,
+        client: Option<IpAddr>,
+    },
+    LoggedOut {
+        user: UserId,
+        client: Option<IpAddr>,
+    },
+    PasswordChanged {
+        user: UserId,
+        client: Option<IpAddr>,
+    },
+    AdminAction {
+        actor: UserId,
+        action: &'static str,
+        target: UserId,
+    },
+}
+
+/// An audit sink that drops every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAudit;
+
+impl AuditSink for NoAudit {
+    fn record(&self, _event: &AuditEvent<'_>) {}
+}
+
+/// A limiter that never limits (for embedding and tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unlimited;
+
+impl<K: ?Sized> RateLimiter<K> for Unlimited {
+    fn check(&self, _key: &K) -> Result<(), Duration> {
+        Ok(())
+    }
+}
+
+impl LoginBackoff for Unlimited {
+    fn check(&self, _account: &Username, _now: Timestamp) -> Result<(), Duration> {
+        Ok(())
+    }
+    fn record_failure(&self, _account: &Username, _now: Timestamp) {}
+    fn record_success(&self, _account: &Username) {}
+}

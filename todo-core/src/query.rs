@@ -1,0 +1,375 @@
+//! Listing: task filters, sort orders, page sizes and keyset cursors.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use uuid::Uuid;
+
+use crate::error::ValidationError;
+use crate::task::{Label, Task, TaskId, is_text_char};
+use crate::time::Timestamp;
+use crate::user::UserId;
+
+/// How many items a page holds: 1 to 100, 50 by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageLimit(u8);
+
+impl PageLimit {
+    pub const MAX: u8 = 100;
+
+    pub fn new(value: i64) -> Result<Self, ValidationError> {
+        u8::try_from(value)
+            .ok()
+            .filter(|v| (1..=Self::MAX).contains(v))
+            .map(Self)
+            .ok_or(ValidationError::Range {
+                field: "limit",
+                min: 1,
+                max: i64::from(Self::MAX),
+            })
+    }
+
+    #[must_use]
+    pub const fn get(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl Default for PageLimit {
+    fn default() -> Self {
+        Self(50)
+    }
+}
+
+/// The text of a `q` search: 1 to 200 characters, kept folded to lower case.
+/// It matches as a literal substring: `%` and `_` mean only themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SearchText(String);
+
+impl SearchText {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        const FIELD: &str = "q";
+        let n = if raw.len() > Self::MAX_CHARS * 4 {
+            usize::MAX
+        } else {
+            raw.chars().count()
+        };
+        if !(1..=Self::MAX_CHARS).contains(&n) {
+            return Err(ValidationError::Length {
+                field: FIELD,
+                min: 1,
+                max: Self::MAX_CHARS,
+            });
+        }
+        if !raw.chars().all(is_text_char) {
+            return Err(ValidationError::Charset {
+                field: FIELD,
+                allowed: "printable characters, line breaks and tabs",
+            });
+        }
+        Ok(Self(raw.to_lowercase()))
+    }
+
+    /// The folded text, to look for in [`Task::search_text`].
+    #[must_use]
+    pub fn folded(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The order of a task list. Ties break on the id, in the same direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TaskSort {
+    CreatedAsc,
+    #[default]
+    CreatedDesc,
+    /// Tasks without a due date come last.
+    DueAsc,
+    /// Tasks without a due date come first.
+    DueDesc,
+    PriorityAsc,
+    PriorityDesc,
+}
+
+impl TaskSort {
+    const ALL: [Self; 6] = [
+        Self::CreatedAsc,
+        Self::CreatedDesc,
+        Self::DueAsc,
+        Self::DueDesc,
+        Self::PriorityAsc,
+        Self::PriorityDesc,
+    ];
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or(ValidationError::Format {
+                field: "sort",
+                what: "sort order (created, due or priority, with - for descending)",
+            })
+    }
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CreatedAsc => "created",
+            Self::CreatedDesc => "-created",
+            Self::DueAsc => "due",
+            Self::DueDesc => "-due",
+            Self::PriorityAsc => "priority",
+            Self::PriorityDesc => "-priority",
+        }
+    }
+
+    #[must_use]
+    pub const fn is_descending(self) -> bool {
+        matches!(self, Self::CreatedDesc | Self::DueDesc | Self::PriorityDesc)
+    }
+
+    /// The value a task sorts by; a missing due date sorts as the latest time.
+    #[must_use]
+    pub fn key(self, task: &Task) -> i64 {
+        match self {
+            Self::CreatedAsc | Self::CreatedDesc => task.created_at.unix_micros(),
+            Self::DueAsc | Self::DueDesc => task
+                .due_at
+                .map_or(Self::NO_DUE_DATE, Timestamp::unix_micros),
+            Self::PriorityAsc | Self::PriorityDesc => i64::from(task.priority.get()),
+        }
+    }
+
+    /// The sort key of a task without a due date.
+    pub const NO_DUE_DATE: i64 = i64::MAX;
+
+    fn code(self) -> u8 {
+        match self {
+            Self::CreatedAsc => 0,
+            Self::CreatedDesc => 1,
+            Self::DueAsc => 2,
+            Self::DueDesc => 3,
+            Self::PriorityAsc => 4,
+            Self::PriorityDesc => 5,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+/// Which of a user's tasks to list, in what order, how many at a time.
+/// Filters combine with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TaskQuery {
+    pub done: Option<bool>,
+    /// Archived tasks are listed only when asked for, and then alone.
+    pub archived: bool,
+    pub label: Option<Label>,
+    pub text: Option<SearchText>,
+    /// Strict; leaves out tasks without a due date.
+    pub due_before: Option<Timestamp>,
+    /// Strict; leaves out tasks without a due date.
+    pub due_after: Option<Timestamp>,
+    pub sort: TaskSort,
+    pub limit: PageLimit,
+}
+
+impl TaskQuery {
+    /// Whether `task` passes every filter (the reference the stores agree with).
+    #[must_use]
+    pub fn matches(&self, task: &Task) -> bool {
+        self.done.is_none_or(|done| task.done == done)
+            && task.archived == self.archived
+            && self
+                .label
+                .as_ref()
+                .is_none_or(|label| task.labels.contains(label))
+            && self
+                .text
+                .as_ref()
+                .is_none_or(|q| task.search_text().contains(q.folded()))
+            && self
+                .due_before
+                .is_none_or(|t| task.due_at.is_some_and(|due| due < t))
+            && self
+                .due_after
+                .is_none_or(|t| task.due_at.is_some_and(|due| due > t))
+    }
+
+    /// A short digest of the filters and sort, carried in cursors so that a
+    /// cursor is refused under a different query.
+    #[must_use]
+    pub fn fingerprint(&self) -> u32 {
+        // FNV-1a: stable across builds and platforms, unlike `DefaultHasher`.
+        let mut hash: u32 = 0x811c_9dc5;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                hash ^= u32::from(*b);
+                hash = hash.wrapping_mul(0x0100_0193);
+            }
+            hash ^= 0xff;
+            hash = hash.wrapping_mul(0x0100_0193);
+        };
+        eat(&[
+            self.done.map_or(2, u8::from),
+            u8::from(self.archived),
+            self.sort.code(),
+        ]);
+        eat(self
+            .label
+            .as_ref()
+            .map_or(&[][..], |l| l.as_str().as_bytes()));
+        eat(self
+            .text
+            .as_ref()
+            .map_or(&[][..], |q| q.folded().as_bytes()));
+        for t in [self.due_before, self.due_after] {
+            eat(&t.map_or(i64::MIN, Timestamp::unix_micros).to_be_bytes());
+        }
+        hash
+    }
+
+    /// The cursor that continues this query after `last`.
+    #[must_use]
+    pub fn cursor_after(&self, last: &Task) -> TaskCursor {
+        TaskCursor {
+            sort: self.sort,
+            key: self.sort.key(last),
+            id: last.id,
+            fingerprint: self.fingerprint(),
+        }
+    }
+
+    /// Whether `task` comes after the cursor's position in this query's order.
+    #[must_use]
+    pub fn is_after(&self, cursor: &TaskCursor, task: &Task) -> bool {
+        let here = (self.sort.key(task), task.id);
+        let there = (cursor.key, cursor.id);
+        if self.sort.is_descending() {
+            here < there
+        } else {
+            here > there
+        }
+    }
+}
+
+/// Where a page of tasks ends: the sort key and id of its last task.
+/// Opaque to clients (URL-safe base64); it positions, it grants nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TaskCursor {
+    pub sort: TaskSort,
+    pub key: i64,
+    pub id: TaskId,
+    pub fingerprint: u32,
+}
+
+impl TaskCursor {
+    const VERSION: u8 = 1;
+    const LEN: usize = 1 + 1 + 8 + 16 + 4;
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let bad = ValidationError::Format {
+            field: "cursor",
+            what: "cursor",
+        };
+        let bytes = decode_exact::<{ Self::LEN }>(raw).ok_or_else(|| bad.clone())?;
+        if bytes[0] != Self::VERSION {
+            return Err(bad);
+        }
+        let sort = TaskSort::from_code(bytes[1]).ok_or_else(|| bad.clone())?;
+        let key = i64::from_be_bytes(array(&bytes[2..10]));
+        let id = TaskId::from_uuid(Uuid::from_bytes(array(&bytes[10..26])));
+        let fingerprint = u32::from_be_bytes(array(&bytes[26..30]));
+        Ok(Self {
+            sort,
+            key,
+            id,
+            fingerprint,
+        })
+    }
+
+    /// Checks that the cursor belongs to `query`.
+    pub fn check(&self, query: &TaskQuery) -> Result<(), ValidationError> {
+        if self.sort == query.sort && self.fingerprint == query.fingerprint() {
+            Ok(())
+        } else {
+            Err(ValidationError::Format {
+                field: "cursor",
+                what: "cursor for this query",
+            })
+        }
+    }
+}
+
+impl fmt::Display for TaskCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut bytes = [0u8; Self::LEN];
+        bytes[0] = Self::VERSION;
+        bytes[1] = self.sort.code();
+        bytes[2..10].copy_from_slice(&self.key.to_be_bytes());
+        bytes[10..26].copy_from_slice(self.id.as_uuid().as_bytes());
+        bytes[26..30].copy_from_slice(&self.fingerprint.to_be_bytes());
+        f.write_str(&URL_SAFE_NO_PAD.encode(bytes))
+    }
+}
+
+/// Where a page of users ends: the last user's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserCursor(pub UserId);
+
+impl UserCursor {
+    const VERSION: u8 = 1;
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let bad = ValidationError::Format {
+            field: "cursor",
+            what: "cursor",
+        };
+        let bytes = decode_exact::<17>(raw).ok_or_else(|| bad.clone())?;
+        if bytes[0] != Self::VERSION {
+            return Err(bad);
+        }
+        Ok(Self(UserId::from_uuid(Uuid::from_bytes(array(
+            &bytes[1..17],
+        )))))
+    }
+}
+
+impl fmt::Display for UserCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut bytes = [0u8; 17];
+        bytes[0] = Self::VERSION;
+        bytes[1..].copy_from_slice(self.0.as_uuid().as_bytes());
+        f.write_str(&URL_SAFE_NO_PAD.encode(bytes))
+    }
+}
+
+/// A page of a list, and the cursor of the next one if there is more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<C>,
+}
+
+fn decode_exact<const N: usize>(raw: &str) -> Option<[u8; N]> {
+    // Base64 of N bytes without padding is exactly this long.
+    if raw.len() != (N * 4).div_ceil(3) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    match URL_SAFE_NO_PAD.decode_slice(raw, &mut out) {
+        Ok(n) if n == N => Some(out),
+        _ => None,
+    }
+}
+
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[..N]);
+    out
+}

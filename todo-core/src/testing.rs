@@ -1,0 +1,217 @@
+//! Fakes of the core's edge traits, for tests and examples: a clock you move
+//! by hand, seeded randomness, a password hasher that counts its work, and
+//! tokens kept in a table. None of them is secure; none belongs in production.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::error::{HashError, RandomError, TokenError, TokenRejection};
+use crate::ports::{
+    AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, PasswordHasher,
+    RefreshTokenHasher, Verification,
+};
+use crate::random::Random;
+use crate::time::{Clock, Timestamp};
+use crate::token::{AccessClaims, RefreshToken, RefreshTokenHash};
+use crate::user::{Password, PasswordHash};
+
+/// A clock that stands still until moved.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    #[must_use]
+    pub fn at(start: Timestamp) -> Self {
+        Self(AtomicI64::new(start.unix_micros()))
+    }
+
+    /// 2026-01-01T00:00:00Z.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(AtomicI64::new(1_767_225_600_000_000))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.0.fetch_add(micros, Ordering::SeqCst);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_micros(self.0.load(Ordering::SeqCst)).unwrap_or(Timestamp::MAX)
+    }
+}
+
+/// Deterministic, non-secure randomness (splitmix64 from a seed).
+#[derive(Debug)]
+pub struct SeededRandom(AtomicU64);
+
+impl SeededRandom {
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self(AtomicU64::new(seed))
+    }
+}
+
+impl Random for SeededRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
+        for chunk in buf.chunks_mut(8) {
+            let mut z = self.0.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// A "hasher" that stores `fake:<cost>:<password>` and counts its calls.
+/// Hashes made at a lower cost than the current one report `needs_rehash`.
+#[derive(Debug)]
+pub struct CountingHasher {
+    cost: u32,
+    dummy: PasswordHash,
+    hashes: AtomicUsize,
+    verifications: AtomicUsize,
+}
+
+impl CountingHasher {
+    #[must_use]
+    pub fn new(cost: u32) -> Self {
+        Self {
+            cost,
+            dummy: PasswordHash::new(format!("fake:{cost}:\u{0}no one's password")),
+            hashes: AtomicUsize::new(0),
+            verifications: AtomicUsize::new(0),
+        }
+    }
+
+    #[must_use]
+    pub fn hashes(&self) -> usize {
+        self.hashes.load(Ordering::SeqCst)
+    }
+
+    #[must_use]
+    pub fn verifications(&self) -> usize {
+        self.verifications.load(Ordering::SeqCst)
+    }
+}
+
+impl PasswordHasher for CountingHasher {
+    fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        self.hashes.fetch_add(1, Ordering::SeqCst);
+        Ok(PasswordHash::new(format!(
+            "fake:{}:{}",
+            self.cost,
+            password.expose()
+        )))
+    }
+
+    fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<Verification, HashError> {
+        self.verifications.fetch_add(1, Ordering::SeqCst);
+        let malformed = || HashError::Malformed("not a fake hash".into());
+        let rest = hash.as_str().strip_prefix("fake:").ok_or_else(malformed)?;
+        let (cost, secret) = rest.split_once(':').ok_or_else(malformed)?;
+        let cost: u32 = cost.parse().map_err(|_| malformed())?;
+        Ok(Verification {
+            matches: secret == password.expose(),
+            needs_rehash: cost < self.cost,
+        })
+    }
+
+    fn dummy_hash(&self) -> &PasswordHash {
+        &self.dummy
+    }
+}
+
+/// Access tokens kept in a table: `sign` files the claims under a fresh
+/// handle, `verify` looks them up and checks the times and audience.
+#[derive(Debug)]
+pub struct TableTokens {
+    issuer: String,
+    audience: String,
+    issued: Mutex<HashMap<String, AccessClaims>>,
+}
+
+impl TableTokens {
+    #[must_use]
+    pub fn new(issuer: &str, audience: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            issued: Mutex::default(),
+        }
+    }
+}
+
+impl AccessTokenSigner for TableTokens {
+    fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError> {
+        let handle = format!("table-token.{}", claims.token_id);
+        let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        issued.insert(handle.clone(), claims.clone());
+        Ok(handle)
+    }
+}
+
+impl AccessTokenVerifier for TableTokens {
+    fn verify(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
+        let issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        let claims = issued
+            .get(token)
+            .ok_or(TokenError::Rejected(TokenRejection::Malformed))?;
+        let now = now.unix_seconds();
+        if claims.issuer != self.issuer || claims.audience != self.audience {
+            return Err(TokenError::Rejected(TokenRejection::WrongAudience));
+        }
+        if now >= claims.expires_at {
+            return Err(TokenError::Rejected(TokenRejection::Expired));
+        }
+        if now < claims.not_before {
+            return Err(TokenError::Rejected(TokenRejection::NotYetValid));
+        }
+        Ok(claims.clone())
+    }
+}
+
+/// Reverses the token: distinct tokens get distinct "digests". Not a hash.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReversingDigest;
+
+impl RefreshTokenHasher for ReversingDigest {
+    fn digest(&self, token: &RefreshToken) -> RefreshTokenHash {
+        RefreshTokenHash::new(token.expose().chars().rev().collect())
+    }
+}
+
+/// Keeps every audit event, printed with `{:?}`.
+#[derive(Debug, Default)]
+pub struct RecordingAudit(Mutex<Vec<String>>);
+
+impl RecordingAudit {
+    #[must_use]
+    pub fn events(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl AuditSink for RecordingAudit {
+    fn record(&self, event: &AuditEvent<'_>) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(format!("{event:?}"));
+    }
+}

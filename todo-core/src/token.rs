@@ -1,0 +1,161 @@
+//! Access tokens (signed, short-lived) and refresh tokens (opaque, rotating).
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::error::RandomError;
+use crate::random::Random;
+use crate::time::Timestamp;
+use crate::user::{Role, UserId, Username, uuid_id};
+
+/// What an access token says. Signers add nothing; verifiers check every field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub subject: UserId,
+    pub username: Username,
+    pub role: Role,
+    pub issuer: String,
+    pub audience: String,
+    /// Whole seconds, as JWT keeps them.
+    pub issued_at: i64,
+    pub not_before: i64,
+    pub expires_at: i64,
+    pub token_id: Uuid,
+}
+
+impl AccessClaims {
+    /// Who the token speaks for.
+    #[must_use]
+    pub fn principal(&self) -> Principal {
+        Principal {
+            user_id: self.subject,
+            username: self.username.clone(),
+            role: self.role,
+        }
+    }
+}
+
+/// An authenticated caller, as a verified access token names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: UserId,
+    pub username: Username,
+    pub role: Role,
+}
+
+/// Issuer, audience and lifetimes of the tokens the auth service hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPolicy {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            issuer: "todo-auth".to_owned(),
+            audience: "todo".to_owned(),
+            access_ttl: Duration::from_secs(5 * 60),
+            refresh_ttl: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
+/// A refresh token: 256 random bits in URL-safe base64. A secret: zeroed when
+/// dropped, never printed; only its hash is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshToken(Zeroizing<String>);
+
+impl RefreshToken {
+    const BYTES: usize = 32;
+    /// The length of the encoding of 32 bytes.
+    const CHARS: usize = 43;
+
+    /// A fresh token.
+    pub fn generate(random: &dyn Random) -> Result<Self, RandomError> {
+        let mut bytes = Zeroizing::new([0u8; Self::BYTES]);
+        random.fill(&mut bytes[..])?;
+        Ok(Self(Zeroizing::new(URL_SAFE_NO_PAD.encode(&bytes[..]))))
+    }
+
+    /// A token as a client presents it; `None` when it cannot be one of ours.
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        let well_formed = raw.len() == Self::CHARS
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        well_formed.then(|| Self(Zeroizing::new(raw.to_owned())))
+    }
+
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefreshToken(<redacted>)")
+    }
+}
+
+/// The stored digest of a refresh token (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RefreshTokenHash(String);
+
+impl RefreshTokenHash {
+    #[must_use]
+    pub fn new(digest: String) -> Self {
+        Self(digest)
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+uuid_id!(
+    /// The lineage of refresh tokens from one login: reuse of any one of them
+    /// revokes them all.
+    FamilyId,
+    "family"
+);
+
+/// A refresh token as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub hash: RefreshTokenHash,
+    pub family: FamilyId,
+    pub user_id: UserId,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// When it was exchanged for its successor; a used token is dead.
+    pub used_at: Option<Timestamp>,
+    pub revoked: bool,
+}
+
+impl RefreshTokenRecord {
+    /// Whether it can still be exchanged at `now`.
+    #[must_use]
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.used_at.is_none() && !self.revoked && now < self.expires_at
+    }
+}
+
+/// What login and refresh answer.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: RefreshToken,
+}

@@ -1,0 +1,328 @@
+//! Users: ids, usernames, e-mail addresses, passwords and roles.
+
+use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
+use zeroize::Zeroizing;
+
+use crate::error::ValidationError;
+use crate::time::Timestamp;
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(::uuid::Uuid);
+
+        impl $name {
+            #[must_use]
+            pub const fn from_uuid(id: ::uuid::Uuid) -> Self {
+                Self(id)
+            }
+
+            #[must_use]
+            pub const fn as_uuid(&self) -> &::uuid::Uuid {
+                &self.0
+            }
+
+            /// Parses the hyphenated form (`01890a5d-ac96-774b-bcce-b302099a8057`),
+            /// in either case; no other spelling is accepted.
+            pub fn parse(raw: &str) -> Result<Self, $crate::ValidationError> {
+                if raw.len() != 36 {
+                    return Err($crate::ValidationError::Format { field: $field, what: "UUID" });
+                }
+                ::uuid::Uuid::try_parse(raw)
+                    .map(Self)
+                    .map_err(|_| $crate::ValidationError::Format { field: $field, what: "UUID" })
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.hyphenated())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::ValidationError;
+            fn from_str(raw: &str) -> Result<Self, Self::Err> {
+                Self::parse(raw)
+            }
+        }
+    };
+}
+pub(crate) use uuid_id;
+
+uuid_id!(
+    /// A user's id (UUIDv7).
+    UserId,
+    "id"
+);
+
+/// A username: 3 to 32 characters of `a-z 0-9 _ . -`, case-folded to lower case.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Username(String);
+
+impl Username {
+    pub const MIN_CHARS: usize = 3;
+    pub const MAX_CHARS: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        const FIELD: &str = "username";
+        let too_long = ValidationError::Length {
+            field: FIELD,
+            min: Self::MIN_CHARS,
+            max: Self::MAX_CHARS,
+        };
+        // Bound the work before folding: no valid username is longer than this.
+        if raw.len() > Self::MAX_CHARS * 4 {
+            return Err(too_long);
+        }
+        let folded = raw.to_lowercase();
+        let chars = folded.chars().count();
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
+            return Err(too_long);
+        }
+        let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b);
+        if !folded.bytes().all(allowed) {
+            return Err(ValidationError::Charset {
+                field: FIELD,
+                allowed: "the letters a-z, digits and _ . -",
+            });
+        }
+        Ok(Self(folded))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Username({})", self.0)
+    }
+}
+
+/// An e-mail address: one `@`, a local part of 1 to 64 and a domain of 1 to
+/// 253 characters with a dot, no spaces or control characters; 254 at most.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub const MAX_CHARS: usize = 254;
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        const FIELD: &str = "email";
+        let bad = ValidationError::Format {
+            field: FIELD,
+            what: "e-mail address",
+        };
+        if raw.len() > Self::MAX_CHARS * 4 || raw.chars().count() > Self::MAX_CHARS {
+            return Err(ValidationError::Length {
+                field: FIELD,
+                min: 3,
+                max: Self::MAX_CHARS,
+            });
+        }
+        let Some((local, domain)) = raw.split_once('@') else {
+            return Err(bad);
+        };
+        let clean = |s: &str| {
+            !s.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '@')
+        };
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && domain.chars().count() <= 253;
+        if local.is_empty() || local.chars().count() > 64 || !clean(local) || !clean(domain) {
+            return Err(bad);
+        }
+        if !domain_ok {
+            return Err(bad);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({})", self.0)
+    }
+}
+
+/// A password: a secret that is zeroed when dropped and never printed.
+///
+/// It is NFKC-normalised, so that the same password typed on different
+/// keyboards hashes alike.
+#[derive(Clone)]
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    pub const MIN_CHARS: usize = 8;
+    pub const MAX_CHARS: usize = 128;
+    /// Longer input is refused before it is normalised or hashed. NFKC can
+    /// merge characters, so this is looser than `MAX_CHARS` times four.
+    pub const MAX_INPUT_BYTES: usize = 1024;
+
+    /// A new password for `username`, held to every rule.
+    pub fn new_for(raw: &str, username: &Username) -> Result<Self, ValidationError> {
+        const FIELD: &str = "password";
+        let length = ValidationError::Length {
+            field: FIELD,
+            min: Self::MIN_CHARS,
+            max: Self::MAX_CHARS,
+        };
+        let password = Self::normalise(raw).ok_or_else(|| length.clone())?;
+        let chars = password.0.chars().count();
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
+            return Err(length);
+        }
+        if password.0.to_lowercase() == username.as_str() {
+            return Err(ValidationError::PasswordIsUsername { field: FIELD });
+        }
+        Ok(password)
+    }
+
+    /// A password offered at login or for a check. Only the input size is
+    /// held to the limit: a stored hash may predate today's rules.
+    #[must_use]
+    pub fn offered(raw: &str) -> Option<Self> {
+        Self::normalise(raw)
+    }
+
+    fn normalise(raw: &str) -> Option<Self> {
+        if raw.len() > Self::MAX_INPUT_BYTES {
+            return None;
+        }
+        let mut normalised = Zeroizing::new(String::with_capacity(raw.len()));
+        normalised.extend(raw.nfkc());
+        Some(Self(normalised))
+    }
+
+    /// The normalised secret, for a hasher.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A stored password hash (a PHC string). Not printed, though not secret like
+/// a password: it is what an attacker who steals the database cracks.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    #[must_use]
+    pub fn new(phc: String) -> Self {
+        Self(phc)
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        match raw {
+            "user" => Ok(Self::User),
+            "admin" => Ok(Self::Admin),
+            _ => Err(ValidationError::Format {
+                field: "role",
+                what: "role (user or admin)",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user as the API shows one: never a password or hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: Username,
+    pub email: Option<Email>,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A user as stored: with the password hash and the revocation mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: PasswordHash,
+    /// Access tokens issued (in whole seconds) before this instant are
+    /// refused by validation: set when the password changes.
+    pub tokens_revoked_before: Option<Timestamp>,
+}
+
+/// An admin's change to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    pub disabled: Option<bool>,
+    pub role: Option<Role>,
+    /// `Some(None)` removes the address.
+    pub email: Option<Option<Email>>,
+}
