@@ -1,1 +1,29 @@
+//! Security primitives for todo, implementing `todo-core`'s edge traits:
+//!
+//! - [`Argon2Hasher`]: argon2id password hashing, and [`BoundedHasher`], which
+//!   bounds how much of it runs and waits at once;
+//! - [`JwtSigner`] / [`JwtVerifier`]: EdDSA (default) or ES256 access tokens
+//!   with a `kid`, over a [`KeySet`] that rotates; JWKS rendering;
+//! - [`Sha256RefreshTokenHasher`]: refresh tokens are stored only as digests;
+//! - [`KeyedLimiter`] (governor) and [`FailedLoginBackoff`]: rate limits with
+//!   bounded memory;
+//! - [`SystemClock`] and [`OsRandom`]: the real clock and randomness.
 
+mod error;
+mod jwt;
+mod limit;
+mod password;
+mod refresh;
+mod system;
+
+pub use error::KeyError;
+pub use jwt::{
+    JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, MAX_LEEWAY_SECONDS, PublicKey, SigningKey,
+};
+pub use limit::{BackoffPolicy, FailedLoginBackoff, KeyedLimiter, LimitPolicy};
+pub use password::{Argon2Config, Argon2Hasher, BoundedHasher, PoolLimits};
+pub use refresh::Sha256RefreshTokenHasher;
+pub use system::{OsRandom, SystemClock};
+
+/// jsonwebtoken's JWKS types, for callers that serve or fetch key sets.
+pub use jsonwebtoken::jwk::JwkSet;

@@ -1,0 +1,242 @@
+//! Password hashing: argon2id, and a bound on how much of it runs at once.
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use password_hash::phc;
+use password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use todo_core::{HashError, Password, PasswordHash, PasswordHasher, Verification};
+
+use crate::error::KeyError;
+
+/// argon2id cost parameters. The default is OWASP's: 19 MiB, 2 passes, 1 lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Config {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// argon2id with a random 128-bit salt per hash, stored as a PHC string.
+pub struct Argon2Hasher {
+    argon2: Argon2<'static>,
+    config: Argon2Config,
+    dummy: PasswordHash,
+}
+
+impl std::fmt::Debug for Argon2Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Argon2Hasher")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Argon2Hasher {
+    /// A hasher with these parameters; hashes a random password once, for
+    /// the dummy hash that unknown users are checked against.
+    pub fn new(config: Argon2Config) -> Result<Self, KeyError> {
+        let params = Params::new(
+            config.memory_kib,
+            config.iterations,
+            config.parallelism,
+            None,
+        )
+        .map_err(|e| KeyError::Argon2Params(Box::new(e)))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let mut hasher = Self {
+            argon2,
+            config,
+            dummy: PasswordHash::new(String::new()),
+        };
+        let mut secret = [0u8; 24];
+        aws_lc_rs::rand::fill(&mut secret).map_err(|e| KeyError::Generation(Box::new(e)))?;
+        let secret: String = secret.iter().map(|b| char::from(b'a' + b % 26)).collect();
+        let dummy = Password::offered(&secret).ok_or(KeyError::Generation("dummy".into()))?;
+        hasher.dummy = hasher
+            .hash(&dummy)
+            .map_err(|e| KeyError::Generation(Box::new(e)))?;
+        Ok(hasher)
+    }
+
+    #[must_use]
+    pub fn config(&self) -> Argon2Config {
+        self.config
+    }
+
+    /// Whether a stored hash was made with other than argon2id at (at least)
+    /// today's parameters.
+    fn is_weaker(&self, stored: &phc::PasswordHash) -> bool {
+        if stored.algorithm != Algorithm::Argon2id.ident() {
+            return true;
+        }
+        match Params::try_from(stored) {
+            Ok(p) => {
+                p.m_cost() < self.config.memory_kib
+                    || p.t_cost() < self.config.iterations
+                    || p.p_cost() < self.config.parallelism
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+impl PasswordHasher for Argon2Hasher {
+    fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        let mut salt = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut salt).map_err(|e| HashError::Internal(Box::new(e)))?;
+        let hash = self
+            .argon2
+            .hash_password_with_salt(password.expose().as_bytes(), &salt)
+            .map_err(|e| HashError::Internal(Box::new(e)))?;
+        Ok(PasswordHash::new(hash.to_string()))
+    }
+
+    fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<Verification, HashError> {
+        let parsed =
+            phc::PasswordHash::new(hash.as_str()).map_err(|e| HashError::Malformed(Box::new(e)))?;
+        let matches = match self
+            .argon2
+            .verify_password(password.expose().as_bytes(), &parsed)
+        {
+            Ok(()) => true,
+            Err(password_hash::Error::PasswordInvalid) => false,
+            Err(e) => return Err(HashError::Malformed(Box::new(e))),
+        };
+        Ok(Verification {
+            matches,
+            needs_rehash: self.is_weaker(&parsed),
+        })
+    }
+
+    fn dummy_hash(&self) -> &PasswordHash {
+        &self.dummy
+    }
+}
+
+/// Bounds the hashing work of a [`PasswordHasher`]: at most `running` hashes
+/// at once (one per core is right for argon2), at most `waiting` callers
+/// queued behind them; beyond that, [`HashError::Busy`] at once, so a login
+/// flood is shed instead of piling up.
+///
+/// Callers block while queued: call it from a blocking thread, never from an
+/// async executor's worker.
+pub struct BoundedHasher<H> {
+    inner: H,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+    limits: PoolLimits,
+}
+
+/// The bounds of a [`BoundedHasher`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLimits {
+    pub running: usize,
+    pub waiting: usize,
+    /// What a shed caller is told to wait.
+    pub retry_after: Duration,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    running: usize,
+    waiting: usize,
+}
+
+impl<H> std::fmt::Debug for BoundedHasher<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundedHasher")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: PasswordHasher> BoundedHasher<H> {
+    #[must_use]
+    pub fn new(inner: H, limits: PoolLimits) -> Self {
+        let limits = PoolLimits {
+            running: limits.running.max(1),
+            ..limits
+        };
+        Self {
+            inner,
+            state: Mutex::default(),
+            freed: Condvar::new(),
+            limits,
+        }
+    }
+
+    /// How many callers wait for a hashing slot now.
+    pub fn queue_depth(&self) -> usize {
+        self.lock().waiting
+    }
+
+    /// How many hashes run now.
+    pub fn running(&self) -> usize {
+        self.lock().running
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn with_slot<T>(&self, work: impl FnOnce(&H) -> Result<T, HashError>) -> Result<T, HashError> {
+        let mut state = self.lock();
+        if state.running >= self.limits.running {
+            if state.waiting >= self.limits.waiting {
+                return Err(HashError::Busy {
+                    retry_after: self.limits.retry_after,
+                });
+            }
+            state.waiting += 1;
+            while state.running >= self.limits.running {
+                state = self
+                    .freed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            state.waiting -= 1;
+        }
+        state.running += 1;
+        drop(state);
+        let _slot = SlotGuard(self);
+        work(&self.inner)
+    }
+}
+
+/// Gives the slot back even if the work panics.
+struct SlotGuard<'a, H>(&'a BoundedHasher<H>);
+
+impl<H> Drop for SlotGuard<'_, H> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.running -= 1;
+        drop(state);
+        self.0.freed.notify_one();
+    }
+}
+
+impl<H: PasswordHasher> PasswordHasher for BoundedHasher<H> {
+    fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        self.with_slot(|inner| inner.hash(password))
+    }
+
+    fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<Verification, HashError> {
+        self.with_slot(|inner| inner.verify(password, hash))
+    }
+
+    fn dummy_hash(&self) -> &PasswordHash {
+        self.inner.dummy_hash()
+    }
+}
