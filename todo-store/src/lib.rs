@@ -1,1 +1,110 @@
+//! Storage for todo: the core's store traits over diesel and r2d2, on SQLite
+//! (the embedded default: WAL, foreign keys on, a busy timeout) and on
+//! PostgreSQL, with embedded migrations for both.
+//!
+//! This is the only crate that knows SQL. Every task query is scoped to its
+//! owner inside the query itself. No diesel error leaves the crate: callers
+//! get [`todo_core::StoreError`], which tells "unavailable" (retryable) from
+//! "conflict" from anything else.
+//!
+//! Calls block: run them on a blocking thread, not on an async executor.
 
+mod db;
+mod error;
+mod schema;
+mod tasks;
+mod users;
+
+use diesel::prelude::*;
+use todo_core::StoreError;
+
+use db::{AnyConnection, Manager};
+pub use db::{Backend, DatabaseUrl, StoreConfig};
+use error::{from_diesel, from_pool};
+
+/// The SQL store: users, refresh tokens and tasks in one database.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: r2d2::Pool<Manager>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pool's state, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub connections: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl SqlStore {
+    /// Opens a pool. It connects lazily, so a database that is down now does
+    /// not stop the caller from starting; [`SqlStore::ping`] tells.
+    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        if let DatabaseUrl::Sqlite(path) = &config.url
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        }
+        let pool = r2d2::Pool::builder()
+            .max_size(config.max_connections.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(config.acquire_timeout)
+            .test_on_check_out(false)
+            .build_unchecked(Manager::new(config));
+        Ok(Self {
+            pool,
+            backend: config.url.backend(),
+        })
+    }
+
+    /// Opens a pool and runs the pending migrations.
+    pub fn open_and_migrate(config: &StoreConfig) -> Result<Self, StoreError> {
+        let store = Self::open(config)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Runs the pending migrations; returns how many ran. Safe when several
+    /// instances start at once on one database.
+    pub fn migrate(&self) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get().map_err(from_pool)?;
+        db::migrate(&mut conn)
+    }
+
+    /// One round trip to the database (for readiness checks).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ()))
+    }
+
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    #[must_use]
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
+    }
+
+    fn with_conn<T>(
+        &self,
+        work: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.get().map_err(from_pool)?;
+        work(&mut conn).map_err(from_diesel)
+    }
+}

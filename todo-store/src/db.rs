@@ -1,0 +1,282 @@
+//! Connections: which database, the pool, SQLite's settings, migrations.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use todo_core::StoreError;
+
+use crate::error::from_diesel;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either database. Queries written once run on both.
+#[derive(diesel::MultiConnection)]
+pub(crate) enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Which database to use.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite file (created if missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`).
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// `sqlite://PATH`, `sqlite:PATH`, `postgres://…` or `postgresql://…`.
+    /// Anything else is refused with a message that says why, rather than
+    /// being taken for a file name.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self::Postgres(raw.to_owned()));
+        }
+        let path = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"));
+        match path {
+            Some("") => Err("the SQLite URL names no file (use sqlite://PATH)".to_owned()),
+            Some(":memory:") => Err(
+                "an in-memory SQLite database would be one per connection; use a file".to_owned(),
+            ),
+            Some(path) => Ok(Self::Sqlite(PathBuf::from(path))),
+            None => Err(format!(
+                "unsupported database URL {:?}: use sqlite://PATH or postgres://USER@HOST/DB",
+                redact(raw)
+            )),
+        }
+    }
+
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The URL with any password replaced, for logs and errors.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials
+                .split_once(':')
+                .map_or(credentials, |(user, _)| user);
+            let sep = if path.is_empty() && !rest.contains('/') {
+                ""
+            } else {
+                "/"
+            };
+            format!("{scheme}://{user}:***@{host}{sep}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The two databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub url: DatabaseUrl,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before the store
+    /// answers "unavailable".
+    pub acquire_timeout: Duration,
+    /// SQLite: how long a writer waits for the write lock.
+    pub busy_timeout: Duration,
+}
+
+impl StoreConfig {
+    #[must_use]
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self {
+            url,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens connections of one kind, and sets SQLite up on each.
+#[derive(Debug)]
+pub(crate) struct Manager {
+    url: DatabaseUrl,
+    busy_timeout: Duration,
+}
+
+impl Manager {
+    pub(crate) fn new(config: &StoreConfig) -> Self {
+        Self {
+            url: config.url.clone(),
+            busy_timeout: config.busy_timeout,
+        }
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        use diesel::r2d2::Error::{ConnectionError, QueryError};
+        match &self.url {
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
+                .map(AnyConnection::Postgresql)
+                .map_err(ConnectionError),
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.to_string_lossy();
+                let mut conn = SqliteConnection::establish(&path).map_err(ConnectionError)?;
+                // WAL lets readers run beside the writer; NORMAL sync is safe
+                // with WAL (a crash loses at most the last commits, never the
+                // file); foreign keys are off in SQLite unless asked for.
+                let pragmas = format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout.as_millis()
+                );
+                conn.batch_execute(&pragmas).map_err(QueryError)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        use diesel::connection::TransactionManager;
+        match conn {
+            AnyConnection::Postgresql(c) => {
+                <PgConnection as Connection>::TransactionManager::is_broken_transaction_manager(c)
+            }
+            AnyConnection::Sqlite(c) => {
+                <SqliteConnection as Connection>::TransactionManager::is_broken_transaction_manager(
+                    c,
+                )
+            }
+        }
+    }
+}
+
+/// A lock key that every instance uses to run migrations one at a time.
+const MIGRATION_LOCK: i64 = 0x746f_646f_6d69_6772; // "todomigr"
+
+/// Runs the pending migrations; returns how many ran. On PostgreSQL an
+/// advisory lock makes instances that start together take turns, so the
+/// schema is migrated once.
+pub(crate) fn migrate(conn: &mut AnyConnection) -> Result<usize, StoreError> {
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Internal(e);
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            // An immediate transaction takes SQLite's write lock first: a
+            // second instance waits for it, then finds nothing pending.
+            c.immediate_transaction(|c| {
+                c.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map(|ran| ran.len())
+                    .map_err(MigrationError::Migration)
+            })
+            .map_err(|e| match e {
+                MigrationError::Database(e) => from_diesel(e),
+                MigrationError::Migration(e) => failed(e),
+            })
+        }
+        AnyConnection::Postgresql(c) => {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .map_err(from_diesel)?;
+            let ran = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|ran| ran.len());
+            let unlocked = c
+                .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                .map_err(from_diesel);
+            let ran = ran.map_err(failed)?;
+            unlocked?;
+            Ok(ran)
+        }
+    }
+}
+
+enum MigrationError {
+    Database(diesel::result::Error),
+    Migration(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<diesel::result::Error> for MigrationError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_databases_and_refuses_the_rest() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/todo.db"),
+            Ok(DatabaseUrl::Sqlite(PathBuf::from("data/todo.db")))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:/var/lib/todo.db"),
+            Ok(DatabaseUrl::Sqlite(PathBuf::from("/var/lib/todo.db")))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u@h/db").map(|u| u.backend()),
+            Ok(Backend::Postgres)
+        );
+        assert!(DatabaseUrl::parse("postgresql://u@h/db").is_ok());
+        assert!(DatabaseUrl::parse("postgress://u@h/db").is_err());
+        assert!(DatabaseUrl::parse("todo.db").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(DatabaseUrl::parse("sqlite://:memory:").is_err());
+    }
+
+    #[test]
+    fn never_prints_a_password() {
+        let url = DatabaseUrl::parse("postgres://todo:s3cret@db.local:5432/todo").unwrap();
+        let shown = url.to_string();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(shown, "postgres://todo:***@db.local:5432/todo");
+        let err = DatabaseUrl::parse("mysql://root:hunter2@h/db").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

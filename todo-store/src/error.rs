@@ -1,0 +1,41 @@
+//! Turning diesel and r2d2 errors into the core's [`StoreError`]: the only
+//! place that looks inside a driver error. None leaves the crate.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use todo_core::StoreError;
+
+/// Classifies a diesel error: retryable, a broken rule, or a failure.
+pub(crate) fn from_diesel(error: DieselError) -> StoreError {
+    match &error {
+        DieselError::DatabaseError(kind, info) => match kind {
+            DatabaseErrorKind::UniqueViolation => StoreError::Conflict("unique key taken"),
+            DatabaseErrorKind::ForeignKeyViolation => {
+                StoreError::Conflict("referenced row is missing")
+            }
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::SerializationFailure => {
+                StoreError::Unavailable(Box::new(error))
+            }
+            // SQLite reports a writer that waited out its busy timeout so.
+            _ if is_busy(info.message()) => StoreError::Unavailable(Box::new(error)),
+            _ => StoreError::Internal(Box::new(error)),
+        },
+        DieselError::BrokenTransactionManager => StoreError::Unavailable(Box::new(error)),
+        _ => StoreError::Internal(Box::new(error)),
+    }
+}
+
+fn is_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("database is busy")
+}
+
+/// A connection could not be had in time: the pool is exhausted or the
+/// database is down. Either way, retryable.
+pub(crate) fn from_pool(error: r2d2::Error) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+/// Data read back that breaks a domain rule: corruption, or a write that
+/// bypassed this crate.
+pub(crate) fn corrupt(what: &'static str) -> StoreError {
+    StoreError::Internal(format!("stored {what} is invalid").into())
+}

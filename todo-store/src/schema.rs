@@ -1,0 +1,58 @@
+//! The tables, as diesel sees them (see `migrations/` for the SQL).
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        email -> Nullable<Text>,
+        role -> Text,
+        disabled -> SmallInt,
+        password_hash -> Text,
+        tokens_revoked_before -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        family_id -> Text,
+        user_id -> Text,
+        issued_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        revoked -> SmallInt,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Text,
+        owner_id -> Text,
+        title -> Text,
+        description -> Text,
+        search_text -> Text,
+        done -> SmallInt,
+        completed_at -> Nullable<BigInt>,
+        due_at -> Nullable<BigInt>,
+        priority -> SmallInt,
+        labels -> Text,
+        archived -> SmallInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    task_labels (task_id, label) {
+        task_id -> Text,
+        owner_id -> Text,
+        label -> Text,
+    }
+}
+
+diesel::joinable!(tasks -> users (owner_id));
+diesel::joinable!(task_labels -> tasks (task_id));
+diesel::allow_tables_to_appear_in_same_query!(users, refresh_tokens, tasks, task_labels);

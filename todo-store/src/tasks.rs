@@ -1,0 +1,279 @@
+//! Tasks and their labels: task-server's tables. Every query names the owner.
+
+use diesel::prelude::*;
+use todo_core::{
+    Description, Labels, Priority, StoreError, Task, TaskCursor, TaskId, TaskQuery, TaskSort,
+    TaskStore, TaskVersion, Timestamp, Title, UserId,
+};
+
+use crate::SqlStore;
+use crate::db::AnyConnection;
+use crate::error::corrupt;
+use crate::schema::{task_labels, tasks};
+
+diesel::define_sql_function! {
+    /// `COALESCE(x, y)` for a nullable and a plain BIGINT.
+    fn coalesce(x: diesel::sql_types::Nullable<diesel::sql_types::BigInt>, y: diesel::sql_types::BigInt) -> diesel::sql_types::BigInt;
+}
+
+/// Labels never contain control characters, so a line break separates them.
+const LABEL_SEPARATOR: char = '\n';
+
+#[derive(Queryable, Insertable, AsChangeset)]
+#[diesel(table_name = tasks, treat_none_as_null = true)]
+struct TaskRow {
+    id: String,
+    owner_id: String,
+    title: String,
+    description: String,
+    search_text: String,
+    done: i16,
+    completed_at: Option<i64>,
+    due_at: Option<i64>,
+    priority: i16,
+    labels: String,
+    archived: i16,
+    created_at: i64,
+    updated_at: i64,
+    version: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = task_labels)]
+struct LabelRow<'a> {
+    task_id: &'a str,
+    owner_id: &'a str,
+    label: &'a str,
+}
+
+impl TaskRow {
+    fn from_task(task: &Task) -> Self {
+        let labels: Vec<&str> = task.labels.iter().map(|l| l.as_str()).collect();
+        Self {
+            id: task.id.to_string(),
+            owner_id: task.owner.to_string(),
+            title: task.title.as_str().to_owned(),
+            description: task.description.as_str().to_owned(),
+            search_text: task.search_text(),
+            done: i16::from(task.done),
+            completed_at: task.completed_at.map(Timestamp::unix_micros),
+            due_at: task.due_at.map(Timestamp::unix_micros),
+            priority: i16::from(task.priority.get()),
+            labels: labels.join(&LABEL_SEPARATOR.to_string()),
+            archived: i16::from(task.archived),
+            created_at: task.created_at.unix_micros(),
+            updated_at: task.updated_at.unix_micros(),
+            version: task.version.get(),
+        }
+    }
+
+    fn label_rows(&self) -> Vec<LabelRow<'_>> {
+        self.labels
+            .split(LABEL_SEPARATOR)
+            .filter(|l| !l.is_empty())
+            .map(|label| LabelRow {
+                task_id: &self.id,
+                owner_id: &self.owner_id,
+                label,
+            })
+            .collect()
+    }
+
+    fn into_task(self) -> Result<Task, StoreError> {
+        let bad = |_| corrupt("task");
+        let time = |micros| Timestamp::from_unix_micros(micros).map_err(bad);
+        let labels = self.labels.split(LABEL_SEPARATOR).filter(|l| !l.is_empty());
+        Ok(Task {
+            id: TaskId::parse(&self.id).map_err(bad)?,
+            owner: UserId::parse(&self.owner_id).map_err(bad)?,
+            title: Title::parse(&self.title).map_err(bad)?,
+            description: Description::parse(&self.description).map_err(bad)?,
+            done: self.done != 0,
+            completed_at: self.completed_at.map(time).transpose()?,
+            due_at: self.due_at.map(time).transpose()?,
+            priority: Priority::new(i64::from(self.priority)).map_err(bad)?,
+            labels: Labels::parse(labels).map_err(bad)?,
+            archived: self.archived != 0,
+            created_at: time(self.created_at)?,
+            updated_at: time(self.updated_at)?,
+            version: TaskVersion::new(self.version).map_err(bad)?,
+        })
+    }
+}
+
+fn insert_labels(conn: &mut AnyConnection, row: &TaskRow) -> QueryResult<()> {
+    for label in row.label_rows() {
+        diesel::insert_into(task_labels::table)
+            .values(&label)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// `%` and `_` match only themselves: escape them (and the escape character).
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+impl TaskStore for SqlStore {
+    fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
+        let row = TaskRow::from_task(task);
+        self.with_conn(|conn| {
+            conn.transaction(|conn| {
+                diesel::insert_into(tasks::table)
+                    .values(&row)
+                    .execute(conn)?;
+                insert_labels(conn, &row)
+            })
+        })
+    }
+
+    fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
+        let (owner, id) = (owner.to_string(), id.to_string());
+        let row = self.with_conn(|conn| {
+            tasks::table
+                .filter(tasks::id.eq(&id))
+                .filter(tasks::owner_id.eq(&owner))
+                .first::<TaskRow>(conn)
+                .optional()
+        })?;
+        row.map(TaskRow::into_task).transpose()
+    }
+
+    fn list_tasks(
+        &self,
+        owner: UserId,
+        query: &TaskQuery,
+        after: Option<&TaskCursor>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let owner = owner.to_string();
+        let label = query.label.as_ref().map(|l| l.as_str().to_owned());
+        let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
+        let after = after.map(|c| (c.key, c.id.to_string()));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.with_conn(|conn| {
+            let mut q = tasks::table
+                .filter(tasks::owner_id.eq(&owner))
+                .filter(tasks::archived.eq(i16::from(query.archived)))
+                .limit(limit)
+                .into_boxed();
+            if let Some(done) = query.done {
+                q = q.filter(tasks::done.eq(i16::from(done)));
+            }
+            if let Some(label) = &label {
+                q = q.filter(diesel::dsl::exists(
+                    task_labels::table
+                        .filter(task_labels::task_id.eq(tasks::id))
+                        .filter(task_labels::label.eq(label)),
+                ));
+            }
+            if let Some(pattern) = &pattern {
+                q = q.filter(tasks::search_text.like(pattern).escape('\\'));
+            }
+            if let Some(before) = query.due_before {
+                q = q.filter(tasks::due_at.lt(before.unix_micros()));
+            }
+            if let Some(since) = query.due_after {
+                q = q.filter(tasks::due_at.gt(since.unix_micros()));
+            }
+            // Keyset pagination: rows after (key, id) of the cursor, in the
+            // sort's direction, ties broken by id.
+            macro_rules! keyset {
+                ($key:expr, $cursor_key:expr) => {{
+                    let descending = query.sort.is_descending();
+                    if let Some((key, id)) = &after {
+                        let key = $cursor_key(*key);
+                        q = if descending {
+                            q.filter($key.lt(key).or($key.eq(key).and(tasks::id.lt(id))))
+                        } else {
+                            q.filter($key.gt(key).or($key.eq(key).and(tasks::id.gt(id))))
+                        };
+                    }
+                    if descending {
+                        q.order_by(($key.desc(), tasks::id.desc()))
+                    } else {
+                        q.order_by(($key.asc(), tasks::id.asc()))
+                    }
+                }};
+            }
+            let q = match query.sort {
+                TaskSort::CreatedAsc | TaskSort::CreatedDesc => {
+                    keyset!(tasks::created_at, |k: i64| k)
+                }
+                TaskSort::DueAsc | TaskSort::DueDesc => {
+                    keyset!(coalesce(tasks::due_at, TaskSort::NO_DUE_DATE), |k: i64| k)
+                }
+                TaskSort::PriorityAsc | TaskSort::PriorityDesc => {
+                    keyset!(tasks::priority, |k: i64| {
+                        i16::try_from(k.clamp(i64::from(i16::MIN), i64::from(i16::MAX)))
+                            .unwrap_or_default()
+                    })
+                }
+            };
+            q.load::<TaskRow>(conn)
+        })?;
+        rows.into_iter().map(TaskRow::into_task).collect()
+    }
+
+    fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError> {
+        let row = TaskRow::from_task(task);
+        self.with_conn(|conn| {
+            conn.transaction(|conn| {
+                let current = tasks::table
+                    .filter(tasks::id.eq(&row.id))
+                    .filter(tasks::owner_id.eq(&row.owner_id))
+                    .filter(tasks::version.eq(expected.get()));
+                if diesel::update(current).set(&row).execute(conn)? == 0 {
+                    return Ok(false);
+                }
+                diesel::delete(task_labels::table.filter(task_labels::task_id.eq(&row.id)))
+                    .execute(conn)?;
+                insert_labels(conn, &row)?;
+                Ok(true)
+            })
+        })
+    }
+
+    fn delete_task(
+        &self,
+        owner: UserId,
+        id: TaskId,
+        expected: Option<TaskVersion>,
+    ) -> Result<bool, StoreError> {
+        let (owner, id) = (owner.to_string(), id.to_string());
+        let n = self.with_conn(|conn| {
+            let target = tasks::table
+                .filter(tasks::id.eq(&id))
+                .filter(tasks::owner_id.eq(&owner));
+            // Labels go with the task (ON DELETE CASCADE).
+            match expected {
+                Some(version) => {
+                    diesel::delete(target.filter(tasks::version.eq(version.get()))).execute(conn)
+                }
+                None => diesel::delete(target).execute(conn),
+            }
+        })?;
+        Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(like_pattern("plain"), "%plain%");
+    }
+}

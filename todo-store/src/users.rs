@@ -1,0 +1,265 @@
+//! Users and refresh tokens: auth-server's tables.
+
+use diesel::prelude::*;
+use todo_core::{
+    Email, FamilyId, PasswordHash, RefreshTokenHash, RefreshTokenRecord, RefreshTokenStore, Role,
+    StoreError, Timestamp, User, UserId, UserRecord, UserStore, Username,
+};
+
+use crate::SqlStore;
+use crate::error::corrupt;
+use crate::schema::{refresh_tokens, users};
+
+#[derive(Queryable, Insertable, AsChangeset)]
+#[diesel(table_name = users, treat_none_as_null = true)]
+struct UserRow {
+    id: String,
+    username: String,
+    email: Option<String>,
+    role: String,
+    disabled: i16,
+    password_hash: String,
+    tokens_revoked_before: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl UserRow {
+    fn from_record(record: &UserRecord) -> Self {
+        let user = &record.user;
+        Self {
+            id: user.id.to_string(),
+            username: user.username.as_str().to_owned(),
+            email: user.email.as_ref().map(|e| e.as_str().to_owned()),
+            role: user.role.as_str().to_owned(),
+            disabled: i16::from(user.disabled),
+            password_hash: record.password_hash.as_str().to_owned(),
+            tokens_revoked_before: record.tokens_revoked_before.map(Timestamp::unix_micros),
+            created_at: user.created_at.unix_micros(),
+            updated_at: user.updated_at.unix_micros(),
+        }
+    }
+
+    fn into_record(self) -> Result<UserRecord, StoreError> {
+        let bad = |_| corrupt("user");
+        let user = User {
+            id: UserId::parse(&self.id).map_err(bad)?,
+            username: Username::parse(&self.username).map_err(bad)?,
+            email: self
+                .email
+                .as_deref()
+                .map(Email::parse)
+                .transpose()
+                .map_err(bad)?,
+            role: Role::parse(&self.role).map_err(bad)?,
+            disabled: self.disabled != 0,
+            created_at: Timestamp::from_unix_micros(self.created_at).map_err(bad)?,
+            updated_at: Timestamp::from_unix_micros(self.updated_at).map_err(bad)?,
+        };
+        let tokens_revoked_before = self
+            .tokens_revoked_before
+            .map(Timestamp::from_unix_micros)
+            .transpose()
+            .map_err(bad)?;
+        Ok(UserRecord {
+            user,
+            password_hash: PasswordHash::new(self.password_hash),
+            tokens_revoked_before,
+        })
+    }
+}
+
+impl UserStore for SqlStore {
+    fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let row = UserRow::from_record(user);
+        self.with_conn(|conn| diesel::insert_into(users::table).values(&row).execute(conn))?;
+        Ok(())
+    }
+
+    fn find_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        let id = id.to_string();
+        let row =
+            self.with_conn(|conn| users::table.find(&id).first::<UserRow>(conn).optional())?;
+        row.map(UserRow::into_record).transpose()
+    }
+
+    fn find_user_by_username(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
+        let row = self.with_conn(|conn| {
+            users::table
+                .filter(users::username.eq(username.as_str()))
+                .first::<UserRow>(conn)
+                .optional()
+        })?;
+        row.map(UserRow::into_record).transpose()
+    }
+
+    fn update_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
+        let row = UserRow::from_record(user);
+        let n = self.with_conn(|conn| {
+            diesel::update(users::table.find(&row.id))
+                .set(&row)
+                .execute(conn)
+        })?;
+        Ok(n == 1)
+    }
+
+    fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        // Tasks, labels and refresh tokens go with the user (ON DELETE CASCADE).
+        let n = self.with_conn(|conn| diesel::delete(users::table.find(&id)).execute(conn))?;
+        Ok(n == 1)
+    }
+
+    fn list_users(&self, after: Option<UserId>, limit: usize) -> Result<Vec<User>, StoreError> {
+        let after = after.map(|id| id.to_string());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.with_conn(|conn| {
+            let mut query = users::table
+                .order(users::id.asc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(after) = &after {
+                query = query.filter(users::id.gt(after));
+            }
+            query.load::<UserRow>(conn)
+        })?;
+        rows.into_iter()
+            .map(|row| row.into_record().map(|r| r.user))
+            .collect()
+    }
+}
+
+#[derive(Queryable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+struct RefreshTokenRow {
+    token_hash: String,
+    family_id: String,
+    user_id: String,
+    issued_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    revoked: i16,
+}
+
+impl RefreshTokenRow {
+    fn from_record(token: &RefreshTokenRecord) -> Self {
+        Self {
+            token_hash: token.hash.as_str().to_owned(),
+            family_id: token.family.to_string(),
+            user_id: token.user_id.to_string(),
+            issued_at: token.issued_at.unix_micros(),
+            expires_at: token.expires_at.unix_micros(),
+            used_at: token.used_at.map(Timestamp::unix_micros),
+            revoked: i16::from(token.revoked),
+        }
+    }
+
+    fn into_record(self) -> Result<RefreshTokenRecord, StoreError> {
+        let bad = |_| corrupt("refresh token");
+        Ok(RefreshTokenRecord {
+            hash: RefreshTokenHash::new(self.token_hash),
+            family: FamilyId::parse(&self.family_id).map_err(bad)?,
+            user_id: UserId::parse(&self.user_id).map_err(bad)?,
+            issued_at: Timestamp::from_unix_micros(self.issued_at).map_err(bad)?,
+            expires_at: Timestamp::from_unix_micros(self.expires_at).map_err(bad)?,
+            used_at: self
+                .used_at
+                .map(Timestamp::from_unix_micros)
+                .transpose()
+                .map_err(bad)?,
+            revoked: self.revoked != 0,
+        })
+    }
+}
+
+impl RefreshTokenStore for SqlStore {
+    fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError> {
+        let row = RefreshTokenRow::from_record(token);
+        self.with_conn(|conn| {
+            diesel::insert_into(refresh_tokens::table)
+                .values(&row)
+                .execute(conn)
+        })?;
+        Ok(())
+    }
+
+    fn find_refresh_token(
+        &self,
+        hash: &RefreshTokenHash,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        let row = self.with_conn(|conn| {
+            refresh_tokens::table
+                .find(hash.as_str())
+                .first::<RefreshTokenRow>(conn)
+                .optional()
+        })?;
+        row.map(RefreshTokenRow::into_record).transpose()
+    }
+
+    fn rotate_refresh_token(
+        &self,
+        old: &RefreshTokenHash,
+        replacement: &RefreshTokenRecord,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let row = RefreshTokenRow::from_record(replacement);
+        let now = now.unix_micros();
+        self.with_conn(|conn| {
+            conn.transaction(|conn| {
+                // The conditional update is the race's referee: the row lock
+                // (PostgreSQL) or the write lock (SQLite) lets one caller
+                // through; the others then see `used_at` set and match nothing.
+                let live = refresh_tokens::table
+                    .filter(refresh_tokens::token_hash.eq(old.as_str()))
+                    .filter(refresh_tokens::used_at.is_null())
+                    .filter(refresh_tokens::revoked.eq(0))
+                    .filter(refresh_tokens::expires_at.gt(now));
+                let claimed = diesel::update(live)
+                    .set(refresh_tokens::used_at.eq(Some(now)))
+                    .execute(conn)?;
+                if claimed == 0 {
+                    return Ok(false);
+                }
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&row)
+                    .execute(conn)?;
+                Ok(true)
+            })
+        })
+    }
+
+    fn revoke_refresh_family(&self, family: FamilyId) -> Result<u64, StoreError> {
+        let family = family.to_string();
+        let n = self.with_conn(|conn| {
+            let tokens = refresh_tokens::table
+                .filter(refresh_tokens::family_id.eq(&family))
+                .filter(refresh_tokens::revoked.eq(0));
+            diesel::update(tokens)
+                .set(refresh_tokens::revoked.eq(1))
+                .execute(conn)
+        })?;
+        Ok(n as u64)
+    }
+
+    fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<u64, StoreError> {
+        let user = user.to_string();
+        let n = self.with_conn(|conn| {
+            let tokens = refresh_tokens::table
+                .filter(refresh_tokens::user_id.eq(&user))
+                .filter(refresh_tokens::revoked.eq(0));
+            diesel::update(tokens)
+                .set(refresh_tokens::revoked.eq(1))
+                .execute(conn)
+        })?;
+        Ok(n as u64)
+    }
+
+    fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let now = now.unix_micros();
+        let n = self.with_conn(|conn| {
+            diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.le(now)))
+                .execute(conn)
+        })?;
+        Ok(n as u64)
+    }
+}
