@@ -69,6 +69,9 @@ impl UserStore for MemoryStore {
 
     fn update_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
         let mut tables = self.tables();
+        if !tables.users.contains_key(&user.user.id) {
+            return Ok(false);
+        }
         let clash = tables
             .users
             .values()
@@ -76,13 +79,8 @@ impl UserStore for MemoryStore {
         if clash {
             return Err(StoreError::Conflict("username taken"));
         }
-        match tables.users.get_mut(&user.user.id) {
-            Some(stored) => {
-                *stored = user.clone();
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        tables.users.insert(user.user.id, user.clone());
+        Ok(true)
     }
 
     fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {

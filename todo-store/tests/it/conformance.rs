@@ -1,0 +1,734 @@
+//! One conformance suite for every store: the in-memory store, SQLite and
+//! PostgreSQL must keep the same contract, query for query.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use todo_core::memory::MemoryStore;
+use todo_core::testing::{ManualClock, SeededRandom};
+use todo_core::{
+    Clock, Description, Email, FamilyId, Label, Labels, NewTask, PasswordHash, Priority,
+    RefreshTokenHash, RefreshTokenRecord, Role, SearchText, StoreError, Task, TaskId, TaskPatch,
+    TaskQuery, TaskService, TaskSort, TaskStore, TaskVersion, Timestamp, Title, User, UserId,
+    UserRecord, Username, new_v7,
+};
+
+use crate::backends::{Fixture, Stores};
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[test] fn $name() { super::$name(&crate::backends::memory()); } )*
+        }
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&crate::backends::sqlite()); } )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(fixture) = crate::backends::postgres() {
+                        super::$name(&fixture);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    users_round_trip_and_unique_usernames,
+    users_list_in_creation_order_by_pages,
+    deleting_a_user_deletes_their_tasks_and_tokens,
+    refresh_rotation_consumes_a_token_once,
+    concurrent_rotations_of_one_token_have_one_winner,
+    revocation_by_family_and_by_user,
+    expired_refresh_tokens_are_purged,
+    tasks_round_trip_exactly_and_only_for_their_owner,
+    task_updates_are_compare_and_swap,
+    task_deletes_honour_owner_and_version,
+    list_filters_match_the_reference_model,
+    search_is_a_literal_case_insensitive_substring,
+    pagination_walks_every_task_once_in_every_order,
+    pagination_is_stable_while_tasks_are_added,
+);
+
+const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_unix_micros(T0 + seconds * 1_000_000).unwrap()
+}
+
+fn id_at(seconds: i64, seed: u64) -> uuid::Uuid {
+    new_v7(at(seconds), &SeededRandom::new(seed)).unwrap()
+}
+
+fn new_user(store: &dyn Stores, name: &str, seconds: i64) -> UserRecord {
+    let record = UserRecord {
+        user: User {
+            id: UserId::from_uuid(id_at(seconds, seconds as u64 ^ 0x5eed)),
+            username: Username::parse(name).unwrap(),
+            email: None,
+            role: Role::User,
+            disabled: false,
+            created_at: at(seconds),
+            updated_at: at(seconds),
+        },
+        password_hash: PasswordHash::new(format!("$fake${name}")),
+        tokens_revoked_before: None,
+    };
+    store.insert_user(&record).unwrap();
+    record
+}
+
+fn token(user: UserId, family: FamilyId, name: &str, issued: i64, ttl: i64) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        hash: RefreshTokenHash::new(format!("{name:0>64}")),
+        family,
+        user_id: user,
+        issued_at: at(issued),
+        expires_at: at(issued + ttl),
+        used_at: None,
+        revoked: false,
+    }
+}
+
+fn family(seed: u64) -> FamilyId {
+    FamilyId::from_uuid(id_at(0, seed))
+}
+
+fn service(store: Arc<dyn Stores>, clock: Arc<ManualClock>) -> TaskService {
+    TaskService::new(store, clock, Arc::new(SeededRandom::new(7)))
+}
+
+fn titled(title: &str) -> NewTask {
+    NewTask::titled(Title::parse(title).unwrap())
+}
+
+fn users_round_trip_and_unique_usernames(f: &Fixture) {
+    let store = &*f.store;
+    let mut alice = new_user(store, "alice", 0);
+    assert_eq!(
+        store.find_user(alice.user.id).unwrap().as_ref(),
+        Some(&alice)
+    );
+    let by_name = store
+        .find_user_by_username(&Username::parse("alice").unwrap())
+        .unwrap();
+    assert_eq!(by_name.as_ref(), Some(&alice));
+    assert_eq!(
+        store
+            .find_user_by_username(&Username::parse("nobody").unwrap())
+            .unwrap(),
+        None
+    );
+
+    // The same username again is a conflict, whatever the id.
+    let mut twin = alice.clone();
+    twin.user.id = UserId::from_uuid(id_at(1, 99));
+    assert!(matches!(
+        store.insert_user(&twin),
+        Err(StoreError::Conflict(_))
+    ));
+
+    alice.user.email = Some(Email::parse("alice@example.org").unwrap());
+    alice.user.disabled = true;
+    alice.user.role = Role::Admin;
+    alice.password_hash = PasswordHash::new("$fake$new".to_owned());
+    alice.tokens_revoked_before = Some(at(5));
+    alice.user.updated_at = at(5);
+    assert!(store.update_user(&alice).unwrap());
+    assert_eq!(store.find_user(alice.user.id).unwrap(), Some(alice.clone()));
+
+    // Removing an e-mail address writes NULL.
+    alice.user.email = None;
+    assert!(store.update_user(&alice).unwrap());
+    assert_eq!(
+        store.find_user(alice.user.id).unwrap().unwrap().user.email,
+        None
+    );
+
+    let ghost = UserRecord {
+        user: User {
+            id: UserId::from_uuid(id_at(9, 9)),
+            ..alice.user.clone()
+        },
+        ..alice
+    };
+    assert!(
+        !store.update_user(&ghost).unwrap(),
+        "updating a missing user reports it"
+    );
+}
+
+fn users_list_in_creation_order_by_pages(f: &Fixture) {
+    let store = &*f.store;
+    let ids: Vec<UserId> = (0..7)
+        .map(|i| new_user(store, &format!("user{i}"), i).user.id)
+        .collect();
+    let first = store.list_users(None, 3).unwrap();
+    assert_eq!(first.iter().map(|u| u.id).collect::<Vec<_>>(), ids[..3]);
+    let second = store.list_users(Some(ids[2]), 3).unwrap();
+    assert_eq!(second.iter().map(|u| u.id).collect::<Vec<_>>(), ids[3..6]);
+    let last = store.list_users(Some(ids[5]), 3).unwrap();
+    assert_eq!(last.iter().map(|u| u.id).collect::<Vec<_>>(), ids[6..]);
+    assert!(store.list_users(Some(ids[6]), 3).unwrap().is_empty());
+}
+
+fn deleting_a_user_deletes_their_tasks_and_tokens(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let tasks = service(f.store.clone(), Arc::new(ManualClock::new()));
+    let mut new = titled("alice's");
+    new.labels = Labels::parse(["home"]).unwrap();
+    let alices = tasks.create(alice, new).unwrap();
+    let bobs = tasks.create(bob, titled("bob's")).unwrap();
+    store
+        .insert_refresh_token(&token(alice, family(1), "a", 0, 60))
+        .unwrap();
+    store
+        .insert_refresh_token(&token(bob, family(2), "b", 0, 60))
+        .unwrap();
+
+    assert!(store.delete_user(alice).unwrap());
+    assert!(
+        !store.delete_user(alice).unwrap(),
+        "a second delete finds nothing"
+    );
+    assert_eq!(store.find_user(alice).unwrap(), None);
+    assert_eq!(store.find_task(alice, alices.id).unwrap(), None);
+    assert_eq!(
+        store
+            .find_refresh_token(&RefreshTokenHash::new(format!("{:0>64}", "a")))
+            .unwrap(),
+        None
+    );
+    // Bob keeps everything.
+    assert_eq!(store.find_task(bob, bobs.id).unwrap(), Some(bobs));
+    assert!(
+        store
+            .find_refresh_token(&RefreshTokenHash::new(format!("{:0>64}", "b")))
+            .unwrap()
+            .is_some()
+    );
+}
+
+fn refresh_rotation_consumes_a_token_once(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let fam = family(1);
+    let first = token(alice, fam, "first", 0, 60);
+    store.insert_refresh_token(&first).unwrap();
+    assert_eq!(
+        store.find_refresh_token(&first.hash).unwrap(),
+        Some(first.clone())
+    );
+
+    let second = token(alice, fam, "second", 10, 60);
+    assert!(
+        store
+            .rotate_refresh_token(&first.hash, &second, at(10))
+            .unwrap()
+    );
+    let used = store.find_refresh_token(&first.hash).unwrap().unwrap();
+    assert_eq!(used.used_at, Some(at(10)));
+    assert_eq!(
+        store.find_refresh_token(&second.hash).unwrap(),
+        Some(second.clone())
+    );
+
+    // A used token cannot be rotated again, and nothing is stored for it.
+    let third = token(alice, fam, "third", 11, 60);
+    assert!(
+        !store
+            .rotate_refresh_token(&first.hash, &third, at(11))
+            .unwrap()
+    );
+    assert_eq!(store.find_refresh_token(&third.hash).unwrap(), None);
+
+    // Nor can an expired one, nor a revoked one, nor an unknown one.
+    assert!(
+        !store
+            .rotate_refresh_token(&second.hash, &third, at(70))
+            .unwrap()
+    );
+    store.revoke_refresh_family(fam).unwrap();
+    assert!(
+        !store
+            .rotate_refresh_token(&second.hash, &third, at(20))
+            .unwrap()
+    );
+    let unknown = RefreshTokenHash::new("0".repeat(64));
+    assert!(
+        !store
+            .rotate_refresh_token(&unknown, &third, at(20))
+            .unwrap()
+    );
+    assert_eq!(store.find_refresh_token(&third.hash).unwrap(), None);
+}
+
+fn concurrent_rotations_of_one_token_have_one_winner(f: &Fixture) {
+    const RACERS: usize = 16;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let fam = family(1);
+    let old = token(alice, fam, "old", 0, 600);
+    f.store.insert_refresh_token(&old).unwrap();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier, old) = (f.store.clone(), barrier.clone(), old.hash.clone());
+            let replacement = token(alice, fam, &format!("new{i}"), 1, 600);
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.rotate_refresh_token(&old, &replacement, at(1))
+            })
+        })
+        .collect();
+    let outcomes: Vec<bool> = racers
+        .into_iter()
+        .map(|r| r.join().unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|won| **won).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let stored = (0..RACERS)
+        .filter(|i| {
+            let hash = RefreshTokenHash::new(format!("{:0>64}", format!("new{i}")));
+            f.store.find_refresh_token(&hash).unwrap().is_some()
+        })
+        .count();
+    assert_eq!(stored, 1, "exactly the winner's replacement is stored");
+}
+
+fn revocation_by_family_and_by_user(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    for (user, fam, name) in [
+        (alice, 1, "a1"),
+        (alice, 1, "a2"),
+        (alice, 2, "a3"),
+        (bob, 3, "b1"),
+    ] {
+        store
+            .insert_refresh_token(&token(user, family(fam), name, 0, 60))
+            .unwrap();
+    }
+    let revoked = |name: &str| {
+        let hash = RefreshTokenHash::new(format!("{name:0>64}"));
+        store.find_refresh_token(&hash).unwrap().unwrap().revoked
+    };
+    assert_eq!(store.revoke_refresh_family(family(1)).unwrap(), 2);
+    assert!(revoked("a1") && revoked("a2") && !revoked("a3") && !revoked("b1"));
+    assert_eq!(
+        store.revoke_refresh_family(family(1)).unwrap(),
+        0,
+        "already revoked"
+    );
+    assert_eq!(store.revoke_user_refresh_tokens(alice).unwrap(), 1);
+    assert!(revoked("a3") && !revoked("b1"));
+}
+
+fn expired_refresh_tokens_are_purged(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    store
+        .insert_refresh_token(&token(alice, family(1), "short", 0, 10))
+        .unwrap();
+    store
+        .insert_refresh_token(&token(alice, family(1), "long", 0, 100))
+        .unwrap();
+    assert_eq!(store.purge_expired_refresh_tokens(at(50)).unwrap(), 1);
+    let find = |name: &str| {
+        store
+            .find_refresh_token(&RefreshTokenHash::new(format!("{name:0>64}")))
+            .unwrap()
+    };
+    assert!(find("short").is_none());
+    assert!(find("long").is_some());
+}
+
+fn full_task(owner: UserId, id_seed: u64, created: i64) -> Task {
+    Task {
+        id: TaskId::from_uuid(id_at(created, id_seed)),
+        owner,
+        title: Title::parse("Écrire le rapport — 50% done_ok").unwrap(),
+        description: Description::parse("line one\nline two\twith tab; ünïcödé").unwrap(),
+        done: true,
+        completed_at: Some(Timestamp::from_unix_micros(T0 + 1_234_567).unwrap()),
+        due_at: Some(
+            Timestamp::parse_rfc3339("2026-03-01T12:30:45.123456+02:00", "due_at").unwrap(),
+        ),
+        priority: Priority::new(3).unwrap(),
+        labels: Labels::parse(["work", "urgent", "ü-label"]).unwrap(),
+        archived: false,
+        created_at: at(created),
+        updated_at: at(created + 1),
+        version: TaskVersion::new(4).unwrap(),
+    }
+}
+
+fn tasks_round_trip_exactly_and_only_for_their_owner(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let task = full_task(alice, 1, 10);
+    store.insert_task(&task).unwrap();
+    assert_eq!(store.find_task(alice, task.id).unwrap(), Some(task.clone()));
+    assert_eq!(
+        store.find_task(bob, task.id).unwrap(),
+        None,
+        "another owner sees nothing"
+    );
+    assert!(matches!(
+        store.insert_task(&task),
+        Err(StoreError::Conflict(_))
+    ));
+    let orphan = full_task(UserId::from_uuid(id_at(3, 3)), 2, 11);
+    assert!(
+        matches!(store.insert_task(&orphan), Err(StoreError::Conflict(_))),
+        "a task needs an existing owner"
+    );
+    let empty = Task {
+        id: TaskId::from_uuid(id_at(12, 5)),
+        description: Description::default(),
+        labels: Labels::default(),
+        due_at: None,
+        completed_at: None,
+        done: false,
+        ..task
+    };
+    store.insert_task(&empty).unwrap();
+    assert_eq!(store.find_task(alice, empty.id).unwrap(), Some(empty));
+}
+
+fn task_updates_are_compare_and_swap(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let original = full_task(alice, 1, 10);
+    store.insert_task(&original).unwrap();
+
+    let mut changed = original.clone();
+    changed.title = Title::parse("new title").unwrap();
+    changed.labels = Labels::parse(["home"]).unwrap();
+    changed.due_at = None;
+    changed.version = original.version.next();
+    assert!(store.update_task(&changed, original.version).unwrap());
+    assert_eq!(
+        store.find_task(alice, original.id).unwrap(),
+        Some(changed.clone())
+    );
+
+    // A stale expected version changes nothing.
+    let mut stale = changed.clone();
+    stale.title = Title::parse("lost update").unwrap();
+    assert!(!store.update_task(&stale, original.version).unwrap());
+    // Nor can another owner write it.
+    let mut hijack = changed.clone();
+    hijack.owner = bob;
+    hijack.version = changed.version.next();
+    assert!(!store.update_task(&hijack, changed.version).unwrap());
+    assert_eq!(
+        store.find_task(alice, original.id).unwrap(),
+        Some(changed.clone())
+    );
+
+    // The label index follows the labels.
+    let by_label = |label: &str| {
+        let query = TaskQuery {
+            label: Some(Label::parse(label).unwrap()),
+            ..TaskQuery::default()
+        };
+        store.list_tasks(alice, &query, None, 10).unwrap().len()
+    };
+    assert_eq!(by_label("home"), 1);
+    assert_eq!(by_label("work"), 0);
+}
+
+fn task_deletes_honour_owner_and_version(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let task = full_task(alice, 1, 10);
+    store.insert_task(&task).unwrap();
+    assert!(!store.delete_task(bob, task.id, None).unwrap());
+    assert!(
+        !store
+            .delete_task(alice, task.id, Some(TaskVersion::FIRST))
+            .unwrap()
+    );
+    assert!(store.find_task(alice, task.id).unwrap().is_some());
+    assert!(
+        store
+            .delete_task(alice, task.id, Some(task.version))
+            .unwrap()
+    );
+    assert_eq!(store.find_task(alice, task.id).unwrap(), None);
+    assert!(!store.delete_task(alice, task.id, None).unwrap());
+}
+
+/// A varied set of tasks for alice, and one task of bob's that must never show.
+fn seed_tasks(store: &dyn Stores) -> (UserId, Vec<Task>) {
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let labels = [
+        vec![],
+        vec!["work"],
+        vec!["home"],
+        vec!["work", "home"],
+        vec!["Work"],
+    ];
+    let titles = [
+        "Buy milk",
+        "Write REPORT",
+        "50% off sale",
+        "snake_case",
+        "Ünïcode Straße",
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..40_i64 {
+        let n = i as usize;
+        let task = Task {
+            id: TaskId::from_uuid(id_at(100 + i / 3, 1000 + i as u64)),
+            owner: alice,
+            title: Title::parse(&format!("{} #{i}", titles[n % titles.len()])).unwrap(),
+            description: Description::parse(if i % 4 == 0 { "notes: 100%" } else { "" }).unwrap(),
+            done: i % 3 == 0,
+            completed_at: (i % 3 == 0).then(|| at(200 + i)),
+            due_at: (i % 5 != 0).then(|| at(1000 + (i * 7919) % 50)),
+            priority: Priority::new(i % 4).unwrap(),
+            labels: Labels::parse(labels[n % labels.len()].iter().copied()).unwrap(),
+            archived: i % 7 == 0,
+            // Several tasks share a creation second: ties break on the id.
+            created_at: at(100 + i / 3),
+            updated_at: at(100 + i / 3),
+            version: TaskVersion::FIRST,
+        };
+        store.insert_task(&task).unwrap();
+        tasks.push(task);
+    }
+    let mut bobs = tasks[1].clone();
+    bobs.id = TaskId::from_uuid(id_at(150, 1));
+    bobs.owner = bob;
+    store.insert_task(&bobs).unwrap();
+    (alice, tasks)
+}
+
+fn queries() -> Vec<TaskQuery> {
+    let label = |l: &str| Some(Label::parse(l).unwrap());
+    let text = |q: &str| Some(SearchText::parse(q).unwrap());
+    let sorts = [
+        TaskSort::CreatedAsc,
+        TaskSort::CreatedDesc,
+        TaskSort::DueAsc,
+        TaskSort::DueDesc,
+        TaskSort::PriorityAsc,
+        TaskSort::PriorityDesc,
+    ];
+    let mut queries = Vec::new();
+    for sort in sorts {
+        queries.push(TaskQuery {
+            sort,
+            ..TaskQuery::default()
+        });
+        queries.push(TaskQuery {
+            sort,
+            archived: true,
+            ..TaskQuery::default()
+        });
+        queries.push(TaskQuery {
+            sort,
+            done: Some(true),
+            label: label("work"),
+            ..TaskQuery::default()
+        });
+        queries.push(TaskQuery {
+            sort,
+            done: Some(false),
+            text: text("#1"),
+            ..TaskQuery::default()
+        });
+        queries.push(TaskQuery {
+            sort,
+            due_after: Some(at(1010)),
+            due_before: Some(at(1040)),
+            ..TaskQuery::default()
+        });
+    }
+    queries.push(TaskQuery {
+        label: label("Work"),
+        ..TaskQuery::default()
+    });
+    queries.push(TaskQuery {
+        label: label("nothing"),
+        ..TaskQuery::default()
+    });
+    queries.push(TaskQuery {
+        text: text("STRASSE"),
+        ..TaskQuery::default()
+    });
+    queries.push(TaskQuery {
+        text: text("straße"),
+        ..TaskQuery::default()
+    });
+    queries.push(TaskQuery {
+        text: text("%"),
+        ..TaskQuery::default()
+    });
+    queries.push(TaskQuery {
+        text: text("_"),
+        ..TaskQuery::default()
+    });
+    queries.push(TaskQuery {
+        text: text("report"),
+        ..TaskQuery::default()
+    });
+    queries.push(TaskQuery {
+        due_before: Some(at(1000)),
+        ..TaskQuery::default()
+    });
+    queries
+}
+
+fn list_filters_match_the_reference_model(f: &Fixture) {
+    let (alice, tasks) = seed_tasks(&*f.store);
+    let model = MemoryStore::new();
+    seed_tasks(&model);
+    for query in queries() {
+        let got = f.store.list_tasks(alice, &query, None, 100).unwrap();
+        // The model, written out: filter, then sort by (key, id).
+        let mut expected: Vec<&Task> = tasks.iter().filter(|t| query.matches(t)).collect();
+        expected.sort_by_key(|t| (query.sort.key(t), t.id));
+        if query.sort.is_descending() {
+            expected.reverse();
+        }
+        let ids = |ts: &[Task]| ts.iter().map(|t| t.id).collect::<Vec<_>>();
+        let expected_ids: Vec<TaskId> = expected.iter().map(|t| t.id).collect();
+        assert_eq!(ids(&got), expected_ids, "query {query:?}");
+        assert_eq!(
+            ids(&model.list_tasks(alice, &query, None, 100).unwrap()),
+            expected_ids
+        );
+        assert!(got.iter().all(|t| t.owner == alice));
+    }
+}
+
+fn search_is_a_literal_case_insensitive_substring(f: &Fixture) {
+    let (alice, _) = seed_tasks(&*f.store);
+    let count = |q: &str| {
+        let query = TaskQuery {
+            text: Some(SearchText::parse(q).unwrap()),
+            ..TaskQuery::default()
+        };
+        f.store.list_tasks(alice, &query, None, 100).unwrap()
+    };
+    // `%` matches only a literal percent sign: in "50% off sale" titles and "notes: 100%".
+    assert!(
+        count("%")
+            .iter()
+            .all(|t| t.title.as_str().contains('%') || t.description.as_str().contains('%'))
+    );
+    assert!(!count("%").is_empty());
+    assert!(count("_").iter().all(|t| t.title.as_str().contains('_')));
+    assert_eq!(count("50% off").len(), count("50% OFF").len());
+    // Unicode case folding, alike on every backend.
+    assert!(!count("ÜNÏCODE").is_empty());
+    assert_eq!(count("ÜNÏCODE").len(), count("ünïcode").len());
+    // The title and the description are searched apart.
+    assert!(count("#0notes").is_empty());
+}
+
+fn walk(store: &dyn Stores, owner: UserId, query: &TaskQuery, page: usize) -> Vec<TaskId> {
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let items = store
+            .list_tasks(owner, query, cursor.as_ref(), page)
+            .unwrap();
+        seen.extend(items.iter().map(|t| t.id));
+        match items.last() {
+            Some(last) if items.len() == page => cursor = Some(query.cursor_after(last)),
+            _ => return seen,
+        }
+    }
+}
+
+fn pagination_walks_every_task_once_in_every_order(f: &Fixture) {
+    let (alice, _) = seed_tasks(&*f.store);
+    for query in queries() {
+        let all: Vec<TaskId> = f
+            .store
+            .list_tasks(alice, &query, None, 1000)
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        for page in [1, 3, 7] {
+            assert_eq!(
+                walk(&*f.store, alice, &query, page),
+                all,
+                "{query:?} by {page}"
+            );
+        }
+    }
+}
+
+fn pagination_is_stable_while_tasks_are_added(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let tasks = service(f.store.clone(), clock.clone());
+    let mut before = HashSet::new();
+    for i in 0..25 {
+        clock.advance(Duration::from_millis(1500));
+        let mut new = titled(&format!("task {i}"));
+        new.priority = Priority::new(i % 4).unwrap();
+        before.insert(tasks.create(alice, new).unwrap().id);
+    }
+    for sort in [
+        TaskSort::CreatedDesc,
+        TaskSort::CreatedAsc,
+        TaskSort::PriorityDesc,
+    ] {
+        let mut query = TaskQuery {
+            sort,
+            ..TaskQuery::default()
+        };
+        query.limit = todo_core::PageLimit::new(4).unwrap();
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = tasks.list(alice, &query, cursor.as_ref()).unwrap();
+            seen.extend(page.items.iter().map(|t| t.id));
+            // Someone adds a task between every two pages.
+            clock.advance(Duration::from_millis(700));
+            tasks.create(alice, titled("added meanwhile")).unwrap();
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let unique: HashSet<TaskId> = seen.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            seen.len(),
+            "{sort:?}: a task was listed twice"
+        );
+        assert!(
+            before.is_subset(&unique),
+            "{sort:?}: a task that existed was skipped"
+        );
+    }
+    let _ = tasks.update(
+        alice,
+        *before.iter().next().unwrap(),
+        TaskPatch::default(),
+        None,
+    );
+    assert!(clock.now() > at(10));
+}
