@@ -1,0 +1,652 @@
+//! The auth service's rules, on the in-memory store with a fake clock.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use todo_core::memory::MemoryStore;
+use todo_core::testing::{
+    CountingHasher, ManualClock, RecordingAudit, ReversingDigest, SeededRandom, TableTokens,
+};
+use todo_core::{
+    AuthDeps, AuthLimits, AuthService, Clock, Credentials, Error, LoginBackoff, NewTask, PageLimit,
+    Principal, RateLimiter, RefreshToken, RefreshTokenHasher, RefreshTokenStore, Registration,
+    Role, TaskService, Timestamp, Title, TokenPolicy, TokenRejection, UserPatch, UserStore,
+    Username,
+};
+
+pub struct Harness {
+    pub clock: Arc<ManualClock>,
+    pub hasher: Arc<CountingHasher>,
+    pub store: Arc<MemoryStore>,
+    pub audit: Arc<RecordingAudit>,
+    pub auth: AuthService,
+}
+
+pub fn harness() -> Harness {
+    harness_with(AuthLimits::unlimited(), 2)
+}
+
+fn harness_with(limits: AuthLimits, cost: u32) -> Harness {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new());
+    build(store, clock, limits, cost)
+}
+
+fn build(
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+    limits: AuthLimits,
+    cost: u32,
+) -> Harness {
+    let hasher = Arc::new(CountingHasher::new(cost));
+    let audit = Arc::new(RecordingAudit::default());
+    let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+    let auth = AuthService::new(AuthDeps {
+        users: store.clone(),
+        refresh_tokens: store.clone(),
+        hasher: hasher.clone(),
+        signer: tokens.clone(),
+        verifier: tokens,
+        refresh_hasher: Arc::new(ReversingDigest),
+        clock: clock.clone(),
+        random: Arc::new(SeededRandom::new(1)),
+        limits,
+        audit: audit.clone(),
+        policy: TokenPolicy::default(),
+    });
+    Harness {
+        clock,
+        hasher,
+        store,
+        audit,
+        auth,
+    }
+}
+
+const ADDR: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)));
+
+impl Harness {
+    pub fn register(&self, name: &str, password: &str) -> todo_core::User {
+        self.auth
+            .register(ADDR, Registration::parse(name, password, None).unwrap())
+            .unwrap()
+    }
+
+    pub fn login(&self, name: &str, password: &str) -> Result<todo_core::TokenPair, Error> {
+        self.auth.login(ADDR, &Credentials::offered(name, password))
+    }
+
+    pub fn principal(&self, name: &str, password: &str) -> (Principal, todo_core::TokenPair) {
+        let pair = self.login(name, password).unwrap();
+        (self.auth.authenticate(&pair.access_token).unwrap(), pair)
+    }
+
+    fn admin(&self) -> Principal {
+        let reg = Registration::parse("root", "admin-password", None).unwrap();
+        self.auth.create_user(reg, Role::Admin).unwrap();
+        self.principal("root", "admin-password").0
+    }
+}
+
+#[test]
+fn registration_folds_the_username_and_refuses_a_taken_one() {
+    let h = harness();
+    let user = h.register("Alice", "correct horse");
+    assert_eq!(user.username.as_str(), "alice");
+    assert_eq!(user.role, Role::User);
+    assert!(!user.disabled);
+    assert_eq!(user.created_at, h.clock.now());
+    let again = h.auth.register(
+        ADDR,
+        Registration::parse("ALICE", "other password", None).unwrap(),
+    );
+    assert!(matches!(again, Err(Error::UsernameTaken)), "{again:?}");
+    assert_eq!(
+        h.hasher.hashes(),
+        2,
+        "every registration hashes its password"
+    );
+}
+
+#[test]
+fn registration_reports_every_invalid_field_at_once() {
+    let errors = Registration::parse("a!", "short", Some("not-an-email")).unwrap_err();
+    let fields: Vec<&str> = errors.iter().map(|e| e.field()).collect();
+    assert_eq!(fields, ["username", "email", "password"]);
+    let errors = Registration::parse("bob_smith", "bob_smith", None).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].field(), "password");
+}
+
+#[test]
+fn login_issues_a_five_minute_access_token_and_a_refresh_token() {
+    let h = harness();
+    let alice = h.register("alice", "correct horse");
+    let pair = h.login("ALICE", "correct horse").unwrap();
+    assert_eq!(pair.expires_in, 300);
+    assert_eq!(
+        pair.refresh_token.expose().len(),
+        43,
+        "256 bits in URL-safe base64"
+    );
+    let principal = h.auth.authenticate(&pair.access_token).unwrap();
+    assert_eq!(principal.user_id, alice.id);
+    assert_eq!(principal.role, Role::User);
+    // Only the digest is stored.
+    let digest = ReversingDigest.digest(&pair.refresh_token);
+    let stored = h.store.find_refresh_token(&digest).unwrap().unwrap();
+    assert_eq!(stored.user_id, alice.id);
+    assert_eq!(
+        stored.expires_at,
+        h.clock
+            .now()
+            .saturating_add(TokenPolicy::default().refresh_ttl)
+    );
+
+    h.clock.advance(Duration::from_secs(299));
+    assert!(h.auth.authenticate(&pair.access_token).is_ok());
+    h.clock.advance(Duration::from_secs(1));
+    assert!(matches!(
+        h.auth.authenticate(&pair.access_token),
+        Err(Error::InvalidToken(TokenRejection::Expired))
+    ));
+}
+
+#[test]
+fn unknown_user_wrong_password_and_disabled_account_fail_alike_with_one_verification_each() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let bob = h.register("bob", "battery staple");
+    let admin = h.admin();
+    h.auth
+        .patch_user(
+            &admin,
+            bob.id,
+            UserPatch {
+                disabled: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .unwrap();
+
+    for (name, password) in [
+        ("nobody", "correct horse"),     // unknown user
+        ("alice", "wrong horse"),        // wrong password
+        ("bob", "battery staple"),       // disabled, right password
+        ("not a username!", "whatever"), // cannot even be a username
+    ] {
+        let before = h.hasher.verifications();
+        let outcome = h.login(name, password);
+        assert!(
+            matches!(outcome, Err(Error::InvalidCredentials)),
+            "{name}: {outcome:?}"
+        );
+        assert_eq!(
+            h.hasher.verifications() - before,
+            1,
+            "{name}: exactly one verification"
+        );
+    }
+    let before = h.hasher.verifications();
+    h.login("alice", "correct horse").unwrap();
+    assert_eq!(
+        h.hasher.verifications() - before,
+        1,
+        "a good login costs the same"
+    );
+    let failures = h
+        .audit
+        .events()
+        .iter()
+        .filter(|e| e.starts_with("LoginFailed"))
+        .count();
+    assert_eq!(failures, 4);
+}
+
+#[test]
+fn login_rehashes_a_password_stored_with_weaker_parameters() {
+    let old = harness_with(AuthLimits::unlimited(), 1);
+    old.register("alice", "correct horse");
+    let stored = |store: &MemoryStore| {
+        store
+            .find_user_by_username(&Username::parse("alice").unwrap())
+            .unwrap()
+            .unwrap()
+            .password_hash
+    };
+    assert!(stored(&old.store).as_str().starts_with("fake:1:"));
+    // The same data, served with stronger parameters.
+    let new = build(
+        old.store.clone(),
+        old.clock.clone(),
+        AuthLimits::unlimited(),
+        2,
+    );
+    new.login("alice", "correct horse").unwrap();
+    assert!(
+        stored(&new.store).as_str().starts_with("fake:2:"),
+        "upgraded"
+    );
+    assert_eq!(new.hasher.hashes(), 1);
+    new.login("alice", "correct horse").unwrap();
+    assert_eq!(new.hasher.hashes(), 1, "no second rehash once upgraded");
+}
+
+#[test]
+fn refresh_rotates_and_a_reused_token_revokes_its_whole_family() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let first = h.login("alice", "correct horse").unwrap();
+    let second = h.auth.refresh(ADDR, &first.refresh_token).unwrap();
+    assert_ne!(second.refresh_token, first.refresh_token);
+    assert!(h.auth.authenticate(&second.access_token).is_ok());
+    let third = h.auth.refresh(ADDR, &second.refresh_token).unwrap();
+
+    // The first token is dead; presenting it again is a theft signal.
+    assert!(matches!(
+        h.auth.refresh(ADDR, &first.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+    // ...and the legitimate holder's newest token dies with the family.
+    assert!(matches!(
+        h.auth.refresh(ADDR, &third.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+    assert!(
+        h.audit
+            .events()
+            .iter()
+            .any(|e| e.starts_with("RefreshTokenReused"))
+    );
+
+    // Another login is another family, untouched.
+    let other = h.login("alice", "correct horse").unwrap();
+    assert!(h.auth.refresh(ADDR, &other.refresh_token).is_ok());
+}
+
+#[test]
+fn refresh_tokens_expire_and_unknown_ones_are_refused() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let pair = h.login("alice", "correct horse").unwrap();
+    h.clock.advance(TokenPolicy::default().refresh_ttl);
+    assert!(matches!(
+        h.auth.refresh(ADDR, &pair.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+    let unknown = RefreshToken::parse(&"A".repeat(43)).unwrap();
+    assert!(matches!(
+        h.auth.refresh(ADDR, &unknown),
+        Err(Error::InvalidRefreshToken)
+    ));
+    assert!(RefreshToken::parse("short").is_none());
+    assert!(RefreshToken::parse(&"+".repeat(43)).is_none());
+}
+
+#[test]
+fn logout_revokes_the_family_and_is_idempotent() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let pair = h.login("alice", "correct horse").unwrap();
+    let rotated = h.auth.refresh(ADDR, &pair.refresh_token).unwrap();
+    h.auth.logout(ADDR, &pair.refresh_token).unwrap();
+    assert!(matches!(
+        h.auth.refresh(ADDR, &rotated.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+    h.auth.logout(ADDR, &pair.refresh_token).unwrap();
+    h.auth
+        .logout(ADDR, &RefreshToken::parse(&"B".repeat(43)).unwrap())
+        .unwrap();
+}
+
+#[test]
+fn a_disabled_or_deleted_account_cannot_refresh_or_validate() {
+    let h = harness();
+    let admin = h.admin();
+    let alice = h.register("alice", "correct horse");
+    let bob = h.register("bob", "battery staple");
+    let (_, alice_pair) = h.principal("alice", "correct horse");
+    let (_, bob_pair) = h.principal("bob", "battery staple");
+    assert!(h.auth.validate(&alice_pair.access_token).is_ok());
+
+    let disabled = h
+        .auth
+        .patch_user(
+            &admin,
+            alice.id,
+            UserPatch {
+                disabled: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .unwrap();
+    assert!(disabled.disabled);
+    assert!(matches!(
+        h.auth.validate(&alice_pair.access_token),
+        Err(Error::InvalidToken(TokenRejection::Revoked))
+    ));
+    assert!(matches!(
+        h.auth.refresh(ADDR, &alice_pair.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+    // Enabling again does not bring revoked refresh tokens back.
+    h.auth
+        .patch_user(
+            &admin,
+            alice.id,
+            UserPatch {
+                disabled: Some(false),
+                ..UserPatch::default()
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        h.auth.refresh(ADDR, &alice_pair.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+
+    h.auth.delete_user(&admin, bob.id).unwrap();
+    assert!(matches!(
+        h.auth.validate(&bob_pair.access_token),
+        Err(Error::InvalidToken(_))
+    ));
+    assert!(matches!(
+        h.auth.refresh(ADDR, &bob_pair.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+}
+
+#[test]
+fn changing_the_password_checks_the_old_one_and_revokes_every_session() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let (me, first) = h.principal("alice", "correct horse");
+    let (_, second) = h.principal("alice", "correct horse");
+    h.clock.advance(Duration::from_secs(2));
+
+    let wrong = h
+        .auth
+        .change_password(ADDR, &me, "wrong horse", "new password 1");
+    assert!(matches!(wrong, Err(Error::WrongPassword)));
+    let weak = h.auth.change_password(ADDR, &me, "correct horse", "short");
+    assert!(matches!(weak, Err(Error::Invalid(ref e)) if e[0].field() == "password"));
+
+    h.auth
+        .change_password(ADDR, &me, "correct horse", "new password 1")
+        .unwrap();
+    for pair in [&first, &second] {
+        assert!(matches!(
+            h.auth.refresh(ADDR, &pair.refresh_token),
+            Err(Error::InvalidRefreshToken)
+        ));
+        assert!(matches!(
+            h.auth.validate(&pair.access_token),
+            Err(Error::InvalidToken(TokenRejection::Revoked))
+        ));
+    }
+    assert!(matches!(
+        h.login("alice", "correct horse"),
+        Err(Error::InvalidCredentials)
+    ));
+    h.clock.advance(Duration::from_secs(1));
+    let fresh = h.login("alice", "new password 1").unwrap();
+    assert!(h.auth.validate(&fresh.access_token).is_ok());
+    assert!(
+        h.audit
+            .events()
+            .iter()
+            .any(|e| e.starts_with("PasswordChanged"))
+    );
+}
+
+#[test]
+fn users_see_and_change_their_own_account() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    assert_eq!(h.auth.me(&me).unwrap().username.as_str(), "alice");
+    h.clock.advance(Duration::from_secs(1));
+    let email = todo_core::Email::parse("alice@example.org").unwrap();
+    let updated = h.auth.update_me(&me, Some(email.clone())).unwrap();
+    assert_eq!(updated.email, Some(email));
+    assert!(updated.updated_at > updated.created_at);
+    assert_eq!(h.auth.update_me(&me, None).unwrap().email, None);
+}
+
+#[test]
+fn admin_endpoints_refuse_non_admins_and_stale_admin_tokens() {
+    let h = harness();
+    let admin = h.admin();
+    let alice = h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    let limit = PageLimit::default();
+    assert!(matches!(
+        h.auth.list_users(&me, limit, None),
+        Err(Error::Forbidden)
+    ));
+    assert!(matches!(
+        h.auth.get_user(&me, alice.id),
+        Err(Error::Forbidden)
+    ));
+    let raise = UserPatch {
+        role: Some(Role::Admin),
+        ..UserPatch::default()
+    };
+    assert!(matches!(
+        h.auth.patch_user(&me, alice.id, raise.clone()),
+        Err(Error::Forbidden)
+    ));
+    assert!(matches!(
+        h.auth.delete_user(&me, admin.user_id),
+        Err(Error::Forbidden)
+    ));
+    // A principal claiming admin in a token is checked against the store.
+    let forged = Principal {
+        role: Role::Admin,
+        ..me.clone()
+    };
+    assert!(matches!(
+        h.auth.list_users(&forged, limit, None),
+        Err(Error::Forbidden)
+    ));
+
+    // Promote, then demote: the old admin token stops working at once.
+    h.auth.patch_user(&admin, alice.id, raise).unwrap();
+    assert!(h.auth.list_users(&me, limit, None).is_ok());
+    h.auth
+        .patch_user(
+            &admin,
+            alice.id,
+            UserPatch {
+                role: Some(Role::User),
+                ..UserPatch::default()
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        h.auth.list_users(&forged, limit, None),
+        Err(Error::Forbidden)
+    ));
+}
+
+#[test]
+fn admins_page_through_users_and_cannot_lock_themselves_out() {
+    let h = harness();
+    let admin = h.admin();
+    for i in 0..5 {
+        h.clock.advance(Duration::from_millis(5));
+        h.register(&format!("user{i}"), "correct horse");
+    }
+    let limit = PageLimit::new(2).unwrap();
+    let mut names = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = h.auth.list_users(&admin, limit, cursor).unwrap();
+        names.extend(page.items.iter().map(|u| u.username.as_str().to_owned()));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["root", "user0", "user1", "user2", "user3", "user4"]);
+
+    let me = admin.user_id;
+    let demote = UserPatch {
+        role: Some(Role::User),
+        ..UserPatch::default()
+    };
+    assert!(matches!(
+        h.auth.patch_user(&admin, me, demote),
+        Err(Error::Conflict(_))
+    ));
+    let disable = UserPatch {
+        disabled: Some(true),
+        ..UserPatch::default()
+    };
+    assert!(matches!(
+        h.auth.patch_user(&admin, me, disable),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        h.auth.delete_user(&admin, me),
+        Err(Error::Conflict(_))
+    ));
+    let missing = todo_core::UserId::parse("01890a5d-ac96-774b-bcce-b302099a8057").unwrap();
+    assert!(matches!(
+        h.auth.get_user(&admin, missing),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        h.auth.patch_user(&admin, missing, UserPatch::default()),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        h.auth.delete_user(&admin, missing),
+        Err(Error::NotFound)
+    ));
+    assert!(h.audit.events().iter().all(|e| !e.contains("delete_user")));
+}
+
+#[test]
+fn deleting_a_user_takes_their_tasks_and_tokens() {
+    let h = harness();
+    let admin = h.admin();
+    let alice = h.register("alice", "correct horse");
+    let (_, pair) = h.principal("alice", "correct horse");
+    let tasks = TaskService::new(
+        h.store.clone(),
+        h.clock.clone(),
+        Arc::new(SeededRandom::new(3)),
+    );
+    let task = tasks
+        .create(alice.id, NewTask::titled(Title::parse("mine").unwrap()))
+        .unwrap();
+    h.auth.delete_user(&admin, alice.id).unwrap();
+    assert!(matches!(tasks.get(alice.id, task.id), Err(Error::NotFound)));
+    assert!(
+        h.store
+            .find_refresh_token(&ReversingDigest.digest(&pair.refresh_token))
+            .unwrap()
+            .is_none()
+    );
+    assert!(h.audit.events().iter().any(|e| e.contains("delete_user")));
+}
+
+/// A limiter that refuses everything.
+struct Refuse;
+impl RateLimiter<IpAddr> for Refuse {
+    fn check(&self, _key: &IpAddr) -> Result<(), Duration> {
+        Err(Duration::from_secs(30))
+    }
+}
+
+/// Blocks an account after `threshold` recorded failures.
+#[derive(Default)]
+struct BlockAfterThree(AtomicUsize);
+impl LoginBackoff for BlockAfterThree {
+    fn check(&self, _account: &Username, _now: Timestamp) -> Result<(), Duration> {
+        if self.0.load(Ordering::SeqCst) >= 3 {
+            Err(Duration::from_millis(1500))
+        } else {
+            Ok(())
+        }
+    }
+    fn record_failure(&self, _account: &Username, _now: Timestamp) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn record_success(&self, _account: &Username) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn limits_answer_rate_limited_before_any_hashing() {
+    let limits = AuthLimits {
+        register_per_client: Arc::new(Refuse),
+        ..AuthLimits::unlimited()
+    };
+    let h = harness_with(limits, 2);
+    let refused = h.auth.register(
+        ADDR,
+        Registration::parse("alice", "correct horse", None).unwrap(),
+    );
+    assert!(
+        matches!(refused, Err(Error::RateLimited { retry_after }) if retry_after == Duration::from_secs(30))
+    );
+    assert_eq!(h.hasher.hashes(), 0);
+    // Without a client address (in-process use) there is no per-address limit.
+    h.auth
+        .register(
+            None,
+            Registration::parse("alice", "correct horse", None).unwrap(),
+        )
+        .unwrap();
+
+    let limits = AuthLimits {
+        login_per_client: Arc::new(Refuse),
+        ..AuthLimits::unlimited()
+    };
+    let h = harness_with(limits, 2);
+    h.register("alice", "correct horse");
+    assert!(matches!(
+        h.login("alice", "correct horse"),
+        Err(Error::RateLimited { .. })
+    ));
+    assert_eq!(h.hasher.verifications(), 0);
+}
+
+#[test]
+fn repeated_failures_on_an_account_are_throttled_and_success_resets() {
+    let limits = AuthLimits {
+        login_failures: Arc::new(BlockAfterThree::default()),
+        ..AuthLimits::unlimited()
+    };
+    let h = harness_with(limits, 2);
+    h.register("alice", "correct horse");
+    for _ in 0..3 {
+        assert!(matches!(
+            h.login("alice", "wrong"),
+            Err(Error::InvalidCredentials)
+        ));
+    }
+    let verifications = h.hasher.verifications();
+    let throttled = h.login("alice", "correct horse");
+    assert!(
+        matches!(throttled, Err(Error::RateLimited { .. })),
+        "{throttled:?}"
+    );
+    assert_eq!(
+        h.hasher.verifications(),
+        verifications,
+        "no hashing while throttled"
+    );
+    assert!(h.audit.events().iter().any(|e| e.starts_with("Throttled")));
+    assert_eq!(
+        todo_core::retry_after_seconds(Duration::from_millis(1500)),
+        2
+    );
+    assert_eq!(todo_core::retry_after_seconds(Duration::ZERO), 1);
+}

@@ -1,0 +1,86 @@
+//! The architecture line: todo-core does no I/O and knows no database, HTTP,
+//! async runtime or crypto crate, directly or through another crate.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
+
+const FORBIDDEN: &[&str] = &[
+    "diesel",
+    "r2d2",
+    "argon2",
+    "jsonwebtoken",
+    "governor",
+    "hyper",
+    "rustls",
+    "tokio",
+    "aws-lc-rs",
+    "aws-lc-sys",
+    "ring",
+    "libsqlite3-sys",
+    "pq-sys",
+    "reqwest",
+    "password-hash",
+];
+
+#[test]
+fn todo_core_depends_on_no_database_http_runtime_or_crypto_crate() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    let names: HashMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes: HashMap<&str, &serde_json::Value> = metadata["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let root = names
+        .iter()
+        .find(|(_, name)| **name == "todo-core")
+        .map(|(id, _)| *id)
+        .unwrap();
+
+    // Walk normal (non-dev) dependencies only: what an embedder would pull in.
+    let mut seen = HashSet::new();
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        for dep in nodes[id]["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null() || k["kind"] == "build");
+            if normal {
+                stack.push(dep["pkg"].as_str().unwrap());
+            }
+        }
+    }
+    let reached: Vec<&str> = seen.iter().map(|id| names[id]).collect();
+    assert!(
+        reached.contains(&"thiserror"),
+        "the walk found the core's own dependencies"
+    );
+    let bad: Vec<&&str> = reached.iter().filter(|n| FORBIDDEN.contains(n)).collect();
+    assert!(
+        bad.is_empty(),
+        "todo-core reaches {bad:?}; all it reaches: {reached:?}"
+    );
+}

@@ -1,0 +1,9 @@
+//! todo-core's tests, in one binary to save link time.
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod auth;
+mod dependencies;
+mod domain;
+mod tasks;

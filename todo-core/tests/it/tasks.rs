@@ -1,0 +1,339 @@
+//! The task service's rules: ownership, versions, completion, listing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use todo_core::memory::MemoryStore;
+use todo_core::testing::{ManualClock, SeededRandom};
+use todo_core::{
+    Clock, Error, Label, Labels, NewTask, PageLimit, Priority, TaskCursor, TaskPatch, TaskQuery,
+    TaskService, TaskSort, Timestamp, Title, UserId,
+};
+
+use crate::auth::harness;
+
+struct Fixture {
+    clock: Arc<ManualClock>,
+    tasks: TaskService,
+    alice: UserId,
+    bob: UserId,
+}
+
+fn fixture() -> Fixture {
+    let h = harness();
+    let alice = h.register("alice", "correct horse").id;
+    let bob = h.register("bob", "battery staple").id;
+    let store: Arc<MemoryStore> = h.store.clone();
+    let tasks = TaskService::new(store, h.clock.clone(), Arc::new(SeededRandom::new(11)));
+    Fixture {
+        clock: h.clock,
+        tasks,
+        alice,
+        bob,
+    }
+}
+
+fn titled(title: &str) -> NewTask {
+    NewTask::titled(Title::parse(title).unwrap())
+}
+
+#[test]
+fn a_new_task_starts_at_version_one_with_defaults() {
+    let f = fixture();
+    let task = f.tasks.create(f.alice, titled("first")).unwrap();
+    assert_eq!(task.version.get(), 1);
+    assert_eq!(task.priority, Priority::default());
+    assert!(!task.done && !task.archived && task.labels.is_empty());
+    assert_eq!((task.completed_at, task.due_at), (None, None));
+    assert_eq!(task.created_at, f.clock.now());
+    assert_eq!(task.updated_at, task.created_at);
+    assert_eq!(f.tasks.get(f.alice, task.id).unwrap(), task);
+}
+
+#[test]
+fn creating_a_done_task_sets_completed_at() {
+    let f = fixture();
+    let task = f
+        .tasks
+        .create(
+            f.alice,
+            NewTask {
+                done: true,
+                ..titled("done already")
+            },
+        )
+        .unwrap();
+    assert_eq!(task.completed_at, Some(f.clock.now()));
+}
+
+#[test]
+fn another_users_task_is_not_found_for_every_operation() {
+    let f = fixture();
+    let task = f.tasks.create(f.alice, titled("private")).unwrap();
+    assert!(matches!(f.tasks.get(f.bob, task.id), Err(Error::NotFound)));
+    let patch = TaskPatch {
+        title: Some(Title::parse("mine now").unwrap()),
+        ..TaskPatch::default()
+    };
+    assert!(matches!(
+        f.tasks.update(f.bob, task.id, patch, None),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        f.tasks
+            .update(f.bob, task.id, TaskPatch::default(), Some(task.version)),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        f.tasks.delete(f.bob, task.id, None),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        f.tasks.delete(f.bob, task.id, Some(task.version)),
+        Err(Error::NotFound)
+    ));
+    let bobs = f.tasks.list(f.bob, &TaskQuery::default(), None).unwrap();
+    assert!(bobs.items.is_empty() && bobs.next_cursor.is_none());
+    assert_eq!(f.tasks.get(f.alice, task.id).unwrap(), task, "untouched");
+}
+
+#[test]
+fn completion_time_follows_done() {
+    let f = fixture();
+    let task = f.tasks.create(f.alice, titled("to do")).unwrap();
+    f.clock.advance(Duration::from_secs(60));
+    let done = TaskPatch {
+        done: Some(true),
+        ..TaskPatch::default()
+    };
+    let completed = f
+        .tasks
+        .update(f.alice, task.id, done.clone(), None)
+        .unwrap();
+    assert_eq!(completed.completed_at, Some(f.clock.now()));
+    assert_eq!(completed.version.get(), 2);
+    assert_eq!(completed.updated_at, f.clock.now());
+    // Marking done again changes nothing: not the time, not the version.
+    f.clock.advance(Duration::from_secs(60));
+    let again = f.tasks.update(f.alice, task.id, done, None).unwrap();
+    assert_eq!(again, completed);
+    let undone = f
+        .tasks
+        .update(
+            f.alice,
+            task.id,
+            TaskPatch {
+                done: Some(false),
+                ..TaskPatch::default()
+            },
+            None,
+        )
+        .unwrap();
+    assert_eq!(undone.completed_at, None);
+    assert_eq!(undone.version.get(), 3);
+}
+
+#[test]
+fn a_patch_changes_only_what_it_names_and_clears_a_due_date_with_null() {
+    let f = fixture();
+    let due = Timestamp::parse_rfc3339("2026-12-24T18:00:00Z", "due_at").unwrap();
+    let new = NewTask {
+        due_at: Some(due),
+        priority: Priority::new(2).unwrap(),
+        labels: Labels::parse(["a", "b"]).unwrap(),
+        ..titled("original")
+    };
+    let task = f.tasks.create(f.alice, new).unwrap();
+    let patch = TaskPatch {
+        title: Some(Title::parse("renamed").unwrap()),
+        ..TaskPatch::default()
+    };
+    let renamed = f.tasks.update(f.alice, task.id, patch, None).unwrap();
+    assert_eq!(renamed.title.as_str(), "renamed");
+    assert_eq!(
+        (renamed.due_at, renamed.priority, &renamed.labels),
+        (task.due_at, task.priority, &task.labels)
+    );
+    let cleared = f
+        .tasks
+        .update(
+            f.alice,
+            task.id,
+            TaskPatch {
+                due_at: Some(None),
+                archived: Some(true),
+                ..TaskPatch::default()
+            },
+            None,
+        )
+        .unwrap();
+    assert_eq!(cleared.due_at, None);
+    assert!(cleared.archived);
+    assert_eq!(cleared.version.get(), 3);
+}
+
+#[test]
+fn a_stale_version_is_a_mismatch_and_changes_nothing() {
+    let f = fixture();
+    let task = f.tasks.create(f.alice, titled("v1")).unwrap();
+    let patch = |t: &str| TaskPatch {
+        title: Some(Title::parse(t).unwrap()),
+        ..TaskPatch::default()
+    };
+    let v2 = f
+        .tasks
+        .update(f.alice, task.id, patch("v2"), Some(task.version))
+        .unwrap();
+    assert_eq!(v2.version.get(), 2);
+    match f
+        .tasks
+        .update(f.alice, task.id, patch("lost"), Some(task.version))
+    {
+        Err(Error::VersionMismatch { current }) => assert_eq!(current, v2.version),
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    assert!(matches!(
+        f.tasks.delete(f.alice, task.id, Some(task.version)),
+        Err(Error::VersionMismatch { .. })
+    ));
+    assert_eq!(f.tasks.get(f.alice, task.id).unwrap(), v2);
+    f.tasks.delete(f.alice, task.id, Some(v2.version)).unwrap();
+    assert!(matches!(
+        f.tasks.get(f.alice, task.id),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        f.tasks.delete(f.alice, task.id, None),
+        Err(Error::NotFound)
+    ));
+}
+
+#[test]
+fn lists_default_to_unarchived_newest_first_in_pages_of_the_limit() {
+    let f = fixture();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        f.clock.advance(Duration::from_secs(1));
+        let archived = i == 2;
+        ids.push(
+            f.tasks
+                .create(
+                    f.alice,
+                    NewTask {
+                        archived,
+                        ..titled(&format!("t{i}"))
+                    },
+                )
+                .unwrap()
+                .id,
+        );
+    }
+    let page = f.tasks.list(f.alice, &TaskQuery::default(), None).unwrap();
+    let expected: Vec<_> = [4, 3, 1, 0].iter().map(|i| ids[*i]).collect();
+    assert_eq!(
+        page.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(page.next_cursor.is_none(), "no cursor when everything fit");
+
+    let two = TaskQuery {
+        limit: PageLimit::new(2).unwrap(),
+        ..TaskQuery::default()
+    };
+    let first = f.tasks.list(f.alice, &two, None).unwrap();
+    assert_eq!(first.items.len(), 2);
+    let cursor = first.next_cursor.unwrap();
+    let second = f.tasks.list(f.alice, &two, Some(&cursor)).unwrap();
+    assert_eq!(
+        second.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [ids[1], ids[0]]
+    );
+    assert!(
+        second.next_cursor.is_none(),
+        "an exactly full last page has no next cursor"
+    );
+
+    // A cursor is for the query it came from.
+    let other = TaskQuery {
+        sort: TaskSort::CreatedAsc,
+        ..two.clone()
+    };
+    assert!(
+        matches!(f.tasks.list(f.alice, &other, Some(&cursor)), Err(Error::Invalid(ref e)) if e[0].field() == "cursor")
+    );
+    let labelled = TaskQuery {
+        label: Some(Label::parse("x").unwrap()),
+        ..two
+    };
+    assert!(matches!(
+        f.tasks.list(f.alice, &labelled, Some(&cursor)),
+        Err(Error::Invalid(_))
+    ));
+    let forged = TaskCursor::parse(&cursor.to_string()).unwrap();
+    assert_eq!(forged, cursor);
+}
+
+#[test]
+fn due_filters_are_strict_and_leave_out_tasks_without_a_due_date() {
+    let f = fixture();
+    let t = |s: &str| Timestamp::parse_rfc3339(s, "due_at").unwrap();
+    for (title, due) in [
+        ("early", Some("2026-01-01T00:00:00Z")),
+        ("edge", Some("2026-06-01T00:00:00Z")),
+        ("late", Some("2026-12-01T00:00:00Z")),
+        ("never", None),
+    ] {
+        f.tasks
+            .create(
+                f.alice,
+                NewTask {
+                    due_at: due.map(t),
+                    ..titled(title)
+                },
+            )
+            .unwrap();
+    }
+    let titles = |q: TaskQuery| -> Vec<String> {
+        let mut v: Vec<String> = f
+            .tasks
+            .list(f.alice, &q, None)
+            .unwrap()
+            .items
+            .iter()
+            .map(|x| x.title.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        titles(TaskQuery {
+            due_before: Some(t("2026-06-01T00:00:00Z")),
+            ..TaskQuery::default()
+        }),
+        ["early"]
+    );
+    assert_eq!(
+        titles(TaskQuery {
+            due_after: Some(t("2026-06-01T00:00:00Z")),
+            ..TaskQuery::default()
+        }),
+        ["late"]
+    );
+    let due_first = TaskQuery {
+        sort: TaskSort::DueAsc,
+        ..TaskQuery::default()
+    };
+    let order: Vec<String> = f
+        .tasks
+        .list(f.alice, &due_first, None)
+        .unwrap()
+        .items
+        .iter()
+        .map(|x| x.title.to_string())
+        .collect();
+    assert_eq!(
+        order,
+        ["early", "edge", "late", "never"],
+        "no due date sorts last"
+    );
+}
