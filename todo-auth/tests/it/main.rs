@@ -1,0 +1,8 @@
+//! todo-auth's tests, in one binary to save link time.
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod jwt;
+mod limits;
+mod passwords;
