@@ -52,6 +52,7 @@ conformance!(
     search_is_a_literal_case_insensitive_substring,
     pagination_walks_every_task_once_in_every_order,
     pagination_is_stable_while_tasks_are_added,
+    concurrent_refreshes_through_the_service_have_one_winner,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -731,4 +732,55 @@ fn pagination_is_stable_while_tasks_are_added(f: &Fixture) {
         None,
     );
     assert!(clock.now() > at(10));
+}
+
+fn concurrent_refreshes_through_the_service_have_one_winner(f: &Fixture) {
+    use todo_core::testing::{CountingHasher, ReversingDigest, TableTokens};
+    use todo_core::{
+        AuthDeps, AuthLimits, AuthService, Credentials, Error, NoAudit, Registration, TokenPolicy,
+    };
+
+    const RACERS: usize = 16;
+    let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+    let auth = AuthService::new(AuthDeps {
+        users: f.store.clone(),
+        refresh_tokens: f.store.clone(),
+        hasher: Arc::new(CountingHasher::new(1)),
+        signer: tokens.clone(),
+        verifier: tokens,
+        refresh_hasher: Arc::new(ReversingDigest),
+        clock: Arc::new(ManualClock::new()),
+        random: Arc::new(SeededRandom::new(5)),
+        limits: AuthLimits::unlimited(),
+        audit: Arc::new(NoAudit),
+        policy: TokenPolicy::default(),
+    });
+    auth.register(
+        None,
+        Registration::parse("alice", "correct horse", None).unwrap(),
+    )
+    .unwrap();
+    let pair = auth
+        .login(None, &Credentials::offered("alice", "correct horse"))
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (auth, barrier, token) =
+                (auth.clone(), barrier.clone(), pair.refresh_token.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                auth.refresh(None, &token)
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    let winners = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.is_ok() || matches!(o, Err(Error::InvalidRefreshToken))),
+        "{outcomes:?}"
+    );
 }
