@@ -58,6 +58,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         limits: AuthLimits {
             register_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
+            login_per_account: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy::default())),
         },
         audit: Arc::new(NoAudit),

@@ -2,6 +2,7 @@
 //! (ES256), each with a `kid`; a key set that verifies with several keys so
 //! signing keys rotate without logging anyone out; JWKS rendering.
 
+use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use aws_lc_rs::signature::{
@@ -237,6 +238,33 @@ impl SigningKey {
     #[must_use]
     pub fn public_key(&self) -> &PublicKey {
         &self.public
+    }
+
+    /// Reads a PKCS#8 PEM file.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let pem = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| io_error(path, e))?);
+        Self::from_pem(&pem)
+    }
+
+    /// Writes the key as PKCS#8 PEM, readable by the owner only (0600). Fails
+    /// rather than overwrite an existing file.
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        use std::io::Write as _;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(|e| io_error(path, e))?;
+        file.write_all(self.to_pem().as_bytes())
+            .map_err(|e| io_error(path, e))?;
+        file.sync_all().map_err(|e| io_error(path, e))
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> KeyError {
+    KeyError::Io {
+        path: path.display().to_string(),
+        source,
     }
 }
 

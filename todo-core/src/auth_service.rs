@@ -25,6 +25,8 @@ pub struct AuthLimits {
     pub register_per_client: Arc<dyn RateLimiter<IpAddr>>,
     /// Login attempts per client address.
     pub login_per_client: Arc<dyn RateLimiter<IpAddr>>,
+    /// Login attempts per account (the username offered), whatever the address.
+    pub login_per_account: Arc<dyn RateLimiter<Username>>,
     /// The growing delay after failed logins on one account.
     pub login_failures: Arc<dyn LoginBackoff>,
 }
@@ -36,6 +38,7 @@ impl AuthLimits {
         Self {
             register_per_client: Arc::new(Unlimited),
             login_per_client: Arc::new(Unlimited),
+            login_per_account: Arc::new(Unlimited),
             login_failures: Arc::new(Unlimited),
         }
     }

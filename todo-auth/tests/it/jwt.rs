@@ -355,3 +355,28 @@ fn a_jwks_kid_is_recomputed_not_trusted() {
     assert!(set.find("attacker-chosen").is_none());
     assert!(set.find(a.public.kid()).is_some());
 }
+
+#[test]
+fn signing_keys_are_saved_owner_only_and_never_overwritten() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signing-key.pem");
+    let key = SigningKey::generate(KeyAlgorithm::EdDsa).unwrap();
+    key.save(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        SigningKey::load(&path).unwrap().public_key().kid(),
+        key.public_key().kid()
+    );
+    let other = SigningKey::generate(KeyAlgorithm::EdDsa).unwrap();
+    assert!(
+        other.save(&path).is_err(),
+        "an existing key is never overwritten"
+    );
+    assert_eq!(
+        SigningKey::load(&path).unwrap().public_key().kid(),
+        key.public_key().kid()
+    );
+    assert!(SigningKey::load(&dir.path().join("missing.pem")).is_err());
+}

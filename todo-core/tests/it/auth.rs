@@ -557,8 +557,8 @@ fn deleting_a_user_takes_their_tasks_and_tokens() {
 
 /// A limiter that refuses everything.
 struct Refuse;
-impl RateLimiter<IpAddr> for Refuse {
-    fn check(&self, _key: &IpAddr) -> Result<(), Duration> {
+impl<K> RateLimiter<K> for Refuse {
+    fn check(&self, _key: &K) -> Result<(), Duration> {
         Err(Duration::from_secs(30))
     }
 }
