@@ -1,0 +1,142 @@
+//! task-server: configuration and wiring around `todo_http::TaskApi`. It
+//! verifies access tokens with public keys only (a key file, or auth-server's
+//! JWKS); it never holds a private key.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use todo_auth::{JwtVerifier, KeySet, OsRandom, PublicKey, SystemClock};
+use todo_core::TaskService;
+use todo_http::config::{ServerArgs, run};
+use todo_http::jwks::JwksSource;
+use todo_http::{Probe, TaskApi};
+use todo_store::SqlStore;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "task-server",
+    version,
+    about = "todo's task service: each user's own tasks, over HTTPS"
+)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    keys: KeyArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct KeyArgs {
+    /// Public key(s) that verify access tokens (SPKI PEM; comma-separated in
+    /// the environment). Give these or --jwks-url.
+    #[arg(
+        long = "jwt-public-key",
+        env = "TODO_JWT_PUBLIC_KEYS",
+        value_delimiter = ','
+    )]
+    public_keys: Vec<PathBuf>,
+    /// auth-server's JWKS URL, e.g. https://localhost:8443/.well-known/jwks.json
+    #[arg(long, env = "TODO_JWKS_URL")]
+    jwks_url: Option<String>,
+    /// Certificate(s) to trust for the JWKS URL (PEM), e.g. auth-server's
+    /// self-signed DATA_DIR/tls-cert.pem.
+    #[arg(long, env = "TODO_JWKS_CA_FILE")]
+    jwks_ca_file: Option<PathBuf>,
+    /// Seconds between JWKS refetches triggered by unknown key ids.
+    #[arg(long, env = "TODO_JWKS_MIN_REFRESH_SECS", default_value_t = 30)]
+    jwks_min_refresh_secs: u64,
+    /// Expected access-token issuer (`iss`).
+    #[arg(long, env = "TODO_TOKEN_ISSUER", default_value = "todo-auth")]
+    issuer: String,
+    /// Expected access-token audience (`aud`).
+    #[arg(long, env = "TODO_TOKEN_AUDIENCE", default_value = "todo")]
+    audience: String,
+    /// Clock skew forgiven on `exp`/`nbf`, in seconds (at most 60).
+    #[arg(long, env = "TODO_TOKEN_LEEWAY_SECS", default_value_t = 30)]
+    leeway_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli.server.init_logging();
+    let outcome = cli
+        .server
+        .runtime()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(dispatch(cli)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("task-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), String> {
+    let config = cli.server.store_config()?;
+    let store =
+        SqlStore::open(&config).map_err(|e| format!("opening the database {}: {e}", config.url))?;
+    let ran = store.migrate().map_err(|e| format!("migrating: {e}"))?;
+    tracing::info!(ran, backend = ?store.backend(), "database ready");
+    if matches!(cli.command, Some(Command::Migrate)) {
+        return Ok(());
+    }
+    let keys = &cli.keys;
+    let mut public = Vec::new();
+    for path in &keys.public_keys {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?;
+        public.push(
+            PublicKey::from_pem(&pem)
+                .map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?,
+        );
+    }
+    if public.is_empty() && keys.jwks_url.is_none() {
+        return Err(
+            "give --jwt-public-key or --jwks-url: task-server needs auth-server's public key"
+                .to_owned(),
+        );
+    }
+    let verifier = Arc::new(JwtVerifier::new(
+        KeySet::new(public),
+        &keys.issuer,
+        &keys.audience,
+        keys.leeway_secs,
+    ));
+    let clock = Arc::new(SystemClock);
+    let service = TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
+    let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(store)];
+    let mut api =
+        TaskApi::new(service, verifier.clone(), clock, probes).map_err(|e| e.to_string())?;
+    if let Some(url) = &keys.jwks_url {
+        let source = Arc::new(JwksSource::new(
+            url,
+            keys.jwks_ca_file.clone(),
+            verifier,
+            Duration::from_secs(keys.jwks_min_refresh_secs),
+        )?);
+        // auth-server may still be starting: a failed first fetch is retried
+        // on the first token with an unknown key.
+        match source.refresh().await {
+            Ok(_) => tracing::info!(url, "verification keys fetched"),
+            Err(error) => tracing::warn!(%error, "could not fetch the JWKS yet"),
+        }
+        api = api.with_key_source(source);
+    }
+    run(Arc::new(api), &cli.server, 8444, "task-server").await
+}

@@ -1,0 +1,422 @@
+//! auth-server's API: registration, login, tokens, accounts, admin.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, HeaderValue};
+use http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use todo_core::{
+    AccessClaims, AuthService, Credentials, Email, Error as CoreError, PageLimit, Principal,
+    RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
+};
+
+use crate::blocking::blocking;
+use crate::front::{Api, ApiResponse, json, json_value, no_content};
+use crate::metrics::Metrics;
+use crate::probe::Probe;
+use crate::problem::ApiError;
+use crate::request::{ApiRequest, query_int};
+use crate::router::RouteSpec;
+
+pub static ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        template: "/v1/auth/register",
+        methods: &[Method::POST],
+    },
+    RouteSpec {
+        template: "/v1/auth/login",
+        methods: &[Method::POST],
+    },
+    RouteSpec {
+        template: "/v1/auth/refresh",
+        methods: &[Method::POST],
+    },
+    RouteSpec {
+        template: "/v1/auth/logout",
+        methods: &[Method::POST],
+    },
+    RouteSpec {
+        template: "/v1/auth/validate",
+        methods: &[Method::GET],
+    },
+    RouteSpec {
+        template: "/.well-known/jwks.json",
+        methods: &[Method::GET],
+    },
+    RouteSpec {
+        template: "/v1/users/me",
+        methods: &[Method::GET, Method::PATCH],
+    },
+    RouteSpec {
+        template: "/v1/users/me/password",
+        methods: &[Method::POST],
+    },
+    RouteSpec {
+        template: "/v1/users",
+        methods: &[Method::GET],
+    },
+    RouteSpec {
+        template: "/v1/users/{id}",
+        methods: &[Method::GET, Method::PATCH, Method::DELETE],
+    },
+];
+
+/// The auth API over an [`AuthService`].
+pub struct AuthApi {
+    service: AuthService,
+    jwks: Bytes,
+    probes: Vec<Arc<dyn Probe>>,
+    metrics: Metrics,
+    openapi: Bytes,
+}
+
+impl std::fmt::Debug for AuthApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthApi").finish_non_exhaustive()
+    }
+}
+
+impl AuthApi {
+    /// `jwks` is the served key set; `probes` answer readiness and add gauges.
+    pub fn new(
+        service: AuthService,
+        jwks: &todo_auth::JwkSet,
+        probes: Vec<Arc<dyn Probe>>,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            service,
+            jwks: Bytes::from(serde_json::to_vec(jwks)?),
+            probes,
+            metrics: Metrics::default(),
+            openapi: Bytes::from(serde_json::to_vec(&crate::openapi::auth())?),
+        })
+    }
+
+    fn principal(&self, request: &ApiRequest) -> Result<Principal, ApiError> {
+        let token = request.bearer()?;
+        self.service
+            .authenticate(token)
+            .map_err(|_| ApiError::invalid_token())
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&AuthService) -> Result<T, CoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let service = self.service.clone();
+        blocking(move || work(&service)).await
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchMeBody {
+    #[serde(default, deserialize_with = "crate::dto::present")]
+    email: Option<Option<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminPatchBody {
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default, deserialize_with = "crate::dto::present")]
+    email: Option<Option<String>>,
+}
+
+/// A user on the wire: never a password or hash.
+#[derive(Serialize)]
+pub struct UserDto {
+    id: String,
+    username: String,
+    email: Option<String>,
+    role: &'static str,
+    disabled: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&User> for UserDto {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.to_string(),
+            username: user.username.to_string(),
+            email: user.email.as_ref().map(ToString::to_string),
+            role: user.role.as_str(),
+            disabled: user.disabled,
+            created_at: user.created_at.to_string(),
+            updated_at: user.updated_at.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TokenPairDto<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: &'a str,
+}
+
+fn token_pair(pair: &TokenPair) -> Result<ApiResponse, ApiError> {
+    json_value(
+        StatusCode::OK,
+        &TokenPairDto {
+            access_token: &pair.access_token,
+            token_type: "Bearer",
+            expires_in: pair.expires_in,
+            refresh_token: pair.refresh_token.expose(),
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct ValidateDto<'a> {
+    sub: String,
+    username: &'a str,
+    role: &'static str,
+    exp: i64,
+}
+
+#[derive(Serialize)]
+struct UsersPage {
+    items: Vec<UserDto>,
+    next_cursor: Option<String>,
+}
+
+fn email(raw: Option<Option<String>>) -> Result<Option<Option<Email>>, ApiError> {
+    raw.map(|e| e.as_deref().map(Email::parse).transpose())
+        .transpose()
+        .map_err(|e| ApiError::validation(vec![e]))
+}
+
+impl Api for AuthApi {
+    fn routes(&self) -> &'static [RouteSpec] {
+        ROUTES
+    }
+
+    async fn handle(
+        &self,
+        route: &'static RouteSpec,
+        param: Option<String>,
+        mut request: ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
+        let client = Some(request.client);
+        match (route.template, &request.method) {
+            ("/v1/auth/register", _) => {
+                let body: RegisterBody = request.json().await?;
+                let registration =
+                    Registration::parse(&body.username, &body.password, body.email.as_deref())
+                        .map_err(ApiError::validation)?;
+                let user = self.call(move |s| s.register(client, registration)).await?;
+                json_value(StatusCode::CREATED, &UserDto::from(&user))
+            }
+            ("/v1/auth/login", _) => {
+                let body: LoginBody = request.json().await?;
+                let credentials = Credentials::offered(&body.username, &body.password);
+                let outcome = self.call(move |s| s.login(client, &credentials)).await;
+                match &outcome {
+                    Ok(_) => self
+                        .metrics
+                        .logins_succeeded
+                        .fetch_add(1, Ordering::Relaxed),
+                    Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                        self.metrics.logins_failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(_) => 0,
+                };
+                token_pair(&outcome?)
+            }
+            ("/v1/auth/refresh", _) => {
+                let body: RefreshBody = request.json().await?;
+                let token = RefreshToken::parse(&body.refresh_token)
+                    .ok_or_else(|| ApiError::from(CoreError::InvalidRefreshToken))?;
+                let pair = self.call(move |s| s.refresh(client, &token)).await?;
+                token_pair(&pair)
+            }
+            ("/v1/auth/logout", _) => {
+                let body: RefreshBody = request.json().await?;
+                if let Some(token) = RefreshToken::parse(&body.refresh_token) {
+                    self.call(move |s| s.logout(client, &token)).await?;
+                }
+                Ok(no_content())
+            }
+            ("/v1/auth/validate", _) => {
+                let token = request.bearer()?.to_owned();
+                let claims: AccessClaims =
+                    self.call(move |s| s.validate(&token)).await.map_err(|e| {
+                        if e.status == StatusCode::UNAUTHORIZED {
+                            ApiError::invalid_token()
+                        } else {
+                            e
+                        }
+                    })?;
+                json_value(
+                    StatusCode::OK,
+                    &ValidateDto {
+                        sub: claims.subject.to_string(),
+                        username: claims.username.as_str(),
+                        role: claims.role.as_str(),
+                        exp: claims.expires_at,
+                    },
+                )
+            }
+            ("/.well-known/jwks.json", _) => {
+                let mut response = json(StatusCode::OK, self.jwks.clone());
+                response.headers_mut().insert(
+                    CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=300"),
+                );
+                Ok(response)
+            }
+            ("/v1/users/me", &Method::GET) => {
+                let me = self.principal(&request)?;
+                let user = self.call(move |s| s.me(&me)).await?;
+                json_value(StatusCode::OK, &UserDto::from(&user))
+            }
+            ("/v1/users/me", _) => {
+                let me = self.principal(&request)?;
+                let body: PatchMeBody = request.json().await?;
+                let user = match email(body.email)? {
+                    Some(email) => self.call(move |s| s.update_me(&me, email)).await?,
+                    None => self.call(move |s| s.me(&me)).await?,
+                };
+                json_value(StatusCode::OK, &UserDto::from(&user))
+            }
+            ("/v1/users/me/password", _) => {
+                let me = self.principal(&request)?;
+                let body: PasswordBody = request.json().await?;
+                self.call(move |s| {
+                    s.change_password(client, &me, &body.current_password, &body.new_password)
+                })
+                .await?;
+                Ok(no_content())
+            }
+            ("/v1/users", _) => {
+                let me = self.principal(&request)?;
+                let mut limit = PageLimit::default();
+                let mut cursor = None;
+                for (name, value) in request.query_pairs(&["limit", "cursor"])? {
+                    match name.as_str() {
+                        "limit" => {
+                            limit = PageLimit::new(query_int("limit", &value)?)
+                                .map_err(|e| ApiError::validation(vec![e]))?
+                        }
+                        _ => {
+                            cursor = Some(
+                                UserCursor::parse(&value)
+                                    .map_err(|e| ApiError::validation(vec![e]))?,
+                            )
+                        }
+                    }
+                }
+                let page = self.call(move |s| s.list_users(&me, limit, cursor)).await?;
+                json_value(
+                    StatusCode::OK,
+                    &UsersPage {
+                        items: page.items.iter().map(UserDto::from).collect(),
+                        next_cursor: page.next_cursor.map(|c| c.to_string()),
+                    },
+                )
+            }
+            ("/v1/users/{id}", method) => {
+                let me = self.principal(&request)?;
+                // An id that cannot be one is simply not found.
+                let id = param.as_deref().and_then(|p| UserId::parse(p).ok());
+                match *method {
+                    Method::GET => {
+                        let user = self
+                            .call(move |s| match id {
+                                Some(id) => s.get_user(&me, id),
+                                None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
+                            })
+                            .await?;
+                        json_value(StatusCode::OK, &UserDto::from(&user))
+                    }
+                    Method::PATCH => {
+                        let body: AdminPatchBody = request.json().await?;
+                        let role = body
+                            .role
+                            .as_deref()
+                            .map(Role::parse)
+                            .transpose()
+                            .map_err(|e| ApiError::validation(vec![e]))?;
+                        let patch = UserPatch {
+                            disabled: body.disabled,
+                            role,
+                            email: email(body.email)?,
+                        };
+                        let user = self
+                            .call(move |s| match id {
+                                Some(id) => s.patch_user(&me, id, patch),
+                                None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
+                            })
+                            .await?;
+                        json_value(StatusCode::OK, &UserDto::from(&user))
+                    }
+                    _ => {
+                        self.call(move |s| match id {
+                            Some(id) => s.delete_user(&me, id),
+                            None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
+                        })
+                        .await?;
+                        Ok(no_content())
+                    }
+                }
+            }
+            _ => Err(ApiError::not_found()),
+        }
+    }
+
+    fn openapi(&self) -> Bytes {
+        self.openapi.clone()
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        let probes = self.probes.clone();
+        crate::probe::ready(probes).await
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn gauges(&self, out: &mut String) {
+        for probe in &self.probes {
+            probe.gauges(out);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Configuration both servers share: flags, each also an environment
+//! variable; secrets also from files (`*_FILE`). Checked at start, with an
+//! error that names the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use todo_store::{DatabaseUrl, StoreConfig};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::front::{Api, Frontend};
+use crate::request::{HttpLimits, TrustedProxies};
+use crate::tls::TlsIdentity;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The settings every server has.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on [default: 127.0.0.1 and the server's port].
+    #[arg(long, env = "TODO_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where the server keeps its files (SQLite database, keys, certificate).
+    #[arg(long, env = "TODO_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
+    /// [default: sqlite://DATA_DIR/todo.db].
+    #[arg(long, env = "TODO_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// A file holding the database URL (for secrets mounted as files).
+    #[arg(long, env = "TODO_DATABASE_URL_FILE", conflicts_with = "database_url")]
+    pub database_url_file: Option<PathBuf>,
+    /// Database connections in the pool.
+    #[arg(long, env = "TODO_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+    /// Milliseconds a request waits for a pooled connection before 503.
+    #[arg(long, env = "TODO_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
+    pub db_acquire_timeout_ms: u64,
+    /// TLS certificate chain (PEM). Without one, a self-signed certificate is
+    /// created in the data directory on first start.
+    #[arg(long, env = "TODO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "TODO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP, for use behind a TLS-terminating gateway only.
+    #[arg(long, env = "TODO_PLAIN_HTTP", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub plain_http: bool,
+    /// Largest request body in bytes; larger ones get 413.
+    #[arg(long, env = "TODO_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds a connection has to deliver a request head (slowloris guard).
+    #[arg(long, env = "TODO_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body has to arrive; later gets 408.
+    #[arg(long, env = "TODO_BODY_TIMEOUT_SECS", default_value_t = 10)]
+    pub body_timeout_secs: u64,
+    /// Open connections at most; more are closed at once.
+    #[arg(long, env = "TODO_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "TODO_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs).
+    /// Empty: the peer address is the client.
+    #[arg(long, env = "TODO_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Log format.
+    #[arg(long, env = "TODO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Threads for blocking work (database calls, password hashing).
+    #[arg(long, env = "TODO_BLOCKING_THREADS", default_value_t = 64)]
+    pub blocking_threads: usize,
+}
+
+impl ServerArgs {
+    /// The database to use, from the URL, the URL file, or the default.
+    pub fn store_config(&self) -> Result<StoreConfig, String> {
+        let url = match (&self.database_url, &self.database_url_file) {
+            (Some(url), _) => url.clone(),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| format!("--database-url-file {}: {e}", file.display()))?,
+            (None, None) => format!("sqlite://{}", self.data_dir.join("todo.db").display()),
+        };
+        let url = DatabaseUrl::parse(&url).map_err(|e| format!("--database-url: {e}"))?;
+        let mut config = StoreConfig::new(url);
+        if self.db_pool_size == 0 {
+            return Err("--db-pool-size must be at least 1".to_owned());
+        }
+        config.max_connections = self.db_pool_size;
+        config.acquire_timeout = Duration::from_millis(self.db_acquire_timeout_ms.max(1));
+        Ok(config)
+    }
+
+    pub fn limits(&self) -> Result<HttpLimits, String> {
+        if self.max_body_bytes == 0 || self.max_connections == 0 {
+            return Err("--max-body-bytes and --max-connections must be positive".to_owned());
+        }
+        Ok(HttpLimits {
+            max_body_bytes: self.max_body_bytes,
+            body_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            max_connections: self.max_connections,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            ..HttpLimits::default()
+        })
+    }
+
+    pub fn proxies(&self) -> Result<TrustedProxies, String> {
+        TrustedProxies::parse(&self.trusted_proxies).map_err(|e| format!("--trusted-proxies: {e}"))
+    }
+
+    /// Sets up logging (once per process).
+    pub fn init_logging(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let _ = match self.log_format {
+            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+            LogFormat::Text => builder.try_init(),
+        };
+    }
+
+    /// A runtime whose blocking pool is bounded by `--blocking-threads`.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .max_blocking_threads(self.blocking_threads.max(2))
+            .build()
+    }
+
+    /// TLS as configured: a given certificate, a self-signed one, or none
+    /// (plain HTTP, with a loud warning).
+    pub fn tls(&self) -> Result<Option<TlsAcceptor>, String> {
+        if self.plain_http {
+            tracing::warn!(
+                "serving PLAIN HTTP (--plain-http): passwords and tokens cross the network \
+                 unencrypted unless a TLS-terminating gateway is in front"
+            );
+            return Ok(None);
+        }
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                TlsIdentity::load(cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?
+            }
+            _ => {
+                let names = vec![
+                    "localhost".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    "::1".to_owned(),
+                ];
+                let (identity, created) = TlsIdentity::self_signed_in(&self.data_dir, &names)
+                    .map_err(|e| format!("self-signed certificate: {e}"))?;
+                let path = self.data_dir.join("tls-cert.pem");
+                tracing::info!(
+                    certificate = %path.display(),
+                    sha256 = %identity.fingerprint(),
+                    created,
+                    "using a self-signed TLS certificate"
+                );
+                identity
+            }
+        };
+        let config = identity.server_config().map_err(|e| format!("TLS: {e}"))?;
+        Ok(Some(TlsAcceptor::from(config)))
+    }
+}
+
+/// Binds, then serves `api` until SIGTERM or SIGINT, then drains.
+pub async fn run<A: Api>(
+    api: Arc<A>,
+    args: &ServerArgs,
+    default_port: u16,
+    name: &str,
+) -> Result<(), String> {
+    let front = Arc::new(Frontend::new(api, args.limits()?, args.proxies()?));
+    let tls = args.tls()?;
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)));
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("--listen {listen}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%local, "{name} listening on {scheme}://{local}");
+    crate::server::serve(front, listener, tls, crate::server::shutdown_signal()).await;
+    tracing::info!("{name} stopped");
+    Ok(())
+}
+
+/// Reads a secret from a file, trimmed.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,263 @@
+//! What every request goes through, whichever API serves it: a request id,
+//! the client address, routing (404, 405 with `Allow`), the shared
+//! endpoints (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`), security
+//! headers, one log line and the metrics.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::metrics::Metrics;
+use crate::problem::ApiError;
+use crate::request::{ApiRequest, HttpLimits, RequestBody, TrustedProxies};
+use crate::router::{self, RouteMatch, RouteSpec};
+
+/// A response of ours: always a full, small body.
+pub type ApiResponse = Response<Full<Bytes>>;
+
+/// One REST API (auth or tasks), mounted behind a [`Frontend`].
+pub trait Api: Send + Sync + 'static {
+    /// Every path it serves (the shared endpoints aside).
+    fn routes(&self) -> &'static [RouteSpec];
+    /// Serves one routed request.
+    fn handle(
+        &self,
+        route: &'static RouteSpec,
+        param: Option<String>,
+        request: ApiRequest,
+    ) -> impl Future<Output = Result<ApiResponse, ApiError>> + Send;
+    /// The OpenAPI document, serialised.
+    fn openapi(&self) -> Bytes;
+    /// Whether its dependencies (the database) answer.
+    fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Its counters.
+    fn metrics(&self) -> &Metrics;
+    /// Appends its gauges (hashing queue, database pool) to a scrape.
+    fn gauges(&self, out: &mut String);
+}
+
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Puts an [`Api`] on the wire's terms.
+#[derive(Debug)]
+pub struct Frontend<A> {
+    api: Arc<A>,
+    limits: Arc<HttpLimits>,
+    proxies: TrustedProxies,
+    ids: RequestIds,
+}
+
+impl<A: Api> Frontend<A> {
+    pub fn new(api: Arc<A>, limits: HttpLimits, proxies: TrustedProxies) -> Self {
+        Self {
+            api,
+            limits: Arc::new(limits),
+            proxies,
+            ids: RequestIds::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn api(&self) -> &Arc<A> {
+        &self.api
+    }
+
+    #[must_use]
+    pub fn limits(&self) -> &HttpLimits {
+        &self.limits
+    }
+
+    /// Serves one request from `peer`.
+    pub async fn handle(&self, request: Request<RequestBody>, peer: IpAddr) -> ApiResponse {
+        let started = Instant::now();
+        let (parts, body) = request.into_parts();
+        let request_id = self.ids.for_request(&parts.headers);
+        let client = self.proxies.client(peer, &parts.headers);
+        let method = method_name(&parts.method);
+        let path = parts.uri.path();
+        let (route, result) = match path {
+            "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => {
+                let route = match path {
+                    "/healthz" => "/healthz",
+                    "/readyz" => "/readyz",
+                    "/metrics" => "/metrics",
+                    _ => "/openapi.json",
+                };
+                (route, self.shared(route, &parts.method).await)
+            }
+            _ => match router::find(self.api.routes(), &parts.method, path) {
+                RouteMatch::Found { route, param } => {
+                    let param = param.map(str::to_owned);
+                    let request = ApiRequest {
+                        method: parts.method.clone(),
+                        headers: parts.headers,
+                        query: parts.uri.query().map(str::to_owned),
+                        body,
+                        client,
+                        limits: Arc::clone(&self.limits),
+                    };
+                    (route.template, self.api.handle(route, param, request).await)
+                }
+                RouteMatch::MethodNotAllowed(allow) => {
+                    ("(unmatched)", Err(ApiError::method_not_allowed(allow)))
+                }
+                RouteMatch::NotFound => ("(unmatched)", Err(ApiError::not_found())),
+            },
+        };
+        let mut response = result.unwrap_or_else(|error| {
+            if let Some(internal) = &error.internal {
+                tracing::error!(target: "todo::http", %request_id, route, error = %internal, "request failed");
+            }
+            error.into_response()
+        });
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            headers.insert(REQUEST_ID, value);
+        }
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        headers
+            .entry("content-security-policy")
+            .or_insert(HeaderValue::from_static(
+                "default-src 'none'; frame-ancestors 'none'",
+            ));
+        headers
+            .entry(CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+        let status = response.status().as_u16();
+        let took = started.elapsed();
+        self.api.metrics().record(route, method, status, took);
+        tracing::info!(
+            target: "todo::http",
+            %request_id,
+            method,
+            route,
+            status,
+            latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            client = %client,
+        );
+        response
+    }
+
+    async fn shared(&self, route: &'static str, method: &Method) -> Result<ApiResponse, ApiError> {
+        if method != Method::GET && method != Method::HEAD {
+            return Err(ApiError::method_not_allowed("GET, HEAD".to_owned()));
+        }
+        match route {
+            "/healthz" => Ok(json(
+                StatusCode::OK,
+                Bytes::from_static(b"{\"status\":\"ok\"}"),
+            )),
+            "/readyz" => match self.api.ready().await {
+                Ok(()) => Ok(json(
+                    StatusCode::OK,
+                    Bytes::from_static(b"{\"status\":\"ready\"}"),
+                )),
+                Err(why) => Err(ApiError::unavailable(
+                    std::time::Duration::from_secs(5),
+                    Some(why),
+                )),
+            },
+            "/metrics" => {
+                let mut text = String::with_capacity(4096);
+                self.api.metrics().render(&mut text);
+                self.api.gauges(&mut text);
+                let mut response = Response::new(Full::new(Bytes::from(text)));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                Ok(response)
+            }
+            _ => Ok(json(StatusCode::OK, self.api.openapi())),
+        }
+    }
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: Bytes) -> ApiResponse {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Serialises `value` as a JSON response.
+pub fn json_value<T: serde::Serialize>(
+    status: StatusCode,
+    value: &T,
+) -> Result<ApiResponse, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(json(status, Bytes::from(body)))
+}
+
+/// A response without a body.
+pub fn no_content() -> ApiResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Request ids: the client's when it is sane, else a process prefix and a counter.
+#[derive(Debug)]
+struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut bytes = [0u8; 4];
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        Self {
+            prefix: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn for_request(&self, headers: &http::HeaderMap) -> String {
+        let offered = headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| {
+                (1..=64).contains(&id.len())
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            });
+        match offered {
+            Some(id) => id.to_owned(),
+            None => format!(
+                "{}-{}",
+                self.prefix,
+                self.next.fetch_add(1, Ordering::Relaxed)
+            ),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The HTTP layer of todo, shared by both servers: the auth and task
+//! routers ([`AuthApi`], [`TaskApi`]), what every request goes through
+//! ([`Frontend`]: request ids, routing, limits, security headers, logs,
+//! metrics), the one map from errors to statuses ([`ApiError`]), TLS
+//! ([`TlsIdentity`]) and the accept loop with graceful shutdown ([`serve`]).
+//!
+//! Handlers decode wire DTOs into domain types, call one core service method
+//! on the blocking pool, and render the result; no business rule lives here.
+//! Another program can mount either API by building its [`Frontend`].
+
+pub mod audit;
+mod auth_api;
+mod blocking;
+pub mod client;
+pub mod config;
+mod dto;
+mod front;
+pub mod jwks;
+mod metrics;
+pub mod openapi;
+mod probe;
+mod problem;
+mod request;
+mod router;
+mod server;
+mod task_api;
+mod tls;
+
+pub use auth_api::AuthApi;
+pub use front::{Api, ApiResponse, Frontend};
+pub use metrics::Metrics;
+pub use probe::Probe;
+pub use problem::{ApiError, ProblemData};
+pub use request::{ApiRequest, HttpLimits, RequestBody, TrustedProxies};
+pub use router::RouteSpec;
+pub use server::{serve, shutdown_signal};
+pub use task_api::TaskApi;
+pub use tls::{TlsError, TlsIdentity, write_private};
+
+/// The route tables, for tests and documentation.
+pub mod routes {
+    pub use crate::auth_api::ROUTES as AUTH;
+    pub use crate::task_api::ROUTES as TASKS;
+}

@@ -1,0 +1,339 @@
+//! Errors as the API shows them: RFC 9457 problem details. The map from the
+//! core's errors to HTTP statuses lives here and nowhere else. A 5xx body is
+//! generic; the detail goes to the log with the request id.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, ETAG, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+use todo_core::{Error as CoreError, TaskVersion, ValidationError, retry_after_seconds};
+
+/// A failed request, before it is rendered. Boxed: errors are the rare
+/// path, and a small `Result` keeps the common one cheap.
+#[derive(Debug)]
+pub struct ApiError(Box<ProblemData>);
+
+/// The parts of an [`ApiError`].
+#[derive(Debug)]
+pub struct ProblemData {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    pub challenge: Option<&'static str>,
+    pub retry_after: Option<Duration>,
+    pub allow: Option<String>,
+    pub etag: Option<TaskVersion>,
+    /// What the log gets for a 5xx (never the client).
+    pub internal: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = ProblemData;
+    fn deref(&self) -> &ProblemData {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ProblemData {
+        &mut self.0
+    }
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self(Box::new(ProblemData {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            errors: Vec::new(),
+            challenge: None,
+            retry_after: None,
+            allow: None,
+            etag: None,
+            internal: None,
+        }))
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "urn:todo:problem:bad-request",
+            "Bad request",
+            detail,
+        )
+    }
+
+    pub fn validation(errors: Vec<ValidationError>) -> Self {
+        let mut error = Self::new(
+            StatusCode::BAD_REQUEST,
+            "urn:todo:problem:validation",
+            "Invalid input",
+            "one or more fields are invalid",
+        );
+        error.errors = errors
+            .iter()
+            .map(|e| FieldError {
+                field: e.field().to_owned(),
+                message: e.to_string(),
+            })
+            .collect();
+        error
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut error = Self::bad_request("one or more fields are invalid");
+        error.kind = "urn:todo:problem:validation";
+        error.title = "Invalid input";
+        error.errors = vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }];
+        error
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "urn:todo:problem:not-found",
+            "Not found",
+            "no such resource",
+        )
+    }
+
+    pub fn method_not_allowed(allow: String) -> Self {
+        let mut error = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "urn:todo:problem:method-not-allowed",
+            "Method not allowed",
+            format!("this resource allows {allow}"),
+        );
+        error.allow = Some(allow);
+        error
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "urn:todo:problem:unsupported-media-type",
+            "Unsupported media type",
+            "send the body as application/json",
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "urn:todo:problem:payload-too-large",
+            "Payload too large",
+            format!("the body may be at most {limit} bytes"),
+        )
+    }
+
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "urn:todo:problem:request-timeout",
+            "Request timeout",
+            "the body did not arrive in time",
+        )
+    }
+
+    /// No `Authorization: Bearer` header.
+    pub fn missing_token() -> Self {
+        let mut error = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "urn:todo:problem:unauthorized",
+            "Unauthorized",
+            "an access token is required",
+        );
+        error.challenge = Some("Bearer");
+        error
+    }
+
+    /// Any invalid access token: one body whichever check failed.
+    pub fn invalid_token() -> Self {
+        let mut error = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "urn:todo:problem:invalid-token",
+            "Unauthorized",
+            "the access token is invalid or expired",
+        );
+        error.challenge = Some("Bearer error=\"invalid_token\"");
+        error
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        let mut error = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "urn:todo:problem:internal",
+            "Internal server error",
+            "something went wrong on our side; the request id identifies it in our logs",
+        );
+        error.internal = Some(detail.into());
+        error
+    }
+
+    pub fn unavailable(retry_after: Duration, internal: Option<String>) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "urn:todo:problem:unavailable",
+            "Service unavailable",
+            "the service is busy or a dependency is down; try again shortly",
+        );
+        error.retry_after = Some(retry_after);
+        error.internal = internal;
+        error
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let problem = *self.0;
+        let body = serde_json::to_vec(&Problem {
+            kind: problem.kind,
+            title: problem.title,
+            status: problem.status.as_u16(),
+            detail: &problem.detail,
+            errors: &problem.errors,
+        })
+        .unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = problem.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(challenge) = problem.challenge {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        if let Some(wait) = problem.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds(wait)));
+        }
+        if let Some(allow) = problem.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            headers.insert(ALLOW, allow);
+        }
+        if let Some(version) = problem.etag {
+            headers.insert(ETAG, crate::task_api::etag(version));
+        }
+        response
+    }
+}
+
+/// The one map from the core's errors to HTTP.
+impl From<CoreError> for ApiError {
+    fn from(error: CoreError) -> Self {
+        use StatusCode as S;
+        match error {
+            CoreError::Invalid(errors) => Self::validation(errors),
+            CoreError::InvalidCredentials => {
+                let mut e = Self::new(
+                    S::UNAUTHORIZED,
+                    "urn:todo:problem:invalid-credentials",
+                    "Unauthorized",
+                    "invalid username or password",
+                );
+                e.challenge = Some("Bearer");
+                e
+            }
+            CoreError::WrongPassword => Self::new(
+                S::FORBIDDEN,
+                "urn:todo:problem:wrong-password",
+                "Forbidden",
+                "the current password is wrong",
+            ),
+            CoreError::InvalidToken(_) => Self::invalid_token(),
+            CoreError::InvalidRefreshToken => {
+                let mut e = Self::new(
+                    S::UNAUTHORIZED,
+                    "urn:todo:problem:invalid-refresh-token",
+                    "Unauthorized",
+                    "the refresh token is invalid, expired or revoked; log in again",
+                );
+                e.challenge = Some("Bearer error=\"invalid_token\"");
+                e
+            }
+            CoreError::UsernameTaken => Self::new(
+                S::CONFLICT,
+                "urn:todo:problem:username-taken",
+                "Conflict",
+                "the username is taken",
+            ),
+            CoreError::NotFound => Self::not_found(),
+            CoreError::VersionMismatch { current } => {
+                let mut e = Self::new(
+                    S::PRECONDITION_FAILED,
+                    "urn:todo:problem:version-mismatch",
+                    "Precondition failed",
+                    format!("the task has changed: its version is now {current}"),
+                );
+                e.etag = Some(current);
+                e
+            }
+            CoreError::Forbidden => Self::new(
+                S::FORBIDDEN,
+                "urn:todo:problem:forbidden",
+                "Forbidden",
+                "this needs an administrator",
+            ),
+            CoreError::Conflict(why) => {
+                Self::new(S::CONFLICT, "urn:todo:problem:conflict", "Conflict", why)
+            }
+            CoreError::RateLimited { retry_after } => {
+                let mut e = Self::new(
+                    S::TOO_MANY_REQUESTS,
+                    "urn:todo:problem:rate-limited",
+                    "Too many requests",
+                    "slow down and try again later",
+                );
+                e.retry_after = Some(retry_after);
+                e
+            }
+            CoreError::Overloaded { retry_after } => Self::unavailable(retry_after, None),
+            CoreError::Unavailable(source) => {
+                Self::unavailable(Duration::from_secs(1), Some(chain(&source)))
+            }
+            CoreError::Internal(source) => Self::internal(chain(&*source)),
+            other => Self::internal(chain(&other)),
+        }
+    }
+}
+
+/// An error and its sources, for the log.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

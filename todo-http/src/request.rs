@@ -1,0 +1,293 @@
+//! What every handler needs from a request: its body as JSON (bounded in size
+//! and time), its query string, its bearer token, and who sent it.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use serde::de::DeserializeOwned;
+
+use crate::problem::ApiError;
+
+/// A request body of any origin (a socket, a test, a fuzzer).
+pub type RequestBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Limits on what a client may send.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Larger bodies get 413 without being read whole.
+    pub max_body_bytes: usize,
+    /// A body that has not arrived in this time gets 408.
+    pub body_timeout: Duration,
+    /// A connection that has not delivered a whole request head in this time is closed.
+    pub header_read_timeout: Duration,
+    /// Larger request heads get 431.
+    pub max_head_bytes: usize,
+    /// Connections beyond this are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            body_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_head_bytes: 16 * 1024,
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Proxies whose `X-Forwarded-For` is believed: addresses or CIDR blocks.
+/// Empty (the default) means the peer address is the client.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses a comma-separated list such as `10.0.0.0/8, ::1`.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (addr, bits) = match item.split_once('/') {
+                Some((addr, bits)) => (addr, Some(bits)),
+                None => (item, None),
+            };
+            let addr: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("not an IP address: {item}"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let bits = match bits {
+                Some(b) => b
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or(format!("bad prefix: {item}"))?,
+                None => max,
+            };
+            nets.push((addr, bits));
+        }
+        Ok(Self(nets))
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|(net, bits)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
+            _ => false,
+        })
+    }
+
+    /// The client: the peer, or, when the peer is a trusted proxy, the
+    /// right-most address in `X-Forwarded-For` that is not a trusted proxy.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let hops: Vec<&str> = hops.flat_map(|v| v.split(',')).map(str::trim).collect();
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !self.trusts(ip) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        client
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let full = usize::from(bits / 8);
+    if a[..full] != b[..full] {
+        return false;
+    }
+    let rest = bits % 8;
+    rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0
+}
+
+/// A request as a handler sees it.
+pub struct ApiRequest {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub query: Option<String>,
+    pub body: RequestBody,
+    pub client: IpAddr,
+    pub limits: std::sync::Arc<HttpLimits>,
+}
+
+impl std::fmt::Debug for ApiRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiRequest")
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiRequest {
+    /// The bearer token from `Authorization` (never from the query string).
+    pub fn bearer(&self) -> Result<&str, ApiError> {
+        let Some(value) = self.headers.get(AUTHORIZATION) else {
+            return Err(ApiError::missing_token());
+        };
+        let value = value.to_str().map_err(|_| ApiError::invalid_token())?;
+        match value.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
+                Ok(token.trim())
+            }
+            _ => Err(ApiError::invalid_token()),
+        }
+    }
+
+    /// Reads the body as JSON into `T`: 415 for another media type, 413 past
+    /// the size limit (before reading it whole), 408 past the time limit,
+    /// 400 for malformed JSON or unknown fields.
+    pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        let json_type = self
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|t| t == "application/json" || t == "application/merge-patch+json");
+        if !json_type {
+            return Err(ApiError::unsupported_media_type());
+        }
+        let limit = self.limits.max_body_bytes;
+        let declared = self
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        let body = std::mem::replace(&mut self.body, empty_body());
+        let bytes = tokio::time::timeout(self.limits.body_timeout, read_limited(body, limit))
+            .await
+            .map_err(|_| ApiError::request_timeout())??;
+        decode_json(&bytes)
+    }
+
+    /// The query string's pairs, percent-decoded; a name given twice is refused.
+    pub fn query_pairs(&self, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (name, value) in form_urlencoded::parse(self.query.as_deref().unwrap_or("").as_bytes())
+        {
+            if !allowed.contains(&name.as_ref()) {
+                return Err(ApiError::field(&name, "unknown query parameter"));
+            }
+            if pairs.iter().any(|(n, _)| *n == name) {
+                return Err(ApiError::field(&name, "given more than once"));
+            }
+            pairs.push((name.into_owned(), value.into_owned()));
+        }
+        Ok(pairs)
+    }
+}
+
+fn empty_body() -> RequestBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Reads at most `limit` bytes of `body`: 413 as soon as it goes past.
+async fn read_limited(mut body: RequestBody, limit: usize) -> Result<Bytes, ApiError> {
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::bad_request("the body could not be read"))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes.freeze())
+}
+
+/// Decodes a JSON body, turning serde's complaints into problem details.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        if let Some(rest) = message.strip_prefix("unknown field `")
+            && let Some((field, _)) = rest.split_once('`')
+        {
+            return ApiError::field(field, "unknown field");
+        }
+        if let Some(rest) = message.strip_prefix("missing field `")
+            && let Some((field, _)) = rest.split_once('`')
+        {
+            return ApiError::field(field, "is required");
+        }
+        match e.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::bad_request(format!("invalid body: {message}"))
+            }
+            _ => ApiError::bad_request(format!("malformed JSON: {message}")),
+        }
+    })
+}
+
+/// Parses a boolean query value.
+pub fn query_bool(name: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::field(name, "must be true or false")),
+    }
+}
+
+/// Parses an integer query value.
+pub fn query_int(name: &str, value: &str) -> Result<i64, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::field(name, "must be an integer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxies = TrustedProxies::parse("10.0.0.0/8, 192.168.1.1").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9, 10.1.2.3".parse().unwrap());
+        let untrusted: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(proxies.client(untrusted, &headers), untrusted);
+        let proxy: IpAddr = "10.9.9.9".parse().unwrap();
+        assert_eq!(
+            proxies.client(proxy, &headers),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(TrustedProxies::default().client(proxy, &headers), proxy);
+        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(proxies.client(proxy, &headers), proxy);
+        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        assert!(TrustedProxies::parse("not-an-ip").is_err());
+    }
+}
