@@ -13,6 +13,8 @@ mod db;
 mod error;
 mod schema;
 mod tasks;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod users;
 
 use diesel::prelude::*;

@@ -1,0 +1,699 @@
+//! Every row of the auth-server contract, with its error statuses.
+
+use http::Method;
+use serde_json::json;
+use todo_store::testing::TestBackend;
+
+use crate::harness::{Options, on_both_backends, spawn};
+
+on_both_backends!(
+    registration_creates_users_and_refuses_bad_or_taken_names,
+    login_answers_unknown_wrong_and_disabled_alike,
+    refresh_rotates_and_reuse_revokes_the_family,
+    logout_revokes_and_validate_checks_the_account,
+    the_jwks_names_the_signing_key,
+    users_read_and_change_their_own_account,
+    password_change_revokes_every_session,
+    admins_list_get_patch_and_delete_users,
+    non_admins_get_nothing_from_admin_endpoints,
+);
+
+async fn registration_creates_users_and_refuses_bad_or_taken_names(backend: TestBackend) {
+    let Some(sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    let client = &sys.auth.client;
+    let reply = sys
+        .post(
+            client,
+            "/v1/auth/register",
+            None,
+            json!({"username": "Alice", "password": "correct horse", "email": "a@example.org"}),
+        )
+        .await;
+    assert_eq!(reply.status, 201);
+    let user = reply.json().unwrap();
+    assert_eq!(user["username"], "alice");
+    assert_eq!(user["role"], "user");
+    assert_eq!(user["disabled"], false);
+    assert_eq!(user["email"], "a@example.org");
+    let fields: Vec<&str> = user
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "created_at",
+            "disabled",
+            "email",
+            "id",
+            "role",
+            "updated_at",
+            "username"
+        ],
+        "never a password or hash"
+    );
+
+    let taken = sys
+        .post(
+            client,
+            "/v1/auth/register",
+            None,
+            json!({"username": "ALICE", "password": "other password"}),
+        )
+        .await;
+    assert_eq!(taken.status, 409);
+    assert_eq!(taken.headers["content-type"], "application/problem+json");
+
+    let invalid = sys
+        .post(
+            client,
+            "/v1/auth/register",
+            None,
+            json!({"username": "a!", "password": "short"}),
+        )
+        .await;
+    assert_eq!(invalid.status, 400);
+    let problem = invalid.json().unwrap();
+    assert_eq!(problem["status"], 400);
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["username", "password"]);
+
+    let same = sys
+        .post(
+            client,
+            "/v1/auth/register",
+            None,
+            json!({"username": "bob_smith", "password": "BOB_SMITH"}),
+        )
+        .await;
+    assert_eq!(same.status, 400, "a password may not equal the username");
+    let unknown = sys
+        .post(
+            client,
+            "/v1/auth/register",
+            None,
+            json!({"username": "carol", "password": "correct horse", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(
+        unknown.status, 400,
+        "unknown fields are refused, not ignored"
+    );
+    assert_eq!(unknown.json().unwrap()["errors"][0]["field"], "role");
+    let text = client
+        .send(
+            Method::POST,
+            "/v1/auth/register",
+            &[("content-type", "text/plain")],
+            Some(b"username=x".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text.status, 415);
+}
+
+async fn login_answers_unknown_wrong_and_disabled_alike(backend: TestBackend) {
+    let Some(sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    let (_, admin) = sys.admin().await;
+    sys.register("alice", "correct horse").await;
+    let bob = sys.register("bob", "battery staple").await;
+    let path = format!("/v1/users/{}", bob["id"].as_str().unwrap());
+    let disabled = sys
+        .auth
+        .client
+        .json(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(&json!({"disabled": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(disabled.status, 200);
+
+    let ok = sys
+        .post(
+            &sys.auth.client,
+            "/v1/auth/login",
+            None,
+            json!({"username": "alice", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    let pair = ok.json().unwrap();
+    assert_eq!(pair["token_type"], "Bearer");
+    assert_eq!(pair["expires_in"], 300);
+    assert_eq!(pair["refresh_token"].as_str().unwrap().len(), 43);
+
+    let mut bodies = Vec::new();
+    for (username, password) in [
+        ("nobody", "correct horse"),
+        ("alice", "wrong horse"),
+        ("bob", "battery staple"),
+    ] {
+        let reply = sys
+            .post(
+                &sys.auth.client,
+                "/v1/auth/login",
+                None,
+                json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(reply.status, 401, "{username}");
+        bodies.push(reply.body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "byte-identical: {bodies:?}"
+    );
+}
+
+async fn refresh_rotates_and_reuse_revokes_the_family(backend: TestBackend) {
+    let Some(sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    let (_, _, first) = sys.user("alice").await;
+    let client = &sys.auth.client;
+    let rotated = sys
+        .post(
+            client,
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": first}),
+        )
+        .await;
+    assert_eq!(rotated.status, 200);
+    let second = rotated.json().unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(second, first);
+    let reused = sys
+        .post(
+            client,
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": first}),
+        )
+        .await;
+    assert_eq!(reused.status, 401);
+    let revoked = sys
+        .post(
+            client,
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": second}),
+        )
+        .await;
+    assert_eq!(revoked.status, 401, "reuse revoked the whole family");
+    for junk in ["", "short", &"x".repeat(5000)] {
+        let reply = sys
+            .post(
+                client,
+                "/v1/auth/refresh",
+                None,
+                json!({"refresh_token": junk}),
+            )
+            .await;
+        assert!(
+            reply.status == 401 || reply.status == 413,
+            "{}",
+            reply.status
+        );
+    }
+    let missing = sys.post(client, "/v1/auth/refresh", None, json!({})).await;
+    assert_eq!(missing.status, 400);
+}
+
+async fn logout_revokes_and_validate_checks_the_account(backend: TestBackend) {
+    let Some(sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    let (_, admin) = sys.admin().await;
+    let (id, access, refresh) = sys.user("alice").await;
+    let client = &sys.auth.client;
+
+    let valid = client
+        .json(Method::GET, "/v1/auth/validate", Some(&access), None)
+        .await
+        .unwrap();
+    assert_eq!(valid.status, 200);
+    let claims = valid.json().unwrap();
+    assert_eq!(
+        (
+            claims["sub"].as_str().unwrap(),
+            claims["username"].as_str().unwrap(),
+            claims["role"].as_str().unwrap()
+        ),
+        (id.as_str(), "alice", "user")
+    );
+    assert!(claims["exp"].as_i64().unwrap() > 0);
+
+    let missing = client
+        .json(Method::GET, "/v1/auth/validate", None, None)
+        .await
+        .unwrap();
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.headers["www-authenticate"], "Bearer");
+    let bad = client
+        .json(Method::GET, "/v1/auth/validate", Some("not.a.token"), None)
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 401);
+    assert_eq!(
+        bad.headers["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+
+    assert_eq!(
+        sys.post(
+            client,
+            "/v1/auth/logout",
+            None,
+            json!({"refresh_token": refresh})
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        sys.post(
+            client,
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh})
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        sys.post(
+            client,
+            "/v1/auth/logout",
+            None,
+            json!({"refresh_token": refresh})
+        )
+        .await
+        .status,
+        204,
+        "idempotent"
+    );
+    assert_eq!(
+        sys.post(
+            client,
+            "/v1/auth/logout",
+            None,
+            json!({"refresh_token": "junk"})
+        )
+        .await
+        .status,
+        204
+    );
+
+    let path = format!("/v1/users/{id}");
+    assert_eq!(
+        client
+            .json(
+                Method::PATCH,
+                &path,
+                Some(&admin),
+                Some(&json!({"disabled": true}))
+            )
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let disabled = client
+        .json(Method::GET, "/v1/auth/validate", Some(&access), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        disabled.status, 401,
+        "a disabled account's token no longer validates"
+    );
+    assert_eq!(
+        disabled.body, bad.body,
+        "the same body whichever check failed"
+    );
+}
+
+async fn the_jwks_names_the_signing_key(backend: TestBackend) {
+    let Some(sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    let (_, access, _) = sys.user("alice").await;
+    let reply = sys
+        .auth
+        .client
+        .json(Method::GET, "/.well-known/jwks.json", None, None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let jwks = reply.json().unwrap();
+    let header = jsonwebtoken::decode_header(&access).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, [header.kid.unwrap().as_str()]);
+}
+
+async fn users_read_and_change_their_own_account(backend: TestBackend) {
+    let Some(sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    let (id, access, _) = sys.user("alice").await;
+    let client = &sys.auth.client;
+    let me = client
+        .json(Method::GET, "/v1/users/me", Some(&access), None)
+        .await
+        .unwrap();
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json().unwrap()["id"], id.as_str());
+    let set = client
+        .json(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&access),
+            Some(&json!({"email": "alice@example.org"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(set.json().unwrap()["email"], "alice@example.org");
+    let bad = client
+        .json(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&access),
+            Some(&json!({"email": "nope"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json().unwrap()["errors"][0]["field"], "email");
+    let cleared = client
+        .json(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&access),
+            Some(&json!({"email": null})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared.json().unwrap()["email"], serde_json::Value::Null);
+    let role = client
+        .json(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&access),
+            Some(&json!({"role": "admin"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(role.status, 400, "a user cannot raise their own role");
+    assert_eq!(
+        client
+            .json(Method::GET, "/v1/users/me", None, None)
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+}
+
+async fn password_change_revokes_every_session(backend: TestBackend) {
+    let Some(sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    let (_, access, refresh) = sys.user("alice").await;
+    let client = &sys.auth.client;
+    let wrong = sys
+        .post(
+            client,
+            "/v1/users/me/password",
+            Some(&access),
+            json!({"current_password": "wrong horse", "new_password": "new password 1"}),
+        )
+        .await;
+    assert_eq!(wrong.status, 403);
+    let weak = sys
+        .post(
+            client,
+            "/v1/users/me/password",
+            Some(&access),
+            json!({"current_password": "correct horse", "new_password": "short"}),
+        )
+        .await;
+    assert_eq!(weak.status, 400);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // tokens are cut at whole seconds
+    let changed = sys
+        .post(
+            client,
+            "/v1/users/me/password",
+            Some(&access),
+            json!({"current_password": "correct horse", "new_password": "new password 1"}),
+        )
+        .await;
+    assert_eq!(changed.status, 204);
+    assert_eq!(
+        sys.post(
+            client,
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh})
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        client
+            .json(Method::GET, "/v1/auth/validate", Some(&access), None)
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    let old = sys
+        .post(
+            client,
+            "/v1/auth/login",
+            None,
+            json!({"username": "alice", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(old.status, 401);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sys.login("alice", "new password 1").await;
+}
+
+async fn admins_list_get_patch_and_delete_users(backend: TestBackend) {
+    let Some(sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    let (admin_id, admin) = sys.admin().await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            sys.register(&format!("user{i}"), "correct horse").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let client = &sys.auth.client;
+    let mut seen = Vec::new();
+    let mut path = "/v1/users?limit=2".to_owned();
+    loop {
+        let page = client
+            .json(Method::GET, &path, Some(&admin), None)
+            .await
+            .unwrap();
+        assert_eq!(page.status, 200);
+        let page = page.json().unwrap();
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["username"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/users?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["root", "user0", "user1", "user2", "user3"]);
+    for bad in [
+        "/v1/users?limit=0",
+        "/v1/users?limit=101",
+        "/v1/users?cursor=zzz",
+        "/v1/users?sort=name",
+    ] {
+        assert_eq!(
+            client
+                .json(Method::GET, bad, Some(&admin), None)
+                .await
+                .unwrap()
+                .status,
+            400,
+            "{bad}"
+        );
+    }
+
+    let target = format!("/v1/users/{}", ids[0]);
+    let got = client
+        .json(Method::GET, &target, Some(&admin), None)
+        .await
+        .unwrap();
+    assert_eq!(got.json().unwrap()["username"], "user0");
+    for missing in [
+        "/v1/users/01890a5d-ac96-774b-bcce-b302099a8057",
+        "/v1/users/not-a-uuid",
+    ] {
+        assert_eq!(
+            client
+                .json(Method::GET, missing, Some(&admin), None)
+                .await
+                .unwrap()
+                .status,
+            404,
+            "{missing}"
+        );
+    }
+    let promoted = client
+        .json(
+            Method::PATCH,
+            &target,
+            Some(&admin),
+            Some(&json!({"role": "admin", "email": "u0@example.org"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(promoted.json().unwrap()["role"], "admin");
+    let bad_role = client
+        .json(
+            Method::PATCH,
+            &target,
+            Some(&admin),
+            Some(&json!({"role": "root"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad_role.status, 400);
+    let me = format!("/v1/users/{admin_id}");
+    assert_eq!(
+        client
+            .json(
+                Method::PATCH,
+                &me,
+                Some(&admin),
+                Some(&json!({"disabled": true}))
+            )
+            .await
+            .unwrap()
+            .status,
+        409
+    );
+    assert_eq!(
+        client
+            .json(Method::DELETE, &me, Some(&admin), None)
+            .await
+            .unwrap()
+            .status,
+        409
+    );
+
+    // Deleting a user takes their tasks.
+    let (access, _) = sys.login("user1", "correct horse").await;
+    let task = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/tasks",
+            Some(&access),
+            json!({"title": "mine"}),
+        )
+        .await;
+    let task_path = task.headers["location"].to_str().unwrap().to_owned();
+    let victim = format!("/v1/users/{}", ids[1]);
+    assert_eq!(
+        client
+            .json(Method::DELETE, &victim, Some(&admin), None)
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    assert_eq!(
+        client
+            .json(Method::DELETE, &victim, Some(&admin), None)
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(
+        sys.tasks
+            .client
+            .json(Method::GET, &task_path, Some(&access), None)
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+}
+
+async fn non_admins_get_nothing_from_admin_endpoints(backend: TestBackend) {
+    let Some(sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    let (admin_id, _) = sys.admin().await;
+    let (id, access, _) = sys.user("alice").await;
+    let client = &sys.auth.client;
+    let mine = format!("/v1/users/{id}");
+    let theirs = format!("/v1/users/{admin_id}");
+    for (method, path, body) in [
+        (Method::GET, "/v1/users", None),
+        (Method::GET, theirs.as_str(), None),
+        (Method::GET, mine.as_str(), None),
+        (Method::PATCH, mine.as_str(), Some(json!({"role": "admin"}))),
+        (
+            Method::PATCH,
+            theirs.as_str(),
+            Some(json!({"disabled": true})),
+        ),
+        (Method::DELETE, theirs.as_str(), None),
+        (Method::GET, "/v1/users/not-a-uuid", None),
+    ] {
+        let reply = client
+            .json(method.clone(), path, Some(&access), body.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 403, "{method} {path}");
+    }
+    let me = client
+        .json(Method::GET, "/v1/users/me", Some(&access), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        me.json().unwrap()["role"],
+        "user",
+        "no way to raise one's own role"
+    );
+}

@@ -1,0 +1,416 @@
+//! The general rules: shared endpoints, request ids, limits on heads, bodies
+//! and time, graceful shutdown, and load shedding when hashing is saturated.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use serde_json::json;
+use todo_auth::{Argon2Hasher, BoundedHasher, PoolLimits};
+use todo_core::{HashError, Password, PasswordHash, PasswordHasher, Verification};
+use todo_http::HttpLimits;
+use todo_store::testing::TestBackend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{LIGHT, Options, System, on_both_backends, spawn};
+
+on_both_backends!(
+    shared_endpoints_answer_on_both_servers,
+    malformed_requests_get_their_statuses_and_the_server_stays_healthy,
+    in_flight_requests_finish_during_graceful_shutdown,
+    task_reads_keep_answering_while_the_hashing_queue_is_full,
+);
+
+async fn tls(
+    sys: &System,
+    addr: std::net::SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(sys.cert.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+async fn shared_endpoints_answer_on_both_servers(backend: TestBackend) {
+    let Some(sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    for client in [&sys.auth.client, &sys.tasks.client] {
+        let health = client
+            .json(Method::GET, "/healthz", None, None)
+            .await
+            .unwrap();
+        assert_eq!(health.status, 200);
+        assert!(health.headers.contains_key("x-request-id"));
+        assert_eq!(
+            client
+                .json(Method::GET, "/readyz", None, None)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+        let metrics = client
+            .json(Method::GET, "/metrics", None, None)
+            .await
+            .unwrap();
+        assert_eq!(metrics.status, 200);
+        let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+        assert!(
+            text.contains(
+                "todo_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("todo_db_pool_connections"), "{text}");
+        let openapi = client
+            .json(Method::GET, "/openapi.json", None, None)
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(openapi["openapi"], "3.1.0");
+        assert_eq!(
+            client
+                .json(Method::POST, "/healthz", None, Some(&json!({})))
+                .await
+                .unwrap()
+                .status,
+            405
+        );
+        let missing = client
+            .json(Method::GET, "/no/such/path", None, None)
+            .await
+            .unwrap();
+        assert_eq!(missing.status, 404);
+        assert_eq!(missing.headers["content-type"], "application/problem+json");
+        // A sane request id is echoed; an insane one is replaced.
+        let echoed = client
+            .send(
+                Method::GET,
+                "/healthz",
+                &[("x-request-id", "abc-123")],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(echoed.headers["x-request-id"], "abc-123");
+        let replaced = client
+            .send(
+                Method::GET,
+                "/healthz",
+                &[("x-request-id", "<script>")],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_ne!(replaced.headers["x-request-id"], "<script>");
+        assert_eq!(echoed.headers["x-content-type-options"], "nosniff");
+    }
+    let text = sys
+        .auth
+        .client
+        .json(Method::GET, "/metrics", None, None)
+        .await
+        .unwrap();
+    let text = String::from_utf8(text.body.to_vec()).unwrap();
+    for name in [
+        "todo_hashing_queue_depth",
+        "todo_logins_succeeded_total",
+        "todo_rate_limited_total",
+        "todo_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} missing");
+    }
+    let put = sys
+        .tasks
+        .client
+        .json(Method::PUT, "/v1/tasks", None, None)
+        .await
+        .unwrap();
+    assert_eq!(put.status, 405);
+    assert_eq!(put.headers["allow"], "GET, POST");
+}
+
+async fn malformed_requests_get_their_statuses_and_the_server_stays_healthy(backend: TestBackend) {
+    let limits = HttpLimits {
+        header_read_timeout: Duration::from_secs(1),
+        ..HttpLimits::default()
+    };
+    let Some(sys) = spawn(
+        backend,
+        Options {
+            register_burst: 3,
+            limits,
+            ..Options::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let client = &sys.tasks.client;
+    let auth = format!("Bearer {alice}");
+    let post = |body: Vec<u8>, content_type: &'static str| {
+        let auth = auth.clone();
+        async move {
+            client
+                .send(
+                    Method::POST,
+                    "/v1/tasks",
+                    &[("authorization", &auth), ("content-type", content_type)],
+                    Some(body),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        post(b"{\"title\": ".to_vec(), "application/json")
+            .await
+            .status,
+        400,
+        "truncated JSON"
+    );
+    assert_eq!(
+        post(b"{\"title\": \"\xff\xfe\"}".to_vec(), "application/json")
+            .await
+            .status,
+        400,
+        "invalid UTF-8"
+    );
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert_eq!(
+        post(deep.into_bytes(), "application/json").await.status,
+        400,
+        "10,000-deep JSON"
+    );
+    assert_eq!(
+        post(b"{\"title\":\"x\"}".to_vec(), "text/plain")
+            .await
+            .status,
+        415
+    );
+    let huge = format!("{{\"title\":\"{}\"}}", "x".repeat(70_000));
+    assert_eq!(
+        post(huge.into_bytes(), "application/json").await.status,
+        413
+    );
+
+    // A head over 16 KiB.
+    let big = "b".repeat(20 * 1024);
+    let reply = client
+        .send(Method::GET, "/healthz", &[("x-big", &big)], None)
+        .await;
+    assert!(matches!(&reply, Ok(r) if r.status == 431), "{reply:?}");
+
+    // Absurd query values.
+    let absurd = format!("/v1/tasks?q={}&limit=1", "q".repeat(5000));
+    assert_eq!(
+        client
+            .json(Method::GET, &absurd, Some(&alice), None)
+            .await
+            .unwrap()
+            .status,
+        400
+    );
+
+    // Slowloris: a head that never ends is cut off.
+    let mut slow = tls(&sys, sys.tasks.addr).await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    slow.flush().await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf)).await;
+    assert!(closed.is_ok(), "the connection was not closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Registration floods from one address are limited.
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let reply = sys
+            .post(
+                &sys.auth.client,
+                "/v1/auth/register",
+                None,
+                json!({"username": format!("flood{i}"), "password": "correct horse"}),
+            )
+            .await;
+        if reply.status == 429 {
+            assert!(reply.headers.contains_key("retry-after"));
+        }
+        statuses.push(reply.status.as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+
+    assert_eq!(
+        client
+            .json(Method::GET, "/healthz", None, None)
+            .await
+            .unwrap()
+            .status,
+        200,
+        "still healthy"
+    );
+    assert_eq!(
+        client
+            .json(Method::GET, "/v1/tasks", Some(&alice), None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+async fn in_flight_requests_finish_during_graceful_shutdown(backend: TestBackend) {
+    let Some(mut sys) = spawn(backend, Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let body = br#"{"title": "written while the server stops"}"#;
+    let (first, rest) = body.split_at(10);
+    let mut stream = tls(&sys, sys.tasks.addr).await;
+    let head = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {alice}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stopping = sys.tasks.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::net::TcpStream::connect(sys.tasks.addr)
+            .await
+            .is_err(),
+        "no new connections once stopping"
+    );
+    stream.write_all(rest).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the server stopped")
+        .unwrap();
+    sys.auth.shutdown().await;
+}
+
+/// argon2 made slow, to fill the queue in a test.
+struct Slow(Argon2Hasher);
+
+impl PasswordHasher for Slow {
+    fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        std::thread::sleep(Duration::from_millis(400));
+        self.0.hash(password)
+    }
+    fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<Verification, HashError> {
+        std::thread::sleep(Duration::from_millis(400));
+        self.0.verify(password, hash)
+    }
+    fn dummy_hash(&self) -> &PasswordHash {
+        self.0.dummy_hash()
+    }
+}
+
+async fn task_reads_keep_answering_while_the_hashing_queue_is_full(backend: TestBackend) {
+    let limits = PoolLimits {
+        running: 1,
+        waiting: 1,
+        retry_after: Duration::from_secs(2),
+    };
+    let hasher = Arc::new(BoundedHasher::new(
+        Slow(Argon2Hasher::new(LIGHT).unwrap()),
+        limits,
+    ));
+    let options = Options {
+        hasher: Some(hasher),
+        probe_hasher: false,
+        ..Options::default()
+    };
+    let Some(sys) = spawn(backend, options).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let task = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/tasks",
+            Some(&alice),
+            json!({"title": "read me"}),
+        )
+        .await;
+    let path = task.headers["location"].to_str().unwrap().to_owned();
+
+    let logins: Vec<_> = (0..6)
+        .map(|_| {
+            let client = sys.auth.client.clone();
+            tokio::spawn(async move {
+                client
+                    .json(
+                        Method::POST,
+                        "/v1/auth/login",
+                        None,
+                        Some(&json!({"username": "alice", "password": "correct horse"})),
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let read = sys
+            .tasks
+            .client
+            .json(Method::GET, &path, Some(&alice), None)
+            .await
+            .unwrap();
+        assert_eq!(read.status, 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    let mut shed = 0;
+    for login in logins {
+        let reply = login.await.unwrap();
+        match reply.status.as_u16() {
+            200 => {}
+            503 => {
+                assert_eq!(reply.headers["retry-after"], "2");
+                shed += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        shed >= 1,
+        "with one worker and one queue slot, some of six logins are shed"
+    );
+    assert!(
+        slowest < Duration::from_millis(400),
+        "a read took {slowest:?} while hashing was saturated"
+    );
+}

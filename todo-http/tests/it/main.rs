@@ -1,0 +1,11 @@
+//! todo-http's tests: both APIs on real TLS sockets (port 0), on SQLite and
+//! on PostgreSQL, in one binary to save link time.
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod api_auth;
+mod api_tasks;
+mod hardening;
+mod harness;
+mod openapi;

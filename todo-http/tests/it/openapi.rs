@@ -1,0 +1,49 @@
+//! The served routes and the OpenAPI documents cannot drift apart.
+
+use std::collections::BTreeSet;
+
+use todo_http::{RouteSpec, openapi, routes};
+
+fn documented(document: &serde_json::Value) -> BTreeSet<(String, String)> {
+    let mut operations = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            operations.insert((path.clone(), method.to_uppercase()));
+        }
+    }
+    operations
+}
+
+fn served(routes: &[RouteSpec]) -> BTreeSet<(String, String)> {
+    let mut operations: BTreeSet<(String, String)> = routes
+        .iter()
+        .flat_map(|r| {
+            r.methods
+                .iter()
+                .map(move |m| (r.template.to_owned(), m.as_str().to_owned()))
+        })
+        .collect();
+    for shared in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        operations.insert((shared.to_owned(), "GET".to_owned()));
+    }
+    operations
+}
+
+#[test]
+fn every_served_route_is_documented_and_nothing_else() {
+    assert_eq!(documented(&openapi::auth()), served(routes::AUTH));
+    assert_eq!(documented(&openapi::tasks()), served(routes::TASKS));
+}
+
+#[test]
+fn every_schema_reference_resolves() {
+    for document in [openapi::auth(), openapi::tasks()] {
+        let text = document.to_string();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "dangling $ref {name}");
+        }
+        assert_eq!(document["openapi"], "3.1.0");
+    }
+}

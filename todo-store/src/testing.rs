@@ -1,0 +1,121 @@
+//! Fresh databases for tests (feature `test-support`): a SQLite file in a
+//! temporary directory, or a new database on the PostgreSQL server that
+//! `TODO_TEST_POSTGRES_URL` names.
+//!
+//! Without that URL, PostgreSQL tests fail rather than pass unseen, unless
+//! `TODO_SKIP_POSTGRES=1` says that skipping is intended.
+
+#![allow(clippy::panic, clippy::expect_used)] // test support: failing loudly is the point
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use diesel::prelude::*;
+
+use crate::{DatabaseUrl, SqlStore, StoreConfig};
+
+/// A migrated store on a fresh database, removed when dropped.
+pub struct TestDatabase {
+    pub store: SqlStore,
+    pub config: StoreConfig,
+    _dir: Option<tempfile::TempDir>,
+    drop_database: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDatabase")
+            .field("url", &self.config.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.drop_database.take()
+            && let Ok(mut admin) = PgConnection::establish(&admin_url)
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin);
+        }
+    }
+}
+
+/// The two backends, for tests that run on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    Sqlite,
+    Postgres,
+}
+
+impl TestDatabase {
+    /// A fresh database of `backend`; `None` only when PostgreSQL is skipped on purpose.
+    #[must_use]
+    pub fn new(backend: TestBackend) -> Option<Self> {
+        match backend {
+            TestBackend::Sqlite => Some(Self::sqlite()),
+            TestBackend::Postgres => Self::postgres(),
+        }
+    }
+
+    #[must_use]
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = StoreConfig::new(DatabaseUrl::Sqlite(dir.path().join("todo.db")));
+        let store = SqlStore::open_and_migrate(&config).expect("open SQLite");
+        Self {
+            store,
+            config,
+            _dir: Some(dir),
+            drop_database: None,
+        }
+    }
+
+    #[must_use]
+    pub fn postgres() -> Option<Self> {
+        let admin_url = postgres_admin_url()?;
+        let (url, name) = fresh_postgres_database(&admin_url);
+        let config = StoreConfig::new(DatabaseUrl::parse(&url).expect("postgres URL"));
+        let store = SqlStore::open_and_migrate(&config).expect("open PostgreSQL");
+        Some(Self {
+            store,
+            config,
+            _dir: None,
+            drop_database: Some((admin_url, name)),
+        })
+    }
+}
+
+/// The admin URL of the test PostgreSQL, or `None` when skipping is intended.
+#[must_use]
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("TODO_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("TODO_SKIP_POSTGRES").as_deref() == Ok("1") => None,
+        _ => panic!(
+            "TODO_TEST_POSTGRES_URL is not set: run ./scripts/test (it starts a throwaway \
+             PostgreSQL), or set TODO_SKIP_POSTGRES=1 to skip the PostgreSQL backend on purpose"
+        ),
+    }
+}
+
+/// Creates an empty database on the test server; returns its URL and name.
+#[must_use]
+pub fn fresh_postgres_database(admin_url: &str) -> (String, String) {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    #[allow(clippy::disallowed_methods)] // a unique name, not business time
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!(
+        "todo_test_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    );
+    let mut admin = PgConnection::establish(admin_url).expect("connect to the test PostgreSQL");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .expect("create a database");
+    let (base, _) = admin_url.rsplit_once('/').expect("a URL with a database");
+    (format!("{base}/{name}"), name)
+}
