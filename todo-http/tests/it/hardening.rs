@@ -243,6 +243,23 @@ async fn malformed_requests_get_their_statuses_and_the_server_stays_healthy(back
         started.elapsed()
     );
 
+    // An idle keep-alive connection is closed too.
+    let mut idle = tls(&sys, sys.tasks.addr).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = vec![0u8; 4096];
+    let n = idle.read(&mut response).await.unwrap();
+    assert!(String::from_utf8_lossy(&response[..n]).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut response)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
     // Registration floods from one address are limited.
     let mut statuses = Vec::new();
     for i in 0..4 {
@@ -412,5 +429,56 @@ async fn task_reads_keep_answering_while_the_hashing_queue_is_full(backend: Test
     assert!(
         slowest < Duration::from_millis(400),
         "a read took {slowest:?} while hashing was saturated"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_closed() {
+    let limits = HttpLimits {
+        max_connections: 2,
+        ..HttpLimits::default()
+    };
+    let sys = spawn(
+        TestBackend::Sqlite,
+        Options {
+            limits,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let _first = tls(&sys, sys.tasks.addr).await;
+    let _second = tls(&sys, sys.tasks.addr).await;
+    let third = tokio::time::timeout(Duration::from_secs(5), async {
+        let tcp = tokio::net::TcpStream::connect(sys.tasks.addr)
+            .await
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(sys.cert.clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+    })
+    .await
+    .expect("answered at once");
+    assert!(third.is_err(), "the third connection was closed");
+    drop(_first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        sys.tasks
+            .client
+            .json(Method::GET, "/healthz", None, None)
+            .await
+            .unwrap()
+            .status,
+        200,
+        "a freed slot serves again"
     );
 }
