@@ -482,3 +482,87 @@ async fn connections_beyond_the_cap_are_closed() {
         "a freed slot serves again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_down_gives_503_and_readyz_says_so() {
+    use todo_auth::{
+        JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, OsRandom, SigningKey, SystemClock,
+    };
+    use todo_core::{AccessClaims, AccessTokenSigner, Role, TaskService, UserId, Username};
+    use todo_http::{Frontend, Probe, TaskApi, TrustedProxies, serve};
+    use todo_store::{DatabaseUrl, SqlStore, StoreConfig};
+
+    // Nothing listens on port 1.
+    let mut config =
+        StoreConfig::new(DatabaseUrl::parse("postgres://todo@127.0.0.1:1/todo").unwrap());
+    config.acquire_timeout = Duration::from_millis(300);
+    let store = Arc::new(SqlStore::open(&config).unwrap());
+    let key = SigningKey::generate(KeyAlgorithm::EdDsa).unwrap();
+    let verifier = Arc::new(JwtVerifier::new(
+        KeySet::new([key.public_key().clone()]),
+        "todo-auth",
+        "todo",
+        5,
+    ));
+    let clock = Arc::new(SystemClock);
+    let service = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom));
+    let api = TaskApi::new(service, verifier, clock, vec![store as Arc<dyn Probe>]).unwrap();
+    let front = Arc::new(Frontend::new(
+        Arc::new(api),
+        HttpLimits::default(),
+        TrustedProxies::default(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(front, listener, None, std::future::pending()));
+    let client = todo_http::client::Client::plain(addr);
+
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let token = JwtSigner::new(key)
+        .sign(&AccessClaims {
+            subject: UserId::parse("01890a5d-ac96-774b-bcce-b302099a8057").unwrap(),
+            username: Username::parse("alice").unwrap(),
+            role: Role::User,
+            issuer: "todo-auth".into(),
+            audience: "todo".into(),
+            issued_at: now,
+            not_before: now,
+            expires_at: now + 300,
+            token_id: uuid::Uuid::from_u128(1),
+        })
+        .unwrap();
+    assert_eq!(
+        client
+            .json(Method::GET, "/healthz", None, None)
+            .await
+            .unwrap()
+            .status,
+        200,
+        "alive"
+    );
+    let ready = client
+        .json(Method::GET, "/readyz", None, None)
+        .await
+        .unwrap();
+    assert_eq!(ready.status, 503);
+    let started = Instant::now();
+    let list = client
+        .json(Method::GET, "/v1/tasks", Some(&token), None)
+        .await
+        .unwrap();
+    assert_eq!(list.status, 503);
+    assert!(list.headers.contains_key("retry-after"));
+    let body = String::from_utf8_lossy(&list.body);
+    assert!(
+        !body.contains("127.0.0.1") && !body.contains("connect"),
+        "no internals in a 5xx body: {body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered within the pool wait"
+    );
+}
