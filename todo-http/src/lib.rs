@@ -23,6 +23,7 @@ mod problem;
 mod request;
 mod router;
 mod server;
+pub mod setup;
 mod task_api;
 mod tls;
 

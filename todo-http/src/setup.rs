@@ -1,0 +1,256 @@
+//! Building the auth service from settings: shared by auth-server and the
+//! one-process `todo` binary, so both behave alike.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use todo_auth::{
+    Argon2Config, Argon2Hasher, BackoffPolicy, BoundedHasher, FailedLoginBackoff, JwtSigner,
+    JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits, PublicKey,
+    Sha256RefreshTokenHasher, SigningKey, SystemClock,
+};
+use todo_core::{AuthDeps, AuthLimits, AuthService, TokenPolicy};
+use todo_store::SqlStore;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthSettings {
+    /// The private signing key (PKCS#8 PEM); created (0600) if missing
+    /// [default: DATA_DIR/signing-key.pem].
+    #[arg(long, env = "TODO_SIGNING_KEY_FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Directory of extra public keys (PEM) that still verify: old signing
+    /// keys after a rotation [default: DATA_DIR/verification-keys].
+    #[arg(long, env = "TODO_VERIFICATION_KEYS_DIR")]
+    pub verification_keys_dir: Option<PathBuf>,
+    /// Algorithm of newly created signing keys.
+    #[arg(long, env = "TODO_KEY_ALGORITHM", value_enum, default_value_t = Algorithm::Eddsa)]
+    pub key_algorithm: Algorithm,
+    /// Access-token issuer (`iss`).
+    #[arg(long, env = "TODO_TOKEN_ISSUER", default_value = "todo-auth")]
+    pub issuer: String,
+    /// Access-token audience (`aud`).
+    #[arg(long, env = "TODO_TOKEN_AUDIENCE", default_value = "todo")]
+    pub audience: String,
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "TODO_ACCESS_TTL_SECS", default_value_t = 300)]
+    pub access_ttl_secs: u64,
+    /// Refresh-token lifetime in seconds.
+    #[arg(long, env = "TODO_REFRESH_TTL_SECS", default_value_t = 14 * 24 * 3600)]
+    pub refresh_ttl_secs: u64,
+    /// argon2id memory in KiB.
+    #[arg(long, env = "TODO_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+    /// argon2id passes.
+    #[arg(long, env = "TODO_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    #[arg(long, env = "TODO_ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+    /// Password hashes run at once [default: the number of cores].
+    #[arg(long, env = "TODO_HASH_WORKERS")]
+    pub hash_workers: Option<usize>,
+    /// Logins that may wait for a hashing worker; beyond them, 503.
+    #[arg(long, env = "TODO_HASH_QUEUE", default_value_t = 32)]
+    pub hash_queue: usize,
+    /// Registrations per client address: burst.
+    #[arg(long, env = "TODO_REGISTER_BURST", default_value_t = 5)]
+    pub register_burst: u32,
+    /// Registrations per client address: seconds to refill one.
+    #[arg(long, env = "TODO_REGISTER_PERIOD_SECS", default_value_t = 60)]
+    pub register_period_secs: u64,
+    /// Login attempts per client address: burst.
+    #[arg(long, env = "TODO_LOGIN_BURST", default_value_t = 20)]
+    pub login_burst: u32,
+    /// Login attempts per client address: milliseconds to refill one.
+    #[arg(long, env = "TODO_LOGIN_PERIOD_MS", default_value_t = 3000)]
+    pub login_period_ms: u64,
+    /// Login attempts per account, from anywhere: burst.
+    #[arg(long, env = "TODO_ACCOUNT_LOGIN_BURST", default_value_t = 10)]
+    pub account_login_burst: u32,
+    /// Login attempts per account: milliseconds to refill one.
+    #[arg(long, env = "TODO_ACCOUNT_LOGIN_PERIOD_MS", default_value_t = 6000)]
+    pub account_login_period_ms: u64,
+    /// Failed logins on an account before the growing delay starts.
+    #[arg(long, env = "TODO_FREE_LOGIN_FAILURES", default_value_t = 5)]
+    pub free_login_failures: u32,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Algorithm {
+    Eddsa,
+    Es256,
+}
+
+/// The auth service and the parts the server also needs.
+pub struct AuthParts {
+    pub service: AuthService,
+    /// Every key that verifies: the signing key's and the rotated-out ones.
+    pub keys: KeySet,
+    pub hasher: Arc<BoundedHasher<Argon2Hasher>>,
+    pub verifier: Arc<JwtVerifier>,
+}
+
+impl std::fmt::Debug for AuthParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthParts").finish_non_exhaustive()
+    }
+}
+
+impl AuthSettings {
+    #[must_use]
+    pub fn signing_key_path(&self, data_dir: &Path) -> PathBuf {
+        self.signing_key
+            .clone()
+            .unwrap_or_else(|| data_dir.join("signing-key.pem"))
+    }
+
+    #[must_use]
+    pub fn verification_dir(&self, data_dir: &Path) -> PathBuf {
+        self.verification_keys_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("verification-keys"))
+    }
+
+    /// The signing key, created (0600) on first start.
+    pub fn load_or_create_signing_key(&self, data_dir: &Path) -> Result<SigningKey, String> {
+        let path = self.signing_key_path(data_dir);
+        if path.exists() {
+            return SigningKey::load(&path).map_err(|e| format!("--signing-key: {e}"));
+        }
+        let algorithm = match self.key_algorithm {
+            Algorithm::Eddsa => KeyAlgorithm::EdDsa,
+            Algorithm::Es256 => KeyAlgorithm::Es256,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let key = SigningKey::generate(algorithm).map_err(|e| e.to_string())?;
+        key.save(&path).map_err(|e| format!("--signing-key: {e}"))?;
+        tracing::info!(path = %path.display(), kid = key.public_key().kid(), "created a signing key");
+        Ok(key)
+    }
+
+    /// Makes a new signing key; the old public key moves to the verification
+    /// directory, so tokens it signed stay valid.
+    pub fn rotate_keys(&self, data_dir: &Path) -> Result<(), String> {
+        let path = self.signing_key_path(data_dir);
+        let old = self.load_or_create_signing_key(data_dir)?;
+        let dir = self.verification_dir(data_dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let kept = dir.join(format!("{}.pem", old.public_key().kid()));
+        std::fs::write(&kept, old.public_key().to_pem())
+            .map_err(|e| format!("{}: {e}", kept.display()))?;
+        let new = SigningKey::generate(old.public_key().algorithm()).map_err(|e| e.to_string())?;
+        let staged = path.with_extension("pem.new");
+        let _ = std::fs::remove_file(&staged);
+        new.save(&staged).map_err(|e| e.to_string())?;
+        std::fs::rename(&staged, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+        tracing::info!(
+            old = old.public_key().kid(),
+            new = new.public_key().kid(),
+            "signing key rotated; restart the servers to use it"
+        );
+        Ok(())
+    }
+
+    /// The auth service over `store`, with argon2 bounded, limits and audit log.
+    pub fn build(&self, data_dir: &Path, store: SqlStore) -> Result<AuthParts, String> {
+        let store = Arc::new(store);
+        let clock = Arc::new(SystemClock);
+        let key = self.load_or_create_signing_key(data_dir)?;
+        let mut public = vec![key.public_key().clone()];
+        public.extend(verification_keys(&self.verification_dir(data_dir))?);
+        let keys = KeySet::new(public);
+        let argon2 = Argon2Config {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        };
+        let workers = self
+            .hash_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let hasher = Arc::new(BoundedHasher::new(
+            Argon2Hasher::new(argon2).map_err(|e| format!("--argon2-*: {e}"))?,
+            PoolLimits {
+                running: workers,
+                waiting: self.hash_queue,
+                retry_after: Duration::from_secs(1),
+            },
+        ));
+        let limit = |burst, period| LimitPolicy {
+            burst,
+            period,
+            max_keys: 100_000,
+        };
+        let policy = TokenPolicy {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            access_ttl: Duration::from_secs(self.access_ttl_secs.max(1)),
+            refresh_ttl: Duration::from_secs(self.refresh_ttl_secs.max(1)),
+        };
+        let verifier = Arc::new(JwtVerifier::new(
+            keys.clone(),
+            &policy.issuer,
+            &policy.audience,
+            30,
+        ));
+        let register = limit(
+            self.register_burst,
+            Duration::from_secs(self.register_period_secs),
+        );
+        let login = limit(
+            self.login_burst,
+            Duration::from_millis(self.login_period_ms),
+        );
+        let account = limit(
+            self.account_login_burst,
+            Duration::from_millis(self.account_login_period_ms),
+        );
+        let backoff = BackoffPolicy {
+            free_failures: self.free_login_failures,
+            ..BackoffPolicy::default()
+        };
+        let service = AuthService::new(AuthDeps {
+            users: store.clone(),
+            refresh_tokens: store,
+            hasher: hasher.clone(),
+            signer: Arc::new(JwtSigner::new(key)),
+            verifier: verifier.clone(),
+            refresh_hasher: Arc::new(Sha256RefreshTokenHasher),
+            clock: clock.clone(),
+            random: Arc::new(OsRandom),
+            limits: AuthLimits {
+                register_per_client: Arc::new(KeyedLimiter::new(register, clock.clone())),
+                login_per_client: Arc::new(KeyedLimiter::new(login, clock.clone())),
+                login_per_account: Arc::new(KeyedLimiter::new(account, clock)),
+                login_failures: Arc::new(FailedLoginBackoff::new(backoff)),
+            },
+            audit: Arc::new(crate::audit::TracingAudit),
+            policy,
+        });
+        Ok(AuthParts {
+            service,
+            keys,
+            hasher,
+            verifier,
+        })
+    }
+}
+
+/// Old public keys that still verify.
+fn verification_keys(dir: &Path) -> Result<Vec<PublicKey>, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut keys = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "pem") {
+            let pem =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            keys.push(PublicKey::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+    }
+    Ok(keys)
+}
