@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, HeaderValue};
+use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
@@ -66,6 +66,9 @@ pub static ROUTES: &[RouteSpec] = &[
 /// The auth API over an [`AuthService`].
 pub struct AuthApi {
     service: AuthService,
+    /// The refresh token's cookie lifetime, when the one-origin web page's
+    /// cookie sessions are on.
+    cookie_max_age: Option<u64>,
     jwks: Bytes,
     probes: Vec<Arc<dyn Probe>>,
     metrics: Metrics,
@@ -87,11 +90,58 @@ impl AuthApi {
     ) -> Result<Self, serde_json::Error> {
         Ok(Self {
             service,
+            cookie_max_age: None,
             jwks: Bytes::from(serde_json::to_vec(jwks)?),
             probes,
             metrics: Metrics::default(),
             openapi: Bytes::from(serde_json::to_vec(&crate::openapi::auth())?),
         })
+    }
+
+    /// Also hands the refresh token out as an `HttpOnly; Secure;
+    /// SameSite=Strict` cookie scoped to `/v1/auth`, and accepts it on
+    /// refresh and logout when the body names no token: the web page then
+    /// never keeps a refresh token where script can read it.
+    #[must_use]
+    pub fn with_cookie_sessions(mut self) -> Self {
+        self.cookie_max_age = Some(self.service.policy().refresh_ttl.as_secs());
+        self
+    }
+
+    /// The refresh token from the body, else (with cookie sessions) the cookie.
+    fn refresh_token(
+        &self,
+        body: Option<String>,
+        request: &ApiRequest,
+    ) -> Result<Option<RefreshToken>, ApiError> {
+        let raw = match body {
+            Some(raw) => raw,
+            None => match self
+                .cookie_max_age
+                .and_then(|_| cookie(request, REFRESH_COOKIE))
+            {
+                Some(raw) => raw,
+                None if self.cookie_max_age.is_some() => return Ok(None),
+                None => return Err(ApiError::field("refresh_token", "is required")),
+            },
+        };
+        Ok(RefreshToken::parse(&raw))
+    }
+
+    fn with_cookie(&self, mut response: ApiResponse, token: Option<&RefreshToken>) -> ApiResponse {
+        if let Some(max_age) = self.cookie_max_age {
+            let value = match token {
+                Some(token) => format!(
+                    "{REFRESH_COOKIE}={}; {COOKIE_ATTRIBUTES}; Max-Age={max_age}",
+                    token.expose()
+                ),
+                None => format!("{REFRESH_COOKIE}=; {COOKIE_ATTRIBUTES}; Max-Age=0"),
+            };
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().append(SET_COOKIE, value);
+            }
+        }
+        response
     }
 
     fn principal(&self, request: &ApiRequest) -> Result<Principal, ApiError> {
@@ -129,7 +179,24 @@ struct LoginBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RefreshBody {
-    refresh_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+const REFRESH_COOKIE: &str = "todo_refresh";
+const COOKIE_ATTRIBUTES: &str = "Path=/v1/auth; HttpOnly; Secure; SameSite=Strict";
+
+/// A cookie's value from the `Cookie` headers.
+fn cookie(request: &ApiRequest, name: &str) -> Option<String> {
+    request
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
 }
 
 #[derive(Deserialize)]
@@ -262,17 +329,18 @@ impl Api for AuthApi {
             }
             ("/v1/auth/refresh", _) => {
                 let body: RefreshBody = request.json().await?;
-                let token = RefreshToken::parse(&body.refresh_token)
+                let token = self
+                    .refresh_token(body.refresh_token, &request)?
                     .ok_or_else(|| ApiError::from(CoreError::InvalidRefreshToken))?;
                 let pair = self.call(move |s| s.refresh(client, &token)).await?;
-                token_pair(&pair)
+                Ok(self.with_cookie(token_pair(&pair)?, Some(&pair.refresh_token)))
             }
             ("/v1/auth/logout", _) => {
                 let body: RefreshBody = request.json().await?;
-                if let Some(token) = RefreshToken::parse(&body.refresh_token) {
+                if let Some(token) = self.refresh_token(body.refresh_token, &request)? {
                     self.call(move |s| s.logout(client, &token)).await?;
                 }
-                Ok(no_content())
+                Ok(self.with_cookie(no_content(), None))
             }
             ("/v1/auth/validate", _) => {
                 let token = request.bearer()?.to_owned();

@@ -178,11 +178,13 @@ impl ServerArgs {
 }
 
 /// Binds, then serves `api` until SIGTERM or SIGINT, then drains.
+/// `announce` gets the URL once the server listens.
 pub async fn run<A: Api>(
     api: Arc<A>,
     args: &ServerArgs,
     default_port: u16,
     name: &str,
+    announce: impl FnOnce(&str),
 ) -> Result<(), String> {
     let front = Arc::new(Frontend::new(api, args.limits()?, args.proxies()?));
     let tls = args.tls()?;
@@ -195,6 +197,12 @@ pub async fn run<A: Api>(
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%local, "{name} listening on {scheme}://{local}");
+    let host = if local.ip().is_loopback() {
+        "localhost".to_owned()
+    } else {
+        local.ip().to_string()
+    };
+    announce(&format!("{scheme}://{host}:{}", local.port()));
     crate::server::serve(front, listener, tls, crate::server::shutdown_signal()).await;
     tracing::info!("{name} stopped");
     Ok(())

@@ -3,7 +3,7 @@
 use http::Method;
 
 /// One path of an API and the methods it allows.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RouteSpec {
     /// The path template, `{id}` marking the one parameter, e.g. `/v1/tasks/{id}`.
     pub template: &'static str,

@@ -254,3 +254,49 @@ fn verification_keys(dir: &Path) -> Result<Vec<PublicKey>, String> {
     }
     Ok(keys)
 }
+
+/// `user create`: makes a user (an admin with `admin`), the password read
+/// from `password_file` or standard input, never from an argument.
+pub fn create_user(
+    server: &crate::config::ServerArgs,
+    auth: &AuthSettings,
+    username: &str,
+    admin: bool,
+    email: Option<&str>,
+    password_file: Option<&Path>,
+) -> Result<(), String> {
+    use std::io::Read as _;
+    let password = match password_file {
+        Some(file) => crate::config::read_secret_file(file)?,
+        None => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .map_err(|e| format!("reading the password from stdin: {e}"))?;
+            input.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let registration =
+        todo_core::Registration::parse(username, &password, email).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {e}", e.field()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+    let config = server.store_config()?;
+    let store =
+        SqlStore::open(&config).map_err(|e| format!("opening the database {}: {e}", config.url))?;
+    store.migrate().map_err(|e| format!("migrating: {e}"))?;
+    let service = auth.build(&server.data_dir, store)?.service;
+    let role = if admin {
+        todo_core::Role::Admin
+    } else {
+        todo_core::Role::User
+    };
+    let user = service
+        .create_user(registration, role)
+        .map_err(|e| format!("creating the user: {e}"))?;
+    tracing::info!(user = %user.id, username = %user.username, role = %user.role, "user created");
+    Ok(())
+}

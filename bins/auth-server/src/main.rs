@@ -1,14 +1,12 @@
 //! auth-server: configuration and wiring around `todo_http::AuthApi`.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use todo_core::{Registration, Role};
-use todo_http::config::{ServerArgs, read_secret_file, run};
-use todo_http::setup::{AuthParts, AuthSettings};
+use todo_http::config::{ServerArgs, run};
+use todo_http::setup::{AuthParts, AuthSettings, create_user};
 use todo_http::{AuthApi, Probe};
 use todo_store::SqlStore;
 
@@ -96,35 +94,14 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             admin,
             email,
             password_file,
-        }) => {
-            let password = match password_file {
-                Some(file) => read_secret_file(file)?,
-                None => {
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut line)
-                        .map_err(|e| format!("reading the password from stdin: {e}"))?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
-                }
-            };
-            let registration =
-                Registration::parse(username, &password, email.as_deref()).map_err(|errors| {
-                    errors
-                        .iter()
-                        .map(|e| format!("{}: {e}", e.field()))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })?;
-            let store = open_store(&cli.server)?;
-            store.migrate().map_err(|e| format!("migrating: {e}"))?;
-            let service = cli.auth.build(&cli.server.data_dir, store)?.service;
-            let role = if *admin { Role::Admin } else { Role::User };
-            let user = service
-                .create_user(registration, role)
-                .map_err(|e| format!("creating the user: {e}"))?;
-            tracing::info!(user = %user.id, username = %user.username, role = %user.role, "user created");
-            Ok(())
-        }
+        }) => create_user(
+            &cli.server,
+            &cli.auth,
+            username,
+            *admin,
+            email.as_deref(),
+            password_file.as_deref(),
+        ),
         Command::Keys(KeysCommand::Rotate) => cli.auth.rotate_keys(&cli.server.data_dir),
     }
 }
@@ -147,5 +124,5 @@ async fn serve(cli: &Cli) -> Result<(), String> {
     let jwks = keys.to_jwks().map_err(|e| e.to_string())?;
     let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(store), hasher];
     let api = AuthApi::new(service, &jwks, probes).map_err(|e| e.to_string())?;
-    run(Arc::new(api), &cli.server, 8443, "auth-server").await
+    run(Arc::new(api), &cli.server, 8443, "auth-server", |_| {}).await
 }

@@ -138,5 +138,5 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         }
         api = api.with_key_source(source);
     }
-    run(Arc::new(api), &cli.server, 8444, "task-server").await
+    run(Arc::new(api), &cli.server, 8444, "task-server", |_| {}).await
 }

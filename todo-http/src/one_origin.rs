@@ -1,0 +1,131 @@
+//! Both APIs and the web page on one origin, in one process: what `todo`
+//! (the one-command system) serves, and the example of mounting the routers
+//! inside another program.
+
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::front::{Api, ApiResponse};
+use crate::metrics::Metrics;
+use crate::problem::ApiError;
+use crate::request::ApiRequest;
+use crate::router::RouteSpec;
+use crate::{AuthApi, TaskApi, web};
+
+/// The routes of both APIs and of the page.
+static ROUTES: LazyLock<Vec<RouteSpec>> = LazyLock::new(|| {
+    let mut routes: Vec<RouteSpec> = crate::routes::AUTH.to_vec();
+    routes.extend_from_slice(crate::routes::TASKS);
+    routes.extend(web::ASSETS.iter().map(|asset| RouteSpec {
+        template: asset.path,
+        methods: &[Method::GET, Method::HEAD],
+    }));
+    routes
+});
+
+/// auth-server's and task-server's APIs and the web page behind one [`crate::Frontend`].
+pub struct OneOrigin {
+    auth: AuthApi,
+    tasks: TaskApi,
+    openapi: Bytes,
+}
+
+impl std::fmt::Debug for OneOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneOrigin").finish_non_exhaustive()
+    }
+}
+
+impl OneOrigin {
+    pub fn new(auth: AuthApi, tasks: TaskApi) -> Result<Self, serde_json::Error> {
+        let mut document = crate::openapi::auth();
+        let tasks_document = crate::openapi::tasks();
+        for part in ["paths", "components"] {
+            let key = if part == "paths" {
+                None
+            } else {
+                Some("schemas")
+            };
+            let (Some(into), Some(from)) = (
+                pick(&mut document, part, key).and_then(serde_json::Value::as_object_mut),
+                pick_ref(&tasks_document, part, key).and_then(serde_json::Value::as_object),
+            ) else {
+                continue;
+            };
+            for (name, value) in from {
+                into.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        document["info"]["title"] = serde_json::json!("todo (one origin)");
+        Ok(Self {
+            auth,
+            tasks,
+            openapi: Bytes::from(serde_json::to_vec(&document)?),
+        })
+    }
+}
+
+fn pick<'a>(
+    document: &'a mut serde_json::Value,
+    part: &str,
+    key: Option<&str>,
+) -> Option<&'a mut serde_json::Value> {
+    let value = document.get_mut(part)?;
+    match key {
+        Some(key) => value.get_mut(key),
+        None => Some(value),
+    }
+}
+
+fn pick_ref<'a>(
+    document: &'a serde_json::Value,
+    part: &str,
+    key: Option<&str>,
+) -> Option<&'a serde_json::Value> {
+    let value = document.get(part)?;
+    match key {
+        Some(key) => value.get(key),
+        None => Some(value),
+    }
+}
+
+impl Api for OneOrigin {
+    fn routes(&self) -> &'static [RouteSpec] {
+        ROUTES.as_slice()
+    }
+
+    async fn handle(
+        &self,
+        route: &'static RouteSpec,
+        param: Option<String>,
+        request: ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
+        let template = route.template;
+        if let Some(route) = crate::routes::AUTH.iter().find(|r| r.template == template) {
+            self.auth.handle(route, param, request).await
+        } else if let Some(route) = crate::routes::TASKS.iter().find(|r| r.template == template) {
+            self.tasks.handle(route, param, request).await
+        } else {
+            web::serve(template)
+        }
+    }
+
+    fn openapi(&self) -> Bytes {
+        self.openapi.clone()
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        self.auth.ready().await?;
+        self.tasks.ready().await
+    }
+
+    fn metrics(&self) -> &Metrics {
+        self.auth.metrics()
+    }
+
+    fn gauges(&self, out: &mut String) {
+        self.auth.gauges(out);
+    }
+}
