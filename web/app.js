@@ -46,6 +46,16 @@ function showErrors(form, error) {
   if (!placed) form.querySelector('.form-error').textContent = error.message;
 }
 
+// Typing in a field clears the error shown for it.
+document.addEventListener('input', (event) => {
+  const input = event.target;
+  const form = input.closest?.('form');
+  if (!form || !input.name) return;
+  const slot = form.querySelector(`[data-error-for="${CSS.escape(input.name)}"]`);
+  if (slot) slot.textContent = '';
+  input.removeAttribute('aria-invalid');
+});
+
 // ---- signing in and out ---------------------------------------------------
 
 function selectTab(register) {

@@ -325,7 +325,8 @@ impl Api for AuthApi {
                     }
                     Err(_) => 0,
                 };
-                token_pair(&outcome?)
+                let pair = outcome?;
+                Ok(self.with_cookie(token_pair(&pair)?, Some(&pair.refresh_token)))
             }
             ("/v1/auth/refresh", _) => {
                 let body: RefreshBody = request.json().await?;

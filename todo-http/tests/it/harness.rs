@@ -17,7 +17,7 @@ use todo_core::{
 };
 use todo_http::client::{Client, Reply};
 use todo_http::{
-    AuthApi, Frontend, HttpLimits, Probe, TaskApi, TlsIdentity, TrustedProxies, serve,
+    AuthApi, Frontend, HttpLimits, OneOrigin, Probe, TaskApi, TlsIdentity, TrustedProxies, serve,
 };
 use todo_store::testing::{TestBackend, TestDatabase};
 use tokio::net::TcpListener;
@@ -36,6 +36,8 @@ pub struct Options {
     pub probe_hasher: bool,
     pub register_burst: u32,
     pub limits: HttpLimits,
+    /// Serve both APIs and the page on one origin (the `todo` binary's mode).
+    pub one_origin: bool,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             probe_hasher: true,
             register_burst: 1000,
             limits: HttpLimits::default(),
+            one_origin: false,
         }
     }
 }
@@ -190,6 +193,27 @@ pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
         vec![store.clone() as Arc<dyn Probe>],
     )
     .unwrap();
+    if options.one_origin {
+        // Both APIs and the page on one origin, cookie sessions on: `auth`
+        // and `tasks` are two clients of the same server.
+        let one = OneOrigin::new(auth_api.with_cookie_sessions(), task_api).unwrap();
+        let (auth, cert) = start(one, identity(), options.limits.clone()).await;
+        let client = auth.client.clone();
+        let tasks = Server {
+            addr: auth.addr,
+            client,
+            stop: None,
+            done: None,
+        };
+        return Some(System {
+            auth,
+            tasks,
+            service,
+            _db: db,
+            cert,
+            _dir: dir,
+        });
+    }
     let (auth, cert) = start(auth_api, identity(), options.limits.clone()).await;
     let (tasks, _) = start(task_api, identity(), options.limits.clone()).await;
     Some(System {

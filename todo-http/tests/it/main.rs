@@ -8,4 +8,5 @@ mod api_auth;
 mod api_tasks;
 mod hardening;
 mod harness;
+mod one_origin;
 mod openapi;
