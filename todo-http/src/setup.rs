@@ -300,3 +300,35 @@ pub fn create_user(
     tracing::info!(user = %user.id, username = %user.username, role = %user.role, "user created");
     Ok(())
 }
+
+/// The one-origin application of the `todo` binary over `store`: both APIs
+/// (cookie sessions on, the task API verifying with the same public keys
+/// in-process) and the web page.
+pub fn one_origin(
+    auth: &AuthSettings,
+    data_dir: &Path,
+    store: SqlStore,
+) -> Result<crate::OneOrigin, String> {
+    let AuthParts {
+        service,
+        keys,
+        hasher,
+        verifier,
+    } = auth.build(data_dir, store.clone())?;
+    let jwks = keys.to_jwks().map_err(|e| e.to_string())?;
+    let probes: Vec<Arc<dyn crate::Probe>> = vec![Arc::new(store.clone()), hasher];
+    let auth_api = crate::AuthApi::new(service, &jwks, probes)
+        .map_err(|e| e.to_string())?
+        .with_cookie_sessions();
+    let clock = Arc::new(SystemClock);
+    let tasks =
+        todo_core::TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
+    let task_api = crate::TaskApi::new(
+        tasks,
+        verifier,
+        clock,
+        vec![Arc::new(store) as Arc<dyn crate::Probe>],
+    )
+    .map_err(|e| e.to_string())?;
+    crate::OneOrigin::new(auth_api, task_api).map_err(|e| e.to_string())
+}

@@ -1,18 +1,16 @@
 //! `todo`: the whole system in one process — auth API, task API and the web
 //! page on one HTTPS origin, SQLite in the data directory, a self-signed
 //! certificate and a signing key created on first start. It mounts both
-//! routers of `todo-http` itself: the example of embedding them.
+//! routers of `todo-http` itself (`todo_http::setup::one_origin`): the
+//! example of embedding them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use todo_auth::{OsRandom, SystemClock};
-use todo_core::TaskService;
 use todo_http::config::{ServerArgs, run};
-use todo_http::setup::{AuthParts, AuthSettings, create_user};
-use todo_http::{AuthApi, OneOrigin, Probe, TaskApi};
+use todo_http::setup::{AuthSettings, create_user, one_origin};
 use todo_store::SqlStore;
 
 #[derive(Parser, Debug)]
@@ -96,29 +94,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         return Ok(());
     }
 
-    let AuthParts {
-        service,
-        keys,
-        hasher,
-        verifier,
-    } = cli.auth.build(&cli.server.data_dir, store.clone())?;
-    let jwks = keys.to_jwks().map_err(|e| e.to_string())?;
-    let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(store.clone()), hasher];
-    let auth = AuthApi::new(service, &jwks, probes)
-        .map_err(|e| e.to_string())?
-        .with_cookie_sessions();
-    let clock = Arc::new(SystemClock);
-    let tasks_service =
-        TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
-    // The task API verifies tokens with the same public keys, in-process.
-    let tasks = TaskApi::new(
-        tasks_service,
-        verifier,
-        clock,
-        vec![Arc::new(store) as Arc<dyn Probe>],
-    )
-    .map_err(|e| e.to_string())?;
-    let app = OneOrigin::new(auth, tasks).map_err(|e| e.to_string())?;
+    let app = one_origin(&cli.auth, &cli.server.data_dir, store)?;
     let data_dir = cli.server.data_dir.display().to_string();
     let plain = cli.server.plain_http;
     run(Arc::new(app), &cli.server, 8443, "todo", |url| {
