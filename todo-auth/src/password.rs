@@ -92,6 +92,37 @@ impl Argon2Hasher {
     }
 }
 
+/// Stored hashes asking for more than this are refused as malformed rather
+/// than computed: a tampered row must not make one login take minutes or
+/// gigabytes.
+const MAX_STORED_MEMORY_KIB: u32 = 1024 * 1024;
+const MAX_STORED_ITERATIONS: u32 = 64;
+const MAX_STORED_PARALLELISM: u32 = 16;
+
+/// Parses a stored PHC string and bounds its cost.
+fn parse_stored(hash: &PasswordHash) -> Result<phc::PasswordHash, HashError> {
+    let parsed =
+        phc::PasswordHash::new(hash.as_str()).map_err(|e| HashError::Malformed(Box::new(e)))?;
+    let params = Params::try_from(&parsed).map_err(|e| HashError::Malformed(Box::new(e)))?;
+    if params.m_cost() > MAX_STORED_MEMORY_KIB
+        || params.t_cost() > MAX_STORED_ITERATIONS
+        || params.p_cost() > MAX_STORED_PARALLELISM
+    {
+        return Err(HashError::Malformed(
+            "stored hash parameters are out of bounds".into(),
+        ));
+    }
+    Ok(parsed)
+}
+
+impl Argon2Hasher {
+    /// Whether a stored hash should be upgraded, without checking a password:
+    /// the stored-hash parse path alone (what fuzzing exercises).
+    pub fn needs_rehash(&self, hash: &PasswordHash) -> Result<bool, HashError> {
+        Ok(self.is_weaker(&parse_stored(hash)?))
+    }
+}
+
 impl PasswordHasher for Argon2Hasher {
     fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
         let mut salt = [0u8; 16];
@@ -104,8 +135,7 @@ impl PasswordHasher for Argon2Hasher {
     }
 
     fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<Verification, HashError> {
-        let parsed =
-            phc::PasswordHash::new(hash.as_str()).map_err(|e| HashError::Malformed(Box::new(e)))?;
+        let parsed = parse_stored(hash)?;
         let matches = match self
             .argon2
             .verify_password(password.expose().as_bytes(), &parsed)

@@ -290,6 +290,35 @@ fn email(raw: Option<Option<String>>) -> Result<Option<Option<Email>>, ApiError>
         .map_err(|e| ApiError::validation(vec![e]))
 }
 
+/// Decodes a `POST /v1/auth/register` body.
+pub fn decode_registration(body: &[u8]) -> Result<Registration, ApiError> {
+    let body: RegisterBody = crate::request::decode_json(body)?;
+    Registration::parse(&body.username, &body.password, body.email.as_deref())
+        .map_err(ApiError::validation)
+}
+
+/// Decodes a `POST /v1/auth/login` body.
+pub fn decode_credentials(body: &[u8]) -> Result<Credentials, ApiError> {
+    let body: LoginBody = crate::request::decode_json(body)?;
+    Ok(Credentials::offered(&body.username, &body.password))
+}
+
+/// Decodes a `PATCH /v1/users/{id}` body.
+pub fn decode_user_patch(body: &[u8]) -> Result<UserPatch, ApiError> {
+    let body: AdminPatchBody = crate::request::decode_json(body)?;
+    let role = body
+        .role
+        .as_deref()
+        .map(Role::parse)
+        .transpose()
+        .map_err(|e| ApiError::validation(vec![e]))?;
+    Ok(UserPatch {
+        disabled: body.disabled,
+        role,
+        email: email(body.email)?,
+    })
+}
+
 impl Api for AuthApi {
     fn routes(&self) -> &'static [RouteSpec] {
         ROUTES
@@ -304,16 +333,12 @@ impl Api for AuthApi {
         let client = Some(request.client);
         match (route.template, &request.method) {
             ("/v1/auth/register", _) => {
-                let body: RegisterBody = request.json().await?;
-                let registration =
-                    Registration::parse(&body.username, &body.password, body.email.as_deref())
-                        .map_err(ApiError::validation)?;
+                let registration = decode_registration(&request.json_bytes().await?)?;
                 let user = self.call(move |s| s.register(client, registration)).await?;
                 json_value(StatusCode::CREATED, &UserDto::from(&user))
             }
             ("/v1/auth/login", _) => {
-                let body: LoginBody = request.json().await?;
-                let credentials = Credentials::offered(&body.username, &body.password);
+                let credentials = decode_credentials(&request.json_bytes().await?)?;
                 let outcome = self.call(move |s| s.login(client, &credentials)).await;
                 match &outcome {
                     Ok(_) => self
@@ -436,18 +461,7 @@ impl Api for AuthApi {
                         json_value(StatusCode::OK, &UserDto::from(&user))
                     }
                     Method::PATCH => {
-                        let body: AdminPatchBody = request.json().await?;
-                        let role = body
-                            .role
-                            .as_deref()
-                            .map(Role::parse)
-                            .transpose()
-                            .map_err(|e| ApiError::validation(vec![e]))?;
-                        let patch = UserPatch {
-                            disabled: body.disabled,
-                            role,
-                            email: email(body.email)?,
-                        };
+                        let patch = decode_user_patch(&request.json_bytes().await?)?;
                         let user = self
                             .call(move |s| match id {
                                 Some(id) => s.patch_user(&me, id, patch),

@@ -46,3 +46,11 @@ pub mod routes {
     pub use crate::auth_api::ROUTES as AUTH;
     pub use crate::task_api::ROUTES as TASKS;
 }
+
+/// The decoders an attacker reaches, for fuzzing and tests: each turns wire
+/// input into domain values or a problem.
+pub mod decode {
+    pub use crate::auth_api::{decode_credentials, decode_registration, decode_user_patch};
+    pub use crate::request::{decode_json, query_pairs};
+    pub use crate::task_api::{decode_list_query, decode_new_task, decode_task_patch};
+}

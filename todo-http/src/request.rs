@@ -160,6 +160,12 @@ impl ApiRequest {
     /// the size limit (before reading it whole), 408 past the time limit,
     /// 400 for malformed JSON or unknown fields.
     pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        decode_json(&self.json_bytes().await?)
+    }
+
+    /// The body's bytes, held to the same rules as [`ApiRequest::json`]
+    /// (media type, size, time), for a decoder of `crate::decode`.
+    pub async fn json_bytes(&mut self) -> Result<Bytes, ApiError> {
         let json_type = self
             .headers
             .get(CONTENT_TYPE)
@@ -188,24 +194,32 @@ impl ApiRequest {
         let bytes = tokio::time::timeout(self.limits.body_timeout, read_limited(body, limit))
             .await
             .map_err(|_| ApiError::request_timeout())??;
-        decode_json(&bytes)
+        Ok(bytes)
     }
 
     /// The query string's pairs, percent-decoded; a name given twice is refused.
     pub fn query_pairs(&self, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for (name, value) in form_urlencoded::parse(self.query.as_deref().unwrap_or("").as_bytes())
-        {
-            if !allowed.contains(&name.as_ref()) {
-                return Err(ApiError::field(&name, "unknown query parameter"));
-            }
-            if pairs.iter().any(|(n, _)| *n == name) {
-                return Err(ApiError::field(&name, "given more than once"));
-            }
-            pairs.push((name.into_owned(), value.into_owned()));
-        }
-        Ok(pairs)
+        query_pairs(self.query.as_deref(), allowed)
     }
+}
+
+/// A query string's pairs, percent-decoded; an unknown name or a name given
+/// twice is refused.
+pub fn query_pairs(
+    query: Option<&str>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if !allowed.contains(&name.as_ref()) {
+            return Err(ApiError::field(&name, "unknown query parameter"));
+        }
+        if pairs.iter().any(|(n, _)| *n == name) {
+            return Err(ApiError::field(&name, "given more than once"));
+        }
+        pairs.push((name.into_owned(), value.into_owned()));
+    }
+    Ok(pairs)
 }
 
 fn empty_body() -> RequestBody {

@@ -249,6 +249,16 @@ fn null(field: &'static str) -> ValidationError {
     }
 }
 
+/// Decodes a `POST /v1/tasks` body into a new task.
+pub fn decode_new_task(body: &[u8]) -> Result<NewTask, ApiError> {
+    new_task(crate::request::decode_json(body)?)
+}
+
+/// Decodes a `PATCH /v1/tasks/{id}` body into a patch.
+pub fn decode_task_patch(body: &[u8]) -> Result<TaskPatch, ApiError> {
+    task_patch(crate::request::decode_json(body)?)
+}
+
 fn new_task(body: CreateBody) -> Result<NewTask, ApiError> {
     let mut errors = Errors::default();
     let title = errors.take(Title::parse(&body.title));
@@ -326,11 +336,12 @@ const QUERY_PARAMS: &[&str] = &[
     "cursor",
 ];
 
-fn list_query(request: &ApiRequest) -> Result<(TaskQuery, Option<TaskCursor>), ApiError> {
+/// Decodes a task list's query string (what follows `?`).
+pub fn decode_list_query(raw: Option<&str>) -> Result<(TaskQuery, Option<TaskCursor>), ApiError> {
     let mut query = TaskQuery::default();
     let mut cursor = None;
     let invalid = |e| ApiError::validation(vec![e]);
-    for (name, value) in request.query_pairs(QUERY_PARAMS)? {
+    for (name, value) in crate::request::query_pairs(raw, QUERY_PARAMS)? {
         match name.as_str() {
             "done" => query.done = Some(query_bool("done", &value)?),
             "archived" => query.archived = query_bool("archived", &value)?,
@@ -374,7 +385,7 @@ impl Api for TaskApi {
         let owner = self.principal(&token).await?.user_id;
         if route.template == "/v1/tasks" {
             if request.method == Method::POST {
-                let new = new_task(request.json().await?)?;
+                let new = decode_new_task(&request.json_bytes().await?)?;
                 let task = self.call(move |s| s.create(owner, new)).await?;
                 let mut response = with_etag(
                     json_value(StatusCode::CREATED, &TaskDto::from(&task))?,
@@ -385,7 +396,7 @@ impl Api for TaskApi {
                 }
                 return Ok(response);
             }
-            let (query, cursor) = list_query(&request)?;
+            let (query, cursor) = decode_list_query(request.query.as_deref())?;
             let page = self
                 .call(move |s| s.list(owner, &query, cursor.as_ref()))
                 .await?;
@@ -412,7 +423,7 @@ impl Api for TaskApi {
             }
             Method::PATCH => {
                 let expected = if_match(&request)?;
-                let patch = task_patch(request.json().await?)?;
+                let patch = decode_task_patch(&request.json_bytes().await?)?;
                 let task = self
                     .call(move |s| s.update(owner, id, patch, expected))
                     .await?;

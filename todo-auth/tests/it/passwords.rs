@@ -109,6 +109,32 @@ fn a_malformed_stored_hash_is_an_error_not_a_mismatch() {
 }
 
 #[test]
+fn stored_hashes_with_absurd_costs_are_refused_not_computed() {
+    let hasher = Argon2Hasher::new(LIGHT).unwrap();
+    let salt = "c29tZXNhbHRzb21lc2FsdA";
+    let out = "uYjGGBxkqqCXKH6uUjUwaMOCU0QvYrtkjZMT9YHNUAo";
+    for params in [
+        "m=4194304,t=1,p=1",
+        "m=1024,t=100000,p=1",
+        "m=1024,t=1,p=255",
+    ] {
+        let stored = PasswordHash::new(format!("$argon2id$v=19${params}${salt}${out}"));
+        let started = std::time::Instant::now();
+        assert!(
+            matches!(
+                hasher.verify(&pw("x"), &stored),
+                Err(HashError::Malformed(_))
+            ),
+            "{params}"
+        );
+        assert!(hasher.needs_rehash(&stored).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_millis(200));
+    }
+    let ok = hasher.hash(&pw("correct horse")).unwrap();
+    assert!(!hasher.needs_rehash(&ok).unwrap());
+}
+
+#[test]
 fn invalid_parameters_are_refused_at_construction() {
     let zero = Argon2Config {
         memory_kib: 0,

@@ -1,0 +1,64 @@
+//! Every domain parser on arbitrary text: no panic, and what parses prints
+//! back to text that parses to the same value.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use todo_core::{
+    Description, Email, Label, Labels, PageLimit, Password, Priority, Role, SearchText, TaskCursor,
+    TaskId, TaskSort, Timestamp, Title, UserCursor, UserId, Username,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(u) = Username::parse(text) {
+        assert_eq!(Username::parse(u.as_str()).unwrap(), u);
+        assert_eq!(u.as_str(), u.as_str().to_lowercase());
+    }
+    if let Ok(e) = Email::parse(text) {
+        assert_eq!(Email::parse(e.as_str()).unwrap(), e);
+    }
+    if let Some(p) = Password::offered(text) {
+        // NFKC is idempotent: normalising again changes nothing.
+        assert_eq!(Password::offered(p.expose()).unwrap().expose(), p.expose());
+    }
+    if let Ok(t) = Title::parse(text) {
+        assert_eq!(Title::parse(t.as_str()).unwrap(), t);
+    }
+    if let Ok(d) = Description::parse(text) {
+        assert_eq!(Description::parse(d.as_str()).unwrap(), d);
+    }
+    if let Ok(l) = Label::parse(text) {
+        assert_eq!(Label::parse(l.as_str()).unwrap(), l);
+    }
+    if let Ok(labels) = Labels::parse(text.split(',')) {
+        let again: Vec<&str> = labels.iter().map(Label::as_str).collect();
+        assert_eq!(Labels::parse(again).unwrap(), labels);
+    }
+    if let Ok(t) = Timestamp::parse_rfc3339(text, "t") {
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_string(), "t").unwrap(), t);
+    }
+    if let Ok(id) = UserId::parse(text) {
+        assert_eq!(UserId::parse(&id.to_string()).unwrap(), id);
+    }
+    if let Ok(id) = TaskId::parse(text) {
+        assert_eq!(TaskId::parse(&id.to_string()).unwrap(), id);
+    }
+    if let Ok(c) = TaskCursor::parse(text) {
+        assert_eq!(TaskCursor::parse(&c.to_string()).unwrap(), c);
+    }
+    if let Ok(c) = UserCursor::parse(text) {
+        assert_eq!(UserCursor::parse(&c.to_string()).unwrap(), c);
+    }
+    if let Ok(s) = TaskSort::parse(text) {
+        assert_eq!(s.as_str(), text);
+    }
+    if let Ok(r) = Role::parse(text) {
+        assert_eq!(r.as_str(), text);
+    }
+    if let Ok(q) = SearchText::parse(text) {
+        assert_eq!(q.folded(), text.to_lowercase());
+    }
+    if let Ok(n) = text.parse::<i64>() {
+        let _ = (Priority::new(n), PageLimit::new(n));
+    }
+});
