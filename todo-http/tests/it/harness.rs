@@ -38,6 +38,10 @@ pub struct Options {
     pub limits: HttpLimits,
     /// Serve both APIs and the page on one origin (the `todo` binary's mode).
     pub one_origin: bool,
+    /// Believe `X-Forwarded-For` from loopback (to play several clients).
+    pub trust_loopback_proxy: bool,
+    /// argon2 at its production parameters instead of cheap ones.
+    pub real_argon2: bool,
 }
 
 impl Default for Options {
@@ -48,6 +52,8 @@ impl Default for Options {
             register_burst: 1000,
             limits: HttpLimits::default(),
             one_origin: false,
+            trust_loopback_proxy: false,
+            real_argon2: false,
         }
     }
 }
@@ -82,6 +88,9 @@ pub struct System {
     pub auth: Server,
     pub tasks: Server,
     pub service: AuthService,
+    /// The auth service's signer and its key, for tests that forge tokens.
+    pub signer: Arc<JwtSigner>,
+    pub key_pem: String,
     /// Kept alive for the servers; dropped (and removed) with the system.
     _db: TestDatabase,
     pub cert: rustls_pki_types::CertificateDer<'static>,
@@ -92,14 +101,11 @@ async fn start<A: todo_http::Api>(
     api: A,
     identity: TlsIdentity,
     limits: HttpLimits,
+    proxies: TrustedProxies,
 ) -> (Server, rustls_pki_types::CertificateDer<'static>) {
     let cert = identity.certs[0].clone();
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
-    let front = Arc::new(Frontend::new(
-        Arc::new(api),
-        limits,
-        TrustedProxies::default(),
-    ));
+    let front = Arc::new(Frontend::new(Arc::new(api), limits, proxies));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -135,9 +141,16 @@ pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
     };
 
     let store = Arc::new(db.store.clone());
+    let proxies = if options.trust_loopback_proxy {
+        TrustedProxies::parse("127.0.0.1").unwrap()
+    } else {
+        TrustedProxies::default()
+    };
     let clock = Arc::new(SystemClock);
     let key = SigningKey::generate(KeyAlgorithm::EdDsa).unwrap();
     let keys = KeySet::new([key.public_key().clone()]);
+    let key_pem = key.to_pem().to_string();
+    let signer = Arc::new(JwtSigner::new(key));
     let policy = TokenPolicy::default();
     let verifier = Arc::new(JwtVerifier::new(
         keys.clone(),
@@ -146,7 +159,12 @@ pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
         5,
     ));
     let bounded = Arc::new(BoundedHasher::new(
-        Argon2Hasher::new(LIGHT).unwrap(),
+        Argon2Hasher::new(if options.real_argon2 {
+            Argon2Config::default()
+        } else {
+            LIGHT
+        })
+        .unwrap(),
         PoolLimits {
             running: 2,
             waiting: 64,
@@ -163,7 +181,7 @@ pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
         users: store.clone(),
         refresh_tokens: store.clone(),
         hasher,
-        signer: Arc::new(JwtSigner::new(key)),
+        signer: signer.clone(),
         verifier: verifier.clone(),
         refresh_hasher: Arc::new(Sha256RefreshTokenHasher),
         clock: clock.clone(),
@@ -197,7 +215,7 @@ pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
         // Both APIs and the page on one origin, cookie sessions on: `auth`
         // and `tasks` are two clients of the same server.
         let one = OneOrigin::new(auth_api.with_cookie_sessions(), task_api).unwrap();
-        let (auth, cert) = start(one, identity(), options.limits.clone()).await;
+        let (auth, cert) = start(one, identity(), options.limits.clone(), proxies.clone()).await;
         let client = auth.client.clone();
         let tasks = Server {
             addr: auth.addr,
@@ -209,17 +227,33 @@ pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
             auth,
             tasks,
             service,
+            signer,
+            key_pem,
             _db: db,
             cert,
             _dir: dir,
         });
     }
-    let (auth, cert) = start(auth_api, identity(), options.limits.clone()).await;
-    let (tasks, _) = start(task_api, identity(), options.limits.clone()).await;
+    let (auth, cert) = start(
+        auth_api,
+        identity(),
+        options.limits.clone(),
+        proxies.clone(),
+    )
+    .await;
+    let (tasks, _) = start(
+        task_api,
+        identity(),
+        options.limits.clone(),
+        proxies.clone(),
+    )
+    .await;
     Some(System {
         auth,
         tasks,
         service,
+        signer,
+        key_pem,
         _db: db,
         cert,
         _dir: dir,

@@ -6,6 +6,7 @@
 
 mod api_auth;
 mod api_tasks;
+mod attacks;
 mod hardening;
 mod harness;
 mod one_origin;
