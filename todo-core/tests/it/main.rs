@@ -6,4 +6,5 @@
 mod auth;
 mod dependencies;
 mod domain;
+mod properties;
 mod tasks;

@@ -5,4 +5,5 @@
 
 mod backends;
 mod conformance;
+mod properties;
 mod sql;
