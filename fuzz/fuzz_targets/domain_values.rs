@@ -9,7 +9,9 @@ use todo_core::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(u) = Username::parse(text) {
         assert_eq!(Username::parse(u.as_str()).unwrap(), u);
         assert_eq!(u.as_str(), u.as_str().to_lowercase());
@@ -29,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(p) = Password::new_for(text, &user) {
         // A valid new password is at most 128 characters once normalised.
         assert!(p.expose().chars().count() <= Password::MAX_CHARS);
-        assert_eq!(Password::new_for(p.expose(), &user).unwrap().expose(), p.expose());
+        assert_eq!(
+            Password::new_for(p.expose(), &user).unwrap().expose(),
+            p.expose()
+        );
     }
     if let Ok(t) = Title::parse(text) {
         assert_eq!(Title::parse(t.as_str()).unwrap(), t);

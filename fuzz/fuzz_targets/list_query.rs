@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use todo_core::TaskCursor;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok((query, cursor)) = todo_http::decode::decode_list_query(Some(text)) {
         assert!((1..=100).contains(&query.limit.get()));
         if let Some(cursor) = cursor {

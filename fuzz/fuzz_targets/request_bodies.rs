@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use todo_http::decode;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((which, body)) = data.split_first() else { return };
+    let Some((which, body)) = data.split_first() else {
+        return;
+    };
     let status = match which % 5 {
         0 => decode::decode_registration(body).err().map(|e| e.status),
         1 => decode::decode_credentials(body).err().map(|e| e.status),

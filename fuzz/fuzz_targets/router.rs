@@ -19,8 +19,8 @@ use todo_auth::{
 };
 use todo_core::memory::MemoryStore;
 use todo_core::{
-    AuthDeps, AuthLimits, AuthService, Credentials, NewTask, NoAudit, Registration, TaskService, Title,
-    TokenPolicy,
+    AuthDeps, AuthLimits, AuthService, Credentials, NewTask, NoAudit, Registration, TaskService,
+    Title, TokenPolicy,
 };
 use todo_http::{AuthApi, Frontend, HttpLimits, OneOrigin, TaskApi, TrustedProxies};
 
@@ -39,8 +39,17 @@ fn app() -> &'static App {
         let key = SigningKey::generate(KeyAlgorithm::EdDsa).unwrap();
         let keys = KeySet::new([key.public_key().clone()]);
         let policy = TokenPolicy::default();
-        let verifier = Arc::new(JwtVerifier::new(keys.clone(), &policy.issuer, &policy.audience, 30));
-        let light = Argon2Config { memory_kib: 256, iterations: 1, parallelism: 1 };
+        let verifier = Arc::new(JwtVerifier::new(
+            keys.clone(),
+            &policy.issuer,
+            &policy.audience,
+            30,
+        ));
+        let light = Argon2Config {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        };
         let auth = AuthService::new(AuthDeps {
             users: store.clone(),
             refresh_tokens: store.clone(),
@@ -55,37 +64,68 @@ fn app() -> &'static App {
             policy,
         });
         let registration = Registration::parse("fuzzer", "correct horse", None).unwrap();
-        let user = auth.create_user(registration, todo_core::Role::Admin).unwrap();
-        let token = auth.login(None, &Credentials::offered("fuzzer", "correct horse")).unwrap().access_token;
+        let user = auth
+            .create_user(registration, todo_core::Role::Admin)
+            .unwrap();
+        let token = auth
+            .login(None, &Credentials::offered("fuzzer", "correct horse"))
+            .unwrap()
+            .access_token;
         let tasks = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom));
-        let task = tasks.create(user.id, NewTask::titled(Title::parse("seed").unwrap())).unwrap();
-        let auth_api = AuthApi::new(auth, &keys.to_jwks().unwrap(), vec![]).unwrap().with_cookie_sessions();
+        let task = tasks
+            .create(user.id, NewTask::titled(Title::parse("seed").unwrap()))
+            .unwrap();
+        let auth_api = AuthApi::new(auth, &keys.to_jwks().unwrap(), vec![])
+            .unwrap()
+            .with_cookie_sessions();
         let task_api = TaskApi::new(tasks, verifier, clock, vec![]).unwrap();
         let one = OneOrigin::new(auth_api, task_api).unwrap();
         App {
-            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-            front: Frontend::new(Arc::new(one), HttpLimits::default(), TrustedProxies::default()),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            front: Frontend::new(
+                Arc::new(one),
+                HttpLimits::default(),
+                TrustedProxies::default(),
+            ),
             token,
             task_path: format!("/v1/tasks/{}", task.id),
         }
     })
 }
 
-const METHODS: [Method; 7] =
-    [Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::PUT, Method::HEAD, Method::OPTIONS];
+const METHODS: [Method; 7] = [
+    Method::GET,
+    Method::POST,
+    Method::PATCH,
+    Method::DELETE,
+    Method::PUT,
+    Method::HEAD,
+    Method::OPTIONS,
+];
 
 fuzz_target!(|data: &[u8]| {
-    let [method, flags, rest @ ..] = data else { return };
+    let [method, flags, rest @ ..] = data else {
+        return;
+    };
     let app = app();
     let mut parts = rest.splitn(3, |b| *b == b'\n');
     let raw_path = String::from_utf8_lossy(parts.next().unwrap_or_default());
     // `@` stands for the id of a task the token's owner has.
     let path = raw_path.replace('@', &app.task_path);
-    let path = if path.starts_with('/') { path } else { format!("/{path}") };
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
+    };
     let header = parts.next().unwrap_or_default();
     let body = parts.next().unwrap_or_default().to_vec();
 
-    let mut request = Request::builder().method(METHODS[usize::from(*method) % METHODS.len()].clone()).uri(path.as_str());
+    let mut request = Request::builder()
+        .method(METHODS[usize::from(*method) % METHODS.len()].clone())
+        .uri(path.as_str());
     if flags & 1 == 1 {
         request = request.header("authorization", format!("Bearer {}", app.token));
     }
@@ -96,9 +136,16 @@ fuzz_target!(|data: &[u8]| {
         let (name, value) = header.split_at(colon);
         request = request.header(name, &value[1..]);
     }
-    let Ok(request) = request.body(Full::new(Bytes::from(body))) else { return };
+    let Ok(request) = request.body(Full::new(Bytes::from(body))) else {
+        return;
+    };
     let request = request.map(|b| b.map_err(|never| match never {}).boxed_unsync());
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let response = app.runtime.block_on(app.front.handle(request, peer));
-    assert!(!response.status().is_server_error(), "{} {path}: {}", response.status(), response.status());
+    assert!(
+        !response.status().is_server_error(),
+        "{} {path}: {}",
+        response.status(),
+        response.status()
+    );
 });

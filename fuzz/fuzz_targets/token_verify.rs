@@ -19,7 +19,9 @@ fn verifier() -> &'static JwtVerifier {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(token) = std::str::from_utf8(data) else { return };
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
     let now = Timestamp::from_unix_micros(1_767_225_600_000_000).unwrap();
     // The keys are fresh and never sign anything here: nothing may verify.
     assert!(verifier().verify(token, now).is_err());
