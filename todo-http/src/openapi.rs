@@ -136,7 +136,7 @@ pub fn auth() -> Value {
         "User": user,
         "UserPage": {"type": "object", "required": ["items", "next_cursor"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}, "next_cursor": {"type": ["string", "null"]}}},
         "Registration": {"type": "object", "additionalProperties": false, "required": ["username", "password"], "properties": {
-            "username": {"type": "string", "minLength": 3, "maxLength": 32}, "password": {"type": "string", "minLength": 8, "maxLength": 128}, "email": {"type": ["string", "null"], "format": "email", "maxLength": 254}}},
+            "username": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$"}, "password": {"type": "string", "minLength": 8, "maxLength": 128}, "email": {"type": ["string", "null"], "format": "email", "maxLength": 254}}},
         "Credentials": {"type": "object", "additionalProperties": false, "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
         "RefreshRequest": {"type": "object", "additionalProperties": false, "required": ["refresh_token"], "properties": {"refresh_token": {"type": "string"}}},
         "TokenPair": {"type": "object", "required": ["access_token", "token_type", "expires_in", "refresh_token"], "properties": {

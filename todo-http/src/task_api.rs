@@ -422,8 +422,9 @@ impl Api for TaskApi {
                 ))
             }
             Method::PATCH => {
-                let expected = if_match(&request)?;
+                // The request must be valid before its precondition is weighed.
                 let patch = decode_task_patch(&request.json_bytes().await?)?;
+                let expected = if_match(&request)?;
                 let task = self
                     .call(move |s| s.update(owner, id, patch, expected))
                     .await?;
