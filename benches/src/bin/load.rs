@@ -1,0 +1,823 @@
+//! The load harness: drives the real auth-server and task-server binaries
+//! over TLS with many users, and measures in the same run the two ceilings
+//! they are judged against — a constant-answer hyper+rustls server with the
+//! same TLS and HTTP settings (the most any endpoint can do here), and raw
+//! argon2 throughput on all cores (the most logins can do). Reports
+//! throughput and p50/p99/p99.9 latency per operation, errors and server
+//! RSS; writes `report.json`, `report.md` and SVG charts.
+//!
+//! ```text
+//! cargo build --release -p auth-server -p task-server -p todo-benches
+//! ./target/release/load [--seconds 10] [--connections 32] [--out target/load]
+//! ```
+//! With `TODO_BENCH_POSTGRES_URL` set, the servers use that PostgreSQL
+//! database (which must be empty); else SQLite.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::CertificateDer;
+use serde_json::{Value, json};
+use todo_auth::{Argon2Config, Argon2Hasher};
+use todo_core::{Password, PasswordHasher};
+use todo_http::TlsIdentity;
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Seconds each phase runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent connections of the closed-loop phases.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Users the mixed workload spreads over.
+    #[arg(long, default_value_t = 64)]
+    users: usize,
+    /// Where the report and charts go.
+    #[arg(long, default_value = "target/load")]
+    out: PathBuf,
+}
+
+/// Latencies (µs) and errors of one operation.
+#[derive(Default, Clone)]
+struct Samples {
+    micros: Vec<u32>,
+    errors: BTreeMap<u16, u64>,
+}
+
+impl Samples {
+    fn record(&mut self, took: Duration, status: StatusCode, ok: bool) {
+        if ok {
+            self.micros
+                .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+        } else {
+            *self.errors.entry(status.as_u16()).or_default() += 1;
+        }
+    }
+
+    fn merge(&mut self, other: Samples) {
+        self.micros.extend(other.micros);
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+
+    fn summary(&mut self, seconds: f64) -> Value {
+        self.micros.sort_unstable();
+        let pct = |p: f64| {
+            if self.micros.is_empty() {
+                0.0
+            } else {
+                let i = ((self.micros.len() as f64 * p).ceil() as usize)
+                    .clamp(1, self.micros.len())
+                    - 1;
+                f64::from(self.micros[i]) / 1000.0
+            }
+        };
+        json!({
+            "ok": self.micros.len(),
+            "per_second": self.micros.len() as f64 / seconds,
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
+            "errors": self.errors.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection over TLS.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+async fn connect(addr: SocketAddr, roots: &[CertificateDer<'static>]) -> Conn {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    Conn {
+        sender,
+        host: format!("localhost:{}", addr.port()),
+    }
+}
+
+impl Conn {
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Bytes, Duration) {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(body) => {
+                builder = builder.header("content-type", "application/json");
+                Full::new(Bytes::from(serde_json::to_vec(body).unwrap()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let started = Instant::now();
+        self.sender.ready().await.unwrap();
+        let response = self
+            .sender
+            .send_request(builder.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, bytes, started.elapsed())
+    }
+}
+
+/// The ceiling: a hyper+rustls server that answers a constant, with the
+/// servers' TLS configuration and HTTP settings.
+async fn constant_server(identity: TlsIdentity) -> SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(16 * 1024);
+    let builder = Arc::new(builder);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (acceptor, builder) = (acceptor.clone(), builder.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(|_req: Request<hyper::body::Incoming>| async {
+                        let mut response =
+                            Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
+                        response
+                            .headers_mut()
+                            .insert("content-type", "application/json".parse().unwrap());
+                        Ok::<_, Infallible>(response)
+                    });
+                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Raw argon2 verifications per second on all cores.
+fn argon2_ceiling(seconds: u64) -> f64 {
+    let hasher = Arc::new(Argon2Hasher::new(Argon2Config::default()).unwrap());
+    let password = Password::offered("correct horse battery").unwrap();
+    let hash = hasher.hash(&password).unwrap();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let done = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            let (hasher, password, hash, done) =
+                (hasher.clone(), password.clone(), hash.clone(), done.clone());
+            std::thread::spawn(move || {
+                while Instant::now() < stop {
+                    assert!(hasher.verify(&password, &hash).unwrap().matches);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / seconds as f64
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn start(binary: &Path, data: &Path, database: &str, args: &[&str]) -> Server {
+    let addr = free_addr();
+    let mut child = Command::new(binary)
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--database-url",
+            database,
+            "--listen",
+            &addr.to_string(),
+        ])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Server { child, addr };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{} did not start", binary.display());
+}
+
+/// Runs `work` on `connections` connections for `seconds`; merges samples per operation.
+async fn closed_loop<F, Fut>(
+    addr: SocketAddr,
+    roots: &[CertificateDer<'static>],
+    connections: usize,
+    seconds: u64,
+    work: F,
+) -> BTreeMap<&'static str, Samples>
+where
+    F: Fn(usize, Conn, Arc<AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = BTreeMap<&'static str, Samples>> + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        let conn = connect(addr, roots).await;
+        tasks.push(tokio::spawn(work(i, conn, stop.clone())));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all: BTreeMap<&'static str, Samples> = BTreeMap::new();
+    for t in tasks {
+        for (op, samples) in t.await.unwrap() {
+            all.entry(op).or_default().merge(samples);
+        }
+    }
+    all
+}
+
+fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe().unwrap().with_file_name(name)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.out).unwrap();
+    let secs = args.seconds;
+    let conns = args.connections;
+    let dir = tempfile_dir();
+    let data = dir.join("data");
+    let (identity, _) = TlsIdentity::self_signed_in(&data, &["localhost".to_owned()]).unwrap();
+    let roots = vec![identity.certs[0].clone()];
+    let database = std::env::var("TODO_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", data.join("todo.db").display()));
+    let backend = if database.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let mut report = serde_json::Map::new();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    report.insert("machine".into(), json!({"cores": cores, "backend": backend, "seconds_per_phase": secs, "connections": conns}));
+
+    // Ceiling 1: the constant answer.
+    let constant = constant_server(
+        TlsIdentity::load(&data.join("tls-cert.pem"), &data.join("tls-key.pem")).unwrap(),
+    )
+    .await;
+    let mut c = closed_loop(
+        constant,
+        &roots,
+        conns,
+        secs,
+        |_, mut conn, stop| async move {
+            let mut s = Samples::default();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _, took) = conn.send(Method::GET, "/", None, None).await;
+                s.record(took, status, status == StatusCode::OK);
+            }
+            BTreeMap::from([("constant", s)])
+        },
+    )
+    .await;
+    let ceiling = c.get_mut("constant").unwrap().summary(secs as f64);
+    println!(
+        "constant-answer ceiling: {:.0}/s",
+        ceiling["per_second"].as_f64().unwrap()
+    );
+    report.insert("ceiling_constant".into(), ceiling.clone());
+
+    // Ceiling 2: argon2 on all cores.
+    let argon2 = argon2_ceiling(secs);
+    println!("argon2 ceiling: {argon2:.1} verifications/s on {cores} cores");
+    report.insert("ceiling_argon2_per_second".into(), json!(argon2));
+
+    // The real servers.
+    let limits = [
+        "--register-burst",
+        "1000000",
+        "--login-burst",
+        "1000000",
+        "--account-login-burst",
+        "1000000",
+        "--access-ttl-secs",
+        "3600",
+    ];
+    let auth = start(&sibling("auth-server"), &data, &database, &limits);
+    let jwks = format!(
+        "https://localhost:{}/.well-known/jwks.json",
+        auth.addr.port()
+    );
+    let ca = data.join("tls-cert.pem");
+    let tasks = start(
+        &sibling("task-server"),
+        &data,
+        &database,
+        &["--jwks-url", &jwks, "--jwks-ca-file", ca.to_str().unwrap()],
+    );
+
+    // Users, and a token each.
+    let mut setup = connect(auth.addr, &roots).await;
+    let mut tokens = Vec::new();
+    for u in 0..args.users {
+        let body = json!({"username": format!("load{u}"), "password": "correct horse battery"});
+        let (status, _, _) = setup
+            .send(Method::POST, "/v1/auth/register", None, Some(&body))
+            .await;
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+            "register: {status}"
+        );
+        let (status, bytes, _) = setup
+            .send(Method::POST, "/v1/auth/login", None, Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let pair: Value = serde_json::from_slice(&bytes).unwrap();
+        tokens.push(pair["access_token"].as_str().unwrap().to_owned());
+    }
+    let tokens = Arc::new(tokens);
+
+    // Logins, closed loop.
+    let users = args.users;
+    let mut logins = closed_loop(auth.addr, &roots, conns, secs, move |i, mut conn, stop| async move {
+        let mut s = Samples::default();
+        let body = json!({"username": format!("load{}", i % users), "password": "correct horse battery"});
+        while !stop.load(Ordering::Relaxed) {
+            let (status, _, took) = conn.send(Method::POST, "/v1/auth/login", None, Some(&body)).await;
+            s.record(took, status, status == StatusCode::OK);
+        }
+        BTreeMap::from([("login", s)])
+    })
+    .await;
+    let login = logins.get_mut("login").unwrap().summary(secs as f64);
+    println!(
+        "logins: {:.1}/s ({:.0}% of the argon2 ceiling)",
+        login["per_second"].as_f64().unwrap(),
+        100.0 * login["per_second"].as_f64().unwrap() / argon2
+    );
+    report.insert("login".into(), login);
+
+    // Seed 20+ tasks per user so reads have something to read.
+    let mut ids: Vec<Vec<String>> = Vec::new();
+    let mut seeder = connect(tasks.addr, &roots).await;
+    for token in tokens.iter() {
+        let mut mine = Vec::new();
+        for n in 0..25 {
+            let body =
+                json!({"title": format!("Seed task {n}"), "labels": ["home"], "priority": n % 4});
+            let (status, bytes, _) = seeder
+                .send(Method::POST, "/v1/tasks", Some(token), Some(&body))
+                .await;
+            assert_eq!(status, StatusCode::CREATED);
+            mine.push(
+                serde_json::from_slice::<Value>(&bytes).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        ids.push(mine);
+    }
+    let ids = Arc::new(ids);
+
+    // Single-operation phases: the ratios to the constant ceiling.
+    let mut single = serde_json::Map::new();
+    for op in ["get", "list20", "create"] {
+        let (tokens, ids) = (tokens.clone(), ids.clone());
+        let mut r = closed_loop(tasks.addr, &roots, conns, secs, move |i, mut conn, stop| {
+            let (tokens, ids) = (tokens.clone(), ids.clone());
+            async move {
+                let mut s = Samples::default();
+                let u = i % tokens.len();
+                let mut n = i;
+                while !stop.load(Ordering::Relaxed) {
+                    n = n.wrapping_add(7);
+                    let (status, _, took, ok) = match op {
+                        "get" => {
+                            let path = format!("/v1/tasks/{}", ids[u][n % ids[u].len()]);
+                            let (st, b, t) =
+                                conn.send(Method::GET, &path, Some(&tokens[u]), None).await;
+                            (st, b, t, st == StatusCode::OK)
+                        }
+                        "list20" => {
+                            let (st, b, t) = conn
+                                .send(Method::GET, "/v1/tasks?limit=20", Some(&tokens[u]), None)
+                                .await;
+                            (st, b, t, st == StatusCode::OK)
+                        }
+                        _ => {
+                            let body = json!({"title": "Load task", "labels": ["work"]});
+                            let (st, b, t) = conn
+                                .send(Method::POST, "/v1/tasks", Some(&tokens[u]), Some(&body))
+                                .await;
+                            (st, b, t, st == StatusCode::CREATED)
+                        }
+                    };
+                    s.record(took, status, ok);
+                }
+                BTreeMap::from([(op, s)])
+            }
+        })
+        .await;
+        let summary = r.get_mut(op).unwrap().summary(secs as f64);
+        let ratio =
+            summary["per_second"].as_f64().unwrap() / ceiling["per_second"].as_f64().unwrap();
+        println!(
+            "{op}: {:.0}/s ({:.0}% of the constant ceiling), p99 {:.2} ms",
+            summary["per_second"].as_f64().unwrap(),
+            ratio * 100.0,
+            summary["p99_ms"].as_f64().unwrap()
+        );
+        let mut summary = summary;
+        summary["ratio_to_constant"] = json!(ratio);
+        single.insert(op.into(), summary);
+    }
+    report.insert("single".into(), Value::Object(single));
+
+    // The mixed workload: list 30%, get 40%, create 15%, patch 10%, delete 5%.
+    let (t2, i2) = (tokens.clone(), ids.clone());
+    let mut mixed = closed_loop(tasks.addr, &roots, conns, secs, move |i, mut conn, stop| {
+        let (tokens, ids) = (t2.clone(), i2.clone());
+        async move {
+            let mut out: BTreeMap<&'static str, Samples> = BTreeMap::new();
+            let u = i % tokens.len();
+            let token = tokens[u].as_str();
+            let mut mine: Vec<(String, i64)> = Vec::new();
+            let mut n = i;
+            while !stop.load(Ordering::Relaxed) {
+                n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let roll = (n >> 8) % 100;
+                let (op, status, took, ok) = if roll < 30 {
+                    let (st, _, t) = conn
+                        .send(
+                            Method::GET,
+                            "/v1/tasks?limit=20&sort=-priority",
+                            Some(token),
+                            None,
+                        )
+                        .await;
+                    ("list", st, t, st == StatusCode::OK)
+                } else if roll < 70 {
+                    let path = format!("/v1/tasks/{}", ids[u][n % ids[u].len()]);
+                    let (st, _, t) = conn.send(Method::GET, &path, Some(token), None).await;
+                    ("get", st, t, st == StatusCode::OK)
+                } else if roll < 85 || mine.is_empty() {
+                    let body = json!({"title": "Mixed task", "labels": ["mixed"], "priority": 1});
+                    let (st, b, t) = conn
+                        .send(Method::POST, "/v1/tasks", Some(token), Some(&body))
+                        .await;
+                    if st == StatusCode::CREATED {
+                        let v: Value = serde_json::from_slice(&b).unwrap();
+                        mine.push((
+                            v["id"].as_str().unwrap().to_owned(),
+                            v["version"].as_i64().unwrap(),
+                        ));
+                    }
+                    ("create", st, t, st == StatusCode::CREATED)
+                } else if roll < 95 {
+                    let (id, version) = mine.last().cloned().unwrap();
+                    let path = format!("/v1/tasks/{id}");
+                    let (st, b, t) = conn
+                        .send(
+                            Method::PATCH,
+                            &path,
+                            Some(token),
+                            Some(&json!({"done": version % 2 == 1})),
+                        )
+                        .await;
+                    if st == StatusCode::OK {
+                        let v: Value = serde_json::from_slice(&b).unwrap();
+                        if let Some(last) = mine.last_mut() {
+                            last.1 = v["version"].as_i64().unwrap();
+                        }
+                    }
+                    ("patch", st, t, st == StatusCode::OK)
+                } else {
+                    let (id, _) = mine.pop().unwrap();
+                    let (st, _, t) = conn
+                        .send(
+                            Method::DELETE,
+                            &format!("/v1/tasks/{id}"),
+                            Some(token),
+                            None,
+                        )
+                        .await;
+                    ("delete", st, t, st == StatusCode::NO_CONTENT)
+                };
+                out.entry(op).or_default().record(took, status, ok);
+            }
+            out
+        }
+    })
+    .await;
+    let mut mixed_report = serde_json::Map::new();
+    for (op, samples) in mixed.iter_mut() {
+        let s = samples.summary(secs as f64);
+        println!(
+            "mixed {op}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}",
+            s["per_second"].as_f64().unwrap(),
+            s["p50_ms"].as_f64().unwrap(),
+            s["p99_ms"].as_f64().unwrap(),
+            s["p999_ms"].as_f64().unwrap(),
+            s["errors"]
+        );
+        mixed_report.insert((*op).into(), s);
+    }
+    report.insert("mixed".into(), Value::Object(mixed_report));
+    let (auth_rss, auth_peak) = auth.rss_kib();
+    let (task_rss, task_peak) = tasks.rss_kib();
+    println!(
+        "RSS: auth-server {} MiB (peak {}), task-server {} MiB (peak {})",
+        auth_rss / 1024,
+        auth_peak / 1024,
+        task_rss / 1024,
+        task_peak / 1024
+    );
+    report.insert("rss_kib".into(), json!({"auth_server": auth_rss, "auth_server_peak": auth_peak, "task_server": task_rss, "task_server_peak": task_peak}));
+
+    // Reads while logins arrive at twice the login ceiling.
+    let flood_rate = 2.0 * argon2;
+    let flood_stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let (stop, roots, addr) = (flood_stop.clone(), roots.clone(), auth.addr);
+        tokio::spawn(async move {
+            let mut shed = 0u64;
+            let mut ok = 0u64;
+            let interval = Duration::from_secs_f64(1.0 / flood_rate);
+            let mut ticker = tokio::time::interval(interval);
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            while !stop.load(Ordering::Relaxed) {
+                ticker.tick().await;
+                let (roots, tx) = (roots.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let mut conn = connect(addr, &roots).await;
+                    let body = json!({"username": "load0", "password": "correct horse battery"});
+                    let (status, _, _) = conn
+                        .send(Method::POST, "/v1/auth/login", None, Some(&body))
+                        .await;
+                    let _ = tx.send(status.as_u16());
+                });
+            }
+            drop(tx);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            while let Ok(status) = rx.try_recv() {
+                if status == 200 {
+                    ok += 1
+                } else if status == 503 {
+                    shed += 1
+                }
+            }
+            (ok, shed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (t3, i3) = (tokens.clone(), ids.clone());
+    let mut reads = closed_loop(tasks.addr, &roots, 4, secs, move |i, mut conn, stop| {
+        let (tokens, ids) = (t3.clone(), i3.clone());
+        async move {
+            let mut s = Samples::default();
+            let u = i % tokens.len();
+            let mut n = i;
+            while !stop.load(Ordering::Relaxed) {
+                n = n.wrapping_add(3);
+                let path = format!("/v1/tasks/{}", ids[u][n % ids[u].len()]);
+                let (status, _, took) = conn.send(Method::GET, &path, Some(&tokens[u]), None).await;
+                s.record(took, status, status == StatusCode::OK);
+            }
+            BTreeMap::from([("read_under_login_flood", s)])
+        }
+    })
+    .await;
+    flood_stop.store(true, Ordering::Relaxed);
+    let (flood_ok, flood_shed) = flood.await.unwrap();
+    let read = reads
+        .get_mut("read_under_login_flood")
+        .unwrap()
+        .summary(secs as f64);
+    println!(
+        "reads during a login flood at {flood_rate:.0}/s: p99 {:.2} ms; logins ok {flood_ok}, shed with 503 {flood_shed}",
+        read["p99_ms"].as_f64().unwrap()
+    );
+    report.insert("read_under_login_flood".into(), json!({"reads": read, "login_rate": flood_rate, "logins_ok": flood_ok, "logins_shed": flood_shed}));
+
+    let report = Value::Object(report);
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_vec_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    charts(&report, &args.out);
+    println!("report: {}", args.out.join("report.json").display());
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("todo-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Throughput and latency charts, as SVG.
+fn charts(report: &Value, out: &Path) {
+    use plotters::prelude::*;
+    let mut bars: Vec<(String, f64, f64)> = vec![(
+        "constant".into(),
+        report["ceiling_constant"]["per_second"]
+            .as_f64()
+            .unwrap_or(0.0),
+        report["ceiling_constant"]["p99_ms"].as_f64().unwrap_or(0.0),
+    )];
+    for op in ["get", "list20", "create"] {
+        let s = &report["single"][op];
+        bars.push((
+            op.to_owned(),
+            s["per_second"].as_f64().unwrap_or(0.0),
+            s["p99_ms"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    if let Some(mixed) = report["mixed"].as_object() {
+        for (op, s) in mixed {
+            bars.push((
+                format!("mixed {op}"),
+                s["per_second"].as_f64().unwrap_or(0.0),
+                s["p99_ms"].as_f64().unwrap_or(0.0),
+            ));
+        }
+    }
+    for (file, title, pick) in [
+        ("throughput.svg", "requests per second", 1usize),
+        ("latency-p99.svg", "p99 latency (ms)", 2),
+    ] {
+        let path = out.join(file);
+        let root = SVGBackend::new(&path, (900, 420)).into_drawing_area();
+        root.fill(&WHITE).unwrap();
+        let max = bars
+            .iter()
+            .map(|b| if pick == 1 { b.1 } else { b.2 })
+            .fold(0.0_f64, f64::max)
+            * 1.15
+            + 0.001;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(60)
+            .y_label_area_size(70)
+            .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..max)
+            .unwrap();
+        let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .draw()
+            .unwrap();
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let v = if pick == 1 { b.1 } else { b.2 };
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), v),
+                    ],
+                    RGBColor(79, 70, 229).filled(),
+                );
+                bar.set_margin(0, 0, 8, 8);
+                bar
+            }))
+            .unwrap();
+        root.present().unwrap();
+    }
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| operation | per second | p50 ms | p99 ms | p99.9 ms |\n|---|---|---|---|---|"
+    );
+    let row = |md: &mut String, name: &str, s: &Value| {
+        let _ = writeln!(
+            md,
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            s["per_second"].as_f64().unwrap_or(0.0),
+            s["p50_ms"].as_f64().unwrap_or(0.0),
+            s["p99_ms"].as_f64().unwrap_or(0.0),
+            s["p999_ms"].as_f64().unwrap_or(0.0)
+        );
+    };
+    row(
+        &mut md,
+        "constant answer (ceiling)",
+        &report["ceiling_constant"],
+    );
+    row(&mut md, "login", &report["login"]);
+    for op in ["get", "list20", "create"] {
+        row(&mut md, op, &report["single"][op]);
+    }
+    if let Some(mixed) = report["mixed"].as_object() {
+        for (op, s) in mixed {
+            row(&mut md, &format!("mixed: {op}"), s);
+        }
+    }
+    row(
+        &mut md,
+        "get, during a login flood",
+        &report["read_under_login_flood"]["reads"],
+    );
+    std::fs::write(out.join("report.md"), md).unwrap();
+}
