@@ -36,9 +36,9 @@ fn task(owner: UserId, n: u64) -> Task {
         title: Title::parse(&format!("Task number {n}")).unwrap(),
         description: Description::parse("Some words about the task, as people write them.")
             .unwrap(),
-        done: n % 3 == 0,
-        completed_at: (n % 3 == 0).then_some(created),
-        due_at: (n % 2 == 0).then(|| at(n as i64 * 7_000)),
+        done: n.is_multiple_of(3),
+        completed_at: (n.is_multiple_of(3)).then_some(created),
+        due_at: n.is_multiple_of(2).then(|| at(n as i64 * 7_000)),
         priority: Priority::new((n % 4) as i64).unwrap(),
         labels: Labels::parse(
             [labels[(n % 4) as usize], labels[((n / 4) % 4) as usize]]
@@ -46,7 +46,7 @@ fn task(owner: UserId, n: u64) -> Task {
                 .collect::<std::collections::BTreeSet<_>>(),
         )
         .unwrap(),
-        archived: n % 10 == 0,
+        archived: n.is_multiple_of(10),
         created_at: created,
         updated_at: created,
         version: TaskVersion::FIRST,
