@@ -7,8 +7,10 @@
 //! - [`Sha256RefreshTokenHasher`]: refresh tokens are stored only as digests;
 //! - [`KeyedLimiter`] (governor) and [`FailedLoginBackoff`]: rate limits with
 //!   bounded memory;
+//! - [`CachingVerifier`]: a bounded cache of verified tokens;
 //! - [`SystemClock`] and [`OsRandom`]: the real clock and randomness.
 
+mod cache;
 mod error;
 mod jwt;
 mod limit;
@@ -16,6 +18,7 @@ mod password;
 mod refresh;
 mod system;
 
+pub use cache::CachingVerifier;
 pub use error::KeyError;
 pub use jwt::{
     JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, MAX_LEEWAY_SECONDS, PublicKey, SigningKey,

@@ -105,6 +105,12 @@ pub trait AccessTokenVerifier: Send + Sync {
     fn verify(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError>;
 }
 
+impl<T: AccessTokenVerifier + ?Sized> AccessTokenVerifier for std::sync::Arc<T> {
+    fn verify(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
+        (**self).verify(token, now)
+    }
+}
+
 /// Digests refresh tokens for storage.
 pub trait RefreshTokenHasher: Send + Sync {
     fn digest(&self, token: &RefreshToken) -> RefreshTokenHash;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use todo_auth::{
-    Argon2Config, Argon2Hasher, BackoffPolicy, BoundedHasher, FailedLoginBackoff, JwtSigner,
-    JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits, PublicKey,
-    Sha256RefreshTokenHasher, SigningKey, SystemClock,
+    Argon2Config, Argon2Hasher, BackoffPolicy, BoundedHasher, CachingVerifier, FailedLoginBackoff,
+    JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits,
+    PublicKey, Sha256RefreshTokenHasher, SigningKey, SystemClock,
 };
 use todo_core::{AuthDeps, AuthLimits, AuthService, TokenPolicy};
 use todo_store::SqlStore;
@@ -82,13 +82,18 @@ pub enum Algorithm {
     Es256,
 }
 
+/// Verified access tokens remembered (about 400 bytes each): see
+/// `todo_auth::CachingVerifier`.
+pub const VERIFIED_TOKENS_CACHED: usize = 50_000;
+
 /// The auth service and the parts the server also needs.
 pub struct AuthParts {
     pub service: AuthService,
     /// Every key that verifies: the signing key's and the rotated-out ones.
     pub keys: KeySet,
     pub hasher: Arc<BoundedHasher<Argon2Hasher>>,
-    pub verifier: Arc<JwtVerifier>,
+    /// Verifies with every key in `keys`, remembering tokens it verified.
+    pub verifier: Arc<CachingVerifier<JwtVerifier>>,
 }
 
 impl std::fmt::Debug for AuthParts {
@@ -189,11 +194,9 @@ impl AuthSettings {
             access_ttl: Duration::from_secs(self.access_ttl_secs.max(1)),
             refresh_ttl: Duration::from_secs(self.refresh_ttl_secs.max(1)),
         };
-        let verifier = Arc::new(JwtVerifier::new(
-            keys.clone(),
-            &policy.issuer,
-            &policy.audience,
-            30,
+        let verifier = Arc::new(CachingVerifier::new(
+            JwtVerifier::new(keys.clone(), &policy.issuer, &policy.audience, 30),
+            VERIFIED_TOKENS_CACHED,
         ));
         let register = limit(
             self.register_burst,

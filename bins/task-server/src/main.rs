@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use todo_auth::{JwtVerifier, KeySet, OsRandom, PublicKey, SystemClock};
+use todo_auth::{CachingVerifier, JwtVerifier, KeySet, OsRandom, PublicKey, SystemClock};
 use todo_core::TaskService;
 use todo_http::config::{ServerArgs, run};
 use todo_http::jwks::JwksSource;
+use todo_http::setup::VERIFIED_TOKENS_CACHED;
 use todo_http::{Probe, TaskApi};
 use todo_store::SqlStore;
 
@@ -121,8 +122,12 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
     let clock = Arc::new(SystemClock);
     let service = TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
     let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(store)];
-    let mut api =
-        TaskApi::new(service, verifier.clone(), clock, probes).map_err(|e| e.to_string())?;
+    // Signature checks are a read's largest cost: remember verified tokens.
+    let cached = Arc::new(CachingVerifier::new(
+        verifier.clone(),
+        VERIFIED_TOKENS_CACHED,
+    ));
+    let mut api = TaskApi::new(service, cached, clock, probes).map_err(|e| e.to_string())?;
     if let Some(url) = &keys.jwks_url {
         let source = Arc::new(JwksSource::new(
             url,

@@ -380,3 +380,49 @@ fn signing_keys_are_saved_owner_only_and_never_overwritten() {
     );
     assert!(SigningKey::load(&dir.path().join("missing.pem")).is_err());
 }
+
+#[test]
+fn the_cache_answers_like_the_verifier_and_honours_expiry() {
+    use todo_auth::CachingVerifier;
+    let k = keys(KeyAlgorithm::EdDsa);
+    let token = k.signer.sign(&claims()).unwrap();
+    let cached = CachingVerifier::new(
+        JwtVerifier::new(KeySet::new([k.public.clone()]), "todo-auth", "todo", 0),
+        2,
+    );
+    assert_eq!(cached.verify(&token, at(NOW + 1)).unwrap(), claims());
+    assert_eq!(cached.len(), 1);
+    assert_eq!(
+        cached.verify(&token, at(NOW + 2)).unwrap(),
+        claims(),
+        "a hit"
+    );
+    assert_eq!(
+        rejected(cached.verify(&token, at(NOW + 300))),
+        TokenRejection::Expired,
+        "a hit still expires"
+    );
+    assert_eq!(
+        rejected(cached.verify(&token, at(NOW - 1))),
+        TokenRejection::NotYetValid
+    );
+    // Failures are never remembered: a forgery fails every time.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    for _ in 0..3 {
+        assert!(cached.verify(&forged, at(NOW + 1)).is_err());
+    }
+    // Bounded.
+    for i in 0..5 {
+        let other = k
+            .signer
+            .sign(&AccessClaims {
+                expires_at: NOW + 300 + i,
+                ..claims()
+            })
+            .unwrap();
+        cached.verify(&other, at(NOW + 1)).unwrap();
+        assert!(cached.len() <= 2);
+    }
+    cached.clear();
+    assert!(cached.is_empty());
+}

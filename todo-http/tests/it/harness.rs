@@ -40,7 +40,8 @@ pub struct Options {
     pub one_origin: bool,
     /// Believe `X-Forwarded-For` from loopback (to play several clients).
     pub trust_loopback_proxy: bool,
-    /// argon2 at its production parameters instead of cheap ones.
+    /// argon2 at its production parameters instead of cheap ones, and no
+    /// failed-login delay (for timing the failure path itself).
     pub real_argon2: bool,
 }
 
@@ -193,7 +194,10 @@ pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
             )),
             login_per_client: Arc::new(KeyedLimiter::new(per(1000), clock.clone())),
             login_per_account: Arc::new(KeyedLimiter::new(per(1000), clock.clone())),
-            login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy::default())),
+            login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy {
+                free_failures: if options.real_argon2 { u32::MAX } else { 5 },
+                ..BackoffPolicy::default()
+            })),
         },
         audit: Arc::new(NoAudit),
         policy,
