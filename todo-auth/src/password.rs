@@ -3,9 +3,8 @@
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use password_hash::phc;
-use password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use todo_core::{HashError, Password, PasswordHash, PasswordHasher, Verification};
 
 use crate::error::KeyError;
@@ -31,8 +30,15 @@ impl Default for Argon2Config {
 /// argon2id with a random 128-bit salt per hash, stored as a PHC string.
 pub struct Argon2Hasher {
     argon2: Argon2<'static>,
+    params: Params,
     config: Argon2Config,
     dummy: PasswordHash,
+    /// argon2's working memory (19 MiB at the defaults), kept for the next
+    /// hash: allocating it anew each time makes glibc keep freed copies
+    /// around (the mmap threshold adapts upwards), and RSS grows into
+    /// gigabytes under a login flood. The pool holds one buffer per hash
+    /// that ran at once — bounded by `BoundedHasher`.
+    memory: Mutex<Vec<Vec<Block>>>,
 }
 
 impl std::fmt::Debug for Argon2Hasher {
@@ -54,11 +60,13 @@ impl Argon2Hasher {
             None,
         )
         .map_err(|e| KeyError::Argon2Params(Box::new(e)))?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         let mut hasher = Self {
             argon2,
+            params,
             config,
             dummy: PasswordHash::new(String::new()),
+            memory: Mutex::default(),
         };
         let mut secret = [0u8; 24];
         aws_lc_rs::rand::fill(&mut secret).map_err(|e| KeyError::Generation(Box::new(e)))?;
@@ -73,6 +81,29 @@ impl Argon2Hasher {
     #[must_use]
     pub fn config(&self) -> Argon2Config {
         self.config
+    }
+
+    /// Runs `work` with a working-memory buffer of `blocks` blocks from the pool.
+    fn with_memory<T>(&self, blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+        let pooled = self
+            .memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut buffer = pooled.unwrap_or_default();
+        if buffer.len() < blocks {
+            buffer.resize(blocks, Block::default());
+        }
+        let out = work(&mut buffer[..blocks]);
+        // Only buffers of today's size go back: an old hash with a larger
+        // cost gets a one-off buffer.
+        if buffer.len() <= self.params.block_count() {
+            self.memory
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(buffer);
+        }
+        out
     }
 
     /// Whether a stored hash was made with other than argon2id at (at least)
@@ -125,25 +156,55 @@ impl Argon2Hasher {
 
 impl PasswordHasher for Argon2Hasher {
     fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        let internal = |e: &dyn std::fmt::Display| HashError::Internal(e.to_string().into());
         let mut salt = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut salt).map_err(|e| HashError::Internal(Box::new(e)))?;
-        let hash = self
-            .argon2
-            .hash_password_with_salt(password.expose().as_bytes(), &salt)
-            .map_err(|e| HashError::Internal(Box::new(e)))?;
-        Ok(PasswordHash::new(hash.to_string()))
+        aws_lc_rs::rand::fill(&mut salt).map_err(|e| internal(&e))?;
+        let mut out = [0u8; 32];
+        self.with_memory(self.params.block_count(), |memory| {
+            self.argon2.hash_password_into_with_memory(
+                password.expose().as_bytes(),
+                &salt,
+                &mut out,
+                memory,
+            )
+        })
+        .map_err(|e| internal(&e))?;
+        let phc = phc::PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: phc::ParamsString::try_from(&self.params).map_err(|e| internal(&e))?,
+            salt: Some(phc::Salt::new(&salt).map_err(|e| internal(&e))?),
+            hash: Some(phc::Output::new(&out).map_err(|e| internal(&e))?),
+        };
+        Ok(PasswordHash::new(phc.to_string()))
     }
 
     fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<Verification, HashError> {
         let parsed = parse_stored(hash)?;
-        let matches = match self
-            .argon2
-            .verify_password(password.expose().as_bytes(), &parsed)
-        {
-            Ok(()) => true,
-            Err(password_hash::Error::PasswordInvalid) => false,
-            Err(e) => return Err(HashError::Malformed(Box::new(e))),
+        let malformed = |e: &dyn std::fmt::Display| HashError::Malformed(e.to_string().into());
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+            return Err(malformed(&"no salt or output"));
         };
+        let algorithm =
+            Algorithm::try_from(parsed.algorithm.as_str()).map_err(|e| malformed(&e))?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).map_err(|e| malformed(&e))?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&parsed).map_err(|e| malformed(&e))?;
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        let mut out = vec![0u8; expected.as_bytes().len()];
+        self.with_memory(params.block_count(), |memory| {
+            argon2.hash_password_into_with_memory(
+                password.expose().as_bytes(),
+                salt.as_ref(),
+                &mut out,
+                memory,
+            )
+        })
+        .map_err(|e| malformed(&e))?;
+        let matches =
+            aws_lc_rs::constant_time::verify_slices_are_equal(&out, expected.as_bytes()).is_ok();
         Ok(Verification {
             matches,
             needs_rehash: self.is_weaker(&parsed),

@@ -29,6 +29,11 @@ use error::{from_diesel, from_pool};
 pub struct SqlStore {
     pool: r2d2::Pool<Manager>,
     backend: Backend,
+    /// SQLite has one writer at a time; writers that find the lock taken
+    /// sleep and retry (the busy handler), which wastes milliseconds under
+    /// load. Writes of this process queue here instead, and SQLite's lock
+    /// is left to arbitrate between processes only.
+    writer: Option<std::sync::Arc<std::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -62,9 +67,11 @@ impl SqlStore {
             .connection_timeout(config.acquire_timeout)
             .test_on_check_out(false)
             .build_unchecked(Manager::new(config));
+        let writer = matches!(config.url, DatabaseUrl::Sqlite(_)).then(std::sync::Arc::default);
         Ok(Self {
             pool,
             backend: config.url.backend(),
+            writer,
         })
     }
 
@@ -100,6 +107,18 @@ impl SqlStore {
             idle: state.idle_connections,
             max: self.pool.max_size(),
         }
+    }
+
+    /// Like `with_conn`, for statements that write.
+    fn with_write_conn<T>(
+        &self,
+        work: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
+    ) -> Result<T, StoreError> {
+        let _turn = self
+            .writer
+            .as_ref()
+            .map(|w| w.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        self.with_conn(work)
     }
 
     fn with_conn<T>(

@@ -127,7 +127,7 @@ fn like_pattern(text: &str) -> String {
 impl TaskStore for SqlStore {
     fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
         let row = TaskRow::from_task(task);
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             conn.transaction(|conn| {
                 diesel::insert_into(tasks::table)
                     .values(&row)
@@ -227,7 +227,7 @@ impl TaskStore for SqlStore {
 
     fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError> {
         let row = TaskRow::from_task(task);
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             conn.transaction(|conn| {
                 let current = tasks::table
                     .filter(tasks::id.eq(&row.id))
@@ -251,7 +251,7 @@ impl TaskStore for SqlStore {
         expected: Option<TaskVersion>,
     ) -> Result<bool, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());
-        let n = self.with_conn(|conn| {
+        let n = self.with_write_conn(|conn| {
             let target = tasks::table
                 .filter(tasks::id.eq(&id))
                 .filter(tasks::owner_id.eq(&owner));

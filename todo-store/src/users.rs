@@ -72,7 +72,7 @@ impl UserRow {
 impl UserStore for SqlStore {
     fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let row = UserRow::from_record(user);
-        self.with_conn(|conn| diesel::insert_into(users::table).values(&row).execute(conn))?;
+        self.with_write_conn(|conn| diesel::insert_into(users::table).values(&row).execute(conn))?;
         Ok(())
     }
 
@@ -95,7 +95,7 @@ impl UserStore for SqlStore {
 
     fn update_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
         let row = UserRow::from_record(user);
-        let n = self.with_conn(|conn| {
+        let n = self.with_write_conn(|conn| {
             diesel::update(users::table.find(&row.id))
                 .set(&row)
                 .execute(conn)
@@ -106,7 +106,8 @@ impl UserStore for SqlStore {
     fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
         let id = id.to_string();
         // Tasks, labels and refresh tokens go with the user (ON DELETE CASCADE).
-        let n = self.with_conn(|conn| diesel::delete(users::table.find(&id)).execute(conn))?;
+        let n =
+            self.with_write_conn(|conn| diesel::delete(users::table.find(&id)).execute(conn))?;
         Ok(n == 1)
     }
 
@@ -175,7 +176,7 @@ impl RefreshTokenRow {
 impl RefreshTokenStore for SqlStore {
     fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError> {
         let row = RefreshTokenRow::from_record(token);
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             diesel::insert_into(refresh_tokens::table)
                 .values(&row)
                 .execute(conn)
@@ -204,7 +205,7 @@ impl RefreshTokenStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let row = RefreshTokenRow::from_record(replacement);
         let now = now.unix_micros();
-        self.with_conn(|conn| {
+        self.with_write_conn(|conn| {
             conn.transaction(|conn| {
                 // The conditional update is the race's referee: the row lock
                 // (PostgreSQL) or the write lock (SQLite) lets one caller
@@ -230,7 +231,7 @@ impl RefreshTokenStore for SqlStore {
 
     fn revoke_refresh_family(&self, family: FamilyId) -> Result<u64, StoreError> {
         let family = family.to_string();
-        let n = self.with_conn(|conn| {
+        let n = self.with_write_conn(|conn| {
             let tokens = refresh_tokens::table
                 .filter(refresh_tokens::family_id.eq(&family))
                 .filter(refresh_tokens::revoked.eq(0));
@@ -243,7 +244,7 @@ impl RefreshTokenStore for SqlStore {
 
     fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<u64, StoreError> {
         let user = user.to_string();
-        let n = self.with_conn(|conn| {
+        let n = self.with_write_conn(|conn| {
             let tokens = refresh_tokens::table
                 .filter(refresh_tokens::user_id.eq(&user))
                 .filter(refresh_tokens::revoked.eq(0));
@@ -256,7 +257,7 @@ impl RefreshTokenStore for SqlStore {
 
     fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {
         let now = now.unix_micros();
-        let n = self.with_conn(|conn| {
+        let n = self.with_write_conn(|conn| {
             diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.le(now)))
                 .execute(conn)
         })?;
