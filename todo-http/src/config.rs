@@ -177,6 +177,32 @@ impl ServerArgs {
     }
 }
 
+/// A server binary's `main`: logging, a runtime with a bounded blocking
+/// pool, then `body`; an error is logged, printed as `NAME: message`, and
+/// the process exits 1.
+pub fn main_with<F, Fut>(server: &ServerArgs, name: &str, body: F) -> std::process::ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    server.init_logging();
+    let outcome = server
+        .runtime()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(body()));
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("{name}: {message}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Binds, then serves `api` until SIGTERM or SIGINT, then drains.
 /// `announce` gets the URL once the server listens.
 pub async fn run<A: Api>(

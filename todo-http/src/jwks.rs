@@ -17,8 +17,14 @@ pub struct JwksSource {
     ca_file: Option<std::path::PathBuf>,
     verifier: Arc<JwtVerifier>,
     min_interval: Duration,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the last fetch was tried, and whether it worked.
+    last_fetch: Mutex<Option<(Instant, bool)>>,
 }
+
+/// After a failed fetch (auth-server still starting, say) the next one may
+/// come this soon, whatever the interval: a task-server that starts first
+/// must not refuse every token for the whole interval.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(100);
 
 impl JwksSource {
     /// `url` is `https://HOST:PORT/PATH` (or `http://` behind a trusted network);
@@ -47,16 +53,27 @@ impl JwksSource {
                 .last_fetch
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if last.is_some_and(|at| at.elapsed() < self.min_interval) {
+            let wait = |ok: bool| {
+                if ok {
+                    self.min_interval
+                } else {
+                    RETRY_AFTER_FAILURE.min(self.min_interval)
+                }
+            };
+            if last.is_some_and(|(at, ok)| at.elapsed() < wait(ok)) {
                 return Ok(false);
             }
-            *last = Some(Instant::now());
+            *last = Some((Instant::now(), false));
         }
         let keys = self.fetch().await?;
         if keys.iter().next().is_none() {
             return Err(format!("{}: the key set is empty", self.url));
         }
         self.verifier.set_keys(keys);
+        *self
+            .last_fetch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), true));
         Ok(true)
     }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use todo_http::config::{ServerArgs, run};
+use todo_http::config::{ServerArgs, main_with, run};
 use todo_http::setup::{AuthParts, AuthSettings, create_user};
 use todo_http::{AuthApi, Probe};
 use todo_store::SqlStore;
@@ -64,20 +64,8 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli.server.init_logging();
-    let outcome = cli
-        .server
-        .runtime()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(dispatch(cli)));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
-            eprintln!("auth-server: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    let server = cli.server.clone();
+    main_with(&server, "auth-server", || dispatch(cli))
 }
 
 async fn dispatch(cli: Cli) -> Result<(), String> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use todo_auth::{CachingVerifier, JwtVerifier, KeySet, OsRandom, PublicKey, SystemClock};
 use todo_core::TaskService;
-use todo_http::config::{ServerArgs, run};
+use todo_http::config::{ServerArgs, main_with, run};
 use todo_http::jwks::JwksSource;
 use todo_http::setup::VERIFIED_TOKENS_CACHED;
 use todo_http::{Probe, TaskApi};
@@ -72,20 +72,8 @@ struct KeyArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli.server.init_logging();
-    let outcome = cli
-        .server
-        .runtime()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(dispatch(cli)));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
-            eprintln!("task-server: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    let server = cli.server.clone();
+    main_with(&server, "task-server", || dispatch(cli))
 }
 
 async fn dispatch(cli: Cli) -> Result<(), String> {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use todo_http::config::{ServerArgs, run};
+use todo_http::config::{ServerArgs, main_with, run};
 use todo_http::setup::{AuthSettings, create_user, one_origin};
 use todo_store::SqlStore;
 
@@ -50,20 +50,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli.server.init_logging();
-    let outcome = cli
-        .server
-        .runtime()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(dispatch(cli)));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
-            eprintln!("todo: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    let server = cli.server.clone();
+    main_with(&server, "todo", || dispatch(cli))
 }
 
 async fn dispatch(cli: Cli) -> Result<(), String> {
