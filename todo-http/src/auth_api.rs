@@ -12,7 +12,7 @@ use todo_core::{
     RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
 };
 
-use crate::blocking::blocking;
+use crate::blocking::call;
 use crate::front::{Api, ApiResponse, json, json_value, no_content};
 use crate::metrics::Metrics;
 use crate::probe::Probe;
@@ -149,14 +149,6 @@ impl AuthApi {
         self.service
             .authenticate(token)
             .map_err(|_| ApiError::invalid_token())
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&AuthService) -> Result<T, CoreError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let service = self.service.clone();
-        blocking(move || work(&service)).await
     }
 }
 
@@ -334,12 +326,12 @@ impl Api for AuthApi {
         match (route.template, &request.method) {
             ("/v1/auth/register", _) => {
                 let registration = decode_registration(&request.json_bytes().await?)?;
-                let user = self.call(move |s| s.register(client, registration)).await?;
+                let user = call(&self.service, move |s| s.register(client, registration)).await?;
                 json_value(StatusCode::CREATED, &UserDto::from(&user))
             }
             ("/v1/auth/login", _) => {
                 let credentials = decode_credentials(&request.json_bytes().await?)?;
-                let outcome = self.call(move |s| s.login(client, &credentials)).await;
+                let outcome = call(&self.service, move |s| s.login(client, &credentials)).await;
                 match &outcome {
                     Ok(_) => self
                         .metrics
@@ -358,26 +350,27 @@ impl Api for AuthApi {
                 let token = self
                     .refresh_token(body.refresh_token, &request)?
                     .ok_or_else(|| ApiError::from(CoreError::InvalidRefreshToken))?;
-                let pair = self.call(move |s| s.refresh(client, &token)).await?;
+                let pair = call(&self.service, move |s| s.refresh(client, &token)).await?;
                 Ok(self.with_cookie(token_pair(&pair)?, Some(&pair.refresh_token)))
             }
             ("/v1/auth/logout", _) => {
                 let body: RefreshBody = request.json().await?;
                 if let Some(token) = self.refresh_token(body.refresh_token, &request)? {
-                    self.call(move |s| s.logout(client, &token)).await?;
+                    call(&self.service, move |s| s.logout(client, &token)).await?;
                 }
                 Ok(self.with_cookie(no_content(), None))
             }
             ("/v1/auth/validate", _) => {
                 let token = request.bearer()?.to_owned();
-                let claims: AccessClaims =
-                    self.call(move |s| s.validate(&token)).await.map_err(|e| {
-                        if e.status == StatusCode::UNAUTHORIZED {
-                            ApiError::invalid_token()
-                        } else {
-                            e
-                        }
-                    })?;
+                let claims: AccessClaims = call(&self.service, move |s| s.validate(&token))
+                    .await
+                    .map_err(|e| {
+                    if e.status == StatusCode::UNAUTHORIZED {
+                        ApiError::invalid_token()
+                    } else {
+                        e
+                    }
+                })?;
                 json_value(
                     StatusCode::OK,
                     &ValidateDto {
@@ -398,22 +391,22 @@ impl Api for AuthApi {
             }
             ("/v1/users/me", &Method::GET) => {
                 let me = self.principal(&request)?;
-                let user = self.call(move |s| s.me(&me)).await?;
+                let user = call(&self.service, move |s| s.me(&me)).await?;
                 json_value(StatusCode::OK, &UserDto::from(&user))
             }
             ("/v1/users/me", _) => {
                 let me = self.principal(&request)?;
                 let body: PatchMeBody = request.json().await?;
                 let user = match email(body.email)? {
-                    Some(email) => self.call(move |s| s.update_me(&me, email)).await?,
-                    None => self.call(move |s| s.me(&me)).await?,
+                    Some(email) => call(&self.service, move |s| s.update_me(&me, email)).await?,
+                    None => call(&self.service, move |s| s.me(&me)).await?,
                 };
                 json_value(StatusCode::OK, &UserDto::from(&user))
             }
             ("/v1/users/me/password", _) => {
                 let me = self.principal(&request)?;
                 let body: PasswordBody = request.json().await?;
-                self.call(move |s| {
+                call(&self.service, move |s| {
                     s.change_password(client, &me, &body.current_password, &body.new_password)
                 })
                 .await?;
@@ -437,7 +430,7 @@ impl Api for AuthApi {
                         }
                     }
                 }
-                let page = self.call(move |s| s.list_users(&me, limit, cursor)).await?;
+                let page = call(&self.service, move |s| s.list_users(&me, limit, cursor)).await?;
                 json_value(
                     StatusCode::OK,
                     &UsersPage {
@@ -452,26 +445,24 @@ impl Api for AuthApi {
                 let id = param.as_deref().and_then(|p| UserId::parse(p).ok());
                 match *method {
                     Method::GET => {
-                        let user = self
-                            .call(move |s| match id {
-                                Some(id) => s.get_user(&me, id),
-                                None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
-                            })
-                            .await?;
+                        let user = call(&self.service, move |s| match id {
+                            Some(id) => s.get_user(&me, id),
+                            None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
+                        })
+                        .await?;
                         json_value(StatusCode::OK, &UserDto::from(&user))
                     }
                     Method::PATCH => {
                         let patch = decode_user_patch(&request.json_bytes().await?)?;
-                        let user = self
-                            .call(move |s| match id {
-                                Some(id) => s.patch_user(&me, id, patch),
-                                None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
-                            })
-                            .await?;
+                        let user = call(&self.service, move |s| match id {
+                            Some(id) => s.patch_user(&me, id, patch),
+                            None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
+                        })
+                        .await?;
                         json_value(StatusCode::OK, &UserDto::from(&user))
                     }
                     _ => {
-                        self.call(move |s| match id {
+                        call(&self.service, move |s| match id {
                             Some(id) => s.delete_user(&me, id),
                             None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
                         })

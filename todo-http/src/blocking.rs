@@ -19,3 +19,17 @@ where
         Err(join) => Err(ApiError::internal(format!("blocking task failed: {join}"))),
     }
 }
+
+/// Runs `work` on the blocking pool with a clone of `service` (services are
+/// cheap to clone: handles to shared state).
+pub async fn call<S, T>(
+    service: &S,
+    work: impl FnOnce(&S) -> Result<T, todo_core::Error> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    S: Clone + Send + 'static,
+    T: Send + 'static,
+{
+    let service = service.clone();
+    blocking(move || work(&service)).await
+}

@@ -42,22 +42,11 @@ impl OneOrigin {
     pub fn new(auth: AuthApi, tasks: TaskApi) -> Result<Self, serde_json::Error> {
         let mut document = crate::openapi::auth();
         let tasks_document = crate::openapi::tasks();
-        for part in ["paths", "components"] {
-            let key = if part == "paths" {
-                None
-            } else {
-                Some("schemas")
-            };
-            let (Some(into), Some(from)) = (
-                pick(&mut document, part, key).and_then(serde_json::Value::as_object_mut),
-                pick_ref(&tasks_document, part, key).and_then(serde_json::Value::as_object),
-            ) else {
-                continue;
-            };
-            for (name, value) in from {
-                into.entry(name.clone()).or_insert_with(|| value.clone());
-            }
-        }
+        merge(&mut document["paths"], &tasks_document["paths"]);
+        merge(
+            &mut document["components"]["schemas"],
+            &tasks_document["components"]["schemas"],
+        );
         document["info"]["title"] = serde_json::json!("todo (one origin)");
         Ok(Self {
             auth,
@@ -67,27 +56,12 @@ impl OneOrigin {
     }
 }
 
-fn pick<'a>(
-    document: &'a mut serde_json::Value,
-    part: &str,
-    key: Option<&str>,
-) -> Option<&'a mut serde_json::Value> {
-    let value = document.get_mut(part)?;
-    match key {
-        Some(key) => value.get_mut(key),
-        None => Some(value),
-    }
-}
-
-fn pick_ref<'a>(
-    document: &'a serde_json::Value,
-    part: &str,
-    key: Option<&str>,
-) -> Option<&'a serde_json::Value> {
-    let value = document.get(part)?;
-    match key {
-        Some(key) => value.get(key),
-        None => Some(value),
+/// Adds the members of `from` that `into` lacks (both are JSON objects).
+fn merge(into: &mut serde_json::Value, from: &serde_json::Value) {
+    if let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) {
+        for (name, value) in from {
+            into.entry(name.clone()).or_insert_with(|| value.clone());
+        }
     }
 }
 

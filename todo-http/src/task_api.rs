@@ -8,12 +8,12 @@ use http::header::{ETAG, HeaderValue, IF_MATCH, LOCATION};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AccessTokenVerifier, Clock, Description, Error as CoreError, Label, Labels, NewTask, PageLimit,
-    Principal, Priority, SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService,
-    TaskSort, TaskVersion, Timestamp, Title, TokenError, TokenRejection, ValidationError,
+    AccessTokenVerifier, Clock, Description, Label, Labels, NewTask, PageLimit, Principal,
+    Priority, SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService, TaskSort,
+    TaskVersion, Timestamp, Title, TokenError, TokenRejection, ValidationError,
 };
 
-use crate::blocking::blocking;
+use crate::blocking::call;
 use crate::front::{Api, ApiResponse, json_value, no_content};
 use crate::metrics::Metrics;
 use crate::probe::Probe;
@@ -97,14 +97,6 @@ impl TaskApi {
             }
             Err(_) => Err(ApiError::invalid_token()),
         }
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&TaskService) -> Result<T, CoreError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let service = self.service.clone();
-        blocking(move || work(&service)).await
     }
 }
 
@@ -386,7 +378,7 @@ impl Api for TaskApi {
         if route.template == "/v1/tasks" {
             if request.method == Method::POST {
                 let new = decode_new_task(&request.json_bytes().await?)?;
-                let task = self.call(move |s| s.create(owner, new)).await?;
+                let task = call(&self.service, move |s| s.create(owner, new)).await?;
                 let mut response = with_etag(
                     json_value(StatusCode::CREATED, &TaskDto::from(&task))?,
                     &task,
@@ -397,9 +389,10 @@ impl Api for TaskApi {
                 return Ok(response);
             }
             let (query, cursor) = decode_list_query(request.query.as_deref())?;
-            let page = self
-                .call(move |s| s.list(owner, &query, cursor.as_ref()))
-                .await?;
+            let page = call(&self.service, move |s| {
+                s.list(owner, &query, cursor.as_ref())
+            })
+            .await?;
             return json_value(
                 StatusCode::OK,
                 &TaskPage {
@@ -415,7 +408,7 @@ impl Api for TaskApi {
             .ok_or_else(ApiError::not_found)?;
         match request.method {
             Method::GET => {
-                let task = self.call(move |s| s.get(owner, id)).await?;
+                let task = call(&self.service, move |s| s.get(owner, id)).await?;
                 Ok(with_etag(
                     json_value(StatusCode::OK, &TaskDto::from(&task))?,
                     &task,
@@ -425,9 +418,8 @@ impl Api for TaskApi {
                 // The request must be valid before its precondition is weighed.
                 let patch = decode_task_patch(&request.json_bytes().await?)?;
                 let expected = if_match(&request)?;
-                let task = self
-                    .call(move |s| s.update(owner, id, patch, expected))
-                    .await?;
+                let task =
+                    call(&self.service, move |s| s.update(owner, id, patch, expected)).await?;
                 Ok(with_etag(
                     json_value(StatusCode::OK, &TaskDto::from(&task))?,
                     &task,
@@ -435,7 +427,7 @@ impl Api for TaskApi {
             }
             _ => {
                 let expected = if_match(&request)?;
-                self.call(move |s| s.delete(owner, id, expected)).await?;
+                call(&self.service, move |s| s.delete(owner, id, expected)).await?;
                 Ok(no_content())
             }
         }
