@@ -2,11 +2,10 @@
 
 use http::Method;
 use serde_json::{Value, json};
-use todo_store::testing::TestBackend;
 
-use crate::harness::{Options, System, on_both_backends, spawn};
+use crate::harness::{Deployment, Options, System, on_every_deployment, spawn};
 
-on_both_backends!(
+on_every_deployment!(
     tasks_are_created_read_and_listed_by_their_owner_only,
     patches_merge_and_honour_if_match,
     deletes_honour_if_match,
@@ -23,8 +22,8 @@ async fn create(sys: &System, token: &str, body: Value) -> Value {
     reply.json().unwrap()
 }
 
-async fn tasks_are_created_read_and_listed_by_their_owner_only(backend: TestBackend) {
-    let Some(sys) = spawn(backend, Options::default()).await else {
+async fn tasks_are_created_read_and_listed_by_their_owner_only(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
         return;
     };
     let (_, alice, _) = sys.user("alice").await;
@@ -103,8 +102,8 @@ async fn tasks_are_created_read_and_listed_by_their_owner_only(backend: TestBack
     );
 }
 
-async fn patches_merge_and_honour_if_match(backend: TestBackend) {
-    let Some(sys) = spawn(backend, Options::default()).await else {
+async fn patches_merge_and_honour_if_match(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
         return;
     };
     let (_, alice, _) = sys.user("alice").await;
@@ -179,8 +178,8 @@ async fn patches_merge_and_honour_if_match(backend: TestBackend) {
     );
 }
 
-async fn deletes_honour_if_match(backend: TestBackend) {
-    let Some(sys) = spawn(backend, Options::default()).await else {
+async fn deletes_honour_if_match(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
         return;
     };
     let (_, alice, _) = sys.user("alice").await;
@@ -235,8 +234,8 @@ async fn deletes_honour_if_match(backend: TestBackend) {
     );
 }
 
-async fn lists_filter_sort_and_page(backend: TestBackend) {
-    let Some(sys) = spawn(backend, Options::default()).await else {
+async fn lists_filter_sort_and_page(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
         return;
     };
     let (_, alice, _) = sys.user("alice").await;
@@ -361,8 +360,8 @@ async fn lists_filter_sort_and_page(backend: TestBackend) {
     );
 }
 
-async fn bad_list_queries_are_refused(backend: TestBackend) {
-    let Some(sys) = spawn(backend, Options::default()).await else {
+async fn bad_list_queries_are_refused(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
         return;
     };
     let (_, alice, _) = sys.user("alice").await;
@@ -405,8 +404,8 @@ async fn bad_list_queries_are_refused(backend: TestBackend) {
     }
 }
 
-async fn task_bodies_are_validated(backend: TestBackend) {
-    let Some(sys) = spawn(backend, Options::default()).await else {
+async fn task_bodies_are_validated(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
         return;
     };
     let (_, alice, _) = sys.user("alice").await;

@@ -12,7 +12,7 @@ use todo_http::HttpLimits;
 use todo_store::testing::TestBackend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{LIGHT, Options, System, on_both_backends, spawn};
+use crate::harness::{LIGHT, Options, on_both_backends, spawn, tls};
 
 on_both_backends!(
     shared_endpoints_answer_on_both_servers,
@@ -20,27 +20,6 @@ on_both_backends!(
     in_flight_requests_finish_during_graceful_shutdown,
     task_reads_keep_answering_while_the_hashing_queue_is_full,
 );
-
-async fn tls(
-    sys: &System,
-    addr: std::net::SocketAddr,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(sys.cert.clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    connector
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap()
-}
 
 async fn shared_endpoints_answer_on_both_servers(backend: TestBackend) {
     let Some(sys) = spawn(backend, Options::default()).await else {

@@ -19,6 +19,7 @@ use todo_http::client::{Client, Reply};
 use todo_http::{
     AuthApi, Frontend, HttpLimits, OneOrigin, Probe, TaskApi, TlsIdentity, TrustedProxies, serve,
 };
+use todo_store::SqlStore;
 use todo_store::testing::{TestBackend, TestDatabase};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -96,6 +97,10 @@ pub struct System {
     _db: TestDatabase,
     pub cert: rustls_pki_types::CertificateDer<'static>,
     _dir: tempfile::TempDir,
+    /// Behind a gateway: the instances nginx forwards to (auth, tasks, auth,
+    /// tasks), each with a plain-HTTP client; empty otherwise.
+    pub instances: Vec<Server>,
+    gateway: Option<Gateway>,
 }
 
 async fn start<A: todo_http::Api>(
@@ -127,31 +132,37 @@ async fn start<A: todo_http::Api>(
     )
 }
 
-/// Both APIs on one fresh database; `None` only when PostgreSQL is skipped on purpose.
-pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
-    let db = TestDatabase::new(backend)?;
-    let dir = tempfile::tempdir().unwrap();
-    let names = vec!["localhost".to_owned()];
-    TlsIdentity::self_signed_in(dir.path(), &names).unwrap();
-    let identity = || {
-        TlsIdentity::load(
-            &dir.path().join("tls-cert.pem"),
-            &dir.path().join("tls-key.pem"),
-        )
-        .unwrap()
-    };
+/// Where the servers under test run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// One auth-server and one task-server, each on its own TLS socket.
+    Direct(TestBackend),
+    /// Two of each on one PostgreSQL database, plain HTTP on loopback, behind
+    /// nginx running `deploy/nginx/todo.conf`: clients talk to nginx only,
+    /// and nginx spreads their requests over the instances.
+    Gateway,
+}
 
-    let store = Arc::new(db.store.clone());
-    let proxies = if options.trust_loopback_proxy {
-        TrustedProxies::parse("127.0.0.1").unwrap()
-    } else {
-        TrustedProxies::default()
-    };
+impl From<TestBackend> for Deployment {
+    fn from(backend: TestBackend) -> Self {
+        Self::Direct(backend)
+    }
+}
+
+/// One instance of each API over `store`, as the binaries assemble them.
+struct Instance {
+    service: AuthService,
+    auth: AuthApi,
+    tasks: TaskApi,
+}
+
+fn instance(
+    store: Arc<SqlStore>,
+    options: &Options,
+    signer: &Arc<JwtSigner>,
+    keys: &KeySet,
+) -> Instance {
     let clock = Arc::new(SystemClock);
-    let key = SigningKey::generate(KeyAlgorithm::EdDsa).unwrap();
-    let keys = KeySet::new([key.public_key().clone()]);
-    let key_pem = key.to_pem().to_string();
-    let signer = Arc::new(JwtSigner::new(key));
     let policy = TokenPolicy::default();
     let verifier = Arc::new(JwtVerifier::new(
         keys.clone(),
@@ -206,15 +217,55 @@ pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
     if options.probe_hasher {
         auth_probes.push(bounded);
     }
-    let auth_api = AuthApi::new(service.clone(), &keys.to_jwks().unwrap(), auth_probes).unwrap();
+    let auth = AuthApi::new(service.clone(), &keys.to_jwks().unwrap(), auth_probes).unwrap();
     let task_service = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom));
-    let task_api = TaskApi::new(
-        task_service,
-        verifier,
-        clock,
-        vec![store.clone() as Arc<dyn Probe>],
-    )
-    .unwrap();
+    let tasks = TaskApi::new(task_service, verifier, clock, vec![store as Arc<dyn Probe>]).unwrap();
+    Instance {
+        service,
+        auth,
+        tasks,
+    }
+}
+
+/// Both APIs on one fresh database; `None` only when PostgreSQL is skipped on purpose.
+pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Option<System> {
+    let deployment = deployment.into();
+    let backend = match deployment {
+        Deployment::Direct(backend) => backend,
+        Deployment::Gateway => TestBackend::Postgres,
+    };
+    let db = TestDatabase::new(backend)?;
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["localhost".to_owned()];
+    TlsIdentity::self_signed_in(dir.path(), &names).unwrap();
+    let identity = || {
+        TlsIdentity::load(
+            &dir.path().join("tls-cert.pem"),
+            &dir.path().join("tls-key.pem"),
+        )
+        .unwrap()
+    };
+
+    let key = SigningKey::generate(KeyAlgorithm::EdDsa).unwrap();
+    let keys = KeySet::new([key.public_key().clone()]);
+    let key_pem = key.to_pem().to_string();
+    let signer = Arc::new(JwtSigner::new(key));
+
+    if deployment == Deployment::Gateway {
+        return Some(behind_gateway(db, dir, &options, signer, &keys, key_pem).await);
+    }
+
+    let store = Arc::new(db.store.clone());
+    let proxies = if options.trust_loopback_proxy {
+        TrustedProxies::parse("127.0.0.1").unwrap()
+    } else {
+        TrustedProxies::default()
+    };
+    let Instance {
+        service,
+        auth: auth_api,
+        tasks: task_api,
+    } = instance(store, &options, &signer, &keys);
     if options.one_origin {
         // Both APIs and the page on one origin, cookie sessions on: `auth`
         // and `tasks` are two clients of the same server.
@@ -236,6 +287,8 @@ pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
             _db: db,
             cert,
             _dir: dir,
+            instances: Vec::new(),
+            gateway: None,
         });
     }
     let (auth, cert) = start(
@@ -261,10 +314,199 @@ pub async fn spawn(backend: TestBackend, options: Options) -> Option<System> {
         _db: db,
         cert,
         _dir: dir,
+        instances: Vec::new(),
+        gateway: None,
     })
 }
 
+/// Serves `api` in plain HTTP on loopback, believing the gateway's
+/// `X-Forwarded-For`.
+async fn start_plain<A: todo_http::Api>(api: A, limits: HttpLimits) -> Server {
+    let front = Arc::new(Frontend::new(
+        Arc::new(api),
+        limits,
+        TrustedProxies::parse("127.0.0.1").unwrap(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(serve(front, listener, None, async move {
+        let _ = stopped.await;
+    }));
+    Server {
+        addr,
+        client: Client::plain(addr),
+        stop: Some(stop),
+        done: Some(done),
+    }
+}
+
+async fn behind_gateway(
+    db: TestDatabase,
+    dir: tempfile::TempDir,
+    options: &Options,
+    signer: Arc<JwtSigner>,
+    keys: &KeySet,
+    key_pem: String,
+) -> System {
+    let mut instances = Vec::new();
+    let mut service = None;
+    let (mut auth_addrs, mut task_addrs) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        // Each instance has its own pool, limiters and caches, as separate
+        // processes would; only the database is shared.
+        let store = Arc::new(SqlStore::open(&db.config).unwrap());
+        let parts = instance(store, options, &signer, keys);
+        service.get_or_insert(parts.service);
+        let auth = start_plain(parts.auth, options.limits.clone()).await;
+        let tasks = start_plain(parts.tasks, options.limits.clone()).await;
+        auth_addrs.push(auth.addr);
+        task_addrs.push(tasks.addr);
+        instances.extend([auth, tasks]);
+    }
+    let gateway = Gateway::start(dir.path(), &auth_addrs, &task_addrs);
+    let cert = TlsIdentity::load(
+        &dir.path().join("tls-cert.pem"),
+        &dir.path().join("tls-key.pem"),
+    )
+    .unwrap()
+    .certs[0]
+        .clone();
+    let client = Client::https(gateway.addr, "localhost", std::slice::from_ref(&cert))
+        .unwrap()
+        .with_timeout(Duration::from_secs(20));
+    let through = || Server {
+        addr: gateway.addr,
+        client: client.clone(),
+        stop: None,
+        done: None,
+    };
+    System {
+        auth: through(),
+        tasks: through(),
+        service: service.unwrap(),
+        signer,
+        key_pem,
+        _db: db,
+        cert,
+        _dir: dir,
+        instances,
+        gateway: Some(gateway),
+    }
+}
+
+/// nginx from the system's packages with the committed gateway
+/// configuration, its addresses and paths rewritten for loopback. Killed
+/// when dropped.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    process: std::process::Child,
+}
+
+impl Gateway {
+    fn start(dir: &std::path::Path, auth: &[SocketAddr], tasks: &[SocketAddr]) -> Self {
+        let committed = include_str!("../../../deploy/nginx/todo.conf");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let servers = |addrs: &[SocketAddr]| {
+            addrs
+                .iter()
+                .map(|a| format!("    server {a};"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let d = dir.display();
+        let conf = [
+            (
+                "    server 127.0.0.1:9101;\n    server 127.0.0.1:9102;".to_owned(),
+                servers(auth),
+            ),
+            (
+                "    server 127.0.0.1:9201;\n    server 127.0.0.1:9202;".to_owned(),
+                servers(tasks),
+            ),
+            (
+                "listen 8443 ssl http2;".to_owned(),
+                format!("listen 127.0.0.1:{port} ssl http2;"),
+            ),
+            (
+                "/etc/todo/tls/cert.pem".to_owned(),
+                format!("{d}/tls-cert.pem"),
+            ),
+            (
+                "/etc/todo/tls/key.pem".to_owned(),
+                format!("{d}/tls-key.pem"),
+            ),
+            // The edge limits are tested in scripts/gateway-test; here they
+            // would only throttle a suite that sends hundreds of requests a
+            // second from one address.
+            ("rate=10r/s".to_owned(), "rate=10000r/s".to_owned()),
+            ("rate=100r/s".to_owned(), "rate=10000r/s".to_owned()),
+        ]
+        .into_iter()
+        .fold(committed.to_owned(), |conf, (from, to)| {
+            assert!(
+                conf.contains(&from),
+                "deploy/nginx/todo.conf no longer has {from:?}"
+            );
+            conf.replace(&from, &to)
+        });
+        std::fs::write(dir.join("todo.conf"), conf).unwrap();
+        let main = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+             events {{}}\nhttp {{ access_log off; client_body_temp_path {d}/body; \
+             proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; \
+             scgi_temp_path {d}/scgi; include {d}/todo.conf; }}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), main).unwrap();
+        let nginx = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|p| std::process::Command::new(p).arg("-v").output().is_ok())
+            .expect(
+                "nginx is not installed: apt-get install nginx-light (./scripts/test needs it)",
+            );
+        let process = std::process::Command::new(nginx)
+            .arg("-e")
+            .arg(dir.join("nginx-error.log"))
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut gateway = Self { addr, process };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return gateway;
+            }
+            if let Ok(Some(status)) = gateway.process.try_wait() {
+                let log = std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
+                panic!("nginx exited with {status}: {log}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("nginx did not listen on {addr} within 5 s");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 impl System {
+    /// Whether the clients talk to nginx rather than to the servers.
+    pub fn behind_gateway(&self) -> bool {
+        self.gateway.is_some()
+    }
+
     pub async fn post(
         &self,
         client: &Client,
@@ -325,6 +567,28 @@ impl System {
     }
 }
 
+/// A raw TLS connection to `addr`, for requests the client will not send.
+pub async fn tls(
+    sys: &System,
+    addr: std::net::SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(sys.cert.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
 /// Runs each named test on SQLite and on PostgreSQL.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -332,7 +596,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(todo_store::testing::TestBackend::Sqlite).await;
+                    super::$name(todo_store::testing::TestBackend::Sqlite.into()).await;
                 }
             )*
         }
@@ -340,10 +604,27 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(todo_store::testing::TestBackend::Postgres).await;
+                    super::$name(todo_store::testing::TestBackend::Postgres.into()).await;
                 }
             )*
         }
     };
 }
 pub(crate) use on_both_backends;
+
+/// Runs each named test on SQLite, on PostgreSQL, and behind nginx (two
+/// instances of each server on PostgreSQL): the contract through the gateway.
+macro_rules! on_every_deployment {
+    ($($name:ident),* $(,)?) => {
+        $crate::harness::on_both_backends!($($name),*);
+        mod gateway {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::harness::Deployment::Gateway).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_every_deployment;

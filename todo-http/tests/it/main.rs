@@ -1,12 +1,13 @@
 //! todo-http's tests: both APIs on real TLS sockets (port 0), on SQLite and
-//! on PostgreSQL, in one binary to save link time.
-
+//! on PostgreSQL, and the contract again behind nginx; in one binary to save
+//! link time.
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api_auth;
 mod api_tasks;
 mod attacks;
+mod gateway;
 mod hardening;
 mod harness;
 mod one_origin;

@@ -1,0 +1,227 @@
+//! What only the gateway does: answers of its own that keep the contract,
+//! the client address it vouches for, and spreading requests over every
+//! instance. (The API rows themselves run behind nginx in `api_auth` and
+//! `api_tasks`, module `gateway`.)
+
+use std::time::Duration;
+
+use http::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Deployment, Options, System, spawn, tls};
+
+fn assert_problem(reply: &todo_http::client::Reply, status: u16) -> Value {
+    assert_eq!(reply.status, status, "{:?}", reply.body);
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
+    assert!(reply.headers.contains_key("x-request-id"));
+    let body = reply.json().unwrap();
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:todo:problem:")
+    );
+    body
+}
+
+/// `None` only when PostgreSQL is skipped on purpose (`TODO_SKIP_POSTGRES`).
+async fn gateway(options: Options) -> Option<System> {
+    spawn(Deployment::Gateway, options).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_own_answers_keep_the_contract() {
+    let Some(sys) = gateway(Options::default()).await else {
+        return;
+    };
+    let client = &sys.tasks.client;
+    let (_, alice, _) = sys.user("alice").await;
+
+    // Paths the gateway does not route, and the servers' inside endpoints.
+    for path in ["/no/such/path", "/metrics", "/readyz", "/healthz"] {
+        let reply = client.json(Method::GET, path, None, None).await.unwrap();
+        assert_problem(&reply, 404);
+    }
+    // A refused token gets auth-server's own 401, not nginx's page.
+    let missing = client
+        .json(Method::GET, "/v1/tasks", None, None)
+        .await
+        .unwrap();
+    assert_problem(&missing, 401);
+    assert_eq!(missing.headers["www-authenticate"], "Bearer");
+    let forged = client
+        .json(Method::GET, "/v1/tasks", Some("e30.e30.c2ln"), None)
+        .await
+        .unwrap();
+    let body = assert_problem(&forged, 401);
+    assert_eq!(body["type"], "urn:todo:problem:invalid-token");
+    assert_eq!(
+        forged.headers["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    // Request ids: a sane one is kept end to end, an insane one replaced.
+    let echoed = client
+        .send(
+            Method::GET,
+            "/v1/tasks",
+            &[
+                ("x-request-id", "abc-123"),
+                ("authorization", &format!("Bearer {alice}")),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(echoed.status, 200);
+    assert_eq!(echoed.headers["x-request-id"], "abc-123");
+    let replaced = client
+        .send(
+            Method::GET,
+            "/v1/tasks",
+            &[("x-request-id", "<script>")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_ne!(replaced.headers["x-request-id"], "<script>");
+    // What the servers refuse passes through unchanged.
+    let text = client
+        .send(
+            Method::POST,
+            "/v1/tasks",
+            &[
+                ("authorization", &format!("Bearer {alice}")),
+                ("content-type", "text/plain"),
+            ],
+            Some(b"{\"title\":\"x\"}".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_problem(&text, 415);
+    let put = client
+        .json(Method::PUT, "/v1/tasks", Some(&alice), None)
+        .await
+        .unwrap();
+    assert_problem(&put, 405);
+    assert_eq!(put.headers["allow"], "GET, POST");
+
+    // A head over 16 KiB: 431, as from the servers.
+    let big = "b".repeat(20 * 1024);
+    let reply = client
+        .send(Method::GET, "/v1/tasks", &[("x-big", &big)], None)
+        .await
+        .unwrap();
+    assert_problem(&reply, 431);
+
+    // An announced body over 64 KiB is refused before it is sent.
+    let mut stream = tls(&sys, sys.tasks.addr).await;
+    let head = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {alice}\r\nContent-Type: application/json\r\nContent-Length: 70000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("urn:todo:problem:payload-too-large"),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_cannot_choose_their_address_through_the_gateway() {
+    // One registration per address per instance: two instances, so the
+    // third registration from one client is refused, whatever address it
+    // claims. Were the claimed address believed, each would be a new client.
+    let Some(sys) = gateway(Options {
+        register_burst: 1,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let spoofed = format!("203.0.113.{i}");
+        let body = serde_json::to_vec(
+            &json!({"username": format!("spoof{i}"), "password": "correct horse"}),
+        )
+        .unwrap();
+        let reply = sys
+            .auth
+            .client
+            .send(
+                Method::POST,
+                "/v1/auth/register",
+                &[
+                    ("content-type", "application/json"),
+                    ("x-forwarded-for", &spoofed),
+                    ("x-real-ip", &spoofed),
+                ],
+                Some(body),
+            )
+            .await
+            .unwrap();
+        statuses.push(reply.status.as_u16());
+        if reply.status == 429 {
+            assert_problem(&reply, 429);
+            assert!(reply.headers.contains_key("retry-after"));
+        }
+    }
+    assert_eq!(statuses, [201, 201, 429, 429], "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_every_instance() {
+    let Some(sys) = gateway(Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    for i in 0..10 {
+        let reply = sys
+            .post(
+                &sys.tasks.client,
+                "/v1/tasks",
+                Some(&alice),
+                json!({"title": format!("task {i}")}),
+            )
+            .await;
+        assert_eq!(reply.status, 201);
+    }
+    assert_eq!(sys.instances.len(), 4);
+    for (i, instance) in sys.instances.iter().enumerate() {
+        let metrics = instance
+            .client
+            .json(Method::GET, "/metrics", None, None)
+            .await
+            .unwrap();
+        let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+        // auth instances validate tokens for auth_request; task instances
+        // create tasks.
+        let route = if i % 2 == 0 {
+            "route=\"/v1/auth/validate\",method=\"GET\",status=\"200\""
+        } else {
+            "route=\"/v1/tasks\",method=\"POST\",status=\"201\""
+        };
+        assert!(text.contains(route), "instance {i} served none: {text}");
+    }
+    // Every task is visible whichever task instance answers the list.
+    for _ in 0..2 {
+        let list = sys
+            .tasks
+            .client
+            .json(Method::GET, "/v1/tasks?limit=100", Some(&alice), None)
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 10);
+    }
+}
