@@ -17,6 +17,8 @@ pub(crate) fn from_diesel(error: DieselError) -> StoreError {
             }
             // SQLite reports a writer that waited out its busy timeout so.
             _ if is_busy(info.message()) => StoreError::Unavailable(Box::new(error)),
+            // The disk or the server, not the request: retry later (503).
+            _ if is_outage(info.message()) => StoreError::Unavailable(Box::new(error)),
             _ => StoreError::Internal(Box::new(error)),
         },
         DieselError::BrokenTransactionManager => StoreError::Unavailable(Box::new(error)),
@@ -26,6 +28,32 @@ pub(crate) fn from_diesel(error: DieselError) -> StoreError {
 
 fn is_busy(message: &str) -> bool {
     message.contains("database is locked") || message.contains("database is busy")
+}
+
+/// Failures of the machinery under the database rather than of the request:
+/// a full or read-only disk, an I/O error (SQLite's result-code texts,
+/// stable across versions), and PostgreSQL going away or refusing writes
+/// (shutdown, disk full, a read-only standby after a failover). diesel
+/// exposes neither SQLite's result codes nor PostgreSQL's SQLSTATE, so the
+/// messages are matched.
+fn is_outage(message: &str) -> bool {
+    const OUTAGES: &[&str] = &[
+        // SQLite: SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN.
+        "database or disk is full",
+        "attempt to write a readonly database",
+        "disk I/O error",
+        "unable to open database file",
+        // PostgreSQL: 57P01/57P02/57P03, 53100, 25006, a dropped connection.
+        "terminating connection",
+        "the database system is",
+        "No space left on device",
+        "could not extend file",
+        "read-only transaction",
+        "server closed the connection",
+        "connection to server",
+        "no connection to the server",
+    ];
+    OUTAGES.iter().any(|outage| message.contains(outage))
 }
 
 /// A connection could not be had in time: the pool is exhausted or the

@@ -9,139 +9,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
 
 use http::Method;
 use serde_json::json;
-use todo_http::client::Client;
 use todo_store::testing::TestDatabase;
 
-fn binary(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_task-server")).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace (./scripts/test does)",
-        path.display()
-    );
-    path
-}
-
-/// A running server and the address it logged.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Running {
-    fn start(name: &str, data: &Path, database_url: &str, listen: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(binary(name))
-            .args([
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--database-url",
-                database_url,
-                "--listen",
-                listen,
-                "--log-format",
-                "json",
-            ])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on https://").nth(1) {
-                    let addr: String = rest
-                        .chars()
-                        .take_while(|c| *c != '"' && !c.is_whitespace())
-                        .collect();
-                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-                }
-                // Keep draining so the server never blocks on a full pipe.
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("{name} did not start"));
-        Self { child, addr }
-    }
-
-    fn client(&self, data: &Path) -> Client {
-        Client::https_with_ca_file(self.addr, "localhost", &data.join("tls-cert.pem")).unwrap()
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child.kill().unwrap();
-        panic!("did not stop within 10 s of SIGTERM");
-    }
-}
-
-fn run(
-    name: &str,
-    data: &Path,
-    database_url: &str,
-    args: &[&str],
-    stdin: &str,
-) -> std::process::Output {
-    let mut child = Command::new(binary(name))
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--database-url",
-            database_url,
-        ])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-async fn token(client: &Client, username: &str, password: &str) -> String {
-    let reply = client
-        .json(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            Some(&json!({"username": username, "password": password})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply.status, 200, "{:?}", reply.body);
-    reply.json().unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
+use common::{Running, free_port, run, token};
 
 async fn the_whole_system_runs_from_its_binaries(database: &TestDatabase) {
     let dir = tempfile::tempdir().unwrap();
@@ -264,11 +138,6 @@ async fn the_whole_system_runs_from_its_binaries(database: &TestDatabase) {
 
     assert!(tasks.stop().success(), "task-server exits 0 on SIGTERM");
     assert!(auth.stop().success());
-}
-
-fn free_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,203 @@
+//! Running the real binaries from tests: start, stop, kill, one-shot
+//! commands, and a token for a user.
+//!
+//! auth-server is found beside task-server in the target directory: run
+//! these through `./scripts/test` (or `cargo test --workspace`), which
+//! builds both.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use http::Method;
+use serde_json::json;
+use todo_http::client::Client;
+
+pub fn binary(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_task-server")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (./scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The arguments every server in these tests gets.
+pub fn server_args(data: &Path, database_url: &str, listen: &str) -> Vec<String> {
+    [
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--database-url",
+        database_url,
+        "--listen",
+        listen,
+        "--log-format",
+        "json",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// A running server and the address it logged.
+pub struct Running {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Everything it logged so far (kept for failure messages).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Running {
+    pub fn start(
+        name: &str,
+        data: &Path,
+        database_url: &str,
+        listen: &str,
+        extra: &[&str],
+    ) -> Self {
+        let mut command = Command::new(binary(name));
+        command
+            .args(server_args(data, database_url, listen))
+            .args(extra);
+        Self::spawn(name, command)
+    }
+
+    /// Starts `command` (a server, perhaps behind a wrapper such as
+    /// nsenter) and waits until it logs its address.
+    pub fn spawn(name: &str, mut command: Command) -> Self {
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on https://").nth(1) {
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| *c != '"' && !c.is_whitespace())
+                        .collect();
+                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                // Keep draining so the server never blocks on a full pipe.
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{name} did not start: {}", log.lock().unwrap().join("\n")));
+        Self { child, addr, log }
+    }
+
+    pub fn client(&self, data: &Path) -> Client {
+        Client::https_with_ca_file(self.addr, "localhost", &data.join("tls-cert.pem")).unwrap()
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM; does not wait.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.terminate();
+        self.wait(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("did not stop within 10 s of SIGTERM"))
+    }
+
+    /// The exit status, if the process ends within `limit`.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SIGKILL: no shutdown, no flush, no goodbye.
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A test that failed midway leaves no server behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run(
+    name: &str,
+    data: &Path,
+    database_url: &str,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    let mut child = Command::new(binary(name))
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--database-url",
+            database_url,
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub async fn token(client: &Client, username: &str, password: &str) -> String {
+    let reply = client
+        .json(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(&json!({"username": username, "password": password})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    reply.json().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
