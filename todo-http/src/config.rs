@@ -7,13 +7,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use todo_store::{DatabaseUrl, StoreConfig};
+use todo_store::{DatabaseUrl, SqliteSync, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::front::{Api, Frontend};
 use crate::request::{HttpLimits, TrustedProxies};
 use crate::tls::TlsIdentity;
+
+/// `--sqlite-sync`: see [`todo_store::SqliteSync`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSyncArg {
+    Full,
+    Normal,
+}
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +51,12 @@ pub struct ServerArgs {
     /// Milliseconds a request waits for a pooled connection before 503.
     #[arg(long, env = "TODO_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
     pub db_acquire_timeout_ms: u64,
+
+    /// SQLite: `full` syncs every commit before acknowledging it (survives
+    /// power loss and a failing disk); `normal` syncs at checkpoints only
+    /// (faster writes; survives a process crash only).
+    #[arg(long, env = "TODO_SQLITE_SYNC", value_enum, default_value_t = SqliteSyncArg::Full)]
+    pub sqlite_sync: SqliteSyncArg,
     /// TLS certificate chain (PEM). Without one, a self-signed certificate is
     /// created in the data directory on first start.
     #[arg(long, env = "TODO_TLS_CERT", requires = "tls_key")]
@@ -98,6 +111,10 @@ impl ServerArgs {
         }
         config.max_connections = self.db_pool_size;
         config.acquire_timeout = Duration::from_millis(self.db_acquire_timeout_ms.max(1));
+        config.sqlite_sync = match self.sqlite_sync {
+            SqliteSyncArg::Full => SqliteSync::Full,
+            SqliteSyncArg::Normal => SqliteSync::Normal,
+        };
         Ok(config)
     }
 

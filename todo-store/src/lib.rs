@@ -21,7 +21,7 @@ use diesel::prelude::*;
 use todo_core::StoreError;
 
 use db::{AnyConnection, Manager};
-pub use db::{Backend, DatabaseUrl, StoreConfig};
+pub use db::{Backend, DatabaseUrl, SqliteSync, StoreConfig};
 use error::{from_diesel, from_pool};
 
 /// The SQL store: users, refresh tokens and tasks in one database.
@@ -92,6 +92,39 @@ impl SqlStore {
     /// One round trip to the database (for readiness checks).
     pub fn ping(&self) -> Result<(), StoreError> {
         self.with_conn(|conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ()))
+    }
+
+    /// Asks the database whether its files are sound: SQLite's
+    /// `PRAGMA integrity_check` (reads the whole file; for operators and
+    /// tests, not for probes). PostgreSQL checks its own pages (and has
+    /// `amcheck` for more): there it is one round trip.
+    pub fn check_integrity(&self) -> Result<(), StoreError> {
+        #[derive(QueryableByName)]
+        struct Check {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            integrity_check: String,
+        }
+        match self.backend {
+            Backend::Postgres => self.ping(),
+            Backend::Sqlite => {
+                let rows = self.with_conn(|conn| {
+                    diesel::sql_query("PRAGMA integrity_check").load::<Check>(conn)
+                })?;
+                match rows.as_slice() {
+                    [row] if row.integrity_check == "ok" => Ok(()),
+                    _ => Err(StoreError::Internal(
+                        format!(
+                            "integrity check failed: {}",
+                            rows.iter()
+                                .map(|r| r.integrity_check.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        )
+                        .into(),
+                    )),
+                }
+            }
+        }
     }
 
     #[must_use]

@@ -119,6 +119,11 @@ impl Running {
 
     /// SIGTERM, then the exit status.
     pub fn stop(mut self) -> ExitStatus {
+        self.shut_down()
+    }
+
+    /// SIGTERM, then the exit status, keeping the handle.
+    pub fn shut_down(&mut self) -> ExitStatus {
         self.terminate();
         self.wait(Duration::from_secs(10))
             .unwrap_or_else(|| panic!("did not stop within 10 s of SIGTERM"))
