@@ -325,6 +325,21 @@ impl AuthService {
         }
     }
 
+    /// Deletes the refresh tokens that expired more than one refresh
+    /// lifetime ago; returns how many. Those that expired more recently are
+    /// kept, so that replaying a used one still revokes its family.
+    pub fn purge_refresh_tokens(&self) -> Result<u64> {
+        let cutoff = self
+            .deps
+            .clock
+            .now()
+            .saturating_sub(self.deps.policy.refresh_ttl);
+        Ok(self
+            .deps
+            .refresh_tokens
+            .purge_expired_refresh_tokens(cutoff)?)
+    }
+
     fn reused(&self, token: &RefreshTokenRecord, client: Option<IpAddr>) -> Error {
         if let Err(e) = self.deps.refresh_tokens.revoke_refresh_family(token.family) {
             return e.into();

@@ -86,6 +86,13 @@ impl Timestamp {
         Self(self.0.saturating_add(micros).min(Self::MAX.0))
     }
 
+    /// The instant `by` earlier, saturating at [`Timestamp::MIN`].
+    #[must_use]
+    pub fn saturating_sub(self, by: Duration) -> Self {
+        let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_sub(micros).max(Self::MIN.0))
+    }
+
     /// How long after `earlier` this instant is (zero if it is not later).
     #[must_use]
     pub fn duration_since(self, earlier: Self) -> Duration {

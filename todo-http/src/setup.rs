@@ -304,9 +304,41 @@ pub fn create_user(
     Ok(())
 }
 
+/// How often auth-server deletes long-dead refresh tokens.
+pub const REFRESH_TOKEN_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Deletes long-dead refresh tokens every `every`
+/// ([`AuthService::purge_refresh_tokens`]), on the blocking pool, until the
+/// runtime stops. Several instances may all do it: the delete is idempotent.
+pub fn purge_refresh_tokens_periodically(
+    service: AuthService,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let service = service.clone();
+            match tokio::task::spawn_blocking(move || service.purge_refresh_tokens()).await {
+                Ok(Ok(purged)) => {
+                    tracing::info!(target: "todo::housekeeping", purged, "refresh tokens purged");
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(target: "todo::housekeeping", %error, "purging refresh tokens failed; retrying at the next tick");
+                }
+                Err(join) => {
+                    tracing::warn!(target: "todo::housekeeping", %join, "purging refresh tokens panicked");
+                }
+            }
+        }
+    })
+}
+
 /// The one-origin application of the `todo` binary over `store`: both APIs
 /// (cookie sessions on, the task API verifying with the same public keys
-/// in-process) and the web page.
+/// in-process) and the web page. Starts the hourly refresh-token purge: call
+/// it inside a tokio runtime.
 pub fn one_origin(
     auth: &AuthSettings,
     data_dir: &Path,
@@ -318,6 +350,7 @@ pub fn one_origin(
         hasher,
         verifier,
     } = auth.build(data_dir, store.clone())?;
+    purge_refresh_tokens_periodically(service.clone(), REFRESH_TOKEN_PURGE_INTERVAL);
     let jwks = keys.to_jwks().map_err(|e| e.to_string())?;
     let probes: Vec<Arc<dyn crate::Probe>> = vec![Arc::new(store.clone()), hasher];
     let auth_api = crate::AuthApi::new(service, &jwks, probes)
@@ -334,4 +367,64 @@ pub fn one_origin(
     )
     .map_err(|e| e.to_string())?;
     crate::OneOrigin::new(auth_api, task_api).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use todo_core::memory::MemoryStore;
+    use todo_core::testing::{
+        CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens,
+    };
+    use todo_core::{AuthLimits, Credentials, NoAudit, Registration, Role};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn long_dead_refresh_tokens_are_purged_every_interval() {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new());
+        let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+        let service = AuthService::new(AuthDeps {
+            users: store.clone(),
+            refresh_tokens: store.clone(),
+            hasher: Arc::new(CountingHasher::new(1)),
+            signer: tokens.clone(),
+            verifier: tokens,
+            refresh_hasher: Arc::new(ReversingDigest),
+            clock: clock.clone(),
+            random: Arc::new(SeededRandom::new(7)),
+            limits: AuthLimits::unlimited(),
+            audit: Arc::new(NoAudit),
+            policy: TokenPolicy::default(),
+        });
+        let registration = Registration::parse("alice", "correct horse", None).unwrap();
+        service.create_user(registration, Role::User).unwrap();
+        let credentials = Credentials::offered("alice", "correct horse");
+        service.login(None, &credentials).unwrap();
+        service.login(None, &credentials).unwrap();
+        // Both expired more than a lifetime ago.
+        clock.advance(TokenPolicy::default().refresh_ttl * 3);
+
+        let every = Duration::from_secs(60);
+        let purging = purge_refresh_tokens_periodically(service.clone(), every);
+        // Nothing before the first interval has passed...
+        tokio::time::sleep(every / 2).await;
+        assert_eq!(service.purge_refresh_tokens().unwrap(), 2, "not yet purged");
+        // ...(which purged them by hand); two more, then the tick.
+        service.login(None, &credentials).unwrap();
+        service.login(None, &credentials).unwrap();
+        clock.advance(TokenPolicy::default().refresh_ttl * 3);
+        for _ in 0..100 {
+            tokio::time::sleep(every / 10).await;
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            service.purge_refresh_tokens().unwrap(),
+            0,
+            "the periodic purge took them"
+        );
+        purging.abort();
+    }
 }

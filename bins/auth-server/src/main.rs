@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use todo_http::config::{ServerArgs, main_with, run};
-use todo_http::setup::{AuthParts, AuthSettings, create_user};
+use todo_http::setup::{
+    AuthParts, AuthSettings, REFRESH_TOKEN_PURGE_INTERVAL, create_user,
+    purge_refresh_tokens_periodically,
+};
 use todo_http::{AuthApi, Probe};
 use todo_store::SqlStore;
 
@@ -109,6 +112,7 @@ async fn serve(cli: &Cli) -> Result<(), String> {
         hasher,
         ..
     } = cli.auth.build(&cli.server.data_dir, store.clone())?;
+    purge_refresh_tokens_periodically(service.clone(), REFRESH_TOKEN_PURGE_INTERVAL);
     let jwks = keys.to_jwks().map_err(|e| e.to_string())?;
     let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(store), hasher];
     let api = AuthApi::new(service, &jwks, probes).map_err(|e| e.to_string())?;

@@ -286,6 +286,50 @@ fn refresh_tokens_expire_and_unknown_ones_are_refused() {
 }
 
 #[test]
+fn purging_drops_long_dead_refresh_tokens_and_keeps_reuse_detection() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let first = h.login("alice", "correct horse").unwrap();
+    // `first` is used, its replacement live: two tokens of one family.
+    h.auth.refresh(ADDR, &first.refresh_token).unwrap();
+    let ttl = TokenPolicy::default().refresh_ttl;
+    assert_eq!(
+        h.auth.purge_refresh_tokens().unwrap(),
+        0,
+        "none has expired"
+    );
+
+    // Both expired a moment ago: kept for one more lifetime.
+    h.clock.advance(ttl + Duration::from_secs(1));
+    assert_eq!(h.auth.purge_refresh_tokens().unwrap(), 0);
+    assert!(matches!(
+        h.auth.refresh(ADDR, &first.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+    assert!(
+        h.audit
+            .events()
+            .iter()
+            .any(|e| e.starts_with("RefreshTokenReused")),
+        "a replayed used token is still a reuse after it expired"
+    );
+
+    // A lifetime after their expiry both go; a live one stays.
+    let live = h.login("alice", "correct horse").unwrap();
+    h.clock.advance(ttl);
+    assert_eq!(h.auth.purge_refresh_tokens().unwrap(), 2);
+    h.clock.advance(Duration::from_secs(1));
+    assert_eq!(h.auth.purge_refresh_tokens().unwrap(), 0);
+    assert!(
+        matches!(
+            h.auth.refresh(ADDR, &live.refresh_token),
+            Err(Error::InvalidRefreshToken)
+        ),
+        "expired, though not yet purged"
+    );
+}
+
+#[test]
 fn logout_revokes_the_family_and_is_idempotent() {
     let h = harness();
     h.register("alice", "correct horse");
