@@ -12,7 +12,7 @@ use todo_http::HttpLimits;
 use todo_store::testing::TestBackend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{LIGHT, Options, on_both_backends, spawn, tls};
+use crate::harness::{LIGHT, Options, on_both_backends, spawn, tls, tls_connector};
 
 on_both_backends!(
     shared_endpoints_answer_on_both_servers,
@@ -442,16 +442,7 @@ async fn connections_beyond_the_cap_are_closed() {
         let tcp = tokio::net::TcpStream::connect(sys.tasks.addr)
             .await
             .unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(sys.cert.clone()).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
+        tls_connector(&sys)
             .connect("localhost".try_into().unwrap(), tcp)
             .await
     })

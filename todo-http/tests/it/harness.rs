@@ -567,11 +567,8 @@ impl System {
     }
 }
 
-/// A raw TLS connection to `addr`, for requests the client will not send.
-pub async fn tls(
-    sys: &System,
-    addr: std::net::SocketAddr,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+/// A TLS connector trusting the system's certificate.
+pub fn tls_connector(sys: &System) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(sys.cert.clone()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -581,9 +578,16 @@ pub async fn tls(
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A raw TLS connection to `addr`, for requests the client will not send.
+pub async fn tls(
+    sys: &System,
+    addr: std::net::SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    connector
+    tls_connector(sys)
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap()
