@@ -26,10 +26,11 @@ start_throwaway_postgres() {
         chown postgres: "$dir"
         as=(runuser -u postgres --)
     fi
-    "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 \
+    # (From /: the postgres user may not enter the caller's directory.)
+    (cd / && "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync) >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; return 1; }
-    "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
+    (cd / && "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start) >/dev/null \
         || { cat "$dir/server.log" >&2; return 1; }
     TODO_PG_DIR=$dir
     TODO_PG_BIN=$bin
@@ -42,7 +43,7 @@ stop_throwaway_postgres() {
     if [ -n "${TODO_PG_DIR:-}" ]; then
         local as=()
         [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
-        "${as[@]}" "$TODO_PG_BIN/pg_ctl" -D "$TODO_PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+        (cd / && "${as[@]}" "$TODO_PG_BIN/pg_ctl" -D "$TODO_PG_DIR/data" -m immediate stop) >/dev/null 2>&1 || true
         rm -rf "$TODO_PG_DIR"
         TODO_PG_DIR=
     fi
