@@ -32,7 +32,7 @@ pub mod web;
 pub use auth_api::AuthApi;
 pub use front::{Api, ApiResponse, Frontend};
 pub use metrics::Metrics;
-pub use one_origin::OneOrigin;
+pub use one_origin::{AuthWithPage, OneOrigin};
 pub use probe::Probe;
 pub use problem::{ApiError, ProblemData};
 pub use request::{ApiRequest, HttpLimits, RequestBody, TrustedProxies};

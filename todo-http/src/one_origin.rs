@@ -103,3 +103,71 @@ impl Api for OneOrigin {
         self.auth.gauges(out);
     }
 }
+
+/// The routes of auth-server's API and of the page.
+static AUTH_AND_PAGE_ROUTES: LazyLock<Vec<RouteSpec>> = LazyLock::new(|| {
+    let mut routes: Vec<RouteSpec> = crate::routes::AUTH.to_vec();
+    routes.extend(web::ASSETS.iter().map(|asset| RouteSpec {
+        template: asset.path,
+        methods: &[Method::GET, Method::HEAD],
+    }));
+    routes
+});
+
+/// auth-server's API and the web page (`auth-server --web-page`): the same
+/// origin as [`OneOrigin`], spread over two services by a gateway that
+/// routes the page's files and `/v1/auth`, `/v1/users` here and `/v1/tasks`
+/// to task-server. Cookie sessions are on.
+pub struct AuthWithPage {
+    auth: AuthApi,
+}
+
+impl std::fmt::Debug for AuthWithPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthWithPage").finish_non_exhaustive()
+    }
+}
+
+impl AuthWithPage {
+    #[must_use]
+    pub fn new(auth: AuthApi) -> Self {
+        Self {
+            auth: auth.with_cookie_sessions(),
+        }
+    }
+}
+
+impl Api for AuthWithPage {
+    fn routes(&self) -> &'static [RouteSpec] {
+        AUTH_AND_PAGE_ROUTES.as_slice()
+    }
+
+    async fn handle(
+        &self,
+        route: &'static RouteSpec,
+        param: Option<String>,
+        request: ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
+        let template = route.template;
+        match crate::routes::AUTH.iter().find(|r| r.template == template) {
+            Some(route) => self.auth.handle(route, param, request).await,
+            None => web::serve(template),
+        }
+    }
+
+    fn openapi(&self) -> Bytes {
+        self.auth.openapi()
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        self.auth.ready().await
+    }
+
+    fn metrics(&self) -> &Metrics {
+        self.auth.metrics()
+    }
+
+    fn gauges(&self, out: &mut String) {
+        self.auth.gauges(out);
+    }
+}

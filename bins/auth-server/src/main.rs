@@ -10,7 +10,7 @@ use todo_http::setup::{
     AuthParts, AuthSettings, REFRESH_TOKEN_PURGE_INTERVAL, create_user,
     purge_refresh_tokens_periodically,
 };
-use todo_http::{AuthApi, Probe};
+use todo_http::{AuthApi, AuthWithPage, Probe};
 use todo_store::SqlStore;
 
 #[derive(Parser, Debug)]
@@ -24,6 +24,11 @@ struct Cli {
     server: ServerArgs,
     #[command(flatten)]
     auth: AuthSettings,
+    /// Also serve the web page (and hand out its cookie sessions), for a
+    /// gateway that puts the page, auth-server and task-server on one origin
+    /// (deploy/nginx/todo.conf routes it so).
+    #[arg(long, env = "TODO_WEB_PAGE")]
+    web_page: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -116,5 +121,10 @@ async fn serve(cli: &Cli) -> Result<(), String> {
     let jwks = keys.to_jwks().map_err(|e| e.to_string())?;
     let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(store), hasher];
     let api = AuthApi::new(service, &jwks, probes).map_err(|e| e.to_string())?;
-    run(Arc::new(api), &cli.server, 8443, "auth-server", |_| {}).await
+    if cli.web_page {
+        let api = AuthWithPage::new(api);
+        run(Arc::new(api), &cli.server, 8443, "auth-server", |_| {}).await
+    } else {
+        run(Arc::new(api), &cli.server, 8443, "auth-server", |_| {}).await
+    }
 }

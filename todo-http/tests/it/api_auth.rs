@@ -232,7 +232,10 @@ async fn refresh_rotates_and_reuse_revokes_the_family(deployment: Deployment) {
         );
     }
     let missing = sys.post(client, "/v1/auth/refresh", None, json!({})).await;
-    assert_eq!(missing.status, 400);
+    // Behind the gateway auth-server also serves the page, whose session is
+    // a cookie: no token and no cookie is no session (401), as in `todo`.
+    let expected = if sys.behind_gateway() { 401 } else { 400 };
+    assert_eq!(missing.status, expected);
 }
 
 async fn logout_revokes_and_validate_checks_the_account(deployment: Deployment) {

@@ -13,7 +13,11 @@ use crate::harness::{Deployment, Options, System, spawn, tls};
 
 fn assert_problem(reply: &todo_http::client::Reply, status: u16) -> Value {
     assert_eq!(reply.status, status, "{:?}", reply.body);
-    assert_eq!(reply.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        reply.headers["content-type"], "application/problem+json",
+        "{:?}",
+        reply.body
+    );
     assert!(reply.headers.contains_key("x-request-id"));
     let body = reply.json().unwrap();
     assert_eq!(body["status"], status);
@@ -223,5 +227,87 @@ async fn requests_reach_every_instance() {
             .json()
             .unwrap();
         assert_eq!(list["items"].as_array().unwrap().len(), 10);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_page_and_its_cookie_sessions_work_through_the_gateway() {
+    let Some(sys) = gateway(Options::default()).await else {
+        return;
+    };
+    let client = &sys.auth.client;
+    for (path, kind) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/app.js", "text/javascript; charset=utf-8"),
+        ("/api.js", "text/javascript; charset=utf-8"),
+        ("/app.css", "text/css; charset=utf-8"),
+        ("/favicon.svg", "image/svg+xml"),
+    ] {
+        let reply = client.send(Method::GET, path, &[], None).await.unwrap();
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.headers["content-type"], kind, "{path}");
+        assert!(
+            reply.headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'"),
+            "{path}"
+        );
+    }
+    assert_problem(
+        &client
+            .send(Method::GET, "/index.html", &[], None)
+            .await
+            .unwrap(),
+        404,
+    );
+
+    // The page's session: the refresh token as an HttpOnly cookie, which
+    // any auth-server instance honours.
+    sys.register("alice", "correct horse").await;
+    let login = sys
+        .post(
+            client,
+            "/v1/auth/login",
+            None,
+            json!({"username": "alice", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(login.status, 200);
+    let set_cookie = login.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("Secure"),
+        "{set_cookie}"
+    );
+    let mut cookie = set_cookie.split(';').next().unwrap().to_owned();
+    for _ in 0..4 {
+        let refreshed = client
+            .send(
+                Method::POST,
+                "/v1/auth/refresh",
+                &[("content-type", "application/json"), ("cookie", &cookie)],
+                Some(b"{}".to_vec()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(refreshed.status, 200, "{:?}", refreshed.body);
+        let access = refreshed.json().unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let tasks = sys
+            .tasks
+            .client
+            .json(Method::GET, "/v1/tasks", Some(&access), None)
+            .await
+            .unwrap();
+        assert_eq!(tasks.status, 200);
+        cookie = refreshed.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
     }
 }

@@ -17,7 +17,8 @@ use todo_core::{
 };
 use todo_http::client::{Client, Reply};
 use todo_http::{
-    AuthApi, Frontend, HttpLimits, OneOrigin, Probe, TaskApi, TlsIdentity, TrustedProxies, serve,
+    AuthApi, AuthWithPage, Frontend, HttpLimits, OneOrigin, Probe, TaskApi, TlsIdentity,
+    TrustedProxies, serve,
 };
 use todo_store::SqlStore;
 use todo_store::testing::{TestBackend, TestDatabase};
@@ -358,7 +359,8 @@ async fn behind_gateway(
         let store = Arc::new(SqlStore::open(&db.config).unwrap());
         let parts = instance(store, options, &signer, keys);
         service.get_or_insert(parts.service);
-        let auth = start_plain(parts.auth, options.limits.clone()).await;
+        // As deployed behind the gateway: with the page (`--web-page`).
+        let auth = start_plain(AuthWithPage::new(parts.auth), options.limits.clone()).await;
         let tasks = start_plain(parts.tasks, options.limits.clone()).await;
         auth_addrs.push(auth.addr);
         task_addrs.push(tasks.addr);
