@@ -463,11 +463,7 @@ struct Cluster {
 }
 
 fn as_postgres_user(program: &Path) -> Command {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if root {
+    if is_root() {
         // initdb and postgres refuse to run as root.
         let mut command = Command::new("runuser");
         command.args(["-u", "postgres", "--"]).arg(program);
