@@ -14,16 +14,19 @@ use crate::request::ApiRequest;
 use crate::router::RouteSpec;
 use crate::{AuthApi, TaskApi, web};
 
-/// The routes of both APIs and of the page.
-static ROUTES: LazyLock<Vec<RouteSpec>> = LazyLock::new(|| {
-    let mut routes: Vec<RouteSpec> = crate::routes::AUTH.to_vec();
-    routes.extend_from_slice(crate::routes::TASKS);
+/// `api`'s routes and the page's files.
+fn with_page(api: &[&'static [RouteSpec]]) -> Vec<RouteSpec> {
+    let mut routes: Vec<RouteSpec> = api.concat();
     routes.extend(web::ASSETS.iter().map(|asset| RouteSpec {
         template: asset.path,
         methods: &[Method::GET, Method::HEAD],
     }));
     routes
-});
+}
+
+/// The routes of both APIs and of the page.
+static ROUTES: LazyLock<Vec<RouteSpec>> =
+    LazyLock::new(|| with_page(&[crate::routes::AUTH, crate::routes::TASKS]));
 
 /// auth-server's and task-server's APIs and the web page behind one [`crate::Frontend`].
 pub struct OneOrigin {
@@ -105,14 +108,8 @@ impl Api for OneOrigin {
 }
 
 /// The routes of auth-server's API and of the page.
-static AUTH_AND_PAGE_ROUTES: LazyLock<Vec<RouteSpec>> = LazyLock::new(|| {
-    let mut routes: Vec<RouteSpec> = crate::routes::AUTH.to_vec();
-    routes.extend(web::ASSETS.iter().map(|asset| RouteSpec {
-        template: asset.path,
-        methods: &[Method::GET, Method::HEAD],
-    }));
-    routes
-});
+static AUTH_AND_PAGE_ROUTES: LazyLock<Vec<RouteSpec>> =
+    LazyLock::new(|| with_page(&[crate::routes::AUTH]));
 
 /// auth-server's API and the web page (`auth-server --web-page`): the same
 /// origin as [`OneOrigin`], spread over two services by a gateway that
