@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -17,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::front::{Api, Frontend};
@@ -121,11 +120,12 @@ impl<A: Api> Accepted<A> {
         let handshake_deadline = self.handshake_deadline;
         tokio::spawn(async move {
             let _permit = permit;
-            let served = Arc::new(AtomicBool::new(false));
+            // A permit once the connection has delivered a request.
+            let served = Arc::new(Notify::new());
             let seen = Arc::clone(&served);
             let service = service_fn(move |request: Request<Incoming>| {
                 let front = Arc::clone(&front);
-                seen.store(true, Ordering::Relaxed);
+                seen.notify_one();
                 async move {
                     let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
                     Ok::<_, Infallible>(front.handle(request, peer.ip()).await)
@@ -156,7 +156,7 @@ impl<A: Api> Accepted<A> {
 /// HTTP/2 with GOAWAY).
 async fn drive<C: GracefulConnection>(
     connection: C,
-    served: &AtomicBool,
+    served: &Notify,
     mut stopping: watch::Receiver<bool>,
 ) {
     tokio::pin!(connection);
@@ -164,14 +164,10 @@ async fn drive<C: GracefulConnection>(
         _ = connection.as_mut() => return,
         _ = stopping.wait_for(|stopping| *stopping) => {}
     }
-    let window = tokio::time::sleep(FIRST_REQUEST_WINDOW);
-    tokio::pin!(window);
-    while !served.load(Ordering::Relaxed) {
-        tokio::select! {
-            _ = connection.as_mut() => return,
-            () = &mut window => break,
-            () = tokio::time::sleep(Duration::from_millis(5)) => {}
-        }
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = served.notified() => {}
+        () = tokio::time::sleep(FIRST_REQUEST_WINDOW) => {}
     }
     connection.as_mut().graceful_shutdown();
     let _ = connection.await;
