@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access::AccessGate;
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, LoginBackoff, PasswordHasher,
@@ -139,6 +140,7 @@ impl Credentials {
 #[derive(Clone)]
 pub struct AuthService {
     deps: AuthDeps,
+    gate: Arc<AccessGate>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -152,7 +154,22 @@ impl std::fmt::Debug for AuthService {
 impl AuthService {
     #[must_use]
     pub fn new(deps: AuthDeps) -> Self {
-        Self { deps }
+        let gate = AccessGate::new(
+            Arc::clone(&deps.verifier),
+            Arc::clone(&deps.users),
+            Arc::clone(&deps.clock),
+        );
+        Self {
+            deps,
+            gate: Arc::new(gate),
+        }
+    }
+
+    /// Decides whether access tokens may act; the service forgets a user's
+    /// remembered standing whenever it changes it.
+    #[must_use]
+    pub fn gate(&self) -> &Arc<AccessGate> {
+        &self.gate
     }
 
     #[must_use]
@@ -368,35 +385,30 @@ impl AuthService {
         Ok(())
     }
 
-    /// Verifies an access token without touching storage.
+    /// Verifies an access token and checks that it may still act: its user
+    /// exists and is enabled, and it was issued after the user's last
+    /// revocation. The principal's role is the stored one.
     pub fn authenticate(&self, access_token: &str) -> Result<Principal> {
-        let claims = self
-            .deps
-            .verifier
-            .verify(access_token, self.deps.clock.now())?;
-        Ok(claims.principal())
+        self.gate.authorize(access_token)
     }
 
-    /// Verifies an access token and checks that the account is still enabled
-    /// and its tokens not revoked: what a gateway asks before each request.
-    pub fn validate(&self, access_token: &str) -> Result<AccessClaims> {
-        let claims = self
-            .deps
-            .verifier
-            .verify(access_token, self.deps.clock.now())?;
-        self.current_user(claims.subject, Some(claims.issued_at))?;
-        Ok(claims)
+    /// [`Self::authenticate`], with the token's claims: what a gateway asks
+    /// before each request.
+    pub fn validate(&self, access_token: &str) -> Result<(AccessClaims, Principal)> {
+        let claims = self.gate.verify(access_token)?;
+        let principal = self.gate.admit(&claims)?;
+        Ok((claims, principal))
     }
 
     /// The caller's own account.
     pub fn me(&self, principal: &Principal) -> Result<User> {
-        self.current_user(principal.user_id, None)
+        self.current_user(principal.user_id)
             .map(|record| record.user)
     }
 
     /// Changes the caller's e-mail address (`None` removes it).
     pub fn update_me(&self, principal: &Principal, email: Option<Email>) -> Result<User> {
-        let mut record = self.current_user(principal.user_id, None)?;
+        let mut record = self.current_user(principal.user_id)?;
         if record.user.email != email {
             record.user.email = email;
             record.user.updated_at = self.deps.clock.now();
@@ -415,7 +427,7 @@ impl AuthService {
         new: &str,
     ) -> Result<()> {
         let now = self.deps.clock.now();
-        let mut record = self.current_user(principal.user_id, None)?;
+        let mut record = self.current_user(principal.user_id)?;
         let username = &record.user.username;
         let new = Password::new_for(new, username)?;
         self.deps
@@ -451,6 +463,7 @@ impl AuthService {
         record.user.updated_at = now;
         record.tokens_revoked_before = Some(now);
         self.save(&record)?;
+        self.gate.forget(record.user.id);
         self.deps
             .refresh_tokens
             .revoke_user_refresh_tokens(record.user.id)?;
@@ -515,8 +528,15 @@ impl AuthService {
             record.user.email = email;
         }
         if record.user != before {
-            record.user.updated_at = self.deps.clock.now();
+            let now = self.deps.clock.now();
+            record.user.updated_at = now;
+            // Disabling ends every token issued so far, so that enabling
+            // the account again does not revive a stolen one.
+            if record.user.disabled && !before.disabled {
+                record.tokens_revoked_before = Some(now);
+            }
             self.save(&record)?;
+            self.gate.forget(id);
             self.audit(&AuditEvent::AdminAction {
                 actor: principal.user_id,
                 action: "patch_user",
@@ -538,6 +558,7 @@ impl AuthService {
         if !self.deps.users.delete_user(id)? {
             return Err(Error::NotFound);
         }
+        self.gate.forget(id);
         self.audit(&AuditEvent::AdminAction {
             actor: principal.user_id,
             action: "delete_user",
@@ -549,7 +570,7 @@ impl AuthService {
     /// The role in a token may be minutes old: admin rights are checked
     /// against the stored account on every admin call.
     fn require_admin(&self, principal: &Principal) -> Result<()> {
-        let record = self.current_user(principal.user_id, None)?;
+        let record = self.current_user(principal.user_id)?;
         if record.user.role == Role::Admin {
             Ok(())
         } else {
@@ -557,27 +578,14 @@ impl AuthService {
         }
     }
 
-    /// The account behind a token, if it still exists, is enabled, and (given
-    /// the token's issue time) its tokens were not revoked since.
-    fn current_user(&self, id: UserId, issued_at: Option<i64>) -> Result<UserRecord> {
+    /// The account behind a principal, if it still exists and is enabled
+    /// (read afresh: the gate's reading may be a second old).
+    fn current_user(&self, id: UserId) -> Result<UserRecord> {
         let revoked = Error::InvalidToken(TokenRejection::Revoked);
-        let record = self
-            .deps
-            .users
-            .find_user(id)?
-            .ok_or(Error::InvalidToken(TokenRejection::Revoked))?;
-        if record.user.disabled {
-            return Err(revoked);
+        match self.deps.users.find_user(id)? {
+            Some(record) if !record.user.disabled => Ok(record),
+            _ => Err(revoked),
         }
-        // Whole seconds on both sides: a token from the same second as the
-        // revocation is still accepted (JWT times have no finer grain).
-        let cut = record.tokens_revoked_before.map(Timestamp::unix_seconds);
-        if let (Some(issued_at), Some(cut)) = (issued_at, cut)
-            && issued_at < cut
-        {
-            return Err(revoked);
-        }
-        Ok(record)
     }
 
     fn save(&self, record: &UserRecord) -> Result<()> {

@@ -71,6 +71,9 @@ pub enum StoreError {
     /// A uniqueness rule was broken (a taken username, a duplicate id).
     #[error("conflict with stored data: {0}")]
     Conflict(&'static str),
+    /// A row the write refers to is gone (an owner deleted meanwhile).
+    #[error("a referenced row is missing: {0}")]
+    MissingReference(&'static str),
     /// The database cannot be reached or is busy past its wait: retryable.
     #[error("storage unavailable")]
     Unavailable(#[source] BoxError),
@@ -192,7 +195,9 @@ impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(_) => Self::Unavailable(error),
-            StoreError::Conflict(_) | StoreError::Internal(_) => Self::internal(error),
+            StoreError::Conflict(_) | StoreError::MissingReference(_) | StoreError::Internal(_) => {
+                Self::internal(error)
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 //! crypto crate (`tests/dependencies.rs` holds that line); `todo-store` and
 //! `todo-auth` implement its traits.
 
+mod access;
 mod auth_service;
 mod error;
 pub mod memory;
@@ -20,6 +21,7 @@ mod time;
 mod token;
 mod user;
 
+pub use access::AccessGate;
 pub use auth_service::{
     AuthDeps, AuthLimits, AuthService, Credentials, Registration, retry_after_seconds,
 };

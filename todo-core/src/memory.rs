@@ -106,7 +106,9 @@ impl RefreshTokenStore for MemoryStore {
     fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError> {
         let mut tables = self.tables();
         if !tables.users.contains_key(&token.user_id) {
-            return Err(StoreError::Conflict("refresh token for an unknown user"));
+            return Err(StoreError::MissingReference(
+                "refresh token for an unknown user",
+            ));
         }
         if tables.refresh_tokens.contains_key(token.hash.as_str()) {
             return Err(StoreError::Conflict("duplicate refresh token"));
@@ -177,7 +179,7 @@ impl TaskStore for MemoryStore {
     fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
         let mut tables = self.tables();
         if !tables.users.contains_key(&task.owner) {
-            return Err(StoreError::Conflict("task for an unknown user"));
+            return Err(StoreError::MissingReference("task for an unknown user"));
         }
         if tables.tasks.contains_key(&task.id) {
             return Err(StoreError::Conflict("duplicate task id"));

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError, TokenRejection};
 use crate::ports::TaskStore;
 use crate::query::{Page, TaskCursor, TaskQuery};
 use crate::random::{Random, new_v7};
@@ -56,8 +56,15 @@ impl TaskService {
             updated_at: now,
             version: TaskVersion::FIRST,
         };
-        self.store.insert_task(&task)?;
-        Ok(task)
+        match self.store.insert_task(&task) {
+            Ok(()) => Ok(task),
+            // The owner was deleted after their token was admitted: their
+            // token is revoked, which is what the caller must hear.
+            Err(StoreError::MissingReference(_)) => {
+                Err(Error::InvalidToken(TokenRejection::Revoked))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn get(&self, owner: UserId, id: TaskId) -> Result<Task> {

@@ -8,8 +8,8 @@ use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AccessClaims, AuthService, Credentials, Email, Error as CoreError, PageLimit, Principal,
-    RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
+    AuthService, Credentials, Email, Error as CoreError, PageLimit, Principal, RefreshToken,
+    Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
 };
 
 use crate::blocking::call;
@@ -144,11 +144,14 @@ impl AuthApi {
         response
     }
 
-    fn principal(&self, request: &ApiRequest) -> Result<Principal, ApiError> {
-        let token = request.bearer()?;
-        self.service
-            .authenticate(token)
-            .map_err(|_| ApiError::invalid_token())
+    /// The bearer token's principal, admitted by the service's gate.
+    async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
+        let claims = self
+            .service
+            .gate()
+            .verify(token)
+            .map_err(|_| ApiError::invalid_token())?;
+        crate::gate::admit(self.service.gate(), claims).await
     }
 }
 
@@ -361,23 +364,20 @@ impl Api for AuthApi {
                 Ok(self.with_cookie(no_content(), None))
             }
             ("/v1/auth/validate", _) => {
-                let token = request.bearer()?.to_owned();
-                let claims: AccessClaims = call(&self.service, move |s| s.validate(&token))
-                    .await
-                    .map_err(|e| {
-                    if e.status == StatusCode::UNAUTHORIZED {
-                        ApiError::invalid_token()
-                    } else {
-                        e
-                    }
-                })?;
+                let claims = self
+                    .service
+                    .gate()
+                    .verify(request.bearer()?)
+                    .map_err(|_| ApiError::invalid_token())?;
+                let expires_at = claims.expires_at;
+                let me = crate::gate::admit(self.service.gate(), claims).await?;
                 json_value(
                     StatusCode::OK,
                     &ValidateDto {
-                        sub: claims.subject.to_string(),
-                        username: claims.username.as_str(),
-                        role: claims.role.as_str(),
-                        exp: claims.expires_at,
+                        sub: me.user_id.to_string(),
+                        username: me.username.as_str(),
+                        role: me.role.as_str(),
+                        exp: expires_at,
                     },
                 )
             }
@@ -390,12 +390,12 @@ impl Api for AuthApi {
                 Ok(response)
             }
             ("/v1/users/me", &Method::GET) => {
-                let me = self.principal(&request)?;
+                let me = self.principal(request.bearer()?).await?;
                 let user = call(&self.service, move |s| s.me(&me)).await?;
                 json_value(StatusCode::OK, &UserDto::from(&user))
             }
             ("/v1/users/me", _) => {
-                let me = self.principal(&request)?;
+                let me = self.principal(request.bearer()?).await?;
                 let body: PatchMeBody = request.json().await?;
                 let user = match email(body.email)? {
                     Some(email) => call(&self.service, move |s| s.update_me(&me, email)).await?,
@@ -404,7 +404,7 @@ impl Api for AuthApi {
                 json_value(StatusCode::OK, &UserDto::from(&user))
             }
             ("/v1/users/me/password", _) => {
-                let me = self.principal(&request)?;
+                let me = self.principal(request.bearer()?).await?;
                 let body: PasswordBody = request.json().await?;
                 call(&self.service, move |s| {
                     s.change_password(client, &me, &body.current_password, &body.new_password)
@@ -413,7 +413,7 @@ impl Api for AuthApi {
                 Ok(no_content())
             }
             ("/v1/users", _) => {
-                let me = self.principal(&request)?;
+                let me = self.principal(request.bearer()?).await?;
                 let mut limit = PageLimit::default();
                 let mut cursor = None;
                 for (name, value) in request.query_pairs(&["limit", "cursor"])? {
@@ -440,7 +440,7 @@ impl Api for AuthApi {
                 )
             }
             ("/v1/users/{id}", method) => {
-                let me = self.principal(&request)?;
+                let me = self.principal(request.bearer()?).await?;
                 // An id that cannot be one is simply not found.
                 let id = param.as_deref().and_then(|p| UserId::parse(p).ok());
                 match *method {

@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 mod dto;
 mod front;
+mod gate;
 pub mod jwks;
 mod metrics;
 mod one_origin;

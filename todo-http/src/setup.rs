@@ -348,8 +348,11 @@ pub fn one_origin(
         service,
         keys,
         hasher,
-        verifier,
+        verifier: _,
     } = auth.build(data_dir, store.clone())?;
+    // One gate for both APIs: a password change on the auth side is
+    // honoured by the task side at once.
+    let gate = Arc::clone(service.gate());
     purge_refresh_tokens_periodically(service.clone(), REFRESH_TOKEN_PURGE_INTERVAL);
     let jwks = keys.to_jwks().map_err(|e| e.to_string())?;
     let probes: Vec<Arc<dyn crate::Probe>> = vec![Arc::new(store.clone()), hasher];
@@ -359,13 +362,8 @@ pub fn one_origin(
     let clock = Arc::new(SystemClock);
     let tasks =
         todo_core::TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
-    let task_api = crate::TaskApi::new(
-        tasks,
-        verifier,
-        clock,
-        vec![Arc::new(store) as Arc<dyn crate::Probe>],
-    )
-    .map_err(|e| e.to_string())?;
+    let task_api = crate::TaskApi::new(tasks, gate, vec![Arc::new(store) as Arc<dyn crate::Probe>])
+        .map_err(|e| e.to_string())?;
     crate::OneOrigin::new(auth_api, task_api).map_err(|e| e.to_string())
 }
 

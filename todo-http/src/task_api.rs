@@ -8,9 +8,9 @@ use http::header::{ETAG, HeaderValue, IF_MATCH, LOCATION};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AccessTokenVerifier, Clock, Description, Label, Labels, NewTask, PageLimit, Principal,
+    AccessGate, Description, Error as CoreError, Label, Labels, NewTask, PageLimit, Principal,
     Priority, SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService, TaskSort,
-    TaskVersion, Timestamp, Title, TokenError, TokenRejection, ValidationError,
+    TaskVersion, Timestamp, Title, TokenRejection, ValidationError,
 };
 
 use crate::blocking::call;
@@ -35,8 +35,7 @@ pub static ROUTES: &[RouteSpec] = &[
 /// The task API over a [`TaskService`].
 pub struct TaskApi {
     service: TaskService,
-    verifier: Arc<dyn AccessTokenVerifier>,
-    clock: Arc<dyn Clock>,
+    gate: Arc<AccessGate>,
     keys: Option<Arc<crate::jwks::JwksSource>>,
     probes: Vec<Arc<dyn Probe>>,
     metrics: Metrics,
@@ -50,16 +49,16 @@ impl std::fmt::Debug for TaskApi {
 }
 
 impl TaskApi {
+    /// `gate` verifies tokens with the keys task-server trusts and reads
+    /// the accounts from the database the servers share.
     pub fn new(
         service: TaskService,
-        verifier: Arc<dyn AccessTokenVerifier>,
-        clock: Arc<dyn Clock>,
+        gate: Arc<AccessGate>,
         probes: Vec<Arc<dyn Probe>>,
     ) -> Result<Self, serde_json::Error> {
         Ok(Self {
             service,
-            verifier,
-            clock,
+            gate,
             keys: None,
             probes,
             metrics: Metrics::default(),
@@ -74,11 +73,12 @@ impl TaskApi {
         self
     }
 
-    /// Verifies the bearer token in-process: no database, no blocking.
+    /// The bearer token's principal: verified in-process (refetching the
+    /// JWKS once for an unknown key), then admitted by the gate.
     async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
-        match self.verifier.verify(token, self.clock.now()) {
-            Ok(claims) => Ok(claims.principal()),
-            Err(TokenError::Rejected(TokenRejection::UnknownKey)) if self.keys.is_some() => {
+        let claims = match self.gate.verify(token) {
+            Ok(claims) => claims,
+            Err(CoreError::InvalidToken(TokenRejection::UnknownKey)) if self.keys.is_some() => {
                 let refreshed = match &self.keys {
                     Some(keys) => keys.refresh().await.unwrap_or_else(|error| {
                         tracing::warn!(target: "todo::http", %error, "refetching the JWKS failed");
@@ -86,17 +86,16 @@ impl TaskApi {
                     }),
                     None => false,
                 };
-                let claims = if refreshed {
-                    self.verifier.verify(token, self.clock.now()).ok()
-                } else {
-                    None
-                };
-                claims
-                    .map(|c| c.principal())
-                    .ok_or_else(ApiError::invalid_token)
+                if !refreshed {
+                    return Err(ApiError::invalid_token());
+                }
+                self.gate
+                    .verify(token)
+                    .map_err(|_| ApiError::invalid_token())?
             }
-            Err(_) => Err(ApiError::invalid_token()),
-        }
+            Err(_) => return Err(ApiError::invalid_token()),
+        };
+        crate::gate::admit(&self.gate, claims).await
     }
 }
 

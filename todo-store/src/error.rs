@@ -10,7 +10,7 @@ pub(crate) fn from_diesel(error: DieselError) -> StoreError {
         DieselError::DatabaseError(kind, info) => match kind {
             DatabaseErrorKind::UniqueViolation => StoreError::Conflict("unique key taken"),
             DatabaseErrorKind::ForeignKeyViolation => {
-                StoreError::Conflict("referenced row is missing")
+                StoreError::MissingReference("referenced row is missing")
             }
             DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::SerializationFailure => {
                 StoreError::Unavailable(Box::new(error))

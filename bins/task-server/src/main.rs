@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use todo_auth::{CachingVerifier, JwtVerifier, KeySet, OsRandom, PublicKey, SystemClock};
-use todo_core::TaskService;
+use todo_core::{AccessGate, TaskService};
 use todo_http::config::{ServerArgs, main_with, run};
 use todo_http::jwks::JwksSource;
 use todo_http::setup::VERIFIED_TOKENS_CACHED;
@@ -109,13 +109,16 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
     ));
     let clock = Arc::new(SystemClock);
     let service = TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
-    let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(store)];
     // Signature checks are a read's largest cost: remember verified tokens.
     let cached = Arc::new(CachingVerifier::new(
         verifier.clone(),
         VERIFIED_TOKENS_CACHED,
     ));
-    let mut api = TaskApi::new(service, cached, clock, probes).map_err(|e| e.to_string())?;
+    // Every request is admitted against the accounts in the shared
+    // database: deleted, disabled and revoked users are refused within 1 s.
+    let gate = Arc::new(AccessGate::new(cached, Arc::new(store.clone()), clock));
+    let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(store)];
+    let mut api = TaskApi::new(service, gate, probes).map_err(|e| e.to_string())?;
     if let Some(url) = &keys.jwks_url {
         let source = Arc::new(JwksSource::new(
             url,

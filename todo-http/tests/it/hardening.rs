@@ -486,7 +486,8 @@ async fn a_database_that_is_down_gives_503_and_readyz_says_so() {
     ));
     let clock = Arc::new(SystemClock);
     let service = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom));
-    let api = TaskApi::new(service, verifier, clock, vec![store as Arc<dyn Probe>]).unwrap();
+    let gate = Arc::new(todo_core::AccessGate::new(verifier, store.clone(), clock));
+    let api = TaskApi::new(service, gate, vec![store as Arc<dyn Probe>]).unwrap();
     let front = Arc::new(Frontend::new(
         Arc::new(api),
         HttpLimits::default(),

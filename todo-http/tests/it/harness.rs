@@ -12,8 +12,8 @@ use todo_auth::{
     Sha256RefreshTokenHasher, SigningKey, SystemClock,
 };
 use todo_core::{
-    AuthDeps, AuthLimits, AuthService, NoAudit, PasswordHasher, Registration, Role, TaskService,
-    TokenPolicy,
+    AccessGate, AuthDeps, AuthLimits, AuthService, NoAudit, PasswordHasher, Registration, Role,
+    TaskService, TokenPolicy,
 };
 use todo_http::client::{Client, Reply};
 use todo_http::{
@@ -220,7 +220,9 @@ fn instance(
     }
     let auth = AuthApi::new(service.clone(), &keys.to_jwks().unwrap(), auth_probes).unwrap();
     let task_service = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom));
-    let tasks = TaskApi::new(task_service, verifier, clock, vec![store as Arc<dyn Probe>]).unwrap();
+    // task-server's own gate, as when the servers run apart.
+    let gate = Arc::new(AccessGate::new(verifier, store.clone(), clock));
+    let tasks = TaskApi::new(task_service, gate, vec![store as Arc<dyn Probe>]).unwrap();
     Instance {
         service,
         auth,
@@ -634,3 +636,24 @@ macro_rules! on_every_deployment {
     };
 }
 pub(crate) use on_every_deployment;
+
+/// How long a revocation may take to reach every instance (API.md: 1 s),
+/// with a margin for a loaded test machine.
+pub const REVOCATION_WINDOW: Duration = Duration::from_millis(1500);
+
+/// Sends `request` until it answers `status` or [`REVOCATION_WINDOW`] has
+/// passed; returns the last reply, for the caller to assert on.
+pub async fn within_revocation_window<F, Fut>(status: u16, mut request: F) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let deadline = tokio::time::Instant::now() + REVOCATION_WINDOW;
+    loop {
+        let reply = request().await;
+        if reply.status == status || tokio::time::Instant::now() >= deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -391,7 +391,10 @@ fn tasks_round_trip_exactly_and_only_for_their_owner(f: &Fixture) {
     ));
     let orphan = full_task(UserId::from_uuid(id_at(3, 3)), 2, 11);
     assert!(
-        matches!(store.insert_task(&orphan), Err(StoreError::Conflict(_))),
+        matches!(
+            store.insert_task(&orphan),
+            Err(StoreError::MissingReference(_))
+        ),
         "a task needs an existing owner"
     );
     let empty = Task {

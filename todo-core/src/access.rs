@@ -1,0 +1,223 @@
+//! The one authority on whether an access token may act.
+//!
+//! A signature proves who issued a token, not that its holder may still use
+//! it: the account may since have been deleted or disabled, or its password
+//! changed. [`AccessGate`] decides both, for every authenticated request of
+//! every server: the token verifies, its user exists and is enabled, and it
+//! was issued after the user's last revocation. The role it answers with is
+//! the stored one, not the token's.
+//!
+//! Servers share the database, not memory, so each keeps what it read for a
+//! short while (at most [`AccessGate::MAX_STALENESS`]): a revocation made on
+//! one instance is honoured by every other within that time, and at once on
+//! the instance that made it ([`AccessGate::forget`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use crate::error::{Error, Result, TokenRejection};
+use crate::ports::{AccessTokenVerifier, UserStore};
+use crate::time::{Clock, Timestamp};
+use crate::token::{AccessClaims, Principal};
+use crate::user::{Role, UserId, UserRecord, Username};
+
+/// What decides whether a user's tokens may act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Standing {
+    username: Username,
+    role: Role,
+    disabled: bool,
+    /// Tokens issued before this instant are refused.
+    revoked_before: Option<Timestamp>,
+}
+
+/// A standing as read at `read_at`; `None`: no such user.
+#[derive(Debug, Clone)]
+struct Remembered {
+    standing: Option<Standing>,
+    read_at: Timestamp,
+}
+
+/// Verifies access tokens and decides whether they may still act.
+pub struct AccessGate {
+    verifier: Arc<dyn AccessTokenVerifier>,
+    users: Arc<dyn UserStore>,
+    clock: Arc<dyn Clock>,
+    staleness: Duration,
+    remembered: RwLock<HashMap<UserId, Remembered>>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for AccessGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessGate")
+            .field("staleness", &self.staleness)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccessGate {
+    /// The longest a decision may rest on what was read from the store.
+    pub const MAX_STALENESS: Duration = Duration::from_secs(1);
+    /// Users whose standing is remembered at most (about 100 bytes each).
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    /// A gate that remembers standings for [`Self::MAX_STALENESS`].
+    #[must_use]
+    pub fn new(
+        verifier: Arc<dyn AccessTokenVerifier>,
+        users: Arc<dyn UserStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            verifier,
+            users,
+            clock,
+            staleness: Self::MAX_STALENESS,
+            remembered: RwLock::new(HashMap::new()),
+            capacity: Self::DEFAULT_CAPACITY,
+        }
+    }
+
+    /// Remembers standings for `staleness` (capped at
+    /// [`Self::MAX_STALENESS`]; zero reads the store on every decision).
+    #[must_use]
+    pub fn with_staleness(mut self, staleness: Duration) -> Self {
+        self.staleness = staleness.min(Self::MAX_STALENESS);
+        self
+    }
+
+    /// Checks the token's signature, issuer, audience and times; touches no
+    /// storage.
+    pub fn verify(&self, access_token: &str) -> Result<AccessClaims> {
+        Ok(self.verifier.verify(access_token, self.clock.now())?)
+    }
+
+    /// The decision for verified `claims` if it can be made from what was
+    /// read recently; `None` when the store must be asked ([`Self::admit`]).
+    pub fn admit_remembered(&self, claims: &AccessClaims) -> Option<Result<Principal>> {
+        let now = self.clock.now();
+        let remembered = self
+            .remembered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = remembered.get(&claims.subject)?;
+        if now.duration_since(entry.read_at) >= self.staleness || now < entry.read_at {
+            return None;
+        }
+        Some(decide(claims, entry.standing.as_ref()))
+    }
+
+    /// The decision for verified `claims`, reading the user from the store
+    /// unless a recent reading is remembered. Blocks on the store.
+    pub fn admit(&self, claims: &AccessClaims) -> Result<Principal> {
+        if let Some(decision) = self.admit_remembered(claims) {
+            return decision;
+        }
+        let record = self.users.find_user(claims.subject)?;
+        let standing = record.as_ref().map(standing_of);
+        let decision = decide(claims, standing.as_ref());
+        self.remember(claims.subject, standing);
+        decision
+    }
+
+    /// Verifies the token and admits it: the whole check, for callers that
+    /// may block.
+    pub fn authorize(&self, access_token: &str) -> Result<Principal> {
+        let claims = self.verify(access_token)?;
+        self.admit(&claims)
+    }
+
+    /// Forgets what was read about `user`: call after changing their
+    /// standing, so this instance honours it at once.
+    pub fn forget(&self, user: UserId) {
+        self.remembered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&user);
+    }
+
+    fn remember(&self, user: UserId, standing: Option<Standing>) {
+        if self.staleness.is_zero() {
+            return;
+        }
+        let now = self.clock.now();
+        let mut remembered = self
+            .remembered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if remembered.len() >= self.capacity {
+            // Drop the stale; if that is not enough, start afresh: a miss
+            // costs one read, never a wrong answer.
+            let staleness = self.staleness;
+            remembered.retain(|_, r| now.duration_since(r.read_at) < staleness);
+            if remembered.len() >= self.capacity {
+                remembered.clear();
+            }
+        }
+        remembered.insert(
+            user,
+            Remembered {
+                standing,
+                read_at: now,
+            },
+        );
+    }
+}
+
+fn standing_of(record: &UserRecord) -> Standing {
+    Standing {
+        username: record.user.username.clone(),
+        role: record.user.role,
+        disabled: record.user.disabled,
+        revoked_before: record.tokens_revoked_before,
+    }
+}
+
+/// A token may act when its user exists, is enabled, and revoked nothing
+/// after the token was issued. Every refusal is the same 401.
+fn decide(claims: &AccessClaims, standing: Option<&Standing>) -> Result<Principal> {
+    let revoked = Error::InvalidToken(TokenRejection::Revoked);
+    let Some(standing) = standing else {
+        return Err(revoked);
+    };
+    if standing.disabled {
+        return Err(revoked);
+    }
+    if let Some(cut) = standing.revoked_before
+        && issued_at_millis(claims) < cut.unix_micros().div_euclid(1000)
+    {
+        return Err(revoked);
+    }
+    Ok(Principal {
+        user_id: claims.subject,
+        username: standing.username.clone(),
+        role: standing.role,
+    })
+}
+
+/// When the token was issued, in milliseconds: from its `jti` (a UUIDv7
+/// made at issue, signed with the rest) when it is one, else from `iat`
+/// (whole seconds). Milliseconds matter: a token stolen in the second
+/// before a password change must not outlive it.
+fn issued_at_millis(claims: &AccessClaims) -> i64 {
+    let from_iat = claims.issued_at.saturating_mul(1000);
+    match claims.token_id.get_timestamp() {
+        Some(at) if claims.token_id.get_version_num() == 7 => {
+            let (seconds, nanos) = at.to_unix();
+            let millis = i64::try_from(seconds)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000)
+                .saturating_add(i64::from(nanos / 1_000_000));
+            // The jti must agree with iat to the second; if not, trust the
+            // coarser claim rather than a finer one that contradicts it.
+            if millis.div_euclid(1000) == claims.issued_at {
+                millis
+            } else {
+                from_iat
+            }
+        }
+        _ => from_iat,
+    }
+}
