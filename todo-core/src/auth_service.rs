@@ -309,16 +309,26 @@ impl AuthService {
     }
 
     /// Exchanges a refresh token for a new pair. The old token dies; a dead
-    /// token presented again revokes its whole family.
+    /// token presented again revokes its whole family, except within the
+    /// reuse grace just after it was exchanged, when it gets a pair of its
+    /// own (a second tab, a retry after a lost answer).
     pub fn refresh(&self, client: Option<IpAddr>, token: &RefreshToken) -> Result<TokenPair> {
         let now = self.deps.clock.now();
         let hash = self.deps.refresh_hasher.digest(token);
         let Some(old) = self.deps.refresh_tokens.find_refresh_token(&hash)? else {
             return Err(Error::InvalidRefreshToken);
         };
-        if old.used_at.is_some() || old.revoked {
+        if old.revoked {
             return Err(self.reused(&old, client));
         }
+        let grace = self.deps.policy.refresh_reuse_grace;
+        let grace_since = now.saturating_sub(grace);
+        let within_grace = match old.used_at {
+            None => false,
+            Some(used_at) if !grace.is_zero() && used_at >= grace_since && used_at <= now => true,
+            // Used before the grace: a replay, even of a token since expired.
+            Some(_) => return Err(self.reused(&old, client)),
+        };
         if now >= old.expires_at {
             return Err(Error::InvalidRefreshToken);
         }
@@ -330,14 +340,15 @@ impl AuthService {
             }
         };
         let (pair, replacement) = self.issue(&user, old.family, now)?;
-        if self
-            .deps
-            .refresh_tokens
-            .rotate_refresh_token(&hash, &replacement, now)?
-        {
+        let tokens = &self.deps.refresh_tokens;
+        // Used already (within the grace), or lost the race to another
+        // exchange: the grace decides, in the store, atomically.
+        let stored = (!within_grace && tokens.rotate_refresh_token(&hash, &replacement, now)?)
+            || (!grace.is_zero()
+                && tokens.exchange_again_within_grace(&hash, &replacement, grace_since)?);
+        if stored {
             Ok(pair)
         } else {
-            // Another request exchanged it first: a concurrent use is a reuse.
             Err(self.reused(&old, client))
         }
     }

@@ -133,9 +133,32 @@ impl RefreshTokenStore for MemoryStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
+        if family_revoked(&tables.refresh_tokens, replacement.family) {
+            return Ok(false);
+        }
         match tables.refresh_tokens.get_mut(old.as_str()) {
             Some(token) if token.is_live(now) => token.used_at = Some(now),
             _ => return Ok(false),
+        }
+        tables
+            .refresh_tokens
+            .insert(replacement.hash.as_str().to_owned(), replacement.clone());
+        Ok(true)
+    }
+
+    fn exchange_again_within_grace(
+        &self,
+        old: &RefreshTokenHash,
+        replacement: &RefreshTokenRecord,
+        since: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let exchanged_lately = tables
+            .refresh_tokens
+            .get(old.as_str())
+            .is_some_and(|t| !t.revoked && t.used_at.is_some_and(|used| used >= since));
+        if !exchanged_lately || family_revoked(&tables.refresh_tokens, replacement.family) {
+            return Ok(false);
         }
         tables
             .refresh_tokens
@@ -246,4 +269,10 @@ impl TaskStore for MemoryStore {
         }
         Ok(deletable)
     }
+}
+
+/// Whether any token of `family` is revoked: a family once revoked stays
+/// dead, whatever joined it since.
+fn family_revoked(tokens: &BTreeMap<String, RefreshTokenRecord>, family: FamilyId) -> bool {
+    tokens.values().any(|t| t.family == family && t.revoked)
 }

@@ -33,14 +33,26 @@ pub trait RefreshTokenStore: Send + Sync {
         &self,
         hash: &RefreshTokenHash,
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
-    /// In one atomic step: if `old` is live at `now`, mark it used and store
-    /// `replacement`. Returns whether it did; of many concurrent calls for one
-    /// token, exactly one gets `true`.
+    /// In one atomic step: if `old` is live at `now` and no token of its
+    /// family is revoked, mark it used and store `replacement`. Returns
+    /// whether it did; of many concurrent calls for one token, exactly one
+    /// gets `true`.
     fn rotate_refresh_token(
         &self,
         old: &RefreshTokenHash,
         replacement: &RefreshTokenRecord,
         now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// In one atomic step: if `old` was exchanged at or after `since` and
+    /// neither it nor any token of its family is revoked, store
+    /// `replacement` (a sibling in the same family). Returns whether it did.
+    /// The reuse grace: an exchange that lost a race, or a retry, gets a
+    /// pair of its own instead of ending the session.
+    fn exchange_again_within_grace(
+        &self,
+        old: &RefreshTokenHash,
+        replacement: &RefreshTokenRecord,
+        since: Timestamp,
     ) -> Result<bool, StoreError>;
     /// Revokes every token of a family; returns how many were live.
     fn revoke_refresh_family(&self, family: FamilyId) -> Result<u64, StoreError>;

@@ -55,6 +55,16 @@ pub struct TokenPolicy {
     pub audience: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// How long after a refresh token was exchanged it may be exchanged
+    /// again without counting as reuse: two tabs refreshing at once, or a
+    /// retry after a lost response, must not end the session. Zero turns
+    /// the grace off; at most [`TokenPolicy::MAX_REUSE_GRACE`].
+    pub refresh_reuse_grace: Duration,
+}
+
+impl TokenPolicy {
+    /// The longest reuse grace a policy may set.
+    pub const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
 }
 
 impl Default for TokenPolicy {
@@ -64,6 +74,7 @@ impl Default for TokenPolicy {
             audience: "todo".to_owned(),
             access_ttl: Duration::from_secs(5 * 60),
             refresh_ttl: Duration::from_secs(14 * 24 * 3600),
+            refresh_reuse_grace: Duration::from_secs(10),
         }
     }
 }

@@ -38,6 +38,12 @@ pub struct AuthSettings {
     /// Refresh-token lifetime in seconds.
     #[arg(long, env = "TODO_REFRESH_TTL_SECS", default_value_t = 14 * 24 * 3600)]
     pub refresh_ttl_secs: u64,
+    /// Seconds after a refresh token's exchange in which exchanging it again
+    /// (a second tab, a retry) gets a pair of its own instead of revoking
+    /// the session as reuse; 0 turns this off; at most 60.
+    #[arg(long, env = "TODO_REFRESH_REUSE_GRACE_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub refresh_reuse_grace_secs: u64,
     /// argon2id memory in KiB.
     #[arg(long, env = "TODO_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
     pub argon2_memory_kib: u32,
@@ -193,6 +199,8 @@ impl AuthSettings {
             audience: self.audience.clone(),
             access_ttl: Duration::from_secs(self.access_ttl_secs.max(1)),
             refresh_ttl: Duration::from_secs(self.refresh_ttl_secs.max(1)),
+            refresh_reuse_grace: Duration::from_secs(self.refresh_reuse_grace_secs)
+                .min(TokenPolicy::MAX_REUSE_GRACE),
         };
         let verifier = Arc::new(CachingVerifier::new(
             JwtVerifier::new(keys.clone(), &policy.issuer, &policy.audience, 30),

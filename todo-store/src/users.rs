@@ -7,6 +7,7 @@ use todo_core::{
 };
 
 use crate::SqlStore;
+use crate::db::AnyConnection;
 use crate::error::corrupt;
 use crate::schema::{refresh_tokens, users};
 
@@ -218,14 +219,50 @@ impl RefreshTokenStore for SqlStore {
                 let claimed = diesel::update(live)
                     .set(refresh_tokens::used_at.eq(Some(now)))
                     .execute(conn)?;
-                if claimed == 0 {
-                    return Ok(false);
+                if claimed == 0 || family_revoked(conn, &row.family_id)? {
+                    // Rolled back: nothing of this exchange stays.
+                    return Err(diesel::result::Error::RollbackTransaction);
                 }
                 diesel::insert_into(refresh_tokens::table)
                     .values(&row)
                     .execute(conn)?;
                 Ok(true)
             })
+            .or_else(rolled_back_is_no)
+        })
+    }
+
+    fn exchange_again_within_grace(
+        &self,
+        old: &RefreshTokenHash,
+        replacement: &RefreshTokenRecord,
+        since: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let row = RefreshTokenRow::from_record(replacement);
+        let since = since.unix_micros();
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                // A write to the old token's row takes its lock (PostgreSQL)
+                // or the write lock (SQLite): a family revocation either
+                // happened before (and the filter finds the token revoked)
+                // or waits for this transaction; a sibling that slips past
+                // it is caught by `family_revoked` at its own exchange.
+                let lately = refresh_tokens::table
+                    .filter(refresh_tokens::token_hash.eq(old.as_str()))
+                    .filter(refresh_tokens::revoked.eq(0))
+                    .filter(refresh_tokens::used_at.ge(since));
+                let touched = diesel::update(lately)
+                    .set(refresh_tokens::used_at.eq(refresh_tokens::used_at))
+                    .execute(conn)?;
+                if touched == 0 || family_revoked(conn, &row.family_id)? {
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&row)
+                    .execute(conn)?;
+                Ok(true)
+            })
+            .or_else(rolled_back_is_no)
         })
     }
 
@@ -262,5 +299,24 @@ impl RefreshTokenStore for SqlStore {
                 .execute(conn)
         })?;
         Ok(n as u64)
+    }
+}
+
+/// Whether any token of the family is revoked: a family once revoked stays
+/// dead, whatever joined it since.
+fn family_revoked(conn: &mut AnyConnection, family: &str) -> diesel::QueryResult<bool> {
+    let revoked = refresh_tokens::table
+        .filter(refresh_tokens::family_id.eq(family))
+        .filter(refresh_tokens::revoked.ne(0))
+        .count()
+        .get_result::<i64>(conn)?;
+    Ok(revoked > 0)
+}
+
+/// A transaction rolled back on purpose answers "did not".
+fn rolled_back_is_no(error: diesel::result::Error) -> diesel::QueryResult<bool> {
+    match error {
+        diesel::result::Error::RollbackTransaction => Ok(false),
+        other => Err(other),
     }
 }

@@ -244,7 +244,10 @@ fn refresh_rotates_and_a_reused_token_revokes_its_whole_family() {
     assert!(h.auth.authenticate(&second.access_token).is_ok());
     let third = h.auth.refresh(ADDR, &second.refresh_token).unwrap();
 
-    // The first token is dead; presenting it again is a theft signal.
+    // The first token is dead; presenting it again, past the reuse grace,
+    // is a theft signal.
+    h.clock
+        .advance(TokenPolicy::default().refresh_reuse_grace + Duration::from_millis(1));
     assert!(matches!(
         h.auth.refresh(ADDR, &first.refresh_token),
         Err(Error::InvalidRefreshToken)
@@ -264,6 +267,44 @@ fn refresh_rotates_and_a_reused_token_revokes_its_whole_family() {
     // Another login is another family, untouched.
     let other = h.login("alice", "correct horse").unwrap();
     assert!(h.auth.refresh(ADDR, &other.refresh_token).is_ok());
+}
+
+#[test]
+fn a_token_exchanged_again_within_the_grace_keeps_the_session() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let first = h.login("alice", "correct horse").unwrap();
+    // Two tabs, or a retry after a lost answer: both get a pair, and
+    // neither pair is dead.
+    let winner = h.auth.refresh(ADDR, &first.refresh_token).unwrap();
+    h.clock.advance(Duration::from_secs(3));
+    let retry = h.auth.refresh(ADDR, &first.refresh_token).unwrap();
+    assert_ne!(winner.refresh_token, retry.refresh_token);
+    let next = h.auth.refresh(ADDR, &winner.refresh_token).unwrap();
+    assert!(h.auth.refresh(ADDR, &retry.refresh_token).is_ok());
+    assert!(
+        !h.audit
+            .events()
+            .iter()
+            .any(|e| e.starts_with("RefreshTokenReused"))
+    );
+
+    // Past the grace, the same replay revokes the family: every pair.
+    h.clock
+        .advance(TokenPolicy::default().refresh_reuse_grace + Duration::from_millis(1));
+    assert!(matches!(
+        h.auth.refresh(ADDR, &first.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+    assert!(matches!(
+        h.auth.refresh(ADDR, &next.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+    // And a token revoked with its family gets nothing within any grace.
+    assert!(matches!(
+        h.auth.refresh(ADDR, &winner.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
 }
 
 #[test]

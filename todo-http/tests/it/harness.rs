@@ -45,6 +45,9 @@ pub struct Options {
     /// argon2 at its production parameters instead of cheap ones, and no
     /// failed-login delay (for timing the failure path itself).
     pub real_argon2: bool,
+    /// The refresh-token reuse grace (the default's, as deployed; zero to
+    /// see reuse detected at once).
+    pub refresh_reuse_grace: Duration,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             one_origin: false,
             trust_loopback_proxy: false,
             real_argon2: false,
+            refresh_reuse_grace: TokenPolicy::default().refresh_reuse_grace,
         }
     }
 }
@@ -164,7 +168,10 @@ fn instance(
     keys: &KeySet,
 ) -> Instance {
     let clock = Arc::new(SystemClock);
-    let policy = TokenPolicy::default();
+    let policy = TokenPolicy {
+        refresh_reuse_grace: options.refresh_reuse_grace,
+        ..TokenPolicy::default()
+    };
     let verifier = Arc::new(JwtVerifier::new(
         keys.clone(),
         &policy.issuer,

@@ -52,7 +52,8 @@ conformance!(
     search_is_a_literal_case_insensitive_substring,
     pagination_walks_every_task_once_in_every_order,
     pagination_is_stable_while_tasks_are_added,
-    concurrent_refreshes_through_the_service_have_one_winner,
+    concurrent_refreshes_without_a_grace_have_one_winner,
+    concurrent_refreshes_within_the_grace_all_keep_the_session,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -737,14 +738,23 @@ fn pagination_is_stable_while_tasks_are_added(f: &Fixture) {
     assert!(clock.now() > at(10));
 }
 
-fn concurrent_refreshes_through_the_service_have_one_winner(f: &Fixture) {
+/// 16 threads exchange one refresh token at once through the service.
+fn race_refreshes(
+    f: &Fixture,
+    grace: std::time::Duration,
+) -> (
+    todo_core::AuthService,
+    Arc<ManualClock>,
+    Vec<Result<todo_core::TokenPair, todo_core::Error>>,
+) {
     use todo_core::testing::{CountingHasher, ReversingDigest, TableTokens};
     use todo_core::{
-        AuthDeps, AuthLimits, AuthService, Credentials, Error, NoAudit, Registration, TokenPolicy,
+        AuthDeps, AuthLimits, AuthService, Credentials, NoAudit, Registration, TokenPolicy,
     };
 
     const RACERS: usize = 16;
     let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+    let clock = Arc::new(ManualClock::new());
     let auth = AuthService::new(AuthDeps {
         users: f.store.clone(),
         refresh_tokens: f.store.clone(),
@@ -752,11 +762,14 @@ fn concurrent_refreshes_through_the_service_have_one_winner(f: &Fixture) {
         signer: tokens.clone(),
         verifier: tokens,
         refresh_hasher: Arc::new(ReversingDigest),
-        clock: Arc::new(ManualClock::new()),
+        clock: clock.clone(),
         random: Arc::new(SeededRandom::new(5)),
         limits: AuthLimits::unlimited(),
         audit: Arc::new(NoAudit),
-        policy: TokenPolicy::default(),
+        policy: TokenPolicy {
+            refresh_reuse_grace: grace,
+            ..TokenPolicy::default()
+        },
     });
     auth.register(
         None,
@@ -777,13 +790,56 @@ fn concurrent_refreshes_through_the_service_have_one_winner(f: &Fixture) {
             })
         })
         .collect();
-    let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    let outcomes = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    (auth, clock, outcomes)
+}
+
+/// Without a reuse grace, the store referees: exactly one exchange wins.
+fn concurrent_refreshes_without_a_grace_have_one_winner(f: &Fixture) {
+    let (_, _, outcomes) = race_refreshes(f, std::time::Duration::ZERO);
     let winners = outcomes.iter().filter(|o| o.is_ok()).count();
     assert_eq!(winners, 1, "{outcomes:?}");
     assert!(
         outcomes
             .iter()
-            .all(|o| o.is_ok() || matches!(o, Err(Error::InvalidRefreshToken))),
+            .all(|o| o.is_ok() || matches!(o, Err(todo_core::Error::InvalidRefreshToken))),
         "{outcomes:?}"
     );
+}
+
+/// With the grace (the default), racing exchanges of one token all get a
+/// pair of their own, and every one stays alive: two tabs do not log each
+/// other out. A replay after the grace still revokes all of them.
+fn concurrent_refreshes_within_the_grace_all_keep_the_session(f: &Fixture) {
+    let grace = todo_core::TokenPolicy::default().refresh_reuse_grace;
+    let (auth, clock, outcomes) = race_refreshes(f, grace);
+    let pairs: Vec<_> = outcomes
+        .into_iter()
+        .map(|o| o.expect("every racer gets a pair"))
+        .collect();
+    let distinct: std::collections::HashSet<_> = pairs
+        .iter()
+        .map(|p| p.refresh_token.expose().to_owned())
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        pairs.len(),
+        "each racer has a token of its own"
+    );
+    // Each new token exchanges once more (proving it live, and using it).
+    let mut next = Vec::new();
+    for pair in &pairs {
+        next.push(auth.refresh(None, &pair.refresh_token).unwrap());
+    }
+    clock.advance(grace + std::time::Duration::from_millis(1));
+    assert!(
+        auth.refresh(None, &pairs[0].refresh_token).is_err(),
+        "a replay past the grace is reuse"
+    );
+    for pair in &next {
+        assert!(
+            auth.refresh(None, &pair.refresh_token).is_err(),
+            "the whole family is revoked"
+        );
+    }
 }
