@@ -1,11 +1,16 @@
 // The API client of the page. The access token lives in this module's memory
-// only; the refresh token lives in an HttpOnly cookie that script cannot read
-// (the server sets it on login and refresh, scoped to /v1/auth). The page
-// never stores a token in localStorage, sessionStorage or a readable cookie.
+// only; the refresh token lives in an HttpOnly __Host- cookie that script
+// cannot read (the server sets it on login and refresh). The server leaves the
+// refresh token out of the JSON answers the page gets (it sees Sec-Fetch-Site,
+// or SESSION's header), so the page never holds one; it never stores a token
+// in localStorage, sessionStorage or a readable cookie.
 
 let accessToken = null;
 let refreshTimer = null;
 let onSignedOut = () => {};
+
+// Asks for a cookie-only session: no refresh token in the answer's body.
+const SESSION = { 'todo-session': 'cookie' };
 
 /** An error answer: the problem details, with per-field errors when given. */
 export class ApiError extends Error {
@@ -56,8 +61,7 @@ async function send(method, path, { body, token, headers = {} } = {}) {
 
 function adopt(pair) {
   accessToken = pair.access_token;
-  // The body carries the refresh token too (the API contract); the page
-  // drops it: the HttpOnly cookie is the copy that is used.
+  // The refresh token is in the HttpOnly cookie only, never in `pair`.
   clearTimeout(refreshTimer);
   const lead = Math.max(5, pair.expires_in - 30);
   refreshTimer = setTimeout(() => refresh().catch(() => signOutLocally()), lead * 1000);
@@ -80,17 +84,17 @@ export async function register(username, password, email) {
 }
 
 export async function login(username, password) {
-  adopt((await send('POST', '/v1/auth/login', { body: { username, password } })).body);
+  adopt((await send('POST', '/v1/auth/login', { body: { username, password }, headers: SESSION })).body);
 }
 
 /** A new access token from the refresh cookie; fails when there is no session. */
 export async function refresh() {
-  adopt((await send('POST', '/v1/auth/refresh', { body: {} })).body);
+  adopt((await send('POST', '/v1/auth/refresh', { body: {}, headers: SESSION })).body);
 }
 
 export async function logout() {
   try {
-    await send('POST', '/v1/auth/logout', { body: {} });
+    await send('POST', '/v1/auth/logout', { body: {}, headers: SESSION });
   } finally {
     accessToken = null;
     clearTimeout(refreshTimer);

@@ -3,29 +3,74 @@
 //! client presents the same token for minutes.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use todo_core::{AccessClaims, AccessTokenVerifier, Timestamp, TokenError, TokenRejection};
+use todo_core::{AccessClaims, AccessTokenVerifier, Timestamp, TokenError};
+
+use crate::JwtVerifier;
+
+/// What [`CachingVerifier`] needs of the verifier it wraps so that a hit
+/// answers exactly as a miss would.
+pub trait CacheableVerifier: AccessTokenVerifier {
+    /// Grows whenever the verifier's keys change: what was verified under
+    /// another epoch is forgotten (a withdrawn key verifies nothing more).
+    fn key_epoch(&self) -> u64;
+
+    /// The time checks `verify` makes (`exp`, `nbf`, with its leeway) on
+    /// claims that it accepted before.
+    fn check_times(&self, claims: &AccessClaims, now: Timestamp) -> Result<(), TokenError>;
+}
+
+impl CacheableVerifier for JwtVerifier {
+    fn key_epoch(&self) -> u64 {
+        JwtVerifier::key_epoch(self)
+    }
+
+    fn check_times(&self, claims: &AccessClaims, now: Timestamp) -> Result<(), TokenError> {
+        JwtVerifier::check_times(self, claims.expires_at, claims.not_before, now)
+    }
+}
+
+impl<T: CacheableVerifier + ?Sized> CacheableVerifier for Arc<T> {
+    fn key_epoch(&self) -> u64 {
+        (**self).key_epoch()
+    }
+
+    fn check_times(&self, claims: &AccessClaims, now: Timestamp) -> Result<(), TokenError> {
+        (**self).check_times(claims, now)
+    }
+}
 
 /// Remembers tokens that verified, keyed by their SHA-256, until they
-/// expire. A hit still checks `exp` and `nbf` against `now`; only the
-/// signature, issuer and audience checks are skipped, which cannot change
-/// for the same bytes while the key set is unchanged (replacing keys through
-/// [`CachingVerifier::clear`] forgets everything).
+/// expire. A hit makes the inner verifier's own time checks (its leeway
+/// included), so hit and miss answer alike; only the signature, issuer and
+/// audience checks are skipped, which cannot change for the same bytes
+/// while the key set is unchanged — and every entry belongs to the key
+/// epoch it was verified under: when the keys change, all are forgotten.
 #[derive(Debug)]
 pub struct CachingVerifier<V> {
     inner: V,
-    entries: RwLock<HashMap<[u8; 32], AccessClaims>>,
+    entries: RwLock<Entries>,
     capacity: usize,
 }
 
-impl<V: AccessTokenVerifier> CachingVerifier<V> {
+#[derive(Debug, Default)]
+struct Entries {
+    /// The key epoch every entry was verified under.
+    epoch: u64,
+    claims: HashMap<[u8; 32], AccessClaims>,
+}
+
+impl<V: CacheableVerifier> CachingVerifier<V> {
     /// At most `capacity` tokens are remembered (about 400 bytes each).
     #[must_use]
     pub fn new(inner: V, capacity: usize) -> Self {
         Self {
+            entries: RwLock::new(Entries {
+                epoch: inner.key_epoch(),
+                claims: HashMap::new(),
+            }),
             inner,
-            entries: RwLock::new(HashMap::new()),
             capacity: capacity.max(1),
         }
     }
@@ -35,19 +80,22 @@ impl<V: AccessTokenVerifier> CachingVerifier<V> {
         &self.inner
     }
 
-    /// Forgets every remembered token (after the key set changed).
+    /// Forgets every remembered token.
     pub fn clear(&self) {
         self.entries
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+            .claims
             .clear();
     }
 
+    /// How many tokens are remembered (of the current key epoch or not).
     #[must_use]
     pub fn len(&self) -> usize {
         self.entries
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .claims
             .len()
     }
 
@@ -65,35 +113,42 @@ fn digest(token: &str) -> [u8; 32] {
     out
 }
 
-impl<V: AccessTokenVerifier> AccessTokenVerifier for CachingVerifier<V> {
+impl<V: CacheableVerifier> AccessTokenVerifier for CachingVerifier<V> {
     fn verify(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
         let key = digest(token);
-        let seconds = now.unix_seconds();
-        if let Some(claims) = self
-            .entries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
+        // Read before verifying: an entry is filed under an epoch no newer
+        // than the keys that verified it.
+        let epoch = self.inner.key_epoch();
         {
-            if seconds >= claims.expires_at {
-                return Err(TokenError::Rejected(TokenRejection::Expired));
+            let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+            if entries.epoch == epoch
+                && let Some(claims) = entries.claims.get(&key)
+            {
+                self.inner.check_times(claims, now)?;
+                return Ok(claims.clone());
             }
-            if seconds < claims.not_before {
-                return Err(TokenError::Rejected(TokenRejection::NotYetValid));
-            }
-            return Ok(claims.clone());
         }
         let claims = self.inner.verify(token, now)?;
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.capacity {
+        if entries.epoch != epoch {
+            if entries.epoch > epoch {
+                // Newer keys came in meanwhile: not remembered under them.
+                return Ok(claims);
+            }
+            entries.claims.clear();
+            entries.epoch = epoch;
+        }
+        if entries.claims.len() >= self.capacity {
             // Drop the expired; if that is not enough, start afresh: a miss
             // costs one verification, never a wrong answer.
-            entries.retain(|_, c| c.expires_at > seconds);
-            if entries.len() >= self.capacity {
-                entries.clear();
+            entries
+                .claims
+                .retain(|_, c| self.inner.check_times(c, now).is_ok());
+            if entries.claims.len() >= self.capacity {
+                entries.claims.clear();
             }
         }
-        entries.insert(key, claims.clone());
+        entries.claims.insert(key, claims.clone());
         Ok(claims)
     }
 }

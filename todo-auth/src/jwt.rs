@@ -3,6 +3,7 @@
 //! signing keys rotate without logging anyone out; JWKS rendering.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use aws_lc_rs::signature::{
@@ -344,6 +345,14 @@ impl KeySet {
         self.keys.iter()
     }
 
+    /// Whether both sets hold the same keys (a `kid` is the key's
+    /// thumbprint: the same `kid` is the same key), in any order.
+    #[must_use]
+    pub fn same_keys(&self, other: &Self) -> bool {
+        self.keys.len() == other.keys.len()
+            && self.keys.iter().all(|k| other.find(&k.kid).is_some())
+    }
+
     /// The JWKS document (`/.well-known/jwks.json`).
     pub fn to_jwks(&self) -> Result<JwkSet, KeyError> {
         Ok(JwkSet {
@@ -377,6 +386,8 @@ const MAX_TOKEN_BYTES: usize = 4096;
 #[derive(Debug)]
 pub struct JwtVerifier {
     keys: RwLock<Arc<KeySet>>,
+    /// Grows whenever the key set changes (see [`JwtVerifier::key_epoch`]).
+    epoch: AtomicU64,
     issuer: String,
     audience: String,
     leeway: i64,
@@ -389,6 +400,7 @@ impl JwtVerifier {
         let leeway = leeway_seconds.min(MAX_LEEWAY_SECONDS).cast_signed();
         Self {
             keys: RwLock::new(Arc::new(keys)),
+            epoch: AtomicU64::new(0),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway,
@@ -401,9 +413,43 @@ impl JwtVerifier {
         Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Replaces the key set; tokens in flight are checked against one set or the other.
-    pub fn set_keys(&self, keys: KeySet) {
-        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+    /// Replaces the key set; tokens in flight are checked against one set or
+    /// the other. Returns whether the keys changed; if they did, the epoch
+    /// grows (after the swap, under the lock: whoever reads the new epoch
+    /// then reads the new keys).
+    pub fn set_keys(&self, keys: KeySet) -> bool {
+        let mut current = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        if current.same_keys(&keys) {
+            return false;
+        }
+        *current = Arc::new(keys);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// A number that grows whenever the key set changes: what was verified
+    /// under an older epoch may no longer verify (a key was withdrawn).
+    #[must_use]
+    pub fn key_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The time checks of [`AccessTokenVerifier::verify`], with this
+    /// verifier's leeway: `exp` and `nbf` against `now`.
+    pub fn check_times(
+        &self,
+        expires_at: i64,
+        not_before: i64,
+        now: Timestamp,
+    ) -> Result<(), TokenError> {
+        let now = now.unix_seconds();
+        if now >= expires_at.saturating_add(self.leeway) {
+            return Err(TokenError::Rejected(TokenRejection::Expired));
+        }
+        if now.saturating_add(self.leeway) < not_before {
+            return Err(TokenError::Rejected(TokenRejection::NotYetValid));
+        }
+        Ok(())
     }
 
     fn validation(&self, algorithm: KeyAlgorithm) -> Validation {
@@ -425,6 +471,12 @@ impl AccessTokenVerifier for JwtVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(reject(TokenRejection::Malformed));
         }
+        // RFC 7515 §4.1.11: a `crit` header names extensions the verifier
+        // must understand, and we understand none; jsonwebtoken would
+        // ignore it. Refused whatever its value, even `null`.
+        if has_crit(token) {
+            return Err(reject(TokenRejection::Malformed));
+        }
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| reject(TokenRejection::Malformed))?;
         let keys = self.keys();
@@ -444,13 +496,7 @@ impl AccessTokenVerifier for JwtVerifier {
         )
         .map_err(|e| reject(rejection(e.kind())))?
         .claims;
-        let now = now.unix_seconds();
-        if now >= wire.exp.saturating_add(self.leeway) {
-            return Err(reject(TokenRejection::Expired));
-        }
-        if now.saturating_add(self.leeway) < wire.nbf {
-            return Err(reject(TokenRejection::NotYetValid));
-        }
+        self.check_times(wire.exp, wire.nbf, now)?;
         let username =
             Username::parse(&wire.username).map_err(|_| reject(TokenRejection::BadClaims))?;
         let role = Role::parse(&wire.role).map_err(|_| reject(TokenRejection::BadClaims))?;
@@ -467,6 +513,28 @@ impl AccessTokenVerifier for JwtVerifier {
             token_id: uuid::Uuid::try_parse(&wire.jti).map_err(|_| bad_claims())?,
         })
     }
+}
+
+/// Whether the token's header (its first segment, base64url JSON) has a
+/// `crit` member. A header that does not decode answers `false`: the
+/// header parse that follows refuses it.
+fn has_crit(token: &str) -> bool {
+    /// Only the member's presence matters, whatever its value (`null` too).
+    #[derive(Deserialize)]
+    struct Crit {
+        #[serde(default, deserialize_with = "present")]
+        crit: Option<()>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<()>, D::Error> {
+        serde::de::IgnoredAny::deserialize(value).map(|_| Some(()))
+    }
+    let Some(segment) = token.split('.').next() else {
+        return false;
+    };
+    let Ok(json) = URL_SAFE_NO_PAD.decode(segment) else {
+        return false;
+    };
+    serde_json::from_slice::<Crit>(&json).is_ok_and(|h| h.crit.is_some())
 }
 
 fn rejection(kind: &ErrorKind) -> TokenRejection {

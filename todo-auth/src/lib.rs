@@ -18,7 +18,7 @@ mod password;
 mod refresh;
 mod system;
 
-pub use cache::CachingVerifier;
+pub use cache::{CacheableVerifier, CachingVerifier};
 pub use error::KeyError;
 pub use jwt::{
     JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, MAX_LEEWAY_SECONDS, PublicKey, SigningKey,

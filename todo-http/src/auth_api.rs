@@ -98,34 +98,55 @@ impl AuthApi {
         })
     }
 
-    /// Also hands the refresh token out as an `HttpOnly; Secure;
-    /// SameSite=Strict` cookie scoped to `/v1/auth`, and accepts it on
-    /// refresh and logout when the body names no token: the web page then
-    /// never keeps a refresh token where script can read it.
+    /// Also hands the refresh token out as a `__Host-` cookie (`Path=/;
+    /// Secure; HttpOnly; SameSite=Strict`), and accepts it on refresh and
+    /// logout when the body names no token. A browser's request (one that
+    /// carries `Sec-Fetch-Site` or the page's `Todo-Session: cookie`) and any
+    /// refresh by cookie get the token pair without `refresh_token`: the page
+    /// never holds a refresh token where script can read it. Session requests
+    /// that a browser marks as cross-origin are refused (403).
     #[must_use]
     pub fn with_cookie_sessions(mut self) -> Self {
         self.cookie_max_age = Some(self.service.policy().refresh_ttl.as_secs());
         self
     }
 
-    /// The refresh token from the body, else (with cookie sessions) the cookie.
+    /// The refresh token from the body, else (with cookie sessions) the
+    /// cookie; and whether it came from the cookie.
     fn refresh_token(
         &self,
         body: Option<String>,
         request: &ApiRequest,
-    ) -> Result<Option<RefreshToken>, ApiError> {
-        let raw = match body {
-            Some(raw) => raw,
+    ) -> Result<(Option<RefreshToken>, bool), ApiError> {
+        let (raw, from_cookie) = match body {
+            Some(raw) => (raw, false),
             None => match self
                 .cookie_max_age
                 .and_then(|_| cookie(request, REFRESH_COOKIE))
             {
-                Some(raw) => raw,
-                None if self.cookie_max_age.is_some() => return Ok(None),
+                Some(raw) => (raw, true),
+                None if self.cookie_max_age.is_some() => return Ok((None, false)),
                 None => return Err(ApiError::field("refresh_token", "is required")),
             },
         };
-        Ok(RefreshToken::parse(&raw))
+        Ok((RefreshToken::parse(&raw), from_cookie))
+    }
+
+    /// With cookie sessions, refuses what a browser says comes from another
+    /// origin or site: the session endpoints act on (or hand out) the cookie.
+    fn same_origin_only(&self, request: &ApiRequest) -> Result<(), ApiError> {
+        if self.cookie_max_age.is_some() && cross_origin(request) {
+            return Err(ApiError::cross_origin());
+        }
+        Ok(())
+    }
+
+    /// Whether the token pair's body leaves `refresh_token` out: with cookie
+    /// sessions, for a browser, and whenever the token came from the cookie
+    /// (so that a script in the page cannot trade the cookie for a readable
+    /// token).
+    fn cookie_only(&self, request: &ApiRequest, from_cookie: bool) -> bool {
+        self.cookie_max_age.is_some() && (from_cookie || from_browser(request))
     }
 
     fn with_cookie(&self, mut response: ApiResponse, token: Option<&RefreshToken>) -> ApiResponse {
@@ -178,8 +199,51 @@ struct RefreshBody {
     refresh_token: Option<String>,
 }
 
-const REFRESH_COOKIE: &str = "todo_refresh";
-const COOKIE_ATTRIBUTES: &str = "Path=/v1/auth; HttpOnly; Secure; SameSite=Strict";
+/// `__Host-`: the browser takes it only with `Secure`, `Path=/` and no
+/// `Domain`, so neither a sibling subdomain nor plain HTTP can plant or
+/// shadow it.
+const REFRESH_COOKIE: &str = "__Host-todo_refresh";
+const COOKIE_ATTRIBUTES: &str = "Path=/; Secure; HttpOnly; SameSite=Strict";
+
+/// The header the page sends to ask for a cookie-only session (browsers
+/// without `Sec-Fetch-Site`).
+const PAGE_SESSION_HEADER: &str = "todo-session";
+
+/// Whether the request comes from a browser: it carries `Sec-Fetch-Site`
+/// (a header script can neither set nor remove) or the page's own header.
+fn from_browser(request: &ApiRequest) -> bool {
+    request.headers.contains_key("sec-fetch-site")
+        || request
+            .headers
+            .get(PAGE_SESSION_HEADER)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cookie"))
+}
+
+/// Whether a browser says the request is not from this origin:
+/// `Sec-Fetch-Site` other than `same-origin`, or an `Origin` other than
+/// `https://` and the request's own host. A request with neither header (an
+/// API client) is not cross-origin; one whose headers cannot be read is.
+fn cross_origin(request: &ApiRequest) -> bool {
+    let headers = &request.headers;
+    let mut sites = headers.get_all("sec-fetch-site").iter();
+    let site_ok = sites.all(|v| v.as_bytes() == b"same-origin");
+    let mut origins = headers.get_all(http::header::ORIGIN).iter();
+    let origin_ok = origins.all(|origin| {
+        let host = headers.get(http::header::HOST).map(HeaderValue::as_bytes);
+        match (origin.as_bytes().strip_prefix(b"https://"), host) {
+            (Some(origin), Some(host)) => same_authority(origin, host),
+            _ => false,
+        }
+    });
+    !(site_ok && origin_ok)
+}
+
+/// `host[:port]` against `host[:port]`, ignoring case and an explicit `:443`.
+fn same_authority(a: &[u8], b: &[u8]) -> bool {
+    let a = a.strip_suffix(b":443").unwrap_or(a);
+    let b = b.strip_suffix(b":443").unwrap_or(b);
+    !a.is_empty() && a.eq_ignore_ascii_case(b)
+}
 
 /// A cookie's value from the `Cookie` headers.
 fn cookie(request: &ApiRequest, name: &str) -> Option<String> {
@@ -250,17 +314,19 @@ struct TokenPairDto<'a> {
     access_token: &'a str,
     token_type: &'static str,
     expires_in: u64,
-    refresh_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
 }
 
-fn token_pair(pair: &TokenPair) -> Result<ApiResponse, ApiError> {
+/// The token pair; without `refresh_token` when the cookie carries it.
+fn token_pair(pair: &TokenPair, cookie_only: bool) -> Result<ApiResponse, ApiError> {
     json_value(
         StatusCode::OK,
         &TokenPairDto {
             access_token: &pair.access_token,
             token_type: "Bearer",
             expires_in: pair.expires_in,
-            refresh_token: pair.refresh_token.expose(),
+            refresh_token: (!cookie_only).then(|| pair.refresh_token.expose()),
         },
     )
 }
@@ -333,6 +399,8 @@ impl Api for AuthApi {
                 json_value(StatusCode::CREATED, &UserDto::from(&user))
             }
             ("/v1/auth/login", _) => {
+                self.same_origin_only(&request)?;
+                let cookie_only = self.cookie_only(&request, false);
                 let credentials = decode_credentials(&request.json_bytes().await?)?;
                 let outcome = call(&self.service, move |s| s.login(client, &credentials)).await;
                 match &outcome {
@@ -346,19 +414,23 @@ impl Api for AuthApi {
                     Err(_) => 0,
                 };
                 let pair = outcome?;
-                Ok(self.with_cookie(token_pair(&pair)?, Some(&pair.refresh_token)))
+                let body = token_pair(&pair, cookie_only)?;
+                Ok(self.with_cookie(body, Some(&pair.refresh_token)))
             }
             ("/v1/auth/refresh", _) => {
+                self.same_origin_only(&request)?;
                 let body: RefreshBody = request.json().await?;
-                let token = self
-                    .refresh_token(body.refresh_token, &request)?
-                    .ok_or_else(|| ApiError::from(CoreError::InvalidRefreshToken))?;
+                let (token, from_cookie) = self.refresh_token(body.refresh_token, &request)?;
+                let token = token.ok_or_else(|| ApiError::from(CoreError::InvalidRefreshToken))?;
+                let cookie_only = self.cookie_only(&request, from_cookie);
                 let pair = call(&self.service, move |s| s.refresh(client, &token)).await?;
-                Ok(self.with_cookie(token_pair(&pair)?, Some(&pair.refresh_token)))
+                let body = token_pair(&pair, cookie_only)?;
+                Ok(self.with_cookie(body, Some(&pair.refresh_token)))
             }
             ("/v1/auth/logout", _) => {
+                self.same_origin_only(&request)?;
                 let body: RefreshBody = request.json().await?;
-                if let Some(token) = self.refresh_token(body.refresh_token, &request)? {
+                if let (Some(token), _) = self.refresh_token(body.refresh_token, &request)? {
                     call(&self.service, move |s| s.logout(client, &token)).await?;
                 }
                 Ok(self.with_cookie(no_content(), None))

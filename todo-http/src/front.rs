@@ -95,9 +95,18 @@ impl<A: Api> Frontend<A> {
             _ => match router::find(self.api.routes(), &parts.method, path) {
                 RouteMatch::Found { route, param } => {
                     let param = param.map(str::to_owned);
+                    let mut headers = parts.headers;
+                    // HTTP/2 names the host in `:authority`, not `Host`:
+                    // give handlers one place to read it (the origin checks).
+                    if !headers.contains_key(http::header::HOST)
+                        && let Some(authority) = parts.uri.authority()
+                        && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
+                    {
+                        headers.insert(http::header::HOST, host);
+                    }
                     let request = ApiRequest {
                         method: parts.method.clone(),
-                        headers: parts.headers,
+                        headers,
                         query: parts.uri.query().map(str::to_owned),
                         body,
                         client,

@@ -1,6 +1,9 @@
-//! task-server's keys from auth-server's JWKS: fetched at start, and again
-//! when a token names an unknown `kid` (a rotation), at most once per
-//! interval so that forged `kid`s cannot make us hammer auth-server.
+//! task-server's keys from auth-server's JWKS: fetched at start, every
+//! refresh period (so that a key auth-server no longer publishes stops
+//! verifying here), and again when a token names an unknown `kid` (a
+//! rotation), at most once per interval so that forged `kid`s cannot make us
+//! hammer auth-server. Every fetch replaces the whole key set; a changed set
+//! grows the verifier's key epoch, which empties the token cache.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,6 +29,10 @@ pub struct JwksSource {
 /// must not refuse every token for the whole interval.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(100);
 
+/// After a failed periodic fetch the next comes this soon (or at the
+/// period, if shorter); the keys in use stay meanwhile.
+const PERIODIC_RETRY: Duration = Duration::from_secs(10);
+
 impl JwksSource {
     /// `url` is `https://HOST:PORT/PATH` (or `http://` behind a trusted network);
     /// `ca_file` holds the certificate(s) to trust for it.
@@ -46,7 +53,7 @@ impl JwksSource {
     }
 
     /// Fetches the key set and installs it, unless the last fetch was too
-    /// recent. Returns whether the keys were replaced.
+    /// recent. Returns whether the keys changed.
     pub async fn refresh(&self) -> Result<bool, String> {
         {
             let mut last = self
@@ -65,16 +72,45 @@ impl JwksSource {
             }
             *last = Some((Instant::now(), false));
         }
+        self.fetch_and_install().await
+    }
+
+    /// Fetches the key set now and installs it; returns whether it changed.
+    /// An empty or unreadable set changes nothing.
+    async fn fetch_and_install(&self) -> Result<bool, String> {
         let keys = self.fetch().await?;
         if keys.iter().next().is_none() {
             return Err(format!("{}: the key set is empty", self.url));
         }
-        self.verifier.set_keys(keys);
+        let changed = self.verifier.set_keys(keys);
         *self
             .last_fetch
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), true));
-        Ok(true)
+        Ok(changed)
+    }
+
+    /// Refetches the key set every `period`, for ever: a key withdrawn from
+    /// auth-server's JWKS stops verifying here within one period (and the
+    /// token cache forgets what it verified). A failed fetch keeps the keys
+    /// in use and is retried sooner.
+    pub async fn refresh_periodically(self: Arc<Self>, period: Duration) {
+        let mut wait = period;
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = match self.fetch_and_install().await {
+                Ok(changed) => {
+                    if changed {
+                        tracing::info!(target: "todo::http", url = %self.url, "verification keys changed");
+                    }
+                    period
+                }
+                Err(error) => {
+                    tracing::warn!(target: "todo::http", %error, "refetching the JWKS failed; keeping the keys in use");
+                    PERIODIC_RETRY.min(period)
+                }
+            };
+        }
     }
 
     async fn fetch(&self) -> Result<KeySet, String> {

@@ -93,6 +93,10 @@ fn document(title: &str, description: &str, mut paths: Value, schemas: Value) ->
 
 const USERNAME: &str = "^[a-z0-9_.-]{3,32}$";
 
+/// The 403 of the session endpoints.
+const CROSS_ORIGIN: &str =
+    "Web page sessions only: a browser marked the request as cross-origin (Origin, Sec-Fetch-Site)";
+
 /// auth-server's document.
 #[must_use]
 pub fn auth() -> Value {
@@ -101,11 +105,11 @@ pub fn auth() -> Value {
         "/v1/auth/register": {"post": {"summary": "Register a user", "security": [], "requestBody": body("Registration"),
             "responses": common(json!({"201": ok("The new user", "User"), "409": problem("Username taken")}), false)}},
         "/v1/auth/login": {"post": {"summary": "Log in", "security": [], "requestBody": body("Credentials"),
-            "responses": common(json!({"200": ok("Tokens", "TokenPair"), "401": problem("Unknown user, wrong password or disabled account, alike")}), false)}},
+            "responses": common(json!({"200": ok("Tokens", "TokenPair"), "401": problem("Unknown user, wrong password or disabled account, alike"), "403": problem(CROSS_ORIGIN)}), false)}},
         "/v1/auth/refresh": {"post": {"summary": "Exchange a refresh token (rotates it; reuse revokes its family)", "security": [], "requestBody": body("RefreshRequest"),
-            "responses": common(json!({"200": ok("New tokens", "TokenPair"), "401": problem("Invalid, expired, revoked or reused refresh token")}), false)}},
+            "responses": common(json!({"200": ok("New tokens", "TokenPair"), "401": problem("Invalid, expired, revoked or reused refresh token"), "403": problem(CROSS_ORIGIN)}), false)}},
         "/v1/auth/logout": {"post": {"summary": "Revoke a refresh token's family", "security": [], "requestBody": body("RefreshRequest"),
-            "responses": common(json!({"204": {"description": "Logged out (also for unknown tokens)"}}), false)}},
+            "responses": common(json!({"204": {"description": "Logged out (also for unknown tokens)"}, "403": problem(CROSS_ORIGIN)}), false)}},
         "/v1/auth/validate": {"get": {"summary": "Check a token for a gateway (account enabled, not revoked)",
             "responses": common(json!({"200": ok("The token's subject", "Validation")}), true)}},
         "/.well-known/jwks.json": {"get": {"summary": "Public verification keys", "security": [],
@@ -139,8 +143,9 @@ pub fn auth() -> Value {
             "username": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$"}, "password": {"type": "string", "minLength": 8, "maxLength": 128}, "email": {"type": ["string", "null"], "format": "email", "maxLength": 254}}},
         "Credentials": {"type": "object", "additionalProperties": false, "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
         "RefreshRequest": {"type": "object", "additionalProperties": false, "required": ["refresh_token"], "properties": {"refresh_token": {"type": "string"}}},
-        "TokenPair": {"type": "object", "required": ["access_token", "token_type", "expires_in", "refresh_token"], "properties": {
-            "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}, "refresh_token": {"type": "string"}}},
+        "TokenPair": {"type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
+            "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"},
+            "refresh_token": {"type": "string", "description": "Always present for API clients. Absent with the web page's cookie sessions (`todo`, `auth-server --web-page`) when the request comes from a browser (`Sec-Fetch-Site` or `Todo-Session: cookie`) or the refresh token came from the cookie: it is then in the HttpOnly cookie only."}}},
         "Validation": {"type": "object", "required": ["sub", "username", "role", "exp"], "properties": {
             "sub": {"type": "string", "format": "uuid"}, "username": {"type": "string"}, "role": {"enum": ["user", "admin"]}, "exp": {"type": "integer"}}},
         "MePatch": {"type": "object", "additionalProperties": false, "properties": {"email": {"type": ["string", "null"], "format": "email"}}},

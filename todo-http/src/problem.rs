@@ -129,6 +129,17 @@ impl ApiError {
         )
     }
 
+    /// A cookie-session request that a browser says comes from another
+    /// origin or site (`Origin`, `Sec-Fetch-Site`): refused, whatever it carries.
+    pub fn cross_origin() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "urn:todo:problem:cross-origin",
+            "Forbidden",
+            "cross-origin requests may not use the session cookie",
+        )
+    }
+
     pub fn method_not_allowed(allow: String) -> Self {
         let mut error = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -34,6 +34,16 @@ page.on('console', (msg) => {
   }
 });
 page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+// Every token pair the page receives: none may carry the refresh token.
+const pairs = [];
+page.on('response', async (response) => {
+  if (!/\/v1\/auth\/(login|refresh)$/.test(new URL(response.url()).pathname) || !response.ok()) return;
+  try {
+    pairs.push(await response.json());
+  } catch (error) {
+    problems.push(`unreadable token pair: ${error.message}`);
+  }
+});
 
 let step = 0;
 async function shot(name) {
@@ -197,6 +207,8 @@ try {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   check(!overflow, 'nothing overflows a 375 px wide screen');
 
+  check(pairs.length >= 3 && pairs.every((p) => p.access_token && !('refresh_token' in p)),
+    `the page's token pairs carry no refresh token (${pairs.length} seen)`);
   check(problems.length === 0, `no console errors or CSP violations${problems.length ? `: ${problems.join(' | ')}` : ''}`);
   console.log(`browser test passed; screenshots in ${out}`);
 } catch (error) {

@@ -59,6 +59,10 @@ struct KeyArgs {
     /// Seconds between JWKS refetches triggered by unknown key ids.
     #[arg(long, env = "TODO_JWKS_MIN_REFRESH_SECS", default_value_t = 30)]
     jwks_min_refresh_secs: u64,
+    /// Seconds between periodic JWKS refetches: a key auth-server no longer
+    /// publishes stops verifying here within this time (0: never).
+    #[arg(long, env = "TODO_JWKS_REFRESH_SECS", default_value_t = 300)]
+    jwks_refresh_secs: u64,
     /// Expected access-token issuer (`iss`).
     #[arg(long, env = "TODO_TOKEN_ISSUER", default_value = "todo-auth")]
     issuer: String,
@@ -131,6 +135,10 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         match source.refresh().await {
             Ok(_) => tracing::info!(url, "verification keys fetched"),
             Err(error) => tracing::warn!(%error, "could not fetch the JWKS yet"),
+        }
+        if keys.jwks_refresh_secs > 0 {
+            let period = Duration::from_secs(keys.jwks_refresh_secs);
+            tokio::spawn(Arc::clone(&source).refresh_periodically(period));
         }
         api = api.with_key_source(source);
     }

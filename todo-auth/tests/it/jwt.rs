@@ -426,3 +426,117 @@ fn the_cache_answers_like_the_verifier_and_honours_expiry() {
     cached.clear();
     assert!(cached.is_empty());
 }
+
+/// Signs `header` and `payload` (raw JSON) with `key`: a token whose header
+/// says whatever a test wants.
+fn sign_raw(header: &serde_json::Value, payload: &serde_json::Value, pem: &str) -> String {
+    let message = format!("{}.{}", b64(header), b64(payload));
+    let key = EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::EdDSA).unwrap();
+    format!("{message}.{signature}")
+}
+
+#[test]
+fn a_cache_hit_answers_like_a_miss_at_the_leeway_edges() {
+    use todo_auth::CachingVerifier;
+    use todo_core::Clock;
+    use todo_core::testing::ManualClock;
+    const LEEWAY: i64 = 30;
+    let k = keys(KeyAlgorithm::EdDsa);
+    let token = k.signer.sign(&claims()).unwrap();
+    let verifier = || {
+        JwtVerifier::new(
+            KeySet::new([k.public.clone()]),
+            "todo-auth",
+            "todo",
+            LEEWAY.cast_unsigned(),
+        )
+    };
+    let answer = |r: Result<AccessClaims, TokenError>| r.map_err(|e| rejected(Err(e)));
+    let exp = claims().expires_at;
+    let nbf = claims().not_before;
+    for edge in [
+        exp + LEEWAY - 1,
+        exp + LEEWAY,
+        exp + LEEWAY + 1,
+        nbf - LEEWAY - 1,
+        nbf - LEEWAY,
+        nbf - LEEWAY + 1,
+    ] {
+        // Warm: the token verified once, within its lifetime; then the
+        // clock moves to the edge.
+        let clock = ManualClock::at(at(NOW + 1));
+        let warm = CachingVerifier::new(verifier(), 16);
+        warm.verify(&token, clock.now()).unwrap();
+        assert_eq!(warm.len(), 1);
+        let clock = ManualClock::at(at(edge));
+        let hit = answer(warm.verify(&token, clock.now()));
+        let miss = answer(CachingVerifier::new(verifier(), 16).verify(&token, clock.now()));
+        let plain = answer(verifier().verify(&token, clock.now()));
+        assert_eq!(miss, plain, "a miss is the verifier's answer at {edge}");
+        assert_eq!(hit, miss, "a hit answers like a miss at {}", edge - NOW);
+    }
+}
+
+#[test]
+fn the_cache_forgets_tokens_when_the_keys_change() {
+    use std::sync::Arc;
+    use todo_auth::CachingVerifier;
+    let old = keys(KeyAlgorithm::EdDsa);
+    let new = keys(KeyAlgorithm::EdDsa);
+    let token = old.signer.sign(&claims()).unwrap();
+    let verifier = Arc::new(JwtVerifier::new(
+        KeySet::new([old.public.clone()]),
+        "todo-auth",
+        "todo",
+        0,
+    ));
+    let cached = CachingVerifier::new(Arc::clone(&verifier), 16);
+    assert_eq!(cached.verify(&token, at(NOW + 1)).unwrap(), claims());
+    // The old key is withdrawn (a refetched JWKS without it).
+    verifier.set_keys(KeySet::new([new.public.clone()]));
+    assert_eq!(
+        rejected(cached.verify(&token, at(NOW + 2))),
+        TokenRejection::UnknownKey,
+        "a token of a withdrawn key is refused, remembered or not"
+    );
+    // The key comes back: the token verifies again (and is remembered anew).
+    verifier.set_keys(KeySet::new([old.public.clone(), new.public.clone()]));
+    assert_eq!(cached.verify(&token, at(NOW + 3)).unwrap(), claims());
+    assert_eq!(cached.verify(&token, at(NOW + 4)).unwrap(), claims());
+}
+
+#[test]
+fn a_crit_header_is_refused() {
+    let k = keys(KeyAlgorithm::EdDsa);
+    let payload: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(&segments(&k.signer.sign(&claims()).unwrap())[1])
+            .unwrap(),
+    )
+    .unwrap();
+    let kid = k.public.kid();
+    let plain = sign_raw(
+        &serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}),
+        &payload,
+        &k.pem,
+    );
+    assert_eq!(
+        k.verifier.verify(&plain, at(NOW + 1)).unwrap(),
+        claims(),
+        "the same token without crit verifies"
+    );
+    for crit in [
+        serde_json::json!(["exp"]),
+        serde_json::json!(["urn:example:must-understand"]),
+        serde_json::json!([]),
+        serde_json::Value::Null,
+    ] {
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid, "crit": crit});
+        let token = sign_raw(&header, &payload, &k.pem);
+        assert!(
+            k.verifier.verify(&token, at(NOW + 1)).is_err(),
+            "crit {crit} must be refused"
+        );
+    }
+}

@@ -276,7 +276,8 @@ async fn the_web_page_and_its_cookie_sessions_work_through_the_gateway() {
     assert_eq!(login.status, 200);
     let set_cookie = login.headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(
-        set_cookie.contains("HttpOnly") && set_cookie.contains("Secure"),
+        set_cookie.starts_with("__Host-todo_refresh=")
+            && set_cookie.contains("; Path=/; Secure; HttpOnly; SameSite=Strict"),
         "{set_cookie}"
     );
     let mut cookie = set_cookie.split(';').next().unwrap().to_owned();
@@ -285,12 +286,19 @@ async fn the_web_page_and_its_cookie_sessions_work_through_the_gateway() {
             .send(
                 Method::POST,
                 "/v1/auth/refresh",
-                &[("content-type", "application/json"), ("cookie", &cookie)],
+                &[
+                    ("content-type", "application/json"),
+                    ("cookie", &cookie),
+                    // The browser's Origin for the Host it used (the client's).
+                    ("origin", "https://localhost"),
+                    ("sec-fetch-site", "same-origin"),
+                ],
                 Some(b"{}".to_vec()),
             )
             .await
             .unwrap();
         assert_eq!(refreshed.status, 200, "{:?}", refreshed.body);
+        assert!(refreshed.json().unwrap().get("refresh_token").is_none());
         let access = refreshed.json().unwrap()["access_token"]
             .as_str()
             .unwrap()
@@ -310,4 +318,19 @@ async fn the_web_page_and_its_cookie_sessions_work_through_the_gateway() {
             .unwrap()
             .to_owned();
     }
+    // Through nginx auth-server still tells a foreign Origin from its own.
+    let foreign = client
+        .send(
+            Method::POST,
+            "/v1/auth/refresh",
+            &[
+                ("content-type", "application/json"),
+                ("cookie", &cookie),
+                ("origin", "https://localhost:1"),
+            ],
+            Some(b"{}".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_problem(&foreign, 403);
 }

@@ -113,7 +113,7 @@ async fn refresh_tokens_travel_in_an_http_only_cookie(backend: TestBackend) {
         .await;
     assert_eq!(login.status, 200);
     let set_cookie = login.headers["set-cookie"].to_str().unwrap().to_owned();
-    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/v1/auth"] {
+    for attribute in ["; HttpOnly", "; Secure", "; SameSite=Strict", "; Path=/;"] {
         assert!(set_cookie.contains(attribute), "{set_cookie}");
     }
     let body_token = login.json().unwrap()["refresh_token"]
@@ -123,8 +123,8 @@ async fn refresh_tokens_travel_in_an_http_only_cookie(backend: TestBackend) {
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
     assert_eq!(
         cookie,
-        format!("todo_refresh={body_token}"),
-        "the JSON contract is unchanged"
+        format!("__Host-todo_refresh={body_token}"),
+        "an API client's JSON contract is unchanged"
     );
 
     // Refresh with the cookie and an empty body; the cookie rotates too.
@@ -142,6 +142,11 @@ async fn refresh_tokens_travel_in_an_http_only_cookie(backend: TestBackend) {
         .await
         .unwrap();
     assert_eq!(refreshed.status, 200);
+    let pair = refreshed.json().unwrap();
+    assert!(
+        pair["access_token"].is_string() && pair.get("refresh_token").is_none(),
+        "a refresh by cookie answers without the refresh token: {pair}"
+    );
     let rotated = refreshed.headers["set-cookie"]
         .to_str()
         .unwrap()
