@@ -434,3 +434,91 @@ async fn the_one_process_todo_refuses_revoked_tokens() {
     refused_within_window(&client, Method::GET, "/v1/tasks", &admin, None).await;
     assert!(todo.stop().success());
 }
+
+/// Two tabs, or a retry after a lost answer, exchange one refresh token at
+/// once (#11 finding 7): every exchange gets a pair and every pair stays
+/// alive (v1: 200, 401, 401, 401, and the winner's new token dead too). A
+/// replay after the grace still revokes the whole family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_refreshes_keep_the_session_and_replays_after_the_grace_end_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("sqlite://{}", data.join("todo.db").display());
+    let mut command = std::process::Command::new(common::binary("auth-server"));
+    command
+        .args(common::server_args(&data, &url, "127.0.0.1:0"))
+        .env("TODO_REFRESH_REUSE_GRACE_SECS", "1");
+    let auth = Running::spawn("auth-server", command);
+    let client = auth.client(&data);
+    register(&client, "alice").await;
+    let login = client
+        .json(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(&json!({"username": "alice", "password": "correct horse"})),
+        )
+        .await
+        .unwrap();
+    let first = login.json().unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let exchange = |token: String| {
+        let client = client.clone();
+        async move {
+            client
+                .json(
+                    Method::POST,
+                    "/v1/auth/refresh",
+                    None,
+                    Some(&json!({"refresh_token": token})),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let racers: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(exchange(first.clone())))
+        .collect();
+    let mut fresh = Vec::new();
+    for racer in racers {
+        let reply = racer.await.unwrap();
+        assert_eq!(
+            reply.status, 200,
+            "every racer keeps the session: {:?}",
+            reply.body
+        );
+        fresh.push(
+            reply.json().unwrap()["refresh_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut newest = Vec::new();
+    for token in fresh {
+        let reply = exchange(token).await;
+        assert_eq!(reply.status, 200, "each racer's new token is alive");
+        newest.push(
+            reply.json().unwrap()["refresh_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        exchange(first).await.status,
+        401,
+        "a replay past the grace is reuse"
+    );
+    for token in newest {
+        assert_eq!(
+            exchange(token).await.status,
+            401,
+            "the whole family is revoked"
+        );
+    }
+    assert!(auth.stop().success());
+}
