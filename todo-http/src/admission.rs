@@ -109,7 +109,7 @@ impl BodyBudget {
 
     /// Bytes not reserved now.
     #[cfg(test)]
-    fn available(&self) -> usize {
+    pub(crate) fn available(&self) -> usize {
         self.0.available_permits()
     }
 }

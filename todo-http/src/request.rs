@@ -333,7 +333,68 @@ pub fn query_int(name: &str, value: &str) -> Result<i64, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::body::{Body, Frame};
+
     use super::*;
+
+    /// A body whose chunks are all there at once.
+    struct Chunks(VecDeque<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = Box<dyn std::error::Error + Send + Sync>;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+        }
+    }
+
+    fn chunks(count: usize, size: usize) -> RequestBody {
+        Chunks((0..count).map(|_| Bytes::from(vec![b' '; size])).collect()).boxed_unsync()
+    }
+
+    #[tokio::test]
+    async fn bodies_are_paid_from_the_budget_and_refused_past_it() {
+        let budget = BodyBudget::new(48 * 1024);
+        // Within the budget: read whole, paid as it grew, never past the declared length.
+        let mut held = None;
+        let read = read_limited(
+            chunks(10, 1000),
+            64 * 1024,
+            Some(10_000),
+            &budget,
+            &mut held,
+        );
+        assert_eq!(read.await.unwrap().len(), 10_000);
+        let paid = held.as_ref().map_or(0, |p| p.num_permits());
+        assert_eq!(paid, 10_000);
+        // Undeclared: doubling from 4 KiB, never more than twice what arrived.
+        let mut other = None;
+        let read = read_limited(chunks(9, 1000), 64 * 1024, None, &budget, &mut other);
+        assert_eq!(read.await.unwrap().len(), 9000);
+        let paid = other.as_ref().map_or(0, |p| p.num_permits());
+        assert!((9000..=18_000).contains(&paid), "paid {paid}");
+        // Past the budget: 503 with Retry-After, and what it took is given back.
+        let before = budget.available();
+        let mut refused = None;
+        let read = read_limited(chunks(60, 1000), 64 * 1024, None, &budget, &mut refused);
+        let response = read.await.unwrap_err().into_response();
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+        drop(refused);
+        assert_eq!(budget.available(), before);
+        // A request's share comes back when the request is gone.
+        drop(held);
+        drop(other);
+        assert_eq!(budget.available(), 48 * 1024);
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

@@ -412,3 +412,96 @@ async fn stalled_http2_bodies_cannot_grow_memory_past_a_bound() {
     drop(connections);
     drop(server);
 }
+
+/// Sends `request` on a new TLS connection from `source`; the connection
+/// stays open for whatever the server does next.
+async fn send_from(
+    connector: &TlsConnector,
+    source: IpAddr,
+    addr: SocketAddr,
+    request: &str,
+) -> TlsStream<TcpStream> {
+    let mut tls = tls_from(connector, source, addr).await.unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    tls
+}
+
+/// The response to a `Connection: close` request: its head, lower-cased.
+async fn response_head(tls: &mut TlsStream<TcpStream>) -> String {
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response))
+        .await
+        .expect("answered within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    text.split("\r\n\r\n").next().unwrap_or("").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_cap_is_per_forwarded_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(
+        dir.path(),
+        &[
+            "--trusted-proxies",
+            "127.0.0.1",
+            "--max-connections-per-client",
+            "2",
+        ],
+    );
+    let connector = connector(&data, &[b"http/1.1"]);
+    let proxy = HOARDER;
+    let stalled = "POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\n\
+                   X-Forwarded-For: 203.0.113.9\r\nContent-Type: application/json\r\n\
+                   Content-Length: 100\r\n\r\n{\"user";
+    // The proxy's connections are not counted per peer (every request
+    // below comes on a third or later connection from it, although the
+    // cap is two); two carry one client's stalled logins.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(send_from(&connector, proxy, server.addr, stalled).await);
+    }
+    let health = |client: &str| {
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: {client}\r\n\
+             Connection: close\r\n\r\n"
+        )
+    };
+    // The same forwarded client is refused a third request in flight
+    // (once the server has read the two stalled heads).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let mut tls = send_from(&connector, proxy, server.addr, &health("203.0.113.9")).await;
+        let head = response_head(&mut tls).await;
+        if head.starts_with("http/1.1 503") {
+            break head;
+        }
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(
+            Instant::now() < deadline,
+            "a third request in flight was served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(refused.contains("\r\nretry-after:"), "{refused}");
+    assert!(refused.contains("application/problem+json"), "{refused}");
+    // Another client behind the same proxy is served.
+    let mut tls = send_from(&connector, proxy, server.addr, &health("198.51.100.4")).await;
+    let head = response_head(&mut tls).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    // When a stalled request ends, its client has room again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut tls = send_from(&connector, proxy, server.addr, &health("203.0.113.9")).await;
+        let head = response_head(&mut tls).await;
+        if head.starts_with("http/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was not given back: {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
