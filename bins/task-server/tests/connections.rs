@@ -505,3 +505,50 @@ async fn behind_a_trusted_proxy_the_cap_is_per_forwarded_client() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_responses_loses_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(dir.path(), &["--header-read-timeout-secs", "2"]);
+    let connector = connector(&data, &[b"h2"]);
+    let tls = tls_from(&connector, HOARDER, server.addr).await.unwrap();
+    // A 1 KiB window it never opens further: the server can send the head
+    // of a larger response, never all of its body.
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .initial_stream_window_size(1024)
+        .initial_connection_window_size(1024)
+        .keep_alive_interval(None);
+    let (mut sender, connection) = builder.handshake(TokioIo::new(tls)).await.unwrap();
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::builder()
+        .method(Method::GET)
+        .uri(format!(
+            "https://localhost:{}/openapi.json",
+            server.addr.port()
+        ))
+        .body(Stalled::empty())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let length: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        length > 1024,
+        "the response fits the window: {length} bytes"
+    );
+    // Its body is never read (so never acknowledged).
+    let _unread = response;
+    let since = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("a connection whose client stopped reading was still open after 20 s")
+        .unwrap();
+    let took = since.elapsed();
+    assert!(took >= Duration::from_millis(1500), "closed after {took:?}");
+}
