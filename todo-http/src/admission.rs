@@ -79,38 +79,97 @@ fn client_key(ip: IpAddr) -> IpAddr {
 
 /// Bytes of request bodies the process may buffer at once, shared by every
 /// connection: a body that cannot get its share is refused (503) instead of
-/// growing the heap.
+/// growing the heap. One client (an address, an IPv6 /64, or a forwarded
+/// client behind a trusted proxy) may hold a quarter of it at most, so one
+/// address alone cannot spend it all and refuse everyone's writes.
 #[derive(Debug, Clone)]
-pub struct BodyBudget(Arc<Semaphore>);
+pub struct BodyBudget {
+    total: Arc<Semaphore>,
+    per_client: usize,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
 
 impl BodyBudget {
+    /// A budget of `bytes`, of which one client may hold a quarter, and
+    /// never less than `max_body_bytes` (one whole body).
     #[must_use]
-    pub fn new(bytes: usize) -> Self {
-        Self(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+    pub fn new(bytes: usize, max_body_bytes: usize) -> Self {
+        let bytes = bytes.min(Semaphore::MAX_PERMITS);
+        Self {
+            total: Arc::new(Semaphore::new(bytes)),
+            per_client: (bytes / 4).max(max_body_bytes).min(bytes),
+            held: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
-    /// `bytes` more of the budget, added to `held`; `false` (and `held`
-    /// unchanged) when the budget cannot spare them now.
-    pub fn reserve(&self, bytes: usize, held: &mut Option<OwnedSemaphorePermit>) -> bool {
+    /// `bytes` more of the budget for `client`, added to `share`; `false`
+    /// (and `share` unchanged) when the client's quarter or the whole
+    /// budget cannot spare them now.
+    pub fn reserve(&self, client: IpAddr, bytes: usize, share: &mut Option<BodyShare>) -> bool {
         let Ok(n) = u32::try_from(bytes) else {
             return false;
         };
-        match Arc::clone(&self.0).try_acquire_many_owned(n) {
-            Ok(permit) => {
-                match held {
-                    Some(held) => held.merge(permit),
-                    None => *held = Some(permit),
-                }
-                true
-            }
-            Err(_) => false,
+        let key = share.as_ref().map_or_else(|| client_key(client), |s| s.key);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = held.get(&key).copied().unwrap_or(0);
+        if mine.saturating_add(bytes) > self.per_client {
+            return false;
         }
+        let Ok(permit) = Arc::clone(&self.total).try_acquire_many_owned(n) else {
+            return false;
+        };
+        *held.entry(key).or_insert(0) += bytes;
+        match share {
+            Some(share) => {
+                share.permit.merge(permit);
+                share.bytes += bytes;
+            }
+            None => {
+                *share = Some(BodyShare {
+                    permit,
+                    bytes,
+                    key,
+                    held: Arc::clone(&self.held),
+                });
+            }
+        }
+        true
     }
 
     /// Bytes not reserved now.
     #[cfg(test)]
     pub(crate) fn available(&self) -> usize {
-        self.0.available_permits()
+        self.total.available_permits()
+    }
+}
+
+/// One request's share of the [`BodyBudget`]; given back on drop.
+#[derive(Debug)]
+pub struct BodyShare {
+    permit: OwnedSemaphorePermit,
+    bytes: usize,
+    key: IpAddr,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl BodyShare {
+    /// Bytes this share holds.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for BodyShare {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.key) {
+            *count = count.saturating_sub(self.bytes);
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+        // `permit` gives the bytes back to the whole budget as it drops.
     }
 }
 
@@ -168,15 +227,42 @@ mod tests {
 
     #[test]
     fn the_budget_is_shared_and_given_back() {
-        let budget = BodyBudget::new(100);
-        let mut a = None;
-        let mut b = None;
-        assert!(budget.reserve(60, &mut a));
-        assert!(budget.reserve(30, &mut a));
-        assert!(!budget.reserve(20, &mut b), "only 10 bytes left");
-        assert!(b.is_none());
-        assert_eq!(budget.available(), 10);
-        drop(a);
-        assert!(budget.reserve(100, &mut b));
+        let budget = BodyBudget::new(100, 10);
+        let clients: Vec<IpAddr> = (1..=5).map(|i| IpAddr::from([192, 0, 2, i])).collect();
+        let mut shares: Vec<Option<BodyShare>> = (0..5).map(|_| None).collect();
+        assert!(budget.reserve(clients[0], 20, &mut shares[0]));
+        assert!(budget.reserve(clients[0], 5, &mut shares[0]));
+        assert_eq!(shares[0].as_ref().unwrap().bytes(), 25);
+        assert!(
+            !budget.reserve(clients[0], 1, &mut shares[0]),
+            "one client holds a quarter at most"
+        );
+        let mut second = None;
+        assert!(
+            !budget.reserve(clients[0], 1, &mut second),
+            "across its requests too"
+        );
+        assert!(second.is_none());
+        for i in 1..4 {
+            assert!(budget.reserve(clients[i], 25, &mut shares[i]));
+        }
+        assert_eq!(budget.available(), 0);
+        assert!(!budget.reserve(clients[4], 1, &mut shares[4]), "all spent");
+        assert!(shares[4].is_none());
+        shares[0] = None;
+        assert_eq!(budget.available(), 25);
+        assert!(budget.reserve(clients[4], 25, &mut shares[4]));
+        assert!(budget.reserve(clients[0], 0, &mut second));
+        drop(shares);
+        drop(second);
+        assert_eq!(budget.available(), 100);
+        assert!(budget.held.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_small_budget_still_admits_one_whole_body() {
+        let budget = BodyBudget::new(100, 60);
+        let mut share = None;
+        assert!(budget.reserve(IpAddr::from([192, 0, 2, 1]), 60, &mut share));
     }
 }

@@ -85,7 +85,8 @@ pub struct ServerArgs {
     #[arg(long, env = "TODO_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
     pub max_connections_per_client: usize,
     /// Bytes of request bodies buffered at once across all connections; a
-    /// body that cannot get its share gets 503 with Retry-After. At least
+    /// body that cannot get its share gets 503 with Retry-After. One client
+    /// may hold a quarter of it (at least one whole body). At least
     /// --max-body-bytes.
     #[arg(long, env = "TODO_BODY_BUDGET_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub body_budget_bytes: usize,

@@ -64,7 +64,7 @@ impl<A: Api> Frontend<A> {
         Self {
             api,
             slots: ClientSlots::new(limits.max_connections_per_client),
-            budget: BodyBudget::new(limits.body_budget_bytes),
+            budget: BodyBudget::new(limits.body_budget_bytes, limits.max_body_bytes),
             limits: Arc::new(limits),
             proxies,
             ids: RequestIds::new(),

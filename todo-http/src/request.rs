@@ -10,9 +10,8 @@ use http::{HeaderMap, Method};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use serde::de::DeserializeOwned;
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::admission::BodyBudget;
+use crate::admission::{BodyBudget, BodyShare};
 use crate::problem::ApiError;
 
 /// A request body of any origin (a socket, a test, a fuzzer).
@@ -147,7 +146,7 @@ pub struct ApiRequest {
     /// The process's budget for buffered bodies.
     pub(crate) budget: BodyBudget,
     /// This request's share of it, held as long as the request.
-    pub(crate) reserved: Option<OwnedSemaphorePermit>,
+    pub(crate) reserved: Option<BodyShare>,
 }
 
 impl std::fmt::Debug for ApiRequest {
@@ -212,7 +211,13 @@ impl ApiRequest {
         }
         let body = std::mem::replace(&mut self.body, empty_body());
         let declared = declared.and_then(|n| usize::try_from(n).ok());
-        let read = read_limited(body, limit, declared, &self.budget, &mut self.reserved);
+        let read = read_limited(
+            body,
+            limit,
+            declared,
+            (&self.budget, self.client),
+            &mut self.reserved,
+        );
         let bytes = tokio::time::timeout(self.limits.body_timeout, read)
             .await
             .map_err(|_| ApiError::request_timeout())??;
@@ -261,8 +266,8 @@ async fn read_limited(
     mut body: RequestBody,
     limit: usize,
     declared: Option<usize>,
-    budget: &BodyBudget,
-    reserved: &mut Option<OwnedSemaphorePermit>,
+    (budget, client): (&BodyBudget, IpAddr),
+    reserved: &mut Option<BodyShare>,
 ) -> Result<Bytes, ApiError> {
     let mut bytes: Vec<u8> = Vec::new();
     // What this buffer has been paid for.
@@ -280,7 +285,7 @@ async fn read_limited(
                 // to speak of, and the buffer never holds unpaid room.
                 let ceiling = declared.unwrap_or(limit).clamp(needed, limit);
                 let grown = paid.saturating_mul(2).max(4096).clamp(needed, ceiling);
-                if !budget.reserve(grown - paid, reserved) {
+                if !budget.reserve(client, grown - paid, reserved) {
                     return Err(ApiError::unavailable(BUDGET_RETRY, None));
                 }
                 bytes.reserve_exact(grown - bytes.len());
@@ -362,38 +367,57 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_are_paid_from_the_budget_and_refused_past_it() {
-        let budget = BodyBudget::new(48 * 1024);
+        let budget = BodyBudget::new(96 * 1024, 64 * 1024);
+        let me = IpAddr::from([192, 0, 2, 1]);
         // Within the budget: read whole, paid as it grew, never past the declared length.
         let mut held = None;
         let read = read_limited(
             chunks(10, 1000),
             64 * 1024,
             Some(10_000),
-            &budget,
+            (&budget, me),
             &mut held,
         );
         assert_eq!(read.await.unwrap().len(), 10_000);
-        let paid = held.as_ref().map_or(0, |p| p.num_permits());
+        let paid = held.as_ref().map_or(0, BodyShare::bytes);
         assert_eq!(paid, 10_000);
         // Undeclared: doubling from 4 KiB, never more than twice what arrived.
         let mut other = None;
-        let read = read_limited(chunks(9, 1000), 64 * 1024, None, &budget, &mut other);
+        let read = read_limited(chunks(9, 1000), 64 * 1024, None, (&budget, me), &mut other);
         assert_eq!(read.await.unwrap().len(), 9000);
-        let paid = other.as_ref().map_or(0, |p| p.num_permits());
+        let paid = other.as_ref().map_or(0, BodyShare::bytes);
         assert!((9000..=18_000).contains(&paid), "paid {paid}");
         // Past the budget: 503 with Retry-After, and what it took is given back.
         let before = budget.available();
         let mut refused = None;
-        let read = read_limited(chunks(60, 1000), 64 * 1024, None, &budget, &mut refused);
+        let read = read_limited(
+            chunks(60, 1000),
+            64 * 1024,
+            None,
+            (&budget, me),
+            &mut refused,
+        );
         let response = read.await.unwrap_err().into_response();
         assert_eq!(response.status(), 503);
         assert!(response.headers().contains_key("retry-after"));
+        // That was this client's quarter-or-one-body share: another still reads.
+        let mut theirs = None;
+        let them = IpAddr::from([192, 0, 2, 2]);
+        let read = read_limited(
+            chunks(10, 1000),
+            64 * 1024,
+            Some(10_000),
+            (&budget, them),
+            &mut theirs,
+        );
+        assert_eq!(read.await.unwrap().len(), 10_000);
+        drop(theirs);
         drop(refused);
         assert_eq!(budget.available(), before);
         // A request's share comes back when the request is gone.
         drop(held);
         drop(other);
-        assert_eq!(budget.available(), 48 * 1024);
+        assert_eq!(budget.available(), 96 * 1024);
     }
 
     #[test]

@@ -325,6 +325,13 @@ async fn stalled_http2_bodies_cannot_grow_memory_past_a_bound() {
     const CONNECTIONS: usize = 30;
     const STREAMS: usize = 100;
     const LIMIT_KIB: u64 = 128 * 1024;
+    // Three addresses: together less than the whole body budget, each
+    // more than its share.
+    const ABUSERS: [IpAddr; 3] = [
+        HOARDER,
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4)),
+    ];
     let dir = tempfile::tempdir().unwrap();
     // Generous body and head timeouts: the attacker's streams stay open
     // for the whole measurement.
@@ -350,8 +357,9 @@ async fn stalled_http2_bodies_cannot_grow_memory_past_a_bound() {
     let chunk = Bytes::from(vec![b' '; 60_000]);
     let (statuses_tx, mut statuses) = tokio::sync::mpsc::unbounded_channel();
     let mut connections = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (sender, task) = h2_from(&h2, HOARDER, server.addr).await;
+    for i in 0..CONNECTIONS {
+        let source = ABUSERS[i % ABUSERS.len()];
+        let (sender, task) = h2_from(&h2, source, server.addr).await;
         for _ in 0..STREAMS {
             let mut sender = sender.clone();
             let statuses = statuses_tx.clone();
@@ -381,6 +389,7 @@ async fn stalled_http2_bodies_cannot_grow_memory_past_a_bound() {
     let mut refused = 0;
     let mut other = Vec::new();
     let mut served = None;
+    let mut login_status = None;
     while started.elapsed() < Duration::from_secs(20) {
         peak = peak.max(rss_kib(pid));
         if peak > LIMIT_KIB {
@@ -393,8 +402,19 @@ async fn stalled_http2_bodies_cannot_grow_memory_past_a_bound() {
                 other.push(status);
             }
         }
-        if served.is_none() && started.elapsed() > Duration::from_secs(3) {
+        if served.is_none() && refused > 0 {
+            // The abusers have spent what they may: another address is
+            // still served, its body still read (401: no such user).
             served = Some(healthz_from(&normal, OTHER, server.addr).await);
+            let body = r#"{"username":"nobody","password":"not the password"}"#;
+            let login = format!(
+                "POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut tls = send_from(&normal, OTHER, server.addr, &login).await;
+            login_status = Some(response_head(&mut tls).await);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -404,6 +424,11 @@ async fn stalled_http2_bodies_cannot_grow_memory_past_a_bound() {
         "the server's RSS went from {before} KiB to {peak} KiB under stalled HTTP/2 bodies"
     );
     assert_eq!(served.as_deref(), Some("HTTP/1.1 200 OK"));
+    let login_status = login_status.unwrap();
+    assert!(
+        login_status.starts_with("http/1.1 401"),
+        "another client's login during the abuse: {login_status}"
+    );
     assert!(
         refused > 0,
         "no stream was refused with 503 and Retry-After; other statuses: {other:?}"
