@@ -79,6 +79,17 @@ pub struct ServerArgs {
     /// Open connections at most; more are closed at once.
     #[arg(long, env = "TODO_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Open connections one client address (an IPv6 /64) may hold; more are
+    /// closed at once. From a trusted proxy: requests in flight per
+    /// forwarded client; more get 503.
+    #[arg(long, env = "TODO_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    pub max_connections_per_client: usize,
+    /// Bytes of request bodies buffered at once across all connections; a
+    /// body that cannot get its share gets 503 with Retry-After. One client
+    /// may hold a quarter of it (at least one whole body). At least
+    /// --max-body-bytes.
+    #[arg(long, env = "TODO_BODY_BUDGET_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub body_budget_bytes: usize,
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "TODO_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -119,14 +130,28 @@ impl ServerArgs {
     }
 
     pub fn limits(&self) -> Result<HttpLimits, String> {
-        if self.max_body_bytes == 0 || self.max_connections == 0 {
-            return Err("--max-body-bytes and --max-connections must be positive".to_owned());
+        if self.max_body_bytes == 0
+            || self.max_connections == 0
+            || self.max_connections_per_client == 0
+        {
+            return Err(
+                "--max-body-bytes, --max-connections and --max-connections-per-client must be positive"
+                    .to_owned(),
+            );
+        }
+        if self.body_budget_bytes < self.max_body_bytes {
+            return Err(format!(
+                "--body-budget-bytes ({}) must be at least --max-body-bytes ({})",
+                self.body_budget_bytes, self.max_body_bytes
+            ));
         }
         Ok(HttpLimits {
             max_body_bytes: self.max_body_bytes,
             body_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+            body_budget_bytes: self.body_budget_bytes,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             ..HttpLimits::default()
         })

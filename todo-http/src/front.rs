@@ -7,13 +7,14 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::admission::{BodyBudget, ClientSlots};
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 use crate::request::{ApiRequest, HttpLimits, RequestBody, TrustedProxies};
@@ -52,12 +53,18 @@ pub struct Frontend<A> {
     limits: Arc<HttpLimits>,
     proxies: TrustedProxies,
     ids: RequestIds,
+    /// Per-client slots: connections at accept (see `server`), and, for
+    /// connections from trusted proxies, requests in flight here.
+    slots: Arc<ClientSlots>,
+    budget: BodyBudget,
 }
 
 impl<A: Api> Frontend<A> {
     pub fn new(api: Arc<A>, limits: HttpLimits, proxies: TrustedProxies) -> Self {
         Self {
             api,
+            slots: ClientSlots::new(limits.max_connections_per_client),
+            budget: BodyBudget::new(limits.body_budget_bytes, limits.max_body_bytes),
             limits: Arc::new(limits),
             proxies,
             ids: RequestIds::new(),
@@ -74,6 +81,15 @@ impl<A: Api> Frontend<A> {
         &self.limits
     }
 
+    #[must_use]
+    pub fn proxies(&self) -> &TrustedProxies {
+        &self.proxies
+    }
+
+    pub(crate) fn client_slots(&self) -> &Arc<ClientSlots> {
+        &self.slots
+    }
+
     /// Serves one request from `peer`.
     pub async fn handle(&self, request: Request<RequestBody>, peer: IpAddr) -> ApiResponse {
         let started = Instant::now();
@@ -82,42 +98,58 @@ impl<A: Api> Frontend<A> {
         let client = self.proxies.client(peer, &parts.headers);
         let method = method_name(&parts.method);
         let path = parts.uri.path();
-        let (route, result) = match path {
-            "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => {
-                let route = match path {
-                    "/healthz" => "/healthz",
-                    "/readyz" => "/readyz",
-                    "/metrics" => "/metrics",
-                    _ => "/openapi.json",
-                };
-                (route, self.shared(route, &parts.method).await)
-            }
-            _ => match router::find(self.api.routes(), &parts.method, path) {
-                RouteMatch::Found { route, param } => {
-                    let param = param.map(str::to_owned);
-                    let mut headers = parts.headers;
-                    // HTTP/2 names the host in `:authority`, not `Host`:
-                    // give handlers one place to read it (the origin checks).
-                    if !headers.contains_key(http::header::HOST)
-                        && let Some(authority) = parts.uri.authority()
-                        && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
-                    {
-                        headers.insert(http::header::HOST, host);
-                    }
-                    let request = ApiRequest {
-                        method: parts.method.clone(),
-                        headers,
-                        query: parts.uri.query().map(str::to_owned),
-                        body,
-                        client,
-                        limits: Arc::clone(&self.limits),
+        // A trusted proxy's connections are shared by its clients: each
+        // forwarded client may have as many requests in flight here as an
+        // address may hold connections.
+        let slot = if self.proxies.trusts(peer) {
+            self.slots.try_take(client).map(Some).ok_or(())
+        } else {
+            Ok(None)
+        };
+        let (route, result) = match (slot, path) {
+            (Err(()), _) => (
+                "(over the per-client cap)",
+                Err(ApiError::unavailable(Duration::from_secs(1), None)),
+            ),
+            (Ok(_slot), path) => match path {
+                "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => {
+                    let route = match path {
+                        "/healthz" => "/healthz",
+                        "/readyz" => "/readyz",
+                        "/metrics" => "/metrics",
+                        _ => "/openapi.json",
                     };
-                    (route.template, self.api.handle(route, param, request).await)
+                    (route, self.shared(route, &parts.method).await)
                 }
-                RouteMatch::MethodNotAllowed(allow) => {
-                    ("(unmatched)", Err(ApiError::method_not_allowed(allow)))
-                }
-                RouteMatch::NotFound => ("(unmatched)", Err(ApiError::not_found())),
+                _ => match router::find(self.api.routes(), &parts.method, path) {
+                    RouteMatch::Found { route, param } => {
+                        let param = param.map(str::to_owned);
+                        let mut headers = parts.headers;
+                        // HTTP/2 names the host in `:authority`, not `Host`:
+                        // give handlers one place to read it (the origin checks).
+                        if !headers.contains_key(http::header::HOST)
+                            && let Some(authority) = parts.uri.authority()
+                            && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
+                        {
+                            headers.insert(http::header::HOST, host);
+                        }
+                        let request = ApiRequest {
+                            method: parts.method.clone(),
+                            headers,
+                            query: parts.uri.query().map(str::to_owned),
+                            body,
+                            client,
+                            limits: Arc::clone(&self.limits),
+                            budget: self.budget.clone(),
+                            reserved: None,
+                        };
+                        (route.template, self.api.handle(route, param, request).await)
+                    }
+                    RouteMatch::MethodNotAllowed(allow) => {
+                        ("(unmatched)", Err(ApiError::method_not_allowed(allow)))
+                    }
+                    RouteMatch::NotFound => ("(unmatched)", Err(ApiError::not_found())),
+                },
             },
         };
         let mut response = result.unwrap_or_else(|error| {

@@ -8,6 +8,7 @@
 //! on the blocking pool, and render the result; no business rule lives here.
 //! Another program can mount either API by building its [`Frontend`].
 
+mod admission;
 pub mod audit;
 mod auth_api;
 mod blocking;

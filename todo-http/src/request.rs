@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use serde::de::DeserializeOwned;
 
+use crate::admission::{BodyBudget, BodyShare};
 use crate::problem::ApiError;
 
 /// A request body of any origin (a socket, a test, a fuzzer).
@@ -29,6 +30,15 @@ pub struct HttpLimits {
     pub max_head_bytes: usize,
     /// Connections beyond this are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold; more are
+    /// closed as soon as they are accepted. Behind a trusted proxy, the
+    /// requests in flight of one forwarded client; more get 503.
+    pub max_connections_per_client: usize,
+    /// Streams an HTTP/2 connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Bytes of request bodies buffered at once across the process; a body
+    /// that cannot get its share gets 503 with `Retry-After`.
+    pub body_budget_bytes: usize,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
 }
@@ -41,6 +51,9 @@ impl Default for HttpLimits {
             header_read_timeout: Duration::from_secs(10),
             max_head_bytes: 16 * 1024,
             max_connections: 1024,
+            max_connections_per_client: 64,
+            max_concurrent_streams: 32,
+            body_budget_bytes: 32 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -77,7 +90,8 @@ impl TrustedProxies {
         Ok(Self(nets))
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|(net, bits)| match (net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
             (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
@@ -129,6 +143,10 @@ pub struct ApiRequest {
     pub body: RequestBody,
     pub client: IpAddr,
     pub limits: std::sync::Arc<HttpLimits>,
+    /// The process's budget for buffered bodies.
+    pub(crate) budget: BodyBudget,
+    /// This request's share of it, held as long as the request.
+    pub(crate) reserved: Option<BodyShare>,
 }
 
 impl std::fmt::Debug for ApiRequest {
@@ -158,7 +176,8 @@ impl ApiRequest {
 
     /// Reads the body as JSON into `T`: 415 for another media type, 413 past
     /// the size limit (before reading it whole), 408 past the time limit,
-    /// 400 for malformed JSON or unknown fields.
+    /// 503 when the process's body budget is spent, 400 for malformed JSON
+    /// or unknown fields.
     pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
         decode_json(&self.json_bytes().await?)
     }
@@ -191,7 +210,15 @@ impl ApiRequest {
             return Err(ApiError::payload_too_large(limit));
         }
         let body = std::mem::replace(&mut self.body, empty_body());
-        let bytes = tokio::time::timeout(self.limits.body_timeout, read_limited(body, limit))
+        let declared = declared.and_then(|n| usize::try_from(n).ok());
+        let read = read_limited(
+            body,
+            limit,
+            declared,
+            (&self.budget, self.client),
+            &mut self.reserved,
+        );
+        let bytes = tokio::time::timeout(self.limits.body_timeout, read)
             .await
             .map_err(|_| ApiError::request_timeout())??;
         Ok(bytes)
@@ -228,19 +255,46 @@ fn empty_body() -> RequestBody {
         .boxed_unsync()
 }
 
-/// Reads at most `limit` bytes of `body`: 413 as soon as it goes past.
-async fn read_limited(mut body: RequestBody, limit: usize) -> Result<Bytes, ApiError> {
-    let mut bytes = bytes::BytesMut::new();
+/// How long a client refused for want of body budget should wait.
+const BUDGET_RETRY: Duration = Duration::from_secs(1);
+
+/// Reads at most `limit` bytes of `body`: 413 as soon as it goes past. The
+/// buffer grows as bytes arrive (never past the declared length or the
+/// limit), each growth paid from `budget` into `reserved` first: 503 when
+/// the budget cannot pay.
+async fn read_limited(
+    mut body: RequestBody,
+    limit: usize,
+    declared: Option<usize>,
+    (budget, client): (&BodyBudget, IpAddr),
+    reserved: &mut Option<BodyShare>,
+) -> Result<Bytes, ApiError> {
+    let mut bytes: Vec<u8> = Vec::new();
+    // What this buffer has been paid for.
+    let mut paid = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ApiError::bad_request("the body could not be read"))?;
         if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
+            let needed = bytes.len() + data.len();
+            if needed > limit {
                 return Err(ApiError::payload_too_large(limit));
+            }
+            if needed > paid {
+                // Double (from 4 KiB), but never past what the client
+                // declared or the limit: a slow trickle costs no copies
+                // to speak of, and the buffer never holds unpaid room.
+                let ceiling = declared.unwrap_or(limit).clamp(needed, limit);
+                let grown = paid.saturating_mul(2).max(4096).clamp(needed, ceiling);
+                if !budget.reserve(client, grown - paid, reserved) {
+                    return Err(ApiError::unavailable(BUDGET_RETRY, None));
+                }
+                bytes.reserve_exact(grown - bytes.len());
+                paid = grown;
             }
             bytes.extend_from_slice(&data);
         }
     }
-    Ok(bytes.freeze())
+    Ok(Bytes::from(bytes))
 }
 
 /// Decodes a JSON body, turning serde's complaints into problem details.
@@ -284,7 +338,87 @@ pub fn query_int(name: &str, value: &str) -> Result<i64, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::body::{Body, Frame};
+
     use super::*;
+
+    /// A body whose chunks are all there at once.
+    struct Chunks(VecDeque<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = Box<dyn std::error::Error + Send + Sync>;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+        }
+    }
+
+    fn chunks(count: usize, size: usize) -> RequestBody {
+        Chunks((0..count).map(|_| Bytes::from(vec![b' '; size])).collect()).boxed_unsync()
+    }
+
+    #[tokio::test]
+    async fn bodies_are_paid_from_the_budget_and_refused_past_it() {
+        let budget = BodyBudget::new(96 * 1024, 64 * 1024);
+        let me = IpAddr::from([192, 0, 2, 1]);
+        // Within the budget: read whole, paid as it grew, never past the declared length.
+        let mut held = None;
+        let read = read_limited(
+            chunks(10, 1000),
+            64 * 1024,
+            Some(10_000),
+            (&budget, me),
+            &mut held,
+        );
+        assert_eq!(read.await.unwrap().len(), 10_000);
+        let paid = held.as_ref().map_or(0, BodyShare::bytes);
+        assert_eq!(paid, 10_000);
+        // Undeclared: doubling from 4 KiB, never more than twice what arrived.
+        let mut other = None;
+        let read = read_limited(chunks(9, 1000), 64 * 1024, None, (&budget, me), &mut other);
+        assert_eq!(read.await.unwrap().len(), 9000);
+        let paid = other.as_ref().map_or(0, BodyShare::bytes);
+        assert!((9000..=18_000).contains(&paid), "paid {paid}");
+        // Past the budget: 503 with Retry-After, and what it took is given back.
+        let before = budget.available();
+        let mut refused = None;
+        let read = read_limited(
+            chunks(60, 1000),
+            64 * 1024,
+            None,
+            (&budget, me),
+            &mut refused,
+        );
+        let response = read.await.unwrap_err().into_response();
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+        // That was this client's quarter-or-one-body share: another still reads.
+        let mut theirs = None;
+        let them = IpAddr::from([192, 0, 2, 2]);
+        let read = read_limited(
+            chunks(10, 1000),
+            64 * 1024,
+            Some(10_000),
+            (&budget, them),
+            &mut theirs,
+        );
+        assert_eq!(read.await.unwrap().len(), 10_000);
+        drop(theirs);
+        drop(refused);
+        assert_eq!(budget.available(), before);
+        // A request's share comes back when the request is gone.
+        drop(held);
+        drop(other);
+        assert_eq!(budget.available(), 96 * 1024);
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

@@ -1,12 +1,26 @@
-//! The accept loop: a cap on connections, TCP_NODELAY, TLS with a handshake
-//! deadline, HTTP/1.1 and HTTP/2 with head-size and head-time limits, and a
-//! graceful shutdown that answers every request on a connection it accepted.
+//! The accept loop: a cap on connections and a smaller one per client
+//! address, TCP_NODELAY, TLS with a handshake deadline, HTTP/1.1 and HTTP/2
+//! with head-size and head-time limits, bounded HTTP/2 streams and windows,
+//! a deadline for every stage of a connection, and a graceful shutdown that
+//! answers every request on a connection it accepted.
+//!
+//! The stages, each bounded by `header_read_timeout` (T):
+//! - the TLS handshake: T from accept;
+//! - the first request (its whole head, after protocol detection and the
+//!   HTTP/2 preface): T from the handshake, else the connection is dropped;
+//! - idle: a connection with no request in flight for T is closed
+//!   gracefully (HTTP/1.1 keep-alive, HTTP/2 without open streams: GOAWAY);
+//!   one that has not finished T after that (a peer that stopped reading
+//!   its responses) is dropped. HTTP/1.1 heads after the first are bounded
+//!   by hyper's header timer (T); HTTP/2 peers are pinged every T and
+//!   dropped when a ping goes unanswered for T.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::Request;
@@ -19,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::{ClientSlot, ClientSlots};
 use crate::front::{Api, Frontend};
 
 /// How long, once shutdown has begun, a connection that has not yet
@@ -47,17 +62,30 @@ pub async fn serve<A: Api>(
         .header_read_timeout(limits.header_read_timeout)
         // hyper answers 431 when a head does not fit this buffer.
         .max_buf_size(limits.max_head_bytes.max(8192));
+    // Flow-control windows sized to the body limit: a stream never needs
+    // more, and what a connection's streams hold unread stays small.
+    let window = u32::try_from(limits.max_body_bytes)
+        .unwrap_or(u32::MAX)
+        .clamp(1, MAX_WINDOW);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams.max(1))
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(window)
+        .adaptive_window(false)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .keep_alive_interval(limits.header_read_timeout)
+        .keep_alive_timeout(limits.header_read_timeout);
     let accepted = Accepted {
+        slots: Arc::clone(front.client_slots()),
         front,
         builder: Arc::new(builder),
         tls,
         connections: Arc::clone(&connections),
         stopping,
-        handshake_deadline: limits.header_read_timeout,
+        deadline: limits.header_read_timeout,
     };
     tokio::pin!(shutdown);
     loop {
@@ -95,18 +123,38 @@ pub async fn serve<A: Api>(
     }
 }
 
+/// The largest HTTP/2 flow-control window (RFC 9113, 6.9.1).
+const MAX_WINDOW: u32 = (1 << 31) - 1;
+
+/// Streams a client may open and reset before the server has accepted
+/// them (the "rapid reset" guard), per connection.
+const MAX_PENDING_RESETS: usize = 20;
+
 /// What each accepted connection needs.
 struct Accepted<A: Api> {
     front: Arc<Frontend<A>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,
     connections: Arc<Semaphore>,
+    slots: Arc<ClientSlots>,
     stopping: watch::Receiver<bool>,
-    handshake_deadline: Duration,
+    /// The deadline of every stage (the head timeout).
+    deadline: Duration,
 }
 
 impl<A: Api> Accepted<A> {
     fn spawn(&self, stream: TcpStream, peer: SocketAddr) {
+        // A trusted proxy's connections carry many clients: those are
+        // counted per forwarded client, per request (see `Frontend`).
+        let slot: Option<ClientSlot> = if self.front.proxies().trusts(peer.ip()) {
+            None
+        } else {
+            let Some(slot) = self.slots.try_take(peer.ip()) else {
+                tracing::debug!(target: "todo::http", %peer, "per-client connection limit reached; closing");
+                return;
+            };
+            Some(slot)
+        };
         let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
             tracing::warn!(target: "todo::http", %peer, "connection limit reached; closing");
             return;
@@ -117,60 +165,162 @@ impl<A: Api> Accepted<A> {
         let builder = Arc::clone(&self.builder);
         let tls = self.tls.clone();
         let stopping = self.stopping.clone();
-        let handshake_deadline = self.handshake_deadline;
+        let deadline = self.deadline;
         tokio::spawn(async move {
             let _permit = permit;
-            // A permit once the connection has delivered a request.
-            let served = Arc::new(Notify::new());
-            let seen = Arc::clone(&served);
+            let _slot = slot;
+            let stream = match tls {
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(deadline, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    Stream::Tls(Box::new(stream))
+                }
+                None => Stream::Plain(stream),
+            };
+            let activity = Arc::new(Activity::new());
+            let seen = Arc::clone(&activity);
             let service = service_fn(move |request: Request<Incoming>| {
                 let front = Arc::clone(&front);
-                seen.notify_one();
+                let in_flight = seen.begin();
                 async move {
+                    let _in_flight = in_flight;
                     let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
                     Ok::<_, Infallible>(front.handle(request, peer.ip()).await)
                 }
             });
-            match tls {
-                Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(handshake_deadline, acceptor.accept(stream)).await
-                    else {
-                        return;
-                    };
+            match stream {
+                Stream::Tls(stream) => {
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    drive(connection, &served, stopping).await;
+                    drive(connection, &activity, deadline, stopping).await;
                 }
-                None => {
+                Stream::Plain(stream) => {
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    drive(connection, &served, stopping).await;
+                    drive(connection, &activity, deadline, stopping).await;
                 }
             }
         });
     }
 }
 
-/// Serves a connection until it ends or shutdown begins; then lets it
-/// deliver its first request if it had none yet, and closes it gracefully:
-/// requests in flight are answered (HTTP/1.1 with `Connection: close`,
-/// HTTP/2 with GOAWAY).
+enum Stream {
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Plain(TcpStream),
+}
+
+/// What a connection's requests have been doing, for its deadlines.
+#[derive(Debug)]
+struct Activity {
+    /// When the connection became ready for HTTP (after the handshake).
+    born: Instant,
+    /// Requests delivered so far.
+    requests: AtomicU64,
+    /// Requests being handled now.
+    in_flight: AtomicUsize,
+    /// When the last request was answered, in milliseconds after `born`.
+    last_done_ms: AtomicU64,
+    /// A permit once the connection has delivered a request.
+    first: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            born: Instant::now(),
+            requests: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+            first: Notify::new(),
+        }
+    }
+
+    /// A request has arrived; it is in flight until the guard drops.
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.requests.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.first.notify_one();
+        }
+        InFlight(Arc::clone(self))
+    }
+
+    /// When the connection will have been idle for `idle`, if it is idle
+    /// now; with a request in flight, when to look again.
+    fn idle_at(&self, idle: Duration) -> Instant {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return Instant::now() + idle;
+        }
+        let last = Duration::from_millis(self.last_done_ms.load(Ordering::SeqCst));
+        self.born + last + idle
+    }
+
+    fn served_any(&self) -> bool {
+        self.requests.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// A request in flight on a connection.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let since = u64::try_from(activity.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // Written before the count falls, so a watcher that sees no request
+        // in flight sees this one's end.
+        activity.last_done_ms.fetch_max(since, Ordering::SeqCst);
+        activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serves a connection until it ends, falls idle, or shutdown begins.
+/// Idle: a connection that never delivered a request is dropped at its
+/// deadline; one with no request in flight for `deadline` is closed
+/// gracefully, and dropped if that takes another `deadline`. At shutdown,
+/// lets it deliver its first request if it had none yet, and closes it
+/// gracefully: requests in flight are answered (HTTP/1.1 with
+/// `Connection: close`, HTTP/2 with GOAWAY).
 async fn drive<C: GracefulConnection>(
     connection: C,
-    served: &Notify,
+    activity: &Activity,
+    deadline: Duration,
     mut stopping: watch::Receiver<bool>,
 ) {
     tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => return,
-        _ = stopping.wait_for(|stopping| *stopping) => {}
+    let mut check = activity.born + deadline;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = stopped(&mut stopping) => break,
+            () = tokio::time::sleep_until(check.into()) => {
+                let idle_at = activity.idle_at(deadline);
+                if idle_at > Instant::now() {
+                    check = idle_at;
+                    continue;
+                }
+                if !activity.served_any() {
+                    // Silent since the handshake: nothing to answer.
+                    return;
+                }
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(deadline, connection.as_mut()).await;
+                return;
+            }
+        }
     }
     tokio::select! {
         _ = connection.as_mut() => return,
-        () = served.notified() => {}
+        () = activity.first.notified() => {}
         () = tokio::time::sleep(FIRST_REQUEST_WINDOW) => {}
     }
     connection.as_mut().graceful_shutdown();
     let _ = connection.await;
+}
+
+/// Resolves once shutdown has begun (or the accept loop is gone).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stopping| *stopping).await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -397,6 +397,9 @@ async fn main() {
         "1000000",
         "--access-ttl-secs",
         "3600",
+        // Every load connection comes from 127.0.0.1.
+        "--max-connections-per-client",
+        "1024",
     ];
     let auth = start(&sibling("auth-server"), &data, &database, &limits);
     let jwks = format!(
@@ -408,7 +411,14 @@ async fn main() {
         &sibling("task-server"),
         &data,
         &database,
-        &["--jwks-url", &jwks, "--jwks-ca-file", ca.to_str().unwrap()],
+        &[
+            "--jwks-url",
+            &jwks,
+            "--jwks-ca-file",
+            ca.to_str().unwrap(),
+            "--max-connections-per-client",
+            "1024",
+        ],
     );
 
     // Users, and a token each.

@@ -1,0 +1,579 @@
+//! Connection slots and memory against an outside attacker, on the real
+//! `todo` binary (issue #11, findings 1 and 2): every stage of a connection
+//! has a deadline (TLS handshake, first request, idle HTTP/1.1 and HTTP/2),
+//! one address cannot take every slot, and stalled HTTP/2 bodies cannot
+//! grow the server's memory past a bound.
+//!
+//! The binaries are found beside this test binary: build them first
+//! (`cargo build -p auth-server -p task-server -p todo`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::pem::PemObject;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use common::Running;
+
+const HOARDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// `todo` on a fresh SQLite database in `dir`, with `extra` flags.
+fn start_todo(dir: &Path, extra: &[&str]) -> (Running, PathBuf) {
+    let data = dir.join("data");
+    let url = format!("sqlite://{}", data.join("todo.db").display());
+    let server = Running::start("todo", &data, &url, "127.0.0.1:0", extra);
+    (server, data)
+}
+
+/// A TLS connector trusting the server's self-signed certificate, offering `alpn`.
+fn connector(data: &Path, alpn: &[&[u8]]) -> TlsConnector {
+    let pem = std::fs::read(data.join("tls-cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
+}
+
+/// A TCP connection to `addr` from the local address `source`.
+async fn tcp_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A TLS connection (handshake done) to `addr` from `source`.
+async fn tls_from(
+    connector: &TlsConnector,
+    source: IpAddr,
+    addr: SocketAddr,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = tcp_from(source, addr).await?;
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// `GET /healthz` over HTTP/1.1 from `source`: the response's status line.
+async fn healthz_from(connector: &TlsConnector, source: IpAddr, addr: SocketAddr) -> String {
+    let attempt = async {
+        let mut tls = tls_from(connector, source, addr).await?;
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        tls.read_to_end(&mut response).await?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        Ok::<_, std::io::Error>(text.lines().next().unwrap_or("").to_owned())
+    };
+    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        Ok(Ok(line)) => line,
+        Ok(Err(error)) => format!("failed: {error}"),
+        Err(_) => "failed: no answer within 10 s".to_owned(),
+    }
+}
+
+/// Waits up to `limit` for the server to close `stream` (EOF or error),
+/// expecting no data on it; returns whether it closed.
+async fn closed_within(stream: &mut (impl AsyncRead + Unpin), limit: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(n)) => panic!(
+            "a silent connection got data: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(_) => false,
+    }
+}
+
+/// The process's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_from_one_address_cannot_lock_others_out_and_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(
+        dir.path(),
+        &[
+            "--max-connections",
+            "8",
+            "--max-connections-per-client",
+            "4",
+            "--header-read-timeout-secs",
+            "2",
+        ],
+    );
+    let connector = connector(&data, &[b"h2", b"http/1.1"]);
+
+    // The hoarder tries for every slot: it gets its share, the rest are closed at once.
+    let mut silent = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        match tls_from(&connector, HOARDER, server.addr).await {
+            Ok(mut tls) => {
+                // A refused connection may finish its handshake before the close arrives.
+                let mut probe = [0u8; 1];
+                match tokio::time::timeout(Duration::from_millis(300), tls.read(&mut probe)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => refused += 1,
+                    Ok(Ok(_)) => panic!("a silent connection got data"),
+                    Err(_) => silent.push((tls, Instant::now())),
+                }
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(
+        (silent.len(), refused),
+        (4, 4),
+        "one address holds at most --max-connections-per-client"
+    );
+
+    // Another client is still served while the hoarder holds its share.
+    assert_eq!(
+        healthz_from(&connector, OTHER, server.addr).await,
+        "HTTP/1.1 200 OK"
+    );
+
+    // The silent ones are closed by the head deadline (2 s), not before it and not never.
+    for (mut tls, since) in silent {
+        assert!(
+            closed_within(&mut tls, Duration::from_secs(15)).await,
+            "a silent TLS connection was still open after 15 s"
+        );
+        let took = since.elapsed();
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(12),
+            "closed after {took:?}"
+        );
+    }
+
+    // Their slots are free again: the same address is served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = healthz_from(&connector, HOARDER, server.addr).await;
+        if line == "HTTP/1.1 200 OK" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots not freed: {line}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tcp_connection_is_closed_by_the_handshake_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _data) = start_todo(dir.path(), &["--header-read-timeout-secs", "2"]);
+    let mut tcp = tcp_from(HOARDER, server.addr).await.unwrap();
+    let since = Instant::now();
+    assert!(
+        closed_within(&mut tcp, Duration::from_secs(15)).await,
+        "a connection that never began its TLS handshake was still open after 15 s"
+    );
+    let took = since.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(12),
+        "closed after {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_http2_preface_does_not_hold_a_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(dir.path(), &["--header-read-timeout-secs", "2"]);
+    // No ALPN: the server has to detect the protocol from the first bytes.
+    let connector = connector(&data, &[]);
+    let mut tls = tls_from(&connector, HOARDER, server.addr).await.unwrap();
+    tls.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let since = Instant::now();
+    assert!(
+        closed_within(&mut tls, Duration::from_secs(15)).await,
+        "a connection stalled in protocol detection was still open after 15 s"
+    );
+    assert!(
+        since.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        since.elapsed()
+    );
+}
+
+/// An HTTP/2 connection over TLS (ALPN h2) from `source`; the connection
+/// task resolves when the server closes it.
+async fn h2_from(
+    connector: &TlsConnector,
+    source: IpAddr,
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Stalled>,
+    tokio::task::JoinHandle<()>,
+) {
+    let tls = tls_from(connector, source, addr).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(dir.path(), &["--header-read-timeout-secs", "2"]);
+    let connector = connector(&data, &[b"h2"]);
+
+    // One that never opens a stream.
+    let (_sender, never) = h2_from(&connector, HOARDER, server.addr).await;
+    // One that is served once, then falls silent.
+    let (mut sender, served) = h2_from(&connector, HOARDER, server.addr).await;
+    let request = http::Request::builder()
+        .method(Method::GET)
+        .uri(format!("https://localhost:{}/healthz", server.addr.port()))
+        .body(Stalled::empty())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let _ = response.into_body().collect().await.unwrap();
+    let since = Instant::now();
+
+    for (what, task) in [("never used", never), ("idle", served)] {
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .unwrap_or_else(|_| panic!("an {what} HTTP/2 connection was open after 15 s"))
+            .unwrap();
+    }
+    let took = since.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(12),
+        "closed after {took:?}"
+    );
+}
+
+/// A request body: empty, or one chunk and then a stall forever.
+struct Stalled(Option<Bytes>, bool);
+
+impl Stalled {
+    fn empty() -> Self {
+        Self(None, false)
+    }
+
+    fn after(chunk: Bytes) -> Self {
+        Self(Some(chunk), true)
+    }
+}
+
+impl Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.0.take() {
+            Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            None if self.1 => Poll::Pending,
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none() && !self.1
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_http2_bodies_cannot_grow_memory_past_a_bound() {
+    const CONNECTIONS: usize = 30;
+    const STREAMS: usize = 100;
+    const LIMIT_KIB: u64 = 128 * 1024;
+    // Three addresses: together less than the whole body budget, each
+    // more than its share.
+    const ABUSERS: [IpAddr; 3] = [
+        HOARDER,
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4)),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    // Generous body and head timeouts: the attacker's streams stay open
+    // for the whole measurement.
+    let (server, data) = start_todo(
+        dir.path(),
+        &[
+            "--body-timeout-secs",
+            "120",
+            "--header-read-timeout-secs",
+            "120",
+        ],
+    );
+    let pid = server.child.id();
+    let h2 = connector(&data, &[b"h2"]);
+    let normal = connector(&data, &[b"http/1.1"]);
+    assert_eq!(
+        healthz_from(&normal, OTHER, server.addr).await,
+        "HTTP/1.1 200 OK"
+    );
+    let before = rss_kib(pid);
+
+    // Every stream declares a 63.5 KiB login body, sends 60,000 bytes of it and stalls.
+    let chunk = Bytes::from(vec![b' '; 60_000]);
+    let (statuses_tx, mut statuses) = tokio::sync::mpsc::unbounded_channel();
+    let mut connections = Vec::new();
+    for i in 0..CONNECTIONS {
+        let source = ABUSERS[i % ABUSERS.len()];
+        let (sender, task) = h2_from(&h2, source, server.addr).await;
+        for _ in 0..STREAMS {
+            let mut sender = sender.clone();
+            let statuses = statuses_tx.clone();
+            let request = http::Request::builder()
+                .method(Method::POST)
+                .uri(format!(
+                    "https://localhost:{}/v1/auth/login",
+                    server.addr.port()
+                ))
+                .header("content-type", "application/json")
+                .header("content-length", "65000")
+                .body(Stalled::after(chunk.clone()))
+                .unwrap();
+            tokio::spawn(async move {
+                if let Ok(response) = sender.send_request(request).await {
+                    let retry = response.headers().contains_key("retry-after");
+                    let _ = statuses.send((response.status().as_u16(), retry));
+                }
+            });
+        }
+        connections.push((sender, task));
+    }
+
+    // Watch the server's memory while the abuse runs; a normal client is served meanwhile.
+    let started = Instant::now();
+    let mut peak = before;
+    let mut refused = 0;
+    let mut other = Vec::new();
+    let mut served = None;
+    let mut login_status = None;
+    while started.elapsed() < Duration::from_secs(20) {
+        peak = peak.max(rss_kib(pid));
+        if peak > LIMIT_KIB {
+            break;
+        }
+        while let Ok((status, retry)) = statuses.try_recv() {
+            if status == 503 && retry {
+                refused += 1;
+            } else {
+                other.push(status);
+            }
+        }
+        if served.is_none() && refused > 0 {
+            // The abusers have spent what they may: another address is
+            // still served, its body still read (401: no such user).
+            served = Some(healthz_from(&normal, OTHER, server.addr).await);
+            let body = r#"{"username":"nobody","password":"not the password"}"#;
+            let login = format!(
+                "POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut tls = send_from(&normal, OTHER, server.addr, &login).await;
+            login_status = Some(response_head(&mut tls).await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("RSS {before} KiB before, {peak} KiB at most; {refused} streams refused");
+    assert!(
+        peak <= LIMIT_KIB,
+        "the server's RSS went from {before} KiB to {peak} KiB under stalled HTTP/2 bodies"
+    );
+    assert_eq!(served.as_deref(), Some("HTTP/1.1 200 OK"));
+    let login_status = login_status.unwrap();
+    assert!(
+        login_status.starts_with("http/1.1 401"),
+        "another client's login during the abuse: {login_status}"
+    );
+    assert!(
+        refused > 0,
+        "no stream was refused with 503 and Retry-After; other statuses: {other:?}"
+    );
+    assert!(other.is_empty(), "unexpected statuses: {other:?}");
+    drop(connections);
+    drop(server);
+}
+
+/// Sends `request` on a new TLS connection from `source`; the connection
+/// stays open for whatever the server does next.
+async fn send_from(
+    connector: &TlsConnector,
+    source: IpAddr,
+    addr: SocketAddr,
+    request: &str,
+) -> TlsStream<TcpStream> {
+    let mut tls = tls_from(connector, source, addr).await.unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    tls
+}
+
+/// The response to a `Connection: close` request: its head, lower-cased.
+async fn response_head(tls: &mut TlsStream<TcpStream>) -> String {
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response))
+        .await
+        .expect("answered within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    text.split("\r\n\r\n").next().unwrap_or("").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_cap_is_per_forwarded_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(
+        dir.path(),
+        &[
+            "--trusted-proxies",
+            "127.0.0.1",
+            "--max-connections-per-client",
+            "2",
+        ],
+    );
+    let connector = connector(&data, &[b"http/1.1"]);
+    let proxy = HOARDER;
+    let stalled = "POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\n\
+                   X-Forwarded-For: 203.0.113.9\r\nContent-Type: application/json\r\n\
+                   Content-Length: 100\r\n\r\n{\"user";
+    // The proxy's connections are not counted per peer (every request
+    // below comes on a third or later connection from it, although the
+    // cap is two); two carry one client's stalled logins.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(send_from(&connector, proxy, server.addr, stalled).await);
+    }
+    let health = |client: &str| {
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: {client}\r\n\
+             Connection: close\r\n\r\n"
+        )
+    };
+    // The same forwarded client is refused a third request in flight
+    // (once the server has read the two stalled heads).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let mut tls = send_from(&connector, proxy, server.addr, &health("203.0.113.9")).await;
+        let head = response_head(&mut tls).await;
+        if head.starts_with("http/1.1 503") {
+            break head;
+        }
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(
+            Instant::now() < deadline,
+            "a third request in flight was served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(refused.contains("\r\nretry-after:"), "{refused}");
+    assert!(refused.contains("application/problem+json"), "{refused}");
+    // Another client behind the same proxy is served.
+    let mut tls = send_from(&connector, proxy, server.addr, &health("198.51.100.4")).await;
+    let head = response_head(&mut tls).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    // When a stalled request ends, its client has room again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut tls = send_from(&connector, proxy, server.addr, &health("203.0.113.9")).await;
+        let head = response_head(&mut tls).await;
+        if head.starts_with("http/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was not given back: {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_responses_loses_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(dir.path(), &["--header-read-timeout-secs", "2"]);
+    let connector = connector(&data, &[b"h2"]);
+    let tls = tls_from(&connector, HOARDER, server.addr).await.unwrap();
+    // A 1 KiB window it never opens further: the server can send the head
+    // of a larger response, never all of its body.
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .initial_stream_window_size(1024)
+        .initial_connection_window_size(1024)
+        .keep_alive_interval(None);
+    let (mut sender, connection) = builder.handshake(TokioIo::new(tls)).await.unwrap();
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::builder()
+        .method(Method::GET)
+        .uri(format!(
+            "https://localhost:{}/openapi.json",
+            server.addr.port()
+        ))
+        .body(Stalled::empty())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let length: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        length > 1024,
+        "the response fits the window: {length} bytes"
+    );
+    // Its body is never read (so never acknowledged).
+    let _unread = response;
+    let since = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("a connection whose client stopped reading was still open after 20 s")
+        .unwrap();
+    let took = since.elapsed();
+    assert!(took >= Duration::from_millis(1500), "closed after {took:?}");
+}

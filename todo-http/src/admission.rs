@@ -1,0 +1,268 @@
+//! What one client may hold at once: connection slots per address, and
+//! bytes of request bodies buffered across the whole process.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Connection (or, behind a trusted proxy, request) slots per client
+/// address: at most `cap` each. IPv6 addresses count per /64, the block one
+/// subscriber usually gets. Memory is bounded by the slots held: an address
+/// whose count falls to zero is forgotten.
+#[derive(Debug)]
+pub struct ClientSlots {
+    cap: usize,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl ClientSlots {
+    #[must_use]
+    pub fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self {
+            cap,
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for `client`, or `None` when it already holds `cap`.
+    pub fn try_take(self: &Arc<Self>, client: IpAddr) -> Option<ClientSlot> {
+        let key = client_key(client);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = held.entry(key).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            slots: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+/// One slot of one client; given back on drop.
+#[derive(Debug)]
+pub struct ClientSlot {
+    slots: Arc<ClientSlots>,
+    key: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut held = self
+            .slots
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The address a client is counted under: IPv4 as is (also when mapped
+/// into IPv6), IPv6 by its /64.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+    }
+}
+
+/// Bytes of request bodies the process may buffer at once, shared by every
+/// connection: a body that cannot get its share is refused (503) instead of
+/// growing the heap. One client (an address, an IPv6 /64, or a forwarded
+/// client behind a trusted proxy) may hold a quarter of it at most, so one
+/// address alone cannot spend it all and refuse everyone's writes.
+#[derive(Debug, Clone)]
+pub struct BodyBudget {
+    total: Arc<Semaphore>,
+    per_client: usize,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl BodyBudget {
+    /// A budget of `bytes`, of which one client may hold a quarter, and
+    /// never less than `max_body_bytes` (one whole body).
+    #[must_use]
+    pub fn new(bytes: usize, max_body_bytes: usize) -> Self {
+        let bytes = bytes.min(Semaphore::MAX_PERMITS);
+        Self {
+            total: Arc::new(Semaphore::new(bytes)),
+            per_client: (bytes / 4).max(max_body_bytes).min(bytes),
+            held: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// `bytes` more of the budget for `client`, added to `share`; `false`
+    /// (and `share` unchanged) when the client's quarter or the whole
+    /// budget cannot spare them now.
+    pub fn reserve(&self, client: IpAddr, bytes: usize, share: &mut Option<BodyShare>) -> bool {
+        let Ok(n) = u32::try_from(bytes) else {
+            return false;
+        };
+        let key = share.as_ref().map_or_else(|| client_key(client), |s| s.key);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = held.get(&key).copied().unwrap_or(0);
+        if mine.saturating_add(bytes) > self.per_client {
+            return false;
+        }
+        let Ok(permit) = Arc::clone(&self.total).try_acquire_many_owned(n) else {
+            return false;
+        };
+        *held.entry(key).or_insert(0) += bytes;
+        match share {
+            Some(share) => {
+                share.permit.merge(permit);
+                share.bytes += bytes;
+            }
+            None => {
+                *share = Some(BodyShare {
+                    permit,
+                    bytes,
+                    key,
+                    held: Arc::clone(&self.held),
+                });
+            }
+        }
+        true
+    }
+
+    /// Bytes not reserved now.
+    #[cfg(test)]
+    pub(crate) fn available(&self) -> usize {
+        self.total.available_permits()
+    }
+}
+
+/// One request's share of the [`BodyBudget`]; given back on drop.
+#[derive(Debug)]
+pub struct BodyShare {
+    permit: OwnedSemaphorePermit,
+    bytes: usize,
+    key: IpAddr,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl BodyShare {
+    /// Bytes this share holds.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for BodyShare {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.key) {
+            *count = count.saturating_sub(self.bytes);
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+        // `permit` gives the bytes back to the whole budget as it drops.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_holds_at_most_its_cap_and_gets_slots_back() {
+        let slots = ClientSlots::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = slots.try_take(a).unwrap();
+        let _second = slots.try_take(a).unwrap();
+        assert!(slots.try_take(a).is_none(), "a third slot for one address");
+        assert!(
+            slots.try_take(b).is_some(),
+            "another address is not affected"
+        );
+        drop(first);
+        assert!(
+            slots.try_take(a).is_some(),
+            "a slot given back is free again"
+        );
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let slots = ClientSlots::new(1);
+        let _one = slots.try_take("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(
+            slots
+                .try_take("2001:db8:1:2:ffff::9".parse().unwrap())
+                .is_none(),
+            "another address of the same /64"
+        );
+        assert!(slots.try_take("2001:db8:1:3::1".parse().unwrap()).is_some());
+        let _v4 = slots.try_take("198.51.100.7".parse().unwrap()).unwrap();
+        assert!(
+            slots
+                .try_take("::ffff:198.51.100.7".parse().unwrap())
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn forgotten_addresses_leave_no_entry() {
+        let slots = ClientSlots::new(4);
+        for i in 0..100u8 {
+            let slot = slots.try_take(IpAddr::from([10, 0, 0, i])).unwrap();
+            drop(slot);
+        }
+        assert!(slots.held.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_budget_is_shared_and_given_back() {
+        let budget = BodyBudget::new(100, 10);
+        let clients: Vec<IpAddr> = (1..=5).map(|i| IpAddr::from([192, 0, 2, i])).collect();
+        let mut shares: Vec<Option<BodyShare>> = (0..5).map(|_| None).collect();
+        assert!(budget.reserve(clients[0], 20, &mut shares[0]));
+        assert!(budget.reserve(clients[0], 5, &mut shares[0]));
+        assert_eq!(shares[0].as_ref().unwrap().bytes(), 25);
+        assert!(
+            !budget.reserve(clients[0], 1, &mut shares[0]),
+            "one client holds a quarter at most"
+        );
+        let mut second = None;
+        assert!(
+            !budget.reserve(clients[0], 1, &mut second),
+            "across its requests too"
+        );
+        assert!(second.is_none());
+        for i in 1..4 {
+            assert!(budget.reserve(clients[i], 25, &mut shares[i]));
+        }
+        assert_eq!(budget.available(), 0);
+        assert!(!budget.reserve(clients[4], 1, &mut shares[4]), "all spent");
+        assert!(shares[4].is_none());
+        shares[0] = None;
+        assert_eq!(budget.available(), 25);
+        assert!(budget.reserve(clients[4], 25, &mut shares[4]));
+        assert!(budget.reserve(clients[0], 0, &mut second));
+        drop(shares);
+        drop(second);
+        assert_eq!(budget.available(), 100);
+        assert!(budget.held.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_small_budget_still_admits_one_whole_body() {
+        let budget = BodyBudget::new(100, 60);
+        let mut share = None;
+        assert!(budget.reserve(IpAddr::from([192, 0, 2, 1]), 60, &mut share));
+    }
+}
