@@ -139,6 +139,8 @@ impl Credentials {
 #[derive(Clone)]
 pub struct AuthService {
     deps: AuthDeps,
+    /// Whether anyone may register (else only administrators create users).
+    registration_open: bool,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -152,7 +154,20 @@ impl std::fmt::Debug for AuthService {
 impl AuthService {
     #[must_use]
     pub fn new(deps: AuthDeps) -> Self {
-        Self { deps }
+        Self {
+            deps,
+            registration_open: true,
+        }
+    }
+
+    /// The same service with self-service registration open (the default)
+    /// or closed: closed, [`AuthService::register`] fails with
+    /// [`Error::RegistrationClosed`] and only [`AuthService::create_user`]
+    /// (the administrators' command) makes users.
+    #[must_use]
+    pub fn with_registration_open(mut self, open: bool) -> Self {
+        self.registration_open = open;
+        self
     }
 
     #[must_use]
@@ -161,7 +176,11 @@ impl AuthService {
     }
 
     /// Registers a user with the `user` role, under the per-client limit.
+    /// Fails with [`Error::RegistrationClosed`] when registration is closed.
     pub fn register(&self, client: Option<IpAddr>, registration: Registration) -> Result<User> {
+        if !self.registration_open {
+            return Err(Error::RegistrationClosed);
+        }
         if let Some(ip) = client {
             self.deps
                 .limits

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use todo_auth::{CachingVerifier, JwtVerifier, KeySet, OsRandom, PublicKey, SystemClock};
-use todo_core::TaskService;
+use todo_auth::{CachingVerifier, JwtVerifier, KeySet, PublicKey, SystemClock};
 use todo_http::config::{ServerArgs, main_with, run};
 use todo_http::jwks::JwksSource;
-use todo_http::setup::VERIFIED_TOKENS_CACHED;
+use todo_http::setup::{TaskSettings, VERIFIED_TOKENS_CACHED};
 use todo_http::{Probe, TaskApi};
 use todo_store::SqlStore;
 
@@ -27,6 +26,8 @@ struct Cli {
     server: ServerArgs,
     #[command(flatten)]
     keys: KeyArgs,
+    #[command(flatten)]
+    tasks: TaskSettings,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -108,7 +109,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         keys.leeway_secs,
     ));
     let clock = Arc::new(SystemClock);
-    let service = TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
+    let service = cli.tasks.service(store.clone(), clock.clone());
     let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(store)];
     // Signature checks are a read's largest cost: remember verified tokens.
     let cached = Arc::new(CachingVerifier::new(
@@ -126,7 +127,10 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         // auth-server may still be starting: a failed first fetch is retried
         // on the first token with an unknown key.
         match source.refresh().await {
-            Ok(_) => tracing::info!(url, "verification keys fetched"),
+            Ok(_) => tracing::info!(
+                url = %todo_store::redact_url(url),
+                "verification keys fetched"
+            ),
             Err(error) => tracing::warn!(%error, "could not fetch the JWKS yet"),
         }
         api = api.with_key_source(source);

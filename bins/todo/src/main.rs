@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use todo_http::config::{ServerArgs, main_with, run};
-use todo_http::setup::{AuthSettings, create_user, one_origin};
+use todo_http::setup::{AuthSettings, TaskSettings, create_user, one_origin_with};
 use todo_store::SqlStore;
 
 #[derive(Parser, Debug)]
@@ -24,6 +24,8 @@ struct Cli {
     server: ServerArgs,
     #[command(flatten)]
     auth: AuthSettings,
+    #[command(flatten)]
+    tasks: TaskSettings,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -82,7 +84,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         return Ok(());
     }
 
-    let app = one_origin(&cli.auth, &cli.server.data_dir, store)?;
+    let app = one_origin_with(&cli.auth, &cli.tasks, &cli.server.data_dir, store)?;
     let data_dir = cli.server.data_dir.display().to_string();
     let plain = cli.server.plain_http;
     run(Arc::new(app), &cli.server, 8443, "todo", |url| {
