@@ -408,7 +408,16 @@ async fn main() {
         &sibling("task-server"),
         &data,
         &database,
-        &["--jwks-url", &jwks, "--jwks-ca-file", ca.to_str().unwrap()],
+        // The per-user quota stays on (it is on the write path: measured);
+        // the per-user write rate would refuse the load's writes.
+        &[
+            "--jwks-url",
+            &jwks,
+            "--jwks-ca-file",
+            ca.to_str().unwrap(),
+            "--task-write-burst",
+            "1000000",
+        ],
     );
 
     // Users, and a token each.
