@@ -87,6 +87,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
     let app = one_origin_with(&cli.auth, &cli.tasks, &cli.server.data_dir, store)?;
     let data_dir = cli.server.data_dir.display().to_string();
     let plain = cli.server.plain_http;
+    let open = cli.auth.registration == todo_http::setup::RegistrationMode::Open;
     run(Arc::new(app), &cli.server, 8443, "todo", |url| {
         #[allow(clippy::print_stdout)] // the one thing a person starting it needs to read
         {
@@ -97,8 +98,14 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                 );
                 println!("  warn once; accept it for this address, or trust that file.");
             }
-            println!("  First: open the page and register an account. For an administrator, run");
-            println!("    todo create-user --admin --username admin   (password on stdin)");
+            if open {
+                println!(
+                    "  First: open the page and register an account. For an administrator, run"
+                );
+            } else {
+                println!("  Registration is closed (--registration closed): create users with");
+            }
+            println!("    todo create-user [--admin] --username NAME   (password on stdin)");
             println!("  Data stays in {data_dir}/ across restarts. Ctrl-C stops the server.\n");
         }
     })
