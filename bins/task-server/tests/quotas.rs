@@ -529,6 +529,10 @@ async fn metrics_are_not_public() {
         .await
         .unwrap();
     assert_eq!(api.status, 404, "the metrics listener serves no API");
+    assert!(
+        todo.stop().success(),
+        "exits 0 on SIGTERM with both listeners"
+    );
 
     // The split servers alike.
     let sys = System::start(TestBackend::Sqlite, &[]).unwrap();
