@@ -1,7 +1,7 @@
 //! Tasks and their labels: task-server's tables. Every query names the owner.
 
 use diesel::PgConnection;
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use todo_core::{
@@ -151,17 +151,28 @@ fn exclusive<T>(
             body(conn)
         }),
         AnyConnection::Sqlite(_) => {
-            // diesel's MultiConnection has no immediate transaction: begin
-            // and end it ourselves (`body` opens no transaction of its own).
-            conn.batch_execute("BEGIN IMMEDIATE")?;
-            let outcome = body(conn).and_then(|value| conn.batch_execute("COMMIT").map(|()| value));
-            if outcome.is_err() {
-                // Never hand a connection back to the pool inside a
-                // transaction. SQLite may have rolled back already (then
-                // this fails harmlessly); the error that counts is the first.
-                let _already_ended = conn.batch_execute("ROLLBACK");
+            // diesel's MultiConnection has no immediate transaction: open one
+            // on the SQLite connection's own transaction manager, so that it
+            // knows (a connection left in a transaction, after a panic, is
+            // then broken and never reused). `body` opens none of its own.
+            if let AnyConnection::Sqlite(sqlite) = conn {
+                AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
             }
-            outcome
+            let outcome = body(conn);
+            let AnyConnection::Sqlite(sqlite) = conn else {
+                return Err(diesel::result::Error::NotInTransaction);
+            };
+            match outcome {
+                // A failed commit is rolled back by the manager itself.
+                Ok(value) => AnsiTransactionManager::commit_transaction(sqlite).map(|()| value),
+                Err(error) => {
+                    // The error that counts is the first; a failed rollback
+                    // leaves the manager broken, so the pool drops the
+                    // connection.
+                    let _broken_is_dropped = AnsiTransactionManager::rollback_transaction(sqlite);
+                    Err(error)
+                }
+            }
         }
     }
 }

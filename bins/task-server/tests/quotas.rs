@@ -566,7 +566,13 @@ fn database_url_secrets_never_reach_the_log() {
         "postgresql://todo:hunter2@127.0.0.1:1/todo?connect_timeout=1",
     ] {
         for binary in ["auth-server", "task-server", "todo"] {
-            let out = run(binary, &data, url, &["migrate"], "");
+            let out = run(
+                binary,
+                &data,
+                url,
+                &["--db-acquire-timeout-ms", "300", "migrate"],
+                "",
+            );
             assert!(!out.status.success(), "{binary} {url}: migrated nowhere?");
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!stderr.is_empty(), "{binary} {url}: said nothing");

@@ -830,9 +830,10 @@ fn concurrent_creates_at_the_quota_have_one_winner(f: &Fixture) {
     // As many racers as the pool has connections, each holding one already
     // (a racer that had to connect first would come late to the race).
     const RACERS: u64 = 8;
+    let stores = two_instances(f);
     let warm: Vec<_> = (0..RACERS)
-        .map(|_| {
-            let store = f.store.clone();
+        .map(|i| {
+            let store = stores[(i % 2) as usize].clone();
             std::thread::spawn(move || store.list_users(None, 1).map(|_| ()))
         })
         .collect();
@@ -850,7 +851,7 @@ fn concurrent_creates_at_the_quota_have_one_winner(f: &Fixture) {
         let barrier = Arc::new(Barrier::new(RACERS as usize));
         let racers: Vec<_> = (0..RACERS)
             .map(|i| {
-                let (store, barrier) = (f.store.clone(), barrier.clone());
+                let (store, barrier) = (stores[(i % 2) as usize].clone(), barrier.clone());
                 let task = full_task(racer, seeds + 100 + i, 20);
                 std::thread::spawn(move || {
                     barrier.wait();
@@ -866,6 +867,17 @@ fn concurrent_creates_at_the_quota_have_one_winner(f: &Fixture) {
         assert_eq!(won, 1, "round {round}: one racer takes the last place");
         assert_eq!(store_count(&*f.store, racer), 3, "round {round}");
     }
+}
+
+/// The fixture's store, and a second instance on the same database (its
+/// own pool and, on SQLite, its own writer queue: as another process
+/// would be); the in-memory store twice.
+fn two_instances(f: &Fixture) -> [Arc<dyn Stores>; 2] {
+    let other: Arc<dyn Stores> = match &f.config {
+        Some(config) => Arc::new(todo_store::SqlStore::open(config).unwrap()),
+        None => f.store.clone(),
+    };
+    [f.store.clone(), other]
 }
 
 fn store_count(store: &dyn Stores, owner: UserId) -> usize {
@@ -927,10 +939,12 @@ fn concurrent_modifications_each_see_the_last(f: &Fixture) {
     let alice = new_user(&*f.store, "alice", 0).user.id;
     let task = full_task(alice, 1, 10);
     f.store.insert_task(&task).unwrap();
+    let stores = two_instances(f);
     let barrier = Arc::new(Barrier::new(RACERS as usize));
     let racers: Vec<_> = (0..RACERS)
         .map(|i| {
-            let (store, barrier, id) = (f.store.clone(), barrier.clone(), task.id);
+            let store = stores[(i % 2) as usize].clone();
+            let (barrier, id) = (barrier.clone(), task.id);
             std::thread::spawn(move || {
                 barrier.wait();
                 store.modify_task(alice, id, &mut |current| {
