@@ -151,7 +151,23 @@ impl ServerArgs {
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder
             .create(&self.data_dir)
-            .map_err(|e| format!("--data-dir {}: {e}", self.data_dir.display()))
+            .map_err(|e| format!("--data-dir {}: {e}", self.data_dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&self.data_dir)
+                .map_err(|e| format!("--data-dir {}: {e}", self.data_dir.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    data_dir = %self.data_dir.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the data directory is open to other users: chmod 700 it"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Sets up logging (once per process).

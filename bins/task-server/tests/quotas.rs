@@ -470,6 +470,30 @@ async fn sqlite_files_and_the_data_directory_are_private() {
     for file in ["todo.db", "todo.db-wal", "todo.db-shm"] {
         assert_eq!(mode(&sys.data.join(file)), 0o600, "{file}");
     }
+    drop(sys);
+
+    // Files an older version left readable are made private at start; a
+    // directory that exists is left alone, with a warning.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for file in ["todo.db", "todo.db-wal", "todo.db-shm"] {
+        std::fs::write(data.join(file), b"").unwrap();
+        std::fs::set_permissions(data.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let url = format!("sqlite://{}", data.join("todo.db").display());
+    let auth = Running::start("auth-server", &data, &url, "127.0.0.1:0", &[]);
+    for file in ["todo.db", "todo.db-wal", "todo.db-shm"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file} of an older install");
+    }
+    assert_eq!(mode(&data), 0o755);
+    assert!(
+        auth.log()
+            .contains("the data directory is open to other users"),
+        "{}",
+        auth.log()
+    );
 }
 
 /// The address a server logged for its metrics listener.
