@@ -158,9 +158,11 @@ impl TaskService {
         expected: Option<TaskVersion>,
     ) -> Result<Task> {
         self.spend_write(owner)?;
-        let now = self.clock.now();
         let mut mismatch = None;
         let stored = self.store.modify_task(owner, id, &mut |current| {
+            // Read while the store holds the task: the versions' times
+            // follow their order.
+            let now = self.clock.now();
             if let Some(expected) = expected
                 && expected != current.version
             {
