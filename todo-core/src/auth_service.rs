@@ -141,6 +141,8 @@ impl Credentials {
 pub struct AuthService {
     deps: AuthDeps,
     gate: Arc<AccessGate>,
+    /// Whether anyone may register (else only administrators create users).
+    registration_open: bool,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -162,6 +164,7 @@ impl AuthService {
         Self {
             deps,
             gate: Arc::new(gate),
+            registration_open: true,
         }
     }
 
@@ -172,13 +175,27 @@ impl AuthService {
         &self.gate
     }
 
+    /// The same service with self-service registration open (the default)
+    /// or closed: closed, [`AuthService::register`] fails with
+    /// [`Error::RegistrationClosed`] and only [`AuthService::create_user`]
+    /// (the administrators' command) makes users.
+    #[must_use]
+    pub fn with_registration_open(mut self, open: bool) -> Self {
+        self.registration_open = open;
+        self
+    }
+
     #[must_use]
     pub fn policy(&self) -> &TokenPolicy {
         &self.deps.policy
     }
 
     /// Registers a user with the `user` role, under the per-client limit.
+    /// Fails with [`Error::RegistrationClosed`] when registration is closed.
     pub fn register(&self, client: Option<IpAddr>, registration: Registration) -> Result<User> {
+        if !self.registration_open {
+            return Err(Error::RegistrationClosed);
+        }
         if let Some(ip) = client {
             self.deps
                 .limits

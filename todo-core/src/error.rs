@@ -167,6 +167,12 @@ pub enum Error {
     Conflict(&'static str),
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
+    /// A per-user quota is used up (what is counted, e.g. "tasks").
+    #[error("the quota of {what} is used up ({limit})")]
+    QuotaExceeded { what: &'static str, limit: u64 },
+    /// Self-service registration is switched off; an administrator creates users.
+    #[error("registration is closed")]
+    RegistrationClosed,
     #[error("overloaded")]
     Overloaded { retry_after: Duration },
     #[error("storage unavailable")]

@@ -40,7 +40,7 @@ pub use task::{
     Description, Label, Labels, NewTask, Priority, SEARCH_SEPARATOR, Task, TaskId, TaskPatch,
     TaskVersion, Title, search_text,
 };
-pub use task_service::TaskService;
+pub use task_service::{TaskLimits, TaskService};
 pub use time::{Clock, Timestamp};
 pub use token::{
     AccessClaims, FamilyId, Principal, RefreshToken, RefreshTokenHash, RefreshTokenRecord,

@@ -242,6 +242,45 @@ impl TaskStore for MemoryStore {
         Ok(found.into_iter().take(limit).cloned().collect())
     }
 
+    fn insert_task_within(&self, task: &Task, max_tasks: u64) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let owned = tables
+            .tasks
+            .values()
+            .filter(|t| t.owner == task.owner)
+            .count();
+        if u64::try_from(owned).unwrap_or(u64::MAX) >= max_tasks {
+            return Ok(false);
+        }
+        if !tables.users.contains_key(&task.owner) {
+            return Err(StoreError::Conflict("task for an unknown user"));
+        }
+        if tables.tasks.contains_key(&task.id) {
+            return Err(StoreError::Conflict("duplicate task id"));
+        }
+        tables.tasks.insert(task.id, task.clone());
+        Ok(true)
+    }
+
+    fn modify_task(
+        &self,
+        owner: UserId,
+        id: TaskId,
+        change: &mut dyn FnMut(&Task) -> Option<Task>,
+    ) -> Result<Option<Task>, StoreError> {
+        let mut tables = self.tables();
+        let Some(stored) = tables.tasks.get_mut(&id).filter(|t| t.owner == owner) else {
+            return Ok(None);
+        };
+        if let Some(changed) = change(stored) {
+            if changed.id != id || changed.owner != owner {
+                return Err(StoreError::Conflict("a change may not move a task"));
+            }
+            *stored = changed;
+        }
+        Ok(Some(stored.clone()))
+    }
+
     fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError> {
         let mut tables = self.tables();
         match tables.tasks.get_mut(&task.id) {

@@ -76,9 +76,25 @@ pub trait TaskStore: Send + Sync {
         after: Option<&TaskCursor>,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
+    /// Inserts the task unless its owner has `max_tasks` tasks already;
+    /// returns whether it did. Counting and inserting are one atomic step:
+    /// of concurrent calls for one owner at `max_tasks - 1` tasks, exactly
+    /// one inserts. Fails with [`StoreError::Conflict`] on a duplicate id.
+    fn insert_task_within(&self, task: &Task, max_tasks: u64) -> Result<bool, StoreError>;
     /// Replaces the stored task (same owner and id) if its version is still
     /// `expected`; returns whether it did.
     fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError>;
+    /// Read-modify-write in one atomic step: reads the owner's task, asks
+    /// `change` for its new state (`None`: leave it as it is) and stores that,
+    /// while no other writer can change the task in between. Returns the task
+    /// as stored afterwards, or `None` if the owner has no such task. Of
+    /// concurrent calls for one task, each sees the result of the previous.
+    fn modify_task(
+        &self,
+        owner: UserId,
+        id: TaskId,
+        change: &mut dyn FnMut(&Task) -> Option<Task>,
+    ) -> Result<Option<Task>, StoreError>;
     /// Deletes the task if it exists (and has version `expected`, if given);
     /// returns whether it did.
     fn delete_task(

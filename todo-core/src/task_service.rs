@@ -3,15 +3,40 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result, StoreError, TokenRejection};
-use crate::ports::TaskStore;
+use crate::ports::{RateLimiter, TaskStore, Unlimited};
 use crate::query::{Page, TaskCursor, TaskQuery};
 use crate::random::{Random, new_v7};
 use crate::task::{NewTask, Task, TaskId, TaskPatch, TaskVersion};
 use crate::time::Clock;
 use crate::user::UserId;
 
-/// How often an unconditional update retries after losing a race.
-const UPDATE_ATTEMPTS: usize = 3;
+/// The limits the task service enforces on each user.
+#[derive(Clone)]
+pub struct TaskLimits {
+    /// Tasks one user may keep; `None`: as many as the database holds.
+    pub max_tasks_per_user: Option<u64>,
+    /// Writes (create, update, delete) per user; past it, 429.
+    pub writes_per_user: Arc<dyn RateLimiter<UserId>>,
+}
+
+impl TaskLimits {
+    /// No limits at all: for embedding in a trusted process, and for tests.
+    #[must_use]
+    pub fn unlimited() -> Self {
+        Self {
+            max_tasks_per_user: None,
+            writes_per_user: Arc::new(Unlimited),
+        }
+    }
+}
+
+impl std::fmt::Debug for TaskLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskLimits")
+            .field("max_tasks_per_user", &self.max_tasks_per_user)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The task service. Every call takes the owner, and the store scopes every
 /// query by it: another user's task is simply not found.
@@ -20,26 +45,49 @@ pub struct TaskService {
     store: Arc<dyn TaskStore>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
+    limits: TaskLimits,
 }
 
 impl std::fmt::Debug for TaskService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TaskService").finish_non_exhaustive()
+        f.debug_struct("TaskService")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
 impl TaskService {
+    /// A service without limits; see [`TaskService::with_limits`].
     #[must_use]
     pub fn new(store: Arc<dyn TaskStore>, clock: Arc<dyn Clock>, random: Arc<dyn Random>) -> Self {
         Self {
             store,
             clock,
             random,
+            limits: TaskLimits::unlimited(),
         }
     }
 
+    /// The same service, enforcing `limits` on every user.
+    #[must_use]
+    pub fn with_limits(mut self, limits: TaskLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Takes one write from the owner's allowance.
+    fn spend_write(&self, owner: UserId) -> Result<()> {
+        self.limits
+            .writes_per_user
+            .check(&owner)
+            .map_err(|retry_after| Error::RateLimited { retry_after })
+    }
+
     /// Creates a task at version 1; `done: true` sets `completed_at`.
+    /// Fails with [`Error::QuotaExceeded`] when the owner has as many tasks
+    /// as the limits allow, and [`Error::RateLimited`] past the write rate.
     pub fn create(&self, owner: UserId, new: NewTask) -> Result<Task> {
+        self.spend_write(owner)?;
         let now = self.clock.now();
         let task = Task {
             id: TaskId::from_uuid(new_v7(now, &*self.random)?),
@@ -56,8 +104,16 @@ impl TaskService {
             updated_at: now,
             version: TaskVersion::FIRST,
         };
-        match self.store.insert_task(&task) {
-            Ok(()) => Ok(task),
+        let inserted = match self.limits.max_tasks_per_user {
+            Some(limit) => self.store.insert_task_within(&task, limit),
+            None => self.store.insert_task(&task).map(|()| true),
+        };
+        match inserted {
+            Ok(true) => Ok(task),
+            Ok(false) => Err(Error::QuotaExceeded {
+                what: "tasks",
+                limit: self.limits.max_tasks_per_user.unwrap_or_default(),
+            }),
             // The owner was deleted after their token was admitted: their
             // token is revoked, which is what the caller must hear.
             Err(StoreError::MissingReference(_)) => {
@@ -96,7 +152,9 @@ impl TaskService {
 
     /// Applies a merge patch. With `expected`, a task at another version is
     /// left alone ([`Error::VersionMismatch`]). A patch that changes nothing
-    /// keeps the version.
+    /// keeps the version. The read, the patch and the write are one atomic
+    /// step of the store: without `expected`, a concurrent change is never a
+    /// failure, the patch applies on top of it.
     pub fn update(
         &self,
         owner: UserId,
@@ -104,41 +162,36 @@ impl TaskService {
         patch: TaskPatch,
         expected: Option<TaskVersion>,
     ) -> Result<Task> {
-        for _ in 0..UPDATE_ATTEMPTS {
-            let mut task = self.get(owner, id)?;
-            if let Some(expected) = expected
-                && expected != task.version
-            {
-                return Err(Error::VersionMismatch {
-                    current: task.version,
-                });
-            }
+        self.spend_write(owner)?;
+        let mut mismatch = None;
+        let stored = self.store.modify_task(owner, id, &mut |current| {
+            // Read while the store holds the task: the versions' times
+            // follow their order.
             let now = self.clock.now();
-            let stored_version = task.version;
+            if let Some(expected) = expected
+                && expected != current.version
+            {
+                mismatch = Some(current.version);
+                return None;
+            }
+            let mut task = current.clone();
             if !patch.clone().apply(&mut task, now) {
-                return Ok(task);
+                return None;
             }
-            task.version = stored_version.next();
+            task.version = current.version.next();
             task.updated_at = now;
-            if self.store.update_task(&task, stored_version)? {
-                return Ok(task);
-            }
-            // Someone else changed it in between: with a precondition that
-            // is a mismatch; without one, apply the patch to the new state.
-            if expected.is_some() {
-                let current = self.get(owner, id)?;
-                return Err(Error::VersionMismatch {
-                    current: current.version,
-                });
-            }
+            Some(task)
+        })?;
+        match (stored, mismatch) {
+            (None, _) => Err(Error::NotFound),
+            (Some(_), Some(current)) => Err(Error::VersionMismatch { current }),
+            (Some(task), None) => Ok(task),
         }
-        Err(Error::Conflict(
-            "the task is being changed by others; try again",
-        ))
     }
 
     /// Deletes a task; with `expected`, only at that version.
     pub fn delete(&self, owner: UserId, id: TaskId, expected: Option<TaskVersion>) -> Result<()> {
+        self.spend_write(owner)?;
         if self.store.delete_task(owner, id, expected)? {
             return Ok(());
         }

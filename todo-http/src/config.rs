@@ -11,7 +11,7 @@ use todo_store::{DatabaseUrl, SqliteSync, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::front::{Api, Frontend};
+use crate::front::{Api, Frontend, MetricsExposure};
 use crate::request::{HttpLimits, TrustedProxies};
 use crate::tls::TlsIdentity;
 
@@ -100,6 +100,11 @@ pub struct ServerArgs {
     /// Log format.
     #[arg(long, env = "TODO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve /metrics (and /healthz, /readyz) on this separate plain-HTTP
+    /// address, e.g. 127.0.0.1:9464, for the scraper. Without it /metrics
+    /// is not served at all; the main listener answers it 404 either way.
+    #[arg(long, env = "TODO_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Threads for blocking work (database calls, password hashing).
     #[arg(long, env = "TODO_BLOCKING_THREADS", default_value_t = 64)]
     pub blocking_threads: usize,
@@ -159,6 +164,35 @@ impl ServerArgs {
 
     pub fn proxies(&self) -> Result<TrustedProxies, String> {
         TrustedProxies::parse(&self.trusted_proxies).map_err(|e| format!("--trusted-proxies: {e}"))
+    }
+
+    /// Creates the data directory, readable by its owner only (0700): it
+    /// holds the signing key and, with SQLite, the password hashes. One
+    /// that exists is left as it is.
+    pub fn private_data_dir(&self) -> Result<(), String> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&self.data_dir)
+            .map_err(|e| format!("--data-dir {}: {e}", self.data_dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&self.data_dir)
+                .map_err(|e| format!("--data-dir {}: {e}", self.data_dir.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    data_dir = %self.data_dir.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the data directory is open to other users: chmod 700 it"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Sets up logging (once per process).
@@ -229,8 +263,8 @@ where
 {
     server.init_logging();
     let outcome = server
-        .runtime()
-        .map_err(|e| e.to_string())
+        .private_data_dir()
+        .and_then(|()| server.runtime().map_err(|e| e.to_string()))
         .and_then(|rt| rt.block_on(body()));
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -254,6 +288,26 @@ pub async fn run<A: Api>(
     name: &str,
     announce: impl FnOnce(&str),
 ) -> Result<(), String> {
+    if let Some(addr) = args.metrics_listen {
+        let front = Arc::new(
+            Frontend::new(Arc::clone(&api), args.limits()?, TrustedProxies::default())
+                .with_metrics(MetricsExposure::Only),
+        );
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        if !local.ip().is_loopback() {
+            tracing::warn!(%local, "metrics are served beyond loopback: keep the port inside");
+        }
+        tracing::info!(%local, "{name} metrics on http://{local}/metrics");
+        tokio::spawn(crate::server::serve(
+            front,
+            listener,
+            None,
+            crate::server::shutdown_signal(),
+        ));
+    }
     let front = Arc::new(Frontend::new(api, args.limits()?, args.proxies()?));
     let tls = args.tls()?;
     let listen = args

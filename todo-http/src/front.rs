@@ -1,7 +1,7 @@
 //! What every request goes through, whichever API serves it: a request id,
 //! the client address, routing (404, 405 with `Allow`), the shared
-//! endpoints (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`), security
-//! headers, one log line and the metrics.
+//! endpoints (`/healthz`, `/readyz`, `/openapi.json`, and `/metrics` where
+//! [`MetricsExposure`] allows), security headers, one log line and the metrics.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -46,6 +46,19 @@ pub trait Api: Send + Sync + 'static {
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Where a [`Frontend`] answers `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsExposure {
+    /// Not at all: `/metrics` is 404 (the default, for a public listener).
+    #[default]
+    Hidden,
+    /// Beside the API (a listener that only the inside can reach).
+    Shown,
+    /// Only `/metrics`, `/healthz` and `/readyz`; the API is 404 (the
+    /// separate metrics listener, `--metrics-listen`).
+    Only,
+}
+
 /// Puts an [`Api`] on the wire's terms.
 #[derive(Debug)]
 pub struct Frontend<A> {
@@ -57,6 +70,7 @@ pub struct Frontend<A> {
     /// connections from trusted proxies, requests in flight here.
     slots: Arc<ClientSlots>,
     budget: BodyBudget,
+    metrics: MetricsExposure,
 }
 
 impl<A: Api> Frontend<A> {
@@ -68,7 +82,16 @@ impl<A: Api> Frontend<A> {
             limits: Arc::new(limits),
             proxies,
             ids: RequestIds::new(),
+            metrics: MetricsExposure::Hidden,
         }
+    }
+
+    /// The same frontend answering `/metrics` as `exposure` says (hidden
+    /// unless asked for: the metrics are for the operator, not the public).
+    #[must_use]
+    pub fn with_metrics(mut self, exposure: MetricsExposure) -> Self {
+        self.metrics = exposure;
+        self
     }
 
     #[must_use]
@@ -106,11 +129,17 @@ impl<A: Api> Frontend<A> {
         } else {
             Ok(None)
         };
+        let hidden = match self.metrics {
+            MetricsExposure::Hidden => path == "/metrics",
+            MetricsExposure::Shown => false,
+            MetricsExposure::Only => !matches!(path, "/metrics" | "/healthz" | "/readyz"),
+        };
         let (route, result) = match (slot, path) {
             (Err(()), _) => (
                 "(over the per-client cap)",
                 Err(ApiError::unavailable(Duration::from_secs(1), None)),
             ),
+            (Ok(_), _) if hidden => ("(unmatched)", Err(ApiError::not_found())),
             (Ok(_slot), path) => match path {
                 "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => {
                     let route = match path {

@@ -32,7 +32,7 @@ mod tls;
 pub mod web;
 
 pub use auth_api::AuthApi;
-pub use front::{Api, ApiResponse, Frontend};
+pub use front::{Api, ApiResponse, Frontend, MetricsExposure};
 pub use metrics::Metrics;
 pub use one_origin::{AuthWithPage, OneOrigin};
 pub use probe::Probe;

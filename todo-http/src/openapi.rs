@@ -53,7 +53,7 @@ fn shared_paths() -> Value {
     json!({
         "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Serving"}}}},
         "/readyz": {"get": {"summary": "Readiness: the database answers", "security": [], "responses": {"200": {"description": "Ready"}, "503": problem("Not ready")}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics: served only on the separate --metrics-listen listener; the public listener answers 404", "security": [], "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
     })
 }
@@ -103,7 +103,7 @@ pub fn auth() -> Value {
     let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}]);
     let paths = json!({
         "/v1/auth/register": {"post": {"summary": "Register a user", "security": [], "requestBody": body("Registration"),
-            "responses": common(json!({"201": ok("The new user", "User"), "409": problem("Username taken")}), false)}},
+            "responses": common(json!({"201": ok("The new user", "User"), "403": problem("Registration is closed (urn:todo:problem:registration-closed): an administrator creates users"), "409": problem("Username taken")}), false)}},
         "/v1/auth/login": {"post": {"summary": "Log in", "security": [], "requestBody": body("Credentials"),
             "responses": common(json!({"200": ok("Tokens", "TokenPair"), "401": problem("Unknown user, wrong password or disabled account, alike"), "403": problem(CROSS_ORIGIN)}), false)}},
         "/v1/auth/refresh": {"post": {"summary": "Exchange a refresh token (rotates it; reuse revokes its family)", "security": [], "requestBody": body("RefreshRequest"),
@@ -173,7 +173,8 @@ pub fn tasks() -> Value {
         "/v1/tasks": {
             "post": {"summary": "Create a task", "requestBody": body("TaskCreate"),
                 "responses": common(json!({"201": {"description": "The task", "headers": {"Location": {"schema": {"type": "string"}}, "ETag": etag["ETag"]},
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}}}), true)},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}},
+                    "403": problem("The user's task quota is used up (urn:todo:problem:quota-exceeded)")}), true)},
             "get": {"summary": "List my tasks (keyset pages)", "parameters": [
                 query("done", json!({"type": "boolean"}), "only done or not done"),
                 query("archived", json!({"type": "boolean", "default": false}), "archived tasks instead of the others"),
@@ -191,9 +192,9 @@ pub fn tasks() -> Value {
                 "responses": common(json!({"200": {"description": "The task", "headers": etag, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}}, "404": problem("No such task of yours")}), true)},
             "patch": {"summary": "Change a task (JSON merge patch)", "parameters": [id, if_match],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskPatch"}}, "application/merge-patch+json": {"schema": {"$ref": "#/components/schemas/TaskPatch"}}}},
-                "responses": common(json!({"200": {"description": "The task", "headers": etag, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}}, "404": problem("No such task of yours"), "412": problem("Stale If-Match")}), true)},
+                "responses": common(json!({"200": {"description": "The task", "headers": etag, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}}, "404": problem("No such task of yours, whatever If-Match says"), "412": problem("Stale or unmatchable If-Match")}), true)},
             "delete": {"summary": "Delete a task", "parameters": [id, if_match],
-                "responses": common(json!({"204": {"description": "Deleted"}, "404": problem("No such task of yours"), "412": problem("Stale If-Match")}), true)}
+                "responses": common(json!({"204": {"description": "Deleted"}, "404": problem("No such task of yours, whatever If-Match says"), "412": problem("Stale or unmatchable If-Match")}), true)}
         }
     });
     let fields = json!({

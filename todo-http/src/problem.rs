@@ -327,6 +327,18 @@ impl From<CoreError> for ApiError {
                 e.retry_after = Some(retry_after);
                 e
             }
+            CoreError::QuotaExceeded { what, limit } => Self::new(
+                S::FORBIDDEN,
+                "urn:todo:problem:quota-exceeded",
+                "Quota exceeded",
+                format!("the quota of {what} is used up: at most {limit}"),
+            ),
+            CoreError::RegistrationClosed => Self::new(
+                S::FORBIDDEN,
+                "urn:todo:problem:registration-closed",
+                "Registration closed",
+                "registration is closed: an administrator creates accounts",
+            ),
             CoreError::Overloaded { retry_after } => Self::unavailable(retry_after, None),
             CoreError::Unavailable(source) => {
                 Self::unavailable(Duration::from_secs(1), Some(chain(&source)))

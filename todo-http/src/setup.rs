@@ -10,7 +10,7 @@ use todo_auth::{
     JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits,
     PublicKey, Sha256RefreshTokenHasher, SigningKey, SystemClock,
 };
-use todo_core::{AuthDeps, AuthLimits, AuthService, TokenPolicy};
+use todo_core::{AuthDeps, AuthLimits, AuthService, TaskLimits, TaskService, TokenPolicy};
 use todo_store::SqlStore;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -80,6 +80,74 @@ pub struct AuthSettings {
     /// Failed logins on an account before the growing delay starts.
     #[arg(long, env = "TODO_FREE_LOGIN_FAILURES", default_value_t = 5)]
     pub free_login_failures: u32,
+    /// Who creates accounts: `open`, anyone (POST /v1/auth/register);
+    /// `closed`, administrators only (`user create`); register answers 403.
+    #[arg(long, env = "TODO_REGISTRATION", value_enum, default_value_t = RegistrationMode::Open)]
+    pub registration: RegistrationMode,
+}
+
+/// `--registration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegistrationMode {
+    Open,
+    Closed,
+}
+
+/// What each user may write: the task service's quota and write rate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TaskSettings {
+    /// Tasks one user may keep; creating more answers 403
+    /// (urn:todo:problem:quota-exceeded). 0: no limit.
+    #[arg(long, env = "TODO_MAX_TASKS_PER_USER", default_value_t = 10_000)]
+    pub max_tasks_per_user: u64,
+    /// Task writes (create, update, delete) per user, per instance: burst;
+    /// past it, 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "TODO_TASK_WRITE_BURST", default_value_t = 120)]
+    pub task_write_burst: u32,
+    /// Task writes per user: milliseconds to refill one (100: 10 a second).
+    #[arg(long, env = "TODO_TASK_WRITE_PERIOD_MS", default_value_t = 100)]
+    pub task_write_period_ms: u64,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        Self {
+            max_tasks_per_user: 10_000,
+            task_write_burst: 120,
+            task_write_period_ms: 100,
+        }
+    }
+}
+
+impl TaskSettings {
+    /// The limits these settings describe, timed by `clock`.
+    #[must_use]
+    pub fn limits(&self, clock: Arc<dyn todo_core::Clock>) -> TaskLimits {
+        let writes_per_user: Arc<dyn todo_core::RateLimiter<todo_core::UserId>> =
+            if self.task_write_burst == 0 {
+                Arc::new(todo_core::Unlimited)
+            } else {
+                Arc::new(KeyedLimiter::new(
+                    LimitPolicy {
+                        burst: self.task_write_burst,
+                        period: Duration::from_millis(self.task_write_period_ms.max(1)),
+                        max_keys: 100_000,
+                    },
+                    clock,
+                ))
+            };
+        TaskLimits {
+            max_tasks_per_user: (self.max_tasks_per_user > 0).then_some(self.max_tasks_per_user),
+            writes_per_user,
+        }
+    }
+
+    /// The task service over `store`, with these limits.
+    #[must_use]
+    pub fn service(&self, store: SqlStore, clock: Arc<SystemClock>) -> TaskService {
+        TaskService::new(Arc::new(store), clock.clone(), Arc::new(OsRandom))
+            .with_limits(self.limits(clock))
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -239,7 +307,8 @@ impl AuthSettings {
             },
             audit: Arc::new(crate::audit::TracingAudit),
             policy,
-        });
+        })
+        .with_registration_open(self.registration == RegistrationMode::Open);
         Ok(AuthParts {
             service,
             keys,
@@ -352,6 +421,16 @@ pub fn one_origin(
     data_dir: &Path,
     store: SqlStore,
 ) -> Result<crate::OneOrigin, String> {
+    one_origin_with(auth, &TaskSettings::default(), data_dir, store)
+}
+
+/// [`one_origin`] with the task service's limits given.
+pub fn one_origin_with(
+    auth: &AuthSettings,
+    task_settings: &TaskSettings,
+    data_dir: &Path,
+    store: SqlStore,
+) -> Result<crate::OneOrigin, String> {
     let AuthParts {
         service,
         keys,
@@ -368,8 +447,7 @@ pub fn one_origin(
         .map_err(|e| e.to_string())?
         .with_cookie_sessions();
     let clock = Arc::new(SystemClock);
-    let tasks =
-        todo_core::TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
+    let tasks = task_settings.service(store.clone(), clock.clone());
     let task_api = crate::TaskApi::new(tasks, gate, vec![Arc::new(store) as Arc<dyn crate::Probe>])
         .map_err(|e| e.to_string())?;
     crate::OneOrigin::new(auth_api, task_api).map_err(|e| e.to_string())

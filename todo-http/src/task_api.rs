@@ -105,30 +105,60 @@ pub fn etag(version: TaskVersion) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("\"v0\""))
 }
 
-/// The version `If-Match` asks for: `None` without the header or for `*`.
-/// A value that names no version of ours can match nothing: 412.
-fn if_match(request: &ApiRequest) -> Result<Option<TaskVersion>, ApiError> {
+/// What `If-Match` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Precondition {
+    /// No header, or `*`: any version will do.
+    Any,
+    /// `"v<version>"`: that version only.
+    Version(TaskVersion),
+    /// A value that names no version of ours: it can match nothing, but
+    /// that is weighed only once the task is found (RFC 9110 §13.2.1:
+    /// another user's task is 404 whatever the header says).
+    Unmatchable,
+}
+
+fn if_match(request: &ApiRequest) -> Precondition {
     let Some(value) = request.headers.get(IF_MATCH) else {
-        return Ok(None);
+        return Precondition::Any;
     };
     let value = value.to_str().unwrap_or("").trim();
     if value == "*" {
-        return Ok(None);
+        return Precondition::Any;
     }
     value
         .strip_prefix("\"v")
         .and_then(|v| v.strip_suffix('"'))
         .and_then(|v| v.parse::<i64>().ok())
         .and_then(|v| TaskVersion::new(v).ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "urn:todo:problem:version-mismatch",
-                "Precondition failed",
-                "If-Match names no version of this task",
-            )
-        })
+        .map_or(Precondition::Unmatchable, Precondition::Version)
+}
+
+impl TaskApi {
+    /// The version the write must find: `Ok(None)` for any. An unmatchable
+    /// `If-Match` fails here: 404 if the owner has no such task, else 412.
+    async fn expected_version(
+        &self,
+        precondition: Precondition,
+        owner: todo_core::UserId,
+        id: TaskId,
+    ) -> Result<Option<TaskVersion>, ApiError> {
+        match precondition {
+            Precondition::Any => Ok(None),
+            Precondition::Version(version) => Ok(Some(version)),
+            Precondition::Unmatchable => {
+                let task = call(&self.service, move |s| s.get(owner, id)).await?;
+                let mut error = ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "urn:todo:problem:version-mismatch",
+                    "Precondition failed",
+                    "If-Match names no version of this task",
+                );
+                error.etag = Some(task.version);
+                Err(error)
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -416,7 +446,7 @@ impl Api for TaskApi {
             Method::PATCH => {
                 // The request must be valid before its precondition is weighed.
                 let patch = decode_task_patch(&request.json_bytes().await?)?;
-                let expected = if_match(&request)?;
+                let expected = self.expected_version(if_match(&request), owner, id).await?;
                 let task =
                     call(&self.service, move |s| s.update(owner, id, patch, expected)).await?;
                 Ok(with_etag(
@@ -425,7 +455,7 @@ impl Api for TaskApi {
                 ))
             }
             _ => {
-                let expected = if_match(&request)?;
+                let expected = self.expected_version(if_match(&request), owner, id).await?;
                 call(&self.service, move |s| s.delete(owner, id, expected)).await?;
                 Ok(no_content())
             }

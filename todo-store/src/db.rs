@@ -50,7 +50,7 @@ impl DatabaseUrl {
             Some(path) => Ok(Self::Sqlite(PathBuf::from(path))),
             None => Err(format!(
                 "unsupported database URL {:?}: use sqlite://PATH or postgres://USER@HOST/DB",
-                redact(raw)
+                redact_url(raw)
             )),
         }
     }
@@ -68,7 +68,7 @@ impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            Self::Postgres(url) => f.write_str(&redact(url)),
+            Self::Postgres(url) => f.write_str(&redact_url(url)),
         }
     }
 }
@@ -79,8 +79,53 @@ impl fmt::Display for DatabaseUrl {
     }
 }
 
-/// The URL with any password replaced, for logs and errors.
-fn redact(url: &str) -> String {
+/// The URL with its secrets replaced, for logs and errors: the password in
+/// the user information, and the value of every query parameter whose name
+/// looks secret (libpq reads `password`, `sslpassword` and more from the
+/// query string).
+pub fn redact_url(url: &str) -> String {
+    let (head, query) = url
+        .split_once('?')
+        .map_or((url, None), |(head, query)| (head, Some(query)));
+    let mut shown = redact_user_info(head);
+    if let Some(query) = query {
+        shown.push('?');
+        for (n, pair) in query.split('&').enumerate() {
+            if n > 0 {
+                shown.push('&');
+            }
+            match pair.split_once('=') {
+                Some((key, _)) if is_secret_key(key) => {
+                    shown.push_str(key);
+                    shown.push_str("=***");
+                }
+                _ if is_secret_key(pair) => shown.push_str("***"),
+                _ => shown.push_str(pair),
+            }
+        }
+    }
+    shown
+}
+
+/// Whether a query parameter's name looks like it names a secret. A name
+/// with a percent escape counts as secret: it could spell anything.
+fn is_secret_key(key: &str) -> bool {
+    const SECRET: &[&str] = &[
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "code",
+        "credential",
+        "session",
+    ];
+    let key = key.to_ascii_lowercase();
+    key.contains('%') || SECRET.iter().any(|word| key.contains(word))
+}
+
+fn redact_user_info(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -98,6 +143,59 @@ fn redact(url: &str) -> String {
             format!("{scheme}://{user}:***@{host}{sep}{path}")
         }
         None => url.to_owned(),
+    }
+}
+
+/// The SQLite file holds the password hashes: only its owner may read it.
+/// Creates the directory (0700) and the file (0600) when missing, and takes
+/// group and other access away from an existing file and its `-wal` and
+/// `-shm` (SQLite creates those with the database file's mode). A directory
+/// that exists is left as it is: it may be shared, such as `/tmp`.
+pub(crate) fn prepare_sqlite_files(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let mut names = vec![path.to_path_buf()];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            names.push(name.into());
+        }
+        for name in names {
+            match std::fs::metadata(&name) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    let private = meta.permissions().mode() & 0o700;
+                    std::fs::set_permissions(&name, std::fs::Permissions::from_mode(private))?;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => std::fs::create_dir_all(dir),
+            None => Ok(()),
+        }
     }
 }
 
@@ -301,6 +399,38 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert_eq!(shown, "postgres://todo:***@db.local:5432/todo");
         let err = DatabaseUrl::parse("mysql://root:hunter2@h/db").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn never_prints_a_secret_from_the_query() {
+        for (url, shown) in [
+            (
+                "postgres://todo@db/todo?password=hunter2",
+                "postgres://todo:***@db/todo?password=***",
+            ),
+            (
+                "postgresql://db/todo?sslmode=require&PassWord=hunter2&sslpassword=hunter2",
+                "postgresql://db/todo?sslmode=require&PassWord=***&sslpassword=***",
+            ),
+            (
+                "postgres://db/todo?access_token=hunter2&refresh_token=hunter2&secret=hunter2",
+                "postgres://db/todo?access_token=***&refresh_token=***&secret=***",
+            ),
+            (
+                "postgres://db/todo?code=hunter2&pass%77ord=hunter2&hunter2",
+                "postgres://db/todo?code=***&pass%77ord=***&hunter2",
+            ),
+            (
+                "postgres://db/todo?application_name=todo&connect_timeout=5",
+                "postgres://db/todo?application_name=todo&connect_timeout=5",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            let parsed = DatabaseUrl::parse(url).unwrap().to_string();
+            assert!(!parsed.contains("=hunter2"), "{parsed}");
+        }
+        let err = DatabaseUrl::parse("mysql://root@h/db?password=hunter2").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -21,7 +21,7 @@ use diesel::prelude::*;
 use todo_core::StoreError;
 
 use db::{AnyConnection, Manager};
-pub use db::{Backend, DatabaseUrl, SqliteSync, StoreConfig};
+pub use db::{Backend, DatabaseUrl, SqliteSync, StoreConfig, redact_url};
 use error::{from_diesel, from_pool};
 
 /// The SQL store: users, refresh tokens and tasks in one database.
@@ -56,10 +56,8 @@ impl SqlStore {
     /// Opens a pool. It connects lazily, so a database that is down now does
     /// not stop the caller from starting; [`SqlStore::ping`] tells.
     pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
-        if let DatabaseUrl::Sqlite(path) = &config.url
-            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        if let DatabaseUrl::Sqlite(path) = &config.url {
+            db::prepare_sqlite_files(path).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
         let pool = r2d2::Pool::builder()
             .max_size(config.max_connections.max(1))

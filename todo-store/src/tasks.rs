@@ -1,6 +1,9 @@
 //! Tasks and their labels: task-server's tables. Every query names the owner.
 
+use diesel::PgConnection;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
+use diesel::sql_types::Text;
 use todo_core::{
     Description, Labels, Priority, StoreError, Task, TaskCursor, TaskId, TaskQuery, TaskSort,
     TaskStore, TaskVersion, Timestamp, Title, UserId,
@@ -124,7 +127,151 @@ fn like_pattern(text: &str) -> String {
     pattern
 }
 
+/// The first key of PostgreSQL's two-key advisory locks that serialise one
+/// owner's task creations ("tdqt"); the second is a hash of the owner id.
+const QUOTA_LOCK_CLASS: i32 = 0x7464_7174;
+
+/// Runs `body` in a transaction that no other writer of the same rows can
+/// interleave with. SQLite: an immediate transaction, which takes the
+/// database's write lock before anything is read (a deferred one reads a
+/// snapshot that another process may outdate before it writes).
+/// PostgreSQL: a transaction whose first statement, `lock`, takes the locks
+/// that serialise the writers concerned; what `body` reads after it is
+/// current (READ COMMITTED takes a snapshot per statement).
+fn exclusive<T>(
+    conn: &mut AnyConnection,
+    lock: impl FnOnce(&mut PgConnection) -> QueryResult<()>,
+    body: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
+    match conn {
+        AnyConnection::Postgresql(_) => conn.transaction(|conn| {
+            if let AnyConnection::Postgresql(pg) = conn {
+                lock(pg)?;
+            }
+            body(conn)
+        }),
+        AnyConnection::Sqlite(_) => {
+            // diesel's MultiConnection has no immediate transaction: open one
+            // on the SQLite connection's own transaction manager, so that it
+            // knows (a connection left in a transaction, after a panic, is
+            // then broken and never reused). `body` opens none of its own.
+            if let AnyConnection::Sqlite(sqlite) = conn {
+                AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+            }
+            let outcome = body(conn);
+            let AnyConnection::Sqlite(sqlite) = conn else {
+                return Err(diesel::result::Error::NotInTransaction);
+            };
+            match outcome {
+                // A failed commit is rolled back by the manager itself.
+                Ok(value) => AnsiTransactionManager::commit_transaction(sqlite).map(|()| value),
+                Err(error) => {
+                    // The error that counts is the first; a failed rollback
+                    // leaves the manager broken, so the pool drops the
+                    // connection.
+                    let _broken_is_dropped = AnsiTransactionManager::rollback_transaction(sqlite);
+                    Err(error)
+                }
+            }
+        }
+    }
+}
+
 impl TaskStore for SqlStore {
+    fn insert_task_within(&self, task: &Task, max_tasks: u64) -> Result<bool, StoreError> {
+        let row = TaskRow::from_task(task);
+        let max = i64::try_from(max_tasks).unwrap_or(i64::MAX);
+        self.with_write_conn(|conn| {
+            exclusive(
+                conn,
+                |pg| {
+                    diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                        .bind::<diesel::sql_types::Integer, _>(QUOTA_LOCK_CLASS)
+                        .bind::<Text, _>(&row.owner_id)
+                        .execute(pg)
+                        .map(|_| ())
+                },
+                |conn| {
+                    // Served by the (owner_id, …) indexes: an index-only count.
+                    let owned: i64 = tasks::table
+                        .filter(tasks::owner_id.eq(&row.owner_id))
+                        .count()
+                        .get_result(conn)?;
+                    if owned >= max {
+                        return Ok(false);
+                    }
+                    diesel::insert_into(tasks::table)
+                        .values(&row)
+                        .execute(conn)?;
+                    insert_labels(conn, &row)?;
+                    Ok(true)
+                },
+            )
+        })
+    }
+
+    fn modify_task(
+        &self,
+        owner: UserId,
+        id: TaskId,
+        change: &mut dyn FnMut(&Task) -> Option<Task>,
+    ) -> Result<Option<Task>, StoreError> {
+        let (owner, id) = (owner.to_string(), id.to_string());
+        // The closure's answer is kept apart from diesel's errors: a stored
+        // row that does not parse is corrupt, not a query failure.
+        let mut corrupt_row = None;
+        let stored = self.with_write_conn(|conn| {
+            exclusive(
+                conn,
+                |pg| {
+                    diesel::sql_query(
+                        "SELECT 1 FROM tasks WHERE id = $1 AND owner_id = $2 FOR UPDATE",
+                    )
+                    .bind::<Text, _>(&id)
+                    .bind::<Text, _>(&owner)
+                    .execute(pg)
+                    .map(|_| ())
+                },
+                |conn| {
+                    let Some(row) = tasks::table
+                        .filter(tasks::id.eq(&id))
+                        .filter(tasks::owner_id.eq(&owner))
+                        .first::<TaskRow>(conn)
+                        .optional()?
+                    else {
+                        return Ok(None);
+                    };
+                    let current = match row.into_task() {
+                        Ok(task) => task,
+                        Err(error) => {
+                            corrupt_row = Some(error);
+                            return Ok(None);
+                        }
+                    };
+                    let Some(changed) = change(&current) else {
+                        return Ok(Some(current));
+                    };
+                    let new = TaskRow::from_task(&changed);
+                    if new.id != id || new.owner_id != owner {
+                        return Err(diesel::result::Error::RollbackTransaction);
+                    }
+                    let target = tasks::table
+                        .filter(tasks::id.eq(&id))
+                        .filter(tasks::owner_id.eq(&owner));
+                    diesel::update(target).set(&new).execute(conn)?;
+                    diesel::delete(task_labels::table.filter(task_labels::task_id.eq(&id)))
+                        .execute(conn)?;
+                    insert_labels(conn, &new)?;
+                    Ok(Some(changed))
+                },
+            )
+        })?;
+        match corrupt_row {
+            Some(error) => Err(error),
+            None => Ok(stored),
+        }
+    }
+
     fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
         let row = TaskRow::from_task(task);
         self.with_write_conn(|conn| {

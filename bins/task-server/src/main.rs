@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use todo_auth::{CachingVerifier, JwtVerifier, KeySet, OsRandom, PublicKey, SystemClock};
-use todo_core::{AccessGate, TaskService};
+use todo_auth::{CachingVerifier, JwtVerifier, KeySet, PublicKey, SystemClock};
+use todo_core::AccessGate;
 use todo_http::config::{ServerArgs, main_with, run};
 use todo_http::jwks::JwksSource;
-use todo_http::setup::VERIFIED_TOKENS_CACHED;
+use todo_http::setup::{TaskSettings, VERIFIED_TOKENS_CACHED};
 use todo_http::{Probe, TaskApi};
 use todo_store::SqlStore;
 
@@ -27,6 +27,8 @@ struct Cli {
     server: ServerArgs,
     #[command(flatten)]
     keys: KeyArgs,
+    #[command(flatten)]
+    tasks: TaskSettings,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -112,7 +114,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         keys.leeway_secs,
     ));
     let clock = Arc::new(SystemClock);
-    let service = TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
+    let service = cli.tasks.service(store.clone(), clock.clone());
     // Signature checks are a read's largest cost: remember verified tokens.
     let cached = Arc::new(CachingVerifier::new(
         verifier.clone(),
@@ -133,7 +135,10 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         // auth-server may still be starting: a failed first fetch is retried
         // on the first token with an unknown key.
         match source.refresh().await {
-            Ok(_) => tracing::info!(url, "verification keys fetched"),
+            Ok(_) => tracing::info!(
+                url = %todo_store::redact_url(url),
+                "verification keys fetched"
+            ),
             Err(error) => tracing::warn!(%error, "could not fetch the JWKS yet"),
         }
         if keys.jwks_refresh_secs > 0 {

@@ -242,6 +242,8 @@ impl System {
         tasks
             .args(server_args(data, url, "127.0.0.1:0"))
             .args(["--jwks-url", &jwks, "--jwks-ca-file", ca.to_str().unwrap()])
+            // The write load is one user writing as fast as it can.
+            .args(["--task-write-burst", "0", "--max-tasks-per-user", "0"])
             .args(extra);
         Running::spawn("task-server", tasks)
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use todo_http::config::{ServerArgs, main_with, run};
-use todo_http::setup::{AuthSettings, create_user, one_origin};
+use todo_http::setup::{AuthSettings, TaskSettings, create_user, one_origin_with};
 use todo_store::SqlStore;
 
 #[derive(Parser, Debug)]
@@ -24,6 +24,8 @@ struct Cli {
     server: ServerArgs,
     #[command(flatten)]
     auth: AuthSettings,
+    #[command(flatten)]
+    tasks: TaskSettings,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -82,9 +84,10 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         return Ok(());
     }
 
-    let app = one_origin(&cli.auth, &cli.server.data_dir, store)?;
+    let app = one_origin_with(&cli.auth, &cli.tasks, &cli.server.data_dir, store)?;
     let data_dir = cli.server.data_dir.display().to_string();
     let plain = cli.server.plain_http;
+    let open = cli.auth.registration == todo_http::setup::RegistrationMode::Open;
     run(Arc::new(app), &cli.server, 8443, "todo", |url| {
         #[allow(clippy::print_stdout)] // the one thing a person starting it needs to read
         {
@@ -95,8 +98,14 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                 );
                 println!("  warn once; accept it for this address, or trust that file.");
             }
-            println!("  First: open the page and register an account. For an administrator, run");
-            println!("    todo create-user --admin --username admin   (password on stdin)");
+            if open {
+                println!(
+                    "  First: open the page and register an account. For an administrator, run"
+                );
+            } else {
+                println!("  Registration is closed (--registration closed): create users with");
+            }
+            println!("    todo create-user [--admin] --username NAME   (password on stdin)");
             println!("  Data stays in {data_dir}/ across restarts. Ctrl-C stops the server.\n");
         }
     })

@@ -8,4 +8,5 @@ mod auth;
 mod dependencies;
 mod domain;
 mod properties;
+mod registration;
 mod tasks;

@@ -337,3 +337,80 @@ fn due_filters_are_strict_and_leave_out_tasks_without_a_due_date() {
         "no due date sorts last"
     );
 }
+
+/// Allows `allowance` checks per user, then refuses with a 7 s wait.
+struct Allowance {
+    allowance: u32,
+    spent: std::sync::Mutex<std::collections::HashMap<UserId, u32>>,
+}
+
+impl todo_core::RateLimiter<UserId> for Allowance {
+    fn check(&self, key: &UserId) -> Result<(), Duration> {
+        let mut spent = self.spent.lock().unwrap();
+        let n = spent.entry(*key).or_default();
+        if *n >= self.allowance {
+            return Err(Duration::from_secs(7));
+        }
+        *n += 1;
+        Ok(())
+    }
+}
+
+fn limited(max_tasks: Option<u64>, writes: u32) -> Fixture {
+    let mut f = fixture();
+    f.tasks = f.tasks.clone().with_limits(todo_core::TaskLimits {
+        max_tasks_per_user: max_tasks,
+        writes_per_user: Arc::new(Allowance {
+            allowance: writes,
+            spent: std::sync::Mutex::default(),
+        }),
+    });
+    f
+}
+
+#[test]
+fn a_user_at_the_task_quota_creates_nothing_more() {
+    let f = limited(Some(2), 100);
+    f.tasks.create(f.alice, titled("one")).unwrap();
+    f.tasks.create(f.alice, titled("two")).unwrap();
+    assert!(matches!(
+        f.tasks.create(f.alice, titled("three")),
+        Err(Error::QuotaExceeded {
+            what: "tasks",
+            limit: 2
+        })
+    ));
+    let page = f.tasks.list(f.alice, &TaskQuery::default(), None).unwrap();
+    assert_eq!(page.items.len(), 2);
+    f.tasks.create(f.bob, titled("bob's own quota")).unwrap();
+    f.tasks.delete(f.alice, page.items[0].id, None).unwrap();
+    f.tasks.create(f.alice, titled("room again")).unwrap();
+}
+
+#[test]
+fn every_write_spends_the_users_write_allowance_and_reads_do_not() {
+    let f = limited(None, 3);
+    let task = f.tasks.create(f.alice, titled("one")).unwrap();
+    let patch = TaskPatch {
+        done: Some(true),
+        ..TaskPatch::default()
+    };
+    f.tasks
+        .update(f.alice, task.id, patch.clone(), None)
+        .unwrap();
+    f.tasks.delete(f.alice, task.id, None).unwrap();
+    for refused in [
+        f.tasks.create(f.alice, titled("four")).map(|_| ()),
+        f.tasks.update(f.alice, task.id, patch, None).map(|_| ()),
+        f.tasks.delete(f.alice, task.id, None),
+    ] {
+        match refused {
+            Err(Error::RateLimited { retry_after }) => {
+                assert_eq!(retry_after, Duration::from_secs(7));
+            }
+            other => panic!("expected 429, got {other:?}"),
+        }
+    }
+    f.tasks.list(f.alice, &TaskQuery::default(), None).unwrap();
+    f.tasks.create(f.bob, titled("bob writes")).unwrap();
+}

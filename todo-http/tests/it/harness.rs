@@ -116,7 +116,12 @@ async fn start<A: todo_http::Api>(
 ) -> (Server, rustls_pki_types::CertificateDer<'static>) {
     let cert = identity.certs[0].clone();
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
-    let front = Arc::new(Frontend::new(Arc::new(api), limits, proxies));
+    // The tests scrape each server directly, as an operator's inside
+    // listener would (`--metrics-listen`); the binaries hide it by default.
+    let front = Arc::new(
+        Frontend::new(Arc::new(api), limits, proxies)
+            .with_metrics(todo_http::MetricsExposure::Shown),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -332,11 +337,14 @@ pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Optio
 /// Serves `api` in plain HTTP on loopback, believing the gateway's
 /// `X-Forwarded-For`.
 async fn start_plain<A: todo_http::Api>(api: A, limits: HttpLimits) -> Server {
-    let front = Arc::new(Frontend::new(
-        Arc::new(api),
-        limits,
-        TrustedProxies::parse("127.0.0.1").unwrap(),
-    ));
+    let front = Arc::new(
+        Frontend::new(
+            Arc::new(api),
+            limits,
+            TrustedProxies::parse("127.0.0.1").unwrap(),
+        )
+        .with_metrics(todo_http::MetricsExposure::Shown),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

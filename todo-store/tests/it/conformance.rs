@@ -54,6 +54,10 @@ conformance!(
     pagination_is_stable_while_tasks_are_added,
     concurrent_refreshes_without_a_grace_have_one_winner,
     concurrent_refreshes_within_the_grace_all_keep_the_session,
+    task_quota_counts_and_inserts_in_one_step,
+    concurrent_creates_at_the_quota_have_one_winner,
+    modify_task_is_read_modify_write_for_the_owner_only,
+    concurrent_modifications_each_see_the_last,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -842,4 +846,186 @@ fn concurrent_refreshes_within_the_grace_all_keep_the_session(f: &Fixture) {
             "the whole family is revoked"
         );
     }
+}
+
+fn task_quota_counts_and_inserts_in_one_step(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    for seed in 0..2 {
+        assert!(
+            store
+                .insert_task_within(&full_task(alice, seed, 10), 2)
+                .unwrap()
+        );
+    }
+    let third = full_task(alice, 2, 10);
+    assert!(
+        !store.insert_task_within(&third, 2).unwrap(),
+        "at the quota"
+    );
+    assert_eq!(store.find_task(alice, third.id).unwrap(), None);
+    assert!(
+        store.insert_task_within(&full_task(bob, 3, 10), 2).unwrap(),
+        "bob's quota is his own"
+    );
+    assert!(!store.insert_task_within(&full_task(bob, 4, 10), 0).unwrap());
+    assert!(matches!(
+        store.insert_task_within(&full_task(alice, 0, 10), 10),
+        Err(StoreError::Conflict(_))
+    ));
+    let labelled = TaskQuery {
+        label: Some(Label::parse("urgent").unwrap()),
+        ..TaskQuery::default()
+    };
+    assert_eq!(
+        store.list_tasks(alice, &labelled, None, 10).unwrap().len(),
+        2,
+        "the label index has what the quota let in"
+    );
+}
+
+fn concurrent_creates_at_the_quota_have_one_winner(f: &Fixture) {
+    // As many racers as the pool has connections, each holding one already
+    // (a racer that had to connect first would come late to the race).
+    const RACERS: u64 = 8;
+    let stores = two_instances(f);
+    let warm: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = stores[(i % 2) as usize].clone();
+            std::thread::spawn(move || store.list_users(None, 1).map(|_| ()))
+        })
+        .collect();
+    for thread in warm {
+        thread.join().unwrap().unwrap();
+    }
+    for round in 0..5 {
+        let racer = new_user(&*f.store, &format!("racer{round}"), round).user.id;
+        let seeds = 1000 * u64::try_from(round).unwrap();
+        for seed in 0..2 {
+            f.store
+                .insert_task_within(&full_task(racer, seeds + seed, 10), 3)
+                .unwrap();
+        }
+        let barrier = Arc::new(Barrier::new(RACERS as usize));
+        let racers: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let (store, barrier) = (stores[(i % 2) as usize].clone(), barrier.clone());
+                let task = full_task(racer, seeds + 100 + i, 20);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.insert_task_within(&task, 3)
+                })
+            })
+            .collect();
+        let won = racers
+            .into_iter()
+            .map(|r| r.join().unwrap().unwrap())
+            .filter(|won| *won)
+            .count();
+        assert_eq!(won, 1, "round {round}: one racer takes the last place");
+        assert_eq!(store_count(&*f.store, racer), 3, "round {round}");
+    }
+}
+
+/// The fixture's store, and a second instance on the same database (its
+/// own pool and, on SQLite, its own writer queue: as another process
+/// would be); the in-memory store twice.
+fn two_instances(f: &Fixture) -> [Arc<dyn Stores>; 2] {
+    let other: Arc<dyn Stores> = match &f.config {
+        Some(config) => Arc::new(todo_store::SqlStore::open(config).unwrap()),
+        None => f.store.clone(),
+    };
+    [f.store.clone(), other]
+}
+
+fn store_count(store: &dyn Stores, owner: UserId) -> usize {
+    store
+        .list_tasks(owner, &TaskQuery::default(), None, 1000)
+        .unwrap()
+        .len()
+}
+
+fn modify_task_is_read_modify_write_for_the_owner_only(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let task = full_task(alice, 1, 10);
+    store.insert_task(&task).unwrap();
+
+    let mut called = false;
+    let hidden = store
+        .modify_task(bob, task.id, &mut |_| {
+            called = true;
+            None
+        })
+        .unwrap();
+    assert_eq!(hidden, None, "another owner finds nothing");
+    assert!(!called, "and is never shown the task");
+
+    let kept = store.modify_task(alice, task.id, &mut |_| None).unwrap();
+    assert_eq!(kept, Some(task.clone()), "no change: the stored task");
+
+    let changed = store
+        .modify_task(alice, task.id, &mut |current| {
+            let mut next = current.clone();
+            next.title = Title::parse("changed").unwrap();
+            next.labels = Labels::parse(["home"]).unwrap();
+            next.version = current.version.next();
+            Some(next)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.version, task.version.next());
+    assert_eq!(store.find_task(alice, task.id).unwrap(), Some(changed));
+    let home = TaskQuery {
+        label: Some(Label::parse("home").unwrap()),
+        ..TaskQuery::default()
+    };
+    assert_eq!(store.list_tasks(alice, &home, None, 10).unwrap().len(), 1);
+
+    let moved = store.modify_task(alice, task.id, &mut |current| {
+        let mut stolen = current.clone();
+        stolen.owner = bob;
+        Some(stolen)
+    });
+    assert!(moved.is_err(), "a change cannot give the task away");
+    assert!(store.find_task(bob, task.id).unwrap().is_none());
+}
+
+fn concurrent_modifications_each_see_the_last(f: &Fixture) {
+    const RACERS: i64 = 16;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let task = full_task(alice, 1, 10);
+    f.store.insert_task(&task).unwrap();
+    let stores = two_instances(f);
+    let barrier = Arc::new(Barrier::new(RACERS as usize));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = stores[(i % 2) as usize].clone();
+            let (barrier, id) = (barrier.clone(), task.id);
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.modify_task(alice, id, &mut |current| {
+                    let mut next = current.clone();
+                    next.title = Title::parse(&format!("writer {i}")).unwrap();
+                    next.version = current.version.next();
+                    Some(next)
+                })
+            })
+        })
+        .collect();
+    let mut versions: Vec<i64> = racers
+        .into_iter()
+        .map(|r| r.join().unwrap().unwrap().unwrap().version.get())
+        .collect();
+    versions.sort_unstable();
+    let first = task.version.get() + 1;
+    assert_eq!(
+        versions,
+        (first..first + RACERS).collect::<Vec<_>>(),
+        "each writer saw the one before"
+    );
+    let stored = f.store.find_task(alice, task.id).unwrap().unwrap();
+    assert_eq!(stored.version.get(), task.version.get() + RACERS);
 }
