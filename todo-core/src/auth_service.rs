@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, LoginBackoff, PasswordHasher,
-    RateLimiter, RefreshTokenHasher, RefreshTokenStore, Unlimited, UserStore,
+    RateLimiter, RefreshTokenHasher, RefreshTokenStore, ThrottleKey, Unlimited, UserStore,
 };
 use crate::query::{Page, PageLimit, UserCursor};
 use crate::random::{Random, new_v7};
@@ -234,28 +234,35 @@ impl AuthService {
                     Error::RateLimited { retry_after }
                 })?;
         }
+        let throttled = |retry_after| {
+            self.audit(&AuditEvent::Throttled {
+                action: "login",
+                username,
+                client,
+            });
+            Error::RateLimited { retry_after }
+        };
         if let Some(account) = username {
+            // The cheap guard first: attempts on one account from anywhere,
+            // in this instance's memory, before any database work.
+            self.deps
+                .limits
+                .login_per_account
+                .check(account)
+                .map_err(&throttled)?;
+            // Then the attempt's slot, taken before the password is weighed.
             self.deps
                 .limits
                 .login_failures
-                .check(account, now)
-                .map_err(|retry_after| {
-                    self.audit(&AuditEvent::Throttled {
-                        action: "login",
-                        username,
-                        client,
-                    });
-                    Error::RateLimited { retry_after }
-                })?;
+                .reserve(ThrottleKey::Account(account), now)?
+                .map_err(&throttled)?;
         }
         let record = match username {
             Some(username) => self.deps.users.find_user_by_username(username)?,
             None => None,
         };
+        // The attempt was counted as a failure when its slot was taken.
         let fail = || {
-            if let Some(account) = username {
-                self.deps.limits.login_failures.record_failure(account, now);
-            }
             self.audit(&AuditEvent::LoginFailed { username, client });
             Err(Error::InvalidCredentials)
         };
@@ -275,7 +282,10 @@ impl AuthService {
             return fail();
         }
         if let Some(account) = username {
-            self.deps.limits.login_failures.record_success(account);
+            self.deps
+                .limits
+                .login_failures
+                .record_success(ThrottleKey::Account(account))?;
         }
         if verification.needs_rehash {
             record.password_hash = self.deps.hasher.hash(password)?;
@@ -338,6 +348,13 @@ impl AuthService {
             .deps
             .refresh_tokens
             .purge_expired_refresh_tokens(cutoff)?)
+    }
+
+    /// Forgets failed-login counts that no longer delay anything and are
+    /// older than the backoff remembers; returns how many.
+    pub fn purge_login_failures(&self) -> Result<u64> {
+        let now = self.deps.clock.now();
+        Ok(self.deps.limits.login_failures.purge(now)?)
     }
 
     fn reused(&self, token: &RefreshTokenRecord, client: Option<IpAddr>) -> Error {
@@ -418,10 +435,11 @@ impl AuthService {
         let mut record = self.current_user(principal.user_id, None)?;
         let username = &record.user.username;
         let new = Password::new_for(new, username)?;
+        // The attempt's slot is taken before the current password is weighed.
         self.deps
             .limits
             .login_failures
-            .check(username, now)
+            .reserve(ThrottleKey::Account(username), now)?
             .map_err(|retry_after| {
                 let username = Some(username);
                 self.audit(&AuditEvent::Throttled {
@@ -441,12 +459,12 @@ impl AuthService {
             None => false,
         };
         if !matches {
-            self.deps
-                .limits
-                .login_failures
-                .record_failure(username, now);
             return Err(Error::WrongPassword);
         }
+        self.deps
+            .limits
+            .login_failures
+            .record_success(ThrottleKey::Account(username))?;
         record.password_hash = self.deps.hasher.hash(&new)?;
         record.user.updated_at = now;
         record.tokens_revoked_before = Some(now);

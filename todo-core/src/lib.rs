@@ -28,9 +28,9 @@ pub use error::{
     ValidationError,
 };
 pub use ports::{
-    AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, LoginBackoff, NoAudit,
-    PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskStore, Unlimited,
-    UserStore, Verification,
+    AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,
+    NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskStore,
+    ThrottleKey, Unlimited, UserStore, Verification,
 };
 pub use query::{Page, PageLimit, SearchText, TaskCursor, TaskQuery, TaskSort, UserCursor};
 pub use random::{Random, new_v7};

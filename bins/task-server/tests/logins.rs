@@ -1,0 +1,266 @@
+//! Login throttling on the real binaries (issue #11, findings 4 to 6): the
+//! per-account limit is enforced; a guess takes its slot before any argon2
+//! runs, so concurrent guesses past the allowance are refused unweighed;
+//! failure counts live in the database, so instances share them; the delay
+//! is capped.
+//!
+//! auth-server is found beside task-server in the target directory: build
+//! it first (`cargo build -p auth-server -p task-server -p todo`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+
+use http::Method;
+use serde_json::json;
+use todo_http::client::{Client, Reply};
+use todo_store::testing::TestDatabase;
+
+use common::{Running, run};
+
+/// The database URL the binaries get for `database` (SQLite: a file in `data`).
+fn url_for(database: &TestDatabase, data: &Path) -> String {
+    match &database.config.url {
+        todo_store::DatabaseUrl::Sqlite(_) => {
+            format!("sqlite://{}", data.join("todo.db").display())
+        }
+        todo_store::DatabaseUrl::Postgres(url) => url.clone(),
+    }
+}
+
+/// Migrates, then starts one auth-server with generous per-client limits
+/// (every request here comes from 127.0.0.1) and `extra`.
+fn auth_server(data: &Path, url: &str, extra: &[&str]) -> Running {
+    let migrated = run("auth-server", data, url, &["migrate"], "");
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let mut args = vec![
+        "--login-burst",
+        "10000",
+        "--login-period-ms",
+        "1",
+        "--register-burst",
+        "10000",
+        "--register-period-secs",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    Running::start("auth-server", data, url, "127.0.0.1:0", &args)
+}
+
+async fn register(client: &Client, username: &str, password: &str) {
+    let reply = client
+        .json(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(&json!({"username": username, "password": password})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+}
+
+async fn login(client: &Client, username: &str, password: &str) -> Reply {
+    client
+        .json(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(&json!({"username": username, "password": password})),
+        )
+        .await
+        .unwrap()
+}
+
+/// The `Retry-After` of a 429, in seconds.
+fn retry_after(reply: &Reply) -> u64 {
+    assert_eq!(reply.status, 429, "{:?}", reply.body);
+    reply
+        .headers
+        .get("retry-after")
+        .expect("a 429 says when to retry")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+// Finding 4: `--account-login-burst` was parsed and documented, never checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_account_login_limit_refuses_attempts_past_its_burst() {
+    let database = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = url_for(&database, &data);
+    let server = auth_server(
+        &data,
+        &url,
+        &[
+            "--account-login-burst",
+            "3",
+            "--account-login-period-ms",
+            "600000",
+        ],
+    );
+    let client = server.client(&data);
+    register(&client, "alice", "correct horse").await;
+    register(&client, "bob", "battery staple").await;
+
+    for attempt in 1..=3 {
+        let reply = login(&client, "alice", "correct horse").await;
+        assert_eq!(reply.status, 200, "attempt {attempt}: {:?}", reply.body);
+    }
+    let refused = login(&client, "alice", "correct horse").await;
+    let wait = retry_after(&refused);
+    assert!(
+        (1..=600).contains(&wait),
+        "the account's next attempt is one period away: {wait} s"
+    );
+    // Another account is untouched.
+    assert_eq!(login(&client, "bob", "battery staple").await.status, 200);
+}
+
+// Finding 5: after the free failures, 12 simultaneous guesses were all
+// weighed (check-then-act). One takes the slot; the rest are refused at once.
+async fn concurrent_guesses_past_the_allowance_are_refused_unweighed(database: &TestDatabase) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = url_for(database, &data);
+    let server = auth_server(
+        &data,
+        &url,
+        &[
+            "--free-login-failures",
+            "2",
+            "--login-delay-base-ms",
+            "120000",
+            "--max-login-delay-secs",
+            "600",
+        ],
+    );
+    let client = server.client(&data);
+    register(&client, "alice", "correct horse").await;
+    for _ in 0..2 {
+        assert_eq!(login(&client, "alice", "wrong guess").await.status, 401);
+    }
+    let guesses: Vec<_> = (0..12)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { login(&client, "alice", &format!("guess {i}")).await })
+        })
+        .collect();
+    let mut weighed = 0;
+    let mut refused = 0;
+    for guess in guesses {
+        let reply = guess.await.unwrap();
+        match reply.status.as_u16() {
+            401 => weighed += 1,
+            429 => {
+                // 120 s from the slot-taker's clock reading; a guess that
+                // read the clock a moment earlier rounds up to 121.
+                let wait = retry_after(&reply);
+                assert!((1..=121).contains(&wait), "Retry-After {wait}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {:?}", reply.body),
+        }
+    }
+    assert_eq!(
+        (weighed, refused),
+        (1, 11),
+        "one guess past the allowance is weighed, the others refused unweighed"
+    );
+    // The owner's right password now waits too (no device token here).
+    assert_eq!(login(&client, "alice", "correct horse").await.status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_guesses_past_the_allowance_are_refused_unweighed() {
+    concurrent_guesses_past_the_allowance_are_refused_unweighed(&TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_guesses_past_the_allowance_are_refused_unweighed() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    concurrent_guesses_past_the_allowance_are_refused_unweighed(&database).await;
+}
+
+// Finding 5: each instance counted failures in its own memory, so two
+// instances behind a proxy gave an attacker twice the guesses.
+async fn two_instances_share_the_failure_count(database: &TestDatabase) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = url_for(database, &data);
+    let flags = [
+        "--free-login-failures",
+        "3",
+        "--login-delay-base-ms",
+        "120000",
+    ];
+    let first = auth_server(&data, &url, &flags);
+    let second = auth_server(&data, &url, &flags);
+    let (a, b) = (first.client(&data), second.client(&data));
+    register(&a, "alice", "correct horse").await;
+    // Three free failures in all, spread over both instances.
+    assert_eq!(login(&a, "alice", "wrong 1").await.status, 401);
+    assert_eq!(login(&b, "alice", "wrong 2").await.status, 401);
+    assert_eq!(login(&a, "alice", "wrong 3").await.status, 401);
+    // The fourth is weighed (on B) and starts the delay for both.
+    assert_eq!(login(&b, "alice", "wrong 4").await.status, 401);
+    let wait_a = retry_after(&login(&a, "alice", "wrong 5").await);
+    let wait_b = retry_after(&login(&b, "alice", "wrong 6").await);
+    assert!(wait_a > 60 && wait_b > 60, "{wait_a} s, {wait_b} s");
+    // A stranger's account is untouched on either.
+    register(&b, "bob", "battery staple").await;
+    assert_eq!(login(&a, "bob", "battery staple").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_instances_share_the_failure_count() {
+    two_instances_share_the_failure_count(&TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_share_the_failure_count() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    two_instances_share_the_failure_count(&database).await;
+}
+
+// Finding 5: the delay doubled up to 15 minutes, whatever the operator wanted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_delay_never_exceeds_its_cap() {
+    let database = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = url_for(&database, &data);
+    let server = auth_server(
+        &data,
+        &url,
+        &[
+            "--free-login-failures",
+            "0",
+            "--login-delay-base-ms",
+            "3600000",
+            "--max-login-delay-secs",
+            "7",
+        ],
+    );
+    let client = server.client(&data);
+    register(&client, "alice", "correct horse").await;
+    assert_eq!(login(&client, "alice", "wrong").await.status, 401);
+    let wait = retry_after(&login(&client, "alice", "wrong again").await);
+    assert!(
+        (1..=7).contains(&wait),
+        "an hour's base delay is capped at 7 s: Retry-After {wait}"
+    );
+}
