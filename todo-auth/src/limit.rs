@@ -14,7 +14,8 @@ use governor::Quota;
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use todo_core::{
-    BackoffPolicy, Clock, LoginBackoff, RateLimiter, StoreError, ThrottleKey, Timestamp,
+    BackoffPolicy, Clock, LoginBackoff, RateLimiter, RefreshTokenHash, StoreError, ThrottleKey,
+    Timestamp, UserId,
 };
 
 /// governor's view of the core clock: time since the Unix epoch.
@@ -122,6 +123,8 @@ struct Failures {
 pub struct FailedLoginBackoff {
     policy: BackoffPolicy,
     accounts: Mutex<HashMap<String, Failures>>,
+    /// Device digests and (owner, expiry); at most `max_accounts` of them.
+    devices: Mutex<HashMap<RefreshTokenHash, (UserId, Timestamp)>>,
 }
 
 impl FailedLoginBackoff {
@@ -130,6 +133,7 @@ impl FailedLoginBackoff {
         Self {
             policy,
             accounts: Mutex::default(),
+            devices: Mutex::default(),
         }
     }
 
@@ -192,6 +196,44 @@ impl LoginBackoff for FailedLoginBackoff {
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
         let before = accounts.len();
         accounts.retain(|_, f| now.duration_since(f.last) < forget || now < f.blocked_until);
-        Ok((before - accounts.len()) as u64)
+        let mut devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        let known = devices.len();
+        devices.retain(|_, (_, expires)| now < *expires);
+        Ok((before - accounts.len() + known - devices.len()) as u64)
+    }
+
+    fn remember_device(
+        &self,
+        device: &RefreshTokenHash,
+        user: UserId,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        if devices.len() >= self.policy.max_accounts {
+            devices.retain(|_, (_, expires)| now < *expires);
+            if devices.len() >= self.policy.max_accounts
+                && let Some(soonest) = devices
+                    .iter()
+                    .min_by_key(|(_, (_, expires))| *expires)
+                    .map(|(k, _)| k.clone())
+            {
+                devices.remove(&soonest);
+            }
+        }
+        devices.insert(device.clone(), (user, expires_at));
+        Ok(())
+    }
+
+    fn device_owner(
+        &self,
+        device: &RefreshTokenHash,
+        now: Timestamp,
+    ) -> Result<Option<UserId>, StoreError> {
+        let devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(devices
+            .get(device)
+            .filter(|(_, expires)| now < *expires)
+            .map(|(owner, _)| *owner))
     }
 }

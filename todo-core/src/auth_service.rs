@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::device::{DEVICE_TOKEN_TTL, DeviceToken};
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, LoginBackoff, PasswordHasher,
@@ -123,6 +124,8 @@ impl Registration {
 pub struct Credentials {
     pub username: Option<Username>,
     pub password: Option<Password>,
+    /// A device token from an earlier login, if the client has one.
+    pub device: Option<DeviceToken>,
 }
 
 impl Credentials {
@@ -131,7 +134,15 @@ impl Credentials {
         Self {
             username: Username::parse(username).ok(),
             password: Password::offered(password),
+            device: None,
         }
+    }
+
+    /// With the device token a client presents (ignored when malformed).
+    #[must_use]
+    pub fn with_device(mut self, raw: Option<&str>) -> Self {
+        self.device = raw.and_then(DeviceToken::parse);
+        self
     }
 }
 
@@ -242,25 +253,57 @@ impl AuthService {
             });
             Error::RateLimited { retry_after }
         };
-        if let Some(account) = username {
-            // The cheap guard first: attempts on one account from anywhere,
-            // in this instance's memory, before any database work.
-            self.deps
+        // The cheap guard: attempts on one account from anywhere, in this
+        // instance's memory. Logins from a device that signed in to the
+        // account before are exempt (they have their own failure count).
+        let account_guard = || match username {
+            Some(account) => self
+                .deps
                 .limits
                 .login_per_account
                 .check(account)
-                .map_err(&throttled)?;
-            // Then the attempt's slot, taken before the password is weighed.
-            self.deps
-                .limits
-                .login_failures
-                .reserve(ThrottleKey::Account(account), now)?
-                .map_err(&throttled)?;
+                .map_err(&throttled),
+            None => Ok(()),
+        };
+        let device = credentials
+            .device
+            .as_ref()
+            .map(|d| self.deps.refresh_hasher.digest(d.secret()));
+        let device_owner = match &device {
+            Some(digest) if username.is_some() => {
+                self.deps.limits.login_failures.device_owner(digest, now)?
+            }
+            _ => None,
+        };
+        if device_owner.is_none() {
+            account_guard()?;
         }
         let record = match username {
             Some(username) => self.deps.users.find_user_by_username(username)?,
             None => None,
         };
+        // A device token counts only for the account it signed in to.
+        let via_device = match (&device, device_owner, &record) {
+            (Some(digest), Some(owner), Some(r)) if r.user.id == owner => Some(digest),
+            _ => None,
+        };
+        if device_owner.is_some() && via_device.is_none() {
+            account_guard()?;
+        }
+        // The attempt's slot, taken before the password is weighed: against
+        // the device when it signed in here before, else the account.
+        let key = match (via_device, username) {
+            (Some(digest), _) => Some(ThrottleKey::Device(digest)),
+            (None, Some(account)) => Some(ThrottleKey::Account(account)),
+            (None, None) => None,
+        };
+        if let Some(key) = key {
+            self.deps
+                .limits
+                .login_failures
+                .reserve(key, now)?
+                .map_err(&throttled)?;
+        }
         // The attempt was counted as a failure when its slot was taken.
         let fail = || {
             self.audit(&AuditEvent::LoginFailed { username, client });
@@ -281,18 +324,32 @@ impl AuthService {
         if record.user.disabled {
             return fail();
         }
-        if let Some(account) = username {
-            self.deps
-                .limits
-                .login_failures
-                .record_success(ThrottleKey::Account(account))?;
+        if let Some(key) = key {
+            // A device's success clears the device's count only: the
+            // owner signing in does not hand an attacker fresh guesses.
+            self.deps.limits.login_failures.record_success(key)?;
         }
         if verification.needs_rehash {
             record.password_hash = self.deps.hasher.hash(password)?;
             self.deps.users.update_user(&record)?;
         }
+        let device_token = match (via_device, &credentials.device) {
+            (Some(_), Some(token)) => token.clone(),
+            _ => {
+                let token = DeviceToken::generate(&*self.deps.random)?;
+                let digest = self.deps.refresh_hasher.digest(token.secret());
+                self.deps.limits.login_failures.remember_device(
+                    &digest,
+                    record.user.id,
+                    now,
+                    now.saturating_add(DEVICE_TOKEN_TTL),
+                )?;
+                token
+            }
+        };
         let family = FamilyId::from_uuid(new_v7(now, &*self.deps.random)?);
-        let (pair, refresh) = self.issue(&record.user, family, now)?;
+        let (mut pair, refresh) = self.issue(&record.user, family, now)?;
+        pair.device_token = Some(device_token);
         self.deps.refresh_tokens.insert_refresh_token(&refresh)?;
         self.audit(&AuditEvent::LoginSucceeded {
             user: record.user.id,
@@ -641,6 +698,7 @@ impl AuthService {
             access_token,
             expires_in: policy.access_ttl.as_secs(),
             refresh_token,
+            device_token: None,
         };
         Ok((pair, record))
     }

@@ -8,6 +8,7 @@
 //! `todo-auth` implement its traits.
 
 mod auth_service;
+mod device;
 mod error;
 pub mod memory;
 mod ports;
@@ -23,6 +24,7 @@ mod user;
 pub use auth_service::{
     AuthDeps, AuthLimits, AuthService, Credentials, Registration, retry_after_seconds,
 };
+pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
 pub use error::{
     BoxError, Error, HashError, RandomError, Result, StoreError, TokenError, TokenRejection,
     ValidationError,

@@ -211,8 +211,28 @@ pub trait LoginBackoff: Send + Sync {
     /// The attempt succeeded: `key`'s count is cleared.
     fn record_success(&self, key: ThrottleKey<'_>) -> Result<(), StoreError>;
     /// Forgets keys whose last failure is older than the policy remembers
-    /// and whose delay is over; returns how many.
+    /// and whose delay is over, and expired devices; returns how many.
     fn purge(&self, now: Timestamp) -> Result<u64, StoreError>;
+    /// Remembers a device token's digest as signed in to `user` until
+    /// `expires_at`. By default no device is remembered: every login then
+    /// counts against its account.
+    fn remember_device(
+        &self,
+        _device: &RefreshTokenHash,
+        _user: UserId,
+        _now: Timestamp,
+        _expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The account a device token signed in to, if it is known and not expired.
+    fn device_owner(
+        &self,
+        _device: &RefreshTokenHash,
+        _now: Timestamp,
+    ) -> Result<Option<UserId>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Security events, for the audit log.

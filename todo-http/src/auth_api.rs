@@ -8,8 +8,8 @@ use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AccessClaims, AuthService, Credentials, Email, Error as CoreError, PageLimit, Principal,
-    RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
+    AccessClaims, AuthService, Credentials, DeviceToken, Email, Error as CoreError, PageLimit,
+    Principal, RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
 };
 
 use crate::blocking::call;
@@ -144,6 +144,25 @@ impl AuthApi {
         response
     }
 
+    /// With cookie sessions, the device token also goes in its own cookie.
+    fn with_device_cookie(
+        &self,
+        mut response: ApiResponse,
+        device: Option<&DeviceToken>,
+    ) -> ApiResponse {
+        if let (Some(_), Some(device)) = (self.cookie_max_age, device) {
+            let value = format!(
+                "{DEVICE_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+                device.expose(),
+                todo_core::DEVICE_TOKEN_TTL.as_secs()
+            );
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().append(SET_COOKIE, value);
+            }
+        }
+        response
+    }
+
     fn principal(&self, request: &ApiRequest) -> Result<Principal, ApiError> {
         let token = request.bearer()?;
         self.service
@@ -166,6 +185,9 @@ struct RegisterBody {
 struct LoginBody {
     username: String,
     password: String,
+    /// From an earlier login: exempts this login from its account's lockout.
+    #[serde(default)]
+    device_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +198,9 @@ struct RefreshBody {
 }
 
 const REFRESH_COOKIE: &str = "todo_refresh";
+/// The device token's cookie (with cookie sessions): sent to every path of
+/// this origin only, never readable by script.
+const DEVICE_COOKIE: &str = "__Host-todo-device";
 const COOKIE_ATTRIBUTES: &str = "Path=/v1/auth; HttpOnly; Secure; SameSite=Strict";
 
 /// A cookie's value from the `Cookie` headers.
@@ -248,6 +273,8 @@ struct TokenPairDto<'a> {
     token_type: &'static str,
     expires_in: u64,
     refresh_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_token: Option<&'a str>,
 }
 
 fn token_pair(pair: &TokenPair) -> Result<ApiResponse, ApiError> {
@@ -258,6 +285,7 @@ fn token_pair(pair: &TokenPair) -> Result<ApiResponse, ApiError> {
             token_type: "Bearer",
             expires_in: pair.expires_in,
             refresh_token: pair.refresh_token.expose(),
+            device_token: pair.device_token.as_ref().map(DeviceToken::expose),
         },
     )
 }
@@ -292,7 +320,8 @@ pub fn decode_registration(body: &[u8]) -> Result<Registration, ApiError> {
 /// Decodes a `POST /v1/auth/login` body.
 pub fn decode_credentials(body: &[u8]) -> Result<Credentials, ApiError> {
     let body: LoginBody = crate::request::decode_json(body)?;
-    Ok(Credentials::offered(&body.username, &body.password))
+    Ok(Credentials::offered(&body.username, &body.password)
+        .with_device(body.device_token.as_deref()))
 }
 
 /// Decodes a `PATCH /v1/users/{id}` body.
@@ -330,7 +359,11 @@ impl Api for AuthApi {
                 json_value(StatusCode::CREATED, &UserDto::from(&user))
             }
             ("/v1/auth/login", _) => {
-                let credentials = decode_credentials(&request.json_bytes().await?)?;
+                let mut credentials = decode_credentials(&request.json_bytes().await?)?;
+                if credentials.device.is_none() && self.cookie_max_age.is_some() {
+                    credentials =
+                        credentials.with_device(cookie(&request, DEVICE_COOKIE).as_deref());
+                }
                 let outcome = call(&self.service, move |s| s.login(client, &credentials)).await;
                 match &outcome {
                     Ok(_) => self
@@ -343,7 +376,8 @@ impl Api for AuthApi {
                     Err(_) => 0,
                 };
                 let pair = outcome?;
-                Ok(self.with_cookie(token_pair(&pair)?, Some(&pair.refresh_token)))
+                let response = self.with_cookie(token_pair(&pair)?, Some(&pair.refresh_token));
+                Ok(self.with_device_cookie(response, pair.device_token.as_ref()))
             }
             ("/v1/auth/refresh", _) => {
                 let body: RefreshBody = request.json().await?;

@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
-use todo_core::{BackoffPolicy, LoginBackoff, StoreError, ThrottleKey, Timestamp};
+use todo_core::{
+    BackoffPolicy, LoginBackoff, RefreshTokenHash, StoreError, ThrottleKey, Timestamp, UserId,
+};
 
 use crate::SqlStore;
-use crate::schema::login_failures;
+use crate::error::corrupt;
+use crate::schema::{login_devices, login_failures};
 
 /// A [`LoginBackoff`] over the `login_failures` table.
 #[derive(Debug, Clone)]
@@ -123,12 +126,54 @@ impl LoginBackoff for SqlLoginBackoff {
     fn purge(&self, now: Timestamp) -> Result<u64, StoreError> {
         let at = now.unix_micros();
         let cutoff = now.saturating_sub(self.policy.forget_after).unix_micros();
-        let n = self.store.with_write_conn(|conn| {
+        let (failures, devices) = self.store.with_write_conn(|conn| {
             let stale = login_failures::table
                 .filter(login_failures::last_at.lt(cutoff))
                 .filter(login_failures::blocked_until.le(at));
-            diesel::delete(stale).execute(conn)
+            let failures = diesel::delete(stale).execute(conn)?;
+            let expired = login_devices::table.filter(login_devices::expires_at.le(at));
+            let devices = diesel::delete(expired).execute(conn)?;
+            Ok((failures, devices))
         })?;
-        Ok(n as u64)
+        Ok((failures + devices) as u64)
+    }
+
+    fn remember_device(
+        &self,
+        device: &RefreshTokenHash,
+        user: UserId,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let user = user.to_string();
+        self.store.with_write_conn(|conn| {
+            diesel::insert_into(login_devices::table)
+                .values((
+                    login_devices::token_hash.eq(device.as_str()),
+                    login_devices::user_id.eq(&user),
+                    login_devices::issued_at.eq(now.unix_micros()),
+                    login_devices::expires_at.eq(expires_at.unix_micros()),
+                ))
+                .execute(conn)
+        })?;
+        Ok(())
+    }
+
+    fn device_owner(
+        &self,
+        device: &RefreshTokenHash,
+        now: Timestamp,
+    ) -> Result<Option<UserId>, StoreError> {
+        let owner: Option<String> = self.store.with_conn(|conn| {
+            login_devices::table
+                .find(device.as_str())
+                .filter(login_devices::expires_at.gt(now.unix_micros()))
+                .select(login_devices::user_id)
+                .first(conn)
+                .optional()
+        })?;
+        owner
+            .map(|id| UserId::parse(&id).map_err(|_| corrupt("login device")))
+            .transpose()
     }
 }

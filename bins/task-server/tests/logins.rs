@@ -264,3 +264,89 @@ async fn the_login_delay_never_exceeds_its_cap() {
         "an hour's base delay is capped at 7 s: Retry-After {wait}"
     );
 }
+
+async fn login_with_device(client: &Client, username: &str, password: &str, device: &str) -> Reply {
+    client
+        .json(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(&json!({"username": username, "password": password, "device_token": device})),
+        )
+        .await
+        .unwrap()
+}
+
+// Finding 5: after an attack, the owner's right password got 429 with
+// Retry-After: 899. A client that signed in before keeps signing in.
+async fn the_owner_with_a_device_token_signs_in_during_an_attack(database: &TestDatabase) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = url_for(database, &data);
+    let flags = [
+        "--free-login-failures",
+        "2",
+        "--login-delay-base-ms",
+        "120000",
+    ];
+    let first = auth_server(&data, &url, &flags);
+    let second = auth_server(&data, &url, &flags);
+    let (a, b) = (first.client(&data), second.client(&data));
+    register(&a, "alice", "correct horse").await;
+    let signed_in = login(&a, "alice", "correct horse").await;
+    assert_eq!(signed_in.status, 200);
+    let device = signed_in.json().unwrap()["device_token"]
+        .as_str()
+        .expect("a login answers a device token")
+        .to_owned();
+
+    // The attack: past the free failures, the account is locked.
+    for guess in 0..3 {
+        let _ = login(&a, "alice", &format!("guess {guess}")).await;
+    }
+    let stranger = login(&b, "alice", "correct horse").await;
+    assert!(retry_after(&stranger) > 60, "a stranger waits");
+    // A stolen-looking token of another account does not help either.
+    register(&a, "mallory", "mallory's password").await;
+    let mallory = login(&a, "mallory", "mallory's password").await;
+    let mallory_device = mallory.json().unwrap()["device_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let borrowed = login_with_device(&b, "alice", "correct horse", &mallory_device).await;
+    assert_eq!(
+        borrowed.status, 429,
+        "a device counts only for its own account"
+    );
+
+    // The owner's device signs in, on either instance, and keeps its token.
+    for client in [&b, &a] {
+        let owner = login_with_device(client, "alice", "correct horse", &device).await;
+        assert_eq!(owner.status, 200, "{:?}", owner.body);
+        assert_eq!(owner.json().unwrap()["device_token"], device.as_str());
+    }
+    // ...while the account stays locked for everyone else.
+    assert_eq!(login(&b, "alice", "correct horse").await.status, 429);
+
+    // The device has its own failure limit: wrong guesses with it are
+    // throttled too (two free, one more, then 429), and only it is.
+    let mut statuses = Vec::new();
+    for guess in 0..4 {
+        let reply = login_with_device(&a, "alice", &format!("device guess {guess}"), &device).await;
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_owner_with_a_device_token_signs_in_during_an_attack() {
+    the_owner_with_a_device_token_signs_in_during_an_attack(&TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_owner_with_a_device_token_signs_in_during_an_attack() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    the_owner_with_a_device_token_signs_in_during_an_attack(&database).await;
+}
