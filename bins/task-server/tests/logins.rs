@@ -350,3 +350,113 @@ async fn postgres_the_owner_with_a_device_token_signs_in_during_an_attack() {
     };
     the_owner_with_a_device_token_signs_in_during_an_attack(&database).await;
 }
+
+/// The stored hash of `username`, read from the database.
+fn stored_hash(url: &str, username: &str) -> String {
+    use todo_core::UserStore as _;
+    let config = todo_store::StoreConfig::new(todo_store::DatabaseUrl::parse(url).unwrap());
+    let store = todo_store::SqlStore::open(&config).unwrap();
+    let user = todo_core::Username::parse(username).unwrap();
+    store
+        .find_user_by_username(&user)
+        .unwrap()
+        .expect("the user exists")
+        .password_hash
+        .as_str()
+        .to_owned()
+}
+
+// Finding 6: with the argon2 cost raised, users hashed at the old cost
+// answered a wrong password four times faster than an unknown user, which
+// told an attacker which usernames exist. And a successful login upgrades
+// the stored hash.
+async fn unknown_and_known_users_take_the_same_time_after_argon2_costs_rise(
+    database: &TestDatabase,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = url_for(database, &data);
+    let unthrottled = [
+        "--free-login-failures",
+        "1000000",
+        "--account-login-burst",
+        "1000000",
+        "--account-login-period-ms",
+        "1",
+        "--hash-workers",
+        "1",
+    ];
+    let cheap = auth_server(
+        &data,
+        &url,
+        &[&unthrottled[..], &["--argon2-memory-kib", "8192"]].concat(),
+    );
+    let client = cheap.client(&data);
+    register(&client, "alice", "correct horse").await;
+    register(&client, "carol", "carol's password").await;
+    assert!(cheap.stop().success());
+    assert!(stored_hash(&url, "alice").contains("m=8192,"));
+
+    let costly = auth_server(
+        &data,
+        &url,
+        &[&unthrottled[..], &["--argon2-memory-kib", "65536"]].concat(),
+    );
+    let client = costly.client(&data);
+    let timed = |username: &'static str| {
+        let client = client.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let reply = login(&client, username, "wrong password").await;
+            assert_eq!(
+                reply.status, 401,
+                "measuring the failure path, not throttling"
+            );
+            started.elapsed()
+        }
+    };
+    // Warm up connections and the hasher's memory.
+    let _ = timed("alice").await;
+    let _ = timed("nobody").await;
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..31 {
+        known.push(timed("alice").await);
+        unknown.push(timed("nobody").await);
+    }
+    let median = |v: &mut Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (k, u) = (median(&mut known), median(&mut unknown));
+    let ratio = k.as_secs_f64() / u.as_secs_f64();
+    assert!(
+        (0.75..=1.25).contains(&ratio),
+        "medians {k:?} (known user, old cost, wrong password) vs {u:?} (unknown user)"
+    );
+
+    // A successful login upgrades the stored hash to today's cost; a
+    // failed one leaves it alone.
+    assert_eq!(login(&client, "alice", "correct horse").await.status, 200);
+    let upgraded = stored_hash(&url, "alice");
+    assert!(
+        upgraded.starts_with("$argon2id$v=19$m=65536,t=2,p=1$"),
+        "{upgraded}"
+    );
+    assert!(stored_hash(&url, "carol").contains("m=8192,"));
+    // The upgraded hash still verifies.
+    assert_eq!(login(&client, "alice", "correct horse").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_unknown_and_known_users_take_the_same_time_after_argon2_costs_rise() {
+    unknown_and_known_users_take_the_same_time_after_argon2_costs_rise(&TestDatabase::sqlite())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unknown_and_known_users_take_the_same_time_after_argon2_costs_rise() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    unknown_and_known_users_take_the_same_time_after_argon2_costs_rise(&database).await;
+}
