@@ -460,3 +460,60 @@ async fn postgres_unknown_and_known_users_take_the_same_time_after_argon2_costs_
     };
     unknown_and_known_users_take_the_same_time_after_argon2_costs_rise(&database).await;
 }
+
+// Finding 5, for the page: on `todo` (cookie sessions) the device token is
+// an HttpOnly `__Host-` cookie, and presenting it lets the owner in while
+// the account is locked for everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_keeps_its_device_cookie_and_signs_in_during_an_attack() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("sqlite://{}", data.join("todo.db").display());
+    let server = Running::start(
+        "todo",
+        &data,
+        &url,
+        "127.0.0.1:0",
+        &[
+            "--login-burst",
+            "10000",
+            "--login-period-ms",
+            "1",
+            "--free-login-failures",
+            "1",
+            "--login-delay-base-ms",
+            "120000",
+        ],
+    );
+    let client = server.client(&data);
+    register(&client, "alice", "correct horse").await;
+    let signed_in = login(&client, "alice", "correct horse").await;
+    assert_eq!(signed_in.status, 200);
+    let device_cookie = signed_in
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("__Host-todo-device="))
+        .expect("a device cookie");
+    for attribute in ["Path=/", "HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(device_cookie.contains(attribute), "{device_cookie}");
+    }
+    let cookie = device_cookie.split(';').next().unwrap().to_owned();
+
+    for guess in 0..2 {
+        let _ = login(&client, "alice", &format!("guess {guess}")).await;
+    }
+    assert_eq!(login(&client, "alice", "correct horse").await.status, 429);
+    let body = serde_json::to_vec(&json!({"username": "alice", "password": "correct horse"}));
+    let owner = client
+        .send(
+            Method::POST,
+            "/v1/auth/login",
+            &[("content-type", "application/json"), ("cookie", &cookie)],
+            Some(body.unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(owner.status, 200, "{:?}", owner.body);
+}
