@@ -227,7 +227,13 @@ impl AuthService {
     }
 
     /// Logs in. Unknown users, wrong passwords and disabled accounts answer
-    /// alike, and each costs exactly one password verification.
+    /// alike, and each costs one password verification at today's cost.
+    ///
+    /// Throttling, cheapest first: the per-address limit; the per-account
+    /// limit (skipped for a device that signed in to the account before);
+    /// then the attempt's slot in the failure count (the device's, else the
+    /// account's), taken before the password is weighed and counted as a
+    /// failure until the password matches. A success answers a device token.
     pub fn login(&self, client: Option<IpAddr>, credentials: &Credentials) -> Result<TokenPair> {
         let now = self.deps.clock.now();
         let username = credentials.username.as_ref();
