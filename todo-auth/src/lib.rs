@@ -23,10 +23,11 @@ pub use error::KeyError;
 pub use jwt::{
     JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, MAX_LEEWAY_SECONDS, PublicKey, SigningKey,
 };
-pub use limit::{BackoffPolicy, FailedLoginBackoff, KeyedLimiter, LimitPolicy};
+pub use limit::{FailedLoginBackoff, KeyedLimiter, LimitPolicy};
 pub use password::{Argon2Config, Argon2Hasher, BoundedHasher, PoolLimits};
 pub use refresh::Sha256RefreshTokenHasher;
 pub use system::{OsRandom, SystemClock};
+pub use todo_core::BackoffPolicy;
 
 /// jsonwebtoken's JWKS types, for callers that serve or fetch key sets.
 pub use jsonwebtoken::jwk::JwkSet;

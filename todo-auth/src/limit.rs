@@ -1,5 +1,6 @@
 //! Rate limits with bounded memory: a governor (GCRA) limiter per key, and a
-//! growing delay after repeated failed logins on one account. Both read time
+//! growing delay after repeated failed logins on one account (in memory;
+//! servers keep it in the database). Both read time
 //! from the core's [`Clock`], so tests drive them with a fake one.
 
 use std::collections::HashMap;
@@ -12,7 +13,10 @@ use std::time::Duration;
 use governor::Quota;
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
-use todo_core::{Clock, LoginBackoff, RateLimiter, Timestamp, Username};
+use todo_core::{
+    BackoffPolicy, Clock, LoginBackoff, RateLimiter, RefreshTokenHash, StoreError, ThrottleKey,
+    Timestamp, UserId,
+};
 
 /// governor's view of the core clock: time since the Unix epoch.
 #[derive(Clone)]
@@ -103,32 +107,6 @@ impl<K: Hash + Eq + Clone + Send + Sync> RateLimiter<K> for KeyedLimiter<K> {
     }
 }
 
-/// The growing delay after failed logins on one account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackoffPolicy {
-    /// Failures allowed before any delay.
-    pub free_failures: u32,
-    /// The first delay; each further failure doubles it.
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// A failure this old no longer counts.
-    pub forget_after: Duration,
-    /// Accounts tracked at most; the stalest is dropped first.
-    pub max_accounts: usize,
-}
-
-impl Default for BackoffPolicy {
-    fn default() -> Self {
-        Self {
-            free_failures: 5,
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(15 * 60),
-            forget_after: Duration::from_secs(3600),
-            max_accounts: 100_000,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
@@ -136,13 +114,17 @@ struct Failures {
     blocked_until: Timestamp,
 }
 
-/// Per-account failed-login bookkeeping with bounded memory. Keyed by the
-/// username offered, whether or not it exists, so it tells nothing about
-/// which accounts do.
+/// Per-key failed-login bookkeeping in this process's memory, with bounded
+/// memory: for embedding in one process. Servers keep the counts in the
+/// database instead (`todo_store::SqlLoginBackoff`), so every instance sees
+/// them. Keyed by the username offered, whether or not it exists, so it
+/// tells nothing about which accounts do.
 #[derive(Debug)]
 pub struct FailedLoginBackoff {
     policy: BackoffPolicy,
-    accounts: Mutex<HashMap<Username, Failures>>,
+    accounts: Mutex<HashMap<String, Failures>>,
+    /// Device digests and (owner, expiry); at most `max_accounts` of them.
+    devices: Mutex<HashMap<RefreshTokenHash, (UserId, Timestamp)>>,
 }
 
 impl FailedLoginBackoff {
@@ -151,22 +133,11 @@ impl FailedLoginBackoff {
         Self {
             policy,
             accounts: Mutex::default(),
+            devices: Mutex::default(),
         }
     }
 
-    fn delay_after(&self, failures: u32) -> Duration {
-        let over = failures.saturating_sub(self.policy.free_failures);
-        if over == 0 {
-            return Duration::ZERO;
-        }
-        let factor = 1u32.checked_shl(over - 1).unwrap_or(u32::MAX);
-        self.policy
-            .base_delay
-            .saturating_mul(factor)
-            .min(self.policy.max_delay)
-    }
-
-    /// How many accounts are tracked now.
+    /// How many keys are tracked now.
     #[must_use]
     pub fn tracked_accounts(&self) -> usize {
         self.accounts
@@ -177,19 +148,21 @@ impl FailedLoginBackoff {
 }
 
 impl LoginBackoff for FailedLoginBackoff {
-    fn check(&self, account: &Username, now: Timestamp) -> Result<(), Duration> {
-        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-        match accounts.get(account) {
-            Some(f) if now < f.blocked_until => Err(f.blocked_until.duration_since(now)),
-            _ => Ok(()),
-        }
-    }
-
-    fn record_failure(&self, account: &Username, now: Timestamp) {
+    fn reserve(
+        &self,
+        key: ThrottleKey<'_>,
+        now: Timestamp,
+    ) -> Result<Result<(), Duration>, StoreError> {
+        let key = key.to_key();
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = accounts.get(&key)
+            && now < f.blocked_until
+        {
+            return Ok(Err(f.blocked_until.duration_since(now)));
+        }
         let forget = self.policy.forget_after;
-        if accounts.len() >= self.policy.max_accounts && !accounts.contains_key(account) {
-            accounts.retain(|_, f| now.duration_since(f.last) < forget);
+        if accounts.len() >= self.policy.max_accounts && !accounts.contains_key(&key) {
+            accounts.retain(|_, f| now.duration_since(f.last) < forget || now < f.blocked_until);
             if accounts.len() >= self.policy.max_accounts
                 && let Some(stalest) = accounts
                     .iter()
@@ -199,23 +172,68 @@ impl LoginBackoff for FailedLoginBackoff {
                 accounts.remove(&stalest);
             }
         }
-        let entry = accounts.entry(account.clone()).or_insert(Failures {
+        let entry = accounts.entry(key).or_insert(Failures {
             count: 0,
             last: now,
             blocked_until: now,
         });
-        if now.duration_since(entry.last) >= forget {
-            entry.count = 0;
-        }
-        entry.count = entry.count.saturating_add(1);
+        entry.count = self.policy.next_count(entry.count, entry.last, now);
         entry.last = now;
-        entry.blocked_until = now.saturating_add(self.delay_after(entry.count));
+        entry.blocked_until = now.saturating_add(self.policy.delay_after(entry.count));
+        Ok(Ok(()))
     }
 
-    fn record_success(&self, account: &Username) {
+    fn record_success(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
         self.accounts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(account);
+            .remove(&key.to_key());
+        Ok(())
+    }
+
+    fn purge(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let forget = self.policy.forget_after;
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = accounts.len();
+        accounts.retain(|_, f| now.duration_since(f.last) < forget || now < f.blocked_until);
+        let mut devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        let known = devices.len();
+        devices.retain(|_, (_, expires)| now < *expires);
+        Ok((before - accounts.len() + known - devices.len()) as u64)
+    }
+
+    fn remember_device(
+        &self,
+        device: &RefreshTokenHash,
+        user: UserId,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        if devices.len() >= self.policy.max_accounts {
+            devices.retain(|_, (_, expires)| now < *expires);
+            if devices.len() >= self.policy.max_accounts
+                && let Some(soonest) = devices
+                    .iter()
+                    .min_by_key(|(_, (_, expires))| *expires)
+                    .map(|(k, _)| k.clone())
+            {
+                devices.remove(&soonest);
+            }
+        }
+        devices.insert(device.clone(), (user, expires_at));
+        Ok(())
+    }
+
+    fn device_owner(
+        &self,
+        device: &RefreshTokenHash,
+        now: Timestamp,
+    ) -> Result<Option<UserId>, StoreError> {
+        let devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(devices
+            .get(device)
+            .filter(|(_, expires)| now < *expires)
+            .map(|(owner, _)| *owner))
     }
 }

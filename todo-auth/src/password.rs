@@ -123,6 +123,33 @@ impl Argon2Hasher {
     }
 }
 
+impl Argon2Hasher {
+    /// Runs argon2id for what today's parameters cost beyond `stored`'s.
+    /// argon2's time is proportional to memory times passes (lanes run one
+    /// after another here), so the padding fills the missing KiB-passes at
+    /// today's passes and lanes, with at most today's memory.
+    fn spend_difference(&self, stored: &Params) -> Result<(), HashError> {
+        let today = u64::from(self.config.memory_kib) * u64::from(self.config.iterations);
+        let spent = u64::from(stored.m_cost()) * u64::from(stored.t_cost());
+        let Some(missing) = today.checked_sub(spent).filter(|m| *m > 0) else {
+            return Ok(());
+        };
+        let passes = self.config.iterations.max(1);
+        let lanes = self.config.parallelism.max(1);
+        let memory = u32::try_from(missing.div_ceil(u64::from(passes)))
+            .unwrap_or(u32::MAX)
+            .clamp(8 * lanes, self.config.memory_kib.max(8 * lanes));
+        let internal = |e: &dyn std::fmt::Display| HashError::Internal(e.to_string().into());
+        let params = Params::new(memory, passes, lanes, None).map_err(|e| internal(&e))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let mut out = [0u8; 32];
+        self.with_memory(params.block_count(), |memory| {
+            argon2.hash_password_into_with_memory(b"padding", b"padding salt", &mut out, memory)
+        })
+        .map_err(|e| internal(&e))
+    }
+}
+
 /// Stored hashes asking for more than this are refused as malformed rather
 /// than computed: a tampered row must not make one login take minutes or
 /// gigabytes.
@@ -205,6 +232,11 @@ impl PasswordHasher for Argon2Hasher {
         .map_err(|e| malformed(&e))?;
         let matches =
             aws_lc_rs::constant_time::verify_slices_are_equal(&out, expected.as_bytes()).is_ok();
+        // A hash stored at a lower cost than today's verifies faster than
+        // the dummy hash that unknown users are checked against: make up
+        // the difference, match or not, so that no login tells whether the
+        // account exists. (A successful login then stores today's cost.)
+        self.spend_difference(&params)?;
         Ok(Verification {
             matches,
             needs_rehash: self.is_weaker(&parsed),

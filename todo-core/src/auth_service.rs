@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access::AccessGate;
+use crate::device::{DEVICE_TOKEN_TTL, DeviceToken};
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, LoginBackoff, PasswordHasher,
-    RateLimiter, RefreshTokenHasher, RefreshTokenStore, Unlimited, UserStore,
+    RateLimiter, RefreshTokenHasher, RefreshTokenStore, ThrottleKey, Unlimited, UserStore,
 };
 use crate::query::{Page, PageLimit, UserCursor};
 use crate::random::{Random, new_v7};
@@ -124,6 +125,8 @@ impl Registration {
 pub struct Credentials {
     pub username: Option<Username>,
     pub password: Option<Password>,
+    /// A device token from an earlier login, if the client has one.
+    pub device: Option<DeviceToken>,
 }
 
 impl Credentials {
@@ -132,7 +135,15 @@ impl Credentials {
         Self {
             username: Username::parse(username).ok(),
             password: Password::offered(password),
+            device: None,
         }
+    }
+
+    /// With the device token a client presents (ignored when malformed).
+    #[must_use]
+    pub fn with_device(mut self, raw: Option<&str>) -> Self {
+        self.device = raw.and_then(DeviceToken::parse);
+        self
     }
 }
 
@@ -250,7 +261,13 @@ impl AuthService {
     }
 
     /// Logs in. Unknown users, wrong passwords and disabled accounts answer
-    /// alike, and each costs exactly one password verification.
+    /// alike, and each costs one password verification at today's cost.
+    ///
+    /// Throttling, cheapest first: the per-address limit; the per-account
+    /// limit (skipped for a device that signed in to the account before);
+    /// then the attempt's slot in the failure count (the device's, else the
+    /// account's), taken before the password is weighed and counted as a
+    /// failure until the password matches. A success answers a device token.
     pub fn login(&self, client: Option<IpAddr>, credentials: &Credentials) -> Result<TokenPair> {
         let now = self.deps.clock.now();
         let username = credentials.username.as_ref();
@@ -268,28 +285,67 @@ impl AuthService {
                     Error::RateLimited { retry_after }
                 })?;
         }
-        if let Some(account) = username {
-            self.deps
+        let throttled = |retry_after| {
+            self.audit(&AuditEvent::Throttled {
+                action: "login",
+                username,
+                client,
+            });
+            Error::RateLimited { retry_after }
+        };
+        // The cheap guard: attempts on one account from anywhere, in this
+        // instance's memory. Logins from a device that signed in to the
+        // account before are exempt (they have their own failure count).
+        let account_guard = || match username {
+            Some(account) => self
+                .deps
                 .limits
-                .login_failures
-                .check(account, now)
-                .map_err(|retry_after| {
-                    self.audit(&AuditEvent::Throttled {
-                        action: "login",
-                        username,
-                        client,
-                    });
-                    Error::RateLimited { retry_after }
-                })?;
+                .login_per_account
+                .check(account)
+                .map_err(&throttled),
+            None => Ok(()),
+        };
+        let device = credentials
+            .device
+            .as_ref()
+            .map(|d| self.deps.refresh_hasher.digest(d.secret()));
+        let device_owner = match &device {
+            Some(digest) if username.is_some() => {
+                self.deps.limits.login_failures.device_owner(digest, now)?
+            }
+            _ => None,
+        };
+        if device_owner.is_none() {
+            account_guard()?;
         }
         let record = match username {
             Some(username) => self.deps.users.find_user_by_username(username)?,
             None => None,
         };
+        // A device token counts only for the account it signed in to.
+        let via_device = match (&device, device_owner, &record) {
+            (Some(digest), Some(owner), Some(r)) if r.user.id == owner => Some(digest),
+            _ => None,
+        };
+        if device_owner.is_some() && via_device.is_none() {
+            account_guard()?;
+        }
+        // The attempt's slot, taken before the password is weighed: against
+        // the device when it signed in here before, else the account.
+        let key = match (via_device, username) {
+            (Some(digest), _) => Some(ThrottleKey::Device(digest)),
+            (None, Some(account)) => Some(ThrottleKey::Account(account)),
+            (None, None) => None,
+        };
+        if let Some(key) = key {
+            self.deps
+                .limits
+                .login_failures
+                .reserve(key, now)?
+                .map_err(&throttled)?;
+        }
+        // The attempt was counted as a failure when its slot was taken.
         let fail = || {
-            if let Some(account) = username {
-                self.deps.limits.login_failures.record_failure(account, now);
-            }
             self.audit(&AuditEvent::LoginFailed { username, client });
             Err(Error::InvalidCredentials)
         };
@@ -308,15 +364,32 @@ impl AuthService {
         if record.user.disabled {
             return fail();
         }
-        if let Some(account) = username {
-            self.deps.limits.login_failures.record_success(account);
+        if let Some(key) = key {
+            // A device's success clears the device's count only: the
+            // owner signing in does not hand an attacker fresh guesses.
+            self.deps.limits.login_failures.record_success(key)?;
         }
         if verification.needs_rehash {
             record.password_hash = self.deps.hasher.hash(password)?;
             self.deps.users.update_user(&record)?;
         }
+        let device_token = match (via_device, &credentials.device) {
+            (Some(_), Some(token)) => token.clone(),
+            _ => {
+                let token = DeviceToken::generate(&*self.deps.random)?;
+                let digest = self.deps.refresh_hasher.digest(token.secret());
+                self.deps.limits.login_failures.remember_device(
+                    &digest,
+                    record.user.id,
+                    now,
+                    now.saturating_add(DEVICE_TOKEN_TTL),
+                )?;
+                token
+            }
+        };
         let family = FamilyId::from_uuid(new_v7(now, &*self.deps.random)?);
-        let (pair, refresh) = self.issue(&record.user, family, now)?;
+        let (mut pair, refresh) = self.issue(&record.user, family, now)?;
+        pair.device_token = Some(device_token);
         self.deps.refresh_tokens.insert_refresh_token(&refresh)?;
         self.audit(&AuditEvent::LoginSucceeded {
             user: record.user.id,
@@ -383,6 +456,13 @@ impl AuthService {
             .deps
             .refresh_tokens
             .purge_expired_refresh_tokens(cutoff)?)
+    }
+
+    /// Forgets failed-login counts that no longer delay anything and are
+    /// older than the backoff remembers; returns how many.
+    pub fn purge_login_failures(&self) -> Result<u64> {
+        let now = self.deps.clock.now();
+        Ok(self.deps.limits.login_failures.purge(now)?)
     }
 
     fn reused(&self, token: &RefreshTokenRecord, client: Option<IpAddr>) -> Error {
@@ -458,10 +538,11 @@ impl AuthService {
         let mut record = self.current_user(principal.user_id)?;
         let username = &record.user.username;
         let new = Password::new_for(new, username)?;
+        // The attempt's slot is taken before the current password is weighed.
         self.deps
             .limits
             .login_failures
-            .check(username, now)
+            .reserve(ThrottleKey::Account(username), now)?
             .map_err(|retry_after| {
                 let username = Some(username);
                 self.audit(&AuditEvent::Throttled {
@@ -481,12 +562,12 @@ impl AuthService {
             None => false,
         };
         if !matches {
-            self.deps
-                .limits
-                .login_failures
-                .record_failure(username, now);
             return Err(Error::WrongPassword);
         }
+        self.deps
+            .limits
+            .login_failures
+            .record_success(ThrottleKey::Account(username))?;
         record.password_hash = self.deps.hasher.hash(&new)?;
         record.user.updated_at = now;
         record.tokens_revoked_before = Some(now);
@@ -659,6 +740,7 @@ impl AuthService {
             access_token,
             expires_in: policy.access_ttl.as_secs(),
             refresh_token,
+            device_token: None,
         };
         Ok((pair, record))
     }

@@ -9,6 +9,7 @@
 
 mod access;
 mod auth_service;
+mod device;
 mod error;
 pub mod memory;
 mod ports;
@@ -25,14 +26,15 @@ pub use access::AccessGate;
 pub use auth_service::{
     AuthDeps, AuthLimits, AuthService, Credentials, Registration, retry_after_seconds,
 };
+pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
 pub use error::{
     BoxError, Error, HashError, RandomError, Result, StoreError, TokenError, TokenRejection,
     ValidationError,
 };
 pub use ports::{
-    AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, LoginBackoff, NoAudit,
-    PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskStore, Unlimited,
-    UserStore, Verification,
+    AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,
+    NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskStore,
+    ThrottleKey, Unlimited, UserStore, Verification,
 };
 pub use query::{Page, PageLimit, SearchText, TaskCursor, TaskQuery, TaskSort, UserCursor};
 pub use random::{Random, new_v7};

@@ -150,12 +150,117 @@ pub trait RateLimiter<K: ?Sized>: Send + Sync {
     fn check(&self, key: &K) -> Result<(), Duration>;
 }
 
-/// Failed-login bookkeeping per account: a growing delay after repeated failures.
+/// What a login attempt is counted against: the account offered (whether it
+/// exists or not), or a device that signed in to it before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleKey<'a> {
+    Account(&'a Username),
+    /// The digest of a device token.
+    Device(&'a RefreshTokenHash),
+}
+
+impl ThrottleKey<'_> {
+    /// The key as one string: `a:` or `d:` then the username or digest.
+    #[must_use]
+    pub fn to_key(&self) -> String {
+        match self {
+            Self::Account(username) => format!("a:{}", username.as_str()),
+            Self::Device(digest) => format!("d:{}", digest.as_str()),
+        }
+    }
+}
+
+/// The growing delay after failed logins on one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    /// Failures allowed before any delay.
+    pub free_failures: u32,
+    /// The first delay; each further failure doubles it.
+    pub base_delay: Duration,
+    /// The delay never exceeds this.
+    pub max_delay: Duration,
+    /// A failure this old no longer counts.
+    pub forget_after: Duration,
+    /// Keys tracked at most by an in-memory backoff; the stalest is dropped
+    /// first. (A database-backed one is bounded by purging instead.)
+    pub max_accounts: usize,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        Self {
+            free_failures: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(5 * 60),
+            forget_after: Duration::from_secs(3600),
+            max_accounts: 100_000,
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// The delay after `failures` failures in a row: none for the free
+    /// ones, then `base_delay` doubling, never more than `max_delay`.
+    #[must_use]
+    pub fn delay_after(&self, failures: u32) -> Duration {
+        let over = failures.saturating_sub(self.free_failures);
+        if over == 0 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32.checked_shl(over - 1).unwrap_or(u32::MAX);
+        self.base_delay.saturating_mul(factor).min(self.max_delay)
+    }
+
+    /// The failure count once one more attempt is taken, given the count
+    /// and time of the last one.
+    #[must_use]
+    pub fn next_count(&self, failures: u32, last: Timestamp, now: Timestamp) -> u32 {
+        if now.duration_since(last) >= self.forget_after {
+            1
+        } else {
+            failures.saturating_add(1)
+        }
+    }
+}
+
+/// Failed-login bookkeeping per key, reserved before the password is
+/// weighed: [`LoginBackoff::reserve`] takes the attempt's slot atomically and
+/// counts it as a failure up front; a success clears the count. So
+/// concurrent guesses beyond the allowance are refused without an argon2
+/// run, whatever instance they reach (when the count is shared).
 pub trait LoginBackoff: Send + Sync {
-    /// `Err(wait)` while the account is in its delay.
-    fn check(&self, account: &Username, now: Timestamp) -> Result<(), Duration>;
-    fn record_failure(&self, account: &Username, now: Timestamp);
-    fn record_success(&self, account: &Username);
+    /// Takes one attempt on `key`: `Ok(Ok(()))` and the attempt is counted
+    /// (its delay starts now), or `Ok(Err(wait))` while `key` is in its delay.
+    fn reserve(
+        &self,
+        key: ThrottleKey<'_>,
+        now: Timestamp,
+    ) -> Result<Result<(), Duration>, StoreError>;
+    /// The attempt succeeded: `key`'s count is cleared.
+    fn record_success(&self, key: ThrottleKey<'_>) -> Result<(), StoreError>;
+    /// Forgets keys whose last failure is older than the policy remembers
+    /// and whose delay is over, and expired devices; returns how many.
+    fn purge(&self, now: Timestamp) -> Result<u64, StoreError>;
+    /// Remembers a device token's digest as signed in to `user` until
+    /// `expires_at`. By default no device is remembered: every login then
+    /// counts against its account.
+    fn remember_device(
+        &self,
+        _device: &RefreshTokenHash,
+        _user: UserId,
+        _now: Timestamp,
+        _expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The account a device token signed in to, if it is known and not expired.
+    fn device_owner(
+        &self,
+        _device: &RefreshTokenHash,
+        _now: Timestamp,
+    ) -> Result<Option<UserId>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Security events, for the audit log.
@@ -225,9 +330,17 @@ impl<K: ?Sized> RateLimiter<K> for Unlimited {
 }
 
 impl LoginBackoff for Unlimited {
-    fn check(&self, _account: &Username, _now: Timestamp) -> Result<(), Duration> {
+    fn reserve(
+        &self,
+        _key: ThrottleKey<'_>,
+        _now: Timestamp,
+    ) -> Result<Result<(), Duration>, StoreError> {
+        Ok(Ok(()))
+    }
+    fn record_success(&self, _key: ThrottleKey<'_>) -> Result<(), StoreError> {
         Ok(())
     }
-    fn record_failure(&self, _account: &Username, _now: Timestamp) {}
-    fn record_success(&self, _account: &Username) {}
+    fn purge(&self, _now: Timestamp) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }

@@ -169,4 +169,7 @@ pub struct TokenPair {
     /// Seconds until the access token expires.
     pub expires_in: u64,
     pub refresh_token: RefreshToken,
+    /// Login only: the device token to present at the next login (see
+    /// [`crate::DeviceToken`]).
+    pub device_token: Option<crate::DeviceToken>,
 }

@@ -8,8 +8,8 @@ use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AuthService, Credentials, Email, Error as CoreError, PageLimit, Principal, RefreshToken,
-    Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
+    AuthService, Credentials, DeviceToken, Email, Error as CoreError, PageLimit, Principal,
+    RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
 };
 
 use crate::blocking::call;
@@ -165,6 +165,25 @@ impl AuthApi {
         response
     }
 
+    /// With cookie sessions, the device token also goes in its own cookie.
+    fn with_device_cookie(
+        &self,
+        mut response: ApiResponse,
+        device: Option<&DeviceToken>,
+    ) -> ApiResponse {
+        if let (Some(_), Some(device)) = (self.cookie_max_age, device) {
+            let value = format!(
+                "{DEVICE_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+                device.expose(),
+                todo_core::DEVICE_TOKEN_TTL.as_secs()
+            );
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().append(SET_COOKIE, value);
+            }
+        }
+        response
+    }
+
     /// The bearer token's principal, admitted by the service's gate.
     async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
         let claims = self
@@ -190,6 +209,9 @@ struct RegisterBody {
 struct LoginBody {
     username: String,
     password: String,
+    /// From an earlier login: exempts this login from its account's lockout.
+    #[serde(default)]
+    device_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +266,9 @@ fn same_authority(a: &[u8], b: &[u8]) -> bool {
     let b = b.strip_suffix(b":443").unwrap_or(b);
     !a.is_empty() && a.eq_ignore_ascii_case(b)
 }
+/// The device token's cookie (with cookie sessions): sent to every path of
+/// this origin only, never readable by script.
+const DEVICE_COOKIE: &str = "__Host-todo-device";
 
 /// A cookie's value from the `Cookie` headers.
 fn cookie(request: &ApiRequest, name: &str) -> Option<String> {
@@ -316,6 +341,8 @@ struct TokenPairDto<'a> {
     expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_token: Option<&'a str>,
 }
 
 /// The token pair; without `refresh_token` when the cookie carries it.
@@ -327,6 +354,11 @@ fn token_pair(pair: &TokenPair, cookie_only: bool) -> Result<ApiResponse, ApiErr
             token_type: "Bearer",
             expires_in: pair.expires_in,
             refresh_token: (!cookie_only).then(|| pair.refresh_token.expose()),
+            device_token: pair
+                .device_token
+                .as_ref()
+                .filter(|_| !cookie_only)
+                .map(DeviceToken::expose),
         },
     )
 }
@@ -361,7 +393,8 @@ pub fn decode_registration(body: &[u8]) -> Result<Registration, ApiError> {
 /// Decodes a `POST /v1/auth/login` body.
 pub fn decode_credentials(body: &[u8]) -> Result<Credentials, ApiError> {
     let body: LoginBody = crate::request::decode_json(body)?;
-    Ok(Credentials::offered(&body.username, &body.password))
+    Ok(Credentials::offered(&body.username, &body.password)
+        .with_device(body.device_token.as_deref()))
 }
 
 /// Decodes a `PATCH /v1/users/{id}` body.
@@ -401,7 +434,11 @@ impl Api for AuthApi {
             ("/v1/auth/login", _) => {
                 self.same_origin_only(&request)?;
                 let cookie_only = self.cookie_only(&request, false);
-                let credentials = decode_credentials(&request.json_bytes().await?)?;
+                let mut credentials = decode_credentials(&request.json_bytes().await?)?;
+                if credentials.device.is_none() && self.cookie_max_age.is_some() {
+                    credentials =
+                        credentials.with_device(cookie(&request, DEVICE_COOKIE).as_deref());
+                }
                 let outcome = call(&self.service, move |s| s.login(client, &credentials)).await;
                 match &outcome {
                     Ok(_) => self
@@ -415,7 +452,8 @@ impl Api for AuthApi {
                 };
                 let pair = outcome?;
                 let body = token_pair(&pair, cookie_only)?;
-                Ok(self.with_cookie(body, Some(&pair.refresh_token)))
+                let response = self.with_cookie(body, Some(&pair.refresh_token));
+                Ok(self.with_device_cookie(response, pair.device_token.as_ref()))
             }
             ("/v1/auth/refresh", _) => {
                 self.same_origin_only(&request)?;

@@ -141,11 +141,12 @@ pub fn auth() -> Value {
         "UserPage": {"type": "object", "required": ["items", "next_cursor"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}, "next_cursor": {"type": ["string", "null"]}}},
         "Registration": {"type": "object", "additionalProperties": false, "required": ["username", "password"], "properties": {
             "username": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$"}, "password": {"type": "string", "minLength": 8, "maxLength": 128}, "email": {"type": ["string", "null"], "format": "email", "maxLength": 254}}},
-        "Credentials": {"type": "object", "additionalProperties": false, "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
+        "Credentials": {"type": "object", "additionalProperties": false, "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string"}, "device_token": {"type": "string", "description": "From an earlier login's answer: this login then counts against the device's failures, not the account's lockout."}}},
         "RefreshRequest": {"type": "object", "additionalProperties": false, "required": ["refresh_token"], "properties": {"refresh_token": {"type": "string"}}},
         "TokenPair": {"type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
             "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"},
-            "refresh_token": {"type": "string", "description": "Always present for API clients. Absent with the web page's cookie sessions (`todo`, `auth-server --web-page`) when the request comes from a browser (`Sec-Fetch-Site` or `Todo-Session: cookie`) or the refresh token came from the cookie: it is then in the HttpOnly cookie only."}}},
+            "refresh_token": {"type": "string", "description": "Always present for API clients. Absent with the web page's cookie sessions (`todo`, `auth-server --web-page`) when the request comes from a browser (`Sec-Fetch-Site` or `Todo-Session: cookie`) or the refresh token came from the cookie: it is then in the HttpOnly cookie only."},
+            "device_token": {"type": "string", "description": "Login only: present it at the next login from this client (see Credentials). Absent, like `refresh_token`, with cookie sessions: it is then in the HttpOnly `__Host-todo-device` cookie."}}},
         "Validation": {"type": "object", "required": ["sub", "username", "role", "exp"], "properties": {
             "sub": {"type": "string", "format": "uuid"}, "username": {"type": "string"}, "role": {"enum": ["user", "admin"]}, "exp": {"type": "integer"}}},
         "MePatch": {"type": "object", "additionalProperties": false, "properties": {"email": {"type": ["string", "null"], "format": "email"}}},

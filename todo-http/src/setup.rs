@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use todo_auth::{
-    Argon2Config, Argon2Hasher, BackoffPolicy, BoundedHasher, CachingVerifier, FailedLoginBackoff,
-    JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits,
-    PublicKey, Sha256RefreshTokenHasher, SigningKey, SystemClock,
+    Argon2Config, Argon2Hasher, BackoffPolicy, BoundedHasher, CachingVerifier, JwtSigner,
+    JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits, PublicKey,
+    Sha256RefreshTokenHasher, SigningKey, SystemClock,
 };
 use todo_core::{AuthDeps, AuthLimits, AuthService, TaskLimits, TaskService, TokenPolicy};
-use todo_store::SqlStore;
+use todo_store::{SqlLoginBackoff, SqlStore};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthSettings {
@@ -80,6 +80,15 @@ pub struct AuthSettings {
     /// Failed logins on an account before the growing delay starts.
     #[arg(long, env = "TODO_FREE_LOGIN_FAILURES", default_value_t = 5)]
     pub free_login_failures: u32,
+    /// The first delay after the free failures, in milliseconds; each further
+    /// failure doubles it.
+    #[arg(long, env = "TODO_LOGIN_DELAY_BASE_MS", default_value_t = 1000)]
+    pub login_delay_base_ms: u64,
+    /// The longest delay after failed logins, in seconds: an account under
+    /// attack accepts one guess (and its owner, on a new device, one try)
+    /// per this period.
+    #[arg(long, env = "TODO_MAX_LOGIN_DELAY_SECS", default_value_t = 300)]
+    pub max_login_delay_secs: u64,
     /// Who creates accounts: `open`, anyone (POST /v1/auth/register);
     /// `closed`, administrators only (`user create`); register answers 403.
     #[arg(long, env = "TODO_REGISTRATION", value_enum, default_value_t = RegistrationMode::Open)]
@@ -288,8 +297,12 @@ impl AuthSettings {
         );
         let backoff = BackoffPolicy {
             free_failures: self.free_login_failures,
+            base_delay: Duration::from_millis(self.login_delay_base_ms),
+            max_delay: Duration::from_secs(self.max_login_delay_secs),
             ..BackoffPolicy::default()
         };
+        // Failure counts live in the database, so every instance sees them.
+        let failures = Arc::new(SqlLoginBackoff::new((*store).clone(), backoff));
         let service = AuthService::new(AuthDeps {
             users: store.clone(),
             refresh_tokens: store,
@@ -303,7 +316,7 @@ impl AuthSettings {
                 register_per_client: Arc::new(KeyedLimiter::new(register, clock.clone())),
                 login_per_client: Arc::new(KeyedLimiter::new(login, clock.clone())),
                 login_per_account: Arc::new(KeyedLimiter::new(account, clock)),
-                login_failures: Arc::new(FailedLoginBackoff::new(backoff)),
+                login_failures: failures,
             },
             audit: Arc::new(crate::audit::TracingAudit),
             policy,
@@ -385,7 +398,8 @@ pub fn create_user(
 pub const REFRESH_TOKEN_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Deletes long-dead refresh tokens every `every`
-/// ([`AuthService::purge_refresh_tokens`]), on the blocking pool, until the
+/// ([`AuthService::purge_refresh_tokens`]), and stale failed-login counts
+/// ([`AuthService::purge_login_failures`]), on the blocking pool, until the
 /// runtime stops. Several instances may all do it: the delete is idempotent.
 pub fn purge_refresh_tokens_periodically(
     service: AuthService,
@@ -396,8 +410,8 @@ pub fn purge_refresh_tokens_periodically(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let service = service.clone();
-            match tokio::task::spawn_blocking(move || service.purge_refresh_tokens()).await {
+            let refresh = service.clone();
+            match tokio::task::spawn_blocking(move || refresh.purge_refresh_tokens()).await {
                 Ok(Ok(purged)) => {
                     tracing::info!(target: "todo::housekeeping", purged, "refresh tokens purged");
                 }
@@ -406,6 +420,18 @@ pub fn purge_refresh_tokens_periodically(
                 }
                 Err(join) => {
                     tracing::warn!(target: "todo::housekeeping", %join, "purging refresh tokens panicked");
+                }
+            }
+            let logins = service.clone();
+            match tokio::task::spawn_blocking(move || logins.purge_login_failures()).await {
+                Ok(Ok(purged)) => {
+                    tracing::info!(target: "todo::housekeeping", purged, "stale login failures purged");
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(target: "todo::housekeeping", %error, "purging login failures failed; retrying at the next tick");
+                }
+                Err(join) => {
+                    tracing::warn!(target: "todo::housekeeping", %join, "purging login failures panicked");
                 }
             }
         }

@@ -15,6 +15,7 @@ mod schema;
 mod tasks;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod throttle;
 mod users;
 
 use diesel::prelude::*;
@@ -23,6 +24,7 @@ use todo_core::StoreError;
 use db::{AnyConnection, Manager};
 pub use db::{Backend, DatabaseUrl, SqliteSync, StoreConfig, redact_url};
 use error::{from_diesel, from_pool};
+pub use throttle::SqlLoginBackoff;
 
 /// The SQL store: users, refresh tokens and tasks in one database.
 #[derive(Clone)]

@@ -53,6 +53,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    login_failures (throttle_key) {
+        throttle_key -> Text,
+        failures -> BigInt,
+        last_at -> BigInt,
+        blocked_until -> BigInt,
+    }
+}
+
+diesel::table! {
+    login_devices (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        issued_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(tasks -> users (owner_id));
 diesel::joinable!(task_labels -> tasks (task_id));
-diesel::allow_tables_to_appear_in_same_query!(users, refresh_tokens, tasks, task_labels);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    refresh_tokens,
+    tasks,
+    task_labels,
+    login_failures,
+    login_devices
+);

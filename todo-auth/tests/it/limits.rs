@@ -8,7 +8,7 @@ use todo_auth::{
     BackoffPolicy, FailedLoginBackoff, KeyedLimiter, LimitPolicy, OsRandom, SystemClock,
 };
 use todo_core::testing::ManualClock;
-use todo_core::{Clock, LoginBackoff, Random, RateLimiter, Username};
+use todo_core::{Clock, LoginBackoff, Random, RateLimiter, ThrottleKey, Username};
 
 fn ip(n: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
@@ -65,39 +65,67 @@ fn idle_keys_are_pruned_so_memory_stays_bounded() {
     assert!(busy.tracked_keys() <= 50);
 }
 
+/// Takes a slot for `who`; the wait when refused.
+fn take(backoff: &FailedLoginBackoff, who: &Username, clock: &ManualClock) -> Result<(), Duration> {
+    backoff
+        .reserve(ThrottleKey::Account(who), clock.now())
+        .unwrap()
+}
+
 #[test]
 fn failed_logins_earn_a_growing_delay_and_success_clears_it() {
     let clock = ManualClock::new();
     let backoff = FailedLoginBackoff::new(BackoffPolicy::default());
     let alice = Username::parse("alice").unwrap();
     let bob = Username::parse("bob").unwrap();
+    // Each attempt counts as a failure when it takes its slot.
     for _ in 0..5 {
-        assert!(backoff.check(&alice, clock.now()).is_ok());
-        backoff.record_failure(&alice, clock.now());
+        take(&backoff, &alice, &clock).unwrap();
     }
-    // The sixth failure is the first with a delay: 1 s, then 2, 4, 8...
-    backoff.record_failure(&alice, clock.now());
+    // The sixth is the first with a delay: 1 s, then 2, 4, 8...
+    take(&backoff, &alice, &clock).unwrap();
     assert_eq!(
-        backoff.check(&alice, clock.now()).unwrap_err(),
+        take(&backoff, &alice, &clock).unwrap_err(),
         Duration::from_secs(1)
     );
     let mut expected = 1;
     for _ in 0..4 {
         clock.advance(Duration::from_secs(expected));
-        assert!(backoff.check(&alice, clock.now()).is_ok());
-        backoff.record_failure(&alice, clock.now());
+        take(&backoff, &alice, &clock).unwrap();
         expected *= 2;
         assert_eq!(
-            backoff.check(&alice, clock.now()).unwrap_err(),
+            take(&backoff, &alice, &clock).unwrap_err(),
             Duration::from_secs(expected)
         );
     }
     assert!(
-        backoff.check(&bob, clock.now()).is_ok(),
+        take(&backoff, &bob, &clock).is_ok(),
         "other accounts are untouched"
     );
-    backoff.record_success(&alice);
-    assert!(backoff.check(&alice, clock.now()).is_ok());
+    backoff
+        .record_success(ThrottleKey::Account(&alice))
+        .unwrap();
+    assert!(take(&backoff, &alice, &clock).is_ok());
+}
+
+#[test]
+fn concurrent_attempts_past_the_allowance_find_the_slot_taken() {
+    let clock = Arc::new(ManualClock::new());
+    let backoff = Arc::new(FailedLoginBackoff::new(BackoffPolicy {
+        free_failures: 2,
+        ..BackoffPolicy::default()
+    }));
+    let alice = Username::parse("alice").unwrap();
+    let taken: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| s.spawn(|| take(&backoff, &alice, &clock).is_ok()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum()
+    });
+    assert_eq!(taken, 3, "two free attempts and one more; nine refused");
 }
 
 #[test]
@@ -110,16 +138,17 @@ fn the_delay_is_capped_and_old_failures_are_forgotten() {
     let backoff = FailedLoginBackoff::new(policy);
     let alice = Username::parse("alice").unwrap();
     for _ in 0..40 {
-        backoff.record_failure(&alice, clock.now());
+        clock.advance(Duration::from_secs(60));
+        take(&backoff, &alice, &clock).unwrap();
     }
     assert_eq!(
-        backoff.check(&alice, clock.now()).unwrap_err(),
+        take(&backoff, &alice, &clock).unwrap_err(),
         Duration::from_secs(60)
     );
     clock.advance(policy.forget_after);
-    backoff.record_failure(&alice, clock.now());
+    take(&backoff, &alice, &clock).unwrap();
     assert!(
-        backoff.check(&alice, clock.now()).is_ok(),
+        take(&backoff, &alice, &clock).is_ok(),
         "counted afresh after an idle hour"
     );
 }
@@ -134,7 +163,12 @@ fn backoff_memory_is_bounded() {
     let backoff = FailedLoginBackoff::new(policy);
     for n in 0..1000 {
         clock.advance(Duration::from_millis(1));
-        backoff.record_failure(&Username::parse(&format!("user{n}")).unwrap(), clock.now());
+        take(
+            &backoff,
+            &Username::parse(&format!("user{n}")).unwrap(),
+            &clock,
+        )
+        .unwrap();
     }
     assert!(backoff.tracked_accounts() <= 100);
 }

@@ -72,6 +72,13 @@ fn hashes_with_weaker_parameters_need_rehashing() {
             .unwrap()
             .needs_rehash
     );
+    let more_lanes = Argon2Hasher::new(Argon2Config {
+        parallelism: 2,
+        ..LIGHT
+    })
+    .unwrap();
+    assert!(more_lanes.needs_rehash(&old).unwrap());
+    assert!(!light.needs_rehash(&old).unwrap(), "today's cost is kept");
     // An argon2i hash (another algorithm) still verifies, and is upgraded.
     use password_hash::PasswordHasher as _;
     let params = argon2::Params::new(1024, 1, 1, None).unwrap();
@@ -88,6 +95,48 @@ fn hashes_with_weaker_parameters_need_rehashing() {
             matches: true,
             needs_rehash: true
         }
+    );
+}
+
+#[test]
+fn verifying_a_cheaper_stored_hash_costs_what_todays_parameters_cost() {
+    // A hash stored with one pass at 16 MiB, verified by a hasher whose
+    // cost is four passes at 16 MiB, must take about as long as verifying
+    // a hash at today's cost.
+    let cheap = Argon2Hasher::new(Argon2Config {
+        memory_kib: 16_384,
+        iterations: 1,
+        parallelism: 1,
+    })
+    .unwrap();
+    let today = Argon2Hasher::new(Argon2Config {
+        memory_kib: 16_384,
+        iterations: 4,
+        parallelism: 1,
+    })
+    .unwrap();
+    let old = cheap.hash(&pw("correct horse")).unwrap();
+    let current = today.hash(&pw("correct horse")).unwrap();
+    let time = |hash: &PasswordHash| {
+        let started = std::time::Instant::now();
+        assert!(!today.verify(&pw("wrong"), hash).unwrap().matches);
+        started.elapsed()
+    };
+    let _ = time(&current); // warm the memory pool
+    // Interleaved, so that the load of a shared machine weighs on both.
+    let (mut old_times, mut today_times) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        old_times.push(time(&old));
+        today_times.push(time(&current));
+    }
+    old_times.sort();
+    today_times.sort();
+    let (old_cost, today_cost) = (old_times[7], today_times[7]);
+    // Without the padding the ratio is about 1/4.
+    let ratio = old_cost.as_secs_f64() / today_cost.as_secs_f64();
+    assert!(
+        (0.6..=1.6).contains(&ratio),
+        "{old_cost:?} for the one-pass hash vs {today_cost:?} at today's four"
     );
 }
 

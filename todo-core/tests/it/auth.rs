@@ -12,8 +12,8 @@ use todo_core::testing::{
 use todo_core::{
     AuthDeps, AuthLimits, AuthService, Clock, Credentials, Error, LoginBackoff, NewTask, PageLimit,
     Principal, RateLimiter, RefreshToken, RefreshTokenHasher, RefreshTokenStore, Registration,
-    Role, TaskService, Timestamp, Title, TokenPolicy, TokenRejection, UserPatch, UserStore,
-    Username,
+    Role, StoreError, TaskService, ThrottleKey, Timestamp, Title, TokenPolicy, TokenRejection,
+    UserPatch, UserStore, Username,
 };
 
 pub struct Harness {
@@ -652,18 +652,24 @@ impl<K> RateLimiter<K> for Refuse {
 #[derive(Default)]
 struct BlockAfterThree(AtomicUsize);
 impl LoginBackoff for BlockAfterThree {
-    fn check(&self, _account: &Username, _now: Timestamp) -> Result<(), Duration> {
+    fn reserve(
+        &self,
+        _key: ThrottleKey<'_>,
+        _now: Timestamp,
+    ) -> Result<Result<(), Duration>, StoreError> {
         if self.0.load(Ordering::SeqCst) >= 3 {
-            Err(Duration::from_millis(1500))
+            Ok(Err(Duration::from_millis(1500)))
         } else {
-            Ok(())
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Ok(()))
         }
     }
-    fn record_failure(&self, _account: &Username, _now: Timestamp) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    fn record_success(&self, _account: &Username) {
+    fn record_success(&self, _key: ThrottleKey<'_>) -> Result<(), StoreError> {
         self.0.store(0, Ordering::SeqCst);
+        Ok(())
+    }
+    fn purge(&self, _now: Timestamp) -> Result<u64, StoreError> {
+        Ok(0)
     }
 }
 

@@ -70,7 +70,7 @@ fn id_at(seconds: i64, seed: u64) -> uuid::Uuid {
     new_v7(at(seconds), &SeededRandom::new(seed)).unwrap()
 }
 
-fn new_user(store: &dyn Stores, name: &str, seconds: i64) -> UserRecord {
+pub(crate) fn new_user(store: &dyn Stores, name: &str, seconds: i64) -> UserRecord {
     let record = UserRecord {
         user: User {
             id: UserId::from_uuid(id_at(seconds, seconds as u64 ^ 0x5eed)),

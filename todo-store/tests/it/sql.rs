@@ -25,10 +25,13 @@ fn migrations_run_once_even_when_started_together(url: DatabaseUrl) {
         .into_iter()
         .map(|r| r.join().unwrap().unwrap())
         .collect();
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count();
     assert_eq!(
         ran.iter().sum::<usize>(),
-        1,
-        "the one migration ran once: {ran:?}"
+        migrations,
+        "each migration ran once: {ran:?}"
     );
     let store = SqlStore::open(&StoreConfig::new(url)).unwrap();
     assert_eq!(store.migrate().unwrap(), 0, "nothing left to run");
@@ -89,4 +92,117 @@ fn a_store_on_a_fresh_fixture_answers_pings() {
         store.ping().unwrap();
         assert_eq!(store.backend(), Backend::Postgres);
     }
+}
+
+/// Failed-login counts in the database (issue #11, finding 5): concurrent
+/// attempts, on two pools as two instances would have, take slots through
+/// one compare-and-set; device tokens and purging.
+fn login_failures_are_reserved_atomically_and_shared(database: &todo_store::testing::TestDatabase) {
+    use todo_core::{
+        BackoffPolicy, LoginBackoff, RefreshTokenHash, ThrottleKey, Timestamp, UserStore as _,
+        Username,
+    };
+    use todo_store::SqlLoginBackoff;
+
+    let policy = BackoffPolicy {
+        free_failures: 2,
+        base_delay: Duration::from_secs(60),
+        ..BackoffPolicy::default()
+    };
+    let first = SqlLoginBackoff::new(database.store.clone(), policy);
+    let second = SqlLoginBackoff::new(SqlStore::open(&database.config).unwrap(), policy);
+    let now = Timestamp::from_unix_micros(1_800_000_000_000_000).unwrap();
+    let alice = Username::parse("alice").unwrap();
+    let barrier = Barrier::new(12);
+    let taken: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let backoff = if i % 2 == 0 { &first } else { &second };
+                let (barrier, alice) = (&barrier, &alice);
+                s.spawn(move || {
+                    barrier.wait();
+                    backoff
+                        .reserve(ThrottleKey::Account(alice), now)
+                        .unwrap()
+                        .is_ok()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum()
+    });
+    assert_eq!(
+        taken, 3,
+        "two free attempts and one more, across both pools"
+    );
+    let wait = second
+        .reserve(ThrottleKey::Account(&alice), now)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(wait, Duration::from_secs(60));
+    // A success clears the count everywhere.
+    first.record_success(ThrottleKey::Account(&alice)).unwrap();
+    assert!(
+        second
+            .reserve(ThrottleKey::Account(&alice), now)
+            .unwrap()
+            .is_ok()
+    );
+
+    // Devices: remembered for their account until they expire; a user's
+    // devices go with the user.
+    let carol = crate::conformance::new_user(&database.store, "carol", 0)
+        .user
+        .id;
+    let device = RefreshTokenHash::new("ab".repeat(32));
+    let expires = now.saturating_add(Duration::from_secs(3600));
+    first.remember_device(&device, carol, now, expires).unwrap();
+    assert_eq!(second.device_owner(&device, now).unwrap(), Some(carol));
+    let unknown = RefreshTokenHash::new("cd".repeat(32));
+    assert_eq!(second.device_owner(&unknown, now).unwrap(), None);
+    assert_eq!(
+        second.device_owner(&device, expires).unwrap(),
+        None,
+        "expired"
+    );
+    let dave = crate::conformance::new_user(&database.store, "dave", 1)
+        .user
+        .id;
+    let daves = RefreshTokenHash::new("ef".repeat(32));
+    first.remember_device(&daves, dave, now, expires).unwrap();
+    assert!(database.store.delete_user(dave).unwrap());
+    assert_eq!(
+        first.device_owner(&daves, now).unwrap(),
+        None,
+        "deleted with dave"
+    );
+
+    // Stale counts go; a count still delaying stays.
+    let later = now.saturating_add(Duration::from_secs(2 * 3600));
+    let bob = Username::parse("bob").unwrap();
+    second
+        .reserve(ThrottleKey::Account(&bob), later)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.purge(later).unwrap(),
+        2,
+        "alice's hour-old count and carol's expired device"
+    );
+    assert_eq!(second.purge(later).unwrap(), 0, "bob's count still delays");
+}
+
+#[test]
+fn sqlite_login_failures_are_reserved_atomically_and_shared() {
+    login_failures_are_reserved_atomically_and_shared(&todo_store::testing::TestDatabase::sqlite());
+}
+
+#[test]
+fn postgres_login_failures_are_reserved_atomically_and_shared() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    login_failures_are_reserved_atomically_and_shared(&database);
 }
