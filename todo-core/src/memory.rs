@@ -253,7 +253,7 @@ impl TaskStore for MemoryStore {
             return Ok(false);
         }
         if !tables.users.contains_key(&task.owner) {
-            return Err(StoreError::Conflict("task for an unknown user"));
+            return Err(StoreError::MissingReference("task for an unknown user"));
         }
         if tables.tasks.contains_key(&task.id) {
             return Err(StoreError::Conflict("duplicate task id"));

@@ -874,6 +874,14 @@ fn task_quota_counts_and_inserts_in_one_step(f: &Fixture) {
         store.insert_task_within(&full_task(alice, 0, 10), 10),
         Err(StoreError::Conflict(_))
     ));
+    let nobody = UserId::from_uuid(id_at(3, 3));
+    assert!(
+        matches!(
+            store.insert_task_within(&full_task(nobody, 9, 10), 10),
+            Err(StoreError::MissingReference(_))
+        ),
+        "a task needs an existing owner, under a quota too"
+    );
     let labelled = TaskQuery {
         label: Some(Label::parse("urgent").unwrap()),
         ..TaskQuery::default()
