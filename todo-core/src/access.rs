@@ -13,6 +13,7 @@
 //! the instance that made it ([`AccessGate::forget`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -47,6 +48,9 @@ pub struct AccessGate {
     staleness: Duration,
     remembered: RwLock<HashMap<UserId, Remembered>>,
     capacity: usize,
+    /// Grows with every [`AccessGate::forget`]: a reading taken before a
+    /// forget is not remembered after it (it may predate the change).
+    forgotten: AtomicU64,
 }
 
 impl std::fmt::Debug for AccessGate {
@@ -77,6 +81,7 @@ impl AccessGate {
             staleness: Self::MAX_STALENESS,
             remembered: RwLock::new(HashMap::new()),
             capacity: Self::DEFAULT_CAPACITY,
+            forgotten: AtomicU64::new(0),
         }
     }
 
@@ -115,10 +120,14 @@ impl AccessGate {
         if let Some(decision) = self.admit_remembered(claims) {
             return decision;
         }
+        // Taken before the read: what is remembered is never younger than
+        // it looks, and a forget during the read keeps it from being kept.
+        let read_at = self.clock.now();
+        let generation = self.forgotten.load(Ordering::Acquire);
         let record = self.users.find_user(claims.subject)?;
         let standing = record.as_ref().map(standing_of);
         let decision = decide(claims, standing.as_ref());
-        self.remember(claims.subject, standing);
+        self.remember(claims.subject, standing, read_at, generation);
         decision
     }
 
@@ -132,13 +141,21 @@ impl AccessGate {
     /// Forgets what was read about `user`: call after changing their
     /// standing, so this instance honours it at once.
     pub fn forget(&self, user: UserId) {
-        self.remembered
+        let mut remembered = self
+            .remembered
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&user);
+            .unwrap_or_else(PoisonError::into_inner);
+        self.forgotten.fetch_add(1, Ordering::AcqRel);
+        remembered.remove(&user);
     }
 
-    fn remember(&self, user: UserId, standing: Option<Standing>) {
+    fn remember(
+        &self,
+        user: UserId,
+        standing: Option<Standing>,
+        read_at: Timestamp,
+        generation: u64,
+    ) {
         if self.staleness.is_zero() {
             return;
         }
@@ -147,6 +164,10 @@ impl AccessGate {
             .remembered
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        // A forget since the read: the reading may predate the change.
+        if self.forgotten.load(Ordering::Acquire) != generation {
+            return;
+        }
         if remembered.len() >= self.capacity {
             // Drop the stale; if that is not enough, start afresh: a miss
             // costs one read, never a wrong answer.
@@ -156,13 +177,7 @@ impl AccessGate {
                 remembered.clear();
             }
         }
-        remembered.insert(
-            user,
-            Remembered {
-                standing,
-                read_at: now,
-            },
-        );
+        remembered.insert(user, Remembered { standing, read_at });
     }
 }
 

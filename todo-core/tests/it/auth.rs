@@ -269,6 +269,23 @@ fn refresh_rotates_and_a_reused_token_revokes_its_whole_family() {
     assert!(h.auth.refresh(ADDR, &other.refresh_token).is_ok());
 }
 
+/// Two instances whose clocks differ by a millisecond, or a racer that
+/// read its clock just before the winner stamped the token: the later
+/// `used_at` is still within the grace, not a replay.
+#[test]
+fn a_racer_whose_clock_reads_before_the_winners_stamp_keeps_the_session() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let first = h.login("alice", "correct horse").unwrap();
+    let behind = Arc::new(ManualClock::at(h.clock.now()));
+    h.clock.advance(Duration::from_millis(1));
+    let other = build(h.store.clone(), behind, AuthLimits::unlimited(), 2);
+    let winner = h.auth.refresh(ADDR, &first.refresh_token).unwrap();
+    let loser = other.auth.refresh(ADDR, &first.refresh_token);
+    assert!(loser.is_ok(), "{loser:?}");
+    assert!(h.auth.refresh(ADDR, &winner.refresh_token).is_ok());
+}
+
 #[test]
 fn a_token_exchanged_again_within_the_grace_keeps_the_session() {
     let h = harness();
