@@ -225,6 +225,13 @@ impl LoginBackoff for FailedLoginBackoff {
         Ok(())
     }
 
+    fn forget_devices(&self, user: UserId) -> Result<u64, StoreError> {
+        let mut devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = devices.len();
+        devices.retain(|_, (owner, _)| *owner != user);
+        Ok((before - devices.len()) as u64)
+    }
+
     fn device_owner(
         &self,
         device: &RefreshTokenHash,

@@ -579,6 +579,12 @@ impl AuthService {
         self.deps
             .refresh_tokens
             .revoke_user_refresh_tokens(record.user.id)?;
+        // A device that signed in with the old password keeps no allowance
+        // of its own against the new one.
+        self.deps
+            .limits
+            .login_failures
+            .forget_devices(record.user.id)?;
         self.audit(&AuditEvent::PasswordChanged {
             user: record.user.id,
             client,
@@ -657,6 +663,7 @@ impl AuthService {
         }
         if record.user.disabled && !before.disabled {
             self.deps.refresh_tokens.revoke_user_refresh_tokens(id)?;
+            self.deps.limits.login_failures.forget_devices(id)?;
         }
         Ok(record.user)
     }

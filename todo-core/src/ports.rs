@@ -253,6 +253,12 @@ pub trait LoginBackoff: Send + Sync {
     ) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Forgets every device of `user` (their password changed, or the
+    /// account was disabled): no device keeps its own allowance against a
+    /// new password. Returns how many were forgotten.
+    fn forget_devices(&self, _user: UserId) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// The account a device token signed in to, if it is known and not expired.
     fn device_owner(
         &self,

@@ -27,6 +27,9 @@ const ROUNDS: usize = 8;
 /// What a caller that lost every round is told to wait.
 const CONTENDED: Duration = Duration::from_secs(1);
 
+/// Devices remembered per user; older ones are forgotten.
+const DEVICES_PER_USER: i64 = 16;
+
 impl SqlLoginBackoff {
     #[must_use]
     pub fn new(store: SqlStore, policy: BackoffPolicy) -> Self {
@@ -154,9 +157,32 @@ impl LoginBackoff for SqlLoginBackoff {
                     login_devices::issued_at.eq(now.unix_micros()),
                     login_devices::expires_at.eq(expires_at.unix_micros()),
                 ))
-                .execute(conn)
+                .execute(conn)?;
+            // A client that never presents its device token leaves one row
+            // per login: keep the newest few per user.
+            let newest = login_devices::table
+                .filter(login_devices::user_id.eq(&user))
+                .order(login_devices::issued_at.desc())
+                .select(login_devices::token_hash)
+                .limit(DEVICES_PER_USER)
+                .load::<String>(conn)?;
+            diesel::delete(
+                login_devices::table
+                    .filter(login_devices::user_id.eq(&user))
+                    .filter(login_devices::token_hash.ne_all(newest)),
+            )
+            .execute(conn)
         })?;
         Ok(())
+    }
+
+    fn forget_devices(&self, user: UserId) -> Result<u64, StoreError> {
+        let user = user.to_string();
+        let n = self.store.with_write_conn(|conn| {
+            diesel::delete(login_devices::table.filter(login_devices::user_id.eq(&user)))
+                .execute(conn)
+        })?;
+        Ok(n as u64)
     }
 
     fn device_owner(

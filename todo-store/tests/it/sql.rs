@@ -179,6 +179,29 @@ fn login_failures_are_reserved_atomically_and_shared(database: &todo_store::test
         "deleted with dave"
     );
 
+    // A user keeps their newest 16 devices; a password change or disabling
+    // forgets them all (on every instance).
+    let erin = crate::conformance::new_user(&database.store, "erin", 2)
+        .user
+        .id;
+    let erins: Vec<_> = (0..20u8)
+        .map(|i| RefreshTokenHash::new(format!("{i:02x}").repeat(32)))
+        .collect();
+    for (i, digest) in erins.iter().enumerate() {
+        let at = now.saturating_add(Duration::from_millis(u64::try_from(i).unwrap()));
+        first.remember_device(digest, erin, at, expires).unwrap();
+    }
+    for (i, digest) in erins.iter().enumerate() {
+        let owner = second.device_owner(digest, now).unwrap();
+        assert_eq!(
+            owner.is_some(),
+            i >= 4,
+            "device {i}: only the newest 16 stay"
+        );
+    }
+    assert_eq!(second.forget_devices(erin).unwrap(), 16);
+    assert_eq!(first.device_owner(&erins[19], now).unwrap(), None);
+
     // Stale counts go; a count still delaying stays.
     let later = now.saturating_add(Duration::from_secs(2 * 3600));
     let bob = Username::parse("bob").unwrap();
