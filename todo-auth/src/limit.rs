@@ -183,6 +183,15 @@ impl LoginBackoff for FailedLoginBackoff {
         Ok(Ok(()))
     }
 
+    fn release(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = accounts.get_mut(&key.to_key()) {
+            f.count = f.count.saturating_sub(1);
+            f.blocked_until = f.last.saturating_add(self.policy.delay_after(f.count));
+        }
+        Ok(())
+    }
+
     fn record_success(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
         self.accounts
             .lock()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::access::AccessGate;
 use crate::device::{DEVICE_TOKEN_TTL, DeviceToken};
-use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
+use crate::error::{Error, HashError, Result, StoreError, TokenRejection, ValidationError};
 use crate::ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, LoginBackoff, PasswordHasher,
     RateLimiter, RefreshTokenHasher, RefreshTokenStore, ThrottleKey, Unlimited, UserStore,
@@ -18,7 +18,9 @@ use crate::time::{Clock, Timestamp};
 use crate::token::{
     AccessClaims, FamilyId, Principal, RefreshToken, RefreshTokenRecord, TokenPair, TokenPolicy,
 };
-use crate::user::{Email, Password, Role, User, UserId, UserPatch, UserRecord, Username};
+use crate::user::{
+    Email, Password, Role, User, UserChange, UserId, UserPatch, UserRecord, Username,
+};
 
 /// The limits the auth service enforces itself.
 #[derive(Clone)]
@@ -356,7 +358,18 @@ impl AuthService {
         let stored = record
             .as_ref()
             .map_or(self.deps.hasher.dummy_hash(), |r| &r.password_hash);
-        let verification = self.deps.hasher.verify(password, stored)?;
+        let verification = match self.deps.hasher.verify(password, stored) {
+            Ok(verification) => verification,
+            Err(busy @ HashError::Busy { .. }) => {
+                // Shed unweighed (503): overload must not count against
+                // the account, or a login flood would lock its owner out.
+                if let Some(key) = key {
+                    self.deps.limits.login_failures.release(key)?;
+                }
+                return Err(busy.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Some(mut record) = record.filter(|_| verification.matches) else {
             return fail();
         };
@@ -370,8 +383,18 @@ impl AuthService {
             self.deps.limits.login_failures.record_success(key)?;
         }
         if verification.needs_rehash {
-            record.password_hash = self.deps.hasher.hash(password)?;
-            self.deps.users.update_user(&record)?;
+            // Only the hash, and only if the password did not change while
+            // it was weighed: an admin's disable or a password change that
+            // landed meanwhile is kept (a lost race just skips the upgrade).
+            let upgraded = self.deps.hasher.hash(password)?;
+            self.deps.users.replace_password_hash(
+                record.user.id,
+                &record.password_hash,
+                &upgraded,
+                now,
+                None,
+            )?;
+            record.password_hash = upgraded;
         }
         let device_token = match (via_device, &credentials.device) {
             (Some(_), Some(token)) => token.clone(),
@@ -521,9 +544,16 @@ impl AuthService {
     pub fn update_me(&self, principal: &Principal, email: Option<Email>) -> Result<User> {
         let mut record = self.current_user(principal.user_id)?;
         if record.user.email != email {
+            let now = self.deps.clock.now();
+            let change = UserChange {
+                email: Some(email.clone()),
+                ..UserChange::at(now)
+            };
+            if !self.deps.users.change_user(record.user.id, &change)? {
+                return Err(Error::NotFound);
+            }
             record.user.email = email;
-            record.user.updated_at = self.deps.clock.now();
-            self.save(&record)?;
+            record.user.updated_at = now;
         }
         Ok(record.user)
     }
@@ -538,7 +568,7 @@ impl AuthService {
         new: &str,
     ) -> Result<()> {
         let now = self.deps.clock.now();
-        let mut record = self.current_user(principal.user_id)?;
+        let record = self.current_user(principal.user_id)?;
         let username = &record.user.username;
         let new = Password::new_for(new, username)?;
         // The attempt's slot is taken before the current password is weighed.
@@ -571,10 +601,20 @@ impl AuthService {
             .limits
             .login_failures
             .record_success(ThrottleKey::Account(username))?;
-        record.password_hash = self.deps.hasher.hash(&new)?;
-        record.user.updated_at = now;
-        record.tokens_revoked_before = Some(now);
-        self.save(&record)?;
+        let new_hash = self.deps.hasher.hash(&new)?;
+        // Only if nobody changed the password while both were weighed; the
+        // other fields (an admin's disable, say) are left as they are now.
+        if !self.deps.users.replace_password_hash(
+            record.user.id,
+            &record.password_hash,
+            &new_hash,
+            now,
+            Some(now),
+        )? {
+            return Err(Error::Conflict(
+                "the password was changed meanwhile; try again",
+            ));
+        }
         self.gate.forget(record.user.id);
         self.deps
             .refresh_tokens
@@ -642,18 +682,26 @@ impl AuthService {
         if let Some(role) = patch.role {
             record.user.role = role;
         }
-        if let Some(email) = patch.email {
-            record.user.email = email;
+        if let Some(email) = &patch.email {
+            record.user.email.clone_from(email);
         }
         if record.user != before {
             let now = self.deps.clock.now();
             record.user.updated_at = now;
-            // Disabling ends every token issued so far, so that enabling
-            // the account again does not revive a stolen one.
-            if record.user.disabled && !before.disabled {
-                record.tokens_revoked_before = Some(now);
+            // Only the fields the patch names are written: a password
+            // change landing meanwhile is kept. Disabling ends every token
+            // issued so far, so that enabling the account again does not
+            // revive a stolen one.
+            let change = UserChange {
+                email: patch.email,
+                role: patch.role,
+                disabled: patch.disabled,
+                revoke_before: (record.user.disabled && !before.disabled).then_some(now),
+                updated_at: now,
+            };
+            if !self.deps.users.change_user(id, &change)? {
+                return Err(Error::NotFound);
             }
-            self.save(&record)?;
             self.gate.forget(id);
             self.audit(&AuditEvent::AdminAction {
                 actor: principal.user_id,
@@ -704,14 +752,6 @@ impl AuthService {
         match self.deps.users.find_user(id)? {
             Some(record) if !record.user.disabled => Ok(record),
             _ => Err(revoked),
-        }
-    }
-
-    fn save(&self, record: &UserRecord) -> Result<()> {
-        if self.deps.users.update_user(record)? {
-            Ok(())
-        } else {
-            Err(Error::NotFound)
         }
     }
 

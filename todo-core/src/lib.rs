@@ -49,5 +49,5 @@ pub use token::{
     TokenPair, TokenPolicy,
 };
 pub use user::{
-    Email, Password, PasswordHash, Role, User, UserId, UserPatch, UserRecord, Username,
+    Email, Password, PasswordHash, Role, User, UserChange, UserId, UserPatch, UserRecord, Username,
 };

@@ -12,7 +12,7 @@ use crate::query::{TaskCursor, TaskQuery};
 use crate::task::{Task, TaskId, TaskVersion};
 use crate::time::Timestamp;
 use crate::token::{FamilyId, RefreshTokenHash, RefreshTokenRecord};
-use crate::user::{User, UserId, UserRecord, Username};
+use crate::user::{PasswordHash, User, UserChange, UserId, UserRecord, Username};
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -81,6 +81,49 @@ impl UserStore for MemoryStore {
         }
         tables.users.insert(user.user.id, user.clone());
         Ok(true)
+    }
+
+    fn change_user(&self, id: UserId, change: &UserChange) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let Some(record) = tables.users.get_mut(&id) else {
+            return Ok(false);
+        };
+        if let Some(email) = &change.email {
+            record.user.email.clone_from(email);
+        }
+        if let Some(role) = change.role {
+            record.user.role = role;
+        }
+        if let Some(disabled) = change.disabled {
+            record.user.disabled = disabled;
+        }
+        if let Some(cut) = change.revoke_before {
+            record.tokens_revoked_before = Some(cut);
+        }
+        record.user.updated_at = change.updated_at;
+        Ok(true)
+    }
+
+    fn replace_password_hash(
+        &self,
+        id: UserId,
+        expected: &PasswordHash,
+        new: &PasswordHash,
+        updated_at: Timestamp,
+        revoke_before: Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        match tables.users.get_mut(&id) {
+            Some(record) if record.password_hash.as_str() == expected.as_str() => {
+                record.password_hash = new.clone();
+                record.user.updated_at = updated_at;
+                if revoke_before.is_some() {
+                    record.tokens_revoked_before = revoke_before;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {

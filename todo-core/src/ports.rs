@@ -10,7 +10,7 @@ use crate::query::TaskQuery;
 use crate::task::{Task, TaskId, TaskVersion};
 use crate::time::Timestamp;
 use crate::token::{AccessClaims, FamilyId, RefreshToken, RefreshTokenHash, RefreshTokenRecord};
-use crate::user::{Password, PasswordHash, User, UserId, UserRecord, Username};
+use crate::user::{Password, PasswordHash, User, UserChange, UserId, UserRecord, Username};
 
 /// Users, as the auth service keeps them.
 pub trait UserStore: Send + Sync {
@@ -19,7 +19,23 @@ pub trait UserStore: Send + Sync {
     fn find_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     fn find_user_by_username(&self, username: &Username) -> Result<Option<UserRecord>, StoreError>;
     /// Writes every field but the id; returns whether the user existed.
+    /// Read-modify-write callers lose concurrent changes: prefer
+    /// [`UserStore::change_user`] and [`UserStore::replace_password_hash`].
     fn update_user(&self, user: &UserRecord) -> Result<bool, StoreError>;
+    /// Writes only the fields `change` names (and `updated_at`), leaving
+    /// what others changed meanwhile; returns whether the user existed.
+    fn change_user(&self, id: UserId, change: &UserChange) -> Result<bool, StoreError>;
+    /// Replaces the password hash only if it is still `expected` (nobody
+    /// changed the password meanwhile), setting `updated_at` and, if given,
+    /// the revocation cut. Returns whether it did.
+    fn replace_password_hash(
+        &self,
+        id: UserId,
+        expected: &PasswordHash,
+        new: &PasswordHash,
+        updated_at: Timestamp,
+        revoke_before: Option<Timestamp>,
+    ) -> Result<bool, StoreError>;
     /// Deletes the user with their tasks and refresh tokens; returns whether they existed.
     fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
     /// Up to `limit` users in id (creation) order, after `after` if given.
@@ -238,6 +254,12 @@ pub trait LoginBackoff: Send + Sync {
     ) -> Result<Result<(), Duration>, StoreError>;
     /// The attempt succeeded: `key`'s count is cleared.
     fn record_success(&self, key: ThrottleKey<'_>) -> Result<(), StoreError>;
+    /// The attempt was never weighed (hashing was saturated: 503): its
+    /// reservation is given back, so that overload does not lock an
+    /// account. Best effort: a concurrent attempt on `key` wins.
+    fn release(&self, _key: ThrottleKey<'_>) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Forgets keys whose last failure is older than the policy remembers
     /// and whose delay is over, and expired devices; returns how many.
     fn purge(&self, now: Timestamp) -> Result<u64, StoreError>;

@@ -318,6 +318,32 @@ pub struct UserRecord {
     pub tokens_revoked_before: Option<Timestamp>,
 }
 
+/// The fields of a stored user one write changes; `None` leaves a field as
+/// it is, so concurrent changes to other fields are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserChange {
+    pub email: Option<Option<Email>>,
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    /// Moves the revocation cut: tokens issued before it are refused.
+    pub revoke_before: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+impl UserChange {
+    /// A change of nothing but `updated_at`.
+    #[must_use]
+    pub fn at(updated_at: Timestamp) -> Self {
+        Self {
+            email: None,
+            role: None,
+            disabled: None,
+            revoke_before: None,
+            updated_at,
+        }
+    }
+}
+
 /// An admin's change to a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserPatch {

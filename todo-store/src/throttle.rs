@@ -118,6 +118,39 @@ impl LoginBackoff for SqlLoginBackoff {
         Ok(Err(CONTENDED))
     }
 
+    fn release(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
+        let key = key.to_key();
+        let row: Option<(i64, i64)> = self.store.with_conn(|conn| {
+            login_failures::table
+                .find(&key)
+                .select((login_failures::failures, login_failures::last_at))
+                .first(conn)
+                .optional()
+        })?;
+        let Some((failures, last_at)) = row.filter(|(failures, _)| *failures > 0) else {
+            return Ok(());
+        };
+        let count = u32::try_from(failures - 1).unwrap_or(0);
+        let last = Timestamp::from_unix_micros(last_at).unwrap_or(Timestamp::UNIX_EPOCH);
+        let blocked = last
+            .saturating_add(self.policy.delay_after(count))
+            .unix_micros();
+        // Only if no other attempt changed the row since: theirs stands.
+        self.store.with_write_conn(|conn| {
+            let unchanged = login_failures::table
+                .filter(login_failures::throttle_key.eq(&key))
+                .filter(login_failures::failures.eq(failures))
+                .filter(login_failures::last_at.eq(last_at));
+            diesel::update(unchanged)
+                .set((
+                    login_failures::failures.eq(i64::from(count)),
+                    login_failures::blocked_until.eq(blocked),
+                ))
+                .execute(conn)
+        })?;
+        Ok(())
+    }
+
     fn record_success(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
         let key = key.to_key();
         self.store.with_write_conn(|conn| {

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use todo_core::{
     Email, FamilyId, PasswordHash, RefreshTokenHash, RefreshTokenRecord, RefreshTokenStore, Role,
-    StoreError, Timestamp, User, UserId, UserRecord, UserStore, Username,
+    StoreError, Timestamp, User, UserChange, UserId, UserRecord, UserStore, Username,
 };
 
 use crate::SqlStore;
@@ -22,6 +22,17 @@ struct UserRow {
     password_hash: String,
     tokens_revoked_before: Option<i64>,
     created_at: i64,
+    updated_at: i64,
+}
+
+/// The columns one write changes: `None` leaves a column alone.
+#[derive(AsChangeset)]
+#[diesel(table_name = users)]
+struct UserChangeRow {
+    email: Option<Option<String>>,
+    role: Option<String>,
+    disabled: Option<i16>,
+    tokens_revoked_before: Option<Option<i64>>,
     updated_at: i64,
 }
 
@@ -99,6 +110,53 @@ impl UserStore for SqlStore {
         let n = self.with_write_conn(|conn| {
             diesel::update(users::table.find(&row.id))
                 .set(&row)
+                .execute(conn)
+        })?;
+        Ok(n == 1)
+    }
+
+    fn change_user(&self, id: UserId, change: &UserChange) -> Result<bool, StoreError> {
+        let row = UserChangeRow {
+            email: change
+                .email
+                .as_ref()
+                .map(|e| e.as_ref().map(|e| e.as_str().to_owned())),
+            role: change.role.map(|r| r.as_str().to_owned()),
+            disabled: change.disabled.map(i16::from),
+            tokens_revoked_before: change.revoke_before.map(|t| Some(t.unix_micros())),
+            updated_at: change.updated_at.unix_micros(),
+        };
+        let id = id.to_string();
+        let n = self.with_write_conn(|conn| {
+            diesel::update(users::table.find(&id))
+                .set(&row)
+                .execute(conn)
+        })?;
+        Ok(n == 1)
+    }
+
+    fn replace_password_hash(
+        &self,
+        id: UserId,
+        expected: &PasswordHash,
+        new: &PasswordHash,
+        updated_at: Timestamp,
+        revoke_before: Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        let row = UserChangeRow {
+            email: None,
+            role: None,
+            disabled: None,
+            tokens_revoked_before: revoke_before.map(|t| Some(t.unix_micros())),
+            updated_at: updated_at.unix_micros(),
+        };
+        let id = id.to_string();
+        let n = self.with_write_conn(|conn| {
+            let unchanged = users::table
+                .find(&id)
+                .filter(users::password_hash.eq(expected.as_str()));
+            diesel::update(unchanged)
+                .set((&row, users::password_hash.eq(new.as_str())))
                 .execute(conn)
         })?;
         Ok(n == 1)

@@ -128,6 +128,29 @@ fn concurrent_attempts_past_the_allowance_find_the_slot_taken() {
     assert_eq!(taken, 3, "two free attempts and one more; nine refused");
 }
 
+/// An attempt shed for overload (never weighed) gives its slot back, so a
+/// login flood does not lock the account's owner out.
+#[test]
+fn a_released_attempt_counts_for_nothing() {
+    let clock = ManualClock::new();
+    let backoff = FailedLoginBackoff::new(BackoffPolicy {
+        free_failures: 2,
+        ..BackoffPolicy::default()
+    });
+    let alice = Username::parse("alice").unwrap();
+    for _ in 0..10 {
+        take(&backoff, &alice, &clock).unwrap();
+        backoff.release(ThrottleKey::Account(&alice)).unwrap();
+    }
+    take(&backoff, &alice, &clock).unwrap();
+    take(&backoff, &alice, &clock).unwrap();
+    take(&backoff, &alice, &clock).unwrap();
+    assert!(
+        take(&backoff, &alice, &clock).is_err(),
+        "a third real failure, past the two free ones, delays the next"
+    );
+}
+
 #[test]
 fn the_delay_is_capped_and_old_failures_are_forgotten() {
     let clock = ManualClock::new();

@@ -83,7 +83,7 @@ impl Harness {
         (self.auth.authenticate(&pair.access_token).unwrap(), pair)
     }
 
-    fn admin(&self) -> Principal {
+    pub fn admin(&self) -> Principal {
         let reg = Registration::parse("root", "admin-password", None).unwrap();
         self.auth.create_user(reg, Role::Admin).unwrap();
         self.principal("root", "admin-password").0
@@ -757,4 +757,120 @@ fn repeated_failures_on_an_account_are_throttled_and_success_resets() {
         2
     );
     assert_eq!(todo_core::retry_after_seconds(Duration::ZERO), 1);
+}
+
+/// Runs `hook` once, in the middle of the next hash: a write that lands
+/// while a login or password change weighs a password.
+struct InterleavingHasher {
+    inner: CountingHasher,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl todo_core::PasswordHasher for InterleavingHasher {
+    fn hash(
+        &self,
+        password: &todo_core::Password,
+    ) -> Result<todo_core::PasswordHash, todo_core::HashError> {
+        if let Some(hook) = self.hook.lock().unwrap().take() {
+            hook();
+        }
+        self.inner.hash(password)
+    }
+    fn verify(
+        &self,
+        password: &todo_core::Password,
+        hash: &todo_core::PasswordHash,
+    ) -> Result<todo_core::Verification, todo_core::HashError> {
+        self.inner.verify(password, hash)
+    }
+    fn dummy_hash(&self) -> &todo_core::PasswordHash {
+        self.inner.dummy_hash()
+    }
+}
+
+fn with_hasher(h: &Harness, hasher: Arc<InterleavingHasher>) -> AuthService {
+    let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+    AuthService::new(AuthDeps {
+        users: h.store.clone(),
+        refresh_tokens: h.store.clone(),
+        hasher,
+        signer: tokens.clone(),
+        verifier: tokens,
+        refresh_hasher: Arc::new(ReversingDigest),
+        clock: h.clock.clone(),
+        random: Arc::new(SeededRandom::new(9)),
+        limits: AuthLimits::unlimited(),
+        audit: Arc::new(RecordingAudit::default()),
+        policy: TokenPolicy::default(),
+    })
+}
+
+/// v1 wrote the whole user row back after weighing a password: an admin's
+/// disable (or a password change) that landed meanwhile was undone.
+#[test]
+fn a_rehash_or_password_change_keeps_what_an_admin_changed_meanwhile() {
+    let h = harness();
+    let root = h.admin();
+    let alice = h.register("alice", "correct horse");
+    // Costs raised: alice's next login rehashes her password.
+    let disable = {
+        let (auth, root) = (h.auth.clone(), root.clone());
+        move || {
+            let patch = UserPatch {
+                disabled: Some(true),
+                ..UserPatch::default()
+            };
+            auth.patch_user(&root, alice.id, patch).unwrap();
+        }
+    };
+    let raised = with_hasher(
+        &h,
+        Arc::new(InterleavingHasher {
+            inner: CountingHasher::new(3),
+            hook: std::sync::Mutex::new(Some(Box::new(disable))),
+        }),
+    );
+    let _ = raised.login(ADDR, &Credentials::offered("alice", "correct horse"));
+    let stored = h.store.find_user(alice.id).unwrap().unwrap();
+    assert!(
+        stored.user.disabled,
+        "the admin's disable survives the rehash"
+    );
+    assert!(stored.tokens_revoked_before.is_some());
+
+    // A password change whose new hash is made while an admin demotes the
+    // user keeps the demotion.
+    let bob = h.register("bob", "correct horse");
+    let promote = UserPatch {
+        role: Some(Role::Admin),
+        ..UserPatch::default()
+    };
+    h.auth.patch_user(&root, bob.id, promote).unwrap();
+    let demote = {
+        let (auth, root) = (h.auth.clone(), root.clone());
+        move || {
+            let patch = UserPatch {
+                role: Some(Role::User),
+                ..UserPatch::default()
+            };
+            auth.patch_user(&root, bob.id, patch).unwrap();
+        }
+    };
+    let changing = with_hasher(
+        &h,
+        Arc::new(InterleavingHasher {
+            inner: CountingHasher::new(2),
+            hook: std::sync::Mutex::new(Some(Box::new(demote))),
+        }),
+    );
+    let (bob_principal, _) = h.principal("bob", "correct horse");
+    changing
+        .change_password(None, &bob_principal, "correct horse", "battery staple")
+        .unwrap();
+    let stored = h.store.find_user(bob.id).unwrap().unwrap();
+    assert_eq!(stored.user.role, Role::User, "the demotion survives");
+    assert!(
+        h.login("bob", "battery staple").is_ok(),
+        "the new password holds"
+    );
 }
