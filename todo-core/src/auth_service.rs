@@ -401,19 +401,30 @@ impl AuthService {
             _ => {
                 let token = DeviceToken::generate(&*self.deps.random)?;
                 let digest = self.deps.refresh_hasher.digest(token.secret());
-                self.deps.limits.login_failures.remember_device(
+                let remembered = self.deps.limits.login_failures.remember_device(
                     &digest,
                     record.user.id,
                     now,
                     now.saturating_add(DEVICE_TOKEN_TTL),
-                )?;
+                );
+                match remembered {
+                    Ok(()) => {}
+                    // The account was deleted while the password was weighed.
+                    Err(StoreError::MissingReference(_)) => return fail(),
+                    Err(e) => return Err(e.into()),
+                }
                 token
             }
         };
         let family = FamilyId::from_uuid(new_v7(now, &*self.deps.random)?);
         let (mut pair, refresh) = self.issue(&record.user, family, now)?;
         pair.device_token = Some(device_token);
-        self.deps.refresh_tokens.insert_refresh_token(&refresh)?;
+        match self.deps.refresh_tokens.insert_refresh_token(&refresh) {
+            Ok(()) => {}
+            // The account was deleted while the password was weighed.
+            Err(StoreError::MissingReference(_)) => return fail(),
+            Err(e) => return Err(e.into()),
+        }
         self.audit(&AuditEvent::LoginSucceeded {
             user: record.user.id,
             client,
@@ -448,8 +459,18 @@ impl AuthService {
         if now >= old.expires_at {
             return Err(Error::InvalidRefreshToken);
         }
+        // A token issued before the user's last password change or
+        // disabling is dead, even if its family was stored after the
+        // revocation ran (a login that finished just after it).
         let user = match self.deps.users.find_user(old.user_id)? {
-            Some(record) if !record.user.disabled => record.user,
+            Some(record)
+                if !record.user.disabled
+                    && record
+                        .tokens_revoked_before
+                        .is_none_or(|cut| old.issued_at >= cut) =>
+            {
+                record.user
+            }
             _ => {
                 self.deps.refresh_tokens.revoke_refresh_family(old.family)?;
                 return Err(Error::InvalidRefreshToken);

@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -255,15 +257,29 @@ pub(crate) struct Manager {
     url: DatabaseUrl,
     busy_timeout: Duration,
     sqlite_sync: SqliteSync,
+    /// Connections still to be probed as they come back to the pool: set
+    /// after a PostgreSQL outage error (see [`Manager::suspect_outage`]).
+    probes_left: Arc<AtomicU32>,
 }
 
 impl Manager {
-    pub(crate) fn new(config: &StoreConfig) -> Self {
+    pub(crate) fn new(config: &StoreConfig, probes_left: Arc<AtomicU32>) -> Self {
         Self {
             url: config.url.clone(),
             busy_timeout: config.busy_timeout,
             sqlite_sync: config.sqlite_sync,
+            probes_left,
         }
+    }
+
+    /// After a PostgreSQL restart every pooled connection is dead, but
+    /// diesel calls a connection broken only inside a failed transaction:
+    /// without a probe, dead connections would go back to the pool and
+    /// fail every request that draws them, for ever. So after an outage
+    /// error the next `connections` returned (twice the pool) are probed,
+    /// and the dead ones are dropped. Costs nothing while all is well.
+    pub(crate) fn suspect_outage(probes_left: &AtomicU32, connections: u32) {
+        probes_left.store(connections.saturating_mul(2), Ordering::Relaxed);
     }
 }
 
@@ -307,7 +323,16 @@ impl r2d2::ManageConnection for Manager {
         use diesel::connection::TransactionManager;
         match conn {
             AnyConnection::Postgresql(c) => {
-                <PgConnection as Connection>::TransactionManager::is_broken_transaction_manager(c)
+                if <PgConnection as Connection>::TransactionManager::is_broken_transaction_manager(
+                    c,
+                ) {
+                    return true;
+                }
+                let probe = self
+                    .probes_left
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok();
+                probe && c.batch_execute("SELECT 1").is_err()
             }
             AnyConnection::Sqlite(c) => {
                 <SqliteConnection as Connection>::TransactionManager::is_broken_transaction_manager(

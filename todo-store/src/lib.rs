@@ -36,6 +36,8 @@ pub struct SqlStore {
     /// load. Writes of this process queue here instead, and SQLite's lock
     /// is left to arbitrate between processes only.
     writer: Option<std::sync::Arc<std::sync::Mutex<()>>>,
+    /// Shared with the pool's manager: see `Manager::suspect_outage`.
+    probes_left: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -61,17 +63,19 @@ impl SqlStore {
         if let DatabaseUrl::Sqlite(path) = &config.url {
             db::prepare_sqlite_files(path).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
+        let probes_left = std::sync::Arc::default();
         let pool = r2d2::Pool::builder()
             .max_size(config.max_connections.max(1))
             .min_idle(Some(0))
             .connection_timeout(config.acquire_timeout)
             .test_on_check_out(false)
-            .build_unchecked(Manager::new(config));
+            .build_unchecked(Manager::new(config, std::sync::Arc::clone(&probes_left)));
         let writer = matches!(config.url, DatabaseUrl::Sqlite(_)).then(std::sync::Arc::default);
         Ok(Self {
             pool,
             backend: config.url.backend(),
             writer,
+            probes_left,
         })
     }
 
@@ -159,6 +163,14 @@ impl SqlStore {
         work: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
     ) -> Result<T, StoreError> {
         let mut conn = self.pool.get().map_err(from_pool)?;
-        work(&mut conn).map_err(from_diesel)
+        work(&mut conn).map_err(|error| {
+            let error = from_diesel(error);
+            if matches!(error, StoreError::Unavailable(_))
+                && matches!(&*conn, AnyConnection::Postgresql(_))
+            {
+                Manager::suspect_outage(&self.probes_left, self.pool.max_size());
+            }
+            error
+        })
     }
 }

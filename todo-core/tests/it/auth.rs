@@ -874,3 +874,36 @@ fn a_rehash_or_password_change_keeps_what_an_admin_changed_meanwhile() {
         "the new password holds"
     );
 }
+
+/// A login that finished just after the password change revoked every
+/// refresh token stores a family the revocation never saw: its token was
+/// issued before the change, so it must not refresh (v1.1 attack finding).
+#[test]
+fn a_refresh_token_issued_before_the_password_change_is_dead_whenever_it_was_stored() {
+    let h = harness();
+    let alice = h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    let issued_at = h.clock.now();
+    h.clock.advance(Duration::from_millis(30));
+    h.auth
+        .change_password(None, &me, "correct horse", "battery staple")
+        .unwrap();
+    // The racing login's family lands now, after the revocation.
+    let token = RefreshToken::generate(&SeededRandom::new(77)).unwrap();
+    let late = todo_core::RefreshTokenRecord {
+        hash: ReversingDigest.digest(&token),
+        family: todo_core::FamilyId::from_uuid(
+            todo_core::new_v7(issued_at, &SeededRandom::new(78)).unwrap(),
+        ),
+        user_id: alice.id,
+        issued_at,
+        expires_at: issued_at.saturating_add(TokenPolicy::default().refresh_ttl),
+        used_at: None,
+        revoked: false,
+    };
+    h.store.insert_refresh_token(&late).unwrap();
+    assert!(matches!(
+        h.auth.refresh(ADDR, &token),
+        Err(Error::InvalidRefreshToken)
+    ));
+}
