@@ -596,7 +596,7 @@ impl AuthService {
         self.deps
             .limits
             .login_failures
-            .reserve(ThrottleKey::Account(username), now)?
+            .reserve(ThrottleKey::SignedIn(record.user.id), now)?
             .map_err(|retry_after| {
                 let username = Some(username);
                 self.audit(&AuditEvent::Throttled {
@@ -607,12 +607,15 @@ impl AuthService {
                 Error::RateLimited { retry_after }
             })?;
         let matches = match Password::offered(current) {
-            Some(current) => {
-                self.deps
-                    .hasher
-                    .verify(&current, &record.password_hash)?
-                    .matches
-            }
+            Some(current) => match self.deps.hasher.verify(&current, &record.password_hash) {
+                Ok(verification) => verification.matches,
+                Err(busy @ HashError::Busy { .. }) => {
+                    let key = ThrottleKey::SignedIn(record.user.id);
+                    self.deps.limits.login_failures.release(key)?;
+                    return Err(busy.into());
+                }
+                Err(e) => return Err(e.into()),
+            },
             None => false,
         };
         if !matches {
@@ -621,7 +624,7 @@ impl AuthService {
         self.deps
             .limits
             .login_failures
-            .record_success(ThrottleKey::Account(username))?;
+            .record_success(ThrottleKey::SignedIn(record.user.id))?;
         let new_hash = self.deps.hasher.hash(&new)?;
         // Only if nobody changed the password while both were weighed; the
         // other fields (an admin's disable, say) are left as they are now.

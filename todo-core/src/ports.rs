@@ -173,15 +173,21 @@ pub enum ThrottleKey<'a> {
     Account(&'a Username),
     /// The digest of a device token.
     Device(&'a RefreshTokenHash),
+    /// A signed-in user confirming their password (a password change):
+    /// counted apart from the account's logins, so that strangers guessing
+    /// at the login form cannot stop the owner from changing it.
+    SignedIn(UserId),
 }
 
 impl ThrottleKey<'_> {
-    /// The key as one string: `a:` or `d:` then the username or digest.
+    /// The key as one string: `a:`, `d:` or `u:` then the username, digest
+    /// or user id.
     #[must_use]
     pub fn to_key(&self) -> String {
         match self {
             Self::Account(username) => format!("a:{}", username.as_str()),
             Self::Device(digest) => format!("d:{}", digest.as_str()),
+            Self::SignedIn(user) => format!("u:{user}"),
         }
     }
 }

@@ -336,6 +336,35 @@ async fn the_owner_with_a_device_token_signs_in_during_an_attack(database: &Test
         statuses.push(reply.status.as_u16());
     }
     assert_eq!(statuses, [401, 401, 401, 429]);
+
+    // The signed-in owner changes the password while the account is under
+    // attack (v1.1's attack session found it refused with 429)...
+    let owner = login_with_device(&b, "alice", "correct horse", &mallory_device).await;
+    assert_eq!(
+        owner.status, 429,
+        "still locked for a login without her device"
+    );
+    let session = signed_in.json().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let changed = a
+        .json(
+            Method::POST,
+            "/v1/users/me/password",
+            Some(&session),
+            Some(&json!({"current_password": "correct horse", "new_password": "battery staple"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.status, 204, "{:?}", changed.body);
+    // ...and the devices that signed in with the old password keep no
+    // allowance of their own against the new one.
+    let stale = login_with_device(&b, "alice", "battery staple", &device).await;
+    assert_eq!(
+        stale.status, 429,
+        "the device was forgotten with the password"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
