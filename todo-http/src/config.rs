@@ -84,6 +84,11 @@ pub struct ServerArgs {
     /// forwarded client; more get 503.
     #[arg(long, env = "TODO_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
     pub max_connections_per_client: usize,
+    /// Requests one client address (an IPv6 /64) may have in flight at
+    /// once, over all its connections (HTTP/2 multiplies them); more get
+    /// 503 with Retry-After. Trusted proxies: see the flag above.
+    #[arg(long, env = "TODO_MAX_REQUESTS_PER_CLIENT", default_value_t = 32)]
+    pub max_requests_per_client: usize,
     /// Bytes of request bodies buffered at once across all connections; a
     /// body that cannot get its share gets 503 with Retry-After. One client
     /// may hold a quarter of it (at least one whole body). At least
@@ -138,6 +143,7 @@ impl ServerArgs {
         if self.max_body_bytes == 0
             || self.max_connections == 0
             || self.max_connections_per_client == 0
+            || self.max_requests_per_client == 0
         {
             return Err(
                 "--max-body-bytes, --max-connections and --max-connections-per-client must be positive"
@@ -156,6 +162,7 @@ impl ServerArgs {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             max_connections: self.max_connections,
             max_connections_per_client: self.max_connections_per_client,
+            max_requests_per_client: self.max_requests_per_client,
             body_budget_bytes: self.body_budget_bytes,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             ..HttpLimits::default()

@@ -69,6 +69,10 @@ pub struct Frontend<A> {
     /// Per-client slots: connections at accept (see `server`), and, for
     /// connections from trusted proxies, requests in flight here.
     slots: Arc<ClientSlots>,
+    /// Requests in flight per client address, for peers that are not
+    /// trusted proxies: HTTP/2 gives each connection 32 streams, so the
+    /// connection cap alone would let one address run thousands at once.
+    requests: Arc<ClientSlots>,
     budget: BodyBudget,
     metrics: MetricsExposure,
 }
@@ -78,6 +82,7 @@ impl<A: Api> Frontend<A> {
         Self {
             api,
             slots: ClientSlots::new(limits.max_connections_per_client),
+            requests: ClientSlots::new(limits.max_requests_per_client),
             budget: BodyBudget::new(limits.body_budget_bytes, limits.max_body_bytes),
             limits: Arc::new(limits),
             proxies,
@@ -125,10 +130,11 @@ impl<A: Api> Frontend<A> {
         // forwarded client may have as many requests in flight here as an
         // address may hold connections.
         let slot = if self.proxies.trusts(peer) {
-            self.slots.try_take(client).map(Some).ok_or(())
+            self.slots.try_take(client)
         } else {
-            Ok(None)
-        };
+            self.requests.try_take(client)
+        }
+        .ok_or(());
         let hidden = match self.metrics {
             MetricsExposure::Hidden => path == "/metrics",
             MetricsExposure::Shown => false,

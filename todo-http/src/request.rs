@@ -34,6 +34,9 @@ pub struct HttpLimits {
     /// closed as soon as they are accepted. Behind a trusted proxy, the
     /// requests in flight of one forwarded client; more get 503.
     pub max_connections_per_client: usize,
+    /// Requests one client address (not a trusted proxy) may have in
+    /// flight at once, over all its connections; more get 503.
+    pub max_requests_per_client: usize,
     /// Streams an HTTP/2 connection may have open at once.
     pub max_concurrent_streams: u32,
     /// Bytes of request bodies buffered at once across the process; a body
@@ -52,6 +55,7 @@ impl Default for HttpLimits {
             max_head_bytes: 16 * 1024,
             max_connections: 1024,
             max_connections_per_client: 64,
+            max_requests_per_client: 32,
             max_concurrent_streams: 32,
             body_budget_bytes: 32 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),

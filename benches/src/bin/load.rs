@@ -400,6 +400,8 @@ async fn main() {
         // Every load connection comes from 127.0.0.1.
         "--max-connections-per-client",
         "1024",
+        "--max-requests-per-client",
+        "1024",
     ];
     let auth = start(&sibling("auth-server"), &data, &database, &limits);
     let jwks = format!(
@@ -420,6 +422,8 @@ async fn main() {
             "--jwks-ca-file",
             ca.to_str().unwrap(),
             "--max-connections-per-client",
+            "1024",
+            "--max-requests-per-client",
             "1024",
             "--task-write-burst",
             "1000000",

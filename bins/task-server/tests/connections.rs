@@ -577,3 +577,110 @@ async fn a_client_that_stops_reading_its_responses_loses_the_connection() {
     let took = since.elapsed();
     assert!(took >= Duration::from_millis(1500), "closed after {took:?}");
 }
+
+/// A client that opens no flow-control window leaves finished responses in
+/// the server's memory. The attack session's numbers: 12 HTTP/2
+/// connections from one address, 32 streams each of a 4 MB task list,
+/// windows never opened, took a server from 24 MiB to 1.4 GiB. The
+/// response budget bounds what waits to be sent; reads past it get 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_http2_responses_cannot_grow_memory_past_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(dir.path(), &["--task-write-burst", "1000"]);
+    let client = server.client(&data);
+    let registered = client
+        .json(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(&serde_json::json!({"username": "hoarder", "password": "correct horse"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(registered.status, 201);
+    let token = common::token(&client, "hoarder", "correct horse").await;
+    // 100 tasks of 40 KB: a page of them is 4 MB.
+    let description = "\u{1D11E}".repeat(10_000);
+    for i in 0..100 {
+        let body = serde_json::json!({"title": format!("task {i}"), "description": description});
+        let created = client
+            .json(Method::POST, "/v1/tasks", Some(&token), Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(created.status, 201, "{:?}", created.body);
+    }
+    let pid = server.child.id();
+    let before = rss_kib(pid);
+
+    let h2 = connector(&data, &[b"h2"]);
+    let http1 = connector(&data, &[b"http/1.1"]);
+    let mut requests = Vec::new();
+    let mut connections = Vec::new();
+    for _ in 0..12 {
+        let tls = tls_from(&h2, HOARDER, server.addr).await.unwrap();
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .initial_stream_window_size(1024)
+            .initial_connection_window_size(1024)
+            .keep_alive_interval(None);
+        let (sender, connection) = builder.handshake(TokioIo::new(tls)).await.unwrap();
+        connections.push(tokio::spawn(async move {
+            let _ = connection.await;
+        }));
+        for _ in 0..32 {
+            let mut sender = sender.clone();
+            let request = http::Request::builder()
+                .method(Method::GET)
+                .uri(format!(
+                    "https://localhost:{}/v1/tasks?limit=100",
+                    server.addr.port()
+                ))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Stalled::empty())
+                .unwrap();
+            requests.push(tokio::spawn(async move {
+                // The head arrives; the body is never read.
+                sender.send_request(request).await
+            }));
+        }
+    }
+    let mut peak = before;
+    let sampling = Instant::now();
+    while sampling.elapsed() < Duration::from_secs(6) {
+        peak = peak.max(rss_kib(pid));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        healthz_from(&http1, OTHER, server.addr).await,
+        "HTTP/1.1 200 OK",
+        "another client is served meanwhile"
+    );
+    let (mut answered, mut refused, mut held) = (0, 0, Vec::new());
+    for request in requests {
+        if let Ok(Ok(Ok(response))) = tokio::time::timeout(Duration::from_millis(50), request).await
+        {
+            match response.status().as_u16() {
+                200 => answered += 1,
+                503 => refused += 1,
+                other => panic!("unexpected {other}"),
+            }
+            held.push(response);
+        }
+    }
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    eprintln!(
+        "unread HTTP/2 responses: RSS {} -> {} MiB at most; {answered} answered, {refused} refused",
+        before / 1024,
+        peak / 1024
+    );
+    assert!(answered >= 1, "some lists are answered");
+    assert!(refused >= 1, "past the budget, reads get 503");
+    assert!(
+        grown_mib < 512,
+        "RSS grew by {grown_mib} MiB (v1.1 before the response budget: ~1,400)"
+    );
+    drop(held);
+    for connection in connections {
+        connection.abort();
+    }
+}
