@@ -75,10 +75,12 @@ fn app() -> &'static App {
         let task = tasks
             .create(user.id, NewTask::titled(Title::parse("seed").unwrap()))
             .unwrap();
+        // One gate for both APIs, as in `todo`.
+        let gate = Arc::clone(auth.gate());
         let auth_api = AuthApi::new(auth, &keys.to_jwks().unwrap(), vec![])
             .unwrap()
             .with_cookie_sessions();
-        let task_api = TaskApi::new(tasks, verifier, clock, vec![]).unwrap();
+        let task_api = TaskApi::new(tasks, gate, vec![]).unwrap();
         let one = OneOrigin::new(auth_api, task_api).unwrap();
         App {
             runtime: tokio::runtime::Builder::new_current_thread()
