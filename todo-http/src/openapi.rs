@@ -53,7 +53,7 @@ fn shared_paths() -> Value {
     json!({
         "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Serving"}}}},
         "/readyz": {"get": {"summary": "Readiness: the database answers", "security": [], "responses": {"200": {"description": "Ready"}, "503": problem("Not ready")}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics: served only on the separate --metrics-listen listener; the public listener answers 404", "security": [], "responses": {"200": {"description": "Text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics: served only on the separate --metrics-listen listener; the public listener answers 404", "security": [], "responses": {"200": {"description": "Text exposition format (on the metrics listener)", "content": {"text/plain": {"schema": {"type": "string"}}}}, "404": problem("On the public listener: metrics are not served here")}}},
         "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}}
     })
 }
