@@ -18,7 +18,7 @@ use serde_json::json;
 use todo_http::client::{Client, Reply};
 use todo_store::testing::TestDatabase;
 
-use common::{Running, run};
+use common::{Running, register, run};
 
 /// The database URL the binaries get for `database` (SQLite: a file in `data`).
 fn url_for(database: &TestDatabase, data: &Path) -> String {
@@ -51,19 +51,6 @@ fn auth_server(data: &Path, url: &str, extra: &[&str]) -> Running {
     ];
     args.extend_from_slice(extra);
     Running::start("auth-server", data, url, "127.0.0.1:0", &args)
-}
-
-async fn register(client: &Client, username: &str, password: &str) {
-    let reply = client
-        .json(
-            Method::POST,
-            "/v1/auth/register",
-            None,
-            Some(&json!({"username": username, "password": password})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply.status, 201, "{:?}", reply.body);
 }
 
 async fn login(client: &Client, username: &str, password: &str) -> Reply {

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use todo_http::client::{Client, Reply};
 use todo_store::testing::TestDatabase;
 
-use common::{Running, run, token};
+use common::{Running, register, run, token};
 
 /// API.md: refused within 1 s on every instance; a margin for a loaded machine.
 const WINDOW: Duration = Duration::from_millis(1500);
@@ -87,20 +87,6 @@ fn bootstrap_admin(binary: &str, data: &Path, url: &str, create: &[&str]) {
     );
 }
 
-async fn register(client: &Client, username: &str) -> String {
-    let reply = client
-        .json(
-            Method::POST,
-            "/v1/auth/register",
-            None,
-            Some(&json!({"username": username, "password": "correct horse"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply.status, 201, "{:?}", reply.body);
-    reply.json().unwrap()["id"].as_str().unwrap().to_owned()
-}
-
 async fn revocation_reaches_every_server(database: &TestDatabase) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -136,8 +122,8 @@ async fn revocation_reaches_every_server(database: &TestDatabase) {
     );
     let (one, two, task) = (auth.client(&data), other.client(&data), tasks.client(&data));
 
-    let alice_id = register(&one, "alice").await;
-    let bob_id = register(&one, "bob").await;
+    let alice_id = register(&one, "alice", "correct horse").await;
+    let bob_id = register(&one, "bob", "correct horse").await;
     let alice = token(&one, "alice", "correct horse").await;
     let bob = token(&one, "bob", "correct horse").await;
     let admin = token(&one, "admin", "admin password").await;
@@ -289,7 +275,7 @@ async fn revocation_reaches_every_server(database: &TestDatabase) {
     .await;
 
     // The role is the stored one: a demoted admin's token administers no more.
-    let second = register(&one, "carol").await;
+    let second = register(&one, "carol", "correct horse").await;
     let promoted = send(
         &one,
         Method::PATCH,
@@ -369,8 +355,8 @@ async fn the_one_process_todo_refuses_revoked_tokens() {
     );
     let todo = Running::start("todo", &data, &url, "127.0.0.1:0", &[]);
     let client = todo.client(&data);
-    let alice_id = register(&client, "alice").await;
-    let bob_id = register(&client, "bob").await;
+    let alice_id = register(&client, "alice", "correct horse").await;
+    let bob_id = register(&client, "bob", "correct horse").await;
     let alice = token(&client, "alice", "correct horse").await;
     let bob = token(&client, "bob", "correct horse").await;
     let admin = token(&client, "admin", "admin password").await;
@@ -450,7 +436,7 @@ async fn racing_refreshes_keep_the_session_and_replays_after_the_grace_end_it() 
         .env("TODO_REFRESH_REUSE_GRACE_SECS", "1");
     let auth = Running::spawn("auth-server", command);
     let client = auth.client(&data);
-    register(&client, "alice").await;
+    register(&client, "alice", "correct horse").await;
     let login = client
         .json(
             Method::POST,

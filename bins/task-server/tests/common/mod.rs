@@ -185,6 +185,21 @@ pub fn run(
     child.wait_with_output().unwrap()
 }
 
+/// Registers `username`; the new user's id.
+pub async fn register(client: &Client, username: &str, password: &str) -> String {
+    let reply = client
+        .json(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(&json!({"username": username, "password": password})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    reply.json().unwrap()["id"].as_str().unwrap().to_owned()
+}
+
 pub async fn token(client: &Client, username: &str, password: &str) -> String {
     let reply = client
         .json(
