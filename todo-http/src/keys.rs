@@ -8,8 +8,8 @@ use std::pin::Pin;
 
 /// Why the key set could not be refreshed.
 #[derive(Debug, thiserror::Error)]
-#[error("refreshing the verification keys failed: {0}")]
-pub struct RefreshError(pub String);
+#[error("refreshing the verification keys failed")]
+pub struct RefreshError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// Refetches the verification keys on demand (rate-limited by the
 /// implementation), installing them where the access gate verifies.
