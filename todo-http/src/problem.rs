@@ -49,6 +49,12 @@ struct Problem<'a> {
     errors: &'a [FieldError],
 }
 
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        ApiError::into_response(self).map(axum::body::Body::new)
+    }
+}
+
 impl std::ops::Deref for ApiError {
     type Target = ProblemData;
     fn deref(&self) -> &ProblemData {
