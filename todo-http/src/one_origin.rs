@@ -25,6 +25,7 @@ impl std::fmt::Debug for OneOrigin {
 }
 
 impl OneOrigin {
+    /// Both APIs and the page; the document merges both APIs' documents.
     pub fn new(auth: AuthApi, tasks: TaskApi) -> Result<Self, serde_json::Error> {
         let mut document = crate::openapi::auth();
         let tasks_document = crate::openapi::tasks();
@@ -92,6 +93,7 @@ impl std::fmt::Debug for AuthWithPage {
 }
 
 impl AuthWithPage {
+    /// The auth API, with cookie sessions, and the page.
     #[must_use]
     pub fn new(auth: AuthApi) -> Self {
         Self {
