@@ -36,6 +36,7 @@ pub struct ProblemData {
     /// The `Allow` value of a 405.
     pub allow: Option<String>,
     /// The current version's `ETag`, with a 412.
+    pub etag: Option<TaskVersion>,
     /// What the log gets for a 5xx (never the client).
     pub internal: Option<String>,
 }
