@@ -13,6 +13,7 @@ mod device;
 mod error;
 pub mod memory;
 mod ports;
+mod precondition;
 mod query;
 mod random;
 mod task;
@@ -36,6 +37,7 @@ pub use ports::{
     NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskStore,
     ThrottleKey, Unlimited, UserStore, Verification,
 };
+pub use precondition::Precondition;
 pub use query::{Page, PageLimit, SearchText, TaskCursor, TaskQuery, TaskSort, UserCursor};
 pub use random::{Random, new_v7};
 pub use task::{
