@@ -17,6 +17,7 @@ mod query;
 mod random;
 mod task;
 mod task_service;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod time;
 mod token;

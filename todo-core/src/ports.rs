@@ -1,5 +1,6 @@
 //! The traits at the core's edges. todo-store and todo-auth implement them;
-//! [`crate::memory`] and [`crate::testing`] hold in-process versions.
+//! [`crate::memory`] and `crate::testing` (the `testing` feature) hold
+//! in-process versions.
 
 use std::net::IpAddr;
 use std::time::Duration;
