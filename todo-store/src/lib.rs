@@ -23,6 +23,7 @@ use todo_core::StoreError;
 
 use db::{AnyConnection, Manager};
 pub use db::{Backend, DatabaseUrl, SqliteSync, StoreConfig, redact_url};
+pub use error::DatabaseUrlError;
 use error::{from_diesel, from_pool};
 pub use throttle::SqlLoginBackoff;
 
