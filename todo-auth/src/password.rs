@@ -12,8 +12,11 @@ use crate::error::KeyError;
 /// argon2id cost parameters. The default is OWASP's: 19 MiB, 2 passes, 1 lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Config {
+    /// Memory per hash, in KiB: what makes guessing on GPUs costly.
     pub memory_kib: u32,
+    /// Passes over the memory.
     pub iterations: u32,
+    /// Lanes.
     pub parallelism: u32,
 }
 
@@ -78,6 +81,7 @@ impl Argon2Hasher {
         Ok(hasher)
     }
 
+    /// The parameters new hashes are made with.
     #[must_use]
     pub fn config(&self) -> Argon2Config {
         self.config
@@ -265,7 +269,9 @@ pub struct BoundedHasher<H> {
 /// The bounds of a [`BoundedHasher`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolLimits {
+    /// Hashes running at once: one per core suits argon2.
     pub running: usize,
+    /// Callers queued behind them; more are refused at once.
     pub waiting: usize,
     /// What a shed caller is told to wait.
     pub retry_after: Duration,
@@ -286,6 +292,7 @@ impl<H> std::fmt::Debug for BoundedHasher<H> {
 }
 
 impl<H: PasswordHasher> BoundedHasher<H> {
+    /// Bounds `inner` by `limits` (at least one running).
     #[must_use]
     pub fn new(inner: H, limits: PoolLimits) -> Self {
         let limits = PoolLimits {

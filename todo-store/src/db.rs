@@ -54,6 +54,7 @@ impl DatabaseUrl {
         }
     }
 
+    /// Which database the URL names.
     #[must_use]
     pub fn backend(&self) -> Backend {
         match self {
@@ -201,13 +202,16 @@ pub(crate) fn prepare_sqlite_files(path: &std::path::Path) -> std::io::Result<()
 /// The two databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite, one file.
     Sqlite,
+    /// PostgreSQL.
     Postgres,
 }
 
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// Which database.
     pub url: DatabaseUrl,
     /// Pool size.
     pub max_connections: u32,
@@ -236,6 +240,7 @@ pub enum SqliteSync {
 }
 
 impl StoreConfig {
+    /// A configuration for `url` with the defaults: 8 connections, 5 s waits, synced commits.
     #[must_use]
     pub fn new(url: DatabaseUrl) -> Self {
         Self {
