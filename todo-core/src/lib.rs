@@ -8,7 +8,7 @@
 //! `todo-auth` implement its traits.
 
 mod access;
-mod auth_service;
+mod auth;
 mod device;
 mod error;
 pub mod memory;
@@ -23,8 +23,9 @@ mod token;
 mod user;
 
 pub use access::AccessGate;
-pub use auth_service::{
-    AuthDeps, AuthLimits, AuthService, Credentials, Registration, retry_after_seconds,
+pub use auth::{
+    AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials, MissingDependency,
+    Registration, SessionService, UserAdmin, retry_after_seconds,
 };
 pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
 pub use error::{

@@ -8,7 +8,7 @@ use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AuthService, Credentials, DeviceToken, Email, Error as CoreError, PageLimit, Principal,
+    AuthServices, Credentials, DeviceToken, Email, Error as CoreError, PageLimit, Principal,
     RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
 };
 
@@ -63,9 +63,9 @@ pub static ROUTES: &[RouteSpec] = &[
     },
 ];
 
-/// The auth API over an [`AuthService`].
+/// The auth API over the [`AuthServices`].
 pub struct AuthApi {
-    service: AuthService,
+    service: AuthServices,
     /// The refresh token's cookie lifetime, when the one-origin web page's
     /// cookie sessions are on.
     cookie_max_age: Option<u64>,
@@ -84,7 +84,7 @@ impl std::fmt::Debug for AuthApi {
 impl AuthApi {
     /// `jwks` is the served key set; `probes` answer readiness and add gauges.
     pub fn new(
-        service: AuthService,
+        service: AuthServices,
         jwks: &todo_auth::JwkSet,
         probes: Vec<Arc<dyn Probe>>,
     ) -> Result<Self, serde_json::Error> {
@@ -428,7 +428,10 @@ impl Api for AuthApi {
         match (route.template, &request.method) {
             ("/v1/auth/register", _) => {
                 let registration = decode_registration(&request.json_bytes().await?)?;
-                let user = call(&self.service, move |s| s.register(client, registration)).await?;
+                let user = call(&self.service.sessions, move |s| {
+                    s.register(client, registration)
+                })
+                .await?;
                 json_value(StatusCode::CREATED, &UserDto::from(&user))
             }
             ("/v1/auth/login", _) => {
@@ -439,7 +442,10 @@ impl Api for AuthApi {
                     credentials =
                         credentials.with_device(cookie(&request, DEVICE_COOKIE).as_deref());
                 }
-                let outcome = call(&self.service, move |s| s.login(client, &credentials)).await;
+                let outcome = call(&self.service.sessions, move |s| {
+                    s.login(client, &credentials)
+                })
+                .await;
                 match &outcome {
                     Ok(_) => self
                         .metrics
@@ -461,7 +467,7 @@ impl Api for AuthApi {
                 let (token, from_cookie) = self.refresh_token(body.refresh_token, &request)?;
                 let token = token.ok_or_else(|| ApiError::from(CoreError::InvalidRefreshToken))?;
                 let cookie_only = self.cookie_only(&request, from_cookie);
-                let pair = call(&self.service, move |s| s.refresh(client, &token)).await?;
+                let pair = call(&self.service.sessions, move |s| s.refresh(client, &token)).await?;
                 let body = token_pair(&pair, cookie_only)?;
                 Ok(self.with_cookie(body, Some(&pair.refresh_token)))
             }
@@ -469,7 +475,7 @@ impl Api for AuthApi {
                 self.same_origin_only(&request)?;
                 let body: RefreshBody = request.json().await?;
                 if let (Some(token), _) = self.refresh_token(body.refresh_token, &request)? {
-                    call(&self.service, move |s| s.logout(client, &token)).await?;
+                    call(&self.service.sessions, move |s| s.logout(client, &token)).await?;
                 }
                 Ok(self.with_cookie(no_content(), None))
             }
@@ -501,22 +507,24 @@ impl Api for AuthApi {
             }
             ("/v1/users/me", &Method::GET) => {
                 let me = self.principal(request.bearer()?).await?;
-                let user = call(&self.service, move |s| s.me(&me)).await?;
+                let user = call(&self.service.account, move |s| s.me(&me)).await?;
                 json_value(StatusCode::OK, &UserDto::from(&user))
             }
             ("/v1/users/me", _) => {
                 let me = self.principal(request.bearer()?).await?;
                 let body: PatchMeBody = request.json().await?;
                 let user = match email(body.email)? {
-                    Some(email) => call(&self.service, move |s| s.update_me(&me, email)).await?,
-                    None => call(&self.service, move |s| s.me(&me)).await?,
+                    Some(email) => {
+                        call(&self.service.account, move |s| s.update_me(&me, email)).await?
+                    }
+                    None => call(&self.service.account, move |s| s.me(&me)).await?,
                 };
                 json_value(StatusCode::OK, &UserDto::from(&user))
             }
             ("/v1/users/me/password", _) => {
                 let me = self.principal(request.bearer()?).await?;
                 let body: PasswordBody = request.json().await?;
-                call(&self.service, move |s| {
+                call(&self.service.account, move |s| {
                     s.change_password(client, &me, &body.current_password, &body.new_password)
                 })
                 .await?;
@@ -540,7 +548,10 @@ impl Api for AuthApi {
                         }
                     }
                 }
-                let page = call(&self.service, move |s| s.list_users(&me, limit, cursor)).await?;
+                let page = call(&self.service.admin, move |s| {
+                    s.list_users(&me, limit, cursor)
+                })
+                .await?;
                 json_value(
                     StatusCode::OK,
                     &UsersPage {
@@ -555,7 +566,7 @@ impl Api for AuthApi {
                 let id = param.as_deref().and_then(|p| UserId::parse(p).ok());
                 match *method {
                     Method::GET => {
-                        let user = call(&self.service, move |s| match id {
+                        let user = call(&self.service.admin, move |s| match id {
                             Some(id) => s.get_user(&me, id),
                             None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
                         })
@@ -564,7 +575,7 @@ impl Api for AuthApi {
                     }
                     Method::PATCH => {
                         let patch = decode_user_patch(&request.json_bytes().await?)?;
-                        let user = call(&self.service, move |s| match id {
+                        let user = call(&self.service.admin, move |s| match id {
                             Some(id) => s.patch_user(&me, id, patch),
                             None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
                         })
@@ -572,7 +583,7 @@ impl Api for AuthApi {
                         json_value(StatusCode::OK, &UserDto::from(&user))
                     }
                     _ => {
-                        call(&self.service, move |s| match id {
+                        call(&self.service.admin, move |s| match id {
                             Some(id) => s.delete_user(&me, id),
                             None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
                         })
