@@ -24,8 +24,8 @@ mod user;
 
 pub use access::AccessGate;
 pub use auth::{
-    AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials, MissingDependency,
-    Registration, SessionService, UserAdmin, retry_after_seconds,
+    AccountPatch, AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials,
+    MissingDependency, Registration, SessionService, UserAdmin, UserRef, retry_after_seconds,
 };
 pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
 pub use error::{

@@ -8,8 +8,8 @@ use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AuthServices, Credentials, DeviceToken, Email, Error as CoreError, PageLimit, Principal,
-    RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
+    AccountPatch, AuthServices, Credentials, DeviceToken, Email, Error as CoreError, PageLimit,
+    Principal, RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserPatch, UserRef,
 };
 
 use crate::blocking::call;
@@ -513,12 +513,10 @@ impl Api for AuthApi {
             ("/v1/users/me", _) => {
                 let me = self.principal(request.bearer()?).await?;
                 let body: PatchMeBody = request.json().await?;
-                let user = match email(body.email)? {
-                    Some(email) => {
-                        call(&self.service.account, move |s| s.update_me(&me, email)).await?
-                    }
-                    None => call(&self.service.account, move |s| s.me(&me)).await?,
+                let patch = AccountPatch {
+                    email: email(body.email)?,
                 };
+                let user = call(&self.service.account, move |s| s.patch_me(&me, patch)).await?;
                 json_value(StatusCode::OK, &UserDto::from(&user))
             }
             ("/v1/users/me/password", _) => {
@@ -562,32 +560,21 @@ impl Api for AuthApi {
             }
             ("/v1/users/{id}", method) => {
                 let me = self.principal(request.bearer()?).await?;
-                // An id that cannot be one is simply not found.
-                let id = param.as_deref().and_then(|p| UserId::parse(p).ok());
+                // An id that cannot be one is not found (after the admin check).
+                let id = param.as_deref().map_or(UserRef::Malformed, UserRef::parse);
                 match *method {
                     Method::GET => {
-                        let user = call(&self.service.admin, move |s| match id {
-                            Some(id) => s.get_user(&me, id),
-                            None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
-                        })
-                        .await?;
+                        let user = call(&self.service.admin, move |s| s.get_user(&me, id)).await?;
                         json_value(StatusCode::OK, &UserDto::from(&user))
                     }
                     Method::PATCH => {
                         let patch = decode_user_patch(&request.json_bytes().await?)?;
-                        let user = call(&self.service.admin, move |s| match id {
-                            Some(id) => s.patch_user(&me, id, patch),
-                            None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
-                        })
-                        .await?;
+                        let user = call(&self.service.admin, move |s| s.patch_user(&me, id, patch))
+                            .await?;
                         json_value(StatusCode::OK, &UserDto::from(&user))
                     }
                     _ => {
-                        call(&self.service.admin, move |s| match id {
-                            Some(id) => s.delete_user(&me, id),
-                            None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
-                        })
-                        .await?;
+                        call(&self.service.admin, move |s| s.delete_user(&me, id)).await?;
                         Ok(no_content())
                     }
                 }

@@ -10,6 +10,13 @@ use crate::ports::{AuditEvent, ThrottleKey};
 use crate::token::Principal;
 use crate::user::{Email, Password, User, UserChange};
 
+/// The caller's change to their own account; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountPatch {
+    /// The e-mail address; `Some(None)` removes it.
+    pub email: Option<Option<Email>>,
+}
+
 /// The signed-in caller's own account.
 #[derive(Clone)]
 pub struct AccountService {
@@ -32,6 +39,15 @@ impl AccountService {
         self.shared
             .current_user(principal.user_id)
             .map(|record| record.user)
+    }
+
+    /// Applies the fields `patch` names; a patch that names none changes
+    /// nothing and answers the account as it is (as [`Self::me`]).
+    pub fn patch_me(&self, principal: &Principal, patch: AccountPatch) -> Result<User> {
+        match patch.email {
+            Some(email) => self.update_me(principal, email),
+            None => self.me(principal),
+        }
     }
 
     /// Changes the caller's e-mail address (`None` removes it).

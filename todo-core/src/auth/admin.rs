@@ -10,6 +10,42 @@ use crate::query::{Page, PageLimit, UserCursor};
 use crate::token::Principal;
 use crate::user::{Role, User, UserChange, UserId, UserPatch};
 
+/// A user as a caller names one: an id, or text that cannot be one.
+///
+/// Text that cannot be an id names no user: [`UserAdmin`] answers it with
+/// [`Error::NotFound`], like an id nobody has, but only after the caller's
+/// admin rights are checked, so that a caller who is not an administrator is
+/// refused ([`Error::Forbidden`]) whatever they name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRef {
+    /// A well-formed id (whether or not a user has it).
+    Id(UserId),
+    /// Text that cannot be an id.
+    Malformed,
+}
+
+impl UserRef {
+    /// What `raw` names: an id if it parses as one. Never fails.
+    #[must_use]
+    pub fn parse(raw: &str) -> Self {
+        UserId::parse(raw).map_or(Self::Malformed, Self::Id)
+    }
+
+    /// The id, or [`Error::NotFound`]: call after the admin check.
+    fn id(self) -> Result<UserId> {
+        match self {
+            Self::Id(id) => Ok(id),
+            Self::Malformed => Err(Error::NotFound),
+        }
+    }
+}
+
+impl From<UserId> for UserRef {
+    fn from(id: UserId) -> Self {
+        Self::Id(id)
+    }
+}
+
 /// The administrators' operations on users. Every call but
 /// [`UserAdmin::create_user`] re-reads the caller's role from the store.
 #[derive(Clone)]
@@ -56,8 +92,9 @@ impl UserAdmin {
     }
 
     /// Any user (admins only).
-    pub fn get_user(&self, principal: &Principal, id: UserId) -> Result<User> {
+    pub fn get_user(&self, principal: &Principal, user: impl Into<UserRef>) -> Result<User> {
         self.require_admin(principal)?;
+        let id = user.into().id()?;
         self.shared
             .users
             .find_user(id)?
@@ -68,8 +105,14 @@ impl UserAdmin {
     /// Disables, enables, promotes, demotes or re-addresses a user (admins
     /// only). Disabling revokes the user's refresh tokens. Admins cannot
     /// disable or demote themselves, so that there is always one left.
-    pub fn patch_user(&self, principal: &Principal, id: UserId, patch: UserPatch) -> Result<User> {
+    pub fn patch_user(
+        &self,
+        principal: &Principal,
+        user: impl Into<UserRef>,
+        patch: UserPatch,
+    ) -> Result<User> {
         self.require_admin(principal)?;
+        let id = user.into().id()?;
         let self_harm = patch.disabled == Some(true) || patch.role == Some(Role::User);
         if id == principal.user_id && self_harm {
             return Err(Error::Conflict(
@@ -119,8 +162,9 @@ impl UserAdmin {
     }
 
     /// Deletes a user with their tasks and tokens (admins only, not themselves).
-    pub fn delete_user(&self, principal: &Principal, id: UserId) -> Result<()> {
+    pub fn delete_user(&self, principal: &Principal, user: impl Into<UserRef>) -> Result<()> {
         self.require_admin(principal)?;
+        let id = user.into().id()?;
         if id == principal.user_id {
             return Err(Error::Conflict("admins cannot delete themselves"));
         }

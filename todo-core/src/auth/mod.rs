@@ -20,8 +20,8 @@ mod sessions;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use account::AccountService;
-pub use admin::UserAdmin;
+pub use account::{AccountPatch, AccountService};
+pub use admin::{UserAdmin, UserRef};
 pub use builder::{AuthLimits, AuthServicesBuilder, MissingDependency};
 pub use input::{Credentials, Registration};
 pub use sessions::SessionService;

@@ -10,10 +10,10 @@ use todo_core::testing::{
     CountingHasher, ManualClock, RecordingAudit, ReversingDigest, SeededRandom, TableTokens,
 };
 use todo_core::{
-    AuthLimits, AuthServices, Clock, Credentials, Error, LoginBackoff, NewTask, PageLimit,
-    Principal, RateLimiter, RefreshToken, RefreshTokenHasher, RefreshTokenStore, Registration,
-    Role, StoreError, TaskService, ThrottleKey, Timestamp, Title, TokenPolicy, TokenRejection,
-    UserPatch, UserStore, Username,
+    AccountPatch, AuthLimits, AuthServices, Clock, Credentials, Error, LoginBackoff, NewTask,
+    PageLimit, Principal, RateLimiter, RefreshToken, RefreshTokenHasher, RefreshTokenStore,
+    Registration, Role, StoreError, TaskService, ThrottleKey, Timestamp, Title, TokenPolicy,
+    TokenRejection, UserPatch, UserRef, UserStore, Username,
 };
 
 pub struct Harness {
@@ -538,6 +538,119 @@ fn users_see_and_change_their_own_account() {
     assert_eq!(updated.email, Some(email));
     assert!(updated.updated_at > updated.created_at);
     assert_eq!(h.auth.account.update_me(&me, None).unwrap().email, None);
+}
+
+/// A patch of one's own account that names no field (`PATCH /v1/users/me`
+/// with `{}`) was the handler's decision; it is the service's now.
+#[test]
+fn an_account_patch_changes_only_what_it_names() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    let email = todo_core::Email::parse("alice@example.org").unwrap();
+    let set = AccountPatch {
+        email: Some(Some(email.clone())),
+    };
+    let with_email = h.auth.account.patch_me(&me, set).unwrap();
+    assert_eq!(with_email.email, Some(email.clone()));
+
+    h.clock.advance(Duration::from_secs(1));
+    let unchanged = h
+        .auth
+        .account
+        .patch_me(&me, AccountPatch::default())
+        .unwrap();
+    assert_eq!(unchanged, with_email, "an empty patch changes nothing");
+    assert_eq!(
+        h.store.find_user(me.user_id).unwrap().unwrap().user,
+        with_email,
+        "nor writes anything"
+    );
+
+    let remove = AccountPatch { email: Some(None) };
+    let removed = h.auth.account.patch_me(&me, remove).unwrap();
+    assert_eq!(removed.email, None);
+    assert!(removed.updated_at > with_email.updated_at);
+
+    // A disabled account, even with an empty patch, is answered like its
+    // revoked token.
+    let root = h.admin();
+    let disable = UserPatch {
+        disabled: Some(true),
+        ..UserPatch::default()
+    };
+    h.auth.admin.patch_user(&root, me.user_id, disable).unwrap();
+    assert!(matches!(
+        h.auth.account.patch_me(&me, AccountPatch::default()),
+        Err(Error::InvalidToken(TokenRejection::Revoked))
+    ));
+}
+
+/// A path id that cannot be an id (`/v1/users/nope`) was the handler's
+/// decision; it is the service's now: not found, but only for an admin.
+#[test]
+fn a_malformed_user_id_is_not_found_after_the_admin_check() {
+    let h = harness();
+    let root = h.admin();
+    let alice = h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    let nope = UserRef::parse("nope");
+    assert_eq!(nope, UserRef::Malformed);
+    assert_eq!(UserRef::parse(&alice.id.to_string()), UserRef::Id(alice.id));
+
+    let patch = UserPatch {
+        role: Some(Role::Admin),
+        ..UserPatch::default()
+    };
+    // Not an admin: refused, whatever the shape of the id.
+    assert!(matches!(
+        h.auth.admin.get_user(&me, nope),
+        Err(Error::Forbidden)
+    ));
+    assert!(matches!(
+        h.auth.admin.patch_user(&me, nope, patch.clone()),
+        Err(Error::Forbidden)
+    ));
+    assert!(matches!(
+        h.auth.admin.delete_user(&me, nope),
+        Err(Error::Forbidden)
+    ));
+    // An admin: no such user.
+    assert!(matches!(
+        h.auth.admin.get_user(&root, nope),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        h.auth.admin.patch_user(&root, nope, patch.clone()),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        h.auth.admin.delete_user(&root, nope),
+        Err(Error::NotFound)
+    ));
+    assert!(
+        h.audit
+            .events()
+            .iter()
+            .all(|e| !e.starts_with("AdminAction")),
+        "nothing was done"
+    );
+    // A well-formed id parsed from text is the user's.
+    let by_text = UserRef::parse(&alice.id.to_string());
+    assert_eq!(h.auth.admin.get_user(&root, by_text).unwrap().id, alice.id);
+    // A disabled admin is refused first, as for any admin call.
+    let second = h.register("second", "second password");
+    let (second_admin, _) = h.principal("second", "second password");
+    h.auth.admin.patch_user(&root, second.id, patch).unwrap();
+    let disable = UserPatch {
+        disabled: Some(true),
+        ..UserPatch::default()
+    };
+    h.auth.admin.patch_user(&root, second.id, disable).unwrap();
+    assert!(matches!(
+        h.auth.admin.get_user(&second_admin, nope),
+        Err(Error::InvalidToken(TokenRejection::Revoked))
+    ));
 }
 
 #[test]
