@@ -11,6 +11,8 @@
 //! is seen by the others, and the gate forgets a user's standing whichever
 //! service changed it.
 
+#![deny(missing_docs)]
+
 mod account;
 mod admin;
 mod builder;

@@ -18,6 +18,50 @@ use crate::user::{Role, User};
 
 /// Registration, login, refresh-token rotation, logout, and the gate's
 /// verdict on access tokens.
+///
+/// # Example
+///
+/// Register and log in, on the in-memory store with the fakes of
+/// [`crate::testing`] (the production parts are todo-auth's and
+/// todo-store's):
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use todo_core::memory::MemoryStore;
+/// use todo_core::testing::{
+///     CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens,
+/// };
+/// use todo_core::{AuthServices, Credentials, Error, Registration};
+///
+/// let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+/// let auth = AuthServices::builder()
+///     .store(Arc::new(MemoryStore::new()))
+///     .hasher(Arc::new(CountingHasher::new(1)))
+///     .signer(tokens.clone())
+///     .verifier(tokens)
+///     .refresh_hasher(Arc::new(ReversingDigest))
+///     .clock(Arc::new(ManualClock::new()))
+///     .random(Arc::new(SeededRandom::new(1)))
+///     .build()?;
+/// let sessions = &auth.sessions;
+///
+/// let registration = Registration::parse("Alice", "correct horse", None)
+///     .map_err(|errors| format!("{errors:?}"))?;
+/// let alice = sessions.register(None, registration)?;
+/// assert_eq!(alice.username.as_str(), "alice");
+///
+/// let pair = sessions.login(None, &Credentials::offered("alice", "correct horse"))?;
+/// let me = sessions.authenticate(&pair.access_token)?;
+/// assert_eq!(me.user_id, alice.id);
+///
+/// // A wrong password and an unknown user fail alike.
+/// let wrong = sessions.login(None, &Credentials::offered("alice", "wrong horse"));
+/// assert!(matches!(wrong, Err(Error::InvalidCredentials)));
+/// let unknown = sessions.login(None, &Credentials::offered("bob", "correct horse"));
+/// assert!(matches!(unknown, Err(Error::InvalidCredentials)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct SessionService {
     shared: Arc<Shared>,
