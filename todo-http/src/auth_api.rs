@@ -19,6 +19,7 @@ use crate::probe::Probe;
 use crate::problem::ApiError;
 use crate::request::{ApiRequest, query_int};
 use crate::router::RouteSpec;
+use utoipa_axum::router::OpenApiRouter;
 
 pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
@@ -414,10 +415,30 @@ pub fn decode_user_patch(body: &[u8]) -> Result<UserPatch, ApiError> {
 }
 
 impl Api for AuthApi {
-    fn routes(&self) -> &'static [RouteSpec] {
-        ROUTES
+    fn routes(self: Arc<Self>) -> OpenApiRouter {
+        crate::router::bridge(&self, ROUTES)
     }
 
+    fn openapi(&self) -> Bytes {
+        self.openapi.clone()
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        crate::probe::ready(self.probes.clone()).await
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn gauges(&self, out: &mut String) {
+        for probe in &self.probes {
+            probe.gauges(out);
+        }
+    }
+}
+
+impl crate::router::LegacyApi for AuthApi {
     async fn handle(
         &self,
         route: &'static RouteSpec,
@@ -580,25 +601,6 @@ impl Api for AuthApi {
                 }
             }
             _ => Err(ApiError::not_found()),
-        }
-    }
-
-    fn openapi(&self) -> Bytes {
-        self.openapi.clone()
-    }
-
-    async fn ready(&self) -> Result<(), String> {
-        let probes = self.probes.clone();
-        crate::probe::ready(probes).await
-    }
-
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    fn gauges(&self, out: &mut String) {
-        for probe in &self.probes {
-            probe.gauges(out);
         }
     }
 }

@@ -19,22 +19,34 @@ pub struct ApiError(Box<ProblemData>);
 /// The parts of an [`ApiError`].
 #[derive(Debug)]
 pub struct ProblemData {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The problem's `type`, a `urn:todo:problem:` URN.
     pub kind: &'static str,
+    /// A short, fixed summary of the kind.
     pub title: &'static str,
+    /// What went wrong with this request, for the client.
     pub detail: String,
+    /// Per-field complaints (validation).
     pub errors: Vec<FieldError>,
+    /// The `WWW-Authenticate` value of a 401.
     pub challenge: Option<&'static str>,
+    /// When to retry (`Retry-After`), for 429 and 503.
     pub retry_after: Option<Duration>,
+    /// The `Allow` value of a 405.
     pub allow: Option<String>,
+    /// The current version's `ETag`, with a 412.
     pub etag: Option<TaskVersion>,
     /// What the log gets for a 5xx (never the client).
     pub internal: Option<String>,
 }
 
+/// One field's complaint.
 #[derive(Debug, Serialize)]
 pub struct FieldError {
+    /// The field, as the wire names it.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -47,6 +59,12 @@ struct Problem<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
+}
+
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        ApiError::into_response(self).map(axum::body::Body::new)
+    }
 }
 
 impl std::ops::Deref for ApiError {
@@ -63,6 +81,7 @@ impl std::ops::DerefMut for ApiError {
 }
 
 impl ApiError {
+    /// A problem of `kind`, with its status, title and detail.
     pub fn new(
         status: StatusCode,
         kind: &'static str,
@@ -83,6 +102,7 @@ impl ApiError {
         }))
     }
 
+    /// 400: the request cannot be understood.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
@@ -92,6 +112,7 @@ impl ApiError {
         )
     }
 
+    /// 400 with each invalid field's complaint.
     pub fn validation(errors: Vec<ValidationError>) -> Self {
         let mut error = Self::new(
             StatusCode::BAD_REQUEST,
@@ -109,6 +130,7 @@ impl ApiError {
         error
     }
 
+    /// 400 for one field.
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         let mut error = Self::bad_request("one or more fields are invalid");
         error.kind = "urn:todo:problem:validation";
@@ -120,6 +142,7 @@ impl ApiError {
         error
     }
 
+    /// 404: nothing here (or nothing of the caller's).
     pub fn not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -140,6 +163,7 @@ impl ApiError {
         )
     }
 
+    /// 405 with the methods the path allows.
     pub fn method_not_allowed(allow: String) -> Self {
         let mut error = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -151,6 +175,7 @@ impl ApiError {
         error
     }
 
+    /// 415: the body is not JSON.
     pub fn unsupported_media_type() -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -160,6 +185,7 @@ impl ApiError {
         )
     }
 
+    /// 413: the body is over `limit` bytes.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -169,6 +195,7 @@ impl ApiError {
         )
     }
 
+    /// 408: the body did not arrive in time.
     pub fn request_timeout() -> Self {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -202,6 +229,7 @@ impl ApiError {
         error
     }
 
+    /// 500; `detail` goes to the log, never to the client.
     pub fn internal(detail: impl Into<String>) -> Self {
         let mut error = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -213,6 +241,7 @@ impl ApiError {
         error
     }
 
+    /// 503 with `Retry-After`; `internal` (the cause) goes to the log.
     pub fn unavailable(retry_after: Duration, internal: Option<String>) -> Self {
         let mut error = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -225,6 +254,7 @@ impl ApiError {
         error
     }
 
+    /// The problem as a response: `application/problem+json` and its headers.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let problem = *self.0;
         let body = serde_json::to_vec(&Problem {

@@ -15,14 +15,21 @@ fn documented(document: &serde_json::Value) -> BTreeSet<(String, String)> {
 }
 
 fn served(routes: &[RouteSpec]) -> BTreeSet<(String, String)> {
-    let mut operations: BTreeSet<(String, String)> = routes
-        .iter()
-        .flat_map(|r| {
-            r.methods
-                .iter()
-                .map(move |m| (r.template.to_owned(), m.as_str().to_owned()))
-        })
-        .collect();
+    let operations = routes.iter().flat_map(|r| {
+        r.methods
+            .iter()
+            .map(move |m| (r.template.to_owned(), m.as_str().to_owned()))
+    });
+    with_shared(operations.collect())
+}
+
+/// The task API's routes are its handlers' own descriptions.
+fn served_tasks() -> BTreeSet<(String, String)> {
+    let document = serde_json::to_value(routes::tasks()).unwrap();
+    with_shared(documented(&document))
+}
+
+fn with_shared(mut operations: BTreeSet<(String, String)>) -> BTreeSet<(String, String)> {
     for shared in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
         operations.insert((shared.to_owned(), "GET".to_owned()));
     }
@@ -32,7 +39,7 @@ fn served(routes: &[RouteSpec]) -> BTreeSet<(String, String)> {
 #[test]
 fn every_served_route_is_documented_and_nothing_else() {
     assert_eq!(documented(&openapi::auth()), served(routes::AUTH));
-    assert_eq!(documented(&openapi::tasks()), served(routes::TASKS));
+    assert_eq!(documented(&openapi::tasks()), served_tasks());
 }
 
 #[test]
