@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use todo_http::{RouteSpec, openapi, routes};
+use todo_http::{openapi, routes};
 
 fn documented(document: &serde_json::Value) -> BTreeSet<(String, String)> {
     let mut operations = BTreeSet::new();
@@ -14,13 +14,10 @@ fn documented(document: &serde_json::Value) -> BTreeSet<(String, String)> {
     operations
 }
 
-fn served(routes: &[RouteSpec]) -> BTreeSet<(String, String)> {
-    let operations = routes.iter().flat_map(|r| {
-        r.methods
-            .iter()
-            .map(move |m| (r.template.to_owned(), m.as_str().to_owned()))
-    });
-    with_shared(operations.collect())
+/// The auth API's routes are its handlers' own descriptions.
+fn served_auth() -> BTreeSet<(String, String)> {
+    let document = serde_json::to_value(routes::auth()).unwrap();
+    with_shared(documented(&document))
 }
 
 /// The task API's routes are its handlers' own descriptions.
@@ -38,7 +35,7 @@ fn with_shared(mut operations: BTreeSet<(String, String)>) -> BTreeSet<(String, 
 
 #[test]
 fn every_served_route_is_documented_and_nothing_else() {
-    assert_eq!(documented(&openapi::auth()), served(routes::AUTH));
+    assert_eq!(documented(&openapi::auth()), served_auth());
     assert_eq!(documented(&openapi::tasks()), served_tasks());
 }
 
