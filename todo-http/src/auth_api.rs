@@ -182,9 +182,12 @@ impl PathId for UserRef {
 #[serde(deny_unknown_fields)]
 #[schema(as = Registration)]
 struct RegisterBody {
+    #[schema(schema_with = limits::offered_username)]
     username: String,
+    #[schema(schema_with = limits::new_password)]
     password: String,
     #[serde(default)]
+    #[schema(schema_with = limits::email)]
     email: Option<String>,
 }
 
@@ -284,6 +287,7 @@ struct PatchMeBody {
 #[schema(as = PasswordChange)]
 struct PasswordBody {
     current_password: String,
+    #[schema(schema_with = limits::new_password)]
     new_password: String,
 }
 
@@ -305,6 +309,7 @@ struct AdminPatchBody {
 #[schema(as = User)]
 pub struct UserDto {
     id: String,
+    #[schema(schema_with = limits::username)]
     username: String,
     email: Option<String>,
     role: &'static str,
@@ -727,5 +732,54 @@ impl Api for AuthApi {
         for probe in &self.probes {
             probe.gauges(out);
         }
+    }
+}
+
+/// Schemas whose limits are the domain's own constants, never repeated as
+/// literals.
+mod limits {
+    use todo_core::{Email, Password, Username};
+    use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
+
+    fn username_pattern(letters: &str) -> String {
+        format!(
+            "^[{letters}0-9_.-]{{{},{}}}$",
+            Username::MIN_CHARS,
+            Username::MAX_CHARS
+        )
+    }
+
+    /// A username as stored: folded to lower case.
+    pub(super) fn username() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(username_pattern("a-z")))
+            .build()
+    }
+
+    /// A username as offered: any case (folded when stored).
+    pub(super) fn offered_username() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(username_pattern("A-Za-z")))
+            .build()
+    }
+
+    /// A new password.
+    pub(super) fn new_password() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(Password::MIN_CHARS))
+            .max_length(Some(Password::MAX_CHARS))
+            .build()
+    }
+
+    /// An optional e-mail address.
+    pub(super) fn email() -> Object {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .format(Some(SchemaFormat::Custom("email".to_owned())))
+            .max_length(Some(Email::MAX_CHARS))
+            .build()
     }
 }

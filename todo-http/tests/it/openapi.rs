@@ -51,3 +51,25 @@ fn every_schema_reference_resolves() {
         assert_eq!(document["openapi"], "3.1.0");
     }
 }
+
+#[test]
+fn the_auth_schemas_take_their_limits_from_the_domain() {
+    use todo_core::{Email, Password, Username};
+    let document = serde_json::to_value(routes::auth()).unwrap();
+    let schemas = &document["components"]["schemas"];
+    let registration = &schemas["Registration"]["properties"];
+    assert_eq!(registration["password"]["minLength"], Password::MIN_CHARS);
+    assert_eq!(registration["password"]["maxLength"], Password::MAX_CHARS);
+    assert_eq!(registration["email"]["maxLength"], Email::MAX_CHARS);
+    let (min, max) = (Username::MIN_CHARS, Username::MAX_CHARS);
+    assert_eq!(
+        registration["username"]["pattern"],
+        format!("^[A-Za-z0-9_.-]{{{min},{max}}}$")
+    );
+    let change = &schemas["PasswordChange"]["properties"]["new_password"];
+    assert_eq!(change["maxLength"], Password::MAX_CHARS);
+    assert_eq!(
+        schemas["User"]["properties"]["username"]["pattern"],
+        format!("^[a-z0-9_.-]{{{min},{max}}}$")
+    );
+}
