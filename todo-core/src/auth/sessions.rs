@@ -22,7 +22,8 @@ use crate::user::{Role, User};
 /// # Example
 ///
 /// Register and log in, on the in-memory store with the fakes of
-/// [`crate::testing`] (the production parts are todo-auth's and
+/// `todo_core::testing` (the [`testing`](crate#features) feature; the
+/// production parts are todo-auth's and
 /// todo-store's):
 ///
 /// ```
