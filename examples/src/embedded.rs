@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use todo_auth::{
     Argon2Config, Argon2Hasher, BackoffPolicy, FailedLoginBackoff, JwtSigner, JwtVerifier,
-    KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, Sha256RefreshTokenHasher,
-    SigningKey, SystemClock,
+    KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, SigningKey, SystemClock,
 };
 use todo_core::memory::MemoryStore;
 use todo_core::{
-    AuthDeps, AuthLimits, AuthService, Credentials, Error as CoreError, Label, Labels, NewTask,
-    NoAudit, Priority, RefreshTokenStore, Registration, TaskQuery, TaskService, TaskStore, Title,
-    TokenPolicy, UserStore,
+    AuthLimits, Credentials, Error as CoreError, Label, Labels, NewTask, Priority,
+    RefreshTokenStore, Registration, TaskQuery, TaskService, TaskStore, Title, TokenPolicy,
+    UserStore,
 };
 use todo_store::{DatabaseUrl, SqlStore, StoreConfig};
 
@@ -50,24 +49,23 @@ pub fn run(store: Arc<dyn Store>, argon2: Argon2Config) -> Result<Vec<String>, B
         period: Duration::from_secs(6),
         max_keys: 10_000,
     };
-    let auth = AuthService::new(AuthDeps {
-        users: store.clone(),
-        refresh_tokens: store.clone(),
-        hasher: Arc::new(Argon2Hasher::new(argon2)?),
-        signer: Arc::new(JwtSigner::new(key)),
-        verifier: Arc::new(verifier),
-        refresh_hasher: Arc::new(Sha256RefreshTokenHasher),
-        clock: clock.clone(),
-        random: Arc::new(OsRandom),
-        limits: AuthLimits {
+    // The clock, randomness and refresh-token digest are todo-auth's; no
+    // audit log (the default).
+    let auth = todo_auth::auth_services()
+        .users(store.clone())
+        .refresh_tokens(store.clone())
+        .hasher(Arc::new(Argon2Hasher::new(argon2)?))
+        .signer(Arc::new(JwtSigner::new(key)))
+        .verifier(Arc::new(verifier))
+        .limits(AuthLimits {
             register_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_per_account: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy::default())),
-        },
-        audit: Arc::new(NoAudit),
-        policy,
-    });
+        })
+        .policy(policy)
+        .build()?
+        .sessions;
     let tasks = TaskService::new(store, clock, Arc::new(OsRandom));
 
     let registration = Registration::parse("demo", "correct horse battery", None)

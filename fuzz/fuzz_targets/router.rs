@@ -15,13 +15,10 @@ use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
 use todo_auth::{
     Argon2Config, Argon2Hasher, JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, OsRandom,
-    Sha256RefreshTokenHasher, SigningKey, SystemClock,
+    SigningKey, SystemClock,
 };
 use todo_core::memory::MemoryStore;
-use todo_core::{
-    AuthDeps, AuthLimits, AuthService, Credentials, NewTask, NoAudit, Registration, TaskService,
-    Title, TokenPolicy,
-};
+use todo_core::{Credentials, NewTask, Registration, TaskService, Title, TokenPolicy};
 use todo_http::{AuthApi, Frontend, HttpLimits, OneOrigin, TaskApi, TrustedProxies};
 
 struct App {
@@ -50,24 +47,21 @@ fn app() -> &'static App {
             iterations: 1,
             parallelism: 1,
         };
-        let auth = AuthService::new(AuthDeps {
-            users: store.clone(),
-            refresh_tokens: store.clone(),
-            hasher: Arc::new(Argon2Hasher::new(light).unwrap()),
-            signer: Arc::new(JwtSigner::new(key)),
-            verifier: verifier.clone(),
-            refresh_hasher: Arc::new(Sha256RefreshTokenHasher),
-            clock: clock.clone(),
-            random: Arc::new(OsRandom),
-            limits: AuthLimits::unlimited(),
-            audit: Arc::new(NoAudit),
-            policy,
-        });
+        let auth = todo_auth::auth_services()
+            .store(store.clone())
+            .hasher(Arc::new(Argon2Hasher::new(light).unwrap()))
+            .signer(Arc::new(JwtSigner::new(key)))
+            .verifier(verifier.clone())
+            .policy(policy)
+            .build()
+            .unwrap();
         let registration = Registration::parse("fuzzer", "correct horse", None).unwrap();
         let user = auth
+            .admin
             .create_user(registration, todo_core::Role::Admin)
             .unwrap();
         let token = auth
+            .sessions
             .login(None, &Credentials::offered("fuzzer", "correct horse"))
             .unwrap()
             .access_token;

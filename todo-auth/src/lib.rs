@@ -8,7 +8,9 @@
 //! - [`KeyedLimiter`] (governor) and [`FailedLoginBackoff`]: rate limits with
 //!   bounded memory;
 //! - [`CachingVerifier`]: a bounded cache of verified tokens;
-//! - [`SystemClock`] and [`OsRandom`]: the real clock and randomness.
+//! - [`SystemClock`] and [`OsRandom`]: the real clock and randomness;
+//! - [`auth_services`]: todo-core's auth services' builder with the clock,
+//!   the randomness and the refresh-token digest above in place.
 //!
 //! Everything here that touches key material, password hashes or the
 //! system's clock and randomness sits behind one of those traits, so the
@@ -59,6 +61,7 @@ mod jwt;
 mod limit;
 mod password;
 mod refresh;
+mod services;
 mod system;
 
 pub use cache::{CacheableVerifier, CachingVerifier};
@@ -69,6 +72,7 @@ pub use jwt::{
 pub use limit::{FailedLoginBackoff, KeyedLimiter, LimitPolicy};
 pub use password::{Argon2Config, Argon2Hasher, BoundedHasher, PoolLimits};
 pub use refresh::Sha256RefreshTokenHasher;
+pub use services::auth_services;
 pub use system::{OsRandom, SystemClock};
 pub use todo_core::BackoffPolicy;
 

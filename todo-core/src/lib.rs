@@ -63,9 +63,7 @@
 #![deny(missing_docs)]
 
 mod access;
-// Documented with AuthService's split (#12), which removes this allow.
-#[allow(missing_docs)]
-mod auth_service;
+mod auth;
 mod device;
 mod error;
 pub mod memory;
@@ -82,8 +80,9 @@ mod token;
 mod user;
 
 pub use access::AccessGate;
-pub use auth_service::{
-    AuthDeps, AuthLimits, AuthService, Credentials, Registration, retry_after_seconds,
+pub use auth::{
+    AccountPatch, AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials,
+    MissingDependency, Registration, SessionService, UserAdmin, UserRef, retry_after_seconds,
 };
 pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
 pub use error::{

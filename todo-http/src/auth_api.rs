@@ -1,72 +1,35 @@
-//! auth-server's API: registration, login, tokens, accounts, admin.
+//! auth-server's API: registration, login, tokens, accounts, admin. One
+//! handler per operation, each taking typed extractors (the caller, the
+//! path's id, the JSON body) and describing itself for the OpenAPI document.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::extract::{FromRequestParts, RawQuery, State};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
-use http::{Method, StatusCode};
+use http::request::Parts;
+use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AuthService, Credentials, DeviceToken, Email, Error as CoreError, PageLimit, Principal,
-    RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserId, UserPatch,
+    AccountPatch, AuthServices, Credentials, DeviceToken, Email, Error as CoreError, PageLimit,
+    Principal, RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserPatch, UserRef,
 };
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::blocking::call;
+use crate::extract::{Authenticates, Caller, Client, Json, JsonBytes, Path, PathId, bearer};
 use crate::front::{Api, ApiResponse, json, json_value, no_content};
 use crate::metrics::Metrics;
 use crate::probe::Probe;
 use crate::problem::ApiError;
-use crate::request::{ApiRequest, query_int};
-use crate::router::RouteSpec;
-use utoipa_axum::router::OpenApiRouter;
+use crate::request::query_int;
 
-pub static ROUTES: &[RouteSpec] = &[
-    RouteSpec {
-        template: "/v1/auth/register",
-        methods: &[Method::POST],
-    },
-    RouteSpec {
-        template: "/v1/auth/login",
-        methods: &[Method::POST],
-    },
-    RouteSpec {
-        template: "/v1/auth/refresh",
-        methods: &[Method::POST],
-    },
-    RouteSpec {
-        template: "/v1/auth/logout",
-        methods: &[Method::POST],
-    },
-    RouteSpec {
-        template: "/v1/auth/validate",
-        methods: &[Method::GET],
-    },
-    RouteSpec {
-        template: "/.well-known/jwks.json",
-        methods: &[Method::GET],
-    },
-    RouteSpec {
-        template: "/v1/users/me",
-        methods: &[Method::GET, Method::PATCH],
-    },
-    RouteSpec {
-        template: "/v1/users/me/password",
-        methods: &[Method::POST],
-    },
-    RouteSpec {
-        template: "/v1/users",
-        methods: &[Method::GET],
-    },
-    RouteSpec {
-        template: "/v1/users/{id}",
-        methods: &[Method::GET, Method::PATCH, Method::DELETE],
-    },
-];
-
-/// The auth API over an [`AuthService`].
+/// The auth API over the [`AuthServices`].
 pub struct AuthApi {
-    service: AuthService,
+    service: AuthServices,
     /// The refresh token's cookie lifetime, when the one-origin web page's
     /// cookie sessions are on.
     cookie_max_age: Option<u64>,
@@ -85,7 +48,7 @@ impl std::fmt::Debug for AuthApi {
 impl AuthApi {
     /// `jwks` is the served key set; `probes` answer readiness and add gauges.
     pub fn new(
-        service: AuthService,
+        service: AuthServices,
         jwks: &todo_auth::JwkSet,
         probes: Vec<Arc<dyn Probe>>,
     ) -> Result<Self, serde_json::Error> {
@@ -117,13 +80,13 @@ impl AuthApi {
     fn refresh_token(
         &self,
         body: Option<String>,
-        request: &ApiRequest,
+        headers: &HeaderMap,
     ) -> Result<(Option<RefreshToken>, bool), ApiError> {
         let (raw, from_cookie) = match body {
             Some(raw) => (raw, false),
             None => match self
                 .cookie_max_age
-                .and_then(|_| cookie(request, REFRESH_COOKIE))
+                .and_then(|_| cookie(headers, REFRESH_COOKIE))
             {
                 Some(raw) => (raw, true),
                 None if self.cookie_max_age.is_some() => return Ok((None, false)),
@@ -133,21 +96,12 @@ impl AuthApi {
         Ok((RefreshToken::parse(&raw), from_cookie))
     }
 
-    /// With cookie sessions, refuses what a browser says comes from another
-    /// origin or site: the session endpoints act on (or hand out) the cookie.
-    fn same_origin_only(&self, request: &ApiRequest) -> Result<(), ApiError> {
-        if self.cookie_max_age.is_some() && cross_origin(request) {
-            return Err(ApiError::cross_origin());
-        }
-        Ok(())
-    }
-
     /// Whether the token pair's body leaves `refresh_token` out: with cookie
     /// sessions, for a browser, and whenever the token came from the cookie
     /// (so that a script in the page cannot trade the cookie for a readable
     /// token).
-    fn cookie_only(&self, request: &ApiRequest, from_cookie: bool) -> bool {
-        self.cookie_max_age.is_some() && (from_cookie || from_browser(request))
+    fn cookie_only(&self, headers: &HeaderMap, from_cookie: bool) -> bool {
+        self.cookie_max_age.is_some() && (from_cookie || from_browser(headers))
     }
 
     fn with_cookie(&self, mut response: ApiResponse, token: Option<&RefreshToken>) -> ApiResponse {
@@ -184,8 +138,10 @@ impl AuthApi {
         }
         response
     }
+}
 
-    /// The bearer token's principal, admitted by the service's gate.
+impl Authenticates for AuthApi {
+    /// The bearer token's principal, admitted by the services' gate.
     async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
         let claims = self
             .service
@@ -196,17 +152,49 @@ impl AuthApi {
     }
 }
 
-#[derive(Deserialize)]
+/// A request to a session endpoint (login, refresh, logout), with its
+/// headers (for the cookies): with cookie sessions, refused (403) when a
+/// browser says it comes from another origin or site, before its body is
+/// read, since these endpoints act on (or hand out) the cookie.
+struct Session(HeaderMap);
+
+impl FromRequestParts<Arc<AuthApi>> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<AuthApi>) -> Result<Self, ApiError> {
+        if api.cookie_max_age.is_some() && cross_origin(&parts.headers) {
+            return Err(ApiError::cross_origin());
+        }
+        Ok(Self(parts.headers.clone()))
+    }
+}
+
+/// A user named in the path: text that cannot be an id is answered by the
+/// service (not found, after the admin check).
+impl PathId for UserRef {
+    fn parse_id(raw: &str) -> Option<Self> {
+        Some(Self::parse(raw))
+    }
+}
+
+/// A registration on the wire.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Registration)]
 struct RegisterBody {
+    #[schema(schema_with = limits::offered_username)]
     username: String,
+    #[schema(schema_with = limits::new_password)]
     password: String,
     #[serde(default)]
+    #[schema(schema_with = limits::email)]
     email: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A login attempt on the wire.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Credentials)]
 struct LoginBody {
     username: String,
     password: String,
@@ -215,8 +203,11 @@ struct LoginBody {
     device_token: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A refresh or logout request: the token in the body, else (with cookie
+/// sessions) the cookie.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RefreshRequest)]
 struct RefreshBody {
     #[serde(default)]
     refresh_token: Option<String>,
@@ -234,10 +225,9 @@ const PAGE_SESSION_HEADER: &str = "todo-session";
 
 /// Whether the request comes from a browser: it carries `Sec-Fetch-Site`
 /// (a header script can neither set nor remove) or the page's own header.
-fn from_browser(request: &ApiRequest) -> bool {
-    request.headers.contains_key("sec-fetch-site")
-        || request
-            .headers
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key("sec-fetch-site")
+        || headers
             .get(PAGE_SESSION_HEADER)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cookie"))
 }
@@ -246,8 +236,7 @@ fn from_browser(request: &ApiRequest) -> bool {
 /// `Sec-Fetch-Site` other than `same-origin`, or an `Origin` other than
 /// `https://` and the request's own host. A request with neither header (an
 /// API client) is not cross-origin; one whose headers cannot be read is.
-fn cross_origin(request: &ApiRequest) -> bool {
-    let headers = &request.headers;
+fn cross_origin(headers: &HeaderMap) -> bool {
     let mut sites = headers.get_all("sec-fetch-site").iter();
     let site_ok = sites.all(|v| v.as_bytes() == b"same-origin");
     let mut origins = headers.get_all(http::header::ORIGIN).iter();
@@ -272,9 +261,8 @@ fn same_authority(a: &[u8], b: &[u8]) -> bool {
 const DEVICE_COOKIE: &str = "__Host-todo-device";
 
 /// A cookie's value from the `Cookie` headers.
-fn cookie(request: &ApiRequest, name: &str) -> Option<String> {
-    request
-        .headers
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -284,22 +272,29 @@ fn cookie(request: &ApiRequest, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-#[derive(Deserialize)]
+/// A change to one's own account: `email: null` removes the address.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = MePatch)]
 struct PatchMeBody {
     #[serde(default, deserialize_with = "crate::dto::present")]
     email: Option<Option<String>>,
 }
 
-#[derive(Deserialize)]
+/// A password change.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PasswordChange)]
 struct PasswordBody {
     current_password: String,
+    #[schema(schema_with = limits::new_password)]
     new_password: String,
 }
 
-#[derive(Deserialize)]
+/// An administrator's change to a user.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UserPatch)]
 struct AdminPatchBody {
     #[serde(default)]
     disabled: Option<bool>,
@@ -310,9 +305,11 @@ struct AdminPatchBody {
 }
 
 /// A user on the wire: never a password or hash.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserDto {
     id: String,
+    #[schema(schema_with = limits::username)]
     username: String,
     email: Option<String>,
     role: &'static str,
@@ -335,7 +332,9 @@ impl From<&User> for UserDto {
     }
 }
 
-#[derive(Serialize)]
+/// The tokens a login or refresh answers.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TokenPair)]
 struct TokenPairDto<'a> {
     access_token: &'a str,
     token_type: &'static str,
@@ -364,7 +363,9 @@ fn token_pair(pair: &TokenPair, cookie_only: bool) -> Result<ApiResponse, ApiErr
     )
 }
 
-#[derive(Serialize)]
+/// What a gateway learns of a valid token.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Validation)]
 struct ValidateDto<'a> {
     sub: String,
     username: &'a str,
@@ -372,7 +373,9 @@ struct ValidateDto<'a> {
     exp: i64,
 }
 
-#[derive(Serialize)]
+/// A page of users.
+#[derive(Serialize, ToSchema)]
+#[schema(as = UserPage)]
 struct UsersPage {
     items: Vec<UserDto>,
     next_cursor: Option<String>,
@@ -414,9 +417,303 @@ pub fn decode_user_patch(body: &[u8]) -> Result<UserPatch, ApiError> {
     })
 }
 
+/// The auth API's routes, each with the description its handler carries.
+fn auth_routes() -> OpenApiRouter<Arc<AuthApi>> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(validate))
+        .routes(routes!(jwks))
+        .routes(routes!(me, patch_me))
+        .routes(routes!(change_password))
+        .routes(routes!(list_users))
+        .routes(routes!(get_user, patch_user, delete_user))
+}
+
+/// The operations the auth API serves, as its handlers describe them.
+#[must_use]
+pub fn documented() -> utoipa::openapi::OpenApi {
+    auth_routes().into_openapi()
+}
+
+type Auth = State<Arc<AuthApi>>;
+
+/// Register a user.
+#[utoipa::path(post, path = "/v1/auth/register", request_body = RegisterBody, security(()),
+    responses(
+        (status = 201, description = "The new user", body = UserDto),
+        (status = 403, description = "Registration is closed (urn:todo:problem:registration-closed): an administrator creates users"),
+        (status = 409, description = "Username taken"),
+    ))]
+async fn register(
+    State(api): Auth,
+    Client(client): Client,
+    JsonBytes(body): JsonBytes,
+) -> Result<ApiResponse, ApiError> {
+    let registration = decode_registration(&body)?;
+    let client = Some(client);
+    let user = call(&api.service.sessions, move |s| {
+        s.register(client, registration)
+    })
+    .await?;
+    json_value(StatusCode::CREATED, &UserDto::from(&user))
+}
+
+/// Log in.
+#[utoipa::path(post, path = "/v1/auth/login", request_body = LoginBody, security(()),
+    responses(
+        (status = 200, description = "Tokens", body = TokenPairDto<'_>),
+        (status = 401, description = "Unknown user, wrong password or disabled account, alike"),
+        (status = 403, description = CROSS_ORIGIN),
+    ))]
+async fn login(
+    State(api): Auth,
+    Client(client): Client,
+    Session(headers): Session,
+    JsonBytes(body): JsonBytes,
+) -> Result<ApiResponse, ApiError> {
+    let cookie_only = api.cookie_only(&headers, false);
+    let mut credentials = decode_credentials(&body)?;
+    if credentials.device.is_none() && api.cookie_max_age.is_some() {
+        credentials = credentials.with_device(cookie(&headers, DEVICE_COOKIE).as_deref());
+    }
+    let client = Some(client);
+    let outcome = call(&api.service.sessions, move |s| {
+        s.login(client, &credentials)
+    })
+    .await;
+    match &outcome {
+        Ok(_) => api.metrics.logins_succeeded.fetch_add(1, Ordering::Relaxed),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            api.metrics.logins_failed.fetch_add(1, Ordering::Relaxed)
+        }
+        Err(_) => 0,
+    };
+    let pair = outcome?;
+    let body = token_pair(&pair, cookie_only)?;
+    let response = api.with_cookie(body, Some(&pair.refresh_token));
+    Ok(api.with_device_cookie(response, pair.device_token.as_ref()))
+}
+
+/// Exchange a refresh token (rotates it; reuse revokes its family).
+#[utoipa::path(post, path = "/v1/auth/refresh", request_body = RefreshBody, security(()),
+    responses(
+        (status = 200, description = "New tokens", body = TokenPairDto<'_>),
+        (status = 401, description = "Invalid, expired, revoked or reused refresh token"),
+        (status = 403, description = CROSS_ORIGIN),
+    ))]
+async fn refresh(
+    State(api): Auth,
+    Client(client): Client,
+    Session(headers): Session,
+    Json(body): Json<RefreshBody>,
+) -> Result<ApiResponse, ApiError> {
+    let (token, from_cookie) = api.refresh_token(body.refresh_token, &headers)?;
+    let token = token.ok_or_else(|| ApiError::from(CoreError::InvalidRefreshToken))?;
+    let cookie_only = api.cookie_only(&headers, from_cookie);
+    let client = Some(client);
+    let pair = call(&api.service.sessions, move |s| s.refresh(client, &token)).await?;
+    let body = token_pair(&pair, cookie_only)?;
+    Ok(api.with_cookie(body, Some(&pair.refresh_token)))
+}
+
+/// Revoke a refresh token's family.
+#[utoipa::path(post, path = "/v1/auth/logout", request_body = RefreshBody, security(()),
+    responses(
+        (status = 204, description = "Logged out (also for unknown tokens)"),
+        (status = 403, description = CROSS_ORIGIN),
+    ))]
+async fn logout(
+    State(api): Auth,
+    Client(client): Client,
+    Session(headers): Session,
+    Json(body): Json<RefreshBody>,
+) -> Result<ApiResponse, ApiError> {
+    if let (Some(token), _) = api.refresh_token(body.refresh_token, &headers)? {
+        let client = Some(client);
+        call(&api.service.sessions, move |s| s.logout(client, &token)).await?;
+    }
+    Ok(api.with_cookie(no_content(), None))
+}
+
+/// Check a token for a gateway (account enabled, not revoked).
+#[utoipa::path(get, path = "/v1/auth/validate",
+    responses((status = 200, description = "The token's subject", body = ValidateDto<'_>)))]
+async fn validate(State(api): Auth, headers: HeaderMap) -> Result<ApiResponse, ApiError> {
+    let claims = api
+        .service
+        .gate()
+        .verify(bearer(&headers)?)
+        .map_err(|_| ApiError::invalid_token())?;
+    let expires_at = claims.expires_at;
+    let me = crate::gate::admit(api.service.gate(), claims).await?;
+    json_value(
+        StatusCode::OK,
+        &ValidateDto {
+            sub: me.user_id.to_string(),
+            username: me.username.as_str(),
+            role: me.role.as_str(),
+            exp: expires_at,
+        },
+    )
+}
+
+/// Public verification keys.
+#[utoipa::path(get, path = "/.well-known/jwks.json", security(()),
+    responses((status = 200, description = "JWKS", content_type = "application/json")))]
+async fn jwks(State(api): Auth) -> ApiResponse {
+    let mut response = json(StatusCode::OK, api.jwks.clone());
+    response.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+/// My account.
+#[utoipa::path(get, path = "/v1/users/me",
+    responses((status = 200, description = "Me", body = UserDto)))]
+async fn me(State(api): Auth, Caller(me): Caller) -> Result<ApiResponse, ApiError> {
+    let user = call(&api.service.account, move |s| s.me(&me)).await?;
+    json_value(StatusCode::OK, &UserDto::from(&user))
+}
+
+/// Change my e-mail address (null removes it).
+#[utoipa::path(patch, path = "/v1/users/me", request_body = PatchMeBody,
+    responses((status = 200, description = "Me", body = UserDto)))]
+async fn patch_me(
+    State(api): Auth,
+    Caller(me): Caller,
+    Json(body): Json<PatchMeBody>,
+) -> Result<ApiResponse, ApiError> {
+    let patch = AccountPatch {
+        email: email(body.email)?,
+    };
+    let user = call(&api.service.account, move |s| s.patch_me(&me, patch)).await?;
+    json_value(StatusCode::OK, &UserDto::from(&user))
+}
+
+/// Change my password (revokes every session).
+#[utoipa::path(post, path = "/v1/users/me/password", request_body = PasswordBody,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 403, description = "Current password wrong"),
+    ))]
+async fn change_password(
+    State(api): Auth,
+    Client(client): Client,
+    Caller(me): Caller,
+    Json(body): Json<PasswordBody>,
+) -> Result<ApiResponse, ApiError> {
+    let client = Some(client);
+    call(&api.service.account, move |s| {
+        s.change_password(client, &me, &body.current_password, &body.new_password)
+    })
+    .await?;
+    Ok(no_content())
+}
+
+/// List users (admin).
+#[utoipa::path(get, path = "/v1/users",
+    params(
+        ("limit" = Option<i64>, Query, description = "page size"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of users", body = UsersPage),
+        (status = 403, description = "Not an admin"),
+    ))]
+async fn list_users(
+    State(api): Auth,
+    Caller(me): Caller,
+    RawQuery(query): RawQuery,
+) -> Result<ApiResponse, ApiError> {
+    let mut limit = PageLimit::default();
+    let mut cursor = None;
+    let invalid = |e| ApiError::validation(vec![e]);
+    for (name, value) in crate::request::query_pairs(query.as_deref(), &["limit", "cursor"])? {
+        match name.as_str() {
+            "limit" => limit = PageLimit::new(query_int("limit", &value)?).map_err(invalid)?,
+            _ => cursor = Some(UserCursor::parse(&value).map_err(invalid)?),
+        }
+    }
+    let page = call(&api.service.admin, move |s| {
+        s.list_users(&me, limit, cursor)
+    })
+    .await?;
+    json_value(
+        StatusCode::OK,
+        &UsersPage {
+            items: page.items.iter().map(UserDto::from).collect(),
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
+        },
+    )
+}
+
+/// Get a user (admin).
+#[utoipa::path(get, path = "/v1/users/{id}",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, description = "The user", body = UserDto),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+    ))]
+async fn get_user(
+    State(api): Auth,
+    Caller(me): Caller,
+    Path(id): Path<UserRef>,
+) -> Result<ApiResponse, ApiError> {
+    let user = call(&api.service.admin, move |s| s.get_user(&me, id)).await?;
+    json_value(StatusCode::OK, &UserDto::from(&user))
+}
+
+/// Disable, enable, change role or e-mail (admin).
+#[utoipa::path(patch, path = "/v1/users/{id}", request_body = AdminPatchBody,
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, description = "The user", body = UserDto),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+        (status = 409, description = "Admins cannot disable or demote themselves"),
+    ))]
+async fn patch_user(
+    State(api): Auth,
+    Caller(me): Caller,
+    Path(id): Path<UserRef>,
+    JsonBytes(body): JsonBytes,
+) -> Result<ApiResponse, ApiError> {
+    let patch = decode_user_patch(&body)?;
+    let user = call(&api.service.admin, move |s| s.patch_user(&me, id, patch)).await?;
+    json_value(StatusCode::OK, &UserDto::from(&user))
+}
+
+/// Delete a user with their tasks and tokens (admin).
+#[utoipa::path(delete, path = "/v1/users/{id}",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+        (status = 409, description = "Admins cannot delete themselves"),
+    ))]
+async fn delete_user(
+    State(api): Auth,
+    Caller(me): Caller,
+    Path(id): Path<UserRef>,
+) -> Result<ApiResponse, ApiError> {
+    call(&api.service.admin, move |s| s.delete_user(&me, id)).await?;
+    Ok(no_content())
+}
+
+/// The 403 of the session endpoints.
+const CROSS_ORIGIN: &str =
+    "Web page sessions only: a browser marked the request as cross-origin (Origin, Sec-Fetch-Site)";
+
 impl Api for AuthApi {
     fn routes(self: Arc<Self>) -> OpenApiRouter {
-        crate::router::bridge(&self, ROUTES)
+        auth_routes().with_state(self)
     }
 
     fn openapi(&self) -> Bytes {
@@ -438,171 +735,51 @@ impl Api for AuthApi {
     }
 }
 
-impl crate::router::LegacyApi for AuthApi {
-    async fn handle(
-        &self,
-        route: &'static RouteSpec,
-        param: Option<String>,
-        mut request: ApiRequest,
-    ) -> Result<ApiResponse, ApiError> {
-        let client = Some(request.client);
-        match (route.template, &request.method) {
-            ("/v1/auth/register", _) => {
-                let registration = decode_registration(&request.json_bytes().await?)?;
-                let user = call(&self.service, move |s| s.register(client, registration)).await?;
-                json_value(StatusCode::CREATED, &UserDto::from(&user))
-            }
-            ("/v1/auth/login", _) => {
-                self.same_origin_only(&request)?;
-                let cookie_only = self.cookie_only(&request, false);
-                let mut credentials = decode_credentials(&request.json_bytes().await?)?;
-                if credentials.device.is_none() && self.cookie_max_age.is_some() {
-                    credentials =
-                        credentials.with_device(cookie(&request, DEVICE_COOKIE).as_deref());
-                }
-                let outcome = call(&self.service, move |s| s.login(client, &credentials)).await;
-                match &outcome {
-                    Ok(_) => self
-                        .metrics
-                        .logins_succeeded
-                        .fetch_add(1, Ordering::Relaxed),
-                    Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-                        self.metrics.logins_failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Err(_) => 0,
-                };
-                let pair = outcome?;
-                let body = token_pair(&pair, cookie_only)?;
-                let response = self.with_cookie(body, Some(&pair.refresh_token));
-                Ok(self.with_device_cookie(response, pair.device_token.as_ref()))
-            }
-            ("/v1/auth/refresh", _) => {
-                self.same_origin_only(&request)?;
-                let body: RefreshBody = request.json().await?;
-                let (token, from_cookie) = self.refresh_token(body.refresh_token, &request)?;
-                let token = token.ok_or_else(|| ApiError::from(CoreError::InvalidRefreshToken))?;
-                let cookie_only = self.cookie_only(&request, from_cookie);
-                let pair = call(&self.service, move |s| s.refresh(client, &token)).await?;
-                let body = token_pair(&pair, cookie_only)?;
-                Ok(self.with_cookie(body, Some(&pair.refresh_token)))
-            }
-            ("/v1/auth/logout", _) => {
-                self.same_origin_only(&request)?;
-                let body: RefreshBody = request.json().await?;
-                if let (Some(token), _) = self.refresh_token(body.refresh_token, &request)? {
-                    call(&self.service, move |s| s.logout(client, &token)).await?;
-                }
-                Ok(self.with_cookie(no_content(), None))
-            }
-            ("/v1/auth/validate", _) => {
-                let claims = self
-                    .service
-                    .gate()
-                    .verify(request.bearer()?)
-                    .map_err(|_| ApiError::invalid_token())?;
-                let expires_at = claims.expires_at;
-                let me = crate::gate::admit(self.service.gate(), claims).await?;
-                json_value(
-                    StatusCode::OK,
-                    &ValidateDto {
-                        sub: me.user_id.to_string(),
-                        username: me.username.as_str(),
-                        role: me.role.as_str(),
-                        exp: expires_at,
-                    },
-                )
-            }
-            ("/.well-known/jwks.json", _) => {
-                let mut response = json(StatusCode::OK, self.jwks.clone());
-                response.headers_mut().insert(
-                    CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=300"),
-                );
-                Ok(response)
-            }
-            ("/v1/users/me", &Method::GET) => {
-                let me = self.principal(request.bearer()?).await?;
-                let user = call(&self.service, move |s| s.me(&me)).await?;
-                json_value(StatusCode::OK, &UserDto::from(&user))
-            }
-            ("/v1/users/me", _) => {
-                let me = self.principal(request.bearer()?).await?;
-                let body: PatchMeBody = request.json().await?;
-                let user = match email(body.email)? {
-                    Some(email) => call(&self.service, move |s| s.update_me(&me, email)).await?,
-                    None => call(&self.service, move |s| s.me(&me)).await?,
-                };
-                json_value(StatusCode::OK, &UserDto::from(&user))
-            }
-            ("/v1/users/me/password", _) => {
-                let me = self.principal(request.bearer()?).await?;
-                let body: PasswordBody = request.json().await?;
-                call(&self.service, move |s| {
-                    s.change_password(client, &me, &body.current_password, &body.new_password)
-                })
-                .await?;
-                Ok(no_content())
-            }
-            ("/v1/users", _) => {
-                let me = self.principal(request.bearer()?).await?;
-                let mut limit = PageLimit::default();
-                let mut cursor = None;
-                for (name, value) in request.query_pairs(&["limit", "cursor"])? {
-                    match name.as_str() {
-                        "limit" => {
-                            limit = PageLimit::new(query_int("limit", &value)?)
-                                .map_err(|e| ApiError::validation(vec![e]))?
-                        }
-                        _ => {
-                            cursor = Some(
-                                UserCursor::parse(&value)
-                                    .map_err(|e| ApiError::validation(vec![e]))?,
-                            )
-                        }
-                    }
-                }
-                let page = call(&self.service, move |s| s.list_users(&me, limit, cursor)).await?;
-                json_value(
-                    StatusCode::OK,
-                    &UsersPage {
-                        items: page.items.iter().map(UserDto::from).collect(),
-                        next_cursor: page.next_cursor.map(|c| c.to_string()),
-                    },
-                )
-            }
-            ("/v1/users/{id}", method) => {
-                let me = self.principal(request.bearer()?).await?;
-                // An id that cannot be one is simply not found.
-                let id = param.as_deref().and_then(|p| UserId::parse(p).ok());
-                match *method {
-                    Method::GET => {
-                        let user = call(&self.service, move |s| match id {
-                            Some(id) => s.get_user(&me, id),
-                            None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
-                        })
-                        .await?;
-                        json_value(StatusCode::OK, &UserDto::from(&user))
-                    }
-                    Method::PATCH => {
-                        let patch = decode_user_patch(&request.json_bytes().await?)?;
-                        let user = call(&self.service, move |s| match id {
-                            Some(id) => s.patch_user(&me, id, patch),
-                            None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
-                        })
-                        .await?;
-                        json_value(StatusCode::OK, &UserDto::from(&user))
-                    }
-                    _ => {
-                        call(&self.service, move |s| match id {
-                            Some(id) => s.delete_user(&me, id),
-                            None => s.get_user(&me, me.user_id).and(Err(CoreError::NotFound)),
-                        })
-                        .await?;
-                        Ok(no_content())
-                    }
-                }
-            }
-            _ => Err(ApiError::not_found()),
-        }
+/// Schemas whose limits are the domain's own constants, never repeated as
+/// literals.
+mod limits {
+    use todo_core::{Email, Password, Username};
+    use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
+
+    fn username_pattern(letters: &str) -> String {
+        format!(
+            "^[{letters}0-9_.-]{{{},{}}}$",
+            Username::MIN_CHARS,
+            Username::MAX_CHARS
+        )
+    }
+
+    /// A username as stored: folded to lower case.
+    pub(super) fn username() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(username_pattern("a-z")))
+            .build()
+    }
+
+    /// A username as offered: any case (folded when stored).
+    pub(super) fn offered_username() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(username_pattern("A-Za-z")))
+            .build()
+    }
+
+    /// A new password.
+    pub(super) fn new_password() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(Password::MIN_CHARS))
+            .max_length(Some(Password::MAX_CHARS))
+            .build()
+    }
+
+    /// An optional e-mail address.
+    pub(super) fn email() -> Object {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .format(Some(SchemaFormat::Custom("email".to_owned())))
+            .max_length(Some(Email::MAX_CHARS))
+            .build()
     }
 }

@@ -48,7 +48,7 @@ pub use tls::{TlsError, TlsIdentity, write_private};
 
 /// The route tables, for tests and documentation.
 pub mod routes {
-    pub use crate::auth_api::ROUTES as AUTH;
+    pub use crate::auth_api::documented as auth;
     pub use crate::task_api::documented as tasks;
 }
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use todo_auth::{
     Argon2Config, Argon2Hasher, BackoffPolicy, BoundedHasher, CachingVerifier, JwtSigner,
     JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits, PublicKey,
-    Sha256RefreshTokenHasher, SigningKey, SystemClock,
+    SigningKey, SystemClock,
 };
-use todo_core::{AuthDeps, AuthLimits, AuthService, TaskLimits, TaskService, TokenPolicy};
+use todo_core::{AuthLimits, AuthServices, SessionService, TaskLimits, TaskService, TokenPolicy};
 use todo_store::{SqlLoginBackoff, SqlStore};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -169,9 +169,9 @@ pub enum Algorithm {
 /// `todo_auth::CachingVerifier`.
 pub const VERIFIED_TOKENS_CACHED: usize = 50_000;
 
-/// The auth service and the parts the server also needs.
+/// The auth services and the parts the server also needs.
 pub struct AuthParts {
-    pub service: AuthService,
+    pub service: AuthServices,
     /// Every key that verifies: the signing key's and the rotated-out ones.
     pub keys: KeySet,
     pub hasher: Arc<BoundedHasher<Argon2Hasher>>,
@@ -303,25 +303,22 @@ impl AuthSettings {
         };
         // Failure counts live in the database, so every instance sees them.
         let failures = Arc::new(SqlLoginBackoff::new((*store).clone(), backoff));
-        let service = AuthService::new(AuthDeps {
-            users: store.clone(),
-            refresh_tokens: store,
-            hasher: hasher.clone(),
-            signer: Arc::new(JwtSigner::new(key)),
-            verifier: verifier.clone(),
-            refresh_hasher: Arc::new(Sha256RefreshTokenHasher),
-            clock: clock.clone(),
-            random: Arc::new(OsRandom),
-            limits: AuthLimits {
+        let service = todo_auth::auth_services()
+            .store(store)
+            .hasher(hasher.clone())
+            .signer(Arc::new(JwtSigner::new(key)))
+            .verifier(verifier.clone())
+            .limits(AuthLimits {
                 register_per_client: Arc::new(KeyedLimiter::new(register, clock.clone())),
                 login_per_client: Arc::new(KeyedLimiter::new(login, clock.clone())),
                 login_per_account: Arc::new(KeyedLimiter::new(account, clock)),
                 login_failures: failures,
-            },
-            audit: Arc::new(crate::audit::TracingAudit),
-            policy,
-        })
-        .with_registration_open(self.registration == RegistrationMode::Open);
+            })
+            .audit(Arc::new(crate::audit::TracingAudit))
+            .policy(policy)
+            .registration_open(self.registration == RegistrationMode::Open)
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(AuthParts {
             service,
             keys,
@@ -388,6 +385,7 @@ pub fn create_user(
         todo_core::Role::User
     };
     let user = service
+        .admin
         .create_user(registration, role)
         .map_err(|e| format!("creating the user: {e}"))?;
     tracing::info!(user = %user.id, username = %user.username, role = %user.role, "user created");
@@ -398,11 +396,11 @@ pub fn create_user(
 pub const REFRESH_TOKEN_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Deletes long-dead refresh tokens every `every`
-/// ([`AuthService::purge_refresh_tokens`]), and stale failed-login counts
-/// ([`AuthService::purge_login_failures`]), on the blocking pool, until the
+/// ([`SessionService::purge_refresh_tokens`]), and stale failed-login counts
+/// ([`SessionService::purge_login_failures`]), on the blocking pool, until the
 /// runtime stops. Several instances may all do it: the delete is idempotent.
 pub fn purge_refresh_tokens_periodically(
-    service: AuthService,
+    service: SessionService,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -466,7 +464,7 @@ pub fn one_origin_with(
     // One gate for both APIs: a password change on the auth side is
     // honoured by the task side at once.
     let gate = Arc::clone(service.gate());
-    purge_refresh_tokens_periodically(service.clone(), REFRESH_TOKEN_PURGE_INTERVAL);
+    purge_refresh_tokens_periodically(service.sessions.clone(), REFRESH_TOKEN_PURGE_INTERVAL);
     let jwks = keys.to_jwks().map_err(|e| e.to_string())?;
     let probes: Vec<Arc<dyn crate::Probe>> = vec![Arc::new(store.clone()), hasher];
     let auth_api = crate::AuthApi::new(service, &jwks, probes)
@@ -487,7 +485,7 @@ mod tests {
     use todo_core::testing::{
         CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens,
     };
-    use todo_core::{AuthLimits, Credentials, NoAudit, Registration, Role};
+    use todo_core::{Credentials, Registration, Role};
 
     use super::*;
 
@@ -496,21 +494,22 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::new());
         let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
-        let service = AuthService::new(AuthDeps {
-            users: store.clone(),
-            refresh_tokens: store.clone(),
-            hasher: Arc::new(CountingHasher::new(1)),
-            signer: tokens.clone(),
-            verifier: tokens,
-            refresh_hasher: Arc::new(ReversingDigest),
-            clock: clock.clone(),
-            random: Arc::new(SeededRandom::new(7)),
-            limits: AuthLimits::unlimited(),
-            audit: Arc::new(NoAudit),
-            policy: TokenPolicy::default(),
-        });
+        let AuthServices {
+            sessions: service,
+            admin,
+            ..
+        } = AuthServices::builder()
+            .store(store)
+            .hasher(Arc::new(CountingHasher::new(1)))
+            .signer(tokens.clone())
+            .verifier(tokens)
+            .refresh_hasher(Arc::new(ReversingDigest))
+            .clock(clock.clone())
+            .random(Arc::new(SeededRandom::new(7)))
+            .build()
+            .unwrap();
         let registration = Registration::parse("alice", "correct horse", None).unwrap();
-        service.create_user(registration, Role::User).unwrap();
+        admin.create_user(registration, Role::User).unwrap();
         let credentials = Credentials::offered("alice", "correct horse");
         service.login(None, &credentials).unwrap();
         service.login(None, &credentials).unwrap();

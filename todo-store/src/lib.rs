@@ -24,7 +24,7 @@
 //! let url = DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("todo.db").display()))?;
 //! let store = SqlStore::open_and_migrate(&StoreConfig::new(url))?;
 //!
-//! // Nothing stored yet; a `TaskService` or `AuthService` takes the store as
+//! // Nothing stored yet; a `TaskService` or `AuthServices` takes the store as
 //! // its `Arc<dyn TaskStore>` / `Arc<dyn UserStore>`.
 //! assert!(store.list_users(None, 10)?.is_empty());
 //! let tasks: Arc<dyn TaskStore> = Arc::new(store.clone());

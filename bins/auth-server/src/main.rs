@@ -117,7 +117,7 @@ async fn serve(cli: &Cli) -> Result<(), String> {
         hasher,
         ..
     } = cli.auth.build(&cli.server.data_dir, store.clone())?;
-    purge_refresh_tokens_periodically(service.clone(), REFRESH_TOKEN_PURGE_INTERVAL);
+    purge_refresh_tokens_periodically(service.sessions.clone(), REFRESH_TOKEN_PURGE_INTERVAL);
     let jwks = keys.to_jwks().map_err(|e| e.to_string())?;
     let probes: Vec<Arc<dyn Probe>> = vec![Arc::new(store), hasher];
     let api = AuthApi::new(service, &jwks, probes).map_err(|e| e.to_string())?;

@@ -33,10 +33,11 @@ fn another_instance_honours_a_password_change_within_a_second() {
     h.clock.advance(Duration::from_millis(300));
     let (me, _) = h.principal("alice", "correct horse");
     h.auth
+        .account
         .change_password(None, &me, "correct horse", "battery staple")
         .unwrap();
     // This instance changed it: it refuses at once.
-    assert!(refused(h.auth.authenticate(&pair.access_token)));
+    assert!(refused(h.auth.sessions.authenticate(&pair.access_token)));
     // The other answers from what it read, for less than a second...
     h.clock.advance(Duration::from_millis(600));
     assert!(other.admit_remembered(&claims).is_some_and(|d| d.is_ok()));
@@ -53,6 +54,7 @@ fn a_token_from_the_same_second_as_the_password_change_is_refused() {
     let (me, stolen) = h.principal("alice", "correct horse");
     h.clock.advance(Duration::from_millis(20));
     h.auth
+        .account
         .change_password(None, &me, "correct horse", "battery staple")
         .unwrap();
     let claims = h.auth.gate().verify(&stolen.access_token).unwrap();
@@ -62,10 +64,10 @@ fn a_token_from_the_same_second_as_the_password_change_is_refused() {
         changed_at.unix_seconds(),
         "both in one second (the clock starts at a whole second)"
     );
-    assert!(refused(h.auth.authenticate(&stolen.access_token)));
+    assert!(refused(h.auth.sessions.authenticate(&stolen.access_token)));
     h.clock.advance(Duration::from_millis(1));
     let fresh = h.login("alice", "battery staple").unwrap();
-    assert!(h.auth.authenticate(&fresh.access_token).is_ok());
+    assert!(h.auth.sessions.authenticate(&fresh.access_token).is_ok());
 }
 
 #[test]
@@ -73,7 +75,7 @@ fn disabled_deleted_and_unknown_users_are_refused_alike() {
     let h = harness();
     let root = {
         let reg = todo_core::Registration::parse("root", "admin-password", None).unwrap();
-        h.auth.create_user(reg, Role::Admin).unwrap();
+        h.auth.admin.create_user(reg, Role::Admin).unwrap();
         h.principal("root", "admin-password").0
     };
     let alice = h.register("alice", "correct horse");
@@ -86,23 +88,27 @@ fn disabled_deleted_and_unknown_users_are_refused_alike() {
         disabled: Some(true),
         ..UserPatch::default()
     };
-    h.auth.patch_user(&root, alice.id, disable).unwrap();
-    assert!(refused(h.auth.authenticate(&alice_pair.access_token)));
+    h.auth.admin.patch_user(&root, alice.id, disable).unwrap();
+    assert!(refused(
+        h.auth.sessions.authenticate(&alice_pair.access_token)
+    ));
     // Enabled again: the tokens issued before the disabling stay dead.
     h.clock.advance(Duration::from_millis(5));
     let enable = UserPatch {
         disabled: Some(false),
         ..UserPatch::default()
     };
-    h.auth.patch_user(&root, alice.id, enable).unwrap();
-    assert!(refused(h.auth.authenticate(&alice_pair.access_token)));
+    h.auth.admin.patch_user(&root, alice.id, enable).unwrap();
+    assert!(refused(
+        h.auth.sessions.authenticate(&alice_pair.access_token)
+    ));
     h.clock.advance(Duration::from_millis(5));
     let again = h.login("alice", "correct horse").unwrap();
-    assert!(h.auth.authenticate(&again.access_token).is_ok());
+    assert!(h.auth.sessions.authenticate(&again.access_token).is_ok());
 
-    h.auth.delete_user(&root, bob.id).unwrap();
+    h.auth.admin.delete_user(&root, bob.id).unwrap();
     assert!(
-        refused(h.auth.authenticate(&bob_pair.access_token)),
+        refused(h.auth.sessions.authenticate(&bob_pair.access_token)),
         "a deleted user's token is refused like a revoked one, not a store error"
     );
 }
@@ -111,7 +117,7 @@ fn disabled_deleted_and_unknown_users_are_refused_alike() {
 fn the_role_is_the_stored_one() {
     let h = harness();
     let reg = todo_core::Registration::parse("root", "admin-password", None).unwrap();
-    h.auth.create_user(reg, Role::Admin).unwrap();
+    h.auth.admin.create_user(reg, Role::Admin).unwrap();
     let (root, _) = h.principal("root", "admin-password");
     let carol = h.register("carol", "correct horse");
     let (_, pair) = h.principal("carol", "correct horse");
@@ -119,8 +125,8 @@ fn the_role_is_the_stored_one() {
         role: Some(Role::Admin),
         ..UserPatch::default()
     };
-    h.auth.patch_user(&root, carol.id, promote).unwrap();
-    let principal = h.auth.authenticate(&pair.access_token).unwrap();
+    h.auth.admin.patch_user(&root, carol.id, promote).unwrap();
+    let principal = h.auth.sessions.authenticate(&pair.access_token).unwrap();
     assert_eq!(
         principal.role,
         Role::Admin,

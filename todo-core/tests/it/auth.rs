@@ -10,10 +10,10 @@ use todo_core::testing::{
     CountingHasher, ManualClock, RecordingAudit, ReversingDigest, SeededRandom, TableTokens,
 };
 use todo_core::{
-    AuthDeps, AuthLimits, AuthService, Clock, Credentials, Error, LoginBackoff, NewTask, PageLimit,
-    Principal, RateLimiter, RefreshToken, RefreshTokenHasher, RefreshTokenStore, Registration,
-    Role, StoreError, TaskService, ThrottleKey, Timestamp, Title, TokenPolicy, TokenRejection,
-    UserPatch, UserStore, Username,
+    AccountPatch, AuthLimits, AuthServices, Clock, Credentials, Error, LoginBackoff, NewTask,
+    PageLimit, Principal, RateLimiter, RefreshToken, RefreshTokenHasher, RefreshTokenStore,
+    Registration, Role, StoreError, TaskService, ThrottleKey, Timestamp, Title, TokenPolicy,
+    TokenRejection, UserPatch, UserRef, UserStore, Username,
 };
 
 pub struct Harness {
@@ -21,7 +21,7 @@ pub struct Harness {
     pub hasher: Arc<CountingHasher>,
     pub store: Arc<MemoryStore>,
     pub audit: Arc<RecordingAudit>,
-    pub auth: AuthService,
+    pub auth: AuthServices,
 }
 
 pub fn harness() -> Harness {
@@ -43,19 +43,18 @@ fn build(
     let hasher = Arc::new(CountingHasher::new(cost));
     let audit = Arc::new(RecordingAudit::default());
     let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
-    let auth = AuthService::new(AuthDeps {
-        users: store.clone(),
-        refresh_tokens: store.clone(),
-        hasher: hasher.clone(),
-        signer: tokens.clone(),
-        verifier: tokens,
-        refresh_hasher: Arc::new(ReversingDigest),
-        clock: clock.clone(),
-        random: Arc::new(SeededRandom::new(1)),
-        limits,
-        audit: audit.clone(),
-        policy: TokenPolicy::default(),
-    });
+    let auth = AuthServices::builder()
+        .store(store.clone())
+        .hasher(hasher.clone())
+        .signer(tokens.clone())
+        .verifier(tokens)
+        .refresh_hasher(Arc::new(ReversingDigest))
+        .clock(clock.clone())
+        .random(Arc::new(SeededRandom::new(1)))
+        .limits(limits)
+        .audit(audit.clone())
+        .build()
+        .unwrap();
     Harness {
         clock,
         hasher,
@@ -70,22 +69,28 @@ const ADDR: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 
 impl Harness {
     pub fn register(&self, name: &str, password: &str) -> todo_core::User {
         self.auth
+            .sessions
             .register(ADDR, Registration::parse(name, password, None).unwrap())
             .unwrap()
     }
 
     pub fn login(&self, name: &str, password: &str) -> Result<todo_core::TokenPair, Error> {
-        self.auth.login(ADDR, &Credentials::offered(name, password))
+        self.auth
+            .sessions
+            .login(ADDR, &Credentials::offered(name, password))
     }
 
     pub fn principal(&self, name: &str, password: &str) -> (Principal, todo_core::TokenPair) {
         let pair = self.login(name, password).unwrap();
-        (self.auth.authenticate(&pair.access_token).unwrap(), pair)
+        (
+            self.auth.sessions.authenticate(&pair.access_token).unwrap(),
+            pair,
+        )
     }
 
     pub fn admin(&self) -> Principal {
         let reg = Registration::parse("root", "admin-password", None).unwrap();
-        self.auth.create_user(reg, Role::Admin).unwrap();
+        self.auth.admin.create_user(reg, Role::Admin).unwrap();
         self.principal("root", "admin-password").0
     }
 }
@@ -98,7 +103,7 @@ fn registration_folds_the_username_and_refuses_a_taken_one() {
     assert_eq!(user.role, Role::User);
     assert!(!user.disabled);
     assert_eq!(user.created_at, h.clock.now());
-    let again = h.auth.register(
+    let again = h.auth.sessions.register(
         ADDR,
         Registration::parse("ALICE", "other password", None).unwrap(),
     );
@@ -131,7 +136,7 @@ fn login_issues_a_five_minute_access_token_and_a_refresh_token() {
         43,
         "256 bits in URL-safe base64"
     );
-    let principal = h.auth.authenticate(&pair.access_token).unwrap();
+    let principal = h.auth.sessions.authenticate(&pair.access_token).unwrap();
     assert_eq!(principal.user_id, alice.id);
     assert_eq!(principal.role, Role::User);
     // Only the digest is stored.
@@ -146,10 +151,10 @@ fn login_issues_a_five_minute_access_token_and_a_refresh_token() {
     );
 
     h.clock.advance(Duration::from_secs(299));
-    assert!(h.auth.authenticate(&pair.access_token).is_ok());
+    assert!(h.auth.sessions.authenticate(&pair.access_token).is_ok());
     h.clock.advance(Duration::from_secs(1));
     assert!(matches!(
-        h.auth.authenticate(&pair.access_token),
+        h.auth.sessions.authenticate(&pair.access_token),
         Err(Error::InvalidToken(TokenRejection::Expired))
     ));
 }
@@ -161,6 +166,7 @@ fn unknown_user_wrong_password_and_disabled_account_fail_alike_with_one_verifica
     let bob = h.register("bob", "battery staple");
     let admin = h.admin();
     h.auth
+        .admin
         .patch_user(
             &admin,
             bob.id,
@@ -239,22 +245,26 @@ fn refresh_rotates_and_a_reused_token_revokes_its_whole_family() {
     let h = harness();
     h.register("alice", "correct horse");
     let first = h.login("alice", "correct horse").unwrap();
-    let second = h.auth.refresh(ADDR, &first.refresh_token).unwrap();
+    let second = h.auth.sessions.refresh(ADDR, &first.refresh_token).unwrap();
     assert_ne!(second.refresh_token, first.refresh_token);
-    assert!(h.auth.authenticate(&second.access_token).is_ok());
-    let third = h.auth.refresh(ADDR, &second.refresh_token).unwrap();
+    assert!(h.auth.sessions.authenticate(&second.access_token).is_ok());
+    let third = h
+        .auth
+        .sessions
+        .refresh(ADDR, &second.refresh_token)
+        .unwrap();
 
     // The first token is dead; presenting it again, past the reuse grace,
     // is a theft signal.
     h.clock
         .advance(TokenPolicy::default().refresh_reuse_grace + Duration::from_millis(1));
     assert!(matches!(
-        h.auth.refresh(ADDR, &first.refresh_token),
+        h.auth.sessions.refresh(ADDR, &first.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
     // ...and the legitimate holder's newest token dies with the family.
     assert!(matches!(
-        h.auth.refresh(ADDR, &third.refresh_token),
+        h.auth.sessions.refresh(ADDR, &third.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
     assert!(
@@ -266,7 +276,7 @@ fn refresh_rotates_and_a_reused_token_revokes_its_whole_family() {
 
     // Another login is another family, untouched.
     let other = h.login("alice", "correct horse").unwrap();
-    assert!(h.auth.refresh(ADDR, &other.refresh_token).is_ok());
+    assert!(h.auth.sessions.refresh(ADDR, &other.refresh_token).is_ok());
 }
 
 /// Two instances whose clocks differ by a millisecond, or a racer that
@@ -280,10 +290,10 @@ fn a_racer_whose_clock_reads_before_the_winners_stamp_keeps_the_session() {
     let behind = Arc::new(ManualClock::at(h.clock.now()));
     h.clock.advance(Duration::from_millis(1));
     let other = build(h.store.clone(), behind, AuthLimits::unlimited(), 2);
-    let winner = h.auth.refresh(ADDR, &first.refresh_token).unwrap();
-    let loser = other.auth.refresh(ADDR, &first.refresh_token);
+    let winner = h.auth.sessions.refresh(ADDR, &first.refresh_token).unwrap();
+    let loser = other.auth.sessions.refresh(ADDR, &first.refresh_token);
     assert!(loser.is_ok(), "{loser:?}");
-    assert!(h.auth.refresh(ADDR, &winner.refresh_token).is_ok());
+    assert!(h.auth.sessions.refresh(ADDR, &winner.refresh_token).is_ok());
 }
 
 #[test]
@@ -293,12 +303,16 @@ fn a_token_exchanged_again_within_the_grace_keeps_the_session() {
     let first = h.login("alice", "correct horse").unwrap();
     // Two tabs, or a retry after a lost answer: both get a pair, and
     // neither pair is dead.
-    let winner = h.auth.refresh(ADDR, &first.refresh_token).unwrap();
+    let winner = h.auth.sessions.refresh(ADDR, &first.refresh_token).unwrap();
     h.clock.advance(Duration::from_secs(3));
-    let retry = h.auth.refresh(ADDR, &first.refresh_token).unwrap();
+    let retry = h.auth.sessions.refresh(ADDR, &first.refresh_token).unwrap();
     assert_ne!(winner.refresh_token, retry.refresh_token);
-    let next = h.auth.refresh(ADDR, &winner.refresh_token).unwrap();
-    assert!(h.auth.refresh(ADDR, &retry.refresh_token).is_ok());
+    let next = h
+        .auth
+        .sessions
+        .refresh(ADDR, &winner.refresh_token)
+        .unwrap();
+    assert!(h.auth.sessions.refresh(ADDR, &retry.refresh_token).is_ok());
     assert!(
         !h.audit
             .events()
@@ -310,16 +324,16 @@ fn a_token_exchanged_again_within_the_grace_keeps_the_session() {
     h.clock
         .advance(TokenPolicy::default().refresh_reuse_grace + Duration::from_millis(1));
     assert!(matches!(
-        h.auth.refresh(ADDR, &first.refresh_token),
+        h.auth.sessions.refresh(ADDR, &first.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
     assert!(matches!(
-        h.auth.refresh(ADDR, &next.refresh_token),
+        h.auth.sessions.refresh(ADDR, &next.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
     // And a token revoked with its family gets nothing within any grace.
     assert!(matches!(
-        h.auth.refresh(ADDR, &winner.refresh_token),
+        h.auth.sessions.refresh(ADDR, &winner.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
 }
@@ -331,12 +345,12 @@ fn refresh_tokens_expire_and_unknown_ones_are_refused() {
     let pair = h.login("alice", "correct horse").unwrap();
     h.clock.advance(TokenPolicy::default().refresh_ttl);
     assert!(matches!(
-        h.auth.refresh(ADDR, &pair.refresh_token),
+        h.auth.sessions.refresh(ADDR, &pair.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
     let unknown = RefreshToken::parse(&"A".repeat(43)).unwrap();
     assert!(matches!(
-        h.auth.refresh(ADDR, &unknown),
+        h.auth.sessions.refresh(ADDR, &unknown),
         Err(Error::InvalidRefreshToken)
     ));
     assert!(RefreshToken::parse("short").is_none());
@@ -349,19 +363,19 @@ fn purging_drops_long_dead_refresh_tokens_and_keeps_reuse_detection() {
     h.register("alice", "correct horse");
     let first = h.login("alice", "correct horse").unwrap();
     // `first` is used, its replacement live: two tokens of one family.
-    h.auth.refresh(ADDR, &first.refresh_token).unwrap();
+    h.auth.sessions.refresh(ADDR, &first.refresh_token).unwrap();
     let ttl = TokenPolicy::default().refresh_ttl;
     assert_eq!(
-        h.auth.purge_refresh_tokens().unwrap(),
+        h.auth.sessions.purge_refresh_tokens().unwrap(),
         0,
         "none has expired"
     );
 
     // Both expired a moment ago: kept for one more lifetime.
     h.clock.advance(ttl + Duration::from_secs(1));
-    assert_eq!(h.auth.purge_refresh_tokens().unwrap(), 0);
+    assert_eq!(h.auth.sessions.purge_refresh_tokens().unwrap(), 0);
     assert!(matches!(
-        h.auth.refresh(ADDR, &first.refresh_token),
+        h.auth.sessions.refresh(ADDR, &first.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
     assert!(
@@ -375,12 +389,12 @@ fn purging_drops_long_dead_refresh_tokens_and_keeps_reuse_detection() {
     // A lifetime after their expiry both go; a live one stays.
     let live = h.login("alice", "correct horse").unwrap();
     h.clock.advance(ttl);
-    assert_eq!(h.auth.purge_refresh_tokens().unwrap(), 2);
+    assert_eq!(h.auth.sessions.purge_refresh_tokens().unwrap(), 2);
     h.clock.advance(Duration::from_secs(1));
-    assert_eq!(h.auth.purge_refresh_tokens().unwrap(), 0);
+    assert_eq!(h.auth.sessions.purge_refresh_tokens().unwrap(), 0);
     assert!(
         matches!(
-            h.auth.refresh(ADDR, &live.refresh_token),
+            h.auth.sessions.refresh(ADDR, &live.refresh_token),
             Err(Error::InvalidRefreshToken)
         ),
         "expired, though not yet purged"
@@ -392,14 +406,15 @@ fn logout_revokes_the_family_and_is_idempotent() {
     let h = harness();
     h.register("alice", "correct horse");
     let pair = h.login("alice", "correct horse").unwrap();
-    let rotated = h.auth.refresh(ADDR, &pair.refresh_token).unwrap();
-    h.auth.logout(ADDR, &pair.refresh_token).unwrap();
+    let rotated = h.auth.sessions.refresh(ADDR, &pair.refresh_token).unwrap();
+    h.auth.sessions.logout(ADDR, &pair.refresh_token).unwrap();
     assert!(matches!(
-        h.auth.refresh(ADDR, &rotated.refresh_token),
+        h.auth.sessions.refresh(ADDR, &rotated.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
-    h.auth.logout(ADDR, &pair.refresh_token).unwrap();
+    h.auth.sessions.logout(ADDR, &pair.refresh_token).unwrap();
     h.auth
+        .sessions
         .logout(ADDR, &RefreshToken::parse(&"B".repeat(43)).unwrap())
         .unwrap();
 }
@@ -412,10 +427,11 @@ fn a_disabled_or_deleted_account_cannot_refresh_or_validate() {
     let bob = h.register("bob", "battery staple");
     let (_, alice_pair) = h.principal("alice", "correct horse");
     let (_, bob_pair) = h.principal("bob", "battery staple");
-    assert!(h.auth.validate(&alice_pair.access_token).is_ok());
+    assert!(h.auth.sessions.validate(&alice_pair.access_token).is_ok());
 
     let disabled = h
         .auth
+        .admin
         .patch_user(
             &admin,
             alice.id,
@@ -427,15 +443,16 @@ fn a_disabled_or_deleted_account_cannot_refresh_or_validate() {
         .unwrap();
     assert!(disabled.disabled);
     assert!(matches!(
-        h.auth.validate(&alice_pair.access_token),
+        h.auth.sessions.validate(&alice_pair.access_token),
         Err(Error::InvalidToken(TokenRejection::Revoked))
     ));
     assert!(matches!(
-        h.auth.refresh(ADDR, &alice_pair.refresh_token),
+        h.auth.sessions.refresh(ADDR, &alice_pair.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
     // Enabling again does not bring revoked refresh tokens back.
     h.auth
+        .admin
         .patch_user(
             &admin,
             alice.id,
@@ -446,17 +463,17 @@ fn a_disabled_or_deleted_account_cannot_refresh_or_validate() {
         )
         .unwrap();
     assert!(matches!(
-        h.auth.refresh(ADDR, &alice_pair.refresh_token),
+        h.auth.sessions.refresh(ADDR, &alice_pair.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
 
-    h.auth.delete_user(&admin, bob.id).unwrap();
+    h.auth.admin.delete_user(&admin, bob.id).unwrap();
     assert!(matches!(
-        h.auth.validate(&bob_pair.access_token),
+        h.auth.sessions.validate(&bob_pair.access_token),
         Err(Error::InvalidToken(_))
     ));
     assert!(matches!(
-        h.auth.refresh(ADDR, &bob_pair.refresh_token),
+        h.auth.sessions.refresh(ADDR, &bob_pair.refresh_token),
         Err(Error::InvalidRefreshToken)
     ));
 }
@@ -471,21 +488,26 @@ fn changing_the_password_checks_the_old_one_and_revokes_every_session() {
 
     let wrong = h
         .auth
+        .account
         .change_password(ADDR, &me, "wrong horse", "new password 1");
     assert!(matches!(wrong, Err(Error::WrongPassword)));
-    let weak = h.auth.change_password(ADDR, &me, "correct horse", "short");
+    let weak = h
+        .auth
+        .account
+        .change_password(ADDR, &me, "correct horse", "short");
     assert!(matches!(weak, Err(Error::Invalid(ref e)) if e[0].field() == "password"));
 
     h.auth
+        .account
         .change_password(ADDR, &me, "correct horse", "new password 1")
         .unwrap();
     for pair in [&first, &second] {
         assert!(matches!(
-            h.auth.refresh(ADDR, &pair.refresh_token),
+            h.auth.sessions.refresh(ADDR, &pair.refresh_token),
             Err(Error::InvalidRefreshToken)
         ));
         assert!(matches!(
-            h.auth.validate(&pair.access_token),
+            h.auth.sessions.validate(&pair.access_token),
             Err(Error::InvalidToken(TokenRejection::Revoked))
         ));
     }
@@ -495,7 +517,7 @@ fn changing_the_password_checks_the_old_one_and_revokes_every_session() {
     ));
     h.clock.advance(Duration::from_secs(1));
     let fresh = h.login("alice", "new password 1").unwrap();
-    assert!(h.auth.validate(&fresh.access_token).is_ok());
+    assert!(h.auth.sessions.validate(&fresh.access_token).is_ok());
     assert!(
         h.audit
             .events()
@@ -509,13 +531,126 @@ fn users_see_and_change_their_own_account() {
     let h = harness();
     h.register("alice", "correct horse");
     let (me, _) = h.principal("alice", "correct horse");
-    assert_eq!(h.auth.me(&me).unwrap().username.as_str(), "alice");
+    assert_eq!(h.auth.account.me(&me).unwrap().username.as_str(), "alice");
     h.clock.advance(Duration::from_secs(1));
     let email = todo_core::Email::parse("alice@example.org").unwrap();
-    let updated = h.auth.update_me(&me, Some(email.clone())).unwrap();
+    let updated = h.auth.account.update_me(&me, Some(email.clone())).unwrap();
     assert_eq!(updated.email, Some(email));
     assert!(updated.updated_at > updated.created_at);
-    assert_eq!(h.auth.update_me(&me, None).unwrap().email, None);
+    assert_eq!(h.auth.account.update_me(&me, None).unwrap().email, None);
+}
+
+/// A patch of one's own account that names no field (`PATCH /v1/users/me`
+/// with `{}`) was the handler's decision; it is the service's now.
+#[test]
+fn an_account_patch_changes_only_what_it_names() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    let email = todo_core::Email::parse("alice@example.org").unwrap();
+    let set = AccountPatch {
+        email: Some(Some(email.clone())),
+    };
+    let with_email = h.auth.account.patch_me(&me, set).unwrap();
+    assert_eq!(with_email.email, Some(email.clone()));
+
+    h.clock.advance(Duration::from_secs(1));
+    let unchanged = h
+        .auth
+        .account
+        .patch_me(&me, AccountPatch::default())
+        .unwrap();
+    assert_eq!(unchanged, with_email, "an empty patch changes nothing");
+    assert_eq!(
+        h.store.find_user(me.user_id).unwrap().unwrap().user,
+        with_email,
+        "nor writes anything"
+    );
+
+    let remove = AccountPatch { email: Some(None) };
+    let removed = h.auth.account.patch_me(&me, remove).unwrap();
+    assert_eq!(removed.email, None);
+    assert!(removed.updated_at > with_email.updated_at);
+
+    // A disabled account, even with an empty patch, is answered like its
+    // revoked token.
+    let root = h.admin();
+    let disable = UserPatch {
+        disabled: Some(true),
+        ..UserPatch::default()
+    };
+    h.auth.admin.patch_user(&root, me.user_id, disable).unwrap();
+    assert!(matches!(
+        h.auth.account.patch_me(&me, AccountPatch::default()),
+        Err(Error::InvalidToken(TokenRejection::Revoked))
+    ));
+}
+
+/// A path id that cannot be an id (`/v1/users/nope`) was the handler's
+/// decision; it is the service's now: not found, but only for an admin.
+#[test]
+fn a_malformed_user_id_is_not_found_after_the_admin_check() {
+    let h = harness();
+    let root = h.admin();
+    let alice = h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    let nope = UserRef::parse("nope");
+    assert_eq!(nope, UserRef::Malformed);
+    assert_eq!(UserRef::parse(&alice.id.to_string()), UserRef::Id(alice.id));
+
+    let patch = UserPatch {
+        role: Some(Role::Admin),
+        ..UserPatch::default()
+    };
+    // Not an admin: refused, whatever the shape of the id.
+    assert!(matches!(
+        h.auth.admin.get_user(&me, nope),
+        Err(Error::Forbidden)
+    ));
+    assert!(matches!(
+        h.auth.admin.patch_user(&me, nope, patch.clone()),
+        Err(Error::Forbidden)
+    ));
+    assert!(matches!(
+        h.auth.admin.delete_user(&me, nope),
+        Err(Error::Forbidden)
+    ));
+    // An admin: no such user.
+    assert!(matches!(
+        h.auth.admin.get_user(&root, nope),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        h.auth.admin.patch_user(&root, nope, patch.clone()),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        h.auth.admin.delete_user(&root, nope),
+        Err(Error::NotFound)
+    ));
+    assert!(
+        h.audit
+            .events()
+            .iter()
+            .all(|e| !e.starts_with("AdminAction")),
+        "nothing was done"
+    );
+    // A well-formed id parsed from text is the user's.
+    let by_text = UserRef::parse(&alice.id.to_string());
+    assert_eq!(h.auth.admin.get_user(&root, by_text).unwrap().id, alice.id);
+    // A disabled admin is refused first, as for any admin call.
+    let second = h.register("second", "second password");
+    let (second_admin, _) = h.principal("second", "second password");
+    h.auth.admin.patch_user(&root, second.id, patch).unwrap();
+    let disable = UserPatch {
+        disabled: Some(true),
+        ..UserPatch::default()
+    };
+    h.auth.admin.patch_user(&root, second.id, disable).unwrap();
+    assert!(matches!(
+        h.auth.admin.get_user(&second_admin, nope),
+        Err(Error::InvalidToken(TokenRejection::Revoked))
+    ));
 }
 
 #[test]
@@ -526,11 +661,11 @@ fn admin_endpoints_refuse_non_admins_and_stale_admin_tokens() {
     let (me, _) = h.principal("alice", "correct horse");
     let limit = PageLimit::default();
     assert!(matches!(
-        h.auth.list_users(&me, limit, None),
+        h.auth.admin.list_users(&me, limit, None),
         Err(Error::Forbidden)
     ));
     assert!(matches!(
-        h.auth.get_user(&me, alice.id),
+        h.auth.admin.get_user(&me, alice.id),
         Err(Error::Forbidden)
     ));
     let raise = UserPatch {
@@ -538,11 +673,11 @@ fn admin_endpoints_refuse_non_admins_and_stale_admin_tokens() {
         ..UserPatch::default()
     };
     assert!(matches!(
-        h.auth.patch_user(&me, alice.id, raise.clone()),
+        h.auth.admin.patch_user(&me, alice.id, raise.clone()),
         Err(Error::Forbidden)
     ));
     assert!(matches!(
-        h.auth.delete_user(&me, admin.user_id),
+        h.auth.admin.delete_user(&me, admin.user_id),
         Err(Error::Forbidden)
     ));
     // A principal claiming admin in a token is checked against the store.
@@ -551,14 +686,15 @@ fn admin_endpoints_refuse_non_admins_and_stale_admin_tokens() {
         ..me.clone()
     };
     assert!(matches!(
-        h.auth.list_users(&forged, limit, None),
+        h.auth.admin.list_users(&forged, limit, None),
         Err(Error::Forbidden)
     ));
 
     // Promote, then demote: the old admin token stops working at once.
-    h.auth.patch_user(&admin, alice.id, raise).unwrap();
-    assert!(h.auth.list_users(&me, limit, None).is_ok());
+    h.auth.admin.patch_user(&admin, alice.id, raise).unwrap();
+    assert!(h.auth.admin.list_users(&me, limit, None).is_ok());
     h.auth
+        .admin
         .patch_user(
             &admin,
             alice.id,
@@ -569,7 +705,7 @@ fn admin_endpoints_refuse_non_admins_and_stale_admin_tokens() {
         )
         .unwrap();
     assert!(matches!(
-        h.auth.list_users(&forged, limit, None),
+        h.auth.admin.list_users(&forged, limit, None),
         Err(Error::Forbidden)
     ));
 }
@@ -586,7 +722,7 @@ fn admins_page_through_users_and_cannot_lock_themselves_out() {
     let mut names = Vec::new();
     let mut cursor = None;
     loop {
-        let page = h.auth.list_users(&admin, limit, cursor).unwrap();
+        let page = h.auth.admin.list_users(&admin, limit, cursor).unwrap();
         names.extend(page.items.iter().map(|u| u.username.as_str().to_owned()));
         match page.next_cursor {
             Some(next) => cursor = Some(next),
@@ -601,7 +737,7 @@ fn admins_page_through_users_and_cannot_lock_themselves_out() {
         ..UserPatch::default()
     };
     assert!(matches!(
-        h.auth.patch_user(&admin, me, demote),
+        h.auth.admin.patch_user(&admin, me, demote),
         Err(Error::Conflict(_))
     ));
     let disable = UserPatch {
@@ -609,24 +745,26 @@ fn admins_page_through_users_and_cannot_lock_themselves_out() {
         ..UserPatch::default()
     };
     assert!(matches!(
-        h.auth.patch_user(&admin, me, disable),
+        h.auth.admin.patch_user(&admin, me, disable),
         Err(Error::Conflict(_))
     ));
     assert!(matches!(
-        h.auth.delete_user(&admin, me),
+        h.auth.admin.delete_user(&admin, me),
         Err(Error::Conflict(_))
     ));
     let missing = todo_core::UserId::parse("01890a5d-ac96-774b-bcce-b302099a8057").unwrap();
     assert!(matches!(
-        h.auth.get_user(&admin, missing),
+        h.auth.admin.get_user(&admin, missing),
         Err(Error::NotFound)
     ));
     assert!(matches!(
-        h.auth.patch_user(&admin, missing, UserPatch::default()),
+        h.auth
+            .admin
+            .patch_user(&admin, missing, UserPatch::default()),
         Err(Error::NotFound)
     ));
     assert!(matches!(
-        h.auth.delete_user(&admin, missing),
+        h.auth.admin.delete_user(&admin, missing),
         Err(Error::NotFound)
     ));
     assert!(h.audit.events().iter().all(|e| !e.contains("delete_user")));
@@ -646,7 +784,7 @@ fn deleting_a_user_takes_their_tasks_and_tokens() {
     let task = tasks
         .create(alice.id, NewTask::titled(Title::parse("mine").unwrap()))
         .unwrap();
-    h.auth.delete_user(&admin, alice.id).unwrap();
+    h.auth.admin.delete_user(&admin, alice.id).unwrap();
     assert!(matches!(tasks.get(alice.id, task.id), Err(Error::NotFound)));
     assert!(
         h.store
@@ -697,7 +835,7 @@ fn limits_answer_rate_limited_before_any_hashing() {
         ..AuthLimits::unlimited()
     };
     let h = harness_with(limits, 2);
-    let refused = h.auth.register(
+    let refused = h.auth.sessions.register(
         ADDR,
         Registration::parse("alice", "correct horse", None).unwrap(),
     );
@@ -707,6 +845,7 @@ fn limits_answer_rate_limited_before_any_hashing() {
     assert_eq!(h.hasher.hashes(), 0);
     // Without a client address (in-process use) there is no per-address limit.
     h.auth
+        .sessions
         .register(
             None,
             Registration::parse("alice", "correct horse", None).unwrap(),
@@ -788,21 +927,19 @@ impl todo_core::PasswordHasher for InterleavingHasher {
     }
 }
 
-fn with_hasher(h: &Harness, hasher: Arc<InterleavingHasher>) -> AuthService {
+fn with_hasher(h: &Harness, hasher: Arc<InterleavingHasher>) -> AuthServices {
     let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
-    AuthService::new(AuthDeps {
-        users: h.store.clone(),
-        refresh_tokens: h.store.clone(),
-        hasher,
-        signer: tokens.clone(),
-        verifier: tokens,
-        refresh_hasher: Arc::new(ReversingDigest),
-        clock: h.clock.clone(),
-        random: Arc::new(SeededRandom::new(9)),
-        limits: AuthLimits::unlimited(),
-        audit: Arc::new(RecordingAudit::default()),
-        policy: TokenPolicy::default(),
-    })
+    AuthServices::builder()
+        .store(h.store.clone())
+        .hasher(hasher)
+        .signer(tokens.clone())
+        .verifier(tokens)
+        .refresh_hasher(Arc::new(ReversingDigest))
+        .clock(h.clock.clone())
+        .random(Arc::new(SeededRandom::new(9)))
+        .audit(Arc::new(RecordingAudit::default()))
+        .build()
+        .unwrap()
 }
 
 /// v1 wrote the whole user row back after weighing a password: an admin's
@@ -820,7 +957,7 @@ fn a_rehash_or_password_change_keeps_what_an_admin_changed_meanwhile() {
                 disabled: Some(true),
                 ..UserPatch::default()
             };
-            auth.patch_user(&root, alice.id, patch).unwrap();
+            auth.admin.patch_user(&root, alice.id, patch).unwrap();
         }
     };
     let raised = with_hasher(
@@ -830,7 +967,9 @@ fn a_rehash_or_password_change_keeps_what_an_admin_changed_meanwhile() {
             hook: std::sync::Mutex::new(Some(Box::new(disable))),
         }),
     );
-    let _ = raised.login(ADDR, &Credentials::offered("alice", "correct horse"));
+    let _ = raised
+        .sessions
+        .login(ADDR, &Credentials::offered("alice", "correct horse"));
     let stored = h.store.find_user(alice.id).unwrap().unwrap();
     assert!(
         stored.user.disabled,
@@ -845,7 +984,7 @@ fn a_rehash_or_password_change_keeps_what_an_admin_changed_meanwhile() {
         role: Some(Role::Admin),
         ..UserPatch::default()
     };
-    h.auth.patch_user(&root, bob.id, promote).unwrap();
+    h.auth.admin.patch_user(&root, bob.id, promote).unwrap();
     let demote = {
         let (auth, root) = (h.auth.clone(), root.clone());
         move || {
@@ -853,7 +992,7 @@ fn a_rehash_or_password_change_keeps_what_an_admin_changed_meanwhile() {
                 role: Some(Role::User),
                 ..UserPatch::default()
             };
-            auth.patch_user(&root, bob.id, patch).unwrap();
+            auth.admin.patch_user(&root, bob.id, patch).unwrap();
         }
     };
     let changing = with_hasher(
@@ -865,6 +1004,7 @@ fn a_rehash_or_password_change_keeps_what_an_admin_changed_meanwhile() {
     );
     let (bob_principal, _) = h.principal("bob", "correct horse");
     changing
+        .account
         .change_password(None, &bob_principal, "correct horse", "battery staple")
         .unwrap();
     let stored = h.store.find_user(bob.id).unwrap().unwrap();
@@ -886,6 +1026,7 @@ fn a_refresh_token_issued_before_the_password_change_is_dead_whenever_it_was_sto
     let issued_at = h.clock.now();
     h.clock.advance(Duration::from_millis(30));
     h.auth
+        .account
         .change_password(None, &me, "correct horse", "battery staple")
         .unwrap();
     // The racing login's family lands now, after the revocation.
@@ -903,7 +1044,7 @@ fn a_refresh_token_issued_before_the_password_change_is_dead_whenever_it_was_sto
     };
     h.store.insert_refresh_token(&late).unwrap();
     assert!(matches!(
-        h.auth.refresh(ADDR, &token),
+        h.auth.sessions.refresh(ADDR, &token),
         Err(Error::InvalidRefreshToken)
     ));
 }

@@ -8,12 +8,12 @@ use http::Method;
 use serde_json::{Value, json};
 use todo_auth::{
     Argon2Config, Argon2Hasher, BackoffPolicy, BoundedHasher, FailedLoginBackoff, JwtSigner,
-    JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits,
-    Sha256RefreshTokenHasher, SigningKey, SystemClock,
+    JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits, SigningKey,
+    SystemClock,
 };
 use todo_core::{
-    AccessGate, AuthDeps, AuthLimits, AuthService, NoAudit, PasswordHasher, Registration, Role,
-    TaskService, TokenPolicy,
+    AccessGate, AuthLimits, AuthServices, PasswordHasher, Registration, Role, TaskService,
+    TokenPolicy,
 };
 use todo_http::client::{Client, Reply};
 use todo_http::{
@@ -94,7 +94,7 @@ impl Server {
 pub struct System {
     pub auth: Server,
     pub tasks: Server,
-    pub service: AuthService,
+    pub service: AuthServices,
     /// The auth service's signer and its key, for tests that forge tokens.
     pub signer: Arc<JwtSigner>,
     pub key_pem: String,
@@ -161,7 +161,7 @@ impl From<TestBackend> for Deployment {
 
 /// One instance of each API over `store`, as the binaries assemble them.
 struct Instance {
-    service: AuthService,
+    service: AuthServices,
     auth: AuthApi,
     tasks: TaskApi,
 }
@@ -202,16 +202,12 @@ fn instance(
         period: Duration::from_secs(60),
         max_keys: 10_000,
     };
-    let service = AuthService::new(AuthDeps {
-        users: store.clone(),
-        refresh_tokens: store.clone(),
-        hasher,
-        signer: signer.clone(),
-        verifier: verifier.clone(),
-        refresh_hasher: Arc::new(Sha256RefreshTokenHasher),
-        clock: clock.clone(),
-        random: Arc::new(OsRandom),
-        limits: AuthLimits {
+    let service = todo_auth::auth_services()
+        .store(store.clone())
+        .hasher(hasher)
+        .signer(signer.clone())
+        .verifier(verifier.clone())
+        .limits(AuthLimits {
             register_per_client: Arc::new(KeyedLimiter::new(
                 per(options.register_burst),
                 clock.clone(),
@@ -222,10 +218,10 @@ fn instance(
                 free_failures: if options.real_argon2 { u32::MAX } else { 5 },
                 ..BackoffPolicy::default()
             })),
-        },
-        audit: Arc::new(NoAudit),
-        policy,
-    });
+        })
+        .policy(policy)
+        .build()
+        .unwrap();
     let mut auth_probes: Vec<Arc<dyn Probe>> = vec![store.clone()];
     if options.probe_hasher {
         auth_probes.push(bounded);
@@ -580,7 +576,11 @@ impl System {
     /// An administrator, made as `auth-server user create --admin` does.
     pub async fn admin(&self) -> (String, String) {
         let registration = Registration::parse("root", "admin password", None).unwrap();
-        let admin = self.service.create_user(registration, Role::Admin).unwrap();
+        let admin = self
+            .service
+            .admin
+            .create_user(registration, Role::Admin)
+            .unwrap();
         let (access, _) = self.login("root", "admin password").await;
         (admin.id.to_string(), access)
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use todo_http::{RouteSpec, openapi, routes};
+use todo_http::{openapi, routes};
 
 fn documented(document: &serde_json::Value) -> BTreeSet<(String, String)> {
     let mut operations = BTreeSet::new();
@@ -14,13 +14,10 @@ fn documented(document: &serde_json::Value) -> BTreeSet<(String, String)> {
     operations
 }
 
-fn served(routes: &[RouteSpec]) -> BTreeSet<(String, String)> {
-    let operations = routes.iter().flat_map(|r| {
-        r.methods
-            .iter()
-            .map(move |m| (r.template.to_owned(), m.as_str().to_owned()))
-    });
-    with_shared(operations.collect())
+/// The auth API's routes are its handlers' own descriptions.
+fn served_auth() -> BTreeSet<(String, String)> {
+    let document = serde_json::to_value(routes::auth()).unwrap();
+    with_shared(documented(&document))
 }
 
 /// The task API's routes are its handlers' own descriptions.
@@ -38,7 +35,7 @@ fn with_shared(mut operations: BTreeSet<(String, String)>) -> BTreeSet<(String, 
 
 #[test]
 fn every_served_route_is_documented_and_nothing_else() {
-    assert_eq!(documented(&openapi::auth()), served(routes::AUTH));
+    assert_eq!(documented(&openapi::auth()), served_auth());
     assert_eq!(documented(&openapi::tasks()), served_tasks());
 }
 
@@ -53,4 +50,26 @@ fn every_schema_reference_resolves() {
         }
         assert_eq!(document["openapi"], "3.1.0");
     }
+}
+
+#[test]
+fn the_auth_schemas_take_their_limits_from_the_domain() {
+    use todo_core::{Email, Password, Username};
+    let document = serde_json::to_value(routes::auth()).unwrap();
+    let schemas = &document["components"]["schemas"];
+    let registration = &schemas["Registration"]["properties"];
+    assert_eq!(registration["password"]["minLength"], Password::MIN_CHARS);
+    assert_eq!(registration["password"]["maxLength"], Password::MAX_CHARS);
+    assert_eq!(registration["email"]["maxLength"], Email::MAX_CHARS);
+    let (min, max) = (Username::MIN_CHARS, Username::MAX_CHARS);
+    assert_eq!(
+        registration["username"]["pattern"],
+        format!("^[A-Za-z0-9_.-]{{{min},{max}}}$")
+    );
+    let change = &schemas["PasswordChange"]["properties"]["new_password"];
+    assert_eq!(change["maxLength"], Password::MAX_CHARS);
+    assert_eq!(
+        schemas["User"]["properties"]["username"]["pattern"],
+        format!("^[a-z0-9_.-]{{{min},{max}}}$")
+    );
 }

@@ -747,34 +747,32 @@ fn race_refreshes(
     f: &Fixture,
     grace: std::time::Duration,
 ) -> (
-    todo_core::AuthService,
+    todo_core::SessionService,
     Arc<ManualClock>,
     Vec<Result<todo_core::TokenPair, todo_core::Error>>,
 ) {
     use todo_core::testing::{CountingHasher, ReversingDigest, TableTokens};
-    use todo_core::{
-        AuthDeps, AuthLimits, AuthService, Credentials, NoAudit, Registration, TokenPolicy,
-    };
+    use todo_core::{AuthServices, Credentials, Registration, TokenPolicy};
 
     const RACERS: usize = 16;
     let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
     let clock = Arc::new(ManualClock::new());
-    let auth = AuthService::new(AuthDeps {
-        users: f.store.clone(),
-        refresh_tokens: f.store.clone(),
-        hasher: Arc::new(CountingHasher::new(1)),
-        signer: tokens.clone(),
-        verifier: tokens,
-        refresh_hasher: Arc::new(ReversingDigest),
-        clock: clock.clone(),
-        random: Arc::new(SeededRandom::new(5)),
-        limits: AuthLimits::unlimited(),
-        audit: Arc::new(NoAudit),
-        policy: TokenPolicy {
+    let auth = AuthServices::builder()
+        .users(f.store.clone())
+        .refresh_tokens(f.store.clone())
+        .hasher(Arc::new(CountingHasher::new(1)))
+        .signer(tokens.clone())
+        .verifier(tokens)
+        .refresh_hasher(Arc::new(ReversingDigest))
+        .clock(clock.clone())
+        .random(Arc::new(SeededRandom::new(5)))
+        .policy(TokenPolicy {
             refresh_reuse_grace: grace,
             ..TokenPolicy::default()
-        },
-    });
+        })
+        .build()
+        .unwrap()
+        .sessions;
     auth.register(
         None,
         Registration::parse("alice", "correct horse", None).unwrap(),

@@ -1,0 +1,147 @@
+//! The caller's own account: read it, change its address, change its
+//! password.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::Shared;
+use crate::error::{Error, HashError, Result};
+use crate::ports::{AuditEvent, ThrottleKey};
+use crate::token::Principal;
+use crate::user::{Email, Password, User, UserChange};
+
+/// The caller's change to their own account; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountPatch {
+    /// The e-mail address; `Some(None)` removes it.
+    pub email: Option<Option<Email>>,
+}
+
+/// The signed-in caller's own account.
+#[derive(Clone)]
+pub struct AccountService {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AccountService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountService").finish_non_exhaustive()
+    }
+}
+
+impl AccountService {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The caller's own account.
+    pub fn me(&self, principal: &Principal) -> Result<User> {
+        self.shared
+            .current_user(principal.user_id)
+            .map(|record| record.user)
+    }
+
+    /// Applies the fields `patch` names; a patch that names none changes
+    /// nothing and answers the account as it is (as [`Self::me`]).
+    pub fn patch_me(&self, principal: &Principal, patch: AccountPatch) -> Result<User> {
+        match patch.email {
+            Some(email) => self.update_me(principal, email),
+            None => self.me(principal),
+        }
+    }
+
+    /// Changes the caller's e-mail address (`None` removes it).
+    pub fn update_me(&self, principal: &Principal, email: Option<Email>) -> Result<User> {
+        let mut record = self.shared.current_user(principal.user_id)?;
+        if record.user.email != email {
+            let now = self.shared.clock.now();
+            let change = UserChange {
+                email: Some(email.clone()),
+                ..UserChange::at(now)
+            };
+            if !self.shared.users.change_user(record.user.id, &change)? {
+                return Err(Error::NotFound);
+            }
+            record.user.email = email;
+            record.user.updated_at = now;
+        }
+        Ok(record.user)
+    }
+
+    /// Changes the caller's password after checking the current one, and
+    /// revokes every refresh token and every access token issued before.
+    pub fn change_password(
+        &self,
+        client: Option<IpAddr>,
+        principal: &Principal,
+        current: &str,
+        new: &str,
+    ) -> Result<()> {
+        let now = self.shared.clock.now();
+        let record = self.shared.current_user(principal.user_id)?;
+        let username = &record.user.username;
+        let new = Password::new_for(new, username)?;
+        // The attempt's slot is taken before the current password is weighed.
+        self.shared
+            .limits
+            .login_failures
+            .reserve(ThrottleKey::SignedIn(record.user.id), now)?
+            .map_err(|retry_after| {
+                let username = Some(username);
+                self.shared.audit(&AuditEvent::Throttled {
+                    action: "change_password",
+                    username,
+                    client,
+                });
+                Error::RateLimited { retry_after }
+            })?;
+        let matches = match Password::offered(current) {
+            Some(current) => match self.shared.hasher.verify(&current, &record.password_hash) {
+                Ok(verification) => verification.matches,
+                Err(busy @ HashError::Busy { .. }) => {
+                    let key = ThrottleKey::SignedIn(record.user.id);
+                    self.shared.limits.login_failures.release(key)?;
+                    return Err(busy.into());
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => false,
+        };
+        if !matches {
+            return Err(Error::WrongPassword);
+        }
+        self.shared
+            .limits
+            .login_failures
+            .record_success(ThrottleKey::SignedIn(record.user.id))?;
+        let new_hash = self.shared.hasher.hash(&new)?;
+        // Only if nobody changed the password while both were weighed; the
+        // other fields (an admin's disable, say) are left as they are now.
+        if !self.shared.users.replace_password_hash(
+            record.user.id,
+            &record.password_hash,
+            &new_hash,
+            now,
+            Some(now),
+        )? {
+            return Err(Error::Conflict(
+                "the password was changed meanwhile; try again",
+            ));
+        }
+        self.shared.gate.forget(record.user.id);
+        self.shared
+            .refresh_tokens
+            .revoke_user_refresh_tokens(record.user.id)?;
+        // A device that signed in with the old password keeps no allowance
+        // of its own against the new one.
+        self.shared
+            .limits
+            .login_failures
+            .forget_devices(record.user.id)?;
+        self.shared.audit(&AuditEvent::PasswordChanged {
+            user: record.user.id,
+            client,
+        });
+        Ok(())
+    }
+}

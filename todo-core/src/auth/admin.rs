@@ -1,0 +1,193 @@
+//! User administration: the administrators' operations on any account, and
+//! making accounts without registration.
+
+use std::sync::Arc;
+
+use super::{Registration, Shared};
+use crate::error::{Error, Result};
+use crate::ports::AuditEvent;
+use crate::query::{Page, PageLimit, UserCursor};
+use crate::token::Principal;
+use crate::user::{Role, User, UserChange, UserId, UserPatch};
+
+/// A user as a caller names one: an id, or text that cannot be one.
+///
+/// Text that cannot be an id names no user: [`UserAdmin`] answers it with
+/// [`Error::NotFound`], like an id nobody has, but only after the caller's
+/// admin rights are checked, so that a caller who is not an administrator is
+/// refused ([`Error::Forbidden`]) whatever they name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRef {
+    /// A well-formed id (whether or not a user has it).
+    Id(UserId),
+    /// Text that cannot be an id.
+    Malformed,
+}
+
+impl UserRef {
+    /// What `raw` names: an id if it parses as one. Never fails.
+    #[must_use]
+    pub fn parse(raw: &str) -> Self {
+        UserId::parse(raw).map_or(Self::Malformed, Self::Id)
+    }
+
+    /// The id, or [`Error::NotFound`]: call after the admin check.
+    fn id(self) -> Result<UserId> {
+        match self {
+            Self::Id(id) => Ok(id),
+            Self::Malformed => Err(Error::NotFound),
+        }
+    }
+}
+
+impl From<UserId> for UserRef {
+    fn from(id: UserId) -> Self {
+        Self::Id(id)
+    }
+}
+
+/// The administrators' operations on users. Every call but
+/// [`UserAdmin::create_user`] re-reads the caller's role from the store.
+#[derive(Clone)]
+pub struct UserAdmin {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for UserAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserAdmin").finish_non_exhaustive()
+    }
+}
+
+impl UserAdmin {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Creates a user with any role, without limits: for bootstrapping the
+    /// first admin from the command line.
+    pub fn create_user(&self, registration: Registration, role: Role) -> Result<User> {
+        self.shared.create_user(registration, role)
+    }
+
+    /// A page of users in creation order (admins only).
+    pub fn list_users(
+        &self,
+        principal: &Principal,
+        limit: PageLimit,
+        cursor: Option<UserCursor>,
+    ) -> Result<Page<User, UserCursor>> {
+        self.require_admin(principal)?;
+        let mut items = self
+            .shared
+            .users
+            .list_users(cursor.map(|c| c.0), limit.get().saturating_add(1))?;
+        let next_cursor = if items.len() > limit.get() {
+            items.truncate(limit.get());
+            items.last().map(|u| UserCursor(u.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Any user (admins only).
+    pub fn get_user(&self, principal: &Principal, user: impl Into<UserRef>) -> Result<User> {
+        self.require_admin(principal)?;
+        let id = user.into().id()?;
+        self.shared
+            .users
+            .find_user(id)?
+            .map(|r| r.user)
+            .ok_or(Error::NotFound)
+    }
+
+    /// Disables, enables, promotes, demotes or re-addresses a user (admins
+    /// only). Disabling revokes the user's refresh tokens. Admins cannot
+    /// disable or demote themselves, so that there is always one left.
+    pub fn patch_user(
+        &self,
+        principal: &Principal,
+        user: impl Into<UserRef>,
+        patch: UserPatch,
+    ) -> Result<User> {
+        self.require_admin(principal)?;
+        let id = user.into().id()?;
+        let self_harm = patch.disabled == Some(true) || patch.role == Some(Role::User);
+        if id == principal.user_id && self_harm {
+            return Err(Error::Conflict(
+                "admins cannot disable or demote themselves",
+            ));
+        }
+        let mut record = self.shared.users.find_user(id)?.ok_or(Error::NotFound)?;
+        let before = record.user.clone();
+        if let Some(disabled) = patch.disabled {
+            record.user.disabled = disabled;
+        }
+        if let Some(role) = patch.role {
+            record.user.role = role;
+        }
+        if let Some(email) = &patch.email {
+            record.user.email.clone_from(email);
+        }
+        if record.user != before {
+            let now = self.shared.clock.now();
+            record.user.updated_at = now;
+            // Only the fields the patch names are written: a password
+            // change landing meanwhile is kept. Disabling ends every token
+            // issued so far, so that enabling the account again does not
+            // revive a stolen one.
+            let change = UserChange {
+                email: patch.email,
+                role: patch.role,
+                disabled: patch.disabled,
+                revoke_before: (record.user.disabled && !before.disabled).then_some(now),
+                updated_at: now,
+            };
+            if !self.shared.users.change_user(id, &change)? {
+                return Err(Error::NotFound);
+            }
+            self.shared.gate.forget(id);
+            self.shared.audit(&AuditEvent::AdminAction {
+                actor: principal.user_id,
+                action: "patch_user",
+                target: id,
+            });
+        }
+        if record.user.disabled && !before.disabled {
+            self.shared.refresh_tokens.revoke_user_refresh_tokens(id)?;
+            self.shared.limits.login_failures.forget_devices(id)?;
+        }
+        Ok(record.user)
+    }
+
+    /// Deletes a user with their tasks and tokens (admins only, not themselves).
+    pub fn delete_user(&self, principal: &Principal, user: impl Into<UserRef>) -> Result<()> {
+        self.require_admin(principal)?;
+        let id = user.into().id()?;
+        if id == principal.user_id {
+            return Err(Error::Conflict("admins cannot delete themselves"));
+        }
+        if !self.shared.users.delete_user(id)? {
+            return Err(Error::NotFound);
+        }
+        self.shared.gate.forget(id);
+        self.shared.audit(&AuditEvent::AdminAction {
+            actor: principal.user_id,
+            action: "delete_user",
+            target: id,
+        });
+        Ok(())
+    }
+
+    /// The role in a token may be minutes old: admin rights are checked
+    /// against the stored account on every admin call.
+    fn require_admin(&self, principal: &Principal) -> Result<()> {
+        let record = self.shared.current_user(principal.user_id)?;
+        if record.user.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Building the three auth services: what they need named, the rest
+//! defaulted.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{AccountService, AuthServices, SessionService, Shared, UserAdmin};
+use crate::access::AccessGate;
+use crate::ports::{
+    AccessTokenSigner, AccessTokenVerifier, AuditSink, LoginBackoff, NoAudit, PasswordHasher,
+    RateLimiter, RefreshTokenHasher, RefreshTokenStore, Unlimited, UserStore,
+};
+use crate::random::Random;
+use crate::time::Clock;
+use crate::token::TokenPolicy;
+use crate::user::Username;
+
+/// The limits the auth services enforce themselves.
+#[derive(Clone)]
+pub struct AuthLimits {
+    /// Registrations per client address.
+    pub register_per_client: Arc<dyn RateLimiter<IpAddr>>,
+    /// Login attempts per client address.
+    pub login_per_client: Arc<dyn RateLimiter<IpAddr>>,
+    /// Login attempts per account (the username offered), whatever the address.
+    pub login_per_account: Arc<dyn RateLimiter<Username>>,
+    /// The growing delay after failed logins on one account (and after
+    /// wrong current passwords on a password change).
+    pub login_failures: Arc<dyn LoginBackoff>,
+}
+
+impl AuthLimits {
+    /// No limits at all: for embedding in a trusted process, and for tests.
+    #[must_use]
+    pub fn unlimited() -> Self {
+        Self {
+            register_per_client: Arc::new(Unlimited),
+            login_per_client: Arc::new(Unlimited),
+            login_per_account: Arc::new(Unlimited),
+            login_failures: Arc::new(Unlimited),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLimits").finish_non_exhaustive()
+    }
+}
+
+/// What [`AuthServicesBuilder::build`] was not given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the auth services need: {}", .missing.join(", "))]
+pub struct MissingDependency {
+    missing: Vec<&'static str>,
+}
+
+impl MissingDependency {
+    /// The names of the builder's methods that were not called.
+    #[must_use]
+    pub fn missing(&self) -> &[&'static str] {
+        &self.missing
+    }
+}
+
+/// Builds [`AuthServices`]. Required: [`users`](Self::users) and
+/// [`refresh_tokens`](Self::refresh_tokens) (or both at once with
+/// [`store`](Self::store)), [`hasher`](Self::hasher),
+/// [`signer`](Self::signer), [`verifier`](Self::verifier),
+/// [`refresh_hasher`](Self::refresh_hasher), [`clock`](Self::clock) and
+/// [`random`](Self::random). Defaulted: no limits
+/// ([`AuthLimits::unlimited`]), no audit log ([`NoAudit`]),
+/// [`TokenPolicy::default`], registration open.
+#[must_use = "a builder does nothing until built"]
+pub struct AuthServicesBuilder {
+    users: Option<Arc<dyn UserStore>>,
+    refresh_tokens: Option<Arc<dyn RefreshTokenStore>>,
+    hasher: Option<Arc<dyn PasswordHasher>>,
+    signer: Option<Arc<dyn AccessTokenSigner>>,
+    verifier: Option<Arc<dyn AccessTokenVerifier>>,
+    refresh_hasher: Option<Arc<dyn RefreshTokenHasher>>,
+    clock: Option<Arc<dyn Clock>>,
+    random: Option<Arc<dyn Random>>,
+    limits: AuthLimits,
+    audit: Arc<dyn AuditSink>,
+    policy: TokenPolicy,
+    registration_open: bool,
+}
+
+impl Default for AuthServicesBuilder {
+    fn default() -> Self {
+        Self {
+            users: None,
+            refresh_tokens: None,
+            hasher: None,
+            signer: None,
+            verifier: None,
+            refresh_hasher: None,
+            clock: None,
+            random: None,
+            limits: AuthLimits::unlimited(),
+            audit: Arc::new(NoAudit),
+            policy: TokenPolicy::default(),
+            registration_open: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthServicesBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthServicesBuilder")
+            .field("missing", &self.missing())
+            .field("policy", &self.policy)
+            .field("registration_open", &self.registration_open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthServicesBuilder {
+    /// Where users are kept (required).
+    pub fn users(mut self, users: Arc<dyn UserStore>) -> Self {
+        self.users = Some(users);
+        self
+    }
+
+    /// Where refresh tokens are kept (required).
+    pub fn refresh_tokens(mut self, refresh_tokens: Arc<dyn RefreshTokenStore>) -> Self {
+        self.refresh_tokens = Some(refresh_tokens);
+        self
+    }
+
+    /// One store for both users and refresh tokens.
+    pub fn store<S: UserStore + RefreshTokenStore + 'static>(self, store: Arc<S>) -> Self {
+        self.users(store.clone()).refresh_tokens(store)
+    }
+
+    /// Hashes and verifies passwords (required).
+    pub fn hasher(mut self, hasher: Arc<dyn PasswordHasher>) -> Self {
+        self.hasher = Some(hasher);
+        self
+    }
+
+    /// Signs the access tokens the services issue (required).
+    pub fn signer(mut self, signer: Arc<dyn AccessTokenSigner>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Verifies access tokens for the shared [`AccessGate`] (required).
+    pub fn verifier(mut self, verifier: Arc<dyn AccessTokenVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// Digests refresh and device tokens for storage (required).
+    pub fn refresh_hasher(mut self, refresh_hasher: Arc<dyn RefreshTokenHasher>) -> Self {
+        self.refresh_hasher = Some(refresh_hasher);
+        self
+    }
+
+    /// The clock (required).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The randomness for ids and tokens (required).
+    pub fn random(mut self, random: Arc<dyn Random>) -> Self {
+        self.random = Some(random);
+        self
+    }
+
+    /// Rate limits and the failed-login delay (default: none).
+    pub fn limits(mut self, limits: AuthLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Where security events are recorded (default: nowhere).
+    pub fn audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Issuer, audience, lifetimes and reuse grace of the tokens issued
+    /// (default: [`TokenPolicy::default`]).
+    pub fn policy(mut self, policy: TokenPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Whether anyone may register (the default), or only administrators
+    /// create users: closed, [`SessionService::register`] fails with
+    /// [`crate::Error::RegistrationClosed`].
+    pub fn registration_open(mut self, open: bool) -> Self {
+        self.registration_open = open;
+        self
+    }
+
+    fn missing(&self) -> Vec<&'static str> {
+        [
+            ("users", self.users.is_none()),
+            ("refresh_tokens", self.refresh_tokens.is_none()),
+            ("hasher", self.hasher.is_none()),
+            ("signer", self.signer.is_none()),
+            ("verifier", self.verifier.is_none()),
+            ("refresh_hasher", self.refresh_hasher.is_none()),
+            ("clock", self.clock.is_none()),
+            ("random", self.random.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect()
+    }
+
+    /// The three services, sharing one state and one [`AccessGate`].
+    ///
+    /// # Errors
+    ///
+    /// [`MissingDependency`], naming every required part not given.
+    pub fn build(self) -> Result<AuthServices, MissingDependency> {
+        let missing = self.missing();
+        let (
+            Some(users),
+            Some(refresh_tokens),
+            Some(hasher),
+            Some(signer),
+            Some(verifier),
+            Some(refresh_hasher),
+            Some(clock),
+            Some(random),
+        ) = (
+            self.users,
+            self.refresh_tokens,
+            self.hasher,
+            self.signer,
+            self.verifier,
+            self.refresh_hasher,
+            self.clock,
+            self.random,
+        )
+        else {
+            return Err(MissingDependency { missing });
+        };
+        let gate = Arc::new(AccessGate::new(
+            verifier,
+            Arc::clone(&users),
+            Arc::clone(&clock),
+        ));
+        let shared = Arc::new(Shared {
+            users,
+            refresh_tokens,
+            hasher,
+            clock,
+            random,
+            limits: self.limits,
+            audit: self.audit,
+            gate,
+            policy: self.policy,
+        });
+        Ok(AuthServices {
+            sessions: SessionService::new(
+                Arc::clone(&shared),
+                signer,
+                refresh_hasher,
+                self.registration_open,
+            ),
+            account: AccountService::new(Arc::clone(&shared)),
+            admin: UserAdmin::new(shared),
+        })
+    }
+}

@@ -1,0 +1,147 @@
+//! The auth services: who may act, as three services a reader can hold in
+//! their head, built together by [`AuthServices::builder`].
+//!
+//! - [`SessionService`]: register, log in, refresh, log out, and whether an
+//!   access token may act; the purges of what sessions leave behind.
+//! - [`AccountService`]: the caller's own account.
+//! - [`UserAdmin`]: the administrators' operations on any user.
+//!
+//! The three share one state (stores, clock, randomness, limits, audit log,
+//! token policy, and one [`AccessGate`]) by `Arc`: a change one of them makes
+//! is seen by the others, and the gate forgets a user's standing whichever
+//! service changed it.
+
+#![deny(missing_docs)]
+
+mod account;
+mod admin;
+mod builder;
+mod input;
+mod sessions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use account::{AccountPatch, AccountService};
+pub use admin::{UserAdmin, UserRef};
+pub use builder::{AuthLimits, AuthServicesBuilder, MissingDependency};
+pub use input::{Credentials, Registration};
+pub use sessions::SessionService;
+
+use crate::access::AccessGate;
+use crate::error::{Error, Result, StoreError, TokenRejection};
+use crate::ports::{AuditEvent, AuditSink, PasswordHasher, RefreshTokenStore, UserStore};
+use crate::random::{Random, new_v7};
+use crate::time::Clock;
+use crate::token::TokenPolicy;
+use crate::user::{Role, User, UserId, UserRecord};
+
+/// The three auth services, over one shared state.
+#[derive(Clone)]
+pub struct AuthServices {
+    /// Register, log in, refresh, log out, validate.
+    pub sessions: SessionService,
+    /// The caller's own account.
+    pub account: AccountService,
+    /// The administrators' operations on users.
+    pub admin: UserAdmin,
+}
+
+impl std::fmt::Debug for AuthServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthServices")
+            .field("policy", self.policy())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthServices {
+    /// A builder: name the stores, the hasher, the token signer and verifier,
+    /// the refresh-token digest, the clock and the randomness; the rest has
+    /// defaults. (`todo_auth::auth_services()` starts one with the
+    /// production clock, randomness and digest in place.)
+    pub fn builder() -> AuthServicesBuilder {
+        AuthServicesBuilder::default()
+    }
+
+    /// The gate the three share: every authenticated request passes it, and
+    /// it forgets a user's remembered standing whenever a service changes it.
+    #[must_use]
+    pub fn gate(&self) -> &Arc<AccessGate> {
+        self.sessions.gate()
+    }
+
+    /// The token policy the services issue tokens under.
+    #[must_use]
+    pub fn policy(&self) -> &TokenPolicy {
+        self.sessions.policy()
+    }
+}
+
+/// What the three services share, by `Arc`.
+pub(crate) struct Shared {
+    pub(crate) users: Arc<dyn UserStore>,
+    pub(crate) refresh_tokens: Arc<dyn RefreshTokenStore>,
+    pub(crate) hasher: Arc<dyn PasswordHasher>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) random: Arc<dyn Random>,
+    pub(crate) limits: AuthLimits,
+    pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) gate: Arc<AccessGate>,
+    pub(crate) policy: TokenPolicy,
+}
+
+impl Shared {
+    pub(crate) fn audit(&self, event: &AuditEvent<'_>) {
+        self.audit.record(event);
+    }
+
+    /// The account behind a principal, if it still exists and is enabled
+    /// (read afresh: the gate's reading may be a second old).
+    pub(crate) fn current_user(&self, id: UserId) -> Result<UserRecord> {
+        let revoked = Error::InvalidToken(TokenRejection::Revoked);
+        match self.users.find_user(id)? {
+            Some(record) if !record.user.disabled => Ok(record),
+            _ => Err(revoked),
+        }
+    }
+
+    /// Makes a user with `role`: the one way users come to exist, whether
+    /// they register or an administrator creates them.
+    pub(crate) fn create_user(&self, registration: Registration, role: Role) -> Result<User> {
+        let now = self.clock.now();
+        let Registration {
+            username,
+            password,
+            email,
+        } = registration;
+        let password_hash = self.hasher.hash(&password)?;
+        let user = User {
+            id: UserId::from_uuid(new_v7(now, &*self.random)?),
+            username,
+            email,
+            role,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let record = UserRecord {
+            user,
+            password_hash,
+            tokens_revoked_before: None,
+        };
+        match self.users.insert_user(&record) {
+            Ok(()) => Ok(record.user),
+            Err(StoreError::Conflict(_)) => Err(Error::UsernameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// How long a client should wait, in whole seconds, at least one.
+#[must_use]
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1)
+}

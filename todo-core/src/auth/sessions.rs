@@ -1,0 +1,489 @@
+//! Sessions: registering, logging in, exchanging and ending refresh tokens,
+//! and deciding whether an access token may act.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{Credentials, Registration, Shared};
+use crate::access::AccessGate;
+use crate::device::{DEVICE_TOKEN_TTL, DeviceToken};
+use crate::error::{Error, HashError, Result, StoreError};
+use crate::ports::{AccessTokenSigner, AuditEvent, RefreshTokenHasher, ThrottleKey};
+use crate::random::new_v7;
+use crate::time::Timestamp;
+use crate::token::{
+    AccessClaims, FamilyId, Principal, RefreshToken, RefreshTokenRecord, TokenPair, TokenPolicy,
+};
+use crate::user::{Role, User};
+
+/// Registration, login, refresh-token rotation, logout, and the gate's
+/// verdict on access tokens.
+///
+/// # Example
+///
+/// Register and log in, on the in-memory store with the fakes of
+/// `todo_core::testing` (the [`testing`](crate#features) feature; the
+/// production parts are todo-auth's and
+/// todo-store's):
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use todo_core::memory::MemoryStore;
+/// use todo_core::testing::{
+///     CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens,
+/// };
+/// use todo_core::{AuthServices, Credentials, Error, Registration};
+///
+/// let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+/// let auth = AuthServices::builder()
+///     .store(Arc::new(MemoryStore::new()))
+///     .hasher(Arc::new(CountingHasher::new(1)))
+///     .signer(tokens.clone())
+///     .verifier(tokens)
+///     .refresh_hasher(Arc::new(ReversingDigest))
+///     .clock(Arc::new(ManualClock::new()))
+///     .random(Arc::new(SeededRandom::new(1)))
+///     .build()?;
+/// let sessions = &auth.sessions;
+///
+/// let registration = Registration::parse("Alice", "correct horse", None)
+///     .map_err(|errors| format!("{errors:?}"))?;
+/// let alice = sessions.register(None, registration)?;
+/// assert_eq!(alice.username.as_str(), "alice");
+///
+/// let pair = sessions.login(None, &Credentials::offered("alice", "correct horse"))?;
+/// let me = sessions.authenticate(&pair.access_token)?;
+/// assert_eq!(me.user_id, alice.id);
+///
+/// // A wrong password and an unknown user fail alike.
+/// let wrong = sessions.login(None, &Credentials::offered("alice", "wrong horse"));
+/// assert!(matches!(wrong, Err(Error::InvalidCredentials)));
+/// let unknown = sessions.login(None, &Credentials::offered("bob", "correct horse"));
+/// assert!(matches!(unknown, Err(Error::InvalidCredentials)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct SessionService {
+    shared: Arc<Shared>,
+    signer: Arc<dyn AccessTokenSigner>,
+    refresh_hasher: Arc<dyn RefreshTokenHasher>,
+    /// Whether anyone may register (else only administrators create users).
+    registration_open: bool,
+}
+
+impl std::fmt::Debug for SessionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService")
+            .field("policy", &self.shared.policy)
+            .field("registration_open", &self.registration_open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionService {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        signer: Arc<dyn AccessTokenSigner>,
+        refresh_hasher: Arc<dyn RefreshTokenHasher>,
+        registration_open: bool,
+    ) -> Self {
+        Self {
+            shared,
+            signer,
+            refresh_hasher,
+            registration_open,
+        }
+    }
+
+    /// Decides whether access tokens may act; the services forget a user's
+    /// remembered standing whenever they change it.
+    #[must_use]
+    pub fn gate(&self) -> &Arc<AccessGate> {
+        &self.shared.gate
+    }
+
+    /// The same service with self-service registration open or closed
+    /// (the builder's [`registration_open`](super::AuthServicesBuilder::registration_open)).
+    #[must_use]
+    pub fn with_registration_open(mut self, open: bool) -> Self {
+        self.registration_open = open;
+        self
+    }
+
+    /// The policy tokens are issued under.
+    #[must_use]
+    pub fn policy(&self) -> &TokenPolicy {
+        &self.shared.policy
+    }
+
+    /// Registers a user with the `user` role, under the per-client limit.
+    /// Fails with [`Error::RegistrationClosed`] when registration is closed.
+    pub fn register(&self, client: Option<IpAddr>, registration: Registration) -> Result<User> {
+        if !self.registration_open {
+            return Err(Error::RegistrationClosed);
+        }
+        if let Some(ip) = client {
+            self.shared
+                .limits
+                .register_per_client
+                .check(&ip)
+                .map_err(|retry_after| {
+                    self.shared.audit(&AuditEvent::Throttled {
+                        action: "register",
+                        username: None,
+                        client,
+                    });
+                    Error::RateLimited { retry_after }
+                })?;
+        }
+        let user = self.shared.create_user(registration, Role::User)?;
+        self.shared.audit(&AuditEvent::Registered {
+            user: user.id,
+            client,
+        });
+        Ok(user)
+    }
+
+    /// Logs in. Unknown users, wrong passwords and disabled accounts answer
+    /// alike, and each costs one password verification at today's cost.
+    ///
+    /// Throttling, cheapest first: the per-address limit; the per-account
+    /// limit (skipped for a device that signed in to the account before);
+    /// then the attempt's slot in the failure count (the device's, else the
+    /// account's), taken before the password is weighed and counted as a
+    /// failure until the password matches. A success answers a device token.
+    pub fn login(&self, client: Option<IpAddr>, credentials: &Credentials) -> Result<TokenPair> {
+        let now = self.shared.clock.now();
+        let username = credentials.username.as_ref();
+        if let Some(ip) = client {
+            self.shared
+                .limits
+                .login_per_client
+                .check(&ip)
+                .map_err(|retry_after| {
+                    self.shared.audit(&AuditEvent::Throttled {
+                        action: "login",
+                        username,
+                        client,
+                    });
+                    Error::RateLimited { retry_after }
+                })?;
+        }
+        let throttled = |retry_after| {
+            self.shared.audit(&AuditEvent::Throttled {
+                action: "login",
+                username,
+                client,
+            });
+            Error::RateLimited { retry_after }
+        };
+        // The cheap guard: attempts on one account from anywhere, in this
+        // instance's memory. Logins from a device that signed in to the
+        // account before are exempt (they have their own failure count).
+        let account_guard = || match username {
+            Some(account) => self
+                .shared
+                .limits
+                .login_per_account
+                .check(account)
+                .map_err(&throttled),
+            None => Ok(()),
+        };
+        let device = credentials
+            .device
+            .as_ref()
+            .map(|d| self.refresh_hasher.digest(d.secret()));
+        let device_owner = match &device {
+            Some(digest) if username.is_some() => self
+                .shared
+                .limits
+                .login_failures
+                .device_owner(digest, now)?,
+            _ => None,
+        };
+        if device_owner.is_none() {
+            account_guard()?;
+        }
+        let record = match username {
+            Some(username) => self.shared.users.find_user_by_username(username)?,
+            None => None,
+        };
+        // A device token counts only for the account it signed in to.
+        let via_device = match (&device, device_owner, &record) {
+            (Some(digest), Some(owner), Some(r)) if r.user.id == owner => Some(digest),
+            _ => None,
+        };
+        if device_owner.is_some() && via_device.is_none() {
+            account_guard()?;
+        }
+        // The attempt's slot, taken before the password is weighed: against
+        // the device when it signed in here before, else the account.
+        let key = match (via_device, username) {
+            (Some(digest), _) => Some(ThrottleKey::Device(digest)),
+            (None, Some(account)) => Some(ThrottleKey::Account(account)),
+            (None, None) => None,
+        };
+        if let Some(key) = key {
+            self.shared
+                .limits
+                .login_failures
+                .reserve(key, now)?
+                .map_err(&throttled)?;
+        }
+        // The attempt was counted as a failure when its slot was taken.
+        let fail = || {
+            self.shared
+                .audit(&AuditEvent::LoginFailed { username, client });
+            Err(Error::InvalidCredentials)
+        };
+        // An oversized password matches nothing; no hashing is spent on it.
+        let Some(password) = &credentials.password else {
+            return fail();
+        };
+        let stored = record
+            .as_ref()
+            .map_or(self.shared.hasher.dummy_hash(), |r| &r.password_hash);
+        let verification = match self.shared.hasher.verify(password, stored) {
+            Ok(verification) => verification,
+            Err(busy @ HashError::Busy { .. }) => {
+                // Shed unweighed (503): overload must not count against
+                // the account, or a login flood would lock its owner out.
+                if let Some(key) = key {
+                    self.shared.limits.login_failures.release(key)?;
+                }
+                return Err(busy.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(mut record) = record.filter(|_| verification.matches) else {
+            return fail();
+        };
+        // Checked only after the password, so that it tells an attacker nothing.
+        if record.user.disabled {
+            return fail();
+        }
+        if let Some(key) = key {
+            // A device's success clears the device's count only: the
+            // owner signing in does not hand an attacker fresh guesses.
+            self.shared.limits.login_failures.record_success(key)?;
+        }
+        if verification.needs_rehash {
+            // Only the hash, and only if the password did not change while
+            // it was weighed: an admin's disable or a password change that
+            // landed meanwhile is kept (a lost race just skips the upgrade).
+            let upgraded = self.shared.hasher.hash(password)?;
+            self.shared.users.replace_password_hash(
+                record.user.id,
+                &record.password_hash,
+                &upgraded,
+                now,
+                None,
+            )?;
+            record.password_hash = upgraded;
+        }
+        let device_token = match (via_device, &credentials.device) {
+            (Some(_), Some(token)) => token.clone(),
+            _ => {
+                let token = DeviceToken::generate(&*self.shared.random)?;
+                let digest = self.refresh_hasher.digest(token.secret());
+                let remembered = self.shared.limits.login_failures.remember_device(
+                    &digest,
+                    record.user.id,
+                    now,
+                    now.saturating_add(DEVICE_TOKEN_TTL),
+                );
+                match remembered {
+                    Ok(()) => {}
+                    // The account was deleted while the password was weighed.
+                    Err(StoreError::MissingReference(_)) => return fail(),
+                    Err(e) => return Err(e.into()),
+                }
+                token
+            }
+        };
+        let family = FamilyId::from_uuid(new_v7(now, &*self.shared.random)?);
+        let (mut pair, refresh) = self.issue(&record.user, family, now)?;
+        pair.device_token = Some(device_token);
+        match self.shared.refresh_tokens.insert_refresh_token(&refresh) {
+            Ok(()) => {}
+            // The account was deleted while the password was weighed.
+            Err(StoreError::MissingReference(_)) => return fail(),
+            Err(e) => return Err(e.into()),
+        }
+        self.shared.audit(&AuditEvent::LoginSucceeded {
+            user: record.user.id,
+            client,
+        });
+        Ok(pair)
+    }
+
+    /// Exchanges a refresh token for a new pair. The old token dies; a dead
+    /// token presented again revokes its whole family, except within the
+    /// reuse grace just after it was exchanged, when it gets a pair of its
+    /// own (a second tab, a retry after a lost answer).
+    pub fn refresh(&self, client: Option<IpAddr>, token: &RefreshToken) -> Result<TokenPair> {
+        let now = self.shared.clock.now();
+        let hash = self.refresh_hasher.digest(token);
+        let Some(old) = self.shared.refresh_tokens.find_refresh_token(&hash)? else {
+            return Err(Error::InvalidRefreshToken);
+        };
+        if old.revoked {
+            return Err(self.reused(&old, client));
+        }
+        let grace = self.shared.policy.refresh_reuse_grace;
+        let grace_since = now.saturating_sub(grace);
+        let within_grace = match old.used_at {
+            None => false,
+            // (No upper bound: a racing exchange may stamp `used_at` after
+            // this request read its clock, or on an instance whose clock is
+            // a little ahead; the store weighs the grace again, atomically.)
+            Some(used_at) if !grace.is_zero() && used_at >= grace_since => true,
+            // Used before the grace: a replay, even of a token since expired.
+            Some(_) => return Err(self.reused(&old, client)),
+        };
+        if now >= old.expires_at {
+            return Err(Error::InvalidRefreshToken);
+        }
+        // A token issued before the user's last password change or
+        // disabling is dead, even if its family was stored after the
+        // revocation ran (a login that finished just after it).
+        let user = match self.shared.users.find_user(old.user_id)? {
+            Some(record)
+                if !record.user.disabled
+                    && record
+                        .tokens_revoked_before
+                        .is_none_or(|cut| old.issued_at >= cut) =>
+            {
+                record.user
+            }
+            _ => {
+                self.shared
+                    .refresh_tokens
+                    .revoke_refresh_family(old.family)?;
+                return Err(Error::InvalidRefreshToken);
+            }
+        };
+        let (pair, replacement) = self.issue(&user, old.family, now)?;
+        let tokens = &self.shared.refresh_tokens;
+        // Used already (within the grace), or lost the race to another
+        // exchange: the grace decides, in the store, atomically.
+        let stored = (!within_grace && tokens.rotate_refresh_token(&hash, &replacement, now)?)
+            || (!grace.is_zero()
+                && tokens.exchange_again_within_grace(&hash, &replacement, grace_since)?);
+        if stored {
+            Ok(pair)
+        } else {
+            Err(self.reused(&old, client))
+        }
+    }
+
+    /// Deletes the refresh tokens that expired more than one refresh
+    /// lifetime ago; returns how many. Those that expired more recently are
+    /// kept, so that replaying a used one still revokes its family.
+    pub fn purge_refresh_tokens(&self) -> Result<u64> {
+        let cutoff = self
+            .shared
+            .clock
+            .now()
+            .saturating_sub(self.shared.policy.refresh_ttl);
+        Ok(self
+            .shared
+            .refresh_tokens
+            .purge_expired_refresh_tokens(cutoff)?)
+    }
+
+    /// Forgets failed-login counts that no longer delay anything and are
+    /// older than the backoff remembers; returns how many.
+    pub fn purge_login_failures(&self) -> Result<u64> {
+        let now = self.shared.clock.now();
+        Ok(self.shared.limits.login_failures.purge(now)?)
+    }
+
+    fn reused(&self, token: &RefreshTokenRecord, client: Option<IpAddr>) -> Error {
+        if let Err(e) = self
+            .shared
+            .refresh_tokens
+            .revoke_refresh_family(token.family)
+        {
+            return e.into();
+        }
+        self.shared.audit(&AuditEvent::RefreshTokenReused {
+            user: token.user_id,
+            family: token.family,
+            client,
+        });
+        Error::InvalidRefreshToken
+    }
+
+    /// Revokes the token's family. Unknown tokens are ignored: logging out
+    /// twice is not an error.
+    pub fn logout(&self, client: Option<IpAddr>, token: &RefreshToken) -> Result<()> {
+        let hash = self.refresh_hasher.digest(token);
+        if let Some(record) = self.shared.refresh_tokens.find_refresh_token(&hash)? {
+            self.shared
+                .refresh_tokens
+                .revoke_refresh_family(record.family)?;
+            self.shared.audit(&AuditEvent::LoggedOut {
+                user: record.user_id,
+                client,
+            });
+        }
+        Ok(())
+    }
+
+    /// Verifies an access token and checks that it may still act: its user
+    /// exists and is enabled, and it was issued after the user's last
+    /// revocation. The principal's role is the stored one.
+    pub fn authenticate(&self, access_token: &str) -> Result<Principal> {
+        self.shared.gate.authorize(access_token)
+    }
+
+    /// [`Self::authenticate`], with the token's claims: what a gateway asks
+    /// before each request.
+    pub fn validate(&self, access_token: &str) -> Result<(AccessClaims, Principal)> {
+        let claims = self.shared.gate.verify(access_token)?;
+        let principal = self.shared.gate.admit(&claims)?;
+        Ok((claims, principal))
+    }
+
+    fn issue(
+        &self,
+        user: &User,
+        family: FamilyId,
+        now: Timestamp,
+    ) -> Result<(TokenPair, RefreshTokenRecord)> {
+        let policy = &self.shared.policy;
+        let issued_at = now.unix_seconds();
+        let ttl = i64::try_from(policy.access_ttl.as_secs()).unwrap_or(i64::MAX);
+        let claims = AccessClaims {
+            subject: user.id,
+            username: user.username.clone(),
+            role: user.role,
+            issuer: policy.issuer.clone(),
+            audience: policy.audience.clone(),
+            issued_at,
+            not_before: issued_at,
+            expires_at: issued_at.saturating_add(ttl),
+            token_id: new_v7(now, &*self.shared.random)?,
+        };
+        let access_token = self.signer.sign(&claims)?;
+        let refresh_token = RefreshToken::generate(&*self.shared.random)?;
+        let record = RefreshTokenRecord {
+            hash: self.refresh_hasher.digest(&refresh_token),
+            family,
+            user_id: user.id,
+            issued_at: now,
+            expires_at: now.saturating_add(policy.refresh_ttl),
+            used_at: None,
+            revoked: false,
+        };
+        let pair = TokenPair {
+            access_token,
+            expires_in: policy.access_ttl.as_secs(),
+            refresh_token,
+            device_token: None,
+        };
+        Ok((pair, record))
+    }
+}
