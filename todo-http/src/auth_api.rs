@@ -1,7 +1,6 @@
 //! auth-server's API: registration, login, tokens, accounts, admin.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
@@ -92,8 +91,8 @@ impl AuthApi {
             service,
             cookie_max_age: None,
             jwks: Bytes::from(serde_json::to_vec(jwks)?),
+            metrics: Metrics::new(&probes),
             probes,
-            metrics: Metrics::default(),
             openapi: Bytes::from(serde_json::to_vec(&crate::openapi::auth())?),
         })
     }
@@ -441,14 +440,9 @@ impl Api for AuthApi {
                 }
                 let outcome = call(&self.service, move |s| s.login(client, &credentials)).await;
                 match &outcome {
-                    Ok(_) => self
-                        .metrics
-                        .logins_succeeded
-                        .fetch_add(1, Ordering::Relaxed),
-                    Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-                        self.metrics.logins_failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Err(_) => 0,
+                    Ok(_) => self.metrics.login_succeeded(),
+                    Err(e) if e.status == StatusCode::UNAUTHORIZED => self.metrics.login_failed(),
+                    Err(_) => {}
                 };
                 let pair = outcome?;
                 let body = token_pair(&pair, cookie_only)?;
@@ -596,11 +590,5 @@ impl Api for AuthApi {
 
     fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    fn gauges(&self, out: &mut String) {
-        for probe in &self.probes {
-            probe.gauges(out);
-        }
     }
 }

@@ -101,10 +101,6 @@ impl Api for OneOrigin {
     fn metrics(&self) -> &Metrics {
         self.auth.metrics()
     }
-
-    fn gauges(&self, out: &mut String) {
-        self.auth.gauges(out);
-    }
 }
 
 /// The routes of auth-server's API and of the page.
@@ -162,9 +158,5 @@ impl Api for AuthWithPage {
 
     fn metrics(&self) -> &Metrics {
         self.auth.metrics()
-    }
-
-    fn gauges(&self, out: &mut String) {
-        self.auth.gauges(out);
     }
 }

@@ -60,8 +60,8 @@ impl TaskApi {
             service,
             gate,
             keys: None,
+            metrics: Metrics::new(&probes),
             probes,
-            metrics: Metrics::default(),
             openapi: Bytes::from(serde_json::to_vec(&crate::openapi::tasks())?),
         })
     }
@@ -472,11 +472,5 @@ impl Api for TaskApi {
 
     fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    fn gauges(&self, out: &mut String) {
-        for probe in &self.probes {
-            probe.gauges(out);
-        }
     }
 }
