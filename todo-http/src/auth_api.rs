@@ -18,6 +18,7 @@ use crate::probe::Probe;
 use crate::problem::ApiError;
 use crate::request::{ApiRequest, query_int};
 use crate::router::RouteSpec;
+use utoipa_axum::router::OpenApiRouter;
 
 pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
@@ -413,10 +414,24 @@ pub fn decode_user_patch(body: &[u8]) -> Result<UserPatch, ApiError> {
 }
 
 impl Api for AuthApi {
-    fn routes(&self) -> &'static [RouteSpec] {
-        ROUTES
+    fn routes(self: Arc<Self>) -> OpenApiRouter {
+        crate::router::bridge(&self, ROUTES)
     }
 
+    fn openapi(&self) -> Bytes {
+        self.openapi.clone()
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        crate::probe::ready(self.probes.clone()).await
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+impl crate::router::LegacyApi for AuthApi {
     async fn handle(
         &self,
         route: &'static RouteSpec,
@@ -577,18 +592,5 @@ impl Api for AuthApi {
             }
             _ => Err(ApiError::not_found()),
         }
-    }
-
-    fn openapi(&self) -> Bytes {
-        self.openapi.clone()
-    }
-
-    async fn ready(&self) -> Result<(), String> {
-        let probes = self.probes.clone();
-        crate::probe::ready(probes).await
-    }
-
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 }

@@ -1,39 +1,41 @@
 //! What every request goes through, whichever API serves it: a request id,
-//! the client address, routing (404, 405 with `Allow`), the shared
-//! endpoints (`/healthz`, `/readyz`, `/openapi.json`, and `/metrics` where
-//! [`MetricsExposure`] allows), security headers, one log line and the metrics.
+//! the client address, the per-client caps, the shared endpoints
+//! (`/healthz`, `/readyz`, `/openapi.json`, and `/metrics` where
+//! [`MetricsExposure`] allows), then the API's axum [`Router`] (404, and 405
+//! with `Allow`, as problem details), security headers, one log line and
+//! the metrics.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::extract::MatchedPath;
+use axum::middleware::Next;
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use tower::ServiceExt;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::admission::{BodyBudget, ClientSlots};
+use crate::extract::RequestContext;
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
-use crate::request::{ApiRequest, HttpLimits, RequestBody, TrustedProxies};
-use crate::router::{self, RouteMatch, RouteSpec};
+use crate::request::{HttpLimits, RequestBody, TrustedProxies};
 
 /// A response of ours: always a full, small body.
 pub type ApiResponse = Response<Full<Bytes>>;
 
 /// One REST API (auth or tasks), mounted behind a [`Frontend`].
 pub trait Api: Send + Sync + 'static {
-    /// Every path it serves (the shared endpoints aside).
-    fn routes(&self) -> &'static [RouteSpec];
-    /// Serves one routed request.
-    fn handle(
-        &self,
-        route: &'static RouteSpec,
-        param: Option<String>,
-        request: ApiRequest,
-    ) -> impl Future<Output = Result<ApiResponse, ApiError>> + Send;
+    /// Its routes, each documented by the handler that serves it (the
+    /// shared endpoints aside).
+    fn routes(self: Arc<Self>) -> OpenApiRouter;
     /// The OpenAPI document, serialised.
     fn openapi(&self) -> Bytes;
     /// Whether its dependencies (the database) answer.
@@ -61,6 +63,7 @@ pub enum MetricsExposure {
 #[derive(Debug)]
 pub struct Frontend<A> {
     api: Arc<A>,
+    router: Router,
     limits: Arc<HttpLimits>,
     proxies: TrustedProxies,
     ids: RequestIds,
@@ -76,9 +79,17 @@ pub struct Frontend<A> {
 }
 
 impl<A: Api> Frontend<A> {
+    /// `api` behind `limits`, believing `X-Forwarded-For` from `proxies` only.
     pub fn new(api: Arc<A>, limits: HttpLimits, proxies: TrustedProxies) -> Self {
+        let (router, _) = Arc::clone(&api).routes().split_for_parts();
+        let router = router
+            .route_layer(axum::middleware::from_fn(name_route))
+            .fallback(|| async { ApiError::not_found() })
+            // axum adds `Allow`; `route` below words the problem.
+            .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED });
         Self {
             api,
+            router,
             slots: ClientSlots::new(limits.max_connections_per_client),
             requests: ClientSlots::new(limits.max_requests_per_client),
             budget: BodyBudget::new(limits.body_budget_bytes, limits.max_body_bytes),
@@ -154,35 +165,25 @@ impl<A: Api> Frontend<A> {
                     };
                     (route, self.shared(route, &parts.method).await)
                 }
-                _ => match router::find(self.api.routes(), &parts.method, path) {
-                    RouteMatch::Found { route, param } => {
-                        let param = param.map(str::to_owned);
-                        let mut headers = parts.headers;
-                        // HTTP/2 names the host in `:authority`, not `Host`:
-                        // give handlers one place to read it (the origin checks).
-                        if !headers.contains_key(http::header::HOST)
-                            && let Some(authority) = parts.uri.authority()
-                            && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
-                        {
-                            headers.insert(http::header::HOST, host);
-                        }
-                        let request = ApiRequest {
-                            method: parts.method.clone(),
-                            headers,
-                            query: parts.uri.query().map(str::to_owned),
-                            body,
-                            client,
-                            limits: Arc::clone(&self.limits),
-                            budget: self.budget.clone(),
-                            reserved: None,
-                        };
-                        (route.template, self.api.handle(route, param, request).await)
+                _ => {
+                    let mut parts = parts;
+                    // HTTP/2 names the host in `:authority`, not `Host`:
+                    // give handlers one place to read it (the origin checks).
+                    if !parts.headers.contains_key(http::header::HOST)
+                        && let Some(authority) = parts.uri.authority()
+                        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+                    {
+                        parts.headers.insert(http::header::HOST, host);
                     }
-                    RouteMatch::MethodNotAllowed(allow) => {
-                        ("(unmatched)", Err(ApiError::method_not_allowed(allow)))
-                    }
-                    RouteMatch::NotFound => ("(unmatched)", Err(ApiError::not_found())),
-                },
+                    parts.extensions.insert(RequestContext {
+                        client,
+                        limits: Arc::clone(&self.limits),
+                        budget: self.budget.clone(),
+                    });
+                    let request = Request::from_parts(parts, axum::body::Body::new(body));
+                    let (route, response) = self.route(request).await;
+                    (route, Ok(response))
+                }
             },
         };
         let mut response = result.unwrap_or_else(|error| {
@@ -224,6 +225,41 @@ impl<A: Api> Frontend<A> {
         response
     }
 
+    /// Runs the router: the route's name for logs and metrics, and the
+    /// answer with its body gathered (our handlers' bodies are whole).
+    async fn route(&self, request: Request<axum::body::Body>) -> (&'static str, ApiResponse) {
+        let response = match self.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (mut parts, body) = response.into_parts();
+        let route = parts
+            .extensions
+            .remove::<RouteName>()
+            .map_or("(unmatched)", |name| name.0);
+        if parts.status == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allow) = parts.headers.get(ALLOW).and_then(|v| v.to_str().ok())
+        {
+            // The router found the path but not the method: our problem,
+            // listing the methods as we write them (HEAD goes with GET).
+            let allow = allow
+                .split(',')
+                .map(str::trim)
+                .filter(|m| *m != "HEAD")
+                .collect::<Vec<_>>()
+                .join(", ");
+            return (route, ApiError::method_not_allowed(allow).into_response());
+        }
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) => {
+                let error = ApiError::internal(format!("response body failed: {error}"));
+                return (route, error.into_response());
+            }
+        };
+        (route, Response::from_parts(parts, Full::new(body)))
+    }
+
     async fn shared(&self, route: &'static str, method: &Method) -> Result<ApiResponse, ApiError> {
         if method != Method::GET && method != Method::HEAD {
             return Err(ApiError::method_not_allowed("GET, HEAD".to_owned()));
@@ -256,6 +292,43 @@ impl<A: Api> Frontend<A> {
             _ => Ok(json(StatusCode::OK, self.api.openapi())),
         }
     }
+}
+
+/// The route a request matched, as logs and metrics name it.
+#[derive(Debug, Clone, Copy)]
+struct RouteName(&'static str);
+
+/// Each route's template, kept once per process: a metric label and a log
+/// field without an allocation per request (routes are few and fixed).
+fn route_name(template: &str) -> &'static str {
+    static NAMES: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(Default::default);
+    if let Ok(names) = NAMES.read()
+        && let Some(name) = names.get(template)
+    {
+        return name;
+    }
+    let Ok(mut names) = NAMES.write() else {
+        return "(route)";
+    };
+    if let Some(name) = names.get(template) {
+        return name;
+    }
+    let name: &'static str = Box::leak(template.to_owned().into_boxed_str());
+    names.insert(name);
+    name
+}
+
+/// Names the matched route on its response (for the frontend's log and metrics).
+async fn name_route(request: axum::extract::Request, next: Next) -> axum::response::Response {
+    let name = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| route_name(matched.as_str()));
+    let mut response = next.run(request).await;
+    if let Some(name) = name {
+        response.extensions_mut().insert(RouteName(name));
+    }
+    response
 }
 
 /// A JSON response.

@@ -170,6 +170,20 @@ fn split_url(url: &str) -> Result<(bool, String, u16, String), String> {
     Ok((https, host, port, path))
 }
 
+impl crate::KeyRefresh for JwksSource {
+    fn refresh(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<bool, crate::RefreshError>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            JwksSource::refresh(self)
+                .await
+                .map_err(|error| crate::RefreshError(error.into()))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::split_url;

@@ -15,9 +15,11 @@ mod blocking;
 pub mod client;
 pub mod config;
 mod dto;
+pub mod extract;
 mod front;
 mod gate;
 pub mod jwks;
+mod keys;
 mod metrics;
 mod one_origin;
 pub mod openapi;
@@ -33,6 +35,7 @@ pub mod web;
 
 pub use auth_api::AuthApi;
 pub use front::{Api, ApiResponse, Frontend, MetricsExposure};
+pub use keys::{KeyRefresh, RefreshError};
 pub use metrics::Metrics;
 pub use one_origin::{AuthWithPage, OneOrigin};
 pub use probe::Probe;
@@ -46,7 +49,7 @@ pub use tls::{TlsError, TlsIdentity, write_private};
 /// The route tables, for tests and documentation.
 pub mod routes {
     pub use crate::auth_api::ROUTES as AUTH;
-    pub use crate::task_api::ROUTES as TASKS;
+    pub use crate::task_api::documented as tasks;
 }
 
 /// The decoders an attacker reaches, for fuzzing and tests: each turns wire

@@ -32,21 +32,31 @@ pub struct ProblemData {
     pub internal: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// One field's complaint in a 400's `errors`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error answer (RFC 9457 problem details); `errors` only for invalid input.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct Problem<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     title: &'a str,
     status: u16,
     detail: &'a str,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    #[schema(required = false)]
     errors: &'a [FieldError],
+}
+
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        ApiError::into_response(self).map(axum::body::Body::new)
+    }
 }
 
 impl std::ops::Deref for ApiError {

@@ -266,13 +266,17 @@ const BUDGET_RETRY: Duration = Duration::from_secs(1);
 /// buffer grows as bytes arrive (never past the declared length or the
 /// limit), each growth paid from `budget` into `reserved` first: 503 when
 /// the budget cannot pay.
-async fn read_limited(
-    mut body: RequestBody,
+pub(crate) async fn read_limited<B>(
+    mut body: B,
     limit: usize,
     declared: Option<usize>,
     (budget, client): (&BodyBudget, IpAddr),
     reserved: &mut Option<BodyShare>,
-) -> Result<Bytes, ApiError> {
+) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let mut bytes: Vec<u8> = Vec::new();
     // What this buffer has been paid for.
     let mut paid = 0usize;

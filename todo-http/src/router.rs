@@ -1,39 +1,73 @@
-//! Routes: path templates and the methods each allows.
+//! The auth API's route table, bridged onto axum while its handlers are
+//! converted to typed ones (the task API's already are).
 
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::routing::{MethodFilter, MethodRouter};
 use http::Method;
+use http_body_util::BodyExt;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::extract::RequestContext;
+use crate::front::ApiResponse;
+use crate::problem::ApiError;
+use crate::request::ApiRequest;
 
 /// One path of an API and the methods it allows.
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
-    /// The path template, `{id}` marking the one parameter, e.g. `/v1/tasks/{id}`.
+    /// The path template, `{id}` marking the one parameter, e.g. `/v1/users/{id}`.
     pub template: &'static str,
+    /// The methods it allows.
     pub methods: &'static [Method],
 }
 
-/// What a path and method come to.
-#[derive(Debug)]
-pub enum RouteMatch<'a> {
-    Found {
+/// An API whose handlers still take an [`ApiRequest`] and its route.
+pub(crate) trait LegacyApi: Send + Sync + 'static {
+    /// Serves one routed request.
+    fn handle(
+        &self,
         route: &'static RouteSpec,
-        param: Option<&'a str>,
-    },
-    /// The path exists; the method does not. Carries the `Allow` value.
-    MethodNotAllowed(String),
-    NotFound,
+        param: Option<String>,
+        request: ApiRequest,
+    ) -> impl std::future::Future<Output = Result<ApiResponse, ApiError>> + Send;
 }
 
-/// Finds the route for `path` in `routes`.
-pub fn find<'a>(routes: &'static [RouteSpec], method: &Method, path: &'a str) -> RouteMatch<'a> {
+/// Each route of `routes` served by `api`'s `handle`, on the methods it allows.
+pub(crate) fn bridge<A: LegacyApi>(api: &Arc<A>, routes: &'static [RouteSpec]) -> OpenApiRouter {
+    let mut router = OpenApiRouter::new();
     for route in routes {
-        if let Some(param) = matches(route.template, path) {
-            if route.methods.contains(method) {
-                return RouteMatch::Found { route, param };
-            }
-            let allow: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
-            return RouteMatch::MethodNotAllowed(allow.join(", "));
+        let mut methods = MethodRouter::new();
+        for method in route.methods {
+            let Ok(filter) = MethodFilter::try_from(method.clone()) else {
+                continue;
+            };
+            let api = Arc::clone(api);
+            methods = methods.on(filter, move |request: Request| async move {
+                let param = matches(route.template, request.uri().path()).flatten();
+                let param = param.map(str::to_owned);
+                let (parts, body) = request.into_parts();
+                let context = parts.extensions.get::<RequestContext>().cloned();
+                let Some(context) = context else {
+                    return Err(ApiError::internal("no request context"));
+                };
+                let request = ApiRequest {
+                    method: parts.method,
+                    headers: parts.headers,
+                    query: parts.uri.query().map(str::to_owned),
+                    body: body.map_err(Into::into).boxed_unsync(),
+                    client: context.client,
+                    limits: context.limits,
+                    budget: context.budget,
+                    reserved: None,
+                };
+                api.handle(route, param, request).await
+            });
         }
+        router = router.route(route.template, methods);
     }
-    RouteMatch::NotFound
+    router
 }
 
 /// `Some(param)` when `path` fits `template` (`param` is the `{…}` segment, if any).
@@ -55,45 +89,15 @@ fn matches<'a>(template: &str, path: &'a str) -> Option<Option<&'a str>> {
 mod tests {
     use super::*;
 
-    static ROUTES: &[RouteSpec] = &[
-        RouteSpec {
-            template: "/v1/tasks",
-            methods: &[Method::GET, Method::POST],
-        },
-        RouteSpec {
-            template: "/v1/tasks/{id}",
-            methods: &[Method::GET, Method::PATCH, Method::DELETE],
-        },
-    ];
-
     #[test]
     fn paths_match_templates_exactly() {
-        assert!(matches!(
-            find(ROUTES, &Method::GET, "/v1/tasks"),
-            RouteMatch::Found { param: None, .. }
-        ));
-        match find(ROUTES, &Method::DELETE, "/v1/tasks/abc") {
-            RouteMatch::Found { route, param } => {
-                assert_eq!((route.template, param), ("/v1/tasks/{id}", Some("abc")));
-            }
-            other => panic!("{other:?}"),
-        }
-        for path in [
-            "/v1/tasks/",
-            "/v1/tasks/a/b",
-            "/v1/task",
-            "/v1/tasks//",
-            "",
-            "/",
-        ] {
-            assert!(
-                matches!(find(ROUTES, &Method::GET, path), RouteMatch::NotFound),
-                "{path}"
-            );
-        }
-        match find(ROUTES, &Method::PUT, "/v1/tasks") {
-            RouteMatch::MethodNotAllowed(allow) => assert_eq!(allow, "GET, POST"),
-            other => panic!("{other:?}"),
+        assert_eq!(
+            matches("/v1/users/{id}", "/v1/users/abc"),
+            Some(Some("abc"))
+        );
+        assert_eq!(matches("/v1/users", "/v1/users"), Some(None));
+        for path in ["/v1/users/", "/v1/users/a/b", "/v1/user", ""] {
+            assert_eq!(matches("/v1/users/{id}", path), None, "{path}");
         }
     }
 }

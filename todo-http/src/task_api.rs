@@ -3,40 +3,34 @@
 
 use std::sync::Arc;
 
+use axum::extract::{RawQuery, State};
 use bytes::Bytes;
-use http::header::{ETAG, HeaderValue, IF_MATCH, LOCATION};
-use http::{Method, StatusCode};
+use http::StatusCode;
+use http::header::{ETAG, HeaderMap, HeaderValue, IF_MATCH, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
     AccessGate, Description, Error as CoreError, Label, Labels, NewTask, PageLimit, Principal,
     Priority, SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService, TaskSort,
     TaskVersion, Timestamp, Title, TokenRejection, ValidationError,
 };
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::blocking::call;
+use crate::extract::{Authenticates, Caller, JsonBytes, Path};
 use crate::front::{Api, ApiResponse, json_value, no_content};
+use crate::keys::KeyRefresh;
 use crate::metrics::Metrics;
 use crate::probe::Probe;
 use crate::problem::ApiError;
-use crate::request::{ApiRequest, query_bool, query_int};
-use crate::router::RouteSpec;
-
-pub static ROUTES: &[RouteSpec] = &[
-    RouteSpec {
-        template: "/v1/tasks",
-        methods: &[Method::GET, Method::POST],
-    },
-    RouteSpec {
-        template: "/v1/tasks/{id}",
-        methods: &[Method::GET, Method::PATCH, Method::DELETE],
-    },
-];
+use crate::request::{query_bool, query_int};
 
 /// The task API over a [`TaskService`].
 pub struct TaskApi {
     service: TaskService,
     gate: Arc<AccessGate>,
-    keys: Option<Arc<crate::jwks::JwksSource>>,
+    keys: Option<Arc<dyn KeyRefresh>>,
     probes: Vec<Arc<dyn Probe>>,
     metrics: Metrics,
     openapi: Bytes,
@@ -68,11 +62,13 @@ impl TaskApi {
 
     /// Refetches the JWKS when a token names an unknown key (rate-limited).
     #[must_use]
-    pub fn with_key_source(mut self, keys: Arc<crate::jwks::JwksSource>) -> Self {
+    pub fn with_key_source(mut self, keys: Arc<dyn KeyRefresh>) -> Self {
         self.keys = Some(keys);
         self
     }
+}
 
+impl Authenticates for TaskApi {
     /// The bearer token's principal: verified in-process (refetching the
     /// JWKS once for an unknown key), then admitted by the gate.
     async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
@@ -81,7 +77,7 @@ impl TaskApi {
             Err(CoreError::InvalidToken(TokenRejection::UnknownKey)) if self.keys.is_some() => {
                 let refreshed = match &self.keys {
                     Some(keys) => keys.refresh().await.unwrap_or_else(|error| {
-                        tracing::warn!(target: "todo::http", %error, "refetching the JWKS failed");
+                        tracing::warn!(target: "todo::http", error = %crate::problem::chain(&error), "refetching the JWKS failed");
                         false
                     }),
                     None => false,
@@ -118,8 +114,8 @@ enum Precondition {
     Unmatchable,
 }
 
-fn if_match(request: &ApiRequest) -> Precondition {
-    let Some(value) = request.headers.get(IF_MATCH) else {
+fn if_match(headers: &HeaderMap) -> Precondition {
+    let Some(value) = headers.get(IF_MATCH) else {
         return Precondition::Any;
     };
     let value = value.to_str().unwrap_or("").trim();
@@ -161,8 +157,10 @@ impl TaskApi {
     }
 }
 
-#[derive(Deserialize)]
+/// A new task on the wire.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TaskCreate)]
 struct CreateBody {
     title: String,
     #[serde(default)]
@@ -181,8 +179,9 @@ struct CreateBody {
 
 /// A JSON merge patch: `null` resets `description`, `due_at`, `priority`
 /// and `labels` to their defaults; `title`, `done` and `archived` cannot be null.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TaskPatch)]
 struct PatchBody {
     #[serde(default, deserialize_with = "crate::dto::present")]
     title: Option<Option<String>>,
@@ -201,7 +200,8 @@ struct PatchBody {
 }
 
 /// A task on the wire.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Task)]
 pub struct TaskDto {
     id: String,
     title: String,
@@ -236,7 +236,8 @@ impl From<&Task> for TaskDto {
     }
 }
 
-#[derive(Serialize)]
+/// A page of tasks.
+#[derive(Serialize, ToSchema)]
 struct TaskPage {
     items: Vec<TaskDto>,
     next_cursor: Option<String>,
@@ -391,75 +392,157 @@ fn with_etag(mut response: ApiResponse, task: &Task) -> ApiResponse {
     response
 }
 
-impl Api for TaskApi {
-    fn routes(&self) -> &'static [RouteSpec] {
-        ROUTES
-    }
+/// The task API's routes, each with the description its handler carries.
+fn task_routes() -> OpenApiRouter<Arc<TaskApi>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tasks, create_task))
+        .routes(routes!(get_task, update_task, delete_task))
+}
 
-    async fn handle(
-        &self,
-        route: &'static RouteSpec,
-        param: Option<String>,
-        mut request: ApiRequest,
-    ) -> Result<ApiResponse, ApiError> {
-        let token = request.bearer()?.to_owned();
-        let owner = self.principal(&token).await?.user_id;
-        if route.template == "/v1/tasks" {
-            if request.method == Method::POST {
-                let new = decode_new_task(&request.json_bytes().await?)?;
-                let task = call(&self.service, move |s| s.create(owner, new)).await?;
-                let mut response = with_etag(
-                    json_value(StatusCode::CREATED, &TaskDto::from(&task))?,
-                    &task,
-                );
-                if let Ok(location) = HeaderValue::from_str(&format!("/v1/tasks/{}", task.id)) {
-                    response.headers_mut().insert(LOCATION, location);
-                }
-                return Ok(response);
-            }
-            let (query, cursor) = decode_list_query(request.query.as_deref())?;
-            let page = call(&self.service, move |s| {
-                s.list(owner, &query, cursor.as_ref())
-            })
-            .await?;
-            return json_value(
-                StatusCode::OK,
-                &TaskPage {
-                    items: page.items.iter().map(TaskDto::from).collect(),
-                    next_cursor: page.next_cursor.map(|c| c.to_string()),
-                },
-            );
-        }
-        // An id that cannot be one is simply not found.
-        let id = param
-            .as_deref()
-            .and_then(|p| TaskId::parse(p).ok())
-            .ok_or_else(ApiError::not_found)?;
-        match request.method {
-            Method::GET => {
-                let task = call(&self.service, move |s| s.get(owner, id)).await?;
-                Ok(with_etag(
-                    json_value(StatusCode::OK, &TaskDto::from(&task))?,
-                    &task,
-                ))
-            }
-            Method::PATCH => {
-                // The request must be valid before its precondition is weighed.
-                let patch = decode_task_patch(&request.json_bytes().await?)?;
-                let expected = self.expected_version(if_match(&request), owner, id).await?;
-                let task =
-                    call(&self.service, move |s| s.update(owner, id, patch, expected)).await?;
-                Ok(with_etag(
-                    json_value(StatusCode::OK, &TaskDto::from(&task))?,
-                    &task,
-                ))
-            }
-            _ => {
-                let expected = self.expected_version(if_match(&request), owner, id).await?;
-                call(&self.service, move |s| s.delete(owner, id, expected)).await?;
-                Ok(no_content())
-            }
-        }
+/// The operations the task API serves, as its handlers describe them.
+#[must_use]
+pub fn documented() -> utoipa::openapi::OpenApi {
+    task_routes().into_openapi()
+}
+
+type Tasks = State<Arc<TaskApi>>;
+
+/// Create a task.
+#[utoipa::path(post, path = "/v1/tasks", request_body = CreateBody,
+    responses(
+        (status = 201, description = "The task", body = TaskDto,
+            headers(("Location" = String), ("ETag" = String, description = "\"v<version>\""))),
+        (status = 403, description = "The user's task quota is used up (urn:todo:problem:quota-exceeded)"),
+    ))]
+async fn create_task(
+    State(api): Tasks,
+    Caller(caller): Caller,
+    JsonBytes(body): JsonBytes,
+) -> Result<ApiResponse, ApiError> {
+    let new = decode_new_task(&body)?;
+    let owner = caller.user_id;
+    let task = call(&api.service, move |s| s.create(owner, new)).await?;
+    let mut response = with_etag(
+        json_value(StatusCode::CREATED, &TaskDto::from(&task))?,
+        &task,
+    );
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/tasks/{}", task.id)) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// List my tasks (keyset pages).
+#[utoipa::path(get, path = "/v1/tasks",
+    params(
+        ("done" = Option<bool>, Query, description = "only done or not done"),
+        ("archived" = Option<bool>, Query, description = "archived tasks instead of the others"),
+        ("label" = Option<String>, Query, description = "tasks with this label"),
+        ("q" = Option<String>, Query, description = "case-insensitive literal substring of title or description"),
+        ("due_before" = Option<String>, Query, format = DateTime, description = "strictly before; tasks without a due date are left out"),
+        ("due_after" = Option<String>, Query, format = DateTime, description = "strictly after; tasks without a due date are left out"),
+        ("sort" = Option<String>, Query, description = "order; ties break on id"),
+        ("limit" = Option<i64>, Query, description = "page size"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page, same query"),
+    ),
+    responses((status = 200, description = "A page of tasks", body = TaskPage)))]
+async fn list_tasks(
+    State(api): Tasks,
+    Caller(caller): Caller,
+    RawQuery(query): RawQuery,
+) -> Result<ApiResponse, ApiError> {
+    let (query, cursor) = decode_list_query(query.as_deref())?;
+    let owner = caller.user_id;
+    let page = call(&api.service, move |s| {
+        s.list(owner, &query, cursor.as_ref())
+    })
+    .await?;
+    json_value(
+        StatusCode::OK,
+        &TaskPage {
+            items: page.items.iter().map(TaskDto::from).collect(),
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
+        },
+    )
+}
+
+/// Get a task.
+#[utoipa::path(get, path = "/v1/tasks/{id}",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, description = "The task", body = TaskDto,
+            headers(("ETag" = String, description = "\"v<version>\""))),
+        (status = 404, description = "No such task of yours"),
+    ))]
+async fn get_task(
+    State(api): Tasks,
+    Caller(caller): Caller,
+    Path(id): Path<TaskId>,
+) -> Result<ApiResponse, ApiError> {
+    let owner = caller.user_id;
+    let task = call(&api.service, move |s| s.get(owner, id)).await?;
+    Ok(with_etag(
+        json_value(StatusCode::OK, &TaskDto::from(&task))?,
+        &task,
+    ))
+}
+
+/// Change a task (JSON merge patch).
+#[utoipa::path(patch, path = "/v1/tasks/{id}",
+    params(("id" = uuid::Uuid, Path),
+        ("If-Match" = Option<String>, Header, description = "An ETag (\"v<version>\"); a stale one gets 412")),
+    request_body(content(
+        (PatchBody = "application/json"),
+        (PatchBody = "application/merge-patch+json"),
+    )),
+    responses(
+        (status = 200, description = "The task", body = TaskDto,
+            headers(("ETag" = String, description = "\"v<version>\""))),
+        (status = 404, description = "No such task of yours, whatever If-Match says"),
+        (status = 412, description = "Stale or unmatchable If-Match"),
+    ))]
+async fn update_task(
+    State(api): Tasks,
+    Caller(caller): Caller,
+    Path(id): Path<TaskId>,
+    headers: HeaderMap,
+    JsonBytes(body): JsonBytes,
+) -> Result<ApiResponse, ApiError> {
+    // The request must be valid before its precondition is weighed.
+    let patch = decode_task_patch(&body)?;
+    let owner = caller.user_id;
+    let expected = api.expected_version(if_match(&headers), owner, id).await?;
+    let task = call(&api.service, move |s| s.update(owner, id, patch, expected)).await?;
+    Ok(with_etag(
+        json_value(StatusCode::OK, &TaskDto::from(&task))?,
+        &task,
+    ))
+}
+
+/// Delete a task.
+#[utoipa::path(delete, path = "/v1/tasks/{id}",
+    params(("id" = uuid::Uuid, Path),
+        ("If-Match" = Option<String>, Header, description = "An ETag (\"v<version>\"); a stale one gets 412")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such task of yours, whatever If-Match says"),
+        (status = 412, description = "Stale or unmatchable If-Match"),
+    ))]
+async fn delete_task(
+    State(api): Tasks,
+    Caller(caller): Caller,
+    Path(id): Path<TaskId>,
+    headers: HeaderMap,
+) -> Result<ApiResponse, ApiError> {
+    let owner = caller.user_id;
+    let expected = api.expected_version(if_match(&headers), owner, id).await?;
+    call(&api.service, move |s| s.delete(owner, id, expected)).await?;
+    Ok(no_content())
+}
+
+impl Api for TaskApi {
+    fn routes(self: Arc<Self>) -> OpenApiRouter {
+        task_routes().with_state(self)
     }
 
     fn openapi(&self) -> Bytes {

@@ -3,13 +3,14 @@
 //! Content-Security-Policy: no inline script or style, nothing from
 //! elsewhere.
 
+use axum::routing::get;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::front::ApiResponse;
-use crate::problem::ApiError;
 
 /// One file of the page.
 #[derive(Debug)]
@@ -52,12 +53,18 @@ pub static ASSETS: &[Asset] = &[
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// Serves the asset at `path`.
-pub fn serve(path: &str) -> Result<ApiResponse, ApiError> {
-    let asset = ASSETS
-        .iter()
-        .find(|a| a.path == path)
-        .ok_or_else(ApiError::not_found)?;
+/// The page's files, each at its path (GET and HEAD); not part of the
+/// API's document.
+pub fn router() -> OpenApiRouter {
+    let mut router = OpenApiRouter::new();
+    for asset in ASSETS {
+        router = router.route(asset.path, get(move || async move { serve(asset) }));
+    }
+    router
+}
+
+/// Serves one of the page's files.
+fn serve(asset: &'static Asset) -> ApiResponse {
     let mut response = Response::new(Full::new(Bytes::from_static(asset.body.as_bytes())));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
@@ -83,5 +90,5 @@ pub fn serve(path: &str) -> Result<ApiResponse, ApiError> {
         "strict-transport-security",
         HeaderValue::from_static("max-age=31536000"),
     );
-    Ok(response)
+    response
 }

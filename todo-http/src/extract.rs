@@ -1,0 +1,220 @@
+//! Typed extractors: what a handler takes from a request, each failing with
+//! the problem answer the contract gives (never axum's plain-text rejections).
+//!
+//! Handlers list them in the order they must be weighed: the caller first
+//! (401 before anything else), then the path, then the body (read last,
+//! and only for a caller who may send one).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, LazyLock};
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use todo_core::{Principal, TaskId, UserId};
+
+use crate::admission::BodyBudget;
+use crate::problem::ApiError;
+use crate::request::{HttpLimits, decode_json, read_limited};
+
+/// What the [`crate::Frontend`] knows of a request before routing it: the
+/// client (past trusted proxies) and the limits its body is read under.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The client's address: the peer's, or the forwarded one behind a trusted proxy.
+    pub client: IpAddr,
+    /// The limits bodies are read under.
+    pub limits: Arc<HttpLimits>,
+    /// The process's budget for buffered bodies.
+    pub(crate) budget: BodyBudget,
+}
+
+/// The context of a router mounted without a [`crate::Frontend`] (in
+/// another program's axum app): default limits, one budget per process.
+static STANDALONE: LazyLock<(Arc<HttpLimits>, BodyBudget)> = LazyLock::new(|| {
+    let limits = HttpLimits::default();
+    let budget = BodyBudget::new(limits.body_budget_bytes, limits.max_body_bytes);
+    (Arc::new(limits), budget)
+});
+
+impl RequestContext {
+    /// The frontend's context, else (a router mounted in another program's
+    /// app, whose own layers bound what clients send) the defaults, all
+    /// clients as one.
+    fn of(parts: &Parts) -> Self {
+        if let Some(context) = parts.extensions.get::<Self>() {
+            return context.clone();
+        }
+        Self {
+            client: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            limits: Arc::clone(&STANDALONE.0),
+            budget: STANDALONE.1.clone(),
+        }
+    }
+}
+
+/// The client's address (see [`RequestContext::client`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Self(match parts.extensions.get::<RequestContext>() {
+            Some(context) => context.client,
+            None => RequestContext::of(parts).client,
+        }))
+    }
+}
+
+/// The bearer token from `Authorization` (never from the query string).
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Err(ApiError::missing_token());
+    };
+    let value = value.to_str().map_err(|_| ApiError::invalid_token())?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(ApiError::invalid_token()),
+    }
+}
+
+/// A state that can tell who a bearer token speaks for.
+pub trait Authenticates: Send + Sync {
+    /// The token's principal, or 401 (`invalid_token`), 403 or 503.
+    fn principal(
+        &self,
+        token: &str,
+    ) -> impl std::future::Future<Output = Result<Principal, ApiError>> + Send;
+}
+
+impl<T: Authenticates> Authenticates for Arc<T> {
+    fn principal(
+        &self,
+        token: &str,
+    ) -> impl std::future::Future<Output = Result<Principal, ApiError>> + Send {
+        T::principal(self, token)
+    }
+}
+
+/// The authenticated caller: a bearer token verified and admitted by the
+/// access gate (see `todo_core::AccessGate`).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl<S: Authenticates> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)?;
+        state.principal(token).await.map(Self)
+    }
+}
+
+/// An identifier in the path.
+pub trait PathId: Sized {
+    /// `None` for text that cannot be one (answered as not found).
+    fn parse_id(raw: &str) -> Option<Self>;
+}
+
+impl PathId for TaskId {
+    fn parse_id(raw: &str) -> Option<Self> {
+        Self::parse(raw).ok()
+    }
+}
+
+impl PathId for UserId {
+    fn parse_id(raw: &str) -> Option<Self> {
+        Self::parse(raw).ok()
+    }
+}
+
+/// The path's one parameter as a domain identifier; an id that cannot be
+/// one is simply not found (404), like an id of someone else's.
+#[derive(Debug, Clone, Copy)]
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: PathId> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found())?;
+        T::parse_id(&raw.0)
+            .map(Self)
+            .ok_or_else(ApiError::not_found)
+    }
+}
+
+/// The body's bytes, read as JSON bodies are: 415 for another media type,
+/// 413 past the size limit (before reading it whole), 408 past the time
+/// limit, 503 when the process's body budget is spent.
+#[derive(Debug, Clone)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let json_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim())
+            .is_some_and(|t| {
+                t.eq_ignore_ascii_case("application/json")
+                    || t.eq_ignore_ascii_case("application/merge-patch+json")
+            });
+        if !json_type {
+            return Err(ApiError::unsupported_media_type());
+        }
+        let context = RequestContext::of(&parts);
+        let limit = context.limits.max_body_bytes;
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        let declared = declared.and_then(|n| usize::try_from(n).ok());
+        // The share is held while the bytes are: given back once decoded.
+        let mut share = None;
+        let read = read_limited(
+            body,
+            limit,
+            declared,
+            (&context.budget, context.client),
+            &mut share,
+        );
+        let bytes = tokio::time::timeout(context.limits.body_timeout, read)
+            .await
+            .map_err(|_| ApiError::request_timeout())??;
+        Ok(Self(bytes))
+    }
+}
+
+/// A JSON body decoded into a wire type: the rules of [`JsonBytes`], then
+/// 400 for malformed JSON, a missing or an unknown field.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let JsonBytes(bytes) = JsonBytes::from_request(request, state).await?;
+        decode_json(&bytes).map(Self)
+    }
+}
