@@ -168,6 +168,7 @@ struct CreateBody {
     #[serde(default)]
     done: Option<bool>,
     #[serde(default)]
+    #[schema(format = DateTime)]
     due_at: Option<String>,
     #[serde(default)]
     priority: Option<i64>,
@@ -184,18 +185,22 @@ struct CreateBody {
 #[schema(as = TaskPatch)]
 struct PatchBody {
     #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(nullable = false)]
     title: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(nullable = false)]
     done: Option<Option<bool>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(format = DateTime)]
     due_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
     priority: Option<Option<i64>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
     labels: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(nullable = false)]
     archived: Option<Option<bool>>,
 }
 
@@ -203,16 +208,21 @@ struct PatchBody {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Task)]
 pub struct TaskDto {
+    #[schema(format = Uuid)]
     id: String,
     title: String,
     description: String,
     done: bool,
+    #[schema(format = DateTime, required = true)]
     completed_at: Option<String>,
+    #[schema(format = DateTime, required = true)]
     due_at: Option<String>,
     priority: u8,
     labels: Vec<String>,
     archived: bool,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     version: i64,
 }
