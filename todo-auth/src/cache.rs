@@ -75,6 +75,7 @@ impl<V: CacheableVerifier> CachingVerifier<V> {
         }
     }
 
+    /// The verifier behind the cache.
     #[must_use]
     pub fn inner(&self) -> &V {
         &self.inner
@@ -99,6 +100,7 @@ impl<V: CacheableVerifier> CachingVerifier<V> {
             .len()
     }
 
+    /// Whether no token is remembered.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0

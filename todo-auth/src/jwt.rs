@@ -36,6 +36,7 @@ pub enum KeyAlgorithm {
 }
 
 impl KeyAlgorithm {
+    /// The JWT `alg` this key signs with: fixed by the key, never by a token's header.
     #[must_use]
     pub const fn jwt(self) -> Algorithm {
         match self {
@@ -44,6 +45,7 @@ impl KeyAlgorithm {
         }
     }
 
+    /// The `alg` as JWT spells it.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -164,11 +166,13 @@ impl PublicKey {
         Ok(jwk)
     }
 
+    /// The key's id: its RFC 7638 thumbprint, derived rather than configured.
     #[must_use]
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
+    /// The key's algorithm.
     #[must_use]
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.algorithm
@@ -236,6 +240,7 @@ impl SigningKey {
         Zeroizing::new(pem_encode("PRIVATE KEY", &self.pkcs8))
     }
 
+    /// The public half, for the JWKS and for verifiers.
     #[must_use]
     pub fn public_key(&self) -> &PublicKey {
         &self.public
@@ -291,6 +296,7 @@ pub struct JwtSigner {
 }
 
 impl JwtSigner {
+    /// A signer with `key`, which every token's `kid` names.
     #[must_use]
     pub fn new(key: SigningKey) -> Self {
         let mut header = Header::new(key.public.algorithm.jwt());
@@ -336,11 +342,13 @@ impl KeySet {
         set
     }
 
+    /// The key with this `kid`, if the set holds it.
     #[must_use]
     pub fn find(&self, kid: &str) -> Option<&PublicKey> {
         self.keys.iter().find(|k| k.kid == kid)
     }
 
+    /// The keys, in the order given.
     pub fn iter(&self) -> impl Iterator<Item = &PublicKey> {
         self.keys.iter()
     }

@@ -9,6 +9,49 @@
 //!   bounded memory;
 //! - [`CachingVerifier`]: a bounded cache of verified tokens;
 //! - [`SystemClock`] and [`OsRandom`]: the real clock and randomness.
+//!
+//! Everything here that touches key material, password hashes or the
+//! system's clock and randomness sits behind one of those traits, so the
+//! core's rules can be tested with fakes and this crate reviewed on its own.
+//!
+//! # Example
+//!
+//! Hashing a password and checking it, then signing and verifying an access
+//! token, as the auth service does through the core's traits.
+//!
+//! ```
+//! use todo_auth::{Argon2Config, Argon2Hasher, JwtSigner, JwtVerifier, KeyAlgorithm, KeySet};
+//! use todo_auth::{OsRandom, SigningKey, SystemClock};
+//! use todo_core::{AccessClaims, AccessTokenSigner, AccessTokenVerifier, Clock};
+//! use todo_core::{Password, PasswordHasher, Role, UserId, Username, new_v7};
+//!
+//! // Cheap parameters for the example; the default is OWASP's (19 MiB, 2 passes).
+//! let hasher = Argon2Hasher::new(Argon2Config { memory_kib: 1024, iterations: 1, parallelism: 1 })?;
+//! let password = Password::offered("correct horse battery").ok_or("no password")?;
+//! let stored = hasher.hash(&password)?;
+//! assert!(hasher.verify(&password, &stored)?.matches);
+//!
+//! let key = SigningKey::generate(KeyAlgorithm::EdDsa)?;
+//! let verifier = JwtVerifier::new(KeySet::new([key.public_key().clone()]), "todo-auth", "todo", 0);
+//! let signer = JwtSigner::new(key);
+//! let now = SystemClock.now();
+//! let claims = AccessClaims {
+//!     subject: UserId::from_uuid(new_v7(now, &OsRandom)?),
+//!     username: Username::parse("alice")?,
+//!     role: Role::User,
+//!     issuer: "todo-auth".to_owned(),
+//!     audience: "todo".to_owned(),
+//!     issued_at: now.unix_seconds(),
+//!     not_before: now.unix_seconds(),
+//!     expires_at: now.unix_seconds() + 900,
+//!     token_id: new_v7(now, &OsRandom)?,
+//! };
+//! let token = signer.sign(&claims)?;
+//! assert_eq!(verifier.verify(&token, now)?, claims);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
 
 mod cache;
 mod error;

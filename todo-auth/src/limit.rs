@@ -33,7 +33,9 @@ impl governor::clock::Clock for GovernorClock {
 /// How fast a key may go: a burst, refilled one unit per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitPolicy {
+    /// Units a key may spend at once.
     pub burst: u32,
+    /// Time to earn one unit back.
     pub period: Duration,
     /// Keys tracked at most; idle keys are pruned first.
     pub max_keys: usize,
@@ -73,6 +75,7 @@ impl<K: Hash + Eq + Clone> std::fmt::Debug for KeyedLimiter<K> {
 }
 
 impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
+    /// A limiter with `policy`, reading time from `clock` (a fake one in tests).
     #[must_use]
     pub fn new(policy: LimitPolicy, clock: Arc<dyn Clock>) -> Self {
         let clock = GovernorClock(clock);
@@ -128,6 +131,7 @@ pub struct FailedLoginBackoff {
 }
 
 impl FailedLoginBackoff {
+    /// A delay with `policy`, kept in this process's memory.
     #[must_use]
     pub fn new(policy: BackoffPolicy) -> Self {
         Self {

@@ -1,19 +1,23 @@
 //! Password hashing: argon2id, and a bound on how much of it runs at once.
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use password_hash::phc;
-use todo_core::{HashError, Password, PasswordHash, PasswordHasher, Verification};
+use todo_core::{HashError, Password, PasswordHash, PasswordHasher, Random, Verification};
 
 use crate::error::KeyError;
+use crate::system::OsRandom;
 
 /// argon2id cost parameters. The default is OWASP's: 19 MiB, 2 passes, 1 lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Config {
+    /// Memory per hash, in KiB: what makes guessing on GPUs costly.
     pub memory_kib: u32,
+    /// Passes over the memory.
     pub iterations: u32,
+    /// Lanes.
     pub parallelism: u32,
 }
 
@@ -33,6 +37,9 @@ pub struct Argon2Hasher {
     params: Params,
     config: Argon2Config,
     dummy: PasswordHash,
+    /// Where salts come from: the system's randomness, or a seeded one in
+    /// tests, like every other random value of the library.
+    random: Arc<dyn Random>,
     /// argon2's working memory (19 MiB at the defaults), kept for the next
     /// hash: allocating it anew each time makes glibc keep freed copies
     /// around (the mmap threshold adapts upwards), and RSS grows into
@@ -50,9 +57,15 @@ impl std::fmt::Debug for Argon2Hasher {
 }
 
 impl Argon2Hasher {
-    /// A hasher with these parameters; hashes a random password once, for
-    /// the dummy hash that unknown users are checked against.
+    /// A hasher with these parameters, salting with the operating system's
+    /// randomness ([`OsRandom`]); hashes a random password once, for the
+    /// dummy hash that unknown users are checked against.
     pub fn new(config: Argon2Config) -> Result<Self, KeyError> {
+        Self::with_random(config, Arc::new(OsRandom))
+    }
+
+    /// A hasher whose salts (and dummy password) come from `random`.
+    pub fn with_random(config: Argon2Config, random: Arc<dyn Random>) -> Result<Self, KeyError> {
         let params = Params::new(
             config.memory_kib,
             config.iterations,
@@ -66,10 +79,14 @@ impl Argon2Hasher {
             params,
             config,
             dummy: PasswordHash::new(String::new()),
+            random,
             memory: Mutex::default(),
         };
         let mut secret = [0u8; 24];
-        aws_lc_rs::rand::fill(&mut secret).map_err(|e| KeyError::Generation(Box::new(e)))?;
+        hasher
+            .random
+            .fill(&mut secret)
+            .map_err(|e| KeyError::Generation(Box::new(e)))?;
         let secret: String = secret.iter().map(|b| char::from(b'a' + b % 26)).collect();
         let dummy = Password::offered(&secret).ok_or(KeyError::Generation("dummy".into()))?;
         hasher.dummy = hasher
@@ -78,6 +95,7 @@ impl Argon2Hasher {
         Ok(hasher)
     }
 
+    /// The parameters new hashes are made with.
     #[must_use]
     pub fn config(&self) -> Argon2Config {
         self.config
@@ -185,7 +203,9 @@ impl PasswordHasher for Argon2Hasher {
     fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
         let internal = |e: &dyn std::fmt::Display| HashError::Internal(e.to_string().into());
         let mut salt = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut salt).map_err(|e| internal(&e))?;
+        self.random
+            .fill(&mut salt)
+            .map_err(|e| HashError::Internal(Box::new(e)))?;
         let mut out = [0u8; 32];
         self.with_memory(self.params.block_count(), |memory| {
             self.argon2.hash_password_into_with_memory(
@@ -265,7 +285,9 @@ pub struct BoundedHasher<H> {
 /// The bounds of a [`BoundedHasher`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolLimits {
+    /// Hashes running at once: one per core suits argon2.
     pub running: usize,
+    /// Callers queued behind them; more are refused at once.
     pub waiting: usize,
     /// What a shed caller is told to wait.
     pub retry_after: Duration,
@@ -286,6 +308,7 @@ impl<H> std::fmt::Debug for BoundedHasher<H> {
 }
 
 impl<H: PasswordHasher> BoundedHasher<H> {
+    /// Bounds `inner` by `limits` (at least one running).
     #[must_use]
     pub fn new(inner: H, limits: PoolLimits) -> Self {
         let limits = PoolLimits {

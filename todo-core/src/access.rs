@@ -41,6 +41,66 @@ struct Remembered {
 }
 
 /// Verifies access tokens and decides whether they may still act.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use todo_core::memory::MemoryStore;
+/// use todo_core::testing::{ManualClock, SeededRandom, TableTokens};
+/// use todo_core::{AccessClaims, AccessGate, AccessTokenSigner, Error, TokenRejection};
+/// use todo_core::{Clock, Role, UserChange, Username};
+/// # fn a_user(
+/// #     store: &dyn todo_core::UserStore,
+/// #     clock: &dyn todo_core::Clock,
+/// #     name: &str,
+/// # ) -> Result<todo_core::UserId, Box<dyn std::error::Error>> {
+/// #     let now = clock.now();
+/// #     let id = todo_core::UserId::from_uuid(todo_core::new_v7(now, &todo_core::testing::SeededRandom::new(name.len() as u64))?);
+/// #     let user = todo_core::User {
+/// #         id,
+/// #         username: todo_core::Username::parse(name)?,
+/// #         email: None,
+/// #         role: todo_core::Role::User,
+/// #         disabled: false,
+/// #         created_at: now,
+/// #         updated_at: now,
+/// #     };
+/// #     let password_hash = todo_core::PasswordHash::new("not a hash".to_owned());
+/// #     store.insert_user(&todo_core::UserRecord { user, password_hash, tokens_revoked_before: None })?;
+/// #     Ok(id)
+/// # }
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let clock = Arc::new(ManualClock::new());
+/// // In production: todo-auth's `JwtSigner` and `JwtVerifier`.
+/// let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+/// let gate = AccessGate::new(tokens.clone(), store.clone(), clock.clone());
+/// let alice = a_user(&*store, &*clock, "alice")?;
+///
+/// let now = clock.now();
+/// let token = tokens.sign(&AccessClaims {
+///     subject: alice,
+///     username: Username::parse("alice")?,
+///     role: Role::User,
+///     issuer: "todo-auth".to_owned(),
+///     audience: "todo".to_owned(),
+///     issued_at: now.unix_seconds(),
+///     not_before: now.unix_seconds(),
+///     expires_at: now.unix_seconds() + 900,
+///     token_id: todo_core::new_v7(now, &SeededRandom::new(3))?,
+/// })?;
+/// assert_eq!(gate.authorize(&token)?.user_id, alice);
+///
+/// // Disabled later: the token still verifies, but may no longer act.
+/// let disable = UserChange { disabled: Some(true), ..UserChange::at(now) };
+/// todo_core::UserStore::change_user(&*store, alice, &disable)?;
+/// gate.forget(alice); // this instance made the change: honour it at once
+/// assert!(matches!(
+///     gate.authorize(&token),
+///     Err(Error::InvalidToken(TokenRejection::Revoked))
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct AccessGate {
     verifier: Arc<dyn AccessTokenVerifier>,
     users: Arc<dyn UserStore>,

@@ -29,6 +29,7 @@ impl DeviceToken {
         RefreshToken::parse(raw).map(Self)
     }
 
+    /// The token's text, to hand to the client once.
     #[must_use]
     pub fn expose(&self) -> &str {
         self.0.expose()

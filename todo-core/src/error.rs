@@ -14,36 +14,68 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
+    /// Too short or too long, counted in characters.
     #[error("must be {min} to {max} characters long")]
     Length {
+        /// The field, as the API names it.
         field: &'static str,
+        /// The fewest characters allowed.
         min: usize,
+        /// The most characters allowed.
         max: usize,
     },
+    /// Empty, or only white space.
     #[error("must not be blank")]
-    Blank { field: &'static str },
+    Blank {
+        /// The field, as the API names it.
+        field: &'static str,
+    },
+    /// A character outside the allowed set.
     #[error("may contain only {allowed}")]
     Charset {
+        /// The field, as the API names it.
         field: &'static str,
+        /// The allowed characters, in words.
         allowed: &'static str,
     },
+    /// A number outside its range.
     #[error("must be between {min} and {max}")]
     Range {
+        /// The field, as the API names it.
         field: &'static str,
+        /// The smallest value allowed.
         min: i64,
+        /// The largest value allowed.
         max: i64,
     },
+    /// A set given with a repeated member.
     #[error("must not contain the same value twice")]
-    Duplicate { field: &'static str },
+    Duplicate {
+        /// The field, as the API names it.
+        field: &'static str,
+    },
+    /// A list longer than allowed.
     #[error("may hold at most {max} items")]
-    TooMany { field: &'static str, max: usize },
+    TooMany {
+        /// The field, as the API names it.
+        field: &'static str,
+        /// The most items allowed.
+        max: usize,
+    },
+    /// Not in the format the field takes (a timestamp, an email, a cursor).
     #[error("is not a valid {what}")]
     Format {
+        /// The field, as the API names it.
         field: &'static str,
+        /// What the value should have been, in words.
         what: &'static str,
     },
+    /// A password equal to its username: the first thing an attacker tries.
     #[error("must not equal the username")]
-    PasswordIsUsername { field: &'static str },
+    PasswordIsUsername {
+        /// The field, as the API names it.
+        field: &'static str,
+    },
 }
 
 impl ValidationError {
@@ -88,10 +120,15 @@ pub enum StoreError {
 pub enum HashError {
     /// The hashing queue is full; the caller should come back later.
     #[error("password hashing is saturated")]
-    Busy { retry_after: Duration },
+    Busy {
+        /// When a retry has a fair chance.
+        retry_after: Duration,
+    },
     /// A stored hash could not be parsed.
     #[error("stored password hash is malformed")]
     Malformed(#[source] BoxError),
+    /// The hashing itself failed (bad parameters, no randomness): a bug or
+    /// a broken host, never the password's fault.
     #[error("password hashing failed")]
     Internal(#[source] BoxError),
 }
@@ -101,18 +138,25 @@ pub enum HashError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenRejection {
+    /// Not a token at all: wrong shape, bad encoding, unreadable header.
     #[error("token is malformed")]
     Malformed,
+    /// The signature does not verify, or the algorithm is not the key's.
     #[error("token signature or algorithm is not accepted")]
     BadSignature,
+    /// No key of the verifier has the token's `kid`.
     #[error("token key id is unknown")]
     UnknownKey,
+    /// Past `exp`, beyond the leeway.
     #[error("token has expired")]
     Expired,
+    /// Before `nbf`, beyond the leeway.
     #[error("token is not yet valid")]
     NotYetValid,
+    /// Issued by someone else, or for another audience.
     #[error("token issuer or audience is wrong")]
     WrongAudience,
+    /// A claim is missing or not of its type (a `sub` that is no user id).
     #[error("token claims are invalid")]
     BadClaims,
     /// The account is gone or disabled, or its tokens were revoked.
@@ -124,8 +168,10 @@ pub enum TokenRejection {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
+    /// The token was refused; the reason is for the log.
     #[error("access token rejected: {0}")]
     Rejected(TokenRejection),
+    /// The signer failed: a key or library fault, not the caller's.
     #[error("signing failed")]
     Signing(#[source] BoxError),
 }
@@ -139,6 +185,7 @@ pub struct RandomError(#[source] pub BoxError);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The input was refused, every reason listed (each names its field).
     #[error("invalid input")]
     Invalid(Vec<ValidationError>),
     /// Login failed: unknown user, wrong password or disabled account, alike.
@@ -153,30 +200,51 @@ pub enum Error {
     /// A refresh token is unknown, expired, revoked or reused.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
+    /// Registration or creation under a username someone already has.
     #[error("the username is taken")]
     UsernameTaken,
     /// Missing, or owned by someone else: the two are never told apart.
     #[error("not found")]
     NotFound,
+    /// `If-Match` named a version that is no longer current.
     #[error("the object has changed: its version is now {current}")]
-    VersionMismatch { current: TaskVersion },
+    VersionMismatch {
+        /// The version stored now.
+        current: TaskVersion,
+    },
+    /// Authenticated, but not allowed (an admin call by a user).
     #[error("forbidden")]
     Forbidden,
     /// A request that would leave the system in a state it refuses.
     #[error("{0}")]
     Conflict(&'static str),
+    /// A rate limit or the failed-login delay refused the call.
     #[error("too many requests")]
-    RateLimited { retry_after: Duration },
+    RateLimited {
+        /// When the limit lets the caller in again.
+        retry_after: Duration,
+    },
     /// A per-user quota is used up (what is counted, e.g. "tasks").
     #[error("the quota of {what} is used up ({limit})")]
-    QuotaExceeded { what: &'static str, limit: u64 },
+    QuotaExceeded {
+        /// What is counted, in words ("tasks").
+        what: &'static str,
+        /// How many the quota allows.
+        limit: u64,
+    },
     /// Self-service registration is switched off; an administrator creates users.
     #[error("registration is closed")]
     RegistrationClosed,
+    /// Shed rather than queued (the hashing queue is full): retry later.
     #[error("overloaded")]
-    Overloaded { retry_after: Duration },
+    Overloaded {
+        /// When a retry has a fair chance.
+        retry_after: Duration,
+    },
+    /// The store is down or busy past its wait: retryable.
     #[error("storage unavailable")]
     Unavailable(#[source] StoreError),
+    /// A bug or a broken dependency; the source is for the log only.
     #[error("internal error")]
     Internal(#[source] BoxError),
 }

@@ -28,6 +28,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store.
     #[must_use]
     pub fn new() -> Self {
         Self::default()

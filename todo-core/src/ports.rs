@@ -1,5 +1,6 @@
 //! The traits at the core's edges. todo-store and todo-auth implement them;
-//! [`crate::memory`] and [`crate::testing`] hold in-process versions.
+//! [`crate::memory`] and `crate::testing` (the `testing` feature) hold
+//! in-process versions.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -16,7 +17,9 @@ use crate::user::{Password, PasswordHash, User, UserChange, UserId, UserRecord, 
 pub trait UserStore: Send + Sync {
     /// Fails with [`StoreError::Conflict`] when the username or id is taken.
     fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// The user with this id, if any.
     fn find_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    /// The user with this username, if any (usernames compare as parsed).
     fn find_user_by_username(&self, username: &Username) -> Result<Option<UserRecord>, StoreError>;
     /// Writes every field but the id; returns whether the user existed.
     /// Read-modify-write callers lose concurrent changes: prefer
@@ -44,7 +47,9 @@ pub trait UserStore: Send + Sync {
 
 /// Refresh tokens, by their hash.
 pub trait RefreshTokenStore: Send + Sync {
+    /// Stores a newly issued token; fails with [`StoreError::Conflict`] on a hash already stored.
     fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError>;
+    /// The token with this digest, live or not: the caller tells reuse from an unknown token.
     fn find_refresh_token(
         &self,
         hash: &RefreshTokenHash,
@@ -82,6 +87,7 @@ pub trait RefreshTokenStore: Send + Sync {
 pub trait TaskStore: Send + Sync {
     /// Fails with [`StoreError::Conflict`] on a duplicate id.
     fn insert_task(&self, task: &Task) -> Result<(), StoreError>;
+    /// The owner's task with this id; another owner's task is `None`, like a missing one.
     fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError>;
     /// Up to `limit` of the owner's tasks that match `query`, in its order,
     /// after `after` if given.
@@ -124,6 +130,7 @@ pub trait TaskStore: Send + Sync {
 /// The outcome of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verification {
+    /// The password is the one the hash was made from.
     pub matches: bool,
     /// The hash was made with weaker parameters than configured now.
     pub needs_rehash: bool,
@@ -131,7 +138,9 @@ pub struct Verification {
 
 /// Password hashing (argon2id in todo-auth).
 pub trait PasswordHasher: Send + Sync {
+    /// A new hash of `password`, with a fresh salt and today's parameters.
     fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
+    /// Checks `password` against a stored hash, costing what today's parameters cost.
     fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<Verification, HashError>;
     /// A hash of no one's password, made with the current parameters: unknown
     /// users are checked against it so that they cost what known users cost.
@@ -140,12 +149,14 @@ pub trait PasswordHasher: Send + Sync {
 
 /// Signs access tokens (auth service only: it holds the private key).
 pub trait AccessTokenSigner: Send + Sync {
+    /// The compact JWS of `claims`, signed with the current key.
     fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError>;
 }
 
 /// Verifies access tokens: signature with an accepted algorithm and a known
 /// key, issuer, audience, and `exp`/`nbf` against `now` (with a small leeway).
 pub trait AccessTokenVerifier: Send + Sync {
+    /// The claims of `token` if it is valid at `now`; the reason otherwise.
     fn verify(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError>;
 }
 
@@ -157,6 +168,7 @@ impl<T: AccessTokenVerifier + ?Sized> AccessTokenVerifier for std::sync::Arc<T> 
 
 /// Digests refresh tokens for storage.
 pub trait RefreshTokenHasher: Send + Sync {
+    /// The digest under which `token` is stored and looked up.
     fn digest(&self, token: &RefreshToken) -> RefreshTokenHash;
 }
 
@@ -170,6 +182,7 @@ pub trait RateLimiter<K: ?Sized>: Send + Sync {
 /// exists or not), or a device that signed in to it before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThrottleKey<'a> {
+    /// The username offered at login, whether it exists or not.
     Account(&'a Username),
     /// The digest of a device token.
     Device(&'a RefreshTokenHash),
@@ -299,6 +312,7 @@ pub trait LoginBackoff: Send + Sync {
 
 /// Security events, for the audit log.
 pub trait AuditSink: Send + Sync {
+    /// Writes one event; must not fail the call that caused it.
     fn record(&self, event: &AuditEvent<'_>);
 }
 
@@ -306,41 +320,66 @@ pub trait AuditSink: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuditEvent<'a> {
+    /// A user registered or was created.
     Registered {
+        /// The user concerned.
         user: UserId,
+        /// The client's address, when known.
         client: Option<IpAddr>,
     },
+    /// A login passed the password check.
     LoginSucceeded {
+        /// The user concerned.
         user: UserId,
+        /// The client's address, when known.
         client: Option<IpAddr>,
     },
     /// `username` is what was offered, when it was a valid username.
     LoginFailed {
+        /// The username offered, when it was a valid username.
         username: Option<&'a Username>,
+        /// The client's address, when known.
         client: Option<IpAddr>,
     },
+    /// A rate limit or the failed-login delay refused a call.
     Throttled {
+        /// What was refused (`"login"`, `"register"`, …).
         action: &'static str,
+        /// The username offered, when there was one.
         username: Option<&'a Username>,
+        /// The client's address, when known.
         client: Option<IpAddr>,
     },
     /// A dead refresh token was presented: its family is revoked.
     RefreshTokenReused {
+        /// The family's user.
         user: UserId,
+        /// The family now revoked.
         family: FamilyId,
+        /// The client's address, when known.
         client: Option<IpAddr>,
     },
+    /// A refresh token's family was ended by its holder.
     LoggedOut {
+        /// The user concerned.
         user: UserId,
+        /// The client's address, when known.
         client: Option<IpAddr>,
     },
+    /// A user changed their password (their older tokens are revoked).
     PasswordChanged {
+        /// The user concerned.
         user: UserId,
+        /// The client's address, when known.
         client: Option<IpAddr>,
     },
+    /// An administrator changed, disabled or deleted a user.
     AdminAction {
+        /// The administrator.
         actor: UserId,
+        /// What they did (`"disable"`, `"delete"`, …).
         action: &'static str,
+        /// The user it was done to.
         target: UserId,
     },
 }

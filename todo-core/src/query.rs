@@ -16,8 +16,10 @@ use crate::user::UserId;
 pub struct PageLimit(u8);
 
 impl PageLimit {
+    /// The largest page: bounds what one request costs the store.
     pub const MAX: u8 = 100;
 
+    /// Parses a `limit` parameter.
     pub fn new(value: i64) -> Result<Self, ValidationError> {
         u8::try_from(value)
             .ok()
@@ -30,6 +32,7 @@ impl PageLimit {
             })
     }
 
+    /// The page size as a count.
     #[must_use]
     pub const fn get(self) -> usize {
         self.0 as usize
@@ -48,8 +51,10 @@ impl Default for PageLimit {
 pub struct SearchText(String);
 
 impl SearchText {
+    /// The longest search text, in characters.
     pub const MAX_CHARS: usize = 200;
 
+    /// Parses a `q` parameter and folds it to lower case.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "q";
         let n = if raw.len() > Self::MAX_CHARS * 4 {
@@ -83,14 +88,18 @@ impl SearchText {
 /// The order of a task list. Ties break on the id, in the same direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TaskSort {
+    /// Oldest first.
     CreatedAsc,
+    /// Newest first (the default).
     #[default]
     CreatedDesc,
     /// Tasks without a due date come last.
     DueAsc,
     /// Tasks without a due date come first.
     DueDesc,
+    /// Lowest priority first.
     PriorityAsc,
+    /// Highest priority first.
     PriorityDesc,
 }
 
@@ -104,6 +113,7 @@ impl TaskSort {
         Self::PriorityDesc,
     ];
 
+    /// Parses a `sort` parameter: `created`, `due` or `priority`, `-` first for descending.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         Self::ALL
             .into_iter()
@@ -114,6 +124,7 @@ impl TaskSort {
             })
     }
 
+    /// The `sort` parameter's spelling.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -126,6 +137,7 @@ impl TaskSort {
         }
     }
 
+    /// Whether the largest key comes first.
     #[must_use]
     pub const fn is_descending(self) -> bool {
         matches!(self, Self::CreatedDesc | Self::DueDesc | Self::PriorityDesc)
@@ -166,16 +178,21 @@ impl TaskSort {
 /// Filters combine with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct TaskQuery {
+    /// Only done (`true`) or only open (`false`) tasks.
     pub done: Option<bool>,
     /// Archived tasks are listed only when asked for, and then alone.
     pub archived: bool,
+    /// Only tasks with this label.
     pub label: Option<Label>,
+    /// Only tasks whose title or description contains this text.
     pub text: Option<SearchText>,
     /// Strict; leaves out tasks without a due date.
     pub due_before: Option<Timestamp>,
     /// Strict; leaves out tasks without a due date.
     pub due_after: Option<Timestamp>,
+    /// The order of the list.
     pub sort: TaskSort,
+    /// At most this many tasks a page.
     pub limit: PageLimit,
 }
 
@@ -262,9 +279,13 @@ impl TaskQuery {
 /// Opaque to clients (URL-safe base64); it positions, it grants nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TaskCursor {
+    /// The sort the page was listed in.
     pub sort: TaskSort,
+    /// The last task's sort key ([`TaskSort::key`]).
     pub key: i64,
+    /// The last task's id, which breaks ties.
     pub id: TaskId,
+    /// A digest of the query's filters: a cursor of another query is refused.
     pub fingerprint: u32,
 }
 
@@ -272,6 +293,7 @@ impl TaskCursor {
     const VERSION: u8 = 1;
     const LEN: usize = 1 + 1 + 8 + 16 + 4;
 
+    /// Parses the opaque form that [`fmt::Display`] writes.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let bad = ValidationError::Format {
             field: "cursor",
@@ -325,6 +347,7 @@ pub struct UserCursor(pub UserId);
 impl UserCursor {
     const VERSION: u8 = 1;
 
+    /// Parses the opaque form that [`fmt::Display`] writes.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let bad = ValidationError::Format {
             field: "cursor",
@@ -352,7 +375,9 @@ impl fmt::Display for UserCursor {
 /// A page of a list, and the cursor of the next one if there is more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T, C> {
+    /// The items of this page, in order.
     pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
     pub next_cursor: Option<C>,
 }
 

@@ -7,6 +7,7 @@ use crate::time::Timestamp;
 
 /// A source of cryptographically secure random bytes.
 pub trait Random: Send + Sync {
+    /// Fills `buf` with random bytes, or fails: never answers weak bytes.
     fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError>;
 }
 

@@ -26,8 +26,10 @@ fn char_count_within(raw: &str, max: usize) -> Option<usize> {
 pub struct Title(String);
 
 impl Title {
+    /// The longest title, in characters.
     pub const MAX_CHARS: usize = 200;
 
+    /// Parses a title; refuses a blank one, a longer one, or control characters.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "title";
         match char_count_within(raw, Self::MAX_CHARS) {
@@ -52,6 +54,7 @@ impl Title {
         Ok(Self(raw.to_owned()))
     }
 
+    /// The title as given.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
@@ -64,8 +67,10 @@ impl Title {
 pub struct Description(String);
 
 impl Description {
+    /// The longest description, in characters.
     pub const MAX_CHARS: usize = 10_000;
 
+    /// Parses a description (may be empty).
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "description";
         if char_count_within(raw, Self::MAX_CHARS).is_none() {
@@ -84,6 +89,7 @@ impl Description {
         Ok(Self(raw.to_owned()))
     }
 
+    /// The description as given.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
@@ -116,8 +122,10 @@ debug_as_str!(Title, Description, Label);
 pub struct Priority(u8);
 
 impl Priority {
+    /// The highest priority.
     pub const MAX: u8 = 3;
 
+    /// Parses a priority from 0 to [`Priority::MAX`].
     pub fn new(value: i64) -> Result<Self, ValidationError> {
         u8::try_from(value)
             .ok()
@@ -130,6 +138,7 @@ impl Priority {
             })
     }
 
+    /// The priority as a number.
     #[must_use]
     pub const fn get(self) -> u8 {
         self.0
@@ -141,8 +150,10 @@ impl Priority {
 pub struct Label(String);
 
 impl Label {
+    /// The longest label, in characters.
     pub const MAX_CHARS: usize = 32;
 
+    /// Parses a label.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "labels";
         match char_count_within(raw, Self::MAX_CHARS) {
@@ -167,6 +178,7 @@ impl Label {
         Ok(Self(raw.to_owned()))
     }
 
+    /// The label as given.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
@@ -178,8 +190,10 @@ impl Label {
 pub struct Labels(Vec<Label>);
 
 impl Labels {
+    /// The most labels a task may have.
     pub const MAX_LABELS: usize = 20;
 
+    /// Sorts the labels; refuses more than [`Labels::MAX_LABELS`] or a repeated one.
     pub fn new(mut labels: Vec<Label>) -> Result<Self, ValidationError> {
         if labels.len() > Self::MAX_LABELS {
             return Err(ValidationError::TooMany {
@@ -209,15 +223,18 @@ impl Labels {
         Self::new(labels)
     }
 
+    /// Whether `label` is one of them.
     #[must_use]
     pub fn contains(&self, label: &Label) -> bool {
         self.0.binary_search(label).is_ok()
     }
 
+    /// The labels in sorted order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Label> {
         self.0.iter()
     }
 
+    /// Whether there are none.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -229,8 +246,10 @@ impl Labels {
 pub struct TaskVersion(i64);
 
 impl TaskVersion {
+    /// The version of a task just created.
     pub const FIRST: Self = Self(1);
 
+    /// Parses a version (an `If-Match` value): 1 or more.
     pub fn new(value: i64) -> Result<Self, ValidationError> {
         if value >= 1 {
             Ok(Self(value))
@@ -243,11 +262,13 @@ impl TaskVersion {
         }
     }
 
+    /// The version as a number.
     #[must_use]
     pub const fn get(self) -> i64 {
         self.0
     }
 
+    /// The version after one more change.
     #[must_use]
     pub const fn next(self) -> Self {
         Self(self.0.saturating_add(1))
@@ -263,19 +284,31 @@ impl fmt::Display for TaskVersion {
 /// A task as stored and shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
+    /// The task's id (a UUIDv7: ids sort by creation).
     pub id: TaskId,
+    /// The user who owns it; only they see it.
     pub owner: UserId,
+    /// Its title.
     pub title: Title,
+    /// Its description; may be empty.
     pub description: Description,
+    /// Whether it is done.
     pub done: bool,
     /// Set by the server when `done` turns true, cleared when it turns false.
     pub completed_at: Option<Timestamp>,
+    /// When it is due, if ever.
     pub due_at: Option<Timestamp>,
+    /// Its priority, 0 to 3.
     pub priority: Priority,
+    /// Its labels, sorted.
     pub labels: Labels,
+    /// Archived tasks are left out of lists unless asked for.
     pub archived: bool,
+    /// When it was created.
     pub created_at: Timestamp,
+    /// When it last changed.
     pub updated_at: Timestamp,
+    /// Its version, for `ETag` and `If-Match`.
     pub version: TaskVersion,
 }
 
@@ -293,6 +326,7 @@ impl Task {
 /// control character, which neither may contain.
 pub const SEARCH_SEPARATOR: char = '\u{1f}';
 
+/// The folded search text of a title and description ([`Task::search_text`]).
 #[must_use]
 pub fn search_text(title: &Title, description: &Description) -> String {
     let mut text = title.as_str().to_lowercase();
@@ -304,12 +338,19 @@ pub fn search_text(title: &Title, description: &Description) -> String {
 /// The writable fields of a new task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
+    /// Its title.
     pub title: Title,
+    /// Its description; may be empty.
     pub description: Description,
+    /// Whether it starts done.
     pub done: bool,
+    /// When it is due, if ever.
     pub due_at: Option<Timestamp>,
+    /// Its priority.
     pub priority: Priority,
+    /// Its labels.
     pub labels: Labels,
+    /// Whether it starts archived.
     pub archived: bool,
 }
 
@@ -332,13 +373,19 @@ impl NewTask {
 /// A merge patch of a task's writable fields; `None` leaves a field alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskPatch {
+    /// A new title.
     pub title: Option<Title>,
+    /// A new description.
     pub description: Option<Description>,
+    /// Done or not; sets or clears `completed_at`.
     pub done: Option<bool>,
     /// `Some(None)` clears the due date.
     pub due_at: Option<Option<Timestamp>>,
+    /// A new priority.
     pub priority: Option<Priority>,
+    /// The new labels, replacing all of them.
     pub labels: Option<Labels>,
+    /// Archive or restore.
     pub archived: Option<bool>,
 }
 

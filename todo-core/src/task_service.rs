@@ -40,6 +40,59 @@ impl std::fmt::Debug for TaskLimits {
 
 /// The task service. Every call takes the owner, and the store scopes every
 /// query by it: another user's task is simply not found.
+///
+/// Each call is one business operation; what the caller may do is already
+/// decided (an owner from a verified token), what they send is already
+/// parsed.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use todo_core::memory::MemoryStore;
+/// use todo_core::testing::{ManualClock, SeededRandom};
+/// use todo_core::{Error, NewTask, TaskQuery, TaskService, TaskSort, Title};
+/// # fn a_user(
+/// #     store: &dyn todo_core::UserStore,
+/// #     clock: &dyn todo_core::Clock,
+/// #     name: &str,
+/// # ) -> Result<todo_core::UserId, Box<dyn std::error::Error>> {
+/// #     let now = clock.now();
+/// #     let id = todo_core::UserId::from_uuid(todo_core::new_v7(now, &todo_core::testing::SeededRandom::new(name.len() as u64))?);
+/// #     let user = todo_core::User {
+/// #         id,
+/// #         username: todo_core::Username::parse(name)?,
+/// #         email: None,
+/// #         role: todo_core::Role::User,
+/// #         disabled: false,
+/// #         created_at: now,
+/// #         updated_at: now,
+/// #     };
+/// #     let password_hash = todo_core::PasswordHash::new("not a hash".to_owned());
+/// #     store.insert_user(&todo_core::UserRecord { user, password_hash, tokens_revoked_before: None })?;
+/// #     Ok(id)
+/// # }
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let clock = Arc::new(ManualClock::new());
+/// let tasks = TaskService::new(store.clone(), clock.clone(), Arc::new(SeededRandom::new(1)));
+/// let alice = a_user(&*store, &*clock, "alice")?;
+/// let bob = a_user(&*store, &*clock, "bob")?;
+///
+/// let milk = tasks.create(alice, NewTask::titled(Title::parse("Buy milk")?))?;
+/// clock.advance(std::time::Duration::from_secs(1));
+/// let bread = tasks.create(alice, NewTask::titled(Title::parse("Buy bread")?))?;
+///
+/// // Newest first by default; `sort` and the filters narrow it.
+/// let page = tasks.list(alice, &TaskQuery::default(), None)?;
+/// assert_eq!(page.items, vec![bread.clone(), milk.clone()]);
+/// let oldest_first = TaskQuery { sort: TaskSort::CreatedAsc, ..TaskQuery::default() };
+/// assert_eq!(tasks.list(alice, &oldest_first, None)?.items, vec![milk.clone(), bread]);
+///
+/// // Another user's task is not found, exactly like a missing one.
+/// assert!(tasks.list(bob, &TaskQuery::default(), None)?.items.is_empty());
+/// assert!(matches!(tasks.get(bob, milk.id), Err(Error::NotFound)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct TaskService {
     store: Arc<dyn TaskStore>,
@@ -123,6 +176,7 @@ impl TaskService {
         }
     }
 
+    /// The owner's task; [`Error::NotFound`] if it is missing or someone else's.
     pub fn get(&self, owner: UserId, id: TaskId) -> Result<Task> {
         self.store.find_task(owner, id)?.ok_or(Error::NotFound)
     }

@@ -22,6 +22,7 @@ use crate::user::{Password, PasswordHash};
 pub struct ManualClock(AtomicI64);
 
 impl ManualClock {
+    /// A clock standing at `start`.
     #[must_use]
     pub fn at(start: Timestamp) -> Self {
         Self(AtomicI64::new(start.unix_micros()))
@@ -33,6 +34,7 @@ impl ManualClock {
         Self(AtomicI64::new(1_767_225_600_000_000))
     }
 
+    /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
         self.0.fetch_add(micros, Ordering::SeqCst);
@@ -56,6 +58,7 @@ impl Clock for ManualClock {
 pub struct SeededRandom(AtomicU64);
 
 impl SeededRandom {
+    /// The same `seed` gives the same bytes: runs repeat exactly.
     #[must_use]
     pub fn new(seed: u64) -> Self {
         Self(AtomicU64::new(seed))
@@ -86,6 +89,7 @@ pub struct CountingHasher {
 }
 
 impl CountingHasher {
+    /// A hasher at `cost`: hashes stored at a lower cost need a rehash.
     #[must_use]
     pub fn new(cost: u32) -> Self {
         Self {
@@ -96,11 +100,13 @@ impl CountingHasher {
         }
     }
 
+    /// How many hashes it made.
     #[must_use]
     pub fn hashes(&self) -> usize {
         self.hashes.load(Ordering::SeqCst)
     }
 
+    /// How many verifications it made (dummy ones included).
     #[must_use]
     pub fn verifications(&self) -> usize {
         self.verifications.load(Ordering::SeqCst)
@@ -144,6 +150,7 @@ pub struct TableTokens {
 }
 
 impl TableTokens {
+    /// Tokens for this issuer and audience; any other fails verification.
     #[must_use]
     pub fn new(issuer: &str, audience: &str) -> Self {
         Self {
@@ -198,6 +205,7 @@ impl RefreshTokenHasher for ReversingDigest {
 pub struct RecordingAudit(Mutex<Vec<String>>);
 
 impl RecordingAudit {
+    /// The events recorded so far, oldest first.
     #[must_use]
     pub fn events(&self) -> Vec<String> {
         self.0

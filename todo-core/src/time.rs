@@ -125,5 +125,6 @@ impl fmt::Debug for Timestamp {
 
 /// Where the library gets the current time.
 pub trait Clock: Send + Sync {
+    /// The current time.
     fn now(&self) -> Timestamp;
 }

@@ -16,15 +16,23 @@ use crate::user::{Role, UserId, Username, uuid_id};
 /// What an access token says. Signers add nothing; verifiers check every field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessClaims {
+    /// `sub`: the user the token speaks for.
     pub subject: UserId,
+    /// The username at issue, for display; rights come from the store.
     pub username: Username,
+    /// The role at issue; the access gate answers with the stored one.
     pub role: Role,
+    /// `iss`: who issued it.
     pub issuer: String,
+    /// `aud`: who it is for.
     pub audience: String,
     /// Whole seconds, as JWT keeps them.
     pub issued_at: i64,
+    /// `nbf`, in whole seconds.
     pub not_before: i64,
+    /// `exp`, in whole seconds.
     pub expires_at: i64,
+    /// `jti`: a UUIDv7, whose time gives the issue instant to the millisecond.
     pub token_id: Uuid,
 }
 
@@ -43,17 +51,24 @@ impl AccessClaims {
 /// An authenticated caller, as a verified access token names them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// The user.
     pub user_id: UserId,
+    /// Their username.
     pub username: Username,
+    /// Their role, as the store has it now.
     pub role: Role,
 }
 
 /// Issuer, audience and lifetimes of the tokens the auth service hands out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenPolicy {
+    /// `iss` of the tokens issued and accepted.
     pub issuer: String,
+    /// `aud` of the tokens issued and accepted.
     pub audience: String,
+    /// How long an access token is valid: short, since it is not revoked by itself.
     pub access_ttl: Duration,
+    /// How long a refresh token is valid if not exchanged.
     pub refresh_ttl: Duration,
     /// How long after a refresh token was exchanged it may be exchanged
     /// again without counting as reuse: two tabs refreshing at once, or a
@@ -106,6 +121,7 @@ impl RefreshToken {
         well_formed.then(|| Self(Zeroizing::new(raw.to_owned())))
     }
 
+    /// The token's text, to send to the client; never log it.
     #[must_use]
     pub fn expose(&self) -> &str {
         &self.0
@@ -123,11 +139,13 @@ impl fmt::Debug for RefreshToken {
 pub struct RefreshTokenHash(String);
 
 impl RefreshTokenHash {
+    /// Wraps a digest made by a [`crate::RefreshTokenHasher`].
     #[must_use]
     pub fn new(digest: String) -> Self {
         Self(digest)
     }
 
+    /// The digest, as stored.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
@@ -144,13 +162,19 @@ uuid_id!(
 /// A refresh token as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshTokenRecord {
+    /// The token's digest; the token itself is never stored.
     pub hash: RefreshTokenHash,
+    /// The login it descends from.
     pub family: FamilyId,
+    /// Whose it is.
     pub user_id: UserId,
+    /// When it was issued.
     pub issued_at: Timestamp,
+    /// When it stops being exchangeable.
     pub expires_at: Timestamp,
     /// When it was exchanged for its successor; a used token is dead.
     pub used_at: Option<Timestamp>,
+    /// Revoked with its family (logout, reuse, password change).
     pub revoked: bool,
 }
 
@@ -165,9 +189,11 @@ impl RefreshTokenRecord {
 /// What login and refresh answer.
 #[derive(Debug, Clone)]
 pub struct TokenPair {
+    /// The access token (a JWS), for `Authorization: Bearer`.
     pub access_token: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// The refresh token: exchanged once for the next pair.
     pub refresh_token: RefreshToken,
     /// Login only: the device token to present at the next login (see
     /// [`crate::DeviceToken`]).

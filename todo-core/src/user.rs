@@ -15,11 +15,13 @@ macro_rules! uuid_id {
         pub struct $name(::uuid::Uuid);
 
         impl $name {
+            /// Wraps an id read back from storage or a token.
             #[must_use]
             pub const fn from_uuid(id: ::uuid::Uuid) -> Self {
                 Self(id)
             }
 
+            /// The UUID inside.
             #[must_use]
             pub const fn as_uuid(&self) -> &::uuid::Uuid {
                 &self.0
@@ -70,9 +72,12 @@ uuid_id!(
 pub struct Username(String);
 
 impl Username {
+    /// The shortest username.
     pub const MIN_CHARS: usize = 3;
+    /// The longest username.
     pub const MAX_CHARS: usize = 32;
 
+    /// Parses a username, folded to lower case so that `Alice` and `alice` are one user.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "username";
         let too_long = ValidationError::Length {
@@ -99,6 +104,7 @@ impl Username {
         Ok(Self(folded))
     }
 
+    /// The normalized username.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
@@ -123,8 +129,10 @@ impl fmt::Debug for Username {
 pub struct Email(String);
 
 impl Email {
+    /// The longest address (RFC 5321's limit).
     pub const MAX_CHARS: usize = 254;
 
+    /// Parses an address; refuses what cannot be one rather than checking it is deliverable.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "email";
         let bad = ValidationError::Format {
@@ -159,6 +167,7 @@ impl Email {
         Ok(Self(raw.to_owned()))
     }
 
+    /// The address as given.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
@@ -185,7 +194,9 @@ impl fmt::Debug for Email {
 pub struct Password(Zeroizing<String>);
 
 impl Password {
+    /// The shortest password accepted.
     pub const MIN_CHARS: usize = 8;
+    /// The longest password: bounds what hashing one costs.
     pub const MAX_CHARS: usize = 128;
     /// Longer input is refused before it is normalised or hashed. NFKC can
     /// merge characters, so this is looser than `MAX_CHARS` times four.
@@ -245,11 +256,13 @@ impl fmt::Debug for Password {
 pub struct PasswordHash(String);
 
 impl PasswordHash {
+    /// Wraps a PHC string made by a [`crate::PasswordHasher`] or read from storage.
     #[must_use]
     pub fn new(phc: String) -> Self {
         Self(phc)
     }
 
+    /// The PHC string, for storage and verification.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
@@ -265,11 +278,14 @@ impl fmt::Debug for PasswordHash {
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// Acts on their own tasks and account.
     User,
+    /// Also manages other users.
     Admin,
 }
 
 impl Role {
+    /// The role as stored and shown (`"user"`, `"admin"`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -278,6 +294,7 @@ impl Role {
         }
     }
 
+    /// Parses `user` or `admin`.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         match raw {
             "user" => Ok(Self::User),
@@ -299,19 +316,28 @@ impl fmt::Display for Role {
 /// A user as the API shows one: never a password or hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// The user's id.
     pub id: UserId,
+    /// Their username.
     pub username: Username,
+    /// Their email address, if they gave one.
     pub email: Option<Email>,
+    /// Their role.
     pub role: Role,
+    /// A disabled user cannot log in, and their tokens are refused.
     pub disabled: bool,
+    /// When they were created.
     pub created_at: Timestamp,
+    /// When they last changed.
     pub updated_at: Timestamp,
 }
 
 /// A user as stored: with the password hash and the revocation mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
+    /// What the API shows.
     pub user: User,
+    /// The hash of their password.
     pub password_hash: PasswordHash,
     /// Access tokens issued (in whole seconds) before this instant are
     /// refused by validation: set when the password changes.
@@ -322,11 +348,15 @@ pub struct UserRecord {
 /// it is, so concurrent changes to other fields are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserChange {
+    /// A new address; `Some(None)` removes it.
     pub email: Option<Option<Email>>,
+    /// A new role.
     pub role: Option<Role>,
+    /// Disable or enable.
     pub disabled: Option<bool>,
     /// Moves the revocation cut: tokens issued before it are refused.
     pub revoke_before: Option<Timestamp>,
+    /// The time of the change.
     pub updated_at: Timestamp,
 }
 
@@ -347,7 +377,9 @@ impl UserChange {
 /// An admin's change to a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserPatch {
+    /// Disable or enable.
     pub disabled: Option<bool>,
+    /// A new role.
     pub role: Option<Role>,
     /// `Some(None)` removes the address.
     pub email: Option<Option<Email>>,

@@ -11,10 +11,10 @@ use std::sync::{Arc, LazyLock};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, IF_MATCH};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
-use todo_core::{Principal, TaskId, UserId};
+use todo_core::{Precondition, Principal, TaskId, TaskVersion, UserId};
 
 use crate::admission::BodyBudget;
 use crate::problem::ApiError;
@@ -152,6 +152,34 @@ impl<S: Send + Sync, T: PathId> FromRequestParts<S> for Path<T> {
         T::parse_id(&raw.0)
             .map(Self)
             .ok_or_else(ApiError::not_found)
+    }
+}
+
+/// What `If-Match` asks of a write: no header or `*`, any version; a
+/// strong `"v<version>"`, that version; anything else can match nothing
+/// (the core decides what that answers, see [`Precondition`]).
+#[derive(Debug, Clone, Copy)]
+pub struct IfMatch(pub Precondition);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(IF_MATCH) else {
+            return Ok(Self(Precondition::Any));
+        };
+        let value = value.to_str().unwrap_or("").trim();
+        if value == "*" {
+            return Ok(Self(Precondition::Any));
+        }
+        Ok(Self(
+            value
+                .strip_prefix("\"v")
+                .and_then(|v| v.strip_suffix('"'))
+                .and_then(|v| v.parse::<i64>().ok())
+                .and_then(|v| TaskVersion::new(v).ok())
+                .map_or(Precondition::Unmatchable, Precondition::Version),
+        ))
     }
 }
 

@@ -108,16 +108,19 @@ impl<A: Api> Frontend<A> {
         self
     }
 
+    /// The API it serves.
     #[must_use]
     pub fn api(&self) -> &Arc<A> {
         &self.api
     }
 
+    /// The limits it holds clients to.
     #[must_use]
     pub fn limits(&self) -> &HttpLimits {
         &self.limits
     }
 
+    /// The proxies whose `X-Forwarded-For` it believes.
     #[must_use]
     pub fn proxies(&self) -> &TrustedProxies {
         &self.proxies

@@ -40,7 +40,7 @@ pub use metrics::Metrics;
 pub use one_origin::{AuthWithPage, OneOrigin};
 pub use probe::Probe;
 pub use problem::{ApiError, ProblemData};
-pub use request::{ApiRequest, HttpLimits, RequestBody, TrustedProxies};
+pub use request::{ApiRequest, HttpLimits, ProxyListError, RequestBody, TrustedProxies};
 pub use router::RouteSpec;
 pub use server::{serve, shutdown_signal};
 pub use task_api::TaskApi;

@@ -25,6 +25,7 @@ impl std::fmt::Debug for OneOrigin {
 }
 
 impl OneOrigin {
+    /// Both APIs and the page; the document merges both APIs' documents.
     pub fn new(auth: AuthApi, tasks: TaskApi) -> Result<Self, serde_json::Error> {
         let document = crate::openapi::one_origin();
         Ok(Self {
@@ -72,6 +73,7 @@ impl std::fmt::Debug for AuthWithPage {
 }
 
 impl AuthWithPage {
+    /// The auth API, with cookie sessions, and the page.
     #[must_use]
     pub fn new(auth: AuthApi) -> Self {
         Self {

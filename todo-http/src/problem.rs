@@ -19,14 +19,23 @@ pub struct ApiError(Box<ProblemData>);
 /// The parts of an [`ApiError`].
 #[derive(Debug)]
 pub struct ProblemData {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The problem's `type`, a `urn:todo:problem:` URN.
     pub kind: &'static str,
+    /// A short, fixed summary of the kind.
     pub title: &'static str,
+    /// What went wrong with this request, for the client.
     pub detail: String,
+    /// Per-field complaints (validation).
     pub errors: Vec<FieldError>,
+    /// The `WWW-Authenticate` value of a 401.
     pub challenge: Option<&'static str>,
+    /// When to retry (`Retry-After`), for 429 and 503.
     pub retry_after: Option<Duration>,
+    /// The `Allow` value of a 405.
     pub allow: Option<String>,
+    /// The current version's `ETag`, with a 412.
     pub etag: Option<TaskVersion>,
     /// What the log gets for a 5xx (never the client).
     pub internal: Option<String>,
@@ -35,7 +44,9 @@ pub struct ProblemData {
 /// One field's complaint in a 400's `errors`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    /// The field, as the wire names it.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -73,6 +84,7 @@ impl std::ops::DerefMut for ApiError {
 }
 
 impl ApiError {
+    /// A problem of `kind`, with its status, title and detail.
     pub fn new(
         status: StatusCode,
         kind: &'static str,
@@ -93,6 +105,7 @@ impl ApiError {
         }))
     }
 
+    /// 400: the request cannot be understood.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
@@ -102,6 +115,7 @@ impl ApiError {
         )
     }
 
+    /// 400 with each invalid field's complaint.
     pub fn validation(errors: Vec<ValidationError>) -> Self {
         let mut error = Self::new(
             StatusCode::BAD_REQUEST,
@@ -119,6 +133,7 @@ impl ApiError {
         error
     }
 
+    /// 400 for one field.
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         let mut error = Self::bad_request("one or more fields are invalid");
         error.kind = "urn:todo:problem:validation";
@@ -130,6 +145,7 @@ impl ApiError {
         error
     }
 
+    /// 404: nothing here (or nothing of the caller's).
     pub fn not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -150,6 +166,7 @@ impl ApiError {
         )
     }
 
+    /// 405 with the methods the path allows.
     pub fn method_not_allowed(allow: String) -> Self {
         let mut error = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -161,6 +178,7 @@ impl ApiError {
         error
     }
 
+    /// 415: the body is not JSON.
     pub fn unsupported_media_type() -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -170,6 +188,7 @@ impl ApiError {
         )
     }
 
+    /// 413: the body is over `limit` bytes.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -179,6 +198,7 @@ impl ApiError {
         )
     }
 
+    /// 408: the body did not arrive in time.
     pub fn request_timeout() -> Self {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -212,6 +232,7 @@ impl ApiError {
         error
     }
 
+    /// 500; `detail` goes to the log, never to the client.
     pub fn internal(detail: impl Into<String>) -> Self {
         let mut error = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -223,6 +244,7 @@ impl ApiError {
         error
     }
 
+    /// 503 with `Retry-After`; `internal` (the cause) goes to the log.
     pub fn unavailable(retry_after: Duration, internal: Option<String>) -> Self {
         let mut error = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -235,6 +257,7 @@ impl ApiError {
         error
     }
 
+    /// The problem as a response: `application/problem+json` and its headers.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let problem = *self.0;
         let body = serde_json::to_vec(&Problem {

@@ -63,6 +63,17 @@ impl Default for HttpLimits {
     }
 }
 
+/// Why a list of trusted proxies was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProxyListError {
+    /// An item that is not an IP address (before its `/`).
+    #[error("not an IP address: {0}")]
+    NotAnAddress(String),
+    /// A prefix length that is not a number within the address's size.
+    #[error("bad prefix: {0}")]
+    BadPrefix(String),
+}
+
 /// Proxies whose `X-Forwarded-For` is believed: addresses or CIDR blocks.
 /// Empty (the default) means the peer address is the client.
 #[derive(Debug, Clone, Default)]
@@ -70,7 +81,7 @@ pub struct TrustedProxies(Vec<(IpAddr, u8)>);
 
 impl TrustedProxies {
     /// Parses a comma-separated list such as `10.0.0.0/8, ::1`.
-    pub fn parse(list: &str) -> Result<Self, String> {
+    pub fn parse(list: &str) -> Result<Self, ProxyListError> {
         let mut nets = Vec::new();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (addr, bits) = match item.split_once('/') {
@@ -79,14 +90,14 @@ impl TrustedProxies {
             };
             let addr: IpAddr = addr
                 .parse()
-                .map_err(|_| format!("not an IP address: {item}"))?;
+                .map_err(|_| ProxyListError::NotAnAddress(item.to_owned()))?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
             let bits = match bits {
                 Some(b) => b
                     .parse::<u8>()
                     .ok()
                     .filter(|b| *b <= max)
-                    .ok_or(format!("bad prefix: {item}"))?,
+                    .ok_or_else(|| ProxyListError::BadPrefix(item.to_owned()))?,
                 None => max,
             };
             nets.push((addr, bits));
@@ -443,7 +454,13 @@ mod tests {
         assert_eq!(TrustedProxies::default().client(proxy, &headers), proxy);
         headers.insert("x-forwarded-for", "garbage".parse().unwrap());
         assert_eq!(proxies.client(proxy, &headers), proxy);
-        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
-        assert!(TrustedProxies::parse("not-an-ip").is_err());
+        assert_eq!(
+            TrustedProxies::parse("10.0.0.0/33").unwrap_err(),
+            ProxyListError::BadPrefix("10.0.0.0/33".to_owned())
+        );
+        assert_eq!(
+            TrustedProxies::parse("not-an-ip").unwrap_err().to_string(),
+            "not an IP address: not-an-ip"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use bytes::Bytes;
 use http::StatusCode;
-use http::header::{ETAG, HeaderMap, HeaderValue, IF_MATCH, LOCATION};
+use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
     AccessGate, Description, Error as CoreError, Label, Labels, NewTask, PageLimit, Principal,
@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::blocking::call;
-use crate::extract::{Authenticates, Caller, JsonBytes, Path};
+use crate::extract::{Authenticates, Caller, IfMatch, JsonBytes, Path};
 use crate::front::{Api, ApiResponse, json_value, no_content};
 use crate::keys::KeyRefresh;
 use crate::metrics::Metrics;
@@ -99,62 +99,6 @@ impl Authenticates for TaskApi {
 pub fn etag(version: TaskVersion) -> HeaderValue {
     HeaderValue::from_str(&format!("\"v{}\"", version.get()))
         .unwrap_or(HeaderValue::from_static("\"v0\""))
-}
-
-/// What `If-Match` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Precondition {
-    /// No header, or `*`: any version will do.
-    Any,
-    /// `"v<version>"`: that version only.
-    Version(TaskVersion),
-    /// A value that names no version of ours: it can match nothing, but
-    /// that is weighed only once the task is found (RFC 9110 §13.2.1:
-    /// another user's task is 404 whatever the header says).
-    Unmatchable,
-}
-
-fn if_match(headers: &HeaderMap) -> Precondition {
-    let Some(value) = headers.get(IF_MATCH) else {
-        return Precondition::Any;
-    };
-    let value = value.to_str().unwrap_or("").trim();
-    if value == "*" {
-        return Precondition::Any;
-    }
-    value
-        .strip_prefix("\"v")
-        .and_then(|v| v.strip_suffix('"'))
-        .and_then(|v| v.parse::<i64>().ok())
-        .and_then(|v| TaskVersion::new(v).ok())
-        .map_or(Precondition::Unmatchable, Precondition::Version)
-}
-
-impl TaskApi {
-    /// The version the write must find: `Ok(None)` for any. An unmatchable
-    /// `If-Match` fails here: 404 if the owner has no such task, else 412.
-    async fn expected_version(
-        &self,
-        precondition: Precondition,
-        owner: todo_core::UserId,
-        id: TaskId,
-    ) -> Result<Option<TaskVersion>, ApiError> {
-        match precondition {
-            Precondition::Any => Ok(None),
-            Precondition::Version(version) => Ok(Some(version)),
-            Precondition::Unmatchable => {
-                let task = call(&self.service, move |s| s.get(owner, id)).await?;
-                let mut error = ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "urn:todo:problem:version-mismatch",
-                    "Precondition failed",
-                    "If-Match names no version of this task",
-                );
-                error.etag = Some(task.version);
-                Err(error)
-            }
-        }
-    }
 }
 
 /// A new task on the wire.
@@ -515,14 +459,16 @@ async fn update_task(
     State(api): Tasks,
     Caller(caller): Caller,
     Path(id): Path<TaskId>,
-    headers: HeaderMap,
+    IfMatch(condition): IfMatch,
     JsonBytes(body): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     // The request must be valid before its precondition is weighed.
     let patch = decode_task_patch(&body)?;
     let owner = caller.user_id;
-    let expected = api.expected_version(if_match(&headers), owner, id).await?;
-    let task = call(&api.service, move |s| s.update(owner, id, patch, expected)).await?;
+    let task = call(&api.service, move |s| {
+        s.update_if(owner, id, patch, condition)
+    })
+    .await?;
     Ok(with_etag(
         json_value(StatusCode::OK, &TaskDto::from(&task))?,
         &task,
@@ -542,11 +488,10 @@ async fn delete_task(
     State(api): Tasks,
     Caller(caller): Caller,
     Path(id): Path<TaskId>,
-    headers: HeaderMap,
+    IfMatch(condition): IfMatch,
 ) -> Result<ApiResponse, ApiError> {
     let owner = caller.user_id;
-    let expected = api.expected_version(if_match(&headers), owner, id).await?;
-    call(&api.service, move |s| s.delete(owner, id, expected)).await?;
+    call(&api.service, move |s| s.delete_if(owner, id, condition)).await?;
     Ok(no_content())
 }
 

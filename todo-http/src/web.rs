@@ -15,11 +15,15 @@ use crate::front::ApiResponse;
 /// One file of the page.
 #[derive(Debug)]
 pub struct Asset {
+    /// Where it is served.
     pub path: &'static str,
+    /// Its `Content-Type`.
     pub content_type: &'static str,
+    /// Its text, compiled in.
     pub body: &'static str,
 }
 
+/// Every file of the page.
 pub static ASSETS: &[Asset] = &[
     Asset {
         path: "/",

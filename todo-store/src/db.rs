@@ -12,7 +12,7 @@ use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use todo_core::StoreError;
 
-use crate::error::from_diesel;
+use crate::error::{DatabaseUrlError, from_diesel};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -37,7 +37,7 @@ impl DatabaseUrl {
     /// `sqlite://PATH`, `sqlite:PATH`, `postgres://…` or `postgresql://…`.
     /// Anything else is refused with a message that says why, rather than
     /// being taken for a file name.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, DatabaseUrlError> {
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             return Ok(Self::Postgres(raw.to_owned()));
         }
@@ -45,18 +45,16 @@ impl DatabaseUrl {
             .strip_prefix("sqlite://")
             .or_else(|| raw.strip_prefix("sqlite:"));
         match path {
-            Some("") => Err("the SQLite URL names no file (use sqlite://PATH)".to_owned()),
-            Some(":memory:") => Err(
-                "an in-memory SQLite database would be one per connection; use a file".to_owned(),
-            ),
+            Some("") => Err(DatabaseUrlError::NoFile),
+            Some(":memory:") => Err(DatabaseUrlError::InMemory),
             Some(path) => Ok(Self::Sqlite(PathBuf::from(path))),
-            None => Err(format!(
-                "unsupported database URL {:?}: use sqlite://PATH or postgres://USER@HOST/DB",
-                redact_url(raw)
-            )),
+            None => Err(DatabaseUrlError::Unsupported {
+                redacted: redact_url(raw),
+            }),
         }
     }
 
+    /// Which database the URL names.
     #[must_use]
     pub fn backend(&self) -> Backend {
         match self {
@@ -204,13 +202,16 @@ pub(crate) fn prepare_sqlite_files(path: &std::path::Path) -> std::io::Result<()
 /// The two databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite, one file.
     Sqlite,
+    /// PostgreSQL.
     Postgres,
 }
 
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// Which database.
     pub url: DatabaseUrl,
     /// Pool size.
     pub max_connections: u32,
@@ -239,6 +240,7 @@ pub enum SqliteSync {
 }
 
 impl StoreConfig {
+    /// A configuration for `url` with the defaults: 8 connections, 5 s waits, synced commits.
     #[must_use]
     pub fn new(url: DatabaseUrl) -> Self {
         Self {
@@ -423,7 +425,9 @@ mod tests {
         let shown = url.to_string();
         assert!(!shown.contains("s3cret"), "{shown}");
         assert_eq!(shown, "postgres://todo:***@db.local:5432/todo");
-        let err = DatabaseUrl::parse("mysql://root:hunter2@h/db").unwrap_err();
+        let err = DatabaseUrl::parse("mysql://root:hunter2@h/db")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 
@@ -455,7 +459,9 @@ mod tests {
             let parsed = DatabaseUrl::parse(url).unwrap().to_string();
             assert!(!parsed.contains("=hunter2"), "{parsed}");
         }
-        let err = DatabaseUrl::parse("mysql://root@h/db?password=hunter2").unwrap_err();
+        let err = DatabaseUrl::parse("mysql://root@h/db?password=hunter2")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -1,8 +1,31 @@
-//! Turning diesel and r2d2 errors into the core's [`StoreError`]: the only
-//! place that looks inside a driver error. None leaves the crate.
+//! The crate's errors. Its one error type is [`DatabaseUrlError`], a URL
+//! refused before any connection; every failure after that is the core's
+//! [`StoreError`], made here from diesel and r2d2 errors: the only place
+//! that looks inside a driver error. None leaves the crate.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use todo_core::StoreError;
+
+/// Why [`crate::DatabaseUrl::parse`] refused a URL. Its message says what
+/// to write instead and never shows a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatabaseUrlError {
+    /// `sqlite://` with no path.
+    #[error("the SQLite URL names no file (use sqlite://PATH)")]
+    NoFile,
+    /// `sqlite://:memory:`: each pooled connection would see its own
+    /// database.
+    #[error("an in-memory SQLite database would be one per connection; use a file")]
+    InMemory,
+    /// Neither SQLite nor PostgreSQL; refused rather than taken for a file
+    /// name.
+    #[error("unsupported database URL {redacted:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    Unsupported {
+        /// The URL as given, its secrets replaced ([`crate::redact_url`]).
+        redacted: String,
+    },
+}
 
 /// Classifies a diesel error: retryable, a broken rule, or a failure.
 pub(crate) fn from_diesel(error: DieselError) -> StoreError {

@@ -8,6 +8,36 @@
 //! "conflict" from anything else.
 //!
 //! Calls block: run them on a blocking thread, not on an async executor.
+//!
+//! # Example
+//!
+//! A SQLite store in a fresh directory, used through the core's traits: the
+//! same calls work on PostgreSQL with a `postgres://` URL.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use todo_core::{TaskStore, UserStore};
+//! use todo_store::{DatabaseUrl, SqlStore, StoreConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let url = DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("todo.db").display()))?;
+//! let store = SqlStore::open_and_migrate(&StoreConfig::new(url))?;
+//!
+//! // Nothing stored yet; a `TaskService` or `AuthService` takes the store as
+//! // its `Arc<dyn TaskStore>` / `Arc<dyn UserStore>`.
+//! assert!(store.list_users(None, 10)?.is_empty());
+//! let tasks: Arc<dyn TaskStore> = Arc::new(store.clone());
+//! # let _ = tasks;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//!
+//! - `test-support` (off by default): `todo_store::testing`, fresh SQLite
+//!   and PostgreSQL databases for other crates' tests.
+
+#![deny(missing_docs)]
 
 mod db;
 mod error;
@@ -23,6 +53,7 @@ use todo_core::StoreError;
 
 use db::{AnyConnection, Manager};
 pub use db::{Backend, DatabaseUrl, SqliteSync, StoreConfig, redact_url};
+pub use error::DatabaseUrlError;
 use error::{from_diesel, from_pool};
 pub use throttle::SqlLoginBackoff;
 
@@ -51,8 +82,11 @@ impl std::fmt::Debug for SqlStore {
 /// The pool's state, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolState {
+    /// Connections open.
     pub connections: u32,
+    /// Of them, idle.
     pub idle: u32,
+    /// The most the pool opens.
     pub max: u32,
 }
 
@@ -79,7 +113,24 @@ impl SqlStore {
         })
     }
 
-    /// Opens a pool and runs the pending migrations.
+    /// Opens a pool and runs the pending migrations: what every server does
+    /// at start. Instances started together migrate once (an advisory lock
+    /// on PostgreSQL, an immediate transaction on SQLite); a URL that names
+    /// nothing usable fails here rather than at the first request.
+    ///
+    /// ```
+    /// use todo_store::{Backend, DatabaseUrl, SqlStore, StoreConfig};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let config = StoreConfig::new(DatabaseUrl::Sqlite(dir.path().join("todo.db")));
+    /// let store = SqlStore::open_and_migrate(&config)?;
+    /// assert_eq!(store.backend(), Backend::Sqlite);
+    ///
+    /// // Opening again finds nothing left to migrate.
+    /// let again = SqlStore::open_and_migrate(&config)?;
+    /// assert_eq!(again.pool_state().max, config.max_connections);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_and_migrate(config: &StoreConfig) -> Result<Self, StoreError> {
         let store = Self::open(config)?;
         store.migrate()?;
@@ -131,11 +182,13 @@ impl SqlStore {
         }
     }
 
+    /// Which database this store is on.
     #[must_use]
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
+    /// The pool's state now, for metrics.
     #[must_use]
     pub fn pool_state(&self) -> PoolState {
         let state = self.pool.state();

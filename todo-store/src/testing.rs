@@ -15,7 +15,9 @@ use crate::{DatabaseUrl, SqlStore, StoreConfig};
 
 /// A migrated store on a fresh database, removed when dropped.
 pub struct TestDatabase {
+    /// The store, migrated.
     pub store: SqlStore,
+    /// How it was opened, to open more stores on the same database.
     pub config: StoreConfig,
     _dir: Option<tempfile::TempDir>,
     drop_database: Option<(String, String)>,
@@ -43,7 +45,9 @@ impl Drop for TestDatabase {
 /// The two backends, for tests that run on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestBackend {
+    /// A SQLite file in a temporary directory.
     Sqlite,
+    /// A new database on the server `TODO_TEST_POSTGRES_URL` names.
     Postgres,
 }
 
@@ -57,6 +61,7 @@ impl TestDatabase {
         }
     }
 
+    /// A fresh SQLite database in a temporary directory.
     #[must_use]
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -70,6 +75,9 @@ impl TestDatabase {
         }
     }
 
+    /// A fresh PostgreSQL database; `None` only when PostgreSQL is skipped
+    /// on purpose (`TODO_SKIP_POSTGRES=1`); panics with what to do when no
+    /// server is given.
     #[must_use]
     pub fn postgres() -> Option<Self> {
         let admin_url = postgres_admin_url()?;

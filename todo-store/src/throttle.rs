@@ -31,6 +31,7 @@ const CONTENDED: Duration = Duration::from_secs(1);
 const DEVICES_PER_USER: i64 = 16;
 
 impl SqlLoginBackoff {
+    /// Failed-login counts in `store`'s database, so every instance sees the same.
     #[must_use]
     pub fn new(store: SqlStore, policy: BackoffPolicy) -> Self {
         Self { store, policy }

@@ -306,3 +306,20 @@ fn refresh_tokens_are_stored_as_sha256_hex() {
         "0f007385b6f9d4b7eeb2748605afe1a984a0a3bfa3f014d09e2a784ce9e5cd1a"
     );
 }
+
+/// Salts come from the hasher's `Random`, as every random value of the
+/// library does: the same seed salts alike, another seed does not.
+#[test]
+fn salts_are_drawn_from_the_random_given() {
+    use todo_core::testing::SeededRandom;
+
+    let seeded =
+        |seed| Argon2Hasher::with_random(LIGHT, Arc::new(SeededRandom::new(seed))).unwrap();
+    let (one, same, other) = (seeded(7), seeded(7), seeded(8));
+    let first = one.hash(&pw("correct horse")).unwrap();
+    assert_eq!(same.hash(&pw("correct horse")).unwrap(), first);
+    assert_ne!(other.hash(&pw("correct horse")).unwrap(), first);
+    // A second hash of the same password draws a new salt.
+    assert_ne!(one.hash(&pw("correct horse")).unwrap(), first);
+    assert!(one.verify(&pw("correct horse"), &first).unwrap().matches);
+}

@@ -84,3 +84,53 @@ fn todo_core_depends_on_no_database_http_runtime_or_crypto_crate() {
         "todo-core reaches {bad:?}; all it reaches: {reached:?}"
     );
 }
+
+/// The features `cargo tree` resolves for todo-core across the workspace,
+/// one entry per line it prints for todo-core (e.g. `"testing"` or `""`).
+fn core_features(edges: &str) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["tree", "--locked", "--workspace", "--prefix", "none"])
+        .args(["-e", edges, "-f", "{p} [{f}]"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| line.starts_with("todo-core v"))
+        .filter_map(|line| {
+            let features = line.rsplit_once('[')?.1;
+            Some(features.split_once(']')?.0.to_owned())
+        })
+        .collect()
+}
+
+/// `todo_core::testing` (a clock moved by hand, seeded randomness, tokens in
+/// a table) must never be compiled into a build of the workspace's
+/// libraries and binaries: only tests, benchmarks and examples enable it,
+/// through their dev-dependencies.
+#[test]
+fn no_build_without_dev_dependencies_compiles_the_testing_fakes() {
+    let built = core_features("normal,build");
+    assert!(!built.is_empty(), "cargo tree printed no todo-core");
+    assert!(
+        built
+            .iter()
+            .all(|f| !f.split(',').any(|f| f.trim() == "testing")),
+        "a normal dependency enables todo-core's `testing`: {built:?}"
+    );
+    // The same reading sees the feature where the tests do turn it on.
+    let tested = core_features("all");
+    assert!(
+        tested
+            .iter()
+            .any(|f| f.split(',').any(|f| f.trim() == "testing")),
+        "the dev-dependencies' `testing` was not seen: {tested:?}"
+    );
+}

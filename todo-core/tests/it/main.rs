@@ -7,6 +7,7 @@ mod access;
 mod auth;
 mod dependencies;
 mod domain;
+mod errors;
 mod properties;
 mod registration;
 mod tasks;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{ManualClock, SeededRandom};
 use todo_core::{
-    Clock, Error, Label, Labels, NewTask, PageLimit, Priority, TaskCursor, TaskPatch, TaskQuery,
-    TaskService, TaskSort, Timestamp, Title, UserId,
+    Clock, Error, Label, Labels, NewTask, PageLimit, Precondition, Priority, TaskCursor, TaskPatch,
+    TaskQuery, TaskService, TaskSort, Timestamp, Title, UserId,
 };
 
 use crate::auth::harness;
@@ -413,4 +413,49 @@ fn every_write_spends_the_users_write_allowance_and_reads_do_not() {
     }
     f.tasks.list(f.alice, &TaskQuery::default(), None).unwrap();
     f.tasks.create(f.bob, titled("bob writes")).unwrap();
+}
+
+#[test]
+fn an_unmatchable_condition_is_not_found_for_others_and_a_mismatch_for_the_owner() {
+    let f = fixture();
+    let task = f.tasks.create(f.alice, titled("conditional")).unwrap();
+    // Another user's task: not found, whatever the condition.
+    assert!(matches!(
+        f.tasks.update_if(
+            f.bob,
+            task.id,
+            TaskPatch::default(),
+            Precondition::Unmatchable
+        ),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        f.tasks.delete_if(f.bob, task.id, Precondition::Unmatchable),
+        Err(Error::NotFound)
+    ));
+    // The owner's: a mismatch naming the current version.
+    assert!(matches!(
+        f.tasks.delete_if(f.alice, task.id, Precondition::Unmatchable),
+        Err(Error::VersionMismatch { current }) if current == task.version
+    ));
+    let patch = TaskPatch {
+        done: Some(true),
+        ..TaskPatch::default()
+    };
+    let done = f
+        .tasks
+        .update_if(f.alice, task.id, patch, Precondition::Version(task.version))
+        .unwrap();
+    assert!(done.done);
+    assert!(matches!(
+        f.tasks.delete_if(f.alice, task.id, Precondition::Version(task.version)),
+        Err(Error::VersionMismatch { current }) if current == done.version
+    ));
+    f.tasks
+        .delete_if(f.alice, task.id, Precondition::Any)
+        .unwrap();
+    assert!(matches!(
+        f.tasks.get(f.alice, task.id),
+        Err(Error::NotFound)
+    ));
 }
