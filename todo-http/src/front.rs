@@ -383,7 +383,9 @@ struct RequestIds {
 impl RequestIds {
     fn new() -> Self {
         let mut bytes = [0u8; 4];
-        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        // Only a prefix to tell processes apart in the logs: zeros, should
+        // the generator fail, would do no harm.
+        let _ = todo_core::Random::fill(&todo_auth::OsRandom, &mut bytes);
         Self {
             prefix: bytes.iter().map(|b| format!("{b:02x}")).collect(),
             next: AtomicU64::new(1),

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -175,18 +175,7 @@ impl std::fmt::Debug for ApiRequest {
 impl ApiRequest {
     /// The bearer token from `Authorization` (never from the query string).
     pub fn bearer(&self) -> Result<&str, ApiError> {
-        let Some(value) = self.headers.get(AUTHORIZATION) else {
-            return Err(ApiError::missing_token());
-        };
-        let value = value.to_str().map_err(|_| ApiError::invalid_token())?;
-        match value.split_once(' ') {
-            Some((scheme, token))
-                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-            {
-                Ok(token.trim())
-            }
-            _ => Err(ApiError::invalid_token()),
-        }
+        crate::extract::bearer(&self.headers)
     }
 
     /// Reads the body as JSON into `T`: 415 for another media type, 413 past
