@@ -3,7 +3,6 @@
 //! path's id, the JSON body) and describing itself for the OpenAPI document.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::{FromRequestParts, RawQuery, State};
 use bytes::Bytes;
@@ -56,8 +55,8 @@ impl AuthApi {
             service,
             cookie_max_age: None,
             jwks: Bytes::from(serde_json::to_vec(jwks)?),
+            metrics: Metrics::new(&probes),
             probes,
-            metrics: Metrics::default(),
             openapi: Bytes::from(serde_json::to_vec(&crate::openapi::auth())?),
         })
     }
@@ -485,11 +484,9 @@ async fn login(
     })
     .await;
     match &outcome {
-        Ok(_) => api.metrics.logins_succeeded.fetch_add(1, Ordering::Relaxed),
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-            api.metrics.logins_failed.fetch_add(1, Ordering::Relaxed)
-        }
-        Err(_) => 0,
+        Ok(_) => api.metrics.login_succeeded(),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => api.metrics.login_failed(),
+        Err(_) => {}
     };
     let pair = outcome?;
     let body = token_pair(&pair, cookie_only)?;
@@ -726,12 +723,6 @@ impl Api for AuthApi {
 
     fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    fn gauges(&self, out: &mut String) {
-        for probe in &self.probes {
-            probe.gauges(out);
-        }
     }
 }
 

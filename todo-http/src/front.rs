@@ -40,10 +40,8 @@ pub trait Api: Send + Sync + 'static {
     fn openapi(&self) -> Bytes;
     /// Whether its dependencies (the database) answer.
     fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
-    /// Its counters.
+    /// Its metrics (the gauges of its probes included).
     fn metrics(&self) -> &Metrics;
-    /// Appends its gauges (hashing queue, database pool) to a scrape.
-    fn gauges(&self, out: &mut String);
 }
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -287,11 +285,10 @@ impl<A: Api> Frontend<A> {
             "/metrics" => {
                 let mut text = String::with_capacity(4096);
                 self.api.metrics().render(&mut text);
-                self.api.gauges(&mut text);
                 let mut response = Response::new(Full::new(Bytes::from(text)));
                 response.headers_mut().insert(
                     CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
                 );
                 Ok(response)
             }

@@ -27,28 +27,12 @@ impl std::fmt::Debug for OneOrigin {
 impl OneOrigin {
     /// Both APIs and the page; the document merges both APIs' documents.
     pub fn new(auth: AuthApi, tasks: TaskApi) -> Result<Self, serde_json::Error> {
-        let mut document = crate::openapi::auth();
-        let tasks_document = crate::openapi::tasks();
-        merge(&mut document["paths"], &tasks_document["paths"]);
-        merge(
-            &mut document["components"]["schemas"],
-            &tasks_document["components"]["schemas"],
-        );
-        document["info"]["title"] = serde_json::json!("todo (one origin)");
+        let document = crate::openapi::one_origin();
         Ok(Self {
             auth: Arc::new(auth),
             tasks: Arc::new(tasks),
             openapi: Bytes::from(serde_json::to_vec(&document)?),
         })
-    }
-}
-
-/// Adds the members of `from` that `into` lacks (both are JSON objects).
-fn merge(into: &mut serde_json::Value, from: &serde_json::Value) {
-    if let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) {
-        for (name, value) in from {
-            into.entry(name.clone()).or_insert_with(|| value.clone());
-        }
     }
 }
 
@@ -71,10 +55,6 @@ impl Api for OneOrigin {
 
     fn metrics(&self) -> &Metrics {
         self.auth.metrics()
-    }
-
-    fn gauges(&self, out: &mut String) {
-        self.auth.gauges(out);
     }
 }
 
@@ -117,9 +97,5 @@ impl Api for AuthWithPage {
 
     fn metrics(&self) -> &Metrics {
         self.auth.metrics()
-    }
-
-    fn gauges(&self, out: &mut String) {
-        self.auth.gauges(out);
     }
 }

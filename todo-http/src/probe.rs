@@ -1,7 +1,9 @@
 //! What a server depends on, asked for readiness and for gauges.
 
+use std::fmt;
 use std::sync::Arc;
 
+use prometheus_client::encoding::DescriptorEncoder;
 use todo_auth::BoundedHasher;
 use todo_core::PasswordHasher;
 use todo_store::SqlStore;
@@ -12,7 +14,8 @@ use crate::metrics::gauge;
 pub trait Probe: Send + Sync {
     /// One round trip, or why it failed. Blocking: called off the executor.
     fn ready(&self) -> Result<(), String>;
-    fn gauges(&self, out: &mut String);
+    /// Encodes its gauges into a scrape (see [`gauge`]).
+    fn gauges(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result;
 }
 
 impl Probe for SqlStore {
@@ -20,21 +23,26 @@ impl Probe for SqlStore {
         self.ping().map_err(|e| crate::problem::chain(&e))
     }
 
-    fn gauges(&self, out: &mut String) {
+    fn gauges(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let state = self.pool_state();
         gauge(
-            out,
+            encoder,
             "todo_db_pool_connections",
             "Open database connections.",
             state.connections,
-        );
+        )?;
         gauge(
-            out,
+            encoder,
             "todo_db_pool_idle",
             "Idle database connections.",
             state.idle,
-        );
-        gauge(out, "todo_db_pool_max", "Database pool size.", state.max);
+        )?;
+        gauge(
+            encoder,
+            "todo_db_pool_max",
+            "Database pool size.",
+            state.max,
+        )
     }
 }
 
@@ -43,19 +51,19 @@ impl<H: PasswordHasher> Probe for BoundedHasher<H> {
         Ok(())
     }
 
-    fn gauges(&self, out: &mut String) {
+    fn gauges(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
         gauge(
-            out,
+            encoder,
             "todo_hashing_queue_depth",
             "Password hashes waiting for a worker.",
-            self.queue_depth(),
-        );
+            saturating(self.queue_depth()),
+        )?;
         gauge(
-            out,
+            encoder,
             "todo_hashing_running",
             "Password hashes running.",
-            self.running(),
-        );
+            saturating(self.running()),
+        )
     }
 }
 
@@ -65,4 +73,9 @@ pub async fn ready(probes: Vec<Arc<dyn Probe>>) -> Result<(), String> {
         Ok(result) => result,
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A count as a gauge value.
+fn saturating(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

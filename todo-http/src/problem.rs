@@ -41,8 +41,8 @@ pub struct ProblemData {
     pub internal: Option<String>,
 }
 
-/// One field's complaint.
-#[derive(Debug, Serialize)]
+/// One field's complaint in a 400's `errors`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field, as the wire names it.
     pub field: String,
@@ -50,14 +50,17 @@ pub struct FieldError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error answer (RFC 9457 problem details); `errors` only for invalid input.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct Problem<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     title: &'a str,
     status: u16,
     detail: &'a str,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    #[schema(required = false)]
     errors: &'a [FieldError],
 }
 

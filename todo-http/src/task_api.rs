@@ -54,8 +54,8 @@ impl TaskApi {
             service,
             gate,
             keys: None,
+            metrics: Metrics::new(&probes),
             probes,
-            metrics: Metrics::default(),
             openapi: Bytes::from(serde_json::to_vec(&crate::openapi::tasks())?),
         })
     }
@@ -112,6 +112,7 @@ struct CreateBody {
     #[serde(default)]
     done: Option<bool>,
     #[serde(default)]
+    #[schema(format = DateTime)]
     due_at: Option<String>,
     #[serde(default)]
     priority: Option<i64>,
@@ -128,18 +129,22 @@ struct CreateBody {
 #[schema(as = TaskPatch)]
 struct PatchBody {
     #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(nullable = false)]
     title: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(nullable = false)]
     done: Option<Option<bool>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(format = DateTime)]
     due_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
     priority: Option<Option<i64>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
     labels: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(nullable = false)]
     archived: Option<Option<bool>>,
 }
 
@@ -147,16 +152,21 @@ struct PatchBody {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Task)]
 pub struct TaskDto {
+    #[schema(format = Uuid)]
     id: String,
     title: String,
     description: String,
     done: bool,
+    #[schema(format = DateTime, required = true)]
     completed_at: Option<String>,
+    #[schema(format = DateTime, required = true)]
     due_at: Option<String>,
     priority: u8,
     labels: Vec<String>,
     archived: bool,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     version: i64,
 }
@@ -500,11 +510,5 @@ impl Api for TaskApi {
 
     fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    fn gauges(&self, out: &mut String) {
-        for probe in &self.probes {
-            probe.gauges(out);
-        }
     }
 }

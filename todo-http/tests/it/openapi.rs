@@ -1,10 +1,21 @@
-//! The served routes and the OpenAPI documents cannot drift apart.
+//! The served routes and the OpenAPI documents cannot drift apart: the
+//! served document is the generated one, every documented operation is
+//! routed and every routed one documented, every `$ref` resolves, every
+//! operation lists the common errors, and the domain's limits land.
 
 use std::collections::BTreeSet;
 
+use http::Method;
+use serde_json::Value;
+use todo_core::{PageLimit, Title};
 use todo_http::{openapi, routes};
+use todo_store::testing::TestBackend;
 
-fn documented(document: &serde_json::Value) -> BTreeSet<(String, String)> {
+use crate::harness::{Options, spawn};
+
+type Operations = BTreeSet<(String, String)>;
+
+fn documented(document: &Value) -> Operations {
     let mut operations = BTreeSet::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -15,40 +26,72 @@ fn documented(document: &serde_json::Value) -> BTreeSet<(String, String)> {
 }
 
 /// The auth API's routes are its handlers' own descriptions.
-fn served_auth() -> BTreeSet<(String, String)> {
+fn served_auth() -> Operations {
     let document = serde_json::to_value(routes::auth()).unwrap();
     with_shared(documented(&document))
 }
 
 /// The task API's routes are its handlers' own descriptions.
-fn served_tasks() -> BTreeSet<(String, String)> {
+fn served_tasks() -> Operations {
     let document = serde_json::to_value(routes::tasks()).unwrap();
     with_shared(documented(&document))
 }
 
-fn with_shared(mut operations: BTreeSet<(String, String)>) -> BTreeSet<(String, String)> {
-    for shared in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+fn with_shared(mut operations: Operations) -> Operations {
+    for shared in openapi::SHARED_PATHS {
         operations.insert((shared.to_owned(), "GET".to_owned()));
     }
     operations
+}
+
+fn documents() -> [(&'static str, Value); 3] {
+    [
+        ("auth", openapi::auth()),
+        ("tasks", openapi::tasks()),
+        ("one origin", openapi::one_origin()),
+    ]
 }
 
 #[test]
 fn every_served_route_is_documented_and_nothing_else() {
     assert_eq!(documented(&openapi::auth()), served_auth());
     assert_eq!(documented(&openapi::tasks()), served_tasks());
+    let both: Operations = served_auth().union(&served_tasks()).cloned().collect();
+    assert_eq!(documented(&openapi::one_origin()), both);
+}
+
+/// Every `"$ref"` string in `value`.
+fn references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(members) => {
+            for (name, member) in members {
+                match (name.as_str(), member) {
+                    ("$ref", Value::String(target)) => out.push(target.clone()),
+                    _ => references(member, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| references(item, out)),
+        _ => {}
+    }
 }
 
 #[test]
-fn every_schema_reference_resolves() {
-    for document in [openapi::auth(), openapi::tasks()] {
-        let text = document.to_string();
-        let schemas = document["components"]["schemas"].as_object().unwrap();
-        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
-            let name = reference.split('"').next().unwrap();
-            assert!(schemas.contains_key(name), "dangling $ref {name}");
+fn every_reference_resolves() {
+    for (name, document) in documents() {
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(found.len() > 10, "{name}: {} references", found.len());
+        for target in found {
+            let pointer = target.strip_prefix('#').unwrap_or_else(|| {
+                panic!("{name}: {target} points outside the document");
+            });
+            assert!(
+                document.pointer(pointer).is_some(),
+                "{name}: dangling $ref {target}"
+            );
         }
-        assert_eq!(document["openapi"], "3.1.0");
+        assert_eq!(document["openapi"], "3.1.0", "{name}");
     }
 }
 
@@ -72,4 +115,129 @@ fn the_auth_schemas_take_their_limits_from_the_domain() {
         schemas["User"]["properties"]["username"]["pattern"],
         format!("^[a-z0-9_.-]{{{min},{max}}}$")
     );
+}
+
+#[test]
+fn every_operation_lists_the_common_errors() {
+    for (name, document) in documents() {
+        assert_eq!(
+            document["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(document["security"][0]["bearer"], serde_json::json!([]));
+        for (path, item) in document["paths"].as_object().unwrap() {
+            if openapi::SHARED_PATHS.contains(&path.as_str()) {
+                continue;
+            }
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                let public = operation["security"] == serde_json::json!([]);
+                let mut wanted = vec!["400", "413", "415", "429", "500", "503"];
+                if !public {
+                    wanted.push("401");
+                }
+                for status in wanted {
+                    assert!(
+                        responses.contains_key(status),
+                        "{name}: {method} {path} lacks {status}"
+                    );
+                }
+                for (status, response) in responses {
+                    if status.starts_with(['4', '5']) {
+                        assert_eq!(
+                            response["content"]["application/problem+json"]["schema"]["$ref"],
+                            "#/components/schemas/Problem",
+                            "{name}: {method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_domain_limits_land_on_the_documents() {
+    for (name, mut document) in documents() {
+        assert_eq!(
+            openapi::limits(&mut document),
+            Vec::<String>::new(),
+            "{name}"
+        );
+    }
+    let tasks = openapi::tasks();
+    let title = &tasks["components"]["schemas"]["TaskCreate"]["properties"]["title"];
+    assert_eq!(title["maxLength"], Title::MAX_CHARS);
+    let limit = tasks["paths"]["/v1/tasks"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], PageLimit::MAX);
+    let auth = openapi::auth();
+    let users = &auth["paths"]["/v1/users"]["get"]["parameters"][0]["schema"];
+    assert_eq!(users["maximum"], PageLimit::MAX);
+}
+
+/// What the router answers for an operation nobody may call without a
+/// token or a body: anything but its own 404 or 405.
+async fn routed(client: &todo_http::client::Client, method: &str, path: &str) -> u16 {
+    let path = path.replace("{id}", "0190a5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b");
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    client
+        .send(method, &path, &[], None)
+        .await
+        .unwrap()
+        .status
+        .as_u16()
+}
+
+async fn check_served(client: &todo_http::client::Client, generated: &Value, name: &str) {
+    let reply = client
+        .json(Method::GET, "/openapi.json", None, None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let served: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(&served, generated, "{name}: the served document");
+    let operations = documented(generated);
+    for (path, method) in &operations {
+        let status = routed(client, method, path).await;
+        assert!(
+            status != 404 && status != 405,
+            "{name}: documented {method} {path} answers {status}"
+        );
+    }
+    // Every other method on a documented path is the router's 405 (HEAD
+    // goes with GET), so nothing is routed that is not documented there.
+    let paths: BTreeSet<&String> = operations.iter().map(|(p, _)| p).collect();
+    for path in paths {
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if operations.contains(&(path.clone(), method.to_owned())) {
+                continue;
+            }
+            let status = routed(client, method, path).await;
+            assert_eq!(status, 405, "{name}: undocumented {method} {path}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_documents_are_the_generated_ones_and_routed() {
+    let sys = spawn(TestBackend::Sqlite, Options::default())
+        .await
+        .unwrap();
+    check_served(&sys.auth.client, &openapi::auth(), "auth").await;
+    check_served(&sys.tasks.client, &openapi::tasks(), "tasks").await;
+    let one = spawn(
+        TestBackend::Sqlite,
+        Options {
+            one_origin: true,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    check_served(&one.auth.client, &openapi::one_origin(), "one origin").await;
 }
