@@ -1,8 +1,10 @@
 //! The HTTP layer of todo, shared by both servers: the auth and task
 //! routers ([`AuthApi`], [`TaskApi`]), what every request goes through
 //! ([`Frontend`]: request ids, routing, limits, security headers, logs,
-//! metrics), the one map from errors to statuses ([`ApiError`]), TLS
-//! ([`TlsIdentity`]) and the accept loop with graceful shutdown ([`serve`]).
+//! metrics), the one map from errors to statuses ([`ApiError`]), the TLS
+//! configuration ([`tls_server_config`]) and the accept loop with graceful
+//! shutdown ([`serve`]). Configuration, key files, certificates and the
+//! JWKS fetch live in `todo-server`, the servers' wiring.
 //!
 //! Handlers decode wire DTOs into domain types, call one core service method
 //! on the blocking pool, and render the result; no business rule lives here.
@@ -13,11 +15,10 @@ pub mod audit;
 mod auth_api;
 mod blocking;
 pub mod client;
-pub mod config;
 mod dto;
 mod front;
 mod gate;
-pub mod jwks;
+mod keys;
 mod metrics;
 mod one_origin;
 pub mod openapi;
@@ -26,14 +27,14 @@ mod problem;
 mod request;
 mod router;
 mod server;
-pub mod setup;
 mod task_api;
 mod tls;
 pub mod web;
 
 pub use auth_api::AuthApi;
 pub use front::{Api, ApiResponse, Frontend, MetricsExposure};
-pub use metrics::Metrics;
+pub use keys::{KeyRefresh, RefreshError};
+pub use metrics::{Metrics, gauge};
 pub use one_origin::{AuthWithPage, OneOrigin};
 pub use probe::Probe;
 pub use problem::{ApiError, ProblemData};
@@ -41,7 +42,7 @@ pub use request::{ApiRequest, HttpLimits, RequestBody, TrustedProxies};
 pub use router::RouteSpec;
 pub use server::{serve, shutdown_signal};
 pub use task_api::TaskApi;
-pub use tls::{TlsError, TlsIdentity, write_private};
+pub use tls::server_config as tls_server_config;
 
 /// The route tables, for tests and documentation.
 pub mod routes {

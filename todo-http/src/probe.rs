@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use todo_auth::BoundedHasher;
 use todo_core::PasswordHasher;
-use todo_store::SqlStore;
 
 use crate::metrics::gauge;
 
@@ -13,29 +12,6 @@ pub trait Probe: Send + Sync {
     /// One round trip, or why it failed. Blocking: called off the executor.
     fn ready(&self) -> Result<(), String>;
     fn gauges(&self, out: &mut String);
-}
-
-impl Probe for SqlStore {
-    fn ready(&self) -> Result<(), String> {
-        self.ping().map_err(|e| crate::problem::chain(&e))
-    }
-
-    fn gauges(&self, out: &mut String) {
-        let state = self.pool_state();
-        gauge(
-            out,
-            "todo_db_pool_connections",
-            "Open database connections.",
-            state.connections,
-        );
-        gauge(
-            out,
-            "todo_db_pool_idle",
-            "Idle database connections.",
-            state.idle,
-        );
-        gauge(out, "todo_db_pool_max", "Database pool size.", state.max);
-    }
 }
 
 impl<H: PasswordHasher> Probe for BoundedHasher<H> {

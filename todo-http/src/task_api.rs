@@ -36,7 +36,7 @@ pub static ROUTES: &[RouteSpec] = &[
 pub struct TaskApi {
     service: TaskService,
     gate: Arc<AccessGate>,
-    keys: Option<Arc<crate::jwks::JwksSource>>,
+    keys: Option<Arc<dyn crate::KeyRefresh>>,
     probes: Vec<Arc<dyn Probe>>,
     metrics: Metrics,
     openapi: Bytes,
@@ -68,7 +68,7 @@ impl TaskApi {
 
     /// Refetches the JWKS when a token names an unknown key (rate-limited).
     #[must_use]
-    pub fn with_key_source(mut self, keys: Arc<crate::jwks::JwksSource>) -> Self {
+    pub fn with_key_source(mut self, keys: Arc<dyn crate::KeyRefresh>) -> Self {
         self.keys = Some(keys);
         self
     }
