@@ -14,7 +14,6 @@ mod admission;
 pub mod audit;
 mod auth_api;
 mod blocking;
-pub mod client;
 mod dto;
 mod front;
 mod gate;

@@ -501,7 +501,7 @@ async fn a_database_that_is_down_gives_503_and_readyz_says_so() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(front, listener, None, std::future::pending()));
-    let client = todo_http::client::Client::plain(addr);
+    let client = todo_testkit::Client::plain(addr);
 
     #[allow(clippy::disallowed_methods)]
     let now = std::time::SystemTime::now()

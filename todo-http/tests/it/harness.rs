@@ -15,13 +15,13 @@ use todo_core::{
     AccessGate, AuthDeps, AuthLimits, AuthService, NoAudit, PasswordHasher, Registration, Role,
     TaskService, TokenPolicy,
 };
-use todo_http::client::{Client, Reply};
 use todo_http::{
     AuthApi, AuthWithPage, Frontend, HttpLimits, OneOrigin, Probe, TaskApi, TrustedProxies, serve,
 };
 use todo_server::{StoreProbe, TlsIdentity};
 use todo_store::SqlStore;
 use todo_store::testing::{TestBackend, TestDatabase};
+use todo_testkit::{Client, Reply};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
