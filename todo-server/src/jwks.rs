@@ -305,11 +305,14 @@ fn https_client(roots: Vec<CertificateDer<'static>>) -> Result<HttpsClient, Stri
         .map_err(|e| e.to_string())?
         .with_root_certificates(store)
         .with_no_client_auth();
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
         .enable_all_versions()
-        .build();
+        .wrap_connector(tcp);
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
