@@ -9,7 +9,7 @@ use std::net::ToSocketAddrs;
 use std::path::Path;
 
 use todo_examples::client::{TodoClient, demo};
-use todo_http::client::Client;
+use todo_testkit::Client;
 
 fn connect(url: &str, ca: &Path) -> Result<Client, Box<dyn std::error::Error>> {
     let authority = url

@@ -4,7 +4,7 @@
 use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use todo_http::client::{Client, ClientError, Reply};
+use todo_testkit::{Client, ClientError, Reply};
 
 /// A task as the API shows it.
 #[derive(Debug, Clone, Deserialize)]

@@ -8,10 +8,11 @@ use clap::Parser;
 use todo_auth::Argon2Config;
 use todo_examples::client::{TodoClient, demo};
 use todo_examples::embedded;
-use todo_http::client::Client;
-use todo_http::setup::{AuthSettings, one_origin};
-use todo_http::{Frontend, HttpLimits, TlsIdentity, TrustedProxies, serve};
+use todo_http::{Frontend, HttpLimits, TrustedProxies, serve};
+use todo_server::TlsIdentity;
+use todo_server::setup::{AuthSettings, one_origin};
 use todo_store::testing::TestDatabase;
+use todo_testkit::Client;
 
 const LIGHT: Argon2Config = Argon2Config {
     memory_kib: 1024,

@@ -1,8 +1,10 @@
 //! The HTTP layer of todo, shared by both servers: the auth and task
 //! routers ([`AuthApi`], [`TaskApi`]), what every request goes through
 //! ([`Frontend`]: request ids, routing, limits, security headers, logs,
-//! metrics), the one map from errors to statuses ([`ApiError`]), TLS
-//! ([`TlsIdentity`]) and the accept loop with graceful shutdown ([`serve`]).
+//! metrics), the one map from errors to statuses ([`ApiError`]), the TLS
+//! configuration ([`tls_server_config`]) and the accept loop with graceful
+//! shutdown ([`serve`]). Configuration, key files, certificates and the
+//! JWKS fetch live in `todo-server`, the servers' wiring.
 //!
 //! Handlers decode wire DTOs into domain types, call one core service method
 //! on the blocking pool, and render the result; no business rule lives here.
@@ -12,13 +14,10 @@ mod admission;
 pub mod audit;
 mod auth_api;
 mod blocking;
-pub mod client;
-pub mod config;
 mod dto;
 pub mod extract;
 mod front;
 mod gate;
-pub mod jwks;
 mod keys;
 mod metrics;
 mod one_origin;
@@ -28,7 +27,6 @@ mod problem;
 mod request;
 mod router;
 mod server;
-pub mod setup;
 mod task_api;
 mod tls;
 pub mod web;
@@ -36,7 +34,7 @@ pub mod web;
 pub use auth_api::AuthApi;
 pub use front::{Api, ApiResponse, Frontend, MetricsExposure};
 pub use keys::{KeyRefresh, RefreshError};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, gauge};
 pub use one_origin::{AuthWithPage, OneOrigin};
 pub use probe::Probe;
 pub use problem::{ApiError, ProblemData};
@@ -44,7 +42,7 @@ pub use request::{ApiRequest, HttpLimits, ProxyListError, RequestBody, TrustedPr
 pub use router::RouteSpec;
 pub use server::{serve, shutdown_signal};
 pub use task_api::TaskApi;
-pub use tls::{TlsError, TlsIdentity, write_private};
+pub use tls::server_config as tls_server_config;
 
 /// The route tables, for tests and documentation.
 pub mod routes {

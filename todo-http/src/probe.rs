@@ -6,7 +6,6 @@ use std::sync::Arc;
 use prometheus_client::encoding::DescriptorEncoder;
 use todo_auth::BoundedHasher;
 use todo_core::PasswordHasher;
-use todo_store::SqlStore;
 
 use crate::metrics::gauge;
 
@@ -16,34 +15,6 @@ pub trait Probe: Send + Sync {
     fn ready(&self) -> Result<(), String>;
     /// Encodes its gauges into a scrape (see [`gauge`]).
     fn gauges(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result;
-}
-
-impl Probe for SqlStore {
-    fn ready(&self) -> Result<(), String> {
-        self.ping().map_err(|e| crate::problem::chain(&e))
-    }
-
-    fn gauges(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
-        let state = self.pool_state();
-        gauge(
-            encoder,
-            "todo_db_pool_connections",
-            "Open database connections.",
-            state.connections,
-        )?;
-        gauge(
-            encoder,
-            "todo_db_pool_idle",
-            "Idle database connections.",
-            state.idle,
-        )?;
-        gauge(
-            encoder,
-            "todo_db_pool_max",
-            "Database pool size.",
-            state.max,
-        )
-    }
 }
 
 impl<H: PasswordHasher> Probe for BoundedHasher<H> {

@@ -40,7 +40,7 @@ use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 use todo_auth::{Argon2Config, Argon2Hasher};
 use todo_core::{Password, PasswordHasher};
-use todo_http::TlsIdentity;
+use todo_server::TlsIdentity;
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Parser, Debug)]

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::json;
-use todo_http::client::{Client, ClientError};
+use todo_testkit::{Client, ClientError};
 
 use common::{Running, binary, server_args, token};
 

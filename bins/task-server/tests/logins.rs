@@ -15,8 +15,8 @@ use std::path::Path;
 
 use http::Method;
 use serde_json::json;
-use todo_http::client::{Client, Reply};
 use todo_store::testing::TestDatabase;
+use todo_testkit::{Client, Reply};
 
 use common::{Running, register, run};
 

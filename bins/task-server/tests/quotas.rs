@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use http::Method;
 use serde_json::{Value, json};
-use todo_http::client::{Client, Reply};
 use todo_store::testing::{TestBackend, TestDatabase};
+use todo_testkit::{Client, Reply};
 
 use common::{Running, run, token};
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::{Value, json};
-use todo_http::client::{Client, Reply};
 use todo_store::testing::TestDatabase;
+use todo_testkit::{Client, Reply};
 
 use common::{Running, register, run, token};
 

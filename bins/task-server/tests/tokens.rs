@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::{Value, json};
-use todo_http::client::{Client, Reply};
+use todo_testkit::{Client, Reply};
 
 use common::{Running, binary, free_port, run, server_args, token};
 

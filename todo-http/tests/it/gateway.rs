@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::{Deployment, Options, System, spawn, tls};
 
-fn assert_problem(reply: &todo_http::client::Reply, status: u16) -> Value {
+fn assert_problem(reply: &todo_testkit::Reply, status: u16) -> Value {
     assert_eq!(reply.status, status, "{:?}", reply.body);
     assert_eq!(
         reply.headers["content-type"], "application/problem+json",

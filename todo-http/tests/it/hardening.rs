@@ -473,7 +473,7 @@ async fn a_database_that_is_down_gives_503_and_readyz_says_so() {
         JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, OsRandom, SigningKey, SystemClock,
     };
     use todo_core::{AccessClaims, AccessTokenSigner, Role, TaskService, UserId, Username};
-    use todo_http::{Frontend, Probe, TaskApi, TrustedProxies, serve};
+    use todo_http::{Frontend, TaskApi, TrustedProxies, serve};
     use todo_store::{DatabaseUrl, SqlStore, StoreConfig};
 
     // Nothing listens on port 1.
@@ -491,7 +491,8 @@ async fn a_database_that_is_down_gives_503_and_readyz_says_so() {
     let clock = Arc::new(SystemClock);
     let service = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom));
     let gate = Arc::new(todo_core::AccessGate::new(verifier, store.clone(), clock));
-    let api = TaskApi::new(service, gate, vec![store as Arc<dyn Probe>]).unwrap();
+    let probe = todo_server::StoreProbe::shared((*store).clone());
+    let api = TaskApi::new(service, gate, vec![probe]).unwrap();
     let front = Arc::new(Frontend::new(
         Arc::new(api),
         HttpLimits::default(),
@@ -500,7 +501,7 @@ async fn a_database_that_is_down_gives_503_and_readyz_says_so() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(front, listener, None, std::future::pending()));
-    let client = todo_http::client::Client::plain(addr);
+    let client = todo_testkit::Client::plain(addr);
 
     #[allow(clippy::disallowed_methods)]
     let now = std::time::SystemTime::now()

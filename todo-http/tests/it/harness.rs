@@ -15,13 +15,13 @@ use todo_core::{
     AccessGate, AuthLimits, AuthServices, PasswordHasher, Registration, Role, TaskService,
     TokenPolicy,
 };
-use todo_http::client::{Client, Reply};
 use todo_http::{
-    AuthApi, AuthWithPage, Frontend, HttpLimits, OneOrigin, Probe, TaskApi, TlsIdentity,
-    TrustedProxies, serve,
+    AuthApi, AuthWithPage, Frontend, HttpLimits, OneOrigin, Probe, TaskApi, TrustedProxies, serve,
 };
+use todo_server::{StoreProbe, TlsIdentity};
 use todo_store::SqlStore;
 use todo_store::testing::{TestBackend, TestDatabase};
+use todo_testkit::{Client, Reply};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -222,7 +222,7 @@ fn instance(
         .policy(policy)
         .build()
         .unwrap();
-    let mut auth_probes: Vec<Arc<dyn Probe>> = vec![store.clone()];
+    let mut auth_probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared((*store).clone())];
     if options.probe_hasher {
         auth_probes.push(bounded);
     }
@@ -230,7 +230,12 @@ fn instance(
     let task_service = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom));
     // task-server's own gate, as when the servers run apart.
     let gate = Arc::new(AccessGate::new(verifier, store.clone(), clock));
-    let tasks = TaskApi::new(task_service, gate, vec![store as Arc<dyn Probe>]).unwrap();
+    let tasks = TaskApi::new(
+        task_service,
+        gate,
+        vec![StoreProbe::shared((*store).clone())],
+    )
+    .unwrap();
     Instance {
         service,
         auth,

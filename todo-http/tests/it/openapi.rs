@@ -182,7 +182,7 @@ fn the_domain_limits_land_on_the_documents() {
 
 /// What the router answers for an operation nobody may call without a
 /// token or a body: anything but its own 404 or 405.
-async fn routed(client: &todo_http::client::Client, method: &str, path: &str) -> u16 {
+async fn routed(client: &todo_testkit::Client, method: &str, path: &str) -> u16 {
     let path = path.replace("{id}", "0190a5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b");
     let method = Method::from_bytes(method.as_bytes()).unwrap();
     client
@@ -193,7 +193,7 @@ async fn routed(client: &todo_http::client::Client, method: &str, path: &str) ->
         .as_u16()
 }
 
-async fn check_served(client: &todo_http::client::Client, generated: &Value, name: &str) {
+async fn check_served(client: &todo_testkit::Client, generated: &Value, name: &str) {
     let reply = client
         .json(Method::GET, "/openapi.json", None, None)
         .await

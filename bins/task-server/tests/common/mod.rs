@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use http::Method;
 use serde_json::json;
-use todo_http::client::Client;
+use todo_testkit::Client;
 
 pub fn binary(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_task-server")).with_file_name(name);

@@ -7,25 +7,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use todo_store::{DatabaseUrl, SqliteSync, StoreConfig};
+use todo_http::{Api, Frontend, HttpLimits, MetricsExposure, TrustedProxies};
+use todo_store::{DatabaseUrl, SqlStore, SqliteSync, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::front::{Api, Frontend, MetricsExposure};
-use crate::request::{HttpLimits, TrustedProxies};
+use crate::Error;
 use crate::tls::TlsIdentity;
 
 /// `--sqlite-sync`: see [`todo_store::SqliteSync`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SqliteSyncArg {
+    /// Sync every commit.
     Full,
+    /// Sync at checkpoints only.
     Normal,
 }
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object a line.
     Json,
 }
 
@@ -117,18 +121,20 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     /// The database to use, from the URL, the URL file, or the default.
-    pub fn store_config(&self) -> Result<StoreConfig, String> {
+    pub fn store_config(&self) -> Result<StoreConfig, Error> {
         let url = match (&self.database_url, &self.database_url_file) {
             (Some(url), _) => url.clone(),
             (None, Some(file)) => std::fs::read_to_string(file)
                 .map(|s| s.trim().to_owned())
-                .map_err(|e| format!("--database-url-file {}: {e}", file.display()))?,
+                .map_err(|e| {
+                    Error::setting("--database-url-file", format!("{}: {e}", file.display()))
+                })?,
             (None, None) => format!("sqlite://{}", self.data_dir.join("todo.db").display()),
         };
-        let url = DatabaseUrl::parse(&url).map_err(|e| format!("--database-url: {e}"))?;
+        let url = DatabaseUrl::parse(&url).map_err(|e| Error::setting("--database-url", e))?;
         let mut config = StoreConfig::new(url);
         if self.db_pool_size == 0 {
-            return Err("--db-pool-size must be at least 1".to_owned());
+            return Err(Error::setting("--db-pool-size", "must be at least 1"));
         }
         config.max_connections = self.db_pool_size;
         config.acquire_timeout = Duration::from_millis(self.db_acquire_timeout_ms.max(1));
@@ -139,21 +145,25 @@ impl ServerArgs {
         Ok(config)
     }
 
-    pub fn limits(&self) -> Result<HttpLimits, String> {
+    /// The connection and request limits.
+    pub fn limits(&self) -> Result<HttpLimits, Error> {
         if self.max_body_bytes == 0
             || self.max_connections == 0
             || self.max_connections_per_client == 0
             || self.max_requests_per_client == 0
         {
-            return Err(
-                "--max-body-bytes, --max-connections and --max-connections-per-client must be positive"
-                    .to_owned(),
-            );
+            return Err(Error::setting(
+                "--max-body-bytes, --max-connections and --max-connections-per-client",
+                "must be positive",
+            ));
         }
         if self.body_budget_bytes < self.max_body_bytes {
-            return Err(format!(
-                "--body-budget-bytes ({}) must be at least --max-body-bytes ({})",
-                self.body_budget_bytes, self.max_body_bytes
+            return Err(Error::setting(
+                "--body-budget-bytes",
+                format!(
+                    "({}) must be at least --max-body-bytes ({})",
+                    self.body_budget_bytes, self.max_body_bytes
+                ),
             ));
         }
         Ok(HttpLimits {
@@ -169,26 +179,46 @@ impl ServerArgs {
         })
     }
 
-    pub fn proxies(&self) -> Result<TrustedProxies, String> {
-        TrustedProxies::parse(&self.trusted_proxies).map_err(|e| format!("--trusted-proxies: {e}"))
+    /// The proxies whose `X-Forwarded-For` is believed.
+    pub fn proxies(&self) -> Result<TrustedProxies, Error> {
+        TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| Error::setting("--trusted-proxies", e))
+    }
+
+    /// Opens the configured database and applies pending migrations: the
+    /// one way every command reaches the store.
+    pub fn open_store(&self) -> Result<SqlStore, Error> {
+        let config = self.store_config()?;
+        let store = SqlStore::open(&config).map_err(|source| Error::Store {
+            context: format!("opening the database {}", config.url),
+            source,
+        })?;
+        let ran = store.migrate().map_err(|source| Error::Store {
+            context: "migrating".to_owned(),
+            source,
+        })?;
+        tracing::info!(ran, backend = ?store.backend(), "database ready");
+        Ok(store)
     }
 
     /// Creates the data directory, readable by its owner only (0700): it
     /// holds the signing key and, with SQLite, the password hashes. One
     /// that exists is left as it is.
-    pub fn private_data_dir(&self) -> Result<(), String> {
+    pub fn private_data_dir(&self) -> Result<(), Error> {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(&self.data_dir)
-            .map_err(|e| format!("--data-dir {}: {e}", self.data_dir.display()))?;
+        builder.create(&self.data_dir).map_err(|e| {
+            Error::setting("--data-dir", format!("{}: {e}", self.data_dir.display()))
+        })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = std::fs::metadata(&self.data_dir)
-                .map_err(|e| format!("--data-dir {}: {e}", self.data_dir.display()))?
+                .map_err(|e| {
+                    Error::setting("--data-dir", format!("{}: {e}", self.data_dir.display()))
+                })?
                 .permissions()
                 .mode();
             if mode & 0o077 != 0 {
@@ -225,7 +255,7 @@ impl ServerArgs {
 
     /// TLS as configured: a given certificate, a self-signed one, or none
     /// (plain HTTP, with a loud warning).
-    pub fn tls(&self) -> Result<Option<TlsAcceptor>, String> {
+    pub fn tls(&self) -> Result<Option<TlsAcceptor>, Error> {
         if self.plain_http {
             tracing::warn!(
                 "serving PLAIN HTTP (--plain-http): passwords and tokens cross the network \
@@ -235,7 +265,10 @@ impl ServerArgs {
         }
         let identity = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
-                TlsIdentity::load(cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?
+                TlsIdentity::load(cert, key).map_err(|source| Error::Tls {
+                    context: "--tls-cert/--tls-key",
+                    source,
+                })?
             }
             _ => {
                 let names = vec![
@@ -244,7 +277,10 @@ impl ServerArgs {
                     "::1".to_owned(),
                 ];
                 let (identity, created) = TlsIdentity::self_signed_in(&self.data_dir, &names)
-                    .map_err(|e| format!("self-signed certificate: {e}"))?;
+                    .map_err(|source| Error::Tls {
+                        context: "self-signed certificate",
+                        source,
+                    })?;
                 let path = self.data_dir.join("tls-cert.pem");
                 tracing::info!(
                     certificate = %path.display(),
@@ -255,7 +291,10 @@ impl ServerArgs {
                 identity
             }
         };
-        let config = identity.server_config().map_err(|e| format!("TLS: {e}"))?;
+        let config = identity.server_config().map_err(|source| Error::Tls {
+            context: "TLS",
+            source,
+        })?;
         Ok(Some(TlsAcceptor::from(config)))
     }
 }
@@ -266,20 +305,20 @@ impl ServerArgs {
 pub fn main_with<F, Fut>(server: &ServerArgs, name: &str, body: F) -> std::process::ExitCode
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), Error>>,
 {
     server.init_logging();
     let outcome = server
         .private_data_dir()
-        .and_then(|()| server.runtime().map_err(|e| e.to_string()))
+        .and_then(|()| server.runtime().map_err(Error::Runtime))
         .and_then(|rt| rt.block_on(body()));
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
+        Err(error) => {
+            tracing::error!("{error}");
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("{name}: {message}");
+                eprintln!("{name}: {error}");
             }
             std::process::ExitCode::FAILURE
         }
@@ -294,7 +333,7 @@ pub async fn run<A: Api>(
     default_port: u16,
     name: &str,
     announce: impl FnOnce(&str),
-) -> Result<(), String> {
+) -> Result<(), Error> {
     if let Some(addr) = args.metrics_listen {
         let front = Arc::new(
             Frontend::new(Arc::clone(&api), args.limits()?, TrustedProxies::default())
@@ -302,17 +341,25 @@ pub async fn run<A: Api>(
         );
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(|source| Error::Bind {
+                setting: "--metrics-listen",
+                addr,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| Error::Bind {
+            setting: "--metrics-listen",
+            addr,
+            source,
+        })?;
         if !local.ip().is_loopback() {
             tracing::warn!(%local, "metrics are served beyond loopback: keep the port inside");
         }
         tracing::info!(%local, "{name} metrics on http://{local}/metrics");
-        tokio::spawn(crate::server::serve(
+        tokio::spawn(todo_http::serve(
             front,
             listener,
             None,
-            crate::server::shutdown_signal(),
+            todo_http::shutdown_signal(),
         ));
     }
     let front = Arc::new(Frontend::new(api, args.limits()?, args.proxies()?));
@@ -322,8 +369,16 @@ pub async fn run<A: Api>(
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)));
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("--listen {listen}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| Error::Bind {
+            setting: "--listen",
+            addr: listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| Error::Bind {
+        setting: "--listen",
+        addr: listen,
+        source,
+    })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%local, "{name} listening on {scheme}://{local}");
     let host = if local.ip().is_loopback() {
@@ -332,14 +387,14 @@ pub async fn run<A: Api>(
         local.ip().to_string()
     };
     announce(&format!("{scheme}://{host}:{}", local.port()));
-    crate::server::serve(front, listener, tls, crate::server::shutdown_signal()).await;
+    todo_http::serve(front, listener, tls, todo_http::shutdown_signal()).await;
     tracing::info!("{name} stopped");
     Ok(())
 }
 
 /// Reads a secret from a file, trimmed.
-pub fn read_secret_file(path: &Path) -> Result<String, String> {
+pub fn read_secret_file(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path)
         .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| Error::file(path, e))
 }

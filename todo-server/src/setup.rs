@@ -7,12 +7,18 @@ use std::time::Duration;
 
 use todo_auth::{
     Argon2Config, Argon2Hasher, BackoffPolicy, BoundedHasher, CachingVerifier, JwtSigner,
-    JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits, PublicKey,
-    SigningKey, SystemClock,
+    JwtVerifier, KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, PoolLimits, SigningKey,
+    SystemClock,
 };
 use todo_core::{AuthLimits, AuthServices, SessionService, TaskLimits, TaskService, TokenPolicy};
+use todo_http::Probe;
 use todo_store::{SqlLoginBackoff, SqlStore};
 
+use crate::Error;
+use crate::config::ServerArgs;
+use crate::keys;
+
+/// auth-server's settings: keys, tokens, password hashing, login limits.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthSettings {
     /// The private signing key (PKCS#8 PEM); created (0600) if missing
@@ -98,7 +104,9 @@ pub struct AuthSettings {
 /// `--registration`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RegistrationMode {
+    /// Anyone may register.
     Open,
+    /// Administrators create accounts.
     Closed,
 }
 
@@ -159,10 +167,22 @@ impl TaskSettings {
     }
 }
 
+/// `--key-algorithm`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Algorithm {
+    /// Ed25519.
     Eddsa,
+    /// ECDSA P-256 with SHA-256.
     Es256,
+}
+
+impl From<Algorithm> for KeyAlgorithm {
+    fn from(algorithm: Algorithm) -> Self {
+        match algorithm {
+            Algorithm::Eddsa => KeyAlgorithm::EdDsa,
+            Algorithm::Es256 => KeyAlgorithm::Es256,
+        }
+    }
 }
 
 /// Verified access tokens remembered (about 400 bytes each): see
@@ -171,9 +191,11 @@ pub const VERIFIED_TOKENS_CACHED: usize = 50_000;
 
 /// The auth services and the parts the server also needs.
 pub struct AuthParts {
+    /// The auth services.
     pub service: AuthServices,
     /// Every key that verifies: the signing key's and the rotated-out ones.
     pub keys: KeySet,
+    /// argon2, bounded.
     pub hasher: Arc<BoundedHasher<Argon2Hasher>>,
     /// Verifies with every key in `keys`, remembering tokens it verified.
     pub verifier: Arc<CachingVerifier<JwtVerifier>>,
@@ -186,6 +208,7 @@ impl std::fmt::Debug for AuthParts {
 }
 
 impl AuthSettings {
+    /// Where the signing key is.
     #[must_use]
     pub fn signing_key_path(&self, data_dir: &Path) -> PathBuf {
         self.signing_key
@@ -193,6 +216,7 @@ impl AuthSettings {
             .unwrap_or_else(|| data_dir.join("signing-key.pem"))
     }
 
+    /// Where the rotated-out public keys are.
     #[must_use]
     pub fn verification_dir(&self, data_dir: &Path) -> PathBuf {
         self.verification_keys_dir
@@ -201,54 +225,30 @@ impl AuthSettings {
     }
 
     /// The signing key, created (0600) on first start.
-    pub fn load_or_create_signing_key(&self, data_dir: &Path) -> Result<SigningKey, String> {
-        let path = self.signing_key_path(data_dir);
-        if path.exists() {
-            return SigningKey::load(&path).map_err(|e| format!("--signing-key: {e}"));
-        }
-        let algorithm = match self.key_algorithm {
-            Algorithm::Eddsa => KeyAlgorithm::EdDsa,
-            Algorithm::Es256 => KeyAlgorithm::Es256,
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        let key = SigningKey::generate(algorithm).map_err(|e| e.to_string())?;
-        key.save(&path).map_err(|e| format!("--signing-key: {e}"))?;
-        tracing::info!(path = %path.display(), kid = key.public_key().kid(), "created a signing key");
-        Ok(key)
+    pub fn load_or_create_signing_key(&self, data_dir: &Path) -> Result<SigningKey, Error> {
+        keys::load_or_create_signing_key(
+            &self.signing_key_path(data_dir),
+            self.key_algorithm.into(),
+        )
     }
 
     /// Makes a new signing key; the old public key moves to the verification
     /// directory, so tokens it signed stay valid.
-    pub fn rotate_keys(&self, data_dir: &Path) -> Result<(), String> {
-        let path = self.signing_key_path(data_dir);
-        let old = self.load_or_create_signing_key(data_dir)?;
-        let dir = self.verification_dir(data_dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let kept = dir.join(format!("{}.pem", old.public_key().kid()));
-        std::fs::write(&kept, old.public_key().to_pem())
-            .map_err(|e| format!("{}: {e}", kept.display()))?;
-        let new = SigningKey::generate(old.public_key().algorithm()).map_err(|e| e.to_string())?;
-        let staged = path.with_extension("pem.new");
-        let _ = std::fs::remove_file(&staged);
-        new.save(&staged).map_err(|e| e.to_string())?;
-        std::fs::rename(&staged, &path).map_err(|e| format!("{}: {e}", path.display()))?;
-        tracing::info!(
-            old = old.public_key().kid(),
-            new = new.public_key().kid(),
-            "signing key rotated; restart the servers to use it"
-        );
-        Ok(())
+    pub fn rotate_keys(&self, data_dir: &Path) -> Result<(), Error> {
+        keys::rotate(
+            &self.signing_key_path(data_dir),
+            &self.verification_dir(data_dir),
+            self.key_algorithm.into(),
+        )
     }
 
     /// The auth service over `store`, with argon2 bounded, limits and audit log.
-    pub fn build(&self, data_dir: &Path, store: SqlStore) -> Result<AuthParts, String> {
+    pub fn build(&self, data_dir: &Path, store: SqlStore) -> Result<AuthParts, Error> {
         let store = Arc::new(store);
         let clock = Arc::new(SystemClock);
         let key = self.load_or_create_signing_key(data_dir)?;
         let mut public = vec![key.public_key().clone()];
-        public.extend(verification_keys(&self.verification_dir(data_dir))?);
+        public.extend(keys::public_keys_in(&self.verification_dir(data_dir))?);
         let keys = KeySet::new(public);
         let argon2 = Argon2Config {
             memory_kib: self.argon2_memory_kib,
@@ -259,7 +259,7 @@ impl AuthSettings {
             .hash_workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let hasher = Arc::new(BoundedHasher::new(
-            Argon2Hasher::new(argon2).map_err(|e| format!("--argon2-*: {e}"))?,
+            Argon2Hasher::new(argon2).map_err(|e| Error::key("--argon2-*", e))?,
             PoolLimits {
                 running: workers,
                 waiting: self.hash_queue,
@@ -314,11 +314,10 @@ impl AuthSettings {
                 login_per_account: Arc::new(KeyedLimiter::new(account, clock)),
                 login_failures: failures,
             })
-            .audit(Arc::new(crate::audit::TracingAudit))
+            .audit(Arc::new(todo_http::audit::TracingAudit))
             .policy(policy)
             .registration_open(self.registration == RegistrationMode::Open)
-            .build()
-            .map_err(|e| e.to_string())?;
+            .build()?;
         Ok(AuthParts {
             service,
             keys,
@@ -328,58 +327,52 @@ impl AuthSettings {
     }
 }
 
-/// Old public keys that still verify.
-fn verification_keys(dir: &Path) -> Result<Vec<PublicKey>, String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(Vec::new());
-    };
-    let mut keys = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "pem") {
-            let pem =
-                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            keys.push(PublicKey::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?);
-        }
-    }
-    Ok(keys)
+/// `user create` (auth-server) and `create-user` (todo): who to make.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NewUser {
+    /// The user's name.
+    #[arg(long)]
+    pub username: String,
+    /// Make the user an administrator.
+    #[arg(long)]
+    pub admin: bool,
+    /// The user's e-mail address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// A file holding the password (else it is read from standard input).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// `user create`: makes a user (an admin with `admin`), the password read
 /// from `password_file` or standard input, never from an argument.
-pub fn create_user(
-    server: &crate::config::ServerArgs,
-    auth: &AuthSettings,
-    username: &str,
-    admin: bool,
-    email: Option<&str>,
-    password_file: Option<&Path>,
-) -> Result<(), String> {
+pub fn create_user(server: &ServerArgs, auth: &AuthSettings, user: &NewUser) -> Result<(), Error> {
     use std::io::Read as _;
-    let password = match password_file {
+    let password = match &user.password_file {
         Some(file) => crate::config::read_secret_file(file)?,
         None => {
             let mut input = String::new();
             std::io::stdin()
                 .read_to_string(&mut input)
-                .map_err(|e| format!("reading the password from stdin: {e}"))?;
+                .map_err(|e| Error::file("standard input", e))?;
             input.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
     let registration =
-        todo_core::Registration::parse(username, &password, email).map_err(|errors| {
-            errors
-                .iter()
-                .map(|e| format!("{}: {e}", e.field()))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
-    let config = server.store_config()?;
-    let store =
-        SqlStore::open(&config).map_err(|e| format!("opening the database {}: {e}", config.url))?;
-    store.migrate().map_err(|e| format!("migrating: {e}"))?;
+        todo_core::Registration::parse(&user.username, &password, user.email.as_deref()).map_err(
+            |errors| {
+                Error::InvalidUser(
+                    errors
+                        .iter()
+                        .map(|e| format!("{}: {e}", e.field()))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            },
+        )?;
+    let store = server.open_store()?;
     let service = auth.build(&server.data_dir, store)?.service;
-    let role = if admin {
+    let role = if user.admin {
         todo_core::Role::Admin
     } else {
         todo_core::Role::User
@@ -387,7 +380,10 @@ pub fn create_user(
     let user = service
         .admin
         .create_user(registration, role)
-        .map_err(|e| format!("creating the user: {e}"))?;
+        .map_err(|source| Error::Service {
+            context: "creating the user",
+            source,
+        })?;
     tracing::info!(user = %user.id, username = %user.username, role = %user.role, "user created");
     Ok(())
 }
@@ -444,7 +440,7 @@ pub fn one_origin(
     auth: &AuthSettings,
     data_dir: &Path,
     store: SqlStore,
-) -> Result<crate::OneOrigin, String> {
+) -> Result<todo_http::OneOrigin, Error> {
     one_origin_with(auth, &TaskSettings::default(), data_dir, store)
 }
 
@@ -454,7 +450,7 @@ pub fn one_origin_with(
     task_settings: &TaskSettings,
     data_dir: &Path,
     store: SqlStore,
-) -> Result<crate::OneOrigin, String> {
+) -> Result<todo_http::OneOrigin, Error> {
     let AuthParts {
         service,
         keys,
@@ -465,16 +461,73 @@ pub fn one_origin_with(
     // honoured by the task side at once.
     let gate = Arc::clone(service.gate());
     purge_refresh_tokens_periodically(service.sessions.clone(), REFRESH_TOKEN_PURGE_INTERVAL);
-    let jwks = keys.to_jwks().map_err(|e| e.to_string())?;
-    let probes: Vec<Arc<dyn crate::Probe>> = vec![Arc::new(store.clone()), hasher];
-    let auth_api = crate::AuthApi::new(service, &jwks, probes)
-        .map_err(|e| e.to_string())?
+    let jwks = keys
+        .to_jwks()
+        .map_err(|e| Error::key("publishing the keys", e))?;
+    let probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared(store.clone()), hasher];
+    let auth_api = todo_http::AuthApi::new(service, &jwks, probes)
+        .map_err(Error::api("auth"))?
         .with_cookie_sessions();
     let clock = Arc::new(SystemClock);
     let tasks = task_settings.service(store.clone(), clock.clone());
-    let task_api = crate::TaskApi::new(tasks, gate, vec![Arc::new(store) as Arc<dyn crate::Probe>])
-        .map_err(|e| e.to_string())?;
-    crate::OneOrigin::new(auth_api, task_api).map_err(|e| e.to_string())
+    let task_api = todo_http::TaskApi::new(tasks, gate, vec![StoreProbe::shared(store)])
+        .map_err(Error::api("task"))?;
+    todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
+}
+
+/// The database as a readiness probe with its pool gauges.
+#[derive(Debug, Clone)]
+pub struct StoreProbe(SqlStore);
+
+impl StoreProbe {
+    /// `store` as a probe, ready to hand to an API.
+    #[must_use]
+    pub fn shared(store: SqlStore) -> Arc<dyn Probe> {
+        Arc::new(Self(store))
+    }
+}
+
+impl Probe for StoreProbe {
+    fn ready(&self) -> Result<(), String> {
+        self.0.ping().map_err(|e| chain(&e))
+    }
+
+    fn gauges(
+        &self,
+        encoder: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> std::fmt::Result {
+        let state = self.0.pool_state();
+        todo_http::gauge(
+            encoder,
+            "todo_db_pool_connections",
+            "Open database connections.",
+            state.connections,
+        )?;
+        todo_http::gauge(
+            encoder,
+            "todo_db_pool_idle",
+            "Idle database connections.",
+            state.idle,
+        )?;
+        todo_http::gauge(
+            encoder,
+            "todo_db_pool_max",
+            "Database pool size.",
+            state.max,
+        )
+    }
+}
+
+/// An error and its causes, colon-separated.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

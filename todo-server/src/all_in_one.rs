@@ -1,0 +1,85 @@
+//! `todo`: the whole system in one process — auth API, task API and the web
+//! page on one HTTPS origin, SQLite in the data directory, a self-signed
+//! certificate and a signing key created on first start
+//! ([`crate::setup::one_origin_with`]).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::Error;
+use crate::config::{ServerArgs, main_with, run};
+use crate::setup::{
+    AuthSettings, NewUser, RegistrationMode, TaskSettings, create_user, one_origin_with,
+};
+
+/// `todo`'s command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "todo",
+    version,
+    about = "The todo system in one process: both APIs and the web page on one HTTPS origin"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    auth: AuthSettings,
+    #[command(flatten)]
+    tasks: TaskSettings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the page and both APIs (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create a user; the password comes from --password-file or standard input.
+    CreateUser(NewUser),
+}
+
+/// Runs `todo` as the command line says.
+#[must_use]
+pub fn main(cli: Cli) -> ExitCode {
+    let server = cli.server.clone();
+    main_with(&server, "todo", || dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Error> {
+    match &cli.command {
+        Some(Command::CreateUser(user)) => return create_user(&cli.server, &cli.auth, user),
+        Some(Command::Migrate) => return cli.server.open_store().map(drop),
+        Some(Command::Serve) | None => {}
+    }
+    let store = cli.server.open_store()?;
+    let app = one_origin_with(&cli.auth, &cli.tasks, &cli.server.data_dir, store)?;
+    let data_dir = cli.server.data_dir.display().to_string();
+    let plain = cli.server.plain_http;
+    let open = cli.auth.registration == RegistrationMode::Open;
+    run(Arc::new(app), &cli.server, 8443, "todo", |url| {
+        #[allow(clippy::print_stdout)] // the one thing a person starting it needs to read
+        {
+            println!("\n  todo is running at {url}/\n");
+            if !plain {
+                println!(
+                    "  The certificate is self-signed ({data_dir}/tls-cert.pem): your browser will"
+                );
+                println!("  warn once; accept it for this address, or trust that file.");
+            }
+            if open {
+                println!(
+                    "  First: open the page and register an account. For an administrator, run"
+                );
+            } else {
+                println!("  Registration is closed (--registration closed): create users with");
+            }
+            println!("    todo create-user [--admin] --username NAME   (password on stdin)");
+            println!("  Data stays in {data_dir}/ across restarts. Ctrl-C stops the server.\n");
+        }
+    })
+    .await
+}

@@ -1,0 +1,100 @@
+//! auth-server: registration, login, tokens and users over HTTPS, around
+//! [`todo_http::AuthApi`].
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use todo_http::{AuthApi, AuthWithPage, Probe};
+
+use crate::Error;
+use crate::config::{ServerArgs, main_with, run};
+use crate::setup::{
+    AuthParts, AuthSettings, NewUser, REFRESH_TOKEN_PURGE_INTERVAL, StoreProbe, create_user,
+    purge_refresh_tokens_periodically,
+};
+
+/// auth-server's command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "auth-server",
+    version,
+    about = "todo's auth service: registration, login, tokens and users, over HTTPS"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    auth: AuthSettings,
+    /// Also serve the web page (and hand out its cookie sessions), for a
+    /// gateway that puts the page, auth-server and task-server on one origin
+    /// (deploy/nginx/todo.conf routes it so).
+    #[arg(long, env = "TODO_WEB_PAGE")]
+    web_page: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user; the password comes from --password-file or standard input, never an argument.
+    Create(NewUser),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Make a new signing key; the old one keeps verifying tokens it signed.
+    Rotate,
+}
+
+/// Runs auth-server as the command line says.
+#[must_use]
+pub fn main(cli: Cli) -> ExitCode {
+    let server = cli.server.clone();
+    main_with(&server, "auth-server", || dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Error> {
+    match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Serve => serve(&cli).await,
+        Command::Migrate => cli.server.open_store().map(drop),
+        Command::User(UserCommand::Create(user)) => create_user(&cli.server, &cli.auth, user),
+        Command::Keys(KeysCommand::Rotate) => cli.auth.rotate_keys(&cli.server.data_dir),
+    }
+}
+
+async fn serve(cli: &Cli) -> Result<(), Error> {
+    let store = cli.server.open_store()?;
+    let AuthParts {
+        service,
+        keys,
+        hasher,
+        ..
+    } = cli.auth.build(&cli.server.data_dir, store.clone())?;
+    purge_refresh_tokens_periodically(service.sessions.clone(), REFRESH_TOKEN_PURGE_INTERVAL);
+    let jwks = keys
+        .to_jwks()
+        .map_err(|e| Error::key("publishing the keys", e))?;
+    let probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared(store), hasher];
+    let api = AuthApi::new(service, &jwks, probes).map_err(Error::api("auth"))?;
+    if cli.web_page {
+        let api = AuthWithPage::new(api);
+        run(Arc::new(api), &cli.server, 8443, "auth-server", |_| {}).await
+    } else {
+        run(Arc::new(api), &cli.server, 8443, "auth-server", |_| {}).await
+    }
+}

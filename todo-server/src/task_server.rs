@@ -1,0 +1,143 @@
+//! task-server: each user's own tasks over HTTPS, around
+//! [`todo_http::TaskApi`]. It verifies access tokens with public keys only
+//! (key files, or auth-server's JWKS); it never holds a private key.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use todo_auth::{CachingVerifier, JwtVerifier, KeySet, SystemClock};
+use todo_core::AccessGate;
+use todo_http::TaskApi;
+
+use crate::Error;
+use crate::config::{ServerArgs, main_with, run};
+use crate::jwks::JwksSource;
+use crate::setup::{StoreProbe, TaskSettings, VERIFIED_TOKENS_CACHED};
+
+/// task-server's command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "task-server",
+    version,
+    about = "todo's task service: each user's own tasks, over HTTPS"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    keys: KeyArgs,
+    #[command(flatten)]
+    tasks: TaskSettings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+/// Where task-server's verification keys come from, and what tokens must say.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyArgs {
+    /// Public key(s) that verify access tokens (SPKI PEM; comma-separated in
+    /// the environment). Give these or --jwks-url.
+    #[arg(
+        long = "jwt-public-key",
+        env = "TODO_JWT_PUBLIC_KEYS",
+        value_delimiter = ','
+    )]
+    public_keys: Vec<PathBuf>,
+    /// auth-server's JWKS URL, e.g. https://localhost:8443/.well-known/jwks.json
+    #[arg(long, env = "TODO_JWKS_URL")]
+    jwks_url: Option<String>,
+    /// Certificate(s) to trust for the JWKS URL (PEM), e.g. auth-server's
+    /// self-signed DATA_DIR/tls-cert.pem.
+    #[arg(long, env = "TODO_JWKS_CA_FILE")]
+    jwks_ca_file: Option<PathBuf>,
+    /// Seconds between JWKS refetches triggered by unknown key ids.
+    #[arg(long, env = "TODO_JWKS_MIN_REFRESH_SECS", default_value_t = 30)]
+    jwks_min_refresh_secs: u64,
+    /// Seconds between periodic JWKS refetches: a key auth-server no longer
+    /// publishes stops verifying here within this time (0: never).
+    #[arg(long, env = "TODO_JWKS_REFRESH_SECS", default_value_t = 300)]
+    jwks_refresh_secs: u64,
+    /// Expected access-token issuer (`iss`).
+    #[arg(long, env = "TODO_TOKEN_ISSUER", default_value = "todo-auth")]
+    issuer: String,
+    /// Expected access-token audience (`aud`).
+    #[arg(long, env = "TODO_TOKEN_AUDIENCE", default_value = "todo")]
+    audience: String,
+    /// Clock skew forgiven on `exp`/`nbf`, in seconds (at most 60).
+    #[arg(long, env = "TODO_TOKEN_LEEWAY_SECS", default_value_t = 30)]
+    leeway_secs: u64,
+}
+
+/// Runs task-server as the command line says.
+#[must_use]
+pub fn main(cli: Cli) -> ExitCode {
+    let server = cli.server.clone();
+    main_with(&server, "task-server", || dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Error> {
+    let store = cli.server.open_store()?;
+    if matches!(cli.command, Some(Command::Migrate)) {
+        return Ok(());
+    }
+    let keys = &cli.keys;
+    let public = crate::keys::public_key_files(&keys.public_keys, "--jwt-public-key")?;
+    if public.is_empty() && keys.jwks_url.is_none() {
+        return Err(Error::setting(
+            "--jwt-public-key",
+            "give --jwt-public-key or --jwks-url: task-server needs auth-server's public key",
+        ));
+    }
+    let verifier = Arc::new(JwtVerifier::new(
+        KeySet::new(public),
+        &keys.issuer,
+        &keys.audience,
+        keys.leeway_secs,
+    ));
+    let clock = Arc::new(SystemClock);
+    let service = cli.tasks.service(store.clone(), clock.clone());
+    // Signature checks are a read's largest cost: remember verified tokens.
+    let cached = Arc::new(CachingVerifier::new(
+        verifier.clone(),
+        VERIFIED_TOKENS_CACHED,
+    ));
+    // Every request is admitted against the accounts in the shared
+    // database: deleted, disabled and revoked users are refused within 1 s.
+    let gate = Arc::new(AccessGate::new(cached, Arc::new(store.clone()), clock));
+    let mut api =
+        TaskApi::new(service, gate, vec![StoreProbe::shared(store)]).map_err(Error::api("task"))?;
+    if let Some(url) = &keys.jwks_url {
+        let source = Arc::new(JwksSource::new(
+            url,
+            keys.jwks_ca_file.clone(),
+            verifier,
+            Duration::from_secs(keys.jwks_min_refresh_secs),
+        )?);
+        // auth-server may still be starting: a failed first fetch is retried
+        // on the first token with an unknown key.
+        match source.refresh_if_due().await {
+            Ok(_) => tracing::info!(
+                url = %todo_store::redact_url(url),
+                "verification keys fetched"
+            ),
+            Err(error) => tracing::warn!(%error, "could not fetch the JWKS yet"),
+        }
+        if keys.jwks_refresh_secs > 0 {
+            let period = Duration::from_secs(keys.jwks_refresh_secs);
+            tokio::spawn(Arc::clone(&source).refresh_periodically(period));
+        }
+        api = api.with_key_source(source);
+    }
+    run(Arc::new(api), &cli.server, 8444, "task-server", |_| {}).await
+}

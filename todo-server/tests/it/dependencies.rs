@@ -1,0 +1,97 @@
+//! The architecture line: todo-http is the HTTP adapter only. An embedder
+//! who mounts its Routers pulls in neither the database, nor the command
+//! line, nor certificate generation, nor the logging set-up: those are
+//! todo-server's.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
+
+/// What todo-http must not reach through its normal dependencies.
+const FORBIDDEN: &[&str] = &[
+    "todo-store",
+    "todo-server",
+    "diesel",
+    "libsqlite3-sys",
+    "pq-sys",
+    "r2d2",
+    "clap",
+    "rcgen",
+    "tracing-subscriber",
+];
+
+/// The packages `root` reaches through normal (and build) dependencies.
+fn reached_from(metadata: &serde_json::Value, root: &str) -> HashSet<String> {
+    let names: HashMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes: HashMap<&str, &serde_json::Value> = metadata["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let root = names
+        .iter()
+        .find(|(_, name)| **name == root)
+        .map(|(id, _)| *id)
+        .unwrap();
+    let mut seen = HashSet::new();
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        for dep in nodes[id]["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null() || k["kind"] == "build");
+            if normal {
+                stack.push(dep["pkg"].as_str().unwrap());
+            }
+        }
+    }
+    seen.iter().map(|id| names[id].to_owned()).collect()
+}
+
+fn metadata() -> serde_json::Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn todo_http_depends_on_no_store_command_line_certificate_generator_or_log_setup() {
+    let metadata = metadata();
+    let http = reached_from(&metadata, "todo-http");
+    assert!(
+        http.contains("todo-core") && http.contains("todo-auth") && http.contains("hyper"),
+        "the walk found the adapter's own dependencies: {http:?}"
+    );
+    let mut found: Vec<&str> = FORBIDDEN
+        .iter()
+        .copied()
+        .filter(|name| http.contains(*name))
+        .collect();
+    found.sort_unstable();
+    assert!(found.is_empty(), "todo-http depends on {found:?}");
+
+    // The walk does see them where they belong: the wiring has them all.
+    let server = reached_from(&metadata, "todo-server");
+    for name in ["todo-store", "clap", "rcgen", "tracing-subscriber"] {
+        assert!(server.contains(name), "todo-server lost {name}");
+    }
+}
