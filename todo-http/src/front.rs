@@ -39,7 +39,7 @@ pub trait Api: Send + Sync + 'static {
     /// The OpenAPI document, serialised.
     fn openapi(&self) -> Bytes;
     /// Whether its dependencies (the database) answer.
-    fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
+    fn ready(&self) -> impl Future<Output = Result<(), crate::probe::NotReady>> + Send;
     /// Its metrics (the gauges of its probes included).
     fn metrics(&self) -> &Metrics;
 }
@@ -279,7 +279,7 @@ impl<A: Api> Frontend<A> {
                 )),
                 Err(why) => Err(ApiError::unavailable(
                     std::time::Duration::from_secs(5),
-                    Some(why),
+                    Some(crate::problem::chain(&why)),
                 )),
             },
             "/metrics" => {

@@ -233,7 +233,7 @@ mod tests {
     struct Fixed;
 
     impl Probe for Fixed {
-        fn ready(&self) -> Result<(), String> {
+        fn ready(&self) -> Result<(), crate::probe::NotReady> {
             Ok(())
         }
 

@@ -48,7 +48,7 @@ impl Api for OneOrigin {
         self.openapi.clone()
     }
 
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<(), crate::probe::NotReady> {
         self.auth.ready().await?;
         self.tasks.ready().await
     }
@@ -91,7 +91,7 @@ impl Api for AuthWithPage {
         self.auth.openapi()
     }
 
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<(), crate::probe::NotReady> {
         self.auth.ready().await
     }
 

@@ -9,16 +9,22 @@ use todo_core::PasswordHasher;
 
 use crate::metrics::gauge;
 
+/// Why a dependency cannot serve: its error, kept for the log (the
+/// client sees a plain 503).
+#[derive(Debug, thiserror::Error)]
+#[error("not ready: {0}")]
+pub struct NotReady(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
 /// A dependency: can it serve, and what does it report.
 pub trait Probe: Send + Sync {
     /// One round trip, or why it failed. Blocking: called off the executor.
-    fn ready(&self) -> Result<(), String>;
+    fn ready(&self) -> Result<(), NotReady>;
     /// Encodes its gauges into a scrape (see [`gauge`]).
     fn gauges(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result;
 }
 
 impl<H: PasswordHasher> Probe for BoundedHasher<H> {
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), NotReady> {
         Ok(())
     }
 
@@ -39,10 +45,10 @@ impl<H: PasswordHasher> Probe for BoundedHasher<H> {
 }
 
 /// Asks every probe, on the blocking pool.
-pub async fn ready(probes: Vec<Arc<dyn Probe>>) -> Result<(), String> {
+pub async fn ready(probes: Vec<Arc<dyn Probe>>) -> Result<(), NotReady> {
     match tokio::task::spawn_blocking(move || probes.iter().try_for_each(|p| p.ready())).await {
         Ok(result) => result,
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(NotReady(Box::new(e))),
     }
 }
 

@@ -5,8 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, Method};
+use http::HeaderMap;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use serde::de::DeserializeOwned;
@@ -150,90 +149,6 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
     rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0
 }
 
-/// A request as a handler sees it.
-pub struct ApiRequest {
-    pub method: Method,
-    pub headers: HeaderMap,
-    pub query: Option<String>,
-    pub body: RequestBody,
-    pub client: IpAddr,
-    pub limits: std::sync::Arc<HttpLimits>,
-    /// The process's budget for buffered bodies.
-    pub(crate) budget: BodyBudget,
-    /// This request's share of it, held as long as the request.
-    pub(crate) reserved: Option<BodyShare>,
-}
-
-impl std::fmt::Debug for ApiRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiRequest")
-            .field("method", &self.method)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ApiRequest {
-    /// The bearer token from `Authorization` (never from the query string).
-    pub fn bearer(&self) -> Result<&str, ApiError> {
-        crate::extract::bearer(&self.headers)
-    }
-
-    /// Reads the body as JSON into `T`: 415 for another media type, 413 past
-    /// the size limit (before reading it whole), 408 past the time limit,
-    /// 503 when the process's body budget is spent, 400 for malformed JSON
-    /// or unknown fields.
-    pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
-        decode_json(&self.json_bytes().await?)
-    }
-
-    /// The body's bytes, held to the same rules as [`ApiRequest::json`]
-    /// (media type, size, time), for a decoder of `crate::decode`.
-    pub async fn json_bytes(&mut self) -> Result<Bytes, ApiError> {
-        let json_type = self
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .is_some_and(|t| t == "application/json" || t == "application/merge-patch+json");
-        if !json_type {
-            return Err(ApiError::unsupported_media_type());
-        }
-        let limit = self.limits.max_body_bytes;
-        let declared = self
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(ApiError::payload_too_large(limit));
-        }
-        let body = std::mem::replace(&mut self.body, empty_body());
-        let declared = declared.and_then(|n| usize::try_from(n).ok());
-        let read = read_limited(
-            body,
-            limit,
-            declared,
-            (&self.budget, self.client),
-            &mut self.reserved,
-        );
-        let bytes = tokio::time::timeout(self.limits.body_timeout, read)
-            .await
-            .map_err(|_| ApiError::request_timeout())??;
-        Ok(bytes)
-    }
-
-    /// The query string's pairs, percent-decoded; a name given twice is refused.
-    pub fn query_pairs(&self, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
-        query_pairs(self.query.as_deref(), allowed)
-    }
-}
-
 /// A query string's pairs, percent-decoded; an unknown name or a name given
 /// twice is refused.
 pub fn query_pairs(
@@ -251,12 +166,6 @@ pub fn query_pairs(
         pairs.push((name.into_owned(), value.into_owned()));
     }
     Ok(pairs)
-}
-
-fn empty_body() -> RequestBody {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
 
 /// How long a client refused for want of body budget should wait.

@@ -504,7 +504,7 @@ impl Api for TaskApi {
         self.openapi.clone()
     }
 
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<(), crate::probe::NotReady> {
         crate::probe::ready(self.probes.clone()).await
     }
 

@@ -488,8 +488,8 @@ impl StoreProbe {
 }
 
 impl Probe for StoreProbe {
-    fn ready(&self) -> Result<(), String> {
-        self.0.ping().map_err(|e| chain(&e))
+    fn ready(&self) -> Result<(), todo_http::NotReady> {
+        self.0.ping().map_err(|e| todo_http::NotReady(Box::new(e)))
     }
 
     fn gauges(
@@ -516,18 +516,6 @@ impl Probe for StoreProbe {
             state.max,
         )
     }
-}
-
-/// An error and its causes, colon-separated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
