@@ -44,7 +44,13 @@ fn untyped(signature: &str) -> bool {
 fn no_public_function_of_the_library_crates_answers_an_untyped_error() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
-    for krate in ["todo-core", "todo-auth", "todo-store"] {
+    for krate in [
+        "todo-core",
+        "todo-auth",
+        "todo-store",
+        "todo-http",
+        "todo-server",
+    ] {
         rust_files(&workspace.join(krate).join("src"), &mut files);
     }
     assert!(files.len() > 20, "found the sources: {files:?}");
