@@ -449,7 +449,7 @@ type Auth = State<Arc<AuthApi>>;
 async fn register(
     State(api): Auth,
     Client(client): Client,
-    JsonBytes(body): JsonBytes,
+    JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     let registration = decode_registration(&body)?;
     let client = Some(client);
@@ -471,7 +471,7 @@ async fn login(
     State(api): Auth,
     Client(client): Client,
     Session(headers): Session,
-    JsonBytes(body): JsonBytes,
+    JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     let cookie_only = api.cookie_only(&headers, false);
     let mut credentials = decode_credentials(&body)?;
@@ -505,7 +505,7 @@ async fn refresh(
     State(api): Auth,
     Client(client): Client,
     Session(headers): Session,
-    Json(body): Json<RefreshBody>,
+    Json(body, _held): Json<RefreshBody>,
 ) -> Result<ApiResponse, ApiError> {
     let (token, from_cookie) = api.refresh_token(body.refresh_token, &headers)?;
     let token = token.ok_or_else(|| ApiError::from(CoreError::InvalidRefreshToken))?;
@@ -526,7 +526,7 @@ async fn logout(
     State(api): Auth,
     Client(client): Client,
     Session(headers): Session,
-    Json(body): Json<RefreshBody>,
+    Json(body, _held): Json<RefreshBody>,
 ) -> Result<ApiResponse, ApiError> {
     if let (Some(token), _) = api.refresh_token(body.refresh_token, &headers)? {
         let client = Some(client);
@@ -583,7 +583,7 @@ async fn me(State(api): Auth, Caller(me): Caller) -> Result<ApiResponse, ApiErro
 async fn patch_me(
     State(api): Auth,
     Caller(me): Caller,
-    Json(body): Json<PatchMeBody>,
+    Json(body, _held): Json<PatchMeBody>,
 ) -> Result<ApiResponse, ApiError> {
     let patch = AccountPatch {
         email: email(body.email)?,
@@ -602,7 +602,7 @@ async fn change_password(
     State(api): Auth,
     Client(client): Client,
     Caller(me): Caller,
-    Json(body): Json<PasswordBody>,
+    Json(body, _held): Json<PasswordBody>,
 ) -> Result<ApiResponse, ApiError> {
     let client = Some(client);
     call(&api.service.account, move |s| {
@@ -679,7 +679,7 @@ async fn patch_user(
     State(api): Auth,
     Caller(me): Caller,
     Path(id): Path<UserRef>,
-    JsonBytes(body): JsonBytes,
+    JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     let patch = decode_user_patch(&body)?;
     let user = call(&api.service.admin, move |s| s.patch_user(&me, id, patch)).await?;

@@ -16,7 +16,7 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 use todo_core::{Precondition, Principal, TaskId, TaskVersion, UserId};
 
-use crate::admission::BodyBudget;
+use crate::admission::{BodyBudget, BodyShare};
 use crate::problem::ApiError;
 use crate::request::{HttpLimits, decode_json, read_limited};
 
@@ -185,9 +185,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 
 /// The body's bytes, read as JSON bodies are: 415 for another media type,
 /// 413 past the size limit (before reading it whole), 408 past the time
-/// limit, 503 when the process's body budget is spent.
-#[derive(Debug, Clone)]
-pub struct JsonBytes(pub Bytes);
+/// limit, 503 when the process's body budget is spent. The bytes' share of
+/// the budget is held as long as the extractor is: bind it for the whole
+/// handler (`JsonBytes(body, _held)`), so that requests waiting on the
+/// pools still count against the budget.
+#[derive(Debug)]
+pub struct JsonBytes(pub Bytes, pub(crate) Option<BodyShare>);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = ApiError;
@@ -217,7 +220,6 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
             return Err(ApiError::payload_too_large(limit));
         }
         let declared = declared.and_then(|n| usize::try_from(n).ok());
-        // The share is held while the bytes are: given back once decoded.
         let mut share = None;
         let read = read_limited(
             body,
@@ -229,20 +231,63 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
         let bytes = tokio::time::timeout(context.limits.body_timeout, read)
             .await
             .map_err(|_| ApiError::request_timeout())??;
-        Ok(Self(bytes))
+        Ok(Self(bytes, share))
     }
 }
 
 /// A JSON body decoded into a wire type: the rules of [`JsonBytes`], then
-/// 400 for malformed JSON, a missing or an unknown field.
-#[derive(Debug, Clone)]
-pub struct Json<T>(pub T);
+/// 400 for malformed JSON, a missing or an unknown field. Holds the body's
+/// share of the budget as [`JsonBytes`] does (`Json(body, _held)`).
+#[derive(Debug)]
+pub struct Json<T>(pub T, pub(crate) Option<BodyShare>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let JsonBytes(bytes) = JsonBytes::from_request(request, state).await?;
-        decode_json(&bytes).map(Self)
+        let JsonBytes(bytes, held) = JsonBytes::from_request(request, state).await?;
+        decode_json(&bytes).map(|value| Self(value, held))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    /// A request's body stays paid for while its handler holds it (the
+    /// handler may wait on the pools; unpaid, waiting bodies would grow
+    /// past the budget).
+    #[tokio::test]
+    async fn the_body_share_is_held_while_the_handler_holds_the_bytes() {
+        let limits = HttpLimits::default();
+        let budget = BodyBudget::new(1 << 20, limits.max_body_bytes);
+        let before = budget.available();
+        let body = vec![b' '; 10_000];
+        let mut request = http::Request::builder()
+            .method("POST")
+            .uri("/v1/tasks")
+            .header("content-type", "application/json")
+            .header("content-length", body.len().to_string())
+            .body(axum::body::Body::new(
+                http_body_util::Full::new(Bytes::from(body)).map_err(|never| match never {}),
+            ))
+            .unwrap();
+        request.extensions_mut().insert(RequestContext {
+            client: "192.0.2.1".parse().unwrap(),
+            limits: Arc::new(limits),
+            budget: budget.clone(),
+        });
+        let JsonBytes(bytes, held) = JsonBytes::from_request(request, &()).await.unwrap();
+        assert_eq!(bytes.len(), 10_000);
+        assert!(
+            budget.available() <= before - 10_000,
+            "available {} of {before} while the body is held",
+            budget.available()
+        );
+        drop(held);
+        assert_eq!(budget.available(), before, "given back with the extractor");
     }
 }

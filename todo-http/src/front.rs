@@ -184,7 +184,7 @@ impl<A: Api> Frontend<A> {
                         budget: self.budget.clone(),
                     });
                     let request = Request::from_parts(parts, axum::body::Body::new(body));
-                    let (route, response) = self.route(request).await;
+                    let (route, response) = self.route(request, &request_id).await;
                     (route, Ok(response))
                 }
             },
@@ -230,7 +230,11 @@ impl<A: Api> Frontend<A> {
 
     /// Runs the router: the route's name for logs and metrics, and the
     /// answer with its body gathered (our handlers' bodies are whole).
-    async fn route(&self, request: Request<axum::body::Body>) -> (&'static str, ApiResponse) {
+    async fn route(
+        &self,
+        request: Request<axum::body::Body>,
+        request_id: &str,
+    ) -> (&'static str, ApiResponse) {
         let response = match self.router.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -240,6 +244,9 @@ impl<A: Api> Frontend<A> {
             .extensions
             .remove::<RouteName>()
             .map_or("(unmatched)", |name| name.0);
+        if let Some(internal) = parts.extensions.remove::<crate::problem::InternalDetail>() {
+            tracing::error!(target: "todo::http", %request_id, route, error = %internal.0, "request failed");
+        }
         if parts.status == StatusCode::METHOD_NOT_ALLOWED
             && let Some(allow) = parts.headers.get(ALLOW).and_then(|v| v.to_str().ok())
         {
@@ -410,5 +417,106 @@ impl RequestIds {
                 self.next.fetch_add(1, Ordering::Relaxed)
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Counts ERROR events whose fields mention the secret.
+    struct Count(Arc<AtomicUsize>);
+
+    impl tracing::Subscriber for Count {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            struct Find(bool);
+            impl tracing::field::Visit for Find {
+                fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                    self.0 |= format!("{value:?}").contains("database exploded");
+                }
+            }
+            let mut find = Find(false);
+            event.record(&mut find);
+            if *event.metadata().level() == tracing::Level::ERROR && find.0 {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    struct Boom(Metrics);
+
+    impl Api for Boom {
+        fn routes(self: Arc<Self>) -> OpenApiRouter {
+            OpenApiRouter::new().route(
+                "/boom",
+                axum::routing::get(|| async {
+                    Err::<ApiResponse, _>(ApiError::internal("database exploded"))
+                }),
+            )
+        }
+        fn openapi(&self) -> Bytes {
+            Bytes::new()
+        }
+        async fn ready(&self) -> Result<(), crate::probe::NotReady> {
+            Ok(())
+        }
+        fn metrics(&self) -> &Metrics {
+            &self.0
+        }
+    }
+
+    /// A handler's 5xx: a generic body for the client, its cause in the log.
+    #[test]
+    fn a_handlers_500_reaches_the_log_and_not_the_client() {
+        let logged = Arc::new(AtomicUsize::new(0));
+        let _guard = tracing::subscriber::set_default(Count(Arc::clone(&logged)));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let front = Frontend::new(
+            Arc::new(Boom(Metrics::new(&[]))),
+            HttpLimits::default(),
+            TrustedProxies::default(),
+        );
+        let request = Request::builder()
+            .uri("/boom")
+            .body(
+                http_body_util::Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .unwrap();
+        let response = runtime.block_on(front.handle(request, "192.0.2.1".parse().unwrap()));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            response
+                .extensions()
+                .get::<crate::problem::InternalDetail>()
+                .is_none()
+        );
+        let body = runtime
+            .block_on(response.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        assert!(!String::from_utf8_lossy(&body).contains("exploded"));
+        assert_eq!(
+            logged.load(Ordering::SeqCst),
+            1,
+            "the 500's cause was logged once"
+        );
     }
 }

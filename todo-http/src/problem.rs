@@ -66,9 +66,20 @@ pub(crate) struct Problem<'a> {
 
 impl axum::response::IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
-        ApiError::into_response(self).map(axum::body::Body::new)
+        let internal = self.internal.clone();
+        let mut response = ApiError::into_response(self).map(axum::body::Body::new);
+        // For the frontend's log line, with the request id: never sent.
+        if let Some(internal) = internal {
+            response.extensions_mut().insert(InternalDetail(internal));
+        }
+        response
     }
 }
+
+/// What a failed request's log line gets and its client never does (a
+/// 5xx's cause), carried on the response from the handler to the frontend.
+#[derive(Debug, Clone)]
+pub(crate) struct InternalDetail(pub(crate) String);
 
 impl std::ops::Deref for ApiError {
     type Target = ProblemData;

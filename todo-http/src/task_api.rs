@@ -371,7 +371,7 @@ type Tasks = State<Arc<TaskApi>>;
 async fn create_task(
     State(api): Tasks,
     Caller(caller): Caller,
-    JsonBytes(body): JsonBytes,
+    JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     let new = decode_new_task(&body)?;
     let owner = caller.user_id;
@@ -460,7 +460,7 @@ async fn update_task(
     Caller(caller): Caller,
     Path(id): Path<TaskId>,
     IfMatch(condition): IfMatch,
-    JsonBytes(body): JsonBytes,
+    JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     // The request must be valid before its precondition is weighed.
     let patch = decode_task_patch(&body)?;
