@@ -206,6 +206,13 @@ pub enum Error {
     /// Missing, or owned by someone else: the two are never told apart.
     #[error("not found")]
     NotFound,
+    /// `If-Match` named no version of ours at all (a malformed or foreign
+    /// `ETag`): nothing can match it.
+    #[error("the condition names no version of this object (it is at {current})")]
+    Unmatchable {
+        /// The version stored now.
+        current: TaskVersion,
+    },
     /// `If-Match` named a version that is no longer current.
     #[error("the object has changed: its version is now {current}")]
     VersionMismatch {

@@ -54,7 +54,7 @@ impl TaskService {
         match precondition {
             Precondition::Any => Ok(None),
             Precondition::Version(version) => Ok(Some(version)),
-            Precondition::Unmatchable => Err(Error::VersionMismatch {
+            Precondition::Unmatchable => Err(Error::Unmatchable {
                 current: self.get(owner, id)?.version,
             }),
         }

@@ -352,6 +352,16 @@ impl From<CoreError> for ApiError {
                 e.etag = Some(current);
                 e
             }
+            CoreError::Unmatchable { current } => {
+                let mut e = Self::new(
+                    S::PRECONDITION_FAILED,
+                    "urn:todo:problem:version-mismatch",
+                    "Precondition failed",
+                    "If-Match names no version of this task",
+                );
+                e.etag = Some(current);
+                e
+            }
             CoreError::Forbidden => Self::new(
                 S::FORBIDDEN,
                 "urn:todo:problem:forbidden",

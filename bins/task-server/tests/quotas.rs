@@ -385,6 +385,9 @@ async fn preconditions_are_weighed_after_visibility(backend: TestBackend) {
         let reply = with_if_match(&client, method.clone(), &path, &alice, "garbage").await;
         assert_eq!(reply.status, 412, "{method}: {:?}", reply.body);
         assert_eq!(reply.headers["etag"], "\"v1\"");
+        // Said as what it is: the task did not change, the condition is void.
+        let text = String::from_utf8_lossy(&reply.body);
+        assert!(text.contains("If-Match names no version of this task"), "{text}");
     }
 }
 

@@ -433,10 +433,10 @@ fn an_unmatchable_condition_is_not_found_for_others_and_a_mismatch_for_the_owner
         f.tasks.delete_if(f.bob, task.id, Precondition::Unmatchable),
         Err(Error::NotFound)
     ));
-    // The owner's: a mismatch naming the current version.
+    // The owner's: unmatchable, naming the current version.
     assert!(matches!(
         f.tasks.delete_if(f.alice, task.id, Precondition::Unmatchable),
-        Err(Error::VersionMismatch { current }) if current == task.version
+        Err(Error::Unmatchable { current }) if current == task.version
     ));
     let patch = TaskPatch {
         done: Some(true),
