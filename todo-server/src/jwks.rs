@@ -102,9 +102,9 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 pub struct JwksSource {
     url: Uri,
     ca_file: Option<PathBuf>,
-    /// Built at the first fetch (the CA file may appear after we start:
-    /// auth-server creates its self-signed certificate on first start).
-    client: Mutex<Option<HttpsClient>>,
+    /// The client, and the CA file's bytes it was built from (built at the
+    /// first fetch: auth-server may create its certificate after we start).
+    client: Mutex<Option<(Vec<u8>, HttpsClient)>>,
     verifier: Arc<JwtVerifier>,
     min_interval: Duration,
     /// When the last fetch was tried, and whether it worked.
@@ -205,23 +205,35 @@ impl JwksSource {
         }
     }
 
-    /// The client, built on first use.
+    /// The client for this fetch. The CA file is read at every fetch (at
+    /// most every `--jwks-min-refresh-secs`, and once a period): a new
+    /// certificate for auth-server is trusted without a restart, and the
+    /// client (with its pooled connections) is rebuilt only when it changed.
     fn client(&self) -> Result<HttpsClient, JwksError> {
-        let mut slot = self.client.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(client) = slot.as_ref() {
-            return Ok(client.clone());
-        }
         let https = self.url.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let roots = match (&self.ca_file, https) {
-            (Some(path), _) => read_roots(path)?,
+        let pem = match (&self.ca_file, https) {
+            (Some(path), _) => std::fs::read(path).map_err(|source| JwksError::CaFile {
+                path: path.clone(),
+                source,
+            })?,
             (None, true) => return Err(JwksError::NoCa),
             (None, false) => Vec::new(),
+        };
+        let mut slot = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((built_from, client)) = slot.as_ref()
+            && *built_from == pem
+        {
+            return Ok(client.clone());
+        }
+        let roots = match &self.ca_file {
+            Some(path) => parse_roots(path, &pem)?,
+            None => Vec::new(),
         };
         let client = https_client(roots).map_err(|reason| JwksError::CaPem {
             path: self.ca_file.clone().unwrap_or_default(),
             reason,
         })?;
-        *slot = Some(client.clone());
+        *slot = Some((pem, client.clone()));
         Ok(client)
     }
 
@@ -245,13 +257,13 @@ impl JwksSource {
                     source: Box::new(e),
                 })?;
             let status = response.status();
-            let body = response
-                .into_body()
+            // A key set is a few KiB: a larger answer is not one.
+            let body = http_body_util::Limited::new(response.into_body(), MAX_JWKS_BYTES)
                 .collect()
                 .await
                 .map_err(|e| JwksError::Fetch {
                     url: url(),
-                    source: Box::new(e),
+                    source: e,
                 })?
                 .to_bytes();
             Ok::<_, JwksError>((status, body))
@@ -278,13 +290,15 @@ impl KeyRefresh for JwksSource {
     }
 }
 
-/// The certificates in a PEM file.
-fn read_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, JwksError> {
-    let pem = std::fs::read(path).map_err(|source| JwksError::CaFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    CertificateDer::pem_slice_iter(&pem)
+/// The most a JWKS answer may weigh.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// The certificates in the PEM text of the file at `path`.
+fn parse_roots(
+    path: &std::path::Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, JwksError> {
+    CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| JwksError::CaPem {
             path: path.to_owned(),

@@ -387,7 +387,10 @@ async fn preconditions_are_weighed_after_visibility(backend: TestBackend) {
         assert_eq!(reply.headers["etag"], "\"v1\"");
         // Said as what it is: the task did not change, the condition is void.
         let text = String::from_utf8_lossy(&reply.body);
-        assert!(text.contains("If-Match names no version of this task"), "{text}");
+        assert!(
+            text.contains("If-Match names no version of this task"),
+            "{text}"
+        );
     }
 }
 
