@@ -105,11 +105,16 @@ impl TrustedProxies {
     }
 
     /// Whether `ip` is one of the trusted proxies.
+    /// A peer on a dual-stack listener (`[::]`) shows an IPv4 address as
+    /// `::ffff:a.b.c.d`: it is weighed as that IPv4 address too.
     pub fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|(net, bits)| match (net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
-            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
-            _ => false,
+        let canonical = ip.to_canonical();
+        self.0.iter().any(|(net, bits)| {
+            [ip, canonical].into_iter().any(|ip| match (net, ip) {
+                (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
+                (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
+                _ => false,
+            })
         })
     }
 
@@ -350,6 +355,14 @@ mod tests {
             "203.0.113.9".parse::<IpAddr>().unwrap()
         );
         assert_eq!(TrustedProxies::default().client(proxy, &headers), proxy);
+        // A proxy reaching a dual-stack listener shows as `::ffff:10.9.9.9`.
+        let mapped: IpAddr = "::ffff:10.9.9.9".parse().unwrap();
+        assert!(proxies.trusts(mapped));
+        assert_eq!(
+            proxies.client(mapped, &headers),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert!(!proxies.trusts("::ffff:198.51.100.7".parse().unwrap()));
         headers.insert("x-forwarded-for", "garbage".parse().unwrap());
         assert_eq!(proxies.client(proxy, &headers), proxy);
         assert_eq!(
