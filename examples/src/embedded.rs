@@ -14,8 +14,8 @@ use todo_auth::{
 use todo_core::memory::MemoryStore;
 use todo_core::{
     AuthLimits, Credentials, Error as CoreError, Label, Labels, NewTask, Priority,
-    RefreshTokenStore, Registration, TaskQuery, TaskService, TaskStore, Title, TokenPolicy,
-    UserStore,
+    RefreshTokenStore, Registration, SessionService, TaskQuery, TaskService, TaskStore, Title,
+    TokenPolicy, UserStore,
 };
 use todo_store::{DatabaseUrl, SqlStore, StoreConfig};
 
@@ -35,15 +35,17 @@ pub fn memory_store() -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
 }
 
-/// Runs the example on `store`; returns what it would print, line by line.
-pub fn run(store: Arc<dyn Store>, argon2: Argon2Config) -> Result<Vec<String>, Box<dyn Error>> {
-    let mut out = Vec::new();
+/// The session service over `store`, with a fresh Ed25519 signing key
+/// (fine in-process: tokens live minutes), and the verifier of its tokens.
+pub fn sessions(
+    store: &Arc<dyn Store>,
+    argon2: Argon2Config,
+) -> Result<(SessionService, Arc<JwtVerifier>), Box<dyn Error>> {
     let clock = Arc::new(SystemClock);
-    // A fresh signing key each run is fine in-process: tokens live minutes.
     let key = SigningKey::generate(KeyAlgorithm::EdDsa)?;
     let policy = TokenPolicy::default();
     let keys = KeySet::new([key.public_key().clone()]);
-    let verifier = JwtVerifier::new(keys, &policy.issuer, &policy.audience, 30);
+    let verifier = Arc::new(JwtVerifier::new(keys, &policy.issuer, &policy.audience, 30));
     let per_client = LimitPolicy {
         burst: 10,
         period: Duration::from_secs(6),
@@ -51,12 +53,12 @@ pub fn run(store: Arc<dyn Store>, argon2: Argon2Config) -> Result<Vec<String>, B
     };
     // The clock, randomness and refresh-token digest are todo-auth's; no
     // audit log (the default).
-    let auth = todo_auth::auth_services()
+    let sessions = todo_auth::auth_services()
         .users(store.clone())
         .refresh_tokens(store.clone())
         .hasher(Arc::new(Argon2Hasher::new(argon2)?))
         .signer(Arc::new(JwtSigner::new(key)))
-        .verifier(Arc::new(verifier))
+        .verifier(verifier.clone())
         .limits(AuthLimits {
             register_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
@@ -66,6 +68,14 @@ pub fn run(store: Arc<dyn Store>, argon2: Argon2Config) -> Result<Vec<String>, B
         .policy(policy)
         .build()?
         .sessions;
+    Ok((sessions, verifier))
+}
+
+/// Runs the example on `store`; returns what it would print, line by line.
+pub fn run(store: Arc<dyn Store>, argon2: Argon2Config) -> Result<Vec<String>, Box<dyn Error>> {
+    let mut out = Vec::new();
+    let clock = Arc::new(SystemClock);
+    let (auth, _) = sessions(&store, argon2)?;
     let tasks = TaskService::new(store, clock, Arc::new(OsRandom));
 
     let registration = Registration::parse("demo", "correct horse battery", None)

@@ -10,18 +10,14 @@
 
 use std::error::Error;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use todo_auth::{
-    Argon2Config, Argon2Hasher, BackoffPolicy, FailedLoginBackoff, JwtSigner, JwtVerifier,
-    KeyAlgorithm, KeySet, KeyedLimiter, LimitPolicy, OsRandom, SigningKey, SystemClock,
-};
-use todo_core::{AccessGate, AuthLimits, SessionService, TaskService, TokenPolicy};
+use todo_auth::{Argon2Config, OsRandom, SystemClock};
+use todo_core::{AccessGate, SessionService, TaskService};
 use todo_http::{Api, TaskApi};
 
-use crate::embedded::Store;
+use crate::embedded::{self, Store};
 
 /// The host program's application: its own `/hello`, and todo's task API
 /// under `/api` (`/api/v1/tasks`, `/api/v1/tasks/{id}`).
@@ -51,30 +47,7 @@ impl std::fmt::Debug for Parts {
 /// process: tokens live minutes).
 pub fn parts(store: Arc<dyn Store>, argon2: Argon2Config) -> Result<Parts, Box<dyn Error>> {
     let clock = Arc::new(SystemClock);
-    let key = SigningKey::generate(KeyAlgorithm::EdDsa)?;
-    let policy = TokenPolicy::default();
-    let keys = KeySet::new([key.public_key().clone()]);
-    let verifier = Arc::new(JwtVerifier::new(keys, &policy.issuer, &policy.audience, 30));
-    let per_client = LimitPolicy {
-        burst: 10,
-        period: Duration::from_secs(6),
-        max_keys: 10_000,
-    };
-    let sessions = todo_auth::auth_services()
-        .users(store.clone())
-        .refresh_tokens(store.clone())
-        .hasher(Arc::new(Argon2Hasher::new(argon2)?))
-        .signer(Arc::new(JwtSigner::new(key)))
-        .verifier(verifier.clone())
-        .limits(AuthLimits {
-            register_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
-            login_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
-            login_per_account: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
-            login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy::default())),
-        })
-        .policy(policy)
-        .build()?
-        .sessions;
+    let (sessions, verifier) = embedded::sessions(&store, argon2)?;
     let gate = Arc::new(AccessGate::new(verifier, store.clone(), clock.clone()));
     let service = TaskService::new(store, clock, Arc::new(OsRandom));
     let tasks = Arc::new(TaskApi::new(service, gate, Vec::new())?);

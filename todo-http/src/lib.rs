@@ -8,7 +8,9 @@
 //!
 //! Handlers decode wire DTOs into domain types, call one core service method
 //! on the blocking pool, and render the result; no business rule lives here.
-//! Another program can mount either API by building its [`Frontend`].
+//! Another program mounts either API as an axum `Router` ([`Api::routes`];
+//! `examples/src/mounted.rs`), or serves it as our servers do, behind a
+//! [`Frontend`] with [`serve`].
 
 mod admission;
 pub mod audit;

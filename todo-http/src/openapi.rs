@@ -154,9 +154,8 @@ fn common_responses(authenticated: bool) -> Vec<(&'static str, &'static str)> {
 }
 
 /// The finished document of an API: `base` with `api`'s operations and
-/// schemas (as its handlers and wire types describe them) and `legacy`
-/// (paths and schemas still written by hand, until their handlers carry
-/// their own descriptions), every API operation then completed alike:
+/// schemas (as its handlers and wire types describe them), every operation
+/// then completed alike:
 ///
 /// - `security: [{}]` (what `security(())` writes) becomes `security: []`;
 /// - every error response without a body gets the `Problem` body;
@@ -165,7 +164,7 @@ fn common_responses(authenticated: bool) -> Vec<(&'static str, &'static str)> {
 /// - the domain's limits are set on the schemas and parameters that carry
 ///   them ([`limits`]).
 #[must_use]
-pub fn document(base: OpenApi, api: OpenApi, legacy: Option<Value>) -> Value {
+pub fn document(base: OpenApi, api: OpenApi) -> Value {
     let mut own = api;
     // `OpenApi::merge` keeps the first of two schemas of one name: the API's
     // own come first, the base adds what they lack.
@@ -179,13 +178,6 @@ pub fn document(base: OpenApi, api: OpenApi, legacy: Option<Value>) -> Value {
             Value::Null
         }
     };
-    if let Some(legacy) = legacy {
-        merge_members(&mut document["paths"], &legacy["paths"]);
-        merge_members(
-            &mut document["components"]["schemas"],
-            &legacy["components"]["schemas"],
-        );
-    }
     if let Some(paths) = document["paths"].as_object_mut() {
         for item in paths.values_mut() {
             if let Some(item) = item.as_object_mut() {
@@ -391,7 +383,6 @@ pub fn tasks() -> Value {
     document(
         base("todo task-server", "Each user's own tasks."),
         crate::task_api::documented(),
-        None,
     )
 }
 
@@ -404,7 +395,6 @@ pub fn auth() -> Value {
             "Registration, login, tokens, accounts and their administration.",
         ),
         crate::auth_api::documented(),
-        None,
     )
 }
 
@@ -421,6 +411,5 @@ pub fn one_origin() -> Value {
             both.merge(crate::task_api::documented());
             both
         },
-        None,
     )
 }
