@@ -53,6 +53,7 @@ fn app() -> &'static App {
             .signer(Arc::new(JwtSigner::new(key)))
             .verifier(verifier.clone())
             .policy(policy)
+            .limits(todo_core::AuthLimits::unlimited())
             .build()
             .unwrap();
         let registration = Registration::parse("fuzzer", "correct horse", None).unwrap();

@@ -2,6 +2,7 @@
 //! handler per operation, each taking typed extractors (the caller, the
 //! path's id, the JSON body) and describing itself for the OpenAPI document.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, RawQuery, State};
@@ -21,27 +22,19 @@ use utoipa_axum::routes;
 use crate::blocking::call;
 use crate::extract::{Authenticates, Caller, Client, Json, JsonBytes, Path, PathId, bearer};
 use crate::front::{Api, ApiResponse, json, json_value, no_content};
-use crate::metrics::Metrics;
-use crate::probe::Probe;
+use crate::probe::{Operations, Probe};
 use crate::problem::ApiError;
 use crate::request::query_int;
 
 /// The auth API over the [`AuthServices`].
+#[derive(Debug)]
 pub struct AuthApi {
     service: AuthServices,
     /// The refresh token's cookie lifetime, when the one-origin web page's
     /// cookie sessions are on.
     cookie_max_age: Option<u64>,
     jwks: Bytes,
-    probes: Vec<Arc<dyn Probe>>,
-    metrics: Metrics,
-    openapi: Bytes,
-}
-
-impl std::fmt::Debug for AuthApi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthApi").finish_non_exhaustive()
-    }
+    ops: Operations,
 }
 
 impl AuthApi {
@@ -55,9 +48,7 @@ impl AuthApi {
             service,
             cookie_max_age: None,
             jwks: Bytes::from(serde_json::to_vec(jwks)?),
-            metrics: Metrics::new(&probes),
-            probes,
-            openapi: Bytes::from(serde_json::to_vec(&crate::openapi::auth())?),
+            ops: Operations::new(probes, &crate::openapi::auth())?,
         })
     }
 
@@ -79,18 +70,13 @@ impl AuthApi {
     fn refresh_token(
         &self,
         body: Option<String>,
-        headers: &HeaderMap,
+        session: &Session,
     ) -> Result<(Option<RefreshToken>, bool), ApiError> {
-        let (raw, from_cookie) = match body {
-            Some(raw) => (raw, false),
-            None => match self
-                .cookie_max_age
-                .and_then(|_| cookie(headers, REFRESH_COOKIE))
-            {
-                Some(raw) => (raw, true),
-                None if self.cookie_max_age.is_some() => return Ok((None, false)),
-                None => return Err(ApiError::field("refresh_token", "is required")),
-            },
+        let (raw, from_cookie) = match (body, &session.refresh_cookie) {
+            (Some(raw), _) => (raw, false),
+            (None, Some(raw)) => (raw.clone(), true),
+            (None, None) if self.cookie_max_age.is_some() => return Ok((None, false)),
+            (None, None) => return Err(ApiError::field("refresh_token", "is required")),
         };
         Ok((RefreshToken::parse(&raw), from_cookie))
     }
@@ -99,8 +85,8 @@ impl AuthApi {
     /// sessions, for a browser, and whenever the token came from the cookie
     /// (so that a script in the page cannot trade the cookie for a readable
     /// token).
-    fn cookie_only(&self, headers: &HeaderMap, from_cookie: bool) -> bool {
-        self.cookie_max_age.is_some() && (from_cookie || from_browser(headers))
+    fn cookie_only(&self, session: &Session, from_cookie: bool) -> bool {
+        self.cookie_max_age.is_some() && (from_cookie || session.from_browser)
     }
 
     fn with_cookie(&self, mut response: ApiResponse, token: Option<&RefreshToken>) -> ApiResponse {
@@ -151,20 +137,48 @@ impl Authenticates for AuthApi {
     }
 }
 
-/// A request to a session endpoint (login, refresh, logout), with its
-/// headers (for the cookies): with cookie sessions, refused (403) when a
-/// browser says it comes from another origin or site, before its body is
-/// read, since these endpoints act on (or hand out) the cookie.
-struct Session(HeaderMap);
+/// A request to a session endpoint (login, refresh, logout): its client,
+/// and, with cookie sessions, its cookies and whether a browser sent it.
+/// With cookie sessions, refused (403) when a browser says it comes from
+/// another origin or site, before its body is read, since these endpoints
+/// act on (or hand out) the cookie.
+struct Session {
+    client: Option<IpAddr>,
+    /// The refresh token's cookie (cookie sessions only).
+    refresh_cookie: Option<String>,
+    /// The device token's cookie (cookie sessions only).
+    device_cookie: Option<String>,
+    /// Whether a browser sent it (cookie sessions only).
+    from_browser: bool,
+}
 
 impl FromRequestParts<Arc<AuthApi>> for Session {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<AuthApi>) -> Result<Self, ApiError> {
-        if api.cookie_max_age.is_some() && cross_origin(&parts.headers) {
+        let Client(client) = Client::from_request_parts(parts, api).await?;
+        if api.cookie_max_age.is_none() {
+            return Ok(Self {
+                client,
+                refresh_cookie: None,
+                device_cookie: None,
+                from_browser: false,
+            });
+        }
+        // HTTP/2 names the host in the URI (`:authority`), not in `Host`.
+        let host = match parts.headers.get(http::header::HOST) {
+            Some(host) => Some(host.as_bytes()),
+            None => parts.uri.authority().map(|a| a.as_str().as_bytes()),
+        };
+        if cross_origin(&parts.headers, host) {
             return Err(ApiError::cross_origin());
         }
-        Ok(Self(parts.headers.clone()))
+        Ok(Self {
+            client,
+            refresh_cookie: cookie(&parts.headers, REFRESH_COOKIE),
+            device_cookie: cookie(&parts.headers, DEVICE_COOKIE),
+            from_browser: from_browser(&parts.headers),
+        })
     }
 }
 
@@ -235,12 +249,11 @@ fn from_browser(headers: &HeaderMap) -> bool {
 /// `Sec-Fetch-Site` other than `same-origin`, or an `Origin` other than
 /// `https://` and the request's own host. A request with neither header (an
 /// API client) is not cross-origin; one whose headers cannot be read is.
-fn cross_origin(headers: &HeaderMap) -> bool {
+fn cross_origin(headers: &HeaderMap, host: Option<&[u8]>) -> bool {
     let mut sites = headers.get_all("sec-fetch-site").iter();
     let site_ok = sites.all(|v| v.as_bytes() == b"same-origin");
     let mut origins = headers.get_all(http::header::ORIGIN).iter();
     let origin_ok = origins.all(|origin| {
-        let host = headers.get(http::header::HOST).map(HeaderValue::as_bytes);
         match (origin.as_bytes().strip_prefix(b"https://"), host) {
             (Some(origin), Some(host)) => same_authority(origin, host),
             _ => false,
@@ -452,7 +465,6 @@ async fn register(
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     let registration = decode_registration(&body)?;
-    let client = Some(client);
     let user = call(&api.service.sessions, move |s| {
         s.register(client, registration)
     })
@@ -469,23 +481,22 @@ async fn register(
     ))]
 async fn login(
     State(api): Auth,
-    Client(client): Client,
-    Session(headers): Session,
+    session: Session,
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
-    let cookie_only = api.cookie_only(&headers, false);
+    let cookie_only = api.cookie_only(&session, false);
     let mut credentials = decode_credentials(&body)?;
-    if credentials.device.is_none() && api.cookie_max_age.is_some() {
-        credentials = credentials.with_device(cookie(&headers, DEVICE_COOKIE).as_deref());
+    if credentials.device.is_none() {
+        credentials = credentials.with_device(session.device_cookie.as_deref());
     }
-    let client = Some(client);
+    let client = session.client;
     let outcome = call(&api.service.sessions, move |s| {
         s.login(client, &credentials)
     })
     .await;
     match &outcome {
-        Ok(_) => api.metrics.login_succeeded(),
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => api.metrics.login_failed(),
+        Ok(_) => api.ops.metrics().login_succeeded(),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => api.ops.metrics().login_failed(),
         Err(_) => {}
     };
     let pair = outcome?;
@@ -503,14 +514,13 @@ async fn login(
     ))]
 async fn refresh(
     State(api): Auth,
-    Client(client): Client,
-    Session(headers): Session,
+    session: Session,
     Json(body, _held): Json<RefreshBody>,
 ) -> Result<ApiResponse, ApiError> {
-    let (token, from_cookie) = api.refresh_token(body.refresh_token, &headers)?;
+    let (token, from_cookie) = api.refresh_token(body.refresh_token, &session)?;
     let token = token.ok_or_else(|| ApiError::from(CoreError::InvalidRefreshToken))?;
-    let cookie_only = api.cookie_only(&headers, from_cookie);
-    let client = Some(client);
+    let cookie_only = api.cookie_only(&session, from_cookie);
+    let client = session.client;
     let pair = call(&api.service.sessions, move |s| s.refresh(client, &token)).await?;
     let body = token_pair(&pair, cookie_only)?;
     Ok(api.with_cookie(body, Some(&pair.refresh_token)))
@@ -524,12 +534,11 @@ async fn refresh(
     ))]
 async fn logout(
     State(api): Auth,
-    Client(client): Client,
-    Session(headers): Session,
+    session: Session,
     Json(body, _held): Json<RefreshBody>,
 ) -> Result<ApiResponse, ApiError> {
-    if let (Some(token), _) = api.refresh_token(body.refresh_token, &headers)? {
-        let client = Some(client);
+    if let (Some(token), _) = api.refresh_token(body.refresh_token, &session)? {
+        let client = session.client;
         call(&api.service.sessions, move |s| s.logout(client, &token)).await?;
     }
     Ok(api.with_cookie(no_content(), None))
@@ -604,7 +613,6 @@ async fn change_password(
     Caller(me): Caller,
     Json(body, _held): Json<PasswordBody>,
 ) -> Result<ApiResponse, ApiError> {
-    let client = Some(client);
     call(&api.service.account, move |s| {
         s.change_password(client, &me, &body.current_password, &body.new_password)
     })
@@ -640,13 +648,8 @@ async fn list_users(
         s.list_users(&me, limit, cursor)
     })
     .await?;
-    json_value(
-        StatusCode::OK,
-        &UsersPage {
-            items: page.items.iter().map(UserDto::from).collect(),
-            next_cursor: page.next_cursor.map(|c| c.to_string()),
-        },
-    )
+    let (items, next_cursor) = crate::dto::page(&page);
+    json_value(StatusCode::OK, &UsersPage { items, next_cursor })
 }
 
 /// Get a user (admin).
@@ -713,16 +716,8 @@ impl Api for AuthApi {
         auth_routes().with_state(self)
     }
 
-    fn openapi(&self) -> Bytes {
-        self.openapi.clone()
-    }
-
-    async fn ready(&self) -> Result<(), crate::probe::NotReady> {
-        crate::probe::ready(self.probes.clone()).await
-    }
-
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
+    fn operations(&self) -> &Operations {
+        &self.ops
     }
 }
 

@@ -11,3 +11,11 @@ where
 {
     Option::<T>::deserialize(deserializer).map(Some)
 }
+
+/// A page's items as wire DTOs, and where the next page starts as text.
+pub fn page<'a, T, D: From<&'a T>, C: std::fmt::Display>(
+    page: &'a todo_core::Page<T, C>,
+) -> (Vec<D>, Option<String>) {
+    let items = page.items.iter().map(D::from).collect();
+    (items, page.next_cursor.as_ref().map(ToString::to_string))
+}

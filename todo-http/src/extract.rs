@@ -5,10 +5,10 @@
 //! (401 before anything else), then the path, then the body (read last,
 //! and only for a caller who may send one).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, IF_MATCH};
@@ -42,31 +42,45 @@ static STANDALONE: LazyLock<(Arc<HttpLimits>, BodyBudget)> = LazyLock::new(|| {
 
 impl RequestContext {
     /// The frontend's context, else (a router mounted in another program's
-    /// app, whose own layers bound what clients send) the defaults, all
-    /// clients as one.
+    /// app, whose own layers bound what clients send) the defaults, with
+    /// the peer's address where the host gives it ([`peer`]) and all
+    /// clients as one where it does not.
     fn of(parts: &Parts) -> Self {
         if let Some(context) = parts.extensions.get::<Self>() {
             return context.clone();
         }
         Self {
-            client: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            client: peer(parts).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             limits: Arc::clone(&STANDALONE.0),
             budget: STANDALONE.1.clone(),
         }
     }
 }
 
-/// The client's address (see [`RequestContext::client`]).
+/// The peer of a router mounted in another program's app, when that app
+/// serves it with `into_make_service_with_connect_info::<SocketAddr>()`.
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+/// The client's address: [`RequestContext::client`] behind a
+/// [`crate::Frontend`]; the peer's where a host app gives it
+/// (`ConnectInfo<SocketAddr>`); else unknown, and the per-client limits of
+/// the services do not apply (one shared bucket would let any client lock
+/// every other out; the per-account limits still hold).
 #[derive(Debug, Clone, Copy)]
-pub struct Client(pub IpAddr);
+pub struct Client(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         Ok(Self(match parts.extensions.get::<RequestContext>() {
-            Some(context) => context.client,
-            None => RequestContext::of(parts).client,
+            Some(context) => Some(context.client),
+            None => peer(parts),
         }))
     }
 }

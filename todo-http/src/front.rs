@@ -6,7 +6,6 @@
 //! the metrics.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
@@ -24,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::admission::{BodyBudget, ClientSlots};
 use crate::extract::RequestContext;
-use crate::metrics::Metrics;
+use crate::probe::Operations;
 use crate::problem::ApiError;
 use crate::request::{HttpLimits, RequestBody, TrustedProxies};
 
@@ -36,12 +35,8 @@ pub trait Api: Send + Sync + 'static {
     /// Its routes, each documented by the handler that serves it (the
     /// shared endpoints aside).
     fn routes(self: Arc<Self>) -> OpenApiRouter;
-    /// The OpenAPI document, serialised.
-    fn openapi(&self) -> Bytes;
-    /// Whether its dependencies (the database) answer.
-    fn ready(&self) -> impl Future<Output = Result<(), crate::probe::NotReady>> + Send;
-    /// Its metrics (the gauges of its probes included).
-    fn metrics(&self) -> &Metrics;
+    /// Its readiness, metrics and OpenAPI document.
+    fn operations(&self) -> &Operations;
 }
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -215,7 +210,10 @@ impl<A: Api> Frontend<A> {
             .or_insert(HeaderValue::from_static("no-store"));
         let status = response.status().as_u16();
         let took = started.elapsed();
-        self.api.metrics().record(route, method, status, took);
+        self.api
+            .operations()
+            .metrics()
+            .record(route, method, status, took);
         tracing::info!(
             target: "todo::http",
             %request_id,
@@ -279,7 +277,7 @@ impl<A: Api> Frontend<A> {
                 StatusCode::OK,
                 Bytes::from_static(b"{\"status\":\"ok\"}"),
             )),
-            "/readyz" => match self.api.ready().await {
+            "/readyz" => match self.api.operations().ready().await {
                 Ok(()) => Ok(json(
                     StatusCode::OK,
                     Bytes::from_static(b"{\"status\":\"ready\"}"),
@@ -291,7 +289,7 @@ impl<A: Api> Frontend<A> {
             },
             "/metrics" => {
                 let mut text = String::with_capacity(4096);
-                self.api.metrics().render(&mut text);
+                self.api.operations().metrics().render(&mut text);
                 let mut response = Response::new(Full::new(Bytes::from(text)));
                 response.headers_mut().insert(
                     CONTENT_TYPE,
@@ -299,7 +297,7 @@ impl<A: Api> Frontend<A> {
                 );
                 Ok(response)
             }
-            _ => Ok(json(StatusCode::OK, self.api.openapi())),
+            _ => Ok(json(StatusCode::OK, self.api.operations().openapi())),
         }
     }
 }
@@ -456,7 +454,7 @@ mod tests {
         fn exit(&self, _: &tracing::span::Id) {}
     }
 
-    struct Boom(Metrics);
+    struct Boom(Operations);
 
     impl Api for Boom {
         fn routes(self: Arc<Self>) -> OpenApiRouter {
@@ -467,13 +465,7 @@ mod tests {
                 }),
             )
         }
-        fn openapi(&self) -> Bytes {
-            Bytes::new()
-        }
-        async fn ready(&self) -> Result<(), crate::probe::NotReady> {
-            Ok(())
-        }
-        fn metrics(&self) -> &Metrics {
+        fn operations(&self) -> &Operations {
             &self.0
         }
     }
@@ -488,7 +480,9 @@ mod tests {
             .build()
             .unwrap();
         let front = Frontend::new(
-            Arc::new(Boom(Metrics::new(&[]))),
+            Arc::new(Boom(
+                Operations::new(Vec::new(), &utoipa::openapi::OpenApi::default()).unwrap(),
+            )),
             HttpLimits::default(),
             TrustedProxies::default(),
         );

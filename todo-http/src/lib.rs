@@ -37,7 +37,7 @@ pub use front::{Api, ApiResponse, Frontend, MetricsExposure};
 pub use keys::{KeyRefresh, RefreshError};
 pub use metrics::{Metrics, gauge};
 pub use one_origin::{AuthWithPage, OneOrigin};
-pub use probe::{NotReady, Probe};
+pub use probe::{NotReady, Operations, Probe};
 pub use problem::{ApiError, ProblemData};
 pub use request::{HttpLimits, ProxyListError, RequestBody, TrustedProxies};
 pub use server::{serve, shutdown_signal};

@@ -4,24 +4,18 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::front::Api;
-use crate::metrics::Metrics;
+use crate::probe::Operations;
 use crate::{AuthApi, TaskApi, web};
 
 /// auth-server's and task-server's APIs and the web page behind one [`crate::Frontend`].
+#[derive(Debug)]
 pub struct OneOrigin {
     auth: Arc<AuthApi>,
     tasks: Arc<TaskApi>,
-    openapi: Bytes,
-}
-
-impl std::fmt::Debug for OneOrigin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OneOrigin").finish_non_exhaustive()
-    }
+    ops: Operations,
 }
 
 impl OneOrigin {
@@ -29,9 +23,9 @@ impl OneOrigin {
     pub fn new(auth: AuthApi, tasks: TaskApi) -> Result<Self, serde_json::Error> {
         let document = crate::openapi::one_origin();
         Ok(Self {
+            ops: Operations::joined(auth.operations(), tasks.operations(), &document)?,
             auth: Arc::new(auth),
             tasks: Arc::new(tasks),
-            openapi: Bytes::from(serde_json::to_vec(&document)?),
         })
     }
 }
@@ -44,17 +38,8 @@ impl Api for OneOrigin {
             .merge(web::router())
     }
 
-    fn openapi(&self) -> Bytes {
-        self.openapi.clone()
-    }
-
-    async fn ready(&self) -> Result<(), crate::probe::NotReady> {
-        self.auth.ready().await?;
-        self.tasks.ready().await
-    }
-
-    fn metrics(&self) -> &Metrics {
-        self.auth.metrics()
+    fn operations(&self) -> &Operations {
+        &self.ops
     }
 }
 
@@ -62,14 +47,9 @@ impl Api for OneOrigin {
 /// origin as [`OneOrigin`], spread over two services by a gateway that
 /// routes the page's files and `/v1/auth`, `/v1/users` here and `/v1/tasks`
 /// to task-server. Cookie sessions are on.
+#[derive(Debug)]
 pub struct AuthWithPage {
     auth: Arc<AuthApi>,
-}
-
-impl std::fmt::Debug for AuthWithPage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthWithPage").finish_non_exhaustive()
-    }
 }
 
 impl AuthWithPage {
@@ -87,15 +67,7 @@ impl Api for AuthWithPage {
         Arc::clone(&self.auth).routes().merge(web::router())
     }
 
-    fn openapi(&self) -> Bytes {
-        self.auth.openapi()
-    }
-
-    async fn ready(&self) -> Result<(), crate::probe::NotReady> {
-        self.auth.ready().await
-    }
-
-    fn metrics(&self) -> &Metrics {
-        self.auth.metrics()
+    fn operations(&self) -> &Operations {
+        self.auth.operations()
     }
 }

@@ -116,6 +116,27 @@ impl ApiError {
         }))
     }
 
+    /// With a `WWW-Authenticate` challenge (a 401).
+    #[must_use]
+    pub fn with_challenge(mut self, challenge: &'static str) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    /// With the current version's `ETag` (a 412).
+    #[must_use]
+    pub fn with_etag(mut self, version: TaskVersion) -> Self {
+        self.etag = Some(version);
+        self
+    }
+
+    /// With `Retry-After` (a 429 or 503).
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
     /// 400: the request cannot be understood.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(
@@ -221,26 +242,24 @@ impl ApiError {
 
     /// No `Authorization: Bearer` header.
     pub fn missing_token() -> Self {
-        let mut error = Self::new(
+        Self::new(
             StatusCode::UNAUTHORIZED,
             "urn:todo:problem:unauthorized",
             "Unauthorized",
             "an access token is required",
-        );
-        error.challenge = Some("Bearer");
-        error
+        )
+        .with_challenge("Bearer")
     }
 
     /// Any invalid access token: one body whichever check failed.
     pub fn invalid_token() -> Self {
-        let mut error = Self::new(
+        Self::new(
             StatusCode::UNAUTHORIZED,
             "urn:todo:problem:invalid-token",
             "Unauthorized",
             "the access token is invalid or expired",
-        );
-        error.challenge = Some("Bearer error=\"invalid_token\"");
-        error
+        )
+        .with_challenge("Bearer error=\"invalid_token\"")
     }
 
     /// 500; `detail` goes to the log, never to the client.
@@ -308,16 +327,13 @@ impl From<CoreError> for ApiError {
         use StatusCode as S;
         match error {
             CoreError::Invalid(errors) => Self::validation(errors),
-            CoreError::InvalidCredentials => {
-                let mut e = Self::new(
-                    S::UNAUTHORIZED,
-                    "urn:todo:problem:invalid-credentials",
-                    "Unauthorized",
-                    "invalid username or password",
-                );
-                e.challenge = Some("Bearer");
-                e
-            }
+            CoreError::InvalidCredentials => Self::new(
+                S::UNAUTHORIZED,
+                "urn:todo:problem:invalid-credentials",
+                "Unauthorized",
+                "invalid username or password",
+            )
+            .with_challenge("Bearer"),
             CoreError::WrongPassword => Self::new(
                 S::FORBIDDEN,
                 "urn:todo:problem:wrong-password",
@@ -342,26 +358,20 @@ impl From<CoreError> for ApiError {
                 "the username is taken",
             ),
             CoreError::NotFound => Self::not_found(),
-            CoreError::VersionMismatch { current } => {
-                let mut e = Self::new(
-                    S::PRECONDITION_FAILED,
-                    "urn:todo:problem:version-mismatch",
-                    "Precondition failed",
-                    format!("the task has changed: its version is now {current}"),
-                );
-                e.etag = Some(current);
-                e
-            }
-            CoreError::Unmatchable { current } => {
-                let mut e = Self::new(
-                    S::PRECONDITION_FAILED,
-                    "urn:todo:problem:version-mismatch",
-                    "Precondition failed",
-                    "If-Match names no version of this task",
-                );
-                e.etag = Some(current);
-                e
-            }
+            CoreError::VersionMismatch { current } => Self::new(
+                S::PRECONDITION_FAILED,
+                "urn:todo:problem:version-mismatch",
+                "Precondition failed",
+                format!("the task has changed: its version is now {current}"),
+            )
+            .with_etag(current),
+            CoreError::Unmatchable { current } => Self::new(
+                S::PRECONDITION_FAILED,
+                "urn:todo:problem:version-mismatch",
+                "Precondition failed",
+                "If-Match names no version of this task",
+            )
+            .with_etag(current),
             CoreError::Forbidden => Self::new(
                 S::FORBIDDEN,
                 "urn:todo:problem:forbidden",
@@ -371,16 +381,13 @@ impl From<CoreError> for ApiError {
             CoreError::Conflict(why) => {
                 Self::new(S::CONFLICT, "urn:todo:problem:conflict", "Conflict", why)
             }
-            CoreError::RateLimited { retry_after } => {
-                let mut e = Self::new(
-                    S::TOO_MANY_REQUESTS,
-                    "urn:todo:problem:rate-limited",
-                    "Too many requests",
-                    "slow down and try again later",
-                );
-                e.retry_after = Some(retry_after);
-                e
-            }
+            CoreError::RateLimited { retry_after } => Self::new(
+                S::TOO_MANY_REQUESTS,
+                "urn:todo:problem:rate-limited",
+                "Too many requests",
+                "slow down and try again later",
+            )
+            .with_retry_after(retry_after),
             CoreError::QuotaExceeded { what, limit } => Self::new(
                 S::FORBIDDEN,
                 "urn:todo:problem:quota-exceeded",

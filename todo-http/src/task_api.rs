@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
-use bytes::Bytes;
 use http::StatusCode;
 use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
@@ -21,25 +20,17 @@ use crate::blocking::call;
 use crate::extract::{Authenticates, Caller, IfMatch, JsonBytes, Path};
 use crate::front::{Api, ApiResponse, json_value, no_content};
 use crate::keys::KeyRefresh;
-use crate::metrics::Metrics;
-use crate::probe::Probe;
+use crate::probe::{Operations, Probe};
 use crate::problem::ApiError;
 use crate::request::{query_bool, query_int};
 
 /// The task API over a [`TaskService`].
+#[derive(Debug)]
 pub struct TaskApi {
     service: TaskService,
     gate: Arc<AccessGate>,
     keys: Option<Arc<dyn KeyRefresh>>,
-    probes: Vec<Arc<dyn Probe>>,
-    metrics: Metrics,
-    openapi: Bytes,
-}
-
-impl std::fmt::Debug for TaskApi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TaskApi").finish_non_exhaustive()
-    }
+    ops: Operations,
 }
 
 impl TaskApi {
@@ -54,9 +45,7 @@ impl TaskApi {
             service,
             gate,
             keys: None,
-            metrics: Metrics::new(&probes),
-            probes,
-            openapi: Bytes::from(serde_json::to_vec(&crate::openapi::tasks())?),
+            ops: Operations::new(probes, &crate::openapi::tasks())?,
         })
     }
 
@@ -341,9 +330,11 @@ pub fn decode_list_query(raw: Option<&str>) -> Result<(TaskQuery, Option<TaskCur
     Ok((query, cursor))
 }
 
-fn with_etag(mut response: ApiResponse, task: &Task) -> ApiResponse {
+/// A task as the body of `status`, with its version as the `ETag`.
+fn task_response(status: StatusCode, task: &Task) -> Result<ApiResponse, ApiError> {
+    let mut response = json_value(status, &TaskDto::from(task))?;
     response.headers_mut().insert(ETAG, etag(task.version));
-    response
+    Ok(response)
 }
 
 /// The task API's routes, each with the description its handler carries.
@@ -376,10 +367,7 @@ async fn create_task(
     let new = decode_new_task(&body)?;
     let owner = caller.user_id;
     let task = call(&api.service, move |s| s.create(owner, new)).await?;
-    let mut response = with_etag(
-        json_value(StatusCode::CREATED, &TaskDto::from(&task))?,
-        &task,
-    );
+    let mut response = task_response(StatusCode::CREATED, &task)?;
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/tasks/{}", task.id)) {
         response.headers_mut().insert(LOCATION, location);
     }
@@ -411,13 +399,8 @@ async fn list_tasks(
         s.list(owner, &query, cursor.as_ref())
     })
     .await?;
-    json_value(
-        StatusCode::OK,
-        &TaskPage {
-            items: page.items.iter().map(TaskDto::from).collect(),
-            next_cursor: page.next_cursor.map(|c| c.to_string()),
-        },
-    )
+    let (items, next_cursor) = crate::dto::page(&page);
+    json_value(StatusCode::OK, &TaskPage { items, next_cursor })
 }
 
 /// Get a task.
@@ -435,10 +418,7 @@ async fn get_task(
 ) -> Result<ApiResponse, ApiError> {
     let owner = caller.user_id;
     let task = call(&api.service, move |s| s.get(owner, id)).await?;
-    Ok(with_etag(
-        json_value(StatusCode::OK, &TaskDto::from(&task))?,
-        &task,
-    ))
+    task_response(StatusCode::OK, &task)
 }
 
 /// Change a task (JSON merge patch).
@@ -469,10 +449,7 @@ async fn update_task(
         s.update_if(owner, id, patch, condition)
     })
     .await?;
-    Ok(with_etag(
-        json_value(StatusCode::OK, &TaskDto::from(&task))?,
-        &task,
-    ))
+    task_response(StatusCode::OK, &task)
 }
 
 /// Delete a task.
@@ -500,15 +477,7 @@ impl Api for TaskApi {
         task_routes().with_state(self)
     }
 
-    fn openapi(&self) -> Bytes {
-        self.openapi.clone()
-    }
-
-    async fn ready(&self) -> Result<(), crate::probe::NotReady> {
-        crate::probe::ready(self.probes.clone()).await
-    }
-
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
+    fn operations(&self) -> &Operations {
+        &self.ops
     }
 }

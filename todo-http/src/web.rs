@@ -23,33 +23,28 @@ pub struct Asset {
     pub body: &'static str,
 }
 
+impl Asset {
+    const fn new(path: &'static str, content_type: &'static str, body: &'static str) -> Self {
+        Self {
+            path,
+            content_type,
+            body,
+        }
+    }
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const SVG: &str = "image/svg+xml";
+
 /// Every file of the page.
 pub static ASSETS: &[Asset] = &[
-    Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        body: include_str!("../../web/index.html"),
-    },
-    Asset {
-        path: "/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../web/app.js"),
-    },
-    Asset {
-        path: "/api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../web/api.js"),
-    },
-    Asset {
-        path: "/app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../../web/app.css"),
-    },
-    Asset {
-        path: "/favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_str!("../../web/favicon.svg"),
-    },
+    Asset::new("/", HTML, include_str!("../../web/index.html")),
+    Asset::new("/app.js", JS, include_str!("../../web/app.js")),
+    Asset::new("/api.js", JS, include_str!("../../web/api.js")),
+    Asset::new("/app.css", CSS, include_str!("../../web/app.css")),
+    Asset::new("/favicon.svg", SVG, include_str!("../../web/favicon.svg")),
 ];
 
 /// The policy for the page: its own files only; no inline script or style,
@@ -67,6 +62,19 @@ pub fn router() -> OpenApiRouter {
     router
 }
 
+/// What every file of the page is sent with: the policy, isolation from
+/// other origins, no powerful features, HTTPS only.
+const PAGE_HEADERS: [(&str, &str); 5] = [
+    ("content-security-policy", CONTENT_SECURITY_POLICY),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=()",
+    ),
+    ("strict-transport-security", "max-age=31536000"),
+];
+
 /// Serves one of the page's files.
 fn serve(asset: &'static Asset) -> ApiResponse {
     let mut response = Response::new(Full::new(Bytes::from_static(asset.body.as_bytes())));
@@ -74,25 +82,8 @@ fn serve(asset: &'static Asset) -> ApiResponse {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    headers.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    headers.insert(
-        "permissions-policy",
-        HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
-    );
-    headers.insert(
-        "strict-transport-security",
-        HeaderValue::from_static("max-age=31536000"),
-    );
+    for (name, value) in PAGE_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     response
 }

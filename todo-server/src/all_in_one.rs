@@ -6,34 +6,37 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Subcommand};
 
 use crate::Error;
-use crate::config::{ServerArgs, main_with, run};
+use crate::config::{main_with, run};
 use crate::setup::{
     AuthSettings, NewUser, RegistrationMode, TaskSettings, create_user, one_origin_with,
 };
 
 /// `todo`'s command line.
-#[derive(Parser, Debug)]
-#[command(
-    name = "todo",
-    version,
-    about = "The todo system in one process: both APIs and the web page on one HTTPS origin"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    server: ServerArgs,
+pub type Cli = crate::config::Cli<Settings, Command>;
+
+/// Reads `todo`'s command line.
+#[must_use]
+pub fn parse() -> Cli {
+    Cli::parse_as(
+        "todo",
+        "The todo system in one process: both APIs and the web page on one HTTPS origin",
+    )
+}
+
+/// `todo`'s own settings: auth-server's and task-server's.
+#[derive(Args, Debug)]
+pub struct Settings {
     #[command(flatten)]
     auth: AuthSettings,
     #[command(flatten)]
     tasks: TaskSettings,
-    #[command(subcommand)]
-    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {
+pub enum Command {
     /// Serve the page and both APIs (the default).
     Serve,
     /// Apply pending database migrations and exit.
@@ -51,15 +54,22 @@ pub fn main(cli: Cli) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<(), Error> {
     match &cli.command {
-        Some(Command::CreateUser(user)) => return create_user(&cli.server, &cli.auth, user),
+        Some(Command::CreateUser(user)) => {
+            return create_user(&cli.server, &cli.settings.auth, user);
+        }
         Some(Command::Migrate) => return cli.server.open_store().map(drop),
         Some(Command::Serve) | None => {}
     }
     let store = cli.server.open_store()?;
-    let app = one_origin_with(&cli.auth, &cli.tasks, &cli.server.data_dir, store)?;
+    let app = one_origin_with(
+        &cli.settings.auth,
+        &cli.settings.tasks,
+        &cli.server.data_dir,
+        store,
+    )?;
     let data_dir = cli.server.data_dir.display().to_string();
     let plain = cli.server.plain_http;
-    let open = cli.auth.registration == RegistrationMode::Open;
+    let open = cli.settings.auth.registration == RegistrationMode::Open;
     run(Arc::new(app), &cli.server, 8443, "todo", |url| {
         #[allow(clippy::print_stdout)] // the one thing a person starting it needs to read
         {

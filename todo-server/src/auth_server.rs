@@ -4,26 +4,31 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Subcommand};
 use todo_http::{AuthApi, AuthWithPage, Probe};
 
 use crate::Error;
-use crate::config::{ServerArgs, main_with, run};
+use crate::config::{main_with, run};
 use crate::setup::{
     AuthParts, AuthSettings, NewUser, REFRESH_TOKEN_PURGE_INTERVAL, StoreProbe, create_user,
     purge_refresh_tokens_periodically,
 };
 
 /// auth-server's command line.
-#[derive(Parser, Debug)]
-#[command(
-    name = "auth-server",
-    version,
-    about = "todo's auth service: registration, login, tokens and users, over HTTPS"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    server: ServerArgs,
+pub type Cli = crate::config::Cli<Settings, Command>;
+
+/// Reads auth-server's command line.
+#[must_use]
+pub fn parse() -> Cli {
+    Cli::parse_as(
+        "auth-server",
+        "todo's auth service: registration, login, tokens and users, over HTTPS",
+    )
+}
+
+/// auth-server's own settings.
+#[derive(Args, Debug)]
+pub struct Settings {
     #[command(flatten)]
     auth: AuthSettings,
     /// Also serve the web page (and hand out its cookie sessions), for a
@@ -31,12 +36,10 @@ pub struct Cli {
     /// (deploy/nginx/todo.conf routes it so).
     #[arg(long, env = "TODO_WEB_PAGE")]
     web_page: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {
+pub enum Command {
     /// Serve the API (the default).
     Serve,
     /// Apply pending database migrations and exit.
@@ -50,13 +53,13 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
-enum UserCommand {
+pub enum UserCommand {
     /// Create a user; the password comes from --password-file or standard input, never an argument.
     Create(NewUser),
 }
 
 #[derive(Subcommand, Debug)]
-enum KeysCommand {
+pub enum KeysCommand {
     /// Make a new signing key; the old one keeps verifying tokens it signed.
     Rotate,
 }
@@ -72,8 +75,10 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
         Command::Serve => serve(&cli).await,
         Command::Migrate => cli.server.open_store().map(drop),
-        Command::User(UserCommand::Create(user)) => create_user(&cli.server, &cli.auth, user),
-        Command::Keys(KeysCommand::Rotate) => cli.auth.rotate_keys(&cli.server.data_dir),
+        Command::User(UserCommand::Create(user)) => {
+            create_user(&cli.server, &cli.settings.auth, user)
+        }
+        Command::Keys(KeysCommand::Rotate) => cli.settings.auth.rotate_keys(&cli.server.data_dir),
     }
 }
 
@@ -84,14 +89,17 @@ async fn serve(cli: &Cli) -> Result<(), Error> {
         keys,
         hasher,
         ..
-    } = cli.auth.build(&cli.server.data_dir, store.clone())?;
+    } = cli
+        .settings
+        .auth
+        .build(&cli.server.data_dir, store.clone())?;
     purge_refresh_tokens_periodically(service.sessions.clone(), REFRESH_TOKEN_PURGE_INTERVAL);
     let jwks = keys
         .to_jwks()
         .map_err(|e| Error::key("publishing the keys", e))?;
     let probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared(store), hasher];
     let api = AuthApi::new(service, &jwks, probes).map_err(Error::api("auth"))?;
-    if cli.web_page {
+    if cli.settings.web_page {
         let api = AuthWithPage::new(api);
         run(Arc::new(api), &cli.server, 8443, "auth-server", |_| {}).await
     } else {

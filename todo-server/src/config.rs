@@ -33,6 +33,39 @@ pub enum LogFormat {
     Json,
 }
 
+/// A todo server's command line, one definition for `auth-server`,
+/// `task-server` and `todo`: the settings every server takes
+/// ([`ServerArgs`]), the program's own (`S`), and its subcommand (`C`;
+/// without one, it serves).
+#[derive(Debug, clap::Parser)]
+#[command(version)]
+pub struct Cli<S: clap::Args, C: clap::Subcommand> {
+    /// The settings every server takes.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The program's own settings.
+    #[command(flatten)]
+    pub settings: S,
+    /// What to do, when not to serve.
+    #[command(subcommand)]
+    pub command: Option<C>,
+}
+
+impl<S: clap::Args, C: clap::Subcommand> Cli<S, C> {
+    /// The process's command line, read as program `name` (described by
+    /// `about` in `--help`); exits with clap's message on an error.
+    #[must_use]
+    pub fn parse_as(name: &'static str, about: &'static str) -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command()
+            .name(name)
+            .bin_name(name)
+            .about(about)
+            .get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
 /// The settings every server has.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {

@@ -11,10 +11,8 @@
 //! rcgen and the database.
 //!
 //! ```no_run
-//! use clap::Parser as _;
-//!
 //! // What the `auth-server` binary does:
-//! let cli = todo_server::auth_server::Cli::parse();
+//! let cli = todo_server::auth_server::parse();
 //! std::process::exit(if todo_server::auth_server::main(cli) == std::process::ExitCode::SUCCESS { 0 } else { 1 });
 //! ```
 

@@ -404,32 +404,37 @@ pub fn purge_refresh_tokens_periodically(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let refresh = service.clone();
-            match tokio::task::spawn_blocking(move || refresh.purge_refresh_tokens()).await {
-                Ok(Ok(purged)) => {
-                    tracing::info!(target: "todo::housekeeping", purged, "refresh tokens purged");
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(target: "todo::housekeeping", %error, "purging refresh tokens failed; retrying at the next tick");
-                }
-                Err(join) => {
-                    tracing::warn!(target: "todo::housekeeping", %join, "purging refresh tokens panicked");
-                }
-            }
-            let logins = service.clone();
-            match tokio::task::spawn_blocking(move || logins.purge_login_failures()).await {
-                Ok(Ok(purged)) => {
-                    tracing::info!(target: "todo::housekeeping", purged, "stale login failures purged");
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(target: "todo::housekeeping", %error, "purging login failures failed; retrying at the next tick");
-                }
-                Err(join) => {
-                    tracing::warn!(target: "todo::housekeeping", %join, "purging login failures panicked");
-                }
-            }
+            purge(
+                &service,
+                "refresh tokens",
+                SessionService::purge_refresh_tokens,
+            )
+            .await;
+            purge(
+                &service,
+                "stale login failures",
+                SessionService::purge_login_failures,
+            )
+            .await;
         }
     })
+}
+
+/// One purge on the blocking pool; its outcome goes to the log (a failure
+/// is retried at the next tick).
+async fn purge(
+    service: &SessionService,
+    what: &'static str,
+    delete: fn(&SessionService) -> Result<u64, todo_core::Error>,
+) {
+    let service = service.clone();
+    match tokio::task::spawn_blocking(move || delete(&service)).await {
+        Ok(Ok(purged)) => tracing::info!(target: "todo::housekeeping", purged, "{what} purged"),
+        Ok(Err(error)) => {
+            tracing::warn!(target: "todo::housekeeping", %error, "purging {what} failed; retrying at the next tick");
+        }
+        Err(join) => tracing::warn!(target: "todo::housekeeping", %join, "purging {what} panicked"),
+    }
 }
 
 /// The one-origin application of the `todo` binary over `store`: both APIs
@@ -547,6 +552,7 @@ mod tests {
             .refresh_hasher(Arc::new(ReversingDigest))
             .clock(clock.clone())
             .random(Arc::new(SeededRandom::new(7)))
+            .limits(todo_core::AuthLimits::unlimited())
             .build()
             .unwrap();
         let registration = Registration::parse("alice", "correct horse", None).unwrap();

@@ -7,45 +7,40 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Subcommand};
 use todo_auth::{CachingVerifier, JwtVerifier, KeySet, SystemClock};
 use todo_core::AccessGate;
 use todo_http::TaskApi;
 
 use crate::Error;
-use crate::config::{ServerArgs, main_with, run};
+use crate::config::{main_with, run};
 use crate::jwks::JwksSource;
 use crate::setup::{StoreProbe, TaskSettings, VERIFIED_TOKENS_CACHED};
 
 /// task-server's command line.
-#[derive(Parser, Debug)]
-#[command(
-    name = "task-server",
-    version,
-    about = "todo's task service: each user's own tasks, over HTTPS"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(flatten)]
-    keys: KeyArgs,
-    #[command(flatten)]
-    tasks: TaskSettings,
-    #[command(subcommand)]
-    command: Option<Command>,
+pub type Cli = crate::config::Cli<Settings, Command>;
+
+/// Reads task-server's command line.
+#[must_use]
+pub fn parse() -> Cli {
+    Cli::parse_as(
+        "task-server",
+        "todo's task service: each user's own tasks, over HTTPS",
+    )
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {
+pub enum Command {
     /// Serve the API (the default).
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
 }
 
-/// Where task-server's verification keys come from, and what tokens must say.
-#[derive(Debug, Clone, clap::Args)]
-pub struct KeyArgs {
+/// task-server's own settings: where its verification keys come from,
+/// what tokens must say, and the task service's limits.
+#[derive(Debug, Args)]
+pub struct Settings {
     /// Public key(s) that verify access tokens (SPKI PEM; comma-separated in
     /// the environment). Give these or --jwks-url.
     #[arg(
@@ -77,6 +72,8 @@ pub struct KeyArgs {
     /// Clock skew forgiven on `exp`/`nbf`, in seconds (at most 60).
     #[arg(long, env = "TODO_TOKEN_LEEWAY_SECS", default_value_t = 30)]
     leeway_secs: u64,
+    #[command(flatten)]
+    tasks: TaskSettings,
 }
 
 /// Runs task-server as the command line says.
@@ -91,7 +88,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     if matches!(cli.command, Some(Command::Migrate)) {
         return Ok(());
     }
-    let keys = &cli.keys;
+    let keys = &cli.settings;
     let public = crate::keys::public_key_files(&keys.public_keys, "--jwt-public-key")?;
     if public.is_empty() && keys.jwks_url.is_none() {
         return Err(Error::setting(
@@ -106,7 +103,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         keys.leeway_secs,
     ));
     let clock = Arc::new(SystemClock);
-    let service = cli.tasks.service(store.clone(), clock.clone());
+    let service = cli.settings.tasks.service(store.clone(), clock.clone());
     // Signature checks are a read's largest cost: remember verified tokens.
     let cached = Arc::new(CachingVerifier::new(
         verifier.clone(),

@@ -1,7 +1,5 @@
 //! `task-server`: see [`todo_server::task_server`].
 
-use clap::Parser as _;
-
 fn main() -> std::process::ExitCode {
-    todo_server::task_server::main(todo_server::task_server::Cli::parse())
+    todo_server::task_server::main(todo_server::task_server::parse())
 }

@@ -911,6 +911,9 @@ struct Ext4Disk {
     image: PathBuf,
     mount: PathBuf,
     mounted: bool,
+    /// `/sys/fs/ext4/<device>/trigger_fs_error`, found when mounted so that
+    /// failing the disk is one write and its moment is known closely.
+    trigger: PathBuf,
 }
 
 fn sh(program: &str, args: &[&str]) {
@@ -936,6 +939,7 @@ impl Ext4Disk {
             image,
             mount,
             mounted: false,
+            trigger: PathBuf::new(),
         };
         disk.mount();
         disk
@@ -952,10 +956,6 @@ impl Ext4Disk {
             ],
         );
         self.mounted = true;
-    }
-
-    /// What the kernel does on a disk error: the file system turns read-only.
-    fn fail(&self) {
         let source = Command::new("findmnt")
             .args(["-n", "-o", "SOURCE"])
             .arg(&self.mount)
@@ -963,7 +963,15 @@ impl Ext4Disk {
             .unwrap();
         let device = String::from_utf8_lossy(&source.stdout);
         let device = device.trim().rsplit('/').next().unwrap().to_owned();
-        std::fs::write(format!("/sys/fs/ext4/{device}/trigger_fs_error"), "1").unwrap();
+        self.trigger = PathBuf::from(format!("/sys/fs/ext4/{device}/trigger_fs_error"));
+    }
+
+    /// What the kernel does on a disk error: the file system turns
+    /// read-only. Returns when it began and when it was done.
+    fn fail(&self) -> (Instant, Instant) {
+        let failing = Instant::now();
+        std::fs::write(&self.trigger, "1").unwrap();
+        (failing, Instant::now())
     }
 
     /// What an operator does next: unmount, repair, mount again.
@@ -1021,8 +1029,7 @@ async fn a_read_only_disk_under_sqlite_gives_503s_and_loses_nothing() {
 
     let load = Load::start(&client, &sys.token, 4, 0, false);
     until_acknowledged(&client, &sys.token, 100).await;
-    disk.fail();
-    let failed = Instant::now();
+    let (failing, failed) = disk.fail();
     let mut probes = Vec::new();
     let ready = writes_fail_with_503(name, &sys, 0, &mut probes).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1046,11 +1053,22 @@ async fn a_read_only_disk_under_sqlite_gives_503s_and_loses_nothing() {
     // be gone: the kernel can report its fsync done while ext4 aborts its
     // journal (seen about once in 40 runs under heavy CPU load, never for a
     // write that started after the failure). Every write acknowledged before
-    // the disk failed must be there; so must any started after it.
+    // the disk began to fail must be there; so must any started after it.
     let (racing, settled): (Vec<Outcome>, Vec<Outcome>) = outcomes
         .iter()
         .cloned()
-        .partition(|o| o.started < failed && o.finished() >= failed);
+        .partition(|o| o.started < failed && o.finished() >= failing);
+    for lost in settled
+        .iter()
+        .filter(|o| o.answer == Ok(201) && !stored.contains_key(&o.title))
+    {
+        eprintln!(
+            "lost {}: started {:?} before the failure began, answered {:?} before it",
+            lost.title,
+            failing.saturating_duration_since(lost.started),
+            failing.saturating_duration_since(lost.finished()),
+        );
+    }
     assert_acknowledged_stored(&settled, &stored);
     assert_nothing_unsent_stored(&outcomes, &stored);
     let lost = acknowledged(&racing)

@@ -67,10 +67,11 @@ impl MissingDependency {
 /// [`refresh_tokens`](Self::refresh_tokens) (or both at once with
 /// [`store`](Self::store)), [`hasher`](Self::hasher),
 /// [`signer`](Self::signer), [`verifier`](Self::verifier),
-/// [`refresh_hasher`](Self::refresh_hasher), [`clock`](Self::clock) and
-/// [`random`](Self::random). Defaulted: no limits
-/// ([`AuthLimits::unlimited`]), no audit log ([`NoAudit`]),
-/// [`TokenPolicy::default`], registration open.
+/// [`refresh_hasher`](Self::refresh_hasher), [`clock`](Self::clock),
+/// [`random`](Self::random) and [`limits`](Self::limits) (no default: a
+/// program that forgot them would take unlimited password guesses; say
+/// [`AuthLimits::unlimited`] to mean it). Defaulted: no audit log
+/// ([`NoAudit`]), [`TokenPolicy::default`], registration open.
 #[must_use = "a builder does nothing until built"]
 pub struct AuthServicesBuilder {
     users: Option<Arc<dyn UserStore>>,
@@ -81,7 +82,7 @@ pub struct AuthServicesBuilder {
     refresh_hasher: Option<Arc<dyn RefreshTokenHasher>>,
     clock: Option<Arc<dyn Clock>>,
     random: Option<Arc<dyn Random>>,
-    limits: AuthLimits,
+    limits: Option<AuthLimits>,
     audit: Arc<dyn AuditSink>,
     policy: TokenPolicy,
     registration_open: bool,
@@ -98,7 +99,7 @@ impl Default for AuthServicesBuilder {
             refresh_hasher: None,
             clock: None,
             random: None,
-            limits: AuthLimits::unlimited(),
+            limits: None,
             audit: Arc::new(NoAudit),
             policy: TokenPolicy::default(),
             registration_open: true,
@@ -170,9 +171,9 @@ impl AuthServicesBuilder {
         self
     }
 
-    /// Rate limits and the failed-login delay (default: none).
+    /// Rate limits and the failed-login delay (required).
     pub fn limits(mut self, limits: AuthLimits) -> Self {
-        self.limits = limits;
+        self.limits = Some(limits);
         self
     }
 
@@ -207,6 +208,7 @@ impl AuthServicesBuilder {
             ("refresh_hasher", self.refresh_hasher.is_none()),
             ("clock", self.clock.is_none()),
             ("random", self.random.is_none()),
+            ("limits", self.limits.is_none()),
         ]
         .into_iter()
         .filter_map(|(name, missing)| missing.then_some(name))
@@ -229,6 +231,7 @@ impl AuthServicesBuilder {
             Some(refresh_hasher),
             Some(clock),
             Some(random),
+            Some(limits),
         ) = (
             self.users,
             self.refresh_tokens,
@@ -238,6 +241,7 @@ impl AuthServicesBuilder {
             self.refresh_hasher,
             self.clock,
             self.random,
+            self.limits,
         )
         else {
             return Err(MissingDependency { missing });
@@ -253,7 +257,7 @@ impl AuthServicesBuilder {
             hasher,
             clock,
             random,
-            limits: self.limits,
+            limits,
             audit: self.audit,
             gate,
             policy: self.policy,

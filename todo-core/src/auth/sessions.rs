@@ -44,6 +44,7 @@ use crate::user::{Role, User};
 ///     .refresh_hasher(Arc::new(ReversingDigest))
 ///     .clock(Arc::new(ManualClock::new()))
 ///     .random(Arc::new(SeededRandom::new(1)))
+///     .limits(todo_core::AuthLimits::unlimited())
 ///     .build()?;
 /// let sessions = &auth.sessions;
 ///

@@ -938,6 +938,7 @@ fn with_hasher(h: &Harness, hasher: Arc<InterleavingHasher>) -> AuthServices {
         .clock(h.clock.clone())
         .random(Arc::new(SeededRandom::new(9)))
         .audit(Arc::new(RecordingAudit::default()))
+        .limits(AuthLimits::unlimited())
         .build()
         .unwrap()
 }
@@ -1047,4 +1048,26 @@ fn a_refresh_token_issued_before_the_password_change_is_dead_whenever_it_was_sto
         h.auth.sessions.refresh(ADDR, &token),
         Err(Error::InvalidRefreshToken)
     ));
+}
+
+/// The builder names every part it was not given, the limits among them:
+/// forgetting them must not mean unlimited password guesses.
+#[test]
+fn a_builder_without_limits_or_a_store_is_refused_naming_them() {
+    let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+    let missing = AuthServices::builder()
+        .hasher(Arc::new(CountingHasher::new(1)))
+        .signer(tokens.clone())
+        .verifier(tokens)
+        .refresh_hasher(Arc::new(ReversingDigest))
+        .clock(Arc::new(ManualClock::new()))
+        .random(Arc::new(SeededRandom::new(1)))
+        .build()
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(missing.missing(), ["users", "refresh_tokens", "limits"]);
+    assert_eq!(
+        missing.to_string(),
+        "the auth services need: users, refresh_tokens, limits"
+    );
 }

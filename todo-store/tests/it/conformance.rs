@@ -770,6 +770,7 @@ fn race_refreshes(
             refresh_reuse_grace: grace,
             ..TokenPolicy::default()
         })
+        .limits(todo_core::AuthLimits::unlimited())
         .build()
         .unwrap()
         .sessions;
