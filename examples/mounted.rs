@@ -26,6 +26,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "listening on http://127.0.0.1:3000; try:\n  curl -H 'Authorization: Bearer {}' http://127.0.0.1:3000/api/v1/tasks",
         pair.access_token
     );
-    axum::serve(listener, mounted::app(parts.tasks)).await?;
+    mounted::serve(listener, parts.tasks).await?;
     Ok(())
 }

@@ -28,6 +28,14 @@ pub fn app(tasks: Arc<TaskApi>) -> Router {
         .nest("/api", api)
 }
 
+/// Serves [`app`] on `listener` with axum's own server, giving each request
+/// its peer's address (`ConnectInfo`): todo's per-client limits key on it
+/// (without it, they do not apply).
+pub async fn serve(listener: tokio::net::TcpListener, tasks: Arc<TaskApi>) -> std::io::Result<()> {
+    let app = app(tasks).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).await
+}
+
 /// What the host program builds once: the task API to mount, and the
 /// session service that hands out the tokens it accepts.
 pub struct Parts {

@@ -31,7 +31,7 @@ async fn the_task_api_serves_under_api_beside_the_programs_own_routes() {
         .access_token;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, mounted::app(parts.tasks)).await });
+    tokio::spawn(mounted::serve(listener, parts.tasks));
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let send = |method: Method, path: &str, token: Option<&str>, body: Option<Value>| {

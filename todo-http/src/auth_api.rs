@@ -165,12 +165,7 @@ impl FromRequestParts<Arc<AuthApi>> for Session {
                 from_browser: false,
             });
         }
-        // HTTP/2 names the host in the URI (`:authority`), not in `Host`.
-        let host = match parts.headers.get(http::header::HOST) {
-            Some(host) => Some(host.as_bytes()),
-            None => parts.uri.authority().map(|a| a.as_str().as_bytes()),
-        };
-        if cross_origin(&parts.headers, host) {
+        if cross_origin(&parts.headers, host(parts)) {
             return Err(ApiError::cross_origin());
         }
         Ok(Self {
@@ -245,6 +240,15 @@ fn from_browser(headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cookie"))
 }
 
+/// The host the request was sent to: `Host`, or, in HTTP/2 (where a
+/// mounted router sees no `Host`), the URI's `:authority`.
+fn host(parts: &Parts) -> Option<&[u8]> {
+    match parts.headers.get(http::header::HOST) {
+        Some(host) => Some(host.as_bytes()),
+        None => parts.uri.authority().map(|a| a.as_str().as_bytes()),
+    }
+}
+
 /// Whether a browser says the request is not from this origin:
 /// `Sec-Fetch-Site` other than `same-origin`, or an `Origin` other than
 /// `https://` and the request's own host. A request with neither header (an
@@ -253,12 +257,13 @@ fn cross_origin(headers: &HeaderMap, host: Option<&[u8]>) -> bool {
     let mut sites = headers.get_all("sec-fetch-site").iter();
     let site_ok = sites.all(|v| v.as_bytes() == b"same-origin");
     let mut origins = headers.get_all(http::header::ORIGIN).iter();
-    let origin_ok = origins.all(|origin| {
-        match (origin.as_bytes().strip_prefix(b"https://"), host) {
-            (Some(origin), Some(host)) => same_authority(origin, host),
-            _ => false,
-        }
-    });
+    let origin_ok =
+        origins.all(
+            |origin| match (origin.as_bytes().strip_prefix(b"https://"), host) {
+                (Some(origin), Some(host)) => same_authority(origin, host),
+                _ => false,
+            },
+        );
     !(site_ok && origin_ok)
 }
 
@@ -713,7 +718,7 @@ const CROSS_ORIGIN: &str =
 
 impl Api for AuthApi {
     fn routes(self: Arc<Self>) -> OpenApiRouter {
-        auth_routes().with_state(self)
+        crate::front::without_head(auth_routes()).with_state(self)
     }
 
     fn operations(&self) -> &Operations {
@@ -767,5 +772,47 @@ mod limits {
             .format(Some(SchemaFormat::Custom("email".to_owned())))
             .max_length(Some(Email::MAX_CHARS))
             .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parts(request: http::request::Builder) -> Parts {
+        request.body(()).unwrap().into_parts().0
+    }
+
+    /// An HTTP/2 request names its host in `:authority`: a page on that
+    /// origin is same-origin, another origin is not.
+    #[test]
+    fn an_http2_requests_origin_is_weighed_against_its_authority() {
+        let same = parts(
+            http::Request::post("https://todo.example/v1/auth/login")
+                .version(http::Version::HTTP_2)
+                .header("origin", "https://todo.example"),
+        );
+        assert_eq!(host(&same), Some(&b"todo.example"[..]));
+        assert!(!cross_origin(&same.headers, host(&same)));
+
+        let foreign = parts(
+            http::Request::post("https://todo.example/v1/auth/login")
+                .version(http::Version::HTTP_2)
+                .header("origin", "https://evil.example"),
+        );
+        assert!(cross_origin(&foreign.headers, host(&foreign)));
+
+        // HTTP/1.1: `Host` it is, whatever the URI says.
+        let http1 = parts(
+            http::Request::post("/v1/auth/login")
+                .header("host", "todo.example:443")
+                .header("origin", "https://todo.example"),
+        );
+        assert!(!cross_origin(&http1.headers, host(&http1)));
+        // No host at all: an `Origin` cannot be weighed, so it is refused.
+        let hostless =
+            parts(http::Request::post("/v1/auth/login").header("origin", "https://todo.example"));
+        assert!(cross_origin(&hostless.headers, host(&hostless)));
     }
 }

@@ -271,6 +271,42 @@ mod tests {
 
     use super::*;
 
+    /// Mounted without a frontend, a client is its peer where the host
+    /// app gives it, else unknown: never one address shared by all, whose
+    /// per-client limits one client could use up for everyone.
+    #[tokio::test]
+    async fn a_mounted_routers_client_is_its_peer_or_unknown() {
+        let (mut bare, ()) = Request::new(()).into_parts();
+        assert!(
+            Client::from_request_parts(&mut bare, &())
+                .await
+                .unwrap()
+                .0
+                .is_none()
+        );
+
+        let (mut connected, ()) = Request::new(()).into_parts();
+        let peer: SocketAddr = "192.0.2.7:50000".parse().unwrap();
+        connected.extensions.insert(ConnectInfo(peer));
+        let Client(client) = Client::from_request_parts(&mut connected, &())
+            .await
+            .unwrap();
+        assert_eq!(client, Some(peer.ip()));
+        assert_eq!(RequestContext::of(&connected).client, peer.ip());
+
+        // Behind the frontend, its context wins (the address past trusted proxies).
+        let forwarded = IpAddr::from([198, 51, 100, 1]);
+        let (mut fronted, ()) = Request::new(()).into_parts();
+        fronted.extensions.insert(ConnectInfo(peer));
+        fronted.extensions.insert(RequestContext {
+            client: forwarded,
+            limits: Arc::new(HttpLimits::default()),
+            budget: STANDALONE.1.clone(),
+        });
+        let Client(client) = Client::from_request_parts(&mut fronted, &()).await.unwrap();
+        assert_eq!(client, Some(forwarded));
+    }
+
     /// A request's body stays paid for while its handler holds it (the
     /// handler may wait on the pools; unpaid, waiting bodies would grow
     /// past the budget).

@@ -249,7 +249,8 @@ impl<A: Api> Frontend<A> {
             && let Some(allow) = parts.headers.get(ALLOW).and_then(|v| v.to_str().ok())
         {
             // The router found the path but not the method: our problem,
-            // listing the methods as we write them (HEAD goes with GET).
+            // listing the methods as we write them (HEAD goes with GET,
+            // unsaid; the API's routes refuse it, see `without_head`).
             let allow = allow
                 .split(',')
                 .map(str::trim)
@@ -337,6 +338,47 @@ async fn name_route(request: axum::extract::Request, next: Next) -> axum::respon
         response.extensions_mut().insert(RouteName(name));
     }
     response
+}
+
+/// The API's routes answer the methods the contract lists, HEAD not among
+/// them (axum would serve HEAD wherever GET is): a HEAD gets the path's 405,
+/// its `Allow` the path's documented methods. (The page's files and the
+/// shared endpoints do serve HEAD.)
+pub(crate) fn without_head<S: Clone + Send + Sync + 'static>(
+    routes: OpenApiRouter<S>,
+) -> OpenApiRouter<S> {
+    let mut allowed = std::collections::HashMap::new();
+    for (path, item) in &routes.get_openapi().paths.paths {
+        let methods: Vec<&str> = [
+            ("GET", item.get.is_some()),
+            ("POST", item.post.is_some()),
+            ("PUT", item.put.is_some()),
+            ("PATCH", item.patch.is_some()),
+            ("DELETE", item.delete.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, documented)| documented.then_some(name))
+        .collect();
+        allowed.insert(path.clone(), methods.join(", "));
+    }
+    let allowed = Arc::new(allowed);
+    routes.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: Next| {
+            let allowed = Arc::clone(&allowed);
+            async move {
+                if request.method() != Method::HEAD {
+                    return next.run(request).await;
+                }
+                let allow = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .and_then(|path| allowed.get(path.as_str()))
+                    .cloned()
+                    .unwrap_or_default();
+                axum::response::IntoResponse::into_response(ApiError::method_not_allowed(allow))
+            }
+        },
+    ))
 }
 
 /// A JSON response.

@@ -12,6 +12,8 @@
 //! `examples/src/mounted.rs`), or serves it as our servers do, behind a
 //! [`Frontend`] with [`serve`].
 
+#![deny(missing_docs)]
+
 mod admission;
 pub mod audit;
 mod auth_api;

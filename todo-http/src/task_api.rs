@@ -474,7 +474,7 @@ async fn delete_task(
 
 impl Api for TaskApi {
     fn routes(self: Arc<Self>) -> OpenApiRouter {
-        task_routes().with_state(self)
+        crate::front::without_head(task_routes()).with_state(self)
     }
 
     fn operations(&self) -> &Operations {

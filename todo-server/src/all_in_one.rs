@@ -35,6 +35,7 @@ pub struct Settings {
     tasks: TaskSettings,
 }
 
+/// What `todo` does besides serving.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the page and both APIs (the default).

@@ -38,6 +38,7 @@ pub struct Settings {
     web_page: bool,
 }
 
+/// What auth-server does besides serving.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the API (the default).
@@ -52,12 +53,14 @@ pub enum Command {
     Keys(KeysCommand),
 }
 
+/// `auth-server user …`.
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
     /// Create a user; the password comes from --password-file or standard input, never an argument.
     Create(NewUser),
 }
 
+/// `auth-server keys …`.
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Make a new signing key; the old one keeps verifying tokens it signed.

@@ -16,6 +16,8 @@
 //! std::process::exit(if todo_server::auth_server::main(cli) == std::process::ExitCode::SUCCESS { 0 } else { 1 });
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod all_in_one;
 pub mod auth_server;
 pub mod config;

@@ -29,6 +29,7 @@ pub fn parse() -> Cli {
     )
 }
 
+/// What task-server does besides serving.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the API (the default).

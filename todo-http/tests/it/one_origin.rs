@@ -10,7 +10,51 @@ use crate::harness::{Options, on_both_backends, spawn};
 on_both_backends!(
     the_page_and_both_apis_share_one_origin,
     refresh_tokens_travel_in_an_http_only_cookie,
+    head_is_answered_where_allow_says_so,
 );
+
+/// HEAD is served by the page's files and the shared endpoints; the API's
+/// routes (as the contract lists them) refuse it with the path's 405.
+async fn head_is_answered_where_allow_says_so(backend: TestBackend) {
+    let Some(sys) = spawn(
+        backend,
+        Options {
+            one_origin: true,
+            ..Options::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let client = &sys.auth.client;
+    for path in ["/", "/app.js", "/healthz"] {
+        let head = client.send(Method::HEAD, path, &[], None).await.unwrap();
+        assert_eq!(head.status, 200, "HEAD {path}");
+        assert!(head.body.is_empty(), "HEAD {path}");
+    }
+    let post = client
+        .send(Method::POST, "/healthz", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(post.status, 405);
+    assert_eq!(post.headers["allow"], "GET, HEAD");
+    for (path, allow) in [
+        ("/v1/tasks", "GET, POST"),
+        (
+            "/v1/tasks/00000000-0000-7000-8000-000000000000",
+            "GET, PATCH, DELETE",
+        ),
+        ("/v1/users/me", "GET, PATCH"),
+        ("/.well-known/jwks.json", "GET"),
+    ] {
+        let head = client.send(Method::HEAD, path, &[], None).await.unwrap();
+        assert_eq!(head.status, 405, "HEAD {path}");
+        assert_eq!(head.headers["allow"], allow, "HEAD {path}");
+        let put = client.send(Method::PUT, path, &[], None).await.unwrap();
+        assert_eq!(put.headers["allow"], allow, "PUT {path}");
+    }
+}
 
 async fn the_page_and_both_apis_share_one_origin(backend: TestBackend) {
     let Some(sys) = spawn(
