@@ -26,7 +26,49 @@ use crate::probe::{Operations, Probe};
 use crate::problem::ApiError;
 use crate::request::query_int;
 
-/// The auth API over the [`AuthServices`].
+/// The auth API over the [`AuthServices`]: an axum `Router` by
+/// [`Api::routes`], each operation one handler.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use axum::body::Body;
+/// use http::{Request, StatusCode, header};
+/// use todo_core::memory::MemoryStore;
+/// use todo_core::testing::{CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens};
+/// use todo_core::{AuthLimits, AuthServices};
+/// use todo_http::{Api, AuthApi};
+/// use tower::ServiceExt as _;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+/// let services = AuthServices::builder()
+///     .store(Arc::new(MemoryStore::new()))
+///     .hasher(Arc::new(CountingHasher::new(1)))
+///     .signer(tokens.clone())
+///     .verifier(tokens)
+///     .refresh_hasher(Arc::new(ReversingDigest))
+///     .clock(Arc::new(ManualClock::new()))
+///     .random(Arc::new(SeededRandom::new(1)))
+///     .limits(AuthLimits::unlimited())
+///     .build()?;
+/// let no_keys = todo_auth::JwkSet { keys: Vec::new() };
+/// let app: axum::Router = Arc::new(AuthApi::new(services, &no_keys, Vec::new())?).routes().into();
+///
+/// let register = |body: &'static str| {
+///     Request::post("/v1/auth/register")
+///         .header(header::CONTENT_TYPE, "application/json")
+///         .body(Body::from(body))
+/// };
+/// let created = app.clone().oneshot(register(r#"{"username": "Alice", "password": "correct horse"}"#)?).await?;
+/// assert_eq!(created.status(), StatusCode::CREATED);
+/// // Usernames are folded: the same name again is taken.
+/// let again = app.oneshot(register(r#"{"username": "alice", "password": "another horse"}"#)?).await?;
+/// assert_eq!(again.status(), StatusCode::CONFLICT);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct AuthApi {
     service: AuthServices,

@@ -7,8 +7,8 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -76,9 +76,10 @@ pub struct Frontend<A> {
 impl<A: Api> Frontend<A> {
     /// `api` behind `limits`, believing `X-Forwarded-For` from `proxies` only.
     pub fn new(api: Arc<A>, limits: HttpLimits, proxies: TrustedProxies) -> Self {
-        let (router, _) = Arc::clone(&api).routes().split_for_parts();
+        let (router, document) = Arc::clone(&api).routes().split_for_parts();
+        let names = RouteNames::of(&document);
         let router = router
-            .route_layer(axum::middleware::from_fn(name_route))
+            .route_layer(axum::middleware::from_fn_with_state(names, name_route))
             .fallback(|| async { ApiError::not_found() })
             // axum adds `Allow`; `route` below words the problem.
             .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED });
@@ -307,32 +308,37 @@ impl<A: Api> Frontend<A> {
 #[derive(Debug, Clone, Copy)]
 struct RouteName(&'static str);
 
-/// Each route's template, kept once per process: a metric label and a log
-/// field without an allocation per request (routes are few and fixed).
-fn route_name(template: &str) -> &'static str {
-    static NAMES: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(Default::default);
-    if let Ok(names) = NAMES.read()
-        && let Some(name) = names.get(template)
-    {
-        return name;
+/// Each route's template as a `&'static str`: a metric label and a log
+/// field without an allocation or a lock per request. Made once per
+/// frontend from the API's document and the page's files (routes are few
+/// and fixed; every other route is refused by a test, see
+/// `tests/it/openapi.rs`).
+#[derive(Clone)]
+struct RouteNames(Arc<HashSet<&'static str>>);
+
+impl RouteNames {
+    fn of(document: &utoipa::openapi::OpenApi) -> Self {
+        let documented = document.paths.paths.keys().map(String::as_str);
+        let page = crate::web::ASSETS.iter().map(|asset| asset.path);
+        let names = documented
+            .chain(page)
+            // Leaked once per frontend: a process makes one or two.
+            .map(|template| &*Box::leak(template.to_owned().into_boxed_str()))
+            .collect();
+        Self(Arc::new(names))
     }
-    let Ok(mut names) = NAMES.write() else {
-        return "(route)";
-    };
-    if let Some(name) = names.get(template) {
-        return name;
-    }
-    let name: &'static str = Box::leak(template.to_owned().into_boxed_str());
-    names.insert(name);
-    name
 }
 
 /// Names the matched route on its response (for the frontend's log and metrics).
-async fn name_route(request: axum::extract::Request, next: Next) -> axum::response::Response {
+async fn name_route(
+    axum::extract::State(names): axum::extract::State<RouteNames>,
+    request: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
     let name = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|matched| route_name(matched.as_str()));
+        .map(|matched| names.0.get(matched.as_str()).copied().unwrap_or("(route)"));
     let mut response = next.run(request).await;
     if let Some(name) = name {
         response.extensions_mut().insert(RouteName(name));

@@ -11,6 +11,59 @@
 //! Another program mounts either API as an axum `Router` ([`Api::routes`];
 //! `examples/src/mounted.rs`), or serves it as our servers do, behind a
 //! [`Frontend`] with [`serve`].
+//!
+//! The task API as a `Router`, over the in-memory store and the core's
+//! test doubles, answering a caller with a token and one without:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use axum::body::Body;
+//! use http::{Request, StatusCode, header};
+//! use todo_core::memory::MemoryStore;
+//! use todo_core::testing::{CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens};
+//! use todo_core::{AuthLimits, AuthServices, Credentials, Registration, TaskService};
+//! use todo_http::{Api, TaskApi};
+//! use tower::ServiceExt as _;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Arc::new(MemoryStore::new());
+//! let clock = Arc::new(ManualClock::new());
+//! let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+//! let auth = AuthServices::builder()
+//!     .store(store.clone())
+//!     .hasher(Arc::new(CountingHasher::new(1)))
+//!     .signer(tokens.clone())
+//!     .verifier(tokens)
+//!     .refresh_hasher(Arc::new(ReversingDigest))
+//!     .clock(clock.clone())
+//!     .random(Arc::new(SeededRandom::new(1)))
+//!     .limits(AuthLimits::unlimited())
+//!     .build()?;
+//! let alice = Registration::parse("alice", "correct horse", None).map_err(|e| format!("{e:?}"))?;
+//! auth.sessions.register(None, alice)?;
+//! let token = auth.sessions.login(None, &Credentials::offered("alice", "correct horse"))?.access_token;
+//!
+//! // The task API admits callers through the same gate as the auth services.
+//! let tasks = TaskService::new(store, clock, Arc::new(SeededRandom::new(2)));
+//! let api = Arc::new(TaskApi::new(tasks, Arc::clone(auth.sessions.gate()), Vec::new())?);
+//! let app: axum::Router = api.routes().into();
+//!
+//! let create = Request::post("/v1/tasks")
+//!     .header(header::AUTHORIZATION, format!("Bearer {token}"))
+//!     .header(header::CONTENT_TYPE, "application/json")
+//!     .body(Body::from(r#"{"title": "Water the plants"}"#))?;
+//! let created = app.clone().oneshot(create).await?;
+//! assert_eq!(created.status(), StatusCode::CREATED);
+//! assert_eq!(created.headers()[header::ETAG], "\"v1\"");
+//!
+//! // No token: the problem answer, before anything else is looked at.
+//! let anonymous = app.oneshot(Request::get("/v1/tasks").body(Body::empty())?).await?;
+//! assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 

@@ -131,19 +131,21 @@ fn shared_paths() -> utoipa::openapi::Paths {
 pub const SHARED_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
 
 /// Error responses every operation of an API can give; 401 only where a
-/// token is required.
-fn common_responses(authenticated: bool) -> Vec<(&'static str, &'static str)> {
+/// token is required, 413 and 415 only where a body is taken.
+fn common_responses(authenticated: bool, body: bool) -> Vec<(&'static str, &'static str)> {
     let mut all = vec![
         (
             "400",
             "Invalid input (with `errors` per field), malformed JSON or an unknown field",
         ),
-        ("413", "Body over the size limit"),
-        ("415", "Body is not application/json"),
         ("429", "Rate limited; see Retry-After"),
         ("500", "Internal error (details only in the server log)"),
         ("503", "Overloaded or database unavailable; see Retry-After"),
     ];
+    if body {
+        all.push(("413", "Body over the size limit"));
+        all.push(("415", "Body is not application/json"));
+    }
     if authenticated {
         all.push((
             "401",
@@ -160,7 +162,8 @@ fn common_responses(authenticated: bool) -> Vec<(&'static str, &'static str)> {
 /// - `security: [{}]` (what `security(())` writes) becomes `security: []`;
 /// - every error response without a body gets the `Problem` body;
 /// - the common error responses are added where the operation does not
-///   give its own, with 401 where a token is required;
+///   give its own, with 401 where a token is required and 413 and 415
+///   where a body is taken;
 /// - the domain's limits are set on the schemas and parameters that carry
 ///   them ([`limits`]).
 #[must_use]
@@ -230,6 +233,7 @@ fn complete(operation: &mut Value) {
         }
         _ => false,
     };
+    let body = operation.contains_key("requestBody");
     let responses = operation.entry("responses").or_insert_with(|| json!({}));
     let Some(responses) = responses.as_object_mut() else {
         return;
@@ -243,7 +247,7 @@ fn complete(operation: &mut Value) {
             response.insert("content".into(), problem_body());
         }
     }
-    for (status, description) in common_responses(!public) {
+    for (status, description) in common_responses(!public, body) {
         responses
             .entry(status)
             .or_insert_with(|| json!({"description": description, "content": problem_body()}));
