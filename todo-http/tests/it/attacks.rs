@@ -1,7 +1,7 @@
 //! What an attacker would try, against the real servers: forged and
 //! replayed tokens, enumeration, guessing, racing refreshes.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
