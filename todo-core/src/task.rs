@@ -42,7 +42,7 @@ impl Title {
                 });
             }
         }
-        if raw.trim().is_empty() {
+        if raw.chars().all(|c| c.is_whitespace() || invisible(c)) {
             return Err(ValidationError::Blank { field: FIELD });
         }
         if raw.chars().any(char::is_control) {
@@ -59,6 +59,32 @@ impl Title {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters that show nothing by themselves and are not white space:
+/// zero-width spaces and joiners, direction marks, the byte-order mark, the
+/// soft hyphen, blank fillers. Allowed within a title (a joiner builds an
+/// emoji), never as the whole of one: a title of them looks empty.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+    )
 }
 
 /// A task description: up to 10,000 characters; line breaks and tabs are the

@@ -170,8 +170,11 @@ impl<S: Send + Sync, T: PathId> FromRequestParts<S> for Path<T> {
 }
 
 /// What `If-Match` asks of a write: no header or `*`, any version; a
-/// strong `"v<version>"`, that version; anything else can match nothing
-/// (the core decides what that answers, see [`Precondition`]).
+/// strong `"v<version>"` (as the `ETag` writes it, byte for byte: no
+/// leading zero, no sign), that version; anything else can match nothing
+/// (the core decides what that answers, see [`Precondition`]). A list
+/// (several ETags, or several header lines) names one version at most:
+/// one that names two can only be a stale read, and matches nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct IfMatch(pub Precondition);
 
@@ -179,22 +182,43 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get(IF_MATCH) else {
-            return Ok(Self(Precondition::Any));
-        };
-        let value = value.to_str().unwrap_or("").trim();
-        if value == "*" {
+        let mut entries = parts
+            .headers
+            .get_all(IF_MATCH)
+            .iter()
+            .flat_map(|value| value.to_str().unwrap_or("\u{0}").split(','))
+            .map(str::trim)
+            .peekable();
+        if entries.peek().is_none() {
             return Ok(Self(Precondition::Any));
         }
+        let mut named = None;
+        for entry in entries {
+            if entry == "*" {
+                return Ok(Self(Precondition::Any));
+            }
+            match (strong_version(entry), named) {
+                (Some(version), None) => named = Some(version),
+                (Some(version), Some(earlier)) if version == earlier => {}
+                _ => return Ok(Self(Precondition::Unmatchable)),
+            }
+        }
         Ok(Self(
-            value
-                .strip_prefix("\"v")
-                .and_then(|v| v.strip_suffix('"'))
-                .and_then(|v| v.parse::<i64>().ok())
-                .and_then(|v| TaskVersion::new(v).ok())
-                .map_or(Precondition::Unmatchable, Precondition::Version),
+            named.map_or(Precondition::Unmatchable, Precondition::Version),
         ))
     }
+}
+
+/// `"v<version>"` exactly as [`crate::task_api`] writes an `ETag`.
+fn strong_version(entry: &str) -> Option<TaskVersion> {
+    let digits = entry.strip_prefix("\"v")?.strip_suffix('"')?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    if !canonical {
+        return None;
+    }
+    TaskVersion::new(digits.parse().ok()?).ok()
 }
 
 /// The body's bytes, read as JSON bodies are: 415 for another media type,
@@ -270,6 +294,47 @@ mod tests {
     use http_body_util::BodyExt as _;
 
     use super::*;
+
+    /// An `If-Match` matches only as the `ETag` is written; a list names
+    /// one version or none.
+    #[tokio::test]
+    async fn if_match_takes_the_etag_as_written() {
+        async fn precondition(values: &[&str]) -> Precondition {
+            let mut request = Request::new(());
+            for value in values {
+                request
+                    .headers_mut()
+                    .append(IF_MATCH, http::HeaderValue::from_str(value).unwrap());
+            }
+            let (mut parts, ()) = request.into_parts();
+            IfMatch::from_request_parts(&mut parts, &())
+                .await
+                .unwrap()
+                .0
+        }
+        let v3 = Precondition::Version(TaskVersion::new(3).unwrap());
+        assert_eq!(precondition(&[]).await, Precondition::Any);
+        assert_eq!(precondition(&["*"]).await, Precondition::Any);
+        assert_eq!(precondition(&["\"v3\""]).await, v3);
+        assert_eq!(precondition(&[" \"v3\" , \"v3\""]).await, v3);
+        assert_eq!(precondition(&["\"v3\"", "\"v3\""]).await, v3);
+        for unmatchable in [
+            &["\"v03\""][..],
+            &["\"v+3\""],
+            &["\"v\""],
+            &["W/\"v3\""],
+            &["v3"],
+            &["\"v3\", \"v4\""],
+            &["\"v3\"", "\"v4\""],
+            &["\"v3\", junk"],
+        ] {
+            assert_eq!(
+                precondition(unmatchable).await,
+                Precondition::Unmatchable,
+                "{unmatchable:?}"
+            );
+        }
+    }
 
     /// Mounted without a frontend, a client is its peer where the host
     /// app gives it, else unknown: never one address shared by all, whose

@@ -235,11 +235,36 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         match e.classify() {
             serde_json::error::Category::Data => {
-                ApiError::bad_request(format!("invalid body: {message}"))
+                ApiError::bad_request(format!("invalid body: {}", without_rust_names(&message)))
             }
             _ => ApiError::bad_request(format!("malformed JSON: {message}")),
         }
     })
+}
+
+/// serde's message in the client's terms: "expected struct RegisterBody"
+/// names our code, not the wire; the client reads "expected an object".
+fn without_rust_names(message: &str) -> String {
+    let mut plain = String::with_capacity(message.len());
+    let mut words = message.split(' ').peekable();
+    while let Some(word) = words.next() {
+        if !plain.is_empty() {
+            plain.push(' ');
+        }
+        match words.peek() {
+            Some(name) if word == "struct" && name.starts_with(char::is_uppercase) => {
+                plain.push_str("an object");
+                // The type's name goes; whatever punctuation ends it stays.
+                let name = words.next().unwrap_or_default();
+                plain.extend(
+                    name.chars()
+                        .skip_while(|c| c.is_alphanumeric() || *c == '_'),
+                );
+            }
+            _ => plain.push_str(word),
+        }
+    }
+    plain
 }
 
 /// Parses a boolean query value.
@@ -267,6 +292,25 @@ mod tests {
     use hyper::body::{Body, Frame};
 
     use super::*;
+
+    /// A 400 speaks of the wire (objects, strings), never of our types.
+    #[test]
+    fn a_bodys_400_names_no_rust_type() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct RegisterBody {
+            username: String,
+        }
+        let list = decode_json::<RegisterBody>(b"[1]").unwrap_err();
+        assert!(!list.detail.contains("RegisterBody"), "{}", list.detail);
+        // A field's own type is already in wire terms.
+        let field = decode_json::<RegisterBody>(br#"{"username": 5}"#).unwrap_err();
+        assert!(
+            field.detail.contains("expected a string"),
+            "{}",
+            field.detail
+        );
+    }
 
     /// A body whose chunks are all there at once.
     struct Chunks(VecDeque<Bytes>);

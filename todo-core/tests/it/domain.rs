@@ -144,6 +144,27 @@ fn titles_are_1_to_200_characters_not_blank_without_control_characters() {
     ));
 }
 
+/// A title of characters that show nothing looks empty in every list: it
+/// is blank, whatever its bytes. Within a title they stay (a joiner builds
+/// an emoji).
+#[test]
+fn a_title_of_invisible_characters_is_blank() {
+    for invisible in [
+        "\u{200B}",
+        "\u{200B} \u{FEFF}",
+        "\u{2060}\u{200D}\u{00A0}",
+        "\u{3164}",
+        "\u{202E}\u{200F}",
+    ] {
+        assert!(
+            matches!(Title::parse(invisible), Err(ValidationError::Blank { .. })),
+            "{invisible:?}"
+        );
+    }
+    assert!(Title::parse("a\u{200B}b").is_ok());
+    assert!(Title::parse("\u{1F469}\u{200D}\u{1F4BB}").is_ok());
+}
+
 #[test]
 fn descriptions_are_up_to_10000_characters_with_line_breaks_and_tabs() {
     assert!(Description::parse("").is_ok());

@@ -119,6 +119,39 @@ async fn the_gateways_own_answers_keep_the_contract() {
         .unwrap();
     assert_problem(&reply, 431);
 
+    // What nginx itself refuses while reading the head (a request line over
+    // 16 KiB, a malformed Host): its own 414 and 400, as problem details.
+    let long = format!(
+        "GET /v1/tasks?q={} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "q".repeat(20 * 1024)
+    );
+    let bad_host = "GET /v1/tasks HTTP/1.1\r\nHost: bad host\r\n\r\n".to_owned();
+    for (request, status) in [(long, "414"), (bad_host, "400")] {
+        let mut stream = tls(&sys, sys.tasks.addr).await;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .ok();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        assert!(answer.contains("urn:todo:problem:bad-request"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("x-request-id:"),
+            "{answer}"
+        );
+    }
+    // Over HTTP/2, nginx ends the connection for a :path past its field
+    // limit (a protocol error), or answers: never with an HTML page.
+    let long = format!("/v1/tasks?q={}", "q".repeat(20 * 1024));
+    if let Ok(reply) = client.send(Method::GET, &long, &[], None).await {
+        assert_problem(&reply, reply.status.as_u16());
+    }
+
     // An announced body over 64 KiB is refused before it is sent.
     let mut stream = tls(&sys, sys.tasks.addr).await;
     let head = format!(
