@@ -695,8 +695,7 @@ async fn list_users(
         s.list_users(&me, limit, cursor)
     })
     .await?;
-    let (items, next_cursor) = crate::dto::page(&page);
-    json_value(StatusCode::OK, &UsersPage { items, next_cursor })
+    crate::dto::page_json(&page, |items, next_cursor| UsersPage { items, next_cursor })
 }
 
 /// Get a user (admin).

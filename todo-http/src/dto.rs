@@ -19,3 +19,13 @@ pub fn page<'a, T, D: From<&'a T>, C: std::fmt::Display>(
     let items = page.items.iter().map(D::from).collect();
     (items, page.next_cursor.as_ref().map(ToString::to_string))
 }
+
+/// A page as a 200: its items as wire DTOs in the page type `wrap` makes
+/// of them and the next cursor.
+pub fn page_json<'a, T, D: From<&'a T>, C: std::fmt::Display, P: serde::Serialize>(
+    found: &'a todo_core::Page<T, C>,
+    wrap: impl FnOnce(Vec<D>, Option<String>) -> P,
+) -> Result<crate::ApiResponse, crate::ApiError> {
+    let (items, next_cursor) = page(found);
+    crate::front::json_value(http::StatusCode::OK, &wrap(items, next_cursor))
+}

@@ -399,8 +399,7 @@ async fn list_tasks(
         s.list(owner, &query, cursor.as_ref())
     })
     .await?;
-    let (items, next_cursor) = crate::dto::page(&page);
-    json_value(StatusCode::OK, &TaskPage { items, next_cursor })
+    crate::dto::page_json(&page, |items, next_cursor| TaskPage { items, next_cursor })
 }
 
 /// Get a task.
