@@ -5,8 +5,8 @@
 //!
 //! Mounted this way, the API runs without todo's `Frontend`: the host
 //! program's own layers bound connections and clients (todo's extractors
-//! still bound each body's size and time). `Location` headers name
-//! `/v1/tasks/{id}`, the API's own paths, without the `/api` prefix.
+//! still bound each body's size and time). `Location` headers name the
+//! task under the prefix (`/api/v1/tasks/{id}`).
 
 use std::error::Error;
 use std::sync::Arc;

@@ -53,19 +53,20 @@ async fn the_task_api_serves_under_api_beside_the_programs_own_routes() {
         async move {
             let response = client.request(request).await.unwrap();
             let status = response.status();
+            let headers = response.headers().clone();
             let body = response.into_body().collect().await.unwrap().to_bytes();
-            (status, body)
+            (status, body, headers)
         }
     };
 
     // The host's own route.
-    let (status, body) = send(Method::GET, "/hello", None, None).await;
+    let (status, body, _) = send(Method::GET, "/hello", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&body[..], b"hello from the host program");
     // The mounted API: the token is checked, the task created and listed.
-    let (status, _) = send(Method::GET, "/api/v1/tasks", None, None).await;
+    let (status, _, _) = send(Method::GET, "/api/v1/tasks", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = send(
+    let (status, body, headers) = send(
         Method::POST,
         "/api/v1/tasks",
         Some(&token),
@@ -74,18 +75,26 @@ async fn the_task_api_serves_under_api_beside_the_programs_own_routes() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let created: Value = serde_json::from_slice(&body).unwrap();
-    let (status, body) = send(Method::GET, "/api/v1/tasks", Some(&token), None).await;
+    // `Location` names the task where it is: under the host's prefix.
+    let location = headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        location,
+        format!("/api/v1/tasks/{}", created["id"].as_str().unwrap())
+    );
+    let (status, _, _) = send(Method::GET, &location, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, _) = send(Method::GET, "/api/v1/tasks", Some(&token), None).await;
     assert_eq!(status, StatusCode::OK);
     let page: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(page["items"][0]["id"], created["id"]);
     assert_eq!(page["items"][0]["title"], "Mounted");
     // Its rules hold as they do behind todo's own server: a body that is
     // not JSON is 415, a forged token 401.
-    let (status, _) = send(Method::POST, "/api/v1/tasks", Some("not-a-token"), None).await;
+    let (status, _, _) = send(Method::POST, "/api/v1/tasks", Some("not-a-token"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = send(Method::POST, "/api/v1/tasks", Some(&token), None).await;
+    let (status, _, _) = send(Method::POST, "/api/v1/tasks", Some(&token), None).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     // Outside both: 404.
-    let (status, _) = send(Method::GET, "/v1/tasks", Some(&token), None).await;
+    let (status, _, _) = send(Method::GET, "/v1/tasks", Some(&token), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

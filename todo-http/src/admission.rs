@@ -104,21 +104,35 @@ impl BodyBudget {
 
     /// `bytes` more of the budget for `client`, added to `share`; `false`
     /// (and `share` unchanged) when the client's quarter or the whole
-    /// budget cannot spare them now.
-    pub fn reserve(&self, client: IpAddr, bytes: usize, share: &mut Option<BodyShare>) -> bool {
+    /// budget cannot spare them now. A client not known (`None`: a router
+    /// mounted where no address is given) has no quarter of its own, only
+    /// the whole budget.
+    pub fn reserve(
+        &self,
+        client: Option<IpAddr>,
+        bytes: usize,
+        share: &mut Option<BodyShare>,
+    ) -> bool {
         let Ok(n) = u32::try_from(bytes) else {
             return false;
         };
-        let key = share.as_ref().map_or_else(|| client_key(client), |s| s.key);
+        let key = match share {
+            Some(share) => share.key,
+            None => client.map(client_key),
+        };
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let mine = held.get(&key).copied().unwrap_or(0);
-        if mine.saturating_add(bytes) > self.per_client {
-            return false;
+        if let Some(key) = key {
+            let mine = held.get(&key).copied().unwrap_or(0);
+            if mine.saturating_add(bytes) > self.per_client {
+                return false;
+            }
         }
         let Ok(permit) = Arc::clone(&self.total).try_acquire_many_owned(n) else {
             return false;
         };
-        *held.entry(key).or_insert(0) += bytes;
+        if let Some(key) = key {
+            *held.entry(key).or_insert(0) += bytes;
+        }
         match share {
             Some(share) => {
                 share.permit.merge(permit);
@@ -148,7 +162,8 @@ impl BodyBudget {
 pub struct BodyShare {
     permit: OwnedSemaphorePermit,
     bytes: usize,
-    key: IpAddr,
+    /// The client whose quarter it counts against, when known.
+    key: Option<IpAddr>,
     held: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
@@ -162,11 +177,14 @@ impl BodyShare {
 
 impl Drop for BodyShare {
     fn drop(&mut self) {
+        let Some(key) = self.key else {
+            return;
+        };
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = held.get_mut(&self.key) {
+        if let Some(count) = held.get_mut(&key) {
             *count = count.saturating_sub(self.bytes);
             if *count == 0 {
-                held.remove(&self.key);
+                held.remove(&key);
             }
         }
         // `permit` gives the bytes back to the whole budget as it drops.
@@ -230,39 +248,62 @@ mod tests {
         let budget = BodyBudget::new(100, 10);
         let clients: Vec<IpAddr> = (1..=5).map(|i| IpAddr::from([192, 0, 2, i])).collect();
         let mut shares: Vec<Option<BodyShare>> = (0..5).map(|_| None).collect();
-        assert!(budget.reserve(clients[0], 20, &mut shares[0]));
-        assert!(budget.reserve(clients[0], 5, &mut shares[0]));
+        assert!(budget.reserve(Some(clients[0]), 20, &mut shares[0]));
+        assert!(budget.reserve(Some(clients[0]), 5, &mut shares[0]));
         assert_eq!(shares[0].as_ref().unwrap().bytes(), 25);
         assert!(
-            !budget.reserve(clients[0], 1, &mut shares[0]),
+            !budget.reserve(Some(clients[0]), 1, &mut shares[0]),
             "one client holds a quarter at most"
         );
         let mut second = None;
         assert!(
-            !budget.reserve(clients[0], 1, &mut second),
+            !budget.reserve(Some(clients[0]), 1, &mut second),
             "across its requests too"
         );
         assert!(second.is_none());
         for i in 1..4 {
-            assert!(budget.reserve(clients[i], 25, &mut shares[i]));
+            assert!(budget.reserve(Some(clients[i]), 25, &mut shares[i]));
         }
         assert_eq!(budget.available(), 0);
-        assert!(!budget.reserve(clients[4], 1, &mut shares[4]), "all spent");
+        assert!(
+            !budget.reserve(Some(clients[4]), 1, &mut shares[4]),
+            "all spent"
+        );
         assert!(shares[4].is_none());
         shares[0] = None;
         assert_eq!(budget.available(), 25);
-        assert!(budget.reserve(clients[4], 25, &mut shares[4]));
-        assert!(budget.reserve(clients[0], 0, &mut second));
+        assert!(budget.reserve(Some(clients[4]), 25, &mut shares[4]));
+        assert!(budget.reserve(Some(clients[0]), 0, &mut second));
         drop(shares);
         drop(second);
         assert_eq!(budget.available(), 100);
         assert!(budget.held.lock().unwrap().is_empty());
     }
 
+    /// A client whose address nobody knows has no quarter to fill: unknown
+    /// clients together are bounded by the whole budget only, and never
+    /// stop a known client from having its quarter.
+    #[test]
+    fn unknown_clients_are_bounded_by_the_whole_budget_only() {
+        let budget = BodyBudget::new(100, 10);
+        let mut unknown = None;
+        assert!(budget.reserve(None, 60, &mut unknown), "past a quarter");
+        let mut known = None;
+        let client = IpAddr::from([192, 0, 2, 1]);
+        assert!(budget.reserve(Some(client), 25, &mut known));
+        assert!(
+            !budget.reserve(None, 20, &mut None),
+            "past the whole budget"
+        );
+        drop(unknown);
+        assert_eq!(budget.available(), 75);
+        assert!(budget.reserve(None, 75, &mut None));
+    }
+
     #[test]
     fn a_small_budget_still_admits_one_whole_body() {
         let budget = BodyBudget::new(100, 60);
         let mut share = None;
-        assert!(budget.reserve(IpAddr::from([192, 0, 2, 1]), 60, &mut share));
+        assert!(budget.reserve(Some(IpAddr::from([192, 0, 2, 1])), 60, &mut share));
     }
 }

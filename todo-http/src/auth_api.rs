@@ -167,15 +167,38 @@ impl AuthApi {
     }
 }
 
-impl Authenticates for AuthApi {
-    /// The bearer token's principal, admitted by the services' gate.
-    async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
+impl AuthApi {
+    /// The bearer token's principal, admitted by the services' gate, and
+    /// when the token expires.
+    async fn admit(&self, token: &str) -> Result<(Principal, i64), ApiError> {
         let claims = self
             .service
             .gate()
             .verify(token)
             .map_err(|_| ApiError::invalid_token())?;
-        crate::gate::admit(self.service.gate(), claims).await
+        let expires_at = claims.expires_at;
+        let principal = crate::gate::admit(self.service.gate(), claims).await?;
+        Ok((principal, expires_at))
+    }
+}
+
+impl Authenticates for AuthApi {
+    /// The bearer token's principal, admitted by the services' gate.
+    async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
+        self.admit(token).await.map(|(principal, _)| principal)
+    }
+}
+
+/// A gateway's question (`validate`): the bearer token's principal, admitted
+/// as every request's is, and when the token expires.
+struct Validated(Principal, i64);
+
+impl FromRequestParts<Arc<AuthApi>> for Validated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<AuthApi>) -> Result<Self, ApiError> {
+        let (principal, expires_at) = api.admit(bearer(&parts.headers)?).await?;
+        Ok(Self(principal, expires_at))
     }
 }
 
@@ -594,14 +617,7 @@ async fn logout(
 /// Check a token for a gateway (account enabled, not revoked).
 #[utoipa::path(get, path = "/v1/auth/validate",
     responses((status = 200, description = "The token's subject", body = ValidateDto<'_>)))]
-async fn validate(State(api): Auth, headers: HeaderMap) -> Result<ApiResponse, ApiError> {
-    let claims = api
-        .service
-        .gate()
-        .verify(bearer(&headers)?)
-        .map_err(|_| ApiError::invalid_token())?;
-    let expires_at = claims.expires_at;
-    let me = crate::gate::admit(api.service.gate(), claims).await?;
+async fn validate(Validated(me, expires_at): Validated) -> Result<ApiResponse, ApiError> {
     json_value(
         StatusCode::OK,
         &ValidateDto {
@@ -688,7 +704,9 @@ async fn list_users(
     for (name, value) in crate::request::query_pairs(query.as_deref(), &["limit", "cursor"])? {
         match name.as_str() {
             "limit" => limit = PageLimit::new(query_int("limit", &value)?).map_err(invalid)?,
-            _ => cursor = Some(UserCursor::parse(&value).map_err(invalid)?),
+            "cursor" => cursor = Some(UserCursor::parse(&value).map_err(invalid)?),
+            // (`query_pairs` let through only the names above.)
+            other => return Err(ApiError::field(other, "unknown query parameter")),
         }
     }
     let page = call(&api.service.admin, move |s| {
@@ -759,7 +777,7 @@ const CROSS_ORIGIN: &str =
 
 impl Api for AuthApi {
     fn routes(self: Arc<Self>) -> OpenApiRouter {
-        crate::front::without_head(auth_routes()).with_state(self)
+        crate::front::api_layer(auth_routes()).with_state(self)
     }
 
     fn operations(&self) -> &Operations {

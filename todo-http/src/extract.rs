@@ -5,7 +5,7 @@
 //! (401 before anything else), then the path, then the body (read last,
 //! and only for a caller who may send one).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -40,20 +40,28 @@ static STANDALONE: LazyLock<(Arc<HttpLimits>, BodyBudget)> = LazyLock::new(|| {
     (Arc::new(limits), budget)
 });
 
-impl RequestContext {
-    /// The frontend's context, else (a router mounted in another program's
-    /// app, whose own layers bound what clients send) the defaults, with
-    /// the peer's address where the host gives it ([`peer`]) and all
-    /// clients as one where it does not.
-    fn of(parts: &Parts) -> Self {
-        if let Some(context) = parts.extensions.get::<Self>() {
-            return context.clone();
-        }
-        Self {
-            client: peer(parts).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            limits: Arc::clone(&STANDALONE.0),
-            budget: STANDALONE.1.clone(),
-        }
+/// The client, limits and budget a body is read under: the frontend's;
+/// else (a router mounted in another program's app, whose own layers bound
+/// what clients send) the defaults, with the peer where the host gives it
+/// ([`peer`]) and otherwise no client: no per-client share then (one share
+/// for every unknown client would let one of them refuse everyone's
+/// writes); the whole budget still bounds them together.
+fn body_context(parts: &Parts) -> (Option<IpAddr>, Arc<HttpLimits>, BodyBudget) {
+    match parts.extensions.get::<RequestContext>() {
+        Some(context) => (
+            Some(context.client),
+            Arc::clone(&context.limits),
+            context.budget.clone(),
+        ),
+        None => (peer(parts), Arc::clone(&STANDALONE.0), STANDALONE.1.clone()),
+    }
+}
+
+/// The client behind a [`crate::Frontend`], else the peer a host app gives.
+fn client_of(parts: &Parts) -> Option<IpAddr> {
+    match parts.extensions.get::<RequestContext>() {
+        Some(context) => Some(context.client),
+        None => peer(parts),
     }
 }
 
@@ -78,10 +86,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        Ok(Self(match parts.extensions.get::<RequestContext>() {
-            Some(context) => Some(context.client),
-            None => peer(parts),
-        }))
+        Ok(Self(client_of(parts)))
     }
 }
 
@@ -151,8 +156,10 @@ impl PathId for UserId {
     }
 }
 
-/// The path's one parameter as a domain identifier; an id that cannot be
-/// one is simply not found (404), like an id of someone else's.
+/// The path's `{id}` parameter as a domain identifier; an id that cannot be
+/// one is simply not found (404), like an id of someone else's. Taken by
+/// name, so a host app may nest the Router under a path with parameters of
+/// its own (`/orgs/{org}/api`).
 #[derive(Debug, Clone, Copy)]
 pub struct Path<T>(pub T);
 
@@ -160,10 +167,13 @@ impl<S: Send + Sync, T: PathId> FromRequestParts<S> for Path<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let raw = axum::extract::Path::<String>::from_request_parts(parts, state)
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::not_found())?;
-        T::parse_id(&raw.0)
+        params
+            .iter()
+            .find(|(name, _)| *name == "id")
+            .and_then(|(_, raw)| T::parse_id(raw))
             .map(Self)
             .ok_or_else(ApiError::not_found)
     }
@@ -187,25 +197,26 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             .get_all(IF_MATCH)
             .iter()
             .flat_map(|value| value.to_str().unwrap_or("\u{0}").split(','))
-            .map(str::trim)
-            .peekable();
-        if entries.peek().is_none() {
+            .map(str::trim);
+        let Some(first) = entries.next() else {
+            return Ok(Self(Precondition::Any));
+        };
+        let rest: Vec<&str> = entries.collect();
+        // `*` stands alone (RFC 9110): in a list it is malformed.
+        if first == "*" && rest.is_empty() {
             return Ok(Self(Precondition::Any));
         }
-        let mut named = None;
-        for entry in entries {
-            if entry == "*" {
-                return Ok(Self(Precondition::Any));
-            }
-            match (strong_version(entry), named) {
-                (Some(version), None) => named = Some(version),
-                (Some(version), Some(earlier)) if version == earlier => {}
-                _ => return Ok(Self(Precondition::Unmatchable)),
-            }
+        let Some(version) = strong_version(first) else {
+            return Ok(Self(Precondition::Unmatchable));
+        };
+        if rest
+            .iter()
+            .all(|entry| strong_version(entry) == Some(version))
+        {
+            Ok(Self(Precondition::Version(version)))
+        } else {
+            Ok(Self(Precondition::Unmatchable))
         }
-        Ok(Self(
-            named.map_or(Precondition::Unmatchable, Precondition::Version),
-        ))
     }
 }
 
@@ -247,8 +258,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
         if !json_type {
             return Err(ApiError::unsupported_media_type());
         }
-        let context = RequestContext::of(&parts);
-        let limit = context.limits.max_body_bytes;
+        let (client, limits, budget) = body_context(&parts);
+        let limit = limits.max_body_bytes;
         let declared = parts
             .headers
             .get(CONTENT_LENGTH)
@@ -259,14 +270,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
         }
         let declared = declared.and_then(|n| usize::try_from(n).ok());
         let mut share = None;
-        let read = read_limited(
-            body,
-            limit,
-            declared,
-            (&context.budget, context.client),
-            &mut share,
-        );
-        let bytes = tokio::time::timeout(context.limits.body_timeout, read)
+        let read = read_limited(body, limit, declared, (&budget, client), &mut share);
+        let bytes = tokio::time::timeout(limits.body_timeout, read)
             .await
             .map_err(|_| ApiError::request_timeout())??;
         Ok(Self(bytes, share))
@@ -294,6 +299,28 @@ mod tests {
     use http_body_util::BodyExt as _;
 
     use super::*;
+
+    /// The id is taken by name: a host's own path parameters around it
+    /// change nothing.
+    #[tokio::test]
+    async fn a_path_id_is_found_by_name_among_the_hosts_parameters() {
+        use tower::ServiceExt as _;
+        let app: axum::Router = axum::Router::new().route(
+            "/orgs/{org}/things/{id}",
+            axum::routing::get(|Path(id): Path<TaskId>| async move { id.to_string() }),
+        );
+        let get = |uri: &str| {
+            let request = Request::get(uri).body(axum::body::Body::empty()).unwrap();
+            app.clone().oneshot(request)
+        };
+        let id = "0190a5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
+        let found = get(&format!("/orgs/acme/things/{id}")).await.unwrap();
+        assert_eq!(found.status(), http::StatusCode::OK);
+        let body = found.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], id.as_bytes());
+        let bad = get("/orgs/acme/things/not-an-id").await.unwrap();
+        assert_eq!(bad.status(), http::StatusCode::NOT_FOUND);
+    }
 
     /// An `If-Match` matches only as the `ETag` is written; a list names
     /// one version or none.
@@ -327,6 +354,9 @@ mod tests {
             &["\"v3\", \"v4\""],
             &["\"v3\"", "\"v4\""],
             &["\"v3\", junk"],
+            &["*, junk"],
+            &["junk, *"],
+            &["*", "\"v3\""],
         ] {
             assert_eq!(
                 precondition(unmatchable).await,
@@ -357,7 +387,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(client, Some(peer.ip()));
-        assert_eq!(RequestContext::of(&connected).client, peer.ip());
+        assert_eq!(body_context(&connected).0, Some(peer.ip()));
+        assert_eq!(
+            body_context(&bare).0,
+            None,
+            "no share for every unknown client"
+        );
 
         // Behind the frontend, its context wins (the address past trusted proxies).
         let forwarded = IpAddr::from([198, 51, 100, 1]);

@@ -251,7 +251,7 @@ impl<A: Api> Frontend<A> {
         {
             // The router found the path but not the method: our problem,
             // listing the methods as we write them (HEAD goes with GET,
-            // unsaid; the API's routes refuse it, see `without_head`).
+            // unsaid; the API's routes refuse it, see `api_layer`).
             let allow = allow
                 .split(',')
                 .map(str::trim)
@@ -320,13 +320,26 @@ impl RouteNames {
     fn of(document: &utoipa::openapi::OpenApi) -> Self {
         let documented = document.paths.paths.keys().map(String::as_str);
         let page = crate::web::ASSETS.iter().map(|asset| asset.path);
-        let names = documented
-            .chain(page)
-            // Leaked once per frontend: a process makes one or two.
-            .map(|template| &*Box::leak(template.to_owned().into_boxed_str()))
-            .collect();
+        let names = documented.chain(page).map(intern).collect();
         Self(Arc::new(names))
     }
+}
+
+/// `template` as a `&'static str`, leaked once per process whatever the
+/// number of frontends (routes are few and fixed). Called when a frontend
+/// is built, never per request.
+fn intern(template: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Option<HashSet<&'static str>>> = std::sync::Mutex::new(None);
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let names = names.get_or_insert_with(HashSet::new);
+    if let Some(name) = names.get(template) {
+        return name;
+    }
+    let name: &'static str = Box::leak(template.to_owned().into_boxed_str());
+    names.insert(name);
+    name
 }
 
 /// Names the matched route on its response (for the frontend's log and metrics).
@@ -346,11 +359,15 @@ async fn name_route(
     response
 }
 
-/// The API's routes answer the methods the contract lists, HEAD not among
-/// them (axum would serve HEAD wherever GET is): a HEAD gets the path's 405,
-/// its `Allow` the path's documented methods. (The page's files and the
-/// shared endpoints do serve HEAD.)
-pub(crate) fn without_head<S: Clone + Send + Sync + 'static>(
+/// What every route of an API goes through, mounted behind a [`Frontend`]
+/// or in another program's app:
+///
+/// - HEAD is refused with the path's 405, its `Allow` the path's documented
+///   methods: the contract lists no HEAD (axum would serve it wherever GET
+///   is). The page's files and the shared endpoints do serve HEAD.
+/// - Without a frontend to log it, a 5xx's cause (never sent to the client)
+///   is logged here.
+pub(crate) fn api_layer<S: Clone + Send + Sync + 'static>(
     routes: OpenApiRouter<S>,
 ) -> OpenApiRouter<S> {
     let mut allowed = std::collections::HashMap::new();
@@ -368,12 +385,20 @@ pub(crate) fn without_head<S: Clone + Send + Sync + 'static>(
         allowed.insert(path.clone(), methods.join(", "));
     }
     let allowed = Arc::new(allowed);
-    routes.layer(axum::middleware::from_fn(
+    routes.route_layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: Next| {
             let allowed = Arc::clone(&allowed);
             async move {
                 if request.method() != Method::HEAD {
-                    return next.run(request).await;
+                    let fronted = request.extensions().get::<RequestContext>().is_some();
+                    let response = next.run(request).await;
+                    if !fronted
+                        && let Some(internal) =
+                            response.extensions().get::<crate::problem::InternalDetail>()
+                    {
+                        tracing::error!(target: "todo::http", error = %internal.0, "request failed");
+                    }
+                    return response;
                 }
                 let allow = request
                     .extensions()
@@ -516,6 +541,53 @@ mod tests {
         fn operations(&self) -> &Operations {
             &self.0
         }
+    }
+
+    /// Mounted without a frontend, an API's 5xx still leaves its cause in
+    /// the log (once), and never in the body; HEAD gets the path's 405.
+    #[test]
+    fn a_mounted_apis_500_reaches_the_log_and_head_its_405() {
+        let logged = Arc::new(AtomicUsize::new(0));
+        let _guard = tracing::subscriber::set_default(Count(Arc::clone(&logged)));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let routes = OpenApiRouter::new().route(
+            "/boom",
+            axum::routing::get(|| async {
+                Err::<ApiResponse, _>(ApiError::internal("database exploded"))
+            }),
+        );
+        let app: Router = api_layer(routes).into();
+        let call = |method: Method| {
+            let request = Request::builder()
+                .method(method)
+                .uri("/boom")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            runtime.block_on(app.clone().oneshot(request)).unwrap()
+        };
+        let response = call(Method::GET);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = runtime
+            .block_on(response.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        assert!(!String::from_utf8_lossy(&body).contains("exploded"));
+        assert_eq!(logged.load(Ordering::SeqCst), 1, "logged once");
+        assert_eq!(call(Method::HEAD).status(), StatusCode::METHOD_NOT_ALLOWED);
+        let unknown = Request::builder()
+            .method(Method::HEAD)
+            .uri("/nothing")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let unknown = runtime.block_on(app.clone().oneshot(unknown)).unwrap();
+        assert_eq!(
+            unknown.status(),
+            StatusCode::NOT_FOUND,
+            "HEAD elsewhere is not ours"
+        );
     }
 
     /// A handler's 5xx: a generic body for the client, its cause in the log.

@@ -5,8 +5,9 @@
 //!
 //! Recording takes no allocation once a series exists: the label sets are
 //! `&'static str`s and a status code, looked up under a read lock of the
-//! family; a counter is one atomic addition, a histogram one short
-//! uncontended lock of that route's series.
+//! family; a counter is one atomic addition, a histogram one short lock of
+//! that route's series (held for a few instructions; requests to one route
+//! take it in turn).
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;

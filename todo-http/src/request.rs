@@ -184,7 +184,7 @@ pub(crate) async fn read_limited<B>(
     mut body: B,
     limit: usize,
     declared: Option<usize>,
-    (budget, client): (&BodyBudget, IpAddr),
+    (budget, client): (&BodyBudget, Option<IpAddr>),
     reserved: &mut Option<BodyShare>,
 ) -> Result<Bytes, ApiError>
 where
@@ -341,7 +341,7 @@ mod tests {
             chunks(10, 1000),
             64 * 1024,
             Some(10_000),
-            (&budget, me),
+            (&budget, Some(me)),
             &mut held,
         );
         assert_eq!(read.await.unwrap().len(), 10_000);
@@ -349,7 +349,13 @@ mod tests {
         assert_eq!(paid, 10_000);
         // Undeclared: doubling from 4 KiB, never more than twice what arrived.
         let mut other = None;
-        let read = read_limited(chunks(9, 1000), 64 * 1024, None, (&budget, me), &mut other);
+        let read = read_limited(
+            chunks(9, 1000),
+            64 * 1024,
+            None,
+            (&budget, Some(me)),
+            &mut other,
+        );
         assert_eq!(read.await.unwrap().len(), 9000);
         let paid = other.as_ref().map_or(0, BodyShare::bytes);
         assert!((9000..=18_000).contains(&paid), "paid {paid}");
@@ -360,7 +366,7 @@ mod tests {
             chunks(60, 1000),
             64 * 1024,
             None,
-            (&budget, me),
+            (&budget, Some(me)),
             &mut refused,
         );
         let response = read.await.unwrap_err().into_response();
@@ -373,7 +379,7 @@ mod tests {
             chunks(10, 1000),
             64 * 1024,
             Some(10_000),
-            (&budget, them),
+            (&budget, Some(them)),
             &mut theirs,
         );
         assert_eq!(read.await.unwrap().len(), 10_000);

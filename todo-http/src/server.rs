@@ -421,7 +421,7 @@ fn budgeted(
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(0);
     let mut share = None;
-    if bytes == 0 || budget.reserve(client, bytes, &mut share) || !safe {
+    if bytes == 0 || budget.reserve(Some(client), bytes, &mut share) || !safe {
         return response.map(|body| Budgeted {
             rest: whole(body),
             _share: share,

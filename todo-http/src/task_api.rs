@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{NestedPath, RawQuery, State};
 use http::StatusCode;
 use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
@@ -324,7 +324,9 @@ pub fn decode_list_query(raw: Option<&str>) -> Result<(TaskQuery, Option<TaskCur
             "limit" => {
                 query.limit = PageLimit::new(query_int("limit", &value)?).map_err(invalid)?
             }
-            _ => cursor = Some(TaskCursor::parse(&value).map_err(invalid)?),
+            "cursor" => cursor = Some(TaskCursor::parse(&value).map_err(invalid)?),
+            // (`query_pairs` let through only the names above.)
+            other => return Err(ApiError::field(other, "unknown query parameter")),
         }
     }
     Ok((query, cursor))
@@ -362,13 +364,17 @@ type Tasks = State<Arc<TaskApi>>;
 async fn create_task(
     State(api): Tasks,
     Caller(caller): Caller,
+    mounted_at: Option<axum::Extension<NestedPath>>,
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     let new = decode_new_task(&body)?;
     let owner = caller.user_id;
     let task = call(&api.service, move |s| s.create(owner, new)).await?;
     let mut response = task_response(StatusCode::CREATED, &task)?;
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/tasks/{}", task.id)) {
+    // Nested in a host's app (under `/api`, say), the task is there too.
+    let prefix = mounted_at.as_ref().map_or("", |nested| nested.as_str());
+    let prefix = prefix.trim_end_matches('/');
+    if let Ok(location) = HeaderValue::from_str(&format!("{prefix}/v1/tasks/{}", task.id)) {
         response.headers_mut().insert(LOCATION, location);
     }
     Ok(response)
@@ -473,7 +479,7 @@ async fn delete_task(
 
 impl Api for TaskApi {
     fn routes(self: Arc<Self>) -> OpenApiRouter {
-        crate::front::without_head(task_routes()).with_state(self)
+        crate::front::api_layer(task_routes()).with_state(self)
     }
 
     fn operations(&self) -> &Operations {

@@ -107,13 +107,56 @@ pub struct JwksSource {
     client: Mutex<Option<(Vec<u8>, HttpsClient)>>,
     verifier: Arc<JwtVerifier>,
     min_interval: Duration,
-    /// When the last fetch was tried, and whether it worked.
-    last_fetch: Mutex<Option<(Instant, bool)>>,
+    /// When fetches were tried and how they went: at most one on demand at
+    /// a time, and failures back off.
+    fetches: Mutex<Fetches>,
+}
+
+/// The record of on-demand fetches.
+#[derive(Debug, Default)]
+struct Fetches {
+    /// When the last one started.
+    last: Option<Instant>,
+    /// Failures since the last success (0: the last one worked).
+    failures: u32,
+    /// Whether one is running now.
+    in_flight: bool,
+}
+
+impl Fetches {
+    /// How long after the last fetch the next may start: the minimum
+    /// interval after a success; after failures, from 100 ms doubling to
+    /// that interval, so that a task-server started before auth-server
+    /// gets its keys at once, and an auth-server that is down is not asked
+    /// ten times a second for every token with an invented `kid`.
+    fn wait(&self, min_interval: Duration) -> Duration {
+        if self.failures == 0 {
+            return min_interval;
+        }
+        let doublings = self.failures.saturating_sub(1).min(16);
+        RETRY_AFTER_FAILURE
+            .saturating_mul(1 << doublings)
+            .min(min_interval)
+    }
+}
+
+/// Marks the on-demand fetch done however it ends (an error, or its future
+/// dropped by a client that went away).
+struct InFlight<'a>(&'a Mutex<Fetches>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .in_flight = false;
+    }
 }
 
 /// After a failed fetch (auth-server still starting, say) the next one may
-/// come this soon, whatever the interval: a task-server that starts first
-/// must not refuse every token for the whole interval.
+/// come this soon, whatever the interval (doubling with each failure in a
+/// row): a task-server that starts first must not refuse every token for
+/// the whole interval.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(100);
 
 /// After a failed periodic fetch the next comes this soon (or at the
@@ -138,31 +181,33 @@ impl JwksSource {
             client: Mutex::new(None),
             verifier,
             min_interval,
-            last_fetch: Mutex::new(None),
+            fetches: Mutex::new(Fetches::default()),
         })
     }
 
-    /// Fetches the key set and installs it, unless the last fetch was too
-    /// recent. Returns whether the keys changed.
+    /// Fetches the key set and installs it, unless another fetch is running
+    /// or the last was too recent (see [`Fetches::wait`]). Returns whether
+    /// the keys changed.
     pub async fn refresh_if_due(&self) -> Result<bool, JwksError> {
-        {
-            let mut last = self
-                .last_fetch
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let wait = |ok: bool| {
-                if ok {
-                    self.min_interval
-                } else {
-                    RETRY_AFTER_FAILURE.min(self.min_interval)
-                }
-            };
-            if last.is_some_and(|(at, ok)| at.elapsed() < wait(ok)) {
+        let _in_flight = {
+            let mut fetches = self.fetches.lock().unwrap_or_else(PoisonError::into_inner);
+            let too_soon = fetches
+                .last
+                .is_some_and(|at| at.elapsed() < fetches.wait(self.min_interval));
+            if fetches.in_flight || too_soon {
                 return Ok(false);
             }
-            *last = Some((Instant::now(), false));
-        }
-        self.fetch_and_install().await
+            fetches.last = Some(Instant::now());
+            fetches.in_flight = true;
+            InFlight(&self.fetches)
+        };
+        let outcome = self.fetch_and_install().await;
+        let mut fetches = self.fetches.lock().unwrap_or_else(PoisonError::into_inner);
+        fetches.failures = match outcome {
+            Ok(_) => 0,
+            Err(_) => fetches.failures.saturating_add(1),
+        };
+        outcome
     }
 
     /// Fetches the key set now and installs it; returns whether it changed.
@@ -174,12 +219,7 @@ impl JwksSource {
                 url: self.url.to_string(),
             });
         }
-        let changed = self.verifier.set_keys(keys);
-        *self
-            .last_fetch
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), true));
-        Ok(changed)
+        Ok(self.verifier.set_keys(keys))
     }
 
     /// Refetches the key set every `period`, for ever: a key withdrawn from
@@ -192,13 +232,17 @@ impl JwksSource {
             tokio::time::sleep(wait).await;
             wait = match self.fetch_and_install().await {
                 Ok(changed) => {
+                    self.fetches
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .failures = 0;
                     if changed {
-                        tracing::info!(target: "todo::http", url = %self.url, "verification keys changed");
+                        tracing::info!(target: "todo::keys", url = %self.url, "verification keys changed");
                     }
                     period
                 }
                 Err(error) => {
-                    tracing::warn!(target: "todo::http", %error, "refetching the JWKS failed; keeping the keys in use");
+                    tracing::warn!(target: "todo::keys", %error, "refetching the JWKS failed; keeping the keys in use");
                     PERIODIC_RETRY.min(period)
                 }
             };
@@ -209,13 +253,20 @@ impl JwksSource {
     /// most every `--jwks-min-refresh-secs`, and once a period): a new
     /// certificate for auth-server is trusted without a restart, and the
     /// client (with its pooled connections) is rebuilt only when it changed.
-    fn client(&self) -> Result<HttpsClient, JwksError> {
+    async fn client(&self) -> Result<HttpsClient, JwksError> {
         let https = self.url.scheme() == Some(&http::uri::Scheme::HTTPS);
         let pem = match (&self.ca_file, https) {
-            (Some(path), _) => std::fs::read(path).map_err(|source| JwksError::CaFile {
-                path: path.clone(),
-                source,
-            })?,
+            // Off the async workers: a file read can block.
+            (Some(path), _) => {
+                let file = path.clone();
+                tokio::task::spawn_blocking(move || std::fs::read(file))
+                    .await
+                    .unwrap_or_else(|join| Err(std::io::Error::other(join)))
+                    .map_err(|source| JwksError::CaFile {
+                        path: path.clone(),
+                        source,
+                    })?
+            }
             (None, true) => return Err(JwksError::NoCa),
             (None, false) => Vec::new(),
         };
@@ -229,9 +280,9 @@ impl JwksSource {
             Some(path) => parse_roots(path, &pem)?,
             None => Vec::new(),
         };
-        let client = https_client(roots).map_err(|reason| JwksError::CaPem {
+        let client = https_client(roots).map_err(|e| JwksError::CaPem {
             path: self.ca_file.clone().unwrap_or_default(),
-            reason,
+            reason: e.to_string(),
         })?;
         *slot = Some((pem, client.clone()));
         Ok(client)
@@ -239,7 +290,7 @@ impl JwksSource {
 
     async fn fetch(&self) -> Result<KeySet, JwksError> {
         let url = || self.url.to_string();
-        let client = self.client()?;
+        let client = self.client().await?;
         let request = Request::builder()
             .method(Method::GET)
             .uri(self.url.clone())
@@ -308,15 +359,14 @@ fn parse_roots(
 
 /// hyper-util's client over rustls (aws-lc), trusting `roots` only, HTTP/1.1
 /// and h2 by ALPN; plain `http://` allowed (behind a trusted network).
-fn https_client(roots: Vec<CertificateDer<'static>>) -> Result<HttpsClient, String> {
+fn https_client(roots: Vec<CertificateDer<'static>>) -> Result<HttpsClient, rustls::Error> {
     let mut store = rustls::RootCertStore::empty();
     for root in roots {
-        store.add(root).map_err(|e| e.to_string())?;
+        store.add(root)?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(store)
         .with_no_client_auth();
     let mut tcp = HttpConnector::new();
@@ -384,5 +434,54 @@ mod tests {
         ));
         // A failed fetch is retried soon, but not at once.
         assert!(!source.refresh_if_due().await.unwrap());
+    }
+
+    /// Failures back off from 100 ms, doubling, to the minimum interval; a
+    /// success waits the whole interval.
+    #[test]
+    fn failed_fetches_back_off_to_the_minimum_interval() {
+        let interval = Duration::from_secs(30);
+        let after = |failures| {
+            Fetches {
+                failures,
+                ..Fetches::default()
+            }
+            .wait(interval)
+        };
+        assert_eq!(after(0), interval);
+        assert_eq!(after(1), Duration::from_millis(100));
+        assert_eq!(after(2), Duration::from_millis(200));
+        assert_eq!(after(5), Duration::from_millis(1600));
+        assert_eq!(after(9), Duration::from_millis(25_600));
+        assert_eq!(after(10), interval);
+        assert_eq!(after(u32::MAX), interval);
+    }
+
+    /// While one on-demand fetch runs, another is not started (a flood of
+    /// tokens with invented key ids makes one fetch, not one each).
+    #[tokio::test]
+    async fn one_on_demand_fetch_at_a_time() {
+        // A listener that accepts and never answers: the fetch hangs.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/keys", silent.local_addr().unwrap());
+        let verifier = Arc::new(JwtVerifier::new(KeySet::new([]), "i", "a", 0));
+        let source =
+            Arc::new(JwksSource::new(&url, None, verifier, Duration::from_secs(30)).unwrap());
+        let first = tokio::spawn({
+            let source = Arc::clone(&source);
+            async move { source.refresh_if_due().await }
+        });
+        let (_held, _) = silent.accept().await.unwrap();
+        assert!(source.fetches.lock().unwrap().in_flight);
+        assert!(
+            !source.refresh_if_due().await.unwrap(),
+            "a second fetch while one runs"
+        );
+        first.abort();
+        let _ = first.await;
+        assert!(
+            !source.fetches.lock().unwrap().in_flight,
+            "a dropped fetch is done"
+        );
     }
 }

@@ -48,15 +48,21 @@ pub fn rotate(path: &Path, verification_dir: &Path, algorithm: KeyAlgorithm) -> 
 }
 
 /// The public keys (`*.pem`) in `dir`; none if the directory is missing.
+/// A directory that cannot be read is an error, never "no keys": after a
+/// rotation that would refuse every token the old key signed.
 pub fn public_keys_in(dir: &Path) -> Result<Vec<PublicKey>, Error> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(Vec::new());
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::file(dir, e)),
     };
-    let paths: Vec<PathBuf> = entries
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|e| e == "pem"))
-        .collect();
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::file(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "pem") {
+            paths.push(path);
+        }
+    }
     read_public_keys(&paths, None)
 }
 
@@ -121,6 +127,21 @@ mod tests {
                 .to_string()
                 .starts_with("--jwt-public-key: /nonexistent/key.pem: "),
             "{error}"
+        );
+    }
+
+    /// Only a missing directory means no keys; one that is there and cannot
+    /// be read (a file where the directory should be, say) is an error.
+    #[test]
+    fn an_unreadable_verification_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("verification-keys");
+        std::fs::write(&not_a_dir, "a file").unwrap();
+        assert!(public_keys_in(&not_a_dir).is_err());
+        assert!(
+            public_keys_in(&dir.path().join("missing"))
+                .unwrap()
+                .is_empty()
         );
     }
 }

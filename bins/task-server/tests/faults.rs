@@ -967,11 +967,9 @@ impl Ext4Disk {
     }
 
     /// What the kernel does on a disk error: the file system turns
-    /// read-only. Returns when it began and when it was done.
-    fn fail(&self) -> (Instant, Instant) {
-        let failing = Instant::now();
+    /// read-only.
+    fn fail(&self) {
         std::fs::write(&self.trigger, "1").unwrap();
-        (failing, Instant::now())
     }
 
     /// What an operator does next: unmount, repair, mount again.
@@ -1029,7 +1027,8 @@ async fn a_read_only_disk_under_sqlite_gives_503s_and_loses_nothing() {
 
     let load = Load::start(&client, &sys.token, 4, 0, false);
     until_acknowledged(&client, &sys.token, 100).await;
-    let (failing, failed) = disk.fail();
+    disk.fail();
+    let failed = Instant::now();
     let mut probes = Vec::new();
     let ready = writes_fail_with_503(name, &sys, 0, &mut probes).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1053,20 +1052,20 @@ async fn a_read_only_disk_under_sqlite_gives_503s_and_loses_nothing() {
     // be gone: the kernel can report its fsync done while ext4 aborts its
     // journal (seen about once in 40 runs under heavy CPU load, never for a
     // write that started after the failure). Every write acknowledged before
-    // the disk began to fail must be there; so must any started after it.
+    // the disk failed must be there; so must any started after it.
     let (racing, settled): (Vec<Outcome>, Vec<Outcome>) = outcomes
         .iter()
         .cloned()
-        .partition(|o| o.started < failed && o.finished() >= failing);
+        .partition(|o| o.started < failed && o.finished() >= failed);
     for lost in settled
         .iter()
         .filter(|o| o.answer == Ok(201) && !stored.contains_key(&o.title))
     {
         eprintln!(
-            "lost {}: started {:?} before the failure began, answered {:?} before it",
+            "lost {}: started {:?} before the failure, answered {:?} before it",
             lost.title,
-            failing.saturating_duration_since(lost.started),
-            failing.saturating_duration_since(lost.finished()),
+            failed.saturating_duration_since(lost.started),
+            failed.saturating_duration_since(lost.finished()),
         );
     }
     assert_acknowledged_stored(&settled, &stored);

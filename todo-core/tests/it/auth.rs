@@ -1016,6 +1016,48 @@ fn a_rehash_or_password_change_keeps_what_an_admin_changed_meanwhile() {
     );
 }
 
+/// A thief refreshing while the owner changes the password: the tokens the
+/// thief got while the passwords were weighed are refused after the change
+/// (v1.1 attack: the cut was taken before the hashing, so 12 of 17 such
+/// tokens still worked for five minutes).
+#[test]
+fn tokens_issued_while_a_password_change_hashes_are_refused_after_it() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    let stolen = h.login("alice", "correct horse").unwrap().refresh_token;
+    let during = Arc::new(std::sync::Mutex::new(None));
+    let thief = {
+        let (auth, clock, during) = (h.auth.clone(), h.clock.clone(), Arc::clone(&during));
+        move || {
+            // The hashing takes a while; the thief refreshes meanwhile.
+            clock.advance(Duration::from_millis(400));
+            let pair = auth.sessions.refresh(ADDR, &stolen).unwrap();
+            clock.advance(Duration::from_millis(400));
+            *during.lock().unwrap() = Some(pair.access_token);
+        }
+    };
+    let changing = with_hasher(
+        &h,
+        Arc::new(InterleavingHasher {
+            inner: CountingHasher::new(2),
+            hook: std::sync::Mutex::new(Some(Box::new(thief))),
+        }),
+    );
+    changing
+        .account
+        .change_password(None, &me, "correct horse", "battery staple")
+        .unwrap();
+    let token = during.lock().unwrap().take().expect("the thief refreshed");
+    // (Past the second for which another instance's gate may trust its
+    // reading of the account: `changing` and `h.auth` are two instances.)
+    h.clock.advance(Duration::from_millis(1100));
+    assert!(
+        h.auth.sessions.authenticate(&token).is_err(),
+        "a token issued during the change outlived it"
+    );
+}
+
 /// A login that finished just after the password change revoked every
 /// refresh token stores a family the revocation never saw: its token was
 /// issued before the change, so it must not refresh (v1.1 attack finding).

@@ -1,6 +1,8 @@
-//! The library crates answer typed errors: no public function of todo-core,
-//! todo-auth or todo-store returns `Result<_, String>` or a boxed
-//! `dyn Error`, which a caller can only print, not match on.
+//! The library crates answer typed errors: no function of todo-core,
+//! todo-auth, todo-store, todo-http or todo-server (public or not: a
+//! private one's error reaches the public API through `?`) returns
+//! `Result<_, String>` or a boxed `dyn Error`, which a caller can only
+//! print, not match on.
 
 use std::path::{Path, PathBuf};
 
@@ -15,15 +17,34 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every `pub fn` signature of `source`, whitespace collapsed.
+/// Every function signature of `source` (public or not, `async`, `const`,
+/// trait methods: a private helper's error reaches the public API through
+/// `?`), and every type alias, whitespace collapsed.
 fn public_signatures(source: &str) -> Vec<String> {
+    // The code only: not comments (doc examples), not a module's tests.
+    let code: String = source
+        .split("#[cfg(test)]")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let source = code.as_str();
     let mut signatures = Vec::new();
-    let mut rest = source;
-    while let Some(at) = rest.find("pub fn ") {
-        let tail = &rest[at..];
-        let end = tail.find(['{', ';']).unwrap_or(tail.len());
-        signatures.push(tail[..end].split_whitespace().collect::<Vec<_>>().join(" "));
-        rest = &tail[end..];
+    for keyword in ["fn ", "type "] {
+        let mut rest = source;
+        while let Some(at) = rest.find(keyword) {
+            let starts_a_word = at == 0 || rest[..at].ends_with(char::is_whitespace);
+            let tail = &rest[at..];
+            let end = tail.find(['{', ';']).unwrap_or(tail.len());
+            if starts_a_word {
+                let signature = tail[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+                // A type alias reads as a function answering its right side.
+                signatures.push(signature.replacen(" = ", " -> ", 1));
+            }
+            rest = &tail[end.max(keyword.len())..];
+        }
     }
     signatures
 }

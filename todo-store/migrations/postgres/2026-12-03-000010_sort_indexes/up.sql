@@ -5,6 +5,11 @@
 -- the expression, spelled exactly as the list query spells it
 -- (todo-store/src/tasks.rs, DUE_KEY): the planner matches expressions, not
 -- their meanings.
-DROP INDEX tasks_by_owner_due;
-CREATE INDEX tasks_by_owner_due
+--
+-- Built beside the old index, then swapped in: CREATE INDEX blocks writes
+-- only, while DROP INDEX locks the table against reads too, so the drop
+-- comes last, just before the commit.
+CREATE INDEX tasks_by_owner_due_key
     ON tasks (owner_id, archived, (COALESCE(due_at, 9223372036854775807)), id);
+DROP INDEX tasks_by_owner_due;
+ALTER INDEX tasks_by_owner_due_key RENAME TO tasks_by_owner_due;
