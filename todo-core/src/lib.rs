@@ -92,7 +92,7 @@ pub use error::{
 pub use ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,
     NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskStore,
-    ThrottleKey, Unlimited, UserStore, Verification,
+    ThrottleKey, Unlimited, UserStore, Verification, client_key,
 };
 pub use precondition::Precondition;
 pub use query::{Page, PageLimit, SearchText, TaskCursor, TaskQuery, TaskSort, UserCursor};

@@ -172,6 +172,20 @@ pub trait RefreshTokenHasher: Send + Sync {
     fn digest(&self, token: &RefreshToken) -> RefreshTokenHash;
 }
 
+/// The address a client is counted under by per-client limits: IPv4 as is
+/// (also when mapped into IPv6), IPv6 by its /64, the block one subscriber
+/// gets (counted one by one, a /64 would be 2^64 clients).
+#[must_use]
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+    }
+}
+
 /// A limiter keyed by `K` (a client address, an account).
 pub trait RateLimiter<K: ?Sized>: Send + Sync {
     /// Takes one unit of `key`'s allowance; `Err(wait)` when it is spent.

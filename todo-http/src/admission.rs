@@ -2,9 +2,10 @@
 //! bytes of request bodies buffered across the whole process.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use todo_core::client_key;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Connection (or, behind a trusted proxy, request) slots per client
@@ -61,18 +62,6 @@ impl Drop for ClientSlot {
             if *count == 0 {
                 held.remove(&self.key);
             }
-        }
-    }
-}
-
-/// The address a client is counted under: IPv4 as is (also when mapped
-/// into IPv6), IPv6 by its /64.
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(bits))
         }
     }
 }

@@ -38,8 +38,11 @@ pub(crate) fn from_diesel(error: DieselError) -> StoreError {
             DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::SerializationFailure => {
                 StoreError::Unavailable(Box::new(error))
             }
-            // SQLite reports a writer that waited out its busy timeout so.
-            _ if is_busy(info.message()) => StoreError::Unavailable(Box::new(error)),
+            // SQLite reports a writer that waited out its busy timeout so;
+            // a deadlock that outlasted its retries is as transient.
+            _ if is_busy(info.message()) || is_deadlock(info.message()) => {
+                StoreError::Unavailable(Box::new(error))
+            }
             // The disk or the server, not the request: retry later (503).
             _ if is_outage(info.message()) => StoreError::Unavailable(Box::new(error)),
             _ => StoreError::Internal(Box::new(error)),
@@ -47,6 +50,15 @@ pub(crate) fn from_diesel(error: DieselError) -> StoreError {
         DieselError::BrokenTransactionManager => StoreError::Unavailable(Box::new(error)),
         _ => StoreError::Internal(Box::new(error)),
     }
+}
+
+/// PostgreSQL's 40P01: this transaction was chosen to break a deadlock
+/// (diesel reports it with no kind of its own). Rolled back whole: the
+/// client may send it again (503 with `Retry-After`, not a 500). The
+/// writes lock rows in one order (users before their tokens) so that none
+/// is expected.
+fn is_deadlock(message: &str) -> bool {
+    message.contains("deadlock detected")
 }
 
 fn is_busy(message: &str) -> bool {

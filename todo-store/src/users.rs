@@ -164,7 +164,9 @@ impl UserStore for SqlStore {
 
     fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
         let id = id.to_string();
-        // Tasks, labels and refresh tokens go with the user (ON DELETE CASCADE).
+        // Tasks, labels and refresh tokens go with the user (ON DELETE
+        // CASCADE). The user's row is locked first, as every exchange of a
+        // refresh token locks it first (`lock_owner`): no deadlock.
         let n =
             self.with_write_conn(|conn| diesel::delete(users::table.find(&id)).execute(conn))?;
         Ok(n == 1)
@@ -266,6 +268,7 @@ impl RefreshTokenStore for SqlStore {
         let now = now.unix_micros();
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
+                lock_owner(conn, &row.user_id)?;
                 // The conditional update is the race's referee: the row lock
                 // (PostgreSQL) or the write lock (SQLite) lets one caller
                 // through; the others then see `used_at` set and match nothing.
@@ -300,6 +303,7 @@ impl RefreshTokenStore for SqlStore {
         let since = since.unix_micros();
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
+                lock_owner(conn, &row.user_id)?;
                 // A write to the old token's row takes its lock (PostgreSQL)
                 // or the write lock (SQLite): a family revocation either
                 // happened before (and the filter finds the token revoked)
@@ -362,6 +366,21 @@ impl RefreshTokenStore for SqlStore {
 
 /// Whether any token of the family is revoked: a family once revoked stays
 /// dead, whatever joined it since.
+/// PostgreSQL: the token's user's row, locked against deletion (`FOR KEY
+/// SHARE`, which other exchanges share) before the token's row is. Deleting
+/// a user locks the user's row and then, cascading, the tokens'; an
+/// exchange that locked its token first and then (inserting the next one)
+/// the user deadlocked with it (v1.1 attack: 500s). Locked in the same
+/// order, one waits for the other. (SQLite has one writer at a time.)
+fn lock_owner(conn: &mut AnyConnection, user: &str) -> diesel::QueryResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE")
+            .bind::<diesel::sql_types::Text, _>(user)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
 fn family_revoked(conn: &mut AnyConnection, family: &str) -> diesel::QueryResult<bool> {
     let revoked = refresh_tokens::table
         .filter(refresh_tokens::family_id.eq(family))

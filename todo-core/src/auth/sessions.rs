@@ -8,7 +8,7 @@ use super::{Credentials, Registration, Shared};
 use crate::access::AccessGate;
 use crate::device::{DEVICE_TOKEN_TTL, DeviceToken};
 use crate::error::{Error, HashError, Result, StoreError};
-use crate::ports::{AccessTokenSigner, AuditEvent, RefreshTokenHasher, ThrottleKey};
+use crate::ports::{AccessTokenSigner, AuditEvent, RefreshTokenHasher, ThrottleKey, client_key};
 use crate::random::new_v7;
 use crate::time::Timestamp;
 use crate::token::{
@@ -128,7 +128,7 @@ impl SessionService {
             self.shared
                 .limits
                 .register_per_client
-                .check(&ip)
+                .check(&client_key(ip))
                 .map_err(|retry_after| {
                     self.shared.audit(&AuditEvent::Throttled {
                         action: "register",
@@ -161,7 +161,7 @@ impl SessionService {
             self.shared
                 .limits
                 .login_per_client
-                .check(&ip)
+                .check(&client_key(ip))
                 .map_err(|retry_after| {
                     self.shared.audit(&AuditEvent::Throttled {
                         action: "login",

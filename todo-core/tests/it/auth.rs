@@ -865,6 +865,50 @@ fn limits_answer_rate_limited_before_any_hashing() {
     assert_eq!(h.hasher.verifications(), 0);
 }
 
+/// Remembers the keys it was asked about.
+#[derive(Default)]
+struct Keys(std::sync::Mutex<Vec<IpAddr>>);
+impl RateLimiter<IpAddr> for Keys {
+    fn check(&self, key: &IpAddr) -> Result<(), Duration> {
+        self.0.lock().unwrap().push(*key);
+        Ok(())
+    }
+}
+
+/// Per-client limits count an IPv6 client by its /64 (one subscriber's
+/// block: one by one, a /64 would be 2^64 clients) and a mapped IPv4 as
+/// IPv4 (v1.1 attack: 5 registrations per address, unlimited per /64).
+#[test]
+fn per_client_limits_count_ipv6_by_its_64() {
+    let (registers, logins) = (Arc::new(Keys::default()), Arc::new(Keys::default()));
+    let limits = AuthLimits {
+        register_per_client: registers.clone(),
+        login_per_client: logins.clone(),
+        ..AuthLimits::unlimited()
+    };
+    let h = harness_with(limits, 2);
+    let clients: [IpAddr; 3] = [
+        "2001:db8:0:7::10".parse().unwrap(),
+        "2001:db8:0:7:ffff::3".parse().unwrap(),
+        "::ffff:192.0.2.9".parse().unwrap(),
+    ];
+    for (i, client) in clients.iter().enumerate() {
+        let name = format!("user{i}");
+        let registration = Registration::parse(&name, "correct horse", None).unwrap();
+        h.auth
+            .sessions
+            .register(Some(*client), registration)
+            .unwrap();
+        let credentials = Credentials::offered(&name, "correct horse");
+        h.auth.sessions.login(Some(*client), &credentials).unwrap();
+    }
+    let block: IpAddr = "2001:db8:0:7::".parse().unwrap();
+    let v4: IpAddr = "192.0.2.9".parse().unwrap();
+    for keys in [&registers, &logins] {
+        assert_eq!(*keys.0.lock().unwrap(), [block, block, v4]);
+    }
+}
+
 #[test]
 fn repeated_failures_on_an_account_are_throttled_and_success_resets() {
     let limits = AuthLimits {

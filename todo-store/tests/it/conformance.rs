@@ -58,6 +58,7 @@ conformance!(
     concurrent_creates_at_the_quota_have_one_winner,
     modify_task_is_read_modify_write_for_the_owner_only,
     concurrent_modifications_each_see_the_last,
+    deleting_a_user_while_their_tokens_rotate_never_fails,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -1035,4 +1036,45 @@ fn concurrent_modifications_each_see_the_last(f: &Fixture) {
     );
     let stored = f.store.find_task(alice, task.id).unwrap().unwrap();
     assert_eq!(stored.version.get(), task.version.get() + RACERS);
+}
+
+/// An admin deletes a user whose sessions are refreshing: the delete
+/// succeeds, each exchange succeeds or finds the user gone, none fails
+/// (v1.1 attack: on PostgreSQL 5 of 6 such deletes died in a deadlock).
+fn deleting_a_user_while_their_tokens_rotate_never_fails(f: &Fixture) {
+    const CHAINS: usize = 6;
+    for round in 0..5 {
+        let user = new_user(&*f.store, &format!("busy{round}"), 0).user.id;
+        let barrier = Arc::new(Barrier::new(CHAINS + 1));
+        let chains: Vec<_> = (0..CHAINS)
+            .map(|chain| {
+                let fam = family(100 + (round * CHAINS + chain) as u64);
+                let first = token(user, fam, &format!("r{round}c{chain}n0"), 0, 600);
+                f.store.insert_refresh_token(&first).unwrap();
+                let (store, barrier) = (f.store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut current = first.hash;
+                    for step in 1..40 {
+                        let next = token(user, fam, &format!("r{round}c{chain}n{step}"), 1, 600);
+                        match store.rotate_refresh_token(&current, &next, at(1)) {
+                            Ok(true) => current = next.hash,
+                            // The user (and so the token) is gone.
+                            Ok(false) | Err(StoreError::MissingReference(_)) => return Ok(()),
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        barrier.wait();
+        assert_eq!(
+            f.store.delete_user(user).map_err(|e| e.to_string()),
+            Ok(true)
+        );
+        for chain in chains {
+            assert_eq!(chain.join().unwrap(), Ok(()), "an exchange failed");
+        }
+    }
 }
