@@ -13,7 +13,8 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
     AccountPatch, AuthServices, Credentials, DeviceToken, Email, Error as CoreError, PageLimit,
-    Principal, RefreshToken, Registration, Role, TokenPair, User, UserCursor, UserPatch, UserRef,
+    Principal, RefreshToken, Registration, Role, TokenPair, User, UserAdmin, UserCursor, UserPatch,
+    UserRef,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -186,6 +187,21 @@ impl Authenticates for AuthApi {
     /// The bearer token's principal, admitted by the services' gate.
     async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
         self.admit(token).await.map(|(principal, _)| principal)
+    }
+}
+
+/// An administrator's request: the caller, refused (403) as soon as the
+/// token is admitted if they are no admin, before a path, query or body is
+/// read ([`UserAdmin::screen`]; the service checks the stored role again).
+struct Admin(Principal);
+
+impl FromRequestParts<Arc<AuthApi>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<AuthApi>) -> Result<Self, ApiError> {
+        let Caller(principal) = Caller::from_request_parts(parts, api).await?;
+        UserAdmin::screen(&principal)?;
+        Ok(Self(principal))
     }
 }
 
@@ -695,7 +711,7 @@ async fn change_password(
     ))]
 async fn list_users(
     State(api): Auth,
-    Caller(me): Caller,
+    Admin(me): Admin,
     RawQuery(query): RawQuery,
 ) -> Result<ApiResponse, ApiError> {
     let mut limit = PageLimit::default();
@@ -726,7 +742,7 @@ async fn list_users(
     ))]
 async fn get_user(
     State(api): Auth,
-    Caller(me): Caller,
+    Admin(me): Admin,
     Path(id): Path<UserRef>,
 ) -> Result<ApiResponse, ApiError> {
     let user = call(&api.service.admin, move |s| s.get_user(&me, id)).await?;
@@ -744,7 +760,7 @@ async fn get_user(
     ))]
 async fn patch_user(
     State(api): Auth,
-    Caller(me): Caller,
+    Admin(me): Admin,
     Path(id): Path<UserRef>,
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
@@ -764,7 +780,7 @@ async fn patch_user(
     ))]
 async fn delete_user(
     State(api): Auth,
-    Caller(me): Caller,
+    Admin(me): Admin,
     Path(id): Path<UserRef>,
 ) -> Result<ApiResponse, ApiError> {
     call(&api.service.admin, move |s| s.delete_user(&me, id)).await?;

@@ -224,6 +224,11 @@ impl<A: Api> Frontend<A> {
             latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
             client = %client,
         );
+        // A HEAD answer has no body, in HTTP/2 too (where hyper would send
+        // one as DATA frames, a protocol error to the client).
+        if method == "HEAD" {
+            *response.body_mut() = Full::new(Bytes::new());
+        }
         response
     }
 
@@ -588,6 +593,40 @@ mod tests {
             StatusCode::NOT_FOUND,
             "HEAD elsewhere is not ours"
         );
+    }
+
+    /// No HEAD answer carries a body, whoever answers it (over HTTP/2 hyper
+    /// would send one; v1.1 attack: a PROTOCOL_ERROR for `HEAD /healthz`).
+    #[test]
+    fn head_answers_have_no_body() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let front = Frontend::new(
+            Arc::new(Boom(
+                Operations::new(Vec::new(), &utoipa::openapi::OpenApi::default()).unwrap(),
+            )),
+            HttpLimits::default(),
+            TrustedProxies::default(),
+        );
+        for path in ["/healthz", "/openapi.json", "/boom", "/nothing"] {
+            let request = Request::builder()
+                .method(Method::HEAD)
+                .uri(path)
+                .body(
+                    http_body_util::Empty::<Bytes>::new()
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+                .unwrap();
+            let response = runtime.block_on(front.handle(request, "192.0.2.1".parse().unwrap()));
+            let body = runtime
+                .block_on(response.into_body().collect())
+                .unwrap()
+                .to_bytes();
+            assert!(body.is_empty(), "HEAD {path}: {body:?}");
+        }
     }
 
     /// A handler's 5xx: a generic body for the client, its cause in the log.

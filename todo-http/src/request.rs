@@ -251,6 +251,22 @@ fn without_rust_names(message: &str) -> String {
         if !plain.is_empty() {
             plain.push(' ');
         }
+        // "expected i64": a Rust integer type; the wire has numbers.
+        let (number, rest) = word.split_at(
+            word.find(|c: char| !c.is_alphanumeric())
+                .unwrap_or(word.len()),
+        );
+        let wire = match number {
+            "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64"
+            | "u128" | "usize" => Some("an integer"),
+            "f32" | "f64" => Some("a number"),
+            _ => None,
+        };
+        if let Some(wire) = wire {
+            plain.push_str(wire);
+            plain.push_str(rest);
+            continue;
+        }
         match words.peek() {
             Some(name) if word == "struct" && name.starts_with(char::is_uppercase) => {
                 plain.push_str("an object");
@@ -303,6 +319,17 @@ mod tests {
         }
         let list = decode_json::<RegisterBody>(b"[1]").unwrap_err();
         assert!(!list.detail.contains("RegisterBody"), "{}", list.detail);
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Numbered {
+            priority: i64,
+        }
+        let number = decode_json::<Numbered>(br#"{"priority": "high"}"#).unwrap_err();
+        assert!(
+            number.detail.contains("expected an integer"),
+            "{}",
+            number.detail
+        );
         // A field's own type is already in wire terms.
         let field = decode_json::<RegisterBody>(br#"{"username": 5}"#).unwrap_err();
         assert!(

@@ -116,6 +116,14 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     let mut api =
         TaskApi::new(service, gate, vec![StoreProbe::shared(store)]).map_err(Error::api("task"))?;
     if let Some(url) = &keys.jwks_url {
+        if url.starts_with("http://") {
+            // Whoever sits on that path can hand us keys and forge any token.
+            tracing::warn!(
+                url = %todo_store::redact_url(url),
+                "the JWKS URL is plain HTTP: anyone between task-server and auth-server can \
+                 substitute keys and forge tokens; use https:// unless that path is private"
+            );
+        }
         let source = Arc::new(JwksSource::new(
             url,
             keys.jwks_ca_file.clone(),

@@ -180,6 +180,18 @@ impl UserAdmin {
         Ok(())
     }
 
+    /// The quick look, before a request's body is read: a caller whose
+    /// admitted role (the access gate's reading of the store, at most a
+    /// second old) is not admin is refused at once. Each call checks the
+    /// stored role again all the same.
+    pub fn screen(principal: &Principal) -> Result<()> {
+        if principal.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+
     /// The role in a token may be minutes old: admin rights are checked
     /// against the stored account on every admin call.
     fn require_admin(&self, principal: &Principal) -> Result<()> {

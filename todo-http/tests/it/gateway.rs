@@ -145,6 +145,42 @@ async fn the_gateways_own_answers_keep_the_contract() {
             "{answer}"
         );
     }
+    // Plain HTTP to the TLS port, and a transfer coding nginx does not take.
+    let mut plain = tokio::net::TcpStream::connect(sys.tasks.addr)
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /v1/tasks HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("urn:todo:problem:bad-request"), "{answer}");
+    let mut stream = tls(&sys, sys.tasks.addr).await;
+    stream
+        .write_all(b"POST /v1/tasks HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    // The gateway's internal location is nobody's to call.
+    let internal = client
+        .json(Method::GET, "/_validate", None, None)
+        .await
+        .unwrap();
+    assert_problem(&internal, 404);
+
     // Over HTTP/2, nginx ends the connection for a :path past its field
     // limit (a protocol error), or answers: never with an HTML page.
     let long = format!("/v1/tasks?q={}", "q".repeat(20 * 1024));
