@@ -18,16 +18,18 @@ pub struct PageLimit(u8);
 impl PageLimit {
     /// The largest page: bounds what one request costs the store.
     pub const MAX: u8 = 100;
+    /// The smallest page.
+    pub const MIN: u8 = 1;
 
     /// Parses a `limit` parameter.
     pub fn new(value: i64) -> Result<Self, ValidationError> {
         u8::try_from(value)
             .ok()
-            .filter(|v| (1..=Self::MAX).contains(v))
+            .filter(|v| (Self::MIN..=Self::MAX).contains(v))
             .map(Self)
             .ok_or(ValidationError::Range {
                 field: "limit",
-                min: 1,
+                min: i64::from(Self::MIN),
                 max: i64::from(Self::MAX),
             })
     }
@@ -104,7 +106,8 @@ pub enum TaskSort {
 }
 
 impl TaskSort {
-    const ALL: [Self; 6] = [
+    /// Every order, for those who list them (the API's document, tests).
+    pub const ALL: [Self; 6] = [
         Self::CreatedAsc,
         Self::CreatedDesc,
         Self::DueAsc,

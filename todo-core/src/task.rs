@@ -28,16 +28,18 @@ pub struct Title(String);
 impl Title {
     /// The longest title, in characters.
     pub const MAX_CHARS: usize = 200;
+    /// The shortest title, in characters.
+    pub const MIN_CHARS: usize = 1;
 
     /// Parses a title; refuses a blank one, a longer one, or control characters.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "title";
         match char_count_within(raw, Self::MAX_CHARS) {
-            Some(n) if n >= 1 => {}
+            Some(n) if n >= Self::MIN_CHARS => {}
             _ => {
                 return Err(ValidationError::Length {
                     field: FIELD,
-                    min: 1,
+                    min: Self::MIN_CHARS,
                     max: Self::MAX_CHARS,
                 });
             }
@@ -150,16 +152,18 @@ pub struct Priority(u8);
 impl Priority {
     /// The highest priority.
     pub const MAX: u8 = 3;
+    /// The lowest priority.
+    pub const MIN: u8 = 0;
 
-    /// Parses a priority from 0 to [`Priority::MAX`].
+    /// Parses a priority from [`Priority::MIN`] to [`Priority::MAX`].
     pub fn new(value: i64) -> Result<Self, ValidationError> {
         u8::try_from(value)
             .ok()
-            .filter(|v| *v <= Self::MAX)
+            .filter(|v| (Self::MIN..=Self::MAX).contains(v))
             .map(Self)
             .ok_or(ValidationError::Range {
                 field: "priority",
-                min: 0,
+                min: i64::from(Self::MIN),
                 max: i64::from(Self::MAX),
             })
     }
@@ -178,16 +182,18 @@ pub struct Label(String);
 impl Label {
     /// The longest label, in characters.
     pub const MAX_CHARS: usize = 32;
+    /// The shortest label, in characters.
+    pub const MIN_CHARS: usize = 1;
 
     /// Parses a label.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "labels";
         match char_count_within(raw, Self::MAX_CHARS) {
-            Some(n) if n >= 1 => {}
+            Some(n) if n >= Self::MIN_CHARS => {}
             _ => {
                 return Err(ValidationError::Length {
                     field: FIELD,
-                    min: 1,
+                    min: Self::MIN_CHARS,
                     max: Self::MAX_CHARS,
                 });
             }

@@ -281,13 +281,16 @@ pub fn limits(document: &mut Value) -> Vec<String> {
         Ok(())
     };
     let title = [
-        ("minLength", json!(1)),
+        ("minLength", json!(Title::MIN_CHARS)),
         ("maxLength", json!(Title::MAX_CHARS)),
     ];
     let description = [("maxLength", json!(Description::MAX_CHARS))];
-    let priority = [("minimum", json!(0)), ("maximum", json!(Priority::MAX))];
+    let priority = [
+        ("minimum", json!(Priority::MIN)),
+        ("maximum", json!(Priority::MAX)),
+    ];
     let label_items = [
-        ("minLength", json!(1)),
+        ("minLength", json!(Label::MIN_CHARS)),
         ("maxLength", json!(Label::MAX_CHARS)),
     ];
     let labels = [
@@ -322,17 +325,7 @@ pub fn limits(document: &mut Value) -> Vec<String> {
             .err(),
         );
         let list = "/paths/~1v1~1tasks/get/parameters";
-        let sorts: Vec<&str> = [
-            TaskSort::CreatedAsc,
-            TaskSort::CreatedDesc,
-            TaskSort::DueAsc,
-            TaskSort::DueDesc,
-            TaskSort::PriorityAsc,
-            TaskSort::PriorityDesc,
-        ]
-        .into_iter()
-        .map(TaskSort::as_str)
-        .collect();
+        let sorts: Vec<&str> = TaskSort::ALL.into_iter().map(TaskSort::as_str).collect();
         let parameters: &[(&str, Vec<(&str, Value)>)] = &[
             ("label", vec![("maxLength", json!(Label::MAX_CHARS))]),
             ("q", vec![("maxLength", json!(SearchText::MAX_CHARS))]),
@@ -375,7 +368,7 @@ pub fn limits(document: &mut Value) -> Vec<String> {
 
 fn page_limit() -> Vec<(&'static str, Value)> {
     vec![
-        ("minimum", json!(1)),
+        ("minimum", json!(PageLimit::MIN)),
         ("maximum", json!(PageLimit::MAX)),
         ("default", json!(PageLimit::default().get())),
     ]

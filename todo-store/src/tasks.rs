@@ -477,14 +477,7 @@ mod plans {
     use super::{AnyBackend, list_query};
     use crate::db::AnyConnection;
 
-    const SORTS: [TaskSort; 6] = [
-        TaskSort::CreatedAsc,
-        TaskSort::CreatedDesc,
-        TaskSort::DueAsc,
-        TaskSort::DueDesc,
-        TaskSort::PriorityAsc,
-        TaskSort::PriorityDesc,
-    ];
+    const SORTS: [TaskSort; 6] = TaskSort::ALL;
 
     /// `prefix` (`EXPLAIN …`) followed by the query, with the query's binds.
     struct Explain<Q, ST> {
