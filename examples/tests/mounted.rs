@@ -94,6 +94,10 @@ async fn the_task_api_serves_under_api_beside_the_programs_own_routes() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, _) = send(Method::POST, "/api/v1/tasks", Some(&token), None).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // HEAD is no method of the API's: the path's 405, as behind todo's server.
+    let (status, _, headers) = send(Method::HEAD, "/api/v1/tasks", Some(&token), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, POST");
     // Outside both: 404.
     let (status, _, _) = send(Method::GET, "/v1/tasks", Some(&token), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

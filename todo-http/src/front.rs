@@ -24,7 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::admission::{BodyBudget, ClientSlots};
 use crate::extract::RequestContext;
 use crate::probe::Operations;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, InternalDetail};
 use crate::request::{HttpLimits, RequestBody, TrustedProxies};
 
 /// A response of ours: always a full, small body.
@@ -248,7 +248,7 @@ impl<A: Api> Frontend<A> {
             .extensions
             .remove::<RouteName>()
             .map_or("(unmatched)", |name| name.0);
-        if let Some(internal) = parts.extensions.remove::<crate::problem::InternalDetail>() {
+        if let Some(internal) = parts.extensions.remove::<InternalDetail>() {
             tracing::error!(target: "todo::http", %request_id, route, error = %internal.0, "request failed");
         }
         if parts.status == StatusCode::METHOD_NOT_ALLOWED
@@ -364,19 +364,20 @@ async fn name_route(
     response
 }
 
-/// What every route of an API goes through, mounted behind a [`Frontend`]
-/// or in another program's app:
-///
-/// - HEAD is refused with the path's 405, its `Allow` the path's documented
-///   methods: the contract lists no HEAD (axum would serve it wherever GET
-///   is). The page's files and the shared endpoints do serve HEAD.
-/// - Without a frontend to log it, a 5xx's cause (never sent to the client)
-///   is logged here.
+/// The API's routes answer the methods the contract lists, HEAD not among
+/// them (axum would serve HEAD wherever GET is): each documented path with
+/// a GET gets an explicit HEAD route answering the path's 405, its `Allow`
+/// the path's documented methods. Routes, not a middleware: the requests
+/// that are not HEAD pay nothing. (The page's files and the shared
+/// endpoints do serve HEAD.)
 pub(crate) fn api_layer<S: Clone + Send + Sync + 'static>(
     routes: OpenApiRouter<S>,
 ) -> OpenApiRouter<S> {
-    let mut allowed = std::collections::HashMap::new();
+    let mut refusals = Vec::new();
     for (path, item) in &routes.get_openapi().paths.paths {
+        if item.get.is_none() {
+            continue;
+        }
         let methods: Vec<&str> = [
             ("GET", item.get.is_some()),
             ("POST", item.post.is_some()),
@@ -387,34 +388,15 @@ pub(crate) fn api_layer<S: Clone + Send + Sync + 'static>(
         .into_iter()
         .filter_map(|(name, documented)| documented.then_some(name))
         .collect();
-        allowed.insert(path.clone(), methods.join(", "));
+        refusals.push((path.clone(), methods.join(", ")));
     }
-    let allowed = Arc::new(allowed);
-    routes.route_layer(axum::middleware::from_fn(
-        move |request: axum::extract::Request, next: Next| {
-            let allowed = Arc::clone(&allowed);
-            async move {
-                if request.method() != Method::HEAD {
-                    let fronted = request.extensions().get::<RequestContext>().is_some();
-                    let response = next.run(request).await;
-                    if !fronted
-                        && let Some(internal) =
-                            response.extensions().get::<crate::problem::InternalDetail>()
-                    {
-                        tracing::error!(target: "todo::http", error = %internal.0, "request failed");
-                    }
-                    return response;
-                }
-                let allow = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .and_then(|path| allowed.get(path.as_str()))
-                    .cloned()
-                    .unwrap_or_default();
-                axum::response::IntoResponse::into_response(ApiError::method_not_allowed(allow))
-            }
-        },
-    ))
+    refusals.into_iter().fold(routes, |routes, (path, allow)| {
+        let refuse = move || {
+            let allow = allow.clone();
+            async move { ApiError::method_not_allowed(allow) }
+        };
+        routes.route(&path, axum::routing::head(refuse))
+    })
 }
 
 /// A JSON response.
@@ -548,51 +530,35 @@ mod tests {
         }
     }
 
-    /// Mounted without a frontend, an API's 5xx still leaves its cause in
-    /// the log (once), and never in the body; HEAD gets the path's 405.
+    /// Mounted without a frontend, an API's 5xx carries its cause on the
+    /// response's extensions for the host's own log, never in the body.
     #[test]
-    fn a_mounted_apis_500_reaches_the_log_and_head_its_405() {
-        let logged = Arc::new(AtomicUsize::new(0));
-        let _guard = tracing::subscriber::set_default(Count(Arc::clone(&logged)));
+    fn a_mounted_apis_500_carries_its_cause_for_the_host() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let routes = OpenApiRouter::new().route(
-            "/boom",
-            axum::routing::get(|| async {
-                Err::<ApiResponse, _>(ApiError::internal("database exploded"))
-            }),
-        );
-        let app: Router = api_layer(routes).into();
-        let call = |method: Method| {
-            let request = Request::builder()
-                .method(method)
-                .uri("/boom")
-                .body(axum::body::Body::empty())
-                .unwrap();
-            runtime.block_on(app.clone().oneshot(request)).unwrap()
-        };
-        let response = call(Method::GET);
+        let app: Router = OpenApiRouter::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    Err::<ApiResponse, _>(ApiError::internal("database exploded"))
+                }),
+            )
+            .into();
+        let request = Request::builder()
+            .uri("/boom")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = runtime.block_on(app.oneshot(request)).unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let cause = response.extensions().get::<InternalDetail>().cloned();
+        assert_eq!(cause.map(|c| c.0).as_deref(), Some("database exploded"));
         let body = runtime
             .block_on(response.into_body().collect())
             .unwrap()
             .to_bytes();
         assert!(!String::from_utf8_lossy(&body).contains("exploded"));
-        assert_eq!(logged.load(Ordering::SeqCst), 1, "logged once");
-        assert_eq!(call(Method::HEAD).status(), StatusCode::METHOD_NOT_ALLOWED);
-        let unknown = Request::builder()
-            .method(Method::HEAD)
-            .uri("/nothing")
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let unknown = runtime.block_on(app.clone().oneshot(unknown)).unwrap();
-        assert_eq!(
-            unknown.status(),
-            StatusCode::NOT_FOUND,
-            "HEAD elsewhere is not ours"
-        );
     }
 
     /// No HEAD answer carries a body, whoever answers it (over HTTP/2 hyper

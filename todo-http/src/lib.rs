@@ -93,7 +93,7 @@ pub use keys::{KeyRefresh, RefreshError};
 pub use metrics::{Metrics, gauge};
 pub use one_origin::{AuthWithPage, OneOrigin};
 pub use probe::{NotReady, Operations, Probe};
-pub use problem::{ApiError, ProblemData};
+pub use problem::{ApiError, InternalDetail, ProblemData};
 pub use request::{HttpLimits, ProxyListError, RequestBody, TrustedProxies};
 pub use server::{serve, shutdown_signal};
 pub use task_api::TaskApi;

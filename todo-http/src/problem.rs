@@ -77,9 +77,12 @@ impl axum::response::IntoResponse for ApiError {
 }
 
 /// What a failed request's log line gets and its client never does (a
-/// 5xx's cause), carried on the response from the handler to the frontend.
+/// 5xx's cause), carried on the response's extensions from the handler to
+/// whoever logs: the [`crate::Frontend`], or, for a Router mounted in
+/// another program's app, that app's own layer (it is removed from the
+/// response before it is sent only by the frontend).
 #[derive(Debug, Clone)]
-pub(crate) struct InternalDetail(pub(crate) String);
+pub struct InternalDetail(pub String);
 
 impl std::ops::Deref for ApiError {
     type Target = ProblemData;
