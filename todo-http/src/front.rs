@@ -561,32 +561,41 @@ mod tests {
         assert!(!String::from_utf8_lossy(&body).contains("exploded"));
     }
 
-    /// No HEAD answer carries a body, whoever answers it (over HTTP/2 hyper
-    /// would send one; v1.1 attack: a PROTOCOL_ERROR for `HEAD /healthz`).
-    #[test]
-    fn head_answers_have_no_body() {
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+    /// A request without a body.
+    fn empty(method: Method, path: &str) -> Request<RequestBody> {
+        let body = http_body_util::Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = path.parse().unwrap();
+        request
+    }
+
+    /// A runtime, and a frontend over [`Boom`].
+    fn boom() -> (tokio::runtime::Runtime, Frontend<Boom>) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
+        let operations = Operations::new(Vec::new(), &utoipa::openapi::OpenApi::default());
         let front = Frontend::new(
-            Arc::new(Boom(
-                Operations::new(Vec::new(), &utoipa::openapi::OpenApi::default()).unwrap(),
-            )),
+            Arc::new(Boom(operations.unwrap())),
             HttpLimits::default(),
             TrustedProxies::default(),
         );
+        (runtime, front)
+    }
+
+    /// No HEAD answer carries a body, whoever answers it (over HTTP/2 hyper
+    /// would send one; v1.1 attack: a PROTOCOL_ERROR for `HEAD /healthz`).
+    #[test]
+    fn head_answers_have_no_body() {
+        let (runtime, front) = boom();
         for path in ["/healthz", "/openapi.json", "/boom", "/nothing"] {
-            let request = Request::builder()
-                .method(Method::HEAD)
-                .uri(path)
-                .body(
-                    http_body_util::Empty::<Bytes>::new()
-                        .map_err(|never| match never {})
-                        .boxed_unsync(),
-                )
-                .unwrap();
-            let response = runtime.block_on(front.handle(request, "192.0.2.1".parse().unwrap()));
+            let response = runtime.block_on(front.handle(empty(Method::HEAD, path), CLIENT));
             let body = runtime
                 .block_on(response.into_body().collect())
                 .unwrap()
@@ -600,26 +609,8 @@ mod tests {
     fn a_handlers_500_reaches_the_log_and_not_the_client() {
         let logged = Arc::new(AtomicUsize::new(0));
         let _guard = tracing::subscriber::set_default(Count(Arc::clone(&logged)));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let front = Frontend::new(
-            Arc::new(Boom(
-                Operations::new(Vec::new(), &utoipa::openapi::OpenApi::default()).unwrap(),
-            )),
-            HttpLimits::default(),
-            TrustedProxies::default(),
-        );
-        let request = Request::builder()
-            .uri("/boom")
-            .body(
-                http_body_util::Empty::<Bytes>::new()
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            )
-            .unwrap();
-        let response = runtime.block_on(front.handle(request, "192.0.2.1".parse().unwrap()));
+        let (runtime, front) = boom();
+        let response = runtime.block_on(front.handle(empty(Method::GET, "/boom"), CLIENT));
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(
             response
