@@ -22,7 +22,8 @@ use crate::embedded::{self, Store};
 /// The host program's application: its own `/hello`, and todo's task API
 /// under `/api` (`/api/v1/tasks`, `/api/v1/tasks/{id}`).
 pub fn app(tasks: Arc<TaskApi>) -> Router {
-    let api: Router = tasks.routes().into();
+    // 404 and 405 as problem details, as behind todo's own server.
+    let api = todo_http::with_problem_answers(tasks.routes().into());
     Router::new()
         .route("/hello", get(|| async { "hello from the host program" }))
         .nest("/api", api)

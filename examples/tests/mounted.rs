@@ -98,6 +98,15 @@ async fn the_task_api_serves_under_api_beside_the_programs_own_routes() {
     let (status, _, headers) = send(Method::HEAD, "/api/v1/tasks", Some(&token), None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "GET, POST");
+    // An unknown path or method under the API: its problem answers.
+    let (status, body, headers) = send(Method::GET, "/api/v1/nothing", Some(&token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(String::from_utf8_lossy(&body).contains("urn:todo:problem:not-found"));
+    let (status, _, headers) = send(Method::PUT, "/api/v1/tasks", Some(&token), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(headers["allow"], "GET, POST");
     // Outside both: 404.
     let (status, _, _) = send(Method::GET, "/v1/tasks", Some(&token), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -254,16 +254,11 @@ impl<A: Api> Frontend<A> {
         if parts.status == StatusCode::METHOD_NOT_ALLOWED
             && let Some(allow) = parts.headers.get(ALLOW).and_then(|v| v.to_str().ok())
         {
-            // The router found the path but not the method: our problem,
-            // listing the methods as we write them (HEAD goes with GET,
-            // unsaid; the API's routes refuse it, see `api_layer`).
-            let allow = allow
-                .split(',')
-                .map(str::trim)
-                .filter(|m| *m != "HEAD")
-                .collect::<Vec<_>>()
-                .join(", ");
-            return (route, ApiError::method_not_allowed(allow).into_response());
+            // The router found the path but not the method: our problem.
+            return (
+                route,
+                ApiError::method_not_allowed(allow_without_head(allow)).into_response(),
+            );
         }
         let body = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -397,6 +392,43 @@ pub(crate) fn api_layer<S: Clone + Send + Sync + 'static>(
         };
         routes.route(&path, axum::routing::head(refuse))
     })
+}
+
+/// An `Allow` as we write it: comma and space, and without HEAD, which
+/// goes with GET unsaid (the API's routes refuse it, see [`api_layer`]).
+fn allow_without_head(allow: &str) -> String {
+    allow
+        .split(',')
+        .map(str::trim)
+        .filter(|m| *m != "HEAD")
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An API's Router ([`Api::routes`]) mounted in a host app answering as it
+/// does behind a [`Frontend`]: 404 for an unknown path and 405 (with its
+/// `Allow`) for an unknown method, both as problem details, where axum
+/// alone gives empty answers. (Behind a frontend, it does this itself.)
+pub fn with_problem_answers(router: Router) -> Router {
+    let router = router
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED });
+    // Around the whole Router: axum adds `Allow` outside the routes' layers.
+    let answers = axum::middleware::map_response(problem_for_405);
+    Router::new().fallback_service(tower::Layer::layer(&answers, router))
+}
+
+/// axum's 405 (an empty body and its `Allow`) as our problem.
+async fn problem_for_405(response: axum::response::Response) -> axum::response::Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    match response.headers().get(ALLOW).and_then(|v| v.to_str().ok()) {
+        Some(allow) => axum::response::IntoResponse::into_response(ApiError::method_not_allowed(
+            allow_without_head(allow),
+        )),
+        None => response,
+    }
 }
 
 /// A JSON response.

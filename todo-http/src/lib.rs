@@ -88,7 +88,7 @@ mod tls;
 pub mod web;
 
 pub use auth_api::AuthApi;
-pub use front::{Api, ApiResponse, Frontend, MetricsExposure};
+pub use front::{Api, ApiResponse, Frontend, MetricsExposure, with_problem_answers};
 pub use keys::{KeyRefresh, RefreshError};
 pub use metrics::{Metrics, gauge};
 pub use one_origin::{AuthWithPage, OneOrigin};
