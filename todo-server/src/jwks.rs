@@ -186,8 +186,8 @@ impl JwksSource {
     }
 
     /// Fetches the key set and installs it, unless another fetch is running
-    /// or the last was too recent (see [`Fetches::wait`]). Returns whether
-    /// the keys changed.
+    /// or the last was too recent (failures back off from 100 ms to the
+    /// minimum interval). Returns whether the keys changed.
     pub async fn refresh_if_due(&self) -> Result<bool, JwksError> {
         let _in_flight = {
             let mut fetches = self.fetches.lock().unwrap_or_else(PoisonError::into_inner);
