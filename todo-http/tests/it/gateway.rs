@@ -30,6 +30,21 @@ fn assert_problem(reply: &todo_testkit::Reply, status: u16) -> Value {
     body
 }
 
+/// Sends `request` as raw bytes and reads the answer until the gateway
+/// closes the connection (at most 5 s).
+async fn exchange<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    mut stream: S,
+    request: &[u8],
+) -> String {
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// `None` only when PostgreSQL is skipped on purpose (`TODO_SKIP_POSTGRES`).
 async fn gateway(options: Options) -> Option<System> {
     spawn(Deployment::Gateway, options).await
@@ -127,14 +142,7 @@ async fn the_gateways_own_answers_keep_the_contract() {
     );
     let bad_host = "GET /v1/tasks HTTP/1.1\r\nHost: bad host\r\n\r\n".to_owned();
     for (request, status) in [(long, "414"), (bad_host, "400")] {
-        let mut stream = tls(&sys, sys.tasks.addr).await;
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
-            .await
-            .unwrap()
-            .ok();
-        let answer = String::from_utf8_lossy(&answer);
+        let answer = exchange(tls(&sys, sys.tasks.addr).await, request.as_bytes()).await;
         assert!(
             answer.starts_with(&format!("HTTP/1.1 {status}")),
             "{answer}"
@@ -146,32 +154,14 @@ async fn the_gateways_own_answers_keep_the_contract() {
         );
     }
     // Plain HTTP to the TLS port, and a transfer coding nginx does not take.
-    let mut plain = tokio::net::TcpStream::connect(sys.tasks.addr)
+    let plain = tokio::net::TcpStream::connect(sys.tasks.addr)
         .await
         .unwrap();
-    plain
-        .write_all(b"GET /v1/tasks HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer))
-        .await
-        .unwrap()
-        .ok();
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = exchange(plain, b"GET /v1/tasks HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("urn:todo:problem:bad-request"), "{answer}");
-    let mut stream = tls(&sys, sys.tasks.addr).await;
-    stream
-        .write_all(b"POST /v1/tasks HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
-        .await
-        .unwrap()
-        .ok();
-    let answer = String::from_utf8_lossy(&answer);
+    let gzip = b"POST /v1/tasks HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n";
+    let answer = exchange(tls(&sys, sys.tasks.addr).await, gzip).await;
     assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
     // The gateway's internal location is nobody's to call.

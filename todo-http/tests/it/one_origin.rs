@@ -5,7 +5,7 @@ use http::Method;
 use serde_json::json;
 use todo_store::testing::TestBackend;
 
-use crate::harness::{Options, on_both_backends, spawn};
+use crate::harness::{Options, System, on_both_backends, spawn};
 
 on_both_backends!(
     the_page_and_both_apis_share_one_origin,
@@ -16,15 +16,7 @@ on_both_backends!(
 /// HEAD is served by the page's files and the shared endpoints; the API's
 /// routes (as the contract lists them) refuse it with the path's 405.
 async fn head_is_answered_where_allow_says_so(backend: TestBackend) {
-    let Some(sys) = spawn(
-        backend,
-        Options {
-            one_origin: true,
-            ..Options::default()
-        },
-    )
-    .await
-    else {
+    let Some(sys) = one_origin(backend).await else {
         return;
     };
     let client = &sys.auth.client;
@@ -56,16 +48,18 @@ async fn head_is_answered_where_allow_says_so(backend: TestBackend) {
     }
 }
 
+/// `todo`'s one-origin system on `backend`; `None` only when PostgreSQL is
+/// skipped on purpose.
+async fn one_origin(backend: TestBackend) -> Option<System> {
+    let options = Options {
+        one_origin: true,
+        ..Options::default()
+    };
+    spawn(backend, options).await
+}
+
 async fn the_page_and_both_apis_share_one_origin(backend: TestBackend) {
-    let Some(sys) = spawn(
-        backend,
-        Options {
-            one_origin: true,
-            ..Options::default()
-        },
-    )
-    .await
-    else {
+    let Some(sys) = one_origin(backend).await else {
         return;
     };
     let client = &sys.auth.client;
