@@ -166,14 +166,8 @@ impl<A: Api> Frontend<A> {
                 }
                 _ => {
                     let mut parts = parts;
-                    // HTTP/2 names the host in `:authority`, not `Host`:
-                    // give handlers one place to read it (the origin checks).
-                    if !parts.headers.contains_key(http::header::HOST)
-                        && let Some(authority) = parts.uri.authority()
-                        && let Ok(host) = HeaderValue::from_str(authority.as_str())
-                    {
-                        parts.headers.insert(http::header::HOST, host);
-                    }
+                    // (HTTP/2 names the host in `:authority`; the one reader,
+                    // the origin check, looks there: `auth_api::host`.)
                     parts.extensions.insert(RequestContext {
                         client,
                         limits: Arc::clone(&self.limits),
