@@ -2,6 +2,7 @@
 //! handler per operation, each taking typed extractors (the caller, the
 //! path's id, the JSON body) and describing itself for the OpenAPI document.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use todo_core::{
     UserRef,
 };
 use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -130,6 +132,14 @@ impl AuthApi {
     /// token).
     fn cookie_only(&self, session: &Session, from_cookie: bool) -> bool {
         self.cookie_max_age.is_some() && (from_cookie || session.from_browser)
+    }
+
+    /// The answer that hands out a token pair: its body ([`token_pair`]),
+    /// and with cookie sessions the refresh and device cookies.
+    fn issue(&self, pair: &TokenPair, cookie_only: bool) -> Result<ApiResponse, ApiError> {
+        let body = token_pair(pair, cookie_only)?;
+        let response = self.with_cookie(body, Some(&pair.refresh_token));
+        Ok(self.with_device_cookie(response, pair.device_token.as_ref()))
     }
 
     fn with_cookie(&self, mut response: ApiResponse, token: Option<&RefreshToken>) -> ApiResponse {
@@ -563,7 +573,7 @@ async fn register(
     responses(
         (status = 200, description = "Tokens", body = TokenPairDto<'_>),
         (status = 401, description = "Unknown user, wrong password or disabled account, alike"),
-        (status = 403, description = CROSS_ORIGIN),
+        CrossOrigin,
     ))]
 async fn login(
     State(api): Auth,
@@ -585,10 +595,7 @@ async fn login(
         Err(e) if e.status == StatusCode::UNAUTHORIZED => api.ops.metrics().login_failed(),
         Err(_) => {}
     };
-    let pair = outcome?;
-    let body = token_pair(&pair, cookie_only)?;
-    let response = api.with_cookie(body, Some(&pair.refresh_token));
-    Ok(api.with_device_cookie(response, pair.device_token.as_ref()))
+    api.issue(&outcome?, cookie_only)
 }
 
 /// Exchange a refresh token (rotates it; reuse revokes its family).
@@ -596,7 +603,7 @@ async fn login(
     responses(
         (status = 200, description = "New tokens", body = TokenPairDto<'_>),
         (status = 401, description = "Invalid, expired, revoked or reused refresh token"),
-        (status = 403, description = CROSS_ORIGIN),
+        CrossOrigin,
     ))]
 async fn refresh(
     State(api): Auth,
@@ -608,15 +615,14 @@ async fn refresh(
     let cookie_only = api.cookie_only(&session, from_cookie);
     let client = session.client;
     let pair = call(&api.service.sessions, move |s| s.refresh(client, &token)).await?;
-    let body = token_pair(&pair, cookie_only)?;
-    Ok(api.with_cookie(body, Some(&pair.refresh_token)))
+    api.issue(&pair, cookie_only)
 }
 
 /// Revoke a refresh token's family.
 #[utoipa::path(post, path = "/v1/auth/logout", request_body = RefreshBody, security(()),
     responses(
         (status = 204, description = "Logged out (also for unknown tokens)"),
-        (status = 403, description = CROSS_ORIGIN),
+        CrossOrigin,
     ))]
 async fn logout(
     State(api): Auth,
@@ -734,7 +740,7 @@ async fn list_users(
 
 /// Get a user (admin).
 #[utoipa::path(get, path = "/v1/users/{id}",
-    params(("id" = uuid::Uuid, Path)),
+    params(Path<UserRef>),
     responses(
         (status = 200, description = "The user", body = UserDto),
         (status = 403, description = "Not an admin"),
@@ -751,7 +757,7 @@ async fn get_user(
 
 /// Disable, enable, change role or e-mail (admin).
 #[utoipa::path(patch, path = "/v1/users/{id}", request_body = AdminPatchBody,
-    params(("id" = uuid::Uuid, Path)),
+    params(Path<UserRef>),
     responses(
         (status = 200, description = "The user", body = UserDto),
         (status = 403, description = "Not an admin"),
@@ -771,7 +777,7 @@ async fn patch_user(
 
 /// Delete a user with their tasks and tokens (admin).
 #[utoipa::path(delete, path = "/v1/users/{id}",
-    params(("id" = uuid::Uuid, Path)),
+    params(Path<UserRef>),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Not an admin"),
@@ -787,9 +793,17 @@ async fn delete_user(
     Ok(no_content())
 }
 
-/// The 403 of the session endpoints.
-const CROSS_ORIGIN: &str =
-    "Web page sessions only: a browser marked the request as cross-origin (Origin, Sec-Fetch-Site)";
+/// The 403 of the session endpoints ([`Session`]), in their documents.
+struct CrossOrigin;
+
+impl utoipa::IntoResponses for CrossOrigin {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let refusal = Response::new(
+            "Web page sessions only: a browser marked the request as cross-origin (Origin, Sec-Fetch-Site)",
+        );
+        BTreeMap::from([("403".to_owned(), RefOr::T(refusal))])
+    }
+}
 
 impl Api for AuthApi {
     fn routes(self: Arc<Self>) -> OpenApiRouter {

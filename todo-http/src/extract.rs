@@ -15,6 +15,9 @@ use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, IF_MATCH};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 use todo_core::{Precondition, Principal, TaskId, TaskVersion, UserId};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type};
 
 use crate::admission::{BodyBudget, BodyShare};
 use crate::problem::ApiError;
@@ -176,6 +179,57 @@ impl<S: Send + Sync, T: PathId> FromRequestParts<S> for Path<T> {
             .and_then(|(_, raw)| T::parse_id(raw))
             .map(Self)
             .ok_or_else(ApiError::not_found)
+    }
+}
+
+/// Documents the path's `{id}` (every identifier on the wire is a UUID).
+impl<T> utoipa::IntoParams for Path<T> {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![id_parameter()]
+    }
+}
+
+fn id_parameter() -> Parameter {
+    ParameterBuilder::new()
+        .name("id")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        ))
+        .build()
+}
+
+/// A write to one identified object under `If-Match`: the path's `{id}`
+/// ([`Path`]), then the precondition ([`IfMatch`]). The document gives
+/// every operation that takes it a 412 ([`crate::openapi::document`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Conditional<T>(pub T, pub Precondition);
+
+impl<S: Send + Sync, T: PathId + Send> FromRequestParts<S> for Conditional<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<T>::from_request_parts(parts, state).await?;
+        let IfMatch(condition) = IfMatch::from_request_parts(parts, state).await?;
+        Ok(Self(id, condition))
+    }
+}
+
+impl<T> utoipa::IntoParams for Conditional<T> {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let if_match = ParameterBuilder::new()
+            .name("If-Match")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(r#"An ETag ("v<version>"); a stale one gets 412"#))
+            .schema(Some(
+                ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+            ))
+            .build();
+        vec![id_parameter(), if_match]
     }
 }
 

@@ -131,8 +131,13 @@ fn shared_paths() -> utoipa::openapi::Paths {
 pub const SHARED_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
 
 /// Error responses every operation of an API can give; 401 only where a
-/// token is required, 413 and 415 only where a body is taken.
-fn common_responses(authenticated: bool, body: bool) -> Vec<(&'static str, &'static str)> {
+/// token is required, 413 and 415 only where a body is taken, 412 only
+/// where `If-Match` is ([`crate::extract::Conditional`]).
+fn common_responses(
+    authenticated: bool,
+    body: bool,
+    conditional: bool,
+) -> Vec<(&'static str, &'static str)> {
     let mut all = vec![
         (
             "400",
@@ -145,6 +150,9 @@ fn common_responses(authenticated: bool, body: bool) -> Vec<(&'static str, &'sta
     if body {
         all.push(("413", "Body over the size limit"));
         all.push(("415", "Body is not application/json"));
+    }
+    if conditional {
+        all.push(("412", "Stale or unmatchable If-Match"));
     }
     if authenticated {
         all.push((
@@ -162,8 +170,8 @@ fn common_responses(authenticated: bool, body: bool) -> Vec<(&'static str, &'sta
 /// - `security: [{}]` (what `security(())` writes) becomes `security: []`;
 /// - every error response without a body gets the `Problem` body;
 /// - the common error responses are added where the operation does not
-///   give its own, with 401 where a token is required and 413 and 415
-///   where a body is taken;
+///   give its own, with 401 where a token is required, 413 and 415
+///   where a body is taken and 412 where `If-Match` is;
 /// - the domain's limits are set on the schemas and parameters that carry
 ///   them ([`limits`]).
 #[must_use]
@@ -234,6 +242,14 @@ fn complete(operation: &mut Value) {
         _ => false,
     };
     let body = operation.contains_key("requestBody");
+    let conditional = operation
+        .get("parameters")
+        .and_then(Value::as_array)
+        .is_some_and(|parameters| {
+            parameters
+                .iter()
+                .any(|p| p["in"] == "header" && p["name"] == "If-Match")
+        });
     let responses = operation.entry("responses").or_insert_with(|| json!({}));
     let Some(responses) = responses.as_object_mut() else {
         return;
@@ -247,7 +263,7 @@ fn complete(operation: &mut Value) {
             response.insert("content".into(), problem_body());
         }
     }
-    for (status, description) in common_responses(!public, body) {
+    for (status, description) in common_responses(!public, body, conditional) {
         responses
             .entry(status)
             .or_insert_with(|| json!({"description": description, "content": problem_body()}));

@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::blocking::call;
-use crate::extract::{Authenticates, Caller, IfMatch, JsonBytes, Path};
+use crate::extract::{Authenticates, Caller, Conditional, JsonBytes, Path};
 use crate::front::{Api, ApiResponse, json_value, no_content};
 use crate::keys::KeyRefresh;
 use crate::probe::{Operations, Probe};
@@ -410,7 +410,7 @@ async fn list_tasks(
 
 /// Get a task.
 #[utoipa::path(get, path = "/v1/tasks/{id}",
-    params(("id" = uuid::Uuid, Path)),
+    params(Path<TaskId>),
     responses(
         (status = 200, description = "The task", body = TaskDto,
             headers(("ETag" = String, description = "\"v<version>\""))),
@@ -428,8 +428,7 @@ async fn get_task(
 
 /// Change a task (JSON merge patch).
 #[utoipa::path(patch, path = "/v1/tasks/{id}",
-    params(("id" = uuid::Uuid, Path),
-        ("If-Match" = Option<String>, Header, description = "An ETag (\"v<version>\"); a stale one gets 412")),
+    params(Conditional<TaskId>),
     request_body(content(
         (PatchBody = "application/json"),
         (PatchBody = "application/merge-patch+json"),
@@ -438,13 +437,11 @@ async fn get_task(
         (status = 200, description = "The task", body = TaskDto,
             headers(("ETag" = String, description = "\"v<version>\""))),
         (status = 404, description = "No such task of yours, whatever If-Match says"),
-        (status = 412, description = "Stale or unmatchable If-Match"),
     ))]
 async fn update_task(
     State(api): Tasks,
     Caller(caller): Caller,
-    Path(id): Path<TaskId>,
-    IfMatch(condition): IfMatch,
+    Conditional(id, condition): Conditional<TaskId>,
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     // The request must be valid before its precondition is weighed.
@@ -459,18 +456,15 @@ async fn update_task(
 
 /// Delete a task.
 #[utoipa::path(delete, path = "/v1/tasks/{id}",
-    params(("id" = uuid::Uuid, Path),
-        ("If-Match" = Option<String>, Header, description = "An ETag (\"v<version>\"); a stale one gets 412")),
+    params(Conditional<TaskId>),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such task of yours, whatever If-Match says"),
-        (status = 412, description = "Stale or unmatchable If-Match"),
     ))]
 async fn delete_task(
     State(api): Tasks,
     Caller(caller): Caller,
-    Path(id): Path<TaskId>,
-    IfMatch(condition): IfMatch,
+    Conditional(id, condition): Conditional<TaskId>,
 ) -> Result<ApiResponse, ApiError> {
     let owner = caller.user_id;
     call(&api.service, move |s| s.delete_if(owner, id, condition)).await?;

@@ -221,6 +221,19 @@ fn every_operation_lists_the_common_errors() {
                         "{name}: {method} {path} and {status}"
                     );
                 }
+                // 412 exactly where If-Match is taken (the writes of one task).
+                let conditional = operation["parameters"].as_array().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| p["in"] == "header" && p["name"] == "If-Match")
+                });
+                assert_eq!(
+                    responses.contains_key("412"),
+                    conditional,
+                    "{name}: {method} {path} and 412"
+                );
+                if path == "/v1/tasks/{id}" && method != "get" {
+                    assert!(conditional, "{name}: {method} {path} takes If-Match");
+                }
                 for status in wanted {
                     assert!(
                         responses.contains_key(status),
