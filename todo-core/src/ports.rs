@@ -98,6 +98,31 @@ pub trait TaskStore: Send + Sync {
         after: Option<&TaskCursor>,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
+    /// [`TaskStore::find_task`], answered now and in place if the store can
+    /// do so without waiting on anything (no I/O wait, no lock, no network:
+    /// an embedded database with an idle connection), so that an async
+    /// worker may call it with no hop to a blocking thread. `None`: not
+    /// now; call `find_task` on a blocking thread, which is the authority
+    /// (also for errors). The default is `None`.
+    fn find_task_in_place(
+        &self,
+        _owner: UserId,
+        _id: TaskId,
+    ) -> Option<Result<Option<Task>, StoreError>> {
+        None
+    }
+    /// [`TaskStore::list_tasks`] in place, as [`TaskStore::find_task_in_place`];
+    /// also `None` for a query the store cannot answer from an index (a
+    /// text search reads every task of the owner).
+    fn list_tasks_in_place(
+        &self,
+        _owner: UserId,
+        _query: &TaskQuery,
+        _after: Option<&TaskCursor>,
+        _limit: usize,
+    ) -> Option<Result<Vec<Task>, StoreError>> {
+        None
+    }
     /// Inserts the task unless its owner has `max_tasks` tasks already;
     /// returns whether it did. Counting and inserting are one atomic step:
     /// of concurrent calls for one owner at `max_tasks - 1` tasks, exactly

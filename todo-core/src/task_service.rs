@@ -181,6 +181,37 @@ impl TaskService {
         self.store.find_task(owner, id)?.ok_or(Error::NotFound)
     }
 
+    /// [`TaskService::get`] if the store can answer in place, without
+    /// waiting (see [`TaskStore::find_task_in_place`]): what an async
+    /// worker may call. `None`: call `get` on a blocking thread.
+    pub fn get_in_place(&self, owner: UserId, id: TaskId) -> Option<Result<Task>> {
+        let found = self.store.find_task_in_place(owner, id)?;
+        Some(
+            found
+                .map_err(Error::from)
+                .and_then(|t| t.ok_or(Error::NotFound)),
+        )
+    }
+
+    /// [`TaskService::list`] if the store can answer in place, as
+    /// [`TaskService::get_in_place`].
+    pub fn list_in_place(
+        &self,
+        owner: UserId,
+        query: &TaskQuery,
+        cursor: Option<&TaskCursor>,
+    ) -> Option<Result<Page<Task, TaskCursor>>> {
+        if let Some(cursor) = cursor
+            && let Err(error) = cursor.check(query)
+        {
+            return Some(Err(error.into()));
+        }
+        let items = self
+            .store
+            .list_tasks_in_place(owner, query, cursor, read_limit(query))?;
+        Some(items.map_err(Error::from).map(|items| page(query, items)))
+    }
+
     /// A page of the owner's tasks; `cursor` must come from the same query.
     pub fn list(
         &self,
@@ -191,17 +222,10 @@ impl TaskService {
         if let Some(cursor) = cursor {
             cursor.check(query)?;
         }
-        let limit = query.limit.get();
-        let mut items = self
+        let items = self
             .store
-            .list_tasks(owner, query, cursor, limit.saturating_add(1))?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|last| query.cursor_after(last))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+            .list_tasks(owner, query, cursor, read_limit(query))?;
+        Ok(page(query, items))
     }
 
     /// Applies a merge patch. With `expected`, a task at another version is
@@ -256,4 +280,22 @@ impl TaskService {
             _ => Err(Error::NotFound),
         }
     }
+}
+
+/// How many tasks a page reads: one more than it holds, which tells
+/// whether there is a next page.
+fn read_limit(query: &TaskQuery) -> usize {
+    query.limit.get().saturating_add(1)
+}
+
+/// The page of `query` from the tasks read for it ([`read_limit`]).
+fn page(query: &TaskQuery, mut items: Vec<Task>) -> Page<Task, TaskCursor> {
+    let limit = query.limit.get();
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| query.cursor_after(last))
+    } else {
+        None
+    };
+    Page { items, next_cursor }
 }

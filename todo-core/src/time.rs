@@ -110,10 +110,17 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC, e.g. `2026-11-26T13:44:00.123456Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.to_datetime().format(&Rfc3339) {
-            Ok(text) => f.write_str(&text),
-            Err(_) => Err(fmt::Error),
+        // Formatted on the stack: every task on the wire shows four of these.
+        let mut text = [0u8; 40];
+        let mut rest = &mut text[..];
+        if self.to_datetime().format_into(&mut rest, &Rfc3339).is_err() {
+            return Err(fmt::Error);
         }
+        // What is left unwritten tells the length (the count `format_into`
+        // returns is not the whole text's for every format).
+        let written = 40 - rest.len();
+        let text = text.get(..written).ok_or(fmt::Error)?;
+        f.write_str(std::str::from_utf8(text).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -26,6 +26,8 @@ pub fn page_json<'a, T, D: From<&'a T>, C: std::fmt::Display, P: serde::Serializ
     found: &'a todo_core::Page<T, C>,
     wrap: impl FnOnce(Vec<D>, Option<String>) -> P,
 ) -> Result<crate::ApiResponse, crate::ApiError> {
+    // About 400 bytes a task with a short description.
+    let capacity = 64 + 512 * found.items.len();
     let (items, next_cursor) = page(found);
-    crate::front::json_value(http::StatusCode::OK, &wrap(items, next_cursor))
+    crate::front::json_sized(http::StatusCode::OK, &wrap(items, next_cursor), capacity)
 }

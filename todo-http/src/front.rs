@@ -440,7 +440,18 @@ pub fn json_value<T: serde::Serialize>(
     status: StatusCode,
     value: &T,
 ) -> Result<ApiResponse, ApiError> {
-    let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))?;
+    json_sized(status, value, 512)
+}
+
+/// Serialises `value` as a JSON response into a buffer of `capacity` bytes
+/// to start with (one allocation where the guess is right).
+pub fn json_sized<T: serde::Serialize>(
+    status: StatusCode,
+    value: &T,
+    capacity: usize,
+) -> Result<ApiResponse, ApiError> {
+    let mut body = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut body, value).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(json(status, Bytes::from(body)))
 }
 

@@ -41,6 +41,8 @@
 
 mod db;
 mod error;
+mod group;
+mod in_place;
 mod schema;
 mod tasks;
 #[cfg(feature = "test-support")]
@@ -55,6 +57,9 @@ use db::{AnyConnection, Manager};
 pub use db::{Backend, DatabaseUrl, SqliteSync, StoreConfig, redact_url};
 pub use error::DatabaseUrlError;
 use error::{from_diesel, from_pool};
+use group::GroupCommit;
+pub use group::GroupCommitStats;
+use in_place::InPlace;
 pub use throttle::SqlLoginBackoff;
 
 /// The SQL store: users, refresh tokens and tasks in one database.
@@ -62,11 +67,12 @@ pub use throttle::SqlLoginBackoff;
 pub struct SqlStore {
     pool: r2d2::Pool<Manager>,
     backend: Backend,
-    /// SQLite has one writer at a time; writers that find the lock taken
-    /// sleep and retry (the busy handler), which wastes milliseconds under
-    /// load. Writes of this process queue here instead, and SQLite's lock
-    /// is left to arbitrate between processes only.
-    writer: Option<std::sync::Arc<std::sync::Mutex<()>>>,
+    /// SQLite: the writes of this process share transactions, one sync to
+    /// the disk for many ([`group`]); SQLite's lock is left to arbitrate
+    /// between processes only.
+    writer: Option<std::sync::Arc<(GroupCommit, Manager)>>,
+    /// SQLite: the connections of reads done in place ([`in_place`]).
+    in_place: Option<std::sync::Arc<InPlace>>,
     /// Shared with the pool's manager: see `Manager::suspect_outage`.
     probes_left: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
@@ -104,11 +110,19 @@ impl SqlStore {
             .connection_timeout(config.acquire_timeout)
             .test_on_check_out(false)
             .build_unchecked(Manager::new(config, std::sync::Arc::clone(&probes_left)));
-        let writer = matches!(config.url, DatabaseUrl::Sqlite(_)).then(std::sync::Arc::default);
+        let writer = matches!(config.url, DatabaseUrl::Sqlite(_)).then(|| {
+            let manager = Manager::new(config, std::sync::Arc::clone(&probes_left));
+            std::sync::Arc::new((GroupCommit::new(), manager))
+        });
+        let in_place = match &config.url {
+            DatabaseUrl::Sqlite(path) => Some(std::sync::Arc::new(InPlace::new(path.clone()))),
+            DatabaseUrl::Postgres(_) => None,
+        };
         Ok(Self {
             pool,
             backend: config.url.backend(),
             writer,
+            in_place,
             probes_left,
         })
     }
@@ -199,16 +213,25 @@ impl SqlStore {
         }
     }
 
-    /// Like `with_conn`, for statements that write.
+    /// SQLite: how many group commits there were and the writes they held
+    /// (the writes per sync to the disk); `None` on PostgreSQL.
+    #[must_use]
+    pub fn group_commit_stats(&self) -> Option<GroupCommitStats> {
+        self.writer.as_ref().map(|writer| writer.0.stats())
+    }
+
+    /// Like `with_conn`, for statements that write: on SQLite `work` runs in
+    /// a savepoint of a shared transaction ([`group`]), and this returns
+    /// once that is committed. `work` opens no transaction of its own
+    /// (nested ones are savepoints).
     fn with_write_conn<T>(
         &self,
         work: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
     ) -> Result<T, StoreError> {
-        let _turn = self
-            .writer
-            .as_ref()
-            .map(|w| w.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        self.with_conn(work)
+        match &self.writer {
+            Some(writer) => writer.0.write(&writer.1, work),
+            None => self.with_conn(work),
+        }
     }
 
     fn with_conn<T>(

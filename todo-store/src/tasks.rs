@@ -1,7 +1,8 @@
 //! Tasks and their labels: task-server's tables. Every query names the owner.
 
+use std::fmt::Write as _;
+
 use diesel::PgConnection;
-use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use todo_core::{
@@ -44,8 +45,6 @@ struct TaskRow {
     version: i64,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = task_labels)]
 struct LabelRow<'a> {
     task_id: &'a str,
     owner_id: &'a str,
@@ -107,13 +106,28 @@ impl TaskRow {
     }
 }
 
+/// The task's labels for the `label=` filter, in one statement (diesel's
+/// batch insert does not serve both databases through one connection
+/// type: the statement is spelled here, its values bound).
 fn insert_labels(conn: &mut AnyConnection, row: &TaskRow) -> QueryResult<()> {
-    for label in row.label_rows() {
-        diesel::insert_into(task_labels::table)
-            .values(&label)
-            .execute(conn)?;
+    let labels = row.label_rows();
+    if labels.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let mut sql = String::from("INSERT INTO task_labels (task_id, owner_id, label) VALUES ");
+    for n in 0..labels.len() {
+        let first = 3 * n + 1;
+        let separator = if n == 0 { "" } else { ", " };
+        let _ = write!(sql, "{separator}(${first}, ${}, ${})", first + 1, first + 2);
+    }
+    let mut insert = diesel::sql_query(sql).into_boxed::<AnyBackend>();
+    for label in &labels {
+        insert = insert
+            .bind::<Text, _>(label.task_id)
+            .bind::<Text, _>(label.owner_id)
+            .bind::<Text, _>(label.label);
+    }
+    insert.execute(conn).map(|_| ())
 }
 
 /// `%` and `_` match only themselves: escape them (and the escape character).
@@ -134,13 +148,13 @@ fn like_pattern(text: &str) -> String {
 /// owner's task creations ("tdqt"); the second is a hash of the owner id.
 const QUOTA_LOCK_CLASS: i32 = 0x7464_7174;
 
-/// Runs `body` in a transaction that no other writer of the same rows can
-/// interleave with. SQLite: an immediate transaction, which takes the
-/// database's write lock before anything is read (a deferred one reads a
-/// snapshot that another process may outdate before it writes).
-/// PostgreSQL: a transaction whose first statement, `lock`, takes the locks
-/// that serialise the writers concerned; what `body` reads after it is
-/// current (READ COMMITTED takes a snapshot per statement).
+/// Runs `body` so that no other writer of the same rows can interleave
+/// with it. SQLite: as every write, inside the group commit's immediate
+/// transaction (`crate::group`), which holds the database's write lock
+/// from before anything is read. PostgreSQL: a transaction whose first
+/// statement, `lock`, takes the locks that serialise the writers
+/// concerned; what `body` reads after it is current (READ COMMITTED takes
+/// a snapshot per statement).
 fn exclusive<T>(
     conn: &mut AnyConnection,
     lock: impl FnOnce(&mut PgConnection) -> QueryResult<()>,
@@ -153,30 +167,7 @@ fn exclusive<T>(
             }
             body(conn)
         }),
-        AnyConnection::Sqlite(_) => {
-            // diesel's MultiConnection has no immediate transaction: open one
-            // on the SQLite connection's own transaction manager, so that it
-            // knows (a connection left in a transaction, after a panic, is
-            // then broken and never reused). `body` opens none of its own.
-            if let AnyConnection::Sqlite(sqlite) = conn {
-                AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
-            }
-            let outcome = body(conn);
-            let AnyConnection::Sqlite(sqlite) = conn else {
-                return Err(diesel::result::Error::NotInTransaction);
-            };
-            match outcome {
-                // A failed commit is rolled back by the manager itself.
-                Ok(value) => AnsiTransactionManager::commit_transaction(sqlite).map(|()| value),
-                Err(error) => {
-                    // The error that counts is the first; a failed rollback
-                    // leaves the manager broken, so the pool drops the
-                    // connection.
-                    let _broken_is_dropped = AnsiTransactionManager::rollback_transaction(sqlite);
-                    Err(error)
-                }
-            }
-        }
+        AnyConnection::Sqlite(_) => body(conn),
     }
 }
 
@@ -288,15 +279,36 @@ impl TaskStore for SqlStore {
     }
 
     fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
-        let (owner, id) = (owner.to_string(), id.to_string());
-        let row = self.with_conn(|conn| {
-            tasks::table
-                .filter(tasks::id.eq(&id))
-                .filter(tasks::owner_id.eq(&owner))
-                .first::<TaskRow>(conn)
-                .optional()
-        })?;
+        let row = self.with_conn(|conn| find_row(conn, owner, id))?;
         row.map(TaskRow::into_task).transpose()
+    }
+
+    fn find_task_in_place(
+        &self,
+        owner: UserId,
+        id: TaskId,
+    ) -> Option<Result<Option<Task>, StoreError>> {
+        let row = self
+            .in_place
+            .as_ref()?
+            .read(|conn| find_row(conn, owner, id))?;
+        Some(row.map(TaskRow::into_task).transpose())
+    }
+
+    fn list_tasks_in_place(
+        &self,
+        owner: UserId,
+        query: &TaskQuery,
+        after: Option<&TaskCursor>,
+        limit: usize,
+    ) -> Option<Result<Vec<Task>, StoreError>> {
+        // A text search reads every task of the owner: not a short read.
+        if query.text.is_some() {
+            return None;
+        }
+        let in_place = self.in_place.as_ref()?;
+        let rows = in_place.read(|conn| list_rows(conn, owner, query, after, limit))?;
+        Some(rows.into_iter().map(TaskRow::into_task).collect())
     }
 
     fn list_tasks(
@@ -306,22 +318,7 @@ impl TaskStore for SqlStore {
         after: Option<&TaskCursor>,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError> {
-        let owner = owner.to_string();
-        let label = query.label.as_ref().map(|l| l.as_str().to_owned());
-        let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
-        let after = after.map(|c| (c.key, c.id.to_string()));
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.with_conn(|conn| {
-            list_query(
-                &owner,
-                query,
-                label.as_deref(),
-                pattern.as_deref(),
-                after.as_ref(),
-                limit,
-            )
-            .load::<TaskRow>(conn)
-        })?;
+        let rows = self.with_conn(|conn| list_rows(conn, owner, query, after, limit))?;
         rows.into_iter().map(TaskRow::into_task).collect()
     }
 
@@ -365,6 +362,40 @@ impl TaskStore for SqlStore {
         })?;
         Ok(n == 1)
     }
+}
+
+/// The owner's task with this id, as stored.
+fn find_row(conn: &mut AnyConnection, owner: UserId, id: TaskId) -> QueryResult<Option<TaskRow>> {
+    let (owner, id) = (owner.to_string(), id.to_string());
+    tasks::table
+        .filter(tasks::id.eq(&id))
+        .filter(tasks::owner_id.eq(&owner))
+        .first::<TaskRow>(conn)
+        .optional()
+}
+
+/// The rows of [`TaskStore::list_tasks`].
+fn list_rows(
+    conn: &mut AnyConnection,
+    owner: UserId,
+    query: &TaskQuery,
+    after: Option<&TaskCursor>,
+    limit: usize,
+) -> QueryResult<Vec<TaskRow>> {
+    let owner = owner.to_string();
+    let label = query.label.as_ref().map(|l| l.as_str());
+    let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
+    let after = after.map(|c| (c.key, c.id.to_string()));
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    list_query(
+        &owner,
+        query,
+        label,
+        pattern.as_deref(),
+        after.as_ref(),
+        limit,
+    )
+    .load::<TaskRow>(conn)
 }
 
 /// The backend of [`AnyConnection`]: the one query serves both databases.

@@ -57,6 +57,14 @@ struct Args {
     /// Where the report and charts go.
     #[arg(long, default_value = "target/load")]
     out: PathBuf,
+    /// Tasks stored before the phases, spread evenly over
+    /// `--stored-owners` users (written straight to the database, not
+    /// through the API); the load's users are the first of those owners.
+    #[arg(long, default_value_t = 0)]
+    stored_tasks: u64,
+    /// Users the stored tasks belong to.
+    #[arg(long, default_value_t = 1000)]
+    stored_owners: usize,
 }
 
 /// Latencies (µs) and errors of one operation.
@@ -387,6 +395,26 @@ async fn main() {
     println!("argon2 ceiling: {argon2:.1} verifications/s on {cores} cores");
     report.insert("ceiling_argon2_per_second".into(), json!(argon2));
 
+    // The stored tasks, before the servers start.
+    if args.stored_tasks > 0 {
+        let started = Instant::now();
+        seed(
+            &database,
+            args.stored_owners.max(args.users),
+            args.stored_tasks,
+        );
+        println!(
+            "stored {} tasks over {} users in {:.0} s",
+            args.stored_tasks,
+            args.stored_owners.max(args.users),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    report.insert(
+        "stored".into(),
+        json!({"tasks": args.stored_tasks, "owners": if args.stored_tasks > 0 { args.stored_owners.max(args.users) } else { 0 }}),
+    );
+
     // The real servers.
     let limits = [
         "--register-burst",
@@ -547,6 +575,41 @@ async fn main() {
         single.insert(op.into(), summary);
     }
     report.insert("single".into(), Value::Object(single));
+
+    // Lists with each filter, over whatever the users hold.
+    let mut filters = serde_json::Map::new();
+    for (name, query) in LIST_FILTERS {
+        let t = tokens.clone();
+        let mut r = closed_loop(
+            tasks.addr,
+            &roots,
+            conns,
+            secs.div_ceil(2),
+            move |i, mut conn, stop| {
+                let tokens = t.clone();
+                async move {
+                    let mut s = Samples::default();
+                    let path = format!("/v1/tasks?{query}");
+                    while !stop.load(Ordering::Relaxed) {
+                        let token = &tokens[i % tokens.len()];
+                        let (st, _, took) = conn.send(Method::GET, &path, Some(token), None).await;
+                        s.record(took, st, st == StatusCode::OK);
+                    }
+                    BTreeMap::from([(name, s)])
+                }
+            },
+        )
+        .await;
+        let summary = r.get_mut(name).unwrap().summary(secs.div_ceil(2) as f64);
+        println!(
+            "list {name}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            summary["per_second"].as_f64().unwrap(),
+            summary["p50_ms"].as_f64().unwrap(),
+            summary["p99_ms"].as_f64().unwrap()
+        );
+        filters.insert(name.into(), summary);
+    }
+    report.insert("list_filters".into(), Value::Object(filters));
 
     // The mixed workload: list 30%, get 40%, create 15%, patch 10%, delete 5%.
     let (t2, i2) = (tokens.clone(), ids.clone());
@@ -722,6 +785,117 @@ async fn main() {
     .unwrap();
     charts(&report, &args.out);
     println!("report: {}", args.out.join("report.json").display());
+}
+
+/// The list queries measured at every size: each filter, an order by
+/// another key, and the text search (which reads every task of the user).
+const LIST_FILTERS: [(&str, &str); 7] = [
+    ("plain", "limit=20"),
+    ("not_done", "limit=20&done=false"),
+    ("label", "limit=20&label=work"),
+    ("due_before", "limit=20&due_before=2027-01-01T00:00:00Z"),
+    ("by_priority", "limit=20&sort=-priority"),
+    ("by_due", "limit=20&sort=due"),
+    ("q", "limit=20&q=report"),
+];
+
+/// Stores `tasks` tasks over `owners` users named `load0`, `load1`, … (the
+/// load's users log in as them), straight into the database, from as many
+/// threads as there are cores. Commits are not synced while seeding.
+fn seed(database: &str, owners: usize, tasks: u64) {
+    use todo_core::{
+        Description, Labels, PasswordHash, Priority, Role, Task, TaskId, TaskStore, TaskVersion,
+        Timestamp, Title, User, UserId, UserRecord, UserStore, Username,
+    };
+    let mut config =
+        todo_store::StoreConfig::new(todo_store::DatabaseUrl::parse(database).unwrap());
+    config.sqlite_sync = todo_store::SqliteSync::Normal;
+    let store = Arc::new(todo_store::SqlStore::open_and_migrate(&config).unwrap());
+    let hasher = Argon2Hasher::new(Argon2Config::default()).unwrap();
+    let hash: PasswordHash = hasher
+        .hash(&Password::offered("correct horse battery").unwrap())
+        .unwrap();
+    let start = Timestamp::from_unix_micros(1_790_000_000_000_000).unwrap();
+    let owner_ids: Vec<UserId> = (0..owners)
+        .map(|u| {
+            let id = UserId::from_uuid(uuid::Uuid::from_u128(
+                0x0190_0000_0000_7000_8000_0000_0000_0000 | u as u128,
+            ));
+            let record = UserRecord {
+                user: User {
+                    id,
+                    username: Username::parse(&format!("load{u}")).unwrap(),
+                    email: None,
+                    role: Role::User,
+                    disabled: false,
+                    created_at: start,
+                    updated_at: start,
+                },
+                password_hash: hash.clone(),
+                tokens_revoked_before: None,
+            };
+            store.insert_user(&record).unwrap();
+            id
+        })
+        .collect();
+    let owner_ids = Arc::new(owner_ids);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 4;
+    let words = [
+        "report",
+        "invoice",
+        "garden",
+        "call",
+        "groceries",
+        "review",
+        "plan",
+        "fix",
+    ];
+    let handles: Vec<_> = (0..threads as u64)
+        .map(|t| {
+            let (store, owner_ids) = (Arc::clone(&store), Arc::clone(&owner_ids));
+            std::thread::spawn(move || {
+                let mut n = t;
+                while n < tasks {
+                    let owner = owner_ids[(n % owner_ids.len() as u64) as usize];
+                    let at = Timestamp::from_unix_micros(start.unix_micros() + n as i64 * 1_000)
+                        .unwrap();
+                    let word = words[(n / 7 % words.len() as u64) as usize];
+                    let labels: &[&str] = match n % 3 {
+                        0 => &["work"],
+                        1 => &["home", "errand"],
+                        _ => &[],
+                    };
+                    let task = Task {
+                        id: TaskId::from_uuid(uuid::Uuid::from_u128(
+                            0x0191_0000_0000_7000_8000_0000_0000_0000 | u128::from(n),
+                        )),
+                        owner,
+                        title: Title::parse(&format!("{word} task {n}")).unwrap(),
+                        description: Description::parse("stored by the load harness").unwrap(),
+                        done: n % 3 == 0,
+                        completed_at: (n % 3 == 0).then_some(at),
+                        due_at: (n % 2 == 0).then(|| {
+                            Timestamp::from_unix_micros(
+                                at.unix_micros() + (n % 90) as i64 * 86_400_000_000,
+                            )
+                            .unwrap()
+                        }),
+                        priority: Priority::new((n % 4) as i64).unwrap(),
+                        labels: Labels::parse(labels.iter().copied()).unwrap(),
+                        archived: n % 10 == 9,
+                        created_at: at,
+                        updated_at: at,
+                        version: TaskVersion::new(1).unwrap(),
+                    };
+                    store.insert_task(&task).unwrap();
+                    n += threads as u64;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
 }
 
 fn tempfile_dir() -> PathBuf {

@@ -59,6 +59,7 @@ conformance!(
     modify_task_is_read_modify_write_for_the_owner_only,
     concurrent_modifications_each_see_the_last,
     deleting_a_user_while_their_tokens_rotate_never_fails,
+    reads_in_place_answer_as_the_blocking_reads_or_not_at_all,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -1077,4 +1078,66 @@ fn deleting_a_user_while_their_tokens_rotate_never_fails(f: &Fixture) {
             assert_eq!(chain.join().unwrap(), Ok(()), "an exchange failed");
         }
     }
+}
+
+/// An in-place read is the blocking read's answer, taken without waiting;
+/// SQLite (embedded) answers in place, except a text search (a scan);
+/// PostgreSQL (a round trip) and the in-memory store (lists scan) never do.
+fn reads_in_place_answer_as_the_blocking_reads_or_not_at_all(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let tasks: Vec<Task> = (0..5)
+        .map(|i| full_task(alice, 100 + i, 20 + i as i64))
+        .collect();
+    for task in &tasks {
+        store.insert_task(task).unwrap();
+    }
+    let embedded = f
+        .sql
+        .as_ref()
+        .is_some_and(|sql| sql.backend() == todo_store::Backend::Sqlite);
+    for task in &tasks {
+        let found = store.find_task_in_place(alice, task.id);
+        assert_eq!(found.is_some(), embedded);
+        if let Some(found) = found {
+            assert_eq!(found.unwrap(), Some(task.clone()));
+            assert_eq!(
+                store.find_task_in_place(bob, task.id).unwrap().unwrap(),
+                None
+            );
+        }
+    }
+    for sort in TaskSort::ALL {
+        let query = TaskQuery {
+            sort,
+            label: Some(Label::parse("work").unwrap()),
+            ..TaskQuery::default()
+        };
+        let listed = store.list_tasks(alice, &query, None, 3).unwrap();
+        let in_place = store.list_tasks_in_place(alice, &query, None, 3);
+        assert_eq!(in_place.is_some(), embedded, "{sort:?}");
+        if let Some(in_place) = in_place {
+            assert_eq!(in_place.unwrap(), listed, "{sort:?}");
+            let after = query.cursor_after(&listed[1]);
+            assert_eq!(
+                store
+                    .list_tasks_in_place(alice, &query, Some(&after), 3)
+                    .unwrap()
+                    .unwrap(),
+                store.list_tasks(alice, &query, Some(&after), 3).unwrap(),
+                "{sort:?}, second page"
+            );
+        }
+    }
+    let search = TaskQuery {
+        text: Some(SearchText::parse("rapport").unwrap()),
+        ..TaskQuery::default()
+    };
+    assert!(
+        store
+            .list_tasks_in_place(alice, &search, None, 10)
+            .is_none(),
+        "a text search is not a short read"
+    );
 }

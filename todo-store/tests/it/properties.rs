@@ -191,15 +191,25 @@ fn check<S: UserStore + TaskStore>(
             .map(|t| t.id)
             .collect();
         prop_assert_eq!(&got, &expected, "query {:?}", query);
+        if let Some(in_place) = store.list_tasks_in_place(owner, query, None, 1000) {
+            let in_place: Vec<TaskId> = in_place.unwrap().iter().map(|t| t.id).collect();
+            prop_assert_eq!(&in_place, &expected, "in place: query {:?}", query);
+        }
 
         // Walk in pages, adding a task after every page.
         let mut seen = Vec::new();
         let mut cursor = None;
         let mut added = 0u64;
+        let mut pages = 0u32;
         loop {
-            let items = store
-                .list_tasks(owner, query, cursor.as_ref(), page)
-                .unwrap();
+            // In place where the store can (every other page), else blocking.
+            pages += 1;
+            let items = match store.list_tasks_in_place(owner, query, cursor.as_ref(), page) {
+                Some(items) if pages.is_multiple_of(2) => items.unwrap(),
+                _ => store
+                    .list_tasks(owner, query, cursor.as_ref(), page)
+                    .unwrap(),
+            };
             seen.extend(items.iter().map(|t| t.id));
             let extra = Spec {
                 created: 50 + added as i64,
