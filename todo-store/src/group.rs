@@ -23,8 +23,8 @@
 //! async workers.
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -54,23 +54,30 @@ pub(crate) struct GroupCommit {
 #[derive(Default)]
 struct State {
     connection: Option<AnyConnection>,
-    /// The open batch: its number and how many writes it holds.
-    open: Option<(u64, u64)>,
-    /// The number of the last batch begun.
-    last_begun: u64,
-    /// The last batch finished, and whether it committed. Batches finish
-    /// in order, and a waiter is woken by its own batch's end.
-    last_finished: (u64, bool),
+    /// The open batch, if any.
+    open: Option<Batch>,
 }
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State")
-            .field("open", &self.open)
-            .field("last_finished", &self.last_finished)
+            .field("open", &self.open.as_ref().map(|b| b.writes))
             .finish_non_exhaustive()
     }
 }
+
+/// A transaction shared by writes.
+struct Batch {
+    /// The writes it holds (refusals and failures aside).
+    writes: u64,
+    /// How it ended, for its waiters: each holds this cell, so a waiter
+    /// that wakes after later batches ended still reads its own.
+    outcome: Arc<AtomicU8>,
+}
+
+const PENDING: u8 = 0;
+const COMMITTED: u8 = 1;
+const ROLLED_BACK: u8 = 2;
 
 /// How many batches committed and writes they held: the writes per sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,10 +127,9 @@ impl GroupCommit {
         let mut state = self.lock();
         self.queued.fetch_sub(1, Ordering::SeqCst);
 
-        let batch = match state.open {
-            Some((batch, _)) => batch,
-            None => begin(&mut state, manager)?,
-        };
+        if state.open.is_none() {
+            begin(&mut state, manager)?;
+        }
         let Some(conn) = state.connection.as_mut() else {
             return Err(StoreError::Internal("the writer connection is gone".into()));
         };
@@ -132,7 +138,7 @@ impl GroupCommit {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(panic) => {
-                self.finish(&mut state, batch, false);
+                self.finish(&mut state, false);
                 drop(state);
                 resume_unwind(panic);
             }
@@ -142,17 +148,19 @@ impl GroupCommit {
         {
             // The database failed, not the request: nothing of the batch
             // can be trusted to commit.
-            self.finish(&mut state, batch, false);
+            self.finish(&mut state, false);
             return Err(from_diesel(
                 outcome.err().unwrap_or(DieselError::NotInTransaction),
             ));
         }
-        if outcome.is_ok()
-            && let Some((_, writes)) = state.open.as_mut()
-        {
-            *writes += 1;
+        let Some(batch) = state.open.as_mut() else {
+            return Err(StoreError::Internal("the batch is gone".into()));
+        };
+        if outcome.is_ok() {
+            batch.writes += 1;
         }
-        let writes = state.open.map_or(0, |(_, writes)| writes);
+        let writes = batch.writes;
+        let mine = Arc::clone(&batch.outcome);
         let last_in_line = self.queued.load(Ordering::SeqCst) == 0 || writes >= MAX_BATCH;
         if !last_in_line && let Err(error) = outcome {
             // Refused by its own rules and undone: nothing to wait for.
@@ -164,17 +172,17 @@ impl GroupCommit {
                 self.batches.fetch_add(1, Ordering::Relaxed);
                 self.writes.fetch_add(writes, Ordering::Relaxed);
             }
-            self.finish(&mut state, batch, committed);
+            self.finish(&mut state, committed);
             committed
         } else {
             // Someone queued behind will commit (or fail) the batch.
-            while state.last_finished.0 < batch {
+            while mine.load(Ordering::Acquire) == PENDING {
                 state = self
                     .finished
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
             }
-            state.last_finished.1
+            mine.load(Ordering::Acquire) == COMMITTED
         };
         match outcome {
             // A refusal of its own stands whatever became of the batch.
@@ -186,13 +194,16 @@ impl GroupCommit {
         }
     }
 
-    /// Ends `batch`: rolls it back unless `committed`, and wakes its waiters.
-    fn finish(&self, state: &mut State, batch: u64, committed: bool) {
+    /// Ends the open batch: rolls it back unless `committed`, and wakes
+    /// its waiters.
+    fn finish(&self, state: &mut State, committed: bool) {
         if !committed {
             rollback(state);
         }
-        state.open = None;
-        state.last_finished = (batch, committed);
+        if let Some(batch) = state.open.take() {
+            let outcome = if committed { COMMITTED } else { ROLLED_BACK };
+            batch.outcome.store(outcome, Ordering::Release);
+        }
         self.finished.notify_all();
     }
 }
@@ -200,7 +211,7 @@ impl GroupCommit {
 /// Opens the writer connection if need be and begins a batch: `BEGIN
 /// IMMEDIATE` takes SQLite's write lock first (other processes wait for it,
 /// up to the busy timeout).
-fn begin(state: &mut State, manager: &Manager) -> Result<u64, StoreError> {
+fn begin(state: &mut State, manager: &Manager) -> Result<(), StoreError> {
     if state.connection.is_none() {
         let conn = r2d2::ManageConnection::connect(manager)
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
@@ -215,9 +226,11 @@ fn begin(state: &mut State, manager: &Manager) -> Result<u64, StoreError> {
         }
         return Err(from_diesel(error));
     }
-    state.last_begun += 1;
-    state.open = Some((state.last_begun, 0));
-    Ok(state.last_begun)
+    state.open = Some(Batch {
+        writes: 0,
+        outcome: Arc::new(AtomicU8::new(PENDING)),
+    });
+    Ok(())
 }
 
 /// Commits the open batch: the one sync of all its writes.
@@ -290,7 +303,6 @@ fn fails_the_batch(error: &DieselError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::AtomicU64;
     use std::time::{Duration, Instant};
 

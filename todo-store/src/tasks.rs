@@ -26,7 +26,7 @@ const DUE_KEY: &str = "COALESCE(tasks.due_at, 9223372036854775807)";
 /// Labels never contain control characters, so a line break separates them.
 const LABEL_SEPARATOR: char = '\n';
 
-#[derive(Queryable, Insertable, AsChangeset)]
+#[derive(Queryable, QueryableByName, Insertable, AsChangeset)]
 #[diesel(table_name = tasks, treat_none_as_null = true)]
 struct TaskRow {
     id: String,
@@ -364,13 +364,22 @@ impl TaskStore for SqlStore {
     }
 }
 
+/// [`find_row`]'s statement, spelled out: diesel's query builder would
+/// build the same text anew on every call (a fifth of a `GET`'s CPU when
+/// measured), while its statement cache finds fixed text at once.
+const FIND_TASK: &str = "SELECT id, owner_id, title, description, search_text, done, \
+    completed_at, due_at, priority, labels, archived, created_at, updated_at, version \
+    FROM tasks WHERE id = $1 AND owner_id = $2";
+
 /// The owner's task with this id, as stored.
 fn find_row(conn: &mut AnyConnection, owner: UserId, id: TaskId) -> QueryResult<Option<TaskRow>> {
-    let (owner, id) = (owner.to_string(), id.to_string());
-    tasks::table
-        .filter(tasks::id.eq(&id))
-        .filter(tasks::owner_id.eq(&owner))
-        .first::<TaskRow>(conn)
+    let (mut owner_text, mut id_text) = ([0u8; 36], [0u8; 36]);
+    let owner = owner.as_uuid().hyphenated().encode_lower(&mut owner_text);
+    let id = id.as_uuid().hyphenated().encode_lower(&mut id_text);
+    diesel::sql_query(FIND_TASK)
+        .bind::<Text, _>(&*id)
+        .bind::<Text, _>(&*owner)
+        .get_result::<TaskRow>(conn)
         .optional()
 }
 
