@@ -23,7 +23,7 @@
 //! async workers.
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
@@ -42,8 +42,6 @@ pub(crate) const MAX_BATCH: u64 = 64;
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
     state: Mutex<State>,
-    /// Signalled when a batch is finished (committed or rolled back).
-    finished: Condvar,
     /// Writes waiting for the connection: while there are any, the holder
     /// leaves the commit to them.
     queued: AtomicUsize,
@@ -70,14 +68,46 @@ impl std::fmt::Debug for State {
 struct Batch {
     /// The writes it holds (refusals and failures aside).
     writes: u64,
-    /// How it ended, for its waiters: each holds this cell, so a waiter
-    /// that wakes after later batches ended still reads its own.
-    outcome: Arc<AtomicU8>,
+    /// How it ended, for its waiters.
+    outcome: Arc<Outcome>,
 }
 
-const PENDING: u8 = 0;
-const COMMITTED: u8 = 1;
-const ROLLED_BACK: u8 = 2;
+/// How a batch ended: `None` while it is open. Each waiter holds its
+/// batch's, so it reads its own even after later batches ended, and waits
+/// on it without the writer connection's lock (which the next batch's
+/// writes hold: waiting on that lock would queue the acknowledgements of
+/// one batch behind the work of the next).
+#[derive(Default)]
+struct Outcome {
+    committed: Mutex<Option<bool>>,
+    ended: Condvar,
+}
+
+impl Outcome {
+    fn set(&self, committed: bool) {
+        *self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(committed);
+        self.ended.notify_all();
+    }
+
+    fn wait(&self) -> bool {
+        let mut committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(committed) = *committed {
+                return committed;
+            }
+            committed = self
+                .ended
+                .wait(committed)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
 
 /// How many batches committed and writes they held: the writes per sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +122,6 @@ impl GroupCommit {
     pub(crate) fn new() -> Self {
         Self {
             state: Mutex::default(),
-            finished: Condvar::new(),
             queued: AtomicUsize::new(0),
             batches: AtomicU64::new(0),
             writes: AtomicU64::new(0),
@@ -176,13 +205,8 @@ impl GroupCommit {
             committed
         } else {
             // Someone queued behind will commit (or fail) the batch.
-            while mine.load(Ordering::Acquire) == PENDING {
-                state = self
-                    .finished
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            mine.load(Ordering::Acquire) == COMMITTED
+            drop(state);
+            mine.wait()
         };
         match outcome {
             // A refusal of its own stands whatever became of the batch.
@@ -201,10 +225,8 @@ impl GroupCommit {
             rollback(state);
         }
         if let Some(batch) = state.open.take() {
-            let outcome = if committed { COMMITTED } else { ROLLED_BACK };
-            batch.outcome.store(outcome, Ordering::Release);
+            batch.outcome.set(committed);
         }
-        self.finished.notify_all();
     }
 }
 
@@ -228,7 +250,7 @@ fn begin(state: &mut State, manager: &Manager) -> Result<(), StoreError> {
     }
     state.open = Some(Batch {
         writes: 0,
-        outcome: Arc::new(AtomicU8::new(PENDING)),
+        outcome: Arc::default(),
     });
     Ok(())
 }
