@@ -137,8 +137,8 @@ struct PatchBody {
     archived: Option<Option<bool>>,
 }
 
-/// A task on the wire, serialised straight from the task (no `String` of
-/// its own per field).
+/// A task on the wire.
+// Serialised straight from the task: no `String` of its own per field.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Task)]
 pub struct TaskDto<'a> {
