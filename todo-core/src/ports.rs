@@ -99,11 +99,14 @@ pub trait TaskStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
     /// [`TaskStore::find_task`], answered now and in place if the store can
-    /// do so without waiting on anything (no I/O wait, no lock, no network:
-    /// an embedded database with an idle connection), so that an async
-    /// worker may call it with no hop to a blocking thread. `None`: not
-    /// now; call `find_task` on a blocking thread, which is the authority
-    /// (also for errors). The default is `None`.
+    /// do so in microseconds without waiting for a lock, a connection or
+    /// the network (an embedded database with an idle connection; a page
+    /// in neither its cache nor the operating system's is still read from
+    /// the disk), so that an async worker may call it with no hop to a
+    /// blocking thread. `None`: not now; call `find_task` on a blocking
+    /// thread, which is the authority. A store answers an error in place
+    /// only for what the blocking call would answer alike (a corrupt row).
+    /// The default is `None`.
     fn find_task_in_place(
         &self,
         _owner: UserId,
@@ -112,8 +115,9 @@ pub trait TaskStore: Send + Sync {
         None
     }
     /// [`TaskStore::list_tasks`] in place, as [`TaskStore::find_task_in_place`];
-    /// also `None` for a query the store cannot answer from an index (a
-    /// text search reads every task of the owner).
+    /// also `None` for a query an index does not answer from its first
+    /// entry on (a filter checked row by row, such as a text search, may
+    /// read every task of the owner).
     fn list_tasks_in_place(
         &self,
         _owner: UserId,

@@ -1,6 +1,8 @@
 //! Service calls block (diesel, argon2): they run on tokio's blocking pool,
-//! never on the executor's workers, so a slow query or a hash cannot stall
-//! other requests. The pool is bounded by the runtime (`max_blocking_threads`);
+//! not on the executor's workers, so a slow query or a hash cannot stall
+//! other requests. The one exception is a store's answer in place
+//! (`TaskService::get_in_place` / `list_in_place`): a SQLite read that an
+//! index serves from its first entry, on connections never waited for. The pool is bounded by the runtime (`max_blocking_threads`);
 //! argon2 is further bounded by `todo_auth::BoundedHasher`, the database by
 //! the r2d2 pool's size and acquire timeout.
 

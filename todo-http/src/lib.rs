@@ -7,7 +7,9 @@
 //! JWKS fetch live in `todo-server`, the servers' wiring.
 //!
 //! Handlers decode wire DTOs into domain types, call one core service method
-//! on the blocking pool, and render the result; no business rule lives here.
+//! on the blocking pool (a short read of one task or one page first asks
+//! for the store's answer in place, on the worker), and render the result;
+//! no business rule lives here.
 //! Another program mounts either API as an axum `Router` ([`Api::routes`];
 //! `examples/src/mounted.rs`), or serves it as our servers do, behind a
 //! [`Frontend`] with [`serve`].

@@ -14,9 +14,14 @@
 //! Each write keeps its own outcome: one that fails by its own rules (a
 //! taken id, a stale version, a quota: errors of the request, or `Ok`
 //! answers that say no) has its savepoint rolled back and leaves its
-//! neighbours alone. A failure of the database itself (a full or read-only
-//! disk, an I/O error, a lost lock) rolls the whole batch back, and every
-//! write in it is answered "unavailable": none is acknowledged, none kept.
+//! neighbours alone; so does any other error of one statement that diesel's
+//! savepoint undid. Its answer, too, waits for the commit (a refusal may
+//! rest on a neighbour's write in the same batch). A failure of the
+//! database itself (a full or read-only disk, an I/O error, a lost lock:
+//! "unavailable" errors, after which SQLite may have rolled the transaction
+//! back itself), a failed commit or a panicking write rolls the whole batch
+//! back, and every write in it is answered "unavailable" with the cause,
+//! which is logged once: none is acknowledged, none kept.
 //!
 //! Each write runs on its caller's thread (no hop to a writer thread, and
 //! the closures may borrow); the callers are blocking threads, never the
@@ -27,7 +32,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel::{Connection, QueryResult, SqliteConnection};
 use todo_core::StoreError;
 
@@ -66,8 +71,10 @@ impl std::fmt::Debug for State {
 
 /// A transaction shared by writes.
 struct Batch {
-    /// The writes it holds (refusals and failures aside).
+    /// The writes it holds (refusals aside).
     writes: u64,
+    /// The writes that joined it, refused ones too: what `MAX_BATCH` bounds.
+    joined: u64,
     /// How it ended, for its waiters.
     outcome: Arc<Outcome>,
 }
@@ -77,33 +84,35 @@ struct Batch {
 /// on it without the writer connection's lock (which the next batch's
 /// writes hold: waiting on that lock would queue the acknowledgements of
 /// one batch behind the work of the next).
+/// How a batch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ended {
+    Committed,
+    /// Rolled back, and why (for every write of it, and the log).
+    RolledBack(Arc<str>),
+}
+
 #[derive(Default)]
 struct Outcome {
-    committed: Mutex<Option<bool>>,
-    ended: Condvar,
+    ended: Mutex<Option<Ended>>,
+    signal: Condvar,
 }
 
 impl Outcome {
-    fn set(&self, committed: bool) {
-        *self
-            .committed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(committed);
-        self.ended.notify_all();
+    fn set(&self, ended: Ended) {
+        *self.ended.lock().unwrap_or_else(PoisonError::into_inner) = Some(ended);
+        self.signal.notify_all();
     }
 
-    fn wait(&self) -> bool {
-        let mut committed = self
-            .committed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    fn wait(&self) -> Ended {
+        let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(committed) = *committed {
-                return committed;
+            if let Some(ended) = &*ended {
+                return ended.clone();
             }
-            committed = self
-                .ended
-                .wait(committed)
+            ended = self
+                .signal
+                .wait(ended)
                 .unwrap_or_else(PoisonError::into_inner);
         }
     }
@@ -111,6 +120,7 @@ impl Outcome {
 
 /// How many batches committed and writes they held: the writes per sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupCommitStats {
     /// Transactions committed.
     pub batches: u64,
@@ -160,72 +170,89 @@ impl GroupCommit {
             begin(&mut state, manager)?;
         }
         let Some(conn) = state.connection.as_mut() else {
+            self.finish(
+                &mut state,
+                Ended::RolledBack("the writer connection is gone".into()),
+            );
             return Err(StoreError::Internal("the writer connection is gone".into()));
         };
         // Its own savepoint: diesel nests a transaction inside the batch's.
-        let outcome = catch_unwind(AssertUnwindSafe(|| conn.transaction(work)));
+        // The write's own error is kept here: when the savepoint cannot be
+        // rolled back (SQLite rolled the whole transaction back itself, as
+        // after a full disk), diesel answers the rollback's error instead.
+        let mut own_error = None;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            conn.transaction(|c| {
+                work(c).map_err(|error| {
+                    own_error = Some(error);
+                    DieselError::RollbackTransaction
+                })
+            })
+        }));
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(panic) => {
-                self.finish(&mut state, false);
+                self.finish(&mut state, Ended::RolledBack("a write panicked".into()));
                 drop(state);
                 resume_unwind(panic);
             }
         };
+        let outcome = match (outcome, own_error) {
+            (Ok(value), _) => Ok(value),
+            (Err(_), Some(error)) | (Err(error), None) => Err(from_diesel(error)),
+        };
         if let Err(error) = &outcome
-            && (fails_the_batch(error) || !in_transaction(conn))
+            && (matches!(error, StoreError::Unavailable(_)) || !in_transaction(conn))
         {
-            // The database failed, not the request: nothing of the batch
-            // can be trusted to commit.
-            self.finish(&mut state, false);
-            return Err(from_diesel(
-                outcome.err().unwrap_or(DieselError::NotInTransaction),
-            ));
+            // The disk or the lock failed, not the request (SQLite may
+            // have rolled the transaction back itself): nothing of the
+            // batch can be trusted to commit.
+            self.finish(&mut state, Ended::RolledBack(error.to_string().into()));
+            return outcome;
         }
         let Some(batch) = state.open.as_mut() else {
             return Err(StoreError::Internal("the batch is gone".into()));
         };
+        batch.joined += 1;
         if outcome.is_ok() {
             batch.writes += 1;
         }
-        let writes = batch.writes;
+        let (writes, joined) = (batch.writes, batch.joined);
         let mine = Arc::clone(&batch.outcome);
-        let last_in_line = self.queued.load(Ordering::SeqCst) == 0 || writes >= MAX_BATCH;
-        if !last_in_line && let Err(error) = outcome {
-            // Refused by its own rules and undone: nothing to wait for.
-            return Err(from_diesel(error));
-        }
-        let committed = if last_in_line {
-            let committed = commit(&mut state);
-            if committed {
+        let last_in_line = self.queued.load(Ordering::SeqCst) == 0 || joined >= MAX_BATCH;
+        let ended = if last_in_line {
+            let ended = commit(&mut state);
+            if ended == Ended::Committed {
                 self.batches.fetch_add(1, Ordering::Relaxed);
                 self.writes.fetch_add(writes, Ordering::Relaxed);
             }
-            self.finish(&mut state, committed);
-            committed
+            self.finish(&mut state, ended.clone());
+            ended
         } else {
             // Someone queued behind will commit (or fail) the batch.
             drop(state);
             mine.wait()
         };
-        match outcome {
-            // A refusal of its own stands whatever became of the batch.
-            Err(error) => Err(from_diesel(error)),
-            Ok(_) if !committed => Err(StoreError::Unavailable(
-                "the group commit failed; the write was rolled back".into(),
+        match ended {
+            // A refusal of its own stands once the batch it saw is on the
+            // disk (it may rest on a neighbour's write: a name taken by a
+            // write in the same batch).
+            Ended::Committed => outcome,
+            Ended::RolledBack(cause) => Err(StoreError::Unavailable(
+                format!("the group commit failed ({cause}); the write was rolled back").into(),
             )),
-            Ok(value) => Ok(value),
         }
     }
 
-    /// Ends the open batch: rolls it back unless `committed`, and wakes
-    /// its waiters.
-    fn finish(&self, state: &mut State, committed: bool) {
-        if !committed {
+    /// Ends the open batch: rolls it back unless it `ended` committed, and
+    /// wakes its waiters.
+    fn finish(&self, state: &mut State, ended: Ended) {
+        if let Ended::RolledBack(cause) = &ended {
+            tracing::warn!(target: "todo::store", %cause, "a group commit of SQLite writes failed; its writes are answered 503");
             rollback(state);
         }
         if let Some(batch) = state.open.take() {
-            batch.outcome.set(committed);
+            batch.outcome.set(ended);
         }
     }
 }
@@ -250,23 +277,28 @@ fn begin(state: &mut State, manager: &Manager) -> Result<(), StoreError> {
     }
     state.open = Some(Batch {
         writes: 0,
+        joined: 0,
         outcome: Arc::default(),
     });
     Ok(())
 }
 
-/// Commits the open batch: the one sync of all its writes.
-fn commit(state: &mut State) -> bool {
+/// Commits the open batch: the one sync of all its writes. A failure's
+/// cause, as text, goes to every write of the batch.
+fn commit(state: &mut State) -> Ended {
     let Some(AnyConnection::Sqlite(sqlite)) = state.connection.as_mut() else {
-        return false;
+        return Ended::RolledBack("the writer connection is gone".into());
     };
     // A failed commit is rolled back by the manager itself (or leaves it
     // broken: then the connection goes).
-    let committed = AnsiTransactionManager::commit_transaction(sqlite).is_ok();
-    if !committed && (is_broken(sqlite) || in_transaction_sqlite(sqlite)) {
+    let committed = AnsiTransactionManager::commit_transaction(sqlite);
+    if committed.is_err() && (is_broken(sqlite) || in_transaction_sqlite(sqlite)) {
         state.connection = None;
     }
-    committed
+    match committed {
+        Ok(()) => Ended::Committed,
+        Err(error) => Ended::RolledBack(error.to_string().into()),
+    }
 }
 
 /// Rolls the open batch back; a connection that cannot is dropped (SQLite
@@ -275,9 +307,16 @@ fn rollback(state: &mut State) {
     let Some(AnyConnection::Sqlite(sqlite)) = state.connection.as_mut() else {
         return;
     };
+    if is_broken(sqlite) {
+        state.connection = None;
+        return;
+    }
     if in_transaction_sqlite(sqlite) {
-        let rolled_back = AnsiTransactionManager::rollback_transaction(sqlite).is_ok();
-        if !rolled_back || is_broken(sqlite) || in_transaction_sqlite(sqlite) {
+        let rolled_back = AnsiTransactionManager::rollback_transaction(sqlite);
+        if let Err(error) = &rolled_back {
+            tracing::warn!(target: "todo::store", %error, "rolling back a group commit failed; the writer connection is closed");
+        }
+        if rolled_back.is_err() || is_broken(sqlite) || in_transaction_sqlite(sqlite) {
             state.connection = None;
         }
     }
@@ -299,28 +338,6 @@ fn in_transaction_sqlite(sqlite: &mut SqliteConnection) -> bool {
 
 fn is_broken(sqlite: &mut SqliteConnection) -> bool {
     <SqliteConnection as Connection>::TransactionManager::is_broken_transaction_manager(sqlite)
-}
-
-/// Whether a write's error is the database's (the batch cannot commit
-/// safely: SQLite may have rolled the transaction back itself) rather than
-/// the request's (a broken key or reference, or the write's own choice to
-/// roll back), which its savepoint undid.
-fn fails_the_batch(error: &DieselError) -> bool {
-    match error {
-        DieselError::DatabaseError(kind, _) => !matches!(
-            kind,
-            DatabaseErrorKind::UniqueViolation
-                | DatabaseErrorKind::ForeignKeyViolation
-                | DatabaseErrorKind::NotNullViolation
-                | DatabaseErrorKind::CheckViolation
-        ),
-        DieselError::NotFound
-        | DieselError::RollbackTransaction
-        | DieselError::DeserializationError(_)
-        | DieselError::SerializationError(_)
-        | DieselError::QueryBuilderError(_) => false,
-        _ => true,
-    }
 }
 
 #[cfg(test)]
@@ -455,8 +472,50 @@ mod tests {
         assert_eq!(f.group.stats().batches, 1);
     }
 
+    /// Fills the database: SQLite answers "database or disk is full", as
+    /// on a full disk (the limit holds on the writer connection until
+    /// `unfill`).
+    fn fill(c: &mut AnyConnection) -> QueryResult<usize> {
+        c.batch_execute("PRAGMA max_page_count = 1")?;
+        insert(c, &"x".repeat(100_000))
+    }
+
+    fn unfill(c: &mut AnyConnection) -> QueryResult<()> {
+        c.batch_execute("PRAGMA max_page_count = 1073741823")
+    }
+
     #[test]
     fn a_failure_of_the_database_fails_and_undoes_the_whole_batch() {
+        let f = fixture();
+        let outcomes = one_batch(
+            &f,
+            |c| insert(c, "a"),
+            vec![Box::new(fill), Box::new(|c| insert(c, "c"))],
+        );
+        // The write that came after the failure began a batch of its own.
+        let failed = outcomes.iter().filter(|o| o.is_err()).count();
+        assert!(failed >= 2, "{outcomes:?}");
+        assert!(
+            matches!(outcomes[0], Err(StoreError::Unavailable(_))),
+            "the first write shared the failed batch: {outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[1], Err(StoreError::Unavailable(_))),
+            "{outcomes:?}"
+        );
+        assert!(!stored(&f).contains(&"a".to_owned()), "{:?}", stored(&f));
+        // And the next write goes through.
+        f.group
+            .write(&f.manager, |c| {
+                unfill(c)?;
+                insert(c, "d")
+            })
+            .unwrap();
+        assert!(stored(&f).contains(&"d".to_owned()));
+    }
+
+    #[test]
+    fn an_error_of_one_statement_stays_with_its_write() {
         let f = fixture();
         let outcomes = one_batch(
             &f,
@@ -466,17 +525,47 @@ mod tests {
                 Box::new(|c| insert(c, "c")),
             ],
         );
-        // The write that came after the failure began a batch of its own.
-        let failed = outcomes.iter().filter(|o| o.is_err()).count();
-        assert!(failed >= 2, "{outcomes:?}");
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
         assert!(
-            matches!(outcomes[0], Err(StoreError::Unavailable(_))),
-            "the first write shared the failed batch: {outcomes:?}"
+            matches!(outcomes[1], Err(StoreError::Internal(_))),
+            "{outcomes:?}"
         );
-        assert!(!stored(&f).contains(&"a".to_owned()), "{:?}", stored(&f));
-        // And the next write goes through.
-        f.group.write(&f.manager, |c| insert(c, "d")).unwrap();
-        assert!(stored(&f).contains(&"d".to_owned()));
+        assert_eq!(stored(&f), ["a", "c"]);
+    }
+
+    #[test]
+    fn a_failed_commit_answers_every_write_unavailable_and_keeps_none() {
+        let f = fixture();
+        // A reference checked only at COMMIT: the one way to make a
+        // commit fail on a sound disk.
+        f.group
+            .write(&f.manager, |c| {
+                c.batch_execute(
+                    "CREATE TABLE refs (id TEXT PRIMARY KEY NOT NULL, note TEXT \
+                     REFERENCES notes (id) DEFERRABLE INITIALLY DEFERRED)",
+                )
+                .map(|()| 0)
+            })
+            .unwrap();
+        let outcomes = one_batch(
+            &f,
+            |c| insert(c, "a"),
+            vec![
+                Box::new(|c| {
+                    diesel::sql_query("INSERT INTO refs VALUES ('r', 'nowhere')").execute(c)
+                }),
+                // A refusal in the failed batch: its "taken" rested on "a",
+                // which is not kept, so it is not answered as a refusal.
+                Box::new(|c| insert(c, "a")),
+            ],
+        );
+        for outcome in &outcomes {
+            assert!(
+                matches!(outcome, Err(StoreError::Unavailable(_))),
+                "{outcomes:?}"
+            );
+        }
+        assert!(stored(&f).is_empty(), "{:?}", stored(&f));
     }
 
     #[test]

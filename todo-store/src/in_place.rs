@@ -2,17 +2,27 @@
 //! with no hop to a blocking thread and back (which costs more than the
 //! read: a SQLite lookup by key takes microseconds).
 //!
-//! What keeps them short, so that a worker never waits:
-//! - connections of their own, apart from the pool: a read never waits for
-//!   a connection; with none idle and the most open, it is not done in
-//!   place (`None`) and the caller reads on a blocking thread instead;
+//! What keeps them short:
+//! - only reads an index serves from its first entry: one task by id, or a
+//!   page in an index's order with no filter the index does not hold (the
+//!   store decides: `done`, `label`, `due_*` and `q` filter row by row, and
+//!   one that matches little would read every task of the owner);
+//! - connections of their own, apart from the pool, never waited for: with
+//!   none idle the read is not done in place (`None`) and the caller reads
+//!   on a blocking thread instead; they are opened there too
+//!   ([`InPlace::replenish`]), never on a worker;
 //! - `busy_timeout = 0` and `query_only`: a WAL reader takes no lock that a
-//!   writer holds, and in the rare case SQLite answers "busy" (another
-//!   process recovering the WAL) it fails at once rather than sleeping;
-//! - any failure is not answered here: the connection is dropped and the
-//!   caller reads on a blocking thread, whose answer (and wait) counts;
-//! - only queries served by an index (the store decides: a text search,
-//!   which reads every task of its owner, is not done in place).
+//!   writer holds, and where SQLite answers "busy" (another process
+//!   recovering the WAL) it fails at once rather than sleeping in the busy
+//!   handler;
+//! - any failure is not answered here: it is logged, the connection is
+//!   dropped, and the caller reads on a blocking thread, whose answer (and
+//!   wait) counts.
+//!
+//! What can still wait: a page that is in neither SQLite's cache nor the
+//! operating system's is read from the disk (`pread`) on the worker, and
+//! SQLite's WAL may spin briefly while a checkpoint restarts the log. On a
+//! database larger than memory, reads belong on the blocking pool.
 //!
 //! PostgreSQL has none: each read is a network round trip.
 
@@ -62,7 +72,11 @@ impl InPlace {
         &self,
         work: impl FnOnce(&mut AnyConnection) -> QueryResult<T>,
     ) -> Option<T> {
-        let mut conn = self.take()?;
+        let mut conn = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()?;
         match work(&mut conn) {
             Ok(value) => {
                 self.idle
@@ -71,43 +85,48 @@ impl InPlace {
                     .push(conn);
                 Some(value)
             }
-            Err(_) => {
+            Err(error) => {
                 drop(conn);
                 self.open.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!(target: "todo::store", %error, "a read in place failed; read again on the blocking pool");
                 None
             }
         }
     }
 
-    /// An idle connection, else a new one while fewer than `most` are open.
-    fn take(&self) -> Option<AnyConnection> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        if idle.is_some() {
-            return idle;
-        }
-        self.open
+    /// Opens connections until `most` are: called by reads on the blocking
+    /// pool (where opening a file may wait), which run when a read in place
+    /// found none idle.
+    pub(crate) fn replenish(&self) {
+        while self
+            .open
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < self.most).then_some(n + 1)
             })
-            .ok()?;
-        let conn = self.connect();
-        if conn.is_none() {
-            self.open.fetch_sub(1, Ordering::Relaxed);
+            .is_ok()
+        {
+            match self.connect() {
+                Ok(conn) => self
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(conn),
+                Err(error) => {
+                    self.open.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(target: "todo::store", %error, "opening a connection for reads in place failed");
+                    return;
+                }
+            }
         }
-        conn
     }
 
-    /// A new read connection; `None` if it cannot be opened now (the
-    /// caller reads on the blocking pool, whose error is the answer).
-    fn connect(&self) -> Option<AnyConnection> {
-        let mut conn = SqliteConnection::establish(&self.path.to_string_lossy()).ok()?;
+    fn connect(&self) -> Result<AnyConnection, diesel::r2d2::Error> {
+        use diesel::r2d2::Error::{ConnectionError, QueryError};
+        let mut conn =
+            SqliteConnection::establish(&self.path.to_string_lossy()).map_err(ConnectionError)?;
         conn.batch_execute("PRAGMA busy_timeout = 0; PRAGMA query_only = 1;")
-            .ok()?;
-        Some(AnyConnection::Sqlite(conn))
+            .map_err(QueryError)?;
+        Ok(AnyConnection::Sqlite(conn))
     }
 
     /// How many are open (for tests).
@@ -154,6 +173,9 @@ mod tests {
     fn a_read_that_would_wait_for_a_connection_is_not_done_in_place() {
         let (_dir, path) = store();
         let in_place = InPlace::new(path);
+        assert_eq!(nested(&in_place, 1), None, "none is opened on a worker");
+        assert_eq!(in_place.open(), 0);
+        in_place.replenish();
         assert_eq!(nested(&in_place, in_place.most), Some(1));
         assert_eq!(in_place.open(), in_place.most, "kept for the next reads");
         assert_eq!(nested(&in_place, in_place.most + 1), None);
@@ -174,6 +196,8 @@ mod tests {
             )
             .unwrap();
         let in_place = InPlace::new(path);
+        in_place.replenish();
+        assert_eq!(in_place.open(), in_place.most, "opening takes no lock");
         let started = Instant::now();
         assert_eq!(in_place.read(one), None);
         assert!(
@@ -181,7 +205,11 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(in_place.open(), 0, "the failed connection is dropped");
+        assert_eq!(
+            in_place.open(),
+            in_place.most - 1,
+            "the connection that failed is dropped"
+        );
         owner.batch_execute("COMMIT").unwrap();
     }
 }

@@ -7,7 +7,10 @@
 //! get [`todo_core::StoreError`], which tells "unavailable" (retryable) from
 //! "conflict" from anything else.
 //!
-//! Calls block: run them on a blocking thread, not on an async executor.
+//! Calls block: run them on a blocking thread, not on an async executor;
+//! only the `*_in_place` reads are for an async worker (SQLite: a read an
+//! index serves from its first entry, on connections of their own, never
+//! waited for; see `TaskStore::find_task_in_place`).
 //!
 //! # Example
 //!
@@ -231,6 +234,14 @@ impl SqlStore {
         match &self.writer {
             Some(writer) => writer.0.write(&writer.1, work),
             None => self.with_conn(work),
+        }
+    }
+
+    /// Opens the connections of reads in place that are missing: on a
+    /// blocking read, which runs when a read in place found none idle.
+    fn replenish_in_place(&self) {
+        if let Some(in_place) = &self.in_place {
+            in_place.replenish();
         }
     }
 

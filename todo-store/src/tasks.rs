@@ -278,6 +278,7 @@ impl TaskStore for SqlStore {
     }
 
     fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
+        self.replenish_in_place();
         let row = self.with_conn(|conn| find_row(conn, owner, id))?;
         row.map(TaskRow::into_task).transpose()
     }
@@ -301,8 +302,15 @@ impl TaskStore for SqlStore {
         after: Option<&TaskCursor>,
         limit: usize,
     ) -> Option<Result<Vec<Task>, StoreError>> {
-        // A text search reads every task of the owner: not a short read.
-        if query.text.is_some() {
+        // Only a page an index gives from its first entry: any other
+        // filter is checked row by row, and one that matches little would
+        // read every task of the owner.
+        let indexed = query.text.is_none()
+            && query.label.is_none()
+            && query.done.is_none()
+            && query.due_before.is_none()
+            && query.due_after.is_none();
+        if !indexed {
             return None;
         }
         let in_place = self.in_place.as_ref()?;
@@ -317,6 +325,7 @@ impl TaskStore for SqlStore {
         after: Option<&TaskCursor>,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError> {
+        self.replenish_in_place();
         let rows = self.with_conn(|conn| list_rows(conn, owner, query, after, limit))?;
         rows.into_iter().map(TaskRow::into_task).collect()
     }

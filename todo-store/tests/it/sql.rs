@@ -229,3 +229,42 @@ fn postgres_login_failures_are_reserved_atomically_and_shared() {
     };
     login_failures_are_reserved_atomically_and_shared(&database);
 }
+
+/// Writes of one process through the store share syncs on SQLite, each
+/// acknowledged (and counted) once; PostgreSQL has group commit of its own.
+#[test]
+fn sqlite_writes_share_syncs_and_each_is_counted() {
+    use todo_core::{NewTask, TaskService, Title};
+
+    let database = todo_store::testing::TestDatabase::sqlite();
+    let store = Arc::new(database.store.clone());
+    let owner = crate::conformance::new_user(&*store, "writer", 0).user.id;
+    let before = store
+        .group_commit_stats()
+        .expect("SQLite counts its group commits");
+    let threads: Vec<_> = (0..8u64)
+        .map(|seed| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let tasks = TaskService::new(
+                    store,
+                    Arc::new(todo_core::testing::ManualClock::new()),
+                    Arc::new(todo_core::testing::SeededRandom::new(seed)),
+                );
+                for n in 0..25 {
+                    let title = Title::parse(&format!("task {n}")).unwrap();
+                    tasks.create(owner, NewTask::titled(title)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let after = store.group_commit_stats().unwrap();
+    assert_eq!(after.writes - before.writes, 200);
+    assert!(after.batches - before.batches <= 200);
+    if let Some(postgres) = todo_store::testing::TestDatabase::postgres() {
+        assert_eq!(postgres.store.group_commit_stats(), None);
+    }
+}
