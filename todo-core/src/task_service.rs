@@ -201,10 +201,8 @@ impl TaskService {
         query: &TaskQuery,
         cursor: Option<&TaskCursor>,
     ) -> Option<Result<Page<Task, TaskCursor>>> {
-        if let Some(cursor) = cursor
-            && let Err(error) = cursor.check(query)
-        {
-            return Some(Err(error.into()));
+        if let Err(error) = check_cursor(query, cursor) {
+            return Some(Err(error));
         }
         let items = self
             .store
@@ -219,9 +217,7 @@ impl TaskService {
         query: &TaskQuery,
         cursor: Option<&TaskCursor>,
     ) -> Result<Page<Task, TaskCursor>> {
-        if let Some(cursor) = cursor {
-            cursor.check(query)?;
-        }
+        check_cursor(query, cursor)?;
         let items = self
             .store
             .list_tasks(owner, query, cursor, read_limit(query))?;
@@ -279,6 +275,14 @@ impl TaskService {
             }),
             _ => Err(Error::NotFound),
         }
+    }
+}
+
+/// A cursor must come from the same query (both list paths check it first).
+fn check_cursor(query: &TaskQuery, cursor: Option<&TaskCursor>) -> Result<()> {
+    match cursor {
+        Some(cursor) => cursor.check(query).map_err(Error::from),
+        None => Ok(()),
     }
 }
 
