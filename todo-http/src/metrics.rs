@@ -19,6 +19,7 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -224,6 +225,18 @@ pub fn gauge(
 ) -> fmt::Result {
     let gauge = ConstGauge::new(value.into());
     gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
+/// Encodes one counter kept by its owner, for a [`Probe::gauges`]: `name`
+/// without `_total` (the encoder adds it), `help` as written.
+pub fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> fmt::Result {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
 }
 
 #[cfg(test)]

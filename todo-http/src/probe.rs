@@ -20,7 +20,8 @@ pub struct NotReady(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 pub trait Probe: Send + Sync {
     /// One round trip, or why it failed. Blocking: called off the executor.
     fn ready(&self) -> Result<(), NotReady>;
-    /// Encodes its gauges into a scrape (see [`gauge`]).
+    /// Encodes its gauges, and counters it keeps, into a scrape (see
+    /// [`gauge`], [`crate::counter`]).
     fn gauges(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result;
 }
 

@@ -519,7 +519,23 @@ impl Probe for StoreProbe {
             "todo_db_pool_max",
             "Database pool size.",
             state.max,
-        )
+        )?;
+        // SQLite's group commit: writes over batches is the writes per sync.
+        if let Some(stats) = self.0.group_commit_stats() {
+            todo_http::counter(
+                encoder,
+                "todo_db_group_commits",
+                "SQLite transactions committed by the group-commit writer.",
+                stats.batches,
+            )?;
+            todo_http::counter(
+                encoder,
+                "todo_db_group_commit_writes",
+                "Writes acknowledged in those transactions.",
+                stats.writes,
+            )?;
+        }
+        Ok(())
     }
 }
 
