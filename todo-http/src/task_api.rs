@@ -8,15 +8,15 @@ use http::StatusCode;
 use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AccessGate, Description, Error as CoreError, Label, Labels, NewTask, PageLimit, Principal,
-    Priority, SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService, TaskSort,
-    TaskVersion, Timestamp, Title, TokenRejection, ValidationError,
+    AccessGate, Description, Error as CoreError, Label, Labels, NewTask, Page, PageLimit,
+    Principal, Priority, SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService,
+    TaskSort, TaskVersion, Timestamp, Title, TokenRejection, ValidationError,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::blocking::call;
+use crate::blocking::{blocking, call};
 use crate::extract::{Authenticates, Caller, Conditional, JsonBytes, Path};
 use crate::front::{Api, ApiResponse, json_value, no_content};
 use crate::keys::KeyRefresh;
@@ -421,18 +421,19 @@ async fn list_tasks(
 ) -> Result<ApiResponse, ApiError> {
     let (query, cursor) = decode_list_query(query.as_deref())?;
     let owner = caller.user_id;
-    // In place on this worker when the store can answer without waiting;
-    // else on the blocking pool.
-    let page = match api.service.list_in_place(owner, &query, cursor.as_ref()) {
-        Some(page) => page?,
-        None => {
-            call(&api.service, move |s| {
-                s.list(owner, &query, cursor.as_ref())
-            })
-            .await?
-        }
-    };
-    crate::dto::page_json(&page, |items, next_cursor| TaskPage { items, next_cursor })
+    // In place on this worker when the store can answer without waiting
+    // (a short page of little text); else read and rendered on the blocking
+    // pool, since a page of large tasks is megabytes of JSON.
+    if let Some(page) = api.service.list_in_place(owner, &query, cursor.as_ref()) {
+        return task_page(&page?);
+    }
+    let service = api.service.clone();
+    blocking(move || task_page(&service.list(owner, &query, cursor.as_ref())?)).await
+}
+
+/// A page of tasks as a 200.
+fn task_page(page: &Page<Task, TaskCursor>) -> Result<ApiResponse, ApiError> {
+    crate::dto::page_json(page, |items, next_cursor| TaskPage { items, next_cursor })
 }
 
 /// Get a task.

@@ -6,7 +6,10 @@
 //! - only reads an index serves from its first entry: one task by id, or a
 //!   page in an index's order with no filter the index does not hold (the
 //!   store decides: `done`, `label`, `due_*` and `q` filter row by row, and
-//!   one that matches little would read every task of the owner);
+//!   one that matches little would read every task of the owner), and of
+//!   little text: a list read stops, and goes to the blocking pool, once
+//!   its rows hold more than 64 KiB (a page of large tasks is megabytes to
+//!   read and render);
 //! - connections of their own, apart from the pool, never waited for: with
 //!   none idle the read is not done in place (`None`) and the caller reads
 //!   on a blocking thread instead; they are opened there too

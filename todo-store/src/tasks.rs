@@ -34,10 +34,17 @@ macro_rules! native {
     };
 }
 
+/// The most text a page read in place may hold: a page of short tasks is
+/// a few kilobytes; one of large ones (a description may hold 40 KB) is
+/// read and rendered on the blocking pool, where its milliseconds stall
+/// no other request.
+const IN_PLACE_PAGE_BYTES: usize = 64 * 1024;
+
 /// Labels never contain control characters, so a line break separates them.
 const LABEL_SEPARATOR: char = '\n';
 
-#[derive(Queryable, Insertable, AsChangeset)]
+/// A task as written: every column.
+#[derive(Insertable, AsChangeset)]
 #[diesel(table_name = tasks, treat_none_as_null = true)]
 struct TaskRow {
     id: String,
@@ -55,6 +62,59 @@ struct TaskRow {
     updated_at: i64,
     version: i64,
 }
+
+/// A task as read: every column but `search_text`, which only the `q`
+/// filter reads, inside the database (as large as the title and
+/// description together: loading it would double a read's bytes).
+#[derive(Queryable)]
+struct StoredTask {
+    id: String,
+    owner_id: String,
+    title: String,
+    description: String,
+    done: i16,
+    completed_at: Option<i64>,
+    due_at: Option<i64>,
+    priority: i16,
+    labels: String,
+    archived: i16,
+    created_at: i64,
+    updated_at: i64,
+    version: i64,
+}
+
+/// The columns of [`StoredTask`], in its order.
+type ReadColumns = (
+    tasks::id,
+    tasks::owner_id,
+    tasks::title,
+    tasks::description,
+    tasks::done,
+    tasks::completed_at,
+    tasks::due_at,
+    tasks::priority,
+    tasks::labels,
+    tasks::archived,
+    tasks::created_at,
+    tasks::updated_at,
+    tasks::version,
+);
+
+const READ_COLUMNS: ReadColumns = (
+    tasks::id,
+    tasks::owner_id,
+    tasks::title,
+    tasks::description,
+    tasks::done,
+    tasks::completed_at,
+    tasks::due_at,
+    tasks::priority,
+    tasks::labels,
+    tasks::archived,
+    tasks::created_at,
+    tasks::updated_at,
+    tasks::version,
+);
 
 #[derive(Insertable)]
 #[diesel(table_name = task_labels)]
@@ -96,7 +156,9 @@ impl TaskRow {
             })
             .collect()
     }
+}
 
+impl StoredTask {
     fn into_task(self) -> Result<Task, StoreError> {
         let bad = |_| corrupt("task");
         let time = |micros| Timestamp::from_unix_micros(micros).map_err(bad);
@@ -116,6 +178,12 @@ impl TaskRow {
             updated_at: time(self.updated_at)?,
             version: TaskVersion::new(self.version).map_err(bad)?,
         })
+    }
+
+    /// The text it holds, about its bytes in a read: what the budget of a
+    /// list read in place counts.
+    fn held_bytes(&self) -> usize {
+        self.title.len() + self.description.len() + self.labels.len()
     }
 }
 
@@ -226,9 +294,11 @@ impl TaskStore for SqlStore {
                 },
                 |conn| {
                     let read = tasks::table
+                        .select(READ_COLUMNS)
                         .filter(tasks::id.eq(&id))
                         .filter(tasks::owner_id.eq(&owner));
-                    let Some(row) = native!(&mut *conn, |c| read.first::<TaskRow>(c).optional())?
+                    let Some(row) =
+                        native!(&mut *conn, |c| read.first::<StoredTask>(c).optional())?
                     else {
                         return Ok(None);
                     };
@@ -280,7 +350,7 @@ impl TaskStore for SqlStore {
     fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
         self.replenish_in_place();
         let row = self.with_conn(|conn| find_row(conn, owner, id))?;
-        row.map(TaskRow::into_task).transpose()
+        row.map(StoredTask::into_task).transpose()
     }
 
     fn find_task_in_place(
@@ -292,7 +362,7 @@ impl TaskStore for SqlStore {
             .in_place
             .as_ref()?
             .read(|conn| find_row(conn, owner, id))?;
-        Some(row.map(TaskRow::into_task).transpose())
+        Some(row.map(StoredTask::into_task).transpose())
     }
 
     fn list_tasks_in_place(
@@ -314,8 +384,9 @@ impl TaskStore for SqlStore {
             return None;
         }
         let in_place = self.in_place.as_ref()?;
-        let rows = in_place.read(|conn| list_rows(conn, owner, query, after, limit))?;
-        Some(rows.into_iter().map(TaskRow::into_task).collect())
+        let rows = in_place
+            .read(|conn| list_rows(conn, owner, query, after, limit, IN_PLACE_PAGE_BYTES))??;
+        Some(rows.into_iter().map(StoredTask::into_task).collect())
     }
 
     fn list_tasks(
@@ -326,8 +397,12 @@ impl TaskStore for SqlStore {
         limit: usize,
     ) -> Result<Vec<Task>, StoreError> {
         self.replenish_in_place();
-        let rows = self.with_conn(|conn| list_rows(conn, owner, query, after, limit))?;
-        rows.into_iter().map(TaskRow::into_task).collect()
+        let rows =
+            self.with_conn(|conn| list_rows(conn, owner, query, after, limit, usize::MAX))?;
+        rows.unwrap_or_default()
+            .into_iter()
+            .map(StoredTask::into_task)
+            .collect()
     }
 
     fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError> {
@@ -374,38 +449,55 @@ impl TaskStore for SqlStore {
 }
 
 /// The owner's task with this id, as stored.
-fn find_row(conn: &mut AnyConnection, owner: UserId, id: TaskId) -> QueryResult<Option<TaskRow>> {
+fn find_row(
+    conn: &mut AnyConnection,
+    owner: UserId,
+    id: TaskId,
+) -> QueryResult<Option<StoredTask>> {
     let (mut owner_text, mut id_text) = ([0u8; 36], [0u8; 36]);
     let owner = &*owner.as_uuid().hyphenated().encode_lower(&mut owner_text);
     let id = &*id.as_uuid().hyphenated().encode_lower(&mut id_text);
     let query = tasks::table
+        .select(READ_COLUMNS)
         .filter(tasks::id.eq(id))
         .filter(tasks::owner_id.eq(owner));
-    native!(conn, |c| query.first::<TaskRow>(c).optional())
+    native!(conn, |c| query.first::<StoredTask>(c).optional())
 }
 
-/// The rows of [`TaskStore::list_tasks`].
+/// The rows of [`TaskStore::list_tasks`], or `None` once the text they
+/// hold passes `budget` bytes (the read stops there).
 fn list_rows(
     conn: &mut AnyConnection,
     owner: UserId,
     query: &TaskQuery,
     after: Option<&TaskCursor>,
     limit: usize,
-) -> QueryResult<Vec<TaskRow>> {
+    budget: usize,
+) -> QueryResult<Option<Vec<StoredTask>>> {
     let owner = owner.to_string();
     let label = query.label.as_ref().map(|l| l.as_str());
     let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
     let after = after.map(|c| (c.key, c.id.to_string()));
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    list_query(
+    let rows = list_query(
         &owner,
         query,
         label,
         pattern.as_deref(),
         after.as_ref(),
-        limit,
+        i64::try_from(limit).unwrap_or(i64::MAX),
     )
-    .load::<TaskRow>(conn)
+    .load_iter::<StoredTask, diesel::connection::DefaultLoadingMode>(conn)?;
+    let mut page = Vec::with_capacity(limit.min(128));
+    let mut held = 0usize;
+    for row in rows {
+        let row = row?;
+        held = held.saturating_add(row.held_bytes());
+        if held > budget {
+            return Ok(None);
+        }
+        page.push(row);
+    }
+    Ok(Some(page))
 }
 
 /// The backend of [`AnyConnection`]: the one query serves both databases.
@@ -420,8 +512,9 @@ fn list_query<'a>(
     pattern: Option<&'a str>,
     after: Option<&'a (i64, String)>,
     limit: i64,
-) -> tasks::BoxedQuery<'a, AnyBackend> {
+) -> tasks::BoxedQuery<'a, AnyBackend, diesel::dsl::SqlTypeOf<ReadColumns>> {
     let mut q = tasks::table
+        .select(READ_COLUMNS)
         .filter(tasks::owner_id.eq(owner))
         .filter(tasks::archived.eq(i16::from(query.archived)))
         .limit(limit)

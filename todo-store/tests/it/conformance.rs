@@ -1167,4 +1167,39 @@ fn reads_in_place_answer_as_the_blocking_reads_or_not_at_all(f: &Fixture) {
             "{query:?} is not a short read"
         );
     }
+    // A page of large tasks is megabytes to read and render: not in place,
+    // while the same query over small ones is.
+    let carol = new_user(store, "carol", 2).user.id;
+    let large = Description::parse(&"😀".repeat(10_000)).unwrap();
+    for i in 0..20 {
+        let mut task = full_task(carol, 200 + i, 40 + i as i64);
+        if i >= 10 {
+            task.description = large.clone();
+        }
+        store.insert_task(&task).unwrap();
+    }
+    let newest_first = TaskQuery {
+        sort: TaskSort::CreatedDesc,
+        ..TaskQuery::default()
+    };
+    let oldest_first = TaskQuery {
+        sort: TaskSort::CreatedAsc,
+        ..TaskQuery::default()
+    };
+    let all = store.list_tasks(carol, &newest_first, None, 20).unwrap();
+    assert_eq!(all.len(), 20, "the blocking read has no budget");
+    assert!(
+        store
+            .list_tasks_in_place(carol, &newest_first, None, 20)
+            .is_none(),
+        "ten tasks of 40 KB are not a short read"
+    );
+    let small = store.list_tasks_in_place(carol, &oldest_first, None, 10);
+    assert_eq!(small.is_some(), embedded);
+    if let Some(small) = small {
+        assert_eq!(
+            small.unwrap(),
+            store.list_tasks(carol, &oldest_first, None, 10).unwrap()
+        );
+    }
 }
