@@ -200,6 +200,19 @@ pub struct TaskQuery {
 }
 
 impl TaskQuery {
+    /// Whether it filters on more than the owner and the archived flag
+    /// (done, label, text, due dates): a store's sort indexes hold none of
+    /// these, so such a list checks rows one by one, and one that matches
+    /// little reads every task of the owner.
+    #[must_use]
+    pub fn scans(&self) -> bool {
+        self.done.is_some()
+            || self.label.is_some()
+            || self.text.is_some()
+            || self.due_before.is_some()
+            || self.due_after.is_some()
+    }
+
     /// Whether `task` passes every filter (the reference the stores agree with).
     #[must_use]
     pub fn matches(&self, task: &Task) -> bool {

@@ -84,6 +84,7 @@ pub mod openapi;
 mod probe;
 mod problem;
 mod request;
+mod scans;
 mod server;
 mod task_api;
 mod tls;

@@ -23,6 +23,10 @@ use crate::keys::KeyRefresh;
 use crate::probe::{Operations, Probe};
 use crate::problem::ApiError;
 use crate::request::{query_bool, query_int};
+use crate::scans::ScanSlots;
+
+/// Lists that scan, at once, unless set ([`TaskApi::with_scan_slots`]).
+const DEFAULT_SCANS: usize = 4;
 
 /// The task API over a [`TaskService`].
 #[derive(Debug)]
@@ -31,6 +35,7 @@ pub struct TaskApi {
     gate: Arc<AccessGate>,
     keys: Option<Arc<dyn KeyRefresh>>,
     ops: Operations,
+    scans: ScanSlots,
 }
 
 impl TaskApi {
@@ -46,7 +51,18 @@ impl TaskApi {
             gate,
             keys: None,
             ops: Operations::new(probes, &crate::openapi::tasks())?,
+            scans: ScanSlots::new(DEFAULT_SCANS),
         })
+    }
+
+    /// At most `slots` lists that scan (a filter no index holds, or `q`)
+    /// at once, one per user; the rest wait up to 2 s, then 503. Keep it
+    /// below the database pool's size, so that a scan cannot hold every
+    /// connection (default 4: half the default pool of 8).
+    #[must_use]
+    pub fn with_scan_slots(mut self, slots: usize) -> Self {
+        self.scans = ScanSlots::new(slots);
+        self
     }
 
     /// Refetches the JWKS when a token names an unknown key (rate-limited).
@@ -427,6 +443,11 @@ async fn list_tasks(
     if let Some(page) = api.service.list_in_place(owner, &query, cursor.as_ref()) {
         return task_page(&page?);
     }
+    // A scan holds a connection for as long as it reads: it takes a slot.
+    let _slot = match query.scans() {
+        true => Some(api.scans.take(owner).await?),
+        false => None,
+    };
     let service = api.service.clone();
     blocking(move || task_page(&service.list(owner, &query, cursor.as_ref())?)).await
 }

@@ -475,9 +475,17 @@ pub fn one_origin_with(
         .with_cookie_sessions();
     let clock = Arc::new(SystemClock);
     let tasks = task_settings.service(store.clone(), clock.clone());
+    let scans = scan_slots(&store);
     let task_api = todo_http::TaskApi::new(tasks, gate, vec![StoreProbe::shared(store)])
-        .map_err(Error::api("task"))?;
+        .map_err(Error::api("task"))?
+        .with_scan_slots(scans);
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
+}
+
+/// Lists that scan may hold half the database pool at once: the other
+/// half stays for logins, writes and short reads.
+pub(crate) fn scan_slots(store: &SqlStore) -> usize {
+    usize::try_from(store.pool_state().max / 2).map_or(1, |half| half.max(1))
 }
 
 /// The database as a readiness probe with its pool gauges.

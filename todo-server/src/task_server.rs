@@ -15,7 +15,7 @@ use todo_http::TaskApi;
 use crate::Error;
 use crate::config::{main_with, run};
 use crate::jwks::JwksSource;
-use crate::setup::{StoreProbe, TaskSettings, VERIFIED_TOKENS_CACHED};
+use crate::setup::{StoreProbe, TaskSettings, VERIFIED_TOKENS_CACHED, scan_slots};
 
 /// task-server's command line.
 pub type Cli = crate::config::Cli<Settings, Command>;
@@ -113,8 +113,10 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     // Every request is admitted against the accounts in the shared
     // database: deleted, disabled and revoked users are refused within 1 s.
     let gate = Arc::new(AccessGate::new(cached, Arc::new(store.clone()), clock));
-    let mut api =
-        TaskApi::new(service, gate, vec![StoreProbe::shared(store)]).map_err(Error::api("task"))?;
+    let scans = scan_slots(&store);
+    let mut api = TaskApi::new(service, gate, vec![StoreProbe::shared(store)])
+        .map_err(Error::api("task"))?
+        .with_scan_slots(scans);
     if let Some(url) = &keys.jwks_url {
         if url.starts_with("http://") {
             // Whoever sits on that path can hand us keys and forge any token.

@@ -375,12 +375,7 @@ impl TaskStore for SqlStore {
         // Only a page an index gives from its first entry: any other
         // filter is checked row by row, and one that matches little would
         // read every task of the owner.
-        let indexed = query.text.is_none()
-            && query.label.is_none()
-            && query.done.is_none()
-            && query.due_before.is_none()
-            && query.due_after.is_none();
-        if !indexed {
+        if query.scans() {
             return None;
         }
         let in_place = self.in_place.as_ref()?;

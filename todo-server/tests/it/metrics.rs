@@ -57,5 +57,8 @@ fn a_sqlite_store_reports_its_group_commits() {
         value(&after, "todo_db_group_commit_writes_total"),
         Some(writes + 1)
     );
-    assert!(after.contains("# TYPE todo_db_group_commits_total counter"), "{after}");
+    assert!(
+        after.contains("# TYPE todo_db_group_commits_total counter"),
+        "{after}"
+    );
 }
