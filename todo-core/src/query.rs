@@ -201,9 +201,8 @@ pub struct TaskQuery {
 
 impl TaskQuery {
     /// Whether it filters on more than the owner and the archived flag
-    /// (done, label, text, due dates): a store's sort indexes hold none of
-    /// these, so such a list checks rows one by one, and one that matches
-    /// little reads every task of the owner.
+    /// (done, label, text, due dates): filters a store checks row by row,
+    /// so that one matching little reads every task of the owner.
     #[must_use]
     pub fn scans(&self) -> bool {
         self.done.is_some()

@@ -11,28 +11,30 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use todo_core::UserId;
+use todo_core::{Error as CoreError, UserId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::problem::ApiError;
 
-/// How long a scan waits for a slot before 503: as long as a request
-/// waits for a pooled connection by default.
+/// How long a scan waits for a slot: as long as a request waits for a
+/// pooled connection by default (the connection's wait comes after).
 const WAIT: Duration = Duration::from_secs(2);
 
-type Owners = Arc<Mutex<HashMap<UserId, Arc<Semaphore>>>>;
+/// Per user with a scan running or waiting: their one-permit semaphore and
+/// how many requests hold it (running or waiting), counted under the lock.
+type Owners = Arc<Mutex<HashMap<UserId, (Arc<Semaphore>, usize)>>>;
 
 /// The scan slots of one API.
 #[derive(Debug)]
 pub(crate) struct ScanSlots {
     shared: Arc<Semaphore>,
-    /// A one-permit semaphore per user with a scan running or waiting.
     owners: Owners,
 }
 
-/// A slot held: the scan may run. Dropping it frees the slot. (Fields
-/// drop in order: the permits before the owner's entry, which looks at
-/// who still holds its semaphore.)
+/// A slot held: the scan may run. Hold it for as long as the scan runs
+/// (move it into the blocking work: a request cancelled while its scan
+/// runs must not give the slot back). (Fields drop in order: the permits
+/// before the owner's entry.)
 #[derive(Debug)]
 pub(crate) struct ScanSlot {
     _shared: OwnedSemaphorePermit,
@@ -40,22 +42,38 @@ pub(crate) struct ScanSlot {
     _entry: OwnerEntry,
 }
 
-/// A hold on the owner's semaphore in `owners`; the last one to go
-/// removes the entry, so that the map holds only users scanning now.
+/// One request's hold on its owner's entry in `owners`; the last to go
+/// removes it, so that the map holds only users scanning or waiting now.
 #[derive(Debug)]
 struct OwnerEntry {
     owner: UserId,
-    semaphore: Arc<Semaphore>,
     owners: Owners,
+}
+
+impl OwnerEntry {
+    /// Joins `owner`'s entry (made if need be) and hands out its semaphore.
+    fn join(owners: &Owners, owner: UserId) -> (Self, Arc<Semaphore>) {
+        let mut map = owners.lock().unwrap_or_else(PoisonError::into_inner);
+        let (semaphore, holders) = map
+            .entry(owner)
+            .or_insert_with(|| (Arc::new(Semaphore::new(1)), 0));
+        *holders += 1;
+        let entry = Self {
+            owner,
+            owners: Arc::clone(owners),
+        };
+        (entry, Arc::clone(semaphore))
+    }
 }
 
 impl Drop for OwnerEntry {
     fn drop(&mut self) {
-        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
-        // Held by the map and by this entry alone: no scan of the owner
-        // runs or waits (clones are made under this lock only).
-        if Arc::strong_count(&self.semaphore) == 2 {
-            owners.remove(&self.owner);
+        let mut map = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, holders)) = map.get_mut(&self.owner) {
+            *holders -= 1;
+            if *holders == 0 {
+                map.remove(&self.owner);
+            }
         }
     }
 }
@@ -70,41 +88,40 @@ impl ScanSlots {
     }
 
     /// A slot for `owner`'s scan, after their earlier scans and then a
-    /// shared slot; 503 when that takes longer than [`WAIT`].
+    /// shared slot. Waiting more than [`WAIT`] behind their own scans is
+    /// the user's doing: 429; for a shared slot, the service is busy: 503.
     pub(crate) async fn take(&self, owner: UserId) -> Result<ScanSlot, ApiError> {
-        let entry = {
-            let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
-            let semaphore = owners
-                .entry(owner)
-                .or_insert_with(|| Arc::new(Semaphore::new(1)));
-            OwnerEntry {
-                owner,
-                semaphore: Arc::clone(semaphore),
-                owners: Arc::clone(&self.owners),
+        let (entry, own) = OwnerEntry::join(&self.owners, owner);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let busy = || ApiError::unavailable(Duration::from_secs(1), None);
+        // (The semaphores are never closed: an acquire error cannot happen.)
+        let own = match tokio::time::timeout_at(deadline, own.acquire_owned()).await {
+            Ok(Ok(own)) => own,
+            Ok(Err(_)) => return Err(busy()),
+            Err(_) => {
+                return Err(CoreError::RateLimited {
+                    retry_after: Duration::from_secs(1),
+                }
+                .into());
             }
         };
-        let own = Arc::clone(&entry.semaphore);
-        let shared = Arc::clone(&self.shared);
-        let permits = tokio::time::timeout(WAIT, async move {
-            let own = own.acquire_owned().await?;
-            Ok::<_, tokio::sync::AcquireError>((own, shared.acquire_owned().await?))
-        })
-        .await;
-        match permits {
-            Ok(Ok((own, shared))) => Ok(ScanSlot {
+        match tokio::time::timeout_at(deadline, Arc::clone(&self.shared).acquire_owned()).await {
+            Ok(Ok(shared)) => Ok(ScanSlot {
                 _shared: shared,
                 _own: own,
                 _entry: entry,
             }),
-            // (The semaphores are never closed.)
-            Ok(Err(_)) | Err(_) => Err(ApiError::unavailable(Duration::from_secs(1), None)),
+            Ok(Err(_)) | Err(_) => Err(busy()),
         }
     }
 
     /// Users with a scan running or waiting (for tests).
     #[cfg(test)]
     fn owners(&self) -> usize {
-        self.owners.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -141,16 +158,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_users_scan_waits_for_their_earlier_one_at_most_the_bound() {
+    async fn a_users_scan_waits_for_their_earlier_one_at_most_the_bound_then_429() {
         let slots = ScanSlots::new(4);
         let first = slots.take(user(1)).await.unwrap();
         let started = tokio::time::Instant::now();
         let second = slots.take(user(1)).await.unwrap_err();
-        assert_eq!(second.status.as_u16(), 503);
+        assert_eq!(second.status.as_u16(), 429, "the wait was the user's own");
         assert_eq!(started.elapsed(), WAIT);
         // Another user is not held up by it.
         drop(slots.take(user(2)).await.unwrap());
         drop(first);
+        assert_eq!(slots.owners(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_that_give_up_together_leave_no_entry() {
+        let slots = Arc::new(ScanSlots::new(1));
+        let running = slots.take(user(1)).await.unwrap();
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let slots = Arc::clone(&slots);
+                tokio::spawn(async move { slots.take(user(1)).await.map(drop) })
+            })
+            .collect();
+        // Some give up by timing out, others are cancelled.
+        for (n, waiter) in waiters.into_iter().enumerate() {
+            if n % 2 == 0 {
+                waiter.abort();
+            } else {
+                assert_eq!(waiter.await.unwrap().unwrap_err().status.as_u16(), 429);
+            }
+        }
+        assert_eq!(slots.owners(), 1, "the running scan's");
+        drop(running);
         assert_eq!(slots.owners(), 0);
     }
 }

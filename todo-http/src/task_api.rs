@@ -55,10 +55,13 @@ impl TaskApi {
         })
     }
 
-    /// At most `slots` lists that scan (a filter no index holds, or `q`)
-    /// at once, one per user; the rest wait up to 2 s, then 503. Keep it
-    /// below the database pool's size, so that a scan cannot hold every
-    /// connection (default 4: half the default pool of 8).
+    /// At most `slots` lists that scan (a filter checked row by row, or
+    /// `q`) at once, one per user: a user's next scan waits behind their
+    /// running one (429 after 2 s), others' for a free slot (503 after
+    /// 2 s); then the scan waits for a pooled connection as any request
+    /// does. Keep it below the database pool's size, so that scans cannot
+    /// hold every connection (the default, 4, is half the store's default
+    /// pool).
     #[must_use]
     pub fn with_scan_slots(mut self, slots: usize) -> Self {
         self.scans = ScanSlots::new(slots);
@@ -443,13 +446,20 @@ async fn list_tasks(
     if let Some(page) = api.service.list_in_place(owner, &query, cursor.as_ref()) {
         return task_page(&page?);
     }
-    // A scan holds a connection for as long as it reads: it takes a slot.
-    let _slot = match query.scans() {
-        true => Some(api.scans.take(owner).await?),
-        false => None,
+    // A scan holds a connection for as long as it reads: it takes a slot,
+    // held by the blocking work itself (which runs on if the request is
+    // cancelled).
+    let slot = if query.scans() {
+        Some(api.scans.take(owner).await?)
+    } else {
+        None
     };
     let service = api.service.clone();
-    blocking(move || task_page(&service.list(owner, &query, cursor.as_ref())?)).await
+    blocking(move || {
+        let _slot = slot;
+        task_page(&service.list(owner, &query, cursor.as_ref())?)
+    })
+    .await
 }
 
 /// A page of tasks as a 200.

@@ -475,17 +475,24 @@ pub fn one_origin_with(
         .with_cookie_sessions();
     let clock = Arc::new(SystemClock);
     let tasks = task_settings.service(store.clone(), clock.clone());
-    let scans = scan_slots(&store);
-    let task_api = todo_http::TaskApi::new(tasks, gate, vec![StoreProbe::shared(store)])
-        .map_err(Error::api("task"))?
-        .with_scan_slots(scans);
+    let task_api = task_api(tasks, gate, store)?;
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
 }
 
-/// Lists that scan may hold half the database pool at once: the other
-/// half stays for logins, writes and short reads.
-pub(crate) fn scan_slots(store: &SqlStore) -> usize {
-    usize::try_from(store.pool_state().max / 2).map_or(1, |half| half.max(1))
+/// The task API on `store`, its probe, and its scans bounded to half the
+/// database pool (the other half stays for logins, writes and short
+/// reads; a pool of one connection is the one exception, shared by all).
+pub(crate) fn task_api(
+    service: todo_core::TaskService,
+    gate: Arc<todo_core::AccessGate>,
+    store: SqlStore,
+) -> Result<todo_http::TaskApi, Error> {
+    let scans = usize::try_from(store.pool_state().max / 2).map_or(1, |half| half.max(1));
+    Ok(
+        todo_http::TaskApi::new(service, gate, vec![StoreProbe::shared(store)])
+            .map_err(Error::api("task"))?
+            .with_scan_slots(scans),
+    )
 }
 
 /// The database as a readiness probe with its pool gauges.

@@ -10,12 +10,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use todo_auth::{CachingVerifier, JwtVerifier, KeySet, SystemClock};
 use todo_core::AccessGate;
-use todo_http::TaskApi;
 
 use crate::Error;
 use crate::config::{main_with, run};
 use crate::jwks::JwksSource;
-use crate::setup::{StoreProbe, TaskSettings, VERIFIED_TOKENS_CACHED, scan_slots};
+use crate::setup::{TaskSettings, VERIFIED_TOKENS_CACHED, task_api};
 
 /// task-server's command line.
 pub type Cli = crate::config::Cli<Settings, Command>;
@@ -113,10 +112,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     // Every request is admitted against the accounts in the shared
     // database: deleted, disabled and revoked users are refused within 1 s.
     let gate = Arc::new(AccessGate::new(cached, Arc::new(store.clone()), clock));
-    let scans = scan_slots(&store);
-    let mut api = TaskApi::new(service, gate, vec![StoreProbe::shared(store)])
-        .map_err(Error::api("task"))?
-        .with_scan_slots(scans);
+    let mut api = task_api(service, gate, store)?;
     if let Some(url) = &keys.jwks_url {
         if url.starts_with("http://") {
             // Whoever sits on that path can hand us keys and forge any token.

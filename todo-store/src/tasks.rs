@@ -4,8 +4,8 @@ use diesel::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use todo_core::{
-    Description, Labels, Priority, StoreError, Task, TaskCursor, TaskId, TaskQuery, TaskSort,
-    TaskStore, TaskVersion, Timestamp, Title, UserId,
+    Description, Labels, PageLimit, Priority, StoreError, Task, TaskCursor, TaskId, TaskQuery,
+    TaskSort, TaskStore, TaskVersion, Timestamp, Title, UserId,
 };
 
 use crate::SqlStore;
@@ -66,7 +66,9 @@ struct TaskRow {
 /// A task as read: every column but `search_text`, which only the `q`
 /// filter reads, inside the database (as large as the title and
 /// description together: loading it would double a read's bytes).
-#[derive(Queryable)]
+/// Selected by name (`StoredTask::as_select()`), not by position.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = tasks)]
 struct StoredTask {
     id: String,
     owner_id: String,
@@ -82,39 +84,6 @@ struct StoredTask {
     updated_at: i64,
     version: i64,
 }
-
-/// The columns of [`StoredTask`], in its order.
-type ReadColumns = (
-    tasks::id,
-    tasks::owner_id,
-    tasks::title,
-    tasks::description,
-    tasks::done,
-    tasks::completed_at,
-    tasks::due_at,
-    tasks::priority,
-    tasks::labels,
-    tasks::archived,
-    tasks::created_at,
-    tasks::updated_at,
-    tasks::version,
-);
-
-const READ_COLUMNS: ReadColumns = (
-    tasks::id,
-    tasks::owner_id,
-    tasks::title,
-    tasks::description,
-    tasks::done,
-    tasks::completed_at,
-    tasks::due_at,
-    tasks::priority,
-    tasks::labels,
-    tasks::archived,
-    tasks::created_at,
-    tasks::updated_at,
-    tasks::version,
-);
 
 #[derive(Insertable)]
 #[diesel(table_name = task_labels)]
@@ -293,12 +262,12 @@ impl TaskStore for SqlStore {
                     .map(|_| ())
                 },
                 |conn| {
-                    let read = tasks::table
-                        .select(READ_COLUMNS)
+                    let Some(row) = native!(&mut *conn, |c| tasks::table
+                        .select(StoredTask::as_select())
                         .filter(tasks::id.eq(&id))
-                        .filter(tasks::owner_id.eq(&owner));
-                    let Some(row) =
-                        native!(&mut *conn, |c| read.first::<StoredTask>(c).optional())?
+                        .filter(tasks::owner_id.eq(&owner))
+                        .first(c)
+                        .optional())?
                     else {
                         return Ok(None);
                     };
@@ -394,10 +363,9 @@ impl TaskStore for SqlStore {
         self.replenish_in_place();
         let rows =
             self.with_conn(|conn| list_rows(conn, owner, query, after, limit, usize::MAX))?;
-        rows.unwrap_or_default()
-            .into_iter()
-            .map(StoredTask::into_task)
-            .collect()
+        let rows =
+            rows.ok_or_else(|| StoreError::Internal("a read with no budget stopped".into()))?;
+        rows.into_iter().map(StoredTask::into_task).collect()
     }
 
     fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError> {
@@ -452,11 +420,12 @@ fn find_row(
     let (mut owner_text, mut id_text) = ([0u8; 36], [0u8; 36]);
     let owner = &*owner.as_uuid().hyphenated().encode_lower(&mut owner_text);
     let id = &*id.as_uuid().hyphenated().encode_lower(&mut id_text);
-    let query = tasks::table
-        .select(READ_COLUMNS)
+    native!(conn, |c| tasks::table
+        .select(StoredTask::as_select())
         .filter(tasks::id.eq(id))
-        .filter(tasks::owner_id.eq(owner));
-    native!(conn, |c| query.first::<StoredTask>(c).optional())
+        .filter(tasks::owner_id.eq(owner))
+        .first(c)
+        .optional())
 }
 
 /// The rows of [`TaskStore::list_tasks`], or `None` once the text they
@@ -482,7 +451,8 @@ fn list_rows(
         i64::try_from(limit).unwrap_or(i64::MAX),
     )
     .load_iter::<StoredTask, diesel::connection::DefaultLoadingMode>(conn)?;
-    let mut page = Vec::with_capacity(limit.min(128));
+    // (`limit` is the client's, up to the page limit: no larger reservation.)
+    let mut page = Vec::with_capacity(limit.min(usize::from(PageLimit::MAX) + 1));
     let mut held = 0usize;
     for row in rows {
         let row = row?;
@@ -507,9 +477,9 @@ fn list_query<'a>(
     pattern: Option<&'a str>,
     after: Option<&'a (i64, String)>,
     limit: i64,
-) -> tasks::BoxedQuery<'a, AnyBackend, diesel::dsl::SqlTypeOf<ReadColumns>> {
+) -> tasks::BoxedQuery<'a, AnyBackend, diesel::dsl::AsSelect<StoredTask, AnyBackend>> {
     let mut q = tasks::table
-        .select(READ_COLUMNS)
+        .select(StoredTask::as_select())
         .filter(tasks::owner_id.eq(owner))
         .filter(tasks::archived.eq(i16::from(query.archived)))
         .limit(limit)

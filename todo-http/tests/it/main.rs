@@ -12,3 +12,4 @@ mod hardening;
 mod harness;
 mod one_origin;
 mod openapi;
+mod scans;
