@@ -6,7 +6,31 @@
 //! argon2 is further bounded by `todo_auth::BoundedHasher`, the database by
 //! the r2d2 pool's size and acquire timeout.
 
+//!
+//! Blocking work cannot be cancelled: once started it runs to its end, even
+//! when its request is gone (a closed connection, a reset HTTP/2 stream).
+//! So it holds its client's request slot (`admission::ClientSlot`) itself,
+//! for as long as it runs: a client that cancels its requests cannot leave
+//! more work behind than it may have requests in flight (v1.1 attack: a
+//! few connections resetting requests for large pages queued orphaned work
+//! without bound, and everyone's logins waited seconds behind it).
+
+use std::sync::Arc;
+
+use crate::admission::ClientSlot;
 use crate::problem::ApiError;
+
+tokio::task_local! {
+    /// The request slot of the client whose request runs in this task (set
+    /// by the frontend around its routing).
+    pub(crate) static REQUEST_SLOT: Arc<ClientSlot>;
+}
+
+/// The slot of the request this task serves, for blocking work to hold;
+/// `None` when mounted without a frontend (the host bounds its own).
+pub(crate) fn request_slot() -> Option<Arc<ClientSlot>> {
+    REQUEST_SLOT.try_with(Arc::clone).ok()
+}
 
 /// Runs `work` on the blocking pool and maps its error for the wire.
 pub async fn blocking<T, E>(
@@ -16,6 +40,11 @@ where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
+    let slot = request_slot();
+    let work = move || {
+        let _slot = slot;
+        work()
+    };
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(Into::into),
         Err(join) => Err(ApiError::internal(format!("blocking task failed: {join}"))),

@@ -154,7 +154,7 @@ impl<A: Api> Frontend<A> {
                 Err(ApiError::unavailable(Duration::from_secs(1), None)),
             ),
             (Ok(_), _) if hidden => ("(unmatched)", Err(ApiError::not_found())),
-            (Ok(_slot), path) => match path {
+            (Ok(slot), path) => match path {
                 "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => {
                     let route = match path {
                         "/healthz" => "/healthz",
@@ -162,7 +162,9 @@ impl<A: Api> Frontend<A> {
                         "/metrics" => "/metrics",
                         _ => "/openapi.json",
                     };
-                    (route, self.shared(route, &parts.method).await)
+                    let answer = self.shared(route, &parts.method);
+                    let answer = crate::blocking::REQUEST_SLOT.scope(Arc::new(slot), answer);
+                    (route, answer.await)
                 }
                 _ => {
                     let mut parts = parts;
@@ -174,7 +176,12 @@ impl<A: Api> Frontend<A> {
                         budget: self.budget.clone(),
                     });
                     let request = Request::from_parts(parts, axum::body::Body::new(body));
-                    let (route, response) = self.route(request, &request_id).await;
+                    // Blocking work started for this request holds the
+                    // client's slot until it ends (`blocking.rs`).
+                    let routed = self.route(request, &request_id);
+                    let (route, response) = crate::blocking::REQUEST_SLOT
+                        .scope(Arc::new(slot), routed)
+                        .await;
                     (route, Ok(response))
                 }
             },
@@ -664,6 +671,91 @@ mod tests {
             logged.load(Ordering::SeqCst),
             1,
             "the 500's cause was logged once"
+        );
+    }
+
+    /// An API whose one route blocks on the pool until released.
+    struct Slow {
+        operations: Operations,
+        started: std::sync::mpsc::SyncSender<()>,
+        release: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
+    }
+
+    impl Api for Slow {
+        fn routes(self: Arc<Self>) -> OpenApiRouter {
+            OpenApiRouter::new().route(
+                "/slow",
+                axum::routing::get(move || {
+                    let api = Arc::clone(&self);
+                    async move {
+                        crate::blocking::blocking(move || {
+                            api.started.send(()).unwrap();
+                            api.release.lock().unwrap().recv().unwrap();
+                            Ok::<_, ApiError>(no_content())
+                        })
+                        .await
+                    }
+                }),
+            )
+        }
+        fn operations(&self) -> &Operations {
+            &self.operations
+        }
+    }
+
+    /// Blocking work runs on when its request is cancelled (a reset
+    /// stream): it keeps the client's request slot until it ends, so a
+    /// client cannot leave more work behind than it may have requests.
+    #[test]
+    fn cancelled_requests_blocking_work_holds_its_clients_slot() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (started_tx, started) = std::sync::mpsc::sync_channel(1);
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let api = Slow {
+            operations: Operations::new(Vec::new(), &utoipa::openapi::OpenApi::default()).unwrap(),
+            started: started_tx,
+            release: Arc::new(std::sync::Mutex::new(release_rx)),
+        };
+        let limits = HttpLimits {
+            max_requests_per_client: 1,
+            ..HttpLimits::default()
+        };
+        let front = Arc::new(Frontend::new(
+            Arc::new(api),
+            limits,
+            TrustedProxies::default(),
+        ));
+        let request = {
+            let front = Arc::clone(&front);
+            runtime.spawn(async move { front.handle(empty(Method::GET, "/slow"), CLIENT).await })
+        };
+        started.recv().unwrap();
+        request.abort();
+        assert!(runtime.block_on(request).unwrap_err().is_cancelled());
+
+        // The work still runs: the client's one slot is still taken.
+        let refused = runtime.block_on(front.handle(empty(Method::GET, "/healthz"), CLIENT));
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        release.send(()).unwrap();
+        let mut status = StatusCode::SERVICE_UNAVAILABLE;
+        for _ in 0..200 {
+            status = runtime
+                .block_on(front.handle(empty(Method::GET, "/healthz"), CLIENT))
+                .status();
+            if status == StatusCode::OK {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the slot is given back when the work ends"
         );
     }
 }

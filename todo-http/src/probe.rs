@@ -48,7 +48,12 @@ impl<H: PasswordHasher> Probe for BoundedHasher<H> {
 
 /// Asks every probe, on the blocking pool.
 async fn ready(probes: Vec<Arc<dyn Probe>>) -> Result<(), NotReady> {
-    match tokio::task::spawn_blocking(move || probes.iter().try_for_each(|p| p.ready())).await {
+    let slot = crate::blocking::request_slot();
+    let ask = move || {
+        let _slot = slot;
+        probes.iter().try_for_each(|p| p.ready())
+    };
+    match tokio::task::spawn_blocking(ask).await {
         Ok(result) => result,
         Err(e) => Err(NotReady(Box::new(e))),
     }
