@@ -5,7 +5,6 @@
 //! index serves from its first entry, on connections never waited for. The pool is bounded by the runtime (`max_blocking_threads`);
 //! argon2 is further bounded by `todo_auth::BoundedHasher`, the database by
 //! the r2d2 pool's size and acquire timeout.
-
 //!
 //! Blocking work cannot be cancelled: once started it runs to its end, even
 //! when its request is gone (a closed connection, a reset HTTP/2 stream).
@@ -26,10 +25,17 @@ tokio::task_local! {
     pub(crate) static REQUEST_SLOT: Arc<ClientSlot>;
 }
 
-/// The slot of the request this task serves, for blocking work to hold;
-/// `None` when mounted without a frontend (the host bounds its own).
-pub(crate) fn request_slot() -> Option<Arc<ClientSlot>> {
-    REQUEST_SLOT.try_with(Arc::clone).ok()
+/// `spawn_blocking`, the work holding the slot of the request this task
+/// serves until it ends (no slot when mounted without a frontend: the host
+/// bounds its own).
+pub(crate) fn spawn_held<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    let slot = REQUEST_SLOT.try_with(Arc::clone).ok();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    })
 }
 
 /// Runs `work` on the blocking pool and maps its error for the wire.
@@ -40,12 +46,7 @@ where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
-    let slot = request_slot();
-    let work = move || {
-        let _slot = slot;
-        work()
-    };
-    match tokio::task::spawn_blocking(work).await {
+    match spawn_held(work).await {
         Ok(result) => result.map_err(Into::into),
         Err(join) => Err(ApiError::internal(format!("blocking task failed: {join}"))),
     }

@@ -48,12 +48,7 @@ impl<H: PasswordHasher> Probe for BoundedHasher<H> {
 
 /// Asks every probe, on the blocking pool.
 async fn ready(probes: Vec<Arc<dyn Probe>>) -> Result<(), NotReady> {
-    let slot = crate::blocking::request_slot();
-    let ask = move || {
-        let _slot = slot;
-        probes.iter().try_for_each(|p| p.ready())
-    };
-    match tokio::task::spawn_blocking(ask).await {
+    match crate::blocking::spawn_held(move || probes.iter().try_for_each(|p| p.ready())).await {
         Ok(result) => result,
         Err(e) => Err(NotReady(Box::new(e))),
     }

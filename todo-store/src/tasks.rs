@@ -245,6 +245,7 @@ impl TaskStore for SqlStore {
         id: TaskId,
         change: &mut dyn FnMut(&Task) -> Option<Task>,
     ) -> Result<Option<Task>, StoreError> {
+        let (owner_id, task_id) = (owner, id);
         let (owner, id) = (owner.to_string(), id.to_string());
         // The closure's answer is kept apart from diesel's errors: a stored
         // row that does not parse is corrupt, not a query failure.
@@ -262,13 +263,7 @@ impl TaskStore for SqlStore {
                     .map(|_| ())
                 },
                 |conn| {
-                    let Some(row) = native!(&mut *conn, |c| tasks::table
-                        .select(StoredTask::as_select())
-                        .filter(tasks::id.eq(&id))
-                        .filter(tasks::owner_id.eq(&owner))
-                        .first(c)
-                        .optional())?
-                    else {
+                    let Some(row) = find_row(conn, owner_id, task_id)? else {
                         return Ok(None);
                     };
                     let current = match row.into_task() {
