@@ -7,13 +7,14 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::MatchedPath;
-use axum::middleware::Next;
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -75,14 +76,22 @@ pub struct Frontend<A> {
 
 impl<A: Api> Frontend<A> {
     /// `api` behind `limits`, believing `X-Forwarded-For` from `proxies` only.
+    ///
+    /// # Panics
+    ///
+    /// When `api` has no routes at all (axum refuses a route layer on an
+    /// empty router): a program error, found at start.
     pub fn new(api: Arc<A>, limits: HttpLimits, proxies: TrustedProxies) -> Self {
         let (router, document) = Arc::clone(&api).routes().split_for_parts();
         let names = RouteNames::of(&document);
         let router = router
-            .route_layer(axum::middleware::from_fn_with_state(names, name_route))
+            .route_layer(NameRouteLayer(names))
             .fallback(|| async { ApiError::not_found() })
             // axum adds `Allow`; `route` below words the problem.
-            .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED });
+            .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
+            // Handlers that are still boxed (the page's files, the fallbacks)
+            // made into routes once, not per request.
+            .with_state(());
         Self {
             api,
             router,
@@ -264,8 +273,11 @@ impl<A: Api> Frontend<A> {
         let body = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) => {
-                let error = ApiError::internal(format!("response body failed: {error}"));
-                return (route, error.into_response());
+                tracing::error!(target: "todo::http", %request_id, route, %error, "response body failed");
+                return (
+                    route,
+                    ApiError::internal("response body failed").into_response(),
+                );
             }
         };
         (route, Response::from_parts(parts, Full::new(body)))
@@ -343,21 +355,85 @@ fn intern(template: &str) -> &'static str {
     name
 }
 
-/// Names the matched route on its response (for the frontend's log and metrics).
-async fn name_route(
-    axum::extract::State(names): axum::extract::State<RouteNames>,
-    request: axum::extract::Request,
-    next: Next,
-) -> axum::response::Response {
-    let name = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|matched| names.0.get(matched.as_str()).copied().unwrap_or("(route)"));
-    let mut response = next.run(request).await;
-    if let Some(name) = name {
-        response.extensions_mut().insert(RouteName(name));
+/// Names the matched route on its response, for the frontend's log and
+/// metrics: a layer on each route, where axum has set [`MatchedPath`].
+/// Written by hand rather than with `from_fn`, which per request boxes its
+/// future and `Next`, and clones the route's service once more (axum's
+/// `Route` still clones and boxes its own service per call). A routed path
+/// that is neither documented nor one of the page's files is named
+/// `(route)`; what no route answers (404, an unknown method's 405) stays
+/// `(unmatched)`.
+#[derive(Clone)]
+struct NameRouteLayer(RouteNames);
+
+impl<S> tower::Layer<S> for NameRouteLayer {
+    type Service = NameRoute<S>;
+
+    fn layer(&self, inner: S) -> NameRoute<S> {
+        NameRoute {
+            inner,
+            names: self.0.clone(),
+        }
     }
-    response
+}
+
+/// A route's service, naming its responses (see [`NameRouteLayer`]).
+#[derive(Clone)]
+struct NameRoute<S> {
+    inner: S,
+    names: RouteNames,
+}
+
+impl<S> tower::Service<axum::extract::Request> for NameRoute<S>
+where
+    S: tower::Service<axum::extract::Request, Response = axum::response::Response>,
+{
+    type Response = axum::response::Response;
+    type Error = S::Error;
+    type Future = Named<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        let name = request.extensions().get::<MatchedPath>().map(|matched| {
+            self.names
+                .0
+                .get(matched.as_str())
+                .copied()
+                .unwrap_or("(route)")
+        });
+        Named {
+            inner: self.inner.call(request),
+            name,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A route's answer, to be named when it is ready.
+    struct Named<F> {
+        #[pin]
+        inner: F,
+        name: Option<&'static str>,
+    }
+}
+
+impl<F, E> Future for Named<F>
+where
+    F: Future<Output = Result<axum::response::Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(name) = this.name.take() {
+            response.extensions_mut().insert(RouteName(name));
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// The API's routes answer the methods the contract lists, HEAD not among
@@ -757,5 +833,62 @@ mod tests {
             StatusCode::OK,
             "the slot is given back when the work ends"
         );
+    }
+    /// The page's files alone, behind a frontend.
+    struct Page(Operations);
+
+    impl Api for Page {
+        fn routes(self: Arc<Self>) -> OpenApiRouter {
+            crate::web::router()
+        }
+        fn operations(&self) -> &Operations {
+            &self.0
+        }
+    }
+
+    /// Each routed request is named by its route for the log and the
+    /// metrics; what no route answered (404, an unknown method's 405) is
+    /// `(unmatched)`.
+    #[test]
+    fn routed_requests_are_named_by_their_route() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let operations = Operations::new(Vec::new(), &utoipa::openapi::OpenApi::default());
+        let front = Frontend::new(
+            Arc::new(Page(operations.unwrap())),
+            HttpLimits::default(),
+            TrustedProxies::default(),
+        );
+        for (method, path, status, name) in [
+            (Method::GET, "/app.js", StatusCode::OK, "/app.js"),
+            (Method::HEAD, "/app.js", StatusCode::OK, "/app.js"),
+            (Method::GET, "/", StatusCode::OK, "/"),
+            (
+                Method::POST,
+                "/app.js",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "(unmatched)",
+            ),
+            (
+                Method::GET,
+                "/nothing",
+                StatusCode::NOT_FOUND,
+                "(unmatched)",
+            ),
+        ] {
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let (route, response) = runtime.block_on(front.route(request, "test"));
+            assert_eq!(
+                (route, response.status()),
+                (name, status),
+                "{method} {path}"
+            );
+        }
     }
 }

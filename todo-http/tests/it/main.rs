@@ -12,4 +12,5 @@ mod hardening;
 mod harness;
 mod one_origin;
 mod openapi;
+mod route_names;
 mod scans;
