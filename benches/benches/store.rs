@@ -158,7 +158,13 @@ fn bench_backend(c: &mut Criterion, name: &str, database: &TestDatabase) {
                 store.insert_task(&t).unwrap();
                 t
             },
-            |t| assert!(store.delete_task(t.owner, black_box(t.id), None).unwrap()),
+            |t| {
+                assert!(
+                    store
+                        .delete_task(t.owner, black_box(t.id), None, t.updated_at)
+                        .unwrap()
+                )
+            },
             BatchSize::SmallInput,
         )
     });

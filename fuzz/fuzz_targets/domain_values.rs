@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use todo_core::{
-    Description, Email, Label, Labels, PageLimit, Password, Priority, Role, SearchText, TaskCursor,
-    TaskId, TaskSort, Timestamp, Title, UserCursor, UserId, Username,
+    ChangeCursor, Description, Email, Label, Labels, PageLimit, Password, Priority, Role,
+    SearchText, TaskCursor, TaskId, TaskSort, Timestamp, Title, UserCursor, UserId, Username,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -60,6 +60,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(c) = TaskCursor::parse(text) {
         assert_eq!(TaskCursor::parse(&c.to_string()).unwrap(), c);
+    }
+    if let Ok(c) = ChangeCursor::parse(text) {
+        assert_eq!(ChangeCursor::parse(&c.to_string()).unwrap(), c);
     }
     if let Ok(c) = UserCursor::parse(text) {
         assert_eq!(UserCursor::parse(&c.to_string()).unwrap(), c);

@@ -206,6 +206,10 @@ pub enum Error {
     /// Missing, or owned by someone else: the two are never told apart.
     #[error("not found")]
     NotFound,
+    /// What was asked for is no longer kept (changes older than the
+    /// retention): the client must start over from the current state.
+    #[error("gone: no longer kept")]
+    Gone,
     /// `If-Match` named no version of ours at all (a malformed or foreign
     /// `ETag`): nothing can match it.
     #[error("the condition names no version of this object (it is at {current})")]

@@ -64,6 +64,7 @@
 
 mod access;
 mod auth;
+mod change;
 mod device;
 mod error;
 pub mod memory;
@@ -84,6 +85,7 @@ pub use auth::{
     AccountPatch, AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials,
     MissingDependency, Registration, SessionService, UserAdmin, UserRef, retry_after_seconds,
 };
+pub use change::{Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage};
 pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
 pub use error::{
     BoxError, Error, HashError, RandomError, Result, StoreError, TokenError, TokenRejection,

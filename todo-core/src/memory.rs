@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::change::{Change, ChangeKind, ChangeLog};
 use crate::error::StoreError;
 use crate::ports::{RefreshTokenStore, TaskStore, UserStore};
 use crate::query::{TaskCursor, TaskQuery};
@@ -19,6 +20,37 @@ struct Tables {
     users: BTreeMap<UserId, UserRecord>,
     refresh_tokens: BTreeMap<String, RefreshTokenRecord>,
     tasks: BTreeMap<TaskId, Task>,
+    changes: BTreeMap<UserId, Stream>,
+}
+
+/// One owner's change stream.
+#[derive(Debug, Default)]
+struct Stream {
+    head: u64,
+    pruned_through: u64,
+    log: Vec<Change>,
+}
+
+impl Tables {
+    /// Records a change in its owner's stream (in the same call as the write).
+    fn record(
+        &mut self,
+        kind: ChangeKind,
+        owner: UserId,
+        task_id: TaskId,
+        task: Option<&Task>,
+        at: Timestamp,
+    ) {
+        let stream = self.changes.entry(owner).or_default();
+        stream.head += 1;
+        stream.log.push(Change {
+            seq: stream.head,
+            kind,
+            task_id,
+            task: task.cloned(),
+            at,
+        });
+    }
 }
 
 /// One lock over all tables: every call is atomic, as a transaction would be.
@@ -131,6 +163,7 @@ impl UserStore for MemoryStore {
         let mut tables = self.tables();
         let existed = tables.users.remove(&id).is_some();
         tables.tasks.retain(|_, task| task.owner != id);
+        tables.changes.remove(&id);
         tables.refresh_tokens.retain(|_, token| token.user_id != id);
         Ok(existed)
     }
@@ -252,6 +285,13 @@ impl TaskStore for MemoryStore {
             return Err(StoreError::Conflict("duplicate task id"));
         }
         tables.tasks.insert(task.id, task.clone());
+        tables.record(
+            ChangeKind::TaskCreated,
+            task.owner,
+            task.id,
+            Some(task),
+            task.updated_at,
+        );
         Ok(())
     }
 
@@ -303,6 +343,13 @@ impl TaskStore for MemoryStore {
             return Err(StoreError::Conflict("duplicate task id"));
         }
         tables.tasks.insert(task.id, task.clone());
+        tables.record(
+            ChangeKind::TaskCreated,
+            task.owner,
+            task.id,
+            Some(task),
+            task.updated_at,
+        );
         Ok(true)
     }
 
@@ -320,7 +367,15 @@ impl TaskStore for MemoryStore {
             if changed.id != id || changed.owner != owner {
                 return Err(StoreError::Conflict("a change may not move a task"));
             }
-            *stored = changed;
+            *stored = changed.clone();
+            tables.record(
+                ChangeKind::TaskUpdated,
+                owner,
+                id,
+                Some(&changed),
+                changed.updated_at,
+            );
+            return Ok(Some(changed));
         }
         Ok(Some(stored.clone()))
     }
@@ -330,6 +385,13 @@ impl TaskStore for MemoryStore {
         match tables.tasks.get_mut(&task.id) {
             Some(stored) if stored.owner == task.owner && stored.version == expected => {
                 *stored = task.clone();
+                tables.record(
+                    ChangeKind::TaskUpdated,
+                    task.owner,
+                    task.id,
+                    Some(task),
+                    task.updated_at,
+                );
                 Ok(true)
             }
             _ => Ok(false),
@@ -341,6 +403,7 @@ impl TaskStore for MemoryStore {
         owner: UserId,
         id: TaskId,
         expected: Option<TaskVersion>,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
         let deletable = tables
@@ -349,8 +412,55 @@ impl TaskStore for MemoryStore {
             .is_some_and(|t| t.owner == owner && expected.is_none_or(|v| t.version == v));
         if deletable {
             tables.tasks.remove(&id);
+            tables.record(ChangeKind::TaskDeleted, owner, id, None, at);
         }
         Ok(deletable)
+    }
+
+    fn changes_after(
+        &self,
+        owner: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<ChangeLog, StoreError> {
+        let tables = self.tables();
+        let Some(stream) = tables.changes.get(&owner) else {
+            return Ok(ChangeLog::default());
+        };
+        Ok(ChangeLog {
+            changes: stream
+                .log
+                .iter()
+                .filter(|change| change.seq > after)
+                .take(limit)
+                .cloned()
+                .collect(),
+            head: stream.head,
+            pruned_through: stream.pruned_through,
+        })
+    }
+
+    fn prune_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut tables = self.tables();
+        let mut pruned = 0;
+        for stream in tables.changes.values_mut() {
+            // Up to the newest change made before `before`: what a stream
+            // keeps is always a suffix, whatever the clocks of its writers.
+            let Some(through) = stream
+                .log
+                .iter()
+                .filter(|c| c.at < before)
+                .map(|c| c.seq)
+                .max()
+            else {
+                continue;
+            };
+            let old = stream.log.iter().take_while(|c| c.seq <= through).count();
+            stream.log.drain(..old);
+            stream.pruned_through = through;
+            pruned += u64::try_from(old).unwrap_or(u64::MAX);
+        }
+        Ok(pruned)
     }
 }
 

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::change::ChangeLog;
 use crate::error::{HashError, StoreError, TokenError};
 use crate::query::TaskCursor;
 use crate::query::TaskQuery;
@@ -147,13 +148,32 @@ pub trait TaskStore: Send + Sync {
         change: &mut dyn FnMut(&Task) -> Option<Task>,
     ) -> Result<Option<Task>, StoreError>;
     /// Deletes the task if it exists (and has version `expected`, if given);
-    /// returns whether it did.
+    /// returns whether it did. `at` is the time its tombstone records.
     fn delete_task(
         &self,
         owner: UserId,
         id: TaskId,
         expected: Option<TaskVersion>,
+        at: Timestamp,
     ) -> Result<bool, StoreError>;
+
+    /// The owner's changes numbered above `after`, oldest first, at most
+    /// `limit`, with the stream's head and how far retention has pruned it.
+    ///
+    /// Every write above records its change ([`ChangeKind`](crate::ChangeKind)) in the
+    /// owner's stream in the same transaction as itself, numbered in the
+    /// order the writes commit, with no number a reader could see before
+    /// a smaller one (see [`ChangeCursor`](crate::ChangeCursor)).
+    fn changes_after(
+        &self,
+        owner: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<ChangeLog, StoreError>;
+
+    /// Retention: forgets every owner's changes up to the newest one made
+    /// before `before`; returns how many went.
+    fn prune_changes(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// The outcome of checking a password against a stored hash.

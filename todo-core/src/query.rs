@@ -396,7 +396,7 @@ pub struct Page<T, C> {
     pub next_cursor: Option<C>,
 }
 
-fn decode_exact<const N: usize>(raw: &str) -> Option<[u8; N]> {
+pub(crate) fn decode_exact<const N: usize>(raw: &str) -> Option<[u8; N]> {
     // Base64 of N bytes without padding is exactly this long.
     if raw.len() != (N * 4).div_ceil(3) {
         return None;
@@ -408,7 +408,7 @@ fn decode_exact<const N: usize>(raw: &str) -> Option<[u8; N]> {
     }
 }
 
-fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+pub(crate) fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&bytes[..N]);
     out

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result, StoreError, TokenRejection};
+use crate::change::{ChangeCursor, ChangeLimit, ChangePage};
+use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::ports::{RateLimiter, TaskStore, Unlimited};
 use crate::query::{Page, TaskCursor, TaskQuery};
 use crate::random::{Random, new_v7};
@@ -266,7 +267,10 @@ impl TaskService {
     /// Deletes a task; with `expected`, only at that version.
     pub fn delete(&self, owner: UserId, id: TaskId, expected: Option<TaskVersion>) -> Result<()> {
         self.spend_write(owner)?;
-        if self.store.delete_task(owner, id, expected)? {
+        if self
+            .store
+            .delete_task(owner, id, expected, self.clock.now())?
+        {
             return Ok(());
         }
         match (expected, self.store.find_task(owner, id)?) {
@@ -275,6 +279,46 @@ impl TaskService {
             }),
             _ => Err(Error::NotFound),
         }
+    }
+}
+
+impl TaskService {
+    /// The owner's changes after `since`, oldest first; without `since`,
+    /// from the oldest one kept. Fails with [`Error::Gone`] when retention
+    /// has dropped changes after `since` (the client must list its tasks
+    /// again), and as invalid input for another user's cursor or one ahead
+    /// of the stream (not made by this deployment's database).
+    pub fn changes(
+        &self,
+        owner: UserId,
+        since: Option<&ChangeCursor>,
+        limit: ChangeLimit,
+    ) -> Result<ChangePage> {
+        let after = match since {
+            Some(cursor) => cursor.seq_for(owner)?,
+            None => 0,
+        };
+        let log = self.store.changes_after(owner, after, limit.get())?;
+        if since.is_some() && after < log.pruned_through {
+            return Err(Error::Gone);
+        }
+        if after > log.head {
+            return Err(Error::invalid(ValidationError::Format {
+                field: "since",
+                what: "change cursor",
+            }));
+        }
+        let next = log.changes.last().map_or(after, |change| change.seq);
+        Ok(ChangePage {
+            items: log.changes,
+            next_cursor: ChangeCursor::new(owner, next),
+        })
+    }
+
+    /// Retention: forgets the changes older than `keep`; returns how many.
+    pub fn prune_changes(&self, keep: std::time::Duration) -> Result<u64> {
+        let before = self.clock.now().saturating_sub(keep);
+        Ok(self.store.prune_changes(before)?)
     }
 }
 

@@ -361,6 +361,12 @@ impl From<CoreError> for ApiError {
                 "the username is taken",
             ),
             CoreError::NotFound => Self::not_found(),
+            CoreError::Gone => Self::new(
+                S::GONE,
+                "urn:todo:problem:changes-gone",
+                "Gone",
+                "changes after this cursor are no longer kept: list the tasks again and follow the changes from there",
+            ),
             CoreError::VersionMismatch { current } => Self::new(
                 S::PRECONDITION_FAILED,
                 "urn:todo:problem:version-mismatch",

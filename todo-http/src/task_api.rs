@@ -8,9 +8,10 @@ use http::StatusCode;
 use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AccessGate, Description, Error as CoreError, Label, Labels, NewTask, Page, PageLimit,
-    Principal, Priority, SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService,
-    TaskSort, TaskVersion, Timestamp, Title, TokenRejection, ValidationError,
+    AccessGate, ChangeCursor, ChangeLimit, Description, Error as CoreError, Label, Labels, NewTask,
+    Page, PageLimit, Principal, Priority, SearchText, Task, TaskCursor, TaskId, TaskPatch,
+    TaskQuery, TaskService, TaskSort, TaskVersion, Timestamp, Title, TokenRejection,
+    ValidationError,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -383,6 +384,7 @@ fn task_routes() -> OpenApiRouter<Arc<TaskApi>> {
     OpenApiRouter::new()
         .routes(routes!(list_tasks, create_task))
         .routes(routes!(get_task, update_task, delete_task))
+        .routes(routes!(list_changes))
 }
 
 /// The operations the task API serves, as its handlers describe them.
@@ -531,6 +533,78 @@ async fn delete_task(
     let owner = caller.user_id;
     call(&api.service, move |s| s.delete_if(owner, id, condition)).await?;
     Ok(no_content())
+}
+
+/// A change on the wire: its cursor, kind, the task's id, and the task as
+/// the change left it (`null` for a deletion).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Change)]
+struct ChangeDto<'a> {
+    /// Where a client that has applied this change asks again from.
+    cursor: String,
+    /// `task.created`, `task.updated` or `task.deleted`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[schema(value_type = String, format = Uuid)]
+    id: Shown<TaskId>,
+    object: Option<TaskDto<'a>>,
+}
+
+/// A page of changes.
+#[derive(Serialize, ToSchema)]
+struct ChangesPage<'a> {
+    items: Vec<ChangeDto<'a>>,
+    /// After this page's last change (where to ask again when caught up).
+    next_cursor: String,
+}
+
+const CHANGES_PARAMS: &[&str] = &["since", "limit"];
+
+/// My changes since a cursor, for a client catching up.
+#[utoipa::path(get, path = "/v1/changes",
+    params(
+        ("since" = Option<String>, Query, description = "a change's cursor, or the next_cursor of the previous page; without it, from the oldest change kept"),
+        ("limit" = Option<i64>, Query, description = "page size"),
+    ),
+    responses(
+        (status = 200, description = "The changes after the cursor, in the order they committed; a page shorter than the limit means caught up", body = ChangesPage<'_>),
+        (status = 410, description = "Changes after the cursor are no longer kept (urn:todo:problem:changes-gone): list the tasks again"),
+    ))]
+async fn list_changes(
+    State(api): Tasks,
+    Caller(caller): Caller,
+    RawQuery(query): RawQuery,
+) -> Result<ApiResponse, ApiError> {
+    let invalid = |e| ApiError::validation(vec![e]);
+    let (mut since, mut limit) = (None, ChangeLimit::default());
+    for (name, value) in crate::request::query_pairs(query.as_deref(), CHANGES_PARAMS)? {
+        match name.as_str() {
+            "since" => since = Some(ChangeCursor::parse(&value).map_err(invalid)?),
+            "limit" => limit = ChangeLimit::new(query_int("limit", &value)?).map_err(invalid)?,
+            other => return Err(ApiError::field(other, "unknown query parameter")),
+        }
+    }
+    let owner = caller.user_id;
+    let page = call(&api.service, move |s| {
+        s.changes(owner, since.as_ref(), limit)
+    })
+    .await?;
+    let items = page
+        .items
+        .iter()
+        .map(|change| ChangeDto {
+            cursor: ChangeCursor::new(owner, change.seq).to_string(),
+            kind: change.kind.as_str(),
+            id: Shown(change.task_id),
+            object: change.task.as_ref().map(TaskDto::from),
+        })
+        .collect();
+    let body = ChangesPage {
+        items,
+        next_cursor: page.next_cursor.to_string(),
+    };
+    let capacity = 64 + 600 * page.items.len();
+    crate::front::json_sized(StatusCode::OK, &body, capacity)
 }
 
 impl Api for TaskApi {

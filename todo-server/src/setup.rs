@@ -124,6 +124,11 @@ pub struct TaskSettings {
     /// Task writes per user: milliseconds to refill one (100: 10 a second).
     #[arg(long, env = "TODO_TASK_WRITE_PERIOD_MS", default_value_t = 100)]
     pub task_write_period_ms: u64,
+    /// Days the change log keeps each change (`GET /v1/changes`); a client
+    /// whose cursor is older is answered 410 and lists its tasks again.
+    #[arg(long, env = "TODO_CHANGE_RETENTION_DAYS", default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub change_retention_days: u32,
 }
 
 impl Default for TaskSettings {
@@ -132,11 +137,18 @@ impl Default for TaskSettings {
             max_tasks_per_user: 10_000,
             task_write_burst: 120,
             task_write_period_ms: 100,
+            change_retention_days: 30,
         }
     }
 }
 
 impl TaskSettings {
+    /// How long the change log keeps a change.
+    #[must_use]
+    pub fn change_retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.change_retention_days) * 24 * 3600)
+    }
+
     /// The limits these settings describe, timed by `clock`.
     #[must_use]
     pub fn limits(&self, clock: Arc<dyn todo_core::Clock>) -> TaskLimits {
@@ -420,12 +432,34 @@ pub fn purge_refresh_tokens_periodically(
     })
 }
 
+/// How often task-server prunes the change log.
+pub const CHANGE_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Forgets the changes older than `keep` every `every`
+/// ([`TaskService::prune_changes`](todo_core::TaskService::prune_changes)),
+/// on the blocking pool, until the runtime stops. Several instances may all
+/// do it: the prune is idempotent.
+pub fn prune_changes_periodically(
+    service: todo_core::TaskService,
+    keep: Duration,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            purge(&service, "old changes", move |s| s.prune_changes(keep)).await;
+        }
+    })
+}
+
 /// One purge on the blocking pool; its outcome goes to the log (a failure
 /// is retried at the next tick).
-async fn purge(
-    service: &SessionService,
+async fn purge<S: Clone + Send + 'static>(
+    service: &S,
     what: &'static str,
-    delete: fn(&SessionService) -> Result<u64, todo_core::Error>,
+    delete: impl FnOnce(&S) -> Result<u64, todo_core::Error> + Send + 'static,
 ) {
     let service = service.clone();
     match tokio::task::spawn_blocking(move || delete(&service)).await {
@@ -475,6 +509,11 @@ pub fn one_origin_with(
         .with_cookie_sessions();
     let clock = Arc::new(SystemClock);
     let tasks = task_settings.service(store.clone(), clock.clone());
+    prune_changes_periodically(
+        tasks.clone(),
+        task_settings.change_retention(),
+        CHANGE_PRUNE_INTERVAL,
+    );
     let task_api = task_api(tasks, gate, store)?;
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
 }

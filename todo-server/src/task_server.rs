@@ -14,7 +14,10 @@ use todo_core::AccessGate;
 use crate::Error;
 use crate::config::{main_with, run};
 use crate::jwks::JwksSource;
-use crate::setup::{TaskSettings, VERIFIED_TOKENS_CACHED, task_api};
+use crate::setup::{
+    CHANGE_PRUNE_INTERVAL, TaskSettings, VERIFIED_TOKENS_CACHED, prune_changes_periodically,
+    task_api,
+};
 
 /// task-server's command line.
 pub type Cli = crate::config::Cli<Settings, Command>;
@@ -104,6 +107,11 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     ));
     let clock = Arc::new(SystemClock);
     let service = cli.settings.tasks.service(store.clone(), clock.clone());
+    prune_changes_periodically(
+        service.clone(),
+        cli.settings.tasks.change_retention(),
+        CHANGE_PRUNE_INTERVAL,
+    );
     // Signature checks are a read's largest cost: remember verified tokens.
     let cached = Arc::new(CachingVerifier::new(
         verifier.clone(),

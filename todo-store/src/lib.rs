@@ -42,6 +42,7 @@
 
 #![deny(missing_docs)]
 
+mod changes;
 mod db;
 mod error;
 mod group;

@@ -71,6 +71,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    change_streams (owner_id) {
+        owner_id -> Text,
+        last_seq -> BigInt,
+        pruned_through -> BigInt,
+    }
+}
+
+diesel::table! {
+    changes (owner_id, seq) {
+        owner_id -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        task_id -> Text,
+        recorded_at -> BigInt,
+        title -> Nullable<Text>,
+        description -> Nullable<Text>,
+        done -> Nullable<SmallInt>,
+        completed_at -> Nullable<BigInt>,
+        due_at -> Nullable<BigInt>,
+        priority -> Nullable<SmallInt>,
+        labels -> Nullable<Text>,
+        archived -> Nullable<SmallInt>,
+        created_at -> Nullable<BigInt>,
+        updated_at -> Nullable<BigInt>,
+        version -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(tasks -> users (owner_id));
 diesel::joinable!(task_labels -> tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -79,5 +108,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     tasks,
     task_labels,
     login_failures,
-    login_devices
+    login_devices,
+    change_streams,
+    changes
 );

@@ -4,11 +4,12 @@ use diesel::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use todo_core::{
-    Description, Labels, PageLimit, Priority, StoreError, Task, TaskCursor, TaskId, TaskQuery,
-    TaskSort, TaskStore, TaskVersion, Timestamp, Title, UserId,
+    ChangeKind, ChangeLog, Description, Labels, PageLimit, Priority, StoreError, Task, TaskCursor,
+    TaskId, TaskQuery, TaskSort, TaskStore, TaskVersion, Timestamp, Title, UserId,
 };
 
 use crate::SqlStore;
+use crate::changes;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
 use crate::schema::{task_labels, tasks};
@@ -33,6 +34,7 @@ macro_rules! native {
         }
     };
 }
+pub(crate) use native;
 
 /// The most text a page read in place may hold: a page of short tasks is
 /// a few kilobytes; one of large ones (a description may hold 40 KB) is
@@ -46,21 +48,21 @@ const LABEL_SEPARATOR: char = '\n';
 /// A task as written: every column.
 #[derive(Insertable, AsChangeset)]
 #[diesel(table_name = tasks, treat_none_as_null = true)]
-struct TaskRow {
-    id: String,
-    owner_id: String,
-    title: String,
-    description: String,
-    search_text: String,
-    done: i16,
-    completed_at: Option<i64>,
-    due_at: Option<i64>,
-    priority: i16,
-    labels: String,
-    archived: i16,
-    created_at: i64,
-    updated_at: i64,
-    version: i64,
+pub(crate) struct TaskRow {
+    pub(crate) id: String,
+    pub(crate) owner_id: String,
+    pub(crate) title: String,
+    pub(crate) description: String,
+    pub(crate) search_text: String,
+    pub(crate) done: i16,
+    pub(crate) completed_at: Option<i64>,
+    pub(crate) due_at: Option<i64>,
+    pub(crate) priority: i16,
+    pub(crate) labels: String,
+    pub(crate) archived: i16,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) version: i64,
 }
 
 /// A task as read: every column but `search_text`, which only the `q`
@@ -69,20 +71,20 @@ struct TaskRow {
 /// Selected by name (`StoredTask::as_select()`), not by position.
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = tasks)]
-struct StoredTask {
-    id: String,
-    owner_id: String,
-    title: String,
-    description: String,
-    done: i16,
-    completed_at: Option<i64>,
-    due_at: Option<i64>,
-    priority: i16,
-    labels: String,
-    archived: i16,
-    created_at: i64,
-    updated_at: i64,
-    version: i64,
+pub(crate) struct StoredTask {
+    pub(crate) id: String,
+    pub(crate) owner_id: String,
+    pub(crate) title: String,
+    pub(crate) description: String,
+    pub(crate) done: i16,
+    pub(crate) completed_at: Option<i64>,
+    pub(crate) due_at: Option<i64>,
+    pub(crate) priority: i16,
+    pub(crate) labels: String,
+    pub(crate) archived: i16,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) version: i64,
 }
 
 #[derive(Insertable)]
@@ -128,7 +130,7 @@ impl TaskRow {
 }
 
 impl StoredTask {
-    fn into_task(self) -> Result<Task, StoreError> {
+    pub(crate) fn into_task(self) -> Result<Task, StoreError> {
         let bad = |_| corrupt("task");
         let time = |micros| Timestamp::from_unix_micros(micros).map_err(bad);
         let labels = self.labels.split(LABEL_SEPARATOR).filter(|l| !l.is_empty());
@@ -154,6 +156,18 @@ impl StoredTask {
     fn held_bytes(&self) -> usize {
         self.title.len() + self.description.len() + self.labels.len()
     }
+}
+
+/// Records a write that left the task as `row` (see `changes.rs`).
+fn record_write(conn: &mut AnyConnection, kind: ChangeKind, row: &TaskRow) -> QueryResult<()> {
+    changes::record(
+        conn,
+        kind,
+        &row.owner_id,
+        &row.id,
+        Some(row),
+        row.updated_at,
+    )
 }
 
 /// The task's labels for the `label=` filter, in one statement.
@@ -233,6 +247,7 @@ impl TaskStore for SqlStore {
                     let insert = diesel::insert_into(tasks::table).values(&row);
                     native!(&mut *conn, |c| insert.execute(c))?;
                     insert_labels(conn, &row)?;
+                    record_write(conn, ChangeKind::TaskCreated, &row)?;
                     Ok(true)
                 },
             )
@@ -289,6 +304,7 @@ impl TaskStore for SqlStore {
                         diesel::delete(task_labels::table.filter(task_labels::task_id.eq(&id)));
                     native!(&mut *conn, |c| old_labels.execute(c))?;
                     insert_labels(conn, &new)?;
+                    record_write(conn, ChangeKind::TaskUpdated, &new)?;
                     Ok(Some(changed))
                 },
             )
@@ -306,7 +322,8 @@ impl TaskStore for SqlStore {
                 diesel::insert_into(tasks::table)
                     .values(&row)
                     .execute(conn)?;
-                insert_labels(conn, &row)
+                insert_labels(conn, &row)?;
+                record_write(conn, ChangeKind::TaskCreated, &row)
             })
         })
     }
@@ -377,6 +394,7 @@ impl TaskStore for SqlStore {
                 diesel::delete(task_labels::table.filter(task_labels::task_id.eq(&row.id)))
                     .execute(conn)?;
                 insert_labels(conn, &row)?;
+                record_write(conn, ChangeKind::TaskUpdated, &row)?;
                 Ok(true)
             })
         })
@@ -387,22 +405,44 @@ impl TaskStore for SqlStore {
         owner: UserId,
         id: TaskId,
         expected: Option<TaskVersion>,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());
-        let n = self.with_write_conn(|conn| {
-            let target = tasks::table
-                .filter(tasks::id.eq(&id))
-                .filter(tasks::owner_id.eq(&owner));
-            // Labels go with the task (ON DELETE CASCADE).
-            match expected {
-                Some(version) => {
-                    let delete = diesel::delete(target.filter(tasks::version.eq(version.get())));
-                    native!(conn, |c| delete.execute(c))
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                let target = tasks::table
+                    .filter(tasks::id.eq(&id))
+                    .filter(tasks::owner_id.eq(&owner));
+                // Labels go with the task (ON DELETE CASCADE).
+                let deleted = match expected {
+                    Some(version) => {
+                        let delete =
+                            diesel::delete(target.filter(tasks::version.eq(version.get())));
+                        native!(&mut *conn, |c| delete.execute(c))
+                    }
+                    None => native!(&mut *conn, |c| diesel::delete(target).execute(c)),
+                }?;
+                if deleted != 1 {
+                    return Ok(false);
                 }
-                None => native!(conn, |c| diesel::delete(target).execute(c)),
-            }
-        })?;
-        Ok(n == 1)
+                let at = at.unix_micros();
+                changes::record(conn, ChangeKind::TaskDeleted, &owner, &id, None, at)?;
+                Ok(true)
+            })
+        })
+    }
+
+    fn changes_after(
+        &self,
+        owner: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<ChangeLog, StoreError> {
+        self.read_changes(owner, after, limit)
+    }
+
+    fn prune_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.prune_old_changes(before)
     }
 }
 

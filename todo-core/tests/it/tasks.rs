@@ -459,3 +459,80 @@ fn an_unmatchable_condition_is_not_found_for_others_and_a_mismatch_for_the_owner
         Err(Error::NotFound)
     ));
 }
+
+/// A client catching up follows its cursor page by page; a cursor of
+/// someone else's stream, or ahead of the stream, is refused; once
+/// retention has dropped changes the cursor had not seen, it is told so.
+#[test]
+fn changes_are_followed_by_cursor_until_retention_drops_them() {
+    use todo_core::{ChangeCursor, ChangeKind, ChangeLimit};
+    let f = fixture();
+    let first = f.tasks.create(f.alice, titled("first")).unwrap();
+    f.clock.advance(Duration::from_secs(60));
+    let second = f.tasks.create(f.alice, titled("second")).unwrap();
+    f.tasks.delete(f.alice, first.id, None).unwrap();
+    let two = ChangeLimit::new(2).unwrap();
+
+    let page = f.tasks.changes(f.alice, None, two).unwrap();
+    let kinds: Vec<_> = page.items.iter().map(|c| (c.seq, c.kind)).collect();
+    assert_eq!(
+        kinds,
+        [(1, ChangeKind::TaskCreated), (2, ChangeKind::TaskCreated)]
+    );
+    assert_eq!(page.items[1].task.as_ref(), Some(&second));
+    let page = f
+        .tasks
+        .changes(f.alice, Some(&page.next_cursor), two)
+        .unwrap();
+    let kinds: Vec<_> = page
+        .items
+        .iter()
+        .map(|c| (c.seq, c.kind, c.task.is_some()))
+        .collect();
+    assert_eq!(kinds, [(3, ChangeKind::TaskDeleted, false)]);
+    assert_eq!(page.items[0].at, f.clock.now());
+    // Caught up: no items, and the same place to ask from.
+    let caught_up = f
+        .tasks
+        .changes(f.alice, Some(&page.next_cursor), two)
+        .unwrap();
+    assert!(caught_up.items.is_empty());
+    assert_eq!(caught_up.next_cursor, page.next_cursor);
+
+    // Alice's cursor with Bob's identity, or one past the stream: refused.
+    for cursor in [page.next_cursor, ChangeCursor::new(f.alice, 4)] {
+        let owner = if cursor == page.next_cursor {
+            f.bob
+        } else {
+            f.alice
+        };
+        assert!(
+            matches!(
+                f.tasks.changes(owner, Some(&cursor), two),
+                Err(Error::Invalid(_))
+            ),
+            "{cursor}"
+        );
+    }
+
+    // Retention drops the first change (made a minute before the others).
+    f.clock.advance(Duration::from_secs(30));
+    assert_eq!(f.tasks.prune_changes(Duration::from_secs(60)).unwrap(), 1);
+    let start = ChangeCursor::new(f.alice, 0);
+    assert!(matches!(
+        f.tasks.changes(f.alice, Some(&start), two),
+        Err(Error::Gone)
+    ));
+    let after_first = ChangeCursor::new(f.alice, 1);
+    assert_eq!(
+        f.tasks
+            .changes(f.alice, Some(&after_first), two)
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    // Without a cursor: from the oldest kept.
+    let oldest = f.tasks.changes(f.alice, None, two).unwrap();
+    assert_eq!(oldest.items[0].seq, 2);
+}

@@ -7,6 +7,7 @@
 mod api_auth;
 mod api_tasks;
 mod attacks;
+mod changes;
 mod gateway;
 mod hardening;
 mod harness;

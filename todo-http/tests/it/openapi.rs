@@ -69,12 +69,13 @@ const CONTRACT_AUTH: [(&str, &str); 13] = [
     ("PATCH", "/v1/users/{id}"),
     ("DELETE", "/v1/users/{id}"),
 ];
-const CONTRACT_TASKS: [(&str, &str); 5] = [
+const CONTRACT_TASKS: [(&str, &str); 6] = [
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
     ("PATCH", "/v1/tasks/{id}"),
     ("DELETE", "/v1/tasks/{id}"),
+    ("GET", "/v1/changes"),
 ];
 
 fn contract(routes: &[(&str, &str)]) -> Operations {

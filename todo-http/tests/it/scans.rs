@@ -10,8 +10,8 @@ use http::{Request, StatusCode, header};
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens};
 use todo_core::{
-    AuthLimits, AuthServices, Credentials, Registration, StoreError, Task, TaskCursor, TaskId,
-    TaskQuery, TaskService, TaskStore, TaskVersion, UserId,
+    AuthLimits, AuthServices, ChangeLog, Credentials, Registration, StoreError, Task, TaskCursor,
+    TaskId, TaskQuery, TaskService, TaskStore, TaskVersion, Timestamp, UserId,
 };
 use todo_http::{Api, TaskApi};
 use tower::ServiceExt as _;
@@ -85,8 +85,20 @@ impl TaskStore for HeldSearches {
         owner: UserId,
         id: TaskId,
         expected: Option<TaskVersion>,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
-        self.tasks.delete_task(owner, id, expected)
+        self.tasks.delete_task(owner, id, expected, at)
+    }
+    fn changes_after(
+        &self,
+        owner: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<ChangeLog, StoreError> {
+        self.tasks.changes_after(owner, after, limit)
+    }
+    fn prune_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.tasks.prune_changes(before)
     }
 }
 

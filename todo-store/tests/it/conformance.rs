@@ -8,10 +8,10 @@ use std::time::Duration;
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{ManualClock, SeededRandom};
 use todo_core::{
-    Clock, Description, Email, FamilyId, Label, Labels, NewTask, PasswordHash, Priority,
-    RefreshTokenHash, RefreshTokenRecord, Role, SearchText, StoreError, Task, TaskId, TaskPatch,
-    TaskQuery, TaskService, TaskSort, TaskStore, TaskVersion, Timestamp, Title, User, UserId,
-    UserRecord, Username, new_v7,
+    ChangeKind, Clock, Description, Email, FamilyId, Label, Labels, NewTask, PasswordHash,
+    Priority, RefreshTokenHash, RefreshTokenRecord, Role, SearchText, StoreError, Task, TaskId,
+    TaskPatch, TaskQuery, TaskService, TaskSort, TaskStore, TaskVersion, Timestamp, Title, User,
+    UserId, UserRecord, Username, new_v7,
 };
 
 use crate::backends::{Fixture, Stores};
@@ -60,6 +60,9 @@ conformance!(
     concurrent_modifications_each_see_the_last,
     deleting_a_user_while_their_tokens_rotate_never_fails,
     reads_in_place_answer_as_the_blocking_reads_or_not_at_all,
+    every_task_write_is_recorded_once_in_its_owners_stream,
+    concurrent_writers_number_their_changes_in_commit_order_without_gaps,
+    pruning_keeps_the_newest_changes_and_says_how_far_it_went,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -467,20 +470,28 @@ fn task_deletes_honour_owner_and_version(f: &Fixture) {
     let bob = new_user(store, "bob", 1).user.id;
     let task = full_task(alice, 1, 10);
     store.insert_task(&task).unwrap();
-    assert!(!store.delete_task(bob, task.id, None).unwrap());
     assert!(
         !store
-            .delete_task(alice, task.id, Some(TaskVersion::FIRST))
+            .delete_task(bob, task.id, None, task.updated_at)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_task(alice, task.id, Some(TaskVersion::FIRST), task.updated_at)
             .unwrap()
     );
     assert!(store.find_task(alice, task.id).unwrap().is_some());
     assert!(
         store
-            .delete_task(alice, task.id, Some(task.version))
+            .delete_task(alice, task.id, Some(task.version), task.updated_at)
             .unwrap()
     );
     assert_eq!(store.find_task(alice, task.id).unwrap(), None);
-    assert!(!store.delete_task(alice, task.id, None).unwrap());
+    assert!(
+        !store
+            .delete_task(alice, task.id, None, task.updated_at)
+            .unwrap()
+    );
 }
 
 /// A varied set of tasks for alice, and one task of bob's that must never show.
@@ -1202,4 +1213,204 @@ fn reads_in_place_answer_as_the_blocking_reads_or_not_at_all(f: &Fixture) {
             store.list_tasks(carol, &oldest_first, None, 10).unwrap()
         );
     }
+}
+
+/// Every write records one change, in its owner's stream only, numbered
+/// 1, 2, 3… with the task as the write left it (none for a deletion); a
+/// write that did not happen records nothing.
+fn every_task_write_is_recorded_once_in_its_owners_stream(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let first = full_task(alice, 1, 10);
+    store.insert_task(&first).unwrap();
+    let second = full_task(alice, 2, 11);
+    assert!(store.insert_task_within(&second, 10).unwrap());
+    assert!(
+        !store
+            .insert_task_within(&full_task(alice, 3, 12), 2)
+            .unwrap()
+    );
+    let mut edited = first.clone();
+    edited.title = Title::parse("edited").unwrap();
+    edited.version = first.version.next();
+    edited.updated_at = at(20);
+    assert!(!store.update_task(&edited, TaskVersion::FIRST).unwrap());
+    assert!(store.update_task(&edited, first.version).unwrap());
+    let modified = store
+        .modify_task(alice, second.id, &mut |current| {
+            let mut next = current.clone();
+            next.done = false;
+            next.completed_at = None;
+            next.version = current.version.next();
+            next.updated_at = at(30);
+            Some(next)
+        })
+        .unwrap()
+        .unwrap();
+    // Unchanged, someone else's, or at another version: no write, no change.
+    store.modify_task(alice, second.id, &mut |_| None).unwrap();
+    assert!(!store.delete_task(bob, first.id, None, at(39)).unwrap());
+    assert!(
+        !store
+            .delete_task(alice, first.id, Some(TaskVersion::FIRST), at(39))
+            .unwrap()
+    );
+    assert!(store.delete_task(alice, first.id, None, at(40)).unwrap());
+
+    let log = store.changes_after(alice, 0, 100).unwrap();
+    let seen: Vec<_> = log
+        .changes
+        .iter()
+        .map(|c| (c.seq, c.kind, c.task_id, c.task.clone(), c.at))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                1,
+                ChangeKind::TaskCreated,
+                first.id,
+                Some(first.clone()),
+                first.updated_at
+            ),
+            (
+                2,
+                ChangeKind::TaskCreated,
+                second.id,
+                Some(second.clone()),
+                second.updated_at
+            ),
+            (3, ChangeKind::TaskUpdated, first.id, Some(edited), at(20)),
+            (
+                4,
+                ChangeKind::TaskUpdated,
+                second.id,
+                Some(modified),
+                at(30)
+            ),
+            (5, ChangeKind::TaskDeleted, first.id, None, at(40)),
+        ]
+    );
+    assert_eq!((log.head, log.pruned_through), (5, 0));
+    // A page: after a number, at most a limit.
+    let page = store.changes_after(alice, 2, 2).unwrap();
+    let seqs: Vec<u64> = page.changes.iter().map(|c| c.seq).collect();
+    assert_eq!((seqs, page.head), (vec![3, 4], 5));
+    assert!(
+        store
+            .changes_after(alice, 5, 10)
+            .unwrap()
+            .changes
+            .is_empty()
+    );
+    // Bob's stream is his own: nothing of alice's, and nothing yet.
+    let theirs = store.changes_after(bob, 0, 100).unwrap();
+    assert_eq!((theirs.changes.len(), theirs.head), (0, 0));
+    let bobs = full_task(bob, 4, 50);
+    store.insert_task(&bobs).unwrap();
+    let theirs = store.changes_after(bob, 0, 100).unwrap();
+    assert_eq!(theirs.changes.len(), 1);
+    assert_eq!(
+        (theirs.changes[0].seq, theirs.changes[0].task_id),
+        (1, bobs.id)
+    );
+    assert_eq!(store.changes_after(alice, 0, 100).unwrap().head, 5);
+}
+
+/// Writers on two instances change one task at once while a reader
+/// follows the stream: every write is numbered once, in the order the
+/// writes committed (each saw the one before: its version is one more),
+/// and the reader, always asking for what comes after the last number it
+/// saw, never skips one (a number committed late would be skipped).
+fn concurrent_writers_number_their_changes_in_commit_order_without_gaps(f: &Fixture) {
+    const RACERS: i64 = 16;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let task = full_task(alice, 1, 10);
+    f.store.insert_task(&task).unwrap();
+    let stores = two_instances(f);
+    let barrier = Arc::new(Barrier::new(RACERS as usize + 1));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, barrier, done) = (stores[1].clone(), barrier.clone(), done.clone());
+        std::thread::spawn(move || {
+            barrier.wait();
+            let mut seen = Vec::new();
+            let mut last = 0;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let page = store.changes_after(alice, last, 100).unwrap();
+                for change in page.changes {
+                    seen.push(change.seq);
+                    last = change.seq;
+                }
+                if finished {
+                    return seen;
+                }
+            }
+        })
+    };
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = stores[(i % 2) as usize].clone();
+            let (barrier, id) = (barrier.clone(), task.id);
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.modify_task(alice, id, &mut |current| {
+                    let mut next = current.clone();
+                    next.title = Title::parse(&format!("writer {i}")).unwrap();
+                    next.version = current.version.next();
+                    Some(next)
+                })
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.join().unwrap().unwrap().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.join().unwrap();
+    let all: Vec<u64> = (1..=RACERS as u64 + 1).collect();
+    assert_eq!(seen, all, "the reader saw every change once, in order");
+    let log = f.store.changes_after(alice, 0, 100).unwrap();
+    let versions: Vec<i64> = log
+        .changes
+        .iter()
+        .map(|c| c.task.as_ref().unwrap().version.get())
+        .collect();
+    let first = task.version.get();
+    assert_eq!(
+        versions,
+        (first..=first + RACERS).collect::<Vec<_>>(),
+        "numbered in the order the writes committed"
+    );
+}
+
+/// Retention forgets each stream's changes up to its newest one made
+/// before the cut, says how far, and keeps the rest; deleting a user
+/// deletes their stream.
+fn pruning_keeps_the_newest_changes_and_says_how_far_it_went(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    for (n, seconds) in [(1, 10), (2, 20), (3, 30)] {
+        store
+            .insert_task(&full_task(alice, n, seconds - 1))
+            .unwrap();
+    }
+    store.insert_task(&full_task(bob, 9, 99)).unwrap();
+    // full_task's updated_at, which its change records, is `created + 1`.
+    assert_eq!(store.prune_changes(at(25)).unwrap(), 2);
+    let log = store.changes_after(alice, 0, 100).unwrap();
+    let seqs: Vec<u64> = log.changes.iter().map(|c| c.seq).collect();
+    assert_eq!((seqs, log.head, log.pruned_through), (vec![3], 3, 2));
+    let theirs = store.changes_after(bob, 0, 100).unwrap();
+    assert_eq!((theirs.changes.len(), theirs.pruned_through), (1, 0));
+    assert_eq!(store.prune_changes(at(25)).unwrap(), 0, "nothing twice");
+    // Numbers go on after a pruning.
+    store.insert_task(&full_task(alice, 4, 40)).unwrap();
+    assert_eq!(store.changes_after(alice, 3, 10).unwrap().changes[0].seq, 4);
+    assert!(store.delete_user(alice).unwrap());
+    let gone = store.changes_after(alice, 0, 100).unwrap();
+    assert_eq!((gone.changes.len(), gone.head), (0, 0));
 }

@@ -1,0 +1,216 @@
+//! The change log: every write to a task is recorded as a change in its
+//! owner's stream, in the same transaction as the write (the store does it,
+//! so no write path can forget). A client that was offline asks for what
+//! came after the last change it saw ([`ChangeCursor`]); the live channels
+//! (events, webhooks) read the same log.
+//!
+//! Each owner's stream is numbered 1, 2, 3… in the order its changes
+//! committed, with no gap a reader could skip: the store hands out the
+//! next number under a lock held until the write commits, so a change
+//! numbered `n + 1` never commits before the one numbered `n`.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::ValidationError;
+use crate::query::{PageLimit, array, decode_exact};
+use crate::task::{Task, TaskId};
+use crate::time::Timestamp;
+use crate::user::UserId;
+
+/// What a change did to its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// A task was created.
+    TaskCreated,
+    /// A task was changed (edited, completed, archived…).
+    TaskUpdated,
+    /// A task was deleted: the change is a tombstone.
+    TaskDeleted,
+}
+
+impl ChangeKind {
+    /// Every kind.
+    pub const ALL: [Self; 3] = [Self::TaskCreated, Self::TaskUpdated, Self::TaskDeleted];
+
+    /// The kind as the API and the store name it (`task.created`, …).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TaskCreated => "task.created",
+            Self::TaskUpdated => "task.updated",
+            Self::TaskDeleted => "task.deleted",
+        }
+    }
+
+    /// The kind named `name` ([`ChangeKind::as_str`]).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One recorded change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Its number in the owner's stream (1 for the first change).
+    pub seq: u64,
+    /// What it did.
+    pub kind: ChangeKind,
+    /// The task it concerns.
+    pub task_id: TaskId,
+    /// The task as the change left it; `None` for a deletion.
+    pub task: Option<Task>,
+    /// When it was made.
+    pub at: Timestamp,
+}
+
+/// A part of an owner's stream, as the store gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChangeLog {
+    /// The changes asked for, oldest first.
+    pub changes: Vec<Change>,
+    /// The number of the stream's latest change (0: none yet).
+    pub head: u64,
+    /// The changes up to this number are gone (retention): a reader that
+    /// has seen less than this has missed some.
+    pub pruned_through: u64,
+}
+
+/// A page of an owner's changes, and where the next read starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangePage {
+    /// The changes after the cursor, oldest first.
+    pub items: Vec<Change>,
+    /// After the last change of this page; when the page is not full, the
+    /// caller has caught up, and this is where to ask again later.
+    pub next_cursor: ChangeCursor,
+}
+
+/// How many changes a page holds: as a task page ([`PageLimit`]).
+pub type ChangeLimit = PageLimit;
+
+/// The last change of an owner's stream that a client has seen. Opaque to
+/// clients (URL-safe base64); it carries a tag of its owner, so that one
+/// user's cursor given with another's token is refused rather than read
+/// as a position in a stream it was not made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChangeCursor {
+    seq: u64,
+    owner_tag: u32,
+}
+
+impl ChangeCursor {
+    const VERSION: u8 = 1;
+    const LEN: usize = 1 + 8 + 4;
+
+    /// The position after change `seq` of `owner`'s stream (0: before the first).
+    #[must_use]
+    pub fn new(owner: UserId, seq: u64) -> Self {
+        Self {
+            seq,
+            owner_tag: owner_tag(owner),
+        }
+    }
+
+    /// Parses the opaque form that [`fmt::Display`] writes.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let bytes = decode_exact::<{ Self::LEN }>(raw)
+            .filter(|bytes| bytes[0] == Self::VERSION)
+            .ok_or(BAD_CURSOR)?;
+        Ok(Self {
+            seq: u64::from_be_bytes(array(&bytes[1..9])),
+            owner_tag: u32::from_be_bytes(array(&bytes[9..13])),
+        })
+    }
+
+    /// The position, if the cursor was made for `owner`'s stream.
+    pub fn seq_for(&self, owner: UserId) -> Result<u64, ValidationError> {
+        if self.owner_tag == owner_tag(owner) {
+            Ok(self.seq)
+        } else {
+            Err(BAD_CURSOR)
+        }
+    }
+}
+
+impl fmt::Display for ChangeCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut bytes = [0u8; Self::LEN];
+        bytes[0] = Self::VERSION;
+        bytes[1..9].copy_from_slice(&self.seq.to_be_bytes());
+        bytes[9..13].copy_from_slice(&self.owner_tag.to_be_bytes());
+        f.write_str(&URL_SAFE_NO_PAD.encode(bytes))
+    }
+}
+
+const BAD_CURSOR: ValidationError = ValidationError::Format {
+    field: "since",
+    what: "change cursor",
+};
+
+/// A 32-bit FNV-1a of the owner's id: tells streams apart, grants nothing
+/// (a cursor positions within the caller's own stream only).
+fn owner_tag(owner: UserId) -> u32 {
+    owner
+        .as_uuid()
+        .as_bytes()
+        .iter()
+        .fold(0x811c_9dc5_u32, |hash, byte| {
+            (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn user(n: u128) -> UserId {
+        UserId::from_uuid(Uuid::from_u128(n))
+    }
+
+    #[test]
+    fn a_cursor_reads_back_for_its_owner_only() {
+        let (alice, bob) = (user(1), user(2));
+        let cursor = ChangeCursor::new(alice, 42);
+        let parsed = ChangeCursor::parse(&cursor.to_string()).unwrap();
+        assert_eq!(parsed, cursor);
+        assert_eq!(parsed.seq_for(alice), Ok(42));
+        assert_eq!(parsed.seq_for(bob), Err(BAD_CURSOR));
+    }
+
+    #[test]
+    fn malformed_cursors_are_refused() {
+        let good = ChangeCursor::new(user(1), 7).to_string();
+        let mut other_version = URL_SAFE_NO_PAD.decode(&good).unwrap();
+        other_version[0] = 2;
+        for raw in [
+            String::new(),
+            "x".repeat(good.len()),
+            format!("{good}A"),
+            good[1..].to_owned(),
+            URL_SAFE_NO_PAD.encode(other_version),
+        ] {
+            assert_eq!(ChangeCursor::parse(&raw), Err(BAD_CURSOR), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn kinds_read_back_by_name() {
+        for kind in ChangeKind::ALL {
+            assert_eq!(ChangeKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ChangeKind::parse("task.exploded"), None);
+    }
+}

@@ -1,0 +1,213 @@
+//! The change log's tables (migration `…_change_log`): every task write in
+//! `tasks.rs` records its change here, inside its own transaction.
+//!
+//! An owner's changes are numbered from `change_streams.last_seq`, bumped
+//! by an upsert. On PostgreSQL the upsert locks the owner's stream row
+//! until the write commits, so the owner's writers take numbers one after
+//! another, each after the previous one committed: a reader can never see
+//! number `n + 1` before `n` (a sequence would hand out numbers that commit
+//! out of order, and a reader following "the largest seen" would skip the
+//! late one). On SQLite every write already holds the database's one write
+//! lock. Taken last in each write, the lock is held only from the append
+//! to the commit.
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use todo_core::{Change, ChangeKind, ChangeLog, StoreError, TaskId, Timestamp, UserId};
+
+use crate::SqlStore;
+use crate::db::AnyConnection;
+use crate::error::corrupt;
+use crate::schema::{change_streams, changes};
+use crate::tasks::{StoredTask, TaskRow, native};
+
+/// A change as written: the task's columns as the write left them, or
+/// none for a deletion.
+#[derive(Insertable)]
+#[diesel(table_name = changes)]
+struct ChangeRow<'a> {
+    owner_id: &'a str,
+    seq: i64,
+    kind: &'static str,
+    task_id: &'a str,
+    recorded_at: i64,
+    title: Option<&'a str>,
+    description: Option<&'a str>,
+    done: Option<i16>,
+    completed_at: Option<i64>,
+    due_at: Option<i64>,
+    priority: Option<i16>,
+    labels: Option<&'a str>,
+    archived: Option<i16>,
+    created_at: Option<i64>,
+    updated_at: Option<i64>,
+    version: Option<i64>,
+}
+
+/// A change as read.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = changes)]
+struct StoredChange {
+    owner_id: String,
+    seq: i64,
+    kind: String,
+    task_id: String,
+    recorded_at: i64,
+    title: Option<String>,
+    description: Option<String>,
+    done: Option<i16>,
+    completed_at: Option<i64>,
+    due_at: Option<i64>,
+    priority: Option<i16>,
+    labels: Option<String>,
+    archived: Option<i16>,
+    created_at: Option<i64>,
+    updated_at: Option<i64>,
+    version: Option<i64>,
+}
+
+/// Records a write of the owner's task `task_id` in the owner's stream:
+/// `task` is the row as the write left it, `None` when it deleted it.
+/// Runs inside the write's transaction, as its last statement but the
+/// commit (see the module's note on the lock).
+pub(crate) fn record(
+    conn: &mut AnyConnection,
+    kind: ChangeKind,
+    owner_id: &str,
+    task_id: &str,
+    task: Option<&TaskRow>,
+    at: i64,
+) -> QueryResult<()> {
+    let bump = diesel::insert_into(change_streams::table)
+        .values((
+            change_streams::owner_id.eq(owner_id),
+            change_streams::last_seq.eq(1_i64),
+        ))
+        .on_conflict(change_streams::owner_id)
+        .do_update()
+        .set(change_streams::last_seq.eq(change_streams::last_seq + 1_i64));
+    native!(&mut *conn, |c| bump.execute(c))?;
+    let seq = change_streams::table
+        .find(owner_id)
+        .select(change_streams::last_seq);
+    let seq: i64 = native!(&mut *conn, |c| seq.get_result(c))?;
+    let row = ChangeRow {
+        owner_id,
+        seq,
+        kind: kind.as_str(),
+        task_id,
+        recorded_at: at,
+        title: task.map(|t| t.title.as_str()),
+        description: task.map(|t| t.description.as_str()),
+        done: task.map(|t| t.done),
+        completed_at: task.and_then(|t| t.completed_at),
+        due_at: task.and_then(|t| t.due_at),
+        priority: task.map(|t| t.priority),
+        labels: task.map(|t| t.labels.as_str()),
+        archived: task.map(|t| t.archived),
+        created_at: task.map(|t| t.created_at),
+        updated_at: task.map(|t| t.updated_at),
+        version: task.map(|t| t.version),
+    };
+    let insert = diesel::insert_into(changes::table).values(&row);
+    native!(&mut *conn, |c| insert.execute(c)).map(|_| ())
+}
+
+impl StoredChange {
+    fn into_change(self) -> Result<Change, StoreError> {
+        let bad = |_| corrupt("change");
+        let kind = ChangeKind::parse(&self.kind).ok_or_else(|| corrupt("change"))?;
+        let task = match kind {
+            ChangeKind::TaskDeleted => None,
+            ChangeKind::TaskCreated | ChangeKind::TaskUpdated => {
+                let missing = || corrupt("change");
+                let row = StoredTask {
+                    id: self.task_id.clone(),
+                    owner_id: self.owner_id,
+                    title: self.title.ok_or_else(missing)?,
+                    description: self.description.ok_or_else(missing)?,
+                    done: self.done.ok_or_else(missing)?,
+                    completed_at: self.completed_at,
+                    due_at: self.due_at,
+                    priority: self.priority.ok_or_else(missing)?,
+                    labels: self.labels.ok_or_else(missing)?,
+                    archived: self.archived.ok_or_else(missing)?,
+                    created_at: self.created_at.ok_or_else(missing)?,
+                    updated_at: self.updated_at.ok_or_else(missing)?,
+                    version: self.version.ok_or_else(missing)?,
+                };
+                Some(row.into_task()?)
+            }
+        };
+        Ok(Change {
+            seq: u64::try_from(self.seq).map_err(|_| corrupt("change"))?,
+            kind,
+            task_id: TaskId::parse(&self.task_id).map_err(bad)?,
+            task,
+            at: Timestamp::from_unix_micros(self.recorded_at).map_err(bad)?,
+        })
+    }
+}
+
+impl SqlStore {
+    pub(crate) fn read_changes(
+        &self,
+        owner: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<ChangeLog, StoreError> {
+        let owner_id = owner.to_string();
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (rows, stream) = self.with_conn(|conn| {
+            // The changes first, the stream's bounds after: a pruning in
+            // between then shows in `pruned_through` (the reader is told
+            // to start over) rather than as a silent gap.
+            let page = changes::table
+                .filter(changes::owner_id.eq(&owner_id))
+                .filter(changes::seq.gt(after))
+                .order(changes::seq)
+                .limit(limit)
+                .select(StoredChange::as_select());
+            let rows: Vec<StoredChange> = page.load(conn)?;
+            let stream = change_streams::table
+                .find(&owner_id)
+                .select((change_streams::last_seq, change_streams::pruned_through));
+            let stream: Option<(i64, i64)> = stream.get_result(conn).optional()?;
+            Ok((rows, stream))
+        })?;
+        let (head, pruned_through) = stream.unwrap_or((0, 0));
+        let count = |n: i64| u64::try_from(n).map_err(|_| corrupt("change stream"));
+        Ok(ChangeLog {
+            changes: rows
+                .into_iter()
+                .map(StoredChange::into_change)
+                .collect::<Result<_, _>>()?,
+            head: count(head)?,
+            pruned_through: count(pruned_through)?,
+        })
+    }
+
+    pub(crate) fn prune_old_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
+        // Up to each stream's newest change made before `before`, so that
+        // what a stream keeps is a suffix whatever its writers' clocks.
+        const MARK: &str = "UPDATE change_streams SET pruned_through = \
+            (SELECT MAX(seq) FROM changes \
+             WHERE changes.owner_id = change_streams.owner_id AND changes.recorded_at < $1) \
+            WHERE EXISTS (SELECT 1 FROM changes \
+             WHERE changes.owner_id = change_streams.owner_id AND changes.recorded_at < $1)";
+        const DROP: &str = "DELETE FROM changes WHERE seq <= \
+            (SELECT pruned_through FROM change_streams \
+             WHERE change_streams.owner_id = changes.owner_id)";
+        let before = before.unix_micros();
+        let pruned = self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                diesel::sql_query(MARK)
+                    .bind::<BigInt, _>(before)
+                    .execute(conn)?;
+                diesel::sql_query(DROP).execute(conn)
+            })
+        })?;
+        Ok(u64::try_from(pruned).unwrap_or(0))
+    }
+}
