@@ -401,11 +401,14 @@ try {
   await page.click('#toasts button[data-control="dismiss"]'); // the undo time ends: deleted now
   await page.waitForTimeout(300);
   // A long title fits its toast.
-  const long = `A very long task title ${'that goes on '.repeat(14)}`.trim().slice(0, 200);
+  const long = `Averylongtitle${'withoutanyspaceorhyphen'.repeat(9)}`.slice(0, 200); // one long word
   await addTask(long);
-  await task('A very long').getByRole('button', { name: `Delete ${long}` }).click();
-  const toastBox = await page.locator('#toasts .toast').boundingBox();
-  check(toastBox.x >= 0 && toastBox.x + toastBox.width <= 1024, 'a long title does not overflow its toast');
+  await task('Averylongtitle').getByRole('button', { name: `Delete ${long}` }).click();
+  const toastFits = await page.locator('#toasts .toast').evaluate((t) => {
+    const box = t.getBoundingClientRect();
+    return box.left >= 0 && box.right <= window.innerWidth && t.scrollWidth <= t.clientWidth;
+  });
+  check(toastFits, 'a long title does not overflow its toast');
   await page.click('#toasts button[data-control="dismiss"]');
   await page.waitForTimeout(300);
 
@@ -611,6 +614,27 @@ try {
   await selectView('completed');
   check((await titles()).includes('Buy milk'), 'logging back in shows the same tasks, the done one still done');
   await selectView('open');
+
+  // 17. The background refresh (before the access token expires) meets no
+  //     network: the page says so, keeps the session, and retries.
+  await page.clock.install();
+  await page.reload();
+  await page.locator('#tasks-view').waitFor({ state: 'visible' });
+  failuresExpected = true;
+  await page.route('**/v1/auth/refresh', (route) => route.abort('internetdisconnected'));
+  await page.clock.fastForward('05:00'); // past the refresh timer (the token lives 5 minutes)
+  await page.locator('#connection').waitFor({ state: 'visible' });
+  check(/^Offline, retrying in 2 s/.test(await page.locator('#connection-text').textContent()),
+    'a failed background refresh says "offline, retrying"');
+  await page.clock.fastForward('00:03');
+  await waitFor(() => /retrying in 4 s/.test(document.querySelector('#connection-text').textContent));
+  check(/retrying in 4 s/.test(await page.locator('#connection-text').textContent()), 'and backs off (2 s, then 4 s)');
+  check(await page.locator('#tasks-view').isVisible() && await page.locator('#login-form').isHidden(), 'and does not log out');
+  await page.unroute('**/v1/auth/refresh');
+  await page.click('#retry-now');
+  await page.locator('#connection').waitFor({ state: 'hidden' });
+  check(await page.locator('#tasks-view').isVisible(), 'the refresh succeeds once the network is back');
+  failuresExpected = false;
 
   check(pairs.length >= 3 && pairs.every((p) => p.access_token && !('refresh_token' in p)),
     `the page's token pairs carry no refresh token (${pairs.length} seen)`);
