@@ -7,7 +7,10 @@
 
 let accessToken = null;
 let refreshTimer = null;
+let refreshing = null;
+let refreshRetry = 0;
 let onSignedOut = () => {};
+let onConnection = () => {};
 
 // Asks for a cookie-only session: no refresh token in the answer's body.
 const SESSION = { 'todo-session': 'cookie' };
@@ -28,12 +31,27 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Whether trying again later may work: no answer at all (offline, a server
+ * restarting), a timeout, too many requests, or a server error. Only these
+ * keep the session through a failed refresh; a 401 ends it.
+ */
+export function isTransient(error) {
+  return error instanceof ApiError
+    && (error.status === 0 || error.status === 408 || error.status === 429 || error.status >= 500);
+}
+
 export function whenSignedOut(callback) {
   onSignedOut = callback;
 }
 
-async function send(method, path, { body, token, headers = {} } = {}) {
-  const init = { method, headers: { ...headers }, credentials: 'same-origin', cache: 'no-store' };
+/** `callback({ok: true})` when the server answers again, `{ok: false, retryIn, error}` while a refresh keeps failing. */
+export function whenConnectionChanges(callback) {
+  onConnection = callback;
+}
+
+async function send(method, path, { body, token, headers = {}, signal, keepalive } = {}) {
+  const init = { method, headers: { ...headers }, credentials: 'same-origin', cache: 'no-store', signal, keepalive };
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -42,14 +60,16 @@ async function send(method, path, { body, token, headers = {} } = {}) {
   let response;
   try {
     response = await fetch(path, init);
-  } catch {
-    throw new ApiError(0, { detail: 'The server cannot be reached. Check your connection and try again.' });
+  } catch (error) {
+    if (error.name === 'AbortError') throw error;
+    throw new ApiError(0, { detail: 'The server cannot be reached. Check your connection.' });
   }
   if (response.status === 204) return { status: 204, body: null, headers: response.headers };
   const type = response.headers.get('content-type') || '';
-  const data = type.includes('json') ? await response.json() : null;
+  const data = type.includes('json') ? await response.json().catch(() => null) : null;
   if (!response.ok) {
     const problem = data || { detail: `request failed (${response.status})` };
+    if (response.status === 503 && !data) problem.detail = 'The server is unavailable (restarting or busy).';
     if (response.status === 429 || response.status === 503) {
       const wait = response.headers.get('retry-after');
       if (wait) problem.detail = `${problem.detail} (try again in ${wait} s)`;
@@ -62,9 +82,30 @@ async function send(method, path, { body, token, headers = {} } = {}) {
 function adopt(pair) {
   accessToken = pair.access_token;
   // The refresh token is in the HttpOnly cookie only, never in `pair`.
+  scheduleRefresh(Math.max(5, pair.expires_in - 30));
+}
+
+function scheduleRefresh(seconds) {
   clearTimeout(refreshTimer);
-  const lead = Math.max(5, pair.expires_in - 30);
-  refreshTimer = setTimeout(() => refresh().catch(() => signOutLocally()), lead * 1000);
+  refreshTimer = setTimeout(backgroundRefresh, seconds * 1000);
+}
+
+// The refresh before the access token expires. A network blip (wifi drop, a
+// laptop waking, a server restart) is not the end of the session: it is
+// tried again with backoff (2, 4, 8 ... 60 s) and the page says so; only a
+// refusal (401) from the server signs out.
+async function backgroundRefresh() {
+  try {
+    await refresh();
+  } catch (error) {
+    if (!isTransient(error)) {
+      signOutLocally();
+      return;
+    }
+    refreshRetry = Math.min(refreshRetry ? refreshRetry * 2 : 2, 60);
+    onConnection({ ok: false, retryIn: refreshRetry, error, retry: backgroundRefresh });
+    scheduleRefresh(refreshRetry);
+  }
 }
 
 function signOutLocally() {
@@ -87,9 +128,20 @@ export async function login(username, password) {
   adopt((await send('POST', '/v1/auth/login', { body: { username, password }, headers: SESSION })).body);
 }
 
-/** A new access token from the refresh cookie; fails when there is no session. */
-export async function refresh() {
-  adopt((await send('POST', '/v1/auth/refresh', { body: {}, headers: SESSION })).body);
+/**
+ * A new access token from the refresh cookie; fails when there is no
+ * session. One at a time: refresh tokens rotate, and two refreshes with the
+ * same cookie would look like a stolen token being replayed.
+ */
+export function refresh() {
+  refreshing ??= send('POST', '/v1/auth/refresh', { body: {}, headers: SESSION })
+    .then(({ body }) => {
+      adopt(body);
+      if (refreshRetry) onConnection({ ok: true });
+      refreshRetry = 0;
+    })
+    .finally(() => { refreshing = null; });
+  return refreshing;
 }
 
 export async function logout() {
@@ -101,18 +153,23 @@ export async function logout() {
   }
 }
 
-/** An authenticated call; on an expired token, refreshes once and retries. */
-export async function call(method, path, { body, headers } = {}) {
+/**
+ * An authenticated call; on an expired token, refreshes once and retries.
+ * Signs out only when the server refuses the refresh; a refresh that cannot
+ * reach the server throws its (transient) error and keeps the session.
+ */
+export async function call(method, path, { body, headers, signal, keepalive } = {}) {
   try {
-    return await send(method, path, { body, headers, token: accessToken });
+    return await send(method, path, { body, headers, signal, keepalive, token: accessToken });
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401) throw error;
     try {
       await refresh();
-    } catch {
+    } catch (refreshError) {
+      if (isTransient(refreshError)) throw refreshError;
       signOutLocally();
       throw error;
     }
-    return send(method, path, { body, headers, token: accessToken });
+    return send(method, path, { body, headers, signal, keepalive, token: accessToken });
   }
 }

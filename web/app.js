@@ -1,13 +1,74 @@
-// The page: log in or register, then list, filter, create, edit, complete,
-// archive and delete tasks. Everything is built with DOM calls and
-// textContent: user data never becomes markup.
+// The page: log in or register, then list tasks by view (Open, Today,
+// Upcoming, Overdue, Completed, Archived), search, add (with quick add),
+// edit, complete, archive and delete them, with undo. Everything is built
+// with DOM calls and textContent: user data never becomes markup.
+//
+// What it promises a person: focus stays where they were after every list
+// action; a network blip never signs them out or loses what they typed;
+// every change shows at once and is rolled back, visibly, if the server did
+// not take it; only the newest answer to a search is shown.
 
 import * as api from './api.js';
+import {
+  addDays, dateOnlyDue, dayHeading, daysFrom, friendlyDue, isDateOnly, parseQuickAdd, startOfDay, toApiTime,
+} from './dates.js';
 
 const $ = (id) => document.getElementById(id);
-const view = { auth: $('auth-view'), tasks: $('tasks-view') };
-const state = { cursors: [null], page: 0, next: null, tasks: new Map(), me: null };
-const PRIORITY = ['', 'Low', 'Medium', 'High'];
+const view = { boot: $('boot'), auth: $('auth-view'), tasks: $('tasks-view') };
+const PAGE_SIZE = 20;
+const UNDO_MS = 6000;
+const PRIORITY = ['None', 'Low', 'Medium', 'High'];
+const FAR_FUTURE = '9999-12-31T00:00:00Z';
+
+const state = {
+  view: 'open',
+  cursors: [null], // the cursor of each page seen, for Previous
+  page: 0,
+  next: null,
+  items: [], // the tasks shown, in order
+  me: null,
+  loadSeq: 0, // only the newest list answer is shown
+  loadAbort: null,
+  loadRetry: 0,
+  loadRetryTimer: null,
+  pendingDeletes: new Map(), // id -> {task, timer}: hidden now, deleted when the undo time is over
+  editor: null, // {id, form, original}
+  quickLiteral: false,
+  knownLabels: new Set(),
+};
+
+// What each view asks the API for. Today includes what is overdue (as
+// Todoist's does); the dated views sort by due date.
+const VIEWS = {
+  open: { title: 'Open', empty: 'Nothing to do. Add a task above.', params: () => ({ done: 'false' }) },
+  today: {
+    title: 'Today', empty: 'Nothing due today.', sort: 'due',
+    params: (now) => ({ done: 'false', due_before: toApiTime(startOfDay(addDays(now, 1))) }),
+  },
+  upcoming: {
+    title: 'Upcoming', empty: 'Nothing scheduled from today on.', sort: 'due', byDay: true,
+    params: (now) => ({ done: 'false', due_after: toApiTime(new Date(startOfDay(now) - 1000)) }),
+  },
+  overdue: {
+    title: 'Overdue', empty: 'Nothing overdue.', sort: 'due',
+    params: (now) => ({ done: 'false', due_before: toApiTime(now) }),
+  },
+  completed: { title: 'Completed', empty: 'No completed tasks yet.', params: () => ({ done: 'true' }) },
+  archived: { title: 'Archived', empty: 'Nothing archived.', params: () => ({ archived: 'true' }) },
+};
+
+/** Whether a task belongs in the current view (after a change the page made itself). */
+function belongs(task, now = new Date()) {
+  if (state.view === 'archived') return task.archived;
+  if (task.archived) return false;
+  if (state.view === 'completed') return task.done;
+  if (task.done) return false;
+  const due = task.due_at ? new Date(task.due_at) : null;
+  if (state.view === 'today') return due !== null && due < startOfDay(addDays(now, 1));
+  if (state.view === 'overdue') return due !== null && due < now;
+  if (state.view === 'upcoming') return due !== null && due >= startOfDay(now);
+  return true;
+}
 
 // ---- feedback -------------------------------------------------------------
 
@@ -17,10 +78,10 @@ function announce(message) {
 }
 
 function showBanner(message) {
-  const banner = $('banner');
-  banner.textContent = message;
-  banner.hidden = !message;
+  $('banner-text').textContent = message;
+  $('banner').hidden = !message;
 }
+$('banner-dismiss').addEventListener('click', () => { showBanner(''); $('new-title').focus(); });
 
 function clearErrors(form) {
   for (const p of form.querySelectorAll('.field-error, .form-error')) p.textContent = '';
@@ -36,7 +97,7 @@ function showErrors(form, error) {
     const slot = form.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
     if (!slot) continue;
     slot.textContent = message;
-    const input = form.querySelector(`[name="${CSS.escape(field)}"]`);
+    const input = form.querySelector(`[name="${CSS.escape(field)}"]`) || slot.parentElement.querySelector('input, select, textarea');
     if (input) {
       input.setAttribute('aria-invalid', 'true');
       if (!placed) input.focus();
@@ -56,6 +117,31 @@ document.addEventListener('input', (event) => {
   input.removeAttribute('aria-invalid');
 });
 
+/** "offline, retrying": shown while the server cannot be reached; the page keeps everything meanwhile. */
+let retryNow = null;
+function showConnection(problem) {
+  const box = $('connection');
+  if (!problem) {
+    if (!box.hidden) announce('Back online');
+    box.hidden = true;
+    retryNow = null;
+    return;
+  }
+  const why = problem.error?.status === 0 ? 'Offline' : 'The server is not answering';
+  $('connection-text').textContent = `${why}, retrying in ${problem.retryIn} s. Nothing you typed is lost.`;
+  retryNow = problem.retry;
+  box.hidden = false;
+}
+$('retry-now').addEventListener('click', () => retryNow?.());
+window.addEventListener('online', () => retryNow?.());
+api.whenConnectionChanges((change) => showConnection(change.ok ? null : change));
+
+/** The message for a change that did not reach the server. */
+function failureText(error) {
+  if (error instanceof api.ApiError && error.status === 0) return 'you are offline or the server cannot be reached';
+  return error.message;
+}
+
 // ---- signing in and out ---------------------------------------------------
 
 function selectTab(register) {
@@ -68,34 +154,61 @@ function selectTab(register) {
 }
 
 function showAuth(message) {
+  view.boot.hidden = true;
   view.tasks.hidden = true;
   view.auth.hidden = false;
   $('who').hidden = true;
-  state.tasks.clear();
+  closeEditor();
+  dismissToast();
+  state.items = [];
+  state.knownLabels = new Set();
   $('task-list').replaceChildren();
   showBanner(message || '');
+  showConnection(null);
   selectTab(false);
 }
 
 async function showTasks(username) {
+  view.boot.hidden = true;
   view.auth.hidden = true;
   view.tasks.hidden = false;
   $('who').hidden = false;
   if (username) state.me = username;
   $('whoami').textContent = state.me ? `Signed in as ${state.me}` : '';
   showBanner('');
-  state.cursors = [null];
-  state.page = 0;
-  await loadPage();
+  // The filters open on a wide screen; on a phone they wait behind their summary.
+  $('filter-box').open = !matchMedia('(max-width: 560px)').matches;
+  selectView(state.view, { load: false });
+  await loadPage({ first: true });
   $('new-title').focus();
 }
 
 $('tab-login').addEventListener('click', () => selectTab(false));
 $('tab-register').addEventListener('click', () => selectTab(true));
 
-$('login-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const form = event.currentTarget;
+/** Runs a form's submit once at a time: a double click or a second Enter does not send twice. */
+function guardSubmit(form, busyLabel, handler) {
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (form.dataset.busy) return;
+    const button = form.querySelector('button[type=submit]');
+    const label = button.textContent;
+    form.dataset.busy = 'true';
+    form.setAttribute('aria-busy', 'true');
+    button.disabled = true;
+    button.textContent = busyLabel;
+    try {
+      await handler(form);
+    } finally {
+      delete form.dataset.busy;
+      form.removeAttribute('aria-busy');
+      button.disabled = false;
+      button.textContent = label;
+    }
+  });
+}
+
+guardSubmit($('login-form'), 'Logging in…', async (form) => {
   clearErrors(form);
   const username = form.username.value.trim();
   try {
@@ -108,9 +221,7 @@ $('login-form').addEventListener('submit', async (event) => {
   }
 });
 
-$('register-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const form = event.currentTarget;
+guardSubmit($('register-form'), 'Creating…', async (form) => {
   clearErrors(form);
   const username = form.username.value.trim();
   try {
@@ -125,8 +236,11 @@ $('register-form').addEventListener('submit', async (event) => {
 });
 
 $('logout').addEventListener('click', async () => {
+  await flushDeletes();
   try {
     await api.logout();
+  } catch {
+    // Signed out here whatever the server said; the cookie dies with its family later.
   } finally {
     state.me = null;
     showAuth();
@@ -136,40 +250,150 @@ $('logout').addEventListener('click', async () => {
 
 api.whenSignedOut(() => showAuth('Your session has ended. Please log in again.'));
 
-// ---- listing ----------------------------------------------------------------
+// ---- views and filters ------------------------------------------------------
 
-function listQuery() {
-  const f = $('filters');
-  const params = new URLSearchParams({ sort: f.sort.value, limit: '20' });
-  if (f.q.value.trim()) params.set('q', f.q.value.trim());
-  if (f.label.value.trim()) params.set('label', f.label.value.trim());
-  if (f.done.value) params.set('done', f.done.value);
-  if (f.archived.checked) params.set('archived', 'true');
-  const cursor = state.cursors[state.page];
-  if (cursor) params.set('cursor', cursor);
-  return params;
-}
-
-async function loadPage() {
-  const form = $('filters');
-  clearErrors(form);
-  try {
-    const { body } = await api.call('GET', `/v1/tasks?${listQuery()}`);
-    state.next = body.next_cursor;
-    render(body.items);
-  } catch (error) {
-    if (error instanceof api.ApiError && error.status === 401) return;
-    showErrors(form, error);
+function selectView(name, { load = true } = {}) {
+  state.view = name;
+  const config = VIEWS[name];
+  for (const button of document.querySelectorAll('.views [data-view]')) {
+    if (button.dataset.view === name) button.setAttribute('aria-current', 'page');
+    else button.removeAttribute('aria-current');
+  }
+  $('view-title').textContent = config.title;
+  // The dated views are sorted by due date; the sort choice is for the others.
+  $('sort-field').hidden = Boolean(config.sort);
+  closeEditor();
+  if (load) {
+    state.cursors = [null];
+    state.page = 0;
+    loadPage({ first: true });
   }
 }
 
-function render(items) {
-  state.tasks = new Map(items.map((t) => [t.id, t]));
-  $('task-list').replaceChildren(...items.map(taskItem));
-  $('empty').hidden = items.length > 0;
-  $('prev').disabled = state.page === 0;
-  $('next').disabled = !state.next;
-  $('page-label').textContent = items.length ? `Page ${state.page + 1}` : '';
+for (const button of document.querySelectorAll('.views [data-view]')) {
+  button.addEventListener('click', () => selectView(button.dataset.view));
+}
+
+// The labels in use, for the label filter's suggestions and its matching:
+// read from the newest 100 tasks when the filter is first focused (the API
+// has no list of labels), and from every list shown.
+let labelsReadAt = 0;
+$('filter-label').addEventListener('focus', async () => {
+  if (Date.now() - labelsReadAt < 60_000) return;
+  labelsReadAt = Date.now();
+  try {
+    for (const archived of ['false', 'true']) {
+      const { body } = await api.call('GET', `/v1/tasks?limit=100&archived=${archived}`);
+      for (const task of body.items) for (const label of task.labels) state.knownLabels.add(label);
+    }
+    $('known-labels').replaceChildren(...[...state.knownLabels].sort().map((l) => new Option(l)));
+  } catch {
+    labelsReadAt = 0; // the labels already seen will do; try again next time
+  }
+});
+
+/** A typed label as the tasks spell it: labels are matched exactly by the API, people type "Home" for "home". */
+function resolveLabel(typed) {
+  if (!typed) return '';
+  const lower = typed.toLowerCase();
+  const known = [...state.knownLabels];
+  return known.find((l) => l === typed) || known.find((l) => l.toLowerCase() === lower)
+    || (known.filter((l) => l.toLowerCase().startsWith(lower)).length === 1
+      ? known.find((l) => l.toLowerCase().startsWith(lower)) : typed);
+}
+
+function listQuery(cursor, overrides = {}) {
+  const f = $('filters');
+  const config = VIEWS[state.view];
+  const params = new URLSearchParams({ sort: config.sort || f.sort.value, limit: String(PAGE_SIZE), ...config.params(new Date()) });
+  if (f.q.value.trim()) params.set('q', f.q.value.trim());
+  const label = resolveLabel(f.label.value.trim());
+  if (label) params.set('label', label);
+  if (cursor) params.set('cursor', cursor);
+  for (const [key, value] of Object.entries(overrides)) params.set(key, value);
+  return params;
+}
+
+// "Due latest" with undated tasks last. The API's descending due order puts
+// undated tasks first, so the page reads the dated ones first (due_before
+// leaves undated out), then the undated ones, which lead the plain order: a
+// page cursor here is {undated, cursor}.
+async function fetchDueLatest(cursor, signal) {
+  const at = cursor || { undated: false, cursor: null };
+  if (!at.undated) {
+    const { body } = await api.call('GET', `/v1/tasks?${listQuery(at.cursor, { due_before: FAR_FUTURE })}`, { signal });
+    if (body.next_cursor) return { items: body.items, next: { undated: false, cursor: body.next_cursor } };
+    const rest = await fetchUndated(null, PAGE_SIZE - body.items.length, signal);
+    return { items: body.items.concat(rest.items), next: rest.next };
+  }
+  return fetchUndated(at.cursor, PAGE_SIZE, signal);
+}
+
+async function fetchUndated(cursor, limit, signal) {
+  if (limit <= 0) return { items: [], next: { undated: true, cursor: null } };
+  const { body } = await api.call('GET', `/v1/tasks?${listQuery(cursor, { limit: String(limit) })}`, { signal });
+  const undated = body.items.filter((t) => !t.due_at);
+  const more = undated.length === body.items.length && body.next_cursor;
+  return { items: undated, next: more ? { undated: true, cursor: body.next_cursor } : null };
+}
+
+async function fetchPage(cursor, signal) {
+  if (!VIEWS[state.view].sort && $('filters').sort.value === '-due') return fetchDueLatest(cursor, signal);
+  const { body } = await api.call('GET', `/v1/tasks?${listQuery(cursor)}`, { signal });
+  return { items: body.items, next: body.next_cursor };
+}
+
+function setBusy(busy) {
+  $('task-list').setAttribute('aria-busy', String(busy));
+  $('loading').hidden = !busy;
+}
+
+/**
+ * Loads the current page. Only the newest call's answer is shown (an older,
+ * slower one is aborted and ignored); "Loading…" shows when an answer takes
+ * more than a moment; a network failure is retried with backoff.
+ */
+async function loadPage({ first = false } = {}) {
+  const seq = ++state.loadSeq;
+  state.loadAbort?.abort();
+  const abort = new AbortController();
+  state.loadAbort = abort;
+  clearTimeout(state.loadRetryTimer);
+  const busyTimer = setTimeout(() => setBusy(true), first ? 0 : 150);
+  const form = $('filters');
+  try {
+    const { items, next } = await fetchPage(state.cursors[state.page], abort.signal);
+    if (seq !== state.loadSeq) return;
+    const shown = items.filter((t) => !state.pendingDeletes.has(t.id));
+    clearErrors(form);
+    state.loadRetry = 0;
+    if (!$('connection').hidden) showConnection(null);
+    if (!shown.length && state.page > 0) {
+      // A page past the end (its tasks were done, archived or deleted):
+      // step back to the last page that has tasks.
+      state.page -= 1;
+      state.next = null;
+      announce('No more tasks');
+      clearTimeout(busyTimer);
+      loadPage().then(() => { state.next = null; $('next').disabled = true; fixPagerFocus(); });
+      return;
+    }
+    state.next = next;
+    render(items);
+  } catch (error) {
+    if (seq !== state.loadSeq || error.name === 'AbortError') return;
+    if (api.isTransient(error)) {
+      state.loadRetry = Math.min(state.loadRetry ? state.loadRetry * 2 : 2, 60);
+      const retry = () => { clearTimeout(state.loadRetryTimer); loadPage(); };
+      showConnection({ error, retryIn: state.loadRetry, retry });
+      state.loadRetryTimer = setTimeout(retry, state.loadRetry * 1000);
+    } else if (!(error instanceof api.ApiError && error.status === 401)) {
+      showErrors(form, error);
+    }
+  } finally {
+    clearTimeout(busyTimer);
+    if (seq === state.loadSeq) setBusy(false);
+  }
 }
 
 let filterTimer;
@@ -178,19 +402,123 @@ $('filters').addEventListener('input', () => {
   filterTimer = setTimeout(() => { state.cursors = [null]; state.page = 0; loadPage(); }, 250);
 });
 $('filters').addEventListener('submit', (event) => event.preventDefault());
-$('next').addEventListener('click', () => {
+$('next').addEventListener('click', async () => {
   if (!state.next) return;
   state.cursors[state.page + 1] = state.next;
   state.page += 1;
-  loadPage();
+  await loadPage();
+  fixPagerFocus();
 });
-$('prev').addEventListener('click', () => {
+$('prev').addEventListener('click', async () => {
   if (state.page === 0) return;
   state.page -= 1;
-  loadPage();
+  await loadPage();
+  fixPagerFocus();
 });
 
-// ---- one task ---------------------------------------------------------------
+/** A pager button that just turned disabled hands focus to the other one, never to <body>. */
+function fixPagerFocus() {
+  const active = document.activeElement;
+  if (active && active !== document.body && !active.disabled) return;
+  if (!$('prev').disabled) $('prev').focus();
+  else if (!$('next').disabled) $('next').focus();
+  else $('view-title').focus();
+}
+
+// ---- rendering and focus --------------------------------------------------
+
+/** Where focus is in the list: which task, which of its controls, at which position. */
+function rememberFocus() {
+  const active = document.activeElement;
+  const li = active?.closest?.('#task-list li.task');
+  if (!li) return null;
+  const rows = [...document.querySelectorAll('#task-list li.task')];
+  return { id: li.dataset.id, control: active.dataset.control || 'toggle', index: rows.indexOf(li) };
+}
+
+/**
+ * Puts focus back after the list changed: on the same control of the same
+ * task; if that task left the list, on the task now in its place (or the
+ * one before); in an empty list, on the view's heading.
+ */
+function restoreFocus(where) {
+  if (!where) return;
+  const rows = [...document.querySelectorAll('#task-list li.task')];
+  const row = rows.find((li) => li.dataset.id === where.id)
+    || rows[Math.min(where.index, rows.length - 1)];
+  if (!row) {
+    $('view-title').focus();
+    return;
+  }
+  focusControl(row, row.dataset.id === where.id ? where.control : 'toggle');
+}
+
+/** A row's control, or the visible stand-in for it (on a phone the actions hide behind one button). */
+function focusControl(row, control) {
+  const wanted = row.querySelector(`[data-control="${control}"]`);
+  if (wanted && wanted.checkVisibility()) wanted.focus();
+  else if (row.querySelector('[data-control="menu"]')?.checkVisibility()) row.querySelector('[data-control="menu"]').focus();
+  else row.querySelector('[data-control="toggle"]').focus();
+}
+
+function render(items, { focus } = {}) {
+  const where = focus === undefined ? rememberFocus() : focus;
+  state.items = items.filter((t) => !state.pendingDeletes.has(t.id));
+  for (const task of state.items) for (const label of task.labels) state.knownLabels.add(label);
+  $('known-labels').replaceChildren(...[...state.knownLabels].sort().map((l) => new Option(l)));
+
+  const list = $('task-list');
+  const editor = state.editor;
+  const editorFocus = editor && editor.form.contains(document.activeElement) ? document.activeElement : null;
+  if (VIEWS[state.view].byDay) list.replaceChildren(...dayGroups(state.items));
+  else list.replaceChildren(...state.items.map(taskItem));
+  // An open editor survives a reload of the list, with what was typed in it.
+  if (editor) {
+    const row = list.querySelector(`li.task[data-id="${CSS.escape(editor.id)}"]`);
+    if (row) {
+      row.append(editor.form);
+      row.classList.add('editing');
+      editorFocus?.focus();
+    } else {
+      state.editor = null;
+    }
+  }
+
+  const filtered = $('filter-q').value.trim() || $('filter-label').value.trim();
+  $('empty').textContent = filtered ? 'No tasks match your search.' : VIEWS[state.view].empty;
+  $('empty').hidden = state.items.length > 0;
+  $('prev').disabled = state.page === 0;
+  $('next').disabled = !state.next;
+  // Numbered once there is more than one page (or was: an emptied last page steps back, numbered).
+  $('page-label').textContent = state.page > 0 || state.next || state.cursors.length > 1 ? `Page ${state.page + 1}` : '';
+  if (where && !editorFocus) restoreFocus(where);
+}
+
+/** The Upcoming view: one group per day, each under its heading. */
+function dayGroups(items) {
+  const now = new Date();
+  const groups = [];
+  for (const task of items) {
+    const day = startOfDay(new Date(task.due_at)).getTime();
+    let group = groups.at(-1);
+    if (!group || group.day !== day) {
+      group = { day, tasks: [] };
+      groups.push(group);
+    }
+    group.tasks.push(task);
+  }
+  return groups.map(({ day, tasks }) => {
+    const li = el('li', 'day');
+    const id = `day-${day}`;
+    const heading = el('h3', 'day-heading', dayHeading(new Date(day), now));
+    heading.id = id;
+    const ul = el('ul', 'tasks');
+    ul.setAttribute('aria-labelledby', id);
+    ul.append(...tasks.map(taskItem));
+    li.append(heading, ul);
+    return li;
+  });
+}
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -199,84 +527,309 @@ function el(tag, className, text) {
   return node;
 }
 
-function formatDue(iso) {
-  const date = new Date(iso);
-  return date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+function button(text, control, label, onClick, className = 'ghost') {
+  const b = el('button', className, text);
+  b.type = 'button';
+  b.dataset.control = control;
+  if (label) b.setAttribute('aria-label', label);
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+/** Text a screen reader hears before a value that sighted people read from its colour or place. */
+function srOnly(text) {
+  return el('span', 'sr-only', text);
 }
 
 function taskItem(task) {
+  const now = new Date();
   const li = el('li', `task${task.done ? ' done' : ''}${task.archived ? ' archived' : ''}`);
   li.dataset.id = task.id;
 
   const toggle = el('input', 'toggle');
   toggle.type = 'checkbox';
   toggle.checked = task.done;
+  toggle.dataset.control = 'toggle';
   toggle.setAttribute('aria-label', `Done: ${task.title}`);
-  toggle.addEventListener('change', () => patch(task, { done: toggle.checked }, toggle.checked ? 'Marked done' : 'Marked open'));
+  toggle.addEventListener('change', () => setDone(task, toggle.checked));
 
   const body = el('div', 'body');
   body.append(el('span', 'title', task.title));
   if (task.description) body.append(el('p', 'desc', task.description));
   const meta = el('div', 'meta');
-  if (task.priority) meta.append(el('span', `prio p${task.priority}`, PRIORITY[task.priority]));
+  if (task.priority) {
+    const prio = el('span', `prio p${task.priority}`);
+    prio.append(srOnly('Priority: '), PRIORITY[task.priority]);
+    meta.append(prio);
+  }
   if (task.due_at) {
-    const due = el('span', 'due', `Due ${formatDue(task.due_at)}`);
-    if (!task.done && new Date(task.due_at) < new Date()) due.classList.add('overdue');
+    const dueDate = new Date(task.due_at);
+    const overdue = !task.done && dueDate < now;
+    const due = el('span', `due${overdue ? ' overdue' : ''}`);
+    // "Overdue" in words, not only in red.
+    due.append(overdue ? 'Overdue: ' : 'Due ', friendlyDue(dueDate, now));
+    due.title = dueDate.toLocaleString(undefined, isDateOnly(dueDate) ? { dateStyle: 'full' } : { dateStyle: 'full', timeStyle: 'short' });
     meta.append(due);
   }
-  for (const label of task.labels) meta.append(el('span', 'chip', label));
-  if (task.archived) meta.append(el('span', 'chip muted', 'archived'));
+  if (task.labels.length) {
+    const labels = el('span', 'labels');
+    labels.append(srOnly(task.labels.length === 1 ? 'Label: ' : 'Labels: '));
+    task.labels.forEach((label, i) => {
+      labels.append(el('span', 'chip', label));
+      if (i < task.labels.length - 1) labels.append(srOnly(', '));
+    });
+    meta.append(labels);
+  }
+  if (task.archived) meta.append(el('span', 'chip muted', 'Archived'));
   if (meta.childElementCount) body.append(meta);
 
   const actions = el('div', 'actions');
-  const edit = el('button', 'ghost', 'Edit');
-  edit.type = 'button';
-  edit.setAttribute('aria-label', `Edit ${task.title}`);
-  edit.addEventListener('click', () => openEditor(li, task));
-  const archive = el('button', 'ghost', task.archived ? 'Unarchive' : 'Archive');
-  archive.type = 'button';
-  archive.setAttribute('aria-label', `${task.archived ? 'Unarchive' : 'Archive'} ${task.title}`);
-  archive.addEventListener('click', () => patch(task, { archived: !task.archived }, task.archived ? 'Unarchived' : 'Archived'));
-  const remove = el('button', 'ghost danger-text', 'Delete');
-  remove.type = 'button';
-  remove.setAttribute('aria-label', `Delete ${task.title}`);
-  remove.addEventListener('click', () => confirmDelete(task, remove));
-  actions.append(edit, archive, remove);
+  actions.id = `actions-${task.id}`;
+  actions.append(
+    button('Edit', 'edit', `Edit ${task.title}`, () => openEditor(li, task)),
+    button(task.archived ? 'Unarchive' : 'Archive', 'archive', `${task.archived ? 'Unarchive' : 'Archive'} ${task.title}`,
+      () => setArchived(task, !task.archived)),
+    button('Delete', 'delete', `Delete ${task.title}`, () => deleteTask(task), 'ghost danger-text'),
+  );
+  // On a phone the three actions wait behind one button.
+  const menu = button('⋯', 'menu', `Actions for ${task.title}`, () => {
+    const open = li.classList.toggle('menu-open');
+    menu.setAttribute('aria-expanded', String(open));
+    if (open) actions.querySelector('button').focus();
+  }, 'ghost menu');
+  menu.setAttribute('aria-expanded', 'false');
+  menu.setAttribute('aria-controls', actions.id);
 
-  li.append(toggle, body, actions);
+  li.append(toggle, body, menu, actions);
   return li;
 }
 
-async function patch(task, changes, message) {
+// ---- changes: shown at once, rolled back visibly if the server refuses ----
+
+const ifMatch = (task) => ({ 'if-match': `"v${task.version}"` });
+
+/**
+ * PATCHes a task. When it changed elsewhere meanwhile (412), the user's
+ * change is applied to its latest version rather than dropped: the fields
+ * they changed win, the others keep what the other change made.
+ */
+async function patchTask(task, changes) {
+  const path = `/v1/tasks/${task.id}`;
   try {
-    await api.call('PATCH', `/v1/tasks/${task.id}`, { body: changes, headers: { 'if-match': `"v${task.version}"` } });
-    announce(message);
+    return (await api.call('PATCH', path, { body: changes, headers: ifMatch(task) })).body;
   } catch (error) {
-    if (error instanceof api.ApiError && error.status === 412) {
-      showBanner('That task changed elsewhere; the list is refreshed.');
-    } else if (!(error instanceof api.ApiError && error.status === 401)) {
-      showBanner(error.message);
-    }
+    if (!(error instanceof api.ApiError && error.status === 412)) throw error;
+    const latest = (await api.call('GET', path)).body;
+    const updated = (await api.call('PATCH', path, { body: changes, headers: ifMatch(latest) })).body;
+    showBanner(`“${latest.title}” had changed elsewhere; your change was applied to its latest version.`);
+    return updated;
   }
-  await loadPage();
 }
 
-function toLocalInput(iso) {
-  if (!iso) return '';
+/**
+ * Shows `changed` in place of `task` at once (or takes it out of a view it
+ * no longer belongs to), then runs `send`. If that fails, the list goes
+ * back as it was and says so; the row that came back is marked.
+ */
+async function optimistic(task, changed, send, { undoText, undo }) {
+  const before = state.items;
+  const where = rememberFocus();
+  const after = before.map((t) => (t.id === task.id ? changed : t)).filter((t) => t.id !== task.id || belongs(t));
+  render(after, { focus: where });
+  showBanner(''); // an earlier message (a conflict, a failure) is over once the next change is made
+  const saving = send();
+  // The toast comes at once, as the change does; its undo waits for the save.
+  const offer = showToast(undoText, async () => {
+    const saved = await saving.catch(() => null);
+    if (saved) undo(saved);
+  });
+  try {
+    const saved = await saving;
+    state.items = state.items.map((t) => (t.id === task.id ? saved : t));
+    loadPage();
+    return saved;
+  } catch (error) {
+    if (toast === offer) closeToast();
+    rollBack(task, before, error);
+    return null;
+  }
+}
+
+function rollBack(task, before, error) {
+  if (error instanceof api.ApiError && error.status === 401) return;
+  const where = rememberFocus();
+  render(before, { focus: where });
+  const row = $('task-list').querySelector(`li.task[data-id="${CSS.escape(task.id)}"]`);
+  row?.classList.add('rolled-back');
+  const message = `Not saved: ${failureText(error)}. “${task.title}” is back as it was.`;
+  showBanner(message);
+}
+
+function setDone(task, done) {
+  const changed = { ...task, done };
+  return optimistic(task, changed, () => patchTask(task, { done }), {
+    undoText: done ? `Completed “${task.title}”` : `Reopened “${task.title}”`,
+    undo: (saved) => setDone(saved, !done),
+  });
+}
+
+function setArchived(task, archived) {
+  const changed = { ...task, archived };
+  return optimistic(task, changed, () => patchTask(task, { archived }), {
+    undoText: archived ? `Archived “${task.title}”` : `Unarchived “${task.title}”`,
+    undo: (saved) => setArchived(saved, !archived),
+  });
+}
+
+// Deleting cannot be undone on the server, so the page waits: the task
+// leaves the list at once and is deleted when the undo time is over (or
+// the page is left, or another toast takes its place).
+function deleteTask(task) {
+  const where = rememberFocus();
+  closeEditor();
+  const before = state.items;
+  const pending = { task, before, timer: null };
+  state.pendingDeletes.set(task.id, pending);
+  render(before, { focus: where });
+  pending.timer = setTimeout(() => commitDelete(task.id), UNDO_MS);
+  showToast(`Deleted “${task.title}”`, () => {
+    clearTimeout(pending.timer);
+    state.pendingDeletes.delete(task.id);
+    announce(`Restored “${task.title}”`);
+    loadPage();
+  }, () => commitDelete(task.id));
+  // The last task of a later page: step back to a page that has some.
+  if (!state.items.length && state.page > 0) loadPage();
+}
+
+async function commitDelete(id, { keepalive = false } = {}) {
+  const pending = state.pendingDeletes.get(id);
+  if (!pending || pending.sending) return;
+  pending.sending = true;
+  clearTimeout(pending.timer);
+  try {
+    await api.call('DELETE', `/v1/tasks/${id}`, { headers: ifMatch(pending.task), keepalive });
+    state.pendingDeletes.delete(id);
+  } catch (error) {
+    state.pendingDeletes.delete(id);
+    if (error instanceof api.ApiError && (error.status === 404 || error.status === 401)) return;
+    // Not deleted: the task comes back into the list, marked, and the page says why.
+    showBanner(`Not deleted: ${failureText(error)}. “${pending.task.title}” is back.`);
+    await loadPage();
+    $('task-list').querySelector(`li.task[data-id="${CSS.escape(id)}"]`)?.classList.add('rolled-back');
+  }
+}
+
+function flushDeletes(options) {
+  return Promise.all([...state.pendingDeletes.keys()].map((id) => commitDelete(id, options)));
+}
+// Leaving the page ends the undo time: the delete is sent on the way out.
+window.addEventListener('pagehide', () => { flushDeletes({ keepalive: true }); });
+
+// ---- the undo toast -------------------------------------------------------
+
+let toast = null; // {node, timer, onUndo, onExpire}
+
+function showToast(text, onUndo, onExpire = () => {}) {
+  dismissToast();
+  const node = el('div', 'toast');
+  node.append(el('span', 'toast-text', text));
+  const undoButton = button('Undo', 'undo', null, () => {
+    const current = toast;
+    closeToast();
+    current.onUndo();
+  }, 'ghost small');
+  const close = button('✕', 'dismiss', 'Dismiss', () => dismissToast(), 'ghost small');
+  node.append(undoButton, close);
+  toast = { node, onUndo, onExpire, timer: null };
+  const arm = () => { clearTimeout(toast?.timer); if (toast) toast.timer = setTimeout(dismissToast, UNDO_MS); };
+  // The time stops while the toast is pointed at or focused.
+  node.addEventListener('pointerenter', () => clearTimeout(toast?.timer));
+  node.addEventListener('focusin', () => clearTimeout(toast?.timer));
+  node.addEventListener('pointerleave', arm);
+  node.addEventListener('focusout', (event) => { if (!node.contains(event.relatedTarget)) arm(); });
+  $('toasts').replaceChildren(node);
+  arm();
+  return toast;
+}
+
+/** Closes the toast without running anything. */
+function closeToast() {
+  if (!toast) return;
+  const hadFocus = toast.node.contains(document.activeElement);
+  clearTimeout(toast.timer);
+  toast.node.remove();
+  toast = null;
+  if (hadFocus) $('view-title').focus();
+}
+
+/** Closes the toast: the change it offered to undo stands. */
+function dismissToast() {
+  const current = toast;
+  closeToast();
+  current?.onExpire();
+}
+
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && state.editor?.form.contains(event.target)) {
+    event.preventDefault();
+    const row = state.editor.form.closest('li.task');
+    closeEditor();
+    if (row) focusControl(row, 'edit');
+    return;
+  }
+  // Escape folds a phone's open actions back behind their button.
+  const openRow = event.key === 'Escape' && event.target.closest?.('li.task.menu-open');
+  if (openRow) {
+    openRow.querySelector('[data-control="menu"]').click();
+    openRow.querySelector('[data-control="menu"]').focus();
+    return;
+  }
+  const typing = event.target.closest?.('input:not([type=checkbox]), textarea, select');
+  if (toast && !typing && (event.ctrlKey || event.metaKey) && event.key.toLowerCase() === 'z') {
+    event.preventDefault();
+    toast.node.querySelector('[data-control="undo"]').click();
+  }
+});
+
+// ---- the editor -------------------------------------------------------------
+
+function pad(n) {
+  return String(n).padStart(2, '0');
+}
+
+/** The date and time inputs' values for a due_at (no time for a date-only due). */
+function toInputs(iso) {
+  if (!iso) return ['', ''];
   const d = new Date(iso);
-  const pad = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  const date = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  return [date, isDateOnly(d) ? '' : `${pad(d.getHours())}:${pad(d.getMinutes())}`];
 }
 
-function fromLocalInput(value) {
-  return value ? new Date(value).toISOString() : null;
+/**
+ * due_at from a date and an optional time: a date alone is that day
+ * (dates.js, dateOnlyDue); a time alone is today at that time. Null when
+ * both are empty.
+ */
+function fromInputs(date, time) {
+  if (!date && !time) return null;
+  const now = new Date();
+  const [y, m, d] = date ? date.split('-').map(Number) : [now.getFullYear(), now.getMonth() + 1, now.getDate()];
+  if (!time) return toApiTime(dateOnlyDue(y, m - 1, d));
+  const [hours, minutes] = time.split(':').map(Number);
+  return toApiTime(new Date(y, m - 1, d, hours, minutes));
 }
 
+/** Labels from "home, Home, errands": trimmed, without blanks, each once (whatever its case). */
 function labelsFrom(text) {
-  return text.split(',').map((s) => s.trim()).filter(Boolean);
+  const labels = [];
+  for (const label of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (!labels.some((l) => l.toLowerCase() === label.toLowerCase())) labels.push(label);
+  }
+  return labels;
 }
 
-function field(form, name, labelText, control) {
+function field(form, name, labelText, control, errorFor = name) {
   const wrap = el('div', 'field');
   const id = `${name}-${form.dataset.id}`;
   const label = el('label', '', labelText);
@@ -284,34 +837,50 @@ function field(form, name, labelText, control) {
   control.id = id;
   control.name = name;
   const error = el('p', 'field-error');
-  error.dataset.errorFor = name;
+  error.dataset.errorFor = errorFor;
   wrap.append(label, control, error);
   return wrap;
 }
 
+function closeEditor() {
+  if (!state.editor) return;
+  state.editor.form.closest('li')?.classList.remove('editing');
+  state.editor.form.remove();
+  state.editor = null;
+}
+
 function openEditor(li, task) {
-  if (li.querySelector('.editor')) return;
+  if (state.editor?.id === task.id) {
+    state.editor.form.querySelector('[name=title]').focus();
+    return;
+  }
+  closeEditor(); // one editor at a time
   const form = el('form', 'editor grid');
   form.dataset.id = task.id;
   form.noValidate = true;
+  form.setAttribute('aria-label', `Edit ${task.title}`);
   const title = el('input');
   title.value = task.title;
   title.maxLength = 200;
   const description = el('textarea');
   description.rows = 3;
   description.value = task.description;
-  const due = el('input');
-  due.type = 'datetime-local';
-  due.value = toLocalInput(task.due_at);
+  const [dueDateValue, dueTimeValue] = toInputs(task.due_at);
+  const dueDate = el('input');
+  dueDate.type = 'date';
+  dueDate.value = dueDateValue;
+  const dueTime = el('input');
+  dueTime.type = 'time';
+  dueTime.value = dueTimeValue;
   const priority = el('select');
-  PRIORITY.forEach((name, value) => priority.append(new Option(name || 'None', String(value), false, value === task.priority)));
+  PRIORITY.forEach((name, value) => priority.append(new Option(name, String(value), false, value === task.priority)));
   const labels = el('input');
   labels.value = task.labels.join(', ');
   const titleField = field(form, 'title', 'Title', title);
   titleField.classList.add('span2');
   const descriptionField = field(form, 'description', 'Description', description);
   descriptionField.classList.add('span2');
-  const labelsField = field(form, 'labels', 'Labels', labels);
+  const labelsField = field(form, 'labels', 'Labels (comma-separated)', labels);
   labelsField.classList.add('span2');
   const buttons = el('div', 'row end span2');
   const cancel = el('button', 'ghost', 'Cancel');
@@ -319,87 +888,172 @@ function openEditor(li, task) {
   const save = el('button', 'primary', 'Save');
   save.type = 'submit';
   buttons.append(cancel, save);
-  form.append(titleField, descriptionField, field(form, 'due_at', 'Due', due), field(form, 'priority', 'Priority', priority), labelsField, el('p', 'form-error span2'), buttons);
-  cancel.addEventListener('click', () => { form.remove(); li.querySelector('.actions button').focus(); });
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const changes = {
+  form.append(titleField, descriptionField, field(form, 'due_date', 'Due date', dueDate, 'due_at'),
+    field(form, 'due_time', 'Time (optional)', dueTime, 'due_at'), field(form, 'priority', 'Priority', priority),
+    labelsField, el('p', 'form-error span2'), buttons);
+  cancel.addEventListener('click', () => {
+    const row = form.closest('li.task');
+    closeEditor();
+    if (row) focusControl(row, 'edit');
+  });
+  guardSubmit(form, 'Saving…', async () => {
+    clearErrors(form);
+    // Only what was changed is sent: a concurrent change to another field stands.
+    const original = state.editor?.original || task;
+    const wanted = {
       title: title.value,
       description: description.value,
-      due_at: fromLocalInput(due.value),
+      due_at: fromInputs(dueDate.value, dueTime.value),
       priority: Number(priority.value),
       labels: labelsFrom(labels.value),
     };
+    const changes = {};
+    for (const [key, value] of Object.entries(wanted)) {
+      const was = key === 'due_at' ? original.due_at && toApiTime(new Date(original.due_at)) : original[key];
+      if (JSON.stringify(value) !== JSON.stringify(was)) changes[key] = value;
+    }
+    if (!Object.keys(changes).length) {
+      closeEditor();
+      focusControl(li.isConnected ? li : $('task-list').querySelector(`li.task[data-id="${CSS.escape(task.id)}"]`) || li, 'edit');
+      return;
+    }
     try {
-      await api.call('PATCH', `/v1/tasks/${task.id}`, { body: changes, headers: { 'if-match': `"v${task.version}"` } });
+      const saved = await patchTask(original, changes);
+      const where = { id: task.id, control: 'edit', index: state.items.findIndex((t) => t.id === task.id) };
+      closeEditor();
+      render(state.items.map((t) => (t.id === task.id ? saved : t)).filter((t) => t.id !== task.id || belongs(t)), { focus: where });
       announce('Saved');
-      await loadPage();
+      loadPage();
     } catch (error) {
-      if (error instanceof api.ApiError && error.status === 412) {
-        showBanner('That task changed elsewhere; the list is refreshed.');
-        await loadPage();
-      } else {
-        showErrors(form, error);
-      }
+      if (error instanceof api.ApiError && error.status === 401) return;
+      // The editor stays open with what was typed.
+      showErrors(form, error instanceof api.ApiError && error.status === 0
+        ? new api.ApiError(0, { detail: `Not saved: ${failureText(error)}. Try again when you are back online.` }) : error);
     }
   });
+  state.editor = { id: task.id, form, original: task };
+  li.classList.add('editing');
   li.append(form);
   title.focus();
 }
 
-function confirmDelete(task, opener) {
-  const dialog = $('confirm-delete');
-  $('confirm-title').textContent = task.title;
-  dialog.returnValue = '';
-  dialog.addEventListener('close', async () => {
-    if (dialog.returnValue !== 'delete') {
-      opener.focus();
-      return;
-    }
-    try {
-      await api.call('DELETE', `/v1/tasks/${task.id}`, { headers: { 'if-match': `"v${task.version}"` } });
-      announce('Deleted');
-    } catch (error) {
-      showBanner(error.message);
-    }
-    await loadPage();
-  }, { once: true });
-  dialog.showModal();
+// ---- creating, with quick add -------------------------------------------------
+
+function quickParse() {
+  const text = $('new-title').value;
+  if (state.quickLiteral) return { title: text.trim(), due: null, labels: [], priority: null, found: false };
+  return parseQuickAdd(text, new Date());
 }
 
-// ---- creating ---------------------------------------------------------------
+// What quick add read out of the title, shown as it is typed, so nothing
+// surprises; "Keep as typed" turns it off for this task.
+function showQuickPreview() {
+  const parsed = quickParse();
+  const preview = $('quick-preview');
+  if (!parsed.found) {
+    preview.hidden = true;
+    $('quick-parts').replaceChildren();
+    return;
+  }
+  const parts = [el('span', 'chip plain', `Title: ${parsed.title}`)];
+  if (parsed.due) parts.push(el('span', 'chip plain', `Due: ${friendlyDue(parsed.due, new Date())}`));
+  if (parsed.priority) parts.push(el('span', 'chip plain', `Priority: ${PRIORITY[parsed.priority]}`));
+  if (parsed.labels.length) parts.push(el('span', 'chip plain', `${parsed.labels.length === 1 ? 'Label' : 'Labels'}: ${parsed.labels.join(', ')}`));
+  $('quick-parts').replaceChildren(...parts);
+  preview.hidden = false;
+}
 
-$('new-task').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const form = event.currentTarget;
+$('new-title').addEventListener('input', () => {
+  if (!$('new-title').value) state.quickLiteral = false;
+  showQuickPreview();
+});
+$('quick-literal').addEventListener('click', () => {
+  state.quickLiteral = true;
+  showQuickPreview();
+  announce('The text will be the title as typed');
+  $('new-title').focus();
+});
+
+guardSubmit($('new-task'), 'Adding…', async (form) => {
   clearErrors(form);
-  const body = { title: form.title.value };
+  const parsed = quickParse();
+  const body = { title: parsed.title || form.title.value };
   if (form.description.value) body.description = form.description.value;
-  if (form.due_at.value) body.due_at = fromLocalInput(form.due_at.value);
+  // The fields under "Details" win over what was typed in the title.
+  const due = fromInputs(form.due_date.value, form.due_time.value);
+  if (due) body.due_at = due;
+  else if (parsed.due) body.due_at = toApiTime(parsed.due);
   if (form.priority.value !== '0') body.priority = Number(form.priority.value);
-  const labels = labelsFrom(form.labels.value);
+  else if (parsed.priority) body.priority = parsed.priority;
+  const labels = labelsFrom([form.labels.value, ...parsed.labels].join(','));
   if (labels.length) body.labels = labels;
   try {
-    await api.call('POST', '/v1/tasks', { body });
+    const { body: created } = await api.call('POST', '/v1/tasks', { body });
     form.reset();
-    announce('Task added');
+    state.quickLiteral = false;
+    showQuickPreview();
+    showBanner('');
+    const shown = belongs(created);
+    // A task added outside the view shown (say, undated while in Today) is not lost from sight without a word.
+    announce(shown ? 'Task added' : `Task added; it is not in ${VIEWS[state.view].title}`);
     state.cursors = [null];
     state.page = 0;
     await loadPage();
     form.title.focus();
   } catch (error) {
-    showErrors(form, error);
+    if (error instanceof api.ApiError && error.status === 401) return;
+    // What was typed stays in the form.
+    showErrors(form, error instanceof api.ApiError && error.status === 0
+      ? new api.ApiError(0, { detail: `Not added: ${failureText(error)}. Your text is kept; try again.` }) : error);
   }
 });
 
 // ---- start ------------------------------------------------------------------
 
-(async () => {
-  try {
-    await api.refresh(); // a session from before the reload, via the cookie
-    const me = await api.call('GET', '/v1/users/me');
-    await showTasks(me.body.username);
-  } catch {
-    showAuth();
+function sleep(ms, wake) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    wake.onclick = () => { clearTimeout(timer); resolve(); };
+    window.addEventListener('online', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
+// A session from before the reload comes back through the refresh cookie.
+// No session (400/401) shows the login form; a server that cannot be reached
+// or is unavailable is tried again with backoff, and the page says so
+// instead of asking to log in.
+async function start() {
+  for (let delay = 1; ; delay = Math.min(delay * 2, 30)) {
+    try {
+      await api.refresh();
+      const me = await api.call('GET', '/v1/users/me');
+      await showTasks(me.body.username);
+      return;
+    } catch (error) {
+      if (!api.isTransient(error)) {
+        showAuth();
+        return;
+      }
+      const why = error.status === 0 ? 'The server cannot be reached' : 'The server is unavailable';
+      $('boot-text').textContent = `${why}. Retrying in ${delay} s…`;
+      $('boot-text').classList.remove('busy-text');
+      $('boot-retry').hidden = false;
+      await sleep(delay * 1000, $('boot-retry'));
+      $('boot-text').textContent = 'Connecting…';
+      $('boot-text').classList.add('busy-text');
+    }
   }
-})();
+}
+
+start();
+
+// For the week view's "Tomorrow" headings after midnight: a page left open
+// overnight reloads its list when it becomes visible again on another day.
+let shownDay = startOfDay(new Date()).getTime();
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState !== 'visible' || !api.signedIn()) return;
+  if (daysFrom(new Date(shownDay), new Date()) !== 0) {
+    shownDay = startOfDay(new Date()).getTime();
+    loadPage();
+  }
+});

@@ -43,6 +43,7 @@ pub static ASSETS: &[Asset] = &[
     Asset::new("/", HTML, include_str!("../../web/index.html")),
     Asset::new("/app.js", JS, include_str!("../../web/app.js")),
     Asset::new("/api.js", JS, include_str!("../../web/api.js")),
+    Asset::new("/dates.js", JS, include_str!("../../web/dates.js")),
     Asset::new("/app.css", CSS, include_str!("../../web/app.css")),
     Asset::new("/favicon.svg", SVG, include_str!("../../web/favicon.svg")),
 ];

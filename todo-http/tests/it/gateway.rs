@@ -299,6 +299,7 @@ async fn the_web_page_and_its_cookie_sessions_work_through_the_gateway() {
         ("/", "text/html; charset=utf-8"),
         ("/app.js", "text/javascript; charset=utf-8"),
         ("/api.js", "text/javascript; charset=utf-8"),
+        ("/dates.js", "text/javascript; charset=utf-8"),
         ("/app.css", "text/css; charset=utf-8"),
         ("/favicon.svg", "image/svg+xml"),
     ] {

@@ -67,6 +67,7 @@ async fn the_page_and_both_apis_share_one_origin(backend: TestBackend) {
         ("/", "text/html"),
         ("/app.js", "text/javascript"),
         ("/api.js", "text/javascript"),
+        ("/dates.js", "text/javascript"),
         ("/app.css", "text/css"),
         ("/favicon.svg", "image/svg+xml"),
     ] {

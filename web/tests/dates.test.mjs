@@ -1,0 +1,62 @@
+// The page's date helpers and quick-add parser, without a browser:
+//   node --test web/tests/dates.test.mjs
+// (TZ is fixed by scripts/browser-test so that local days are known.)
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { dateOnlyDue, friendlyDue, isDateOnly, parseQuickAdd } from '../dates.js';
+
+// Thursday 3 December 2026, 14:00 local.
+const now = new Date(2026, 11, 3, 14, 0);
+
+test('the example of the issue: due, label and priority come out of the title', () => {
+  const parsed = parseQuickAdd('Pay rent tomorrow 9am #home !2', now);
+  assert.equal(parsed.title, 'Pay rent');
+  assert.deepEqual(parsed.due, new Date(2026, 11, 4, 9, 0));
+  assert.deepEqual(parsed.labels, ['home']);
+  assert.equal(parsed.priority, 2);
+  assert.equal(parsed.found, true);
+});
+
+test('plain text stays a title', () => {
+  for (const text of ['Call mom', 'Buy sun cream', 'Sat exam prep', '#1 priority is sleep', 'Watch may 2 films', 'Email Wow!2']) {
+    const parsed = parseQuickAdd(text, now);
+    assert.equal(parsed.found, text === 'Watch may 2 films', text);
+    if (!parsed.found) assert.equal(parsed.title, text);
+  }
+});
+
+test('text that would leave no title is a title', () => {
+  const parsed = parseQuickAdd('tomorrow', now);
+  assert.equal(parsed.title, 'tomorrow');
+  assert.equal(parsed.due, null);
+});
+
+test('a date without a time is a date', () => {
+  const parsed = parseQuickAdd('Dentist on fri', now);
+  assert.equal(parsed.title, 'Dentist');
+  assert.ok(isDateOnly(parsed.due));
+  assert.deepEqual(parsed.due, dateOnlyDue(2026, 11, 4));
+  assert.equal(friendlyDue(parsed.due, now), 'Tomorrow');
+});
+
+test('weekdays, months and relative days', () => {
+  assert.deepEqual(parseQuickAdd('Gym thursday', now).due, dateOnlyDue(2026, 11, 10));
+  assert.deepEqual(parseQuickAdd('Trip in 2 weeks', now).due, dateOnlyDue(2026, 11, 17));
+  assert.deepEqual(parseQuickAdd('Taxes Apr 15', now).due, dateOnlyDue(2027, 3, 15));
+  assert.deepEqual(parseQuickAdd('Party 2030-05-01 at 18:30', now).due, new Date(2030, 4, 1, 18, 30));
+});
+
+test('a time alone is today, or tomorrow once it has passed', () => {
+  assert.deepEqual(parseQuickAdd('Call 5pm', now).due, new Date(2026, 11, 3, 17, 0));
+  assert.deepEqual(parseQuickAdd('Call at 9:15am', now).due, new Date(2026, 11, 4, 9, 15));
+});
+
+test('friendly dates', () => {
+  assert.equal(friendlyDue(new Date(2026, 11, 3, 9, 0), now), 'Today 9:00 AM');
+  assert.equal(friendlyDue(dateOnlyDue(2026, 11, 2), now), 'Yesterday');
+  assert.equal(friendlyDue(dateOnlyDue(2026, 11, 4), now), 'Tomorrow');
+  assert.equal(friendlyDue(dateOnlyDue(2026, 11, 7), now), 'Mon');
+  assert.equal(friendlyDue(dateOnlyDue(2026, 11, 25), now), 'Dec 25');
+  assert.equal(friendlyDue(dateOnlyDue(2027, 0, 5), now), 'Jan 5, 2027');
+});
