@@ -58,6 +58,30 @@ impl fmt::Display for ChangeKind {
     }
 }
 
+/// The most changes an owner's stream keeps, whatever the retention: about
+/// the task quota's worth, so that the log cannot hold much more of one
+/// user than their tasks can (at the write limit, ten a second, a user
+/// would otherwise keep some 36,000 copies of a 40 KB task an hour). A
+/// write whose number is a multiple of [`TRIM_EVERY`] drops the stream's
+/// changes older than the latest `MAX_CHANGES_PER_OWNER`, as retention
+/// does (a reader behind them is told they are gone): a stream holds at
+/// most `MAX_CHANGES_PER_OWNER + TRIM_EVERY - 1` changes.
+pub const MAX_CHANGES_PER_OWNER: u64 = 10_000;
+
+/// How often, in a stream's numbers, a write trims it ([`MAX_CHANGES_PER_OWNER`]).
+pub const TRIM_EVERY: u64 = 256;
+
+/// The number through which a write numbered `seq` trims its stream, if
+/// it is one that trims.
+#[must_use]
+pub const fn trim_through(seq: u64) -> Option<u64> {
+    if seq > MAX_CHANGES_PER_OWNER && seq.is_multiple_of(TRIM_EVERY) {
+        Some(seq - MAX_CHANGES_PER_OWNER)
+    } else {
+        None
+    }
+}
+
 /// One recorded change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {

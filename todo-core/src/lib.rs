@@ -85,7 +85,10 @@ pub use auth::{
     AccountPatch, AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials,
     MissingDependency, Registration, SessionService, UserAdmin, UserRef, retry_after_seconds,
 };
-pub use change::{Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage};
+pub use change::{
+    Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage, MAX_CHANGES_PER_OWNER,
+    TRIM_EVERY, trim_through,
+};
 pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
 pub use error::{
     BoxError, Error, HashError, RandomError, Result, StoreError, TokenError, TokenRejection,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::change::{Change, ChangeKind, ChangeLog};
+use crate::change::{Change, ChangeKind, ChangeLog, trim_through};
 use crate::error::StoreError;
 use crate::ports::{RefreshTokenStore, TaskStore, UserStore};
 use crate::query::{TaskCursor, TaskQuery};
@@ -50,6 +50,10 @@ impl Tables {
             task: task.cloned(),
             at,
         });
+        if let Some(through) = trim_through(stream.head) {
+            stream.log.retain(|change| change.seq > through);
+            stream.pruned_through = stream.pruned_through.max(through);
+        }
     }
 }
 

@@ -308,7 +308,15 @@ impl TaskService {
                 what: "change cursor",
             }));
         }
-        let next = log.changes.last().map_or(after, |change| change.seq);
+        // Caught up without a cursor on a stream retention has emptied: the
+        // place to ask again from is after what was pruned, not before it
+        // (which the next call would answer as gone).
+        let floor = if since.is_none() {
+            after.max(log.pruned_through)
+        } else {
+            after
+        };
+        let next = log.changes.last().map_or(floor, |change| change.seq);
         Ok(ChangePage {
             items: log.changes,
             next_cursor: ChangeCursor::new(owner, next),

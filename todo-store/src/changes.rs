@@ -13,7 +13,9 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use todo_core::{Change, ChangeKind, ChangeLog, StoreError, TaskId, Timestamp, UserId};
+use todo_core::{
+    Change, ChangeKind, ChangeLog, StoreError, TaskId, Timestamp, UserId, trim_through,
+};
 
 use crate::SqlStore;
 use crate::db::AnyConnection;
@@ -85,12 +87,9 @@ pub(crate) fn record(
         ))
         .on_conflict(change_streams::owner_id)
         .do_update()
-        .set(change_streams::last_seq.eq(change_streams::last_seq + 1_i64));
-    native!(&mut *conn, |c| bump.execute(c))?;
-    let seq = change_streams::table
-        .find(owner_id)
-        .select(change_streams::last_seq);
-    let seq: i64 = native!(&mut *conn, |c| seq.get_result(c))?;
+        .set(change_streams::last_seq.eq(change_streams::last_seq + 1_i64))
+        .returning(change_streams::last_seq);
+    let seq: i64 = native!(&mut *conn, |c| bump.get_result(c))?;
     let row = ChangeRow {
         owner_id,
         seq,
@@ -110,7 +109,26 @@ pub(crate) fn record(
         version: task.map(|t| t.version),
     };
     let insert = diesel::insert_into(changes::table).values(&row);
-    native!(&mut *conn, |c| insert.execute(c)).map(|_| ())
+    native!(&mut *conn, |c| insert.execute(c))?;
+    if let Some(through) = u64::try_from(seq).ok().and_then(trim_through) {
+        trim(conn, owner_id, i64::try_from(through).unwrap_or(0))?;
+    }
+    Ok(())
+}
+
+/// Drops the owner's changes through `through` (the stream's cap,
+/// `todo_core::MAX_CHANGES_PER_OWNER`), and says so in `pruned_through`.
+/// Runs in the write that crossed the cap, which holds the stream's row.
+fn trim(conn: &mut AnyConnection, owner_id: &str, through: i64) -> QueryResult<()> {
+    let stream = change_streams::table
+        .filter(change_streams::owner_id.eq(owner_id))
+        .filter(change_streams::pruned_through.lt(through));
+    let mark = diesel::update(stream).set(change_streams::pruned_through.eq(through));
+    native!(&mut *conn, |c| mark.execute(c))?;
+    let old = changes::table
+        .filter(changes::owner_id.eq(owner_id))
+        .filter(changes::seq.le(through));
+    native!(&mut *conn, |c| diesel::delete(old).execute(c)).map(|_| ())
 }
 
 impl StoredChange {

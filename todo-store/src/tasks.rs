@@ -13,6 +13,7 @@ use crate::changes;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
 use crate::schema::{task_labels, tasks};
+use crate::users::lock_owner;
 
 /// The `due` sort's key: the due date, or the largest BIGINT
 /// ([`TaskSort::NO_DUE_DATE`]) when there is none, so undated tasks come
@@ -158,6 +159,19 @@ impl StoredTask {
     }
 }
 
+/// PostgreSQL: the owner's row, `FOR KEY SHARE`, as a task write's first
+/// lock. Every task write ends by recording its change, whose reference
+/// to the owner locks the owner's row after the task's; deleting the
+/// owner locks the owner's row and then, cascading, the task's: the two
+/// deadlocked. Taken first, the owner's row orders them (`users.rs`,
+/// `lock_owner`, for the refresh tokens' same case).
+fn lock_owner_pg(pg: &mut PgConnection, owner_id: &str) -> QueryResult<()> {
+    diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE")
+        .bind::<Text, _>(owner_id)
+        .execute(pg)
+        .map(|_| ())
+}
+
 /// Records a write that left the task as `row` (see `changes.rs`).
 fn record_write(conn: &mut AnyConnection, kind: ChangeKind, row: &TaskRow) -> QueryResult<()> {
     changes::record(
@@ -229,6 +243,7 @@ impl TaskStore for SqlStore {
             exclusive(
                 conn,
                 |pg| {
+                    lock_owner_pg(pg, &row.owner_id)?;
                     diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
                         .bind::<diesel::sql_types::Integer, _>(QUOTA_LOCK_CLASS)
                         .bind::<Text, _>(&row.owner_id)
@@ -269,6 +284,7 @@ impl TaskStore for SqlStore {
             exclusive(
                 conn,
                 |pg| {
+                    lock_owner_pg(pg, &owner)?;
                     diesel::sql_query(
                         "SELECT 1 FROM tasks WHERE id = $1 AND owner_id = $2 FOR UPDATE",
                     )
@@ -319,6 +335,7 @@ impl TaskStore for SqlStore {
         let row = TaskRow::from_task(task);
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
+                lock_owner(conn, &row.owner_id)?;
                 diesel::insert_into(tasks::table)
                     .values(&row)
                     .execute(conn)?;
@@ -384,6 +401,7 @@ impl TaskStore for SqlStore {
         let row = TaskRow::from_task(task);
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
+                lock_owner(conn, &row.owner_id)?;
                 let current = tasks::table
                     .filter(tasks::id.eq(&row.id))
                     .filter(tasks::owner_id.eq(&row.owner_id))
@@ -410,6 +428,7 @@ impl TaskStore for SqlStore {
         let (owner, id) = (owner.to_string(), id.to_string());
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
+                lock_owner(conn, &owner)?;
                 let target = tasks::table
                     .filter(tasks::id.eq(&id))
                     .filter(tasks::owner_id.eq(&owner));

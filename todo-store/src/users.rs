@@ -372,7 +372,7 @@ impl RefreshTokenStore for SqlStore {
 /// exchange that locked its token first and then (inserting the next one)
 /// the user deadlocked with it (v1.1 attack: 500s). Locked in the same
 /// order, one waits for the other. (SQLite has one writer at a time.)
-fn lock_owner(conn: &mut AnyConnection, user: &str) -> diesel::QueryResult<()> {
+pub(crate) fn lock_owner(conn: &mut AnyConnection, user: &str) -> diesel::QueryResult<()> {
     if let AnyConnection::Postgresql(pg) = conn {
         diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE")
             .bind::<diesel::sql_types::Text, _>(user)

@@ -536,3 +536,23 @@ fn changes_are_followed_by_cursor_until_retention_drops_them() {
     let oldest = f.tasks.changes(f.alice, None, two).unwrap();
     assert_eq!(oldest.items[0].seq, 2);
 }
+
+/// A client without a cursor, on a stream whose changes were all pruned,
+/// is handed a cursor the next call accepts (review of #15, part 1).
+#[test]
+fn a_fresh_client_on_a_fully_pruned_stream_gets_a_usable_cursor() {
+    use todo_core::ChangeLimit;
+    let f = fixture();
+    f.tasks.create(f.alice, titled("old")).unwrap();
+    f.clock.advance(Duration::from_secs(120));
+    assert_eq!(f.tasks.prune_changes(Duration::from_secs(60)).unwrap(), 1);
+    let page = f
+        .tasks
+        .changes(f.alice, None, ChangeLimit::default())
+        .unwrap();
+    assert!(page.items.is_empty());
+    let again = f
+        .tasks
+        .changes(f.alice, Some(&page.next_cursor), ChangeLimit::default());
+    assert!(again.is_ok(), "{again:?}");
+}

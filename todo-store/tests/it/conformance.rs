@@ -63,6 +63,9 @@ conformance!(
     every_task_write_is_recorded_once_in_its_owners_stream,
     concurrent_writers_number_their_changes_in_commit_order_without_gaps,
     pruning_keeps_the_newest_changes_and_says_how_far_it_went,
+    writers_of_distinct_tasks_never_let_a_reader_skip,
+    deleting_a_user_while_their_task_is_written_never_fails,
+    a_stream_keeps_at_most_its_cap_of_changes,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -1413,4 +1416,124 @@ fn pruning_keeps_the_newest_changes_and_says_how_far_it_went(f: &Fixture) {
     assert!(store.delete_user(alice).unwrap());
     let gone = store.changes_after(alice, 0, 100).unwrap();
     assert_eq!((gone.changes.len(), gone.head), (0, 0));
+}
+
+/// As the racing test above, but each writer changes its own task, so that
+/// no task row lock orders them: only the stream's numbering can (a
+/// sequence, whose numbers commit out of order, fails this; review of #15).
+fn writers_of_distinct_tasks_never_let_a_reader_skip(f: &Fixture) {
+    const RACERS: u64 = 16;
+    const ROUNDS: u64 = 20;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let tasks: Vec<Task> = (0..RACERS).map(|i| full_task(alice, 100 + i, 10)).collect();
+    for task in &tasks {
+        f.store.insert_task(task).unwrap();
+    }
+    let stores = two_instances(f);
+    let barrier = Arc::new(Barrier::new(RACERS as usize + 1));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, barrier, done) = (stores[1].clone(), barrier.clone(), done.clone());
+        std::thread::spawn(move || {
+            barrier.wait();
+            let mut seen = Vec::new();
+            let mut last = RACERS;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let page = store.changes_after(alice, last, 100).unwrap();
+                for change in page.changes {
+                    seen.push(change.seq);
+                    last = change.seq;
+                }
+                if finished {
+                    return seen;
+                }
+            }
+        })
+    };
+    let racers: Vec<_> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, task)| {
+            let store = stores[i % 2].clone();
+            let (barrier, id) = (barrier.clone(), task.id);
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..ROUNDS {
+                    store
+                        .modify_task(alice, id, &mut |current| {
+                            let mut next = current.clone();
+                            next.version = current.version.next();
+                            Some(next)
+                        })
+                        .unwrap()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.join().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.join().unwrap();
+    let all: Vec<u64> = (RACERS + 1..=RACERS + RACERS * ROUNDS).collect();
+    assert_eq!(seen, all, "the reader saw every change once, in order");
+}
+
+/// A task write holds its row when the owner is deleted; the write's
+/// change then checks its reference to the owner. On PostgreSQL the two
+/// deadlocked until task writes locked the owner first (review of #15).
+fn deleting_a_user_while_their_task_is_written_never_fails(f: &Fixture) {
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let task = full_task(alice, 1, 10);
+    f.store.insert_task(&task).unwrap();
+    let stores = two_instances(f);
+    let writer = {
+        let store = stores[0].clone();
+        std::thread::spawn(move || {
+            store.modify_task(alice, task.id, &mut |current| {
+                std::thread::sleep(Duration::from_millis(500));
+                let mut next = current.clone();
+                next.version = current.version.next();
+                Some(next)
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    let deleted = stores[1].delete_user(alice);
+    let written = writer.join().unwrap();
+    assert!(
+        deleted.is_ok() && written.is_ok(),
+        "delete: {deleted:?}, write: {written:?}"
+    );
+}
+
+/// A stream keeps at most its cap of changes (plus the writes until the
+/// next trim), whatever the retention: a user cannot grow the log without
+/// bound by rewriting one task (review of #15: ~1 TB a month otherwise).
+fn a_stream_keeps_at_most_its_cap_of_changes(f: &Fixture) {
+    use todo_core::{MAX_CHANGES_PER_OWNER, TRIM_EVERY};
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let task = full_task(alice, 1, 10);
+    f.store.insert_task(&task).unwrap();
+    // Change 1 was the insert; the write numbered the first multiple of
+    // TRIM_EVERY past the cap is the first to trim.
+    let first_trim = (MAX_CHANGES_PER_OWNER / TRIM_EVERY + 1) * TRIM_EVERY;
+    for _ in 1..first_trim {
+        f.store
+            .modify_task(alice, task.id, &mut |current| {
+                let mut next = current.clone();
+                next.version = current.version.next();
+                Some(next)
+            })
+            .unwrap()
+            .unwrap();
+    }
+    let log = f.store.changes_after(alice, 0, 100).unwrap();
+    let through = first_trim - MAX_CHANGES_PER_OWNER;
+    assert_eq!((log.head, log.pruned_through), (first_trim, through));
+    assert_eq!(log.changes[0].seq, through + 1, "the oldest kept");
+    let kept = f.store.changes_after(alice, through, 100_000).unwrap();
+    assert_eq!(kept.changes.len() as u64, MAX_CHANGES_PER_OWNER);
 }
