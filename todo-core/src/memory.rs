@@ -32,6 +32,20 @@ struct Stream {
 }
 
 impl Tables {
+    /// Inserts a task of a known owner under a new id, and records it.
+    fn insert_task(&mut self, task: &Task) -> Result<(), StoreError> {
+        if !self.users.contains_key(&task.owner) {
+            return Err(StoreError::MissingReference("task for an unknown user"));
+        }
+        if self.tasks.contains_key(&task.id) {
+            return Err(StoreError::Conflict("duplicate task id"));
+        }
+        self.tasks.insert(task.id, task.clone());
+        let at = task.updated_at;
+        self.record(ChangeKind::TaskCreated, task.owner, task.id, Some(task), at);
+        Ok(())
+    }
+
     /// Records a change in its owner's stream (in the same call as the write).
     fn record(
         &mut self,
@@ -282,21 +296,7 @@ impl MemoryStore {
 impl TaskStore for MemoryStore {
     fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
         let mut tables = self.tables();
-        if !tables.users.contains_key(&task.owner) {
-            return Err(StoreError::MissingReference("task for an unknown user"));
-        }
-        if tables.tasks.contains_key(&task.id) {
-            return Err(StoreError::Conflict("duplicate task id"));
-        }
-        tables.tasks.insert(task.id, task.clone());
-        tables.record(
-            ChangeKind::TaskCreated,
-            task.owner,
-            task.id,
-            Some(task),
-            task.updated_at,
-        );
-        Ok(())
+        tables.insert_task(task)
     }
 
     fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
@@ -340,21 +340,7 @@ impl TaskStore for MemoryStore {
         if u64::try_from(owned).unwrap_or(u64::MAX) >= max_tasks {
             return Ok(false);
         }
-        if !tables.users.contains_key(&task.owner) {
-            return Err(StoreError::MissingReference("task for an unknown user"));
-        }
-        if tables.tasks.contains_key(&task.id) {
-            return Err(StoreError::Conflict("duplicate task id"));
-        }
-        tables.tasks.insert(task.id, task.clone());
-        tables.record(
-            ChangeKind::TaskCreated,
-            task.owner,
-            task.id,
-            Some(task),
-            task.updated_at,
-        );
-        Ok(true)
+        tables.insert_task(task).map(|()| true)
     }
 
     fn modify_task(

@@ -411,11 +411,9 @@ pub fn purge_refresh_tokens_periodically(
     service: SessionService,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
+    periodically(every, move || {
+        let service = service.clone();
+        async move {
             purge(
                 &service,
                 "refresh tokens",
@@ -444,12 +442,32 @@ pub fn prune_changes_periodically(
     keep: Duration,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
+    periodically(every, move || {
+        let service = service.clone();
+        async move { purge(&service, "old changes", move |s| s.prune_changes(keep)).await }
+    })
+}
+
+/// When a periodic job first runs after the start, at the latest: a
+/// process that restarts more often than the job's interval (a desktop
+/// `todo`, a rollout) must still run it.
+const FIRST_RUN_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs `job` once [`FIRST_RUN_AFTER`] the start (or `every`, if sooner)
+/// and then every `every`, until the runtime stops; a late tick is not
+/// made up for.
+fn periodically<F, Fut>(every: Duration, mut job: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let first = tokio::time::Instant::now() + FIRST_RUN_AFTER.min(every);
+        let mut ticks = tokio::time::interval_at(first, every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            purge(&service, "old changes", move |s| s.prune_changes(keep)).await;
+            job().await;
         }
     })
 }
