@@ -682,18 +682,22 @@ function setArchived(task, archived) {
 }
 
 // Deleting cannot be undone on the server, so the page waits: the task
-// leaves the list at once and is deleted when the undo time is over (or
-// the page is left, or another toast takes its place).
+// leaves the list at once and is deleted when the toast's undo time is
+// over (its one clock, which stops while the toast is pointed at or
+// focused), or the page is left, or another toast takes its place.
 function deleteTask(task) {
   const where = rememberFocus();
   closeEditor();
   const before = state.items;
-  const pending = { task, before, timer: null };
+  const pending = { task };
   state.pendingDeletes.set(task.id, pending);
   render(before, { focus: where });
-  pending.timer = setTimeout(() => commitDelete(task.id), UNDO_MS);
   showToast(`Deleted “${task.title}”`, () => {
-    clearTimeout(pending.timer);
+    if (pending.sending) {
+      // Too late (the page was being left, say): never claim a restore.
+      announce(`Too late: “${task.title}” was already deleted`);
+      return;
+    }
     state.pendingDeletes.delete(task.id);
     announce(`Restored “${task.title}”`);
     loadPage();
@@ -706,7 +710,6 @@ async function commitDelete(id, { keepalive = false } = {}) {
   const pending = state.pendingDeletes.get(id);
   if (!pending || pending.sending) return;
   pending.sending = true;
-  clearTimeout(pending.timer);
   try {
     await api.call('DELETE', `/v1/tasks/${id}`, { headers: ifMatch(pending.task), keepalive });
     state.pendingDeletes.delete(id);
@@ -741,16 +744,26 @@ function showToast(text, onUndo, onExpire = () => {}) {
   }, 'ghost small');
   const close = button('✕', 'dismiss', 'Dismiss', () => dismissToast(), 'ghost small');
   node.append(undoButton, close);
-  toast = { node, onUndo, onExpire, timer: null };
-  const arm = () => { clearTimeout(toast?.timer); if (toast) toast.timer = setTimeout(dismissToast, UNDO_MS); };
+  const self = { node, onUndo, onExpire, timer: null };
+  toast = self;
+  // Every handler and timer acts on its own toast only: a closed toast's
+  // node still gets events (a pointerleave as it goes from under the
+  // pointer), and a clock it armed then must not end the next toast.
+  const expire = () => { if (toast === self) dismissToast(); };
+  const arm = () => {
+    if (toast !== self) return;
+    clearTimeout(self.timer);
+    self.timer = setTimeout(expire, UNDO_MS);
+  };
+  const pause = () => { if (toast === self) clearTimeout(self.timer); };
   // The time stops while the toast is pointed at or focused.
-  node.addEventListener('pointerenter', () => clearTimeout(toast?.timer));
-  node.addEventListener('focusin', () => clearTimeout(toast?.timer));
+  node.addEventListener('pointerenter', pause);
+  node.addEventListener('focusin', pause);
   node.addEventListener('pointerleave', arm);
   node.addEventListener('focusout', (event) => { if (!node.contains(event.relatedTarget)) arm(); });
   $('toasts').replaceChildren(node);
   arm();
-  return toast;
+  return self;
 }
 
 /** Closes the toast without running anything. */
