@@ -62,6 +62,7 @@ pub fn sessions(
         .limits(AuthLimits {
             register_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
+            refresh_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_per_account: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy::default())),
         })

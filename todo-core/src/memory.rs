@@ -246,14 +246,17 @@ impl RefreshTokenStore for MemoryStore {
         old: &RefreshTokenHash,
         replacement: &RefreshTokenRecord,
         since: Timestamp,
+        max: u32,
     ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
-        let exchanged_lately = tables
-            .refresh_tokens
-            .get(old.as_str())
-            .is_some_and(|t| !t.revoked && t.used_at.is_some_and(|used| used >= since));
+        let exchanged_lately = tables.refresh_tokens.get(old.as_str()).is_some_and(|t| {
+            !t.revoked && t.used_at.is_some_and(|used| used >= since) && t.grace_exchanges < max
+        });
         if !exchanged_lately || family_revoked(&tables.refresh_tokens, replacement.family) {
             return Ok(false);
+        }
+        if let Some(token) = tables.refresh_tokens.get_mut(old.as_str()) {
+            token.grace_exchanges += 1;
         }
         tables
             .refresh_tokens

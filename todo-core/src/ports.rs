@@ -65,9 +65,12 @@ pub trait RefreshTokenStore: Send + Sync {
         replacement: &RefreshTokenRecord,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
-    /// In one atomic step: if `old` was exchanged at or after `since` and
-    /// neither it nor any token of its family is revoked, store
-    /// `replacement` (a sibling in the same family). Returns whether it did.
+    /// In one atomic step: if `old` was exchanged at or after `since`, was
+    /// exchanged again fewer than `max` times since, and neither it nor any
+    /// token of its family is revoked, count this exchange on `old` and
+    /// store `replacement` (a sibling in the same family). Returns whether
+    /// it did; of any number of calls for one token, concurrent or not, at
+    /// most `max` get `true`.
     /// The reuse grace: an exchange that lost a race, or a retry, gets a
     /// pair of its own instead of ending the session.
     fn exchange_again_within_grace(
@@ -75,6 +78,7 @@ pub trait RefreshTokenStore: Send + Sync {
         old: &RefreshTokenHash,
         replacement: &RefreshTokenRecord,
         since: Timestamp,
+        max: u32,
     ) -> Result<bool, StoreError>;
     /// Revokes every token of a family; returns how many were live.
     fn revoke_refresh_family(&self, family: FamilyId) -> Result<u64, StoreError>;

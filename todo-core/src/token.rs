@@ -80,6 +80,15 @@ pub struct TokenPolicy {
 impl TokenPolicy {
     /// The longest reuse grace a policy may set.
     pub const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
+
+    /// How many times one refresh token may be exchanged again within the
+    /// reuse grace after its exchange; one more is reuse and revokes the
+    /// family. Why 3: what the grace is for needs one to three: a second
+    /// tab racing the first (1), the page's retries of a lost answer
+    /// (2 s, then 4 s later: 2 within the 10 s grace), or up to four tabs
+    /// refreshing at once. Unbounded, one stolen token replayed in a loop
+    /// within the grace minted 7,533 live siblings in 9 s (attack, #15).
+    pub const MAX_GRACE_EXCHANGES: u32 = 3;
 }
 
 impl Default for TokenPolicy {
@@ -174,6 +183,9 @@ pub struct RefreshTokenRecord {
     pub expires_at: Timestamp,
     /// When it was exchanged for its successor; a used token is dead.
     pub used_at: Option<Timestamp>,
+    /// How many times it was exchanged again within the reuse grace after
+    /// `used_at` (at most [`TokenPolicy::MAX_GRACE_EXCHANGES`]).
+    pub grace_exchanges: u32,
     /// Revoked with its family (logout, reuse, password change).
     pub revoked: bool,
 }

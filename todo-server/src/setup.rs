@@ -77,6 +77,14 @@ pub struct AuthSettings {
     /// Login attempts per client address: milliseconds to refill one.
     #[arg(long, env = "TODO_LOGIN_PERIOD_MS", default_value_t = 3000)]
     pub login_period_ms: u64,
+    /// Refresh-token exchanges per client address: burst (a page refreshes
+    /// once every few minutes a tab; past it, 429 with Retry-After).
+    #[arg(long, env = "TODO_REFRESH_BURST", default_value_t = 60)]
+    pub refresh_burst: u32,
+    /// Refresh-token exchanges per client address: milliseconds to refill
+    /// one (500: two a second, some 540 tabs behind one address).
+    #[arg(long, env = "TODO_REFRESH_PERIOD_MS", default_value_t = 500)]
+    pub refresh_period_ms: u64,
     /// Login attempts per account, from anywhere: burst.
     #[arg(long, env = "TODO_ACCOUNT_LOGIN_BURST", default_value_t = 10)]
     pub account_login_burst: u32,
@@ -303,6 +311,10 @@ impl AuthSettings {
             self.login_burst,
             Duration::from_millis(self.login_period_ms),
         );
+        let refresh = limit(
+            self.refresh_burst,
+            Duration::from_millis(self.refresh_period_ms),
+        );
         let account = limit(
             self.account_login_burst,
             Duration::from_millis(self.account_login_period_ms),
@@ -323,6 +335,7 @@ impl AuthSettings {
             .limits(AuthLimits {
                 register_per_client: Arc::new(KeyedLimiter::new(register, clock.clone())),
                 login_per_client: Arc::new(KeyedLimiter::new(login, clock.clone())),
+                refresh_per_client: Arc::new(KeyedLimiter::new(refresh, clock.clone())),
                 login_per_account: Arc::new(KeyedLimiter::new(account, clock)),
                 login_failures: failures,
             })

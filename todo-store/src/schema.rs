@@ -23,6 +23,7 @@ diesel::table! {
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
         revoked -> SmallInt,
+        grace_exchanges -> Integer,
     }
 }
 

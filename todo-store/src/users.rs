@@ -201,6 +201,7 @@ struct RefreshTokenRow {
     expires_at: i64,
     used_at: Option<i64>,
     revoked: i16,
+    grace_exchanges: i32,
 }
 
 impl RefreshTokenRow {
@@ -213,6 +214,7 @@ impl RefreshTokenRow {
             expires_at: token.expires_at.unix_micros(),
             used_at: token.used_at.map(Timestamp::unix_micros),
             revoked: i16::from(token.revoked),
+            grace_exchanges: i32::try_from(token.grace_exchanges).unwrap_or(i32::MAX),
         }
     }
 
@@ -230,6 +232,8 @@ impl RefreshTokenRow {
                 .transpose()
                 .map_err(bad)?,
             revoked: self.revoked != 0,
+            grace_exchanges: u32::try_from(self.grace_exchanges)
+                .map_err(|_| corrupt("refresh token"))?,
         })
     }
 }
@@ -298,23 +302,29 @@ impl RefreshTokenStore for SqlStore {
         old: &RefreshTokenHash,
         replacement: &RefreshTokenRecord,
         since: Timestamp,
+        max: u32,
     ) -> Result<bool, StoreError> {
         let row = RefreshTokenRow::from_record(replacement);
         let since = since.unix_micros();
+        let max = i32::try_from(max).unwrap_or(i32::MAX);
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
                 lock_owner(conn, &row.user_id)?;
-                // A write to the old token's row takes its lock (PostgreSQL)
-                // or the write lock (SQLite): a family revocation either
-                // happened before (and the filter finds the token revoked)
-                // or waits for this transaction; a sibling that slips past
-                // it is caught by `family_revoked` at its own exchange.
+                // The conditional increment is the count's referee: it takes
+                // the old token's row lock (PostgreSQL, which weighs the
+                // `WHERE` again on the row a concurrent exchange left) or
+                // the write lock (SQLite), so of any number of racing
+                // replays at most `max` match. It also orders a family
+                // revocation before this transaction (the filter finds the
+                // token revoked) or after it; a sibling that slips past
+                // one is caught by `family_revoked` at its own exchange.
                 let lately = refresh_tokens::table
                     .filter(refresh_tokens::token_hash.eq(old.as_str()))
                     .filter(refresh_tokens::revoked.eq(0))
-                    .filter(refresh_tokens::used_at.ge(since));
+                    .filter(refresh_tokens::used_at.ge(since))
+                    .filter(refresh_tokens::grace_exchanges.lt(max));
                 let touched = diesel::update(lately)
-                    .set(refresh_tokens::used_at.eq(refresh_tokens::used_at))
+                    .set(refresh_tokens::grace_exchanges.eq(refresh_tokens::grace_exchanges + 1))
                     .execute(conn)?;
                 if touched == 0 || family_revoked(conn, &row.family_id)? {
                     return Err(diesel::result::Error::RollbackTransaction);

@@ -22,6 +22,8 @@ pub struct AuthLimits {
     pub register_per_client: Arc<dyn RateLimiter<IpAddr>>,
     /// Login attempts per client address.
     pub login_per_client: Arc<dyn RateLimiter<IpAddr>>,
+    /// Refresh-token exchanges per client address.
+    pub refresh_per_client: Arc<dyn RateLimiter<IpAddr>>,
     /// Login attempts per account (the username offered), whatever the address.
     pub login_per_account: Arc<dyn RateLimiter<Username>>,
     /// The growing delay after failed logins on one account (and after
@@ -36,6 +38,7 @@ impl AuthLimits {
         Self {
             register_per_client: Arc::new(Unlimited),
             login_per_client: Arc::new(Unlimited),
+            refresh_per_client: Arc::new(Unlimited),
             login_per_account: Arc::new(Unlimited),
             login_failures: Arc::new(Unlimited),
         }

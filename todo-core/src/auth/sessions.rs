@@ -322,8 +322,26 @@ impl SessionService {
     /// Exchanges a refresh token for a new pair. The old token dies; a dead
     /// token presented again revokes its whole family, except within the
     /// reuse grace just after it was exchanged, when it gets a pair of its
-    /// own (a second tab, a retry after a lost answer).
+    /// own (a second tab, a retry after a lost answer), at most
+    /// [`TokenPolicy::MAX_GRACE_EXCHANGES`] times: one more is reuse.
+    ///
+    /// Under the per-client limit, checked first: a refused request reads
+    /// nothing and counts as no use of the token.
     pub fn refresh(&self, client: Option<IpAddr>, token: &RefreshToken) -> Result<TokenPair> {
+        if let Some(ip) = client {
+            self.shared
+                .limits
+                .refresh_per_client
+                .check(&client_key(ip))
+                .map_err(|retry_after| {
+                    self.shared.audit(&AuditEvent::Throttled {
+                        action: "refresh",
+                        username: None,
+                        client,
+                    });
+                    Error::RateLimited { retry_after }
+                })?;
+        }
         let now = self.shared.clock.now();
         let hash = self.refresh_hasher.digest(token);
         let Some(old) = self.shared.refresh_tokens.find_refresh_token(&hash)? else {
@@ -339,6 +357,16 @@ impl SessionService {
             // (No upper bound: a racing exchange may stamp `used_at` after
             // this request read its clock, or on an instance whose clock is
             // a little ahead; the store weighs the grace again, atomically.)
+            // Exchanged again as often as the grace allows: a replay (the
+            // store weighs the count again, atomically; this spares the
+            // signing).
+            Some(used_at)
+                if !grace.is_zero()
+                    && used_at >= grace_since
+                    && old.grace_exchanges >= TokenPolicy::MAX_GRACE_EXCHANGES =>
+            {
+                return Err(self.reused(&old, client));
+            }
             Some(used_at) if !grace.is_zero() && used_at >= grace_since => true,
             // Used before the grace: a replay, even of a token since expired.
             Some(_) => return Err(self.reused(&old, client)),
@@ -368,10 +396,16 @@ impl SessionService {
         let (pair, replacement) = self.issue(&user, old.family, now)?;
         let tokens = &self.shared.refresh_tokens;
         // Used already (within the grace), or lost the race to another
-        // exchange: the grace decides, in the store, atomically.
+        // exchange: the grace and its count decide, in the store,
+        // atomically; past them, this is reuse.
         let stored = (!within_grace && tokens.rotate_refresh_token(&hash, &replacement, now)?)
             || (!grace.is_zero()
-                && tokens.exchange_again_within_grace(&hash, &replacement, grace_since)?);
+                && tokens.exchange_again_within_grace(
+                    &hash,
+                    &replacement,
+                    grace_since,
+                    TokenPolicy::MAX_GRACE_EXCHANGES,
+                )?);
         if stored {
             Ok(pair)
         } else {
@@ -477,6 +511,7 @@ impl SessionService {
             issued_at: now,
             expires_at: now.saturating_add(policy.refresh_ttl),
             used_at: None,
+            grace_exchanges: 0,
             revoked: false,
         };
         let pair = TokenPair {

@@ -338,6 +338,81 @@ fn a_token_exchanged_again_within_the_grace_keeps_the_session() {
     ));
 }
 
+/// #15 attack: one stolen refresh token, replayed in a loop within the
+/// reuse grace, minted 7,533 live sibling sessions in 9 s. Now it is
+/// exchanged again at most `MAX_GRACE_EXCHANGES` times; the next replay,
+/// still within the grace, is reuse and revokes the family, siblings and
+/// the owner's newest token with it.
+#[test]
+fn a_token_replayed_within_the_grace_mints_at_most_its_cap_of_siblings() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let first = h.login("alice", "correct horse").unwrap();
+    let owner = h.auth.sessions.refresh(ADDR, &first.refresh_token).unwrap();
+    let start = h.clock.now();
+    let mut siblings = Vec::new();
+    let mut refused = 0;
+    for _ in 0..50 {
+        h.clock.advance(Duration::from_millis(10));
+        match h.auth.sessions.refresh(ADDR, &first.refresh_token) {
+            Ok(pair) => siblings.push(pair),
+            Err(Error::InvalidRefreshToken) => refused += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    let cap = usize::try_from(TokenPolicy::MAX_GRACE_EXCHANGES).unwrap();
+    assert_eq!(siblings.len(), cap, "at most the cap of siblings");
+    assert_eq!(refused, 50 - cap);
+    assert!(
+        h.clock.now() < start.saturating_add(TokenPolicy::default().refresh_reuse_grace),
+        "all within the grace"
+    );
+    assert!(
+        h.audit
+            .events()
+            .iter()
+            .any(|e| e.starts_with("RefreshTokenReused")),
+        "past the cap is reuse"
+    );
+    // The family is revoked: every sibling and the owner's token are dead.
+    for pair in siblings.iter().chain([&owner]) {
+        assert!(matches!(
+            h.auth.sessions.refresh(ADDR, &pair.refresh_token),
+            Err(Error::InvalidRefreshToken)
+        ));
+    }
+    // Another login is another family, untouched.
+    let other = h.login("alice", "correct horse").unwrap();
+    assert!(h.auth.sessions.refresh(ADDR, &other.refresh_token).is_ok());
+}
+
+/// Refresh had no rate limit (#15 attack); now a per-client one, checked
+/// before the token is looked at: a refused exchange does not use it.
+#[test]
+fn refresh_is_limited_per_client_before_the_token_is_used() {
+    let limits = AuthLimits {
+        refresh_per_client: Arc::new(Refuse),
+        ..AuthLimits::unlimited()
+    };
+    let h = harness_with(limits, 2);
+    h.register("alice", "correct horse");
+    let pair = h.login("alice", "correct horse").unwrap();
+    assert!(matches!(
+        h.auth.sessions.refresh(ADDR, &pair.refresh_token),
+        Err(Error::RateLimited { retry_after }) if retry_after == Duration::from_secs(30)
+    ));
+    assert!(
+        h.audit
+            .events()
+            .iter()
+            .any(|e| e.starts_with("Throttled") && e.contains("refresh"))
+    );
+    // Without a client address (in-process use) there is no per-address
+    // limit, and the refused attempt did not use the token.
+    let next = h.auth.sessions.refresh(None, &pair.refresh_token).unwrap();
+    assert!(h.auth.sessions.refresh(None, &next.refresh_token).is_ok());
+}
+
 #[test]
 fn refresh_tokens_expire_and_unknown_ones_are_refused() {
     let h = harness();
@@ -1127,6 +1202,7 @@ fn a_refresh_token_issued_before_the_password_change_is_dead_whenever_it_was_sto
         issued_at,
         expires_at: issued_at.saturating_add(TokenPolicy::default().refresh_ttl),
         used_at: None,
+        grace_exchanges: 0,
         revoked: false,
     };
     h.store.insert_refresh_token(&late).unwrap();

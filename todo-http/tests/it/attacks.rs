@@ -18,6 +18,7 @@ on_both_backends!(
     forged_tokens_all_get_the_same_401,
     a_refresh_token_is_no_bearer_token,
     concurrent_refreshes_over_http_all_keep_the_session,
+    refreshes_past_the_per_client_quota_get_429,
     guessing_one_account_is_throttled_while_others_log_in,
 );
 
@@ -222,13 +223,15 @@ async fn a_refresh_token_is_no_bearer_token(backend: TestBackend) {
 
 /// Two tabs or a retry race one refresh token: with the reuse grace, every
 /// racer gets a pair and every pair stays alive (v1 answered 200, 401, 401,
-/// 401 and then the winner's token was dead too).
+/// 401 and then the winner's token was dead too); as many racers as the
+/// grace allows (one rotation and `MAX_GRACE_EXCHANGES` more).
 async fn concurrent_refreshes_over_http_all_keep_the_session(backend: TestBackend) {
     let Some(sys) = spawn(backend, Options::default()).await else {
         return;
     };
     let (_, _, refresh) = sys.user("alice").await;
-    let racers: Vec<_> = (0..16)
+    let allowed = 1 + todo_core::TokenPolicy::MAX_GRACE_EXCHANGES as usize;
+    let racers: Vec<_> = (0..allowed)
         .map(|_| {
             let client = sys.auth.client.clone();
             let body = json!({"refresh_token": refresh});
@@ -264,6 +267,62 @@ async fn concurrent_refreshes_over_http_all_keep_the_session(backend: TestBacken
             .unwrap();
         assert_eq!(next.status, 200, "every racer's new token is alive");
     }
+}
+
+/// #15 attack: `POST /v1/auth/refresh` had no rate limit (one client
+/// exchanged 7,533 times in 9 s). Past its per-client quota it answers 429
+/// with `Retry-After`, a problem, before the token is looked at.
+async fn refreshes_past_the_per_client_quota_get_429(backend: TestBackend) {
+    let Some(sys) = spawn(
+        backend,
+        Options {
+            refresh_burst: 3,
+            ..Options::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, _, mut refresh) = sys.user("alice").await;
+    let exchange = |token: String| {
+        let client = sys.auth.client.clone();
+        async move {
+            client
+                .json(
+                    Method::POST,
+                    "/v1/auth/refresh",
+                    None,
+                    Some(&json!({"refresh_token": token})),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        let reply = exchange(refresh.clone()).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        refresh = reply.json().unwrap()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    }
+    let limited = exchange(refresh.clone()).await;
+    assert_eq!(limited.status, 429, "{:?}", limited.body);
+    assert_eq!(limited.headers["content-type"], "application/problem+json");
+    let wait: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    let problem = limited.json().unwrap();
+    assert_eq!(problem["type"], "urn:todo:problem:rate-limited");
+    assert_eq!(problem["status"], 429);
+    // The refused request did not use the token: in-process (no client
+    // address, no per-client limit) it still rotates.
+    let token = todo_core::RefreshToken::parse(&refresh).unwrap();
+    assert!(sys.service.sessions.refresh(None, &token).is_ok());
 }
 
 async fn guessing_one_account_is_throttled_while_others_log_in(backend: TestBackend) {

@@ -37,6 +37,8 @@ pub struct Options {
     pub hasher: Option<Arc<dyn PasswordHasher>>,
     pub probe_hasher: bool,
     pub register_burst: u32,
+    /// Refresh-token exchanges per client address a minute.
+    pub refresh_burst: u32,
     pub limits: HttpLimits,
     /// Serve both APIs and the page on one origin (the `todo` binary's mode).
     pub one_origin: bool,
@@ -56,6 +58,7 @@ impl Default for Options {
             hasher: None,
             probe_hasher: true,
             register_burst: 1000,
+            refresh_burst: 1000,
             limits: HttpLimits::default(),
             one_origin: false,
             trust_loopback_proxy: false,
@@ -213,6 +216,10 @@ fn instance(
                 clock.clone(),
             )),
             login_per_client: Arc::new(KeyedLimiter::new(per(1000), clock.clone())),
+            refresh_per_client: Arc::new(KeyedLimiter::new(
+                per(options.refresh_burst),
+                clock.clone(),
+            )),
             login_per_account: Arc::new(KeyedLimiter::new(per(1000), clock.clone())),
             login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy {
                 free_failures: if options.real_argon2 { u32::MAX } else { 5 },

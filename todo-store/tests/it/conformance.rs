@@ -54,6 +54,8 @@ conformance!(
     pagination_is_stable_while_tasks_are_added,
     concurrent_refreshes_without_a_grace_have_one_winner,
     concurrent_refreshes_within_the_grace_all_keep_the_session,
+    concurrent_replays_within_the_grace_exchange_at_most_the_cap,
+    racing_refreshes_past_the_cap_end_the_session,
     task_quota_counts_and_inserts_in_one_step,
     concurrent_creates_at_the_quota_have_one_winner,
     modify_task_is_read_modify_write_for_the_owner_only,
@@ -104,6 +106,7 @@ fn token(user: UserId, family: FamilyId, name: &str, issued: i64, ttl: i64) -> R
         issued_at: at(issued),
         expires_at: at(issued + ttl),
         used_at: None,
+        grace_exchanges: 0,
         revoked: false,
     }
 }
@@ -758,10 +761,11 @@ fn pagination_is_stable_while_tasks_are_added(f: &Fixture) {
     assert!(clock.now() > at(10));
 }
 
-/// 16 threads exchange one refresh token at once through the service.
+/// `racers` threads exchange one refresh token at once through the service.
 fn race_refreshes(
     f: &Fixture,
     grace: std::time::Duration,
+    racers: usize,
 ) -> (
     todo_core::SessionService,
     Arc<ManualClock>,
@@ -770,7 +774,6 @@ fn race_refreshes(
     use todo_core::testing::{CountingHasher, ReversingDigest, TableTokens};
     use todo_core::{AuthServices, Credentials, Registration, TokenPolicy};
 
-    const RACERS: usize = 16;
     let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
     let clock = Arc::new(ManualClock::new());
     let auth = AuthServices::builder()
@@ -798,8 +801,8 @@ fn race_refreshes(
     let pair = auth
         .login(None, &Credentials::offered("alice", "correct horse"))
         .unwrap();
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let racers: Vec<_> = (0..RACERS)
+    let barrier = Arc::new(Barrier::new(racers));
+    let racers: Vec<_> = (0..racers)
         .map(|_| {
             let (auth, barrier, token) =
                 (auth.clone(), barrier.clone(), pair.refresh_token.clone());
@@ -815,7 +818,7 @@ fn race_refreshes(
 
 /// Without a reuse grace, the store referees: exactly one exchange wins.
 fn concurrent_refreshes_without_a_grace_have_one_winner(f: &Fixture) {
-    let (_, _, outcomes) = race_refreshes(f, std::time::Duration::ZERO);
+    let (_, _, outcomes) = race_refreshes(f, std::time::Duration::ZERO, 16);
     let winners = outcomes.iter().filter(|o| o.is_ok()).count();
     assert_eq!(winners, 1, "{outcomes:?}");
     assert!(
@@ -826,12 +829,14 @@ fn concurrent_refreshes_without_a_grace_have_one_winner(f: &Fixture) {
     );
 }
 
-/// With the grace (the default), racing exchanges of one token all get a
-/// pair of their own, and every one stays alive: two tabs do not log each
-/// other out. A replay after the grace still revokes all of them.
+/// With the grace (the default), racing exchanges of one token, as many
+/// as the grace allows (one rotation and `MAX_GRACE_EXCHANGES` more), all
+/// get a pair of their own, and every one stays alive: two tabs do not log
+/// each other out. A replay after the grace still revokes all of them.
 fn concurrent_refreshes_within_the_grace_all_keep_the_session(f: &Fixture) {
     let grace = todo_core::TokenPolicy::default().refresh_reuse_grace;
-    let (auth, clock, outcomes) = race_refreshes(f, grace);
+    let allowed = 1 + todo_core::TokenPolicy::MAX_GRACE_EXCHANGES as usize;
+    let (auth, clock, outcomes) = race_refreshes(f, grace, allowed);
     let pairs: Vec<_> = outcomes
         .into_iter()
         .map(|o| o.expect("every racer gets a pair"))
@@ -859,6 +864,107 @@ fn concurrent_refreshes_within_the_grace_all_keep_the_session(f: &Fixture) {
         assert!(
             auth.refresh(None, &pair.refresh_token).is_err(),
             "the whole family is revoked"
+        );
+    }
+}
+
+/// #15 attack: one refresh token replayed in a loop within the reuse grace
+/// minted 7,533 siblings in 9 s. Of 16 concurrent replays of a used token,
+/// and any after them, at most `MAX_GRACE_EXCHANGES` store a sibling: the
+/// count is taken in the store, atomically. Each used token has its own.
+fn concurrent_replays_within_the_grace_exchange_at_most_the_cap(f: &Fixture) {
+    const RACERS: usize = 16;
+    let cap = todo_core::TokenPolicy::MAX_GRACE_EXCHANGES;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let fam = family(1);
+    let old = token(alice, fam, "old", 0, 600);
+    f.store.insert_refresh_token(&old).unwrap();
+    let next = token(alice, fam, "next", 1, 600);
+    assert!(
+        f.store
+            .rotate_refresh_token(&old.hash, &next, at(1))
+            .unwrap()
+    );
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier, old) = (f.store.clone(), barrier.clone(), old.hash.clone());
+            let sibling = token(alice, fam, &format!("sibling{i}"), 2, 600);
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.exchange_again_within_grace(&old, &sibling, at(0), cap)
+            })
+        })
+        .collect();
+    let outcomes: Vec<bool> = racers
+        .into_iter()
+        .map(|r| r.join().unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|won| **won).count(),
+        cap as usize,
+        "{outcomes:?}"
+    );
+    // Sequential replays past the cap get nothing either.
+    for i in 0..8 {
+        let sibling = token(alice, fam, &format!("late{i}"), 3, 600);
+        assert!(
+            !f.store
+                .exchange_again_within_grace(&old.hash, &sibling, at(0), cap)
+                .unwrap()
+        );
+        assert_eq!(f.store.find_refresh_token(&sibling.hash).unwrap(), None);
+    }
+    let stored = (0..RACERS)
+        .filter(|i| {
+            let hash = RefreshTokenHash::new(format!("{:0>64}", format!("sibling{i}")));
+            f.store.find_refresh_token(&hash).unwrap().is_some()
+        })
+        .count();
+    assert_eq!(
+        stored, cap as usize,
+        "exactly the cap of siblings is stored"
+    );
+    let counted = f.store.find_refresh_token(&old.hash).unwrap().unwrap();
+    assert_eq!(counted.grace_exchanges, cap);
+    // The count is the old token's own: the next one, once used, has its own.
+    let newest = token(alice, fam, "newest", 4, 600);
+    assert!(
+        f.store
+            .rotate_refresh_token(&next.hash, &newest, at(4))
+            .unwrap()
+    );
+    let retry = token(alice, fam, "retry", 5, 600);
+    assert!(
+        f.store
+            .exchange_again_within_grace(&next.hash, &retry, at(4), cap)
+            .unwrap()
+    );
+}
+
+/// Racing exchanges of one token past what the grace allows: at most one
+/// rotation and `MAX_GRACE_EXCHANGES` pairs, and the others are reuse,
+/// which revokes the family (every pair handed out dies with it).
+fn racing_refreshes_past_the_cap_end_the_session(f: &Fixture) {
+    let grace = todo_core::TokenPolicy::default().refresh_reuse_grace;
+    let allowed = 1 + todo_core::TokenPolicy::MAX_GRACE_EXCHANGES as usize;
+    let (auth, _, outcomes) = race_refreshes(f, grace, 16);
+    let pairs: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    assert!(
+        (1..=allowed).contains(&pairs.len()),
+        "{} pairs: {outcomes:?}",
+        pairs.len()
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.is_ok() || matches!(o, Err(todo_core::Error::InvalidRefreshToken))),
+        "{outcomes:?}"
+    );
+    for pair in pairs {
+        assert!(
+            auth.refresh(None, &pair.refresh_token).is_err(),
+            "the family is revoked"
         );
     }
 }
