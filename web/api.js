@@ -144,13 +144,21 @@ export function refresh() {
   return refreshing;
 }
 
+/**
+ * Ends the session on the server. When the server cannot be reached, the
+ * error is thrown and the page stays signed in: the refresh cookie (which
+ * script cannot clear) would otherwise keep a session alive that the person
+ * believes ended, on a shared computer above all. Any answer from the server
+ * (a 401 for a session already over, too) ends it here.
+ */
 export async function logout() {
   try {
     await send('POST', '/v1/auth/logout', { body: {}, headers: SESSION });
-  } finally {
-    accessToken = null;
-    clearTimeout(refreshTimer);
+  } catch (error) {
+    if (isTransient(error)) throw error;
   }
+  accessToken = null;
+  clearTimeout(refreshTimer);
 }
 
 /**
@@ -170,6 +178,13 @@ export async function call(method, path, { body, headers, signal, keepalive } = 
       signOutLocally();
       throw error;
     }
-    return send(method, path, { body, headers, signal, keepalive, token: accessToken });
+    try {
+      return await send(method, path, { body, headers, signal, keepalive, token: accessToken });
+    } catch (retryError) {
+      // Refused even with a token just issued (the account was disabled,
+      // say): the session is over.
+      if (retryError instanceof ApiError && retryError.status === 401) signOutLocally();
+      throw retryError;
+    }
   }
 }

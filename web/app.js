@@ -31,7 +31,8 @@ const state = {
   loadAbort: null,
   loadRetry: 0,
   loadRetryTimer: null,
-  pendingDeletes: new Map(), // id -> {task, timer}: hidden now, deleted when the undo time is over
+  pendingDeletes: new Map(), // id -> {task}: hidden now, deleted when the undo time is over
+  pendingChanges: new Map(), // id -> the task as changed on the page, until the server answers
   editor: null, // {id, form, original}
   quickLiteral: false,
   knownLabels: new Set(),
@@ -153,18 +154,42 @@ function selectTab(register) {
   (register ? $('register-username') : $('login-username')).focus();
 }
 
+/**
+ * The login form, with nothing of the session before it left behind: no
+ * list, no typed text, no search, no timer or request that would act for
+ * the signed-out user (the next person at this computer starts afresh).
+ */
 function showAuth(message) {
   view.boot.hidden = true;
   view.tasks.hidden = true;
   view.auth.hidden = false;
   $('who').hidden = true;
   closeEditor();
-  dismissToast();
-  state.items = [];
+  // Deletes still waiting for their undo time were sent on logout; when the
+  // session ended by itself they cannot be, and the tasks stay.
+  closeToast();
+  state.pendingDeletes.clear();
+  state.pendingChanges.clear();
+  state.loadSeq += 1;
+  state.loadAbort?.abort();
+  state.loadAbort = null;
+  clearTimeout(state.loadRetryTimer);
+  clearTimeout(filterTimer);
+  clearTimeout(previewTimer);
+  state.loadRetry = 0;
+  Object.assign(state, { view: 'open', cursors: [null], page: 0, next: null, items: [], me: null, quickLiteral: false });
   state.knownLabels = new Set();
+  labelsReadAt = 0;
+  $('known-labels').replaceChildren();
   $('task-list').replaceChildren();
+  for (const form of [$('new-task'), $('filters')]) {
+    form.reset();
+    clearErrors(form);
+  }
+  showQuickPreview();
   showBanner(message || '');
-  showConnection(null);
+  $('connection').hidden = true;
+  retryNow = null;
   selectTab(false);
 }
 
@@ -235,17 +260,24 @@ guardSubmit($('register-form'), 'Creating…', async (form) => {
   }
 });
 
+// Logging out ends the session on the server; when the server cannot be
+// reached the page says so and stays signed in, rather than claim a logout
+// while the refresh cookie still holds a live session.
+let loggingOut = false;
 $('logout').addEventListener('click', async () => {
-  await flushDeletes();
+  if (loggingOut) return;
+  loggingOut = true;
   try {
+    await flushDeletes();
     await api.logout();
-  } catch {
-    // Signed out here whatever the server said; the cookie dies with its family later.
+  } catch (error) {
+    showBanner(`Not logged out: ${failureText(error)}. You are still signed in here; try again.`);
+    return;
   } finally {
-    state.me = null;
-    showAuth();
-    announce('Logged out');
+    loggingOut = false;
   }
+  showAuth();
+  announce('Logged out');
 });
 
 api.whenSignedOut(() => showAuth('Your session has ended. Please log in again.'));
@@ -297,9 +329,7 @@ function resolveLabel(typed) {
   if (!typed) return '';
   const lower = typed.toLowerCase();
   const known = [...state.knownLabels];
-  return known.find((l) => l === typed) || known.find((l) => l.toLowerCase() === lower)
-    || (known.filter((l) => l.toLowerCase().startsWith(lower)).length === 1
-      ? known.find((l) => l.toLowerCase().startsWith(lower)) : typed);
+  return known.find((l) => l === typed) || known.find((l) => l.toLowerCase() === lower) || typed;
 }
 
 function listQuery(cursor, overrides = {}) {
@@ -408,12 +438,14 @@ $('next').addEventListener('click', async () => {
   state.page += 1;
   await loadPage();
   fixPagerFocus();
+  announce(`Page ${state.page + 1}`);
 });
 $('prev').addEventListener('click', async () => {
   if (state.page === 0) return;
   state.page -= 1;
   await loadPage();
   fixPagerFocus();
+  announce(`Page ${state.page + 1}`);
 });
 
 /** A pager button that just turned disabled hands focus to the other one, never to <body>. */
@@ -463,7 +495,9 @@ function focusControl(row, control) {
 
 function render(items, { focus } = {}) {
   const where = focus === undefined ? rememberFocus() : focus;
-  state.items = items.filter((t) => !state.pendingDeletes.has(t.id));
+  state.items = items.filter((t) => !state.pendingDeletes.has(t.id))
+    .map((t) => state.pendingChanges.get(t.id) || t)
+    .filter((t) => !state.pendingChanges.has(t.id) || belongs(t));
   for (const task of state.items) for (const label of task.labels) state.knownLabels.add(label);
   $('known-labels').replaceChildren(...[...state.knownLabels].sort().map((l) => new Option(l)));
 
@@ -631,11 +665,24 @@ async function patchTask(task, changes) {
  * no longer belongs to), then runs `send`. If that fails, the list goes
  * back as it was and says so; the row that came back is marked.
  */
-async function optimistic(task, changed, send, { undoText, undo }) {
+async function optimistic(task, changed, send, { undoText, undo, focus }) {
   const before = state.items;
-  const where = rememberFocus();
-  const after = before.map((t) => (t.id === task.id ? changed : t)).filter((t) => t.id !== task.id || belongs(t));
-  render(after, { focus: where });
+  // `focus` (an undo's): the task, once it is in the list; a task that
+  // comes back into a view is there only after the list is read again.
+  const shown = before.some((t) => t.id === task.id);
+  const where = focus && shown ? focus : rememberFocus();
+  // Until the server answers, every read of the list shows the change too.
+  state.pendingChanges.set(task.id, changed);
+  render(before, { focus: where });
+  // Where focus is now: by task and control in the list (whose elements
+  // are new after each read), else the element.
+  const landed = rememberFocus();
+  const landedElement = document.activeElement;
+  const stayed = () => {
+    const now = rememberFocus();
+    if (landed) return now?.id === landed.id && now.control === landed.control;
+    return document.activeElement === landedElement || document.activeElement === document.body;
+  };
   showBanner(''); // an earlier message (a conflict, a failure) is over once the next change is made
   const saving = send();
   // The toast comes at once, as the change does; its undo waits for the save.
@@ -645,39 +692,69 @@ async function optimistic(task, changed, send, { undoText, undo }) {
   });
   try {
     const saved = await saving;
+    if (state.pendingChanges.get(task.id) === changed) state.pendingChanges.delete(task.id);
     state.items = state.items.map((t) => (t.id === task.id ? saved : t));
-    loadPage();
+    await loadPage();
+    // Unless the person has moved on meanwhile.
+    if (focus && stayed() && $('task-list').querySelector(`li.task[data-id="${CSS.escape(task.id)}"]`)) restoreFocus(focus);
     return saved;
   } catch (error) {
+    if (state.pendingChanges.get(task.id) === changed) state.pendingChanges.delete(task.id);
     if (toast === offer) closeToast();
     rollBack(task, before, error);
     return null;
   }
 }
 
+/**
+ * Puts `task` back as it was, in its place among the tasks shown. Only this
+ * task: what other changes did meanwhile (a tick that was saved, a list
+ * read since) stands.
+ */
 function rollBack(task, before, error) {
   if (error instanceof api.ApiError && error.status === 401) return;
   const where = rememberFocus();
-  render(before, { focus: where });
+  const others = state.items.filter((t) => t.id !== task.id);
+  let items = others;
+  if (belongs(task)) {
+    // After the nearest task that came before it and is still shown.
+    const at = before.findIndex((t) => t.id === task.id);
+    let index = 0;
+    for (let k = at - 1; k >= 0; k -= 1) {
+      const j = others.findIndex((t) => t.id === before[k].id);
+      if (j >= 0) {
+        index = j + 1;
+        break;
+      }
+    }
+    items = [...others.slice(0, index), task, ...others.slice(index)];
+  }
+  render(items, { focus: where });
   const row = $('task-list').querySelector(`li.task[data-id="${CSS.escape(task.id)}"]`);
   row?.classList.add('rolled-back');
   const message = `Not saved: ${failureText(error)}. “${task.title}” is back as it was.`;
   showBanner(message);
 }
 
-function setDone(task, done) {
+// An undo puts focus on the task it brought back: the person sees it and
+// goes on from there (not from the toast, which is gone).
+const onTask = (task) => ({ id: task.id, control: 'toggle', index: state.items.length });
+
+function setDone(task, done, focus) {
   const changed = { ...task, done };
   return optimistic(task, changed, () => patchTask(task, { done }), {
     undoText: done ? `Completed “${task.title}”` : `Reopened “${task.title}”`,
-    undo: (saved) => setDone(saved, !done),
+    undo: (saved) => setDone(saved, !done, onTask(saved)),
+    focus,
   });
 }
 
-function setArchived(task, archived) {
+function setArchived(task, archived, focus) {
   const changed = { ...task, archived };
   return optimistic(task, changed, () => patchTask(task, { archived }), {
     undoText: archived ? `Archived “${task.title}”` : `Unarchived “${task.title}”`,
-    undo: (saved) => setArchived(saved, !archived),
+    undo: (saved) => setArchived(saved, !archived, onTask(saved)),
+    focus,
   });
 }
 
@@ -700,7 +777,10 @@ function deleteTask(task) {
     }
     state.pendingDeletes.delete(task.id);
     announce(`Restored “${task.title}”`);
-    loadPage();
+    loadPage().then(() => {
+      const row = $('task-list').querySelector(`li.task[data-id="${CSS.escape(task.id)}"]`);
+      if (row) focusControl(row, 'toggle');
+    });
   }, () => commitDelete(task.id));
   // The last task of a later page: step back to a page that has some.
   if (!state.items.length && state.page > 0) loadPage();
@@ -727,7 +807,12 @@ function flushDeletes(options) {
   return Promise.all([...state.pendingDeletes.keys()].map((id) => commitDelete(id, options)));
 }
 // Leaving the page ends the undo time: the delete is sent on the way out.
+// A phone may kill a page in the background without a pagehide, so a page
+// that is hidden sends its deletes too (its Undo then says it is too late).
 window.addEventListener('pagehide', () => { flushDeletes({ keepalive: true }); });
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'hidden') flushDeletes({ keepalive: true });
+});
 
 // ---- the undo toast -------------------------------------------------------
 
@@ -976,9 +1061,24 @@ function showQuickPreview() {
   preview.hidden = false;
 }
 
+// The preview is said to a screen reader too, once typing pauses (each
+// keystroke would be noise).
+let previewTimer;
+let previewSaid = '';
+function announcePreview() {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(() => {
+    const parts = [...$('quick-parts').children].map((chip) => chip.textContent);
+    const said = $('quick-preview').hidden ? '' : `Quick add reads: ${parts.join(', ')}`;
+    if (said && said !== previewSaid) announce(said);
+    previewSaid = said;
+  }, 800);
+}
+
 $('new-title').addEventListener('input', () => {
   if (!$('new-title').value) state.quickLiteral = false;
   showQuickPreview();
+  announcePreview();
 });
 $('quick-literal').addEventListener('click', () => {
   state.quickLiteral = true;
@@ -1023,11 +1123,18 @@ guardSubmit($('new-task'), 'Adding…', async (form) => {
 
 // ---- start ------------------------------------------------------------------
 
+/** Waits `ms`, or less when `wake` is clicked or the browser is back online. */
 function sleep(ms, wake) {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    wake.onclick = () => { clearTimeout(timer); resolve(); };
-    window.addEventListener('online', () => { clearTimeout(timer); resolve(); }, { once: true });
+    const done = () => {
+      clearTimeout(timer);
+      wake.onclick = null;
+      window.removeEventListener('online', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    wake.onclick = done;
+    window.addEventListener('online', done);
   });
 }
 

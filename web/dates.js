@@ -94,10 +94,15 @@ function longMonth(i) {
     'october', 'november', 'december'][i];
 }
 
-/** "9am", "9:30pm", "21:00", "noon" as [hours, minutes], or null. */
-function parseTime(word) {
-  if (word === 'noon') return [12, 0];
-  if (word === 'midnight') return [0, 0];
+/**
+ * "9am", "9:30pm" as [hours, minutes], or null. With `bare`, also "21:00",
+ * "noon" and "midnight": these are times only after "at" or a date ("at
+ * noon", "tomorrow 21:00"); alone they are too often a title's own words
+ * ("Read John 3:16", "Midnight Commander").
+ */
+function parseTime(word, bare) {
+  if (bare && word === 'noon') return [12, 0];
+  if (bare && word === 'midnight') return [0, 0];
   let m = /^(\d{1,2})(?::(\d{2}))?(am|pm)$/.exec(word);
   if (m) {
     let hours = Number(m[1]);
@@ -107,7 +112,7 @@ function parseTime(word) {
     if (m[3] === 'pm') hours += 12;
     return [hours, minutes];
   }
-  m = /^(\d{1,2}):(\d{2})$/.exec(word);
+  m = bare && /^(\d{1,2}):(\d{2})$/.exec(word);
   if (m && Number(m[1]) < 24 && Number(m[2]) < 60) return [Number(m[1]), Number(m[2])];
   return null;
 }
@@ -118,7 +123,8 @@ function parseTime(word) {
  * "Pay rent", due tomorrow at 9:00, label "home", priority 2 (Medium).
  * Recognised: today, tonight, tomorrow (tmr), weekdays ("friday", "on fri",
  * "next fri"), "in 3 days" / "in 2 weeks", 2030-05-01, "May 1" / "1 May";
- * times 9am, 9:30pm, 21:00, noon (with an optional "at"); #label; !1 to !3.
+ * "May 1 2030"; times 9am, 9:30pm, and after "at" or a date also 21:00,
+ * noon and midnight; #label; !1 to !3.
  * Everything else stays in the title, and text that would leave no title is
  * a plain title. A time alone is today, or tomorrow once it has passed.
  *
@@ -132,6 +138,7 @@ export function parseQuickAdd(text, now) {
   let priority = null;
   let day = null; // [year, monthIndex, date]
   let time = null; // [hours, minutes]
+  let dayEnds = -1; // the index of the last word of the date read, for "tomorrow 21:00"
   const dayOf = (d) => [d.getFullYear(), d.getMonth(), d.getDate()];
 
   for (let i = 0; i < words.length; i += 1) {
@@ -140,9 +147,10 @@ export function parseQuickAdd(text, now) {
     const next = (words[i + 1] || '').toLowerCase().replace(/[,.;]$/, '');
     const prev = (words[i - 1] || '').toLowerCase();
 
-    // A label: # then a name that is not only digits ("#1" stays text).
-    const label = /^#([^\s#]{1,32})$/.exec(word);
-    if (label && /\D/.test(label[1])) {
+    // A label: # then a name that is not only digits ("#1" stays text),
+    // without the punctuation that ends a sentence ("#home." is "home").
+    const label = /^#([^\s#]{1,32}?)[,.;:!?]*$/.exec(word);
+    if (label && /\D/.test(label[1]) && /[\p{L}\p{N}]/u.test(label[1])) {
       if (!labels.some((l) => l.toLowerCase() === label[1].toLowerCase())) labels.push(label[1]);
       continue;
     }
@@ -156,7 +164,7 @@ export function parseQuickAdd(text, now) {
       if (lower === 'today') found = dayOf(now);
       else if (lower === 'tonight') {
         found = dayOf(now);
-        if (time === null && !parseTime(next)) time = [20, 0];
+        if (time === null && !parseTime(next, true)) time = [20, 0];
       } else if (lower === 'tomorrow' || lower === 'tmr' || lower === 'tmrw') found = dayOf(addDays(now, 1));
       else if (lower === 'in' && /^\d{1,3}$/.test(next) && /^(days?|weeks?)$/.test((words[i + 2] || '').toLowerCase())) {
         const n = Number(next) * ((words[i + 2].toLowerCase().startsWith('week')) ? 7 : 1);
@@ -167,11 +175,15 @@ export function parseQuickAdd(text, now) {
         const date = new Date(y, m - 1, d);
         if (date.getMonth() === m - 1) found = [y, m - 1, d];
       } else if (monthIndex(lower) >= 0 && /^\d{1,2}$/.test(next)) {
-        found = upcomingDate(now, monthIndex(lower), Number(next));
-        if (found) used = 2;
+        // "May 2", "May 2 2030"
+        const year = yearOf(words[i + 2]);
+        found = year ? exactDate(year, monthIndex(lower), Number(next)) : upcomingDate(now, monthIndex(lower), Number(next));
+        if (found) used = year ? 3 : 2;
       } else if (/^\d{1,2}$/.test(lower) && monthIndex(next) >= 0) {
-        found = upcomingDate(now, monthIndex(next), Number(lower));
-        if (found) used = 2;
+        // "2 May", "2 May 2030"
+        const year = yearOf(words[i + 2]);
+        found = year ? exactDate(year, monthIndex(next), Number(lower)) : upcomingDate(now, monthIndex(next), Number(lower));
+        if (found) used = year ? 3 : 2;
       } else {
         const weekday = weekdayIndex(lower, DATE_LEADS.has(prev));
         if (weekday >= 0) {
@@ -182,6 +194,7 @@ export function parseQuickAdd(text, now) {
       }
       if (found) {
         day = found;
+        dayEnds = i + used - 1;
         // "on fri", "next fri", "by fri", "due fri": the lead word goes too.
         if (keep.length && DATE_LEADS.has(prev)) keep.pop();
         i += used - 1;
@@ -189,7 +202,7 @@ export function parseQuickAdd(text, now) {
       }
     }
     if (time === null) {
-      const parsed = parseTime(lower);
+      const parsed = parseTime(lower, prev === 'at' || (day !== null && dayEnds === i - 1));
       if (parsed) {
         time = parsed;
         if (keep.length && prev === 'at') keep.pop();
@@ -211,6 +224,17 @@ export function parseQuickAdd(text, now) {
     if (due <= now) due = addDays(due, 1);
   }
   return { title, due, labels, priority, found };
+}
+
+/** A year written after a date ("2 May 2030"), or null. */
+function yearOf(word) {
+  const m = /^(\d{4})[,.;]?$/.exec(word || '');
+  return m && Number(m[1]) >= 1970 && Number(m[1]) <= 9999 ? Number(m[1]) : null;
+}
+
+/** [year, monthIndex, day] when that date exists, or null ("31 Apr" does not). */
+function exactDate(year, month, day) {
+  return new Date(year, month, day).getMonth() === month ? [year, month, day] : null;
 }
 
 /** The next `monthIndex`/`day` from today on (this year, else next), or null when there is no such date. */

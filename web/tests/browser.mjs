@@ -41,7 +41,9 @@ if (process.env.TODO_WEB_DIR) {
   await context.route((url) => /^\/(|[a-z]+\.(js|css|svg))$/.test(url.pathname), async (route) => {
     const response = await route.fetch();
     const name = new URL(route.request().url()).pathname.slice(1) || 'index.html';
-    await route.fulfill({ response, body: readFileSync(join(process.env.TODO_WEB_DIR, name), 'utf8') });
+    const type = { js: 'text/javascript', css: 'text/css', svg: 'image/svg+xml', html: 'text/html' }[name.split('.').pop()];
+    // (status and type too: a file the binary does not have yet comes back 404 from it)
+    await route.fulfill({ response, status: 200, contentType: `${type}; charset=utf-8`, body: readFileSync(join(process.env.TODO_WEB_DIR, name), 'utf8') });
   });
 }
 const page = await context.newPage();
@@ -160,6 +162,14 @@ const toastText = () => page.locator('#toasts .toast-text').textContent();
 const username = `alice${Date.now() % 100000}`;
 const password = 'correct horse battery';
 
+// The page's clock is noon in New York on today's date there: "Today",
+// "Tomorrow" and the Today and Upcoming views hold whenever the test runs
+// (at 23:59 in New York, "tomorrow 9am" and the checks' "Tomorrow" could
+// fall on either side of midnight). The clock runs on from there; step 17
+// moves it ahead.
+const newYorkToday = new Intl.DateTimeFormat('en-CA', { timeZone: 'America/New_York' }).format(new Date());
+await page.clock.install({ time: new Date(`${newYorkToday}T12:00:00-05:00`) });
+
 try {
   // 1. The start is never a blank page: "Loading" until the session is known
   //    (the refresh is held back here), then the login form.
@@ -225,21 +235,28 @@ try {
   // An invalid title is reported next to the title field.
   await page.fill('#new-title', '   ');
   await page.click('#new-task button[type=submit]');
-  await page.locator('#new-task [data-error-for="title"]').waitFor({ state: 'visible' });
-  check(true, 'a blank title is refused next to the title field');
+  await waitFor(() => document.querySelector('#new-task [data-error-for="title"]').textContent !== '');
+  check((await page.locator('#new-task [data-error-for="title"]').textContent()).length > 0
+    && await page.locator('#new-title').getAttribute('aria-invalid') === 'true', 'a blank title is refused next to the title field');
   await page.fill('#new-title', '');
 
   // A double click on Add (answer held back 600 ms) adds one task.
+  let posts = 0;
   await page.route(listUrl, async (route) => {
-    if (route.request().method() === 'POST') await new Promise((r) => setTimeout(r, 600));
+    if (route.request().method() === 'POST') {
+      posts += 1;
+      await new Promise((r) => setTimeout(r, 600));
+    }
     await route.continue().catch(() => {});
   });
   await page.fill('#new-title', 'Only once');
   await page.dblclick('#new-task button[type=submit]');
   check(await page.locator('#new-task button[type=submit]').isDisabled(), 'Add is disabled while the task is being added');
-  await page.waitForTimeout(1200);
+  await waitFor(() => !document.querySelector('#new-task[aria-busy]')
+    && [...document.querySelectorAll('#task-list .title')].some((t) => t.textContent === 'Only once'));
   await page.unroute(listUrl);
-  check((await page.locator('#task-list li.task .title', { hasText: 'Only once' }).count()) === 1, 'a double click on Add adds one task');
+  check(posts === 1 && (await page.locator('#task-list li.task .title', { hasText: 'Only once' }).count()) === 1,
+    `a double click on Add adds one task (${posts} sent)`);
 
   // Quick add: the title's date, label and priority, previewed as typed.
   await page.click('.more summary'); // fold the details again
@@ -284,6 +301,9 @@ try {
   await shot('undo-toast');
   await page.keyboard.press('Control+z');
   await waitForTitles(['Read Sunday papers on fri', 'Pay rent', 'Only once', 'Pay old bill', 'Dentist', 'Call mom', 'Write report', 'Buy milk'], 'Ctrl+Z undoes the completion');
+  await waitFor(() => document.activeElement.closest('li.task')?.querySelector('.title').textContent === 'Only once');
+  f = await focused();
+  check(f.control === 'toggle' && f.task === 'Only once', `after an undo, focus is on the task it brought back (${JSON.stringify(f)})`);
   await task('Buy milk').locator('.toggle').click();
   await waitForTitles(['Read Sunday papers on fri', 'Pay rent', 'Only once', 'Pay old bill', 'Dentist', 'Call mom', 'Write report'], 'Buy milk is done');
   f = await focused();
@@ -318,15 +338,27 @@ try {
   check((await page.locator('#empty').textContent()) === 'No tasks match your search.', 'a search with no match says so');
   await axe('no match');
   // A slow answer to an older search must not replace a newer one.
+  let slowOut;
+  const slowSent = new Promise((resolve) => { slowOut = resolve; });
+  let slowDone;
+  const slowAnswered = new Promise((resolve) => { slowDone = resolve; });
   await page.route(listUrl, async (route) => {
-    if (new URL(route.request().url()).searchParams.get('q') === 'Call') await new Promise((r) => setTimeout(r, 1500));
-    await route.continue().catch(() => {}); // aborted by the page: fine
+    if (new URL(route.request().url()).searchParams.get('q') === 'Call') {
+      slowOut();
+      await new Promise((r) => setTimeout(r, 1500));
+      await route.continue().catch(() => {}); // aborted by the page: fine
+      slowDone();
+      return;
+    }
+    await route.continue().catch(() => {});
   });
   failuresExpected = true;
   await page.fill('#filter-q', 'Call');
-  await page.waitForTimeout(450); // past the 250 ms debounce: the slow request is out
+  await slowSent; // past the debounce: the slow request is out
   await page.fill('#filter-q', 'Dentist');
-  await page.waitForTimeout(2000); // the slow answer has come (or been dropped) by now
+  await waitForTitles(['Dentist'], 'the newer search is shown');
+  await slowAnswered;
+  await page.waitForTimeout(200); // (time for the page to handle the late answer, were it to)
   await waitForTitles(['Dentist'], 'the newest search wins over an older, slower answer');
   await page.unroute(listUrl);
   failuresExpected = false;
@@ -334,11 +366,11 @@ try {
   await waitForTitles(['Read Sunday papers on fri', 'Pay rent', 'Only once', 'Pay old bill', 'Dentist', 'Call mom', 'Write report'], 'clearing the search shows all');
   // A slow sort says it is loading.
   await page.route(listUrl, async (route) => {
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 3000));
     await route.continue().catch(() => {});
   });
   await page.selectOption('#filter-sort', '-due');
-  await page.locator('#loading').waitFor({ state: 'visible', timeout: 900 });
+  await page.locator('#loading').waitFor({ state: 'visible', timeout: 2500 });
   check(await page.locator('#task-list').getAttribute('aria-busy') === 'true', 'a slow answer shows "Loading…" and marks the list busy');
   await page.unroute(listUrl);
   await page.locator('#loading').waitFor({ state: 'hidden' });
@@ -383,6 +415,13 @@ try {
   f = await focused();
   check(f.task === 'Pay old bill' && f.tag !== 'body', `after archiving, focus is on the next task (${JSON.stringify(f)})`);
   check((await toastText()) === 'Archived “Only once”', 'a toast offers to undo the archive');
+  await page.click('#toasts button[data-control="undo"]');
+  await waitForTitles(['Read Sunday papers on fri', 'Pay rent', 'Only once', 'Pay old bill', 'Dentist', 'Call mom tonight', 'Write report'], 'undo brings the archived task back');
+  await waitFor(() => document.activeElement.closest('li.task')?.querySelector('.title').textContent === 'Only once');
+  f = await focused();
+  check(f.task === 'Only once', `after undoing the archive, focus is on the task (${JSON.stringify(f)})`);
+  await task('Only once').getByRole('button', { name: 'Archive Only once' }).click();
+  await waitForTitles(['Read Sunday papers on fri', 'Pay rent', 'Pay old bill', 'Dentist', 'Call mom tonight', 'Write report'], 'archived again');
   await selectView('archived');
   await waitForTitles(['Only once'], 'the Archived view shows it');
   await axe('archived view');
@@ -397,6 +436,9 @@ try {
   check((await toastText()) === 'Deleted “Pay old bill”', 'a toast offers to undo the delete');
   await page.click('#toasts button[data-control="undo"]');
   await waitForTitles(['Read Sunday papers on fri', 'Pay rent', 'Pay old bill', 'Dentist', 'Call mom tonight', 'Write report'], 'undo brings the deleted task back');
+  await waitFor(() => document.activeElement.closest('li.task')?.querySelector('.title').textContent === 'Pay old bill');
+  f = await focused();
+  check(f.control === 'toggle' && f.task === 'Pay old bill', `after undoing a delete, focus is on the task (${JSON.stringify(f)})`);
   // The undo time stops while the toast is pointed at: past the usual six
   // seconds, Undo still restores, and the server still has the task (the
   // list is read again from it). (Attack of 2026-12-03: the delete went out
@@ -459,10 +501,33 @@ try {
   await waitForTitles(['Write report', 'Buy milk'], 'the tick made during a conflict was saved');
   await selectView('open');
   await task('Dentist').locator('.toggle').click();
-  await page.locator('#banner').waitFor({ state: 'hidden' });
-  check(true, 'the conflict message clears with the next change');
+  await waitFor(() => document.querySelector('#banner').hidden);
+  check(await page.locator('#banner').isHidden(), 'the conflict message clears with the next change');
   await page.keyboard.press('Control+z');
   await waitForTitles(['Read Sunday papers on fri', 'Pay rent', 'Dentist', 'Call mom tonight'], 'Dentist is open again');
+  // A failed change rolls back only its own task: a tick made meanwhile,
+  // and saved, stays.
+  const payRentId = await exactTask('Pay rent').getAttribute('data-id');
+  let payRentFailed;
+  const payRentDone = new Promise((resolve) => { payRentFailed = resolve; });
+  await page.route(oneTaskUrl, async (route) => {
+    if (route.request().method() !== 'PATCH' || !route.request().url().endsWith(payRentId)) return route.continue();
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.abort('internetdisconnected');
+    payRentFailed();
+  });
+  failuresExpected = true;
+  await exactTask('Pay rent').locator('.toggle').click();
+  await task('Call mom tonight').locator('.toggle').click();
+  await waitForTitles(['Read Sunday papers on fri', 'Dentist'], 'both ticks show at once');
+  await payRentDone;
+  await page.locator('#banner').waitFor({ state: 'visible' });
+  await waitForTitles(['Read Sunday papers on fri', 'Pay rent', 'Dentist'], 'the failed tick comes back, the saved one stays done');
+  check((await page.locator('#banner-text').textContent()).includes('“Pay rent” is back as it was'), 'the roll-back names its task');
+  await page.unroute(oneTaskUrl);
+  failuresExpected = false;
+  await page.click('#toasts button[data-control="undo"]'); // Call mom tonight's toast
+  await waitForTitles(['Read Sunday papers on fri', 'Pay rent', 'Dentist', 'Call mom tonight'], 'undo reopens the saved tick');
 
   // An expired token and a refresh that meets no network: the page stays
   // signed in, says "offline, retrying", and recovers by itself.
@@ -543,12 +608,23 @@ try {
   await task('Bulk 21').locator('.toggle').click();
   await axe('dark, toast');
   await shot('dark');
+  await selectView('archived');
+  await waitFor(() => document.querySelectorAll('#task-list li.task').length > 0);
+  await axe('dark, archived view');
+  await selectView('open');
   await page.emulateMedia({ colorScheme: 'light' });
+
+  // A delete still in its undo time is sent when the page is left.
+  await task('Bulk 19').getByRole('button', { name: 'Delete Bulk 19' }).click();
+  await waitFor(() => ![...document.querySelectorAll('#task-list .title')].some((t) => t.textContent === 'Bulk 19'));
 
   // 13. A phone: compact rows, actions behind one button, the add box pinned.
   await page.setViewportSize({ width: 375, height: 740 });
   await page.reload();
   await page.locator('#tasks-view').waitFor({ state: 'visible' });
+  await waitFor(() => document.querySelectorAll('#task-list li.task').length >= 8);
+  await selectView('open'); // (read again: the delete sent on the way out may have raced the reload's list)
+  check(!(await titles()).includes('Bulk 19'), 'a delete in its undo time is sent when the page is left');
   await waitFor(() => document.querySelectorAll('#task-list li.task').length >= 8);
   const fit = await page.evaluate(() => {
     const addBox = document.querySelector('#new-task').getBoundingClientRect();
@@ -603,10 +679,25 @@ try {
   await waitFor(() => document.querySelectorAll('#task-list li.task').length > 0);
   check(!(await titles()).includes('Pay old bill'), 'the task deleted after its undo time is gone for good');
 
-  // 15. Log out; a reload stays logged out.
+  // 15. A logout that cannot reach the server says so and stays signed in
+  //     (the refresh cookie would keep the session alive).
+  failuresExpected = true;
+  await page.route('**/v1/auth/logout', (route) => route.abort('internetdisconnected'));
+  await page.click('#logout');
+  await page.locator('#banner').waitFor({ state: 'visible' });
+  check((await page.locator('#banner-text').textContent()).startsWith('Not logged out: you are offline'),
+    'a logout that cannot reach the server says so');
+  check(await page.locator('#tasks-view').isVisible() && await page.locator('#login-form').isHidden(), 'and stays signed in');
+  await page.unroute('**/v1/auth/logout');
+  failuresExpected = false;
+  // Log out; nothing typed or searched outlives the session; a reload stays logged out.
+  await page.fill('#new-title', 'Half typed');
+  await page.fill('#filter-q', 'Bulk');
   await page.click('#logout');
   await page.locator('#login-form').waitFor({ state: 'visible' });
   check(await page.locator('#tasks-view').isHidden(), 'logging out hides the tasks');
+  check(await page.inputValue('#new-title') === '' && await page.inputValue('#filter-q') === ''
+    && await page.locator('#task-list li').count() === 0, 'nothing typed, searched or listed is left in the page after logout');
   await page.reload();
   await page.locator('#login-form').waitFor({ state: 'visible' });
   check(await page.locator('#tasks-view').isHidden(), 'after logout a reload shows the login form');
@@ -628,7 +719,6 @@ try {
 
   // 17. The background refresh (before the access token expires) meets no
   //     network: the page says so, keeps the session, and retries.
-  await page.clock.install();
   await page.reload();
   await page.locator('#tasks-view').waitFor({ state: 'visible' });
   failuresExpected = true;
@@ -645,6 +735,32 @@ try {
   await page.click('#retry-now');
   await page.locator('#connection').waitFor({ state: 'hidden' });
   check(await page.locator('#tasks-view').isVisible(), 'the refresh succeeds once the network is back');
+
+  // 18. A refresh the server refuses ends the session, and the page says why.
+  await page.route('**/v1/auth/refresh', (route) => route.fulfill({
+    status: 401, contentType: 'application/problem+json',
+    body: JSON.stringify({ type: 'about:blank', title: 'Unauthorized', status: 401, detail: 'invalid refresh token' }),
+  }));
+  await page.clock.fastForward('05:00');
+  await page.locator('#login-form').waitFor({ state: 'visible' });
+  check(await page.locator('#banner').isVisible()
+    && (await page.locator('#banner-text').textContent()).includes('Your session has ended'), 'a refused refresh shows the login form, saying why');
+  await page.unroute('**/v1/auth/refresh');
+
+  // 19. A request refused even with a token just refreshed (the account was
+  //     disabled, say) ends the session too, instead of an empty list.
+  await page.fill('#login-username', username);
+  await page.fill('#login-password', password);
+  await page.click('#login-form button[type=submit]');
+  await page.locator('#tasks-view').waitFor({ state: 'visible' });
+  await page.route(listUrl, (route) => route.fulfill({
+    status: 401, contentType: 'application/problem+json', headers: { 'www-authenticate': 'Bearer error="invalid_token"' },
+    body: JSON.stringify({ type: 'about:blank', title: 'Unauthorized', status: 401, detail: 'invalid token' }),
+  }));
+  await selectView('today');
+  await page.locator('#login-form').waitFor({ state: 'visible', timeout: 5000 }).catch(() => {});
+  check(await page.locator('#login-form').isVisible(), 'a 401 after a successful refresh ends the session');
+  await page.unroute(listUrl);
   failuresExpected = false;
 
   check(pairs.length >= 3 && pairs.every((p) => p.access_token && !('refresh_token' in p)),

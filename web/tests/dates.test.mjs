@@ -52,6 +52,34 @@ test('a time alone is today, or tomorrow once it has passed', () => {
   assert.deepEqual(parseQuickAdd('Call at 9:15am', now).due, new Date(2026, 11, 4, 9, 15));
 });
 
+test('numbers and words of a title are not read as times', () => {
+  for (const text of ['Read John 3:16', 'Midnight Commander', 'Noon prayers', 'Flight AF 12:30 check', 'Tag #!!']) {
+    const parsed = parseQuickAdd(text, now);
+    assert.equal(parsed.found, false, text);
+    assert.equal(parsed.title, text);
+  }
+  // ...but they are after "at" or a date.
+  assert.deepEqual(parseQuickAdd('Lunch at noon', now).due, new Date(2026, 11, 4, 12, 0));
+  assert.deepEqual(parseQuickAdd('Deploy tomorrow 21:00', now).due, new Date(2026, 11, 4, 21, 0));
+  assert.deepEqual(parseQuickAdd('Backup at midnight', now).due, new Date(2026, 11, 4, 0, 0));
+  assert.equal(parseQuickAdd('Lunch at noon', now).title, 'Lunch');
+});
+
+test('a date with its year', () => {
+  const parsed = parseQuickAdd('Book for 2 may 2030', now);
+  assert.equal(parsed.title, 'Book for');
+  assert.deepEqual(parsed.due, dateOnlyDue(2030, 4, 2));
+  assert.deepEqual(parseQuickAdd('Renew passport May 2 2031', now).due, dateOnlyDue(2031, 4, 2));
+  // A date that does not exist is not a date.
+  assert.equal(parseQuickAdd('Party 31 apr 2030', now).due, null);
+});
+
+test('a label ends before the punctuation of a sentence', () => {
+  const parsed = parseQuickAdd('Clean the kitchen #home. Then #errands, later', now);
+  assert.deepEqual(parsed.labels, ['home', 'errands']);
+  assert.equal(parsed.title, 'Clean the kitchen Then later');
+});
+
 test('friendly dates', () => {
   assert.equal(friendlyDue(new Date(2026, 11, 3, 9, 0), now), 'Today 9:00 AM');
   assert.equal(friendlyDue(dateOnlyDue(2026, 11, 2), now), 'Yesterday');
