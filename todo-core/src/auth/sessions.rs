@@ -354,9 +354,6 @@ impl SessionService {
         let grace_since = now.saturating_sub(grace);
         let within_grace = match old.used_at {
             None => false,
-            // (No upper bound: a racing exchange may stamp `used_at` after
-            // this request read its clock, or on an instance whose clock is
-            // a little ahead; the store weighs the grace again, atomically.)
             // Exchanged again as often as the grace allows: a replay (the
             // store weighs the count again, atomically; this spares the
             // signing).
@@ -367,6 +364,9 @@ impl SessionService {
             {
                 return Err(self.reused(&old, client));
             }
+            // (No upper bound: a racing exchange may stamp `used_at` after
+            // this request read its clock, or on an instance whose clock is
+            // a little ahead; the store weighs the grace again, atomically.)
             Some(used_at) if !grace.is_zero() && used_at >= grace_since => true,
             // Used before the grace: a replay, even of a token since expired.
             Some(_) => return Err(self.reused(&old, client)),
