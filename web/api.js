@@ -128,13 +128,26 @@ export async function login(username, password) {
   adopt((await send('POST', '/v1/auth/login', { body: { username, password }, headers: SESSION })).body);
 }
 
+// Refreshes run one at a time across this browser's tabs too (Web Locks):
+// each then sends the cookie the one before it set, a plain rotation. Tabs
+// that refresh together (a laptop waking) would otherwise all send the same
+// token, and past the server's few exchanges again within the reuse grace
+// that is reuse, which ends the session in every tab. A refresh gives up
+// after 15 s (as a network failure, retried), so a hung one never holds
+// the other tabs' lock.
+const REFRESH_TIMEOUT_MS = 15_000;
+function oneTabAtATime(work) {
+  return navigator.locks ? navigator.locks.request('todo-refresh', work) : work();
+}
+
 /**
  * A new access token from the refresh cookie; fails when there is no
  * session. One at a time: refresh tokens rotate, and two refreshes with the
  * same cookie would look like a stolen token being replayed.
  */
 export function refresh() {
-  refreshing ??= send('POST', '/v1/auth/refresh', { body: {}, headers: SESSION })
+  refreshing ??= oneTabAtATime(() => send('POST', '/v1/auth/refresh',
+    { body: {}, headers: SESSION, signal: AbortSignal.timeout(REFRESH_TIMEOUT_MS) }))
     .then(({ body }) => {
       adopt(body);
       if (refreshRetry) onConnection({ ok: true });
