@@ -3,11 +3,18 @@
 use http::Method;
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
+use todo_auth::SystemClock;
+use todo_core::Clock as _;
+use todo_core::TaskStore as _;
+
 use crate::harness::{Deployment, Options, System, on_every_deployment, spawn};
 
 on_every_deployment!(
     changes_list_every_write_in_order_for_its_owner_only,
     bad_change_queries_are_refused,
+    a_cursor_behind_the_retention_gets_410_and_a_fresh_start_works,
 );
 
 async fn changes(sys: &System, token: &str, query: &str) -> (u16, Value) {
@@ -133,4 +140,50 @@ async fn bad_change_queries_are_refused(deployment: Deployment) {
         .await
         .unwrap();
     assert_eq!(reply.status, 401);
+}
+
+async fn a_cursor_behind_the_retention_gets_410_and_a_fresh_start_works(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let client = &sys.tasks.client;
+    for title in ["one", "two"] {
+        let reply = sys
+            .post(client, "/v1/tasks", Some(&alice), json!({"title": title}))
+            .await;
+        assert_eq!(reply.status, 201);
+    }
+    let (_, before) = changes(&sys, &alice, "").await;
+    let first = before["items"][0]["cursor"].as_str().unwrap().to_owned();
+
+    // The operator's retention job runs: everything recorded so far is older
+    // than its horizon.
+    let horizon = SystemClock.now().saturating_add(Duration::from_secs(1));
+    assert_eq!(sys.store().prune_changes(horizon).unwrap(), 2);
+
+    // A client that saw only the first change has missed the second: 410,
+    // a problem that says to list the tasks again, and no task data.
+    let (status, gone) = changes(&sys, &alice, &format!("?since={first}")).await;
+    assert_eq!(status, 410, "{gone}");
+    assert_eq!(gone["type"], "urn:todo:problem:changes-gone", "{gone}");
+    assert!(!gone.to_string().contains("two"), "{gone}");
+    // Without a cursor the client starts afresh: no changes kept, and a
+    // cursor from which the next write is seen.
+    let (status, fresh) = changes(&sys, &alice, "").await;
+    assert_eq!(
+        (status, fresh["items"].as_array().unwrap().len()),
+        (200, 0),
+        "{fresh}"
+    );
+    let resume = fresh["next_cursor"].as_str().unwrap().to_owned();
+    let reply = sys
+        .post(client, "/v1/tasks", Some(&alice), json!({"title": "three"}))
+        .await;
+    assert_eq!(reply.status, 201);
+    let (status, after) = changes(&sys, &alice, &format!("?since={resume}")).await;
+    assert_eq!(status, 200, "{after}");
+    let items = after["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{after}");
+    assert_eq!(items[0]["object"]["title"], "three");
 }

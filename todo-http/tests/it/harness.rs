@@ -111,6 +111,14 @@ pub struct System {
     gateway: Option<Gateway>,
 }
 
+impl System {
+    /// The database both APIs use, for tests that act as the operator's
+    /// housekeeping does (pruning the change log, say).
+    pub fn store(&self) -> &todo_store::SqlStore {
+        &self._db.store
+    }
+}
+
 async fn start<A: todo_http::Api>(
     api: A,
     identity: TlsIdentity,
