@@ -11,6 +11,10 @@ let refreshing = null;
 let refreshRetry = 0;
 let onSignedOut = () => {};
 let onConnection = () => {};
+// Bumped when a session ends here (logout, a refused refresh): an answer to
+// a request of an earlier session is not acted on (no token adopted, no
+// list shown to the next person at this computer).
+let session = 0;
 
 // Asks for a cookie-only session: no refresh token in the answer's body.
 const SESSION = { 'todo-session': 'cookie' };
@@ -39,6 +43,21 @@ export class ApiError extends Error {
 export function isTransient(error) {
   return error instanceof ApiError
     && (error.status === 0 || error.status === 408 || error.status === 429 || error.status >= 500);
+}
+
+/**
+ * Whether the server refused the session: a 401, or a 400 (no refresh
+ * cookie at all). Only this ends a session on the page; anything else (a
+ * 403 or 404 from a proxy mid-deploy, an answer that cannot be read) is
+ * treated as a failure to try again.
+ */
+export function isRefusal(error) {
+  return error instanceof ApiError && (error.status === 400 || error.status === 401);
+}
+
+/** The current session's number, to check after an await that it has not ended meanwhile. */
+export function currentSession() {
+  return session;
 }
 
 export function whenSignedOut(callback) {
@@ -80,6 +99,7 @@ async function send(method, path, { body, token, headers = {}, signal, keepalive
 }
 
 function adopt(pair) {
+  if (typeof pair?.access_token !== 'string') throw new ApiError(0, { detail: 'The server sent an unreadable answer.' });
   accessToken = pair.access_token;
   // The refresh token is in the HttpOnly cookie only, never in `pair`.
   scheduleRefresh(Math.max(5, pair.expires_in - 30));
@@ -95,10 +115,12 @@ function scheduleRefresh(seconds) {
 // tried again with backoff (2, 4, 8 ... 60 s) and the page says so; only a
 // refusal (401) from the server signs out.
 async function backgroundRefresh() {
+  const mine = session;
   try {
     await refresh();
   } catch (error) {
-    if (!isTransient(error)) {
+    if (mine !== session) return;
+    if (isRefusal(error)) {
       signOutLocally();
       return;
     }
@@ -108,9 +130,16 @@ async function backgroundRefresh() {
   }
 }
 
-function signOutLocally() {
+/** Forgets the session here: its token, its timers, and the answers still to come to its requests. */
+function endSession() {
+  session += 1;
   accessToken = null;
+  refreshRetry = 0;
   clearTimeout(refreshTimer);
+}
+
+function signOutLocally() {
+  endSession();
   onSignedOut();
 }
 
@@ -125,19 +154,35 @@ export async function register(username, password, email) {
 }
 
 export async function login(username, password) {
-  adopt((await send('POST', '/v1/auth/login', { body: { username, password }, headers: SESSION })).body);
+  const { body } = await send('POST', '/v1/auth/login', { body: { username, password }, headers: SESSION });
+  endSession(); // whatever came before is over
+  adopt(body);
 }
 
 // Refreshes run one at a time across this browser's tabs too (Web Locks):
 // each then sends the cookie the one before it set, a plain rotation. Tabs
 // that refresh together (a laptop waking) would otherwise all send the same
-// token, and past the server's few exchanges again within the reuse grace
-// that is reuse, which ends the session in every tab. A refresh gives up
-// after 15 s (as a network failure, retried), so a hung one never holds
-// the other tabs' lock.
-const REFRESH_TIMEOUT_MS = 15_000;
+// token, and past the server's 3 exchanges again within the reuse grace
+// that is reuse, which ends the session in every tab. (A browser without
+// Web Locks refreshes its tabs concurrently and meets that cap.)
+//
+// A refresh that gets no answer in 5 s is given up as a network failure
+// (retried 2 s later), and lets go of the lock, but the request itself is
+// not aborted: should the server have rotated the token, its answer still
+// sets the new cookie, and the next refresh sends that one. (Aborting it
+// would lose the cookie, and the old one sent after the grace is reuse.)
+const REFRESH_PATIENCE_MS = 5_000;
 function oneTabAtATime(work) {
   return navigator.locks ? navigator.locks.request('todo-refresh', work) : work();
+}
+
+function withPatience(request) {
+  let timer;
+  const giveUp = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new ApiError(0, { detail: 'The server is not answering.' })), REFRESH_PATIENCE_MS);
+  });
+  request.catch(() => {}); // (answered after we gave up: nobody is waiting)
+  return Promise.race([request, giveUp]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -146,9 +191,11 @@ function oneTabAtATime(work) {
  * same cookie would look like a stolen token being replayed.
  */
 export function refresh() {
-  refreshing ??= oneTabAtATime(() => send('POST', '/v1/auth/refresh',
-    { body: {}, headers: SESSION, signal: AbortSignal.timeout(REFRESH_TIMEOUT_MS) }))
+  const mine = session;
+  refreshing ??= oneTabAtATime(() => withPatience(send('POST', '/v1/auth/refresh', { body: {}, headers: SESSION })))
     .then(({ body }) => {
+      // Logged out meanwhile: the answer is not this session's to adopt.
+      if (mine !== session) throw new ApiError(401, { detail: 'Logged out.' });
       adopt(body);
       if (refreshRetry) onConnection({ ok: true });
       refreshRetry = 0;
@@ -168,10 +215,10 @@ export async function logout() {
   try {
     await send('POST', '/v1/auth/logout', { body: {}, headers: SESSION });
   } catch (error) {
-    if (isTransient(error)) throw error;
+    // Over only when the server said so: a 401 (already over) or 400 (no cookie).
+    if (!isRefusal(error)) throw error;
   }
-  accessToken = null;
-  clearTimeout(refreshTimer);
+  endSession();
 }
 
 /**
@@ -184,19 +231,24 @@ export async function call(method, path, { body, headers, signal, keepalive } = 
     return await send(method, path, { body, headers, signal, keepalive, token: accessToken });
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401) throw error;
+    const mine = session;
     try {
       await refresh();
     } catch (refreshError) {
-      if (isTransient(refreshError)) throw refreshError;
+      if (mine !== session || !isRefusal(refreshError)) throw refreshError;
       signOutLocally();
       throw error;
     }
     try {
       return await send(method, path, { body, headers, signal, keepalive, token: accessToken });
     } catch (retryError) {
-      // Refused even with a token just issued (the account was disabled,
-      // say): the session is over.
-      if (retryError instanceof ApiError && retryError.status === 401) signOutLocally();
+      // Refused even with a token just issued: the server cannot check it
+      // yet (a task server that has not fetched a new signing key), which
+      // passes. Not the end of the session (the refresh was accepted): a
+      // failure to try again.
+      if (retryError instanceof ApiError && retryError.status === 401) {
+        throw new ApiError(503, { detail: 'The server could not check your session just now.' });
+      }
       throw retryError;
     }
   }

@@ -176,6 +176,7 @@ function showAuth(message) {
   clearTimeout(state.loadRetryTimer);
   clearTimeout(filterTimer);
   clearTimeout(previewTimer);
+  previewSaid = '';
   state.loadRetry = 0;
   Object.assign(state, { view: 'open', cursors: [null], page: 0, next: null, items: [], me: null, quickLiteral: false });
   state.knownLabels = new Set();
@@ -267,6 +268,10 @@ let loggingOut = false;
 $('logout').addEventListener('click', async () => {
   if (loggingOut) return;
   loggingOut = true;
+  const button = $('logout');
+  // Busy, without disabling the button (a disabled button drops focus to <body>).
+  button.setAttribute('aria-busy', 'true');
+  button.textContent = 'Logging out…';
   try {
     await flushDeletes();
     await api.logout();
@@ -275,6 +280,8 @@ $('logout').addEventListener('click', async () => {
     return;
   } finally {
     loggingOut = false;
+    button.removeAttribute('aria-busy');
+    button.textContent = 'Log out';
   }
   showAuth();
   announce('Logged out');
@@ -313,9 +320,11 @@ let labelsReadAt = 0;
 $('filter-label').addEventListener('focus', async () => {
   if (Date.now() - labelsReadAt < 60_000) return;
   labelsReadAt = Date.now();
+  const mine = api.currentSession();
   try {
     for (const archived of ['false', 'true']) {
       const { body } = await api.call('GET', `/v1/tasks?limit=100&archived=${archived}`);
+      if (api.currentSession() !== mine) return;
       for (const task of body.items) for (const label of task.labels) state.knownLabels.add(label);
     }
     $('known-labels').replaceChildren(...[...state.knownLabels].sort().map((l) => new Option(l)));
@@ -381,7 +390,8 @@ function setBusy(busy) {
 /**
  * Loads the current page. Only the newest call's answer is shown (an older,
  * slower one is aborted and ignored); "Loading…" shows when an answer takes
- * more than a moment; a network failure is retried with backoff.
+ * more than a moment; a network failure is retried with backoff. Resolves
+ * to whether this call's page is the one shown.
  */
 async function loadPage({ first = false } = {}) {
   const seq = ++state.loadSeq;
@@ -393,7 +403,7 @@ async function loadPage({ first = false } = {}) {
   const form = $('filters');
   try {
     const { items, next } = await fetchPage(state.cursors[state.page], abort.signal);
-    if (seq !== state.loadSeq) return;
+    if (seq !== state.loadSeq) return false;
     const shown = items.filter((t) => !state.pendingDeletes.has(t.id));
     clearErrors(form);
     state.loadRetry = 0;
@@ -406,12 +416,13 @@ async function loadPage({ first = false } = {}) {
       announce('No more tasks');
       clearTimeout(busyTimer);
       loadPage().then(() => { state.next = null; $('next').disabled = true; fixPagerFocus(); });
-      return;
+      return false;
     }
     state.next = next;
     render(items);
+    return true;
   } catch (error) {
-    if (seq !== state.loadSeq || error.name === 'AbortError') return;
+    if (seq !== state.loadSeq || error.name === 'AbortError') return false;
     if (api.isTransient(error)) {
       state.loadRetry = Math.min(state.loadRetry ? state.loadRetry * 2 : 2, 60);
       const retry = () => { clearTimeout(state.loadRetryTimer); loadPage(); };
@@ -424,6 +435,7 @@ async function loadPage({ first = false } = {}) {
     clearTimeout(busyTimer);
     if (seq === state.loadSeq) setBusy(false);
   }
+  return false;
 }
 
 let filterTimer;
@@ -436,16 +448,16 @@ $('next').addEventListener('click', async () => {
   if (!state.next) return;
   state.cursors[state.page + 1] = state.next;
   state.page += 1;
-  await loadPage();
+  const shown = await loadPage();
   fixPagerFocus();
-  announce(`Page ${state.page + 1}`);
+  if (shown) announce(`Page ${state.page + 1}`);
 });
 $('prev').addEventListener('click', async () => {
   if (state.page === 0) return;
   state.page -= 1;
-  await loadPage();
+  const shown = await loadPage();
   fixPagerFocus();
-  announce(`Page ${state.page + 1}`);
+  if (shown) announce(`Page ${state.page + 1}`);
 });
 
 /** A pager button that just turned disabled hands focus to the other one, never to <body>. */
@@ -666,6 +678,7 @@ async function patchTask(task, changes) {
  * back as it was and says so; the row that came back is marked.
  */
 async function optimistic(task, changed, send, { undoText, undo, focus }) {
+  const mine = api.currentSession();
   const before = state.items;
   // `focus` (an undo's): the task, once it is in the list; a task that
   // comes back into a view is there only after the list is read again.
@@ -692,6 +705,7 @@ async function optimistic(task, changed, send, { undoText, undo, focus }) {
   });
   try {
     const saved = await saving;
+    if (api.currentSession() !== mine) return null; // signed out meanwhile: nothing of it is shown
     if (state.pendingChanges.get(task.id) === changed) state.pendingChanges.delete(task.id);
     state.items = state.items.map((t) => (t.id === task.id ? saved : t));
     await loadPage();
@@ -699,6 +713,7 @@ async function optimistic(task, changed, send, { undoText, undo, focus }) {
     if (focus && stayed() && $('task-list').querySelector(`li.task[data-id="${CSS.escape(task.id)}"]`)) restoreFocus(focus);
     return saved;
   } catch (error) {
+    if (api.currentSession() !== mine) return null;
     if (state.pendingChanges.get(task.id) === changed) state.pendingChanges.delete(task.id);
     if (toast === offer) closeToast();
     rollBack(task, before, error);
@@ -769,19 +784,23 @@ function deleteTask(task) {
   const pending = { task };
   state.pendingDeletes.set(task.id, pending);
   render(before, { focus: where });
-  showToast(`Deleted “${task.title}”`, () => {
+  const offer = showToast(`Deleted “${task.title}”`, () => {
     if (pending.sending) {
       // Too late (the page was being left, say): never claim a restore.
-      announce(`Too late: “${task.title}” was already deleted`);
+      showBanner(`Too late to undo: “${task.title}” was already deleted.`);
       return;
     }
     state.pendingDeletes.delete(task.id);
     announce(`Restored “${task.title}”`);
+    const from = document.activeElement;
     loadPage().then(() => {
+      // On the task brought back, unless the person has moved on meanwhile.
+      if (document.activeElement !== from && document.activeElement !== document.body) return;
       const row = $('task-list').querySelector(`li.task[data-id="${CSS.escape(task.id)}"]`);
       if (row) focusControl(row, 'toggle');
     });
   }, () => commitDelete(task.id));
+  pending.toast = offer;
   // The last task of a later page: step back to a page that has some.
   if (!state.items.length && state.page > 0) loadPage();
 }
@@ -790,11 +809,16 @@ async function commitDelete(id, { keepalive = false } = {}) {
   const pending = state.pendingDeletes.get(id);
   if (!pending || pending.sending) return;
   pending.sending = true;
+  // Sent before its undo time was over (the page was hidden): its toast no
+  // longer offers an Undo it cannot keep.
+  if (toast === pending.toast) closeToast();
+  const mine = api.currentSession();
   try {
     await api.call('DELETE', `/v1/tasks/${id}`, { headers: ifMatch(pending.task), keepalive });
     state.pendingDeletes.delete(id);
   } catch (error) {
     state.pendingDeletes.delete(id);
+    if (api.currentSession() !== mine) return;
     if (error instanceof api.ApiError && (error.status === 404 || error.status === 401)) return;
     // Not deleted: the task comes back into the list, marked, and the page says why.
     showBanner(`Not deleted: ${failureText(error)}. “${pending.task.title}” is back.`);
@@ -1015,15 +1039,17 @@ function openEditor(li, task) {
       focusControl(li.isConnected ? li : $('task-list').querySelector(`li.task[data-id="${CSS.escape(task.id)}"]`) || li, 'edit');
       return;
     }
+    const mine = api.currentSession();
     try {
       const saved = await patchTask(original, changes);
+      if (api.currentSession() !== mine) return;
       const where = { id: task.id, control: 'edit', index: state.items.findIndex((t) => t.id === task.id) };
       closeEditor();
       render(state.items.map((t) => (t.id === task.id ? saved : t)).filter((t) => t.id !== task.id || belongs(t)), { focus: where });
       announce('Saved');
       loadPage();
     } catch (error) {
-      if (error instanceof api.ApiError && error.status === 401) return;
+      if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
       // The editor stays open with what was typed.
       showErrors(form, error instanceof api.ApiError && error.status === 0
         ? new api.ApiError(0, { detail: `Not saved: ${failureText(error)}. Try again when you are back online.` }) : error);
@@ -1100,8 +1126,10 @@ guardSubmit($('new-task'), 'Adding…', async (form) => {
   else if (parsed.priority) body.priority = parsed.priority;
   const labels = labelsFrom([form.labels.value, ...parsed.labels].join(','));
   if (labels.length) body.labels = labels;
+  const mine = api.currentSession();
   try {
     const { body: created } = await api.call('POST', '/v1/tasks', { body });
+    if (api.currentSession() !== mine) return;
     form.reset();
     state.quickLiteral = false;
     showQuickPreview();
@@ -1114,7 +1142,7 @@ guardSubmit($('new-task'), 'Adding…', async (form) => {
     await loadPage();
     form.title.focus();
   } catch (error) {
-    if (error instanceof api.ApiError && error.status === 401) return;
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
     // What was typed stays in the form.
     showErrors(form, error instanceof api.ApiError && error.status === 0
       ? new api.ApiError(0, { detail: `Not added: ${failureText(error)}. Your text is kept; try again.` }) : error);
@@ -1150,7 +1178,7 @@ async function start() {
       await showTasks(me.body.username);
       return;
     } catch (error) {
-      if (!api.isTransient(error)) {
+      if (api.isRefusal(error) || !(error instanceof api.ApiError)) {
         showAuth();
         return;
       }

@@ -138,7 +138,8 @@ export function parseQuickAdd(text, now) {
   let priority = null;
   let day = null; // [year, monthIndex, date]
   let time = null; // [hours, minutes]
-  let dayEnds = -1; // the index of the last word of the date read, for "tomorrow 21:00"
+  let dayEnds = -1;
+  let tonight = false; // the index of the last word of the date read, for "tomorrow 21:00"
   const dayOf = (d) => [d.getFullYear(), d.getMonth(), d.getDate()];
 
   for (let i = 0; i < words.length; i += 1) {
@@ -164,7 +165,7 @@ export function parseQuickAdd(text, now) {
       if (lower === 'today') found = dayOf(now);
       else if (lower === 'tonight') {
         found = dayOf(now);
-        if (time === null && !parseTime(next, true)) time = [20, 0];
+        tonight = true; // 20:00 unless a time is given ("tonight at 7pm")
       } else if (lower === 'tomorrow' || lower === 'tmr' || lower === 'tmrw') found = dayOf(addDays(now, 1));
       else if (lower === 'in' && /^\d{1,3}$/.test(next) && /^(days?|weeks?)$/.test((words[i + 2] || '').toLowerCase())) {
         const n = Number(next) * ((words[i + 2].toLowerCase().startsWith('week')) ? 7 : 1);
@@ -176,12 +177,12 @@ export function parseQuickAdd(text, now) {
         if (date.getMonth() === m - 1) found = [y, m - 1, d];
       } else if (monthIndex(lower) >= 0 && /^\d{1,2}$/.test(next)) {
         // "May 2", "May 2 2030"
-        const year = yearOf(words[i + 2]);
+        const year = yearOf(words[i + 2], now);
         found = year ? exactDate(year, monthIndex(lower), Number(next)) : upcomingDate(now, monthIndex(lower), Number(next));
         if (found) used = year ? 3 : 2;
       } else if (/^\d{1,2}$/.test(lower) && monthIndex(next) >= 0) {
         // "2 May", "2 May 2030"
-        const year = yearOf(words[i + 2]);
+        const year = yearOf(words[i + 2], now);
         found = year ? exactDate(year, monthIndex(next), Number(lower)) : upcomingDate(now, monthIndex(next), Number(lower));
         if (found) used = year ? 3 : 2;
       } else {
@@ -212,6 +213,7 @@ export function parseQuickAdd(text, now) {
     keep.push(word);
   }
 
+  if (tonight && time === null) time = [20, 0];
   const title = keep.join(' ');
   const found = labels.length > 0 || priority !== null || day !== null || time !== null;
   if (!title) return { title: text.trim(), due: null, labels: [], priority: null, found: false };
@@ -226,10 +228,15 @@ export function parseQuickAdd(text, now) {
   return { title, due, labels, priority, found };
 }
 
-/** A year written after a date ("2 May 2030"), or null. */
-function yearOf(word) {
+/**
+ * A year written after a date ("2 May 2030"): this year or one of the next
+ * ten, or null. Other numbers there are the title's ("Ship 5 May 2000
+ * units", "Essay on 9 Nov 1989").
+ */
+function yearOf(word, now) {
   const m = /^(\d{4})[,.;]?$/.exec(word || '');
-  return m && Number(m[1]) >= 1970 && Number(m[1]) <= 9999 ? Number(m[1]) : null;
+  const year = m && Number(m[1]);
+  return year && year >= now.getFullYear() && year <= now.getFullYear() + 10 ? year : null;
 }
 
 /** [year, monthIndex, day] when that date exists, or null ("31 Apr" does not). */

@@ -84,9 +84,10 @@ impl TokenPolicy {
     /// How many times one refresh token may be exchanged again within the
     /// reuse grace after its exchange; one more is reuse and revokes the
     /// family. Why 3: what the grace is for needs one to three: a second
-    /// tab racing the first (1), the page's retries of a lost answer
-    /// (2 s, then 4 s later: 2 within the 10 s grace), or up to four tabs
-    /// refreshing at once. Unbounded, one stolen token replayed in a loop
+    /// client racing the first (1), or the page's retries of a lost answer
+    /// (it waits 5 s for one, then retries 2 s and 4 s later: 2 within the
+    /// 10 s grace; its tabs take turns, so they do not race each other).
+    /// Unbounded, one stolen token replayed in a loop
     /// within the grace minted 7,533 live siblings in 9 s (attack, #15).
     pub const MAX_GRACE_EXCHANGES: u32 = 3;
 }

@@ -277,6 +277,9 @@ async fn refreshes_past_the_per_client_quota_get_429(backend: TestBackend) {
         backend,
         Options {
             refresh_burst: 3,
+            // No reuse grace: had the refused request used the token, the
+            // exchange at the end would be reuse, and fail.
+            refresh_reuse_grace: Duration::ZERO,
             ..Options::default()
         },
     )
@@ -320,7 +323,8 @@ async fn refreshes_past_the_per_client_quota_get_429(backend: TestBackend) {
     assert_eq!(problem["type"], "urn:todo:problem:rate-limited");
     assert_eq!(problem["status"], 429);
     // The refused request did not use the token: in-process (no client
-    // address, no per-client limit) it still rotates.
+    // address, no per-client limit) it still rotates, with no grace to
+    // cover a use.
     let token = todo_core::RefreshToken::parse(&refresh).unwrap();
     assert!(sys.service.sessions.refresh(None, &token).is_ok());
 }
