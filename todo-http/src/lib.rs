@@ -92,7 +92,7 @@ pub mod web;
 
 pub use auth_api::AuthApi;
 pub use front::{Api, ApiResponse, Frontend, MetricsExposure, with_problem_answers};
-pub use keys::{KeyRefresh, RefreshError};
+pub use keys::{KeyRefresh, Refetch, RefreshError};
 pub use metrics::{Metrics, counter, gauge};
 pub use one_origin::{AuthWithPage, OneOrigin};
 pub use probe::{NotReady, Operations, Probe};

@@ -2,6 +2,7 @@
 //! public keys only; the database is touched only by the task service.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{NestedPath, RawQuery, State};
 use http::StatusCode;
@@ -20,7 +21,11 @@ use utoipa_axum::routes;
 use crate::blocking::{blocking, call};
 use crate::extract::{Authenticates, Caller, Conditional, JsonBytes, Path};
 use crate::front::{Api, ApiResponse, json_value, no_content};
-use crate::keys::KeyRefresh;
+use crate::keys::{KeyRefresh, Refetch};
+
+/// When to try again after a token's key could not be known (a JWKS fetch
+/// running or failing): about when a failed fetch is retried.
+const KEYS_UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 use crate::probe::{Operations, Probe};
 use crate::problem::ApiError;
 use crate::request::{query_bool, query_int};
@@ -79,26 +84,32 @@ impl TaskApi {
 
 impl Authenticates for TaskApi {
     /// The bearer token's principal: verified in-process (refetching the
-    /// JWKS once for an unknown key), then admitted by the gate.
+    /// JWKS once for an unknown key), then admitted by the gate. A key
+    /// that cannot be known now (a fetch running or failing) is a 503 with
+    /// `Retry-After`, not a 401: the token may be one just issued.
     async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
-        let claims = match self.gate.verify(token) {
-            Ok(claims) => claims,
-            Err(CoreError::InvalidToken(TokenRejection::UnknownKey)) if self.keys.is_some() => {
-                let refreshed = match &self.keys {
-                    Some(keys) => keys.refresh().await.unwrap_or_else(|error| {
-                        tracing::warn!(target: "todo::http", error = %crate::problem::chain(&error), "refetching the JWKS failed");
-                        false
-                    }),
-                    None => false,
-                };
-                if !refreshed {
-                    return Err(ApiError::invalid_token());
+        let claims = match (self.gate.verify(token), &self.keys) {
+            (Ok(claims), _) => claims,
+            (Err(CoreError::InvalidToken(TokenRejection::UnknownKey)), Some(keys)) => {
+                let refetch = keys.refresh().await.unwrap_or_else(|error| {
+                    tracing::warn!(target: "todo::http", error = %crate::problem::chain(&error), "refetching the JWKS failed");
+                    Refetch::Unavailable
+                });
+                match refetch {
+                    Refetch::Installed => self
+                        .gate
+                        .verify(token)
+                        .map_err(|_| ApiError::invalid_token())?,
+                    Refetch::Unchanged => return Err(ApiError::invalid_token()),
+                    Refetch::Unavailable => {
+                        return Err(ApiError::unavailable(
+                            KEYS_UNAVAILABLE_RETRY,
+                            Some("the token's key is not known yet and the JWKS cannot be fetched now".into()),
+                        ));
+                    }
                 }
-                self.gate
-                    .verify(token)
-                    .map_err(|_| ApiError::invalid_token())?
             }
-            Err(_) => return Err(ApiError::invalid_token()),
+            (Err(_), _) => return Err(ApiError::invalid_token()),
         };
         crate::gate::admit(&self.gate, claims).await
     }

@@ -24,7 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use todo_auth::{JwkSet, JwtVerifier, KeySet};
-use todo_http::{KeyRefresh, RefreshError};
+use todo_http::{KeyRefresh, Refetch, RefreshError};
 
 /// Why the key set could not be fetched, or the URL is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -187,15 +187,20 @@ impl JwksSource {
 
     /// Fetches the key set and installs it, unless another fetch is running
     /// or the last was too recent (failures back off from 100 ms to the
-    /// minimum interval). Returns whether the keys changed.
-    pub async fn refresh_if_due(&self) -> Result<bool, JwksError> {
+    /// minimum interval). Skipped, the keys are [`Refetch::Unavailable`]
+    /// while a fetch runs or after one failed, [`Refetch::Unchanged`] after
+    /// one that worked.
+    pub async fn refresh_if_due(&self) -> Result<Refetch, JwksError> {
         let _in_flight = {
             let mut fetches = self.fetches.lock().unwrap_or_else(PoisonError::into_inner);
             let too_soon = fetches
                 .last
                 .is_some_and(|at| at.elapsed() < fetches.wait(self.min_interval));
-            if fetches.in_flight || too_soon {
-                return Ok(false);
+            if fetches.in_flight || (too_soon && fetches.failures > 0) {
+                return Ok(Refetch::Unavailable);
+            }
+            if too_soon {
+                return Ok(Refetch::Unchanged);
             }
             fetches.last = Some(Instant::now());
             fetches.in_flight = true;
@@ -207,7 +212,13 @@ impl JwksSource {
             Ok(_) => 0,
             Err(_) => fetches.failures.saturating_add(1),
         };
-        outcome
+        outcome.map(|changed| {
+            if changed {
+                Refetch::Installed
+            } else {
+                Refetch::Unchanged
+            }
+        })
     }
 
     /// Fetches the key set now and installs it; returns whether it changed.
@@ -332,7 +343,7 @@ impl JwksSource {
 }
 
 impl KeyRefresh for JwksSource {
-    fn refresh(&self) -> Pin<Box<dyn Future<Output = Result<bool, RefreshError>> + Send + '_>> {
+    fn refresh(&self) -> Pin<Box<dyn Future<Output = Result<Refetch, RefreshError>> + Send + '_>> {
         Box::pin(async move {
             self.refresh_if_due()
                 .await
@@ -432,8 +443,9 @@ mod tests {
             source.refresh_if_due().await,
             Err(JwksError::NoCa)
         ));
-        // A failed fetch is retried soon, but not at once.
-        assert!(!source.refresh_if_due().await.unwrap());
+        // A failed fetch is retried soon, but not at once; meanwhile the
+        // keys are not known (a token's key may be among them).
+        assert_eq!(source.refresh_if_due().await.unwrap(), Refetch::Unavailable);
     }
 
     /// Failures back off from 100 ms, doubling, to the minimum interval; a
@@ -473,8 +485,9 @@ mod tests {
         });
         let (_held, _) = silent.accept().await.unwrap();
         assert!(source.fetches.lock().unwrap().in_flight);
-        assert!(
-            !source.refresh_if_due().await.unwrap(),
+        assert_eq!(
+            source.refresh_if_due().await.unwrap(),
+            Refetch::Unavailable,
             "a second fetch while one runs"
         );
         first.abort();

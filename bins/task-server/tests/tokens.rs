@@ -351,6 +351,44 @@ async fn a_key_change_empties_the_token_cache() {
     );
 }
 
+/// Review of #14: a token of a key task-server cannot fetch yet (auth-server
+/// down just after a key rotation) was a 401, and a client told 401 with a
+/// token just issued ends its session. It is a 503 with `Retry-After`, and
+/// verifies once the keys can be fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_whose_key_cannot_be_fetched_yet_gets_503_not_401() {
+    let mut split = Split::start(&[], &["--jwks-min-refresh-secs", "0"]);
+    split.rotate_and_withdraw();
+    let fresh = split.alice().await;
+    assert!(split.auth.shut_down().success());
+    for _ in 0..3 {
+        let reply = split
+            .tasks
+            .client(&split.data)
+            .json(Method::GET, "/v1/tasks", Some(&fresh), None)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 503, "{}", split.tasks.log());
+        assert!(reply.headers.contains_key("retry-after"));
+    }
+    split.auth = Running::start(
+        "auth-server",
+        &split.data,
+        &split.url,
+        &split.auth_listen,
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match split.tasks_status(&fresh).await {
+            200 => break,
+            503 => assert!(Instant::now() < deadline, "{}", split.tasks.log()),
+            other => panic!("unexpected {other}: {}", split.tasks.log()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_with_a_crit_header_is_refused_by_both_servers() {
     let split = Split::start(&[], &[]);
