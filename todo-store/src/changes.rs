@@ -9,10 +9,11 @@
 //! out of order, and a reader following "the largest seen" would skip the
 //! late one). On SQLite every write already holds the database's one write
 //! lock. Taken last in each write, the lock is held only from the append
-//! to the commit.
+//! to the commit; a creation under the quota takes it first, as the
+//! quota's check (`take_seq_within`: the stream counts its owner's tasks).
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Text};
 use todo_core::{
     Change, ChangeKind, ChangeLog, StoreError, TaskId, Timestamp, UserId, trim_through,
 };
@@ -71,7 +72,8 @@ struct StoredChange {
 /// Records a write of the owner's task `task_id` in the owner's stream:
 /// `task` is the row as the write left it, `None` when it deleted it.
 /// Runs inside the write's transaction, as its last statement but the
-/// commit (see the module's note on the lock).
+/// commit (see the module's note on the lock). A creation counts the task
+/// in the stream's `task_count`, a deletion out.
 pub(crate) fn record(
     conn: &mut AnyConnection,
     kind: ChangeKind,
@@ -80,16 +82,95 @@ pub(crate) fn record(
     task: Option<&TaskRow>,
     at: i64,
 ) -> QueryResult<()> {
+    let delta: i64 = match kind {
+        ChangeKind::TaskCreated => 1,
+        ChangeKind::TaskDeleted => -1,
+        ChangeKind::TaskUpdated => 0,
+    };
     let bump = diesel::insert_into(change_streams::table)
         .values((
             change_streams::owner_id.eq(owner_id),
             change_streams::last_seq.eq(1_i64),
+            change_streams::task_count.eq(delta.max(0)),
         ))
         .on_conflict(change_streams::owner_id)
         .do_update()
-        .set(change_streams::last_seq.eq(change_streams::last_seq + 1_i64))
+        .set((
+            change_streams::last_seq.eq(change_streams::last_seq + 1_i64),
+            change_streams::task_count.eq(change_streams::task_count + delta),
+        ))
         .returning(change_streams::last_seq);
     let seq: i64 = native!(&mut *conn, |c| bump.get_result(c))?;
+    append(conn, seq, kind, owner_id, task_id, task, at)
+}
+
+/// Takes the owner's next number for a task about to be created, counting
+/// it in, only while the stream counts fewer than `max` tasks: `None` when
+/// the owner is at the quota. This is the quota's check (no `COUNT` of the
+/// owner's tasks per creation), atomic as the number is: the stream's row
+/// is locked (PostgreSQL) or the database is (SQLite) until the commit.
+/// The caller then inserts the task and [`append`]s its change.
+///
+/// A count that drifted (tasks written by an older version during a
+/// rolling upgrade, which counted nothing) is repaired where it would
+/// refuse: at the quota by the count, the tasks are counted, once.
+pub(crate) fn take_seq_within(
+    conn: &mut AnyConnection,
+    owner_id: &str,
+    max: i64,
+) -> QueryResult<Option<i64>> {
+    if max <= 0 {
+        return Ok(None);
+    }
+    if let Some(seq) = bump_within(conn, owner_id, max)? {
+        return Ok(Some(seq));
+    }
+    let count = crate::schema::tasks::table
+        .filter(crate::schema::tasks::owner_id.eq(owner_id))
+        .count();
+    let owned: i64 = native!(&mut *conn, |c| count.get_result(c))?;
+    if owned >= max {
+        return Ok(None);
+    }
+    let repair = diesel::update(change_streams::table.find(owner_id))
+        .set(change_streams::task_count.eq(owned));
+    native!(&mut *conn, |c| repair.execute(c))?;
+    bump_within(conn, owner_id, max)
+}
+
+#[derive(QueryableByName)]
+struct Seq {
+    #[diesel(sql_type = BigInt)]
+    last_seq: i64,
+}
+
+/// The stream's next number, counting one more task, if it counts fewer
+/// than `max`. (The upsert's `WHERE` has no diesel form: plain SQL, the
+/// same on both databases.)
+fn bump_within(conn: &mut AnyConnection, owner_id: &str, max: i64) -> QueryResult<Option<i64>> {
+    const BUMP_WITHIN: &str = "INSERT INTO change_streams (owner_id, last_seq, task_count) \
+        VALUES ($1, 1, 1) ON CONFLICT (owner_id) DO UPDATE \
+        SET last_seq = change_streams.last_seq + 1, task_count = change_streams.task_count + 1 \
+        WHERE change_streams.task_count < $2 RETURNING last_seq";
+    let bump = diesel::sql_query(BUMP_WITHIN)
+        .bind::<Text, _>(owner_id)
+        .bind::<BigInt, _>(max);
+    let seq: Option<Seq> = native!(&mut *conn, |c| bump.get_result(c).optional())?;
+    Ok(seq.map(|s| s.last_seq))
+}
+
+/// Appends the change numbered `seq` (taken by the write, which holds the
+/// stream's row) to the owner's stream, and trims the stream when `seq`
+/// is one that trims.
+pub(crate) fn append(
+    conn: &mut AnyConnection,
+    seq: i64,
+    kind: ChangeKind,
+    owner_id: &str,
+    task_id: &str,
+    task: Option<&TaskRow>,
+    at: i64,
+) -> QueryResult<()> {
     let row = ChangeRow {
         owner_id,
         seq,

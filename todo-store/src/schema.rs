@@ -77,6 +77,7 @@ diesel::table! {
         owner_id -> Text,
         last_seq -> BigInt,
         pruned_through -> BigInt,
+        task_count -> BigInt,
     }
 }
 

@@ -208,10 +208,6 @@ fn like_pattern(text: &str) -> String {
     pattern
 }
 
-/// The first key of PostgreSQL's two-key advisory locks that serialise one
-/// owner's task creations ("tdqt"); the second is a hash of the owner id.
-const QUOTA_LOCK_CLASS: i32 = 0x7464_7174;
-
 /// Runs `body` so that no other writer of the same rows can interleave
 /// with it. SQLite: as every write, inside the group commit's immediate
 /// transaction (`crate::group`), which holds the database's write lock
@@ -242,27 +238,26 @@ impl TaskStore for SqlStore {
         self.with_write_conn(|conn| {
             exclusive(
                 conn,
-                |pg| {
-                    lock_owner_pg(pg, &row.owner_id)?;
-                    diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-                        .bind::<diesel::sql_types::Integer, _>(QUOTA_LOCK_CLASS)
-                        .bind::<Text, _>(&row.owner_id)
-                        .execute(pg)
-                        .map(|_| ())
-                },
+                |pg| lock_owner_pg(pg, &row.owner_id),
                 |conn| {
-                    // Served by the (owner_id, …) indexes: an index-only count.
-                    let count = tasks::table
-                        .filter(tasks::owner_id.eq(&row.owner_id))
-                        .count();
-                    let owned: i64 = native!(&mut *conn, |c| count.get_result(c))?;
-                    if owned >= max {
+                    // The quota: the owner's stream counts their tasks, and
+                    // its row, locked from here to the commit, serialises
+                    // their creations (PostgreSQL; SQLite's writes are).
+                    let Some(seq) = changes::take_seq_within(conn, &row.owner_id, max)? else {
                         return Ok(false);
-                    }
+                    };
                     let insert = diesel::insert_into(tasks::table).values(&row);
                     native!(&mut *conn, |c| insert.execute(c))?;
                     insert_labels(conn, &row)?;
-                    record_write(conn, ChangeKind::TaskCreated, &row)?;
+                    changes::append(
+                        conn,
+                        seq,
+                        ChangeKind::TaskCreated,
+                        &row.owner_id,
+                        &row.id,
+                        Some(&row),
+                        row.updated_at,
+                    )?;
                     Ok(true)
                 },
             )

@@ -57,6 +57,7 @@ conformance!(
     concurrent_replays_within_the_grace_exchange_at_most_the_cap,
     racing_refreshes_past_the_cap_end_the_session,
     task_quota_counts_and_inserts_in_one_step,
+    the_quota_counts_deletions_and_tasks_inserted_without_it,
     concurrent_creates_at_the_quota_have_one_winner,
     modify_task_is_read_modify_write_for_the_owner_only,
     concurrent_modifications_each_see_the_last,
@@ -369,7 +370,7 @@ fn expired_refresh_tokens_are_purged(f: &Fixture) {
     assert!(find("long").is_some());
 }
 
-fn full_task(owner: UserId, id_seed: u64, created: i64) -> Task {
+pub(crate) fn full_task(owner: UserId, id_seed: u64, created: i64) -> Task {
     Task {
         id: TaskId::from_uuid(id_at(created, id_seed)),
         owner,
@@ -1014,6 +1015,50 @@ fn task_quota_counts_and_inserts_in_one_step(f: &Fixture) {
     );
 }
 
+/// The quota counts every way a task comes and goes: a deletion makes
+/// room, a task inserted without the quota (an import) takes some, and a
+/// failed creation (a duplicate id) counts nothing.
+fn the_quota_counts_deletions_and_tasks_inserted_without_it(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let first = full_task(alice, 0, 10);
+    assert!(store.insert_task_within(&first, 2).unwrap());
+    store.insert_task(&full_task(alice, 1, 10)).unwrap();
+    assert!(
+        !store
+            .insert_task_within(&full_task(alice, 2, 10), 2)
+            .unwrap(),
+        "an imported task counts"
+    );
+    assert!(matches!(
+        store.insert_task_within(&first, 3),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store
+            .insert_task_within(&full_task(alice, 3, 10), 3)
+            .unwrap(),
+        "a creation that failed took no place"
+    );
+    assert!(
+        store
+            .delete_task(alice, first.id, None, first.created_at)
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_task_within(&full_task(alice, 4, 10), 3)
+            .unwrap(),
+        "a deletion makes room"
+    );
+    assert!(
+        !store
+            .insert_task_within(&full_task(alice, 5, 10), 3)
+            .unwrap()
+    );
+    assert_eq!(store_count(store, alice), 3);
+}
+
 fn concurrent_creates_at_the_quota_have_one_winner(f: &Fixture) {
     // As many racers as the pool has connections, each holding one already
     // (a racer that had to connect first would come late to the race).
@@ -1449,11 +1494,15 @@ fn concurrent_writers_number_their_changes_in_commit_order_without_gaps(f: &Fixt
             loop {
                 let finished = done.load(std::sync::atomic::Ordering::SeqCst);
                 let page = store.changes_after(alice, last, 100).unwrap();
+                // Caught up once the writers are done: a page short of the
+                // limit. (Returning after the first page read once they
+                // were done lost the rest when the reader lagged behind.)
+                let caught_up = page.changes.len() < 100;
                 for change in page.changes {
                     seen.push(change.seq);
                     last = change.seq;
                 }
-                if finished {
+                if finished && caught_up {
                     return seen;
                 }
             }
@@ -1547,11 +1596,15 @@ fn writers_of_distinct_tasks_never_let_a_reader_skip(f: &Fixture) {
             loop {
                 let finished = done.load(std::sync::atomic::Ordering::SeqCst);
                 let page = store.changes_after(alice, last, 100).unwrap();
+                // Caught up once the writers are done: a page short of the
+                // limit. (Returning after the first page read once they
+                // were done lost the rest when the reader lagged behind.)
+                let caught_up = page.changes.len() < 100;
                 for change in page.changes {
                     seen.push(change.seq);
                     last = change.seq;
                 }
-                if finished {
+                if finished && caught_up {
                     return seen;
                 }
             }

@@ -268,3 +268,90 @@ fn sqlite_writes_share_syncs_and_each_is_counted() {
         assert_eq!(postgres.store.group_commit_stats(), None);
     }
 }
+
+/// The stream's task count, as the quota reads it: a creation counts in, a
+/// deletion out, and a count that drifted (tasks written by an older
+/// version in a rolling upgrade, which counted nothing) is repaired where
+/// it would refuse a creation.
+fn the_stream_counts_its_owners_tasks_and_repairs_a_drift(
+    database: &todo_store::testing::TestDatabase,
+) {
+    use diesel::Connection as _;
+    use diesel::RunQueryDsl as _;
+    use todo_core::TaskStore as _;
+    use todo_store::DatabaseUrl;
+
+    use crate::conformance::{full_task, new_user};
+
+    let store = &database.store;
+    let owner = new_user(store, "alice", 0).user.id;
+    let task = |n: u64| full_task(owner, n, 10);
+    let count_sql = format!("SELECT task_count FROM change_streams WHERE owner_id = '{owner}'");
+    let set_sql =
+        |n: i64| format!("UPDATE change_streams SET task_count = {n} WHERE owner_id = '{owner}'");
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        task_count: i64,
+    }
+    let sql = |query: &str| -> i64 {
+        match &database.config.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+                if query.starts_with("SELECT") {
+                    diesel::sql_query(query)
+                        .get_result::<Count>(&mut c)
+                        .unwrap()
+                        .task_count
+                } else {
+                    i64::try_from(diesel::sql_query(query).execute(&mut c).unwrap()).unwrap()
+                }
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut c = diesel::PgConnection::establish(url).unwrap();
+                if query.starts_with("SELECT") {
+                    diesel::sql_query(query)
+                        .get_result::<Count>(&mut c)
+                        .unwrap()
+                        .task_count
+                } else {
+                    i64::try_from(diesel::sql_query(query).execute(&mut c).unwrap()).unwrap()
+                }
+            }
+        }
+    };
+
+    for n in 1..=3 {
+        assert!(store.insert_task_within(&task(n), 10).unwrap());
+    }
+    assert_eq!(sql(&count_sql), 3);
+    let first = task(1);
+    assert!(
+        store
+            .delete_task(owner, first.id, None, first.created_at)
+            .unwrap()
+    );
+    assert_eq!(sql(&count_sql), 2, "a deletion counts out");
+    // Drifted high (deletions an older version did not count): the
+    // creation the count would refuse recounts, and is let in.
+    assert_eq!(sql(&set_sql(10)), 1);
+    assert!(store.insert_task_within(&task(4), 10).unwrap());
+    assert_eq!(sql(&count_sql), 3, "repaired, and the new task counted");
+    // At the real quota it is still refused.
+    assert!(!store.insert_task_within(&task(5), 3).unwrap());
+}
+
+#[test]
+fn sqlite_the_stream_counts_its_owners_tasks_and_repairs_a_drift() {
+    the_stream_counts_its_owners_tasks_and_repairs_a_drift(
+        &todo_store::testing::TestDatabase::sqlite(),
+    );
+}
+
+#[test]
+fn postgres_the_stream_counts_its_owners_tasks_and_repairs_a_drift() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    the_stream_counts_its_owners_tasks_and_repairs_a_drift(&database);
+}

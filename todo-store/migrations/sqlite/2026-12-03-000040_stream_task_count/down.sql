@@ -1,0 +1,1 @@
+ALTER TABLE change_streams DROP COLUMN task_count;
