@@ -15,6 +15,22 @@ let onConnection = () => {};
 // a request of an earlier session is not acted on (no token adopted, no
 // list shown to the next person at this computer).
 let session = 0;
+// The user the session is for (the access token's `sub`): a refresh that
+// comes back for someone else (another tab logged out and another person
+// logged in, with the cookie all tabs share) ends the session here rather
+// than show that person's tasks under this one's name.
+let subject = null;
+
+// The tabs of this browser share one refresh cookie, so one session: a
+// logout, or a session refused by the server, in one tab ends it in every
+// tab (a tab left open would otherwise go on with the old token, then
+// take the next person's session at its next refresh).
+const otherTabs = typeof BroadcastChannel === 'function' ? new BroadcastChannel('todo-session') : null;
+otherTabs?.addEventListener('message', (event) => {
+  if (event.data?.type !== 'ended' || accessToken === null) return;
+  endSession();
+  onSignedOut(event.data.loggedOut ? 'You logged out in another tab.' : undefined);
+});
 
 // Asks for a cookie-only session: no refresh token in the answer's body.
 const SESSION = { 'todo-session': 'cookie' };
@@ -98,8 +114,25 @@ async function send(method, path, { body, token, headers = {}, signal, keepalive
   return { status: response.status, body: data, headers: response.headers };
 }
 
+/** The `sub` of an access token (a JWT; only read here, the servers verify it). */
+function subjectOf(token) {
+  try {
+    return JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).sub ?? null;
+  } catch {
+    return null;
+  }
+}
+
 function adopt(pair) {
   if (typeof pair?.access_token !== 'string') throw new ApiError(0, { detail: 'The server sent an unreadable answer.' });
+  const sub = subjectOf(pair.access_token);
+  if (subject !== null && sub !== subject) {
+    // Not told to the other tabs: the one that signed the other person in is theirs.
+    endSession();
+    onSignedOut('Someone else has signed in in another tab. Please log in again.');
+    throw new ApiError(401, { detail: 'Signed in as someone else in another tab.' });
+  }
+  subject = sub;
   accessToken = pair.access_token;
   // The refresh token is in the HttpOnly cookie only, never in `pair`.
   scheduleRefresh(Math.max(5, pair.expires_in - 30));
@@ -133,6 +166,7 @@ async function backgroundRefresh() {
 /** Forgets the session here: its token, its timers, and the answers still to come to its requests. */
 function endSession() {
   session += 1;
+  subject = null;
   accessToken = null;
   refreshRetry = 0;
   clearTimeout(refreshTimer);
@@ -140,6 +174,7 @@ function endSession() {
 
 function signOutLocally() {
   endSession();
+  otherTabs?.postMessage({ type: 'ended' });
   onSignedOut();
 }
 
@@ -176,10 +211,10 @@ function oneTabAtATime(work) {
   return navigator.locks ? navigator.locks.request('todo-refresh', work) : work();
 }
 
-function withPatience(request) {
+function withPatience(request, ms = REFRESH_PATIENCE_MS) {
   let timer;
   const giveUp = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new ApiError(0, { detail: 'The server is not answering.' })), REFRESH_PATIENCE_MS);
+    timer = setTimeout(() => reject(new ApiError(0, { detail: 'The server is not answering.' })), ms);
   });
   request.catch(() => {}); // (answered after we gave up: nobody is waiting)
   return Promise.race([request, giveUp]).finally(() => clearTimeout(timer));
@@ -213,12 +248,15 @@ export function refresh() {
  */
 export async function logout() {
   try {
-    await send('POST', '/v1/auth/logout', { body: {}, headers: SESSION });
+    // Ten seconds at most: a hung logout says so rather than leave the
+    // person believing they logged out.
+    await withPatience(send('POST', '/v1/auth/logout', { body: {}, headers: SESSION }), 10_000);
   } catch (error) {
     // Over only when the server said so: a 401 (already over) or 400 (no cookie).
     if (!isRefusal(error)) throw error;
   }
   endSession();
+  otherTabs?.postMessage({ type: 'ended', loggedOut: true });
 }
 
 /**

@@ -191,6 +191,7 @@ function showAuth(message) {
   showBanner(message || '');
   $('connection').hidden = true;
   retryNow = null;
+  $('status').textContent = ''; // (it may still say what was typed)
   selectTab(false);
 }
 
@@ -287,7 +288,7 @@ $('logout').addEventListener('click', async () => {
   announce('Logged out');
 });
 
-api.whenSignedOut(() => showAuth('Your session has ended. Please log in again.'));
+api.whenSignedOut((why) => showAuth(why || 'Your session has ended. Please log in again.'));
 
 // ---- views and filters ------------------------------------------------------
 
@@ -660,6 +661,7 @@ const ifMatch = (task) => ({ 'if-match': `"v${task.version}"` });
  * they changed win, the others keep what the other change made.
  */
 async function patchTask(task, changes) {
+  const mine = api.currentSession();
   const path = `/v1/tasks/${task.id}`;
   try {
     return (await api.call('PATCH', path, { body: changes, headers: ifMatch(task) })).body;
@@ -667,7 +669,9 @@ async function patchTask(task, changes) {
     if (!(error instanceof api.ApiError && error.status === 412)) throw error;
     const latest = (await api.call('GET', path)).body;
     const updated = (await api.call('PATCH', path, { body: changes, headers: ifMatch(latest) })).body;
-    showBanner(`“${latest.title}” had changed elsewhere; your change was applied to its latest version.`);
+    if (api.currentSession() === mine) {
+      showBanner(`“${latest.title}” had changed elsewhere; your change was applied to its latest version.`);
+    }
     return updated;
   }
 }

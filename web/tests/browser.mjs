@@ -802,6 +802,25 @@ try {
   await page.reload();
   await page.locator('#tasks-view').waitFor({ state: 'visible' });
   check(await page.locator('#login-form').isHidden(), 'and the session they share still works');
+
+  // 17c. Logging out in one tab logs out every tab: a tab left open would
+  //      go on with its token, then take the next person's session (the
+  //      cookie they share) at its next refresh.
+  const other = await context.newPage();
+  await other.clock.install({ time: new Date(`${newYorkToday}T12:00:00-05:00`) });
+  await other.goto(base);
+  await other.locator('#tasks-view').waitFor({ state: 'visible' });
+  await page.click('#logout');
+  await page.locator('#login-form').waitFor({ state: 'visible' });
+  await other.locator('#login-form').waitFor({ state: 'visible', timeout: 5000 }).catch(() => {});
+  check(await other.locator('#login-form').isVisible() && await other.locator('#task-list li').count() === 0,
+    'logging out in one tab logs out the other');
+  check((await other.locator('#banner-text').textContent()) === 'You logged out in another tab.', 'and it says why');
+  await other.close();
+  await page.fill('#login-username', username);
+  await page.fill('#login-password', password);
+  await page.click('#login-form button[type=submit]');
+  await page.locator('#tasks-view').waitFor({ state: 'visible' });
   failuresExpected = true;
 
   // 18. A refresh the server refuses ends the session, and the page says why.
