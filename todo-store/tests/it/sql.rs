@@ -287,37 +287,35 @@ fn the_stream_counts_its_owners_tasks_and_repairs_a_drift(
     let owner = new_user(store, "alice", 0).user.id;
     let task = |n: u64| full_task(owner, n, 10);
     let count_sql = format!("SELECT task_count FROM change_streams WHERE owner_id = '{owner}'");
-    let set_sql =
-        |n: i64| format!("UPDATE change_streams SET task_count = {n} WHERE owner_id = '{owner}'");
+    // Both statements name the count they read or wrote (RETURNING, on both
+    // databases): the rows they touched.
+    let set_sql = |n: i64| {
+        format!(
+            "UPDATE change_streams SET task_count = {n} WHERE owner_id = '{owner}' RETURNING task_count"
+        )
+    };
     #[derive(diesel::QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         task_count: i64,
     }
-    let sql = |query: &str| -> i64 {
-        match &database.config.url {
-            DatabaseUrl::Sqlite(path) => {
-                let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-                if query.starts_with("SELECT") {
-                    diesel::sql_query(query)
-                        .get_result::<Count>(&mut c)
-                        .unwrap()
-                        .task_count
-                } else {
-                    i64::try_from(diesel::sql_query(query).execute(&mut c).unwrap()).unwrap()
-                }
-            }
+    let rows = |query: &str| -> Vec<i64> {
+        let counts: Vec<Count> = match &database.config.url {
+            DatabaseUrl::Sqlite(path) => diesel::sql_query(query)
+                .load(&mut diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap()),
             DatabaseUrl::Postgres(url) => {
-                let mut c = diesel::PgConnection::establish(url).unwrap();
-                if query.starts_with("SELECT") {
-                    diesel::sql_query(query)
-                        .get_result::<Count>(&mut c)
-                        .unwrap()
-                        .task_count
-                } else {
-                    i64::try_from(diesel::sql_query(query).execute(&mut c).unwrap()).unwrap()
-                }
+                diesel::sql_query(query).load(&mut diesel::PgConnection::establish(url).unwrap())
             }
+        }
+        .unwrap();
+        counts.into_iter().map(|c| c.task_count).collect()
+    };
+    let sql = |query: &str| -> i64 {
+        let touched = rows(query);
+        if query.starts_with("SELECT") {
+            touched[0]
+        } else {
+            i64::try_from(touched.len()).unwrap()
         }
     };
 
