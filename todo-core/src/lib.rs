@@ -67,6 +67,7 @@ mod auth;
 mod change;
 mod device;
 mod error;
+mod live;
 pub mod memory;
 mod ports;
 mod precondition;
@@ -94,6 +95,7 @@ pub use error::{
     BoxError, Error, HashError, RandomError, Result, StoreError, TokenError, TokenRejection,
     ValidationError,
 };
+pub use live::{ChangeSubscription, Changed};
 pub use ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,
     NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskStore,

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::change::{ChangeCursor, ChangeLimit, ChangePage};
+use crate::change::{ChangeCursor, ChangeLimit, ChangeLog, ChangePage};
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
+use crate::live::{ChangeBells, ChangeSubscription};
 use crate::ports::{RateLimiter, TaskStore, Unlimited};
 use crate::query::{Page, TaskCursor, TaskQuery};
 use crate::random::{Random, new_v7};
@@ -100,6 +101,8 @@ pub struct TaskService {
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
     limits: TaskLimits,
+    /// The subscribers to ring when a change commits (shared by clones).
+    bells: Arc<ChangeBells>,
 }
 
 impl std::fmt::Debug for TaskService {
@@ -119,6 +122,7 @@ impl TaskService {
             clock,
             random,
             limits: TaskLimits::unlimited(),
+            bells: Arc::default(),
         }
     }
 
@@ -163,7 +167,10 @@ impl TaskService {
             None => self.store.insert_task(&task).map(|()| true),
         };
         match inserted {
-            Ok(true) => Ok(task),
+            Ok(true) => {
+                self.bells.ring(owner);
+                Ok(task)
+            }
             Ok(false) => Err(Error::QuotaExceeded {
                 what: "tasks",
                 limit: self.limits.max_tasks_per_user.unwrap_or_default(),
@@ -260,7 +267,12 @@ impl TaskService {
         match (stored, mismatch) {
             (None, _) => Err(Error::NotFound),
             (Some(_), Some(current)) => Err(Error::VersionMismatch { current }),
-            (Some(task), None) => Ok(task),
+            (Some(task), None) => {
+                // (A patch that changed nothing recorded no change: a
+                // spurious ring costs a subscriber one empty read.)
+                self.bells.ring(owner);
+                Ok(task)
+            }
         }
     }
 
@@ -271,6 +283,7 @@ impl TaskService {
             .store
             .delete_task(owner, id, expected, self.clock.now())?
         {
+            self.bells.ring(owner);
             return Ok(());
         }
         match (expected, self.store.find_task(owner, id)?) {
@@ -299,14 +312,8 @@ impl TaskService {
             None => 0,
         };
         let log = self.store.changes_after(owner, after, limit.get())?;
-        if since.is_some() && after < log.pruned_through {
-            return Err(Error::Gone);
-        }
-        if after > log.head {
-            return Err(Error::invalid(ValidationError::Format {
-                field: "since",
-                what: "change cursor",
-            }));
+        if since.is_some() {
+            check_position(after, &log)?;
         }
         // Caught up without a cursor on a stream retention has emptied: the
         // place to ask again from is after what was pruned, not before it
@@ -323,11 +330,70 @@ impl TaskService {
         })
     }
 
+    /// Follows the owner's stream live from `since` (from its head without
+    /// one: only what commits from now on). Fails as [`TaskService::changes`]
+    /// does for a cursor that is someone else's, ahead of the stream, or
+    /// behind the retention.
+    pub fn subscribe(
+        &self,
+        owner: UserId,
+        since: Option<&ChangeCursor>,
+    ) -> Result<ChangeSubscription> {
+        // The stream's bounds only (no change is read).
+        let bounds = |owner| self.store.changes_after(owner, u64::MAX, 0);
+        let cursor = match since {
+            Some(cursor) => {
+                // Weighed now, as a read would: a bad cursor fails here.
+                check_position(cursor.seq_for(owner)?, &bounds(owner)?)?;
+                *cursor
+            }
+            None => ChangeCursor::new(owner, bounds(owner)?.head),
+        };
+        Ok(ChangeSubscription::new(self.clone(), owner, cursor))
+    }
+
+    /// Wakes this process's subscribers of `owner`'s stream: for changes
+    /// committed by another process on the same database (this service
+    /// wakes them itself for its own writes). A wake-up with nothing new
+    /// costs each subscriber one read.
+    pub fn notify_changed(&self, owner: UserId) {
+        self.bells.ring(owner);
+    }
+
+    /// Subscriptions open now in this process, across owners.
+    #[must_use]
+    pub fn live_subscriptions(&self) -> usize {
+        self.bells.subscribers()
+    }
+
+    pub(crate) fn bells(&self) -> &ChangeBells {
+        &self.bells
+    }
+
     /// Retention: forgets the changes older than `keep`; returns how many.
     pub fn prune_changes(&self, keep: std::time::Duration) -> Result<u64> {
         let before = self.clock.now().saturating_sub(keep);
         Ok(self.store.prune_changes(before)?)
     }
+}
+
+const BAD_SINCE: ValidationError = ValidationError::Format {
+    field: "since",
+    what: "change cursor",
+};
+
+/// Whether a reader that has seen the stream up to `after` can go on from
+/// there: not if retention dropped changes it has not seen
+/// ([`Error::Gone`]), nor if it claims more than the stream holds (a
+/// cursor this database did not make).
+fn check_position(after: u64, log: &ChangeLog) -> Result<()> {
+    if after < log.pruned_through {
+        return Err(Error::Gone);
+    }
+    if after > log.head {
+        return Err(BAD_SINCE.into());
+    }
+    Ok(())
 }
 
 /// A cursor must come from the same query (both list paths check it first).

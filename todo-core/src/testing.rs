@@ -223,3 +223,57 @@ impl AuditSink for RecordingAudit {
             .push(format!("{event:?}"));
     }
 }
+
+/// A user named `name` in `store`, made at `clock`'s time with a password
+/// hash nobody can match: the owner of tasks in examples and tests.
+pub fn a_user(
+    store: &dyn crate::ports::UserStore,
+    clock: &dyn Clock,
+    name: &str,
+) -> Result<crate::user::UserId, crate::error::Error> {
+    let now = clock.now();
+    let seed = name
+        .bytes()
+        .fold(0u64, |seed, byte| seed.wrapping_mul(31) ^ u64::from(byte));
+    let id = crate::user::UserId::from_uuid(crate::random::new_v7(now, &SeededRandom::new(seed))?);
+    let user = crate::user::User {
+        id,
+        username: crate::user::Username::parse(name)?,
+        email: None,
+        role: crate::user::Role::User,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_user(&crate::user::UserRecord {
+        user,
+        password_hash: PasswordHash::new("not a hash".to_owned()),
+        tokens_revoked_before: None,
+    })?;
+    Ok(id)
+}
+
+/// Runs `future` to its end on this thread, parking it while the future
+/// waits: enough for examples of the async parts of the core (which
+/// assume no runtime), not a scheduler.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}

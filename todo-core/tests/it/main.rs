@@ -8,6 +8,7 @@ mod auth;
 mod dependencies;
 mod domain;
 mod errors;
+mod live;
 mod properties;
 mod registration;
 mod tasks;
