@@ -206,6 +206,42 @@ impl Client {
         self.send(method, path, &headers, body).await
     }
 
+    /// Sends a GET and returns the answer as it starts to arrive, its body
+    /// to be read block by block (a server-sent event stream). The
+    /// client's timeout bounds the wait for the head only.
+    pub async fn stream(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Streamed, ClientError> {
+        let mut builder = Request::builder()
+            .method(Method::GET)
+            .uri(format!("{}{path}", self.base))
+            .header("host", &self.host);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let response = tokio::time::timeout(self.timeout, async {
+            match &self.inner {
+                Transport::Plain(client) => client.request(request).await,
+                Transport::Tls(client) => client.request(request).await,
+            }
+        })
+        .await
+        .map_err(|_| ClientError::Timeout)?
+        .map_err(classify)?;
+        let (parts, body) = response.into_parts();
+        Ok(Streamed {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            pending: Vec::new(),
+        })
+    }
+
     async fn exchange(
         &self,
         method: Method,
@@ -288,4 +324,104 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// An answer read as it arrives: [`Client::stream`].
+#[derive(Debug)]
+pub struct Streamed {
+    /// The status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    body: hyper::body::Incoming,
+    /// Bytes received after the last whole block.
+    pending: Vec<u8>,
+}
+
+/// One block of a server-sent event stream (the lines up to a blank one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseBlock {
+    /// `id:`
+    pub id: Option<String>,
+    /// `event:`
+    pub event: Option<String>,
+    /// The `data:` lines, joined by line breaks.
+    pub data: Option<String>,
+    /// `retry:`
+    pub retry: Option<String>,
+    /// The comment lines (`:` first), without the colon.
+    pub comments: Vec<String>,
+}
+
+impl SseBlock {
+    /// The data as JSON.
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(self.data.as_deref().unwrap_or_default())
+    }
+
+    fn parse(text: &str) -> Self {
+        let mut block = Self::default();
+        for line in text.split('\n') {
+            if let Some(comment) = line.strip_prefix(':') {
+                block.comments.push(comment.trim_start().to_owned());
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+            match field {
+                "id" => block.id = Some(value),
+                "event" => block.event = Some(value),
+                "retry" => block.retry = Some(value),
+                "data" => {
+                    block.data = Some(match block.data.take() {
+                        Some(before) => format!("{before}\n{value}"),
+                        None => value,
+                    });
+                }
+                _ => {}
+            }
+        }
+        block
+    }
+}
+
+impl Streamed {
+    /// The next block; `None` once the stream has ended; [`ClientError::Timeout`]
+    /// when no whole block arrives `within`.
+    pub async fn next_block(&mut self, within: Duration) -> Result<Option<SseBlock>, ClientError> {
+        tokio::time::timeout(within, self.read_block())
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    /// The next block that is an event (skipping comments and `retry:`).
+    pub async fn next_event(&mut self, within: Duration) -> Result<Option<SseBlock>, ClientError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_block(left).await? {
+                Some(block) if block.data.is_none() => {}
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn read_block(&mut self) -> Result<Option<SseBlock>, ClientError> {
+        loop {
+            if let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.pending.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&block[..end]);
+                return Ok(Some(SseBlock::parse(&text)));
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(error)) => return Err(ClientError::Http(chain(&error))),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.pending.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -198,6 +198,14 @@ impl AccessGate {
         self.admit(&claims)
     }
 
+    /// Whether verified `claims` have expired since, by the gate's clock:
+    /// for a caller that holds a token past its verification (a live
+    /// stream ends when its token does).
+    #[must_use]
+    pub fn has_expired(&self, claims: &AccessClaims) -> bool {
+        claims.expires_at <= self.clock.now().unix_seconds()
+    }
+
     /// Forgets what was read about `user`: call after changing their
     /// standing, so this instance honours it at once.
     pub fn forget(&self, user: UserId) {

@@ -20,6 +20,8 @@ impl PageLimit {
     pub const MAX: u8 = 100;
     /// The smallest page.
     pub const MIN: u8 = 1;
+    /// A page of [`Self::MAX`] items.
+    pub const LARGEST: Self = Self(Self::MAX);
 
     /// Parses a `limit` parameter.
     pub fn new(value: i64) -> Result<Self, ValidationError> {

@@ -28,8 +28,63 @@ use crate::probe::Operations;
 use crate::problem::{ApiError, InternalDetail};
 use crate::request::{HttpLimits, RequestBody, TrustedProxies};
 
-/// A response of ours: always a full, small body.
+/// A handler's response: a full, small body.
 pub type ApiResponse = Response<Full<Bytes>>;
+
+/// What a [`Frontend`] answers: a handler's whole body, or a live stream
+/// (`GET /v1/events`) sent as it is made.
+pub type Answer = Response<ResponseBody>;
+
+/// The body of an [`Answer`].
+#[derive(Debug)]
+pub enum ResponseBody {
+    /// Made whole before it is sent (every answer but a live stream).
+    Whole(Full<Bytes>),
+    /// Made while it is sent, until the stream ends.
+    Live(axum::body::Body),
+}
+
+impl ResponseBody {
+    fn empty() -> Self {
+        Self::Whole(Full::new(Bytes::new()))
+    }
+}
+
+impl hyper::body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        match self.get_mut() {
+            Self::Whole(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            Self::Live(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Whole(body) => body.is_end_stream(),
+            Self::Live(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Self::Whole(body) => body.size_hint(),
+            Self::Live(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Marks a handler's response whose body is a live stream: the frontend
+/// passes it on as it is made instead of gathering it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LiveStream;
 
 /// One REST API (auth or tasks), mounted behind a [`Frontend`].
 pub trait Api: Send + Sync + 'static {
@@ -136,7 +191,7 @@ impl<A: Api> Frontend<A> {
     }
 
     /// Serves one request from `peer`.
-    pub async fn handle(&self, request: Request<RequestBody>, peer: IpAddr) -> ApiResponse {
+    pub async fn handle(&self, request: Request<RequestBody>, peer: IpAddr) -> Answer {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
         let request_id = self.ids.for_request(&parts.headers);
@@ -173,7 +228,8 @@ impl<A: Api> Frontend<A> {
                     };
                     let answer = self.shared(route, &parts.method);
                     let answer = crate::blocking::REQUEST_SLOT.scope(Arc::new(slot), answer);
-                    (route, answer.await)
+                    let answer = answer.await;
+                    (route, answer.map(|whole| whole.map(ResponseBody::Whole)))
                 }
                 _ => {
                     let mut parts = parts;
@@ -199,7 +255,7 @@ impl<A: Api> Frontend<A> {
             if let Some(internal) = &error.internal {
                 tracing::error!(target: "todo::http", %request_id, route, error = %internal, "request failed");
             }
-            error.into_response()
+            error.into_response().map(ResponseBody::Whole)
         });
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -237,7 +293,7 @@ impl<A: Api> Frontend<A> {
         // A HEAD answer has no body, in HTTP/2 too (where hyper would send
         // one as DATA frames, a protocol error to the client).
         if method == "HEAD" {
-            *response.body_mut() = Full::new(Bytes::new());
+            *response.body_mut() = ResponseBody::empty();
         }
         response
     }
@@ -248,7 +304,7 @@ impl<A: Api> Frontend<A> {
         &self,
         request: Request<axum::body::Body>,
         request_id: &str,
-    ) -> (&'static str, ApiResponse) {
+    ) -> (&'static str, Answer) {
         let response = match self.router.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -267,8 +323,13 @@ impl<A: Api> Frontend<A> {
             // The router found the path but not the method: our problem.
             return (
                 route,
-                ApiError::method_not_allowed(allow_without_head(allow)).into_response(),
+                ApiError::method_not_allowed(allow_without_head(allow))
+                    .into_response()
+                    .map(ResponseBody::Whole),
             );
+        }
+        if parts.extensions.remove::<LiveStream>().is_some() {
+            return (route, Response::from_parts(parts, ResponseBody::Live(body)));
         }
         let body = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -276,11 +337,16 @@ impl<A: Api> Frontend<A> {
                 tracing::error!(target: "todo::http", %request_id, route, %error, "response body failed");
                 return (
                     route,
-                    ApiError::internal("response body failed").into_response(),
+                    ApiError::internal("response body failed")
+                        .into_response()
+                        .map(ResponseBody::Whole),
                 );
             }
         };
-        (route, Response::from_parts(parts, Full::new(body)))
+        (
+            route,
+            Response::from_parts(parts, ResponseBody::Whole(Full::new(body))),
+        )
     }
 
     async fn shared(&self, route: &'static str, method: &Method) -> Result<ApiResponse, ApiError> {

@@ -74,6 +74,7 @@ pub mod audit;
 mod auth_api;
 mod blocking;
 mod dto;
+mod events;
 pub mod extract;
 mod front;
 mod gate;
@@ -91,7 +92,9 @@ mod tls;
 pub mod web;
 
 pub use auth_api::AuthApi;
-pub use front::{Api, ApiResponse, Frontend, MetricsExposure, with_problem_answers};
+pub use front::{
+    Answer, Api, ApiResponse, Frontend, MetricsExposure, ResponseBody, with_problem_answers,
+};
 pub use keys::{KeyRefresh, Refetch, RefreshError};
 pub use metrics::{Metrics, counter, gauge};
 pub use one_origin::{AuthWithPage, OneOrigin};

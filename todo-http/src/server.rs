@@ -39,7 +39,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{BodyBudget, BodyShare, ClientSlot, ClientSlots};
-use crate::front::{Api, Frontend};
+use crate::front::{Answer, Api, Frontend, ResponseBody};
 
 /// How long, once shutdown has begun, a connection that has not yet
 /// delivered a request may take to deliver its first one. Its client has
@@ -194,26 +194,31 @@ impl<A: Api> Accepted<A> {
             };
             let activity = Arc::new(Activity::new());
             let seen = Arc::clone(&activity);
+            let stopping_here = stopping.clone();
             let service = service_fn(move |request: Request<Incoming>| {
                 let front = Arc::clone(&front);
                 let responses = responses.clone();
                 let in_flight = seen.begin();
+                let control = LiveControl {
+                    activity: Arc::clone(&seen),
+                    stopping: stopping.clone(),
+                };
                 async move {
-                    let _in_flight = in_flight;
                     let safe = matches!(*request.method(), Method::GET | Method::HEAD);
-                    let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+                    let mut request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+                    request.extensions_mut().insert(control);
                     let response = front.handle(request, peer.ip()).await;
-                    Ok::<_, Infallible>(budgeted(&responses, response, peer.ip(), safe))
+                    Ok::<_, Infallible>(budgeted(&responses, response, peer.ip(), safe, in_flight))
                 }
             });
             match stream {
                 Stream::Tls(stream) => {
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    drive(connection, &activity, deadline, stopping).await;
+                    drive(connection, &activity, deadline, stopping_here).await;
                 }
                 Stream::Plain(stream) => {
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    drive(connection, &activity, deadline, stopping).await;
+                    drive(connection, &activity, deadline, stopping_here).await;
                 }
             }
         });
@@ -238,6 +243,32 @@ struct Activity {
     last_done_ms: AtomicU64,
     /// A permit once the connection has delivered a request.
     first: Notify,
+    /// A permit when a live stream gave up on its client: the connection
+    /// is dropped, whatever it is doing (see [`LiveControl`]).
+    drop_now: Notify,
+}
+
+/// What a live stream (`GET /v1/events`) needs of its connection: to end
+/// when shutdown begins, and to drop the connection when its client stops
+/// reading (a response that cannot be written holds the connection, so
+/// ending the stream alone would not free it). In the request's
+/// extensions; absent when the API is mounted in another server.
+#[derive(Clone)]
+pub(crate) struct LiveControl {
+    activity: Arc<Activity>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl LiveControl {
+    /// Resolves once shutdown has begun.
+    pub(crate) async fn stopped(&mut self) {
+        stopped(&mut self.stopping).await;
+    }
+
+    /// Drops the connection now.
+    pub(crate) fn drop_connection(&self) {
+        self.activity.drop_now.notify_one();
+    }
 }
 
 impl Activity {
@@ -248,6 +279,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             first: Notify::new(),
+            drop_now: Notify::new(),
         }
     }
 
@@ -307,6 +339,7 @@ async fn drive<C: GracefulConnection>(
     loop {
         tokio::select! {
             _ = connection.as_mut() => return,
+            () = activity.drop_now.notified() => return,
             () = stopped(&mut stopping) => break,
             () = tokio::time::sleep_until(check.into()) => {
                 let idle_at = activity.idle_at(deadline);
@@ -330,7 +363,10 @@ async fn drive<C: GracefulConnection>(
         () = tokio::time::sleep(FIRST_REQUEST_WINDOW) => {}
     }
     connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
+    tokio::select! {
+        _ = connection => {}
+        () = activity.drop_now.notified() => {}
+    }
 }
 
 /// Resolves once shutdown has begun (or the accept loop is gone).
@@ -369,9 +405,19 @@ pub async fn shutdown_signal() {
 /// HTTP/2 flow-control window leaves finished responses in memory: without
 /// a bound, 12 connections of 32 stalled 3 MB lists took a server from
 /// 24 MiB to 1.4 GiB.
-pub(crate) struct Budgeted {
-    rest: Bytes,
-    _share: Option<BodyShare>,
+///
+/// A live stream is sent as it is made; its own channel bounds what it
+/// holds, and it keeps its connection's request in flight (the connection
+/// is not idle while it streams).
+enum Budgeted {
+    Whole {
+        rest: Bytes,
+        _share: Option<BodyShare>,
+    },
+    Live {
+        body: axum::body::Body,
+        _in_flight: InFlight,
+    },
 }
 
 /// A response goes out in pieces of this size: hyper hands a piece to h2
@@ -381,26 +427,37 @@ const RESPONSE_CHUNK: usize = 16 * 1024;
 
 impl Body for Budgeted {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = axum::Error;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.rest.is_empty() {
-            return std::task::Poll::Ready(None);
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        match self.get_mut() {
+            Self::Whole { rest, .. } => {
+                if rest.is_empty() {
+                    return std::task::Poll::Ready(None);
+                }
+                let take = rest.len().min(RESPONSE_CHUNK);
+                let piece = rest.split_to(take);
+                std::task::Poll::Ready(Some(Ok(Frame::data(piece))))
+            }
+            Self::Live { body, .. } => std::pin::Pin::new(body).poll_frame(cx),
         }
-        let take = self.rest.len().min(RESPONSE_CHUNK);
-        let piece = self.rest.split_to(take);
-        std::task::Poll::Ready(Some(Ok(Frame::data(piece))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rest.is_empty()
+        match self {
+            Self::Whole { rest, .. } => rest.is_empty(),
+            Self::Live { body, .. } => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.rest.len() as u64)
+        match self {
+            Self::Whole { rest, .. } => SizeHint::with_exact(rest.len() as u64),
+            Self::Live { body, .. } => body.size_hint(),
+        }
     }
 }
 
@@ -410,10 +467,24 @@ impl Body for Budgeted {
 /// of a change (its size is bounded by the request-body limit).
 fn budgeted(
     budget: &BodyBudget,
-    response: Response<Full<Bytes>>,
+    response: Answer,
     client: std::net::IpAddr,
     safe: bool,
+    in_flight: InFlight,
 ) -> Response<Budgeted> {
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        ResponseBody::Whole(body) => body,
+        ResponseBody::Live(body) => {
+            let live = Budgeted::Live {
+                body,
+                _in_flight: in_flight,
+            };
+            return Response::from_parts(parts, live);
+        }
+    };
+    drop(in_flight);
+    let response = Response::from_parts(parts, body);
     let bytes = response
         .body()
         .size_hint()
@@ -422,7 +493,7 @@ fn budgeted(
         .unwrap_or(0);
     let mut share = None;
     if bytes == 0 || budget.reserve(Some(client), bytes, &mut share) || !safe {
-        return response.map(|body| Budgeted {
+        return response.map(|body| Budgeted::Whole {
             rest: whole(body),
             _share: share,
         });
@@ -439,7 +510,7 @@ fn budgeted(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    refused.map(|body| Budgeted {
+    refused.map(|body| Budgeted::Whole {
         rest: whole(body),
         _share: None,
     })

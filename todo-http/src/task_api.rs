@@ -9,16 +9,17 @@ use http::StatusCode;
 use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AccessGate, ChangeCursor, ChangeLimit, Description, Error as CoreError, Label, Labels, NewTask,
-    Page, PageLimit, Principal, Priority, SearchText, Task, TaskCursor, TaskId, TaskPatch,
-    TaskQuery, TaskService, TaskSort, TaskVersion, Timestamp, Title, TokenRejection,
-    ValidationError,
+    AccessClaims, AccessGate, Change, ChangeCursor, ChangeLimit, Description, Error as CoreError,
+    Label, Labels, NewTask, Page, PageLimit, Principal, Priority, SearchText, Task, TaskCursor,
+    TaskId, TaskPatch, TaskQuery, TaskService, TaskSort, TaskVersion, Timestamp, Title,
+    TokenRejection, UserId, ValidationError,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::blocking::{blocking, call};
+use crate::events::LiveStreams;
 use crate::extract::{Authenticates, Caller, Conditional, JsonBytes, Path};
 use crate::front::{Api, ApiResponse, json_value, no_content};
 use crate::keys::{KeyRefresh, Refetch};
@@ -42,6 +43,7 @@ pub struct TaskApi {
     keys: Option<Arc<dyn KeyRefresh>>,
     ops: Operations,
     scans: ScanSlots,
+    live: LiveStreams,
 }
 
 impl TaskApi {
@@ -58,6 +60,7 @@ impl TaskApi {
             keys: None,
             ops: Operations::new(probes, &crate::openapi::tasks())?,
             scans: ScanSlots::new(DEFAULT_SCANS),
+            live: LiveStreams::default(),
         })
     }
 
@@ -88,7 +91,16 @@ impl Authenticates for TaskApi {
     /// that cannot be known now (a fetch running or failing) is a 503 with
     /// `Retry-After`, not a 401: the token may be one just issued.
     async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
-        let claims = match (self.gate.verify(token), &self.keys) {
+        let claims = self.verified_claims(token).await?;
+        crate::gate::admit(&self.gate, claims).await
+    }
+}
+
+impl TaskApi {
+    /// The claims of a bearer token whose signature and times hold (the
+    /// account's standing is not read: see [`crate::gate::admit`]).
+    pub(crate) async fn verified_claims(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        Ok(match (self.gate.verify(token), &self.keys) {
             (Ok(claims), _) => claims,
             (Err(CoreError::InvalidToken(TokenRejection::UnknownKey)), Some(keys)) => {
                 let refetch = keys.refresh().await.unwrap_or_else(|error| {
@@ -110,8 +122,19 @@ impl Authenticates for TaskApi {
                 }
             }
             (Err(_), _) => return Err(ApiError::invalid_token()),
-        };
-        crate::gate::admit(&self.gate, claims).await
+        })
+    }
+
+    pub(crate) fn gate(&self) -> &Arc<AccessGate> {
+        &self.gate
+    }
+
+    pub(crate) fn service(&self) -> &TaskService {
+        &self.service
+    }
+
+    pub(crate) fn live_streams(&self) -> &LiveStreams {
+        &self.live
     }
 }
 
@@ -396,6 +419,7 @@ fn task_routes() -> OpenApiRouter<Arc<TaskApi>> {
         .routes(routes!(list_tasks, create_task))
         .routes(routes!(get_task, update_task, delete_task))
         .routes(routes!(list_changes))
+        .routes(routes!(crate::events::events))
 }
 
 /// The operations the task API serves, as its handlers describe them.
@@ -550,7 +574,7 @@ async fn delete_task(
 /// the change left it (`null` for a deletion).
 #[derive(Serialize, ToSchema)]
 #[schema(as = Change)]
-struct ChangeDto<'a> {
+pub(crate) struct ChangeDto<'a> {
     /// Where a client that has applied this change asks again from.
     cursor: String,
     /// `task.created`, `task.updated` or `task.deleted`.
@@ -559,6 +583,18 @@ struct ChangeDto<'a> {
     #[schema(value_type = String, format = Uuid)]
     id: Shown<TaskId>,
     object: Option<TaskDto<'a>>,
+}
+
+impl<'a> ChangeDto<'a> {
+    /// `change` of `owner`'s stream, with its cursor.
+    pub(crate) fn of(owner: UserId, change: &'a Change) -> Self {
+        Self {
+            cursor: ChangeCursor::new(owner, change.seq).to_string(),
+            kind: change.kind.as_str(),
+            id: Shown(change.task_id),
+            object: change.task.as_ref().map(TaskDto::from),
+        }
+    }
 }
 
 /// A page of changes.
@@ -603,12 +639,7 @@ async fn list_changes(
     let items = page
         .items
         .iter()
-        .map(|change| ChangeDto {
-            cursor: ChangeCursor::new(owner, change.seq).to_string(),
-            kind: change.kind.as_str(),
-            id: Shown(change.task_id),
-            object: change.task.as_ref().map(TaskDto::from),
-        })
+        .map(|change| ChangeDto::of(owner, change))
         .collect();
     let body = ChangesPage {
         items,

@@ -8,6 +8,7 @@ mod api_auth;
 mod api_tasks;
 mod attacks;
 mod changes;
+mod events;
 mod gateway;
 mod hardening;
 mod harness;

@@ -69,13 +69,14 @@ const CONTRACT_AUTH: [(&str, &str); 13] = [
     ("PATCH", "/v1/users/{id}"),
     ("DELETE", "/v1/users/{id}"),
 ];
-const CONTRACT_TASKS: [(&str, &str); 6] = [
+const CONTRACT_TASKS: [(&str, &str); 7] = [
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
     ("PATCH", "/v1/tasks/{id}"),
     ("DELETE", "/v1/tasks/{id}"),
     ("GET", "/v1/changes"),
+    ("GET", "/v1/events"),
 ];
 
 fn contract(routes: &[(&str, &str)]) -> Operations {
