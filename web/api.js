@@ -6,6 +6,8 @@
 // in localStorage, sessionStorage or a readable cookie.
 
 let accessToken = null;
+// When the access token should be exchanged (the page's clock): 30 s before it expires.
+let freshUntil = 0;
 let refreshTimer = null;
 let refreshing = null;
 let refreshRetry = 0;
@@ -37,10 +39,12 @@ const SESSION = { 'todo-session': 'cookie' };
 
 /** An error answer: the problem details, with per-field errors when given. */
 export class ApiError extends Error {
-  constructor(status, problem) {
+  constructor(status, problem, retryAfter = null) {
     super(problem?.detail || `request failed (${status})`);
     this.status = status;
     this.problem = problem || {};
+    /** Seconds to wait before trying again (`Retry-After` of a 429 or 503), when the server said. */
+    this.retryAfter = retryAfter;
   }
 
   /** Field errors as {field: message}. */
@@ -85,7 +89,7 @@ export function whenConnectionChanges(callback) {
   onConnection = callback;
 }
 
-async function send(method, path, { body, token, headers = {}, signal, keepalive } = {}) {
+async function send(method, path, { body, token, headers = {}, signal, keepalive, stream } = {}) {
   const init = { method, headers: { ...headers }, credentials: 'same-origin', cache: 'no-store', signal, keepalive };
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
@@ -100,16 +104,20 @@ async function send(method, path, { body, token, headers = {}, signal, keepalive
     throw new ApiError(0, { detail: 'The server cannot be reached. Check your connection.' });
   }
   if (response.status === 204) return { status: 204, body: null, headers: response.headers };
+  // (a stream's body is read by its caller, as it comes)
+  if (stream && response.ok) return { status: response.status, body: response.body, headers: response.headers };
   const type = response.headers.get('content-type') || '';
   const data = type.includes('json') ? await response.json().catch(() => null) : null;
   if (!response.ok) {
     const problem = data || { detail: `request failed (${response.status})` };
     if (response.status === 503 && !data) problem.detail = 'The server is unavailable (restarting or busy).';
+    let retryAfter = null;
     if (response.status === 429 || response.status === 503) {
       const wait = response.headers.get('retry-after');
       if (wait) problem.detail = `${problem.detail} (try again in ${wait} s)`;
+      if (/^\d+$/.test(wait || '')) retryAfter = Number(wait);
     }
-    throw new ApiError(response.status, problem);
+    throw new ApiError(response.status, problem, retryAfter);
   }
   return { status: response.status, body: data, headers: response.headers };
 }
@@ -135,7 +143,9 @@ function adopt(pair) {
   subject = sub;
   accessToken = pair.access_token;
   // The refresh token is in the HttpOnly cookie only, never in `pair`.
-  scheduleRefresh(Math.max(5, pair.expires_in - 30));
+  const refreshIn = Math.max(5, pair.expires_in - 30);
+  freshUntil = Date.now() + refreshIn * 1000;
+  scheduleRefresh(refreshIn);
 }
 
 function scheduleRefresh(seconds) {
@@ -264,9 +274,9 @@ export async function logout() {
  * Signs out only when the server refuses the refresh; a refresh that cannot
  * reach the server throws its (transient) error and keeps the session.
  */
-export async function call(method, path, { body, headers, signal, keepalive } = {}) {
+export async function call(method, path, { body, headers, signal, keepalive, stream } = {}) {
   try {
-    return await send(method, path, { body, headers, signal, keepalive, token: accessToken });
+    return await send(method, path, { body, headers, signal, keepalive, stream, token: accessToken });
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401) throw error;
     const mine = session;
@@ -278,7 +288,7 @@ export async function call(method, path, { body, headers, signal, keepalive } = 
       throw error;
     }
     try {
-      return await send(method, path, { body, headers, signal, keepalive, token: accessToken });
+      return await send(method, path, { body, headers, signal, keepalive, stream, token: accessToken });
     } catch (retryError) {
       // Refused even with a token just issued: the server cannot check it
       // yet (a task server that has not fetched a new signing key), which
@@ -289,5 +299,107 @@ export async function call(method, path, { body, headers, signal, keepalive } = 
       }
       throw retryError;
     }
+  }
+}
+
+// A live stream that says nothing for this long (the server sends a
+// comment every 15 s) is taken for dead: a connection lost without a word
+// (a laptop asleep, a network gone) would otherwise wait forever.
+const QUIET_MS = 45_000;
+
+/**
+ * Follows this session's changes live (`GET /v1/events`, server-sent
+ * events). EventSource cannot send the access token, so the stream is
+ * read with fetch. With `lastEventId` it resumes after that event (no gap,
+ * no duplicate); without, it starts now. `onOpen()` once the server took
+ * it; `onEvent({id, type, change})` for each change, in order. Resolves
+ * when the server ends the stream (the token expired or was revoked, a
+ * shutdown); rejects with an ApiError: the refusal (410: the cursor is
+ * older than what the server keeps; 429: too many streams, `retryAfter`),
+ * or status 0 when the connection fails or goes quiet; with an AbortError
+ * when `signal` aborts it. Nothing of a session that has ended is passed on.
+ */
+export async function follow({ lastEventId, signal, onOpen, onEvent }) {
+  const mine = session;
+  const over = () => new DOMException('The session has ended.', 'AbortError');
+  // A token due for its exchange is exchanged first (the stream would end
+  // with it): one refresh, shared with the background one and the tabs'.
+  if (Date.now() >= freshUntil) {
+    try {
+      await refresh();
+    } catch (error) {
+      if (mine === session && isRefusal(error)) signOutLocally();
+      throw error;
+    }
+  }
+  if (mine !== session || accessToken === null) throw over();
+  const quiet = new AbortController();
+  const stop = () => quiet.abort();
+  signal?.addEventListener('abort', stop);
+  let timer;
+  let silent = false;
+  const listen = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { silent = true; quiet.abort(); }, QUIET_MS);
+  };
+  let reader;
+  try {
+    listen();
+    const headers = { accept: 'text/event-stream' };
+    if (lastEventId) headers['last-event-id'] = lastEventId;
+    const { body } = await call('GET', '/v1/events', { headers, signal: quiet.signal, stream: true });
+    if (mine !== session) throw over();
+    onOpen?.();
+    reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    // The event-stream format (HTML's server-sent events): fields per
+    // line, an event ends at a blank line, comments start with ":".
+    let buffer = '';
+    let id = lastEventId || null;
+    let type = '';
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (mine !== session) throw over();
+      if (done) return;
+      listen();
+      buffer += value;
+      for (;;) {
+        const end = buffer.search(/\r\n|\r|\n/);
+        // (a "\r" last may be half of a "\r\n" still to come)
+        if (end < 0 || (end === buffer.length - 1 && buffer[end] === '\r')) break;
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + (buffer.startsWith('\r\n', end) ? 2 : 1));
+        if (line === '') {
+          if (data.length) {
+            let change = null;
+            try {
+              change = JSON.parse(data.join('\n'));
+            } catch {
+              // (unreadable: passed over, as a browser's EventSource would hand it on unread)
+            }
+            if (change) onEvent({ id, type: type || 'message', change });
+          }
+          type = '';
+          data = [];
+          continue;
+        }
+        if (line.startsWith(':')) continue; // a keep-alive
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? '' : line.slice(colon + (line[colon + 1] === ' ' ? 2 : 1));
+        if (field === 'id' && !text.includes('\0')) id = text;
+        else if (field === 'event') type = text;
+        else if (field === 'data') data.push(text);
+      }
+    }
+  } catch (error) {
+    if (signal?.aborted || mine !== session) throw over();
+    if (error instanceof ApiError) throw error;
+    throw new ApiError(0, { detail: silent ? 'The live stream went quiet.' : 'The live stream was cut.' });
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', stop);
+    reader?.cancel().catch(() => {});
+    quiet.abort(); // (the request too, whatever ended it)
   }
 }

@@ -33,9 +33,11 @@ const state = {
   loadRetryTimer: null,
   pendingDeletes: new Map(), // id -> {task}: hidden now, deleted when the undo time is over
   pendingChanges: new Map(), // id -> the task as changed on the page, until the server answers
-  editor: null, // {id, form, original}
+  editor: null, // {id, form, original, kept}
   quickLiteral: false,
   knownLabels: new Set(),
+  loading: false, // a list read is on its way
+  saved: new Map(), // id -> the version this page's own last write of it got back (its live event is not news)
 };
 
 // What each view asks the API for. Today includes what is overdue (as
@@ -164,12 +166,14 @@ function showAuth(message) {
   view.tasks.hidden = true;
   view.auth.hidden = false;
   $('who').hidden = true;
+  stopLive();
   closeEditor();
   // Deletes still waiting for their undo time were sent on logout; when the
   // session ended by itself they cannot be, and the tasks stay.
   closeToast();
   state.pendingDeletes.clear();
   state.pendingChanges.clear();
+  state.saved.clear();
   state.loadSeq += 1;
   state.loadAbort?.abort();
   state.loadAbort = null;
@@ -206,8 +210,11 @@ async function showTasks(username) {
   // The filters open on a wide screen; on a phone they wait behind their summary.
   $('filter-box').open = !matchMedia('(max-width: 560px)').matches;
   selectView(state.view, { load: false });
+  const mine = api.currentSession();
   await loadPage({ first: true });
+  if (api.currentSession() !== mine) return;
   $('new-title').focus();
+  startLive();
 }
 
 $('tab-login').addEventListener('click', () => selectTab(false));
@@ -394,13 +401,17 @@ function setBusy(busy) {
  * more than a moment; a network failure is retried with backoff. Resolves
  * to whether this call's page is the one shown.
  */
-async function loadPage({ first = false } = {}) {
+async function loadPage({ first = false, quiet = false } = {}) {
   const seq = ++state.loadSeq;
   state.loadAbort?.abort();
   const abort = new AbortController();
   state.loadAbort = abort;
   clearTimeout(state.loadRetryTimer);
-  const busyTimer = setTimeout(() => setBusy(true), first ? 0 : 150);
+  // This read is sent after every change heard so far: it shows them.
+  liveChanged = false;
+  state.loading = true;
+  // (a read for a change made elsewhere says nothing: no "Loading…")
+  const busyTimer = quiet ? null : setTimeout(() => setBusy(true), first ? 0 : 150);
   const form = $('filters');
   try {
     const { items, next } = await fetchPage(state.cursors[state.page], abort.signal);
@@ -434,7 +445,12 @@ async function loadPage({ first = false } = {}) {
     }
   } finally {
     clearTimeout(busyTimer);
-    if (seq === state.loadSeq) setBusy(false);
+    if (seq === state.loadSeq) {
+      setBusy(false);
+      state.loading = false;
+      // A change heard while this read was out may not be in it.
+      if (liveChanged) readAgainSoon();
+    }
   }
   return false;
 }
@@ -506,27 +522,46 @@ function focusControl(row, control) {
   else row.querySelector('[data-control="toggle"]').focus();
 }
 
+// What each row (and day group) was built as: a list read that brings a
+// task back as it is shown keeps its row, so focus, an open editor and a
+// phone's open actions stay as they are, and a screen reader hears nothing.
+const builtAs = new WeakMap();
+
 function render(items, { focus } = {}) {
   const where = focus === undefined ? rememberFocus() : focus;
-  state.items = items.filter((t) => !state.pendingDeletes.has(t.id))
+  const editor = state.editor;
+  const shown = items.filter((t) => !state.pendingDeletes.has(t.id))
     .map((t) => state.pendingChanges.get(t.id) || t)
     .filter((t) => !state.pendingChanges.has(t.id) || belongs(t));
+  // The task being edited stays while its editor is open, even when a read
+  // no longer has it (changed or deleted elsewhere): what is typed is kept.
+  if (editor) {
+    editor.kept = false;
+    const at = state.items.findIndex((t) => t.id === editor.id);
+    if (at >= 0 && !shown.some((t) => t.id === editor.id)
+      && !state.pendingChanges.has(editor.id) && !state.pendingDeletes.has(editor.id)) {
+      shown.splice(Math.min(at, shown.length), 0, state.items[at]);
+      editor.kept = true;
+    }
+  }
+  state.items = shown;
   for (const task of state.items) for (const label of task.labels) state.knownLabels.add(label);
   $('known-labels').replaceChildren(...[...state.knownLabels].sort().map((l) => new Option(l)));
 
   const list = $('task-list');
-  const editor = state.editor;
   const editorFocus = editor && editor.form.contains(document.activeElement) ? document.activeElement : null;
-  if (VIEWS[state.view].byDay) list.replaceChildren(...dayGroups(state.items));
-  else list.replaceChildren(...state.items.map(taskItem));
+  const rows = new Map([...list.querySelectorAll('li.task')].map((li) => [li.dataset.id, li]));
+  const row = (task) => reuseRow(rows.get(task.id), taskItem(task));
+  if (VIEWS[state.view].byDay) place(list, dayGroups(state.items, row));
+  else place(list, state.items.map(row));
   // An open editor survives a reload of the list, with what was typed in it.
   if (editor) {
     const row = list.querySelector(`li.task[data-id="${CSS.escape(editor.id)}"]`);
-    if (row) {
+    if (row && editor.form.parentElement !== row) {
       row.append(editor.form);
       row.classList.add('editing');
       editorFocus?.focus();
-    } else {
+    } else if (!row) {
       state.editor = null;
     }
   }
@@ -541,8 +576,52 @@ function render(items, { focus } = {}) {
   if (where && !editorFocus) restoreFocus(where);
 }
 
-/** The Upcoming view: one group per day, each under its heading. */
-function dayGroups(items) {
+/**
+ * The row to show for a task: the one shown already when it would be built
+ * the same; the one being edited, with what it shows renewed around its
+ * editor (which keeps what is typed, and focus); else the new one.
+ */
+function reuseRow(old, fresh) {
+  const html = fresh.outerHTML;
+  builtAs.set(fresh, html);
+  if (!old) return fresh;
+  if (builtAs.get(old) === html) {
+    old.classList.remove('rolled-back'); // (as a row built anew would be)
+    return old;
+  }
+  const form = state.editor?.form;
+  if (form && form.parentElement === old) {
+    for (const child of [...old.children]) if (child !== form) child.remove();
+    form.before(...fresh.children);
+    old.className = `${fresh.className} editing`;
+    builtAs.set(old, html);
+    return old;
+  }
+  return fresh;
+}
+
+/**
+ * Makes `nodes` the children of `parent`, touching nothing when they are
+ * already, and never taking out the one that holds focus (a node taken out
+ * of the page loses it): the others are put around it.
+ */
+function place(parent, nodes) {
+  const current = [...parent.children];
+  if (current.length === nodes.length && current.every((node, i) => node === nodes[i])) return;
+  const keep = nodes.find((node) => node.parentNode === parent && node.contains(document.activeElement));
+  if (!keep) {
+    parent.replaceChildren(...nodes);
+    return;
+  }
+  for (const node of current) if (node !== keep) node.remove();
+  const at = nodes.indexOf(keep);
+  keep.before(...nodes.slice(0, at));
+  keep.after(...nodes.slice(at + 1));
+}
+
+/** The Upcoming view: one group per day, each under its heading (a day's group kept as it is shown, when it is). */
+function dayGroups(items, row) {
+  const shownGroups = new Map([...$('task-list').querySelectorAll(':scope > li.day')].map((li) => [li.dataset.day, li]));
   const now = new Date();
   const groups = [];
   for (const task of items) {
@@ -555,13 +634,20 @@ function dayGroups(items) {
     group.tasks.push(task);
   }
   return groups.map(({ day, tasks }) => {
+    const said = dayHeading(new Date(day), now);
+    const old = shownGroups.get(String(day));
+    if (old && old.querySelector('.day-heading').textContent === said) {
+      place(old.querySelector('ul.tasks'), tasks.map(row));
+      return old;
+    }
     const li = el('li', 'day');
+    li.dataset.day = String(day);
     const id = `day-${day}`;
-    const heading = el('h3', 'day-heading', dayHeading(new Date(day), now));
+    const heading = el('h3', 'day-heading', said);
     heading.id = id;
     const ul = el('ul', 'tasks');
     ul.setAttribute('aria-labelledby', id);
-    ul.append(...tasks.map(taskItem));
+    ul.append(...tasks.map(row));
     li.append(heading, ul);
     return li;
   });
@@ -633,14 +719,15 @@ function taskItem(task) {
   const actions = el('div', 'actions');
   actions.id = `actions-${task.id}`;
   actions.append(
-    button('Edit', 'edit', `Edit ${task.title}`, () => openEditor(li, task)),
+    // (the row a button is in when clicked: a row being edited is renewed around its editor)
+    button('Edit', 'edit', `Edit ${task.title}`, (event) => openEditor(event.currentTarget.closest('li.task'), task)),
     button(task.archived ? 'Unarchive' : 'Archive', 'archive', `${task.archived ? 'Unarchive' : 'Archive'} ${task.title}`,
       () => setArchived(task, !task.archived)),
     button('Delete', 'delete', `Delete ${task.title}`, () => deleteTask(task), 'ghost danger-text'),
   );
   // On a phone the three actions wait behind one button.
   const menu = button('⋯', 'menu', `Actions for ${task.title}`, () => {
-    const open = li.classList.toggle('menu-open');
+    const open = menu.closest('li.task').classList.toggle('menu-open');
     menu.setAttribute('aria-expanded', String(open));
     if (open) actions.querySelector('button').focus();
   }, 'ghost menu');
@@ -664,16 +751,26 @@ async function patchTask(task, changes) {
   const mine = api.currentSession();
   const path = `/v1/tasks/${task.id}`;
   try {
-    return (await api.call('PATCH', path, { body: changes, headers: ifMatch(task) })).body;
+    return wrote((await api.call('PATCH', path, { body: changes, headers: ifMatch(task) })).body);
   } catch (error) {
     if (!(error instanceof api.ApiError && error.status === 412)) throw error;
     const latest = (await api.call('GET', path)).body;
-    const updated = (await api.call('PATCH', path, { body: changes, headers: ifMatch(latest) })).body;
+    const updated = wrote((await api.call('PATCH', path, { body: changes, headers: ifMatch(latest) })).body);
     if (api.currentSession() === mine) {
       showBanner(`“${latest.title}” had changed elsewhere; your change was applied to its latest version.`);
     }
     return updated;
   }
+}
+
+/** Notes a task as this page's own write left it: its live event, when it comes, is not news. */
+function wrote(task) {
+  if (task?.id) {
+    state.saved.delete(task.id); // (the newest last: the oldest are forgotten first)
+    state.saved.set(task.id, task.version);
+    if (state.saved.size > 500) state.saved.delete(state.saved.keys().next().value);
+  }
+  return task;
 }
 
 /**
@@ -970,9 +1067,12 @@ function field(form, name, labelText, control, errorFor = name) {
 
 function closeEditor() {
   if (!state.editor) return;
+  const { kept } = state.editor;
   state.editor.form.closest('li')?.classList.remove('editing');
   state.editor.form.remove();
   state.editor = null;
+  // Its task, shown only while it was edited, has left the view (or been deleted) elsewhere.
+  if (kept) liveChange();
 }
 
 function openEditor(li, task) {
@@ -1134,6 +1234,7 @@ guardSubmit($('new-task'), 'Adding…', async (form) => {
   try {
     const { body: created } = await api.call('POST', '/v1/tasks', { body });
     if (api.currentSession() !== mine) return;
+    wrote(created);
     form.reset();
     state.quickLiteral = false;
     showQuickPreview();
@@ -1152,6 +1253,159 @@ guardSubmit($('new-task'), 'Adding…', async (form) => {
       ? new api.ApiError(0, { detail: `Not added: ${failureText(error)}. Your text is kept; try again.` }) : error);
   }
 });
+
+// ---- live: what other tabs and devices change ---------------------------------
+
+// The page follows the session's changes (api.follow, GET /v1/events) and
+// reads its list again when one may show in it: a task created, changed or
+// deleted elsewhere shows within a moment, where the view, filter and sort
+// put it. Never over what the person is doing: a task with a change of
+// theirs on its way is left to that change (whose answer reads the list
+// again), its own writes' events are not news, a read that brings a task
+// back as shown keeps its row (focus, an editor and what is typed stay; see
+// render), and nothing is announced. A stream that ends or fails comes
+// back after 1, 2, 4 ... 30 s (jittered), resuming after the last event
+// heard, at once when the browser is back online or the page is shown.
+const live = { session: null, abort: null, lastId: null, retries: 0, wake: null };
+let liveChanged = false; // a change heard that no list read sent since shows
+let liveTimer = null;
+
+function startLive() {
+  stopLive();
+  const mine = api.currentSession();
+  Object.assign(live, { session: mine, lastId: null, retries: 0 });
+  followLive(mine);
+}
+
+/** Ends the stream and forgets it: its late events are dropped (a session's end, logout). */
+function stopLive() {
+  live.session = null;
+  live.abort?.abort();
+  live.abort = null;
+  live.wake?.();
+  liveChanged = false;
+  clearTimeout(liveTimer);
+  liveTimer = null;
+}
+
+const following = (mine) => live.session === mine && api.currentSession() === mine;
+
+async function followLive(mine) {
+  while (following(mine)) {
+    const abort = new AbortController();
+    live.abort = abort;
+    let openedAt = 0;
+    let wait;
+    try {
+      await api.follow({
+        lastEventId: live.lastId,
+        signal: abort.signal,
+        onOpen: () => {
+          openedAt = Date.now();
+          // From now: what changed since the list was read is read again.
+          if (!live.lastId) liveChange();
+        },
+        onEvent: ({ id, change }) => {
+          if (!following(mine)) return; // (an ended session's: dropped)
+          live.lastId = id;
+          applyChange(change);
+        },
+      });
+      // Ended by the server (the token expired or was revoked, a shutdown).
+      wait = backoff();
+    } catch (error) {
+      if (!following(mine)) return;
+      if (error instanceof api.ApiError && (error.status === 410 || error.status === 400)) {
+        // What changed after the cursor is no longer kept (or the cursor is
+        // not one): read the list afresh and follow from now.
+        live.lastId = null;
+        liveChange();
+        wait = 0;
+      } else if (error instanceof api.ApiError && error.status === 429 && error.retryAfter !== null) {
+        wait = error.retryAfter; // (as many streams as the server allows: other tabs hold them)
+      } else {
+        wait = backoff();
+      }
+    }
+    // A stream that ran for a while starts the backoff afresh.
+    if (openedAt && Date.now() - openedAt >= 10_000) {
+      live.retries = 0;
+      wait = backoff();
+    }
+    if (!following(mine)) return;
+    await liveSleep(wait);
+  }
+}
+
+/** 1, 2, 4 ... 30 s, each ±25%: tabs and devices cut together do not all come back together. */
+function backoff() {
+  const seconds = Math.min(30, 2 ** live.retries);
+  live.retries += 1;
+  return Math.min(30, seconds * (0.75 + Math.random() * 0.5));
+}
+
+/** Waits `seconds`, or less when the browser is back online, the page is shown, or the stream stopped. */
+function liveSleep(seconds) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      window.removeEventListener('online', done);
+      document.removeEventListener('visibilitychange', shown);
+      if (live.wake === done) live.wake = null;
+      resolve();
+    };
+    const shown = () => { if (document.visibilityState === 'visible') done(); };
+    const timer = setTimeout(done, seconds * 1000);
+    window.addEventListener('online', done);
+    document.addEventListener('visibilitychange', shown);
+    live.wake = done;
+  });
+}
+
+/** Whether a task may show in the list as it is viewed and filtered (the search is left to the server). */
+function mayShow(task) {
+  if (!belongs(task)) return false;
+  const label = resolveLabel($('filter-label').value.trim()).toLowerCase();
+  return !label || task.labels.some((l) => l.toLowerCase() === label);
+}
+
+/** One change heard: the list is read again when it may show there. */
+function applyChange({ type, id, object }) {
+  // The person's own change to it is on its way: what they see stands.
+  if (state.pendingChanges.has(id) || state.pendingDeletes.has(id)) return;
+  const shown = state.items.find((t) => t.id === id);
+  if (type === 'task.deleted') {
+    if (state.editor?.id === id) {
+      // Not taken from under the person: the editor stays, and says why saving will fail.
+      state.editor.form.querySelector('.form-error').textContent = 'This task was deleted elsewhere.';
+    }
+    if (shown) liveChange();
+    return;
+  }
+  if (!object) return;
+  if ((state.saved.get(id) ?? -1) >= object.version) return; // this page's own write
+  if (shown ? shown.version >= object.version : !mayShow(object)) return;
+  // (the newest known, for a row kept while it is edited; the read shows the rest)
+  if (shown) state.items = state.items.map((t) => (t.id === id ? object : t));
+  liveChange();
+}
+
+/** The list is to be read again, in a moment (changes heard together are read once). */
+function liveChange() {
+  if (live.session === null) return;
+  liveChanged = true;
+  readAgainSoon();
+}
+
+function readAgainSoon() {
+  if (liveTimer !== null) return;
+  liveTimer = setTimeout(() => {
+    liveTimer = null;
+    // Not over a read already out (a page, a search, an undo): its answer
+    // is shown and said, and a read after it follows (loadPage).
+    if (liveChanged && !state.loading && api.signedIn()) loadPage({ quiet: true });
+  }, 100);
+}
 
 // ---- start ------------------------------------------------------------------
 

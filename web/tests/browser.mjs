@@ -12,6 +12,7 @@
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 import { chromium, request } from 'playwright-core';
 
@@ -31,21 +32,26 @@ const browser = await chromium.launch({
   ],
 });
 // A time zone away from UTC, so that "a date is a local day" is tested.
-const context = await browser.newContext({
+const contextOptions = {
   ignoreHTTPSErrors: true, viewport: { width: 1024, height: 820 }, locale: 'en-US', timezoneId: 'America/New_York',
-});
+};
 // TODO_WEB_DIR=web: the page's files come from that directory instead of the
 // binary (with the server's headers, CSP included), to try a change to the
 // page, or check that a test fails without its fix, with no rebuild.
-if (process.env.TODO_WEB_DIR) {
-  await context.route((url) => /^\/(|[a-z]+\.(js|css|svg))$/.test(url.pathname), async (route) => {
-    const response = await route.fetch();
-    const name = new URL(route.request().url()).pathname.slice(1) || 'index.html';
-    const type = { js: 'text/javascript', css: 'text/css', svg: 'image/svg+xml', html: 'text/html' }[name.split('.').pop()];
-    // (status and type too: a file the binary does not have yet comes back 404 from it)
-    await route.fulfill({ response, status: 200, contentType: `${type}; charset=utf-8`, body: readFileSync(join(process.env.TODO_WEB_DIR, name), 'utf8') });
-  });
+async function newContext() {
+  const made = await browser.newContext(contextOptions);
+  if (process.env.TODO_WEB_DIR) {
+    await made.route((url) => /^\/(|[a-z]+\.(js|css|svg))$/.test(url.pathname), async (route) => {
+      const response = await route.fetch();
+      const name = new URL(route.request().url()).pathname.slice(1) || 'index.html';
+      const type = { js: 'text/javascript', css: 'text/css', svg: 'image/svg+xml', html: 'text/html' }[name.split('.').pop()];
+      // (status and type too: a file the binary does not have yet comes back 404 from it)
+      await route.fulfill({ response, status: 200, contentType: `${type}; charset=utf-8`, body: readFileSync(join(process.env.TODO_WEB_DIR, name), 'utf8') });
+    });
+  }
+  return made;
 }
+const context = await newContext();
 const page = await context.newPage();
 const problems = [];
 // Failed requests that a step causes on purpose (page.route) log errors; they
@@ -580,7 +586,10 @@ try {
   }
   await apiClient.dispose();
   await page.selectOption('#filter-sort', 'created'); // oldest first: the bulk tasks are on pages 1 and 2
-  await waitFor(() => !document.querySelector('#next').disabled);
+  // (the oldest first shown: the page follows the API's writes live, so
+  // the newest first may have filled a page, with Next, already)
+  await waitFor(() => !document.querySelector('#next').disabled
+    && [...document.querySelectorAll('#task-list .title')].some((t) => t.textContent === 'Bulk 1'));
   await page.focus('#next');
   await page.keyboard.press('Enter');
   await waitFor(() => document.querySelector('#page-label').textContent === 'Page 2' && document.querySelector('#next').disabled);
@@ -856,6 +865,165 @@ try {
   await page.locator('#connection').waitFor({ state: 'hidden' });
   check(await page.locator('#tasks-view').isVisible(), 'and the list comes back once the server accepts the token');
   failuresExpected = false;
+
+  // 20. Live: two devices signed in as the same user see each other's
+  //     changes (GET /v1/events) within 2 s, without a reload, and nothing
+  //     of what the person there is doing (focus, typed text, an open
+  //     editor) is touched; a stream cut while a change is made catches up
+  //     once it is back (resumed after the last event heard: no gap, no
+  //     duplicate); logging out ends it.
+  const until = async (condition, timeout) => {
+    for (const began = Date.now(); !condition(); await new Promise((r) => setTimeout(r, 50))) {
+      if (Date.now() - began > timeout) return false;
+    }
+    return true;
+  };
+  // Device B reaches the server through a relay the test can cut: its
+  // connections dropped, new ones refused (a network gone), then back.
+  const relay = { up: true, sockets: new Set() };
+  relay.server = createServer((client) => {
+    if (!relay.up) return client.destroy();
+    const upstream = connect(Number(new URL(base).port), '127.0.0.1');
+    const close = () => {
+      for (const socket of [client, upstream]) {
+        socket.destroy();
+        relay.sockets.delete(socket);
+      }
+    };
+    for (const socket of [client, upstream]) {
+      relay.sockets.add(socket);
+      socket.on('error', close);
+      socket.on('close', close);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve) => relay.server.listen(0, '127.0.0.1', resolve));
+  const devices = [];
+  for (const name of ['A', 'B']) {
+    const ctx = await newContext();
+    const tab = await ctx.newPage();
+    const device = { name, ctx, tab, errors: [], streams: [], answered: 0, ended: 0 };
+    const isStream = (r) => new URL(r.url()).pathname === '/v1/events';
+    tab.on('pageerror', (error) => device.errors.push(`${name}: ${error.message}`));
+    tab.on('request', (r) => { if (isStream(r)) device.streams.push(r); });
+    tab.on('response', (r) => { if (isStream(r) && r.status() === 200) device.answered += 1; });
+    for (const end of ['requestfailed', 'requestfinished']) tab.on(end, (r) => { if (isStream(r)) device.ended += 1; });
+    await tab.clock.install({ time: new Date(`${newYorkToday}T12:00:00-05:00`) });
+    await tab.goto(name === 'B' ? `https://localhost:${relay.server.address().port}` : base);
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    await tab.fill('#login-username', username);
+    await tab.fill('#login-password', password);
+    await tab.click('#login-form button[type=submit]');
+    await tab.locator('#tasks-view').waitFor({ state: 'visible' });
+    devices.push(device);
+  }
+  const [deviceA, deviceB] = devices;
+  const [a, b] = [deviceA.tab, deviceB.tab];
+  const following = (device) => device.answered > 0 && device.ended < device.streams.length;
+  const bothFollow = await until(() => following(deviceA) && following(deviceB), 10_000);
+  check(bothFollow, `after signing in, each device follows its live stream (${devices.map((d) => `${d.name}: ${d.answered} open, ${d.ended} ended`)})`);
+  const rowOn = (tab, title) => tab.locator('#task-list li.task').filter({ has: tab.locator('.title', { hasText: new RegExp(`^${title}$`) }) });
+  const within = (tab, fn, arg, timeout = 2000) => tab.waitForFunction(fn, arg, { timeout }).then(() => true, () => false);
+  const titleShown = (title) => [...document.querySelectorAll('#task-list .title')].some((t) => t.textContent === title);
+  const viewOn = async (tab, name) => {
+    await tab.click(`.views [data-view="${name}"]`);
+    await tab.waitForFunction((n) => document.querySelector(`.views [data-view="${n}"]`).getAttribute('aria-current') === 'page'
+      && document.querySelector('#task-list').getAttribute('aria-busy') !== 'true', name);
+  };
+  const written = (tab, method) => tab.waitForResponse((r) => r.request().method() === method && /^\/v1\/tasks/.test(new URL(r.url()).pathname));
+  await b.evaluate(() => { window.sameDocument = true; }); // (gone if B reloads)
+  await b.fill('#new-title', 'Half a thought');
+  const statusB = await b.locator('#status').textContent();
+  let wrote = written(a, 'POST');
+  await a.fill('#new-title', 'Shared errand');
+  await a.press('#new-title', 'Enter');
+  await wrote;
+  const appeared = await within(b, titleShown, 'Shared errand');
+  const seenOnB = await b.evaluate(() => ({
+    sameDocument: window.sameDocument === true,
+    rows: [...document.querySelectorAll('#task-list .title')].filter((t) => t.textContent === 'Shared errand').length,
+    focus: document.activeElement.id,
+    typed: document.querySelector('#new-title').value,
+    status: document.querySelector('#status').textContent,
+  }));
+  check(appeared && seenOnB.sameDocument && seenOnB.rows === 1 && seenOnB.focus === 'new-title' && seenOnB.typed === 'Half a thought'
+    && seenOnB.status === statusB,
+  `a task added on device A shows on device B within 2 s, once, without a reload; B's focus, typed text and screen-reader status stay (${JSON.stringify(seenOnB)})`);
+  await b.fill('#new-title', '');
+  await viewOn(b, 'completed');
+  wrote = written(a, 'PATCH');
+  await rowOn(a, 'Shared errand').locator('.toggle').click();
+  await wrote;
+  const ticked = await within(b, (title) => [...document.querySelectorAll('#task-list li.task')]
+    .some((li) => li.querySelector('.title').textContent === title && li.querySelector('.toggle').checked), 'Shared errand');
+  check(ticked, 'a task completed on A shows ticked on B (its Completed view) within 2 s');
+  await viewOn(a, 'completed');
+  const hadIt = await rowOn(b, 'Shared errand').count() === 1;
+  await rowOn(a, 'Shared errand').getByRole('button', { name: 'Delete Shared errand' }).click();
+  wrote = written(a, 'DELETE');
+  await a.click('#toasts button[data-control="dismiss"]'); // the undo time ends: deleted now
+  await wrote;
+  const gone = await within(b, (title) => ![...document.querySelectorAll('#task-list .title')].some((t) => t.textContent === title), 'Shared errand');
+  check(hadIt && gone && await b.evaluate(() => window.sameDocument === true), 'a task deleted on A leaves B within 2 s, without a reload');
+
+  // A change to the task B is editing: shown around B's editor, which
+  // keeps what B typed and its focus; B's save then keeps A's change.
+  await viewOn(a, 'open');
+  wrote = written(a, 'POST');
+  await a.fill('#new-title', 'Shared note');
+  await a.press('#new-title', 'Enter');
+  await wrote;
+  await viewOn(b, 'open');
+  await b.waitForFunction(titleShown, 'Shared note', { timeout: 10_000 }).catch(() => {});
+  await rowOn(b, 'Shared note').getByRole('button', { name: 'Edit Shared note' }).click();
+  await b.locator('form.editor [name=title]').fill('Shared note, from B');
+  await rowOn(a, 'Shared note').getByRole('button', { name: 'Edit Shared note' }).click();
+  await a.locator('form.editor [name=priority]').selectOption('3');
+  wrote = written(a, 'PATCH');
+  await a.locator('form.editor [name=title]').press('Enter');
+  await wrote;
+  const prioritised = await within(b, () => document.querySelector('form.editor')?.closest('li.task')
+    ?.querySelector('.meta')?.textContent.includes('Priority: High'));
+  const editingOnB = await b.evaluate(() => ({
+    typed: document.querySelector('form.editor [name=title]')?.value,
+    focused: document.activeElement === document.querySelector('form.editor [name=title]'),
+  }));
+  check(prioritised && editingOnB.typed === 'Shared note, from B' && editingOnB.focused,
+    `a change on A to the task B is editing shows on B within 2 s, and B's editor keeps what was typed, and focus (${JSON.stringify(editingOnB)})`);
+  wrote = written(b, 'PATCH');
+  await b.locator('form.editor [name=title]').press('Enter');
+  await b.waitForFunction(() => document.querySelector('form.editor') === null, null, { timeout: 10_000 }).catch(() => {});
+  const both = await within(a, () => [...document.querySelectorAll('#task-list li.task')]
+    .some((li) => li.querySelector('.title').textContent === 'Shared note, from B' && li.querySelector('.meta')?.textContent.includes('Priority: High')), null, 4000);
+  check(both, 'B\'s edit shows on A, with A\'s priority kept');
+
+  // Cut: B's network goes (its stream fails), A adds a task, B's network
+  // comes back: the task shows once, the stream resumed after its last event.
+  const endedBefore = deviceB.ended;
+  const streamsBefore = deviceB.streams.length;
+  relay.up = false;
+  for (const socket of relay.sockets) socket.destroy();
+  const cut = await until(() => deviceB.ended > endedBefore, 5000);
+  wrote = written(a, 'POST');
+  await a.fill('#new-title', 'Made while B was away');
+  await a.press('#new-title', 'Enter');
+  await wrote;
+  relay.up = true;
+  const caughtUp = await within(b, titleShown, 'Made while B was away', 15_000);
+  const resumedFrom = deviceB.streams.slice(streamsBefore).map((r) => r.headers()['last-event-id']).filter(Boolean);
+  const rowsOnB = await rowOn(b, 'Made while B was away').count();
+  check(cut && caughtUp && rowsOnB === 1 && resumedFrom.length > 0 && await b.evaluate(() => window.sameDocument === true),
+    `a stream cut while a change is made catches up once back, resumed after its last event, with no duplicate (cut: ${cut}, rows: ${rowsOnB}, Last-Event-ID sent ${resumedFrom.length} times)`);
+
+  // Logging out ends the stream (and no page error on either device).
+  await b.click('#logout');
+  await b.locator('#login-form').waitFor({ state: 'visible' });
+  const closed = await until(() => deviceB.ended === deviceB.streams.length, 2000);
+  check(deviceB.answered > 0 && closed && !deviceA.errors.length && !deviceB.errors.length,
+    `logging out on B ends its live stream (${deviceB.streams.length} opened, ${deviceB.ended} ended)${deviceA.errors.concat(deviceB.errors).join(' | ')}`);
+  for (const device of devices) await device.ctx.close();
+  relay.server.close();
 
   check(pairs.length >= 3 && pairs.every((p) => p.access_token && !('refresh_token' in p)),
     `the page's token pairs carry no refresh token (${pairs.length} seen)`);
