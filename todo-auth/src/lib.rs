@@ -63,6 +63,7 @@ mod password;
 mod refresh;
 mod services;
 mod system;
+mod webhook;
 
 pub use cache::{CacheableVerifier, CachingVerifier};
 pub use error::KeyError;
@@ -75,6 +76,7 @@ pub use refresh::Sha256RefreshTokenHasher;
 pub use services::auth_services;
 pub use system::{OsRandom, SystemClock};
 pub use todo_core::BackoffPolicy;
+pub use webhook::webhook_signature;
 
 /// jsonwebtoken's JWKS types, for callers that serve or fetch key sets.
 pub use jsonwebtoken::jwk::JwkSet;

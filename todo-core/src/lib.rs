@@ -80,6 +80,7 @@ pub mod testing;
 mod time;
 mod token;
 mod user;
+mod webhook;
 
 pub use access::AccessGate;
 pub use auth::{
@@ -116,4 +117,8 @@ pub use token::{
 };
 pub use user::{
     Email, Password, PasswordHash, Role, User, UserChange, UserId, UserPatch, UserRecord, Username,
+};
+pub use webhook::{
+    Delivery, DeliveryAttempt, EventFilter, Leased, Pending, TargetCheck, Webhook, WebhookId,
+    WebhookPolicy, WebhookSecret, WebhookService, WebhookSettlement, WebhookStore, WebhookUrl,
 };

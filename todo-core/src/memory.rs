@@ -14,6 +14,7 @@ use crate::task::{Task, TaskId, TaskVersion};
 use crate::time::Timestamp;
 use crate::token::{FamilyId, RefreshTokenHash, RefreshTokenRecord};
 use crate::user::{PasswordHash, User, UserChange, UserId, UserRecord, Username};
+use crate::webhook::{DeliveryAttempt, Webhook, WebhookId, WebhookSettlement, WebhookStore};
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -21,6 +22,15 @@ struct Tables {
     refresh_tokens: BTreeMap<String, RefreshTokenRecord>,
     tasks: BTreeMap<TaskId, Task>,
     changes: BTreeMap<UserId, Stream>,
+    /// Webhooks, each with its lease and its delivery log (newest last).
+    webhooks: BTreeMap<WebhookId, StoredWebhook>,
+}
+
+#[derive(Debug)]
+struct StoredWebhook {
+    webhook: Webhook,
+    leased_until: Option<Timestamp>,
+    log: Vec<DeliveryAttempt>,
 }
 
 /// One owner's change stream.
@@ -182,6 +192,9 @@ impl UserStore for MemoryStore {
         let existed = tables.users.remove(&id).is_some();
         tables.tasks.retain(|_, task| task.owner != id);
         tables.changes.remove(&id);
+        tables
+            .webhooks
+            .retain(|_, stored| stored.webhook.owner != id);
         tables.refresh_tokens.retain(|_, token| token.user_id != id);
         Ok(existed)
     }
@@ -461,4 +474,124 @@ impl TaskStore for MemoryStore {
 /// dead, whatever joined it since.
 fn family_revoked(tokens: &BTreeMap<String, RefreshTokenRecord>, family: FamilyId) -> bool {
     tokens.values().any(|t| t.family == family && t.revoked)
+}
+
+impl WebhookStore for MemoryStore {
+    fn insert_webhook_within(
+        &self,
+        webhook: &Webhook,
+        max: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        if !tables.users.contains_key(&webhook.owner) {
+            return Err(StoreError::MissingReference("webhook for an unknown user"));
+        }
+        let owned = tables
+            .webhooks
+            .values()
+            .filter(|stored| stored.webhook.owner == webhook.owner)
+            .count() as u64;
+        if max.is_some_and(|max| owned >= max) {
+            return Ok(false);
+        }
+        if tables.webhooks.contains_key(&webhook.id) {
+            return Err(StoreError::Conflict("duplicate webhook id"));
+        }
+        tables.webhooks.insert(
+            webhook.id,
+            StoredWebhook {
+                webhook: webhook.clone(),
+                leased_until: None,
+                log: Vec::new(),
+            },
+        );
+        Ok(true)
+    }
+
+    fn webhooks_of(&self, owner: UserId) -> Result<Vec<Webhook>, StoreError> {
+        Ok(self
+            .tables()
+            .webhooks
+            .values()
+            .filter(|stored| stored.webhook.owner == owner)
+            .map(|stored| stored.webhook.clone())
+            .collect())
+    }
+
+    fn delete_webhook(&self, owner: UserId, id: WebhookId) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let owned = tables
+            .webhooks
+            .get(&id)
+            .is_some_and(|stored| stored.webhook.owner == owner);
+        if owned {
+            tables.webhooks.remove(&id);
+        }
+        Ok(owned)
+    }
+
+    fn delivery_log(
+        &self,
+        owner: UserId,
+        id: WebhookId,
+        limit: usize,
+    ) -> Result<Option<Vec<DeliveryAttempt>>, StoreError> {
+        let tables = self.tables();
+        Ok(tables
+            .webhooks
+            .get(&id)
+            .filter(|stored| stored.webhook.owner == owner)
+            .map(|stored| stored.log.iter().rev().take(limit).cloned().collect()))
+    }
+
+    fn lease_due_webhooks(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        let mut tables = self.tables();
+        let heads: BTreeMap<UserId, u64> = tables
+            .changes
+            .iter()
+            .map(|(owner, stream)| (*owner, stream.head))
+            .collect();
+        let mut leased = Vec::new();
+        for stored in tables.webhooks.values_mut() {
+            if leased.len() >= limit {
+                break;
+            }
+            let webhook = &stored.webhook;
+            let behind = heads
+                .get(&webhook.owner)
+                .is_some_and(|head| *head > webhook.delivered_through);
+            let free = stored.leased_until.is_none_or(|until| until < now);
+            if webhook.disabled_at.is_none() && webhook.next_attempt_at <= now && behind && free {
+                stored.leased_until = Some(lease_until);
+                leased.push(webhook.clone());
+            }
+        }
+        Ok(leased)
+    }
+
+    fn settle_webhook(&self, settled: &WebhookSettlement) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let Some(stored) = tables.webhooks.get_mut(&settled.id) else {
+            return Ok(false);
+        };
+        if stored.leased_until != Some(settled.lease_until) {
+            return Ok(false);
+        }
+        let webhook = &mut stored.webhook;
+        webhook.delivered_through = webhook.delivered_through.max(settled.delivered_through);
+        webhook.attempts = settled.attempts;
+        webhook.next_attempt_at = settled.next_attempt_at;
+        webhook.failing_since = settled.failing_since;
+        webhook.disabled_at = settled.disabled_at;
+        stored.leased_until = None;
+        stored.log.extend(settled.log.iter().cloned());
+        let excess = stored.log.len().saturating_sub(settled.log_kept);
+        stored.log.drain(..excess);
+        Ok(true)
+    }
 }

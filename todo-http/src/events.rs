@@ -3,7 +3,8 @@
 //! Each event is one change of the log (`id:` its cursor, `event:` its
 //! type, `data:` the change as `GET /v1/changes` shows it), read from the
 //! log after the subscription is woken ([`ChangeSubscription`]: by this
-//! process's writes at once, by other instances' within [`POLL`]), so a
+//! process's writes at once, by other instances' when the database
+//! announces them, else within [`POLL`]), so a
 //! stream has no gap and no duplicate, and resumes after the last id a
 //! client saw (`Last-Event-ID`). A comment every 15 s keeps gateways from
 //! closing an idle stream.
@@ -48,9 +49,10 @@ pub const MAX_STREAMS_PER_USER: usize = 8;
 /// How often a stream's token is checked again: expiry, and revocation
 /// (the gate re-reads the account at most a second old).
 pub const RECHECK: Duration = Duration::from_millis(500);
-/// How often a stream reads the log unwoken: what another instance
-/// committed (this process wakes its streams for its own writes) shows
-/// within this.
+/// How often a stream reads the log unwoken, by default
+/// ([`TaskApi::with_live_poll`]): what another instance committed (this
+/// process wakes its streams for its own writes) shows within this, unless
+/// the database announces it.
 pub const POLL: Duration = Duration::from_secs(1);
 /// How often an idle stream sends a comment.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -195,7 +197,8 @@ impl Pump {
         let start = tokio::time::Instant::now();
         let mut heartbeat = tokio::time::interval_at(start + HEARTBEAT, HEARTBEAT);
         let mut recheck = tokio::time::interval_at(start + RECHECK, RECHECK);
-        let mut poll = tokio::time::interval_at(start + POLL, POLL);
+        let every = self.api.live_poll();
+        let mut poll = tokio::time::interval_at(start + every, every);
         for timer in [&mut heartbeat, &mut recheck, &mut poll] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }

@@ -153,6 +153,12 @@ impl PathId for TaskId {
     }
 }
 
+impl PathId for todo_core::WebhookId {
+    fn parse_id(raw: &str) -> Option<Self> {
+        Self::parse(raw).ok()
+    }
+}
+
 impl PathId for UserId {
     fn parse_id(raw: &str) -> Option<Self> {
         Self::parse(raw).ok()

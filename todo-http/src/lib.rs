@@ -90,6 +90,7 @@ mod server;
 mod task_api;
 mod tls;
 pub mod web;
+mod webhooks_api;
 
 pub use auth_api::AuthApi;
 pub use front::{
@@ -102,7 +103,7 @@ pub use probe::{NotReady, Operations, Probe};
 pub use problem::{ApiError, InternalDetail, ProblemData};
 pub use request::{HttpLimits, ProxyListError, RequestBody, TrustedProxies};
 pub use server::{serve, shutdown_signal};
-pub use task_api::TaskApi;
+pub use task_api::{TaskApi, change_json};
 pub use tls::server_config as tls_server_config;
 
 /// The route tables, for tests and documentation.

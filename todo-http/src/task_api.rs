@@ -12,7 +12,7 @@ use todo_core::{
     AccessClaims, AccessGate, Change, ChangeCursor, ChangeLimit, Description, Error as CoreError,
     Label, Labels, NewTask, Page, PageLimit, Principal, Priority, SearchText, Task, TaskCursor,
     TaskId, TaskPatch, TaskQuery, TaskService, TaskSort, TaskVersion, Timestamp, Title,
-    TokenRejection, UserId, ValidationError,
+    TokenRejection, UserId, ValidationError, WebhookService,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -44,6 +44,8 @@ pub struct TaskApi {
     ops: Operations,
     scans: ScanSlots,
     live: LiveStreams,
+    live_poll: Duration,
+    webhooks: Option<WebhookService>,
 }
 
 impl TaskApi {
@@ -61,6 +63,8 @@ impl TaskApi {
             ops: Operations::new(probes, &crate::openapi::tasks())?,
             scans: ScanSlots::new(DEFAULT_SCANS),
             live: LiveStreams::default(),
+            live_poll: crate::events::POLL,
+            webhooks: None,
         })
     }
 
@@ -74,6 +78,25 @@ impl TaskApi {
     #[must_use]
     pub fn with_scan_slots(mut self, slots: usize) -> Self {
         self.scans = ScanSlots::new(slots);
+        self
+    }
+
+    /// How often a live stream (`GET /v1/events`) reads the log without
+    /// being woken (default 1 s): what bounds how late a change committed
+    /// by another process shows, unless that process's changes are
+    /// announced through [`TaskService::notify_changed`] (then this is
+    /// only a safety net, and may be long).
+    #[must_use]
+    pub fn with_live_poll(mut self, every: Duration) -> Self {
+        self.live_poll = every.max(crate::events::RECHECK);
+        self
+    }
+
+    /// Serves `/v1/webhooks` with `webhooks` (without it, 404): the
+    /// deliveries are made by whoever runs the service's worker.
+    #[must_use]
+    pub fn with_webhooks(mut self, webhooks: WebhookService) -> Self {
+        self.webhooks = Some(webhooks);
         self
     }
 
@@ -135,6 +158,14 @@ impl TaskApi {
 
     pub(crate) fn live_streams(&self) -> &LiveStreams {
         &self.live
+    }
+
+    pub(crate) fn webhooks(&self) -> Option<&WebhookService> {
+        self.webhooks.as_ref()
+    }
+
+    pub(crate) fn live_poll(&self) -> Duration {
+        self.live_poll
     }
 }
 
@@ -420,6 +451,12 @@ fn task_routes() -> OpenApiRouter<Arc<TaskApi>> {
         .routes(routes!(get_task, update_task, delete_task))
         .routes(routes!(list_changes))
         .routes(routes!(crate::events::events))
+        .routes(routes!(
+            crate::webhooks_api::create_webhook,
+            crate::webhooks_api::list_webhooks
+        ))
+        .routes(routes!(crate::webhooks_api::delete_webhook))
+        .routes(routes!(crate::webhooks_api::list_deliveries))
 }
 
 /// The operations the task API serves, as its handlers describe them.
@@ -595,6 +632,13 @@ impl<'a> ChangeDto<'a> {
             object: change.task.as_ref().map(TaskDto::from),
         }
     }
+}
+
+/// A change of `owner`'s stream as `GET /v1/changes` shows it, as JSON:
+/// what a webhook delivery carries as its `data`.
+#[must_use]
+pub fn change_json(owner: UserId, change: &Change) -> serde_json::Value {
+    serde_json::to_value(ChangeDto::of(owner, change)).unwrap_or(serde_json::Value::Null)
 }
 
 /// A page of changes.

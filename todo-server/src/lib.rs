@@ -27,6 +27,7 @@ pub mod keys;
 pub mod setup;
 pub mod task_server;
 pub mod tls;
+pub mod webhooks;
 
 pub use error::{Cause, Error};
 pub use setup::StoreProbe;

@@ -137,6 +137,18 @@ pub struct TaskSettings {
     #[arg(long, env = "TODO_CHANGE_RETENTION_DAYS", default_value_t = 30,
         value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub change_retention_days: u32,
+    /// Webhooks one user may have; creating more answers 403. 0: no limit.
+    #[arg(long, env = "TODO_MAX_WEBHOOKS_PER_USER", default_value_t = 10)]
+    pub max_webhooks_per_user: u64,
+    /// Let webhooks use plain http and private, loopback and link-local
+    /// addresses: for tests only; anyone could then reach this server's
+    /// own network through a webhook.
+    #[arg(long, env = "TODO_WEBHOOKS_ALLOW_PRIVATE")]
+    pub webhooks_allow_private: bool,
+    /// Certificates (PEM) that webhook receivers' TLS may also chain to,
+    /// beside the Mozilla roots (a private CA, or a test receiver's own).
+    #[arg(long, env = "TODO_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for TaskSettings {
@@ -146,6 +158,9 @@ impl Default for TaskSettings {
             task_write_burst: 120,
             task_write_period_ms: 100,
             change_retention_days: 30,
+            max_webhooks_per_user: 10,
+            webhooks_allow_private: false,
+            webhook_ca_file: None,
         }
     }
 }
@@ -184,6 +199,46 @@ impl TaskSettings {
     pub fn service(&self, store: SqlStore, clock: Arc<SystemClock>) -> TaskService {
         TaskService::new(Arc::new(store), clock.clone(), Arc::new(OsRandom))
             .with_limits(self.limits(clock))
+    }
+
+    /// The webhook policy these settings describe.
+    #[must_use]
+    pub fn webhook_policy(&self) -> todo_core::WebhookPolicy {
+        todo_core::WebhookPolicy {
+            max_per_user: (self.max_webhooks_per_user > 0).then_some(self.max_webhooks_per_user),
+            allow_private: self.webhooks_allow_private,
+            ..todo_core::WebhookPolicy::default()
+        }
+    }
+
+    /// Users' webhooks over `store`, and their delivery worker, started
+    /// (call inside a tokio runtime): every instance may run one, each
+    /// webhook is leased to one at a time.
+    pub fn webhooks(
+        &self,
+        store: SqlStore,
+        clock: Arc<SystemClock>,
+    ) -> Result<todo_core::WebhookService, Error> {
+        let policy = self.webhook_policy();
+        let sender = crate::webhooks::WebhookSender::new(
+            self.webhook_ca_file.as_deref(),
+            policy.allow_private,
+            policy.receiver_timeout,
+        )?;
+        let store = Arc::new(store);
+        let service = todo_core::WebhookService::new(
+            store.clone(),
+            store,
+            Arc::new(crate::webhooks::ResolvingTargets {
+                allow_private: policy.allow_private,
+            }),
+            clock.clone(),
+            Arc::new(OsRandom),
+            policy,
+        )
+        .with_write_limit(self.limits(clock).writes_per_user);
+        crate::webhooks::deliver_webhooks_periodically(service.clone(), sender);
+        Ok(service)
     }
 }
 
@@ -545,7 +600,8 @@ pub fn one_origin_with(
         task_settings.change_retention(),
         CHANGE_PRUNE_INTERVAL,
     );
-    let task_api = task_api(tasks, gate, store)?;
+    let webhooks = task_settings.webhooks(store.clone(), clock)?;
+    let task_api = task_api(tasks, gate, store)?.with_webhooks(webhooks);
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
 }
 

@@ -120,7 +120,23 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     // Every request is admitted against the accounts in the shared
     // database: deleted, disabled and revoked users are refused within 1 s.
     let gate = Arc::new(AccessGate::new(cached, Arc::new(store.clone()), clock));
-    let mut api = task_api(service, gate, store)?;
+    // Changes committed through other instances wake this one's live
+    // streams (PostgreSQL's LISTEN/NOTIFY; SQLite has no other writer).
+    // Kept until the server stops.
+    let listener = store.listen_for_changes({
+        let service = service.clone();
+        move |owner| service.notify_changed(owner)
+    });
+    let webhooks = cli
+        .settings
+        .tasks
+        .webhooks(store.clone(), Arc::new(SystemClock))?;
+    let mut api = task_api(service, gate, store)?.with_webhooks(webhooks);
+    if listener.is_some() {
+        // Woken by every instance's writes: an unwoken read is only the
+        // net for a notification lost while the listener reconnects.
+        api = api.with_live_poll(LIVE_POLL_WITH_LISTENER);
+    }
     if let Some(url) = &keys.jwks_url {
         if url.starts_with("http://") {
             // Whoever sits on that path can hand us keys and forge any token.
@@ -151,5 +167,11 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         }
         api = api.with_key_source(source);
     }
-    run(Arc::new(api), &cli.server, 8444, "task-server", |_| {}).await
+    let served = run(Arc::new(api), &cli.server, 8444, "task-server", |_| {}).await;
+    drop(listener);
+    served
 }
+
+/// How often a live stream reads the log unwoken where the database
+/// notifies every change.
+const LIVE_POLL_WITH_LISTENER: Duration = Duration::from_secs(15);

@@ -47,12 +47,14 @@ mod db;
 mod error;
 mod group;
 mod in_place;
+mod listen;
 mod schema;
 mod tasks;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod throttle;
 mod users;
+mod webhooks;
 
 use diesel::prelude::*;
 use todo_core::StoreError;
@@ -64,6 +66,7 @@ use error::{from_diesel, from_pool};
 use group::GroupCommit;
 pub use group::GroupCommitStats;
 use in_place::InPlace;
+pub use listen::ChangeListener;
 pub use throttle::SqlLoginBackoff;
 
 /// The SQL store: users, refresh tokens and tasks in one database.
@@ -79,6 +82,8 @@ pub struct SqlStore {
     in_place: Option<std::sync::Arc<InPlace>>,
     /// Shared with the pool's manager: see `Manager::suspect_outage`.
     probes_left: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// Where it connects (for a connection of its own: [`listen`]).
+    url: DatabaseUrl,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -128,6 +133,7 @@ impl SqlStore {
             writer,
             in_place,
             probes_left,
+            url: config.url.clone(),
         })
     }
 

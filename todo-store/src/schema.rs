@@ -102,7 +102,37 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        owner_id -> Text,
+        url -> Text,
+        events -> Text,
+        secret -> Text,
+        created_at -> BigInt,
+        delivered_through -> BigInt,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+        failing_since -> Nullable<BigInt>,
+        disabled_at -> Nullable<BigInt>,
+        leased_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (webhook_id, at, seq) {
+        webhook_id -> Text,
+        at -> BigInt,
+        seq -> BigInt,
+        kind -> Text,
+        status -> Nullable<BigInt>,
+        latency_ms -> BigInt,
+        error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(tasks -> users (owner_id));
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(task_labels -> tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -112,5 +142,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_failures,
     login_devices,
     change_streams,
-    changes
+    changes,
+    webhooks,
+    webhook_deliveries
 );

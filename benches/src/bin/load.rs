@@ -701,6 +701,19 @@ async fn main() {
         mixed_report.insert((*op).into(), s);
     }
     report.insert("mixed".into(), Value::Object(mixed_report));
+
+    // Live: one event stream per user while their tasks are created; how
+    // long after the creation's answer its event arrives.
+    let live = live_phase(tasks.addr, &roots, &tokens, secs).await;
+    println!(
+        "live: {} events of {} creations, after the 201: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        live["events"],
+        live["creations"],
+        live["p50_ms"].as_f64().unwrap_or(f64::NAN),
+        live["p99_ms"].as_f64().unwrap_or(f64::NAN),
+        live["max_ms"].as_f64().unwrap_or(f64::NAN)
+    );
+    report.insert("live".into(), live);
     let (auth_rss, auth_peak) = auth.rss_kib();
     let (task_rss, task_peak) = tasks.rss_kib();
     println!(
@@ -785,6 +798,108 @@ async fn main() {
     .unwrap();
     charts(&report, &args.out);
     println!("report: {}", args.out.join("report.json").display());
+}
+
+/// Opens `GET /v1/events` for each token, creates tasks for `seconds` on
+/// four connections (one user each in turn), and measures when each
+/// creation's event arrives on its owner's stream, after the 201.
+async fn live_phase(
+    addr: SocketAddr,
+    roots: &[CertificateDer<'static>],
+    tokens: &[String],
+    seconds: u64,
+) -> Value {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut readers = Vec::new();
+    for token in tokens {
+        let mut conn = connect(addr, roots).await;
+        let request = Request::get("/v1/events")
+            .header("host", &conn.host)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        conn.sender.ready().await.unwrap();
+        let response = conn.sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET /v1/events");
+        let mut body = response.into_body();
+        let arrived = Arc::clone(&arrived);
+        readers.push(tokio::spawn(async move {
+            let _conn = conn;
+            let mut pending = Vec::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let now = Instant::now();
+                pending.extend_from_slice(&data);
+                while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                    let block: Vec<u8> = pending.drain(..end + 2).collect();
+                    let text = String::from_utf8_lossy(&block);
+                    let Some(data) = text.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                        continue;
+                    };
+                    let event: Value = serde_json::from_str(data).unwrap();
+                    if event["type"] == "task.created" {
+                        let id = event["id"].as_str().unwrap().to_owned();
+                        arrived.lock().unwrap().insert(id, now);
+                    }
+                }
+            }
+        }));
+    }
+    let answered: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let (t, a) = (tokens.to_vec(), Arc::clone(&answered));
+    closed_loop(addr, roots, 4, seconds, move |i, mut conn, stop| {
+        let (tokens, answered) = (t.clone(), Arc::clone(&a));
+        async move {
+            let mut n = i;
+            while !stop.load(Ordering::Relaxed) {
+                n += 4;
+                let token = &tokens[n % tokens.len()];
+                let body = json!({"title": "Live task"});
+                let (status, bytes, _) = conn
+                    .send(Method::POST, "/v1/tasks", Some(token), Some(&body))
+                    .await;
+                if status == StatusCode::CREATED {
+                    let v: Value = serde_json::from_slice(&bytes).unwrap();
+                    let id = v["id"].as_str().unwrap().to_owned();
+                    answered.lock().unwrap().push((id, Instant::now()));
+                }
+            }
+            BTreeMap::new()
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for reader in &readers {
+        reader.abort();
+    }
+    let answered = answered.lock().unwrap();
+    let arrived = arrived.lock().unwrap();
+    let mut delays: Vec<f64> = answered
+        .iter()
+        .filter_map(|(id, at)| {
+            let came = arrived.get(id)?;
+            Some(came.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    delays.sort_by(f64::total_cmp);
+    let pct = |p: f64| -> Value {
+        if delays.is_empty() {
+            return Value::Null;
+        }
+        let i = ((delays.len() as f64 * p).ceil() as usize).clamp(1, delays.len()) - 1;
+        json!(delays[i])
+    };
+    json!({
+        "streams": tokens.len(),
+        "creations": answered.len(),
+        "events": delays.len(),
+        "missing": answered.len() - delays.len(),
+        "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+    })
 }
 
 /// The list queries measured at every size: each filter, dense and

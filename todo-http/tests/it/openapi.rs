@@ -69,7 +69,7 @@ const CONTRACT_AUTH: [(&str, &str); 13] = [
     ("PATCH", "/v1/users/{id}"),
     ("DELETE", "/v1/users/{id}"),
 ];
-const CONTRACT_TASKS: [(&str, &str); 7] = [
+const CONTRACT_TASKS: [(&str, &str); 11] = [
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
@@ -77,6 +77,10 @@ const CONTRACT_TASKS: [(&str, &str); 7] = [
     ("DELETE", "/v1/tasks/{id}"),
     ("GET", "/v1/changes"),
     ("GET", "/v1/events"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
 ];
 
 fn contract(routes: &[(&str, &str)]) -> Operations {

@@ -69,6 +69,9 @@ conformance!(
     writers_of_distinct_tasks_never_let_a_reader_skip,
     deleting_a_user_while_their_task_is_written_never_fails,
     a_stream_keeps_at_most_its_cap_of_changes,
+    webhooks_are_kept_per_owner_within_their_quota,
+    webhooks_are_leased_to_one_instance_and_settled_under_their_lease,
+    failing_webhooks_wait_longer_each_time_and_are_disabled_after_a_day,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -1695,4 +1698,287 @@ fn a_stream_keeps_at_most_its_cap_of_changes(f: &Fixture) {
     assert_eq!(log.changes[0].seq, through + 1, "the oldest kept");
     let kept = f.store.changes_after(alice, through, 100_000).unwrap();
     assert_eq!(kept.changes.len() as u64, MAX_CHANGES_PER_OWNER);
+}
+
+/// Every address allowed: the conformance suite is about storage.
+struct AnyTarget;
+
+impl todo_core::TargetCheck for AnyTarget {
+    fn check(&self, _url: &todo_core::WebhookUrl) -> Result<(), todo_core::ValidationError> {
+        Ok(())
+    }
+}
+
+fn webhooks(
+    store: Arc<dyn Stores>,
+    clock: Arc<ManualClock>,
+    max: Option<u64>,
+) -> todo_core::WebhookService {
+    let policy = todo_core::WebhookPolicy {
+        max_per_user: max,
+        attempts_kept: 3,
+        ..todo_core::WebhookPolicy::default()
+    };
+    todo_core::WebhookService::new(
+        store.clone(),
+        store,
+        Arc::new(AnyTarget),
+        clock,
+        Arc::new(SeededRandom::new(9)),
+        policy,
+    )
+}
+
+fn hook_url(n: u32) -> todo_core::WebhookUrl {
+    todo_core::WebhookUrl::parse(&format!("https://hooks{n}.example.com/in"), false).unwrap()
+}
+
+fn webhooks_are_kept_per_owner_within_their_quota(f: &Fixture) {
+    use todo_core::{Error, EventFilter};
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let bob = new_user(&*f.store, "bob", 1).user.id;
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let hooks = webhooks(f.store.clone(), clock, Some(2));
+    let only_created = EventFilter::parse(["task.created"]).unwrap();
+    let first = hooks
+        .create(alice, hook_url(1), only_created.clone())
+        .unwrap();
+    let second = hooks
+        .create(alice, hook_url(2), EventFilter::all())
+        .unwrap();
+    assert!(matches!(
+        hooks.create(alice, hook_url(3), EventFilter::all()),
+        Err(Error::QuotaExceeded {
+            what: "webhooks",
+            limit: 2
+        })
+    ));
+    assert!(hooks.create(bob, hook_url(4), EventFilter::all()).is_ok());
+    // Read back exactly, secret and filter included, for its owner only.
+    let listed = hooks.list(alice).unwrap();
+    assert_eq!(listed, [first.clone(), second.clone()]);
+    assert_eq!(listed[0].events, only_created);
+    assert_eq!(listed[0].secret.expose(), first.secret.expose());
+    assert!(matches!(hooks.delete(bob, first.id), Err(Error::NotFound)));
+    assert!(matches!(
+        hooks.deliveries(bob, first.id),
+        Err(Error::NotFound)
+    ));
+    assert_eq!(hooks.deliveries(alice, first.id).unwrap(), []);
+    hooks.delete(alice, first.id).unwrap();
+    assert_eq!(hooks.list(alice).unwrap(), [second]);
+    assert!(hooks.create(alice, hook_url(5), EventFilter::all()).is_ok());
+    // A deleted owner's webhooks go with them.
+    f.store.delete_user(bob).unwrap();
+    assert_eq!(hooks.list(bob).unwrap(), []);
+}
+
+fn webhooks_are_leased_to_one_instance_and_settled_under_their_lease(f: &Fixture) {
+    use todo_core::{DeliveryAttempt, EventFilter};
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let tasks = service(f.store.clone(), clock.clone());
+    tasks.create(alice, titled("before the webhook")).unwrap();
+    let [one, other] = two_instances(f);
+    let (here, there) = (
+        webhooks(one, clock.clone(), None),
+        webhooks(other, clock.clone(), None),
+    );
+    let hook = here
+        .create(
+            alice,
+            hook_url(1),
+            EventFilter::parse(["task.created", "task.deleted"]).unwrap(),
+        )
+        .unwrap();
+    // Nothing new since it was made: nothing to lease.
+    assert!(
+        here.lease_due(10, Duration::from_secs(60))
+            .unwrap()
+            .is_empty()
+    );
+    let kept = tasks.create(alice, titled("one")).unwrap();
+    tasks
+        .update(
+            alice,
+            kept.id,
+            TaskPatch {
+                done: Some(true),
+                ..TaskPatch::default()
+            },
+            None,
+        )
+        .unwrap();
+    let gone = tasks.create(alice, titled("two")).unwrap();
+    tasks.delete(alice, gone.id, None).unwrap();
+
+    // Racing instances: one gets the lease.
+    let barrier = Arc::new(Barrier::new(2));
+    let racers: Vec<_> = [here.clone(), there.clone()]
+        .into_iter()
+        .map(|hooks| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                hooks.lease_due(10, Duration::from_secs(60)).unwrap()
+            })
+        })
+        .collect();
+    let mut leases: Vec<_> = racers.into_iter().flat_map(|r| r.join().unwrap()).collect();
+    assert_eq!(leases.len(), 1, "one instance leases the webhook");
+    let leased = leases.pop().unwrap();
+    assert_eq!(leased.webhook.id, hook.id);
+    assert!(
+        there
+            .lease_due(10, Duration::from_secs(60))
+            .unwrap()
+            .is_empty()
+    );
+
+    // The kinds it takes, in order; the update (another kind) is passed.
+    let pending = here.pending(&leased.webhook, 10).unwrap();
+    let seqs: Vec<(u64, ChangeKind)> = pending
+        .deliveries
+        .iter()
+        .map(|d| (d.change.seq, d.change.kind))
+        .collect();
+    assert_eq!(
+        seqs,
+        [
+            (2, ChangeKind::TaskCreated),
+            (4, ChangeKind::TaskCreated),
+            (5, ChangeKind::TaskDeleted)
+        ]
+    );
+    assert_eq!(pending.skipped_through, 1, "the change before it was made");
+    let attempt = |seq: u64, status: Option<u16>| DeliveryAttempt {
+        webhook_id: hook.id,
+        seq,
+        kind: ChangeKind::TaskCreated,
+        at: clock.now(),
+        status,
+        latency_ms: 12,
+        error: status.is_none().then(|| "timeout".to_owned()),
+    };
+    // The first two delivered, the third failed: it stops there.
+    let attempts = vec![
+        attempt(2, Some(200)),
+        attempt(4, Some(204)),
+        attempt(5, None),
+    ];
+    // Another instance's lease after this one ran out: this one's
+    // settlement is refused, and nothing it did is written.
+    clock.advance(Duration::from_secs(61));
+    let taken = there.lease_due(10, Duration::from_secs(60)).unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(!here.settle(&leased, &pending, attempts.clone()).unwrap());
+    assert_eq!(there.deliveries(alice, hook.id).unwrap(), []);
+    // Under its own lease: written.
+    assert!(there.settle(&taken[0], &pending, attempts).unwrap());
+    let log = there.deliveries(alice, hook.id).unwrap();
+    assert_eq!(
+        log.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        [5, 4, 2],
+        "newest first"
+    );
+    let stored = &here.list(alice).unwrap()[0];
+    assert_eq!(stored.delivered_through, 4, "through the last success");
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(stored.failing_since, Some(clock.now()));
+    assert_eq!(
+        stored.next_attempt_at,
+        clock.now().saturating_add(Duration::from_secs(5))
+    );
+    // Not due before its retry.
+    assert!(
+        here.lease_due(10, Duration::from_secs(60))
+            .unwrap()
+            .is_empty()
+    );
+    clock.advance(Duration::from_secs(5));
+    let again = here.lease_due(10, Duration::from_secs(60)).unwrap();
+    let pending = here.pending(&again[0].webhook, 10).unwrap();
+    assert_eq!(pending.deliveries.len(), 1);
+    assert_eq!(pending.deliveries[0].change.seq, 5);
+    // The message id is the same for every attempt of a change.
+    assert_eq!(
+        pending.deliveries[0].message_id,
+        format!("msg_{}_5", hook.id.as_uuid().simple())
+    );
+    assert!(
+        here.settle(&again[0], &pending, vec![attempt(5, Some(200))])
+            .unwrap()
+    );
+    let stored = &here.list(alice).unwrap()[0];
+    assert_eq!(
+        (
+            stored.delivered_through,
+            stored.attempts,
+            stored.failing_since
+        ),
+        (5, 0, None)
+    );
+    // The log keeps the newest three.
+    let log = here.deliveries(alice, hook.id).unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[0].status, Some(200));
+    // Caught up: nothing to lease.
+    assert!(
+        here.lease_due(10, Duration::from_secs(60))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn failing_webhooks_wait_longer_each_time_and_are_disabled_after_a_day(f: &Fixture) {
+    use todo_core::{DeliveryAttempt, EventFilter};
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let tasks = service(f.store.clone(), clock.clone());
+    let hooks = webhooks(f.store.clone(), clock.clone(), None);
+    let hook = hooks
+        .create(alice, hook_url(1), EventFilter::all())
+        .unwrap();
+    tasks.create(alice, titled("never delivered")).unwrap();
+    let mut waits = Vec::new();
+    let started = clock.now();
+    loop {
+        let leased = hooks.lease_due(10, Duration::from_secs(60)).unwrap();
+        let Some(leased) = leased.into_iter().next() else {
+            break;
+        };
+        let pending = hooks.pending(&leased.webhook, 10).unwrap();
+        let failed = DeliveryAttempt {
+            webhook_id: hook.id,
+            seq: pending.deliveries[0].change.seq,
+            kind: ChangeKind::TaskCreated,
+            at: clock.now(),
+            status: Some(500),
+            latency_ms: 3,
+            error: Some("answered 500".to_owned()),
+        };
+        assert!(hooks.settle(&leased, &pending, vec![failed]).unwrap());
+        let stored = &hooks.list(alice).unwrap()[0];
+        if stored.disabled_at.is_some() {
+            break;
+        }
+        let wait = stored.next_attempt_at.duration_since(clock.now());
+        waits.push(wait.as_secs());
+        clock.advance(wait);
+    }
+    let stored = &hooks.list(alice).unwrap()[0];
+    assert_eq!(stored.disabled_at, Some(clock.now()));
+    assert!(clock.now().duration_since(started) >= Duration::from_secs(24 * 3600));
+    assert!(clock.now().duration_since(started) < Duration::from_secs(25 * 3600));
+    assert_eq!(&waits[..4], [5, 10, 20, 40]);
+    assert!(waits.iter().all(|w| *w <= 3600));
+    // Disabled: never leased again, whatever comes.
+    tasks.create(alice, titled("after")).unwrap();
+    clock.advance(Duration::from_secs(7200));
+    assert!(
+        hooks
+            .lease_due(10, Duration::from_secs(60))
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -25,9 +25,11 @@ fn migrations_run_once_even_when_started_together(url: DatabaseUrl) {
         .into_iter()
         .map(|r| r.join().unwrap().unwrap())
         .collect();
-    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
-        .unwrap()
-        .count();
+    let dir = match url.backend() {
+        Backend::Sqlite => concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"),
+        Backend::Postgres => concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"),
+    };
+    let migrations = std::fs::read_dir(dir).unwrap().count();
     assert_eq!(
         ran.iter().sum::<usize>(),
         migrations,
@@ -352,4 +354,62 @@ fn postgres_the_stream_counts_its_owners_tasks_and_repairs_a_drift() {
         return;
     };
     the_stream_counts_its_owners_tasks_and_repairs_a_drift(&database);
+}
+
+/// Another process's store hears of each change that commits (PostgreSQL's
+/// LISTEN/NOTIFY, from the log's trigger), with its owner, and of nothing
+/// that did not commit.
+#[test]
+fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
+    use todo_core::TaskStore as _;
+
+    use crate::conformance::{full_task, new_user};
+
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    let writer = &database.store;
+    let alice = new_user(writer, "alice", 0).user.id;
+    let bob = new_user(writer, "bob", 1).user.id;
+    let elsewhere = SqlStore::open(&database.config).unwrap();
+    let (heard_tx, heard) = std::sync::mpsc::channel();
+    let listener = elsewhere
+        .listen_for_changes(move |owner| {
+            let _ = heard_tx.send(owner);
+        })
+        .expect("PostgreSQL announces changes");
+    // The listener connects in the background: write until it hears one.
+    let started = Instant::now();
+    let mut n = 0;
+    loop {
+        writer.insert_task(&full_task(alice, n, 1)).unwrap();
+        n += 1;
+        if let Ok(owner) = heard.recv_timeout(Duration::from_millis(200)) {
+            assert_eq!(owner, alice);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no notification"
+        );
+    }
+    while heard.recv_timeout(Duration::from_millis(300)).is_ok() {}
+
+    writer.insert_task(&full_task(bob, 100, 1)).unwrap();
+    assert_eq!(heard.recv_timeout(Duration::from_secs(2)), Ok(bob));
+    // A creation refused by the quota records nothing, so announces nothing.
+    assert!(
+        !writer
+            .insert_task_within(&full_task(bob, 101, 1), 1)
+            .unwrap()
+    );
+    assert!(heard.recv_timeout(Duration::from_millis(500)).is_err());
+
+    drop(listener);
+    assert!(
+        SqlStore::open(&todo_store::testing::TestDatabase::sqlite().config)
+            .unwrap()
+            .listen_for_changes(|_| {})
+            .is_none()
+    );
 }

@@ -1,0 +1,306 @@
+//! Webhooks on the real binary (`todo`, SQLite): a receiver of ours over
+//! HTTPS gets each change signed as Standard Webhooks do, a failure is
+//! retried with the same message id, the delivery log shows the attempts;
+//! and, with the default policy, targets that are not public, not https or
+//! too long are refused with 400 naming the field.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use todo_testkit::Client;
+
+use common::{Running, register, token};
+
+const PASSWORD: &str = "correct horse";
+
+/// What a receiver was sent.
+struct Received {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// An HTTPS receiver on a free port with a certificate of its own for
+/// `localhost`, answering the statuses queued (then 200).
+async fn receiver(
+    dir: &std::path::Path,
+    answers: Vec<u16>,
+) -> (u16, tokio::sync::mpsc::UnboundedReceiver<Received>) {
+    let (identity, _) =
+        todo_server::TlsIdentity::self_signed_in(dir, &["localhost".to_owned()]).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, tx, answers) = (acceptor.clone(), tx.clone(), answers.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let (tx, answers) = (tx.clone(), answers.clone());
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let _ = tx.send(Received {
+                                headers: parts.headers,
+                                body,
+                            });
+                            let status = answers.lock().unwrap().pop_front().unwrap_or(200);
+                            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, Infallible>(response)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, rx)
+}
+
+async fn next(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Received>,
+    within: Duration,
+) -> Received {
+    tokio::time::timeout(within, rx.recv())
+        .await
+        .expect("no delivery in time")
+        .expect("the receiver stopped")
+}
+
+fn sqlite(data: &std::path::Path) -> String {
+    format!("sqlite://{}", data.join("todo.db").display())
+}
+
+async fn signed_in(server: &Running, data: &std::path::Path) -> (Client, String) {
+    let client = server.client(data);
+    register(&client, "alice", PASSWORD).await;
+    let access = token(&client, "alice", PASSWORD).await;
+    (client, access)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (port, mut deliveries) = receiver(&dir.path().join("receiver"), vec![500]).await;
+    let ca = dir.path().join("receiver/tls-cert.pem");
+    let server = Running::start(
+        "todo",
+        &data,
+        &sqlite(&data),
+        "127.0.0.1:0",
+        &[
+            "--webhooks-allow-private",
+            "--webhook-ca-file",
+            ca.to_str().unwrap(),
+        ],
+    );
+    let (client, alice) = signed_in(&server, &data).await;
+    let created = client
+        .json(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&alice),
+            Some(&json!({"url": format!("https://localhost:{port}/hook?from=todo")})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let webhook = created.json().unwrap();
+    let secret = webhook["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(
+        webhook["events"],
+        json!(["task.created", "task.updated", "task.deleted"])
+    );
+    // The secret is shown once.
+    let listed = client
+        .json(Method::GET, "/v1/webhooks", Some(&alice), None)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], webhook["id"]);
+    assert!(listed["items"][0].get("secret").is_none());
+
+    let task = client
+        .json(
+            Method::POST,
+            "/v1/tasks",
+            Some(&alice),
+            Some(&json!({"title": "Tell the hook"})),
+        )
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    // First attempt: answered 500.
+    let first = next(&mut deliveries, Duration::from_secs(10)).await;
+    // Then again, after the first wait (5 s), with the same message id.
+    let second = next(&mut deliveries, Duration::from_secs(15)).await;
+    for received in [&first, &second] {
+        let id = received.headers["webhook-id"].to_str().unwrap();
+        let timestamp: i64 = received.headers["webhook-timestamp"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let signature = received.headers["webhook-signature"].to_str().unwrap();
+        let expected = todo_auth::webhook_signature(
+            &todo_core::WebhookSecret::from_stored(secret.clone()),
+            id,
+            timestamp,
+            &received.body,
+        );
+        assert_eq!(signature, expected, "signed with the webhook's secret");
+        let body: Value = serde_json::from_slice(&received.body).unwrap();
+        assert_eq!(body["type"], "task.created");
+        assert_eq!(body["data"]["id"], task["id"]);
+        assert_eq!(body["data"]["object"]["title"], "Tell the hook");
+        assert_eq!(received.headers["content-type"], "application/json");
+    }
+    assert_eq!(first.headers["webhook-id"], second.headers["webhook-id"]);
+
+    // The log: the success, then the failure (newest first).
+    let path = format!(
+        "/v1/webhooks/{}/deliveries",
+        webhook["id"].as_str().unwrap()
+    );
+    let mut log = Value::Null;
+    for _ in 0..50 {
+        log = client
+            .json(Method::GET, &path, Some(&alice), None)
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        if log["items"]
+            .as_array()
+            .is_some_and(|items| items.len() == 2)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let statuses: Vec<&Value> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["status"])
+        .collect();
+    assert_eq!(statuses, [&json!(200), &json!(500)], "{log}");
+    assert_eq!(log["items"][1]["error"], "answered 500");
+
+    // Deleted: nothing more is sent.
+    let deleted = client
+        .json(
+            Method::DELETE,
+            &format!("/v1/webhooks/{}", webhook["id"].as_str().unwrap()),
+            Some(&alice),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted.status, 204);
+    client
+        .json(
+            Method::POST,
+            "/v1/tasks",
+            Some(&alice),
+            Some(&json!({"title": "Unheard"})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), deliveries.recv())
+            .await
+            .is_err(),
+        "a deleted webhook was sent a change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_private_plain_or_overlong_targets_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Running::start("todo", &data, &sqlite(&data), "127.0.0.1:0", &[]);
+    let (client, alice) = signed_in(&server, &data).await;
+    let long = format!("https://example.com/{}", "a".repeat(2100));
+    for (url, events) in [
+        ("https://127.0.0.1/hook", None),
+        ("https://localhost:8443/hook", None),
+        ("https://10.1.2.3/hook", None),
+        ("https://169.254.169.254/latest/meta-data", None),
+        ("https://[::1]/hook", None),
+        ("https://[::ffff:127.0.0.1]/hook", None),
+        ("http://example.com/hook", None),
+        ("https://user:pw@example.com/hook", None),
+        (long.as_str(), None),
+        ("https://example.com/hook", Some(json!(["task.exploded"]))),
+    ] {
+        let mut body = json!({"url": url});
+        if let Some(events) = events {
+            body["events"] = events;
+        }
+        let refused = client
+            .json(Method::POST, "/v1/webhooks", Some(&alice), Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(refused.status, 400, "{url}: {:?}", refused.body);
+        let problem = refused.json().unwrap();
+        let field = if body.get("events").is_some() {
+            "events"
+        } else {
+            "url"
+        };
+        assert_eq!(problem["errors"][0]["field"], field, "{url}: {problem}");
+    }
+    // Someone else's webhook, or none: 404.
+    let other = "/v1/webhooks/01890a5d-ac96-774b-bcce-b302099a8057";
+    let missing = client
+        .json(Method::DELETE, other, Some(&alice), None)
+        .await
+        .unwrap();
+    assert_eq!(missing.status, 404);
+    let missing = client
+        .json(
+            Method::GET,
+            &format!("{other}/deliveries"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing.status, 404);
+    let anonymous = client
+        .json(Method::GET, "/v1/webhooks", None, None)
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, 401);
+}

@@ -1,0 +1,477 @@
+//! Webhook deliveries: a worker that leases due webhooks from the database
+//! (each to one instance at a time, however many run), posts their next
+//! changes in order, signed (Standard Webhooks), and settles what happened
+//! ([`WebhookService`] decides retries and disabling). Receivers are given
+//! the policy's timeout each, and are sent to concurrently, so a slow one
+//! delays only its own webhook, never the API (the worker's network waits
+//! are async; its store calls run on the blocking pool).
+//!
+//! Where a delivery may go: only public addresses. The host is resolved at
+//! creation ([`ResolvingTargets`]) and again at each delivery, and the
+//! connection goes to an address that was checked (not to a second
+//! resolution, which a rebinding DNS server could answer otherwise).
+//! Redirects are not followed: a 3xx is a failure.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use todo_core::{
+    ChangeCursor, Delivery, DeliveryAttempt, Leased, TargetCheck, ValidationError, Webhook,
+    WebhookService, WebhookUrl,
+};
+
+use crate::Error;
+
+/// Webhooks leased at once by one instance.
+const LEASED_AT_ONCE: usize = 16;
+/// Changes sent to one webhook per lease.
+const PER_LEASE: usize = 10;
+/// How often the worker looks for due webhooks.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// The most of a receiver's answer read (the rest is dropped).
+const ANSWER_BYTES: usize = 16 * 1024;
+
+/// Whether an address is one a delivery may go to: not loopback, private,
+/// link-local, shared (CGNAT), multicast, unspecified, broadcast,
+/// documentation, benchmarking or reserved, nor an IPv6 form of one
+/// (IPv4-mapped, NAT64).
+#[must_use]
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let segments = v6.segments();
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [a, b] = segments[6].to_be_bytes();
+                let [c, d] = segments[7].to_be_bytes();
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (segments[0] & 0xfe00) == 0xfc00
+                || (segments[0] & 0xffc0) == 0xfe80
+                || segments[0] == 0x2001 && segments[1] == 0x0db8)
+        }
+    }
+}
+
+/// The addresses a URL's host resolves to, if every one of them may be
+/// sent to (or private targets are allowed).
+fn addresses(
+    resolved: impl IntoIterator<Item = SocketAddr>,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, &'static str> {
+    let all: Vec<SocketAddr> = resolved.into_iter().collect();
+    if all.is_empty() {
+        return Err("the host does not resolve");
+    }
+    // One private address among public ones is refused too: the
+    // connection could go to it.
+    if !allow_private && !all.iter().all(|addr| is_public(addr.ip())) {
+        return Err("the host resolves to a private, loopback or link-local address");
+    }
+    Ok(all)
+}
+
+/// Checks a new webhook's host by resolving it (blocking: the service
+/// runs on the blocking pool).
+#[derive(Debug, Clone, Copy)]
+pub struct ResolvingTargets {
+    /// Private targets allowed (for tests).
+    pub allow_private: bool,
+}
+
+impl TargetCheck for ResolvingTargets {
+    fn check(&self, url: &WebhookUrl) -> Result<(), ValidationError> {
+        let refused = || ValidationError::Format {
+            field: "url",
+            what: "URL whose host resolves to public addresses only",
+        };
+        let resolved = (url.host(), url.port())
+            .to_socket_addrs()
+            .map_err(|_| refused())?;
+        addresses(resolved, self.allow_private)
+            .map(|_| ())
+            .map_err(|_| refused())
+    }
+}
+
+/// Posts deliveries: TLS with the Mozilla roots (and the operator's extra
+/// CA file, if any), one connection per delivery, to a checked address.
+#[derive(Clone)]
+pub struct WebhookSender {
+    tls: tokio_rustls::TlsConnector,
+    allow_private: bool,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSender")
+            .field("allow_private", &self.allow_private)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookSender {
+    /// A sender trusting the Mozilla roots and those of `ca_file`.
+    pub fn new(
+        ca_file: Option<&Path>,
+        allow_private: bool,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(path) = ca_file {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<_, _>>())
+                .map_err(|e| {
+                    Error::setting("--webhook-ca-file", format!("{}: {e}", path.display()))
+                })?;
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::setting("--webhook-ca-file", e.to_string()))?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::setting("webhooks", e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Self {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            allow_private,
+            timeout,
+        })
+    }
+
+    /// Sends one delivery; the attempt as the log keeps it.
+    pub async fn send(&self, delivery: &Delivery, at: todo_core::Timestamp) -> DeliveryAttempt {
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(self.timeout, self.post(delivery, at)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Failed("timeout".to_owned())),
+        };
+        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let (status, error) = match outcome {
+            Ok(status) if (200..300).contains(&status) => (Some(status), None),
+            Ok(status) if (300..400).contains(&status) => {
+                (Some(status), Some("redirect (not followed)".to_owned()))
+            }
+            Ok(status) => (Some(status), Some(format!("answered {status}"))),
+            Err(Failed(error)) => (None, Some(error)),
+        };
+        DeliveryAttempt {
+            webhook_id: delivery.webhook.id,
+            seq: delivery.change.seq,
+            kind: delivery.change.kind,
+            at,
+            status,
+            latency_ms,
+            error,
+        }
+    }
+
+    async fn post(&self, delivery: &Delivery, at: todo_core::Timestamp) -> Result<u16, Failed> {
+        let url = &delivery.webhook.url;
+        if !url.is_https() && !self.allow_private {
+            return Err("not https".into());
+        }
+        let resolved = tokio::net::lookup_host((url.host(), url.port()))
+            .await
+            .map_err(|_| "the host does not resolve".to_owned())?;
+        let addresses = addresses(resolved, self.allow_private).map_err(str::to_owned)?;
+        let body = Bytes::from(body(&delivery.webhook, delivery, at));
+        let timestamp = at.unix_seconds();
+        let signature = todo_auth::webhook_signature(
+            &delivery.webhook.secret,
+            &delivery.message_id,
+            timestamp,
+            &body,
+        );
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(url.path_and_query())
+            .header("host", host_header(url))
+            .header("content-type", "application/json")
+            .header("user-agent", "todo-webhooks/1")
+            .header("webhook-id", &delivery.message_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let mut last = String::from("no address");
+        for address in addresses {
+            let tcp = match tokio::net::TcpStream::connect(address).await {
+                Ok(tcp) => tcp,
+                Err(error) => {
+                    last = format!("connecting: {}", error.kind());
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            return if url.is_https() {
+                let name = ServerName::try_from(url.host().to_owned())
+                    .map_err(|_| "not a host name".to_owned())?;
+                let tls = self
+                    .tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                exchange(TokioIo::new(tls), request).await
+            } else {
+                exchange(TokioIo::new(tcp), request).await
+            };
+        }
+        Err(last.into())
+    }
+}
+
+/// Why an attempt got no status, in a few words for the delivery log.
+#[derive(Debug)]
+struct Failed(String);
+
+impl<T: Into<String>> From<T> for Failed {
+    fn from(why: T) -> Self {
+        Self(why.into())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; its status.
+async fn exchange<I>(io: I, request: Request<Full<Bytes>>) -> Result<u16, Failed>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    let driver = tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    let status = response.status().as_u16();
+    // Read a little of the answer (a receiver's connection may wait for
+    // it), never all of it.
+    let mut body = response.into_body();
+    let mut read = 0usize;
+    while read < ANSWER_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+            _ => break,
+        }
+    }
+    driver.abort();
+    Ok(status)
+}
+
+fn host_header(url: &WebhookUrl) -> String {
+    let default = if url.is_https() { 443 } else { 80 };
+    let host = if url.host().contains(':') {
+        format!("[{}]", url.host())
+    } else {
+        url.host().to_owned()
+    };
+    if url.port() == default {
+        host
+    } else {
+        format!("{host}:{}", url.port())
+    }
+}
+
+/// A delivery's body: `{type, timestamp, data}`, `data` being the change as
+/// `GET /v1/changes` shows it.
+fn body(webhook: &Webhook, delivery: &Delivery, at: todo_core::Timestamp) -> Vec<u8> {
+    let change = &delivery.change;
+    let data = todo_http::change_json(webhook.owner, change);
+    serde_json::to_vec(&json!({
+        "type": change.kind.as_str(),
+        "timestamp": at.to_string(),
+        "data": data,
+    }))
+    .unwrap_or_default()
+}
+
+/// Delivers due webhooks every second until the runtime stops.
+pub fn deliver_webhooks_periodically(
+    service: WebhookService,
+    sender: WebhookSender,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(LOOK_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            deliver_due(&service, &sender).await;
+        }
+    })
+}
+
+/// One round: leases due webhooks and delivers to each, concurrently.
+pub async fn deliver_due(service: &WebhookService, sender: &WebhookSender) {
+    let receiver_time = service.policy().receiver_timeout;
+    let lease = receiver_time
+        .saturating_mul(u32::try_from(PER_LEASE).unwrap_or(u32::MAX))
+        .saturating_add(Duration::from_secs(30));
+    let leased = {
+        let service = service.clone();
+        tokio::task::spawn_blocking(move || service.lease_due(LEASED_AT_ONCE, lease)).await
+    };
+    let leased = match leased {
+        Ok(Ok(leased)) => leased,
+        Ok(Err(error)) => {
+            tracing::warn!(target: "todo::webhooks", %error, "leasing due webhooks failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut rounds = tokio::task::JoinSet::new();
+    for leased in leased {
+        let (service, sender) = (service.clone(), sender.clone());
+        rounds.spawn(async move { deliver_one(&service, &sender, leased).await });
+    }
+    while rounds.join_next().await.is_some() {}
+}
+
+/// Sends a leased webhook its next changes, in order, stopping at the
+/// first failure, and settles.
+async fn deliver_one(service: &WebhookService, sender: &WebhookSender, leased: Leased) {
+    let webhook = &leased.webhook;
+    let pending = {
+        let (service, webhook) = (service.clone(), webhook.clone());
+        tokio::task::spawn_blocking(move || service.pending(&webhook, PER_LEASE)).await
+    };
+    let Ok(Ok(pending)) = pending else {
+        tracing::warn!(target: "todo::webhooks", webhook = %webhook.id, "reading a webhook's changes failed");
+        return;
+    };
+    let mut attempts = Vec::new();
+    for delivery in &pending.deliveries {
+        let attempt = sender.send(delivery, service.now()).await;
+        let failed = !attempt.succeeded();
+        if failed {
+            tracing::info!(
+                target: "todo::webhooks",
+                webhook = %webhook.id,
+                cursor = %ChangeCursor::new(webhook.owner, delivery.change.seq),
+                error = attempt.error.as_deref().unwrap_or(""),
+                "delivery failed"
+            );
+        }
+        attempts.push(attempt);
+        if failed {
+            break;
+        }
+    }
+    let settled = {
+        let service = service.clone();
+        tokio::task::spawn_blocking(move || service.settle(&leased, &pending, attempts)).await
+    };
+    if !matches!(settled, Ok(Ok(_))) {
+        tracing::warn!(target: "todo::webhooks", "settling a webhook's deliveries failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "192.0.0.8",
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "fd12::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "::ffff:1.1.1.1",
+            "64:ff9b::101:101",
+        ] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn one_private_address_among_public_ones_refuses_the_host() {
+        let public: SocketAddr = "1.1.1.1:443".parse().unwrap();
+        let private: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        assert_eq!(addresses([public], false), Ok(vec![public]));
+        assert!(addresses([public, private], false).is_err());
+        assert!(addresses([], false).is_err());
+        assert_eq!(addresses([private], true), Ok(vec![private]));
+    }
+
+    #[test]
+    fn the_host_header_names_the_port_unless_it_is_the_schemes() {
+        let url = |raw| WebhookUrl::parse(raw, true).unwrap();
+        assert_eq!(host_header(&url("https://example.com/x")), "example.com");
+        assert_eq!(
+            host_header(&url("https://example.com:8443/x")),
+            "example.com:8443"
+        );
+        assert_eq!(host_header(&url("http://[::1]:80/x")), "[::1]");
+        assert_eq!(
+            host_header(&url("https://[2001:db8::1]:9/x")),
+            "[2001:db8::1]:9"
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! Changes committed by other processes, as PostgreSQL tells them: every
+//! change inserted into the log notifies the channel `todo_changes` with
+//! its owner's id (a trigger, migration 000050: in the writer's
+//! transaction, so the notification is delivered when, and only if, the
+//! change commits). [`SqlStore::listen_for_changes`] listens on a
+//! connection of its own and hands each owner to a callback: task-server
+//! wakes its live streams with it (`TaskService::notify_changed`), so a
+//! change made through one instance reaches the streams of every instance
+//! at once. A notification says only "look again": the log stays the
+//! source, and a notification lost while the listener reconnects costs a
+//! delay (the streams also read unwoken now and then), never a change.
+//!
+//! SQLite has no other process to hear from: one process writes the file.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use todo_core::UserId;
+use uuid::Uuid;
+
+use crate::SqlStore;
+use crate::db::{DatabaseUrl, redact_url};
+
+/// The channel the log's trigger notifies.
+pub const CHANNEL: &str = "todo_changes";
+
+/// How often the listener looks for notifications that arrived: the most
+/// a notification waits here (libpq reads them without blocking).
+const LOOK_EVERY: Duration = Duration::from_millis(50);
+/// How often an idle listening connection is checked (a connection that
+/// died without a word would otherwise be listened to for ever).
+const CHECK_EVERY: Duration = Duration::from_secs(30);
+/// Waits between reconnections, doubling from the first to the last.
+const RECONNECT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// A running listener; it stops when dropped.
+#[derive(Debug)]
+pub struct ChangeListener {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for ChangeListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl SqlStore {
+    /// On PostgreSQL, calls `on_change` with the owner of every change
+    /// committed to the log from now on, by any process, from a thread
+    /// with a connection of its own (not the pool's), reconnecting when
+    /// the connection is lost. `None` on SQLite.
+    pub fn listen_for_changes(
+        &self,
+        on_change: impl Fn(UserId) + Send + 'static,
+    ) -> Option<ChangeListener> {
+        let DatabaseUrl::Postgres(url) = self.url.clone() else {
+            return None;
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("todo-listen".to_owned())
+            .spawn(move || listen(&url, &stopped, &on_change))
+            .ok()?;
+        Some(ChangeListener {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+fn listen(url: &str, stop: &AtomicBool, on_change: &dyn Fn(UserId)) {
+    let mut wait = RECONNECT.0;
+    while !stop.load(Ordering::Relaxed) {
+        let connected = PgConnection::establish(url)
+            .map_err(|e| e.to_string())
+            .and_then(|mut conn| {
+                diesel::sql_query(format!("LISTEN {CHANNEL}"))
+                    .execute(&mut conn)
+                    .map(|_| conn)
+                    .map_err(|e| e.to_string())
+            });
+        match connected {
+            Ok(mut conn) => {
+                wait = RECONNECT.0;
+                tracing::debug!(target: "todo::store", "listening for changes");
+                let lost = follow(&mut conn, stop, on_change);
+                if let Some(error) = lost {
+                    tracing::warn!(target: "todo::store", %error, "the change listener's connection was lost; reconnecting");
+                }
+            }
+            Err(error) => {
+                let error = error.replace(url, &redact_url(url));
+                tracing::warn!(target: "todo::store", %error, "the change listener cannot connect; retrying");
+                sleep_unless_stopped(wait, stop);
+                wait = (wait * 2).min(RECONNECT.1);
+            }
+        }
+    }
+}
+
+/// Hands on what the connection hears until it fails (the error) or the
+/// listener stops (`None`).
+fn follow(
+    conn: &mut PgConnection,
+    stop: &AtomicBool,
+    on_change: &dyn Fn(UserId),
+) -> Option<String> {
+    let mut checked = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        for heard in conn.notifications_iter() {
+            match heard {
+                Ok(notification) => match Uuid::parse_str(&notification.payload) {
+                    Ok(owner) => on_change(UserId::from_uuid(owner)),
+                    Err(_) => {
+                        tracing::debug!(target: "todo::store", "a notification that names no owner")
+                    }
+                },
+                Err(error) => return Some(error.to_string()),
+            }
+        }
+        if checked.elapsed() >= CHECK_EVERY {
+            if let Err(error) = diesel::sql_query("SELECT 1").execute(conn) {
+                return Some(error.to_string());
+            }
+            checked = Instant::now();
+        }
+        std::thread::sleep(LOOK_EVERY);
+    }
+    None
+}
+
+fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + wait;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(LOOK_EVERY.min(until.saturating_duration_since(Instant::now())));
+    }
+}
