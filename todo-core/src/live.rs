@@ -31,18 +31,42 @@ pub(crate) struct ChangeBells {
 impl ChangeBells {
     /// Rings every subscriber of `owner`'s stream.
     pub(crate) fn ring(&self, owner: UserId) {
-        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(bells) = owners.get_mut(&owner) {
-            bells.retain(|bell| match bell.upgrade() {
-                Some(bell) => {
-                    bell.ring();
-                    true
+        // Rung after the map's lock is let go: a waker may drop its
+        // subscription at once, which takes the lock.
+        let mut ringing = Vec::new();
+        {
+            let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(bells) = owners.get_mut(&owner) {
+                bells.retain(|bell| match bell.upgrade() {
+                    Some(bell) => {
+                        ringing.push(bell);
+                        true
+                    }
+                    None => false,
+                });
+                if bells.is_empty() {
+                    owners.remove(&owner);
                 }
-                None => false,
-            });
-            if bells.is_empty() {
-                owners.remove(&owner);
             }
+        }
+        for bell in ringing {
+            bell.ring();
+        }
+    }
+
+    /// Rings every subscriber (after a gap in what was heard of other
+    /// processes' changes: a listener that reconnected).
+    pub(crate) fn ring_all(&self) {
+        let ringing: Vec<Arc<Bell>> = self
+            .owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for bell in ringing {
+            bell.ring();
         }
     }
 

@@ -23,6 +23,19 @@ impl PageLimit {
     /// A page of [`Self::MAX`] items.
     pub const LARGEST: Self = Self(Self::MAX);
 
+    /// A page of `items`, brought within [`Self::MIN`] to [`Self::MAX`].
+    #[must_use]
+    pub const fn clamped(items: usize) -> Self {
+        if items < Self::MIN as usize {
+            Self(Self::MIN)
+        } else if items > Self::MAX as usize {
+            Self(Self::MAX)
+        } else {
+            #[allow(clippy::cast_possible_truncation)] // at most MAX, a u8
+            Self(items as u8)
+        }
+    }
+
     /// Parses a `limit` parameter.
     pub fn new(value: i64) -> Result<Self, ValidationError> {
         u8::try_from(value)

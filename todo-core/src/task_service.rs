@@ -360,6 +360,12 @@ impl TaskService {
         self.bells.ring(owner);
     }
 
+    /// Wakes every subscriber of this process: for when changes of other
+    /// processes may have gone unannounced (a listener that reconnected).
+    pub fn notify_all_changed(&self) {
+        self.bells.ring_all();
+    }
+
     /// Subscriptions open now in this process, across owners.
     #[must_use]
     pub fn live_subscriptions(&self) -> usize {

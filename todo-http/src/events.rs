@@ -10,7 +10,7 @@
 //! closing an idle stream.
 //!
 //! What a stream may cost is bounded: a few per user
-//! ([`MAX_STREAMS_PER_USER`]); each holds its connection and its client's
+//! ([`MAX_STREAMS_PER_USER`]) and some hundreds per instance; each holds its connection and its client's
 //! request slot, so the connection caps count it; what waits unsent is a
 //! channel of [`BACKLOG`] events, and a client that does not take one for
 //! [`STALL`] loses its connection. A stream ends when its token expires or
@@ -63,23 +63,61 @@ pub const BACKLOG: usize = 4;
 pub const STALL: Duration = Duration::from_secs(10);
 
 /// Events read from the log at once.
-const READ: ChangeLimit = ChangeLimit::LARGEST;
+/// As many as may wait unsent, so that a stream holds at most twice its
+/// backlog (a change may be some 40 KB), even while it catches up.
+const READ: ChangeLimit = ChangeLimit::clamped(BACKLOG);
 
-/// Streams open per user (the cap of [`MAX_STREAMS_PER_USER`]).
-#[derive(Debug, Default)]
+/// Streams open, per user ([`MAX_STREAMS_PER_USER`]) and in all
+/// ([`LiveStreams::DEFAULT_TOTAL`]): each holds a connection for as long
+/// as its client keeps it, so that streams cannot take every connection
+/// that other requests need.
+#[derive(Debug)]
 pub(crate) struct LiveStreams {
-    open: Arc<Mutex<HashMap<UserId, usize>>>,
+    open: Arc<Mutex<Open>>,
+    max_total: usize,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    per_user: HashMap<UserId, usize>,
+    total: usize,
+}
+
+impl Default for LiveStreams {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_TOTAL)
+    }
 }
 
 impl LiveStreams {
-    fn enter(&self, user: UserId) -> Option<StreamTicket> {
+    /// Streams an instance holds at once unless told otherwise (a quarter
+    /// of the default connection cap).
+    pub(crate) const DEFAULT_TOTAL: usize = 256;
+
+    pub(crate) fn new(max_total: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            max_total,
+        }
+    }
+
+    /// A place for one more of `user`'s streams: 429 past the user's, 503
+    /// past the instance's.
+    fn enter(&self, user: UserId) -> Result<StreamTicket, ApiError> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(user).or_default();
+        if open.total >= self.max_total {
+            return Err(ApiError::unavailable(Duration::from_secs(5), None));
+        }
+        let count = open.per_user.entry(user).or_default();
         if *count >= MAX_STREAMS_PER_USER {
-            return None;
+            return Err(CoreError::RateLimited {
+                retry_after: Duration::from_secs(5),
+            }
+            .into());
         }
         *count += 1;
-        Some(StreamTicket {
+        open.total += 1;
+        Ok(StreamTicket {
             open: Arc::clone(&self.open),
             user,
         })
@@ -88,17 +126,18 @@ impl LiveStreams {
 
 /// One open stream, counted until dropped.
 struct StreamTicket {
-    open: Arc<Mutex<HashMap<UserId, usize>>>,
+    open: Arc<Mutex<Open>>,
     user: UserId,
 }
 
 impl Drop for StreamTicket {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&self.user) {
-            *count -= 1;
+        open.total = open.total.saturating_sub(1);
+        if let Some(count) = open.per_user.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
             if *count == 0 {
-                open.remove(&self.user);
+                open.per_user.remove(&self.user);
             }
         }
     }
@@ -124,16 +163,27 @@ pub(crate) async fn events(
     control: Option<Extension<LiveControl>>,
 ) -> Result<Response<axum::body::Body>, ApiError> {
     let claims = api.verified_claims(bearer(&headers)?).await?;
+    // Within the verifier's leeway past `exp`: the first recheck would
+    // end the stream at once, and the client would come straight back.
+    if api.gate().has_expired(&claims) {
+        return Err(ApiError::invalid_token());
+    }
     crate::gate::admit(api.gate(), claims.clone()).await?;
     let owner = claims.subject;
-    let since = resume_from(&headers, query.as_deref())?;
-    let Some(ticket) = api.live_streams().enter(owner) else {
-        return Err(CoreError::RateLimited {
-            retry_after: Duration::from_secs(5),
-        }
-        .into());
-    };
-    let live = call(api.service(), move |s| s.subscribe(owner, since.as_ref())).await?;
+    let (since, field) = resume_from(&headers, query.as_deref())?;
+    let ticket = api.live_streams().enter(owner)?;
+    let live = call(api.service(), move |s| {
+        // A cursor that is not this stream's is named where it came from.
+        s.subscribe(owner, since.as_ref())
+            .map_err(|error| match error {
+                CoreError::Invalid(_) => CoreError::Invalid(vec![ValidationError::Format {
+                    field,
+                    what: "change cursor",
+                }]),
+                other => other,
+            })
+    })
+    .await?;
     let (events, backlog) = mpsc::channel(BACKLOG);
     let pump = Pump {
         api,
@@ -155,15 +205,17 @@ pub(crate) async fn events(
     Ok(response)
 }
 
-/// Where a stream starts: after `Last-Event-ID`, else after `since`, else now.
-fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Result<Option<ChangeCursor>, ApiError> {
+/// Where a stream starts: after `Last-Event-ID`, else after `since`, else
+/// now; and the name of where the cursor came from.
+fn resume_from(
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(Option<ChangeCursor>, &'static str), ApiError> {
     let invalid = |e| ApiError::validation(vec![e]);
     let mut since = None;
-    for (name, value) in crate::request::query_pairs(query, EVENTS_PARAMS)? {
-        match name.as_str() {
-            "since" => since = Some(ChangeCursor::parse(&value).map_err(invalid)?),
-            other => return Err(ApiError::field(other, "unknown query parameter")),
-        }
+    // (`query_pairs` lets through only the names listed.)
+    for (_, value) in crate::request::query_pairs(query, EVENTS_PARAMS)? {
+        since = Some(ChangeCursor::parse(&value).map_err(invalid)?);
     }
     match headers.get("last-event-id") {
         Some(value) => {
@@ -174,9 +226,10 @@ fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Change
                 })
             };
             let value = value.to_str().map_err(|_| bad())?;
-            ChangeCursor::parse(value).map(Some).map_err(|_| bad())
+            let cursor = ChangeCursor::parse(value).map_err(|_| bad())?;
+            Ok((Some(cursor), "Last-Event-ID"))
         }
-        None => Ok(since),
+        None => Ok((since, "since")),
     }
 }
 
@@ -202,7 +255,10 @@ impl Pump {
         for timer in [&mut heartbeat, &mut recheck, &mut poll] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
-        if !self.send(Bytes::from_static(b"retry: 2000\n\n")).await {
+        // The starting point as the first id: a client that loses the
+        // stream before any change resumes from it, not from a later now.
+        let start = format!("retry: 2000\nid: {}\n\n", live.cursor());
+        if !self.send(Bytes::from(start)).await {
             return;
         }
         loop {
@@ -232,10 +288,18 @@ impl Pump {
                     return;
                 }
             }
-            if full {
-                continue;
-            }
+            // Shutdown, a client gone and a due recheck come first, also
+            // while catching up (a full page reads on at once).
             tokio::select! {
+                biased;
+                () = stopped(self.control.as_mut()) => return,
+                () = self.events.closed() => return,
+                _ = recheck.tick() => {
+                    if !self.still_admitted().await {
+                        return;
+                    }
+                }
+                () = std::future::ready(()), if full => {}
                 () = live.changed() => {}
                 _ = poll.tick() => {}
                 _ = heartbeat.tick() => {
@@ -243,13 +307,6 @@ impl Pump {
                         return;
                     }
                 }
-                _ = recheck.tick() => {
-                    if !self.still_admitted().await {
-                        return;
-                    }
-                }
-                () = stopped(self.control.as_mut()) => return,
-                () = self.events.closed() => return,
             }
         }
     }

@@ -123,10 +123,15 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     // Changes committed through other instances wake this one's live
     // streams (PostgreSQL's LISTEN/NOTIFY; SQLite has no other writer).
     // Kept until the server stops.
-    let listener = store.listen_for_changes({
-        let service = service.clone();
-        move |owner| service.notify_changed(owner)
-    });
+    let listener = store
+        .listen_for_changes({
+            let service = service.clone();
+            move |notice| match notice {
+                todo_store::ChangeNotice::Owner(owner) => service.notify_changed(owner),
+                todo_store::ChangeNotice::Anyone => service.notify_all_changed(),
+            }
+        })
+        .map_err(|e| Error::setting("--database-url", format!("listening for changes: {e}")))?;
     let webhooks = cli
         .settings
         .tasks

@@ -66,7 +66,7 @@ use error::{from_diesel, from_pool};
 use group::GroupCommit;
 pub use group::GroupCommitStats;
 use in_place::InPlace;
-pub use listen::ChangeListener;
+pub use listen::{ChangeListener, ChangeNotice};
 pub use throttle::SqlLoginBackoff;
 
 /// The SQL store: users, refresh tokens and tasks in one database.

@@ -36,20 +36,56 @@ const CHECK_EVERY: Duration = Duration::from_secs(30);
 /// Waits between reconnections, doubling from the first to the last.
 const RECONNECT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
-/// A running listener; it stops when dropped.
+/// What the listener heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeNotice {
+    /// A change of this owner's committed.
+    Owner(UserId),
+    /// The listener (re)connected: changes made while it was not listening
+    /// went unheard, anyone's may have changed.
+    Anyone,
+}
+
+/// A running listener; it stops when dropped (within its look interval,
+/// without waiting for it: a thread stuck on a dead connection must not
+/// hold up a shutdown).
 #[derive(Debug)]
 pub struct ChangeListener {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: JoinHandle<()>,
 }
 
 impl Drop for ChangeListener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
+}
+
+/// libpq settings of the listening connection, unless the URL has its own:
+/// a bounded connect, and TCP keepalives and a user timeout so that a
+/// connection that died without a word is found in seconds, not after the
+/// kernel's retransmissions (some 15 minutes).
+const CONNECTION_SETTINGS: [(&str, &str); 6] = [
+    ("connect_timeout", "5"),
+    ("keepalives", "1"),
+    ("keepalives_idle", "10"),
+    ("keepalives_interval", "5"),
+    ("keepalives_count", "3"),
+    ("tcp_user_timeout", "15000"),
+];
+
+fn with_settings(url: &str) -> String {
+    let mut url = url.to_owned();
+    for (name, value) in CONNECTION_SETTINGS {
+        if url.contains(&format!("{name}=")) {
+            continue;
+        }
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(name);
+        url.push('=');
+        url.push_str(value);
+    }
+    url
 }
 
 impl SqlStore {
@@ -57,29 +93,39 @@ impl SqlStore {
     /// committed to the log from now on, by any process, from a thread
     /// with a connection of its own (not the pool's), reconnecting when
     /// the connection is lost. `None` on SQLite.
+    ///
+    /// Fails only if the thread cannot be started.
     pub fn listen_for_changes(
         &self,
-        on_change: impl Fn(UserId) + Send + 'static,
-    ) -> Option<ChangeListener> {
-        let DatabaseUrl::Postgres(url) = self.url.clone() else {
-            return None;
+        on_notice: impl Fn(ChangeNotice) + Send + 'static,
+    ) -> Result<Option<ChangeListener>, std::io::Error> {
+        let DatabaseUrl::Postgres(url) = &self.url else {
+            return Ok(None);
         };
+        let url = with_settings(url);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("todo-listen".to_owned())
-            .spawn(move || listen(&url, &stopped, &on_change))
-            .ok()?;
-        Some(ChangeListener {
+            .spawn(move || listen(&url, &stopped, &on_notice))?;
+        Ok(Some(ChangeListener {
             stop,
-            thread: Some(thread),
-        })
+            _thread: thread,
+        }))
     }
 }
 
-fn listen(url: &str, stop: &AtomicBool, on_change: &dyn Fn(UserId)) {
+fn listen(url: &str, stop: &AtomicBool, on_notice: &dyn Fn(ChangeNotice)) {
     let mut wait = RECONNECT.0;
+    let mut first = true;
     while !stop.load(Ordering::Relaxed) {
+        if !first {
+            // After a failure or a lost connection alike: a connection
+            // that keeps failing is not retried in a tight loop.
+            sleep_unless_stopped(wait, stop);
+            wait = (wait * 2).min(RECONNECT.1);
+        }
+        first = false;
         let connected = PgConnection::establish(url)
             .map_err(|e| e.to_string())
             .and_then(|mut conn| {
@@ -90,9 +136,14 @@ fn listen(url: &str, stop: &AtomicBool, on_change: &dyn Fn(UserId)) {
             });
         match connected {
             Ok(mut conn) => {
-                wait = RECONNECT.0;
                 tracing::debug!(target: "todo::store", "listening for changes");
-                let lost = follow(&mut conn, stop, on_change);
+                // What committed while nobody listened went unheard.
+                on_notice(ChangeNotice::Anyone);
+                let listened = Instant::now();
+                let lost = follow(&mut conn, stop, on_notice);
+                if listened.elapsed() >= CHECK_EVERY {
+                    wait = RECONNECT.0;
+                }
                 if let Some(error) = lost {
                     tracing::warn!(target: "todo::store", %error, "the change listener's connection was lost; reconnecting");
                 }
@@ -100,8 +151,6 @@ fn listen(url: &str, stop: &AtomicBool, on_change: &dyn Fn(UserId)) {
             Err(error) => {
                 let error = error.replace(url, &redact_url(url));
                 tracing::warn!(target: "todo::store", %error, "the change listener cannot connect; retrying");
-                sleep_unless_stopped(wait, stop);
-                wait = (wait * 2).min(RECONNECT.1);
             }
         }
     }
@@ -112,14 +161,14 @@ fn listen(url: &str, stop: &AtomicBool, on_change: &dyn Fn(UserId)) {
 fn follow(
     conn: &mut PgConnection,
     stop: &AtomicBool,
-    on_change: &dyn Fn(UserId),
+    on_notice: &dyn Fn(ChangeNotice),
 ) -> Option<String> {
     let mut checked = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         for heard in conn.notifications_iter() {
             match heard {
                 Ok(notification) => match Uuid::parse_str(&notification.payload) {
-                    Ok(owner) => on_change(UserId::from_uuid(owner)),
+                    Ok(owner) => on_notice(ChangeNotice::Owner(UserId::from_uuid(owner))),
                     Err(_) => {
                         tracing::debug!(target: "todo::store", "a notification that names no owner")
                     }

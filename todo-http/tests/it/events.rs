@@ -14,6 +14,7 @@ use crate::harness::{
 
 on_every_deployment!(
     events_carry_each_change_once_and_resume_after_the_last_id,
+    a_stream_that_saw_no_change_resumes_from_where_it_started,
     a_stream_ends_when_its_users_tokens_are_revoked,
 );
 /// The cap is per instance: not through the gateway's two.
@@ -194,6 +195,34 @@ async fn events_carry_each_change_once_and_resume_after_the_last_id(deployment: 
     assert_eq!(next_event(&mut from_query).await.id, second.id);
 }
 
+/// The first block names where the stream started: a client that loses
+/// the stream before any change resumes from there (review of #15: it had
+/// no id, reconnected "from now", and missed what came meanwhile).
+async fn a_stream_that_saw_no_change_resumes_from_where_it_started(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let mut stream = open(&sys, &alice, &[]).await;
+    assert_eq!(stream.status, 200);
+    let first = stream.next_block(WITHIN).await.unwrap().unwrap();
+    let start = first.id.expect("the first block names the start");
+    drop(stream);
+    let missed = write(
+        &sys,
+        Method::POST,
+        "/v1/tasks",
+        &alice,
+        Some(json!({"title": "meanwhile"})),
+    )
+    .await;
+    let mut resumed = open(&sys, &alice, &[("last-event-id", &start)]).await;
+    assert_eq!(
+        next_event(&mut resumed).await.json().unwrap()["id"],
+        missed["id"]
+    );
+}
+
 async fn a_stream_ends_when_its_users_tokens_are_revoked(deployment: Deployment) {
     let Some(sys) = spawn(deployment, Options::default()).await else {
         return;
@@ -280,14 +309,15 @@ async fn bad_event_requests_are_refused_and_streams_are_capped_per_user(deployme
     // the cursor came from.
     for (id, field) in [
         ("not a cursor", "Last-Event-ID"),
-        (alices.as_str(), "since"),
+        (alices.as_str(), "Last-Event-ID"),
     ] {
         let (status, problem) = refused("/v1/events", Some(&bob), Some(id)).await;
         assert_eq!(status, 400, "{problem}");
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
-    let (status, _) = refused(&format!("/v1/events?since={alices}"), Some(&bob), None).await;
+    let (status, problem) = refused(&format!("/v1/events?since={alices}"), Some(&bob), None).await;
     assert_eq!(status, 400);
+    assert_eq!(problem["errors"][0]["field"], "since", "{problem}");
     let (status, problem) = refused("/v1/events?after=1", Some(&alice), None).await;
     assert_eq!(status, 400, "{problem}");
     let head = sys
@@ -401,7 +431,7 @@ async fn a_client_that_stops_reading_loses_its_connection(deployment: Deployment
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
     // Dropped: what was buffered drains, then the connection ends at once.
     // Kept, the read would wait for more after it (the stream's end, then
     // the connection's idle deadline, 10 s).

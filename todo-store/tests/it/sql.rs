@@ -373,11 +373,20 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
     let bob = new_user(writer, "bob", 1).user.id;
     let elsewhere = SqlStore::open(&database.config).unwrap();
     let (heard_tx, heard) = std::sync::mpsc::channel();
+    let (reconnected_tx, reconnected) = std::sync::mpsc::channel();
     let listener = elsewhere
-        .listen_for_changes(move |owner| {
-            let _ = heard_tx.send(owner);
+        .listen_for_changes(move |notice| match notice {
+            todo_store::ChangeNotice::Owner(owner) => {
+                let _ = heard_tx.send(owner);
+            }
+            todo_store::ChangeNotice::Anyone => {
+                let _ = reconnected_tx.send(());
+            }
         })
+        .unwrap()
         .expect("PostgreSQL announces changes");
+    // Connected: everyone is rung once, for what went unheard before.
+    reconnected.recv_timeout(Duration::from_secs(10)).unwrap();
     // The listener connects in the background: write until it hears one.
     let started = Instant::now();
     let mut n = 0;
@@ -405,11 +414,29 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
     );
     assert!(heard.recv_timeout(Duration::from_millis(500)).is_err());
 
+    // The listener's connection killed: it reconnects, rings everyone,
+    // and hears again.
+    {
+        use diesel::Connection as _;
+        use diesel::RunQueryDsl as _;
+        let DatabaseUrl::Postgres(url) = &database.config.url else {
+            unreachable!("a PostgreSQL database")
+        };
+        diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut diesel::PgConnection::establish(url).unwrap())
+        .unwrap();
+    }
+    reconnected.recv_timeout(Duration::from_secs(10)).unwrap();
+    writer.insert_task(&full_task(alice, 200, 1)).unwrap();
+    assert_eq!(heard.recv_timeout(Duration::from_secs(5)), Ok(alice));
     drop(listener);
-    assert!(
-        SqlStore::open(&todo_store::testing::TestDatabase::sqlite().config)
-            .unwrap()
-            .listen_for_changes(|_| {})
-            .is_none()
-    );
+}
+
+#[test]
+fn sqlite_has_no_change_listener() {
+    let database = todo_store::testing::TestDatabase::sqlite();
+    assert!(database.store.listen_for_changes(|_| {}).unwrap().is_none());
 }
