@@ -78,6 +78,20 @@ page.on('response', async (response) => {
   }
 });
 
+// The page's live streams (GET /v1/events): sent, answered 200, ended.
+const streams = { sent: 0, opened: 0, ended: 0 };
+const isStream = (r) => new URL(r.url()).pathname === '/v1/events';
+page.on('request', (r) => { if (isStream(r)) streams.sent += 1; });
+page.on('response', (r) => { if (isStream(r) && r.status() === 200) streams.opened += 1; });
+for (const end of ['requestfailed', 'requestfinished']) page.on(end, (r) => { if (isStream(r)) streams.ended += 1; });
+/** Waits for a condition of the test's own (not the page's), polled. */
+async function until(condition, timeout) {
+  for (const began = Date.now(); !condition(); await new Promise((r) => setTimeout(r, 50))) {
+    if (Date.now() - began > timeout) return false;
+  }
+  return true;
+}
+
 let step = 0;
 async function shot(name, options = {}) {
   step += 1;
@@ -585,6 +599,9 @@ try {
     if (!created.ok()) throw new Error(`creating a task through the API: ${created.status()}`);
   }
   await apiClient.dispose();
+  // (the page follows the API's writes live: once it shows the last, it
+  // has caught up, and the next list read is the sort's)
+  await waitFor(() => [...document.querySelectorAll('#task-list .title')].some((t) => t.textContent === 'Bulk 21'));
   await page.selectOption('#filter-sort', 'created'); // oldest first: the bulk tasks are on pages 1 and 2
   // (the oldest first shown: the page follows the API's writes live, so
   // the newest first may have filled a page, with Next, already)
@@ -763,9 +780,20 @@ try {
   await page.locator('#tasks-view').waitFor({ state: 'visible' });
   failuresExpected = true;
   await page.route('**/v1/auth/refresh', (route) => route.abort('internetdisconnected'));
+  // What the notice first says (read as it is shown: its retry, 2 s on,
+  // may have come by the time a slow machine reads it).
+  await page.evaluate(() => {
+    const box = document.querySelector('#connection');
+    const seen = new MutationObserver(() => {
+      if (box.hidden || window.firstNotice) return;
+      window.firstNotice = document.querySelector('#connection-text').textContent;
+      seen.disconnect();
+    });
+    seen.observe(box, { attributes: true, childList: true, subtree: true, characterData: true });
+  });
   await page.clock.fastForward('05:00'); // past the refresh timer (the token lives 5 minutes)
   await page.locator('#connection').waitFor({ state: 'visible' });
-  check(/^Offline, retrying in 2 s/.test(await page.locator('#connection-text').textContent()),
+  check(/^Offline, retrying in 2 s/.test(await page.evaluate(() => window.firstNotice)),
     'a failed background refresh says "offline, retrying"');
   await page.clock.fastForward('00:03');
   await waitFor(() => /retrying in 4 s/.test(document.querySelector('#connection-text').textContent));
@@ -799,7 +827,10 @@ try {
     if (new URL(response.url()).pathname === '/v1/auth/refresh') refreshAnswers.push(response.status());
   };
   context.on('response', countRefreshes);
-  await Promise.all(everyTab.map((tab) => tab.clock.fastForward('05:00')));
+  // (one clock for the context's pages: one jump of 5 minutes for all six;
+  // a jump per tab was six in a row, 30 minutes in steps, whose later jumps
+  // cut the earlier refreshes' 5 s patience short)
+  await context.clock.fastForward('05:00');
   for (let waited = 0; refreshAnswers.length < 6 && waited < 30_000; waited += 100) await page.waitForTimeout(100);
   context.off('response', countRefreshes);
   check(refreshAnswers.length >= 6 && refreshAnswers.every((status) => status === 200),
@@ -841,6 +872,8 @@ try {
   await page.locator('#login-form').waitFor({ state: 'visible' });
   check(await page.locator('#banner').isVisible()
     && (await page.locator('#banner-text').textContent()).includes('Your session has ended'), 'a refused refresh shows the login form, saying why');
+  const streamEnded = await until(() => streams.ended === streams.sent, 2000);
+  check(streams.opened > 0 && streamEnded, `and its live stream ends with the session (${streams.sent} sent, ${streams.opened} opened, ${streams.ended} ended)`);
   await page.unroute('**/v1/auth/refresh');
 
   // 19. A request refused even with a token just refreshed (a task server
@@ -872,12 +905,6 @@ try {
   //     editor) is touched; a stream cut while a change is made catches up
   //     once it is back (resumed after the last event heard: no gap, no
   //     duplicate); logging out ends it.
-  const until = async (condition, timeout) => {
-    for (const began = Date.now(); !condition(); await new Promise((r) => setTimeout(r, 50))) {
-      if (Date.now() - began > timeout) return false;
-    }
-    return true;
-  };
   // Device B reaches the server through a relay the test can cut: its
   // connections dropped, new ones refused (a network gone), then back.
   const relay = { up: true, sockets: new Set() };
@@ -904,7 +931,6 @@ try {
     const ctx = await newContext();
     const tab = await ctx.newPage();
     const device = { name, ctx, tab, errors: [], streams: [], answered: 0, ended: 0 };
-    const isStream = (r) => new URL(r.url()).pathname === '/v1/events';
     tab.on('pageerror', (error) => device.errors.push(`${name}: ${error.message}`));
     tab.on('request', (r) => { if (isStream(r)) device.streams.push(r); });
     tab.on('response', (r) => { if (isStream(r) && r.status() === 200) device.answered += 1; });
