@@ -34,7 +34,8 @@ mod tests {
     #[test]
     fn signs_as_the_specifications_example() {
         let secret =
-            WebhookSecret::from_stored("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned());
+            WebhookSecret::parse_stored("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned())
+                .unwrap();
         let signature = webhook_signature(
             &secret,
             "msg_p5jXN8AQM9LWM0D4loKWxJek",

@@ -59,8 +59,13 @@ impl WebhookUrl {
                 max: Self::MAX_BYTES,
             });
         }
-        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(bad("URL (visible ASCII only, no spaces)"));
+        // RFC 3986's characters only (visible ASCII but `"<>\\^`{|}`):
+        // what an HTTP request line can carry.
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b))
+        {
+            return Err(bad("URL (the characters of RFC 3986 only)"));
         }
         let (secure, rest) = if let Some(rest) = strip_prefix_ignore_case(raw, "https://") {
             (true, rest)
@@ -151,12 +156,13 @@ impl WebhookUrl {
         self.port
     }
 
-    /// The path and query (`/` when the URL has none).
+    /// The path and query (`/` when the URL has no path).
     #[must_use]
-    pub fn path_and_query(&self) -> &str {
+    pub fn path_and_query(&self) -> std::borrow::Cow<'_, str> {
         match &self.raw[self.path..] {
-            "" => "/",
-            path => path,
+            "" => "/".into(),
+            query if query.starts_with('?') => format!("/{query}").into(),
+            path => path.into(),
         }
     }
 }
@@ -241,23 +247,35 @@ impl WebhookSecret {
         ))))
     }
 
-    /// A secret read back from storage.
-    #[must_use]
-    pub fn from_stored(secret: String) -> Self {
-        Self(Zeroizing::new(secret))
-    }
-
     /// The secret as shown and stored.
     #[must_use]
     pub fn expose(&self) -> &str {
         &self.0
     }
 
-    /// The HMAC key: the bytes after the prefix (Standard Webhooks).
+    /// A secret read back from storage, if it is one this crate made.
+    pub fn parse_stored(secret: String) -> Result<Self, ValidationError> {
+        let secret = Self(Zeroizing::new(secret));
+        match secret.decode() {
+            Some(key) if key.len() >= 24 => Ok(secret),
+            _ => Err(ValidationError::Format {
+                field: "secret",
+                what: "webhook secret",
+            }),
+        }
+    }
+
+    fn decode(&self) -> Option<Zeroizing<Vec<u8>>> {
+        let encoded = self.0.strip_prefix(Self::PREFIX)?;
+        STANDARD.decode(encoded).ok().map(Zeroizing::new)
+    }
+
+    /// The HMAC key: the bytes after the prefix (Standard Webhooks); empty
+    /// only for a secret not made by [`WebhookSecret::generate`] (which
+    /// [`WebhookSecret::parse_stored`] refuses).
     #[must_use]
     pub fn key(&self) -> Zeroizing<Vec<u8>> {
-        let encoded = self.0.strip_prefix(Self::PREFIX).unwrap_or(&self.0);
-        Zeroizing::new(STANDARD.decode(encoded).unwrap_or_default())
+        self.decode().unwrap_or_default()
     }
 }
 
@@ -536,6 +554,15 @@ impl WebhookService {
     /// [`Error::QuotaExceeded`] past the owner's allowance.
     pub fn create(&self, owner: UserId, url: WebhookUrl, events: EventFilter) -> Result<Webhook> {
         self.spend_write(owner)?;
+        // The quota first: a user at it makes no name lookup.
+        if let Some(max) = self.policy.max_per_user
+            && self.store.webhooks_of(owner)?.len() as u64 >= max
+        {
+            return Err(Error::QuotaExceeded {
+                what: "webhooks",
+                limit: max,
+            });
+        }
         if !self.policy.allow_private {
             self.targets.check(&url)?;
         }
@@ -612,8 +639,9 @@ impl WebhookService {
         let log = self
             .tasks
             .changes_after(webhook.owner, webhook.delivered_through, limit)?;
-        // Changes retention dropped before they were sent are passed over:
-        // the log keeps days of them, a webhook failing that long is disabled.
+        // Changes dropped before they were sent (retention, or the
+        // stream's cap) are passed over, and counted for the log.
+        let dropped = log.pruned_through.saturating_sub(webhook.delivered_through);
         let mut skipped_through = webhook.delivered_through.max(log.pruned_through);
         let mut deliveries: Vec<Delivery> = Vec::new();
         let mut covers: Vec<u64> = Vec::new();
@@ -636,6 +664,7 @@ impl WebhookService {
             deliveries,
             covers,
             skipped_through,
+            dropped,
         })
     }
 
@@ -652,18 +681,25 @@ impl WebhookService {
         let (webhook, lease_until) = (&leased.webhook, leased.until);
         let now = self.clock.now();
         let mut through = pending.skipped_through;
-        let mut failed = false;
+        let (mut failed, mut succeeded) = (false, false);
         for (attempt, covers) in attempts.iter().zip(&pending.covers) {
             if attempt.succeeded() {
                 through = through.max(*covers);
+                succeeded = true;
             } else {
                 failed = true;
                 break;
             }
         }
         let (attempts_in_a_row, failing_since, next, disabled_at) = if failed {
-            let in_a_row = webhook.attempts.saturating_add(1);
-            let since = webhook.failing_since.unwrap_or(now);
+            // A success earlier in the lease ends the run of failures: a
+            // receiver that takes most deliveries is not disabled.
+            let (before, since) = if succeeded {
+                (0, now)
+            } else {
+                (webhook.attempts, webhook.failing_since.unwrap_or(now))
+            };
+            let in_a_row = before.saturating_add(1);
             let disabled = (now.duration_since(since) >= self.policy.retry_for).then_some(now);
             let next = now.saturating_add(self.policy.wait_after(in_a_row));
             (in_a_row, Some(since), next, disabled)
@@ -710,6 +746,9 @@ pub struct Pending {
     /// How far the webhook moves on without sending anything (changes of
     /// other kinds before the first delivery, or dropped by retention).
     pub skipped_through: u64,
+    /// Changes the log dropped before they were sent (retention, or the
+    /// stream's cap): passed over.
+    pub dropped: u64,
 }
 
 #[cfg(test)]
@@ -722,10 +761,12 @@ mod tests {
         let url = WebhookUrl::parse("https://hooks.example.com:8443/in?x=1", false).unwrap();
         assert_eq!(
             (url.host(), url.port(), url.path_and_query(), url.is_https()),
-            ("hooks.example.com", 8443, "/in?x=1", true)
+            ("hooks.example.com", 8443, "/in?x=1".into(), true)
         );
         let bare = WebhookUrl::parse("HTTPS://example.com", false).unwrap();
-        assert_eq!((bare.port(), bare.path_and_query()), (443, "/"));
+        assert_eq!((bare.port(), bare.path_and_query()), (443, "/".into()));
+        let query = WebhookUrl::parse("https://example.com?x=1", false).unwrap();
+        assert_eq!(query.path_and_query(), "/?x=1");
         let v6 = WebhookUrl::parse("https://[2001:db8::1]/h", false).unwrap();
         assert_eq!((v6.host(), v6.port()), ("2001:db8::1", 443));
         assert!(WebhookUrl::parse("http://127.0.0.1:9/x", true).is_ok());
@@ -744,6 +785,9 @@ mod tests {
             "https://[nope]/",
             "https://ex_ample.com/",
             "https://example.com/\u{e9}",
+            "https://example.com/<script>",
+            "https://example.com/a`b",
+            "https://example.com/{x}",
         ] {
             let refused = WebhookUrl::parse(bad, false);
             assert!(refused.is_err(), "{bad}");
@@ -796,5 +840,13 @@ mod tests {
         assert!(secret.expose().starts_with("whsec_"));
         assert_eq!(*secret.key(), vec![7u8; 32]);
         assert_eq!(format!("{secret:?}"), "<redacted>");
+        let stored = WebhookSecret::parse_stored(secret.expose().to_owned()).unwrap();
+        assert_eq!(*stored.key(), vec![7u8; 32]);
+        for corrupt in ["", "whsec_", "whsec_!!!", "nope_AAAA", "whsec_AAAA"] {
+            assert!(
+                WebhookSecret::parse_stored(corrupt.to_owned()).is_err(),
+                "{corrupt}"
+            );
+        }
     }
 }

@@ -272,11 +272,21 @@ impl Pump {
             live = back;
             let changes = match changes {
                 Ok(changes) => changes,
-                Err(error) => {
-                    // Gone (retention passed the stream) or the store
-                    // failing: the client reconnects and hears which.
-                    tracing::debug!(target: "todo::http", %error, "live stream ends");
+                Err(CoreError::Gone) => {
+                    // Retention passed the stream: the client reconnects
+                    // and hears 410.
                     return;
+                }
+                Err(error) => {
+                    // The store failing (a database restarting, say): the
+                    // stream waits and reads again, rather than sending
+                    // every client back at once to a 503.
+                    tracing::warn!(target: "todo::http", %error, "a live stream's read failed; retrying");
+                    tokio::select! {
+                        () = stopped(self.control.as_mut()) => return,
+                        () = self.events.closed() => return,
+                        () = tokio::time::sleep(POLL) => continue,
+                    }
                 }
             };
             let full = changes.len() == READ.get();

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use http::StatusCode;
-use http::header::{HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
     ChangeCursor, DeliveryAttempt, EventFilter, Timestamp, UserId, Webhook, WebhookId,
@@ -122,8 +121,7 @@ struct AttemptList {
 /// Create a webhook.
 #[utoipa::path(post, path = "/v1/webhooks", request_body = CreateBody,
     responses(
-        (status = 201, description = "The webhook, with its secret (shown this once)", body = WebhookDto,
-            headers(("Location" = String))),
+        (status = 201, description = "The webhook, with its secret (shown this once)", body = WebhookDto),
         (status = 400, description = "A URL that is not https, over 2 KiB, or whose host resolves to a private, loopback or link-local address; an unknown event type"),
         (status = 403, description = "The user's webhook quota is used up (urn:todo:problem:quota-exceeded)"),
     ))]
@@ -149,11 +147,8 @@ pub(crate) async fn create_webhook(
     let owner = caller.user_id;
     // Resolving the host blocks: on the blocking pool, as every service call.
     let webhook = call(&service, move |s| s.create(owner, url, events)).await?;
-    let mut response = json_value(StatusCode::CREATED, &WebhookDto::of(&webhook, true))?;
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/webhooks/{}", webhook.id)) {
-        response.headers_mut().insert(LOCATION, location);
-    }
-    Ok(response)
+    // (No `Location`: the contract has no GET of one webhook.)
+    json_value(StatusCode::CREATED, &WebhookDto::of(&webhook, true))
 }
 
 /// List my webhooks.

@@ -220,6 +220,13 @@ impl TaskSettings {
         clock: Arc<SystemClock>,
     ) -> Result<todo_core::WebhookService, Error> {
         let policy = self.webhook_policy();
+        if policy.allow_private {
+            tracing::warn!(
+                "--webhooks-allow-private: webhooks may target http:// and private, loopback \
+                 and link-local addresses; every user can reach this server's network through \
+                 one. For tests only"
+            );
+        }
         let sender = crate::webhooks::WebhookSender::new(
             self.webhook_ca_file.as_deref(),
             policy.allow_private,
@@ -236,7 +243,16 @@ impl TaskSettings {
             Arc::new(OsRandom),
             policy,
         )
-        .with_write_limit(self.limits(clock).writes_per_user);
+        // Creations and deletions: a few a minute (each creation looks a
+        // name up), an allowance of their own.
+        .with_write_limit(Arc::new(KeyedLimiter::new(
+            LimitPolicy {
+                burst: WEBHOOK_WRITE_BURST,
+                period: WEBHOOK_WRITE_PERIOD,
+                max_keys: 100_000,
+            },
+            clock,
+        )));
         crate::webhooks::deliver_webhooks_periodically(service.clone(), sender);
         Ok(service)
     }
@@ -496,6 +512,32 @@ pub fn purge_refresh_tokens_periodically(
             .await;
         }
     })
+}
+
+/// Webhook creations and deletions per user: a burst, then one per period.
+const WEBHOOK_WRITE_BURST: u32 = 5;
+const WEBHOOK_WRITE_PERIOD: Duration = Duration::from_secs(12);
+
+/// How often a live stream reads the log unwoken where the database
+/// announces every change ([`wake_on_changes`]): only the net for
+/// announcements lost while the listener reconnects.
+pub const LIVE_POLL_WITH_LISTENER: Duration = Duration::from_secs(15);
+
+/// Wakes `service`'s live subscribers for the changes other instances
+/// commit to the same database (PostgreSQL's LISTEN/NOTIFY; `None` on
+/// SQLite, which has no other writer). Keep the listener for as long as
+/// the server runs.
+pub fn wake_on_changes(
+    store: &SqlStore,
+    service: &TaskService,
+) -> Result<Option<todo_store::ChangeListener>, Error> {
+    let service = service.clone();
+    store
+        .listen_for_changes(move |notice| match notice {
+            todo_store::ChangeNotice::Owner(owner) => service.notify_changed(owner),
+            todo_store::ChangeNotice::Anyone => service.notify_all_changed(),
+        })
+        .map_err(|e| Error::setting("--database-url", format!("listening for changes: {e}")))
 }
 
 /// How often task-server prunes the change log.

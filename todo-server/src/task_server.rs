@@ -123,15 +123,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     // Changes committed through other instances wake this one's live
     // streams (PostgreSQL's LISTEN/NOTIFY; SQLite has no other writer).
     // Kept until the server stops.
-    let listener = store
-        .listen_for_changes({
-            let service = service.clone();
-            move |notice| match notice {
-                todo_store::ChangeNotice::Owner(owner) => service.notify_changed(owner),
-                todo_store::ChangeNotice::Anyone => service.notify_all_changed(),
-            }
-        })
-        .map_err(|e| Error::setting("--database-url", format!("listening for changes: {e}")))?;
+    let listener = crate::setup::wake_on_changes(&store, &service)?;
     let webhooks = cli
         .settings
         .tasks
@@ -140,7 +132,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     if listener.is_some() {
         // Woken by every instance's writes: an unwoken read is only the
         // net for a notification lost while the listener reconnects.
-        api = api.with_live_poll(LIVE_POLL_WITH_LISTENER);
+        api = api.with_live_poll(crate::setup::LIVE_POLL_WITH_LISTENER);
     }
     if let Some(url) = &keys.jwks_url {
         if url.starts_with("http://") {
@@ -176,7 +168,3 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     drop(listener);
     served
 }
-
-/// How often a live stream reads the log unwoken where the database
-/// notifies every change.
-const LIVE_POLL_WITH_LISTENER: Duration = Duration::from_secs(15);

@@ -37,6 +37,8 @@ const LEASED_AT_ONCE: usize = 16;
 const PER_LEASE: usize = 10;
 /// How often the worker looks for due webhooks.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// Name lookups of the worker running at once.
+const LOOKUPS_AT_ONCE: usize = 4;
 /// The most of a receiver's answer read (the rest is dropped).
 const ANSWER_BYTES: usize = 16 * 1024;
 
@@ -60,6 +62,7 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 192 && b == 0 && c == 0)
                 || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 88 && c == 99)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
@@ -72,11 +75,19 @@ pub fn is_public(ip: IpAddr) -> bool {
                 let [c, d] = segments[7].to_be_bytes();
                 return is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
             }
+            // Forms that embed an IPv4 address or reach a local network:
+            // the local-use NAT64 prefix (64:ff9b:1::/48), IPv4-compatible
+            // (::/96), 6to4 (2002::/16); site-local (fec0::/10).
+            let embeds = (segments[0] == 0x64 && segments[1] == 0xff9b && segments[2] == 1)
+                || segments[..6] == [0, 0, 0, 0, 0, 0]
+                || segments[0] == 0x2002;
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || embeds
                 || (segments[0] & 0xfe00) == 0xfc00
                 || (segments[0] & 0xffc0) == 0xfe80
+                || (segments[0] & 0xffc0) == 0xfec0
                 || segments[0] == 0x2001 && segments[1] == 0x0db8)
         }
     }
@@ -130,6 +141,8 @@ pub struct WebhookSender {
     tls: tokio_rustls::TlsConnector,
     allow_private: bool,
     timeout: Duration,
+    /// Name lookups running at once ([`LOOKUPS_AT_ONCE`]).
+    lookups: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for WebhookSender {
@@ -174,6 +187,7 @@ impl WebhookSender {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             allow_private,
             timeout,
+            lookups: Arc::new(tokio::sync::Semaphore::new(LOOKUPS_AT_ONCE)),
         })
     }
 
@@ -209,11 +223,24 @@ impl WebhookSender {
         if !url.is_https() && !self.allow_private {
             return Err("not https".into());
         }
-        let resolved = tokio::net::lookup_host((url.host(), url.port()))
+        // Name lookups block a thread of the pool the API's database calls
+        // use, and cannot be cancelled: at most a few at once (a receiver's
+        // slow DNS must not take that pool), each holding its place until
+        // it ends.
+        let place = Arc::clone(&self.lookups)
+            .acquire_owned()
             .await
-            .map_err(|_| "the host does not resolve".to_owned())?;
+            .map_err(|_| "no name lookup".to_owned())?;
+        let target = (url.host().to_owned(), url.port());
+        let resolved = tokio::task::spawn_blocking(move || {
+            let _place = place;
+            target.to_socket_addrs().map(Vec::from_iter)
+        })
+        .await
+        .map_err(|_| "no name lookup".to_owned())?
+        .map_err(|_| "the host does not resolve".to_owned())?;
         let addresses = addresses(resolved, self.allow_private).map_err(str::to_owned)?;
-        let body = Bytes::from(body(&delivery.webhook, delivery, at));
+        let body = Bytes::from(body(&delivery.webhook, delivery));
         let timestamp = at.unix_seconds();
         let signature = todo_auth::webhook_signature(
             &delivery.webhook.secret,
@@ -223,7 +250,7 @@ impl WebhookSender {
         );
         let request = Request::builder()
             .method(Method::POST)
-            .uri(url.path_and_query())
+            .uri(url.path_and_query().as_ref())
             .header("host", host_header(url))
             .header("content-type", "application/json")
             .header("user-agent", "todo-webhooks/1")
@@ -313,12 +340,13 @@ fn host_header(url: &WebhookUrl) -> String {
 
 /// A delivery's body: `{type, timestamp, data}`, `data` being the change as
 /// `GET /v1/changes` shows it.
-fn body(webhook: &Webhook, delivery: &Delivery, at: todo_core::Timestamp) -> Vec<u8> {
+fn body(webhook: &Webhook, delivery: &Delivery) -> Vec<u8> {
     let change = &delivery.change;
     let data = todo_http::change_json(webhook.owner, change);
     serde_json::to_vec(&json!({
         "type": change.kind.as_str(),
-        "timestamp": at.to_string(),
+        // When the change was made (the same on every attempt).
+        "timestamp": change.at.to_string(),
         "data": data,
     }))
     .unwrap_or_default()
@@ -377,6 +405,14 @@ async fn deliver_one(service: &WebhookService, sender: &WebhookSender, leased: L
         tracing::warn!(target: "todo::webhooks", webhook = %webhook.id, "reading a webhook's changes failed");
         return;
     };
+    if pending.dropped > 0 {
+        tracing::warn!(
+            target: "todo::webhooks",
+            webhook = %webhook.id,
+            dropped = pending.dropped,
+            "changes the log no longer keeps were passed over unsent"
+        );
+    }
     let mut attempts = Vec::new();
     for delivery in &pending.deliveries {
         let attempt = sender.send(delivery, service.now()).await;

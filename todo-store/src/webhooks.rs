@@ -70,7 +70,7 @@ impl WebhookRow {
             // as it is (a later policy's refusal is the deliverer's).
             url: WebhookUrl::parse(&self.url, true).map_err(bad)?,
             events: EventFilter::parse(self.events.split(',')).map_err(bad)?,
-            secret: WebhookSecret::from_stored(self.secret),
+            secret: WebhookSecret::parse_stored(self.secret).map_err(bad)?,
             created_at: time(self.created_at)?,
             delivered_through: u64::try_from(self.delivered_through)
                 .map_err(|_| corrupt("webhook"))?,

@@ -173,7 +173,7 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
             .unwrap();
         let signature = received.headers["webhook-signature"].to_str().unwrap();
         let expected = todo_auth::webhook_signature(
-            &todo_core::WebhookSecret::from_stored(secret.clone()),
+            &todo_core::WebhookSecret::parse_stored(secret.clone()).unwrap(),
             id,
             timestamp,
             &received.body,
@@ -251,8 +251,12 @@ async fn webhooks_to_private_plain_or_overlong_targets_are_refused() {
     let data = dir.path().join("data");
     let server = Running::start("todo", &data, &sqlite(&data), "127.0.0.1:0", &[]);
     let (client, alice) = signed_in(&server, &data).await;
+    register(&client, "bob", PASSWORD).await;
+    let bob = token(&client, "bob", PASSWORD).await;
     let long = format!("https://example.com/{}", "a".repeat(2100));
-    for (url, events) in [
+    // Each refusal after a name lookup spends the user's creation
+    // allowance (5 at once): the cases go to two users in turn.
+    for (n, (url, events)) in [
         ("https://127.0.0.1/hook", None),
         ("https://localhost:8443/hook", None),
         ("https://10.1.2.3/hook", None),
@@ -263,13 +267,17 @@ async fn webhooks_to_private_plain_or_overlong_targets_are_refused() {
         ("https://user:pw@example.com/hook", None),
         (long.as_str(), None),
         ("https://example.com/hook", Some(json!(["task.exploded"]))),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let user = if n % 2 == 0 { &alice } else { &bob };
         let mut body = json!({"url": url});
         if let Some(events) = events {
             body["events"] = events;
         }
         let refused = client
-            .json(Method::POST, "/v1/webhooks", Some(&alice), Some(&body))
+            .json(Method::POST, "/v1/webhooks", Some(user), Some(&body))
             .await
             .unwrap();
         assert_eq!(refused.status, 400, "{url}: {:?}", refused.body);
@@ -298,6 +306,21 @@ async fn webhooks_to_private_plain_or_overlong_targets_are_refused() {
         .await
         .unwrap();
     assert_eq!(missing.status, 404);
+    // Lookups past the allowance: 429, the name never looked up.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let refused = client
+            .json(
+                Method::POST,
+                "/v1/webhooks",
+                Some(&alice),
+                Some(&json!({"url": "https://127.0.0.1/again"})),
+            )
+            .await
+            .unwrap();
+        statuses.push(refused.status.as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
     let anonymous = client
         .json(Method::GET, "/v1/webhooks", None, None)
         .await

@@ -109,6 +109,8 @@ pub struct System {
     /// tasks), each with a plain-HTTP client; empty otherwise.
     pub instances: Vec<Server>,
     gateway: Option<Gateway>,
+    /// Behind the gateway: each task instance's change listener.
+    _listeners: Vec<todo_store::ChangeListener>,
 }
 
 impl System {
@@ -175,6 +177,7 @@ struct Instance {
     service: AuthServices,
     auth: AuthApi,
     tasks: TaskApi,
+    task_service: TaskService,
 }
 
 fn instance(
@@ -246,7 +249,7 @@ fn instance(
     // task-server's own gate, as when the servers run apart.
     let gate = Arc::new(AccessGate::new(verifier, store.clone(), clock));
     let tasks = TaskApi::new(
-        task_service,
+        task_service.clone(),
         gate,
         vec![StoreProbe::shared((*store).clone())],
     )
@@ -255,6 +258,7 @@ fn instance(
         service,
         auth,
         tasks,
+        task_service,
     }
 }
 
@@ -296,6 +300,7 @@ pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Optio
         service,
         auth: auth_api,
         tasks: task_api,
+        ..
     } = instance(store, &options, &signer, &keys);
     if options.one_origin {
         // Both APIs and the page on one origin, cookie sessions on: `auth`
@@ -320,6 +325,7 @@ pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Optio
             _dir: dir,
             instances: Vec::new(),
             gateway: None,
+            _listeners: Vec::new(),
         });
     }
     let (auth, cert) = start(
@@ -347,6 +353,7 @@ pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Optio
         _dir: dir,
         instances: Vec::new(),
         gateway: None,
+        _listeners: Vec::new(),
     })
 }
 
@@ -384,17 +391,27 @@ async fn behind_gateway(
     key_pem: String,
 ) -> System {
     let mut instances = Vec::new();
+    let mut listeners = Vec::new();
     let mut service = None;
     let (mut auth_addrs, mut task_addrs) = (Vec::new(), Vec::new());
     for _ in 0..2 {
         // Each instance has its own pool, limiters and caches, as separate
         // processes would; only the database is shared.
         let store = Arc::new(SqlStore::open(&db.config).unwrap());
-        let parts = instance(store, options, &signer, keys);
+        let parts = instance(store.clone(), options, &signer, keys);
         service.get_or_insert(parts.service);
+        // As task-server wires it: woken by the other instance's changes
+        // (LISTEN/NOTIFY), reading unwoken only every 15 s.
+        let listener = todo_server::setup::wake_on_changes(&store, &parts.task_service)
+            .unwrap()
+            .expect("PostgreSQL announces changes");
+        listeners.push(listener);
+        let task_api = parts
+            .tasks
+            .with_live_poll(todo_server::setup::LIVE_POLL_WITH_LISTENER);
         // As deployed behind the gateway: with the page (`--web-page`).
         let auth = start_plain(AuthWithPage::new(parts.auth), options.limits.clone()).await;
-        let tasks = start_plain(parts.tasks, options.limits.clone()).await;
+        let tasks = start_plain(task_api, options.limits.clone()).await;
         auth_addrs.push(auth.addr);
         task_addrs.push(tasks.addr);
         instances.extend([auth, tasks]);
@@ -427,6 +444,7 @@ async fn behind_gateway(
         _dir: dir,
         instances,
         gateway: Some(gateway),
+        _listeners: listeners,
     }
 }
 

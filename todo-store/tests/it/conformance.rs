@@ -1854,7 +1854,11 @@ fn webhooks_are_leased_to_one_instance_and_settled_under_their_lease(f: &Fixture
     let attempt = |seq: u64, status: Option<u16>| DeliveryAttempt {
         webhook_id: hook.id,
         seq,
-        kind: ChangeKind::TaskCreated,
+        kind: if seq == 5 {
+            ChangeKind::TaskDeleted
+        } else {
+            ChangeKind::TaskCreated
+        },
         at: clock.now(),
         status,
         latency_ms: 12,
@@ -1905,8 +1909,52 @@ fn webhooks_are_leased_to_one_instance_and_settled_under_their_lease(f: &Fixture
         pending.deliveries[0].message_id,
         format!("msg_{}_5", hook.id.as_uuid().simple())
     );
+    // It fails again: the run of failures goes on from the first.
+    let first_failure = clock.now().saturating_sub(Duration::from_secs(5));
     assert!(
-        here.settle(&again[0], &pending, vec![attempt(5, Some(200))])
+        here.settle(&again[0], &pending, vec![attempt(5, None)])
+            .unwrap()
+    );
+    let stored = &here.list(alice).unwrap()[0];
+    assert_eq!(
+        (stored.attempts, stored.failing_since),
+        (2, Some(first_failure))
+    );
+    // Another change; then the old one is taken and the new one fails: a
+    // success in the lease ends the run (review of #15: a receiver that
+    // takes most deliveries was disabled after 24 h all the same).
+    let third = tasks.create(alice, titled("three")).unwrap();
+    clock.advance(Duration::from_secs(10));
+    let again = here.lease_due(10, Duration::from_secs(60)).unwrap();
+    let pending = here.pending(&again[0].webhook, 10).unwrap();
+    assert_eq!(
+        pending
+            .deliveries
+            .iter()
+            .map(|d| d.change.seq)
+            .collect::<Vec<_>>(),
+        [5, 6]
+    );
+    assert_eq!(pending.deliveries[1].change.task_id, third.id);
+    assert!(
+        here.settle(
+            &again[0],
+            &pending,
+            vec![attempt(5, Some(200)), attempt(6, None)]
+        )
+        .unwrap()
+    );
+    let stored = &here.list(alice).unwrap()[0];
+    assert_eq!(stored.delivered_through, 5);
+    assert_eq!(
+        (stored.attempts, stored.failing_since),
+        (1, Some(clock.now()))
+    );
+    clock.advance(Duration::from_secs(5));
+    let again = here.lease_due(10, Duration::from_secs(60)).unwrap();
+    let pending = here.pending(&again[0].webhook, 10).unwrap();
+    assert!(
+        here.settle(&again[0], &pending, vec![attempt(6, Some(200))])
             .unwrap()
     );
     let stored = &here.list(alice).unwrap()[0];
@@ -1916,7 +1964,7 @@ fn webhooks_are_leased_to_one_instance_and_settled_under_their_lease(f: &Fixture
             stored.attempts,
             stored.failing_since
         ),
-        (5, 0, None)
+        (6, 0, None)
     );
     // The log keeps the newest three.
     let log = here.deliveries(alice, hook.id).unwrap();
