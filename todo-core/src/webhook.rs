@@ -475,8 +475,10 @@ pub struct WebhookSettlement {
 /// refuses private, loopback and link-local addresses (the server's own
 /// network must not be reachable through a user's webhook).
 pub trait TargetCheck: Send + Sync {
-    /// `Ok` if every address of the URL's host is one deliveries may go to.
-    fn check(&self, url: &WebhookUrl) -> Result<(), ValidationError>;
+    /// `Ok` if every address of the URL's host is one deliveries may go to;
+    /// invalid input (naming `url`) if not; [`Error::Overloaded`] when it
+    /// cannot look now (lookups are bounded: they hold threads).
+    fn check(&self, url: &WebhookUrl) -> Result<()>;
 }
 
 /// Users' webhooks, and the rules of their deliveries.

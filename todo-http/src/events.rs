@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -38,14 +39,19 @@ use tokio::sync::mpsc;
 
 use crate::admission::ClientSlot;
 use crate::blocking::call;
-use crate::extract::bearer;
+use crate::extract::{Client, bearer};
 use crate::front::LiveStream;
 use crate::problem::ApiError;
 use crate::server::LiveControl;
 use crate::task_api::{ChangeDto, TaskApi};
 
-/// Live streams one user may hold open at once (tabs and devices).
+/// Live streams one user may hold open at once (tabs and devices), per
+/// instance.
 pub const MAX_STREAMS_PER_USER: usize = 8;
+/// Live streams one client address (an IPv6 /64) may hold open at once,
+/// per instance, whatever the accounts: so that a few addresses cannot
+/// take every place of the instance (attack of #15).
+pub const MAX_STREAMS_PER_CLIENT: usize = 16;
 /// How often a stream's token is checked again: expiry, and revocation
 /// (the gate re-reads the account at most a second old).
 pub const RECHECK: Duration = Duration::from_millis(500);
@@ -80,7 +86,20 @@ pub(crate) struct LiveStreams {
 #[derive(Debug, Default)]
 struct Open {
     per_user: HashMap<UserId, usize>,
+    per_client: HashMap<IpAddr, usize>,
     total: usize,
+}
+
+/// The key of a client's streams: its address, an IPv6 one by its /64.
+fn client_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+        v4 => v4,
+    }
 }
 
 impl Default for LiveStreams {
@@ -101,33 +120,44 @@ impl LiveStreams {
         }
     }
 
-    /// A place for one more of `user`'s streams: 429 past the user's, 503
-    /// past the instance's.
-    fn enter(&self, user: UserId) -> Result<StreamTicket, ApiError> {
+    /// A place for one more of `user`'s streams from `client`: 429 past
+    /// the user's or the client's, 503 past the instance's.
+    fn enter(&self, user: UserId, client: Option<IpAddr>) -> Result<StreamTicket, ApiError> {
+        let client = client.map(client_key);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open.total >= self.max_total {
             return Err(ApiError::unavailable(Duration::from_secs(5), None));
         }
-        let count = open.per_user.entry(user).or_default();
-        if *count >= MAX_STREAMS_PER_USER {
-            return Err(CoreError::RateLimited {
-                retry_after: Duration::from_secs(5),
-            }
-            .into());
+        let too_many = CoreError::RateLimited {
+            retry_after: Duration::from_secs(5),
+        };
+        if open.per_user.get(&user).copied().unwrap_or(0) >= MAX_STREAMS_PER_USER {
+            return Err(too_many.into());
         }
-        *count += 1;
+        if let Some(client) = client
+            && open.per_client.get(&client).copied().unwrap_or(0) >= MAX_STREAMS_PER_CLIENT
+        {
+            return Err(too_many.into());
+        }
+        *open.per_user.entry(user).or_default() += 1;
+        if let Some(client) = client {
+            *open.per_client.entry(client).or_default() += 1;
+        }
         open.total += 1;
         Ok(StreamTicket {
             open: Arc::clone(&self.open),
             user,
+            client,
         })
     }
 }
 
 /// One open stream, counted until dropped.
+#[derive(Debug)]
 struct StreamTicket {
     open: Arc<Mutex<Open>>,
     user: UserId,
+    client: Option<IpAddr>,
 }
 
 impl Drop for StreamTicket {
@@ -138,6 +168,14 @@ impl Drop for StreamTicket {
             *count = count.saturating_sub(1);
             if *count == 0 {
                 open.per_user.remove(&self.user);
+            }
+        }
+        if let Some(client) = self.client
+            && let Some(count) = open.per_client.get_mut(&client)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.per_client.remove(&client);
             }
         }
     }
@@ -160,6 +198,7 @@ pub(crate) async fn events(
     State(api): State<Arc<TaskApi>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    Client(client): Client,
     control: Option<Extension<LiveControl>>,
 ) -> Result<Response<axum::body::Body>, ApiError> {
     let claims = api.verified_claims(bearer(&headers)?).await?;
@@ -171,7 +210,7 @@ pub(crate) async fn events(
     crate::gate::admit(api.gate(), claims.clone()).await?;
     let owner = claims.subject;
     let (since, field) = resume_from(&headers, query.as_deref())?;
-    let ticket = api.live_streams().enter(owner)?;
+    let ticket = api.live_streams().enter(owner, client)?;
     let live = call(api.service(), move |s| {
         // A cursor that is not this stream's is named where it came from.
         s.subscribe(owner, since.as_ref())
@@ -380,5 +419,77 @@ impl Body for Backlog {
         self.0
             .poll_recv(cx)
             .map(|frame| frame.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn user(n: u128) -> UserId {
+        UserId::from_uuid(Uuid::from_u128(n))
+    }
+
+    #[test]
+    fn places_are_capped_per_user_per_client_address_and_in_all() {
+        let streams = LiveStreams::new(40);
+        let here: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut held = Vec::new();
+        // One user: 8.
+        for _ in 0..MAX_STREAMS_PER_USER {
+            held.push(streams.enter(user(1), Some(here)).unwrap());
+        }
+        assert_eq!(
+            streams.enter(user(1), None).unwrap_err().status.as_u16(),
+            429
+        );
+        // One address, other users: 16 in all.
+        for n in 2..=9 {
+            held.push(streams.enter(user(n), Some(here)).unwrap());
+        }
+        assert_eq!(
+            streams
+                .enter(user(10), Some(here))
+                .unwrap_err()
+                .status
+                .as_u16(),
+            429
+        );
+        // An IPv6 /64 is one client.
+        let (a, b): (IpAddr, IpAddr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        for n in 0..16 {
+            let from = if n % 2 == 0 { a } else { b };
+            held.push(streams.enter(user(100 + n), Some(from)).unwrap());
+        }
+        assert_eq!(
+            streams
+                .enter(user(200), Some(a))
+                .unwrap_err()
+                .status
+                .as_u16(),
+            429
+        );
+        // The instance's 40: 32 held, 8 more from elsewhere, then 503.
+        for n in 0..8 {
+            held.push(streams.enter(user(300 + n), None).unwrap());
+        }
+        assert_eq!(
+            streams.enter(user(400), None).unwrap_err().status.as_u16(),
+            503
+        );
+        // Places come back.
+        held.clear();
+        assert!(streams.enter(user(1), Some(here)).is_ok());
+        let open = streams.open.lock().unwrap();
+        assert_eq!(
+            (open.total, open.per_user.len(), open.per_client.len()),
+            (0, 0, 0)
+        );
     }
 }

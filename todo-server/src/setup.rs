@@ -236,9 +236,7 @@ impl TaskSettings {
         let service = todo_core::WebhookService::new(
             store.clone(),
             store,
-            Arc::new(crate::webhooks::ResolvingTargets {
-                allow_private: policy.allow_private,
-            }),
+            Arc::new(crate::webhooks::ResolvingTargets::new(policy.allow_private)),
             clock.clone(),
             Arc::new(OsRandom),
             policy,

@@ -77,10 +77,14 @@ pub fn is_public(ip: IpAddr) -> bool {
             }
             // Forms that embed an IPv4 address or reach a local network:
             // the local-use NAT64 prefix (64:ff9b:1::/48), IPv4-compatible
-            // (::/96), 6to4 (2002::/16); site-local (fec0::/10).
+            // (::/96), SIIT (::ffff:0:0/96), 6to4 (2002::/16), Teredo
+            // (2001::/32); discard-only (100::/64); site-local (fec0::/10).
             let embeds = (segments[0] == 0x64 && segments[1] == 0xff9b && segments[2] == 1)
                 || segments[..6] == [0, 0, 0, 0, 0, 0]
-                || segments[0] == 0x2002;
+                || segments[..5] == [0, 0, 0, 0, 0xffff]
+                || segments[0] == 0x2002
+                || (segments[0] == 0x2001 && segments[1] == 0)
+                || segments[..4] == [0x100, 0, 0, 0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -112,19 +116,53 @@ fn addresses(
 }
 
 /// Checks a new webhook's host by resolving it (blocking: the service
-/// runs on the blocking pool).
-#[derive(Debug, Clone, Copy)]
+/// runs on the blocking pool). At most [`LOOKUPS_AT_ONCE`] lookups at once
+/// per instance; past them 503: a lookup cannot be cancelled, and one
+/// whose name server never answers holds its thread for seconds (attack
+/// of #15: creations with such names stalled every user's writes).
+#[derive(Debug, Clone)]
 pub struct ResolvingTargets {
     /// Private targets allowed (for tests).
     pub allow_private: bool,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ResolvingTargets {
+    /// A checker; `allow_private` lets every address through (tests).
+    #[must_use]
+    pub fn new(allow_private: bool) -> Self {
+        Self {
+            allow_private,
+            running: Arc::default(),
+        }
+    }
+}
+
+/// A place among the lookups running, given back when dropped.
+struct LookupPlace<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for LookupPlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl TargetCheck for ResolvingTargets {
-    fn check(&self, url: &WebhookUrl) -> Result<(), ValidationError> {
-        let refused = || ValidationError::Format {
-            field: "url",
-            what: "URL whose host resolves to public addresses only",
+    fn check(&self, url: &WebhookUrl) -> todo_core::Result<()> {
+        use std::sync::atomic::Ordering;
+        let refused = || {
+            todo_core::Error::Invalid(vec![ValidationError::Format {
+                field: "url",
+                what: "URL whose host resolves to public addresses only",
+            }])
         };
+        if self.running.fetch_add(1, Ordering::AcqRel) >= LOOKUPS_AT_ONCE {
+            self.running.fetch_sub(1, Ordering::AcqRel);
+            return Err(todo_core::Error::Overloaded {
+                retry_after: Duration::from_secs(2),
+            });
+        }
+        let _place = LookupPlace(&self.running);
         let resolved = (url.host(), url.port())
             .to_socket_addrs()
             .map_err(|_| refused())?;
@@ -484,6 +522,24 @@ mod tests {
         ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
+    }
+
+    #[test]
+    fn lookups_past_the_cap_are_refused_as_overloaded() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let targets = ResolvingTargets::new(false);
+        let url = WebhookUrl::parse("https://127.0.0.1/x", false).unwrap();
+        targets.running.store(LOOKUPS_AT_ONCE, SeqCst);
+        assert!(matches!(
+            targets.check(&url),
+            Err(todo_core::Error::Overloaded { .. })
+        ));
+        targets.running.store(0, SeqCst);
+        assert!(matches!(
+            targets.check(&url),
+            Err(todo_core::Error::Invalid(_))
+        ));
+        assert_eq!(targets.running.load(SeqCst), 0, "the place is given back");
     }
 
     #[test]

@@ -1704,7 +1704,7 @@ fn a_stream_keeps_at_most_its_cap_of_changes(f: &Fixture) {
 struct AnyTarget;
 
 impl todo_core::TargetCheck for AnyTarget {
-    fn check(&self, _url: &todo_core::WebhookUrl) -> Result<(), todo_core::ValidationError> {
+    fn check(&self, _url: &todo_core::WebhookUrl) -> todo_core::Result<()> {
         Ok(())
     }
 }
