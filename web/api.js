@@ -312,14 +312,16 @@ const QUIET_MS = 45_000;
  * events). EventSource cannot send the access token, so the stream is
  * read with fetch. With `lastEventId` it resumes after that event (no gap,
  * no duplicate); without, it starts now. `onOpen()` once the server took
- * it; `onEvent({id, type, change})` for each change, in order. Resolves
+ * it; `onEvent({id, type, change})` for each change, in order; `onId(id)`
+ * for a block with an id and no change (the server names where a stream
+ * starts, to resume from before any change came). Resolves
  * when the server ends the stream (the token expired or was revoked, a
  * shutdown); rejects with an ApiError: the refusal (410: the cursor is
  * older than what the server keeps; 429: too many streams, `retryAfter`),
  * or status 0 when the connection fails or goes quiet; with an AbortError
  * when `signal` aborts it. Nothing of a session that has ended is passed on.
  */
-export async function follow({ lastEventId, signal, onOpen, onEvent }) {
+export async function follow({ lastEventId, signal, onOpen, onEvent, onId }) {
   const mine = session;
   const over = () => new DOMException('The session has ended.', 'AbortError');
   // A token due for its exchange is exchanged first (the stream would end
@@ -378,6 +380,8 @@ export async function follow({ lastEventId, signal, onOpen, onEvent }) {
               // (unreadable: passed over, as a browser's EventSource would hand it on unread)
             }
             if (change) onEvent({ id, type: type || 'message', change });
+          } else if (id !== null) {
+            onId?.(id);
           }
           type = '';
           data = [];

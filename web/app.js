@@ -1310,6 +1310,8 @@ async function followLive(mine) {
           live.lastId = id;
           applyChange(change);
         },
+        // Where a stream from now starts: a cut before any change resumes there.
+        onId: (id) => { if (following(mine)) live.lastId = id; },
       });
       // Ended by the server (the token expired or was revoked, a shutdown).
       wait = backoff();

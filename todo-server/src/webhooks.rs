@@ -116,7 +116,7 @@ fn addresses(
 }
 
 /// Checks a new webhook's host by resolving it (blocking: the service
-/// runs on the blocking pool). At most [`LOOKUPS_AT_ONCE`] lookups at once
+/// runs on the blocking pool). At most 4 lookups at once
 /// per instance; past them 503: a lookup cannot be cancelled, and one
 /// whose name server never answers holds its thread for seconds (attack
 /// of #15: creations with such names stalled every user's writes).

@@ -1048,6 +1048,29 @@ try {
   const closed = await until(() => deviceB.ended === deviceB.streams.length, 2000);
   check(deviceB.answered > 0 && closed && !deviceA.errors.length && !deviceB.errors.length,
     `logging out on B ends its live stream (${deviceB.streams.length} opened, ${deviceB.ended} ended)${deviceA.errors.concat(deviceB.errors).join(' | ')}`);
+  // A stream cut before it heard any change resumes where it started (the
+  // server names that first), not from the time it comes back.
+  const answeredBefore = deviceB.answered;
+  const readAfterOpen = b.waitForResponse((r) => new URL(r.url()).pathname === '/v1/tasks' && deviceB.answered > answeredBefore);
+  await b.fill('#login-username', username);
+  await b.fill('#login-password', password);
+  await b.click('#login-form button[type=submit]');
+  await b.locator('#tasks-view').waitFor({ state: 'visible' });
+  await readAfterOpen.catch(() => {}); // (the read a stream from now makes once it is open)
+  const streamsAtStart = deviceB.streams.length;
+  const endedAtStart = deviceB.ended;
+  relay.up = false;
+  for (const socket of relay.sockets) socket.destroy();
+  const cutEarly = await until(() => deviceB.ended > endedAtStart, 5000);
+  wrote = written(a, 'POST');
+  await a.fill('#new-title', 'Made before B heard anything');
+  await a.press('#new-title', 'Enter');
+  await wrote;
+  relay.up = true;
+  const caughtUpEarly = await within(b, titleShown, 'Made before B heard anything', 15_000);
+  const resumedEarly = deviceB.streams.slice(streamsAtStart).some((r) => r.headers()['last-event-id']);
+  check(cutEarly && caughtUpEarly && resumedEarly && await rowOn(b, 'Made before B heard anything').count() === 1,
+    `a stream cut before any change resumes from where it started (cut: ${cutEarly}, shown: ${caughtUpEarly}, resumed with Last-Event-ID: ${resumedEarly})`);
   for (const device of devices) await device.ctx.close();
   relay.server.close();
 
