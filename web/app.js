@@ -1323,8 +1323,10 @@ async function followLive(mine) {
         live.lastId = null;
         liveChange();
         wait = 0;
-      } else if (error instanceof api.ApiError && error.status === 429 && error.retryAfter !== null) {
-        wait = error.retryAfter; // (as many streams as the server allows: other tabs hold them)
+      } else if (error instanceof api.ApiError && (error.status === 429 || error.status === 503) && error.retryAfter !== null) {
+        // As many streams as the server allows (the user's other tabs and
+        // devices, or the instance's), or a busy server: not before it says.
+        wait = Math.max(error.retryAfter, backoff());
       } else {
         wait = backoff();
       }
