@@ -5,7 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 use todo_core::{
     ChangeCursor, Description, Email, Label, Labels, PageLimit, Password, Priority, Role,
-    SearchText, TaskCursor, TaskId, TaskSort, Timestamp, Title, UserCursor, UserId, Username,
+    EventFilter, SearchText, TaskCursor, TaskId, TaskSort, Timestamp, Title, UserCursor, UserId,
+    Username, WebhookSecret, WebhookUrl,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -35,6 +36,24 @@ fuzz_target!(|data: &[u8]| {
             Password::new_for(p.expose(), &user).unwrap().expose(),
             p.expose()
         );
+    }
+    for allow_plain in [false, true] {
+        if let Ok(url) = WebhookUrl::parse(text, allow_plain) {
+            // What parses reads back the same, and its parts are within it.
+            let again = WebhookUrl::parse(url.as_str(), allow_plain).unwrap();
+            assert_eq!(again, url);
+            assert!(url.as_str().contains(url.host()));
+            assert!(url.path_and_query().starts_with('/'));
+            assert!(allow_plain || url.is_https());
+            assert!(url.port() > 0);
+        }
+    }
+    if let Ok(filter) = EventFilter::parse(text.split(',')) {
+        let names: Vec<&str> = filter.kinds().iter().map(|k| k.as_str()).collect();
+        assert_eq!(EventFilter::parse(names).unwrap(), filter);
+    }
+    if let Ok(secret) = WebhookSecret::parse_stored(text.to_owned()) {
+        assert!(secret.key().len() >= 24);
     }
     if let Ok(t) = Title::parse(text) {
         assert_eq!(Title::parse(t.as_str()).unwrap(), t);
