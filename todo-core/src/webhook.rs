@@ -544,10 +544,19 @@ impl WebhookService {
         &self.policy
     }
 
-    /// Parses a webhook URL as this deployment takes them (`https` only,
-    /// unless the policy allows private targets).
+    /// Parses a webhook URL as this deployment takes them: `https` on port
+    /// 443 only, unless the policy allows private targets (a receiver on
+    /// any port would let users probe which ports of a host answer, from
+    /// the server's address, through the delivery log).
     pub fn parse_url(&self, raw: &str) -> std::result::Result<WebhookUrl, ValidationError> {
-        WebhookUrl::parse(raw, self.policy.allow_private)
+        let url = WebhookUrl::parse(raw, self.policy.allow_private)?;
+        if !self.policy.allow_private && url.port() != 443 {
+            return Err(ValidationError::Format {
+                field: "url",
+                what: "https URL on port 443",
+            });
+        }
+        Ok(url)
     }
 
     /// A new webhook of `owner`'s, sent the changes made from now on.

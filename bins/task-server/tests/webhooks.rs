@@ -265,6 +265,7 @@ async fn webhooks_to_private_plain_or_overlong_targets_are_refused() {
         ("https://[::ffff:127.0.0.1]/hook", None),
         ("http://example.com/hook", None),
         ("https://user:pw@example.com/hook", None),
+        ("https://example.com:22/hook", None),
         (long.as_str(), None),
         ("https://example.com/hook", Some(json!(["task.exploded"]))),
     ]
