@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use todo_core::{
@@ -157,7 +157,10 @@ pub(crate) async fn create_webhook(
 pub(crate) async fn list_webhooks(
     State(api): Tasks,
     Caller(caller): Caller,
+    RawQuery(query): RawQuery,
 ) -> Result<ApiResponse, ApiError> {
+    // No parameters: an unknown one is 400, as on every list.
+    crate::request::query_pairs(query.as_deref(), &[])?;
     let service = webhooks(&api)?;
     let owner = caller.user_id;
     let list = call(service, move |s| s.list(owner)).await?;
@@ -194,7 +197,9 @@ pub(crate) async fn list_deliveries(
     State(api): Tasks,
     Caller(caller): Caller,
     Path(id): Path<WebhookId>,
+    RawQuery(query): RawQuery,
 ) -> Result<ApiResponse, ApiError> {
+    crate::request::query_pairs(query.as_deref(), &[])?;
     let service = webhooks(&api)?;
     let owner = caller.user_id;
     let attempts = call(service, move |s| s.deliveries(owner, id)).await?;

@@ -322,6 +322,11 @@ async fn webhooks_to_private_plain_or_overlong_targets_are_refused() {
         statuses.push(refused.status.as_u16());
     }
     assert!(statuses.contains(&429), "{statuses:?}");
+    let unknown = client
+        .json(Method::GET, "/v1/webhooks?x=1", Some(&alice), None)
+        .await
+        .unwrap();
+    assert_eq!(unknown.status, 400, "an unknown query parameter");
     let anonymous = client
         .json(Method::GET, "/v1/webhooks", None, None)
         .await
