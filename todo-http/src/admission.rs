@@ -43,6 +43,17 @@ impl ClientSlots {
     }
 }
 
+#[cfg(test)]
+impl ClientSlots {
+    /// Addresses holding a slot now.
+    pub(crate) fn addresses(&self) -> usize {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
 /// One slot of one client; given back on drop.
 #[derive(Debug)]
 pub struct ClientSlot {

@@ -37,7 +37,7 @@ use todo_core::{
 };
 use tokio::sync::mpsc;
 
-use crate::admission::ClientSlot;
+use crate::admission::{ClientSlot, ClientSlots};
 use crate::blocking::call;
 use crate::extract::{Client, bearer};
 use crate::front::LiveStream;
@@ -73,33 +73,22 @@ pub const STALL: Duration = Duration::from_secs(10);
 /// backlog (a change may be some 40 KB), even while it catches up.
 const READ: ChangeLimit = ChangeLimit::clamped(BACKLOG);
 
-/// Streams open, per user ([`MAX_STREAMS_PER_USER`]) and in all
-/// ([`LiveStreams::DEFAULT_TOTAL`]): each holds a connection for as long
-/// as its client keeps it, so that streams cannot take every connection
-/// that other requests need.
+/// Streams open, per user ([`MAX_STREAMS_PER_USER`]), per client address
+/// ([`MAX_STREAMS_PER_CLIENT`], counted as connections are:
+/// [`ClientSlots`]) and in all ([`LiveStreams::DEFAULT_TOTAL`]): each
+/// holds a connection for as long as its client keeps it, so that streams
+/// cannot take every connection that other requests need.
 #[derive(Debug)]
 pub(crate) struct LiveStreams {
     open: Arc<Mutex<Open>>,
+    clients: Arc<ClientSlots>,
     max_total: usize,
 }
 
 #[derive(Debug, Default)]
 struct Open {
     per_user: HashMap<UserId, usize>,
-    per_client: HashMap<IpAddr, usize>,
     total: usize,
-}
-
-/// The key of a client's streams: its address, an IPv6 one by its /64.
-fn client_key(client: IpAddr) -> IpAddr {
-    match client {
-        IpAddr::V6(v6) => {
-            let mut segments = v6.segments();
-            segments[4..].fill(0);
-            IpAddr::V6(segments.into())
-        }
-        v4 => v4,
-    }
 }
 
 impl Default for LiveStreams {
@@ -116,6 +105,7 @@ impl LiveStreams {
     pub(crate) fn new(max_total: usize) -> Self {
         Self {
             open: Arc::default(),
+            clients: ClientSlots::new(MAX_STREAMS_PER_CLIENT),
             max_total,
         }
     }
@@ -123,31 +113,29 @@ impl LiveStreams {
     /// A place for one more of `user`'s streams from `client`: 429 past
     /// the user's or the client's, 503 past the instance's.
     fn enter(&self, user: UserId, client: Option<IpAddr>) -> Result<StreamTicket, ApiError> {
-        let client = client.map(client_key);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open.total >= self.max_total {
             return Err(ApiError::unavailable(Duration::from_secs(5), None));
         }
-        let too_many = CoreError::RateLimited {
-            retry_after: Duration::from_secs(5),
+        let too_many = || -> ApiError {
+            CoreError::RateLimited {
+                retry_after: Duration::from_secs(5),
+            }
+            .into()
         };
         if open.per_user.get(&user).copied().unwrap_or(0) >= MAX_STREAMS_PER_USER {
-            return Err(too_many.into());
+            return Err(too_many());
         }
-        if let Some(client) = client
-            && open.per_client.get(&client).copied().unwrap_or(0) >= MAX_STREAMS_PER_CLIENT
-        {
-            return Err(too_many.into());
-        }
+        let client_slot = match client {
+            Some(client) => Some(self.clients.try_take(client).ok_or_else(too_many)?),
+            None => None,
+        };
         *open.per_user.entry(user).or_default() += 1;
-        if let Some(client) = client {
-            *open.per_client.entry(client).or_default() += 1;
-        }
         open.total += 1;
         Ok(StreamTicket {
             open: Arc::clone(&self.open),
             user,
-            client,
+            _client: client_slot,
         })
     }
 }
@@ -157,7 +145,8 @@ impl LiveStreams {
 struct StreamTicket {
     open: Arc<Mutex<Open>>,
     user: UserId,
-    client: Option<IpAddr>,
+    /// Its client's place, given back with it.
+    _client: Option<ClientSlot>,
 }
 
 impl Drop for StreamTicket {
@@ -168,14 +157,6 @@ impl Drop for StreamTicket {
             *count = count.saturating_sub(1);
             if *count == 0 {
                 open.per_user.remove(&self.user);
-            }
-        }
-        if let Some(client) = self.client
-            && let Some(count) = open.per_client.get_mut(&client)
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.per_client.remove(&client);
             }
         }
     }
@@ -488,7 +469,7 @@ mod tests {
         assert!(streams.enter(user(1), Some(here)).is_ok());
         let open = streams.open.lock().unwrap();
         assert_eq!(
-            (open.total, open.per_user.len(), open.per_client.len()),
+            (open.total, open.per_user.len(), streams.clients.addresses()),
             (0, 0, 0)
         );
     }

@@ -32,7 +32,7 @@ fn webhooks(api: &TaskApi) -> Result<&WebhookService, ApiError> {
 #[serde(deny_unknown_fields)]
 #[schema(as = WebhookCreate)]
 struct CreateBody {
-    /// `https`, at most 2 KiB; its host must resolve to public addresses only.
+    /// `https` on port 443, at most 2 KiB; its host must resolve to public addresses only.
     url: String,
     /// The change types sent; all of them when left out.
     #[serde(default)]

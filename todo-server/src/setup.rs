@@ -214,7 +214,7 @@ impl TaskSettings {
     /// Users' webhooks over `store`, and their delivery worker, started
     /// (call inside a tokio runtime): every instance may run one, each
     /// webhook is leased to one at a time.
-    pub fn webhooks(
+    pub fn start_webhooks(
         &self,
         store: SqlStore,
         clock: Arc<SystemClock>,
@@ -640,7 +640,7 @@ pub fn one_origin_with(
         task_settings.change_retention(),
         CHANGE_PRUNE_INTERVAL,
     );
-    let webhooks = task_settings.webhooks(store.clone(), clock)?;
+    let webhooks = task_settings.start_webhooks(store.clone(), clock)?;
     let task_api = task_api(tasks, gate, store)?.with_webhooks(webhooks);
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
 }

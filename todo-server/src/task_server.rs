@@ -127,7 +127,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     let webhooks = cli
         .settings
         .tasks
-        .webhooks(store.clone(), Arc::new(SystemClock))?;
+        .start_webhooks(store.clone(), Arc::new(SystemClock))?;
     let mut api = task_api(service, gate, store)?.with_webhooks(webhooks);
     if listener.is_some() {
         // Woken by every instance's writes: an unwoken read is only the
