@@ -73,6 +73,7 @@ mod ports;
 mod precondition;
 mod query;
 mod random;
+mod relay;
 mod task;
 mod task_service;
 #[cfg(feature = "testing")]
@@ -105,6 +106,7 @@ pub use ports::{
 pub use precondition::Precondition;
 pub use query::{Page, PageLimit, SearchText, TaskCursor, TaskQuery, TaskSort, UserCursor};
 pub use random::{Random, new_v7};
+pub use relay::{LeasedStream, RelayBatch, RelayService, RelayStore, RelayedStream};
 pub use task::{
     Description, Label, Labels, NewTask, Priority, SEARCH_SEPARATOR, Task, TaskId, TaskPatch,
     TaskVersion, Title, search_text,

@@ -10,6 +10,7 @@ use crate::change::{Change, ChangeKind, ChangeLog, trim_through};
 use crate::error::StoreError;
 use crate::ports::{RefreshTokenStore, TaskStore, UserStore};
 use crate::query::{TaskCursor, TaskQuery};
+use crate::relay::{RelayStore, RelayedStream};
 use crate::task::{Task, TaskId, TaskVersion};
 use crate::time::Timestamp;
 use crate::token::{FamilyId, RefreshTokenHash, RefreshTokenRecord};
@@ -39,6 +40,9 @@ struct Stream {
     head: u64,
     pruned_through: u64,
     log: Vec<Change>,
+    /// How far the relay has got, and until when it holds the stream.
+    relayed_through: u64,
+    relay_leased_until: Option<Timestamp>,
 }
 
 impl Tables {
@@ -592,6 +596,51 @@ impl WebhookStore for MemoryStore {
         stored.log.extend(settled.log.iter().cloned());
         let excess = stored.log.len().saturating_sub(settled.log_kept);
         stored.log.drain(..excess);
+        Ok(true)
+    }
+}
+
+impl RelayStore for MemoryStore {
+    fn lease_unrelayed_streams(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<RelayedStream>, StoreError> {
+        let mut tables = self.tables();
+        let mut leased = Vec::new();
+        for (owner, stream) in &mut tables.changes {
+            if leased.len() >= limit {
+                break;
+            }
+            let free = stream.relay_leased_until.is_none_or(|until| until < now);
+            if stream.head > stream.relayed_through && free {
+                stream.relay_leased_until = Some(lease_until);
+                leased.push(RelayedStream {
+                    owner: *owner,
+                    relayed_through: stream.relayed_through,
+                });
+            }
+        }
+        Ok(leased)
+    }
+
+    fn settle_relayed_stream(
+        &self,
+        owner: UserId,
+        lease_until: Timestamp,
+        relayed_through: u64,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let Some(stream) = tables
+            .changes
+            .get_mut(&owner)
+            .filter(|stream| stream.relay_leased_until == Some(lease_until))
+        else {
+            return Ok(false);
+        };
+        stream.relayed_through = stream.relayed_through.max(relayed_through);
+        stream.relay_leased_until = None;
         Ok(true)
     }
 }

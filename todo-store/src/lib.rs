@@ -48,6 +48,7 @@ mod error;
 mod group;
 mod in_place;
 mod listen;
+mod relay;
 mod schema;
 mod tasks;
 #[cfg(feature = "test-support")]

@@ -78,6 +78,8 @@ diesel::table! {
         last_seq -> BigInt,
         pruned_through -> BigInt,
         task_count -> BigInt,
+        relayed_through -> BigInt,
+        relay_leased_until -> Nullable<BigInt>,
     }
 }
 

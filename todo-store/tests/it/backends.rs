@@ -5,15 +5,15 @@
 use std::sync::Arc;
 
 use todo_core::memory::MemoryStore;
-use todo_core::{RefreshTokenStore, TaskStore, UserStore, WebhookStore};
+use todo_core::{RefreshTokenStore, RelayStore, TaskStore, UserStore, WebhookStore};
 use todo_store::testing::TestDatabase;
 use todo_store::{SqlStore, StoreConfig};
 
 pub use todo_store::testing::{fresh_postgres_database, postgres_admin_url};
 
 /// Every store trait at once.
-pub trait Stores: UserStore + TaskStore + RefreshTokenStore + WebhookStore {}
-impl<T: UserStore + TaskStore + RefreshTokenStore + WebhookStore> Stores for T {}
+pub trait Stores: UserStore + TaskStore + RefreshTokenStore + WebhookStore + RelayStore {}
+impl<T: UserStore + TaskStore + RefreshTokenStore + WebhookStore + RelayStore> Stores for T {}
 
 /// A fresh, empty, migrated store.
 pub struct Fixture {

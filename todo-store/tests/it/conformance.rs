@@ -72,6 +72,8 @@ conformance!(
     webhooks_are_kept_per_owner_within_their_quota,
     webhooks_are_leased_to_one_instance_and_settled_under_their_lease,
     failing_webhooks_wait_longer_each_time_and_are_disabled_after_a_day,
+    relayed_streams_are_leased_to_one_relay_and_settled_under_their_lease,
+    the_relay_passes_over_what_retention_dropped,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -2028,5 +2030,130 @@ fn failing_webhooks_wait_longer_each_time_and_are_disabled_after_a_day(f: &Fixtu
             .lease_due(10, Duration::from_secs(60))
             .unwrap()
             .is_empty()
+    );
+}
+
+fn relay(store: Arc<dyn Stores>, clock: Arc<ManualClock>) -> todo_core::RelayService {
+    todo_core::RelayService::new(store.clone(), store, clock)
+}
+
+fn relayed_streams_are_leased_to_one_relay_and_settled_under_their_lease(f: &Fixture) {
+    let lease = Duration::from_secs(60);
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let bob = new_user(&*f.store, "bob", 1).user.id;
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let tasks = service(f.store.clone(), clock.clone());
+    let [one, other] = two_instances(f);
+    let (here, there) = (relay(one, clock.clone()), relay(other, clock.clone()));
+    // No changes yet: nothing to relay.
+    assert!(here.lease(10, lease).unwrap().is_empty());
+    for title in ["one", "two", "three"] {
+        tasks.create(alice, titled(title)).unwrap();
+    }
+    tasks.create(bob, titled("bob's")).unwrap();
+
+    // Racing relays: each stream goes to one of them.
+    let barrier = Arc::new(Barrier::new(2));
+    let racers: Vec<_> = [here.clone(), there.clone()]
+        .into_iter()
+        .map(|relay| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                relay.lease(10, lease).unwrap()
+            })
+        })
+        .collect();
+    let leases: Vec<_> = racers.into_iter().flat_map(|r| r.join().unwrap()).collect();
+    let mut owners: Vec<UserId> = leases.iter().map(|l| l.stream.owner).collect();
+    owners.sort();
+    let mut expected = vec![alice, bob];
+    expected.sort();
+    assert_eq!(owners, expected, "each stream leased once");
+    assert!(leases.iter().all(|l| l.stream.relayed_through == 0));
+    assert!(there.lease(10, lease).unwrap().is_empty(), "both are held");
+
+    // Alice's first two changes, in order; settled through them.
+    let alices = *leases.iter().find(|l| l.stream.owner == alice).unwrap();
+    let batch = here.pending(&alices, 2).unwrap();
+    let seqs: Vec<u64> = batch.changes.iter().map(|c| c.seq).collect();
+    assert_eq!(
+        (seqs, batch.skipped_through, batch.dropped),
+        (vec![1, 2], 0, 0)
+    );
+    assert!(
+        batch
+            .changes
+            .iter()
+            .all(|c| c.kind == ChangeKind::TaskCreated)
+    );
+    assert!(here.settle(&alices, 2).unwrap());
+    // A settlement under an ended lease is refused.
+    assert!(!here.settle(&alices, 3).unwrap());
+
+    // She is still behind: leased again from where she was left.
+    let again = there.lease(10, lease).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].stream,
+        todo_core::RelayedStream {
+            owner: alice,
+            relayed_through: 2
+        }
+    );
+    let batch = there.pending(&again[0], 10).unwrap();
+    assert_eq!(batch.changes.iter().map(|c| c.seq).collect::<Vec<_>>(), [3]);
+
+    // The relay holding her stalls past its lease: another takes it over,
+    // and the stalled one's late settlement is refused.
+    clock.advance(Duration::from_secs(61));
+    let taken = here.lease(10, lease).unwrap();
+    assert_eq!(taken.len(), 2, "both leases ran out");
+    assert!(!there.settle(&again[0], 3).unwrap());
+    let hers = *taken.iter().find(|l| l.stream.owner == alice).unwrap();
+    assert_eq!(hers.stream.relayed_through, 2);
+    // Settling never moves a stream back.
+    assert!(here.settle(&hers, 1).unwrap());
+    let bobs = *taken.iter().find(|l| l.stream.owner == bob).unwrap();
+    assert!(here.settle(&bobs, 1).unwrap());
+    let hers = here.lease(10, lease).unwrap();
+    assert_eq!(hers.len(), 1);
+    assert_eq!(hers[0].stream.relayed_through, 2);
+    assert!(here.settle(&hers[0], 3).unwrap());
+    // Caught up: nothing to lease until the next change.
+    assert!(here.lease(10, lease).unwrap().is_empty());
+    let later = tasks.create(bob, titled("later")).unwrap();
+    let next = there.lease(10, lease).unwrap();
+    assert_eq!(next.len(), 1);
+    let batch = there.pending(&next[0], 10).unwrap();
+    assert_eq!(batch.changes.len(), 1);
+    assert_eq!(
+        (batch.changes[0].seq, batch.changes[0].task_id),
+        (2, later.id)
+    );
+    // A deleted user's stream goes with them, leased or not.
+    assert!(f.store.delete_user(bob).unwrap());
+    assert!(!there.settle(&next[0], 2).unwrap());
+    assert!(here.lease(10, lease).unwrap().is_empty());
+}
+
+fn the_relay_passes_over_what_retention_dropped(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    for (n, seconds) in [(1, 10), (2, 20), (3, 30)] {
+        store
+            .insert_task(&full_task(alice, n, seconds - 1))
+            .unwrap();
+    }
+    assert_eq!(store.prune_changes(at(25)).unwrap(), 2);
+    let clock = Arc::new(ManualClock::at(at(40)));
+    let relay = relay(f.store.clone(), clock);
+    let leased = relay.lease(10, Duration::from_secs(60)).unwrap();
+    assert_eq!(leased.len(), 1);
+    let batch = relay.pending(&leased[0], 10).unwrap();
+    let seqs: Vec<u64> = batch.changes.iter().map(|c| c.seq).collect();
+    assert_eq!(
+        (seqs, batch.skipped_through, batch.dropped),
+        (vec![3], 2, 2)
     );
 }

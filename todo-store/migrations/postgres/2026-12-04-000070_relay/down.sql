@@ -1,0 +1,1 @@
+ALTER TABLE change_streams DROP COLUMN relay_leased_until, DROP COLUMN relayed_through;

@@ -1,0 +1,2 @@
+ALTER TABLE change_streams DROP COLUMN relay_leased_until;
+ALTER TABLE change_streams DROP COLUMN relayed_through;

@@ -1,0 +1,80 @@
+//! The relay's progress through each owner's stream: two columns of
+//! `change_streams` (`relayed_through`, `relay_leased_until`) that only a
+//! running relay writes. A lease gives a stream to one relay at a time, as
+//! a webhook's does (`webhooks.rs`): taken by one conditional
+//! `UPDATE … RETURNING`, honoured by a settlement that writes only under the
+//! same lease.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use todo_core::{RelayStore, RelayedStream, StoreError, Timestamp, UserId};
+
+use crate::SqlStore;
+use crate::db::AnyConnection;
+use crate::error::corrupt;
+use crate::tasks::native;
+
+#[derive(QueryableByName)]
+struct LeasedRow {
+    #[diesel(sql_type = Text)]
+    owner_id: String,
+    #[diesel(sql_type = BigInt)]
+    relayed_through: i64,
+}
+
+impl RelayStore for SqlStore {
+    fn lease_unrelayed_streams(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<RelayedStream>, StoreError> {
+        // As webhooks' lease: the condition repeated outside the subquery,
+        // so that an update that waited for another's row lock re-checks
+        // it; parameters in the order they are bound (SQLite numbers them
+        // as they first appear). With no index on the lag, this reads
+        // every stream: once a round, and only where a relay runs.
+        const LEASE: &str = "UPDATE change_streams SET relay_leased_until = $1 \
+            WHERE owner_id IN (SELECT owner_id FROM change_streams \
+                WHERE last_seq > relayed_through \
+                AND (relay_leased_until IS NULL OR relay_leased_until < $2) LIMIT $3) \
+            AND last_seq > relayed_through \
+            AND (relay_leased_until IS NULL OR relay_leased_until < $2) \
+            RETURNING owner_id, relayed_through";
+        let lease = diesel::sql_query(LEASE)
+            .bind::<BigInt, _>(lease_until.unix_micros())
+            .bind::<BigInt, _>(now.unix_micros())
+            .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows: Vec<LeasedRow> = self.with_write_conn(|conn| native!(conn, |c| lease.load(c)))?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(RelayedStream {
+                    owner: UserId::parse(&row.owner_id)
+                        .map_err(|_| corrupt("change_streams.owner_id"))?,
+                    relayed_through: u64::try_from(row.relayed_through)
+                        .map_err(|_| corrupt("change_streams.relayed_through"))?,
+                })
+            })
+            .collect()
+    }
+
+    fn settle_relayed_stream(
+        &self,
+        owner: UserId,
+        lease_until: Timestamp,
+        relayed_through: u64,
+    ) -> Result<bool, StoreError> {
+        // Never back: a settlement of fewer changes than one before it
+        // (under an older lease) keeps the further point.
+        const SETTLE: &str = "UPDATE change_streams SET relayed_through = \
+            CASE WHEN relayed_through > $1 THEN relayed_through ELSE $1 END, \
+            relay_leased_until = NULL \
+            WHERE owner_id = $2 AND relay_leased_until = $3";
+        let settle = diesel::sql_query(SETTLE)
+            .bind::<BigInt, _>(i64::try_from(relayed_through).unwrap_or(i64::MAX))
+            .bind::<Text, _>(owner.to_string())
+            .bind::<BigInt, _>(lease_until.unix_micros());
+        let updated = self.with_write_conn(|conn| native!(conn, |c| settle.execute(c)))?;
+        Ok(updated > 0)
+    }
+}
