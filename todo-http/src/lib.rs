@@ -103,7 +103,7 @@ pub use probe::{NotReady, Operations, Probe};
 pub use problem::{ApiError, InternalDetail, ProblemData};
 pub use request::{HttpLimits, ProxyListError, RequestBody, TrustedProxies};
 pub use server::{serve, shutdown_signal};
-pub use task_api::{TaskApi, change_json};
+pub use task_api::{TaskApi, change_event_body, change_json};
 pub use tls::server_config as tls_server_config;
 
 /// The route tables, for tests and documentation.

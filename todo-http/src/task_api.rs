@@ -641,6 +641,19 @@ pub fn change_json(owner: UserId, change: &Change) -> serde_json::Value {
     serde_json::to_value(ChangeDto::of(owner, change)).unwrap_or(serde_json::Value::Null)
 }
 
+/// A change as a webhook delivery and a relayed message carry it, as JSON
+/// bytes: `{type, timestamp, data}`, `data` being [`change_json`].
+#[must_use]
+pub fn change_event_body(owner: UserId, change: &Change) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "type": change.kind.as_str(),
+        // When the change was made (the same on every attempt).
+        "timestamp": change.at.to_string(),
+        "data": change_json(owner, change),
+    }))
+    .unwrap_or_default()
+}
+
 /// A page of changes.
 #[derive(Serialize, ToSchema)]
 struct ChangesPage<'a> {

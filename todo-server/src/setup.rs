@@ -149,6 +149,19 @@ pub struct TaskSettings {
     /// beside the Mozilla roots (a private CA, or a test receiver's own).
     #[arg(long, env = "TODO_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<std::path::PathBuf>,
+    /// Publish every change to this RabbitMQ broker
+    /// (`amqp://user:password@host:5672/vhost`, the vhost URL-encoded:
+    /// `%2f` for `/`), at least once and in order per user. Every
+    /// instance may relay; each user's stream is leased to one at a time.
+    #[arg(long, env = "TODO_AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+    /// A file holding `--amqp-url` (a mounted secret).
+    #[arg(long, env = "TODO_AMQP_URL_FILE", conflicts_with = "amqp_url")]
+    pub amqp_url_file: Option<std::path::PathBuf>,
+    /// The durable topic exchange changes are published to; the routing
+    /// key is the change's type (`task.created`, …).
+    #[arg(long, env = "TODO_AMQP_EXCHANGE", default_value = "todo.changes")]
+    pub amqp_exchange: String,
 }
 
 impl Default for TaskSettings {
@@ -161,6 +174,9 @@ impl Default for TaskSettings {
             max_webhooks_per_user: 10,
             webhooks_allow_private: false,
             webhook_ca_file: None,
+            amqp_url: None,
+            amqp_url_file: None,
+            amqp_exchange: "todo.changes".to_owned(),
         }
     }
 }
@@ -253,6 +269,28 @@ impl TaskSettings {
         )));
         crate::webhooks::deliver_webhooks_periodically(service.clone(), sender);
         Ok(service)
+    }
+
+    /// Where `--amqp-url` says to relay changes, if it does.
+    pub fn amqp_target(&self) -> Result<Option<crate::relay::AmqpTarget>, Error> {
+        let url = match (&self.amqp_url, &self.amqp_url_file) {
+            (Some(url), _) => url.clone(),
+            (None, Some(file)) => crate::config::read_secret_file(file)?.trim().to_owned(),
+            (None, None) => return Ok(None),
+        };
+        crate::relay::AmqpTarget::new(&url, &self.amqp_exchange).map(Some)
+    }
+
+    /// The relay of every change to RabbitMQ, started if `--amqp-url` is
+    /// given (call inside a tokio runtime).
+    pub fn start_relay(&self, store: SqlStore, clock: Arc<SystemClock>) -> Result<(), Error> {
+        let Some(target) = self.amqp_target()? else {
+            return Ok(());
+        };
+        let store = Arc::new(store);
+        let service = todo_core::RelayService::new(store.clone(), store, clock);
+        crate::relay::relay_changes(service, target);
+        Ok(())
     }
 }
 
@@ -640,6 +678,7 @@ pub fn one_origin_with(
         task_settings.change_retention(),
         CHANGE_PRUNE_INTERVAL,
     );
+    task_settings.start_relay(store.clone(), clock.clone())?;
     let webhooks = task_settings.start_webhooks(store.clone(), clock)?;
     let task_api = task_api(tasks, gate, store)?.with_webhooks(webhooks);
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))

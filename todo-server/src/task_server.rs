@@ -124,6 +124,9 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     // streams (PostgreSQL's LISTEN/NOTIFY; SQLite has no other writer).
     // Kept until the server stops.
     let listener = crate::setup::wake_on_changes(&store, &service)?;
+    cli.settings
+        .tasks
+        .start_relay(store.clone(), Arc::new(SystemClock))?;
     let webhooks = cli
         .settings
         .tasks

@@ -23,10 +23,9 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};
-use serde_json::json;
 use todo_core::{
-    ChangeCursor, Delivery, DeliveryAttempt, Leased, TargetCheck, ValidationError, Webhook,
-    WebhookService, WebhookUrl,
+    ChangeCursor, Delivery, DeliveryAttempt, Leased, TargetCheck, ValidationError, WebhookService,
+    WebhookUrl,
 };
 
 use crate::Error;
@@ -278,7 +277,10 @@ impl WebhookSender {
         .map_err(|_| "no name lookup".to_owned())?
         .map_err(|_| "the host does not resolve".to_owned())?;
         let addresses = addresses(resolved, self.allow_private).map_err(str::to_owned)?;
-        let body = Bytes::from(body(&delivery.webhook, delivery));
+        let body = Bytes::from(todo_http::change_event_body(
+            delivery.webhook.owner,
+            &delivery.change,
+        ));
         let timestamp = at.unix_seconds();
         let signature = todo_auth::webhook_signature(
             &delivery.webhook.secret,
@@ -374,20 +376,6 @@ fn host_header(url: &WebhookUrl) -> String {
     } else {
         format!("{host}:{}", url.port())
     }
-}
-
-/// A delivery's body: `{type, timestamp, data}`, `data` being the change as
-/// `GET /v1/changes` shows it.
-fn body(webhook: &Webhook, delivery: &Delivery) -> Vec<u8> {
-    let change = &delivery.change;
-    let data = todo_http::change_json(webhook.owner, change);
-    serde_json::to_vec(&json!({
-        "type": change.kind.as_str(),
-        // When the change was made (the same on every attempt).
-        "timestamp": change.at.to_string(),
-        "data": data,
-    }))
-    .unwrap_or_default()
 }
 
 /// Delivers due webhooks every second until the runtime stops.

@@ -1,0 +1,334 @@
+//! The relay to RabbitMQ (`--amqp-url`): every change of the log published
+//! to a durable topic exchange, with publisher confirms.
+//!
+//! The log is the queue ([`todo_core::RelayService`]): the relay leases
+//! streams that are behind, publishes each one's next changes in order on
+//! one confirming channel, and settles how far the broker confirmed. A
+//! change is settled only once the broker has confirmed it and every
+//! change before it in its stream: a broker that restarts, a connection
+//! that drops or an instance that dies leaves the rest to be published
+//! again (at least once, in commit order per user, from where it stopped).
+//!
+//! A message: routing key the change's type (`task.created`, …); body
+//! `{type, timestamp, data}` as a webhook's; `message_id`
+//! `<owner>_<number>` (the same on every republication: consumers
+//! deduplicate on it), headers `owner_id` and `seq`; persistent.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use todo_core::{Change, LeasedStream, RelayBatch, RelayService};
+
+use crate::error::Error;
+
+/// Streams leased in one round.
+const LEASED_AT_ONCE: usize = 32;
+/// Changes of a stream published under one lease.
+const PER_LEASE: usize = 100;
+/// How long a lease lasts: well past one batch's confirmation.
+const LEASE: Duration = Duration::from_secs(60);
+/// How long the broker has to confirm one stream's batch; then the
+/// connection is counted as lost.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle relay looks for new changes.
+const IDLE_LOOK_EVERY: Duration = Duration::from_millis(250);
+/// The longest wait between attempts to reach the broker.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where to publish.
+#[derive(Clone)]
+pub struct AmqpTarget {
+    url: String,
+    exchange: String,
+}
+
+impl std::fmt::Debug for AmqpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpTarget")
+            .field("url", &todo_store::redact_url(&self.url))
+            .field("exchange", &self.exchange)
+            .finish()
+    }
+}
+
+impl AmqpTarget {
+    /// The broker at `url` (`amqp://user:password@host:5672/vhost`), its
+    /// exchange `exchange`. Refuses what cannot be used: a malformed URL,
+    /// `amqps://` (this build has no TLS for AMQP), an empty exchange name.
+    pub fn new(url: &str, exchange: &str) -> Result<Self, Error> {
+        let parsed: lapin::uri::AMQPUri = url
+            .parse()
+            .map_err(|e: String| Error::setting("--amqp-url", e))?;
+        if parsed.scheme != lapin::uri::AMQPScheme::AMQP {
+            return Err(Error::setting(
+                "--amqp-url",
+                "amqps:// is not supported by this build: reach the broker over a private \
+                 network, or through a TLS-terminating sidecar on localhost",
+            ));
+        }
+        if exchange.is_empty() || exchange.len() > 127 || exchange.starts_with("amq.") {
+            return Err(Error::setting(
+                "--amqp-exchange",
+                "1 to 127 bytes, not starting with amq. (the broker's own)",
+            ));
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            exchange: exchange.to_owned(),
+        })
+    }
+
+    /// The exchange published to.
+    #[must_use]
+    pub fn exchange(&self) -> &str {
+        &self.exchange
+    }
+}
+
+/// Relays changes to `target` until the runtime stops: reconnecting with
+/// backoff whenever the broker is out of reach.
+pub fn relay_changes(service: RelayService, target: AmqpTarget) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match connect(&target).await {
+                Ok((connection, channel)) => {
+                    tracing::info!(target: "todo::relay", exchange = %target.exchange, "connected to the broker");
+                    backoff = Duration::from_millis(500);
+                    let lost = relay_while_connected(&service, &target, &channel).await;
+                    tracing::warn!(target: "todo::relay", error = %lost, "the broker connection was lost; unconfirmed changes will be published again");
+                    // Closing may fail on a dead connection; it is dropped anyway.
+                    let _ = connection.close(0, "relay reconnecting".into()).await;
+                }
+                Err(error) => {
+                    tracing::warn!(target: "todo::relay", %error, url = %todo_store::redact_url(&target.url), "cannot reach the broker");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    })
+}
+
+/// A connection, and a confirming channel with the exchange declared.
+async fn connect(target: &AmqpTarget) -> Result<(Connection, Channel), String> {
+    let properties =
+        ConnectionProperties::default().with_connection_name("todo change relay".into());
+    let connection = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(&target.url, properties),
+    )
+    .await
+    .map_err(|_| "connecting timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    channel
+        .exchange_declare(
+            target.exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((connection, channel))
+}
+
+/// Relays rounds until the connection fails; returns why it did.
+async fn relay_while_connected(
+    service: &RelayService,
+    target: &AmqpTarget,
+    channel: &Channel,
+) -> String {
+    loop {
+        let leased = {
+            let service = service.clone();
+            tokio::task::spawn_blocking(move || service.lease(LEASED_AT_ONCE, LEASE)).await
+        };
+        let leased = match leased {
+            Ok(Ok(leased)) => leased,
+            Ok(Err(error)) => {
+                tracing::warn!(target: "todo::relay", %error, "leasing streams failed");
+                tokio::time::sleep(IDLE_LOOK_EVERY).await;
+                continue;
+            }
+            Err(_) => return "the runtime is stopping".to_owned(),
+        };
+        if leased.is_empty() {
+            if !channel.status().connected() {
+                return "the channel closed".to_owned();
+            }
+            tokio::time::sleep(IDLE_LOOK_EVERY).await;
+            continue;
+        }
+        let mut lost = None;
+        for stream in leased {
+            // After a failure, the remaining leases are released unmoved.
+            let through = match &lost {
+                None => match relay_stream(service, target, channel, &stream).await {
+                    Ok(through) => through,
+                    Err((through, error)) => {
+                        lost = Some(error);
+                        through
+                    }
+                },
+                Some(_) => stream.stream.relayed_through,
+            };
+            let service = service.clone();
+            let settled =
+                tokio::task::spawn_blocking(move || service.settle(&stream, through)).await;
+            match settled {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::info!(target: "todo::relay", owner = %stream.stream.owner, "a lease ran out before it was settled; its changes will be published again");
+                }
+                _ => tracing::warn!(target: "todo::relay", "settling a relayed stream failed"),
+            }
+        }
+        if let Some(error) = lost {
+            return error;
+        }
+    }
+}
+
+/// Publishes a leased stream's next changes and waits for the broker's
+/// confirmations: how far the stream got (every change through it
+/// confirmed, in order), or that and why it stopped.
+async fn relay_stream(
+    service: &RelayService,
+    target: &AmqpTarget,
+    channel: &Channel,
+    leased: &LeasedStream,
+) -> Result<u64, (u64, String)> {
+    let batch: RelayBatch = {
+        let (service, leased) = (service.clone(), *leased);
+        match tokio::task::spawn_blocking(move || service.pending(&leased, PER_LEASE)).await {
+            Ok(Ok(batch)) => batch,
+            _ => {
+                tracing::warn!(target: "todo::relay", "reading a stream's changes failed");
+                return Ok(leased.stream.relayed_through);
+            }
+        }
+    };
+    if batch.dropped > 0 {
+        tracing::warn!(
+            target: "todo::relay",
+            owner = %leased.stream.owner,
+            dropped = batch.dropped,
+            "changes the log no longer keeps were passed over unpublished"
+        );
+    }
+    let mut through = batch.skipped_through;
+    // Published back to back, then confirmed: the broker confirms a
+    // channel's messages in the order they were published.
+    let mut confirms = Vec::with_capacity(batch.changes.len());
+    for change in &batch.changes {
+        let (body, properties) = message(leased.stream.owner, change);
+        let published = channel
+            .basic_publish(
+                target.exchange.as_str().into(),
+                change.kind.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await;
+        match published {
+            Ok(confirm) => confirms.push((change.seq, confirm)),
+            Err(error) => {
+                // What was published before it may still be confirmed.
+                let through = confirmed_through(through, confirms).await;
+                return Err((through, error.to_string()));
+            }
+        }
+    }
+    let result = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+        for (seq, confirm) in confirms {
+            match confirm.await {
+                Ok(answer) if answer.is_ack() => through = seq,
+                Ok(_) => return Err("the broker refused a message (nack)".to_owned()),
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => Ok(through),
+        Ok(Err(error)) => Err((through, error)),
+        Err(_) => Err((through, "the broker did not confirm in time".to_owned())),
+    }
+}
+
+/// The number of the last change of an unbroken run of confirmations
+/// from the start, waiting a little for each.
+async fn confirmed_through(mut through: u64, confirms: Vec<(u64, lapin::PublisherConfirm)>) -> u64 {
+    for (seq, confirm) in confirms {
+        match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+            Ok(Ok(answer)) if answer.is_ack() => through = seq,
+            _ => break,
+        }
+    }
+    through
+}
+
+/// A change as a message: its body and properties.
+fn message(owner: todo_core::UserId, change: &Change) -> (Vec<u8>, BasicProperties) {
+    let body = todo_http::change_event_body(owner, change);
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "owner_id".into(),
+        AMQPValue::LongString(owner.to_string().into()),
+    );
+    headers.insert(
+        "seq".into(),
+        AMQPValue::LongLongInt(i64::try_from(change.seq).unwrap_or(i64::MAX)),
+    );
+    let seconds = u64::try_from(change.at.unix_micros() / 1_000_000).unwrap_or(0);
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2) // persistent: kept across a broker restart
+        .with_message_id(format!("{}_{}", owner.as_uuid().simple(), change.seq).into())
+        .with_timestamp(seconds)
+        .with_type(change.kind.as_str().into())
+        .with_app_id("todo".into())
+        .with_headers(headers);
+    (body, properties)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn targets_refuse_what_cannot_be_used() {
+        assert!(AmqpTarget::new("amqp://guest:guest@127.0.0.1:5672/%2f", "todo.changes").is_ok());
+        for (url, exchange) in [
+            ("amqps://broker.example:5671/%2f", "todo.changes"),
+            ("http://broker.example/", "todo.changes"),
+            ("not a url", "todo.changes"),
+            ("amqp://127.0.0.1:5672/%2f", ""),
+            ("amqp://127.0.0.1:5672/%2f", "amq.topic"),
+        ] {
+            assert!(AmqpTarget::new(url, exchange).is_err(), "{url} {exchange}");
+        }
+        // The password is never printed.
+        let target = AmqpTarget::new("amqp://relay:s3cret@127.0.0.1:5672/%2f", "x").unwrap();
+        assert!(!format!("{target:?}").contains("s3cret"));
+    }
+}

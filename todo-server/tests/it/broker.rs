@@ -1,0 +1,150 @@
+//! A throwaway RabbitMQ broker for the relay's tests: Debian's
+//! `rabbitmq-server` started on its own ports, node name and data
+//! directory, killed and started again on the same data as a crashed
+//! broker would be.
+//!
+//! Without the broker installed the tests fail, saying how to install it,
+//! unless `TODO_SKIP_RABBITMQ=1` says skipping is intended (CI installs it:
+//! scripts/install-deps).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+
+/// A running (or stopped) broker; killed when dropped.
+pub struct Broker {
+    dir: tempfile::TempDir,
+    node: String,
+    port: u16,
+    dist_port: u16,
+    process: Option<Child>,
+}
+
+/// A broker to test against, or `None` when skipping is intended.
+pub fn start() -> Option<Broker> {
+    if !Path::new(SERVER).exists() {
+        assert!(
+            std::env::var("TODO_SKIP_RABBITMQ").is_ok_and(|v| v == "1"),
+            "{SERVER} is missing: install Debian's rabbitmq-server \
+             (scripts/install-deps does), or set TODO_SKIP_RABBITMQ=1 to skip the relay's tests"
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("broker dir");
+    std::fs::write(dir.path().join("enabled_plugins"), "[].\n").expect("plugins file");
+    let (port, dist_port) = (free_port(), free_port());
+    let mut broker = Broker {
+        node: format!("todo-test-{}-{port}@localhost", std::process::id()),
+        dir,
+        port,
+        dist_port,
+        process: None,
+    };
+    broker.run();
+    Some(broker)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl Broker {
+    /// The URL the relay and the tests connect to.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts the broker on its data directory and waits until it serves.
+    pub fn run(&mut self) {
+        assert!(self.process.is_none(), "already running");
+        let _ = std::fs::remove_file(self.path("pid"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("broker.log"))
+            .expect("broker log");
+        let child = Command::new(SERVER)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", self.path("mnesia"))
+            .env("RABBITMQ_LOG_BASE", self.path("log"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                self.path("enabled_plugins"),
+            )
+            .env("RABBITMQ_CONFIG_FILE", self.path("rabbitmq"))
+            .env("RABBITMQ_PID_FILE", self.path("pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start rabbitmq-server");
+        self.process = Some(child);
+        let waited = Command::new(CTL)
+            .env("HOME", self.dir.path())
+            .args(["-n", &self.node, "wait", "--timeout", "90"])
+            .arg(self.path("pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("rabbitmqctl wait");
+        assert!(
+            waited.success(),
+            "the broker did not start; its log: {}",
+            std::fs::read_to_string(self.path("broker.log")).unwrap_or_default()
+        );
+        // Serving AMQP, not only booted.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the broker's port never opened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the broker as a crash would (SIGKILL of the Erlang VM).
+    pub fn kill(&mut self) {
+        let pid = std::fs::read_to_string(self.path("pid")).expect("broker pid file");
+        let status = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -9 {pid}");
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Gone: its port refuses.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "the broker outlived kill -9");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.path("pid")) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

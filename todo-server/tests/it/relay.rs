@@ -1,0 +1,329 @@
+//! The relay to RabbitMQ against a real broker: two relays (as two
+//! instances) publish every change once while the broker is up; the broker
+//! killed and started again under a steady write load loses nothing, and
+//! each user's changes arrive in the order they committed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use todo_auth::{OsRandom, SystemClock};
+use todo_core::{NewTask, RelayService, TaskPatch, TaskService, TaskStore, Title, UserId};
+use todo_server::relay::{AmqpTarget, relay_changes};
+use todo_store::SqlStore;
+use todo_store::testing::TestDatabase;
+
+use crate::broker;
+
+const EXCHANGE: &str = "todo.changes";
+const QUEUE: &str = "relay-test";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_relay_publishes_each_change_once_and_survives_a_broker_crash() {
+    relay_survives_a_broker_crash(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_relay_publishes_each_change_once_and_survives_a_broker_crash() {
+    if let Some(database) = TestDatabase::postgres() {
+        relay_survives_a_broker_crash(database).await;
+    }
+}
+
+/// One message as the test consumer read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Received {
+    owner: String,
+    seq: u64,
+    routing_key: String,
+    message_id: String,
+}
+
+async fn relay_survives_a_broker_crash(database: TestDatabase) {
+    let Some(mut broker) = broker::start() else {
+        return;
+    };
+    let store = database.store.clone();
+    let clock = Arc::new(SystemClock);
+    let tasks = TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
+    let users: Vec<UserId> = ["ada", "grace", "edsger"]
+        .into_iter()
+        .map(|name| todo_core::testing::a_user(&store, &*clock, name).unwrap())
+        .collect();
+    // Another user's changes exist before the queue does, and are relayed
+    // too: the relay starts from the log, not from when it started.
+    tasks.create(users[0], titled("before the relay")).unwrap();
+
+    // The consumer's durable queue, bound to every change.
+    let channel = consumer(&broker.url()).await;
+    // Two relays on two instances of the store (their own pools), as two
+    // task-servers would run them.
+    let target = AmqpTarget::new(&broker.url(), EXCHANGE).unwrap();
+    let second = SqlStore::open(&database.config).unwrap();
+    let relays = [
+        relay_changes(relay_service(store.clone()), target.clone()),
+        relay_changes(relay_service(second), target),
+    ];
+
+    // Phase 1, the broker up: every change once, in order.
+    let writes = write_round(&tasks, &users, 0);
+    let expected = heads(&store, &users);
+    assert_eq!(expected.values().sum::<u64>(), 1 + writes);
+    let mut received = Vec::new();
+    drain_until(&channel, &mut received, &expected, Duration::from_secs(30)).await;
+    // Nothing more comes: no change was published twice.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drain(&channel, &mut received).await;
+    let mut seen = HashSet::new();
+    for message in &received {
+        assert!(
+            seen.insert((message.owner.clone(), message.seq)),
+            "published twice while the broker was up: {message:?}"
+        );
+    }
+    check_order_and_completeness(&received, &expected);
+    let first = received[0].clone();
+    assert_eq!(first.routing_key, "task.created");
+    assert_eq!(
+        first.message_id,
+        format!("{}_{}", users[0].as_uuid().simple(), 1)
+    );
+    drop(channel);
+
+    // Phase 2, under a steady load of writes: the broker crashes, and
+    // starts again on its data a few seconds later.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (tasks, users, writing) = (tasks.clone(), users.clone(), writing.clone());
+        std::thread::spawn(move || {
+            let mut round = 1;
+            while writing.load(Ordering::SeqCst) {
+                write_round(&tasks, &users, round);
+                round += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let store_for_heads = store.clone();
+    let users_for_heads = users.clone();
+    let at_crash = heads(&store_for_heads, &users_for_heads);
+    let broker = tokio::task::spawn_blocking(move || {
+        broker.kill();
+        std::thread::sleep(Duration::from_secs(2));
+        broker.run();
+        broker
+    })
+    .await
+    .unwrap();
+    let at_restart = heads(&store, &users);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    writing.store(false, Ordering::SeqCst);
+    writer.join().unwrap();
+    assert!(
+        at_restart.values().sum::<u64>() > at_crash.values().sum::<u64>() + 10,
+        "changes were written while the broker was down: {at_crash:?} -> {at_restart:?}"
+    );
+
+    let expected = heads(&store, &users);
+    let channel = consumer(&broker.url()).await;
+    // After a restart the relay reconnects with backoff (up to 8 s here).
+    drain_until(&channel, &mut received, &expected, Duration::from_secs(60)).await;
+    check_order_and_completeness(&received, &expected);
+    let distinct: HashSet<(&str, u64)> =
+        received.iter().map(|m| (m.owner.as_str(), m.seq)).collect();
+    eprintln!(
+        "relayed {} changes as {} messages ({} written while the broker was down)",
+        distinct.len(),
+        received.len(),
+        at_restart.values().sum::<u64>() - at_crash.values().sum::<u64>()
+    );
+    for relay in relays {
+        relay.abort();
+    }
+}
+
+fn relay_service(store: SqlStore) -> RelayService {
+    let store = Arc::new(store);
+    RelayService::new(store.clone(), store, Arc::new(SystemClock))
+}
+
+fn titled(title: &str) -> NewTask {
+    NewTask::titled(Title::parse(title).unwrap())
+}
+
+/// Each user creates a task and completes it: two changes each.
+fn write_round(tasks: &TaskService, users: &[UserId], round: u32) -> u64 {
+    let mut written = 0;
+    for user in users {
+        let task = tasks
+            .create(*user, titled(&format!("round {round}")))
+            .unwrap();
+        let patch = TaskPatch {
+            done: Some(true),
+            ..TaskPatch::default()
+        };
+        tasks.update(*user, task.id, patch, None).unwrap();
+        written += 2;
+    }
+    written
+}
+
+/// The number of each user's latest change.
+fn heads(store: &SqlStore, users: &[UserId]) -> BTreeMap<String, u64> {
+    users
+        .iter()
+        .map(|user| {
+            let head = store.changes_after(*user, 0, 1).unwrap().head;
+            (user.to_string(), head)
+        })
+        .collect()
+}
+
+/// A channel on which the test's durable queue is bound to the exchange.
+async fn consumer(url: &str) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let connection = loop {
+        match Connection::connect(url, ConnectionProperties::default()).await {
+            Ok(connection) => break connection,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot reach the broker: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            EXCHANGE.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_declare(
+            QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            QUEUE.into(),
+            EXCHANGE.into(),
+            "task.*".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // The connection lives as long as the channel is used.
+    std::mem::forget(connection);
+    channel
+}
+
+/// Takes every message waiting in the queue.
+async fn drain(channel: &Channel, into: &mut Vec<Received>) {
+    while let Some(message) = channel
+        .basic_get(QUEUE.into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+    {
+        let delivery = &message.delivery;
+        let headers = delivery.properties.headers().clone().unwrap_or_default();
+        let owner = match headers.inner().get("owner_id") {
+            Some(AMQPValue::LongString(owner)) => owner.to_string(),
+            other => panic!("owner_id header: {other:?}"),
+        };
+        let seq = match headers.inner().get("seq") {
+            Some(AMQPValue::LongLongInt(seq)) => u64::try_from(*seq).unwrap(),
+            other => panic!("seq header: {other:?}"),
+        };
+        // The body says the same as the headers.
+        let body: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+        assert_eq!(
+            body["type"].as_str(),
+            Some(delivery.routing_key.as_str()),
+            "{body}"
+        );
+        assert!(body["data"]["cursor"].is_string(), "{body}");
+        into.push(Received {
+            owner,
+            seq,
+            routing_key: delivery.routing_key.to_string(),
+            message_id: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        });
+        delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+}
+
+/// Drains until every change up to `expected` has arrived, or fails.
+async fn drain_until(
+    channel: &Channel,
+    into: &mut Vec<Received>,
+    expected: &BTreeMap<String, u64>,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        drain(channel, into).await;
+        let seen: HashSet<(&str, u64)> = into.iter().map(|m| (m.owner.as_str(), m.seq)).collect();
+        let missing = expected
+            .iter()
+            .flat_map(|(owner, head)| (1..=*head).map(move |seq| (owner.as_str(), seq)))
+            .filter(|key| !seen.contains(key))
+            .count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} changes never arrived (received {})",
+            into.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every change arrived, and each user's first arrivals are in the order
+/// the changes committed (a republished change may come again later).
+fn check_order_and_completeness(received: &[Received], expected: &BTreeMap<String, u64>) {
+    for (owner, head) in expected {
+        let mut firsts = Vec::new();
+        let mut seen = HashSet::new();
+        for message in received.iter().filter(|m| &m.owner == owner) {
+            if seen.insert(message.seq) {
+                firsts.push(message.seq);
+            }
+        }
+        let in_order: Vec<u64> = (1..=*head).collect();
+        assert_eq!(firsts, in_order, "{owner}'s changes, in order of arrival");
+    }
+    assert!(
+        received.iter().all(|m| expected.contains_key(&m.owner)),
+        "only these users' changes"
+    );
+}
