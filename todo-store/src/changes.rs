@@ -13,7 +13,7 @@
 //! quota's check (`take_seq_within`: the stream counts its owner's tasks).
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::BigInt;
 use todo_core::{
     Change, ChangeKind, ChangeLog, StoreError, TaskId, Timestamp, UserId, trim_through,
 };
@@ -138,25 +138,28 @@ pub(crate) fn take_seq_within(
     bump_within(conn, owner_id, max)
 }
 
-#[derive(QueryableByName)]
-struct Seq {
-    #[diesel(sql_type = BigInt)]
-    last_seq: i64,
-}
-
 /// The stream's next number, counting one more task, if it counts fewer
-/// than `max`. (The upsert's `WHERE` has no diesel form: plain SQL, the
-/// same on both databases.)
+/// than `max`. (In diesel's form, not SQL text: its statement is prepared
+/// once per connection and kept, where `sql_query` would prepare it on
+/// every creation.)
 fn bump_within(conn: &mut AnyConnection, owner_id: &str, max: i64) -> QueryResult<Option<i64>> {
-    const BUMP_WITHIN: &str = "INSERT INTO change_streams (owner_id, last_seq, task_count) \
-        VALUES ($1, 1, 1) ON CONFLICT (owner_id) DO UPDATE \
-        SET last_seq = change_streams.last_seq + 1, task_count = change_streams.task_count + 1 \
-        WHERE change_streams.task_count < $2 RETURNING last_seq";
-    let bump = diesel::sql_query(BUMP_WITHIN)
-        .bind::<Text, _>(owner_id)
-        .bind::<BigInt, _>(max);
-    let seq: Option<Seq> = native!(&mut *conn, |c| bump.get_result(c).optional())?;
-    Ok(seq.map(|s| s.last_seq))
+    use diesel::query_dsl::methods::FilterDsl as _;
+    let upsert = diesel::insert_into(change_streams::table)
+        .values((
+            change_streams::owner_id.eq(owner_id),
+            change_streams::last_seq.eq(1_i64),
+            change_streams::task_count.eq(1_i64),
+        ))
+        .on_conflict(change_streams::owner_id)
+        .do_update()
+        .set((
+            change_streams::last_seq.eq(change_streams::last_seq + 1_i64),
+            change_streams::task_count.eq(change_streams::task_count + 1_i64),
+        ));
+    let bump = upsert
+        .filter(change_streams::task_count.lt(max))
+        .returning(change_streams::last_seq);
+    native!(&mut *conn, |c| bump.get_result(c).optional())
 }
 
 /// Appends the change numbered `seq` (taken by the write, which holds the
