@@ -12,6 +12,10 @@
 //! A crate of its own, `publish = false`, so that no production crate
 //! carries test code: todo-http's and the binaries' tests and the
 //! examples depend on it.
+//!
+//! [`broker`] starts a throwaway RabbitMQ for the relay's tests.
+
+pub mod broker;
 
 use std::net::SocketAddr;
 use std::path::Path;

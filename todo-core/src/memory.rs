@@ -43,6 +43,8 @@ struct Stream {
     /// How far the relay has got, and until when it holds the stream.
     relayed_through: u64,
     relay_leased_until: Option<Timestamp>,
+    /// When a relay last leased the stream (`None`: never).
+    relay_served_at: Option<Timestamp>,
 }
 
 impl Tables {
@@ -600,6 +602,14 @@ impl WebhookStore for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Behind, and not leased (or the lease ran out by `now`).
+    fn unrelayed(stream: &Stream, now: Timestamp) -> bool {
+        stream.head > stream.relayed_through
+            && stream.relay_leased_until.is_none_or(|until| until < now)
+    }
+}
+
 impl RelayStore for MemoryStore {
     fn lease_unrelayed_streams(
         &self,
@@ -608,21 +618,34 @@ impl RelayStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<RelayedStream>, StoreError> {
         let mut tables = self.tables();
+        let mut due: Vec<(Option<Timestamp>, UserId)> = tables
+            .changes
+            .iter()
+            .filter(|(_, stream)| Self::unrelayed(stream, now))
+            .map(|(owner, stream)| (stream.relay_served_at, *owner))
+            .collect();
+        // The least recently served first.
+        due.sort();
         let mut leased = Vec::new();
-        for (owner, stream) in &mut tables.changes {
-            if leased.len() >= limit {
-                break;
-            }
-            let free = stream.relay_leased_until.is_none_or(|until| until < now);
-            if stream.head > stream.relayed_through && free {
+        for (_, owner) in due.into_iter().take(limit) {
+            if let Some(stream) = tables.changes.get_mut(&owner) {
                 stream.relay_leased_until = Some(lease_until);
+                stream.relay_served_at = Some(now);
                 leased.push(RelayedStream {
-                    owner: *owner,
+                    owner,
                     relayed_through: stream.relayed_through,
                 });
             }
         }
         Ok(leased)
+    }
+
+    fn any_unrelayed_stream(&self, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(self
+            .tables()
+            .changes
+            .values()
+            .any(|stream| Self::unrelayed(stream, now)))
     }
 
     fn settle_relayed_stream(

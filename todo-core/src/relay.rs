@@ -35,14 +35,18 @@ pub struct RelayedStream {
 pub trait RelayStore: Send + Sync {
     /// Leases, until `lease_until`, up to `limit` streams whose latest
     /// change is past their `relayed_through` and that are not leased (or
-    /// whose lease ran out by `now`): atomically, so that of several relays
-    /// asking at once each stream goes to one. Returns them as leased.
+    /// whose lease ran out by `now`), those leased longest ago first:
+    /// atomically, so that of several relays asking at once each stream
+    /// goes to one. Returns them as leased.
     fn lease_unrelayed_streams(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
     ) -> Result<Vec<RelayedStream>, StoreError>;
+    /// Whether any stream is behind and free to lease at `now`: a read,
+    /// for an idle relay to look without taking the write lock.
+    fn any_unrelayed_stream(&self, now: Timestamp) -> Result<bool, StoreError>;
     /// Records that `owner`'s stream is relayed through `relayed_through`
     /// (never moving it back) and ends the lease, if the stream is still
     /// leased until `lease_until`; `false` (nothing written) if the lease
@@ -106,9 +110,14 @@ impl RelayService {
         }
     }
 
-    /// Leases up to `limit` streams that have changes to relay, for `lease`.
+    /// Leases up to `limit` streams that have changes to relay, for
+    /// `lease`, the least recently served first. Looks with a read first:
+    /// an idle relay takes no write lock.
     pub fn lease(&self, limit: usize, lease: Duration) -> Result<Vec<LeasedStream>> {
         let now = self.clock.now();
+        if !self.store.any_unrelayed_stream(now)? {
+            return Ok(Vec::new());
+        }
         let until = now.saturating_add(lease);
         Ok(self
             .store

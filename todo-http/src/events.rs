@@ -103,9 +103,13 @@ impl LiveStreams {
     pub(crate) const DEFAULT_TOTAL: usize = 256;
 
     pub(crate) fn new(max_total: usize) -> Self {
+        Self::with_client_cap(max_total, MAX_STREAMS_PER_CLIENT)
+    }
+
+    pub(crate) fn with_client_cap(max_total: usize, per_client: usize) -> Self {
         Self {
             open: Arc::default(),
-            clients: ClientSlots::new(MAX_STREAMS_PER_CLIENT),
+            clients: ClientSlots::new(per_client),
             max_total,
         }
     }

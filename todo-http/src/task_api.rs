@@ -92,6 +92,19 @@ impl TaskApi {
         self
     }
 
+    /// At most `total` live streams (`GET /v1/events`) open at once on
+    /// this instance (default 256; past it 503) and `per_client` from one
+    /// client address (default 16, an IPv6 /64 counting as one; past it
+    /// 429); a user has at most 8 whatever these are. Each stream holds a
+    /// connection for as long as its client keeps it: keep `total` well
+    /// under the server's connection cap, so that streams cannot take
+    /// every connection.
+    #[must_use]
+    pub fn with_live_limits(mut self, total: usize, per_client: usize) -> Self {
+        self.live = LiveStreams::with_client_cap(total, per_client);
+        self
+    }
+
     /// Serves `/v1/webhooks` with `webhooks` (without it, 404): the
     /// deliveries are made by whoever runs the service's worker.
     #[must_use]

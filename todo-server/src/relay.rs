@@ -36,6 +36,8 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an idle relay looks for new changes.
 const IDLE_LOOK_EVERY: Duration = Duration::from_millis(250);
+/// The first wait before reaching the broker again, doubling each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest wait between attempts to reach the broker.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -60,9 +62,13 @@ impl AmqpTarget {
     /// exchange `exchange`. Refuses what cannot be used: a malformed URL,
     /// `amqps://` (this build has no TLS for AMQP), an empty exchange name.
     pub fn new(url: &str, exchange: &str) -> Result<Self, Error> {
-        let parsed: lapin::uri::AMQPUri = url
-            .parse()
-            .map_err(|e: String| Error::setting("--amqp-url", e))?;
+        // The parser's own message may quote the URL, password and all.
+        let parsed: lapin::uri::AMQPUri = url.parse().map_err(|_: String| {
+            Error::setting(
+                "--amqp-url",
+                "not an AMQP URL (amqp://user:password@host:5672/vhost)",
+            )
+        })?;
         if parsed.scheme != lapin::uri::AMQPScheme::AMQP {
             return Err(Error::setting(
                 "--amqp-url",
@@ -90,28 +96,53 @@ impl AmqpTarget {
 }
 
 /// Relays changes to `target` until the runtime stops: reconnecting with
-/// backoff whenever the broker is out of reach.
+/// backoff whenever the broker is out of reach, and started again should
+/// the relay itself fail.
 pub fn relay_changes(service: RelayService, target: AmqpTarget) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(500);
         loop {
-            match connect(&target).await {
-                Ok((connection, channel)) => {
-                    tracing::info!(target: "todo::relay", exchange = %target.exchange, "connected to the broker");
-                    backoff = Duration::from_millis(500);
-                    let lost = relay_while_connected(&service, &target, &channel).await;
-                    tracing::warn!(target: "todo::relay", error = %lost, "the broker connection was lost; unconfirmed changes will be published again");
-                    // Closing may fail on a dead connection; it is dropped anyway.
-                    let _ = connection.close(0, "relay reconnecting".into()).await;
+            let relay = tokio::spawn(relay_until_stopped(service.clone(), target.clone()));
+            match relay.await {
+                Err(error) if error.is_panic() => {
+                    tracing::error!(target: "todo::relay", "the relay failed; starting it again");
+                    tokio::time::sleep(MAX_BACKOFF).await;
                 }
-                Err(error) => {
-                    tracing::warn!(target: "todo::relay", %error, url = %todo_store::redact_url(&target.url), "cannot reach the broker");
-                }
+                // Cancelled: the runtime is stopping.
+                _ => return,
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     })
+}
+
+async fn relay_until_stopped(service: RelayService, target: AmqpTarget) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match connect(&target).await {
+            Ok((connection, channel)) => {
+                tracing::info!(target: "todo::relay", exchange = %target.exchange, "connected to the broker");
+                let ended = relay_while_connected(&service, &target, &channel).await;
+                tracing::warn!(target: "todo::relay", error = %ended.why, "the broker connection was lost; unconfirmed changes will be published again");
+                if ended.moved {
+                    // Back off from the first wait only after progress: a
+                    // broker that accepts connections but refuses every
+                    // message is not retried twice a second for ever.
+                    backoff = FIRST_BACKOFF;
+                }
+                // Closing may fail, or hang, on a dead connection; it is
+                // dropped anyway.
+                let _ = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    connection.close(0, "relay reconnecting".into()),
+                )
+                .await;
+            }
+            Err(error) => {
+                tracing::warn!(target: "todo::relay", %error, url = %todo_store::redact_url(&target.url), "cannot reach the broker");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
 }
 
 /// A connection, and a confirming channel with the exchange declared.
@@ -125,40 +156,63 @@ async fn connect(target: &AmqpTarget) -> Result<(Connection, Channel), String> {
     .await
     .map_err(|_| "connecting timed out".to_owned())?
     .map_err(|e| e.to_string())?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| e.to_string())?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    channel
-        .exchange_declare(
-            target.exchange.as_str().into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((connection, channel))
+    let opened = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channel
+            .exchange_declare(
+                target.exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, lapin::Error>(channel)
+    })
+    .await;
+    match opened {
+        Ok(Ok(channel)) => Ok((connection, channel)),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("opening a channel timed out".to_owned()),
+    }
 }
 
-/// Relays rounds until the connection fails; returns why it did.
+/// Why a connection's relaying ended, and whether it moved any stream.
+struct Ended {
+    why: String,
+    moved: bool,
+}
+
+/// How one leased stream went.
+enum Relayed {
+    /// Published and confirmed through this change (perhaps no further
+    /// than before).
+    Through(u64),
+    /// Confirmed through this change, then the broker failed.
+    Failed(u64, String),
+    /// Its changes could not be read: the lease is left to run out, so
+    /// that the stream is tried again a lease later, not at once.
+    Unread,
+}
+
+/// Relays rounds until the connection fails.
 async fn relay_while_connected(
     service: &RelayService,
     target: &AmqpTarget,
     channel: &Channel,
-) -> String {
+) -> Ended {
+    let mut moved_at_all = false;
     loop {
         let leased = {
             let service = service.clone();
             tokio::task::spawn_blocking(move || service.lease(LEASED_AT_ONCE, LEASE)).await
         };
+        let leased_at = tokio::time::Instant::now();
         let leased = match leased {
             Ok(Ok(leased)) => leased,
             Ok(Err(error)) => {
@@ -166,62 +220,88 @@ async fn relay_while_connected(
                 tokio::time::sleep(IDLE_LOOK_EVERY).await;
                 continue;
             }
-            Err(_) => return "the runtime is stopping".to_owned(),
-        };
-        if leased.is_empty() {
-            if !channel.status().connected() {
-                return "the channel closed".to_owned();
+            Err(_) => {
+                return Ended {
+                    why: "the runtime is stopping".to_owned(),
+                    moved: moved_at_all,
+                };
             }
+        };
+        if !channel.status().connected() {
+            // Released unmoved below, as after any failure.
+        } else if leased.is_empty() {
             tokio::time::sleep(IDLE_LOOK_EVERY).await;
             continue;
         }
-        let mut lost = None;
+        let mut lost = (!channel.status().connected()).then(|| "the channel closed".to_owned());
+        let mut moved = false;
         for stream in leased {
-            // After a failure, the remaining leases are released unmoved.
-            let through = match &lost {
-                None => match relay_stream(service, target, channel, &stream).await {
-                    Ok(through) => through,
-                    Err((through, error)) => {
-                        lost = Some(error);
-                        through
-                    }
-                },
-                Some(_) => stream.stream.relayed_through,
+            // After a failure, the remaining leases are released unmoved;
+            // so are those too near their end to finish a batch under
+            // them (a slow broker): another relay could take them over
+            // meanwhile and publish the same changes.
+            let time_left = LEASE.saturating_sub(leased_at.elapsed());
+            let outcome = if lost.is_some() || time_left < CONFIRM_TIMEOUT * 3 {
+                Relayed::Through(stream.stream.relayed_through)
+            } else {
+                relay_stream(service, target, channel, &stream).await
             };
+            let through = match outcome {
+                Relayed::Through(through) => through,
+                Relayed::Failed(through, error) => {
+                    lost = Some(error);
+                    through
+                }
+                Relayed::Unread => continue,
+            };
+            moved |= through > stream.stream.relayed_through;
             let service = service.clone();
             let settled =
                 tokio::task::spawn_blocking(move || service.settle(&stream, through)).await;
             match settled {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => {
-                    tracing::info!(target: "todo::relay", owner = %stream.stream.owner, "a lease ran out before it was settled; its changes will be published again");
+                    tracing::info!(target: "todo::relay", owner = %stream.stream.owner, "a lease ended before it was settled (it ran out, or the user is gone); its changes will be published again if they remain");
                 }
-                _ => tracing::warn!(target: "todo::relay", "settling a relayed stream failed"),
+                Ok(Err(error)) => {
+                    tracing::warn!(target: "todo::relay", %error, "settling a relayed stream failed");
+                }
+                Err(_) => {}
             }
         }
-        if let Some(error) = lost {
-            return error;
+        moved_at_all |= moved;
+        if let Some(why) = lost {
+            return Ended {
+                why,
+                moved: moved_at_all,
+            };
+        }
+        if !moved {
+            // Nothing moved (streams that could not be read, or were near
+            // their lease's end): not again at once.
+            tokio::time::sleep(IDLE_LOOK_EVERY).await;
         }
     }
 }
 
 /// Publishes a leased stream's next changes and waits for the broker's
 /// confirmations: how far the stream got (every change through it
-/// confirmed, in order), or that and why it stopped.
+/// confirmed, in order), and why it stopped if it failed.
 async fn relay_stream(
     service: &RelayService,
     target: &AmqpTarget,
     channel: &Channel,
     leased: &LeasedStream,
-) -> Result<u64, (u64, String)> {
+) -> Relayed {
     let batch: RelayBatch = {
         let (service, leased) = (service.clone(), *leased);
         match tokio::task::spawn_blocking(move || service.pending(&leased, PER_LEASE)).await {
             Ok(Ok(batch)) => batch,
-            _ => {
-                tracing::warn!(target: "todo::relay", "reading a stream's changes failed");
-                return Ok(leased.stream.relayed_through);
+            Ok(Err(error)) => {
+                tracing::warn!(target: "todo::relay", owner = %leased.stream.owner, %error, "reading a stream's changes failed; trying again after its lease");
+                return Relayed::Unread;
             }
+            Err(_) => return Relayed::Unread,
         }
     };
     if batch.dropped > 0 {
@@ -238,28 +318,45 @@ async fn relay_stream(
     let mut confirms = Vec::with_capacity(batch.changes.len());
     for change in &batch.changes {
         let (body, properties) = message(leased.stream.owner, change);
-        let published = channel
-            .basic_publish(
+        // Bounded: a broker short of memory or disk blocks publishers.
+        let published = tokio::time::timeout(
+            CONFIRM_TIMEOUT,
+            channel.basic_publish(
                 target.exchange.as_str().into(),
                 change.kind.as_str().into(),
-                BasicPublishOptions::default(),
+                // Returned when no queue takes it: counted and logged.
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
                 &body,
                 properties,
-            )
-            .await;
-        match published {
-            Ok(confirm) => confirms.push((change.seq, confirm)),
-            Err(error) => {
-                // What was published before it may still be confirmed.
-                let through = confirmed_through(through, confirms).await;
-                return Err((through, error.to_string()));
+            ),
+        )
+        .await;
+        let error = match published {
+            Ok(Ok(confirm)) => {
+                confirms.push((change.seq, confirm));
+                continue;
             }
-        }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "publishing timed out (is the broker blocking publishers?)".to_owned(),
+        };
+        // What was published before it may still be confirmed.
+        let through = confirmed_through(through, confirms).await;
+        return Relayed::Failed(through, error);
     }
+    let mut unroutable = 0_usize;
     let result = tokio::time::timeout(CONFIRM_TIMEOUT, async {
         for (seq, confirm) in confirms {
             match confirm.await {
-                Ok(answer) if answer.is_ack() => through = seq,
+                Ok(answer) if answer.is_ack() => {
+                    // Acked but returned: the exchange routed it to no
+                    // queue, and the broker dropped it, as it does any
+                    // publisher's (OPERATIONS.md: bind queues first).
+                    unroutable += usize::from(answer.take_message().is_some());
+                    through = seq;
+                }
                 Ok(_) => return Err("the broker refused a message (nack)".to_owned()),
                 Err(error) => return Err(error.to_string()),
             }
@@ -267,10 +364,19 @@ async fn relay_stream(
         Ok(())
     })
     .await;
+    if unroutable > 0 {
+        tracing::warn!(
+            target: "todo::relay",
+            owner = %leased.stream.owner,
+            unroutable,
+            exchange = %target.exchange,
+            "changes were routed to no queue: bind a queue to the exchange for them"
+        );
+    }
     match result {
-        Ok(Ok(())) => Ok(through),
-        Ok(Err(error)) => Err((through, error)),
-        Err(_) => Err((through, "the broker did not confirm in time".to_owned())),
+        Ok(Ok(())) => Relayed::Through(through),
+        Ok(Err(error)) => Relayed::Failed(through, error),
+        Err(_) => Relayed::Failed(through, "the broker did not confirm in time".to_owned()),
     }
 }
 
@@ -327,8 +433,15 @@ mod tests {
         ] {
             assert!(AmqpTarget::new(url, exchange).is_err(), "{url} {exchange}");
         }
-        // The password is never printed.
+        // The password is never printed, nor in a malformed URL's error.
         let target = AmqpTarget::new("amqp://relay:s3cret@127.0.0.1:5672/%2f", "x").unwrap();
         assert!(!format!("{target:?}").contains("s3cret"));
+        for malformed in [
+            "amqp://relay:s3cret@[::1/%2f",
+            "amqp://relay:s3cret@host:99999/",
+        ] {
+            let error = AmqpTarget::new(malformed, "x").unwrap_err();
+            assert!(!error.to_string().contains("s3cret"), "{error}");
+        }
     }
 }

@@ -149,6 +149,18 @@ pub struct TaskSettings {
     /// beside the Mozilla roots (a private CA, or a test receiver's own).
     #[arg(long, env = "TODO_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<std::path::PathBuf>,
+    /// Live streams (`GET /v1/events`) one instance holds at once; past
+    /// it, 503. Each holds a connection: keep it well under
+    /// `--max-connections`.
+    #[arg(long, env = "TODO_MAX_LIVE_STREAMS", default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_live_streams: u32,
+    /// Live streams from one client address (an IPv6 /64 counting as
+    /// one); past it, 429. Behind a gateway that forwards the client's
+    /// address (`--trusted-proxies`), per end client.
+    #[arg(long, env = "TODO_MAX_LIVE_STREAMS_PER_CLIENT", default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_live_streams_per_client: u32,
     /// Publish every change to this RabbitMQ broker
     /// (`amqp://user:password@host:5672/vhost`, the vhost URL-encoded:
     /// `%2f` for `/`), at least once and in order per user. Every
@@ -174,6 +186,8 @@ impl Default for TaskSettings {
             max_webhooks_per_user: 10,
             webhooks_allow_private: false,
             webhook_ca_file: None,
+            max_live_streams: 256,
+            max_live_streams_per_client: 16,
             amqp_url: None,
             amqp_url_file: None,
             amqp_exchange: "todo.changes".to_owned(),
@@ -269,6 +283,16 @@ impl TaskSettings {
         )));
         crate::webhooks::deliver_webhooks_periodically(service.clone(), sender);
         Ok(service)
+    }
+
+    /// `api` with these settings' caps on live streams.
+    #[must_use]
+    pub fn live_limits(&self, api: todo_http::TaskApi) -> todo_http::TaskApi {
+        let cap = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        api.with_live_limits(
+            cap(self.max_live_streams),
+            cap(self.max_live_streams_per_client),
+        )
     }
 
     /// Where `--amqp-url` says to relay changes, if it does.
@@ -680,7 +704,7 @@ pub fn one_origin_with(
     );
     task_settings.start_relay(store.clone(), clock.clone())?;
     let webhooks = task_settings.start_webhooks(store.clone(), clock)?;
-    let task_api = task_api(tasks, gate, store)?.with_webhooks(webhooks);
+    let task_api = task_settings.live_limits(task_api(tasks, gate, store)?.with_webhooks(webhooks));
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
 }
 

@@ -12,6 +12,7 @@ use todo_core::{RelayStore, RelayedStream, StoreError, Timestamp, UserId};
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
+use crate::schema::change_streams;
 use crate::tasks::native;
 
 #[derive(QueryableByName)]
@@ -34,10 +35,13 @@ impl RelayStore for SqlStore {
         // it; parameters in the order they are bound (SQLite numbers them
         // as they first appear). With no index on the lag, this reads
         // every stream: once a round, and only where a relay runs.
-        const LEASE: &str = "UPDATE change_streams SET relay_leased_until = $1 \
+        // The least recently served first: a busy stream, behind again
+        // at every round, cannot keep the others waiting.
+        const LEASE: &str = "UPDATE change_streams SET relay_leased_until = $1, relay_served_at = $2 \
             WHERE owner_id IN (SELECT owner_id FROM change_streams \
                 WHERE last_seq > relayed_through \
-                AND (relay_leased_until IS NULL OR relay_leased_until < $2) LIMIT $3) \
+                AND (relay_leased_until IS NULL OR relay_leased_until < $2) \
+                ORDER BY relay_served_at LIMIT $3) \
             AND last_seq > relayed_through \
             AND (relay_leased_until IS NULL OR relay_leased_until < $2) \
             RETURNING owner_id, relayed_through";
@@ -56,6 +60,22 @@ impl RelayStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    fn any_unrelayed_stream(&self, now: Timestamp) -> Result<bool, StoreError> {
+        let now = now.unix_micros();
+        let due = change_streams::table
+            .filter(change_streams::last_seq.gt(change_streams::relayed_through))
+            .filter(
+                change_streams::relay_leased_until
+                    .is_null()
+                    .or(change_streams::relay_leased_until.lt(now)),
+            )
+            .select(change_streams::owner_id)
+            .limit(1);
+        let found: Option<String> =
+            self.with_conn(|conn| native!(conn, |c| due.first(c).optional()))?;
+        Ok(found.is_some())
     }
 
     fn settle_relayed_stream(

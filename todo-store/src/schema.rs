@@ -80,6 +80,7 @@ diesel::table! {
         task_count -> BigInt,
         relayed_through -> BigInt,
         relay_leased_until -> Nullable<BigInt>,
+        relay_served_at -> BigInt,
     }
 }
 

@@ -450,11 +450,18 @@ async fn main() {
             "--jwks-ca-file",
             ca.to_str().unwrap(),
             "--max-connections-per-client",
-            "1024",
+            "2048",
             "--max-requests-per-client",
-            "1024",
+            "2048",
             "--task-write-burst",
             "1000000",
+            // The many-streams phase holds 1,000 streams from one address.
+            "--max-connections",
+            "2048",
+            "--max-live-streams",
+            "1100",
+            "--max-live-streams-per-client",
+            "1100",
         ],
     );
 
@@ -704,16 +711,32 @@ async fn main() {
 
     // Live: one event stream per user while their tasks are created; how
     // long after the creation's answer its event arrives.
-    let live = live_phase(tasks.addr, &roots, &tokens, secs).await;
-    println!(
-        "live: {} events of {} creations, after the 201: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        live["events"],
-        live["creations"],
-        live["p50_ms"].as_f64().unwrap_or(f64::NAN),
-        live["p99_ms"].as_f64().unwrap_or(f64::NAN),
-        live["max_ms"].as_f64().unwrap_or(f64::NAN)
-    );
+    let live = live_phase(tasks.addr, &roots, &tokens, 1, secs).await;
+    print_live("live", &live);
     report.insert("live".into(), live);
+    // Many streams: LIVE_USERS users with 8 streams each (the per-user
+    // cap), 1,000 in all, while their tasks are created.
+    let mut live_tokens = Vec::new();
+    let mut setup = connect(auth.addr, &roots).await;
+    for u in 0..LIVE_USERS {
+        let body = json!({"username": format!("live{u}"), "password": "correct horse battery"});
+        let (status, _, _) = setup
+            .send(Method::POST, "/v1/auth/register", None, Some(&body))
+            .await;
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+            "register: {status}"
+        );
+        let (status, bytes, _) = setup
+            .send(Method::POST, "/v1/auth/login", None, Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let pair: Value = serde_json::from_slice(&bytes).unwrap();
+        live_tokens.push(pair["access_token"].as_str().unwrap().to_owned());
+    }
+    let many = live_phase(tasks.addr, &roots, &live_tokens, 8, secs).await;
+    print_live("live_1000", &many);
+    report.insert("live_1000".into(), many);
     let (auth_rss, auth_peak) = auth.rss_kib();
     let (task_rss, task_peak) = tasks.rss_kib();
     println!(
@@ -800,20 +823,28 @@ async fn main() {
     println!("report: {}", args.out.join("report.json").display());
 }
 
-/// Opens `GET /v1/events` for each token, creates tasks for `seconds` on
-/// four connections (one user each in turn), and measures when each
-/// creation's event arrives on its owner's stream, after the 201.
+/// Opens `GET /v1/events` `per_user` times for each token (a connection
+/// each), creates tasks for `seconds` on four connections (one user each
+/// in turn), and measures when each creation's event arrives on each of
+/// its owner's streams, after the 201.
 async fn live_phase(
     addr: SocketAddr,
     roots: &[CertificateDer<'static>],
     tokens: &[String],
+    per_user: usize,
     seconds: u64,
 ) -> Value {
     use std::collections::HashMap;
     use std::sync::Mutex;
-    let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    // (stream, task id) -> when its event arrived on that stream.
+    let arrived: Arc<Mutex<HashMap<(usize, String), Instant>>> = Arc::default();
     let mut readers = Vec::new();
-    for token in tokens {
+    let opening = Instant::now();
+    for (stream, token) in tokens
+        .iter()
+        .flat_map(|token| std::iter::repeat_n(token, per_user))
+        .enumerate()
+    {
         let mut conn = connect(addr, roots).await;
         let request = Request::get("/v1/events")
             .header("host", &conn.host)
@@ -843,13 +874,14 @@ async fn live_phase(
                     let event: Value = serde_json::from_str(data).unwrap();
                     if event["type"] == "task.created" {
                         let id = event["id"].as_str().unwrap().to_owned();
-                        arrived.lock().unwrap().insert(id, now);
+                        arrived.lock().unwrap().insert((stream, id), now);
                     }
                 }
             }
         }));
     }
-    let answered: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let opened_ms = opening.elapsed().as_secs_f64() * 1000.0;
+    let answered: Arc<Mutex<Vec<(usize, String, Instant)>>> = Arc::default();
     let (t, a) = (tokens.to_vec(), Arc::clone(&answered));
     closed_loop(addr, roots, 4, seconds, move |i, mut conn, stop| {
         let (tokens, answered) = (t.clone(), Arc::clone(&a));
@@ -857,15 +889,15 @@ async fn live_phase(
             let mut n = i;
             while !stop.load(Ordering::Relaxed) {
                 n += 4;
-                let token = &tokens[n % tokens.len()];
+                let user = n % tokens.len();
                 let body = json!({"title": "Live task"});
                 let (status, bytes, _) = conn
-                    .send(Method::POST, "/v1/tasks", Some(token), Some(&body))
+                    .send(Method::POST, "/v1/tasks", Some(&tokens[user]), Some(&body))
                     .await;
                 if status == StatusCode::CREATED {
                     let v: Value = serde_json::from_slice(&bytes).unwrap();
                     let id = v["id"].as_str().unwrap().to_owned();
-                    answered.lock().unwrap().push((id, Instant::now()));
+                    answered.lock().unwrap().push((user, id, Instant::now()));
                 }
             }
             BTreeMap::new()
@@ -878,11 +910,15 @@ async fn live_phase(
     }
     let answered = answered.lock().unwrap();
     let arrived = arrived.lock().unwrap();
+    // Each creation is expected on every stream of its owner.
+    let expected = answered.len() * per_user;
     let mut delays: Vec<f64> = answered
         .iter()
-        .filter_map(|(id, at)| {
-            let came = arrived.get(id)?;
-            Some(came.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+        .flat_map(|(user, id, at)| {
+            (user * per_user..(user + 1) * per_user).filter_map(|stream| {
+                let came = arrived.get(&(stream, id.clone()))?;
+                Some(came.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+            })
         })
         .collect();
     delays.sort_by(f64::total_cmp);
@@ -894,12 +930,30 @@ async fn live_phase(
         json!(delays[i])
     };
     json!({
-        "streams": tokens.len(),
+        "streams": tokens.len() * per_user,
+        "opened_ms": opened_ms,
         "creations": answered.len(),
         "events": delays.len(),
-        "missing": answered.len() - delays.len(),
+        "missing": expected - delays.len(),
         "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0),
     })
+}
+
+/// Users of the many-streams phase: 8 streams each, 1,000 in all.
+const LIVE_USERS: usize = 125;
+
+fn print_live(name: &str, live: &Value) {
+    println!(
+        "{name}: {} streams (opened in {:.0} ms), {} events of {} creations ({} missing), after the 201: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        live["streams"],
+        live["opened_ms"].as_f64().unwrap_or(f64::NAN),
+        live["events"],
+        live["creations"],
+        live["missing"],
+        live["p50_ms"].as_f64().unwrap_or(f64::NAN),
+        live["p99_ms"].as_f64().unwrap_or(f64::NAN),
+        live["max_ms"].as_f64().unwrap_or(f64::NAN)
+    );
 }
 
 /// The list queries measured at every size: each filter, dense and

@@ -8,90 +8,15 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Response};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
+use http::Method;
 use serde_json::{Value, json};
 use todo_testkit::Client;
 
-use common::{Running, register, token};
+use common::{Running, next, receiver, register, token};
 
 const PASSWORD: &str = "correct horse";
-
-/// What a receiver was sent.
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-/// An HTTPS receiver on a free port with a certificate of its own for
-/// `localhost`, answering the statuses queued (then 200).
-async fn receiver(
-    dir: &std::path::Path,
-    answers: Vec<u16>,
-) -> (u16, tokio::sync::mpsc::UnboundedReceiver<Received>) {
-    let (identity, _) =
-        todo_server::TlsIdentity::self_signed_in(dir, &["localhost".to_owned()]).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let (acceptor, tx, answers) = (acceptor.clone(), tx.clone(), answers.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(
-                    move |request: http::Request<hyper::body::Incoming>| {
-                        let (tx, answers) = (tx.clone(), answers.clone());
-                        async move {
-                            let (parts, body) = request.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let _ = tx.send(Received {
-                                headers: parts.headers,
-                                body,
-                            });
-                            let status = answers.lock().unwrap().pop_front().unwrap_or(200);
-                            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
-                            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                            Ok::<_, Infallible>(response)
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
-    (port, rx)
-}
-
-async fn next(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Received>,
-    within: Duration,
-) -> Received {
-    tokio::time::timeout(within, rx.recv())
-        .await
-        .expect("no delivery in time")
-        .expect("the receiver stopped")
-}
 
 fn sqlite(data: &std::path::Path) -> String {
     format!("sqlite://{}", data.join("todo.db").display())

@@ -74,6 +74,7 @@ conformance!(
     failing_webhooks_wait_longer_each_time_and_are_disabled_after_a_day,
     relayed_streams_are_leased_to_one_relay_and_settled_under_their_lease,
     the_relay_passes_over_what_retention_dropped,
+    busy_streams_cannot_keep_the_relay_from_the_others,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -2156,4 +2157,48 @@ fn the_relay_passes_over_what_retention_dropped(f: &Fixture) {
         (seqs, batch.skipped_through, batch.dropped),
         (vec![3], 2, 2)
     );
+}
+
+/// Streams that are behind again at every round go after those waiting
+/// longer: with room for two a round, the third is served in the second
+/// (review of #15: with no order, the first streams of the table were
+/// leased every round and the rest never).
+fn busy_streams_cannot_keep_the_relay_from_the_others(f: &Fixture) {
+    let lease = Duration::from_secs(60);
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let tasks = service(f.store.clone(), clock.clone());
+    let users: Vec<UserId> = ["user1", "user2", "user3"]
+        .iter()
+        .enumerate()
+        .map(|(n, name)| new_user(&*f.store, name, i64::try_from(n).unwrap()).user.id)
+        .collect();
+    for user in &users {
+        for title in ["one", "two", "three"] {
+            tasks.create(*user, titled(title)).unwrap();
+        }
+    }
+    let relay = relay(f.store.clone(), clock.clone());
+    let mut served: Vec<Vec<UserId>> = Vec::new();
+    for _ in 0..3 {
+        let round = relay.lease(2, lease).unwrap();
+        assert_eq!(round.len(), 2);
+        for leased in &round {
+            // One change a round: every stream is still behind after it.
+            assert!(
+                relay
+                    .settle(leased, leased.stream.relayed_through + 1)
+                    .unwrap()
+            );
+        }
+        served.push(round.iter().map(|l| l.stream.owner).collect());
+        clock.advance(Duration::from_secs(1));
+    }
+    let left_out = users.iter().find(|u| !served[0].contains(u)).unwrap();
+    assert!(
+        served[1].contains(left_out),
+        "the one waiting goes next: {served:?}"
+    );
+    // And the one served longest ago after it.
+    let oldest = served[0].iter().find(|u| !served[1].contains(u)).unwrap();
+    assert!(served[2].contains(oldest), "{served:?}");
 }

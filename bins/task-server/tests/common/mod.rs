@@ -7,14 +7,19 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use http::Method;
+use bytes::Bytes;
+use http::{Method, Response};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 use todo_testkit::Client;
 
@@ -49,7 +54,7 @@ pub struct Running {
     pub child: Child,
     pub addr: SocketAddr,
     /// Everything it logged so far (kept for failure messages).
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Running {
@@ -78,7 +83,7 @@ impl Running {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Vec::new()));
         let lines = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -220,4 +225,73 @@ pub async fn token(client: &Client, username: &str, password: &str) -> String {
 pub fn free_port() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
+}
+
+/// What a receiver was sent.
+pub struct Received {
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// An HTTPS receiver on a free port with a certificate of its own for
+/// `localhost`, answering the statuses queued (then 200).
+pub async fn receiver(
+    dir: &std::path::Path,
+    answers: Vec<u16>,
+) -> (u16, tokio::sync::mpsc::UnboundedReceiver<Received>) {
+    let (identity, _) =
+        todo_server::TlsIdentity::self_signed_in(dir, &["localhost".to_owned()]).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, tx, answers) = (acceptor.clone(), tx.clone(), answers.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let (tx, answers) = (tx.clone(), answers.clone());
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let _ = tx.send(Received {
+                                headers: parts.headers,
+                                body,
+                            });
+                            let status = answers.lock().unwrap().pop_front().unwrap_or(200);
+                            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+                            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, Infallible>(response)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, rx)
+}
+
+pub async fn next(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Received>,
+    within: Duration,
+) -> Received {
+    tokio::time::timeout(within, rx.recv())
+        .await
+        .expect("no delivery in time")
+        .expect("the receiver stopped")
 }

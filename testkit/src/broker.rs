@@ -6,6 +6,8 @@
 //! Without the broker installed the tests fail, saying how to install it,
 //! unless `TODO_SKIP_RABBITMQ=1` says skipping is intended (CI installs it:
 //! scripts/install-deps).
+//! A test harness: it panics, saying why, on anything that goes wrong.
+#![allow(clippy::expect_used, clippy::panic)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 
 /// A running (or stopped) broker; killed when dropped.
+#[derive(Debug)]
 pub struct Broker {
     dir: tempfile::TempDir,
     node: String,
@@ -25,6 +28,7 @@ pub struct Broker {
 }
 
 /// A broker to test against, or `None` when skipping is intended.
+#[must_use]
 pub fn start() -> Option<Broker> {
     if !Path::new(SERVER).exists() {
         assert!(
@@ -57,6 +61,7 @@ fn free_port() -> u16 {
 
 impl Broker {
     /// The URL the relay and the tests connect to.
+    #[must_use]
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
@@ -114,6 +119,17 @@ impl Broker {
             assert!(Instant::now() < deadline, "the broker's port never opened");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Stops the broker's process without ending it (SIGSTOP): it reads
+    /// nothing more and confirms nothing, as a hung broker would.
+    pub fn pause(&self) {
+        let pid = std::fs::read_to_string(self.path("pid")).expect("broker pid file");
+        let status = Command::new("kill")
+            .args(["-STOP", pid.trim()])
+            .status()
+            .expect("kill -STOP");
+        assert!(status.success(), "kill -STOP {pid}");
     }
 
     /// Kills the broker as a crash would (SIGKILL of the Erlang VM).
