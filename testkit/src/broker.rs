@@ -6,6 +6,7 @@
 //! Without the broker installed the tests fail, saying how to install it,
 //! unless `TODO_SKIP_RABBITMQ=1` says skipping is intended (CI installs it:
 //! scripts/install-deps).
+//! [`Consumer`] reads what the relay published, as a consumer would.
 //! A test harness: it panics, saying why, on anything that goes wrong.
 #![allow(clippy::expect_used, clippy::panic)]
 
@@ -162,5 +163,130 @@ impl Drop for Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A durable queue bound to every change of the relay's exchange, read
+/// message by message.
+#[derive(Debug)]
+pub struct Consumer {
+    channel: lapin::Channel,
+    queue: String,
+    _connection: lapin::Connection,
+}
+
+/// A message as a [`Consumer`] took it.
+#[derive(Debug, Clone)]
+pub struct Relayed {
+    /// The `owner_id` header.
+    pub owner: String,
+    /// The `seq` header.
+    pub seq: u64,
+    /// The routing key (the change's type).
+    pub routing_key: String,
+    /// The `message_id` property.
+    pub message_id: String,
+    /// The body, as JSON.
+    pub body: serde_json::Value,
+}
+
+impl Consumer {
+    /// Connects to `url` (retrying for 30 s, as after a broker restart),
+    /// declares `exchange` as the relay does and the durable `queue`, bound
+    /// to every change (`task.*`).
+    pub async fn bind(url: &str, exchange: &str, queue: &str) -> Self {
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let connection = loop {
+            match lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await {
+                Ok(connection) => break connection,
+                Err(error) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "cannot reach the broker: {error}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        let channel = connection.create_channel().await.expect("a channel");
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                exchange.into(),
+                lapin::ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare the exchange");
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(queue.into(), durable, FieldTable::default())
+            .await
+            .expect("declare the queue");
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                "task.*".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind the queue");
+        Self {
+            channel,
+            queue: queue.to_owned(),
+            _connection: connection,
+        }
+    }
+
+    /// Takes (and acknowledges) every message waiting in the queue.
+    pub async fn drain(&self) -> Vec<Relayed> {
+        use lapin::options::{BasicAckOptions, BasicGetOptions};
+        use lapin::types::AMQPValue;
+        let mut taken = Vec::new();
+        while let Some(message) = self
+            .channel
+            .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+        {
+            let delivery = &message.delivery;
+            let headers = delivery.properties.headers().clone().unwrap_or_default();
+            let owner = match headers.inner().get("owner_id") {
+                Some(AMQPValue::LongString(owner)) => owner.to_string(),
+                other => panic!("owner_id header: {other:?}"),
+            };
+            let seq = match headers.inner().get("seq") {
+                Some(AMQPValue::LongLongInt(seq)) => u64::try_from(*seq).expect("a seq"),
+                other => panic!("seq header: {other:?}"),
+            };
+            taken.push(Relayed {
+                owner,
+                seq,
+                routing_key: delivery.routing_key.to_string(),
+                message_id: delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                body: serde_json::from_slice(&delivery.data).expect("a JSON body"),
+            });
+            delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("basic.ack");
+        }
+        taken
     }
 }

@@ -469,20 +469,7 @@ async fn main() {
     let mut setup = connect(auth.addr, &roots).await;
     let mut tokens = Vec::new();
     for u in 0..args.users {
-        let body = json!({"username": format!("load{u}"), "password": "correct horse battery"});
-        let (status, _, _) = setup
-            .send(Method::POST, "/v1/auth/register", None, Some(&body))
-            .await;
-        assert!(
-            status == StatusCode::CREATED || status == StatusCode::CONFLICT,
-            "register: {status}"
-        );
-        let (status, bytes, _) = setup
-            .send(Method::POST, "/v1/auth/login", None, Some(&body))
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        let pair: Value = serde_json::from_slice(&bytes).unwrap();
-        tokens.push(pair["access_token"].as_str().unwrap().to_owned());
+        tokens.push(signed_up(&mut setup, &format!("load{u}")).await);
     }
     let tokens = Arc::new(tokens);
 
@@ -719,20 +706,7 @@ async fn main() {
     let mut live_tokens = Vec::new();
     let mut setup = connect(auth.addr, &roots).await;
     for u in 0..LIVE_USERS {
-        let body = json!({"username": format!("live{u}"), "password": "correct horse battery"});
-        let (status, _, _) = setup
-            .send(Method::POST, "/v1/auth/register", None, Some(&body))
-            .await;
-        assert!(
-            status == StatusCode::CREATED || status == StatusCode::CONFLICT,
-            "register: {status}"
-        );
-        let (status, bytes, _) = setup
-            .send(Method::POST, "/v1/auth/login", None, Some(&body))
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        let pair: Value = serde_json::from_slice(&bytes).unwrap();
-        live_tokens.push(pair["access_token"].as_str().unwrap().to_owned());
+        live_tokens.push(signed_up(&mut setup, &format!("live{u}")).await);
     }
     let many = live_phase(tasks.addr, &roots, &live_tokens, 8, secs).await;
     print_live("live_1000", &many);
@@ -937,6 +911,24 @@ async fn live_phase(
         "missing": expected - delays.len(),
         "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0),
     })
+}
+
+/// Registers `username` (if new) and logs in: an access token.
+async fn signed_up(setup: &mut Conn, username: &str) -> String {
+    let body = json!({"username": username, "password": "correct horse battery"});
+    let (status, _, _) = setup
+        .send(Method::POST, "/v1/auth/register", None, Some(&body))
+        .await;
+    assert!(
+        status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+        "register: {status}"
+    );
+    let (status, bytes, _) = setup
+        .send(Method::POST, "/v1/auth/login", None, Some(&body))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let pair: Value = serde_json::from_slice(&bytes).unwrap();
+    pair["access_token"].as_str().unwrap().to_owned()
 }
 
 /// Users of the many-streams phase: 8 streams each, 1,000 in all.

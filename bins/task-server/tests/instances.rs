@@ -14,13 +14,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use http::Method;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::{Value, json};
 use todo_store::testing::TestDatabase;
+use todo_testkit::broker::Consumer;
 
 use common::{Received, Running, receiver, register, run, token};
 
@@ -44,7 +40,7 @@ async fn each_change_reaches_every_channel_once_whichever_instance_took_it() {
     assert!(migrated.status.success(), "{migrated:?}");
     let (port, mut deliveries) = receiver(&dir.path().join("receiver"), vec![]).await;
     let receiver_ca = dir.path().join("receiver/tls-cert.pem");
-    let channel = consumer(&broker.url()).await;
+    let channel = Consumer::bind(&broker.url(), "todo.changes", "instances").await;
 
     let auth = Running::start("auth-server", &data, url, "127.0.0.1:0", &[]);
     let jwks = format!(
@@ -203,69 +199,13 @@ fn webhook_task(delivery: &Received) -> String {
     body["data"]["object"]["id"].as_str().unwrap().to_owned()
 }
 
-/// A channel on which a durable queue takes every change of the exchange
-/// the relay publishes to.
-async fn consumer(url: &str) -> Channel {
-    let connection = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    channel
-        .exchange_declare(
-            "todo.changes".into(),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let queue = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel
-        .queue_declare("instances".into(), queue, FieldTable::default())
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            "instances".into(),
-            "todo.changes".into(),
-            "task.*".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    // The connection lives as long as the test.
-    std::mem::forget(connection);
-    channel
-}
-
 /// Takes every waiting message as (owner, seq, task id).
-async fn drain(channel: &Channel, into: &mut Vec<(String, u64, String)>) {
-    while let Some(message) = channel
-        .basic_get("instances".into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-    {
-        let delivery = &message.delivery;
-        let headers = delivery.properties.headers().clone().unwrap_or_default();
-        let owner = match headers.inner().get("owner_id") {
-            Some(AMQPValue::LongString(owner)) => owner.to_string(),
-            other => panic!("owner_id header: {other:?}"),
-        };
-        let seq = match headers.inner().get("seq") {
-            Some(AMQPValue::LongLongInt(seq)) => u64::try_from(*seq).unwrap(),
-            other => panic!("seq header: {other:?}"),
-        };
-        let body: Value = serde_json::from_slice(&delivery.data).unwrap();
-        let task = body["data"]["object"]["id"].as_str().unwrap().to_owned();
-        into.push((owner, seq, task));
-        delivery.ack(BasicAckOptions::default()).await.unwrap();
+async fn drain(channel: &Consumer, into: &mut Vec<(String, u64, String)>) {
+    for message in channel.drain().await {
+        let task = message.body["data"]["object"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        into.push((message.owner, message.seq, task));
     }
 }

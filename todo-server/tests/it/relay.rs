@@ -8,18 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use todo_auth::{OsRandom, SystemClock};
 use todo_core::{NewTask, RelayService, TaskPatch, TaskService, TaskStore, Title, UserId};
 use todo_server::relay::{AmqpTarget, relay_changes};
 use todo_store::SqlStore;
 use todo_store::testing::TestDatabase;
 
-use todo_testkit::broker;
+use todo_testkit::broker::{self, Consumer};
 
 const EXCHANGE: &str = "todo.changes";
 const QUEUE: &str = "relay-test";
@@ -37,13 +32,7 @@ async fn postgres_relay_publishes_each_change_once_and_survives_a_broker_crash()
 }
 
 /// One message as the test consumer read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Received {
-    owner: String,
-    seq: u64,
-    routing_key: String,
-    message_id: String,
-}
+type Received = todo_testkit::broker::Relayed;
 
 async fn relay_survives_a_broker_crash(database: TestDatabase) {
     let Some(mut broker) = broker::start() else {
@@ -61,7 +50,7 @@ async fn relay_survives_a_broker_crash(database: TestDatabase) {
     tasks.create(users[0], titled("before the relay")).unwrap();
 
     // The consumer's durable queue, bound to every change.
-    let channel = consumer(&broker.url()).await;
+    let channel = Consumer::bind(&broker.url(), EXCHANGE, QUEUE).await;
     // Two relays on two instances of the store (their own pools), as two
     // task-servers would run them.
     let target = AmqpTarget::new(&broker.url(), EXCHANGE).unwrap();
@@ -140,7 +129,7 @@ async fn relay_survives_a_broker_crash(database: TestDatabase) {
     );
 
     let expected = heads(&store, &users);
-    let channel = consumer(&broker.url()).await;
+    let channel = Consumer::bind(&broker.url(), EXCHANGE, QUEUE).await;
     // After a restart the relays reconnect with backoff (up to 8 s here).
     drain_until(&channel, &mut received, &expected, Duration::from_secs(60)).await;
     check_order_and_completeness(&received, &expected);
@@ -194,103 +183,28 @@ fn heads(store: &SqlStore, users: &[UserId]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// A channel on which the test's durable queue is bound to the exchange.
-async fn consumer(url: &str) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let connection = loop {
-        match Connection::connect(url, ConnectionProperties::default()).await {
-            Ok(connection) => break connection,
-            Err(error) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "cannot reach the broker: {error}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            EXCHANGE.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_declare(
-            QUEUE.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            QUEUE.into(),
-            EXCHANGE.into(),
-            "task.*".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    // The connection lives as long as the channel is used.
-    std::mem::forget(connection);
-    channel
-}
-
-/// Takes every message waiting in the queue.
-async fn drain(channel: &Channel, into: &mut Vec<Received>) {
-    while let Some(message) = channel
-        .basic_get(QUEUE.into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-    {
-        let delivery = &message.delivery;
-        let headers = delivery.properties.headers().clone().unwrap_or_default();
-        let owner = match headers.inner().get("owner_id") {
-            Some(AMQPValue::LongString(owner)) => owner.to_string(),
-            other => panic!("owner_id header: {other:?}"),
-        };
-        let seq = match headers.inner().get("seq") {
-            Some(AMQPValue::LongLongInt(seq)) => u64::try_from(*seq).unwrap(),
-            other => panic!("seq header: {other:?}"),
-        };
-        // The body says the same as the headers.
-        let body: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+/// Takes every message waiting, checking that each body says what its
+/// headers do.
+async fn drain(channel: &Consumer, into: &mut Vec<Received>) {
+    for message in channel.drain().await {
         assert_eq!(
-            body["type"].as_str(),
-            Some(delivery.routing_key.as_str()),
-            "{body}"
+            message.body["type"].as_str(),
+            Some(message.routing_key.as_str()),
+            "{}",
+            message.body
         );
-        assert!(body["data"]["cursor"].is_string(), "{body}");
-        into.push(Received {
-            owner,
-            seq,
-            routing_key: delivery.routing_key.to_string(),
-            message_id: delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-        });
-        delivery.ack(BasicAckOptions::default()).await.unwrap();
+        assert!(
+            message.body["data"]["cursor"].is_string(),
+            "{}",
+            message.body
+        );
+        into.push(message);
     }
 }
 
 /// Drains until every change up to `expected` has arrived, or fails.
 async fn drain_until(
-    channel: &Channel,
+    channel: &Consumer,
     into: &mut Vec<Received>,
     expected: &BTreeMap<String, u64>,
     within: Duration,
