@@ -25,12 +25,25 @@ pub struct Broker {
     node: String,
     port: u16,
     dist_port: u16,
+    /// The port of its TLS listener, if it has one.
+    tls_port: Option<u16>,
     process: Option<Child>,
 }
 
 /// A broker to test against, or `None` when skipping is intended.
 #[must_use]
 pub fn start() -> Option<Broker> {
+    start_with(None)
+}
+
+/// As [`start`], with a TLS listener too, presenting the certificate and
+/// key in the PEM files `cert` and `key`.
+#[must_use]
+pub fn start_with_tls(cert: &Path, key: &Path) -> Option<Broker> {
+    start_with(Some((cert, key)))
+}
+
+fn start_with(tls: Option<(&Path, &Path)>) -> Option<Broker> {
     if !Path::new(SERVER).exists() {
         assert!(
             std::env::var("TODO_SKIP_RABBITMQ").is_ok_and(|v| v == "1"),
@@ -42,11 +55,27 @@ pub fn start() -> Option<Broker> {
     let dir = tempfile::tempdir().expect("broker dir");
     std::fs::write(dir.path().join("enabled_plugins"), "[].\n").expect("plugins file");
     let (port, dist_port) = (free_port(), free_port());
+    let tls_port = tls.map(|(cert, key)| {
+        let tls_port = free_port();
+        let config = format!(
+            "listeners.ssl.default = {tls_port}\n\
+             ssl_options.cacertfile = {cert}\n\
+             ssl_options.certfile = {cert}\n\
+             ssl_options.keyfile = {key}\n\
+             ssl_options.verify = verify_none\n\
+             ssl_options.fail_if_no_peer_cert = false\n",
+            cert = cert.display(),
+            key = key.display(),
+        );
+        std::fs::write(dir.path().join("rabbitmq.conf"), config).expect("broker config");
+        tls_port
+    });
     let mut broker = Broker {
         node: format!("todo-test-{}-{port}@localhost", std::process::id()),
         dir,
         port,
         dist_port,
+        tls_port,
         process: None,
     };
     broker.run();
@@ -65,6 +94,13 @@ impl Broker {
     #[must_use]
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// The URL of its TLS listener (for the name `localhost`), if it has one.
+    #[must_use]
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("amqps://guest:guest@localhost:{port}/%2f"))
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -116,9 +152,14 @@ impl Broker {
         );
         // Serving AMQP, not only booted.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "the broker's port never opened");
-            std::thread::sleep(Duration::from_millis(100));
+        for port in std::iter::once(self.port).chain(self.tls_port) {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the broker's port {port} never opened"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 

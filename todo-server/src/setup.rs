@@ -170,6 +170,10 @@ pub struct TaskSettings {
     /// A file holding `--amqp-url` (a mounted secret).
     #[arg(long, env = "TODO_AMQP_URL_FILE", conflicts_with = "amqp_url")]
     pub amqp_url_file: Option<std::path::PathBuf>,
+    /// Certificates (PEM) an `amqps://` broker's TLS may also chain to,
+    /// beside the Mozilla roots (a private CA).
+    #[arg(long, env = "TODO_AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<std::path::PathBuf>,
     /// The durable topic exchange changes are published to; the routing
     /// key is the change's type (`task.created`, …).
     #[arg(long, env = "TODO_AMQP_EXCHANGE", default_value = "todo.changes")]
@@ -190,6 +194,7 @@ impl Default for TaskSettings {
             max_live_streams_per_client: 16,
             amqp_url: None,
             amqp_url_file: None,
+            amqp_ca_file: None,
             amqp_exchange: "todo.changes".to_owned(),
         }
     }
@@ -302,7 +307,14 @@ impl TaskSettings {
             (None, Some(file)) => crate::config::read_secret_file(file)?.trim().to_owned(),
             (None, None) => return Ok(None),
         };
-        crate::relay::AmqpTarget::new(&url, &self.amqp_exchange).map(Some)
+        let target = crate::relay::AmqpTarget::new(&url, &self.amqp_exchange)?;
+        match &self.amqp_ca_file {
+            Some(file) => {
+                let pem = std::fs::read_to_string(file).map_err(|e| Error::file(file, e))?;
+                target.with_extra_roots(pem).map(Some)
+            }
+            None => Ok(Some(target)),
+        }
     }
 
     /// The relay of every change to RabbitMQ, started if `--amqp-url` is
@@ -311,6 +323,13 @@ impl TaskSettings {
         let Some(target) = self.amqp_target()? else {
             return Ok(());
         };
+        if !target.is_tls() {
+            // Every user's task contents, and the broker's password, cross
+            // the network as they are.
+            tracing::warn!(
+                "--amqp-url is plain amqp://: use amqps:// unless the path to the broker is private"
+            );
+        }
         let store = Arc::new(store);
         let service = todo_core::RelayService::new(store.clone(), store, clock);
         crate::relay::relay_changes(service, target);

@@ -249,3 +249,52 @@ fn check_order_and_completeness(received: &[Received], expected: &BTreeMap<Strin
         "only these users' changes"
     );
 }
+
+/// amqps: a relay that trusts the broker's certificate (given as an extra
+/// root) publishes over TLS; one that does not never connects, and so
+/// takes no stream from the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publishes_over_tls_only_to_a_broker_it_trusts() {
+    let dir = tempfile::tempdir().unwrap();
+    todo_server::TlsIdentity::self_signed_in(dir.path(), &["localhost".to_owned()]).unwrap();
+    let cert_file = dir.path().join("tls-cert.pem");
+    let key_file = dir.path().join("tls-key.pem");
+    let Some(broker) = broker::start_with_tls(&cert_file, &key_file) else {
+        return;
+    };
+    let tls_url = broker.tls_url().unwrap();
+    let channel = Consumer::bind(&broker.url(), EXCHANGE, QUEUE).await;
+    let database = TestDatabase::sqlite();
+    let store = database.store.clone();
+    let clock = Arc::new(SystemClock);
+    let tasks = TaskService::new(Arc::new(store.clone()), clock.clone(), Arc::new(OsRandom));
+    let ada = todo_core::testing::a_user(&store, &*clock, "ada").unwrap();
+    tasks.create(ada, titled("over TLS")).unwrap();
+
+    // Not trusted: the Mozilla roots do not hold a self-signed certificate.
+    let untrusting = relay_changes(
+        relay_service(store.clone()),
+        AmqpTarget::new(&tls_url, EXCHANGE).unwrap(),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        channel.drain().await.is_empty(),
+        "published to an untrusted broker"
+    );
+    untrusting.abort();
+
+    let pem = std::fs::read_to_string(&cert_file).unwrap();
+    let trusting = relay_changes(
+        relay_service(store.clone()),
+        AmqpTarget::new(&tls_url, EXCHANGE)
+            .unwrap()
+            .with_extra_roots(pem)
+            .unwrap(),
+    );
+    let expected = heads(&store, &[ada]);
+    let mut received = Vec::new();
+    drain_until(&channel, &mut received, &expected, Duration::from_secs(30)).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body["data"]["object"]["title"], "over TLS");
+    trusting.abort();
+}
