@@ -14,11 +14,14 @@
 //! `<owner>_<number>` (the same on every republication: consumers
 //! deduplicate on it), headers `owner_id` and `seq`; persistent.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use prometheus_client::encoding::DescriptorEncoder;
 use todo_core::{Change, LeasedStream, RelayBatch, RelayService};
 
 use crate::error::Error;
@@ -40,6 +43,56 @@ const IDLE_LOOK_EVERY: Duration = Duration::from_millis(250);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest wait between attempts to reach the broker.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What the relay has done, for `/metrics` (a probe that is always
+/// ready: a broker out of reach delays the relay, not the API).
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    connected: AtomicBool,
+    published: AtomicU64,
+    unroutable: AtomicU64,
+}
+
+impl RelayStats {
+    /// Whether the relay holds a connection to the broker now.
+    #[must_use]
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Changes the broker confirmed so far.
+    #[must_use]
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+}
+
+impl todo_http::Probe for RelayStats {
+    fn ready(&self) -> Result<(), todo_http::NotReady> {
+        Ok(())
+    }
+
+    fn gauges(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        todo_http::gauge(
+            encoder,
+            "todo_relay_connected",
+            "Whether the relay holds a connection to the broker (1) or not (0).",
+            i64::from(self.connected.load(Ordering::Relaxed)),
+        )?;
+        todo_http::counter(
+            encoder,
+            "todo_relay_published",
+            "Changes the broker confirmed (a change published again counts again).",
+            self.published.load(Ordering::Relaxed),
+        )?;
+        todo_http::counter(
+            encoder,
+            "todo_relay_unroutable",
+            "Confirmed changes the exchange routed to no queue (dropped by the broker).",
+            self.unroutable.load(Ordering::Relaxed),
+        )
+    }
+}
 
 /// Where to publish.
 #[derive(Clone)]
@@ -121,10 +174,18 @@ impl AmqpTarget {
 /// Relays changes to `target` until the runtime stops: reconnecting with
 /// backoff whenever the broker is out of reach, and started again should
 /// the relay itself fail.
-pub fn relay_changes(service: RelayService, target: AmqpTarget) -> tokio::task::JoinHandle<()> {
+pub fn relay_changes(
+    service: RelayService,
+    target: AmqpTarget,
+    stats: Arc<RelayStats>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let relay = tokio::spawn(relay_until_stopped(service.clone(), target.clone()));
+            let relay = tokio::spawn(relay_until_stopped(
+                service.clone(),
+                target.clone(),
+                stats.clone(),
+            ));
             match relay.await {
                 Err(error) if error.is_panic() => {
                     tracing::error!(target: "todo::relay", "the relay failed; starting it again");
@@ -137,13 +198,15 @@ pub fn relay_changes(service: RelayService, target: AmqpTarget) -> tokio::task::
     })
 }
 
-async fn relay_until_stopped(service: RelayService, target: AmqpTarget) {
+async fn relay_until_stopped(service: RelayService, target: AmqpTarget, stats: Arc<RelayStats>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         match connect(&target).await {
             Ok((connection, channel)) => {
                 tracing::info!(target: "todo::relay", exchange = %target.exchange, "connected to the broker");
-                let ended = relay_while_connected(&service, &target, &channel).await;
+                stats.connected.store(true, Ordering::Relaxed);
+                let ended = relay_while_connected(&service, &target, &channel, &stats).await;
+                stats.connected.store(false, Ordering::Relaxed);
                 tracing::warn!(target: "todo::relay", error = %ended.why, "the broker connection was lost; unconfirmed changes will be published again");
                 if ended.moved {
                     // Back off from the first wait only after progress: a
@@ -233,6 +296,7 @@ async fn relay_while_connected(
     service: &RelayService,
     target: &AmqpTarget,
     channel: &Channel,
+    stats: &RelayStats,
 ) -> Ended {
     let mut moved_at_all = false;
     loop {
@@ -272,7 +336,7 @@ async fn relay_while_connected(
             let outcome = if lost.is_some() || time_left < CONFIRM_TIMEOUT * 3 {
                 Relayed::Through(stream.stream.relayed_through)
             } else {
-                relay_stream(service, target, channel, &stream).await
+                relay_stream(service, target, channel, &stream, stats).await
             };
             let through = match outcome {
                 Relayed::Through(through) => through,
@@ -320,6 +384,7 @@ async fn relay_stream(
     target: &AmqpTarget,
     channel: &Channel,
     leased: &LeasedStream,
+    stats: &RelayStats,
 ) -> Relayed {
     let batch: RelayBatch = {
         let (service, leased) = (service.clone(), *leased);
@@ -374,7 +439,7 @@ async fn relay_stream(
         let through = confirmed_through(through, confirms).await;
         return Relayed::Failed(through, error);
     }
-    let mut unroutable = 0_usize;
+    let mut unroutable = 0_u64;
     let result = tokio::time::timeout(CONFIRM_TIMEOUT, async {
         for (seq, confirm) in confirms {
             match confirm.await {
@@ -382,7 +447,8 @@ async fn relay_stream(
                     // Acked but returned: the exchange routed it to no
                     // queue, and the broker dropped it, as it does any
                     // publisher's (OPERATIONS.md: bind queues first).
-                    unroutable += usize::from(answer.take_message().is_some());
+                    unroutable += u64::from(answer.take_message().is_some());
+                    stats.published.fetch_add(1, Ordering::Relaxed);
                     through = seq;
                 }
                 Ok(_) => return Err("the broker refused a message (nack)".to_owned()),
@@ -393,6 +459,7 @@ async fn relay_stream(
     })
     .await;
     if unroutable > 0 {
+        stats.unroutable.fetch_add(unroutable, Ordering::Relaxed);
         tracing::warn!(
             target: "todo::relay",
             owner = %leased.stream.owner,

@@ -318,10 +318,14 @@ impl TaskSettings {
     }
 
     /// The relay of every change to RabbitMQ, started if `--amqp-url` is
-    /// given (call inside a tokio runtime).
-    pub fn start_relay(&self, store: SqlStore, clock: Arc<SystemClock>) -> Result<(), Error> {
+    /// given (call inside a tokio runtime): its metrics, as a probe.
+    pub fn start_relay(
+        &self,
+        store: SqlStore,
+        clock: Arc<SystemClock>,
+    ) -> Result<Vec<Arc<dyn Probe>>, Error> {
         let Some(target) = self.amqp_target()? else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         if !target.is_tls() {
             // Every user's task contents, and the broker's password, cross
@@ -332,8 +336,9 @@ impl TaskSettings {
         }
         let store = Arc::new(store);
         let service = todo_core::RelayService::new(store.clone(), store, clock);
-        crate::relay::relay_changes(service, target);
-        Ok(())
+        let stats = Arc::new(crate::relay::RelayStats::default());
+        crate::relay::relay_changes(service, target, stats.clone());
+        Ok(vec![stats])
     }
 }
 
@@ -721,9 +726,10 @@ pub fn one_origin_with(
         task_settings.change_retention(),
         CHANGE_PRUNE_INTERVAL,
     );
-    task_settings.start_relay(store.clone(), clock.clone())?;
+    let relay = task_settings.start_relay(store.clone(), clock.clone())?;
     let webhooks = task_settings.start_webhooks(store.clone(), clock)?;
-    let task_api = task_settings.live_limits(task_api(tasks, gate, store)?.with_webhooks(webhooks));
+    let task_api =
+        task_settings.live_limits(task_api(tasks, gate, store, relay)?.with_webhooks(webhooks));
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
 }
 
@@ -734,13 +740,14 @@ pub(crate) fn task_api(
     service: todo_core::TaskService,
     gate: Arc<todo_core::AccessGate>,
     store: SqlStore,
+    more_probes: Vec<Arc<dyn Probe>>,
 ) -> Result<todo_http::TaskApi, Error> {
     let scans = usize::try_from(store.pool_state().max / 2).map_or(1, |half| half.max(1));
-    Ok(
-        todo_http::TaskApi::new(service, gate, vec![StoreProbe::shared(store)])
-            .map_err(Error::api("task"))?
-            .with_scan_slots(scans),
-    )
+    let mut probes = vec![StoreProbe::shared(store)];
+    probes.extend(more_probes);
+    Ok(todo_http::TaskApi::new(service, gate, probes)
+        .map_err(Error::api("task"))?
+        .with_scan_slots(scans))
 }
 
 /// The database as a readiness probe with its pool gauges.

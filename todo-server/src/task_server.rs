@@ -124,7 +124,8 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     // streams (PostgreSQL's LISTEN/NOTIFY; SQLite has no other writer).
     // Kept until the server stops.
     let listener = crate::setup::wake_on_changes(&store, &service)?;
-    cli.settings
+    let relay = cli
+        .settings
         .tasks
         .start_relay(store.clone(), Arc::new(SystemClock))?;
     let webhooks = cli
@@ -134,7 +135,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     let mut api = cli
         .settings
         .tasks
-        .live_limits(task_api(service, gate, store)?.with_webhooks(webhooks));
+        .live_limits(task_api(service, gate, store, relay)?.with_webhooks(webhooks));
     if listener.is_some() {
         // Woken by every instance's writes: an unwoken read is only the
         // net for a notification lost while the listener reconnects.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use todo_auth::{OsRandom, SystemClock};
 use todo_core::{NewTask, RelayService, TaskPatch, TaskService, TaskStore, Title, UserId};
-use todo_server::relay::{AmqpTarget, relay_changes};
+use todo_server::relay::{AmqpTarget, RelayStats, relay_changes};
 use todo_store::SqlStore;
 use todo_store::testing::TestDatabase;
 
@@ -55,9 +55,14 @@ async fn relay_survives_a_broker_crash(database: TestDatabase) {
     // task-servers would run them.
     let target = AmqpTarget::new(&broker.url(), EXCHANGE).unwrap();
     let second = SqlStore::open(&database.config).unwrap();
+    let stats: [Arc<RelayStats>; 2] = [Arc::default(), Arc::default()];
     let relays = [
-        relay_changes(relay_service(store.clone()), target.clone()),
-        relay_changes(relay_service(second), target),
+        relay_changes(
+            relay_service(store.clone()),
+            target.clone(),
+            stats[0].clone(),
+        ),
+        relay_changes(relay_service(second), target, stats[1].clone()),
     ];
 
     // Phase 1, the broker up: every change once, in order.
@@ -77,6 +82,12 @@ async fn relay_survives_a_broker_crash(database: TestDatabase) {
         );
     }
     check_order_and_completeness(&received, &expected);
+    // Both relays are connected, and between them confirmed each change once.
+    assert!(stats.iter().all(|s| s.connected()), "both relays connected");
+    assert_eq!(
+        stats.iter().map(|s| s.published()).sum::<u64>(),
+        u64::try_from(received.len()).unwrap()
+    );
     let first = received
         .iter()
         .find(|m| m.owner == users[0].to_string())
@@ -275,6 +286,7 @@ async fn the_relay_publishes_over_tls_only_to_a_broker_it_trusts() {
     let untrusting = relay_changes(
         relay_service(store.clone()),
         AmqpTarget::new(&tls_url, EXCHANGE).unwrap(),
+        Arc::default(),
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
@@ -290,6 +302,7 @@ async fn the_relay_publishes_over_tls_only_to_a_broker_it_trusts() {
             .unwrap()
             .with_extra_roots(pem)
             .unwrap(),
+        Arc::default(),
     );
     let expected = heads(&store, &[ada]);
     let mut received = Vec::new();
