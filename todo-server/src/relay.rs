@@ -232,22 +232,21 @@ async fn relay_until_stopped(service: RelayService, target: AmqpTarget, stats: A
 }
 
 /// A connection, and a confirming channel with the exchange declared.
-async fn connect(target: &AmqpTarget) -> Result<(Connection, Channel), String> {
+async fn connect(target: &AmqpTarget) -> Result<(Connection, Channel), Unreachable> {
     let properties =
         ConnectionProperties::default().with_connection_name("todo change relay".into());
     let tls = lapin::tcp::OwnedTLSConfig {
         identity: None,
         cert_chain: target.extra_roots.clone(),
     };
-    let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
+    let runtime = lapin::runtime::default_runtime()?;
     let connection = tokio::time::timeout(
         CONNECT_TIMEOUT,
         Connection::connect_with_config(&target.url, properties, tls, runtime),
     )
     .await
-    .map_err(|_| "connecting timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
-    let opened = tokio::time::timeout(CONNECT_TIMEOUT, async {
+    .map_err(|_| Unreachable::TimedOut("connecting"))??;
+    let channel = tokio::time::timeout(CONNECT_TIMEOUT, async {
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -265,12 +264,18 @@ async fn connect(target: &AmqpTarget) -> Result<(Connection, Channel), String> {
             .await?;
         Ok::<_, lapin::Error>(channel)
     })
-    .await;
-    match opened {
-        Ok(Ok(channel)) => Ok((connection, channel)),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("opening a channel timed out".to_owned()),
-    }
+    .await
+    .map_err(|_| Unreachable::TimedOut("opening a channel"))??;
+    Ok((connection, channel))
+}
+
+/// Why the relay could not reach the broker, or set up its channel.
+#[derive(Debug, thiserror::Error)]
+enum Unreachable {
+    #[error("{0} timed out")]
+    TimedOut(&'static str),
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
 }
 
 /// Why a connection's relaying ended, and whether it moved any stream.
