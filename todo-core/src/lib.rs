@@ -121,6 +121,7 @@ pub use user::{
     Email, Password, PasswordHash, Role, User, UserChange, UserId, UserPatch, UserRecord, Username,
 };
 pub use webhook::{
-    Delivery, DeliveryAttempt, EventFilter, Leased, Pending, TargetCheck, Webhook, WebhookId,
-    WebhookPolicy, WebhookSecret, WebhookService, WebhookSettlement, WebhookStore, WebhookUrl,
+    Delivery, DeliveryAttempt, EventFilter, Leased, Pending, SLOW_COOL_DOWN, TargetCheck, Webhook,
+    WebhookId, WebhookPolicy, WebhookSecret, WebhookService, WebhookSettlement, WebhookStore,
+    WebhookUrl,
 };

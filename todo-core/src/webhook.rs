@@ -340,6 +340,11 @@ impl DeliveryAttempt {
     }
 }
 
+/// How many times as long as its receiver took a slow webhook waits before
+/// its next lease ([`WebhookPolicy::slow_after`]): it holds a worker's
+/// place a fifth of the time at most.
+pub const SLOW_COOL_DOWN: u32 = 4;
+
 /// When deliveries are tried again, and given up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookPolicy {
@@ -355,6 +360,11 @@ pub struct WebhookPolicy {
     pub max_per_user: Option<u64>,
     /// Attempts kept in a webhook's delivery log.
     pub attempts_kept: usize,
+    /// A lease whose receiver took longer than this in all (slow, not
+    /// failing) makes the webhook wait [`SLOW_COOL_DOWN`] times as long
+    /// before its next: a receiver that answers slowly cannot keep the
+    /// delivery worker's places from everyone else's.
+    pub slow_after: Duration,
     /// `http` URLs and private, loopback and link-local targets allowed:
     /// for tests, never for a deployment others use.
     pub allow_private: bool,
@@ -369,6 +379,7 @@ impl Default for WebhookPolicy {
             receiver_timeout: Duration::from_secs(10),
             max_per_user: Some(10),
             attempts_kept: 100,
+            slow_after: Duration::from_secs(5),
             allow_private: false,
         }
     }
@@ -715,7 +726,15 @@ impl WebhookService {
             let next = now.saturating_add(self.policy.wait_after(in_a_row));
             (in_a_row, Some(since), next, disabled)
         } else {
-            (0, None, now, None)
+            // Succeeded, but slowly: not again at once.
+            let took: u64 = attempts.iter().map(|a| u64::from(a.latency_ms)).sum();
+            let took = Duration::from_millis(took);
+            let next = if took > self.policy.slow_after {
+                now.saturating_add(took.saturating_mul(SLOW_COOL_DOWN))
+            } else {
+                now
+            };
+            (0, None, next, None)
         };
         Ok(self.store.settle_webhook(&WebhookSettlement {
             id: webhook.id,

@@ -30,8 +30,10 @@ use todo_core::{
 
 use crate::Error;
 
-/// Webhooks leased at once by one instance.
-const LEASED_AT_ONCE: usize = 16;
+/// Webhooks delivered to at once by one instance.
+const PLACES: usize = 16;
+/// No delivery starts after a lease has run this long.
+const LEASE_BUDGET: Duration = Duration::from_secs(10);
 /// Changes sent to one webhook per lease.
 const PER_LEASE: usize = 10;
 /// How often the worker looks for due webhooks.
@@ -378,45 +380,67 @@ fn host_header(url: &WebhookUrl) -> String {
     }
 }
 
-/// Delivers due webhooks every second until the runtime stops.
+/// Delivers due webhooks until the runtime stops: up to [`PLACES`] at
+/// once, each place leased again as soon as it frees (not in rounds: a
+/// slow receiver holds its own place, never a round of others'); when
+/// nothing is due, it looks again every second.
 pub fn deliver_webhooks_periodically(
     service: WebhookService,
     sender: WebhookSender,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(LOOK_EVERY);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let places = Arc::new(tokio::sync::Semaphore::new(PLACES));
+        let lease = lease_length(service.policy());
         loop {
-            ticks.tick().await;
-            deliver_due(&service, &sender).await;
+            // Only this loop takes places: once one is free, the others
+            // free now stay free until it takes them.
+            let Ok(first) = places.clone().acquire_owned().await else {
+                return;
+            };
+            let free = places.available_permits() + 1;
+            let leased = {
+                let service = service.clone();
+                tokio::task::spawn_blocking(move || service.lease_due(free, lease)).await
+            };
+            let leased = match leased {
+                Ok(Ok(leased)) => leased,
+                Ok(Err(error)) => {
+                    tracing::warn!(target: "todo::webhooks", %error, "leasing due webhooks failed");
+                    Vec::new()
+                }
+                Err(_) => return,
+            };
+            if leased.is_empty() {
+                drop(first);
+                tokio::time::sleep(LOOK_EVERY).await;
+                continue;
+            }
+            let mut first = Some(first);
+            for leased in leased {
+                let place = match first.take() {
+                    Some(place) => place,
+                    None => match places.clone().try_acquire_owned() {
+                        Ok(place) => place,
+                        // Cannot happen (see above); the lease runs out.
+                        Err(_) => break,
+                    },
+                };
+                let (service, sender) = (service.clone(), sender.clone());
+                tokio::spawn(async move {
+                    deliver_one(&service, &sender, leased).await;
+                    drop(place);
+                });
+            }
         }
     })
 }
 
-/// One round: leases due webhooks and delivers to each, concurrently.
-pub async fn deliver_due(service: &WebhookService, sender: &WebhookSender) {
-    let receiver_time = service.policy().receiver_timeout;
-    let lease = receiver_time
-        .saturating_mul(u32::try_from(PER_LEASE).unwrap_or(u32::MAX))
-        .saturating_add(Duration::from_secs(30));
-    let leased = {
-        let service = service.clone();
-        tokio::task::spawn_blocking(move || service.lease_due(LEASED_AT_ONCE, lease)).await
-    };
-    let leased = match leased {
-        Ok(Ok(leased)) => leased,
-        Ok(Err(error)) => {
-            tracing::warn!(target: "todo::webhooks", %error, "leasing due webhooks failed");
-            return;
-        }
-        Err(_) => return,
-    };
-    let mut rounds = tokio::task::JoinSet::new();
-    for leased in leased {
-        let (service, sender) = (service.clone(), sender.clone());
-        rounds.spawn(async move { deliver_one(&service, &sender, leased).await });
-    }
-    while rounds.join_next().await.is_some() {}
+/// How long a lease lasts: its time budget ([`LEASE_BUDGET`]), the
+/// delivery that may still run when the budget ends, and a margin.
+fn lease_length(policy: &todo_core::WebhookPolicy) -> Duration {
+    LEASE_BUDGET
+        .saturating_add(policy.receiver_timeout)
+        .saturating_add(Duration::from_secs(30))
 }
 
 /// Sends a leased webhook its next changes, in order, stopping at the
@@ -440,7 +464,13 @@ async fn deliver_one(service: &WebhookService, sender: &WebhookSender, leased: L
         );
     }
     let mut attempts = Vec::new();
+    let started = Instant::now();
     for delivery in &pending.deliveries {
+        if started.elapsed() >= LEASE_BUDGET {
+            // The rest waits for the next lease: a slow receiver holds a
+            // place for one budget (and a delivery) at most.
+            break;
+        }
         let attempt = sender.send(delivery, service.now()).await;
         let failed = !attempt.succeeded();
         if failed {

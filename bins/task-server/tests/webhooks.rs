@@ -14,7 +14,7 @@ use http::Method;
 use serde_json::{Value, json};
 use todo_testkit::Client;
 
-use common::{Running, next, receiver, register, token};
+use common::{Running, next, receiver, register, slow_receiver, token};
 
 const PASSWORD: &str = "correct horse";
 
@@ -257,4 +257,83 @@ async fn webhooks_to_private_plain_or_overlong_targets_are_refused() {
         .await
         .unwrap();
     assert_eq!(anonymous.status, 401);
+}
+
+/// One user's receiver that answers 200 after 8 s, with 20 changes to
+/// take, does not hold up another user's webhook (attack of #15: the
+/// worker delivered in rounds, and a slow receiver held each round for
+/// up to 100 s, every webhook of the instance behind it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_does_not_hold_up_other_users_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (slow_port, mut slow) =
+        slow_receiver(&dir.path().join("slow"), vec![], Duration::from_secs(8)).await;
+    let (fast_port, mut fast) = receiver(&dir.path().join("fast"), vec![]).await;
+    // Both receivers' certificates, in one file.
+    let mut roots = std::fs::read_to_string(dir.path().join("slow/tls-cert.pem")).unwrap();
+    roots.push_str(&std::fs::read_to_string(dir.path().join("fast/tls-cert.pem")).unwrap());
+    let ca = dir.path().join("roots.pem");
+    std::fs::write(&ca, roots).unwrap();
+    let server = Running::start(
+        "todo",
+        &data,
+        &sqlite(&data),
+        "127.0.0.1:0",
+        &[
+            "--webhooks-allow-private",
+            "--webhook-ca-file",
+            ca.to_str().unwrap(),
+        ],
+    );
+    let client = server.client(&data);
+    let mut tokens = Vec::new();
+    for (name, port) in [("alice", slow_port), ("bob", fast_port)] {
+        register(&client, name, PASSWORD).await;
+        let access = token(&client, name, PASSWORD).await;
+        let hook = client
+            .json(
+                Method::POST,
+                "/v1/webhooks",
+                Some(&access),
+                Some(&json!({"url": format!("https://localhost:{port}/hook")})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hook.status, 201, "{:?}", hook.body);
+        tokens.push(access);
+    }
+    for n in 0..20 {
+        let created = client
+            .json(
+                Method::POST,
+                "/v1/tasks",
+                Some(&tokens[0]),
+                Some(&json!({"title": format!("alice {n}")})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.status, 201);
+    }
+    // Her receiver is busy with the first of them.
+    next(&mut slow, Duration::from_secs(10)).await;
+    let created = client
+        .json(
+            Method::POST,
+            "/v1/tasks",
+            Some(&tokens[1]),
+            Some(&json!({"title": "bob's"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201);
+    let written = std::time::Instant::now();
+    let delivered = next(&mut fast, Duration::from_secs(30)).await;
+    let took = written.elapsed();
+    let body: Value = serde_json::from_slice(&delivered.body).unwrap();
+    assert_eq!(body["data"]["object"]["title"], "bob's");
+    assert!(
+        took < Duration::from_secs(4),
+        "bob's webhook waited {took:?} behind alice's slow receiver"
+    );
 }

@@ -75,6 +75,7 @@ conformance!(
     relayed_streams_are_leased_to_one_relay_and_settled_under_their_lease,
     the_relay_passes_over_what_retention_dropped,
     busy_streams_cannot_keep_the_relay_from_the_others,
+    slow_receivers_wait_before_their_next_lease,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -2201,4 +2202,79 @@ fn busy_streams_cannot_keep_the_relay_from_the_others(f: &Fixture) {
     // And the one served longest ago after it.
     let oldest = served[0].iter().find(|u| !served[1].contains(u)).unwrap();
     assert!(served[2].contains(oldest), "{served:?}");
+}
+
+/// A receiver that answers, but slowly, is not leased again at once: it
+/// waits four times as long as it took (attack of #15: slow receivers held
+/// the delivery worker's places from everyone else's webhooks).
+fn slow_receivers_wait_before_their_next_lease(f: &Fixture) {
+    use todo_core::{DeliveryAttempt, EventFilter};
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let tasks = service(f.store.clone(), clock.clone());
+    let hooks = webhooks(f.store.clone(), clock.clone(), None);
+    let hook = hooks
+        .create(alice, hook_url(1), EventFilter::all())
+        .unwrap();
+    for title in ["one", "two", "three"] {
+        tasks.create(alice, titled(title)).unwrap();
+    }
+    let answered = |seq: u64, latency_ms: u32| DeliveryAttempt {
+        webhook_id: hook.id,
+        seq,
+        kind: ChangeKind::TaskCreated,
+        at: clock.now(),
+        status: Some(200),
+        latency_ms,
+        error: None,
+    };
+    // Fast: due again at once for what is left.
+    let leased = hooks
+        .lease_due(10, Duration::from_secs(60))
+        .unwrap()
+        .remove(0);
+    let pending = hooks.pending(&leased.webhook, 10).unwrap();
+    assert!(
+        hooks
+            .settle(&leased, &pending, vec![answered(1, 40)])
+            .unwrap()
+    );
+    assert_eq!(hooks.list(alice).unwrap()[0].next_attempt_at, clock.now());
+    // Slow (9.5 s), though successful: 38 s before the next lease.
+    let leased = hooks
+        .lease_due(10, Duration::from_secs(60))
+        .unwrap()
+        .remove(0);
+    let pending = hooks.pending(&leased.webhook, 10).unwrap();
+    assert!(
+        hooks
+            .settle(&leased, &pending, vec![answered(2, 9_500)])
+            .unwrap()
+    );
+    let stored = &hooks.list(alice).unwrap()[0];
+    assert_eq!(
+        (
+            stored.delivered_through,
+            stored.attempts,
+            stored.failing_since
+        ),
+        (2, 0, None),
+        "a success all the same"
+    );
+    assert_eq!(
+        stored.next_attempt_at,
+        clock.now().saturating_add(Duration::from_millis(9_500 * 4))
+    );
+    clock.advance(Duration::from_secs(37));
+    assert!(
+        hooks
+            .lease_due(10, Duration::from_secs(60))
+            .unwrap()
+            .is_empty()
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        hooks.lease_due(10, Duration::from_secs(60)).unwrap().len(),
+        1
+    );
 }

@@ -239,6 +239,16 @@ pub async fn receiver(
     dir: &std::path::Path,
     answers: Vec<u16>,
 ) -> (u16, tokio::sync::mpsc::UnboundedReceiver<Received>) {
+    slow_receiver(dir, answers, Duration::ZERO).await
+}
+
+/// As [`receiver`], answering each request `delay` after it arrived
+/// (recorded on arrival).
+pub async fn slow_receiver(
+    dir: &std::path::Path,
+    answers: Vec<u16>,
+    delay: Duration,
+) -> (u16, tokio::sync::mpsc::UnboundedReceiver<Received>) {
     let (identity, _) =
         todo_server::TlsIdentity::self_signed_in(dir, &["localhost".to_owned()]).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
@@ -271,6 +281,7 @@ pub async fn receiver(
                                 body,
                             });
                             let status = answers.lock().unwrap().pop_front().unwrap_or(200);
+                            tokio::time::sleep(delay).await;
                             let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
                             *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
                             Ok::<_, Infallible>(response)
