@@ -58,7 +58,7 @@ fn start_with(tls: Option<(&Path, &Path)>) -> Option<Broker> {
     let tls_port = tls.map(|(cert, key)| {
         let tls_port = free_port();
         let config = format!(
-            "listeners.ssl.default = {tls_port}\n\
+            "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
              ssl_options.cacertfile = {cert}\n\
              ssl_options.certfile = {cert}\n\
              ssl_options.keyfile = {key}\n\

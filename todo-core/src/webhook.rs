@@ -340,9 +340,9 @@ impl DeliveryAttempt {
     }
 }
 
-/// How many times as long as its receiver took a slow webhook waits before
-/// its next lease ([`WebhookPolicy::slow_after`]): it holds a worker's
-/// place a fifth of the time at most.
+/// How many times as long as its lease took a slow webhook waits before
+/// its next ([`WebhookPolicy::slow_after`]): it holds a worker's place a
+/// fifth of the time at most.
 pub const SLOW_COOL_DOWN: u32 = 4;
 
 /// When deliveries are tried again, and given up.
@@ -360,10 +360,12 @@ pub struct WebhookPolicy {
     pub max_per_user: Option<u64>,
     /// Attempts kept in a webhook's delivery log.
     pub attempts_kept: usize,
-    /// A lease whose receiver took longer than this in all (slow, not
-    /// failing) makes the webhook wait [`SLOW_COOL_DOWN`] times as long
-    /// before its next: a receiver that answers slowly cannot keep the
-    /// delivery worker's places from everyone else's.
+    /// A lease in which one attempt took longer than this (answered or
+    /// not) makes the webhook wait [`SLOW_COOL_DOWN`] times as long as the
+    /// lease took before its next: a receiver that answers slowly cannot
+    /// keep the delivery worker's places from everyone else's. Judged per
+    /// attempt, so a distant receiver that answers each delivery in half
+    /// a second is not slowed for taking ten of them.
     pub slow_after: Duration,
     /// `http` URLs and private, loopback and link-local targets allowed:
     /// for tests, never for a deployment others use.
@@ -379,7 +381,7 @@ impl Default for WebhookPolicy {
             receiver_timeout: Duration::from_secs(10),
             max_per_user: Some(10),
             attempts_kept: 100,
-            slow_after: Duration::from_secs(5),
+            slow_after: Duration::from_secs(3),
             allow_private: false,
         }
     }
@@ -713,6 +715,18 @@ impl WebhookService {
                 break;
             }
         }
+        // A receiver slow to answer (any one attempt over `slow_after`,
+        // failed or not) waits at least SLOW_COOL_DOWN times as long as
+        // the lease took: it cannot keep a place of the worker busy.
+        let took = Duration::from_millis(attempts.iter().map(|a| u64::from(a.latency_ms)).sum());
+        let slow = attempts
+            .iter()
+            .any(|a| Duration::from_millis(u64::from(a.latency_ms)) > self.policy.slow_after);
+        let cool_down = if slow {
+            took.saturating_mul(SLOW_COOL_DOWN)
+        } else {
+            Duration::ZERO
+        };
         let (attempts_in_a_row, failing_since, next, disabled_at) = if failed {
             // A success earlier in the lease ends the run of failures: a
             // receiver that takes most deliveries is not disabled.
@@ -723,18 +737,10 @@ impl WebhookService {
             };
             let in_a_row = before.saturating_add(1);
             let disabled = (now.duration_since(since) >= self.policy.retry_for).then_some(now);
-            let next = now.saturating_add(self.policy.wait_after(in_a_row));
-            (in_a_row, Some(since), next, disabled)
+            let wait = self.policy.wait_after(in_a_row).max(cool_down);
+            (in_a_row, Some(since), now.saturating_add(wait), disabled)
         } else {
-            // Succeeded, but slowly: not again at once.
-            let took: u64 = attempts.iter().map(|a| u64::from(a.latency_ms)).sum();
-            let took = Duration::from_millis(took);
-            let next = if took > self.policy.slow_after {
-                now.saturating_add(took.saturating_mul(SLOW_COOL_DOWN))
-            } else {
-                now
-            };
-            (0, None, next, None)
+            (0, None, now.saturating_add(cool_down), None)
         };
         Ok(self.store.settle_webhook(&WebhookSettlement {
             id: webhook.id,

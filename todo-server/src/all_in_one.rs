@@ -67,6 +67,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         &cli.settings.tasks,
         &cli.server.data_dir,
         store,
+        cli.server.max_connections,
     )?;
     let data_dir = cli.server.data_dir.display().to_string();
     let plain = cli.server.plain_http;

@@ -152,6 +152,20 @@ impl AmqpTarget {
         if parsed.is_empty() {
             return Err(Error::setting("--amqp-ca-file", "holds no certificate"));
         }
+        // Each must be a usable root: the TLS connector skips those that
+        // are not, and every connection would then fail unexplained.
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in parsed {
+            roots
+                .add(certificate)
+                .map_err(|e| Error::setting("--amqp-ca-file", e.to_string()))?;
+        }
+        if !self.is_tls() {
+            return Err(Error::setting(
+                "--amqp-ca-file",
+                "given with a plain amqp:// URL: use amqps://",
+            ));
+        }
         self.extra_roots = Some(pem);
         Ok(self)
     }
@@ -188,6 +202,7 @@ pub fn relay_changes(
             ));
             match relay.await {
                 Err(error) if error.is_panic() => {
+                    stats.connected.store(false, Ordering::Relaxed);
                     tracing::error!(target: "todo::relay", "the relay failed; starting it again");
                     tokio::time::sleep(MAX_BACKOFF).await;
                 }

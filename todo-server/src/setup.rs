@@ -150,8 +150,8 @@ pub struct TaskSettings {
     #[arg(long, env = "TODO_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<std::path::PathBuf>,
     /// Live streams (`GET /v1/events`) one instance holds at once; past
-    /// it, 503. Each holds a connection: keep it well under
-    /// `--max-connections`.
+    /// it, 503. Each holds a connection: at most three quarters of
+    /// `--max-connections` are taken, whatever this says.
     #[arg(long, env = "TODO_MAX_LIVE_STREAMS", default_value_t = 256,
         value_parser = clap::value_parser!(u32).range(1..))]
     pub max_live_streams: u32,
@@ -290,14 +290,18 @@ impl TaskSettings {
         Ok(service)
     }
 
-    /// `api` with these settings' caps on live streams.
+    /// `api` with these settings' caps on live streams, the instance's
+    /// held to three quarters of the server's `max_connections` at most:
+    /// other requests need the rest.
     #[must_use]
-    pub fn live_limits(&self, api: todo_http::TaskApi) -> todo_http::TaskApi {
+    pub fn live_limits(
+        &self,
+        api: todo_http::TaskApi,
+        max_connections: usize,
+    ) -> todo_http::TaskApi {
         let cap = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
-        api.with_live_limits(
-            cap(self.max_live_streams),
-            cap(self.max_live_streams_per_client),
-        )
+        let total = cap(self.max_live_streams).min((max_connections.saturating_mul(3) / 4).max(1));
+        api.with_live_limits(total, cap(self.max_live_streams_per_client))
     }
 
     /// Where `--amqp-url` says to relay changes, if it does.
@@ -692,15 +696,18 @@ pub fn one_origin(
     data_dir: &Path,
     store: SqlStore,
 ) -> Result<todo_http::OneOrigin, Error> {
-    one_origin_with(auth, &TaskSettings::default(), data_dir, store)
+    // The servers' default connection cap (`--max-connections`).
+    one_origin_with(auth, &TaskSettings::default(), data_dir, store, 1024)
 }
 
-/// [`one_origin`] with the task service's limits given.
+/// [`one_origin`] with the task service's limits given, for a server
+/// that holds `max_connections` at most.
 pub fn one_origin_with(
     auth: &AuthSettings,
     task_settings: &TaskSettings,
     data_dir: &Path,
     store: SqlStore,
+    max_connections: usize,
 ) -> Result<todo_http::OneOrigin, Error> {
     let AuthParts {
         service,
@@ -728,8 +735,10 @@ pub fn one_origin_with(
     );
     let relay = task_settings.start_relay(store.clone(), clock.clone())?;
     let webhooks = task_settings.start_webhooks(store.clone(), clock)?;
-    let task_api =
-        task_settings.live_limits(task_api(tasks, gate, store, relay)?.with_webhooks(webhooks));
+    let task_api = task_settings.live_limits(
+        task_api(tasks, gate, store, relay)?.with_webhooks(webhooks),
+        max_connections,
+    );
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
 }
 

@@ -132,10 +132,10 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         .settings
         .tasks
         .start_webhooks(store.clone(), Arc::new(SystemClock))?;
-    let mut api = cli
-        .settings
-        .tasks
-        .live_limits(task_api(service, gate, store, relay)?.with_webhooks(webhooks));
+    let mut api = cli.settings.tasks.live_limits(
+        task_api(service, gate, store, relay)?.with_webhooks(webhooks),
+        cli.server.max_connections,
+    );
     if listener.is_some() {
         // Woken by every instance's writes: an unwoken read is only the
         // net for a notification lost while the listener reconnects.

@@ -389,6 +389,22 @@ pub fn deliver_webhooks_periodically(
     sender: WebhookSender,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        loop {
+            let worker = tokio::spawn(deliver_until_stopped(service.clone(), sender.clone()));
+            match worker.await {
+                Err(error) if error.is_panic() => {
+                    tracing::error!(target: "todo::webhooks", "the delivery worker failed; starting it again");
+                    tokio::time::sleep(LOOK_EVERY).await;
+                }
+                // Cancelled: the runtime is stopping.
+                _ => return,
+            }
+        }
+    })
+}
+
+async fn deliver_until_stopped(service: WebhookService, sender: WebhookSender) {
+    {
         let places = Arc::new(tokio::sync::Semaphore::new(PLACES));
         let lease = lease_length(service.policy());
         loop {
@@ -406,6 +422,10 @@ pub fn deliver_webhooks_periodically(
                 Ok(Ok(leased)) => leased,
                 Ok(Err(error)) => {
                     tracing::warn!(target: "todo::webhooks", %error, "leasing due webhooks failed");
+                    Vec::new()
+                }
+                Err(error) if error.is_panic() => {
+                    tracing::error!(target: "todo::webhooks", "leasing due webhooks panicked");
                     Vec::new()
                 }
                 Err(_) => return,
@@ -432,7 +452,7 @@ pub fn deliver_webhooks_periodically(
                 });
             }
         }
-    })
+    }
 }
 
 /// How long a lease lasts: its time budget ([`LEASE_BUDGET`]), the
