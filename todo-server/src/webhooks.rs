@@ -380,7 +380,7 @@ fn host_header(url: &WebhookUrl) -> String {
     }
 }
 
-/// Delivers due webhooks until the runtime stops: up to [`PLACES`] at
+/// Delivers due webhooks until the runtime stops: up to 16 at
 /// once, each place leased again as soon as it frees (not in rounds: a
 /// slow receiver holds its own place, never a round of others'); when
 /// nothing is due, it looks again every second.
