@@ -13,9 +13,11 @@
 //! carries test code: todo-http's and the binaries' tests and the
 //! examples depend on it.
 //!
-//! [`broker`] starts a throwaway RabbitMQ for the relay's tests.
+//! [`broker`] starts a throwaway RabbitMQ for the relay's tests;
+//! [`gateway`] puts nginx in front of servers.
 
 pub mod broker;
+pub mod gateway;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -9,7 +9,8 @@
 
 use serde_json::{Map, Value, json};
 use todo_core::{
-    Description, Label, Labels, PageLimit, Priority, SearchText, TaskSort, TaskVersion, Title,
+    ChangeKind, Description, Label, Labels, PageLimit, Priority, SearchText, TaskSort, TaskVersion,
+    Title, WebhookUrl,
 };
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
 use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Type};
@@ -366,6 +367,45 @@ pub fn limits(document: &mut Value) -> Vec<String> {
             };
             missing.extend(done.err());
         }
+    }
+    if document
+        .pointer("/components/schemas/WebhookCreate")
+        .is_some()
+    {
+        let kinds: Vec<&str> = ChangeKind::ALL
+            .into_iter()
+            .map(ChangeKind::as_str)
+            .collect();
+        let properties = "/components/schemas/WebhookCreate/properties";
+        missing.extend(
+            [
+                put(
+                    document,
+                    &format!("{properties}/url"),
+                    // ASCII only (no IDN), so bytes and characters agree.
+                    &[
+                        ("maxLength", json!(WebhookUrl::MAX_BYTES)),
+                        ("format", json!("uri")),
+                    ],
+                ),
+                put(
+                    document,
+                    &format!("{properties}/events"),
+                    &[
+                        ("minItems", json!(1)),
+                        ("maxItems", json!(kinds.len())),
+                        ("uniqueItems", json!(true)),
+                    ],
+                ),
+                put(
+                    document,
+                    &format!("{properties}/events/items"),
+                    &[("enum", json!(kinds))],
+                ),
+            ]
+            .into_iter()
+            .filter_map(Result::err),
+        );
     }
     if document.pointer("/paths/~1v1~1users/get").is_some() {
         let list = "/paths/~1v1~1users/get/parameters";

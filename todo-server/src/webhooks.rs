@@ -45,8 +45,11 @@ const ANSWER_BYTES: usize = 16 * 1024;
 
 /// Whether an address is one a delivery may go to: not loopback, private,
 /// link-local, shared (CGNAT), multicast, unspecified, broadcast,
-/// documentation, benchmarking or reserved, nor an IPv6 form of one
-/// (IPv4-mapped, NAT64).
+/// documentation, benchmarking or reserved, nor Azure's host endpoint
+/// (168.63.129.16: a public address that every Azure VM reaches its host's
+/// agent and DNS at), nor an IPv6 form of one (IPv4-mapped, NAT64). Other
+/// clouds' metadata services are in the ranges refused (169.254.169.254,
+/// Alibaba's 100.100.100.200, Oracle's 192.0.0.192, AWS's fd00:ec2::254).
 #[must_use]
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
@@ -64,6 +67,7 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (a == 192 && b == 0 && c == 0)
                 || (a == 198 && (b == 18 || b == 19))
                 || (a == 192 && b == 88 && c == 99)
+                || v4.octets() == [168, 63, 129, 16]
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
@@ -538,6 +542,11 @@ mod tests {
             "198.18.0.1",
             "240.0.0.1",
             "192.0.0.8",
+            "168.63.129.16",
+            "100.100.100.200",
+            "192.0.0.192",
+            "fd00:ec2::254",
+            "::ffff:168.63.129.16",
             "::1",
             "::",
             "fe80::1",
@@ -553,6 +562,7 @@ mod tests {
         }
         for public in [
             "93.184.216.34",
+            "168.63.129.17",
             "1.1.1.1",
             "2606:4700:4700::1111",
             "::ffff:1.1.1.1",

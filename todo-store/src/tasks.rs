@@ -2,7 +2,8 @@
 
 use diesel::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Text};
 use todo_core::{
     ChangeKind, ChangeLog, Description, Labels, PageLimit, Priority, StoreError, Task, TaskCursor,
     TaskId, TaskQuery, TaskSort, TaskStore, TaskVersion, Timestamp, Title, UserId,
@@ -13,7 +14,7 @@ use crate::changes;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
 use crate::schema::{task_labels, tasks};
-use crate::users::lock_owner;
+use crate::users::{lock_owner, lock_owner_pg};
 
 /// The `due` sort's key: the due date, or the largest BIGINT
 /// ([`TaskSort::NO_DUE_DATE`]) when there is none, so undated tasks come
@@ -46,9 +47,15 @@ const IN_PLACE_PAGE_BYTES: usize = 64 * 1024;
 /// Labels never contain control characters, so a line break separates them.
 const LABEL_SEPARATOR: char = '\n';
 
-/// A task as written: every column.
+/// A task as written: every column. (`None` is written as NULL, not as
+/// the column's default: one statement for every task, which diesel's
+/// statement cache keeps.)
 #[derive(Insertable, AsChangeset)]
-#[diesel(table_name = tasks, treat_none_as_null = true)]
+#[diesel(
+    table_name = tasks,
+    treat_none_as_null = true,
+    treat_none_as_default_value = false
+)]
 pub(crate) struct TaskRow {
     pub(crate) id: String,
     pub(crate) owner_id: String,
@@ -159,19 +166,6 @@ impl StoredTask {
     }
 }
 
-/// PostgreSQL: the owner's row, `FOR KEY SHARE`, as a task write's first
-/// lock. Every task write ends by recording its change, whose reference
-/// to the owner locks the owner's row after the task's; deleting the
-/// owner locks the owner's row and then, cascading, the task's: the two
-/// deadlocked. Taken first, the owner's row orders them (`users.rs`,
-/// `lock_owner`, for the refresh tokens' same case).
-fn lock_owner_pg(pg: &mut PgConnection, owner_id: &str) -> QueryResult<()> {
-    diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE")
-        .bind::<Text, _>(owner_id)
-        .execute(pg)
-        .map(|_| ())
-}
-
 /// Records a write that left the task as `row` (see `changes.rs`).
 fn record_write(conn: &mut AnyConnection, kind: ChangeKind, row: &TaskRow) -> QueryResult<()> {
     changes::record(
@@ -184,15 +178,56 @@ fn record_write(conn: &mut AnyConnection, kind: ChangeKind, row: &TaskRow) -> Qu
     )
 }
 
-/// The task's labels for the `label=` filter, in one statement.
+/// The task's labels for the `label=` filter. SQLite: a row at a time, as
+/// diesel inserts several rows there, each by one cached statement.
+/// PostgreSQL: in one statement of one array, the same statement for any
+/// number of labels, so the cache keeps it (diesel's multi-row `VALUES`
+/// differs by count, and diesel prepares it anew every time).
 fn insert_labels(conn: &mut AnyConnection, row: &TaskRow) -> QueryResult<()> {
     let labels = row.label_rows();
     if labels.is_empty() {
         return Ok(());
     }
-    let insert = diesel::insert_into(task_labels::table).values(&labels);
-    native!(conn, |c| insert.execute(c)).map(|_| ())
+    match conn {
+        AnyConnection::Sqlite(c) => diesel::insert_into(task_labels::table)
+            .values(&labels)
+            .execute(c),
+        AnyConnection::Postgresql(c) => InsertLabelsPg {
+            task_id: &row.id,
+            owner_id: &row.owner_id,
+            labels: labels.iter().map(|l| l.label).collect(),
+        }
+        .execute(c),
+    }
+    .map(|_| ())
 }
+
+/// `INSERT … SELECT unnest($3)`: a task's labels in one statement.
+struct InsertLabelsPg<'a> {
+    task_id: &'a str,
+    owner_id: &'a str,
+    labels: Vec<&'a str>,
+}
+
+impl QueryId for InsertLabelsPg<'_> {
+    type QueryId = InsertLabelsPg<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<diesel::pg::Pg> for InsertLabelsPg<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO task_labels (task_id, owner_id, label) SELECT ");
+        out.push_bind_param::<Text, str>(self.task_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(self.owner_id)?;
+        out.push_sql(", unnest(");
+        out.push_bind_param::<Array<Text>, Vec<&str>>(&self.labels)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for InsertLabelsPg<'_> {}
 
 /// `%` and `_` match only themselves: escape them (and the escape character).
 fn like_pattern(text: &str) -> String {
@@ -604,6 +639,149 @@ mod tests {
     fn like_pattern_escapes_wildcards() {
         assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
         assert_eq!(like_pattern("plain"), "%plain%");
+    }
+}
+
+/// Each statement of a task's creation is prepared once per connection and
+/// kept in diesel's statement cache: parsing and planning one again on
+/// every creation cost 8% of it on SQLite. (diesel leaves some statements
+/// out of its cache, silently: upserts, updates, inserts of a `Vec`.)
+#[cfg(test)]
+mod statement_cache {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    use diesel::connection::{Connection as _, InstrumentationEvent};
+    use todo_core::testing::SeededRandom;
+    use todo_core::{
+        Description, Labels, PasswordHash, Priority, Role, Task, TaskId, TaskStore as _,
+        TaskVersion, Timestamp, Title, User, UserId, UserRecord, UserStore as _, Username, new_v7,
+    };
+
+    use crate::db::AnyConnection;
+    use crate::testing::TestDatabase;
+    use crate::{SqlStore, StoreConfig};
+
+    #[derive(Default)]
+    struct Seen {
+        /// The statements run, as SQL text (binds aside).
+        run: Vec<String>,
+        /// The statements put in the cache.
+        cached: BTreeSet<String>,
+    }
+
+    fn watch(conn: &mut AnyConnection, seen: &Arc<Mutex<Seen>>) {
+        let seen = seen.clone();
+        let instrument = move |event: InstrumentationEvent<'_>| match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                let text = query.to_string();
+                let sql = text.split(" -- binds:").next().unwrap_or_default();
+                seen.lock().unwrap().run.push(sql.trim().to_owned());
+            }
+            InstrumentationEvent::CacheQuery { sql, .. } => {
+                seen.lock().unwrap().cached.insert(sql.trim().to_owned());
+            }
+            _ => {}
+        };
+        native!(conn, |c| c.set_instrumentation(instrument.clone()));
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_micros(1_767_225_600_000_000 + seconds * 1_000_000).unwrap()
+    }
+
+    fn id_at(seconds: i64, seed: u64) -> uuid::Uuid {
+        new_v7(at(seconds), &SeededRandom::new(seed)).unwrap()
+    }
+
+    fn task(owner: UserId, n: u64) -> Task {
+        Task {
+            id: TaskId::from_uuid(id_at(100 + n as i64, n)),
+            owner,
+            title: Title::parse(&format!("Task {n}")).unwrap(),
+            description: Description::parse("").unwrap(),
+            done: false,
+            completed_at: None,
+            due_at: n.is_multiple_of(2).then(|| at(5_000)),
+            priority: Priority::new((n % 4) as i64).unwrap(),
+            labels: Labels::parse(["home", "work"]).unwrap(),
+            archived: false,
+            created_at: at(100),
+            updated_at: at(100),
+            version: TaskVersion::FIRST,
+        }
+    }
+
+    fn creations_reuse_their_statements(store: &SqlStore) {
+        let owner = UserId::from_uuid(id_at(1, 1));
+        store
+            .insert_user(&UserRecord {
+                user: User {
+                    id: owner,
+                    username: Username::parse("alice").unwrap(),
+                    email: None,
+                    role: Role::User,
+                    disabled: false,
+                    created_at: at(1),
+                    updated_at: at(1),
+                },
+                password_hash: PasswordHash::new("$fake$alice".to_owned()),
+                tokens_revoked_before: None,
+            })
+            .unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        store
+            .with_write_conn(|conn| {
+                watch(conn, &seen);
+                Ok(())
+            })
+            .unwrap();
+        // The first creation of the connection prepares; the later ones
+        // must find every statement they run in the cache.
+        assert!(store.insert_task_within(&task(owner, 0), 100).unwrap());
+        seen.lock().unwrap().run.clear();
+        for n in 1..4 {
+            assert!(store.insert_task_within(&task(owner, n), 100).unwrap());
+        }
+        let seen = seen.lock().unwrap();
+        let statements: BTreeSet<&String> = seen
+            .run
+            .iter()
+            .filter(|sql| {
+                !["SAVEPOINT", "RELEASE", "BEGIN", "COMMIT", "ROLLBACK"]
+                    .iter()
+                    .any(|control| sql.to_uppercase().starts_with(control))
+            })
+            .collect();
+        assert!(statements.len() >= 4, "{statements:#?}");
+        let prepared_again: Vec<&&String> = statements
+            .iter()
+            .filter(|sql| !seen.cached.contains(sql.as_str()))
+            .collect();
+        assert!(
+            prepared_again.is_empty(),
+            "prepared on every creation: {prepared_again:#?}"
+        );
+    }
+
+    #[test]
+    fn sqlite_creations_prepare_each_statement_once() {
+        creations_reuse_their_statements(&TestDatabase::sqlite().store);
+    }
+
+    #[test]
+    fn postgres_creations_prepare_each_statement_once() {
+        let Some(database) = TestDatabase::postgres() else {
+            return;
+        };
+        // One connection, so that every write runs on the one watched.
+        let config = StoreConfig {
+            max_connections: 1,
+            ..database.config.clone()
+        };
+        creations_reuse_their_statements(&SqlStore::open(&config).unwrap());
     }
 }
 

@@ -381,14 +381,25 @@ impl RefreshTokenStore for SqlStore {
 /// a user locks the user's row and then, cascading, the tokens'; an
 /// exchange that locked its token first and then (inserting the next one)
 /// the user deadlocked with it (v1.1 attack: 500s). Locked in the same
-/// order, one waits for the other. (SQLite has one writer at a time.)
+/// order, one waits for the other. Task writes take it first for the same
+/// reason: each ends by recording its change, whose reference to the owner
+/// locks the owner's row after the task's. (SQLite has one writer at a time.)
 pub(crate) fn lock_owner(conn: &mut AnyConnection, user: &str) -> diesel::QueryResult<()> {
-    if let AnyConnection::Postgresql(pg) = conn {
-        diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE")
-            .bind::<diesel::sql_types::Text, _>(user)
-            .execute(pg)?;
+    match conn {
+        AnyConnection::Postgresql(pg) => lock_owner_pg(pg, user),
+        AnyConnection::Sqlite(_) => Ok(()),
     }
-    Ok(())
+}
+
+/// [`lock_owner`] on PostgreSQL. (In diesel's form, so that it is prepared
+/// once per connection: `sql_query` text is prepared at every use.)
+pub(crate) fn lock_owner_pg(pg: &mut diesel::PgConnection, user: &str) -> diesel::QueryResult<()> {
+    users::table
+        .filter(users::id.eq(user))
+        .select(users::id)
+        .for_key_share()
+        .execute(pg)
+        .map(|_| ())
 }
 
 fn family_revoked(conn: &mut AnyConnection, family: &str) -> diesel::QueryResult<bool> {

@@ -1,10 +1,12 @@
-//! Several instances, as the real binaries: an auth-server and two
+//! The gateway with several instances, as the real binaries: nginx
+//! (`deploy/nginx/todo.conf`) in front of two auth-servers and two
 //! task-servers on one PostgreSQL, each task-server running its webhook
 //! worker and its relay to RabbitMQ (claiming work in the database). Alice
-//! writes through either instance while Bob writes too: each of her
-//! changes reaches her live stream on the other instance within a second
-//! (LISTEN/NOTIFY), her webhook once, and the broker once, in order; none
-//! of Bob's reaches her stream or her webhook.
+//! writes through the gateway and through each task-server while Bob
+//! writes through the gateway too: each of her changes reaches her live
+//! streams, on an instance that did not take it and through the gateway,
+//! within a second (LISTEN/NOTIFY); her webhook once and the broker once,
+//! in order; none of Bob's reaches her streams or her webhook.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,8 +17,11 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::{Value, json};
+use todo_server::TlsIdentity;
 use todo_store::testing::TestDatabase;
+use todo_testkit::Client;
 use todo_testkit::broker::Consumer;
+use todo_testkit::gateway::Gateway;
 
 use common::{Received, Running, receiver, register, run, token};
 
@@ -24,7 +29,7 @@ const PASSWORD: &str = "correct horse";
 const WRITES: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_change_reaches_every_channel_once_whichever_instance_took_it() {
+async fn through_the_gateway_each_change_reaches_every_channel_once() {
     let Some(database) = TestDatabase::postgres() else {
         return;
     };
@@ -42,41 +47,51 @@ async fn each_change_reaches_every_channel_once_whichever_instance_took_it() {
     let receiver_ca = dir.path().join("receiver/tls-cert.pem");
     let channel = Consumer::bind(&broker.url(), "todo.changes", "instances").await;
 
-    let auth = Running::start("auth-server", &data, url, "127.0.0.1:0", &[]);
-    let jwks = format!(
-        "https://localhost:{}/.well-known/jwks.json",
-        auth.addr.port()
-    );
-    let ca = data.join("tls-cert.pem");
+    // Behind the gateway the servers speak plain HTTP and believe its
+    // X-Forwarded-For. The second auth-server reads the signing key the
+    // first one wrote.
+    let behind = ["--plain-http", "--trusted-proxies", "127.0.0.1"];
+    let auth = [
+        Running::start("auth-server", &data, url, "127.0.0.1:0", &behind),
+        Running::start("auth-server", &data, url, "127.0.0.1:0", &behind),
+    ];
     let amqp = broker.url();
-    let task_server = || {
-        Running::start(
-            "task-server",
-            &data,
-            url,
-            "127.0.0.1:0",
-            &[
-                "--jwks-url",
-                &jwks,
-                "--jwks-ca-file",
-                ca.to_str().unwrap(),
-                "--webhooks-allow-private",
-                "--webhook-ca-file",
-                receiver_ca.to_str().unwrap(),
-                "--amqp-url",
-                &amqp,
-            ],
-        )
+    let task_server = |auth: &Running| {
+        let jwks = format!("http://{}/.well-known/jwks.json", auth.addr);
+        let mut args = behind.to_vec();
+        args.extend([
+            "--jwks-url",
+            &jwks,
+            "--webhooks-allow-private",
+            "--webhook-ca-file",
+            receiver_ca.to_str().unwrap(),
+            "--amqp-url",
+            &amqp,
+        ]);
+        Running::start("task-server", &data, url, "127.0.0.1:0", &args)
     };
-    let instances = [task_server(), task_server()];
-    let [one, two] = [instances[0].client(&data), instances[1].client(&data)];
-    let accounts = auth.client(&data);
-    register(&accounts, "alice", PASSWORD).await;
-    register(&accounts, "bob", PASSWORD).await;
-    let alice = token(&accounts, "alice", PASSWORD).await;
-    let bob = token(&accounts, "bob", PASSWORD).await;
+    let instances = [task_server(&auth[0]), task_server(&auth[1])];
+    let edge_dir = dir.path().join("gateway");
+    std::fs::create_dir(&edge_dir).unwrap();
+    TlsIdentity::self_signed_in(&edge_dir, &["localhost".to_owned()]).unwrap();
+    let gateway = Gateway::start(
+        &edge_dir,
+        &[auth[0].addr, auth[1].addr],
+        &[instances[0].addr, instances[1].addr],
+    );
+    let edge =
+        Client::https_with_ca_file(gateway.addr, "localhost", &edge_dir.join("tls-cert.pem"))
+            .unwrap();
+    let [one, two] = [
+        Client::plain(instances[0].addr),
+        Client::plain(instances[1].addr),
+    ];
+    register(&edge, "alice", PASSWORD).await;
+    register(&edge, "bob", PASSWORD).await;
+    let alice = token(&edge, "alice", PASSWORD).await;
+    let bob = token(&edge, "bob", PASSWORD).await;
 
-    let hook = one
+    let hook = edge
         .json(
             Method::POST,
             "/v1/webhooks",
@@ -86,19 +101,29 @@ async fn each_change_reaches_every_channel_once_whichever_instance_took_it() {
         .await
         .unwrap();
     assert_eq!(hook.status, 201, "{:?}", hook.body);
-    // Alice's live stream on the second instance.
+    // Alice's live streams: on the second instance, and through the
+    // gateway (on whichever instance nginx chose).
     let bearer = format!("Bearer {alice}");
-    let mut stream = two
-        .stream("/v1/events", &[("authorization", bearer.as_str())])
-        .await
-        .unwrap();
-    assert_eq!(stream.status, 200);
+    let mut streams = Vec::new();
+    for (name, client) in [("instance 2", &two), ("the gateway", &edge)] {
+        let stream = client
+            .stream("/v1/events", &[("authorization", bearer.as_str())])
+            .await
+            .unwrap();
+        assert_eq!(stream.status, 200, "{name}");
+        streams.push((name, stream));
+    }
 
     let mut alices = Vec::new();
     let mut bobs = HashSet::new();
+    let ways = [
+        ("instance 1", &one),
+        ("instance 2", &two),
+        ("the gateway", &edge),
+    ];
     for n in 0..WRITES {
-        // Bob's first, through the instance that serves Alice's stream.
-        let created = two
+        // Bob's first, through the gateway.
+        let created = edge
             .json(
                 Method::POST,
                 "/v1/tasks",
@@ -109,8 +134,8 @@ async fn each_change_reaches_every_channel_once_whichever_instance_took_it() {
             .unwrap();
         assert_eq!(created.status, 201);
         bobs.insert(created.json().unwrap()["id"].as_str().unwrap().to_owned());
-        // Alice's through each instance in turn.
-        let through = if n % 2 == 0 { &one } else { &two };
+        // Alice's through each way in turn.
+        let (way, through) = ways[n % ways.len()];
         let created = through
             .json(
                 Method::POST,
@@ -123,19 +148,20 @@ async fn each_change_reaches_every_channel_once_whichever_instance_took_it() {
         assert_eq!(created.status, 201);
         let answered = Instant::now();
         let id = created.json().unwrap()["id"].as_str().unwrap().to_owned();
-        let event = stream
-            .next_event(Duration::from_secs(5))
-            .await
-            .unwrap()
-            .expect("the stream goes on");
-        let took = answered.elapsed();
-        let change = event.json().unwrap();
-        assert_eq!(change["object"]["id"], id.as_str(), "{change}");
-        assert!(
-            took < Duration::from_secs(1),
-            "alice {n} (through instance {}) reached the other instance's stream after {took:?}",
-            if n % 2 == 0 { 1 } else { 2 }
-        );
+        for (name, stream) in &mut streams {
+            let event = stream
+                .next_event(Duration::from_secs(5))
+                .await
+                .unwrap()
+                .expect("the stream goes on");
+            let took = answered.elapsed();
+            let change = event.json().unwrap();
+            assert_eq!(change["object"]["id"], id.as_str(), "{name}: {change}");
+            assert!(
+                took < Duration::from_secs(1),
+                "alice {n} (through {way}) reached her stream on {name} after {took:?}"
+            );
+        }
         alices.push(id);
     }
 

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use http::Method;
-use serde_json::Value;
-use todo_core::{PageLimit, Title};
+use serde_json::{Value, json};
+use todo_core::{PageLimit, Title, WebhookUrl};
 use todo_http::{openapi, routes};
 use todo_store::testing::TestBackend;
 
@@ -279,6 +279,13 @@ fn the_domain_limits_land_on_the_documents() {
         .find(|p| p["name"] == "limit")
         .unwrap();
     assert_eq!(limit["schema"]["maximum"], PageLimit::MAX);
+    let webhook = &tasks["components"]["schemas"]["WebhookCreate"]["properties"];
+    assert_eq!(webhook["url"]["maxLength"], WebhookUrl::MAX_BYTES);
+    assert_eq!(
+        webhook["events"]["items"]["enum"],
+        json!(["task.created", "task.updated", "task.deleted"])
+    );
+    assert_eq!(webhook["events"]["uniqueItems"], true);
     let auth = openapi::auth();
     let users = &auth["paths"]["/v1/users"]["get"]["parameters"][0]["schema"];
     assert_eq!(users["maximum"], PageLimit::MAX);

@@ -87,7 +87,11 @@ impl Running {
         let lines = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on https://").nth(1) {
+                let after = line
+                    .split("listening on https://")
+                    .nth(1)
+                    .or_else(|| line.split("listening on http://").nth(1));
+                if let Some(rest) = after {
                     let addr: String = rest
                         .chars()
                         .take_while(|c| *c != '"' && !c.is_whitespace())
