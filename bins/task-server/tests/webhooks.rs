@@ -1,6 +1,8 @@
 //! Webhooks on the real binary (`todo`, SQLite): a receiver of ours over
 //! HTTPS gets each change signed as Standard Webhooks do, a failure is
-//! retried with the same message id, the delivery log shows the attempts;
+//! retried with the same message id, a receiver that was down gets every
+//! change written meanwhile, once and in order; the delivery log shows the
+//! attempts;
 //! and, with the default policy, targets that are not public, not https or
 //! too long are refused with 400 naming the field.
 
@@ -87,6 +89,44 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
         .unwrap();
     // First attempt: answered 500.
     let first = next(&mut deliveries, Duration::from_secs(10)).await;
+    // While the receiver is down (its retry waits 5 s), Alice goes on: an
+    // update, another creation and its deletion.
+    let id = task["id"].as_str().unwrap();
+    let mut written = vec![("task.created", id.to_owned())];
+    let done = client
+        .json(
+            Method::PATCH,
+            &format!("/v1/tasks/{id}"),
+            Some(&alice),
+            Some(&json!({"done": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, 200);
+    written.push(("task.updated", id.to_owned()));
+    let other = client
+        .json(
+            Method::POST,
+            "/v1/tasks",
+            Some(&alice),
+            Some(&json!({"title": "Written while it was down"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.status, 201);
+    let other = other.json().unwrap()["id"].as_str().unwrap().to_owned();
+    written.push(("task.created", other.clone()));
+    let gone = client
+        .json(
+            Method::DELETE,
+            &format!("/v1/tasks/{other}"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(gone.status, 204);
+    written.push(("task.deleted", other));
     // Then again, after the first wait (5 s), with the same message id.
     let second = next(&mut deliveries, Duration::from_secs(15)).await;
     for received in [&first, &second] {
@@ -111,6 +151,31 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
         assert_eq!(received.headers["content-type"], "application/json");
     }
     assert_eq!(first.headers["webhook-id"], second.headers["webhook-id"]);
+    // Back up, the receiver gets everything written meanwhile, once each,
+    // in order, and nothing more.
+    let mut after = vec![second];
+    while after.len() < written.len() {
+        after.push(next(&mut deliveries, Duration::from_secs(10)).await);
+    }
+    let got: Vec<(String, String)> = after
+        .iter()
+        .map(|received| {
+            let body: Value = serde_json::from_slice(&received.body).unwrap();
+            let kind = body["type"].as_str().unwrap().to_owned();
+            (kind, body["data"]["id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let wanted: Vec<(String, String)> = written
+        .iter()
+        .map(|(kind, id)| ((*kind).to_owned(), id.clone()))
+        .collect();
+    assert_eq!(got, wanted);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), deliveries.recv())
+            .await
+            .is_err(),
+        "a change was sent twice"
+    );
 
     // The log: the success, then the failure (newest first).
     let path = format!(
@@ -127,7 +192,7 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
             .unwrap();
         if log["items"]
             .as_array()
-            .is_some_and(|items| items.len() == 2)
+            .is_some_and(|items| items.len() == 5)
         {
             break;
         }
@@ -139,8 +204,9 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
         .iter()
         .map(|a| &a["status"])
         .collect();
-    assert_eq!(statuses, [&json!(200), &json!(500)], "{log}");
-    assert_eq!(log["items"][1]["error"], "answered 500");
+    let (ok, failed) = (json!(200), json!(500));
+    assert_eq!(statuses, [&ok, &ok, &ok, &ok, &failed], "{log}");
+    assert_eq!(log["items"][4]["error"], "answered 500");
 
     // Deleted: nothing more is sent.
     let deleted = client
