@@ -403,3 +403,96 @@ async fn a_slow_receiver_does_not_hold_up_other_users_webhooks() {
         "bob's webhook waited {took:?} behind alice's slow receiver"
     );
 }
+
+/// A receiver is given 10 s for an attempt (the contract's figure), then the
+/// attempt is counted as failed: one that reads the delivery and would
+/// answer only after 12 s is logged as a timeout after 10 s, and the
+/// webhook is failing from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_is_given_ten_seconds_then_counted_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (port, mut deliveries) = slow_receiver(
+        &dir.path().join("receiver"),
+        vec![],
+        Duration::from_secs(12),
+    )
+    .await;
+    let ca = dir.path().join("receiver/tls-cert.pem");
+    let server = Running::start(
+        "todo",
+        &data,
+        &sqlite(&data),
+        "127.0.0.1:0",
+        &[
+            "--webhooks-allow-private",
+            "--webhook-ca-file",
+            ca.to_str().unwrap(),
+        ],
+    );
+    let (client, alice) = signed_in(&server, &data).await;
+    let created = client
+        .json(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&alice),
+            Some(&json!({"url": format!("https://localhost:{port}/hook")})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let log_path = format!(
+        "/v1/webhooks/{}/deliveries",
+        created.json().unwrap()["id"].as_str().unwrap()
+    );
+    let task = client
+        .json(
+            Method::POST,
+            "/v1/tasks",
+            Some(&alice),
+            Some(&json!({"title": "Slow to hear"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(task.status, 201);
+    let first = next(&mut deliveries, Duration::from_secs(10)).await;
+    let sent = std::time::Instant::now();
+    let mut log = Value::Null;
+    while sent.elapsed() < Duration::from_secs(20) {
+        log = client
+            .json(Method::GET, &log_path, Some(&alice), None)
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        if log["items"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let attempt = &log["items"][0];
+    assert_eq!(attempt["error"], "timeout", "{log}");
+    assert_eq!(attempt["status"], Value::Null, "{log}");
+    let took = attempt["latency_ms"].as_u64().unwrap();
+    assert!((10_000..11_000).contains(&took), "{log}");
+    // Counted as failed: the webhook is failing since that attempt (its
+    // change waits to be sent again, as the same message, after a backoff
+    // and the slow receiver's cool-down: 40 s and more).
+    let listed = client
+        .json(Method::GET, "/v1/webhooks", Some(&alice), None)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(listed["items"][0]["failing_since"].is_string(), "{listed}");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), deliveries.recv())
+            .await
+            .is_err(),
+        "sent again at once"
+    );
+    assert!(first.headers.contains_key("webhook-id"));
+}
