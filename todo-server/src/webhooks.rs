@@ -7,9 +7,10 @@
 //! are async; its store calls run on the blocking pool).
 //!
 //! Where a delivery may go: only public addresses. The host is resolved at
-//! creation ([`ResolvingTargets`]) and again at each delivery, and the
-//! connection goes to an address that was checked (not to a second
-//! resolution, which a rebinding DNS server could answer otherwise).
+//! creation ([`ResolvingTargets`]) and again for deliveries, at most
+//! [`RESOLVED_FOR`] apart, and the connection goes to an address that was
+//! checked (not to a second resolution, which a rebinding DNS server could
+//! answer otherwise).
 //! Redirects are not followed: a 3xx is a failure.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
@@ -40,6 +41,15 @@ const PER_LEASE: usize = 10;
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Name lookups of the worker running at once.
 const LOOKUPS_AT_ONCE: usize = 4;
+/// How long a host's checked addresses serve its deliveries before it is
+/// resolved again. Lookups are few places shared by every user's webhooks
+/// (above): a receiver's host takes one of them once in this time, not at
+/// every delivery, so a user whose name server never answers can hold up
+/// another user's deliveries only when that user's host is due a lookup.
+/// A lookup that failed is not kept.
+const RESOLVED_FOR: Duration = Duration::from_secs(30);
+/// The most hosts whose addresses are kept (some 10 per user with webhooks).
+const RESOLVED_HOSTS: usize = 4096;
 /// The most of a receiver's answer read (the rest is dropped).
 const ANSWER_BYTES: usize = 16 * 1024;
 
@@ -186,7 +196,11 @@ pub struct WebhookSender {
     timeout: Duration,
     /// Name lookups running at once ([`LOOKUPS_AT_ONCE`]).
     lookups: Arc<tokio::sync::Semaphore>,
+    /// Hosts' checked addresses, with when they were resolved.
+    resolved: Arc<std::sync::Mutex<ResolvedHosts>>,
 }
+
+type ResolvedHosts = std::collections::HashMap<(String, u16), (Instant, Arc<[SocketAddr]>)>;
 
 impl std::fmt::Debug for WebhookSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -231,6 +245,7 @@ impl WebhookSender {
             allow_private,
             timeout,
             lookups: Arc::new(tokio::sync::Semaphore::new(LOOKUPS_AT_ONCE)),
+            resolved: Arc::default(),
         })
     }
 
@@ -266,23 +281,7 @@ impl WebhookSender {
         if !url.is_https() && !self.allow_private {
             return Err("not https".into());
         }
-        // Name lookups block a thread of the pool the API's database calls
-        // use, and cannot be cancelled: at most a few at once (a receiver's
-        // slow DNS must not take that pool), each holding its place until
-        // it ends.
-        let place = Arc::clone(&self.lookups)
-            .acquire_owned()
-            .await
-            .map_err(|_| "no name lookup".to_owned())?;
-        let target = (url.host().to_owned(), url.port());
-        let resolved = tokio::task::spawn_blocking(move || {
-            let _place = place;
-            target.to_socket_addrs().map(Vec::from_iter)
-        })
-        .await
-        .map_err(|_| "no name lookup".to_owned())?
-        .map_err(|_| "the host does not resolve".to_owned())?;
-        let addresses = addresses(resolved, self.allow_private).map_err(str::to_owned)?;
+        let addresses = self.addresses_of(url).await?;
         let body = Bytes::from(todo_http::change_event_body(
             delivery.webhook.owner,
             &delivery.change,
@@ -306,7 +305,7 @@ impl WebhookSender {
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
         let mut last = String::from("no address");
-        for address in addresses {
+        for &address in addresses.iter() {
             let tcp = match tokio::net::TcpStream::connect(address).await {
                 Ok(tcp) => tcp,
                 Err(error) => {
@@ -329,6 +328,55 @@ impl WebhookSender {
             };
         }
         Err(last.into())
+    }
+}
+
+impl WebhookSender {
+    /// The checked addresses of `url`'s host: kept ones younger than
+    /// [`RESOLVED_FOR`], or a lookup's.
+    async fn addresses_of(&self, url: &WebhookUrl) -> Result<Arc<[SocketAddr]>, Failed> {
+        let target = (url.host().to_owned(), url.port());
+        let now = Instant::now();
+        if let Some((at, kept)) = self.kept().get(&target)
+            && now.duration_since(*at) < RESOLVED_FOR
+        {
+            return Ok(Arc::clone(kept));
+        }
+        // Name lookups block a thread of the pool the API's database calls
+        // use, and cannot be cancelled: at most a few at once (a receiver's
+        // slow DNS must not take that pool), each holding its place until
+        // it ends.
+        let place = Arc::clone(&self.lookups)
+            .acquire_owned()
+            .await
+            .map_err(|_| "no name lookup".to_owned())?;
+        let lookup = target.clone();
+        let resolved = tokio::task::spawn_blocking(move || {
+            let _place = place;
+            lookup.to_socket_addrs().map(Vec::from_iter)
+        })
+        .await
+        .map_err(|_| "no name lookup".to_owned())?
+        .map_err(|_| "the host does not resolve".to_owned())?;
+        let checked: Arc<[SocketAddr]> = addresses(resolved, self.allow_private)
+            .map_err(str::to_owned)?
+            .into();
+        let mut kept = self.kept();
+        if kept.len() >= RESOLVED_HOSTS {
+            let fresh = Instant::now();
+            kept.retain(|_, (at, _)| fresh.duration_since(*at) < RESOLVED_FOR);
+            if kept.len() >= RESOLVED_HOSTS {
+                kept.clear();
+            }
+        }
+        kept.insert(target, (Instant::now(), Arc::clone(&checked)));
+        Ok(checked)
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, ResolvedHosts> {
+        self.resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -570,6 +618,28 @@ mod tests {
         ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_hosts_checked_addresses_serve_its_deliveries_for_a_while() {
+        let sender = WebhookSender::new(None, true, Duration::from_secs(1)).unwrap();
+        let url = WebhookUrl::parse("https://localhost/hook", false).unwrap();
+        let first = sender.addresses_of(&url).await.unwrap();
+        assert!(first.iter().all(|a| a.ip().is_loopback()), "{first:?}");
+        // Within RESOLVED_FOR: the same addresses, not looked up again.
+        let again = sender.addresses_of(&url).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // Past it: looked up (and checked) again.
+        let key = ("localhost".to_owned(), 443);
+        sender.kept().get_mut(&key).unwrap().0 = Instant::now() - RESOLVED_FOR;
+        let later = sender.addresses_of(&url).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &later));
+        // A host refused is not kept: it is refused at every delivery.
+        let strict = WebhookSender::new(None, false, Duration::from_secs(1)).unwrap();
+        for _ in 0..2 {
+            assert!(strict.addresses_of(&url).await.is_err());
+        }
+        assert!(strict.kept().is_empty());
     }
 
     #[test]
