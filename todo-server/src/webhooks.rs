@@ -7,8 +7,8 @@
 //! are async; its store calls run on the blocking pool).
 //!
 //! Where a delivery may go: only public addresses. The host is resolved at
-//! creation ([`ResolvingTargets`]) and again for deliveries, at most
-//! [`RESOLVED_FOR`] apart, and the connection goes to an address that was
+//! creation ([`ResolvingTargets`]) and again for deliveries, at most 30 s
+//! apart, and the connection goes to an address that was
 //! checked (not to a second resolution, which a rebinding DNS server could
 //! answer otherwise).
 //! Redirects are not followed: a 3xx is a failure.
