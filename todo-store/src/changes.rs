@@ -154,8 +154,14 @@ fn bump_within(conn: &mut AnyConnection, owner_id: &str, max: i64) -> QueryResul
 /// upsert was parsed and planned again on every write, 8% of a creation's
 /// time on SQLite (perf over the load harness's creations). With a static
 /// query id this statement is prepared once per connection; a unit test
-/// (`tests::task_writes_prepare_each_statement_once`) holds every statement
-/// of the task writes to that.
+/// (`tasks::statement_cache`) holds every statement of a task's creation
+/// to that. Its SQL text must therefore never depend on the values bound:
+/// one text per query id, whatever `delta` and `below` are.
+///
+/// `below` is checked on conflict only: a stream's first write creates it
+/// with a count of at most 1, and `take_seq_within` refuses a `max` of 0 or
+/// less before it gets here. `record` passes `i64::MAX` (no limit), so
+/// every write shares the one statement.
 #[derive(Debug, Clone, Copy)]
 struct BumpStream<'a> {
     owner_id: &'a str,

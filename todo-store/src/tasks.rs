@@ -95,6 +95,8 @@ pub(crate) struct StoredTask {
     pub(crate) version: i64,
 }
 
+/// One row of `task_labels`. SQLite inserts these one statement per label
+/// (one cached text); PostgreSQL uses `InsertLabelsPg` instead.
 #[derive(Insertable)]
 #[diesel(table_name = task_labels)]
 struct LabelRow<'a> {
@@ -202,7 +204,11 @@ fn insert_labels(conn: &mut AnyConnection, row: &TaskRow) -> QueryResult<()> {
     .map(|_| ())
 }
 
-/// `INSERT … SELECT unnest($3)`: a task's labels in one statement.
+/// `INSERT … SELECT unnest($3)`: a task's labels in one statement, of one
+/// text whatever their number, so that diesel caches it (diesel never
+/// caches PostgreSQL's multi-row `VALUES`, whose text grows with the rows).
+/// The SQL must therefore never depend on the values bound.
+#[derive(Debug)]
 struct InsertLabelsPg<'a> {
     task_id: &'a str,
     owner_id: &'a str,
@@ -704,9 +710,17 @@ mod statement_cache {
             description: Description::parse("").unwrap(),
             done: false,
             completed_at: None,
+            // Every other task has no due time, and each a different number
+            // of labels: none of it may change a statement's text.
             due_at: n.is_multiple_of(2).then(|| at(5_000)),
             priority: Priority::new((n % 4) as i64).unwrap(),
-            labels: Labels::parse(["home", "work"]).unwrap(),
+            labels: Labels::parse(["home", "work", "errands"].into_iter().take(match n {
+                0 => 2,
+                1 => 1,
+                2 => 3,
+                _ => 0,
+            }))
+            .unwrap(),
             archived: false,
             created_at: at(100),
             updated_at: at(100),
@@ -741,11 +755,21 @@ mod statement_cache {
         // The first creation of the connection prepares; the later ones
         // must find every statement they run in the cache.
         assert!(store.insert_task_within(&task(owner, 0), 100).unwrap());
-        seen.lock().unwrap().run.clear();
+        let cached_by_the_first = {
+            let mut seen = seen.lock().unwrap();
+            seen.run.clear();
+            std::mem::take(&mut seen.cached)
+        };
         for n in 1..4 {
             assert!(store.insert_task_within(&task(owner, n), 100).unwrap());
         }
-        let seen = seen.lock().unwrap();
+        let mut seen = seen.lock().unwrap();
+        assert!(
+            seen.cached.is_empty(),
+            "cached anew by a later creation: {:#?}",
+            seen.cached
+        );
+        seen.cached = cached_by_the_first;
         let statements: BTreeSet<&String> = seen
             .run
             .iter()

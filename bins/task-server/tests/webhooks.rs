@@ -31,12 +31,21 @@ async fn signed_in(server: &Running, data: &std::path::Path) -> (Client, String)
     (client, access)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (port, mut deliveries) = receiver(&dir.path().join("receiver"), vec![500]).await;
-    let ca = dir.path().join("receiver/tls-cert.pem");
+/// `todo` on SQLite, allowed to send to a receiver of ours that answers
+/// `answers` (then 200), each `delay` after the request; Alice signed in.
+struct Hooked {
+    _server: Running,
+    client: Client,
+    alice: String,
+    /// The receiver's port on loopback (a certificate for `localhost`).
+    port: u16,
+    deliveries: tokio::sync::mpsc::UnboundedReceiver<common::Received>,
+}
+
+async fn hooked(dir: &std::path::Path, answers: Vec<u16>, delay: Duration) -> Hooked {
+    let data = dir.join("data");
+    let (port, deliveries) = slow_receiver(&dir.join("receiver"), answers, delay).await;
+    let ca = dir.join("receiver/tls-cert.pem");
     let server = Running::start(
         "todo",
         &data,
@@ -49,17 +58,45 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
         ],
     );
     let (client, alice) = signed_in(&server, &data).await;
-    let created = client
-        .json(
-            Method::POST,
-            "/v1/webhooks",
-            Some(&alice),
-            Some(&json!({"url": format!("https://localhost:{port}/hook?from=todo")})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(created.status, 201, "{:?}", created.body);
-    let webhook = created.json().unwrap();
+    Hooked {
+        _server: server,
+        client,
+        alice,
+        port,
+        deliveries,
+    }
+}
+
+impl Hooked {
+    /// Alice's new webhook to the receiver at `path`, as created (201).
+    async fn webhook(&self, path: &str) -> Value {
+        let created = self
+            .client
+            .json(
+                Method::POST,
+                "/v1/webhooks",
+                Some(&self.alice),
+                Some(&json!({"url": format!("https://localhost:{}{path}", self.port)})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        created.json().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooked = hooked(dir.path(), vec![500], Duration::ZERO).await;
+    let webhook = hooked.webhook("/hook?from=todo").await;
+    let Hooked {
+        _server,
+        client,
+        alice,
+        mut deliveries,
+        ..
+    } = hooked;
     let secret = webhook["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"));
     assert_eq!(
@@ -411,39 +448,19 @@ async fn a_slow_receiver_does_not_hold_up_other_users_webhooks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_is_given_ten_seconds_then_counted_as_failed() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (port, mut deliveries) = slow_receiver(
-        &dir.path().join("receiver"),
-        vec![],
-        Duration::from_secs(12),
-    )
-    .await;
-    let ca = dir.path().join("receiver/tls-cert.pem");
-    let server = Running::start(
-        "todo",
-        &data,
-        &sqlite(&data),
-        "127.0.0.1:0",
-        &[
-            "--webhooks-allow-private",
-            "--webhook-ca-file",
-            ca.to_str().unwrap(),
-        ],
-    );
-    let (client, alice) = signed_in(&server, &data).await;
-    let created = client
-        .json(
-            Method::POST,
-            "/v1/webhooks",
-            Some(&alice),
-            Some(&json!({"url": format!("https://localhost:{port}/hook")})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(created.status, 201, "{:?}", created.body);
+    // It reads each delivery, and would answer 12 s later.
+    let hooked = hooked(dir.path(), vec![], Duration::from_secs(12)).await;
+    let created = hooked.webhook("/hook").await;
+    let Hooked {
+        _server,
+        client,
+        alice,
+        mut deliveries,
+        ..
+    } = hooked;
     let log_path = format!(
         "/v1/webhooks/{}/deliveries",
-        created.json().unwrap()["id"].as_str().unwrap()
+        created["id"].as_str().unwrap()
     );
     let task = client
         .json(

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use http::Method;
 use serde_json::{Value, json};
-use todo_core::{PageLimit, Title, WebhookUrl};
+use todo_core::{ChangeKind, PageLimit, Title, WebhookUrl};
 use todo_http::{openapi, routes};
 use todo_store::testing::TestBackend;
 
@@ -285,7 +285,10 @@ fn the_domain_limits_land_on_the_documents() {
         webhook["events"]["items"]["enum"],
         json!(["task.created", "task.updated", "task.deleted"])
     );
+    assert_eq!(webhook["url"]["format"], "uri");
     assert_eq!(webhook["events"]["uniqueItems"], true);
+    assert_eq!(webhook["events"]["minItems"], 1);
+    assert_eq!(webhook["events"]["maxItems"], ChangeKind::ALL.len());
     let auth = openapi::auth();
     let users = &auth["paths"]["/v1/users"]["get"]["parameters"][0]["schema"];
     assert_eq!(users["maximum"], PageLimit::MAX);
