@@ -513,3 +513,64 @@ async fn a_receiver_is_given_ten_seconds_then_counted_as_failed() {
     );
     assert!(first.headers.contains_key("webhook-id"));
 }
+
+/// A lease starts no delivery after it has run 10 s, so a slow receiver
+/// holds one of the worker's places for that budget and one delivery at
+/// most: with a receiver answering each delivery in 4 s and five changes
+/// waiting, a lease sends three (started at 0, 4 and 8 s) and leaves the
+/// rest to a later lease (after the slow receiver's cool-down, 48 s on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_starts_no_delivery_after_ten_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooked = hooked(dir.path(), vec![], Duration::from_secs(4)).await;
+    hooked.webhook("/hook").await;
+    let Hooked {
+        _server,
+        client,
+        alice,
+        mut deliveries,
+        ..
+    } = hooked;
+    let create = |title: String| {
+        let (client, alice) = (&client, &alice);
+        async move {
+            let created = client
+                .json(
+                    Method::POST,
+                    "/v1/tasks",
+                    Some(alice),
+                    Some(&json!({ "title": title })),
+                )
+                .await
+                .unwrap();
+            assert_eq!(created.status, 201);
+        }
+    };
+    // The first lease sends the first change; its 4 s make the webhook
+    // wait (16 s) while five more changes are written.
+    create("task 0".to_owned()).await;
+    let title = |delivery: &common::Received| -> String {
+        let body: Value = serde_json::from_slice(&delivery.body).unwrap();
+        body["data"]["object"]["title"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        title(&next(&mut deliveries, Duration::from_secs(10)).await),
+        "task 0"
+    );
+    for n in 1..=5 {
+        create(format!("task {n}")).await;
+    }
+    // The next lease: three deliveries, 4 s apart, then none for the
+    // rest of the 20 s (without the budget the fourth would come at 12 s).
+    let second = next(&mut deliveries, Duration::from_secs(40)).await;
+    let leased = std::time::Instant::now();
+    let mut sent = vec![(title(&second), Duration::ZERO)];
+    while let Ok(Some(delivery)) =
+        tokio::time::timeout_at((leased + Duration::from_secs(20)).into(), deliveries.recv()).await
+    {
+        sent.push((title(&delivery), leased.elapsed()));
+    }
+    let titles: Vec<&str> = sent.iter().map(|(title, _)| title.as_str()).collect();
+    assert_eq!(titles, ["task 1", "task 2", "task 3"], "{sent:?}");
+    assert!(sent[2].1 >= Duration::from_secs(8), "{sent:?}");
+}
