@@ -31,6 +31,22 @@ async fn signed_in(server: &Running, data: &std::path::Path) -> (Client, String)
     (client, access)
 }
 
+/// Creates a task titled `title` as the holder of `access` (201), and
+/// answers its id.
+async fn new_task(client: &Client, access: &str, title: &str) -> String {
+    let created = client
+        .json(
+            Method::POST,
+            "/v1/tasks",
+            Some(access),
+            Some(&json!({ "title": title })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    created.json().unwrap()["id"].as_str().unwrap().to_owned()
+}
+
 /// `todo` on SQLite, allowed to send to a receiver of ours that answers
 /// `answers` (then 200), each `delay` after the request; Alice signed in.
 struct Hooked {
@@ -113,45 +129,24 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
     assert_eq!(listed["items"][0]["id"], webhook["id"]);
     assert!(listed["items"][0].get("secret").is_none());
 
-    let task = client
-        .json(
-            Method::POST,
-            "/v1/tasks",
-            Some(&alice),
-            Some(&json!({"title": "Tell the hook"})),
-        )
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
+    let task_id = new_task(&client, &alice, "Tell the hook").await;
     // First attempt: answered 500.
     let first = next(&mut deliveries, Duration::from_secs(10)).await;
     // While the receiver is down (its retry waits 5 s), Alice goes on: an
     // update, another creation and its deletion.
-    let id = task["id"].as_str().unwrap();
-    let mut written = vec![("task.created", id.to_owned())];
+    let mut written = vec![("task.created", task_id.clone())];
     let done = client
         .json(
             Method::PATCH,
-            &format!("/v1/tasks/{id}"),
+            &format!("/v1/tasks/{task_id}"),
             Some(&alice),
             Some(&json!({"done": true})),
         )
         .await
         .unwrap();
     assert_eq!(done.status, 200);
-    written.push(("task.updated", id.to_owned()));
-    let other = client
-        .json(
-            Method::POST,
-            "/v1/tasks",
-            Some(&alice),
-            Some(&json!({"title": "Written while it was down"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(other.status, 201);
-    let other = other.json().unwrap()["id"].as_str().unwrap().to_owned();
+    written.push(("task.updated", task_id.clone()));
+    let other = new_task(&client, &alice, "Written while it was down").await;
     written.push(("task.created", other.clone()));
     let gone = client
         .json(
@@ -183,7 +178,7 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
         assert_eq!(signature, expected, "signed with the webhook's secret");
         let body: Value = serde_json::from_slice(&received.body).unwrap();
         assert_eq!(body["type"], "task.created");
-        assert_eq!(body["data"]["id"], task["id"]);
+        assert_eq!(body["data"]["id"], task_id.as_str());
         assert_eq!(body["data"]["object"]["title"], "Tell the hook");
         assert_eq!(received.headers["content-type"], "application/json");
     }
@@ -256,15 +251,7 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
         .await
         .unwrap();
     assert_eq!(deleted.status, 204);
-    client
-        .json(
-            Method::POST,
-            "/v1/tasks",
-            Some(&alice),
-            Some(&json!({"title": "Unheard"})),
-        )
-        .await
-        .unwrap();
+    new_task(&client, &alice, "Unheard").await;
     assert!(
         tokio::time::timeout(Duration::from_secs(3), deliveries.recv())
             .await
@@ -407,29 +394,11 @@ async fn a_slow_receiver_does_not_hold_up_other_users_webhooks() {
         tokens.push(access);
     }
     for n in 0..20 {
-        let created = client
-            .json(
-                Method::POST,
-                "/v1/tasks",
-                Some(&tokens[0]),
-                Some(&json!({"title": format!("alice {n}")})),
-            )
-            .await
-            .unwrap();
-        assert_eq!(created.status, 201);
+        new_task(&client, &tokens[0], &format!("alice {n}")).await;
     }
     // Her receiver is busy with the first of them.
     next(&mut slow, Duration::from_secs(10)).await;
-    let created = client
-        .json(
-            Method::POST,
-            "/v1/tasks",
-            Some(&tokens[1]),
-            Some(&json!({"title": "bob's"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(created.status, 201);
+    new_task(&client, &tokens[1], "bob's").await;
     let written = std::time::Instant::now();
     let delivered = next(&mut fast, Duration::from_secs(30)).await;
     let took = written.elapsed();
@@ -462,16 +431,7 @@ async fn a_receiver_is_given_ten_seconds_then_counted_as_failed() {
         "/v1/webhooks/{}/deliveries",
         created["id"].as_str().unwrap()
     );
-    let task = client
-        .json(
-            Method::POST,
-            "/v1/tasks",
-            Some(&alice),
-            Some(&json!({"title": "Slow to hear"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(task.status, 201);
+    new_task(&client, &alice, "Slow to hear").await;
     let first = next(&mut deliveries, Duration::from_secs(10)).await;
     let sent = std::time::Instant::now();
     let mut log = Value::Null;
@@ -531,24 +491,9 @@ async fn a_lease_starts_no_delivery_after_ten_seconds() {
         mut deliveries,
         ..
     } = hooked;
-    let create = |title: String| {
-        let (client, alice) = (&client, &alice);
-        async move {
-            let created = client
-                .json(
-                    Method::POST,
-                    "/v1/tasks",
-                    Some(alice),
-                    Some(&json!({ "title": title })),
-                )
-                .await
-                .unwrap();
-            assert_eq!(created.status, 201);
-        }
-    };
     // The first lease sends the first change; its 4 s make the webhook
     // wait (16 s) while five more changes are written.
-    create("task 0".to_owned()).await;
+    new_task(&client, &alice, "task 0").await;
     let title = |delivery: &common::Received| -> String {
         let body: Value = serde_json::from_slice(&delivery.body).unwrap();
         body["data"]["object"]["title"].as_str().unwrap().to_owned()
@@ -558,7 +503,7 @@ async fn a_lease_starts_no_delivery_after_ten_seconds() {
         "task 0"
     );
     for n in 1..=5 {
-        create(format!("task {n}")).await;
+        new_task(&client, &alice, &format!("task {n}")).await;
     }
     // The next lease: three deliveries, 4 s apart, then none for the
     // rest of the 20 s (without the budget the fourth would come at 12 s).
