@@ -71,6 +71,8 @@ mod live;
 pub mod memory;
 mod ports;
 mod precondition;
+mod project;
+mod project_service;
 mod query;
 mod random;
 mod relay;
@@ -104,7 +106,14 @@ pub use ports::{
     ThrottleKey, Unlimited, UserStore, Verification, client_key,
 };
 pub use precondition::Precondition;
-pub use query::{Page, PageLimit, SearchText, TaskCursor, TaskQuery, TaskSort, UserCursor};
+pub use project::{
+    Member, MemberPut, Project, ProjectAction, ProjectColor, ProjectId, ProjectName, ProjectRole,
+    ProjectStore, Standing,
+};
+pub use project_service::{NewProject, ProjectLimits, ProjectPatch, ProjectService};
+pub use query::{
+    Page, PageLimit, ProjectCursor, SearchText, TaskCursor, TaskQuery, TaskSort, UserCursor,
+};
 pub use random::{Random, new_v7};
 pub use relay::{LeasedStream, RelayBatch, RelayService, RelayStore, RelayedStream};
 pub use task::{

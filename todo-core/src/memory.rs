@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::change::{Change, ChangeKind, ChangeLog, trim_through};
 use crate::error::StoreError;
 use crate::ports::{RefreshTokenStore, TaskStore, UserStore};
+use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
 use crate::query::{TaskCursor, TaskQuery};
 use crate::relay::{RelayStore, RelayedStream};
 use crate::task::{Task, TaskId, TaskVersion};
@@ -25,6 +26,9 @@ struct Tables {
     changes: BTreeMap<UserId, Stream>,
     /// Webhooks, each with its lease and its delivery log (newest last).
     webhooks: BTreeMap<WebhookId, StoredWebhook>,
+    projects: BTreeMap<ProjectId, Project>,
+    /// Every project's members, the owner among them.
+    members: BTreeMap<(ProjectId, UserId), Member>,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,16 @@ struct Stream {
 }
 
 impl Tables {
+    /// Removes a project and its members.
+    fn remove_project(&mut self, id: ProjectId) {
+        self.projects.remove(&id);
+        self.members.retain(|(project, _), _| *project != id);
+    }
+
+    fn role_in(&self, user: UserId, project: ProjectId) -> Option<ProjectRole> {
+        self.members.get(&(project, user)).map(|m| m.role)
+    }
+
     /// Inserts a task of a known owner under a new id, and records it.
     fn insert_task(&mut self, task: &Task) -> Result<(), StoreError> {
         if !self.users.contains_key(&task.owner) {
@@ -118,6 +132,17 @@ impl UserStore for MemoryStore {
             return Err(StoreError::Conflict("username or id taken"));
         }
         tables.users.insert(user.user.id, user.clone());
+        // Every account comes with its Inbox.
+        let inbox = Project::inbox(user.user.id, user.user.created_at);
+        tables.members.insert(
+            (inbox.id, inbox.owner),
+            Member {
+                user: inbox.owner,
+                role: ProjectRole::Owner,
+                added_at: inbox.created_at,
+            },
+        );
+        tables.projects.insert(inbox.id, inbox);
         Ok(())
     }
 
@@ -201,6 +226,16 @@ impl UserStore for MemoryStore {
         tables
             .webhooks
             .retain(|_, stored| stored.webhook.owner != id);
+        let owned: Vec<ProjectId> = tables
+            .projects
+            .values()
+            .filter(|p| p.owner == id)
+            .map(|p| p.id)
+            .collect();
+        for project in owned {
+            tables.remove_project(project);
+        }
+        tables.members.retain(|(_, user), _| *user != id);
         tables.refresh_tokens.retain(|_, token| token.user_id != id);
         Ok(existed)
     }
@@ -665,5 +700,162 @@ impl RelayStore for MemoryStore {
         stream.relayed_through = stream.relayed_through.max(relayed_through);
         stream.relay_leased_until = None;
         Ok(true)
+    }
+}
+
+impl ProjectStore for MemoryStore {
+    fn insert_project_within(
+        &self,
+        project: &Project,
+        max: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        if !tables.users.contains_key(&project.owner) {
+            return Err(StoreError::MissingReference("project for an unknown user"));
+        }
+        if tables.projects.contains_key(&project.id) {
+            return Err(StoreError::Conflict("duplicate project id"));
+        }
+        let owned = tables
+            .projects
+            .values()
+            .filter(|p| p.owner == project.owner)
+            .count();
+        if max.is_some_and(|max| owned as u64 >= max) {
+            return Ok(false);
+        }
+        tables.projects.insert(project.id, project.clone());
+        tables.members.insert(
+            (project.id, project.owner),
+            Member {
+                user: project.owner,
+                role: ProjectRole::Owner,
+                added_at: project.created_at,
+            },
+        );
+        Ok(true)
+    }
+
+    fn ensure_inbox(&self, inbox: &Project) -> Result<bool, StoreError> {
+        if self.tables().projects.contains_key(&inbox.id) {
+            return Ok(false);
+        }
+        match self.insert_project_within(inbox, None) {
+            Ok(made) => Ok(made),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    fn find_project(
+        &self,
+        caller: UserId,
+        id: ProjectId,
+    ) -> Result<Option<(Project, ProjectRole)>, StoreError> {
+        let tables = self.tables();
+        Ok(tables
+            .role_in(caller, id)
+            .and_then(|role| Some((tables.projects.get(&id)?.clone(), role))))
+    }
+
+    fn list_projects(
+        &self,
+        caller: UserId,
+        after: Option<ProjectId>,
+        limit: usize,
+    ) -> Result<Vec<(Project, ProjectRole)>, StoreError> {
+        let tables = self.tables();
+        Ok(tables
+            .projects
+            .values()
+            .filter(|p| after.is_none_or(|a| p.id > a))
+            .filter_map(|p| Some((p.clone(), tables.role_in(caller, p.id)?)))
+            .take(limit)
+            .collect())
+    }
+
+    fn update_project(&self, project: &Project, expected: TaskVersion) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        match tables.projects.get_mut(&project.id) {
+            Some(stored) if stored.owner == project.owner && stored.version == expected => {
+                *stored = project.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn delete_project(&self, id: ProjectId) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        match tables.projects.get(&id) {
+            Some(project) if !project.inbox => {
+                tables.remove_project(id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn members(&self, id: ProjectId) -> Result<Vec<Member>, StoreError> {
+        let tables = self.tables();
+        let mut members: Vec<Member> = tables
+            .members
+            .range((id, UserId::from_uuid(uuid::Uuid::nil()))..)
+            .take_while(|((project, _), _)| *project == id)
+            .map(|(_, member)| member.clone())
+            .collect();
+        members.sort_by_key(|m| (m.role != ProjectRole::Owner, m.added_at, m.user));
+        Ok(members)
+    }
+
+    fn standing(&self, user: UserId, id: ProjectId) -> Result<Standing, StoreError> {
+        Ok(self
+            .tables()
+            .role_in(user, id)
+            .map_or(Standing::Stranger, Standing::Member))
+    }
+
+    fn put_member(
+        &self,
+        id: ProjectId,
+        member: &Member,
+        max: usize,
+    ) -> Result<MemberPut, StoreError> {
+        let mut tables = self.tables();
+        if !tables.projects.contains_key(&id) {
+            return Ok(MemberPut::NoProject);
+        }
+        if !tables.users.contains_key(&member.user) {
+            return Err(StoreError::MissingReference("member is an unknown user"));
+        }
+        let count = tables
+            .members
+            .keys()
+            .filter(|(project, _)| *project == id)
+            .count();
+        match tables.members.get_mut(&(id, member.user)) {
+            _ if member.role == ProjectRole::Owner => Ok(MemberPut::Owner),
+            Some(stored) if stored.role == ProjectRole::Owner => Ok(MemberPut::Owner),
+            Some(stored) => {
+                stored.role = member.role;
+                Ok(MemberPut::Changed(stored.clone()))
+            }
+            None if count >= max => Ok(MemberPut::Full),
+            None => {
+                tables.members.insert((id, member.user), member.clone());
+                Ok(MemberPut::Added(member.clone()))
+            }
+        }
+    }
+
+    fn remove_member(&self, id: ProjectId, user: UserId) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        match tables.members.get(&(id, user)) {
+            Some(member) if member.role != ProjectRole::Owner => {
+                tables.members.remove(&(id, user));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

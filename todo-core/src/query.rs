@@ -370,37 +370,54 @@ impl fmt::Display for TaskCursor {
     }
 }
 
-/// Where a page of users ends: the last user's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UserCursor(pub UserId);
+/// A cursor that is the last item's id, written as its version byte and
+/// the id's 16 bytes in URL-safe base64. The version byte differs by list,
+/// so one list's cursor is refused by another.
+macro_rules! id_cursor {
+    ($(#[$doc:meta])* $name:ident($id:ty), $version:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name(pub $id);
 
-impl UserCursor {
-    const VERSION: u8 = 1;
+        impl $name {
+            const VERSION: u8 = $version;
 
-    /// Parses the opaque form that [`fmt::Display`] writes.
-    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let bad = ValidationError::Format {
-            field: "cursor",
-            what: "cursor",
-        };
-        let bytes = decode_exact::<17>(raw).ok_or_else(|| bad.clone())?;
-        if bytes[0] != Self::VERSION {
-            return Err(bad);
+            /// Parses the opaque form that [`fmt::Display`] writes.
+            pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+                let bad = ValidationError::Format {
+                    field: "cursor",
+                    what: "cursor",
+                };
+                let bytes = decode_exact::<17>(raw).ok_or_else(|| bad.clone())?;
+                if bytes[0] != Self::VERSION {
+                    return Err(bad);
+                }
+                Ok(Self(<$id>::from_uuid(Uuid::from_bytes(array(&bytes[1..17])))))
+            }
         }
-        Ok(Self(UserId::from_uuid(Uuid::from_bytes(array(
-            &bytes[1..17],
-        )))))
-    }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut bytes = [0u8; 17];
+                bytes[0] = Self::VERSION;
+                bytes[1..].copy_from_slice(self.0.as_uuid().as_bytes());
+                f.write_str(&URL_SAFE_NO_PAD.encode(bytes))
+            }
+        }
+    };
 }
 
-impl fmt::Display for UserCursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut bytes = [0u8; 17];
-        bytes[0] = Self::VERSION;
-        bytes[1..].copy_from_slice(self.0.as_uuid().as_bytes());
-        f.write_str(&URL_SAFE_NO_PAD.encode(bytes))
-    }
-}
+id_cursor!(
+    /// Where a page of users ends: the last user's id.
+    UserCursor(UserId),
+    1
+);
+
+id_cursor!(
+    /// Where a page of projects ends: the last project's id.
+    ProjectCursor(crate::project::ProjectId),
+    2
+);
 
 /// A page of a list, and the cursor of the next one if there is more.
 #[derive(Debug, Clone, PartialEq, Eq)]

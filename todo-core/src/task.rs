@@ -33,26 +33,7 @@ impl Title {
 
     /// Parses a title; refuses a blank one, a longer one, or control characters.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        const FIELD: &str = "title";
-        match char_count_within(raw, Self::MAX_CHARS) {
-            Some(n) if n >= Self::MIN_CHARS => {}
-            _ => {
-                return Err(ValidationError::Length {
-                    field: FIELD,
-                    min: Self::MIN_CHARS,
-                    max: Self::MAX_CHARS,
-                });
-            }
-        }
-        if raw.chars().all(|c| c.is_whitespace() || invisible(c)) {
-            return Err(ValidationError::Blank { field: FIELD });
-        }
-        if raw.chars().any(char::is_control) {
-            return Err(ValidationError::Charset {
-                field: FIELD,
-                allowed: "printable characters (no control characters)",
-            });
-        }
+        check_name("title", raw, Self::MIN_CHARS, Self::MAX_CHARS)?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -61,6 +42,31 @@ impl Title {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The rule of a one-line name (a task's title, a project's name): `min` to
+/// `max` characters, not blank (nor only invisible characters), no control
+/// characters. `field` is the API's name for it.
+pub(crate) fn check_name(
+    field: &'static str,
+    raw: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), ValidationError> {
+    match char_count_within(raw, max) {
+        Some(n) if n >= min => {}
+        _ => return Err(ValidationError::Length { field, min, max }),
+    }
+    if raw.chars().all(|c| c.is_whitespace() || invisible(c)) {
+        return Err(ValidationError::Blank { field });
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(ValidationError::Charset {
+            field,
+            allowed: "printable characters (no control characters)",
+        });
+    }
+    Ok(())
 }
 
 /// Characters that show nothing by themselves and are not white space:

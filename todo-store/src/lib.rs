@@ -48,6 +48,7 @@ mod error;
 mod group;
 mod in_place;
 mod listen;
+mod projects;
 mod relay;
 mod schema;
 mod tasks;

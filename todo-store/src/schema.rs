@@ -134,7 +134,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    projects (id) {
+        id -> Text,
+        owner_id -> Text,
+        name -> Text,
+        description -> Text,
+        color -> Nullable<Text>,
+        inbox -> SmallInt,
+        archived -> SmallInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    project_members (project_id, user_id) {
+        project_id -> Text,
+        user_id -> Text,
+        role -> Text,
+        added_at -> BigInt,
+    }
+}
+
 diesel::joinable!(tasks -> users (owner_id));
+diesel::joinable!(project_members -> projects (project_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(task_labels -> tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -147,5 +172,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     change_streams,
     changes,
     webhooks,
-    webhook_deliveries
+    webhook_deliveries,
+    projects,
+    project_members
 );

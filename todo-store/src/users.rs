@@ -2,8 +2,9 @@
 
 use diesel::prelude::*;
 use todo_core::{
-    Email, FamilyId, PasswordHash, RefreshTokenHash, RefreshTokenRecord, RefreshTokenStore, Role,
-    StoreError, Timestamp, User, UserChange, UserId, UserRecord, UserStore, Username,
+    Email, FamilyId, PasswordHash, Project, RefreshTokenHash, RefreshTokenRecord,
+    RefreshTokenStore, Role, StoreError, Timestamp, User, UserChange, UserId, UserRecord,
+    UserStore, Username,
 };
 
 use crate::SqlStore;
@@ -84,7 +85,16 @@ impl UserRow {
 impl UserStore for SqlStore {
     fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let row = UserRow::from_record(user);
-        self.with_write_conn(|conn| diesel::insert_into(users::table).values(&row).execute(conn))?;
+        // Every account comes with its Inbox, in the same transaction.
+        let inbox = Project::inbox(user.user.id, user.user.created_at);
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                diesel::insert_into(users::table)
+                    .values(&row)
+                    .execute(conn)?;
+                crate::projects::ensure_inbox_on(conn, &inbox)
+            })
+        })?;
         Ok(())
     }
 

@@ -5,15 +5,21 @@
 use std::sync::Arc;
 
 use todo_core::memory::MemoryStore;
-use todo_core::{RefreshTokenStore, RelayStore, TaskStore, UserStore, WebhookStore};
+use todo_core::{ProjectStore, RefreshTokenStore, RelayStore, TaskStore, UserStore, WebhookStore};
 use todo_store::testing::TestDatabase;
 use todo_store::{SqlStore, StoreConfig};
 
 pub use todo_store::testing::{fresh_postgres_database, postgres_admin_url};
 
 /// Every store trait at once.
-pub trait Stores: UserStore + TaskStore + RefreshTokenStore + WebhookStore + RelayStore {}
-impl<T: UserStore + TaskStore + RefreshTokenStore + WebhookStore + RelayStore> Stores for T {}
+pub trait Stores:
+    UserStore + TaskStore + RefreshTokenStore + WebhookStore + RelayStore + ProjectStore
+{
+}
+impl<T> Stores for T where
+    T: UserStore + TaskStore + RefreshTokenStore + WebhookStore + RelayStore + ProjectStore
+{
+}
 
 /// A fresh, empty, migrated store.
 pub struct Fixture {

@@ -76,6 +76,11 @@ conformance!(
     the_relay_passes_over_what_retention_dropped,
     busy_streams_cannot_keep_the_relay_from_the_others,
     slow_receivers_wait_before_their_next_lease,
+    projects_are_seen_only_by_their_members_in_their_roles,
+    every_account_has_one_inbox_that_stays,
+    deleting_a_user_takes_their_projects_and_memberships,
+    projects_and_members_stay_within_their_caps_under_races,
+    project_updates_are_compare_and_swap_and_lists_page,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -2297,4 +2302,330 @@ fn slow_receivers_wait_before_their_next_lease(f: &Fixture) {
             .now()
             .saturating_add(Duration::from_millis(19_500 * 4))
     );
+}
+
+fn a_project(owner: UserId, name: &str, seconds: i64) -> todo_core::Project {
+    todo_core::Project {
+        id: todo_core::ProjectId::from_uuid(id_at(seconds, 0x9e0 ^ seconds as u64)),
+        owner,
+        name: todo_core::ProjectName::parse(name).unwrap(),
+        description: Description::parse("shared things").unwrap(),
+        color: Some(todo_core::ProjectColor::parse("#336699").unwrap()),
+        inbox: false,
+        archived: false,
+        created_at: at(seconds),
+        updated_at: at(seconds),
+        version: TaskVersion::FIRST,
+    }
+}
+
+fn member(user: UserId, role: todo_core::ProjectRole, seconds: i64) -> todo_core::Member {
+    todo_core::Member {
+        user,
+        role,
+        added_at: at(seconds),
+    }
+}
+
+fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
+    use todo_core::{MemberPut, ProjectRole, Standing};
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let bob = new_user(&*f.store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(f.store.insert_project_within(&garden, None).unwrap());
+    assert!(matches!(
+        f.store.insert_project_within(&garden, None),
+        Err(StoreError::Conflict(_))
+    ));
+    // Read back exactly, by its owner as owner; a stranger finds nothing.
+    assert_eq!(
+        f.store.find_project(alice, garden.id).unwrap(),
+        Some((garden.clone(), ProjectRole::Owner))
+    );
+    assert_eq!(f.store.find_project(bob, garden.id).unwrap(), None);
+    assert_eq!(
+        f.store.standing(bob, garden.id).unwrap(),
+        Standing::Stranger
+    );
+    let ids = |caller| -> Vec<todo_core::ProjectId> {
+        f.store
+            .list_projects(caller, None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p.id)
+            .collect()
+    };
+    let alices_inbox = todo_core::ProjectId::inbox_of(alice);
+    let bobs_inbox = todo_core::ProjectId::inbox_of(bob);
+    assert_eq!(ids(bob), [bobs_inbox]);
+    // Shared with Bob as a viewer, then an editor (his added_at kept).
+    assert_eq!(
+        f.store
+            .put_member(garden.id, &member(bob, ProjectRole::Viewer, 20), 10)
+            .unwrap(),
+        MemberPut::Added(member(bob, ProjectRole::Viewer, 20))
+    );
+    assert_eq!(
+        f.store.find_project(bob, garden.id).unwrap(),
+        Some((garden.clone(), ProjectRole::Viewer))
+    );
+    assert_eq!(
+        f.store
+            .put_member(garden.id, &member(bob, ProjectRole::Editor, 30), 10)
+            .unwrap(),
+        MemberPut::Changed(member(bob, ProjectRole::Editor, 20))
+    );
+    assert_eq!(
+        f.store.standing(bob, garden.id).unwrap(),
+        Standing::Member(ProjectRole::Editor)
+    );
+    let mut both = vec![bobs_inbox, garden.id];
+    both.sort();
+    assert_eq!(ids(bob), both);
+    let listed = f.store.list_projects(bob, None, 100).unwrap();
+    assert!(listed.contains(&(garden.clone(), ProjectRole::Editor)));
+    assert_eq!(
+        f.store.members(garden.id).unwrap(),
+        [
+            member(alice, ProjectRole::Owner, 10),
+            member(bob, ProjectRole::Editor, 20)
+        ]
+    );
+    // The owner's row never changes, and nobody else becomes owner.
+    assert_eq!(
+        f.store
+            .put_member(garden.id, &member(alice, ProjectRole::Viewer, 40), 10)
+            .unwrap(),
+        MemberPut::Owner
+    );
+    let carol = new_user(&*f.store, "carol", 2).user.id;
+    assert_eq!(
+        f.store
+            .put_member(garden.id, &member(carol, ProjectRole::Owner, 40), 10)
+            .unwrap(),
+        MemberPut::Owner
+    );
+    assert_eq!(
+        f.store.standing(carol, garden.id).unwrap(),
+        Standing::Stranger
+    );
+    assert!(!f.store.remove_member(garden.id, alice).unwrap());
+    assert_eq!(
+        f.store.standing(alice, garden.id).unwrap(),
+        Standing::Member(ProjectRole::Owner)
+    );
+    // A removed member loses it at once.
+    assert!(f.store.remove_member(garden.id, bob).unwrap());
+    assert!(!f.store.remove_member(garden.id, bob).unwrap());
+    assert_eq!(f.store.find_project(bob, garden.id).unwrap(), None);
+    assert_eq!(ids(bob), [bobs_inbox]);
+    // Nothing is shared into a project that is not there.
+    let missing = a_project(alice, "Missing", 50).id;
+    assert_eq!(
+        f.store
+            .put_member(missing, &member(bob, ProjectRole::Viewer, 50), 10)
+            .unwrap(),
+        MemberPut::NoProject
+    );
+    // Deleting takes its members; an Inbox is never deleted.
+    f.store
+        .put_member(garden.id, &member(bob, ProjectRole::Viewer, 60), 10)
+        .unwrap();
+    assert!(f.store.delete_project(garden.id).unwrap());
+    assert!(!f.store.delete_project(garden.id).unwrap());
+    assert_eq!(f.store.find_project(alice, garden.id).unwrap(), None);
+    assert_eq!(f.store.members(garden.id).unwrap(), []);
+    assert_eq!(
+        f.store.standing(bob, garden.id).unwrap(),
+        Standing::Stranger
+    );
+    assert!(!f.store.delete_project(alices_inbox).unwrap());
+    assert!(f.store.find_project(alice, alices_inbox).unwrap().is_some());
+}
+
+fn every_account_has_one_inbox_that_stays(f: &Fixture) {
+    use todo_core::{Project, ProjectRole};
+    const RACERS: usize = 8;
+    let alice = new_user(&*f.store, "alice", 5).user;
+    let inbox = Project::inbox(alice.id, alice.created_at);
+    assert_eq!(
+        f.store.find_project(alice.id, inbox.id).unwrap(),
+        Some((inbox.clone(), ProjectRole::Owner))
+    );
+    // Made once, however many instances make sure of it at once.
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, barrier) = (f.store.clone(), barrier.clone());
+            let later = Project::inbox(alice.id, at(99));
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.ensure_inbox(&later)
+            })
+        })
+        .collect();
+    for racer in racers {
+        assert!(!racer.join().unwrap().unwrap());
+    }
+    let listed = f.store.list_projects(alice.id, None, 100).unwrap();
+    assert_eq!(listed, [(inbox.clone(), ProjectRole::Owner)]);
+    assert_eq!(f.store.members(inbox.id).unwrap().len(), 1);
+}
+
+fn deleting_a_user_takes_their_projects_and_memberships(f: &Fixture) {
+    use todo_core::{ProjectRole, Standing};
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let bob = new_user(&*f.store, "bob", 1).user.id;
+    let hers = a_project(alice, "Hers", 10);
+    let his = a_project(bob, "His", 11);
+    for project in [&hers, &his] {
+        assert!(f.store.insert_project_within(project, None).unwrap());
+    }
+    f.store
+        .put_member(hers.id, &member(bob, ProjectRole::Editor, 12), 10)
+        .unwrap();
+    f.store
+        .put_member(his.id, &member(alice, ProjectRole::Viewer, 13), 10)
+        .unwrap();
+    assert!(f.store.delete_user(bob).unwrap());
+    // His projects are gone for Alice too; his membership of hers is gone.
+    assert_eq!(f.store.find_project(alice, his.id).unwrap(), None);
+    assert_eq!(f.store.members(his.id).unwrap(), []);
+    assert_eq!(f.store.standing(bob, hers.id).unwrap(), Standing::Stranger);
+    assert_eq!(f.store.members(hers.id).unwrap().len(), 1);
+    assert_eq!(
+        f.store
+            .find_project(bob, todo_core::ProjectId::inbox_of(bob))
+            .unwrap(),
+        None
+    );
+    assert_eq!(f.store.list_projects(bob, None, 100).unwrap(), []);
+    // A project cannot be made for someone who is not there.
+    assert!(matches!(
+        f.store
+            .insert_project_within(&a_project(bob, "Late", 20), None),
+        Err(StoreError::MissingReference(_))
+    ));
+}
+
+fn projects_and_members_stay_within_their_caps_under_races(f: &Fixture) {
+    use todo_core::{MemberPut, ProjectRole};
+    const RACERS: usize = 8;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    // The quota counts what she owns, her Inbox too: 3 allows two more.
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier) = (f.store.clone(), barrier.clone());
+            let project = a_project(alice, &format!("P{i}"), 10 + i as i64);
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.insert_project_within(&project, Some(3))
+            })
+        })
+        .collect();
+    let made = racers
+        .into_iter()
+        .map(|r| r.join().unwrap().unwrap())
+        .filter(|made| *made)
+        .count();
+    assert_eq!(made, 2);
+    let owned = f.store.list_projects(alice, None, 100).unwrap();
+    assert_eq!(owned.len(), 3);
+    let shared = owned.iter().find(|(p, _)| !p.inbox).unwrap().0.id;
+    // Eight users race to join a project that holds four (its owner, three).
+    let users: Vec<UserId> = (0..RACERS)
+        .map(|i| {
+            new_user(&*f.store, &format!("user{i}"), 100 + i as i64)
+                .user
+                .id
+        })
+        .collect();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = users
+        .iter()
+        .map(|&user| {
+            let (store, barrier) = (f.store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.put_member(shared, &member(user, ProjectRole::Viewer, 200), 4)
+            })
+        })
+        .collect();
+    let outcomes: Vec<MemberPut> = racers
+        .into_iter()
+        .map(|r| r.join().unwrap().unwrap())
+        .collect();
+    let added = outcomes
+        .iter()
+        .filter(|o| matches!(o, MemberPut::Added(_)))
+        .count();
+    let full = outcomes.iter().filter(|o| **o == MemberPut::Full).count();
+    assert_eq!((added, full), (3, RACERS - 3), "{outcomes:?}");
+    assert_eq!(f.store.members(shared).unwrap().len(), 4);
+    // A member's role still changes at the cap.
+    let joined = f.store.members(shared).unwrap()[1].user;
+    assert!(matches!(
+        f.store
+            .put_member(shared, &member(joined, ProjectRole::Editor, 300), 4)
+            .unwrap(),
+        MemberPut::Changed(_)
+    ));
+}
+
+fn project_updates_are_compare_and_swap_and_lists_page(f: &Fixture) {
+    use todo_core::{ProjectName, ProjectRole};
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let bob = new_user(&*f.store, "bob", 1).user.id;
+    let projects: Vec<todo_core::Project> = (0..5)
+        .map(|i| a_project(alice, &format!("Project {i}"), 10 + i))
+        .collect();
+    for project in &projects {
+        assert!(f.store.insert_project_within(project, None).unwrap());
+    }
+    let renamed = todo_core::Project {
+        name: ProjectName::parse("Renamed").unwrap(),
+        color: None,
+        archived: true,
+        updated_at: at(50),
+        version: projects[0].version.next(),
+        ..projects[0].clone()
+    };
+    assert!(
+        f.store
+            .update_project(&renamed, TaskVersion::FIRST)
+            .unwrap()
+    );
+    // A stale version, or another owner, changes nothing.
+    let stale = todo_core::Project {
+        name: ProjectName::parse("Stale").unwrap(),
+        version: renamed.version.next(),
+        ..renamed.clone()
+    };
+    assert!(!f.store.update_project(&stale, TaskVersion::FIRST).unwrap());
+    let foreign = todo_core::Project {
+        owner: bob,
+        ..stale.clone()
+    };
+    assert!(!f.store.update_project(&foreign, renamed.version).unwrap());
+    assert_eq!(
+        f.store.find_project(alice, renamed.id).unwrap(),
+        Some((renamed.clone(), ProjectRole::Owner))
+    );
+    // Pages of two walk all six (the Inbox too) once, in id order.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = f.store.list_projects(alice, after, 2).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        after = page.last().map(|(p, _)| p.id);
+        seen.extend(page.into_iter().map(|(p, _)| p.id));
+    }
+    let mut expected: Vec<_> = projects.iter().map(|p| p.id).collect();
+    expected.push(todo_core::ProjectId::inbox_of(alice));
+    expected.sort();
+    assert_eq!(seen, expected);
 }

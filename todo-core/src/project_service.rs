@@ -1,0 +1,566 @@
+//! Projects as a service: making, reading, changing and deleting them, and
+//! sharing them by username. Every call weighs the caller's [`Standing`]
+//! in the project (one rule, in `project.rs`) before it does anything or
+//! says anything about the project.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result, StoreError, TokenRejection};
+use crate::ports::UserStore;
+use crate::precondition::Precondition;
+use crate::project::{
+    Member, MemberPut, Project, ProjectAction, ProjectColor, ProjectId, ProjectName, ProjectRole,
+    ProjectStore, Standing,
+};
+use crate::query::{Page, PageLimit, ProjectCursor};
+use crate::random::{Random, new_v7};
+use crate::task::{Description, TaskVersion};
+use crate::time::Clock;
+use crate::user::{UserId, Username};
+
+/// How much one user may make and share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectLimits {
+    /// Projects a user may own, their Inbox counted (`None`: no limit).
+    pub max_projects_per_user: Option<u64>,
+    /// Members a project may have, its owner counted.
+    pub max_members: usize,
+}
+
+impl Default for ProjectLimits {
+    fn default() -> Self {
+        Self {
+            max_projects_per_user: Some(1_000),
+            max_members: 100,
+        }
+    }
+}
+
+/// A project to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProject {
+    /// Its name.
+    pub name: ProjectName,
+    /// Its description (may be empty).
+    pub description: Description,
+    /// Its colour, if any.
+    pub color: Option<ProjectColor>,
+}
+
+/// A merge patch of a project's writable fields; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectPatch {
+    /// A new name.
+    pub name: Option<ProjectName>,
+    /// A new description.
+    pub description: Option<Description>,
+    /// `Some(None)` takes the colour away.
+    pub color: Option<Option<ProjectColor>>,
+    /// Archive or restore.
+    pub archived: Option<bool>,
+}
+
+impl ProjectPatch {
+    /// Applies the patch; whether anything changed.
+    fn apply(self, project: &mut Project) -> bool {
+        let before = project.clone();
+        if let Some(name) = self.name {
+            project.name = name;
+        }
+        if let Some(description) = self.description {
+            project.description = description;
+        }
+        if let Some(color) = self.color {
+            project.color = color;
+        }
+        if let Some(archived) = self.archived {
+            project.archived = archived;
+        }
+        *project != before
+    }
+}
+
+/// How often a change without `If-Match` is tried again when another
+/// writer changed the project between its read and its write.
+const UPDATE_TRIES: usize = 3;
+
+/// Projects and their members, for callers identified by their user id.
+#[derive(Clone)]
+pub struct ProjectService {
+    projects: Arc<dyn ProjectStore>,
+    users: Arc<dyn UserStore>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    limits: ProjectLimits,
+}
+
+impl std::fmt::Debug for ProjectService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectService")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProjectService {
+    /// A service with the default [`ProjectLimits`].
+    #[must_use]
+    pub fn new(
+        projects: Arc<dyn ProjectStore>,
+        users: Arc<dyn UserStore>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> Self {
+        Self {
+            projects,
+            users,
+            clock,
+            random,
+            limits: ProjectLimits::default(),
+        }
+    }
+
+    /// The same service with other limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: ProjectLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Makes a project owned by the caller. Fails with
+    /// [`Error::QuotaExceeded`] past the projects a user may own.
+    pub fn create(&self, caller: UserId, new: NewProject) -> Result<(Project, ProjectRole)> {
+        let now = self.clock.now();
+        let project = Project {
+            id: ProjectId::from_uuid(new_v7(now, &*self.random)?),
+            owner: caller,
+            name: new.name,
+            description: new.description,
+            color: new.color,
+            inbox: false,
+            archived: false,
+            created_at: now,
+            updated_at: now,
+            version: TaskVersion::FIRST,
+        };
+        let max = self.limits.max_projects_per_user;
+        match self.projects.insert_project_within(&project, max) {
+            Ok(true) => Ok((project, ProjectRole::Owner)),
+            Ok(false) => Err(Error::QuotaExceeded {
+                what: "projects",
+                limit: max.unwrap_or_default(),
+            }),
+            // The caller was deleted after their token was admitted.
+            Err(StoreError::MissingReference(_)) => {
+                Err(Error::InvalidToken(TokenRejection::Revoked))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The project with the caller's role in it; [`Error::NotFound`] for
+    /// anyone who is not a member.
+    pub fn get(&self, caller: UserId, id: ProjectId) -> Result<(Project, ProjectRole)> {
+        self.projects
+            .find_project(caller, id)?
+            .ok_or(Error::NotFound)
+    }
+
+    /// A page of the projects the caller is a member of, in creation order.
+    pub fn list(
+        &self,
+        caller: UserId,
+        limit: PageLimit,
+        cursor: Option<ProjectCursor>,
+    ) -> Result<Page<(Project, ProjectRole), ProjectCursor>> {
+        let mut items = self.projects.list_projects(
+            caller,
+            cursor.map(|c| c.0),
+            limit.get().saturating_add(1),
+        )?;
+        let next_cursor = if items.len() > limit.get() {
+            items.truncate(limit.get());
+            items.last().map(|(p, _)| ProjectCursor(p.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Changes the project (editors and the owner), if it is at the version
+    /// `precondition` asks for. An Inbox keeps its name and is never
+    /// archived. A patch that changes nothing keeps the version.
+    pub fn update(
+        &self,
+        caller: UserId,
+        id: ProjectId,
+        patch: ProjectPatch,
+        precondition: Precondition,
+    ) -> Result<(Project, ProjectRole)> {
+        for _ in 0..UPDATE_TRIES {
+            let (current, role) = self.get(caller, id)?;
+            Standing::Member(role).may(ProjectAction::Edit)?;
+            check(precondition, current.version)?;
+            if current.inbox && (patch.name.is_some() || patch.archived == Some(true)) {
+                return Err(Error::Conflict(
+                    "an Inbox keeps its name and is never archived",
+                ));
+            }
+            let mut changed = current.clone();
+            if !patch.clone().apply(&mut changed) {
+                return Ok((current, role));
+            }
+            changed.version = current.version.next();
+            changed.updated_at = self.clock.now();
+            if self.projects.update_project(&changed, current.version)? {
+                return Ok((changed, role));
+            }
+            // Another write came between: read again (a condition on the
+            // version now fails, as it should).
+        }
+        Err(Error::Conflict("the project is being changed; try again"))
+    }
+
+    /// Deletes the project and everything in it (the owner only; never an
+    /// Inbox), if it is at the version `precondition` asks for.
+    pub fn delete(&self, caller: UserId, id: ProjectId, precondition: Precondition) -> Result<()> {
+        let (project, role) = self.get(caller, id)?;
+        Standing::Member(role).may(ProjectAction::Delete)?;
+        project.deletable()?;
+        check(precondition, project.version)?;
+        if self.projects.delete_project(id)? {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// The project's members with their usernames, the owner first (any
+    /// member may see them).
+    pub fn members(&self, caller: UserId, id: ProjectId) -> Result<Vec<(Member, Username)>> {
+        self.get(caller, id)?;
+        let mut named = Vec::new();
+        for member in self.projects.members(id)? {
+            // A member deleted meanwhile is left out.
+            if let Some(user) = self.users.find_user(member.user)? {
+                named.push((member, user.user.username));
+            }
+        }
+        Ok(named)
+    }
+
+    /// Shares the project with `username` as `role`, or changes their role
+    /// (the owner only). An unknown username is [`Error::NotFound`], told
+    /// only to the owner; the owner's own role never changes; a project
+    /// holds [`ProjectLimits::max_members`].
+    pub fn set_member(
+        &self,
+        caller: UserId,
+        id: ProjectId,
+        username: &Username,
+        role: ProjectRole,
+    ) -> Result<(Member, Username)> {
+        let (project, standing) = self.standing_in(caller, id)?;
+        standing.may_set_role(&project, Standing::Stranger)?;
+        let user = self.user_named(username)?;
+        let target = self.projects.standing(user, id)?;
+        standing.may_set_role(&project, target)?;
+        let member = Member {
+            user,
+            role,
+            added_at: self.clock.now(),
+        };
+        match self
+            .projects
+            .put_member(id, &member, self.limits.max_members)?
+        {
+            MemberPut::Added(member) | MemberPut::Changed(member) => Ok((member, username.clone())),
+            MemberPut::Full => Err(Error::QuotaExceeded {
+                what: "members",
+                limit: self.limits.max_members as u64,
+            }),
+            MemberPut::Owner => Err(Error::Conflict("the owner cannot be demoted")),
+            MemberPut::NoProject => Err(Error::NotFound),
+        }
+    }
+
+    /// Removes `username` from the project: the owner removes anyone but
+    /// themselves, any other member may leave.
+    pub fn remove_member(&self, caller: UserId, id: ProjectId, username: &Username) -> Result<()> {
+        let (_, standing) = self.standing_in(caller, id)?;
+        let user = self.user_named(username)?;
+        let target = self.projects.standing(user, id)?;
+        standing.may_remove(caller, user, target)?;
+        if self.projects.remove_member(id, user)? {
+            Ok(())
+        } else {
+            // Removed meanwhile by someone else.
+            Err(Error::NotFound)
+        }
+    }
+
+    fn standing_in(&self, caller: UserId, id: ProjectId) -> Result<(Project, Standing)> {
+        let (project, role) = self.get(caller, id)?;
+        Ok((project, Standing::Member(role)))
+    }
+
+    fn user_named(&self, username: &Username) -> Result<UserId> {
+        Ok(self
+            .users
+            .find_user_by_username(username)?
+            .ok_or(Error::NotFound)?
+            .user
+            .id)
+    }
+}
+
+/// A write's condition against the project's current version.
+fn check(precondition: Precondition, current: TaskVersion) -> Result<()> {
+    match precondition {
+        Precondition::Any => Ok(()),
+        Precondition::Version(expected) if expected == current => Ok(()),
+        Precondition::Version(_) => Err(Error::VersionMismatch { current }),
+        Precondition::Unmatchable => Err(Error::Unmatchable { current }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::testing::{ManualClock, SeededRandom, a_user};
+
+    struct World {
+        service: ProjectService,
+        alice: UserId,
+        bob: UserId,
+        carol: UserId,
+    }
+
+    fn world(limits: ProjectLimits) -> World {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new());
+        let [alice, bob, carol] =
+            ["alice", "bob", "carol"].map(|name| a_user(&*store, &*clock, name).unwrap());
+        let service =
+            ProjectService::new(store.clone(), store, clock, Arc::new(SeededRandom::new(7)))
+                .with_limits(limits);
+        World {
+            service,
+            alice,
+            bob,
+            carol,
+        }
+    }
+
+    fn new(name: &str) -> NewProject {
+        NewProject {
+            name: ProjectName::parse(name).unwrap(),
+            description: Description::default(),
+            color: None,
+        }
+    }
+
+    fn named(name: &str) -> Username {
+        Username::parse(name).unwrap()
+    }
+
+    fn rename(name: &str) -> ProjectPatch {
+        ProjectPatch {
+            name: Some(ProjectName::parse(name).unwrap()),
+            ..ProjectPatch::default()
+        }
+    }
+
+    #[test]
+    fn roles_decide_what_members_do_and_strangers_learn_nothing() {
+        let w = world(ProjectLimits::default());
+        let (garden, role) = w.service.create(w.alice, new("Garden")).unwrap();
+        assert_eq!(role, ProjectRole::Owner);
+        let id = garden.id;
+        // Bob, a stranger: not found, whatever he asks.
+        assert!(matches!(w.service.get(w.bob, id), Err(Error::NotFound)));
+        assert!(matches!(
+            w.service
+                .update(w.bob, id, rename("Mine"), Precondition::Any),
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(w.service.members(w.bob, id), Err(Error::NotFound)));
+        assert!(matches!(
+            w.service
+                .set_member(w.bob, id, &named("bob"), ProjectRole::Editor),
+            Err(Error::NotFound)
+        ));
+        // A viewer reads, and writes nothing.
+        w.service
+            .set_member(w.alice, id, &named("bob"), ProjectRole::Viewer)
+            .unwrap();
+        assert_eq!(w.service.get(w.bob, id).unwrap().1, ProjectRole::Viewer);
+        assert!(matches!(
+            w.service
+                .update(w.bob, id, rename("Mine"), Precondition::Any),
+            Err(Error::Forbidden)
+        ));
+        // An editor changes it, but neither shares nor deletes it.
+        w.service
+            .set_member(w.alice, id, &named("bob"), ProjectRole::Editor)
+            .unwrap();
+        let (renamed, _) = w
+            .service
+            .update(w.bob, id, rename("Vegetables"), Precondition::Any)
+            .unwrap();
+        assert_eq!(renamed.name.as_str(), "Vegetables");
+        assert_eq!(renamed.version, TaskVersion::FIRST.next());
+        assert!(matches!(
+            w.service
+                .set_member(w.bob, id, &named("carol"), ProjectRole::Viewer),
+            Err(Error::Forbidden)
+        ));
+        assert!(matches!(
+            w.service.delete(w.bob, id, Precondition::Any),
+            Err(Error::Forbidden)
+        ));
+        let members = w.service.members(w.bob, id).unwrap();
+        let names: Vec<(&str, ProjectRole)> = members
+            .iter()
+            .map(|(m, name)| (name.as_str(), m.role))
+            .collect();
+        assert_eq!(
+            names,
+            [("alice", ProjectRole::Owner), ("bob", ProjectRole::Editor)]
+        );
+        // Removed, he loses it at once.
+        w.service.remove_member(w.alice, id, &named("bob")).unwrap();
+        assert!(matches!(w.service.get(w.bob, id), Err(Error::NotFound)));
+        w.service.delete(w.alice, id, Precondition::Any).unwrap();
+        assert!(matches!(w.service.get(w.alice, id), Err(Error::NotFound)));
+    }
+
+    #[test]
+    fn the_owner_stays_and_the_inbox_stays_private() {
+        let w = world(ProjectLimits::default());
+        let (shared, _) = w.service.create(w.alice, new("Shared")).unwrap();
+        assert!(matches!(
+            w.service
+                .set_member(w.alice, shared.id, &named("alice"), ProjectRole::Editor),
+            Err(Error::Conflict("the owner cannot be demoted"))
+        ));
+        assert!(matches!(
+            w.service.remove_member(w.alice, shared.id, &named("alice")),
+            Err(Error::Conflict("the owner cannot be removed"))
+        ));
+        assert!(matches!(
+            w.service
+                .set_member(w.alice, shared.id, &named("nobody"), ProjectRole::Editor),
+            Err(Error::NotFound)
+        ));
+        // A member leaves by themselves.
+        w.service
+            .set_member(w.alice, shared.id, &named("carol"), ProjectRole::Viewer)
+            .unwrap();
+        w.service
+            .remove_member(w.carol, shared.id, &named("carol"))
+            .unwrap();
+        assert!(matches!(
+            w.service.get(w.carol, shared.id),
+            Err(Error::NotFound)
+        ));
+        // The Inbox: never shared, deleted, renamed or archived.
+        let inbox = ProjectId::inbox_of(w.alice);
+        assert!(w.service.get(w.alice, inbox).unwrap().0.inbox);
+        assert!(matches!(
+            w.service
+                .set_member(w.alice, inbox, &named("bob"), ProjectRole::Viewer),
+            Err(Error::Conflict("an Inbox cannot be shared"))
+        ));
+        assert!(matches!(
+            w.service.delete(w.alice, inbox, Precondition::Any),
+            Err(Error::Conflict("an Inbox cannot be deleted"))
+        ));
+        assert!(matches!(
+            w.service
+                .update(w.alice, inbox, rename("Other"), Precondition::Any),
+            Err(Error::Conflict(_))
+        ));
+        let recoloured = ProjectPatch {
+            color: Some(Some(ProjectColor::parse("#112233").unwrap())),
+            ..ProjectPatch::default()
+        };
+        let (inbox, _) = w
+            .service
+            .update(w.alice, inbox, recoloured, Precondition::Any)
+            .unwrap();
+        assert_eq!(inbox.color.unwrap().as_str(), "#112233");
+        // Another's Inbox is not found, as any project of theirs.
+        assert!(matches!(
+            w.service.get(w.bob, inbox.id),
+            Err(Error::NotFound)
+        ));
+    }
+
+    #[test]
+    fn versions_are_checked_and_caps_hold() {
+        let w = world(ProjectLimits {
+            max_projects_per_user: Some(2),
+            max_members: 2,
+        });
+        let (one, _) = w.service.create(w.alice, new("One")).unwrap();
+        assert!(matches!(
+            w.service.create(w.alice, new("Two")),
+            Err(Error::QuotaExceeded {
+                what: "projects",
+                limit: 2
+            })
+        ));
+        let stale = Precondition::Version(TaskVersion::FIRST);
+        w.service
+            .update(w.alice, one.id, rename("Uno"), stale)
+            .unwrap();
+        assert!(matches!(
+            w.service.update(w.alice, one.id, rename("Eins"), stale),
+            Err(Error::VersionMismatch { .. })
+        ));
+        assert!(matches!(
+            w.service.delete(w.alice, one.id, stale),
+            Err(Error::VersionMismatch { .. })
+        ));
+        assert!(matches!(
+            w.service
+                .update(w.alice, one.id, rename("Eins"), Precondition::Unmatchable),
+            Err(Error::Unmatchable { .. })
+        ));
+        // Nothing changed: same version.
+        let (same, _) = w
+            .service
+            .update(w.alice, one.id, rename("Uno"), Precondition::Any)
+            .unwrap();
+        assert_eq!(same.version, TaskVersion::FIRST.next());
+        // Two members: the owner and one more.
+        w.service
+            .set_member(w.alice, one.id, &named("bob"), ProjectRole::Viewer)
+            .unwrap();
+        assert!(matches!(
+            w.service
+                .set_member(w.alice, one.id, &named("carol"), ProjectRole::Viewer),
+            Err(Error::QuotaExceeded {
+                what: "members",
+                limit: 2
+            })
+        ));
+        // Pages of one walk her Inbox and the project.
+        let first = w
+            .service
+            .list(w.alice, PageLimit::clamped(1), None)
+            .unwrap();
+        assert_eq!(first.items.len(), 1);
+        let second = w
+            .service
+            .list(w.alice, PageLimit::clamped(1), first.next_cursor)
+            .unwrap();
+        assert_eq!(second.items.len(), 1);
+        assert_eq!(second.next_cursor, None);
+        assert_ne!(first.items[0].0.id, second.items[0].0.id);
+    }
+}

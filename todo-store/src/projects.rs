@@ -1,0 +1,429 @@
+//! Projects and their members. The owner is a member row too (role
+//! `owner`), so a caller's standing in a project, and the project with it,
+//! is one indexed join; a project the caller is not a member of is not
+//! found. Writes that count before they insert (the owner's projects, a
+//! project's members) take a row lock first on PostgreSQL (SQLite has one
+//! writer), so the count holds until the insert.
+
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use todo_core::{
+    Description, Member, MemberPut, Project, ProjectColor, ProjectId, ProjectName, ProjectRole,
+    ProjectStore, Standing, StoreError, TaskVersion, Timestamp, UserId,
+};
+
+use crate::SqlStore;
+use crate::db::AnyConnection;
+use crate::error::corrupt;
+use crate::schema::{project_members, projects};
+use crate::tasks::native;
+
+/// A project's row.
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = projects, treat_none_as_null = true)]
+struct ProjectRow {
+    id: String,
+    owner_id: String,
+    name: String,
+    description: String,
+    color: Option<String>,
+    inbox: i16,
+    archived: i16,
+    created_at: i64,
+    updated_at: i64,
+    version: i64,
+}
+
+impl ProjectRow {
+    fn of(project: &Project) -> Self {
+        Self {
+            id: project.id.to_string(),
+            owner_id: project.owner.to_string(),
+            name: project.name.as_str().to_owned(),
+            description: project.description.as_str().to_owned(),
+            color: project.color.map(|c| c.as_str().to_owned()),
+            inbox: i16::from(project.inbox),
+            archived: i16::from(project.archived),
+            created_at: project.created_at.unix_micros(),
+            updated_at: project.updated_at.unix_micros(),
+            version: project.version.get(),
+        }
+    }
+
+    fn into_project(self) -> Result<Project, StoreError> {
+        let bad = |_| corrupt("project");
+        let time = |micros| Timestamp::from_unix_micros(micros).map_err(bad);
+        Ok(Project {
+            id: ProjectId::parse(&self.id).map_err(bad)?,
+            owner: UserId::parse(&self.owner_id).map_err(bad)?,
+            name: ProjectName::parse(&self.name).map_err(bad)?,
+            description: Description::parse(&self.description).map_err(bad)?,
+            color: self
+                .color
+                .as_deref()
+                .map(ProjectColor::parse)
+                .transpose()
+                .map_err(bad)?,
+            inbox: self.inbox != 0,
+            archived: self.archived != 0,
+            created_at: time(self.created_at)?,
+            updated_at: time(self.updated_at)?,
+            version: TaskVersion::new(self.version).map_err(bad)?,
+        })
+    }
+}
+
+/// A member's row.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = project_members)]
+struct MemberRow {
+    project_id: String,
+    user_id: String,
+    role: String,
+    added_at: i64,
+}
+
+impl MemberRow {
+    fn of(project: ProjectId, member: &Member) -> Self {
+        Self {
+            project_id: project.to_string(),
+            user_id: member.user.to_string(),
+            role: member.role.as_str().to_owned(),
+            added_at: member.added_at.unix_micros(),
+        }
+    }
+
+    fn into_member(self) -> Result<Member, StoreError> {
+        Ok(Member {
+            user: UserId::parse(&self.user_id).map_err(|_| corrupt("project member"))?,
+            role: role(&self.role)?,
+            added_at: Timestamp::from_unix_micros(self.added_at)
+                .map_err(|_| corrupt("project member"))?,
+        })
+    }
+}
+
+fn role(stored: &str) -> Result<ProjectRole, StoreError> {
+    ProjectRole::parse_stored(stored).ok_or_else(|| corrupt("project member"))
+}
+
+/// The owner's member row of a project just made.
+fn owner_row(project: &Project) -> MemberRow {
+    MemberRow::of(
+        project.id,
+        &Member {
+            user: project.owner,
+            role: ProjectRole::Owner,
+            added_at: project.created_at,
+        },
+    )
+}
+
+/// What a member's put did, inside its transaction.
+enum Put {
+    NoProject,
+    Owner,
+    Full,
+    Added,
+    /// Changed; the member's `added_at` as stored.
+    Changed(i64),
+}
+
+/// Takes `table`'s row `id` for the rest of the transaction (PostgreSQL),
+/// so that writers that count rows under it take turns. `FOR NO KEY
+/// UPDATE`: the key-share locks of rows that refer to it go on.
+fn lock_row(conn: &mut AnyConnection, table: &str, id: &str) -> QueryResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        let sql = match table {
+            "users" => "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+            _ => "SELECT 1 FROM projects WHERE id = $1 FOR NO KEY UPDATE",
+        };
+        diesel::sql_query(sql).bind::<Text, _>(id).execute(pg)?;
+    }
+    Ok(())
+}
+
+/// Makes `owner`'s Inbox on `conn` unless it is there (inside the caller's
+/// transaction); whether it did.
+pub(crate) fn ensure_inbox_on(conn: &mut AnyConnection, inbox: &Project) -> QueryResult<bool> {
+    let row = ProjectRow::of(inbox);
+    let made = native!(conn, |c| diesel::insert_into(projects::table)
+        .values(&row)
+        .on_conflict_do_nothing()
+        .execute(c))?;
+    if made == 1 {
+        diesel::insert_into(project_members::table)
+            .values(owner_row(inbox))
+            .execute(conn)?;
+    }
+    Ok(made == 1)
+}
+
+impl ProjectStore for SqlStore {
+    fn insert_project_within(
+        &self,
+        project: &Project,
+        max: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let row = ProjectRow::of(project);
+        let max = max.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                lock_row(conn, "users", &row.owner_id)?;
+                if let Some(max) = max {
+                    let owned: i64 = projects::table
+                        .filter(projects::owner_id.eq(&row.owner_id))
+                        .count()
+                        .get_result(conn)?;
+                    if owned >= max {
+                        return Ok(false);
+                    }
+                }
+                diesel::insert_into(projects::table)
+                    .values(&row)
+                    .execute(conn)?;
+                diesel::insert_into(project_members::table)
+                    .values(owner_row(project))
+                    .execute(conn)?;
+                Ok(true)
+            })
+        })
+    }
+
+    fn ensure_inbox(&self, inbox: &Project) -> Result<bool, StoreError> {
+        self.with_write_conn(|conn| conn.transaction(|conn| ensure_inbox_on(conn, inbox)))
+    }
+
+    fn find_project(
+        &self,
+        caller: UserId,
+        id: ProjectId,
+    ) -> Result<Option<(Project, ProjectRole)>, StoreError> {
+        let (caller, id) = (caller.to_string(), id.to_string());
+        let found: Option<(ProjectRow, String)> = self.with_conn(|conn| {
+            projects::table
+                .inner_join(project_members::table)
+                .filter(projects::id.eq(&id))
+                .filter(project_members::user_id.eq(&caller))
+                .select((ProjectRow::as_select(), project_members::role))
+                .first(conn)
+                .optional()
+        })?;
+        found
+            .map(|(row, stored)| Ok((row.into_project()?, role(&stored)?)))
+            .transpose()
+    }
+
+    fn list_projects(
+        &self,
+        caller: UserId,
+        after: Option<ProjectId>,
+        limit: usize,
+    ) -> Result<Vec<(Project, ProjectRole)>, StoreError> {
+        let caller = caller.to_string();
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(ProjectRow, String)> = self.with_conn(|conn| {
+            project_members::table
+                .inner_join(projects::table)
+                .filter(project_members::user_id.eq(&caller))
+                .filter(project_members::project_id.gt(&after))
+                .order(project_members::project_id.asc())
+                .limit(limit)
+                .select((ProjectRow::as_select(), project_members::role))
+                .load(conn)
+        })?;
+        rows.into_iter()
+            .map(|(row, stored)| Ok((row.into_project()?, role(&stored)?)))
+            .collect()
+    }
+
+    fn update_project(&self, project: &Project, expected: TaskVersion) -> Result<bool, StoreError> {
+        let row = ProjectRow::of(project);
+        let updated = self.with_write_conn(|conn| {
+            diesel::update(
+                projects::table
+                    .filter(projects::id.eq(&row.id))
+                    .filter(projects::owner_id.eq(&row.owner_id))
+                    .filter(projects::version.eq(expected.get())),
+            )
+            .set(&row)
+            .execute(conn)
+        })?;
+        Ok(updated == 1)
+    }
+
+    fn delete_project(&self, id: ProjectId) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        let deleted = self.with_write_conn(|conn| {
+            diesel::delete(
+                projects::table
+                    .filter(projects::id.eq(&id))
+                    .filter(projects::inbox.eq(0)),
+            )
+            .execute(conn)
+        })?;
+        Ok(deleted == 1)
+    }
+
+    fn members(&self, id: ProjectId) -> Result<Vec<Member>, StoreError> {
+        let id = id.to_string();
+        let rows: Vec<MemberRow> = self.with_conn(|conn| {
+            project_members::table
+                .filter(project_members::project_id.eq(&id))
+                .select(MemberRow::as_select())
+                .load(conn)
+        })?;
+        let mut members = rows
+            .into_iter()
+            .map(MemberRow::into_member)
+            .collect::<Result<Vec<_>, _>>()?;
+        members.sort_by_key(|m| (m.role != ProjectRole::Owner, m.added_at, m.user));
+        Ok(members)
+    }
+
+    fn standing(&self, user: UserId, id: ProjectId) -> Result<Standing, StoreError> {
+        let (user, id) = (user.to_string(), id.to_string());
+        let stored: Option<String> = self.with_conn(|conn| {
+            project_members::table
+                .find((&id, &user))
+                .select(project_members::role)
+                .first(conn)
+                .optional()
+        })?;
+        Ok(match stored {
+            Some(stored) => Standing::Member(role(&stored)?),
+            None => Standing::Stranger,
+        })
+    }
+
+    fn put_member(
+        &self,
+        id: ProjectId,
+        member: &Member,
+        max: usize,
+    ) -> Result<MemberPut, StoreError> {
+        if member.role == ProjectRole::Owner {
+            return Ok(MemberPut::Owner);
+        }
+        let row = MemberRow::of(id, member);
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let put = self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                lock_row(conn, "projects", &row.project_id)?;
+                let exists: i64 = projects::table
+                    .filter(projects::id.eq(&row.project_id))
+                    .count()
+                    .get_result(conn)?;
+                if exists == 0 {
+                    return Ok(Put::NoProject);
+                }
+                let key = (&row.project_id, &row.user_id);
+                let stored: Option<MemberRow> = project_members::table
+                    .find(key)
+                    .select(MemberRow::as_select())
+                    .first(conn)
+                    .optional()?;
+                if let Some(stored) = stored {
+                    if stored.role == ProjectRole::Owner.as_str() {
+                        return Ok(Put::Owner);
+                    }
+                    diesel::update(project_members::table.find(key))
+                        .set(project_members::role.eq(&row.role))
+                        .execute(conn)?;
+                    return Ok(Put::Changed(stored.added_at));
+                }
+                let count: i64 = project_members::table
+                    .filter(project_members::project_id.eq(&row.project_id))
+                    .count()
+                    .get_result(conn)?;
+                if count >= max {
+                    return Ok(Put::Full);
+                }
+                diesel::insert_into(project_members::table)
+                    .values(&row)
+                    .execute(conn)?;
+                Ok(Put::Added)
+            })
+        })?;
+        Ok(match put {
+            Put::NoProject => MemberPut::NoProject,
+            Put::Owner => MemberPut::Owner,
+            Put::Full => MemberPut::Full,
+            Put::Added => MemberPut::Added(member.clone()),
+            Put::Changed(added_at) => MemberPut::Changed(Member {
+                added_at: Timestamp::from_unix_micros(added_at)
+                    .map_err(|_| corrupt("project member"))?,
+                ..member.clone()
+            }),
+        })
+    }
+
+    fn remove_member(&self, id: ProjectId, user: UserId) -> Result<bool, StoreError> {
+        let (id, user) = (id.to_string(), user.to_string());
+        let removed = self.with_write_conn(|conn| {
+            diesel::delete(
+                project_members::table
+                    .find((&id, &user))
+                    .filter(project_members::role.ne(ProjectRole::Owner.as_str())),
+            )
+            .execute(conn)
+        })?;
+        Ok(removed == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use diesel::connection::SimpleConnection as _;
+    use diesel::migration::MigrationSource;
+    use diesel::sqlite::SqliteConnection;
+    use diesel_migrations::MigrationHarness as _;
+
+    use super::*;
+    use crate::db::SQLITE_MIGRATIONS;
+
+    /// Users made before projects existed get their Inbox from the
+    /// migration that brings projects, with themselves as its owner.
+    #[test]
+    fn the_migration_gives_every_existing_user_an_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+        let names: Vec<String> =
+            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+                .unwrap()
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect();
+        let before = names.iter().position(|n| n.ends_with("_projects")).unwrap();
+        for _ in 0..before {
+            conn.run_next_migration(SQLITE_MIGRATIONS).unwrap();
+        }
+        conn.batch_execute(
+            "INSERT INTO users (id, username, email, role, disabled, password_hash, \
+             tokens_revoked_before, created_at, updated_at) VALUES \
+             ('0190a5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b', 'alice', NULL, 'user', 0, 'x', NULL, 7, 8)",
+        )
+        .unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        let inbox: ProjectRow = projects::table
+            .select(ProjectRow::as_select())
+            .first(&mut conn)
+            .unwrap();
+        let alice = UserId::parse("0190a5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b").unwrap();
+        let expected = Project::inbox(alice, Timestamp::from_unix_micros(7).unwrap());
+        assert_eq!(inbox.into_project().unwrap(), expected);
+        let owner: Vec<MemberRow> = project_members::table
+            .select(MemberRow::as_select())
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(owner.len(), 1);
+        let owner = owner.into_iter().next().unwrap();
+        assert_eq!(owner.project_id, expected.id.to_string());
+        assert_eq!(owner.into_member().unwrap().role, ProjectRole::Owner);
+    }
+}
