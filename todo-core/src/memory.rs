@@ -590,6 +590,7 @@ impl WebhookStore for MemoryStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
+        per_owner: usize,
     ) -> Result<Vec<Webhook>, StoreError> {
         let mut tables = self.tables();
         let heads: BTreeMap<UserId, u64> = tables
@@ -597,20 +598,37 @@ impl WebhookStore for MemoryStore {
             .iter()
             .map(|(owner, stream)| (*owner, stream.head))
             .collect();
+        let mut busy: BTreeMap<UserId, usize> = BTreeMap::new();
+        for stored in tables.webhooks.values() {
+            if stored.leased_until.is_some_and(|until| until >= now) {
+                *busy.entry(stored.webhook.owner).or_default() += 1;
+            }
+        }
+        let mut due: Vec<&mut StoredWebhook> = tables
+            .webhooks
+            .values_mut()
+            .filter(|stored| {
+                let webhook = &stored.webhook;
+                let behind = heads
+                    .get(&webhook.owner)
+                    .is_some_and(|head| *head > webhook.delivered_through);
+                let free = stored.leased_until.is_none_or(|until| until < now);
+                webhook.disabled_at.is_none() && webhook.next_attempt_at <= now && behind && free
+            })
+            .collect();
+        due.sort_by_key(|stored| (stored.webhook.next_attempt_at, stored.webhook.id));
         let mut leased = Vec::new();
-        for stored in tables.webhooks.values_mut() {
+        for stored in due {
             if leased.len() >= limit {
                 break;
             }
-            let webhook = &stored.webhook;
-            let behind = heads
-                .get(&webhook.owner)
-                .is_some_and(|head| *head > webhook.delivered_through);
-            let free = stored.leased_until.is_none_or(|until| until < now);
-            if webhook.disabled_at.is_none() && webhook.next_attempt_at <= now && behind && free {
-                stored.leased_until = Some(lease_until);
-                leased.push(webhook.clone());
+            let taken = busy.entry(stored.webhook.owner).or_default();
+            if *taken >= per_owner {
+                continue;
             }
+            *taken += 1;
+            stored.leased_until = Some(lease_until);
+            leased.push(stored.webhook.clone());
         }
         Ok(leased)
     }

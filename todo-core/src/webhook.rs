@@ -106,6 +106,18 @@ impl WebhookUrl {
             if !valid {
                 return Err(bad("URL (a host name of letters, digits, '-' and '.')"));
             }
+            // A host whose last label is a number is an IPv4 address to
+            // URL parsers and resolvers (WHATWG, inet_aton), which read
+            // `0127.0.0.1` as octal, `0x7f.1` as hex and `2130706433` as
+            // one number: only the plain dotted-decimal form is taken, so
+            // what is checked is what the URL says to everyone.
+            let last = host.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+            let numeric = !last.is_empty()
+                && (last.bytes().all(|b| b.is_ascii_digit())
+                    || last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x")));
+            if numeric && host.parse::<std::net::Ipv4Addr>().is_err() {
+                return Err(bad("URL (an IPv4 address in plain dotted decimal)"));
+            }
             ((start, start + end), &authority[end..])
         };
         let port = match port {
@@ -367,6 +379,13 @@ pub struct WebhookPolicy {
     /// attempt, so a distant receiver that answers each delivery in half
     /// a second is not slowed for taking ten of them.
     pub slow_after: Duration,
+    /// Webhooks of one owner leased at once, across every instance (a
+    /// race of two instances' leases may give one more each): a user's
+    /// slow receivers take this many of the workers' places at most,
+    /// however many webhooks and accounts' worth of writes they have.
+    /// (The attack of #15 held every place of an instance with 16
+    /// receivers answering in 2.9 s, from two accounts.)
+    pub leases_per_owner: usize,
     /// `http` URLs and private, loopback and link-local targets allowed:
     /// for tests, never for a deployment others use.
     pub allow_private: bool,
@@ -382,6 +401,7 @@ impl Default for WebhookPolicy {
             max_per_user: Some(10),
             attempts_kept: 100,
             slow_after: Duration::from_secs(3),
+            leases_per_owner: 1,
             allow_private: false,
         }
     }
@@ -447,12 +467,16 @@ pub trait WebhookStore: Send + Sync {
     /// Leases, until `lease_until`, up to `limit` webhooks that are
     /// enabled, due at `now`, behind their owner's stream, and not leased
     /// (or whose lease ran out): atomically, so that of several instances
-    /// asking at once each webhook goes to one. Returns them as leased.
+    /// asking at once each webhook goes to one. An owner with `per_owner`
+    /// webhooks leased (until `now` or later) gets no more; of an owner's
+    /// due webhooks, those due first are leased first. Returns them as
+    /// leased.
     fn lease_due_webhooks(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
+        per_owner: usize,
     ) -> Result<Vec<Webhook>, StoreError>;
     /// Writes what a lease did, if the webhook is still leased until
     /// `settled.lease_until` (else another instance has it now, and
@@ -648,7 +672,9 @@ impl WebhookService {
     pub fn lease_due(&self, limit: usize, lease: Duration) -> Result<Vec<Leased>> {
         let now = self.clock.now();
         let until = now.saturating_add(lease);
-        let leased = self.store.lease_due_webhooks(now, until, limit)?;
+        let leased =
+            self.store
+                .lease_due_webhooks(now, until, limit, self.policy.leases_per_owner)?;
         Ok(leased
             .into_iter()
             .map(|webhook| Leased { webhook, until })
@@ -806,6 +832,15 @@ mod tests {
         let v6 = WebhookUrl::parse("https://[2001:db8::1]/h", false).unwrap();
         assert_eq!((v6.host(), v6.port()), ("2001:db8::1", 443));
         assert!(WebhookUrl::parse("http://127.0.0.1:9/x", true).is_ok());
+        // Dotted decimal, and names with digits that are not numbers.
+        for fine in [
+            "https://93.184.216.34/",
+            "https://123.example.com/",
+            "https://example.com1/",
+            "https://0xcafe.example/",
+        ] {
+            assert!(WebhookUrl::parse(fine, false).is_ok(), "{fine}");
+        }
         for bad in [
             "http://example.com/",
             "ftp://example.com/",
@@ -824,6 +859,15 @@ mod tests {
             "https://example.com/<script>",
             "https://example.com/a`b",
             "https://example.com/{x}",
+            // Numbers that parsers read as IPv4 addresses in other forms.
+            "https://0127.0.0.1/",
+            "https://0x7f.1/",
+            "https://2130706433/",
+            "https://127.1/",
+            "https://1.2.3.04/",
+            "https://example.0x10/",
+            "https://foo.123/",
+            "https://1.2.3.4./",
         ] {
             let refused = WebhookUrl::parse(bad, false);
             assert!(refused.is_err(), "{bad}");

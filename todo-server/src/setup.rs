@@ -722,18 +722,22 @@ pub fn one_origin_with(
     let jwks = keys
         .to_jwks()
         .map_err(|e| Error::key("publishing the keys", e))?;
-    let probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared(store.clone()), hasher];
+    let clock = Arc::new(SystemClock);
+    let relay = task_settings.start_relay(store.clone(), clock.clone())?;
+    // One origin serves one /metrics, the auth side's (the store's gauges
+    // once, not twice): the relay's gauges go there too (the attack of
+    // #15 found them missing from `todo`).
+    let mut probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared(store.clone()), hasher];
+    probes.extend(relay.iter().cloned());
     let auth_api = todo_http::AuthApi::new(service, &jwks, probes)
         .map_err(Error::api("auth"))?
         .with_cookie_sessions();
-    let clock = Arc::new(SystemClock);
     let tasks = task_settings.service(store.clone(), clock.clone());
     prune_changes_periodically(
         tasks.clone(),
         task_settings.change_retention(),
         CHANGE_PRUNE_INTERVAL,
     );
-    let relay = task_settings.start_relay(store.clone(), clock.clone())?;
     let webhooks = task_settings.start_webhooks(store.clone(), clock)?;
     let task_api = task_settings.live_limits(
         task_api(tasks, gate, store, relay)?.with_webhooks(webhooks),

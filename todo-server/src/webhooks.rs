@@ -90,24 +90,20 @@ pub fn is_public(ip: IpAddr) -> bool {
                 let [c, d] = segments[7].to_be_bytes();
                 return is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
             }
-            // Forms that embed an IPv4 address or reach a local network:
-            // the local-use NAT64 prefix (64:ff9b:1::/48), IPv4-compatible
-            // (::/96), SIIT (::ffff:0:0/96), 6to4 (2002::/16), Teredo
-            // (2001::/32); discard-only (100::/64); site-local (fec0::/10).
-            let embeds = (segments[0] == 0x64 && segments[1] == 0xff9b && segments[2] == 1)
-                || segments[..6] == [0, 0, 0, 0, 0, 0]
-                || segments[..5] == [0, 0, 0, 0, 0xffff]
-                || segments[0] == 0x2002
-                || (segments[0] == 0x2001 && segments[1] == 0)
-                || segments[..4] == [0x100, 0, 0, 0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || embeds
-                || (segments[0] & 0xfe00) == 0xfc00
-                || (segments[0] & 0xffc0) == 0xfe80
-                || (segments[0] & 0xffc0) == 0xfec0
-                || segments[0] == 0x2001 && segments[1] == 0x0db8)
+            // Only global unicast (2000::/3) is public: that leaves out
+            // loopback, unspecified, IPv4-compatible (::/96), SIIT,
+            // discard-only (100::/64), the local-use NAT64 prefix, unique
+            // local (fc00::/7), link- and site-local, multicast, SRv6
+            // (5f00::/16) and what is not allocated yet. Within it, not:
+            // the IETF's protocol assignments (2001::/23: Teredo,
+            // benchmarking, ORCHID, …), documentation (2001:db8::/32,
+            // 3fff::/20) and 6to4 (2002::/16, which embeds an IPv4
+            // address).
+            (segments[0] & 0xe000) == 0x2000
+                && !(segments[0] == 0x2001 && segments[1] < 0x0200)
+                && !(segments[0] == 0x2001 && segments[1] == 0x0db8)
+                && segments[0] != 0x2002
+                && !(segments[0] == 0x3fff && segments[1] < 0x1000)
         }
     }
 }
@@ -604,7 +600,20 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::1",
             "2001:db8::1",
+            "3fff::1",
+            "3fff:fff::1",
+            "5f00::1",
+            "2001::1",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:20::1",
+            "2001:1ff::1",
+            "2002:a00:1::1",
+            "100::1",
+            "4000::1",
+            "::a00:1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
@@ -613,6 +622,10 @@ mod tests {
             "168.63.129.17",
             "1.1.1.1",
             "2606:4700:4700::1111",
+            "2001:4860:4860::8888",
+            "2001:200::1",
+            "3fff:1000::1",
+            "2a00:1450:4001::1",
             "::ffff:1.1.1.1",
             "64:ff9b::101:101",
         ] {

@@ -220,25 +220,36 @@ impl WebhookStore for SqlStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
+        per_owner: usize,
     ) -> Result<Vec<Webhook>, StoreError> {
         // The same statement on both databases: UPDATE … RETURNING, the
         // lease's condition repeated outside the subquery, so that an
-        // update that waited for another's row lock re-checks it. (SQLite
-        // numbers `$n` parameters in the order they first appear: they
-        // appear here in the order they are bound.)
+        // update that waited for another's row lock re-checks it. An
+        // owner's due webhooks are numbered in the order they fell due
+        // (`nth`), and taken while that number and the owner's webhooks
+        // leased now (`busy`) stay within `per_owner`. (SQLite numbers
+        // `$n` parameters in the order they first appear: they appear
+        // here in the order they are bound.)
         const LEASE: &str = "UPDATE webhooks SET leased_until = $1 \
-            WHERE id IN (SELECT w.id FROM webhooks w \
+            WHERE id IN (SELECT due.id FROM (SELECT w.id, w.next_attempt_at, \
+                    (SELECT COUNT(*) FROM webhooks b \
+                        WHERE b.owner_id = w.owner_id AND b.leased_until >= $2) AS busy, \
+                    ROW_NUMBER() OVER ( \
+                        PARTITION BY w.owner_id ORDER BY w.next_attempt_at, w.id) AS nth \
+                FROM webhooks w \
                 JOIN change_streams s ON s.owner_id = w.owner_id \
                 WHERE w.disabled_at IS NULL AND w.next_attempt_at <= $2 \
                 AND (w.leased_until IS NULL OR w.leased_until < $2) \
-                AND s.last_seq > w.delivered_through \
-                ORDER BY w.next_attempt_at LIMIT $3) \
+                AND s.last_seq > w.delivered_through) due \
+                WHERE due.busy + due.nth <= $3 \
+                ORDER BY due.next_attempt_at LIMIT $4) \
             AND disabled_at IS NULL AND (leased_until IS NULL OR leased_until < $2) \
             RETURNING id, owner_id, url, events, secret, created_at, delivered_through, \
                 attempts, next_attempt_at, failing_since, disabled_at, leased_until";
         let lease = diesel::sql_query(LEASE)
             .bind::<BigInt, _>(lease_until.unix_micros())
             .bind::<BigInt, _>(now.unix_micros())
+            .bind::<BigInt, _>(i64::try_from(per_owner).unwrap_or(i64::MAX))
             .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows: Vec<WebhookRow> =
             self.with_write_conn(|conn| native!(conn, |c| lease.load(c)))?;

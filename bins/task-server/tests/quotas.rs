@@ -533,12 +533,19 @@ async fn metrics_are_not_public() {
     assert_eq!(reply.status, 404, "todo serves /metrics to the public");
     drop(todo);
 
+    // With a relay whose broker is not there: its gauges are scraped too
+    // (the attack of #15 found them missing from `todo`).
     let todo = Running::start(
         "todo",
         &data,
         &url,
         "127.0.0.1:0",
-        &["--metrics-listen", "127.0.0.1:0"],
+        &[
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--amqp-url",
+            "amqp://guest:guest@127.0.0.1:1/",
+        ],
     );
     let public = todo.client(&data);
     let reply = public
@@ -554,6 +561,12 @@ async fn metrics_are_not_public() {
     assert_eq!(scraped.status, 200);
     let text = String::from_utf8(scraped.body.to_vec()).unwrap();
     assert!(text.contains("todo_http_requests_total"), "{text}");
+    assert!(text.contains("\ntodo_relay_connected 0\n"), "{text}");
+    assert_eq!(
+        text.matches("# TYPE todo_db_pool_max ").count(),
+        1,
+        "each gauge once: {text}"
+    );
     let api = inside
         .json(Method::GET, "/v1/tasks", None, None)
         .await

@@ -76,6 +76,7 @@ conformance!(
     the_relay_passes_over_what_retention_dropped,
     busy_streams_cannot_keep_the_relay_from_the_others,
     slow_receivers_wait_before_their_next_lease,
+    an_owner_holds_one_lease_at_a_time_however_many_webhooks,
     projects_are_seen_only_by_their_members_in_their_roles,
     every_account_has_one_inbox_that_stays,
     deleting_a_user_takes_their_projects_and_memberships,
@@ -2628,4 +2629,55 @@ fn project_updates_are_compare_and_swap_and_lists_page(f: &Fixture) {
     expected.push(todo_core::ProjectId::inbox_of(alice));
     expected.sort();
     assert_eq!(seen, expected);
+}
+
+/// The attack of #15: two accounts' 16 webhooks, each answering in 2.9 s,
+/// held every place of an instance's delivery worker. An owner's webhooks
+/// now take turns: one leased at a time, across instances, the one due
+/// first first.
+fn an_owner_holds_one_lease_at_a_time_however_many_webhooks(f: &Fixture) {
+    use todo_core::EventFilter;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let bob = new_user(&*f.store, "bob", 1).user.id;
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let tasks = service(f.store.clone(), clock.clone());
+    let [one, other] = two_instances(f);
+    let (here, there) = (
+        webhooks(one, clock.clone(), None),
+        webhooks(other, clock.clone(), None),
+    );
+    let hers: Vec<_> = (1..=3)
+        .map(|n| {
+            clock.advance(Duration::from_secs(1));
+            here.create(alice, hook_url(n), EventFilter::all()).unwrap()
+        })
+        .collect();
+    let his = here.create(bob, hook_url(9), EventFilter::all()).unwrap();
+    tasks.create(alice, titled("hers")).unwrap();
+    tasks.create(bob, titled("his")).unwrap();
+    clock.advance(Duration::from_secs(1));
+    let lease = Duration::from_secs(60);
+    let mut first: Vec<_> = here
+        .lease_due(10, lease)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.webhook.id)
+        .collect();
+    first.sort();
+    let mut expected = vec![hers[0].id, his.id];
+    expected.sort();
+    assert_eq!(first, expected, "one of hers (due first) and his");
+    // Neither this instance nor another leases more of hers meanwhile.
+    assert!(here.lease_due(10, lease).unwrap().is_empty());
+    assert!(there.lease_due(10, lease).unwrap().is_empty());
+    // Once her lease runs out, her next one is leased (the one whose lease
+    // ran out is due again too: hers are taken in the order they fell due).
+    clock.advance(lease + Duration::from_secs(1));
+    let next = there.lease_due(10, lease).unwrap();
+    let alices: Vec<_> = next
+        .iter()
+        .filter(|l| l.webhook.owner == alice)
+        .map(|l| l.webhook.id)
+        .collect();
+    assert_eq!(alices.len(), 1, "{next:?}");
 }
