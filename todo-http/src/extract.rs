@@ -147,23 +147,17 @@ pub trait PathId: Sized {
     fn parse_id(raw: &str) -> Option<Self>;
 }
 
-impl PathId for TaskId {
-    fn parse_id(raw: &str) -> Option<Self> {
-        Self::parse(raw).ok()
-    }
+macro_rules! uuid_path_ids {
+    ($($id:ty),*) => {$(
+        impl PathId for $id {
+            fn parse_id(raw: &str) -> Option<Self> {
+                Self::parse(raw).ok()
+            }
+        }
+    )*};
 }
 
-impl PathId for todo_core::WebhookId {
-    fn parse_id(raw: &str) -> Option<Self> {
-        Self::parse(raw).ok()
-    }
-}
-
-impl PathId for UserId {
-    fn parse_id(raw: &str) -> Option<Self> {
-        Self::parse(raw).ok()
-    }
-}
+uuid_path_ids!(TaskId, todo_core::WebhookId, UserId, todo_core::ProjectId);
 
 /// The path's `{id}` parameter as a domain identifier; an id that cannot be
 /// one is simply not found (404), like an id of someone else's. Taken by

@@ -84,6 +84,7 @@ mod one_origin;
 pub mod openapi;
 mod probe;
 mod problem;
+mod projects_api;
 mod request;
 mod scans;
 mod server;

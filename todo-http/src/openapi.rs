@@ -9,8 +9,8 @@
 
 use serde_json::{Map, Value, json};
 use todo_core::{
-    ChangeKind, Description, Label, Labels, PageLimit, Priority, SearchText, TaskSort, TaskVersion,
-    Title, WebhookUrl,
+    ChangeKind, Description, Label, Labels, PageLimit, Priority, ProjectName, ProjectRole,
+    SearchText, TaskSort, TaskVersion, Title, Username, WebhookUrl,
 };
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
 use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Type};
@@ -367,6 +367,67 @@ pub fn limits(document: &mut Value) -> Vec<String> {
             };
             missing.extend(done.err());
         }
+    }
+    if document.pointer("/components/schemas/Project").is_some() {
+        let name = [
+            ("minLength", json!(ProjectName::MIN_CHARS)),
+            ("maxLength", json!(ProjectName::MAX_CHARS)),
+        ];
+        let color = [("pattern", json!("^#[0-9A-Fa-f]{6}$"))];
+        for schema in ["ProjectCreate", "ProjectPatch", "Project"] {
+            let properties = format!("/components/schemas/{schema}/properties");
+            missing.extend(
+                [
+                    put(document, &format!("{properties}/name"), &name),
+                    put(document, &format!("{properties}/description"), &description),
+                    put(document, &format!("{properties}/color"), &color),
+                ]
+                .into_iter()
+                .filter_map(Result::err),
+            );
+        }
+        let roles: Vec<&str> = [ProjectRole::Editor, ProjectRole::Viewer]
+            .into_iter()
+            .map(ProjectRole::as_str)
+            .collect();
+        let all_roles: Vec<&str> = [ProjectRole::Owner, ProjectRole::Editor, ProjectRole::Viewer]
+            .into_iter()
+            .map(ProjectRole::as_str)
+            .collect();
+        let (limit, username) = (
+            "/paths/~1v1~1projects/get/parameters/0/schema",
+            "/paths/~1v1~1projects~1{id}~1members~1{username}/put/parameters/1/schema",
+        );
+        missing.extend(
+            [
+                put(
+                    document,
+                    "/components/schemas/ProjectMemberPut/properties/role",
+                    &[("enum", json!(roles))],
+                ),
+                put(
+                    document,
+                    "/components/schemas/Project/properties/role",
+                    &[("enum", json!(all_roles))],
+                ),
+                put(
+                    document,
+                    "/components/schemas/ProjectMember/properties/role",
+                    &[("enum", json!(all_roles))],
+                ),
+                put(document, limit, &page_limit()),
+                put(
+                    document,
+                    username,
+                    &[
+                        ("minLength", json!(Username::MIN_CHARS)),
+                        ("maxLength", json!(Username::MAX_CHARS)),
+                    ],
+                ),
+            ]
+            .into_iter()
+            .filter_map(Result::err),
+        );
     }
     if document
         .pointer("/components/schemas/WebhookCreate")

@@ -10,8 +10,8 @@ use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
     AccessClaims, AccessGate, Change, ChangeCursor, ChangeLimit, Description, Error as CoreError,
-    Label, Labels, NewTask, Page, PageLimit, Principal, Priority, SearchText, Task, TaskCursor,
-    TaskId, TaskPatch, TaskQuery, TaskService, TaskSort, TaskVersion, Timestamp, Title,
+    Label, Labels, NewTask, Page, PageLimit, Principal, Priority, ProjectService, SearchText, Task,
+    TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService, TaskSort, TaskVersion, Timestamp, Title,
     TokenRejection, UserId, ValidationError, WebhookService,
 };
 use utoipa::ToSchema;
@@ -46,6 +46,7 @@ pub struct TaskApi {
     live: LiveStreams,
     live_poll: Duration,
     webhooks: Option<WebhookService>,
+    projects: Option<ProjectService>,
 }
 
 impl TaskApi {
@@ -65,6 +66,7 @@ impl TaskApi {
             live: LiveStreams::default(),
             live_poll: crate::events::POLL,
             webhooks: None,
+            projects: None,
         })
     }
 
@@ -110,6 +112,14 @@ impl TaskApi {
     #[must_use]
     pub fn with_webhooks(mut self, webhooks: WebhookService) -> Self {
         self.webhooks = Some(webhooks);
+        self
+    }
+
+    /// Serves `/v1/projects` and their members from `projects` (without
+    /// it, those routes answer 404).
+    #[must_use]
+    pub fn with_projects(mut self, projects: ProjectService) -> Self {
+        self.projects = Some(projects);
         self
     }
 
@@ -175,6 +185,10 @@ impl TaskApi {
 
     pub(crate) fn webhooks(&self) -> Option<&WebhookService> {
         self.webhooks.as_ref()
+    }
+
+    pub(crate) fn projects(&self) -> Option<&ProjectService> {
+        self.projects.as_ref()
     }
 
     pub(crate) fn live_poll(&self) -> Duration {
@@ -306,14 +320,14 @@ struct TaskPage<'a> {
 
 /// Collects every field's errors before failing.
 #[derive(Default)]
-struct Errors(Vec<ValidationError>);
+pub(crate) struct Errors(Vec<ValidationError>);
 
 impl Errors {
-    fn take<T>(&mut self, result: Result<T, ValidationError>) -> Option<T> {
+    pub(crate) fn take<T>(&mut self, result: Result<T, ValidationError>) -> Option<T> {
         result.map_err(|e| self.0.push(e)).ok()
     }
 
-    fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
+    pub(crate) fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
         match value {
             Some(value) if self.0.is_empty() => Ok(value),
             _ => Err(ApiError::validation(self.0)),
@@ -325,7 +339,7 @@ fn labels(raw: Vec<String>) -> Result<Labels, ValidationError> {
     Labels::parse(raw.iter().map(String::as_str))
 }
 
-fn null(field: &'static str) -> ValidationError {
+pub(crate) fn null(field: &'static str) -> ValidationError {
     ValidationError::Format {
         field,
         what: "value (it cannot be null)",
@@ -470,6 +484,20 @@ fn task_routes() -> OpenApiRouter<Arc<TaskApi>> {
         ))
         .routes(routes!(crate::webhooks_api::delete_webhook))
         .routes(routes!(crate::webhooks_api::list_deliveries))
+        .routes(routes!(
+            crate::projects_api::create_project,
+            crate::projects_api::list_projects
+        ))
+        .routes(routes!(
+            crate::projects_api::get_project,
+            crate::projects_api::update_project,
+            crate::projects_api::delete_project
+        ))
+        .routes(routes!(crate::projects_api::list_members))
+        .routes(routes!(
+            crate::projects_api::put_member,
+            crate::projects_api::delete_member
+        ))
 }
 
 /// The operations the task API serves, as its handlers describe them.

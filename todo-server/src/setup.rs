@@ -746,7 +746,7 @@ pub fn one_origin_with(
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
 }
 
-/// The task API on `store`, its probe, and its scans bounded to half the
+/// The task API on `store` (projects too), its probe, and its scans bounded to half the
 /// database pool (the other half stays for logins, writes and short
 /// reads; a pool of one connection is the one exception, shared by all).
 pub(crate) fn task_api(
@@ -756,11 +756,19 @@ pub(crate) fn task_api(
     more_probes: Vec<Arc<dyn Probe>>,
 ) -> Result<todo_http::TaskApi, Error> {
     let scans = usize::try_from(store.pool_state().max / 2).map_or(1, |half| half.max(1));
+    let shared = Arc::new(store.clone());
+    let projects = todo_core::ProjectService::new(
+        shared.clone(),
+        shared,
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+    );
     let mut probes = vec![StoreProbe::shared(store)];
     probes.extend(more_probes);
     Ok(todo_http::TaskApi::new(service, gate, probes)
         .map_err(Error::api("task"))?
-        .with_scan_slots(scans))
+        .with_scan_slots(scans)
+        .with_projects(projects))
 }
 
 /// The database as a readiness probe with its pool gauges.

@@ -12,8 +12,8 @@ use todo_auth::{
     SystemClock,
 };
 use todo_core::{
-    AccessGate, AuthLimits, AuthServices, PasswordHasher, Registration, Role, TaskService,
-    TokenPolicy,
+    AccessGate, AuthLimits, AuthServices, PasswordHasher, ProjectService, Registration, Role,
+    TaskService, TokenPolicy,
 };
 use todo_http::{
     AuthApi, AuthWithPage, Frontend, HttpLimits, OneOrigin, Probe, TaskApi, TrustedProxies, serve,
@@ -248,13 +248,15 @@ fn instance(
     let auth = AuthApi::new(service.clone(), &keys.to_jwks().unwrap(), auth_probes).unwrap();
     let task_service = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom));
     // task-server's own gate, as when the servers run apart.
-    let gate = Arc::new(AccessGate::new(verifier, store.clone(), clock));
+    let gate = Arc::new(AccessGate::new(verifier, store.clone(), clock.clone()));
+    let projects = ProjectService::new(store.clone(), store.clone(), clock, Arc::new(OsRandom));
     let tasks = TaskApi::new(
         task_service.clone(),
         gate,
         vec![StoreProbe::shared((*store).clone())],
     )
-    .unwrap();
+    .unwrap()
+    .with_projects(projects);
     Instance {
         service,
         auth,

@@ -14,5 +14,6 @@ mod hardening;
 mod harness;
 mod one_origin;
 mod openapi;
+mod projects;
 mod route_names;
 mod scans;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use http::Method;
 use serde_json::{Value, json};
-use todo_core::{ChangeKind, PageLimit, Title, WebhookUrl};
+use todo_core::{ChangeKind, Description, PageLimit, ProjectName, Title, WebhookUrl};
 use todo_http::{openapi, routes};
 use todo_store::testing::TestBackend;
 
@@ -69,7 +69,7 @@ const CONTRACT_AUTH: [(&str, &str); 13] = [
     ("PATCH", "/v1/users/{id}"),
     ("DELETE", "/v1/users/{id}"),
 ];
-const CONTRACT_TASKS: [(&str, &str); 11] = [
+const CONTRACT_TASKS: [(&str, &str); 19] = [
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
@@ -81,6 +81,14 @@ const CONTRACT_TASKS: [(&str, &str); 11] = [
     ("GET", "/v1/webhooks"),
     ("DELETE", "/v1/webhooks/{id}"),
     ("GET", "/v1/webhooks/{id}/deliveries"),
+    ("POST", "/v1/projects"),
+    ("GET", "/v1/projects"),
+    ("GET", "/v1/projects/{id}"),
+    ("PATCH", "/v1/projects/{id}"),
+    ("DELETE", "/v1/projects/{id}"),
+    ("GET", "/v1/projects/{id}/members"),
+    ("PUT", "/v1/projects/{id}/members/{username}"),
+    ("DELETE", "/v1/projects/{id}/members/{username}"),
 ];
 
 fn contract(routes: &[(&str, &str)]) -> Operations {
@@ -289,6 +297,11 @@ fn the_domain_limits_land_on_the_documents() {
     assert_eq!(webhook["events"]["uniqueItems"], true);
     assert_eq!(webhook["events"]["minItems"], 1);
     assert_eq!(webhook["events"]["maxItems"], ChangeKind::ALL.len());
+    let project = &tasks["components"]["schemas"]["ProjectCreate"]["properties"];
+    assert_eq!(project["name"]["maxLength"], ProjectName::MAX_CHARS);
+    assert_eq!(project["description"]["maxLength"], Description::MAX_CHARS);
+    let member = &tasks["components"]["schemas"]["ProjectMemberPut"]["properties"];
+    assert_eq!(member["role"]["enum"], json!(["editor", "viewer"]));
     let auth = openapi::auth();
     let users = &auth["paths"]["/v1/users"]["get"]["parameters"][0]["schema"];
     assert_eq!(users["maximum"], PageLimit::MAX);

@@ -1,0 +1,293 @@
+//! `/v1/projects` and their members: who may do what, as API.md gives it,
+//! for every kind of caller (owner, editor, viewer, a removed member, a
+//! stranger, an administrator who is not a member).
+
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{Deployment, Options, System, on_every_deployment, spawn};
+
+on_every_deployment!(
+    every_project_endpoint_answers_each_kind_of_caller_as_api_md_says,
+    sharing_keeps_the_owner_and_the_inbox_and_names_bad_input,
+);
+
+async fn call(sys: &System, method: Method, path: &str, token: &str, body: Option<Value>) -> u16 {
+    sys.tasks
+        .client
+        .json(method, path, Some(token), body.as_ref())
+        .await
+        .unwrap()
+        .status
+        .as_u16()
+}
+
+async fn listed(sys: &System, token: &str, id: &str) -> bool {
+    let reply = sys
+        .tasks
+        .client
+        .json(Method::GET, "/v1/projects", Some(token), None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    reply.json().unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == id)
+}
+
+async fn every_project_endpoint_answers_each_kind_of_caller_as_api_md_says(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, owner, _) = sys.user("alice").await;
+    let (_, editor, _) = sys.user("bob").await;
+    let (_, viewer, _) = sys.user("carol").await;
+    let (_, removed, _) = sys.user("dave").await;
+    let (_, stranger, _) = sys.user("eve").await;
+    sys.user("frank").await;
+    let (_, admin) = sys.admin().await;
+    let created = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/projects",
+            Some(&owner),
+            json!({"name": "Garden", "color": "#336699"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let project = created.json().unwrap();
+    assert_eq!(project["role"], "owner");
+    assert!(created.headers.contains_key("etag"));
+    let id = project["id"].as_str().unwrap().to_owned();
+    let one = format!("/v1/projects/{id}");
+    let members = format!("{one}/members");
+    for (name, role) in [("bob", "editor"), ("carol", "viewer"), ("dave", "viewer")] {
+        let put = json!({ "role": role });
+        let path = format!("{members}/{name}");
+        assert_eq!(call(&sys, Method::PUT, &path, &owner, Some(put)).await, 200);
+    }
+    let dave = format!("{members}/dave");
+    assert_eq!(call(&sys, Method::DELETE, &dave, &owner, None).await, 204);
+
+    let callers = [
+        ("owner", &owner),
+        ("editor", &editor),
+        ("viewer", &viewer),
+        ("removed member", &removed),
+        ("stranger", &stranger),
+        ("admin, not a member", &admin),
+    ];
+    let frank = format!("{members}/frank");
+    // Each request, and what API.md gives each caller, in the order above.
+    let matrix = [
+        (
+            "read the project",
+            Method::GET,
+            &one,
+            None,
+            [200, 200, 200, 404, 404, 404],
+        ),
+        (
+            "change the project",
+            Method::PATCH,
+            &one,
+            Some(json!({"description": "tended"})),
+            [200, 200, 403, 404, 404, 404],
+        ),
+        (
+            "list the members",
+            Method::GET,
+            &members,
+            None,
+            [200, 200, 200, 404, 404, 404],
+        ),
+        (
+            "share it",
+            Method::PUT,
+            &frank,
+            Some(json!({"role": "viewer"})),
+            [200, 403, 403, 404, 404, 404],
+        ),
+    ];
+    for (what, method, path, body, expected) in matrix {
+        for ((who, token), status) in callers.iter().zip(expected) {
+            assert_eq!(
+                call(&sys, method.clone(), path, token, body.clone()).await,
+                status,
+                "{who}: {what}"
+            );
+        }
+    }
+    // Removing someone else: the owner only (done last, as the member is
+    // then gone); and only members see the project in their list.
+    for ((who, token), status) in callers.iter().zip([204, 403, 403, 404, 404, 404]).rev() {
+        assert_eq!(
+            call(&sys, Method::DELETE, &frank, token, None).await,
+            status,
+            "{who}: remove a member"
+        );
+    }
+    for ((who, token), seen) in callers.iter().zip([true, true, true, false, false, false]) {
+        assert_eq!(listed(&sys, token, &id).await, seen, "{who}: the list");
+    }
+    // Deleting: the owner only.
+    for ((who, token), status) in callers.iter().zip([204, 403, 403, 404, 404, 404]).rev() {
+        assert_eq!(
+            call(&sys, Method::DELETE, &one, token, None).await,
+            status,
+            "{who}: delete the project"
+        );
+    }
+    for (who, token) in callers {
+        assert_eq!(
+            call(&sys, Method::GET, &one, token, None).await,
+            404,
+            "{who}: a deleted project"
+        );
+    }
+}
+
+async fn sharing_keeps_the_owner_and_the_inbox_and_names_bad_input(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (alice_id, alice, _) = sys.user("alice").await;
+    let (_, bob, _) = sys.user("bob").await;
+    let client = &sys.tasks.client;
+    // Every account has its Inbox, whose id is the account's.
+    let listed = client
+        .json(Method::GET, "/v1/projects", Some(&alice), None)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["id"], alice_id.as_str());
+    assert_eq!(
+        (items[0]["inbox"].clone(), items[0]["name"].clone()),
+        (json!(true), json!("Inbox"))
+    );
+    let inbox = format!("/v1/projects/{alice_id}");
+    let share = Some(json!({"role": "editor"}));
+    assert_eq!(
+        call(
+            &sys,
+            Method::PUT,
+            &format!("{inbox}/members/bob"),
+            &alice,
+            share.clone()
+        )
+        .await,
+        409
+    );
+    assert_eq!(call(&sys, Method::DELETE, &inbox, &alice, None).await, 409);
+    assert_eq!(call(&sys, Method::GET, &inbox, &bob, None).await, 404);
+
+    let made = sys
+        .post(
+            client,
+            "/v1/projects",
+            Some(&alice),
+            json!({"name": "Trip"}),
+        )
+        .await
+        .json()
+        .unwrap();
+    let one = format!("/v1/projects/{}", made["id"].as_str().unwrap());
+    // The owner is neither demoted nor removed; an unknown user is not found.
+    let alice_member = format!("{one}/members/alice");
+    assert_eq!(
+        call(&sys, Method::PUT, &alice_member, &alice, share.clone()).await,
+        409
+    );
+    assert_eq!(
+        call(&sys, Method::DELETE, &alice_member, &alice, None).await,
+        409
+    );
+    assert_eq!(
+        call(
+            &sys,
+            Method::PUT,
+            &format!("{one}/members/nobody"),
+            &alice,
+            share.clone()
+        )
+        .await,
+        404
+    );
+    // Bad input names its field.
+    for (body, field) in [
+        (json!({"role": "owner"}), "role"),
+        (json!({"role": "admin"}), "role"),
+    ] {
+        let reply = client
+            .json(
+                Method::PUT,
+                &format!("{one}/members/bob"),
+                Some(&alice),
+                Some(&body),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 400, "{body}");
+        assert_eq!(reply.json().unwrap()["errors"][0]["field"], field, "{body}");
+    }
+    for (body, field) in [
+        (json!({"name": ""}), "name"),
+        (json!({"name": "x".repeat(101)}), "name"),
+        (json!({"name": "ok", "color": "blue"}), "color"),
+    ] {
+        let reply = client
+            .json(Method::POST, "/v1/projects", Some(&alice), Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 400, "{body}");
+        assert_eq!(reply.json().unwrap()["errors"][0]["field"], field, "{body}");
+    }
+    // A member leaves by themselves, and the project is gone for them.
+    assert_eq!(
+        call(
+            &sys,
+            Method::PUT,
+            &format!("{one}/members/bob"),
+            &alice,
+            share
+        )
+        .await,
+        200
+    );
+    assert_eq!(call(&sys, Method::GET, &one, &bob, None).await, 200);
+    assert_eq!(
+        call(
+            &sys,
+            Method::DELETE,
+            &format!("{one}/members/bob"),
+            &bob,
+            None
+        )
+        .await,
+        204
+    );
+    assert_eq!(call(&sys, Method::GET, &one, &bob, None).await, 404);
+    // A stale If-Match is 412, as for tasks; the current one is taken.
+    let auth = format!("Bearer {alice}");
+    for (tag, status) in [("\"v99\"", 412), ("\"v1\"", 200)] {
+        let reply = client
+            .send(
+                Method::PATCH,
+                &one,
+                &[
+                    ("authorization", &auth),
+                    ("if-match", tag),
+                    ("content-type", "application/json"),
+                ],
+                Some(br#"{"name": "Voyage"}"#.to_vec()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.status, status, "{tag}: {:?}", reply.body);
+    }
+}
