@@ -4,9 +4,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use todo_core::{
-    ChangeCursor, Description, Email, Label, Labels, PageLimit, Password, Priority, Role,
-    EventFilter, SearchText, TaskCursor, TaskId, TaskSort, Timestamp, Title, UserCursor, UserId,
-    Username, WebhookSecret, WebhookUrl,
+    ChangeCursor, Description, Email, EventFilter, Label, Labels, PageLimit, Password, Priority,
+    ProjectColor, ProjectCursor, ProjectId, ProjectName, ProjectRole, Role, SearchText, TaskCursor,
+    TaskId, TaskSort, Timestamp, Title, UserCursor, UserId, Username, WebhookSecret, WebhookUrl,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -54,6 +54,27 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(secret) = WebhookSecret::parse_stored(text.to_owned()) {
         assert!(secret.key().len() >= 24);
+    }
+    if let Ok(n) = ProjectName::parse(text) {
+        assert_eq!(ProjectName::parse(n.as_str()).unwrap(), n);
+    }
+    if let Ok(c) = ProjectColor::parse(text) {
+        // Kept in lower case: the value reads back, not the text.
+        assert_eq!(ProjectColor::parse(c.as_str()).unwrap(), c);
+        assert_eq!(c.as_str(), text.to_ascii_lowercase());
+    }
+    if let Ok(role) = ProjectRole::parse_grantable(text) {
+        assert_ne!(role, ProjectRole::Owner);
+        assert_eq!(ProjectRole::parse_stored(role.as_str()), Some(role));
+    }
+    if let Some(role) = ProjectRole::parse_stored(text) {
+        assert_eq!(role.as_str(), text);
+    }
+    if let Ok(id) = ProjectId::parse(text) {
+        assert_eq!(ProjectId::parse(&id.to_string()).unwrap(), id);
+    }
+    if let Ok(c) = ProjectCursor::parse(text) {
+        assert_eq!(ProjectCursor::parse(&c.to_string()).unwrap(), c);
     }
     if let Ok(t) = Title::parse(text) {
         assert_eq!(Title::parse(t.as_str()).unwrap(), t);

@@ -35,6 +35,8 @@ struct Tables {
 struct StoredWebhook {
     webhook: Webhook,
     leased_until: Option<Timestamp>,
+    /// When it was last leased (`None`: never).
+    leased_at: Option<Timestamp>,
     log: Vec<DeliveryAttempt>,
 }
 
@@ -543,6 +545,7 @@ impl WebhookStore for MemoryStore {
             StoredWebhook {
                 webhook: webhook.clone(),
                 leased_until: None,
+                leased_at: None,
                 log: Vec::new(),
             },
         );
@@ -599,9 +602,15 @@ impl WebhookStore for MemoryStore {
             .map(|(owner, stream)| (*owner, stream.head))
             .collect();
         let mut busy: BTreeMap<UserId, usize> = BTreeMap::new();
+        let mut served: BTreeMap<UserId, Timestamp> = BTreeMap::new();
         for stored in tables.webhooks.values() {
+            let owner = stored.webhook.owner;
             if stored.leased_until.is_some_and(|until| until >= now) {
-                *busy.entry(stored.webhook.owner).or_default() += 1;
+                *busy.entry(owner).or_default() += 1;
+            }
+            if let Some(at) = stored.leased_at {
+                let last = served.entry(owner).or_insert(at);
+                *last = (*last).max(at);
             }
         }
         let mut due: Vec<&mut StoredWebhook> = tables
@@ -616,7 +625,12 @@ impl WebhookStore for MemoryStore {
                 webhook.disabled_at.is_none() && webhook.next_attempt_at <= now && behind && free
             })
             .collect();
-        due.sort_by_key(|stored| (stored.webhook.next_attempt_at, stored.webhook.id));
+        // Owners served longest ago (never, first), then by when due.
+        due.sort_by_key(|stored| {
+            let webhook = &stored.webhook;
+            let last = served.get(&webhook.owner).copied();
+            (last.is_some(), last, webhook.next_attempt_at, webhook.id)
+        });
         let mut leased = Vec::new();
         for stored in due {
             if leased.len() >= limit {
@@ -628,6 +642,7 @@ impl WebhookStore for MemoryStore {
             }
             *taken += 1;
             stored.leased_until = Some(lease_until);
+            stored.leased_at = Some(now);
             leased.push(stored.webhook.clone());
         }
         Ok(leased)
@@ -731,9 +746,6 @@ impl ProjectStore for MemoryStore {
         if !tables.users.contains_key(&project.owner) {
             return Err(StoreError::MissingReference("project for an unknown user"));
         }
-        if tables.projects.contains_key(&project.id) {
-            return Err(StoreError::Conflict("duplicate project id"));
-        }
         let owned = tables
             .projects
             .values()
@@ -741,6 +753,9 @@ impl ProjectStore for MemoryStore {
             .count();
         if max.is_some_and(|max| owned as u64 >= max) {
             return Ok(false);
+        }
+        if tables.projects.contains_key(&project.id) {
+            return Err(StoreError::Conflict("duplicate project id"));
         }
         tables.projects.insert(project.id, project.clone());
         tables.members.insert(
@@ -792,21 +807,43 @@ impl ProjectStore for MemoryStore {
             .collect())
     }
 
-    fn update_project(&self, project: &Project, expected: TaskVersion) -> Result<bool, StoreError> {
+    fn update_project(
+        &self,
+        editor: UserId,
+        project: &Project,
+        expected: TaskVersion,
+    ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
+        let may = tables
+            .role_in(editor, project.id)
+            .is_some_and(|role| role >= ProjectRole::Editor);
         match tables.projects.get_mut(&project.id) {
-            Some(stored) if stored.owner == project.owner && stored.version == expected => {
-                *stored = project.clone();
+            Some(stored) if may && stored.version == expected => {
+                stored.name = project.name.clone();
+                stored.description = project.description.clone();
+                stored.color = project.color;
+                stored.archived = project.archived;
+                stored.updated_at = project.updated_at;
+                stored.version = project.version;
                 Ok(true)
             }
             _ => Ok(false),
         }
     }
 
-    fn delete_project(&self, id: ProjectId) -> Result<bool, StoreError> {
+    fn delete_project(
+        &self,
+        owner: UserId,
+        id: ProjectId,
+        expected: Option<TaskVersion>,
+    ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
         match tables.projects.get(&id) {
-            Some(project) if !project.inbox => {
+            Some(project)
+                if !project.inbox
+                    && project.owner == owner
+                    && expected.is_none_or(|v| v == project.version) =>
+            {
                 tables.remove_project(id);
                 Ok(true)
             }
@@ -814,15 +851,18 @@ impl ProjectStore for MemoryStore {
         }
     }
 
-    fn members(&self, id: ProjectId) -> Result<Vec<Member>, StoreError> {
+    fn members(&self, id: ProjectId) -> Result<Vec<(Member, Username)>, StoreError> {
         let tables = self.tables();
-        let mut members: Vec<Member> = tables
+        let mut members: Vec<(Member, Username)> = tables
             .members
             .range((id, UserId::from_uuid(uuid::Uuid::nil()))..)
             .take_while(|((project, _), _)| *project == id)
-            .map(|(_, member)| member.clone())
+            .filter_map(|(_, member)| {
+                let user = tables.users.get(&member.user)?;
+                Some((member.clone(), user.user.username.clone()))
+            })
             .collect();
-        members.sort_by_key(|m| (m.role != ProjectRole::Owner, m.added_at, m.user));
+        members.sort_by_key(|(m, _)| (m.role != ProjectRole::Owner, m.added_at, m.user));
         Ok(members)
     }
 
@@ -838,9 +878,13 @@ impl ProjectStore for MemoryStore {
         id: ProjectId,
         member: &Member,
         max: usize,
+        max_memberships: usize,
     ) -> Result<MemberPut, StoreError> {
         let mut tables = self.tables();
-        if !tables.projects.contains_key(&id) {
+        if member.role == ProjectRole::Owner {
+            return Ok(MemberPut::Owner);
+        }
+        if tables.projects.get(&id).is_none_or(|p| p.inbox) {
             return Ok(MemberPut::NoProject);
         }
         if !tables.users.contains_key(&member.user) {
@@ -851,14 +895,19 @@ impl ProjectStore for MemoryStore {
             .keys()
             .filter(|(project, _)| *project == id)
             .count();
+        let memberships = tables
+            .members
+            .keys()
+            .filter(|(_, user)| *user == member.user)
+            .count();
         match tables.members.get_mut(&(id, member.user)) {
-            _ if member.role == ProjectRole::Owner => Ok(MemberPut::Owner),
             Some(stored) if stored.role == ProjectRole::Owner => Ok(MemberPut::Owner),
             Some(stored) => {
                 stored.role = member.role;
                 Ok(MemberPut::Changed(stored.clone()))
             }
             None if count >= max => Ok(MemberPut::Full),
+            None if memberships >= max_memberships => Ok(MemberPut::UserFull),
             None => {
                 tables.members.insert((id, member.user), member.clone());
                 Ok(MemberPut::Added(member.clone()))

@@ -14,7 +14,7 @@ use std::fmt;
 use crate::error::{Error, StoreError, ValidationError};
 use crate::task::{Description, TaskVersion, check_name};
 use crate::time::Timestamp;
-use crate::user::{UserId, uuid_id};
+use crate::user::{UserId, Username, uuid_id};
 
 uuid_id!(
     /// A project's id (UUIDv7; an Inbox's is its owner's id, see
@@ -157,7 +157,7 @@ pub enum ProjectAction {
     WriteTasks,
     /// Change the project's name, description, colour or archived flag.
     Edit,
-    /// Delete the project, its tasks with it.
+    /// Delete the project (and, once tasks belong to projects, its tasks).
     Delete,
     /// Share it: add a member or change a member's role.
     Share,
@@ -205,8 +205,8 @@ impl Standing {
         }
     }
 
-    /// May the caller give a member (now in `target`'s standing) the role
-    /// `role`? Only the owner shares, never of an Inbox, and the owner's
+    /// May the caller give a user (now in `target`'s standing) a role in
+    /// `project`? Only the owner shares, never an Inbox, and the owner's
     /// own role cannot change.
     pub fn may_set_role(self, project: &Project, target: Standing) -> Result<(), Error> {
         self.may(ProjectAction::Share)?;
@@ -229,13 +229,12 @@ impl Standing {
         target_standing: Standing,
     ) -> Result<(), Error> {
         self.may(ProjectAction::Read)?;
+        if caller != target {
+            self.may(ProjectAction::Share)?;
+        }
         if target_standing == Self::Member(ProjectRole::Owner) {
             return Err(Error::Conflict("the owner cannot be removed"));
         }
-        if caller == target {
-            return Ok(());
-        }
-        self.may(ProjectAction::Share)?;
         match target_standing {
             // Not a member: as for any unknown name.
             Self::Stranger => Err(Error::NotFound),
@@ -259,7 +258,7 @@ pub struct Project {
     pub color: Option<ProjectColor>,
     /// Whether this is its owner's Inbox (never deleted, never shared).
     pub inbox: bool,
-    /// Whether it is archived (hidden from the default list).
+    /// Whether it is archived (shown as such; lists still include it).
     pub archived: bool,
     /// When it was made.
     pub created_at: Timestamp,
@@ -318,6 +317,9 @@ pub enum MemberPut {
     /// The project has `max` members already (the owner counted); nobody
     /// was added.
     Full,
+    /// The user is a member of `max_memberships` projects already (their
+    /// own counted); nobody was added.
+    UserFull,
     /// The user is the project's owner, whose role never changes, or the
     /// role asked for is owner, which is nobody else's: nothing was
     /// written.
@@ -363,25 +365,41 @@ pub trait ProjectStore: Send + Sync {
         after: Option<ProjectId>,
         limit: usize,
     ) -> Result<Vec<(Project, ProjectRole)>, StoreError>;
-    /// Replaces the stored project (same id and owner) if its version is
-    /// still `expected`; returns whether it did.
-    fn update_project(&self, project: &Project, expected: TaskVersion) -> Result<bool, StoreError>;
-    /// Deletes the project, its members and what is in it, if it is not
-    /// an Inbox; returns whether it did.
-    fn delete_project(&self, id: ProjectId) -> Result<bool, StoreError>;
-    /// The project's members, the owner first, then by when they were
-    /// added.
-    fn members(&self, id: ProjectId) -> Result<Vec<Member>, StoreError>;
+    /// Writes the project's writable fields (name, description, colour,
+    /// archived, `updated_at`, version) if its version is still `expected`
+    /// and `editor` is still its owner or an editor, in one statement;
+    /// returns whether it did.
+    fn update_project(
+        &self,
+        editor: UserId,
+        project: &Project,
+        expected: TaskVersion,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the project and its members if `owner` owns it, it is not an
+    /// Inbox and (if given) its version is `expected`, in one statement;
+    /// returns whether it did.
+    fn delete_project(
+        &self,
+        owner: UserId,
+        id: ProjectId,
+        expected: Option<TaskVersion>,
+    ) -> Result<bool, StoreError>;
+    /// The project's members with their usernames, the owner first, then
+    /// by when they were added.
+    fn members(&self, id: ProjectId) -> Result<Vec<(Member, Username)>, StoreError>;
     /// The user's standing in the project (a missing project: a stranger).
     fn standing(&self, user: UserId, id: ProjectId) -> Result<Standing, StoreError>;
     /// Adds `member` to the project, or changes their role if they are one
-    /// already, in one step: never the owner's row, and a new member only
-    /// while the project has fewer than `max` members.
+    /// already, in one step: never the owner's row, never into an Inbox,
+    /// and a new member only while the project has fewer than `max`
+    /// members and the user belongs to fewer than `max_memberships`
+    /// projects.
     fn put_member(
         &self,
         id: ProjectId,
         member: &Member,
         max: usize,
+        max_memberships: usize,
     ) -> Result<MemberPut, StoreError>;
     /// Removes the user from the project, unless they are its owner;
     /// returns whether they were removed.
@@ -494,7 +512,7 @@ mod tests {
         ));
         assert!(matches!(
             editor.may_remove(bob, alice, owner),
-            Err(Error::Conflict("the owner cannot be removed"))
+            Err(Error::Forbidden)
         ));
         // A stranger learns nothing; removing a non-member is not found.
         assert!(matches!(

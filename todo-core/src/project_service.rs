@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result, StoreError, TokenRejection};
-use crate::ports::UserStore;
+use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
+use crate::ports::{RateLimiter, Unlimited, UserStore};
 use crate::precondition::Precondition;
 use crate::project::{
     Member, MemberPut, Project, ProjectAction, ProjectColor, ProjectId, ProjectName, ProjectRole,
@@ -19,20 +19,41 @@ use crate::time::Clock;
 use crate::user::{UserId, Username};
 
 /// How much one user may make and share.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ProjectLimits {
     /// Projects a user may own, their Inbox counted (`None`: no limit).
     pub max_projects_per_user: Option<u64>,
     /// Members a project may have, its owner counted.
     pub max_members: usize,
+    /// Projects a user may belong to, their own counted: others can share
+    /// projects with anyone, without asking, so this bounds what they can
+    /// put into someone's lists.
+    pub max_memberships_per_user: usize,
+    /// Writes (a project made, changed or deleted, a member added, changed
+    /// or removed) per user; past it, 429.
+    pub writes_per_user: Arc<dyn RateLimiter<UserId>>,
 }
 
 impl Default for ProjectLimits {
+    /// 1,000 projects owned, 100 members each, 2,000 memberships, and no
+    /// write limit (a server sets one).
     fn default() -> Self {
         Self {
             max_projects_per_user: Some(1_000),
             max_members: 100,
+            max_memberships_per_user: 2_000,
+            writes_per_user: Arc::new(Unlimited),
         }
+    }
+}
+
+impl std::fmt::Debug for ProjectLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectLimits")
+            .field("max_projects_per_user", &self.max_projects_per_user)
+            .field("max_members", &self.max_members)
+            .field("max_memberships_per_user", &self.max_memberships_per_user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,9 +148,38 @@ impl ProjectService {
         self
     }
 
+    /// Takes one write from the caller's allowance.
+    fn spend_write(&self, caller: UserId) -> Result<()> {
+        self.limits
+            .writes_per_user
+            .check(&caller)
+            .map_err(|retry_after| Error::RateLimited { retry_after })
+    }
+
+    /// Makes `caller`'s Inbox if an instance older than projects made the
+    /// account (it then has none). Reads once; writes only then.
+    fn ensure_inbox(&self, caller: UserId) -> Result<()> {
+        let inbox = ProjectId::inbox_of(caller);
+        if self.projects.standing(caller, inbox)? != Standing::Stranger {
+            return Ok(());
+        }
+        match self
+            .projects
+            .ensure_inbox(&Project::inbox(caller, self.clock.now()))
+        {
+            Ok(_) => Ok(()),
+            // The caller was deleted after their token was admitted.
+            Err(StoreError::MissingReference(_)) => {
+                Err(Error::InvalidToken(TokenRejection::Revoked))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Makes a project owned by the caller. Fails with
     /// [`Error::QuotaExceeded`] past the projects a user may own.
     pub fn create(&self, caller: UserId, new: NewProject) -> Result<(Project, ProjectRole)> {
+        self.spend_write(caller)?;
         let now = self.clock.now();
         let project = Project {
             id: ProjectId::from_uuid(new_v7(now, &*self.random)?),
@@ -161,6 +211,13 @@ impl ProjectService {
     /// The project with the caller's role in it; [`Error::NotFound`] for
     /// anyone who is not a member.
     pub fn get(&self, caller: UserId, id: ProjectId) -> Result<(Project, ProjectRole)> {
+        if let Some(found) = self.projects.find_project(caller, id)? {
+            return Ok(found);
+        }
+        if id != ProjectId::inbox_of(caller) {
+            return Err(Error::NotFound);
+        }
+        self.ensure_inbox(caller)?;
         self.projects
             .find_project(caller, id)?
             .ok_or(Error::NotFound)
@@ -173,6 +230,9 @@ impl ProjectService {
         limit: PageLimit,
         cursor: Option<ProjectCursor>,
     ) -> Result<Page<(Project, ProjectRole), ProjectCursor>> {
+        if cursor.is_none() {
+            self.ensure_inbox(caller)?;
+        }
         let mut items = self.projects.list_projects(
             caller,
             cursor.map(|c| c.0),
@@ -197,11 +257,13 @@ impl ProjectService {
         patch: ProjectPatch,
         precondition: Precondition,
     ) -> Result<(Project, ProjectRole)> {
+        self.spend_write(caller)?;
         for _ in 0..UPDATE_TRIES {
             let (current, role) = self.get(caller, id)?;
             Standing::Member(role).may(ProjectAction::Edit)?;
             check(precondition, current.version)?;
-            if current.inbox && (patch.name.is_some() || patch.archived == Some(true)) {
+            let renamed = patch.name.as_ref().is_some_and(|n| *n != current.name);
+            if current.inbox && (renamed || patch.archived == Some(true)) {
                 return Err(Error::Conflict(
                     "an Inbox keeps its name and is never archived",
                 ));
@@ -212,11 +274,15 @@ impl ProjectService {
             }
             changed.version = current.version.next();
             changed.updated_at = self.clock.now();
-            if self.projects.update_project(&changed, current.version)? {
+            if self
+                .projects
+                .update_project(caller, &changed, current.version)?
+            {
                 return Ok((changed, role));
             }
-            // Another write came between: read again (a condition on the
-            // version now fails, as it should).
+            // Another write came between, or the caller's role changed:
+            // read again (a condition on the version now fails, as it
+            // should; a removed editor is not found, a viewer forbidden).
         }
         Err(Error::Conflict("the project is being changed; try again"))
     }
@@ -224,14 +290,25 @@ impl ProjectService {
     /// Deletes the project and everything in it (the owner only; never an
     /// Inbox), if it is at the version `precondition` asks for.
     pub fn delete(&self, caller: UserId, id: ProjectId, precondition: Precondition) -> Result<()> {
+        self.spend_write(caller)?;
         let (project, role) = self.get(caller, id)?;
         Standing::Member(role).may(ProjectAction::Delete)?;
         project.deletable()?;
         check(precondition, project.version)?;
-        if self.projects.delete_project(id)? {
-            Ok(())
-        } else {
-            Err(Error::NotFound)
+        let expected = match precondition {
+            Precondition::Version(version) => Some(version),
+            Precondition::Any | Precondition::Unmatchable => None,
+        };
+        // The condition again in the delete itself: a change between the
+        // read and here fails it, as it does a task's.
+        if self.projects.delete_project(caller, id, expected)? {
+            return Ok(());
+        }
+        match self.projects.find_project(caller, id)? {
+            Some((current, _)) => Err(Error::VersionMismatch {
+                current: current.version,
+            }),
+            None => Err(Error::NotFound),
         }
     }
 
@@ -239,20 +316,16 @@ impl ProjectService {
     /// member may see them).
     pub fn members(&self, caller: UserId, id: ProjectId) -> Result<Vec<(Member, Username)>> {
         self.get(caller, id)?;
-        let mut named = Vec::new();
-        for member in self.projects.members(id)? {
-            // A member deleted meanwhile is left out.
-            if let Some(user) = self.users.find_user(member.user)? {
-                named.push((member, user.user.username));
-            }
-        }
-        Ok(named)
+        Ok(self.projects.members(id)?)
     }
 
-    /// Shares the project with `username` as `role`, or changes their role
-    /// (the owner only). An unknown username is [`Error::NotFound`], told
-    /// only to the owner; the owner's own role never changes; a project
-    /// holds [`ProjectLimits::max_members`].
+    /// Shares the project with `username` as `role` (editor or viewer), or
+    /// changes their role (the owner only). An unknown username is
+    /// [`Error::NotFound`], told only to the project's owner (but anyone
+    /// may own a project: sharing tells whether an account exists, as
+    /// registration does); the owner's own role never changes; a project
+    /// holds [`ProjectLimits::max_members`], a user belongs to
+    /// [`ProjectLimits::max_memberships_per_user`] at most.
     pub fn set_member(
         &self,
         caller: UserId,
@@ -260,6 +333,13 @@ impl ProjectService {
         username: &Username,
         role: ProjectRole,
     ) -> Result<(Member, Username)> {
+        if role == ProjectRole::Owner {
+            return Err(Error::invalid(ValidationError::Format {
+                field: "role",
+                what: "role (editor or viewer)",
+            }));
+        }
+        self.spend_write(caller)?;
         let (project, standing) = self.standing_in(caller, id)?;
         standing.may_set_role(&project, Standing::Stranger)?;
         let user = self.user_named(username)?;
@@ -270,25 +350,47 @@ impl ProjectService {
             role,
             added_at: self.clock.now(),
         };
-        match self
-            .projects
-            .put_member(id, &member, self.limits.max_members)?
-        {
-            MemberPut::Added(member) | MemberPut::Changed(member) => Ok((member, username.clone())),
-            MemberPut::Full => Err(Error::QuotaExceeded {
+        let put = self.projects.put_member(
+            id,
+            &member,
+            self.limits.max_members,
+            self.limits.max_memberships_per_user,
+        );
+        match put {
+            Ok(MemberPut::Added(member) | MemberPut::Changed(member)) => {
+                Ok((member, username.clone()))
+            }
+            Ok(MemberPut::Full) => Err(Error::QuotaExceeded {
                 what: "members",
                 limit: self.limits.max_members as u64,
             }),
-            MemberPut::Owner => Err(Error::Conflict("the owner cannot be demoted")),
-            MemberPut::NoProject => Err(Error::NotFound),
+            Ok(MemberPut::UserFull) => Err(Error::QuotaExceeded {
+                what: "the user's projects",
+                limit: self.limits.max_memberships_per_user as u64,
+            }),
+            Ok(MemberPut::Owner) => Err(Error::Conflict("the owner cannot be demoted")),
+            Ok(MemberPut::NoProject) => Err(Error::NotFound),
+            // The user was deleted meanwhile: as an unknown name.
+            Err(StoreError::MissingReference(_)) => Err(Error::NotFound),
+            Err(error) => Err(error.into()),
         }
     }
 
     /// Removes `username` from the project: the owner removes anyone but
     /// themselves, any other member may leave.
     pub fn remove_member(&self, caller: UserId, id: ProjectId, username: &Username) -> Result<()> {
+        self.spend_write(caller)?;
         let (_, standing) = self.standing_in(caller, id)?;
-        let user = self.user_named(username)?;
+        // Whether the name is an account is told only to the owner: anyone
+        // else may only name themselves.
+        let named = self
+            .users
+            .find_user_by_username(username)?
+            .map(|record| record.user.id);
+        if named != Some(caller) {
+            standing.may(ProjectAction::Share)?;
+        }
+        let user = named.ok_or(Error::NotFound)?;
         let target = self.projects.standing(user, id)?;
         standing.may_remove(caller, user, target)?;
         if self.projects.remove_member(id, user)? {
@@ -439,6 +541,74 @@ mod tests {
     }
 
     #[test]
+    fn only_the_owner_learns_whether_a_name_is_an_account() {
+        let w = world(ProjectLimits::default());
+        let (shared, _) = w.service.create(w.alice, new("Shared")).unwrap();
+        for (name, role) in [("bob", ProjectRole::Viewer), ("carol", ProjectRole::Editor)] {
+            w.service
+                .set_member(w.alice, shared.id, &named(name), role)
+                .unwrap();
+        }
+        // Bob, a viewer, naming someone else: forbidden, whether the name
+        // is an account, a member, or nothing at all.
+        for other in ["carol", "alice", "nobody"] {
+            assert!(
+                matches!(
+                    w.service.remove_member(w.bob, shared.id, &named(other)),
+                    Err(Error::Forbidden)
+                ),
+                "{other}"
+            );
+        }
+        // The owner is told.
+        assert!(matches!(
+            w.service
+                .remove_member(w.alice, shared.id, &named("nobody")),
+            Err(Error::NotFound)
+        ));
+        // Nobody is made owner.
+        assert!(matches!(
+            w.service
+                .set_member(w.alice, shared.id, &named("bob"), ProjectRole::Owner),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn writes_spend_the_users_allowance() {
+        use crate::ports::RateLimiter;
+        use std::time::Duration;
+
+        /// Lets `n` writes through, then refuses every one.
+        struct Allow(std::sync::atomic::AtomicU32);
+        impl RateLimiter<UserId> for Allow {
+            fn check(&self, _: &UserId) -> std::result::Result<(), Duration> {
+                let left = self.0.load(std::sync::atomic::Ordering::SeqCst);
+                if left == 0 {
+                    return Err(Duration::from_secs(1));
+                }
+                self.0.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
+        }
+        let w = world(ProjectLimits {
+            writes_per_user: Arc::new(Allow(std::sync::atomic::AtomicU32::new(2))),
+            ..ProjectLimits::default()
+        });
+        let (one, _) = w.service.create(w.alice, new("One")).unwrap();
+        w.service
+            .set_member(w.alice, one.id, &named("bob"), ProjectRole::Viewer)
+            .unwrap();
+        assert!(matches!(
+            w.service
+                .set_member(w.alice, one.id, &named("carol"), ProjectRole::Viewer),
+            Err(Error::RateLimited { .. })
+        ));
+        // Reads are not writes.
+        assert!(w.service.get(w.alice, one.id).is_ok());
+    }
+
+    #[test]
     fn the_owner_stays_and_the_inbox_stays_private() {
         let w = world(ProjectLimits::default());
         let (shared, _) = w.service.create(w.alice, new("Shared")).unwrap();
@@ -505,6 +675,7 @@ mod tests {
         let w = world(ProjectLimits {
             max_projects_per_user: Some(2),
             max_members: 2,
+            ..ProjectLimits::default()
         });
         let (one, _) = w.service.create(w.alice, new("One")).unwrap();
         assert!(matches!(

@@ -91,8 +91,14 @@ impl WebhookUrl {
                 .find(']')
                 .ok_or(bad("URL (an unclosed IPv6 address)"))?;
             let host = &literal[..end];
-            if host.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(bad("URL (not an IPv6 address)"));
+            match host.parse::<std::net::Ipv6Addr>() {
+                Err(_) => return Err(bad("URL (not an IPv6 address)")),
+                // Its TLS name would be the IPv6 form, which no certificate
+                // carries: every delivery would fail.
+                Ok(ip) if ip.to_ipv4_mapped().is_some() => {
+                    return Err(bad("URL (an IPv4 address written as itself)"));
+                }
+                Ok(_) => {}
             }
             ((start + 1, start + 1 + end), &literal[end + 1..])
         } else {
@@ -469,8 +475,10 @@ pub trait WebhookStore: Send + Sync {
     /// (or whose lease ran out): atomically, so that of several instances
     /// asking at once each webhook goes to one. An owner with `per_owner`
     /// webhooks leased (until `now` or later) gets no more; of an owner's
-    /// due webhooks, those due first are leased first. Returns them as
-    /// leased.
+    /// due webhooks, those due first are leased first; and the owners
+    /// whose webhooks were last leased longest ago (never, first) come
+    /// before the others, so that a place that frees goes to whoever
+    /// waited, not to whoever holds the rest. Returns them as leased.
     fn lease_due_webhooks(
         &self,
         now: Timestamp,
@@ -859,6 +867,7 @@ mod tests {
             "https://example.com/<script>",
             "https://example.com/a`b",
             "https://example.com/{x}",
+            "https://[::ffff:1.1.1.1]/",
             // Numbers that parsers read as IPv4 addresses in other forms.
             "https://0127.0.0.1/",
             "https://0x7f.1/",

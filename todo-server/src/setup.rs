@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
 use std::time::Duration;
+use todo_core::{ProjectLimits, ProjectService};
 
 use todo_auth::{
     Argon2Config, Argon2Hasher, BackoffPolicy, BoundedHasher, CachingVerifier, JwtSigner,
@@ -234,6 +236,18 @@ impl TaskSettings {
     pub fn service(&self, store: SqlStore, clock: Arc<SystemClock>) -> TaskService {
         TaskService::new(Arc::new(store), clock.clone(), Arc::new(OsRandom))
             .with_limits(self.limits(clock))
+    }
+
+    /// Projects over `store`: their writes have an allowance per user of
+    /// their own, as large as the task writes'.
+    #[must_use]
+    pub fn projects(&self, store: SqlStore, clock: Arc<SystemClock>) -> ProjectService {
+        let store = Arc::new(store);
+        let limits = ProjectLimits {
+            writes_per_user: self.limits(clock.clone()).writes_per_user,
+            ..ProjectLimits::default()
+        };
+        ProjectService::new(store.clone(), store, clock, Arc::new(OsRandom)).with_limits(limits)
     }
 
     /// The webhook policy these settings describe.
@@ -740,13 +754,15 @@ pub fn one_origin_with(
     );
     let webhooks = task_settings.start_webhooks(store.clone(), clock)?;
     let task_api = task_settings.live_limits(
-        task_api(tasks, gate, store, relay)?.with_webhooks(webhooks),
+        task_api(tasks, gate, store.clone(), relay)?
+            .with_webhooks(webhooks)
+            .with_projects(task_settings.projects(store, Arc::new(SystemClock))),
         max_connections,
     );
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
 }
 
-/// The task API on `store` (projects too), its probe, and its scans bounded to half the
+/// The task API on `store`, its probe, and its scans bounded to half the
 /// database pool (the other half stays for logins, writes and short
 /// reads; a pool of one connection is the one exception, shared by all).
 pub(crate) fn task_api(
@@ -756,19 +772,11 @@ pub(crate) fn task_api(
     more_probes: Vec<Arc<dyn Probe>>,
 ) -> Result<todo_http::TaskApi, Error> {
     let scans = usize::try_from(store.pool_state().max / 2).map_or(1, |half| half.max(1));
-    let shared = Arc::new(store.clone());
-    let projects = todo_core::ProjectService::new(
-        shared.clone(),
-        shared,
-        Arc::new(SystemClock),
-        Arc::new(OsRandom),
-    );
     let mut probes = vec![StoreProbe::shared(store)];
     probes.extend(more_probes);
     Ok(todo_http::TaskApi::new(service, gate, probes)
         .map_err(Error::api("task"))?
-        .with_scan_slots(scans)
-        .with_projects(projects))
+        .with_scan_slots(scans))
 }
 
 /// The database as a readiness probe with its pool gauges.

@@ -133,7 +133,9 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         .tasks
         .start_webhooks(store.clone(), Arc::new(SystemClock))?;
     let mut api = cli.settings.tasks.live_limits(
-        task_api(service, gate, store, relay)?.with_webhooks(webhooks),
+        task_api(service, gate, store.clone(), relay)?
+            .with_webhooks(webhooks)
+            .with_projects(cli.settings.tasks.projects(store, Arc::new(SystemClock))),
         cli.server.max_connections,
     );
     if listener.is_some() {

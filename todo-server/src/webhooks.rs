@@ -97,13 +97,14 @@ pub fn is_public(ip: IpAddr) -> bool {
             // (5f00::/16) and what is not allocated yet. Within it, not:
             // the IETF's protocol assignments (2001::/23: Teredo,
             // benchmarking, ORCHID, …), documentation (2001:db8::/32,
-            // 3fff::/20) and 6to4 (2002::/16, which embeds an IPv4
-            // address).
+            // 3fff::/20), the retired 6bone (3ffe::/16) and 6to4
+            // (2002::/16, which embeds an IPv4 address).
             (segments[0] & 0xe000) == 0x2000
                 && !(segments[0] == 0x2001 && segments[1] < 0x0200)
                 && !(segments[0] == 0x2001 && segments[1] == 0x0db8)
                 && segments[0] != 0x2002
                 && !(segments[0] == 0x3fff && segments[1] < 0x1000)
+                && segments[0] != 0x3ffe
         }
     }
 }
@@ -604,6 +605,7 @@ mod tests {
             "2001:db8::1",
             "3fff::1",
             "3fff:fff::1",
+            "3ffe::1",
             "5f00::1",
             "2001::1",
             "2001:2::1",

@@ -6,21 +6,20 @@
 //! writer), so the count holds until the insert.
 
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 use todo_core::{
     Description, Member, MemberPut, Project, ProjectColor, ProjectId, ProjectName, ProjectRole,
-    ProjectStore, Standing, StoreError, TaskVersion, Timestamp, UserId,
+    ProjectStore, Standing, StoreError, TaskVersion, Timestamp, UserId, Username,
 };
 
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{project_members, projects};
+use crate::schema::{project_members, projects, users};
 use crate::tasks::native;
 
 /// A project's row.
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = projects, treat_none_as_null = true)]
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = projects)]
 struct ProjectRow {
     id: String,
     owner_id: String,
@@ -71,6 +70,19 @@ impl ProjectRow {
             version: TaskVersion::new(self.version).map_err(bad)?,
         })
     }
+}
+
+/// What a change of a project writes: its writable fields only (never its
+/// id, owner, Inbox flag or creation time).
+#[derive(AsChangeset)]
+#[diesel(table_name = projects, treat_none_as_null = true)]
+struct ProjectChange<'a> {
+    name: &'a str,
+    description: &'a str,
+    color: Option<&'a str>,
+    archived: i16,
+    updated_at: i64,
+    version: i64,
 }
 
 /// A member's row.
@@ -124,21 +136,34 @@ enum Put {
     NoProject,
     Owner,
     Full,
+    UserFull,
     Added,
     /// Changed; the member's `added_at` as stored.
     Changed(i64),
 }
 
-/// Takes `table`'s row `id` for the rest of the transaction (PostgreSQL),
-/// so that writers that count rows under it take turns. `FOR NO KEY
-/// UPDATE`: the key-share locks of rows that refer to it go on.
-fn lock_row(conn: &mut AnyConnection, table: &str, id: &str) -> QueryResult<()> {
+/// Takes the user's row for the rest of the transaction (PostgreSQL), so
+/// that writers that count rows under it take turns. `FOR NO KEY UPDATE`:
+/// the key-share locks of rows that refer to it (task writes) go on.
+pub(crate) fn lock_user_for_count(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
     if let AnyConnection::Postgresql(pg) = conn {
-        let sql = match table {
-            "users" => "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
-            _ => "SELECT 1 FROM projects WHERE id = $1 FOR NO KEY UPDATE",
-        };
-        diesel::sql_query(sql).bind::<Text, _>(id).execute(pg)?;
+        users::table
+            .filter(users::id.eq(id))
+            .select(users::id)
+            .for_no_key_update()
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// The same for a project's row (its members are counted under it).
+fn lock_project_for_count(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        projects::table
+            .filter(projects::id.eq(id))
+            .select(projects::id)
+            .for_no_key_update()
+            .execute(pg)?;
     }
     Ok(())
 }
@@ -169,7 +194,7 @@ impl ProjectStore for SqlStore {
         let max = max.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
-                lock_row(conn, "users", &row.owner_id)?;
+                lock_user_for_count(conn, &row.owner_id)?;
                 if let Some(max) = max {
                     let owned: i64 = projects::table
                         .filter(projects::owner_id.eq(&row.owner_id))
@@ -238,47 +263,84 @@ impl ProjectStore for SqlStore {
             .collect()
     }
 
-    fn update_project(&self, project: &Project, expected: TaskVersion) -> Result<bool, StoreError> {
-        let row = ProjectRow::of(project);
+    fn update_project(
+        &self,
+        editor: UserId,
+        project: &Project,
+        expected: TaskVersion,
+    ) -> Result<bool, StoreError> {
+        let (id, editor) = (project.id.to_string(), editor.to_string());
+        let change = ProjectChange {
+            name: project.name.as_str(),
+            description: project.description.as_str(),
+            color: project.color.as_ref().map(ProjectColor::as_str),
+            archived: i16::from(project.archived),
+            updated_at: project.updated_at.unix_micros(),
+            version: project.version.get(),
+        };
+        // The editor's role is weighed in the statement itself: one removed
+        // or made a viewer since the service read the project changes
+        // nothing.
+        let may_edit = project_members::table
+            .filter(project_members::project_id.eq(&id))
+            .filter(project_members::user_id.eq(&editor))
+            .filter(
+                project_members::role
+                    .eq_any([ProjectRole::Owner.as_str(), ProjectRole::Editor.as_str()]),
+            );
         let updated = self.with_write_conn(|conn| {
             diesel::update(
                 projects::table
-                    .filter(projects::id.eq(&row.id))
-                    .filter(projects::owner_id.eq(&row.owner_id))
-                    .filter(projects::version.eq(expected.get())),
+                    .filter(projects::id.eq(&id))
+                    .filter(projects::version.eq(expected.get()))
+                    .filter(diesel::dsl::exists(may_edit)),
             )
-            .set(&row)
+            .set(&change)
             .execute(conn)
         })?;
         Ok(updated == 1)
     }
 
-    fn delete_project(&self, id: ProjectId) -> Result<bool, StoreError> {
-        let id = id.to_string();
+    fn delete_project(
+        &self,
+        owner: UserId,
+        id: ProjectId,
+        expected: Option<TaskVersion>,
+    ) -> Result<bool, StoreError> {
+        let (id, owner) = (id.to_string(), owner.to_string());
         let deleted = self.with_write_conn(|conn| {
-            diesel::delete(
-                projects::table
-                    .filter(projects::id.eq(&id))
-                    .filter(projects::inbox.eq(0)),
-            )
-            .execute(conn)
+            let doomed = projects::table
+                .filter(projects::id.eq(&id))
+                .filter(projects::owner_id.eq(&owner))
+                .filter(projects::inbox.eq(0));
+            match expected {
+                Some(version) => {
+                    diesel::delete(doomed.filter(projects::version.eq(version.get()))).execute(conn)
+                }
+                None => diesel::delete(doomed).execute(conn),
+            }
         })?;
         Ok(deleted == 1)
     }
 
-    fn members(&self, id: ProjectId) -> Result<Vec<Member>, StoreError> {
+    fn members(&self, id: ProjectId) -> Result<Vec<(Member, Username)>, StoreError> {
         let id = id.to_string();
-        let rows: Vec<MemberRow> = self.with_conn(|conn| {
+        // One join: a member deleted meanwhile is left out.
+        let rows: Vec<(MemberRow, String)> = self.with_conn(|conn| {
             project_members::table
+                .inner_join(users::table)
                 .filter(project_members::project_id.eq(&id))
-                .select(MemberRow::as_select())
+                .select((MemberRow::as_select(), users::username))
                 .load(conn)
         })?;
         let mut members = rows
             .into_iter()
-            .map(MemberRow::into_member)
-            .collect::<Result<Vec<_>, _>>()?;
-        members.sort_by_key(|m| (m.role != ProjectRole::Owner, m.added_at, m.user));
+            .map(|(row, name)| {
+                let name = Username::parse(&name).map_err(|_| corrupt("user"))?;
+                Ok((row.into_member()?, name))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        members.sort_by_key(|(m, _)| (m.role != ProjectRole::Owner, m.added_at, m.user));
         Ok(members)
     }
 
@@ -302,17 +364,22 @@ impl ProjectStore for SqlStore {
         id: ProjectId,
         member: &Member,
         max: usize,
+        max_memberships: usize,
     ) -> Result<MemberPut, StoreError> {
         if member.role == ProjectRole::Owner {
             return Ok(MemberPut::Owner);
         }
         let row = MemberRow::of(id, member);
         let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let max_memberships = i64::try_from(max_memberships).unwrap_or(i64::MAX);
         let put = self.with_write_conn(|conn| {
             conn.transaction(|conn| {
-                lock_row(conn, "projects", &row.project_id)?;
+                // The project's row, then the member's (user deletion takes
+                // the user's, then only that user's own projects': no cycle).
+                lock_project_for_count(conn, &row.project_id)?;
                 let exists: i64 = projects::table
                     .filter(projects::id.eq(&row.project_id))
+                    .filter(projects::inbox.eq(0))
                     .count()
                     .get_result(conn)?;
                 if exists == 0 {
@@ -340,6 +407,14 @@ impl ProjectStore for SqlStore {
                 if count >= max {
                     return Ok(Put::Full);
                 }
+                lock_user_for_count(conn, &row.user_id)?;
+                let memberships: i64 = project_members::table
+                    .filter(project_members::user_id.eq(&row.user_id))
+                    .count()
+                    .get_result(conn)?;
+                if memberships >= max_memberships {
+                    return Ok(Put::UserFull);
+                }
                 diesel::insert_into(project_members::table)
                     .values(&row)
                     .execute(conn)?;
@@ -350,6 +425,7 @@ impl ProjectStore for SqlStore {
             Put::NoProject => MemberPut::NoProject,
             Put::Owner => MemberPut::Owner,
             Put::Full => MemberPut::Full,
+            Put::UserFull => MemberPut::UserFull,
             Put::Added => MemberPut::Added(member.clone()),
             Put::Changed(added_at) => MemberPut::Changed(Member {
                 added_at: Timestamp::from_unix_micros(added_at)

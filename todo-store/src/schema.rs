@@ -119,6 +119,7 @@ diesel::table! {
         failing_since -> Nullable<BigInt>,
         disabled_at -> Nullable<BigInt>,
         leased_until -> Nullable<BigInt>,
+        leased_at -> Nullable<BigInt>,
     }
 }
 
@@ -160,6 +161,7 @@ diesel::table! {
 
 diesel::joinable!(tasks -> users (owner_id));
 diesel::joinable!(project_members -> projects (project_id));
+diesel::joinable!(project_members -> users (user_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(task_labels -> tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(

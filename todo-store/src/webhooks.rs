@@ -227,13 +227,16 @@ impl WebhookStore for SqlStore {
         // update that waited for another's row lock re-checks it. An
         // owner's due webhooks are numbered in the order they fell due
         // (`nth`), and taken while that number and the owner's webhooks
-        // leased now (`busy`) stay within `per_owner`. (SQLite numbers
+        // leased now (`busy`) stay within `per_owner`; owners served
+        // longest ago (`served`; never, first) are taken first. (SQLite numbers
         // `$n` parameters in the order they first appear: they appear
         // here in the order they are bound.)
-        const LEASE: &str = "UPDATE webhooks SET leased_until = $1 \
+        const LEASE: &str = "UPDATE webhooks SET leased_until = $1, leased_at = $2 \
             WHERE id IN (SELECT due.id FROM (SELECT w.id, w.next_attempt_at, \
                     (SELECT COUNT(*) FROM webhooks b \
                         WHERE b.owner_id = w.owner_id AND b.leased_until >= $2) AS busy, \
+                    (SELECT MAX(o.leased_at) FROM webhooks o \
+                        WHERE o.owner_id = w.owner_id) AS served, \
                     ROW_NUMBER() OVER ( \
                         PARTITION BY w.owner_id ORDER BY w.next_attempt_at, w.id) AS nth \
                 FROM webhooks w \
@@ -242,7 +245,7 @@ impl WebhookStore for SqlStore {
                 AND (w.leased_until IS NULL OR w.leased_until < $2) \
                 AND s.last_seq > w.delivered_through) due \
                 WHERE due.busy + due.nth <= $3 \
-                ORDER BY due.next_attempt_at LIMIT $4) \
+                ORDER BY due.served IS NOT NULL, due.served, due.next_attempt_at LIMIT $4) \
             AND disabled_at IS NULL AND (leased_until IS NULL OR leased_until < $2) \
             RETURNING id, owner_id, url, events, secret, created_at, delivered_through, \
                 attempts, next_attempt_at, failing_since, disabled_at, leased_until";

@@ -77,6 +77,7 @@ conformance!(
     busy_streams_cannot_keep_the_relay_from_the_others,
     slow_receivers_wait_before_their_next_lease,
     an_owner_holds_one_lease_at_a_time_however_many_webhooks,
+    a_freed_place_goes_to_the_owner_served_longest_ago,
     projects_are_seen_only_by_their_members_in_their_roles,
     every_account_has_one_inbox_that_stays,
     deleting_a_user_takes_their_projects_and_memberships,
@@ -2362,7 +2363,7 @@ fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
     // Shared with Bob as a viewer, then an editor (his added_at kept).
     assert_eq!(
         f.store
-            .put_member(garden.id, &member(bob, ProjectRole::Viewer, 20), 10)
+            .put_member(garden.id, &member(bob, ProjectRole::Viewer, 20), 10, 100)
             .unwrap(),
         MemberPut::Added(member(bob, ProjectRole::Viewer, 20))
     );
@@ -2372,7 +2373,7 @@ fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
     );
     assert_eq!(
         f.store
-            .put_member(garden.id, &member(bob, ProjectRole::Editor, 30), 10)
+            .put_member(garden.id, &member(bob, ProjectRole::Editor, 30), 10, 100)
             .unwrap(),
         MemberPut::Changed(member(bob, ProjectRole::Editor, 20))
     );
@@ -2385,24 +2386,25 @@ fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
     assert_eq!(ids(bob), both);
     let listed = f.store.list_projects(bob, None, 100).unwrap();
     assert!(listed.contains(&(garden.clone(), ProjectRole::Editor)));
+    let named = |name: &str| Username::parse(name).unwrap();
     assert_eq!(
         f.store.members(garden.id).unwrap(),
         [
-            member(alice, ProjectRole::Owner, 10),
-            member(bob, ProjectRole::Editor, 20)
+            (member(alice, ProjectRole::Owner, 10), named("alice")),
+            (member(bob, ProjectRole::Editor, 20), named("bob"))
         ]
     );
     // The owner's row never changes, and nobody else becomes owner.
     assert_eq!(
         f.store
-            .put_member(garden.id, &member(alice, ProjectRole::Viewer, 40), 10)
+            .put_member(garden.id, &member(alice, ProjectRole::Viewer, 40), 10, 100)
             .unwrap(),
         MemberPut::Owner
     );
     let carol = new_user(&*f.store, "carol", 2).user.id;
     assert_eq!(
         f.store
-            .put_member(garden.id, &member(carol, ProjectRole::Owner, 40), 10)
+            .put_member(garden.id, &member(carol, ProjectRole::Owner, 40), 10, 100)
             .unwrap(),
         MemberPut::Owner
     );
@@ -2424,23 +2426,23 @@ fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
     let missing = a_project(alice, "Missing", 50).id;
     assert_eq!(
         f.store
-            .put_member(missing, &member(bob, ProjectRole::Viewer, 50), 10)
+            .put_member(missing, &member(bob, ProjectRole::Viewer, 50), 10, 100)
             .unwrap(),
         MemberPut::NoProject
     );
     // Deleting takes its members; an Inbox is never deleted.
     f.store
-        .put_member(garden.id, &member(bob, ProjectRole::Viewer, 60), 10)
+        .put_member(garden.id, &member(bob, ProjectRole::Viewer, 60), 10, 100)
         .unwrap();
-    assert!(f.store.delete_project(garden.id).unwrap());
-    assert!(!f.store.delete_project(garden.id).unwrap());
+    assert!(f.store.delete_project(alice, garden.id, None).unwrap());
+    assert!(!f.store.delete_project(alice, garden.id, None).unwrap());
     assert_eq!(f.store.find_project(alice, garden.id).unwrap(), None);
     assert_eq!(f.store.members(garden.id).unwrap(), []);
     assert_eq!(
         f.store.standing(bob, garden.id).unwrap(),
         Standing::Stranger
     );
-    assert!(!f.store.delete_project(alices_inbox).unwrap());
+    assert!(!f.store.delete_project(alice, alices_inbox, None).unwrap());
     assert!(f.store.find_project(alice, alices_inbox).unwrap().is_some());
 }
 
@@ -2453,7 +2455,9 @@ fn every_account_has_one_inbox_that_stays(f: &Fixture) {
         f.store.find_project(alice.id, inbox.id).unwrap(),
         Some((inbox.clone(), ProjectRole::Owner))
     );
-    // Made once, however many instances make sure of it at once.
+    // An Inbox there already is found, not made again, however many
+    // instances make sure of it at once (each answers that it made none;
+    // a second owner row would fail the unique index).
     let barrier = Arc::new(Barrier::new(RACERS));
     let racers: Vec<_> = (0..RACERS)
         .map(|_| {
@@ -2483,10 +2487,10 @@ fn deleting_a_user_takes_their_projects_and_memberships(f: &Fixture) {
         assert!(f.store.insert_project_within(project, None).unwrap());
     }
     f.store
-        .put_member(hers.id, &member(bob, ProjectRole::Editor, 12), 10)
+        .put_member(hers.id, &member(bob, ProjectRole::Editor, 12), 10, 100)
         .unwrap();
     f.store
-        .put_member(his.id, &member(alice, ProjectRole::Viewer, 13), 10)
+        .put_member(his.id, &member(alice, ProjectRole::Viewer, 13), 10, 100)
         .unwrap();
     assert!(f.store.delete_user(bob).unwrap());
     // His projects are gone for Alice too; his membership of hers is gone.
@@ -2549,7 +2553,7 @@ fn projects_and_members_stay_within_their_caps_under_races(f: &Fixture) {
             let (store, barrier) = (f.store.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                store.put_member(shared, &member(user, ProjectRole::Viewer, 200), 4)
+                store.put_member(shared, &member(user, ProjectRole::Viewer, 200), 4, 100)
             })
         })
         .collect();
@@ -2564,11 +2568,45 @@ fn projects_and_members_stay_within_their_caps_under_races(f: &Fixture) {
     let full = outcomes.iter().filter(|o| **o == MemberPut::Full).count();
     assert_eq!((added, full), (3, RACERS - 3), "{outcomes:?}");
     assert_eq!(f.store.members(shared).unwrap().len(), 4);
-    // A member's role still changes at the cap.
-    let joined = f.store.members(shared).unwrap()[1].user;
+    // A user belongs to at most `max_memberships` projects, their Inbox
+    // counted; nobody is put into someone's Inbox.
+    let carol = new_user(&*f.store, "carol", 300).user.id;
+    let first = owned
+        .iter()
+        .find(|(p, _)| !p.inbox && p.id != shared)
+        .unwrap()
+        .0
+        .id;
     assert!(matches!(
         f.store
-            .put_member(shared, &member(joined, ProjectRole::Editor, 300), 4)
+            .put_member(first, &member(carol, ProjectRole::Viewer, 301), 100, 2)
+            .unwrap(),
+        MemberPut::Added(_)
+    ));
+    let other = a_project(users[0], "Theirs", 303);
+    assert!(f.store.insert_project_within(&other, None).unwrap());
+    assert_eq!(
+        f.store
+            .put_member(other.id, &member(carol, ProjectRole::Viewer, 304), 100, 2)
+            .unwrap(),
+        MemberPut::UserFull
+    );
+    assert_eq!(
+        f.store
+            .put_member(
+                todo_core::ProjectId::inbox_of(alice),
+                &member(carol, ProjectRole::Viewer, 305),
+                100,
+                100
+            )
+            .unwrap(),
+        MemberPut::NoProject
+    );
+    // A member's role still changes at the cap.
+    let joined = f.store.members(shared).unwrap()[1].0.user;
+    assert!(matches!(
+        f.store
+            .put_member(shared, &member(joined, ProjectRole::Editor, 300), 4, 100)
             .unwrap(),
         MemberPut::Changed(_)
     ));
@@ -2594,26 +2632,71 @@ fn project_updates_are_compare_and_swap_and_lists_page(f: &Fixture) {
     };
     assert!(
         f.store
-            .update_project(&renamed, TaskVersion::FIRST)
+            .update_project(alice, &renamed, TaskVersion::FIRST)
             .unwrap()
     );
-    // A stale version, or another owner, changes nothing.
+    // A stale version, or someone who is not an editor, changes nothing.
     let stale = todo_core::Project {
         name: ProjectName::parse("Stale").unwrap(),
         version: renamed.version.next(),
         ..renamed.clone()
     };
-    assert!(!f.store.update_project(&stale, TaskVersion::FIRST).unwrap());
-    let foreign = todo_core::Project {
-        owner: bob,
+    assert!(
+        !f.store
+            .update_project(alice, &stale, TaskVersion::FIRST)
+            .unwrap()
+    );
+    let theirs = todo_core::Project {
+        version: renamed.version.next(),
         ..stale.clone()
     };
-    assert!(!f.store.update_project(&foreign, renamed.version).unwrap());
+    assert!(
+        !f.store
+            .update_project(bob, &theirs, renamed.version)
+            .unwrap()
+    );
+    // A viewer, and an editor made a viewer, change nothing either; an
+    // editor does.
+    f.store
+        .put_member(renamed.id, &member(bob, ProjectRole::Viewer, 60), 10, 100)
+        .unwrap();
+    assert!(
+        !f.store
+            .update_project(bob, &theirs, renamed.version)
+            .unwrap()
+    );
+    f.store
+        .put_member(renamed.id, &member(bob, ProjectRole::Editor, 60), 10, 100)
+        .unwrap();
+    let by_bob = todo_core::Project {
+        name: ProjectName::parse("Bob's name").unwrap(),
+        ..theirs.clone()
+    };
+    assert!(
+        f.store
+            .update_project(bob, &by_bob, renamed.version)
+            .unwrap()
+    );
+    // Only the stored fields that may change changed: not its owner.
     assert_eq!(
         f.store.find_project(alice, renamed.id).unwrap(),
-        Some((renamed.clone(), ProjectRole::Owner))
+        Some((by_bob.clone(), ProjectRole::Owner))
     );
-    // Pages of two walk all six (the Inbox too) once, in id order.
+    // A delete at a stale version, or by someone not its owner, deletes
+    // nothing; at its version, by its owner, it goes.
+    assert!(
+        !f.store
+            .delete_project(alice, renamed.id, Some(renamed.version))
+            .unwrap()
+    );
+    assert!(!f.store.delete_project(bob, renamed.id, None).unwrap());
+    assert!(
+        f.store
+            .delete_project(alice, renamed.id, Some(by_bob.version))
+            .unwrap()
+    );
+    assert!(f.store.find_project(alice, renamed.id).unwrap().is_none());
+    // Pages of two walk the five left (the Inbox too) once, in id order.
     let mut seen = Vec::new();
     let mut after = None;
     loop {
@@ -2625,7 +2708,7 @@ fn project_updates_are_compare_and_swap_and_lists_page(f: &Fixture) {
         after = page.last().map(|(p, _)| p.id);
         seen.extend(page.into_iter().map(|(p, _)| p.id));
     }
-    let mut expected: Vec<_> = projects.iter().map(|p| p.id).collect();
+    let mut expected: Vec<_> = projects[1..].iter().map(|p| p.id).collect();
     expected.push(todo_core::ProjectId::inbox_of(alice));
     expected.sort();
     assert_eq!(seen, expected);
@@ -2680,4 +2763,45 @@ fn an_owner_holds_one_lease_at_a_time_however_many_webhooks(f: &Fixture) {
         .map(|l| l.webhook.id)
         .collect();
     assert_eq!(alices.len(), 1, "{next:?}");
+}
+
+/// The second attack of #15: 16 accounts, each holding one place with
+/// slow receivers, kept an honest user's deliveries waiting some 40 s. A
+/// place that frees goes to the owner served longest ago (never, first),
+/// ahead of owners whose webhooks fell due earlier but were served since.
+fn a_freed_place_goes_to_the_owner_served_longest_ago(f: &Fixture) {
+    use todo_core::EventFilter;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let bob = new_user(&*f.store, "bob", 1).user.id;
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let tasks = service(f.store.clone(), clock.clone());
+    let hooks = webhooks(f.store.clone(), clock.clone(), None);
+    let lease = Duration::from_secs(60);
+    // Alice's two webhooks fall due first; her first is served.
+    let hers: Vec<_> = (1..=2)
+        .map(|n| {
+            hooks
+                .create(alice, hook_url(n), EventFilter::all())
+                .unwrap()
+        })
+        .collect();
+    tasks.create(alice, titled("hers")).unwrap();
+    clock.advance(Duration::from_secs(1));
+    let first = hooks.lease_due(1, lease).unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].webhook.id, hers[0].id);
+    // Then Bob's falls due, later than her second.
+    clock.advance(Duration::from_secs(1));
+    let his = hooks.create(bob, hook_url(9), EventFilter::all()).unwrap();
+    tasks.create(bob, titled("his")).unwrap();
+    clock.advance(lease + Duration::from_secs(1));
+    // One place frees: it goes to Bob, never served, not to Alice's second
+    // (due first) nor her first again.
+    let next = hooks.lease_due(1, lease).unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].webhook.id, his.id, "{next:?}");
+    // The next place: Alice's, served longer ago than Bob now.
+    clock.advance(lease + Duration::from_secs(1));
+    let after = hooks.lease_due(1, lease).unwrap();
+    assert_eq!(after[0].webhook.owner, alice, "{after:?}");
 }

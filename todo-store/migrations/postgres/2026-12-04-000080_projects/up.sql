@@ -2,6 +2,13 @@
 -- id is the user's own (todo_core::ProjectId::inbox_of): made here for the
 -- users there are, and with each new account. The owner is a member too
 -- (role 'owner'), so a caller's standing in a project is one row.
+--
+-- The foreign keys to users take a lock on it, and the Inboxes are one
+-- pass over it: account writes wait for the migration (briefly: one row a
+-- user), and the migration waits at most 5 s for the lock, else it fails
+-- and the next start tries again.
+SET LOCAL lock_timeout = '5s';
+
 CREATE TABLE projects (
     id          TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     owner_id    TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
@@ -25,6 +32,8 @@ CREATE TABLE project_members (
 );
 -- A caller's projects, in id order (the list's keyset).
 CREATE INDEX project_members_by_user ON project_members (user_id, project_id);
+-- One owner per project, whatever a bug in the code above would write.
+CREATE UNIQUE INDEX project_one_owner ON project_members (project_id) WHERE role = 'owner';
 
 INSERT INTO projects (id, owner_id, name, description, color, inbox, archived,
                       created_at, updated_at, version)

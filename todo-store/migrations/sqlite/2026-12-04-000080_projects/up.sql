@@ -25,6 +25,8 @@ CREATE TABLE project_members (
 );
 -- A caller's projects, in id order (the list's keyset).
 CREATE INDEX project_members_by_user ON project_members (user_id, project_id);
+-- One owner per project, whatever a bug in the code above would write.
+CREATE UNIQUE INDEX project_one_owner ON project_members (project_id) WHERE role = 'owner';
 
 INSERT INTO projects (id, owner_id, name, description, color, inbox, archived,
                       created_at, updated_at, version)
