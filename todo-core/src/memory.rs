@@ -862,7 +862,7 @@ impl ProjectStore for MemoryStore {
                 Some((member.clone(), user.user.username.clone()))
             })
             .collect();
-        members.sort_by_key(|(m, _)| (m.role != ProjectRole::Owner, m.added_at, m.user));
+        members.sort_by_key(|(m, _)| m.listing_key());
         Ok(members)
     }
 

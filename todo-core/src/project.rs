@@ -307,6 +307,15 @@ pub struct Member {
     pub added_at: Timestamp,
 }
 
+impl Member {
+    /// The order members are listed in: the owner first, then by when
+    /// they were added.
+    #[must_use]
+    pub fn listing_key(&self) -> (bool, Timestamp, UserId) {
+        (self.role != ProjectRole::Owner, self.added_at, self.user)
+    }
+}
+
 /// What [`ProjectStore::put_member`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberPut {

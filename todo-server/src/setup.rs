@@ -267,7 +267,7 @@ impl TaskSettings {
         &self,
         store: SqlStore,
         clock: Arc<SystemClock>,
-    ) -> Result<todo_core::WebhookService, Error> {
+    ) -> Result<(todo_core::WebhookService, Arc<dyn Probe>), Error> {
         let policy = self.webhook_policy();
         if policy.allow_private {
             tracing::warn!(
@@ -300,8 +300,9 @@ impl TaskSettings {
             },
             clock,
         )));
-        crate::webhooks::deliver_webhooks_periodically(service.clone(), sender);
-        Ok(service)
+        let stats = Arc::new(crate::webhooks::WebhookStats::default());
+        crate::webhooks::deliver_webhooks_periodically(service.clone(), sender, stats.clone());
+        Ok((service, stats))
     }
 
     /// `api` with these settings' caps on live streams, the instance's
@@ -737,12 +738,14 @@ pub fn one_origin_with(
         .to_jwks()
         .map_err(|e| Error::key("publishing the keys", e))?;
     let clock = Arc::new(SystemClock);
-    let relay = task_settings.start_relay(store.clone(), clock.clone())?;
+    let mut workers = task_settings.start_relay(store.clone(), clock.clone())?;
+    let (webhooks, webhook_stats) = task_settings.start_webhooks(store.clone(), clock.clone())?;
+    workers.push(webhook_stats);
     // One origin serves one /metrics, the auth side's (the store's gauges
-    // once, not twice): the relay's gauges go there too (the attack of
-    // #15 found them missing from `todo`).
+    // once, not twice): the relay's and the webhook worker's gauges go
+    // there too (the attack of #15 found the relay's missing from `todo`).
     let mut probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared(store.clone()), hasher];
-    probes.extend(relay.iter().cloned());
+    probes.extend(workers.iter().cloned());
     let auth_api = todo_http::AuthApi::new(service, &jwks, probes)
         .map_err(Error::api("auth"))?
         .with_cookie_sessions();
@@ -752,9 +755,8 @@ pub fn one_origin_with(
         task_settings.change_retention(),
         CHANGE_PRUNE_INTERVAL,
     );
-    let webhooks = task_settings.start_webhooks(store.clone(), clock)?;
     let task_api = task_settings.live_limits(
-        task_api(tasks, gate, store.clone(), relay)?
+        task_api(tasks, gate, store.clone(), workers)?
             .with_webhooks(webhooks)
             .with_projects(task_settings.projects(store, Arc::new(SystemClock))),
         max_connections,

@@ -124,16 +124,17 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     // streams (PostgreSQL's LISTEN/NOTIFY; SQLite has no other writer).
     // Kept until the server stops.
     let listener = crate::setup::wake_on_changes(&store, &service)?;
-    let relay = cli
+    let mut workers = cli
         .settings
         .tasks
         .start_relay(store.clone(), Arc::new(SystemClock))?;
-    let webhooks = cli
+    let (webhooks, webhook_stats) = cli
         .settings
         .tasks
         .start_webhooks(store.clone(), Arc::new(SystemClock))?;
+    workers.push(webhook_stats);
     let mut api = cli.settings.tasks.live_limits(
-        task_api(service, gate, store.clone(), relay)?
+        task_api(service, gate, store.clone(), workers)?
             .with_webhooks(webhooks)
             .with_projects(cli.settings.tasks.projects(store, Arc::new(SystemClock))),
         cli.server.max_connections,

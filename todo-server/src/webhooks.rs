@@ -16,12 +16,14 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::DescriptorEncoder;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};
 use todo_core::{
@@ -429,6 +431,57 @@ fn host_header(url: &WebhookUrl) -> String {
     }
 }
 
+/// What the delivery worker does, for `/metrics`: how many of its places
+/// are taken now (all 16 for long, while others' deliveries lag, is what
+/// the attacks of #15 did), and its attempts that succeeded and failed.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    busy: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl WebhookStats {
+    /// The worker's places taken now.
+    #[must_use]
+    pub fn busy(&self) -> u64 {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Attempts answered with a 2xx so far.
+    #[must_use]
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+}
+
+impl todo_http::Probe for WebhookStats {
+    fn ready(&self) -> Result<(), todo_http::NotReady> {
+        Ok(())
+    }
+
+    fn gauges(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        todo_http::gauge(
+            encoder,
+            "todo_webhook_places_busy",
+            "Places of the webhook delivery worker taken now (of 16).",
+            i64::try_from(self.busy.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+        todo_http::counter(
+            encoder,
+            "todo_webhook_deliveries",
+            "Delivery attempts a receiver answered with a 2xx.",
+            self.delivered.load(Ordering::Relaxed),
+        )?;
+        todo_http::counter(
+            encoder,
+            "todo_webhook_failures",
+            "Delivery attempts that failed (an error answer, a timeout, no connection).",
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Delivers due webhooks until the runtime stops: up to 16 at
 /// once, each place leased again as soon as it frees (not in rounds: a
 /// slow receiver holds its own place, never a round of others'); when
@@ -436,10 +489,15 @@ fn host_header(url: &WebhookUrl) -> String {
 pub fn deliver_webhooks_periodically(
     service: WebhookService,
     sender: WebhookSender,
+    stats: Arc<WebhookStats>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let worker = tokio::spawn(deliver_until_stopped(service.clone(), sender.clone()));
+            let worker = tokio::spawn(deliver_until_stopped(
+                service.clone(),
+                sender.clone(),
+                stats.clone(),
+            ));
             match worker.await {
                 Err(error) if error.is_panic() => {
                     tracing::error!(target: "todo::webhooks", "the delivery worker failed; starting it again");
@@ -452,7 +510,11 @@ pub fn deliver_webhooks_periodically(
     })
 }
 
-async fn deliver_until_stopped(service: WebhookService, sender: WebhookSender) {
+async fn deliver_until_stopped(
+    service: WebhookService,
+    sender: WebhookSender,
+    stats: Arc<WebhookStats>,
+) {
     {
         let places = Arc::new(tokio::sync::Semaphore::new(PLACES));
         let lease = lease_length(service.policy());
@@ -494,9 +556,11 @@ async fn deliver_until_stopped(service: WebhookService, sender: WebhookSender) {
                         Err(_) => break,
                     },
                 };
-                let (service, sender) = (service.clone(), sender.clone());
+                let (service, sender, stats) = (service.clone(), sender.clone(), stats.clone());
+                stats.busy.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    deliver_one(&service, &sender, leased).await;
+                    deliver_one(&service, &sender, leased, &stats).await;
+                    stats.busy.fetch_sub(1, Ordering::Relaxed);
                     drop(place);
                 });
             }
@@ -514,7 +578,12 @@ fn lease_length(policy: &todo_core::WebhookPolicy) -> Duration {
 
 /// Sends a leased webhook its next changes, in order, stopping at the
 /// first failure, and settles.
-async fn deliver_one(service: &WebhookService, sender: &WebhookSender, leased: Leased) {
+async fn deliver_one(
+    service: &WebhookService,
+    sender: &WebhookSender,
+    leased: Leased,
+    stats: &WebhookStats,
+) {
     let webhook = &leased.webhook;
     let pending = {
         let (service, webhook) = (service.clone(), webhook.clone());
@@ -542,6 +611,12 @@ async fn deliver_one(service: &WebhookService, sender: &WebhookSender, leased: L
         }
         let attempt = sender.send(delivery, service.now()).await;
         let failed = !attempt.succeeded();
+        let counted = if failed {
+            &stats.failed
+        } else {
+            &stats.delivered
+        };
+        counted.fetch_add(1, Ordering::Relaxed);
         if failed {
             tracing::info!(
                 target: "todo::webhooks",

@@ -340,7 +340,7 @@ impl ProjectStore for SqlStore {
                 Ok((row.into_member()?, name))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        members.sort_by_key(|(m, _)| (m.role != ProjectRole::Owner, m.added_at, m.user));
+        members.sort_by_key(|(m, _)| m.listing_key());
         Ok(members)
     }
 

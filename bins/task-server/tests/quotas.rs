@@ -10,7 +10,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use http::Method;
 use serde_json::{Value, json};
@@ -502,23 +501,6 @@ async fn sqlite_files_and_the_data_directory_are_private() {
     );
 }
 
-/// The address a server logged for its metrics listener.
-fn metrics_address(server: &Running) -> std::net::SocketAddr {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = server.log();
-        if let Some(rest) = log.split("metrics on http://").nth(1) {
-            let addr: String = rest.chars().take_while(|c| *c != '/').collect();
-            return addr.parse().unwrap();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no metrics listener logged: {log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_not_public() {
     let dir = tempfile::tempdir().unwrap();
@@ -553,7 +535,7 @@ async fn metrics_are_not_public() {
         .await
         .unwrap();
     assert_eq!(reply.status, 404, "the public listener still hides them");
-    let inside = Client::plain(metrics_address(&todo));
+    let inside = Client::plain(todo.metrics_address());
     let scraped = inside
         .json(Method::GET, "/metrics", None, None)
         .await
@@ -562,6 +544,7 @@ async fn metrics_are_not_public() {
     let text = String::from_utf8(scraped.body.to_vec()).unwrap();
     assert!(text.contains("todo_http_requests_total"), "{text}");
     assert!(text.contains("\ntodo_relay_connected 0\n"), "{text}");
+    assert!(text.contains("\ntodo_webhook_places_busy 0\n"), "{text}");
     assert_eq!(
         text.matches("# TYPE todo_db_pool_max ").count(),
         1,

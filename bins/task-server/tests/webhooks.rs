@@ -71,6 +71,8 @@ async fn hooked(dir: &std::path::Path, answers: Vec<u16>, delay: Duration) -> Ho
             "--webhooks-allow-private",
             "--webhook-ca-file",
             ca.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     );
     let (client, alice) = signed_in(&server, &data).await;
@@ -107,7 +109,7 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
     let hooked = hooked(dir.path(), vec![500], Duration::ZERO).await;
     let webhook = hooked.webhook("/hook?from=todo").await;
     let Hooked {
-        _server,
+        _server: server,
         client,
         alice,
         mut deliveries,
@@ -239,6 +241,27 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
     let (ok, failed) = (json!(200), json!(500));
     assert_eq!(statuses, [&ok, &ok, &ok, &ok, &failed], "{log}");
     assert_eq!(log["items"][4]["error"], "answered 500");
+    // The worker's metrics count them, and hold no place once done.
+    let scraper = Client::plain(server.metrics_address());
+    let mut text = String::new();
+    for _ in 0..50 {
+        let scraped = scraper
+            .json(Method::GET, "/metrics", None, None)
+            .await
+            .unwrap();
+        text = String::from_utf8(scraped.body.to_vec()).unwrap();
+        if text.contains("\ntodo_webhook_places_busy 0\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for line in [
+        "todo_webhook_deliveries_total 4",
+        "todo_webhook_failures_total 1",
+        "todo_webhook_places_busy 0",
+    ] {
+        assert!(text.contains(&format!("\n{line}\n")), "{line}: {text}");
+    }
 
     // Deleted: nothing more is sent.
     let deleted = client

@@ -117,6 +117,25 @@ impl Running {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The address the server logged for its metrics listener
+    /// (`--metrics-listen`).
+    #[allow(dead_code)] // not every test binary scrapes
+    pub fn metrics_address(&self) -> SocketAddr {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if let Some(rest) = log.split("metrics on http://").nth(1) {
+                let addr: String = rest.chars().take_while(|c| *c != '/').collect();
+                return addr.parse().unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no metrics listener logged: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM; does not wait.
     pub fn terminate(&self) {
         let sent = Command::new("kill")
