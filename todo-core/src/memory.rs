@@ -35,7 +35,7 @@ struct Tables {
 struct StoredWebhook {
     webhook: Webhook,
     leased_until: Option<Timestamp>,
-    /// When it was last leased (`None`: never).
+    /// When it was last leased, or its last lease done (`None`: never).
     leased_at: Option<Timestamp>,
     log: Vec<DeliveryAttempt>,
 }
@@ -663,6 +663,7 @@ impl WebhookStore for MemoryStore {
         webhook.failing_since = settled.failing_since;
         webhook.disabled_at = settled.disabled_at;
         stored.leased_until = None;
+        stored.leased_at = Some(settled.settled_at);
         stored.log.extend(settled.log.iter().cloned());
         let excess = stored.log.len().saturating_sub(settled.log_kept);
         stored.log.drain(..excess);

@@ -476,9 +476,10 @@ pub trait WebhookStore: Send + Sync {
     /// asking at once each webhook goes to one. An owner with `per_owner`
     /// webhooks leased (until `now` or later) gets no more; of an owner's
     /// due webhooks, those due first are leased first; and the owners
-    /// whose webhooks were last leased longest ago (never, first) come
-    /// before the others, so that a place that frees goes to whoever
-    /// waited, not to whoever holds the rest. Returns them as leased.
+    /// whose last lease was done longest ago (never, first) come before
+    /// the others, so that a place that frees goes to whoever waited
+    /// longest, not to the owner whose lease just freed it. Returns them
+    /// as leased.
     fn lease_due_webhooks(
         &self,
         now: Timestamp,
@@ -514,6 +515,9 @@ pub struct WebhookSettlement {
     pub log: Vec<DeliveryAttempt>,
     /// How many attempts the log keeps.
     pub log_kept: usize,
+    /// When the lease was done: the owner's turn ends then, and owners who
+    /// finished longer ago are leased before them.
+    pub settled_at: Timestamp,
 }
 
 /// Whether a webhook's host may be sent to: the adapter resolves it and
@@ -786,6 +790,7 @@ impl WebhookService {
             disabled_at,
             log: attempts,
             log_kept: self.policy.attempts_kept,
+            settled_at: now,
         })?)
     }
 

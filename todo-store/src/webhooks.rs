@@ -227,8 +227,9 @@ impl WebhookStore for SqlStore {
         // update that waited for another's row lock re-checks it. An
         // owner's due webhooks are numbered in the order they fell due
         // (`nth`), and taken while that number and the owner's webhooks
-        // leased now (`busy`) stay within `per_owner`; owners served
-        // longest ago (`served`; never, first) are taken first. (SQLite numbers
+        // leased now (`busy`) stay within `per_owner`; owners whose last
+        // lease was done longest ago (`served`: set at each lease and at
+        // its settlement; never, first) are taken first. (SQLite numbers
         // `$n` parameters in the order they first appear: they appear
         // here in the order they are bound.)
         const LEASE: &str = "UPDATE webhooks SET leased_until = $1, leased_at = $2 \
@@ -279,6 +280,7 @@ impl WebhookStore for SqlStore {
                     webhooks::failing_since.eq(settled.failing_since.map(Timestamp::unix_micros)),
                     webhooks::disabled_at.eq(settled.disabled_at.map(Timestamp::unix_micros)),
                     webhooks::leased_until.eq(None::<i64>),
+                    webhooks::leased_at.eq(Some(settled.settled_at.unix_micros())),
                 ))
                 .execute(conn)?;
                 if updated == 0 {

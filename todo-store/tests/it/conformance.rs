@@ -78,6 +78,7 @@ conformance!(
     slow_receivers_wait_before_their_next_lease,
     an_owner_holds_one_lease_at_a_time_however_many_webhooks,
     a_freed_place_goes_to_the_owner_served_longest_ago,
+    an_owners_turn_ends_when_their_lease_is_done,
     projects_are_seen_only_by_their_members_in_their_roles,
     every_account_has_one_inbox_that_stays,
     deleting_a_user_takes_their_projects_and_memberships,
@@ -2804,4 +2805,44 @@ fn a_freed_place_goes_to_the_owner_served_longest_ago(f: &Fixture) {
     clock.advance(lease + Duration::from_secs(1));
     let after = hooks.lease_due(1, lease).unwrap();
     assert_eq!(after[0].webhook.owner, alice, "{after:?}");
+}
+
+/// A slow receiver's lease is long: were an owner's turn counted from when
+/// their lease began, the owner whose lease just freed a place would come
+/// before one who was done long ago. It is counted from when it was done.
+fn an_owners_turn_ends_when_their_lease_is_done(f: &Fixture) {
+    use todo_core::EventFilter;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let bob = new_user(&*f.store, "bob", 1).user.id;
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let tasks = service(f.store.clone(), clock.clone());
+    let hooks = webhooks(f.store.clone(), clock.clone(), None);
+    let lease = Duration::from_secs(60);
+    hooks
+        .create(alice, hook_url(1), EventFilter::all())
+        .unwrap();
+    clock.advance(Duration::from_secs(1));
+    hooks.create(bob, hook_url(2), EventFilter::all()).unwrap();
+    tasks.create(alice, titled("hers")).unwrap();
+    tasks.create(bob, titled("his")).unwrap();
+    clock.advance(Duration::from_secs(1));
+    // Alice's lease begins first (due first), then Bob's.
+    let hers = hooks.lease_due(1, lease).unwrap().pop().unwrap();
+    assert_eq!(hers.webhook.owner, alice);
+    clock.advance(Duration::from_secs(1));
+    let his = hooks.lease_due(1, lease).unwrap().pop().unwrap();
+    assert_eq!(his.webhook.owner, bob);
+    // Bob's is done first, Alice's (a slow receiver) later; both are due
+    // again (nothing was sent).
+    clock.advance(Duration::from_secs(1));
+    let pending = hooks.pending(&his.webhook, 10).unwrap();
+    assert!(hooks.settle(&his, &pending, Vec::new()).unwrap());
+    clock.advance(Duration::from_secs(5));
+    let pending = hooks.pending(&hers.webhook, 10).unwrap();
+    assert!(hooks.settle(&hers, &pending, Vec::new()).unwrap());
+    clock.advance(Duration::from_secs(1));
+    // The place goes to Bob, whose turn ended first.
+    let next = hooks.lease_due(1, lease).unwrap();
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].webhook.owner, bob, "{next:?}");
 }
