@@ -35,8 +35,6 @@ struct Tables {
 struct StoredWebhook {
     webhook: Webhook,
     leased_until: Option<Timestamp>,
-    /// When it was last leased, or its last lease done (`None`: never).
-    leased_at: Option<Timestamp>,
     log: Vec<DeliveryAttempt>,
 }
 
@@ -51,6 +49,9 @@ struct Stream {
     relay_leased_until: Option<Timestamp>,
     /// When a relay last leased the stream (`None`: never).
     relay_served_at: Option<Timestamp>,
+    /// When one of the owner's webhooks was last leased, or its lease
+    /// done (`None`: never).
+    webhooks_served_at: Option<Timestamp>,
 }
 
 impl Tables {
@@ -545,7 +546,6 @@ impl WebhookStore for MemoryStore {
             StoredWebhook {
                 webhook: webhook.clone(),
                 leased_until: None,
-                leased_at: None,
                 log: Vec::new(),
             },
         );
@@ -601,16 +601,15 @@ impl WebhookStore for MemoryStore {
             .iter()
             .map(|(owner, stream)| (*owner, stream.head))
             .collect();
+        let served: BTreeMap<UserId, Option<Timestamp>> = tables
+            .changes
+            .iter()
+            .map(|(owner, stream)| (*owner, stream.webhooks_served_at))
+            .collect();
         let mut busy: BTreeMap<UserId, usize> = BTreeMap::new();
-        let mut served: BTreeMap<UserId, Timestamp> = BTreeMap::new();
         for stored in tables.webhooks.values() {
-            let owner = stored.webhook.owner;
             if stored.leased_until.is_some_and(|until| until >= now) {
-                *busy.entry(owner).or_default() += 1;
-            }
-            if let Some(at) = stored.leased_at {
-                let last = served.entry(owner).or_insert(at);
-                *last = (*last).max(at);
+                *busy.entry(stored.webhook.owner).or_default() += 1;
             }
         }
         let mut due: Vec<&mut StoredWebhook> = tables
@@ -628,7 +627,7 @@ impl WebhookStore for MemoryStore {
         // Owners served longest ago (never, first), then by when due.
         due.sort_by_key(|stored| {
             let webhook = &stored.webhook;
-            let last = served.get(&webhook.owner).copied();
+            let last = served.get(&webhook.owner).copied().flatten();
             (last.is_some(), last, webhook.next_attempt_at, webhook.id)
         });
         let mut leased = Vec::new();
@@ -642,8 +641,13 @@ impl WebhookStore for MemoryStore {
             }
             *taken += 1;
             stored.leased_until = Some(lease_until);
-            stored.leased_at = Some(now);
             leased.push(stored.webhook.clone());
+        }
+        // Their owners' turns begin now.
+        for webhook in &leased {
+            if let Some(stream) = tables.changes.get_mut(&webhook.owner) {
+                stream.webhooks_served_at = Some(now);
+            }
         }
         Ok(leased)
     }
@@ -663,10 +667,14 @@ impl WebhookStore for MemoryStore {
         webhook.failing_since = settled.failing_since;
         webhook.disabled_at = settled.disabled_at;
         stored.leased_until = None;
-        stored.leased_at = Some(settled.settled_at);
         stored.log.extend(settled.log.iter().cloned());
         let excess = stored.log.len().saturating_sub(settled.log_kept);
         stored.log.drain(..excess);
+        // The owner's turn ends now.
+        let owner = stored.webhook.owner;
+        if let Some(stream) = tables.changes.get_mut(&owner) {
+            stream.webhooks_served_at = Some(settled.settled_at);
+        }
         Ok(true)
     }
 }

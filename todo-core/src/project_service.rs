@@ -379,7 +379,6 @@ impl ProjectService {
     /// Removes `username` from the project: the owner removes anyone but
     /// themselves, any other member may leave.
     pub fn remove_member(&self, caller: UserId, id: ProjectId, username: &Username) -> Result<()> {
-        self.spend_write(caller)?;
         let (_, standing) = self.standing_in(caller, id)?;
         // Whether the name is an account is told only to the owner: anyone
         // else may only name themselves.
@@ -389,6 +388,9 @@ impl ProjectService {
             .map(|record| record.user.id);
         if named != Some(caller) {
             standing.may(ProjectAction::Share)?;
+            // Leaving is free: someone who was put into many projects must
+            // be able to get out of them.
+            self.spend_write(caller)?;
         }
         let user = named.ok_or(Error::NotFound)?;
         let target = self.projects.standing(user, id)?;
@@ -604,8 +606,13 @@ mod tests {
                 .set_member(w.alice, one.id, &named("carol"), ProjectRole::Viewer),
             Err(Error::RateLimited { .. })
         ));
-        // Reads are not writes.
+        // Reads are not writes, and leaving is free: Bob leaves on his
+        // own allowance, spent or not.
         assert!(w.service.get(w.alice, one.id).is_ok());
+        w.service
+            .remove_member(w.bob, one.id, &named("bob"))
+            .unwrap();
+        assert!(matches!(w.service.get(w.bob, one.id), Err(Error::NotFound)));
     }
 
     #[test]

@@ -319,7 +319,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
+        if let Some(n) = declared.filter(|n| *n > limit as u64) {
+            // Read what was sent (within a bound) before refusing it: see
+            // `request::DRAIN_BYTES`.
+            if n <= crate::request::DRAIN_BYTES as u64 {
+                crate::request::drain(body, crate::request::DRAIN_BYTES).await;
+            }
             return Err(ApiError::payload_too_large(limit));
         }
         let declared = declared.and_then(|n| usize::try_from(n).ok());

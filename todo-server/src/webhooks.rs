@@ -464,7 +464,7 @@ impl todo_http::Probe for WebhookStats {
         todo_http::gauge(
             encoder,
             "todo_webhook_places_busy",
-            "Places of the webhook delivery worker taken now (of 16).",
+            "Places of the webhook delivery worker taken now.",
             i64::try_from(self.busy.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         )?;
         todo_http::counter(
@@ -479,6 +479,22 @@ impl todo_http::Probe for WebhookStats {
             "Delivery attempts that failed (an error answer, a timeout, no connection).",
             self.failed.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// One of the worker's places, counted in [`WebhookStats`] while held.
+struct Taken(Arc<WebhookStats>);
+
+impl Taken {
+    fn new(stats: Arc<WebhookStats>) -> Self {
+        stats.busy.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -556,12 +572,13 @@ async fn deliver_until_stopped(
                         Err(_) => break,
                     },
                 };
-                let (service, sender, stats) = (service.clone(), sender.clone(), stats.clone());
-                stats.busy.fetch_add(1, Ordering::Relaxed);
+                let (service, sender) = (service.clone(), sender.clone());
+                let taken = Taken::new(stats.clone());
                 tokio::spawn(async move {
-                    deliver_one(&service, &sender, leased, &stats).await;
-                    stats.busy.fetch_sub(1, Ordering::Relaxed);
-                    drop(place);
+                    deliver_one(&service, &sender, leased, &taken.0).await;
+                    // (The place and the count go back when the task ends,
+                    // however it ends: a panic too.)
+                    drop((taken, place));
                 });
             }
         }

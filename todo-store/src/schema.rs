@@ -81,6 +81,7 @@ diesel::table! {
         relayed_through -> BigInt,
         relay_leased_until -> Nullable<BigInt>,
         relay_served_at -> BigInt,
+        webhooks_served_at -> Nullable<BigInt>,
     }
 }
 
@@ -119,7 +120,6 @@ diesel::table! {
         failing_since -> Nullable<BigInt>,
         disabled_at -> Nullable<BigInt>,
         leased_until -> Nullable<BigInt>,
-        leased_at -> Nullable<BigInt>,
     }
 }
 

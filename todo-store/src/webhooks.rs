@@ -15,7 +15,7 @@ use todo_core::{
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{webhook_deliveries, webhooks};
+use crate::schema::{change_streams, webhook_deliveries, webhooks};
 use crate::tasks::native;
 
 /// A webhook's row.
@@ -228,16 +228,16 @@ impl WebhookStore for SqlStore {
         // owner's due webhooks are numbered in the order they fell due
         // (`nth`), and taken while that number and the owner's webhooks
         // leased now (`busy`) stay within `per_owner`; owners whose last
-        // lease was done longest ago (`served`: set at each lease and at
-        // its settlement; never, first) are taken first. (SQLite numbers
+        // lease was done longest ago (`served`, on their stream's row: set
+        // when a lease begins and when it is done; never, first) are taken
+        // first. (SQLite numbers
         // `$n` parameters in the order they first appear: they appear
         // here in the order they are bound.)
-        const LEASE: &str = "UPDATE webhooks SET leased_until = $1, leased_at = $2 \
+        const LEASE: &str = "UPDATE webhooks SET leased_until = $1 \
             WHERE id IN (SELECT due.id FROM (SELECT w.id, w.next_attempt_at, \
+                    s.webhooks_served_at AS served, \
                     (SELECT COUNT(*) FROM webhooks b \
                         WHERE b.owner_id = w.owner_id AND b.leased_until >= $2) AS busy, \
-                    (SELECT MAX(o.leased_at) FROM webhooks o \
-                        WHERE o.owner_id = w.owner_id) AS served, \
                     ROW_NUMBER() OVER ( \
                         PARTITION BY w.owner_id ORDER BY w.next_attempt_at, w.id) AS nth \
                 FROM webhooks w \
@@ -246,7 +246,8 @@ impl WebhookStore for SqlStore {
                 AND (w.leased_until IS NULL OR w.leased_until < $2) \
                 AND s.last_seq > w.delivered_through) due \
                 WHERE due.busy + due.nth <= $3 \
-                ORDER BY due.served IS NOT NULL, due.served, due.next_attempt_at LIMIT $4) \
+                ORDER BY due.served IS NOT NULL, due.served, due.next_attempt_at, due.id \
+                LIMIT $4) \
             AND disabled_at IS NULL AND (leased_until IS NULL OR leased_until < $2) \
             RETURNING id, owner_id, url, events, secret, created_at, delivered_through, \
                 attempts, next_attempt_at, failing_since, disabled_at, leased_until";
@@ -255,8 +256,22 @@ impl WebhookStore for SqlStore {
             .bind::<BigInt, _>(now.unix_micros())
             .bind::<BigInt, _>(i64::try_from(per_owner).unwrap_or(i64::MAX))
             .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows: Vec<WebhookRow> =
-            self.with_write_conn(|conn| native!(conn, |c| lease.load(c)))?;
+        let served = now.unix_micros();
+        let rows: Vec<WebhookRow> = self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                let rows: Vec<WebhookRow> = native!(&mut *conn, |c| lease.load(c))?;
+                // Their owners' turns begin now.
+                let owners: Vec<&str> = rows.iter().map(|r| r.owner_id.as_str()).collect();
+                if !owners.is_empty() {
+                    diesel::update(
+                        change_streams::table.filter(change_streams::owner_id.eq_any(&owners)),
+                    )
+                    .set(change_streams::webhooks_served_at.eq(Some(served)))
+                    .execute(conn)?;
+                }
+                Ok(rows)
+            })
+        })?;
         rows.into_iter().map(WebhookRow::into_webhook).collect()
     }
 
@@ -280,12 +295,20 @@ impl WebhookStore for SqlStore {
                     webhooks::failing_since.eq(settled.failing_since.map(Timestamp::unix_micros)),
                     webhooks::disabled_at.eq(settled.disabled_at.map(Timestamp::unix_micros)),
                     webhooks::leased_until.eq(None::<i64>),
-                    webhooks::leased_at.eq(Some(settled.settled_at.unix_micros())),
                 ))
                 .execute(conn)?;
                 if updated == 0 {
                     return Ok(false);
                 }
+                // The owner's turn ends now.
+                let owner = webhooks::table
+                    .filter(webhooks::id.eq(&id))
+                    .select(webhooks::owner_id);
+                diesel::update(
+                    change_streams::table.filter(change_streams::owner_id.eq_any(owner)),
+                )
+                .set(change_streams::webhooks_served_at.eq(Some(settled.settled_at.unix_micros())))
+                .execute(conn)?;
                 if !attempts.is_empty() {
                     // (One by one: a batch insert has no form common to
                     // both databases; a lease makes a few attempts.)

@@ -2656,8 +2656,7 @@ fn project_updates_are_compare_and_swap_and_lists_page(f: &Fixture) {
             .update_project(bob, &theirs, renamed.version)
             .unwrap()
     );
-    // A viewer, and an editor made a viewer, change nothing either; an
-    // editor does.
+    // A viewer changes nothing either; made an editor, he does.
     f.store
         .put_member(renamed.id, &member(bob, ProjectRole::Viewer, 60), 10, 100)
         .unwrap();
@@ -2845,4 +2844,31 @@ fn an_owners_turn_ends_when_their_lease_is_done(f: &Fixture) {
     let next = hooks.lease_due(1, lease).unwrap();
     assert_eq!(next.len(), 1, "{next:?}");
     assert_eq!(next[0].webhook.owner, bob, "{next:?}");
+    let pending = hooks.pending(&next[0].webhook, 10).unwrap();
+    assert!(hooks.settle(&next[0], &pending, Vec::new()).unwrap());
+    // Alice deletes her webhook and makes another: she is not new for it,
+    // and Bob (done after her) still waits behind her; then she is served.
+    hooks.delete(alice, hers.webhook.id).unwrap();
+    let again = hooks
+        .create(alice, hook_url(3), EventFilter::all())
+        .unwrap();
+    tasks.create(alice, titled("hers again")).unwrap();
+    tasks.create(bob, titled("his again")).unwrap();
+    clock.advance(Duration::from_secs(1));
+    let next = hooks.lease_due(1, lease).unwrap();
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].webhook.id, again.id, "{next:?}");
+    let pending = hooks.pending(&next[0].webhook, 10).unwrap();
+    assert!(hooks.settle(&next[0], &pending, Vec::new()).unwrap());
+    hooks.delete(alice, again.id).unwrap();
+    hooks
+        .create(alice, hook_url(4), EventFilter::all())
+        .unwrap();
+    tasks.create(alice, titled("hers once more")).unwrap();
+    clock.advance(Duration::from_secs(1));
+    let next = hooks.lease_due(1, lease).unwrap();
+    assert_eq!(
+        next[0].webhook.owner, bob,
+        "a new webhook jumped the line: {next:?}"
+    );
 }

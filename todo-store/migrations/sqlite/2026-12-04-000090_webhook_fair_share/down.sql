@@ -1,1 +1,1 @@
-ALTER TABLE webhooks DROP COLUMN leased_at;
+ALTER TABLE change_streams DROP COLUMN webhooks_served_at;
