@@ -142,21 +142,9 @@ enum Put {
     Changed(i64),
 }
 
-/// Takes the user's row for the rest of the transaction (PostgreSQL), so
-/// that writers that count rows under it take turns. `FOR NO KEY UPDATE`:
-/// the key-share locks of rows that refer to it (task writes) go on.
-pub(crate) fn lock_user_for_count(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
-    if let AnyConnection::Postgresql(pg) = conn {
-        users::table
-            .filter(users::id.eq(id))
-            .select(users::id)
-            .for_no_key_update()
-            .execute(pg)?;
-    }
-    Ok(())
-}
-
-/// The same for a project's row (its members are counted under it).
+/// Takes the project's row for the rest of the transaction (PostgreSQL),
+/// as [`crate::users::lock_user_for_count`] does a user's: its members are
+/// counted under it.
 fn lock_project_for_count(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
     if let AnyConnection::Postgresql(pg) = conn {
         projects::table
@@ -194,7 +182,7 @@ impl ProjectStore for SqlStore {
         let max = max.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
-                lock_user_for_count(conn, &row.owner_id)?;
+                crate::users::lock_user_for_count(conn, &row.owner_id)?;
                 if let Some(max) = max {
                     let owned: i64 = projects::table
                         .filter(projects::owner_id.eq(&row.owner_id))
@@ -407,7 +395,7 @@ impl ProjectStore for SqlStore {
                 if count >= max {
                     return Ok(Put::Full);
                 }
-                lock_user_for_count(conn, &row.user_id)?;
+                crate::users::lock_user_for_count(conn, &row.user_id)?;
                 let memberships: i64 = project_members::table
                     .filter(project_members::user_id.eq(&row.user_id))
                     .count()

@@ -412,6 +412,20 @@ pub(crate) fn lock_owner_pg(pg: &mut diesel::PgConnection, user: &str) -> diesel
         .map(|_| ())
 }
 
+/// Takes the user's row for the rest of the transaction (PostgreSQL), so
+/// that writers that count rows under it take turns. `FOR NO KEY UPDATE`:
+/// the key-share locks of rows that refer to it (task writes) go on.
+pub(crate) fn lock_user_for_count(conn: &mut AnyConnection, id: &str) -> diesel::QueryResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        users::table
+            .filter(users::id.eq(id))
+            .select(users::id)
+            .for_no_key_update()
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
 fn family_revoked(conn: &mut AnyConnection, family: &str) -> diesel::QueryResult<bool> {
     let revoked = refresh_tokens::table
         .filter(refresh_tokens::family_id.eq(family))

@@ -136,11 +136,7 @@ impl WebhookStore for SqlStore {
                 // SQLite has one writer): the count below stays true until
                 // the insert. (Not `FOR UPDATE`: task writes' key-share
                 // locks on the row go on.)
-                if let AnyConnection::Postgresql(pg) = conn {
-                    diesel::sql_query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
-                        .bind::<Text, _>(&row.owner_id)
-                        .execute(pg)?;
-                }
+                crate::users::lock_user_for_count(conn, &row.owner_id)?;
                 if let Some(max) = max {
                     let owned: i64 = webhooks::table
                         .filter(webhooks::owner_id.eq(&row.owner_id))
