@@ -624,10 +624,21 @@ try {
     ? route.fulfill({ status: 200, contentType: 'application/json', body: '{"items":[],"next_cursor":null}' })
     : route.continue()));
   await page.keyboard.press('Enter');
-  await waitFor(() => document.querySelector('#next').disabled && document.querySelectorAll('#task-list li.task').length > 0);
+  // (the step back is two reads, each behind whatever read was out: wait
+  // for where it must end, then say what was there if it did not)
+  await waitFor(() => document.querySelector('#next').disabled && document.querySelector('#prev').disabled
+    && document.querySelector('#page-label').textContent === 'Page 1'
+    && document.querySelectorAll('#task-list li.task').length > 0);
   await page.waitForTimeout(300);
-  check((await page.locator('#page-label').textContent()) === 'Page 1' && await page.locator('#prev').isDisabled(),
-    'an empty last page steps back to the last page with tasks, numbered, without Previous');
+  const pager = await page.evaluate(() => ({
+    label: document.querySelector('#page-label').textContent,
+    prevDisabled: document.querySelector('#prev').disabled,
+    nextDisabled: document.querySelector('#next').disabled,
+    tasks: document.querySelectorAll('#task-list li.task').length,
+    busy: document.querySelector('#task-list').getAttribute('aria-busy'),
+  }));
+  check(pager.label === 'Page 1' && pager.prevDisabled && pager.tasks > 0,
+    `an empty last page steps back to the last page with tasks, numbered, without Previous (${JSON.stringify(pager)})`);
   check(await page.locator('#empty').isHidden(), 'and does not say the list is empty');
   f = await focused();
   check(f.tag !== 'body', `focus is not lost when the empty page steps back (${JSON.stringify(f)})`);
