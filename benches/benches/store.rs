@@ -32,7 +32,8 @@ fn task(owner: UserId, n: u64) -> Task {
     let labels = ["home", "work", "errands", "later"];
     Task {
         id: TaskId::from_uuid(new_v7(created, &SeededRandom::new(n)).unwrap()),
-        owner,
+        project: todo_core::ProjectId::inbox_of(owner),
+        created_by: owner,
         title: Title::parse(&format!("Task number {n}")).unwrap(),
         description: Description::parse("Some words about the task, as people write them.")
             .unwrap(),
@@ -78,11 +79,17 @@ fn seed(store: &SqlStore) -> Vec<(UserId, Vec<Task>)> {
             .map(|t| task(id, u * TASKS_PER_USER + t))
             .collect();
         for t in &tasks {
-            store.insert_task(t).unwrap();
+            insert(store, t);
         }
         owners.push((id, tasks));
     }
     owners
+}
+
+/// Inserts a task in its creator's Inbox, without a quota.
+fn insert(store: &SqlStore, task: &Task) {
+    let inserted = store.insert_task_within(task, None, &mut |_| true).unwrap();
+    assert_eq!(inserted, todo_core::TaskInsert::Inserted);
 }
 
 fn bench_backend(c: &mut Criterion, name: &str, database: &TestDatabase) {
@@ -102,7 +109,7 @@ fn bench_backend(c: &mut Criterion, name: &str, database: &TestDatabase) {
         b.iter(|| {
             let n = next.fetch_add(1, Ordering::Relaxed);
             let owner = owners[(n % USERS) as usize].0;
-            store.insert_task(black_box(&task(owner, n))).unwrap();
+            insert(store, black_box(&task(owner, n)));
         })
     });
     group.bench_function("get", |b| {
@@ -138,14 +145,19 @@ fn bench_backend(c: &mut Criterion, name: &str, database: &TestDatabase) {
             || {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let t = task(owners[(n % USERS) as usize].0, n);
-                store.insert_task(&t).unwrap();
+                insert(store, &t);
                 t
             },
-            |mut t| {
-                let expected = t.version;
-                t.title = Title::parse("Renamed").unwrap();
-                t.version = expected.next();
-                assert!(store.update_task(black_box(&t), expected).unwrap());
+            |t| {
+                let renamed = store
+                    .modify_task(t.created_by, black_box(t.id), &mut |current, _| {
+                        let mut changed = current.clone();
+                        changed.title = Title::parse("Renamed").unwrap();
+                        changed.version = current.version.next();
+                        Some(changed)
+                    })
+                    .unwrap();
+                assert_eq!(renamed.unwrap().version, t.version.next());
             },
             BatchSize::SmallInput,
         )
@@ -155,14 +167,17 @@ fn bench_backend(c: &mut Criterion, name: &str, database: &TestDatabase) {
             || {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let t = task(owners[(n % USERS) as usize].0, n);
-                store.insert_task(&t).unwrap();
+                insert(store, &t);
                 t
             },
             |t| {
                 assert!(
                     store
-                        .delete_task(t.owner, black_box(t.id), None, t.updated_at)
+                        .delete_task(t.created_by, black_box(t.id), t.updated_at, &mut |_, _| {
+                            true
+                        })
                         .unwrap()
+                        .is_some()
                 )
             },
             BatchSize::SmallInput,

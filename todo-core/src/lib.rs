@@ -102,8 +102,8 @@ pub use error::{
 pub use live::{ChangeSubscription, Changed};
 pub use ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,
-    NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskStore,
-    ThrottleKey, Unlimited, UserStore, Verification, client_key,
+    NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskInsert,
+    TaskStore, ThrottleKey, Unlimited, UserStore, Verification, client_key,
 };
 pub use precondition::Precondition;
 pub use project::{

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::change::{Change, ChangeKind, ChangeLog, trim_through};
 use crate::error::StoreError;
-use crate::ports::{RefreshTokenStore, TaskStore, UserStore};
+use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, UserStore};
 use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
 use crate::query::{TaskCursor, TaskQuery};
 use crate::relay::{RelayStore, RelayedStream};
@@ -55,28 +55,44 @@ struct Stream {
 }
 
 impl Tables {
-    /// Removes a project and its members.
+    /// Removes a project, its members and its tasks.
     fn remove_project(&mut self, id: ProjectId) {
         self.projects.remove(&id);
         self.members.retain(|(project, _), _| *project != id);
+        self.tasks.retain(|_, task| task.project != id);
     }
 
     fn role_in(&self, user: UserId, project: ProjectId) -> Option<ProjectRole> {
         self.members.get(&(project, user)).map(|m| m.role)
     }
 
-    /// Inserts a task of a known owner under a new id, and records it.
-    fn insert_task(&mut self, task: &Task) -> Result<(), StoreError> {
-        if !self.users.contains_key(&task.owner) {
-            return Err(StoreError::MissingReference("task for an unknown user"));
+    /// The caller's standing in a project.
+    fn standing(&self, user: UserId, project: ProjectId) -> Standing {
+        self.role_in(user, project)
+            .map_or(Standing::Stranger, Standing::Member)
+    }
+
+    /// The members of a project, in id order.
+    fn members_of(&self, project: ProjectId) -> Vec<UserId> {
+        self.members
+            .range((project, UserId::from_uuid(uuid::Uuid::nil()))..)
+            .take_while(|((p, _), _)| *p == project)
+            .map(|((_, user), _)| *user)
+            .collect()
+    }
+
+    /// Records a write to a task in the stream of every member of its project.
+    fn record_for_members(
+        &mut self,
+        kind: ChangeKind,
+        project: ProjectId,
+        task_id: TaskId,
+        task: Option<&Task>,
+        at: Timestamp,
+    ) {
+        for member in self.members_of(project) {
+            self.record(kind, member, task_id, task, at);
         }
-        if self.tasks.contains_key(&task.id) {
-            return Err(StoreError::Conflict("duplicate task id"));
-        }
-        self.tasks.insert(task.id, task.clone());
-        let at = task.updated_at;
-        self.record(ChangeKind::TaskCreated, task.owner, task.id, Some(task), at);
-        Ok(())
     }
 
     /// Records a change in its owner's stream (in the same call as the write).
@@ -224,7 +240,6 @@ impl UserStore for MemoryStore {
     fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
         let mut tables = self.tables();
         let existed = tables.users.remove(&id).is_some();
-        tables.tasks.retain(|_, task| task.owner != id);
         tables.changes.remove(&id);
         tables
             .webhooks
@@ -354,23 +369,18 @@ impl MemoryStore {
 }
 
 impl TaskStore for MemoryStore {
-    fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
-        let mut tables = self.tables();
-        tables.insert_task(task)
-    }
-
-    fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
-        Ok(self
-            .tables()
+    fn find_task(&self, caller: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
+        let tables = self.tables();
+        Ok(tables
             .tasks
             .get(&id)
-            .filter(|t| t.owner == owner)
+            .filter(|t| tables.role_in(caller, t.project).is_some())
             .cloned())
     }
 
     fn list_tasks(
         &self,
-        owner: UserId,
+        caller: UserId,
         query: &TaskQuery,
         after: Option<&TaskCursor>,
         limit: usize,
@@ -379,7 +389,7 @@ impl TaskStore for MemoryStore {
         let mut found: Vec<&Task> = tables
             .tasks
             .values()
-            .filter(|t| t.owner == owner && query.matches(t))
+            .filter(|t| tables.role_in(caller, t.project).is_some() && query.matches(t))
             .filter(|t| after.is_none_or(|cursor| query.is_after(cursor, t)))
             .collect();
         let sort = query.sort;
@@ -390,81 +400,105 @@ impl TaskStore for MemoryStore {
         Ok(found.into_iter().take(limit).cloned().collect())
     }
 
-    fn insert_task_within(&self, task: &Task, max_tasks: u64) -> Result<bool, StoreError> {
+    fn insert_task_within(
+        &self,
+        task: &Task,
+        max_tasks: Option<u64>,
+        may: &mut dyn FnMut(Standing) -> bool,
+    ) -> Result<TaskInsert, StoreError> {
         let mut tables = self.tables();
-        let owned = tables
-            .tasks
-            .values()
-            .filter(|t| t.owner == task.owner)
-            .count();
-        if u64::try_from(owned).unwrap_or(u64::MAX) >= max_tasks {
-            return Ok(false);
+        if !tables.users.contains_key(&task.created_by) {
+            return Err(StoreError::MissingReference("task by an unknown user"));
         }
-        tables.insert_task(task).map(|()| true)
+        let standing = tables.standing(task.created_by, task.project);
+        if !may(standing) {
+            return Ok(TaskInsert::Refused(standing));
+        }
+        let Some(owner) = tables.projects.get(&task.project).map(|p| p.owner) else {
+            return Ok(TaskInsert::Refused(Standing::Stranger));
+        };
+        if let Some(max) = max_tasks {
+            let projects = &tables.projects;
+            let kept = tables
+                .tasks
+                .values()
+                .filter(|t| projects.get(&t.project).is_some_and(|p| p.owner == owner))
+                .count();
+            if u64::try_from(kept).unwrap_or(u64::MAX) >= max {
+                return Ok(TaskInsert::AtQuota);
+            }
+        }
+        if tables.tasks.contains_key(&task.id) {
+            return Err(StoreError::Conflict("duplicate task id"));
+        }
+        tables.tasks.insert(task.id, task.clone());
+        let at = task.updated_at;
+        tables.record_for_members(
+            ChangeKind::TaskCreated,
+            task.project,
+            task.id,
+            Some(task),
+            at,
+        );
+        Ok(TaskInsert::Inserted)
     }
 
     fn modify_task(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
-        change: &mut dyn FnMut(&Task) -> Option<Task>,
+        change: &mut dyn FnMut(&Task, ProjectRole) -> Option<Task>,
     ) -> Result<Option<Task>, StoreError> {
         let mut tables = self.tables();
-        let Some(stored) = tables.tasks.get_mut(&id).filter(|t| t.owner == owner) else {
+        let Some(stored) = tables.tasks.get(&id) else {
             return Ok(None);
         };
-        if let Some(changed) = change(stored) {
-            if changed.id != id || changed.owner != owner {
-                return Err(StoreError::Conflict("a change may not move a task"));
-            }
-            *stored = changed.clone();
-            tables.record(
-                ChangeKind::TaskUpdated,
-                owner,
-                id,
-                Some(&changed),
-                changed.updated_at,
-            );
-            return Ok(Some(changed));
+        let Some(role) = tables.role_in(caller, stored.project) else {
+            return Ok(None);
+        };
+        let Some(changed) = change(stored, role) else {
+            return Ok(Some(stored.clone()));
+        };
+        if changed.id != id
+            || changed.project != stored.project
+            || changed.created_by != stored.created_by
+        {
+            return Err(StoreError::Conflict("a change may not move a task"));
         }
-        Ok(Some(stored.clone()))
-    }
-
-    fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError> {
-        let mut tables = self.tables();
-        match tables.tasks.get_mut(&task.id) {
-            Some(stored) if stored.owner == task.owner && stored.version == expected => {
-                *stored = task.clone();
-                tables.record(
-                    ChangeKind::TaskUpdated,
-                    task.owner,
-                    task.id,
-                    Some(task),
-                    task.updated_at,
-                );
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        tables.tasks.insert(id, changed.clone());
+        tables.record_for_members(
+            ChangeKind::TaskUpdated,
+            changed.project,
+            id,
+            Some(&changed),
+            changed.updated_at,
+        );
+        Ok(Some(changed))
     }
 
     fn delete_task(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
-        expected: Option<TaskVersion>,
         at: Timestamp,
-    ) -> Result<bool, StoreError> {
+        may: &mut dyn FnMut(&Task, ProjectRole) -> bool,
+    ) -> Result<Option<Task>, StoreError> {
         let mut tables = self.tables();
-        let deletable = tables
-            .tasks
-            .get(&id)
-            .is_some_and(|t| t.owner == owner && expected.is_none_or(|v| t.version == v));
-        if deletable {
+        let Some(stored) = tables.tasks.get(&id).cloned() else {
+            return Ok(None);
+        };
+        let Some(role) = tables.role_in(caller, stored.project) else {
+            return Ok(None);
+        };
+        if may(&stored, role) {
             tables.tasks.remove(&id);
-            tables.record(ChangeKind::TaskDeleted, owner, id, None, at);
+            tables.record_for_members(ChangeKind::TaskDeleted, stored.project, id, None, at);
         }
-        Ok(deletable)
+        Ok(Some(stored))
+    }
+
+    fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError> {
+        Ok(self.tables().members_of(project))
     }
 
     fn changes_after(

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use crate::change::ChangeLog;
 use crate::error::{HashError, StoreError, TokenError};
+use crate::project::{ProjectId, ProjectRole, Standing};
 use crate::query::TaskCursor;
 use crate::query::TaskQuery;
-use crate::task::{Task, TaskId, TaskVersion};
+use crate::task::{Task, TaskId};
 use crate::time::Timestamp;
 use crate::token::{AccessClaims, FamilyId, RefreshToken, RefreshTokenHash, RefreshTokenRecord};
 use crate::user::{Password, PasswordHash, User, UserChange, UserId, UserRecord, Username};
@@ -88,17 +89,36 @@ pub trait RefreshTokenStore: Send + Sync {
     fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
-/// Tasks. Every call is scoped to the owner inside the query itself.
+/// Tasks, each in a project. Every read is scoped inside the query itself
+/// to the projects the caller is a member of: a task of any other project
+/// is `None`, like a missing one. Every write takes the caller's role in
+/// the task's project in the same transaction as itself and lets the core
+/// decide with it (`may`, `change`), so that a member removed a moment ago
+/// writes nothing; the store holds no rule of its own.
+///
+/// A write records its change in the stream of every member of the
+/// project at the time it commits (an Inbox's only member is its owner).
 pub trait TaskStore: Send + Sync {
-    /// Fails with [`StoreError::Conflict`] on a duplicate id.
-    fn insert_task(&self, task: &Task) -> Result<(), StoreError>;
-    /// The owner's task with this id; another owner's task is `None`, like a missing one.
-    fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError>;
-    /// Up to `limit` of the owner's tasks that match `query`, in its order,
-    /// after `after` if given.
+    /// Inserts the task in its project, created by `task.created_by`, if
+    /// `may` allows that user's standing there and the project's owner
+    /// keeps fewer than `max_tasks` tasks (`None`: no limit). Counting,
+    /// checking and inserting are one atomic step: of concurrent calls at
+    /// `max_tasks - 1` tasks, exactly one inserts. Fails with
+    /// [`StoreError::Conflict`] on a duplicate id.
+    fn insert_task_within(
+        &self,
+        task: &Task,
+        max_tasks: Option<u64>,
+        may: &mut dyn FnMut(Standing) -> bool,
+    ) -> Result<TaskInsert, StoreError>;
+    /// The task with this id, if it is in a project `caller` is a member of.
+    fn find_task(&self, caller: UserId, id: TaskId) -> Result<Option<Task>, StoreError>;
+    /// Up to `limit` tasks of the projects `caller` is a member of (of
+    /// `query.project` only, if it names one) that match `query`, in its
+    /// order, after `after` if given.
     fn list_tasks(
         &self,
-        owner: UserId,
+        caller: UserId,
         query: &TaskQuery,
         after: Option<&TaskCursor>,
         limit: usize,
@@ -114,7 +134,7 @@ pub trait TaskStore: Send + Sync {
     /// The default is `None`.
     fn find_task_in_place(
         &self,
-        _owner: UserId,
+        _caller: UserId,
         _id: TaskId,
     ) -> Option<Result<Option<Task>, StoreError>> {
         None
@@ -122,44 +142,44 @@ pub trait TaskStore: Send + Sync {
     /// [`TaskStore::list_tasks`] in place, as [`TaskStore::find_task_in_place`];
     /// also `None` for a query an index does not answer from its first
     /// entry on (a filter checked row by row, such as a text search, may
-    /// read every task of the owner).
+    /// read every task of the caller's projects).
     fn list_tasks_in_place(
         &self,
-        _owner: UserId,
+        _caller: UserId,
         _query: &TaskQuery,
         _after: Option<&TaskCursor>,
         _limit: usize,
     ) -> Option<Result<Vec<Task>, StoreError>> {
         None
     }
-    /// Inserts the task unless its owner has `max_tasks` tasks already;
-    /// returns whether it did. Counting and inserting are one atomic step:
-    /// of concurrent calls for one owner at `max_tasks - 1` tasks, exactly
-    /// one inserts. Fails with [`StoreError::Conflict`] on a duplicate id.
-    fn insert_task_within(&self, task: &Task, max_tasks: u64) -> Result<bool, StoreError>;
-    /// Replaces the stored task (same owner and id) if its version is still
-    /// `expected`; returns whether it did.
-    fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError>;
-    /// Read-modify-write in one atomic step: reads the owner's task, asks
-    /// `change` for its new state (`None`: leave it as it is) and stores that,
-    /// while no other writer can change the task in between. Returns the task
-    /// as stored afterwards, or `None` if the owner has no such task. Of
-    /// concurrent calls for one task, each sees the result of the previous.
+    /// Read-modify-write in one atomic step: reads the task if it is in a
+    /// project `caller` is a member of, asks `change` for its new state
+    /// given the caller's role there (`None`: leave it as it is) and stores
+    /// that, while no other writer can change the task, nor the caller's
+    /// membership, in between. Returns the task as stored afterwards, or
+    /// `None` if the caller sees no such task. Of concurrent calls for one
+    /// task, each sees the result of the previous. The new state keeps the
+    /// task's id, project and creator.
     fn modify_task(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
-        change: &mut dyn FnMut(&Task) -> Option<Task>,
+        change: &mut dyn FnMut(&Task, ProjectRole) -> Option<Task>,
     ) -> Result<Option<Task>, StoreError>;
-    /// Deletes the task if it exists (and has version `expected`, if given);
-    /// returns whether it did. `at` is the time its tombstone records.
+    /// Deletes the task if `caller` sees it and `may` allows it, given the
+    /// task as stored and the caller's role; in one atomic step as
+    /// [`TaskStore::modify_task`]. Returns the task as it was, deleted or
+    /// not (`None`: the caller sees no such task). `at` is the time its
+    /// tombstone records.
     fn delete_task(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
-        expected: Option<TaskVersion>,
         at: Timestamp,
-    ) -> Result<bool, StoreError>;
+        may: &mut dyn FnMut(&Task, ProjectRole) -> bool,
+    ) -> Result<Option<Task>, StoreError>;
+    /// The members of `project`, whose streams a write to its tasks goes to.
+    fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError>;
 
     /// The owner's changes numbered above `after`, oldest first, at most
     /// `limit`, with the stream's head and how far retention has pruned it.
@@ -178,6 +198,17 @@ pub trait TaskStore: Send + Sync {
     /// Retention: forgets every owner's changes up to the newest one made
     /// before `before`; returns how many went.
     fn prune_changes(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// What [`TaskStore::insert_task_within`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskInsert {
+    /// The task is stored.
+    Inserted,
+    /// The project's owner keeps as many tasks as allowed.
+    AtQuota,
+    /// `may` refused the creator's standing in the project.
+    Refused(Standing),
 }
 
 /// The outcome of checking a password against a stored hash.

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
 use crate::error::ValidationError;
+use crate::project::ProjectId;
 use crate::task::{Label, Task, TaskId, is_text_char};
 use crate::time::Timestamp;
 use crate::user::UserId;
@@ -196,6 +197,9 @@ impl TaskSort {
 /// Filters combine with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct TaskQuery {
+    /// Only the tasks of this project (else of every project the caller
+    /// is a member of).
+    pub project: Option<ProjectId>,
     /// Only done (`true`) or only open (`false`) tasks.
     pub done: Option<bool>,
     /// Archived tasks are listed only when asked for, and then alone.
@@ -232,6 +236,7 @@ impl TaskQuery {
     pub fn matches(&self, task: &Task) -> bool {
         self.done.is_none_or(|done| task.done == done)
             && task.archived == self.archived
+            && self.project.is_none_or(|project| task.project == project)
             && self
                 .label
                 .as_ref()
@@ -271,6 +276,10 @@ impl TaskQuery {
             .label
             .as_ref()
             .map_or(&[][..], |l| l.as_str().as_bytes()));
+        eat(self
+            .project
+            .as_ref()
+            .map_or(&[][..], |p| p.as_uuid().as_bytes()));
         eat(self
             .text
             .as_ref()

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::error::ValidationError;
+use crate::project::ProjectId;
 use crate::time::Timestamp;
 use crate::user::{UserId, uuid_id};
 
@@ -324,8 +325,11 @@ impl fmt::Display for TaskVersion {
 pub struct Task {
     /// The task's id (a UUIDv7: ids sort by creation).
     pub id: TaskId,
-    /// The user who owns it; only they see it.
-    pub owner: UserId,
+    /// The project it is in (the creator's Inbox unless another was
+    /// named): its members see it, its editors and owner change it.
+    pub project: ProjectId,
+    /// The user who created it.
+    pub created_by: UserId,
     /// Its title.
     pub title: Title,
     /// Its description; may be empty.
@@ -376,6 +380,8 @@ pub fn search_text(title: &Title, description: &Description) -> String {
 /// The writable fields of a new task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
+    /// The project to put it in; `None`: the creator's Inbox.
+    pub project: Option<ProjectId>,
     /// Its title.
     pub title: Title,
     /// Its description; may be empty.
@@ -397,6 +403,7 @@ impl NewTask {
     #[must_use]
     pub fn titled(title: Title) -> Self {
         Self {
+            project: None,
             title,
             description: Description::default(),
             done: false,

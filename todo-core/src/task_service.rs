@@ -5,7 +5,8 @@ use std::sync::Arc;
 use crate::change::{ChangeCursor, ChangeLimit, ChangeLog, ChangePage};
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::live::{ChangeBells, ChangeSubscription};
-use crate::ports::{RateLimiter, TaskStore, Unlimited};
+use crate::ports::{RateLimiter, TaskInsert, TaskStore, Unlimited};
+use crate::project::{ProjectAction, ProjectId, Standing};
 use crate::query::{Page, TaskCursor, TaskQuery};
 use crate::random::{Random, new_v7};
 use crate::task::{NewTask, Task, TaskId, TaskPatch, TaskVersion};
@@ -15,7 +16,8 @@ use crate::user::UserId;
 /// The limits the task service enforces on each user.
 #[derive(Clone)]
 pub struct TaskLimits {
-    /// Tasks one user may keep; `None`: as many as the database holds.
+    /// Tasks one user may keep in the projects they own (whoever created
+    /// them); `None`: as many as the database holds.
     pub max_tasks_per_user: Option<u64>,
     /// Writes (create, update, delete) per user; past it, 429.
     pub writes_per_user: Arc<dyn RateLimiter<UserId>>,
@@ -141,15 +143,40 @@ impl TaskService {
             .map_err(|retry_after| Error::RateLimited { retry_after })
     }
 
-    /// Creates a task at version 1; `done: true` sets `completed_at`.
-    /// Fails with [`Error::QuotaExceeded`] when the owner has as many tasks
-    /// as the limits allow, and [`Error::RateLimited`] past the write rate.
-    pub fn create(&self, owner: UserId, new: NewTask) -> Result<Task> {
-        self.spend_write(owner)?;
+    /// Wakes this process's subscribers of the streams a write to
+    /// `project`'s tasks went to: its members' (an Inbox's: its owner's).
+    /// Read after the write: a member added meanwhile had no change in
+    /// their stream, one removed meanwhile costs one empty read.
+    fn ring_project(&self, caller: UserId, project: ProjectId) {
+        if project == ProjectId::inbox_of(caller) {
+            self.bells.ring(caller);
+            return;
+        }
+        match self.store.project_members(project) {
+            Ok(members) => {
+                for member in members {
+                    self.bells.ring(member);
+                }
+            }
+            // (the streams poll now and then too; waking all is the sure way)
+            Err(_) => self.bells.ring_all(),
+        }
+    }
+
+    /// Creates a task at version 1 in `new.project` (the caller's Inbox
+    /// if none); `done: true` sets `completed_at`. Fails with
+    /// [`Error::NotFound`] for a project the caller is not a member of,
+    /// [`Error::Forbidden`] for one they only view,
+    /// [`Error::QuotaExceeded`] when the project's owner keeps as many
+    /// tasks as the limits allow, and [`Error::RateLimited`] past the
+    /// caller's write rate.
+    pub fn create(&self, caller: UserId, new: NewTask) -> Result<Task> {
+        self.spend_write(caller)?;
         let now = self.clock.now();
         let task = Task {
             id: TaskId::from_uuid(new_v7(now, &*self.random)?),
-            owner,
+            project: new.project.unwrap_or(ProjectId::inbox_of(caller)),
+            created_by: caller,
             title: new.title,
             description: new.description,
             done: new.done,
@@ -162,20 +189,25 @@ impl TaskService {
             updated_at: now,
             version: TaskVersion::FIRST,
         };
-        let inserted = match self.limits.max_tasks_per_user {
-            Some(limit) => self.store.insert_task_within(&task, limit),
-            None => self.store.insert_task(&task).map(|()| true),
-        };
-        match inserted {
-            Ok(true) => {
-                self.bells.ring(owner);
+        let may = &mut |standing: Standing| standing.may(ProjectAction::WriteTasks).is_ok();
+        match self
+            .store
+            .insert_task_within(&task, self.limits.max_tasks_per_user, may)
+        {
+            Ok(TaskInsert::Inserted) => {
+                self.ring_project(caller, task.project);
                 Ok(task)
             }
-            Ok(false) => Err(Error::QuotaExceeded {
+            Ok(TaskInsert::AtQuota) => Err(Error::QuotaExceeded {
                 what: "tasks",
                 limit: self.limits.max_tasks_per_user.unwrap_or_default(),
             }),
-            // The owner was deleted after their token was admitted: their
+            Ok(TaskInsert::Refused(standing)) => {
+                // (the rule's own answer: NotFound or Forbidden)
+                standing.may(ProjectAction::WriteTasks)?;
+                Err(Error::Forbidden)
+            }
+            // The caller was deleted after their token was admitted: their
             // token is revoked, which is what the caller must hear.
             Err(StoreError::MissingReference(_)) => {
                 Err(Error::InvalidToken(TokenRejection::Revoked))
@@ -184,16 +216,17 @@ impl TaskService {
         }
     }
 
-    /// The owner's task; [`Error::NotFound`] if it is missing or someone else's.
-    pub fn get(&self, owner: UserId, id: TaskId) -> Result<Task> {
-        self.store.find_task(owner, id)?.ok_or(Error::NotFound)
+    /// The task, if it is in a project the caller is a member of;
+    /// [`Error::NotFound`] if it is missing or not the caller's to see.
+    pub fn get(&self, caller: UserId, id: TaskId) -> Result<Task> {
+        self.store.find_task(caller, id)?.ok_or(Error::NotFound)
     }
 
     /// [`TaskService::get`] if the store can answer in place, without
     /// waiting (see [`TaskStore::find_task_in_place`]): what an async
     /// worker may call. `None`: call `get` on a blocking thread.
-    pub fn get_in_place(&self, owner: UserId, id: TaskId) -> Option<Result<Task>> {
-        let found = self.store.find_task_in_place(owner, id)?;
+    pub fn get_in_place(&self, caller: UserId, id: TaskId) -> Option<Result<Task>> {
+        let found = self.store.find_task_in_place(caller, id)?;
         Some(
             found
                 .map_err(Error::from)
@@ -205,7 +238,7 @@ impl TaskService {
     /// [`TaskService::get_in_place`].
     pub fn list_in_place(
         &self,
-        owner: UserId,
+        caller: UserId,
         query: &TaskQuery,
         cursor: Option<&TaskCursor>,
     ) -> Option<Result<Page<Task, TaskCursor>>> {
@@ -214,21 +247,23 @@ impl TaskService {
         }
         let items = self
             .store
-            .list_tasks_in_place(owner, query, cursor, read_limit(query))?;
+            .list_tasks_in_place(caller, query, cursor, read_limit(query))?;
         Some(items.map_err(Error::from).map(|items| page(query, items)))
     }
 
-    /// A page of the owner's tasks; `cursor` must come from the same query.
+    /// A page of the tasks of the projects the caller is a member of (of
+    /// `query.project` only, if it names one: a project the caller is not
+    /// a member of lists nothing); `cursor` must come from the same query.
     pub fn list(
         &self,
-        owner: UserId,
+        caller: UserId,
         query: &TaskQuery,
         cursor: Option<&TaskCursor>,
     ) -> Result<Page<Task, TaskCursor>> {
         check_cursor(query, cursor)?;
         let items = self
             .store
-            .list_tasks(owner, query, cursor, read_limit(query))?;
+            .list_tasks(caller, query, cursor, read_limit(query))?;
         Ok(page(query, items))
     }
 
@@ -236,24 +271,32 @@ impl TaskService {
     /// left alone ([`Error::VersionMismatch`]). A patch that changes nothing
     /// keeps the version. The read, the patch and the write are one atomic
     /// step of the store: without `expected`, a concurrent change is never a
-    /// failure, the patch applies on top of it.
+    /// failure, the patch applies on top of it. A viewer of the task's
+    /// project gets [`Error::Forbidden`], anyone else who is not a member
+    /// [`Error::NotFound`].
     pub fn update(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
         patch: TaskPatch,
         expected: Option<TaskVersion>,
     ) -> Result<Task> {
-        self.spend_write(owner)?;
-        let mut mismatch = None;
-        let stored = self.store.modify_task(owner, id, &mut |current| {
+        self.spend_write(caller)?;
+        let mut refused = None;
+        let stored = self.store.modify_task(caller, id, &mut |current, role| {
             // Read while the store holds the task: the versions' times
             // follow their order.
             let now = self.clock.now();
+            if let Err(error) = Standing::Member(role).may(ProjectAction::WriteTasks) {
+                refused = Some(error);
+                return None;
+            }
             if let Some(expected) = expected
                 && expected != current.version
             {
-                mismatch = Some(current.version);
+                refused = Some(Error::VersionMismatch {
+                    current: current.version,
+                });
                 return None;
             }
             let mut task = current.clone();
@@ -264,33 +307,47 @@ impl TaskService {
             task.updated_at = now;
             Some(task)
         })?;
-        match (stored, mismatch) {
+        match (stored, refused) {
             (None, _) => Err(Error::NotFound),
-            (Some(_), Some(current)) => Err(Error::VersionMismatch { current }),
+            (Some(_), Some(error)) => Err(error),
             (Some(task), None) => {
                 // (A patch that changed nothing recorded no change: a
                 // spurious ring costs a subscriber one empty read.)
-                self.bells.ring(owner);
+                self.ring_project(caller, task.project);
                 Ok(task)
             }
         }
     }
 
-    /// Deletes a task; with `expected`, only at that version.
-    pub fn delete(&self, owner: UserId, id: TaskId, expected: Option<TaskVersion>) -> Result<()> {
-        self.spend_write(owner)?;
-        if self
-            .store
-            .delete_task(owner, id, expected, self.clock.now())?
-        {
-            self.bells.ring(owner);
-            return Ok(());
-        }
-        match (expected, self.store.find_task(owner, id)?) {
-            (Some(_), Some(current)) => Err(Error::VersionMismatch {
-                current: current.version,
-            }),
-            _ => Err(Error::NotFound),
+    /// Deletes a task; with `expected`, only at that version. Who may is
+    /// as for [`TaskService::update`].
+    pub fn delete(&self, caller: UserId, id: TaskId, expected: Option<TaskVersion>) -> Result<()> {
+        self.spend_write(caller)?;
+        let mut refused = None;
+        let found =
+            self.store
+                .delete_task(caller, id, self.clock.now(), &mut |current, role| {
+                    if let Err(error) = Standing::Member(role).may(ProjectAction::WriteTasks) {
+                        refused = Some(error);
+                        return false;
+                    }
+                    if let Some(expected) = expected
+                        && expected != current.version
+                    {
+                        refused = Some(Error::VersionMismatch {
+                            current: current.version,
+                        });
+                        return false;
+                    }
+                    true
+                })?;
+        match (found, refused) {
+            (None, _) => Err(Error::NotFound),
+            (Some(_), Some(error)) => Err(error),
+            (Some(task), None) => {
+                self.ring_project(caller, task.project);
+                Ok(())
+            }
         }
     }
 }

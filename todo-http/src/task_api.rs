@@ -10,9 +10,9 @@ use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
     AccessClaims, AccessGate, Change, ChangeCursor, ChangeLimit, Description, Error as CoreError,
-    Label, Labels, NewTask, Page, PageLimit, Principal, Priority, ProjectService, SearchText, Task,
-    TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService, TaskSort, TaskVersion, Timestamp, Title,
-    TokenRejection, UserId, ValidationError, WebhookService,
+    Label, Labels, NewTask, Page, PageLimit, Principal, Priority, ProjectId, ProjectService,
+    SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService, TaskSort, TaskVersion,
+    Timestamp, Title, TokenRejection, UserId, ValidationError, WebhookService,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -207,6 +207,11 @@ pub fn etag(version: TaskVersion) -> HeaderValue {
 #[serde(deny_unknown_fields)]
 #[schema(as = TaskCreate)]
 struct CreateBody {
+    /// The project to put it in (a member's, as editor or owner); the
+    /// caller's Inbox if left out.
+    #[serde(default)]
+    #[schema(format = Uuid)]
+    project_id: Option<String>,
     title: String,
     #[serde(default)]
     description: Option<String>,
@@ -256,6 +261,10 @@ struct PatchBody {
 pub struct TaskDto<'a> {
     #[schema(value_type = String, format = Uuid)]
     id: Shown<TaskId>,
+    #[schema(value_type = String, format = Uuid)]
+    project_id: Shown<ProjectId>,
+    #[schema(value_type = String, format = Uuid)]
+    created_by: Shown<UserId>,
     title: &'a str,
     description: &'a str,
     done: bool,
@@ -278,6 +287,8 @@ impl<'a> From<&'a Task> for TaskDto<'a> {
     fn from(task: &'a Task) -> Self {
         Self {
             id: Shown(task.id),
+            project_id: Shown(task.project),
+            created_by: Shown(task.created_by),
             title: task.title.as_str(),
             description: task.description.as_str(),
             done: task.done,
@@ -358,6 +369,7 @@ pub fn decode_task_patch(body: &[u8]) -> Result<TaskPatch, ApiError> {
 
 fn new_task(body: CreateBody) -> Result<NewTask, ApiError> {
     let mut errors = Errors::default();
+    let project = errors.take(body.project_id.as_deref().map(ProjectId::parse).transpose());
     let title = errors.take(Title::parse(&body.title));
     let description = errors.take(
         body.description
@@ -372,18 +384,24 @@ fn new_task(body: CreateBody) -> Result<NewTask, ApiError> {
     );
     let priority = errors.take(body.priority.map_or(Ok(Priority::default()), Priority::new));
     let labels = errors.take(body.labels.map_or(Ok(Labels::default()), labels));
-    let task = match (title, description, due_at, priority, labels) {
-        (Some(title), Some(description), Some(due_at), Some(priority), Some(labels)) => {
-            Some(NewTask {
-                title,
-                description,
-                done: body.done.unwrap_or(false),
-                due_at,
-                priority,
-                labels,
-                archived: body.archived.unwrap_or(false),
-            })
-        }
+    let task = match (project, title, description, due_at, priority, labels) {
+        (
+            Some(project),
+            Some(title),
+            Some(description),
+            Some(due_at),
+            Some(priority),
+            Some(labels),
+        ) => Some(NewTask {
+            project,
+            title,
+            description,
+            done: body.done.unwrap_or(false),
+            due_at,
+            priority,
+            labels,
+            archived: body.archived.unwrap_or(false),
+        }),
         _ => None,
     };
     errors.finish(task)
@@ -425,6 +443,7 @@ const QUERY_PARAMS: &[&str] = &[
     "done",
     "archived",
     "label",
+    "project",
     "q",
     "due_before",
     "due_after",
@@ -443,6 +462,13 @@ pub fn decode_list_query(raw: Option<&str>) -> Result<(TaskQuery, Option<TaskCur
             "done" => query.done = Some(query_bool("done", &value)?),
             "archived" => query.archived = query_bool("archived", &value)?,
             "label" => query.label = Some(Label::parse(&value).map_err(invalid)?),
+            "project" => {
+                let project = ProjectId::parse(&value).map_err(|_| ValidationError::Format {
+                    field: "project",
+                    what: "project id",
+                });
+                query.project = Some(project.map_err(invalid)?);
+            }
             "q" => query.text = Some(SearchText::parse(&value).map_err(invalid)?),
             "due_before" => {
                 query.due_before =
@@ -534,12 +560,13 @@ async fn create_task(
     Ok(response)
 }
 
-/// List my tasks (keyset pages).
+/// List the tasks of my projects, or of one (keyset pages).
 #[utoipa::path(get, path = "/v1/tasks",
     params(
         ("done" = Option<bool>, Query, description = "only done or not done"),
         ("archived" = Option<bool>, Query, description = "archived tasks instead of the others"),
         ("label" = Option<String>, Query, description = "tasks with this label"),
+        ("project" = Option<String>, Query, format = Uuid, description = "only this project's tasks (none for a project the caller is not a member of)"),
         ("q" = Option<String>, Query, description = "case-insensitive literal substring of title or description"),
         ("due_before" = Option<String>, Query, format = DateTime, description = "strictly before; tasks without a due date are left out"),
         ("due_after" = Option<String>, Query, format = DateTime, description = "strictly after; tasks without a due date are left out"),

@@ -49,6 +49,8 @@ struct ChangeRow<'a> {
     created_at: Option<i64>,
     updated_at: Option<i64>,
     version: Option<i64>,
+    project_id: Option<&'a str>,
+    created_by: Option<&'a str>,
 }
 
 /// A change as read.
@@ -71,33 +73,44 @@ struct StoredChange {
     created_at: Option<i64>,
     updated_at: Option<i64>,
     version: Option<i64>,
+    project_id: Option<String>,
+    created_by: Option<String>,
 }
 
-/// Records a write of the owner's task `task_id` in the owner's stream:
-/// `task` is the row as the write left it, `None` when it deleted it.
-/// Runs inside the write's transaction, as its last statement but the
-/// commit (see the module's note on the lock). A creation counts the task
-/// in the stream's `task_count`, a deletion out.
+/// Records a write of the task `task_id` in the stream of `owner_id` (a
+/// member of the task's project): `task` is the row as the write left it,
+/// `None` when it deleted it. Runs inside the write's transaction, after
+/// its other statements but the commit (see the module's note on the
+/// lock). In the stream of the project's owner (`counts`), a creation
+/// counts the task in the stream's `task_count`, a deletion out.
 pub(crate) fn record(
     conn: &mut AnyConnection,
     kind: ChangeKind,
     owner_id: &str,
+    counts: bool,
     task_id: &str,
     task: Option<&TaskRow>,
     at: i64,
 ) -> QueryResult<()> {
     let delta: i64 = match kind {
+        _ if !counts => 0,
         ChangeKind::TaskCreated => 1,
         ChangeKind::TaskDeleted => -1,
         ChangeKind::TaskUpdated => 0,
     };
+    let seq = take_seq(conn, owner_id, delta)?;
+    append(conn, seq, kind, owner_id, task_id, task, at)
+}
+
+/// Takes the next number of `owner_id`'s stream, adding `delta` to the
+/// tasks it counts; the caller then [`append`]s its change under it.
+pub(crate) fn take_seq(conn: &mut AnyConnection, owner_id: &str, delta: i64) -> QueryResult<i64> {
     let bump = BumpStream {
         owner_id,
         delta,
         below: i64::MAX,
     };
-    let seq: i64 = native!(&mut *conn, |c| bump.get_result(c))?;
-    append(conn, seq, kind, owner_id, task_id, task, at)
+    native!(&mut *conn, |c| bump.get_result(c))
 }
 
 /// Takes the owner's next number for a task about to be created, counting
@@ -233,6 +246,8 @@ pub(crate) fn append(
         created_at: task.map(|t| t.created_at),
         updated_at: task.map(|t| t.updated_at),
         version: task.map(|t| t.version),
+        project_id: task.map(|t| t.project_id.as_str()),
+        created_by: task.map(|t| t.created_by.as_str()),
     };
     let insert = diesel::insert_into(changes::table).values(&row);
     native!(&mut *conn, |c| insert.execute(c))?;
@@ -268,6 +283,8 @@ impl StoredChange {
                 let row = StoredTask {
                     id: self.task_id.clone(),
                     owner_id: self.owner_id,
+                    project_id: self.project_id.ok_or_else(missing)?,
+                    created_by: self.created_by.ok_or_else(missing)?,
                     title: self.title.ok_or_else(missing)?,
                     description: self.description.ok_or_else(missing)?,
                     done: self.done.ok_or_else(missing)?,

@@ -43,6 +43,8 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         version -> BigInt,
+        project_id -> Text,
+        created_by -> Text,
     }
 }
 
@@ -103,6 +105,8 @@ diesel::table! {
         created_at -> Nullable<BigInt>,
         updated_at -> Nullable<BigInt>,
         version -> Nullable<BigInt>,
+        project_id -> Nullable<Text>,
+        created_by -> Nullable<Text>,
     }
 }
 

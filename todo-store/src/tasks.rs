@@ -5,20 +5,21 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Text};
 use todo_core::{
-    ChangeKind, ChangeLog, Description, Labels, PageLimit, Priority, StoreError, Task, TaskCursor,
-    TaskId, TaskQuery, TaskSort, TaskStore, TaskVersion, Timestamp, Title, UserId,
+    ChangeKind, ChangeLog, Description, Labels, PageLimit, Priority, ProjectId, ProjectRole,
+    Standing, StoreError, Task, TaskCursor, TaskId, TaskInsert, TaskQuery, TaskSort, TaskStore,
+    TaskVersion, Timestamp, Title, UserId,
 };
 
 use crate::SqlStore;
 use crate::changes;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{task_labels, tasks};
-use crate::users::{lock_owner, lock_owner_pg};
+use crate::schema::{project_members, task_labels, tasks};
+use crate::users::lock_owner_pg;
 
 /// The `due` sort's key: the due date, or the largest BIGINT
 /// ([`TaskSort::NO_DUE_DATE`]) when there is none, so undated tasks come
-/// last. Literal SQL, not a bound value: the index `tasks_by_owner_due` is
+/// last. Literal SQL, not a bound value: the index `tasks_by_project_due` is
 /// on this very expression, and a planner uses an expression index only
 /// when the query spells the expression the same (a bind parameter is not
 /// the same).
@@ -58,7 +59,10 @@ const LABEL_SEPARATOR: char = '\n';
 )]
 pub(crate) struct TaskRow {
     pub(crate) id: String,
+    /// The project's owner, who keeps the task.
     pub(crate) owner_id: String,
+    pub(crate) project_id: String,
+    pub(crate) created_by: String,
     pub(crate) title: String,
     pub(crate) description: String,
     pub(crate) search_text: String,
@@ -82,6 +86,8 @@ pub(crate) struct TaskRow {
 pub(crate) struct StoredTask {
     pub(crate) id: String,
     pub(crate) owner_id: String,
+    pub(crate) project_id: String,
+    pub(crate) created_by: String,
     pub(crate) title: String,
     pub(crate) description: String,
     pub(crate) done: i16,
@@ -106,11 +112,14 @@ struct LabelRow<'a> {
 }
 
 impl TaskRow {
-    fn from_task(task: &Task) -> Self {
+    /// The row of `task`, in a project owned by `owner_id`.
+    fn from_task(task: &Task, owner_id: &str) -> Self {
         let labels: Vec<&str> = task.labels.iter().map(|l| l.as_str()).collect();
         Self {
             id: task.id.to_string(),
-            owner_id: task.owner.to_string(),
+            owner_id: owner_id.to_owned(),
+            project_id: task.project.to_string(),
+            created_by: task.created_by.to_string(),
             title: task.title.as_str().to_owned(),
             description: task.description.as_str().to_owned(),
             search_text: task.search_text(),
@@ -146,7 +155,8 @@ impl StoredTask {
         let labels = self.labels.split(LABEL_SEPARATOR).filter(|l| !l.is_empty());
         Ok(Task {
             id: TaskId::parse(&self.id).map_err(bad)?,
-            owner: UserId::parse(&self.owner_id).map_err(bad)?,
+            project: ProjectId::parse(&self.project_id).map_err(bad)?,
+            created_by: UserId::parse(&self.created_by).map_err(bad)?,
             title: Title::parse(&self.title).map_err(bad)?,
             description: Description::parse(&self.description).map_err(bad)?,
             done: self.done != 0,
@@ -168,16 +178,76 @@ impl StoredTask {
     }
 }
 
-/// Records a write that left the task as `row` (see `changes.rs`).
-fn record_write(conn: &mut AnyConnection, kind: ChangeKind, row: &TaskRow) -> QueryResult<()> {
-    changes::record(
-        conn,
-        kind,
-        &row.owner_id,
-        &row.id,
-        Some(row),
-        row.updated_at,
-    )
+/// Where a write to a project's tasks goes, read in the write's
+/// transaction: the caller's standing in the project, the project's owner
+/// (who keeps its tasks: their quota counts them) and its members (whose
+/// streams record the change), in id order, so that writes to several
+/// streams lock them in one order (PostgreSQL) and never wait on each
+/// other in a cycle.
+struct Reach {
+    standing: Standing,
+    owner: String,
+    members: Vec<String>,
+}
+
+impl Reach {
+    /// The Reach of a write by `caller` to `project`. An Inbox (whose id is
+    /// its owner's) has one member, its owner, and needs no read. On
+    /// PostgreSQL the members' rows are held (`FOR SHARE`) until the
+    /// commit: a member removed meanwhile is removed after this write,
+    /// never during it.
+    fn of(conn: &mut AnyConnection, caller: &str, project: &str) -> QueryResult<Self> {
+        if caller == project {
+            return Ok(Self {
+                standing: Standing::Member(ProjectRole::Owner),
+                owner: caller.to_owned(),
+                members: vec![caller.to_owned()],
+            });
+        }
+        let members = project_members::table
+            .filter(project_members::project_id.eq(project))
+            .select((project_members::user_id, project_members::role))
+            .order(project_members::user_id);
+        let rows: Vec<(String, String)> = match conn {
+            AnyConnection::Sqlite(c) => members.load(c)?,
+            AnyConnection::Postgresql(c) => members.for_share().load(c)?,
+        };
+        let mut reach = Self {
+            standing: Standing::Stranger,
+            owner: String::new(),
+            members: Vec::with_capacity(rows.len()),
+        };
+        for (user, role) in rows {
+            let role = ProjectRole::parse_stored(&role).ok_or_else(|| {
+                diesel::result::Error::DeserializationError("a stored role".into())
+            })?;
+            if role == ProjectRole::Owner {
+                reach.owner.clone_from(&user);
+            }
+            if user == caller {
+                reach.standing = Standing::Member(role);
+            }
+            reach.members.push(user);
+        }
+        Ok(reach)
+    }
+
+    /// Records a write that left the task as `row` (`None`: deleted it) in
+    /// every member's stream; the owner's counts the task in or out.
+    fn record(
+        &self,
+        conn: &mut AnyConnection,
+        kind: ChangeKind,
+        task_id: &str,
+        row: Option<&TaskRow>,
+        at: i64,
+    ) -> QueryResult<()> {
+        for member in &self.members {
+            let counts = *member == self.owner;
+            changes::record(conn, kind, member, counts, task_id, row, at)?;
+        }
+        Ok(())
+    }
 }
 
 /// The task's labels for the `label=` filter. SQLite: a row at a time, as
@@ -273,46 +343,82 @@ fn exclusive<T>(
 }
 
 impl TaskStore for SqlStore {
-    fn insert_task_within(&self, task: &Task, max_tasks: u64) -> Result<bool, StoreError> {
-        let row = TaskRow::from_task(task);
-        let max = i64::try_from(max_tasks).unwrap_or(i64::MAX);
-        self.with_write_conn(|conn| {
+    fn insert_task_within(
+        &self,
+        task: &Task,
+        max_tasks: Option<u64>,
+        may: &mut dyn FnMut(Standing) -> bool,
+    ) -> Result<TaskInsert, StoreError> {
+        let caller = task.created_by.to_string();
+        let project = task.project.to_string();
+        let max = max_tasks.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
+        let mut refused = None;
+        let mut at_quota = false;
+        let inserted = self.with_write_conn(|conn| {
             exclusive(
                 conn,
-                |pg| lock_owner_pg(pg, &row.owner_id),
+                |pg| lock_owner_pg(pg, &caller),
                 |conn| {
-                    // The quota: the owner's stream counts their tasks, and
-                    // its row, locked from here to the commit, serialises
-                    // their creations (PostgreSQL; SQLite's writes are).
-                    let Some(seq) = changes::take_seq_within(conn, &row.owner_id, max)? else {
+                    let reach = Reach::of(conn, &caller, &project)?;
+                    if reach.members.is_empty() || !may(reach.standing) {
+                        refused = Some(reach.standing);
                         return Ok(false);
-                    };
+                    }
+                    // The streams' numbers first, in id order; the
+                    // owner's, under the quota, counts the task in (its
+                    // row, locked from there to the commit, serialises the
+                    // owner's creations on PostgreSQL; SQLite's writes
+                    // are), before the task is there to be counted.
+                    let mut seqs = Vec::with_capacity(reach.members.len());
+                    for member in &reach.members {
+                        let counts = *member == reach.owner;
+                        let seq = match max.filter(|_| counts) {
+                            Some(max) => changes::take_seq_within(conn, member, max)?,
+                            None => Some(changes::take_seq(conn, member, i64::from(counts))?),
+                        };
+                        let Some(seq) = seq else {
+                            // (undoes the numbers taken)
+                            at_quota = true;
+                            return Err(diesel::result::Error::RollbackTransaction);
+                        };
+                        seqs.push(seq);
+                    }
+                    let row = TaskRow::from_task(task, &reach.owner);
                     let insert = diesel::insert_into(tasks::table).values(&row);
                     native!(&mut *conn, |c| insert.execute(c))?;
                     insert_labels(conn, &row)?;
-                    changes::append(
-                        conn,
-                        seq,
-                        ChangeKind::TaskCreated,
-                        &row.owner_id,
-                        &row.id,
-                        Some(&row),
-                        row.updated_at,
-                    )?;
+                    for (member, seq) in reach.members.iter().zip(seqs) {
+                        changes::append(
+                            conn,
+                            seq,
+                            ChangeKind::TaskCreated,
+                            member,
+                            &row.id,
+                            Some(&row),
+                            row.updated_at,
+                        )?;
+                    }
                     Ok(true)
                 },
             )
-        })
+        });
+        if at_quota {
+            return Ok(TaskInsert::AtQuota);
+        }
+        if let Some(standing) = refused {
+            return Ok(TaskInsert::Refused(standing));
+        }
+        inserted.map(|_| TaskInsert::Inserted)
     }
 
     fn modify_task(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
-        change: &mut dyn FnMut(&Task) -> Option<Task>,
+        change: &mut dyn FnMut(&Task, ProjectRole) -> Option<Task>,
     ) -> Result<Option<Task>, StoreError> {
-        let (owner_id, task_id) = (owner, id);
-        let (owner, id) = (owner.to_string(), id.to_string());
+        let (caller_id, task_id) = (caller, id);
+        let (caller, id) = (caller.to_string(), id.to_string());
         // The closure's answer is kept apart from diesel's errors: a stored
         // row that does not parse is corrupt, not a query failure.
         let mut corrupt_row = None;
@@ -320,19 +426,17 @@ impl TaskStore for SqlStore {
             exclusive(
                 conn,
                 |pg| {
-                    lock_owner_pg(pg, &owner)?;
-                    diesel::sql_query(
-                        "SELECT 1 FROM tasks WHERE id = $1 AND owner_id = $2 FOR UPDATE",
-                    )
-                    .bind::<Text, _>(&id)
-                    .bind::<Text, _>(&owner)
-                    .execute(pg)
-                    .map(|_| ())
+                    lock_owner_pg(pg, &caller)?;
+                    diesel::sql_query("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE")
+                        .bind::<Text, _>(&id)
+                        .execute(pg)
+                        .map(|_| ())
                 },
                 |conn| {
-                    let Some(row) = find_row(conn, owner_id, task_id)? else {
+                    let Some(row) = find_row(conn, caller_id, task_id)? else {
                         return Ok(None);
                     };
+                    let owner_id = row.owner_id.clone();
                     let current = match row.into_task() {
                         Ok(task) => task,
                         Err(error) => {
@@ -340,23 +444,35 @@ impl TaskStore for SqlStore {
                             return Ok(None);
                         }
                     };
-                    let Some(changed) = change(&current) else {
+                    let reach = Reach::of(conn, &caller, &current.project.to_string())?;
+                    let Standing::Member(role) = reach.standing else {
+                        // (removed between the read and the lock)
+                        return Ok(None);
+                    };
+                    let Some(changed) = change(&current, role) else {
                         return Ok(Some(current));
                     };
-                    let new = TaskRow::from_task(&changed);
-                    if new.id != id || new.owner_id != owner {
+                    if changed.id != current.id
+                        || changed.project != current.project
+                        || changed.created_by != current.created_by
+                    {
                         return Err(diesel::result::Error::RollbackTransaction);
                     }
-                    let target = tasks::table
-                        .filter(tasks::id.eq(&id))
-                        .filter(tasks::owner_id.eq(&owner));
+                    let new = TaskRow::from_task(&changed, &owner_id);
+                    let target = tasks::table.filter(tasks::id.eq(&id));
                     let update = diesel::update(target).set(&new);
                     native!(&mut *conn, |c| update.execute(c))?;
                     let old_labels =
                         diesel::delete(task_labels::table.filter(task_labels::task_id.eq(&id)));
                     native!(&mut *conn, |c| old_labels.execute(c))?;
                     insert_labels(conn, &new)?;
-                    record_write(conn, ChangeKind::TaskUpdated, &new)?;
+                    reach.record(
+                        conn,
+                        ChangeKind::TaskUpdated,
+                        &new.id,
+                        Some(&new),
+                        new.updated_at,
+                    )?;
                     Ok(Some(changed))
                 },
             )
@@ -367,124 +483,122 @@ impl TaskStore for SqlStore {
         }
     }
 
-    fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
-        let row = TaskRow::from_task(task);
-        self.with_write_conn(|conn| {
-            conn.transaction(|conn| {
-                lock_owner(conn, &row.owner_id)?;
-                diesel::insert_into(tasks::table)
-                    .values(&row)
-                    .execute(conn)?;
-                insert_labels(conn, &row)?;
-                record_write(conn, ChangeKind::TaskCreated, &row)
-            })
-        })
-    }
-
-    fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
+    fn find_task(&self, caller: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
         self.replenish_in_place();
-        let row = self.with_conn(|conn| find_row(conn, owner, id))?;
+        let row = self.with_conn(|conn| find_row(conn, caller, id))?;
         row.map(StoredTask::into_task).transpose()
     }
 
     fn find_task_in_place(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
     ) -> Option<Result<Option<Task>, StoreError>> {
         let row = self
             .in_place
             .as_ref()?
-            .read(|conn| find_row(conn, owner, id))?;
+            .read(|conn| find_row(conn, caller, id))?;
         Some(row.map(StoredTask::into_task).transpose())
     }
 
     fn list_tasks_in_place(
         &self,
-        owner: UserId,
+        caller: UserId,
         query: &TaskQuery,
         after: Option<&TaskCursor>,
         limit: usize,
     ) -> Option<Result<Vec<Task>, StoreError>> {
         // Only a page an index gives from its first entry: any other
         // filter is checked row by row, and one that matches little would
-        // read every task of the owner.
+        // read every task of the caller's projects.
         if query.scans() {
             return None;
         }
         let in_place = self.in_place.as_ref()?;
         let rows = in_place
-            .read(|conn| list_rows(conn, owner, query, after, limit, IN_PLACE_PAGE_BYTES))??;
+            .read(|conn| list_rows(conn, caller, query, after, limit, IN_PLACE_PAGE_BYTES))??;
         Some(rows.into_iter().map(StoredTask::into_task).collect())
     }
 
     fn list_tasks(
         &self,
-        owner: UserId,
+        caller: UserId,
         query: &TaskQuery,
         after: Option<&TaskCursor>,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError> {
         self.replenish_in_place();
         let rows =
-            self.with_conn(|conn| list_rows(conn, owner, query, after, limit, usize::MAX))?;
+            self.with_conn(|conn| list_rows(conn, caller, query, after, limit, usize::MAX))?;
         let rows =
             rows.ok_or_else(|| StoreError::Internal("a read with no budget stopped".into()))?;
         rows.into_iter().map(StoredTask::into_task).collect()
     }
 
-    fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError> {
-        let row = TaskRow::from_task(task);
-        self.with_write_conn(|conn| {
-            conn.transaction(|conn| {
-                lock_owner(conn, &row.owner_id)?;
-                let current = tasks::table
-                    .filter(tasks::id.eq(&row.id))
-                    .filter(tasks::owner_id.eq(&row.owner_id))
-                    .filter(tasks::version.eq(expected.get()));
-                if diesel::update(current).set(&row).execute(conn)? == 0 {
-                    return Ok(false);
-                }
-                diesel::delete(task_labels::table.filter(task_labels::task_id.eq(&row.id)))
-                    .execute(conn)?;
-                insert_labels(conn, &row)?;
-                record_write(conn, ChangeKind::TaskUpdated, &row)?;
-                Ok(true)
-            })
-        })
-    }
-
     fn delete_task(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
-        expected: Option<TaskVersion>,
         at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let (owner, id) = (owner.to_string(), id.to_string());
-        self.with_write_conn(|conn| {
-            conn.transaction(|conn| {
-                lock_owner(conn, &owner)?;
-                let target = tasks::table
-                    .filter(tasks::id.eq(&id))
-                    .filter(tasks::owner_id.eq(&owner));
-                // Labels go with the task (ON DELETE CASCADE).
-                let deleted = match expected {
-                    Some(version) => {
-                        let delete =
-                            diesel::delete(target.filter(tasks::version.eq(version.get())));
-                        native!(&mut *conn, |c| delete.execute(c))
+        may: &mut dyn FnMut(&Task, ProjectRole) -> bool,
+    ) -> Result<Option<Task>, StoreError> {
+        let (caller_id, task_id) = (caller, id);
+        let (caller, id) = (caller.to_string(), id.to_string());
+        let mut corrupt_row = None;
+        let found = self.with_write_conn(|conn| {
+            exclusive(
+                conn,
+                |pg| {
+                    lock_owner_pg(pg, &caller)?;
+                    diesel::sql_query("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE")
+                        .bind::<Text, _>(&id)
+                        .execute(pg)
+                        .map(|_| ())
+                },
+                |conn| {
+                    let Some(row) = find_row(conn, caller_id, task_id)? else {
+                        return Ok(None);
+                    };
+                    let current = match row.into_task() {
+                        Ok(task) => task,
+                        Err(error) => {
+                            corrupt_row = Some(error);
+                            return Ok(None);
+                        }
+                    };
+                    let reach = Reach::of(conn, &caller, &current.project.to_string())?;
+                    let Standing::Member(role) = reach.standing else {
+                        return Ok(None);
+                    };
+                    if !may(&current, role) {
+                        return Ok(Some(current));
                     }
-                    None => native!(&mut *conn, |c| diesel::delete(target).execute(c)),
-                }?;
-                if deleted != 1 {
-                    return Ok(false);
-                }
-                let at = at.unix_micros();
-                changes::record(conn, ChangeKind::TaskDeleted, &owner, &id, None, at)?;
-                Ok(true)
-            })
-        })
+                    // Labels go with the task (ON DELETE CASCADE).
+                    let target = tasks::table.filter(tasks::id.eq(&id));
+                    native!(&mut *conn, |c| diesel::delete(target).execute(c))?;
+                    reach.record(conn, ChangeKind::TaskDeleted, &id, None, at.unix_micros())?;
+                    Ok(Some(current))
+                },
+            )
+        })?;
+        match corrupt_row {
+            Some(error) => Err(error),
+            None => Ok(found),
+        }
+    }
+
+    fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError> {
+        let project = project.to_string();
+        let members: Vec<String> = self.with_conn(|conn| {
+            project_members::table
+                .filter(project_members::project_id.eq(&project))
+                .select(project_members::user_id)
+                .load(conn)
+        })?;
+        members
+            .iter()
+            .map(|m| UserId::parse(m).map_err(|_| corrupt("project member")))
+            .collect()
     }
 
     fn changes_after(
@@ -501,19 +615,24 @@ impl TaskStore for SqlStore {
     }
 }
 
-/// The owner's task with this id, as stored.
+/// The task with this id, as stored, if it is in a project `caller` is a
+/// member of (one join on the membership's primary key).
 fn find_row(
     conn: &mut AnyConnection,
-    owner: UserId,
+    caller: UserId,
     id: TaskId,
 ) -> QueryResult<Option<StoredTask>> {
-    let (mut owner_text, mut id_text) = ([0u8; 36], [0u8; 36]);
-    let owner = &*owner.as_uuid().hyphenated().encode_lower(&mut owner_text);
+    let (mut caller_text, mut id_text) = ([0u8; 36], [0u8; 36]);
+    let caller = &*caller.as_uuid().hyphenated().encode_lower(&mut caller_text);
     let id = &*id.as_uuid().hyphenated().encode_lower(&mut id_text);
     native!(conn, |c| tasks::table
         .select(StoredTask::as_select())
         .filter(tasks::id.eq(id))
-        .filter(tasks::owner_id.eq(owner))
+        .filter(diesel::dsl::exists(
+            project_members::table
+                .filter(project_members::project_id.eq(tasks::project_id))
+                .filter(project_members::user_id.eq(caller))
+        ))
         .first(c)
         .optional())
 }
@@ -522,18 +641,41 @@ fn find_row(
 /// hold passes `budget` bytes (the read stops there).
 fn list_rows(
     conn: &mut AnyConnection,
-    owner: UserId,
+    caller: UserId,
     query: &TaskQuery,
     after: Option<&TaskCursor>,
     limit: usize,
     budget: usize,
 ) -> QueryResult<Option<Vec<StoredTask>>> {
-    let owner = owner.to_string();
+    let caller = caller.to_string();
+    // The projects listed: the one asked for if the caller is a member,
+    // else each of theirs. One project (an Inbox alone, most often) is one
+    // range of a sort index; several are merged by the database.
+    let projects: Vec<String> = match query.project {
+        Some(project) => {
+            let project = project.to_string();
+            let member = project_members::table
+                .find((&project, &caller))
+                .select(project_members::project_id);
+            native!(&mut *conn, |c| member.first::<String>(c).optional())?
+                .into_iter()
+                .collect()
+        }
+        None => {
+            let mine = project_members::table
+                .filter(project_members::user_id.eq(&caller))
+                .select(project_members::project_id);
+            native!(&mut *conn, |c| mine.load::<String>(c))?
+        }
+    };
+    if projects.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
     let label = query.label.as_ref().map(|l| l.as_str());
     let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
     let after = after.map(|c| (c.key, c.id.to_string()));
     let rows = list_query(
-        &owner,
+        &projects,
         query,
         label,
         pattern.as_deref(),
@@ -561,7 +703,7 @@ type AnyBackend = <AnyConnection as Connection>::Backend;
 /// The list query of [`TaskStore::list_tasks`], built once for both
 /// databases (and for the query-plan tests).
 fn list_query<'a>(
-    owner: &'a str,
+    projects: &'a [String],
     query: &'a TaskQuery,
     label: Option<&'a str>,
     pattern: Option<&'a str>,
@@ -570,10 +712,15 @@ fn list_query<'a>(
 ) -> tasks::BoxedQuery<'a, AnyBackend, diesel::dsl::AsSelect<StoredTask, AnyBackend>> {
     let mut q = tasks::table
         .select(StoredTask::as_select())
-        .filter(tasks::owner_id.eq(owner))
         .filter(tasks::archived.eq(i16::from(query.archived)))
         .limit(limit)
         .into_boxed();
+    // (one project as `=`: the planner reads that one range of an index in
+    // its order; `IN` of one value it may sort after reading)
+    q = match projects {
+        [one] => q.filter(tasks::project_id.eq(one)),
+        many => q.filter(tasks::project_id.eq_any(many)),
+    };
     if let Some(done) = query.done {
         q = q.filter(tasks::done.eq(i16::from(done)));
     }
@@ -705,7 +852,8 @@ mod statement_cache {
     fn task(owner: UserId, n: u64) -> Task {
         Task {
             id: TaskId::from_uuid(id_at(100 + n as i64, n)),
-            owner,
+            project: todo_core::ProjectId::inbox_of(owner),
+            created_by: owner,
             title: Title::parse(&format!("Task {n}")).unwrap(),
             description: Description::parse("").unwrap(),
             done: false,
@@ -754,14 +902,24 @@ mod statement_cache {
             .unwrap();
         // The first creation of the connection prepares; the later ones
         // must find every statement they run in the cache.
-        assert!(store.insert_task_within(&task(owner, 0), 100).unwrap());
+        assert_eq!(
+            store
+                .insert_task_within(&task(owner, 0), Some(100), &mut |_| true)
+                .unwrap(),
+            todo_core::TaskInsert::Inserted
+        );
         let cached_by_the_first = {
             let mut seen = seen.lock().unwrap();
             seen.run.clear();
             std::mem::take(&mut seen.cached)
         };
         for n in 1..4 {
-            assert!(store.insert_task_within(&task(owner, n), 100).unwrap());
+            assert_eq!(
+                store
+                    .insert_task_within(&task(owner, n), Some(100), &mut |_| true)
+                    .unwrap(),
+                todo_core::TaskInsert::Inserted
+            );
         }
         let mut seen = seen.lock().unwrap();
         assert!(
@@ -861,9 +1019,16 @@ mod plans {
             sort,
             ..TaskQuery::default()
         };
-        let owner = "0190a5d1-0000-7000-8000-000000000001";
+        let project = ["0190a5d1-0000-7000-8000-000000000001".to_owned()];
         let after = (0_i64, "0190a5d1-0000-7000-8000-000000000002".to_owned());
-        let q = list_query(owner, &query, None, None, later_page.then_some(&after), 51);
+        let q = list_query(
+            &project,
+            &query,
+            None,
+            None,
+            later_page.then_some(&after),
+            51,
+        );
         if matches!(conn, AnyConnection::Sqlite(_)) {
             // id, parent, unused, detail: the detail is what tells.
             let explain = Explain::<_, (Integer, Integer, Integer, Text)> {
@@ -893,8 +1058,8 @@ mod plans {
                 let shown = format!("{sort:?}, later page {later_page}: {plan:?}");
                 assert!(
                     plan.iter()
-                        .any(|step| step.contains("USING INDEX tasks_by_owner_")
-                            || step.contains("USING COVERING INDEX tasks_by_owner_")),
+                        .any(|step| step.contains("USING INDEX tasks_by_project_")
+                            || step.contains("USING COVERING INDEX tasks_by_project_")),
                     "{shown}"
                 );
                 assert!(
@@ -921,8 +1086,9 @@ mod plans {
                 let plan = plan(&mut conn, sort, later_page);
                 let shown = format!("{sort:?}, later page {later_page}: {plan:#?}");
                 assert!(
-                    plan.iter().any(|step| step.contains("Index Scan")
-                        && step.contains("tasks_by_owner_")),
+                    plan.iter()
+                        .any(|step| step.contains("Index Scan")
+                            && step.contains("tasks_by_project_")),
                     "{shown}"
                 );
                 assert!(

@@ -1036,7 +1036,8 @@ fn seed(database: &str, owners: usize, tasks: u64) {
                         id: TaskId::from_uuid(uuid::Uuid::from_u128(
                             0x0191_0000_0000_7000_8000_0000_0000_0000 | u128::from(n),
                         )),
-                        owner,
+                        project: todo_core::ProjectId::inbox_of(owner),
+                        created_by: owner,
                         title: Title::parse(&format!("{word} task {n}")).unwrap(),
                         description: Description::parse("stored by the load harness").unwrap(),
                         done: n % 3 == 0,
@@ -1054,7 +1055,8 @@ fn seed(database: &str, owners: usize, tasks: u64) {
                         updated_at: at,
                         version: TaskVersion::new(1).unwrap(),
                     };
-                    store.insert_task(&task).unwrap();
+                    let inserted = store.insert_task_within(&task, None, &mut |_| true);
+                    assert_eq!(inserted.unwrap(), todo_core::TaskInsert::Inserted);
                     n += threads as u64;
                 }
             })

@@ -10,8 +10,9 @@ use http::{Request, StatusCode, header};
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens};
 use todo_core::{
-    AuthLimits, AuthServices, ChangeLog, Credentials, Registration, StoreError, Task, TaskCursor,
-    TaskId, TaskQuery, TaskService, TaskStore, TaskVersion, Timestamp, UserId,
+    AuthLimits, AuthServices, ChangeLog, Credentials, ProjectId, ProjectRole, Registration,
+    Standing, StoreError, Task, TaskCursor, TaskId, TaskInsert, TaskQuery, TaskService, TaskStore,
+    Timestamp, UserId,
 };
 use todo_http::{Api, TaskApi};
 use tower::ServiceExt as _;
@@ -40,9 +41,6 @@ impl HeldSearches {
 }
 
 impl TaskStore for HeldSearches {
-    fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
-        self.tasks.insert_task(task)
-    }
     fn find_task(&self, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
         self.tasks.find_task(owner, id)
     }
@@ -66,28 +64,33 @@ impl TaskStore for HeldSearches {
         }
         self.tasks.list_tasks(owner, query, after, limit)
     }
-    fn insert_task_within(&self, task: &Task, max_tasks: u64) -> Result<bool, StoreError> {
-        self.tasks.insert_task_within(task, max_tasks)
-    }
-    fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError> {
-        self.tasks.update_task(task, expected)
+    fn insert_task_within(
+        &self,
+        task: &Task,
+        max_tasks: Option<u64>,
+        may: &mut dyn FnMut(Standing) -> bool,
+    ) -> Result<TaskInsert, StoreError> {
+        self.tasks.insert_task_within(task, max_tasks, may)
     }
     fn modify_task(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
-        change: &mut dyn FnMut(&Task) -> Option<Task>,
+        change: &mut dyn FnMut(&Task, ProjectRole) -> Option<Task>,
     ) -> Result<Option<Task>, StoreError> {
-        self.tasks.modify_task(owner, id, change)
+        self.tasks.modify_task(caller, id, change)
     }
     fn delete_task(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
-        expected: Option<TaskVersion>,
         at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.tasks.delete_task(owner, id, expected, at)
+        may: &mut dyn FnMut(&Task, ProjectRole) -> bool,
+    ) -> Result<Option<Task>, StoreError> {
+        self.tasks.delete_task(caller, id, at, may)
+    }
+    fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError> {
+        self.tasks.project_members(project)
     }
     fn changes_after(
         &self,

@@ -9,12 +9,68 @@ use todo_core::memory::MemoryStore;
 use todo_core::testing::{ManualClock, SeededRandom};
 use todo_core::{
     ChangeKind, Clock, Description, Email, FamilyId, Label, Labels, NewTask, PasswordHash,
-    Priority, RefreshTokenHash, RefreshTokenRecord, Role, SearchText, StoreError, Task, TaskId,
-    TaskPatch, TaskQuery, TaskService, TaskSort, TaskStore, TaskVersion, Timestamp, Title, User,
-    UserId, UserRecord, Username, new_v7,
+    Priority, ProjectId, RefreshTokenHash, RefreshTokenRecord, Role, SearchText, StoreError, Task,
+    TaskId, TaskInsert, TaskPatch, TaskQuery, TaskService, TaskSort, TaskStore, TaskVersion,
+    Timestamp, Title, User, UserId, UserRecord, Username, new_v7,
 };
 
 use crate::backends::{Fixture, Stores};
+
+/// The store's task writes as this suite mostly makes them: by a task's
+/// creator in their own Inbox, where every `may` allows.
+pub(crate) trait OwnTasks {
+    /// Inserts without a quota; a refusal is an error here.
+    fn insert_task(&self, task: &Task) -> Result<(), StoreError>;
+    /// Whether it inserted under the quota of `max` tasks.
+    fn insert_within(&self, task: &Task, max: u64) -> Result<bool, StoreError>;
+    /// Whether it deleted the task (at version `expected`, if given).
+    fn delete_task_if(
+        &self,
+        caller: UserId,
+        id: TaskId,
+        expected: Option<TaskVersion>,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Whether it replaced the task, its creator's, at version `expected`.
+    fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError>;
+}
+
+impl<S: TaskStore + ?Sized> OwnTasks for S {
+    fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
+        match self.insert_task_within(task, None, &mut |_| true)? {
+            TaskInsert::Inserted => Ok(()),
+            other => panic!("not inserted: {other:?}"),
+        }
+    }
+
+    fn insert_within(&self, task: &Task, max: u64) -> Result<bool, StoreError> {
+        Ok(self.insert_task_within(task, Some(max), &mut |_| true)? == TaskInsert::Inserted)
+    }
+
+    fn delete_task_if(
+        &self,
+        caller: UserId,
+        id: TaskId,
+        expected: Option<TaskVersion>,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut deleted = false;
+        self.delete_task(caller, id, at, &mut |current, _| {
+            deleted = expected.is_none_or(|v| v == current.version);
+            deleted
+        })?;
+        Ok(deleted)
+    }
+
+    fn update_task(&self, task: &Task, expected: TaskVersion) -> Result<bool, StoreError> {
+        let mut replaced = false;
+        self.modify_task(task.created_by, task.id, &mut |current, _| {
+            replaced = current.version == expected;
+            replaced.then(|| task.clone())
+        })?;
+        Ok(replaced)
+    }
+}
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -388,7 +444,8 @@ fn expired_refresh_tokens_are_purged(f: &Fixture) {
 pub(crate) fn full_task(owner: UserId, id_seed: u64, created: i64) -> Task {
     Task {
         id: TaskId::from_uuid(id_at(created, id_seed)),
-        owner,
+        project: ProjectId::inbox_of(owner),
+        created_by: owner,
         title: Title::parse("Écrire le rapport — 50% done_ok").unwrap(),
         description: Description::parse("line one\nline two\twith tab; ünïcödé").unwrap(),
         done: true,
@@ -466,7 +523,7 @@ fn task_updates_are_compare_and_swap(f: &Fixture) {
     assert!(!store.update_task(&stale, original.version).unwrap());
     // Nor can another owner write it.
     let mut hijack = changed.clone();
-    hijack.owner = bob;
+    hijack.created_by = bob;
     hijack.version = changed.version.next();
     assert!(!store.update_task(&hijack, changed.version).unwrap());
     assert_eq!(
@@ -494,24 +551,24 @@ fn task_deletes_honour_owner_and_version(f: &Fixture) {
     store.insert_task(&task).unwrap();
     assert!(
         !store
-            .delete_task(bob, task.id, None, task.updated_at)
+            .delete_task_if(bob, task.id, None, task.updated_at)
             .unwrap()
     );
     assert!(
         !store
-            .delete_task(alice, task.id, Some(TaskVersion::FIRST), task.updated_at)
+            .delete_task_if(alice, task.id, Some(TaskVersion::FIRST), task.updated_at)
             .unwrap()
     );
     assert!(store.find_task(alice, task.id).unwrap().is_some());
     assert!(
         store
-            .delete_task(alice, task.id, Some(task.version), task.updated_at)
+            .delete_task_if(alice, task.id, Some(task.version), task.updated_at)
             .unwrap()
     );
     assert_eq!(store.find_task(alice, task.id).unwrap(), None);
     assert!(
         !store
-            .delete_task(alice, task.id, None, task.updated_at)
+            .delete_task_if(alice, task.id, None, task.updated_at)
             .unwrap()
     );
 }
@@ -539,7 +596,8 @@ fn seed_tasks(store: &dyn Stores) -> (UserId, Vec<Task>) {
         let n = i as usize;
         let task = Task {
             id: TaskId::from_uuid(id_at(100 + i / 3, 1000 + i as u64)),
-            owner: alice,
+            project: ProjectId::inbox_of(alice),
+            created_by: alice,
             title: Title::parse(&format!("{} #{i}", titles[n % titles.len()])).unwrap(),
             description: Description::parse(if i % 4 == 0 { "notes: 100%" } else { "" }).unwrap(),
             done: i % 3 == 0,
@@ -558,7 +616,8 @@ fn seed_tasks(store: &dyn Stores) -> (UserId, Vec<Task>) {
     }
     let mut bobs = tasks[1].clone();
     bobs.id = TaskId::from_uuid(id_at(150, 1));
-    bobs.owner = bob;
+    bobs.project = ProjectId::inbox_of(bob);
+    bobs.created_by = bob;
     store.insert_task(&bobs).unwrap();
     (alice, tasks)
 }
@@ -658,7 +717,7 @@ fn list_filters_match_the_reference_model(f: &Fixture) {
             ids(&model.list_tasks(alice, &query, None, 100).unwrap()),
             expected_ids
         );
-        assert!(got.iter().all(|t| t.owner == alice));
+        assert!(got.iter().all(|t| t.created_by == alice));
     }
 }
 
@@ -990,31 +1049,24 @@ fn task_quota_counts_and_inserts_in_one_step(f: &Fixture) {
     let alice = new_user(store, "alice", 0).user.id;
     let bob = new_user(store, "bob", 1).user.id;
     for seed in 0..2 {
-        assert!(
-            store
-                .insert_task_within(&full_task(alice, seed, 10), 2)
-                .unwrap()
-        );
+        assert!(store.insert_within(&full_task(alice, seed, 10), 2).unwrap());
     }
     let third = full_task(alice, 2, 10);
-    assert!(
-        !store.insert_task_within(&third, 2).unwrap(),
-        "at the quota"
-    );
+    assert!(!store.insert_within(&third, 2).unwrap(), "at the quota");
     assert_eq!(store.find_task(alice, third.id).unwrap(), None);
     assert!(
-        store.insert_task_within(&full_task(bob, 3, 10), 2).unwrap(),
+        store.insert_within(&full_task(bob, 3, 10), 2).unwrap(),
         "bob's quota is his own"
     );
-    assert!(!store.insert_task_within(&full_task(bob, 4, 10), 0).unwrap());
+    assert!(!store.insert_within(&full_task(bob, 4, 10), 0).unwrap());
     assert!(matches!(
-        store.insert_task_within(&full_task(alice, 0, 10), 10),
+        store.insert_within(&full_task(alice, 0, 10), 10),
         Err(StoreError::Conflict(_))
     ));
     let nobody = UserId::from_uuid(id_at(3, 3));
     assert!(
         matches!(
-            store.insert_task_within(&full_task(nobody, 9, 10), 10),
+            store.insert_within(&full_task(nobody, 9, 10), 10),
             Err(StoreError::MissingReference(_))
         ),
         "a task needs an existing owner, under a quota too"
@@ -1037,40 +1089,30 @@ fn the_quota_counts_deletions_and_tasks_inserted_without_it(f: &Fixture) {
     let store = &*f.store;
     let alice = new_user(store, "alice", 0).user.id;
     let first = full_task(alice, 0, 10);
-    assert!(store.insert_task_within(&first, 2).unwrap());
+    assert!(store.insert_within(&first, 2).unwrap());
     store.insert_task(&full_task(alice, 1, 10)).unwrap();
     assert!(
-        !store
-            .insert_task_within(&full_task(alice, 2, 10), 2)
-            .unwrap(),
+        !store.insert_within(&full_task(alice, 2, 10), 2).unwrap(),
         "an imported task counts"
     );
     assert!(matches!(
-        store.insert_task_within(&first, 3),
+        store.insert_within(&first, 3),
         Err(StoreError::Conflict(_))
     ));
     assert!(
-        store
-            .insert_task_within(&full_task(alice, 3, 10), 3)
-            .unwrap(),
+        store.insert_within(&full_task(alice, 3, 10), 3).unwrap(),
         "a creation that failed took no place"
     );
     assert!(
         store
-            .delete_task(alice, first.id, None, first.created_at)
+            .delete_task_if(alice, first.id, None, first.created_at)
             .unwrap()
     );
     assert!(
-        store
-            .insert_task_within(&full_task(alice, 4, 10), 3)
-            .unwrap(),
+        store.insert_within(&full_task(alice, 4, 10), 3).unwrap(),
         "a deletion makes room"
     );
-    assert!(
-        !store
-            .insert_task_within(&full_task(alice, 5, 10), 3)
-            .unwrap()
-    );
+    assert!(!store.insert_within(&full_task(alice, 5, 10), 3).unwrap());
     assert_eq!(store_count(store, alice), 3);
 }
 
@@ -1093,7 +1135,7 @@ fn concurrent_creates_at_the_quota_have_one_winner(f: &Fixture) {
         let seeds = 1000 * u64::try_from(round).unwrap();
         for seed in 0..2 {
             f.store
-                .insert_task_within(&full_task(racer, seeds + seed, 10), 3)
+                .insert_within(&full_task(racer, seeds + seed, 10), 3)
                 .unwrap();
         }
         let barrier = Arc::new(Barrier::new(RACERS as usize));
@@ -1103,7 +1145,7 @@ fn concurrent_creates_at_the_quota_have_one_winner(f: &Fixture) {
                 let task = full_task(racer, seeds + 100 + i, 20);
                 std::thread::spawn(move || {
                     barrier.wait();
-                    store.insert_task_within(&task, 3)
+                    store.insert_within(&task, 3)
                 })
             })
             .collect();
@@ -1144,7 +1186,7 @@ fn modify_task_is_read_modify_write_for_the_owner_only(f: &Fixture) {
 
     let mut called = false;
     let hidden = store
-        .modify_task(bob, task.id, &mut |_| {
+        .modify_task(bob, task.id, &mut |_, _| {
             called = true;
             None
         })
@@ -1152,11 +1194,11 @@ fn modify_task_is_read_modify_write_for_the_owner_only(f: &Fixture) {
     assert_eq!(hidden, None, "another owner finds nothing");
     assert!(!called, "and is never shown the task");
 
-    let kept = store.modify_task(alice, task.id, &mut |_| None).unwrap();
+    let kept = store.modify_task(alice, task.id, &mut |_, _| None).unwrap();
     assert_eq!(kept, Some(task.clone()), "no change: the stored task");
 
     let changed = store
-        .modify_task(alice, task.id, &mut |current| {
+        .modify_task(alice, task.id, &mut |current, _| {
             let mut next = current.clone();
             next.title = Title::parse("changed").unwrap();
             next.labels = Labels::parse(["home"]).unwrap();
@@ -1173,9 +1215,9 @@ fn modify_task_is_read_modify_write_for_the_owner_only(f: &Fixture) {
     };
     assert_eq!(store.list_tasks(alice, &home, None, 10).unwrap().len(), 1);
 
-    let moved = store.modify_task(alice, task.id, &mut |current| {
+    let moved = store.modify_task(alice, task.id, &mut |current, _| {
         let mut stolen = current.clone();
-        stolen.owner = bob;
+        stolen.project = ProjectId::inbox_of(bob);
         Some(stolen)
     });
     assert!(moved.is_err(), "a change cannot give the task away");
@@ -1195,7 +1237,7 @@ fn concurrent_modifications_each_see_the_last(f: &Fixture) {
             let (barrier, id) = (barrier.clone(), task.id);
             std::thread::spawn(move || {
                 barrier.wait();
-                store.modify_task(alice, id, &mut |current| {
+                store.modify_task(alice, id, &mut |current, _| {
                     let mut next = current.clone();
                     next.title = Title::parse(&format!("writer {i}")).unwrap();
                     next.version = current.version.next();
@@ -1394,12 +1436,8 @@ fn every_task_write_is_recorded_once_in_its_owners_stream(f: &Fixture) {
     let first = full_task(alice, 1, 10);
     store.insert_task(&first).unwrap();
     let second = full_task(alice, 2, 11);
-    assert!(store.insert_task_within(&second, 10).unwrap());
-    assert!(
-        !store
-            .insert_task_within(&full_task(alice, 3, 12), 2)
-            .unwrap()
-    );
+    assert!(store.insert_within(&second, 10).unwrap());
+    assert!(!store.insert_within(&full_task(alice, 3, 12), 2).unwrap());
     let mut edited = first.clone();
     edited.title = Title::parse("edited").unwrap();
     edited.version = first.version.next();
@@ -1407,7 +1445,7 @@ fn every_task_write_is_recorded_once_in_its_owners_stream(f: &Fixture) {
     assert!(!store.update_task(&edited, TaskVersion::FIRST).unwrap());
     assert!(store.update_task(&edited, first.version).unwrap());
     let modified = store
-        .modify_task(alice, second.id, &mut |current| {
+        .modify_task(alice, second.id, &mut |current, _| {
             let mut next = current.clone();
             next.done = false;
             next.completed_at = None;
@@ -1418,14 +1456,16 @@ fn every_task_write_is_recorded_once_in_its_owners_stream(f: &Fixture) {
         .unwrap()
         .unwrap();
     // Unchanged, someone else's, or at another version: no write, no change.
-    store.modify_task(alice, second.id, &mut |_| None).unwrap();
-    assert!(!store.delete_task(bob, first.id, None, at(39)).unwrap());
+    store
+        .modify_task(alice, second.id, &mut |_, _| None)
+        .unwrap();
+    assert!(!store.delete_task_if(bob, first.id, None, at(39)).unwrap());
     assert!(
         !store
-            .delete_task(alice, first.id, Some(TaskVersion::FIRST), at(39))
+            .delete_task_if(alice, first.id, Some(TaskVersion::FIRST), at(39))
             .unwrap()
     );
-    assert!(store.delete_task(alice, first.id, None, at(40)).unwrap());
+    assert!(store.delete_task_if(alice, first.id, None, at(40)).unwrap());
 
     let log = store.changes_after(alice, 0, 100).unwrap();
     let seen: Vec<_> = log
@@ -1529,7 +1569,7 @@ fn concurrent_writers_number_their_changes_in_commit_order_without_gaps(f: &Fixt
             let (barrier, id) = (barrier.clone(), task.id);
             std::thread::spawn(move || {
                 barrier.wait();
-                store.modify_task(alice, id, &mut |current| {
+                store.modify_task(alice, id, &mut |current, _| {
                     let mut next = current.clone();
                     next.title = Title::parse(&format!("writer {i}")).unwrap();
                     next.version = current.version.next();
@@ -1635,7 +1675,7 @@ fn writers_of_distinct_tasks_never_let_a_reader_skip(f: &Fixture) {
                 barrier.wait();
                 for _ in 0..ROUNDS {
                     store
-                        .modify_task(alice, id, &mut |current| {
+                        .modify_task(alice, id, &mut |current, _| {
                             let mut next = current.clone();
                             next.version = current.version.next();
                             Some(next)
@@ -1666,7 +1706,7 @@ fn deleting_a_user_while_their_task_is_written_never_fails(f: &Fixture) {
     let writer = {
         let store = stores[0].clone();
         std::thread::spawn(move || {
-            store.modify_task(alice, task.id, &mut |current| {
+            store.modify_task(alice, task.id, &mut |current, _| {
                 std::thread::sleep(Duration::from_millis(500));
                 let mut next = current.clone();
                 next.version = current.version.next();
@@ -1696,7 +1736,7 @@ fn a_stream_keeps_at_most_its_cap_of_changes(f: &Fixture) {
     let first_trim = (MAX_CHANGES_PER_OWNER / TRIM_EVERY + 1) * TRIM_EVERY;
     for _ in 1..first_trim {
         f.store
-            .modify_task(alice, task.id, &mut |current| {
+            .modify_task(alice, task.id, &mut |current, _| {
                 let mut next = current.clone();
                 next.version = current.version.next();
                 Some(next)

@@ -6,6 +6,7 @@
 //! Each case gets a new owner in one shared database: owner scoping keeps
 //! the cases apart, and no database is created per case.
 
+use crate::conformance::OwnTasks as _;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,7 +136,8 @@ fn owner(store: &dyn UserStore) -> UserId {
 fn task(owner: UserId, spec: &Spec, seed: u64) -> Task {
     Task {
         id: TaskId::from_uuid(new_v7(at(100 + spec.created), &SeededRandom::new(seed)).unwrap()),
-        owner,
+        project: todo_core::ProjectId::inbox_of(owner),
+        created_by: owner,
         title: Title::parse(TITLES[spec.title]).unwrap(),
         description: Description::parse(if spec.described {
             "notes: 100% done_ish"

@@ -1,5 +1,6 @@
 //! What only the SQL stores do: migrations, readiness, error classes.
 
+use crate::conformance::OwnTasks as _;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -280,7 +281,6 @@ fn the_stream_counts_its_owners_tasks_and_repairs_a_drift(
 ) {
     use diesel::Connection as _;
     use diesel::RunQueryDsl as _;
-    use todo_core::TaskStore as _;
     use todo_store::DatabaseUrl;
 
     use crate::conformance::{full_task, new_user};
@@ -322,23 +322,23 @@ fn the_stream_counts_its_owners_tasks_and_repairs_a_drift(
     };
 
     for n in 1..=3 {
-        assert!(store.insert_task_within(&task(n), 10).unwrap());
+        assert!(store.insert_within(&task(n), 10).unwrap());
     }
     assert_eq!(sql(&count_sql), 3);
     let first = task(1);
     assert!(
         store
-            .delete_task(owner, first.id, None, first.created_at)
+            .delete_task_if(owner, first.id, None, first.created_at)
             .unwrap()
     );
     assert_eq!(sql(&count_sql), 2, "a deletion counts out");
     // Drifted high (deletions an older version did not count): the
     // creation the count would refuse recounts, and is let in.
     assert_eq!(sql(&set_sql(10)), 1);
-    assert!(store.insert_task_within(&task(4), 10).unwrap());
+    assert!(store.insert_within(&task(4), 10).unwrap());
     assert_eq!(sql(&count_sql), 3, "repaired, and the new task counted");
     // At the real quota it is still refused.
-    assert!(!store.insert_task_within(&task(5), 3).unwrap());
+    assert!(!store.insert_within(&task(5), 3).unwrap());
 }
 
 #[test]
@@ -361,8 +361,6 @@ fn postgres_the_stream_counts_its_owners_tasks_and_repairs_a_drift() {
 /// that did not commit.
 #[test]
 fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
-    use todo_core::TaskStore as _;
-
     use crate::conformance::{full_task, new_user};
 
     let Some(database) = todo_store::testing::TestDatabase::postgres() else {
@@ -407,11 +405,7 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
     writer.insert_task(&full_task(bob, 100, 1)).unwrap();
     assert_eq!(heard.recv_timeout(Duration::from_secs(2)), Ok(bob));
     // A creation refused by the quota records nothing, so announces nothing.
-    assert!(
-        !writer
-            .insert_task_within(&full_task(bob, 101, 1), 1)
-            .unwrap()
-    );
+    assert!(!writer.insert_within(&full_task(bob, 101, 1), 1).unwrap());
     assert!(heard.recv_timeout(Duration::from_millis(500)).is_err());
 
     // The listener's connection killed: it reconnects, rings everyone,
