@@ -140,6 +140,9 @@ conformance!(
     deleting_a_user_takes_their_projects_and_memberships,
     projects_and_members_stay_within_their_caps_under_races,
     project_updates_are_compare_and_swap_and_lists_page,
+    shared_tasks_follow_their_projects_members_and_roles,
+    a_project_goes_with_its_tasks_and_counts_them_to_its_owner,
+    writers_of_one_shared_project_number_every_members_changes_without_gaps,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -2911,4 +2914,302 @@ fn an_owners_turn_ends_when_their_lease_is_done(f: &Fixture) {
         next[0].webhook.owner, bob,
         "a new webhook jumped the line: {next:?}"
     );
+}
+
+/// The kinds and task ids of `user`'s stream, oldest first.
+fn stream_of(store: &dyn Stores, user: UserId) -> Vec<(ChangeKind, TaskId)> {
+    store
+        .changes_after(user, 0, 1000)
+        .unwrap()
+        .changes
+        .into_iter()
+        .map(|c| (c.kind, c.task_id))
+        .collect()
+}
+
+fn shared_tasks_follow_their_projects_members_and_roles(f: &Fixture) {
+    use todo_core::{Error, MemberPut, ProjectRole};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    let dave = new_user(store, "dave", 3).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    for (user, role) in [(bob, ProjectRole::Editor), (carol, ProjectRole::Viewer)] {
+        let put = store.put_member(garden.id, &member(user, role, 20), 10, 100);
+        assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    }
+    let clock = Arc::new(ManualClock::new());
+    let tasks = service(f.store.clone(), clock.clone());
+    let in_garden = |title: &str| NewTask {
+        project: Some(garden.id),
+        ..titled(title)
+    };
+
+    // An editor creates in the project; a viewer may not, a stranger
+    // learns nothing; a task without a project is the creator's Inbox's.
+    let seeds = tasks.create(bob, in_garden("Sow the seeds")).unwrap();
+    assert_eq!((seeds.project, seeds.created_by), (garden.id, bob));
+    assert!(matches!(
+        tasks.create(carol, in_garden("No")),
+        Err(Error::Forbidden)
+    ));
+    assert!(matches!(
+        tasks.create(dave, in_garden("No")),
+        Err(Error::NotFound)
+    ));
+    clock.advance(Duration::from_secs(1));
+    let alices_own = tasks.create(alice, titled("Alice's own")).unwrap();
+    assert_eq!(alices_own.project, ProjectId::inbox_of(alice));
+    // Nor into someone's Inbox, which is shared with no one.
+    let into_inbox = NewTask {
+        project: Some(ProjectId::inbox_of(alice)),
+        ..titled("No")
+    };
+    assert!(matches!(
+        tasks.create(bob, into_inbox),
+        Err(Error::NotFound)
+    ));
+
+    // Every member reads it; a stranger does not, nor lists it.
+    for user in [alice, bob, carol] {
+        assert_eq!(tasks.get(user, seeds.id).unwrap(), seeds, "{user}");
+    }
+    assert!(matches!(tasks.get(dave, seeds.id), Err(Error::NotFound)));
+    let listed = |user, project: Option<ProjectId>| -> Vec<TaskId> {
+        let query = TaskQuery {
+            project,
+            ..TaskQuery::default()
+        };
+        tasks
+            .list(user, &query, None)
+            .unwrap()
+            .items
+            .iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    assert_eq!(listed(alice, None), [alices_own.id, seeds.id]);
+    assert_eq!(listed(alice, Some(garden.id)), [seeds.id]);
+    assert_eq!(
+        listed(alice, Some(ProjectId::inbox_of(alice))),
+        [alices_own.id]
+    );
+    assert_eq!(listed(carol, None), [seeds.id]);
+    assert_eq!(listed(dave, None), Vec::<TaskId>::new());
+    assert_eq!(listed(dave, Some(garden.id)), Vec::<TaskId>::new());
+    assert_eq!(
+        listed(bob, Some(ProjectId::inbox_of(alice))),
+        Vec::<TaskId>::new()
+    );
+
+    // Writes: editors and the owner; a viewer is forbidden, a stranger
+    // finds nothing; neither changes anything.
+    let rename = |title: &str| TaskPatch {
+        title: Some(Title::parse(title).unwrap()),
+        ..TaskPatch::default()
+    };
+    assert!(matches!(
+        tasks.update(carol, seeds.id, rename("Viewer's"), None),
+        Err(Error::Forbidden)
+    ));
+    assert!(matches!(
+        tasks.update(dave, seeds.id, rename("Stranger's"), None),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        tasks.delete(carol, seeds.id, None),
+        Err(Error::Forbidden)
+    ));
+    assert!(matches!(
+        tasks.delete(dave, seeds.id, None),
+        Err(Error::NotFound)
+    ));
+    assert_eq!(tasks.get(alice, seeds.id).unwrap(), seeds);
+    clock.advance(Duration::from_secs(1));
+    let renamed = tasks
+        .update(alice, seeds.id, rename("Sow early"), None)
+        .unwrap();
+    assert_eq!(renamed.created_by, bob, "the creator stays");
+    // A viewer's stale version is still forbidden, not a mismatch.
+    assert!(matches!(
+        tasks.update(carol, seeds.id, rename("x"), Some(TaskVersion::FIRST)),
+        Err(Error::Forbidden)
+    ));
+
+    // Each write is in every member's stream, once; none in a stranger's.
+    let garden_writes = [
+        (ChangeKind::TaskCreated, seeds.id),
+        (ChangeKind::TaskUpdated, seeds.id),
+    ];
+    assert_eq!(stream_of(store, bob), garden_writes);
+    assert_eq!(stream_of(store, carol), garden_writes);
+    assert_eq!(
+        stream_of(store, alice),
+        [
+            garden_writes[0],
+            (ChangeKind::TaskCreated, alices_own.id),
+            garden_writes[1]
+        ]
+    );
+    assert_eq!(stream_of(store, dave), []);
+
+    // A removed member loses the project at once: no read, no write, and
+    // no change of it in their stream from then on.
+    assert!(store.remove_member(garden.id, bob).unwrap());
+    assert!(matches!(tasks.get(bob, seeds.id), Err(Error::NotFound)));
+    assert!(matches!(
+        tasks.update(bob, seeds.id, rename("Bob again"), None),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        tasks.delete(bob, seeds.id, None),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        tasks.create(bob, in_garden("No")),
+        Err(Error::NotFound)
+    ));
+    assert_eq!(listed(bob, None), Vec::<TaskId>::new());
+    tasks.delete(alice, seeds.id, None).unwrap();
+    assert_eq!(
+        stream_of(store, bob),
+        garden_writes,
+        "nothing after removal"
+    );
+    assert_eq!(
+        stream_of(store, carol),
+        [
+            garden_writes[0],
+            garden_writes[1],
+            (ChangeKind::TaskDeleted, seeds.id)
+        ]
+    );
+    // A store never lets a change move a task or take its creator.
+    let again = tasks.create(alice, in_garden("Weed")).unwrap();
+    let moved = store.modify_task(alice, again.id, &mut |current, _| {
+        let mut moved = current.clone();
+        moved.project = ProjectId::inbox_of(alice);
+        Some(moved)
+    });
+    assert!(moved.is_err());
+    assert_eq!(tasks.get(alice, again.id).unwrap(), again);
+}
+
+fn a_project_goes_with_its_tasks_and_counts_them_to_its_owner(f: &Fixture) {
+    use todo_core::{MemberPut, ProjectRole};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let put = store.put_member(garden.id, &member(bob, ProjectRole::Editor, 20), 10, 100);
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let in_garden = |by: UserId, seed: u64| Task {
+        project: garden.id,
+        created_by: by,
+        ..full_task(by, seed, 30)
+    };
+    // Alice keeps one task in her Inbox; Bob's in her project count as
+    // hers: at a quota of 3, Bob's third task there is refused, though
+    // Bob keeps none of his own.
+    assert!(store.insert_within(&full_task(alice, 1, 30), 3).unwrap());
+    assert!(store.insert_within(&in_garden(bob, 2), 3).unwrap());
+    assert!(store.insert_within(&in_garden(bob, 3), 3).unwrap());
+    assert!(!store.insert_within(&in_garden(bob, 4), 3).unwrap());
+    assert!(store.insert_within(&full_task(bob, 5, 30), 3).unwrap());
+    // A deletion by a member counts out of the owner's tasks.
+    assert!(
+        store
+            .delete_task_if(bob, in_garden(bob, 2).id, None, at(40))
+            .unwrap()
+    );
+    assert!(store.insert_within(&in_garden(bob, 4), 3).unwrap());
+    // Deleting the project deletes its tasks, for every member.
+    assert!(store.delete_project(alice, garden.id, None).unwrap());
+    for user in [alice, bob] {
+        for seed in [3, 4] {
+            assert_eq!(
+                store.find_task(user, in_garden(bob, seed).id).unwrap(),
+                None
+            );
+        }
+    }
+    assert!(
+        store
+            .find_task(bob, full_task(bob, 5, 30).id)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .find_task(alice, full_task(alice, 1, 30).id)
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// Writers of one project's tasks take numbers in every member's stream;
+/// however they interleave (and with writers of the members' own
+/// Inboxes), each stream is numbered without a gap and holds each write
+/// once (on PostgreSQL, two instances' connections, whose locks must
+/// never deadlock).
+fn writers_of_one_shared_project_number_every_members_changes_without_gaps(f: &Fixture) {
+    use todo_core::{MemberPut, ProjectRole};
+    let [one, two] = two_instances(f);
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    let yard = a_project(bob, "Yard", 11);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    assert!(store.insert_project_within(&yard, None).unwrap());
+    let put = store.put_member(garden.id, &member(bob, ProjectRole::Editor, 20), 10, 100);
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let put = store.put_member(yard.id, &member(alice, ProjectRole::Editor, 20), 10, 100);
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    const EACH: u64 = 15;
+    let barrier = Arc::new(Barrier::new(4));
+    let writers: Vec<_> = [
+        (one.clone(), alice, garden.id, 1_000),
+        (two.clone(), bob, yard.id, 2_000),
+        (one, bob, garden.id, 3_000),
+        (two, alice, ProjectId::inbox_of(alice), 4_000),
+    ]
+    .into_iter()
+    .map(|(store, by, project, seed)| {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            barrier.wait();
+            for n in 0..EACH {
+                let task = Task {
+                    project,
+                    created_by: by,
+                    ..full_task(by, seed + n, 30)
+                };
+                store.insert_task(&task).unwrap();
+                store
+                    .modify_task(by, task.id, &mut |current, _| {
+                        let mut done = current.clone();
+                        done.version = current.version.next();
+                        Some(done)
+                    })
+                    .unwrap()
+                    .unwrap();
+            }
+        })
+    })
+    .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    for (user, expected) in [(alice, 4 * EACH * 2), (bob, 3 * EACH * 2)] {
+        let log = store.changes_after(user, 0, 10_000).unwrap();
+        let seqs: Vec<u64> = log.changes.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, (1..=expected).collect::<Vec<_>>(), "{user}");
+        let distinct: HashSet<(ChangeKind, TaskId)> =
+            log.changes.iter().map(|c| (c.kind, c.task_id)).collect();
+        assert_eq!(distinct.len() as u64, expected, "{user}");
+    }
 }
