@@ -9,6 +9,7 @@ use crate::harness::{Deployment, Options, System, on_every_deployment, spawn};
 
 on_every_deployment!(
     every_project_endpoint_answers_each_kind_of_caller_as_api_md_says,
+    every_task_endpoint_of_a_shared_project_answers_each_kind_of_caller,
     sharing_keeps_the_owner_and_the_inbox_and_names_bad_input,
 );
 
@@ -145,6 +146,157 @@ async fn every_project_endpoint_answers_each_kind_of_caller_as_api_md_says(deplo
             call(&sys, Method::GET, &one, token, None).await,
             404,
             "{who}: a deleted project"
+        );
+    }
+}
+
+/// The ids of the tasks in `path`'s answer (a list, or `/v1/changes`).
+async fn ids_in(sys: &System, path: &str, token: &str) -> Vec<String> {
+    let reply = sys
+        .tasks
+        .client
+        .json(Method::GET, path, Some(token), None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{path}");
+    reply.json().unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn every_task_endpoint_of_a_shared_project_answers_each_kind_of_caller(
+    deployment: Deployment,
+) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (alice_id, owner, _) = sys.user("alice").await;
+    let (bob_id, editor, _) = sys.user("bob").await;
+    let (_, viewer, _) = sys.user("carol").await;
+    let (_, removed, _) = sys.user("dave").await;
+    let (_, stranger, _) = sys.user("eve").await;
+    let (_, admin) = sys.admin().await;
+    let created = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/projects",
+            Some(&owner),
+            json!({"name": "Garden"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.json().unwrap()["id"].as_str().unwrap().to_owned();
+    let members = format!("/v1/projects/{id}/members");
+    for (name, role) in [("bob", "editor"), ("carol", "viewer"), ("dave", "editor")] {
+        let path = format!("{members}/{name}");
+        let put = Some(json!({ "role": role }));
+        assert_eq!(call(&sys, Method::PUT, &path, &owner, put).await, 200);
+    }
+    // Dave writes while a member, then is removed.
+    let daves = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/tasks",
+            Some(&removed),
+            json!({"title": "Dave's", "project_id": id}),
+        )
+        .await;
+    assert_eq!(daves.status, 201, "{:?}", daves.body);
+    let dave = format!("{members}/dave");
+    assert_eq!(call(&sys, Method::DELETE, &dave, &owner, None).await, 204);
+
+    let callers = [
+        ("owner", &owner),
+        ("editor", &editor),
+        ("viewer", &viewer),
+        ("removed member", &removed),
+        ("stranger", &stranger),
+        ("admin, not a member", &admin),
+    ];
+    // Creating in the project, by each caller.
+    let mut made = Vec::new();
+    for ((who, token), status) in callers.iter().zip([201, 201, 403, 404, 404, 404]) {
+        let body = json!({"title": format!("by the {who}"), "project_id": id});
+        let reply = sys
+            .post(&sys.tasks.client, "/v1/tasks", Some(token), body)
+            .await;
+        assert_eq!(reply.status, status, "{who}: create a task in the project");
+        if status == 201 {
+            let task = reply.json().unwrap();
+            assert_eq!(task["project_id"], id.as_str());
+            made.push(task);
+        }
+    }
+    assert_eq!(made[0]["created_by"], alice_id.as_str());
+    assert_eq!(made[1]["created_by"], bob_id.as_str());
+    let editors = format!("/v1/tasks/{}", made[1]["id"].as_str().unwrap());
+    let owners = format!("/v1/tasks/{}", made[0]["id"].as_str().unwrap());
+    let matrix = [
+        (
+            "read a task",
+            Method::GET,
+            None,
+            [200, 200, 200, 404, 404, 404],
+        ),
+        (
+            "change a task",
+            Method::PATCH,
+            Some(json!({"done": true})),
+            [200, 200, 403, 404, 404, 404],
+        ),
+    ];
+    for (what, method, body, expected) in matrix {
+        for ((who, token), status) in callers.iter().zip(expected) {
+            assert_eq!(
+                call(&sys, method.clone(), &editors, token, body.clone()).await,
+                status,
+                "{who}: {what}"
+            );
+        }
+    }
+    // What each caller lists, of the project and of all their tasks: the
+    // project's three tasks for its members, nothing for anyone else.
+    let project_tasks = format!("/v1/tasks?project={id}");
+    for ((who, token), count) in callers.iter().zip([3, 3, 3, 0, 0, 0]) {
+        assert_eq!(
+            ids_in(&sys, &project_tasks, token).await.len(),
+            count,
+            "{who}: list"
+        );
+        let all = ids_in(&sys, "/v1/tasks", token).await;
+        assert_eq!(all.len(), count, "{who}: list everything");
+    }
+    // Deleting: editors and the owner, any task of the project (the
+    // others first, while the task is there to be refused).
+    for ((who, token), status) in callers[1..].iter().zip([204, 403, 404, 404, 404]).rev() {
+        assert_eq!(
+            call(&sys, Method::DELETE, &owners, token, None).await,
+            status,
+            "{who}: delete a task"
+        );
+    }
+    assert_eq!(
+        call(&sys, Method::DELETE, &editors, &owner, None).await,
+        204
+    );
+    // No change of the project reaches anyone who is not a member: Dave's
+    // stream stops at his own task's creation; members see every change.
+    let changes = |token| ids_in(&sys, "/v1/changes", token);
+    let daves_id = daves.json().unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(changes(&removed).await, [daves_id.clone()]);
+    assert!(changes(&stranger).await.is_empty());
+    assert!(changes(&admin).await.is_empty());
+    for (who, token) in &callers[..3] {
+        let seen = changes(token).await;
+        // Dave's creation (for those who were members then), the two
+        // creations, the change, the two deletions.
+        assert!(seen.len() >= 5, "{who}: {seen:?}");
+        assert!(
+            seen.contains(&made[1]["id"].as_str().unwrap().to_owned()),
+            "{who}"
         );
     }
 }
