@@ -22,41 +22,42 @@ pub enum Precondition {
     Unmatchable,
 }
 
+impl Precondition {
+    /// Weighs the condition against the version found, once the caller is
+    /// known to see the task and be allowed the write.
+    pub(crate) fn check(self, current: TaskVersion) -> Result<()> {
+        match self {
+            Self::Any => Ok(()),
+            Self::Version(expected) if expected == current => Ok(()),
+            Self::Version(_) => Err(Error::VersionMismatch { current }),
+            Self::Unmatchable => Err(Error::Unmatchable { current }),
+        }
+    }
+}
+
+impl From<Option<TaskVersion>> for Precondition {
+    fn from(expected: Option<TaskVersion>) -> Self {
+        expected.map_or(Self::Any, Self::Version)
+    }
+}
+
 impl TaskService {
-    /// Changes `owner`'s task `id` if it is at the version `precondition`
-    /// asks for (see [`TaskService::update`]).
+    /// Changes the task `id` if it is at the version `precondition` asks
+    /// for (see [`TaskService::update`]). The condition is weighed only
+    /// after visibility and the caller's role.
     pub fn update_if(
         &self,
-        owner: UserId,
+        caller: UserId,
         id: TaskId,
         patch: TaskPatch,
         precondition: Precondition,
     ) -> Result<Task> {
-        let expected = self.expected_version(owner, id, precondition)?;
-        self.update(owner, id, patch, expected)
+        self.write_task(caller, id, patch, precondition)
     }
 
-    /// Deletes `owner`'s task `id` if it is at the version `precondition`
-    /// asks for (see [`TaskService::delete`]).
-    pub fn delete_if(&self, owner: UserId, id: TaskId, precondition: Precondition) -> Result<()> {
-        let expected = self.expected_version(owner, id, precondition)?;
-        self.delete(owner, id, expected)
-    }
-
-    /// The version the write must find (`None`: any); an unmatchable
-    /// condition fails here, after the task is looked up.
-    fn expected_version(
-        &self,
-        owner: UserId,
-        id: TaskId,
-        precondition: Precondition,
-    ) -> Result<Option<TaskVersion>> {
-        match precondition {
-            Precondition::Any => Ok(None),
-            Precondition::Version(version) => Ok(Some(version)),
-            Precondition::Unmatchable => Err(Error::Unmatchable {
-                current: self.get(owner, id)?.version,
-            }),
-        }
+    /// Deletes the task `id` if it is at the version `precondition` asks
+    /// for (see [`TaskService::delete`]).
+    pub fn delete_if(&self, caller: UserId, id: TaskId, precondition: Precondition) -> Result<()> {
+        self.delete_task(caller, id, precondition)
     }
 }

@@ -6,6 +6,7 @@ use crate::change::{ChangeCursor, ChangeLimit, ChangeLog, ChangePage};
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::live::{ChangeBells, ChangeSubscription};
 use crate::ports::{RateLimiter, TaskInsert, TaskStore, Unlimited};
+use crate::precondition::Precondition;
 use crate::project::{ProjectAction, ProjectId, Standing};
 use crate::query::{Page, TaskCursor, TaskQuery};
 use crate::random::{Random, new_v7};
@@ -281,22 +282,26 @@ impl TaskService {
         patch: TaskPatch,
         expected: Option<TaskVersion>,
     ) -> Result<Task> {
+        self.write_task(caller, id, patch, expected.into())
+    }
+
+    /// [`TaskService::update`] under any precondition.
+    pub(crate) fn write_task(
+        &self,
+        caller: UserId,
+        id: TaskId,
+        patch: TaskPatch,
+        precondition: Precondition,
+    ) -> Result<Task> {
         self.spend_write(caller)?;
         let mut refused = None;
         let stored = self.store.modify_task(caller, id, &mut |current, role| {
             // Read while the store holds the task: the versions' times
             // follow their order.
             let now = self.clock.now();
-            if let Err(error) = Standing::Member(role).may(ProjectAction::WriteTasks) {
+            let allowed = Standing::Member(role).may(ProjectAction::WriteTasks);
+            if let Err(error) = allowed.and_then(|()| precondition.check(current.version)) {
                 refused = Some(error);
-                return None;
-            }
-            if let Some(expected) = expected
-                && expected != current.version
-            {
-                refused = Some(Error::VersionMismatch {
-                    current: current.version,
-                });
                 return None;
             }
             let mut task = current.clone();
@@ -322,25 +327,31 @@ impl TaskService {
     /// Deletes a task; with `expected`, only at that version. Who may is
     /// as for [`TaskService::update`].
     pub fn delete(&self, caller: UserId, id: TaskId, expected: Option<TaskVersion>) -> Result<()> {
+        self.delete_task(caller, id, expected.into())
+    }
+
+    /// [`TaskService::delete`] under any precondition.
+    pub(crate) fn delete_task(
+        &self,
+        caller: UserId,
+        id: TaskId,
+        precondition: Precondition,
+    ) -> Result<()> {
         self.spend_write(caller)?;
         let mut refused = None;
-        let found =
-            self.store
-                .delete_task(caller, id, self.clock.now(), &mut |current, role| {
-                    if let Err(error) = Standing::Member(role).may(ProjectAction::WriteTasks) {
+        let now = self.clock.now();
+        let found = self
+            .store
+            .delete_task(caller, id, now, &mut |current, role| {
+                let allowed = Standing::Member(role).may(ProjectAction::WriteTasks);
+                match allowed.and_then(|()| precondition.check(current.version)) {
+                    Ok(()) => true,
+                    Err(error) => {
                         refused = Some(error);
-                        return false;
+                        false
                     }
-                    if let Some(expected) = expected
-                        && expected != current.version
-                    {
-                        refused = Some(Error::VersionMismatch {
-                            current: current.version,
-                        });
-                        return false;
-                    }
-                    true
-                })?;
+                }
+            })?;
         match (found, refused) {
             (None, _) => Err(Error::NotFound),
             (Some(_), Some(error)) => Err(error),

@@ -539,7 +539,8 @@ type Tasks = State<Arc<TaskApi>>;
     responses(
         (status = 201, description = "The task", body = TaskDto<'_>,
             headers(("Location" = String), ("ETag" = String, description = "\"v<version>\""))),
-        (status = 403, description = "The user's task quota is used up (urn:todo:problem:quota-exceeded)"),
+        (status = 403, description = "The project's owner's task quota is used up (urn:todo:problem:quota-exceeded), or the caller only views the project"),
+        (status = 404, description = "No project with this id that the caller is a member of"),
     ))]
 async fn create_task(
     State(api): Tasks,
@@ -615,7 +616,7 @@ fn task_page(page: &Page<Task, TaskCursor>) -> Result<ApiResponse, ApiError> {
     responses(
         (status = 200, description = "The task", body = TaskDto<'_>,
             headers(("ETag" = String, description = "\"v<version>\""))),
-        (status = 404, description = "No such task of yours"),
+        (status = 404, description = "No such task in a project of yours"),
     ))]
 async fn get_task(
     State(api): Tasks,
@@ -640,7 +641,8 @@ async fn get_task(
     responses(
         (status = 200, description = "The task", body = TaskDto<'_>,
             headers(("ETag" = String, description = "\"v<version>\""))),
-        (status = 404, description = "No such task of yours, whatever If-Match says"),
+        (status = 403, description = "The caller only views the task's project"),
+        (status = 404, description = "No such task in a project of yours, whatever If-Match says"),
     ))]
 async fn update_task(
     State(api): Tasks,
@@ -663,7 +665,8 @@ async fn update_task(
     params(Conditional<TaskId>),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such task of yours, whatever If-Match says"),
+        (status = 403, description = "The caller only views the task's project"),
+        (status = 404, description = "No such task in a project of yours, whatever If-Match says"),
     ))]
 async fn delete_task(
     State(api): Tasks,

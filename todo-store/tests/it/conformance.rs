@@ -2928,7 +2928,7 @@ fn stream_of(store: &dyn Stores, user: UserId) -> Vec<(ChangeKind, TaskId)> {
 }
 
 fn shared_tasks_follow_their_projects_members_and_roles(f: &Fixture) {
-    use todo_core::{Error, MemberPut, ProjectRole};
+    use todo_core::{Error, MemberPut, Precondition, ProjectRole};
     let store = &*f.store;
     let alice = new_user(store, "alice", 0).user.id;
     let bob = new_user(store, "bob", 1).user.id;
@@ -3038,6 +3038,19 @@ fn shared_tasks_follow_their_projects_members_and_roles(f: &Fixture) {
         Err(Error::Forbidden)
     ));
 
+    // Nor does a condition that names no version of ours tell them one.
+    for (user, refusal) in [(carol, "forbidden"), (dave, "not found")] {
+        let answer = tasks.update_if(user, seeds.id, rename("x"), Precondition::Unmatchable);
+        match (answer, refusal) {
+            (Err(Error::Forbidden), "forbidden") | (Err(Error::NotFound), "not found") => {}
+            (other, _) => panic!("{user}: {other:?}"),
+        }
+        let answer = tasks.delete_if(user, seeds.id, Precondition::Unmatchable);
+        assert!(
+            matches!(answer, Err(Error::Forbidden | Error::NotFound)),
+            "{answer:?}"
+        );
+    }
     // Each write is in every member's stream, once; none in a stranger's.
     let garden_writes = [
         (ChangeKind::TaskCreated, seeds.id),
