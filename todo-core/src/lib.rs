@@ -75,6 +75,7 @@ mod project;
 mod project_service;
 mod query;
 mod random;
+mod recurrence;
 mod relay;
 mod task;
 mod task_service;
@@ -115,6 +116,7 @@ pub use query::{
     Page, PageLimit, ProjectCursor, SearchText, TaskCursor, TaskQuery, TaskSort, UserCursor,
 };
 pub use random::{Random, new_v7};
+pub use recurrence::{Frequency, Recurrence, TimeZoneName};
 pub use relay::{LeasedStream, RelayBatch, RelayService, RelayStore, RelayedStream};
 pub use task::{
     Description, Label, Labels, NewTask, Priority, SEARCH_SEPARATOR, Task, TaskId, TaskPatch,
