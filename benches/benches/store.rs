@@ -34,6 +34,11 @@ fn task(owner: UserId, n: u64) -> Task {
         id: TaskId::from_uuid(new_v7(created, &SeededRandom::new(n)).unwrap()),
         project: todo_core::ProjectId::inbox_of(owner),
         created_by: owner,
+        parent: None,
+        recurrence: None,
+        time_zone: todo_core::TimeZoneName::utc(),
+        series: None,
+        reminders: todo_core::Reminders::default(),
         title: Title::parse(&format!("Task number {n}")).unwrap(),
         description: Description::parse("Some words about the task, as people write them.")
             .unwrap(),

@@ -77,6 +77,7 @@ mod query;
 mod random;
 mod recurrence;
 mod relay;
+mod reminder;
 mod task;
 mod task_service;
 #[cfg(feature = "testing")]
@@ -104,7 +105,7 @@ pub use live::{ChangeSubscription, Changed};
 pub use ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,
     NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskInsert,
-    TaskStore, ThrottleKey, Unlimited, UserStore, Verification, client_key,
+    TaskStore, TaskWrite, ThrottleKey, Unlimited, UserStore, Verification, client_key,
 };
 pub use precondition::Precondition;
 pub use project::{
@@ -118,11 +119,12 @@ pub use query::{
 pub use random::{Random, new_v7};
 pub use recurrence::{Frequency, Recurrence, TimeZoneName};
 pub use relay::{LeasedStream, RelayBatch, RelayService, RelayStore, RelayedStream};
+pub use reminder::{Reminder, Reminders};
 pub use task::{
-    Description, Label, Labels, NewTask, Priority, SEARCH_SEPARATOR, Task, TaskId, TaskPatch,
-    TaskVersion, Title, search_text,
+    Description, Label, Labels, NewTask, Priority, SEARCH_SEPARATOR, Series, SeriesId, Task,
+    TaskId, TaskPatch, TaskVersion, Title, TreeRefusal, search_text,
 };
-pub use task_service::{TaskLimits, TaskService};
+pub use task_service::{TaskLimits, TaskService, Written};
 pub use time::{Clock, Timestamp};
 pub use token::{
     AccessClaims, FamilyId, Principal, RefreshToken, RefreshTokenHash, RefreshTokenRecord,

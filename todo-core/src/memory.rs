@@ -8,11 +8,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::change::{Change, ChangeKind, ChangeLog, trim_through};
 use crate::error::StoreError;
-use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, UserStore};
+use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, TaskWrite, UserStore};
 use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
 use crate::query::{TaskCursor, TaskQuery};
 use crate::relay::{RelayStore, RelayedStream};
-use crate::task::{Task, TaskId, TaskVersion};
+use crate::task::{Task, TaskId, TaskVersion, TreeRefusal};
 use crate::time::Timestamp;
 use crate::token::{FamilyId, RefreshTokenHash, RefreshTokenRecord};
 use crate::user::{PasswordHash, User, UserChange, UserId, UserRecord, Username};
@@ -79,6 +79,83 @@ impl Tables {
             .take_while(|((p, _), _)| *p == project)
             .map(|((_, user), _)| *user)
             .collect()
+    }
+
+    /// Whether the owner of `project` keeps `max` tasks or more (in all
+    /// their projects).
+    fn at_quota(&self, project: ProjectId, max: Option<u64>) -> bool {
+        let (Some(max), Some(owner)) = (max, self.projects.get(&project).map(|p| p.owner)) else {
+            return false;
+        };
+        let kept = self
+            .tasks
+            .values()
+            .filter(|t| {
+                self.projects
+                    .get(&t.project)
+                    .is_some_and(|p| p.owner == owner)
+            })
+            .count();
+        u64::try_from(kept).unwrap_or(u64::MAX) >= max
+    }
+
+    /// Why `task` cannot have the parent it names, if it cannot.
+    fn tree_refusal(&self, task: &Task) -> Option<TreeRefusal> {
+        let parent = task.parent?;
+        let Some(first) = self
+            .tasks
+            .get(&parent)
+            .filter(|p| p.project == task.project)
+        else {
+            return Some(TreeRefusal::NoSuchParent);
+        };
+        // The parent's depth: it and its ancestors.
+        let mut depth = 0;
+        let mut at = Some(first);
+        while let Some(ancestor) = at {
+            if ancestor.id == task.id {
+                return Some(TreeRefusal::Cycle);
+            }
+            depth += 1;
+            if depth > Task::MAX_DEPTH {
+                return Some(TreeRefusal::TooDeep);
+            }
+            at = ancestor.parent.and_then(|p| self.tasks.get(&p));
+        }
+        // The task's own height: it and its deepest subtasks.
+        let mut height = 1;
+        let mut level = vec![task.id];
+        loop {
+            let below: Vec<TaskId> = self
+                .tasks
+                .values()
+                .filter(|t| t.parent.is_some_and(|p| level.contains(&p)))
+                .map(|t| t.id)
+                .collect();
+            if below.is_empty() || height > Task::MAX_DEPTH {
+                break;
+            }
+            height += 1;
+            level = below;
+        }
+        (depth + height > Task::MAX_DEPTH).then_some(TreeRefusal::TooDeep)
+    }
+
+    /// The task and its subtasks, every level (deepest last).
+    fn subtree(&self, id: TaskId) -> Vec<TaskId> {
+        let mut all = vec![id];
+        let mut level = vec![id];
+        while !level.is_empty() {
+            level = self
+                .tasks
+                .values()
+                .filter(|t| t.parent.is_some_and(|p| level.contains(&p)))
+                .map(|t| t.id)
+                .filter(|t| !all.contains(t))
+                .collect();
+            all.extend(&level);
+        }
+        all
     }
 
     /// Records a write to a task in the stream of every member of its project.
@@ -414,19 +491,16 @@ impl TaskStore for MemoryStore {
         if !may(standing) {
             return Ok(TaskInsert::Refused(standing));
         }
-        let Some(owner) = tables.projects.get(&task.project).map(|p| p.owner) else {
+        if !tables.projects.contains_key(&task.project) {
             return Ok(TaskInsert::Refused(Standing::Stranger));
-        };
-        if let Some(max) = max_tasks {
-            let projects = &tables.projects;
-            let kept = tables
-                .tasks
-                .values()
-                .filter(|t| projects.get(&t.project).is_some_and(|p| p.owner == owner))
-                .count();
-            if u64::try_from(kept).unwrap_or(u64::MAX) >= max {
-                return Ok(TaskInsert::AtQuota);
-            }
+        }
+        if task.parent.is_some()
+            && let Some(refusal) = tables.tree_refusal(task)
+        {
+            return Ok(TaskInsert::BadParent(refusal));
+        }
+        if tables.at_quota(task.project, max_tasks) {
+            return Ok(TaskInsert::AtQuota);
         }
         if tables.tasks.contains_key(&task.id) {
             return Err(StoreError::Conflict("duplicate task id"));
@@ -443,27 +517,59 @@ impl TaskStore for MemoryStore {
         Ok(TaskInsert::Inserted)
     }
 
-    fn modify_task(
+    fn write_task(
         &self,
         caller: UserId,
         id: TaskId,
         change: &mut dyn FnMut(&Task, ProjectRole) -> Option<Task>,
-    ) -> Result<Option<Task>, StoreError> {
+        follow_up: &mut dyn FnMut(&Task, &Task) -> Option<Task>,
+        max_tasks: Option<u64>,
+    ) -> Result<TaskWrite, StoreError> {
         let mut tables = self.tables();
-        let Some(stored) = tables.tasks.get(&id) else {
-            return Ok(None);
+        let Some(stored) = tables.tasks.get(&id).cloned() else {
+            return Ok(TaskWrite::NotFound);
         };
         let Some(role) = tables.role_in(caller, stored.project) else {
-            return Ok(None);
+            return Ok(TaskWrite::NotFound);
         };
-        let Some(changed) = change(stored, role) else {
-            return Ok(Some(stored.clone()));
+        let Some(changed) = change(&stored, role) else {
+            return Ok(TaskWrite::Written {
+                task: Box::new(stored),
+                follow_up: None,
+            });
         };
         if changed.id != id
             || changed.project != stored.project
             || changed.created_by != stored.created_by
         {
             return Err(StoreError::Conflict("a change may not move a task"));
+        }
+        if changed.parent != stored.parent
+            && let Some(refusal) = tables.tree_refusal(&changed)
+        {
+            return Ok(TaskWrite::BadParent(refusal));
+        }
+        let mut made = None;
+        let mut follow_up_id = None;
+        if let Some(next) = follow_up(&stored, &changed) {
+            let key = next.series.map(|s| (s.id, s.occurrence));
+            let there = tables
+                .tasks
+                .values()
+                .find(|t| key.is_some() && t.series.map(|s| (s.id, s.occurrence)) == key);
+            match there {
+                Some(there) => follow_up_id = Some(there.id),
+                None => {
+                    if tables.tasks.contains_key(&next.id) {
+                        return Err(StoreError::Conflict("duplicate task id"));
+                    }
+                    if tables.at_quota(next.project, max_tasks) {
+                        return Ok(TaskWrite::AtQuota);
+                    }
+                    follow_up_id = Some(next.id);
+                    made = Some(next);
+                }
+            }
         }
         tables.tasks.insert(id, changed.clone());
         tables.record_for_members(
@@ -473,7 +579,21 @@ impl TaskStore for MemoryStore {
             Some(&changed),
             changed.updated_at,
         );
-        Ok(Some(changed))
+        if let Some(next) = made {
+            tables.tasks.insert(next.id, next.clone());
+            let at = next.updated_at;
+            tables.record_for_members(
+                ChangeKind::TaskCreated,
+                next.project,
+                next.id,
+                Some(&next),
+                at,
+            );
+        }
+        Ok(TaskWrite::Written {
+            task: Box::new(changed),
+            follow_up: follow_up_id,
+        })
     }
 
     fn delete_task(
@@ -491,8 +611,16 @@ impl TaskStore for MemoryStore {
             return Ok(None);
         };
         if may(&stored, role) {
-            tables.tasks.remove(&id);
-            tables.record_for_members(ChangeKind::TaskDeleted, stored.project, id, None, at);
+            for doomed in tables.subtree(id) {
+                tables.tasks.remove(&doomed);
+                tables.record_for_members(
+                    ChangeKind::TaskDeleted,
+                    stored.project,
+                    doomed,
+                    None,
+                    at,
+                );
+            }
         }
         Ok(Some(stored))
     }

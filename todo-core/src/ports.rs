@@ -10,7 +10,7 @@ use crate::error::{HashError, StoreError, TokenError};
 use crate::project::{ProjectId, ProjectRole, Standing};
 use crate::query::TaskCursor;
 use crate::query::TaskQuery;
-use crate::task::{Task, TaskId};
+use crate::task::{Task, TaskId, TreeRefusal};
 use crate::time::Timestamp;
 use crate::token::{AccessClaims, FamilyId, RefreshToken, RefreshTokenHash, RefreshTokenRecord};
 use crate::user::{Password, PasswordHash, User, UserChange, UserId, UserRecord, Username};
@@ -100,8 +100,10 @@ pub trait RefreshTokenStore: Send + Sync {
 /// project at the time it commits (an Inbox's only member is its owner).
 pub trait TaskStore: Send + Sync {
     /// Inserts the task in its project, created by `task.created_by`, if
-    /// `may` allows that user's standing there and the project's owner
-    /// keeps fewer than `max_tasks` tasks (`None`: no limit). Counting,
+    /// `may` allows that user's standing there, its parent (if any) is a
+    /// task of the same project less than [`Task::MAX_DEPTH`] deep, and the
+    /// project's owner keeps fewer than `max_tasks` tasks (`None`: no
+    /// limit). Counting,
     /// checking and inserting are one atomic step: of concurrent calls at
     /// `max_tasks - 1` tasks, exactly one inserts. Fails with
     /// [`StoreError::Conflict`] on a duplicate id.
@@ -156,19 +158,44 @@ pub trait TaskStore: Send + Sync {
     /// project `caller` is a member of, asks `change` for its new state
     /// given the caller's role there (`None`: leave it as it is) and stores
     /// that, while no other writer can change the task, nor the caller's
-    /// membership, in between. Returns the task as stored afterwards, or
-    /// `None` if the caller sees no such task. Of concurrent calls for one
-    /// task, each sees the result of the previous. The new state keeps the
-    /// task's id, project and creator.
+    /// membership, in between; then asks `follow_up`, given the task before
+    /// and after, for a task to create with it (a recurring task's next
+    /// occurrence), which is inserted in the same transaction unless a task
+    /// of the same series and occurrence is there already (then that one is
+    /// named). Of concurrent calls for one task, each sees the result of
+    /// the previous. The new state keeps the task's id, project and
+    /// creator; a new parent must be a task of the same project that keeps
+    /// the tree at most [`Task::MAX_DEPTH`] deep and without a cycle, as
+    /// the store weighs it inside the same transaction.
+    fn write_task(
+        &self,
+        caller: UserId,
+        id: TaskId,
+        change: &mut dyn FnMut(&Task, ProjectRole) -> Option<Task>,
+        follow_up: &mut dyn FnMut(&Task, &Task) -> Option<Task>,
+        max_tasks: Option<u64>,
+    ) -> Result<TaskWrite, StoreError>;
+    /// [`TaskStore::write_task`] with no follow-up: the task as stored
+    /// afterwards, or `None` if the caller sees no such task. A refused
+    /// parent is a [`StoreError::Conflict`] here.
     fn modify_task(
         &self,
         caller: UserId,
         id: TaskId,
         change: &mut dyn FnMut(&Task, ProjectRole) -> Option<Task>,
-    ) -> Result<Option<Task>, StoreError>;
-    /// Deletes the task if `caller` sees it and `may` allows it, given the
-    /// task as stored and the caller's role; in one atomic step as
-    /// [`TaskStore::modify_task`]. Returns the task as it was, deleted or
+    ) -> Result<Option<Task>, StoreError> {
+        match self.write_task(caller, id, change, &mut |_, _| None, None)? {
+            TaskWrite::NotFound => Ok(None),
+            TaskWrite::Written { task, .. } => Ok(Some(*task)),
+            TaskWrite::BadParent(_) | TaskWrite::AtQuota => {
+                Err(StoreError::Conflict("the change was refused"))
+            }
+        }
+    }
+    /// Deletes the task, with its subtasks, if `caller` sees it and `may`
+    /// allows it, given the task as stored and the caller's role; in one
+    /// atomic step as [`TaskStore::write_task`]. Each task deleted is
+    /// recorded as a deletion. Returns the task as it was, deleted or
     /// not (`None`: the caller sees no such task). `at` is the time its
     /// tombstone records.
     fn delete_task(
@@ -209,6 +236,28 @@ pub enum TaskInsert {
     AtQuota,
     /// `may` refused the creator's standing in the project.
     Refused(Standing),
+    /// The parent it names cannot be its parent.
+    BadParent(TreeRefusal),
+}
+
+/// What [`TaskStore::write_task`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskWrite {
+    /// The caller sees no such task.
+    NotFound,
+    /// The task as it now is (changed, or as it was when `change` left it
+    /// alone), and the follow-up task made with it or found there already.
+    Written {
+        /// The task (boxed: the other answers are small).
+        task: Box<Task>,
+        /// The follow-up's id, if one was asked for.
+        follow_up: Option<TaskId>,
+    },
+    /// The new parent cannot be the task's parent; nothing was written.
+    BadParent(TreeRefusal),
+    /// The follow-up would take the project's owner past `max_tasks`;
+    /// nothing was written.
+    AtQuota,
 }
 
 /// The outcome of checking a password against a stored hash.

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::task::{Task, TaskId, TaskPatch, TaskVersion};
-use crate::task_service::TaskService;
+use crate::task_service::{TaskService, Written};
 use crate::user::UserId;
 
 /// What a conditional write asks the task's version to be.
@@ -52,6 +52,19 @@ impl TaskService {
         patch: TaskPatch,
         precondition: Precondition,
     ) -> Result<Task> {
+        self.write_if(caller, id, patch, precondition)
+            .map(|written| written.task)
+    }
+
+    /// [`TaskService::update_if`], naming the next occurrence that
+    /// completing a recurring task made (or found made already).
+    pub fn write_if(
+        &self,
+        caller: UserId,
+        id: TaskId,
+        patch: TaskPatch,
+        precondition: Precondition,
+    ) -> Result<Written> {
         self.write_task(caller, id, patch, precondition)
     }
 

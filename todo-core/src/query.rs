@@ -200,6 +200,8 @@ pub struct TaskQuery {
     /// Only the tasks of this project (else of every project the caller
     /// is a member of).
     pub project: Option<ProjectId>,
+    /// Only the subtasks of this task (one level down).
+    pub parent: Option<TaskId>,
     /// Only done (`true`) or only open (`false`) tasks.
     pub done: Option<bool>,
     /// Archived tasks are listed only when asked for, and then alone.
@@ -225,6 +227,7 @@ impl TaskQuery {
     #[must_use]
     pub fn scans(&self) -> bool {
         self.done.is_some()
+            || self.parent.is_some()
             || self.label.is_some()
             || self.text.is_some()
             || self.due_before.is_some()
@@ -237,6 +240,7 @@ impl TaskQuery {
         self.done.is_none_or(|done| task.done == done)
             && task.archived == self.archived
             && self.project.is_none_or(|project| task.project == project)
+            && self.parent.is_none_or(|parent| task.parent == Some(parent))
             && self
                 .label
                 .as_ref()
@@ -278,6 +282,10 @@ impl TaskQuery {
             .map_or(&[][..], |l| l.as_str().as_bytes()));
         eat(self
             .project
+            .as_ref()
+            .map_or(&[][..], |p| p.as_uuid().as_bytes()));
+        eat(self
+            .parent
             .as_ref()
             .map_or(&[][..], |p| p.as_uuid().as_bytes()));
         eat(self

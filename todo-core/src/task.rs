@@ -4,6 +4,8 @@ use std::fmt;
 
 use crate::error::ValidationError;
 use crate::project::ProjectId;
+use crate::recurrence::{Recurrence, TimeZoneName};
+use crate::reminder::Reminders;
 use crate::time::Timestamp;
 use crate::user::{UserId, uuid_id};
 
@@ -352,9 +354,70 @@ pub struct Task {
     pub updated_at: Timestamp,
     /// Its version, for `ETag` and `If-Match`.
     pub version: TaskVersion,
+    /// The task it is a subtask of: one of the same project, at most
+    /// [`Task::MAX_DEPTH`] levels from the top.
+    pub parent: Option<TaskId>,
+    /// How it repeats, if it does (it then has a due time).
+    pub recurrence: Option<Recurrence>,
+    /// The zone its recurrence is read in.
+    pub time_zone: TimeZoneName,
+    /// Its place in its series, while it repeats.
+    pub series: Option<Series>,
+    /// When to remind its project's members of it.
+    pub reminders: Reminders,
+}
+
+/// A recurring task's place in its series: the series is its first
+/// occurrence's due time and rule; the next occurrence of occurrence `n`
+/// is the rule's `n + 1`st, and the pair (`id`, `occurrence`) names one
+/// task, so that it is made once however often or wherever the `n`th is
+/// completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Series {
+    /// The series' id (a fresh one whenever the rule, the zone or the
+    /// due time is changed by hand: a new series).
+    pub id: SeriesId,
+    /// Its first occurrence's due time.
+    pub start: Timestamp,
+    /// Which occurrence this task is (1: the first).
+    pub occurrence: u32,
+}
+
+uuid_id!(
+    /// A series of recurring tasks.
+    SeriesId,
+    "series_id"
+);
+
+/// Why a task cannot have the parent it names (400, naming `parent_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeRefusal {
+    /// No such task in the same project.
+    NoSuchParent,
+    /// The parent is the task itself or one of its subtasks.
+    Cycle,
+    /// The task, or its deepest subtask, would be more than
+    /// [`Task::MAX_DEPTH`] levels from the top.
+    TooDeep,
+}
+
+impl From<TreeRefusal> for ValidationError {
+    fn from(refusal: TreeRefusal) -> Self {
+        Self::Format {
+            field: "parent_id",
+            what: match refusal {
+                TreeRefusal::NoSuchParent => "task of the same project",
+                TreeRefusal::Cycle => "task that is not this one nor one of its subtasks",
+                TreeRefusal::TooDeep => "parent at most 3 levels deep with the task's subtasks",
+            },
+        }
+    }
 }
 
 impl Task {
+    /// How many levels deep subtasks go: a task, its subtask, and theirs.
+    pub const MAX_DEPTH: usize = 3;
+
     /// The text that `q` searches, folded to lower case: title and description
     /// apart, so that a match cannot span the two. Stores keep it beside the
     /// task so that every backend folds case alike (Unicode, not just ASCII).
@@ -380,8 +443,17 @@ pub fn search_text(title: &Title, description: &Description) -> String {
 /// The writable fields of a new task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
-    /// The project to put it in; `None`: the creator's Inbox.
+    /// The project to put it in; `None`: the creator's Inbox (or the
+    /// parent's project, when a parent is named).
     pub project: Option<ProjectId>,
+    /// The task it is a subtask of.
+    pub parent: Option<TaskId>,
+    /// How it repeats (it then needs a due time).
+    pub recurrence: Option<Recurrence>,
+    /// The zone its recurrence is read in (UTC if none).
+    pub time_zone: Option<TimeZoneName>,
+    /// Its reminders.
+    pub reminders: Reminders,
     /// Its title.
     pub title: Title,
     /// Its description; may be empty.
@@ -404,6 +476,10 @@ impl NewTask {
     pub fn titled(title: Title) -> Self {
         Self {
             project: None,
+            parent: None,
+            recurrence: None,
+            time_zone: None,
+            reminders: Reminders::default(),
             title,
             description: Description::default(),
             done: false,
@@ -432,6 +508,14 @@ pub struct TaskPatch {
     pub labels: Option<Labels>,
     /// Archive or restore.
     pub archived: Option<bool>,
+    /// `Some(None)` makes it a top-level task.
+    pub parent: Option<Option<TaskId>>,
+    /// `Some(None)` stops it repeating.
+    pub recurrence: Option<Option<Recurrence>>,
+    /// A new zone.
+    pub time_zone: Option<TimeZoneName>,
+    /// The new reminders, replacing all of them.
+    pub reminders: Option<Reminders>,
 }
 
 impl TaskPatch {
@@ -465,6 +549,18 @@ impl TaskPatch {
         }
         if let Some(archived) = self.archived {
             task.archived = archived;
+        }
+        if let Some(parent) = self.parent {
+            task.parent = parent;
+        }
+        if let Some(recurrence) = self.recurrence {
+            task.recurrence = recurrence;
+        }
+        if let Some(time_zone) = self.time_zone {
+            task.time_zone = time_zone;
+        }
+        if let Some(reminders) = self.reminders {
+            task.reminders = reminders;
         }
         *task != before
     }

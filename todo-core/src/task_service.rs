@@ -5,14 +5,26 @@ use std::sync::Arc;
 use crate::change::{ChangeCursor, ChangeLimit, ChangeLog, ChangePage};
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::live::{ChangeBells, ChangeSubscription};
-use crate::ports::{RateLimiter, TaskInsert, TaskStore, Unlimited};
+use crate::ports::{RateLimiter, TaskInsert, TaskStore, TaskWrite, Unlimited};
 use crate::precondition::Precondition;
 use crate::project::{ProjectAction, ProjectId, Standing};
 use crate::query::{Page, TaskCursor, TaskQuery};
 use crate::random::{Random, new_v7};
-use crate::task::{NewTask, Task, TaskId, TaskPatch, TaskVersion};
-use crate::time::Clock;
+use crate::recurrence::TimeZoneName;
+use crate::reminder::Reminder;
+use crate::task::{NewTask, Series, SeriesId, Task, TaskId, TaskPatch, TaskVersion, TreeRefusal};
+use crate::time::{Clock, Timestamp};
 use crate::user::UserId;
+
+/// A task as a write left it, and the next occurrence that completing it
+/// made (or found made already), if it repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The task.
+    pub task: Task,
+    /// Its next occurrence's id.
+    pub next_occurrence: Option<TaskId>,
+}
 
 /// The limits the task service enforces on each user.
 #[derive(Clone)]
@@ -173,10 +185,22 @@ impl TaskService {
     /// caller's write rate.
     pub fn create(&self, caller: UserId, new: NewTask) -> Result<Task> {
         self.spend_write(caller)?;
+        // A subtask goes where its parent is, unless a project is named
+        // (the store then checks that the two are the same).
+        let project = match (new.project, new.parent) {
+            (Some(project), _) => project,
+            (None, Some(parent)) => {
+                let found = self.store.find_task(caller, parent)?;
+                found
+                    .ok_or(ValidationError::from(TreeRefusal::NoSuchParent))?
+                    .project
+            }
+            (None, None) => ProjectId::inbox_of(caller),
+        };
         let now = self.clock.now();
-        let task = Task {
+        let mut task = Task {
             id: TaskId::from_uuid(new_v7(now, &*self.random)?),
-            project: new.project.unwrap_or(ProjectId::inbox_of(caller)),
+            project,
             created_by: caller,
             title: new.title,
             description: new.description,
@@ -189,7 +213,13 @@ impl TaskService {
             created_at: now,
             updated_at: now,
             version: TaskVersion::FIRST,
+            parent: new.parent,
+            recurrence: new.recurrence,
+            time_zone: new.time_zone.unwrap_or_else(TimeZoneName::utc),
+            series: None,
+            reminders: new.reminders,
         };
+        self.settle_series(None, &mut task, now)?;
         let may = &mut |standing: Standing| standing.may(ProjectAction::WriteTasks).is_ok();
         match self
             .store
@@ -208,6 +238,7 @@ impl TaskService {
                 standing.may(ProjectAction::WriteTasks)?;
                 Err(Error::Forbidden)
             }
+            Ok(TaskInsert::BadParent(refusal)) => Err(ValidationError::from(refusal).into()),
             // The caller was deleted after their token was admitted: their
             // token is revoked, which is what the caller must hear.
             Err(StoreError::MissingReference(_)) => {
@@ -283,6 +314,7 @@ impl TaskService {
         expected: Option<TaskVersion>,
     ) -> Result<Task> {
         self.write_task(caller, id, patch, expected.into())
+            .map(|written| written.task)
     }
 
     /// [`TaskService::update`] under any precondition.
@@ -292,36 +324,126 @@ impl TaskService {
         id: TaskId,
         patch: TaskPatch,
         precondition: Precondition,
-    ) -> Result<Task> {
+    ) -> Result<Written> {
         self.spend_write(caller)?;
         let mut refused = None;
-        let stored = self.store.modify_task(caller, id, &mut |current, role| {
+        let now = std::cell::Cell::new(self.clock.now());
+        let change = &mut |current: &Task, role| {
             // Read while the store holds the task: the versions' times
             // follow their order.
-            let now = self.clock.now();
+            let now_read = self.clock.now();
+            now.set(now_read);
             let allowed = Standing::Member(role).may(ProjectAction::WriteTasks);
             if let Err(error) = allowed.and_then(|()| precondition.check(current.version)) {
                 refused = Some(error);
                 return None;
             }
             let mut task = current.clone();
-            if !patch.clone().apply(&mut task, now) {
+            if !patch.clone().apply(&mut task, now_read) {
+                return None;
+            }
+            if let Err(error) = self.settle_series(Some(current), &mut task, now_read) {
+                refused = Some(error);
                 return None;
             }
             task.version = current.version.next();
-            task.updated_at = now;
+            task.updated_at = now_read;
             Some(task)
-        })?;
-        match (stored, refused) {
-            (None, _) => Err(Error::NotFound),
-            (Some(_), Some(error)) => Err(error),
-            (Some(task), None) => {
+        };
+        let follow_up =
+            &mut |before: &Task, after: &Task| self.next_occurrence(before, after, now.get());
+        let written = self.store.write_task(
+            caller,
+            id,
+            change,
+            follow_up,
+            self.limits.max_tasks_per_user,
+        )?;
+        match (written, refused) {
+            (TaskWrite::NotFound, _) => Err(Error::NotFound),
+            (_, Some(error)) => Err(error),
+            (TaskWrite::BadParent(refusal), None) => Err(ValidationError::from(refusal).into()),
+            (TaskWrite::AtQuota, None) => Err(Error::QuotaExceeded {
+                what: "tasks",
+                limit: self.limits.max_tasks_per_user.unwrap_or_default(),
+            }),
+            (TaskWrite::Written { task, follow_up }, None) => {
                 // (A patch that changed nothing recorded no change: a
                 // spurious ring costs a subscriber one empty read.)
                 self.ring_project(caller, task.project);
-                Ok(task)
+                Ok(Written {
+                    task: *task,
+                    next_occurrence: follow_up,
+                })
             }
         }
+    }
+
+    /// Keeps a task's series in step with its rule: none without a rule; a
+    /// rule needs a due time (and reminders before it do too); a new rule,
+    /// zone or due time starts a new series from that due time.
+    fn settle_series(&self, before: Option<&Task>, task: &mut Task, now: Timestamp) -> Result<()> {
+        let relative = task
+            .reminders
+            .iter()
+            .any(|r| matches!(r, Reminder::BeforeDue(_)));
+        if relative && task.due_at.is_none() {
+            return Err(ValidationError::Format {
+                field: "reminders",
+                what: "reminder before the due time of a task with a due time",
+            }
+            .into());
+        }
+        let Some(_) = task.recurrence else {
+            task.series = None;
+            return Ok(());
+        };
+        let due = task.due_at.ok_or(ValidationError::Format {
+            field: "recurrence",
+            what: "rule of a task with a due time",
+        })?;
+        let same_series = before.is_some_and(|before| {
+            before.recurrence == task.recurrence
+                && before.time_zone == task.time_zone
+                && before.due_at == task.due_at
+        });
+        if task.series.is_none() || !same_series {
+            task.series = Some(Series {
+                id: SeriesId::from_uuid(new_v7(now, &*self.random)?),
+                start: due,
+                occurrence: 1,
+            });
+        }
+        Ok(())
+    }
+
+    /// The next occurrence to make when `after` completes `before`, a
+    /// recurring task: its rule's next date, as a new open task of the
+    /// same series (its reminders those relative to the due time).
+    fn next_occurrence(&self, before: &Task, after: &Task, now: Timestamp) -> Option<Task> {
+        if before.done || !after.done {
+            return None;
+        }
+        let rule = after.recurrence.as_ref()?;
+        let series = after.series?;
+        let occurrence = series.occurrence.checked_add(1)?;
+        let due = rule.nth(series.start, &after.time_zone, occurrence)?;
+        Some(Task {
+            id: TaskId::from_uuid(new_v7(now, &*self.random).ok()?),
+            done: false,
+            completed_at: None,
+            due_at: Some(due),
+            archived: false,
+            created_at: now,
+            updated_at: now,
+            version: TaskVersion::FIRST,
+            series: Some(Series {
+                occurrence,
+                ..series
+            }),
+            reminders: after.reminders.relative(),
+            ..after.clone()
+        })
     }
 
     /// Deletes a task; with `expected`, only at that version. Who may is

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use todo_core::{
     AccessClaims, AccessGate, Change, ChangeCursor, ChangeLimit, Description, Error as CoreError,
     Label, Labels, NewTask, Page, PageLimit, Principal, Priority, ProjectId, ProjectService,
-    SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery, TaskService, TaskSort, TaskVersion,
-    Timestamp, Title, TokenRejection, UserId, ValidationError, WebhookService,
+    Recurrence, Reminder, Reminders, SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery,
+    TaskService, TaskSort, TaskVersion, TimeZoneName, Timestamp, Title, TokenRejection, UserId,
+    ValidationError, WebhookService,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -226,10 +227,76 @@ struct CreateBody {
     labels: Option<Vec<String>>,
     #[serde(default)]
     archived: Option<bool>,
+    /// The task it is a subtask of (of the same project; the project is
+    /// the parent's when `project_id` is left out).
+    #[serde(default)]
+    #[schema(format = Uuid)]
+    parent_id: Option<String>,
+    /// An RRULE (`FREQ=WEEKLY;BYDAY=MO,WE`); needs `due_at`.
+    #[serde(default)]
+    recurrence: Option<String>,
+    /// The IANA zone the rule is read in (default `UTC`).
+    #[serde(default)]
+    time_zone: Option<String>,
+    /// At most 10: `{at}` or `{before_due}` (an ISO 8601 duration).
+    #[serde(default)]
+    reminders: Option<Vec<ReminderBody>>,
 }
 
-/// A JSON merge patch: `null` resets `description`, `due_at`, `priority`
-/// and `labels` to their defaults; `title`, `done` and `archived` cannot be null.
+/// One reminder on the wire: exactly one of the two.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Reminder)]
+pub(crate) struct ReminderBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "PT15M")]
+    before_due: Option<String>,
+}
+
+fn reminders(raw: Vec<ReminderBody>) -> Result<Reminders, ValidationError> {
+    let bad = ValidationError::Format {
+        field: "reminders",
+        what: "reminder: {at} or {before_due}",
+    };
+    if raw.len() > Reminders::MAX {
+        return Err(ValidationError::TooMany {
+            field: "reminders",
+            max: Reminders::MAX,
+        });
+    }
+    let items = raw
+        .into_iter()
+        .map(|r| match (r.at, r.before_due) {
+            (Some(at), None) => Timestamp::parse_rfc3339(&at, "reminders").map(Reminder::At),
+            (None, Some(before)) => Reminder::parse_before_due(&before),
+            _ => Err(bad.clone()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Reminders::new(items)
+}
+
+fn reminder_bodies(reminders: &Reminders) -> Vec<ReminderBody> {
+    reminders
+        .iter()
+        .map(|r| match r {
+            Reminder::At(at) => ReminderBody {
+                at: Some(at.to_string()),
+                before_due: None,
+            },
+            Reminder::BeforeDue(_) => ReminderBody {
+                at: None,
+                before_due: Some(r.to_string()),
+            },
+        })
+        .collect()
+}
+
+/// A JSON merge patch: `null` resets `description`, `due_at`, `priority`,
+/// `labels`, `parent_id`, `recurrence` and `reminders` to their defaults;
+/// `title`, `done`, `archived` and `time_zone` cannot be null.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = TaskPatch)]
@@ -252,6 +319,16 @@ struct PatchBody {
     #[serde(default, deserialize_with = "crate::dto::present")]
     #[schema(nullable = false)]
     archived: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(format = Uuid)]
+    parent_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::dto::present")]
+    recurrence: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::dto::present")]
+    #[schema(nullable = false)]
+    time_zone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::dto::present")]
+    reminders: Option<Option<Vec<ReminderBody>>>,
 }
 
 /// A task on the wire.
@@ -265,6 +342,17 @@ pub struct TaskDto<'a> {
     project_id: Shown<ProjectId>,
     #[schema(value_type = String, format = Uuid)]
     created_by: Shown<UserId>,
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
+    parent_id: Option<Shown<TaskId>>,
+    #[schema(value_type = Option<String>, required = true)]
+    recurrence: Option<Shown<&'a Recurrence>>,
+    time_zone: &'a str,
+    reminders: Vec<ReminderBody>,
+    /// In the answer to the change that completed a recurring task: its
+    /// next occurrence (made then, or before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    next_occurrence_id: Option<Shown<TaskId>>,
     title: &'a str,
     description: &'a str,
     done: bool,
@@ -289,6 +377,11 @@ impl<'a> From<&'a Task> for TaskDto<'a> {
             id: Shown(task.id),
             project_id: Shown(task.project),
             created_by: Shown(task.created_by),
+            parent_id: task.parent.map(Shown),
+            recurrence: task.recurrence.as_ref().map(Shown),
+            time_zone: task.time_zone.as_str(),
+            reminders: reminder_bodies(&task.reminders),
+            next_occurrence_id: None,
             title: task.title.as_str(),
             description: task.description.as_str(),
             done: task.done,
@@ -346,6 +439,14 @@ impl Errors {
     }
 }
 
+/// A parent's id, named as its field is.
+fn parent_id(raw: &str) -> Result<TaskId, ValidationError> {
+    TaskId::parse(raw).map_err(|_| ValidationError::Format {
+        field: "parent_id",
+        what: "task id",
+    })
+}
+
 fn labels(raw: Vec<String>) -> Result<Labels, ValidationError> {
     Labels::parse(raw.iter().map(String::as_str))
 }
@@ -370,6 +471,20 @@ pub fn decode_task_patch(body: &[u8]) -> Result<TaskPatch, ApiError> {
 fn new_task(body: CreateBody) -> Result<NewTask, ApiError> {
     let mut errors = Errors::default();
     let project = errors.take(body.project_id.as_deref().map(ProjectId::parse).transpose());
+    let parent = errors.take(body.parent_id.as_deref().map(parent_id).transpose());
+    let recurrence = errors.take(
+        body.recurrence
+            .as_deref()
+            .map(Recurrence::parse)
+            .transpose(),
+    );
+    let time_zone = errors.take(
+        body.time_zone
+            .as_deref()
+            .map(TimeZoneName::parse)
+            .transpose(),
+    );
+    let reminder_list = errors.take(body.reminders.map_or(Ok(Reminders::default()), reminders));
     let title = errors.take(Title::parse(&body.title));
     let description = errors.take(
         body.description
@@ -394,6 +509,10 @@ fn new_task(body: CreateBody) -> Result<NewTask, ApiError> {
             Some(labels),
         ) => Some(NewTask {
             project,
+            parent: parent.flatten(),
+            recurrence: recurrence.flatten(),
+            time_zone: time_zone.flatten(),
+            reminders: reminder_list.unwrap_or_default(),
             title,
             description,
             done: body.done.unwrap_or(false),
@@ -436,6 +555,22 @@ fn task_patch(body: PatchBody) -> Result<TaskPatch, ApiError> {
     if let Some(archived) = body.archived {
         patch.archived = errors.take(archived.ok_or(null("archived")));
     }
+    if let Some(parent) = body.parent_id {
+        patch.parent = errors.take(parent.as_deref().map(parent_id).transpose());
+    }
+    if let Some(recurrence) = body.recurrence {
+        patch.recurrence = errors.take(recurrence.as_deref().map(Recurrence::parse).transpose());
+    }
+    if let Some(time_zone) = body.time_zone {
+        patch.time_zone = errors.take(
+            time_zone
+                .ok_or(null("time_zone"))
+                .and_then(|z| TimeZoneName::parse(&z)),
+        );
+    }
+    if let Some(raw) = body.reminders {
+        patch.reminders = errors.take(raw.map_or(Ok(Reminders::default()), reminders));
+    }
     errors.finish(Some(patch))
 }
 
@@ -444,6 +579,7 @@ const QUERY_PARAMS: &[&str] = &[
     "archived",
     "label",
     "project",
+    "parent",
     "q",
     "due_before",
     "due_after",
@@ -468,6 +604,13 @@ pub fn decode_list_query(raw: Option<&str>) -> Result<(TaskQuery, Option<TaskCur
                     what: "project id",
                 });
                 query.project = Some(project.map_err(invalid)?);
+            }
+            "parent" => {
+                let parent = TaskId::parse(&value).map_err(|_| ValidationError::Format {
+                    field: "parent",
+                    what: "task id",
+                });
+                query.parent = Some(parent.map_err(invalid)?);
             }
             "q" => query.text = Some(SearchText::parse(&value).map_err(invalid)?),
             "due_before" => {
@@ -568,6 +711,7 @@ async fn create_task(
         ("archived" = Option<bool>, Query, description = "archived tasks instead of the others"),
         ("label" = Option<String>, Query, description = "tasks with this label"),
         ("project" = Option<String>, Query, format = Uuid, description = "only this project's tasks (none for a project the caller is not a member of)"),
+        ("parent" = Option<String>, Query, format = Uuid, description = "only the subtasks of this task"),
         ("q" = Option<String>, Query, description = "case-insensitive literal substring of title or description"),
         ("due_before" = Option<String>, Query, format = DateTime, description = "strictly before; tasks without a due date are left out"),
         ("due_after" = Option<String>, Query, format = DateTime, description = "strictly after; tasks without a due date are left out"),
@@ -653,11 +797,17 @@ async fn update_task(
     // The request must be valid before its precondition is weighed.
     let patch = decode_task_patch(&body)?;
     let owner = caller.user_id;
-    let task = call(&api.service, move |s| {
-        s.update_if(owner, id, patch, condition)
+    let written = call(&api.service, move |s| {
+        s.write_if(owner, id, patch, condition)
     })
     .await?;
-    task_response(StatusCode::OK, &task)
+    let mut dto = TaskDto::from(&written.task);
+    dto.next_occurrence_id = written.next_occurrence.map(Shown);
+    let mut response = json_value(StatusCode::OK, &dto)?;
+    response
+        .headers_mut()
+        .insert(ETAG, etag(written.task.version));
+    Ok(response)
 }
 
 /// Delete a task.

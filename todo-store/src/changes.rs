@@ -51,6 +51,13 @@ struct ChangeRow<'a> {
     version: Option<i64>,
     project_id: Option<&'a str>,
     created_by: Option<&'a str>,
+    parent_id: Option<&'a str>,
+    recurrence: Option<&'a str>,
+    time_zone: Option<&'a str>,
+    series_id: Option<&'a str>,
+    series_start: Option<i64>,
+    occurrence: Option<i64>,
+    reminders: Option<&'a str>,
 }
 
 /// A change as read.
@@ -75,6 +82,13 @@ struct StoredChange {
     version: Option<i64>,
     project_id: Option<String>,
     created_by: Option<String>,
+    parent_id: Option<String>,
+    recurrence: Option<String>,
+    time_zone: Option<String>,
+    series_id: Option<String>,
+    series_start: Option<i64>,
+    occurrence: Option<i64>,
+    reminders: Option<String>,
 }
 
 /// Records a write of the task `task_id` in the stream of `owner_id` (a
@@ -248,6 +262,13 @@ pub(crate) fn append(
         version: task.map(|t| t.version),
         project_id: task.map(|t| t.project_id.as_str()),
         created_by: task.map(|t| t.created_by.as_str()),
+        parent_id: task.and_then(|t| t.parent_id.as_deref()),
+        recurrence: task.and_then(|t| t.recurrence.as_deref()),
+        time_zone: task.map(|t| t.time_zone.as_str()),
+        series_id: task.and_then(|t| t.series_id.as_deref()),
+        series_start: task.and_then(|t| t.series_start),
+        occurrence: task.and_then(|t| t.occurrence),
+        reminders: task.map(|t| t.reminders.as_str()),
     };
     let insert = diesel::insert_into(changes::table).values(&row);
     native!(&mut *conn, |c| insert.execute(c))?;
@@ -285,6 +306,13 @@ impl StoredChange {
                     owner_id: self.owner_id,
                     project_id: self.project_id.ok_or_else(missing)?,
                     created_by: self.created_by.ok_or_else(missing)?,
+                    parent_id: self.parent_id,
+                    recurrence: self.recurrence,
+                    time_zone: self.time_zone.ok_or_else(missing)?,
+                    series_id: self.series_id,
+                    series_start: self.series_start,
+                    occurrence: self.occurrence,
+                    reminders: self.reminders.ok_or_else(missing)?,
                     title: self.title.ok_or_else(missing)?,
                     description: self.description.ok_or_else(missing)?,
                     done: self.done.ok_or_else(missing)?,

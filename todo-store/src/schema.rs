@@ -45,6 +45,13 @@ diesel::table! {
         version -> BigInt,
         project_id -> Text,
         created_by -> Text,
+        parent_id -> Nullable<Text>,
+        recurrence -> Nullable<Text>,
+        time_zone -> Text,
+        series_id -> Nullable<Text>,
+        series_start -> Nullable<BigInt>,
+        occurrence -> Nullable<BigInt>,
+        reminders -> Text,
     }
 }
 
@@ -107,6 +114,13 @@ diesel::table! {
         version -> Nullable<BigInt>,
         project_id -> Nullable<Text>,
         created_by -> Nullable<Text>,
+        parent_id -> Nullable<Text>,
+        recurrence -> Nullable<Text>,
+        time_zone -> Nullable<Text>,
+        series_id -> Nullable<Text>,
+        series_start -> Nullable<BigInt>,
+        occurrence -> Nullable<BigInt>,
+        reminders -> Nullable<Text>,
     }
 }
 

@@ -6,8 +6,9 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Text};
 use todo_core::{
     ChangeKind, ChangeLog, Description, Labels, PageLimit, Priority, ProjectId, ProjectRole,
-    Standing, StoreError, Task, TaskCursor, TaskId, TaskInsert, TaskQuery, TaskSort, TaskStore,
-    TaskVersion, Timestamp, Title, UserId,
+    Recurrence, Reminder, Reminders, Series, SeriesId, Standing, StoreError, Task, TaskCursor,
+    TaskId, TaskInsert, TaskQuery, TaskSort, TaskStore, TaskVersion, TaskWrite, TimeZoneName,
+    Timestamp, Title, TreeRefusal, UserId,
 };
 
 use crate::SqlStore;
@@ -63,6 +64,13 @@ pub(crate) struct TaskRow {
     pub(crate) owner_id: String,
     pub(crate) project_id: String,
     pub(crate) created_by: String,
+    pub(crate) parent_id: Option<String>,
+    pub(crate) recurrence: Option<String>,
+    pub(crate) time_zone: String,
+    pub(crate) series_id: Option<String>,
+    pub(crate) series_start: Option<i64>,
+    pub(crate) occurrence: Option<i64>,
+    pub(crate) reminders: String,
     pub(crate) title: String,
     pub(crate) description: String,
     pub(crate) search_text: String,
@@ -88,6 +96,13 @@ pub(crate) struct StoredTask {
     pub(crate) owner_id: String,
     pub(crate) project_id: String,
     pub(crate) created_by: String,
+    pub(crate) parent_id: Option<String>,
+    pub(crate) recurrence: Option<String>,
+    pub(crate) time_zone: String,
+    pub(crate) series_id: Option<String>,
+    pub(crate) series_start: Option<i64>,
+    pub(crate) occurrence: Option<i64>,
+    pub(crate) reminders: String,
     pub(crate) title: String,
     pub(crate) description: String,
     pub(crate) done: i16,
@@ -120,6 +135,13 @@ impl TaskRow {
             owner_id: owner_id.to_owned(),
             project_id: task.project.to_string(),
             created_by: task.created_by.to_string(),
+            parent_id: task.parent.map(|p| p.to_string()),
+            recurrence: task.recurrence.as_ref().map(ToString::to_string),
+            time_zone: task.time_zone.as_str().to_owned(),
+            series_id: task.series.map(|s| s.id.to_string()),
+            series_start: task.series.map(|s| s.start.unix_micros()),
+            occurrence: task.series.map(|s| i64::from(s.occurrence)),
+            reminders: write_reminders(&task.reminders),
             title: task.title.as_str().to_owned(),
             description: task.description.as_str().to_owned(),
             search_text: task.search_text(),
@@ -157,6 +179,29 @@ impl StoredTask {
             id: TaskId::parse(&self.id).map_err(bad)?,
             project: ProjectId::parse(&self.project_id).map_err(bad)?,
             created_by: UserId::parse(&self.created_by).map_err(bad)?,
+            parent: self
+                .parent_id
+                .as_deref()
+                .map(TaskId::parse)
+                .transpose()
+                .map_err(bad)?,
+            recurrence: self
+                .recurrence
+                .as_deref()
+                .map(Recurrence::parse)
+                .transpose()
+                .map_err(bad)?,
+            time_zone: TimeZoneName::parse(&self.time_zone).map_err(bad)?,
+            series: match (&self.series_id, self.series_start, self.occurrence) {
+                (Some(id), Some(start), Some(occurrence)) => Some(Series {
+                    id: SeriesId::parse(id).map_err(bad)?,
+                    start: time(start)?,
+                    occurrence: u32::try_from(occurrence).map_err(|_| corrupt("task"))?,
+                }),
+                (None, None, None) => None,
+                _ => return Err(corrupt("task")),
+            },
+            reminders: read_reminders(&self.reminders).ok_or_else(|| corrupt("task"))?,
             title: Title::parse(&self.title).map_err(bad)?,
             description: Description::parse(&self.description).map_err(bad)?,
             done: self.done != 0,
@@ -176,6 +221,35 @@ impl StoredTask {
     fn held_bytes(&self) -> usize {
         self.title.len() + self.description.len() + self.labels.len()
     }
+}
+
+/// Reminders as stored: one a line, `at:<micros>` or `before:<seconds>`.
+fn write_reminders(reminders: &Reminders) -> String {
+    let lines: Vec<String> = reminders
+        .iter()
+        .map(|r| match r {
+            Reminder::At(at) => format!("at:{}", at.unix_micros()),
+            Reminder::BeforeDue(before) => format!("before:{}", before.as_secs()),
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// The reminders of [`write_reminders`]' text; `None` if it is not that.
+fn read_reminders(text: &str) -> Option<Reminders> {
+    let reminders = text
+        .lines()
+        .map(|line| match line.split_once(':')? {
+            ("at", micros) => Some(Reminder::At(
+                Timestamp::from_unix_micros(micros.parse().ok()?).ok()?,
+            )),
+            ("before", seconds) => Some(Reminder::BeforeDue(std::time::Duration::from_secs(
+                seconds.parse().ok()?,
+            ))),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Reminders::new(reminders).ok()
 }
 
 /// Where a write to a project's tasks goes, read in the write's
@@ -342,6 +416,162 @@ fn exclusive<T>(
     }
 }
 
+/// Inserts `row`, a new task of `reach`'s project, with its labels, and
+/// records its creation in every member's stream. The streams' numbers
+/// come first, in id order; the owner's, under `max`, counts the task in
+/// (its row, locked from there to the commit, serialises the owner's
+/// creations on PostgreSQL; SQLite's writes are), before the task is there
+/// to be counted. `false`: the owner is at `max`, and some numbers may be
+/// taken: the caller rolls the transaction back.
+fn create_row(
+    conn: &mut AnyConnection,
+    reach: &Reach,
+    row: &TaskRow,
+    max: Option<i64>,
+) -> QueryResult<bool> {
+    let mut seqs = Vec::with_capacity(reach.members.len());
+    for member in &reach.members {
+        let counts = *member == reach.owner;
+        let seq = match max.filter(|_| counts) {
+            Some(max) => changes::take_seq_within(conn, member, max)?,
+            None => Some(changes::take_seq(conn, member, i64::from(counts))?),
+        };
+        let Some(seq) = seq else {
+            return Ok(false);
+        };
+        seqs.push(seq);
+    }
+    let insert = diesel::insert_into(tasks::table).values(row);
+    native!(&mut *conn, |c| insert.execute(c))?;
+    insert_labels(conn, row)?;
+    for (member, seq) in reach.members.iter().zip(seqs) {
+        changes::append(
+            conn,
+            seq,
+            ChangeKind::TaskCreated,
+            member,
+            &row.id,
+            Some(row),
+            row.updated_at,
+        )?;
+    }
+    Ok(true)
+}
+
+/// A task's project and parent, for walking up the tree (held `FOR
+/// SHARE` on PostgreSQL: two tasks made each other's parents at once
+/// wait on each other, and one is refused, rather than both making a
+/// cycle).
+fn project_and_parent(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> QueryResult<Option<(String, Option<String>)>> {
+    let row = tasks::table
+        .find(id)
+        .select((tasks::project_id, tasks::parent_id));
+    match conn {
+        AnyConnection::Sqlite(c) => row.first(c).optional(),
+        AnyConnection::Postgresql(c) => row.for_share().first(c).optional(),
+    }
+}
+
+/// The subtasks of `parents`, one level down.
+fn children(conn: &mut AnyConnection, parents: &[String]) -> QueryResult<Vec<String>> {
+    tasks::table
+        .filter(tasks::parent_id.eq_any(parents))
+        .select(tasks::id)
+        .load(conn)
+}
+
+/// Why the task `id` of `project` cannot have `parent`, if it cannot: the
+/// parent is not in the project, is the task or one of its subtasks, or
+/// is so deep that the task (with its own subtasks, unless `new`) would
+/// be more than [`Task::MAX_DEPTH`] levels from the top.
+fn tree_refusal(
+    conn: &mut AnyConnection,
+    id: &str,
+    project: &str,
+    parent: &str,
+    new: bool,
+) -> QueryResult<Option<TreeRefusal>> {
+    match project_and_parent(conn, parent)? {
+        Some((parents_project, _)) if parents_project == project => {}
+        _ => return Ok(Some(TreeRefusal::NoSuchParent)),
+    }
+    let mut depth = 0;
+    let mut at = Some(parent.to_owned());
+    while let Some(ancestor) = at {
+        if ancestor == id {
+            return Ok(Some(TreeRefusal::Cycle));
+        }
+        depth += 1;
+        if depth > Task::MAX_DEPTH {
+            return Ok(Some(TreeRefusal::TooDeep));
+        }
+        at = project_and_parent(conn, &ancestor)?.and_then(|(_, up)| up);
+    }
+    let mut height = 1;
+    if !new {
+        let mut level = vec![id.to_owned()];
+        while height <= Task::MAX_DEPTH {
+            level = children(conn, &level)?;
+            if level.is_empty() {
+                break;
+            }
+            height += 1;
+        }
+    }
+    Ok((depth + height > Task::MAX_DEPTH).then_some(TreeRefusal::TooDeep))
+}
+
+/// The task and its subtasks, every level, the task first.
+fn subtree(conn: &mut AnyConnection, id: &str) -> QueryResult<Vec<String>> {
+    let mut all = vec![id.to_owned()];
+    let mut level = all.clone();
+    // (depth is bounded; the bound here keeps a corrupt cycle finite)
+    for _ in 0..=Task::MAX_DEPTH {
+        level = children(conn, &level)?;
+        level.retain(|child| !all.contains(child));
+        if level.is_empty() {
+            break;
+        }
+        all.extend(level.iter().cloned());
+    }
+    Ok(all)
+}
+
+/// Makes `next`, the follow-up of a write, unless a task of its series
+/// and occurrence is there already: the id of the one made or found. At
+/// the owner's quota it sets `at_quota` and fails (the caller's
+/// transaction is rolled back).
+fn make_follow_up(
+    conn: &mut AnyConnection,
+    reach: &Reach,
+    next: &Task,
+    owner_id: &str,
+    max: Option<i64>,
+    at_quota: &mut bool,
+) -> QueryResult<TaskId> {
+    let row = TaskRow::from_task(next, owner_id);
+    if let (Some(series), Some(occurrence)) = (&row.series_id, row.occurrence) {
+        let there: Option<String> = tasks::table
+            .filter(tasks::series_id.eq(series))
+            .filter(tasks::occurrence.eq(occurrence))
+            .select(tasks::id)
+            .first(conn)
+            .optional()?;
+        if let Some(there) = there {
+            return TaskId::parse(&there)
+                .map_err(|_| diesel::result::Error::DeserializationError("a task id".into()));
+        }
+    }
+    if !create_row(conn, reach, &row, max)? {
+        *at_quota = true;
+        return Err(diesel::result::Error::RollbackTransaction);
+    }
+    Ok(next.id)
+}
+
 impl TaskStore for SqlStore {
     fn insert_task_within(
         &self,
@@ -352,77 +582,55 @@ impl TaskStore for SqlStore {
         let caller = task.created_by.to_string();
         let project = task.project.to_string();
         let max = max_tasks.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
-        let mut refused = None;
-        let mut at_quota = false;
-        let inserted = self.with_write_conn(|conn| {
+        let mut outcome = TaskInsert::Inserted;
+        let written = self.with_write_conn(|conn| {
             exclusive(
                 conn,
                 |pg| lock_owner_pg(pg, &caller),
                 |conn| {
                     let reach = Reach::of(conn, &caller, &project)?;
                     if reach.members.is_empty() || !may(reach.standing) {
-                        refused = Some(reach.standing);
-                        return Ok(false);
-                    }
-                    // The streams' numbers first, in id order; the
-                    // owner's, under the quota, counts the task in (its
-                    // row, locked from there to the commit, serialises the
-                    // owner's creations on PostgreSQL; SQLite's writes
-                    // are), before the task is there to be counted.
-                    let mut seqs = Vec::with_capacity(reach.members.len());
-                    for member in &reach.members {
-                        let counts = *member == reach.owner;
-                        let seq = match max.filter(|_| counts) {
-                            Some(max) => changes::take_seq_within(conn, member, max)?,
-                            None => Some(changes::take_seq(conn, member, i64::from(counts))?),
-                        };
-                        let Some(seq) = seq else {
-                            // (undoes the numbers taken)
-                            at_quota = true;
-                            return Err(diesel::result::Error::RollbackTransaction);
-                        };
-                        seqs.push(seq);
+                        outcome = TaskInsert::Refused(reach.standing);
+                        return Ok(());
                     }
                     let row = TaskRow::from_task(task, &reach.owner);
-                    let insert = diesel::insert_into(tasks::table).values(&row);
-                    native!(&mut *conn, |c| insert.execute(c))?;
-                    insert_labels(conn, &row)?;
-                    for (member, seq) in reach.members.iter().zip(seqs) {
-                        changes::append(
-                            conn,
-                            seq,
-                            ChangeKind::TaskCreated,
-                            member,
-                            &row.id,
-                            Some(&row),
-                            row.updated_at,
-                        )?;
+                    if let Some(parent) = &row.parent_id
+                        && let Some(refusal) = tree_refusal(conn, &row.id, &project, parent, true)?
+                    {
+                        outcome = TaskInsert::BadParent(refusal);
+                        return Ok(());
                     }
-                    Ok(true)
+                    if !create_row(conn, &reach, &row, max)? {
+                        // (undoes the numbers taken)
+                        outcome = TaskInsert::AtQuota;
+                        return Err(diesel::result::Error::RollbackTransaction);
+                    }
+                    Ok(())
                 },
             )
         });
-        if at_quota {
-            return Ok(TaskInsert::AtQuota);
+        match (written, outcome) {
+            (Err(_), TaskInsert::AtQuota) => Ok(TaskInsert::AtQuota),
+            (written, outcome) => written.map(|()| outcome),
         }
-        if let Some(standing) = refused {
-            return Ok(TaskInsert::Refused(standing));
-        }
-        inserted.map(|_| TaskInsert::Inserted)
     }
 
-    fn modify_task(
+    fn write_task(
         &self,
         caller: UserId,
         id: TaskId,
         change: &mut dyn FnMut(&Task, ProjectRole) -> Option<Task>,
-    ) -> Result<Option<Task>, StoreError> {
+        follow_up: &mut dyn FnMut(&Task, &Task) -> Option<Task>,
+        max_tasks: Option<u64>,
+    ) -> Result<TaskWrite, StoreError> {
         let (caller_id, task_id) = (caller, id);
         let (caller, id) = (caller.to_string(), id.to_string());
-        // The closure's answer is kept apart from diesel's errors: a stored
-        // row that does not parse is corrupt, not a query failure.
+        let max = max_tasks.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
+        // The closures' answers are kept apart from diesel's errors: a
+        // stored row that does not parse is corrupt, not a query failure.
         let mut corrupt_row = None;
-        let stored = self.with_write_conn(|conn| {
+        let mut at_quota = false;
+        let written = self.with_write_conn(|conn| {
             exclusive(
                 conn,
                 |pg| {
@@ -434,23 +642,27 @@ impl TaskStore for SqlStore {
                 },
                 |conn| {
                     let Some(row) = find_row(conn, caller_id, task_id)? else {
-                        return Ok(None);
+                        return Ok(TaskWrite::NotFound);
                     };
                     let owner_id = row.owner_id.clone();
                     let current = match row.into_task() {
                         Ok(task) => task,
                         Err(error) => {
                             corrupt_row = Some(error);
-                            return Ok(None);
+                            return Ok(TaskWrite::NotFound);
                         }
                     };
-                    let reach = Reach::of(conn, &caller, &current.project.to_string())?;
+                    let project = current.project.to_string();
+                    let reach = Reach::of(conn, &caller, &project)?;
                     let Standing::Member(role) = reach.standing else {
                         // (removed between the read and the lock)
-                        return Ok(None);
+                        return Ok(TaskWrite::NotFound);
                     };
                     let Some(changed) = change(&current, role) else {
-                        return Ok(Some(current));
+                        return Ok(TaskWrite::Written {
+                            task: Box::new(current),
+                            follow_up: None,
+                        });
                     };
                     if changed.id != current.id
                         || changed.project != current.project
@@ -459,6 +671,12 @@ impl TaskStore for SqlStore {
                         return Err(diesel::result::Error::RollbackTransaction);
                     }
                     let new = TaskRow::from_task(&changed, &owner_id);
+                    if new.parent_id != current.parent.map(|p| p.to_string())
+                        && let Some(parent) = &new.parent_id
+                        && let Some(refusal) = tree_refusal(conn, &id, &project, parent, false)?
+                    {
+                        return Ok(TaskWrite::BadParent(refusal));
+                    }
                     let target = tasks::table.filter(tasks::id.eq(&id));
                     let update = diesel::update(target).set(&new);
                     native!(&mut *conn, |c| update.execute(c))?;
@@ -473,13 +691,31 @@ impl TaskStore for SqlStore {
                         Some(&new),
                         new.updated_at,
                     )?;
-                    Ok(Some(changed))
+                    let follow_up = match follow_up(&current, &changed) {
+                        Some(next) => Some(make_follow_up(
+                            conn,
+                            &reach,
+                            &next,
+                            &owner_id,
+                            max,
+                            &mut at_quota,
+                        )?),
+                        None => None,
+                    };
+                    Ok(TaskWrite::Written {
+                        task: Box::new(changed),
+                        follow_up,
+                    })
                 },
             )
-        })?;
+        });
+        if at_quota {
+            return Ok(TaskWrite::AtQuota);
+        }
+        let written = written?;
         match corrupt_row {
             Some(error) => Err(error),
-            None => Ok(stored),
+            None => Ok(written),
         }
     }
 
@@ -573,10 +809,19 @@ impl TaskStore for SqlStore {
                     if !may(&current, role) {
                         return Ok(Some(current));
                     }
-                    // Labels go with the task (ON DELETE CASCADE).
-                    let target = tasks::table.filter(tasks::id.eq(&id));
-                    native!(&mut *conn, |c| diesel::delete(target).execute(c))?;
-                    reach.record(conn, ChangeKind::TaskDeleted, &id, None, at.unix_micros())?;
+                    // The subtasks go too, the deepest first, each recorded.
+                    // (Labels go with their task: ON DELETE CASCADE.)
+                    for doomed in subtree(conn, &id)?.iter().rev() {
+                        let target = tasks::table.filter(tasks::id.eq(doomed));
+                        native!(&mut *conn, |c| diesel::delete(target).execute(c))?;
+                        reach.record(
+                            conn,
+                            ChangeKind::TaskDeleted,
+                            doomed,
+                            None,
+                            at.unix_micros(),
+                        )?;
+                    }
                     Ok(Some(current))
                 },
             )
@@ -674,8 +919,10 @@ fn list_rows(
     let label = query.label.as_ref().map(|l| l.as_str());
     let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
     let after = after.map(|c| (c.key, c.id.to_string()));
+    let parent = query.parent.map(|p| p.to_string());
     let rows = list_query(
         &projects,
+        parent.as_deref(),
         query,
         label,
         pattern.as_deref(),
@@ -704,6 +951,7 @@ type AnyBackend = <AnyConnection as Connection>::Backend;
 /// databases (and for the query-plan tests).
 fn list_query<'a>(
     projects: &'a [String],
+    parent: Option<&'a str>,
     query: &'a TaskQuery,
     label: Option<&'a str>,
     pattern: Option<&'a str>,
@@ -723,6 +971,9 @@ fn list_query<'a>(
     };
     if let Some(done) = query.done {
         q = q.filter(tasks::done.eq(i16::from(done)));
+    }
+    if let Some(parent) = parent {
+        q = q.filter(tasks::parent_id.eq(parent));
     }
     if let Some(label) = label {
         q = q.filter(diesel::dsl::exists(
@@ -854,6 +1105,11 @@ mod statement_cache {
             id: TaskId::from_uuid(id_at(100 + n as i64, n)),
             project: todo_core::ProjectId::inbox_of(owner),
             created_by: owner,
+            parent: None,
+            recurrence: None,
+            time_zone: todo_core::TimeZoneName::utc(),
+            series: None,
+            reminders: todo_core::Reminders::default(),
             title: Title::parse(&format!("Task {n}")).unwrap(),
             description: Description::parse("").unwrap(),
             done: false,
@@ -1023,6 +1279,7 @@ mod plans {
         let after = (0_i64, "0190a5d1-0000-7000-8000-000000000002".to_owned());
         let q = list_query(
             &project,
+            None,
             &query,
             None,
             None,

@@ -10,6 +10,7 @@ use crate::harness::{Deployment, Options, System, on_every_deployment, spawn};
 on_every_deployment!(
     every_project_endpoint_answers_each_kind_of_caller_as_api_md_says,
     every_task_endpoint_of_a_shared_project_answers_each_kind_of_caller,
+    subtasks_recurrence_and_reminders_round_trip_and_name_bad_input,
     sharing_keeps_the_owner_and_the_inbox_and_names_bad_input,
 );
 
@@ -286,7 +287,7 @@ async fn every_task_endpoint_of_a_shared_project_answers_each_kind_of_caller(
     // stream stops at his own task's creation; members see every change.
     let changes = |token| ids_in(&sys, "/v1/changes", token);
     let daves_id = daves.json().unwrap()["id"].as_str().unwrap().to_owned();
-    assert_eq!(changes(&removed).await, [daves_id.clone()]);
+    assert_eq!(changes(&removed).await, [daves_id]);
     assert!(changes(&stranger).await.is_empty());
     assert!(changes(&admin).await.is_empty());
     for (who, token) in &callers[..3] {
@@ -442,4 +443,140 @@ async fn sharing_keeps_the_owner_and_the_inbox_and_names_bad_input(deployment: D
             .unwrap();
         assert_eq!(reply.status, status, "{tag}: {:?}", reply.body);
     }
+}
+
+async fn subtasks_recurrence_and_reminders_round_trip_and_name_bad_input(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let client = &sys.tasks.client;
+    let create = |body: Value| sys.post(client, "/v1/tasks", Some(&alice), body);
+    let top = create(json!({"title": "Move house"})).await;
+    assert_eq!(top.status, 201, "{:?}", top.body);
+    let top = top.json().unwrap();
+    assert_eq!(top["parent_id"], Value::Null);
+    assert_eq!(top["time_zone"], "UTC");
+    assert_eq!(top["reminders"], json!([]));
+    let child = create(json!({"title": "Pack", "parent_id": top["id"]})).await;
+    assert_eq!(child.status, 201, "{:?}", child.body);
+    let child = child.json().unwrap();
+    assert_eq!(child["parent_id"], top["id"]);
+    assert_eq!(child["project_id"], top["project_id"]);
+    let grandchild = create(json!({"title": "Books", "parent_id": child["id"]})).await;
+    assert_eq!(grandchild.status, 201);
+    let grandchild = grandchild.json().unwrap();
+    let children = format!("/v1/tasks?parent={}", top["id"].as_str().unwrap());
+    assert_eq!(
+        ids_in(&sys, &children, &alice).await,
+        [child["id"].as_str().unwrap()]
+    );
+
+    // Each bad input is refused naming its field.
+    let garden = sys
+        .post(
+            client,
+            "/v1/projects",
+            Some(&alice),
+            json!({"name": "Garden"}),
+        )
+        .await
+        .json()
+        .unwrap();
+    let many: Vec<Value> = (0..11)
+        .map(|m| json!({"before_due": format!("PT{m}M")}))
+        .collect();
+    for (body, field) in [
+        (
+            json!({"title": "x", "parent_id": grandchild["id"]}),
+            "parent_id",
+        ),
+        (
+            json!({"title": "x", "parent_id": top["id"], "project_id": garden["id"]}),
+            "parent_id",
+        ),
+        (json!({"title": "x", "parent_id": "not-an-id"}), "parent_id"),
+        (
+            json!({"title": "x", "due_at": "2027-01-04T09:00:00Z", "recurrence": "FREQ=HOURLY"}),
+            "recurrence",
+        ),
+        (
+            json!({"title": "x", "recurrence": "FREQ=DAILY"}),
+            "recurrence",
+        ),
+        (
+            json!({"title": "x", "time_zone": "Mars/Olympus_Mons"}),
+            "time_zone",
+        ),
+        (
+            json!({"title": "x", "due_at": "2027-01-04T09:00:00Z", "reminders": many}),
+            "reminders",
+        ),
+        (
+            json!({"title": "x", "reminders": [{"at": "2027-01-04T09:00:00Z", "before_due": "PT1M"}]}),
+            "reminders",
+        ),
+        (
+            json!({"title": "x", "reminders": [{"before_due": "PT5M"}]}),
+            "reminders",
+        ),
+    ] {
+        let reply = create(body.clone()).await;
+        assert_eq!(reply.status, 400, "{body}");
+        assert_eq!(reply.json().unwrap()["errors"][0]["field"], field, "{body}");
+    }
+    let top_path = format!("/v1/tasks/{}", top["id"].as_str().unwrap());
+    let cycle = json!({"parent_id": grandchild["id"]});
+    let reply = sys
+        .tasks
+        .client
+        .json(Method::PATCH, &top_path, Some(&alice), Some(&cycle))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json().unwrap()["errors"][0]["field"], "parent_id");
+
+    // A weekly task on Mondays at 9:00 in Berlin, reminded 15 minutes before.
+    let weekly = create(json!({
+        "title": "Stand-up",
+        "due_at": "2027-03-22T09:00:00+01:00",
+        "recurrence": "RRULE:BYDAY=MO;FREQ=WEEKLY",
+        "time_zone": "Europe/Berlin",
+        "reminders": [{"before_due": "PT15M"}, {"at": "2027-03-20T12:00:00Z"}],
+    }))
+    .await;
+    assert_eq!(weekly.status, 201, "{:?}", weekly.body);
+    let weekly = weekly.json().unwrap();
+    assert_eq!(weekly["recurrence"], "FREQ=WEEKLY;BYDAY=MO");
+    assert_eq!(weekly["time_zone"], "Europe/Berlin");
+    assert_eq!(
+        weekly["reminders"],
+        json!([{"at": "2027-03-20T12:00:00Z"}, {"before_due": "PT15M"}])
+    );
+    let path = format!("/v1/tasks/{}", weekly["id"].as_str().unwrap());
+    let done = json!({"done": true});
+    let reply = client
+        .json(Method::PATCH, &path, Some(&alice), Some(&done))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let completed = reply.json().unwrap();
+    assert_eq!(completed["done"], true);
+    let next = completed["next_occurrence_id"].as_str().unwrap().to_owned();
+    let next = client
+        .json(
+            Method::GET,
+            &format!("/v1/tasks/{next}"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.status, 200);
+    let next = next.json().unwrap();
+    // A week on, at 9:00 Berlin time, now summer time.
+    assert_eq!(next["due_at"], "2027-03-29T07:00:00Z");
+    assert_eq!(next["done"], false);
+    assert_eq!(next["reminders"], json!([{"before_due": "PT15M"}]));
+    assert!(next.get("next_occurrence_id").is_none());
 }

@@ -12,7 +12,7 @@ use todo_core::testing::{CountingHasher, ManualClock, ReversingDigest, SeededRan
 use todo_core::{
     AuthLimits, AuthServices, ChangeLog, Credentials, ProjectId, ProjectRole, Registration,
     Standing, StoreError, Task, TaskCursor, TaskId, TaskInsert, TaskQuery, TaskService, TaskStore,
-    Timestamp, UserId,
+    TaskWrite, Timestamp, UserId,
 };
 use todo_http::{Api, TaskApi};
 use tower::ServiceExt as _;
@@ -72,13 +72,16 @@ impl TaskStore for HeldSearches {
     ) -> Result<TaskInsert, StoreError> {
         self.tasks.insert_task_within(task, max_tasks, may)
     }
-    fn modify_task(
+    fn write_task(
         &self,
         caller: UserId,
         id: TaskId,
         change: &mut dyn FnMut(&Task, ProjectRole) -> Option<Task>,
-    ) -> Result<Option<Task>, StoreError> {
-        self.tasks.modify_task(caller, id, change)
+        follow_up: &mut dyn FnMut(&Task, &Task) -> Option<Task>,
+        max_tasks: Option<u64>,
+    ) -> Result<TaskWrite, StoreError> {
+        self.tasks
+            .write_task(caller, id, change, follow_up, max_tasks)
     }
     fn delete_task(
         &self,

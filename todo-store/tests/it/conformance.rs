@@ -143,6 +143,9 @@ conformance!(
     shared_tasks_follow_their_projects_members_and_roles,
     a_project_goes_with_its_tasks_and_counts_them_to_its_owner,
     writers_of_one_shared_project_number_every_members_changes_without_gaps,
+    subtasks_stay_in_their_project_three_deep_without_cycles,
+    completing_a_recurring_task_makes_its_next_occurrence_once,
+    concurrent_completions_on_two_instances_make_one_next_occurrence,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -449,6 +452,11 @@ pub(crate) fn full_task(owner: UserId, id_seed: u64, created: i64) -> Task {
         id: TaskId::from_uuid(id_at(created, id_seed)),
         project: ProjectId::inbox_of(owner),
         created_by: owner,
+        parent: None,
+        recurrence: None,
+        time_zone: todo_core::TimeZoneName::utc(),
+        series: None,
+        reminders: todo_core::Reminders::default(),
         title: Title::parse("Écrire le rapport — 50% done_ok").unwrap(),
         description: Description::parse("line one\nline two\twith tab; ünïcödé").unwrap(),
         done: true,
@@ -601,6 +609,11 @@ fn seed_tasks(store: &dyn Stores) -> (UserId, Vec<Task>) {
             id: TaskId::from_uuid(id_at(100 + i / 3, 1000 + i as u64)),
             project: ProjectId::inbox_of(alice),
             created_by: alice,
+            parent: None,
+            recurrence: None,
+            time_zone: todo_core::TimeZoneName::utc(),
+            series: None,
+            reminders: todo_core::Reminders::default(),
             title: Title::parse(&format!("{} #{i}", titles[n % titles.len()])).unwrap(),
             description: Description::parse(if i % 4 == 0 { "notes: 100%" } else { "" }).unwrap(),
             done: i % 3 == 0,
@@ -3122,6 +3135,11 @@ fn a_project_goes_with_its_tasks_and_counts_them_to_its_owner(f: &Fixture) {
     let in_garden = |by: UserId, seed: u64| Task {
         project: garden.id,
         created_by: by,
+        parent: None,
+        recurrence: None,
+        time_zone: todo_core::TimeZoneName::utc(),
+        series: None,
+        reminders: todo_core::Reminders::default(),
         ..full_task(by, seed, 30)
     };
     // Alice keeps one task in her Inbox; Bob's in her project count as
@@ -3225,4 +3243,300 @@ fn writers_of_one_shared_project_number_every_members_changes_without_gaps(f: &F
             log.changes.iter().map(|c| (c.kind, c.task_id)).collect();
         assert_eq!(distinct.len() as u64, expected, "{user}");
     }
+}
+
+/// The field a refusal names, or a panic.
+fn refused_field(result: Result<impl std::fmt::Debug, todo_core::Error>) -> &'static str {
+    match result {
+        Err(todo_core::Error::Invalid(errors)) => errors[0].field(),
+        other => panic!("not refused as invalid: {other:?}"),
+    }
+}
+
+fn subtasks_stay_in_their_project_three_deep_without_cycles(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let clock = Arc::new(ManualClock::new());
+    let tasks = service(f.store.clone(), clock.clone());
+    let under = |parent: &Task, title: &str| NewTask {
+        parent: Some(parent.id),
+        ..titled(title)
+    };
+    let top = tasks.create(alice, titled("Move house")).unwrap();
+    let child = tasks.create(alice, under(&top, "Pack")).unwrap();
+    let grandchild = tasks.create(alice, under(&child, "Pack books")).unwrap();
+    assert_eq!(grandchild.parent, Some(child.id));
+    assert_eq!(
+        grandchild.project, top.project,
+        "a subtask goes where its parent is"
+    );
+    // A fourth level, a parent in another project, a parent nobody lets
+    // the caller see: refused, naming parent_id.
+    assert_eq!(
+        refused_field(tasks.create(alice, under(&grandchild, "Too deep"))),
+        "parent_id"
+    );
+    let elsewhere = NewTask {
+        project: Some(garden.id),
+        ..under(&top, "Elsewhere")
+    };
+    assert_eq!(refused_field(tasks.create(alice, elsewhere)), "parent_id");
+    assert_eq!(
+        refused_field(tasks.create(bob, under(&top, "Not mine"))),
+        "parent_id"
+    );
+    // Re-parenting: never under itself or a subtask of its own, never
+    // deeper than three levels with its own subtasks.
+    let reparent = |to: Option<TaskId>| TaskPatch {
+        parent: Some(to),
+        ..TaskPatch::default()
+    };
+    assert_eq!(
+        refused_field(tasks.update(alice, top.id, reparent(Some(top.id)), None)),
+        "parent_id"
+    );
+    assert_eq!(
+        refused_field(tasks.update(alice, top.id, reparent(Some(grandchild.id)), None)),
+        "parent_id"
+    );
+    let other = tasks.create(alice, titled("Paint")).unwrap();
+    let others_child = tasks.create(alice, under(&other, "Buy paint")).unwrap();
+    assert_eq!(
+        refused_field(tasks.update(alice, other.id, reparent(Some(child.id)), None)),
+        "parent_id"
+    );
+    let moved = tasks
+        .update(alice, other.id, reparent(Some(top.id)), None)
+        .unwrap();
+    assert_eq!(moved.parent, Some(top.id));
+    assert_eq!(
+        tasks.get(alice, top.id).unwrap().parent,
+        None,
+        "nothing else moved"
+    );
+    // Children are listed by their parent.
+    let children_of = |parent: TaskId| -> HashSet<TaskId> {
+        let query = TaskQuery {
+            parent: Some(parent),
+            ..TaskQuery::default()
+        };
+        tasks
+            .list(alice, &query, None)
+            .unwrap()
+            .items
+            .iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    assert_eq!(children_of(top.id), HashSet::from([child.id, other.id]));
+    assert_eq!(children_of(other.id), HashSet::from([others_child.id]));
+    // Deleting a parent deletes its subtree, each recorded as a deletion.
+    tasks.delete(alice, top.id, None).unwrap();
+    for gone in [top.id, child.id, grandchild.id, other.id, others_child.id] {
+        assert!(tasks.get(alice, gone).is_err(), "{gone}");
+    }
+    let deleted: HashSet<TaskId> = store
+        .changes_after(alice, 0, 1000)
+        .unwrap()
+        .changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::TaskDeleted)
+        .map(|c| c.task_id)
+        .collect();
+    assert_eq!(
+        deleted,
+        HashSet::from([top.id, child.id, grandchild.id, other.id, others_child.id])
+    );
+}
+
+fn a_recurring(title: &str, rule: &str, due: &str, zone: &str) -> NewTask {
+    NewTask {
+        due_at: Some(Timestamp::parse_rfc3339(due, "due_at").unwrap()),
+        recurrence: Some(todo_core::Recurrence::parse(rule).unwrap()),
+        time_zone: Some(todo_core::TimeZoneName::parse(zone).unwrap()),
+        ..titled(title)
+    }
+}
+
+fn done(value: bool) -> TaskPatch {
+    TaskPatch {
+        done: Some(value),
+        ..TaskPatch::default()
+    }
+}
+
+fn completing_a_recurring_task_makes_its_next_occurrence_once(f: &Fixture) {
+    use todo_core::{Precondition, Reminder, Reminders};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let clock = Arc::new(ManualClock::new());
+    let tasks = service(f.store.clone(), clock.clone());
+    // Daily at 9:00 in New York, three times, across the spring change.
+    let first = tasks
+        .create(
+            alice,
+            NewTask {
+                reminders: Reminders::new([
+                    Reminder::BeforeDue(Duration::from_secs(900)),
+                    Reminder::At(at(50)),
+                ])
+                .unwrap(),
+                ..a_recurring(
+                    "Stretch",
+                    "FREQ=DAILY;COUNT=3",
+                    "2026-03-07T09:00:00-05:00",
+                    "America/New_York",
+                )
+            },
+        )
+        .unwrap();
+    assert_eq!(first.series.unwrap().occurrence, 1);
+    let complete = |id| {
+        tasks
+            .write_if(alice, id, done(true), Precondition::Any)
+            .unwrap()
+    };
+    let written = complete(first.id);
+    assert!(written.task.done, "the occurrence stays, done");
+    let second_id = written.next_occurrence.unwrap();
+    let second = tasks.get(alice, second_id).unwrap();
+    assert_eq!(
+        second.due_at,
+        Some(Timestamp::parse_rfc3339("2026-03-08T09:00:00-04:00", "due_at").unwrap()),
+        "the wall-clock time kept across the change"
+    );
+    assert!(!second.done);
+    assert_eq!(second.series.unwrap().occurrence, 2);
+    assert_eq!(second.recurrence, first.recurrence);
+    assert_eq!(
+        second.reminders,
+        Reminders::new([Reminder::BeforeDue(Duration::from_secs(900))]).unwrap(),
+        "only the reminders relative to the due time carry over"
+    );
+    // Completed again, or reopened and completed: the same next occurrence.
+    assert_eq!(
+        complete(first.id).next_occurrence,
+        None,
+        "already done: no change"
+    );
+    tasks.update(alice, first.id, done(false), None).unwrap();
+    assert_eq!(complete(first.id).next_occurrence, Some(second_id));
+    let listed = |alice| {
+        let query = TaskQuery {
+            done: None,
+            ..TaskQuery::default()
+        };
+        tasks.list(alice, &query, None).unwrap().items.len()
+    };
+    assert_eq!(listed(alice), 2);
+    // The third is the last (COUNT=3).
+    let third_id = complete(second_id).next_occurrence.unwrap();
+    assert_eq!(complete(third_id).next_occurrence, None);
+    assert_eq!(listed(alice), 3);
+    // A new rule starts a new series from the due time.
+    let restarted = tasks
+        .update(
+            alice,
+            third_id,
+            TaskPatch {
+                recurrence: Some(Some(todo_core::Recurrence::parse("FREQ=WEEKLY").unwrap())),
+                done: Some(false),
+                ..TaskPatch::default()
+            },
+            None,
+        )
+        .unwrap();
+    let series = restarted.series.unwrap();
+    assert_eq!(series.occurrence, 1);
+    assert_ne!(series.id, first.series.unwrap().id);
+    // A rule needs a due time; so does a reminder before it.
+    let undated = NewTask {
+        recurrence: Some(todo_core::Recurrence::parse("FREQ=DAILY").unwrap()),
+        ..titled("Undated")
+    };
+    assert_eq!(refused_field(tasks.create(alice, undated)), "recurrence");
+    let undated = NewTask {
+        reminders: Reminders::new([Reminder::BeforeDue(Duration::from_secs(60))]).unwrap(),
+        ..titled("Undated")
+    };
+    assert_eq!(refused_field(tasks.create(alice, undated)), "reminders");
+    let undue = TaskPatch {
+        due_at: Some(None),
+        ..TaskPatch::default()
+    };
+    let plain = tasks
+        .create(
+            alice,
+            a_recurring("Plain", "FREQ=DAILY", "2026-03-07T09:00:00Z", "UTC"),
+        )
+        .unwrap();
+    assert_eq!(
+        refused_field(tasks.update(alice, plain.id, undue.clone(), None)),
+        "recurrence"
+    );
+    assert_eq!(
+        refused_field(tasks.update(alice, restarted.id, undue, None)),
+        "reminders"
+    );
+}
+
+/// Two instances complete the same occurrence at the same moment, many
+/// times over: each time, one next occurrence.
+fn concurrent_completions_on_two_instances_make_one_next_occurrence(f: &Fixture) {
+    let [one, two] = two_instances(f);
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let clock = Arc::new(ManualClock::new());
+    // (each instance with randomness of its own)
+    let services = [(one, 1), (two, 2)].map(|(store, seed)| {
+        TaskService::new(store, clock.clone(), Arc::new(SeededRandom::new(seed)))
+    });
+    let mut current = services[0]
+        .create(
+            alice,
+            a_recurring(
+                "Water",
+                "FREQ=DAILY",
+                "2026-06-01T08:00:00+02:00",
+                "Europe/Berlin",
+            ),
+        )
+        .unwrap();
+    for round in 0..10 {
+        let barrier = Arc::new(Barrier::new(2));
+        let nexts: Vec<Option<TaskId>> = std::thread::scope(|scope| {
+            let racers: Vec<_> = services
+                .iter()
+                .map(|tasks| {
+                    let barrier = barrier.clone();
+                    let id = current.id;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        tasks
+                            .write_if(alice, id, done(true), todo_core::Precondition::Any)
+                            .unwrap()
+                            .next_occurrence
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let made: HashSet<TaskId> = nexts.into_iter().flatten().collect();
+        assert_eq!(made.len(), 1, "round {round}");
+        let next = *made.iter().next().unwrap();
+        current = services[0].get(alice, next).unwrap();
+        assert_eq!(current.series.unwrap().occurrence, round + 2);
+    }
+    let query = TaskQuery {
+        done: None,
+        limit: todo_core::PageLimit::new(100).unwrap(),
+        ..TaskQuery::default()
+    };
+    assert_eq!(
+        services[0].list(alice, &query, None).unwrap().items.len(),
+        11
+    );
 }

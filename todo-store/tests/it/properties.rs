@@ -138,6 +138,11 @@ fn task(owner: UserId, spec: &Spec, seed: u64) -> Task {
         id: TaskId::from_uuid(new_v7(at(100 + spec.created), &SeededRandom::new(seed)).unwrap()),
         project: todo_core::ProjectId::inbox_of(owner),
         created_by: owner,
+        parent: None,
+        recurrence: None,
+        time_zone: todo_core::TimeZoneName::utc(),
+        series: None,
+        reminders: todo_core::Reminders::default(),
         title: Title::parse(TITLES[spec.title]).unwrap(),
         description: Description::parse(if spec.described {
             "notes: 100% done_ish"

@@ -1,0 +1,16 @@
+ALTER TABLE changes DROP COLUMN reminders;
+ALTER TABLE changes DROP COLUMN occurrence;
+ALTER TABLE changes DROP COLUMN series_start;
+ALTER TABLE changes DROP COLUMN series_id;
+ALTER TABLE changes DROP COLUMN time_zone;
+ALTER TABLE changes DROP COLUMN recurrence;
+ALTER TABLE changes DROP COLUMN parent_id;
+DROP INDEX tasks_one_per_occurrence;
+DROP INDEX tasks_by_parent;
+ALTER TABLE tasks DROP COLUMN reminders;
+ALTER TABLE tasks DROP COLUMN occurrence;
+ALTER TABLE tasks DROP COLUMN series_start;
+ALTER TABLE tasks DROP COLUMN series_id;
+ALTER TABLE tasks DROP COLUMN time_zone;
+ALTER TABLE tasks DROP COLUMN recurrence;
+ALTER TABLE tasks DROP COLUMN parent_id;
