@@ -5,7 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 use todo_core::{
     ChangeCursor, Description, Email, EventFilter, Label, Labels, PageLimit, Password, Priority,
-    ProjectColor, ProjectCursor, ProjectId, ProjectName, ProjectRole, Role, SearchText, TaskCursor,
+    ProjectColor, ProjectCursor, ProjectId, ProjectName, ProjectRole, Recurrence, Reminder, Role,
+    SearchText, TaskCursor, TimeZoneName,
     TaskId, TaskSort, Timestamp, Title, UserCursor, UserId, Username, WebhookSecret, WebhookUrl,
 };
 
@@ -62,6 +63,23 @@ fuzz_target!(|data: &[u8]| {
         // Kept in lower case: the value reads back, not the text.
         assert_eq!(ProjectColor::parse(c.as_str()).unwrap(), c);
         assert_eq!(c.as_str(), text.to_ascii_lowercase());
+    }
+    // Recurrence: the canonical form reads back as the same rule, and
+    // expanding it from any start stays bounded and in order.
+    if let Ok(rule) = Recurrence::parse(text) {
+        let canonical = rule.to_string();
+        assert_eq!(Recurrence::parse(&canonical).unwrap(), rule);
+        let zone = TimeZoneName::parse("Europe/Berlin").unwrap();
+        let start = Timestamp::from_unix_micros(1_800_000_000_000_000).unwrap();
+        let firsts: Vec<Timestamp> = rule.occurrences(start, &zone).take(20).collect();
+        assert_eq!(firsts.first(), Some(&start));
+        assert!(firsts.windows(2).all(|w| w[0] < w[1]), "{canonical}: {firsts:?}");
+    }
+    if let Ok(zone) = TimeZoneName::parse(text) {
+        assert_eq!(TimeZoneName::parse(zone.as_str()).unwrap(), zone);
+    }
+    if let Ok(reminder) = Reminder::parse_before_due(text) {
+        assert_eq!(Reminder::parse_before_due(&reminder.to_string()).unwrap(), reminder);
     }
     if let Ok(role) = ProjectRole::parse_grantable(text) {
         assert_ne!(role, ProjectRole::Owner);

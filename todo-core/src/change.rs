@@ -29,11 +29,18 @@ pub enum ChangeKind {
     TaskUpdated,
     /// A task was deleted: the change is a tombstone.
     TaskDeleted,
+    /// One of a task's reminders is due (the task as it is then).
+    ReminderDue,
 }
 
 impl ChangeKind {
     /// Every kind.
-    pub const ALL: [Self; 3] = [Self::TaskCreated, Self::TaskUpdated, Self::TaskDeleted];
+    pub const ALL: [Self; 4] = [
+        Self::TaskCreated,
+        Self::TaskUpdated,
+        Self::TaskDeleted,
+        Self::ReminderDue,
+    ];
 
     /// The kind as the API and the store name it (`task.created`, …).
     #[must_use]
@@ -42,6 +49,7 @@ impl ChangeKind {
             Self::TaskCreated => "task.created",
             Self::TaskUpdated => "task.updated",
             Self::TaskDeleted => "task.deleted",
+            Self::ReminderDue => "reminder.due",
         }
     }
 

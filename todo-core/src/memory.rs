@@ -29,6 +29,8 @@ struct Tables {
     projects: BTreeMap<ProjectId, Project>,
     /// Every project's members, the owner among them.
     members: BTreeMap<(ProjectId, UserId), Member>,
+    /// Scheduled reminders: whether each has fired.
+    reminders: BTreeMap<(TaskId, Timestamp), bool>,
 }
 
 #[derive(Debug)]
@@ -79,6 +81,24 @@ impl Tables {
             .take_while(|((p, _), _)| *p == project)
             .map(|((_, user), _)| *user)
             .collect()
+    }
+
+    /// Schedules `task`'s reminders anew, as a write of it does: those
+    /// after its `updated_at`, none once it is done or archived; those
+    /// that fired stay.
+    fn schedule_reminders(&mut self, task: &Task) {
+        self.reminders
+            .retain(|(id, _), fired| *id != task.id || *fired);
+        if task.done || task.archived {
+            return;
+        }
+        for reminder in task.reminders.iter() {
+            if let Some(at) = reminder.fires_at(task.due_at)
+                && at > task.updated_at
+            {
+                self.reminders.entry((task.id, at)).or_insert(false);
+            }
+        }
     }
 
     /// Whether the owner of `project` keeps `max` tasks or more (in all
@@ -506,6 +526,7 @@ impl TaskStore for MemoryStore {
             return Err(StoreError::Conflict("duplicate task id"));
         }
         tables.tasks.insert(task.id, task.clone());
+        tables.schedule_reminders(task);
         let at = task.updated_at;
         tables.record_for_members(
             ChangeKind::TaskCreated,
@@ -572,6 +593,7 @@ impl TaskStore for MemoryStore {
             }
         }
         tables.tasks.insert(id, changed.clone());
+        tables.schedule_reminders(&changed);
         tables.record_for_members(
             ChangeKind::TaskUpdated,
             changed.project,
@@ -581,6 +603,7 @@ impl TaskStore for MemoryStore {
         );
         if let Some(next) = made {
             tables.tasks.insert(next.id, next.clone());
+            tables.schedule_reminders(&next);
             let at = next.updated_at;
             tables.record_for_members(
                 ChangeKind::TaskCreated,
@@ -613,6 +636,7 @@ impl TaskStore for MemoryStore {
         if may(&stored, role) {
             for doomed in tables.subtree(id) {
                 tables.tasks.remove(&doomed);
+                tables.reminders.retain(|(task, _), _| *task != doomed);
                 tables.record_for_members(
                     ChangeKind::TaskDeleted,
                     stored.project,
@@ -627,6 +651,36 @@ impl TaskStore for MemoryStore {
 
     fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError> {
         Ok(self.tables().members_of(project))
+    }
+
+    fn fire_due_reminders(&self, now: Timestamp, limit: usize) -> Result<Vec<UserId>, StoreError> {
+        let mut tables = self.tables();
+        let mut due: Vec<(TaskId, Timestamp)> = tables
+            .reminders
+            .iter()
+            .filter(|((_, at), fired)| !**fired && *at <= now)
+            .map(|(key, _)| *key)
+            .collect();
+        due.sort_by_key(|(task, at)| (*at, *task));
+        due.truncate(limit);
+        let mut woken = Vec::new();
+        for key in due {
+            tables.reminders.insert(key, true);
+            let Some(task) = tables.tasks.get(&key.0).cloned() else {
+                continue;
+            };
+            tables.record_for_members(
+                ChangeKind::ReminderDue,
+                task.project,
+                task.id,
+                Some(&task),
+                now,
+            );
+            woken.extend(tables.members_of(task.project));
+        }
+        woken.sort_unstable();
+        woken.dedup();
+        Ok(woken)
     }
 
     fn changes_after(

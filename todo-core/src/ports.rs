@@ -208,6 +208,19 @@ pub trait TaskStore: Send + Sync {
     /// The members of `project`, whose streams a write to its tasks goes to.
     fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError>;
 
+    /// Fires the reminders due at `now`, the earliest first, at most
+    /// `limit`: each is marked fired and recorded as a
+    /// [`ChangeKind::ReminderDue`](crate::ChangeKind::ReminderDue) change
+    /// (the task as it is then) in the stream of every member of its
+    /// task's project, in one transaction, so that each fires once however
+    /// many instances ask, and none is lost to a crash. Returns the
+    /// members whose streams got one, for waking.
+    ///
+    /// Every write above schedules the task's reminders anew in its own
+    /// transaction: those that fall after the write's time, none for a
+    /// task done or archived; one that fired stays fired.
+    fn fire_due_reminders(&self, now: Timestamp, limit: usize) -> Result<Vec<UserId>, StoreError>;
+
     /// The owner's changes numbered above `after`, oldest first, at most
     /// `limit`, with the stream's head and how far retention has pruned it.
     ///

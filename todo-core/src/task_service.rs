@@ -566,6 +566,19 @@ impl TaskService {
         &self.bells
     }
 
+    /// Fires the reminders due now, at most `limit` (see
+    /// [`TaskStore::fire_due_reminders`]), and wakes this process's
+    /// subscribers of the streams they went to; returns how many streams.
+    /// Any number of instances may call it at once: each reminder fires
+    /// once.
+    pub fn fire_due_reminders(&self, limit: usize) -> Result<usize> {
+        let woken = self.store.fire_due_reminders(self.clock.now(), limit)?;
+        for member in &woken {
+            self.bells.ring(*member);
+        }
+        Ok(woken.len())
+    }
+
     /// Retention: forgets the changes older than `keep`; returns how many.
     pub fn prune_changes(&self, keep: std::time::Duration) -> Result<u64> {
         let before = self.clock.now().saturating_sub(keep);

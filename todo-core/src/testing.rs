@@ -39,6 +39,11 @@ impl ManualClock {
         let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
         self.0.fetch_add(micros, Ordering::SeqCst);
     }
+
+    /// Sets the clock to `at`.
+    pub fn set(&self, at: Timestamp) {
+        self.0.store(at.unix_micros(), Ordering::SeqCst);
+    }
 }
 
 impl Default for ManualClock {

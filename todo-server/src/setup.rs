@@ -661,6 +661,34 @@ pub fn prune_changes_periodically(
     })
 }
 
+/// How often an instance looks for reminders that are due: a reminder
+/// fires within this of its time.
+pub const REMINDER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The most reminders one look fires (a backlog after an outage drains at
+/// this a second, per instance).
+const REMINDERS_PER_LOOK: usize = 500;
+
+/// Fires due reminders every `every` ([`TaskService::fire_due_reminders`](
+/// todo_core::TaskService::fire_due_reminders)), on the blocking pool,
+/// until the runtime stops. Every instance may: each reminder fires once.
+pub fn fire_reminders_periodically(
+    service: todo_core::TaskService,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    periodically(every, move || {
+        let service = service.clone();
+        async move {
+            let fired =
+                tokio::task::spawn_blocking(move || service.fire_due_reminders(REMINDERS_PER_LOOK))
+                    .await;
+            if let Ok(Err(error)) = fired {
+                tracing::warn!(target: "todo::reminders", %error, "firing due reminders failed; trying again at the next look");
+            }
+        }
+    })
+}
+
 /// When a periodic job first runs after the start, at the latest: a
 /// process that restarts more often than the job's interval (a desktop
 /// `todo`, a rollout) must still run it.
@@ -755,6 +783,7 @@ pub fn one_origin_with(
         task_settings.change_retention(),
         CHANGE_PRUNE_INTERVAL,
     );
+    fire_reminders_periodically(tasks.clone(), REMINDER_INTERVAL);
     let task_api = task_settings.live_limits(
         task_api(tasks, gate, store.clone(), workers)?
             .with_webhooks(webhooks)

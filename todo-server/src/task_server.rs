@@ -112,6 +112,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         cli.settings.tasks.change_retention(),
         CHANGE_PRUNE_INTERVAL,
     );
+    crate::setup::fire_reminders_periodically(service.clone(), crate::setup::REMINDER_INTERVAL);
     // Signature checks are a read's largest cost: remember verified tokens.
     let cached = Arc::new(CachingVerifier::new(
         verifier.clone(),

@@ -110,7 +110,7 @@ pub(crate) fn record(
         _ if !counts => 0,
         ChangeKind::TaskCreated => 1,
         ChangeKind::TaskDeleted => -1,
-        ChangeKind::TaskUpdated => 0,
+        ChangeKind::TaskUpdated | ChangeKind::ReminderDue => 0,
     };
     let seq = take_seq(conn, owner_id, delta)?;
     append(conn, seq, kind, owner_id, task_id, task, at)
@@ -299,7 +299,7 @@ impl StoredChange {
         let kind = ChangeKind::parse(&self.kind).ok_or_else(|| corrupt("change"))?;
         let task = match kind {
             ChangeKind::TaskDeleted => None,
-            ChangeKind::TaskCreated | ChangeKind::TaskUpdated => {
+            ChangeKind::TaskCreated | ChangeKind::TaskUpdated | ChangeKind::ReminderDue => {
                 let missing = || corrupt("change");
                 let row = StoredTask {
                     id: self.task_id.clone(),

@@ -177,12 +177,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    task_reminders (task_id, fire_at) {
+        task_id -> Text,
+        fire_at -> BigInt,
+        fired_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(tasks -> users (owner_id));
 diesel::joinable!(project_members -> projects (project_id));
 diesel::joinable!(project_members -> users (user_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(task_labels -> tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    task_reminders,
     users,
     refresh_tokens,
     tasks,

@@ -15,7 +15,7 @@ use crate::SqlStore;
 use crate::changes;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{project_members, task_labels, tasks};
+use crate::schema::{project_members, task_labels, task_reminders, tasks};
 use crate::users::lock_owner_pg;
 
 /// The `due` sort's key: the due date, or the largest BIGINT
@@ -278,6 +278,12 @@ impl Reach {
                 members: vec![caller.to_owned()],
             });
         }
+        Self::of_project(conn, caller, project)
+    }
+
+    /// The Reach of a write by `caller` (any text, for a write of no
+    /// member's) to `project`, read from its members.
+    fn of_project(conn: &mut AnyConnection, caller: &str, project: &str) -> QueryResult<Self> {
         let members = project_members::table
             .filter(project_members::project_id.eq(project))
             .select((project_members::user_id, project_members::role))
@@ -426,6 +432,7 @@ fn exclusive<T>(
 fn create_row(
     conn: &mut AnyConnection,
     reach: &Reach,
+    task: &Task,
     row: &TaskRow,
     max: Option<i64>,
 ) -> QueryResult<bool> {
@@ -444,6 +451,7 @@ fn create_row(
     let insert = diesel::insert_into(tasks::table).values(row);
     native!(&mut *conn, |c| insert.execute(c))?;
     insert_labels(conn, row)?;
+    schedule_reminders(conn, task, false)?;
     for (member, seq) in reach.members.iter().zip(seqs) {
         changes::append(
             conn,
@@ -456,6 +464,43 @@ fn create_row(
         )?;
     }
     Ok(true)
+}
+
+/// Schedules `task`'s reminders anew, as written at its `updated_at`: the
+/// unfired ones go, those that fall after the write are put (none for a
+/// task done or archived), and one that fired at the same time stays
+/// fired. A task that had none and has none costs nothing.
+fn schedule_reminders(conn: &mut AnyConnection, task: &Task, had_any: bool) -> QueryResult<()> {
+    if !had_any && task.reminders.is_empty() {
+        return Ok(());
+    }
+    let id = task.id.to_string();
+    diesel::delete(
+        task_reminders::table
+            .filter(task_reminders::task_id.eq(&id))
+            .filter(task_reminders::fired_at.is_null()),
+    )
+    .execute(conn)?;
+    if task.done || task.archived {
+        return Ok(());
+    }
+    for reminder in task.reminders.iter() {
+        let Some(at) = reminder
+            .fires_at(task.due_at)
+            .filter(|at| *at > task.updated_at)
+        else {
+            continue;
+        };
+        let row = (
+            task_reminders::task_id.eq(&id),
+            task_reminders::fire_at.eq(at.unix_micros()),
+        );
+        native!(&mut *conn, |c| diesel::insert_into(task_reminders::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c))?;
+    }
+    Ok(())
 }
 
 /// A task's project and parent, for walking up the tree (held `FOR
@@ -565,7 +610,7 @@ fn make_follow_up(
                 .map_err(|_| diesel::result::Error::DeserializationError("a task id".into()));
         }
     }
-    if !create_row(conn, reach, &row, max)? {
+    if !create_row(conn, reach, next, &row, max)? {
         *at_quota = true;
         return Err(diesel::result::Error::RollbackTransaction);
     }
@@ -600,7 +645,7 @@ impl TaskStore for SqlStore {
                         outcome = TaskInsert::BadParent(refusal);
                         return Ok(());
                     }
-                    if !create_row(conn, &reach, &row, max)? {
+                    if !create_row(conn, &reach, task, &row, max)? {
                         // (undoes the numbers taken)
                         outcome = TaskInsert::AtQuota;
                         return Err(diesel::result::Error::RollbackTransaction);
@@ -684,6 +729,9 @@ impl TaskStore for SqlStore {
                         diesel::delete(task_labels::table.filter(task_labels::task_id.eq(&id)));
                     native!(&mut *conn, |c| old_labels.execute(c))?;
                     insert_labels(conn, &new)?;
+                    // (before the streams: a firing holds a reminder's row,
+                    // then takes streams; this takes them in that order too)
+                    schedule_reminders(conn, &changed, !current.reminders.is_empty())?;
                     reach.record(
                         conn,
                         ChangeKind::TaskUpdated,
@@ -841,6 +889,55 @@ impl TaskStore for SqlStore {
                 .load(conn)
         })?;
         members
+            .iter()
+            .map(|m| UserId::parse(m).map_err(|_| corrupt("project member")))
+            .collect()
+    }
+
+    fn fire_due_reminders(&self, now: Timestamp, limit: usize) -> Result<Vec<UserId>, StoreError> {
+        let at = now.unix_micros();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let woken = self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                let due = task_reminders::table
+                    .filter(task_reminders::fired_at.is_null())
+                    .filter(task_reminders::fire_at.le(at))
+                    .order((task_reminders::fire_at, task_reminders::task_id))
+                    .select((task_reminders::task_id, task_reminders::fire_at))
+                    .limit(limit);
+                // Each instance takes reminders nobody else holds (PostgreSQL).
+                let due: Vec<(String, i64)> = match conn {
+                    AnyConnection::Sqlite(c) => due.load(c)?,
+                    AnyConnection::Postgresql(c) => due.for_update().skip_locked().load(c)?,
+                };
+                let mut woken = Vec::new();
+                for (task_id, fire_at) in due {
+                    let fired = diesel::update(task_reminders::table.find((&task_id, fire_at)))
+                        .set(task_reminders::fired_at.eq(at));
+                    fired.execute(conn)?;
+                    let stored: Option<StoredTask> = tasks::table
+                        .find(&task_id)
+                        .select(StoredTask::as_select())
+                        .first(conn)
+                        .optional()?;
+                    let Some(stored) = stored else {
+                        continue;
+                    };
+                    let owner = stored.owner_id.clone();
+                    let Ok(task) = stored.into_task() else {
+                        continue;
+                    };
+                    let row = TaskRow::from_task(&task, &owner);
+                    let reach = Reach::of_project(conn, "", &row.project_id)?;
+                    reach.record(conn, ChangeKind::ReminderDue, &row.id, Some(&row), at)?;
+                    woken.extend(reach.members);
+                }
+                woken.sort_unstable();
+                woken.dedup();
+                Ok(woken)
+            })
+        })?;
+        woken
             .iter()
             .map(|m| UserId::parse(m).map_err(|_| corrupt("project member")))
             .collect()

@@ -146,6 +146,8 @@ conformance!(
     subtasks_stay_in_their_project_three_deep_without_cycles,
     completing_a_recurring_task_makes_its_next_occurrence_once,
     concurrent_completions_on_two_instances_make_one_next_occurrence,
+    reminders_fire_once_at_their_time_for_every_member,
+    instances_firing_at_once_fire_each_reminder_once,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -3539,4 +3541,143 @@ fn concurrent_completions_on_two_instances_make_one_next_occurrence(f: &Fixture)
         services[0].list(alice, &query, None).unwrap().items.len(),
         11
     );
+}
+
+/// The `reminder.due` changes in `user`'s stream: the tasks, in order.
+fn reminded(store: &dyn Stores, user: UserId) -> Vec<TaskId> {
+    stream_of(store, user)
+        .into_iter()
+        .filter(|(kind, _)| *kind == ChangeKind::ReminderDue)
+        .map(|(_, task)| task)
+        .collect()
+}
+
+fn reminders_fire_once_at_their_time_for_every_member(f: &Fixture) {
+    use todo_core::{MemberPut, ProjectRole, Reminder, Reminders};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let eve = new_user(store, "eve", 2).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let put = store.put_member(garden.id, &member(bob, ProjectRole::Viewer, 20), 10, 100);
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let clock = Arc::new(ManualClock::new());
+    let tasks = service(f.store.clone(), clock.clone());
+    let start = clock.now();
+    let minutes = |m: u64| start.saturating_add(Duration::from_secs(m * 60));
+    let water = tasks
+        .create(
+            alice,
+            NewTask {
+                project: Some(garden.id),
+                due_at: Some(minutes(60)),
+                reminders: Reminders::new([
+                    Reminder::At(minutes(10)),
+                    Reminder::BeforeDue(Duration::from_secs(15 * 60)),
+                    // Already past when made: never fires.
+                    Reminder::At(start.saturating_sub(Duration::from_secs(60))),
+                ])
+                .unwrap(),
+                ..titled("Water")
+            },
+        )
+        .unwrap();
+    let fire = |at: Timestamp| {
+        clock.set(at);
+        tasks.fire_due_reminders(100).unwrap()
+    };
+    assert_eq!(fire(minutes(9)), 0);
+    assert_eq!(fire(minutes(10)), 2, "alice's and bob's streams");
+    assert_eq!(fire(minutes(11)), 0, "once");
+    for user in [alice, bob] {
+        assert_eq!(reminded(store, user), [water.id], "{user}");
+    }
+    assert_eq!(reminded(store, eve), []);
+    // Moving the due time moves the relative reminder; saving the task
+    // again does not fire the one that fired.
+    let later = TaskPatch {
+        due_at: Some(Some(minutes(120))),
+        ..TaskPatch::default()
+    };
+    tasks.update(alice, water.id, later, None).unwrap();
+    assert_eq!(fire(minutes(50)), 0, "the old time: nothing");
+    assert_eq!(fire(minutes(104)), 0);
+    assert_eq!(fire(minutes(105)), 2);
+    assert_eq!(reminded(store, bob), [water.id, water.id]);
+    // A done task, and a deleted one, remind no one.
+    let done_soon = tasks
+        .create(
+            alice,
+            NewTask {
+                reminders: Reminders::new([Reminder::At(minutes(200))]).unwrap(),
+                ..titled("Done soon")
+            },
+        )
+        .unwrap();
+    let gone_soon = tasks
+        .create(
+            alice,
+            NewTask {
+                reminders: Reminders::new([Reminder::At(minutes(200))]).unwrap(),
+                ..titled("Gone soon")
+            },
+        )
+        .unwrap();
+    tasks.update(alice, done_soon.id, done(true), None).unwrap();
+    tasks.delete(alice, gone_soon.id, None).unwrap();
+    assert_eq!(fire(minutes(300)), 0);
+    // The change carries the task as it is when the reminder fires.
+    let last = store
+        .changes_after(bob, 0, 100)
+        .unwrap()
+        .changes
+        .into_iter()
+        .rfind(|c| c.kind == ChangeKind::ReminderDue)
+        .unwrap();
+    assert_eq!(last.task.unwrap().due_at, Some(minutes(120)));
+}
+
+/// Two instances fire at once, over and over, while reminders fall due:
+/// each member's stream holds each reminder once.
+fn instances_firing_at_once_fire_each_reminder_once(f: &Fixture) {
+    use todo_core::{Reminder, Reminders};
+    let [one, two] = two_instances(f);
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let clock = Arc::new(ManualClock::new());
+    let start = clock.now();
+    let services = [(one, 1), (two, 2)].map(|(store, seed)| {
+        TaskService::new(store, clock.clone(), Arc::new(SeededRandom::new(seed)))
+    });
+    const TASKS: u64 = 40;
+    for n in 0..TASKS {
+        let at = start.saturating_add(Duration::from_secs(1 + n % 5));
+        services[0]
+            .create(
+                alice,
+                NewTask {
+                    reminders: Reminders::new([Reminder::At(at)]).unwrap(),
+                    ..titled(&format!("Task {n}"))
+                },
+            )
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(10));
+    let barrier = Arc::new(Barrier::new(2));
+    std::thread::scope(|scope| {
+        for tasks in &services {
+            let barrier = barrier.clone();
+            scope.spawn(move || {
+                barrier.wait();
+                // Small batches, so that the two overlap many times.
+                for _ in 0..30 {
+                    tasks.fire_due_reminders(3).unwrap();
+                }
+            });
+        }
+    });
+    let fired = reminded(store, alice);
+    assert_eq!(fired.len() as u64, TASKS, "{fired:?}");
+    assert_eq!(fired.iter().collect::<HashSet<_>>().len() as u64, TASKS);
 }
