@@ -38,7 +38,26 @@ const state = {
   knownLabels: new Set(),
   loading: false, // a list read is on its way
   saved: new Map(), // id -> the version this page's own last write of it got back (its live event is not news)
+  projects: [], // the caller's projects, each with their role, the Inbox first
+  project: null, // the project shown (null: all of them)
 };
+
+// Repeat and remind choices: what the pickers offer, as the API spells them.
+const REPEATS = [
+  ['', 'Does not repeat'], ['FREQ=DAILY', 'Every day'], ['FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR', 'Every weekday'],
+  ['FREQ=WEEKLY', 'Every week'], ['FREQ=MONTHLY', 'Every month'], ['FREQ=YEARLY', 'Every year'],
+];
+const REMINDS = [
+  ['', 'No reminder'], ['PT0M', 'At the due time'], ['PT15M', '15 minutes before'],
+  ['PT1H', '1 hour before'], ['P1D', '1 day before'],
+];
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+function fillChoices(select, choices, chosen = '') {
+  select.replaceChildren(...choices.map(([value, text]) => new Option(text, value, false, value === chosen)));
+}
+const repeatName = (rule) => REPEATS.find(([value]) => value === rule)?.[1] || 'Repeats';
+/** The caller's role in a project (null: not one of theirs, as far as the page knows). */
+const roleIn = (projectId) => state.projects.find((p) => p.id === projectId)?.role ?? null;
 
 // What each view asks the API for. Today includes what is overdue (as
 // Todoist's does); the dated views sort by due date.
@@ -182,7 +201,7 @@ function showAuth(message) {
   clearTimeout(previewTimer);
   previewSaid = '';
   state.loadRetry = 0;
-  Object.assign(state, { view: 'open', cursors: [null], page: 0, next: null, items: [], me: null, quickLiteral: false });
+  Object.assign(state, { view: 'open', cursors: [null], page: 0, next: null, items: [], me: null, quickLiteral: false, projects: [], project: null });
   state.knownLabels = new Set();
   labelsReadAt = 0;
   $('known-labels').replaceChildren();
@@ -210,7 +229,12 @@ async function showTasks(username) {
   // The filters open on a wide screen; on a phone they wait behind their summary.
   $('filter-box').open = !matchMedia('(max-width: 560px)').matches;
   selectView(state.view, { load: false });
+  fillChoices($('new-repeat'), REPEATS);
+  fillChoices($('new-remind'), REMINDS);
+  showNotifyButton();
   const mine = api.currentSession();
+  await loadProjects();
+  if (api.currentSession() !== mine) return;
   await loadPage({ first: true });
   if (api.currentSession() !== mine) return;
   $('new-title').focus();
@@ -356,6 +380,7 @@ function listQuery(cursor, overrides = {}) {
   if (f.q.value.trim()) params.set('q', f.q.value.trim());
   const label = resolveLabel(f.label.value.trim());
   if (label) params.set('label', label);
+  if (state.project) params.set('project', state.project);
   if (cursor) params.set('cursor', cursor);
   for (const [key, value] of Object.entries(overrides)) params.set(key, value);
   return params;
@@ -544,7 +569,7 @@ function render(items, { focus } = {}) {
       editor.kept = true;
     }
   }
-  state.items = shown;
+  state.items = VIEWS[state.view].byDay ? shown : nested(shown);
   for (const task of state.items) for (const label of task.labels) state.knownLabels.add(label);
   $('known-labels').replaceChildren(...[...state.knownLabels].sort().map((l) => new Option(l)));
 
@@ -581,6 +606,41 @@ function render(items, { focus } = {}) {
  * the same; the one being edited, with what it shows renewed around its
  * editor (which keeps what is typed, and focus); else the new one.
  */
+/** The tasks with each subtask after its parent (when both are on the page), in the list's order otherwise. */
+function nested(items) {
+  const here = new Set(items.map((t) => t.id));
+  const children = new Map();
+  for (const task of items) {
+    if (task.parent_id && here.has(task.parent_id)) {
+      if (!children.has(task.parent_id)) children.set(task.parent_id, []);
+      children.get(task.parent_id).push(task);
+    }
+  }
+  const out = [];
+  const seen = new Set();
+  const visit = (task) => {
+    if (seen.has(task.id)) return;
+    seen.add(task.id);
+    out.push(task);
+    for (const child of children.get(task.id) || []) visit(child);
+  };
+  for (const task of items) if (!task.parent_id || !here.has(task.parent_id)) visit(task);
+  for (const task of items) visit(task); // (a cycle the page cannot place: in its order)
+  return out;
+}
+
+/** How many of a task's parents are on the page (0 to 2): its indent. */
+function depthOf(task) {
+  let depth = 0;
+  let at = task;
+  while (depth < 2 && at.parent_id) {
+    at = state.items.find((t) => t.id === at.parent_id);
+    if (!at) break;
+    depth += 1;
+  }
+  return depth;
+}
+
 function reuseRow(old, fresh) {
   const html = fresh.outerHTML;
   builtAs.set(fresh, html);
@@ -676,7 +736,9 @@ function srOnly(text) {
 
 function taskItem(task) {
   const now = new Date();
-  const li = el('li', `task${task.done ? ' done' : ''}${task.archived ? ' archived' : ''}`);
+  const viewOnly = roleIn(task.project_id) === 'viewer';
+  const depth = depthOf(task);
+  const li = el('li', `task${task.done ? ' done' : ''}${task.archived ? ' archived' : ''}${depth ? ` subtask depth-${depth}` : ''}`);
   li.dataset.id = task.id;
 
   const toggle = el('input', 'toggle');
@@ -684,9 +746,13 @@ function taskItem(task) {
   toggle.checked = task.done;
   toggle.dataset.control = 'toggle';
   toggle.setAttribute('aria-label', `Done: ${task.title}`);
+  // A viewer reads: no control that would write.
+  toggle.disabled = viewOnly;
   toggle.addEventListener('change', () => setDone(task, toggle.checked));
 
   const body = el('div', 'body');
+  const parent = task.parent_id && state.items.find((t) => t.id === task.parent_id);
+  if (parent) body.append(srOnly(`Subtask of ${parent.title}: `));
   body.append(el('span', 'title', task.title));
   if (task.description) body.append(el('p', 'desc', task.description));
   const meta = el('div', 'meta');
@@ -713,8 +779,19 @@ function taskItem(task) {
     });
     meta.append(labels);
   }
+  if (task.recurrence) meta.append(el('span', 'chip plain repeat', repeatName(task.recurrence)));
+  if (task.reminders?.length) meta.append(el('span', 'chip plain', task.reminders.length === 1 ? '1 reminder' : `${task.reminders.length} reminders`));
+  if (!state.project && task.project_id) {
+    const project = state.projects.find((p) => p.id === task.project_id);
+    if (project && !project.inbox) meta.append(el('span', 'chip muted', project.name));
+  }
+  if (viewOnly) meta.append(el('span', 'chip muted', 'View only'));
   if (task.archived) meta.append(el('span', 'chip muted', 'Archived'));
   if (meta.childElementCount) body.append(meta);
+  if (viewOnly) {
+    li.append(toggle, body);
+    return li;
+  }
 
   const actions = el('div', 'actions');
   actions.id = `actions-${task.id}`;
@@ -725,6 +802,11 @@ function taskItem(task) {
       () => setArchived(task, !task.archived)),
     button('Delete', 'delete', `Delete ${task.title}`, () => deleteTask(task), 'ghost danger-text'),
   );
+  if (depth < 2) {
+    // (last: the other actions keep their places for every task)
+    actions.append(button('Add subtask', 'subtask', `Add subtask to ${task.title}`,
+      (event) => openSubtaskForm(event.currentTarget.closest('li.task'), task)));
+  }
   // On a phone the three actions wait behind one button.
   const menu = button('⋯', 'menu', `Actions for ${task.title}`, () => {
     const open = menu.closest('li.task').classList.toggle('menu-open');
@@ -859,7 +941,7 @@ const onTask = (task) => ({ id: task.id, control: 'toggle', index: state.items.l
 function setDone(task, done, focus) {
   const changed = { ...task, done };
   return optimistic(task, changed, () => patchTask(task, { done }), {
-    undoText: done ? `Completed “${task.title}”` : `Reopened “${task.title}”`,
+    undoText: done ? `Completed “${task.title}”${task.recurrence ? '; its next one is on the list' : ''}` : `Reopened “${task.title}”`,
     undo: (saved) => setDone(saved, !done, onTask(saved)),
     focus,
   });
@@ -1102,6 +1184,15 @@ function openEditor(li, task) {
   PRIORITY.forEach((name, value) => priority.append(new Option(name, String(value), false, value === task.priority)));
   const labels = el('input');
   labels.value = task.labels.join(', ');
+  const repeat = el('select');
+  const repeats = REPEATS.some(([value]) => value === (task.recurrence || '')) ? REPEATS
+    : [...REPEATS, [task.recurrence, 'As it repeats now']];
+  fillChoices(repeat, repeats, task.recurrence || '');
+  const remind = el('select');
+  const reminders = task.reminders || [];
+  const one = reminders.length === 1 && reminders[0].before_due;
+  const remindNow = !reminders.length ? '' : (one && REMINDS.some(([value]) => value === one) ? one : '*');
+  fillChoices(remind, remindNow === '*' ? [...REMINDS, ['*', 'Keep its reminders']] : REMINDS, remindNow);
   const titleField = field(form, 'title', 'Title', title);
   titleField.classList.add('span2');
   const descriptionField = field(form, 'description', 'Description', description);
@@ -1116,7 +1207,8 @@ function openEditor(li, task) {
   buttons.append(cancel, save);
   form.append(titleField, descriptionField, field(form, 'due_date', 'Due date', dueDate, 'due_at'),
     field(form, 'due_time', 'Time (optional)', dueTime, 'due_at'), field(form, 'priority', 'Priority', priority),
-    labelsField, el('p', 'form-error span2'), buttons);
+    labelsField, field(form, 'repeat', 'Repeat', repeat, 'recurrence'), field(form, 'remind', 'Remind', remind, 'reminders'),
+    el('p', 'form-error span2'), buttons);
   cancel.addEventListener('click', () => {
     const row = form.closest('li.task');
     closeEditor();
@@ -1132,12 +1224,15 @@ function openEditor(li, task) {
       due_at: fromInputs(dueDate.value, dueTime.value),
       priority: Number(priority.value),
       labels: labelsFrom(labels.value),
+      recurrence: repeat.value || null,
     };
+    if (remind.value !== '*') wanted.reminders = remind.value ? [{ before_due: remind.value }] : [];
     const changes = {};
     for (const [key, value] of Object.entries(wanted)) {
-      const was = key === 'due_at' ? original.due_at && toApiTime(new Date(original.due_at)) : original[key];
+      const was = key === 'due_at' ? original.due_at && toApiTime(new Date(original.due_at)) : (original[key] ?? null);
       if (JSON.stringify(value) !== JSON.stringify(was)) changes[key] = value;
     }
+    if (changes.recurrence) changes.time_zone = ZONE;
     if (!Object.keys(changes).length) {
       closeEditor();
       focusControl(li.isConnected ? li : $('task-list').querySelector(`li.task[data-id="${CSS.escape(task.id)}"]`) || li, 'edit');
@@ -1163,6 +1258,191 @@ function openEditor(li, task) {
   li.classList.add('editing');
   li.append(form);
   title.focus();
+}
+
+
+/** A small form under a task for a subtask's title: Enter adds it, Escape closes. */
+function openSubtaskForm(li, parent) {
+  closeEditor();
+  li.querySelector('form.subtask-form')?.remove();
+  const form = el('form', 'subtask-form row');
+  form.noValidate = true;
+  form.setAttribute('aria-label', `New subtask of ${parent.title}`);
+  const title = el('input');
+  title.maxLength = 200;
+  const titleField = field(form, 'title', 'Subtask', title);
+  titleField.classList.add('grow');
+  const add = el('button', 'primary', 'Add subtask');
+  add.type = 'submit';
+  const cancel = el('button', 'ghost', 'Cancel');
+  cancel.type = 'button';
+  form.append(titleField, add, cancel, el('p', 'form-error'));
+  const close = () => {
+    form.remove();
+    focusControl(li.isConnected ? li : $('task-list').querySelector(`li.task[data-id="${CSS.escape(parent.id)}"]`) || li, 'subtask');
+  };
+  cancel.addEventListener('click', close);
+  form.addEventListener('keydown', (event) => { if (event.key === 'Escape') close(); });
+  guardSubmit(form, 'Adding…', async () => {
+    clearErrors(form);
+    const mine = api.currentSession();
+    try {
+      const { body: created } = await api.call('POST', '/v1/tasks', { body: { title: title.value, parent_id: parent.id } });
+      if (api.currentSession() !== mine) return;
+      wrote(created);
+      form.remove();
+      announce(`Subtask added to ${parent.title}`);
+      await loadPage();
+      focusControl($('task-list').querySelector(`li.task[data-id="${CSS.escape(created.id)}"]`) || li, 'toggle');
+    } catch (error) {
+      if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+      showErrors(form, error);
+    }
+  });
+  li.append(form);
+  title.focus();
+}
+
+// ---- projects and sharing -------------------------------------------------------
+
+async function loadProjects() {
+  const mine = api.currentSession();
+  try {
+    const { body } = await api.call('GET', '/v1/projects?limit=100');
+    if (api.currentSession() !== mine) return;
+    state.projects = body.items;
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    state.projects = state.projects || [];
+  }
+  // A project no longer listed (left, removed, deleted): back to all of them.
+  if (state.project && !state.projects.some((p) => p.id === state.project)) state.project = null;
+  renderProjects();
+}
+
+function renderProjects() {
+  const list = $('project-list');
+  const entry = (id, name, extra) => {
+    const li = el('li');
+    const pick = el('button', 'ghost project', name);
+    pick.type = 'button';
+    pick.dataset.project = id || '';
+    if ((state.project || '') === (id || '')) pick.setAttribute('aria-current', 'page');
+    if (extra) pick.append(' ', srOnly(`(${extra})`));
+    pick.addEventListener('click', () => selectProject(id));
+    li.append(pick);
+    return li;
+  };
+  list.replaceChildren(entry(null, 'All projects'),
+    ...state.projects.map((p) => entry(p.id, p.inbox ? 'Inbox' : p.name, p.role === 'owner' ? '' : p.role)));
+  const current = state.projects.find((p) => p.id === state.project);
+  $('project-role').hidden = !current || current.role === 'owner';
+  $('project-role').textContent = current ? (current.role === 'viewer' ? 'You view this project' : `You are an ${current.role}`) : '';
+  $('share').hidden = !current || current.inbox || current.role !== 'owner';
+  // A viewer adds nothing here.
+  $('new-task').hidden = current?.role === 'viewer';
+}
+
+function selectProject(id) {
+  state.project = id;
+  state.cursors = [null];
+  state.page = 0;
+  closeEditor();
+  renderProjects();
+  loadPage({ first: true });
+  const current = state.projects.find((p) => p.id === id);
+  announce(current ? `Project ${current.inbox ? 'Inbox' : current.name}` : 'All projects');
+}
+
+guardSubmit($('new-project'), 'Adding…', async (form) => {
+  clearErrors(form);
+  const mine = api.currentSession();
+  try {
+    const { body: project } = await api.call('POST', '/v1/projects', { body: { name: form.name.value } });
+    if (api.currentSession() !== mine) return;
+    form.reset();
+    $('project-add').open = false;
+    await loadProjects();
+    selectProject(project.id);
+    announce(`Project ${project.name} added`);
+    $('project-list').querySelector('[aria-current="page"]')?.focus();
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    showErrors(form, error);
+  }
+});
+
+async function showMembers() {
+  const id = state.project;
+  const { body } = await api.call('GET', `/v1/projects/${id}/members`);
+  if (state.project !== id) return;
+  $('member-list').replaceChildren(...body.items.map((member) => {
+    const li = el('li', 'member');
+    li.append(el('span', 'member-name', member.username), ' ', el('span', 'chip muted', member.role));
+    if (member.role !== 'owner') {
+      li.append(button('Remove', 'remove', `Remove ${member.username}`, async () => {
+        await api.call('DELETE', `/v1/projects/${id}/members/${encodeURIComponent(member.username)}`);
+        announce(`${member.username} removed`);
+        await showMembers();
+        $('share-username').focus();
+      }, 'ghost danger-text'));
+    }
+    return li;
+  }));
+}
+
+$('share').addEventListener('click', async () => {
+  const current = state.projects.find((p) => p.id === state.project);
+  $('share-title').textContent = `Share ${current?.name || ''}`;
+  clearErrors($('share-form'));
+  $('share-dialog').showModal();
+  $('share-username').focus();
+  await showMembers().catch(() => {});
+});
+$('share-close').addEventListener('click', () => $('share-dialog').close());
+$('share-dialog').addEventListener('close', () => $('share').focus());
+guardSubmit($('share-form'), 'Sharing…', async (form) => {
+  clearErrors(form);
+  const username = form.username.value.trim();
+  try {
+    await api.call('PUT', `/v1/projects/${state.project}/members/${encodeURIComponent(username)}`, { body: { role: form.role.value } });
+    form.reset();
+    announce(`Shared with ${username}`);
+    await showMembers();
+    form.username.focus();
+  } catch (error) {
+    if (error instanceof api.ApiError && error.status === 401) return;
+    showErrors(form, error instanceof api.ApiError && error.status === 404
+      ? new api.ApiError(404, { detail: `There is no user “${username}”.` }) : error);
+  }
+});
+
+// ---- reminders --------------------------------------------------------------
+
+function canNotify() {
+  return 'Notification' in window && Notification.permission === 'granted';
+}
+
+function showNotifyButton() {
+  $('notify').hidden = !('Notification' in window) || Notification.permission !== 'default';
+}
+
+$('notify').addEventListener('click', async () => {
+  await Notification.requestPermission().catch(() => {});
+  showNotifyButton();
+});
+
+/** A reminder heard: a system notification when allowed, in the page always. */
+function remind(task) {
+  if (!task) return;
+  const text = `Reminder: ${task.title}`;
+  if (canNotify()) {
+    try {
+      new Notification('todo', { body: task.title, tag: `reminder-${task.id}` });
+    } catch { /* (some browsers allow notifications from a service worker only) */ }
+  }
+  showBanner(text);
+  announce(text);
 }
 
 // ---- creating, with quick add -------------------------------------------------
@@ -1230,12 +1510,20 @@ guardSubmit($('new-task'), 'Adding…', async (form) => {
   else if (parsed.priority) body.priority = parsed.priority;
   const labels = labelsFrom([form.labels.value, ...parsed.labels].join(','));
   if (labels.length) body.labels = labels;
+  if (state.project) body.project_id = state.project;
+  if (form.repeat.value) {
+    body.recurrence = form.repeat.value;
+    body.time_zone = ZONE;
+  }
+  if (form.remind.value) body.reminders = [{ before_due: form.remind.value }];
   const mine = api.currentSession();
   try {
     const { body: created } = await api.call('POST', '/v1/tasks', { body });
     if (api.currentSession() !== mine) return;
     wrote(created);
     form.reset();
+    fillChoices(form.repeat, REPEATS);
+    fillChoices(form.remind, REMINDS);
     state.quickLiteral = false;
     showQuickPreview();
     showBanner('');
@@ -1375,6 +1663,10 @@ function mayShow(task) {
 
 /** One change heard: the list is read again when it may show there. */
 function applyChange({ type, id, object }) {
+  if (type === 'reminder.due') {
+    remind(object);
+    return;
+  }
   // The person's own change to it is on its way: what they see stands.
   if (state.pendingChanges.has(id) || state.pendingDeletes.has(id)) return;
   const shown = state.items.find((t) => t.id === id);
@@ -1387,6 +1679,9 @@ function applyChange({ type, id, object }) {
     return;
   }
   if (!object) return;
+  // A task of a project the page does not know: shared with this person
+  // since the list of projects was read.
+  if (object.project_id && !state.projects.some((p) => p.id === object.project_id)) loadProjects();
   if ((state.saved.get(id) ?? -1) >= object.version) return; // this page's own write
   if (shown ? shown.version >= object.version : !mayShow(object)) return;
   // (the newest known, for a row kept while it is edited; the read shows the rest)

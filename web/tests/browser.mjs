@@ -138,13 +138,13 @@ function focused() {
   });
 }
 /** Runs axe-core over the page as it is: zero violations of any rule. */
-async function axe(state) {
-  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) {
+async function axe(state, on = page) {
+  if (!(await on.evaluate(() => typeof window.axe !== 'undefined'))) {
     // The page's CSP refuses inline script (addScriptTag), so axe is
     // evaluated through the DevTools protocol, which the CSP does not govern.
-    await page.evaluate(axeSource);
+    await on.evaluate(axeSource);
   }
-  const violations = await page.evaluate(async () => {
+  const violations = await on.evaluate(async () => {
     const result = await window.axe.run(document, { resultTypes: ['violations'] });
     return result.violations.map((v) => `${v.id} (${v.nodes.length}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
   });
@@ -1084,6 +1084,116 @@ try {
     `a stream cut before any change resumes from where it started (cut: ${cutEarly}, shown: ${caughtUpEarly}, resumed with Last-Event-ID: ${resumedEarly})`);
   for (const device of devices) await device.ctx.close();
   relay.server.close();
+
+  // 12. A project shared by three people, each in a browser of their own:
+  //     the owner shares it by keyboard with an editor and a viewer; the
+  //     editor adds a subtask, which the owner sees live; the viewer can
+  //     change nothing; a recurring task, completed, shows its next one.
+  const shared = {};
+  const signUp = await request.newContext({ baseURL: base, ignoreHTTPSErrors: true });
+  for (const name of ['ann', 'ben', 'cat']) {
+    const made = await signUp.post('/v1/auth/register', { data: { username: name, password: 'correct horse battery' } });
+    if (!made.ok()) throw new Error(`registering ${name}: ${made.status()}`);
+    const ctx = await newContext();
+    const tab = await ctx.newPage();
+    tab.on('pageerror', (error) => problems.push(`${name}: page error: ${error.message}`));
+    await tab.goto(base);
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    await tab.fill('#login-username', name);
+    await tab.fill('#login-password', 'correct horse battery');
+    await tab.click('#login-form button[type=submit]');
+    await tab.locator('#tasks-view').waitFor({ state: 'visible' });
+    shared[name] = { ctx, tab };
+  }
+  await signUp.dispose();
+  const [ann, ben, cat] = [shared.ann.tab, shared.ben.tab, shared.cat.tab];
+  const showsOn = (tab, title, timeout = 5000) => tab.waitForFunction(
+    (t) => [...document.querySelectorAll('#task-list .title')].some((e) => e.textContent === t), title, { timeout },
+  ).then(() => true, () => false);
+  const focusOn = (tab) => tab.evaluate(() => document.activeElement.id || document.activeElement.getAttribute('aria-label') || document.activeElement.textContent);
+  await ann.click('#project-add summary');
+  await ann.fill('#new-project-name', 'Garden');
+  await ann.press('#new-project-name', 'Enter');
+  await ann.waitForFunction(() => document.querySelector('#project-list [aria-current="page"]')?.textContent === 'Garden');
+  check(await ann.locator('#share').isVisible() && await focusOn(ann) === 'Garden',
+    'a new project is shown at once, with focus on it, and its owner may share it');
+  await ann.focus('#share');
+  await ann.keyboard.press('Enter');
+  await ann.locator('#share-dialog').waitFor({ state: 'visible' });
+  check(await focusOn(ann) === 'share-username', 'the sharing dialog opens with focus on the username');
+  for (const [name, role] of [['ben', 'editor'], ['cat', 'viewer']]) {
+    await ann.fill('#share-username', name);
+    await ann.selectOption('#share-role', role);
+    await ann.press('#share-username', 'Enter');
+    await ann.waitForFunction((n) => [...document.querySelectorAll('#member-list .member-name')].some((e) => e.textContent === n), name);
+  }
+  const members = await ann.locator('#member-list .member').allTextContents();
+  check(members.length === 3 && members.some((m) => m.includes('ben') && m.includes('editor')) && members.some((m) => m.includes('cat') && m.includes('viewer')),
+    `the members are listed with their roles (${JSON.stringify(members)})`);
+  await ann.fill('#share-username', 'nobody-here');
+  await ann.press('#share-username', 'Enter');
+  await ann.waitForFunction(() => [...document.querySelectorAll('#share-form .form-error, #share-form .field-error')].some((e) => e.textContent));
+  const refusal = await ann.locator('#share-form').textContent();
+  check(/nobody-here/.test(refusal), `sharing with an unknown name says so (${refusal.trim()})`);
+  await axe('sharing dialog', ann);
+  await ann.keyboard.press('Escape');
+  await ann.locator('#share-dialog').waitFor({ state: 'hidden' });
+  check(await focusOn(ann) === 'share', 'Escape closes the dialog, and focus goes back to Share');
+  await ann.fill('#new-title', 'Plant tomatoes');
+  await ann.press('#new-title', 'Enter');
+  check(await showsOn(ann, 'Plant tomatoes'), 'the owner adds a task to the project');
+  // Ben's page hears of the project's task and lists the project.
+  await ben.waitForFunction(() => [...document.querySelectorAll('#project-list button')].some((b) => b.textContent.startsWith('Garden')), null, { timeout: 5000 });
+  await ben.locator('#project-list button', { hasText: 'Garden' }).click();
+  check(await showsOn(ben, 'Plant tomatoes'), 'the editor, once it is shared, sees the project and its task');
+  await ben.click('[aria-label="Add subtask to Plant tomatoes"]');
+  check(await ben.evaluate(() => document.activeElement.closest('form.subtask-form') !== null), 'the subtask form takes focus');
+  await ben.keyboard.type('Buy seeds');
+  await ben.keyboard.press('Enter');
+  check(await showsOn(ben, 'Buy seeds'), 'the editor adds a subtask');
+  const liveOnAnn = await showsOn(ann, 'Buy seeds', 3000);
+  const order = await ann.locator('#task-list li.task .title').allTextContents();
+  const nestedOnAnn = await ann.locator('#task-list li.task.subtask', { hasText: 'Buy seeds' }).count();
+  check(liveOnAnn && nestedOnAnn === 1 && order.indexOf('Buy seeds') === order.indexOf('Plant tomatoes') + 1,
+    `the owner sees the editor's subtask live, under its parent (${JSON.stringify(order)})`);
+  await axe('project with a subtask', ann);
+  await cat.waitForFunction(() => [...document.querySelectorAll('#project-list button')].some((b) => b.textContent.startsWith('Garden')), null, { timeout: 5000 });
+  await cat.locator('#project-list button', { hasText: 'Garden' }).click();
+  check(await showsOn(cat, 'Buy seeds'), 'the viewer sees the project\'s tasks');
+  const viewer = await cat.evaluate(() => ({
+    toggles: [...document.querySelectorAll('#task-list .toggle')].map((t) => t.disabled),
+    edits: document.querySelectorAll('#task-list [data-control="edit"], #task-list [data-control="delete"], #task-list [data-control="subtask"]').length,
+    newTask: document.querySelector('#new-task').hidden,
+    share: document.querySelector('#share').hidden,
+  }));
+  check(viewer.toggles.length === 2 && viewer.toggles.every(Boolean) && viewer.edits === 0 && viewer.newTask && viewer.share,
+    `the viewer cannot change anything: no enabled checkbox, no edit, no new task, no sharing (${JSON.stringify(viewer)})`);
+  await axe('view-only project', cat);
+  // A task that repeats every day, completed: its next occurrence shows.
+  await ann.click('#new-task summary');
+  await ann.fill('#new-title', 'Water the beds');
+  await ann.fill('#new-due', '2031-05-05');
+  await ann.fill('#new-due-time', '09:00');
+  await ann.selectOption('#new-repeat', 'FREQ=DAILY');
+  await ann.selectOption('#new-remind', 'PT15M');
+  await ann.press('#new-title', 'Enter');
+  check(await showsOn(ann, 'Water the beds'), 'a repeating task is added');
+  const repeats = await ann.locator('#task-list li.task', { hasText: 'Water the beds' }).locator('.repeat').textContent();
+  check(repeats === 'Every day', `it says how it repeats (${repeats})`);
+  const completed = ann.waitForResponse((r) => r.request().method() === 'PATCH' && /^\/v1\/tasks\//.test(new URL(r.url()).pathname));
+  const firstId = await ann.locator('#task-list li.task', { hasText: 'Water the beds' }).getAttribute('data-id');
+  // (by its id: once done it leaves the list, and its next one has its title)
+  await ann.locator(`#task-list li.task[data-id="${firstId}"] .toggle`).click();
+  const answer = await (await completed).json();
+  await ann.waitForFunction(() => [...document.querySelectorAll('#task-list li.task')].some((li) => li.querySelector('.title').textContent === 'Water the beds'
+    && /May 6, 2031/.test(li.querySelector('.due')?.title || '')), null, { timeout: 5000 }).catch(() => {});
+  const next = await ann.locator('#task-list li.task', { hasText: 'Water the beds' }).evaluateAll((rows) => rows.map((li) => ({
+    done: li.querySelector('.toggle').checked, due: li.querySelector('.due')?.title || '', id: li.dataset.id,
+  })));
+  check(answer.done === true && answer.id === firstId && typeof answer.next_occurrence_id === 'string' && next.length === 1 && !next[0].done
+    && next[0].id === answer.next_occurrence_id && /May 6, 2031/.test(next[0].due),
+  `completing it keeps it done and shows its next occurrence, the next day (${JSON.stringify(next)})`);
+  for (const { ctx } of Object.values(shared)) await ctx.close();
 
   check(pairs.length >= 3 && pairs.every((p) => p.access_token && !('refresh_token' in p)),
     `the page's token pairs carry no refresh token (${pairs.length} seen)`);
