@@ -67,6 +67,7 @@ mod auth;
 mod change;
 mod device;
 mod error;
+pub mod ical;
 mod live;
 pub mod memory;
 mod ports;

@@ -83,19 +83,23 @@ impl Tables {
             .collect()
     }
 
-    /// Schedules `task`'s reminders anew, as a write of it does: those
-    /// after its `updated_at`, none once it is done or archived; those
-    /// that fired stay.
+    /// Schedules `task`'s reminders anew, as a write of it does, by
+    /// difference: a time it still has stays, fired or not; a time it no
+    /// longer has goes; a new time is put only after its `updated_at`;
+    /// none unfired once it is done or archived.
     fn schedule_reminders(&mut self, task: &Task) {
+        let wanted: Vec<Timestamp> = if task.done || task.archived {
+            Vec::new()
+        } else {
+            task.reminders
+                .iter()
+                .filter_map(|r| r.fires_at(task.due_at))
+                .collect()
+        };
         self.reminders
-            .retain(|(id, _), fired| *id != task.id || *fired);
-        if task.done || task.archived {
-            return;
-        }
-        for reminder in task.reminders.iter() {
-            if let Some(at) = reminder.fires_at(task.due_at)
-                && at > task.updated_at
-            {
+            .retain(|(id, at), fired| *id != task.id || *fired || wanted.contains(at));
+        for at in wanted {
+            if at > task.updated_at {
                 self.reminders.entry((task.id, at)).or_insert(false);
             }
         }
@@ -1061,6 +1065,7 @@ impl ProjectStore for MemoryStore {
         owner: UserId,
         id: ProjectId,
         expected: Option<TaskVersion>,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
         match tables.projects.get(&id) {
@@ -1069,6 +1074,18 @@ impl ProjectStore for MemoryStore {
                     && project.owner == owner
                     && expected.is_none_or(|v| v == project.version) =>
             {
+                // Its tasks go first, each a deletion in every member's stream.
+                let doomed: Vec<TaskId> = tables
+                    .tasks
+                    .values()
+                    .filter(|t| t.project == id)
+                    .map(|t| t.id)
+                    .collect();
+                for task in doomed {
+                    tables.tasks.remove(&task);
+                    tables.reminders.retain(|(t, _), _| *t != task);
+                    tables.record_for_members(ChangeKind::TaskDeleted, id, task, None, at);
+                }
                 tables.remove_project(id);
                 Ok(true)
             }

@@ -392,6 +392,7 @@ pub trait ProjectStore: Send + Sync {
         owner: UserId,
         id: ProjectId,
         expected: Option<TaskVersion>,
+        at: Timestamp,
     ) -> Result<bool, StoreError>;
     /// The project's members with their usernames, the owner first, then
     /// by when they were added.

@@ -301,7 +301,10 @@ impl ProjectService {
         };
         // The condition again in the delete itself: a change between the
         // read and here fails it, as it does a task's.
-        if self.projects.delete_project(caller, id, expected)? {
+        if self
+            .projects
+            .delete_project(caller, id, expected, self.clock.now())?
+        {
             return Ok(());
         }
         match self.projects.find_project(caller, id)? {

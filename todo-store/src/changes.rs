@@ -303,16 +303,19 @@ impl StoredChange {
                 let missing = || corrupt("change");
                 let row = StoredTask {
                     id: self.task_id.clone(),
-                    owner_id: self.owner_id,
-                    project_id: self.project_id.ok_or_else(missing)?,
-                    created_by: self.created_by.ok_or_else(missing)?,
+                    owner_id: self.owner_id.clone(),
+                    // (A change an older instance recorded during a rolling
+                    // upgrade has none of the newer columns: its task was in
+                    // its owner's Inbox, by its owner, in UTC, unreminded.)
+                    project_id: self.project_id.unwrap_or_else(|| self.owner_id.clone()),
+                    created_by: self.created_by.unwrap_or_else(|| self.owner_id.clone()),
                     parent_id: self.parent_id,
                     recurrence: self.recurrence,
-                    time_zone: self.time_zone.ok_or_else(missing)?,
+                    time_zone: self.time_zone.unwrap_or_else(|| "UTC".to_owned()),
                     series_id: self.series_id,
                     series_start: self.series_start,
                     occurrence: self.occurrence,
-                    reminders: self.reminders.ok_or_else(missing)?,
+                    reminders: self.reminders.unwrap_or_default(),
                     title: self.title.ok_or_else(missing)?,
                     description: self.description.ok_or_else(missing)?,
                     done: self.done.ok_or_else(missing)?,

@@ -294,21 +294,45 @@ impl ProjectStore for SqlStore {
         owner: UserId,
         id: ProjectId,
         expected: Option<TaskVersion>,
+        at: Timestamp,
     ) -> Result<bool, StoreError> {
         let (id, owner) = (id.to_string(), owner.to_string());
+        let mut raced = false;
         let deleted = self.with_write_conn(|conn| {
-            let doomed = projects::table
-                .filter(projects::id.eq(&id))
-                .filter(projects::owner_id.eq(&owner))
-                .filter(projects::inbox.eq(0));
-            match expected {
-                Some(version) => {
-                    diesel::delete(doomed.filter(projects::version.eq(version.get()))).execute(conn)
+            conn.transaction(|conn| {
+                let doomed = projects::table
+                    .filter(projects::id.eq(&id))
+                    .filter(projects::owner_id.eq(&owner))
+                    .filter(projects::inbox.eq(0));
+                let current: Option<i64> =
+                    doomed.select(projects::version).first(conn).optional()?;
+                match (current, expected) {
+                    (None, _) => return Ok(false),
+                    (Some(version), Some(expected)) if version != expected.get() => {
+                        return Ok(false);
+                    }
+                    _ => {}
                 }
-                None => diesel::delete(doomed).execute(conn),
-            }
-        })?;
-        Ok(deleted == 1)
+                crate::tasks::delete_project_tasks(conn, &id, at.unix_micros())?;
+                let gone = match expected {
+                    Some(version) => {
+                        diesel::delete(doomed.filter(projects::version.eq(version.get())))
+                            .execute(conn)
+                    }
+                    None => diesel::delete(doomed).execute(conn),
+                }?;
+                if gone != 1 {
+                    // (changed meanwhile: nothing of the deletion stays)
+                    raced = true;
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+                Ok(true)
+            })
+        });
+        if raced {
+            return Ok(false);
+        }
+        deleted
     }
 
     fn members(&self, id: ProjectId) -> Result<Vec<(Member, Username)>, StoreError> {

@@ -252,6 +252,49 @@ fn read_reminders(text: &str) -> Option<Reminders> {
     Reminders::new(reminders).ok()
 }
 
+/// How a read of a project's members holds their rows (PostgreSQL).
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    /// Not at all: a reminder firing, which waits on no member.
+    Nothing,
+    /// `FOR SHARE`: a task's writer (a removal waits for it).
+    Share,
+    /// `FOR UPDATE`: the project's deletion (new writers wait for it).
+    Update,
+}
+
+/// Deletes the tasks of `project` (its deletion's first step, in its
+/// transaction), each recorded as a deletion in every member's stream and
+/// counted out of the owner's tasks; the caller then deletes the project.
+/// On PostgreSQL the tasks are taken first, as a task's writer takes its
+/// task before the members; then the members, `FOR UPDATE`, so that no
+/// writer adds a task meanwhile; then the tasks again, with any a writer
+/// added before.
+pub(crate) fn delete_project_tasks(
+    conn: &mut AnyConnection,
+    project: &str,
+    at: i64,
+) -> QueryResult<()> {
+    let ids = |conn: &mut AnyConnection| -> QueryResult<Vec<String>> {
+        let of_project = tasks::table
+            .filter(tasks::project_id.eq(project))
+            .select(tasks::id)
+            .order(tasks::id);
+        match conn {
+            AnyConnection::Sqlite(c) => of_project.load(c),
+            AnyConnection::Postgresql(c) => of_project.for_update().load(c),
+        }
+    };
+    ids(conn)?;
+    let reach = Reach::read(conn, "", project, Hold::Update)?;
+    for id in ids(conn)? {
+        // (a subtask may be gone already, with its parent: still recorded)
+        diesel::delete(tasks::table.filter(tasks::id.eq(&id))).execute(conn)?;
+        reach.record(conn, ChangeKind::TaskDeleted, &id, None, at)?;
+    }
+    Ok(())
+}
+
 /// Where a write to a project's tasks goes, read in the write's
 /// transaction: the caller's standing in the project, the project's owner
 /// (who keeps its tasks: their quota counts them) and its members (whose
@@ -281,16 +324,35 @@ impl Reach {
         Self::of_project(conn, caller, project)
     }
 
-    /// The Reach of a write by `caller` (any text, for a write of no
-    /// member's) to `project`, read from its members.
+    /// The Reach of a write by `caller` to `project`, read from its
+    /// members (held `FOR SHARE` on PostgreSQL).
     fn of_project(conn: &mut AnyConnection, caller: &str, project: &str) -> QueryResult<Self> {
+        Self::read(conn, caller, project, Hold::Share)
+    }
+
+    /// The members of `project` as they are, unlocked: for a write of no
+    /// member's (a reminder firing).
+    fn members_now(conn: &mut AnyConnection, project: &str) -> QueryResult<Self> {
+        Self::read(conn, "", project, Hold::Nothing)
+    }
+
+    fn read(
+        conn: &mut AnyConnection,
+        caller: &str,
+        project: &str,
+        hold: Hold,
+    ) -> QueryResult<Self> {
         let members = project_members::table
             .filter(project_members::project_id.eq(project))
             .select((project_members::user_id, project_members::role))
             .order(project_members::user_id);
         let rows: Vec<(String, String)> = match conn {
+            AnyConnection::Postgresql(c) => match hold {
+                Hold::Share => members.for_share().load(c)?,
+                Hold::Update => members.for_update().load(c)?,
+                Hold::Nothing => members.load(c)?,
+            },
             AnyConnection::Sqlite(c) => members.load(c)?,
-            AnyConnection::Postgresql(c) => members.for_share().load(c)?,
         };
         let mut reach = Self {
             standing: Standing::Stranger,
@@ -466,34 +528,39 @@ fn create_row(
     Ok(true)
 }
 
-/// Schedules `task`'s reminders anew, as written at its `updated_at`: the
-/// unfired ones go, those that fall after the write are put (none for a
-/// task done or archived), and one that fired at the same time stays
-/// fired. A task that had none and has none costs nothing.
+/// Schedules `task`'s reminders anew, as written at its `updated_at`, by
+/// difference: a row that is still one of its reminder times stays,
+/// fired or not (one due but not fired yet still fires: a write in the
+/// second before the look loses nothing); rows of times it no longer has
+/// go; new times are put only if they fall after the write. A task done
+/// or archived keeps none unfired. A task that had none and has none
+/// costs nothing.
 fn schedule_reminders(conn: &mut AnyConnection, task: &Task, had_any: bool) -> QueryResult<()> {
     if !had_any && task.reminders.is_empty() {
         return Ok(());
     }
     let id = task.id.to_string();
+    let wanted: Vec<i64> = if task.done || task.archived {
+        Vec::new()
+    } else {
+        task.reminders
+            .iter()
+            .filter_map(|r| r.fires_at(task.due_at))
+            .map(Timestamp::unix_micros)
+            .collect()
+    };
     diesel::delete(
         task_reminders::table
             .filter(task_reminders::task_id.eq(&id))
-            .filter(task_reminders::fired_at.is_null()),
+            .filter(task_reminders::fired_at.is_null())
+            .filter(task_reminders::fire_at.ne_all(&wanted)),
     )
     .execute(conn)?;
-    if task.done || task.archived {
-        return Ok(());
-    }
-    for reminder in task.reminders.iter() {
-        let Some(at) = reminder
-            .fires_at(task.due_at)
-            .filter(|at| *at > task.updated_at)
-        else {
-            continue;
-        };
+    let written = task.updated_at.unix_micros();
+    for at in wanted.into_iter().filter(|at| *at > written) {
         let row = (
             task_reminders::task_id.eq(&id),
-            task_reminders::fire_at.eq(at.unix_micros()),
+            task_reminders::fire_at.eq(at),
         );
         native!(&mut *conn, |c| diesel::insert_into(task_reminders::table)
             .values(row)
@@ -896,47 +963,65 @@ impl TaskStore for SqlStore {
 
     fn fire_due_reminders(&self, now: Timestamp, limit: usize) -> Result<Vec<UserId>, StoreError> {
         let at = now.unix_micros();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let woken = self.with_write_conn(|conn| {
-            conn.transaction(|conn| {
-                let due = task_reminders::table
-                    .filter(task_reminders::fired_at.is_null())
-                    .filter(task_reminders::fire_at.le(at))
-                    .order((task_reminders::fire_at, task_reminders::task_id))
-                    .select((task_reminders::task_id, task_reminders::fire_at))
-                    .limit(limit);
-                // Each instance takes reminders nobody else holds (PostgreSQL).
-                let due: Vec<(String, i64)> = match conn {
-                    AnyConnection::Sqlite(c) => due.load(c)?,
-                    AnyConnection::Postgresql(c) => due.for_update().skip_locked().load(c)?,
-                };
-                let mut woken = Vec::new();
-                for (task_id, fire_at) in due {
-                    let fired = diesel::update(task_reminders::table.find((&task_id, fire_at)))
-                        .set(task_reminders::fired_at.eq(at));
-                    fired.execute(conn)?;
+        let mut woken = Vec::new();
+        // One reminder a transaction: each takes only its own project's
+        // streams, in id order, as every writer does (a batch would take
+        // several projects' streams in no one order, and deadlock).
+        for _ in 0..limit {
+            let fired = self.with_write_conn(|conn| {
+                conn.transaction(|conn| {
+                    let due = task_reminders::table
+                        .filter(task_reminders::fired_at.is_null())
+                        .filter(task_reminders::fire_at.le(at))
+                        .order((task_reminders::fire_at, task_reminders::task_id))
+                        .select((task_reminders::task_id, task_reminders::fire_at))
+                        .limit(1);
+                    // Each instance takes a reminder nobody else holds (PostgreSQL).
+                    let due: Option<(String, i64)> = match conn {
+                        AnyConnection::Sqlite(c) => due.first(c).optional()?,
+                        AnyConnection::Postgresql(c) => {
+                            due.for_update().skip_locked().first(c).optional()?
+                        }
+                    };
+                    let Some((task_id, fire_at)) = due else {
+                        return Ok(None);
+                    };
+                    diesel::update(task_reminders::table.find((&task_id, fire_at)))
+                        .set(task_reminders::fired_at.eq(at))
+                        .execute(conn)?;
                     let stored: Option<StoredTask> = tasks::table
                         .find(&task_id)
                         .select(StoredTask::as_select())
                         .first(conn)
                         .optional()?;
                     let Some(stored) = stored else {
-                        continue;
+                        return Ok(Some(Vec::new()));
                     };
                     let owner = stored.owner_id.clone();
-                    let Ok(task) = stored.into_task() else {
-                        continue;
+                    let task = match stored.into_task() {
+                        Ok(task) => task,
+                        Err(error) => {
+                            // Fired, and said: retrying a row that does not
+                            // parse would hold up every reminder behind it.
+                            tracing::warn!(target: "todo::reminders", task = %task_id, %error, "a due reminder's task does not parse; it is not sent");
+                            return Ok(Some(Vec::new()));
+                        }
                     };
                     let row = TaskRow::from_task(&task, &owner);
-                    let reach = Reach::of_project(conn, "", &row.project_id)?;
+                    // (the members as they are, unlocked: a firing holds a
+                    // reminder, then streams, and waits on no member)
+                    let reach = Reach::members_now(conn, &row.project_id)?;
                     reach.record(conn, ChangeKind::ReminderDue, &row.id, Some(&row), at)?;
-                    woken.extend(reach.members);
-                }
-                woken.sort_unstable();
-                woken.dedup();
-                Ok(woken)
-            })
-        })?;
+                    Ok(Some(reach.members))
+                })
+            })?;
+            match fired {
+                Some(members) => woken.extend(members),
+                None => break,
+            }
+        }
+        woken.sort_unstable();
+        woken.dedup();
         woken
             .iter()
             .map(|m| UserId::parse(m).map_err(|_| corrupt("project member")))
@@ -1013,10 +1098,46 @@ fn list_rows(
     if projects.is_empty() {
         return Ok(Some(Vec::new()));
     }
+    if projects.len() > 1 && budget != usize::MAX {
+        // Several projects are several reads: never in place.
+        return Ok(None);
+    }
     let label = query.label.as_ref().map(|l| l.as_str());
     let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
     let after = after.map(|c| (c.key, c.id.to_string()));
     let parent = query.parent.map(|p| p.to_string());
+    if projects.len() > 1 {
+        // Each project's page from its own index range, in order, then the
+        // first `limit` of them all: a page costs at most `limit` rows a
+        // project, whatever the projects hold (one `IN (…)` would read and
+        // sort every task of every project).
+        let mut rows = Vec::new();
+        for project in &projects {
+            let one = list_query(
+                std::slice::from_ref(project),
+                parent.as_deref(),
+                query,
+                label,
+                pattern.as_deref(),
+                after.as_ref(),
+                i64::try_from(limit).unwrap_or(i64::MAX),
+            );
+            rows.extend(one.load::<StoredTask>(conn)?);
+        }
+        let key = |row: &StoredTask| -> i64 {
+            match query.sort {
+                TaskSort::CreatedAsc | TaskSort::CreatedDesc => row.created_at,
+                TaskSort::DueAsc | TaskSort::DueDesc => row.due_at.unwrap_or(TaskSort::NO_DUE_DATE),
+                TaskSort::PriorityAsc | TaskSort::PriorityDesc => i64::from(row.priority),
+            }
+        };
+        rows.sort_by(|a, b| (key(a), &a.id).cmp(&(key(b), &b.id)));
+        if query.sort.is_descending() {
+            rows.reverse();
+        }
+        rows.truncate(limit);
+        return Ok(Some(rows));
+    }
     let rows = list_query(
         &projects,
         parent.as_deref(),

@@ -143,6 +143,7 @@ conformance!(
     shared_tasks_follow_their_projects_members_and_roles,
     a_project_goes_with_its_tasks_and_counts_them_to_its_owner,
     writers_of_one_shared_project_number_every_members_changes_without_gaps,
+    pages_across_several_projects_walk_every_task_once_in_order,
     subtasks_stay_in_their_project_three_deep_without_cycles,
     completing_a_recurring_task_makes_its_next_occurrence_once,
     concurrent_completions_on_two_instances_make_one_next_occurrence,
@@ -2493,15 +2494,27 @@ fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
     f.store
         .put_member(garden.id, &member(bob, ProjectRole::Viewer, 60), 10, 100)
         .unwrap();
-    assert!(f.store.delete_project(alice, garden.id, None).unwrap());
-    assert!(!f.store.delete_project(alice, garden.id, None).unwrap());
+    assert!(
+        f.store
+            .delete_project(alice, garden.id, None, at(90))
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .delete_project(alice, garden.id, None, at(90))
+            .unwrap()
+    );
     assert_eq!(f.store.find_project(alice, garden.id).unwrap(), None);
     assert_eq!(f.store.members(garden.id).unwrap(), []);
     assert_eq!(
         f.store.standing(bob, garden.id).unwrap(),
         Standing::Stranger
     );
-    assert!(!f.store.delete_project(alice, alices_inbox, None).unwrap());
+    assert!(
+        !f.store
+            .delete_project(alice, alices_inbox, None, at(90))
+            .unwrap()
+    );
     assert!(f.store.find_project(alice, alices_inbox).unwrap().is_some());
 }
 
@@ -2744,13 +2757,17 @@ fn project_updates_are_compare_and_swap_and_lists_page(f: &Fixture) {
     // nothing; at its version, by its owner, it goes.
     assert!(
         !f.store
-            .delete_project(alice, renamed.id, Some(renamed.version))
+            .delete_project(alice, renamed.id, Some(renamed.version), at(90))
             .unwrap()
     );
-    assert!(!f.store.delete_project(bob, renamed.id, None).unwrap());
+    assert!(
+        !f.store
+            .delete_project(bob, renamed.id, None, at(90))
+            .unwrap()
+    );
     assert!(
         f.store
-            .delete_project(alice, renamed.id, Some(by_bob.version))
+            .delete_project(alice, renamed.id, Some(by_bob.version), at(90))
             .unwrap()
     );
     assert!(f.store.find_project(alice, renamed.id).unwrap().is_none());
@@ -3160,15 +3177,27 @@ fn a_project_goes_with_its_tasks_and_counts_them_to_its_owner(f: &Fixture) {
     );
     assert!(store.insert_within(&in_garden(bob, 4), 3).unwrap());
     // Deleting the project deletes its tasks, for every member.
-    assert!(store.delete_project(alice, garden.id, None).unwrap());
+    assert!(
+        store
+            .delete_project(alice, garden.id, None, at(90))
+            .unwrap()
+    );
     for user in [alice, bob] {
         for seed in [3, 4] {
-            assert_eq!(
-                store.find_task(user, in_garden(bob, seed).id).unwrap(),
-                None
+            let id = in_garden(bob, seed).id;
+            assert_eq!(store.find_task(user, id).unwrap(), None);
+            // Each member's stream says so.
+            assert!(
+                stream_of(store, user).contains(&(ChangeKind::TaskDeleted, id)),
+                "{user}: {seed}"
             );
         }
     }
+    // The project's tasks are counted out of its owner's: Alice keeps one
+    // (her Inbox's), so two more fit under a quota of 3.
+    assert!(store.insert_within(&full_task(alice, 6, 30), 3).unwrap());
+    assert!(store.insert_within(&full_task(alice, 7, 30), 3).unwrap());
+    assert!(!store.insert_within(&full_task(alice, 8, 30), 3).unwrap());
     assert!(
         store
             .find_task(bob, full_task(bob, 5, 30).id)
@@ -3605,6 +3634,32 @@ fn reminders_fire_once_at_their_time_for_every_member(f: &Fixture) {
     assert_eq!(fire(minutes(104)), 0);
     assert_eq!(fire(minutes(105)), 2);
     assert_eq!(reminded(store, bob), [water.id, water.id]);
+    // A write between a reminder's time and the next look loses nothing:
+    // the reminder still fires, once.
+    let soon = tasks
+        .create(
+            alice,
+            NewTask {
+                reminders: Reminders::new([Reminder::At(minutes(110))]).unwrap(),
+                ..titled("Soon")
+            },
+        )
+        .unwrap();
+    clock.set(minutes(110).saturating_add(Duration::from_millis(500)));
+    let rename = TaskPatch {
+        title: Some(Title::parse("Soon, renamed").unwrap()),
+        ..TaskPatch::default()
+    };
+    tasks.update(alice, soon.id, rename, None).unwrap();
+    assert_eq!(fire(minutes(111)), 1);
+    assert_eq!(fire(minutes(112)), 0);
+    assert_eq!(
+        reminded(store, alice)
+            .iter()
+            .filter(|id| **id == soon.id)
+            .count(),
+        1
+    );
     // A done task, and a deleted one, remind no one.
     let done_soon = tasks
         .create(
@@ -3680,4 +3735,67 @@ fn instances_firing_at_once_fire_each_reminder_once(f: &Fixture) {
     let fired = reminded(store, alice);
     assert_eq!(fired.len() as u64, TASKS, "{fired:?}");
     assert_eq!(fired.iter().collect::<HashSet<_>>().len() as u64, TASKS);
+}
+
+/// A list across several projects (each read from its own index range,
+/// then merged) pages through every task once, in each sort's order.
+fn pages_across_several_projects_walk_every_task_once_in_order(f: &Fixture) {
+    use todo_core::{MemberPut, ProjectRole};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    let yard = a_project(bob, "Yard", 11);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    assert!(store.insert_project_within(&yard, None).unwrap());
+    let put = store.put_member(yard.id, &member(alice, ProjectRole::Viewer, 20), 10, 100);
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let mut all = Vec::new();
+    for n in 0..17u64 {
+        let (project, by) = match n % 3 {
+            0 => (ProjectId::inbox_of(alice), alice),
+            1 => (garden.id, alice),
+            _ => (yard.id, bob),
+        };
+        let mut task = Task {
+            project,
+            created_by: by,
+            ..full_task(by, 500 + n, 40 + (n as i64 % 5))
+        };
+        task.priority = todo_core::Priority::new((n % 4) as i64).unwrap();
+        task.due_at = (n % 2 == 0).then(|| at(1_000 + (n as i64 * 7) % 11));
+        store.insert_task(&task).unwrap();
+        all.push(task);
+    }
+    for sort in TaskSort::ALL {
+        let query = TaskQuery {
+            sort,
+            done: None,
+            ..TaskQuery::default()
+        };
+        let mut expected: Vec<&Task> = all.iter().collect();
+        expected.sort_by_key(|t| (sort.key(t), t.id));
+        if sort.is_descending() {
+            expected.reverse();
+        }
+        let expected: Vec<TaskId> = expected.iter().map(|t| t.id).collect();
+        for page in [1, 2, 5, 50] {
+            assert_eq!(
+                walk(store, alice, &query, page),
+                expected,
+                "{sort:?}, pages of {page}"
+            );
+        }
+    }
+    // Bob sees his Yard only (and his empty Inbox).
+    let bobs = walk(
+        store,
+        bob,
+        &TaskQuery {
+            done: None,
+            ..TaskQuery::default()
+        },
+        4,
+    );
+    assert_eq!(bobs.len(), 5);
 }

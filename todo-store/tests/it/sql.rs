@@ -434,3 +434,56 @@ fn sqlite_has_no_change_listener() {
     let database = todo_store::testing::TestDatabase::sqlite();
     assert!(database.store.listen_for_changes(|_| {}).unwrap().is_none());
 }
+
+/// During a rolling upgrade, task-servers of the version before projects
+/// write tasks and changes without the newer columns: the task lands in its
+/// owner's Inbox (a trigger, PostgreSQL), and the change reads as its owner's
+/// Inbox task, in UTC, unreminded, instead of as a corrupt row.
+#[test]
+fn postgres_rows_of_the_version_before_projects_read_as_inbox_tasks() {
+    use diesel::Connection as _;
+    use diesel::RunQueryDsl as _;
+    use todo_core::TaskStore as _;
+
+    use crate::conformance::new_user;
+
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    let todo_store::DatabaseUrl::Postgres(url) = &database.config.url else {
+        unreachable!("a PostgreSQL database");
+    };
+    let store = &database.store;
+    let owner = new_user(store, "alice", 0).user.id;
+    let id = "0190a5d1-0000-7000-8000-00000000abcd";
+    let mut old = diesel::PgConnection::establish(url).unwrap();
+    // As the version before wrote them: no project, creator, zone or reminders.
+    diesel::sql_query(format!(
+        "INSERT INTO tasks (id, owner_id, title, description, search_text, done, priority, \
+         labels, archived, created_at, updated_at, version) \
+         VALUES ('{id}', '{owner}', 'Old', '', 'old\u{1f}', 0, 0, '', 0, 1, 1, 1)"
+    ))
+    .execute(&mut old)
+    .unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO changes (owner_id, seq, kind, task_id, recorded_at, title, description, \
+         done, priority, labels, archived, created_at, updated_at, version) \
+         VALUES ('{owner}', 1000, 'task.created', '{id}', 1, 'Old', '', 0, 0, '', 0, 1, 1, 1)"
+    ))
+    .execute(&mut old)
+    .unwrap();
+    let task_id = todo_core::TaskId::parse(id).unwrap();
+    let found = store.find_task(owner, task_id).unwrap().unwrap();
+    assert_eq!(found.project, todo_core::ProjectId::inbox_of(owner));
+    assert_eq!(found.created_by, owner);
+    let change = store
+        .changes_after(owner, 999, 10)
+        .unwrap()
+        .changes
+        .pop()
+        .unwrap();
+    let task = change.task.unwrap();
+    assert_eq!(task.project, todo_core::ProjectId::inbox_of(owner));
+    assert_eq!(task.time_zone.as_str(), "UTC");
+    assert!(task.reminders.is_empty());
+}

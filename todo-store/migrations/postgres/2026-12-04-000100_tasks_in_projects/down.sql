@@ -1,3 +1,5 @@
+DROP TRIGGER tasks_in_inbox ON tasks;
+DROP FUNCTION todo_task_in_inbox();
 ALTER TABLE changes DROP COLUMN created_by;
 ALTER TABLE changes DROP COLUMN project_id;
 DROP INDEX tasks_by_owner;

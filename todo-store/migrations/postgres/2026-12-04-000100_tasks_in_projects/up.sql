@@ -14,6 +14,17 @@ ALTER TABLE tasks ADD COLUMN created_by TEXT COLLATE "C";
 UPDATE tasks SET project_id = owner_id, created_by = owner_id;
 ALTER TABLE tasks ALTER COLUMN project_id SET NOT NULL;
 ALTER TABLE tasks ALTER COLUMN created_by SET NOT NULL;
+-- During a rolling upgrade, task-servers of the version before write tasks
+-- without these columns: such a task is its owner's, in their Inbox.
+CREATE FUNCTION todo_task_in_inbox() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.project_id := COALESCE(NEW.project_id, NEW.owner_id);
+    NEW.created_by := COALESCE(NEW.created_by, NEW.owner_id);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER tasks_in_inbox BEFORE INSERT ON tasks FOR EACH ROW
+    WHEN (NEW.project_id IS NULL OR NEW.created_by IS NULL)
+    EXECUTE FUNCTION todo_task_in_inbox();
 
 -- One index per sort order, now led by the project (a list is of one
 -- project, or of each of the caller's).
