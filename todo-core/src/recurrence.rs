@@ -135,22 +135,24 @@ impl Frequency {
 /// Weekday codes, Monday first (bit 0 of [`Recurrence::by_day`]).
 const WEEKDAYS: [&str; 7] = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"];
 
-/// A repetition rule: the RRULE subset of API.md.
+/// A repetition rule: the RRULE subset of API.md, made only by
+/// [`Recurrence::parse`] (its parts are private: no rule of interval 0 or
+/// count 0 can be built).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Recurrence {
     /// `FREQ`.
-    pub frequency: Frequency,
+    pub(crate) frequency: Frequency,
     /// `INTERVAL`: every so many periods, 1 to [`Recurrence::MAX_INTERVAL`].
-    pub interval: u16,
+    pub(crate) interval: u16,
     /// `BYDAY`: a bit per weekday, Monday first (0: none given).
-    pub by_day: u8,
+    pub(crate) by_day: u8,
     /// `BYMONTHDAY`: days of the month, 1 to 31 or -31 to -1 (from the
     /// month's end), sorted, each once.
-    pub by_month_day: Vec<i8>,
+    pub(crate) by_month_day: Vec<i8>,
     /// `COUNT`: how many occurrences in all, the first included.
-    pub count: Option<u32>,
+    pub(crate) count: Option<u32>,
     /// `UNTIL`: no occurrence after it.
-    pub until: Option<Timestamp>,
+    pub(crate) until: Option<Timestamp>,
 }
 
 /// The parse error of a rule: outside the subset, or malformed.
@@ -225,6 +227,10 @@ impl Recurrence {
             }
         }
         if count.is_some() && until.is_some() {
+            return Err(BAD_RULE);
+        }
+        // RFC 5545 §3.3.10: BYMONTHDAY "MUST NOT be specified" with WEEKLY.
+        if frequency == Some(Frequency::Weekly) && by_month_day.is_some() {
             return Err(BAD_RULE);
         }
         Ok(Self {
@@ -680,6 +686,7 @@ mod tests {
             "FREQ=DAILY;UNTIL=2030-01-01",
             "FREQ=DAILY;BYMONTH=1",
             "FREQ=DAILY;WKST=SU",
+            "FREQ=WEEKLY;BYMONTHDAY=1",
             "FREQ=DAILY;",
             &format!("FREQ=DAILY;BYMONTHDAY={}", "1,".repeat(200)),
         ] {

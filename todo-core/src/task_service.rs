@@ -1,4 +1,5 @@
-//! The task service: each user's own tasks, and nobody else's.
+//! The task service: the tasks of the projects each user is a member of,
+//! and nobody else's.
 
 use std::sync::Arc;
 
@@ -55,8 +56,11 @@ impl std::fmt::Debug for TaskLimits {
     }
 }
 
-/// The task service. Every call takes the owner, and the store scopes every
-/// query by it: another user's task is simply not found.
+/// The task service. Every call takes the caller, and the store scopes
+/// every query by the caller's memberships: a task of a project they are
+/// not a member of is simply not found; what a member may do is
+/// [`Standing::may`], on the role the store reads in the write's own
+/// transaction.
 ///
 /// Each call is one business operation; what the caller may do is already
 /// decided (an owner from a verified token), what they send is already

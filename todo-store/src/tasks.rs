@@ -1,4 +1,6 @@
-//! Tasks and their labels: task-server's tables. Every query names the owner.
+//! Tasks, their labels and reminder times: task-server's tables. Every read
+//! is scoped by the caller's memberships; every write takes the caller's role
+//! in the task's project in its own transaction.
 
 use diesel::PgConnection;
 use diesel::prelude::*;
@@ -251,6 +253,12 @@ fn read_reminders(text: &str) -> Option<Reminders> {
         .collect::<Option<Vec<_>>>()?;
     Reminders::new(reminders).ok()
 }
+
+/// Takes a task for the rest of the transaction (PostgreSQL), only if the
+/// caller is a member of its project: nobody else can hold up its writers.
+const LOCK_VISIBLE_TASK: &str = "SELECT 1 FROM tasks WHERE id = $1 AND EXISTS \
+    (SELECT 1 FROM project_members m WHERE m.project_id = tasks.project_id AND m.user_id = $2) \
+    FOR UPDATE";
 
 /// How a read of a project's members holds their rows (PostgreSQL).
 #[derive(Debug, Clone, Copy)]
@@ -747,8 +755,9 @@ impl TaskStore for SqlStore {
                 conn,
                 |pg| {
                     lock_owner_pg(pg, &caller)?;
-                    diesel::sql_query("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE")
+                    diesel::sql_query(LOCK_VISIBLE_TASK)
                         .bind::<Text, _>(&id)
+                        .bind::<Text, _>(&caller)
                         .execute(pg)
                         .map(|_| ())
                 },
@@ -901,8 +910,9 @@ impl TaskStore for SqlStore {
                 conn,
                 |pg| {
                     lock_owner_pg(pg, &caller)?;
-                    diesel::sql_query("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE")
+                    diesel::sql_query(LOCK_VISIBLE_TASK)
                         .bind::<Text, _>(&id)
+                        .bind::<Text, _>(&caller)
                         .execute(pg)
                         .map(|_| ())
                 },

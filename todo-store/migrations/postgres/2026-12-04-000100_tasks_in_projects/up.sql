@@ -4,9 +4,11 @@
 -- owner's Inbox. `owner_id` stays: the project's owner, who keeps the task
 -- (their quota counts it, and it goes with their account).
 --
--- The backfill rewrites every task and the new indexes read them all,
--- under the table's lock: writes to tasks wait for the migration. It waits
--- at most 5 s for the lock, else it fails and the next start tries again.
+-- The backfill rewrites every task (and every change) and the new indexes
+-- read them all, under the tables' exclusive locks: reads and writes of
+-- tasks and changes wait for the migration (seconds for a large database;
+-- plan it as a short maintenance). It waits at most 5 s for the locks,
+-- else it fails and the next start tries again.
 SET LOCAL lock_timeout = '5s';
 
 ALTER TABLE tasks ADD COLUMN project_id TEXT COLLATE "C" REFERENCES projects (id) ON DELETE CASCADE;

@@ -4,6 +4,7 @@
 -- transaction as the `reminder.due` change it records, so each fires once
 -- however many instances look, and a crash loses none. A fired row stays
 -- until its task goes, so that saving the task again does not fire it again.
+SET LOCAL lock_timeout = '5s';
 CREATE TABLE task_reminders (
     task_id  TEXT COLLATE "C" NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
     fire_at  BIGINT NOT NULL,
