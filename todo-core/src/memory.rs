@@ -657,6 +657,23 @@ impl TaskStore for MemoryStore {
         Ok(self.tables().members_of(project))
     }
 
+    fn owned_tasks(&self, owner: UserId) -> Result<Vec<Task>, StoreError> {
+        let tables = self.tables();
+        let mut tasks: Vec<Task> = tables
+            .tasks
+            .values()
+            .filter(|t| {
+                tables
+                    .projects
+                    .get(&t.project)
+                    .is_some_and(|p| p.owner == owner)
+            })
+            .cloned()
+            .collect();
+        tasks.sort_by_key(|t| (t.created_at, t.id));
+        Ok(tasks)
+    }
+
     fn fire_due_reminders(&self, now: Timestamp, limit: usize) -> Result<Vec<UserId>, StoreError> {
         let mut tables = self.tables();
         let mut due: Vec<(TaskId, Timestamp)> = tables

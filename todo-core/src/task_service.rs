@@ -583,6 +583,18 @@ impl TaskService {
         Ok(woken.len())
     }
 
+    /// Every task of the projects the caller owns (their Inbox included),
+    /// oldest first: their export.
+    pub fn export(&self, caller: UserId) -> Result<Vec<Task>> {
+        Ok(self.store.owned_tasks(caller)?)
+    }
+
+    /// [`TaskService::export`] as an iCalendar of VTODOs.
+    pub fn export_calendar(&self, caller: UserId) -> Result<String> {
+        let tasks = self.export(caller)?;
+        Ok(crate::ical::write_calendar(&tasks, self.clock.now()))
+    }
+
     /// Retention: forgets the changes older than `keep`; returns how many.
     pub fn prune_changes(&self, keep: std::time::Duration) -> Result<u64> {
         let before = self.clock.now().saturating_sub(keep);

@@ -957,6 +957,18 @@ impl TaskStore for SqlStore {
         }
     }
 
+    fn owned_tasks(&self, owner: UserId) -> Result<Vec<Task>, StoreError> {
+        let owner = owner.to_string();
+        let rows: Vec<StoredTask> = self.with_conn(|conn| {
+            tasks::table
+                .filter(tasks::owner_id.eq(&owner))
+                .order((tasks::created_at, tasks::id))
+                .select(StoredTask::as_select())
+                .load(conn)
+        })?;
+        rows.into_iter().map(StoredTask::into_task).collect()
+    }
+
     fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError> {
         let project = project.to_string();
         let members: Vec<String> = self.with_conn(|conn| {

@@ -291,7 +291,12 @@ fn the_domain_limits_land_on_the_documents() {
     assert_eq!(webhook["url"]["maxLength"], WebhookUrl::MAX_BYTES);
     assert_eq!(
         webhook["events"]["items"]["enum"],
-        json!(["task.created", "task.updated", "task.deleted", "reminder.due"])
+        json!([
+            "task.created",
+            "task.updated",
+            "task.deleted",
+            "reminder.due"
+        ])
     );
     assert_eq!(webhook["url"]["format"], "uri");
     assert_eq!(webhook["events"]["uniqueItems"], true);

@@ -95,6 +95,9 @@ impl TaskStore for HeldSearches {
     fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError> {
         self.tasks.project_members(project)
     }
+    fn owned_tasks(&self, owner: UserId) -> Result<Vec<Task>, StoreError> {
+        self.tasks.owned_tasks(owner)
+    }
     fn fire_due_reminders(&self, now: Timestamp, limit: usize) -> Result<Vec<UserId>, StoreError> {
         self.tasks.fire_due_reminders(now, limit)
     }

@@ -3169,6 +3169,21 @@ fn a_project_goes_with_its_tasks_and_counts_them_to_its_owner(f: &Fixture) {
     assert!(store.insert_within(&in_garden(bob, 3), 3).unwrap());
     assert!(!store.insert_within(&in_garden(bob, 4), 3).unwrap());
     assert!(store.insert_within(&full_task(bob, 5, 30), 3).unwrap());
+    // Alice's export holds the tasks of the projects she owns, whoever
+    // made them; Bob's, his Inbox's.
+    let ids = |tasks: Vec<Task>| tasks.iter().map(|t| t.id).collect::<HashSet<_>>();
+    assert_eq!(
+        ids(store.owned_tasks(alice).unwrap()),
+        HashSet::from([
+            full_task(alice, 1, 30).id,
+            in_garden(bob, 2).id,
+            in_garden(bob, 3).id
+        ])
+    );
+    assert_eq!(
+        ids(store.owned_tasks(bob).unwrap()),
+        HashSet::from([full_task(bob, 5, 30).id])
+    );
     // A deletion by a member counts out of the owner's tasks.
     assert!(
         store
