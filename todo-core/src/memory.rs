@@ -687,9 +687,11 @@ impl TaskStore for MemoryStore {
         let mut woken = Vec::new();
         for key in due {
             tables.reminders.insert(key, true);
-            let Some(task) = tables.tasks.get(&key.0).cloned() else {
+            let Some(mut task) = tables.tasks.get(&key.0).cloned() else {
                 continue;
             };
+            // Without its description, as the SQL stores record it.
+            task.description = crate::task::Description::default();
             tables.record_for_members(
                 ChangeKind::ReminderDue,
                 task.project,

@@ -215,7 +215,8 @@ pub trait TaskStore: Send + Sync {
     /// Fires the reminders due at `now`, the earliest first, at most
     /// `limit`: each is marked fired and recorded as a
     /// [`ChangeKind::ReminderDue`](crate::ChangeKind::ReminderDue) change
-    /// (the task as it is then) in the stream of every member of its
+    /// (the task as it is then, without its description: a reminder is
+    /// copied to every member) in the stream of every member of its
     /// task's project, in one transaction, so that each fires once however
     /// many instances ask, and none is lost to a crash. Returns the
     /// members whose streams got one, for waking.

@@ -1029,7 +1029,11 @@ impl TaskStore for SqlStore {
                             return Ok(Some(Vec::new()));
                         }
                     };
-                    let row = TaskRow::from_task(&task, &owner);
+                    let mut row = TaskRow::from_task(&task, &owner);
+                    // Without its description (up to 40 KB): a reminder is
+                    // copied to every member, and says which task, not all
+                    // of it (the attack of #16 filled gigabytes with copies).
+                    row.description.clear();
                     // (the members as they are, unlocked: a firing holds a
                     // reminder, then streams, and waits on no member)
                     let reach = Reach::members_now(conn, &row.project_id)?;

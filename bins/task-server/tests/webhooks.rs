@@ -119,7 +119,12 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
     assert!(secret.starts_with("whsec_"));
     assert_eq!(
         webhook["events"],
-        json!(["task.created", "task.updated", "task.deleted"])
+        json!([
+            "task.created",
+            "task.updated",
+            "task.deleted",
+            "reminder.due"
+        ])
     );
     // The secret is shown once.
     let listed = client

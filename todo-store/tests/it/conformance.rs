@@ -3623,6 +3623,7 @@ fn reminders_fire_once_at_their_time_for_every_member(f: &Fixture) {
                     Reminder::At(start.saturating_sub(Duration::from_secs(60))),
                 ])
                 .unwrap(),
+                description: Description::parse("Long notes on watering").unwrap(),
                 ..titled("Water")
             },
         )
@@ -3705,7 +3706,13 @@ fn reminders_fire_once_at_their_time_for_every_member(f: &Fixture) {
         .into_iter()
         .rfind(|c| c.kind == ChangeKind::ReminderDue)
         .unwrap();
-    assert_eq!(last.task.unwrap().due_at, Some(minutes(120)));
+    let last = last.task.unwrap();
+    assert_eq!(last.due_at, Some(minutes(120)));
+    assert_eq!(
+        last.description.as_str(),
+        "",
+        "a reminder carries no description"
+    );
 }
 
 /// Two instances fire at once, over and over, while reminders fall due:
