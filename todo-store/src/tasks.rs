@@ -260,6 +260,18 @@ const LOCK_VISIBLE_TASK: &str = "SELECT 1 FROM tasks WHERE id = $1 AND EXISTS \
     (SELECT 1 FROM project_members m WHERE m.project_id = tasks.project_id AND m.user_id = $2) \
     FOR UPDATE";
 
+/// What a write of one task takes first on PostgreSQL: the caller's
+/// account (`KEY SHARE`, as every write of theirs), then the task, if the
+/// caller is a member of its project.
+fn lock_for_task_write(pg: &mut PgConnection, caller: &str, id: &str) -> QueryResult<()> {
+    lock_owner_pg(pg, caller)?;
+    diesel::sql_query(LOCK_VISIBLE_TASK)
+        .bind::<Text, _>(id)
+        .bind::<Text, _>(caller)
+        .execute(pg)
+        .map(|_| ())
+}
+
 /// How a read of a project's members holds their rows (PostgreSQL).
 #[derive(Debug, Clone, Copy)]
 enum Hold {
@@ -753,14 +765,7 @@ impl TaskStore for SqlStore {
         let written = self.with_write_conn(|conn| {
             exclusive(
                 conn,
-                |pg| {
-                    lock_owner_pg(pg, &caller)?;
-                    diesel::sql_query(LOCK_VISIBLE_TASK)
-                        .bind::<Text, _>(&id)
-                        .bind::<Text, _>(&caller)
-                        .execute(pg)
-                        .map(|_| ())
-                },
+                |pg| lock_for_task_write(pg, &caller, &id),
                 |conn| {
                     let Some(row) = find_row(conn, caller_id, task_id)? else {
                         return Ok(TaskWrite::NotFound);
@@ -908,14 +913,7 @@ impl TaskStore for SqlStore {
         let found = self.with_write_conn(|conn| {
             exclusive(
                 conn,
-                |pg| {
-                    lock_owner_pg(pg, &caller)?;
-                    diesel::sql_query(LOCK_VISIBLE_TASK)
-                        .bind::<Text, _>(&id)
-                        .bind::<Text, _>(&caller)
-                        .execute(pg)
-                        .map(|_| ())
-                },
+                |pg| lock_for_task_write(pg, &caller, &id),
                 |conn| {
                     let Some(row) = find_row(conn, caller_id, task_id)? else {
                         return Ok(None);
