@@ -45,6 +45,11 @@ impl TimeZoneName {
 
     /// An IANA time zone name the database knows.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        // Most tasks are in UTC, and every stored task is parsed as it is
+        // read: no lookup in the zone database for it.
+        if raw == "UTC" {
+            return Ok(Self::utc());
+        }
         let unknown = ValidationError::Format {
             field: "time_zone",
             what: "IANA time zone name",
@@ -697,6 +702,10 @@ mod tests {
     #[test]
     fn time_zones_are_iana_names_the_database_knows() {
         assert_eq!(zone("Europe/Berlin").as_str(), "Europe/Berlin");
+        // UTC without a lookup, the same zone as the database's.
+        assert_eq!(zone("UTC"), TimeZoneName::utc());
+        let noon = at("2026-06-01T12:00:00Z");
+        assert_eq!(zone("UTC").civil(noon), zone("Etc/UTC").civil(noon));
         assert_eq!(zone("europe/berlin").as_str(), "Europe/Berlin");
         for bad in [
             "",
