@@ -1,10 +1,11 @@
-//! The change log: every write to a task is recorded as a change in its
-//! owner's stream, in the same transaction as the write (the store does it,
-//! so no write path can forget). A client that was offline asks for what
+//! The change log: every write to a task is recorded as a change in the
+//! stream of every member of its project (an Inbox's: its owner's), in the
+//! same transaction as the write (the store does it, so no write path can
+//! forget). A client that was offline asks for what
 //! came after the last change it saw ([`ChangeCursor`]); the live channels
 //! (events, webhooks) read the same log.
 //!
-//! Each owner's stream is numbered 1, 2, 3… in the order its changes
+//! Each user's stream is numbered 1, 2, 3… in the order its changes
 //! committed, with no gap a reader could skip: the store hands out the
 //! next number under a lock held until the write commits, so a change
 //! numbered `n + 1` never commits before the one numbered `n`.

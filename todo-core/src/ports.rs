@@ -230,7 +230,8 @@ pub trait TaskStore: Send + Sync {
     /// `limit`, with the stream's head and how far retention has pruned it.
     ///
     /// Every write above records its change ([`ChangeKind`](crate::ChangeKind)) in the
-    /// owner's stream in the same transaction as itself, numbered in the
+    /// stream of every member of the task's project, in the same
+    /// transaction as itself, each stream numbered in the
     /// order the writes commit, with no number a reader could see before
     /// a smaller one (see [`ChangeCursor`](crate::ChangeCursor)).
     fn changes_after(

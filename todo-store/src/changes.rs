@@ -1,5 +1,7 @@
 //! The change log's tables (migration `…_change_log`): every task write in
-//! `tasks.rs` records its change here, inside its own transaction.
+//! `tasks.rs` records its change here, inside its own transaction, in the
+//! stream of each member of the task's project (`Reach`), streams taken in
+//! member-id order.
 //!
 //! An owner's changes are numbered from `change_streams.last_seq`, bumped
 //! by an upsert. On PostgreSQL the upsert locks the owner's stream row
