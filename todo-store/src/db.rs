@@ -64,6 +64,26 @@ impl DatabaseUrl {
     }
 }
 
+/// The URL libpq is given: the operator's, with `gssencmode=disable` added
+/// unless the URL or the environment (`PGGSSENCMODE`) chooses a mode itself.
+///
+/// libpq's default (`prefer`) loads Kerberos on every connection, and
+/// Kerberos's thread-local destructors can abort a multi-threaded process as
+/// it exits (`krb5int_getspecific: Assertion … failed`, met in CI). A
+/// deployment that does use GSSAPI encryption says so in its URL.
+pub(crate) fn libpq_url(url: &str) -> String {
+    let chosen_in_url = url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("gssencmode"))
+    });
+    if chosen_in_url || std::env::var_os("PGGSSENCMODE").is_some() {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}gssencmode=disable")
+}
+
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -267,7 +287,10 @@ pub(crate) struct Manager {
 impl Manager {
     pub(crate) fn new(config: &StoreConfig, probes_left: Arc<AtomicU32>) -> Self {
         Self {
-            url: config.url.clone(),
+            url: match &config.url {
+                DatabaseUrl::Postgres(url) => DatabaseUrl::Postgres(libpq_url(url)),
+                sqlite => sqlite.clone(),
+            },
             busy_timeout: config.busy_timeout,
             sqlite_sync: config.sqlite_sync,
             probes_left,
@@ -412,6 +435,23 @@ impl From<diesel::result::Error> for MigrationError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libpq_is_told_no_gss_encryption_unless_the_url_chooses() {
+        // (PGGSSENCMODE is not set where the tests run.)
+        assert_eq!(
+            libpq_url("postgres://u@h/db"),
+            "postgres://u@h/db?gssencmode=disable"
+        );
+        assert_eq!(
+            libpq_url("postgres://u@h/db?sslmode=require"),
+            "postgres://u@h/db?sslmode=require&gssencmode=disable"
+        );
+        assert_eq!(
+            libpq_url("postgres://u@h/db?gssencmode=require"),
+            "postgres://u@h/db?gssencmode=require"
+        );
+    }
 
     /// A malformed PostgreSQL URL: libpq's message quotes it, password and
     /// all; what reaches r2d2 (and its log) does not (v1.1 attack finding).

@@ -102,7 +102,7 @@ impl SqlStore {
         let DatabaseUrl::Postgres(url) = &self.url else {
             return Ok(None);
         };
-        let url = with_settings(url);
+        let url = with_settings(&crate::db::libpq_url(url));
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()

@@ -97,7 +97,8 @@ impl TestDatabase {
 #[must_use]
 pub fn postgres_admin_url() -> Option<String> {
     match std::env::var("TODO_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
+        // The tests' own connections take the store's settings.
+        Ok(url) if !url.is_empty() => Some(crate::db::libpq_url(&url)),
         _ if std::env::var("TODO_SKIP_POSTGRES").as_deref() == Ok("1") => None,
         _ => panic!(
             "TODO_TEST_POSTGRES_URL is not set: run ./scripts/test (it starts a throwaway \
@@ -124,6 +125,12 @@ pub fn fresh_postgres_database(admin_url: &str) -> (String, String) {
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .expect("create a database");
-    let (base, _) = admin_url.rsplit_once('/').expect("a URL with a database");
-    (format!("{base}/{name}"), name)
+    let (address, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+    let (base, _) = address.rsplit_once('/').expect("a URL with a database");
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    (format!("{base}/{name}{query}"), name)
 }
