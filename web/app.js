@@ -1316,7 +1316,9 @@ async function loadProjects() {
     state.projects = state.projects || [];
   }
   // A project no longer listed (left, removed, deleted): back to all of them.
-  if (state.project && !state.projects.some((p) => p.id === state.project)) state.project = null;
+  if (state.project && !state.projects.some((p) => p.id === state.project)) {
+    Object.assign(state, { project: null, cursors: [null], page: 0 });
+  }
   renderProjects();
 }
 
@@ -1665,6 +1667,15 @@ function mayShow(task) {
 function applyChange({ type, id, object }) {
   if (type === 'reminder.due') {
     remind(object);
+    return;
+  }
+  if (type.startsWith('project.') || type.startsWith('member.')) {
+    // The projects row shows names, roles and membership: read it again,
+    // then the list when tasks may come into it or leave it (shared, left,
+    // removed, deleted), after the row: a project no longer listed is no
+    // longer the one shown.
+    const tasksMove = type === 'project.deleted' || type.startsWith('member.');
+    loadProjects().then(() => { if (tasksMove) liveChange(); });
     return;
   }
   // The person's own change to it is on its way: what they see stands.

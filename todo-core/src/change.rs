@@ -1,5 +1,6 @@
-//! The change log: every write to a task is recorded as a change in the
-//! stream of every member of its project (an Inbox's: its owner's), in the
+//! The change log: every write to a task, a project or a project's members
+//! is recorded as a change in the stream of every member of the project (an
+//! Inbox's: its owner's; a removed member's too, for their removal), in the
 //! same transaction as the write (the store does it, so no write path can
 //! forget). A client that was offline asks for what
 //! came after the last change it saw ([`ChangeCursor`]); the live channels
@@ -16,10 +17,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::ValidationError;
+use crate::project::{Member, Project, ProjectId, ProjectRole};
 use crate::query::{PageLimit, array, decode_exact};
 use crate::task::{Task, TaskId};
 use crate::time::Timestamp;
-use crate::user::UserId;
+use crate::user::{UserId, Username};
 
 /// What a change did to its object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,15 +34,32 @@ pub enum ChangeKind {
     TaskDeleted,
     /// One of a task's reminders is due (the task as it is then).
     ReminderDue,
+    /// A project was made (in its owner's stream).
+    ProjectCreated,
+    /// A project's name, description, colour or archived flag changed.
+    ProjectUpdated,
+    /// A project was deleted, and its tasks with it: a tombstone.
+    ProjectDeleted,
+    /// A user became a member of a project, or their role changed: the
+    /// member as the write left them.
+    MemberAdded,
+    /// A member left or was removed: the member as they were. Their own
+    /// stream gets it too, and nothing of the project after it.
+    MemberRemoved,
 }
 
 impl ChangeKind {
     /// Every kind.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 9] = [
         Self::TaskCreated,
         Self::TaskUpdated,
         Self::TaskDeleted,
         Self::ReminderDue,
+        Self::ProjectCreated,
+        Self::ProjectUpdated,
+        Self::ProjectDeleted,
+        Self::MemberAdded,
+        Self::MemberRemoved,
     ];
 
     /// The kind as the API and the store name it (`task.created`, …).
@@ -51,6 +70,11 @@ impl ChangeKind {
             Self::TaskUpdated => "task.updated",
             Self::TaskDeleted => "task.deleted",
             Self::ReminderDue => "reminder.due",
+            Self::ProjectCreated => "project.created",
+            Self::ProjectUpdated => "project.updated",
+            Self::ProjectDeleted => "project.deleted",
+            Self::MemberAdded => "member.added",
+            Self::MemberRemoved => "member.removed",
         }
     }
 
@@ -98,12 +122,63 @@ pub struct Change {
     pub seq: u64,
     /// What it did.
     pub kind: ChangeKind,
-    /// The task it concerns.
-    pub task_id: TaskId,
-    /// The task as the change left it; `None` for a deletion.
-    pub task: Option<Task>,
+    /// What it did it to, as the change left it.
+    pub subject: Subject,
     /// When it was made.
     pub at: Timestamp,
+}
+
+impl Change {
+    /// The task it concerns, if it concerns one.
+    #[must_use]
+    pub fn task_id(&self) -> Option<TaskId> {
+        match &self.subject {
+            Subject::Task { id, .. } => Some(*id),
+            Subject::Project { .. } | Subject::Member { .. } => None,
+        }
+    }
+
+    /// The task as the change left it: `None` for a deletion, and for a
+    /// change to something else.
+    #[must_use]
+    pub fn task(&self) -> Option<&Task> {
+        match &self.subject {
+            Subject::Task { task, .. } => task.as_ref(),
+            Subject::Project { .. } | Subject::Member { .. } => None,
+        }
+    }
+}
+
+/// What a change concerns, as the change left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+// (Nearly every change is a task's: boxing it would cost each an allocation
+// to save the few project and member changes some bytes.)
+#[expect(clippy::large_enum_variant)]
+pub enum Subject {
+    /// A task; `None` when it was deleted.
+    Task {
+        /// The task's id.
+        id: TaskId,
+        /// The task.
+        task: Option<Task>,
+    },
+    /// A project, with the role in it of the stream's owner; `None` when
+    /// it was deleted.
+    Project {
+        /// The project's id.
+        id: ProjectId,
+        /// The project and the stream owner's role.
+        project: Option<(Project, ProjectRole)>,
+    },
+    /// A member of a project.
+    Member {
+        /// The project.
+        project: ProjectId,
+        /// The member (for a removal: as they were).
+        member: Member,
+        /// The member's username.
+        username: Username,
+    },
 }
 
 /// A part of an owner's stream, as the store gives it.

@@ -95,7 +95,7 @@ pub use auth::{
 };
 pub use change::{
     Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage, MAX_CHANGES_PER_OWNER,
-    TRIM_EVERY, trim_through,
+    Subject, TRIM_EVERY, trim_through,
 };
 pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
 pub use error::{

@@ -160,7 +160,7 @@ impl Bell {
 /// // Any executor will do; this one blocks the thread.
 /// let changes = todo_core::testing::block_on(live.next())?;
 /// assert_eq!(changes.len(), 1);
-/// assert_eq!((changes[0].kind, changes[0].task_id), (ChangeKind::TaskCreated, milk.id));
+/// assert_eq!((changes[0].kind, changes[0].task_id().unwrap()), (ChangeKind::TaskCreated, milk.id));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ChangeSubscription {

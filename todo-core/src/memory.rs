@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::change::{Change, ChangeKind, ChangeLog, trim_through};
+use crate::change::{Change, ChangeKind, ChangeLog, Subject, trim_through};
 use crate::error::StoreError;
 use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, TaskWrite, UserStore};
 use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
@@ -192,26 +192,70 @@ impl Tables {
         at: Timestamp,
     ) {
         for member in self.members_of(project) {
-            self.record(kind, member, task_id, task, at);
+            let subject = Subject::Task {
+                id: task_id,
+                task: task.cloned(),
+            };
+            self.record(kind, member, subject, at);
+        }
+    }
+
+    /// Records a change of a project in the stream of every member, each
+    /// with their role (`deleted`: a tombstone).
+    fn record_project(&mut self, kind: ChangeKind, id: ProjectId, deleted: bool, at: Timestamp) {
+        let Some(project) = self.projects.get(&id).cloned() else {
+            return;
+        };
+        for member in self.members_of(id) {
+            let role = self.role_in(member, id);
+            let subject = Subject::Project {
+                id,
+                project: role
+                    .filter(|_| !deleted)
+                    .map(|role| (project.clone(), role)),
+            };
+            self.record(kind, member, subject, at);
+        }
+    }
+
+    /// Records a change of `member` of a project in the stream of every
+    /// member, and in the member's own (removed: no longer one).
+    fn record_member(
+        &mut self,
+        kind: ChangeKind,
+        project: ProjectId,
+        member: &Member,
+        at: Timestamp,
+    ) {
+        let Some(username) = self
+            .users
+            .get(&member.user)
+            .map(|u| u.user.username.clone())
+        else {
+            return;
+        };
+        let mut streams = self.members_of(project);
+        if let Err(at) = streams.binary_search(&member.user) {
+            streams.insert(at, member.user);
+        }
+        for stream in streams {
+            let subject = Subject::Member {
+                project,
+                member: member.clone(),
+                username: username.clone(),
+            };
+            self.record(kind, stream, subject, at);
         }
     }
 
     /// Records a change in its owner's stream (in the same call as the write).
-    fn record(
-        &mut self,
-        kind: ChangeKind,
-        owner: UserId,
-        task_id: TaskId,
-        task: Option<&Task>,
-        at: Timestamp,
-    ) {
+    fn record(&mut self, kind: ChangeKind, owner: UserId, subject: Subject, at: Timestamp) {
         let stream = self.changes.entry(owner).or_default();
         stream.head += 1;
         stream.log.push(Change {
             seq: stream.head,
             kind,
-            task_id,
-            task: task.cloned(),
+            subject,
             at,
         });
         if let Some(through) = trim_through(stream.head) {
@@ -1014,6 +1058,15 @@ impl ProjectStore for MemoryStore {
                 added_at: project.created_at,
             },
         );
+        // (An Inbox is made with its account, and announced by nothing.)
+        if !project.inbox {
+            tables.record_project(
+                ChangeKind::ProjectCreated,
+                project.id,
+                false,
+                project.created_at,
+            );
+        }
         Ok(true)
     }
 
@@ -1073,6 +1126,12 @@ impl ProjectStore for MemoryStore {
                 stored.archived = project.archived;
                 stored.updated_at = project.updated_at;
                 stored.version = project.version;
+                tables.record_project(
+                    ChangeKind::ProjectUpdated,
+                    project.id,
+                    false,
+                    project.updated_at,
+                );
                 Ok(true)
             }
             _ => Ok(false),
@@ -1105,6 +1164,7 @@ impl ProjectStore for MemoryStore {
                     tables.reminders.retain(|(t, _), _| *t != task);
                     tables.record_for_members(ChangeKind::TaskDeleted, id, task, None, at);
                 }
+                tables.record_project(ChangeKind::ProjectDeleted, id, true, at);
                 tables.remove_project(id);
                 Ok(true)
             }
@@ -1140,6 +1200,7 @@ impl ProjectStore for MemoryStore {
         member: &Member,
         max: usize,
         max_memberships: usize,
+        at: Timestamp,
     ) -> Result<MemberPut, StoreError> {
         let mut tables = self.tables();
         if member.role == ProjectRole::Owner {
@@ -1161,26 +1222,36 @@ impl ProjectStore for MemoryStore {
             .keys()
             .filter(|(_, user)| *user == member.user)
             .count();
-        match tables.members.get_mut(&(id, member.user)) {
-            Some(stored) if stored.role == ProjectRole::Owner => Ok(MemberPut::Owner),
+        let put = match tables.members.get_mut(&(id, member.user)) {
+            Some(stored) if stored.role == ProjectRole::Owner => return Ok(MemberPut::Owner),
             Some(stored) => {
                 stored.role = member.role;
-                Ok(MemberPut::Changed(stored.clone()))
+                MemberPut::Changed(stored.clone())
             }
-            None if count >= max => Ok(MemberPut::Full),
-            None if memberships >= max_memberships => Ok(MemberPut::UserFull),
+            None if count >= max => return Ok(MemberPut::Full),
+            None if memberships >= max_memberships => return Ok(MemberPut::UserFull),
             None => {
                 tables.members.insert((id, member.user), member.clone());
-                Ok(MemberPut::Added(member.clone()))
+                MemberPut::Added(member.clone())
             }
+        };
+        if let MemberPut::Added(put) | MemberPut::Changed(put) = &put {
+            tables.record_member(ChangeKind::MemberAdded, id, put, at);
         }
+        Ok(put)
     }
 
-    fn remove_member(&self, id: ProjectId, user: UserId) -> Result<bool, StoreError> {
+    fn remove_member(
+        &self,
+        id: ProjectId,
+        user: UserId,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
-        match tables.members.get(&(id, user)) {
+        match tables.members.get(&(id, user)).cloned() {
             Some(member) if member.role != ProjectRole::Owner => {
                 tables.members.remove(&(id, user));
+                tables.record_member(ChangeKind::MemberRemoved, id, &member, at);
                 Ok(true)
             }
             _ => Ok(false),

@@ -340,6 +340,8 @@ pub enum MemberPut {
 /// Where projects and their members are kept. Every read of a project for
 /// a caller comes with the caller's role, from the same query, and a
 /// project the caller is not a member of is not found, like a missing one.
+/// Every write records its change (`project.*`, `member.*`) in the stream
+/// of every member, in the same transaction (an Inbox's making: none).
 pub trait ProjectStore: Send + Sync {
     /// Makes the project with its owner as its one member, in one step, if
     /// the owner owns fewer than `max` projects (`None`: no limit; the
@@ -403,17 +405,22 @@ pub trait ProjectStore: Send + Sync {
     /// already, in one step: never the owner's row, never into an Inbox,
     /// and a new member only while the project has fewer than `max`
     /// members and the user belongs to fewer than `max_memberships`
-    /// projects.
+    /// projects. Either is recorded as a `member.added` change at `at`
+    /// in every member's stream.
     fn put_member(
         &self,
         id: ProjectId,
         member: &Member,
         max: usize,
         max_memberships: usize,
+        at: Timestamp,
     ) -> Result<MemberPut, StoreError>;
     /// Removes the user from the project, unless they are its owner;
-    /// returns whether they were removed.
-    fn remove_member(&self, id: ProjectId, user: UserId) -> Result<bool, StoreError>;
+    /// returns whether they were removed. The removal is recorded as a
+    /// `member.removed` change at `at` in the stream of every member and
+    /// in the removed user's.
+    fn remove_member(&self, id: ProjectId, user: UserId, at: Timestamp)
+    -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]

@@ -348,16 +348,18 @@ impl ProjectService {
         let user = self.user_named(username)?;
         let target = self.projects.standing(user, id)?;
         standing.may_set_role(&project, target)?;
+        let now = self.clock.now();
         let member = Member {
             user,
             role,
-            added_at: self.clock.now(),
+            added_at: now,
         };
         let put = self.projects.put_member(
             id,
             &member,
             self.limits.max_members,
             self.limits.max_memberships_per_user,
+            now,
         );
         match put {
             Ok(MemberPut::Added(member) | MemberPut::Changed(member)) => {
@@ -398,7 +400,7 @@ impl ProjectService {
         let user = named.ok_or(Error::NotFound)?;
         let target = self.projects.standing(user, id)?;
         standing.may_remove(caller, user, target)?;
-        if self.projects.remove_member(id, user)? {
+        if self.projects.remove_member(id, user, self.clock.now())? {
             Ok(())
         } else {
             // Removed meanwhile by someone else.

@@ -220,7 +220,7 @@ impl EventFilter {
         for name in names {
             let kind = ChangeKind::parse(name).ok_or(ValidationError::Format {
                 field: "events",
-                what: "list of event types (task.created, task.updated, task.deleted)",
+                what: "list of event types (task.*, reminder.due, project.*, member.*)",
             })?;
             if kinds.contains(&kind) {
                 return Err(ValidationError::Duplicate { field: "events" });

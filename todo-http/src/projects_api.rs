@@ -64,7 +64,7 @@ struct PatchBody {
 /// A project on the wire, with the caller's role in it.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Project)]
-struct ProjectDto {
+pub(crate) struct ProjectDto {
     #[schema(format = Uuid)]
     id: String,
     name: String,
@@ -83,7 +83,7 @@ struct ProjectDto {
 }
 
 impl ProjectDto {
-    fn of((project, role): &(Project, ProjectRole)) -> Self {
+    pub(crate) fn of((project, role): &(Project, ProjectRole)) -> Self {
         Self {
             id: project.id.to_string(),
             name: project.name.as_str().to_owned(),
@@ -109,7 +109,7 @@ struct ProjectPage {
 /// A member on the wire.
 #[derive(Serialize, ToSchema)]
 #[schema(as = ProjectMember)]
-struct MemberDto {
+pub(crate) struct MemberDto {
     username: String,
     /// `owner`, `editor` or `viewer`.
     role: &'static str,
@@ -118,7 +118,7 @@ struct MemberDto {
 }
 
 impl MemberDto {
-    fn of(member: &Member, username: &Username) -> Self {
+    pub(crate) fn of(member: &Member, username: &Username) -> Self {
         Self {
             username: username.as_str().to_owned(),
             role: member.role.as_str(),

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use todo_core::{
     AccessClaims, AccessGate, Change, ChangeCursor, ChangeLimit, Description, Error as CoreError,
     Label, Labels, NewTask, Page, PageLimit, Principal, Priority, ProjectId, ProjectService,
-    Recurrence, Reminder, Reminders, SearchText, Task, TaskCursor, TaskId, TaskPatch, TaskQuery,
-    TaskService, TaskSort, TaskVersion, TimeZoneName, Timestamp, Title, TokenRejection, UserId,
-    ValidationError, WebhookService,
+    Recurrence, Reminder, Reminders, SearchText, Subject, Task, TaskCursor, TaskId, TaskPatch,
+    TaskQuery, TaskService, TaskSort, TaskVersion, TimeZoneName, Timestamp, Title, TokenRejection,
+    UserId, ValidationError, WebhookService,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,6 +30,7 @@ use crate::keys::{KeyRefresh, Refetch};
 const KEYS_UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 use crate::probe::{Operations, Probe};
 use crate::problem::ApiError;
+use crate::projects_api::{MemberDto, ProjectDto};
 use crate::request::{query_bool, query_int};
 use crate::scans::ScanSlots;
 
@@ -828,29 +829,75 @@ async fn delete_task(
     Ok(no_content())
 }
 
-/// A change on the wire: its cursor, kind, the task's id, and the task as
-/// the change left it (`null` for a deletion).
+/// A change on the wire: its cursor, kind, the id of what it changed (a
+/// task, or a project for `project.*` and `member.*`), and that as the
+/// change left it (`null` for a deletion).
 #[derive(Serialize, ToSchema)]
 #[schema(as = Change)]
 pub(crate) struct ChangeDto<'a> {
     /// Where a client that has applied this change asks again from.
     cursor: String,
-    /// `task.created`, `task.updated` or `task.deleted`.
+    /// `task.created`, `task.updated`, `task.deleted`, `reminder.due`,
+    /// `project.created`, `project.updated`, `project.deleted`,
+    /// `member.added` or `member.removed`.
     #[serde(rename = "type")]
     kind: &'static str,
     #[schema(value_type = String, format = Uuid)]
-    id: Shown<TaskId>,
-    object: Option<TaskDto<'a>>,
+    id: String,
+    object: Option<ChangeObject<'a>>,
+}
+
+/// What a change left: a task (`task.*`, `reminder.due`), a project with
+/// the reader's role (`project.*`), or a member (`member.*`).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum ChangeObject<'a> {
+    Task(TaskDto<'a>),
+    Project(ProjectDto),
+    Member(MemberChangeDto),
+}
+
+/// A member of a project, as a `member.*` change carries them.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MemberChange)]
+pub(crate) struct MemberChangeDto {
+    #[schema(format = Uuid)]
+    project_id: String,
+    #[serde(flatten)]
+    member: MemberDto,
 }
 
 impl<'a> ChangeDto<'a> {
     /// `change` of `owner`'s stream, with its cursor.
     pub(crate) fn of(owner: UserId, change: &'a Change) -> Self {
+        let (id, object) = match &change.subject {
+            Subject::Task { id, task } => (
+                id.to_string(),
+                task.as_ref().map(|t| ChangeObject::Task(TaskDto::from(t))),
+            ),
+            Subject::Project { id, project } => (
+                id.to_string(),
+                project
+                    .as_ref()
+                    .map(|seen| ChangeObject::Project(ProjectDto::of(seen))),
+            ),
+            Subject::Member {
+                project,
+                member,
+                username,
+            } => (
+                project.to_string(),
+                Some(ChangeObject::Member(MemberChangeDto {
+                    project_id: project.to_string(),
+                    member: MemberDto::of(member, username),
+                })),
+            ),
+        };
         Self {
             cursor: ChangeCursor::new(owner, change.seq).to_string(),
             kind: change.kind.as_str(),
-            id: Shown(change.task_id),
-            object: change.task.as_ref().map(TaskDto::from),
+            id,
+            object,
         }
     }
 }

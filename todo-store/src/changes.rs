@@ -20,7 +20,9 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Text};
 use todo_core::{
-    Change, ChangeKind, ChangeLog, StoreError, TaskId, Timestamp, UserId, trim_through,
+    Change, ChangeKind, ChangeLog, Description, Member, Project, ProjectColor, ProjectId,
+    ProjectName, ProjectRole, StoreError, Subject, TaskId, TaskVersion, Timestamp, UserId,
+    Username, trim_through,
 };
 
 use crate::SqlStore;
@@ -60,6 +62,11 @@ struct ChangeRow<'a> {
     series_start: Option<i64>,
     occurrence: Option<i64>,
     reminders: Option<&'a str>,
+    color: Option<&'a str>,
+    inbox: Option<i16>,
+    role: Option<&'a str>,
+    member_id: Option<&'a str>,
+    username: Option<&'a str>,
 }
 
 /// A change as read.
@@ -91,6 +98,11 @@ struct StoredChange {
     series_start: Option<i64>,
     occurrence: Option<i64>,
     reminders: Option<String>,
+    color: Option<String>,
+    inbox: Option<i16>,
+    role: Option<String>,
+    member_id: Option<String>,
+    username: Option<String>,
 }
 
 /// Records a write of the task `task_id` in the stream of `owner_id` (a
@@ -112,7 +124,7 @@ pub(crate) fn record(
         _ if !counts => 0,
         ChangeKind::TaskCreated => 1,
         ChangeKind::TaskDeleted => -1,
-        ChangeKind::TaskUpdated | ChangeKind::ReminderDue => 0,
+        _ => 0,
     };
     let seq = take_seq(conn, owner_id, delta)?;
     append(conn, seq, kind, owner_id, task_id, task, at)
@@ -271,13 +283,99 @@ pub(crate) fn append(
         series_start: task.and_then(|t| t.series_start),
         occurrence: task.and_then(|t| t.occurrence),
         reminders: task.map(|t| t.reminders.as_str()),
+        color: None,
+        inbox: None,
+        role: None,
+        member_id: None,
+        username: None,
     };
-    let insert = diesel::insert_into(changes::table).values(&row);
+    insert_and_trim(conn, &row, seq)
+}
+
+fn insert_and_trim(conn: &mut AnyConnection, row: &ChangeRow<'_>, seq: i64) -> QueryResult<()> {
+    let insert = diesel::insert_into(changes::table).values(row);
     native!(&mut *conn, |c| insert.execute(c))?;
     if let Some(through) = u64::try_from(seq).ok().and_then(trim_through) {
-        trim(conn, owner_id, i64::try_from(through).unwrap_or(0))?;
+        trim(conn, row.owner_id, i64::try_from(through).unwrap_or(0))?;
     }
     Ok(())
+}
+
+/// What a change of a project or of its members records.
+pub(crate) enum Beyond<'a> {
+    /// The project as the write left it, with the stream owner's role.
+    Project(&'a Project, ProjectRole),
+    /// The project was deleted.
+    ProjectGone(ProjectId),
+    /// The member as the write left them (a removal: as they were).
+    Member(ProjectId, &'a Member, &'a Username),
+}
+
+/// Records a change of a project or of its members in `owner_id`'s stream:
+/// as [`record`] does a task's, inside the write's transaction, after its
+/// other statements.
+pub(crate) fn record_beyond(
+    conn: &mut AnyConnection,
+    kind: ChangeKind,
+    owner_id: &str,
+    what: &Beyond<'_>,
+    at: i64,
+) -> QueryResult<()> {
+    let seq = take_seq(conn, owner_id, 0)?;
+    let (project_id, owner, member_id) = match what {
+        Beyond::Project(project, _) => (project.id, Some(project.owner.to_string()), None),
+        Beyond::ProjectGone(id) => (*id, None, None),
+        Beyond::Member(project, member, _) => (*project, None, Some(member.user.to_string())),
+    };
+    let project_id = project_id.to_string();
+    let project = match what {
+        Beyond::Project(project, _) => Some(*project),
+        Beyond::ProjectGone(_) | Beyond::Member(..) => None,
+    };
+    let row = ChangeRow {
+        owner_id,
+        seq,
+        kind: kind.as_str(),
+        task_id: &project_id,
+        recorded_at: at,
+        title: project.map(|p| p.name.as_str()),
+        description: project.map(|p| p.description.as_str()),
+        done: None,
+        completed_at: None,
+        due_at: None,
+        priority: None,
+        labels: None,
+        archived: project.map(|p| i16::from(p.archived)),
+        created_at: match what {
+            Beyond::Project(project, _) => Some(project.created_at.unix_micros()),
+            Beyond::Member(_, member, _) => Some(member.added_at.unix_micros()),
+            Beyond::ProjectGone(_) => None,
+        },
+        updated_at: project.map(|p| p.updated_at.unix_micros()),
+        version: project.map(|p| p.version.get()),
+        project_id: Some(&project_id),
+        created_by: owner.as_deref(),
+        parent_id: None,
+        recurrence: None,
+        time_zone: None,
+        series_id: None,
+        series_start: None,
+        occurrence: None,
+        reminders: None,
+        color: project.and_then(|p| p.color.as_ref().map(ProjectColor::as_str)),
+        inbox: project.map(|p| i16::from(p.inbox)),
+        role: match what {
+            Beyond::Project(_, role) => Some(role.as_str()),
+            Beyond::Member(_, member, _) => Some(member.role.as_str()),
+            Beyond::ProjectGone(_) => None,
+        },
+        member_id: member_id.as_deref(),
+        username: match what {
+            Beyond::Member(_, _, username) => Some(username.as_str()),
+            Beyond::Project(..) | Beyond::ProjectGone(_) => None,
+        },
+    };
+    insert_and_trim(conn, &row, seq)
 }
 
 /// Drops the owner's changes through `through` (the stream's cap,
@@ -299,9 +397,91 @@ impl StoredChange {
     fn into_change(self) -> Result<Change, StoreError> {
         let bad = |_| corrupt("change");
         let kind = ChangeKind::parse(&self.kind).ok_or_else(|| corrupt("change"))?;
+        let seq = u64::try_from(self.seq).map_err(|_| corrupt("change"))?;
+        let at = Timestamp::from_unix_micros(self.recorded_at).map_err(bad)?;
+        let subject = match kind {
+            ChangeKind::TaskCreated
+            | ChangeKind::TaskUpdated
+            | ChangeKind::TaskDeleted
+            | ChangeKind::ReminderDue => self.into_task_subject(kind)?,
+            ChangeKind::ProjectCreated
+            | ChangeKind::ProjectUpdated
+            | ChangeKind::ProjectDeleted
+            | ChangeKind::MemberAdded
+            | ChangeKind::MemberRemoved => self.into_beyond_subject(kind)?,
+        };
+        Ok(Change {
+            seq,
+            kind,
+            subject,
+            at,
+        })
+    }
+
+    fn into_beyond_subject(self, kind: ChangeKind) -> Result<Subject, StoreError> {
+        let bad = |_| corrupt("change");
+        let missing = || corrupt("change");
+        let time = |micros: Option<i64>| {
+            micros
+                .ok_or_else(missing)
+                .and_then(|m| Timestamp::from_unix_micros(m).map_err(bad))
+        };
+        let id = ProjectId::parse(&self.task_id).map_err(bad)?;
+        let role = |stored: Option<&str>| {
+            stored
+                .and_then(ProjectRole::parse_stored)
+                .ok_or_else(missing)
+        };
+        Ok(match kind {
+            ChangeKind::ProjectDeleted => Subject::Project { id, project: None },
+            ChangeKind::MemberAdded | ChangeKind::MemberRemoved => Subject::Member {
+                project: id,
+                member: Member {
+                    user: UserId::parse(self.member_id.as_deref().ok_or_else(missing)?)
+                        .map_err(bad)?,
+                    role: role(self.role.as_deref())?,
+                    added_at: time(self.created_at)?,
+                },
+                username: Username::parse(self.username.as_deref().ok_or_else(missing)?)
+                    .map_err(bad)?,
+            },
+            _ => {
+                let project = Project {
+                    id,
+                    owner: UserId::parse(self.created_by.as_deref().ok_or_else(missing)?)
+                        .map_err(bad)?,
+                    name: ProjectName::parse(self.title.as_deref().ok_or_else(missing)?)
+                        .map_err(bad)?,
+                    description: Description::parse(
+                        self.description.as_deref().ok_or_else(missing)?,
+                    )
+                    .map_err(bad)?,
+                    color: self
+                        .color
+                        .as_deref()
+                        .map(ProjectColor::parse)
+                        .transpose()
+                        .map_err(bad)?,
+                    inbox: self.inbox.ok_or_else(missing)? != 0,
+                    archived: self.archived.ok_or_else(missing)? != 0,
+                    created_at: time(self.created_at)?,
+                    updated_at: time(self.updated_at)?,
+                    version: TaskVersion::new(self.version.ok_or_else(missing)?).map_err(bad)?,
+                };
+                Subject::Project {
+                    id,
+                    project: Some((project, role(self.role.as_deref())?)),
+                }
+            }
+        })
+    }
+
+    fn into_task_subject(self, kind: ChangeKind) -> Result<Subject, StoreError> {
+        let bad = |_| corrupt("change");
+        let id = TaskId::parse(&self.task_id).map_err(bad)?;
         let task = match kind {
             ChangeKind::TaskDeleted => None,
-            ChangeKind::TaskCreated | ChangeKind::TaskUpdated | ChangeKind::ReminderDue => {
+            _ => {
                 let missing = || corrupt("change");
                 let row = StoredTask {
                     id: self.task_id.clone(),
@@ -333,13 +513,7 @@ impl StoredChange {
                 Some(row.into_task()?)
             }
         };
-        Ok(Change {
-            seq: u64::try_from(self.seq).map_err(|_| corrupt("change"))?,
-            kind,
-            task_id: TaskId::parse(&self.task_id).map_err(bad)?,
-            task,
-            at: Timestamp::from_unix_micros(self.recorded_at).map_err(bad)?,
-        })
+        Ok(Subject::Task { id, task })
     }
 }
 

@@ -7,11 +7,12 @@
 
 use diesel::prelude::*;
 use todo_core::{
-    Description, Member, MemberPut, Project, ProjectColor, ProjectId, ProjectName, ProjectRole,
-    ProjectStore, Standing, StoreError, TaskVersion, Timestamp, UserId, Username,
+    ChangeKind, Description, Member, MemberPut, Project, ProjectColor, ProjectId, ProjectName,
+    ProjectRole, ProjectStore, Standing, StoreError, TaskVersion, Timestamp, UserId, Username,
 };
 
 use crate::SqlStore;
+use crate::changes::{self, Beyond};
 use crate::db::AnyConnection;
 use crate::error::corrupt;
 use crate::schema::{project_members, projects, users};
@@ -172,6 +173,68 @@ pub(crate) fn ensure_inbox_on(conn: &mut AnyConnection, inbox: &Project) -> Quer
     Ok(made == 1)
 }
 
+/// The project's members, in id order (the order streams are taken in),
+/// each with their role.
+fn members_in_order(conn: &mut AnyConnection, id: &str) -> QueryResult<Vec<(String, String)>> {
+    project_members::table
+        .filter(project_members::project_id.eq(id))
+        .order(project_members::user_id.asc())
+        .select((project_members::user_id, project_members::role))
+        .load(conn)
+}
+
+/// Records a change of `project` in every member's stream, each with
+/// their role (`None`: deleted, a tombstone).
+fn record_project_change(
+    conn: &mut AnyConnection,
+    kind: ChangeKind,
+    id: ProjectId,
+    project: Option<&Project>,
+    at: Timestamp,
+) -> QueryResult<()> {
+    for (member, stored) in members_in_order(conn, &id.to_string())? {
+        let what = match project {
+            Some(project) => {
+                let role = ProjectRole::parse_stored(&stored)
+                    .ok_or(diesel::result::Error::RollbackTransaction)?;
+                Beyond::Project(project, role)
+            }
+            None => Beyond::ProjectGone(id),
+        };
+        changes::record_beyond(conn, kind, &member, &what, at.unix_micros())?;
+    }
+    Ok(())
+}
+
+/// Records a change of `member` in the stream of every member of the
+/// project and in the member's own (a removed member is no longer one).
+fn record_member_change(
+    conn: &mut AnyConnection,
+    kind: ChangeKind,
+    id: ProjectId,
+    member: &Member,
+    at: Timestamp,
+) -> QueryResult<()> {
+    let user_id = member.user.to_string();
+    let name: String = users::table
+        .find(&user_id)
+        .select(users::username)
+        .first(conn)?;
+    let username = Username::parse(&name).map_err(|_| diesel::result::Error::NotFound)?;
+    let mut streams: Vec<String> = members_in_order(conn, &id.to_string())?
+        .into_iter()
+        .map(|(user, _)| user)
+        .collect();
+    if let Err(at) = streams.binary_search(&user_id) {
+        streams.insert(at, user_id);
+    }
+    let what = Beyond::Member(id, member, &username);
+    for stream in streams {
+        changes::record_beyond(conn, kind, &stream, &what, at.unix_micros())?;
+    }
+    Ok(())
+}
+
 impl ProjectStore for SqlStore {
     fn insert_project_within(
         &self,
@@ -198,6 +261,13 @@ impl ProjectStore for SqlStore {
                 diesel::insert_into(project_members::table)
                     .values(owner_row(project))
                     .execute(conn)?;
+                record_project_change(
+                    conn,
+                    ChangeKind::ProjectCreated,
+                    project.id,
+                    Some(project),
+                    project.created_at,
+                )?;
                 Ok(true)
             })
         })
@@ -276,15 +346,30 @@ impl ProjectStore for SqlStore {
                 project_members::role
                     .eq_any([ProjectRole::Owner.as_str(), ProjectRole::Editor.as_str()]),
             );
+        // The update takes the project's row first: member changes take it
+        // too, so the members the change is recorded for are those of the
+        // moment it commits.
         let updated = self.with_write_conn(|conn| {
-            diesel::update(
-                projects::table
-                    .filter(projects::id.eq(&id))
-                    .filter(projects::version.eq(expected.get()))
-                    .filter(diesel::dsl::exists(may_edit)),
-            )
-            .set(&change)
-            .execute(conn)
+            conn.transaction(|conn| {
+                let updated = diesel::update(
+                    projects::table
+                        .filter(projects::id.eq(&id))
+                        .filter(projects::version.eq(expected.get()))
+                        .filter(diesel::dsl::exists(may_edit)),
+                )
+                .set(&change)
+                .execute(conn)?;
+                if updated == 1 {
+                    record_project_change(
+                        conn,
+                        ChangeKind::ProjectUpdated,
+                        project.id,
+                        Some(project),
+                        project.updated_at,
+                    )?;
+                }
+                Ok(updated)
+            })
         })?;
         Ok(updated == 1)
     }
@@ -296,10 +381,14 @@ impl ProjectStore for SqlStore {
         expected: Option<TaskVersion>,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
+        let project_id = id;
         let (id, owner) = (id.to_string(), owner.to_string());
         let mut raced = false;
         let deleted = self.with_write_conn(|conn| {
             conn.transaction(|conn| {
+                // The project's row first, as every project and member
+                // write takes it, before the members and the streams.
+                lock_project_for_count(conn, &id)?;
                 let doomed = projects::table
                     .filter(projects::id.eq(&id))
                     .filter(projects::owner_id.eq(&owner))
@@ -314,6 +403,7 @@ impl ProjectStore for SqlStore {
                     _ => {}
                 }
                 crate::tasks::delete_project_tasks(conn, &id, at.unix_micros())?;
+                record_project_change(conn, ChangeKind::ProjectDeleted, project_id, None, at)?;
                 let gone = match expected {
                     Some(version) => {
                         diesel::delete(doomed.filter(projects::version.eq(version.get())))
@@ -377,6 +467,7 @@ impl ProjectStore for SqlStore {
         member: &Member,
         max: usize,
         max_memberships: usize,
+        at: Timestamp,
     ) -> Result<MemberPut, StoreError> {
         if member.role == ProjectRole::Owner {
             return Ok(MemberPut::Owner);
@@ -410,6 +501,12 @@ impl ProjectStore for SqlStore {
                     diesel::update(project_members::table.find(key))
                         .set(project_members::role.eq(&row.role))
                         .execute(conn)?;
+                    let changed = Member {
+                        added_at: Timestamp::from_unix_micros(stored.added_at)
+                            .map_err(|_| diesel::result::Error::RollbackTransaction)?,
+                        ..member.clone()
+                    };
+                    record_member_change(conn, ChangeKind::MemberAdded, id, &changed, at)?;
                     return Ok(Put::Changed(stored.added_at));
                 }
                 let count: i64 = project_members::table
@@ -430,6 +527,7 @@ impl ProjectStore for SqlStore {
                 diesel::insert_into(project_members::table)
                     .values(&row)
                     .execute(conn)?;
+                record_member_change(conn, ChangeKind::MemberAdded, id, member, at)?;
                 Ok(Put::Added)
             })
         })?;
@@ -447,17 +545,36 @@ impl ProjectStore for SqlStore {
         })
     }
 
-    fn remove_member(&self, id: ProjectId, user: UserId) -> Result<bool, StoreError> {
+    fn remove_member(
+        &self,
+        id: ProjectId,
+        user: UserId,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let project_id = id;
         let (id, user) = (id.to_string(), user.to_string());
         let removed = self.with_write_conn(|conn| {
-            diesel::delete(
-                project_members::table
-                    .find((&id, &user))
-                    .filter(project_members::role.ne(ProjectRole::Owner.as_str())),
-            )
-            .execute(conn)
+            conn.transaction(|conn| {
+                lock_project_for_count(conn, &id)?;
+                let gone: Option<MemberRow> = native!(conn, |c| diesel::delete(
+                    project_members::table
+                        .find((&id, &user))
+                        .filter(project_members::role.ne(ProjectRole::Owner.as_str())),
+                )
+                .returning(MemberRow::as_returning())
+                .get_result(c)
+                .optional())?;
+                let Some(gone) = gone else {
+                    return Ok(false);
+                };
+                let member = gone
+                    .into_member()
+                    .map_err(|_| diesel::result::Error::RollbackTransaction)?;
+                record_member_change(conn, ChangeKind::MemberRemoved, project_id, &member, at)?;
+                Ok(true)
+            })
         })?;
-        Ok(removed == 1)
+        Ok(removed)
     }
 }
 

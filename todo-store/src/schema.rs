@@ -121,6 +121,11 @@ diesel::table! {
         series_start -> Nullable<BigInt>,
         occurrence -> Nullable<BigInt>,
         reminders -> Nullable<Text>,
+        color -> Nullable<Text>,
+        inbox -> Nullable<SmallInt>,
+        role -> Nullable<Text>,
+        member_id -> Nullable<Text>,
+        username -> Nullable<Text>,
     }
 }
 

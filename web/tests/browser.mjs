@@ -1194,6 +1194,20 @@ try {
   check(answer.done === true && answer.id === firstId && typeof answer.next_occurrence_id === 'string' && next.length === 1 && !next[0].done
     && next[0].id === answer.next_occurrence_id && /May 6, 2031/.test(next[0].due),
   `completing it keeps it done and shows its next occurrence, the next day (${JSON.stringify(next)})`);
+  // The owner removes the viewer: the viewer's page, showing the project,
+  // loses it and its tasks at once (member.removed), without a reload.
+  await ann.click('#share');
+  await ann.locator('#share-dialog').waitFor({ state: 'visible' });
+  await ann.click('[aria-label="Remove cat"]');
+  await ann.waitForFunction(() => ![...document.querySelectorAll('#member-list .member-name')].some((e) => e.textContent === 'cat'));
+  await ann.keyboard.press('Escape');
+  const goneForCat = await cat.waitForFunction(() => ![...document.querySelectorAll('#project-list button')].some((b) => b.textContent.startsWith('Garden'))
+    && ![...document.querySelectorAll('#task-list .title')].some((e) => e.textContent === 'Buy seeds'), null, { timeout: 5000 }).then(() => true, () => false);
+  const catSees = await cat.evaluate(() => ({
+    projects: [...document.querySelectorAll('#project-list button')].map((b) => b.textContent),
+    tasks: [...document.querySelectorAll('#task-list .title')].map((e) => e.textContent),
+  }));
+  check(goneForCat, `a removed member's page drops the project and its tasks live (${JSON.stringify(catSees)})`);
   for (const { ctx } of Object.values(shared)) await ctx.close();
 
   check(pairs.length >= 3 && pairs.every((p) => p.access_token && !('refresh_token' in p)),

@@ -123,7 +123,12 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
             "task.created",
             "task.updated",
             "task.deleted",
-            "reminder.due"
+            "reminder.due",
+            "project.created",
+            "project.updated",
+            "project.deleted",
+            "member.added",
+            "member.removed"
         ])
     );
     // The secret is shown once.

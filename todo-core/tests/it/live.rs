@@ -41,7 +41,10 @@ fn a_subscriber_without_a_cursor_sees_what_commits_after_it_and_only_its_own() {
     while seen.len() < 3 {
         seen.extend(block_on(live.next()).unwrap());
     }
-    let kinds: Vec<_> = seen.iter().map(|c| (c.seq, c.kind, c.task_id)).collect();
+    let kinds: Vec<_> = seen
+        .iter()
+        .map(|c| (c.seq, c.kind, c.task_id().unwrap()))
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -50,7 +53,7 @@ fn a_subscriber_without_a_cursor_sees_what_commits_after_it_and_only_its_own() {
             (4, ChangeKind::TaskDeleted, before.id),
         ]
     );
-    assert!(seen[1].task.as_ref().is_some_and(|t| t.done));
+    assert!(seen[1].task().is_some_and(|t| t.done));
     assert_eq!(live.cursor(), ChangeCursor::new(alice, 4));
     // Caught up: nothing more to read.
     assert!(live.read(ChangeLimit::default()).unwrap().is_empty());
@@ -106,7 +109,10 @@ fn a_subscription_from_a_cursor_resumes_there_and_bad_cursors_are_refused() {
         .unwrap();
     let changes = block_on(resumed.next()).unwrap();
     assert_eq!(
-        changes.iter().map(|c| c.task_id).collect::<Vec<_>>(),
+        changes
+            .iter()
+            .map(|c| c.task_id().unwrap())
+            .collect::<Vec<_>>(),
         [second.id]
     );
     let _ = first;

@@ -479,7 +479,7 @@ fn changes_are_followed_by_cursor_until_retention_drops_them() {
         kinds,
         [(1, ChangeKind::TaskCreated), (2, ChangeKind::TaskCreated)]
     );
-    assert_eq!(page.items[1].task.as_ref(), Some(&second));
+    assert_eq!(page.items[1].task(), Some(&second));
     let page = f
         .tasks
         .changes(f.alice, Some(&page.next_cursor), two)
@@ -487,7 +487,7 @@ fn changes_are_followed_by_cursor_until_retention_drops_them() {
     let kinds: Vec<_> = page
         .items
         .iter()
-        .map(|c| (c.seq, c.kind, c.task.is_some()))
+        .map(|c| (c.seq, c.kind, c.task().is_some()))
         .collect();
     assert_eq!(kinds, [(3, ChangeKind::TaskDeleted, false)]);
     assert_eq!(page.items[0].at, f.clock.now());

@@ -295,7 +295,12 @@ fn the_domain_limits_land_on_the_documents() {
             "task.created",
             "task.updated",
             "task.deleted",
-            "reminder.due"
+            "reminder.due",
+            "project.created",
+            "project.updated",
+            "project.deleted",
+            "member.added",
+            "member.removed"
         ])
     );
     assert_eq!(webhook["url"]["format"], "uri");

@@ -12,6 +12,7 @@ on_every_deployment!(
     every_task_endpoint_of_a_shared_project_answers_each_kind_of_caller,
     subtasks_recurrence_and_reminders_round_trip_and_name_bad_input,
     sharing_keeps_the_owner_and_the_inbox_and_names_bad_input,
+    project_and_member_changes_reach_each_member_as_api_md_names_them,
 );
 
 async fn call(sys: &System, method: Method, path: &str, token: &str, body: Option<Value>) -> u16 {
@@ -284,10 +285,11 @@ async fn every_task_endpoint_of_a_shared_project_answers_each_kind_of_caller(
         204
     );
     // No change of the project reaches anyone who is not a member: Dave's
-    // stream stops at his own task's creation; members see every change.
+    // stream stops at his removal (after his joining and his own task's
+    // creation); members see every change.
     let changes = |token| ids_in(&sys, "/v1/changes", token);
     let daves_id = daves.json().unwrap()["id"].as_str().unwrap().to_owned();
-    assert_eq!(changes(&removed).await, [daves_id]);
+    assert_eq!(changes(&removed).await, [id.as_str(), &daves_id, &id]);
     assert!(changes(&stranger).await.is_empty());
     assert!(changes(&admin).await.is_empty());
     for (who, token) in &callers[..3] {
@@ -579,4 +581,109 @@ async fn subtasks_recurrence_and_reminders_round_trip_and_name_bad_input(deploym
     assert_eq!(next["done"], false);
     assert_eq!(next["reminders"], json!([{"before_due": "PT15M"}]));
     assert!(next.get("next_occurrence_id").is_none());
+}
+
+/// `(type, id, object)` of every change in `token`'s `/v1/changes`.
+async fn changes_of(sys: &System, token: &str) -> Vec<(String, String, Value)> {
+    let reply = sys
+        .tasks
+        .client
+        .json(Method::GET, "/v1/changes?limit=100", Some(token), None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    reply.json().unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let text = |v: &Value| v.as_str().unwrap().to_owned();
+            (text(&c["type"]), text(&c["id"]), c["object"].clone())
+        })
+        .collect()
+}
+
+/// `project.*` and `member.*` changes, as API.md names them, in every
+/// member's `/v1/changes` (so SSE, webhooks and the relay, which read the
+/// same streams), each showing the project in the reader's own role; a
+/// removed member is told of the removal and of nothing after it; a
+/// stranger hears nothing.
+async fn project_and_member_changes_reach_each_member_as_api_md_names_them(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, owner, _) = sys.user("alice").await;
+    let (_, viewer, _) = sys.user("bob").await;
+    let (_, stranger, _) = sys.user("eve").await;
+    let created = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/projects",
+            Some(&owner),
+            json!({"name": "Garden"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.json().unwrap()["id"].as_str().unwrap().to_owned();
+    let one = format!("/v1/projects/{id}");
+    let bob = format!("{one}/members/bob");
+    let put = Some(json!({"role": "viewer"}));
+    assert_eq!(call(&sys, Method::PUT, &bob, &owner, put).await, 200);
+    let rename = Some(json!({"name": "Vegetables"}));
+    assert_eq!(call(&sys, Method::PATCH, &one, &owner, rename).await, 200);
+    assert_eq!(call(&sys, Method::DELETE, &bob, &owner, None).await, 204);
+    let after = Some(json!({"title": "Beans", "project_id": id}));
+    assert_eq!(
+        call(&sys, Method::POST, "/v1/tasks", &owner, after).await,
+        201
+    );
+    assert_eq!(call(&sys, Method::DELETE, &one, &owner, None).await, 204);
+
+    let kinds = |changes: &[(String, String, Value)]| {
+        changes
+            .iter()
+            .map(|(kind, _, _)| kind.clone())
+            .collect::<Vec<_>>()
+    };
+    let alices = changes_of(&sys, &owner).await;
+    assert_eq!(
+        kinds(&alices),
+        [
+            "project.created",
+            "member.added",
+            "project.updated",
+            "member.removed",
+            "task.created",
+            "task.deleted",
+            "project.deleted",
+        ]
+    );
+    let bobs = changes_of(&sys, &viewer).await;
+    assert_eq!(
+        kinds(&bobs),
+        ["member.added", "project.updated", "member.removed"]
+    );
+    assert!(changes_of(&sys, &stranger).await.is_empty());
+    // The objects: a project as its reader sees it, a member with the
+    // project's id, a tombstone for the deleted project.
+    let (_, created_id, created) = &alices[0];
+    assert_eq!(
+        (created_id, &created["name"], &created["role"]),
+        (&id, &json!("Garden"), &json!("owner"))
+    );
+    let (_, renamed_id, renamed) = &bobs[1];
+    assert_eq!(
+        (renamed_id, &renamed["name"], &renamed["role"]),
+        (&id, &json!("Vegetables"), &json!("viewer"))
+    );
+    for (_, member_id, member) in [&bobs[0], &bobs[2]] {
+        assert_eq!(member_id, &id);
+        assert_eq!(
+            (&member["project_id"], &member["username"], &member["role"]),
+            (&json!(id), &json!("bob"), &json!("viewer"))
+        );
+        assert!(member["added_at"].is_string(), "{member}");
+    }
+    let (_, deleted_id, tombstone) = &alices[6];
+    assert_eq!((deleted_id, tombstone), (&id, &Value::Null));
 }

@@ -149,6 +149,7 @@ conformance!(
     concurrent_completions_on_two_instances_make_one_next_occurrence,
     reminders_fire_once_at_their_time_for_every_member,
     instances_firing_at_once_fire_each_reminder_once,
+    project_and_member_writes_are_recorded_for_each_member_in_their_role,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -1490,7 +1491,7 @@ fn every_task_write_is_recorded_once_in_its_owners_stream(f: &Fixture) {
     let seen: Vec<_> = log
         .changes
         .iter()
-        .map(|c| (c.seq, c.kind, c.task_id, c.task.clone(), c.at))
+        .map(|c| (c.seq, c.kind, c.task_id().unwrap(), c.task().cloned(), c.at))
         .collect();
     assert_eq!(
         seen,
@@ -1540,7 +1541,7 @@ fn every_task_write_is_recorded_once_in_its_owners_stream(f: &Fixture) {
     let theirs = store.changes_after(bob, 0, 100).unwrap();
     assert_eq!(theirs.changes.len(), 1);
     assert_eq!(
-        (theirs.changes[0].seq, theirs.changes[0].task_id),
+        (theirs.changes[0].seq, theirs.changes[0].task_id().unwrap()),
         (1, bobs.id)
     );
     assert_eq!(store.changes_after(alice, 0, 100).unwrap().head, 5);
@@ -1608,7 +1609,7 @@ fn concurrent_writers_number_their_changes_in_commit_order_without_gaps(f: &Fixt
     let versions: Vec<i64> = log
         .changes
         .iter()
-        .map(|c| c.task.as_ref().unwrap().version.get())
+        .map(|c| c.task().unwrap().version.get())
         .collect();
     let first = task.version.get();
     assert_eq!(
@@ -2006,7 +2007,7 @@ fn webhooks_are_leased_to_one_instance_and_settled_under_their_lease(f: &Fixture
             .collect::<Vec<_>>(),
         [5, 6]
     );
-    assert_eq!(pending.deliveries[1].change.task_id, third.id);
+    assert_eq!(pending.deliveries[1].change.task_id().unwrap(), third.id);
     assert!(
         here.settle(
             &again[0],
@@ -2197,7 +2198,7 @@ fn relayed_streams_are_leased_to_one_relay_and_settled_under_their_lease(f: &Fix
     let batch = there.pending(&next[0], 10).unwrap();
     assert_eq!(batch.changes.len(), 1);
     assert_eq!(
-        (batch.changes[0].seq, batch.changes[0].task_id),
+        (batch.changes[0].seq, batch.changes[0].task_id().unwrap()),
         (2, later.id)
     );
     // A deleted user's stream goes with them, leased or not.
@@ -2423,7 +2424,13 @@ fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
     // Shared with Bob as a viewer, then an editor (his added_at kept).
     assert_eq!(
         f.store
-            .put_member(garden.id, &member(bob, ProjectRole::Viewer, 20), 10, 100)
+            .put_member(
+                garden.id,
+                &member(bob, ProjectRole::Viewer, 20),
+                10,
+                100,
+                at(20)
+            )
             .unwrap(),
         MemberPut::Added(member(bob, ProjectRole::Viewer, 20))
     );
@@ -2433,7 +2440,13 @@ fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
     );
     assert_eq!(
         f.store
-            .put_member(garden.id, &member(bob, ProjectRole::Editor, 30), 10, 100)
+            .put_member(
+                garden.id,
+                &member(bob, ProjectRole::Editor, 30),
+                10,
+                100,
+                at(30)
+            )
             .unwrap(),
         MemberPut::Changed(member(bob, ProjectRole::Editor, 20))
     );
@@ -2457,14 +2470,26 @@ fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
     // The owner's row never changes, and nobody else becomes owner.
     assert_eq!(
         f.store
-            .put_member(garden.id, &member(alice, ProjectRole::Viewer, 40), 10, 100)
+            .put_member(
+                garden.id,
+                &member(alice, ProjectRole::Viewer, 40),
+                10,
+                100,
+                at(40)
+            )
             .unwrap(),
         MemberPut::Owner
     );
     let carol = new_user(&*f.store, "carol", 2).user.id;
     assert_eq!(
         f.store
-            .put_member(garden.id, &member(carol, ProjectRole::Owner, 40), 10, 100)
+            .put_member(
+                garden.id,
+                &member(carol, ProjectRole::Owner, 40),
+                10,
+                100,
+                at(40)
+            )
             .unwrap(),
         MemberPut::Owner
     );
@@ -2472,27 +2497,39 @@ fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
         f.store.standing(carol, garden.id).unwrap(),
         Standing::Stranger
     );
-    assert!(!f.store.remove_member(garden.id, alice).unwrap());
+    assert!(!f.store.remove_member(garden.id, alice, at(70)).unwrap());
     assert_eq!(
         f.store.standing(alice, garden.id).unwrap(),
         Standing::Member(ProjectRole::Owner)
     );
     // A removed member loses it at once.
-    assert!(f.store.remove_member(garden.id, bob).unwrap());
-    assert!(!f.store.remove_member(garden.id, bob).unwrap());
+    assert!(f.store.remove_member(garden.id, bob, at(70)).unwrap());
+    assert!(!f.store.remove_member(garden.id, bob, at(70)).unwrap());
     assert_eq!(f.store.find_project(bob, garden.id).unwrap(), None);
     assert_eq!(ids(bob), [bobs_inbox]);
     // Nothing is shared into a project that is not there.
     let missing = a_project(alice, "Missing", 50).id;
     assert_eq!(
         f.store
-            .put_member(missing, &member(bob, ProjectRole::Viewer, 50), 10, 100)
+            .put_member(
+                missing,
+                &member(bob, ProjectRole::Viewer, 50),
+                10,
+                100,
+                at(50)
+            )
             .unwrap(),
         MemberPut::NoProject
     );
     // Deleting takes its members; an Inbox is never deleted.
     f.store
-        .put_member(garden.id, &member(bob, ProjectRole::Viewer, 60), 10, 100)
+        .put_member(
+            garden.id,
+            &member(bob, ProjectRole::Viewer, 60),
+            10,
+            100,
+            at(60),
+        )
         .unwrap();
     assert!(
         f.store
@@ -2559,10 +2596,22 @@ fn deleting_a_user_takes_their_projects_and_memberships(f: &Fixture) {
         assert!(f.store.insert_project_within(project, None).unwrap());
     }
     f.store
-        .put_member(hers.id, &member(bob, ProjectRole::Editor, 12), 10, 100)
+        .put_member(
+            hers.id,
+            &member(bob, ProjectRole::Editor, 12),
+            10,
+            100,
+            at(12),
+        )
         .unwrap();
     f.store
-        .put_member(his.id, &member(alice, ProjectRole::Viewer, 13), 10, 100)
+        .put_member(
+            his.id,
+            &member(alice, ProjectRole::Viewer, 13),
+            10,
+            100,
+            at(13),
+        )
         .unwrap();
     assert!(f.store.delete_user(bob).unwrap());
     // His projects are gone for Alice too; his membership of hers is gone.
@@ -2625,7 +2674,13 @@ fn projects_and_members_stay_within_their_caps_under_races(f: &Fixture) {
             let (store, barrier) = (f.store.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                store.put_member(shared, &member(user, ProjectRole::Viewer, 200), 4, 100)
+                store.put_member(
+                    shared,
+                    &member(user, ProjectRole::Viewer, 200),
+                    4,
+                    100,
+                    at(200),
+                )
             })
         })
         .collect();
@@ -2651,7 +2706,13 @@ fn projects_and_members_stay_within_their_caps_under_races(f: &Fixture) {
         .id;
     assert!(matches!(
         f.store
-            .put_member(first, &member(carol, ProjectRole::Viewer, 301), 100, 2)
+            .put_member(
+                first,
+                &member(carol, ProjectRole::Viewer, 301),
+                100,
+                2,
+                at(301)
+            )
             .unwrap(),
         MemberPut::Added(_)
     ));
@@ -2659,7 +2720,13 @@ fn projects_and_members_stay_within_their_caps_under_races(f: &Fixture) {
     assert!(f.store.insert_project_within(&other, None).unwrap());
     assert_eq!(
         f.store
-            .put_member(other.id, &member(carol, ProjectRole::Viewer, 304), 100, 2)
+            .put_member(
+                other.id,
+                &member(carol, ProjectRole::Viewer, 304),
+                100,
+                2,
+                at(304)
+            )
             .unwrap(),
         MemberPut::UserFull
     );
@@ -2669,7 +2736,8 @@ fn projects_and_members_stay_within_their_caps_under_races(f: &Fixture) {
                 todo_core::ProjectId::inbox_of(alice),
                 &member(carol, ProjectRole::Viewer, 305),
                 100,
-                100
+                100,
+                at(305)
             )
             .unwrap(),
         MemberPut::NoProject
@@ -2678,7 +2746,13 @@ fn projects_and_members_stay_within_their_caps_under_races(f: &Fixture) {
     let joined = f.store.members(shared).unwrap()[1].0.user;
     assert!(matches!(
         f.store
-            .put_member(shared, &member(joined, ProjectRole::Editor, 300), 4, 100)
+            .put_member(
+                shared,
+                &member(joined, ProjectRole::Editor, 300),
+                4,
+                100,
+                at(300)
+            )
             .unwrap(),
         MemberPut::Changed(_)
     ));
@@ -2729,7 +2803,13 @@ fn project_updates_are_compare_and_swap_and_lists_page(f: &Fixture) {
     );
     // A viewer changes nothing either; made an editor, he does.
     f.store
-        .put_member(renamed.id, &member(bob, ProjectRole::Viewer, 60), 10, 100)
+        .put_member(
+            renamed.id,
+            &member(bob, ProjectRole::Viewer, 60),
+            10,
+            100,
+            at(60),
+        )
         .unwrap();
     assert!(
         !f.store
@@ -2737,7 +2817,13 @@ fn project_updates_are_compare_and_swap_and_lists_page(f: &Fixture) {
             .unwrap()
     );
     f.store
-        .put_member(renamed.id, &member(bob, ProjectRole::Editor, 60), 10, 100)
+        .put_member(
+            renamed.id,
+            &member(bob, ProjectRole::Editor, 60),
+            10,
+            100,
+            at(60),
+        )
         .unwrap();
     let by_bob = todo_core::Project {
         name: ProjectName::parse("Bob's name").unwrap(),
@@ -2948,14 +3034,14 @@ fn an_owners_turn_ends_when_their_lease_is_done(f: &Fixture) {
     );
 }
 
-/// The kinds and task ids of `user`'s stream, oldest first.
+/// The kinds and task ids of the task changes of `user`'s stream, oldest first.
 fn stream_of(store: &dyn Stores, user: UserId) -> Vec<(ChangeKind, TaskId)> {
     store
         .changes_after(user, 0, 1000)
         .unwrap()
         .changes
         .into_iter()
-        .map(|c| (c.kind, c.task_id))
+        .filter_map(|c| Some((c.kind, c.task_id()?)))
         .collect()
 }
 
@@ -2969,7 +3055,7 @@ fn shared_tasks_follow_their_projects_members_and_roles(f: &Fixture) {
     let garden = a_project(alice, "Garden", 10);
     assert!(store.insert_project_within(&garden, None).unwrap());
     for (user, role) in [(bob, ProjectRole::Editor), (carol, ProjectRole::Viewer)] {
-        let put = store.put_member(garden.id, &member(user, role, 20), 10, 100);
+        let put = store.put_member(garden.id, &member(user, role, 20), 10, 100, at(20));
         assert!(matches!(put.unwrap(), MemberPut::Added(_)));
     }
     let clock = Arc::new(ManualClock::new());
@@ -3102,7 +3188,7 @@ fn shared_tasks_follow_their_projects_members_and_roles(f: &Fixture) {
 
     // A removed member loses the project at once: no read, no write, and
     // no change of it in their stream from then on.
-    assert!(store.remove_member(garden.id, bob).unwrap());
+    assert!(store.remove_member(garden.id, bob, at(70)).unwrap());
     assert!(matches!(tasks.get(bob, seeds.id), Err(Error::NotFound)));
     assert!(matches!(
         tasks.update(bob, seeds.id, rename("Bob again"), None),
@@ -3149,7 +3235,13 @@ fn a_project_goes_with_its_tasks_and_counts_them_to_its_owner(f: &Fixture) {
     let bob = new_user(store, "bob", 1).user.id;
     let garden = a_project(alice, "Garden", 10);
     assert!(store.insert_project_within(&garden, None).unwrap());
-    let put = store.put_member(garden.id, &member(bob, ProjectRole::Editor, 20), 10, 100);
+    let put = store.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Editor, 20),
+        10,
+        100,
+        at(20),
+    );
     assert!(matches!(put.unwrap(), MemberPut::Added(_)));
     let in_garden = |by: UserId, seed: u64| Task {
         project: garden.id,
@@ -3242,9 +3334,21 @@ fn writers_of_one_shared_project_number_every_members_changes_without_gaps(f: &F
     let yard = a_project(bob, "Yard", 11);
     assert!(store.insert_project_within(&garden, None).unwrap());
     assert!(store.insert_project_within(&yard, None).unwrap());
-    let put = store.put_member(garden.id, &member(bob, ProjectRole::Editor, 20), 10, 100);
+    let put = store.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Editor, 20),
+        10,
+        100,
+        at(20),
+    );
     assert!(matches!(put.unwrap(), MemberPut::Added(_)));
-    let put = store.put_member(yard.id, &member(alice, ProjectRole::Editor, 20), 10, 100);
+    let put = store.put_member(
+        yard.id,
+        &member(alice, ProjectRole::Editor, 20),
+        10,
+        100,
+        at(20),
+    );
     assert!(matches!(put.unwrap(), MemberPut::Added(_)));
     const EACH: u64 = 15;
     let barrier = Arc::new(Barrier::new(4));
@@ -3281,13 +3385,18 @@ fn writers_of_one_shared_project_number_every_members_changes_without_gaps(f: &F
     for writer in writers {
         writer.join().unwrap();
     }
-    for (user, expected) in [(alice, 4 * EACH * 2), (bob, 3 * EACH * 2)] {
+    // Before the writers, each stream holds three changes of the set-up:
+    // their project made, and the two members added.
+    for (user, writes) in [(alice, 4 * EACH * 2), (bob, 3 * EACH * 2)] {
         let log = store.changes_after(user, 0, 10_000).unwrap();
         let seqs: Vec<u64> = log.changes.iter().map(|c| c.seq).collect();
-        assert_eq!(seqs, (1..=expected).collect::<Vec<_>>(), "{user}");
-        let distinct: HashSet<(ChangeKind, TaskId)> =
-            log.changes.iter().map(|c| (c.kind, c.task_id)).collect();
-        assert_eq!(distinct.len() as u64, expected, "{user}");
+        assert_eq!(seqs, (1..=3 + writes).collect::<Vec<_>>(), "{user}");
+        let distinct: HashSet<(ChangeKind, TaskId)> = log
+            .changes
+            .iter()
+            .filter_map(|c| Some((c.kind, c.task_id()?)))
+            .collect();
+        assert_eq!(distinct.len() as u64, writes, "{user}");
     }
 }
 
@@ -3390,7 +3499,7 @@ fn subtasks_stay_in_their_project_three_deep_without_cycles(f: &Fixture) {
         .changes
         .iter()
         .filter(|c| c.kind == ChangeKind::TaskDeleted)
-        .map(|c| c.task_id)
+        .map(|c| c.task_id().unwrap())
         .collect();
     assert_eq!(
         deleted,
@@ -3604,7 +3713,13 @@ fn reminders_fire_once_at_their_time_for_every_member(f: &Fixture) {
     let eve = new_user(store, "eve", 2).user.id;
     let garden = a_project(alice, "Garden", 10);
     assert!(store.insert_project_within(&garden, None).unwrap());
-    let put = store.put_member(garden.id, &member(bob, ProjectRole::Viewer, 20), 10, 100);
+    let put = store.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Viewer, 20),
+        10,
+        100,
+        at(20),
+    );
     assert!(matches!(put.unwrap(), MemberPut::Added(_)));
     let clock = Arc::new(ManualClock::new());
     let tasks = service(f.store.clone(), clock.clone());
@@ -3706,7 +3821,7 @@ fn reminders_fire_once_at_their_time_for_every_member(f: &Fixture) {
         .into_iter()
         .rfind(|c| c.kind == ChangeKind::ReminderDue)
         .unwrap();
-    let last = last.task.unwrap();
+    let last = last.task().cloned().unwrap();
     assert_eq!(last.due_at, Some(minutes(120)));
     assert_eq!(
         last.description.as_str(),
@@ -3770,7 +3885,13 @@ fn pages_across_several_projects_walk_every_task_once_in_order(f: &Fixture) {
     let yard = a_project(bob, "Yard", 11);
     assert!(store.insert_project_within(&garden, None).unwrap());
     assert!(store.insert_project_within(&yard, None).unwrap());
-    let put = store.put_member(yard.id, &member(alice, ProjectRole::Viewer, 20), 10, 100);
+    let put = store.put_member(
+        yard.id,
+        &member(alice, ProjectRole::Viewer, 20),
+        10,
+        100,
+        at(20),
+    );
     assert!(matches!(put.unwrap(), MemberPut::Added(_)));
     let mut all = Vec::new();
     for n in 0..17u64 {
@@ -3820,4 +3941,162 @@ fn pages_across_several_projects_walk_every_task_once_in_order(f: &Fixture) {
         4,
     );
     assert_eq!(bobs.len(), 5);
+}
+
+/// `user`'s stream as (kind, what it concerns), oldest first: a task's id,
+/// or a project's with the role the change shows (the reader's for a
+/// project, the member's for a member change) and the member.
+fn every_change_of(
+    store: &dyn Stores,
+    user: UserId,
+) -> Vec<(
+    ChangeKind,
+    String,
+    Option<todo_core::ProjectRole>,
+    Option<UserId>,
+)> {
+    use todo_core::Subject;
+    store
+        .changes_after(user, 0, 1000)
+        .unwrap()
+        .changes
+        .into_iter()
+        .map(|c| match c.subject {
+            Subject::Task { id, .. } => (c.kind, id.to_string(), None, None),
+            Subject::Project { id, project } => {
+                (c.kind, id.to_string(), project.map(|(_, role)| role), None)
+            }
+            Subject::Member {
+                project, member, ..
+            } => (
+                c.kind,
+                project.to_string(),
+                Some(member.role),
+                Some(member.user),
+            ),
+        })
+        .collect()
+}
+
+/// Every write to a project or its members is a change in the stream of
+/// each member (a removed one's too, for their removal, and nothing
+/// after it), carrying the project as that member sees it (their role) or
+/// the member as the write left them; a stranger's stream gets nothing.
+fn project_and_member_writes_are_recorded_for_each_member_in_their_role(f: &Fixture) {
+    use todo_core::ChangeKind::{
+        MemberAdded, MemberRemoved, ProjectCreated, ProjectDeleted, ProjectUpdated, TaskCreated,
+        TaskDeleted,
+    };
+    use todo_core::{MemberPut, ProjectRole::*, Subject};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    let eve = new_user(store, "eve", 3).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    let g = garden.id.to_string();
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let put = |user, role, seconds| {
+        store
+            .put_member(
+                garden.id,
+                &member(user, role, seconds),
+                10,
+                100,
+                at(seconds),
+            )
+            .unwrap()
+    };
+    assert!(matches!(put(bob, Editor, 20), MemberPut::Added(_)));
+    assert!(matches!(put(bob, Viewer, 21), MemberPut::Changed(_)));
+    assert!(matches!(put(carol, Editor, 22), MemberPut::Added(_)));
+    let renamed = todo_core::Project {
+        name: todo_core::ProjectName::parse("Vegetables").unwrap(),
+        updated_at: at(30),
+        version: garden.version.next(),
+        ..garden.clone()
+    };
+    assert!(
+        store
+            .update_project(alice, &renamed, garden.version)
+            .unwrap()
+    );
+    assert!(store.remove_member(garden.id, bob, at(40)).unwrap());
+    // After his removal, nothing of the project reaches bob.
+    let tasks = service(f.store.clone(), Arc::new(ManualClock::new()));
+    let beans = tasks
+        .create(
+            carol,
+            NewTask {
+                project: Some(garden.id),
+                ..titled("Beans")
+            },
+        )
+        .unwrap();
+    let b = beans.id.to_string();
+    assert!(
+        store
+            .delete_project(alice, garden.id, None, at(50))
+            .unwrap()
+    );
+
+    let removed_bob = (MemberRemoved, g.clone(), Some(Viewer), Some(bob));
+    assert_eq!(
+        every_change_of(store, alice),
+        [
+            (ProjectCreated, g.clone(), Some(Owner), None),
+            (MemberAdded, g.clone(), Some(Editor), Some(bob)),
+            (MemberAdded, g.clone(), Some(Viewer), Some(bob)),
+            (MemberAdded, g.clone(), Some(Editor), Some(carol)),
+            (ProjectUpdated, g.clone(), Some(Owner), None),
+            removed_bob.clone(),
+            (TaskCreated, b.clone(), None, None),
+            (TaskDeleted, b.clone(), None, None),
+            (ProjectDeleted, g.clone(), None, None),
+        ]
+    );
+    assert_eq!(
+        every_change_of(store, bob),
+        [
+            (MemberAdded, g.clone(), Some(Editor), Some(bob)),
+            (MemberAdded, g.clone(), Some(Viewer), Some(bob)),
+            (MemberAdded, g.clone(), Some(Editor), Some(carol)),
+            (ProjectUpdated, g.clone(), Some(Viewer), None),
+            removed_bob.clone(),
+        ]
+    );
+    assert_eq!(
+        every_change_of(store, carol),
+        [
+            (MemberAdded, g.clone(), Some(Editor), Some(carol)),
+            (ProjectUpdated, g.clone(), Some(Editor), None),
+            removed_bob,
+            (TaskCreated, b.clone(), None, None),
+            (TaskDeleted, b, None, None),
+            (ProjectDeleted, g, None, None),
+        ]
+    );
+    assert_eq!(every_change_of(store, eve), []);
+    // What the changes carry: the project as the write left it, the
+    // member's username and when they joined (kept across a role change).
+    let carols = store.changes_after(carol, 0, 1000).unwrap().changes;
+    assert_eq!(
+        carols[1].subject,
+        Subject::Project {
+            id: garden.id,
+            project: Some((renamed, Editor)),
+        }
+    );
+    let bobs = store.changes_after(bob, 0, 1000).unwrap().changes;
+    let Subject::Member {
+        member, username, ..
+    } = &bobs[1].subject
+    else {
+        panic!("a member change: {:?}", bobs[1]);
+    };
+    assert_eq!(
+        (member.added_at, username.as_str(), bobs[1].at),
+        (at(20), "bob", at(21))
+    );
+    assert_eq!(bobs[4].at, at(40), "his removal, when it was made");
 }

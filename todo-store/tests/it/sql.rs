@@ -482,7 +482,7 @@ fn postgres_rows_of_the_version_before_projects_read_as_inbox_tasks() {
         .changes
         .pop()
         .unwrap();
-    let task = change.task.unwrap();
+    let task = change.task().cloned().unwrap();
     assert_eq!(task.project, todo_core::ProjectId::inbox_of(owner));
     assert_eq!(task.time_zone.as_str(), "UTC");
     assert!(task.reminders.is_empty());
