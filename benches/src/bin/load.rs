@@ -65,6 +65,14 @@ struct Args {
     /// Users the stored tasks belong to.
     #[arg(long, default_value_t = 1000)]
     stored_owners: usize,
+    /// Spread the tasks over shared projects: each load user owns a
+    /// project shared with the next two users (editors), so each is a
+    /// member of their Inbox and three shared projects; the seeded tasks
+    /// and the phases' creations take turns among the four (a write to a
+    /// shared one is recorded in its three members' streams), and lists
+    /// read across all four.
+    #[arg(long)]
+    shared_projects: bool,
 }
 
 /// Latencies (µs) and errors of one operation.
@@ -493,14 +501,23 @@ async fn main() {
     );
     report.insert("login".into(), login);
 
+    // The projects each user's tasks take turns among: their Inbox alone,
+    // or (--shared-projects) with the three shared ones they belong to.
+    let mut seeder = connect(tasks.addr, &roots).await;
+    let projects = Arc::new(if args.shared_projects {
+        shared_projects(&mut seeder, &tokens).await
+    } else {
+        vec![vec![None]; tokens.len()]
+    });
+
     // Seed 20+ tasks per user so reads have something to read.
     let mut ids: Vec<Vec<String>> = Vec::new();
-    let mut seeder = connect(tasks.addr, &roots).await;
-    for token in tokens.iter() {
+    for (u, token) in tokens.iter().enumerate() {
         let mut mine = Vec::new();
         for n in 0..25 {
-            let body =
+            let mut body =
                 json!({"title": format!("Seed task {n}"), "labels": ["home"], "priority": n % 4});
+            in_project(&mut body, &projects[u], n);
             let (status, bytes, _) = seeder
                 .send(Method::POST, "/v1/tasks", Some(token), Some(&body))
                 .await;
@@ -519,9 +536,9 @@ async fn main() {
     // Single-operation phases: the ratios to the constant ceiling.
     let mut single = serde_json::Map::new();
     for op in ["get", "list20", "create"] {
-        let (tokens, ids) = (tokens.clone(), ids.clone());
+        let (tokens, ids, projects) = (tokens.clone(), ids.clone(), projects.clone());
         let mut r = closed_loop(tasks.addr, &roots, conns, secs, move |i, mut conn, stop| {
-            let (tokens, ids) = (tokens.clone(), ids.clone());
+            let (tokens, ids, projects) = (tokens.clone(), ids.clone(), projects.clone());
             async move {
                 let mut s = Samples::default();
                 let u = i % tokens.len();
@@ -542,7 +559,8 @@ async fn main() {
                             (st, b, t, st == StatusCode::OK)
                         }
                         _ => {
-                            let body = json!({"title": "Load task", "labels": ["work"]});
+                            let mut body = json!({"title": "Load task", "labels": ["work"]});
+                            in_project(&mut body, &projects[u], n);
                             let (st, b, t) = conn
                                 .send(Method::POST, "/v1/tasks", Some(&tokens[u]), Some(&body))
                                 .await;
@@ -606,9 +624,9 @@ async fn main() {
     report.insert("list_filters".into(), Value::Object(filters));
 
     // The mixed workload: list 30%, get 40%, create 15%, patch 10%, delete 5%.
-    let (t2, i2) = (tokens.clone(), ids.clone());
+    let (t2, i2, p2) = (tokens.clone(), ids.clone(), projects.clone());
     let mut mixed = closed_loop(tasks.addr, &roots, conns, secs, move |i, mut conn, stop| {
-        let (tokens, ids) = (t2.clone(), i2.clone());
+        let (tokens, ids, projects) = (t2.clone(), i2.clone(), p2.clone());
         async move {
             let mut out: BTreeMap<&'static str, Samples> = BTreeMap::new();
             let u = i % tokens.len();
@@ -633,7 +651,9 @@ async fn main() {
                     let (st, _, t) = conn.send(Method::GET, &path, Some(token), None).await;
                     ("get", st, t, st == StatusCode::OK)
                 } else if roll < 85 || mine.is_empty() {
-                    let body = json!({"title": "Mixed task", "labels": ["mixed"], "priority": 1});
+                    let mut body =
+                        json!({"title": "Mixed task", "labels": ["mixed"], "priority": 1});
+                    in_project(&mut body, &projects[u], n);
                     let (st, b, t) = conn
                         .send(Method::POST, "/v1/tasks", Some(token), Some(&body))
                         .await;
@@ -968,6 +988,56 @@ const LIST_FILTERS: [(&str, &str); 9] = [
 /// load's users log in as them), straight into the database, from four
 /// threads per core. Commits are not synced while seeding. One task in a
 /// thousand carries the label `rare`; one in ninety is due within two days.
+/// Each user makes a project and shares it with the next two as editors;
+/// returns each user's projects to take turns among: their Inbox (`None`),
+/// their own shared project and the two shared with them.
+async fn shared_projects(conn: &mut Conn, tokens: &[String]) -> Vec<Vec<Option<String>>> {
+    let n = tokens.len();
+    assert!(n >= 3, "--shared-projects needs three users or more");
+    let mut owned = Vec::with_capacity(n);
+    for (u, token) in tokens.iter().enumerate() {
+        let body = json!({"name": format!("Shared {u}")});
+        let (status, bytes, _) = conn
+            .send(Method::POST, "/v1/projects", Some(token), Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let id = serde_json::from_slice::<Value>(&bytes).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for step in 1..=2 {
+            let path = format!("/v1/projects/{id}/members/load{}", (u + step) % n);
+            let (status, _, _) = conn
+                .send(
+                    Method::PUT,
+                    &path,
+                    Some(token),
+                    Some(&json!({"role": "editor"})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        owned.push(id);
+    }
+    (0..n)
+        .map(|u| {
+            vec![
+                None,
+                Some(owned[u].clone()),
+                Some(owned[(u + n - 1) % n].clone()),
+                Some(owned[(u + n - 2) % n].clone()),
+            ]
+        })
+        .collect()
+}
+
+/// Puts the `n`th write of a user into one of their projects, in turn.
+fn in_project(body: &mut Value, projects: &[Option<String>], n: usize) {
+    if let Some(project) = &projects[n % projects.len()] {
+        body["project_id"] = json!(project);
+    }
+}
+
 fn seed(database: &str, owners: usize, tasks: u64) {
     use todo_core::{
         Description, Labels, PasswordHash, Priority, Role, Task, TaskId, TaskStore, TaskVersion,
