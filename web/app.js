@@ -1335,8 +1335,13 @@ function renderProjects() {
     li.append(pick);
     return li;
   };
+  // (drawn again when a change is heard: focus stays on the project it was on)
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.project : undefined;
   list.replaceChildren(entry(null, 'All projects'),
     ...state.projects.map((p) => entry(p.id, p.inbox ? 'Inbox' : p.name, p.role === 'owner' ? '' : p.role)));
+  if (focused !== undefined) {
+    [...list.querySelectorAll('button')].find((b) => b.dataset.project === focused)?.focus();
+  }
   const current = state.projects.find((p) => p.id === state.project);
   $('project-role').hidden = !current || current.role === 'owner';
   $('project-role').textContent = current ? (current.role === 'viewer' ? 'You view this project' : `You are an ${current.role}`) : '';
@@ -1670,12 +1675,14 @@ function applyChange({ type, id, object }) {
     return;
   }
   if (type.startsWith('project.') || type.startsWith('member.')) {
-    // The projects row shows names, roles and membership: read it again,
-    // then the list when tasks may come into it or leave it (shared, left,
-    // removed, deleted), after the row: a project no longer listed is no
-    // longer the one shown.
-    const tasksMove = type === 'project.deleted' || type.startsWith('member.');
-    loadProjects().then(() => { if (tasksMove) liveChange(); });
+    // The projects row shows names, roles and membership: read it again
+    // (changes heard together, once), then the list when tasks may come
+    // into it or leave it (this person joined, left or was removed, or the
+    // project was deleted), after the row: a project no longer listed is
+    // no longer the one shown.
+    // (a page that does not know its name yet reads the list anyway)
+    const mine = type.startsWith('member.') && (!state.me || object?.username === state.me);
+    projectsAgainSoon(type === 'project.deleted' || mine);
     return;
   }
   // The person's own change to it is on its way: what they see stands.
@@ -1698,6 +1705,30 @@ function applyChange({ type, id, object }) {
   // (the newest known, for a row kept while it is edited; the read shows the rest)
   if (shown) state.items = state.items.map((t) => (t.id === id ? object : t));
   liveChange();
+}
+
+// One read of the projects at a time, and one more after it if changes
+// were heard meanwhile: answers are shown in the order they were asked
+// for, so an older one never brings back a project just lost.
+const projectsRead = { running: false, again: false, tasksMove: false };
+
+function projectsAgainSoon(tasksMove) {
+  projectsRead.tasksMove ||= tasksMove;
+  if (projectsRead.running) {
+    projectsRead.again = true;
+    return;
+  }
+  projectsRead.running = true;
+  (async () => {
+    do {
+      projectsRead.again = false;
+      const move = projectsRead.tasksMove;
+      projectsRead.tasksMove = false;
+      await loadProjects();
+      if (move) liveChange();
+    } while (projectsRead.again && live.session !== null);
+    projectsRead.running = false;
+  })();
 }
 
 /** The list is to be read again, in a moment (changes heard together are read once). */

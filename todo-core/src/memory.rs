@@ -235,8 +235,8 @@ impl Tables {
             return;
         };
         let mut streams = self.members_of(project);
-        if let Err(at) = streams.binary_search(&member.user) {
-            streams.insert(at, member.user);
+        if let Err(slot) = streams.binary_search(&member.user) {
+            streams.insert(slot, member.user);
         }
         for stream in streams {
             let subject = Subject::Member {
@@ -1224,6 +1224,10 @@ impl ProjectStore for MemoryStore {
             .count();
         let put = match tables.members.get_mut(&(id, member.user)) {
             Some(stored) if stored.role == ProjectRole::Owner => return Ok(MemberPut::Owner),
+            // Nothing changes, and nobody is told of nothing.
+            Some(stored) if stored.role == member.role => {
+                return Ok(MemberPut::Changed(stored.clone()));
+            }
             Some(stored) => {
                 stored.role = member.role;
                 MemberPut::Changed(stored.clone())

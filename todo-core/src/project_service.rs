@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
+use crate::live::ChangeBells;
 use crate::ports::{RateLimiter, Unlimited, UserStore};
 use crate::precondition::Precondition;
 use crate::project::{
@@ -15,6 +16,7 @@ use crate::project::{
 use crate::query::{Page, PageLimit, ProjectCursor};
 use crate::random::{Random, new_v7};
 use crate::task::{Description, TaskVersion};
+use crate::task_service::TaskService;
 use crate::time::Clock;
 use crate::user::{UserId, Username};
 
@@ -113,6 +115,9 @@ pub struct ProjectService {
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
     limits: ProjectLimits,
+    /// This process's subscribers of the change streams, woken after each
+    /// write (`None`: none here; they poll, or hear other processes).
+    bells: Option<Arc<ChangeBells>>,
 }
 
 impl std::fmt::Debug for ProjectService {
@@ -138,6 +143,36 @@ impl ProjectService {
             clock,
             random,
             limits: ProjectLimits::default(),
+            bells: None,
+        }
+    }
+
+    /// The same service waking the subscribers of `tasks` (in this
+    /// process) as soon as a project or member change is recorded in
+    /// their streams, as `tasks` does for its own writes.
+    #[must_use]
+    pub fn waking(mut self, tasks: &TaskService) -> Self {
+        self.bells = Some(tasks.shared_bells());
+        self
+    }
+
+    /// Wakes the subscribers of the project's members (after a write), and
+    /// of `also` (a member just removed).
+    fn ring_members(&self, id: ProjectId, also: Option<UserId>) {
+        let Some(bells) = &self.bells else {
+            return;
+        };
+        match self.projects.members(id) {
+            Ok(members) => {
+                for (member, _) in members {
+                    bells.ring(member.user);
+                }
+                if let Some(user) = also {
+                    bells.ring(user);
+                }
+            }
+            // (the streams poll now and then too; waking all is the sure way)
+            Err(_) => bells.ring_all(),
         }
     }
 
@@ -195,7 +230,12 @@ impl ProjectService {
         };
         let max = self.limits.max_projects_per_user;
         match self.projects.insert_project_within(&project, max) {
-            Ok(true) => Ok((project, ProjectRole::Owner)),
+            Ok(true) => {
+                if let Some(bells) = &self.bells {
+                    bells.ring(caller);
+                }
+                Ok((project, ProjectRole::Owner))
+            }
             Ok(false) => Err(Error::QuotaExceeded {
                 what: "projects",
                 limit: max.unwrap_or_default(),
@@ -278,6 +318,7 @@ impl ProjectService {
                 .projects
                 .update_project(caller, &changed, current.version)?
             {
+                self.ring_members(id, None);
                 return Ok((changed, role));
             }
             // Another write came between, or the caller's role changed:
@@ -299,12 +340,20 @@ impl ProjectService {
             Precondition::Version(version) => Some(version),
             Precondition::Any | Precondition::Unmatchable => None,
         };
+        // Who to wake once it is gone (read before: after, nobody is).
+        let members = self.bells.as_ref().map(|_| self.projects.members(id));
         // The condition again in the delete itself: a change between the
         // read and here fails it, as it does a task's.
         if self
             .projects
             .delete_project(caller, id, expected, self.clock.now())?
         {
+            if let Some(bells) = &self.bells {
+                match members {
+                    Some(Ok(members)) => members.iter().for_each(|(m, _)| bells.ring(m.user)),
+                    _ => bells.ring_all(),
+                }
+            }
             return Ok(());
         }
         match self.projects.find_project(caller, id)? {
@@ -363,6 +412,7 @@ impl ProjectService {
         );
         match put {
             Ok(MemberPut::Added(member) | MemberPut::Changed(member)) => {
+                self.ring_members(id, None);
                 Ok((member, username.clone()))
             }
             Ok(MemberPut::Full) => Err(Error::QuotaExceeded {
@@ -401,6 +451,7 @@ impl ProjectService {
         let target = self.projects.standing(user, id)?;
         standing.may_remove(caller, user, target)?;
         if self.projects.remove_member(id, user, self.clock.now())? {
+            self.ring_members(id, Some(user));
             Ok(())
         } else {
             // Removed meanwhile by someone else.

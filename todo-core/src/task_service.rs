@@ -570,6 +570,10 @@ impl TaskService {
         &self.bells
     }
 
+    pub(crate) fn shared_bells(&self) -> Arc<ChangeBells> {
+        Arc::clone(&self.bells)
+    }
+
     /// Fires the reminders due now, at most `limit` (see
     /// [`TaskStore::fire_due_reminders`]), and wakes this process's
     /// subscribers of the streams they went to; returns how many streams.

@@ -121,7 +121,8 @@ impl TaskApi {
     /// it, those routes answer 404).
     #[must_use]
     pub fn with_projects(mut self, projects: ProjectService) -> Self {
-        self.projects = Some(projects);
+        // (its writes wake this API's live streams, as task writes do)
+        self.projects = Some(projects.waking(&self.service));
         self
     }
 

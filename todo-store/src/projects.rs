@@ -144,9 +144,12 @@ enum Put {
 }
 
 /// Takes the project's row for the rest of the transaction (PostgreSQL),
-/// as [`crate::users::lock_user_for_count`] does a user's: its members are
-/// counted under it.
-fn lock_project_for_count(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
+/// as [`crate::users::lock_user_for_count`] does a user's. Every project and
+/// member write takes it first: its members are counted, changed and told
+/// under it, and task writers of a shared project wait for it (`FOR SHARE`,
+/// `tasks.rs`), so a member added or removed meanwhile gets each write or
+/// none of it.
+fn lock_project(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
     if let AnyConnection::Postgresql(pg) = conn {
         projects::table
             .filter(projects::id.eq(id))
@@ -173,6 +176,12 @@ pub(crate) fn ensure_inbox_on(conn: &mut AnyConnection, inbox: &Project) -> Quer
     Ok(made == 1)
 }
 
+/// A stored value that does not parse, inside a transaction (rolled back;
+/// reported as what it was).
+fn stored_wrong(what: &'static str) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(what.into())
+}
+
 /// The project's members, in id order (the order streams are taken in),
 /// each with their role.
 fn members_in_order(conn: &mut AnyConnection, id: &str) -> QueryResult<Vec<(String, String)>> {
@@ -196,7 +205,7 @@ fn record_project_change(
         let what = match project {
             Some(project) => {
                 let role = ProjectRole::parse_stored(&stored)
-                    .ok_or(diesel::result::Error::RollbackTransaction)?;
+                    .ok_or_else(|| stored_wrong("a stored role"))?;
                 Beyond::Project(project, role)
             }
             None => Beyond::ProjectGone(id),
@@ -220,13 +229,13 @@ fn record_member_change(
         .find(&user_id)
         .select(users::username)
         .first(conn)?;
-    let username = Username::parse(&name).map_err(|_| diesel::result::Error::NotFound)?;
+    let username = Username::parse(&name).map_err(|_| stored_wrong("a stored username"))?;
     let mut streams: Vec<String> = members_in_order(conn, &id.to_string())?
         .into_iter()
         .map(|(user, _)| user)
         .collect();
-    if let Err(at) = streams.binary_search(&user_id) {
-        streams.insert(at, user_id);
+    if let Err(slot) = streams.binary_search(&user_id) {
+        streams.insert(slot, user_id);
     }
     let what = Beyond::Member(id, member, &username);
     for stream in streams {
@@ -261,13 +270,16 @@ impl ProjectStore for SqlStore {
                 diesel::insert_into(project_members::table)
                     .values(owner_row(project))
                     .execute(conn)?;
-                record_project_change(
-                    conn,
-                    ChangeKind::ProjectCreated,
-                    project.id,
-                    Some(project),
-                    project.created_at,
-                )?;
+                // (An Inbox is made with its account, and announced by nothing.)
+                if !project.inbox {
+                    record_project_change(
+                        conn,
+                        ChangeKind::ProjectCreated,
+                        project.id,
+                        Some(project),
+                        project.created_at,
+                    )?;
+                }
                 Ok(true)
             })
         })
@@ -388,7 +400,7 @@ impl ProjectStore for SqlStore {
             conn.transaction(|conn| {
                 // The project's row first, as every project and member
                 // write takes it, before the members and the streams.
-                lock_project_for_count(conn, &id)?;
+                lock_project(conn, &id)?;
                 let doomed = projects::table
                     .filter(projects::id.eq(&id))
                     .filter(projects::owner_id.eq(&owner))
@@ -479,7 +491,7 @@ impl ProjectStore for SqlStore {
             conn.transaction(|conn| {
                 // The project's row, then the member's (user deletion takes
                 // the user's, then only that user's own projects': no cycle).
-                lock_project_for_count(conn, &row.project_id)?;
+                lock_project(conn, &row.project_id)?;
                 let exists: i64 = projects::table
                     .filter(projects::id.eq(&row.project_id))
                     .filter(projects::inbox.eq(0))
@@ -498,12 +510,16 @@ impl ProjectStore for SqlStore {
                     if stored.role == ProjectRole::Owner.as_str() {
                         return Ok(Put::Owner);
                     }
+                    if stored.role == row.role {
+                        // Nothing changes, and nobody is told of nothing.
+                        return Ok(Put::Changed(stored.added_at));
+                    }
                     diesel::update(project_members::table.find(key))
                         .set(project_members::role.eq(&row.role))
                         .execute(conn)?;
                     let changed = Member {
                         added_at: Timestamp::from_unix_micros(stored.added_at)
-                            .map_err(|_| diesel::result::Error::RollbackTransaction)?,
+                            .map_err(|_| stored_wrong("a member's stored time"))?,
                         ..member.clone()
                     };
                     record_member_change(conn, ChangeKind::MemberAdded, id, &changed, at)?;
@@ -555,7 +571,7 @@ impl ProjectStore for SqlStore {
         let (id, user) = (id.to_string(), user.to_string());
         let removed = self.with_write_conn(|conn| {
             conn.transaction(|conn| {
-                lock_project_for_count(conn, &id)?;
+                lock_project(conn, &id)?;
                 let gone: Option<MemberRow> = native!(conn, |c| diesel::delete(
                     project_members::table
                         .find((&id, &user))
@@ -569,7 +585,7 @@ impl ProjectStore for SqlStore {
                 };
                 let member = gone
                     .into_member()
-                    .map_err(|_| diesel::result::Error::RollbackTransaction)?;
+                    .map_err(|_| stored_wrong("a stored member"))?;
                 record_member_change(conn, ChangeKind::MemberRemoved, project_id, &member, at)?;
                 Ok(true)
             })

@@ -17,7 +17,7 @@ use crate::SqlStore;
 use crate::changes;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{project_members, task_labels, task_reminders, tasks};
+use crate::schema::{project_members, projects, task_labels, task_reminders, tasks};
 use crate::users::lock_owner_pg;
 
 /// The `due` sort's key: the due date, or the largest BIGINT
@@ -260,10 +260,22 @@ const LOCK_VISIBLE_TASK: &str = "SELECT 1 FROM tasks WHERE id = $1 AND EXISTS \
     (SELECT 1 FROM project_members m WHERE m.project_id = tasks.project_id AND m.user_id = $2) \
     FOR UPDATE";
 
-/// What a write of one task takes first on PostgreSQL: the caller's
-/// account (`KEY SHARE`, as every write of theirs), then the task, if the
-/// caller is a member of its project.
+/// What a write of one task takes first on PostgreSQL: its project if
+/// shared ([`share_project_pg`]; a task's project never changes, so it is
+/// read unlocked), then the caller's account (`KEY SHARE`, as every write
+/// of theirs), then the task, if the caller is a member of its project.
+/// Projects before accounts, as a user's deletion takes them.
 fn lock_for_task_write(pg: &mut PgConnection, caller: &str, id: &str) -> QueryResult<()> {
+    let project = tasks::table
+        .filter(tasks::id.eq(id))
+        .select(tasks::project_id)
+        .single_value();
+    projects::table
+        .filter(projects::id.nullable().eq(project))
+        .filter(projects::inbox.eq(0))
+        .select(projects::id)
+        .for_share()
+        .execute(pg)?;
     lock_owner_pg(pg, caller)?;
     diesel::sql_query(LOCK_VISIBLE_TASK)
         .bind::<Text, _>(id)
@@ -272,10 +284,27 @@ fn lock_for_task_write(pg: &mut PgConnection, caller: &str, id: &str) -> QueryRe
         .map(|_| ())
 }
 
+/// A shared project's row, `FOR SHARE` (PostgreSQL), taken by a writer of
+/// its tasks before the task and the members: project and member writes
+/// take it first (`FOR NO KEY UPDATE`), so a member added meanwhile is
+/// added before this write (and the members read after see them) or after
+/// it (and their `member.added` follows it in their stream), never during.
+/// An Inbox is never shared: nothing to wait for.
+fn share_project_pg(pg: &mut PgConnection, project: &str) -> QueryResult<()> {
+    projects::table
+        .filter(projects::id.eq(project))
+        .filter(projects::inbox.eq(0))
+        .select(projects::id)
+        .for_share()
+        .execute(pg)
+        .map(|_| ())
+}
+
 /// How a read of a project's members holds their rows (PostgreSQL).
 #[derive(Debug, Clone, Copy)]
 enum Hold {
-    /// Not at all: a reminder firing, which waits on no member.
+    /// Not at all: a reminder firing, which holds the project's row shared
+    /// instead and waits on no member.
     Nothing,
     /// `FOR SHARE`: a task's writer (a removal waits for it).
     Share,
@@ -718,7 +747,12 @@ impl TaskStore for SqlStore {
         let written = self.with_write_conn(|conn| {
             exclusive(
                 conn,
-                |pg| lock_owner_pg(pg, &caller),
+                |pg| {
+                    if project != caller {
+                        share_project_pg(pg, &project)?;
+                    }
+                    lock_owner_pg(pg, &caller)
+                },
                 |conn| {
                     let reach = Reach::of(conn, &caller, &project)?;
                     if reach.members.is_empty() || !may(reach.standing) {
@@ -1006,6 +1040,27 @@ impl TaskStore for SqlStore {
                     let Some((task_id, fire_at)) = due else {
                         return Ok(None);
                     };
+                    // Its project's row, shared, so that no member comes or
+                    // goes until this commits (a removed member is told of
+                    // nothing after their removal). Never waited for: a
+                    // firing already holds the reminder, which a project's
+                    // deletion, holding the project, also wants; a project
+                    // being written is passed over until the next look.
+                    if let AnyConnection::Postgresql(pg) = conn {
+                        let project = tasks::table
+                            .filter(tasks::id.eq(&task_id))
+                            .select(tasks::project_id)
+                            .single_value();
+                        let held = projects::table
+                            .filter(projects::id.nullable().eq(project))
+                            .select(projects::id)
+                            .for_share()
+                            .skip_locked()
+                            .execute(pg)?;
+                        if held == 0 {
+                            return Ok(Some(None));
+                        }
+                    }
                     diesel::update(task_reminders::table.find((&task_id, fire_at)))
                         .set(task_reminders::fired_at.eq(at))
                         .execute(conn)?;
@@ -1015,7 +1070,7 @@ impl TaskStore for SqlStore {
                         .first(conn)
                         .optional()?;
                     let Some(stored) = stored else {
-                        return Ok(Some(Vec::new()));
+                        return Ok(Some(Some(Vec::new())));
                     };
                     let owner = stored.owner_id.clone();
                     let task = match stored.into_task() {
@@ -1024,7 +1079,7 @@ impl TaskStore for SqlStore {
                             // Fired, and said: retrying a row that does not
                             // parse would hold up every reminder behind it.
                             tracing::warn!(target: "todo::reminders", task = %task_id, %error, "a due reminder's task does not parse; it is not sent");
-                            return Ok(Some(Vec::new()));
+                            return Ok(Some(Some(Vec::new())));
                         }
                     };
                     let mut row = TaskRow::from_task(&task, &owner);
@@ -1032,16 +1087,18 @@ impl TaskStore for SqlStore {
                     // copied to every member, and says which task, not all
                     // of it (the attack of #16 filled gigabytes with copies).
                     row.description.clear();
-                    // (the members as they are, unlocked: a firing holds a
-                    // reminder, then streams, and waits on no member)
+                    // (the members as they are under the project's share;
+                    // unlocked themselves: a firing waits on no member)
                     let reach = Reach::members_now(conn, &row.project_id)?;
                     reach.record(conn, ChangeKind::ReminderDue, &row.id, Some(&row), at)?;
-                    Ok(Some(reach.members))
+                    Ok(Some(Some(reach.members)))
                 })
             })?;
             match fired {
-                Some(members) => woken.extend(members),
-                None => break,
+                Some(Some(members)) => woken.extend(members),
+                // None due, or the first due one's project is being
+                // written: the next look fires it.
+                Some(None) | None => break,
             }
         }
         woken.sort_unstable();

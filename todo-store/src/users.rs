@@ -10,7 +10,7 @@ use todo_core::{
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{refresh_tokens, users};
+use crate::schema::{project_members, projects, refresh_tokens, users};
 
 #[derive(Queryable, Insertable, AsChangeset)]
 #[diesel(table_name = users, treat_none_as_null = true)]
@@ -174,11 +174,29 @@ impl UserStore for SqlStore {
 
     fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
         let id = id.to_string();
-        // Tasks, labels and refresh tokens go with the user (ON DELETE
-        // CASCADE). The user's row is locked first, as every exchange of a
-        // refresh token locks it first (`lock_owner`): no deadlock.
-        let n =
-            self.with_write_conn(|conn| diesel::delete(users::table.find(&id)).execute(conn))?;
+        // Tasks, labels, refresh tokens, streams, their projects and
+        // memberships go with the user (ON DELETE CASCADE). On PostgreSQL
+        // the projects they belong to are taken first, in id order, as
+        // every project write and every writer of a shared project's tasks
+        // takes its project before any account or stream: then the user's
+        // row, as every exchange of a refresh token locks it first
+        // (`lock_owner`). No deadlock either way.
+        let n = self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                if let AnyConnection::Postgresql(pg) = conn {
+                    let theirs = project_members::table
+                        .filter(project_members::user_id.eq(&id))
+                        .select(project_members::project_id);
+                    projects::table
+                        .filter(projects::id.eq_any(theirs))
+                        .order(projects::id)
+                        .select(projects::id)
+                        .for_no_key_update()
+                        .execute(pg)?;
+                }
+                diesel::delete(users::table.find(&id)).execute(conn)
+            })
+        })?;
         Ok(n == 1)
     }
 

@@ -984,10 +984,6 @@ const LIST_FILTERS: [(&str, &str); 9] = [
     ("q", "limit=20&q=report"),
 ];
 
-/// Stores `tasks` tasks over `owners` users named `load0`, `load1`, … (the
-/// load's users log in as them), straight into the database, from four
-/// threads per core. Commits are not synced while seeding. One task in a
-/// thousand carries the label `rare`; one in ninety is due within two days.
 /// Each user makes a project and shares it with the next two as editors;
 /// returns each user's projects to take turns among: their Inbox (`None`),
 /// their own shared project and the two shared with them.
@@ -1038,6 +1034,10 @@ fn in_project(body: &mut Value, projects: &[Option<String>], n: usize) {
     }
 }
 
+/// Stores `tasks` tasks over `owners` users named `load0`, `load1`, … (the
+/// load's users log in as them), straight into the database, from four
+/// threads per core. Commits are not synced while seeding. One task in a
+/// thousand carries the label `rare`; one in ninety is due within two days.
 fn seed(database: &str, owners: usize, tasks: u64) {
     use todo_core::{
         Description, Labels, PasswordHash, Priority, Role, Task, TaskId, TaskStore, TaskVersion,

@@ -487,3 +487,95 @@ fn postgres_rows_of_the_version_before_projects_read_as_inbox_tasks() {
     assert_eq!(task.time_zone.as_str(), "UTC");
     assert!(task.reminders.is_empty());
 }
+
+/// Rolling back the migration that brings project and member changes
+/// leaves nothing the version before cannot read: those changes go, and
+/// so do their kinds in webhooks (a webhook of nothing else goes) and
+/// their deliveries (review of session 13: one such webhook failed every
+/// lease of webhooks on the version before).
+fn the_project_changes_down_migration_forgets_the_new_kinds(
+    database: &todo_store::testing::TestDatabase,
+) {
+    use diesel::Connection as _;
+    use diesel::RunQueryDsl as _;
+    use diesel::connection::SimpleConnection as _;
+    use diesel_migrations::{FileBasedMigrations, MigrationHarness as _};
+
+    use crate::conformance::new_user;
+
+    let owner = new_user(&database.store, "alice", 0).user.id;
+    let rows = format!(
+        "INSERT INTO webhooks (id, owner_id, url, events, secret, created_at, delivered_through, \
+         next_attempt_at) VALUES \
+         ('w1', '{owner}', 'https://example.com/', 'task.created,project.created,member.removed,reminder.due', 's', 1, 0, 1), \
+         ('w2', '{owner}', 'https://example.com/', 'project.updated,member.added', 's', 1, 0, 1); \
+         INSERT INTO webhook_deliveries (webhook_id, at, seq, kind, status, latency_ms) VALUES \
+         ('w1', 1, 1, 'task.created', 200, 1), ('w1', 2, 2, 'member.removed', 200, 1); \
+         INSERT INTO changes (owner_id, seq, kind, task_id, recorded_at) VALUES \
+         ('{owner}', 900, 'project.deleted', 'p', 1)"
+    );
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Events {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        events: String,
+    }
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let webhooks = "SELECT id, events FROM webhooks ORDER BY id";
+    let left = "SELECT (SELECT COUNT(*) FROM webhook_deliveries) + \
+                (SELECT COUNT(*) FROM changes WHERE kind = 'project.deleted') AS n";
+    let (events, count) = match &database.config.url {
+        DatabaseUrl::Sqlite(path) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+            let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            c.batch_execute(&rows).unwrap();
+            c.revert_last_migration(FileBasedMigrations::from_path(dir).unwrap())
+                .unwrap();
+            let events: Vec<Events> = diesel::sql_query(webhooks).load(&mut c).unwrap();
+            let count: Vec<Count> = diesel::sql_query(left).load(&mut c).unwrap();
+            (events, count)
+        }
+        DatabaseUrl::Postgres(url) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+            let mut c = diesel::PgConnection::establish(url).unwrap();
+            c.batch_execute(&rows).unwrap();
+            c.revert_last_migration(FileBasedMigrations::from_path(dir).unwrap())
+                .unwrap();
+            let events: Vec<Events> = diesel::sql_query(webhooks).load(&mut c).unwrap();
+            let count: Vec<Count> = diesel::sql_query(left).load(&mut c).unwrap();
+            (events, count)
+        }
+    };
+    assert_eq!(
+        events,
+        [Events {
+            id: "w1".into(),
+            events: "task.created,reminder.due".into()
+        }]
+    );
+    assert_eq!(
+        count,
+        [Count { n: 1 }],
+        "one delivery of a task change left"
+    );
+}
+
+#[test]
+fn sqlite_the_project_changes_down_migration_forgets_the_new_kinds() {
+    the_project_changes_down_migration_forgets_the_new_kinds(
+        &todo_store::testing::TestDatabase::sqlite(),
+    );
+}
+
+#[test]
+fn postgres_the_project_changes_down_migration_forgets_the_new_kinds() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    the_project_changes_down_migration_forgets_the_new_kinds(&database);
+}

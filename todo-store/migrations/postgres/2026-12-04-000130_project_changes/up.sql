@@ -4,8 +4,9 @@
 -- `created_by`: its owner) and these; a member change keeps the member.
 -- `role` is the stream owner's role for a project change, the member's for
 -- a member change. Older rows, all of tasks, have NULL here.
+SET LOCAL lock_timeout = '5s';
 ALTER TABLE changes ADD COLUMN color TEXT;
 ALTER TABLE changes ADD COLUMN inbox SMALLINT;
 ALTER TABLE changes ADD COLUMN role TEXT;
-ALTER TABLE changes ADD COLUMN member_id TEXT;
+ALTER TABLE changes ADD COLUMN member_id TEXT COLLATE "C";
 ALTER TABLE changes ADD COLUMN username TEXT;
