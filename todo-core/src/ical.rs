@@ -51,60 +51,76 @@ fn line(out: &mut String, name: &str, value: &str) {
 /// The tasks as one calendar of VTODOs, stamped `now`.
 #[must_use]
 pub fn write_calendar(tasks: &[Task], now: Timestamp) -> String {
+    let mut out = calendar_start();
+    for task in tasks {
+        write_todo(&mut out, task, now);
+    }
+    out.push_str(CALENDAR_END);
+    out
+}
+
+/// What a calendar starts with (a calendar written in parts: this, each
+/// task's [`write_todo`], then [`CALENDAR_END`]).
+#[must_use]
+pub fn calendar_start() -> String {
     let mut out = String::new();
     line(&mut out, "BEGIN", "VCALENDAR");
     line(&mut out, "VERSION", "2.0");
     line(&mut out, "PRODID", "-//todo//todo 1.1//EN");
-    for task in tasks {
-        line(&mut out, "BEGIN", "VTODO");
-        line(&mut out, "UID", &format!("{}@todo", task.id));
-        line(&mut out, "DTSTAMP", &utc(now));
-        line(&mut out, "CREATED", &utc(task.created_at));
-        line(&mut out, "LAST-MODIFIED", &utc(task.updated_at));
-        line(&mut out, "SUMMARY", &escape(task.title.as_str()));
-        if !task.description.as_str().is_empty() {
-            line(&mut out, "DESCRIPTION", &escape(task.description.as_str()));
-        }
-        if let Some(due) = task.due_at {
-            line(&mut out, "DUE", &utc(due));
-        }
-        line(
-            &mut out,
-            "STATUS",
-            if task.done {
-                "COMPLETED"
-            } else {
-                "NEEDS-ACTION"
-            },
-        );
-        if let Some(completed) = task.completed_at {
-            line(&mut out, "COMPLETED", &utc(completed));
-        }
-        // RFC 5545: 1 is the highest, 9 the lowest, 0 none.
-        let priority = match task.priority.get() {
-            3 => Some("1"),
-            2 => Some("5"),
-            1 => Some("9"),
-            _ => None,
-        };
-        if let Some(priority) = priority {
-            line(&mut out, "PRIORITY", priority);
-        }
-        if task.labels.iter().next().is_some() {
-            let labels: Vec<String> = task.labels.iter().map(|l| escape(l.as_str())).collect();
-            line(&mut out, "CATEGORIES", &labels.join(","));
-        }
-        if let Some(rule) = &task.recurrence {
-            line(&mut out, "RRULE", &rule.to_string());
-            line(&mut out, "X-TODO-TIME-ZONE", task.time_zone.as_str());
-        }
-        if let Some(parent) = task.parent {
-            line(&mut out, "RELATED-TO", &format!("{parent}@todo"));
-        }
-        line(&mut out, "END", "VTODO");
-    }
-    line(&mut out, "END", "VCALENDAR");
     out
+}
+
+/// What a calendar ends with.
+pub const CALENDAR_END: &str = "END:VCALENDAR\r\n";
+
+/// Appends `task` as a VTODO stamped `now`.
+pub fn write_todo(out: &mut String, task: &Task, now: Timestamp) {
+    line(out, "BEGIN", "VTODO");
+    line(out, "UID", &format!("{}@todo", task.id));
+    line(out, "DTSTAMP", &utc(now));
+    line(out, "CREATED", &utc(task.created_at));
+    line(out, "LAST-MODIFIED", &utc(task.updated_at));
+    line(out, "SUMMARY", &escape(task.title.as_str()));
+    if !task.description.as_str().is_empty() {
+        line(out, "DESCRIPTION", &escape(task.description.as_str()));
+    }
+    if let Some(due) = task.due_at {
+        line(out, "DUE", &utc(due));
+    }
+    line(
+        out,
+        "STATUS",
+        if task.done {
+            "COMPLETED"
+        } else {
+            "NEEDS-ACTION"
+        },
+    );
+    if let Some(completed) = task.completed_at {
+        line(out, "COMPLETED", &utc(completed));
+    }
+    // RFC 5545: 1 is the highest, 9 the lowest, 0 none.
+    let priority = match task.priority.get() {
+        3 => Some("1"),
+        2 => Some("5"),
+        1 => Some("9"),
+        _ => None,
+    };
+    if let Some(priority) = priority {
+        line(out, "PRIORITY", priority);
+    }
+    if task.labels.iter().next().is_some() {
+        let labels: Vec<String> = task.labels.iter().map(|l| escape(l.as_str())).collect();
+        line(out, "CATEGORIES", &labels.join(","));
+    }
+    if let Some(rule) = &task.recurrence {
+        line(out, "RRULE", &rule.to_string());
+        line(out, "X-TODO-TIME-ZONE", task.time_zone.as_str());
+    }
+    if let Some(parent) = task.parent {
+        line(out, "RELATED-TO", &format!("{parent}@todo"));
+    }
+    line(out, "END", "VTODO");
 }
 
 #[cfg(test)]

@@ -701,11 +701,17 @@ impl TaskStore for MemoryStore {
         Ok(self.tables().members_of(project))
     }
 
-    fn owned_tasks(&self, owner: UserId) -> Result<Vec<Task>, StoreError> {
+    fn owned_tasks(
+        &self,
+        owner: UserId,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
         let tables = self.tables();
         let mut tasks: Vec<Task> = tables
             .tasks
             .values()
+            .filter(|t| after.is_none_or(|after| t.id > after))
             .filter(|t| {
                 tables
                     .projects
@@ -714,7 +720,8 @@ impl TaskStore for MemoryStore {
             })
             .cloned()
             .collect();
-        tasks.sort_by_key(|t| (t.created_at, t.id));
+        tasks.sort_by_key(|t| t.id);
+        tasks.truncate(limit);
         Ok(tasks)
     }
 

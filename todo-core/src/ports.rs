@@ -208,9 +208,15 @@ pub trait TaskStore: Send + Sync {
     /// The members of `project`, whose streams a write to its tasks goes to.
     fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError>;
 
-    /// Every task of the projects `owner` owns (their Inbox included),
-    /// oldest first: what their export holds.
-    fn owned_tasks(&self, owner: UserId) -> Result<Vec<Task>, StoreError>;
+    /// Up to `limit` tasks of the projects `owner` owns (their Inbox
+    /// included), by id (so by creation), after `after` if given: a page
+    /// of what their export holds.
+    fn owned_tasks(
+        &self,
+        owner: UserId,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError>;
 
     /// Fires the reminders due at `now`, the earliest first, at most
     /// `limit`: each is marked fired and recorded as a

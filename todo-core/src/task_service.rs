@@ -587,16 +587,23 @@ impl TaskService {
         Ok(woken.len())
     }
 
-    /// Every task of the projects the caller owns (their Inbox included),
-    /// oldest first: their export.
-    pub fn export(&self, caller: UserId) -> Result<Vec<Task>> {
-        Ok(self.store.owned_tasks(caller)?)
+    /// The time by the service's clock (what an export is stamped with).
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
-    /// [`TaskService::export`] as an iCalendar of VTODOs.
-    pub fn export_calendar(&self, caller: UserId) -> Result<String> {
-        let tasks = self.export(caller)?;
-        Ok(crate::ical::write_calendar(&tasks, self.clock.now()))
+    /// A page of the caller's export: up to `limit` tasks of the projects
+    /// they own (their Inbox included, whoever made them), by id (so by
+    /// creation), after `after`. An export reads page after page, so that
+    /// it never holds more than one in memory.
+    pub fn export_page(
+        &self,
+        caller: UserId,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        Ok(self.store.owned_tasks(caller, after, limit)?)
     }
 
     /// Retention: forgets the changes older than `keep`; returns how many.

@@ -75,6 +75,7 @@ mod auth_api;
 mod blocking;
 mod dto;
 mod events;
+mod export;
 pub mod extract;
 mod front;
 mod gate;

@@ -49,6 +49,7 @@ pub struct TaskApi {
     live_poll: Duration,
     webhooks: Option<WebhookService>,
     projects: Option<ProjectService>,
+    exports: crate::export::Exports,
 }
 
 impl TaskApi {
@@ -69,6 +70,7 @@ impl TaskApi {
             live_poll: crate::events::POLL,
             webhooks: None,
             projects: None,
+            exports: crate::export::Exports::default(),
         })
     }
 
@@ -176,6 +178,10 @@ impl TaskApi {
 
     pub(crate) fn gate(&self) -> &Arc<AccessGate> {
         &self.gate
+    }
+
+    pub(crate) fn exports(&self) -> &crate::export::Exports {
+        &self.exports
     }
 
     pub(crate) fn service(&self) -> &TaskService {
@@ -648,6 +654,7 @@ fn task_routes() -> OpenApiRouter<Arc<TaskApi>> {
         .routes(routes!(list_tasks, create_task))
         .routes(routes!(get_task, update_task, delete_task))
         .routes(routes!(list_changes))
+        .routes(routes!(crate::export::export))
         .routes(routes!(crate::events::events))
         .routes(routes!(
             crate::webhooks_api::create_webhook,

@@ -989,12 +989,22 @@ impl TaskStore for SqlStore {
         }
     }
 
-    fn owned_tasks(&self, owner: UserId) -> Result<Vec<Task>, StoreError> {
+    fn owned_tasks(
+        &self,
+        owner: UserId,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
         let owner = owner.to_string();
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // (`tasks_by_owner`: at most the owner's quota of entries a page)
         let rows: Vec<StoredTask> = self.with_conn(|conn| {
             tasks::table
                 .filter(tasks::owner_id.eq(&owner))
-                .order((tasks::created_at, tasks::id))
+                .filter(tasks::id.gt(&after))
+                .order(tasks::id)
+                .limit(limit)
                 .select(StoredTask::as_select())
                 .load(conn)
         })?;

@@ -13,6 +13,7 @@ on_every_deployment!(
     subtasks_recurrence_and_reminders_round_trip_and_name_bad_input,
     sharing_keeps_the_owner_and_the_inbox_and_names_bad_input,
     project_and_member_changes_reach_each_member_as_api_md_names_them,
+    the_export_holds_what_the_caller_owns_as_json_and_icalendar,
 );
 
 async fn call(sys: &System, method: Method, path: &str, token: &str, body: Option<Value>) -> u16 {
@@ -686,4 +687,135 @@ async fn project_and_member_changes_reach_each_member_as_api_md_names_them(deplo
     }
     let (_, deleted_id, tombstone) = &alices[6];
     assert_eq!((deleted_id, tombstone), (&id, &Value::Null));
+}
+
+/// `GET /v1/export`: the projects the caller owns and every task in them
+/// (a member's too), not what others own and share with them; page after
+/// page (more than one here), as JSON or as iCalendar.
+async fn the_export_holds_what_the_caller_owns_as_json_and_icalendar(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let (_, bob, _) = sys.user("bob").await;
+    let project = |token: &str, name: &str| {
+        let body = json!({ "name": name });
+        let token = token.to_owned();
+        let sys = &sys;
+        async move {
+            let made = sys
+                .post(&sys.tasks.client, "/v1/projects", Some(&token), body)
+                .await;
+            assert_eq!(made.status, 201, "{:?}", made.body);
+            made.json().unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let garden = project(&alice, "Garden").await;
+    let shed = project(&bob, "Shed").await;
+    let share = |id: &str, name: &str, owner: &str| {
+        let path = format!("/v1/projects/{id}/members/{name}");
+        let owner = owner.to_owned();
+        let sys = &sys;
+        async move {
+            let put = Some(json!({"role": "editor"}));
+            assert_eq!(call(sys, Method::PUT, &path, &owner, put).await, 200);
+        }
+    };
+    share(&garden, "bob", &alice).await;
+    share(&shed, "alice", &bob).await;
+    let mut hers = std::collections::HashSet::new();
+    for n in 0..104 {
+        let made = sys
+            .post(
+                &sys.tasks.client,
+                "/v1/tasks",
+                Some(&alice),
+                json!({"title": format!("Task {n}"), "recurrence": if n == 0 { json!("FREQ=DAILY") } else { json!(null) }, "due_at": "2031-05-05T09:00:00Z"}),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{:?}", made.body);
+        hers.insert(made.json().unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let in_project = |title: &str, id: &str| json!({"title": title, "project_id": id});
+    let bobs_in_garden = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/tasks",
+            Some(&bob),
+            in_project("Rake", &garden),
+        )
+        .await;
+    hers.insert(
+        bobs_in_garden.json().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let in_shed = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/tasks",
+            Some(&alice),
+            in_project("Oil", &shed),
+        )
+        .await;
+    assert_eq!(in_shed.status, 201);
+
+    let export = sys
+        .tasks
+        .client
+        .json(Method::GET, "/v1/export", Some(&alice), None)
+        .await
+        .unwrap();
+    assert_eq!(export.status, 200);
+    assert_eq!(export.headers["content-type"], "application/json");
+    let body = export.json().unwrap();
+    assert_eq!(body["format"], "todo.export/1");
+    let projects: Vec<&str> = body["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        projects,
+        ["Inbox", "Garden"],
+        "hers, not the one shared with her"
+    );
+    let tasks = body["tasks"].as_array().unwrap();
+    let ids: std::collections::HashSet<String> = tasks
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tasks.len(), 105, "each once");
+    assert_eq!(ids, hers);
+
+    let calendar = sys
+        .tasks
+        .client
+        .json(Method::GET, "/v1/export?format=ics", Some(&alice), None)
+        .await
+        .unwrap();
+    assert_eq!(calendar.status, 200);
+    assert!(
+        calendar.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/calendar")
+    );
+    let text = String::from_utf8(calendar.body.to_vec()).unwrap();
+    assert!(text.starts_with("BEGIN:VCALENDAR\r\n"), "{}", &text[..40]);
+    assert!(text.ends_with("END:VCALENDAR\r\n"));
+    assert_eq!(text.matches("BEGIN:VTODO\r\n").count(), 105);
+    assert_eq!(text.matches("RRULE:FREQ=DAILY\r\n").count(), 1);
+
+    let bad = call(&sys, Method::GET, "/v1/export?format=xml", &alice, None).await;
+    assert_eq!(bad, 400);
+    let anonymous = sys
+        .tasks
+        .client
+        .json(Method::GET, "/v1/export", None, None)
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, 401);
 }

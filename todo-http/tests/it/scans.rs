@@ -95,8 +95,13 @@ impl TaskStore for HeldSearches {
     fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError> {
         self.tasks.project_members(project)
     }
-    fn owned_tasks(&self, owner: UserId) -> Result<Vec<Task>, StoreError> {
-        self.tasks.owned_tasks(owner)
+    fn owned_tasks(
+        &self,
+        owner: UserId,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.tasks.owned_tasks(owner, after, limit)
     }
     fn fire_due_reminders(&self, now: Timestamp, limit: usize) -> Result<Vec<UserId>, StoreError> {
         self.tasks.fire_due_reminders(now, limit)

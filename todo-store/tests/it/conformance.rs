@@ -3267,7 +3267,7 @@ fn a_project_goes_with_its_tasks_and_counts_them_to_its_owner(f: &Fixture) {
     // made them; Bob's, his Inbox's.
     let ids = |tasks: Vec<Task>| tasks.iter().map(|t| t.id).collect::<HashSet<_>>();
     assert_eq!(
-        ids(store.owned_tasks(alice).unwrap()),
+        ids(store.owned_tasks(alice, None, 100).unwrap()),
         HashSet::from([
             full_task(alice, 1, 30).id,
             in_garden(bob, 2).id,
@@ -3275,9 +3275,18 @@ fn a_project_goes_with_its_tasks_and_counts_them_to_its_owner(f: &Fixture) {
         ])
     );
     assert_eq!(
-        ids(store.owned_tasks(bob).unwrap()),
+        ids(store.owned_tasks(bob, None, 100).unwrap()),
         HashSet::from([full_task(bob, 5, 30).id])
     );
+    // Page by page, by id, each once.
+    let first = store.owned_tasks(alice, None, 2).unwrap();
+    let rest = store.owned_tasks(alice, Some(first[1].id), 2).unwrap();
+    let mut paged: Vec<TaskId> = first.iter().chain(&rest).map(|t| t.id).collect();
+    assert_eq!(paged.len(), 3);
+    assert!(paged.windows(2).all(|w| w[0] < w[1]), "by id: {paged:?}");
+    paged.sort();
+    paged.dedup();
+    assert_eq!(paged.len(), 3);
     // A deletion by a member counts out of the owner's tasks.
     assert!(
         store

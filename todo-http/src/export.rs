@@ -1,0 +1,322 @@
+//! `GET /v1/export`: everything the caller owns (the projects they own and
+//! every task in them, their Inbox's included), as JSON or as iCalendar
+//! (VTODO, with RRULE). Written page by page as the client reads it: the
+//! response holds at most a page and the channel's few in memory, whatever
+//! the account keeps, and a client that stops reading stops the reads.
+//! One export a user at a time, a few an instance, and each within a
+//! deadline: a client that stops reading gives its place back.
+
+use std::collections::HashSet;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use bytes::Bytes;
+use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use hyper::body::{Body, Frame};
+use todo_core::{Error as CoreError, PageLimit, ProjectRole, TaskId, UserId};
+use tokio::sync::mpsc;
+
+use crate::blocking::call;
+use crate::extract::Caller;
+use crate::front::LiveStream;
+use crate::problem::ApiError;
+use crate::projects_api::ProjectDto;
+use crate::task_api::{TaskApi, TaskDto};
+
+/// Tasks read and written at a time.
+const PAGE: usize = 100;
+/// Pages written ahead of the client's reading.
+const AHEAD: usize = 2;
+/// Exports an instance serves at once (each holds at most `AHEAD + 1`
+/// pages in memory).
+pub(crate) const MAX_EXPORTS: usize = 16;
+/// How long a page may wait for the client to take it: a client that
+/// stops reading loses its export (and gives its place back).
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+/// How long an export may take in all, however steadily it is read.
+const EXPORT_DEADLINE: Duration = Duration::from_secs(600);
+/// What a refused export is told to wait.
+const BUSY: Duration = Duration::from_secs(5);
+
+const EXPORT_PARAMS: &[&str] = &["format"];
+
+/// The exports running now, by user: one each, [`MAX_EXPORTS`] in all.
+#[derive(Debug, Default)]
+pub(crate) struct Exports(Arc<Mutex<HashSet<UserId>>>);
+
+/// A running export's place, given back when it ends (however it ends).
+struct ExportTicket(Arc<Mutex<HashSet<UserId>>>, UserId);
+
+impl Exports {
+    fn enter(&self, user: UserId) -> Result<ExportTicket, ApiError> {
+        let mut running = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if running.len() >= MAX_EXPORTS || !running.insert(user) {
+            return Err(CoreError::RateLimited { retry_after: BUSY }.into());
+        }
+        Ok(ExportTicket(Arc::clone(&self.0), user))
+    }
+}
+
+impl Drop for ExportTicket {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.1);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Calendar,
+}
+
+/// Everything I own, to keep or to take elsewhere.
+#[utoipa::path(get, path = "/v1/export",
+    params(
+        ("format" = Option<String>, Query, description = "`json` (the default): `{format, exported_at, projects, tasks}`, each as the API shows it; `ics`: an iCalendar of VTODOs"),
+    ),
+    responses(
+        (status = 200, description = "The projects I own and every task in them (written as it is read: an export cut short ends without its closing bracket or END:VCALENDAR); with format=ics, text/calendar", content_type = "application/json", body = Object),
+        (status = 429, description = "An export of mine is running, or the instance runs as many as it serves at once (Retry-After)"),
+    ))]
+pub(crate) async fn export(
+    State(api): State<Arc<TaskApi>>,
+    Caller(caller): Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response<axum::body::Body>, ApiError> {
+    let mut format = Format::Json;
+    for (name, value) in crate::request::query_pairs(query.as_deref(), EXPORT_PARAMS)? {
+        match (name.as_str(), value.as_str()) {
+            ("format", "json") => format = Format::Json,
+            ("format", "ics") => format = Format::Calendar,
+            (name, _) => return Err(ApiError::field(name, "json or ics")),
+        }
+    }
+    let owner = caller.user_id;
+    let ticket = api.exports().enter(owner)?;
+    let head = head(&api, owner, format).await?;
+    let (pages, body) = mpsc::channel(AHEAD);
+    let whole = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&whole);
+    tokio::spawn(async move {
+        let run = pump(api, owner, format, head, pages, done, ticket);
+        if tokio::time::timeout(EXPORT_DEADLINE, run).await.is_err() {
+            tracing::warn!(target: "todo::export", user = %owner, "an export ran past its deadline");
+        }
+    });
+    let mut response = Response::new(axum::body::Body::new(Pages { pages: body, whole }));
+    *response.status_mut() = StatusCode::OK;
+    // Passed on as it is made, not gathered first (as a live stream is).
+    response.extensions_mut().insert(LiveStream);
+    let (kind, file) = match format {
+        Format::Json => (
+            "application/json",
+            "attachment; filename=\"todo-export.json\"",
+        ),
+        Format::Calendar => (
+            "text/calendar; charset=utf-8",
+            "attachment; filename=\"todo-export.ics\"",
+        ),
+    };
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(CONTENT_DISPOSITION, HeaderValue::from_static(file));
+    Ok(response)
+}
+
+/// What the export starts with: for JSON, the projects the caller owns
+/// (read before the status is sent, so that a failure is still a status).
+async fn head(api: &Arc<TaskApi>, owner: UserId, format: Format) -> Result<Vec<u8>, ApiError> {
+    if format == Format::Calendar {
+        return Ok(todo_core::ical::calendar_start().into_bytes());
+    }
+    let mut projects = Vec::new();
+    if let Some(service) = api.projects() {
+        let mut cursor = None;
+        loop {
+            let page = call(service, move |s| s.list(owner, PageLimit::LARGEST, cursor)).await?;
+            projects.extend(
+                page.items
+                    .iter()
+                    .filter(|(_, role)| *role == ProjectRole::Owner)
+                    .map(ProjectDto::of),
+            );
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    let mut head = Vec::with_capacity(256 + 300 * projects.len());
+    head.extend_from_slice(b"{\"format\":\"todo.export/1\",\"exported_at\":");
+    serde_json::to_writer(&mut head, &api.service().now().to_string())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    head.extend_from_slice(b",\"projects\":");
+    serde_json::to_writer(&mut head, &projects).map_err(|e| ApiError::internal(e.to_string()))?;
+    head.extend_from_slice(b",\"tasks\":[");
+    Ok(head)
+}
+
+/// Reads the tasks page after page and hands each to the response, until
+/// the last (`true`, and `whole` set), or until the client is gone or
+/// stops reading, or a read fails (`false`).
+async fn pump(
+    api: Arc<TaskApi>,
+    owner: UserId,
+    format: Format,
+    head: Vec<u8>,
+    pages: mpsc::Sender<Bytes>,
+    whole: Arc<AtomicBool>,
+    _ticket: ExportTicket,
+) -> bool {
+    // A page the client does not take in time ends the export.
+    let send = |bytes: Bytes| {
+        let pages = pages.clone();
+        async move {
+            matches!(
+                tokio::time::timeout(PAGE_WAIT, pages.send(bytes)).await,
+                Ok(Ok(()))
+            )
+        }
+    };
+    if !send(Bytes::from(head)).await {
+        return false;
+    }
+    let now = api.service().now();
+    let mut after: Option<TaskId> = None;
+    let mut first = true;
+    loop {
+        let page = call(api.service(), move |s| s.export_page(owner, after, PAGE)).await;
+        let tasks = match page {
+            Ok(tasks) => tasks,
+            Err(error) => {
+                tracing::warn!(target: "todo::export", user = %owner, ?error, "an export failed part way");
+                return false;
+            }
+        };
+        let mut out = Vec::with_capacity(600 * tasks.len());
+        for task in &tasks {
+            match format {
+                Format::Json => {
+                    if !first {
+                        out.push(b',');
+                    }
+                    if serde_json::to_writer(&mut out, &TaskDto::from(task)).is_err() {
+                        return false;
+                    }
+                }
+                Format::Calendar => {
+                    let mut todo = String::new();
+                    todo_core::ical::write_todo(&mut todo, task, now);
+                    out.extend_from_slice(todo.as_bytes());
+                }
+            }
+            first = false;
+        }
+        after = tasks.last().map(|t| t.id);
+        if !out.is_empty() && !send(Bytes::from(out)).await {
+            return false;
+        }
+        if tasks.len() < PAGE {
+            break;
+        }
+    }
+    let tail: &'static [u8] = match format {
+        Format::Json => b"]}",
+        Format::Calendar => todo_core::ical::CALENDAR_END.as_bytes(),
+    };
+    // (said before the last page goes: the channel closes as this returns,
+    // and the body must know by then that it ends whole)
+    whole.store(true, Ordering::Release);
+    send(Bytes::from_static(tail)).await
+}
+
+/// The response's body: the pages the pump wrote, as the connection takes
+/// them. Ended by anything but the whole export (a failed read, a client
+/// too slow, the deadline), it ends in an error, which cuts the connection
+/// short: a cut export never looks whole.
+struct Pages {
+    pages: mpsc::Receiver<Bytes>,
+    /// Set once the last page is handed over.
+    whole: Arc<AtomicBool>,
+}
+
+impl Body for Pages {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match self.pages.poll_recv(cx) {
+            Poll::Ready(Some(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+            Poll::Ready(None) if self.whole.load(Ordering::Acquire) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                Poll::Ready(Some(Err(io::Error::other("the export was cut short"))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn user(n: u128) -> UserId {
+        UserId::from_uuid(uuid::Uuid::from_u128(n))
+    }
+
+    /// The pages sent, then the end: whole only if the pump said so.
+    async fn read(whole: bool) -> Result<Bytes, io::Error> {
+        use http_body_util::BodyExt as _;
+        let (pages, body) = mpsc::channel(AHEAD);
+        pages
+            .send(Bytes::from_static(b"{\"tasks\":["))
+            .await
+            .unwrap();
+        drop(pages);
+        let body = Pages {
+            pages: body,
+            whole: Arc::new(AtomicBool::new(whole)),
+        };
+        body.collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+    }
+
+    #[tokio::test]
+    async fn an_export_cut_short_ends_in_an_error() {
+        assert!(read(false).await.is_err(), "cut: an error, not an end");
+        assert_eq!(&read(true).await.unwrap()[..], b"{\"tasks\":[");
+    }
+
+    #[test]
+    fn one_export_a_user_and_a_few_an_instance() {
+        let exports = Exports::default();
+        let first = exports.enter(user(1)).unwrap();
+        assert!(exports.enter(user(1)).is_err(), "a second of the same user");
+        let others: Vec<_> = (2..=u128::try_from(MAX_EXPORTS).unwrap())
+            .map(|n| exports.enter(user(n)).unwrap())
+            .collect();
+        assert!(exports.enter(user(99)).is_err(), "past the instance's cap");
+        drop(first);
+        let again = exports.enter(user(1));
+        assert!(again.is_ok(), "a place given back is taken again");
+        drop(others);
+    }
+}
