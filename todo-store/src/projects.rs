@@ -363,6 +363,12 @@ impl ProjectStore for SqlStore {
         // moment it commits.
         let updated = self.with_write_conn(|conn| {
             conn.transaction(|conn| {
+                // The row first, in a statement of its own: the update's
+                // role check then reads the members as they are once it
+                // holds it (in one statement, PostgreSQL would weigh them
+                // as they were when it started waiting: an editor removed
+                // meanwhile could still change the project).
+                lock_project(conn, &id)?;
                 let updated = diesel::update(
                     projects::table
                         .filter(projects::id.eq(&id))

@@ -300,6 +300,23 @@ fn share_project_pg(pg: &mut PgConnection, project: &str) -> QueryResult<()> {
         .map(|_| ())
 }
 
+/// The earliest due reminder that no other instance holds, whose project
+/// no write holds either: the reminder's row taken (`FOR UPDATE`), its
+/// project's row shared (`FOR SHARE`), neither waited for.
+const CLAIM_DUE_REMINDER: &str = "SELECT r.task_id, r.fire_at FROM task_reminders r \
+    JOIN tasks t ON t.id = r.task_id JOIN projects p ON p.id = t.project_id \
+    WHERE r.fired_at IS NULL AND r.fire_at <= $1 \
+    ORDER BY r.fire_at, r.task_id LIMIT 1 \
+    FOR UPDATE OF r SKIP LOCKED FOR SHARE OF p SKIP LOCKED";
+
+#[derive(QueryableByName)]
+struct DueReminder {
+    #[diesel(sql_type = Text)]
+    task_id: String,
+    #[diesel(sql_type = BigInt)]
+    fire_at: i64,
+}
+
 /// How a read of a project's members holds their rows (PostgreSQL).
 #[derive(Debug, Clone, Copy)]
 enum Hold {
@@ -1040,37 +1057,26 @@ impl TaskStore for SqlStore {
                         .order((task_reminders::fire_at, task_reminders::task_id))
                         .select((task_reminders::task_id, task_reminders::fire_at))
                         .limit(1);
-                    // Each instance takes a reminder nobody else holds (PostgreSQL).
+                    // Each instance takes a reminder nobody else holds, and
+                    // its project's row shared, so that no member comes or
+                    // goes until this commits (a removed member is told of
+                    // nothing after their removal); both in one statement,
+                    // skipping what is held (PostgreSQL): a project being
+                    // written waits for the next look, and the reminders
+                    // of every other project go on. Never waited for: a
+                    // project's deletion holds the project and wants its
+                    // reminders.
                     let due: Option<(String, i64)> = match conn {
                         AnyConnection::Sqlite(c) => due.first(c).optional()?,
-                        AnyConnection::Postgresql(c) => {
-                            due.for_update().skip_locked().first(c).optional()?
-                        }
+                        AnyConnection::Postgresql(c) => diesel::sql_query(CLAIM_DUE_REMINDER)
+                            .bind::<BigInt, _>(at)
+                            .get_result::<DueReminder>(c)
+                            .optional()?
+                            .map(|due| (due.task_id, due.fire_at)),
                     };
                     let Some((task_id, fire_at)) = due else {
                         return Ok(None);
                     };
-                    // Its project's row, shared, so that no member comes or
-                    // goes until this commits (a removed member is told of
-                    // nothing after their removal). Never waited for: a
-                    // firing already holds the reminder, which a project's
-                    // deletion, holding the project, also wants; a project
-                    // being written is passed over until the next look.
-                    if let AnyConnection::Postgresql(pg) = conn {
-                        let project = tasks::table
-                            .filter(tasks::id.eq(&task_id))
-                            .select(tasks::project_id)
-                            .single_value();
-                        let held = projects::table
-                            .filter(projects::id.nullable().eq(project))
-                            .select(projects::id)
-                            .for_share()
-                            .skip_locked()
-                            .execute(pg)?;
-                        if held == 0 {
-                            return Ok(Some(None));
-                        }
-                    }
                     diesel::update(task_reminders::table.find((&task_id, fire_at)))
                         .set(task_reminders::fired_at.eq(at))
                         .execute(conn)?;
@@ -1080,7 +1086,7 @@ impl TaskStore for SqlStore {
                         .first(conn)
                         .optional()?;
                     let Some(stored) = stored else {
-                        return Ok(Some(Some(Vec::new())));
+                        return Ok(Some(Vec::new()));
                     };
                     let owner = stored.owner_id.clone();
                     let task = match stored.into_task() {
@@ -1089,7 +1095,7 @@ impl TaskStore for SqlStore {
                             // Fired, and said: retrying a row that does not
                             // parse would hold up every reminder behind it.
                             tracing::warn!(target: "todo::reminders", task = %task_id, %error, "a due reminder's task does not parse; it is not sent");
-                            return Ok(Some(Some(Vec::new())));
+                            return Ok(Some(Vec::new()));
                         }
                     };
                     let mut row = TaskRow::from_task(&task, &owner);
@@ -1101,14 +1107,12 @@ impl TaskStore for SqlStore {
                     // unlocked themselves: a firing waits on no member)
                     let reach = Reach::members_now(conn, &row.project_id)?;
                     reach.record(conn, ChangeKind::ReminderDue, &row.id, Some(&row), at)?;
-                    Ok(Some(Some(reach.members)))
+                    Ok(Some(reach.members))
                 })
             })?;
             match fired {
-                Some(Some(members)) => woken.extend(members),
-                // None due, or the first due one's project is being
-                // written: the next look fires it.
-                Some(None) | None => break,
+                Some(members) => woken.extend(members),
+                None => break,
             }
         }
         woken.sort_unstable();

@@ -152,6 +152,8 @@ conformance!(
     project_and_member_writes_are_recorded_for_each_member_in_their_role,
     a_member_added_during_a_write_gets_it_or_joins_after_it,
     deleting_a_projects_owner_while_a_member_writes_in_it_never_fails,
+    a_project_being_written_holds_back_its_own_reminders_only,
+    an_editor_removed_while_their_project_change_waits_changes_nothing,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -4221,4 +4223,131 @@ fn deleting_a_projects_owner_while_a_member_writes_in_it_never_fails(f: &Fixture
     // The project went with its owner, and its task with it.
     assert_eq!(store.find_project(bob, garden.id).unwrap(), None);
     assert_eq!(store.find_task(bob, beans.id).unwrap(), None);
+}
+
+/// A project whose row a write holds (PostgreSQL: another connection's
+/// transaction, as a long project write would) keeps its own due reminders
+/// for a later look, never the others': the first due reminder of the
+/// instance is its, and the look goes on past it (the attack of session 13
+/// stalled every reminder so, by keeping its project busy).
+fn a_project_being_written_holds_back_its_own_reminders_only(f: &Fixture) {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+    use todo_core::{Reminder, Reminders};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let clock = Arc::new(ManualClock::new());
+    let tasks = service(f.store.clone(), clock.clone());
+    let start = clock.now();
+    let minutes = |m: u64| start.saturating_add(Duration::from_secs(m * 60));
+    let reminded = |by: UserId, project: Option<ProjectId>, at: Timestamp, title: &str| {
+        let new = NewTask {
+            project,
+            reminders: Reminders::new([Reminder::At(at)]).unwrap(),
+            ..titled(title)
+        };
+        tasks.create(by, new).unwrap()
+    };
+    // Alice's, in her busy project, falls due first; Bob's a minute later.
+    reminded(alice, Some(garden.id), minutes(10), "Water");
+    reminded(bob, None, minutes(11), "Call");
+    clock.set(minutes(12));
+    let held = match &f.config {
+        Some(config) => match &config.url {
+            todo_store::DatabaseUrl::Postgres(url) => {
+                let mut c = diesel::PgConnection::establish(url).unwrap();
+                c.batch_execute(&format!(
+                    "BEGIN; SELECT 1 FROM projects WHERE id = '{}' FOR NO KEY UPDATE",
+                    garden.id
+                ))
+                .unwrap();
+                Some(c)
+            }
+            todo_store::DatabaseUrl::Sqlite(_) => None,
+        },
+        None => None,
+    };
+    let woken = tasks.fire_due_reminders(100).unwrap();
+    if let Some(mut c) = held {
+        assert_eq!(woken, 1, "bob's fires while alice's project is held");
+        assert_eq!(reminded_tasks(store, alice), 0);
+        assert_eq!(reminded_tasks(store, bob), 1);
+        c.batch_execute("COMMIT").unwrap();
+        assert_eq!(tasks.fire_due_reminders(100).unwrap(), 1, "then alice's");
+    } else {
+        assert_eq!(woken, 2);
+    }
+    assert_eq!(reminded_tasks(store, alice), 1);
+    assert_eq!(reminded_tasks(store, bob), 1);
+}
+
+fn reminded_tasks(store: &dyn Stores, user: UserId) -> usize {
+    stream_of(store, user)
+        .iter()
+        .filter(|(kind, _)| *kind == ChangeKind::ReminderDue)
+        .count()
+}
+
+/// An editor's change of a project that waits behind their removal (on
+/// PostgreSQL, another connection's transaction holding the project and
+/// deleting their membership, as `remove_member` does) changes nothing once
+/// the removal commits (the attack of session 13: 7 of 30 such changes
+/// committed after the removal).
+fn an_editor_removed_while_their_project_change_waits_changes_nothing(f: &Fixture) {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+    use todo_core::{MemberPut, ProjectRole};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let put = store.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Editor, 20),
+        10,
+        100,
+        at(20),
+    );
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let renamed = todo_core::Project {
+        name: todo_core::ProjectName::parse("Bob's now").unwrap(),
+        updated_at: at(30),
+        version: garden.version.next(),
+        ..garden.clone()
+    };
+    let postgres = f.config.as_ref().and_then(|config| match &config.url {
+        todo_store::DatabaseUrl::Postgres(url) => Some(url.clone()),
+        todo_store::DatabaseUrl::Sqlite(_) => None,
+    });
+    let Some(url) = postgres else {
+        assert!(store.remove_member(garden.id, bob, at(25)).unwrap());
+        assert!(!store.update_project(bob, &renamed, garden.version).unwrap());
+        return;
+    };
+    let mut removal = diesel::PgConnection::establish(&url).unwrap();
+    removal
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM projects WHERE id = '{p}' FOR NO KEY UPDATE; \
+             DELETE FROM project_members WHERE project_id = '{p}' AND user_id = '{bob}'",
+            p = garden.id
+        ))
+        .unwrap();
+    let change = {
+        let (store, renamed) = (f.store.clone(), renamed.clone());
+        std::thread::spawn(move || store.update_project(bob, &renamed, TaskVersion::FIRST))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    removal.batch_execute("COMMIT").unwrap();
+    assert!(
+        !change.join().unwrap().unwrap(),
+        "changed by a removed editor"
+    );
+    assert_eq!(
+        store.find_project(alice, garden.id).unwrap(),
+        Some((garden, ProjectRole::Owner))
+    );
 }
