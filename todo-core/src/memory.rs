@@ -12,7 +12,7 @@ use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, TaskWrite, UserStor
 use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
 use crate::query::{TaskCursor, TaskQuery};
 use crate::relay::{RelayStore, RelayedStream};
-use crate::task::{Task, TaskId, TaskVersion, TreeRefusal};
+use crate::task::{SeriesId, Task, TaskId, TaskVersion, TreeRefusal};
 use crate::time::Timestamp;
 use crate::token::{FamilyId, RefreshTokenHash, RefreshTokenRecord};
 use crate::user::{PasswordHash, User, UserChange, UserId, UserRecord, Username};
@@ -521,6 +521,24 @@ impl TaskStore for MemoryStore {
             .get(&id)
             .filter(|t| tables.role_in(caller, t.project).is_some())
             .cloned())
+    }
+
+    fn find_occurrence(
+        &self,
+        caller: UserId,
+        series: SeriesId,
+        occurrence: u32,
+    ) -> Result<Option<TaskId>, StoreError> {
+        let tables = self.tables();
+        Ok(tables
+            .tasks
+            .values()
+            .find(|t| {
+                t.series
+                    .is_some_and(|s| s.id == series && s.occurrence == occurrence)
+            })
+            .filter(|t| tables.role_in(caller, t.project).is_some())
+            .map(|t| t.id))
     }
 
     fn list_tasks(

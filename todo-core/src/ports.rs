@@ -10,7 +10,7 @@ use crate::error::{HashError, StoreError, TokenError};
 use crate::project::{ProjectId, ProjectRole, Standing};
 use crate::query::TaskCursor;
 use crate::query::TaskQuery;
-use crate::task::{Task, TaskId, TreeRefusal};
+use crate::task::{SeriesId, Task, TaskId, TreeRefusal};
 use crate::time::Timestamp;
 use crate::token::{AccessClaims, FamilyId, RefreshToken, RefreshTokenHash, RefreshTokenRecord};
 use crate::user::{Password, PasswordHash, User, UserChange, UserId, UserRecord, Username};
@@ -115,6 +115,14 @@ pub trait TaskStore: Send + Sync {
     ) -> Result<TaskInsert, StoreError>;
     /// The task with this id, if it is in a project `caller` is a member of.
     fn find_task(&self, caller: UserId, id: TaskId) -> Result<Option<Task>, StoreError>;
+    /// The id of the task that is occurrence `occurrence` of `series`, if
+    /// there is one `caller` may see: what a repeated completion answers.
+    fn find_occurrence(
+        &self,
+        caller: UserId,
+        series: SeriesId,
+        occurrence: u32,
+    ) -> Result<Option<TaskId>, StoreError>;
     /// Up to `limit` tasks of the projects `caller` is a member of (of
     /// `query.project` only, if it names one) that match `query`, in its
     /// order, after `after` if given.

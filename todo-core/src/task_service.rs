@@ -375,9 +375,18 @@ impl TaskService {
                 // (A patch that changed nothing recorded no change: a
                 // spurious ring costs a subscriber one empty read.)
                 self.ring_project(caller, task.project);
+                // Completed again (or at once elsewhere): the next one was
+                // made by the first completion; the answer names it too.
+                let next_occurrence = match (follow_up, task.series) {
+                    (Some(next), _) => Some(next),
+                    (None, Some(series)) if task.done && task.recurrence.is_some() => self
+                        .store
+                        .find_occurrence(caller, series.id, series.occurrence.saturating_add(1))?,
+                    (None, _) => None,
+                };
                 Ok(Written {
                     task: *task,
-                    next_occurrence: follow_up,
+                    next_occurrence,
                 })
             }
         }

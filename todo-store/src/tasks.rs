@@ -905,6 +905,30 @@ impl TaskStore for SqlStore {
         row.map(StoredTask::into_task).transpose()
     }
 
+    fn find_occurrence(
+        &self,
+        caller: UserId,
+        series: SeriesId,
+        occurrence: u32,
+    ) -> Result<Option<TaskId>, StoreError> {
+        let (caller, series) = (caller.to_string(), series.to_string());
+        let member = project_members::table
+            .filter(project_members::project_id.eq(tasks::project_id))
+            .filter(project_members::user_id.eq(&caller));
+        let found: Option<String> = self.with_conn(|conn| {
+            tasks::table
+                .filter(tasks::series_id.eq(&series))
+                .filter(tasks::occurrence.eq(i64::from(occurrence)))
+                .filter(diesel::dsl::exists(member))
+                .select(tasks::id)
+                .first(conn)
+                .optional()
+        })?;
+        found
+            .map(|id| TaskId::parse(&id).map_err(|_| corrupt("task")))
+            .transpose()
+    }
+
     fn find_task_in_place(
         &self,
         caller: UserId,

@@ -95,6 +95,15 @@ impl TaskStore for HeldSearches {
     fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError> {
         self.tasks.project_members(project)
     }
+    fn find_occurrence(
+        &self,
+        caller: UserId,
+        series: todo_core::SeriesId,
+        occurrence: u32,
+    ) -> Result<Option<TaskId>, StoreError> {
+        self.tasks.find_occurrence(caller, series, occurrence)
+    }
+
     fn owned_tasks(
         &self,
         owner: UserId,
