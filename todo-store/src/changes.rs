@@ -21,8 +21,8 @@ use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Text};
 use todo_core::{
     Change, ChangeKind, ChangeLog, Description, Member, Project, ProjectColor, ProjectId,
-    ProjectName, ProjectRole, StoreError, Subject, TaskId, TaskVersion, Timestamp, UserId,
-    Username, trim_through,
+    ProjectName, ProjectRole, StoreError, Subject, TRIM_EVERY, TaskId, TaskVersion, Timestamp,
+    UserId, Username, trim_through,
 };
 
 use crate::SqlStore;
@@ -67,6 +67,44 @@ struct ChangeRow<'a> {
     role: Option<&'a str>,
     member_id: Option<&'a str>,
     username: Option<&'a str>,
+}
+
+impl<'a> ChangeRow<'a> {
+    /// A task's deletion: its id, and none of its columns.
+    fn tombstone(owner_id: &'a str, seq: i64, task_id: &'a str, at: i64) -> Self {
+        Self {
+            owner_id,
+            seq,
+            kind: ChangeKind::TaskDeleted.as_str(),
+            task_id,
+            recorded_at: at,
+            title: None,
+            description: None,
+            done: None,
+            completed_at: None,
+            due_at: None,
+            priority: None,
+            labels: None,
+            archived: None,
+            created_at: None,
+            updated_at: None,
+            version: None,
+            project_id: None,
+            created_by: None,
+            parent_id: None,
+            recurrence: None,
+            time_zone: None,
+            series_id: None,
+            series_start: None,
+            occurrence: None,
+            reminders: None,
+            color: None,
+            inbox: None,
+            role: None,
+            member_id: None,
+            username: None,
+        }
+    }
 }
 
 /// A change as read.
@@ -129,6 +167,95 @@ pub(crate) fn record(
     let seq = take_seq(conn, owner_id, delta)?;
     append(conn, seq, kind, owner_id, task_id, task, at)
 }
+
+/// Records the deletion of each task of `ids` in `owner_id`'s stream, in
+/// that order (in the stream of the project's owner, `counts`: counted
+/// out of their tasks): the stream's numbers taken in one step, the
+/// changes written a few hundred a statement. Inside the write's
+/// transaction, after its other statements, as [`record`].
+pub(crate) fn record_deletions(
+    conn: &mut AnyConnection,
+    owner_id: &str,
+    counts: bool,
+    ids: &[String],
+    at: i64,
+) -> QueryResult<()> {
+    let Ok(step) = i64::try_from(ids.len()) else {
+        return Err(diesel::result::Error::RollbackTransaction);
+    };
+    if step == 0 {
+        return Ok(());
+    }
+    let bump = BumpStreamBy {
+        owner_id,
+        step,
+        delta: if counts { -step } else { 0 },
+    };
+    let last: i64 = native!(&mut *conn, |c| bump.get_result(c))?;
+    let first = last - step + 1;
+    let rows: Vec<ChangeRow<'_>> = ids
+        .iter()
+        .zip(first..)
+        .map(|(id, seq)| ChangeRow::tombstone(owner_id, seq, id, at))
+        .collect();
+    // (30 columns a row: within both databases' bound on parameters)
+    for chunk in rows.chunks(200) {
+        let insert = diesel::insert_into(changes::table).values(chunk);
+        native!(&mut *conn, |c| insert.execute(c))?;
+    }
+    // A trim point within the numbers taken trims as its own write would.
+    let every = i64::try_from(TRIM_EVERY).unwrap_or(i64::MAX);
+    let point = last - last.rem_euclid(every);
+    if point >= first
+        && let Some(through) = u64::try_from(point).ok().and_then(trim_through)
+    {
+        trim(conn, owner_id, i64::try_from(through).unwrap_or(0))?;
+    }
+    Ok(())
+}
+
+/// [`BumpStream`] by `step` numbers at once (the last one returned), adding
+/// `delta` to the tasks it counts (never below none, for a stream made by
+/// this step).
+#[derive(Debug, Clone, Copy)]
+struct BumpStreamBy<'a> {
+    owner_id: &'a str,
+    step: i64,
+    delta: i64,
+}
+
+impl QueryId for BumpStreamBy<'_> {
+    type QueryId = BumpStreamBy<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB> QueryFragment<DB> for BumpStreamBy<'_>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
+    str: ToSql<Text, DB>,
+    i64: ToSql<BigInt, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO change_streams (owner_id, last_seq, task_count) VALUES (");
+        out.push_bind_param::<Text, str>(self.owner_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, i64>(&self.step)?;
+        out.push_sql(
+            ", 0) ON CONFLICT (owner_id) DO UPDATE SET last_seq = change_streams.last_seq + ",
+        );
+        out.push_bind_param::<BigInt, i64>(&self.step)?;
+        out.push_sql(", task_count = change_streams.task_count + ");
+        out.push_bind_param::<BigInt, i64>(&self.delta)?;
+        out.push_sql(" RETURNING last_seq");
+        Ok(())
+    }
+}
+
+impl Query for BumpStreamBy<'_> {
+    type SqlType = BigInt;
+}
+
+impl<Conn> RunQueryDsl<Conn> for BumpStreamBy<'_> {}
 
 /// Takes the next number of `owner_id`'s stream, adding `delta` to the
 /// tasks it counts; the caller then [`append`]s its change under it.

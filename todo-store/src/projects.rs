@@ -420,7 +420,7 @@ impl ProjectStore for SqlStore {
                     }
                     _ => {}
                 }
-                crate::tasks::delete_project_tasks(conn, &id, at.unix_micros())?;
+                crate::tasks::delete_project_tasks(conn, &id, &owner)?;
                 record_project_change(conn, ChangeKind::ProjectDeleted, project_id, None, at)?;
                 let gone = match expected {
                     Some(version) => {

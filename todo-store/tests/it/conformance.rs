@@ -3306,12 +3306,18 @@ fn a_project_goes_with_its_tasks_and_counts_them_to_its_owner(f: &Fixture) {
         for seed in [3, 4] {
             let id = in_garden(bob, seed).id;
             assert_eq!(store.find_task(user, id).unwrap(), None);
-            // Each member's stream says so.
+            // Told once, by the project's deletion, not a change a task.
             assert!(
-                stream_of(store, user).contains(&(ChangeKind::TaskDeleted, id)),
+                !stream_of(store, user).contains(&(ChangeKind::TaskDeleted, id)),
                 "{user}: {seed}"
             );
         }
+        let told = every_change_of(store, user);
+        assert_eq!(
+            told.last().map(|c| (c.0, c.1.clone())),
+            Some((ChangeKind::ProjectDeleted, garden.id.to_string())),
+            "{user}"
+        );
     }
     // The project's tasks are counted out of its owner's: Alice keeps one
     // (her Inbox's), so two more fit under a quota of 3.
@@ -4005,7 +4011,6 @@ fn every_change_of(
 fn project_and_member_writes_are_recorded_for_each_member_in_their_role(f: &Fixture) {
     use todo_core::ChangeKind::{
         MemberAdded, MemberRemoved, ProjectCreated, ProjectDeleted, ProjectUpdated, TaskCreated,
-        TaskDeleted,
     };
     use todo_core::{MemberPut, ProjectRole::*, Subject};
     let store = &*f.store;
@@ -4071,7 +4076,6 @@ fn project_and_member_writes_are_recorded_for_each_member_in_their_role(f: &Fixt
             (ProjectUpdated, g.clone(), Some(Owner), None),
             removed_bob.clone(),
             (TaskCreated, b.clone(), None, None),
-            (TaskDeleted, b.clone(), None, None),
             (ProjectDeleted, g.clone(), None, None),
         ]
     );
@@ -4091,8 +4095,7 @@ fn project_and_member_writes_are_recorded_for_each_member_in_their_role(f: &Fixt
             (MemberAdded, g.clone(), Some(Editor), Some(carol)),
             (ProjectUpdated, g.clone(), Some(Editor), None),
             removed_bob,
-            (TaskCreated, b.clone(), None, None),
-            (TaskDeleted, b, None, None),
+            (TaskCreated, b, None, None),
             (ProjectDeleted, g, None, None),
         ]
     );
