@@ -2,8 +2,6 @@
 //! is scoped by the caller's memberships; every write takes the caller's role
 //! in the task's project in its own transaction.
 
-use std::collections::HashMap;
-
 use diesel::PgConnection;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -1223,64 +1221,33 @@ fn list_rows(
         // Each project's page from its own index range, in order, then the
         // first `limit` of them all: a page costs at most `limit` rows a
         // project, whatever the projects hold (one `IN (…)` would read and
-        // sort every task of every project). Only each row's sort key and
-        // id are read for the merge (a whole row costs five times more to
-        // read), then the `limit` rows that won, whole, in one statement.
-        let key = |created_at: i64, due_at: Option<i64>, priority: i16| -> i64 {
+        // sort every task of every project).
+        let mut rows = Vec::new();
+        for project in &projects {
+            let one = list_query(
+                std::slice::from_ref(project),
+                parent.as_deref(),
+                query,
+                label,
+                pattern.as_deref(),
+                after.as_ref(),
+                i64::try_from(limit).unwrap_or(i64::MAX),
+            );
+            rows.extend(one.load::<StoredTask>(conn)?);
+        }
+        let key = |row: &StoredTask| -> i64 {
             match query.sort {
-                TaskSort::CreatedAsc | TaskSort::CreatedDesc => created_at,
-                TaskSort::DueAsc | TaskSort::DueDesc => due_at.unwrap_or(TaskSort::NO_DUE_DATE),
-                TaskSort::PriorityAsc | TaskSort::PriorityDesc => i64::from(priority),
+                TaskSort::CreatedAsc | TaskSort::CreatedDesc => row.created_at,
+                TaskSort::DueAsc | TaskSort::DueDesc => row.due_at.unwrap_or(TaskSort::NO_DUE_DATE),
+                TaskSort::PriorityAsc | TaskSort::PriorityDesc => i64::from(row.priority),
             }
         };
-        // A task that goes between the two reads leaves the page short:
-        // read again (a short page must never pass for the last), a few
-        // times at most.
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let mut keys: Vec<(i64, String)> = Vec::with_capacity(limit * projects.len());
-            for project in &projects {
-                let one = list_query(
-                    std::slice::from_ref(project),
-                    parent.as_deref(),
-                    query,
-                    label,
-                    pattern.as_deref(),
-                    after.as_ref(),
-                    i64::try_from(limit).unwrap_or(i64::MAX),
-                )
-                .select((
-                    tasks::id,
-                    tasks::created_at,
-                    tasks::due_at,
-                    tasks::priority,
-                ));
-                let found: Vec<(String, i64, Option<i64>, i16)> = one.load(conn)?;
-                keys.extend(found.into_iter().map(|(id, created_at, due_at, priority)| {
-                    (key(created_at, due_at, priority), id)
-                }));
-            }
-            keys.sort_unstable();
-            if query.sort.is_descending() {
-                keys.reverse();
-            }
-            keys.truncate(limit);
-            let winners = tasks::table
-                .filter(tasks::id.eq_any(keys.iter().map(|(_, id)| id.as_str())))
-                .select(StoredTask::as_select());
-            let mut rows: Vec<StoredTask> = winners.load(conn)?;
-            if rows.len() != keys.len() && tries < 3 {
-                continue;
-            }
-            let order: HashMap<&str, usize> = keys
-                .iter()
-                .enumerate()
-                .map(|(n, (_, id))| (id.as_str(), n))
-                .collect();
-            rows.sort_by_key(|row| order.get(row.id.as_str()).copied());
-            return Ok(Some(rows));
+        rows.sort_by(|a, b| (key(a), &a.id).cmp(&(key(b), &b.id)));
+        if query.sort.is_descending() {
+            rows.reverse();
         }
+        rows.truncate(limit);
+        return Ok(Some(rows));
     }
     let rows = list_query(
         &projects,
