@@ -1177,7 +1177,7 @@ impl ProjectStore for MemoryStore {
                     && project.owner == owner
                     && expected.is_none_or(|v| v == project.version) =>
             {
-                // Its tasks go first, each a deletion in every member's stream.
+                // Its tasks go with it, told by the project's deletion only.
                 let doomed: Vec<TaskId> = tables
                     .tasks
                     .values()
@@ -1187,7 +1187,6 @@ impl ProjectStore for MemoryStore {
                 for task in doomed {
                     tables.tasks.remove(&task);
                     tables.reminders.retain(|(t, _), _| *t != task);
-                    tables.record_for_members(ChangeKind::TaskDeleted, id, task, None, at);
                 }
                 tables.record_project(ChangeKind::ProjectDeleted, id, true, at);
                 tables.remove_project(id);
