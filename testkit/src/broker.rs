@@ -111,6 +111,20 @@ impl Broker {
     pub fn run(&mut self) {
         assert!(self.process.is_none(), "already running");
         let _ = std::fs::remove_file(self.path("pid"));
+        // The node and `rabbitmqctl` share one Erlang cookie, written before
+        // either starts: left to them, both may make one at once, and the
+        // CLI is refused ("Invalid challenge reply") until its wait ends
+        // (met in CI).
+        let cookie = self.path(".erlang.cookie");
+        if !cookie.exists() {
+            std::fs::write(&cookie, format!("TODOTEST{}", self.port)).expect("erlang cookie");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400))
+                    .expect("erlang cookie mode");
+            }
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
