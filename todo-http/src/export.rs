@@ -169,8 +169,8 @@ async fn head(api: &Arc<TaskApi>, owner: UserId, format: Format) -> Result<Vec<u
 }
 
 /// Reads the tasks page after page and hands each to the response, until
-/// the last (`true`, and `whole` set), or until the client is gone or
-/// stops reading, or a read fails (`false`).
+/// the last (`whole` set before it goes), or until the client is gone or
+/// stops reading, or a read fails.
 async fn pump(
     api: Arc<TaskApi>,
     owner: UserId,
@@ -179,7 +179,7 @@ async fn pump(
     pages: mpsc::Sender<Bytes>,
     whole: Arc<AtomicBool>,
     _ticket: ExportTicket,
-) -> bool {
+) {
     // A page the client does not take in time ends the export.
     let send = |bytes: Bytes| {
         let pages = pages.clone();
@@ -191,7 +191,7 @@ async fn pump(
         }
     };
     if !send(Bytes::from(head)).await {
-        return false;
+        return;
     }
     let now = api.service().now();
     let mut after: Option<TaskId> = None;
@@ -202,7 +202,7 @@ async fn pump(
             Ok(tasks) => tasks,
             Err(error) => {
                 tracing::warn!(target: "todo::export", user = %owner, ?error, "an export failed part way");
-                return false;
+                return;
             }
         };
         let mut out = Vec::with_capacity(600 * tasks.len());
@@ -213,7 +213,7 @@ async fn pump(
                         out.push(b',');
                     }
                     if serde_json::to_writer(&mut out, &TaskDto::from(task)).is_err() {
-                        return false;
+                        return;
                     }
                 }
                 Format::Calendar => {
@@ -226,7 +226,7 @@ async fn pump(
         }
         after = tasks.last().map(|t| t.id);
         if !out.is_empty() && !send(Bytes::from(out)).await {
-            return false;
+            return;
         }
         if tasks.len() < PAGE {
             break;
@@ -239,7 +239,7 @@ async fn pump(
     // (said before the last page goes: the channel closes as this returns,
     // and the body must know by then that it ends whole)
     whole.store(true, Ordering::Release);
-    send(Bytes::from_static(tail)).await
+    send(Bytes::from_static(tail)).await;
 }
 
 /// The response's body: the pages the pump wrote, as the connection takes

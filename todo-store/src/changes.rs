@@ -186,10 +186,11 @@ pub(crate) fn record_deletions(
     if step == 0 {
         return Ok(());
     }
-    let bump = BumpStreamBy {
+    let bump = BumpStream {
         owner_id,
         step,
         delta: if counts { -step } else { 0 },
+        below: i64::MAX,
     };
     let last: i64 = native!(&mut *conn, |c| bump.get_result(c))?;
     let first = last - step + 1;
@@ -214,54 +215,12 @@ pub(crate) fn record_deletions(
     Ok(())
 }
 
-/// [`BumpStream`] by `step` numbers at once (the last one returned), adding
-/// `delta` to the tasks it counts (never below none, for a stream made by
-/// this step).
-#[derive(Debug, Clone, Copy)]
-struct BumpStreamBy<'a> {
-    owner_id: &'a str,
-    step: i64,
-    delta: i64,
-}
-
-impl QueryId for BumpStreamBy<'_> {
-    type QueryId = BumpStreamBy<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl<DB> QueryFragment<DB> for BumpStreamBy<'_>
-where
-    DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
-    str: ToSql<Text, DB>,
-    i64: ToSql<BigInt, DB>,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql("INSERT INTO change_streams (owner_id, last_seq, task_count) VALUES (");
-        out.push_bind_param::<Text, str>(self.owner_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, i64>(&self.step)?;
-        out.push_sql(
-            ", 0) ON CONFLICT (owner_id) DO UPDATE SET last_seq = change_streams.last_seq + ",
-        );
-        out.push_bind_param::<BigInt, i64>(&self.step)?;
-        out.push_sql(", task_count = change_streams.task_count + ");
-        out.push_bind_param::<BigInt, i64>(&self.delta)?;
-        out.push_sql(" RETURNING last_seq");
-        Ok(())
-    }
-}
-
-impl Query for BumpStreamBy<'_> {
-    type SqlType = BigInt;
-}
-
-impl<Conn> RunQueryDsl<Conn> for BumpStreamBy<'_> {}
-
 /// Takes the next number of `owner_id`'s stream, adding `delta` to the
 /// tasks it counts; the caller then [`append`]s its change under it.
 pub(crate) fn take_seq(conn: &mut AnyConnection, owner_id: &str, delta: i64) -> QueryResult<i64> {
     let bump = BumpStream {
         owner_id,
+        step: 1,
         delta,
         below: i64::MAX,
     };
@@ -307,15 +266,16 @@ pub(crate) fn take_seq_within(
 fn bump_within(conn: &mut AnyConnection, owner_id: &str, max: i64) -> QueryResult<Option<i64>> {
     let bump = BumpStream {
         owner_id,
+        step: 1,
         delta: 1,
         below: max,
     };
     native!(&mut *conn, |c| bump.get_result(c).optional())
 }
 
-/// Takes the next number of `owner_id`'s stream, creating the stream at 1,
+/// Takes the next `step` numbers of `owner_id`'s stream (creating it at `step`),
 /// and adds `delta` to its task count, if the count is below `below`:
-/// `RETURNING` the number, or no row when the count is not below.
+/// `RETURNING` the last number, or no row when the count is not below.
 ///
 /// Written out rather than in diesel's form for its statement cache: diesel
 /// never caches an upsert (its `DO UPDATE` may turn out empty), so the
@@ -333,6 +293,8 @@ fn bump_within(conn: &mut AnyConnection, owner_id: &str, max: i64) -> QueryResul
 #[derive(Debug, Clone, Copy)]
 struct BumpStream<'a> {
     owner_id: &'a str,
+    /// How many numbers to take (1 but for a subtree's deletions).
+    step: i64,
     delta: i64,
     below: i64,
 }
@@ -351,13 +313,15 @@ where
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("INSERT INTO change_streams (owner_id, last_seq, task_count) VALUES (");
         out.push_bind_param::<Text, str>(self.owner_id)?;
-        out.push_sql(", 1, ");
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, i64>(&self.step)?;
+        out.push_sql(", ");
         out.push_bind_param::<BigInt, i64>(if self.delta > 0 { &self.delta } else { &0 })?;
         out.push_sql(
-            ") ON CONFLICT (owner_id) DO UPDATE SET \
-             last_seq = change_streams.last_seq + 1, \
-             task_count = change_streams.task_count + ",
+            ") ON CONFLICT (owner_id) DO UPDATE SET last_seq = change_streams.last_seq + ",
         );
+        out.push_bind_param::<BigInt, i64>(&self.step)?;
+        out.push_sql(", task_count = change_streams.task_count + ");
         out.push_bind_param::<BigInt, i64>(&self.delta)?;
         out.push_sql(" WHERE change_streams.task_count < ");
         out.push_bind_param::<BigInt, i64>(&self.below)?;
