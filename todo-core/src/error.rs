@@ -255,6 +255,10 @@ pub enum Error {
     /// The store is down or busy past its wait: retryable.
     #[error("storage unavailable")]
     Unavailable(#[source] StoreError),
+    /// A file to import was refused, and nothing of it imported: where
+    /// and why.
+    #[error("the file was not imported: {0}")]
+    BadImport(#[from] crate::import::ImportError),
     /// A bug or a broken dependency; the source is for the log only.
     #[error("internal error")]
     Internal(#[source] BoxError),

@@ -1,7 +1,11 @@
-//! iCalendar (RFC 5545) for the export: each task as a VTODO, its rule as
-//! an RRULE, its labels as CATEGORIES, its parent as RELATED-TO.
+//! iCalendar (RFC 5545), both ways: the export writes each task as a
+//! VTODO (its rule as an RRULE, its labels as CATEGORIES, its parent as
+//! RELATED-TO), and [`read_calendar`] reads the VTODOs of any calendar
+//! back for an import.
 
-use crate::task::Task;
+use crate::import::{ImportError, ImportFile, ImportedTask, MAX_IMPORT_TASKS, Place};
+use crate::recurrence::{Recurrence, TimeZoneName};
+use crate::task::{Description, Labels, NewTask, Priority, Task, Title};
 use crate::time::Timestamp;
 
 /// Text values escape `\`, `;`, `,` and line breaks (RFC 5545 §3.3.11).
@@ -123,11 +127,404 @@ pub fn write_todo(out: &mut String, task: &Task, now: Timestamp) {
     line(out, "END", "VTODO");
 }
 
+/// Components may nest this deep (a VALARM in a VTODO in a VCALENDAR is 3).
+const MAX_NESTING: usize = 8;
+
+/// One content line, unfolded: where it began, its name (upper case), its
+/// parameters and its value.
+struct ContentLine<'a> {
+    line: usize,
+    name: String,
+    params: Vec<(String, &'a str)>,
+    value: &'a str,
+}
+
+impl ContentLine<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim_matches('"'))
+    }
+
+    fn fault(&self, what: impl Into<String>) -> ImportError {
+        ImportError::at(
+            Place::Line(self.line),
+            format!("{}: {}", self.name, what.into()),
+        )
+    }
+}
+
+/// The logical lines of `text`: folded lines (a line break then a space or
+/// a tab) joined, each with the number of the physical line it began on.
+fn unfold(text: &str) -> Vec<(usize, String)> {
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    for (n, physical) in text.split('\n').enumerate() {
+        let physical = physical.strip_suffix('\r').unwrap_or(physical);
+        match physical.as_bytes().first() {
+            Some(b' ' | b'\t') if !lines.is_empty() => {
+                if let Some((_, last)) = lines.last_mut() {
+                    last.push_str(&physical[1..]);
+                }
+            }
+            _ if physical.is_empty() => {}
+            _ => lines.push((n + 1, physical.to_owned())),
+        }
+    }
+    lines
+}
+
+/// Splits `name;param=value;…:value` at the first colon outside quotes.
+fn content_line(line: usize, text: &str) -> Result<ContentLine<'_>, ImportError> {
+    let mut quoted = false;
+    let mut colon = None;
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ':' if !quoted => {
+                colon = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let colon =
+        colon.ok_or_else(|| ImportError::at(Place::Line(line), "not a content line (no colon)"))?;
+    let (head, value) = (&text[..colon], &text[colon + 1..]);
+    let mut parts = head.split(';');
+    let name = parts.next().unwrap_or("").to_ascii_uppercase();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(ImportError::at(
+            Place::Line(line),
+            "not a content line (no property name)",
+        ));
+    }
+    let params = parts
+        .map(|p| {
+            let (n, v) = p.split_once('=').unwrap_or((p, ""));
+            (n.to_ascii_uppercase(), v)
+        })
+        .collect();
+    Ok(ContentLine {
+        line,
+        name,
+        params,
+        value,
+    })
+}
+
+/// A text value with its escapes undone (RFC 5545 §3.3.11).
+fn unescape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n' | 'N') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The items of a list value (`a,b\,c`), each unescaped.
+fn list(value: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                items.push(unescape(&value[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(unescape(&value[start..]));
+    items
+}
+
+/// A DATE-TIME (`20270104T090000Z`, or local with `TZID`, or floating:
+/// read as UTC) or a DATE (midnight, in `TZID` or UTC).
+fn date_time(line: &ContentLine<'_>) -> Result<Timestamp, ImportError> {
+    let bad = || line.fault("not an iCalendar DATE or DATE-TIME");
+    let value = line.value.trim();
+    let (date, time, utc) = match value.split_once('T') {
+        Some((date, time)) => match time.strip_suffix('Z') {
+            Some(time) => (date, time, true),
+            None => (date, time, false),
+        },
+        None => (value, "000000", false),
+    };
+    let number = |s: &str| -> Result<i32, ImportError> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse().map_err(|_| bad())
+    };
+    if date.len() != 8 || time.len() != 6 {
+        return Err(bad());
+    }
+    let year = i16::try_from(number(&date[..4])?).map_err(|_| bad())?;
+    let [month, day, hour, minute, second] = [
+        &date[4..6],
+        &date[6..8],
+        &time[..2],
+        &time[2..4],
+        &time[4..6],
+    ]
+    .map(|part| number(part).ok().and_then(|n| i8::try_from(n).ok()));
+    let (Some(month), Some(day), Some(hour), Some(minute), Some(second)) =
+        (month, day, hour, minute, second)
+    else {
+        return Err(bad());
+    };
+    let civil = jiff::civil::DateTime::new(year, month, day, hour, minute, second.min(59), 0)
+        .map_err(|_| bad())?;
+    let zone = match (utc, line.param("TZID")) {
+        (false, Some(name)) => jiff::tz::TimeZone::get(name)
+            .map_err(|_| line.fault(format!("unknown time zone {name:?}")))?,
+        _ => jiff::tz::TimeZone::UTC,
+    };
+    let at = zone
+        .to_ambiguous_timestamp(civil)
+        .compatible()
+        .map_err(|_| bad())?;
+    Timestamp::from_unix_micros(at.as_microsecond()).map_err(|_| bad())
+}
+
+/// The VTODOs of an iCalendar, as tasks to import; anything else in it
+/// (events, time zones, alarms, properties of no task field) is passed
+/// over. A fault names the line it is on.
+pub fn read_calendar(text: &str) -> Result<ImportFile, ImportError> {
+    let mut file = ImportFile::default();
+    let mut open: Vec<(String, usize)> = Vec::new();
+    let mut todo: Option<TodoFields> = None;
+    let mut ended = false;
+    for (n, text) in unfold(text) {
+        if ended {
+            return Err(ImportError::at(
+                Place::Line(n),
+                "content after END:VCALENDAR",
+            ));
+        }
+        let line = content_line(n, &text)?;
+        match line.name.as_str() {
+            "BEGIN" => {
+                let component = line.value.trim().to_ascii_uppercase();
+                if open.is_empty() && component != "VCALENDAR" {
+                    return Err(line.fault("a calendar begins with BEGIN:VCALENDAR"));
+                }
+                if open.len() >= MAX_NESTING {
+                    return Err(line.fault("components nested too deep"));
+                }
+                if component == "VTODO" && open.len() == 1 {
+                    if file.tasks.len() >= MAX_IMPORT_TASKS {
+                        return Err(
+                            line.fault(format!("at most {MAX_IMPORT_TASKS} tasks in one import"))
+                        );
+                    }
+                    todo = Some(TodoFields::new(n));
+                }
+                open.push((component, n));
+            }
+            "END" => {
+                let component = line.value.trim().to_ascii_uppercase();
+                match open.pop() {
+                    Some((begun, _)) if begun == component => {}
+                    Some((begun, at)) => {
+                        return Err(
+                            line.fault(format!("ends {component}, but {begun} began at line {at}"))
+                        );
+                    }
+                    None => return Err(line.fault("nothing begun to end")),
+                }
+                if component == "VTODO"
+                    && open.len() == 1
+                    && let Some(fields) = todo.take()
+                {
+                    file.tasks.push(fields.finish()?);
+                }
+                ended = open.is_empty();
+            }
+            _ if open.is_empty() => {
+                return Err(line.fault("a calendar begins with BEGIN:VCALENDAR"));
+            }
+            // A property of the VTODO itself (not of an alarm inside it).
+            _ => {
+                if let (Some(fields), 2) = (todo.as_mut(), open.len()) {
+                    fields.take(&line)?;
+                }
+            }
+        }
+    }
+    match open.last() {
+        Some((component, at)) => Err(ImportError::at(
+            Place::Line(*at),
+            format!("BEGIN:{component} is never ended"),
+        )),
+        None if !ended => Err(ImportError::at(
+            Place::File,
+            "no calendar (BEGIN:VCALENDAR)",
+        )),
+        None => Ok(file),
+    }
+}
+
+/// A VTODO's properties as they are read.
+struct TodoFields {
+    begin: usize,
+    uid: Option<String>,
+    title: Option<Title>,
+    description: Description,
+    done: bool,
+    cancelled: bool,
+    completed_at: Option<Timestamp>,
+    due_at: Option<Timestamp>,
+    due_zone: Option<String>,
+    priority: Priority,
+    labels: Vec<String>,
+    labels_line: usize,
+    recurrence: Option<Recurrence>,
+    time_zone: Option<TimeZoneName>,
+    parent: Option<String>,
+    created_at: Option<Timestamp>,
+}
+
+impl TodoFields {
+    fn new(begin: usize) -> Self {
+        Self {
+            begin,
+            uid: None,
+            title: None,
+            description: Description::default(),
+            done: false,
+            cancelled: false,
+            completed_at: None,
+            due_at: None,
+            due_zone: None,
+            priority: Priority::default(),
+            labels: Vec::new(),
+            labels_line: begin,
+            recurrence: None,
+            time_zone: None,
+            parent: None,
+            created_at: None,
+        }
+    }
+
+    fn take(&mut self, line: &ContentLine<'_>) -> Result<(), ImportError> {
+        let invalid = |e: crate::ValidationError| line.fault(e.to_string());
+        match line.name.as_str() {
+            "UID" => self.uid = Some(line.value.trim().to_owned()),
+            "SUMMARY" => self.title = Some(Title::parse(&unescape(line.value)).map_err(invalid)?),
+            "DESCRIPTION" => {
+                self.description = Description::parse(&unescape(line.value)).map_err(invalid)?;
+            }
+            "STATUS" => match line.value.trim().to_ascii_uppercase().as_str() {
+                "COMPLETED" => self.done = true,
+                "CANCELLED" => self.cancelled = true,
+                "NEEDS-ACTION" | "IN-PROCESS" => {}
+                _ => return Err(line.fault("not a VTODO status")),
+            },
+            "COMPLETED" => self.completed_at = Some(date_time(line)?),
+            "DUE" => {
+                self.due_at = Some(date_time(line)?);
+                self.due_zone = line.param("TZID").map(str::to_owned);
+            }
+            "CREATED" => self.created_at = Some(date_time(line)?),
+            // RFC 5545: 1 to 4 high, 5 medium, 6 to 9 low, 0 none.
+            "PRIORITY" => {
+                self.priority = match line.value.trim().parse::<u8>() {
+                    Ok(0) => Priority::default(),
+                    Ok(1..=4) => Priority::new(3).map_err(invalid)?,
+                    Ok(5) => Priority::new(2).map_err(invalid)?,
+                    Ok(6..=9) => Priority::new(1).map_err(invalid)?,
+                    _ => return Err(line.fault("a priority is 0 to 9")),
+                };
+            }
+            "CATEGORIES" => {
+                self.labels_line = line.line;
+                for label in list(line.value) {
+                    let label = label.trim().to_owned();
+                    if !label.is_empty() && !self.labels.contains(&label) {
+                        self.labels.push(label);
+                    }
+                }
+            }
+            "RRULE" => {
+                if self.recurrence.is_some() {
+                    return Err(line.fault("one rule a task"));
+                }
+                self.recurrence = Some(Recurrence::parse(line.value.trim()).map_err(invalid)?);
+            }
+            "X-TODO-TIME-ZONE" => {
+                self.time_zone = Some(TimeZoneName::parse(line.value.trim()).map_err(invalid)?);
+            }
+            "RELATED-TO" => {
+                let parent = line
+                    .param("RELTYPE")
+                    .is_none_or(|t| t.eq_ignore_ascii_case("PARENT"));
+                if parent {
+                    self.parent = Some(line.value.trim().to_owned());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<ImportedTask, ImportError> {
+        let place = Place::Line(self.begin);
+        let key = self
+            .uid
+            .ok_or_else(|| ImportError::at(place, "UID: a VTODO needs one"))?;
+        let title = self
+            .title
+            .ok_or_else(|| ImportError::at(place, "SUMMARY: a VTODO needs one"))?;
+        let labels = Labels::parse(self.labels.iter().map(String::as_str)).map_err(|e| {
+            ImportError::at(Place::Line(self.labels_line), format!("CATEGORIES: {e}"))
+        })?;
+        // The rule's zone: ours if we wrote it, else the due time's.
+        let time_zone = match (self.time_zone, self.due_zone) {
+            (Some(zone), _) => Some(zone),
+            (None, Some(name)) => TimeZoneName::parse(&name).ok(),
+            (None, None) => None,
+        };
+        let mut fields = NewTask::titled(title);
+        fields.description = self.description;
+        fields.done = self.done;
+        fields.archived = self.cancelled;
+        fields.due_at = self.due_at;
+        fields.priority = self.priority;
+        fields.labels = labels;
+        fields.recurrence = self.recurrence;
+        fields.time_zone = time_zone;
+        Ok(ImportedTask {
+            place,
+            key,
+            project_key: None,
+            parent_key: self.parent,
+            fields,
+            completed_at: self.completed_at,
+            created_at: self.created_at,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::import::Place;
     use crate::project::ProjectId;
     use crate::recurrence::{Recurrence, TimeZoneName};
     use crate::reminder::Reminders;
@@ -194,5 +591,91 @@ mod tests {
             "DESCRIPTION:line one\\nline two {}\r\n",
             "é".repeat(60)
         )));
+    }
+    #[test]
+    fn what_the_export_writes_the_import_reads_back() {
+        let task = a_task();
+        let text = write_calendar(std::slice::from_ref(&task), at("2027-01-05T00:00:00Z"));
+        let file = read_calendar(&text).unwrap();
+        assert_eq!(file.tasks.len(), 1);
+        let read = &file.tasks[0];
+        assert_eq!(read.key, format!("{}@todo", task.id));
+        assert_eq!(
+            read.parent_key,
+            Some(format!("{}@todo", task.parent.unwrap()))
+        );
+        assert_eq!(read.fields.title, task.title);
+        assert_eq!(read.fields.description, task.description);
+        assert!(read.fields.done);
+        assert_eq!(read.completed_at, task.completed_at);
+        // (iCalendar keeps whole seconds)
+        assert_eq!(read.fields.due_at, Some(at("2027-01-04T09:00:00Z")));
+        assert_eq!(read.fields.priority, task.priority);
+        assert_eq!(read.fields.labels, task.labels);
+        assert_eq!(read.fields.recurrence, task.recurrence);
+        assert_eq!(read.fields.time_zone.as_ref(), Some(&task.time_zone));
+        assert_eq!(read.created_at, Some(task.created_at));
+    }
+
+    #[test]
+    fn another_programs_calendar_is_read_with_its_zones_and_escapes() {
+        let text = "BEGIN:VCALENDAR\r\nPRODID:-//x//y//EN\r\nBEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nEND:VTIMEZONE\r\n\
+            BEGIN:VEVENT\r\nUID:e1\r\nSUMMARY:not a task\r\nEND:VEVENT\r\n\
+            BEGIN:VTODO\r\nUID:t1\r\nSUMMARY:Call\\, then wri\r\n te\r\nDUE;TZID=Europe/Berlin:20270704T090000\r\n\
+            CATEGORIES:work,a\\,b\r\nCATEGORIES:work\r\nPRIORITY:5\r\nSTATUS:CANCELLED\r\n\
+            BEGIN:VALARM\r\nTRIGGER:-PT15M\r\nSUMMARY:alarm\r\nEND:VALARM\r\nEND:VTODO\r\n\
+            BEGIN:VTODO\r\nUID:t2\r\nSUMMARY:On a day\r\nDUE;VALUE=DATE:20270105\r\nRELATED-TO:t1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
+        let file = read_calendar(text).unwrap();
+        assert_eq!(file.tasks.len(), 2);
+        let (first, second) = (&file.tasks[0], &file.tasks[1]);
+        assert_eq!(first.fields.title.as_str(), "Call, then write");
+        assert_eq!(first.place, Place::Line(10));
+        // 09:00 in Berlin's summer time is 07:00 UTC.
+        assert_eq!(first.fields.due_at, Some(at("2027-07-04T07:00:00Z")));
+        assert_eq!(
+            first.fields.time_zone.as_ref().map(TimeZoneName::as_str),
+            Some("Europe/Berlin")
+        );
+        assert_eq!(first.fields.labels, Labels::parse(["a,b", "work"]).unwrap());
+        assert_eq!(first.fields.priority.get(), 2);
+        assert!(first.fields.archived && !first.fields.done);
+        assert_eq!(second.fields.due_at, Some(at("2027-01-05T00:00:00Z")));
+        assert_eq!(second.parent_key.as_deref(), Some("t1"));
+    }
+
+    #[test]
+    fn a_fault_names_its_line() {
+        let cases = [
+            (
+                "BEGIN:VCALENDAR\r\nBEGIN:VTODO\r\nUID:a\r\nSUMMARY:x\r\nDUE:2027-01-01\r\nEND:VTODO\r\nEND:VCALENDAR\r\n",
+                "line 5: DUE: not an iCalendar DATE or DATE-TIME",
+            ),
+            (
+                "BEGIN:VCALENDAR\nBEGIN:VTODO\nSUMMARY:x\nEND:VTODO\nEND:VCALENDAR\n",
+                "line 2: UID: a VTODO needs one",
+            ),
+            (
+                "BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:a\nSUMMARY:x\nRRULE:FREQ=SECONDLY\nEND:VTODO\nEND:VCALENDAR\n",
+                "line 5: RRULE: ",
+            ),
+            (
+                "BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:a\nSUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n",
+                "line 5: END: ends VEVENT, but VTODO began at line 2",
+            ),
+            (
+                "BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:a\n",
+                "line 2: BEGIN:VTODO is never ended",
+            ),
+            ("hello\n", "line 1: not a content line (no colon)"),
+            (
+                "BEGIN:VCALENDAR\nEND:VCALENDAR\nBEGIN:VTODO\n",
+                "line 3: content after END:VCALENDAR",
+            ),
+            ("", "the file: no calendar (BEGIN:VCALENDAR)"),
+        ];
+        for (text, expected) in cases {
+            let error = read_calendar(text).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{error:?}, not {expected:?}");
+        }
     }
 }

@@ -68,6 +68,7 @@ mod change;
 mod device;
 mod error;
 pub mod ical;
+pub mod import;
 mod live;
 pub mod memory;
 mod ports;

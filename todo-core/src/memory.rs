@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::change::{Change, ChangeKind, ChangeLog, Subject, trim_through};
 use crate::error::StoreError;
+use crate::import::{ImportCounts, ImportOutcome, ImportPlan};
 use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, TaskWrite, UserStore};
 use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
 use crate::query::{TaskCursor, TaskQuery};
@@ -18,7 +19,7 @@ use crate::token::{FamilyId, RefreshTokenHash, RefreshTokenRecord};
 use crate::user::{PasswordHash, User, UserChange, UserId, UserRecord, Username};
 use crate::webhook::{DeliveryAttempt, Webhook, WebhookId, WebhookSettlement, WebhookStore};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Tables {
     users: BTreeMap<UserId, UserRecord>,
     refresh_tokens: BTreeMap<String, RefreshTokenRecord>,
@@ -33,7 +34,7 @@ struct Tables {
     reminders: BTreeMap<(TaskId, Timestamp), bool>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct StoredWebhook {
     webhook: Webhook,
     leased_until: Option<Timestamp>,
@@ -41,7 +42,7 @@ struct StoredWebhook {
 }
 
 /// One owner's change stream.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Stream {
     head: u64,
     pruned_through: u64,
@@ -57,6 +58,79 @@ struct Stream {
 }
 
 impl Tables {
+    /// Inserts a project with its owner as its one member, and records its
+    /// making (an Inbox's: nothing).
+    fn insert_project(&mut self, project: &Project) {
+        self.projects.insert(project.id, project.clone());
+        self.members.insert(
+            (project.id, project.owner),
+            Member {
+                user: project.owner,
+                role: ProjectRole::Owner,
+                added_at: project.created_at,
+            },
+        );
+        // (An Inbox is made with its account, and announced by nothing.)
+        if !project.inbox {
+            self.record_project(
+                ChangeKind::ProjectCreated,
+                project.id,
+                false,
+                project.created_at,
+            );
+        }
+    }
+
+    /// Writes an import's plan (see [`TaskStore::import`]); on a refusal
+    /// part of it may be written: the caller puts the tables back.
+    fn import(
+        &mut self,
+        owner: UserId,
+        plan: &ImportPlan,
+        max_tasks: Option<u64>,
+        max_projects: Option<u64>,
+    ) -> ImportOutcome {
+        let mut counts = ImportCounts::default();
+        for project in &plan.projects {
+            if self.projects.contains_key(&project.id) {
+                counts.unchanged += 1;
+                continue;
+            }
+            let owned = self.projects.values().filter(|p| p.owner == owner).count();
+            if max_projects.is_some_and(|max| owned as u64 >= max) {
+                return ImportOutcome::AtQuota { what: "projects" };
+            }
+            self.insert_project(project);
+            counts.projects_created += 1;
+        }
+        for (index, (_, task)) in plan.tasks.iter().enumerate() {
+            if self.tasks.contains_key(&task.id) {
+                counts.unchanged += 1;
+                continue;
+            }
+            if self.projects.get(&task.project).map(|p| p.owner) != Some(owner) {
+                return ImportOutcome::NotOwned { index };
+            }
+            if let Some(refusal) = self.tree_refusal(task) {
+                return ImportOutcome::BadParent { index, refusal };
+            }
+            if self.at_quota(task.project, max_tasks) {
+                return ImportOutcome::AtQuota { what: "tasks" };
+            }
+            self.tasks.insert(task.id, task.clone());
+            self.schedule_reminders(task);
+            self.record_for_members(
+                ChangeKind::TaskCreated,
+                task.project,
+                task.id,
+                Some(task),
+                task.updated_at,
+            );
+            counts.tasks_created += 1;
+        }
+        ImportOutcome::Imported(counts)
+    }
+
     /// Removes a project, its members and its tasks.
     fn remove_project(&mut self, id: ProjectId) {
         self.projects.remove(&id);
@@ -604,6 +678,26 @@ impl TaskStore for MemoryStore {
         Ok(TaskInsert::Inserted)
     }
 
+    fn import(
+        &self,
+        owner: UserId,
+        plan: &ImportPlan,
+        max_tasks: Option<u64>,
+        max_projects: Option<u64>,
+    ) -> Result<ImportOutcome, StoreError> {
+        let mut tables = self.tables();
+        if !tables.users.contains_key(&owner) {
+            return Err(StoreError::MissingReference("import by an unknown user"));
+        }
+        // All or nothing: the tables as they were, put back on a refusal.
+        let before = tables.clone();
+        let outcome = tables.import(owner, plan, max_tasks, max_projects);
+        if !matches!(outcome, ImportOutcome::Imported(_)) {
+            *tables = before;
+        }
+        Ok(outcome)
+    }
+
     fn write_task(
         &self,
         caller: UserId,
@@ -1074,24 +1168,7 @@ impl ProjectStore for MemoryStore {
         if tables.projects.contains_key(&project.id) {
             return Err(StoreError::Conflict("duplicate project id"));
         }
-        tables.projects.insert(project.id, project.clone());
-        tables.members.insert(
-            (project.id, project.owner),
-            Member {
-                user: project.owner,
-                role: ProjectRole::Owner,
-                added_at: project.created_at,
-            },
-        );
-        // (An Inbox is made with its account, and announced by nothing.)
-        if !project.inbox {
-            tables.record_project(
-                ChangeKind::ProjectCreated,
-                project.id,
-                false,
-                project.created_at,
-            );
-        }
+        tables.insert_project(project);
         Ok(true)
     }
 

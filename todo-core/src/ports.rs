@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::change::ChangeLog;
 use crate::error::{HashError, StoreError, TokenError};
+use crate::import::{ImportOutcome, ImportPlan};
 use crate::project::{ProjectId, ProjectRole, Standing};
 use crate::query::TaskCursor;
 use crate::query::TaskQuery;
@@ -113,6 +114,22 @@ pub trait TaskStore: Send + Sync {
         max_tasks: Option<u64>,
         may: &mut dyn FnMut(Standing) -> bool,
     ) -> Result<TaskInsert, StoreError>;
+    /// Writes `plan` as `owner`'s, all of it or (on any refusal or error)
+    /// nothing, in one transaction: each of its projects that is not there
+    /// is made (`project.created`), each task that is not there is
+    /// inserted (`task.created` in its project's members' streams) if its
+    /// project is `owner`'s own and its parent a task of that project
+    /// less than [`Task::MAX_DEPTH`] deep; objects there (by id) are left
+    /// as they are and counted unchanged. The owner keeps at most
+    /// `max_tasks` tasks and `max_projects` projects, as for
+    /// [`TaskStore::insert_task_within`].
+    fn import(
+        &self,
+        owner: UserId,
+        plan: &ImportPlan,
+        max_tasks: Option<u64>,
+        max_projects: Option<u64>,
+    ) -> Result<ImportOutcome, StoreError>;
     /// The task with this id, if it is in a project `caller` is a member of.
     fn find_task(&self, caller: UserId, id: TaskId) -> Result<Option<Task>, StoreError>;
     /// The id of the task that is occurrence `occurrence` of `series`, if

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::change::{ChangeCursor, ChangeLimit, ChangeLog, ChangePage};
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
+use crate::import::{self, ImportCounts, ImportError, ImportFile, ImportOutcome, Place};
 use crate::live::{ChangeBells, ChangeSubscription};
 use crate::ports::{RateLimiter, TaskInsert, TaskStore, TaskWrite, Unlimited};
 use crate::precondition::Precondition;
@@ -613,6 +614,71 @@ impl TaskService {
         limit: usize,
     ) -> Result<Vec<Task>> {
         Ok(self.store.owned_tasks(caller, after, limit)?)
+    }
+
+    /// Imports `file` as the caller's, all or nothing: its projects become
+    /// projects they own (its Inbox's tasks go to theirs), its tasks are
+    /// made in them; what an import of the same file made before is left
+    /// as it is (see [`crate::import`]). The caller keeps at most their
+    /// task quota and `max_projects` projects. A refusal names the file's
+    /// line or item ([`Error::BadImport`]); nothing is written then.
+    pub fn import(
+        &self,
+        caller: UserId,
+        file: ImportFile,
+        max_projects: Option<u64>,
+    ) -> Result<ImportCounts> {
+        self.spend_write(caller)?;
+        let plan = import::plan(caller, file, self.clock.now())?;
+        let outcome =
+            self.store
+                .import(caller, &plan, self.limits.max_tasks_per_user, max_projects);
+        let place = |index: usize| {
+            plan.tasks
+                .get(index)
+                .map_or(Place::File, |(place, _)| *place)
+        };
+        match outcome {
+            Ok(ImportOutcome::Imported(counts)) => {
+                let mut rung = std::collections::HashSet::new();
+                for project in plan
+                    .projects
+                    .iter()
+                    .map(|p| p.id)
+                    .chain(plan.tasks.iter().map(|(_, t)| t.project))
+                {
+                    if rung.insert(project) {
+                        self.ring_project(caller, project);
+                    }
+                }
+                if !plan.projects.is_empty() {
+                    self.bells.ring(caller);
+                }
+                Ok(counts)
+            }
+            Ok(ImportOutcome::AtQuota { what }) => Err(Error::QuotaExceeded {
+                what,
+                limit: match what {
+                    "projects" => max_projects,
+                    _ => self.limits.max_tasks_per_user,
+                }
+                .unwrap_or_default(),
+            }),
+            Ok(ImportOutcome::BadParent { index, refusal }) => Err(ImportError::at(
+                place(index),
+                format!("parent_id: {}", ValidationError::from(refusal)),
+            )
+            .into()),
+            Ok(ImportOutcome::NotOwned { index }) => Err(ImportError::at(
+                place(index),
+                "project_id: a project the importer does not own",
+            )
+            .into()),
+            Err(StoreError::MissingReference(_)) => {
+                Err(Error::InvalidToken(TokenRejection::Revoked))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Retention: forgets the changes older than `keep`; returns how many.

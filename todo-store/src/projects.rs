@@ -121,6 +121,36 @@ fn role(stored: &str) -> Result<ProjectRole, StoreError> {
 }
 
 /// The owner's member row of a project just made.
+/// Inserts `project` with its owner as its one member and records its
+/// making (an Inbox's: nothing) in the owner's stream.
+pub(crate) fn insert_project(conn: &mut AnyConnection, project: &Project) -> QueryResult<()> {
+    diesel::insert_into(projects::table)
+        .values(ProjectRow::of(project))
+        .execute(conn)?;
+    diesel::insert_into(project_members::table)
+        .values(owner_row(project))
+        .execute(conn)?;
+    // (An Inbox is made with its account, and announced by nothing.)
+    if !project.inbox {
+        record_project_change(
+            conn,
+            ChangeKind::ProjectCreated,
+            project.id,
+            Some(project),
+            project.created_at,
+        )?;
+    }
+    Ok(())
+}
+
+/// The projects `owner` owns, counted (their Inbox among them).
+pub(crate) fn owned_projects(conn: &mut AnyConnection, owner: &str) -> QueryResult<i64> {
+    projects::table
+        .filter(projects::owner_id.eq(owner))
+        .count()
+        .get_result(conn)
+}
+
 fn owner_row(project: &Project) -> MemberRow {
     MemberRow::of(
         project.id,
@@ -255,31 +285,12 @@ impl ProjectStore for SqlStore {
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
                 crate::users::lock_user_for_count(conn, &row.owner_id)?;
-                if let Some(max) = max {
-                    let owned: i64 = projects::table
-                        .filter(projects::owner_id.eq(&row.owner_id))
-                        .count()
-                        .get_result(conn)?;
-                    if owned >= max {
-                        return Ok(false);
-                    }
+                if let Some(max) = max
+                    && owned_projects(conn, &row.owner_id)? >= max
+                {
+                    return Ok(false);
                 }
-                diesel::insert_into(projects::table)
-                    .values(&row)
-                    .execute(conn)?;
-                diesel::insert_into(project_members::table)
-                    .values(owner_row(project))
-                    .execute(conn)?;
-                // (An Inbox is made with its account, and announced by nothing.)
-                if !project.inbox {
-                    record_project_change(
-                        conn,
-                        ChangeKind::ProjectCreated,
-                        project.id,
-                        Some(project),
-                        project.created_at,
-                    )?;
-                }
+                insert_project(conn, project)?;
                 Ok(true)
             })
         })

@@ -6,6 +6,7 @@ use diesel::PgConnection;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Text};
+use todo_core::import::{ImportCounts, ImportOutcome, ImportPlan};
 use todo_core::{
     ChangeKind, ChangeLog, Description, Labels, PageLimit, Priority, ProjectId, ProjectRole,
     Recurrence, Reminder, Reminders, Series, SeriesId, Standing, StoreError, Task, TaskCursor,
@@ -539,6 +540,63 @@ fn exclusive<T>(
     }
 }
 
+/// Writes an import's plan (see [`TaskStore::import`]); a refusal is
+/// answered after part of it may be written: the caller rolls back.
+fn import_on(
+    conn: &mut AnyConnection,
+    owner: &str,
+    plan: &ImportPlan,
+    max_tasks: Option<i64>,
+    max_projects: Option<i64>,
+) -> QueryResult<ImportOutcome> {
+    let mut counts = ImportCounts::default();
+    for project in &plan.projects {
+        let id = project.id.to_string();
+        let there: i64 = projects::table
+            .filter(projects::id.eq(&id))
+            .count()
+            .get_result(conn)?;
+        if there > 0 {
+            counts.unchanged += 1;
+            continue;
+        }
+        if let Some(max) = max_projects
+            && crate::projects::owned_projects(conn, owner)? >= max
+        {
+            return Ok(ImportOutcome::AtQuota { what: "projects" });
+        }
+        crate::projects::insert_project(conn, project)?;
+        counts.projects_created += 1;
+    }
+    for (index, (_, task)) in plan.tasks.iter().enumerate() {
+        let id = task.id.to_string();
+        let there: i64 = tasks::table
+            .filter(tasks::id.eq(&id))
+            .count()
+            .get_result(conn)?;
+        if there > 0 {
+            counts.unchanged += 1;
+            continue;
+        }
+        let project = task.project.to_string();
+        let reach = Reach::of(conn, owner, &project)?;
+        if reach.owner != owner {
+            return Ok(ImportOutcome::NotOwned { index });
+        }
+        let row = TaskRow::from_task(task, &reach.owner);
+        if let Some(parent) = &row.parent_id
+            && let Some(refusal) = tree_refusal(conn, &row.id, &project, parent, true)?
+        {
+            return Ok(ImportOutcome::BadParent { index, refusal });
+        }
+        if !create_row(conn, &reach, task, &row, max_tasks)? {
+            return Ok(ImportOutcome::AtQuota { what: "tasks" });
+        }
+        counts.tasks_created += 1;
+    }
+    Ok(ImportOutcome::Imported(counts))
+}
+
 /// Inserts `row`, a new task of `reach`'s project, with its labels, and
 /// records its creation in every member's stream. The streams' numbers
 /// come first, in id order; the owner's, under `max`, counts the task in
@@ -785,6 +843,53 @@ impl TaskStore for SqlStore {
         match (written, outcome) {
             (Err(_), TaskInsert::AtQuota) => Ok(TaskInsert::AtQuota),
             (written, outcome) => written.map(|()| outcome),
+        }
+    }
+
+    fn import(
+        &self,
+        owner: UserId,
+        plan: &ImportPlan,
+        max_tasks: Option<u64>,
+        max_projects: Option<u64>,
+    ) -> Result<ImportOutcome, StoreError> {
+        let owner = owner.to_string();
+        let max_tasks = max_tasks.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
+        let max_projects = max_projects.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
+        // The plan's projects (that may be there: taken before the account,
+        // in id order, as every writer takes projects before accounts).
+        let mut shared: Vec<String> = plan.projects.iter().map(|p| p.id.to_string()).collect();
+        shared.sort_unstable();
+        let mut outcome = None;
+        let written = self.with_write_conn(|conn| {
+            exclusive(
+                conn,
+                |pg| {
+                    for project in &shared {
+                        share_project_pg(pg, project)?;
+                    }
+                    // (`FOR NO KEY UPDATE`: the projects are counted, as
+                    // a project's making counts them)
+                    crate::users::lock_user_for_count_pg(pg, &owner)
+                },
+                |conn| {
+                    let result = conn
+                        .transaction(|conn| import_on(conn, &owner, plan, max_tasks, max_projects));
+                    match result {
+                        Ok(ImportOutcome::Imported(counts)) => Ok(ImportOutcome::Imported(counts)),
+                        // A refusal undoes what was written before it.
+                        Ok(refused) => {
+                            outcome = Some(refused);
+                            Err(diesel::result::Error::RollbackTransaction)
+                        }
+                        Err(error) => Err(error),
+                    }
+                },
+            )
+        });
+        match (written, outcome) {
+            (Err(_), Some(refused)) => Ok(refused),
+            (written, _) => written,
         }
     }
 

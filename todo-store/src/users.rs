@@ -435,13 +435,19 @@ pub(crate) fn lock_owner_pg(pg: &mut diesel::PgConnection, user: &str) -> diesel
 /// the key-share locks of rows that refer to it (task writes) go on.
 pub(crate) fn lock_user_for_count(conn: &mut AnyConnection, id: &str) -> diesel::QueryResult<()> {
     if let AnyConnection::Postgresql(pg) = conn {
-        users::table
-            .filter(users::id.eq(id))
-            .select(users::id)
-            .for_no_key_update()
-            .execute(pg)?;
+        lock_user_for_count_pg(pg, id)?;
     }
     Ok(())
+}
+
+/// [`lock_user_for_count`] on PostgreSQL.
+pub(crate) fn lock_user_for_count_pg(pg: &mut PgConnection, id: &str) -> diesel::QueryResult<()> {
+    users::table
+        .filter(users::id.eq(id))
+        .select(users::id)
+        .for_no_key_update()
+        .execute(pg)
+        .map(|_| ())
 }
 
 fn family_revoked(conn: &mut AnyConnection, family: &str) -> diesel::QueryResult<bool> {

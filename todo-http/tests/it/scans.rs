@@ -72,6 +72,15 @@ impl TaskStore for HeldSearches {
     ) -> Result<TaskInsert, StoreError> {
         self.tasks.insert_task_within(task, max_tasks, may)
     }
+    fn import(
+        &self,
+        owner: UserId,
+        plan: &todo_core::import::ImportPlan,
+        max_tasks: Option<u64>,
+        max_projects: Option<u64>,
+    ) -> Result<todo_core::import::ImportOutcome, StoreError> {
+        self.tasks.import(owner, plan, max_tasks, max_projects)
+    }
     fn write_task(
         &self,
         caller: UserId,

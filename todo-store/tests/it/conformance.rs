@@ -154,6 +154,7 @@ conformance!(
     deleting_a_projects_owner_while_a_member_writes_in_it_never_fails,
     a_project_being_written_holds_back_its_own_reminders_only,
     an_editor_removed_while_their_project_change_waits_changes_nothing,
+    an_import_is_all_or_nothing_and_a_second_makes_nothing_new,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -4360,4 +4361,149 @@ fn an_editor_removed_while_their_project_change_waits_changes_nothing(f: &Fixtur
         store.find_project(alice, garden.id).unwrap(),
         Some((garden, ProjectRole::Owner))
     );
+}
+
+/// A file of one project and, in it, a parent with a subtask and a
+/// recurring task, and a task of the Inbox.
+fn a_file() -> todo_core::import::ImportFile {
+    use todo_core::import::{ImportFile, ImportedProject, ImportedTask, Place};
+    let task = |n: usize, key: &str, project: Option<&str>, parent: Option<&str>| ImportedTask {
+        place: Place::Item {
+            array: "tasks",
+            index: n,
+        },
+        key: key.to_owned(),
+        project_key: project.map(str::to_owned),
+        parent_key: parent.map(str::to_owned),
+        fields: titled(key),
+        completed_at: None,
+        created_at: Some(at(5)),
+    };
+    let mut repeating = task(3, "repeating", Some("p1"), None);
+    repeating.fields = a_recurring(
+        "repeating",
+        "FREQ=WEEKLY;BYDAY=MO",
+        "2026-01-05T09:00:00Z",
+        "Europe/Berlin",
+    );
+    ImportFile {
+        projects: vec![ImportedProject {
+            place: Place::Item {
+                array: "projects",
+                index: 0,
+            },
+            key: "p1".to_owned(),
+            inbox: false,
+            name: todo_core::ProjectName::parse("Garden").unwrap(),
+            description: Description::default(),
+            color: None,
+            archived: false,
+            created_at: Some(at(1)),
+        }],
+        tasks: vec![
+            // (the subtask first: the import writes its parent before it)
+            task(0, "subtask", Some("p1"), Some("parent")),
+            task(1, "parent", Some("p1"), None),
+            task(2, "inbox task", None, None),
+            repeating,
+        ],
+    }
+}
+
+fn an_import_is_all_or_nothing_and_a_second_makes_nothing_new(f: &Fixture) {
+    use todo_core::import::ImportCounts;
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let clock = Arc::new(ManualClock::at(at(100)));
+    let tasks = service(Arc::clone(&f.store), Arc::clone(&clock));
+    let counts = tasks.import(alice, a_file(), None).unwrap();
+    assert_eq!(
+        counts,
+        ImportCounts {
+            projects_created: 1,
+            tasks_created: 4,
+            unchanged: 0,
+        }
+    );
+    let mine = store.owned_tasks(alice, None, 100).unwrap();
+    assert_eq!(mine.len(), 4);
+    let by_title = |title: &str| mine.iter().find(|t| t.title.as_str() == title).unwrap();
+    assert_eq!(by_title("subtask").parent, Some(by_title("parent").id));
+    assert_eq!(by_title("inbox task").project, ProjectId::inbox_of(alice));
+    let garden = by_title("parent").project;
+    assert_ne!(garden, ProjectId::inbox_of(alice));
+    assert_eq!(
+        store
+            .find_project(alice, garden)
+            .unwrap()
+            .unwrap()
+            .0
+            .name
+            .as_str(),
+        "Garden"
+    );
+    assert!(by_title("repeating").series.is_some());
+    let head = store.changes_after(alice, 0, 1000).unwrap().head;
+    assert_eq!(stream_of(store, alice).len(), 4, "a task.created each");
+
+    // The same file again: nothing new, nothing recorded.
+    let again = tasks.import(alice, a_file(), None).unwrap();
+    assert_eq!(
+        again,
+        ImportCounts {
+            projects_created: 0,
+            tasks_created: 0,
+            unchanged: 5,
+        }
+    );
+    assert_eq!(store.owned_tasks(alice, None, 100).unwrap().len(), 4);
+    assert_eq!(store.changes_after(alice, 0, 1000).unwrap().head, head);
+
+    // A task deleted since is made again; the rest stays.
+    tasks
+        .delete(alice, by_title("inbox task").id, None)
+        .unwrap();
+    let third = tasks.import(alice, a_file(), None).unwrap();
+    assert_eq!((third.tasks_created, third.unchanged), (1, 4));
+
+    // Bob's import of the same file is his own.
+    tasks.import(bob, a_file(), None).unwrap();
+    let his = store.owned_tasks(bob, None, 100).unwrap();
+    assert_eq!(his.len(), 4);
+    assert!(his.iter().all(|t| !mine.iter().any(|m| m.id == t.id)));
+
+    // At the quota part way, nothing of it is written.
+    let carol = new_user(store, "carol", 2).user.id;
+    let limited = service(Arc::clone(&f.store), clock).with_limits(todo_core::TaskLimits {
+        max_tasks_per_user: Some(3),
+        ..todo_core::TaskLimits::unlimited()
+    });
+    let refused = limited.import(carol, a_file(), None);
+    assert!(
+        matches!(
+            refused,
+            Err(todo_core::Error::QuotaExceeded { what: "tasks", .. })
+        ),
+        "{refused:?}"
+    );
+    assert!(store.owned_tasks(carol, None, 100).unwrap().is_empty());
+    assert_eq!(
+        store.list_projects(carol, None, 10).unwrap().len(),
+        1,
+        "her Inbox only"
+    );
+    assert_eq!(store.changes_after(carol, 0, 1000).unwrap().head, 0);
+    let no_room = tasks.import(carol, a_file(), Some(1));
+    assert!(
+        matches!(
+            no_room,
+            Err(todo_core::Error::QuotaExceeded {
+                what: "projects",
+                ..
+            })
+        ),
+        "{no_room:?}"
+    );
+    assert!(store.owned_tasks(carol, None, 100).unwrap().is_empty());
 }
