@@ -147,6 +147,12 @@ impl ProjectService {
         }
     }
 
+    /// The limits it keeps.
+    #[must_use]
+    pub fn limits(&self) -> &ProjectLimits {
+        &self.limits
+    }
+
     /// The same service waking the subscribers of `tasks` (in this
     /// process) as soon as a project or member change is recorded in
     /// their streams, as `tasks` does for its own writes.

@@ -299,42 +299,62 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
-        let (parts, body) = request.into_parts();
-        let json_type = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim())
-            .is_some_and(|t| {
-                t.eq_ignore_ascii_case("application/json")
-                    || t.eq_ignore_ascii_case("application/merge-patch+json")
-            });
-        if !json_type {
-            return Err(ApiError::unsupported_media_type());
-        }
-        let (client, limits, budget) = body_context(&parts);
-        let limit = limits.max_body_bytes;
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(n) = declared.filter(|n| *n > limit as u64) {
-            // Read what was sent (within a bound) before refusing it: see
-            // `request::DRAIN_BYTES`.
-            if n <= crate::request::DRAIN_BYTES as u64 {
-                crate::request::drain(body, crate::request::DRAIN_BYTES).await;
-            }
-            return Err(ApiError::payload_too_large(limit));
-        }
-        let declared = declared.and_then(|n| usize::try_from(n).ok());
-        let mut share = None;
-        let read = read_limited(body, limit, declared, (&budget, client), &mut share);
-        let bytes = tokio::time::timeout(limits.body_timeout, read)
-            .await
-            .map_err(|_| ApiError::request_timeout())??;
+        let (bytes, _, share) = read_body(
+            request,
+            &["application/json", "application/merge-patch+json"],
+            None,
+        )
+        .await?;
         Ok(Self(bytes, share))
     }
+}
+
+/// A body of one of the media types `types` (415 for another), read
+/// whole under the limits: 413 past `limit` (the frontend's body limit if
+/// `None`) before reading it whole, 408 past the body time (four times it
+/// for a larger `limit`), 503 when the process's body budget is spent.
+/// Answers the bytes, the index of the media type in `types`, and the
+/// bytes' share of the budget (bind it for the whole handler).
+pub(crate) async fn read_body(
+    request: Request,
+    types: &[&str],
+    limit: Option<usize>,
+) -> Result<(Bytes, usize, Option<BodyShare>), ApiError> {
+    let (parts, body) = request.into_parts();
+    let media = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    let Some(kind) = media.and_then(|m| types.iter().position(|t| t.eq_ignore_ascii_case(m)))
+    else {
+        return Err(ApiError::unsupported_media_type());
+    };
+    let (client, limits, budget) = body_context(&parts);
+    let (limit, body_timeout) = match limit {
+        Some(limit) if limit > limits.max_body_bytes => (limit, limits.body_timeout * 4),
+        _ => (limits.max_body_bytes, limits.body_timeout),
+    };
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        // Read what was sent (within a bound) before refusing it: see
+        // `request::DRAIN_BYTES`.
+        if n <= crate::request::DRAIN_BYTES as u64 {
+            crate::request::drain(body, crate::request::DRAIN_BYTES).await;
+        }
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let declared = declared.and_then(|n| usize::try_from(n).ok());
+    let mut share = None;
+    let read = read_limited(body, limit, declared, (&budget, client), &mut share);
+    let bytes = tokio::time::timeout(body_timeout, read)
+        .await
+        .map_err(|_| ApiError::request_timeout())??;
+    Ok((bytes, kind, share))
 }
 
 /// A JSON body decoded into a wire type: the rules of [`JsonBytes`], then

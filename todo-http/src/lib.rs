@@ -79,6 +79,7 @@ mod export;
 pub mod extract;
 mod front;
 mod gate;
+mod import;
 mod keys;
 mod metrics;
 mod one_origin;

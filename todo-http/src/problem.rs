@@ -413,6 +413,11 @@ impl From<CoreError> for ApiError {
             CoreError::Unavailable(source) => {
                 Self::unavailable(Duration::from_secs(1), Some(chain(&source)))
             }
+            CoreError::BadImport(error) => {
+                let mut problem = Self::field("file", error.to_string());
+                problem.detail = format!("the file was not imported (nothing of it was): {error}");
+                problem
+            }
             CoreError::Internal(source) => Self::internal(chain(&*source)),
             other => Self::internal(chain(&other)),
         }

@@ -50,6 +50,7 @@ pub struct TaskApi {
     webhooks: Option<WebhookService>,
     projects: Option<ProjectService>,
     exports: crate::export::Exports,
+    imports: crate::import::Imports,
 }
 
 impl TaskApi {
@@ -71,6 +72,7 @@ impl TaskApi {
             webhooks: None,
             projects: None,
             exports: crate::export::Exports::default(),
+            imports: crate::import::Imports::default(),
         })
     }
 
@@ -184,6 +186,10 @@ impl TaskApi {
         &self.exports
     }
 
+    pub(crate) fn imports(&self) -> &crate::import::Imports {
+        &self.imports
+    }
+
     pub(crate) fn service(&self) -> &TaskService {
         &self.service
     }
@@ -264,7 +270,7 @@ pub(crate) struct ReminderBody {
     before_due: Option<String>,
 }
 
-fn reminders(raw: Vec<ReminderBody>) -> Result<Reminders, ValidationError> {
+pub(crate) fn reminders(raw: Vec<ReminderBody>) -> Result<Reminders, ValidationError> {
     let bad = ValidationError::Format {
         field: "reminders",
         what: "reminder: {at} or {before_due}",
@@ -655,6 +661,7 @@ fn task_routes() -> OpenApiRouter<Arc<TaskApi>> {
         .routes(routes!(get_task, update_task, delete_task))
         .routes(routes!(list_changes))
         .routes(routes!(crate::export::export))
+        .routes(routes!(crate::import::import))
         .routes(routes!(crate::events::events))
         .routes(routes!(
             crate::webhooks_api::create_webhook,

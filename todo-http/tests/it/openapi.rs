@@ -69,7 +69,7 @@ const CONTRACT_AUTH: [(&str, &str); 13] = [
     ("PATCH", "/v1/users/{id}"),
     ("DELETE", "/v1/users/{id}"),
 ];
-const CONTRACT_TASKS: [(&str, &str); 20] = [
+const CONTRACT_TASKS: [(&str, &str); 21] = [
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
@@ -79,6 +79,7 @@ const CONTRACT_TASKS: [(&str, &str); 20] = [
     ("GET", "/v1/events"),
     // (#16's export; not in API.md yet)
     ("GET", "/v1/export"),
+    ("POST", "/v1/import"),
     ("POST", "/v1/webhooks"),
     ("GET", "/v1/webhooks"),
     ("DELETE", "/v1/webhooks/{id}"),

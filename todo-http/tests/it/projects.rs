@@ -4,6 +4,7 @@
 
 use http::Method;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::{Deployment, Options, System, on_every_deployment, spawn};
 
@@ -14,6 +15,7 @@ on_every_deployment!(
     sharing_keeps_the_owner_and_the_inbox_and_names_bad_input,
     project_and_member_changes_reach_each_member_as_api_md_names_them,
     the_export_holds_what_the_caller_owns_as_json_and_icalendar,
+    an_import_makes_an_export_the_callers_once_and_all_or_nothing,
 );
 
 async fn call(sys: &System, method: Method, path: &str, token: &str, body: Option<Value>) -> u16 {
@@ -818,4 +820,207 @@ async fn the_export_holds_what_the_caller_owns_as_json_and_icalendar(deployment:
         .await
         .unwrap();
     assert_eq!(anonymous.status, 401);
+}
+
+/// `POST /v1/import` of a body of `kind`: its status and JSON answer.
+async fn import(sys: &System, token: &str, kind: &str, body: Vec<u8>) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let reply = sys
+        .tasks
+        .client
+        .send(
+            Method::POST,
+            "/v1/import",
+            &[("authorization", &auth), ("content-type", kind)],
+            Some(body),
+        )
+        .await
+        .unwrap();
+    (reply.status.as_u16(), reply.json().unwrap_or(Value::Null))
+}
+
+/// The titles of the caller's tasks, with their parents' titles.
+async fn titles(sys: &System, token: &str) -> Vec<(String, Option<String>)> {
+    let reply = sys
+        .tasks
+        .client
+        .json(Method::GET, "/v1/tasks?limit=100", Some(token), None)
+        .await
+        .unwrap();
+    let items = reply.json().unwrap()["items"].as_array().unwrap().clone();
+    let title = |id: &Value| {
+        items
+            .iter()
+            .find(|t| &t["id"] == id)
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+    };
+    let mut out: Vec<(String, Option<String>)> = items
+        .iter()
+        .map(|t| {
+            (
+                t["title"].as_str().unwrap().to_owned(),
+                title(&t["parent_id"]),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Alice's export, imported by Bob (JSON) and by Carol (iCalendar): the
+/// same tasks, subtasks under their parents, her project made his; a
+/// second import makes nothing new; a file with a fault writes nothing and
+/// names the fault's line or item.
+async fn an_import_makes_an_export_the_callers_once_and_all_or_nothing(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let (_, bob, _) = sys.user("bob").await;
+    let (_, carol, _) = sys.user("carol").await;
+    let made = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/projects",
+            Some(&alice),
+            json!({"name": "Garden"}),
+        )
+        .await;
+    let garden = made.json().unwrap()["id"].as_str().unwrap().to_owned();
+    let create = |body: Value| {
+        let sys = &sys;
+        let alice = alice.clone();
+        async move {
+            let made = sys
+                .post(&sys.tasks.client, "/v1/tasks", Some(&alice), body)
+                .await;
+            assert_eq!(made.status, 201, "{:?}", made.body);
+            made.json().unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let dig = create(json!({"title": "Dig", "project_id": garden})).await;
+    create(json!({"title": "Sow", "parent_id": dig})).await;
+    create(
+        json!({"title": "Water", "project_id": garden, "due_at": "2031-05-05T09:00:00Z",
+        "recurrence": "FREQ=WEEKLY;BYDAY=MO", "time_zone": "Europe/Berlin",
+        "reminders": [{"before_due": "PT15M"}]}),
+    )
+    .await;
+    create(json!({"title": "Call; then, write", "labels": ["home"], "priority": 3})).await;
+    let theirs = titles(&sys, &alice).await;
+    assert_eq!(theirs.len(), 4);
+
+    let export = |format: &str| {
+        let sys = &sys;
+        let path = format!("/v1/export?format={format}");
+        let alice = alice.clone();
+        async move {
+            let reply = sys
+                .tasks
+                .client
+                .json(Method::GET, &path, Some(&alice), None)
+                .await
+                .unwrap();
+            assert_eq!(reply.status, 200);
+            reply.body.to_vec()
+        }
+    };
+    let json_file = export("json").await;
+    let (status, counts) = import(&sys, &bob, "application/json", json_file.clone()).await;
+    assert_eq!(status, 200, "{counts}");
+    assert_eq!(
+        counts,
+        json!({"projects_created": 1, "tasks_created": 4, "unchanged": 0})
+    );
+    assert_eq!(
+        titles(&sys, &bob).await,
+        theirs,
+        "the same tasks, the same tree"
+    );
+    let his_projects = sys
+        .tasks
+        .client
+        .json(Method::GET, "/v1/projects", Some(&bob), None)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let names: Vec<&str> = his_projects["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Inbox", "Garden"]);
+    let (status, again) = import(&sys, &bob, "application/json", json_file).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        again,
+        json!({"projects_created": 0, "tasks_created": 0, "unchanged": 5})
+    );
+    assert_eq!(titles(&sys, &bob).await.len(), 4);
+
+    let calendar = export("ics").await;
+    let (status, counts) = import(&sys, &carol, "text/calendar", calendar.clone()).await;
+    assert_eq!(status, 200, "{counts}");
+    assert_eq!(counts["tasks_created"], 4);
+    assert_eq!(titles(&sys, &carol).await, theirs);
+    let (_, again) = import(
+        &sys,
+        &carol,
+        "text/calendar; charset=utf-8",
+        calendar.clone(),
+    )
+    .await;
+    assert_eq!(again["tasks_created"], 0);
+
+    // A fault on the last VTODO: nothing of the file is written.
+    let text = String::from_utf8(calendar).unwrap();
+    let broken = text.replace("RRULE:FREQ=WEEKLY;BYDAY=MO", "RRULE:FREQ=SECONDLY");
+    let line = 1 + broken[..broken.find("RRULE:FREQ=SECONDLY").unwrap()]
+        .matches('\n')
+        .count();
+    let broken = broken.replace("UID:", "UID:new-");
+    let (status, problem) = import(&sys, &carol, "text/calendar", broken.into_bytes()).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "file");
+    let message = problem["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("line {line}: RRULE: ")),
+        "{message}"
+    );
+    assert_eq!(titles(&sys, &carol).await.len(), 4, "nothing written");
+    let (status, problem) = import(
+        &sys,
+        &carol,
+        "application/json",
+        br#"{"format":"todo.export/1","tasks":[{"id":"a","title":"fine"},{"id":"b","title":""}]}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("tasks[1]: title: "),
+        "{problem}"
+    );
+    assert_eq!(titles(&sys, &carol).await.len(), 4, "nothing written");
+    let (status, _) = import(&sys, &carol, "text/plain", b"hello".to_vec()).await;
+    assert_eq!(status, 415);
+    // Past 8 MiB: refused as announced, before a byte of it is read.
+    let mut big = crate::harness::tls(&sys, sys.tasks.addr).await;
+    let head = format!(
+        "POST /v1/import HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {carol}\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\n\r\n",
+        8 * 1024 * 1024 + 1
+    );
+    big.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), big.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }

@@ -1,0 +1,398 @@
+//! `POST /v1/import`: a file made the caller's, all or nothing. This
+//! product's JSON export (`application/json`, `todo.export/1`: its
+//! projects become the caller's, its Inbox's tasks go to theirs) or any
+//! iCalendar (`text/calendar`: its VTODOs go to the caller's Inbox).
+//! Importing the same file again makes nothing new. A file refused names
+//! its fault's line (iCalendar; JSON that does not parse) or item
+//! (`tasks[12]`), and nothing of it is written.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use todo_core::import::{ImportError, ImportFile, ImportedProject, ImportedTask, Place};
+use todo_core::{
+    Description, Error as CoreError, Labels, NewTask, Priority, ProjectColor, ProjectId,
+    ProjectName, Recurrence, TimeZoneName, Timestamp, Title, UserId, ValidationError,
+};
+use utoipa::ToSchema;
+
+use crate::blocking::call;
+use crate::extract::{Caller, read_body};
+use crate::front::{ApiResponse, json_value};
+use crate::problem::ApiError;
+use crate::task_api::{ReminderBody, TaskApi};
+
+/// The largest file an import takes (about 10,000 tasks of an export).
+pub(crate) const MAX_IMPORT_BYTES: usize = 8 * 1024 * 1024;
+/// Imports an instance runs at once (each holds its file, parsed, in
+/// memory, and a writer for its length).
+pub(crate) const MAX_IMPORTS: usize = 4;
+/// What a refused import is told to wait.
+const BUSY: Duration = Duration::from_secs(5);
+/// The format an export names.
+const EXPORT_FORMAT: &str = "todo.export/1";
+
+/// The imports running now, by user: one each, [`MAX_IMPORTS`] in all.
+#[derive(Debug, Default)]
+pub(crate) struct Imports(Arc<Mutex<HashSet<UserId>>>);
+
+/// A running import's place, given back when it ends.
+struct ImportTicket(Arc<Mutex<HashSet<UserId>>>, UserId);
+
+impl Imports {
+    fn enter(&self, user: UserId) -> Result<ImportTicket, ApiError> {
+        let mut running = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.len() >= MAX_IMPORTS || !running.insert(user) {
+            return Err(CoreError::RateLimited { retry_after: BUSY }.into());
+        }
+        Ok(ImportTicket(Arc::clone(&self.0), user))
+    }
+}
+
+impl Drop for ImportTicket {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.1);
+    }
+}
+
+/// What an import made.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ImportResult)]
+struct ImportDto {
+    /// Projects made.
+    projects_created: u64,
+    /// Tasks made.
+    tasks_created: u64,
+    /// Projects and tasks an import of the same file made before, left as
+    /// they are.
+    unchanged: u64,
+}
+
+/// Import a file: an export of this product (JSON) or an iCalendar.
+#[utoipa::path(post, path = "/v1/import",
+    request_body(description = "`application/json`: an export (`{format: \"todo.export/1\", projects, tasks}`, as `GET /v1/export` writes it); `text/calendar`: VTODOs (UID and SUMMARY each; DUE, STATUS, COMPLETED, PRIORITY, CATEGORIES, RRULE within the supported subset, RELATED-TO, CREATED read). At most 8 MiB, 10,000 tasks, 100 projects.", content = String),
+    responses(
+        (status = 200, description = "Imported, all of it: what was made, and what an import of the same file made before", body = ImportDto),
+        (status = 400, description = "Refused, nothing written: `errors[0].message` names the line (`line 12: DUE: …`) or the item (`tasks[3]: title: …`)"),
+        (status = 403, description = "The caller's task or project quota would be passed (urn:todo:problem:quota-exceeded); nothing written"),
+        (status = 413, description = "Larger than 8 MiB"),
+        (status = 415, description = "Neither application/json nor text/calendar"),
+        (status = 429, description = "An import of the caller's is running, or the instance runs as many as it takes at once (Retry-After)"),
+    ))]
+pub(crate) async fn import(
+    State(api): State<Arc<TaskApi>>,
+    Caller(caller): Caller,
+    request: Request,
+) -> Result<ApiResponse, ApiError> {
+    let owner = caller.user_id;
+    let _ticket = api.imports().enter(owner)?;
+    let (bytes, kind, _held) = read_body(
+        request,
+        &["application/json", "text/calendar"],
+        Some(MAX_IMPORT_BYTES),
+    )
+    .await?;
+    let max_projects = api
+        .projects()
+        .and_then(|projects| projects.limits().max_projects_per_user);
+    let projects = api.projects().cloned();
+    // Parsing a large file and writing it are both off the async workers.
+    let counts = call(api.service(), move |service| {
+        let file = match kind {
+            0 => read_export(&bytes)?,
+            _ => read_calendar_bytes(&bytes)?,
+        };
+        // (an account made before Inboxes gets its Inbox first)
+        if let Some(projects) = &projects {
+            projects.get(owner, ProjectId::inbox_of(owner))?;
+        }
+        service.import(owner, file, max_projects)
+    })
+    .await?;
+    json_value(
+        StatusCode::OK,
+        &ImportDto {
+            projects_created: counts.projects_created,
+            tasks_created: counts.tasks_created,
+            unchanged: counts.unchanged,
+        },
+    )
+}
+
+/// An iCalendar's bytes: UTF-8 (a fault names its line), then its VTODOs.
+fn read_calendar_bytes(bytes: &[u8]) -> Result<ImportFile, ImportError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        ImportError::at(Place::Line(line), "not UTF-8")
+    })?;
+    todo_core::ical::read_calendar(text)
+}
+
+/// An export as `GET /v1/export` writes it.
+#[derive(Deserialize)]
+struct ExportFile {
+    format: String,
+    #[serde(default)]
+    projects: Vec<serde_json::Value>,
+    #[serde(default)]
+    tasks: Vec<serde_json::Value>,
+}
+
+/// A project of an export (other fields, such as `role`, are passed over).
+#[derive(Deserialize)]
+struct ExportedProject {
+    id: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    color: Option<String>,
+    #[serde(default)]
+    inbox: bool,
+    #[serde(default)]
+    archived: bool,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+/// A task of an export (its `version`, `updated_at`, `created_by` are
+/// passed over: the import makes it anew).
+#[derive(Deserialize)]
+struct ExportedTask {
+    id: String,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    parent_id: Option<String>,
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    done: bool,
+    #[serde(default)]
+    completed_at: Option<String>,
+    #[serde(default)]
+    due_at: Option<String>,
+    #[serde(default)]
+    priority: i64,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    archived: bool,
+    #[serde(default)]
+    recurrence: Option<String>,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    reminders: Vec<ReminderBody>,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+/// An export's JSON: a fault that keeps it from parsing names its line; one
+/// of an item names the item.
+fn read_export(bytes: &[u8]) -> Result<ImportFile, ImportError> {
+    let file: ExportFile = serde_json::from_slice(bytes).map_err(|e| {
+        ImportError::at(
+            Place::Line(e.line().max(1)),
+            format!("not an export (column {}): {e}", e.column()),
+        )
+    })?;
+    if file.format != EXPORT_FORMAT {
+        return Err(ImportError::at(
+            Place::File,
+            format!("format: {EXPORT_FORMAT} is the format this reads"),
+        ));
+    }
+    if file.projects.len() > todo_core::import::MAX_IMPORT_PROJECTS
+        || file.tasks.len() > todo_core::import::MAX_IMPORT_TASKS
+    {
+        return Err(ImportError::at(
+            Place::File,
+            format!(
+                "at most {} projects and {} tasks in one import",
+                todo_core::import::MAX_IMPORT_PROJECTS,
+                todo_core::import::MAX_IMPORT_TASKS
+            ),
+        ));
+    }
+    let mut out = ImportFile::default();
+    // Each project's key is its id in the file; a task names its project
+    // by that id.
+    for (index, value) in file.projects.into_iter().enumerate() {
+        let place = Place::Item {
+            array: "projects",
+            index,
+        };
+        out.projects.push(project(place, value)?);
+    }
+    let inboxes: Vec<String> = out
+        .projects
+        .iter()
+        .filter(|p| p.inbox)
+        .map(|p| p.key.clone())
+        .collect();
+    for (index, value) in file.tasks.into_iter().enumerate() {
+        let place = Place::Item {
+            array: "tasks",
+            index,
+        };
+        let mut task = task(place, value)?;
+        // The exporter's Inbox is the importer's: no key, no project.
+        if task
+            .project_key
+            .as_ref()
+            .is_some_and(|key| inboxes.contains(key))
+        {
+            task.project_key = None;
+        }
+        out.tasks.push(task);
+    }
+    Ok(out)
+}
+
+fn project(place: Place, value: serde_json::Value) -> Result<ImportedProject, ImportError> {
+    let p: ExportedProject =
+        serde_json::from_value(value).map_err(|e| ImportError::at(place, e.to_string()))?;
+    let invalid = |e: ValidationError| ImportError::invalid(place, &e);
+    Ok(ImportedProject {
+        place,
+        key: p.id,
+        inbox: p.inbox,
+        name: if p.inbox {
+            ProjectName::parse(ProjectName::INBOX).map_err(invalid)?
+        } else {
+            ProjectName::parse(&p.name).map_err(invalid)?
+        },
+        description: Description::parse(&p.description).map_err(invalid)?,
+        color: p
+            .color
+            .as_deref()
+            .map(ProjectColor::parse)
+            .transpose()
+            .map_err(invalid)?,
+        archived: p.archived,
+        created_at: timestamp(place, p.created_at.as_deref(), "created_at")?,
+    })
+}
+
+fn task(place: Place, value: serde_json::Value) -> Result<ImportedTask, ImportError> {
+    let t: ExportedTask =
+        serde_json::from_value(value).map_err(|e| ImportError::at(place, e.to_string()))?;
+    let invalid = |e: ValidationError| ImportError::invalid(place, &e);
+    let fields = NewTask {
+        project: None,
+        parent: None,
+        recurrence: t
+            .recurrence
+            .as_deref()
+            .map(Recurrence::parse)
+            .transpose()
+            .map_err(invalid)?,
+        time_zone: t
+            .time_zone
+            .as_deref()
+            .map(TimeZoneName::parse)
+            .transpose()
+            .map_err(invalid)?,
+        reminders: crate::task_api::reminders(t.reminders).map_err(invalid)?,
+        title: Title::parse(&t.title).map_err(invalid)?,
+        description: Description::parse(&t.description).map_err(invalid)?,
+        done: t.done,
+        due_at: timestamp(place, t.due_at.as_deref(), "due_at")?,
+        priority: Priority::new(t.priority).map_err(invalid)?,
+        labels: Labels::parse(t.labels.iter().map(String::as_str)).map_err(invalid)?,
+        archived: t.archived,
+    };
+    Ok(ImportedTask {
+        place,
+        key: t.id,
+        project_key: t.project_id,
+        parent_key: t.parent_id,
+        fields,
+        completed_at: timestamp(place, t.completed_at.as_deref(), "completed_at")?,
+        created_at: timestamp(place, t.created_at.as_deref(), "created_at")?,
+    })
+}
+
+fn timestamp(
+    place: Place,
+    raw: Option<&str>,
+    field: &'static str,
+) -> Result<Option<Timestamp>, ImportError> {
+    raw.map(|raw| Timestamp::parse_rfc3339(raw, field))
+        .transpose()
+        .map_err(|e| ImportError::invalid(place, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn an_exports_inbox_is_the_importers_and_a_bad_item_is_named() {
+        let file = read_export(
+            br##"{"format":"todo.export/1","projects":[
+                {"id":"inbox-1","name":"Inbox","inbox":true,"role":"owner"},
+                {"id":"p2","name":"Garden","color":"#00aa00"}],
+              "tasks":[
+                {"id":"t1","project_id":"inbox-1","title":"a","version":3},
+                {"id":"t2","project_id":"p2","parent_id":"t1","title":"b","labels":["x"]}]}"##,
+        )
+        .unwrap();
+        assert_eq!(file.projects.len(), 2);
+        assert_eq!(file.tasks[0].project_key, None, "the Inbox's task");
+        assert_eq!(file.tasks[1].project_key.as_deref(), Some("p2"));
+        let bad = read_export(
+            br#"{"format":"todo.export/1","tasks":[{"id":"a","title":"ok"},{"id":"b","title":"ok","priority":9}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad.place,
+            Place::Item {
+                array: "tasks",
+                index: 1
+            }
+        );
+        assert!(bad.to_string().starts_with("tasks[1]: priority: "), "{bad}");
+        let broken = read_export(b"{\n\"format\": \"todo.export/1\",\n\"tasks\": [\n{\"id\": }]}")
+            .unwrap_err();
+        assert_eq!(broken.place, Place::Line(4), "{broken}");
+        let other = read_export(br#"{"format":"something else","tasks":[]}"#).unwrap_err();
+        assert_eq!(other.place, Place::File);
+    }
+
+    #[test]
+    fn a_calendar_that_is_not_utf8_is_named_by_its_line() {
+        let error =
+            read_calendar_bytes(b"BEGIN:VCALENDAR\r\nBEGIN:VTODO\r\nSUMMARY:\xff\r\n").unwrap_err();
+        assert_eq!(error.to_string(), "line 3: not UTF-8");
+    }
+
+    #[test]
+    fn one_import_a_user_and_a_few_an_instance() {
+        let user = |n: u128| UserId::from_uuid(uuid::Uuid::from_u128(n));
+        let imports = Imports::default();
+        let first = imports.enter(user(1)).unwrap();
+        assert!(imports.enter(user(1)).is_err());
+        let others: Vec<_> = (2..=MAX_IMPORTS as u128)
+            .map(|n| imports.enter(user(n)).unwrap())
+            .collect();
+        assert!(imports.enter(user(99)).is_err());
+        drop(first);
+        assert!(imports.enter(user(1)).is_ok());
+        drop(others);
+    }
+}
