@@ -67,6 +67,7 @@ mod auth;
 mod change;
 mod device;
 mod error;
+mod feed;
 pub mod ical;
 pub mod import;
 mod live;
@@ -103,6 +104,7 @@ pub use error::{
     BoxError, Error, HashError, RandomError, Result, StoreError, TokenError, TokenRejection,
     ValidationError,
 };
+pub use feed::{FeedToken, FeedTokenHash};
 pub use live::{ChangeSubscription, Changed};
 pub use ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,

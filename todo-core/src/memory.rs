@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::change::{Change, ChangeKind, ChangeLog, Subject, trim_through};
 use crate::error::StoreError;
+use crate::feed::FeedTokenHash;
 use crate::import::{ImportCounts, ImportOutcome, ImportPlan};
 use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, TaskWrite, UserStore};
 use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
@@ -32,6 +33,8 @@ struct Tables {
     members: BTreeMap<(ProjectId, UserId), Member>,
     /// Scheduled reminders: whether each has fired.
     reminders: BTreeMap<(TaskId, Timestamp), bool>,
+    /// Projects' feeds: their token's hash and when each was published.
+    feeds: BTreeMap<ProjectId, (FeedTokenHash, Timestamp)>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +137,7 @@ impl Tables {
     /// Removes a project, its members and its tasks.
     fn remove_project(&mut self, id: ProjectId) {
         self.projects.remove(&id);
+        self.feeds.remove(&id);
         self.members.retain(|(project, _), _| *project != id);
         self.tasks.retain(|_, task| task.project != id);
     }
@@ -837,6 +841,25 @@ impl TaskStore for MemoryStore {
         Ok(tasks)
     }
 
+    fn project_tasks(
+        &self,
+        project: ProjectId,
+        after: Option<(Timestamp, TaskId)>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let tables = self.tables();
+        let mut tasks: Vec<Task> = tables
+            .tasks
+            .values()
+            .filter(|t| t.project == project && !t.archived)
+            .filter(|t| after.is_none_or(|after| (t.created_at, t.id) > after))
+            .cloned()
+            .collect();
+        tasks.sort_by_key(|t| (t.created_at, t.id));
+        tasks.truncate(limit);
+        Ok(tasks)
+    }
+
     fn fire_due_reminders(&self, now: Timestamp, limit: usize) -> Result<Vec<UserId>, StoreError> {
         let mut tables = self.tables();
         let mut due: Vec<(TaskId, Timestamp)> = tables
@@ -1181,6 +1204,44 @@ impl ProjectStore for MemoryStore {
             Err(StoreError::Conflict(_)) => Ok(false),
             Err(other) => Err(other),
         }
+    }
+
+    fn put_feed(
+        &self,
+        project: ProjectId,
+        hash: &FeedTokenHash,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        if !tables.projects.contains_key(&project) {
+            return Err(StoreError::MissingReference("feed of a missing project"));
+        }
+        if tables
+            .feeds
+            .iter()
+            .any(|(other, (kept, _))| *other != project && kept == hash)
+        {
+            return Err(StoreError::Conflict("duplicate feed token"));
+        }
+        tables.feeds.insert(project, (hash.clone(), at));
+        Ok(())
+    }
+
+    fn delete_feed(&self, project: ProjectId) -> Result<bool, StoreError> {
+        Ok(self.tables().feeds.remove(&project).is_some())
+    }
+
+    fn find_feed(&self, project: ProjectId) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.tables().feeds.get(&project).map(|(_, at)| *at))
+    }
+
+    fn feed_project(&self, hash: &FeedTokenHash) -> Result<Option<ProjectId>, StoreError> {
+        Ok(self
+            .tables()
+            .feeds
+            .iter()
+            .find(|(_, (kept, _))| kept == hash)
+            .map(|(project, _)| *project))
     }
 
     fn find_project(

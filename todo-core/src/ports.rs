@@ -243,6 +243,16 @@ pub trait TaskStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
 
+    /// Up to `limit` of the project's tasks that are not archived, by
+    /// creation (`created_at`, then id), after `after` if given: a feed's
+    /// pages.
+    fn project_tasks(
+        &self,
+        project: ProjectId,
+        after: Option<(Timestamp, TaskId)>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError>;
+
     /// Fires the reminders due at `now`, the earliest first, at most
     /// `limit`: each is marked fired and recorded as a
     /// [`ChangeKind::ReminderDue`](crate::ChangeKind::ReminderDue) change

@@ -12,6 +12,7 @@
 use std::fmt;
 
 use crate::error::{Error, StoreError, ValidationError};
+use crate::feed::FeedTokenHash;
 use crate::task::{Description, TaskVersion, check_name};
 use crate::time::Timestamp;
 use crate::user::{UserId, Username, uuid_id};
@@ -396,6 +397,23 @@ pub trait ProjectStore: Send + Sync {
         expected: Option<TaskVersion>,
         at: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Publishes the project's feed under `hash` (made at `at`), in place
+    /// of the one it had: the old URL stops working with this write.
+    /// Fails with [`StoreError::MissingReference`] for a project gone.
+    ///
+    /// [`StoreError::MissingReference`]: crate::StoreError::MissingReference
+    fn put_feed(
+        &self,
+        project: ProjectId,
+        hash: &FeedTokenHash,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Deletes the project's feed; whether it had one.
+    fn delete_feed(&self, project: ProjectId) -> Result<bool, StoreError>;
+    /// When the project's feed was published, if it has one.
+    fn find_feed(&self, project: ProjectId) -> Result<Option<Timestamp>, StoreError>;
+    /// The project whose feed's token has this hash, if any.
+    fn feed_project(&self, hash: &FeedTokenHash) -> Result<Option<ProjectId>, StoreError>;
     /// The project's members with their usernames, the owner first, then
     /// by when they were added.
     fn members(&self, id: ProjectId) -> Result<Vec<(Member, Username)>, StoreError>;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
+use crate::feed::FeedToken;
 use crate::live::ChangeBells;
 use crate::ports::{RateLimiter, Unlimited, UserStore};
 use crate::precondition::Precondition;
@@ -17,7 +18,7 @@ use crate::query::{Page, PageLimit, ProjectCursor};
 use crate::random::{Random, new_v7};
 use crate::task::{Description, TaskVersion};
 use crate::task_service::TaskService;
-use crate::time::Clock;
+use crate::time::{Clock, Timestamp};
 use crate::user::{UserId, Username};
 
 /// How much one user may make and share.
@@ -332,6 +333,54 @@ impl ProjectService {
             // should; a removed editor is not found, a viewer forbidden).
         }
         Err(Error::Conflict("the project is being changed; try again"))
+    }
+
+    /// Publishes the project's read-only iCalendar feed under a new
+    /// token, revoking the URL it had (the owner only: a feed shows the
+    /// project to whoever holds its URL). The token is answered once;
+    /// only its hash is kept.
+    pub fn publish_feed(&self, caller: UserId, id: ProjectId) -> Result<(FeedToken, Timestamp)> {
+        self.spend_write(caller)?;
+        let (_, role) = self.get(caller, id)?;
+        Standing::Member(role).may(ProjectAction::Share)?;
+        let token = FeedToken::generate(&*self.random)?;
+        let now = self.clock.now();
+        match self.projects.put_feed(id, &token.digest(), now) {
+            Ok(()) => Ok((token, now)),
+            // (deleted meanwhile)
+            Err(StoreError::MissingReference(_)) => Err(Error::NotFound),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// When the project's feed was published (`None`: it has none); for
+    /// its owner.
+    pub fn feed(&self, caller: UserId, id: ProjectId) -> Result<Option<Timestamp>> {
+        let (_, role) = self.get(caller, id)?;
+        Standing::Member(role).may(ProjectAction::Share)?;
+        Ok(self.projects.find_feed(id)?)
+    }
+
+    /// Revokes the project's feed (its owner): its URL answers 404 from
+    /// now on. [`Error::NotFound`] if it had none.
+    pub fn revoke_feed(&self, caller: UserId, id: ProjectId) -> Result<()> {
+        self.spend_write(caller)?;
+        let (_, role) = self.get(caller, id)?;
+        Standing::Member(role).may(ProjectAction::Share)?;
+        if self.projects.delete_feed(id)? {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// The project whose feed `token` opens; [`Error::NotFound`] for text
+    /// that is no token, or the token of no feed (any more).
+    pub fn feed_project(&self, token: &str) -> Result<ProjectId> {
+        let token = FeedToken::parse(token).ok_or(Error::NotFound)?;
+        self.projects
+            .feed_project(&token.digest())?
+            .ok_or(Error::NotFound)
     }
 
     /// Deletes the project and everything in it (the owner only; never an

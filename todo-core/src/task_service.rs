@@ -681,6 +681,18 @@ impl TaskService {
         }
     }
 
+    /// A page of a project's feed: its tasks that are not archived, by
+    /// creation, after `after`. For a caller who holds the feed's token
+    /// ([`crate::ProjectService::feed_project`]), not a member's call.
+    pub fn feed_page(
+        &self,
+        project: ProjectId,
+        after: Option<(Timestamp, TaskId)>,
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        Ok(self.store.project_tasks(project, after, limit)?)
+    }
+
     /// Retention: forgets the changes older than `keep`; returns how many.
     pub fn prune_changes(&self, keep: std::time::Duration) -> Result<u64> {
         let before = self.clock.now().saturating_sub(keep);

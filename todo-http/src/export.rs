@@ -30,7 +30,7 @@ use crate::projects_api::ProjectDto;
 use crate::task_api::{TaskApi, TaskDto};
 
 /// Tasks read and written at a time.
-const PAGE: usize = 100;
+pub(crate) const PAGE: usize = 100;
 /// Pages written ahead of the client's reading.
 const AHEAD: usize = 2;
 /// Exports an instance serves at once (each holds at most `AHEAD + 1`
@@ -106,16 +106,11 @@ pub(crate) async fn export(
     let owner = caller.user_id;
     let ticket = api.exports().enter(owner)?;
     let head = head(&api, owner, format).await?;
-    let (pages, body) = mpsc::channel(AHEAD);
-    let whole = Arc::new(AtomicBool::new(false));
-    let done = Arc::clone(&whole);
-    tokio::spawn(async move {
-        let run = pump(api, owner, format, head, pages, done, ticket);
-        if tokio::time::timeout(EXPORT_DEADLINE, run).await.is_err() {
-            tracing::warn!(target: "todo::export", user = %owner, "an export ran past its deadline");
-        }
+    let body = streamed(move |sink| async move {
+        let _ticket = ticket;
+        pump(api, owner, format, head, sink).await;
     });
-    let mut response = Response::new(axum::body::Body::new(Pages { pages: body, whole }));
+    let mut response = Response::new(axum::body::Body::new(body));
     *response.status_mut() = StatusCode::OK;
     // Passed on as it is made, not gathered first (as a live stream is).
     response.extensions_mut().insert(LiveStream);
@@ -168,29 +163,63 @@ async fn head(api: &Arc<TaskApi>, owner: UserId, format: Format) -> Result<Vec<u
     Ok(head)
 }
 
-/// Reads the tasks page after page and hands each to the response, until
-/// the last (`whole` set before it goes), or until the client is gone or
-/// stops reading, or a read fails.
-async fn pump(
-    api: Arc<TaskApi>,
-    owner: UserId,
-    format: Format,
-    head: Vec<u8>,
+/// Where a response written page by page goes: each page waits at most
+/// [`PAGE_WAIT`] for the client to take it (a client that stops reading
+/// ends the response), and the last is marked as such.
+pub(crate) struct PageSink {
     pages: mpsc::Sender<Bytes>,
     whole: Arc<AtomicBool>,
-    _ticket: ExportTicket,
-) {
-    // A page the client does not take in time ends the export.
-    let send = |bytes: Bytes| {
-        let pages = pages.clone();
-        async move {
-            matches!(
-                tokio::time::timeout(PAGE_WAIT, pages.send(bytes)).await,
-                Ok(Ok(()))
-            )
-        }
+}
+
+impl PageSink {
+    /// Hands `bytes` to the response; `false` once the client is gone or
+    /// has not taken a page in time (the writer should stop).
+    pub(crate) async fn send(&self, bytes: Bytes) -> bool {
+        matches!(
+            tokio::time::timeout(PAGE_WAIT, self.pages.send(bytes)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Hands the last page over: the response ends whole.
+    pub(crate) async fn finish(self, tail: Bytes) {
+        // (said before the last page goes: the channel closes as this
+        // returns, and the body must know by then that it ends whole)
+        self.whole.store(true, Ordering::Release);
+        self.send(tail).await;
+    }
+}
+
+/// A body written by `write` as the client reads it, within
+/// [`EXPORT_DEADLINE`]: ended by anything but [`PageSink::finish`], it ends
+/// in an error, which cuts the connection short.
+pub(crate) fn streamed<F, W>(write: W) -> Pages
+where
+    W: FnOnce(PageSink) -> F + Send + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (pages, body) = mpsc::channel(AHEAD);
+    let whole = Arc::new(AtomicBool::new(false));
+    let sink = PageSink {
+        pages,
+        whole: Arc::clone(&whole),
     };
-    if !send(Bytes::from(head)).await {
+    tokio::spawn(async move {
+        if tokio::time::timeout(EXPORT_DEADLINE, write(sink))
+            .await
+            .is_err()
+        {
+            tracing::warn!(target: "todo::export", "a paged answer ran past its deadline");
+        }
+    });
+    Pages { pages: body, whole }
+}
+
+/// Reads the tasks page after page and hands each to the response, until
+/// the last, or until the client is gone or stops reading, or a read
+/// fails.
+async fn pump(api: Arc<TaskApi>, owner: UserId, format: Format, head: Vec<u8>, sink: PageSink) {
+    if !sink.send(Bytes::from(head)).await {
         return;
     }
     let now = api.service().now();
@@ -225,7 +254,7 @@ async fn pump(
             first = false;
         }
         after = tasks.last().map(|t| t.id);
-        if !out.is_empty() && !send(Bytes::from(out)).await {
+        if !out.is_empty() && !sink.send(Bytes::from(out)).await {
             return;
         }
         if tasks.len() < PAGE {
@@ -236,17 +265,14 @@ async fn pump(
         Format::Json => b"]}",
         Format::Calendar => todo_core::ical::CALENDAR_END.as_bytes(),
     };
-    // (said before the last page goes: the channel closes as this returns,
-    // and the body must know by then that it ends whole)
-    whole.store(true, Ordering::Release);
-    send(Bytes::from_static(tail)).await;
+    sink.finish(Bytes::from_static(tail)).await;
 }
 
 /// The response's body: the pages the pump wrote, as the connection takes
 /// them. Ended by anything but the whole export (a failed read, a client
 /// too slow, the deadline), it ends in an error, which cuts the connection
 /// short: a cut export never looks whole.
-struct Pages {
+pub(crate) struct Pages {
     pages: mpsc::Receiver<Bytes>,
     /// Set once the last page is handed over.
     whole: Arc<AtomicBool>,

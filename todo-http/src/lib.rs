@@ -77,6 +77,7 @@ mod dto;
 mod events;
 mod export;
 pub mod extract;
+mod feed;
 mod front;
 mod gate;
 mod import;

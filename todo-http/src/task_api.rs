@@ -51,6 +51,7 @@ pub struct TaskApi {
     projects: Option<ProjectService>,
     exports: crate::export::Exports,
     imports: crate::import::Imports,
+    feed_reads: crate::feed::FeedReads,
 }
 
 impl TaskApi {
@@ -73,6 +74,7 @@ impl TaskApi {
             projects: None,
             exports: crate::export::Exports::default(),
             imports: crate::import::Imports::default(),
+            feed_reads: crate::feed::FeedReads::default(),
         })
     }
 
@@ -188,6 +190,10 @@ impl TaskApi {
 
     pub(crate) fn imports(&self) -> &crate::import::Imports {
         &self.imports
+    }
+
+    pub(crate) fn feed_reads(&self) -> &crate::feed::FeedReads {
+        &self.feed_reads
     }
 
     pub(crate) fn service(&self) -> &TaskService {
@@ -662,6 +668,12 @@ fn task_routes() -> OpenApiRouter<Arc<TaskApi>> {
         .routes(routes!(list_changes))
         .routes(routes!(crate::export::export))
         .routes(routes!(crate::import::import))
+        .routes(routes!(
+            crate::feed::publish_feed,
+            crate::feed::get_feed,
+            crate::feed::delete_feed
+        ))
+        .routes(routes!(crate::feed::read_feed))
         .routes(routes!(crate::events::events))
         .routes(routes!(
             crate::webhooks_api::create_webhook,

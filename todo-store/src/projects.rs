@@ -7,15 +7,16 @@
 
 use diesel::prelude::*;
 use todo_core::{
-    ChangeKind, Description, Member, MemberPut, Project, ProjectColor, ProjectId, ProjectName,
-    ProjectRole, ProjectStore, Standing, StoreError, TaskVersion, Timestamp, UserId, Username,
+    ChangeKind, Description, FeedTokenHash, Member, MemberPut, Project, ProjectColor, ProjectId,
+    ProjectName, ProjectRole, ProjectStore, Standing, StoreError, TaskVersion, Timestamp, UserId,
+    Username,
 };
 
 use crate::SqlStore;
 use crate::changes::{self, Beyond};
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{project_members, projects, users};
+use crate::schema::{project_feeds, project_members, projects, users};
 use crate::tasks::native;
 
 /// A project's row.
@@ -298,6 +299,65 @@ impl ProjectStore for SqlStore {
 
     fn ensure_inbox(&self, inbox: &Project) -> Result<bool, StoreError> {
         self.with_write_conn(|conn| conn.transaction(|conn| ensure_inbox_on(conn, inbox)))
+    }
+
+    fn put_feed(
+        &self,
+        project: ProjectId,
+        hash: &FeedTokenHash,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let row = (
+            project_feeds::project_id.eq(project.to_string()),
+            project_feeds::token_hash.eq(hash.as_str()),
+            project_feeds::created_at.eq(at.unix_micros()),
+        );
+        self.with_write_conn(|conn| {
+            let upsert = diesel::insert_into(project_feeds::table)
+                .values(row)
+                .on_conflict(project_feeds::project_id)
+                .do_update()
+                .set((
+                    project_feeds::token_hash.eq(hash.as_str()),
+                    project_feeds::created_at.eq(at.unix_micros()),
+                ));
+            native!(conn, |c| upsert.execute(c)).map(|_| ())
+        })
+    }
+
+    fn delete_feed(&self, project: ProjectId) -> Result<bool, StoreError> {
+        let project = project.to_string();
+        let deleted = self.with_write_conn(|conn| {
+            diesel::delete(project_feeds::table.filter(project_feeds::project_id.eq(&project)))
+                .execute(conn)
+        })?;
+        Ok(deleted > 0)
+    }
+
+    fn find_feed(&self, project: ProjectId) -> Result<Option<Timestamp>, StoreError> {
+        let project = project.to_string();
+        let at: Option<i64> = self.with_conn(|conn| {
+            project_feeds::table
+                .filter(project_feeds::project_id.eq(&project))
+                .select(project_feeds::created_at)
+                .first(conn)
+                .optional()
+        })?;
+        at.map(|at| Timestamp::from_unix_micros(at).map_err(|_| corrupt("feed")))
+            .transpose()
+    }
+
+    fn feed_project(&self, hash: &FeedTokenHash) -> Result<Option<ProjectId>, StoreError> {
+        let found: Option<String> = self.with_conn(|conn| {
+            project_feeds::table
+                .filter(project_feeds::token_hash.eq(hash.as_str()))
+                .select(project_feeds::project_id)
+                .first(conn)
+                .optional()
+        })?;
+        found
+            .map(|id| ProjectId::parse(&id).map_err(|_| corrupt("feed")))
+            .transpose()
     }
 
     fn find_project(

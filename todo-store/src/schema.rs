@@ -190,6 +190,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    project_feeds (project_id) {
+        project_id -> Text,
+        token_hash -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(tasks -> users (owner_id));
 diesel::joinable!(project_members -> projects (project_id));
 diesel::joinable!(project_members -> users (user_id));
@@ -197,6 +205,7 @@ diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(task_labels -> tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     task_reminders,
+    project_feeds,
     users,
     refresh_tokens,
     tasks,

@@ -1149,6 +1149,35 @@ impl TaskStore for SqlStore {
         rows.into_iter().map(StoredTask::into_task).collect()
     }
 
+    fn project_tasks(
+        &self,
+        project: ProjectId,
+        after: Option<(Timestamp, TaskId)>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let project = project.to_string();
+        let (after_at, after_id) = after.map_or((i64::MIN, String::new()), |(at, id)| {
+            (at.unix_micros(), id.to_string())
+        });
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // (`tasks_by_project_created`, walked from the cursor)
+        let rows: Vec<StoredTask> = self.with_conn(|conn| {
+            tasks::table
+                .filter(tasks::project_id.eq(&project))
+                .filter(tasks::archived.eq(0))
+                .filter(
+                    tasks::created_at
+                        .gt(after_at)
+                        .or(tasks::created_at.eq(after_at).and(tasks::id.gt(&after_id))),
+                )
+                .order((tasks::created_at, tasks::id))
+                .limit(limit)
+                .select(StoredTask::as_select())
+                .load(conn)
+        })?;
+        rows.into_iter().map(StoredTask::into_task).collect()
+    }
+
     fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError> {
         let project = project.to_string();
         let members: Vec<String> = self.with_conn(|conn| {

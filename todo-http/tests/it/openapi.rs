@@ -69,7 +69,7 @@ const CONTRACT_AUTH: [(&str, &str); 13] = [
     ("PATCH", "/v1/users/{id}"),
     ("DELETE", "/v1/users/{id}"),
 ];
-const CONTRACT_TASKS: [(&str, &str); 21] = [
+const CONTRACT_TASKS: [(&str, &str); 25] = [
     ("POST", "/v1/tasks"),
     ("GET", "/v1/tasks"),
     ("GET", "/v1/tasks/{id}"),
@@ -80,6 +80,10 @@ const CONTRACT_TASKS: [(&str, &str); 21] = [
     // (#16's export; not in API.md yet)
     ("GET", "/v1/export"),
     ("POST", "/v1/import"),
+    ("PUT", "/v1/projects/{id}/feed"),
+    ("GET", "/v1/projects/{id}/feed"),
+    ("DELETE", "/v1/projects/{id}/feed"),
+    ("GET", "/v1/feeds/{token}"),
     ("POST", "/v1/webhooks"),
     ("GET", "/v1/webhooks"),
     ("DELETE", "/v1/webhooks/{id}"),
@@ -343,6 +347,11 @@ async fn check_served(client: &todo_testkit::Client, generated: &Value, name: &s
     assert_eq!(&served, generated, "{name}: the served document");
     let operations = documented(generated);
     for (path, method) in &operations {
+        // (a feed's URL answers 404 unless it names a published feed: its
+        // routing is the feed test's, `projects.rs`)
+        if path == "/v1/feeds/{token}" {
+            continue;
+        }
         let status = routed(client, method, path).await;
         assert!(
             status != 404 && status != 405,

@@ -16,6 +16,7 @@ on_every_deployment!(
     project_and_member_changes_reach_each_member_as_api_md_names_them,
     the_export_holds_what_the_caller_owns_as_json_and_icalendar,
     an_import_makes_an_export_the_callers_once_and_all_or_nothing,
+    a_projects_feed_is_read_without_an_account_until_it_is_revoked,
 );
 
 async fn call(sys: &System, method: Method, path: &str, token: &str, body: Option<Value>) -> u16 {
@@ -86,6 +87,7 @@ async fn every_project_endpoint_answers_each_kind_of_caller_as_api_md_says(deplo
         ("admin, not a member", &admin),
     ];
     let frank = format!("{members}/frank");
+    let feed = format!("{one}/feed");
     // Each request, and what API.md gives each caller, in the order above.
     let matrix = [
         (
@@ -116,6 +118,20 @@ async fn every_project_endpoint_answers_each_kind_of_caller_as_api_md_says(deplo
             Some(json!({"role": "viewer"})),
             [200, 403, 403, 404, 404, 404],
         ),
+        (
+            "publish its feed",
+            Method::PUT,
+            &feed,
+            None,
+            [201, 403, 403, 404, 404, 404],
+        ),
+        (
+            "see its feed",
+            Method::GET,
+            &feed,
+            None,
+            [200, 403, 403, 404, 404, 404],
+        ),
     ];
     for (what, method, path, body, expected) in matrix {
         for ((who, token), status) in callers.iter().zip(expected) {
@@ -125,6 +141,14 @@ async fn every_project_endpoint_answers_each_kind_of_caller_as_api_md_says(deplo
                 "{who}: {what}"
             );
         }
+    }
+    // Revoking the feed: the owner only (last: it is then gone).
+    for ((who, token), status) in callers.iter().zip([204, 403, 403, 404, 404, 404]).rev() {
+        assert_eq!(
+            call(&sys, Method::DELETE, &feed, token, None).await,
+            status,
+            "{who}: revoke the feed"
+        );
     }
     // Removing someone else: the owner only (done last, as the member is
     // then gone); and only members see the project in their list.
@@ -1023,4 +1047,142 @@ async fn an_import_makes_an_export_the_callers_once_and_all_or_nothing(deploymen
         .unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
+/// `GET` of a feed's URL, with no account: status, content type, body.
+async fn read_feed(sys: &System, url: &str) -> (u16, String, String) {
+    let reply = sys
+        .tasks
+        .client
+        .send(Method::GET, url, &[], None)
+        .await
+        .unwrap();
+    let kind = reply
+        .headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (
+        reply.status.as_u16(),
+        kind,
+        String::from_utf8_lossy(&reply.body).into_owned(),
+    )
+}
+
+/// A project's feed: its tasks that are not archived (not another
+/// project's), to anyone with its URL; published anew, the old URL is
+/// dead; revoked, or its project deleted, the URL is not found.
+async fn a_projects_feed_is_read_without_an_account_until_it_is_revoked(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let made = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/projects",
+            Some(&alice),
+            json!({"name": "Garden"}),
+        )
+        .await;
+    let garden = made.json().unwrap()["id"].as_str().unwrap().to_owned();
+    for n in 0..130 {
+        let body =
+            json!({"title": format!("Garden {n}"), "project_id": garden, "archived": n == 7});
+        let made = sys
+            .post(&sys.tasks.client, "/v1/tasks", Some(&alice), body)
+            .await;
+        assert_eq!(made.status, 201);
+    }
+    let inbox = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/tasks",
+            Some(&alice),
+            json!({"title": "Private"}),
+        )
+        .await;
+    assert_eq!(inbox.status, 201);
+    let path = format!("/v1/projects/{garden}/feed");
+    assert_eq!(
+        call(&sys, Method::GET, &path, &alice, None).await,
+        404,
+        "none yet"
+    );
+    let published = sys
+        .tasks
+        .client
+        .json(Method::PUT, &path, Some(&alice), None)
+        .await
+        .unwrap();
+    assert_eq!(published.status, 201);
+    assert_eq!(published.headers["cache-control"], "no-store");
+    let url = published.json().unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        url.starts_with("/v1/feeds/") && url.ends_with(".ics"),
+        "{url}"
+    );
+    let (status, kind, text) = read_feed(&sys, &url).await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/calendar"), "{kind}");
+    assert!(text.starts_with("BEGIN:VCALENDAR\r\n") && text.ends_with("END:VCALENDAR\r\n"));
+    assert_eq!(
+        text.matches("BEGIN:VTODO").count(),
+        129,
+        "over two pages, the archived one left out"
+    );
+    assert!(!text.contains("SUMMARY:Garden 7\r\n") && !text.contains("Private"));
+    // The same URL without ".ics" is the same feed; a near token is none.
+    let bare = url.trim_end_matches(".ics");
+    assert_eq!(read_feed(&sys, bare).await.0, 200);
+    let mut near = bare.to_owned();
+    let last = near.pop().unwrap();
+    near.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(read_feed(&sys, &near).await.0, 404);
+    assert_eq!(read_feed(&sys, "/v1/feeds/nothing.ics").await.0, 404);
+    let seen = sys
+        .tasks
+        .client
+        .json(Method::GET, &path, Some(&alice), None)
+        .await
+        .unwrap();
+    assert_eq!(seen.status, 200);
+    assert!(
+        seen.json().unwrap().get("url").is_none(),
+        "the URL is shown once"
+    );
+
+    // Published anew: the old URL is dead at once, the new one works.
+    let again = sys
+        .tasks
+        .client
+        .json(Method::PUT, &path, Some(&alice), None)
+        .await
+        .unwrap();
+    let new_url = again.json().unwrap()["url"].as_str().unwrap().to_owned();
+    assert_ne!(new_url, url);
+    assert_eq!(read_feed(&sys, &url).await.0, 404);
+    assert_eq!(read_feed(&sys, &new_url).await.0, 200);
+    // Revoked: not found.
+    assert_eq!(call(&sys, Method::DELETE, &path, &alice, None).await, 204);
+    assert_eq!(read_feed(&sys, &new_url).await.0, 404);
+    assert_eq!(call(&sys, Method::DELETE, &path, &alice, None).await, 404);
+    // The project deleted: its feed with it.
+    let last = sys
+        .tasks
+        .client
+        .json(Method::PUT, &path, Some(&alice), None)
+        .await
+        .unwrap();
+    let last_url = last.json().unwrap()["url"].as_str().unwrap().to_owned();
+    assert_eq!(read_feed(&sys, &last_url).await.0, 200);
+    let project = format!("/v1/projects/{garden}");
+    assert_eq!(
+        call(&sys, Method::DELETE, &project, &alice, None).await,
+        204
+    );
+    assert_eq!(read_feed(&sys, &last_url).await.0, 404);
 }

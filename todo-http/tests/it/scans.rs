@@ -72,6 +72,14 @@ impl TaskStore for HeldSearches {
     ) -> Result<TaskInsert, StoreError> {
         self.tasks.insert_task_within(task, max_tasks, may)
     }
+    fn project_tasks(
+        &self,
+        project: ProjectId,
+        after: Option<(Timestamp, TaskId)>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.tasks.project_tasks(project, after, limit)
+    }
     fn import(
         &self,
         owner: UserId,

@@ -1,0 +1,115 @@
+//! A project's read-only iCalendar feed: a URL a calendar program polls,
+//! which whoever holds it may read without an account. Its token is 256
+//! random bits; only the token's SHA-256 is stored, so the database gives
+//! no feed away, and the owner revokes a URL by publishing anew or by
+//! deleting the feed.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use crate::error::RandomError;
+use crate::random::Random;
+
+/// The secret part of a feed's URL (43 characters of URL-safe base64).
+#[derive(Clone, PartialEq, Eq)]
+pub struct FeedToken(String);
+
+/// What the store keeps of a [`FeedToken`]: its SHA-256, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FeedTokenHash(String);
+
+impl FeedToken {
+    /// The token's length in characters.
+    pub const CHARS: usize = 43;
+
+    /// A new token of 256 random bits.
+    pub fn generate(random: &dyn Random) -> Result<Self, RandomError> {
+        let mut bytes = [0u8; 32];
+        random.fill(&mut bytes)?;
+        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// A token as a URL gives it; `None` for text that cannot be one.
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        let canonical = raw.len() == Self::CHARS
+            && URL_SAFE_NO_PAD
+                .decode(raw)
+                .is_ok_and(|bytes| URL_SAFE_NO_PAD.encode(bytes) == raw);
+        canonical.then(|| Self(raw.to_owned()))
+    }
+
+    /// The token, for the URL.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the store keeps of it.
+    #[must_use]
+    pub fn digest(&self) -> FeedTokenHash {
+        let digest = Sha256::digest(self.0.as_bytes());
+        let mut hex = String::with_capacity(64);
+        for byte in digest {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+        FeedTokenHash(hex)
+    }
+}
+
+impl std::fmt::Debug for FeedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FeedToken(…)")
+    }
+}
+
+impl FeedTokenHash {
+    /// A hash as the store keeps it.
+    #[must_use]
+    pub fn new(hex: String) -> Self {
+        Self(hex)
+    }
+
+    /// The hash in hex.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::testing::SeededRandom;
+
+    #[test]
+    fn a_token_round_trips_and_only_its_hash_is_kept() {
+        let token = FeedToken::generate(&SeededRandom::new(1)).unwrap();
+        assert_eq!(token.as_str().len(), FeedToken::CHARS);
+        assert_eq!(FeedToken::parse(token.as_str()), Some(token.clone()));
+        let hash = token.digest();
+        assert_eq!(hash.as_str().len(), 64);
+        assert!(!hash.as_str().contains(token.as_str()));
+        assert_ne!(
+            FeedToken::generate(&SeededRandom::new(2)).unwrap().digest(),
+            hash
+        );
+        assert_eq!(format!("{token:?}"), "FeedToken(…)");
+    }
+
+    #[test]
+    fn text_that_cannot_be_a_token_is_refused() {
+        let good = FeedToken::generate(&SeededRandom::new(1)).unwrap();
+        for bad in [
+            "",
+            "short",
+            &format!("{}A", good.as_str()),
+            &good.as_str().replace(|_| true, "+"),
+        ] {
+            assert_eq!(FeedToken::parse(bad), None, "{bad:?}");
+        }
+    }
+}
