@@ -460,8 +460,28 @@ impl UserStore for MemoryStore {
         }
     }
 
-    fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+    fn delete_user(&self, id: UserId, at: Timestamp) -> Result<bool, StoreError> {
         let mut tables = self.tables();
+        // The others told first, while the user and their rows are there.
+        let theirs: Vec<(ProjectId, Member)> = tables
+            .members
+            .iter()
+            .filter(|((_, user), _)| *user == id)
+            .map(|((project, _), member)| (*project, member.clone()))
+            .collect();
+        for (project, member) in theirs {
+            match tables.projects.get(&project) {
+                Some(p) if p.inbox => {}
+                Some(p) if p.owner == id => {
+                    tables.record_project(ChangeKind::ProjectDeleted, project, true, at);
+                }
+                Some(_) => {
+                    tables.members.remove(&(project, id));
+                    tables.record_member(ChangeKind::MemberRemoved, project, &member, at);
+                }
+                None => {}
+            }
+        }
         let existed = tables.users.remove(&id).is_some();
         tables.changes.remove(&id);
         tables

@@ -42,8 +42,13 @@ pub trait UserStore: Send + Sync {
         updated_at: Timestamp,
         revoke_before: Option<Timestamp>,
     ) -> Result<bool, StoreError>;
-    /// Deletes the user with their tasks and refresh tokens; returns whether they existed.
-    fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
+    /// Deletes the user with their tasks, projects, memberships and
+    /// refresh tokens, and tells the others, in the same transaction, at
+    /// `at`: each project they owned is recorded as `project.deleted` in
+    /// its other members' streams, each membership of theirs in someone
+    /// else's project as `member.removed` in that project's. Returns whether
+    /// they existed.
+    fn delete_user(&self, id: UserId, at: Timestamp) -> Result<bool, StoreError>;
     /// Up to `limit` users in id (creation) order, after `after` if given.
     fn list_users(&self, after: Option<UserId>, limit: usize) -> Result<Vec<User>, StoreError>;
 }

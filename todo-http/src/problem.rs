@@ -371,14 +371,14 @@ impl From<CoreError> for ApiError {
                 S::PRECONDITION_FAILED,
                 "urn:todo:problem:version-mismatch",
                 "Precondition failed",
-                format!("the task has changed: its version is now {current}"),
+                format!("it has changed since: its version is now {current}"),
             )
             .with_etag(current),
             CoreError::Unmatchable { current } => Self::new(
                 S::PRECONDITION_FAILED,
                 "urn:todo:problem:version-mismatch",
                 "Precondition failed",
-                "If-Match names no version of this task",
+                "If-Match names no version of this object",
             )
             .with_etag(current),
             CoreError::Forbidden => Self::new(

@@ -223,6 +223,47 @@ fn members_in_order(conn: &mut AnyConnection, id: &str) -> QueryResult<Vec<(Stri
         .load(conn)
 }
 
+/// Tells the others of a user's deletion (before it, in its transaction):
+/// each project the user owns is deleted (`project.deleted` in every
+/// member's stream), each of their memberships in others' projects ends
+/// (`member.removed`, the membership's row gone first so that the removed
+/// member's own copy is recorded as for any removal).
+pub(crate) fn tell_of_leaving(
+    conn: &mut AnyConnection,
+    user: &str,
+    at: Timestamp,
+) -> QueryResult<()> {
+    let theirs: Vec<(String, String, i64, String, i16)> = project_members::table
+        .inner_join(projects::table)
+        .filter(project_members::user_id.eq(user))
+        .filter(projects::inbox.eq(0))
+        .order(project_members::project_id)
+        .select((
+            project_members::project_id,
+            project_members::role,
+            project_members::added_at,
+            projects::owner_id,
+            projects::inbox,
+        ))
+        .load(conn)?;
+    for (project, role, added_at, owner, _) in theirs {
+        let id = ProjectId::parse(&project).map_err(|_| stored_wrong("a stored project id"))?;
+        if owner == user {
+            record_project_change(conn, ChangeKind::ProjectDeleted, id, None, at)?;
+            continue;
+        }
+        let member = Member {
+            user: UserId::parse(user).map_err(|_| stored_wrong("a stored user id"))?,
+            role: ProjectRole::parse_stored(&role).ok_or_else(|| stored_wrong("a stored role"))?,
+            added_at: Timestamp::from_unix_micros(added_at)
+                .map_err(|_| stored_wrong("a stored time"))?,
+        };
+        diesel::delete(project_members::table.find((&project, user))).execute(conn)?;
+        record_member_change(conn, ChangeKind::MemberRemoved, id, &member, at)?;
+    }
+    Ok(())
+}
+
 /// Records a change of `project` in every member's stream, each with
 /// their role (`None`: deleted, a tombstone).
 fn record_project_change(

@@ -172,7 +172,7 @@ impl UserStore for SqlStore {
         Ok(n == 1)
     }
 
-    fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+    fn delete_user(&self, id: UserId, at: Timestamp) -> Result<bool, StoreError> {
         let id = id.to_string();
         // Tasks, labels, refresh tokens, streams, their projects and
         // memberships go with the user (ON DELETE CASCADE). On PostgreSQL
@@ -194,6 +194,7 @@ impl UserStore for SqlStore {
                         .for_no_key_update()
                         .execute(pg)?;
                 }
+                crate::projects::tell_of_leaving(conn, &id, at)?;
                 diesel::delete(users::table.find(&id)).execute(conn)
             })
         })?;

@@ -387,7 +387,7 @@ async fn preconditions_are_weighed_after_visibility(backend: TestBackend) {
         // Said as what it is: the task did not change, the condition is void.
         let text = String::from_utf8_lossy(&reply.body);
         assert!(
-            text.contains("If-Match names no version of this task"),
+            text.contains("If-Match names no version of this object"),
             "{text}"
         );
     }

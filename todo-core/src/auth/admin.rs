@@ -168,7 +168,7 @@ impl UserAdmin {
         if id == principal.user_id {
             return Err(Error::Conflict("admins cannot delete themselves"));
         }
-        if !self.shared.users.delete_user(id)? {
+        if !self.shared.users.delete_user(id, self.shared.clock.now())? {
             return Err(Error::NotFound);
         }
         self.shared.gate.forget(id);

@@ -296,9 +296,9 @@ fn deleting_a_user_deletes_their_tasks_and_tokens(f: &Fixture) {
         .insert_refresh_token(&token(bob, family(2), "b", 0, 60))
         .unwrap();
 
-    assert!(store.delete_user(alice).unwrap());
+    assert!(store.delete_user(alice, at(100_000)).unwrap());
     assert!(
-        !store.delete_user(alice).unwrap(),
+        !store.delete_user(alice, at(100_000)).unwrap(),
         "a second delete finds nothing"
     );
     assert_eq!(store.find_user(alice).unwrap(), None);
@@ -1318,7 +1318,9 @@ fn deleting_a_user_while_their_tokens_rotate_never_fails(f: &Fixture) {
             .collect();
         barrier.wait();
         assert_eq!(
-            f.store.delete_user(user).map_err(|e| e.to_string()),
+            f.store
+                .delete_user(user, at(100_000))
+                .map_err(|e| e.to_string()),
             Ok(true)
         );
         for chain in chains {
@@ -1648,7 +1650,7 @@ fn pruning_keeps_the_newest_changes_and_says_how_far_it_went(f: &Fixture) {
     // Numbers go on after a pruning.
     store.insert_task(&full_task(alice, 4, 40)).unwrap();
     assert_eq!(store.changes_after(alice, 3, 10).unwrap().changes[0].seq, 4);
-    assert!(store.delete_user(alice).unwrap());
+    assert!(store.delete_user(alice, at(100_000)).unwrap());
     let gone = store.changes_after(alice, 0, 100).unwrap();
     assert_eq!((gone.changes.len(), gone.head), (0, 0));
 }
@@ -1740,7 +1742,7 @@ fn deleting_a_user_while_their_task_is_written_never_fails(f: &Fixture) {
         })
     };
     std::thread::sleep(Duration::from_millis(150));
-    let deleted = stores[1].delete_user(alice);
+    let deleted = stores[1].delete_user(alice, at(100_000));
     let written = writer.join().unwrap();
     assert!(
         deleted.is_ok() && written.is_ok(),
@@ -1846,7 +1848,7 @@ fn webhooks_are_kept_per_owner_within_their_quota(f: &Fixture) {
     assert_eq!(hooks.list(alice).unwrap(), [second]);
     assert!(hooks.create(alice, hook_url(5), EventFilter::all()).is_ok());
     // A deleted owner's webhooks go with them.
-    f.store.delete_user(bob).unwrap();
+    f.store.delete_user(bob, at(100_000)).unwrap();
     assert_eq!(hooks.list(bob).unwrap(), []);
 }
 
@@ -2207,7 +2209,7 @@ fn relayed_streams_are_leased_to_one_relay_and_settled_under_their_lease(f: &Fix
         (2, later.id)
     );
     // A deleted user's stream goes with them, leased or not.
-    assert!(f.store.delete_user(bob).unwrap());
+    assert!(f.store.delete_user(bob, at(100_000)).unwrap());
     assert!(!there.settle(&next[0], 2).unwrap());
     assert!(here.lease(10, lease).unwrap().is_empty());
 }
@@ -2618,7 +2620,35 @@ fn deleting_a_user_takes_their_projects_and_memberships(f: &Fixture) {
             at(13),
         )
         .unwrap();
-    assert!(f.store.delete_user(bob).unwrap());
+    let before = f.store.changes_after(alice, 0, 100).unwrap().head;
+    assert!(f.store.delete_user(bob, at(100_000)).unwrap());
+    // Alice is told: his project is deleted, he left hers (in that order:
+    // by project id, his made after hers).
+    let told: Vec<_> = f
+        .store
+        .changes_after(alice, before, 100)
+        .unwrap()
+        .changes
+        .into_iter()
+        .map(|c| (c.kind, c.subject, c.at))
+        .collect();
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert!(
+        matches!(
+            &told[0],
+            (ChangeKind::MemberRemoved, todo_core::Subject::Member { project, member, .. }, when)
+                if *project == hers.id && member.user == bob && *when == at(100_000)
+        ),
+        "{told:?}"
+    );
+    assert!(
+        matches!(
+            &told[1],
+            (ChangeKind::ProjectDeleted, todo_core::Subject::Project { id, project: None }, _)
+                if *id == his.id
+        ),
+        "{told:?}"
+    );
     // His projects are gone for Alice too; his membership of hers is gone.
     assert_eq!(f.store.find_project(alice, his.id).unwrap(), None);
     assert_eq!(f.store.members(his.id).unwrap(), []);
@@ -4225,7 +4255,7 @@ fn deleting_a_projects_owner_while_a_member_writes_in_it_never_fails(f: &Fixture
     let beans = tasks.create(alice, new).unwrap();
     let writer = slow_write(stores[0].clone(), bob, beans.id);
     std::thread::sleep(Duration::from_millis(150));
-    let deleted = stores[1].delete_user(alice);
+    let deleted = stores[1].delete_user(alice, at(100_000));
     let written = writer.join().unwrap();
     assert!(
         matches!(deleted, Ok(true)) && written.is_ok(),

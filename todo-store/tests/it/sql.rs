@@ -175,7 +175,7 @@ fn login_failures_are_reserved_atomically_and_shared(database: &todo_store::test
         .id;
     let daves = RefreshTokenHash::new("ef".repeat(32));
     first.remember_device(&daves, dave, now, expires).unwrap();
-    assert!(database.store.delete_user(dave).unwrap());
+    assert!(database.store.delete_user(dave, now).unwrap());
     assert_eq!(
         first.device_owner(&daves, now).unwrap(),
         None,
