@@ -1291,34 +1291,32 @@ impl ProjectStore for MemoryStore {
             .collect())
     }
 
-    fn update_project(
+    fn modify_project(
         &self,
         editor: UserId,
-        project: &Project,
-        expected: TaskVersion,
-    ) -> Result<bool, StoreError> {
+        id: ProjectId,
+        change: &mut dyn FnMut(&Project, ProjectRole) -> Option<Project>,
+    ) -> Result<Option<(Project, ProjectRole)>, StoreError> {
         let mut tables = self.tables();
-        let may = tables
-            .role_in(editor, project.id)
-            .is_some_and(|role| role >= ProjectRole::Editor);
-        match tables.projects.get_mut(&project.id) {
-            Some(stored) if may && stored.version == expected => {
-                stored.name = project.name.clone();
-                stored.description = project.description.clone();
-                stored.color = project.color;
-                stored.archived = project.archived;
-                stored.updated_at = project.updated_at;
-                stored.version = project.version;
-                tables.record_project(
-                    ChangeKind::ProjectUpdated,
-                    project.id,
-                    false,
-                    project.updated_at,
-                );
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        let Some(role) = tables.role_in(editor, id) else {
+            return Ok(None);
+        };
+        let Some(current) = tables.projects.get(&id).cloned() else {
+            return Ok(None);
+        };
+        let Some(project) = change(&current, role) else {
+            return Ok(None);
+        };
+        let mut stored = current;
+        stored.name = project.name;
+        stored.description = project.description;
+        stored.color = project.color;
+        stored.archived = project.archived;
+        stored.updated_at = project.updated_at;
+        stored.version = project.version;
+        tables.projects.insert(id, stored.clone());
+        tables.record_project(ChangeKind::ProjectUpdated, id, false, stored.updated_at);
+        Ok(Some((stored, role)))
     }
 
     fn delete_project(

@@ -377,16 +377,34 @@ pub trait ProjectStore: Send + Sync {
         after: Option<ProjectId>,
         limit: usize,
     ) -> Result<Vec<(Project, ProjectRole)>, StoreError>;
-    /// Writes the project's writable fields (name, description, colour,
-    /// archived, `updated_at`, version) if its version is still `expected`
-    /// and `editor` is still its owner or an editor, in one statement;
-    /// returns whether it did.
+    /// Changes the project in one step, holding it from the read to the
+    /// write: `change` is given the project as it is and `editor`'s role in
+    /// it, and answers the project as it should be (its writable fields:
+    /// name, description, colour, archived, `updated_at`, version), or
+    /// `None` to leave it. A write is recorded as `project.updated` in
+    /// every member's stream (of the moment it commits). Answers the
+    /// project written, with the role; `None` if nothing was written (the
+    /// editor is not a member, or `change` said so).
+    fn modify_project(
+        &self,
+        editor: UserId,
+        id: ProjectId,
+        change: &mut dyn FnMut(&Project, ProjectRole) -> Option<Project>,
+    ) -> Result<Option<(Project, ProjectRole)>, StoreError>;
+    /// Writes the project's writable fields if its version is still
+    /// `expected` and `editor` is still its owner or an editor, in one step
+    /// ([`ProjectStore::modify_project`]); returns whether it did.
     fn update_project(
         &self,
         editor: UserId,
         project: &Project,
         expected: TaskVersion,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let written = self.modify_project(editor, project.id, &mut |current, role| {
+            (current.version == expected && role >= ProjectRole::Editor).then(|| project.clone())
+        })?;
+        Ok(written.is_some())
+    }
     /// Deletes the project and its members if `owner` owns it, it is not an
     /// Inbox and (if given) its version is `expected`, in one statement;
     /// returns whether it did.

@@ -104,10 +104,6 @@ impl ProjectPatch {
     }
 }
 
-/// How often a change without `If-Match` is tried again when another
-/// writer changed the project between its read and its write.
-const UPDATE_TRIES: usize = 3;
-
 /// Projects and their members, for callers identified by their user id.
 #[derive(Clone)]
 pub struct ProjectService {
@@ -305,34 +301,53 @@ impl ProjectService {
         precondition: Precondition,
     ) -> Result<(Project, ProjectRole)> {
         self.spend_write(caller)?;
-        for _ in 0..UPDATE_TRIES {
-            let (current, role) = self.get(caller, id)?;
-            Standing::Member(role).may(ProjectAction::Edit)?;
-            check(precondition, current.version)?;
-            let renamed = patch.name.as_ref().is_some_and(|n| *n != current.name);
-            if current.inbox && (renamed || patch.archived == Some(true)) {
-                return Err(Error::Conflict(
-                    "an Inbox keeps its name and is never archived",
-                ));
-            }
-            let mut changed = current.clone();
-            if !patch.clone().apply(&mut changed) {
-                return Ok((current, role));
-            }
-            changed.version = current.version.next();
-            changed.updated_at = self.clock.now();
-            if self
-                .projects
-                .update_project(caller, &changed, current.version)?
-            {
+        // (not a member: not found; an Inbox made first if it is theirs)
+        self.get(caller, id)?;
+        let now = self.clock.now();
+        // Decided on the project as the store holds it, under its lock: a
+        // concurrent change is waited for, never a reason to refuse.
+        let mut answer: Option<Result<(Project, ProjectRole)>> = None;
+        let written = self
+            .projects
+            .modify_project(caller, id, &mut |current, role| {
+                let decided = (|| {
+                    Standing::Member(role).may(ProjectAction::Edit)?;
+                    check(precondition, current.version)?;
+                    let renamed = patch.name.as_ref().is_some_and(|n| *n != current.name);
+                    if current.inbox && (renamed || patch.archived == Some(true)) {
+                        return Err(Error::Conflict(
+                            "an Inbox keeps its name and is never archived",
+                        ));
+                    }
+                    let mut changed = current.clone();
+                    if !patch.clone().apply(&mut changed) {
+                        return Ok(None);
+                    }
+                    changed.version = current.version.next();
+                    changed.updated_at = now;
+                    Ok(Some(changed))
+                })();
+                match decided {
+                    Ok(Some(changed)) => Some(changed),
+                    Ok(None) => {
+                        answer = Some(Ok((current.clone(), role)));
+                        None
+                    }
+                    Err(error) => {
+                        answer = Some(Err(error));
+                        None
+                    }
+                }
+            })?;
+        match (written, answer) {
+            (Some(done), _) => {
                 self.ring_members(id, None);
-                return Ok((changed, role));
+                Ok(done)
             }
-            // Another write came between, or the caller's role changed:
-            // read again (a condition on the version now fails, as it
-            // should; a removed editor is not found, a viewer forbidden).
+            (None, Some(answer)) => answer,
+            // (removed meanwhile)
+            (None, None) => Err(Error::NotFound),
         }
-        Err(Error::Conflict("the project is being changed; try again"))
     }
 
     /// Publishes the project's read-only iCalendar feed under a new

@@ -445,63 +445,76 @@ impl ProjectStore for SqlStore {
             .collect()
     }
 
-    fn update_project(
+    fn modify_project(
         &self,
         editor: UserId,
-        project: &Project,
-        expected: TaskVersion,
-    ) -> Result<bool, StoreError> {
-        let (id, editor) = (project.id.to_string(), editor.to_string());
-        let change = ProjectChange {
-            name: project.name.as_str(),
-            description: project.description.as_str(),
-            color: project.color.as_ref().map(ProjectColor::as_str),
-            archived: i16::from(project.archived),
-            updated_at: project.updated_at.unix_micros(),
-            version: project.version.get(),
-        };
-        // The editor's role is weighed in the statement itself: one removed
-        // or made a viewer since the service read the project changes
-        // nothing.
-        let may_edit = project_members::table
-            .filter(project_members::project_id.eq(&id))
-            .filter(project_members::user_id.eq(&editor))
-            .filter(
-                project_members::role
-                    .eq_any([ProjectRole::Owner.as_str(), ProjectRole::Editor.as_str()]),
-            );
-        // The update takes the project's row first: member changes take it
-        // too, so the members the change is recorded for are those of the
-        // moment it commits.
-        let updated = self.with_write_conn(|conn| {
+        id: ProjectId,
+        change: &mut dyn FnMut(&Project, ProjectRole) -> Option<Project>,
+    ) -> Result<Option<(Project, ProjectRole)>, StoreError> {
+        let (project_id, editor) = (id.to_string(), editor.to_string());
+        // (a row that does not parse is corrupt, not a query failure)
+        let mut corrupt_row = None;
+        let written = self.with_write_conn(|conn| {
             conn.transaction(|conn| {
-                // The row first, in a statement of its own: the update's
-                // role check then reads the members as they are once it
-                // holds it (in one statement, PostgreSQL would weigh them
-                // as they were when it started waiting: an editor removed
-                // meanwhile could still change the project).
-                lock_project(conn, &id)?;
-                let updated = diesel::update(
-                    projects::table
-                        .filter(projects::id.eq(&id))
-                        .filter(projects::version.eq(expected.get()))
-                        .filter(diesel::dsl::exists(may_edit)),
-                )
-                .set(&change)
-                .execute(conn)?;
-                if updated == 1 {
-                    record_project_change(
-                        conn,
-                        ChangeKind::ProjectUpdated,
-                        project.id,
-                        Some(project),
-                        project.updated_at,
-                    )?;
-                }
-                Ok(updated)
+                // The row first, held to the commit: concurrent changes
+                // wait and then read this one's result (none is lost, none
+                // refused), and member changes, which take it too, come
+                // before or after, so the role read next and the members
+                // the change is recorded for are those of the commit.
+                lock_project(conn, &project_id)?;
+                let found: Option<(ProjectRow, String)> = projects::table
+                    .inner_join(project_members::table)
+                    .filter(projects::id.eq(&project_id))
+                    .filter(project_members::user_id.eq(&editor))
+                    .select((ProjectRow::as_select(), project_members::role))
+                    .first(conn)
+                    .optional()?;
+                let Some((row, stored)) = found else {
+                    return Ok(None);
+                };
+                let (current, role) = match (row.into_project(), role(&stored)) {
+                    (Ok(current), Ok(role)) => (current, role),
+                    (Err(e), _) | (_, Err(e)) => {
+                        corrupt_row = Some(e);
+                        return Ok(None);
+                    }
+                };
+                let Some(project) = change(&current, role) else {
+                    return Ok(None);
+                };
+                diesel::update(projects::table.filter(projects::id.eq(&project_id)))
+                    .set(&ProjectChange {
+                        name: project.name.as_str(),
+                        description: project.description.as_str(),
+                        color: project.color.as_ref().map(ProjectColor::as_str),
+                        archived: i16::from(project.archived),
+                        updated_at: project.updated_at.unix_micros(),
+                        version: project.version.get(),
+                    })
+                    .execute(conn)?;
+                let written = Project {
+                    name: project.name,
+                    description: project.description,
+                    color: project.color,
+                    archived: project.archived,
+                    updated_at: project.updated_at,
+                    version: project.version,
+                    ..current
+                };
+                record_project_change(
+                    conn,
+                    ChangeKind::ProjectUpdated,
+                    id,
+                    Some(&written),
+                    written.updated_at,
+                )?;
+                Ok(Some((written, role)))
             })
         })?;
-        Ok(updated == 1)
+        match corrupt_row {
+            Some(error) => Err(error),
+            None => Ok(written),
+        }
     }
 
     fn delete_project(

@@ -155,6 +155,7 @@ conformance!(
     a_project_being_written_holds_back_its_own_reminders_only,
     an_editor_removed_while_their_project_change_waits_changes_nothing,
     an_import_is_all_or_nothing_and_a_second_makes_nothing_new,
+    concurrent_project_modifications_each_see_the_last,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -4536,4 +4537,77 @@ fn an_import_is_all_or_nothing_and_a_second_makes_nothing_new(f: &Fixture) {
         "{no_room:?}"
     );
     assert!(store.owned_tasks(carol, None, 100).unwrap().is_empty());
+}
+
+/// The project's owner and editors change it at once on two instances,
+/// each from what the one before wrote: none is lost, none refused (a
+/// `PATCH` without `If-Match` never fails because of another).
+fn concurrent_project_modifications_each_see_the_last(f: &Fixture) {
+    use todo_core::{MemberPut, ProjectRole};
+    const RACERS: i64 = 16;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let bob = new_user(&*f.store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(f.store.insert_project_within(&garden, None).unwrap());
+    let put = f.store.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Editor, 11),
+        10,
+        100,
+        at(11),
+    );
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let stores = two_instances(f);
+    let barrier = Arc::new(Barrier::new(RACERS as usize));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = stores[(i % 2) as usize].clone();
+            let barrier = barrier.clone();
+            let (id, editor) = (garden.id, if i % 3 == 0 { alice } else { bob });
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.modify_project(editor, id, &mut |current, role| {
+                    assert!(role >= ProjectRole::Editor);
+                    let mut next = current.clone();
+                    next.description =
+                        Description::parse(&format!("{} {i}", current.description.as_str()))
+                            .unwrap();
+                    next.version = current.version.next();
+                    Some(next)
+                })
+            })
+        })
+        .collect();
+    let mut versions: Vec<i64> = racers
+        .into_iter()
+        .map(|r| r.join().unwrap().unwrap().unwrap().0.version.get())
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (2..2 + RACERS).collect::<Vec<_>>(),
+        "each saw the one before"
+    );
+    let (stored, _) = f.store.find_project(alice, garden.id).unwrap().unwrap();
+    assert_eq!(stored.version.get(), 1 + RACERS);
+    // Every writer's mark is in the description: each wrote on the last.
+    let words = |text: &str| text.split_whitespace().count();
+    assert_eq!(
+        words(stored.description.as_str()),
+        words(garden.description.as_str()) + RACERS as usize
+    );
+    // Each change told both members once.
+    let updates = |user| {
+        f.store
+            .changes_after(user, 0, 1000)
+            .unwrap()
+            .changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::ProjectUpdated)
+            .count()
+    };
+    assert_eq!(
+        (updates(alice), updates(bob)),
+        (RACERS as usize, RACERS as usize)
+    );
 }

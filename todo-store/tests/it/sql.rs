@@ -534,8 +534,11 @@ fn the_project_changes_down_migration_forgets_the_new_kinds(
             let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
             let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
             c.batch_execute(&rows).unwrap();
-            c.revert_last_migration(FileBasedMigrations::from_path(dir).unwrap())
-                .unwrap();
+            // (the feeds' migration, then the project changes')
+            for _ in 0..2 {
+                c.revert_last_migration(FileBasedMigrations::from_path(dir).unwrap())
+                    .unwrap();
+            }
             let events: Vec<Events> = diesel::sql_query(webhooks).load(&mut c).unwrap();
             let count: Vec<Count> = diesel::sql_query(left).load(&mut c).unwrap();
             (events, count)
@@ -544,8 +547,11 @@ fn the_project_changes_down_migration_forgets_the_new_kinds(
             let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
             let mut c = diesel::PgConnection::establish(url).unwrap();
             c.batch_execute(&rows).unwrap();
-            c.revert_last_migration(FileBasedMigrations::from_path(dir).unwrap())
-                .unwrap();
+            // (the feeds' migration, then the project changes')
+            for _ in 0..2 {
+                c.revert_last_migration(FileBasedMigrations::from_path(dir).unwrap())
+                    .unwrap();
+            }
             let events: Vec<Events> = diesel::sql_query(webhooks).load(&mut c).unwrap();
             let count: Vec<Count> = diesel::sql_query(left).load(&mut c).unwrap();
             (events, count)
