@@ -51,6 +51,11 @@ pub(crate) use native;
 /// no other request.
 const IN_PLACE_PAGE_BYTES: usize = 64 * 1024;
 
+/// The most projects a list read in place reads from: each is a read of
+/// one index range, at most a page of rows (a user of four projects, their
+/// Inbox and three shared, is read in place; one of forty is not).
+const IN_PLACE_PROJECTS: usize = 4;
+
 /// Labels never contain control characters, so a line break separates them.
 const LABEL_SEPARATOR: char = '\n';
 
@@ -1343,8 +1348,8 @@ fn list_rows(
     if projects.is_empty() {
         return Ok(Some(Vec::new()));
     }
-    if projects.len() > 1 && budget != usize::MAX {
-        // Several projects are several reads: never in place.
+    if projects.len() > IN_PLACE_PROJECTS && budget != usize::MAX {
+        // Many projects are many reads: not in place.
         return Ok(None);
     }
     let label = query.label.as_ref().map(|l| l.as_str());
@@ -1357,6 +1362,7 @@ fn list_rows(
         // project, whatever the projects hold (one `IN (…)` would read and
         // sort every task of every project).
         let mut rows = Vec::new();
+        let mut held = 0usize;
         for project in &projects {
             let one = list_query(
                 std::slice::from_ref(project),
@@ -1367,7 +1373,14 @@ fn list_rows(
                 after.as_ref(),
                 i64::try_from(limit).unwrap_or(i64::MAX),
             );
-            rows.extend(one.load::<StoredTask>(conn)?);
+            let page = one.load::<StoredTask>(conn)?;
+            held = page
+                .iter()
+                .fold(held, |held, row| held.saturating_add(row.held_bytes()));
+            if held > budget {
+                return Ok(None);
+            }
+            rows.extend(page);
         }
         let key = |row: &StoredTask| -> i64 {
             match query.sort {

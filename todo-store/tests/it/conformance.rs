@@ -1387,6 +1387,64 @@ fn reads_in_place_answer_as_the_blocking_reads_or_not_at_all(f: &Fixture) {
             );
         }
     }
+    // Projects shared with her: up to four projects (her Inbox and three)
+    // are read in place, merged as the blocking read merges them; more
+    // are not read in place.
+    let mut shared = Vec::new();
+    for n in 0..5 {
+        use todo_core::ProjectRole;
+        let project = a_project(bob, &format!("Bob's {n}"), 30 + n);
+        assert!(store.insert_project_within(&project, None).unwrap());
+        store
+            .put_member(
+                project.id,
+                &member(alice, ProjectRole::Viewer, 40),
+                10,
+                100,
+                at(40),
+            )
+            .unwrap();
+        for k in 0..3u64 {
+            let mut task = full_task(bob, 500 + 10 * n as u64 + k, 50 + n + k as i64);
+            task.project = project.id;
+            task.parent = None;
+            task.recurrence = None;
+            task.series = None;
+            task.reminders = todo_core::Reminders::default();
+            store.insert_task(&task).unwrap();
+        }
+        shared.push(project);
+        let projects = 2 + n as usize;
+        for sort in TaskSort::ALL {
+            let query = TaskQuery {
+                sort,
+                ..TaskQuery::default()
+            };
+            let listed = store.list_tasks(alice, &query, None, 4).unwrap();
+            assert_eq!(listed.len(), 4);
+            let in_place = store.list_tasks_in_place(alice, &query, None, 4);
+            assert_eq!(
+                in_place.is_some(),
+                embedded && projects <= 4,
+                "{sort:?}, {projects} projects"
+            );
+            if let Some(in_place) = in_place {
+                assert_eq!(in_place.unwrap(), listed, "{sort:?}, {projects} projects");
+                let after = query.cursor_after(&listed[3]);
+                assert_eq!(
+                    store
+                        .list_tasks_in_place(alice, &query, Some(&after), 4)
+                        .unwrap()
+                        .unwrap(),
+                    store.list_tasks(alice, &query, Some(&after), 4).unwrap(),
+                    "{sort:?}, {projects} projects, second page"
+                );
+            }
+        }
+    }
+    for project in &shared {
+        assert!(store.delete_project(bob, project.id, None, at(90)).unwrap());
+    }
     // A filter the sort's index does not hold is checked row by row: one
     // that matches little reads every task of the owner, so never in place.
     let filtered = [
