@@ -7,13 +7,15 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::error::RandomError;
 use crate::random::Random;
 
-/// The secret part of a feed's URL (43 characters of URL-safe base64).
+/// The secret part of a feed's URL (43 characters of URL-safe base64),
+/// wiped from memory when dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct FeedToken(String);
+pub struct FeedToken(Zeroizing<String>);
 
 /// What the store keeps of a [`FeedToken`]: its SHA-256, in hex.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -27,7 +29,9 @@ impl FeedToken {
     pub fn generate(random: &dyn Random) -> Result<Self, RandomError> {
         let mut bytes = [0u8; 32];
         random.fill(&mut bytes)?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+        let token = Self(Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes)));
+        bytes.zeroize();
+        Ok(token)
     }
 
     /// A token as a URL gives it; `None` for text that cannot be one.
@@ -37,7 +41,7 @@ impl FeedToken {
             && URL_SAFE_NO_PAD
                 .decode(raw)
                 .is_ok_and(|bytes| URL_SAFE_NO_PAD.encode(bytes) == raw);
-        canonical.then(|| Self(raw.to_owned()))
+        canonical.then(|| Self(Zeroizing::new(raw.to_owned())))
     }
 
     /// The token, for the URL.
@@ -49,10 +53,12 @@ impl FeedToken {
     /// What the store keeps of it.
     #[must_use]
     pub fn digest(&self) -> FeedTokenHash {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = Sha256::digest(self.0.as_bytes());
         let mut hex = String::with_capacity(64);
         for byte in digest {
-            hex.push_str(&format!("{byte:02x}"));
+            hex.push(char::from(HEX[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
         FeedTokenHash(hex)
     }
@@ -92,7 +98,12 @@ mod tests {
         assert_eq!(FeedToken::parse(token.as_str()), Some(token.clone()));
         let hash = token.digest();
         assert_eq!(hash.as_str().len(), 64);
-        assert!(!hash.as_str().contains(token.as_str()));
+        // SHA-256 of its text, in lower-case hex (a known vector).
+        let known = FeedToken(Zeroizing::new("A".repeat(43)));
+        assert_eq!(
+            known.digest().as_str(),
+            "0f007385b6f9d4b7eeb2748605afe1a984a0a3bfa3f014d09e2a784ce9e5cd1a"
+        );
         assert_ne!(
             FeedToken::generate(&SeededRandom::new(2)).unwrap().digest(),
             hash

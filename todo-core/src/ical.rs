@@ -256,6 +256,10 @@ fn list(value: &str) -> Vec<String> {
 fn date_time(line: &ContentLine<'_>) -> Result<Timestamp, ImportError> {
     let bad = || line.fault("not an iCalendar DATE or DATE-TIME");
     let value = line.value.trim();
+    // (digits, `T` and `Z` only: every slice below is then on a character)
+    if !value.is_ascii() {
+        return Err(bad());
+    }
     let (date, time, utc) = match value.split_once('T') {
         Some((date, time)) => match time.strip_suffix('Z') {
             Some(time) => (date, time, true),
@@ -396,6 +400,7 @@ struct TodoFields {
     time_zone: Option<TimeZoneName>,
     parent: Option<String>,
     created_at: Option<Timestamp>,
+    stamped_at: Option<Timestamp>,
 }
 
 impl TodoFields {
@@ -417,6 +422,7 @@ impl TodoFields {
             time_zone: None,
             parent: None,
             created_at: None,
+            stamped_at: None,
         }
     }
 
@@ -440,6 +446,9 @@ impl TodoFields {
                 self.due_zone = line.param("TZID").map(str::to_owned);
             }
             "CREATED" => self.created_at = Some(date_time(line)?),
+            // (what stands for its making when CREATED is missing: required
+            // of every VTODO, and the same in every export of it)
+            "DTSTAMP" => self.stamped_at = Some(date_time(line)?),
             // RFC 5545: 1 to 4 high, 5 medium, 6 to 9 low, 0 none.
             "PRIORITY" => {
                 self.priority = match line.value.trim().parse::<u8>() {
@@ -455,6 +464,13 @@ impl TodoFields {
                 for label in list(line.value) {
                     let label = label.trim().to_owned();
                     if !label.is_empty() && !self.labels.contains(&label) {
+                        // (refused at the first past the limit: the list
+                        // checked for repeats stays that short)
+                        if self.labels.len() >= Labels::MAX_LABELS {
+                            return Err(
+                                line.fault(format!("at most {} labels a task", Labels::MAX_LABELS))
+                            );
+                        }
                         self.labels.push(label);
                     }
                 }
@@ -514,7 +530,7 @@ impl TodoFields {
             parent_key: self.parent,
             fields,
             completed_at: self.completed_at,
-            created_at: self.created_at,
+            created_at: self.created_at.or(self.stamped_at),
         })
     }
 }
@@ -644,6 +660,23 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_categories_is_refused_at_the_first_past_the_limit() {
+        let many: Vec<String> = (0..100_000).map(|n| n.to_string()).collect();
+        let text = format!(
+            "BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:a\nSUMMARY:x\nCATEGORIES:{}\nEND:VTODO\nEND:VCALENDAR\n",
+            many.join(",")
+        );
+        let started = std::time::Instant::now();
+        let error = read_calendar(&text).unwrap_err().to_string();
+        assert!(
+            error.starts_with("line 5: CATEGORIES: at most 20 labels"),
+            "{error}"
+        );
+        // (quadratic, this took minutes; linear, milliseconds)
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
     fn a_fault_names_its_line() {
         let cases = [
             (
@@ -672,6 +705,11 @@ mod tests {
                 "line 3: content after END:VCALENDAR",
             ),
             ("", "the file: no calendar (BEGIN:VCALENDAR)"),
+            // (a byte count of 8 that is not 8 characters: no slicing inside one)
+            (
+                "BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:a\nSUMMARY:x\nDUE:202\u{e9}010T090000Z\nEND:VTODO\nEND:VCALENDAR\n",
+                "line 5: DUE: not an iCalendar",
+            ),
         ];
         for (text, expected) in cases {
             let error = read_calendar(text).unwrap_err().to_string();

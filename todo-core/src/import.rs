@@ -64,12 +64,18 @@ pub struct ImportError {
 }
 
 impl ImportError {
+    /// The longest description a fault keeps: it may quote the file, and
+    /// goes back in the answer.
+    pub const MAX_WHAT_CHARS: usize = 300;
+
     /// A fault at `place`.
     pub fn at(place: Place, what: impl Into<String>) -> Self {
-        Self {
-            place,
-            what: what.into(),
+        let mut what = what.into();
+        if let Some((cut, _)) = what.char_indices().nth(Self::MAX_WHAT_CHARS) {
+            what.truncate(cut);
+            what.push('…');
         }
+        Self { place, what }
     }
 
     /// A value refused by its domain type, at `place`.
@@ -237,7 +243,9 @@ pub fn plan(owner: UserId, file: ImportFile, now: Timestamp) -> Result<ImportPla
             color: p.color,
             inbox: false,
             archived: p.archived,
-            created_at: p.created_at.unwrap_or(now),
+            // (made now: its making is recorded now, in the change log,
+            // where an old time would put it behind retention's cut)
+            created_at: now,
             updated_at: now,
             version: TaskVersion::FIRST,
         });

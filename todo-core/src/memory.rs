@@ -1255,13 +1255,26 @@ impl ProjectStore for MemoryStore {
         Ok(self.tables().feeds.get(&project).map(|(_, at)| *at))
     }
 
-    fn feed_project(&self, hash: &FeedTokenHash) -> Result<Option<ProjectId>, StoreError> {
-        Ok(self
-            .tables()
-            .feeds
-            .iter()
-            .find(|(_, (kept, _))| kept == hash)
-            .map(|(project, _)| *project))
+    fn feed_project(
+        &self,
+        hash: &FeedTokenHash,
+    ) -> Result<Option<(ProjectId, UserId)>, StoreError> {
+        let tables = self.tables();
+        let Some((project, (_, published))) =
+            tables.feeds.iter().find(|(_, (kept, _))| kept == hash)
+        else {
+            return Ok(None);
+        };
+        let Some(owner) = tables.projects.get(project).map(|p| p.owner) else {
+            return Ok(None);
+        };
+        let stands = tables.users.get(&owner).is_some_and(|record| {
+            !record.user.disabled
+                && record
+                    .tokens_revoked_before
+                    .is_none_or(|cut| cut <= *published)
+        });
+        Ok(stands.then_some((*project, owner)))
     }
 
     fn find_project(

@@ -430,8 +430,13 @@ pub trait ProjectStore: Send + Sync {
     fn delete_feed(&self, project: ProjectId) -> Result<bool, StoreError>;
     /// When the project's feed was published, if it has one.
     fn find_feed(&self, project: ProjectId) -> Result<Option<Timestamp>, StoreError>;
-    /// The project whose feed's token has this hash, if any.
-    fn feed_project(&self, hash: &FeedTokenHash) -> Result<Option<ProjectId>, StoreError>;
+    /// The project whose feed's token has this hash, with its owner, if
+    /// there is one and its owner's account still stands by it: not
+    /// disabled, and no revocation of the owner's tokens (a password
+    /// change, ending their sessions) since the feed was published. A feed
+    /// is one of the owner's credentials: what ends the others ends it.
+    fn feed_project(&self, hash: &FeedTokenHash)
+    -> Result<Option<(ProjectId, UserId)>, StoreError>;
     /// The project's members with their usernames, the owner first, then
     /// by when they were added.
     fn members(&self, id: ProjectId) -> Result<Vec<(Member, Username)>, StoreError>;

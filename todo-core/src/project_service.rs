@@ -389,9 +389,11 @@ impl ProjectService {
         }
     }
 
-    /// The project whose feed `token` opens; [`Error::NotFound`] for text
-    /// that is no token, or the token of no feed (any more).
-    pub fn feed_project(&self, token: &str) -> Result<ProjectId> {
+    /// The project whose feed `token` opens, with its owner;
+    /// [`Error::NotFound`] for text that is no token, or the token of no
+    /// feed (any more: revoked, its project deleted, its owner's account
+    /// disabled or their tokens revoked since it was published).
+    pub fn feed_project(&self, token: &str) -> Result<(ProjectId, UserId)> {
         let token = FeedToken::parse(token).ok_or(Error::NotFound)?;
         self.projects
             .feed_project(&token.digest())?

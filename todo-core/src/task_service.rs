@@ -18,6 +18,9 @@ use crate::task::{NewTask, Series, SeriesId, Task, TaskId, TaskPatch, TaskVersio
 use crate::time::{Clock, Timestamp};
 use crate::user::UserId;
 
+/// How many objects of an import cost one write of the caller's allowance
+/// (besides the one every import costs).
+const IMPORT_OBJECTS_A_WRITE: usize = 100;
 /// A task as a write left it, and the next occurrence that completing it
 /// made (or found made already), if it repeats.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -628,7 +631,12 @@ impl TaskService {
         file: ImportFile,
         max_projects: Option<u64>,
     ) -> Result<ImportCounts> {
-        self.spend_write(caller)?;
+        // One write, and one more a hundred objects: a large import (or
+        // one refused at its last task, posted again) costs what it writes.
+        let objects = file.projects.len() + file.tasks.len();
+        for _ in 0..=objects / IMPORT_OBJECTS_A_WRITE {
+            self.spend_write(caller)?;
+        }
         let plan = import::plan(caller, file, self.clock.now())?;
         let outcome =
             self.store

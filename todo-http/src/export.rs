@@ -106,7 +106,7 @@ pub(crate) async fn export(
     let owner = caller.user_id;
     let ticket = api.exports().enter(owner)?;
     let head = head(&api, owner, format).await?;
-    let body = streamed(move |sink| async move {
+    let body = streamed("export", move |sink| async move {
         let _ticket = ticket;
         pump(api, owner, format, head, sink).await;
     });
@@ -181,19 +181,21 @@ impl PageSink {
         )
     }
 
-    /// Hands the last page over: the response ends whole.
+    /// Hands the last page over: the response ends whole, if the client
+    /// took it.
     pub(crate) async fn finish(self, tail: Bytes) {
-        // (said before the last page goes: the channel closes as this
-        // returns, and the body must know by then that it ends whole)
-        self.whole.store(true, Ordering::Release);
-        self.send(tail).await;
+        if self.send(tail).await {
+            // (before the channel closes, as this returns: the body reads
+            // the end only then, and must know by then that it is whole)
+            self.whole.store(true, Ordering::Release);
+        }
     }
 }
 
 /// A body written by `write` as the client reads it, within
 /// [`EXPORT_DEADLINE`]: ended by anything but [`PageSink::finish`], it ends
 /// in an error, which cuts the connection short.
-pub(crate) fn streamed<F, W>(write: W) -> Pages
+pub(crate) fn streamed<F, W>(what: &'static str, write: W) -> Pages
 where
     W: FnOnce(PageSink) -> F + Send + 'static,
     F: std::future::Future<Output = ()> + Send + 'static,
@@ -209,7 +211,7 @@ where
             .await
             .is_err()
         {
-            tracing::warn!(target: "todo::export", "a paged answer ran past its deadline");
+            tracing::warn!(target: "todo::http", what, "a paged answer ran past its deadline");
         }
     });
     Pages { pages: body, whole }

@@ -309,16 +309,25 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     }
 }
 
+/// How a large body is read: its limit, and the budget it is paid from
+/// (one of its own, so that large bodies cannot spend the one every other
+/// request's body is paid from).
+#[derive(Debug, Clone)]
+pub(crate) struct LargeBody {
+    pub(crate) limit: usize,
+    pub(crate) budget: BodyBudget,
+}
+
 /// A body of one of the media types `types` (415 for another), read
-/// whole under the limits: 413 past `limit` (the frontend's body limit if
-/// `None`) before reading it whole, 408 past the body time (four times it
-/// for a larger `limit`), 503 when the process's body budget is spent.
-/// Answers the bytes, the index of the media type in `types`, and the
-/// bytes' share of the budget (bind it for the whole handler).
+/// whole under the limits: 413 past the frontend's body limit, or past a
+/// `large` body's, before reading it whole, 408 past the body time (four
+/// times it for a large body), 503 when the budget is spent. Answers the
+/// bytes, the index of the media type in `types`, and the bytes' share of
+/// the budget (bind it for as long as the bytes are used).
 pub(crate) async fn read_body(
     request: Request,
     types: &[&str],
-    limit: Option<usize>,
+    large: Option<&LargeBody>,
 ) -> Result<(Bytes, usize, Option<BodyShare>), ApiError> {
     let (parts, body) = request.into_parts();
     let media = parts
@@ -331,9 +340,9 @@ pub(crate) async fn read_body(
         return Err(ApiError::unsupported_media_type());
     };
     let (client, limits, budget) = body_context(&parts);
-    let (limit, body_timeout) = match limit {
-        Some(limit) if limit > limits.max_body_bytes => (limit, limits.body_timeout * 4),
-        _ => (limits.max_body_bytes, limits.body_timeout),
+    let (limit, body_timeout, budget) = match large {
+        Some(large) => (large.limit, limits.body_timeout * 4, large.budget.clone()),
+        None => (limits.max_body_bytes, limits.body_timeout, budget),
     };
     let declared = parts
         .headers

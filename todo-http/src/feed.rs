@@ -5,16 +5,15 @@
 //! tasks that are not archived, written page by page as the export is.
 //! A token that opens no feed is not found, like any other path.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::{NestedPath, State};
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use serde::Serialize;
-use todo_core::{Error as CoreError, FeedToken, ProjectId, TaskId, Timestamp};
+use todo_core::{Error as CoreError, FeedToken, ProjectId, TaskId, Timestamp, UserId};
 use utoipa::ToSchema;
 
 use crate::blocking::call;
@@ -26,23 +25,31 @@ use crate::task_api::TaskApi;
 
 /// Feeds an instance writes at once.
 pub(crate) const MAX_FEED_READS: usize = 16;
+/// Feeds of one owner written at once (their projects' feeds together): a
+/// flood of one account's URLs takes this many places, not the instance's.
+pub(crate) const MAX_FEED_READS_PER_OWNER: usize = 2;
 /// What a refused read is told to wait.
 const BUSY: Duration = Duration::from_secs(5);
 
 /// The feeds being read now: one read a feed at a time (a calendar
-/// program polls; a flood of one URL takes one place), a few an instance.
+/// program polls), a few an owner, a few more an instance.
 #[derive(Debug, Default)]
-pub(crate) struct FeedReads(Arc<Mutex<HashSet<ProjectId>>>);
+pub(crate) struct FeedReads(Arc<Mutex<Vec<(ProjectId, UserId)>>>);
 
 /// A running read's place, given back when it ends.
-struct FeedTicket(Arc<Mutex<HashSet<ProjectId>>>, ProjectId);
+struct FeedTicket(Arc<Mutex<Vec<(ProjectId, UserId)>>>, ProjectId);
 
 impl FeedReads {
-    fn enter(&self, project: ProjectId) -> Result<FeedTicket, ApiError> {
+    fn enter(&self, project: ProjectId, owner: UserId) -> Result<FeedTicket, ApiError> {
         let mut running = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if running.len() >= MAX_FEED_READS || !running.insert(project) {
+        let owners = running.iter().filter(|(_, o)| *o == owner).count();
+        if running.len() >= MAX_FEED_READS
+            || owners >= MAX_FEED_READS_PER_OWNER
+            || running.iter().any(|(p, _)| *p == project)
+        {
             return Err(CoreError::RateLimited { retry_after: BUSY }.into());
         }
+        running.push((project, owner));
         Ok(FeedTicket(Arc::clone(&self.0), project))
     }
 }
@@ -52,14 +59,20 @@ impl Drop for FeedTicket {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.1);
+            .retain(|(p, _)| *p != self.1);
     }
 }
 
 /// A feed's token as its URL's last segment gives it (`{token}`, with
 /// `.ics` or without); text that cannot be one is not found.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct FeedPath(String);
+
+impl std::fmt::Debug for FeedPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FeedPath(…)")
+    }
+}
 
 impl FeedPath {
     fn parse(raw: &str) -> Option<Self> {
@@ -99,12 +112,11 @@ struct FeedDto {
     published_at: String,
 }
 
-/// Publish the project's iCalendar feed under a new URL (the old one stops working).
-#[utoipa::path(put, path = "/v1/projects/{id}/feed",
+/// Publish the project's iCalendar feed under a new URL (the one it had stops working).
+#[utoipa::path(post, path = "/v1/projects/{id}/feed",
     params(Path<ProjectId>),
     responses(
-        (status = 201, description = "Published: its URL, shown this once", body = FeedDto,
-            headers(("Location" = String))),
+        (status = 201, description = "Published: its URL, shown this once (not in a Location header either: it is the feed's key)", body = FeedDto),
         (status = 403, description = "I am a member but not the owner"),
         (status = 404, description = "No such project, or I am not a member"),
     ))]
@@ -126,13 +138,10 @@ pub(crate) async fn publish_feed(
     let mut response = json_value(
         StatusCode::CREATED,
         &FeedDto {
-            url: Some(url.clone()),
+            url: Some(url),
             published_at: at.to_string(),
         },
     )?;
-    if let Ok(location) = HeaderValue::from_str(&url) {
-        response.headers_mut().insert(LOCATION, location);
-    }
     // (the answer holds a secret)
     response
         .headers_mut()
@@ -199,9 +208,9 @@ pub(crate) async fn read_feed(
     FeedPath(token): FeedPath,
 ) -> Result<Response<axum::body::Body>, ApiError> {
     let service = api.projects().ok_or_else(ApiError::not_found)?;
-    let project = call(service, move |s| s.feed_project(&token)).await?;
-    let ticket = api.feed_reads().enter(project)?;
-    let body = streamed(move |sink| async move {
+    let (project, owner) = call(service, move |s| s.feed_project(&token)).await?;
+    let ticket = api.feed_reads().enter(project, owner)?;
+    let body = streamed("feed", move |sink| async move {
         let _ticket = ticket;
         write_feed(api, project, sink).await;
     });
@@ -277,17 +286,26 @@ mod tests {
     }
 
     #[test]
-    fn one_read_a_feed_and_a_few_an_instance() {
+    fn one_read_a_feed_two_an_owner_and_a_few_an_instance() {
         let project = |n: u128| ProjectId::from_uuid(uuid::Uuid::from_u128(n));
+        let owner = |n: u128| UserId::from_uuid(uuid::Uuid::from_u128(1000 + n));
         let reads = FeedReads::default();
-        let first = reads.enter(project(1)).unwrap();
-        assert!(reads.enter(project(1)).is_err());
-        let others: Vec<_> = (2..=MAX_FEED_READS as u128)
-            .map(|n| reads.enter(project(n)).unwrap())
+        let first = reads.enter(project(1), owner(1)).unwrap();
+        assert!(reads.enter(project(1), owner(1)).is_err(), "the same feed");
+        let second = reads.enter(project(2), owner(1)).unwrap();
+        assert!(
+            reads.enter(project(3), owner(1)).is_err(),
+            "a third of one owner"
+        );
+        let others: Vec<_> = (4..4 + MAX_FEED_READS as u128 - 2)
+            .map(|n| reads.enter(project(n), owner(n)).unwrap())
             .collect();
-        assert!(reads.enter(project(99)).is_err());
+        assert!(
+            reads.enter(project(99), owner(99)).is_err(),
+            "past the instance's"
+        );
         drop(first);
-        assert!(reads.enter(project(1)).is_ok());
-        drop(others);
+        assert!(reads.enter(project(3), owner(1)).is_ok());
+        drop((second, others));
     }
 }

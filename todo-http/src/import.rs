@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use http::StatusCode;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use todo_core::import::{ImportError, ImportFile, ImportedProject, ImportedTask, Place};
 use todo_core::{
     Description, Error as CoreError, Labels, NewTask, Priority, ProjectColor, ProjectId,
@@ -20,36 +22,61 @@ use todo_core::{
 };
 use utoipa::ToSchema;
 
+use crate::admission::BodyBudget;
 use crate::blocking::call;
-use crate::extract::{Caller, read_body};
+use crate::extract::{Caller, LargeBody, read_body};
 use crate::front::{ApiResponse, json_value};
 use crate::problem::ApiError;
 use crate::task_api::{ReminderBody, TaskApi};
 
 /// The largest file an import takes (about 10,000 tasks of an export).
 pub(crate) const MAX_IMPORT_BYTES: usize = 8 * 1024 * 1024;
-/// Imports an instance runs at once (each holds its file, parsed, in
+/// Imports an instance parses and writes at once (each holds its file in
 /// memory, and a writer for its length).
 pub(crate) const MAX_IMPORTS: usize = 4;
+/// The bytes of import files an instance holds at once, uploading or
+/// imported: a budget of their own, so that files being sent (slowly, it
+/// may be) never spend the one every other request's body is paid from.
+const IMPORT_BUDGET_BYTES: usize = 2 * MAX_IMPORT_BYTES;
 /// What a refused import is told to wait.
 const BUSY: Duration = Duration::from_secs(5);
 /// The format an export names.
 const EXPORT_FORMAT: &str = "todo.export/1";
+/// The media types taken (`read_body` answers the index of the one sent).
+const MEDIA_TYPES: [&str; 2] = ["application/json", "text/calendar"];
+const JSON: usize = 0;
 
-/// The imports running now, by user: one each, [`MAX_IMPORTS`] in all.
-#[derive(Debug, Default)]
-pub(crate) struct Imports(Arc<Mutex<HashSet<UserId>>>);
+/// The imports running now, by user (one each, [`MAX_IMPORTS`] in all),
+/// and the budget their files are held in.
+#[derive(Debug)]
+pub(crate) struct Imports {
+    running: Arc<Mutex<HashSet<UserId>>>,
+    body: LargeBody,
+}
 
-/// A running import's place, given back when it ends.
+impl Default for Imports {
+    fn default() -> Self {
+        Self {
+            running: Arc::default(),
+            body: LargeBody {
+                limit: MAX_IMPORT_BYTES,
+                budget: BodyBudget::new(IMPORT_BUDGET_BYTES, MAX_IMPORT_BYTES),
+            },
+        }
+    }
+}
+
+/// A running import's place, given back when it ends (the work's end:
+/// it is moved into the work, which runs on when the client leaves).
 struct ImportTicket(Arc<Mutex<HashSet<UserId>>>, UserId);
 
 impl Imports {
     fn enter(&self, user: UserId) -> Result<ImportTicket, ApiError> {
-        let mut running = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.len() >= MAX_IMPORTS || !running.insert(user) {
             return Err(CoreError::RateLimited { retry_after: BUSY }.into());
         }
-        Ok(ImportTicket(Arc::clone(&self.0), user))
+        Ok(ImportTicket(Arc::clone(&self.running), user))
     }
 }
 
@@ -77,14 +104,16 @@ struct ImportDto {
 
 /// Import a file: an export of this product (JSON) or an iCalendar.
 #[utoipa::path(post, path = "/v1/import",
-    request_body(description = "`application/json`: an export (`{format: \"todo.export/1\", projects, tasks}`, as `GET /v1/export` writes it); `text/calendar`: VTODOs (UID and SUMMARY each; DUE, STATUS, COMPLETED, PRIORITY, CATEGORIES, RRULE within the supported subset, RELATED-TO, CREATED read). At most 8 MiB, 10,000 tasks, 100 projects.", content = String),
+    request_body(description = "`application/json`: an export (`{format: \"todo.export/1\", projects, tasks}`, as `GET /v1/export` writes it); `text/calendar`: VTODOs (UID and SUMMARY each; DUE, STATUS, COMPLETED, PRIORITY, CATEGORIES, RRULE within the supported subset, RELATED-TO, CREATED read). At most 8 MiB, 10,000 tasks, 100 projects.",
+        content((String = "application/json"), (String = "text/calendar"))),
     responses(
         (status = 200, description = "Imported, all of it: what was made, and what an import of the same file made before", body = ImportDto),
         (status = 400, description = "Refused, nothing written: `errors[0].message` names the line (`line 12: DUE: …`) or the item (`tasks[3]: title: …`)"),
         (status = 403, description = "The caller's task or project quota would be passed (urn:todo:problem:quota-exceeded); nothing written"),
         (status = 413, description = "Larger than 8 MiB"),
         (status = 415, description = "Neither application/json nor text/calendar"),
-        (status = 429, description = "An import of the caller's is running, or the instance runs as many as it takes at once (Retry-After)"),
+        (status = 429, description = "An import of the caller's is running, the instance runs as many as it takes at once, or the caller's write allowance is spent (an import costs one write and one more a hundred objects) (Retry-After)"),
+        (status = 503, description = "The instance holds as many import files as it takes at once (Retry-After)"),
     ))]
 pub(crate) async fn import(
     State(api): State<Arc<TaskApi>>,
@@ -92,22 +121,22 @@ pub(crate) async fn import(
     request: Request,
 ) -> Result<ApiResponse, ApiError> {
     let owner = caller.user_id;
-    let _ticket = api.imports().enter(owner)?;
-    let (bytes, kind, _held) = read_body(
-        request,
-        &["application/json", "text/calendar"],
-        Some(MAX_IMPORT_BYTES),
-    )
-    .await?;
+    let (bytes, kind, held) = read_body(request, &MEDIA_TYPES, Some(&api.imports().body)).await?;
+    // The place is taken once the file is here (a slow upload holds only
+    // its bytes), and given back when the work ends, not when the client
+    // leaves: the work runs on to its end either way.
+    let ticket = api.imports().enter(owner)?;
     let max_projects = api
         .projects()
         .and_then(|projects| projects.limits().max_projects_per_user);
     let projects = api.projects().cloned();
     // Parsing a large file and writing it are both off the async workers.
     let counts = call(api.service(), move |service| {
-        let file = match kind {
-            0 => read_export(&bytes)?,
-            _ => read_calendar_bytes(&bytes)?,
+        let _held = (ticket, held);
+        let file = if kind == JSON {
+            read_export(&bytes)?
+        } else {
+            read_calendar_bytes(&bytes)?
         };
         // (an account made before Inboxes gets its Inbox first)
         if let Some(projects) = &projects {
@@ -138,18 +167,61 @@ fn read_calendar_bytes(bytes: &[u8]) -> Result<ImportFile, ImportError> {
     todo_core::ical::read_calendar(text)
 }
 
-/// An export as `GET /v1/export` writes it.
+/// An export as `GET /v1/export` writes it (a field it does not write is
+/// refused, as in every body of the API). Its items are kept as the body's
+/// own text, each read when its turn comes: a fault names the item, and a
+/// large file is not held twice as a tree.
 #[derive(Deserialize)]
-struct ExportFile {
+#[serde(deny_unknown_fields)]
+struct ExportFile<'a> {
     format: String,
     #[serde(default)]
-    projects: Vec<serde_json::Value>,
-    #[serde(default)]
-    tasks: Vec<serde_json::Value>,
+    #[allow(dead_code)]
+    exported_at: Option<IgnoredAny>,
+    #[serde(default, borrow)]
+    projects: Items<'a, { todo_core::import::MAX_IMPORT_PROJECTS }>,
+    #[serde(default, borrow)]
+    tasks: Items<'a, { todo_core::import::MAX_IMPORT_TASKS }>,
 }
 
-/// A project of an export (other fields, such as `role`, are passed over).
+/// At most `MAX` items of a JSON array, each as its text: refused at the
+/// first past the limit, before it is held.
+#[derive(Default)]
+struct Items<'a, const MAX: usize>(Vec<&'a RawValue>);
+
+impl<'de: 'a, 'a, const MAX: usize> Deserialize<'de> for Items<'a, MAX> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a, const MAX: usize>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a, const MAX: usize> serde::de::Visitor<'de> for Visit<'a, MAX> {
+            type Value = Items<'a, MAX>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "an array of at most {MAX} items")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                    if items.len() >= MAX {
+                        return Err(serde::de::Error::custom(format!(
+                            "at most {MAX} items in one import"
+                        )));
+                    }
+                    items.push(item);
+                }
+                Ok(Items(items))
+            }
+        }
+        deserializer.deserialize_seq(Visit::<'a, MAX>(std::marker::PhantomData))
+    }
+}
+
+/// A project of an export.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ExportedProject {
     id: String,
     name: String,
@@ -163,11 +235,22 @@ struct ExportedProject {
     archived: bool,
     #[serde(default)]
     created_at: Option<String>,
+    // (written by the export, not read: the importer owns what it makes,
+    // and it is made anew)
+    #[serde(default)]
+    #[allow(dead_code)]
+    role: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    updated_at: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    version: Option<IgnoredAny>,
 }
 
-/// A task of an export (its `version`, `updated_at`, `created_by` are
-/// passed over: the import makes it anew).
+/// A task of an export.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ExportedTask {
     id: String,
     #[serde(default)]
@@ -197,12 +280,26 @@ struct ExportedTask {
     reminders: Vec<ReminderBody>,
     #[serde(default)]
     created_at: Option<String>,
+    // (written by the export, not read: the task is made anew, by the
+    // importer)
+    #[serde(default)]
+    #[allow(dead_code)]
+    created_by: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    updated_at: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    version: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    next_occurrence_id: Option<IgnoredAny>,
 }
 
 /// An export's JSON: a fault that keeps it from parsing names its line; one
 /// of an item names the item.
 fn read_export(bytes: &[u8]) -> Result<ImportFile, ImportError> {
-    let file: ExportFile = serde_json::from_slice(bytes).map_err(|e| {
+    let file: ExportFile<'_> = serde_json::from_slice(bytes).map_err(|e| {
         ImportError::at(
             Place::Line(e.line().max(1)),
             format!("not an export (column {}): {e}", e.column()),
@@ -214,22 +311,10 @@ fn read_export(bytes: &[u8]) -> Result<ImportFile, ImportError> {
             format!("format: {EXPORT_FORMAT} is the format this reads"),
         ));
     }
-    if file.projects.len() > todo_core::import::MAX_IMPORT_PROJECTS
-        || file.tasks.len() > todo_core::import::MAX_IMPORT_TASKS
-    {
-        return Err(ImportError::at(
-            Place::File,
-            format!(
-                "at most {} projects and {} tasks in one import",
-                todo_core::import::MAX_IMPORT_PROJECTS,
-                todo_core::import::MAX_IMPORT_TASKS
-            ),
-        ));
-    }
     let mut out = ImportFile::default();
     // Each project's key is its id in the file; a task names its project
     // by that id.
-    for (index, value) in file.projects.into_iter().enumerate() {
+    for (index, value) in file.projects.0.into_iter().enumerate() {
         let place = Place::Item {
             array: "projects",
             index,
@@ -242,7 +327,7 @@ fn read_export(bytes: &[u8]) -> Result<ImportFile, ImportError> {
         .filter(|p| p.inbox)
         .map(|p| p.key.clone())
         .collect();
-    for (index, value) in file.tasks.into_iter().enumerate() {
+    for (index, value) in file.tasks.0.into_iter().enumerate() {
         let place = Place::Item {
             array: "tasks",
             index,
@@ -261,9 +346,9 @@ fn read_export(bytes: &[u8]) -> Result<ImportFile, ImportError> {
     Ok(out)
 }
 
-fn project(place: Place, value: serde_json::Value) -> Result<ImportedProject, ImportError> {
+fn project(place: Place, value: &RawValue) -> Result<ImportedProject, ImportError> {
     let p: ExportedProject =
-        serde_json::from_value(value).map_err(|e| ImportError::at(place, e.to_string()))?;
+        serde_json::from_str(value.get()).map_err(|e| ImportError::at(place, e.to_string()))?;
     let invalid = |e: ValidationError| ImportError::invalid(place, &e);
     Ok(ImportedProject {
         place,
@@ -286,9 +371,9 @@ fn project(place: Place, value: serde_json::Value) -> Result<ImportedProject, Im
     })
 }
 
-fn task(place: Place, value: serde_json::Value) -> Result<ImportedTask, ImportError> {
+fn task(place: Place, value: &RawValue) -> Result<ImportedTask, ImportError> {
     let t: ExportedTask =
-        serde_json::from_value(value).map_err(|e| ImportError::at(place, e.to_string()))?;
+        serde_json::from_str(value.get()).map_err(|e| ImportError::at(place, e.to_string()))?;
     let invalid = |e: ValidationError| ImportError::invalid(place, &e);
     let fields = NewTask {
         project: None,

@@ -388,17 +388,35 @@ impl ProjectStore for SqlStore {
             .transpose()
     }
 
-    fn feed_project(&self, hash: &FeedTokenHash) -> Result<Option<ProjectId>, StoreError> {
-        let found: Option<String> = self.with_conn(|conn| {
+    fn feed_project(
+        &self,
+        hash: &FeedTokenHash,
+    ) -> Result<Option<(ProjectId, UserId)>, StoreError> {
+        type Found = (String, String, i16, Option<i64>, i64);
+        let found: Option<Found> = self.with_conn(|conn| {
             project_feeds::table
+                .inner_join(projects::table.on(projects::id.eq(project_feeds::project_id)))
+                .inner_join(users::table.on(users::id.eq(projects::owner_id)))
                 .filter(project_feeds::token_hash.eq(hash.as_str()))
-                .select(project_feeds::project_id)
+                .select((
+                    project_feeds::project_id,
+                    projects::owner_id,
+                    users::disabled,
+                    users::tokens_revoked_before,
+                    project_feeds::created_at,
+                ))
                 .first(conn)
                 .optional()
         })?;
-        found
-            .map(|id| ProjectId::parse(&id).map_err(|_| corrupt("feed")))
-            .transpose()
+        let Some((project, owner, disabled, revoked_before, published)) = found else {
+            return Ok(None);
+        };
+        if disabled != 0 || revoked_before.is_some_and(|cut| cut > published) {
+            return Ok(None);
+        }
+        let project = ProjectId::parse(&project).map_err(|_| corrupt("feed"))?;
+        let owner = UserId::parse(&owner).map_err(|_| corrupt("feed"))?;
+        Ok(Some((project, owner)))
     }
 
     fn find_project(

@@ -861,10 +861,23 @@ impl TaskStore for SqlStore {
         let owner = owner.to_string();
         let max_tasks = max_tasks.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
         let max_projects = max_projects.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
-        // The plan's projects (that may be there: taken before the account,
-        // in id order, as every writer takes projects before accounts).
+        // On PostgreSQL everything the writes below take is taken first, in
+        // the order every writer takes it (projects, accounts, tasks,
+        // members, then streams), since the writes take streams from the
+        // first task on: the plan's projects that may be there, the
+        // account, the parents named that may be there with their
+        // ancestors, the members of every project written to.
         let mut shared: Vec<String> = plan.projects.iter().map(|p| p.id.to_string()).collect();
+        shared.extend(plan.tasks.iter().map(|(_, t)| t.project.to_string()));
         shared.sort_unstable();
+        shared.dedup();
+        let mut parents: Vec<String> = plan
+            .tasks
+            .iter()
+            .filter_map(|(_, t)| t.parent.map(|p| p.to_string()))
+            .collect();
+        parents.sort_unstable();
+        parents.dedup();
         let mut outcome = None;
         let written = self.with_write_conn(|conn| {
             exclusive(
@@ -875,7 +888,29 @@ impl TaskStore for SqlStore {
                     }
                     // (`FOR NO KEY UPDATE`: the projects are counted, as
                     // a project's making counts them)
-                    crate::users::lock_user_for_count_pg(pg, &owner)
+                    crate::users::lock_user_for_count_pg(pg, &owner)?;
+                    for parent in &parents {
+                        let mut at = Some(parent.clone());
+                        for _ in 0..=Task::MAX_DEPTH {
+                            let Some(id) = at.take() else { break };
+                            at = tasks::table
+                                .find(&id)
+                                .select(tasks::parent_id)
+                                .for_share()
+                                .first::<Option<String>>(pg)
+                                .optional()?
+                                .flatten();
+                        }
+                    }
+                    for project in shared.iter().filter(|p| **p != owner) {
+                        project_members::table
+                            .filter(project_members::project_id.eq(project))
+                            .order(project_members::user_id)
+                            .select(project_members::user_id)
+                            .for_share()
+                            .load::<String>(pg)?;
+                    }
+                    Ok(())
                 },
                 |conn| {
                     let result = conn
@@ -1170,6 +1205,10 @@ impl TaskStore for SqlStore {
             tasks::table
                 .filter(tasks::project_id.eq(&project))
                 .filter(tasks::archived.eq(0))
+                // (the first condition starts the index's range at the
+                // cursor; the second passes over the cursor's own time's
+                // tasks up to it)
+                .filter(tasks::created_at.ge(after_at))
                 .filter(
                     tasks::created_at
                         .gt(after_at)

@@ -80,7 +80,7 @@ const CONTRACT_TASKS: [(&str, &str); 25] = [
     // (#16's export; not in API.md yet)
     ("GET", "/v1/export"),
     ("POST", "/v1/import"),
-    ("PUT", "/v1/projects/{id}/feed"),
+    ("POST", "/v1/projects/{id}/feed"),
     ("GET", "/v1/projects/{id}/feed"),
     ("DELETE", "/v1/projects/{id}/feed"),
     ("GET", "/v1/feeds/{token}"),

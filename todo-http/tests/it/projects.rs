@@ -120,7 +120,7 @@ async fn every_project_endpoint_answers_each_kind_of_caller_as_api_md_says(deplo
         ),
         (
             "publish its feed",
-            Method::PUT,
+            Method::POST,
             &feed,
             None,
             [201, 403, 403, 404, 404, 404],
@@ -1112,7 +1112,7 @@ async fn a_projects_feed_is_read_without_an_account_until_it_is_revoked(deployme
     let published = sys
         .tasks
         .client
-        .json(Method::PUT, &path, Some(&alice), None)
+        .json(Method::POST, &path, Some(&alice), None)
         .await
         .unwrap();
     assert_eq!(published.status, 201);
@@ -1159,7 +1159,7 @@ async fn a_projects_feed_is_read_without_an_account_until_it_is_revoked(deployme
     let again = sys
         .tasks
         .client
-        .json(Method::PUT, &path, Some(&alice), None)
+        .json(Method::POST, &path, Some(&alice), None)
         .await
         .unwrap();
     let new_url = again.json().unwrap()["url"].as_str().unwrap().to_owned();
@@ -1174,7 +1174,7 @@ async fn a_projects_feed_is_read_without_an_account_until_it_is_revoked(deployme
     let last = sys
         .tasks
         .client
-        .json(Method::PUT, &path, Some(&alice), None)
+        .json(Method::POST, &path, Some(&alice), None)
         .await
         .unwrap();
     let last_url = last.json().unwrap()["url"].as_str().unwrap().to_owned();
@@ -1185,4 +1185,65 @@ async fn a_projects_feed_is_read_without_an_account_until_it_is_revoked(deployme
         204
     );
     assert_eq!(read_feed(&sys, &last_url).await.0, 404);
+
+    // A feed is one of its owner's credentials: a password change ends it
+    // (one published after works), and so does the account's disabling.
+    let (bob_id, bob, _) = sys.user("bob").await;
+    let shed = sys
+        .post(
+            &sys.tasks.client,
+            "/v1/projects",
+            Some(&bob),
+            json!({"name": "Shed"}),
+        )
+        .await;
+    let shed = shed.json().unwrap()["id"].as_str().unwrap().to_owned();
+    let shed_feed = format!("/v1/projects/{shed}/feed");
+    let publish = |token: String| {
+        let sys = &sys;
+        let path = shed_feed.clone();
+        async move {
+            let reply = sys
+                .tasks
+                .client
+                .json(Method::POST, &path, Some(&token), None)
+                .await
+                .unwrap();
+            assert_eq!(reply.status, 201);
+            reply.json().unwrap()["url"].as_str().unwrap().to_owned()
+        }
+    };
+    let before = publish(bob.clone()).await;
+    assert_eq!(read_feed(&sys, &before).await.0, 200);
+    let changed = sys
+        .post(
+            &sys.auth.client,
+            "/v1/users/me/password",
+            Some(&bob),
+            json!({"current_password": "correct horse", "new_password": "a new horse battery"}),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{:?}", changed.body);
+    assert_eq!(
+        read_feed(&sys, &before).await.0,
+        404,
+        "published before the change"
+    );
+    let (fresh, _) = sys.login("bob", "a new horse battery").await;
+    let after = publish(fresh).await;
+    assert_eq!(read_feed(&sys, &after).await.0, 200, "published after it");
+    let (_, admin) = sys.admin().await;
+    let disabled = sys
+        .auth
+        .client
+        .json(
+            Method::PATCH,
+            &format!("/v1/users/{bob_id}"),
+            Some(&admin),
+            Some(&json!({"disabled": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(disabled.status, 200);
+    assert_eq!(read_feed(&sys, &after).await.0, 404, "its owner disabled");
 }

@@ -156,6 +156,7 @@ conformance!(
     an_editor_removed_while_their_project_change_waits_changes_nothing,
     an_import_is_all_or_nothing_and_a_second_makes_nothing_new,
     concurrent_project_modifications_each_see_the_last,
+    imports_racing_changes_of_their_parents_never_deadlock,
 );
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
@@ -4535,6 +4536,16 @@ fn an_import_is_all_or_nothing_and_a_second_makes_nothing_new(f: &Fixture) {
     assert!(by_title("repeating").series.is_some());
     let head = store.changes_after(alice, 0, 1000).unwrap().head;
     assert_eq!(stream_of(store, alice).len(), 4, "a task.created each");
+    // Recorded at the import's time, whatever the file says of its
+    // objects' making: retention keeps them as it keeps the day's others.
+    let kept = tasks
+        .prune_changes(std::time::Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(kept, 0, "nothing of the import is older than a minute");
+    assert_eq!(
+        store.changes_after(alice, 0, 1000).unwrap().changes.len(),
+        5
+    );
 
     // The same file again: nothing new, nothing recorded.
     let again = tasks.import(alice, a_file(), None).unwrap();
@@ -4668,4 +4679,89 @@ fn concurrent_project_modifications_each_see_the_last(f: &Fixture) {
         (updates(alice), updates(bob)),
         (RACERS as usize, RACERS as usize)
     );
+}
+
+/// Imports of subtasks of a task an import made before, while the task's
+/// owner changes that task on another instance: every import and every
+/// change lands (on PostgreSQL the import takes what it writes in the order
+/// every writer does; taking the parent after the streams, it deadlocked).
+fn imports_racing_changes_of_their_parents_never_deadlock(f: &Fixture) {
+    use todo_core::import::{ImportFile, ImportedTask, Place};
+    const ROUNDS: usize = 12;
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let clock = Arc::new(ManualClock::at(at(100)));
+    let stores = two_instances(f);
+    let importer = service(Arc::clone(&stores[0]), Arc::clone(&clock));
+    let changer = service(Arc::clone(&stores[1]), Arc::clone(&clock));
+    let item = |key: &str, parent: Option<&str>, n: usize| ImportedTask {
+        place: Place::Item {
+            array: "tasks",
+            index: n,
+        },
+        key: key.to_owned(),
+        project_key: None,
+        parent_key: parent.map(str::to_owned),
+        fields: titled(key),
+        completed_at: None,
+        created_at: Some(at(5)),
+    };
+    // Four parents, a subtask of each a round: the import holds the
+    // streams from its first subtask on when it comes to the next parent.
+    let file = move |round: usize| ImportFile {
+        projects: Vec::new(),
+        tasks: (0..4)
+            .map(|k| item(&format!("parent {k}"), None, k))
+            .chain((0..4).map(|k| {
+                let parent = format!("parent {k}");
+                item(&format!("child {round}.{k}"), Some(&parent), 4 + k)
+            }))
+            .collect(),
+    };
+    importer.import(alice, file(0), None).unwrap();
+    let mut parents: Vec<Task> = store_tasks(&*f.store, alice)
+        .into_iter()
+        .filter(|t| t.title.as_str().starts_with("parent"))
+        .collect();
+    parents.sort_by(|a, b| a.title.as_str().cmp(b.title.as_str()));
+    let parents: Vec<TaskId> = parents.iter().map(|t| t.id).collect();
+    let barrier = Arc::new(Barrier::new(2));
+    let imports = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            barrier.wait();
+            (1..=ROUNDS)
+                .map(|round| {
+                    importer
+                        .import(alice, file(round), None)
+                        .map(|c| c.tasks_created)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let changes = std::thread::spawn(move || {
+        barrier.wait();
+        (0..ROUNDS * 8)
+            .map(|n| {
+                let patch = TaskPatch {
+                    priority: Some(Priority::new(i64::try_from(n % 4).unwrap()).unwrap()),
+                    ..TaskPatch::default()
+                };
+                // (the last parents first: those the import comes to last)
+                changer
+                    .update(alice, parents[3 - n % 4], patch, None)
+                    .map(|_| ())
+            })
+            .collect::<Vec<_>>()
+    });
+    for made in imports.join().unwrap() {
+        assert_eq!(made.unwrap(), 4);
+    }
+    for changed in changes.join().unwrap() {
+        changed.unwrap();
+    }
+    assert_eq!(store_tasks(&*f.store, alice).len(), 4 + 4 * (ROUNDS + 1));
+}
+
+fn store_tasks(store: &dyn Stores, owner: UserId) -> Vec<Task> {
+    store.owned_tasks(owner, None, 1000).unwrap()
 }
