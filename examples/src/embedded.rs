@@ -77,7 +77,8 @@ pub fn run(store: Arc<dyn Store>, argon2: Argon2Config) -> Result<Vec<String>, B
     let mut out = Vec::new();
     let clock = Arc::new(SystemClock);
     let (auth, _) = sessions(&store, argon2)?;
-    let tasks = TaskService::new(store, clock, Arc::new(OsRandom));
+    let tasks = TaskService::new(store, clock, Arc::new(OsRandom))
+        .with_sha256(Arc::new(todo_auth::Sha256Digest));
 
     let registration = Registration::parse("demo", "correct horse battery", None)
         .map_err(|errors| format!("{errors:?}"))?;

@@ -58,7 +58,8 @@ pub fn parts(store: Arc<dyn Store>, argon2: Argon2Config) -> Result<Parts, Box<d
     let clock = Arc::new(SystemClock);
     let (sessions, verifier) = embedded::sessions(&store, argon2)?;
     let gate = Arc::new(AccessGate::new(verifier, store.clone(), clock.clone()));
-    let service = TaskService::new(store, clock, Arc::new(OsRandom));
+    let service = TaskService::new(store, clock, Arc::new(OsRandom))
+        .with_sha256(Arc::new(todo_auth::Sha256Digest));
     let tasks = Arc::new(TaskApi::new(service, gate, Vec::new())?);
     Ok(Parts { tasks, sessions })
 }

@@ -72,7 +72,7 @@ pub use jwt::{
 };
 pub use limit::{FailedLoginBackoff, KeyedLimiter, LimitPolicy};
 pub use password::{Argon2Config, Argon2Hasher, BoundedHasher, PoolLimits};
-pub use refresh::Sha256RefreshTokenHasher;
+pub use refresh::{Sha256Digest, Sha256RefreshTokenHasher};
 pub use services::auth_services;
 pub use system::{OsRandom, SystemClock};
 pub use todo_core::BackoffPolicy;

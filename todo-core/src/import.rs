@@ -11,9 +11,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::ValidationError;
+use crate::ports::Sha256;
 use crate::project::{Project, ProjectColor, ProjectId, ProjectName};
 use crate::task::{Description, NewTask, Series, SeriesId, Task, TaskId, TaskVersion};
 use crate::time::Timestamp;
@@ -184,14 +183,20 @@ pub struct ImportPlan {
 
 /// The id an import derives for the object `key` of `kind` in `owner`'s
 /// import: 74 bits of SHA-256 over all three, after the time `at`.
-fn derived_id(kind: &str, owner: UserId, key: &str, at: Option<Timestamp>) -> uuid::Uuid {
-    let mut hash = Sha256::new();
-    hash.update(b"todo import\0");
-    hash.update(kind.as_bytes());
-    hash.update([0]);
-    hash.update(owner.as_uuid().as_bytes());
-    hash.update(key.as_bytes());
-    let digest = hash.finalize();
+fn derived_id(
+    sha: &dyn Sha256,
+    kind: &str,
+    owner: UserId,
+    key: &str,
+    at: Option<Timestamp>,
+) -> uuid::Uuid {
+    let digest = sha.digest(&[
+        b"todo import\0",
+        kind.as_bytes(),
+        &[0],
+        owner.as_uuid().as_bytes(),
+        key.as_bytes(),
+    ]);
     let mut random = [0u8; 10];
     random.copy_from_slice(&digest[..10]);
     let millis = at.map_or(0, |at| u64::try_from(at.unix_micros() / 1_000).unwrap_or(0));
@@ -203,7 +208,12 @@ fn derived_id(kind: &str, owner: UserId, key: &str, at: Option<Timestamp>) -> uu
 /// project in the file (or the Inbox) and its parent a task of the file
 /// in the same project, at most [`Task::MAX_DEPTH`] deep; a recurring
 /// task due; a reminder before the due time only on a task with one.
-pub fn plan(owner: UserId, file: ImportFile, now: Timestamp) -> Result<ImportPlan, ImportError> {
+pub fn plan(
+    owner: UserId,
+    file: ImportFile,
+    now: Timestamp,
+    sha: &dyn Sha256,
+) -> Result<ImportPlan, ImportError> {
     if file.projects.len() > MAX_IMPORT_PROJECTS {
         return Err(ImportError::at(
             Place::File,
@@ -224,7 +234,7 @@ pub fn plan(owner: UserId, file: ImportFile, now: Timestamp) -> Result<ImportPla
         let id = if p.inbox {
             inbox
         } else {
-            ProjectId::from_uuid(derived_id("project", owner, &p.key, p.created_at))
+            ProjectId::from_uuid(derived_id(sha, "project", owner, &p.key, p.created_at))
         };
         if project_ids.insert(&p.key, id).is_some() {
             return Err(ImportError::at(
@@ -264,7 +274,7 @@ pub fn plan(owner: UserId, file: ImportFile, now: Timestamp) -> Result<ImportPla
                 ImportError::at(t.place, "project_id: not a project of this file")
             })?,
         };
-        let id = TaskId::from_uuid(derived_id("task", owner, &t.key, t.created_at));
+        let id = TaskId::from_uuid(derived_id(sha, "task", owner, &t.key, t.created_at));
         ids.push((id, project));
     }
     // Each task's parent and depth (the parent's chain walked, at most
@@ -313,7 +323,7 @@ pub fn plan(owner: UserId, file: ImportFile, now: Timestamp) -> Result<ImportPla
         let parent = parents[n].map(|p| ids[p].0);
         tasks.push((
             depths[n],
-            (t.place, make_task(owner, id, project, parent, t, now)?),
+            (t.place, make_task(sha, owner, id, project, parent, t, now)?),
         ));
     }
     // Parents before children (stable: the file's order otherwise).
@@ -335,6 +345,7 @@ fn check_key(place: Place, field: &str, key: &str) -> Result<(), ImportError> {
 }
 
 fn make_task(
+    sha: &dyn Sha256,
     owner: UserId,
     id: TaskId,
     project: ProjectId,
@@ -364,7 +375,7 @@ fn make_task(
             ));
         }
         (Some(_), Some(due)) => Some(Series {
-            id: SeriesId::from_uuid(derived_id("series", owner, &t.key, t.created_at)),
+            id: SeriesId::from_uuid(derived_id(sha, "series", owner, &t.key, t.created_at)),
             start: due,
             occurrence: 1,
         }),
@@ -400,6 +411,7 @@ mod tests {
 
     use super::*;
     use crate::task::Title;
+    use crate::testing::FakeSha256;
 
     fn owner(n: u128) -> UserId {
         UserId::from_uuid(uuid::Uuid::from_u128(n))
@@ -430,7 +442,7 @@ mod tests {
 
     #[test]
     fn the_same_file_gives_the_same_ids_and_another_owner_others() {
-        let make = |o| plan(owner(o), file(vec![task(1, "a", None)]), now()).unwrap();
+        let make = |o| plan(owner(o), file(vec![task(1, "a", None)]), now(), &FakeSha256).unwrap();
         assert_eq!(make(1).tasks[0].1.id, make(1).tasks[0].1.id);
         assert_ne!(make(1).tasks[0].1.id, make(2).tasks[0].1.id);
         assert_eq!(make(1).tasks[0].1.id.as_uuid().get_version_num(), 7);
@@ -446,6 +458,7 @@ mod tests {
                 task(3, "top", None),
             ]),
             now(),
+            &FakeSha256,
         )
         .unwrap();
         let titles: Vec<&str> = planned
@@ -484,7 +497,7 @@ mod tests {
             ),
         ];
         for (tasks, line, words) in cases {
-            let error = plan(owner(1), file(tasks), now()).unwrap_err();
+            let error = plan(owner(1), file(tasks), now(), &FakeSha256).unwrap_err();
             assert_eq!(error.place, Place::Line(line), "{error}");
             assert!(error.what.contains(words), "{error}");
         }
@@ -494,7 +507,7 @@ mod tests {
     fn a_rule_without_a_due_time_is_refused_at_its_line() {
         let mut repeating = task(5, "a", None);
         repeating.fields.recurrence = Some(crate::Recurrence::parse("FREQ=DAILY").unwrap());
-        let error = plan(owner(1), file(vec![repeating]), now()).unwrap_err();
+        let error = plan(owner(1), file(vec![repeating]), now(), &FakeSha256).unwrap_err();
         assert_eq!(
             error.to_string(),
             "line 5: recurrence: a rule on a task with no due time"

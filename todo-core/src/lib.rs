@@ -108,8 +108,8 @@ pub use feed::{FeedToken, FeedTokenHash};
 pub use live::{ChangeSubscription, Changed};
 pub use ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,
-    NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, TaskInsert,
-    TaskStore, TaskWrite, ThrottleKey, Unlimited, UserStore, Verification, client_key,
+    NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, Sha256,
+    TaskInsert, TaskStore, TaskWrite, ThrottleKey, Unlimited, UserStore, Verification, client_key,
 };
 pub use precondition::Precondition;
 pub use project::{

@@ -370,6 +370,14 @@ pub trait RefreshTokenHasher: Send + Sync {
     fn digest(&self, token: &RefreshToken) -> RefreshTokenHash;
 }
 
+/// SHA-256, for what the core derives from or keeps of something in digest
+/// form (an import's ids, a feed token's stored form): the crypto stays
+/// outside the core (`todo_auth::Sha256Digest`).
+pub trait Sha256: Send + Sync {
+    /// The digest of `parts`, one after the other.
+    fn digest(&self, parts: &[&[u8]]) -> [u8; 32];
+}
+
 /// The address a client is counted under by per-client limits: IPv4 as is
 /// (also when mapped into IPv6), IPv6 by its /64, the block one subscriber
 /// gets (counted one by one, a /64 would be 2^64 clients).

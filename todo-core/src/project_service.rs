@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::feed::FeedToken;
 use crate::live::ChangeBells;
-use crate::ports::{RateLimiter, Unlimited, UserStore};
+use crate::ports::{RateLimiter, Sha256, Unlimited, UserStore};
 use crate::precondition::Precondition;
 use crate::project::{
     Member, MemberPut, Project, ProjectAction, ProjectColor, ProjectId, ProjectName, ProjectRole,
@@ -104,6 +104,12 @@ impl ProjectPatch {
     }
 }
 
+/// A service asked for a feed with no SHA-256 given
+/// ([`ProjectService::with_sha256`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the project service was given no SHA-256: feeds are off")]
+struct NoSha256;
+
 /// Projects and their members, for callers identified by their user id.
 #[derive(Clone)]
 pub struct ProjectService {
@@ -115,6 +121,8 @@ pub struct ProjectService {
     /// This process's subscribers of the change streams, woken after each
     /// write (`None`: none here; they poll, or hear other processes).
     bells: Option<Arc<ChangeBells>>,
+    /// What feed tokens are kept as (`None`: no feeds here).
+    sha256: Option<Arc<dyn Sha256>>,
 }
 
 impl std::fmt::Debug for ProjectService {
@@ -141,6 +149,7 @@ impl ProjectService {
             random,
             limits: ProjectLimits::default(),
             bells: None,
+            sha256: None,
         }
     }
 
@@ -177,6 +186,15 @@ impl ProjectService {
             // (the streams poll now and then too; waking all is the sure way)
             Err(_) => bells.ring_all(),
         }
+    }
+
+    /// The same service, publishing feeds ([`ProjectService::publish_feed`])
+    /// whose tokens are kept as their SHA-256 by `sha256`
+    /// (`todo_auth::Sha256Digest`).
+    #[must_use]
+    pub fn with_sha256(mut self, sha256: Arc<dyn Sha256>) -> Self {
+        self.sha256 = Some(sha256);
+        self
     }
 
     /// The same service with other limits.
@@ -358,9 +376,10 @@ impl ProjectService {
         self.spend_write(caller)?;
         let (_, role) = self.get(caller, id)?;
         Standing::Member(role).may(ProjectAction::Share)?;
+        let sha = self.sha()?;
         let token = FeedToken::generate(&*self.random)?;
         let now = self.clock.now();
-        match self.projects.put_feed(id, &token.digest(), now) {
+        match self.projects.put_feed(id, &token.digest(sha), now) {
             Ok(()) => Ok((token, now)),
             // (deleted meanwhile)
             Err(StoreError::MissingReference(_)) => Err(Error::NotFound),
@@ -396,7 +415,7 @@ impl ProjectService {
     pub fn feed_project(&self, token: &str) -> Result<(ProjectId, UserId)> {
         let token = FeedToken::parse(token).ok_or(Error::NotFound)?;
         self.projects
-            .feed_project(&token.digest())?
+            .feed_project(&token.digest(self.sha()?))?
             .ok_or(Error::NotFound)
     }
 
@@ -529,6 +548,14 @@ impl ProjectService {
             // Removed meanwhile by someone else.
             Err(Error::NotFound)
         }
+    }
+
+    /// What feed tokens are kept as; without it, feeds are off (a wiring
+    /// fault, not the caller's).
+    fn sha(&self) -> Result<&dyn Sha256> {
+        self.sha256
+            .as_deref()
+            .ok_or_else(|| Error::internal(NoSha256))
     }
 
     fn standing_in(&self, caller: UserId, id: ProjectId) -> Result<(Project, Standing)> {

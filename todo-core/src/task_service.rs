@@ -7,7 +7,7 @@ use crate::change::{ChangeCursor, ChangeLimit, ChangeLog, ChangePage};
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::import::{self, ImportCounts, ImportError, ImportFile, ImportOutcome, Place};
 use crate::live::{ChangeBells, ChangeSubscription};
-use crate::ports::{RateLimiter, TaskInsert, TaskStore, TaskWrite, Unlimited};
+use crate::ports::{RateLimiter, Sha256, TaskInsert, TaskStore, TaskWrite, Unlimited};
 use crate::precondition::Precondition;
 use crate::project::{ProjectAction, ProjectId, Standing};
 use crate::query::{Page, TaskCursor, TaskQuery};
@@ -17,6 +17,12 @@ use crate::reminder::Reminder;
 use crate::task::{NewTask, Series, SeriesId, Task, TaskId, TaskPatch, TaskVersion, TreeRefusal};
 use crate::time::{Clock, Timestamp};
 use crate::user::UserId;
+
+/// A service asked to import with no SHA-256 given
+/// ([`TaskService::with_sha256`]): a wiring fault, not the caller's.
+#[derive(Debug, thiserror::Error)]
+#[error("the task service was given no SHA-256: imports are off")]
+struct NoSha256;
 
 /// How many objects of an import cost one write of the caller's allowance
 /// (besides the one every import costs).
@@ -126,6 +132,8 @@ pub struct TaskService {
     limits: TaskLimits,
     /// The subscribers to ring when a change commits (shared by clones).
     bells: Arc<ChangeBells>,
+    /// What an import derives its ids with (`None`: no imports here).
+    sha256: Option<Arc<dyn Sha256>>,
 }
 
 impl std::fmt::Debug for TaskService {
@@ -146,7 +154,16 @@ impl TaskService {
             random,
             limits: TaskLimits::unlimited(),
             bells: Arc::default(),
+            sha256: None,
         }
+    }
+
+    /// The same service, importing files ([`TaskService::import`]) with
+    /// ids derived by `sha256` (`todo_auth::Sha256Digest`).
+    #[must_use]
+    pub fn with_sha256(mut self, sha256: Arc<dyn Sha256>) -> Self {
+        self.sha256 = Some(sha256);
+        self
     }
 
     /// The same service, enforcing `limits` on every user.
@@ -637,7 +654,11 @@ impl TaskService {
         for _ in 0..=objects / IMPORT_OBJECTS_A_WRITE {
             self.spend_write(caller)?;
         }
-        let plan = import::plan(caller, file, self.clock.now())?;
+        let sha = self
+            .sha256
+            .as_deref()
+            .ok_or_else(|| Error::internal(NoSha256))?;
+        let plan = import::plan(caller, file, self.clock.now(), sha)?;
         let outcome =
             self.store
                 .import(caller, &plan, self.limits.max_tasks_per_user, max_projects);

@@ -58,6 +58,26 @@ impl Clock for ManualClock {
     }
 }
 
+/// A digest of the [`Sha256`](crate::Sha256) port's shape that is not
+/// SHA-256 (four FNV-1a lanes): deterministic, spread, and no protection
+/// against anyone who chooses its input. For tests of what derives ids.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FakeSha256;
+
+impl crate::Sha256 for FakeSha256 {
+    fn digest(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (lane, chunk) in (0u64..).zip(out.chunks_mut(8)) {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ lane.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            for byte in parts.iter().flat_map(|p| p.iter()) {
+                h = (h ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+            chunk.copy_from_slice(&h.to_le_bytes());
+        }
+        out
+    }
+}
+
 /// Deterministic, non-secure randomness (splitmix64 from a seed).
 #[derive(Debug)]
 pub struct SeededRandom(AtomicU64);

@@ -236,6 +236,7 @@ impl TaskSettings {
     pub fn service(&self, store: SqlStore, clock: Arc<SystemClock>) -> TaskService {
         TaskService::new(Arc::new(store), clock.clone(), Arc::new(OsRandom))
             .with_limits(self.limits(clock))
+            .with_sha256(Arc::new(todo_auth::Sha256Digest))
     }
 
     /// Projects over `store`: their writes have an allowance per user of
@@ -247,7 +248,9 @@ impl TaskSettings {
             writes_per_user: self.limits(clock.clone()).writes_per_user,
             ..ProjectLimits::default()
         };
-        ProjectService::new(store.clone(), store, clock, Arc::new(OsRandom)).with_limits(limits)
+        ProjectService::new(store.clone(), store, clock, Arc::new(OsRandom))
+            .with_limits(limits)
+            .with_sha256(Arc::new(todo_auth::Sha256Digest))
     }
 
     /// The webhook policy these settings describe.

@@ -20,6 +20,7 @@ const FORBIDDEN: &[&str] = &[
     "pq-sys",
     "reqwest",
     "password-hash",
+    "sha2",
 ];
 
 #[test]

@@ -246,10 +246,12 @@ fn instance(
         auth_probes.push(bounded);
     }
     let auth = AuthApi::new(service.clone(), &keys.to_jwks().unwrap(), auth_probes).unwrap();
-    let task_service = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom));
+    let task_service = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom))
+        .with_sha256(Arc::new(todo_auth::Sha256Digest));
     // task-server's own gate, as when the servers run apart.
     let gate = Arc::new(AccessGate::new(verifier, store.clone(), clock.clone()));
-    let projects = ProjectService::new(store.clone(), store.clone(), clock, Arc::new(OsRandom));
+    let projects = ProjectService::new(store.clone(), store.clone(), clock, Arc::new(OsRandom))
+        .with_sha256(Arc::new(todo_auth::Sha256Digest));
     let tasks = TaskApi::new(
         task_service.clone(),
         gate,

@@ -206,6 +206,7 @@ fn family(seed: u64) -> FamilyId {
 
 fn service(store: Arc<dyn Stores>, clock: Arc<ManualClock>) -> TaskService {
     TaskService::new(store, clock, Arc::new(SeededRandom::new(7)))
+        .with_sha256(Arc::new(todo_core::testing::FakeSha256))
 }
 
 fn titled(title: &str) -> NewTask {
