@@ -308,6 +308,8 @@ fn date_time(line: &ContentLine<'_>) -> Result<Timestamp, ImportError> {
 /// (events, time zones, alarms, properties of no task field) is passed
 /// over. A fault names the line it is on.
 pub fn read_calendar(text: &str) -> Result<ImportFile, ImportError> {
+    // (a byte-order mark, as some programs write, is not content)
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut file = ImportFile::default();
     let mut open: Vec<(String, usize)> = Vec::new();
     let mut todo: Option<TodoFields> = None;
@@ -440,7 +442,11 @@ impl TodoFields {
                 "NEEDS-ACTION" | "IN-PROCESS" => {}
                 _ => return Err(line.fault("not a VTODO status")),
             },
-            "COMPLETED" => self.completed_at = Some(date_time(line)?),
+            // (a completion time says it is done, whatever STATUS says)
+            "COMPLETED" => {
+                self.completed_at = Some(date_time(line)?);
+                self.done = true;
+            }
             "DUE" => {
                 self.due_at = Some(date_time(line)?);
                 self.due_zone = line.param("TZID").map(str::to_owned);
@@ -641,7 +647,7 @@ mod tests {
             CATEGORIES:work,a\\,b\r\nCATEGORIES:work\r\nPRIORITY:5\r\nSTATUS:CANCELLED\r\n\
             BEGIN:VALARM\r\nTRIGGER:-PT15M\r\nSUMMARY:alarm\r\nEND:VALARM\r\nEND:VTODO\r\n\
             BEGIN:VTODO\r\nUID:t2\r\nSUMMARY:On a day\r\nDUE;VALUE=DATE:20270105\r\nRELATED-TO:t1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n";
-        let file = read_calendar(text).unwrap();
+        let file = read_calendar(&format!("\u{feff}{text}")).unwrap();
         assert_eq!(file.tasks.len(), 2);
         let (first, second) = (&file.tasks[0], &file.tasks[1]);
         assert_eq!(first.fields.title.as_str(), "Call, then write");

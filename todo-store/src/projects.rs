@@ -121,7 +121,6 @@ fn role(stored: &str) -> Result<ProjectRole, StoreError> {
     ProjectRole::parse_stored(stored).ok_or_else(|| corrupt("project member"))
 }
 
-/// The owner's member row of a project just made.
 /// Inserts `project` with its owner as its one member and records its
 /// making (an Inbox's: nothing) in the owner's stream.
 pub(crate) fn insert_project(conn: &mut AnyConnection, project: &Project) -> QueryResult<()> {
@@ -152,6 +151,7 @@ pub(crate) fn owned_projects(conn: &mut AnyConnection, owner: &str) -> QueryResu
         .get_result(conn)
 }
 
+/// The owner's member row of a project just made.
 fn owner_row(project: &Project) -> MemberRow {
     MemberRow::of(
         project.id,
