@@ -169,6 +169,15 @@ pub enum ImportOutcome {
         /// Its index in [`ImportPlan::tasks`].
         index: usize,
     },
+    /// The plan's `index`th task is in a project of the importer's that
+    /// others are members of (one an import made before, shared since):
+    /// nothing was written. An import writes only where its importer is
+    /// alone, so that its thousands of tasks are copied to no one else's
+    /// change stream.
+    Shared {
+        /// Its index in [`ImportPlan::tasks`].
+        index: usize,
+    },
 }
 
 /// The objects an import would make, in an order that can be written:

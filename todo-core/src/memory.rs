@@ -114,6 +114,9 @@ impl Tables {
             if self.projects.get(&task.project).map(|p| p.owner) != Some(owner) {
                 return ImportOutcome::NotOwned { index };
             }
+            if self.members_of(task.project).len() > 1 {
+                return ImportOutcome::Shared { index };
+            }
             if let Some(refusal) = self.tree_refusal(task) {
                 return ImportOutcome::BadParent { index, refusal };
             }

@@ -122,9 +122,9 @@ pub trait TaskStore: Send + Sync {
     /// Writes `plan` as `owner`'s, all of it or (on any refusal or error)
     /// nothing, in one transaction: each of its projects that is not there
     /// is made (`project.created`), each task that is not there is
-    /// inserted (`task.created` in its project's members' streams) if its
-    /// project is `owner`'s own and its parent a task of that project
-    /// less than [`Task::MAX_DEPTH`] deep; objects there (by id) are left
+    /// inserted (`task.created` in the owner's stream) if its project is
+    /// `owner`'s own, with no other member, and its parent a task of that
+    /// project less than [`Task::MAX_DEPTH`] deep; objects there (by id) are left
     /// as they are and counted unchanged. The owner keeps at most
     /// `max_tasks` tasks and `max_projects` projects, as for
     /// [`TaskStore::insert_task_within`].

@@ -703,6 +703,12 @@ impl TaskService {
                 "project_id: a project the importer does not own",
             )
             .into()),
+            Ok(ImportOutcome::Shared { index }) => Err(ImportError::at(
+                place(index),
+                "project_id: a project shared with others since an import made it \
+                 (an import writes only to projects of its importer alone)",
+            )
+            .into()),
             Err(StoreError::MissingReference(_)) => {
                 Err(Error::InvalidToken(TokenRejection::Revoked))
             }

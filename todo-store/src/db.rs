@@ -238,7 +238,9 @@ pub struct StoreConfig {
     /// How long a caller waits for a pooled connection before the store
     /// answers "unavailable".
     pub acquire_timeout: Duration,
-    /// SQLite: how long a writer waits for the write lock.
+    /// How long a write waits for what another holds, then fails as
+    /// unavailable: SQLite's write lock (`busy_timeout`), a PostgreSQL row
+    /// (`lock_timeout`).
     pub busy_timeout: Duration,
     /// SQLite: when a commit is on the disk.
     pub sqlite_sync: SqliteSync,
@@ -330,9 +332,20 @@ impl r2d2::ManageConnection for Manager {
     fn connect(&self) -> Result<AnyConnection, Self::Error> {
         use diesel::r2d2::Error::{ConnectionError, QueryError};
         match &self.url {
-            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
-                .map(AnyConnection::Postgresql)
-                .map_err(|e| ConnectionError(without_url(e, url))),
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = PgConnection::establish(url)
+                    .map_err(|e| ConnectionError(without_url(e, url)))?;
+                // A statement waits this long for a row another holds, then
+                // fails (503, retryable) and gives its pooled connection
+                // back: one long transaction cannot take every connection
+                // of an instance with writes waiting behind it.
+                conn.batch_execute(&format!(
+                    "SET lock_timeout = '{}ms'",
+                    self.busy_timeout.as_millis()
+                ))
+                .map_err(QueryError)?;
+                Ok(AnyConnection::Postgresql(conn))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let path = path.to_string_lossy();
                 let mut conn = SqliteConnection::establish(&path).map_err(ConnectionError)?;
@@ -406,13 +419,21 @@ pub(crate) fn migrate(conn: &mut AnyConnection) -> Result<usize, StoreError> {
             })
         }
         AnyConnection::Postgresql(c) => {
-            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
-                .map_err(from_diesel)?;
+            // (an instance waits for another's migrations however long they
+            // take: its connection's lock timeout is lifted meanwhile)
+            c.batch_execute(&format!(
+                "SELECT set_config('todo.lock_timeout', current_setting('lock_timeout'), false); \
+                 SET lock_timeout = 0; SELECT pg_advisory_lock({MIGRATION_LOCK})"
+            ))
+            .map_err(from_diesel)?;
             let ran = c
                 .run_pending_migrations(POSTGRES_MIGRATIONS)
                 .map(|ran| ran.len());
             let unlocked = c
-                .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                .batch_execute(&format!(
+                    "SELECT pg_advisory_unlock({MIGRATION_LOCK}); \
+                     SELECT set_config('lock_timeout', current_setting('todo.lock_timeout'), false)"
+                ))
                 .map_err(from_diesel);
             let ran = ran.map_err(failed)?;
             unlocked?;

@@ -61,8 +61,13 @@ fn is_deadlock(message: &str) -> bool {
     message.contains("deadlock detected")
 }
 
+/// SQLite's writer that waited out its busy timeout; PostgreSQL's
+/// statement that waited out its `lock_timeout` (55P03) for a row another
+/// transaction holds: both transient, both the connection's to give back.
 fn is_busy(message: &str) -> bool {
-    message.contains("database is locked") || message.contains("database is busy")
+    message.contains("database is locked")
+        || message.contains("database is busy")
+        || message.contains("canceling statement due to lock timeout")
 }
 
 /// Failures of the machinery under the database rather than of the request:

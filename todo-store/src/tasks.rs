@@ -588,6 +588,9 @@ fn import_on(
         if reach.owner != owner {
             return Ok(ImportOutcome::NotOwned { index });
         }
+        if reach.members.len() > 1 {
+            return Ok(ImportOutcome::Shared { index });
+        }
         let row = TaskRow::from_task(task, &reach.owner);
         if let Some(parent) = &row.parent_id
             && let Some(refusal) = tree_refusal(conn, &row.id, &project, parent, true)?

@@ -4568,6 +4568,34 @@ fn an_import_is_all_or_nothing_and_a_second_makes_nothing_new(f: &Fixture) {
     let third = tasks.import(alice, a_file(), None).unwrap();
     assert_eq!((third.tasks_created, third.unchanged), (1, 4));
 
+    // Her project shared since: the same file still finds what it made,
+    // but a new task for it is refused (no import copies its tasks into
+    // others' streams), and nothing of that file is written.
+    let put = store.put_member(
+        garden,
+        &member(bob, todo_core::ProjectRole::Viewer, 200),
+        10,
+        100,
+        at(200),
+    );
+    assert!(put.is_ok());
+    assert_eq!(
+        tasks.import(alice, a_file(), None).unwrap().tasks_created,
+        0
+    );
+    let mut more = a_file();
+    let mut extra = more.tasks[1].clone();
+    extra.key = "new in the garden".to_owned();
+    more.tasks.insert(0, extra);
+    let bobs_before = store.changes_after(bob, 0, 1000).unwrap().head;
+    let refused = tasks.import(alice, more, None);
+    assert!(
+        matches!(&refused, Err(todo_core::Error::BadImport(e)) if e.what.contains("shared")),
+        "{refused:?}"
+    );
+    assert_eq!(store.owned_tasks(alice, None, 100).unwrap().len(), 4);
+    assert_eq!(store.changes_after(bob, 0, 1000).unwrap().head, bobs_before);
+
     // Bob's import of the same file is his own.
     tasks.import(bob, a_file(), None).unwrap();
     let his = store.owned_tasks(bob, None, 100).unwrap();

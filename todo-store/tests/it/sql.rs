@@ -585,3 +585,44 @@ fn postgres_the_project_changes_down_migration_forgets_the_new_kinds() {
     };
     the_project_changes_down_migration_forgets_the_new_kinds(&database);
 }
+
+/// A write waiting on a row another transaction holds gives up after the
+/// store's lock timeout, as unavailable (503, retryable), and gives its
+/// connection back: one long transaction cannot take an instance's pool
+/// with writes queued behind it (the attack of session 14 did so, with an
+/// import's transaction: every request of both instances 503 for minutes).
+#[test]
+fn postgres_a_write_waits_for_a_held_row_at_most_its_lock_timeout() {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+
+    use crate::conformance::{full_task, new_user};
+
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    let alice = new_user(&database.store, "alice", 0).user.id;
+    let mut config = database.config.clone();
+    config.busy_timeout = Duration::from_millis(300);
+    let store = SqlStore::open(&config).unwrap();
+    let DatabaseUrl::Postgres(url) = &config.url else {
+        panic!("a PostgreSQL database");
+    };
+    let mut holder = diesel::PgConnection::establish(url).unwrap();
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM users WHERE id = '{alice}' FOR UPDATE;"
+        ))
+        .unwrap();
+    let started = Instant::now();
+    let waited = store.insert_task(&full_task(alice, 1, 10));
+    let took = started.elapsed();
+    assert!(
+        matches!(waited, Err(StoreError::Unavailable(_))),
+        "{waited:?}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    holder.batch_execute("ROLLBACK").unwrap();
+    // The connection went back to the pool, fit for the next write.
+    store.insert_task(&full_task(alice, 2, 11)).unwrap();
+}
