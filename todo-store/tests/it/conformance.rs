@@ -1849,7 +1849,7 @@ impl todo_core::TargetCheck for AnyTarget {
     }
 }
 
-fn webhooks(
+pub(crate) fn webhooks(
     store: Arc<dyn Stores>,
     clock: Arc<ManualClock>,
     max: Option<u64>,

@@ -626,3 +626,62 @@ fn postgres_a_write_waits_for_a_held_row_at_most_its_lock_timeout() {
     // The connection went back to the pool, fit for the next write.
     store.insert_task(&full_task(alice, 2, 11)).unwrap();
 }
+
+/// A leased webhook whose row does not parse (a kind of a later version,
+/// say) is passed over: the owners' other webhooks are leased all the same
+/// (one such row used to fail every lease batch it was in).
+fn a_webhook_row_that_does_not_parse_is_passed_over(database: &todo_store::testing::TestDatabase) {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+    use todo_core::{Clock as _, EventFilter, WebhookStore as _};
+
+    use crate::conformance::{full_task, new_user};
+
+    let store: Arc<dyn crate::backends::Stores> = Arc::new(database.store.clone());
+    let alice = new_user(&*store, "alice", 0).user.id;
+    let bob = new_user(&*store, "bob", 1).user.id;
+    let clock = Arc::new(todo_core::testing::ManualClock::at(
+        todo_core::Timestamp::from_unix_micros(1_800_000_000_000_000).unwrap(),
+    ));
+    let hooks = crate::conformance::webhooks(store.clone(), clock.clone(), None);
+    let url = |n: u32| {
+        todo_core::WebhookUrl::parse(&format!("https://hooks{n}.example.com/in"), false).unwrap()
+    };
+    let broken = hooks.create(alice, url(1), EventFilter::all()).unwrap();
+    let fine = hooks.create(bob, url(2), EventFilter::all()).unwrap();
+    for (owner, seed) in [(alice, 1), (bob, 2)] {
+        store.insert_task(&full_task(owner, seed, 10)).unwrap();
+    }
+    let spoil = format!(
+        "UPDATE webhooks SET events = 'task.created,no.such.kind' WHERE id = '{}'",
+        broken.id
+    );
+    match &database.config.url {
+        DatabaseUrl::Sqlite(path) => diesel::SqliteConnection::establish(path.to_str().unwrap())
+            .unwrap()
+            .batch_execute(&spoil)
+            .unwrap(),
+        DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
+            .unwrap()
+            .batch_execute(&spoil)
+            .unwrap(),
+    }
+    let now = clock.now();
+    let leased = store
+        .lease_due_webhooks(now, now.saturating_add(Duration::from_secs(60)), 10, 1)
+        .unwrap();
+    let ids: Vec<_> = leased.iter().map(|w| w.id).collect();
+    assert_eq!(ids, [fine.id]);
+}
+
+#[test]
+fn sqlite_a_webhook_row_that_does_not_parse_is_passed_over() {
+    a_webhook_row_that_does_not_parse_is_passed_over(&todo_store::testing::TestDatabase::sqlite());
+}
+
+#[test]
+fn postgres_a_webhook_row_that_does_not_parse_is_passed_over() {
+    if let Some(database) = todo_store::testing::TestDatabase::postgres() {
+        a_webhook_row_that_does_not_parse_is_passed_over(&database);
+    }
+}
