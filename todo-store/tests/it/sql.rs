@@ -633,7 +633,7 @@ fn postgres_a_write_waits_for_a_held_row_at_most_its_lock_timeout() {
 fn a_webhook_row_that_does_not_parse_is_passed_over(database: &todo_store::testing::TestDatabase) {
     use diesel::Connection as _;
     use diesel::connection::SimpleConnection as _;
-    use todo_core::{Clock as _, EventFilter, WebhookStore as _};
+    use todo_core::{Clock as _, EventFilter};
 
     use crate::conformance::{full_task, new_user};
 
