@@ -3,6 +3,8 @@
 //! RELATED-TO), and [`read_calendar`] reads the VTODOs of any calendar
 //! back for an import.
 
+use std::borrow::Cow;
+
 use crate::import::{ImportError, ImportFile, ImportedTask, MAX_IMPORT_TASKS, Place};
 use crate::recurrence::{Recurrence, TimeZoneName};
 use crate::task::{Description, Labels, NewTask, Priority, Task, Title};
@@ -155,23 +157,31 @@ impl ContentLine<'_> {
     }
 }
 
-/// The logical lines of `text`: folded lines (a line break then a space or
-/// a tab) joined, each with the number of the physical line it began on.
-fn unfold(text: &str) -> Vec<(usize, String)> {
-    let mut lines: Vec<(usize, String)> = Vec::new();
-    for (n, physical) in text.split('\n').enumerate() {
-        let physical = physical.strip_suffix('\r').unwrap_or(physical);
-        match physical.as_bytes().first() {
-            Some(b' ' | b'\t') if !lines.is_empty() => {
-                if let Some((_, last)) = lines.last_mut() {
-                    last.push_str(&physical[1..]);
-                }
+/// The logical lines of `text`, one at a time: folded lines (a line break
+/// then a space or a tab) joined, each with the number of the physical
+/// line it began on. A line not folded is the text's own (no copy): the
+/// file is not held twice.
+fn unfold(text: &str) -> impl Iterator<Item = (usize, Cow<'_, str>)> {
+    let mut physical = text
+        .split('\n')
+        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+        .enumerate()
+        .peekable();
+    std::iter::from_fn(move || {
+        loop {
+            let (n, line) = physical.next()?;
+            if line.is_empty() {
+                continue;
             }
-            _ if physical.is_empty() => {}
-            _ => lines.push((n + 1, physical.to_owned())),
+            let mut logical = Cow::Borrowed(line);
+            while let Some((_, next)) =
+                physical.next_if(|(_, next)| matches!(next.as_bytes().first(), Some(b' ' | b'\t')))
+            {
+                logical.to_mut().push_str(&next[1..]);
+            }
+            return Some((n + 1, logical));
         }
-    }
-    lines
+    })
 }
 
 /// Splits `name;param=value;…:value` at the first colon outside quotes.

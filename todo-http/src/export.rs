@@ -106,7 +106,7 @@ pub(crate) async fn export(
     let owner = caller.user_id;
     let ticket = api.exports().enter(owner)?;
     let head = head(&api, owner, format).await?;
-    let body = streamed("export", move |sink| async move {
+    let body = streamed("export", EXPORT_DEADLINE, move |sink| async move {
         let _ticket = ticket;
         pump(api, owner, format, head, sink).await;
     });
@@ -192,10 +192,10 @@ impl PageSink {
     }
 }
 
-/// A body written by `write` as the client reads it, within
-/// [`EXPORT_DEADLINE`]: ended by anything but [`PageSink::finish`], it ends
-/// in an error, which cuts the connection short.
-pub(crate) fn streamed<F, W>(what: &'static str, write: W) -> Pages
+/// A body written by `write` as the client reads it, within `deadline`:
+/// ended by anything but [`PageSink::finish`], it ends in an error, which
+/// cuts the connection short.
+pub(crate) fn streamed<F, W>(what: &'static str, deadline: Duration, write: W) -> Pages
 where
     W: FnOnce(PageSink) -> F + Send + 'static,
     F: std::future::Future<Output = ()> + Send + 'static,
@@ -207,10 +207,7 @@ where
         whole: Arc::clone(&whole),
     };
     tokio::spawn(async move {
-        if tokio::time::timeout(EXPORT_DEADLINE, write(sink))
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(deadline, write(sink)).await.is_err() {
             tracing::warn!(target: "todo::http", what, "a paged answer ran past its deadline");
         }
     });

@@ -5,6 +5,8 @@
 //! tasks that are not archived, written page by page as the export is.
 //! A token that opens no feed is not found, like any other path.
 
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -18,39 +20,60 @@ use utoipa::ToSchema;
 
 use crate::blocking::call;
 use crate::export::{PAGE, PageSink, streamed};
-use crate::extract::{Caller, Path};
+use crate::extract::{Caller, Client, Path};
 use crate::front::{ApiResponse, LiveStream, json_value, no_content};
 use crate::problem::ApiError;
 use crate::task_api::TaskApi;
 
 /// Feeds an instance writes at once.
 pub(crate) const MAX_FEED_READS: usize = 16;
+/// Reads of one feed at once (a calendar program polls; a second reader of
+/// a leaked URL does not lock the owner's own out).
+pub(crate) const MAX_READS_PER_FEED: usize = 2;
 /// Feeds of one owner written at once (their projects' feeds together): a
 /// flood of one account's URLs takes this many places, not the instance's.
-pub(crate) const MAX_FEED_READS_PER_OWNER: usize = 2;
+pub(crate) const MAX_FEED_READS_PER_OWNER: usize = 4;
+/// Feeds written at once to one client address (an IPv6 /64): readers
+/// need no account, so the address is what one of them is counted by.
+pub(crate) const MAX_FEED_READS_PER_CLIENT: usize = 2;
+/// How long a feed may take to be written in all (a calendar is a few
+/// pages; a reader slower than this loses it and its place).
+const FEED_DEADLINE: Duration = Duration::from_secs(120);
 /// What a refused read is told to wait.
 const BUSY: Duration = Duration::from_secs(5);
 
-/// The feeds being read now: one read a feed at a time (a calendar
-/// program polls), a few an owner, a few more an instance.
+/// A feed read running: its project, owner and client address.
+type Reading = (ProjectId, UserId, Option<IpAddr>);
+
+/// The feeds being read now, counted per feed, owner, client address and
+/// instance.
 #[derive(Debug, Default)]
-pub(crate) struct FeedReads(Arc<Mutex<Vec<(ProjectId, UserId)>>>);
+pub(crate) struct FeedReads(Arc<Mutex<Vec<(u64, Reading)>>>, AtomicU64);
 
 /// A running read's place, given back when it ends.
-struct FeedTicket(Arc<Mutex<Vec<(ProjectId, UserId)>>>, ProjectId);
+struct FeedTicket(Arc<Mutex<Vec<(u64, Reading)>>>, u64);
 
 impl FeedReads {
-    fn enter(&self, project: ProjectId, owner: UserId) -> Result<FeedTicket, ApiError> {
+    fn enter(
+        &self,
+        project: ProjectId,
+        owner: UserId,
+        client: Option<IpAddr>,
+    ) -> Result<FeedTicket, ApiError> {
+        let client = client.map(todo_core::client_key);
         let mut running = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let owners = running.iter().filter(|(_, o)| *o == owner).count();
+        let count =
+            |same: &dyn Fn(&Reading) -> bool| running.iter().filter(|(_, r)| same(r)).count();
         if running.len() >= MAX_FEED_READS
-            || owners >= MAX_FEED_READS_PER_OWNER
-            || running.iter().any(|(p, _)| *p == project)
+            || count(&|r| r.0 == project) >= MAX_READS_PER_FEED
+            || count(&|r| r.1 == owner) >= MAX_FEED_READS_PER_OWNER
+            || (client.is_some() && count(&|r| r.2 == client) >= MAX_FEED_READS_PER_CLIENT)
         {
             return Err(CoreError::RateLimited { retry_after: BUSY }.into());
         }
-        running.push((project, owner));
-        Ok(FeedTicket(Arc::clone(&self.0), project))
+        let id = self.1.fetch_add(1, Ordering::Relaxed);
+        running.push((id, (project, owner, client)));
+        Ok(FeedTicket(Arc::clone(&self.0), id))
     }
 }
 
@@ -59,7 +82,7 @@ impl Drop for FeedTicket {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(p, _)| *p != self.1);
+            .retain(|(id, _)| *id != self.1);
     }
 }
 
@@ -128,7 +151,12 @@ pub(crate) async fn publish_feed(
 ) -> Result<ApiResponse, ApiError> {
     let service = api.projects().ok_or_else(ApiError::not_found)?;
     let caller = caller.user_id;
-    let (token, at) = call(service, move |s| s.publish_feed(caller, id)).await?;
+    let slot = api.write_slot(caller).await?;
+    let (token, at) = call(service, move |s| {
+        let _slot = slot;
+        s.publish_feed(caller, id)
+    })
+    .await?;
     let prefix = mounted_at.as_ref().map_or("", |nested| nested.as_str());
     let url = format!(
         "{}/v1/feeds/{}.ics",
@@ -190,7 +218,12 @@ pub(crate) async fn delete_feed(
 ) -> Result<ApiResponse, ApiError> {
     let service = api.projects().ok_or_else(ApiError::not_found)?;
     let caller = caller.user_id;
-    call(service, move |s| s.revoke_feed(caller, id)).await?;
+    let slot = api.write_slot(caller).await?;
+    call(service, move |s| {
+        let _slot = slot;
+        s.revoke_feed(caller, id)
+    })
+    .await?;
     Ok(no_content())
 }
 
@@ -201,16 +234,17 @@ pub(crate) async fn delete_feed(
     responses(
         (status = 200, description = "The project's tasks that are not archived, as VTODOs (written as read: a feed cut short ends without END:VCALENDAR)", content_type = "text/calendar", body = String),
         (status = 404, description = "No feed has this token (any more)"),
-        (status = 429, description = "This feed is being read, or the instance writes as many as it serves at once (Retry-After)"),
+        (status = 429, description = "This feed, its owner's feeds, or this client address has as many reads running as it may, or the instance writes as many as it serves at once (Retry-After)"),
     ))]
 pub(crate) async fn read_feed(
     State(api): State<Arc<TaskApi>>,
+    Client(client): Client,
     FeedPath(token): FeedPath,
 ) -> Result<Response<axum::body::Body>, ApiError> {
     let service = api.projects().ok_or_else(ApiError::not_found)?;
     let (project, owner) = call(service, move |s| s.feed_project(&token)).await?;
-    let ticket = api.feed_reads().enter(project, owner)?;
-    let body = streamed("feed", move |sink| async move {
+    let ticket = api.feed_reads().enter(project, owner, client)?;
+    let body = streamed("feed", FEED_DEADLINE, move |sink| async move {
         let _ticket = ticket;
         write_feed(api, project, sink).await;
     });
@@ -286,26 +320,41 @@ mod tests {
     }
 
     #[test]
-    fn one_read_a_feed_two_an_owner_and_a_few_an_instance() {
+    fn reads_are_counted_by_feed_owner_address_and_instance() {
         let project = |n: u128| ProjectId::from_uuid(uuid::Uuid::from_u128(n));
         let owner = |n: u128| UserId::from_uuid(uuid::Uuid::from_u128(1000 + n));
+        let ip = |n: u8| Some(IpAddr::from([10, 0, 0, n]));
         let reads = FeedReads::default();
-        let first = reads.enter(project(1), owner(1)).unwrap();
-        assert!(reads.enter(project(1), owner(1)).is_err(), "the same feed");
-        let second = reads.enter(project(2), owner(1)).unwrap();
+        let a = reads.enter(project(1), owner(1), ip(1)).unwrap();
+        let b = reads.enter(project(1), owner(1), ip(2)).unwrap();
         assert!(
-            reads.enter(project(3), owner(1)).is_err(),
-            "a third of one owner"
+            reads.enter(project(1), owner(1), ip(3)).is_err(),
+            "a third of one feed"
         );
-        let others: Vec<_> = (4..4 + MAX_FEED_READS as u128 - 2)
-            .map(|n| reads.enter(project(n), owner(n)).unwrap())
+        let c = reads.enter(project(2), owner(1), ip(3)).unwrap();
+        let d = reads.enter(project(3), owner(1), ip(4)).unwrap();
+        assert!(
+            reads.enter(project(4), owner(1), ip(5)).is_err(),
+            "a fifth of one owner"
+        );
+        let e = reads.enter(project(5), owner(2), ip(1)).unwrap();
+        assert!(
+            reads.enter(project(6), owner(3), ip(1)).is_err(),
+            "a third of one address"
+        );
+        let others: Vec<_> = (7..7 + MAX_FEED_READS as u128 - 5)
+            .map(|n| {
+                reads
+                    .enter(project(n), owner(n), ip(100 + n as u8))
+                    .unwrap()
+            })
             .collect();
         assert!(
-            reads.enter(project(99), owner(99)).is_err(),
+            reads.enter(project(99), owner(99), ip(99)).is_err(),
             "past the instance's"
         );
-        drop(first);
-        assert!(reads.enter(project(3), owner(1)).is_ok());
-        drop((second, others));
+        drop(a);
+        assert!(reads.enter(project(1), owner(1), ip(9)).is_ok());
+        drop((b, c, d, e, others));
     }
 }

@@ -36,8 +36,9 @@ pub(crate) const MAX_IMPORT_BYTES: usize = 8 * 1024 * 1024;
 pub(crate) const MAX_IMPORTS: usize = 4;
 /// The bytes of import files an instance holds at once, uploading or
 /// imported: a budget of their own, so that files being sent (slowly, it
-/// may be) never spend the one every other request's body is paid from.
-const IMPORT_BUDGET_BYTES: usize = 2 * MAX_IMPORT_BYTES;
+/// may be) never spend the one every other request's body is paid from
+/// (one client address holds a quarter of it at most: one file).
+const IMPORT_BUDGET_BYTES: usize = 4 * MAX_IMPORT_BYTES;
 /// What a refused import is told to wait.
 const BUSY: Duration = Duration::from_secs(5);
 /// The format an export names.
@@ -126,13 +127,14 @@ pub(crate) async fn import(
     // its bytes), and given back when the work ends, not when the client
     // leaves: the work runs on to its end either way.
     let ticket = api.imports().enter(owner)?;
+    let slot = api.write_slot(owner).await?;
     let max_projects = api
         .projects()
         .and_then(|projects| projects.limits().max_projects_per_user);
     let projects = api.projects().cloned();
     // Parsing a large file and writing it are both off the async workers.
     let counts = call(api.service(), move |service| {
-        let _held = (ticket, held);
+        let _held = (ticket, slot, held);
         let file = if kind == JSON {
             read_export(&bytes)?
         } else {

@@ -209,7 +209,12 @@ pub(crate) async fn create_project(
     let service = projects(&api)?;
     let new = new_project(crate::request::decode_json(&body)?)?;
     let owner = caller.user_id;
-    let made = call(service, move |s| s.create(owner, new)).await?;
+    let slot = api.write_slot(owner).await?;
+    let made = call(service, move |s| {
+        let _slot = slot;
+        s.create(owner, new)
+    })
+    .await?;
     let mut response = project_response(StatusCode::CREATED, &made)?;
     let prefix = mounted_at.as_ref().map_or("", |nested| nested.as_str());
     let location = format!("{}/v1/projects/{}", prefix.trim_end_matches('/'), made.0.id);
@@ -297,7 +302,12 @@ pub(crate) async fn update_project(
     let service = projects(&api)?;
     let patch = project_patch(crate::request::decode_json(&body)?)?;
     let caller = caller.user_id;
-    let changed = call(service, move |s| s.update(caller, id, patch, condition)).await?;
+    let slot = api.write_slot(caller).await?;
+    let changed = call(service, move |s| {
+        let _slot = slot;
+        s.update(caller, id, patch, condition)
+    })
+    .await?;
     project_response(StatusCode::OK, &changed)
 }
 
@@ -317,7 +327,12 @@ pub(crate) async fn delete_project(
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
     let caller = caller.user_id;
-    call(service, move |s| s.delete(caller, id, condition)).await?;
+    let slot = api.write_slot(caller).await?;
+    call(service, move |s| {
+        let _slot = slot;
+        s.delete(caller, id, condition)
+    })
+    .await?;
     Ok(no_content())
 }
 
@@ -399,7 +414,12 @@ pub(crate) async fn put_member(
     let role =
         ProjectRole::parse_grantable(&body.role).map_err(|e| ApiError::validation(vec![e]))?;
     let caller = caller.user_id;
-    let (member, name) = call(service, move |s| s.set_member(caller, id, &username, role)).await?;
+    let slot = api.write_slot(caller).await?;
+    let (member, name) = call(service, move |s| {
+        let _slot = slot;
+        s.set_member(caller, id, &username, role)
+    })
+    .await?;
     json_value(StatusCode::OK, &MemberDto::of(&member, &name))
 }
 
@@ -422,6 +442,11 @@ pub(crate) async fn delete_member(
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
     let caller = caller.user_id;
-    call(service, move |s| s.remove_member(caller, id, &username)).await?;
+    let slot = api.write_slot(caller).await?;
+    call(service, move |s| {
+        let _slot = slot;
+        s.remove_member(caller, id, &username)
+    })
+    .await?;
     Ok(no_content())
 }

@@ -24,11 +24,13 @@ const WAIT: Duration = Duration::from_secs(2);
 /// how many requests hold it (running or waiting), counted under the lock.
 type Owners = Arc<Mutex<HashMap<UserId, (Arc<Semaphore>, usize)>>>;
 
-/// The scan slots of one API.
+/// The scan slots of one API (and, of the same make, its write slots).
 #[derive(Debug)]
 pub(crate) struct ScanSlots {
     shared: Arc<Semaphore>,
     owners: Owners,
+    /// Slots one user may hold at once.
+    per_user: usize,
 }
 
 /// A slot held: the scan may run. Hold it for as long as the scan runs
@@ -52,11 +54,11 @@ struct OwnerEntry {
 
 impl OwnerEntry {
     /// Joins `owner`'s entry (made if need be) and hands out its semaphore.
-    fn join(owners: &Owners, owner: UserId) -> (Self, Arc<Semaphore>) {
+    fn join(owners: &Owners, owner: UserId, per_user: usize) -> (Self, Arc<Semaphore>) {
         let mut map = owners.lock().unwrap_or_else(PoisonError::into_inner);
         let (semaphore, holders) = map
             .entry(owner)
-            .or_insert_with(|| (Arc::new(Semaphore::new(1)), 0));
+            .or_insert_with(|| (Arc::new(Semaphore::new(per_user)), 0));
         *holders += 1;
         let entry = Self {
             owner,
@@ -79,11 +81,25 @@ impl Drop for OwnerEntry {
 }
 
 impl ScanSlots {
-    /// `slots` scans at once (at least one).
+    /// `slots` scans at once (at least one), one a user.
     pub(crate) fn new(slots: usize) -> Self {
         Self {
             shared: Arc::new(Semaphore::new(slots.max(1))),
             owners: Owners::default(),
+            per_user: 1,
+        }
+    }
+
+    /// Write slots: `per_user` at once a user (at least one), with no bound
+    /// across users beyond the pool's own. A write may wait, holding its
+    /// pooled connection, on rows another transaction of its user holds
+    /// (their import, say): this bounds how many connections one user's
+    /// waiting writes can hold, and the rest wait here, holding nothing.
+    pub(crate) fn writes(per_user: usize) -> Self {
+        Self {
+            shared: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            owners: Owners::default(),
+            per_user: per_user.max(1),
         }
     }
 
@@ -91,7 +107,7 @@ impl ScanSlots {
     /// shared slot. Waiting more than [`WAIT`] behind their own scans is
     /// the user's doing: 429; for a shared slot, the service is busy: 503.
     pub(crate) async fn take(&self, owner: UserId) -> Result<ScanSlot, ApiError> {
-        let (entry, own) = OwnerEntry::join(&self.owners, owner);
+        let (entry, own) = OwnerEntry::join(&self.owners, owner, self.per_user);
         let deadline = tokio::time::Instant::now() + WAIT;
         let busy = || ApiError::unavailable(Duration::from_secs(1), None);
         // (The semaphores are never closed: an acquire error cannot happen.)
@@ -168,6 +184,27 @@ mod tests {
         // Another user is not held up by it.
         drop(slots.take(user(2)).await.unwrap());
         drop(first);
+        assert_eq!(slots.owners(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_holds_at_most_their_write_slots_and_others_are_not_held_up() {
+        let slots = ScanSlots::writes(2);
+        let first = slots.take(user(1)).await.unwrap();
+        let second = slots.take(user(1)).await.unwrap();
+        let third = slots.take(user(1)).await.unwrap_err();
+        assert_eq!(
+            third.status.as_u16(),
+            429,
+            "a third of hers waits, then 429"
+        );
+        let others: Vec<_> = (2..40).map(|n| slots.take(user(n))).collect();
+        for other in others {
+            drop(other.await.unwrap());
+        }
+        drop(first);
+        drop(slots.take(user(1)).await.unwrap());
+        drop(second);
         assert_eq!(slots.owners(), 0);
     }
 

@@ -37,6 +37,13 @@ use crate::scans::ScanSlots;
 /// Lists that scan, at once, unless set ([`TaskApi::with_scan_slots`]).
 const DEFAULT_SCANS: usize = 4;
 
+/// Writes (and imports) one user may have at the database at once: a
+/// write waiting on rows another transaction of the user's holds (their
+/// import) holds a pooled connection meanwhile, so one user's writes could
+/// otherwise take the pool from everyone (the attack of session 14 did, on
+/// PostgreSQL). The rest wait in line, holding nothing, 2 s at most (429).
+const WRITES_PER_USER: usize = 2;
+
 /// The task API over a [`TaskService`].
 #[derive(Debug)]
 pub struct TaskApi {
@@ -45,6 +52,8 @@ pub struct TaskApi {
     keys: Option<Arc<dyn KeyRefresh>>,
     ops: Operations,
     scans: ScanSlots,
+    /// Writes a user may have waiting on the database at once.
+    writes: ScanSlots,
     live: LiveStreams,
     live_poll: Duration,
     webhooks: Option<WebhookService>,
@@ -68,6 +77,7 @@ impl TaskApi {
             keys: None,
             ops: Operations::new(probes, &crate::openapi::tasks())?,
             scans: ScanSlots::new(DEFAULT_SCANS),
+            writes: ScanSlots::writes(WRITES_PER_USER),
             live: LiveStreams::default(),
             live_poll: crate::events::POLL,
             webhooks: None,
@@ -186,6 +196,15 @@ impl TaskApi {
 
     pub(crate) fn exports(&self) -> &crate::export::Exports {
         &self.exports
+    }
+
+    /// A write slot of `user`'s: hold it (moved into the blocking work)
+    /// for as long as the write runs.
+    pub(crate) async fn write_slot(
+        &self,
+        user: todo_core::UserId,
+    ) -> Result<crate::scans::ScanSlot, ApiError> {
+        self.writes.take(user).await
     }
 
     pub(crate) fn imports(&self) -> &crate::import::Imports {
@@ -721,7 +740,12 @@ async fn create_task(
 ) -> Result<ApiResponse, ApiError> {
     let new = decode_new_task(&body)?;
     let owner = caller.user_id;
-    let task = call(&api.service, move |s| s.create(owner, new)).await?;
+    let slot = api.write_slot(owner).await?;
+    let task = call(&api.service, move |s| {
+        let _slot = slot;
+        s.create(owner, new)
+    })
+    .await?;
     let mut response = task_response(StatusCode::CREATED, &task)?;
     // Nested in a host's app (under `/api`, say), the task is there too.
     let prefix = mounted_at.as_ref().map_or("", |nested| nested.as_str());
@@ -825,7 +849,9 @@ async fn update_task(
     // The request must be valid before its precondition is weighed.
     let patch = decode_task_patch(&body)?;
     let owner = caller.user_id;
+    let slot = api.write_slot(owner).await?;
     let written = call(&api.service, move |s| {
+        let _slot = slot;
         s.write_if(owner, id, patch, condition)
     })
     .await?;
@@ -852,7 +878,12 @@ async fn delete_task(
     Conditional(id, condition): Conditional<TaskId>,
 ) -> Result<ApiResponse, ApiError> {
     let owner = caller.user_id;
-    call(&api.service, move |s| s.delete_if(owner, id, condition)).await?;
+    let slot = api.write_slot(owner).await?;
+    call(&api.service, move |s| {
+        let _slot = slot;
+        s.delete_if(owner, id, condition)
+    })
+    .await?;
     Ok(no_content())
 }
 
