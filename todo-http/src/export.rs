@@ -46,33 +46,50 @@ const BUSY: Duration = Duration::from_secs(5);
 
 const EXPORT_PARAMS: &[&str] = &["format"];
 
-/// The exports running now, by user: one each, [`MAX_EXPORTS`] in all.
-#[derive(Debug, Default)]
-pub(crate) struct Exports(Arc<Mutex<HashSet<UserId>>>);
+/// Work running now, by user: one each, a few in all (exports, imports).
+#[derive(Debug)]
+pub(crate) struct OneAUser {
+    running: Arc<Mutex<HashSet<UserId>>>,
+    most: usize,
+}
 
-/// A running export's place, given back when it ends (however it ends).
-struct ExportTicket(Arc<Mutex<HashSet<UserId>>>, UserId);
+/// A running work's place, given back when it ends (however it ends).
+pub(crate) struct UserPlace(Arc<Mutex<HashSet<UserId>>>, UserId);
 
-impl Exports {
-    fn enter(&self, user: UserId) -> Result<ExportTicket, ApiError> {
+impl OneAUser {
+    /// One a user, `most` in all.
+    pub(crate) fn new(most: usize) -> Self {
+        Self {
+            running: Arc::default(),
+            most,
+        }
+    }
+
+    /// `user`'s place, or 429 if they hold one or all are taken.
+    pub(crate) fn enter(&self, user: UserId) -> Result<UserPlace, ApiError> {
         let mut running = self
-            .0
+            .running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if running.len() >= MAX_EXPORTS || !running.insert(user) {
+        if running.len() >= self.most || !running.insert(user) {
             return Err(CoreError::RateLimited { retry_after: BUSY }.into());
         }
-        Ok(ExportTicket(Arc::clone(&self.0), user))
+        Ok(UserPlace(Arc::clone(&self.running), user))
     }
 }
 
-impl Drop for ExportTicket {
+impl Drop for UserPlace {
     fn drop(&mut self) {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&self.1);
     }
+}
+
+/// The exports running now: one a user, [`MAX_EXPORTS`] in all.
+pub(crate) fn exports() -> OneAUser {
+    OneAUser::new(MAX_EXPORTS)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,7 +349,7 @@ mod tests {
 
     #[test]
     fn one_export_a_user_and_a_few_an_instance() {
-        let exports = Exports::default();
+        let exports = exports();
         let first = exports.enter(user(1)).unwrap();
         assert!(exports.enter(user(1)).is_err(), "a second of the same user");
         let others: Vec<_> = (2..=u128::try_from(MAX_EXPORTS).unwrap())

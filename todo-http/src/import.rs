@@ -6,9 +6,7 @@
 //! its fault's line (iCalendar; JSON that does not parse) or item
 //! (`tasks[12]`), and nothing of it is written.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use http::StatusCode;
@@ -17,13 +15,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use todo_core::import::{ImportError, ImportFile, ImportedProject, ImportedTask, Place};
 use todo_core::{
-    Description, Error as CoreError, Labels, NewTask, Priority, ProjectColor, ProjectId,
-    ProjectName, Recurrence, TimeZoneName, Timestamp, Title, UserId, ValidationError,
+    Description, Labels, NewTask, Priority, ProjectColor, ProjectId, ProjectName, Recurrence,
+    TimeZoneName, Timestamp, Title, ValidationError,
 };
 use utoipa::ToSchema;
 
 use crate::admission::BodyBudget;
 use crate::blocking::call;
+use crate::export::OneAUser;
 use crate::extract::{Caller, LargeBody, read_body};
 use crate::front::{ApiResponse, json_value};
 use crate::problem::ApiError;
@@ -39,54 +38,29 @@ pub(crate) const MAX_IMPORTS: usize = 4;
 /// may be) never spend the one every other request's body is paid from
 /// (one client address holds a quarter of it at most: one file).
 const IMPORT_BUDGET_BYTES: usize = 4 * MAX_IMPORT_BYTES;
-/// What a refused import is told to wait.
-const BUSY: Duration = Duration::from_secs(5);
 /// The format an export names.
 const EXPORT_FORMAT: &str = "todo.export/1";
 /// The media types taken (`read_body` answers the index of the one sent).
 const MEDIA_TYPES: [&str; 2] = ["application/json", "text/calendar"];
 const JSON: usize = 0;
 
-/// The imports running now, by user (one each, [`MAX_IMPORTS`] in all),
-/// and the budget their files are held in.
+/// The imports running now (one a user, [`MAX_IMPORTS`] in all), and the
+/// budget their files are held in.
 #[derive(Debug)]
 pub(crate) struct Imports {
-    running: Arc<Mutex<HashSet<UserId>>>,
+    running: OneAUser,
     body: LargeBody,
 }
 
 impl Default for Imports {
     fn default() -> Self {
         Self {
-            running: Arc::default(),
+            running: OneAUser::new(MAX_IMPORTS),
             body: LargeBody {
                 limit: MAX_IMPORT_BYTES,
                 budget: BodyBudget::new(IMPORT_BUDGET_BYTES, MAX_IMPORT_BYTES),
             },
         }
-    }
-}
-
-/// A running import's place, given back when it ends (the work's end:
-/// it is moved into the work, which runs on when the client leaves).
-struct ImportTicket(Arc<Mutex<HashSet<UserId>>>, UserId);
-
-impl Imports {
-    fn enter(&self, user: UserId) -> Result<ImportTicket, ApiError> {
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        if running.len() >= MAX_IMPORTS || !running.insert(user) {
-            return Err(CoreError::RateLimited { retry_after: BUSY }.into());
-        }
-        Ok(ImportTicket(Arc::clone(&self.running), user))
-    }
-}
-
-impl Drop for ImportTicket {
-    fn drop(&mut self) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.1);
     }
 }
 
@@ -126,7 +100,7 @@ pub(crate) async fn import(
     // The place is taken once the file is here (a slow upload holds only
     // its bytes), and given back when the work ends, not when the client
     // leaves: the work runs on to its end either way.
-    let ticket = api.imports().enter(owner)?;
+    let ticket = api.imports().running.enter(owner)?;
     let slot = api.write_slot(owner).await?;
     let max_projects = api
         .projects()
@@ -470,16 +444,16 @@ mod tests {
 
     #[test]
     fn one_import_a_user_and_a_few_an_instance() {
-        let user = |n: u128| UserId::from_uuid(uuid::Uuid::from_u128(n));
+        let user = |n: u128| todo_core::UserId::from_uuid(uuid::Uuid::from_u128(n));
         let imports = Imports::default();
-        let first = imports.enter(user(1)).unwrap();
-        assert!(imports.enter(user(1)).is_err());
+        let first = imports.running.enter(user(1)).unwrap();
+        assert!(imports.running.enter(user(1)).is_err());
         let others: Vec<_> = (2..=MAX_IMPORTS as u128)
-            .map(|n| imports.enter(user(n)).unwrap())
+            .map(|n| imports.running.enter(user(n)).unwrap())
             .collect();
-        assert!(imports.enter(user(99)).is_err());
+        assert!(imports.running.enter(user(99)).is_err());
         drop(first);
-        assert!(imports.enter(user(1)).is_ok());
+        assert!(imports.running.enter(user(1)).is_ok());
         drop(others);
     }
 }

@@ -58,7 +58,7 @@ pub struct TaskApi {
     live_poll: Duration,
     webhooks: Option<WebhookService>,
     projects: Option<ProjectService>,
-    exports: crate::export::Exports,
+    exports: crate::export::OneAUser,
     imports: crate::import::Imports,
     feed_reads: crate::feed::FeedReads,
 }
@@ -82,7 +82,7 @@ impl TaskApi {
             live_poll: crate::events::POLL,
             webhooks: None,
             projects: None,
-            exports: crate::export::Exports::default(),
+            exports: crate::export::exports(),
             imports: crate::import::Imports::default(),
             feed_reads: crate::feed::FeedReads::default(),
         })
@@ -194,7 +194,7 @@ impl TaskApi {
         &self.gate
     }
 
-    pub(crate) fn exports(&self) -> &crate::export::Exports {
+    pub(crate) fn exports(&self) -> &crate::export::OneAUser {
         &self.exports
     }
 
