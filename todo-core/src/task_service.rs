@@ -648,12 +648,13 @@ impl TaskService {
         file: ImportFile,
         max_projects: Option<u64>,
     ) -> Result<ImportCounts> {
-        // One write, and one more a hundred objects: a large import (or
-        // one refused at its last task, posted again) costs what it writes.
+        // One write to begin (a refused import costs that, as any refused
+        // write does, so a client that waits as told gets in again), and,
+        // once it is written, one more a hundred objects, as far as the
+        // allowance goes: a large import leaves its writer waiting for it
+        // to refill.
         let objects = file.projects.len() + file.tasks.len();
-        for _ in 0..=objects / IMPORT_OBJECTS_A_WRITE {
-            self.spend_write(caller)?;
-        }
+        self.spend_write(caller)?;
         let sha = self
             .sha256
             .as_deref()
@@ -669,6 +670,11 @@ impl TaskService {
         };
         match outcome {
             Ok(ImportOutcome::Imported(counts)) => {
+                for _ in 0..objects / IMPORT_OBJECTS_A_WRITE {
+                    if self.spend_write(caller).is_err() {
+                        break;
+                    }
+                }
                 let mut rung = std::collections::HashSet::new();
                 for project in plan
                     .projects

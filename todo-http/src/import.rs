@@ -31,8 +31,9 @@ use crate::task_api::{ReminderBody, TaskApi};
 /// The largest file an import takes (about 10,000 tasks of an export).
 pub(crate) const MAX_IMPORT_BYTES: usize = 8 * 1024 * 1024;
 /// Imports an instance parses and writes at once (each holds its file in
-/// memory, and a writer for its length).
-pub(crate) const MAX_IMPORTS: usize = 4;
+/// memory, and a pooled connection for its length; with the write slot
+/// its user keeps, a quarter of an 8-connection pool at most).
+pub(crate) const MAX_IMPORTS: usize = 2;
 /// The bytes of import files an instance holds at once, uploading or
 /// imported: a budget of their own, so that files being sent (slowly, it
 /// may be) never spend the one every other request's body is paid from
