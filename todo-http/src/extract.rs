@@ -170,16 +170,35 @@ impl<S: Send + Sync, T: PathId> FromRequestParts<S> for Path<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::not_found())?;
-        params
-            .iter()
-            .find(|(name, _)| *name == "id")
-            .and_then(|(_, raw)| T::parse_id(raw))
+        let params = path_params(parts, state).await?;
+        path_param(&params, "id")
+            .and_then(T::parse_id)
             .map(Self)
             .ok_or_else(ApiError::not_found)
     }
+}
+
+/// The path's parameters, as the route matched them (a route with none
+/// answers not found).
+pub(crate) async fn path_params<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<axum::extract::RawPathParams, ApiError> {
+    axum::extract::RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::not_found())
+}
+
+/// The raw text of the path's parameter `wanted`, by name (so that a host
+/// app may nest a Router under a path with parameters of its own).
+pub(crate) fn path_param<'a>(
+    params: &'a axum::extract::RawPathParams,
+    wanted: &str,
+) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, raw)| raw)
 }
 
 /// Documents the path's `{id}` (every identifier on the wire is a UUID).

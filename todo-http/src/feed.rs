@@ -111,13 +111,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FeedPath {
         parts: &mut http::request::Parts,
         state: &S,
     ) -> Result<Self, ApiError> {
-        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::not_found())?;
-        params
-            .iter()
-            .find(|(name, _)| *name == "token")
-            .and_then(|(_, raw)| Self::parse(raw))
+        let params = crate::extract::path_params(parts, state).await?;
+        crate::extract::path_param(&params, "token")
+            .and_then(Self::parse)
             .ok_or_else(ApiError::not_found)
     }
 }
@@ -151,12 +147,9 @@ pub(crate) async fn publish_feed(
 ) -> Result<ApiResponse, ApiError> {
     let service = api.projects().ok_or_else(ApiError::not_found)?;
     let caller = caller.user_id;
-    let slot = api.write_slot(caller).await?;
-    let (token, at) = call(service, move |s| {
-        let _slot = slot;
-        s.publish_feed(caller, id)
-    })
-    .await?;
+    let (token, at) = api
+        .write(caller, service, move |s| s.publish_feed(caller, id))
+        .await?;
     let prefix = mounted_at.as_ref().map_or("", |nested| nested.as_str());
     let url = format!(
         "{}/v1/feeds/{}.ics",
@@ -218,12 +211,8 @@ pub(crate) async fn delete_feed(
 ) -> Result<ApiResponse, ApiError> {
     let service = api.projects().ok_or_else(ApiError::not_found)?;
     let caller = caller.user_id;
-    let slot = api.write_slot(caller).await?;
-    call(service, move |s| {
-        let _slot = slot;
-        s.revoke_feed(caller, id)
-    })
-    .await?;
+    api.write(caller, service, move |s| s.revoke_feed(caller, id))
+        .await?;
     Ok(no_content())
 }
 

@@ -209,12 +209,9 @@ pub(crate) async fn create_project(
     let service = projects(&api)?;
     let new = new_project(crate::request::decode_json(&body)?)?;
     let owner = caller.user_id;
-    let slot = api.write_slot(owner).await?;
-    let made = call(service, move |s| {
-        let _slot = slot;
-        s.create(owner, new)
-    })
-    .await?;
+    let made = api
+        .write(owner, service, move |s| s.create(owner, new))
+        .await?;
     let mut response = project_response(StatusCode::CREATED, &made)?;
     let prefix = mounted_at.as_ref().map_or("", |nested| nested.as_str());
     let location = format!("{}/v1/projects/{}", prefix.trim_end_matches('/'), made.0.id);
@@ -302,12 +299,11 @@ pub(crate) async fn update_project(
     let service = projects(&api)?;
     let patch = project_patch(crate::request::decode_json(&body)?)?;
     let caller = caller.user_id;
-    let slot = api.write_slot(caller).await?;
-    let changed = call(service, move |s| {
-        let _slot = slot;
-        s.update(caller, id, patch, condition)
-    })
-    .await?;
+    let changed = api
+        .write(caller, service, move |s| {
+            s.update(caller, id, patch, condition)
+        })
+        .await?;
     project_response(StatusCode::OK, &changed)
 }
 
@@ -327,12 +323,8 @@ pub(crate) async fn delete_project(
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
     let caller = caller.user_id;
-    let slot = api.write_slot(caller).await?;
-    call(service, move |s| {
-        let _slot = slot;
-        s.delete(caller, id, condition)
-    })
-    .await?;
+    api.write(caller, service, move |s| s.delete(caller, id, condition))
+        .await?;
     Ok(no_content())
 }
 
@@ -371,15 +363,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MemberPath {
         parts: &mut http::request::Parts,
         state: &S,
     ) -> Result<Self, ApiError> {
-        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::not_found())?;
-        let named = |wanted: &str| {
-            params
-                .iter()
-                .find(|(name, _)| *name == wanted)
-                .map(|(_, raw)| raw)
-        };
+        let params = crate::extract::path_params(parts, state).await?;
+        let named = |wanted: &str| crate::extract::path_param(&params, wanted);
         let id = named("id").and_then(ProjectId::parse_id);
         let username = named("username").and_then(|raw| Username::parse(raw).ok());
         match (id, username) {
@@ -414,12 +399,11 @@ pub(crate) async fn put_member(
     let role =
         ProjectRole::parse_grantable(&body.role).map_err(|e| ApiError::validation(vec![e]))?;
     let caller = caller.user_id;
-    let slot = api.write_slot(caller).await?;
-    let (member, name) = call(service, move |s| {
-        let _slot = slot;
-        s.set_member(caller, id, &username, role)
-    })
-    .await?;
+    let (member, name) = api
+        .write(caller, service, move |s| {
+            s.set_member(caller, id, &username, role)
+        })
+        .await?;
     json_value(StatusCode::OK, &MemberDto::of(&member, &name))
 }
 
@@ -442,9 +426,7 @@ pub(crate) async fn delete_member(
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
     let caller = caller.user_id;
-    let slot = api.write_slot(caller).await?;
-    call(service, move |s| {
-        let _slot = slot;
+    api.write(caller, service, move |s| {
         s.remove_member(caller, id, &username)
     })
     .await?;

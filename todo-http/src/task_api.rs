@@ -198,8 +198,30 @@ impl TaskApi {
         &self.exports
     }
 
-    /// A write slot of `user`'s: hold it (moved into the blocking work)
-    /// for as long as the write runs.
+    /// Runs a write of `user`'s on the blocking pool, holding one of their
+    /// write slots until the work ends (a client that leaves does not
+    /// free it: the work runs on).
+    pub(crate) async fn write<S, T>(
+        &self,
+        user: todo_core::UserId,
+        service: &S,
+        work: impl FnOnce(&S) -> Result<T, CoreError> + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        S: Clone + Send + 'static,
+        T: Send + 'static,
+    {
+        let slot = self.writes.take(user).await?;
+        call(service, move |s| {
+            let _slot = slot;
+            work(s)
+        })
+        .await
+    }
+
+    /// A write slot of `user`'s, for work that holds it with more (an
+    /// import): hold it (moved into the blocking work) for as long as the
+    /// write runs.
     pub(crate) async fn write_slot(
         &self,
         user: todo_core::UserId,
@@ -740,12 +762,9 @@ async fn create_task(
 ) -> Result<ApiResponse, ApiError> {
     let new = decode_new_task(&body)?;
     let owner = caller.user_id;
-    let slot = api.write_slot(owner).await?;
-    let task = call(&api.service, move |s| {
-        let _slot = slot;
-        s.create(owner, new)
-    })
-    .await?;
+    let task = api
+        .write(owner, &api.service, move |s| s.create(owner, new))
+        .await?;
     let mut response = task_response(StatusCode::CREATED, &task)?;
     // Nested in a host's app (under `/api`, say), the task is there too.
     let prefix = mounted_at.as_ref().map_or("", |nested| nested.as_str());
@@ -849,12 +868,11 @@ async fn update_task(
     // The request must be valid before its precondition is weighed.
     let patch = decode_task_patch(&body)?;
     let owner = caller.user_id;
-    let slot = api.write_slot(owner).await?;
-    let written = call(&api.service, move |s| {
-        let _slot = slot;
-        s.write_if(owner, id, patch, condition)
-    })
-    .await?;
+    let written = api
+        .write(owner, &api.service, move |s| {
+            s.write_if(owner, id, patch, condition)
+        })
+        .await?;
     let mut dto = TaskDto::from(&written.task);
     dto.next_occurrence_id = written.next_occurrence.map(Shown);
     let mut response = json_value(StatusCode::OK, &dto)?;
@@ -878,9 +896,7 @@ async fn delete_task(
     Conditional(id, condition): Conditional<TaskId>,
 ) -> Result<ApiResponse, ApiError> {
     let owner = caller.user_id;
-    let slot = api.write_slot(owner).await?;
-    call(&api.service, move |s| {
-        let _slot = slot;
+    api.write(owner, &api.service, move |s| {
         s.delete_if(owner, id, condition)
     })
     .await?;

@@ -70,7 +70,8 @@ struct ChangeRow<'a> {
 }
 
 impl<'a> ChangeRow<'a> {
-    /// A task's deletion: its id, and none of its columns.
+    /// A task's deletion: its id, and none of its columns (and the row
+    /// every other change without a task starts from).
     fn tombstone(owner_id: &'a str, seq: i64, task_id: &'a str, at: i64) -> Self {
         Self {
             owner_id,
@@ -423,19 +424,11 @@ pub(crate) fn record_beyond(
         Beyond::Project(project, _) => Some(*project),
         Beyond::ProjectGone(_) | Beyond::Member(..) => None,
     };
+    // (the task columns a project has, its own, and none of the rest)
     let row = ChangeRow {
-        owner_id,
-        seq,
         kind: kind.as_str(),
-        task_id: &project_id,
-        recorded_at: at,
         title: project.map(|p| p.name.as_str()),
         description: project.map(|p| p.description.as_str()),
-        done: None,
-        completed_at: None,
-        due_at: None,
-        priority: None,
-        labels: None,
         archived: project.map(|p| i16::from(p.archived)),
         created_at: match what {
             Beyond::Project(project, _) => Some(project.created_at.unix_micros()),
@@ -446,13 +439,6 @@ pub(crate) fn record_beyond(
         version: project.map(|p| p.version.get()),
         project_id: Some(&project_id),
         created_by: owner.as_deref(),
-        parent_id: None,
-        recurrence: None,
-        time_zone: None,
-        series_id: None,
-        series_start: None,
-        occurrence: None,
-        reminders: None,
         color: project.and_then(|p| p.color.as_ref().map(ProjectColor::as_str)),
         inbox: project.map(|p| i16::from(p.inbox)),
         role: match what {
@@ -465,6 +451,7 @@ pub(crate) fn record_beyond(
             Beyond::Member(_, _, username) => Some(username.as_str()),
             Beyond::Project(..) | Beyond::ProjectGone(_) => None,
         },
+        ..ChangeRow::tombstone(owner_id, seq, &project_id, at)
     };
     insert_and_trim(conn, &row, seq)
 }
