@@ -364,6 +364,21 @@ impl MemoryStore {
         // each call finishes its checks before it writes.
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The project of the feed whose token has this hash, with its owner,
+    /// while the owner's account stands by it: not disabled, no revocation
+    /// of its tokens since the feed was published.
+    fn feed_stands(tables: &Tables, hash: &FeedTokenHash) -> Option<(ProjectId, UserId)> {
+        let (project, (_, published)) = tables.feeds.iter().find(|(_, (kept, _))| kept == hash)?;
+        let owner = tables.projects.get(project)?.owner;
+        let stands = tables.users.get(&owner).is_some_and(|record| {
+            !record.user.disabled
+                && record
+                    .tokens_revoked_before
+                    .is_none_or(|cut| cut <= *published)
+        });
+        stands.then_some((*project, owner))
+    }
 }
 
 impl UserStore for MemoryStore {
@@ -1255,29 +1270,20 @@ impl ProjectStore for MemoryStore {
     }
 
     fn find_feed(&self, project: ProjectId) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.tables().feeds.get(&project).map(|(_, at)| *at))
+        let tables = self.tables();
+        let Some((hash, published)) = tables.feeds.get(&project) else {
+            return Ok(None);
+        };
+        // A feed its owner's account no longer stands by is no feed.
+        let stands = Self::feed_stands(&tables, hash).is_some();
+        Ok(stands.then_some(*published))
     }
 
     fn feed_project(
         &self,
         hash: &FeedTokenHash,
     ) -> Result<Option<(ProjectId, UserId)>, StoreError> {
-        let tables = self.tables();
-        let Some((project, (_, published))) =
-            tables.feeds.iter().find(|(_, (kept, _))| kept == hash)
-        else {
-            return Ok(None);
-        };
-        let Some(owner) = tables.projects.get(project).map(|p| p.owner) else {
-            return Ok(None);
-        };
-        let stands = tables.users.get(&owner).is_some_and(|record| {
-            !record.user.disabled
-                && record
-                    .tokens_revoked_before
-                    .is_none_or(|cut| cut <= *published)
-        });
-        Ok(stands.then_some((*project, owner)))
+        Ok(Self::feed_stands(&self.tables(), hash))
     }
 
     fn find_project(

@@ -176,7 +176,7 @@ pub(crate) async fn publish_feed(
     responses(
         (status = 200, description = "Published (its URL is not shown again)", body = FeedDto),
         (status = 403, description = "I am a member but not the owner"),
-        (status = 404, description = "No such project, I am not a member, or it has no feed"),
+        (status = 404, description = "No such project, I am not a member, or it has no feed (or none that still opens: ended with the owner's sessions)"),
     ))]
 pub(crate) async fn get_feed(
     State(api): State<Arc<TaskApi>>,

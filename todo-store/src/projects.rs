@@ -377,14 +377,25 @@ impl ProjectStore for SqlStore {
 
     fn find_feed(&self, project: ProjectId) -> Result<Option<Timestamp>, StoreError> {
         let project = project.to_string();
-        let at: Option<i64> = self.with_conn(|conn| {
+        let found: Option<(i64, i16, Option<i64>)> = self.with_conn(|conn| {
             project_feeds::table
+                .inner_join(projects::table.on(projects::id.eq(project_feeds::project_id)))
+                .inner_join(users::table.on(users::id.eq(projects::owner_id)))
                 .filter(project_feeds::project_id.eq(&project))
-                .select(project_feeds::created_at)
+                .select((
+                    project_feeds::created_at,
+                    users::disabled,
+                    users::tokens_revoked_before,
+                ))
                 .first(conn)
                 .optional()
         })?;
-        at.map(|at| Timestamp::from_unix_micros(at).map_err(|_| corrupt("feed")))
+        // A feed its owner's account no longer stands by is no feed.
+        found
+            .filter(|&(published, disabled, revoked_before)| {
+                feed_stands(published, disabled, revoked_before)
+            })
+            .map(|(at, _, _)| Timestamp::from_unix_micros(at).map_err(|_| corrupt("feed")))
             .transpose()
     }
 
@@ -411,7 +422,7 @@ impl ProjectStore for SqlStore {
         let Some((project, owner, disabled, revoked_before, published)) = found else {
             return Ok(None);
         };
-        if disabled != 0 || revoked_before.is_some_and(|cut| cut > published) {
+        if !feed_stands(published, disabled, revoked_before) {
             return Ok(None);
         }
         let project = ProjectId::parse(&project).map_err(|_| corrupt("feed"))?;
@@ -741,6 +752,12 @@ impl ProjectStore for SqlStore {
         })?;
         Ok(removed)
     }
+}
+
+/// Whether a feed published at `published` still opens: its owner's
+/// account is not disabled and has had no revocation of its tokens since.
+fn feed_stands(published: i64, disabled: i16, revoked_before: Option<i64>) -> bool {
+    disabled == 0 && revoked_before.is_none_or(|cut| cut <= published)
 }
 
 #[cfg(test)]

@@ -1230,8 +1230,26 @@ async fn a_projects_feed_is_read_without_an_account_until_it_is_revoked(deployme
         "published before the change"
     );
     let (fresh, _) = sys.login("bob", "a new horse battery").await;
-    let after = publish(fresh).await;
+    let shown = sys
+        .tasks
+        .client
+        .json(Method::GET, &shed_feed, Some(&fresh), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        shown.status, 404,
+        "its owner sees no feed: {:?}",
+        shown.body
+    );
+    let after = publish(fresh.clone()).await;
     assert_eq!(read_feed(&sys, &after).await.0, 200, "published after it");
+    let shown = sys
+        .tasks
+        .client
+        .json(Method::GET, &shed_feed, Some(&fresh), None)
+        .await
+        .unwrap();
+    assert_eq!(shown.status, 200, "published again: {:?}", shown.body);
     let (_, admin) = sys.admin().await;
     let disabled = sys
         .auth

@@ -789,6 +789,27 @@ fn walk(store: &dyn Stores, owner: UserId, query: &TaskQuery, page: usize) -> Ve
     }
 }
 
+/// [`walk`] with reads in place; `None` if the store reads none so.
+fn walk_in_place(
+    store: &dyn Stores,
+    owner: UserId,
+    query: &TaskQuery,
+    page: usize,
+) -> Option<Vec<TaskId>> {
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let items = store
+            .list_tasks_in_place(owner, query, cursor.as_ref(), page)?
+            .unwrap();
+        seen.extend(items.iter().map(|t| t.id));
+        match items.last() {
+            Some(last) if items.len() == page => cursor = Some(query.cursor_after(last)),
+            _ => return Some(seen),
+        }
+    }
+}
+
 fn pagination_walks_every_task_once_in_every_order(f: &Fixture) {
     let (alice, _) = seed_tasks(&*f.store);
     for query in queries() {
@@ -4046,6 +4067,18 @@ fn pages_across_several_projects_walk_every_task_once_in_order(f: &Fixture) {
                 expected,
                 "{sort:?}, pages of {page}"
             );
+            // Read in place (SQLite), the same pages.
+            if let Some(in_place) = walk_in_place(store, alice, &query, page) {
+                assert_eq!(in_place, expected, "{sort:?} in place, pages of {page}");
+            } else {
+                assert!(
+                    !matches!(
+                        f.config.as_ref().map(|c| &c.url),
+                        Some(todo_store::DatabaseUrl::Sqlite(_))
+                    ),
+                    "SQLite reads a list of three projects in place"
+                );
+            }
         }
     }
     // Bob sees his Yard only (and his empty Inbox).
