@@ -428,12 +428,13 @@ pub trait ProjectStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Deletes the project's feed; whether it had one.
     fn delete_feed(&self, project: ProjectId) -> Result<bool, StoreError>;
-    /// When the project's feed was published, if it has one.
+    /// When the project's feed was published, if it has one that still
+    /// opens (as [`ProjectStore::feed_project`] would open it).
     fn find_feed(&self, project: ProjectId) -> Result<Option<Timestamp>, StoreError>;
     /// The project whose feed's token has this hash, with its owner, if
     /// there is one and its owner's account still stands by it: not
     /// disabled, and no revocation of the owner's tokens (a password
-    /// change, ending their sessions) since the feed was published. A feed
+    /// change) since the feed was published. A feed
     /// is one of the owner's credentials: what ends the others ends it.
     fn feed_project(&self, hash: &FeedTokenHash)
     -> Result<Option<(ProjectId, UserId)>, StoreError>;
