@@ -1051,14 +1051,11 @@ impl TaskStore for SqlStore {
         occurrence: u32,
     ) -> Result<Option<TaskId>, StoreError> {
         let (caller, series) = (caller.to_string(), series.to_string());
-        let member = project_members::table
-            .filter(project_members::project_id.eq(tasks::project_id))
-            .filter(project_members::user_id.eq(&caller));
         let found: Option<String> = self.with_conn(|conn| {
             tasks::table
                 .filter(tasks::series_id.eq(&series))
                 .filter(tasks::occurrence.eq(i64::from(occurrence)))
-                .filter(diesel::dsl::exists(member))
+                .filter(seen_by(&caller))
                 .select(tasks::id)
                 .first(conn)
                 .optional()
@@ -1335,8 +1332,19 @@ impl TaskStore for SqlStore {
     }
 }
 
+/// Whether `caller` is a member of the task's project: the scope of every
+/// read of tasks (one lookup on the membership's primary key).
+#[diesel::dsl::auto_type]
+fn seen_by<'a>(caller: &'a str) -> _ {
+    diesel::dsl::exists(
+        project_members::table
+            .filter(project_members::project_id.eq(tasks::project_id))
+            .filter(project_members::user_id.eq(caller)),
+    )
+}
+
 /// The task with this id, as stored, if it is in a project `caller` is a
-/// member of (one join on the membership's primary key).
+/// member of.
 fn find_row(
     conn: &mut AnyConnection,
     caller: UserId,
@@ -1348,11 +1356,7 @@ fn find_row(
     native!(conn, |c| tasks::table
         .select(StoredTask::as_select())
         .filter(tasks::id.eq(id))
-        .filter(diesel::dsl::exists(
-            project_members::table
-                .filter(project_members::project_id.eq(tasks::project_id))
-                .filter(project_members::user_id.eq(caller))
-        ))
+        .filter(seen_by(caller))
         .first(c)
         .optional())
 }
@@ -1431,11 +1435,7 @@ fn list_rows(
         let rows = native!(&mut *conn, |c| tasks::table
             .select(StoredTask::as_select())
             .filter(by_id)
-            .filter(diesel::dsl::exists(
-                project_members::table
-                    .filter(project_members::project_id.eq(tasks::project_id))
-                    .filter(project_members::user_id.eq(&caller))
-            ))
+            .filter(seen_by(&caller))
             .load_iter::<StoredTask, diesel::connection::DefaultLoadingMode>(c)
             .and_then(|rows| within_budget(rows, ids.len(), budget)))?;
         let Some(mut rows) = rows else {
