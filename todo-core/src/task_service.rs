@@ -324,6 +324,28 @@ impl TaskService {
         Ok(page(query, items))
     }
 
+    /// [`TaskService::list`], unless the list would read more than
+    /// `most_projects` projects ([`TaskStore::list_tasks_narrow`]): then
+    /// `None`, with nothing read. Such a list costs a read a project, and
+    /// the caller makes room for it (a slot) before calling `list`.
+    pub fn list_narrow(
+        &self,
+        caller: UserId,
+        query: &TaskQuery,
+        cursor: Option<&TaskCursor>,
+        most_projects: usize,
+    ) -> Result<Option<Page<Task, TaskCursor>>> {
+        check_cursor(query, cursor)?;
+        let items = self.store.list_tasks_narrow(
+            caller,
+            query,
+            cursor,
+            read_limit(query),
+            most_projects,
+        )?;
+        Ok(items.map(|items| page(query, items)))
+    }
+
     /// Applies a merge patch. With `expected`, a task at another version is
     /// left alone ([`Error::VersionMismatch`]). A patch that changes nothing
     /// keeps the version. The read, the patch and the write are one atomic

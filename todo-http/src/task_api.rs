@@ -37,6 +37,13 @@ use crate::scans::ScanSlots;
 /// Lists that scan, at once, unless set ([`TaskApi::with_scan_slots`]).
 const DEFAULT_SCANS: usize = 4;
 
+/// Projects a list may span and read without a scan slot: it reads a
+/// range of a sort index for each (a few milliseconds for this many), and
+/// an account in a thousand projects made each of its plain lists a
+/// thousand reads, which a flood of them spread over every pooled
+/// connection (session 15's attack, F1).
+const WIDE_LIST_PROJECTS: usize = 32;
+
 /// Writes (and imports) one user may have at the database at once: a
 /// write waiting on rows another transaction of the user's holds (their
 /// import) holds a pooled connection meanwhile, so one user's writes could
@@ -804,14 +811,29 @@ async fn list_tasks(
     if let Some(page) = api.service.list_in_place(owner, &query, cursor.as_ref()) {
         return task_page(&page?);
     }
-    // A scan holds a connection for as long as it reads: it takes a slot,
-    // held by the blocking work itself (which runs on if the request is
-    // cancelled).
-    let slot = if query.scans() {
-        Some(api.scans.take(owner).await?)
+    // A scan, and a list across many projects (a read a project), hold a
+    // connection for as long as they read: they take a slot, held by the
+    // blocking work itself (which runs on if the request is cancelled).
+    // Whether a list is that wide, the store says before it reads.
+    let service = api.service.clone();
+    let (query, cursor) = if query.scans() {
+        (query, cursor)
     } else {
-        None
+        let narrow = blocking(move || {
+            Ok::<_, ApiError>(
+                match service.list_narrow(owner, &query, cursor.as_ref(), WIDE_LIST_PROJECTS)? {
+                    Some(page) => Ok(task_page(&page)?),
+                    None => Err((query, cursor)),
+                },
+            )
+        })
+        .await?;
+        match narrow {
+            Ok(page) => return Ok(page),
+            Err(wide) => wide,
+        }
     };
+    let slot = api.scans.take(owner).await?;
     let service = api.service.clone();
     blocking(move || {
         let _slot = slot;

@@ -1091,9 +1091,34 @@ impl TaskStore for SqlStore {
             return None;
         }
         let in_place = self.in_place.as_ref()?;
-        let rows = in_place
-            .read(|conn| list_rows(conn, caller, query, after, limit, IN_PLACE_PAGE_BYTES))??;
+        let rows = in_place.read(|conn| {
+            list_rows(
+                conn,
+                caller,
+                query,
+                after,
+                limit,
+                IN_PLACE_PROJECTS,
+                IN_PLACE_PAGE_BYTES,
+            )
+        })??;
         Some(rows.into_iter().map(StoredTask::into_task).collect())
+    }
+
+    fn list_tasks_narrow(
+        &self,
+        caller: UserId,
+        query: &TaskQuery,
+        after: Option<&TaskCursor>,
+        limit: usize,
+        most_projects: usize,
+    ) -> Result<Option<Vec<Task>>, StoreError> {
+        self.replenish_in_place();
+        let rows = self.with_conn(|conn| {
+            list_rows(conn, caller, query, after, limit, most_projects, usize::MAX)
+        })?;
+        rows.map(|rows| rows.into_iter().map(StoredTask::into_task).collect())
+            .transpose()
     }
 
     fn list_tasks(
@@ -1104,8 +1129,9 @@ impl TaskStore for SqlStore {
         limit: usize,
     ) -> Result<Vec<Task>, StoreError> {
         self.replenish_in_place();
-        let rows =
-            self.with_conn(|conn| list_rows(conn, caller, query, after, limit, usize::MAX))?;
+        let rows = self.with_conn(|conn| {
+            list_rows(conn, caller, query, after, limit, usize::MAX, usize::MAX)
+        })?;
         let rows =
             rows.ok_or_else(|| StoreError::Internal("a read with no budget stopped".into()))?;
         rows.into_iter().map(StoredTask::into_task).collect()
@@ -1361,14 +1387,16 @@ fn find_row(
         .optional())
 }
 
-/// The rows of [`TaskStore::list_tasks`], or `None` once the text they
-/// hold passes `budget` bytes (the read stops there).
+/// The rows of [`TaskStore::list_tasks`]; `None`, with no task read, when
+/// the list spans more than `most_projects` projects, and `None` once the
+/// text the rows hold passes `budget` bytes (the read stops there).
 fn list_rows(
     conn: &mut AnyConnection,
     caller: UserId,
     query: &TaskQuery,
     after: Option<&TaskCursor>,
     limit: usize,
+    most_projects: usize,
     budget: usize,
 ) -> QueryResult<Option<Vec<StoredTask>>> {
     let caller = caller.to_string();
@@ -1390,8 +1418,9 @@ fn list_rows(
     if projects.is_empty() {
         return Ok(Some(Vec::new()));
     }
-    if projects.len() > IN_PLACE_PROJECTS && budget != usize::MAX {
-        // Many projects are many reads: not in place.
+    if projects.len() > most_projects {
+        // Many projects are many reads: not in place, and not without the
+        // slot the caller takes for them.
         return Ok(None);
     }
     let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
@@ -1421,7 +1450,7 @@ fn list_rows(
             pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
         }
         let projects = memberships(conn, &caller)?;
-        if projects.len() > IN_PLACE_PROJECTS && budget != usize::MAX {
+        if projects.len() > most_projects {
             return Ok(None);
         }
         let keys = first_keys(conn, &projects, &filter)?;

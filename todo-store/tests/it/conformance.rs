@@ -4081,6 +4081,37 @@ fn pages_across_several_projects_walk_every_task_once_in_order(f: &Fixture) {
             }
         }
     }
+    // A list that would span more projects than allowed reads nothing
+    // (the caller takes a slot first); one within them (one project named
+    // is one) reads as `list_tasks` does.
+    let plain = TaskQuery {
+        done: None,
+        ..TaskQuery::default()
+    };
+    let everything = store.list_tasks(alice, &plain, None, 100).unwrap();
+    assert_eq!(everything.len(), 17);
+    assert_eq!(
+        store
+            .list_tasks_narrow(alice, &plain, None, 100, 2)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .list_tasks_narrow(alice, &plain, None, 100, 3)
+            .unwrap(),
+        Some(everything)
+    );
+    let gardens = TaskQuery {
+        project: Some(garden.id),
+        ..plain.clone()
+    };
+    assert_eq!(
+        store
+            .list_tasks_narrow(alice, &gardens, None, 100, 1)
+            .unwrap(),
+        Some(store.list_tasks(alice, &gardens, None, 100).unwrap())
+    );
     // Bob sees his Yard only (and his empty Inbox).
     let bobs = walk(
         store,
