@@ -679,22 +679,22 @@ impl TaskStore for MemoryStore {
         Ok(found.into_iter().take(limit).cloned().collect())
     }
 
-    fn list_tasks_narrow(
+    fn list_tasks_within(
         &self,
         caller: UserId,
         query: &TaskQuery,
         after: Option<&TaskCursor>,
         limit: usize,
-        most_projects: usize,
+        max_projects: usize,
     ) -> Result<Option<Vec<Task>>, StoreError> {
-        let spans = match query.project {
-            Some(_) => 1,
-            None => {
-                let tables = self.tables();
-                tables.members.keys().filter(|(_, m)| *m == caller).count()
+        let spans = {
+            let tables = self.tables();
+            match query.project {
+                Some(project) => usize::from(tables.role_in(caller, project).is_some()),
+                None => tables.members.keys().filter(|(_, m)| *m == caller).count(),
             }
         };
-        if spans > most_projects {
+        if spans > max_projects {
             return Ok(None);
         }
         self.list_tasks(caller, query, after, limit).map(Some)

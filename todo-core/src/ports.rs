@@ -156,23 +156,22 @@ pub trait TaskStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
     /// [`TaskStore::list_tasks`], unless the list would span more than
-    /// `most_projects` projects (`query.project` is one; with none, each
-    /// project `caller` is a member of): then `None`, with no task read. A list reads a range of a
-    /// sort index for each project it spans, so its cost grows with the
-    /// caller's projects, and a caller of many takes a slot before such a
-    /// read (todo-http's, as for a text search). The default reads every
-    /// list: for a store whose lists cost alike however many projects they
-    /// span.
-    fn list_tasks_narrow(
+    /// `max_projects` projects (`query.project` is one; with none, each
+    /// project `caller` is a member of): then `None`, with no task read.
+    /// A list reads a range of a sort index for each project it spans, so
+    /// its cost grows with the caller's projects; the caller makes room for
+    /// a wide one (a slot) and then calls `list_tasks`. The default is
+    /// `None`, every list wide: a store that wraps another must pass this
+    /// on, or every list it serves waits for that room.
+    fn list_tasks_within(
         &self,
-        caller: UserId,
-        query: &TaskQuery,
-        after: Option<&TaskCursor>,
-        limit: usize,
-        most_projects: usize,
+        _caller: UserId,
+        _query: &TaskQuery,
+        _after: Option<&TaskCursor>,
+        _limit: usize,
+        _max_projects: usize,
     ) -> Result<Option<Vec<Task>>, StoreError> {
-        let _ = most_projects;
-        self.list_tasks(caller, query, after, limit).map(Some)
+        Ok(None)
     }
     /// [`TaskStore::find_task`], answered now and in place if the store can
     /// do so in microseconds without waiting for a lock, a connection or

@@ -324,25 +324,21 @@ impl TaskService {
         Ok(page(query, items))
     }
 
-    /// [`TaskService::list`], unless the list would read more than
-    /// `most_projects` projects ([`TaskStore::list_tasks_narrow`]): then
-    /// `None`, with nothing read. Such a list costs a read a project, and
+    /// [`TaskService::list`], unless the list would span more than
+    /// `max_projects` projects ([`TaskStore::list_tasks_within`]): then
+    /// `None`, with no task read. Such a list costs a read a project, and
     /// the caller makes room for it (a slot) before calling `list`.
-    pub fn list_narrow(
+    pub fn list_within(
         &self,
         caller: UserId,
         query: &TaskQuery,
         cursor: Option<&TaskCursor>,
-        most_projects: usize,
+        max_projects: usize,
     ) -> Result<Option<Page<Task, TaskCursor>>> {
         check_cursor(query, cursor)?;
-        let items = self.store.list_tasks_narrow(
-            caller,
-            query,
-            cursor,
-            read_limit(query),
-            most_projects,
-        )?;
+        let items =
+            self.store
+                .list_tasks_within(caller, query, cursor, read_limit(query), max_projects)?;
         Ok(items.map(|items| page(query, items)))
     }
 

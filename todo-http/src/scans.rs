@@ -1,5 +1,6 @@
 //! Lists that scan (a filter no index holds, or `q`) hold a database
-//! connection for as long as they read, up to every task of the owner: a
+//! connection for as long as they read, up to every task of the owner, and
+//! so do lists across many projects (a read of an index range each): a
 //! few users repeating them would take the whole pool, and with it every
 //! login, refresh and write of everyone else. So they take a slot first:
 //! at most `slots` at once across users, leaving the rest of the pool to
@@ -90,12 +91,13 @@ impl ScanSlots {
         }
     }
 
-    /// Write slots: `per_user` at once a user (at least one), with no bound
-    /// across users beyond the pool's own. A write may wait, holding its
+    /// `per_user` slots at once a user (at least one), with no bound across
+    /// users beyond the pool's own: for writes and for lists. A write may
+    /// wait, holding its
     /// pooled connection, on rows another transaction of its user holds
     /// (their import, say): this bounds how many connections one user's
     /// waiting writes can hold, and the rest wait here, holding nothing.
-    pub(crate) fn writes(per_user: usize) -> Self {
+    pub(crate) fn per_user(per_user: usize) -> Self {
         Self {
             shared: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
             owners: Owners::default(),
@@ -189,7 +191,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_user_holds_at_most_their_write_slots_and_others_are_not_held_up() {
-        let slots = ScanSlots::writes(2);
+        let slots = ScanSlots::per_user(2);
         let first = slots.take(user(1)).await.unwrap();
         let second = slots.take(user(1)).await.unwrap();
         let third = slots.take(user(1)).await.unwrap_err();

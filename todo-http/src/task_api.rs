@@ -34,14 +34,15 @@ use crate::projects_api::{MemberDto, ProjectDto};
 use crate::request::{query_bool, query_int};
 use crate::scans::ScanSlots;
 
-/// Lists that scan, at once, unless set ([`TaskApi::with_scan_slots`]).
+/// Lists that scan or span many projects, at once, unless set
+/// ([`TaskApi::with_scan_slots`]).
 const DEFAULT_SCANS: usize = 4;
 
-/// Projects a list may span and read without a scan slot: it reads a
-/// range of a sort index for each (a few milliseconds for this many), and
-/// an account in a thousand projects made each of its plain lists a
-/// thousand reads, which a flood of them spread over every pooled
-/// connection (session 15's attack, F1).
+/// Projects a list may span and read without a scan slot. It reads a
+/// range of a sort index for each: an account in a thousand projects made
+/// each of its plain lists a thousand reads, and a flood of them held
+/// every pooled connection (session 15's attack, F1). At 100 projects a
+/// list cost 1.5–3 ms on SQLite and 4–12 ms on PostgreSQL in that attack.
 const WIDE_LIST_PROJECTS: usize = 32;
 
 /// Writes (and imports) one user may have at the database at once: a
@@ -50,6 +51,14 @@ const WIDE_LIST_PROJECTS: usize = 32;
 /// otherwise take the pool from everyone (the attack of session 14 did, on
 /// PostgreSQL). The rest wait in line, holding nothing, 2 s at most (429).
 const WRITES_PER_USER: usize = 2;
+
+/// Lists (of up to [`WIDE_LIST_PROJECTS`] projects, not read in place) one
+/// user may have reading at once. Each holds a pooled connection while it
+/// reads, a statement a project: one account in 31 projects, listing from
+/// eight addresses at once, held the pool and made everyone's requests
+/// take seconds (session 16's attack, F1). The rest wait in line, holding
+/// nothing, 2 s at most (429).
+const LISTS_PER_USER: usize = 2;
 
 /// The task API over a [`TaskService`].
 #[derive(Debug)]
@@ -61,6 +70,8 @@ pub struct TaskApi {
     scans: ScanSlots,
     /// Writes a user may have waiting on the database at once.
     writes: ScanSlots,
+    /// Lists a user may have reading from the database at once.
+    lists: ScanSlots,
     live: LiveStreams,
     live_poll: Duration,
     webhooks: Option<WebhookService>,
@@ -84,7 +95,8 @@ impl TaskApi {
             keys: None,
             ops: Operations::new(probes, &crate::openapi::tasks())?,
             scans: ScanSlots::new(DEFAULT_SCANS),
-            writes: ScanSlots::writes(WRITES_PER_USER),
+            writes: ScanSlots::per_user(WRITES_PER_USER),
+            lists: ScanSlots::per_user(LISTS_PER_USER),
             live: LiveStreams::default(),
             live_poll: crate::events::POLL,
             webhooks: None,
@@ -96,10 +108,10 @@ impl TaskApi {
     }
 
     /// At most `slots` lists that scan (a filter checked row by row, or
-    /// `q`) at once, one per user: a user's next scan waits behind their
+    /// `q`) or span more than 32 projects (a read of an index range each)
+    /// at once, one per user: a user's next such list waits behind their
     /// running one (429 after 2 s), others' for a free slot (503 after
-    /// 2 s); then the scan waits for a pooled connection as any request
-    /// does. Keep it below the database pool's size, so that scans cannot
+    /// 2 s); then it waits for a pooled connection as any request does. Keep it below the database pool's size, so that scans cannot
     /// hold every connection (the default, 4, is half the store's default
     /// pool).
     #[must_use]
@@ -815,22 +827,24 @@ async fn list_tasks(
     // connection for as long as they read: they take a slot, held by the
     // blocking work itself (which runs on if the request is cancelled).
     // Whether a list is that wide, the store says before it reads.
-    let service = api.service.clone();
     let (query, cursor) = if query.scans() {
         (query, cursor)
     } else {
-        let narrow = blocking(move || {
+        let slot = api.lists.take(owner).await?;
+        let service = api.service.clone();
+        let first = blocking(move || {
+            let _slot = slot;
             Ok::<_, ApiError>(
-                match service.list_narrow(owner, &query, cursor.as_ref(), WIDE_LIST_PROJECTS)? {
-                    Some(page) => Ok(task_page(&page)?),
-                    None => Err((query, cursor)),
+                match service.list_within(owner, &query, cursor.as_ref(), WIDE_LIST_PROJECTS)? {
+                    Some(page) => Listed::Page(task_page(&page)?),
+                    None => Listed::Wide(query, cursor),
                 },
             )
         })
         .await?;
-        match narrow {
-            Ok(page) => return Ok(page),
-            Err(wide) => wide,
+        match first {
+            Listed::Page(page) => return Ok(page),
+            Listed::Wide(query, cursor) => (query, cursor),
         }
     };
     let slot = api.scans.take(owner).await?;
@@ -840,6 +854,14 @@ async fn list_tasks(
         task_page(&service.list(owner, &query, cursor.as_ref())?)
     })
     .await
+}
+
+/// A list's first try without a slot.
+enum Listed {
+    /// The page, as a 200.
+    Page(ApiResponse),
+    /// Too wide to read without a slot: the request, to list with one.
+    Wide(TaskQuery, Option<TaskCursor>),
 }
 
 /// A page of tasks as a 200.

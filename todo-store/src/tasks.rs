@@ -1105,17 +1105,17 @@ impl TaskStore for SqlStore {
         Some(rows.into_iter().map(StoredTask::into_task).collect())
     }
 
-    fn list_tasks_narrow(
+    fn list_tasks_within(
         &self,
         caller: UserId,
         query: &TaskQuery,
         after: Option<&TaskCursor>,
         limit: usize,
-        most_projects: usize,
+        max_projects: usize,
     ) -> Result<Option<Vec<Task>>, StoreError> {
         self.replenish_in_place();
         let rows = self.with_conn(|conn| {
-            list_rows(conn, caller, query, after, limit, most_projects, usize::MAX)
+            list_rows(conn, caller, query, after, limit, max_projects, usize::MAX)
         })?;
         rows.map(|rows| rows.into_iter().map(StoredTask::into_task).collect())
             .transpose()
@@ -1388,7 +1388,7 @@ fn find_row(
 }
 
 /// The rows of [`TaskStore::list_tasks`]; `None`, with no task read, when
-/// the list spans more than `most_projects` projects, and `None` once the
+/// the list spans more than `max_projects` projects, and `None` once the
 /// text the rows hold passes `budget` bytes (the read stops there).
 fn list_rows(
     conn: &mut AnyConnection,
@@ -1396,7 +1396,7 @@ fn list_rows(
     query: &TaskQuery,
     after: Option<&TaskCursor>,
     limit: usize,
-    most_projects: usize,
+    max_projects: usize,
     budget: usize,
 ) -> QueryResult<Option<Vec<StoredTask>>> {
     let caller = caller.to_string();
@@ -1413,12 +1413,12 @@ fn list_rows(
                 .into_iter()
                 .collect()
         }
-        None => memberships(conn, &caller)?,
+        None => memberships(conn, &caller, max_projects.saturating_add(1))?,
     };
     if projects.is_empty() {
         return Ok(Some(Vec::new()));
     }
-    if projects.len() > most_projects {
+    if projects.len() > max_projects {
         // Many projects are many reads: not in place, and not without the
         // slot the caller takes for them.
         return Ok(None);
@@ -1449,8 +1449,8 @@ fn list_rows(
             // (the first statement of the transaction)
             pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
         }
-        let projects = memberships(conn, &caller)?;
-        if projects.len() > most_projects {
+        let projects = memberships(conn, &caller, max_projects.saturating_add(1))?;
+        if projects.len() > max_projects {
             return Ok(None);
         }
         let keys = first_keys(conn, &projects, &filter)?;
@@ -1483,11 +1483,13 @@ fn list_rows(
     })
 }
 
-/// The projects `caller` is a member of.
-fn memberships(conn: &mut AnyConnection, caller: &str) -> QueryResult<Vec<String>> {
+/// The projects `caller` is a member of, `most` of them at most (a list
+/// wider than it allows needs to know no more than that).
+fn memberships(conn: &mut AnyConnection, caller: &str, most: usize) -> QueryResult<Vec<String>> {
     let mine = project_members::table
         .filter(project_members::user_id.eq(caller))
-        .select(project_members::project_id);
+        .select(project_members::project_id)
+        .limit(i64::try_from(most).unwrap_or(i64::MAX));
     native!(&mut *conn, |c| mine.load::<String>(c))
 }
 

@@ -655,13 +655,16 @@ async fn unread_http2_responses_cannot_grow_memory_past_a_bound() {
         "HTTP/1.1 200 OK",
         "another client is served meanwhile"
     );
-    let (mut answered, mut refused, mut held) = (0, 0, Vec::new());
+    let (mut answered, mut refused, mut queued, mut held) = (0, 0, 0, Vec::new());
     for request in requests {
         if let Ok(Ok(Ok(response))) = tokio::time::timeout(Duration::from_millis(50), request).await
         {
             match response.status().as_u16() {
                 200 => answered += 1,
                 503 => refused += 1,
+                // (a user's lists beyond the two reading at once wait in
+                // line, and 429 after 2 s)
+                429 => queued += 1,
                 other => panic!("unexpected {other}"),
             }
             held.push(response);
@@ -669,7 +672,8 @@ async fn unread_http2_responses_cannot_grow_memory_past_a_bound() {
     }
     let grown_mib = peak.saturating_sub(before) / 1024;
     eprintln!(
-        "unread HTTP/2 responses: RSS {} -> {} MiB at most; {answered} answered, {refused} refused",
+        "unread HTTP/2 responses: RSS {} -> {} MiB at most; {answered} answered, {refused} \
+         refused, {queued} past their user's turn",
         before / 1024,
         peak / 1024
     );

@@ -1,6 +1,9 @@
 //! Lists that scan take a slot, and hold it for as long as their read
 //! runs: with one slot, a second scan waits (the same user's: 429 after
-//! the wait; another's: 503), while lists that do not scan go on; a cancelled request does not give its running scan's slot back.
+//! the wait; another's: 503), while lists that do not scan go on; a
+//! cancelled request does not give its running scan's slot back. A plain
+//! list across more than 32 projects takes a slot as a scan does; one
+//! across 32 does not.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -10,9 +13,9 @@ use http::{Request, StatusCode, header};
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens};
 use todo_core::{
-    AuthLimits, AuthServices, ChangeLog, Credentials, ProjectId, ProjectRole, Registration,
-    Standing, StoreError, Task, TaskCursor, TaskId, TaskInsert, TaskQuery, TaskService, TaskStore,
-    TaskWrite, Timestamp, UserId,
+    AuthLimits, AuthServices, ChangeLog, Credentials, Project, ProjectId, ProjectRole,
+    ProjectStore, Registration, Standing, StoreError, Task, TaskCursor, TaskId, TaskInsert,
+    TaskQuery, TaskService, TaskStore, TaskWrite, Timestamp, UserId,
 };
 use todo_http::{Api, TaskApi};
 use tower::ServiceExt as _;
@@ -63,6 +66,18 @@ impl TaskStore for HeldSearches {
             state.0 -= 1;
         }
         self.tasks.list_tasks(owner, query, after, limit)
+    }
+    fn list_tasks_within(
+        &self,
+        owner: UserId,
+        query: &TaskQuery,
+        after: Option<&TaskCursor>,
+        limit: usize,
+        max_projects: usize,
+    ) -> Result<Option<Vec<Task>>, StoreError> {
+        // (the inner store's own list, never held: searches do not come here)
+        self.tasks
+            .list_tasks_within(owner, query, after, limit, max_projects)
     }
     fn insert_task_within(
         &self,
@@ -152,8 +167,28 @@ fn get(path: &str, token: &str) -> Request<Body> {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scans_take_a_slot_for_as_long_as_they_read() {
+/// The task API over a store whose searches wait until released, with
+/// one scan slot, and users of these names.
+struct Setup {
+    app: axum::Router,
+    held: Arc<HeldSearches>,
+    store: Arc<MemoryStore>,
+    /// Each user's id and access token, in the order named.
+    users: Vec<(UserId, String)>,
+    /// Releases the held searches when the test ends, also by a failed
+    /// assertion (a search left held would keep the runtime from ending).
+    release: ReleaseOnDrop,
+}
+
+struct ReleaseOnDrop(Arc<HeldSearches>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+fn setup(names: &[&str]) -> Setup {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new());
     let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
@@ -168,21 +203,20 @@ async fn scans_take_a_slot_for_as_long_as_they_read() {
         .limits(AuthLimits::unlimited())
         .build()
         .unwrap();
-    let mut token = Vec::new();
-    for name in ["alice", "bob"] {
+    let mut users = Vec::new();
+    for name in names {
         let registration = Registration::parse(name, "correct horse", None).unwrap();
-        auth.sessions.register(None, registration).unwrap();
+        let user = auth.sessions.register(None, registration).unwrap();
         let credentials = Credentials::offered(name, "correct horse");
-        token.push(
-            auth.sessions
-                .login(None, &credentials)
-                .unwrap()
-                .access_token,
-        );
+        let token = auth
+            .sessions
+            .login(None, &credentials)
+            .unwrap()
+            .access_token;
+        users.push((user.id, token));
     }
-    let (alice, bob) = (token[0].clone(), token[1].clone());
     let held = Arc::new(HeldSearches {
-        tasks: store,
+        tasks: store.clone(),
         state: Mutex::default(),
         changed: Condvar::new(),
     });
@@ -191,15 +225,39 @@ async fn scans_take_a_slot_for_as_long_as_they_read() {
         .unwrap()
         .with_scan_slots(1);
     let app: axum::Router = Arc::new(api).routes().into();
+    Setup {
+        app,
+        held: held.clone(),
+        store,
+        users,
+        release: ReleaseOnDrop(held),
+    }
+}
 
-    // alice's search runs (held in the store) and takes the one slot; her
-    // request is then cancelled, as a client resetting its stream would.
-    let first = tokio::spawn(app.clone().oneshot(get("/v1/tasks?q=plants", &alice)));
+/// Waits until a search is held in the store.
+async fn until_searching(held: &HeldSearches) {
     let started = Instant::now();
     while held.searching() == 0 {
         assert!(started.elapsed() < Duration::from_secs(5), "never searched");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_take_a_slot_for_as_long_as_they_read() {
+    let Setup {
+        app,
+        held,
+        users,
+        release: _release,
+        ..
+    } = setup(&["alice", "bob"]);
+    let (alice, bob) = (users[0].1.clone(), users[1].1.clone());
+
+    // alice's search runs (held in the store) and takes the one slot; her
+    // request is then cancelled, as a client resetting its stream would.
+    let first = tokio::spawn(app.clone().oneshot(get("/v1/tasks?q=plants", &alice)));
+    until_searching(&held).await;
     first.abort();
 
     // Her scan still reads: the slot is still taken.
@@ -234,4 +292,52 @@ async fn scans_take_a_slot_for_as_long_as_they_read() {
         .await
         .unwrap();
     assert_eq!(after.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_across_more_than_32_projects_take_a_slot() {
+    let Setup {
+        app,
+        held,
+        store,
+        users,
+        release: _release,
+    } = setup(&["alice", "narrow", "wide"]);
+    let now = Timestamp::from_unix_micros(1_700_000_000_000_000).unwrap();
+    // narrow: a member of 32 projects, wide: of 33 (their Inboxes among
+    // them), all their own.
+    for ((user, _), projects) in users[1..].iter().zip([32u128, 33]) {
+        let mut inbox = Project::inbox(*user, now);
+        store.ensure_inbox(&inbox).unwrap();
+        for n in 1..projects {
+            inbox.id = ProjectId::from_uuid(uuid::Uuid::from_u128(user.as_uuid().as_u128() + n));
+            inbox.inbox = false;
+            assert!(store.insert_project_within(&inbox, None).unwrap());
+        }
+    }
+    let (alice, narrow, wide) = (&users[0].1, &users[1].1, &users[2].1);
+    // Before any slot is taken, both list.
+    for token in [narrow, wide] {
+        let listed = app.clone().oneshot(get("/v1/tasks", token)).await.unwrap();
+        assert_eq!(listed.status(), StatusCode::OK);
+    }
+    // alice's search holds the one slot.
+    let search = tokio::spawn(app.clone().oneshot(get("/v1/tasks?q=plants", alice)));
+    until_searching(&held).await;
+    let listed = app.clone().oneshot(get("/v1/tasks", narrow)).await.unwrap();
+    assert_eq!(listed.status(), StatusCode::OK, "32 projects: no slot");
+    let listed = app.clone().oneshot(get("/v1/tasks", wide)).await.unwrap();
+    assert_eq!(
+        listed.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "33 projects: waits for the slot, then 503"
+    );
+    // One project named is one range, whoever asks.
+    let one = format!("/v1/tasks?project={}", ProjectId::inbox_of(users[2].0));
+    let listed = app.clone().oneshot(get(&one, wide)).await.unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    held.release();
+    assert_eq!(search.await.unwrap().unwrap().status(), StatusCode::OK);
+    let listed = app.clone().oneshot(get("/v1/tasks", wide)).await.unwrap();
+    assert_eq!(listed.status(), StatusCode::OK, "the slot is free again");
 }

@@ -4092,13 +4092,13 @@ fn pages_across_several_projects_walk_every_task_once_in_order(f: &Fixture) {
     assert_eq!(everything.len(), 17);
     assert_eq!(
         store
-            .list_tasks_narrow(alice, &plain, None, 100, 2)
+            .list_tasks_within(alice, &plain, None, 100, 2)
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .list_tasks_narrow(alice, &plain, None, 100, 3)
+            .list_tasks_within(alice, &plain, None, 100, 3)
             .unwrap(),
         Some(everything)
     );
@@ -4108,7 +4108,7 @@ fn pages_across_several_projects_walk_every_task_once_in_order(f: &Fixture) {
     };
     assert_eq!(
         store
-            .list_tasks_narrow(alice, &gardens, None, 100, 1)
+            .list_tasks_within(alice, &gardens, None, 100, 1)
             .unwrap(),
         Some(store.list_tasks(alice, &gardens, None, 100).unwrap())
     );
