@@ -1441,6 +1441,7 @@ fn list_rows(
     let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
     let parent = query.parent.map(|p| p.to_string());
     let filter = ListFilter {
+        caller: &caller,
         query,
         parent: parent.as_deref(),
         label: query.label.as_ref().map(|l| l.as_str()),
@@ -1678,7 +1679,7 @@ impl MergedKeys<'_> {
         // The statement chooses the rows; their order is the sort's.
         let key = |row: &StoredTask| match self.sort {
             TaskSort::CreatedAsc | TaskSort::CreatedDesc => row.created_at,
-            TaskSort::DueAsc | TaskSort::DueDesc => row.due_at.unwrap_or(i64::MAX),
+            TaskSort::DueAsc | TaskSort::DueDesc => row.due_at.unwrap_or(TaskSort::NO_DUE_DATE),
             TaskSort::PriorityAsc | TaskSort::PriorityDesc => i64::from(row.priority),
         };
         rows.sort_unstable_by(|a, b| (key(a), &a.id).cmp(&(key(b), &b.id)));
@@ -1737,6 +1738,16 @@ impl QueryFragment<diesel::sqlite::Sqlite> for &MergedKeys<'_> {
             out.push_bind_param::<Text, str>(self.caller)?;
             out.push_sql(")");
             if let Some((after_key, after_id)) = self.after {
+                // (the key's bound alone first, which the index range is
+                // sought to, as in `ListFilter::tasks`)
+                out.push_sql(" AND ");
+                out.push_sql(key);
+                out.push_sql(if self.sort.is_descending() {
+                    " <= "
+                } else {
+                    " >= "
+                });
+                out.push_bind_param::<BigInt, i64>(after_key)?;
                 out.push_sql(" AND (");
                 out.push_sql(key);
                 out.push_sql(past);
@@ -1775,6 +1786,8 @@ type AnyBackend = <AnyConnection as Connection>::Backend;
 
 /// What a list read asks of the tasks, but their projects.
 struct ListFilter<'a> {
+    /// Whose list: each project's range is read while they are a member.
+    caller: &'a str,
     query: &'a TaskQuery,
     parent: Option<&'a str>,
     label: Option<&'a str>,
@@ -1791,6 +1804,7 @@ impl<'a> ListFilter<'a> {
     /// tests); the caller selects the columns.
     fn tasks(&self, project: &'a str) -> tasks::BoxedQuery<'a, AnyBackend> {
         let Self {
+            caller,
             query,
             parent,
             label,
@@ -1805,6 +1819,13 @@ impl<'a> ListFilter<'a> {
         // (one project as `=`: the planner reads that one range of an index in
         // its order)
         q = q.filter(tasks::project_id.eq(project));
+        // While the caller is a member (evaluated once, not a row): the
+        // memberships were read by an earlier statement.
+        q = q.filter(diesel::dsl::exists(
+            project_members::table
+                .filter(project_members::project_id.eq(project))
+                .filter(project_members::user_id.eq(caller)),
+        ));
         if let Some(done) = query.done {
             q = q.filter(tasks::done.eq(i16::from(done)));
         }
@@ -1834,10 +1855,15 @@ impl<'a> ListFilter<'a> {
                 let descending = query.sort.is_descending();
                 if let Some((key, id)) = after {
                     let key = $cursor_key(*key);
+                    // (the bound on the key alone first: what the planners
+                    // seek the index range to, where the `OR` alone would
+                    // read it from its start, a quadratic walk)
                     q = if descending {
-                        q.filter($key.lt(key).or($key.eq(key).and(tasks::id.lt(id))))
+                        q.filter($key.le(key))
+                            .filter($key.lt(key).or($key.eq(key).and(tasks::id.lt(id))))
                     } else {
-                        q.filter($key.gt(key).or($key.eq(key).and(tasks::id.gt(id))))
+                        q.filter($key.ge(key))
+                            .filter($key.gt(key).or($key.eq(key).and(tasks::id.gt(id))))
                     };
                 }
                 if descending {
@@ -2119,6 +2145,7 @@ mod plans {
         let project = "0190a5d1-0000-7000-8000-000000000001";
         let after = (0_i64, "0190a5d1-0000-7000-8000-000000000002".to_owned());
         let filter = ListFilter {
+            caller: "0190a5d1-0000-7000-8000-00000000000a",
             query: &query,
             parent: None,
             label: None,
@@ -2138,6 +2165,14 @@ mod plans {
         } else {
             explain(conn, tasks.select(StoredTask::as_select()))
         }
+    }
+
+    /// Whether a step of SQLite's plan seeks a sort index's range to the
+    /// cursor's key (`… archived=? AND created_at<?)`), rather than reading
+    /// it from its start.
+    fn seeks_past_the_cursor(step: &str) -> bool {
+        step.contains("INDEX tasks_by_project_")
+            && ["<?)", ">?)"].iter().any(|bound| step.ends_with(bound))
     }
 
     fn explain(conn: &mut AnyConnection, q: impl QueryFragment<AnyBackend>) -> Vec<String> {
@@ -2186,6 +2221,12 @@ mod plans {
                         !steps.iter().any(|step| step.contains("TEMP B-TREE")),
                         "sorted after reading: {shown}"
                     );
+                    if later_page {
+                        assert!(
+                            steps.iter().any(|step| seeks_past_the_cursor(step)),
+                            "a later page read from the range's start: {shown}"
+                        );
+                    }
                 }
             }
         }
@@ -2274,6 +2315,13 @@ mod plans {
                     .map(|(_, _, _, detail)| detail)
                     .collect();
                 let shown = format!("{sort:?}, after {after:?}: {steps:#?}");
+                if after.is_some() {
+                    let seeks = steps
+                        .iter()
+                        .filter(|step| seeks_past_the_cursor(step))
+                        .count();
+                    assert_eq!(seeks, projects.len(), "{shown}");
+                }
                 let ranges = steps
                     .iter()
                     .filter(|step| {
