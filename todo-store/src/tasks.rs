@@ -6,7 +6,7 @@ use diesel::PgConnection;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, SmallInt, Text};
+use diesel::sql_types::{Array, BigInt, Text};
 use todo_core::import::{ImportCounts, ImportOutcome, ImportPlan};
 use todo_core::{
     ChangeKind, ChangeLog, Description, Labels, PageLimit, Priority, ProjectId, ProjectRole,
@@ -1424,20 +1424,6 @@ fn list_rows(
         return Ok(None);
     }
     let after = after.map(|c| (c.key, c.id.to_string()));
-    if let AnyConnection::Sqlite(sqlite) = &mut *conn
-        && (2..=IN_PLACE_PROJECTS).contains(&projects.len())
-        && !query.scans()
-    {
-        let merged = MergedKeys {
-            caller: &caller,
-            projects: &projects,
-            archived: i16::from(query.archived),
-            sort: query.sort,
-            after: after.as_ref(),
-            limit: i64::try_from(limit).unwrap_or(i64::MAX),
-        };
-        return merged.page(sqlite, limit, budget);
-    }
     let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
     let parent = query.parent.map(|p| p.to_string());
     let filter = ListFilter {
@@ -1636,146 +1622,6 @@ impl QueryFragment<diesel::pg::Pg> for IdIn<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
         out.push_sql("tasks.id = ANY(");
         out.push_bind_param::<Array<Text>, [&str]>(self.ids)?;
-        out.push_sql(")");
-        Ok(())
-    }
-}
-
-/// On SQLite, a plain list (no filter but `archived`) across a few
-/// projects, in one statement instead of a key read a project, a merge and
-/// a read by id: each project's first keys from its own range of a sort
-/// index (from the index alone), while the caller is a member; the first
-/// `limit` of them all; and those rows by rowid, scoped by membership as
-/// every read is. One statement reads one snapshot, so the rows are those
-/// whose keys were merged. (PostgreSQL, and lists with filters, take the
-/// general path.)
-struct MergedKeys<'a> {
-    caller: &'a str,
-    projects: &'a [String],
-    archived: i16,
-    sort: TaskSort,
-    /// The cursor's sort key and id.
-    after: Option<&'a (i64, String)>,
-    limit: i64,
-}
-
-impl MergedKeys<'_> {
-    /// The page's rows in the sort's order, or `None` once their text
-    /// passes `budget` bytes.
-    fn page(
-        &self,
-        conn: &mut diesel::sqlite::SqliteConnection,
-        limit: usize,
-        budget: usize,
-    ) -> QueryResult<Option<Vec<StoredTask>>> {
-        let rows = tasks::table
-            .select(StoredTask::as_select())
-            .filter(self)
-            .filter(seen_by(self.caller))
-            .load_iter::<StoredTask, diesel::connection::DefaultLoadingMode>(conn)?;
-        let Some(mut rows) = within_budget(rows, limit, budget)? else {
-            return Ok(None);
-        };
-        // The statement chooses the rows; their order is the sort's.
-        let key = |row: &StoredTask| match self.sort {
-            TaskSort::CreatedAsc | TaskSort::CreatedDesc => row.created_at,
-            TaskSort::DueAsc | TaskSort::DueDesc => row.due_at.unwrap_or(TaskSort::NO_DUE_DATE),
-            TaskSort::PriorityAsc | TaskSort::PriorityDesc => i64::from(row.priority),
-        };
-        rows.sort_unstable_by(|a, b| (key(a), &a.id).cmp(&(key(b), &b.id)));
-        if self.sort.is_descending() {
-            rows.reverse();
-        }
-        Ok(Some(rows))
-    }
-}
-
-impl diesel::expression::Expression for &MergedKeys<'_> {
-    type SqlType = diesel::sql_types::Bool;
-}
-
-impl diesel::expression::ValidGrouping<()> for &MergedKeys<'_> {
-    type IsAggregate = diesel::expression::is_aggregate::Never;
-}
-
-impl diesel::expression::AppearsOnTable<tasks::table> for &MergedKeys<'_> {}
-
-impl QueryId for &MergedKeys<'_> {
-    type QueryId = ();
-    // (its text depends on the projects' count, the sort and the cursor:
-    // cached by that text)
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl QueryFragment<diesel::sqlite::Sqlite> for &MergedKeys<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::sqlite::Sqlite>) -> QueryResult<()> {
-        let key = match self.sort {
-            TaskSort::CreatedAsc | TaskSort::CreatedDesc => "tasks.created_at",
-            TaskSort::DueAsc | TaskSort::DueDesc => DUE_KEY,
-            TaskSort::PriorityAsc | TaskSort::PriorityDesc => "tasks.priority",
-        };
-        let (order, past) = if self.sort.is_descending() {
-            (" DESC", " < ")
-        } else {
-            (" ASC", " > ")
-        };
-        out.push_sql("tasks.rowid IN (SELECT r FROM (");
-        for (n, project) in self.projects.iter().enumerate() {
-            if n > 0 {
-                out.push_sql(" UNION ALL ");
-            }
-            out.push_sql("SELECT * FROM (SELECT tasks.rowid AS r, ");
-            out.push_sql(key);
-            out.push_sql(" AS k, tasks.id AS i FROM tasks WHERE tasks.archived = ");
-            out.push_bind_param::<SmallInt, i16>(&self.archived)?;
-            out.push_sql(" AND tasks.project_id = ");
-            out.push_bind_param::<Text, str>(project.as_str())?;
-            out.push_sql(
-                " AND EXISTS (SELECT 1 FROM project_members WHERE project_members.project_id = ",
-            );
-            out.push_bind_param::<Text, str>(project.as_str())?;
-            out.push_sql(" AND project_members.user_id = ");
-            out.push_bind_param::<Text, str>(self.caller)?;
-            out.push_sql(")");
-            if let Some((after_key, after_id)) = self.after {
-                // (the key's bound alone first, which the index range is
-                // sought to, as in `ListFilter::tasks`)
-                out.push_sql(" AND ");
-                out.push_sql(key);
-                out.push_sql(if self.sort.is_descending() {
-                    " <= "
-                } else {
-                    " >= "
-                });
-                out.push_bind_param::<BigInt, i64>(after_key)?;
-                out.push_sql(" AND (");
-                out.push_sql(key);
-                out.push_sql(past);
-                out.push_bind_param::<BigInt, i64>(after_key)?;
-                out.push_sql(" OR (");
-                out.push_sql(key);
-                out.push_sql(" = ");
-                out.push_bind_param::<BigInt, i64>(after_key)?;
-                out.push_sql(" AND tasks.id");
-                out.push_sql(past);
-                out.push_bind_param::<Text, str>(after_id.as_str())?;
-                out.push_sql("))");
-            }
-            out.push_sql(" ORDER BY ");
-            out.push_sql(key);
-            out.push_sql(order);
-            out.push_sql(", tasks.id");
-            out.push_sql(order);
-            out.push_sql(" LIMIT ");
-            out.push_bind_param::<BigInt, i64>(&self.limit)?;
-            out.push_sql(")");
-        }
-        out.push_sql(") ORDER BY k");
-        out.push_sql(order);
-        out.push_sql(", i");
-        out.push_sql(order);
-        out.push_sql(" LIMIT ");
-        out.push_bind_param::<BigInt, i64>(&self.limit)?;
         out.push_sql(")");
         Ok(())
     }
@@ -2102,7 +1948,7 @@ mod plans {
     use diesel::sql_types::{Integer, Text};
     use todo_core::{TaskQuery, TaskSort};
 
-    use super::{AnyBackend, DUE_KEY, IdIn, ListFilter, MergedKeys, StoredTask, seen_by};
+    use super::{AnyBackend, DUE_KEY, IdIn, ListFilter, StoredTask};
     use crate::db::AnyConnection;
     use crate::schema::tasks;
     use diesel::sql_types::BigInt;
@@ -2168,8 +2014,8 @@ mod plans {
     }
 
     /// Whether a step of SQLite's plan seeks a sort index's range to the
-    /// cursor's key (`… archived=? AND created_at<?)`), rather than reading
-    /// it from its start.
+    /// cursor's key (`… AND created_at<?)`), rather than reading it from
+    /// its start.
     fn seeks_past_the_cursor(step: &str) -> bool {
         step.contains("INDEX tasks_by_project_")
             && ["<?)", ">?)"].iter().any(|bound| step.ends_with(bound))
@@ -2271,92 +2117,6 @@ mod plans {
         );
         // Text that is no task id never reaches the statement.
         assert!(IdIn::new(&["a\"]"]).is_err());
-    }
-
-    /// A plain list across a few projects, in one statement on SQLite:
-    /// each project's keys from its sort index alone (but the due key's
-    /// expression before SQLite 3.41), the rows by rowid; no scan of the
-    /// table, for every sort, first page and later.
-    #[test]
-    fn a_page_across_a_few_projects_is_one_statement_of_index_reads() {
-        let database = crate::testing::TestDatabase::sqlite();
-        let mut conn = database.store.pool.get().unwrap();
-        let AnyConnection::Sqlite(sqlite) = &mut *conn else {
-            panic!("a SQLite store")
-        };
-        let projects = [
-            "0190a5d1-0000-7000-8000-000000000001".to_owned(),
-            "0190a5d1-0000-7000-8000-000000000002".to_owned(),
-            "0190a5d1-0000-7000-8000-000000000003".to_owned(),
-        ];
-        let cursor = (5, "0190a5d1-0000-7000-8000-000000000009".to_owned());
-        for sort in TaskSort::ALL {
-            for after in [None, Some(&cursor)] {
-                let merged = MergedKeys {
-                    caller: "0190a5d1-0000-7000-8000-00000000000a",
-                    projects: &projects,
-                    archived: 0,
-                    sort,
-                    after,
-                    limit: 21,
-                };
-                let explain = Explain::<_, (Integer, Integer, Integer, Text)> {
-                    prefix: "EXPLAIN QUERY PLAN ",
-                    query: tasks::table
-                        .select(StoredTask::as_select())
-                        .filter(&merged)
-                        .filter(seen_by(merged.caller)),
-                    rows: PhantomData,
-                };
-                let steps: Vec<String> = explain
-                    .load::<(i32, i32, i32, String)>(sqlite)
-                    .unwrap()
-                    .into_iter()
-                    .map(|(_, _, _, detail)| detail)
-                    .collect();
-                let shown = format!("{sort:?}, after {after:?}: {steps:#?}");
-                if after.is_some() {
-                    let seeks = steps
-                        .iter()
-                        .filter(|step| seeks_past_the_cursor(step))
-                        .count();
-                    assert_eq!(seeks, projects.len(), "{shown}");
-                }
-                let ranges = steps
-                    .iter()
-                    .filter(|step| {
-                        step.starts_with("SEARCH tasks USING")
-                            && step.contains("INDEX tasks_by_project_")
-                    })
-                    .count();
-                assert_eq!(ranges, projects.len(), "{shown}");
-                if !matches!(sort, TaskSort::DueAsc | TaskSort::DueDesc) {
-                    let covered = steps
-                        .iter()
-                        .filter(|step| step.contains("USING COVERING INDEX tasks_by_project_"))
-                        .count();
-                    assert_eq!(covered, projects.len(), "{shown}");
-                }
-                assert!(
-                    steps
-                        .iter()
-                        .any(|step| step
-                            .starts_with("SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?)")),
-                    "{shown}"
-                );
-                assert!(
-                    !steps.iter().any(|step| step.starts_with("SCAN tasks")),
-                    "{shown}"
-                );
-                // Each project's range in its order, with no sort of its
-                // own: one sort, of the merged keys (a page a project).
-                let sorts = steps
-                    .iter()
-                    .filter(|step| step.contains("TEMP B-TREE FOR ORDER BY"))
-                    .count();
-                assert_eq!(sorts, 1, "{shown}");
-            }
-        }
     }
 
     #[test]

@@ -4050,9 +4050,8 @@ fn pages_across_several_projects_walk_every_task_once_in_order(f: &Fixture) {
         all.push(task);
     }
     assert!(all.iter().all(|t| t.done), "every task matches `done=true`");
-    // Plain (on SQLite, one statement for the three projects), and with a
-    // filter every task passes (the general path: keys a project, merged,
-    // then the rows by id).
+    // Plain (in place on SQLite), and with a filter every task passes (on
+    // a blocking thread).
     for (sort, filtered) in TaskSort::ALL
         .into_iter()
         .flat_map(|sort| [(sort, false), (sort, true)])
