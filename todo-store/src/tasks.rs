@@ -1665,13 +1665,19 @@ impl<'a> ListFilter<'a> {
         // (one project as `=`: the planner reads that one range of an index in
         // its order)
         q = q.filter(tasks::project_id.eq(project));
-        // While the caller is a member (evaluated once, not a row): the
-        // memberships were read by an earlier statement.
-        q = q.filter(diesel::dsl::exists(
-            project_members::table
+        // While the caller is a member: the memberships were read by an
+        // earlier statement. As `project_id = (the membership's project)`, a
+        // value the planners compute once: for one who is no longer a
+        // member it is NULL, and nothing is read (an `EXISTS` here was
+        // checked row by row on SQLite, reading the whole range to find
+        // nothing).
+        q = q.filter(
+            tasks::project_id.nullable().eq(project_members::table
                 .filter(project_members::project_id.eq(project))
-                .filter(project_members::user_id.eq(caller)),
-        ));
+                .filter(project_members::user_id.eq(caller))
+                .select(project_members::project_id)
+                .single_value()),
+        );
         if let Some(done) = query.done {
             q = q.filter(tasks::done.eq(i16::from(done)));
         }
@@ -1696,20 +1702,34 @@ impl<'a> ListFilter<'a> {
         }
         // Keyset pagination: rows after (key, id) of the cursor, in the
         // sort's direction, ties broken by id.
+        // A column's key is compared with the cursor as a row value,
+        // `(key, id) < (?, ?)`, which both planners seek the index range to
+        // (the `OR` of the two comparisons alone reads the range from its
+        // start: a quadratic walk). The due key is an expression, which
+        // SQLite does not seek to as a row value: the key's bound alone
+        // first, so a page reads from the cursor's key on, and a run of
+        // equal keys (the undated tasks) from its start.
         macro_rules! keyset {
-            ($key:expr, $cursor_key:expr) => {{
+            ($key:expr, $cursor_key:expr, $row:expr, $key_type:ty) => {{
                 let descending = query.sort.is_descending();
                 if let Some((key, id)) = after {
                     let key = $cursor_key(*key);
-                    // (the bound on the key alone first: what the planners
-                    // seek the index range to, where the `OR` alone would
-                    // read it from its start, a quadratic walk)
-                    q = if descending {
-                        q.filter($key.le(key))
-                            .filter($key.lt(key).or($key.eq(key).and(tasks::id.lt(id))))
-                    } else {
-                        q.filter($key.ge(key))
-                            .filter($key.gt(key).or($key.eq(key).and(tasks::id.gt(id))))
+                    let row: Option<&str> = $row;
+                    q = match (row, descending) {
+                        (Some(row), _) => q.filter(
+                            diesel::dsl::sql::<diesel::sql_types::Bool>(row)
+                                .sql(if descending { " < (" } else { " > (" })
+                                .bind::<$key_type, _>(key)
+                                .sql(", ")
+                                .bind::<Text, _>(id.as_str())
+                                .sql(")"),
+                        ),
+                        (None, true) => q
+                            .filter($key.le(key))
+                            .filter($key.lt(key).or($key.eq(key).and(tasks::id.lt(id)))),
+                        (None, false) => q
+                            .filter($key.ge(key))
+                            .filter($key.gt(key).or($key.eq(key).and(tasks::id.gt(id)))),
                     };
                 }
                 if descending {
@@ -1721,16 +1741,31 @@ impl<'a> ListFilter<'a> {
         }
         match query.sort {
             TaskSort::CreatedAsc | TaskSort::CreatedDesc => {
-                keyset!(tasks::created_at, |k: i64| k)
+                keyset!(
+                    tasks::created_at,
+                    |k: i64| k,
+                    Some("(tasks.created_at, tasks.id)"),
+                    BigInt
+                )
             }
             TaskSort::DueAsc | TaskSort::DueDesc => {
-                keyset!(diesel::dsl::sql::<BigInt>(DUE_KEY), |k: i64| k)
+                keyset!(
+                    diesel::dsl::sql::<BigInt>(DUE_KEY),
+                    |k: i64| k,
+                    None,
+                    BigInt
+                )
             }
             TaskSort::PriorityAsc | TaskSort::PriorityDesc => {
-                keyset!(tasks::priority, |k: i64| {
-                    i16::try_from(k.clamp(i64::from(i16::MIN), i64::from(i16::MAX)))
-                        .unwrap_or_default()
-                })
+                keyset!(
+                    tasks::priority,
+                    |k: i64| {
+                        i16::try_from(k.clamp(i64::from(i16::MIN), i64::from(i16::MAX)))
+                            .unwrap_or_default()
+                    },
+                    Some("(tasks.priority, tasks.id)"),
+                    diesel::sql_types::SmallInt
+                )
             }
         }
     }
@@ -2018,7 +2053,9 @@ mod plans {
     /// its start.
     fn seeks_past_the_cursor(step: &str) -> bool {
         step.contains("INDEX tasks_by_project_")
-            && ["<?)", ">?)"].iter().any(|bound| step.ends_with(bound))
+            && ["<?)", ">?)", "<(?,?))", ">(?,?))"]
+                .iter()
+                .any(|bound| step.ends_with(bound))
     }
 
     fn explain(conn: &mut AnyConnection, q: impl QueryFragment<AnyBackend>) -> Vec<String> {
@@ -2147,6 +2184,17 @@ mod plans {
                         .starts_with("Sort")),
                     "sorted after reading: {shown}"
                 );
+                if later_page {
+                    // The cursor's bound is in the index condition, not a
+                    // filter applied to the range read from its start.
+                    assert!(
+                        plan.iter().any(|step| step.contains("Index Cond")
+                            && [" < ", " > ", " <= ", " >= "]
+                                .iter()
+                                .any(|bound| step.contains(bound))),
+                        "a later page read from the range's start: {shown}"
+                    );
+                }
             }
         }
         diesel::sql_query("RESET enable_seqscan")
