@@ -6,7 +6,8 @@
 //! at most `slots` at once across users, leaving the rest of the pool to
 //! other work, and one at a time per user: one user's searches queue
 //! behind each other (a cheap wait, holding nothing) and not in front of
-//! everyone's.
+//! everyone's. The same make, with no bound across users, gives each user
+//! a few writes and plain lists at once (`ScanSlots::per_user`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,7 +26,8 @@ const WAIT: Duration = Duration::from_secs(2);
 /// how many requests hold it (running or waiting), counted under the lock.
 type Owners = Arc<Mutex<HashMap<UserId, (Arc<Semaphore>, usize)>>>;
 
-/// The scan slots of one API (and, of the same make, its write slots).
+/// The scan slots of one API (and, of the same make, its write and list
+/// slots: `ScanSlots::per_user`).
 #[derive(Debug)]
 pub(crate) struct ScanSlots {
     shared: Arc<Semaphore>,

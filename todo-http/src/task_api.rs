@@ -824,9 +824,10 @@ async fn list_tasks(
         return task_page(&page?);
     }
     // A scan, and a list across many projects (a read a project), hold a
-    // connection for as long as they read: they take a slot, held by the
-    // blocking work itself (which runs on if the request is cancelled).
-    // Whether a list is that wide, the store says before it reads.
+    // connection for as long as they read: they take a scan slot, held by
+    // the blocking work itself (which runs on if the request is cancelled).
+    // Any other list takes one of its user's list slots, under which the
+    // store says whether the list is that wide before it reads.
     let (query, cursor) = if query.scans() {
         (query, cursor)
     } else {
