@@ -221,9 +221,10 @@ pub struct TaskQuery {
 }
 
 impl TaskQuery {
-    /// Whether it filters on more than the owner and the archived flag
-    /// (done, label, text, due dates): filters a store checks row by row,
-    /// so that one matching little reads every task of the owner.
+    /// Whether it filters on more than the projects and the archived flag
+    /// (done, parent, label, text, due dates): filters a store checks row
+    /// by row, so that one matching little reads every task of the
+    /// caller's projects.
     #[must_use]
     pub fn scans(&self) -> bool {
         self.done.is_some()

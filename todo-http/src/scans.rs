@@ -95,10 +95,10 @@ impl ScanSlots {
 
     /// `per_user` slots at once a user (at least one), with no bound across
     /// users beyond the pool's own: for writes and for lists. A write may
-    /// wait, holding its
-    /// pooled connection, on rows another transaction of its user holds
-    /// (their import, say): this bounds how many connections one user's
-    /// waiting writes can hold, and the rest wait here, holding nothing.
+    /// wait, holding its pooled connection, on rows another transaction of
+    /// its user holds (their import, say): this bounds how many connections
+    /// one user's waiting writes can hold, and the rest wait here, holding
+    /// nothing.
     pub(crate) fn per_user(per_user: usize) -> Self {
         Self {
             shared: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),

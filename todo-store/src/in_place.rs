@@ -3,10 +3,12 @@
 //! read: a SQLite lookup by key takes microseconds).
 //!
 //! What keeps them short:
-//! - only reads an index serves from its first entry: one task by id, or a
-//!   page in an index's order with no filter the index does not hold (the
-//!   store decides: `done`, `label`, `due_*` and `q` filter row by row, and
-//!   one that matches little would read every task of the owner), and of
+//! - only reads an index serves from where it seeks to: one task by id, or
+//!   a page in an index's order, from its start or from the cursor (a row
+//!   value, ties included), with no filter the index does not hold (the
+//!   store decides: `done`, `parent`, `label`, `due_*` and `q` filter row
+//!   by row, and one that matches little would read every task of the
+//!   caller's projects), and of
 //!   little text: a list read stops, and goes to the blocking pool, once
 //!   its rows hold more than 64 KiB (a page of large tasks is megabytes to
 //!   read and render);

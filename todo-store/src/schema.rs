@@ -52,6 +52,9 @@ diesel::table! {
         series_start -> Nullable<BigInt>,
         occurrence -> Nullable<BigInt>,
         reminders -> Text,
+        /// The due sort's key: `due_at`, or the largest BIGINT for an
+        /// undated task (generated; never written).
+        due_key -> BigInt,
     }
 }
 

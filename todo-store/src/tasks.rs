@@ -24,14 +24,6 @@ use crate::schema::{
 };
 use crate::users::lock_owner_pg;
 
-/// The `due` sort's key: the due date, or the largest BIGINT
-/// ([`TaskSort::NO_DUE_DATE`]) when there is none, so undated tasks come
-/// last. Literal SQL, not a bound value: the index `tasks_by_project_due` is
-/// on this very expression, and a planner uses an expression index only
-/// when the query spells the expression the same (a bind parameter is not
-/// the same).
-const DUE_KEY: &str = "COALESCE(tasks.due_at, 9223372036854775807)";
-
 /// Runs a query on the connection's own type. diesel's statement cache then
 /// finds a query by its Rust type, with no SQL built per call; through
 /// `AnyConnection` it builds the statement's text every time to look it up
@@ -1400,29 +1392,6 @@ fn list_rows(
     budget: usize,
 ) -> QueryResult<Option<Vec<StoredTask>>> {
     let caller = caller.to_string();
-    // The projects listed: the one asked for if the caller is a member,
-    // else each of theirs. One project (an Inbox alone, most often) is one
-    // range of a sort index; several are merged here.
-    let projects: Vec<String> = match query.project {
-        Some(project) => {
-            let project = project.to_string();
-            let member = project_members::table
-                .find((&project, &caller))
-                .select(project_members::project_id);
-            native!(&mut *conn, |c| member.first::<String>(c).optional())?
-                .into_iter()
-                .collect()
-        }
-        None => memberships(conn, &caller, max_projects.saturating_add(1))?,
-    };
-    if projects.is_empty() {
-        return Ok(Some(Vec::new()));
-    }
-    if projects.len() > max_projects {
-        // Many projects are many reads: not in place, and not without the
-        // slot the caller takes for them.
-        return Ok(None);
-    }
     let after = after.map(|c| (c.key, c.id.to_string()));
     let pattern = query.text.as_ref().map(|q| like_pattern(q.folded()));
     let parent = query.parent.map(|p| p.to_string());
@@ -1435,24 +1404,42 @@ fn list_rows(
         after: after.as_ref(),
         limit: i64::try_from(limit).unwrap_or(i64::MAX),
     };
-    if let [project] = projects.as_slice() {
-        let rows = filter
-            .tasks(project)
-            .select(StoredTask::as_select())
-            .load_iter::<StoredTask, diesel::connection::DefaultLoadingMode>(conn)?;
-        return within_budget(rows, limit, budget);
+    let range = |conn: &mut AnyConnection, range: Range<'_>| {
+        read_range(conn, &filter, range, limit, budget)
+    };
+    // One project asked for: its range, read only while the caller is a
+    // member of it, as every project's range is.
+    if let Some(project) = query.project {
+        return range(conn, Range::Project(&project.to_string()));
     }
-    // Several projects: the memberships again, the keys and the rows, in
-    // one snapshot, so that the rows are those whose keys were merged (none
-    // changed, deleted or left with its project meanwhile).
+    // Most callers are members of one project, an Inbox alone: its range,
+    // with the membership read in the same statement. That answers with a
+    // page only then: else (and for an empty list) the memberships are
+    // read.
+    if max_projects > 0 {
+        let rows = range(conn, Range::OnlyProject)?;
+        if rows.as_ref().is_none_or(|rows| !rows.is_empty()) {
+            return Ok(rows);
+        }
+    }
+    // The memberships, the keys and the rows, in one snapshot, so that the
+    // rows are those whose keys were merged (none changed, deleted or left
+    // with its project meanwhile).
     conn.transaction(|conn| {
         if let AnyConnection::Postgresql(pg) = conn {
             // (the first statement of the transaction)
             pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
         }
         let projects = memberships(conn, &caller, max_projects.saturating_add(1))?;
-        if projects.len() > max_projects {
-            return Ok(None);
+        match projects.as_slice() {
+            [] => return Ok(Some(Vec::new())),
+            // Many projects are many reads: not in place, and not without
+            // the slot the caller takes for them.
+            _ if projects.len() > max_projects => return Ok(None),
+            // One project after all: the caller's only project was empty
+            // (or they left the others since the first read).
+            [project] => return range(conn, Range::Project(project)),
+            _ => {}
         }
         let keys = first_keys(conn, &projects, &filter)?;
         if keys.is_empty() {
@@ -1482,6 +1469,22 @@ fn list_rows(
         rows.sort_by_key(|row| ids.iter().position(|id| *id == row.id));
         Ok(Some(rows))
     })
+}
+
+/// The rows of one project's range (see [`Range`]), `None` once the text
+/// they hold passes `budget` bytes.
+fn read_range<'a>(
+    conn: &mut AnyConnection,
+    filter: &ListFilter<'a>,
+    range: Range<'a>,
+    limit: usize,
+    budget: usize,
+) -> QueryResult<Option<Vec<StoredTask>>> {
+    let rows = filter
+        .tasks(range)
+        .select(StoredTask::as_select())
+        .load_iter::<StoredTask, diesel::connection::DefaultLoadingMode>(conn)?;
+    within_budget(rows, limit, budget)
 }
 
 /// The projects `caller` is a member of, `most` of them at most (a list
@@ -1531,7 +1534,7 @@ fn first_keys(
     let descending = filter.query.sort.is_descending();
     let mut keys = Vec::new();
     for project in projects {
-        let tasks = filter.tasks(project);
+        let tasks = filter.tasks(Range::Project(project));
         match filter.query.sort {
             TaskSort::CreatedAsc | TaskSort::CreatedDesc => keys.extend(
                 tasks
@@ -1540,7 +1543,7 @@ fn first_keys(
             ),
             TaskSort::DueAsc | TaskSort::DueDesc => keys.extend(
                 tasks
-                    .select((diesel::dsl::sql::<BigInt>(DUE_KEY), tasks::id))
+                    .select((tasks::due_key, tasks::id))
                     .load::<(i64, String)>(conn)?,
             ),
             TaskSort::PriorityAsc | TaskSort::PriorityDesc => keys.extend(
@@ -1627,8 +1630,141 @@ impl QueryFragment<diesel::pg::Pg> for IdIn<'_> {
     }
 }
 
+/// `(key, tasks.id) < (?, ?)` (`>` when `ASCENDING`): the rows after a
+/// cursor in a sort's order, as a row value, which both planners seek a
+/// sort index's range to (the `OR` of two comparisons is read from the
+/// range's start, so a walk was quadratic, and a forged cursor at the end
+/// of a run of equal keys read the run). Written here rather than with
+/// `diesel::dsl::sql`, which marks a statement unsafe to cache: every later
+/// page was prepared anew.
+struct RowAfter<'a, K, ST, V, const ASCENDING: bool> {
+    /// The sort key's column.
+    key: K,
+    /// The cursor's key and id.
+    cursor_key: V,
+    cursor_id: &'a str,
+    key_type: std::marker::PhantomData<ST>,
+}
+
+impl<'a, K, ST, V, const ASCENDING: bool> RowAfter<'a, K, ST, V, ASCENDING> {
+    fn new(key: K, cursor_key: V, cursor_id: &'a str) -> Self {
+        Self {
+            key,
+            cursor_key,
+            cursor_id,
+            key_type: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K, ST, V, const ASCENDING: bool> diesel::expression::Expression
+    for RowAfter<'_, K, ST, V, ASCENDING>
+{
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl<K, ST, V, const ASCENDING: bool> diesel::expression::ValidGrouping<()>
+    for RowAfter<'_, K, ST, V, ASCENDING>
+{
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl<K: AppearsOnTable<tasks::table>, ST, V, const ASCENDING: bool> AppearsOnTable<tasks::table>
+    for RowAfter<'_, K, ST, V, ASCENDING>
+{
+}
+
+impl<K: AppearsOnTable<tasks::table>, ST, V, const ASCENDING: bool>
+    SelectableExpression<tasks::table> for RowAfter<'_, K, ST, V, ASCENDING>
+{
+}
+
+impl<K: QueryId, ST: 'static, V: 'static, const ASCENDING: bool> QueryId
+    for RowAfter<'_, K, ST, V, ASCENDING>
+{
+    type QueryId = RowAfter<'static, K::QueryId, ST, V, ASCENDING>;
+    const HAS_STATIC_QUERY_ID: bool = K::HAS_STATIC_QUERY_ID;
+}
+
+impl<DB, K, ST, V, const ASCENDING: bool> QueryFragment<DB> for RowAfter<'_, K, ST, V, ASCENDING>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<ST>
+        + diesel::sql_types::HasSqlType<Text>,
+    K: QueryFragment<DB>,
+    tasks::id: QueryFragment<DB>,
+    V: diesel::serialize::ToSql<ST, DB>,
+    str: diesel::serialize::ToSql<Text, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("(");
+        self.key.walk_ast(out.reborrow())?;
+        out.push_sql(", ");
+        tasks::id.walk_ast(out.reborrow())?;
+        out.push_sql(if ASCENDING { ") > (" } else { ") < (" });
+        out.push_bind_param::<ST, V>(&self.cursor_key)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(self.cursor_id)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// `caller`'s project when they are a member of exactly one (most users:
+/// an Inbox alone), else NULL: a scalar each planner computes once and
+/// seeks a sort index's range with, so that such a list is one statement,
+/// its membership read in the same snapshot as its tasks. (At most two
+/// memberships are read to tell.)
+struct OnlyProject<'a> {
+    caller: &'a str,
+}
+
+impl diesel::expression::Expression for OnlyProject<'_> {
+    type SqlType = diesel::sql_types::Nullable<Text>;
+}
+
+impl diesel::expression::ValidGrouping<()> for OnlyProject<'_> {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl AppearsOnTable<tasks::table> for OnlyProject<'_> {}
+
+impl SelectableExpression<tasks::table> for OnlyProject<'_> {}
+
+impl QueryId for OnlyProject<'_> {
+    type QueryId = OnlyProject<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB> QueryFragment<DB> for OnlyProject<'_>
+where
+    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<Text>,
+    str: diesel::serialize::ToSql<Text, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        // (`CASE`, not `HAVING` without `GROUP BY`, which SQLite accepts
+        // only from 3.39)
+        out.push_sql(
+            "(SELECT CASE WHEN COUNT(*) = 1 THEN MIN(mine.project_id) END \
+             FROM (SELECT project_id FROM project_members WHERE user_id = ",
+        );
+        out.push_bind_param::<Text, str>(self.caller)?;
+        out.push_sql(" LIMIT 2) AS mine)");
+        Ok(())
+    }
+}
+
 /// The backend of [`AnyConnection`]: the one query serves both databases.
 type AnyBackend = <AnyConnection as Connection>::Backend;
+
+/// Whose tasks a list read reads.
+#[derive(Clone, Copy)]
+enum Range<'a> {
+    /// This project's, while the caller is a member.
+    Project(&'a str),
+    /// The caller's only project's, if they are a member of exactly one.
+    OnlyProject,
+}
 
 /// What a list read asks of the tasks, but their projects.
 struct ListFilter<'a> {
@@ -1645,10 +1781,10 @@ struct ListFilter<'a> {
 }
 
 impl<'a> ListFilter<'a> {
-    /// The tasks of `project` the filter asks for, in its order, at most
+    /// The tasks of `range` the filter asks for, in its order, at most
     /// its limit: built once for both databases (and for the query-plan
     /// tests); the caller selects the columns.
-    fn tasks(&self, project: &'a str) -> tasks::BoxedQuery<'a, AnyBackend> {
+    fn tasks(&self, range: Range<'a>) -> tasks::BoxedQuery<'a, AnyBackend> {
         let Self {
             caller,
             query,
@@ -1662,22 +1798,24 @@ impl<'a> ListFilter<'a> {
             .filter(tasks::archived.eq(i16::from(query.archived)))
             .limit(limit)
             .into_boxed();
-        // (one project as `=`: the planner reads that one range of an index in
-        // its order)
-        q = q.filter(tasks::project_id.eq(project));
-        // While the caller is a member: the memberships were read by an
-        // earlier statement. As `project_id = (the membership's project)`, a
-        // value the planners compute once: for one who is no longer a
-        // member it is NULL, and nothing is read (an `EXISTS` here was
-        // checked row by row on SQLite, reading the whole range to find
-        // nothing).
-        q = q.filter(
-            tasks::project_id.nullable().eq(project_members::table
-                .filter(project_members::project_id.eq(project))
-                .filter(project_members::user_id.eq(caller))
-                .select(project_members::project_id)
-                .single_value()),
-        );
+        q = match range {
+            // The project, while the caller is a member of it (the
+            // memberships may have been read by an earlier statement): `project_id =
+            // (the membership's project)`, a value each planner computes
+            // once and seeks the sort index's range with, so that for one
+            // no longer a member it is NULL and nothing is read. (Not with
+            // `project_id = ?` beside it: SQLite seeks with that one and then
+            // compares every row with the membership; nor as `EXISTS`,
+            // checked row by row.)
+            Range::Project(project) => q.filter(
+                tasks::project_id.nullable().eq(project_members::table
+                    .filter(project_members::project_id.eq(project))
+                    .filter(project_members::user_id.eq(caller))
+                    .select(project_members::project_id)
+                    .single_value()),
+            ),
+            Range::OnlyProject => q.filter(tasks::project_id.nullable().eq(OnlyProject { caller })),
+        };
         if let Some(done) = query.done {
             q = q.filter(tasks::done.eq(i16::from(done)));
         }
@@ -1701,71 +1839,36 @@ impl<'a> ListFilter<'a> {
             q = q.filter(tasks::due_at.gt(since.unix_micros()));
         }
         // Keyset pagination: rows after (key, id) of the cursor, in the
-        // sort's direction, ties broken by id.
-        // A column's key is compared with the cursor as a row value,
-        // `(key, id) < (?, ?)`, which both planners seek the index range to
-        // (the `OR` of the two comparisons alone reads the range from its
-        // start: a quadratic walk). The due key is an expression, which
-        // SQLite does not seek to as a row value: the key's bound alone
-        // first, so a page reads from the cursor's key on, and a run of
-        // equal keys (the undated tasks) from its start.
+        // sort's direction, ties broken by id, as a row value each planner
+        // seeks the sort index's range to (the due key is a generated
+        // column for this: SQLite seeks no row value to an expression).
         macro_rules! keyset {
-            ($key:expr, $cursor_key:expr, $row:expr, $key_type:ty) => {{
-                let descending = query.sort.is_descending();
-                if let Some((key, id)) = after {
-                    let key = $cursor_key(*key);
-                    let row: Option<&str> = $row;
-                    q = match (row, descending) {
-                        (Some(row), _) => q.filter(
-                            diesel::dsl::sql::<diesel::sql_types::Bool>(row)
-                                .sql(if descending { " < (" } else { " > (" })
-                                .bind::<$key_type, _>(key)
-                                .sql(", ")
-                                .bind::<Text, _>(id.as_str())
-                                .sql(")"),
-                        ),
-                        (None, true) => q
-                            .filter($key.le(key))
-                            .filter($key.lt(key).or($key.eq(key).and(tasks::id.lt(id)))),
-                        (None, false) => q
-                            .filter($key.ge(key))
-                            .filter($key.gt(key).or($key.eq(key).and(tasks::id.gt(id)))),
-                    };
-                }
-                if descending {
+            ($key:expr, $key_type:ty, $cursor_key:expr) => {{
+                if query.sort.is_descending() {
+                    if let Some((key, id)) = after {
+                        let key = $cursor_key(*key);
+                        q = q.filter(RowAfter::<_, $key_type, _, false>::new($key, key, id));
+                    }
                     q.order_by(($key.desc(), tasks::id.desc()))
                 } else {
+                    if let Some((key, id)) = after {
+                        let key = $cursor_key(*key);
+                        q = q.filter(RowAfter::<_, $key_type, _, true>::new($key, key, id));
+                    }
                     q.order_by(($key.asc(), tasks::id.asc()))
                 }
             }};
         }
         match query.sort {
             TaskSort::CreatedAsc | TaskSort::CreatedDesc => {
-                keyset!(
-                    tasks::created_at,
-                    |k: i64| k,
-                    Some("(tasks.created_at, tasks.id)"),
-                    BigInt
-                )
+                keyset!(tasks::created_at, BigInt, |k: i64| k)
             }
-            TaskSort::DueAsc | TaskSort::DueDesc => {
-                keyset!(
-                    diesel::dsl::sql::<BigInt>(DUE_KEY),
-                    |k: i64| k,
-                    None,
-                    BigInt
-                )
-            }
+            TaskSort::DueAsc | TaskSort::DueDesc => keyset!(tasks::due_key, BigInt, |k: i64| k),
             TaskSort::PriorityAsc | TaskSort::PriorityDesc => {
-                keyset!(
-                    tasks::priority,
-                    |k: i64| {
-                        i16::try_from(k.clamp(i64::from(i16::MIN), i64::from(i16::MAX)))
-                            .unwrap_or_default()
-                    },
-                    Some("(tasks.priority, tasks.id)"),
-                    diesel::sql_types::SmallInt
-                )
+                keyset!(tasks::priority, diesel::sql_types::SmallInt, |k: i64| {
+                    i16::try_from(k.clamp(i64::from(i16::MIN), i64::from(i16::MAX)))
+                        .unwrap_or_default()
+                })
             }
         }
     }
@@ -1775,13 +1878,20 @@ impl<'a> ListFilter<'a> {
 mod tests {
     use super::like_pattern;
 
+    /// `tasks.due_key`, the due sort's key, is generated by each
+    /// database from the value the core sorts undated tasks by.
     #[test]
     fn the_due_key_puts_undated_tasks_where_the_core_does() {
-        let undated = format!(
-            "COALESCE(tasks.due_at, {})",
-            todo_core::TaskSort::NO_DUE_DATE
-        );
-        assert_eq!(super::DUE_KEY, undated);
+        let undated = format!("COALESCE(due_at, {})", todo_core::TaskSort::NO_DUE_DATE);
+        for migration in [
+            include_str!("../migrations/sqlite/2026-12-05-000150_due_key/up.sql"),
+            include_str!("../migrations/postgres/2026-12-05-000150_due_key/up.sql"),
+        ] {
+            assert!(
+                migration.contains(&format!("GENERATED ALWAYS AS ({undated})")),
+                "{migration}"
+            );
+        }
     }
 
     #[test]
@@ -1949,6 +2059,91 @@ mod statement_cache {
         );
     }
 
+    /// Lists of a caller in one project (an Inbox): one statement each,
+    /// first and later pages of every sort, each prepared once.
+    fn lists_reuse_their_statements(store: &SqlStore) {
+        let owner = UserId::from_uuid(id_at(1, 1));
+        store
+            .insert_user(&UserRecord {
+                user: User {
+                    id: owner,
+                    username: Username::parse("alice").unwrap(),
+                    email: None,
+                    role: Role::User,
+                    disabled: false,
+                    created_at: at(1),
+                    updated_at: at(1),
+                },
+                password_hash: PasswordHash::new("$fake$alice".to_owned()),
+                tokens_revoked_before: None,
+            })
+            .unwrap();
+        for n in 0..6 {
+            store
+                .insert_task_within(&task(owner, n), Some(100), &mut |_| true)
+                .unwrap();
+        }
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        store
+            .with_conn(|conn| {
+                watch(conn, &seen);
+                Ok(())
+            })
+            .unwrap();
+        let list_all = || {
+            for sort in todo_core::TaskSort::ALL {
+                let query = todo_core::TaskQuery {
+                    sort,
+                    ..todo_core::TaskQuery::default()
+                };
+                let first = store.list_tasks(owner, &query, None, 2).unwrap();
+                assert_eq!(first.len(), 2, "{sort:?}");
+                let after = query.cursor_after(&first[1]);
+                let later = store.list_tasks(owner, &query, Some(&after), 2).unwrap();
+                assert_eq!(later.len(), 2, "{sort:?}");
+            }
+        };
+        list_all();
+        let cached_by_the_first = {
+            let mut seen = seen.lock().unwrap();
+            assert_eq!(seen.run.len(), 12, "one statement a list: {:#?}", seen.run);
+            seen.run.clear();
+            std::mem::take(&mut seen.cached)
+        };
+        assert!(!cached_by_the_first.is_empty());
+        list_all();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.run.len(), 12, "one statement a list: {:#?}", seen.run);
+        assert!(
+            seen.cached.is_empty(),
+            "prepared again by a later list: {:#?}",
+            seen.cached
+        );
+    }
+
+    #[test]
+    fn sqlite_lists_prepare_each_statement_once() {
+        let database = TestDatabase::sqlite();
+        // One connection, so that every list runs on the one watched.
+        let config = StoreConfig {
+            max_connections: 1,
+            ..database.config.clone()
+        };
+        lists_reuse_their_statements(&SqlStore::open(&config).unwrap());
+    }
+
+    #[test]
+    fn postgres_lists_prepare_each_statement_once() {
+        let Some(database) = TestDatabase::postgres() else {
+            return;
+        };
+        let config = StoreConfig {
+            max_connections: 1,
+            ..database.config.clone()
+        };
+        lists_reuse_their_statements(&SqlStore::open(&config).unwrap());
+    }
+
     #[test]
     fn sqlite_creations_prepare_each_statement_once() {
         creations_reuse_their_statements(&TestDatabase::sqlite().store);
@@ -1983,10 +2178,9 @@ mod plans {
     use diesel::sql_types::{Integer, Text};
     use todo_core::{TaskQuery, TaskSort};
 
-    use super::{AnyBackend, DUE_KEY, IdIn, ListFilter, StoredTask};
+    use super::{AnyBackend, IdIn, ListFilter, Range, StoredTask};
     use crate::db::AnyConnection;
     use crate::schema::tasks;
-    use diesel::sql_types::BigInt;
 
     const SORTS: [TaskSort; 6] = TaskSort::ALL;
 
@@ -2017,8 +2211,15 @@ mod plans {
 
     /// The plan of the list query for `sort` (the first page, or a later
     /// one), one line of text a step: of the whole rows, or (`keys`) of
-    /// the sort keys a read of several projects merges.
-    fn plan(conn: &mut AnyConnection, sort: TaskSort, later_page: bool, keys: bool) -> Vec<String> {
+    /// the sort keys a read of several projects merges; of a project the
+    /// caller is a member of, or (`only`) of the caller's only project.
+    fn plan(
+        conn: &mut AnyConnection,
+        sort: TaskSort,
+        later_page: bool,
+        keys: bool,
+        only: bool,
+    ) -> Vec<String> {
         let query = TaskQuery {
             sort,
             ..TaskQuery::default()
@@ -2034,28 +2235,43 @@ mod plans {
             after: later_page.then_some(&after),
             limit: 51,
         };
-        let tasks = filter.tasks(project);
+        let tasks = filter.tasks(if only {
+            Range::OnlyProject
+        } else {
+            Range::Project(project)
+        });
         if keys {
-            let key = match sort {
-                TaskSort::CreatedAsc | TaskSort::CreatedDesc => "created_at",
-                TaskSort::DueAsc | TaskSort::DueDesc => DUE_KEY,
-                TaskSort::PriorityAsc | TaskSort::PriorityDesc => "priority",
-            };
-            let q = tasks.select((diesel::dsl::sql::<BigInt>(key), tasks::id));
-            explain(conn, q)
+            match sort {
+                TaskSort::CreatedAsc | TaskSort::CreatedDesc => {
+                    explain(conn, tasks.select((tasks::created_at, tasks::id)))
+                }
+                TaskSort::DueAsc | TaskSort::DueDesc => {
+                    explain(conn, tasks.select((tasks::due_key, tasks::id)))
+                }
+                TaskSort::PriorityAsc | TaskSort::PriorityDesc => {
+                    explain(conn, tasks.select((tasks::priority, tasks::id)))
+                }
+            }
         } else {
             explain(conn, tasks.select(StoredTask::as_select()))
         }
     }
 
     /// Whether a step of SQLite's plan seeks a sort index's range to the
-    /// cursor's key (`… AND created_at<?)`), rather than reading it from
-    /// its start.
-    fn seeks_past_the_cursor(step: &str) -> bool {
-        step.contains("INDEX tasks_by_project_")
-            && ["<?)", ">?)", "<(?,?))", ">(?,?))"]
-                .iter()
-                .any(|bound| step.ends_with(bound))
+    /// cursor's key and id as a row value (`… AND (created_at,id)<(?,?))`),
+    /// rather than reading it, or a run of equal keys, from its start.
+    fn seeks_past_the_cursor(step: &str, sort: TaskSort) -> bool {
+        let row = match sort {
+            TaskSort::CreatedAsc | TaskSort::CreatedDesc => "(created_at,id)",
+            TaskSort::DueAsc | TaskSort::DueDesc => "(due_key,id)",
+            TaskSort::PriorityAsc | TaskSort::PriorityDesc => "(priority,id)",
+        };
+        let bound = if sort.is_descending() {
+            "<(?,?))"
+        } else {
+            ">(?,?))"
+        };
+        step.contains("INDEX tasks_by_project_") && step.ends_with(&format!("{row}{bound}"))
     }
 
     fn explain(conn: &mut AnyConnection, q: impl QueryFragment<AnyBackend>) -> Vec<String> {
@@ -2086,18 +2302,27 @@ mod plans {
             for later_page in [false, true] {
                 // The whole rows, and the keys of a read of several
                 // projects: from the index alone, but the due key (SQLite
-                // before 3.41 reads the row to compute an indexed
-                // expression, even one the index holds).
+                // before 3.41 reads the row to compute a generated column,
+                // even one the index holds).
                 let due = matches!(sort, TaskSort::DueAsc | TaskSort::DueDesc);
                 let keys_from = if due { "INDEX" } else { "COVERING INDEX" };
-                for (keys, from) in [(false, "INDEX"), (true, keys_from)] {
-                    let steps = plan(&mut conn, sort, later_page, keys);
-                    let shown =
-                        format!("{sort:?}, keys {keys}, later page {later_page}: {steps:?}");
+                for (keys, from, only) in [
+                    (false, "INDEX", false),
+                    (true, keys_from, false),
+                    (false, "INDEX", true),
+                ] {
+                    let steps = plan(&mut conn, sort, later_page, keys, only);
+                    let shown = format!(
+                        "{sort:?}, keys {keys}, only project {only}, later page {later_page}: {steps:?}"
+                    );
+                    // A search of the range the membership's value (the
+                    // project's, or the only project's) seeks to, not a
+                    // scan of the index.
                     assert!(
-                        steps.iter().any(|step| step
-                            .contains(&format!("USING {from} tasks_by_project_"))
-                            || step.contains("USING COVERING INDEX tasks_by_project_")),
+                        steps.iter().any(|step| step.starts_with("SEARCH tasks ")
+                            && (step.contains(&format!("USING {from} tasks_by_project_"))
+                                || step.contains("USING COVERING INDEX tasks_by_project_"))
+                            && step.contains("(project_id=? AND archived=?")),
                         "{shown}"
                     );
                     assert!(
@@ -2106,7 +2331,7 @@ mod plans {
                     );
                     if later_page {
                         assert!(
-                            steps.iter().any(|step| seeks_past_the_cursor(step)),
+                            steps.iter().any(|step| seeks_past_the_cursor(step, sort)),
                             "a later page read from the range's start: {shown}"
                         );
                     }
@@ -2167,15 +2392,32 @@ mod plans {
         diesel::sql_query("SET enable_seqscan = off")
             .execute(&mut *conn)
             .unwrap();
-        for (sort, keys) in SORTS.into_iter().flat_map(|s| [(s, false), (s, true)]) {
+        let reads = SORTS
+            .into_iter()
+            .flat_map(|s| [(s, false, false), (s, true, false), (s, false, true)]);
+        for (sort, keys, only) in reads {
             for later_page in [false, true] {
-                let plan = plan(&mut conn, sort, later_page, keys);
-                let shown = format!("{sort:?}, keys {keys}, later page {later_page}: {plan:#?}");
+                let plan = plan(&mut conn, sort, later_page, keys, only);
+                let shown = format!(
+                    "{sort:?}, keys {keys}, only project {only}, later page {later_page}: {plan:#?}"
+                );
+                let key = match sort {
+                    TaskSort::CreatedAsc | TaskSort::CreatedDesc => "created_at",
+                    TaskSort::DueAsc | TaskSort::DueDesc => "due_key",
+                    TaskSort::PriorityAsc | TaskSort::PriorityDesc => "priority",
+                };
                 assert!(
                     plan.iter().any(|step| (step.contains("Index Scan")
                         || step.contains("Index Only Scan"))
                         && step.contains("tasks_by_project_")),
                     "{shown}"
+                );
+                // The range is sought by the membership's value (an
+                // initplan's parameter), computed once.
+                assert!(
+                    plan.iter()
+                        .any(|step| step.contains("Index Cond: ((project_id = $")),
+                    "not sought by the membership: {shown}"
                 );
                 assert!(
                     !plan.iter().any(|step| step
@@ -2185,13 +2427,17 @@ mod plans {
                     "sorted after reading: {shown}"
                 );
                 if later_page {
-                    // The cursor's bound is in the index condition, not a
-                    // filter applied to the range read from its start.
+                    // The cursor's key and id are in the index condition
+                    // as a row value, not a filter applied to the range (or
+                    // a run of equal keys) read from its start.
+                    let bound = if sort.is_descending() {
+                        ") < ROW("
+                    } else {
+                        ") > ROW("
+                    };
                     assert!(
                         plan.iter().any(|step| step.contains("Index Cond")
-                            && [" < ", " > ", " <= ", " >= "]
-                                .iter()
-                                .any(|bound| step.contains(bound))),
+                            && step.contains(&format!("ROW({key}, id{bound}"))),
                         "a later page read from the range's start: {shown}"
                     );
                 }

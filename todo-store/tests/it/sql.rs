@@ -534,8 +534,8 @@ fn the_project_changes_down_migration_forgets_the_new_kinds(
             let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
             let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
             c.batch_execute(&rows).unwrap();
-            // (the feeds' migration, then the project changes')
-            for _ in 0..2 {
+            // (the due key's migration, the feeds', then the project changes')
+            for _ in 0..3 {
                 c.revert_last_migration(FileBasedMigrations::from_path(dir).unwrap())
                     .unwrap();
             }
@@ -547,8 +547,8 @@ fn the_project_changes_down_migration_forgets_the_new_kinds(
             let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
             let mut c = diesel::PgConnection::establish(url).unwrap();
             c.batch_execute(&rows).unwrap();
-            // (the feeds' migration, then the project changes')
-            for _ in 0..2 {
+            // (the due key's migration, the feeds', then the project changes')
+            for _ in 0..3 {
                 c.revert_last_migration(FileBasedMigrations::from_path(dir).unwrap())
                     .unwrap();
             }
