@@ -1987,7 +1987,8 @@ mod statement_cache {
         }
     }
 
-    fn creations_reuse_their_statements(store: &SqlStore) {
+    /// A user, alice, in `store` (and so her Inbox).
+    fn alice(store: &SqlStore) -> UserId {
         let owner = UserId::from_uuid(id_at(1, 1));
         store
             .insert_user(&UserRecord {
@@ -2004,6 +2005,11 @@ mod statement_cache {
                 tokens_revoked_before: None,
             })
             .unwrap();
+        owner
+    }
+
+    fn creations_reuse_their_statements(store: &SqlStore) {
+        let owner = alice(store);
         let seen = Arc::new(Mutex::new(Seen::default()));
         store
             .with_write_conn(|conn| {
@@ -2062,22 +2068,7 @@ mod statement_cache {
     /// Lists of a caller in one project (an Inbox): one statement each,
     /// first and later pages of every sort, each prepared once.
     fn lists_reuse_their_statements(store: &SqlStore) {
-        let owner = UserId::from_uuid(id_at(1, 1));
-        store
-            .insert_user(&UserRecord {
-                user: User {
-                    id: owner,
-                    username: Username::parse("alice").unwrap(),
-                    email: None,
-                    role: Role::User,
-                    disabled: false,
-                    created_at: at(1),
-                    updated_at: at(1),
-                },
-                password_hash: PasswordHash::new("$fake$alice".to_owned()),
-                tokens_revoked_before: None,
-            })
-            .unwrap();
+        let owner = alice(store);
         for n in 0..6 {
             store
                 .insert_task_within(&task(owner, n), Some(100), &mut |_| true)
