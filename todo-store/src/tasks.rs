@@ -1437,8 +1437,8 @@ fn list_rows(
             // Many projects are many reads: not in place, and not without
             // the slot the caller takes for them.
             _ if projects.len() > max_projects => return Ok(None),
-            // One project after all: the caller's only project was empty
-            // (or they left the others since the first read).
+            // One project: a list filtered row by row, or the caller's only
+            // project was empty (or they left the others since that read).
             [project] => return range(conn, Range::Project(project)),
             _ => {}
         }
