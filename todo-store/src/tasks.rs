@@ -1638,63 +1638,47 @@ impl QueryFragment<diesel::pg::Pg> for IdIn<'_> {
 /// of a run of equal keys read the run). Written here rather than with
 /// `diesel::dsl::sql`, which marks a statement unsafe to cache: every later
 /// page was prepared anew.
-struct RowAfter<'a, K, ST, V, const ASCENDING: bool> {
-    /// The sort key's column.
+struct RowAfter<'a, K, V, const ASCENDING: bool> {
+    /// The sort key's column (the cursor's key is bound as its type).
     key: K,
     /// The cursor's key and id.
     cursor_key: V,
     cursor_id: &'a str,
-    key_type: std::marker::PhantomData<ST>,
 }
 
-impl<'a, K, ST, V, const ASCENDING: bool> RowAfter<'a, K, ST, V, ASCENDING> {
-    fn new(key: K, cursor_key: V, cursor_id: &'a str) -> Self {
-        Self {
-            key,
-            cursor_key,
-            cursor_id,
-            key_type: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<K, ST, V, const ASCENDING: bool> diesel::expression::Expression
-    for RowAfter<'_, K, ST, V, ASCENDING>
-{
+impl<K, V, const ASCENDING: bool> diesel::expression::Expression for RowAfter<'_, K, V, ASCENDING> {
     type SqlType = diesel::sql_types::Bool;
 }
 
-impl<K, ST, V, const ASCENDING: bool> diesel::expression::ValidGrouping<()>
-    for RowAfter<'_, K, ST, V, ASCENDING>
+impl<K, V, const ASCENDING: bool> diesel::expression::ValidGrouping<()>
+    for RowAfter<'_, K, V, ASCENDING>
 {
     type IsAggregate = diesel::expression::is_aggregate::Never;
 }
 
-impl<K: AppearsOnTable<tasks::table>, ST, V, const ASCENDING: bool> AppearsOnTable<tasks::table>
-    for RowAfter<'_, K, ST, V, ASCENDING>
+impl<K: AppearsOnTable<tasks::table>, V, const ASCENDING: bool> AppearsOnTable<tasks::table>
+    for RowAfter<'_, K, V, ASCENDING>
 {
 }
 
-impl<K: AppearsOnTable<tasks::table>, ST, V, const ASCENDING: bool>
-    SelectableExpression<tasks::table> for RowAfter<'_, K, ST, V, ASCENDING>
+impl<K: AppearsOnTable<tasks::table>, V, const ASCENDING: bool> SelectableExpression<tasks::table>
+    for RowAfter<'_, K, V, ASCENDING>
 {
 }
 
-impl<K: QueryId, ST: 'static, V: 'static, const ASCENDING: bool> QueryId
-    for RowAfter<'_, K, ST, V, ASCENDING>
-{
-    type QueryId = RowAfter<'static, K::QueryId, ST, V, ASCENDING>;
+impl<K: QueryId, V: 'static, const ASCENDING: bool> QueryId for RowAfter<'_, K, V, ASCENDING> {
+    type QueryId = RowAfter<'static, K::QueryId, V, ASCENDING>;
     const HAS_STATIC_QUERY_ID: bool = K::HAS_STATIC_QUERY_ID;
 }
 
-impl<DB, K, ST, V, const ASCENDING: bool> QueryFragment<DB> for RowAfter<'_, K, ST, V, ASCENDING>
+impl<DB, K, V, const ASCENDING: bool> QueryFragment<DB> for RowAfter<'_, K, V, ASCENDING>
 where
     DB: diesel::backend::Backend
-        + diesel::sql_types::HasSqlType<ST>
+        + diesel::sql_types::HasSqlType<K::SqlType>
         + diesel::sql_types::HasSqlType<Text>,
-    K: QueryFragment<DB>,
+    K: diesel::expression::Expression + QueryFragment<DB>,
     tasks::id: QueryFragment<DB>,
-    V: diesel::serialize::ToSql<ST, DB>,
+    V: diesel::serialize::ToSql<K::SqlType, DB>,
     str: diesel::serialize::ToSql<Text, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
@@ -1703,7 +1687,7 @@ where
         out.push_sql(", ");
         tasks::id.walk_ast(out.reborrow())?;
         out.push_sql(if ASCENDING { ") > (" } else { ") < (" });
-        out.push_bind_param::<ST, V>(&self.cursor_key)?;
+        out.push_bind_param::<K::SqlType, V>(&self.cursor_key)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, str>(self.cursor_id)?;
         out.push_sql(")");
@@ -1844,29 +1828,34 @@ impl<'a> ListFilter<'a> {
         // seeks the sort index's range to (the due key is a generated
         // column for this: SQLite seeks no row value to an expression).
         macro_rules! keyset {
-            ($key:expr, $key_type:ty, $cursor_key:expr) => {{
+            ($key:expr, $cursor_key:expr) => {{
+                let cursor = after.map(|(key, id)| ($cursor_key(*key), id.as_str()));
                 if query.sort.is_descending() {
-                    if let Some((key, id)) = after {
-                        let key = $cursor_key(*key);
-                        q = q.filter(RowAfter::<_, $key_type, _, false>::new($key, key, id));
+                    if let Some((cursor_key, cursor_id)) = cursor {
+                        q = q.filter(RowAfter::<_, _, false> {
+                            key: $key,
+                            cursor_key,
+                            cursor_id,
+                        });
                     }
                     q.order_by(($key.desc(), tasks::id.desc()))
                 } else {
-                    if let Some((key, id)) = after {
-                        let key = $cursor_key(*key);
-                        q = q.filter(RowAfter::<_, $key_type, _, true>::new($key, key, id));
+                    if let Some((cursor_key, cursor_id)) = cursor {
+                        q = q.filter(RowAfter::<_, _, true> {
+                            key: $key,
+                            cursor_key,
+                            cursor_id,
+                        });
                     }
                     q.order_by(($key.asc(), tasks::id.asc()))
                 }
             }};
         }
         match query.sort {
-            TaskSort::CreatedAsc | TaskSort::CreatedDesc => {
-                keyset!(tasks::created_at, BigInt, |k: i64| k)
-            }
-            TaskSort::DueAsc | TaskSort::DueDesc => keyset!(tasks::due_key, BigInt, |k: i64| k),
+            TaskSort::CreatedAsc | TaskSort::CreatedDesc => keyset!(tasks::created_at, |k: i64| k),
+            TaskSort::DueAsc | TaskSort::DueDesc => keyset!(tasks::due_key, |k: i64| k),
             TaskSort::PriorityAsc | TaskSort::PriorityDesc => {
-                keyset!(tasks::priority, diesel::sql_types::SmallInt, |k: i64| {
+                keyset!(tasks::priority, |k: i64| {
                     i16::try_from(k.clamp(i64::from(i16::MIN), i64::from(i16::MAX)))
                         .unwrap_or_default()
                 })
@@ -1986,6 +1975,16 @@ mod statement_cache {
             updated_at: at(100),
             version: TaskVersion::FIRST,
         }
+    }
+
+    /// A store of `database` with one pooled connection, so that every
+    /// read or write runs on the one watched.
+    fn one_connection(database: &TestDatabase) -> SqlStore {
+        SqlStore::open(&StoreConfig {
+            max_connections: 1,
+            ..database.config.clone()
+        })
+        .unwrap()
     }
 
     /// A user, alice, in `store` (and so her Inbox).
@@ -2135,13 +2134,7 @@ mod statement_cache {
 
     #[test]
     fn sqlite_lists_prepare_each_statement_once() {
-        let database = TestDatabase::sqlite();
-        // One connection, so that every list runs on the one watched.
-        let config = StoreConfig {
-            max_connections: 1,
-            ..database.config.clone()
-        };
-        lists_reuse_their_statements(&SqlStore::open(&config).unwrap());
+        lists_reuse_their_statements(&one_connection(&TestDatabase::sqlite()));
     }
 
     #[test]
@@ -2149,11 +2142,7 @@ mod statement_cache {
         let Some(database) = TestDatabase::postgres() else {
             return;
         };
-        let config = StoreConfig {
-            max_connections: 1,
-            ..database.config.clone()
-        };
-        lists_reuse_their_statements(&SqlStore::open(&config).unwrap());
+        lists_reuse_their_statements(&one_connection(&database));
     }
 
     #[test]
@@ -2166,12 +2155,7 @@ mod statement_cache {
         let Some(database) = TestDatabase::postgres() else {
             return;
         };
-        // One connection, so that every write runs on the one watched.
-        let config = StoreConfig {
-            max_connections: 1,
-            ..database.config.clone()
-        };
-        creations_reuse_their_statements(&SqlStore::open(&config).unwrap());
+        creations_reuse_their_statements(&one_connection(&database));
     }
 }
 
@@ -2273,17 +2257,22 @@ mod plans {
     /// cursor's key and id as a row value (`… AND (created_at,id)<(?,?))`),
     /// rather than reading it, or a run of equal keys, from its start.
     fn seeks_past_the_cursor(step: &str, sort: TaskSort) -> bool {
-        let row = match sort {
-            TaskSort::CreatedAsc | TaskSort::CreatedDesc => "(created_at,id)",
-            TaskSort::DueAsc | TaskSort::DueDesc => "(due_key,id)",
-            TaskSort::PriorityAsc | TaskSort::PriorityDesc => "(priority,id)",
-        };
+        let key = key_column(sort);
         let bound = if sort.is_descending() {
             "<(?,?))"
         } else {
             ">(?,?))"
         };
-        step.contains("INDEX tasks_by_project_") && step.ends_with(&format!("{row}{bound}"))
+        step.contains("INDEX tasks_by_project_") && step.ends_with(&format!("({key},id){bound}"))
+    }
+
+    /// The column `sort` orders by, as a plan names it.
+    fn key_column(sort: TaskSort) -> &'static str {
+        match sort {
+            TaskSort::CreatedAsc | TaskSort::CreatedDesc => "created_at",
+            TaskSort::DueAsc | TaskSort::DueDesc => "due_key",
+            TaskSort::PriorityAsc | TaskSort::PriorityDesc => "priority",
+        }
     }
 
     fn explain(conn: &mut AnyConnection, q: impl QueryFragment<AnyBackend>) -> Vec<String> {
@@ -2413,11 +2402,7 @@ mod plans {
                 let shown = format!(
                     "{sort:?}, keys {keys}, only project {only}, later page {later_page}: {plan:#?}"
                 );
-                let key = match sort {
-                    TaskSort::CreatedAsc | TaskSort::CreatedDesc => "created_at",
-                    TaskSort::DueAsc | TaskSort::DueDesc => "due_key",
-                    TaskSort::PriorityAsc | TaskSort::PriorityDesc => "priority",
-                };
+                let key = key_column(sort);
                 assert!(
                     plan.iter().any(|step| (step.contains("Index Scan")
                         || step.contains("Index Only Scan"))
