@@ -5,7 +5,7 @@
 use diesel::PgConnection;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Text};
 use todo_core::import::{ImportCounts, ImportOutcome, ImportPlan};
 use todo_core::{
@@ -48,6 +48,12 @@ const IN_PLACE_PAGE_BYTES: usize = 64 * 1024;
 /// one index range, at most a page of rows (a user of four projects, their
 /// Inbox and three shared, is read in place; one of forty is not).
 const IN_PLACE_PROJECTS: usize = 4;
+
+/// The most projects a list reads in one statement, the database merging
+/// their ranges ([`merged`]): those of a caller in an Inbox and three
+/// shared projects. (A statement reads as many projects however many the
+/// caller is in: each more is another lookup of their memberships.)
+const MERGED_PROJECTS: usize = 4;
 
 /// Labels never contain control characters, so a line break separates them.
 const LABEL_SEPARATOR: char = '\n';
@@ -1404,21 +1410,21 @@ fn list_rows(
         after: after.as_ref(),
         limit: i64::try_from(limit).unwrap_or(i64::MAX),
     };
-    let range = |conn: &mut AnyConnection, range: Range<'_>| {
-        read_range(conn, &filter, range, limit, budget)
-    };
+    let range =
+        |conn: &mut AnyConnection, project: &str| read_range(conn, &filter, project, limit, budget);
     // One project asked for: its range, read only while the caller is a
     // member of it, as every project's range is.
     if let Some(project) = query.project {
-        return range(conn, Range::Project(&project.to_string()));
+        return range(conn, &project.to_string());
     }
-    // Most callers are members of one project, an Inbox alone: its range,
-    // with the membership read in the same statement. That answers with a
-    // page only then: else (and for an empty list) the memberships are
-    // read. Not for a list that filters row by row, which may read the
-    // whole range to find nothing, and would then read it again.
-    if max_projects > 0 && !query.scans() {
-        let rows = range(conn, Range::OnlyProject)?;
+    // Most callers are members of a few projects (an Inbox, a few shared):
+    // their ranges merged by the database in one statement, the memberships
+    // read in it. That answers with a page only then: else (more projects,
+    // none, or an empty list) the memberships are read. Not for a list that
+    // filters row by row, which may read whole ranges to find nothing, and
+    // would then read them again.
+    if max_projects >= MERGED_PROJECTS && !query.scans() {
+        let rows = merged(conn, &filter, limit, budget)?;
         if rows.as_ref().is_none_or(|rows| !rows.is_empty()) {
             return Ok(rows);
         }
@@ -1439,7 +1445,7 @@ fn list_rows(
             _ if projects.len() > max_projects => return Ok(None),
             // One project: a list filtered row by row, or the caller's only
             // project was empty (or they left the others since that read).
-            [project] => return range(conn, Range::Project(project)),
+            [project] => return range(conn, project),
             _ => {}
         }
         let keys = first_keys(conn, &projects, &filter)?;
@@ -1472,20 +1478,133 @@ fn list_rows(
     })
 }
 
-/// The rows of one project's range (see [`Range`]), `None` once the text
-/// they hold passes `budget` bytes.
+/// The rows of one project's range, while `filter`'s caller is a member of
+/// it, `None` once the text they hold passes `budget` bytes.
 fn read_range<'a>(
     conn: &mut AnyConnection,
     filter: &ListFilter<'a>,
-    range: Range<'a>,
+    project: &'a str,
     limit: usize,
     budget: usize,
 ) -> QueryResult<Option<Vec<StoredTask>>> {
     let rows = filter
-        .tasks(range)
+        .tasks(project)
         .select(StoredTask::as_select())
         .load_iter::<StoredTask, diesel::connection::DefaultLoadingMode>(conn)?;
     within_budget(rows, limit, budget)
+}
+
+/// `$body` with `$page` the [`MergedPage`] of the [`ListFilter`] `$filter`,
+/// and `$key` the type its sort key is read as: a type of statement for
+/// each sort key, direction, and first or later page.
+macro_rules! with_merged_page {
+    ($filter:expr, |$page:ident, $key:ident| $body:expr) => {{
+        let filter: &$crate::tasks::ListFilter<'_> = $filter;
+        macro_rules! page {
+            ($column:expr, $descending:literal, $after:expr) => {{
+                let $page = $crate::tasks::MergedPage::<_, _, _, $descending> {
+                    key: $column,
+                    columns: $crate::tasks::StoredTask::as_select(),
+                    caller: filter.caller,
+                    archived: i16::from(filter.query.archived),
+                    after: $after,
+                    limit: filter.limit,
+                };
+                $body
+            }};
+        }
+        macro_rules! sorted {
+            ($column:expr, $cursor_key:expr) => {{
+                let after = filter
+                    .after
+                    .map(|(key, id)| ($cursor_key(*key), id.as_str()));
+                match (filter.query.sort.is_descending(), after) {
+                    (false, None) => page!($column, false, $crate::tasks::FirstPage),
+                    (true, None) => page!($column, true, $crate::tasks::FirstPage),
+                    (false, Some((cursor_key, cursor_id))) => page!(
+                        $column,
+                        false,
+                        $crate::tasks::RowAfter::<_, _, true> {
+                            key: $column,
+                            cursor_key,
+                            cursor_id,
+                        }
+                    ),
+                    (true, Some((cursor_key, cursor_id))) => page!(
+                        $column,
+                        true,
+                        $crate::tasks::RowAfter::<_, _, false> {
+                            key: $column,
+                            cursor_key,
+                            cursor_id,
+                        }
+                    ),
+                }
+            }};
+        }
+        match filter.query.sort {
+            todo_core::TaskSort::CreatedAsc | todo_core::TaskSort::CreatedDesc => {
+                type $key = i64;
+                sorted!($crate::schema::tasks::created_at, |k: i64| k)
+            }
+            todo_core::TaskSort::DueAsc | todo_core::TaskSort::DueDesc => {
+                type $key = i64;
+                sorted!($crate::schema::tasks::due_key, |k: i64| k)
+            }
+            todo_core::TaskSort::PriorityAsc | todo_core::TaskSort::PriorityDesc => {
+                type $key = i16;
+                sorted!($crate::schema::tasks::priority, $crate::tasks::priority_key)
+            }
+        }
+    }};
+}
+
+/// The rows of a page across the caller's projects, while they are a
+/// member of [`MERGED_PROJECTS`] at most, in one statement ([`MergedPage`]):
+/// a page and one row a project are read. `None` once the text they hold
+/// passes `budget` bytes.
+fn merged(
+    conn: &mut AnyConnection,
+    filter: &ListFilter<'_>,
+    limit: usize,
+    budget: usize,
+) -> QueryResult<Option<Vec<StoredTask>>> {
+    // On the backend's own connection: `AnyConnection` writes a query's
+    // text on every read, even of a statement it keeps.
+    let mut rows = native!(conn, |c| with_merged_page!(filter, |page, Key| {
+        let rows = page
+            .load_iter::<(Key, StoredTask), diesel::connection::DefaultLoadingMode>(c)?
+            .map(|row| row.map(|(_, task)| task));
+        within_budget(rows, limit, budget)
+    }))?;
+    // In the merge's order, whatever order the statement gave them in.
+    let sort = filter.query.sort;
+    if let Some(rows) = &mut rows {
+        rows.sort_unstable_by(|a, b| {
+            let ascending = (sort_key(a, sort), &a.id).cmp(&(sort_key(b, sort), &b.id));
+            if sort.is_descending() {
+                ascending.reverse()
+            } else {
+                ascending
+            }
+        });
+    }
+    Ok(rows)
+}
+
+/// `task`'s key in `sort`, as its index holds it.
+fn sort_key(task: &StoredTask, sort: TaskSort) -> i64 {
+    match sort {
+        TaskSort::CreatedAsc | TaskSort::CreatedDesc => task.created_at,
+        TaskSort::DueAsc | TaskSort::DueDesc => task.due_at.unwrap_or(TaskSort::NO_DUE_DATE),
+        TaskSort::PriorityAsc | TaskSort::PriorityDesc => i64::from(task.priority),
+    }
+}
+
+/// A cursor's key as the priority sort's (a cursor is forged at will: one
+/// out of range is clamped, never an error).
+fn priority_key(key: i64) -> i16 {
+    i16::try_from(key.clamp(i64::from(i16::MIN), i64::from(i16::MAX))).unwrap_or_default()
 }
 
 /// The projects `caller` is a member of, `most` of them at most (a list
@@ -1535,7 +1654,7 @@ fn first_keys(
     let descending = filter.query.sort.is_descending();
     let mut keys = Vec::new();
     for project in projects {
-        let tasks = filter.tasks(Range::Project(project));
+        let tasks = filter.tasks(project);
         match filter.query.sort {
             TaskSort::CreatedAsc | TaskSort::CreatedDesc => keys.extend(
                 tasks
@@ -1695,61 +1814,229 @@ where
     }
 }
 
-/// `caller`'s project when they are a member of exactly one (most users:
-/// an Inbox alone), else NULL: a scalar each planner computes once and
-/// seeks a sort index's range with, so that such a list is one statement,
-/// its membership read in the same snapshot as its tasks. (At most two
-/// memberships are read to tell.)
-struct OnlyProject<'a> {
+/// A page across `caller`'s first [`MERGED_PROJECTS`] projects (by id),
+/// while they are a member of that many at most, in one statement that
+/// reads their memberships with their tasks (in its snapshot): one range a
+/// project, `project_id = (the caller's nth project)`, a value each planner
+/// computes once and seeks a sort index's range with (NULL for a project
+/// they do not have, or for every one when they have more: nothing is
+/// read), the ranges merged as they are read, in the order each index
+/// gives (SQLite reads a compound `ORDER BY` of ordered arms as a merge,
+/// PostgreSQL a `UNION ALL` of ordered pages as a `Merge Append`), up to
+/// `limit` rows. Each row is the sort key, then the task's columns.
+///
+/// Its text depends on its type alone (the sort's key column, its
+/// direction, and whether a page starts after a cursor), so that diesel
+/// keeps the prepared statement by type and never writes the text again
+/// (a boxed query's text, here four ranges of 23 columns, is written on
+/// every read to look its statement up), and it is run on the backend's
+/// own connection: `AnyConnection` writes every query's text on every run.
+struct MergedPage<'a, K, S, A, const DESCENDING: bool> {
+    /// The sort key's column.
+    key: K,
+    /// The task's columns (`StoredTask::as_select()` for the backend).
+    columns: S,
     caller: &'a str,
+    archived: i16,
+    /// Where the page starts: [`FirstPage`], or a [`RowAfter`] the cursor.
+    after: A,
+    limit: i64,
 }
 
-impl diesel::expression::Expression for OnlyProject<'_> {
-    type SqlType = diesel::sql_types::Nullable<Text>;
+/// The offsets of the projects a [`MergedPage`] reads, and of the one
+/// that makes a caller too wide for it (bound as values: a static, for
+/// the bind's lifetime).
+static PROJECT_OFFSETS: [i64; MERGED_PROJECTS + 1] = [0, 1, 2, 3, 4];
+
+/// Where a page of a [`MergedPage`] starts.
+trait PageStart<DB: diesel::backend::Backend>: QueryId {
+    /// Writes the condition on a range's rows (` AND …`), if any.
+    fn walk_condition<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()>;
 }
 
-impl diesel::expression::ValidGrouping<()> for OnlyProject<'_> {
-    type IsAggregate = diesel::expression::is_aggregate::Never;
-}
+/// A first page: every row of each range.
+struct FirstPage;
 
-impl AppearsOnTable<tasks::table> for OnlyProject<'_> {}
-
-impl SelectableExpression<tasks::table> for OnlyProject<'_> {}
-
-impl QueryId for OnlyProject<'_> {
-    type QueryId = OnlyProject<'static>;
+impl QueryId for FirstPage {
+    type QueryId = Self;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<DB> QueryFragment<DB> for OnlyProject<'_>
-where
-    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<Text>,
-    str: diesel::serialize::ToSql<Text, DB>,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        // (`CASE`, not `HAVING` without `GROUP BY`, which SQLite accepts
-        // only from 3.39)
-        out.push_sql(
-            "(SELECT CASE WHEN COUNT(*) = 1 THEN MIN(mine.project_id) END \
-             FROM (SELECT project_id FROM project_members WHERE user_id = ",
-        );
-        out.push_bind_param::<Text, str>(self.caller)?;
-        out.push_sql(" LIMIT 2) AS mine)");
+impl<DB: diesel::backend::Backend> PageStart<DB> for FirstPage {
+    fn walk_condition<'b>(&'b self, _out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         Ok(())
     }
 }
 
+impl<DB, K, V, const ASCENDING: bool> PageStart<DB> for RowAfter<'_, K, V, ASCENDING>
+where
+    DB: diesel::backend::Backend,
+    Self: QueryFragment<DB> + QueryId,
+{
+    fn walk_condition<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(" AND ");
+        self.walk_ast(out)
+    }
+}
+
+/// The type a [`MergedPage`]'s statement is kept by.
+struct MergedPageId<K, A, const DESCENDING: bool>(std::marker::PhantomData<(K, A)>);
+
+impl<K: QueryId, S, A: QueryId, const DESCENDING: bool> QueryId
+    for MergedPage<'_, K, S, A, DESCENDING>
+{
+    type QueryId = MergedPageId<K::QueryId, A::QueryId, DESCENDING>;
+    const HAS_STATIC_QUERY_ID: bool = K::HAS_STATIC_QUERY_ID && A::HAS_STATIC_QUERY_ID;
+}
+
+impl<K, S, A, const DESCENDING: bool> Query for MergedPage<'_, K, S, A, DESCENDING>
+where
+    (K, S): diesel::expression::Expression,
+{
+    type SqlType = <(K, S) as diesel::expression::Expression>::SqlType;
+}
+
+impl<K, S, A, const DESCENDING: bool> MergedPage<'_, K, S, A, DESCENDING> {
+    /// Writes the ranges as the arms of a `UNION ALL`, each arm's rows the
+    /// sort key (`k`), then the task's id (`i`) and `rest`: the task's
+    /// other columns, or (SQLite) its rowid (`r`); each arm a page in the
+    /// sort's order of its own if `ordered_arms`.
+    fn walk_merge<'b, DB>(
+        &'b self,
+        mut out: AstPass<'_, 'b, DB>,
+        rest: fn(&'b Self, AstPass<'_, 'b, DB>) -> QueryResult<()>,
+        ordered_arms: bool,
+    ) -> QueryResult<()>
+    where
+        DB: diesel::backend::Backend
+            + diesel::sql_types::HasSqlType<diesel::sql_types::SmallInt>
+            + diesel::sql_types::HasSqlType<Text>
+            + diesel::sql_types::HasSqlType<BigInt>,
+        i16: diesel::serialize::ToSql<diesel::sql_types::SmallInt, DB>,
+        str: diesel::serialize::ToSql<Text, DB>,
+        i64: diesel::serialize::ToSql<BigInt, DB>,
+        K: QueryFragment<DB>,
+        A: PageStart<DB>,
+    {
+        for (n, offset) in PROJECT_OFFSETS[..MERGED_PROJECTS].iter().enumerate() {
+            if n > 0 {
+                out.push_sql(" UNION ALL ");
+            }
+            out.push_sql(if ordered_arms { "(SELECT " } else { "SELECT " });
+            self.key.walk_ast(out.reborrow())?;
+            out.push_sql(" AS k, ");
+            rest(self, out.reborrow())?;
+            out.push_sql(" FROM tasks WHERE tasks.archived = ");
+            out.push_bind_param::<diesel::sql_types::SmallInt, i16>(&self.archived)?;
+            // (Both lookups seek `project_members_by_user`.)
+            out.push_sql(
+                " AND tasks.project_id = (SELECT project_id FROM project_members \
+                 WHERE user_id = ",
+            );
+            out.push_bind_param::<Text, str>(self.caller)?;
+            out.push_sql(" AND ");
+            self.walk_narrow_enough(out.reborrow())?;
+            out.push_sql(" ORDER BY project_id LIMIT 1 OFFSET ");
+            out.push_bind_param::<BigInt, i64>(offset)?;
+            out.push_sql(")");
+            self.after.walk_condition(out.reborrow())?;
+            if ordered_arms {
+                self.walk_order(out.reborrow())?;
+                out.push_sql(")");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the page's order (by the key, then the id: the first two
+    /// columns) and its limit.
+    fn walk_order<'b, DB>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()>
+    where
+        DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<BigInt>,
+        i64: diesel::serialize::ToSql<BigInt, DB>,
+    {
+        out.push_sql(if DESCENDING {
+            " ORDER BY 1 DESC, 2 DESC LIMIT "
+        } else {
+            " ORDER BY 1, 2 LIMIT "
+        });
+        out.push_bind_param::<BigInt, i64>(&self.limit)
+    }
+
+    /// Writes "the caller is a member of [`MERGED_PROJECTS`] projects at
+    /// most".
+    fn walk_narrow_enough<'b, DB>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()>
+    where
+        DB: diesel::backend::Backend
+            + diesel::sql_types::HasSqlType<Text>
+            + diesel::sql_types::HasSqlType<BigInt>,
+        str: diesel::serialize::ToSql<Text, DB>,
+        i64: diesel::serialize::ToSql<BigInt, DB>,
+    {
+        out.push_sql("(SELECT project_id FROM project_members WHERE user_id = ");
+        out.push_bind_param::<Text, str>(self.caller)?;
+        out.push_sql(" ORDER BY project_id LIMIT 1 OFFSET ");
+        out.push_bind_param::<BigInt, i64>(&PROJECT_OFFSETS[MERGED_PROJECTS])?;
+        out.push_sql(") IS NULL");
+        Ok(())
+    }
+}
+
+/// On SQLite the arms merge the keys alone (a task's id and rowid, read
+/// from the sort index), and the page's rows are then read by rowid: a
+/// merge copies each row it holds (every text column an allocation,
+/// under SQLite's global allocator mutex), and one of whole rows cost a
+/// list a sixth more than reading one range. The rows come in the merge's
+/// order (the merge is the outer loop), and are sorted again by the
+/// caller, which no text promises.
+impl<K, S, A, const DESCENDING: bool> QueryFragment<diesel::sqlite::Sqlite>
+    for MergedPage<'_, K, S, A, DESCENDING>
+where
+    K: QueryFragment<diesel::sqlite::Sqlite>,
+    S: QueryFragment<diesel::sqlite::Sqlite>,
+    A: PageStart<diesel::sqlite::Sqlite>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::sqlite::Sqlite>) -> QueryResult<()> {
+        out.push_sql("SELECT m.k, ");
+        self.columns.walk_ast(out.reborrow())?;
+        out.push_sql(" FROM (");
+        self.walk_merge(
+            out.reborrow(),
+            |_, mut out| {
+                out.push_sql("tasks.id AS i, tasks.rowid AS r");
+                Ok(())
+            },
+            false,
+        )?;
+        self.walk_order(out.reborrow())?;
+        out.push_sql(") AS m CROSS JOIN tasks ON tasks.rowid = m.r");
+        Ok(())
+    }
+}
+
+/// On PostgreSQL the arms are whole rows, merged by a `Merge Append`, each
+/// a page in the sort's order of its own: the planner plans an arm with
+/// no order and no limit of its own as if all its rows were wanted (by a
+/// scan of the table, then a sort of all of them).
+impl<K, S, A, const DESCENDING: bool> QueryFragment<diesel::pg::Pg>
+    for MergedPage<'_, K, S, A, DESCENDING>
+where
+    K: QueryFragment<diesel::pg::Pg>,
+    S: QueryFragment<diesel::pg::Pg>,
+    A: PageStart<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT * FROM (");
+        self.walk_merge(out.reborrow(), |page, out| page.columns.walk_ast(out), true)?;
+        out.push_sql(") AS m");
+        self.walk_order(out)
+    }
+}
+
+impl<K, S, A, const DESCENDING: bool, C> RunQueryDsl<C> for MergedPage<'_, K, S, A, DESCENDING> {}
+
 /// The backend of [`AnyConnection`]: the one query serves both databases.
 type AnyBackend = <AnyConnection as Connection>::Backend;
-
-/// Whose tasks a list read reads.
-#[derive(Clone, Copy)]
-enum Range<'a> {
-    /// This project's, while the caller is a member.
-    Project(&'a str),
-    /// The caller's only project's, if they are a member of exactly one.
-    OnlyProject,
-}
 
 /// What a list read asks of the tasks, but their projects.
 struct ListFilter<'a> {
@@ -1766,10 +2053,10 @@ struct ListFilter<'a> {
 }
 
 impl<'a> ListFilter<'a> {
-    /// The tasks of `range` the filter asks for, in its order, at most
+    /// The tasks of `project` the filter asks for, in its order, at most
     /// its limit: built once for both databases (and for the query-plan
     /// tests); the caller selects the columns.
-    fn tasks(&self, range: Range<'a>) -> tasks::BoxedQuery<'a, AnyBackend> {
+    fn tasks(&self, project: &'a str) -> tasks::BoxedQuery<'a, AnyBackend> {
         let Self {
             caller,
             query,
@@ -1783,24 +2070,20 @@ impl<'a> ListFilter<'a> {
             .filter(tasks::archived.eq(i16::from(query.archived)))
             .limit(limit)
             .into_boxed();
-        q = match range {
-            // The project, while the caller is a member of it (the
-            // memberships may have been read by an earlier statement): `project_id =
-            // (the membership's project)`, a value each planner computes
-            // once and seeks the sort index's range with, so that for one
-            // no longer a member it is NULL and nothing is read. (Not with
-            // `project_id = ?` beside it: SQLite seeks with that one and then
-            // compares every row with the membership; nor as `EXISTS`,
-            // checked row by row.)
-            Range::Project(project) => q.filter(
-                tasks::project_id.nullable().eq(project_members::table
-                    .filter(project_members::project_id.eq(project))
-                    .filter(project_members::user_id.eq(caller))
-                    .select(project_members::project_id)
-                    .single_value()),
-            ),
-            Range::OnlyProject => q.filter(tasks::project_id.nullable().eq(OnlyProject { caller })),
-        };
+        // The project, while the caller is a member of it (the memberships
+        // may have been read by an earlier statement): `project_id = (the
+        // membership's project)`, a value each planner computes once and
+        // seeks the sort index's range with, so that for one no longer a
+        // member it is NULL and nothing is read. (Not with `project_id = ?`
+        // beside it: SQLite seeks with that one and then compares every row
+        // with the membership; nor as `EXISTS`, checked row by row.)
+        q = q.filter(
+            tasks::project_id.nullable().eq(project_members::table
+                .filter(project_members::project_id.eq(project))
+                .filter(project_members::user_id.eq(caller))
+                .select(project_members::project_id)
+                .single_value()),
+        );
         if let Some(done) = query.done {
             q = q.filter(tasks::done.eq(i16::from(done)));
         }
@@ -1855,10 +2138,7 @@ impl<'a> ListFilter<'a> {
             TaskSort::CreatedAsc | TaskSort::CreatedDesc => keyset!(tasks::created_at, |k: i64| k),
             TaskSort::DueAsc | TaskSort::DueDesc => keyset!(tasks::due_key, |k: i64| k),
             TaskSort::PriorityAsc | TaskSort::PriorityDesc => {
-                keyset!(tasks::priority, |k: i64| {
-                    i16::try_from(k.clamp(i64::from(i16::MIN), i64::from(i16::MAX)))
-                        .unwrap_or_default()
-                })
+                keyset!(tasks::priority, priority_key)
             }
         }
     }
@@ -2117,19 +2397,63 @@ mod statement_cache {
         );
         seen_now.run.clear();
         drop(seen_now);
+        // In three projects now, with tasks in each: the same statement,
+        // one a list, never prepared again.
+        for n in 0..2_u64 {
+            let project = todo_core::Project {
+                id: todo_core::ProjectId::from_uuid(id_at(50 + n as i64, 0x9e0 + n)),
+                owner,
+                name: todo_core::ProjectName::parse("Shed").unwrap(),
+                description: Description::parse("").unwrap(),
+                color: None,
+                inbox: false,
+                archived: false,
+                created_at: at(50),
+                updated_at: at(50),
+                version: todo_core::TaskVersion::FIRST,
+            };
+            assert!(todo_core::ProjectStore::insert_project_within(store, &project, None).unwrap());
+            for m in 0..2 {
+                let task = Task {
+                    project: project.id,
+                    ..task(owner, 10 + 2 * n + m)
+                };
+                store
+                    .insert_task_within(&task, Some(100), &mut |_| true)
+                    .unwrap();
+            }
+        }
+        {
+            let mut seen = seen.lock().unwrap();
+            seen.run.clear();
+            seen.cached.clear();
+        }
+        list_all();
+        let mut seen_now = seen.lock().unwrap();
+        assert_eq!(
+            seen_now.run.len(),
+            12,
+            "one statement a list: {:#?}",
+            seen_now.run
+        );
+        assert!(
+            seen_now.cached.is_empty(),
+            "prepared again by a later list: {:#?}",
+            seen_now.cached
+        );
+        seen_now.run.clear();
+        drop(seen_now);
         // A list filtered row by row that finds nothing (no task is done)
-        // does not try the one-project read first: it would read the whole
-        // range twice.
+        // does not try the merged read first: it would read the whole
+        // ranges twice.
         let done = todo_core::TaskQuery {
             done: Some(true),
             ..todo_core::TaskQuery::default()
         };
         assert!(store.list_tasks(owner, &done, None, 2).unwrap().is_empty());
         let run = &seen.lock().unwrap().run;
-        assert!(
-            !run.iter().any(|sql| sql.contains("CASE WHEN COUNT(*) = 1")),
-            "{run:#?}"
-        );
+        assert!(!run.is_empty());
+        assert!(!run.iter().any(|sql| sql.contains("UNION ALL")), "{run:#?}");
     }
 
     #[test]
@@ -2174,7 +2498,7 @@ mod plans {
     use diesel::sql_types::{Integer, Text};
     use todo_core::{TaskQuery, TaskSort};
 
-    use super::{AnyBackend, IdIn, ListFilter, Range, StoredTask};
+    use super::{AnyBackend, IdIn, ListFilter, MERGED_PROJECTS, StoredTask};
     use crate::db::AnyConnection;
     use crate::schema::tasks;
 
@@ -2207,14 +2531,15 @@ mod plans {
 
     /// The plan of the list query for `sort` (the first page, or a later
     /// one), one line of text a step: of the whole rows, or (`keys`) of
-    /// the sort keys a read of several projects merges; of a project the
-    /// caller is a member of, or (`only`) of the caller's only project.
+    /// the sort keys a read of many projects merges, of a project the
+    /// caller is a member of; or (`merged`) of the caller's first projects
+    /// merged in one statement.
     fn plan(
         conn: &mut AnyConnection,
         sort: TaskSort,
         later_page: bool,
         keys: bool,
-        only: bool,
+        merged: bool,
     ) -> Vec<String> {
         let query = TaskQuery {
             sort,
@@ -2231,11 +2556,11 @@ mod plans {
             after: later_page.then_some(&after),
             limit: 51,
         };
-        let tasks = filter.tasks(if only {
-            Range::OnlyProject
-        } else {
-            Range::Project(project)
-        });
+        if merged {
+            return super::native!(conn, |c| with_merged_page!(&filter, |page, _Key| c
+                .plan_of(page)));
+        }
+        let tasks = filter.tasks(project);
         if keys {
             match sort {
                 TaskSort::CreatedAsc | TaskSort::CreatedDesc => {
@@ -2275,6 +2600,35 @@ mod plans {
         }
     }
 
+    /// The plan of a statement written for the backend's own connection
+    /// (as the store runs it).
+    trait Plan: Connection {
+        fn plan_of(&mut self, q: impl QueryFragment<Self::Backend>) -> Vec<String>;
+    }
+
+    impl Plan for diesel::SqliteConnection {
+        fn plan_of(&mut self, q: impl QueryFragment<Self::Backend>) -> Vec<String> {
+            let explain = Explain::<_, (Integer, Integer, Integer, Text)> {
+                prefix: "EXPLAIN QUERY PLAN ",
+                query: q,
+                rows: PhantomData,
+            };
+            let steps = explain.load::<(i32, i32, i32, String)>(self).unwrap();
+            steps.into_iter().map(|(_, _, _, detail)| detail).collect()
+        }
+    }
+
+    impl Plan for diesel::PgConnection {
+        fn plan_of(&mut self, q: impl QueryFragment<Self::Backend>) -> Vec<String> {
+            let explain = Explain::<_, Text> {
+                prefix: "EXPLAIN ",
+                query: q,
+                rows: PhantomData,
+            };
+            explain.load::<String>(self).unwrap()
+        }
+    }
+
     fn explain(conn: &mut AnyConnection, q: impl QueryFragment<AnyBackend>) -> Vec<String> {
         if matches!(conn, AnyConnection::Sqlite(_)) {
             // id, parent, unused, detail: the detail is what tells.
@@ -2307,32 +2661,46 @@ mod plans {
                 // even one the index holds).
                 let due = matches!(sort, TaskSort::DueAsc | TaskSort::DueDesc);
                 let keys_from = if due { "INDEX" } else { "COVERING INDEX" };
-                for (keys, from, only) in [
+                for (keys, from, merged) in [
                     (false, "INDEX", false),
                     (true, keys_from, false),
                     (false, "INDEX", true),
                 ] {
-                    let steps = plan(&mut conn, sort, later_page, keys, only);
+                    let steps = plan(&mut conn, sort, later_page, keys, merged);
                     let shown = format!(
-                        "{sort:?}, keys {keys}, only project {only}, later page {later_page}: {steps:?}"
+                        "{sort:?}, keys {keys}, merged {merged}, later page {later_page}: {steps:?}"
                     );
-                    // A search of the range the membership's value (the
-                    // project's, or the only project's) seeks to, not a
-                    // scan of the index.
-                    assert!(
-                        steps.iter().any(|step| step.starts_with("SEARCH tasks ")
+                    // Each range read (one, or one a merged project) a
+                    // search of the range the membership's value seeks
+                    // to, not a scan of the index.
+                    let ranges = if merged { MERGED_PROJECTS } else { 1 };
+                    let searches = steps.iter().filter(|step| {
+                        step.starts_with("SEARCH tasks ")
                             && (step.contains(&format!("USING {from} tasks_by_project_"))
                                 || step.contains("USING COVERING INDEX tasks_by_project_"))
-                            && step.contains("(project_id=? AND archived=?")),
-                        "{shown}"
-                    );
+                            && step.contains("(project_id=? AND archived=?")
+                    });
+                    assert_eq!(searches.count(), ranges, "{shown}");
                     assert!(
                         !steps.iter().any(|step| step.contains("TEMP B-TREE")),
                         "sorted after reading: {shown}"
                     );
+                    // The ranges merged as they are read.
+                    assert_eq!(
+                        steps
+                            .iter()
+                            .filter(|step| *step == "MERGE (UNION ALL)")
+                            .count(),
+                        ranges - 1,
+                        "{shown}"
+                    );
                     if later_page {
-                        assert!(
-                            steps.iter().any(|step| seeks_past_the_cursor(step, sort)),
+                        let seeks = steps
+                            .iter()
+                            .filter(|step| seeks_past_the_cursor(step, sort));
+                        assert_eq!(
+                            seeks.count(),
+                            ranges,
                             "a later page read from the range's start: {shown}"
                         );
                     }
@@ -2388,39 +2756,52 @@ mod plans {
             return;
         };
         let mut conn = database.store.pool.get().unwrap();
-        // An empty table is cheaper to scan than to look up: take that
-        // choice away, and what is left shows whether an index gives the order.
+        // An empty table is cheaper to scan than to look up, and its rows
+        // cheaper to sort than to merge: take those choices away, and what
+        // is left shows whether an index gives the order. (Neither is
+        // refused: a plan that needs one still has it.)
         diesel::sql_query("SET enable_seqscan = off")
+            .execute(&mut *conn)
+            .unwrap();
+        diesel::sql_query("SET enable_sort = off")
             .execute(&mut *conn)
             .unwrap();
         let reads = SORTS
             .into_iter()
             .flat_map(|s| [(s, false, false), (s, true, false), (s, false, true)]);
-        for (sort, keys, only) in reads {
+        for (sort, keys, merged) in reads {
             for later_page in [false, true] {
-                let plan = plan(&mut conn, sort, later_page, keys, only);
+                let plan = plan(&mut conn, sort, later_page, keys, merged);
                 let shown = format!(
-                    "{sort:?}, keys {keys}, only project {only}, later page {later_page}: {plan:#?}"
+                    "{sort:?}, keys {keys}, merged {merged}, later page {later_page}: {plan:#?}"
                 );
                 let key = key_column(sort);
-                assert!(
-                    plan.iter().any(|step| (step.contains("Index Scan")
-                        || step.contains("Index Only Scan"))
-                        && step.contains("tasks_by_project_")),
-                    "{shown}"
-                );
-                // The range is sought by the membership's value (an
+                let ranges = if merged { MERGED_PROJECTS } else { 1 };
+                let scans = plan.iter().filter(|step| {
+                    (step.contains("Index Scan") || step.contains("Index Only Scan"))
+                        && step.contains("tasks_by_project_")
+                });
+                assert_eq!(scans.count(), ranges, "{shown}");
+                // Each range is sought by the membership's value (an
                 // initplan's parameter), computed once.
-                assert!(
-                    plan.iter()
-                        .any(|step| step.contains("Index Cond: ((project_id = $")),
+                let sought = plan
+                    .iter()
+                    .filter(|step| step.contains("Index Cond: ((project_id = $"));
+                assert_eq!(
+                    sought.count(),
+                    ranges,
                     "not sought by the membership: {shown}"
                 );
+                // The ranges merged as they are read.
+                assert_eq!(
+                    plan.iter().any(|step| step.contains("Merge Append")),
+                    merged,
+                    "{shown}"
+                );
+                // No sort node, full or incremental (a `Merge Append`'s
+                // "Sort Key" is the order it keeps).
                 assert!(
-                    !plan.iter().any(|step| step
-                        .trim_start()
-                        .trim_start_matches("->  ")
-                        .starts_with("Sort")),
+                    !plan.iter().any(|step| step.contains("Sort  (cost=")),
                     "sorted after reading: {shown}"
                 );
                 if later_page {
@@ -2432,15 +2813,22 @@ mod plans {
                     } else {
                         ") > ROW("
                     };
-                    assert!(
-                        plan.iter().any(|step| step.contains("Index Cond")
-                            && step.contains(&format!("ROW({key}, id{bound}"))),
+                    let seeks = plan.iter().filter(|step| {
+                        step.contains("Index Cond")
+                            && step.contains(&format!("ROW({key}, id{bound}"))
+                    });
+                    assert_eq!(
+                        seeks.count(),
+                        ranges,
                         "a later page read from the range's start: {shown}"
                     );
                 }
             }
         }
         diesel::sql_query("RESET enable_seqscan")
+            .execute(&mut *conn)
+            .unwrap();
+        diesel::sql_query("RESET enable_sort")
             .execute(&mut *conn)
             .unwrap();
     }

@@ -144,6 +144,7 @@ conformance!(
     a_project_goes_with_its_tasks_and_counts_them_to_its_owner,
     writers_of_one_shared_project_number_every_members_changes_without_gaps,
     pages_across_several_projects_walk_every_task_once_in_order,
+    pages_across_more_projects_than_a_merged_read_holds_miss_none,
     subtasks_stay_in_their_project_three_deep_without_cycles,
     completing_a_recurring_task_makes_its_next_occurrence_once,
     concurrent_completions_on_two_instances_make_one_next_occurrence,
@@ -4131,6 +4132,73 @@ fn pages_across_several_projects_walk_every_task_once_in_order(f: &Fixture) {
         4,
     );
     assert_eq!(bobs.len(), 5);
+}
+
+/// A caller in more projects than a list reads in one statement (four:
+/// one range a project, merged by the database) is listed whole, from
+/// every project, whichever of them sort first by id; in place (SQLite)
+/// such a list is not read at all. With three to six projects, so that
+/// each count around the statement's is walked.
+fn pages_across_more_projects_than_a_merged_read_holds_miss_none(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let mut projects = vec![ProjectId::inbox_of(alice)];
+    let mut all = Vec::new();
+    for count in 1..=6u64 {
+        if count > 1 {
+            let project = a_project(alice, &format!("Shed {count}"), 10 + count as i64);
+            assert!(store.insert_project_within(&project, None).unwrap());
+            projects.push(project.id);
+        }
+        // A task in the newest project, which sorts anywhere among them
+        // by id, and one more in the first.
+        for project in [projects[projects.len() - 1], projects[0]] {
+            let n = all.len() as u64;
+            let mut task = Task {
+                project,
+                created_by: alice,
+                ..full_task(alice, 700 + n, 40 + (n as i64 % 5))
+            };
+            task.priority = todo_core::Priority::new((n % 4) as i64).unwrap();
+            task.due_at = n.is_multiple_of(2).then(|| at(1_000 + (n as i64 * 7) % 11));
+            store.insert_task(&task).unwrap();
+            all.push(task);
+        }
+        if count < 3 {
+            continue;
+        }
+        for sort in TaskSort::ALL {
+            let query = TaskQuery {
+                sort,
+                done: None,
+                ..TaskQuery::default()
+            };
+            let mut expected: Vec<&Task> = all.iter().collect();
+            expected.sort_by_key(|t| (sort.key(t), t.id));
+            if sort.is_descending() {
+                expected.reverse();
+            }
+            let expected: Vec<TaskId> = expected.iter().map(|t| t.id).collect();
+            for page in [1, 3, 50] {
+                let shown = format!("{count} projects, {sort:?}, pages of {page}");
+                assert_eq!(walk(store, alice, &query, page), expected, "{shown}");
+                match walk_in_place(store, alice, &query, page) {
+                    Some(in_place) => {
+                        assert!(count <= 4, "{shown}: read in place");
+                        assert_eq!(in_place, expected, "{shown} in place");
+                    }
+                    None => assert!(
+                        count > 4
+                            || !matches!(
+                                f.config.as_ref().map(|c| &c.url),
+                                Some(todo_store::DatabaseUrl::Sqlite(_))
+                            ),
+                        "{shown}: SQLite reads four projects in place"
+                    ),
+                }
+            }
+        }
+    }
 }
 
 /// `user`'s stream as (kind, what it concerns), oldest first: a task's id,
