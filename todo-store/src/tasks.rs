@@ -55,6 +55,11 @@ const IN_PLACE_PROJECTS: usize = 4;
 /// caller is in: each more is another lookup of their memberships.)
 const MERGED_PROJECTS: usize = 4;
 
+// A merged read is tried only for a list that reads as many projects (a
+// narrower one must not answer for a caller it would find too wide): with
+// more merged than read in place, no list in place would be merged.
+const _: () = assert!(MERGED_PROJECTS <= IN_PLACE_PROJECTS);
+
 /// Labels never contain control characters, so a line break separates them.
 const LABEL_SEPARATOR: char = '\n';
 
@@ -224,11 +229,24 @@ impl StoredTask {
             version: TaskVersion::new(self.version).map_err(bad)?,
         })
     }
+}
 
-    /// The text it holds, about its bytes in a read: what the budget of a
-    /// list read in place counts.
+/// A row read for a list: what the budget of a list read in place counts.
+trait HeldText {
+    /// The text it holds, about its bytes in a read.
+    fn held_bytes(&self) -> usize;
+}
+
+impl HeldText for StoredTask {
     fn held_bytes(&self) -> usize {
         self.title.len() + self.description.len() + self.labels.len()
+    }
+}
+
+/// A task with its sort key (a merged page's row).
+impl<K> HeldText for (K, StoredTask) {
+    fn held_bytes(&self) -> usize {
+        self.1.held_bytes()
     }
 }
 
@@ -1571,34 +1589,32 @@ fn merged(
 ) -> QueryResult<Option<Vec<StoredTask>>> {
     // On the backend's own connection: `AnyConnection` writes a query's
     // text on every read, even of a statement it keeps.
-    let mut rows = native!(conn, |c| with_merged_page!(filter, |page, Key| {
-        let rows = page
-            .load_iter::<(Key, StoredTask), diesel::connection::DefaultLoadingMode>(c)?
-            .map(|row| row.map(|(_, task)| task));
-        within_budget(rows, limit, budget)
-    }))?;
-    // In the merge's order, whatever order the statement gave them in.
-    let sort = filter.query.sort;
-    if let Some(rows) = &mut rows {
-        rows.sort_unstable_by(|a, b| {
-            let ascending = (sort_key(a, sort), &a.id).cmp(&(sort_key(b, sort), &b.id));
-            if sort.is_descending() {
-                ascending.reverse()
-            } else {
-                ascending
-            }
-        });
-    }
-    Ok(rows)
+    debug_assert!(
+        filter.query.project.is_none() && !filter.query.scans(),
+        "a merged page filters by nothing but `archived`"
+    );
+    native!(conn, |c| with_merged_page!(filter, |page, Key| {
+        let rows =
+            page.load_iter::<(Key, StoredTask), diesel::connection::DefaultLoadingMode>(c)?;
+        Ok(within_budget(rows, limit, budget)?.map(|mut rows| {
+            // In the merge's order, by the keys the database cut the page
+            // on, whatever order the statement gave the rows in.
+            in_page_order(&mut rows, filter.query.sort.is_descending());
+            rows.into_iter().map(|(_, task)| task).collect()
+        }))
+    }))
 }
 
-/// `task`'s key in `sort`, as its index holds it.
-fn sort_key(task: &StoredTask, sort: TaskSort) -> i64 {
-    match sort {
-        TaskSort::CreatedAsc | TaskSort::CreatedDesc => task.created_at,
-        TaskSort::DueAsc | TaskSort::DueDesc => task.due_at.unwrap_or(TaskSort::NO_DUE_DATE),
-        TaskSort::PriorityAsc | TaskSort::PriorityDesc => i64::from(task.priority),
-    }
+/// Sorts `rows`, each a task with its sort key, by the key and then the id.
+fn in_page_order<K: Ord>(rows: &mut [(K, StoredTask)], descending: bool) {
+    rows.sort_unstable_by(|(a_key, a), (b_key, b)| {
+        let ascending = (a_key, &a.id).cmp(&(b_key, &b.id));
+        if descending {
+            ascending.reverse()
+        } else {
+            ascending
+        }
+    });
 }
 
 /// A cursor's key as the priority sort's (a cursor is forged at will: one
@@ -1619,11 +1635,11 @@ fn memberships(conn: &mut AnyConnection, caller: &str, most: usize) -> QueryResu
 
 /// The rows, or `None` once the text they hold passes `budget` bytes (the
 /// read stops there).
-fn within_budget(
-    rows: impl Iterator<Item = QueryResult<StoredTask>>,
+fn within_budget<T: HeldText>(
+    rows: impl Iterator<Item = QueryResult<T>>,
     limit: usize,
     budget: usize,
-) -> QueryResult<Option<Vec<StoredTask>>> {
+) -> QueryResult<Option<Vec<T>>> {
     // (`limit` is the client's, up to the page limit: no larger reservation.)
     let mut page = Vec::with_capacity(limit.min(usize::from(PageLimit::MAX) + 1));
     let mut held = 0usize;
@@ -1850,6 +1866,10 @@ static PROJECT_OFFSETS: [i64; MERGED_PROJECTS + 1] = [0, 1, 2, 3, 4];
 
 /// Where a page of a [`MergedPage`] starts.
 trait PageStart<DB: diesel::backend::Backend>: QueryId {
+    /// Whether it seeks rows after a cursor in descending order, if it
+    /// seeks at all (a page in one order may not seek in the other).
+    const DESCENDING: Option<bool>;
+
     /// Writes the condition on a range's rows (` AND …`), if any.
     fn walk_condition<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()>;
 }
@@ -1863,6 +1883,8 @@ impl QueryId for FirstPage {
 }
 
 impl<DB: diesel::backend::Backend> PageStart<DB> for FirstPage {
+    const DESCENDING: Option<bool> = None;
+
     fn walk_condition<'b>(&'b self, _out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         Ok(())
     }
@@ -1873,20 +1895,24 @@ where
     DB: diesel::backend::Backend,
     Self: QueryFragment<DB> + QueryId,
 {
+    const DESCENDING: Option<bool> = Some(!ASCENDING);
+
     fn walk_condition<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql(" AND ");
         self.walk_ast(out)
     }
 }
 
-/// The type a [`MergedPage`]'s statement is kept by.
-struct MergedPageId<K, A, const DESCENDING: bool>(std::marker::PhantomData<(K, A)>);
+/// The type a [`MergedPage`]'s statement is kept by: each of its parts'
+/// (diesel finds a kept statement by this type alone, never by its text).
+struct MergedPageId<K, S, A, const DESCENDING: bool>(std::marker::PhantomData<(K, S, A)>);
 
-impl<K: QueryId, S, A: QueryId, const DESCENDING: bool> QueryId
+impl<K: QueryId, S: QueryId, A: QueryId, const DESCENDING: bool> QueryId
     for MergedPage<'_, K, S, A, DESCENDING>
 {
-    type QueryId = MergedPageId<K::QueryId, A::QueryId, DESCENDING>;
-    const HAS_STATIC_QUERY_ID: bool = K::HAS_STATIC_QUERY_ID && A::HAS_STATIC_QUERY_ID;
+    type QueryId = MergedPageId<K::QueryId, S::QueryId, A::QueryId, DESCENDING>;
+    const HAS_STATIC_QUERY_ID: bool =
+        K::HAS_STATIC_QUERY_ID && S::HAS_STATIC_QUERY_ID && A::HAS_STATIC_QUERY_ID;
 }
 
 impl<K, S, A, const DESCENDING: bool> Query for MergedPage<'_, K, S, A, DESCENDING>
@@ -1898,9 +1924,9 @@ where
 
 impl<K, S, A, const DESCENDING: bool> MergedPage<'_, K, S, A, DESCENDING> {
     /// Writes the ranges as the arms of a `UNION ALL`, each arm's rows the
-    /// sort key (`k`), then the task's id (`i`) and `rest`: the task's
-    /// other columns, or (SQLite) its rowid (`r`); each arm a page in the
-    /// sort's order of its own if `ordered_arms`.
+    /// sort key (`k`), then `rest`: the task's columns, or (SQLite) its id
+    /// and rowid (`r`), the id named `id` either way (the order names it);
+    /// each arm a page in the sort's order of its own if `ordered_arms`.
     fn walk_merge<'b, DB>(
         &'b self,
         mut out: AstPass<'_, 'b, DB>,
@@ -1918,6 +1944,13 @@ impl<K, S, A, const DESCENDING: bool> MergedPage<'_, K, S, A, DESCENDING> {
         K: QueryFragment<DB>,
         A: PageStart<DB>,
     {
+        // (Checked as each type of page is compiled.)
+        const {
+            assert!(
+                A::DESCENDING.is_none() || matches!(A::DESCENDING, Some(d) if d == DESCENDING),
+                "a page seeks in its own order"
+            );
+        }
         for (n, offset) in PROJECT_OFFSETS[..MERGED_PROJECTS].iter().enumerate() {
             if n > 0 {
                 out.push_sql(" UNION ALL ");
@@ -1948,17 +1981,17 @@ impl<K, S, A, const DESCENDING: bool> MergedPage<'_, K, S, A, DESCENDING> {
         Ok(())
     }
 
-    /// Writes the page's order (by the key, then the id: the first two
-    /// columns) and its limit.
+    /// Writes the page's order (by the key, then the id, by their names:
+    /// no column's place in [`StoredTask`] matters) and its limit.
     fn walk_order<'b, DB>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()>
     where
         DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<BigInt>,
         i64: diesel::serialize::ToSql<BigInt, DB>,
     {
         out.push_sql(if DESCENDING {
-            " ORDER BY 1 DESC, 2 DESC LIMIT "
+            " ORDER BY k DESC, id DESC LIMIT "
         } else {
-            " ORDER BY 1, 2 LIMIT "
+            " ORDER BY k, id LIMIT "
         });
         out.push_bind_param::<BigInt, i64>(&self.limit)
     }
@@ -2003,7 +2036,7 @@ where
         self.walk_merge(
             out.reborrow(),
             |_, mut out| {
-                out.push_sql("tasks.id AS i, tasks.rowid AS r");
+                out.push_sql("tasks.id AS id, tasks.rowid AS r");
                 Ok(())
             },
             false,
@@ -2397,9 +2430,8 @@ mod statement_cache {
         );
         seen_now.run.clear();
         drop(seen_now);
-        // In three projects now, with tasks in each: the same statement,
-        // one a list, never prepared again.
-        for n in 0..2_u64 {
+        // In another project, with two tasks in it.
+        let join_one_more = |n: u64| {
             let project = todo_core::Project {
                 id: todo_core::ProjectId::from_uuid(id_at(50 + n as i64, 0x9e0 + n)),
                 owner,
@@ -2422,27 +2454,47 @@ mod statement_cache {
                     .insert_task_within(&task, Some(100), &mut |_| true)
                     .unwrap();
             }
-        }
-        {
             let mut seen = seen.lock().unwrap();
             seen.run.clear();
             seen.cached.clear();
-        }
+        };
+        let one_statement_a_list = |projects: usize| {
+            list_all();
+            let mut seen = seen.lock().unwrap();
+            assert_eq!(
+                seen.run.len(),
+                12,
+                "one statement a list in {projects} projects: {:#?}",
+                seen.run
+            );
+            assert!(
+                seen.cached.is_empty(),
+                "prepared again by a later list: {:#?}",
+                seen.cached
+            );
+            seen.run.clear();
+        };
+        // In three projects, then in four (as many as a merged read
+        // holds): the same statement, one a list, never prepared again.
+        join_one_more(0);
+        join_one_more(1);
+        one_statement_a_list(3);
+        join_one_more(2);
+        one_statement_a_list(4);
+        // In five: the merged read finds them too wide (it reads nothing),
+        // and the memberships are read.
+        join_one_more(3);
         list_all();
-        let mut seen_now = seen.lock().unwrap();
-        assert_eq!(
-            seen_now.run.len(),
-            12,
-            "one statement a list: {:#?}",
-            seen_now.run
-        );
-        assert!(
-            seen_now.cached.is_empty(),
-            "prepared again by a later list: {:#?}",
-            seen_now.cached
-        );
-        seen_now.run.clear();
-        drop(seen_now);
+        {
+            let seen = seen.lock().unwrap();
+            assert!(seen.run.len() > 12, "{:#?}", seen.run);
+            assert!(
+                seen.run.iter().any(|sql| !sql.contains("UNION ALL")),
+                "{:#?}",
+                seen.run
+            );
+        }
+        seen.lock().unwrap().run.clear();
         // A list filtered row by row that finds nothing (no task is done)
         // does not try the merged read first: it would read the whole
         // ranges twice.
@@ -2799,7 +2851,10 @@ mod plans {
                     "{shown}"
                 );
                 // No sort node, full or incremental (a `Merge Append`'s
-                // "Sort Key" is the order it keeps).
+                // "Sort Key" is the order it keeps). A node is written
+                // "Name  (cost=…)": so is the plan's first, or the test
+                // no longer reads the plan it asks for.
+                assert!(plan[0].contains("  (cost="), "{shown}: {plan:#?}");
                 assert!(
                     !plan.iter().any(|step| step.contains("Sort  (cost=")),
                     "sorted after reading: {shown}"

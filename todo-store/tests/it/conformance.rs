@@ -145,6 +145,7 @@ conformance!(
     writers_of_one_shared_project_number_every_members_changes_without_gaps,
     pages_across_several_projects_walk_every_task_once_in_order,
     pages_across_more_projects_than_a_merged_read_holds_miss_none,
+    a_member_removed_mid_walk_reads_no_more_of_the_project,
     subtasks_stay_in_their_project_three_deep_without_cycles,
     completing_a_recurring_task_makes_its_next_occurrence_once,
     concurrent_completions_on_two_instances_make_one_next_occurrence,
@@ -4146,12 +4147,14 @@ fn pages_across_more_projects_than_a_merged_read_holds_miss_none(f: &Fixture) {
     let mut all = Vec::new();
     for count in 1..=6u64 {
         if count > 1 {
-            let project = a_project(alice, &format!("Shed {count}"), 10 + count as i64);
+            // Each newer project's id sorts before the older shared ones'
+            // (after the Inbox's, the user's own): which projects are a
+            // caller's first four by id changes as they join more.
+            let project = a_project(alice, &format!("Shed {count}"), 20 - count as i64);
             assert!(store.insert_project_within(&project, None).unwrap());
             projects.push(project.id);
         }
-        // A task in the newest project, which sorts anywhere among them
-        // by id, and one more in the first.
+        // A task in the newest project, and one more in the Inbox.
         for project in [projects[projects.len() - 1], projects[0]] {
             let n = all.len() as u64;
             let mut task = Task {
@@ -4197,6 +4200,89 @@ fn pages_across_more_projects_than_a_merged_read_holds_miss_none(f: &Fixture) {
                     ),
                 }
             }
+        }
+    }
+}
+
+/// A member removed between two pages of their walk reads none of the
+/// project's tasks on a later page, and misses none of their own: in the
+/// merged read (an Inbox and one shared project) and the general one (a
+/// list filtered row by row), on every sort (a member a walk).
+fn a_member_removed_mid_walk_reads_no_more_of_the_project(f: &Fixture) {
+    use todo_core::{MemberPut, ProjectRole};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let not_done = TaskQuery {
+        done: Some(false),
+        ..TaskQuery::default()
+    };
+    for (round, filter) in [TaskQuery::default(), not_done].into_iter().enumerate() {
+        for (n, sort) in TaskSort::ALL.into_iter().enumerate() {
+            let walk_no = (round * TaskSort::ALL.len() + n) as i64;
+            let bob = new_user(store, &format!("bob{walk_no}"), 1 + walk_no)
+                .user
+                .id;
+            let garden = a_project(alice, &format!("Garden {walk_no}"), 100 + walk_no);
+            assert!(store.insert_project_within(&garden, None).unwrap());
+            let put = store.put_member(
+                garden.id,
+                &member(bob, ProjectRole::Editor, 100 + walk_no),
+                10,
+                100,
+                at(100 + walk_no),
+            );
+            assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+            // Bob's tasks and the project's, interleaved in every order.
+            let mut his = Vec::new();
+            for k in 0..8u64 {
+                let seed = 10_000 + walk_no as u64 * 100 + k;
+                let mut task = full_task(bob, seed, 200 + walk_no * 10 + (k as i64 % 3));
+                task.done = false;
+                task.completed_at = None;
+                task.priority = todo_core::Priority::new((k % 3) as i64).unwrap();
+                task.due_at = (k % 4 != 0).then(|| at(1_000 + (k as i64 * 5) % 7));
+                if k % 2 == 0 {
+                    task.project = garden.id;
+                    task.created_by = alice;
+                } else {
+                    his.push(task.id);
+                }
+                store.insert_task(&task).unwrap();
+            }
+            let query = TaskQuery {
+                sort,
+                ..filter.clone()
+            };
+            let first = store.list_tasks(bob, &query, None, 3).unwrap();
+            assert_eq!(first.len(), 3, "{sort:?}");
+            assert!(store.remove_member(garden.id, bob, at(300)).unwrap());
+            let after = query.cursor_after(&first[2]);
+            let mut rest = Vec::new();
+            let mut cursor = Some(after);
+            while let Some(at_cursor) = cursor.take() {
+                let page = store.list_tasks(bob, &query, Some(&at_cursor), 2).unwrap();
+                if page.len() == 2 {
+                    cursor = Some(query.cursor_after(&page[1]));
+                }
+                rest.extend(page);
+            }
+            let shown = format!("walk {walk_no} ({sort:?}, {:?})", filter.done);
+            assert!(
+                rest.iter().all(|t| t.project != garden.id),
+                "{shown}: a removed member read the project's tasks"
+            );
+            // Every one of Bob's own, each once: those on the first page
+            // and those after it.
+            let mut read: Vec<TaskId> = first
+                .iter()
+                .chain(&rest)
+                .filter(|t| t.project != garden.id)
+                .map(|t| t.id)
+                .collect();
+            read.sort();
+            let mut expected = his.clone();
+            expected.sort();
+            assert_eq!(read, expected, "{shown}");
         }
     }
 }
