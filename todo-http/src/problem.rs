@@ -385,7 +385,7 @@ impl From<CoreError> for ApiError {
                 S::FORBIDDEN,
                 "urn:todo:problem:forbidden",
                 "Forbidden",
-                "this needs an administrator",
+                "your role does not allow this",
             ),
             CoreError::Conflict(why) => {
                 Self::new(S::CONFLICT, "urn:todo:problem:conflict", "Conflict", why)
