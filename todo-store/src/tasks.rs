@@ -1949,7 +1949,7 @@ impl<K, S, A, const DESCENDING: bool> MergedPage<'_, K, S, A, DESCENDING> {
         // (Checked as each type of page is compiled.)
         const {
             assert!(
-                A::DESCENDING.is_none() || matches!(A::DESCENDING, Some(d) if d == DESCENDING),
+                !matches!(A::DESCENDING, Some(d) if d != DESCENDING),
                 "a page seeks in its own order"
             );
         }
@@ -2418,21 +2418,23 @@ mod statement_cache {
             std::mem::take(&mut seen.cached)
         };
         assert!(!cached_by_the_first.is_empty());
-        list_all();
-        let mut seen_now = seen.lock().unwrap();
-        assert_eq!(
-            seen_now.run.len(),
-            12,
-            "one statement a list: {:#?}",
-            seen_now.run
-        );
-        assert!(
-            seen_now.cached.is_empty(),
-            "prepared again by a later list: {:#?}",
-            seen_now.cached
-        );
-        seen_now.run.clear();
-        drop(seen_now);
+        let one_statement_a_list = |projects: usize| {
+            list_all();
+            let mut seen = seen.lock().unwrap();
+            assert_eq!(
+                seen.run.len(),
+                12,
+                "one statement a list in {projects} projects: {:#?}",
+                seen.run
+            );
+            assert!(
+                seen.cached.is_empty(),
+                "prepared again by a later list: {:#?}",
+                seen.cached
+            );
+            seen.run.clear();
+        };
+        one_statement_a_list(1);
         // In another project, with two tasks in it.
         let join_one_more = |n: u64| {
             let project = todo_core::Project {
@@ -2460,22 +2462,6 @@ mod statement_cache {
             let mut seen = seen.lock().unwrap();
             seen.run.clear();
             seen.cached.clear();
-        };
-        let one_statement_a_list = |projects: usize| {
-            list_all();
-            let mut seen = seen.lock().unwrap();
-            assert_eq!(
-                seen.run.len(),
-                12,
-                "one statement a list in {projects} projects: {:#?}",
-                seen.run
-            );
-            assert!(
-                seen.cached.is_empty(),
-                "prepared again by a later list: {:#?}",
-                seen.cached
-            );
-            seen.run.clear();
         };
         // In three projects, then in four (as many as a merged read
         // holds): the same statement, one a list, never prepared again.
