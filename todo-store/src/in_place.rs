@@ -35,8 +35,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use diesel::QueryResult;
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, QueryResult, SqliteConnection};
 
 use crate::db::AnyConnection;
 
@@ -127,8 +127,8 @@ impl InPlace {
 
     fn connect(&self) -> Result<AnyConnection, diesel::r2d2::Error> {
         use diesel::r2d2::Error::{ConnectionError, QueryError};
-        let mut conn =
-            SqliteConnection::establish(&self.path.to_string_lossy()).map_err(ConnectionError)?;
+        let mut conn = crate::sqlite_process::establish(&self.path.to_string_lossy())
+            .map_err(ConnectionError)?;
         conn.batch_execute("PRAGMA busy_timeout = 0; PRAGMA query_only = 1;")
             .map_err(QueryError)?;
         Ok(AnyConnection::Sqlite(conn))
@@ -193,7 +193,7 @@ mod tests {
         let (_dir, path) = store();
         // Another connection takes the file for itself: any reader is
         // "busy", which the pool's connections would wait out (5 s).
-        let mut owner = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+        let mut owner = crate::sqlite_process::establish(&path.to_string_lossy()).unwrap();
         owner
             .batch_execute(
                 "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; \

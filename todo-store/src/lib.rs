@@ -51,6 +51,7 @@ mod listen;
 mod projects;
 mod relay;
 mod schema;
+mod sqlite_process;
 mod tasks;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -766,7 +766,6 @@ mod tests {
 
     use diesel::connection::SimpleConnection as _;
     use diesel::migration::MigrationSource;
-    use diesel::sqlite::SqliteConnection;
     use diesel_migrations::MigrationHarness as _;
 
     use super::*;
@@ -778,7 +777,7 @@ mod tests {
     fn the_migration_gives_every_existing_user_an_inbox() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        let mut conn = crate::sqlite_process::establish(path.to_str().unwrap()).unwrap();
         conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
         let names: Vec<String> =
             MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
