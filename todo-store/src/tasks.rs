@@ -1439,9 +1439,10 @@ fn list_rows(
     // Most callers are members of a few projects (an Inbox, a few shared):
     // their ranges merged by the database in one statement, the memberships
     // read in it. That answers with a page only then: else (more projects,
-    // none, or an empty list) the memberships are read. Not for a list that
-    // filters row by row, which may read whole ranges to find nothing, and
-    // would then read them again.
+    // none, or an empty list) the memberships are read. Not first for a
+    // list that filters row by row, which may read whole ranges to find
+    // nothing, and would then read them again: it is merged after the
+    // memberships are read, below.
     if max_projects >= MERGED_PROJECTS && !query.scans() {
         let rows = merged(conn, &filter, limit, budget)?;
         if rows.as_ref().is_none_or(|rows| !rows.is_empty()) {
@@ -1465,6 +1466,12 @@ fn list_rows(
             // One project: a list filtered row by row, or the caller's only
             // project was empty (or they left the others since that read).
             [project] => return range(conn, project),
+            // A few: merged in one statement, which reads the memberships
+            // again in this snapshot, so finds these (an empty page is the
+            // answer, not a sign of a wide caller).
+            few if few.len() <= MERGED_PROJECTS && max_projects >= MERGED_PROJECTS => {
+                return merged(conn, &filter, limit, budget);
+            }
             _ => {}
         }
         let keys = first_keys(conn, &projects, &filter)?;
@@ -1513,19 +1520,21 @@ fn read_range<'a>(
     within_budget(rows, limit, budget)
 }
 
-/// `$body` with `$page` the [`MergedPage`] of the [`ListFilter`] `$filter`,
-/// and `$key` the type its sort key is read as: a type of statement for
-/// each sort key, direction, and first or later page.
+/// `$body` with `$page` the [`MergedPage`] of the [`ListFilter`] `$filter`
+/// whose rows pass `$rows` (a [`RowFilter`]), and `$key` the type its sort
+/// key is read as: a type of statement for each sort key, direction, first
+/// or later page, and type of row filter.
 macro_rules! with_merged_page {
-    ($filter:expr, |$page:ident, $key:ident| $body:expr) => {{
+    ($filter:expr, $rows:expr, |$page:ident, $key:ident| $body:expr) => {{
         let filter: &$crate::tasks::ListFilter<'_> = $filter;
         macro_rules! page {
             ($column:expr, $descending:literal, $after:expr) => {{
-                let $page = $crate::tasks::MergedPage::<_, _, _, $descending> {
+                let $page = $crate::tasks::MergedPage::<_, _, _, _, $descending> {
                     key: $column,
                     columns: $crate::tasks::StoredTask::as_select(),
                     caller: filter.caller,
                     archived: i16::from(filter.query.archived),
+                    rows: $rows,
                     after: $after,
                     limit: filter.limit,
                 };
@@ -1588,22 +1597,38 @@ fn merged(
     limit: usize,
     budget: usize,
 ) -> QueryResult<Option<Vec<StoredTask>>> {
+    debug_assert!(
+        filter.query.project.is_none(),
+        "a merged page reads the caller's projects, not one"
+    );
+    macro_rules! load {
+        ($c:ident, $page:ident, $key:ident) => {{
+            let rows = $page
+                .load_iter::<($key, StoredTask), diesel::connection::DefaultLoadingMode>($c)?;
+            Ok(within_budget(rows, limit, budget)?.map(|mut rows| {
+                // In the merge's order, by the keys the database cut the
+                // page on, whatever order the statement gave the rows in.
+                in_page_order(&mut rows, filter.query.sort.is_descending());
+                rows.into_iter().map(|(_, task)| task).collect()
+            }))
+        }};
+    }
     // On the backend's own connection: `AnyConnection` writes a query's
     // text on every read, even of a statement it keeps.
-    debug_assert!(
-        filter.query.project.is_none() && !filter.query.scans(),
-        "a merged page filters by nothing but `archived`"
-    );
-    native!(conn, |c| with_merged_page!(filter, |page, Key| {
-        let rows =
-            page.load_iter::<(Key, StoredTask), diesel::connection::DefaultLoadingMode>(c)?;
-        Ok(within_budget(rows, limit, budget)?.map(|mut rows| {
-            // In the merge's order, by the keys the database cut the page
-            // on, whatever order the statement gave the rows in.
-            in_page_order(&mut rows, filter.query.sort.is_descending());
-            rows.into_iter().map(|(_, task)| task).collect()
-        }))
-    }))
+    if filter.query.scans() {
+        let rows = QueryFilters::of(filter);
+        native!(conn, |c| with_merged_page!(
+            filter,
+            rows,
+            |page, Key| load!(c, page, Key)
+        ))
+    } else {
+        native!(conn, |c| with_merged_page!(
+            filter,
+            EveryRow,
+            |page, Key| { load!(c, page, Key) }
+        ))
+    }
 }
 
 /// Sorts `rows`, each a task with its sort key, by the key and then the id.
@@ -1849,13 +1874,16 @@ where
 /// (a boxed query's text, here four ranges of 23 columns, is written on
 /// every read to look its statement up), and it is run on the backend's
 /// own connection: `AnyConnection` writes every query's text on every run.
-struct MergedPage<'a, K, S, A, const DESCENDING: bool> {
+struct MergedPage<'a, K, S, F, A, const DESCENDING: bool> {
     /// The sort key's column.
     key: K,
     /// The task's columns (`StoredTask::as_select()` for the backend).
     columns: S,
     caller: &'a str,
     archived: i16,
+    /// What else a row must pass: [`EveryRow`], or the list's
+    /// [`QueryFilters`].
+    rows: F,
     /// Where the page starts: [`FirstPage`], or a [`RowAfter`] the cursor.
     after: A,
     limit: i64,
@@ -1865,6 +1893,107 @@ struct MergedPage<'a, K, S, A, const DESCENDING: bool> {
 /// that makes a caller too wide for it (bound as values: a static, for
 /// the bind's lifetime).
 static PROJECT_OFFSETS: [i64; MERGED_PROJECTS + 1] = [0, 1, 2, 3, 4];
+
+/// What a row of a [`MergedPage`] must pass beyond its range.
+trait RowFilter<DB: diesel::backend::Backend>: QueryId {
+    /// Writes the conditions on a range's rows (each ` AND …`), if any.
+    fn walk_filter<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()>;
+}
+
+/// Every row of the ranges (a list that filters by nothing but
+/// `archived`, which the sort indexes hold).
+struct EveryRow;
+
+impl QueryId for EveryRow {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB: diesel::backend::Backend> RowFilter<DB> for EveryRow {
+    fn walk_filter<'b>(&'b self, _out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
+/// The filters of a list checked row by row (`done`, `parent`, `label`,
+/// `q`, `due_before`, `due_after`), each written whether the list has it
+/// or not, as `(? IS NULL OR …)` with its value bound (NULL when the list
+/// lacks it): one statement's text for every combination, so diesel keeps
+/// one statement a sort and page type, where a text a combination would
+/// be 64 of them. The conditions are [`ListFilter::tasks`]'s.
+struct QueryFilters<'a> {
+    done: Option<i16>,
+    parent: Option<&'a str>,
+    label: Option<&'a str>,
+    /// `q` as a `LIKE` pattern (escaped with `\`).
+    pattern: Option<&'a str>,
+    due_before: Option<i64>,
+    due_after: Option<i64>,
+}
+
+impl<'a> QueryFilters<'a> {
+    fn of(filter: &ListFilter<'a>) -> Self {
+        Self {
+            done: filter.query.done.map(i16::from),
+            parent: filter.parent,
+            label: filter.label,
+            pattern: filter.pattern,
+            due_before: filter.query.due_before.map(Timestamp::unix_micros),
+            due_after: filter.query.due_after.map(Timestamp::unix_micros),
+        }
+    }
+}
+
+impl QueryId for QueryFilters<'_> {
+    type QueryId = QueryFilters<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+/// The `LIKE` escape character of `q`'s pattern ([`like_pattern`]), bound
+/// (a literal `'\'` would depend on PostgreSQL's string settings).
+static LIKE_ESCAPE: &str = "\\";
+
+impl<DB> RowFilter<DB> for QueryFilters<'_>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<diesel::sql_types::SmallInt>
+        + diesel::sql_types::HasSqlType<Text>
+        + diesel::sql_types::HasSqlType<BigInt>,
+    Option<i16>:
+        diesel::serialize::ToSql<diesel::sql_types::Nullable<diesel::sql_types::SmallInt>, DB>,
+    for<'x> Option<&'x str>: diesel::serialize::ToSql<diesel::sql_types::Nullable<Text>, DB>,
+    Option<i64>: diesel::serialize::ToSql<diesel::sql_types::Nullable<BigInt>, DB>,
+    str: diesel::serialize::ToSql<Text, DB>,
+{
+    fn walk_filter<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        use diesel::sql_types::{Nullable, SmallInt};
+        // ` AND (? IS NULL OR <before>?<after>)`, the value bound twice.
+        macro_rules! either {
+            ($ty:ty, $value:expr, $before:literal, $after:literal) => {
+                out.push_sql(" AND (");
+                out.push_bind_param::<Nullable<$ty>, _>($value)?;
+                out.push_sql(concat!(" IS NULL OR ", $before));
+                out.push_bind_param::<Nullable<$ty>, _>($value)?;
+                out.push_sql($after);
+            };
+        }
+        either!(SmallInt, &self.done, "tasks.done = ", ")");
+        either!(Text, &self.parent, "tasks.parent_id = ", ")");
+        either!(
+            Text,
+            &self.label,
+            "EXISTS (SELECT 1 FROM task_labels WHERE task_labels.task_id = tasks.id \
+             AND task_labels.label = ",
+            "))"
+        );
+        either!(Text, &self.pattern, "tasks.search_text LIKE ", " ESCAPE ");
+        out.push_bind_param::<Text, str>(LIKE_ESCAPE)?;
+        out.push_sql(")");
+        either!(BigInt, &self.due_before, "tasks.due_at < ", ")");
+        either!(BigInt, &self.due_after, "tasks.due_at > ", ")");
+        Ok(())
+    }
+}
 
 /// Where a page of a [`MergedPage`] starts.
 trait PageStart<DB: diesel::backend::Backend>: QueryId {
@@ -1907,24 +2036,26 @@ where
 
 /// The type a [`MergedPage`]'s statement is kept by: each of its parts'
 /// (diesel finds a kept statement by this type alone, never by its text).
-struct MergedPageId<K, S, A, const DESCENDING: bool>(std::marker::PhantomData<(K, S, A)>);
+struct MergedPageId<K, S, F, A, const DESCENDING: bool>(std::marker::PhantomData<(K, S, F, A)>);
 
-impl<K: QueryId, S: QueryId, A: QueryId, const DESCENDING: bool> QueryId
-    for MergedPage<'_, K, S, A, DESCENDING>
+impl<K: QueryId, S: QueryId, F: QueryId, A: QueryId, const DESCENDING: bool> QueryId
+    for MergedPage<'_, K, S, F, A, DESCENDING>
 {
-    type QueryId = MergedPageId<K::QueryId, S::QueryId, A::QueryId, DESCENDING>;
-    const HAS_STATIC_QUERY_ID: bool =
-        K::HAS_STATIC_QUERY_ID && S::HAS_STATIC_QUERY_ID && A::HAS_STATIC_QUERY_ID;
+    type QueryId = MergedPageId<K::QueryId, S::QueryId, F::QueryId, A::QueryId, DESCENDING>;
+    const HAS_STATIC_QUERY_ID: bool = K::HAS_STATIC_QUERY_ID
+        && S::HAS_STATIC_QUERY_ID
+        && F::HAS_STATIC_QUERY_ID
+        && A::HAS_STATIC_QUERY_ID;
 }
 
-impl<K, S, A, const DESCENDING: bool> Query for MergedPage<'_, K, S, A, DESCENDING>
+impl<K, S, F, A, const DESCENDING: bool> Query for MergedPage<'_, K, S, F, A, DESCENDING>
 where
     (K, S): diesel::expression::Expression,
 {
     type SqlType = <(K, S) as diesel::expression::Expression>::SqlType;
 }
 
-impl<K, S, A, const DESCENDING: bool> MergedPage<'_, K, S, A, DESCENDING> {
+impl<K, S, F, A, const DESCENDING: bool> MergedPage<'_, K, S, F, A, DESCENDING> {
     /// Writes the ranges as the arms of a `UNION ALL`, each arm's rows the
     /// sort key (`k`), then `rest`: the task's columns, or (SQLite) its id
     /// and rowid (`r`), the id named `id` either way (the order names it);
@@ -1944,6 +2075,7 @@ impl<K, S, A, const DESCENDING: bool> MergedPage<'_, K, S, A, DESCENDING> {
         str: diesel::serialize::ToSql<Text, DB>,
         i64: diesel::serialize::ToSql<BigInt, DB>,
         K: QueryFragment<DB>,
+        F: RowFilter<DB>,
         A: PageStart<DB>,
     {
         // (Checked as each type of page is compiled.)
@@ -1974,6 +2106,7 @@ impl<K, S, A, const DESCENDING: bool> MergedPage<'_, K, S, A, DESCENDING> {
             out.push_sql(" ORDER BY project_id LIMIT 1 OFFSET ");
             out.push_bind_param::<BigInt, i64>(offset)?;
             out.push_sql(")");
+            self.rows.walk_filter(out.reborrow())?;
             self.after.walk_condition(out.reborrow())?;
             if ordered_arms {
                 self.walk_order(out.reborrow())?;
@@ -2024,11 +2157,12 @@ impl<K, S, A, const DESCENDING: bool> MergedPage<'_, K, S, A, DESCENDING> {
 /// list a sixth more than reading one range. The rows come in the merge's
 /// order (the merge is the outer loop), and are sorted again by the
 /// caller, which no text promises.
-impl<K, S, A, const DESCENDING: bool> QueryFragment<diesel::sqlite::Sqlite>
-    for MergedPage<'_, K, S, A, DESCENDING>
+impl<K, S, F, A, const DESCENDING: bool> QueryFragment<diesel::sqlite::Sqlite>
+    for MergedPage<'_, K, S, F, A, DESCENDING>
 where
     K: QueryFragment<diesel::sqlite::Sqlite>,
     S: QueryFragment<diesel::sqlite::Sqlite>,
+    F: RowFilter<diesel::sqlite::Sqlite>,
     A: PageStart<diesel::sqlite::Sqlite>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::sqlite::Sqlite>) -> QueryResult<()> {
@@ -2053,11 +2187,12 @@ where
 /// a page in the sort's order of its own: the planner plans an arm with
 /// no order and no limit of its own as if all its rows were wanted (by a
 /// scan of the table, then a sort of all of them).
-impl<K, S, A, const DESCENDING: bool> QueryFragment<diesel::pg::Pg>
-    for MergedPage<'_, K, S, A, DESCENDING>
+impl<K, S, F, A, const DESCENDING: bool> QueryFragment<diesel::pg::Pg>
+    for MergedPage<'_, K, S, F, A, DESCENDING>
 where
     K: QueryFragment<diesel::pg::Pg>,
     S: QueryFragment<diesel::pg::Pg>,
+    F: RowFilter<diesel::pg::Pg>,
     A: PageStart<diesel::pg::Pg>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
@@ -2068,7 +2203,10 @@ where
     }
 }
 
-impl<K, S, A, const DESCENDING: bool, C> RunQueryDsl<C> for MergedPage<'_, K, S, A, DESCENDING> {}
+impl<K, S, F, A, const DESCENDING: bool, C> RunQueryDsl<C>
+    for MergedPage<'_, K, S, F, A, DESCENDING>
+{
+}
 
 /// The backend of [`AnyConnection`]: the one query serves both databases.
 type AnyBackend = <AnyConnection as Connection>::Backend;
@@ -2470,6 +2608,46 @@ mod statement_cache {
         one_statement_a_list(3);
         join_one_more(2);
         one_statement_a_list(4);
+        // Lists filtered row by row, in four projects: the memberships
+        // read, then one merged statement whatever the filters (bound, not
+        // written: one text a sort), kept from the first round on; an
+        // empty page is the answer (nothing read again).
+        let filtered_all = || {
+            for sort in todo_core::TaskSort::ALL {
+                for query in [
+                    todo_core::TaskQuery {
+                        done: Some(false),
+                        ..todo_core::TaskQuery::default()
+                    },
+                    todo_core::TaskQuery {
+                        done: Some(true),
+                        text: Some(todo_core::SearchText::parse("no such").unwrap()),
+                        ..todo_core::TaskQuery::default()
+                    },
+                ] {
+                    let query = todo_core::TaskQuery { sort, ..query };
+                    let page = store.list_tasks(owner, &query, None, 2).unwrap();
+                    assert_eq!(page.len(), if query.done == Some(false) { 2 } else { 0 });
+                }
+            }
+        };
+        for round in 0..2 {
+            filtered_all();
+            let mut seen = seen.lock().unwrap();
+            let merged = seen.run.iter().filter(|sql| sql.contains("UNION ALL"));
+            assert_eq!(merged.count(), 12, "{round}: {:#?}", seen.run);
+            assert!(
+                seen.run.len() <= 12 * 5,
+                "{round}: the memberships, the merge, the transaction (and on \
+                 PostgreSQL its isolation): {:#?}",
+                seen.run
+            );
+            if round > 0 {
+                assert!(seen.cached.is_empty(), "prepared again: {:#?}", seen.cached);
+            }
+            seen.run.clear();
+            seen.cached.clear();
+        }
         // In five: the merged read finds them too wide (it reads nothing),
         // and the memberships are read.
         join_one_more(3);
@@ -2581,10 +2759,20 @@ mod plans {
         later_page: bool,
         keys: bool,
         merged: bool,
+        filtered: bool,
     ) -> Vec<String> {
         let query = TaskQuery {
             sort,
             ..TaskQuery::default()
+        };
+        // Every filter checked row by row, for a merged read's `filtered`.
+        let filters = super::QueryFilters {
+            done: Some(0),
+            parent: Some("0190a5d1-0000-7000-8000-000000000003"),
+            label: Some("work"),
+            pattern: Some("%milk%"),
+            due_before: Some(2),
+            due_after: Some(1),
         };
         let project = "0190a5d1-0000-7000-8000-000000000001";
         let after = (0_i64, "0190a5d1-0000-7000-8000-000000000002".to_owned());
@@ -2598,8 +2786,19 @@ mod plans {
             limit: 51,
         };
         if merged {
-            return super::native!(conn, |c| with_merged_page!(&filter, |page, _Key| c
-                .plan_of(page)));
+            return if filtered {
+                super::native!(conn, |c| with_merged_page!(
+                    &filter,
+                    filters,
+                    |page, _Key| c.plan_of(page)
+                ))
+            } else {
+                super::native!(conn, |c| with_merged_page!(
+                    &filter,
+                    super::EveryRow,
+                    |page, _Key| c.plan_of(page)
+                ))
+            };
         }
         let tasks = filter.tasks(project);
         if keys {
@@ -2702,14 +2901,16 @@ mod plans {
                 // even one the index holds).
                 let due = matches!(sort, TaskSort::DueAsc | TaskSort::DueDesc);
                 let keys_from = if due { "INDEX" } else { "COVERING INDEX" };
-                for (keys, from, merged) in [
-                    (false, "INDEX", false),
-                    (true, keys_from, false),
-                    (false, "INDEX", true),
+                for (keys, from, merged, filtered) in [
+                    (false, "INDEX", false, false),
+                    (true, keys_from, false, false),
+                    (false, "INDEX", true, false),
+                    (false, "INDEX", true, true),
                 ] {
-                    let steps = plan(&mut conn, sort, later_page, keys, merged);
+                    let steps = plan(&mut conn, sort, later_page, keys, merged, filtered);
                     let shown = format!(
-                        "{sort:?}, keys {keys}, merged {merged}, later page {later_page}: {steps:?}"
+                        "{sort:?}, keys {keys}, merged {merged}, filtered {filtered}, \
+                         later page {later_page}: {steps:?}"
                     );
                     // Each range read (one, or one a merged project) a
                     // search of the range the membership's value seeks
@@ -2807,14 +3008,20 @@ mod plans {
         diesel::sql_query("SET enable_sort = off")
             .execute(&mut *conn)
             .unwrap();
-        let reads = SORTS
-            .into_iter()
-            .flat_map(|s| [(s, false, false), (s, true, false), (s, false, true)]);
-        for (sort, keys, merged) in reads {
+        let reads = SORTS.into_iter().flat_map(|s| {
+            [
+                (s, false, false, false),
+                (s, true, false, false),
+                (s, false, true, false),
+                (s, false, true, true),
+            ]
+        });
+        for (sort, keys, merged, filtered) in reads {
             for later_page in [false, true] {
-                let plan = plan(&mut conn, sort, later_page, keys, merged);
+                let plan = plan(&mut conn, sort, later_page, keys, merged, filtered);
                 let shown = format!(
-                    "{sort:?}, keys {keys}, merged {merged}, later page {later_page}: {plan:#?}"
+                    "{sort:?}, keys {keys}, merged {merged}, filtered {filtered}, \
+                     later page {later_page}: {plan:#?}"
                 );
                 let key = key_column(sort);
                 let ranges = if merged { MERGED_PROJECTS } else { 1 };

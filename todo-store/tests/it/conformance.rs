@@ -145,6 +145,7 @@ conformance!(
     writers_of_one_shared_project_number_every_members_changes_without_gaps,
     pages_across_several_projects_walk_every_task_once_in_order,
     pages_across_more_projects_than_a_merged_read_holds_miss_none,
+    filters_across_several_projects_match_the_reference_model,
     a_member_removed_mid_walk_reads_no_more_of_the_project,
     subtasks_stay_in_their_project_three_deep_without_cycles,
     completing_a_recurring_task_makes_its_next_occurrence_once,
@@ -4202,6 +4203,113 @@ fn pages_across_more_projects_than_a_merged_read_holds_miss_none(f: &Fixture) {
             }
         }
     }
+}
+
+/// Every filter of [`queries`] (and `parent=`) over a caller's tasks in
+/// three projects (read merged in one statement, the filters bound) and
+/// then five (read range by range): the reference model's tasks, in its
+/// order, walked in pages of 3 and read in one page; no task of a project
+/// the caller is not in.
+fn filters_across_several_projects_match_the_reference_model(f: &Fixture) {
+    use todo_core::{MemberPut, ProjectRole};
+    let store = &*f.store;
+    let (alice, inbox) = seed_tasks(store);
+    let carol = new_user(store, "carol", 2).user.id;
+    let dave = new_user(store, "dave", 3).user.id;
+    let share = |project: &todo_core::Project, seconds: i64| {
+        assert!(store.insert_project_within(project, None).unwrap());
+        if project.owner != alice {
+            let put = store.put_member(
+                project.id,
+                &member(alice, ProjectRole::Viewer, seconds),
+                10,
+                100,
+                at(seconds),
+            );
+            assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+        }
+    };
+    // Dave's project is not Alice's: its tasks must never show.
+    let elsewhere = a_project(dave, "Elsewhere", 9);
+    assert!(store.insert_project_within(&elsewhere, None).unwrap());
+    let mut all: Vec<Task> = inbox.iter().filter(|t| !t.archived).cloned().collect();
+    all.extend(inbox.iter().filter(|t| t.archived).cloned());
+    // Copies of the seeded tasks (every kind of title, label, due time,
+    // done and archived), spread over `projects`.
+    let copy_into = |projects: &[&todo_core::Project], round: u64, all: &mut Vec<Task>| {
+        for (n, seeded) in inbox.iter().enumerate() {
+            let project = projects[(n / 2) % projects.len()];
+            let task = Task {
+                id: TaskId::from_uuid(id_at(300 + n as i64 / 2, round * 1000 + n as u64)),
+                project: project.id,
+                created_by: project.owner,
+                ..seeded.clone()
+            };
+            store.insert_task(&task).unwrap();
+            if project.id != elsewhere.id {
+                all.push(task);
+            }
+        }
+    };
+    let garden = a_project(alice, "Garden", 10);
+    let yard = a_project(carol, "Yard", 11);
+    share(&garden, 20);
+    share(&yard, 21);
+    copy_into(&[&garden, &yard, &elsewhere], 1, &mut all);
+    // A subtask in each of two projects, under a parent of that project.
+    let parent = all
+        .iter()
+        .find(|t| t.project == garden.id && !t.archived)
+        .unwrap()
+        .clone();
+    let child = Task {
+        id: TaskId::from_uuid(id_at(400, 1)),
+        parent: Some(parent.id),
+        title: Title::parse("A part of it").unwrap(),
+        ..parent.clone()
+    };
+    store.insert_task(&child).unwrap();
+    all.push(child);
+    let check = |all: &[Task], shown: &str| {
+        let mut queries = queries();
+        queries.push(TaskQuery {
+            parent: Some(parent.id),
+            ..TaskQuery::default()
+        });
+        queries.push(TaskQuery {
+            parent: Some(parent.id),
+            done: Some(!parent.done),
+            ..TaskQuery::default()
+        });
+        for query in &queries {
+            let mut expected: Vec<&Task> = all.iter().filter(|t| query.matches(t)).collect();
+            expected.sort_by_key(|t| (query.sort.key(t), t.id));
+            if query.sort.is_descending() {
+                expected.reverse();
+            }
+            let expected: Vec<TaskId> = expected.iter().map(|t| t.id).collect();
+            assert_eq!(
+                walk(store, alice, query, 3),
+                expected,
+                "{shown}: {query:?} in pages of 3"
+            );
+            let whole = store.list_tasks(alice, query, None, 100).unwrap();
+            assert_eq!(
+                whole.iter().map(|t| t.id).collect::<Vec<_>>(),
+                expected,
+                "{shown}: {query:?} in one page"
+            );
+        }
+    };
+    assert!(all.iter().any(|t| t.project == yard.id && t.done));
+    check(&all, "three projects");
+    // Two more: past what one statement merges.
+    let shed = a_project(alice, "Shed", 12);
+    let barn = a_project(carol, "Barn", 13);
+    share(&shed, 22);
+    share(&barn, 23);
+    copy_into(&[&shed, &barn], 2, &mut all);
+    check(&all, "five projects");
 }
 
 /// A member removed between two pages of their walk reads none of the
