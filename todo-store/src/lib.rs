@@ -12,6 +12,15 @@
 //! index serves from its first entry, on connections of their own, never
 //! waited for; see `TaskStore::find_task_in_place`).
 //!
+//! **SQLite's process-wide settings.** Before its first SQLite connection
+//! the store puts SQLite, for the whole process, in multi-thread mode with
+//! no memory statistics (its per-call mutexes cost about a tenth of a
+//! list's CPU): any other SQLite user in the program gets no connection
+//! mutex unless it opens with `SQLITE_OPEN_FULLMUTEX`. A program that uses
+//! SQLite on threads of its own opens its first store before starting
+//! them; one that used SQLite before keeps SQLite as it was (the store
+//! logs a warning and works, slower).
+//!
 //! # Example
 //!
 //! A SQLite store in a fresh directory, used through the core's traits: the

@@ -1,6 +1,6 @@
 //! SQLite's process-wide settings, made once before the store's first
-//! SQLite connection: the crate's only `unsafe` (two calls of SQLite's C
-//! API that diesel does not expose).
+//! SQLite connection: the crate's one non-test `unsafe` (calls of SQLite's
+//! C API that diesel does not expose).
 //!
 //! SQLite as built by distributions starts in its "serialized" mode: every
 //! call on a connection (each column of each row read) takes and releases
@@ -14,36 +14,47 @@
 //!   place lend it to one user at once), which is what SQLite's
 //!   "multi-thread" mode asks: the connections' mutexes go, while SQLite
 //!   still guards its shared state (caches, the VFS list) as before;
-//! - nothing reads SQLite's memory statistics (`sqlite3_memory_used`,
-//!   `sqlite3_status64`) or sets its heap limits, which need them.
+//! - nothing of ours reads SQLite's memory statistics or sets its heap
+//!   limits, which need them.
 //!
-//! Both are settings of the process and can be made only before SQLite
-//! is initialised (which its first connection does). In a program that
-//! opened SQLite connections of its own first, they are refused
-//! (`SQLITE_MISUSE`) and SQLite stays as it is: slower, as correct. A
-//! program that shares one raw connection between threads at once (none in
-//! Rust: every binding's connection is not `Sync`) opens it with
-//! `SQLITE_OPEN_FULLMUTEX`, which the process's mode does not override.
+//! **They are the process's, not the store's.** Any other user of SQLite
+//! in the same process (a C library, an extension) gets them too: its
+//! connections have no mutex unless it opens them with
+//! `SQLITE_OPEN_FULLMUTEX`, and `sqlite3_soft_heap_limit64` and
+//! `sqlite3_memory_used` do nothing. rusqlite sets multi-thread mode the
+//! same way, for the same reason. They can be made only before SQLite is
+//! initialised: in a program that used SQLite before its first store, they
+//! are refused (logged) and SQLite works as it did, slower. SQLite
+//! requires that no other thread is inside SQLite while they are made (see
+//! [`configure`]).
 
 use std::sync::OnceLock;
 
 use diesel::{Connection, ConnectionResult, SqliteConnection};
 
 /// What became of the process-wide settings, decided at the first call of
-/// [`establish`].
+/// [`establish`]: SQLite's answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Settings {
-    /// SQLite's answer to `SQLITE_CONFIG_MULTITHREAD`.
+    /// `sqlite3_threadsafe()`: 0 for a build without mutexes, where
+    /// nothing is set (and connections moved between threads are unsafe).
+    pub(crate) threadsafe: i32,
+    /// To `SQLITE_CONFIG_MULTITHREAD`.
     pub(crate) multithread: i32,
-    /// SQLite's answer to `SQLITE_CONFIG_MEMSTATUS` off.
+    /// To `SQLITE_CONFIG_MEMSTATUS` off.
     pub(crate) no_memory_statistics: i32,
+    /// To `sqlite3_initialize()`, right after.
+    pub(crate) initialised: i32,
 }
 
 impl Settings {
     /// Whether SQLite took both.
     pub(crate) fn applied(self) -> bool {
-        self.multithread == libsqlite3_sys::SQLITE_OK
-            && self.no_memory_statistics == libsqlite3_sys::SQLITE_OK
+        use libsqlite3_sys::SQLITE_OK;
+        self.threadsafe != 0
+            && self.multithread == SQLITE_OK
+            && self.no_memory_statistics == SQLITE_OK
+            && self.initialised == SQLITE_OK
     }
 }
 
@@ -53,35 +64,70 @@ static SETTINGS: OnceLock<Settings> = OnceLock::new();
 pub(crate) fn settings() -> Settings {
     *SETTINGS.get_or_init(|| {
         let settings = configure();
-        if !settings.applied() {
-            tracing::info!(
+        if settings.threadsafe == 0 {
+            tracing::error!(
+                target: "todo::store",
+                "this SQLite is built without mutexes (SQLITE_THREADSAFE=0): the store's \
+                 connections are used from several threads, which it does not allow"
+            );
+        } else if !settings.applied() {
+            tracing::warn!(
                 target: "todo::store",
                 ?settings,
-                "SQLite was initialised before the store configured it: it keeps its own mutexes \
-                 and memory statistics"
+                "SQLite refused the store's process-wide settings (it was initialised \
+                 before the store's first connection): it keeps its connection mutexes and \
+                 memory statistics, which cost about a tenth of a list's CPU"
             );
         }
         settings
     })
 }
 
+/// Makes the settings and initialises SQLite.
+///
+/// Sound while no other thread is inside SQLite meanwhile (SQLite's rule
+/// for `sqlite3_config`, which reads and writes its global configuration
+/// unlocked). The store's own SQLite calls all wait for this: every
+/// connection of the store opens through [`establish`], whose `OnceLock`
+/// lets none open until this returns, and initialising SQLite here closes
+/// the window at once (after it, `sqlite3_config` only refuses). What no
+/// type here can rule out is another part of the same program making its
+/// first SQLite call at the same instant as the store's first: the
+/// store's binaries have none, and an embedding program that uses SQLite
+/// on its own threads opens its first store before starting them (the
+/// crate's documentation says so). rusqlite's connections make the same
+/// calls in the same way.
 #[allow(unsafe_code)]
 fn configure() -> Settings {
-    // SAFETY: `sqlite3_config` is safe to call from any thread, checks
-    // itself that SQLite is not yet initialised (answering SQLITE_MISUSE
-    // and changing nothing if it is), and `OnceLock` runs this once, so
-    // no two threads call it at once (which SQLite's documentation rules
-    // out). Each option takes the arguments SQLite documents for it:
-    // MULTITHREAD none, MEMSTATUS one `int`. What multi-thread mode asks
-    // of its callers (no connection used by two threads at once) is
-    // upheld by the types, as the module's documentation says.
+    use libsqlite3_sys::{
+        SQLITE_CONFIG_MEMSTATUS, SQLITE_CONFIG_MULTITHREAD, sqlite3_config, sqlite3_initialize,
+        sqlite3_threadsafe,
+    };
+    // SAFETY: as the function's documentation says: called once (the
+    // `OnceLock`), before any other SQLite call of the store; each option
+    // takes the arguments SQLite documents for it (MULTITHREAD none,
+    // MEMSTATUS one `int`), and SQLite itself refuses them (SQLITE_MISUSE,
+    // changing nothing) once initialised. What multi-thread mode asks of
+    // its callers (no connection used by two threads at once) is upheld by
+    // the types, as the module's documentation says.
     unsafe {
+        let threadsafe = sqlite3_threadsafe();
+        if threadsafe == 0 {
+            return Settings {
+                threadsafe,
+                multithread: libsqlite3_sys::SQLITE_MISUSE,
+                no_memory_statistics: libsqlite3_sys::SQLITE_MISUSE,
+                initialised: sqlite3_initialize(),
+            };
+        }
         Settings {
-            multithread: libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD),
-            no_memory_statistics: libsqlite3_sys::sqlite3_config(
-                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+            threadsafe,
+            multithread: sqlite3_config(SQLITE_CONFIG_MULTITHREAD),
+            no_memory_statistics: sqlite3_config(
+                SQLITE_CONFIG_MEMSTATUS,
                 std::ffi::c_int::from(0u8),
             ),
+            initialised: sqlite3_initialize(),
         }
     }
 }
@@ -117,14 +163,12 @@ mod tests {
         let mut conn = establish(path.to_str().unwrap()).unwrap();
         conn.batch_execute("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('a');")
             .unwrap();
-        assert_eq!(
-            settings(),
-            Settings {
-                multithread: libsqlite3_sys::SQLITE_OK,
-                no_memory_statistics: libsqlite3_sys::SQLITE_OK,
-            }
-        );
-        assert!(settings().applied());
+        let settings = settings();
+        assert_ne!(settings.threadsafe, 0, "{settings:?}");
+        assert_eq!(settings.multithread, libsqlite3_sys::SQLITE_OK);
+        assert_eq!(settings.no_memory_statistics, libsqlite3_sys::SQLITE_OK);
+        assert_eq!(settings.initialised, libsqlite3_sys::SQLITE_OK);
+        assert!(settings.applied());
         // A connection and a table allocate: counted, this would be more.
         assert_eq!(memory_counted(), 0);
     }

@@ -1589,8 +1589,10 @@ macro_rules! with_merged_page {
 
 /// The rows of a page across the caller's projects, while they are a
 /// member of [`MERGED_PROJECTS`] at most, in one statement ([`MergedPage`]):
-/// at most a page of rows is read from each project (a page in all).
-/// `None` once the text they hold passes `budget` bytes.
+/// at most a page of rows is taken from each project (a page in all;
+/// with filters checked row by row, a range is read until a page of it
+/// passes them, all of it if few do). `None` once the text they hold
+/// passes `budget` bytes.
 fn merged(
     conn: &mut AnyConnection,
     filter: &ListFilter<'_>,
@@ -1626,7 +1628,7 @@ fn merged(
         native!(conn, |c| with_merged_page!(
             filter,
             EveryRow,
-            |page, Key| { load!(c, page, Key) }
+            |page, Key| load!(c, page, Key)
         ))
     }
 }
@@ -1869,7 +1871,8 @@ where
 /// `limit` rows. Each row is the sort key, then the task's columns.
 ///
 /// Its text depends on its type alone (the sort's key column, its
-/// direction, and whether a page starts after a cursor), so that diesel
+/// direction, whether a page starts after a cursor, and whether its rows
+/// are filtered: [`RowFilter`]), so that diesel
 /// keeps the prepared statement by type and never writes the text again
 /// (a boxed query's text, here four ranges of 23 columns, is written on
 /// every read to look its statement up), and it is run on the backend's
@@ -1933,13 +1936,27 @@ struct QueryFilters<'a> {
 
 impl<'a> QueryFilters<'a> {
     fn of(filter: &ListFilter<'a>) -> Self {
+        // Every field named: a filter added to `TaskQuery` does not compile
+        // until it is weighed here (and in `ListFilter::tasks`).
+        let TaskQuery {
+            project: _,
+            parent: _,
+            done,
+            archived: _,
+            label: _,
+            text: _,
+            due_before,
+            due_after,
+            sort: _,
+            limit: _,
+        } = filter.query;
         Self {
-            done: filter.query.done.map(i16::from),
+            done: done.map(i16::from),
             parent: filter.parent,
             label: filter.label,
             pattern: filter.pattern,
-            due_before: filter.query.due_before.map(Timestamp::unix_micros),
-            due_after: filter.query.due_after.map(Timestamp::unix_micros),
+            due_before: due_before.map(Timestamp::unix_micros),
+            due_after: due_after.map(Timestamp::unix_micros),
         }
     }
 }

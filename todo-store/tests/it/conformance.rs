@@ -4256,7 +4256,7 @@ fn filters_across_several_projects_match_the_reference_model(f: &Fixture) {
     share(&garden, 20);
     share(&yard, 21);
     copy_into(&[&garden, &yard, &elsewhere], 1, &mut all);
-    // A subtask in each of two projects, under a parent of that project.
+    // A subtask in Garden, under a parent of Garden.
     let parent = all
         .iter()
         .find(|t| t.project == garden.id && !t.archived)
