@@ -4206,8 +4206,10 @@ fn pages_across_more_projects_than_a_merged_read_holds_miss_none(f: &Fixture) {
 }
 
 /// Every filter of [`queries`] (and `parent=`) over a caller's tasks in
-/// three projects (read merged in one statement, the filters bound) and
-/// then five (read range by range): the reference model's tasks, in its
+/// three projects (read merged in one statement, the filters bound, but
+/// `parent=`, range by range) and then five (range by range; which path
+/// serves which list the statement-cache tests check): the reference
+/// model's tasks, in its
 /// order, walked in pages of 3 and read in one page; no task of a project
 /// the caller is not in.
 fn filters_across_several_projects_match_the_reference_model(f: &Fixture) {
@@ -4314,8 +4316,9 @@ fn filters_across_several_projects_match_the_reference_model(f: &Fixture) {
 
 /// A member removed between two pages of their walk reads none of the
 /// project's tasks on a later page, and misses none of their own: in the
-/// merged read (an Inbox and one shared project) and the general one (a
-/// list filtered row by row), on every sort (a member a walk).
+/// merged read of an Inbox and one shared project, unfiltered (tried
+/// first) and filtered row by row (after the memberships, in their
+/// snapshot), on every sort (a member a walk).
 fn a_member_removed_mid_walk_reads_no_more_of_the_project(f: &Fixture) {
     use todo_core::{MemberPut, ProjectRole};
     let store = &*f.store;
