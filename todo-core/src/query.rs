@@ -227,12 +227,26 @@ impl TaskQuery {
     /// caller's projects.
     #[must_use]
     pub fn scans(&self) -> bool {
-        self.done.is_some()
-            || self.parent.is_some()
-            || self.label.is_some()
-            || self.text.is_some()
-            || self.due_before.is_some()
-            || self.due_after.is_some()
+        // Every field named: a filter added does not compile until it is
+        // weighed here (and in the SQL store's `QueryFilters::of`).
+        let Self {
+            project: _,
+            parent,
+            done,
+            archived: _,
+            label,
+            text,
+            due_before,
+            due_after,
+            sort: _,
+            limit: _,
+        } = self;
+        done.is_some()
+            || parent.is_some()
+            || label.is_some()
+            || text.is_some()
+            || due_before.is_some()
+            || due_after.is_some()
     }
 
     /// Whether `task` passes every filter (the reference the stores agree with).

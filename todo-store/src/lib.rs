@@ -16,10 +16,12 @@
 //! the store puts SQLite, for the whole process, in multi-thread mode with
 //! no memory statistics (its per-call mutexes cost about a tenth of a
 //! list's CPU): any other SQLite user in the program gets no connection
-//! mutex unless it opens with `SQLITE_OPEN_FULLMUTEX`. A program that uses
-//! SQLite on threads of its own opens its first store before starting
-//! them; one that used SQLite before keeps SQLite as it was (the store
-//! logs a warning and works, slower).
+//! mutex unless it opens with `SQLITE_OPEN_FULLMUTEX`. `SqlStore::open`
+//! makes them, on its caller's thread: a program that uses SQLite on
+//! threads of its own opens its first store before starting them; one
+//! that used SQLite before keeps SQLite as it set it (the store logs a
+//! warning and works, slower; a program that chose SQLite's single-thread
+//! mode must not open a store).
 //!
 //! # Example
 //!
@@ -119,9 +121,15 @@ pub struct PoolState {
 
 impl SqlStore {
     /// Opens a pool. It connects lazily, so a database that is down now does
-    /// not stop the caller from starting; [`SqlStore::ping`] tells.
+    /// not stop the caller from starting; [`SqlStore::ping`] tells. For
+    /// SQLite it makes SQLite's process-wide settings first, on this thread
+    /// (the crate's documentation), and refuses a SQLite built without
+    /// mutexes.
     pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         if let DatabaseUrl::Sqlite(path) = &config.url {
+            if sqlite_process::settings().threadsafe == 0 {
+                return Err(StoreError::Internal(sqlite_process::WITHOUT_MUTEXES.into()));
+            }
             db::prepare_sqlite_files(path).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
         let probes_left = std::sync::Arc::default();

@@ -21,12 +21,16 @@
 //! in the same process (a C library, an extension) gets them too: its
 //! connections have no mutex unless it opens them with
 //! `SQLITE_OPEN_FULLMUTEX`, and `sqlite3_soft_heap_limit64` and
-//! `sqlite3_memory_used` do nothing. rusqlite sets multi-thread mode the
-//! same way, for the same reason. They can be made only before SQLite is
-//! initialised: in a program that used SQLite before its first store, they
-//! are refused (logged) and SQLite works as it did, slower. SQLite
-//! requires that no other thread is inside SQLite while they are made (see
-//! [`configure`]).
+//! `sqlite3_memory_used` do nothing. (rusqlite turns a connection's mutex
+//! off with `SQLITE_OPEN_NO_MUTEX` as it opens it, which diesel's open
+//! does not take: the process's mode is the way left.) They can be made
+//! only before SQLite is initialised: in a program that used SQLite before
+//! its first store, they are refused (logged) and SQLite works as that
+//! program set it, slower. SQLite requires that no other thread is inside
+//! SQLite while they are made (see [`configure`]); [`crate::SqlStore::open`]
+//! makes them, on the caller's thread. A SQLite built without mutexes
+//! (`SQLITE_THREADSAFE=0`) is refused: the store's connections move
+//! between threads.
 
 use std::sync::OnceLock;
 
@@ -65,11 +69,7 @@ pub(crate) fn settings() -> Settings {
     *SETTINGS.get_or_init(|| {
         let settings = configure();
         if settings.threadsafe == 0 {
-            tracing::error!(
-                target: "todo::store",
-                "this SQLite is built without mutexes (SQLITE_THREADSAFE=0): the store's \
-                 connections are used from several threads, which it does not allow"
-            );
+            tracing::error!(target: "todo::store", "{WITHOUT_MUTEXES}");
         } else if !settings.applied() {
             tracing::warn!(
                 target: "todo::store",
@@ -95,8 +95,7 @@ pub(crate) fn settings() -> Settings {
 /// first SQLite call at the same instant as the store's first: the
 /// store's binaries have none, and an embedding program that uses SQLite
 /// on its own threads opens its first store before starting them (the
-/// crate's documentation says so). rusqlite's connections make the same
-/// calls in the same way.
+/// crate's documentation says so; `SqlStore::open` makes the settings).
 #[allow(unsafe_code)]
 fn configure() -> Settings {
     use libsqlite3_sys::{
@@ -134,10 +133,20 @@ fn configure() -> Settings {
 
 /// A connection to the SQLite database at `path`, the process-wide
 /// settings made first: every SQLite connection of the store opens here.
+/// Refused for a SQLite built without mutexes.
 pub(crate) fn establish(path: &str) -> ConnectionResult<SqliteConnection> {
-    settings();
+    if settings().threadsafe == 0 {
+        return Err(diesel::ConnectionError::BadConnection(
+            WITHOUT_MUTEXES.to_owned(),
+        ));
+    }
     SqliteConnection::establish(path)
 }
+
+/// Why a SQLite built without mutexes is refused.
+pub(crate) const WITHOUT_MUTEXES: &str = "this SQLite is built without mutexes \
+    (SQLITE_THREADSAFE=0): the store's connections are used from several threads, which it \
+    does not allow";
 
 #[cfg(test)]
 mod tests {

@@ -1468,14 +1468,8 @@ fn list_rows(
             [project] => return range(conn, project),
             // A few: merged in one statement, which reads the memberships
             // again in this snapshot, so finds these (an empty page is the
-            // answer, not a sign of a wide caller). Not a list of one
-            // parent's children: `parent_id = ?` written out lets each
-            // planner seek `tasks_by_parent`, where a merged range, whose
-            // filters are bound, would read its project's range whole.
-            few if few.len() <= MERGED_PROJECTS
-                && max_projects >= MERGED_PROJECTS
-                && query.parent.is_none() =>
-            {
+            // answer, not a sign of a wide caller).
+            few if few.len() <= MERGED_PROJECTS && max_projects >= MERGED_PROJECTS => {
                 return merged(conn, &filter, limit, budget);
             }
             _ => {}
@@ -1606,8 +1600,8 @@ fn merged(
     budget: usize,
 ) -> QueryResult<Option<Vec<StoredTask>>> {
     debug_assert!(
-        filter.query.project.is_none() && filter.parent.is_none(),
-        "a merged page reads the caller's projects, not one, nor a parent's children"
+        filter.query.project.is_none(),
+        "a merged page reads the caller's projects, not one"
     );
     macro_rules! load {
         ($c:ident, $page:ident, $key:ident) => {{
@@ -1924,15 +1918,15 @@ impl<DB: diesel::backend::Backend> RowFilter<DB> for EveryRow {
     }
 }
 
-/// The filters of a list checked row by row (`done`, `label`, `q`,
-/// `due_before`, `due_after`; a list of one parent's children is not
-/// merged: [`list_rows`]), each written whether the list has it
+/// The filters of a list checked row by row (`done`, `parent`, `label`,
+/// `q`, `due_before`, `due_after`), each written whether the list has it
 /// or not, as `(? IS NULL OR …)` with its value bound (NULL when the list
 /// lacks it): one statement's text for every combination, so diesel keeps
 /// one statement a sort and page type, where a text a combination would
-/// be 32 of them. The conditions are [`ListFilter::tasks`]'s.
+/// be 64 of them. The conditions are [`ListFilter::tasks`]'s.
 struct QueryFilters<'a> {
     done: Option<i16>,
+    parent: Option<&'a str>,
     label: Option<&'a str>,
     /// `q` as a `LIKE` pattern (escaped with `\`).
     pattern: Option<&'a str>,
@@ -1943,10 +1937,10 @@ struct QueryFilters<'a> {
 impl<'a> QueryFilters<'a> {
     fn of(filter: &ListFilter<'a>) -> Self {
         // Every field named: a filter added to `TaskQuery` does not compile
-        // until it is weighed here (and in `ListFilter::tasks`).
+        // until it is weighed here and in `TaskQuery::scans` (and, by
+        // hand, in `ListFilter::tasks`).
         let TaskQuery {
             project: _,
-            // (Not merged: `list_rows`.)
             parent: _,
             done,
             archived: _,
@@ -1959,6 +1953,7 @@ impl<'a> QueryFilters<'a> {
         } = filter.query;
         Self {
             done: done.map(i16::from),
+            parent: filter.parent,
             label: filter.label,
             pattern: filter.pattern,
             due_before: due_before.map(Timestamp::unix_micros),
@@ -2001,6 +1996,7 @@ where
             };
         }
         either!(SmallInt, &self.done, "tasks.done = ", ")");
+        either!(Text, &self.parent, "tasks.parent_id = ", ")");
         either!(
             Text,
             &self.label,
@@ -2678,32 +2674,6 @@ mod statement_cache {
             seen.run.clear();
             seen.cached.clear();
         }
-        // A list of one parent's children is not merged (its written
-        // `parent_id = ?` can seek `tasks_by_parent`).
-        let any = store
-            .list_tasks(owner, &todo_core::TaskQuery::default(), None, 1)
-            .unwrap();
-        let children = todo_core::TaskQuery {
-            parent: Some(any[0].id),
-            ..todo_core::TaskQuery::default()
-        };
-        seen.lock().unwrap().run.clear();
-        assert!(
-            store
-                .list_tasks(owner, &children, None, 2)
-                .unwrap()
-                .is_empty()
-        );
-        {
-            let mut seen = seen.lock().unwrap();
-            assert!(!seen.run.is_empty());
-            assert!(
-                !seen.run.iter().any(|sql| sql.contains("UNION ALL")),
-                "{:#?}",
-                seen.run
-            );
-            seen.run.clear();
-        }
         // In five: the merged read finds them too wide (it reads nothing),
         // and the memberships are read.
         join_one_more(3);
@@ -2824,6 +2794,7 @@ mod plans {
         // Every filter checked row by row, for a merged read's `filtered`.
         let filters = super::QueryFilters {
             done: Some(0),
+            parent: Some("0190a5d1-0000-7000-8000-000000000003"),
             label: Some("work"),
             pattern: Some("%milk%"),
             due_before: Some(2),

@@ -4206,10 +4206,8 @@ fn pages_across_more_projects_than_a_merged_read_holds_miss_none(f: &Fixture) {
 }
 
 /// Every filter of [`queries`] (and `parent=`) over a caller's tasks in
-/// three projects (read merged in one statement, the filters bound, but
-/// `parent=`, range by range) and then five (range by range; which path
-/// serves which list the statement-cache tests check): the reference
-/// model's tasks, in its
+/// three projects (read merged in one statement, the filters bound) and
+/// then five (read range by range): the reference model's tasks, in its
 /// order, walked in pages of 3 and read in one page; no task of a project
 /// the caller is not in.
 fn filters_across_several_projects_match_the_reference_model(f: &Fixture) {
@@ -4316,9 +4314,10 @@ fn filters_across_several_projects_match_the_reference_model(f: &Fixture) {
 
 /// A member removed between two pages of their walk reads none of the
 /// project's tasks on a later page, and misses none of their own: in the
-/// merged read of an Inbox and one shared project, unfiltered (tried
-/// first) and filtered row by row (after the memberships, in their
-/// snapshot), on every sort (a member a walk).
+/// merged read, unfiltered (tried first) and filtered row by row (after
+/// the memberships, in their snapshot), on every sort (a member a walk).
+/// The member keeps two projects of their own (their Inbox and a shed),
+/// so that their later pages are merged reads too.
 fn a_member_removed_mid_walk_reads_no_more_of_the_project(f: &Fixture) {
     use todo_core::{MemberPut, ProjectRole};
     let store = &*f.store;
@@ -4343,7 +4342,10 @@ fn a_member_removed_mid_walk_reads_no_more_of_the_project(f: &Fixture) {
                 at(100 + walk_no),
             );
             assert!(matches!(put.unwrap(), MemberPut::Added(_)));
-            // Bob's tasks and the project's, interleaved in every order.
+            let shed = a_project(bob, &format!("Shed {walk_no}"), 500 + walk_no);
+            assert!(store.insert_project_within(&shed, None).unwrap());
+            // Bob's tasks (in his Inbox and his shed) and the project's,
+            // interleaved in every order.
             let mut his = Vec::new();
             for k in 0..8u64 {
                 let seed = 10_000 + walk_no as u64 * 100 + k;
@@ -4356,6 +4358,9 @@ fn a_member_removed_mid_walk_reads_no_more_of_the_project(f: &Fixture) {
                     task.project = garden.id;
                     task.created_by = alice;
                 } else {
+                    if k % 4 == 1 {
+                        task.project = shed.id;
+                    }
                     his.push(task.id);
                 }
                 store.insert_task(&task).unwrap();
