@@ -12,7 +12,7 @@
 //! index serves from its first entry, on connections of their own, never
 //! waited for; see `TaskStore::find_task_in_place`).
 //!
-//! **SQLite's process-wide settings.** Before its first SQLite connection
+//! **SQLite's process-wide settings.** As it is first opened on SQLite
 //! the store puts SQLite, for the whole process, in multi-thread mode with
 //! no memory statistics (its per-call mutexes cost about a tenth of a
 //! list's CPU): any other SQLite user in the program gets no connection
@@ -127,9 +127,7 @@ impl SqlStore {
     /// mutexes.
     pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         if let DatabaseUrl::Sqlite(path) = &config.url {
-            if sqlite_process::settings().threadsafe == 0 {
-                return Err(StoreError::Internal(sqlite_process::WITHOUT_MUTEXES.into()));
-            }
+            sqlite_process::usable().map_err(|why| StoreError::Internal(why.into()))?;
             db::prepare_sqlite_files(path).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
         let probes_left = std::sync::Arc::default();

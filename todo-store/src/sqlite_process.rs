@@ -1,6 +1,6 @@
-//! SQLite's process-wide settings, made once before the store's first
-//! SQLite connection: the crate's one non-test `unsafe` (calls of SQLite's
-//! C API that diesel does not expose).
+//! SQLite's process-wide settings, made once as a SQLite store is first
+//! opened, before its first connection: the crate's one non-test `unsafe`
+//! (calls of SQLite's C API that diesel does not expose).
 //!
 //! SQLite as built by distributions starts in its "serialized" mode: every
 //! call on a connection (each column of each row read) takes and releases
@@ -37,7 +37,9 @@ use std::sync::OnceLock;
 use diesel::{Connection, ConnectionResult, SqliteConnection};
 
 /// What became of the process-wide settings, decided at the first call of
-/// [`establish`]: SQLite's answers.
+/// [`settings`] (`SqlStore::open`'s, or a connection's): SQLite's answers.
+/// Where `threadsafe` is 0 nothing is asked, and the others read
+/// `SQLITE_MISUSE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Settings {
     /// `sqlite3_threadsafe()`: 0 for a build without mutexes, where
@@ -75,7 +77,7 @@ pub(crate) fn settings() -> Settings {
                 target: "todo::store",
                 ?settings,
                 "SQLite refused the store's process-wide settings (it was initialised \
-                 before the store's first connection): it keeps its connection mutexes and \
+                 before the store was first opened): it keeps its connection mutexes and \
                  memory statistics, which cost about a tenth of a list's CPU"
             );
         }
@@ -131,20 +133,26 @@ fn configure() -> Settings {
     }
 }
 
+/// The settings made (if not yet), or why the store cannot use this
+/// SQLite: one built without mutexes.
+pub(crate) fn usable() -> Result<Settings, &'static str> {
+    let settings = settings();
+    if settings.threadsafe == 0 {
+        return Err(WITHOUT_MUTEXES);
+    }
+    Ok(settings)
+}
+
 /// A connection to the SQLite database at `path`, the process-wide
 /// settings made first: every SQLite connection of the store opens here.
 /// Refused for a SQLite built without mutexes.
 pub(crate) fn establish(path: &str) -> ConnectionResult<SqliteConnection> {
-    if settings().threadsafe == 0 {
-        return Err(diesel::ConnectionError::BadConnection(
-            WITHOUT_MUTEXES.to_owned(),
-        ));
-    }
+    usable().map_err(|why| diesel::ConnectionError::BadConnection(why.to_owned()))?;
     SqliteConnection::establish(path)
 }
 
 /// Why a SQLite built without mutexes is refused.
-pub(crate) const WITHOUT_MUTEXES: &str = "this SQLite is built without mutexes \
+const WITHOUT_MUTEXES: &str = "this SQLite is built without mutexes \
     (SQLITE_THREADSAFE=0): the store's connections are used from several threads, which it \
     does not allow";
 
