@@ -92,6 +92,15 @@ impl ChangeBells {
         }
     }
 
+    /// Whether nobody in this process waits for any stream: ringing would
+    /// wake no one, so a write need not look up whom to ring.
+    pub(crate) fn nobody_waits(&self) -> bool {
+        self.owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     /// Subscribers waiting now, across owners (for metrics and tests).
     pub(crate) fn subscribers(&self) -> usize {
         self.owners

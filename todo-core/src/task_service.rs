@@ -186,6 +186,12 @@ impl TaskService {
     /// Read after the write: a member added meanwhile had no change in
     /// their stream, one removed meanwhile costs one empty read.
     fn ring_project(&self, caller: UserId, project: ProjectId) {
+        // Nobody here waits (an API client's writes, no page open): no
+        // members to read. A subscriber who comes after this look reads
+        // the log after hanging its bell, and finds this write there.
+        if self.bells.nobody_waits() {
+            return;
+        }
         if project == ProjectId::inbox_of(caller) {
             self.bells.ring(caller);
             return;
@@ -305,12 +311,18 @@ impl TaskService {
         let items = self
             .store
             .list_tasks_in_place(caller, query, cursor, read_limit(query))?;
-        Some(items.map_err(Error::from).map(|items| page(query, items)))
+        match items {
+            // (whether the caller is a member is a read of its own: on the
+            // blocking path, `list`)
+            Ok(items) if items.is_empty() && self.names_a_shared_project(caller, query) => None,
+            items => Some(items.map_err(Error::from).map(|items| page(query, items))),
+        }
     }
 
     /// A page of the tasks of the projects the caller is a member of (of
-    /// `query.project` only, if it names one: a project the caller is not
-    /// a member of lists nothing); `cursor` must come from the same query.
+    /// `query.project` only, if it names one: [`Error::NotFound`] for a
+    /// project the caller is not a member of, as for everything in it);
+    /// `cursor` must come from the same query.
     pub fn list(
         &self,
         caller: UserId,
@@ -321,7 +333,31 @@ impl TaskService {
         let items = self
             .store
             .list_tasks(caller, query, cursor, read_limit(query))?;
+        self.member_if_empty(caller, query, &items)?;
         Ok(page(query, items))
+    }
+
+    /// Whether `query` names a project other than the caller's Inbox.
+    fn names_a_shared_project(&self, caller: UserId, query: &TaskQuery) -> bool {
+        query
+            .project
+            .is_some_and(|project| project != ProjectId::inbox_of(caller))
+    }
+
+    /// A list of one named project that came back empty: empty for a
+    /// member, [`Error::NotFound`] for anyone else (a page with a task in
+    /// it was read through the caller's memberships, so they are one).
+    fn member_if_empty(&self, caller: UserId, query: &TaskQuery, items: &[Task]) -> Result<()> {
+        match query.project {
+            Some(project) if items.is_empty() && self.names_a_shared_project(caller, query) => {
+                if self.store.project_members(project)?.contains(&caller) {
+                    Ok(())
+                } else {
+                    Err(Error::NotFound)
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// [`TaskService::list`], unless the list would span more than
@@ -339,6 +375,9 @@ impl TaskService {
         let items =
             self.store
                 .list_tasks_within(caller, query, cursor, read_limit(query), max_projects)?;
+        if let Some(items) = &items {
+            self.member_if_empty(caller, query, items)?;
+        }
         Ok(items.map(|items| page(query, items)))
     }
 

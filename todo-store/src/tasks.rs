@@ -2460,19 +2460,24 @@ mod statement_cache {
 
     /// A user, alice, in `store` (and so her Inbox).
     fn alice(store: &SqlStore) -> UserId {
-        let owner = UserId::from_uuid(id_at(1, 1));
+        user(store, "alice", 1)
+    }
+
+    /// A user named `name` in `store`.
+    fn user(store: &SqlStore, name: &str, seed: u64) -> UserId {
+        let owner = UserId::from_uuid(id_at(1, seed));
         store
             .insert_user(&UserRecord {
                 user: User {
                     id: owner,
-                    username: Username::parse("alice").unwrap(),
+                    username: Username::parse(name).unwrap(),
                     email: None,
                     role: Role::User,
                     disabled: false,
                     created_at: at(1),
                     updated_at: at(1),
                 },
-                password_hash: PasswordHash::new("$fake$alice".to_owned()),
+                password_hash: PasswordHash::new(format!("$fake${name}")),
                 tokens_revoked_before: None,
             })
             .unwrap();
@@ -2509,14 +2514,15 @@ mod statement_cache {
                 todo_core::TaskInsert::Inserted
             );
         }
-        let mut seen = seen.lock().unwrap();
+        let mut guard = seen.lock().unwrap();
+        let seen_once = &mut *guard;
         assert!(
-            seen.cached.is_empty(),
+            seen_once.cached.is_empty(),
             "cached anew by a later creation: {:#?}",
-            seen.cached
+            seen_once.cached
         );
-        seen.cached = cached_by_the_first;
-        let statements: BTreeSet<&String> = seen
+        seen_once.cached = cached_by_the_first;
+        let statements: BTreeSet<&String> = seen_once
             .run
             .iter()
             .filter(|sql| {
@@ -2528,12 +2534,77 @@ mod statement_cache {
         assert!(statements.len() >= 4, "{statements:#?}");
         let prepared_again: Vec<&&String> = statements
             .iter()
-            .filter(|sql| !seen.cached.contains(sql.as_str()))
+            .filter(|sql| !seen_once.cached.contains(sql.as_str()))
             .collect();
         assert!(
             prepared_again.is_empty(),
             "prepared on every creation: {prepared_again:#?}"
         );
+        drop(guard);
+
+        // In a project of three members: a number and a change in each
+        // member's stream; nothing prepared again.
+        let project = todo_core::Project {
+            id: todo_core::ProjectId::from_uuid(id_at(50, 0x9e0)),
+            owner,
+            name: todo_core::ProjectName::parse("Shed").unwrap(),
+            description: Description::parse("").unwrap(),
+            color: None,
+            inbox: false,
+            archived: false,
+            created_at: at(50),
+            updated_at: at(50),
+            version: todo_core::TaskVersion::FIRST,
+        };
+        assert!(todo_core::ProjectStore::insert_project_within(store, &project, None).unwrap());
+        for (name, seed) in [("bob", 2), ("carol", 3)] {
+            let member = todo_core::Member {
+                user: user(store, name, seed),
+                role: todo_core::ProjectRole::Editor,
+                added_at: at(60),
+            };
+            let put =
+                todo_core::ProjectStore::put_member(store, project.id, &member, 10, 100, at(60));
+            assert!(matches!(put.unwrap(), todo_core::MemberPut::Added(_)));
+        }
+        let in_shed = |n: u64| Task {
+            project: project.id,
+            ..task(owner, 20 + n)
+        };
+        let create = |n: u64| {
+            assert_eq!(
+                store
+                    .insert_task_within(&in_shed(n), Some(100), &mut |_| true)
+                    .unwrap(),
+                todo_core::TaskInsert::Inserted
+            );
+        };
+        create(0);
+        {
+            let mut seen = seen.lock().unwrap();
+            seen.run.clear();
+            seen.cached.clear();
+        }
+        for n in 1..4 {
+            create(n);
+        }
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen.cached.is_empty(),
+            "cached anew by a later creation: {:#?}",
+            seen.cached
+        );
+        let count = |prefix: &str| {
+            let unquoted = seen.run.iter().map(|sql| sql.replace(['`', '"'], ""));
+            unquoted.filter(|sql| sql.starts_with(prefix)).count()
+        };
+        assert_eq!(
+            count("INSERT INTO change_streams"),
+            3 * 3,
+            "{:#?}",
+            seen.run
+        );
+        assert_eq!(count("INSERT INTO changes"), 3 * 3, "{:#?}", seen.run);
     }
 
     /// Lists of a caller in one project (an Inbox), then in three and four:

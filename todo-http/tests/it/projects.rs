@@ -287,14 +287,24 @@ async fn every_task_endpoint_of_a_shared_project_answers_each_kind_of_caller(
         }
     }
     // What each caller lists, of the project and of all their tasks: the
-    // project's three tasks for its members, nothing for anyone else.
+    // project's three tasks for its members; for anyone else, the project
+    // is not found (404, as everything in it), and none of its tasks is
+    // among theirs.
     let project_tasks = format!("/v1/tasks?project={id}");
     for ((who, token), count) in callers.iter().zip([3, 3, 3, 0, 0, 0]) {
-        assert_eq!(
-            ids_in(&sys, &project_tasks, token).await.len(),
-            count,
-            "{who}: list"
-        );
+        if count > 0 {
+            assert_eq!(
+                ids_in(&sys, &project_tasks, token).await.len(),
+                count,
+                "{who}: list"
+            );
+        } else {
+            assert_eq!(
+                call(&sys, Method::GET, &project_tasks, token, None).await,
+                404,
+                "{who}: list"
+            );
+        }
         let all = ids_in(&sys, "/v1/tasks", token).await;
         assert_eq!(all.len(), count, "{who}: list everything");
     }

@@ -143,6 +143,8 @@ conformance!(
     shared_tasks_follow_their_projects_members_and_roles,
     a_project_goes_with_its_tasks_and_counts_them_to_its_owner,
     writers_of_one_shared_project_number_every_members_changes_without_gaps,
+    a_shared_projects_change_reads_the_same_in_every_members_stream,
+    a_list_of_one_project_is_its_members_only,
     pages_across_several_projects_walk_every_task_once_in_order,
     pages_across_more_projects_than_a_merged_read_holds_miss_none,
     filters_across_several_projects_match_the_reference_model,
@@ -164,7 +166,7 @@ conformance!(
 
 const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
 
-fn at(seconds: i64) -> Timestamp {
+pub(crate) fn at(seconds: i64) -> Timestamp {
     Timestamp::from_unix_micros(T0 + seconds * 1_000_000).unwrap()
 }
 
@@ -2459,7 +2461,7 @@ fn slow_receivers_wait_before_their_next_lease(f: &Fixture) {
     );
 }
 
-fn a_project(owner: UserId, name: &str, seconds: i64) -> todo_core::Project {
+pub(crate) fn a_project(owner: UserId, name: &str, seconds: i64) -> todo_core::Project {
     todo_core::Project {
         id: todo_core::ProjectId::from_uuid(id_at(seconds, 0x9e0 ^ seconds as u64)),
         owner,
@@ -2474,7 +2476,11 @@ fn a_project(owner: UserId, name: &str, seconds: i64) -> todo_core::Project {
     }
 }
 
-fn member(user: UserId, role: todo_core::ProjectRole, seconds: i64) -> todo_core::Member {
+pub(crate) fn member(
+    user: UserId,
+    role: todo_core::ProjectRole,
+    seconds: i64,
+) -> todo_core::Member {
     todo_core::Member {
         user,
         role,
@@ -3236,11 +3242,19 @@ fn shared_tasks_follow_their_projects_members_and_roles(f: &Fixture) {
     );
     assert_eq!(listed(carol, None), [seeds.id]);
     assert_eq!(listed(dave, None), Vec::<TaskId>::new());
-    assert_eq!(listed(dave, Some(garden.id)), Vec::<TaskId>::new());
-    assert_eq!(
-        listed(bob, Some(ProjectId::inbox_of(alice))),
-        Vec::<TaskId>::new()
-    );
+    // A project named by a non-member is not found, as everything in it.
+    let named = |project| TaskQuery {
+        project: Some(project),
+        ..TaskQuery::default()
+    };
+    assert!(matches!(
+        tasks.list(dave, &named(garden.id), None),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        tasks.list(bob, &named(ProjectId::inbox_of(alice)), None),
+        Err(Error::NotFound)
+    ));
 
     // Writes: editors and the owner; a viewer is forbidden, a stranger
     // finds nothing; neither changes anything.
@@ -3533,6 +3547,176 @@ fn writers_of_one_shared_project_number_every_members_changes_without_gaps(f: &F
             .collect();
         assert_eq!(distinct.len() as u64, writes, "{user}");
     }
+}
+
+/// A write to a shared project is recorded in every member's stream: each
+/// reads the same change, every field of it, at a number of its own. Writes of every kind, by a member who is not the
+/// owner: a subtask with a rule, reminders and labels created, completed
+/// (its next occurrence created, of the same series), edited, deleted.
+fn a_shared_projects_change_reads_the_same_in_every_members_stream(f: &Fixture) {
+    use todo_core::{Change, MemberPut, ProjectRole, Reminder, Reminders};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    for (user, role) in [(bob, ProjectRole::Editor), (carol, ProjectRole::Viewer)] {
+        let put = store.put_member(garden.id, &member(user, role, 20), 10, 100, at(20));
+        assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    }
+    let clock = Arc::new(ManualClock::new());
+    let tasks = service(f.store.clone(), clock.clone());
+    let parent = tasks
+        .create(
+            bob,
+            NewTask {
+                project: Some(garden.id),
+                ..titled("Beds")
+            },
+        )
+        .unwrap();
+    let child = tasks
+        .create(
+            bob,
+            NewTask {
+                project: Some(garden.id),
+                parent: Some(parent.id),
+                labels: Labels::parse(["soil", "ü-label"]).unwrap(),
+                description: Description::parse("line one\nline two").unwrap(),
+                reminders: Reminders::new([
+                    Reminder::BeforeDue(Duration::from_secs(900)),
+                    Reminder::At(clock.now().saturating_add(Duration::from_secs(3600))),
+                ])
+                .unwrap(),
+                ..a_recurring(
+                    "Water",
+                    "FREQ=WEEKLY;BYDAY=MO,TH",
+                    "2030-03-28T07:00:00Z",
+                    "Europe/Paris",
+                )
+            },
+        )
+        .unwrap();
+    tasks.update(bob, child.id, done(true), None).unwrap();
+    tasks
+        .update(
+            bob,
+            child.id,
+            TaskPatch {
+                priority: Some(Priority::new(2).unwrap()),
+                ..TaskPatch::default()
+            },
+            None,
+        )
+        .unwrap();
+    tasks.delete(bob, parent.id, None).unwrap();
+    let task_changes = |user: UserId| -> Vec<Change> {
+        let log = store.changes_after(user, 0, 1_000).unwrap();
+        log.changes
+            .into_iter()
+            .filter(|c| c.task_id().is_some())
+            .collect()
+    };
+    let owners = task_changes(alice);
+    // Two created, the next occurrence created, the completion, the edit,
+    // two deletions; one of them has a series.
+    assert!(owners.len() >= 7, "{owners:#?}");
+    assert!(
+        owners
+            .iter()
+            .any(|c| c.task().is_some_and(|t| t.series.is_some()))
+    );
+    for user in [bob, carol] {
+        let theirs = task_changes(user);
+        assert_eq!(theirs.len(), owners.len(), "{user}");
+        for (mine, other) in owners.iter().zip(&theirs) {
+            assert_eq!(
+                (other.kind, &other.subject, other.at),
+                (mine.kind, &mine.subject, mine.at),
+                "{user}'s change {} and the owner's {}",
+                other.seq,
+                mine.seq
+            );
+        }
+    }
+}
+
+/// `project=` names a project: its members list it (empty as it may be),
+/// anyone else is told it is not found, as for everything in it; a member
+/// removed is no longer one. On every path a list takes: read in place,
+/// on the pool, and within a bound of projects.
+fn a_list_of_one_project_is_its_members_only(f: &Fixture) {
+    use todo_core::{MemberPut, ProjectRole};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let put = store.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Viewer, 20),
+        10,
+        100,
+        at(20),
+    );
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let clock = Arc::new(ManualClock::new());
+    let tasks = service(f.store.clone(), clock);
+    let of = |project: ProjectId| TaskQuery {
+        project: Some(project),
+        ..TaskQuery::default()
+    };
+    // How many tasks, or None: not found.
+    let counted = |listed: todo_core::Result<usize>| match listed {
+        Ok(n) => Some(n),
+        Err(todo_core::Error::NotFound) => None,
+        Err(other) => panic!("{other:?}"),
+    };
+    let lists = |caller: UserId, project: ProjectId| {
+        let query = of(project);
+        let listed = counted(
+            tasks
+                .list(caller, &query, None)
+                .map(|page| page.items.len()),
+        );
+        let within = tasks
+            .list_within(caller, &query, None, 4)
+            .map(|page| page.unwrap().items.len());
+        assert_eq!(listed, counted(within), "{caller}");
+        if let Some(in_place) = tasks.list_in_place(caller, &query, None) {
+            assert_eq!(
+                listed,
+                counted(in_place.map(|page| page.items.len())),
+                "{caller}"
+            );
+        }
+        listed
+    };
+    for caller in [alice, bob] {
+        assert_eq!(lists(caller, garden.id), Some(0), "a member, no tasks yet");
+    }
+    assert_eq!(lists(carol, garden.id), None);
+    assert_eq!(lists(carol, ProjectId::inbox_of(alice)), None);
+    assert_eq!(
+        lists(carol, ProjectId::inbox_of(carol)),
+        Some(0),
+        "her own Inbox"
+    );
+    tasks
+        .create(
+            alice,
+            NewTask {
+                project: Some(garden.id),
+                ..titled("Dig")
+            },
+        )
+        .unwrap();
+    assert_eq!(lists(bob, garden.id), Some(1));
+    assert_eq!(lists(carol, garden.id), None);
+    assert!(store.remove_member(garden.id, bob, at(30)).unwrap());
+    assert_eq!(lists(bob, garden.id), None);
 }
 
 /// The field a refusal names, or a panic.

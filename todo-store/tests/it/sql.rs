@@ -283,7 +283,7 @@ fn the_stream_counts_its_owners_tasks_and_repairs_a_drift(
     use diesel::RunQueryDsl as _;
     use todo_store::DatabaseUrl;
 
-    use crate::conformance::{full_task, new_user};
+    use crate::conformance::{a_project, at, full_task, member, new_user};
 
     let store = &database.store;
     let owner = new_user(store, "alice", 0).user.id;
@@ -339,6 +339,48 @@ fn the_stream_counts_its_owners_tasks_and_repairs_a_drift(
     assert_eq!(sql(&count_sql), 3, "repaired, and the new task counted");
     // At the real quota it is still refused.
     assert!(!store.insert_within(&task(5), 3).unwrap());
+
+    // The same for a task a member creates in her project of three: her
+    // stream counts the task, repairs a drift, refuses at the quota, and a
+    // refusal takes no member's number.
+    use todo_core::{MemberPut, ProjectRole, ProjectStore as _, Task};
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    let garden = a_project(owner, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    for (user, role) in [(bob, ProjectRole::Editor), (carol, ProjectRole::Viewer)] {
+        let put = store.put_member(garden.id, &member(user, role, 20), 10, 100, at(20));
+        assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    }
+    let bobs = |n: u64| Task {
+        project: garden.id,
+        created_by: bob,
+        ..full_task(bob, 100 + n, 30)
+    };
+    let last_seq = |user: todo_core::UserId| {
+        sql(&format!(
+            "SELECT last_seq AS task_count FROM change_streams WHERE owner_id = '{user}'"
+        ))
+    };
+    let before = [last_seq(owner), last_seq(bob), last_seq(carol)];
+    assert!(store.insert_within(&bobs(1), 10).unwrap());
+    assert_eq!(sql(&count_sql), 4, "counted in the project owner's stream");
+    assert_eq!(
+        [last_seq(owner), last_seq(bob), last_seq(carol)],
+        before.map(|seq| seq + 1),
+        "a number in each member's stream"
+    );
+    assert_eq!(sql(&set_sql(10)), 1);
+    assert!(store.insert_within(&bobs(2), 10).unwrap());
+    assert_eq!(sql(&count_sql), 5, "repaired, and the new task counted");
+    let before = [last_seq(owner), last_seq(bob), last_seq(carol)];
+    assert!(!store.insert_within(&bobs(3), 5).unwrap(), "at the quota");
+    assert_eq!(
+        [last_seq(owner), last_seq(bob), last_seq(carol)],
+        before,
+        "a refusal takes no number"
+    );
+    assert_eq!(sql(&count_sql), 5);
 }
 
 #[test]
