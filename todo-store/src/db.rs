@@ -348,7 +348,7 @@ impl r2d2::ManageConnection for Manager {
             }
             DatabaseUrl::Sqlite(path) => {
                 let path = path.to_string_lossy();
-                let mut conn = crate::sqlite_process::establish(&path).map_err(ConnectionError)?;
+                let mut conn = todo_sqlite_process::establish(&path).map_err(ConnectionError)?;
                 // WAL lets readers run beside the writer; `synchronous` says
                 // whether an acknowledged commit is on the disk (SqliteSync);
                 // foreign keys are off in SQLite unless asked for.

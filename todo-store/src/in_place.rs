@@ -127,7 +127,7 @@ impl InPlace {
 
     fn connect(&self) -> Result<AnyConnection, diesel::r2d2::Error> {
         use diesel::r2d2::Error::{ConnectionError, QueryError};
-        let mut conn = crate::sqlite_process::establish(&self.path.to_string_lossy())
+        let mut conn = todo_sqlite_process::establish(&self.path.to_string_lossy())
             .map_err(ConnectionError)?;
         conn.batch_execute("PRAGMA busy_timeout = 0; PRAGMA query_only = 1;")
             .map_err(QueryError)?;
@@ -193,7 +193,7 @@ mod tests {
         let (_dir, path) = store();
         // Another connection takes the file for itself: any reader is
         // "busy", which the pool's connections would wait out (5 s).
-        let mut owner = crate::sqlite_process::establish(&path.to_string_lossy()).unwrap();
+        let mut owner = todo_sqlite_process::establish(&path.to_string_lossy()).unwrap();
         owner
             .batch_execute(
                 "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; \

@@ -21,7 +21,9 @@
 //! threads of its own opens its first store before starting them; one
 //! that used SQLite before keeps SQLite as it set it (the store logs a
 //! warning and works, slower; a program that chose SQLite's single-thread
-//! mode must not open a store).
+//! mode must not open a store). The settings are made by the
+//! `todo-sqlite-process` crate, which holds the workspace's one non-test
+//! `unsafe`: this crate forbids it.
 //!
 //! # Example
 //!
@@ -62,7 +64,6 @@ mod listen;
 mod projects;
 mod relay;
 mod schema;
-mod sqlite_process;
 mod tasks;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -127,7 +128,7 @@ impl SqlStore {
     /// mutexes.
     pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         if let DatabaseUrl::Sqlite(path) = &config.url {
-            sqlite_process::usable().map_err(|why| StoreError::Internal(why.into()))?;
+            todo_sqlite_process::usable().map_err(|why| StoreError::Internal(why.into()))?;
             db::prepare_sqlite_files(path).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         }
         let probes_left = std::sync::Arc::default();

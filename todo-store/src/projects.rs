@@ -777,7 +777,7 @@ mod tests {
     fn the_migration_gives_every_existing_user_an_inbox() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut conn = crate::sqlite_process::establish(path.to_str().unwrap()).unwrap();
+        let mut conn = todo_sqlite_process::establish(path.to_str().unwrap()).unwrap();
         conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
         let names: Vec<String> =
             MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)

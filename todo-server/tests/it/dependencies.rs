@@ -9,6 +9,7 @@ use std::process::Command;
 /// What todo-http must not reach through its normal dependencies.
 const FORBIDDEN: &[&str] = &[
     "todo-store",
+    "todo-sqlite-process",
     "todo-server",
     "diesel",
     "libsqlite3-sys",
@@ -94,4 +95,42 @@ fn todo_http_depends_on_no_store_command_line_certificate_generator_or_log_setup
     for name in ["todo-store", "clap", "rcgen", "tracing-subscriber"] {
         assert!(server.contains(name), "todo-server lost {name}");
     }
+}
+
+/// `unsafe` lives in one crate: every workspace member takes the
+/// workspace's lints (`unsafe_code` forbidden) but todo-sqlite-process,
+/// whose own deny it (one function allows it, for SQLite's C API).
+#[test]
+fn only_todo_sqlite_process_may_hold_unsafe_code() {
+    let metadata = metadata();
+    let members: HashSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    let workspace_lints = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"),
+    )
+    .unwrap();
+    assert!(workspace_lints.contains("unsafe_code = \"forbid\""));
+    let mut checked = 0;
+    for package in metadata["packages"].as_array().unwrap() {
+        if !members.contains(package["id"].as_str().unwrap()) {
+            continue;
+        }
+        let name = package["name"].as_str().unwrap();
+        let manifest = std::fs::read_to_string(package["manifest_path"].as_str().unwrap()).unwrap();
+        let inherits = manifest.contains("[lints]\nworkspace = true");
+        if name == "todo-sqlite-process" {
+            assert!(
+                !inherits && manifest.contains("unsafe_code = \"deny\""),
+                "{name}"
+            );
+        } else {
+            assert!(inherits, "{name} does not take the workspace's lints");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} members");
 }

@@ -1,6 +1,9 @@
-//! SQLite's process-wide settings, made once as a SQLite store is first
-//! opened, before its first connection: the crate's one non-test `unsafe`
-//! (calls of SQLite's C API that diesel does not expose).
+//! SQLite's process-wide settings for todo's store, made once as a SQLite
+//! store is first opened, before its first connection: the workspace's
+//! one non-test `unsafe` (calls of SQLite's C API that diesel does not
+//! expose), in a crate of its own so that every other crate forbids
+//! `unsafe` outright. todo-store opens every SQLite connection through
+//! [`establish`] and checks [`usable`] as a store opens.
 //!
 //! SQLite as built by distributions starts in its "serialized" mode: every
 //! call on a connection (each column of each row read) takes and releases
@@ -27,10 +30,12 @@
 //! only before SQLite is initialised: in a program that used SQLite before
 //! its first store, they are refused (logged) and SQLite works as that
 //! program set it, slower. SQLite requires that no other thread is inside
-//! SQLite while they are made (see [`configure`]); [`crate::SqlStore::open`]
+//! SQLite while they are made (see `configure`); todo-store's `SqlStore::open`
 //! makes them, on the caller's thread. A SQLite built without mutexes
 //! (`SQLITE_THREADSAFE=0`) is refused: the store's connections move
 //! between threads.
+
+#![deny(missing_docs)]
 
 use std::sync::OnceLock;
 
@@ -41,21 +46,21 @@ use diesel::{Connection, ConnectionResult, SqliteConnection};
 /// Where `threadsafe` is 0 nothing is asked, and the others read
 /// `SQLITE_MISUSE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Settings {
+pub struct Settings {
     /// `sqlite3_threadsafe()`: 0 for a build without mutexes, where
     /// nothing is set (and connections moved between threads are unsafe).
-    pub(crate) threadsafe: i32,
+    pub threadsafe: i32,
     /// To `SQLITE_CONFIG_MULTITHREAD`.
-    pub(crate) multithread: i32,
+    pub multithread: i32,
     /// To `SQLITE_CONFIG_MEMSTATUS` off.
-    pub(crate) no_memory_statistics: i32,
+    pub no_memory_statistics: i32,
     /// To `sqlite3_initialize()`, right after.
-    pub(crate) initialised: i32,
+    pub initialised: i32,
 }
 
 impl Settings {
     /// Whether SQLite took both.
-    pub(crate) fn applied(self) -> bool {
+    pub fn applied(self) -> bool {
         use libsqlite3_sys::SQLITE_OK;
         self.threadsafe != 0
             && self.multithread == SQLITE_OK
@@ -67,7 +72,7 @@ impl Settings {
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
 /// The settings, made now if this is the first call in the process.
-pub(crate) fn settings() -> Settings {
+pub fn settings() -> Settings {
     *SETTINGS.get_or_init(|| {
         let settings = configure();
         if settings.threadsafe == 0 {
@@ -135,7 +140,7 @@ fn configure() -> Settings {
 
 /// The settings made (if not yet), or why the store cannot use this
 /// SQLite: one built without mutexes.
-pub(crate) fn usable() -> Result<Settings, &'static str> {
+pub fn usable() -> Result<Settings, &'static str> {
     let settings = settings();
     if settings.threadsafe == 0 {
         return Err(WITHOUT_MUTEXES);
@@ -146,7 +151,7 @@ pub(crate) fn usable() -> Result<Settings, &'static str> {
 /// A connection to the SQLite database at `path`, the process-wide
 /// settings made first: every SQLite connection of the store opens here.
 /// Refused for a SQLite built without mutexes.
-pub(crate) fn establish(path: &str) -> ConnectionResult<SqliteConnection> {
+pub fn establish(path: &str) -> ConnectionResult<SqliteConnection> {
     usable().map_err(|why| diesel::ConnectionError::BadConnection(why.to_owned()))?;
     SqliteConnection::establish(path)
 }
