@@ -727,3 +727,72 @@ fn postgres_a_webhook_row_that_does_not_parse_is_passed_over() {
         a_webhook_row_that_does_not_parse_is_passed_over(&database);
     }
 }
+
+/// A task stored before labels were composed, with the two ways of typing
+/// `café` (which a set parsed now refuses as one label twice), still
+/// reads: as one composed label; and once written again, `label=` finds
+/// it by either.
+fn labels_stored_before_they_were_composed_read_as_one(
+    database: &todo_store::testing::TestDatabase,
+) {
+    use diesel::Connection as _;
+    use diesel::RunQueryDsl as _;
+    use todo_core::{Label, TaskQuery, TaskStore as _};
+    use todo_store::DatabaseUrl;
+
+    use crate::conformance::{full_task, new_user};
+
+    let store = &database.store;
+    let owner = new_user(store, "alice", 0).user.id;
+    let task = full_task(owner, 1, 10);
+    store.insert_task(&task).unwrap();
+    let (composed, decomposed) = ("caf\u{e9}", "cafe\u{301}");
+    let sql = format!(
+        "UPDATE tasks SET labels = 'work\n{composed}\n{decomposed}' WHERE id = '{}'",
+        task.id
+    );
+    match &database.config.url {
+        DatabaseUrl::Sqlite(path) => diesel::sql_query(sql)
+            .execute(&mut diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap()),
+        DatabaseUrl::Postgres(url) => {
+            diesel::sql_query(sql).execute(&mut diesel::PgConnection::establish(url).unwrap())
+        }
+    }
+    .unwrap();
+    let found = store.find_task(owner, task.id).unwrap().unwrap();
+    let labels: Vec<&str> = found.labels.iter().map(Label::as_str).collect();
+    assert_eq!(labels, [composed, "work"]);
+    // Written again (as any write does), its labels are indexed composed.
+    let written = store
+        .modify_task(owner, task.id, &mut |current, _| {
+            let mut next = current.clone();
+            next.version = current.version.next();
+            Some(next)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(written.labels, found.labels);
+    for typed in [composed, decomposed] {
+        let query = TaskQuery {
+            label: Some(Label::parse(typed).unwrap()),
+            ..TaskQuery::default()
+        };
+        let listed = store.list_tasks(owner, &query, None, 10).unwrap();
+        assert_eq!(listed.len(), 1, "{typed:?}");
+    }
+}
+
+#[test]
+fn sqlite_labels_stored_before_they_were_composed_read_as_one() {
+    labels_stored_before_they_were_composed_read_as_one(
+        &todo_store::testing::TestDatabase::sqlite(),
+    );
+}
+
+#[test]
+fn postgres_labels_stored_before_they_were_composed_read_as_one() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    labels_stored_before_they_were_composed_read_as_one(&database);
+}
