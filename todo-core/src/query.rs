@@ -72,7 +72,8 @@ impl SearchText {
     /// The longest search text, in characters.
     pub const MAX_CHARS: usize = 200;
 
-    /// Parses a `q` parameter and folds it to lower case.
+    /// Parses a `q` parameter and folds it as search texts are: lower
+    /// case, composed (NFC).
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "q";
         let n = if raw.len() > Self::MAX_CHARS * 4 {
@@ -93,7 +94,7 @@ impl SearchText {
                 allowed: "printable characters, line breaks and tabs",
             });
         }
-        Ok(Self(raw.to_lowercase()))
+        Ok(Self(crate::task::fold(raw)))
     }
 
     /// The folded text, to look for in [`Task::search_text`].
