@@ -2475,6 +2475,24 @@ mod statement_cache {
         .unwrap()
     }
 
+    /// The `n`th project of `owner`'s, a shed, in `store`.
+    fn shed(store: &SqlStore, owner: UserId, n: u64) -> todo_core::Project {
+        let project = todo_core::Project {
+            id: todo_core::ProjectId::from_uuid(id_at(50 + n as i64, 0x9e0 + n)),
+            owner,
+            name: todo_core::ProjectName::parse("Shed").unwrap(),
+            description: Description::parse("").unwrap(),
+            color: None,
+            inbox: false,
+            archived: false,
+            created_at: at(50),
+            updated_at: at(50),
+            version: todo_core::TaskVersion::FIRST,
+        };
+        assert!(todo_core::ProjectStore::insert_project_within(store, &project, None).unwrap());
+        project
+    }
+
     /// A user, alice, in `store` (and so her Inbox).
     fn alice(store: &SqlStore) -> UserId {
         user(store, "alice", 1)
@@ -2561,19 +2579,7 @@ mod statement_cache {
 
         // In a project of three members: a number and a change in each
         // member's stream; nothing prepared again.
-        let project = todo_core::Project {
-            id: todo_core::ProjectId::from_uuid(id_at(50, 0x9e0)),
-            owner,
-            name: todo_core::ProjectName::parse("Shed").unwrap(),
-            description: Description::parse("").unwrap(),
-            color: None,
-            inbox: false,
-            archived: false,
-            created_at: at(50),
-            updated_at: at(50),
-            version: todo_core::TaskVersion::FIRST,
-        };
-        assert!(todo_core::ProjectStore::insert_project_within(store, &project, None).unwrap());
+        let project = shed(store, owner, 0);
         for (name, seed) in [("bob", 2), ("carol", 3)] {
             let member = todo_core::Member {
                 user: user(store, name, seed),
@@ -2681,19 +2687,7 @@ mod statement_cache {
         one_statement_a_list(1);
         // In another project, with two tasks in it.
         let join_one_more = |n: u64| {
-            let project = todo_core::Project {
-                id: todo_core::ProjectId::from_uuid(id_at(50 + n as i64, 0x9e0 + n)),
-                owner,
-                name: todo_core::ProjectName::parse("Shed").unwrap(),
-                description: Description::parse("").unwrap(),
-                color: None,
-                inbox: false,
-                archived: false,
-                created_at: at(50),
-                updated_at: at(50),
-                version: todo_core::TaskVersion::FIRST,
-            };
-            assert!(todo_core::ProjectStore::insert_project_within(store, &project, None).unwrap());
+            let project = shed(store, owner, n);
             for m in 0..2 {
                 let task = Task {
                     project: project.id,

@@ -2488,6 +2488,22 @@ pub(crate) fn member(
     }
 }
 
+/// Alice's project Garden, shared with Bob (an editor) and Carol (a
+/// viewer): `(alice, bob, carol, garden)`.
+fn garden_of_three(store: &dyn Stores) -> (UserId, UserId, UserId, todo_core::Project) {
+    use todo_core::{MemberPut, ProjectRole};
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    for (user, role) in [(bob, ProjectRole::Editor), (carol, ProjectRole::Viewer)] {
+        let put = store.put_member(garden.id, &member(user, role, 20), 10, 100, at(20));
+        assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    }
+    (alice, bob, carol, garden)
+}
+
 fn projects_are_seen_only_by_their_members_in_their_roles(f: &Fixture) {
     use todo_core::{MemberPut, ProjectRole, Standing};
     let alice = new_user(&*f.store, "alice", 0).user.id;
@@ -3172,18 +3188,10 @@ fn stream_of(store: &dyn Stores, user: UserId) -> Vec<(ChangeKind, TaskId)> {
 }
 
 fn shared_tasks_follow_their_projects_members_and_roles(f: &Fixture) {
-    use todo_core::{Error, MemberPut, Precondition, ProjectRole};
+    use todo_core::{Error, Precondition};
     let store = &*f.store;
-    let alice = new_user(store, "alice", 0).user.id;
-    let bob = new_user(store, "bob", 1).user.id;
-    let carol = new_user(store, "carol", 2).user.id;
+    let (alice, bob, carol, garden) = garden_of_three(store);
     let dave = new_user(store, "dave", 3).user.id;
-    let garden = a_project(alice, "Garden", 10);
-    assert!(store.insert_project_within(&garden, None).unwrap());
-    for (user, role) in [(bob, ProjectRole::Editor), (carol, ProjectRole::Viewer)] {
-        let put = store.put_member(garden.id, &member(user, role, 20), 10, 100, at(20));
-        assert!(matches!(put.unwrap(), MemberPut::Added(_)));
-    }
     let clock = Arc::new(ManualClock::new());
     let tasks = service(f.store.clone(), clock.clone());
     let in_garden = |title: &str| NewTask {
@@ -3554,17 +3562,9 @@ fn writers_of_one_shared_project_number_every_members_changes_without_gaps(f: &F
 /// owner: a subtask with a rule, reminders and labels created, completed
 /// (its next occurrence created, of the same series), edited, deleted.
 fn a_shared_projects_change_reads_the_same_in_every_members_stream(f: &Fixture) {
-    use todo_core::{Change, MemberPut, ProjectRole, Reminder, Reminders};
+    use todo_core::{Change, Reminder, Reminders};
     let store = &*f.store;
-    let alice = new_user(store, "alice", 0).user.id;
-    let bob = new_user(store, "bob", 1).user.id;
-    let carol = new_user(store, "carol", 2).user.id;
-    let garden = a_project(alice, "Garden", 10);
-    assert!(store.insert_project_within(&garden, None).unwrap());
-    for (user, role) in [(bob, ProjectRole::Editor), (carol, ProjectRole::Viewer)] {
-        let put = store.put_member(garden.id, &member(user, role, 20), 10, 100, at(20));
-        assert!(matches!(put.unwrap(), MemberPut::Added(_)));
-    }
+    let (alice, bob, carol, garden) = garden_of_three(store);
     let clock = Arc::new(ManualClock::new());
     let tasks = service(f.store.clone(), clock.clone());
     let parent = tasks
@@ -3647,21 +3647,9 @@ fn a_shared_projects_change_reads_the_same_in_every_members_stream(f: &Fixture) 
 /// removed is no longer one. On every path a list takes: read in place,
 /// on the pool, and within a bound of projects.
 fn a_list_of_one_project_is_its_members_only(f: &Fixture) {
-    use todo_core::{MemberPut, ProjectRole};
     let store = &*f.store;
-    let alice = new_user(store, "alice", 0).user.id;
-    let bob = new_user(store, "bob", 1).user.id;
-    let carol = new_user(store, "carol", 2).user.id;
-    let garden = a_project(alice, "Garden", 10);
-    assert!(store.insert_project_within(&garden, None).unwrap());
-    let put = store.put_member(
-        garden.id,
-        &member(bob, ProjectRole::Viewer, 20),
-        10,
-        100,
-        at(20),
-    );
-    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let (alice, bob, carol, garden) = garden_of_three(store);
+    let dave = new_user(store, "dave", 3).user.id;
     let clock = Arc::new(ManualClock::new());
     let tasks = service(f.store.clone(), clock);
     let of = |project: ProjectId| TaskQuery {
@@ -3694,15 +3682,15 @@ fn a_list_of_one_project_is_its_members_only(f: &Fixture) {
         }
         listed
     };
-    for caller in [alice, bob] {
+    for caller in [alice, bob, carol] {
         assert_eq!(lists(caller, garden.id), Some(0), "a member, no tasks yet");
     }
-    assert_eq!(lists(carol, garden.id), None);
-    assert_eq!(lists(carol, ProjectId::inbox_of(alice)), None);
+    assert_eq!(lists(dave, garden.id), None);
+    assert_eq!(lists(dave, ProjectId::inbox_of(alice)), None);
     assert_eq!(
-        lists(carol, ProjectId::inbox_of(carol)),
+        lists(dave, ProjectId::inbox_of(dave)),
         Some(0),
-        "her own Inbox"
+        "his own Inbox"
     );
     tasks
         .create(
@@ -3713,8 +3701,8 @@ fn a_list_of_one_project_is_its_members_only(f: &Fixture) {
             },
         )
         .unwrap();
-    assert_eq!(lists(bob, garden.id), Some(1));
-    assert_eq!(lists(carol, garden.id), None);
+    assert_eq!(lists(carol, garden.id), Some(1), "a viewer lists it");
+    assert_eq!(lists(dave, garden.id), None);
     assert!(store.remove_member(garden.id, bob, at(30)).unwrap());
     assert_eq!(lists(bob, garden.id), None);
 }
