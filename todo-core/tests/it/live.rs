@@ -145,3 +145,86 @@ fn a_subscription_from_a_cursor_resumes_there_and_bad_cursors_are_refused() {
         Err(Error::Gone)
     ));
 }
+
+/// A write to a shared project wakes every member who waits, not only the
+/// writer: the members are looked up when someone in the process waits
+/// (and only then), and a member who starts waiting after the write finds
+/// it in the log.
+#[test]
+fn a_write_to_a_shared_project_wakes_every_member_waiting() {
+    use std::future::Future as _;
+    use std::task::{Context, Poll, Waker};
+
+    use todo_core::{NewProject, ProjectName, ProjectRole, ProjectService, Username};
+
+    let h = harness();
+    let alice = h.register("alice", "correct horse").id;
+    let bob = h.register("bob", "battery staple").id;
+    let store: Arc<MemoryStore> = h.store.clone();
+    let tasks = TaskService::new(
+        store.clone(),
+        h.clock.clone(),
+        Arc::new(SeededRandom::new(3)),
+    );
+    let projects = ProjectService::new(
+        store.clone(),
+        store,
+        h.clock.clone(),
+        Arc::new(SeededRandom::new(4)),
+    )
+    .waking(&tasks);
+    let new = NewProject {
+        name: ProjectName::parse("Garden").unwrap(),
+        description: todo_core::Description::default(),
+        color: None,
+    };
+    let (garden, _) = projects.create(alice, new).unwrap();
+    let bobs_name = Username::parse("bob").unwrap();
+    projects
+        .set_member(alice, garden.id, &bobs_name, ProjectRole::Editor)
+        .unwrap();
+    // Nobody waits: the write is made, and read by whoever comes later.
+    let early = tasks
+        .create(
+            alice,
+            NewTask {
+                project: Some(garden.id),
+                ..titled("early")
+            },
+        )
+        .unwrap();
+
+    let mut live = tasks.subscribe(bob, None).unwrap();
+    let woken = |live: &todo_core::ChangeSubscription| {
+        let mut changed = std::pin::pin!(live.changed());
+        let mut context = Context::from_waker(Waker::noop());
+        changed.as_mut().poll(&mut context) == Poll::Ready(())
+    };
+    // (a new subscription reads first: nothing has rung it yet)
+    assert!(!woken(&live));
+    let late = tasks
+        .create(
+            alice,
+            NewTask {
+                project: Some(garden.id),
+                ..titled("late")
+            },
+        )
+        .unwrap();
+    assert!(woken(&live), "alice's write to the garden rings bob");
+    let seen: Vec<_> = live
+        .read(ChangeLimit::default())
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.task_id())
+        .collect();
+    assert_eq!(seen, [late.id]);
+    let from_start = tasks.changes(bob, None, ChangeLimit::default()).unwrap();
+    assert!(
+        from_start
+            .items
+            .iter()
+            .any(|c| c.task_id() == Some(early.id)),
+        "the write made while nobody waited is in bob's log"
+    );
+}
