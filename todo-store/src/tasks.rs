@@ -1453,6 +1453,28 @@ fn list_rows(
     if let Some(project) = query.project {
         return range(conn, &project.to_string());
     }
+    // A parent's children: in its project, one range (a parent the caller
+    // does not see has no children they see). The parent's project and its
+    // range are read in one snapshot: a subtree moved to another project
+    // meanwhile is read where it was or where it is, whole.
+    if let Some(parent) = filter.parent {
+        return conn.transaction(|conn| {
+            if let AnyConnection::Postgresql(pg) = conn {
+                // (the first statement of the transaction)
+                pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            }
+            let project: Option<String> = tasks::table
+                .filter(tasks::id.eq(parent))
+                .filter(seen_by(&caller))
+                .select(tasks::project_id)
+                .first(conn)
+                .optional()?;
+            match project {
+                Some(project) => read_range(conn, &filter, &project, limit, budget),
+                None => Ok(Some(Vec::new())),
+            }
+        });
+    }
     // Most callers are members of a few projects (an Inbox, a few shared):
     // their ranges merged by the database in one statement, the memberships
     // read in it. That answers with a page only then: else (more projects,
@@ -2778,9 +2800,46 @@ mod statement_cache {
             ..todo_core::TaskQuery::default()
         };
         assert!(store.list_tasks(owner, &done, None, 2).unwrap().is_empty());
+        {
+            let run = &mut seen.lock().unwrap().run;
+            assert!(!run.is_empty());
+            assert!(!run.iter().any(|sql| sql.contains("UNION ALL")), "{run:#?}");
+            run.clear();
+        }
+        // A list of one parent's children, of a caller in five projects:
+        // the parent's project is read, then that project's range alone.
+        let parent = task(owner, 40);
+        let children: Vec<Task> = (41..43)
+            .map(|n| Task {
+                parent: Some(parent.id),
+                ..task(owner, n)
+            })
+            .collect();
+        for task in std::iter::once(&parent).chain(&children) {
+            store
+                .insert_task_within(task, Some(100), &mut |_| true)
+                .unwrap();
+        }
+        seen.lock().unwrap().run.clear();
+        let of_parent = todo_core::TaskQuery {
+            parent: Some(parent.id),
+            ..todo_core::TaskQuery::default()
+        };
+        let listed = store.list_tasks(owner, &of_parent, None, 10).unwrap();
+        let mut ids: Vec<TaskId> = listed.iter().map(|t| t.id).collect();
+        ids.sort();
+        assert_eq!(ids, [children[0].id, children[1].id]);
         let run = &seen.lock().unwrap().run;
-        assert!(!run.is_empty());
-        assert!(!run.iter().any(|sql| sql.contains("UNION ALL")), "{run:#?}");
+        let reads: Vec<&String> = run.iter().filter(|sql| sql.starts_with("SELECT")).collect();
+        assert_eq!(
+            reads.len(),
+            2,
+            "the parent's project, then its range: {run:#?}"
+        );
+        assert!(
+            !reads.iter().any(|sql| sql.contains("UNION ALL")),
+            "{run:#?}"
+        );
     }
 
     #[test]
