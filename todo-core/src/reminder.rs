@@ -31,7 +31,9 @@ impl Reminder {
     }
 
     /// Parses an ISO 8601 duration of whole weeks, days, hours and minutes
-    /// (`PT15M`, `P1D`, `P1DT12H`, `P2W`), as `before_due` is written.
+    /// (`PT15M`, `P1D`, `P1DT12H`, `P2W`), as `before_due` is written;
+    /// seconds only in whole minutes (`PT0S`, iCalendar's "at the due
+    /// time", and `PT90S` no).
     pub fn parse_before_due(raw: &str) -> Result<Self, ValidationError> {
         const BAD: ValidationError = ValidationError::Format {
             field: "reminders",
@@ -67,10 +69,10 @@ impl Reminder {
         };
         read(date, &[('W', 7 * 86_400), ('D', 86_400)])?;
         if let Some(time) = time {
-            read(time, &[('H', 3600), ('M', 60)])?;
+            read(time, &[('H', 3600), ('M', 60), ('S', 1)])?;
         }
         let before = Duration::from_secs(seconds);
-        if parts == 0 || before > Self::MAX_BEFORE {
+        if parts == 0 || before > Self::MAX_BEFORE || !seconds.is_multiple_of(60) {
             return Err(BAD);
         }
         Ok(Self::BeforeDue(before))
@@ -174,6 +176,9 @@ mod tests {
             ("P1DT2H30M", 95_400, "P1DT2H30M"),
             ("P2W", 14 * 86_400, "P14D"),
             ("PT90M", 5400, "PT1H30M"),
+            ("PT0S", 0, "PT0M"),
+            ("PT1M60S", 120, "PT2M"),
+            ("P1DT120S", 86_520, "P1DT2M"),
         ] {
             let reminder = Reminder::parse_before_due(raw).unwrap();
             assert_eq!(
@@ -198,6 +203,10 @@ mod tests {
             "P367D",
             "P9999999D",
             "PT1.5H",
+            "PT90S",
+            "PT1S",
+            "PT1S1M",
+            "P1S",
         ] {
             assert!(Reminder::parse_before_due(bad).is_err(), "{bad:?}");
         }
