@@ -796,3 +796,106 @@ fn postgres_labels_stored_before_they_were_composed_read_as_one() {
     };
     labels_stored_before_they_were_composed_read_as_one(&database);
 }
+
+/// The due key's migration (`000150`) goes down and up again over stored
+/// tasks, dated and undated: down, every row is there, in the order the
+/// version before read them (by its expression); up again, the store
+/// lists them in due order, undated last.
+fn the_due_key_migration_goes_down_and_up_over_stored_tasks(
+    database: &todo_store::testing::TestDatabase,
+) {
+    use diesel::Connection as _;
+    use diesel::RunQueryDsl as _;
+    use diesel_migrations::{FileBasedMigrations, MigrationHarness as _};
+    use todo_core::{TaskQuery, TaskSort, TaskStore as _, Timestamp};
+
+    use crate::conformance::{full_task, new_user};
+
+    let store = &database.store;
+    let owner = new_user(store, "alice", 0).user.id;
+    let due = |seconds: i64| Some(Timestamp::from_unix_micros(seconds * 1_000_000).unwrap());
+    let tasks = [due(300), None, due(100), None, due(200)].map({
+        let mut n = 0;
+        move |due_at| {
+            n += 1;
+            todo_core::Task {
+                due_at,
+                ..full_task(owner, n, 10 + i64::try_from(n).unwrap())
+            }
+        }
+    });
+    for task in &tasks {
+        store.insert_task(task).unwrap();
+    }
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+    }
+    // In the old index's order, as the version before read it.
+    let old_order = "SELECT id FROM tasks ORDER BY project_id, archived, \
+                     COALESCE(due_at, 9223372036854775807), id";
+    let ids: Vec<Id> = match &database.config.url {
+        DatabaseUrl::Sqlite(path) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+            let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            let migrations = FileBasedMigrations::from_path(dir).unwrap();
+            let reverted = c.revert_last_migration(migrations.clone()).unwrap();
+            assert!(reverted.to_string().contains("000150"), "{reverted}");
+            let ids = diesel::sql_query(old_order).load(&mut c).unwrap();
+            c.run_pending_migrations(migrations).unwrap();
+            ids
+        }
+        DatabaseUrl::Postgres(url) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+            let mut c = diesel::PgConnection::establish(url).unwrap();
+            let migrations = FileBasedMigrations::from_path(dir).unwrap();
+            let reverted = c.revert_last_migration(migrations.clone()).unwrap();
+            assert!(reverted.to_string().contains("000150"), "{reverted}");
+            let ids = diesel::sql_query(old_order).load(&mut c).unwrap();
+            c.run_pending_migrations(migrations).unwrap();
+            ids
+        }
+    };
+    let by_due: Vec<String> = [2, 4, 0, 1, 3]
+        .map(|i: usize| tasks[i].id.to_string())
+        .to_vec();
+    let mut undated_last = by_due.clone();
+    undated_last[3..].sort();
+    assert_eq!(
+        ids,
+        undated_last
+            .iter()
+            .map(|id| Id { id: id.clone() })
+            .collect::<Vec<_>>()
+    );
+    let query = TaskQuery {
+        sort: TaskSort::DueAsc,
+        ..TaskQuery::default()
+    };
+    let listed: Vec<String> = store
+        .list_tasks(owner, &query, None, 10)
+        .unwrap()
+        .iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    assert_eq!(
+        listed, undated_last,
+        "up again, the store reads the new key"
+    );
+}
+
+#[test]
+fn sqlite_the_due_key_migration_goes_down_and_up_over_stored_tasks() {
+    the_due_key_migration_goes_down_and_up_over_stored_tasks(
+        &todo_store::testing::TestDatabase::sqlite(),
+    );
+}
+
+#[test]
+fn postgres_the_due_key_migration_goes_down_and_up_over_stored_tasks() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    the_due_key_migration_goes_down_and_up_over_stored_tasks(&database);
+}
