@@ -314,7 +314,11 @@ impl TaskService {
         match items {
             // (whether the caller is a member is a read of its own: on the
             // blocking path, `list`)
-            Ok(items) if items.is_empty() && self.names_a_shared_project(caller, query) => None,
+            Ok(items)
+                if items.is_empty() && self.names_a_project_not_their_inbox(caller, query) =>
+            {
+                None
+            }
             items => Some(items.map_err(Error::from).map(|items| page(query, items))),
         }
     }
@@ -338,7 +342,7 @@ impl TaskService {
     }
 
     /// Whether `query` names a project other than the caller's Inbox.
-    fn names_a_shared_project(&self, caller: UserId, query: &TaskQuery) -> bool {
+    fn names_a_project_not_their_inbox(&self, caller: UserId, query: &TaskQuery) -> bool {
         query
             .project
             .is_some_and(|project| project != ProjectId::inbox_of(caller))
@@ -349,7 +353,9 @@ impl TaskService {
     /// it was read through the caller's memberships, so they are one).
     fn member_if_empty(&self, caller: UserId, query: &TaskQuery, items: &[Task]) -> Result<()> {
         match query.project {
-            Some(project) if items.is_empty() && self.names_a_shared_project(caller, query) => {
+            Some(project)
+                if items.is_empty() && self.names_a_project_not_their_inbox(caller, query) =>
+            {
                 if self.store.project_members(project)?.contains(&caller) {
                     Ok(())
                 } else {
