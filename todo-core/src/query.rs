@@ -72,8 +72,7 @@ impl SearchText {
     /// The longest search text, in characters.
     pub const MAX_CHARS: usize = 200;
 
-    /// Parses a `q` parameter and folds it as search texts are: lower
-    /// case, composed (NFC).
+    /// Parses a `q` parameter and folds it to lower case.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "q";
         let n = if raw.len() > Self::MAX_CHARS * 4 {
@@ -94,7 +93,7 @@ impl SearchText {
                 allowed: "printable characters, line breaks and tabs",
             });
         }
-        Ok(Self(crate::task::fold(raw)))
+        Ok(Self(raw.to_lowercase()))
     }
 
     /// The folded text, to look for in [`Task::search_text`].

@@ -456,27 +456,13 @@ impl Task {
 /// control character, which neither may contain.
 pub const SEARCH_SEPARATOR: char = '\u{1f}';
 
-/// The folded search text of a title and description ([`Task::search_text`]):
-/// each in lower case and composed (NFC), as `q` is.
+/// The folded search text of a title and description ([`Task::search_text`]).
 #[must_use]
 pub fn search_text(title: &Title, description: &Description) -> String {
-    let mut text = fold(title.as_str());
+    let mut text = title.as_str().to_lowercase();
     text.push(SEARCH_SEPARATOR);
-    text.push_str(&fold(description.as_str()));
+    text.push_str(&description.as_str().to_lowercase());
     text
-}
-
-/// Text as searches compare it: lower case, composed (NFC), so that `é`
-/// typed as one character or as `e` and an accent finds the other.
-#[must_use]
-pub(crate) fn fold(text: &str) -> String {
-    use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
-    let lower = text.to_lowercase();
-    if is_nfc_quick(lower.chars()) == IsNormalized::Yes {
-        lower
-    } else {
-        lower.nfc().collect()
-    }
 }
 
 /// The writable fields of a new task.

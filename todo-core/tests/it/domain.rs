@@ -246,25 +246,6 @@ fn labels_that_look_alike_are_one_label() {
     );
 }
 
-/// A search finds text however its accents were typed: `q` and the
-/// search text are both lower case and composed.
-#[test]
-fn searches_find_text_typed_either_way() {
-    let task_text = |title: &str| {
-        todo_core::search_text(
-            &Title::parse(title).unwrap(),
-            &Description::parse("").unwrap(),
-        )
-    };
-    for (typed, searched) in [("Caf\u{e9}", "CAFE\u{301}"), ("Cafe\u{301}", "caf\u{e9}")] {
-        let q = todo_core::SearchText::parse(searched).unwrap();
-        assert!(
-            task_text(typed).contains(q.folded()),
-            "{typed:?} by {searched:?}"
-        );
-    }
-}
-
 #[test]
 fn times_are_rfc3339_normalised_to_utc_microseconds() {
     let t = Timestamp::parse_rfc3339("2026-03-01T14:30:45.1234567+02:00", "due_at").unwrap();
