@@ -184,8 +184,7 @@ impl Priority {
     }
 }
 
-/// A label: 1 to 32 characters, no control characters, no surrounding
-/// spaces, in Unicode's composed form (NFC).
+/// A label: 1 to 32 characters, no control characters, no surrounding spaces.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label(String);
 
@@ -195,34 +194,10 @@ impl Label {
     /// The shortest label, in characters.
     pub const MIN_CHARS: usize = 1;
 
-    /// Parses a label, composed (NFC): `é` typed as one character and as
-    /// `e` with a combining accent, which look the same, are one label (a
-    /// task cannot have both; `label=` finds either). The limits apply to
-    /// the composed form; input longer than any label could be is refused
-    /// before it is composed.
+    /// Parses a label.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
-        // (a composed character may come as several code points, a Hangul
-        // syllable as three jamo of three bytes: 16 bytes each is room for
-        // any label, and bounds what is composed)
-        if raw.len() > Self::MAX_CHARS * 16 {
-            return Err(ValidationError::Length {
-                field: "labels",
-                min: Self::MIN_CHARS,
-                max: Self::MAX_CHARS,
-            });
-        }
-        if is_nfc_quick(raw.chars()) == IsNormalized::Yes {
-            Self::parse_composed(raw.to_owned())
-        } else {
-            Self::parse_composed(raw.nfc().collect())
-        }
-    }
-
-    /// The checks of [`Label::parse`], on its composed form.
-    fn parse_composed(raw: String) -> Result<Self, ValidationError> {
         const FIELD: &str = "labels";
-        match char_count_within(&raw, Self::MAX_CHARS) {
+        match char_count_within(raw, Self::MAX_CHARS) {
             Some(n) if n >= Self::MIN_CHARS => {}
             _ => {
                 return Err(ValidationError::Length {
@@ -241,7 +216,7 @@ impl Label {
                 allowed: "printable characters without leading or trailing spaces",
             });
         }
-        Ok(Self(raw))
+        Ok(Self(raw.to_owned()))
     }
 
     /// The label as given.

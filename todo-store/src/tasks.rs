@@ -189,6 +189,7 @@ impl StoredTask {
     pub(crate) fn into_task(self) -> Result<Task, StoreError> {
         let bad = |_| corrupt("task");
         let time = |micros| Timestamp::from_unix_micros(micros).map_err(bad);
+        let labels = self.labels.split(LABEL_SEPARATOR).filter(|l| !l.is_empty());
         Ok(Task {
             id: TaskId::parse(&self.id).map_err(bad)?,
             project: ProjectId::parse(&self.project_id).map_err(bad)?,
@@ -222,7 +223,7 @@ impl StoredTask {
             completed_at: self.completed_at.map(time).transpose()?,
             due_at: self.due_at.map(time).transpose()?,
             priority: Priority::new(i64::from(self.priority)).map_err(bad)?,
-            labels: read_labels(&self.labels).ok_or_else(|| corrupt("task"))?,
+            labels: Labels::parse(labels).map_err(bad)?,
             archived: self.archived != 0,
             created_at: time(self.created_at)?,
             updated_at: time(self.updated_at)?,
@@ -263,24 +264,6 @@ fn write_reminders(reminders: &Reminders) -> String {
 }
 
 /// The reminders of [`write_reminders`]' text; `None` if it is not that.
-/// A task's labels as stored. Labels are composed (NFC) as they are
-/// parsed; one written before that, as `e` and a combining accent, reads
-/// composed, and if the task also had the composed `é` the two read as one
-/// label (where parsing a set would refuse the pair, and the task could no
-/// longer be read). Its `task_labels` rows stay as written until the task
-/// is next written (every write writes them anew): until then `label=`
-/// finds such a task by the label as it was typed.
-fn read_labels(text: &str) -> Option<Labels> {
-    let mut labels = text
-        .split(LABEL_SEPARATOR)
-        .filter(|l| !l.is_empty())
-        .map(|l| todo_core::Label::parse(l).ok())
-        .collect::<Option<Vec<_>>>()?;
-    labels.sort();
-    labels.dedup();
-    Labels::new(labels).ok()
-}
-
 fn read_reminders(text: &str) -> Option<Reminders> {
     let reminders = text
         .lines()

@@ -216,36 +216,6 @@ fn labels_are_up_to_20_distinct_of_1_to_32_characters() {
     );
 }
 
-/// Labels are composed (NFC): one that looks like another is the other.
-#[test]
-fn labels_that_look_alike_are_one_label() {
-    let composed = "caf\u{e9}";
-    let decomposed = "cafe\u{301}";
-    assert_ne!(composed, decomposed);
-    let label = Label::parse(decomposed).unwrap();
-    assert_eq!(label.as_str(), composed);
-    assert_eq!(label, Label::parse(composed).unwrap());
-    assert!(matches!(
-        Labels::parse([composed, decomposed]),
-        Err(ValidationError::Duplicate { .. })
-    ));
-    // The limit counts composed characters: 32 accented letters typed as
-    // 64 code points are a label; 33 are not.
-    assert!(Label::parse(&"e\u{301}".repeat(32)).is_ok());
-    assert!(Label::parse(&"e\u{301}".repeat(33)).is_err());
-    // Hangul typed as jamo (three code points, nine bytes a syllable).
-    let syllables = "\u{1100}\u{1161}\u{11a8}".repeat(32);
-    assert_eq!(
-        Label::parse(&syllables).unwrap().as_str().chars().count(),
-        32
-    );
-    // A compatibility character is kept (NFC, not NFKC): `ﬁ` is not `fi`.
-    assert_ne!(
-        Label::parse("\u{fb01}").unwrap(),
-        Label::parse("fi").unwrap()
-    );
-}
-
 #[test]
 fn times_are_rfc3339_normalised_to_utc_microseconds() {
     let t = Timestamp::parse_rfc3339("2026-03-01T14:30:45.1234567+02:00", "due_at").unwrap();
