@@ -465,6 +465,11 @@ async function loadPage({ first = false, quiet = false } = {}) {
       const retry = () => { clearTimeout(state.loadRetryTimer); loadPage(); };
       showConnection({ error, retryIn: state.loadRetry, retry });
       state.loadRetryTimer = setTimeout(retry, state.loadRetry * 1000);
+    } else if (state.project && error instanceof api.ApiError && error.status === 404) {
+      // The project is gone for us (left, removed, deleted) between two
+      // reads: back to all projects, as loadProjects does when it notices.
+      await loadProjects();
+      if (!state.project) loadPage();
     } else if (!(error instanceof api.ApiError && error.status === 401)) {
       showErrors(form, error);
     }

@@ -101,6 +101,26 @@ impl ChangeBells {
             .is_empty()
     }
 
+    /// Rings the subscribers of each of `members`' streams (after a write
+    /// that went to them), every subscriber if `members` fails (the streams
+    /// poll now and then too; waking all is the sure way). `members` is
+    /// read only if someone in this process waits: an API client's writes,
+    /// with no page open, read nothing to ring. A subscriber who hangs its
+    /// bell after this look reads the log after hanging it, and finds the
+    /// write there.
+    pub(crate) fn ring_members<M, E>(&self, members: impl FnOnce() -> Result<M, E>)
+    where
+        M: IntoIterator<Item = UserId>,
+    {
+        if self.nobody_waits() {
+            return;
+        }
+        match members() {
+            Ok(members) => members.into_iter().for_each(|member| self.ring(member)),
+            Err(_) => self.ring_all(),
+        }
+    }
+
     /// Subscribers waiting now, across owners (for metrics and tests).
     pub(crate) fn subscribers(&self) -> usize {
         self.owners
@@ -302,6 +322,42 @@ mod tests {
         // Rung while nobody waits: the next look sees it.
         bells.ring(bob);
         assert!(b.poll_rung(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn members_are_read_to_ring_only_while_someone_waits() {
+        let bells = ChangeBells::default();
+        let (alice, bob) = (user(1), user(2));
+        let reads = std::cell::Cell::new(0);
+        let members = || {
+            reads.set(reads.get() + 1);
+            Ok::<_, ()>([alice, bob])
+        };
+        assert!(bells.nobody_waits());
+        bells.ring_members(members);
+        assert_eq!(reads.get(), 0, "nobody waits: nothing read");
+        let bell = bells.hang(bob);
+        assert!(!bells.nobody_waits());
+        bells.ring_members(members);
+        assert_eq!(reads.get(), 1);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            bell.poll_rung(&mut cx).is_ready(),
+            "bob's bell rung through the members"
+        );
+        bells.take_down(bob, &bell);
+        assert!(bells.nobody_waits(), "taken down");
+        let dropped = bells.hang(alice);
+        drop(dropped);
+        bells.ring_members(members);
+        assert_eq!(
+            reads.get(),
+            2,
+            "a dropped bell counts until a ring forgets it"
+        );
+        assert!(bells.nobody_waits(), "forgotten by that ring");
+        bells.ring_members(members);
+        assert_eq!(reads.get(), 2);
     }
 
     #[test]

@@ -174,18 +174,11 @@ impl ProjectService {
         let Some(bells) = &self.bells else {
             return;
         };
-        match self.projects.members(id) {
-            Ok(members) => {
-                for (member, _) in members {
-                    bells.ring(member.user);
-                }
-                if let Some(user) = also {
-                    bells.ring(user);
-                }
-            }
-            // (the streams poll now and then too; waking all is the sure way)
-            Err(_) => bells.ring_all(),
-        }
+        bells.ring_members(|| {
+            let members = self.projects.members(id)?;
+            let users = members.into_iter().map(|(member, _)| member.user);
+            Ok::<_, crate::StoreError>(users.chain(also))
+        });
     }
 
     /// The same service, publishing feeds ([`ProjectService::publish_feed`])
@@ -431,18 +424,24 @@ impl ProjectService {
             Precondition::Version(version) => Some(version),
             Precondition::Any | Precondition::Unmatchable => None,
         };
-        // Who to wake once it is gone (read before: after, nobody is).
-        let members = self.bells.as_ref().map(|_| self.projects.members(id));
+        // Who to wake once it is gone (read before: after, nobody is), if
+        // anyone here waits (one who comes meanwhile finds the deletion
+        // at the streams' next look, a delay, not a loss).
+        let members = self
+            .bells
+            .as_ref()
+            .filter(|bells| !bells.nobody_waits())
+            .map(|_| self.projects.members(id));
         // The condition again in the delete itself: a change between the
         // read and here fails it, as it does a task's.
         if self
             .projects
             .delete_project(caller, id, expected, self.clock.now())?
         {
-            if let Some(bells) = &self.bells {
+            if let (Some(bells), Some(members)) = (&self.bells, members) {
                 match members {
-                    Some(Ok(members)) => members.iter().for_each(|(m, _)| bells.ring(m.user)),
-                    _ => bells.ring_all(),
+                    Ok(members) => members.iter().for_each(|(m, _)| bells.ring(m.user)),
+                    Err(_) => bells.ring_all(),
                 }
             }
             return Ok(());

@@ -186,25 +186,12 @@ impl TaskService {
     /// Read after the write: a member added meanwhile had no change in
     /// their stream, one removed meanwhile costs one empty read.
     fn ring_project(&self, caller: UserId, project: ProjectId) {
-        // Nobody here waits (an API client's writes, no page open): no
-        // members to read. A subscriber who comes after this look reads
-        // the log after hanging its bell, and finds this write there.
-        if self.bells.nobody_waits() {
-            return;
-        }
         if project == ProjectId::inbox_of(caller) {
             self.bells.ring(caller);
             return;
         }
-        match self.store.project_members(project) {
-            Ok(members) => {
-                for member in members {
-                    self.bells.ring(member);
-                }
-            }
-            // (the streams poll now and then too; waking all is the sure way)
-            Err(_) => self.bells.ring_all(),
-        }
+        self.bells
+            .ring_members(|| self.store.project_members(project));
     }
 
     /// Creates a task at version 1 in `new.project` (the caller's Inbox
@@ -298,7 +285,10 @@ impl TaskService {
     }
 
     /// [`TaskService::list`] if the store can answer in place, as
-    /// [`TaskService::get_in_place`].
+    /// [`TaskService::get_in_place`]. `None` also for an empty page of one
+    /// named project that is not the caller's Inbox: whether the caller is
+    /// a member of it (an empty page, or 404) is a read of its own, made by
+    /// `list` on a blocking thread.
     pub fn list_in_place(
         &self,
         caller: UserId,
@@ -314,11 +304,7 @@ impl TaskService {
         match items {
             // (whether the caller is a member is a read of its own: on the
             // blocking path, `list`)
-            Ok(items)
-                if items.is_empty() && self.names_a_project_not_their_inbox(caller, query) =>
-            {
-                None
-            }
+            Ok(items) if items.is_empty() && names_another_project(caller, query) => None,
             items => Some(items.map_err(Error::from).map(|items| page(query, items))),
         }
     }
@@ -341,21 +327,12 @@ impl TaskService {
         Ok(page(query, items))
     }
 
-    /// Whether `query` names a project other than the caller's Inbox.
-    fn names_a_project_not_their_inbox(&self, caller: UserId, query: &TaskQuery) -> bool {
-        query
-            .project
-            .is_some_and(|project| project != ProjectId::inbox_of(caller))
-    }
-
     /// A list of one named project that came back empty: empty for a
     /// member, [`Error::NotFound`] for anyone else (a page with a task in
     /// it was read through the caller's memberships, so they are one).
     fn member_if_empty(&self, caller: UserId, query: &TaskQuery, items: &[Task]) -> Result<()> {
         match query.project {
-            Some(project)
-                if items.is_empty() && self.names_a_project_not_their_inbox(caller, query) =>
-            {
+            Some(project) if items.is_empty() && names_another_project(caller, query) => {
                 if self.store.project_members(project)?.contains(&caller) {
                     Ok(())
                 } else {
@@ -838,6 +815,14 @@ fn read_limit(query: &TaskQuery) -> usize {
 }
 
 /// The page of `query` from the tasks read for it ([`read_limit`]).
+/// Whether `query` names one project other than the caller's own Inbox
+/// (shared with them, another user's Inbox, or no project at all).
+fn names_another_project(caller: UserId, query: &TaskQuery) -> bool {
+    query
+        .project
+        .is_some_and(|project| project != ProjectId::inbox_of(caller))
+}
+
 fn page(query: &TaskQuery, mut items: Vec<Task>) -> Page<Task, TaskCursor> {
     let limit = query.limit.get();
     let next_cursor = if items.len() > limit {

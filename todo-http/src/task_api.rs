@@ -800,7 +800,7 @@ async fn create_task(
         ("done" = Option<bool>, Query, description = "only done or not done"),
         ("archived" = Option<bool>, Query, description = "archived tasks instead of the others"),
         ("label" = Option<String>, Query, description = "tasks with this label"),
-        ("project" = Option<String>, Query, format = Uuid, description = "only this project's tasks (none for a project the caller is not a member of)"),
+        ("project" = Option<String>, Query, format = Uuid, description = "only this project's tasks (404 for a project the caller is not a member of, as for everything in it)"),
         ("parent" = Option<String>, Query, format = Uuid, description = "only the subtasks of this task"),
         ("q" = Option<String>, Query, description = "case-insensitive literal substring of title or description"),
         ("due_before" = Option<String>, Query, format = DateTime, description = "strictly before; tasks without a due date are left out"),
@@ -809,7 +809,10 @@ async fn create_task(
         ("limit" = Option<i64>, Query, description = "page size"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page, same query"),
     ),
-    responses((status = 200, description = "A page of tasks", body = TaskPage<'_>)))]
+    responses(
+        (status = 200, description = "A page of tasks", body = TaskPage<'_>),
+        (status = 404, description = "`project` names a project the caller is not a member of"),
+    ))]
 async fn list_tasks(
     State(api): Tasks,
     Caller(caller): Caller,

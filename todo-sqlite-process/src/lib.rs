@@ -46,21 +46,21 @@ use diesel::{Connection, ConnectionResult, SqliteConnection};
 /// Where `threadsafe` is 0 nothing is asked, and the others read
 /// `SQLITE_MISUSE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+struct Settings {
     /// `sqlite3_threadsafe()`: 0 for a build without mutexes, where
     /// nothing is set (and connections moved between threads are unsafe).
-    pub threadsafe: i32,
+    threadsafe: i32,
     /// To `SQLITE_CONFIG_MULTITHREAD`.
-    pub multithread: i32,
+    multithread: i32,
     /// To `SQLITE_CONFIG_MEMSTATUS` off.
-    pub no_memory_statistics: i32,
+    no_memory_statistics: i32,
     /// To `sqlite3_initialize()`, right after.
-    pub initialised: i32,
+    initialised: i32,
 }
 
 impl Settings {
     /// Whether SQLite took both.
-    pub fn applied(self) -> bool {
+    fn applied(self) -> bool {
         use libsqlite3_sys::SQLITE_OK;
         self.threadsafe != 0
             && self.multithread == SQLITE_OK
@@ -72,7 +72,7 @@ impl Settings {
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
 /// The settings, made now if this is the first call in the process.
-pub fn settings() -> Settings {
+fn settings() -> Settings {
     *SETTINGS.get_or_init(|| {
         let settings = configure();
         if settings.threadsafe == 0 {
@@ -138,19 +138,31 @@ fn configure() -> Settings {
     }
 }
 
-/// The settings made (if not yet), or why the store cannot use this
-/// SQLite: one built without mutexes.
-pub fn usable() -> Result<Settings, &'static str> {
-    let settings = settings();
-    if settings.threadsafe == 0 {
+/// Makes the settings, if this is the first call in the process, or says
+/// why the store cannot use this SQLite: one built without mutexes.
+///
+/// # Soundness
+///
+/// The first call in the process must come before any other SQLite call
+/// of the process's, with no other thread inside SQLite meanwhile (SQLite's
+/// rule for its global configuration): todo-store makes it in
+/// `SqlStore::open`, before its first connection, on its caller's thread.
+/// Later calls only read what the first decided.
+pub fn usable() -> Result<(), &'static str> {
+    if settings().threadsafe == 0 {
         return Err(WITHOUT_MUTEXES);
     }
-    Ok(settings)
+    Ok(())
 }
 
 /// A connection to the SQLite database at `path`, the process-wide
-/// settings made first: every SQLite connection of the store opens here.
-/// Refused for a SQLite built without mutexes.
+/// settings made first ([`usable`]): every SQLite connection of the store
+/// opens here. Refused for a SQLite built without mutexes.
+///
+/// # Soundness
+///
+/// As [`usable`]: the first call in the process (of either) must come
+/// before any other SQLite call of the process's.
 pub fn establish(path: &str) -> ConnectionResult<SqliteConnection> {
     usable().map_err(|why| diesel::ConnectionError::BadConnection(why.to_owned()))?;
     SqliteConnection::establish(path)

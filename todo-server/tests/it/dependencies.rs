@@ -127,10 +127,39 @@ fn only_todo_sqlite_process_may_hold_unsafe_code() {
                 !inherits && manifest.contains("unsafe_code = \"deny\""),
                 "{name}"
             );
+            // Its copy of the workspace's lints kept in step: the same
+            // lines in each table, but `unsafe_code`.
+            for table in ["lints.rust", "lints.clippy"] {
+                let workspace = lint_lines(&workspace_lints, &format!("workspace.{table}"));
+                assert!(!workspace.is_empty(), "{table}");
+                assert_eq!(
+                    lint_lines(&manifest, table),
+                    workspace,
+                    "{name}'s [{table}]"
+                );
+            }
         } else {
             assert!(inherits, "{name} does not take the workspace's lints");
         }
         checked += 1;
     }
     assert!(checked >= 10, "{checked} members");
+}
+
+/// The settings of `[table]` in a manifest's text, `unsafe_code` left out,
+/// sorted.
+fn lint_lines(manifest: &str, table: &str) -> Vec<String> {
+    let header = format!("[{table}]");
+    let mut lines: Vec<String> = manifest
+        .lines()
+        .skip_while(|line| line.trim() != header)
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter(|line| !line.starts_with("unsafe_code"))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
 }

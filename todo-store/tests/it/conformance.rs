@@ -3619,9 +3619,10 @@ fn a_shared_projects_change_reads_the_same_in_every_members_stream(f: &Fixture) 
             .collect()
     };
     let owners = task_changes(alice);
-    // Two created, the next occurrence created, the completion, the edit,
-    // two deletions; one of them has a series.
-    assert!(owners.len() >= 7, "{owners:#?}");
+    // Two created, the completion, the next occurrence created, the edit,
+    // three deletions (the parent's subtree: it and both occurrences); one
+    // of them has a series.
+    assert_eq!(owners.len(), 8, "{owners:#?}");
     assert!(
         owners
             .iter()
