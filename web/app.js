@@ -469,7 +469,9 @@ async function loadPage({ first = false, quiet = false } = {}) {
       // The project is gone for us (left, removed, deleted) between two
       // reads: back to all projects, as loadProjects does when it notices.
       await loadProjects();
-      if (!state.project) loadPage();
+      if (seq !== state.loadSeq) return false;
+      if (state.project) showErrors(form, error);
+      else loadPage();
     } else if (!(error instanceof api.ApiError && error.status === 401)) {
       showErrors(form, error);
     }

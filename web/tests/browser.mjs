@@ -1206,8 +1206,12 @@ try {
   const catSees = await cat.evaluate(() => ({
     projects: [...document.querySelectorAll('#project-list button')].map((b) => b.textContent),
     tasks: [...document.querySelectorAll('#task-list .title')].map((e) => e.textContent),
+    error: document.querySelector('#filters .form-error')?.textContent || '',
   }));
   check(goneForCat, `a removed member's page drops the project and its tasks live (${JSON.stringify(catSees)})`);
+  // (a read of the project racing the removal is a 404 now: the page
+  // goes back to all projects, with no error in the filters)
+  check(catSees.error === '', `no error shown to the removed member (${catSees.error})`);
   for (const { ctx } of Object.values(shared)) await ctx.close();
 
   check(pairs.length >= 3 && pairs.every((p) => p.access_token && !('refresh_token' in p)),
