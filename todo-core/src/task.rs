@@ -184,7 +184,8 @@ impl Priority {
     }
 }
 
-/// A label: 1 to 32 characters, no control characters, no surrounding spaces.
+/// A label: 1 to 32 characters, no control characters, no surrounding
+/// spaces; as given, none invisible and no leading combining mark.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label(String);
 
@@ -194,8 +195,32 @@ impl Label {
     /// The shortest label, in characters.
     pub const MIN_CHARS: usize = 1;
 
-    /// Parses a label.
+    /// Parses a label as a client gives it: [`Label::parse_stored`]'s
+    /// rules, and none of the characters that show nothing or reorder the
+    /// text around them (zero-width spaces, bidirectional controls, the
+    /// byte-order mark, fillers, noncharacters), nor a combining mark first, so
+    /// that a label cannot look empty or like another (an editor of a
+    /// shared project adding "work" with a zero-width space in it).
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let label = Self::parse_stored(raw)?;
+        let leading_mark = raw
+            .chars()
+            .next()
+            .is_some_and(unicode_normalization::char::is_combining_mark);
+        if leading_mark || raw.chars().any(is_invisible) {
+            return Err(ValidationError::Charset {
+                field: "labels",
+                allowed: "visible characters, not starting with a combining mark",
+            });
+        }
+        Ok(label)
+    }
+
+    /// Parses a label as stored: the rules labels were first written
+    /// under (length, not blank, no control characters, no surrounding
+    /// spaces), so that one written before [`Label::parse`] refused
+    /// invisible characters still reads (and its task with it).
+    pub fn parse_stored(raw: &str) -> Result<Self, ValidationError> {
         const FIELD: &str = "labels";
         match char_count_within(raw, Self::MAX_CHARS) {
             Some(n) if n >= Self::MIN_CHARS => {}
@@ -226,6 +251,36 @@ impl Label {
     }
 }
 
+/// Whether `c` shows nothing, or changes the order or joining of what is
+/// around it without showing: soft hyphen, zero-width space, word joiner
+/// and invisible operators, the byte-order mark, bidirectional marks,
+/// embeddings, overrides and isolates, fillers, interlinear annotation
+/// marks, and noncharacters. The zero-width (non-)joiners stay: scripts
+/// and emoji sequences need them.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{61c}'
+            | '\u{115f}'
+            | '\u{1160}'
+            | '\u{17b4}'
+            | '\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fdd0}'..='\u{fdef}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}'
+    ) || (u32::from(c) & 0xfffe) == 0xfffe
+}
+
 /// Up to 20 distinct labels, kept sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Labels(Vec<Label>);
@@ -249,8 +304,22 @@ impl Labels {
         Ok(Self(labels))
     }
 
-    /// Parses each string, then the set.
+    /// Parses each string ([`Label::parse`]), then the set.
     pub fn parse<'a>(raw: impl IntoIterator<Item = &'a str>) -> Result<Self, ValidationError> {
+        Self::parse_with(raw, Label::parse)
+    }
+
+    /// Parses each stored string ([`Label::parse_stored`]), then the set.
+    pub fn parse_stored<'a>(
+        raw: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, ValidationError> {
+        Self::parse_with(raw, Label::parse_stored)
+    }
+
+    fn parse_with<'a>(
+        raw: impl IntoIterator<Item = &'a str>,
+        parse: fn(&str) -> Result<Label, ValidationError>,
+    ) -> Result<Self, ValidationError> {
         let mut labels = Vec::new();
         for item in raw {
             if labels.len() == Self::MAX_LABELS {
@@ -259,7 +328,7 @@ impl Labels {
                     max: Self::MAX_LABELS,
                 });
             }
-            labels.push(Label::parse(item)?);
+            labels.push(parse(item)?);
         }
         Self::new(labels)
     }

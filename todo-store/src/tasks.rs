@@ -223,7 +223,7 @@ impl StoredTask {
             completed_at: self.completed_at.map(time).transpose()?,
             due_at: self.due_at.map(time).transpose()?,
             priority: Priority::new(i64::from(self.priority)).map_err(bad)?,
-            labels: Labels::parse(labels).map_err(bad)?,
+            labels: Labels::parse_stored(labels).map_err(bad)?,
             archived: self.archived != 0,
             created_at: time(self.created_at)?,
             updated_at: time(self.updated_at)?,

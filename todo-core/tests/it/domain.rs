@@ -216,6 +216,53 @@ fn labels_are_up_to_20_distinct_of_1_to_32_characters() {
     );
 }
 
+/// A label shows what it is: none made invisible or look-alike by
+/// characters that show nothing or reorder the text, or that starts with a
+/// combining mark; such a label as stored (accepted before) still reads.
+#[test]
+fn labels_show_what_they_are() {
+    for bad in [
+        "\u{200b}",
+        "work\u{200b}",
+        "\u{301}",
+        "\u{301}work",
+        "\u{202e}krow",
+        "wo\u{2066}rk",
+        "\u{feff}work",
+        "work\u{ad}",
+        "\u{ffff}",
+        "\u{fdd0}x",
+        "\u{3164}",
+        "x\u{1fffe}",
+    ] {
+        assert!(
+            matches!(Label::parse(bad), Err(ValidationError::Charset { .. })),
+            "{bad:?}"
+        );
+        assert!(Label::parse_stored(bad).is_ok(), "{bad:?} as stored");
+    }
+    // Accents, scripts that join with ZWNJ, emoji sequences with ZWJ and
+    // variation selectors, flags of tag sequences: all visible.
+    for good in [
+        "caf\u{e9}",
+        "cafe\u{301}",
+        "\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}",
+        "\u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}",
+        "\u{2764}\u{fe0f}",
+        "\u{1f3f4}\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f}",
+    ] {
+        assert!(Label::parse(good).is_ok(), "{good:?}");
+    }
+    assert!(Labels::parse(["work", "work\u{200b}"]).is_err());
+    assert_eq!(
+        Labels::parse_stored(["work", "work\u{200b}"])
+            .unwrap()
+            .iter()
+            .count(),
+        2
+    );
+}
+
 #[test]
 fn times_are_rfc3339_normalised_to_utc_microseconds() {
     let t = Timestamp::parse_rfc3339("2026-03-01T14:30:45.1234567+02:00", "due_at").unwrap();

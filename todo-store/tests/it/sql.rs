@@ -830,3 +830,50 @@ fn postgres_the_due_key_migration_goes_down_and_up_over_stored_tasks() {
     };
     the_due_key_migration_goes_down_and_up_over_stored_tasks(&database);
 }
+
+/// A label stored before labels with invisible characters were refused
+/// (`work` with a zero-width space) still reads, and its task with it: a
+/// stored label is read by the rules it was written under.
+fn labels_stored_under_older_rules_still_read(database: &todo_store::testing::TestDatabase) {
+    use diesel::Connection as _;
+    use diesel::RunQueryDsl as _;
+    use todo_core::{Label, TaskStore as _};
+    use todo_store::DatabaseUrl;
+
+    use crate::conformance::{full_task, new_user};
+
+    let store = &database.store;
+    let owner = new_user(store, "alice", 0).user.id;
+    let task = full_task(owner, 1, 10);
+    store.insert_task(&task).unwrap();
+    let hidden = "work\u{200b}";
+    assert!(Label::parse(hidden).is_err(), "refused as given now");
+    let sql = format!(
+        "UPDATE tasks SET labels = 'work\n{hidden}' WHERE id = '{}'",
+        task.id
+    );
+    match &database.config.url {
+        DatabaseUrl::Sqlite(path) => diesel::sql_query(sql)
+            .execute(&mut diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap()),
+        DatabaseUrl::Postgres(url) => {
+            diesel::sql_query(sql).execute(&mut diesel::PgConnection::establish(url).unwrap())
+        }
+    }
+    .unwrap();
+    let found = store.find_task(owner, task.id).unwrap().unwrap();
+    let labels: Vec<&str> = found.labels.iter().map(Label::as_str).collect();
+    assert_eq!(labels, ["work", hidden]);
+}
+
+#[test]
+fn sqlite_labels_stored_under_older_rules_still_read() {
+    labels_stored_under_older_rules_still_read(&todo_store::testing::TestDatabase::sqlite());
+}
+
+#[test]
+fn postgres_labels_stored_under_older_rules_still_read() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    labels_stored_under_older_rules_still_read(&database);
+}
