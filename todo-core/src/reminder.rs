@@ -52,7 +52,9 @@ impl Reminder {
             let mut allowed = units.iter();
             for c in text.chars() {
                 if c.is_ascii_digit() {
-                    if number.len() >= 6 {
+                    // (eight digits: a year in seconds; the total is bounded
+                    // below)
+                    if number.len() >= 8 {
                         return Err(BAD);
                     }
                     number.push(c);
@@ -177,6 +179,8 @@ mod tests {
             ("P2W", 14 * 86_400, "P14D"),
             ("PT90M", 5400, "PT1H30M"),
             ("PT0S", 0, "PT0M"),
+            ("PT120S", 120, "PT2M"),
+            ("PT31536000S", 365 * 86_400, "P365D"),
             ("PT1M60S", 120, "PT2M"),
             ("P1DT120S", 86_520, "P1DT2M"),
         ] {

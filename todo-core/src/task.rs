@@ -203,11 +203,15 @@ impl Label {
     /// shared project adding "work" with a zero-width space in it).
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let label = Self::parse_stored(raw)?;
-        let leading_mark = raw
-            .chars()
-            .next()
-            .is_some_and(unicode_normalization::char::is_combining_mark);
-        if leading_mark || raw.chars().any(is_invisible) {
+        // (nothing that joins to or modifies a character before it first;
+        // a tag character only in a flag's tag sequence)
+        let leading_mark = raw.chars().next().is_some_and(|c| {
+            unicode_normalization::char::is_combining_mark(c)
+                || matches!(c, '\u{200c}' | '\u{200d}' | '\u{fe00}'..='\u{fe0f}')
+        });
+        let stray_tag = raw.chars().any(|c| matches!(c, '\u{e0000}'..='\u{e007f}'))
+            && !raw.contains('\u{1f3f4}');
+        if leading_mark || stray_tag || raw.chars().any(is_invisible) {
             return Err(ValidationError::Charset {
                 field: "labels",
                 allowed: "visible characters, not starting with a combining mark",
@@ -252,17 +256,36 @@ impl Label {
 }
 
 /// Whether `c` shows nothing, or changes the order or joining of what is
-/// around it without showing: soft hyphen, zero-width space, word joiner
-/// and invisible operators, the byte-order mark, bidirectional marks,
-/// embeddings, overrides and isolates, fillers, interlinear annotation
-/// marks, and noncharacters. The zero-width (non-)joiners stay: scripts
-/// and emoji sequences need them.
+/// around it without showing: spaces other than the plain one, line and
+/// paragraph separators, soft hyphen, zero-width space, word joiner and
+/// invisible operators, the byte-order mark, bidirectional marks,
+/// embeddings, overrides and isolates, other format characters (Arabic
+/// and Syriac number signs, musical formatting), fillers and the braille
+/// blank, interlinear annotation marks, and noncharacters. The zero-width
+/// (non-)joiners stay inside a label: scripts and emoji sequences need
+/// them.
 fn is_invisible(c: char) -> bool {
     matches!(
         c,
-        '\u{ad}'
+        '\u{a0}'
+            | '\u{ad}'
             | '\u{34f}'
+            | '\u{600}'..='\u{605}'
             | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{8e2}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200a}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202f}'
+            | '\u{205f}'
+            | '\u{2800}'
+            | '\u{3000}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{1d173}'..='\u{1d17a}'
             | '\u{115f}'
             | '\u{1160}'
             | '\u{17b4}'

@@ -814,7 +814,6 @@ fn read_limit(query: &TaskQuery) -> usize {
     query.limit.get().saturating_add(1)
 }
 
-/// The page of `query` from the tasks read for it ([`read_limit`]).
 /// Whether `query` names one project other than the caller's own Inbox
 /// (shared with them, another user's Inbox, or no project at all).
 fn names_another_project(caller: UserId, query: &TaskQuery) -> bool {
@@ -823,6 +822,7 @@ fn names_another_project(caller: UserId, query: &TaskQuery) -> bool {
         .is_some_and(|project| project != ProjectId::inbox_of(caller))
 }
 
+/// The page of `query` from the tasks read for it ([`read_limit`]).
 fn page(query: &TaskQuery, mut items: Vec<Task>) -> Page<Task, TaskCursor> {
     let limit = query.limit.get();
     let next_cursor = if items.len() > limit {

@@ -143,11 +143,15 @@ fn configure() -> Settings {
 ///
 /// # Soundness
 ///
-/// The first call in the process must come before any other SQLite call
-/// of the process's, with no other thread inside SQLite meanwhile (SQLite's
-/// rule for its global configuration): todo-store makes it in
-/// `SqlStore::open`, before its first connection, on its caller's thread.
-/// Later calls only read what the first decided.
+/// No other thread may be inside SQLite while the first call in the
+/// process runs (SQLite's rule for its global configuration, which that
+/// call writes unlocked): todo-store makes it in `SqlStore::open`, on its
+/// caller's thread, before its first connection. A program that used
+/// SQLite before is safe (SQLite refuses the settings, and keeps its own);
+/// a program that put SQLite in single-thread mode must not open a store,
+/// and another SQLite user in the process that shares a connection between
+/// threads opens it with `SQLITE_OPEN_FULLMUTEX` (the crate's
+/// documentation). Later calls only read what the first decided.
 pub fn usable() -> Result<(), &'static str> {
     if settings().threadsafe == 0 {
         return Err(WITHOUT_MUTEXES);
@@ -161,8 +165,8 @@ pub fn usable() -> Result<(), &'static str> {
 ///
 /// # Soundness
 ///
-/// As [`usable`]: the first call in the process (of either) must come
-/// before any other SQLite call of the process's.
+/// As [`usable`]'s: its first call (of either) with no other thread
+/// inside SQLite.
 pub fn establish(path: &str) -> ConnectionResult<SqliteConnection> {
     usable().map_err(|why| diesel::ConnectionError::BadConnection(why.to_owned()))?;
     SqliteConnection::establish(path)

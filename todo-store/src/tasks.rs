@@ -1436,27 +1436,20 @@ fn list_rows(
     if let Some(project) = query.project {
         return range(conn, &project.to_string());
     }
-    // A parent's children: in its project, one range (a parent the caller
-    // does not see has no children they see). The parent's project and its
-    // range are read in one snapshot: a subtree moved to another project
-    // meanwhile is read where it was or where it is, whole.
+    // A parent's children: in its project (a subtask is always in its
+    // parent's, and a task never changes project), one range; a parent the
+    // caller does not see has no children they see.
     if let Some(parent) = filter.parent {
-        return conn.transaction(|conn| {
-            if let AnyConnection::Postgresql(pg) = conn {
-                // (the first statement of the transaction)
-                pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
-            }
-            let project: Option<String> = tasks::table
-                .filter(tasks::id.eq(parent))
-                .filter(seen_by(&caller))
-                .select(tasks::project_id)
-                .first(conn)
-                .optional()?;
-            match project {
-                Some(project) => read_range(conn, &filter, &project, limit, budget),
-                None => Ok(Some(Vec::new())),
-            }
-        });
+        let project: Option<String> = tasks::table
+            .filter(tasks::id.eq(parent))
+            .filter(seen_by(&caller))
+            .select(tasks::project_id)
+            .first(conn)
+            .optional()?;
+        return match project {
+            Some(project) => read_range(conn, &filter, &project, limit, budget),
+            None => Ok(Some(Vec::new())),
+        };
     }
     // Most callers are members of a few projects (an Inbox, a few shared):
     // their ranges merged by the database in one statement, the memberships
@@ -2821,12 +2814,15 @@ mod statement_cache {
         let mut ids: Vec<TaskId> = listed.iter().map(|t| t.id).collect();
         ids.sort();
         assert_eq!(ids, [children[0].id, children[1].id]);
+        let stranger = user(store, "zed", 9);
+        let theirs = store.list_tasks(stranger, &of_parent, None, 10).unwrap();
+        assert!(theirs.is_empty(), "a parent they do not see: no children");
         let run = &seen.lock().unwrap().run;
         let reads: Vec<&String> = run.iter().filter(|sql| sql.starts_with("SELECT")).collect();
         assert_eq!(
             reads.len(),
-            2,
-            "the parent's project, then its range: {run:#?}"
+            3,
+            "the parent's project, then its range; the stranger's look: {run:#?}"
         );
         assert!(
             !reads.iter().any(|sql| sql.contains("UNION ALL")),

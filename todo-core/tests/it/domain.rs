@@ -234,6 +234,17 @@ fn labels_show_what_they_are() {
         "\u{fdd0}x",
         "\u{3164}",
         "x\u{1fffe}",
+        "\u{200d}",
+        "\u{200c}\u{200d}",
+        "\u{fe0f}a",
+        "\u{2800}",
+        "a\u{e0041}",
+        "\u{600}x",
+        "x\u{1d173}",
+        "no\u{a0}break",
+        "em\u{2003}space",
+        "wide\u{3000}space",
+        "line\u{2028}break",
     ] {
         assert!(
             matches!(Label::parse(bad), Err(ValidationError::Charset { .. })),
