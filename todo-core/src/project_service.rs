@@ -439,10 +439,8 @@ impl ProjectService {
             .delete_project(caller, id, expected, self.clock.now())?
         {
             if let (Some(bells), Some(members)) = (&self.bells, members) {
-                match members {
-                    Ok(members) => members.iter().for_each(|(m, _)| bells.ring(m.user)),
-                    Err(_) => bells.ring_all(),
-                }
+                bells
+                    .ring_members(|| members.map(|m| m.into_iter().map(|(member, _)| member.user)));
             }
             return Ok(());
         }

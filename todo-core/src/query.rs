@@ -224,7 +224,7 @@ impl TaskQuery {
     /// Whether it filters on more than the projects and the archived flag
     /// (done, parent, label, text, due dates): filters a store checks row
     /// by row, so that one matching little reads every task of the
-    /// caller's projects.
+    /// caller's projects (of the parent's project, for `parent`).
     #[must_use]
     pub fn scans(&self) -> bool {
         // Every field named: a filter added does not compile until it is

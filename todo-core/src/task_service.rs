@@ -304,7 +304,7 @@ impl TaskService {
         match items {
             // (whether the caller is a member is a read of its own: on the
             // blocking path, `list`)
-            Ok(items) if items.is_empty() && names_another_project(caller, query) => None,
+            Ok(items) if items.is_empty() && another_project(caller, query).is_some() => None,
             items => Some(items.map_err(Error::from).map(|items| page(query, items))),
         }
     }
@@ -331,13 +331,11 @@ impl TaskService {
     /// member, [`Error::NotFound`] for anyone else (a page with a task in
     /// it was read through the caller's memberships, so they are one).
     fn member_if_empty(&self, caller: UserId, query: &TaskQuery, items: &[Task]) -> Result<()> {
-        match query.project {
-            Some(project) if items.is_empty() && names_another_project(caller, query) => {
-                if self.store.project_members(project)?.contains(&caller) {
-                    Ok(())
-                } else {
-                    Err(Error::NotFound)
-                }
+        match another_project(caller, query) {
+            Some(project)
+                if items.is_empty() && !self.store.project_members(project)?.contains(&caller) =>
+            {
+                Err(Error::NotFound)
             }
             _ => Ok(()),
         }
@@ -814,12 +812,12 @@ fn read_limit(query: &TaskQuery) -> usize {
     query.limit.get().saturating_add(1)
 }
 
-/// Whether `query` names one project other than the caller's own Inbox
-/// (shared with them, another user's Inbox, or no project at all).
-fn names_another_project(caller: UserId, query: &TaskQuery) -> bool {
+/// The project `query` names, if it is not the caller's own Inbox (one
+/// shared with them, another user's Inbox, or no project at all).
+fn another_project(caller: UserId, query: &TaskQuery) -> Option<ProjectId> {
     query
         .project
-        .is_some_and(|project| project != ProjectId::inbox_of(caller))
+        .filter(|project| *project != ProjectId::inbox_of(caller))
 }
 
 /// The page of `query` from the tasks read for it ([`read_limit`]).

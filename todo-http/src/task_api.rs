@@ -318,7 +318,8 @@ struct CreateBody {
     /// The IANA zone the rule is read in (default `UTC`).
     #[serde(default)]
     time_zone: Option<String>,
-    /// At most 10: `{at}` or `{before_due}` (an ISO 8601 duration).
+    /// At most 10: `{at}` or `{before_due}` (an ISO 8601 duration of
+    /// weeks, days, hours, minutes, or seconds in whole minutes).
     #[serde(default)]
     reminders: Option<Vec<ReminderBody>>,
 }

@@ -1447,7 +1447,7 @@ fn list_rows(
             .first(conn)
             .optional()?;
         return match project {
-            Some(project) => read_range(conn, &filter, &project, limit, budget),
+            Some(project) => range(conn, &project),
             None => Ok(Some(Vec::new())),
         };
     }
@@ -1938,7 +1938,10 @@ impl<DB: diesel::backend::Backend> RowFilter<DB> for EveryRow {
 /// or not, as `(? IS NULL OR …)` with its value bound (NULL when the list
 /// lacks it): one statement's text for every combination, so diesel keeps
 /// one statement a sort and page type, where a text a combination would
-/// be 64 of them. The conditions are [`ListFilter::tasks`]'s.
+/// be 64 of them. The conditions are [`ListFilter::tasks`]'s. (`parent`
+/// is always NULL from `list_rows`, which reads a `parent=` list from its
+/// parent's project alone; it stays so that the statement filters all
+/// that `ListFilter::tasks` does, whoever calls it.)
 struct QueryFilters<'a> {
     done: Option<i16>,
     parent: Option<&'a str>,
