@@ -1,15 +1,18 @@
 //! The change log: every write to a task, a project or a project's members
-//! is recorded as a change in the stream of every member of the project (an
-//! Inbox's: its owner's; a removed member's too, for their removal), in the
-//! same transaction as the write (the store does it, so no write path can
-//! forget). A client that was offline asks for what
-//! came after the last change it saw ([`ChangeCursor`]); the live channels
-//! (events, webhooks) read the same log.
+//! is recorded once, as a change of the project, in the same transaction
+//! as the write (the store does it, so no write path can forget). A user's
+//! stream is what of the log they may see: the changes of each project
+//! they are a member of, from the change that made them one, and the few
+//! addressed to them alone (their removal from a project, a project's
+//! deletion). A client that was offline asks for what came after the last
+//! change it saw ([`ChangeCursor`]); the live channels (events, webhooks,
+//! the relay) read the same log.
 //!
-//! Each user's stream is numbered 1, 2, 3… in the order its changes
-//! committed, with no gap a reader could skip: the store hands out the
-//! next number under a lock held until the write commits, so a change
-//! numbered `n + 1` never commits before the one numbered `n`.
+//! The log is ordered by [`LogPosition`], with no gap a reader could skip:
+//! a reader is only ever shown a prefix of the order (the store reads
+//! only changes of transactions that no longer run, see
+//! [`LogPosition`]), so a change it has not seen never turns up behind
+//! one it has.
 
 use std::fmt;
 
@@ -91,35 +94,68 @@ impl fmt::Display for ChangeKind {
     }
 }
 
-/// The most changes an owner's stream keeps, whatever the retention: about
-/// the task quota's worth, so that the log cannot hold much more of one
-/// user than their tasks can (at the write limit, ten a second, a user
-/// would otherwise keep some 36,000 copies of a 40 KB task an hour). A
-/// write whose number is a multiple of [`TRIM_EVERY`] drops the stream's
-/// changes older than the latest `MAX_CHANGES_PER_OWNER`, as retention
-/// does (a reader behind them is told they are gone): a stream holds at
-/// most `MAX_CHANGES_PER_OWNER + TRIM_EVERY - 1` changes.
-pub const MAX_CHANGES_PER_OWNER: u64 = 10_000;
+/// The most changes the log keeps of one project (and of one user's own
+/// changes), whatever the retention: about the task quota's worth, so that
+/// the log cannot hold much more of a project than its tasks can (at the
+/// write limit, ten a second, a user would otherwise keep some 36,000
+/// copies of a 40 KB task an hour). A write whose number is a multiple of
+/// [`TRIM_EVERY`] drops its project's changes older than the latest
+/// `MAX_CHANGES_PER_PROJECT`, as retention does (a reader behind them is
+/// told they are gone); so does every deletion of several tasks at once.
+pub const MAX_CHANGES_PER_PROJECT: u64 = 10_000;
 
-/// How often, in a stream's numbers, a write trims it ([`MAX_CHANGES_PER_OWNER`]).
+/// How often, in the log's numbers, a write trims its project
+/// ([`MAX_CHANGES_PER_PROJECT`]). Numbers are the whole log's: a project
+/// written alone trims every `TRIM_EVERY` writes, and one written among
+/// others about as often.
 pub const TRIM_EVERY: u64 = 256;
 
-/// The number through which a write numbered `seq` trims its stream, if
-/// it is one that trims.
+/// Whether the write of the change numbered `pos` trims its project.
 #[must_use]
-pub const fn trim_through(seq: u64) -> Option<u64> {
-    if seq > MAX_CHANGES_PER_OWNER && seq.is_multiple_of(TRIM_EVERY) {
-        Some(seq - MAX_CHANGES_PER_OWNER)
-    } else {
-        None
+pub const fn trims_at(pos: u64) -> bool {
+    pos.is_multiple_of(TRIM_EVERY)
+}
+
+/// Where a change is in the log: the order in which readers see changes.
+///
+/// Two numbers, compared in turn: `xid`, the writing transaction's id on
+/// PostgreSQL (0 on SQLite), and `pos`, the change's own number, unique
+/// in the log. On SQLite, whose writers take turns, numbers are handed out
+/// in commit order and `xid` is always 0. On PostgreSQL numbers are taken
+/// by concurrent transactions that commit in any order; the store reads
+/// only changes of transactions older than every transaction still running
+/// (`pg_snapshot_xmin`), so what a reader is shown is always every change
+/// up to some position, and a change that commits later sorts after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LogPosition {
+    /// The writing transaction (PostgreSQL), 0 on SQLite.
+    pub xid: u64,
+    /// The change's number, unique in the log.
+    pub pos: u64,
+}
+
+impl LogPosition {
+    /// Before every change.
+    pub const START: Self = Self { xid: 0, pos: 0 };
+
+    /// The position `(xid, pos)`.
+    #[must_use]
+    pub const fn new(xid: u64, pos: u64) -> Self {
+        Self { xid, pos }
+    }
+}
+
+impl fmt::Display for LogPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.xid, self.pos)
     }
 }
 
 /// One recorded change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    /// Its number in the owner's stream (1 for the first change).
-    pub seq: u64,
+    /// Where it is in the log.
+    pub position: LogPosition,
     /// What it did.
     pub kind: ChangeKind,
     /// What it did it to, as the change left it.
@@ -181,16 +217,18 @@ pub enum Subject {
     },
 }
 
-/// A part of an owner's stream, as the store gives it.
+/// A part of a user's stream, as the store gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChangeLog {
     /// The changes asked for, oldest first.
     pub changes: Vec<Change>,
-    /// The number of the stream's latest change (0: none yet).
-    pub head: u64,
-    /// The changes up to this number are gone (retention): a reader that
-    /// has seen less than this has missed some.
-    pub pruned_through: u64,
+    /// How far the log can be read now: no change readable later sorts
+    /// at or before it, so a reader that has seen the stream up to here
+    /// is up to date.
+    pub head: LogPosition,
+    /// The user's changes up to here are gone (retention, or a project's
+    /// cap): a reader that has seen less than this has missed some.
+    pub pruned_through: LogPosition,
 }
 
 /// A page of an owner's changes, and where the next read starts.
@@ -206,44 +244,66 @@ pub struct ChangePage {
 /// How many changes a page holds: as a task page ([`PageLimit`]).
 pub type ChangeLimit = PageLimit;
 
-/// The last change of an owner's stream that a client has seen. Opaque to
+/// The last change of a user's stream that a client has seen. Opaque to
 /// clients (URL-safe base64); it carries a tag of its owner, so that one
 /// user's cursor given with another's token is refused rather than read
 /// as a position in a stream it was not made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ChangeCursor {
-    seq: u64,
+    position: LogPosition,
     owner_tag: u32,
 }
 
-impl ChangeCursor {
-    const VERSION: u8 = 1;
-    const LEN: usize = 1 + 8 + 4;
+/// Why a cursor cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorError {
+    /// Not a cursor this service makes.
+    Malformed,
+    /// A cursor of the log before it was recorded once per project
+    /// (version 1): its positions mean nothing now, so its reader must
+    /// start over, as after retention.
+    Outdated,
+}
 
-    /// The position after change `seq` of `owner`'s stream (0: before the first).
+impl ChangeCursor {
+    const VERSION: u8 = 2;
+    const OUTDATED_VERSION: u8 = 1;
+    const OUTDATED_LEN: usize = 1 + 8 + 4;
+    const LEN: usize = 1 + 8 + 8 + 4;
+
+    /// The position after the change at `position` of `owner`'s stream
+    /// ([`LogPosition::START`]: before the first).
     #[must_use]
-    pub fn new(owner: UserId, seq: u64) -> Self {
+    pub fn new(owner: UserId, position: LogPosition) -> Self {
         Self {
-            seq,
+            position,
             owner_tag: owner_tag(owner),
         }
     }
 
     /// Parses the opaque form that [`fmt::Display`] writes.
-    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+    pub fn parse(raw: &str) -> Result<Self, CursorError> {
+        if decode_exact::<{ Self::OUTDATED_LEN }>(raw)
+            .is_some_and(|bytes| bytes[0] == Self::OUTDATED_VERSION)
+        {
+            return Err(CursorError::Outdated);
+        }
         let bytes = decode_exact::<{ Self::LEN }>(raw)
             .filter(|bytes| bytes[0] == Self::VERSION)
-            .ok_or(BAD_CURSOR)?;
+            .ok_or(CursorError::Malformed)?;
         Ok(Self {
-            seq: u64::from_be_bytes(array(&bytes[1..9])),
-            owner_tag: u32::from_be_bytes(array(&bytes[9..13])),
+            position: LogPosition::new(
+                u64::from_be_bytes(array(&bytes[1..9])),
+                u64::from_be_bytes(array(&bytes[9..17])),
+            ),
+            owner_tag: u32::from_be_bytes(array(&bytes[17..21])),
         })
     }
 
     /// The position, if the cursor was made for `owner`'s stream.
-    pub fn seq_for(&self, owner: UserId) -> Result<u64, ValidationError> {
+    pub fn position_for(&self, owner: UserId) -> Result<LogPosition, ValidationError> {
         if self.owner_tag == owner_tag(owner) {
-            Ok(self.seq)
+            Ok(self.position)
         } else {
             Err(BAD_CURSOR)
         }
@@ -254,13 +314,15 @@ impl fmt::Display for ChangeCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut bytes = [0u8; Self::LEN];
         bytes[0] = Self::VERSION;
-        bytes[1..9].copy_from_slice(&self.seq.to_be_bytes());
-        bytes[9..13].copy_from_slice(&self.owner_tag.to_be_bytes());
+        bytes[1..9].copy_from_slice(&self.position.xid.to_be_bytes());
+        bytes[9..17].copy_from_slice(&self.position.pos.to_be_bytes());
+        bytes[17..21].copy_from_slice(&self.owner_tag.to_be_bytes());
         f.write_str(&URL_SAFE_NO_PAD.encode(bytes))
     }
 }
 
-const BAD_CURSOR: ValidationError = ValidationError::Format {
+/// How a malformed cursor is refused.
+pub const BAD_CURSOR: ValidationError = ValidationError::Format {
     field: "since",
     what: "change cursor",
 };
@@ -291,18 +353,28 @@ mod tests {
     #[test]
     fn a_cursor_reads_back_for_its_owner_only() {
         let (alice, bob) = (user(1), user(2));
-        let cursor = ChangeCursor::new(alice, 42);
+        let at = LogPosition::new(7, 42);
+        let cursor = ChangeCursor::new(alice, at);
         let parsed = ChangeCursor::parse(&cursor.to_string()).unwrap();
         assert_eq!(parsed, cursor);
-        assert_eq!(parsed.seq_for(alice), Ok(42));
-        assert_eq!(parsed.seq_for(bob), Err(BAD_CURSOR));
+        assert_eq!(parsed.position_for(alice), Ok(at));
+        assert_eq!(parsed.position_for(bob), Err(BAD_CURSOR));
+    }
+
+    #[test]
+    fn positions_order_by_transaction_then_number() {
+        // (PostgreSQL: a later transaction's change sorts after an earlier
+        // one's, whatever numbers they took)
+        assert!(LogPosition::new(1, 900) < LogPosition::new(2, 5));
+        assert!(LogPosition::new(2, 5) < LogPosition::new(2, 6));
+        assert!(LogPosition::START < LogPosition::new(0, 1));
     }
 
     #[test]
     fn malformed_cursors_are_refused() {
-        let good = ChangeCursor::new(user(1), 7).to_string();
+        let good = ChangeCursor::new(user(1), LogPosition::new(0, 7)).to_string();
         let mut other_version = URL_SAFE_NO_PAD.decode(&good).unwrap();
-        other_version[0] = 2;
+        other_version[0] = 3;
         for raw in [
             String::new(),
             "x".repeat(good.len()),
@@ -310,8 +382,26 @@ mod tests {
             good[1..].to_owned(),
             URL_SAFE_NO_PAD.encode(other_version),
         ] {
-            assert_eq!(ChangeCursor::parse(&raw), Err(BAD_CURSOR), "{raw:?}");
+            assert_eq!(
+                ChangeCursor::parse(&raw),
+                Err(CursorError::Malformed),
+                "{raw:?}"
+            );
         }
+    }
+
+    #[test]
+    fn a_cursor_of_the_per_user_log_is_outdated_not_malformed() {
+        // Version 1: a version byte, a stream number, an owner tag.
+        let mut old = vec![1_u8];
+        old.extend_from_slice(&42_u64.to_be_bytes());
+        old.extend_from_slice(&owner_tag(user(1)).to_be_bytes());
+        let raw = URL_SAFE_NO_PAD.encode(&old);
+        assert_eq!(ChangeCursor::parse(&raw), Err(CursorError::Outdated));
+        // The same length with another version byte is simply malformed.
+        old[0] = 9;
+        let raw = URL_SAFE_NO_PAD.encode(&old);
+        assert_eq!(ChangeCursor::parse(&raw), Err(CursorError::Malformed));
     }
 
     #[test]

@@ -96,8 +96,8 @@ pub use auth::{
     MissingDependency, Registration, SessionService, UserAdmin, UserRef, retry_after_seconds,
 };
 pub use change::{
-    Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage, MAX_CHANGES_PER_OWNER,
-    Subject, TRIM_EVERY, trim_through,
+    BAD_CURSOR, Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage, CursorError,
+    LogPosition, MAX_CHANGES_PER_PROJECT, Subject, TRIM_EVERY, trims_at,
 };
 pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
 pub use error::{

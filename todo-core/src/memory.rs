@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::change::{Change, ChangeKind, ChangeLog, Subject, trim_through};
+use crate::change::{
+    Change, ChangeKind, ChangeLog, LogPosition, MAX_CHANGES_PER_PROJECT, Subject, trims_at,
+};
 use crate::error::StoreError;
 use crate::feed::FeedTokenHash;
 use crate::import::{ImportCounts, ImportOutcome, ImportPlan};
@@ -25,7 +27,16 @@ struct Tables {
     users: BTreeMap<UserId, UserRecord>,
     refresh_tokens: BTreeMap<String, RefreshTokenRecord>,
     tasks: BTreeMap<TaskId, Task>,
-    changes: BTreeMap<UserId, Stream>,
+    /// The change log, oldest first, and the last number handed out.
+    log: Vec<Entry>,
+    last_pos: u64,
+    /// Per user: the relay's and webhooks' bookkeeping, and how far their
+    /// own changes are pruned.
+    streams: BTreeMap<UserId, Stream>,
+    /// Where each member's view of a project starts.
+    joined: BTreeMap<(ProjectId, UserId), LogPosition>,
+    /// How far each project's changes are pruned.
+    project_pruned: BTreeMap<ProjectId, LogPosition>,
     /// Webhooks, each with its lease and its delivery log (newest last).
     webhooks: BTreeMap<WebhookId, StoredWebhook>,
     projects: BTreeMap<ProjectId, Project>,
@@ -44,14 +55,27 @@ struct StoredWebhook {
     log: Vec<DeliveryAttempt>,
 }
 
-/// One owner's change stream.
+/// Who sees a change: a project's members, or one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    Project(ProjectId),
+    User(UserId),
+}
+
+/// A change of the log, with who sees it.
+#[derive(Debug, Clone)]
+struct Entry {
+    change: Change,
+    audience: Audience,
+}
+
+/// A user's bookkeeping of their stream.
 #[derive(Debug, Default, Clone)]
 struct Stream {
-    head: u64,
-    pruned_through: u64,
-    log: Vec<Change>,
+    /// How far their own changes (`Audience::User`) are pruned.
+    pruned_through: LogPosition,
     /// How far the relay has got, and until when it holds the stream.
-    relayed_through: u64,
+    relayed_through: LogPosition,
     relay_leased_until: Option<Timestamp>,
     /// When a relay last leased the stream (`None`: never).
     relay_served_at: Option<Timestamp>,
@@ -140,6 +164,10 @@ impl Tables {
     /// Removes a project, its members and its tasks.
     fn remove_project(&mut self, id: ProjectId) {
         self.projects.remove(&id);
+        self.log
+            .retain(|entry| entry.audience != Audience::Project(id));
+        self.joined.retain(|(project, _), _| *project != id);
+        self.project_pruned.remove(&id);
         self.feeds.remove(&id);
         self.members.retain(|(project, _), _| *project != id);
         self.tasks.retain(|_, task| task.project != id);
@@ -263,7 +291,7 @@ impl Tables {
         all
     }
 
-    /// Records a write to a task in the stream of every member of its project.
+    /// Records a write to a task, as a change of its project.
     fn record_for_members(
         &mut self,
         kind: ChangeKind,
@@ -272,35 +300,38 @@ impl Tables {
         task: Option<&Task>,
         at: Timestamp,
     ) {
-        for member in self.members_of(project) {
-            let subject = Subject::Task {
-                id: task_id,
-                task: task.cloned(),
-            };
-            self.record(kind, member, subject, at);
-        }
+        let subject = Subject::Task {
+            id: task_id,
+            task: task.cloned(),
+        };
+        self.record(kind, Audience::Project(project), subject, at);
     }
 
-    /// Records a change of a project in the stream of every member, each
-    /// with their role (`deleted`: a tombstone).
+    /// Records a change of a project: one of the project, or (`deleted`:
+    /// a tombstone) one for each member, whose membership goes with it.
     fn record_project(&mut self, kind: ChangeKind, id: ProjectId, deleted: bool, at: Timestamp) {
         let Some(project) = self.projects.get(&id).cloned() else {
             return;
         };
-        for member in self.members_of(id) {
-            let role = self.role_in(member, id);
+        if deleted {
+            for member in self.members_of(id) {
+                let subject = Subject::Project { id, project: None };
+                self.record(kind, Audience::User(member), subject, at);
+            }
+        } else {
+            // (the role is each reader's, filled in as they read)
             let subject = Subject::Project {
                 id,
-                project: role
-                    .filter(|_| !deleted)
-                    .map(|role| (project.clone(), role)),
+                project: Some((project, ProjectRole::Owner)),
             };
-            self.record(kind, member, subject, at);
+            self.record(kind, Audience::Project(id), subject, at);
         }
     }
 
-    /// Records a change of `member` of a project in the stream of every
-    /// member, and in the member's own (removed: no longer one).
+    /// Records a change of `member` of a project, as a change of the
+    /// project; a removed member is told too, as they no longer see the
+    /// project's changes. A member added sees the project's changes from
+    /// this one on.
     fn record_member(
         &mut self,
         kind: ChangeKind,
@@ -315,34 +346,133 @@ impl Tables {
         else {
             return;
         };
-        let mut streams = self.members_of(project);
-        if let Err(slot) = streams.binary_search(&member.user) {
-            streams.insert(slot, member.user);
-        }
-        for stream in streams {
-            let subject = Subject::Member {
-                project,
-                member: member.clone(),
-                username: username.clone(),
-            };
-            self.record(kind, stream, subject, at);
+        let subject = Subject::Member {
+            project,
+            member: member.clone(),
+            username,
+        };
+        let position = self.record(kind, Audience::Project(project), subject.clone(), at);
+        match kind {
+            ChangeKind::MemberRemoved => {
+                self.joined.remove(&(project, member.user));
+                self.record(kind, Audience::User(member.user), subject, at);
+            }
+            _ => {
+                self.joined.entry((project, member.user)).or_insert(position);
+            }
         }
     }
 
-    /// Records a change in its owner's stream (in the same call as the write).
-    fn record(&mut self, kind: ChangeKind, owner: UserId, subject: Subject, at: Timestamp) {
-        let stream = self.changes.entry(owner).or_default();
-        stream.head += 1;
-        stream.log.push(Change {
-            seq: stream.head,
-            kind,
-            subject,
-            at,
+    /// Records a change (in the same call as the write), and trims its
+    /// audience's changes to the cap when its number is one that trims.
+    fn record(
+        &mut self,
+        kind: ChangeKind,
+        audience: Audience,
+        subject: Subject,
+        at: Timestamp,
+    ) -> LogPosition {
+        self.last_pos += 1;
+        let position = LogPosition::new(0, self.last_pos);
+        self.log.push(Entry {
+            change: Change {
+                position,
+                kind,
+                subject,
+                at,
+            },
+            audience,
         });
-        if let Some(through) = trim_through(stream.head) {
-            stream.log.retain(|change| change.seq > through);
-            stream.pruned_through = stream.pruned_through.max(through);
+        if trims_at(self.last_pos) {
+            self.trim(audience);
         }
+        position
+    }
+
+    /// Drops the audience's changes older than its newest
+    /// [`MAX_CHANGES_PER_PROJECT`].
+    fn trim(&mut self, audience: Audience) {
+        let cap = usize::try_from(MAX_CHANGES_PER_PROJECT).unwrap_or(usize::MAX);
+        let Some(through) = self
+            .log
+            .iter()
+            .rev()
+            .filter(|entry| entry.audience == audience)
+            .nth(cap)
+            .map(|entry| entry.change.position)
+        else {
+            return;
+        };
+        self.drop_through(audience, through);
+    }
+
+    /// Drops the audience's changes up to `through`, and marks them gone.
+    fn drop_through(&mut self, audience: Audience, through: LogPosition) -> usize {
+        let before = self.log.len();
+        self.log
+            .retain(|entry| entry.audience != audience || entry.change.position > through);
+        let mark = match audience {
+            Audience::Project(project) => self.project_pruned.entry(project).or_default(),
+            Audience::User(user) => &mut self.streams.entry(user).or_default().pruned_through,
+        };
+        *mark = (*mark).max(through);
+        before - self.log.len()
+    }
+
+    /// `user`'s stream: the changes of each project they are a member of,
+    /// from the one that made them one (with their role there now), and
+    /// those addressed to them.
+    fn feed(&self, user: UserId) -> impl Iterator<Item = Change> + '_ {
+        self.log.iter().filter_map(move |entry| match entry.audience {
+            Audience::User(to) => (to == user).then(|| entry.change.clone()),
+            Audience::Project(project) => {
+                let role = self.role_in(user, project)?;
+                // (an owner, and a member from before this log, sees all)
+                let joined = self
+                    .joined
+                    .get(&(project, user))
+                    .copied()
+                    .unwrap_or(LogPosition::START);
+                if entry.change.position < joined {
+                    return None;
+                }
+                let mut change = entry.change.clone();
+                if let Subject::Project {
+                    project: Some((_, reader)),
+                    ..
+                } = &mut change.subject
+                {
+                    *reader = role;
+                }
+                Some(change)
+            }
+        })
+    }
+
+    /// How far `user`'s stream is pruned.
+    fn pruned_for(&self, user: UserId) -> LogPosition {
+        let own = self
+            .streams
+            .get(&user)
+            .map_or(LogPosition::START, |stream| stream.pruned_through);
+        self.members
+            .keys()
+            .filter(|(_, member)| *member == user)
+            .filter_map(|key| {
+                let pruned = self.project_pruned.get(&key.0)?;
+                let joined = self.joined.get(key).copied().unwrap_or(LogPosition::START);
+                (*pruned >= joined).then_some(*pruned)
+            })
+            .fold(own, LogPosition::max)
+    }
+
+    /// Whether `user`'s stream has a change after `after`.
+    fn behind(&self, user: UserId, after: LogPosition) -> bool {
+        self.feed(user).any(|change| change.position > after)
+    }
+
+    fn head(&self) -> LogPosition {
+        LogPosition::new(0, self.last_pos)
     }
 }
 
@@ -501,7 +631,11 @@ impl UserStore for MemoryStore {
             }
         }
         let existed = tables.users.remove(&id).is_some();
-        tables.changes.remove(&id);
+        tables.streams.remove(&id);
+        tables
+            .log
+            .retain(|entry| entry.audience != Audience::User(id));
+        tables.joined.retain(|(_, user), _| *user != id);
         tables
             .webhooks
             .retain(|_, stored| stored.webhook.owner != id);
@@ -954,47 +1088,37 @@ impl TaskStore for MemoryStore {
     fn changes_after(
         &self,
         owner: UserId,
-        after: u64,
+        after: LogPosition,
         limit: usize,
     ) -> Result<ChangeLog, StoreError> {
         let tables = self.tables();
-        let Some(stream) = tables.changes.get(&owner) else {
-            return Ok(ChangeLog::default());
-        };
         Ok(ChangeLog {
-            changes: stream
-                .log
-                .iter()
-                .filter(|change| change.seq > after)
+            changes: tables
+                .feed(owner)
+                .filter(|change| change.position > after)
                 .take(limit)
-                .cloned()
                 .collect(),
-            head: stream.head,
-            pruned_through: stream.pruned_through,
+            head: tables.head(),
+            pruned_through: tables.pruned_for(owner),
         })
     }
 
     fn prune_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
         let mut tables = self.tables();
-        let mut pruned = 0;
-        for stream in tables.changes.values_mut() {
-            // Up to the newest change made before `before`: what a stream
-            // keeps is always a suffix, whatever the clocks of its writers.
-            let Some(through) = stream
-                .log
-                .iter()
-                .filter(|c| c.at < before)
-                .map(|c| c.seq)
-                .max()
-            else {
-                continue;
-            };
-            let old = stream.log.iter().take_while(|c| c.seq <= through).count();
-            stream.log.drain(..old);
-            stream.pruned_through = through;
-            pruned += u64::try_from(old).unwrap_or(u64::MAX);
+        // Up to each audience's newest change made before `before`: what
+        // each keeps is always a suffix, whatever the clocks of its writers.
+        let mut through: Vec<(Audience, LogPosition)> = Vec::new();
+        for entry in tables.log.iter().filter(|entry| entry.change.at < before) {
+            match through.iter_mut().find(|(a, _)| *a == entry.audience) {
+                Some((_, at)) => *at = (*at).max(entry.change.position),
+                None => through.push((entry.audience, entry.change.position)),
+            }
         }
-        Ok(pruned)
+        let mut pruned = 0;
+        for (audience, at) in through {
+            pruned += tables.drop_through(audience, at);
+        }
+        Ok(u64::try_from(pruned).unwrap_or(u64::MAX))
     }
 }
 
@@ -1080,13 +1204,14 @@ impl WebhookStore for MemoryStore {
         per_owner: usize,
     ) -> Result<Vec<Webhook>, StoreError> {
         let mut tables = self.tables();
-        let heads: BTreeMap<UserId, u64> = tables
-            .changes
-            .iter()
-            .map(|(owner, stream)| (*owner, stream.head))
+        let behind: Vec<WebhookId> = tables
+            .webhooks
+            .values()
+            .filter(|stored| tables.behind(stored.webhook.owner, stored.webhook.delivered_through))
+            .map(|stored| stored.webhook.id)
             .collect();
         let served: BTreeMap<UserId, Option<Timestamp>> = tables
-            .changes
+            .streams
             .iter()
             .map(|(owner, stream)| (*owner, stream.webhooks_served_at))
             .collect();
@@ -1101,9 +1226,7 @@ impl WebhookStore for MemoryStore {
             .values_mut()
             .filter(|stored| {
                 let webhook = &stored.webhook;
-                let behind = heads
-                    .get(&webhook.owner)
-                    .is_some_and(|head| *head > webhook.delivered_through);
+                let behind = behind.contains(&webhook.id);
                 let free = stored.leased_until.is_none_or(|until| until < now);
                 webhook.disabled_at.is_none() && webhook.next_attempt_at <= now && behind && free
             })
@@ -1129,9 +1252,7 @@ impl WebhookStore for MemoryStore {
         }
         // Their owners' turns begin now.
         for webhook in &leased {
-            if let Some(stream) = tables.changes.get_mut(&webhook.owner) {
-                stream.webhooks_served_at = Some(now);
-            }
+            tables.streams.entry(webhook.owner).or_default().webhooks_served_at = Some(now);
         }
         Ok(leased)
     }
@@ -1156,18 +1277,24 @@ impl WebhookStore for MemoryStore {
         stored.log.drain(..excess);
         // The owner's turn ends now.
         let owner = stored.webhook.owner;
-        if let Some(stream) = tables.changes.get_mut(&owner) {
-            stream.webhooks_served_at = Some(settled.settled_at);
-        }
+        tables.streams.entry(owner).or_default().webhooks_served_at = Some(settled.settled_at);
         Ok(true)
     }
 }
 
-impl MemoryStore {
-    /// Behind, and not leased (or the lease ran out by `now`).
-    fn unrelayed(stream: &Stream, now: Timestamp) -> bool {
-        stream.head > stream.relayed_through
-            && stream.relay_leased_until.is_none_or(|until| until < now)
+impl Tables {
+    /// Users whose stream is behind the relay and not leased (or whose
+    /// lease ran out by `now`), with when a relay last served them.
+    fn unrelayed(&self, now: Timestamp) -> Vec<(Option<Timestamp>, UserId)> {
+        self.users
+            .keys()
+            .filter_map(|user| {
+                let stream = self.streams.get(user).cloned().unwrap_or_default();
+                let free = stream.relay_leased_until.is_none_or(|until| until < now);
+                (free && self.behind(*user, stream.relayed_through))
+                    .then_some((stream.relay_served_at, *user))
+            })
+            .collect()
     }
 }
 
@@ -1179,45 +1306,35 @@ impl RelayStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<RelayedStream>, StoreError> {
         let mut tables = self.tables();
-        let mut due: Vec<(Option<Timestamp>, UserId)> = tables
-            .changes
-            .iter()
-            .filter(|(_, stream)| Self::unrelayed(stream, now))
-            .map(|(owner, stream)| (stream.relay_served_at, *owner))
-            .collect();
+        let mut due = tables.unrelayed(now);
         // The least recently served first.
         due.sort();
         let mut leased = Vec::new();
         for (_, owner) in due.into_iter().take(limit) {
-            if let Some(stream) = tables.changes.get_mut(&owner) {
-                stream.relay_leased_until = Some(lease_until);
-                stream.relay_served_at = Some(now);
-                leased.push(RelayedStream {
-                    owner,
-                    relayed_through: stream.relayed_through,
-                });
-            }
+            let stream = tables.streams.entry(owner).or_default();
+            stream.relay_leased_until = Some(lease_until);
+            stream.relay_served_at = Some(now);
+            leased.push(RelayedStream {
+                owner,
+                relayed_through: stream.relayed_through,
+            });
         }
         Ok(leased)
     }
 
     fn any_unrelayed_stream(&self, now: Timestamp) -> Result<bool, StoreError> {
-        Ok(self
-            .tables()
-            .changes
-            .values()
-            .any(|stream| Self::unrelayed(stream, now)))
+        Ok(!self.tables().unrelayed(now).is_empty())
     }
 
     fn settle_relayed_stream(
         &self,
         owner: UserId,
         lease_until: Timestamp,
-        relayed_through: u64,
+        relayed_through: LogPosition,
     ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
         let Some(stream) = tables
-            .changes
+            .streams
             .get_mut(&owner)
             .filter(|stream| stream.relay_leased_until == Some(lease_until))
         else {

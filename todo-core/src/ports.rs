@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::change::ChangeLog;
+use crate::change::{ChangeLog, LogPosition};
 use crate::error::{HashError, StoreError, TokenError};
 use crate::import::{ImportOutcome, ImportPlan};
 use crate::project::{ProjectId, ProjectRole, Standing};
@@ -290,23 +290,26 @@ pub trait TaskStore: Send + Sync {
     /// task done or archived; one that fired stays fired.
     fn fire_due_reminders(&self, now: Timestamp, limit: usize) -> Result<Vec<UserId>, StoreError>;
 
-    /// The owner's changes numbered above `after`, oldest first, at most
-    /// `limit`, with the stream's head and how far retention has pruned it.
+    /// The changes of `owner`'s stream after `after`, oldest first, at
+    /// most `limit`, with how far the log can be read and how far
+    /// retention has pruned the stream.
     ///
-    /// Every write above records its change ([`ChangeKind`](crate::ChangeKind)) in the
-    /// stream of every member of the task's project, in the same
-    /// transaction as itself, each stream numbered in the
-    /// order the writes commit, with no number a reader could see before
-    /// a smaller one (see [`ChangeCursor`](crate::ChangeCursor)).
+    /// Every write above records its change ([`ChangeKind`](crate::ChangeKind))
+    /// once, in the same transaction as itself, as a change of the task's
+    /// project: `owner`'s stream holds the changes of every project they
+    /// are a member of, from the change that made them one, and those
+    /// addressed to them alone, in [`LogPosition`] order, which no change
+    /// committed later sorts before (see [`LogPosition`]).
     fn changes_after(
         &self,
         owner: UserId,
-        after: u64,
+        after: LogPosition,
         limit: usize,
     ) -> Result<ChangeLog, StoreError>;
 
-    /// Retention: forgets every owner's changes up to the newest one made
-    /// before `before`; returns how many went.
+    /// Retention: forgets, of every project and every user's own changes,
+    /// those up to the newest one made before `before`; returns how many
+    /// went.
     fn prune_changes(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::change::Change;
+use crate::change::{Change, LogPosition};
 use crate::error::{Result, StoreError};
 use crate::ports::TaskStore;
 use crate::time::{Clock, Timestamp};
@@ -27,8 +27,9 @@ use crate::user::UserId;
 pub struct RelayedStream {
     /// The stream's owner.
     pub owner: UserId,
-    /// The relay has published (or passed over) the changes up to this number.
-    pub relayed_through: u64,
+    /// The relay has published (or passed over) the stream's changes up
+    /// to here.
+    pub relayed_through: LogPosition,
 }
 
 /// Where the relay's progress through each stream is kept, with its leases.
@@ -55,7 +56,7 @@ pub trait RelayStore: Send + Sync {
         &self,
         owner: UserId,
         lease_until: Timestamp,
-        relayed_through: u64,
+        relayed_through: LogPosition,
     ) -> Result<bool, StoreError>;
 }
 
@@ -75,9 +76,9 @@ pub struct RelayBatch {
     pub changes: Vec<Change>,
     /// How far the stream moves on before the first of them: past the
     /// changes retention dropped before they were relayed.
-    pub skipped_through: u64,
-    /// How many changes retention dropped before they were relayed.
-    pub dropped: u64,
+    pub skipped_through: LogPosition,
+    /// Whether retention dropped changes before they were relayed.
+    pub dropped: bool,
 }
 
 /// Leases streams, reads what they have to relay, and settles how far a
@@ -140,17 +141,17 @@ impl RelayService {
             changes: log
                 .changes
                 .into_iter()
-                .filter(|change| change.seq > skipped_through)
+                .filter(|change| change.position > skipped_through)
                 .collect(),
             skipped_through,
-            dropped: log.pruned_through.saturating_sub(stream.relayed_through),
+            dropped: log.pruned_through > stream.relayed_through,
         })
     }
 
     /// Records that the broker confirmed a leased stream's changes through
     /// `through`, and ends the lease; `false` if the lease was lost (the
     /// next relay starts where the last settlement left it).
-    pub fn settle(&self, leased: &LeasedStream, through: u64) -> Result<bool> {
+    pub fn settle(&self, leased: &LeasedStream, through: LogPosition) -> Result<bool> {
         Ok(self
             .store
             .settle_relayed_stream(leased.stream.owner, leased.until, through)?)

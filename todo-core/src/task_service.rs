@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::change::{ChangeCursor, ChangeLimit, ChangeLog, ChangePage};
+use crate::change::{ChangeCursor, ChangeLimit, ChangeLog, ChangePage, LogPosition};
 use crate::error::{Error, Result, StoreError, TokenRejection, ValidationError};
 use crate::import::{self, ImportCounts, ImportError, ImportFile, ImportOutcome, Place};
 use crate::live::{ChangeBells, ChangeSubscription};
@@ -570,8 +570,8 @@ impl TaskService {
         limit: ChangeLimit,
     ) -> Result<ChangePage> {
         let after = match since {
-            Some(cursor) => cursor.seq_for(owner)?,
-            None => 0,
+            Some(cursor) => cursor.position_for(owner)?,
+            None => LogPosition::START,
         };
         let log = self.store.changes_after(owner, after, limit.get())?;
         if since.is_some() {
@@ -585,7 +585,7 @@ impl TaskService {
         } else {
             after
         };
-        let next = log.changes.last().map_or(floor, |change| change.seq);
+        let next = log.changes.last().map_or(floor, |change| change.position);
         Ok(ChangePage {
             items: log.changes,
             next_cursor: ChangeCursor::new(owner, next),
@@ -602,11 +602,11 @@ impl TaskService {
         since: Option<&ChangeCursor>,
     ) -> Result<ChangeSubscription> {
         // The stream's bounds only (no change is read).
-        let bounds = |owner| self.store.changes_after(owner, u64::MAX, 0);
+        let bounds = |owner| self.store.changes_after(owner, LogPosition::START, 0);
         let cursor = match since {
             Some(cursor) => {
                 // Weighed now, as a read would: a bad cursor fails here.
-                check_position(cursor.seq_for(owner)?, &bounds(owner)?)?;
+                check_position(cursor.position_for(owner)?, &bounds(owner)?)?;
                 *cursor
             }
             None => ChangeCursor::new(owner, bounds(owner)?.head),
@@ -620,6 +620,14 @@ impl TaskService {
     /// costs each subscriber one read.
     pub fn notify_changed(&self, owner: UserId) {
         self.bells.ring(owner);
+    }
+
+    /// Wakes this process's subscribers of the streams of `project`'s
+    /// members, for a change of the project committed by another process
+    /// (the members are read only if someone here is waiting).
+    pub fn notify_project_changed(&self, project: ProjectId) {
+        self.bells
+            .ring_members(|| self.store.project_members(project));
     }
 
     /// Wakes every subscriber of this process: for when changes of other
@@ -788,7 +796,7 @@ const BAD_SINCE: ValidationError = ValidationError::Format {
 /// there: not if retention dropped changes it has not seen
 /// ([`Error::Gone`]), nor if it claims more than the stream holds (a
 /// cursor this database did not make).
-fn check_position(after: u64, log: &ChangeLog) -> Result<()> {
+fn check_position(after: LogPosition, log: &ChangeLog) -> Result<()> {
     if after < log.pruned_through {
         return Err(Error::Gone);
     }

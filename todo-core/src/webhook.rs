@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use std::sync::Arc;
 
-use crate::change::{Change, ChangeKind};
+use crate::change::{Change, ChangeKind, LogPosition};
 use crate::error::{Error, RandomError, Result, StoreError, TokenRejection, ValidationError};
 use crate::ports::{RateLimiter, TaskStore, Unlimited};
 use crate::random::{Random, new_v7};
@@ -318,8 +318,8 @@ pub struct Webhook {
     pub secret: WebhookSecret,
     /// When it was made.
     pub created_at: Timestamp,
-    /// The owner's changes up to this number are delivered (or skipped).
-    pub delivered_through: u64,
+    /// The owner's changes up to here are delivered (or skipped).
+    pub delivered_through: LogPosition,
     /// Failed attempts in a row (0 while deliveries succeed).
     pub attempts: u32,
     /// Not tried again before this.
@@ -335,8 +335,8 @@ pub struct Webhook {
 pub struct DeliveryAttempt {
     /// The webhook.
     pub webhook_id: WebhookId,
-    /// The change's number in its owner's stream.
-    pub seq: u64,
+    /// The change's position in the log.
+    pub position: LogPosition,
     /// The change's kind.
     pub kind: ChangeKind,
     /// When the attempt started.
@@ -439,7 +439,11 @@ pub struct Delivery {
 
 impl Delivery {
     pub(crate) fn new(webhook: Webhook, change: Change) -> Self {
-        let message_id = format!("msg_{}_{}", webhook.id.as_uuid().simple(), change.seq);
+        let message_id = format!(
+            "msg_{}_{}",
+            webhook.id.as_uuid().simple(),
+            change.position.pos
+        );
         Self {
             webhook,
             change,
@@ -502,7 +506,7 @@ pub struct WebhookSettlement {
     /// The lease it was done under.
     pub lease_until: Timestamp,
     /// Delivered (or skipped) through this change now.
-    pub delivered_through: u64,
+    pub delivered_through: LogPosition,
     /// Failed attempts in a row now.
     pub attempts: u32,
     /// When to try again.
@@ -627,7 +631,7 @@ impl WebhookService {
             self.targets.check(&url)?;
         }
         let now = self.clock.now();
-        let head = self.tasks.changes_after(owner, u64::MAX, 0)?.head;
+        let head = self.tasks.changes_after(owner, LogPosition::START, 0)?.head;
         let webhook = Webhook {
             id: WebhookId::from_uuid(new_v7(now, &*self.random)?),
             owner,
@@ -703,15 +707,15 @@ impl WebhookService {
             .changes_after(webhook.owner, webhook.delivered_through, limit)?;
         // Changes dropped before they were sent (retention, or the
         // stream's cap) are passed over, and counted for the log.
-        let dropped = log.pruned_through.saturating_sub(webhook.delivered_through);
+        let dropped = log.pruned_through > webhook.delivered_through;
         let mut skipped_through = webhook.delivered_through.max(log.pruned_through);
         let mut deliveries: Vec<Delivery> = Vec::new();
-        let mut covers: Vec<u64> = Vec::new();
+        let mut covers: Vec<LogPosition> = Vec::new();
         for change in log.changes {
-            if change.seq <= skipped_through {
+            if change.position <= skipped_through {
                 continue;
             }
-            let seq = change.seq;
+            let seq = change.position;
             if webhook.events.accepts(change.kind) {
                 deliveries.push(Delivery::new(webhook.clone(), change));
                 covers.push(seq);
@@ -817,13 +821,13 @@ pub struct Pending {
     pub deliveries: Vec<Delivery>,
     /// How far the webhook has got once each delivery is taken: its own
     /// change, and those of other kinds after it.
-    pub covers: Vec<u64>,
+    pub covers: Vec<LogPosition>,
     /// How far the webhook moves on without sending anything (changes of
     /// other kinds before the first delivery, or dropped by retention).
-    pub skipped_through: u64,
-    /// Changes the log dropped before they were sent (retention, or the
-    /// stream's cap): passed over.
-    pub dropped: u64,
+    pub skipped_through: LogPosition,
+    /// Whether the log dropped changes before they were sent (retention,
+    /// or a project's cap): passed over.
+    pub dropped: bool,
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response};
 use hyper::body::{Body, Frame};
 use todo_core::{
-    AccessClaims, Change, ChangeCursor, ChangeLimit, ChangeSubscription, Error as CoreError,
+    AccessClaims, Change, ChangeCursor, ChangeLimit, ChangeSubscription, CursorError, Error as CoreError,
     UserId, ValidationError,
 };
 use tokio::sync::mpsc;
@@ -229,6 +229,16 @@ pub(crate) async fn events(
     Ok(response)
 }
 
+/// How a `since` cursor that does not parse is answered: 400, or 410 for
+/// a cursor of the log as it was before it was recorded once per project
+/// (its reader starts over, as after retention).
+pub(crate) fn cursor_refused(error: CursorError) -> ApiError {
+    match error {
+        CursorError::Malformed => ApiError::validation(vec![todo_core::BAD_CURSOR]),
+        CursorError::Outdated => ApiError::from(CoreError::Gone),
+    }
+}
+
 /// Where a stream starts: after `Last-Event-ID`, else after `since`, else
 /// now; and the name of where the cursor came from.
 fn resume_from(
@@ -239,7 +249,7 @@ fn resume_from(
     let mut since = None;
     // (`query_pairs` lets through only the names listed.)
     for (_, value) in crate::request::query_pairs(query, EVENTS_PARAMS)? {
-        since = Some(ChangeCursor::parse(&value).map_err(invalid)?);
+        since = Some(ChangeCursor::parse(&value).map_err(cursor_refused)?);
     }
     match headers.get("last-event-id") {
         Some(value) => {
@@ -250,7 +260,10 @@ fn resume_from(
                 })
             };
             let value = value.to_str().map_err(|_| bad())?;
-            let cursor = ChangeCursor::parse(value).map_err(|_| bad())?;
+            let cursor = ChangeCursor::parse(value).map_err(|e| match e {
+                CursorError::Outdated => ApiError::from(CoreError::Gone),
+                CursorError::Malformed => bad(),
+            })?;
             Ok((Some(cursor), "Last-Event-ID"))
         }
         None => Ok((since, "since")),
@@ -377,7 +390,7 @@ async fn stopped(control: Option<&mut LiveControl>) {
 
 /// One change as an event.
 fn event(owner: UserId, change: &Change) -> Option<Bytes> {
-    let cursor = ChangeCursor::new(owner, change.seq).to_string();
+    let cursor = ChangeCursor::new(owner, change.position).to_string();
     let mut frame = Vec::with_capacity(640);
     frame.extend_from_slice(b"id: ");
     frame.extend_from_slice(cursor.as_bytes());

@@ -105,7 +105,7 @@ impl AttemptDto {
         Self {
             at: attempt.at.to_string(),
             kind: attempt.kind.as_str(),
-            cursor: ChangeCursor::new(owner, attempt.seq).to_string(),
+            cursor: ChangeCursor::new(owner, attempt.position).to_string(),
             status: attempt.status,
             latency_ms: attempt.latency_ms,
             error: attempt.error.clone(),

@@ -22,7 +22,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareO
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use prometheus_client::encoding::DescriptorEncoder;
-use todo_core::{Change, LeasedStream, RelayBatch, RelayService};
+use todo_core::{Change, ChangeCursor, LeasedStream, LogPosition, RelayBatch, RelayService};
 
 use crate::error::Error;
 
@@ -303,9 +303,9 @@ struct Ended {
 enum Relayed {
     /// Published and confirmed through this change (perhaps no further
     /// than before).
-    Through(u64),
+    Through(LogPosition),
     /// Confirmed through this change, then the broker failed.
-    Failed(u64, String),
+    Failed(LogPosition, String),
     /// Its changes could not be read: the lease is left to run out, so
     /// that the stream is tried again a lease later, not at once.
     Unread,
@@ -417,11 +417,10 @@ async fn relay_stream(
             Err(_) => return Relayed::Unread,
         }
     };
-    if batch.dropped > 0 {
+    if batch.dropped {
         tracing::warn!(
             target: "todo::relay",
             owner = %leased.stream.owner,
-            dropped = batch.dropped,
             "changes the log no longer keeps were passed over unpublished"
         );
     }
@@ -449,7 +448,7 @@ async fn relay_stream(
         .await;
         let error = match published {
             Ok(Ok(confirm)) => {
-                confirms.push((change.seq, confirm));
+                confirms.push((change.position, confirm));
                 continue;
             }
             Ok(Err(error)) => error.to_string(),
@@ -497,7 +496,10 @@ async fn relay_stream(
 
 /// The number of the last change of an unbroken run of confirmations
 /// from the start, waiting a little for each.
-async fn confirmed_through(mut through: u64, confirms: Vec<(u64, lapin::PublisherConfirm)>) -> u64 {
+async fn confirmed_through(
+    mut through: LogPosition,
+    confirms: Vec<(LogPosition, lapin::PublisherConfirm)>,
+) -> LogPosition {
     for (seq, confirm) in confirms {
         match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
             Ok(Ok(answer)) if answer.is_ack() => through = seq,
@@ -515,15 +517,21 @@ fn message(owner: todo_core::UserId, change: &Change) -> (Vec<u8>, BasicProperti
         "owner_id".into(),
         AMQPValue::LongString(owner.to_string().into()),
     );
+    // (the change's number in the log: unique, not an order; the order is
+    // the order of publication, and `cursor` resumes `GET /v1/changes`)
     headers.insert(
         "seq".into(),
-        AMQPValue::LongLongInt(i64::try_from(change.seq).unwrap_or(i64::MAX)),
+        AMQPValue::LongLongInt(i64::try_from(change.position.pos).unwrap_or(i64::MAX)),
+    );
+    headers.insert(
+        "cursor".into(),
+        AMQPValue::LongString(ChangeCursor::new(owner, change.position).to_string().into()),
     );
     let seconds = u64::try_from(change.at.unix_micros() / 1_000_000).unwrap_or(0);
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(2) // persistent: kept across a broker restart
-        .with_message_id(format!("{}_{}", owner.as_uuid().simple(), change.seq).into())
+        .with_message_id(format!("{}_{}", owner.as_uuid().simple(), change.position.pos).into())
         .with_timestamp(seconds)
         .with_type(change.kind.as_str().into())
         .with_app_id("todo".into())

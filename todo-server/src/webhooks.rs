@@ -266,7 +266,7 @@ impl WebhookSender {
         };
         DeliveryAttempt {
             webhook_id: delivery.webhook.id,
-            seq: delivery.change.seq,
+            position: delivery.change.position,
             kind: delivery.change.kind,
             at,
             status,
@@ -610,11 +610,10 @@ async fn deliver_one(
         tracing::warn!(target: "todo::webhooks", webhook = %webhook.id, "reading a webhook's changes failed");
         return;
     };
-    if pending.dropped > 0 {
+    if pending.dropped {
         tracing::warn!(
             target: "todo::webhooks",
             webhook = %webhook.id,
-            dropped = pending.dropped,
             "changes the log no longer keeps were passed over unsent"
         );
     }
@@ -638,7 +637,7 @@ async fn deliver_one(
             tracing::info!(
                 target: "todo::webhooks",
                 webhook = %webhook.id,
-                cursor = %ChangeCursor::new(webhook.owner, delivery.change.seq),
+                cursor = %ChangeCursor::new(webhook.owner, delivery.change.position),
                 error = attempt.error.as_deref().unwrap_or(""),
                 "delivery failed"
             );

@@ -1,18 +1,22 @@
-//! The change log's tables (migration `…_change_log`): every task write in
-//! `tasks.rs` records its change here, inside its own transaction, in the
-//! stream of each member of the task's project (`Reach`), streams taken in
-//! member-id order.
+//! The change log's table (migration `…_project_log`): every write in
+//! `tasks.rs` and `projects.rs` records its change here, once, inside its
+//! own transaction: as a change of the project (`project_id`, seen by its
+//! members from the change that made them members) or, for the few a user
+//! must see without being a member, of that user (`recipient_id`). A
+//! user's stream is the view `change_feed`.
 //!
-//! An owner's changes are numbered from `change_streams.last_seq`, bumped
-//! by an upsert. On PostgreSQL the upsert locks the owner's stream row
-//! until the write commits, so the owner's writers take numbers one after
-//! another, each after the previous one committed: a reader can never see
-//! number `n + 1` before `n` (a sequence would hand out numbers that commit
-//! out of order, and a reader following "the largest seen" would skip the
-//! late one). On SQLite every write already holds the database's one write
-//! lock. Taken last in each write, the lock is held only from the append
-//! to the commit; a creation under the quota takes it first, as the
-//! quota's check (`take_seq_within`: the stream counts its owner's tasks).
+//! Positions ([`LogPosition`]): SQLite numbers rows in commit order (one
+//! writer at a time; `AUTOINCREMENT` never repeats a number) and `xid` is
+//! 0. PostgreSQL numbers rows by a sequence, which concurrent writers
+//! take in any order, and stamps each with its transaction's id; the view
+//! shows only rows of transactions older than any still running, so a
+//! reader ordering by `(xid, pos)` always sees a prefix of that order.
+//! Nothing is locked to number a change: a write to a shared project costs
+//! what one to an Inbox does.
+//!
+//! `change_streams` keeps, per user, the count of the tasks they own (the
+//! quota's check: `count_within`), how far their own changes are pruned,
+//! and the relay's and webhooks' bookkeeping.
 
 use diesel::backend::Backend;
 use diesel::prelude::*;
@@ -20,27 +24,36 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Text};
 use todo_core::{
-    Change, ChangeKind, ChangeLog, Description, Member, Project, ProjectColor, ProjectId,
-    ProjectName, ProjectRole, StoreError, Subject, TRIM_EVERY, TaskId, TaskVersion, Timestamp,
-    UserId, Username, trim_through,
+    Change, ChangeKind, ChangeLog, Description, LogPosition, MAX_CHANGES_PER_PROJECT, Member,
+    Project, ProjectColor, ProjectId, ProjectName, ProjectRole, StoreError, Subject, TaskId,
+    TaskVersion, Timestamp, UserId, Username, trims_at,
 };
 
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{change_streams, changes};
+use crate::schema::{change_feed, change_log, change_streams, project_members, projects};
 use crate::tasks::{StoredTask, TaskRow, native};
+
+/// Whose stream a change goes to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Audience<'a> {
+    /// The members of this project.
+    Project(&'a str),
+    /// This user alone.
+    User(&'a str),
+}
 
 /// A change as written: the task's columns as the write left them, or
 /// none for a deletion. (`None` is written as NULL, not as the column's
 /// default: one statement for every change, which diesel caches.)
 #[derive(Insertable)]
-#[diesel(table_name = changes, treat_none_as_default_value = false)]
+#[diesel(table_name = change_log, treat_none_as_default_value = false)]
 struct ChangeRow<'a> {
-    owner_id: &'a str,
-    seq: i64,
+    project_id: Option<&'a str>,
+    recipient_id: Option<&'a str>,
     kind: &'static str,
-    task_id: &'a str,
+    subject_id: &'a str,
     recorded_at: i64,
     title: Option<&'a str>,
     description: Option<&'a str>,
@@ -53,7 +66,6 @@ struct ChangeRow<'a> {
     created_at: Option<i64>,
     updated_at: Option<i64>,
     version: Option<i64>,
-    project_id: Option<&'a str>,
     created_by: Option<&'a str>,
     parent_id: Option<&'a str>,
     recurrence: Option<&'a str>,
@@ -70,14 +82,18 @@ struct ChangeRow<'a> {
 }
 
 impl<'a> ChangeRow<'a> {
-    /// A task's deletion: its id, and none of its columns (and the row
-    /// every other change without a task starts from).
-    fn tombstone(owner_id: &'a str, seq: i64, task_id: &'a str, at: i64) -> Self {
+    /// A deletion of `subject_id`: none of its columns (and the row every
+    /// other change starts from).
+    fn tombstone(audience: Audience<'a>, kind: ChangeKind, subject_id: &'a str, at: i64) -> Self {
+        let (project_id, recipient_id) = match audience {
+            Audience::Project(project) => (Some(project), None),
+            Audience::User(user) => (None, Some(user)),
+        };
         Self {
-            owner_id,
-            seq,
-            kind: ChangeKind::TaskDeleted.as_str(),
-            task_id,
+            project_id,
+            recipient_id,
+            kind: kind.as_str(),
+            subject_id,
             recorded_at: at,
             title: None,
             description: None,
@@ -90,7 +106,6 @@ impl<'a> ChangeRow<'a> {
             created_at: None,
             updated_at: None,
             version: None,
-            project_id: None,
             created_by: None,
             parent_id: None,
             recurrence: None,
@@ -106,16 +121,44 @@ impl<'a> ChangeRow<'a> {
             username: None,
         }
     }
+
+    /// A write that left a task of `project` as `task`.
+    fn of_task(project: &'a str, kind: ChangeKind, task: &'a TaskRow, at: i64) -> Self {
+        Self {
+            title: Some(task.title.as_str()),
+            description: Some(task.description.as_str()),
+            done: Some(task.done),
+            completed_at: task.completed_at,
+            due_at: task.due_at,
+            priority: Some(task.priority),
+            labels: Some(task.labels.as_str()),
+            archived: Some(task.archived),
+            created_at: Some(task.created_at),
+            updated_at: Some(task.updated_at),
+            version: Some(task.version),
+            created_by: Some(task.created_by.as_str()),
+            parent_id: task.parent_id.as_deref(),
+            recurrence: task.recurrence.as_deref(),
+            time_zone: Some(task.time_zone.as_str()),
+            series_id: task.series_id.as_deref(),
+            series_start: task.series_start,
+            occurrence: task.occurrence,
+            reminders: Some(task.reminders.as_str()),
+            ..Self::tombstone(Audience::Project(project), kind, &task.id, at)
+        }
+    }
 }
 
-/// A change as read.
+/// A change as read from a user's stream (`change_feed`).
 #[derive(Queryable, Selectable)]
-#[diesel(table_name = changes)]
+#[diesel(table_name = change_feed)]
 struct StoredChange {
-    owner_id: String,
-    seq: i64,
+    reader_role: Option<String>,
+    pos: i64,
+    xid: i64,
+    project_id: Option<String>,
     kind: String,
-    task_id: String,
+    subject_id: String,
     recorded_at: i64,
     title: Option<String>,
     description: Option<String>,
@@ -128,7 +171,6 @@ struct StoredChange {
     created_at: Option<i64>,
     updated_at: Option<i64>,
     version: Option<i64>,
-    project_id: Option<String>,
     created_by: Option<String>,
     parent_id: Option<String>,
     recurrence: Option<String>,
@@ -144,139 +186,185 @@ struct StoredChange {
     username: Option<String>,
 }
 
-/// Records a write of the task `task_id` in the stream of `owner_id` (a
-/// member of the task's project): `task` is the row as the write left it,
-/// `None` when it deleted it. Runs inside the write's transaction, after
-/// its other statements but the commit (see the module's note on the
-/// lock). In the stream of the project's owner (`counts`), a creation
-/// counts the task in the stream's `task_count`, a deletion out.
-pub(crate) fn record(
+/// A position as stored: two `BIGINT`s.
+pub(crate) fn stored(position: LogPosition) -> (i64, i64) {
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    (clamp(position.xid), clamp(position.pos))
+}
+
+/// A position as read.
+pub(crate) fn position(xid: i64, pos: i64) -> Result<LogPosition, StoreError> {
+    match (u64::try_from(xid), u64::try_from(pos)) {
+        (Ok(xid), Ok(pos)) => Ok(LogPosition::new(xid, pos)),
+        _ => Err(corrupt("change position")),
+    }
+}
+
+/// Records a write of the task `task_id` of `project`: `task` is the row
+/// as the write left it, `None` when it deleted it. Inside the write's
+/// transaction.
+pub(crate) fn record_task(
     conn: &mut AnyConnection,
     kind: ChangeKind,
-    owner_id: &str,
-    counts: bool,
+    project: &str,
     task_id: &str,
     task: Option<&TaskRow>,
     at: i64,
 ) -> QueryResult<()> {
-    let delta: i64 = match kind {
-        _ if !counts => 0,
-        ChangeKind::TaskCreated => 1,
-        ChangeKind::TaskDeleted => -1,
-        _ => 0,
+    let row = match task {
+        Some(task) => ChangeRow::of_task(project, kind, task, at),
+        None => ChangeRow::tombstone(Audience::Project(project), kind, task_id, at),
     };
-    let seq = take_seq(conn, owner_id, delta)?;
-    append(conn, seq, kind, owner_id, task_id, task, at)
+    insert(conn, &row).map(|_| ())
 }
 
-/// Records the deletion of each task of `ids` in `owner_id`'s stream, in
-/// that order (in the stream of the project's owner, `counts`: counted
-/// out of their tasks): the stream's numbers taken in one step, the
-/// changes written a few hundred a statement. Inside the write's
-/// transaction, after its other statements, as [`record`].
+/// Records the deletion of each task of `ids`, tasks of `project`, in that
+/// order, a few hundred a statement. Inside the write's transaction.
 pub(crate) fn record_deletions(
     conn: &mut AnyConnection,
-    owner_id: &str,
-    counts: bool,
+    project: &str,
     ids: &[String],
     at: i64,
 ) -> QueryResult<()> {
-    let Ok(step) = i64::try_from(ids.len()) else {
-        return Err(diesel::result::Error::RollbackTransaction);
-    };
-    if step == 0 {
-        return Ok(());
-    }
-    let bump = BumpStream {
-        owner_id,
-        step,
-        delta: if counts { -step } else { 0 },
-        below: i64::MAX,
-    };
-    let last: i64 = native!(&mut *conn, |c| bump.get_result(c))?;
-    let first = last - step + 1;
     let rows: Vec<ChangeRow<'_>> = ids
         .iter()
-        .zip(first..)
-        .map(|(id, seq)| ChangeRow::tombstone(owner_id, seq, id, at))
+        .map(|id| ChangeRow::tombstone(Audience::Project(project), ChangeKind::TaskDeleted, id, at))
         .collect();
-    // (30 columns a row: within both databases' bound on parameters)
+    // (29 columns a row: within both databases' bound on parameters)
     for chunk in rows.chunks(200) {
-        let insert = diesel::insert_into(changes::table).values(chunk);
+        let insert = diesel::insert_into(change_log::table).values(chunk);
         native!(&mut *conn, |c| insert.execute(c))?;
     }
-    // A trim point within the numbers taken trims as its own write would.
-    let every = i64::try_from(TRIM_EVERY).unwrap_or(i64::MAX);
-    let point = last - last.rem_euclid(every);
-    if point >= first
-        && let Some(through) = u64::try_from(point).ok().and_then(trim_through)
-    {
-        trim(conn, owner_id, i64::try_from(through).unwrap_or(0))?;
+    // A deletion of a whole subtree is the likeliest write to take a
+    // project past its cap: it trims, whatever the numbers it took.
+    trim(conn, Audience::Project(project))
+}
+
+/// Inserts `row`, and trims its audience's changes to the cap when its
+/// number is one that trims. Returns the row's position.
+fn insert(conn: &mut AnyConnection, row: &ChangeRow<'_>) -> QueryResult<(i64, i64)> {
+    let insert = diesel::insert_into(change_log::table)
+        .values(row)
+        .returning((change_log::xid, change_log::pos));
+    let at: (i64, i64) = native!(&mut *conn, |c| insert.get_result(c))?;
+    if u64::try_from(at.1).is_ok_and(trims_at) {
+        let audience = match (row.project_id, row.recipient_id) {
+            (Some(project), _) => Audience::Project(project),
+            (None, Some(user)) => Audience::User(user),
+            (None, None) => return Ok(at),
+        };
+        trim(conn, audience)?;
+    }
+    Ok(at)
+}
+
+/// Drops the audience's changes older than its newest
+/// [`MAX_CHANGES_PER_PROJECT`], and says so in its pruned mark.
+fn trim(conn: &mut AnyConnection, audience: Audience<'_>) -> QueryResult<()> {
+    let cap = i64::try_from(MAX_CHANGES_PER_PROJECT).unwrap_or(i64::MAX);
+    let (cut, id) = match audience {
+        Audience::Project(project) => {
+            let cut = change_log::table
+                .filter(change_log::project_id.eq(project))
+                .order((change_log::xid.desc(), change_log::pos.desc()))
+                .select((change_log::xid, change_log::pos))
+                .offset(cap)
+                .limit(1);
+            let cut: Option<(i64, i64)> = native!(&mut *conn, |c| cut.get_result(c).optional())?;
+            (cut, project)
+        }
+        Audience::User(user) => {
+            let cut = change_log::table
+                .filter(change_log::recipient_id.eq(user))
+                .order((change_log::xid.desc(), change_log::pos.desc()))
+                .select((change_log::xid, change_log::pos))
+                .offset(cap)
+                .limit(1);
+            let cut: Option<(i64, i64)> = native!(&mut *conn, |c| cut.get_result(c).optional())?;
+            (cut, user)
+        }
+    };
+    let Some((xid, pos)) = cut else {
+        return Ok(());
+    };
+    let (mark, drop) = match audience {
+        Audience::Project(_) => (
+            "UPDATE projects SET pruned_xid = $1, pruned_pos = $2 WHERE id = $3 \
+             AND (pruned_xid, pruned_pos) < ($1, $2)",
+            "DELETE FROM change_log WHERE (xid, pos) <= ($1, $2) AND project_id = $3",
+        ),
+        Audience::User(_) => (
+            "UPDATE change_streams SET pruned_xid = $1, pruned_pos = $2 WHERE owner_id = $3 \
+             AND (pruned_xid, pruned_pos) < ($1, $2)",
+            "DELETE FROM change_log WHERE (xid, pos) <= ($1, $2) AND recipient_id = $3",
+        ),
+    };
+    for sql in [mark, drop] {
+        let query = diesel::sql_query(sql)
+            .bind::<BigInt, _>(xid)
+            .bind::<BigInt, _>(pos)
+            .bind::<Text, _>(id);
+        native!(&mut *conn, |c| query.execute(c))?;
     }
     Ok(())
 }
 
-/// Takes the next number of `owner_id`'s stream, adding `delta` to the
-/// tasks it counts; the caller then [`append`]s its change under it.
-pub(crate) fn take_seq(conn: &mut AnyConnection, owner_id: &str, delta: i64) -> QueryResult<i64> {
-    let bump = BumpStream {
+/// Adds `delta` to the tasks `owner_id` is counted to own (a creation
+/// outside the quota, a deletion). Inside the write's transaction.
+pub(crate) fn count_tasks(conn: &mut AnyConnection, owner_id: &str, delta: i64) -> QueryResult<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let count = CountTasks {
         owner_id,
-        step: 1,
         delta,
         below: i64::MAX,
     };
-    native!(&mut *conn, |c| bump.get_result(c))
+    native!(&mut *conn, |c| count.get_result::<i64>(c)).map(|_| ())
 }
 
-/// Takes the owner's next number for a task about to be created, counting
-/// it in, only while the stream counts fewer than `max` tasks: `None` when
-/// the owner is at the quota. This is the quota's check (no `COUNT` of the
-/// owner's tasks per creation), atomic as the number is: the stream's row
-/// is locked (PostgreSQL) or the database is (SQLite) until the commit.
-/// The caller then inserts the task and [`append`]s its change.
+/// Counts one more task of `owner_id`'s, only while they are counted to own
+/// fewer than `max`: `false` when the owner is at the quota. This is the
+/// quota's check (no `COUNT` of the owner's tasks per creation), atomic:
+/// the owner's row is locked (PostgreSQL) or the database is (SQLite)
+/// until the commit. The caller then inserts the task.
 ///
 /// A count that drifted (tasks written by an older version during a
 /// rolling upgrade, which counted nothing) is repaired where it would
 /// refuse: at the quota by the count, the tasks are counted, once.
-pub(crate) fn take_seq_within(
-    conn: &mut AnyConnection,
-    owner_id: &str,
-    max: i64,
-) -> QueryResult<Option<i64>> {
+pub(crate) fn count_within(conn: &mut AnyConnection, owner_id: &str, max: i64) -> QueryResult<bool> {
     if max <= 0 {
-        return Ok(None);
+        return Ok(false);
     }
-    if let Some(seq) = bump_within(conn, owner_id, max)? {
-        return Ok(Some(seq));
+    if count_one_within(conn, owner_id, max)? {
+        return Ok(true);
     }
     let count = crate::schema::tasks::table
         .filter(crate::schema::tasks::owner_id.eq(owner_id))
         .count();
     let owned: i64 = native!(&mut *conn, |c| count.get_result(c))?;
     if owned >= max {
-        return Ok(None);
+        return Ok(false);
     }
     let repair = diesel::update(change_streams::table.find(owner_id))
         .set(change_streams::task_count.eq(owned));
     native!(&mut *conn, |c| repair.execute(c))?;
-    bump_within(conn, owner_id, max)
+    count_one_within(conn, owner_id, max)
 }
 
-/// The stream's next number, counting one more task, if it counts fewer
-/// than `max`.
-fn bump_within(conn: &mut AnyConnection, owner_id: &str, max: i64) -> QueryResult<Option<i64>> {
-    let bump = BumpStream {
+fn count_one_within(conn: &mut AnyConnection, owner_id: &str, max: i64) -> QueryResult<bool> {
+    let count = CountTasks {
         owner_id,
-        step: 1,
         delta: 1,
         below: max,
     };
-    native!(&mut *conn, |c| bump.get_result(c).optional())
+    let counted: Option<i64> = native!(&mut *conn, |c| count.get_result(c).optional())?;
+    Ok(counted.is_some())
 }
 
-/// Takes the next `step` numbers of `owner_id`'s stream (creating it at `step`),
-/// and adds `delta` to its task count, if the count is below `below`:
-/// `RETURNING` the last number, or no row when the count is not below.
+/// Adds `delta` to the owner's task count (creating their row), if the
+/// count is below `below`: `RETURNING` the count, or no row when it is not
+/// below.
 ///
 /// Written out rather than in diesel's form for its statement cache: diesel
 /// never caches an upsert (its `DO UPDATE` may turn out empty), so the
@@ -287,195 +375,127 @@ fn bump_within(conn: &mut AnyConnection, owner_id: &str, max: i64) -> QueryResul
 /// to that. Its SQL text must therefore never depend on the values bound:
 /// one text per query id, whatever `delta` and `below` are.
 ///
-/// `below` is checked on conflict only: a stream's first write creates it
-/// with a count of at most 1, and `take_seq_within` refuses a `max` of 0 or
-/// less before it gets here. `record` passes `i64::MAX` (no limit), so
-/// every write shares the one statement.
+/// `below` is checked on conflict only: an owner's first creation makes
+/// the row with a count of at most 1, and `count_within` refuses a `max`
+/// of 0 or less before it gets here.
 #[derive(Debug, Clone, Copy)]
-struct BumpStream<'a> {
+struct CountTasks<'a> {
     owner_id: &'a str,
-    /// How many numbers to take (1 but for a subtree's deletions).
-    step: i64,
     delta: i64,
     below: i64,
 }
 
-impl QueryId for BumpStream<'_> {
-    type QueryId = BumpStream<'static>;
+impl QueryId for CountTasks<'_> {
+    type QueryId = CountTasks<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<DB> QueryFragment<DB> for BumpStream<'_>
+impl<DB> QueryFragment<DB> for CountTasks<'_>
 where
     DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
     str: ToSql<Text, DB>,
     i64: ToSql<BigInt, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql("INSERT INTO change_streams (owner_id, last_seq, task_count) VALUES (");
+        out.push_sql("INSERT INTO change_streams (owner_id, task_count) VALUES (");
         out.push_bind_param::<Text, str>(self.owner_id)?;
         out.push_sql(", ");
-        out.push_bind_param::<BigInt, i64>(&self.step)?;
-        out.push_sql(", ");
         out.push_bind_param::<BigInt, i64>(if self.delta > 0 { &self.delta } else { &0 })?;
-        out.push_sql(
-            ") ON CONFLICT (owner_id) DO UPDATE SET last_seq = change_streams.last_seq + ",
-        );
-        out.push_bind_param::<BigInt, i64>(&self.step)?;
-        out.push_sql(", task_count = change_streams.task_count + ");
+        out.push_sql(") ON CONFLICT (owner_id) DO UPDATE SET task_count = change_streams.task_count + ");
         out.push_bind_param::<BigInt, i64>(&self.delta)?;
         out.push_sql(" WHERE change_streams.task_count < ");
         out.push_bind_param::<BigInt, i64>(&self.below)?;
-        out.push_sql(" RETURNING last_seq");
+        out.push_sql(" RETURNING task_count");
         Ok(())
     }
 }
 
-impl Query for BumpStream<'_> {
+impl Query for CountTasks<'_> {
     type SqlType = BigInt;
 }
 
-impl<Conn> RunQueryDsl<Conn> for BumpStream<'_> {}
-
-/// Appends the change numbered `seq` (taken by the write, which holds the
-/// stream's row) to the owner's stream, and trims the stream when `seq`
-/// is one that trims.
-pub(crate) fn append(
-    conn: &mut AnyConnection,
-    seq: i64,
-    kind: ChangeKind,
-    owner_id: &str,
-    task_id: &str,
-    task: Option<&TaskRow>,
-    at: i64,
-) -> QueryResult<()> {
-    let row = ChangeRow {
-        owner_id,
-        seq,
-        kind: kind.as_str(),
-        task_id,
-        recorded_at: at,
-        title: task.map(|t| t.title.as_str()),
-        description: task.map(|t| t.description.as_str()),
-        done: task.map(|t| t.done),
-        completed_at: task.and_then(|t| t.completed_at),
-        due_at: task.and_then(|t| t.due_at),
-        priority: task.map(|t| t.priority),
-        labels: task.map(|t| t.labels.as_str()),
-        archived: task.map(|t| t.archived),
-        created_at: task.map(|t| t.created_at),
-        updated_at: task.map(|t| t.updated_at),
-        version: task.map(|t| t.version),
-        project_id: task.map(|t| t.project_id.as_str()),
-        created_by: task.map(|t| t.created_by.as_str()),
-        parent_id: task.and_then(|t| t.parent_id.as_deref()),
-        recurrence: task.and_then(|t| t.recurrence.as_deref()),
-        time_zone: task.map(|t| t.time_zone.as_str()),
-        series_id: task.and_then(|t| t.series_id.as_deref()),
-        series_start: task.and_then(|t| t.series_start),
-        occurrence: task.and_then(|t| t.occurrence),
-        reminders: task.map(|t| t.reminders.as_str()),
-        color: None,
-        inbox: None,
-        role: None,
-        member_id: None,
-        username: None,
-    };
-    insert_and_trim(conn, &row, seq)
-}
-
-fn insert_and_trim(conn: &mut AnyConnection, row: &ChangeRow<'_>, seq: i64) -> QueryResult<()> {
-    let insert = diesel::insert_into(changes::table).values(row);
-    native!(&mut *conn, |c| insert.execute(c))?;
-    if let Some(through) = u64::try_from(seq).ok().and_then(trim_through) {
-        trim(conn, row.owner_id, i64::try_from(through).unwrap_or(0))?;
-    }
-    Ok(())
-}
+impl<Conn> RunQueryDsl<Conn> for CountTasks<'_> {}
 
 /// What a change of a project or of its members records.
 pub(crate) enum Beyond<'a> {
-    /// The project as the write left it, with the stream owner's role.
-    Project(&'a Project, ProjectRole),
+    /// The project as the write left it.
+    Project(&'a Project),
     /// The project was deleted.
     ProjectGone(ProjectId),
     /// The member as the write left them (a removal: as they were).
     Member(ProjectId, &'a Member, &'a Username),
 }
 
-/// Records a change of a project or of its members in `owner_id`'s stream:
-/// as [`record`] does a task's, inside the write's transaction, after its
-/// other statements.
+/// Records a change of a project or of its members for `audience`, as
+/// [`record_task`] does a task's; returns its position (a member's
+/// addition is where their view of the project starts).
 pub(crate) fn record_beyond(
     conn: &mut AnyConnection,
     kind: ChangeKind,
-    owner_id: &str,
+    audience: Audience<'_>,
     what: &Beyond<'_>,
     at: i64,
-) -> QueryResult<()> {
-    let seq = take_seq(conn, owner_id, 0)?;
+) -> QueryResult<(i64, i64)> {
     let (project_id, owner, member_id) = match what {
-        Beyond::Project(project, _) => (project.id, Some(project.owner.to_string()), None),
+        Beyond::Project(project) => (project.id, Some(project.owner.to_string()), None),
         Beyond::ProjectGone(id) => (*id, None, None),
         Beyond::Member(project, member, _) => (*project, None, Some(member.user.to_string())),
     };
     let project_id = project_id.to_string();
     let project = match what {
-        Beyond::Project(project, _) => Some(*project),
+        Beyond::Project(project) => Some(*project),
         Beyond::ProjectGone(_) | Beyond::Member(..) => None,
     };
     // (the task columns a project has, its own, and none of the rest)
     let row = ChangeRow {
-        kind: kind.as_str(),
         title: project.map(|p| p.name.as_str()),
         description: project.map(|p| p.description.as_str()),
         archived: project.map(|p| i16::from(p.archived)),
         created_at: match what {
-            Beyond::Project(project, _) => Some(project.created_at.unix_micros()),
+            Beyond::Project(project) => Some(project.created_at.unix_micros()),
             Beyond::Member(_, member, _) => Some(member.added_at.unix_micros()),
             Beyond::ProjectGone(_) => None,
         },
         updated_at: project.map(|p| p.updated_at.unix_micros()),
         version: project.map(|p| p.version.get()),
-        project_id: Some(&project_id),
         created_by: owner.as_deref(),
         color: project.and_then(|p| p.color.as_ref().map(ProjectColor::as_str)),
         inbox: project.map(|p| i16::from(p.inbox)),
         role: match what {
-            Beyond::Project(_, role) => Some(role.as_str()),
             Beyond::Member(_, member, _) => Some(member.role.as_str()),
-            Beyond::ProjectGone(_) => None,
+            Beyond::Project(_) | Beyond::ProjectGone(_) => None,
         },
         member_id: member_id.as_deref(),
         username: match what {
             Beyond::Member(_, _, username) => Some(username.as_str()),
             Beyond::Project(..) | Beyond::ProjectGone(_) => None,
         },
-        ..ChangeRow::tombstone(owner_id, seq, &project_id, at)
+        ..ChangeRow::tombstone(audience, kind, &project_id, at)
     };
-    insert_and_trim(conn, &row, seq)
+    insert(conn, &row)
 }
 
-/// Drops the owner's changes through `through` (the stream's cap,
-/// `todo_core::MAX_CHANGES_PER_OWNER`), and says so in `pruned_through`.
-/// Runs in the write that crossed the cap, which holds the stream's row.
-fn trim(conn: &mut AnyConnection, owner_id: &str, through: i64) -> QueryResult<()> {
-    let stream = change_streams::table
-        .filter(change_streams::owner_id.eq(owner_id))
-        .filter(change_streams::pruned_through.lt(through));
-    let mark = diesel::update(stream).set(change_streams::pruned_through.eq(through));
-    native!(&mut *conn, |c| mark.execute(c))?;
-    let old = changes::table
-        .filter(changes::owner_id.eq(owner_id))
-        .filter(changes::seq.le(through));
-    native!(&mut *conn, |c| diesel::delete(old).execute(c)).map(|_| ())
+/// Where `user`'s view of `project` starts: at `at`, the position of the
+/// change that made them a member.
+pub(crate) fn set_joined(
+    conn: &mut AnyConnection,
+    project: &str,
+    user: &str,
+    at: (i64, i64),
+) -> QueryResult<()> {
+    let member = project_members::table.find((project, user));
+    let set = diesel::update(member).set((
+        project_members::joined_xid.eq(at.0),
+        project_members::joined_pos.eq(at.1),
+    ));
+    native!(&mut *conn, |c| set.execute(c)).map(|_| ())
 }
 
 impl StoredChange {
     fn into_change(self) -> Result<Change, StoreError> {
         let bad = |_| corrupt("change");
         let kind = ChangeKind::parse(&self.kind).ok_or_else(|| corrupt("change"))?;
-        let seq = u64::try_from(self.seq).map_err(|_| corrupt("change"))?;
+        let position = position(self.xid, self.pos)?;
         let at = Timestamp::from_unix_micros(self.recorded_at).map_err(bad)?;
         let subject = match kind {
             ChangeKind::TaskCreated
@@ -489,7 +509,7 @@ impl StoredChange {
             | ChangeKind::MemberRemoved => self.into_beyond_subject(kind)?,
         };
         Ok(Change {
-            seq,
+            position,
             kind,
             subject,
             at,
@@ -504,7 +524,7 @@ impl StoredChange {
                 .ok_or_else(missing)
                 .and_then(|m| Timestamp::from_unix_micros(m).map_err(bad))
         };
-        let id = ProjectId::parse(&self.task_id).map_err(bad)?;
+        let id = ProjectId::parse(&self.subject_id).map_err(bad)?;
         let role = |stored: Option<&str>| {
             stored
                 .and_then(ProjectRole::parse_stored)
@@ -546,9 +566,11 @@ impl StoredChange {
                     updated_at: time(self.updated_at)?,
                     version: TaskVersion::new(self.version.ok_or_else(missing)?).map_err(bad)?,
                 };
+                // (the reader's role now: a project's change is one row
+                // for every member)
                 Subject::Project {
                     id,
-                    project: Some((project, role(self.role.as_deref())?)),
+                    project: Some((project, role(self.reader_role.as_deref())?)),
                 }
             }
         })
@@ -556,26 +578,24 @@ impl StoredChange {
 
     fn into_task_subject(self, kind: ChangeKind) -> Result<Subject, StoreError> {
         let bad = |_| corrupt("change");
-        let id = TaskId::parse(&self.task_id).map_err(bad)?;
+        let id = TaskId::parse(&self.subject_id).map_err(bad)?;
         let task = match kind {
             ChangeKind::TaskDeleted => None,
             _ => {
                 let missing = || corrupt("change");
                 let row = StoredTask {
-                    id: self.task_id.clone(),
-                    owner_id: self.owner_id.clone(),
-                    // (A change an older instance recorded during a rolling
-                    // upgrade has none of the newer columns: its task was in
-                    // its owner's Inbox, by its owner, in UTC, unreminded.)
-                    project_id: self.project_id.unwrap_or_else(|| self.owner_id.clone()),
-                    created_by: self.created_by.unwrap_or_else(|| self.owner_id.clone()),
+                    id: self.subject_id,
+                    // (not read back: a task's owner is its project's)
+                    owner_id: String::new(),
+                    project_id: self.project_id.ok_or_else(missing)?,
+                    created_by: self.created_by.ok_or_else(missing)?,
                     parent_id: self.parent_id,
                     recurrence: self.recurrence,
-                    time_zone: self.time_zone.unwrap_or_else(|| "UTC".to_owned()),
+                    time_zone: self.time_zone.ok_or_else(missing)?,
                     series_id: self.series_id,
                     series_start: self.series_start,
                     occurrence: self.occurrence,
-                    reminders: self.reminders.unwrap_or_default(),
+                    reminders: self.reminders.ok_or_else(missing)?,
                     title: self.title.ok_or_else(missing)?,
                     description: self.description.ok_or_else(missing)?,
                     done: self.done.ok_or_else(missing)?,
@@ -599,61 +619,148 @@ impl SqlStore {
     pub(crate) fn read_changes(
         &self,
         owner: UserId,
-        after: u64,
+        after: LogPosition,
         limit: usize,
     ) -> Result<ChangeLog, StoreError> {
         let owner_id = owner.to_string();
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let (after_xid, after_pos) = stored(after);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (rows, stream) = self.with_conn(|conn| {
-            // The changes first, the stream's bounds after: a pruning in
-            // between then shows in `pruned_through` (the reader is told
-            // to start over) rather than as a silent gap.
-            let page = changes::table
-                .filter(changes::owner_id.eq(&owner_id))
-                .filter(changes::seq.gt(after))
-                .order(changes::seq)
-                .limit(limit)
-                .select(StoredChange::as_select());
-            let rows: Vec<StoredChange> = page.load(conn)?;
-            let stream = change_streams::table
-                .find(&owner_id)
-                .select((change_streams::last_seq, change_streams::pruned_through));
-            let stream: Option<(i64, i64)> = stream.get_result(conn).optional()?;
-            Ok((rows, stream))
+        let (rows, pruned, head) = self.with_conn(|conn| {
+            // The changes first, the bounds after: a pruning in between
+            // then shows in the pruned mark (the reader is told to start
+            // over) rather than as a silent gap.
+            let rows: Vec<StoredChange> = if limit == 0 {
+                Vec::new()
+            } else {
+                let page = change_feed::table
+                    .filter(change_feed::reader.eq(&owner_id))
+                    .filter(
+                        change_feed::xid.gt(after_xid).or(change_feed::xid
+                            .eq(after_xid)
+                            .and(change_feed::pos.gt(after_pos))),
+                    )
+                    .order((change_feed::xid, change_feed::pos))
+                    .limit(limit)
+                    .select(StoredChange::as_select());
+                page.load(conn)?
+            };
+            let pruned = pruned_for(conn, &owner_id)?;
+            let head = head(conn)?;
+            Ok((rows, pruned, head))
         })?;
-        let (head, pruned_through) = stream.unwrap_or((0, 0));
-        let count = |n: i64| u64::try_from(n).map_err(|_| corrupt("change stream"));
         Ok(ChangeLog {
             changes: rows
                 .into_iter()
                 .map(StoredChange::into_change)
                 .collect::<Result<_, _>>()?,
-            head: count(head)?,
-            pruned_through: count(pruned_through)?,
+            head: position(head.0, head.1)?,
+            pruned_through: position(pruned.0, pruned.1)?,
         })
     }
 
     pub(crate) fn prune_old_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
-        // Up to each stream's newest change made before `before`, so that
-        // what a stream keeps is a suffix whatever its writers' clocks.
-        const MARK: &str = "UPDATE change_streams SET pruned_through = \
-            (SELECT MAX(seq) FROM changes \
-             WHERE changes.owner_id = change_streams.owner_id AND changes.recorded_at < $1) \
-            WHERE EXISTS (SELECT 1 FROM changes \
-             WHERE changes.owner_id = change_streams.owner_id AND changes.recorded_at < $1)";
-        const DROP: &str = "DELETE FROM changes WHERE seq <= \
-            (SELECT pruned_through FROM change_streams \
-             WHERE change_streams.owner_id = changes.owner_id)";
+        // Up to each project's (and each user's own) newest change made
+        // before `before`, so that what each keeps is a suffix of its
+        // changes whatever its writers' clocks.
+        const MARK_PROJECTS: &str = "UPDATE projects SET (pruned_xid, pruned_pos) = \
+            (SELECT xid, pos FROM change_log c \
+             WHERE c.project_id = projects.id AND c.recorded_at < $1 \
+             ORDER BY xid DESC, pos DESC LIMIT 1) \
+            WHERE EXISTS (SELECT 1 FROM change_log c \
+             WHERE c.project_id = projects.id AND c.recorded_at < $1)";
+        const MARK_USERS: &str = "UPDATE change_streams SET (pruned_xid, pruned_pos) = \
+            (SELECT xid, pos FROM change_log c \
+             WHERE c.recipient_id = change_streams.owner_id AND c.recorded_at < $1 \
+             ORDER BY xid DESC, pos DESC LIMIT 1) \
+            WHERE EXISTS (SELECT 1 FROM change_log c \
+             WHERE c.recipient_id = change_streams.owner_id AND c.recorded_at < $1)";
+        const DROP_PROJECTS: &str = "DELETE FROM change_log WHERE project_id IS NOT NULL \
+            AND (xid, pos) <= (SELECT pruned_xid, pruned_pos FROM projects \
+             WHERE projects.id = change_log.project_id)";
+        const DROP_USERS: &str = "DELETE FROM change_log WHERE recipient_id IS NOT NULL \
+            AND (xid, pos) <= (SELECT pruned_xid, pruned_pos FROM change_streams \
+             WHERE change_streams.owner_id = change_log.recipient_id)";
         let before = before.unix_micros();
         let pruned = self.with_write_conn(|conn| {
             conn.transaction(|conn| {
-                diesel::sql_query(MARK)
-                    .bind::<BigInt, _>(before)
-                    .execute(conn)?;
-                diesel::sql_query(DROP).execute(conn)
+                // A user's own changes go to them only: each needs their
+                // row to mark how far they are pruned.
+                diesel::sql_query(
+                    "INSERT INTO change_streams (owner_id, task_count) \
+                     SELECT DISTINCT recipient_id, 0 FROM change_log \
+                     WHERE recipient_id IS NOT NULL AND recorded_at < $1 \
+                     ON CONFLICT (owner_id) DO NOTHING",
+                )
+                .bind::<BigInt, _>(before)
+                .execute(conn)?;
+                for mark in [MARK_PROJECTS, MARK_USERS] {
+                    diesel::sql_query(mark)
+                        .bind::<BigInt, _>(before)
+                        .execute(conn)?;
+                }
+                let mut dropped = 0;
+                for drop in [DROP_PROJECTS, DROP_USERS] {
+                    dropped += diesel::sql_query(drop).execute(conn)?;
+                }
+                Ok(dropped)
             })
         })?;
         Ok(u64::try_from(pruned).unwrap_or(0))
+    }
+}
+
+/// How far `owner`'s stream is pruned: the furthest of their own changes'
+/// mark and those of the projects they are members of, where it passed
+/// the change that made them members.
+fn pruned_for(conn: &mut AnyConnection, owner_id: &str) -> QueryResult<(i64, i64)> {
+    let own = change_streams::table
+        .find(owner_id)
+        .select((change_streams::pruned_xid, change_streams::pruned_pos));
+    let own: Option<(i64, i64)> = native!(&mut *conn, |c| own.get_result(c).optional())?;
+    let theirs = project_members::table
+        .inner_join(projects::table)
+        .filter(project_members::user_id.eq(owner_id))
+        .filter(projects::pruned_pos.gt(0))
+        .select((
+            project_members::joined_xid,
+            project_members::joined_pos,
+            projects::pruned_xid,
+            projects::pruned_pos,
+        ));
+    let theirs: Vec<(i64, i64, i64, i64)> = native!(&mut *conn, |c| theirs.load(c))?;
+    Ok(theirs
+        .into_iter()
+        .filter(|&(jx, jp, px, pp)| (px, pp) >= (jx, jp))
+        .map(|(_, _, px, pp)| (px, pp))
+        .chain(own)
+        .max()
+        .unwrap_or((0, 0)))
+}
+
+/// How far the log can be read now: on SQLite, the last number handed out
+/// (`sqlite_sequence`, which deleting rows does not move back); on
+/// PostgreSQL, everything of transactions older than any still running.
+fn head(conn: &mut AnyConnection) -> QueryResult<(i64, i64)> {
+    #[derive(QueryableByName)]
+    struct Head {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            let last: Option<Head> = diesel::sql_query(
+                "SELECT seq AS n FROM sqlite_sequence WHERE name = 'change_log'",
+            )
+            .get_result(c)
+            .optional()?;
+            Ok((0, last.map_or(0, |h| h.n)))
+        }
+        AnyConnection::Postgresql(c) => {
+            let xmin: Head = diesel::sql_query(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS n",
+            )
+            .get_result(c)?;
+            Ok((xmin.n - 1, i64::MAX))
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! Changes committed by other processes, as PostgreSQL tells them: every
 //! change inserted into the log notifies the channel `todo_changes` with
-//! its owner's id (a trigger, migration 000050: in the writer's
-//! transaction, so the notification is delivered when, and only if, the
-//! change commits). [`SqlStore::listen_for_changes`] listens on a
-//! connection of its own and hands each owner to a callback: task-server
-//! wakes its live streams with it (`TaskService::notify_changed`), so a
+//! its project's id (`p:…`) or its recipient's (`u:…`) (a trigger,
+//! migration `…_project_log`: in the writer's transaction, so the
+//! notification is delivered when, and only if, the change commits).
+//! [`SqlStore::listen_for_changes`] listens on a connection of its own and
+//! hands each to a callback: task-server wakes its live streams with it
+//! (`TaskService::notify_changed`, `notify_project_changed`), so a
 //! change made through one instance reaches the streams of every instance
 //! at once. A notification says only "look again": the log stays the
 //! source, and a notification lost while the listener reconnects costs a
@@ -18,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use todo_core::UserId;
+use todo_core::{ProjectId, UserId};
 use uuid::Uuid;
 
 use crate::SqlStore;
@@ -39,8 +40,10 @@ const RECONNECT: (Duration, Duration) = (Duration::from_millis(100), Duration::f
 /// What the listener heard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeNotice {
-    /// A change of this owner's committed.
+    /// A change addressed to this user committed.
     Owner(UserId),
+    /// A change of this project committed: its members' streams moved.
+    Project(ProjectId),
     /// The listener (re)connected: changes made while it was not listening
     /// went unheard, anyone's may have changed.
     Anyone,
@@ -156,6 +159,18 @@ fn listen(url: &str, stop: &AtomicBool, on_notice: &dyn Fn(ChangeNotice)) {
     }
 }
 
+/// What a notification's payload names: `p:` and a project's id, or `u:`
+/// and a user's.
+fn parse_notice(payload: &str) -> Option<ChangeNotice> {
+    let (kind, id) = payload.split_once(':')?;
+    let id = Uuid::parse_str(id).ok()?;
+    match kind {
+        "p" => Some(ChangeNotice::Project(ProjectId::from_uuid(id))),
+        "u" => Some(ChangeNotice::Owner(UserId::from_uuid(id))),
+        _ => None,
+    }
+}
+
 /// Hands on what the connection hears until it fails (the error) or the
 /// listener stops (`None`).
 fn follow(
@@ -167,10 +182,10 @@ fn follow(
     while !stop.load(Ordering::Relaxed) {
         for heard in conn.notifications_iter() {
             match heard {
-                Ok(notification) => match Uuid::parse_str(&notification.payload) {
-                    Ok(owner) => on_notice(ChangeNotice::Owner(UserId::from_uuid(owner))),
-                    Err(_) => {
-                        tracing::debug!(target: "todo::store", "a notification that names no owner")
+                Ok(notification) => match parse_notice(&notification.payload) {
+                    Some(notice) => on_notice(notice),
+                    None => {
+                        tracing::debug!(target: "todo::store", "a notification that names nothing")
                     }
                 },
                 Err(error) => return Some(error.to_string()),

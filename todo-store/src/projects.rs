@@ -13,7 +13,7 @@ use todo_core::{
 };
 
 use crate::SqlStore;
-use crate::changes::{self, Beyond};
+use crate::changes::{self, Audience, Beyond};
 use crate::db::AnyConnection;
 use crate::error::corrupt;
 use crate::schema::{project_feeds, project_members, projects, users};
@@ -264,8 +264,8 @@ pub(crate) fn tell_of_leaving(
     Ok(())
 }
 
-/// Records a change of `project` in every member's stream, each with
-/// their role (`None`: deleted, a tombstone).
+/// Records a change of `project` as a change of the project (`None`:
+/// deleted, a tombstone for each member, whose membership goes with it).
 fn record_project_change(
     conn: &mut AnyConnection,
     kind: ChangeKind,
@@ -273,47 +273,53 @@ fn record_project_change(
     project: Option<&Project>,
     at: Timestamp,
 ) -> QueryResult<()> {
-    for (member, stored) in members_in_order(conn, &id.to_string())? {
-        let what = match project {
-            Some(project) => {
-                let role = ProjectRole::parse_stored(&stored)
-                    .ok_or_else(|| stored_wrong("a stored role"))?;
-                Beyond::Project(project, role)
+    let project_id = id.to_string();
+    match project {
+        Some(project) => {
+            let what = Beyond::Project(project);
+            changes::record_beyond(
+                conn,
+                kind,
+                Audience::Project(&project_id),
+                &what,
+                at.unix_micros(),
+            )?;
+        }
+        None => {
+            for (member, _) in members_in_order(conn, &project_id)? {
+                let what = Beyond::ProjectGone(id);
+                changes::record_beyond(conn, kind, Audience::User(&member), &what, at.unix_micros())?;
             }
-            None => Beyond::ProjectGone(id),
-        };
-        changes::record_beyond(conn, kind, &member, &what, at.unix_micros())?;
+        }
     }
     Ok(())
 }
 
-/// Records a change of `member` in the stream of every member of the
-/// project and in the member's own (a removed member is no longer one).
+/// Records a change of `member` as a change of the project, and for a
+/// removal in the member's own changes too (a removed member no longer
+/// sees the project's). Returns the project change's position.
 fn record_member_change(
     conn: &mut AnyConnection,
     kind: ChangeKind,
     id: ProjectId,
     member: &Member,
     at: Timestamp,
-) -> QueryResult<()> {
+) -> QueryResult<(i64, i64)> {
     let user_id = member.user.to_string();
     let name: String = users::table
         .find(&user_id)
         .select(users::username)
         .first(conn)?;
     let username = Username::parse(&name).map_err(|_| stored_wrong("a stored username"))?;
-    let mut streams: Vec<String> = members_in_order(conn, &id.to_string())?
-        .into_iter()
-        .map(|(user, _)| user)
-        .collect();
-    if let Err(slot) = streams.binary_search(&user_id) {
-        streams.insert(slot, user_id);
-    }
     let what = Beyond::Member(id, member, &username);
-    for stream in streams {
-        changes::record_beyond(conn, kind, &stream, &what, at.unix_micros())?;
+    let project_id = id.to_string();
+    let at = at.unix_micros();
+    let position =
+        changes::record_beyond(conn, kind, Audience::Project(&project_id), &what, at)?;
+    if kind == ChangeKind::MemberRemoved {
+        changes::record_beyond(conn, kind, Audience::User(&user_id), &what, at)?;
     }
-    Ok(())
+    Ok(position)
 }
 
 impl ProjectStore for SqlStore {
@@ -703,7 +709,9 @@ impl ProjectStore for SqlStore {
                 diesel::insert_into(project_members::table)
                     .values(&row)
                     .execute(conn)?;
-                record_member_change(conn, ChangeKind::MemberAdded, id, member, at)?;
+                // Their view of the project starts with their addition.
+                let joined = record_member_change(conn, ChangeKind::MemberAdded, id, member, at)?;
+                changes::set_joined(conn, &row.project_id, &row.user_id, joined)?;
                 Ok(Put::Added)
             })
         })?;

@@ -1,18 +1,18 @@
-//! The relay's progress through each owner's stream: two columns of
-//! `change_streams` (`relayed_through`, `relay_leased_until`) that only a
-//! running relay writes. A lease gives a stream to one relay at a time, as
+//! The relay's progress through each user's stream: columns of
+//! `change_streams` (`relayed_xid`, `relayed_pos`, `relay_leased_until`)
+//! that only a running relay writes. A lease gives a stream to one relay at a time, as
 //! a webhook's does (`webhooks.rs`): taken by one conditional
 //! `UPDATE … RETURNING`, honoured by a settlement that writes only under the
 //! same lease.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use todo_core::{RelayStore, RelayedStream, StoreError, Timestamp, UserId};
+use todo_core::{LogPosition, RelayStore, RelayedStream, StoreError, Timestamp, UserId};
 
 use crate::SqlStore;
+use crate::changes;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::change_streams;
 use crate::tasks::native;
 
 #[derive(QueryableByName)]
@@ -20,8 +20,15 @@ struct LeasedRow {
     #[diesel(sql_type = Text)]
     owner_id: String,
     #[diesel(sql_type = BigInt)]
-    relayed_through: i64,
+    relayed_xid: i64,
+    #[diesel(sql_type = BigInt)]
+    relayed_pos: i64,
 }
+
+/// A stream the relay is behind on: its user's stream has a change past
+/// the relay's position (`s` names the user's `change_streams` row).
+const BEHIND: &str = "EXISTS (SELECT 1 FROM change_feed f WHERE f.reader = s.owner_id \
+    AND (f.xid, f.pos) > (s.relayed_xid, s.relayed_pos))";
 
 impl RelayStore for SqlStore {
     fn lease_unrelayed_streams(
@@ -34,18 +41,19 @@ impl RelayStore for SqlStore {
         // so that an update that waited for another's row lock re-checks
         // it; parameters in the order they are bound (SQLite numbers them
         // as they first appear). With no index on the lag, this reads
-        // every stream: once a round, and only where a relay runs.
+        // every user's stream: once a round, and only where a relay runs.
         // The least recently served first: a busy stream, behind again
         // at every round, cannot keep the others waiting.
-        const LEASE: &str = "UPDATE change_streams SET relay_leased_until = $1, relay_served_at = $2 \
-            WHERE owner_id IN (SELECT owner_id FROM change_streams \
-                WHERE last_seq > relayed_through \
-                AND (relay_leased_until IS NULL OR relay_leased_until < $2) \
-                ORDER BY relay_served_at LIMIT $3) \
-            AND last_seq > relayed_through \
+        let lease = format!(
+            "UPDATE change_streams SET relay_leased_until = $1, relay_served_at = $2 \
+            WHERE owner_id IN (SELECT s.owner_id FROM change_streams s \
+                WHERE {BEHIND} \
+                AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $2) \
+                ORDER BY s.relay_served_at LIMIT $3) \
             AND (relay_leased_until IS NULL OR relay_leased_until < $2) \
-            RETURNING owner_id, relayed_through";
-        let lease = diesel::sql_query(LEASE)
+            RETURNING owner_id, relayed_xid, relayed_pos"
+        );
+        let lease = diesel::sql_query(lease)
             .bind::<BigInt, _>(lease_until.unix_micros())
             .bind::<BigInt, _>(now.unix_micros())
             .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
@@ -55,26 +63,26 @@ impl RelayStore for SqlStore {
                 Ok(RelayedStream {
                     owner: UserId::parse(&row.owner_id)
                         .map_err(|_| corrupt("change_streams.owner_id"))?,
-                    relayed_through: u64::try_from(row.relayed_through)
-                        .map_err(|_| corrupt("change_streams.relayed_through"))?,
+                    relayed_through: changes::position(row.relayed_xid, row.relayed_pos)?,
                 })
             })
             .collect()
     }
 
     fn any_unrelayed_stream(&self, now: Timestamp) -> Result<bool, StoreError> {
-        let now = now.unix_micros();
-        let due = change_streams::table
-            .filter(change_streams::last_seq.gt(change_streams::relayed_through))
-            .filter(
-                change_streams::relay_leased_until
-                    .is_null()
-                    .or(change_streams::relay_leased_until.lt(now)),
-            )
-            .select(change_streams::owner_id)
-            .limit(1);
-        let found: Option<String> =
-            self.with_conn(|conn| native!(conn, |c| due.first(c).optional()))?;
+        #[derive(QueryableByName)]
+        struct Found {
+            #[diesel(sql_type = Text)]
+            #[allow(dead_code)] // (read only to be there)
+            owner_id: String,
+        }
+        let due = diesel::sql_query(format!(
+            "SELECT s.owner_id FROM change_streams s WHERE {BEHIND} \
+             AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $1) LIMIT 1"
+        ))
+        .bind::<BigInt, _>(now.unix_micros());
+        let found: Option<Found> =
+            self.with_conn(|conn| native!(conn, |c| due.get_result(c).optional()))?;
         Ok(found.is_some())
     }
 
@@ -82,16 +90,21 @@ impl RelayStore for SqlStore {
         &self,
         owner: UserId,
         lease_until: Timestamp,
-        relayed_through: u64,
+        relayed_through: LogPosition,
     ) -> Result<bool, StoreError> {
         // Never back: a settlement of fewer changes than one before it
         // (under an older lease) keeps the further point.
-        const SETTLE: &str = "UPDATE change_streams SET relayed_through = \
-            CASE WHEN relayed_through > $1 THEN relayed_through ELSE $1 END, \
+        const SETTLE: &str = "UPDATE change_streams SET \
+            relayed_xid = CASE WHEN (relayed_xid, relayed_pos) > ($1, $2) \
+                THEN relayed_xid ELSE $1 END, \
+            relayed_pos = CASE WHEN (relayed_xid, relayed_pos) > ($1, $2) \
+                THEN relayed_pos ELSE $2 END, \
             relay_leased_until = NULL \
-            WHERE owner_id = $2 AND relay_leased_until = $3";
+            WHERE owner_id = $3 AND relay_leased_until = $4";
+        let (xid, pos) = changes::stored(relayed_through);
         let settle = diesel::sql_query(SETTLE)
-            .bind::<BigInt, _>(i64::try_from(relayed_through).unwrap_or(i64::MAX))
+            .bind::<BigInt, _>(xid)
+            .bind::<BigInt, _>(pos)
             .bind::<Text, _>(owner.to_string())
             .bind::<BigInt, _>(lease_until.unix_micros());
         let updated = self.with_write_conn(|conn| native!(conn, |c| settle.execute(c)))?;

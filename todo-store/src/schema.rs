@@ -87,22 +87,25 @@ diesel::table! {
 diesel::table! {
     change_streams (owner_id) {
         owner_id -> Text,
-        last_seq -> BigInt,
-        pruned_through -> BigInt,
         task_count -> BigInt,
-        relayed_through -> BigInt,
         relay_leased_until -> Nullable<BigInt>,
         relay_served_at -> BigInt,
         webhooks_served_at -> Nullable<BigInt>,
+        pruned_xid -> BigInt,
+        pruned_pos -> BigInt,
+        relayed_xid -> BigInt,
+        relayed_pos -> BigInt,
     }
 }
 
 diesel::table! {
-    changes (owner_id, seq) {
-        owner_id -> Text,
-        seq -> BigInt,
+    change_log (pos) {
+        pos -> BigInt,
+        xid -> BigInt,
+        project_id -> Nullable<Text>,
+        recipient_id -> Nullable<Text>,
         kind -> Text,
-        task_id -> Text,
+        subject_id -> Text,
         recorded_at -> BigInt,
         title -> Nullable<Text>,
         description -> Nullable<Text>,
@@ -115,7 +118,45 @@ diesel::table! {
         created_at -> Nullable<BigInt>,
         updated_at -> Nullable<BigInt>,
         version -> Nullable<BigInt>,
+        created_by -> Nullable<Text>,
+        parent_id -> Nullable<Text>,
+        recurrence -> Nullable<Text>,
+        time_zone -> Nullable<Text>,
+        series_id -> Nullable<Text>,
+        series_start -> Nullable<BigInt>,
+        occurrence -> Nullable<BigInt>,
+        reminders -> Nullable<Text>,
+        color -> Nullable<Text>,
+        inbox -> Nullable<SmallInt>,
+        role -> Nullable<Text>,
+        member_id -> Nullable<Text>,
+        username -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// A view (migration `…_project_log`): each user's stream. (Its
+    /// `recipient_id` is left out: diesel's tables hold 32 columns.)
+    change_feed (reader, pos) {
+        reader -> Text,
+        reader_role -> Nullable<Text>,
+        pos -> BigInt,
+        xid -> BigInt,
         project_id -> Nullable<Text>,
+        kind -> Text,
+        subject_id -> Text,
+        recorded_at -> BigInt,
+        title -> Nullable<Text>,
+        description -> Nullable<Text>,
+        done -> Nullable<SmallInt>,
+        completed_at -> Nullable<BigInt>,
+        due_at -> Nullable<BigInt>,
+        priority -> Nullable<SmallInt>,
+        labels -> Nullable<Text>,
+        archived -> Nullable<SmallInt>,
+        created_at -> Nullable<BigInt>,
+        updated_at -> Nullable<BigInt>,
+        version -> Nullable<BigInt>,
         created_by -> Nullable<Text>,
         parent_id -> Nullable<Text>,
         recurrence -> Nullable<Text>,
@@ -140,24 +181,26 @@ diesel::table! {
         events -> Text,
         secret -> Text,
         created_at -> BigInt,
-        delivered_through -> BigInt,
         attempts -> BigInt,
         next_attempt_at -> BigInt,
         failing_since -> Nullable<BigInt>,
         disabled_at -> Nullable<BigInt>,
         leased_until -> Nullable<BigInt>,
+        delivered_xid -> BigInt,
+        delivered_pos -> BigInt,
     }
 }
 
 diesel::table! {
-    webhook_deliveries (webhook_id, at, seq) {
+    webhook_deliveries (webhook_id, at, pos) {
         webhook_id -> Text,
         at -> BigInt,
-        seq -> BigInt,
+        pos -> BigInt,
         kind -> Text,
         status -> Nullable<BigInt>,
         latency_ms -> BigInt,
         error -> Nullable<Text>,
+        xid -> BigInt,
     }
 }
 
@@ -173,6 +216,8 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         version -> BigInt,
+        pruned_xid -> BigInt,
+        pruned_pos -> BigInt,
     }
 }
 
@@ -182,6 +227,8 @@ diesel::table! {
         user_id -> Text,
         role -> Text,
         added_at -> BigInt,
+        joined_xid -> BigInt,
+        joined_pos -> BigInt,
     }
 }
 
@@ -216,7 +263,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_failures,
     login_devices,
     change_streams,
-    changes,
+    change_log,
+    change_feed,
     webhooks,
     webhook_deliveries,
     projects,

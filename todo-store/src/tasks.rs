@@ -9,7 +9,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Text};
 use todo_core::import::{ImportCounts, ImportOutcome, ImportPlan};
 use todo_core::{
-    ChangeKind, ChangeLog, Description, Labels, PageLimit, Priority, ProjectId, ProjectRole,
+    ChangeKind, ChangeLog, Description, LogPosition, Labels, PageLimit, Priority, ProjectId, ProjectRole,
     Recurrence, Reminder, Reminders, Series, SeriesId, Standing, StoreError, Task, TaskCursor,
     TaskId, TaskInsert, TaskQuery, TaskSort, TaskStore, TaskVersion, TaskWrite, TimeZoneName,
     Timestamp, Title, TreeRefusal, UserId,
@@ -376,12 +376,11 @@ pub(crate) fn delete_project_tasks(
 }
 
 /// Where a write to a project's tasks goes, read in the write's
-/// transaction: the caller's standing in the project, the project's owner
-/// (who keeps its tasks: their quota counts them) and its members (whose
-/// streams record the change), in id order, so that writes to several
-/// streams lock them in one order (PostgreSQL) and never wait on each
-/// other in a cycle.
+/// transaction: the project, the caller's standing in it, its owner (who
+/// keeps its tasks: their quota counts them) and its members (whose live
+/// streams a write wakes), in id order.
 struct Reach {
+    project: String,
     standing: Standing,
     owner: String,
     members: Vec<String>,
@@ -396,6 +395,7 @@ impl Reach {
     fn of(conn: &mut AnyConnection, caller: &str, project: &str) -> QueryResult<Self> {
         if caller == project {
             return Ok(Self {
+                project: project.to_owned(),
                 standing: Standing::Member(ProjectRole::Owner),
                 owner: caller.to_owned(),
                 members: vec![caller.to_owned()],
@@ -434,6 +434,7 @@ impl Reach {
             AnyConnection::Sqlite(c) => members.load(c)?,
         };
         let mut reach = Self {
+            project: project.to_owned(),
             standing: Standing::Stranger,
             owner: String::new(),
             members: Vec::with_capacity(rows.len()),
@@ -453,8 +454,9 @@ impl Reach {
         Ok(reach)
     }
 
-    /// Records a write that left the task as `row` (`None`: deleted it) in
-    /// every member's stream; the owner's counts the task in or out.
+    /// Records a write that left the task as `row` (`None`: deleted it)
+    /// as a change of the project; a deletion counts the task out of its
+    /// owner's.
     fn record(
         &self,
         conn: &mut AnyConnection,
@@ -463,11 +465,10 @@ impl Reach {
         row: Option<&TaskRow>,
         at: i64,
     ) -> QueryResult<()> {
-        for member in &self.members {
-            let counts = *member == self.owner;
-            changes::record(conn, kind, member, counts, task_id, row, at)?;
+        if kind == ChangeKind::TaskDeleted {
+            changes::count_tasks(conn, &self.owner, -1)?;
         }
-        Ok(())
+        changes::record_task(conn, kind, &self.project, task_id, row, at)
     }
 }
 
@@ -624,12 +625,11 @@ fn import_on(
 }
 
 /// Inserts `row`, a new task of `reach`'s project, with its labels, and
-/// records its creation in every member's stream. The streams' numbers
-/// come first, in id order; the owner's, under `max`, counts the task in
-/// (its row, locked from there to the commit, serialises the owner's
-/// creations on PostgreSQL; SQLite's writes are), before the task is there
-/// to be counted. `false`: the owner is at `max`, and some numbers may be
-/// taken: the caller rolls the transaction back.
+/// records its creation as a change of the project. The owner's count
+/// comes first, under `max` (their row, locked from there to the commit,
+/// serialises the owner's creations on PostgreSQL; SQLite's writes are),
+/// before the task is there to be counted. `false`: the owner is at
+/// `max`: the caller rolls the transaction back.
 fn create_row(
     conn: &mut AnyConnection,
     reach: &Reach,
@@ -637,33 +637,26 @@ fn create_row(
     row: &TaskRow,
     max: Option<i64>,
 ) -> QueryResult<bool> {
-    let mut seqs = Vec::with_capacity(reach.members.len());
-    for member in &reach.members {
-        let counts = *member == reach.owner;
-        let seq = match max.filter(|_| counts) {
-            Some(max) => changes::take_seq_within(conn, member, max)?,
-            None => Some(changes::take_seq(conn, member, i64::from(counts))?),
-        };
-        let Some(seq) = seq else {
-            return Ok(false);
-        };
-        seqs.push(seq);
+    match max {
+        Some(max) => {
+            if !changes::count_within(conn, &reach.owner, max)? {
+                return Ok(false);
+            }
+        }
+        None => changes::count_tasks(conn, &reach.owner, 1)?,
     }
     let insert = diesel::insert_into(tasks::table).values(row);
     native!(&mut *conn, |c| insert.execute(c))?;
     insert_labels(conn, row)?;
     schedule_reminders(conn, task, false)?;
-    for (member, seq) in reach.members.iter().zip(seqs) {
-        changes::append(
-            conn,
-            seq,
-            ChangeKind::TaskCreated,
-            member,
-            &row.id,
-            Some(row),
-            row.updated_at,
-        )?;
-    }
+    changes::record_task(
+        conn,
+        ChangeKind::TaskCreated,
+        &reach.project,
+        &row.id,
+        Some(row),
+        row.updated_at,
+    )?;
     Ok(true)
 }
 
@@ -1187,20 +1180,15 @@ impl TaskStore for SqlStore {
                         return Ok(Some(current));
                     }
                     // The subtasks go too, in one statement, each recorded
-                    // as a deletion in every member's stream: a stream's
-                    // numbers taken at once and its changes written a few
-                    // hundred a statement (one a statement, a thousand
-                    // subtasks in a hundred members' streams held every
-                    // stream a minute on PostgreSQL: the attack of session
-                    // 13). (Labels and reminders go with their task.)
+                    // as a deletion of the project, a few hundred a
+                    // statement. (Labels and reminders go with their task.)
                     let mut doomed = subtree(conn, &id)?;
                     doomed.reverse(); // (told the deepest first)
                     let gone = tasks::table.filter(tasks::id.eq_any(&doomed));
                     native!(&mut *conn, |c| diesel::delete(gone).execute(c))?;
-                    for member in &reach.members {
-                        let counts = *member == reach.owner;
-                        changes::record_deletions(conn, member, counts, &doomed, at.unix_micros())?;
-                    }
+                    let count = i64::try_from(doomed.len()).unwrap_or(i64::MAX);
+                    changes::count_tasks(conn, &reach.owner, -count)?;
+                    changes::record_deletions(conn, &reach.project, &doomed, at.unix_micros())?;
                     Ok(Some(current))
                 },
             )
@@ -1364,7 +1352,7 @@ impl TaskStore for SqlStore {
     fn changes_after(
         &self,
         owner: UserId,
-        after: u64,
+        after: LogPosition,
         limit: usize,
     ) -> Result<ChangeLog, StoreError> {
         self.read_changes(owner, after, limit)
@@ -2583,8 +2571,7 @@ mod statement_cache {
         let mut cached = cached_by_the_first;
         drop(guard);
 
-        // In a project of three members: a number and a change in each
-        // member's stream; nothing prepared again.
+        // In a project of three members: nothing prepared again.
         let project = shed(store, owner, 0);
         for (name, seed) in [("bob", 2), ("carol", 3)] {
             let member = todo_core::Member {
@@ -2631,13 +2618,15 @@ mod statement_cache {
             let unquoted = seen.run.iter().map(|sql| sql.replace(['`', '"'], ""));
             unquoted.filter(|sql| sql.starts_with(prefix)).count()
         };
+        // Recorded once, whatever the members: the owner's count and the
+        // project's change, one each a creation.
         assert_eq!(
             count("INSERT INTO change_streams"),
-            3 * 3,
+            3,
             "{:#?}",
             seen.run
         );
-        assert_eq!(count("INSERT INTO changes"), 3 * 3, "{:#?}", seen.run);
+        assert_eq!(count("INSERT INTO change_log"), 3, "{:#?}", seen.run);
     }
 
     /// Lists of a caller in one project (an Inbox), then in three and four:

@@ -92,6 +92,11 @@ impl UserStore for SqlStore {
                 diesel::insert_into(users::table)
                     .values(&row)
                     .execute(conn)?;
+                // Their stream's bookkeeping (the relay and webhooks go
+                // through these rows, one a user).
+                diesel::insert_into(crate::schema::change_streams::table)
+                    .values(crate::schema::change_streams::owner_id.eq(&row.id))
+                    .execute(conn)?;
                 crate::projects::ensure_inbox_on(conn, &inbox)
             })
         })?;

@@ -12,7 +12,7 @@ use axum::body::Body;
 use http::{Request, StatusCode, header};
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens};
-use todo_core::{
+use todo_core::{LogPosition, 
     AuthLimits, AuthServices, ChangeLog, Credentials, Project, ProjectId, ProjectRole,
     ProjectStore, Registration, Standing, StoreError, Task, TaskCursor, TaskId, TaskInsert,
     TaskQuery, TaskService, TaskStore, TaskWrite, Timestamp, UserId,

@@ -342,7 +342,7 @@ fn the_stream_counts_its_owners_tasks_and_repairs_a_drift(
 
     // The same for a task a member creates in her project of three: her
     // stream counts the task, repairs a drift, refuses at the quota, and a
-    // refusal takes no member's number.
+    // refusal records nothing.
     use todo_core::{MemberPut, ProjectRole, ProjectStore as _, Task};
     let bob = new_user(store, "bob", 1).user.id;
     let carol = new_user(store, "carol", 2).user.id;
@@ -357,28 +357,32 @@ fn the_stream_counts_its_owners_tasks_and_repairs_a_drift(
         created_by: bob,
         ..full_task(bob, 100 + n, 30)
     };
-    let last_seq = |user: todo_core::UserId| {
-        sql(&format!(
-            "SELECT last_seq AS task_count FROM change_streams WHERE owner_id = '{user}'"
-        ))
+    use todo_core::TaskStore as _;
+    // (how many changes each member's stream holds)
+    let seen = |user: todo_core::UserId| {
+        store
+            .changes_after(user, todo_core::LogPosition::START, 1000)
+            .unwrap()
+            .changes
+            .len()
     };
-    let before = [last_seq(owner), last_seq(bob), last_seq(carol)];
+    let before = [seen(owner), seen(bob), seen(carol)];
     assert!(store.insert_within(&bobs(1), 10).unwrap());
     assert_eq!(sql(&count_sql), 4, "counted in the project owner's stream");
     assert_eq!(
-        [last_seq(owner), last_seq(bob), last_seq(carol)],
-        before.map(|seq| seq + 1),
-        "a number in each member's stream"
+        [seen(owner), seen(bob), seen(carol)],
+        before.map(|n| n + 1),
+        "the change in each member's stream"
     );
     assert_eq!(sql(&set_sql(10)), 1);
     assert!(store.insert_within(&bobs(2), 10).unwrap());
     assert_eq!(sql(&count_sql), 5, "repaired, and the new task counted");
-    let before = [last_seq(owner), last_seq(bob), last_seq(carol)];
+    let before = [seen(owner), seen(bob), seen(carol)];
     assert!(!store.insert_within(&bobs(3), 5).unwrap(), "at the quota");
     assert_eq!(
-        [last_seq(owner), last_seq(bob), last_seq(carol)],
+        [seen(owner), seen(bob), seen(carol)],
         before,
-        "a refusal takes no number"
+        "a refusal records nothing"
     );
     assert_eq!(sql(&count_sql), 5);
 }
@@ -416,8 +420,13 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
     let (reconnected_tx, reconnected) = std::sync::mpsc::channel();
     let listener = elsewhere
         .listen_for_changes(move |notice| match notice {
+            // (a task's change names its project: an Inbox's id is its
+            // owner's)
             todo_store::ChangeNotice::Owner(owner) => {
                 let _ = heard_tx.send(owner);
+            }
+            todo_store::ChangeNotice::Project(project) => {
+                let _ = heard_tx.send(todo_core::UserId::from_uuid(*project.as_uuid()));
             }
             todo_store::ChangeNotice::Anyone => {
                 let _ = reconnected_tx.send(());
@@ -478,9 +487,10 @@ fn sqlite_has_no_change_listener() {
 }
 
 /// During a rolling upgrade, task-servers of the version before projects
-/// write tasks and changes without the newer columns: the task lands in its
-/// owner's Inbox (a trigger, PostgreSQL), and the change reads as its owner's
-/// Inbox task, in UTC, unreminded, instead of as a corrupt row.
+/// write tasks without the newer columns: the task lands in its owner's
+/// Inbox (a trigger, PostgreSQL). (Their changes cannot be written since
+/// the log is recorded once per project: OPERATIONS.md says to stop them
+/// before that migration.)
 #[test]
 fn postgres_rows_of_the_version_before_projects_read_as_inbox_tasks() {
     use diesel::Connection as _;
@@ -507,27 +517,12 @@ fn postgres_rows_of_the_version_before_projects_read_as_inbox_tasks() {
     ))
     .execute(&mut old)
     .unwrap();
-    diesel::sql_query(format!(
-        "INSERT INTO changes (owner_id, seq, kind, task_id, recorded_at, title, description, \
-         done, priority, labels, archived, created_at, updated_at, version) \
-         VALUES ('{owner}', 1000, 'task.created', '{id}', 1, 'Old', '', 0, 0, '', 0, 1, 1, 1)"
-    ))
-    .execute(&mut old)
-    .unwrap();
     let task_id = todo_core::TaskId::parse(id).unwrap();
     let found = store.find_task(owner, task_id).unwrap().unwrap();
     assert_eq!(found.project, todo_core::ProjectId::inbox_of(owner));
     assert_eq!(found.created_by, owner);
-    let change = store
-        .changes_after(owner, 999, 10)
-        .unwrap()
-        .changes
-        .pop()
-        .unwrap();
-    let task = change.task().cloned().unwrap();
-    assert_eq!(task.project, todo_core::ProjectId::inbox_of(owner));
-    assert_eq!(task.time_zone.as_str(), "UTC");
-    assert!(task.reminders.is_empty());
+    assert_eq!(found.time_zone.as_str(), "UTC");
+    assert!(found.reminders.is_empty());
 }
 
 /// Rolling back the migration that brings project and member changes
@@ -575,6 +570,12 @@ fn the_project_changes_down_migration_forgets_the_new_kinds(
         DatabaseUrl::Sqlite(path) => {
             let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
             let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            // (the log recorded once per project first: the rows are
+            // written as the version before it wrote them)
+            let log = c
+                .revert_last_migration(FileBasedMigrations::from_path(dir).unwrap())
+                .unwrap();
+            assert!(log.to_string().contains("000160"), "{log}");
             c.batch_execute(&rows).unwrap();
             // (the due key's migration, the feeds', then the project changes')
             for _ in 0..3 {
@@ -588,6 +589,12 @@ fn the_project_changes_down_migration_forgets_the_new_kinds(
         DatabaseUrl::Postgres(url) => {
             let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
             let mut c = diesel::PgConnection::establish(url).unwrap();
+            // (the log recorded once per project first: the rows are
+            // written as the version before it wrote them)
+            let log = c
+                .revert_last_migration(FileBasedMigrations::from_path(dir).unwrap())
+                .unwrap();
+            assert!(log.to_string().contains("000160"), "{log}");
             c.batch_execute(&rows).unwrap();
             // (the due key's migration, the feeds', then the project changes')
             for _ in 0..3 {
@@ -771,6 +778,8 @@ fn the_due_key_migration_goes_down_and_up_over_stored_tasks(
             let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
             let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
             let migrations = FileBasedMigrations::from_path(dir).unwrap();
+            // (the project log's first, then the due key's)
+            c.revert_last_migration(migrations.clone()).unwrap();
             let reverted = c.revert_last_migration(migrations.clone()).unwrap();
             assert!(reverted.to_string().contains("000150"), "{reverted}");
             let ids = diesel::sql_query(old_order).load(&mut c).unwrap();
@@ -781,6 +790,8 @@ fn the_due_key_migration_goes_down_and_up_over_stored_tasks(
             let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
             let mut c = diesel::PgConnection::establish(url).unwrap();
             let migrations = FileBasedMigrations::from_path(dir).unwrap();
+            // (the project log's first, then the due key's)
+            c.revert_last_migration(migrations.clone()).unwrap();
             let reverted = c.revert_last_migration(migrations.clone()).unwrap();
             assert!(reverted.to_string().contains("000150"), "{reverted}");
             let ids = diesel::sql_query(old_order).load(&mut c).unwrap();

@@ -1,0 +1,63 @@
+-- Back to one stream per user, empty: the project log's positions mean
+-- nothing there (as going up, the log is not converted).
+DROP VIEW change_feed;
+DROP TRIGGER change_log_notify ON change_log;
+DROP TABLE change_log;
+DELETE FROM webhook_deliveries;
+ALTER TABLE webhook_deliveries DROP COLUMN xid;
+ALTER TABLE webhook_deliveries RENAME COLUMN pos TO seq;
+ALTER TABLE webhooks DROP COLUMN delivered_xid;
+ALTER TABLE webhooks DROP COLUMN delivered_pos;
+ALTER TABLE webhooks ADD COLUMN delivered_through BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE change_streams DROP COLUMN pruned_xid;
+ALTER TABLE change_streams DROP COLUMN pruned_pos;
+ALTER TABLE change_streams DROP COLUMN relayed_xid;
+ALTER TABLE change_streams DROP COLUMN relayed_pos;
+ALTER TABLE change_streams ADD COLUMN last_seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE change_streams ADD COLUMN pruned_through BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE change_streams ADD COLUMN relayed_through BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE projects DROP COLUMN pruned_xid;
+ALTER TABLE projects DROP COLUMN pruned_pos;
+ALTER TABLE project_members DROP COLUMN joined_xid;
+ALTER TABLE project_members DROP COLUMN joined_pos;
+CREATE TABLE changes (
+    owner_id     TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    seq          BIGINT NOT NULL,
+    kind         TEXT   NOT NULL,
+    task_id      TEXT COLLATE "C" NOT NULL,
+    recorded_at  BIGINT NOT NULL,
+    title        TEXT,
+    description  TEXT,
+    done         SMALLINT,
+    completed_at BIGINT,
+    due_at       BIGINT,
+    priority     SMALLINT,
+    labels       TEXT,
+    archived     SMALLINT,
+    created_at   BIGINT,
+    updated_at   BIGINT,
+    version      BIGINT,
+    project_id   TEXT,
+    created_by   TEXT,
+    parent_id    TEXT,
+    recurrence   TEXT,
+    time_zone    TEXT,
+    series_id    TEXT,
+    series_start BIGINT,
+    occurrence   BIGINT,
+    reminders    TEXT,
+    color        TEXT,
+    inbox        SMALLINT,
+    role         TEXT,
+    member_id    TEXT,
+    username     TEXT,
+    PRIMARY KEY (owner_id, seq)
+);
+CREATE OR REPLACE FUNCTION todo_notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('todo_changes', NEW.owner_id);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER changes_notify AFTER INSERT ON changes
+    FOR EACH ROW EXECUTE FUNCTION todo_notify_change();
