@@ -8,11 +8,10 @@
 //! change it saw ([`ChangeCursor`]); the live channels (events, webhooks,
 //! the relay) read the same log.
 //!
-//! The log is ordered by [`LogPosition`], with no gap a reader could skip:
-//! a reader is only ever shown a prefix of the order (the store reads
-//! only changes of transactions that no longer run, see
-//! [`LogPosition`]), so a change it has not seen never turns up behind
-//! one it has.
+//! The log is numbered ([`LogPosition`]) with no gap a reader could skip:
+//! a change is numbered only once it has committed, in the order the store
+//! finds them, so a change a reader has not seen never turns up behind one
+//! it has.
 
 use std::fmt;
 
@@ -116,38 +115,39 @@ pub const fn trims_at(pos: u64) -> bool {
     pos.is_multiple_of(TRIM_EVERY)
 }
 
-/// Where a change is in the log: the order in which readers see changes.
+/// Where a change is in the log: its number, in the order in which
+/// readers see changes.
 ///
-/// Two numbers, compared in turn: `xid`, the writing transaction's id on
-/// PostgreSQL (0 on SQLite), and `pos`, the change's own number, unique
-/// in the log. On SQLite, whose writers take turns, numbers are handed out
-/// in commit order and `xid` is always 0. On PostgreSQL numbers are taken
-/// by concurrent transactions that commit in any order; the store reads
-/// only changes of transactions older than every transaction still running
-/// (`pg_snapshot_xmin`), so what a reader is shown is always every change
-/// up to some position, and a change that commits later sorts after it.
+/// Numbers are handed out so that a reader never sees one before a
+/// smaller one: on SQLite, whose writers take turns, in commit order as
+/// each change is written; on PostgreSQL, whose writers commit in any
+/// order, once the change has committed, by whoever reads the log next
+/// (the store's sequencer), in the order it finds them. A reader that
+/// asks for what comes after the last number it saw therefore never
+/// skips a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct LogPosition {
-    /// The writing transaction (PostgreSQL), 0 on SQLite.
-    pub xid: u64,
-    /// The change's number, unique in the log.
-    pub pos: u64,
-}
+pub struct LogPosition(u64);
 
 impl LogPosition {
     /// Before every change.
-    pub const START: Self = Self { xid: 0, pos: 0 };
+    pub const START: Self = Self(0);
 
-    /// The position `(xid, pos)`.
+    /// The position of the change numbered `seq`.
     #[must_use]
-    pub const fn new(xid: u64, pos: u64) -> Self {
-        Self { xid, pos }
+    pub const fn new(seq: u64) -> Self {
+        Self(seq)
+    }
+
+    /// The change's number.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
     }
 }
 
 impl fmt::Display for LogPosition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.xid, self.pos)
+        self.0.fmt(f)
     }
 }
 
@@ -260,16 +260,15 @@ pub enum CursorError {
     /// Not a cursor this service makes.
     Malformed,
     /// A cursor of the log before it was recorded once per project
-    /// (version 1): its positions mean nothing now, so its reader must
-    /// start over, as after retention.
+    /// (version 1, numbered per user): its numbers mean nothing now, so its
+    /// reader must start over, as after retention.
     Outdated,
 }
 
 impl ChangeCursor {
     const VERSION: u8 = 2;
     const OUTDATED_VERSION: u8 = 1;
-    const OUTDATED_LEN: usize = 1 + 8 + 4;
-    const LEN: usize = 1 + 8 + 8 + 4;
+    const LEN: usize = 1 + 8 + 4;
 
     /// The position after the change at `position` of `owner`'s stream
     /// ([`LogPosition::START`]: before the first).
@@ -283,21 +282,15 @@ impl ChangeCursor {
 
     /// Parses the opaque form that [`fmt::Display`] writes.
     pub fn parse(raw: &str) -> Result<Self, CursorError> {
-        if decode_exact::<{ Self::OUTDATED_LEN }>(raw)
-            .is_some_and(|bytes| bytes[0] == Self::OUTDATED_VERSION)
-        {
-            return Err(CursorError::Outdated);
+        let bytes = decode_exact::<{ Self::LEN }>(raw).ok_or(CursorError::Malformed)?;
+        match bytes[0] {
+            Self::VERSION => Ok(Self {
+                position: LogPosition::new(u64::from_be_bytes(array(&bytes[1..9]))),
+                owner_tag: u32::from_be_bytes(array(&bytes[9..13])),
+            }),
+            Self::OUTDATED_VERSION => Err(CursorError::Outdated),
+            _ => Err(CursorError::Malformed),
         }
-        let bytes = decode_exact::<{ Self::LEN }>(raw)
-            .filter(|bytes| bytes[0] == Self::VERSION)
-            .ok_or(CursorError::Malformed)?;
-        Ok(Self {
-            position: LogPosition::new(
-                u64::from_be_bytes(array(&bytes[1..9])),
-                u64::from_be_bytes(array(&bytes[9..17])),
-            ),
-            owner_tag: u32::from_be_bytes(array(&bytes[17..21])),
-        })
     }
 
     /// The position, if the cursor was made for `owner`'s stream.
@@ -314,9 +307,8 @@ impl fmt::Display for ChangeCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut bytes = [0u8; Self::LEN];
         bytes[0] = Self::VERSION;
-        bytes[1..9].copy_from_slice(&self.position.xid.to_be_bytes());
-        bytes[9..17].copy_from_slice(&self.position.pos.to_be_bytes());
-        bytes[17..21].copy_from_slice(&self.owner_tag.to_be_bytes());
+        bytes[1..9].copy_from_slice(&self.position.get().to_be_bytes());
+        bytes[9..13].copy_from_slice(&self.owner_tag.to_be_bytes());
         f.write_str(&URL_SAFE_NO_PAD.encode(bytes))
     }
 }
@@ -353,7 +345,7 @@ mod tests {
     #[test]
     fn a_cursor_reads_back_for_its_owner_only() {
         let (alice, bob) = (user(1), user(2));
-        let at = LogPosition::new(7, 42);
+        let at = LogPosition::new(42);
         let cursor = ChangeCursor::new(alice, at);
         let parsed = ChangeCursor::parse(&cursor.to_string()).unwrap();
         assert_eq!(parsed, cursor);
@@ -362,17 +354,8 @@ mod tests {
     }
 
     #[test]
-    fn positions_order_by_transaction_then_number() {
-        // (PostgreSQL: a later transaction's change sorts after an earlier
-        // one's, whatever numbers they took)
-        assert!(LogPosition::new(1, 900) < LogPosition::new(2, 5));
-        assert!(LogPosition::new(2, 5) < LogPosition::new(2, 6));
-        assert!(LogPosition::START < LogPosition::new(0, 1));
-    }
-
-    #[test]
     fn malformed_cursors_are_refused() {
-        let good = ChangeCursor::new(user(1), LogPosition::new(0, 7)).to_string();
+        let good = ChangeCursor::new(user(1), LogPosition::new(7)).to_string();
         let mut other_version = URL_SAFE_NO_PAD.decode(&good).unwrap();
         other_version[0] = 3;
         for raw in [

@@ -373,7 +373,7 @@ impl Tables {
         at: Timestamp,
     ) -> LogPosition {
         self.last_pos += 1;
-        let position = LogPosition::new(0, self.last_pos);
+        let position = LogPosition::new(self.last_pos);
         self.log.push(Entry {
             change: Change {
                 position,
@@ -472,7 +472,7 @@ impl Tables {
     }
 
     fn head(&self) -> LogPosition {
-        LogPosition::new(0, self.last_pos)
+        LogPosition::new(self.last_pos)
     }
 }
 

@@ -442,7 +442,7 @@ impl Delivery {
         let message_id = format!(
             "msg_{}_{}",
             webhook.id.as_uuid().simple(),
-            change.position.pos
+            change.position.get()
         );
         Self {
             webhook,

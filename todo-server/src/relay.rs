@@ -517,11 +517,11 @@ fn message(owner: todo_core::UserId, change: &Change) -> (Vec<u8>, BasicProperti
         "owner_id".into(),
         AMQPValue::LongString(owner.to_string().into()),
     );
-    // (the change's number in the log: unique, not an order; the order is
-    // the order of publication, and `cursor` resumes `GET /v1/changes`)
+    // (the change's number in the log, rising in each owner's messages;
+    // `cursor` resumes `GET /v1/changes` after it)
     headers.insert(
         "seq".into(),
-        AMQPValue::LongLongInt(i64::try_from(change.position.pos).unwrap_or(i64::MAX)),
+        AMQPValue::LongLongInt(i64::try_from(change.position.get()).unwrap_or(i64::MAX)),
     );
     headers.insert(
         "cursor".into(),
@@ -531,7 +531,7 @@ fn message(owner: todo_core::UserId, change: &Change) -> (Vec<u8>, BasicProperti
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(2) // persistent: kept across a broker restart
-        .with_message_id(format!("{}_{}", owner.as_uuid().simple(), change.position.pos).into())
+        .with_message_id(format!("{}_{}", owner.as_uuid().simple(), change.position.get()).into())
         .with_timestamp(seconds)
         .with_type(change.kind.as_str().into())
         .with_app_id("todo".into())

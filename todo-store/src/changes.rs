@@ -5,14 +5,16 @@
 //! must see without being a member, of that user (`recipient_id`). A
 //! user's stream is the view `change_feed`.
 //!
-//! Positions ([`LogPosition`]): SQLite numbers rows in commit order (one
-//! writer at a time; `AUTOINCREMENT` never repeats a number) and `xid` is
-//! 0. PostgreSQL numbers rows by a sequence, which concurrent writers
-//! take in any order, and stamps each with its transaction's id; the view
-//! shows only rows of transactions older than any still running, so a
-//! reader ordering by `(xid, pos)` always sees a prefix of that order.
-//! Nothing is locked to number a change: a write to a shared project costs
-//! what one to an Inbox does.
+//! Numbers ([`LogPosition`], the view's `seq`): SQLite's writers take
+//! turns, so a row's `pos` (`AUTOINCREMENT`: never handed out twice) is in
+//! commit order and is its number. PostgreSQL's writers commit in any
+//! order, so a row is written unnumbered and numbered once committed, by
+//! [`number_committed`], which every reader of the log runs first: one at
+//! a time (under `change_log_head`'s row), in the order it finds the rows,
+//! each number after every number handed out before. A reader following
+//! the numbers therefore never skips a change that commits late, and no
+//! writer waits for another to number its change: a write to a shared
+//! project costs what one to an Inbox does.
 //!
 //! `change_streams` keeps, per user, the count of the tasks they own (the
 //! quota's check: `count_within`), how far their own changes are pruned,
@@ -154,8 +156,7 @@ impl<'a> ChangeRow<'a> {
 #[diesel(table_name = change_feed)]
 struct StoredChange {
     reader_role: Option<String>,
-    pos: i64,
-    xid: i64,
+    seq: i64,
     project_id: Option<String>,
     kind: String,
     subject_id: String,
@@ -186,18 +187,16 @@ struct StoredChange {
     username: Option<String>,
 }
 
-/// A position as stored: two `BIGINT`s.
-pub(crate) fn stored(position: LogPosition) -> (i64, i64) {
-    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    (clamp(position.xid), clamp(position.pos))
+/// A position as stored.
+pub(crate) fn stored(position: LogPosition) -> i64 {
+    i64::try_from(position.get()).unwrap_or(i64::MAX)
 }
 
 /// A position as read.
-pub(crate) fn position(xid: i64, pos: i64) -> Result<LogPosition, StoreError> {
-    match (u64::try_from(xid), u64::try_from(pos)) {
-        (Ok(xid), Ok(pos)) => Ok(LogPosition::new(xid, pos)),
-        _ => Err(corrupt("change position")),
-    }
+pub(crate) fn position(seq: i64) -> Result<LogPosition, StoreError> {
+    u64::try_from(seq)
+        .map(LogPosition::new)
+        .map_err(|_| corrupt("change number"))
 }
 
 /// Records a write of the task `task_id` of `project`: `task` is the row
@@ -241,13 +240,14 @@ pub(crate) fn record_deletions(
 }
 
 /// Inserts `row`, and trims its audience's changes to the cap when its
-/// number is one that trims. Returns the row's position.
-fn insert(conn: &mut AnyConnection, row: &ChangeRow<'_>) -> QueryResult<(i64, i64)> {
+/// row's `pos` is one that trims. Returns the row's `pos` (on SQLite, its
+/// number).
+fn insert(conn: &mut AnyConnection, row: &ChangeRow<'_>) -> QueryResult<i64> {
     let insert = diesel::insert_into(change_log::table)
         .values(row)
-        .returning((change_log::xid, change_log::pos));
-    let at: (i64, i64) = native!(&mut *conn, |c| insert.get_result(c))?;
-    if u64::try_from(at.1).is_ok_and(trims_at) {
+        .returning(change_log::pos);
+    let at: i64 = native!(&mut *conn, |c| insert.get_result(c))?;
+    if u64::try_from(at).is_ok_and(trims_at) {
         let audience = match (row.project_id, row.recipient_id) {
             (Some(project), _) => Audience::Project(project),
             (None, Some(user)) => Audience::User(user),
@@ -259,54 +259,114 @@ fn insert(conn: &mut AnyConnection, row: &ChangeRow<'_>) -> QueryResult<(i64, i6
 }
 
 /// Drops the audience's changes older than its newest
-/// [`MAX_CHANGES_PER_PROJECT`], and says so in its pruned mark.
+/// [`MAX_CHANGES_PER_PROJECT`], and says so in its pruned mark (numbered
+/// changes only: on PostgreSQL one not numbered yet is one nobody could
+/// have read).
 fn trim(conn: &mut AnyConnection, audience: Audience<'_>) -> QueryResult<()> {
-    let cap = i64::try_from(MAX_CHANGES_PER_PROJECT).unwrap_or(i64::MAX);
-    let (cut, id) = match audience {
-        Audience::Project(project) => {
-            let cut = change_log::table
-                .filter(change_log::project_id.eq(project))
-                .order((change_log::xid.desc(), change_log::pos.desc()))
-                .select((change_log::xid, change_log::pos))
-                .offset(cap)
-                .limit(1);
-            let cut: Option<(i64, i64)> = native!(&mut *conn, |c| cut.get_result(c).optional())?;
-            (cut, project)
-        }
-        Audience::User(user) => {
-            let cut = change_log::table
-                .filter(change_log::recipient_id.eq(user))
-                .order((change_log::xid.desc(), change_log::pos.desc()))
-                .select((change_log::xid, change_log::pos))
-                .offset(cap)
-                .limit(1);
-            let cut: Option<(i64, i64)> = native!(&mut *conn, |c| cut.get_result(c).optional())?;
-            (cut, user)
-        }
+    #[derive(QueryableByName)]
+    struct Cut {
+        #[diesel(sql_type = BigInt)]
+        seq: i64,
+    }
+    let seq = numbering(conn);
+    let (column, id, mark) = match audience {
+        Audience::Project(project) => (
+            "project_id",
+            project,
+            "UPDATE projects SET pruned_through = $1 WHERE id = $2 AND pruned_through < $1",
+        ),
+        Audience::User(user) => (
+            "recipient_id",
+            user,
+            "UPDATE change_streams SET pruned_through = $1 WHERE owner_id = $2 \
+             AND pruned_through < $1",
+        ),
     };
-    let Some((xid, pos)) = cut else {
+    let cut = diesel::sql_query(format!(
+        "SELECT {seq} AS seq FROM change_log WHERE {column} = $1 AND {seq} IS NOT NULL \
+         ORDER BY {seq} DESC LIMIT 1 OFFSET $2"
+    ))
+    .bind::<Text, _>(id)
+    .bind::<BigInt, _>(i64::try_from(MAX_CHANGES_PER_PROJECT).unwrap_or(i64::MAX));
+    let cut: Option<Cut> = native!(&mut *conn, |c| cut.get_result(c).optional())?;
+    let Some(Cut { seq: through }) = cut else {
         return Ok(());
     };
-    let (mark, drop) = match audience {
-        Audience::Project(_) => (
-            "UPDATE projects SET pruned_xid = $1, pruned_pos = $2 WHERE id = $3 \
-             AND (pruned_xid, pruned_pos) < ($1, $2)",
-            "DELETE FROM change_log WHERE (xid, pos) <= ($1, $2) AND project_id = $3",
-        ),
-        Audience::User(_) => (
-            "UPDATE change_streams SET pruned_xid = $1, pruned_pos = $2 WHERE owner_id = $3 \
-             AND (pruned_xid, pruned_pos) < ($1, $2)",
-            "DELETE FROM change_log WHERE (xid, pos) <= ($1, $2) AND recipient_id = $3",
-        ),
-    };
-    for sql in [mark, drop] {
-        let query = diesel::sql_query(sql)
-            .bind::<BigInt, _>(xid)
-            .bind::<BigInt, _>(pos)
-            .bind::<Text, _>(id);
-        native!(&mut *conn, |c| query.execute(c))?;
+    let mark = diesel::sql_query(mark)
+        .bind::<BigInt, _>(through)
+        .bind::<Text, _>(id);
+    native!(&mut *conn, |c| mark.execute(c))?;
+    let drop = diesel::sql_query(format!(
+        "DELETE FROM change_log WHERE {seq} <= $1 AND {column} = $2"
+    ))
+    .bind::<BigInt, _>(through)
+    .bind::<Text, _>(id);
+    native!(&mut *conn, |c| drop.execute(c)).map(|_| ())
+}
+
+/// The column that holds a row's number: `pos` on SQLite (numbered as
+/// written), `seq` on PostgreSQL (numbered by [`number_committed`]).
+fn numbering(conn: &AnyConnection) -> &'static str {
+    match conn {
+        AnyConnection::Sqlite(_) => "pos",
+        AnyConnection::Postgresql(_) => "seq",
     }
-    Ok(())
+}
+
+/// Whether any change waits to be numbered (PostgreSQL; never on SQLite).
+pub(crate) fn any_unnumbered(conn: &mut AnyConnection) -> QueryResult<bool> {
+    let AnyConnection::Postgresql(pg) = conn else {
+        return Ok(false);
+    };
+    let waiting = change_log::table
+        .filter(change_log::seq.is_null())
+        .select(change_log::pos)
+        .limit(1);
+    Ok(waiting.get_result::<i64>(pg).optional()?.is_some())
+}
+
+/// Numbers the changes that committed unnumbered (PostgreSQL: see the
+/// module's note), oldest row first, each after every number handed out
+/// before, and starts the view of members added by them there. One
+/// numbering at a time: each takes `change_log_head`'s row first, and
+/// reads the rows to number only then (a statement of its own, so that
+/// it sees what the one before it numbered). A no-op on SQLite, and where
+/// nothing waits.
+pub(crate) fn number_committed(conn: &mut AnyConnection) -> QueryResult<()> {
+    if !any_unnumbered(conn)? {
+        return Ok(());
+    }
+    let AnyConnection::Postgresql(pg) = conn else {
+        return Ok(());
+    };
+    #[derive(QueryableByName)]
+    struct Head {
+        #[diesel(sql_type = BigInt)]
+        last_seq: i64,
+    }
+    pg.transaction(|pg| {
+        let head: Head =
+            diesel::sql_query("SELECT last_seq FROM change_log_head WHERE id = 1 FOR UPDATE")
+                .get_result(pg)?;
+        let numbered = diesel::sql_query(
+            "UPDATE change_log c SET seq = $1 + n.rank \
+             FROM (SELECT pos, row_number() OVER (ORDER BY pos) AS rank \
+                   FROM change_log WHERE seq IS NULL ORDER BY pos LIMIT 10000) n \
+             WHERE c.pos = n.pos",
+        )
+        .bind::<BigInt, _>(head.last_seq)
+        .execute(pg)?;
+        let numbered = i64::try_from(numbered).unwrap_or(i64::MAX);
+        diesel::sql_query("UPDATE change_log_head SET last_seq = last_seq + $1 WHERE id = 1")
+            .bind::<BigInt, _>(numbered)
+            .execute(pg)?;
+        diesel::sql_query(
+            "UPDATE project_members m SET joined_seq = c.seq FROM change_log c \
+             WHERE m.joined_seq IS NULL AND c.pos = m.joined_pos AND c.seq IS NOT NULL",
+        )
+        .execute(pg)
+        .map(|_| ())
+    })
 }
 
 /// Adds `delta` to the tasks `owner_id` is counted to own (a creation
@@ -427,7 +487,7 @@ pub(crate) enum Beyond<'a> {
 }
 
 /// Records a change of a project or of its members for `audience`, as
-/// [`record_task`] does a task's; returns its position (a member's
+/// [`record_task`] does a task's; returns its row's `pos` (a member's
 /// addition is where their view of the project starts).
 pub(crate) fn record_beyond(
     conn: &mut AnyConnection,
@@ -435,7 +495,7 @@ pub(crate) fn record_beyond(
     audience: Audience<'_>,
     what: &Beyond<'_>,
     at: i64,
-) -> QueryResult<(i64, i64)> {
+) -> QueryResult<i64> {
     let (project_id, owner, member_id) = match what {
         Beyond::Project(project) => (project.id, Some(project.owner.to_string()), None),
         Beyond::ProjectGone(id) => (*id, None, None),
@@ -475,18 +535,24 @@ pub(crate) fn record_beyond(
     insert(conn, &row)
 }
 
-/// Where `user`'s view of `project` starts: at `at`, the position of the
-/// change that made them a member.
+/// Where `user`'s view of `project` starts: at the change that made them a
+/// member, the row `pos`. Its number on SQLite; on PostgreSQL the number
+/// it will get ([`number_committed`] sets it: until then the member sees
+/// nothing of the project's changes, nor their own addition).
 pub(crate) fn set_joined(
     conn: &mut AnyConnection,
     project: &str,
     user: &str,
-    at: (i64, i64),
+    pos: i64,
 ) -> QueryResult<()> {
     let member = project_members::table.find((project, user));
+    let seq = match conn {
+        AnyConnection::Sqlite(_) => Some(pos),
+        AnyConnection::Postgresql(_) => None,
+    };
     let set = diesel::update(member).set((
-        project_members::joined_xid.eq(at.0),
-        project_members::joined_pos.eq(at.1),
+        project_members::joined_pos.eq(Some(pos)),
+        project_members::joined_seq.eq(seq),
     ));
     native!(&mut *conn, |c| set.execute(c)).map(|_| ())
 }
@@ -495,7 +561,7 @@ impl StoredChange {
     fn into_change(self) -> Result<Change, StoreError> {
         let bad = |_| corrupt("change");
         let kind = ChangeKind::parse(&self.kind).ok_or_else(|| corrupt("change"))?;
-        let position = position(self.xid, self.pos)?;
+        let position = position(self.seq)?;
         let at = Timestamp::from_unix_micros(self.recorded_at).map_err(bad)?;
         let subject = match kind {
             ChangeKind::TaskCreated
@@ -623,26 +689,23 @@ impl SqlStore {
         limit: usize,
     ) -> Result<ChangeLog, StoreError> {
         let owner_id = owner.to_string();
-        let (after_xid, after_pos) = stored(after);
+        let after = stored(after);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (rows, pruned, head) = self.with_conn(|conn| {
+            number_committed(conn)?;
             // The changes first, the bounds after: a pruning in between
             // then shows in the pruned mark (the reader is told to start
             // over) rather than as a silent gap.
             let rows: Vec<StoredChange> = if limit == 0 {
                 Vec::new()
             } else {
-                let page = change_feed::table
+                change_feed::table
                     .filter(change_feed::reader.eq(&owner_id))
-                    .filter(
-                        change_feed::xid.gt(after_xid).or(change_feed::xid
-                            .eq(after_xid)
-                            .and(change_feed::pos.gt(after_pos))),
-                    )
-                    .order((change_feed::xid, change_feed::pos))
+                    .filter(change_feed::seq.gt(after))
+                    .order(change_feed::seq)
                     .limit(limit)
-                    .select(StoredChange::as_select());
-                page.load(conn)?
+                    .select(StoredChange::as_select())
+                    .load(conn)?
             };
             let pruned = pruned_for(conn, &owner_id)?;
             let head = head(conn)?;
@@ -653,53 +716,54 @@ impl SqlStore {
                 .into_iter()
                 .map(StoredChange::into_change)
                 .collect::<Result<_, _>>()?,
-            head: position(head.0, head.1)?,
-            pruned_through: position(pruned.0, pruned.1)?,
+            head: position(head)?,
+            pruned_through: position(pruned)?,
         })
     }
 
     pub(crate) fn prune_old_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
-        // Up to each project's (and each user's own) newest change made
-        // before `before`, so that what each keeps is a suffix of its
-        // changes whatever its writers' clocks.
-        const MARK_PROJECTS: &str = "UPDATE projects SET (pruned_xid, pruned_pos) = \
-            (SELECT xid, pos FROM change_log c \
-             WHERE c.project_id = projects.id AND c.recorded_at < $1 \
-             ORDER BY xid DESC, pos DESC LIMIT 1) \
-            WHERE EXISTS (SELECT 1 FROM change_log c \
-             WHERE c.project_id = projects.id AND c.recorded_at < $1)";
-        const MARK_USERS: &str = "UPDATE change_streams SET (pruned_xid, pruned_pos) = \
-            (SELECT xid, pos FROM change_log c \
-             WHERE c.recipient_id = change_streams.owner_id AND c.recorded_at < $1 \
-             ORDER BY xid DESC, pos DESC LIMIT 1) \
-            WHERE EXISTS (SELECT 1 FROM change_log c \
-             WHERE c.recipient_id = change_streams.owner_id AND c.recorded_at < $1)";
-        const DROP_PROJECTS: &str = "DELETE FROM change_log WHERE project_id IS NOT NULL \
-            AND (xid, pos) <= (SELECT pruned_xid, pruned_pos FROM projects \
-             WHERE projects.id = change_log.project_id)";
-        const DROP_USERS: &str = "DELETE FROM change_log WHERE recipient_id IS NOT NULL \
-            AND (xid, pos) <= (SELECT pruned_xid, pruned_pos FROM change_streams \
-             WHERE change_streams.owner_id = change_log.recipient_id)";
         let before = before.unix_micros();
         let pruned = self.with_write_conn(|conn| {
+            number_committed(conn)?;
+            // Up to each project's (and each user's own) newest change made
+            // before `before`, so that what each keeps is a suffix of its
+            // changes whatever its writers' clocks. (Numbered changes only:
+            // on PostgreSQL one not numbered yet is kept for the next.)
+            let seq = numbering(conn);
+            let mark_projects = format!(
+                "UPDATE projects SET pruned_through = \
+                 (SELECT MAX({seq}) FROM change_log c \
+                  WHERE c.project_id = projects.id AND c.recorded_at < $1) \
+                 WHERE EXISTS (SELECT 1 FROM change_log c \
+                  WHERE c.project_id = projects.id AND c.recorded_at < $1 \
+                  AND c.{seq} IS NOT NULL)"
+            );
+            let mark_users = format!(
+                "UPDATE change_streams SET pruned_through = \
+                 (SELECT MAX({seq}) FROM change_log c \
+                  WHERE c.recipient_id = change_streams.owner_id AND c.recorded_at < $1) \
+                 WHERE EXISTS (SELECT 1 FROM change_log c \
+                  WHERE c.recipient_id = change_streams.owner_id AND c.recorded_at < $1 \
+                  AND c.{seq} IS NOT NULL)"
+            );
+            let drop_projects = format!(
+                "DELETE FROM change_log WHERE project_id IS NOT NULL \
+                 AND {seq} <= (SELECT pruned_through FROM projects \
+                  WHERE projects.id = change_log.project_id)"
+            );
+            let drop_users = format!(
+                "DELETE FROM change_log WHERE recipient_id IS NOT NULL \
+                 AND {seq} <= (SELECT pruned_through FROM change_streams \
+                  WHERE change_streams.owner_id = change_log.recipient_id)"
+            );
             conn.transaction(|conn| {
-                // A user's own changes go to them only: each needs their
-                // row to mark how far they are pruned.
-                diesel::sql_query(
-                    "INSERT INTO change_streams (owner_id, task_count) \
-                     SELECT DISTINCT recipient_id, 0 FROM change_log \
-                     WHERE recipient_id IS NOT NULL AND recorded_at < $1 \
-                     ON CONFLICT (owner_id) DO NOTHING",
-                )
-                .bind::<BigInt, _>(before)
-                .execute(conn)?;
-                for mark in [MARK_PROJECTS, MARK_USERS] {
+                for mark in [mark_projects, mark_users] {
                     diesel::sql_query(mark)
                         .bind::<BigInt, _>(before)
                         .execute(conn)?;
                 }
                 let mut dropped = 0;
-                for drop in [DROP_PROJECTS, DROP_USERS] {
+                for drop in [drop_projects, drop_users] {
                     dropped += diesel::sql_query(drop).execute(conn)?;
                 }
                 Ok(dropped)
@@ -712,55 +776,39 @@ impl SqlStore {
 /// How far `owner`'s stream is pruned: the furthest of their own changes'
 /// mark and those of the projects they are members of, where it passed
 /// the change that made them members.
-fn pruned_for(conn: &mut AnyConnection, owner_id: &str) -> QueryResult<(i64, i64)> {
+fn pruned_for(conn: &mut AnyConnection, owner_id: &str) -> QueryResult<i64> {
     let own = change_streams::table
         .find(owner_id)
-        .select((change_streams::pruned_xid, change_streams::pruned_pos));
-    let own: Option<(i64, i64)> = native!(&mut *conn, |c| own.get_result(c).optional())?;
+        .select(change_streams::pruned_through);
+    let own: Option<i64> = native!(&mut *conn, |c| own.get_result(c).optional())?;
     let theirs = project_members::table
         .inner_join(projects::table)
         .filter(project_members::user_id.eq(owner_id))
-        .filter(projects::pruned_pos.gt(0))
-        .select((
-            project_members::joined_xid,
-            project_members::joined_pos,
-            projects::pruned_xid,
-            projects::pruned_pos,
-        ));
-    let theirs: Vec<(i64, i64, i64, i64)> = native!(&mut *conn, |c| theirs.load(c))?;
+        .filter(projects::pruned_through.gt(0))
+        .select((project_members::joined_seq, projects::pruned_through));
+    let theirs: Vec<(Option<i64>, i64)> = native!(&mut *conn, |c| theirs.load(c))?;
     Ok(theirs
         .into_iter()
-        .filter(|&(jx, jp, px, pp)| (px, pp) >= (jx, jp))
-        .map(|(_, _, px, pp)| (px, pp))
+        .filter_map(|(joined, pruned)| joined.filter(|j| pruned >= *j).map(|_| pruned))
         .chain(own)
         .max()
-        .unwrap_or((0, 0)))
+        .unwrap_or(0))
 }
 
-/// How far the log can be read now: on SQLite, the last number handed out
-/// (`sqlite_sequence`, which deleting rows does not move back); on
-/// PostgreSQL, everything of transactions older than any still running.
-fn head(conn: &mut AnyConnection) -> QueryResult<(i64, i64)> {
+/// The last number handed out: on SQLite, `sqlite_sequence`'s (which
+/// deleting rows does not move back); on PostgreSQL, `change_log_head`'s.
+fn head(conn: &mut AnyConnection) -> QueryResult<i64> {
     #[derive(QueryableByName)]
     struct Head {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    match conn {
-        AnyConnection::Sqlite(c) => {
-            let last: Option<Head> = diesel::sql_query(
-                "SELECT seq AS n FROM sqlite_sequence WHERE name = 'change_log'",
-            )
-            .get_result(c)
-            .optional()?;
-            Ok((0, last.map_or(0, |h| h.n)))
-        }
-        AnyConnection::Postgresql(c) => {
-            let xmin: Head = diesel::sql_query(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS n",
-            )
-            .get_result(c)?;
-            Ok((xmin.n - 1, i64::MAX))
-        }
-    }
+    let sql = match conn {
+        AnyConnection::Sqlite(_) => "SELECT seq AS n FROM sqlite_sequence WHERE name = 'change_log'",
+        AnyConnection::Postgresql(_) => "SELECT last_seq AS n FROM change_log_head WHERE id = 1",
+    };
+    let head: Option<Head> = native!(&mut *conn, |c| diesel::sql_query(sql)
+        .get_result(c)
+        .optional())?;
+    Ok(head.map_or(0, |h| h.n))
 }

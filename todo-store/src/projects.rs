@@ -304,7 +304,7 @@ fn record_member_change(
     id: ProjectId,
     member: &Member,
     at: Timestamp,
-) -> QueryResult<(i64, i64)> {
+) -> QueryResult<i64> {
     let user_id = member.user.to_string();
     let name: String = users::table
         .find(&user_id)

@@ -1,6 +1,6 @@
-//! The relay's progress through each user's stream: columns of
-//! `change_streams` (`relayed_xid`, `relayed_pos`, `relay_leased_until`)
-//! that only a running relay writes. A lease gives a stream to one relay at a time, as
+//! The relay's progress through each user's stream: two columns of
+//! `change_streams` (`relayed_through`, `relay_leased_until`) that only a
+//! running relay writes. A lease gives a stream to one relay at a time, as
 //! a webhook's does (`webhooks.rs`): taken by one conditional
 //! `UPDATE … RETURNING`, honoured by a settlement that writes only under the
 //! same lease.
@@ -20,15 +20,8 @@ struct LeasedRow {
     #[diesel(sql_type = Text)]
     owner_id: String,
     #[diesel(sql_type = BigInt)]
-    relayed_xid: i64,
-    #[diesel(sql_type = BigInt)]
-    relayed_pos: i64,
+    relayed_through: i64,
 }
-
-/// A stream the relay is behind on: its user's stream has a change past
-/// the relay's position (`s` names the user's `change_streams` row).
-const BEHIND: &str = "EXISTS (SELECT 1 FROM change_feed f WHERE f.reader = s.owner_id \
-    AND (f.xid, f.pos) > (s.relayed_xid, s.relayed_pos))";
 
 impl RelayStore for SqlStore {
     fn lease_unrelayed_streams(
@@ -44,26 +37,29 @@ impl RelayStore for SqlStore {
         // every user's stream: once a round, and only where a relay runs.
         // The least recently served first: a busy stream, behind again
         // at every round, cannot keep the others waiting.
-        let lease = format!(
-            "UPDATE change_streams SET relay_leased_until = $1, relay_served_at = $2 \
+        const LEASE: &str = "UPDATE change_streams SET relay_leased_until = $1, relay_served_at = $2 \
             WHERE owner_id IN (SELECT s.owner_id FROM change_streams s \
-                WHERE {BEHIND} \
+                WHERE EXISTS (SELECT 1 FROM change_feed f \
+                    WHERE f.reader = s.owner_id AND f.seq > s.relayed_through) \
                 AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $2) \
                 ORDER BY s.relay_served_at LIMIT $3) \
             AND (relay_leased_until IS NULL OR relay_leased_until < $2) \
-            RETURNING owner_id, relayed_xid, relayed_pos"
-        );
-        let lease = diesel::sql_query(lease)
+            RETURNING owner_id, relayed_through";
+        let lease = diesel::sql_query(LEASE)
             .bind::<BigInt, _>(lease_until.unix_micros())
             .bind::<BigInt, _>(now.unix_micros())
             .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows: Vec<LeasedRow> = self.with_write_conn(|conn| native!(conn, |c| lease.load(c)))?;
+        let rows: Vec<LeasedRow> = self.with_write_conn(|conn| {
+            // (PostgreSQL: what committed numbered first, to be seen)
+            changes::number_committed(conn)?;
+            native!(conn, |c| lease.load(c))
+        })?;
         rows.into_iter()
             .map(|row| {
                 Ok(RelayedStream {
                     owner: UserId::parse(&row.owner_id)
                         .map_err(|_| corrupt("change_streams.owner_id"))?,
-                    relayed_through: changes::position(row.relayed_xid, row.relayed_pos)?,
+                    relayed_through: changes::position(row.relayed_through)?,
                 })
             })
             .collect()
@@ -76,13 +72,23 @@ impl RelayStore for SqlStore {
             #[allow(dead_code)] // (read only to be there)
             owner_id: String,
         }
-        let due = diesel::sql_query(format!(
-            "SELECT s.owner_id FROM change_streams s WHERE {BEHIND} \
-             AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $1) LIMIT 1"
-        ))
+        let due = diesel::sql_query(
+            "SELECT s.owner_id FROM change_streams s \
+             WHERE EXISTS (SELECT 1 FROM change_feed f \
+                WHERE f.reader = s.owner_id AND f.seq > s.relayed_through) \
+             AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $1) LIMIT 1",
+        )
         .bind::<BigInt, _>(now.unix_micros());
-        let found: Option<Found> =
-            self.with_conn(|conn| native!(conn, |c| due.get_result(c).optional()))?;
+        // (a read where nothing waits to be numbered: an idle relay takes
+        // no write lock)
+        let found: Option<Found> = self.with_conn(|conn| {
+            if changes::any_unnumbered(conn)? {
+                return Ok(Some(Found {
+                    owner_id: String::new(),
+                }));
+            }
+            native!(conn, |c| due.get_result(c).optional())
+        })?;
         Ok(found.is_some())
     }
 
@@ -94,17 +100,12 @@ impl RelayStore for SqlStore {
     ) -> Result<bool, StoreError> {
         // Never back: a settlement of fewer changes than one before it
         // (under an older lease) keeps the further point.
-        const SETTLE: &str = "UPDATE change_streams SET \
-            relayed_xid = CASE WHEN (relayed_xid, relayed_pos) > ($1, $2) \
-                THEN relayed_xid ELSE $1 END, \
-            relayed_pos = CASE WHEN (relayed_xid, relayed_pos) > ($1, $2) \
-                THEN relayed_pos ELSE $2 END, \
+        const SETTLE: &str = "UPDATE change_streams SET relayed_through = \
+            CASE WHEN relayed_through > $1 THEN relayed_through ELSE $1 END, \
             relay_leased_until = NULL \
-            WHERE owner_id = $3 AND relay_leased_until = $4";
-        let (xid, pos) = changes::stored(relayed_through);
+            WHERE owner_id = $2 AND relay_leased_until = $3";
         let settle = diesel::sql_query(SETTLE)
-            .bind::<BigInt, _>(xid)
-            .bind::<BigInt, _>(pos)
+            .bind::<BigInt, _>(changes::stored(relayed_through))
             .bind::<Text, _>(owner.to_string())
             .bind::<BigInt, _>(lease_until.unix_micros());
         let updated = self.with_write_conn(|conn| native!(conn, |c| settle.execute(c)))?;

@@ -87,21 +87,21 @@ diesel::table! {
 diesel::table! {
     change_streams (owner_id) {
         owner_id -> Text,
+        pruned_through -> BigInt,
         task_count -> BigInt,
+        relayed_through -> BigInt,
         relay_leased_until -> Nullable<BigInt>,
         relay_served_at -> BigInt,
         webhooks_served_at -> Nullable<BigInt>,
-        pruned_xid -> BigInt,
-        pruned_pos -> BigInt,
-        relayed_xid -> BigInt,
-        relayed_pos -> BigInt,
     }
 }
 
 diesel::table! {
     change_log (pos) {
         pos -> BigInt,
-        xid -> BigInt,
+        /// PostgreSQL's only: the number the sequencer gave the row (on
+        /// SQLite, `pos` is the number).
+        seq -> Nullable<BigInt>,
         project_id -> Nullable<Text>,
         recipient_id -> Nullable<Text>,
         kind -> Text,
@@ -137,11 +137,10 @@ diesel::table! {
 diesel::table! {
     /// A view (migration `…_project_log`): each user's stream. (Its
     /// `recipient_id` is left out: diesel's tables hold 32 columns.)
-    change_feed (reader, pos) {
+    change_feed (reader, seq) {
         reader -> Text,
         reader_role -> Nullable<Text>,
-        pos -> BigInt,
-        xid -> BigInt,
+        seq -> BigInt,
         project_id -> Nullable<Text>,
         kind -> Text,
         subject_id -> Text,
@@ -181,26 +180,24 @@ diesel::table! {
         events -> Text,
         secret -> Text,
         created_at -> BigInt,
+        delivered_through -> BigInt,
         attempts -> BigInt,
         next_attempt_at -> BigInt,
         failing_since -> Nullable<BigInt>,
         disabled_at -> Nullable<BigInt>,
         leased_until -> Nullable<BigInt>,
-        delivered_xid -> BigInt,
-        delivered_pos -> BigInt,
     }
 }
 
 diesel::table! {
-    webhook_deliveries (webhook_id, at, pos) {
+    webhook_deliveries (webhook_id, at, seq) {
         webhook_id -> Text,
         at -> BigInt,
-        pos -> BigInt,
+        seq -> BigInt,
         kind -> Text,
         status -> Nullable<BigInt>,
         latency_ms -> BigInt,
         error -> Nullable<Text>,
-        xid -> BigInt,
     }
 }
 
@@ -216,8 +213,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         version -> BigInt,
-        pruned_xid -> BigInt,
-        pruned_pos -> BigInt,
+        pruned_through -> BigInt,
     }
 }
 
@@ -227,8 +223,8 @@ diesel::table! {
         user_id -> Text,
         role -> Text,
         added_at -> BigInt,
-        joined_xid -> BigInt,
-        joined_pos -> BigInt,
+        joined_pos -> Nullable<BigInt>,
+        joined_seq -> Nullable<BigInt>,
     }
 }
 

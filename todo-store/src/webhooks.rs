@@ -29,13 +29,12 @@ struct WebhookRow {
     events: String,
     secret: String,
     created_at: i64,
+    delivered_through: i64,
     attempts: i64,
     next_attempt_at: i64,
     failing_since: Option<i64>,
     disabled_at: Option<i64>,
     leased_until: Option<i64>,
-    delivered_xid: i64,
-    delivered_pos: i64,
 }
 
 impl WebhookRow {
@@ -53,13 +52,12 @@ impl WebhookRow {
                 .join(","),
             secret: webhook.secret.expose().to_owned(),
             created_at: webhook.created_at.unix_micros(),
+            delivered_through: changes::stored(webhook.delivered_through),
             attempts: i64::from(webhook.attempts),
             next_attempt_at: webhook.next_attempt_at.unix_micros(),
             failing_since: webhook.failing_since.map(Timestamp::unix_micros),
             disabled_at: webhook.disabled_at.map(Timestamp::unix_micros),
             leased_until: None,
-            delivered_xid: changes::stored(webhook.delivered_through).0,
-            delivered_pos: changes::stored(webhook.delivered_through).1,
         }
     }
 
@@ -75,7 +73,7 @@ impl WebhookRow {
             events: EventFilter::parse(self.events.split(',')).map_err(bad)?,
             secret: WebhookSecret::parse_stored(self.secret).map_err(bad)?,
             created_at: time(self.created_at)?,
-            delivered_through: changes::position(self.delivered_xid, self.delivered_pos)?,
+            delivered_through: changes::position(self.delivered_through)?,
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             next_attempt_at: time(self.next_attempt_at)?,
             failing_since: self.failing_since.map(time).transpose()?,
@@ -90,12 +88,11 @@ impl WebhookRow {
 struct AttemptRow {
     webhook_id: String,
     at: i64,
-    pos: i64,
+    seq: i64,
     kind: String,
     status: Option<i64>,
     latency_ms: i64,
     error: Option<String>,
-    xid: i64,
 }
 
 impl AttemptRow {
@@ -103,8 +100,7 @@ impl AttemptRow {
         Self {
             webhook_id: attempt.webhook_id.to_string(),
             at: attempt.at.unix_micros(),
-            pos: changes::stored(attempt.position).1,
-            xid: changes::stored(attempt.position).0,
+            seq: changes::stored(attempt.position),
             kind: attempt.kind.as_str().to_owned(),
             status: attempt.status.map(i64::from),
             latency_ms: i64::from(attempt.latency_ms),
@@ -116,7 +112,7 @@ impl AttemptRow {
         let bad = || corrupt("webhook delivery");
         Ok(DeliveryAttempt {
             webhook_id: WebhookId::parse(&self.webhook_id).map_err(|_| bad())?,
-            position: changes::position(self.xid, self.pos).map_err(|_| bad())?,
+            position: changes::position(self.seq).map_err(|_| bad())?,
             kind: ChangeKind::parse(&self.kind).ok_or_else(bad)?,
             at: Timestamp::from_unix_micros(self.at).map_err(|_| bad())?,
             status: self.status.and_then(|s| u16::try_from(s).ok()),
@@ -204,7 +200,7 @@ impl WebhookStore for SqlStore {
                 .filter(webhook_deliveries::webhook_id.eq(&id))
                 .order((
                     webhook_deliveries::at.desc(),
-                    webhook_deliveries::pos.desc(),
+                    webhook_deliveries::seq.desc(),
                 ))
                 .limit(limit)
                 .select(AttemptRow::as_select())
@@ -244,15 +240,14 @@ impl WebhookStore for SqlStore {
                 JOIN change_streams s ON s.owner_id = w.owner_id \
                 WHERE w.disabled_at IS NULL AND w.next_attempt_at <= $2 \
                 AND (w.leased_until IS NULL OR w.leased_until < $2) \
-                AND EXISTS (SELECT 1 FROM change_feed f WHERE f.reader = w.owner_id \
-                    AND (f.xid, f.pos) > (w.delivered_xid, w.delivered_pos))) due \
+                AND EXISTS (SELECT 1 FROM change_feed f \
+                    WHERE f.reader = w.owner_id AND f.seq > w.delivered_through)) due \
                 WHERE due.busy + due.nth <= $3 \
                 ORDER BY due.served IS NOT NULL, due.served, due.next_attempt_at, due.id \
                 LIMIT $4) \
             AND disabled_at IS NULL AND (leased_until IS NULL OR leased_until < $2) \
-            RETURNING id, owner_id, url, events, secret, created_at, \
-                attempts, next_attempt_at, failing_since, disabled_at, leased_until, \
-                delivered_xid, delivered_pos";
+            RETURNING id, owner_id, url, events, secret, created_at, delivered_through, \
+                attempts, next_attempt_at, failing_since, disabled_at, leased_until";
         let lease = diesel::sql_query(LEASE)
             .bind::<BigInt, _>(lease_until.unix_micros())
             .bind::<BigInt, _>(now.unix_micros())
@@ -260,6 +255,8 @@ impl WebhookStore for SqlStore {
             .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
         let served = now.unix_micros();
         let rows: Vec<WebhookRow> = self.with_write_conn(|conn| {
+            // (PostgreSQL: what committed numbered first, to be seen)
+            changes::number_committed(conn)?;
             conn.transaction(|conn| {
                 let rows: Vec<WebhookRow> = native!(&mut *conn, |c| lease.load(c))?;
                 // Their owners' turns begin now.
@@ -303,8 +300,7 @@ impl WebhookStore for SqlStore {
                         .filter(webhooks::leased_until.eq(lease)),
                 )
                 .set((
-                    webhooks::delivered_xid.eq(changes::stored(settled.delivered_through).0),
-                    webhooks::delivered_pos.eq(changes::stored(settled.delivered_through).1),
+                    webhooks::delivered_through.eq(changes::stored(settled.delivered_through)),
                     webhooks::attempts.eq(i64::from(settled.attempts)),
                     webhooks::next_attempt_at.eq(settled.next_attempt_at.unix_micros()),
                     webhooks::failing_since.eq(settled.failing_since.map(Timestamp::unix_micros)),
@@ -333,8 +329,8 @@ impl WebhookStore for SqlStore {
                             .execute(conn)?;
                     }
                     const TRIM: &str = "DELETE FROM webhook_deliveries WHERE webhook_id = $1 \
-                        AND (at, pos) NOT IN (SELECT at, pos FROM webhook_deliveries \
-                        WHERE webhook_id = $1 ORDER BY at DESC, pos DESC LIMIT $2)";
+                        AND (at, seq) NOT IN (SELECT at, seq FROM webhook_deliveries \
+                        WHERE webhook_id = $1 ORDER BY at DESC, seq DESC LIMIT $2)";
                     let trim = diesel::sql_query(TRIM)
                         .bind::<Text, _>(&id)
                         .bind::<BigInt, _>(kept);

@@ -44,7 +44,7 @@ fn a_subscriber_without_a_cursor_sees_what_commits_after_it_and_only_its_own() {
     // (numbers are the whole log's: bob's creation took 2)
     let kinds: Vec<_> = seen
         .iter()
-        .map(|c| (c.position.pos, c.kind, c.task_id().unwrap()))
+        .map(|c| (c.position.get(), c.kind, c.task_id().unwrap()))
         .collect();
     assert_eq!(
         kinds,
@@ -55,7 +55,7 @@ fn a_subscriber_without_a_cursor_sees_what_commits_after_it_and_only_its_own() {
         ]
     );
     assert!(seen[1].task().is_some_and(|t| t.done));
-    assert_eq!(live.cursor(), ChangeCursor::new(alice, LogPosition::new(0, 5)));
+    assert_eq!(live.cursor(), ChangeCursor::new(alice, LogPosition::new(5)));
     // Caught up: nothing more to read.
     assert!(live.read(ChangeLimit::default()).unwrap().is_empty());
 
@@ -87,7 +87,7 @@ fn a_subscriber_parked_between_writes_gets_each_change_once_in_order() {
     };
     let mut seqs = Vec::new();
     while (seqs.len() as u64) < WRITES {
-        seqs.extend(block_on(live.next()).unwrap().iter().map(|c| c.position.pos));
+        seqs.extend(block_on(live.next()).unwrap().iter().map(|c| c.position.get()));
     }
     writer.join().unwrap();
     assert_eq!(seqs, (1..=WRITES).collect::<Vec<_>>());
@@ -106,7 +106,7 @@ fn a_subscription_from_a_cursor_resumes_there_and_bad_cursors_are_refused() {
     let second = tasks.create(alice, titled("second")).unwrap();
 
     let mut resumed = tasks
-        .subscribe(alice, Some(&ChangeCursor::new(alice, LogPosition::new(0, 1))))
+        .subscribe(alice, Some(&ChangeCursor::new(alice, LogPosition::new(1))))
         .unwrap();
     let changes = block_on(resumed.next()).unwrap();
     assert_eq!(
@@ -120,8 +120,8 @@ fn a_subscription_from_a_cursor_resumes_there_and_bad_cursors_are_refused() {
 
     // Someone else's cursor, or one past the head: invalid input.
     for (owner, cursor) in [
-        (bob, ChangeCursor::new(alice, LogPosition::new(0, 1))),
-        (alice, ChangeCursor::new(alice, LogPosition::new(0, 3))),
+        (bob, ChangeCursor::new(alice, LogPosition::new(1))),
+        (alice, ChangeCursor::new(alice, LogPosition::new(3))),
     ] {
         assert!(matches!(
             tasks.subscribe(owner, Some(&cursor)),
@@ -131,12 +131,12 @@ fn a_subscription_from_a_cursor_resumes_there_and_bad_cursors_are_refused() {
     // Behind the retention: gone.
     assert_eq!(tasks.prune_changes(Duration::from_secs(60)).unwrap(), 1);
     assert!(matches!(
-        tasks.subscribe(alice, Some(&ChangeCursor::new(alice, LogPosition::new(0, 0)))),
+        tasks.subscribe(alice, Some(&ChangeCursor::new(alice, LogPosition::new(0)))),
         Err(Error::Gone)
     ));
     // The live subscriber behind it is told so at its next read.
     let mut behind = tasks
-        .subscribe(alice, Some(&ChangeCursor::new(alice, LogPosition::new(0, 1))))
+        .subscribe(alice, Some(&ChangeCursor::new(alice, LogPosition::new(1))))
         .unwrap();
     clock.advance(Duration::from_secs(120));
     tasks.create(alice, titled("third")).unwrap();

@@ -1917,7 +1917,14 @@ fn a_stream_keeps_at_most_its_cap_of_changes(f: &Fixture) {
         .store
         .changes_after(alice, LogPosition::START, 100_000)
         .unwrap();
-    assert_eq!(log.changes.len() as u64, MAX_CHANGES_PER_PROJECT, "the newest kept");
+    // The newest kept: the cap's worth that was numbered when the write
+    // trimmed, and (PostgreSQL, which numbers a change once committed)
+    // the trimming write's own.
+    let kept = log.changes.len() as u64;
+    assert!(
+        (MAX_CHANGES_PER_PROJECT..=MAX_CHANGES_PER_PROJECT + 1).contains(&kept),
+        "{kept} kept"
+    );
     assert!(log.changes[0].position > log.pruned_through, "the oldest kept is after the cut");
     assert!(writes > MAX_CHANGES_PER_PROJECT);
 }
@@ -2134,7 +2141,7 @@ fn webhooks_are_leased_to_one_instance_and_settled_under_their_lease(f: &Fixture
     // The message id is the same for every attempt of a change.
     assert_eq!(
         pending.deliveries[0].message_id,
-        format!("msg_{}_{}", hook.id.as_uuid().simple(), nth(5).pos)
+        format!("msg_{}_{}", hook.id.as_uuid().simple(), nth(5).get())
     );
     // It fails again: the run of failures goes on from the first.
     let first_failure = clock.now().saturating_sub(Duration::from_secs(5));
@@ -2809,7 +2816,7 @@ fn deleting_a_user_takes_their_projects_and_memberships(f: &Fixture) {
             at(13),
         )
         .unwrap();
-    let before = f.store.changes_after(alice, LogPosition::new(0, 0), 100).unwrap().head;
+    let before = f.store.changes_after(alice, LogPosition::new(0), 100).unwrap().head;
     assert!(f.store.delete_user(bob, at(100_000)).unwrap());
     // Alice is told: his project is deleted, he left hers (in that order:
     // by project id, his made after hers).
@@ -3261,7 +3268,7 @@ fn an_owners_turn_ends_when_their_lease_is_done(f: &Fixture) {
 /// The kinds and task ids of the task changes of `user`'s stream, oldest first.
 fn stream_of(store: &dyn Stores, user: UserId) -> Vec<(ChangeKind, TaskId)> {
     store
-        .changes_after(user, LogPosition::new(0, 0), 1000)
+        .changes_after(user, LogPosition::new(0), 1000)
         .unwrap()
         .changes
         .into_iter()
@@ -3694,7 +3701,7 @@ fn a_shared_projects_change_reads_the_same_in_every_members_stream(f: &Fixture) 
         .unwrap();
     tasks.delete(bob, parent.id, None).unwrap();
     let task_changes = |user: UserId| -> Vec<Change> {
-        let log = store.changes_after(user, LogPosition::new(0, 0), 1_000).unwrap();
+        let log = store.changes_after(user, LogPosition::new(0), 1_000).unwrap();
         log.changes
             .into_iter()
             .filter(|c| c.task_id().is_some())
@@ -3718,8 +3725,8 @@ fn a_shared_projects_change_reads_the_same_in_every_members_stream(f: &Fixture) 
                 (other.kind, &other.subject, other.at),
                 (mine.kind, &mine.subject, mine.at),
                 "{user}'s change {} and the owner's {}",
-                other.position.pos,
-                mine.position.pos
+                other.position.get(),
+                mine.position.get()
             );
         }
     }
@@ -3884,7 +3891,7 @@ fn subtasks_stay_in_their_project_three_deep_without_cycles(f: &Fixture) {
         assert!(tasks.get(alice, gone).is_err(), "{gone}");
     }
     let deleted: HashSet<TaskId> = store
-        .changes_after(alice, LogPosition::new(0, 0), 1000)
+        .changes_after(alice, LogPosition::new(0), 1000)
         .unwrap()
         .changes
         .iter()
@@ -4212,7 +4219,7 @@ fn reminders_fire_once_at_their_time_for_every_member(f: &Fixture) {
     assert_eq!(fire(minutes(300)), 0);
     // The change carries the task as it is when the reminder fires.
     let last = store
-        .changes_after(bob, LogPosition::new(0, 0), 100)
+        .changes_after(bob, LogPosition::new(0), 100)
         .unwrap()
         .changes
         .into_iter()
@@ -4672,7 +4679,7 @@ fn every_change_of(
 )> {
     use todo_core::Subject;
     store
-        .changes_after(user, LogPosition::new(0, 0), 1000)
+        .changes_after(user, LogPosition::new(0), 1000)
         .unwrap()
         .changes
         .into_iter()
@@ -5151,7 +5158,7 @@ fn an_import_is_all_or_nothing_and_a_second_makes_nothing_new(f: &Fixture) {
         "Garden"
     );
     assert!(by_title("repeating").series.is_some());
-    let head = store.changes_after(alice, LogPosition::new(0, 0), 1000).unwrap().head;
+    let head = store.changes_after(alice, LogPosition::new(0), 1000).unwrap().head;
     assert_eq!(stream_of(store, alice).len(), 4, "a task.created each");
     // Recorded at the import's time, whatever the file says of its
     // objects' making: retention keeps them as it keeps the day's others.
@@ -5160,7 +5167,7 @@ fn an_import_is_all_or_nothing_and_a_second_makes_nothing_new(f: &Fixture) {
         .unwrap();
     assert_eq!(kept, 0, "nothing of the import is older than a minute");
     assert_eq!(
-        store.changes_after(alice, LogPosition::new(0, 0), 1000).unwrap().changes.len(),
+        store.changes_after(alice, LogPosition::new(0), 1000).unwrap().changes.len(),
         5
     );
 
@@ -5175,7 +5182,7 @@ fn an_import_is_all_or_nothing_and_a_second_makes_nothing_new(f: &Fixture) {
         }
     );
     assert_eq!(store.owned_tasks(alice, None, 100).unwrap().len(), 4);
-    assert_eq!(store.changes_after(alice, LogPosition::new(0, 0), 1000).unwrap().head, head);
+    assert_eq!(store.changes_after(alice, LogPosition::new(0), 1000).unwrap().head, head);
 
     // A task deleted since is made again; the rest stays.
     tasks
@@ -5203,14 +5210,14 @@ fn an_import_is_all_or_nothing_and_a_second_makes_nothing_new(f: &Fixture) {
     let mut extra = more.tasks[1].clone();
     extra.key = "new in the garden".to_owned();
     more.tasks.insert(0, extra);
-    let bobs_before = store.changes_after(bob, LogPosition::new(0, 0), 1000).unwrap().head;
+    let bobs_before = store.changes_after(bob, LogPosition::new(0), 1000).unwrap().head;
     let refused = tasks.import(alice, more, None);
     assert!(
         matches!(&refused, Err(todo_core::Error::BadImport(e)) if e.what.contains("shared")),
         "{refused:?}"
     );
     assert_eq!(store.owned_tasks(alice, None, 100).unwrap().len(), 4);
-    assert_eq!(store.changes_after(bob, LogPosition::new(0, 0), 1000).unwrap().head, bobs_before);
+    assert_eq!(store.changes_after(bob, LogPosition::new(0), 1000).unwrap().head, bobs_before);
 
     // Bob's import of the same file is his own.
     tasks.import(bob, a_file(), None).unwrap();
@@ -5320,7 +5327,7 @@ fn concurrent_project_modifications_each_see_the_last(f: &Fixture) {
     // Each change told both members once.
     let updates = |user| {
         f.store
-            .changes_after(user, LogPosition::new(0, 0), 1000)
+            .changes_after(user, LogPosition::new(0), 1000)
             .unwrap()
             .changes
             .iter()

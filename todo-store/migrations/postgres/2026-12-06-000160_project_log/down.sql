@@ -1,25 +1,16 @@
--- Back to one stream per user, empty: the project log's positions mean
+-- Back to one stream per user, empty: the project log's numbers mean
 -- nothing there (as going up, the log is not converted).
 DROP VIEW change_feed;
 DROP TRIGGER change_log_notify ON change_log;
+DROP TABLE change_log_head;
 DROP TABLE change_log;
 DELETE FROM webhook_deliveries;
-ALTER TABLE webhook_deliveries DROP COLUMN xid;
-ALTER TABLE webhook_deliveries RENAME COLUMN pos TO seq;
-ALTER TABLE webhooks DROP COLUMN delivered_xid;
-ALTER TABLE webhooks DROP COLUMN delivered_pos;
-ALTER TABLE webhooks ADD COLUMN delivered_through BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE change_streams DROP COLUMN pruned_xid;
-ALTER TABLE change_streams DROP COLUMN pruned_pos;
-ALTER TABLE change_streams DROP COLUMN relayed_xid;
-ALTER TABLE change_streams DROP COLUMN relayed_pos;
+UPDATE webhooks SET delivered_through = 0;
 ALTER TABLE change_streams ADD COLUMN last_seq BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE change_streams ADD COLUMN pruned_through BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE change_streams ADD COLUMN relayed_through BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE projects DROP COLUMN pruned_xid;
-ALTER TABLE projects DROP COLUMN pruned_pos;
-ALTER TABLE project_members DROP COLUMN joined_xid;
+UPDATE change_streams SET pruned_through = 0, relayed_through = 0;
+ALTER TABLE projects DROP COLUMN pruned_through;
 ALTER TABLE project_members DROP COLUMN joined_pos;
+ALTER TABLE project_members DROP COLUMN joined_seq;
 CREATE TABLE changes (
     owner_id     TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     seq          BIGINT NOT NULL,

@@ -3,24 +3,47 @@
 -- and a stream's number per member, which made a write to a project of
 -- three cost 1.76 times an Inbox's. Now each change is one row of
 -- `change_log`, seen by the project's members (from the change that made
--- them members: `project_members.joined_*`) or, for the few changes a user
--- must see without being a member (their removal, a project's deletion),
--- by its `recipient_id`. A user's stream is the view `change_feed`.
+-- them members: `project_members.joined_seq`) or, for the few changes a
+-- user must see without being a member (their removal, a project's
+-- deletion), by its `recipient_id` alone. A user's stream is the view
+-- `change_feed`, ordered by `seq`, the log's one numbering.
 --
 -- The old per-user log is dropped, not converted: its numbers mean
--- nothing in the new order. Clients holding its cursors are told to start
+-- nothing in the new one. Clients holding its cursors are told to start
 -- over (410, as after retention); webhooks and the relay go on from the
--- log's start, which is empty (OPERATIONS.md: let them catch up first).
+-- new log's start (OPERATIONS.md: let them catch up before upgrading).
 DROP TABLE changes;
 DELETE FROM webhook_deliveries;
+UPDATE webhooks SET delivered_through = 0;
+-- change_streams keeps, per user, their task count (the quota), how far
+-- their own changes are pruned, and the relay's and webhooks' bookkeeping;
+-- numbers are no longer taken from it.
+ALTER TABLE change_streams DROP COLUMN last_seq;
+UPDATE change_streams SET pruned_through = 0, relayed_through = 0;
+-- One row a user (the relay and webhooks go through them), made with each
+-- account from now on.
+INSERT INTO change_streams (owner_id)
+    SELECT id FROM users WHERE id NOT IN (SELECT owner_id FROM change_streams);
+-- Where each member's view of a project starts: the number of the change
+-- that made them a member (0: all of it, for an owner); `joined_pos`, that
+-- change's row.
+ALTER TABLE project_members ADD COLUMN joined_pos BIGINT;
+ALTER TABLE project_members ADD COLUMN joined_seq BIGINT DEFAULT 0;
+-- A project's changes up to this number are gone (retention, its cap).
+ALTER TABLE projects ADD COLUMN pruned_through BIGINT NOT NULL DEFAULT 0;
 
--- `xid`: the writing transaction. Numbers (`pos`) are taken by concurrent
--- transactions that commit in any order, so readers order by (xid, pos)
--- and read only changes of transactions older than any still running
--- (the view below): what they see is always a prefix of that order.
+-- PostgreSQL's writers commit in any order: a row is written with no
+-- number (`pos` only names it) and numbered once committed, by the
+-- sequencer (todo-store/src/changes.rs) under this table's one row, in
+-- the order it finds them; readers see numbered rows only.
+CREATE TABLE change_log_head (
+    id       SMALLINT PRIMARY KEY CHECK (id = 1),
+    last_seq BIGINT NOT NULL
+);
+INSERT INTO change_log_head (id, last_seq) VALUES (1, 0);
 CREATE TABLE change_log (
     pos          BIGSERIAL PRIMARY KEY,
-    xid          BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+    seq          BIGINT UNIQUE,
     project_id   TEXT COLLATE "C" REFERENCES projects (id) ON DELETE CASCADE,
     recipient_id TEXT COLLATE "C" REFERENCES users (id) ON DELETE CASCADE,
     kind         TEXT   NOT NULL,
@@ -58,49 +81,31 @@ CREATE TABLE change_log (
     -- one audience a row: a project's members, or one user
     CHECK ((project_id IS NULL) <> (recipient_id IS NULL))
 );
-CREATE INDEX change_log_by_project ON change_log (project_id, xid, pos)
+CREATE INDEX change_log_by_project ON change_log (project_id, seq)
     WHERE project_id IS NOT NULL;
-CREATE INDEX change_log_by_recipient ON change_log (recipient_id, xid, pos)
+CREATE INDEX change_log_by_recipient ON change_log (recipient_id, seq)
     WHERE recipient_id IS NOT NULL;
+CREATE INDEX change_log_unnumbered ON change_log (pos) WHERE seq IS NULL;
 
-ALTER TABLE project_members ADD COLUMN joined_xid BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE project_members ADD COLUMN joined_pos BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE projects ADD COLUMN pruned_xid BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE projects ADD COLUMN pruned_pos BIGINT NOT NULL DEFAULT 0;
-
-ALTER TABLE change_streams DROP COLUMN last_seq;
-ALTER TABLE change_streams DROP COLUMN pruned_through;
-ALTER TABLE change_streams DROP COLUMN relayed_through;
-ALTER TABLE change_streams ADD COLUMN pruned_xid BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE change_streams ADD COLUMN pruned_pos BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE change_streams ADD COLUMN relayed_xid BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE change_streams ADD COLUMN relayed_pos BIGINT NOT NULL DEFAULT 0;
--- One row a user (the relay and webhooks go through them), made with each
--- account from now on.
-INSERT INTO change_streams (owner_id)
-    SELECT id FROM users WHERE id NOT IN (SELECT owner_id FROM change_streams);
-
-ALTER TABLE webhooks DROP COLUMN delivered_through;
-ALTER TABLE webhooks ADD COLUMN delivered_xid BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE webhooks ADD COLUMN delivered_pos BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE webhook_deliveries RENAME COLUMN seq TO pos;
-ALTER TABLE webhook_deliveries ADD COLUMN xid BIGINT NOT NULL DEFAULT 0;
-
--- A user's stream, as on SQLite, but only what transactions older than
--- any still running wrote (`pg_snapshot_xmin` of the reading statement's
--- snapshot, taken once: an uncorrelated subquery).
 CREATE VIEW change_feed AS
-    SELECT m.user_id AS reader, m.role AS reader_role, c.*
+    SELECT m.user_id AS reader, m.role AS reader_role, c.seq AS seq,
+           c.project_id, c.kind, c.subject_id, c.recorded_at,
+           c.title, c.description, c.done, c.completed_at, c.due_at, c.priority, c.labels,
+           c.archived, c.created_at, c.updated_at, c.version, c.created_by, c.parent_id,
+           c.recurrence, c.time_zone, c.series_id, c.series_start, c.occurrence, c.reminders,
+           c.color, c.inbox, c.role, c.member_id, c.username
     FROM project_members m
     JOIN change_log c ON c.project_id = m.project_id
-    WHERE c.project_id IS NOT NULL
-      AND (c.xid, c.pos) >= (m.joined_xid, m.joined_pos)
-      AND c.xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)
+    WHERE c.seq >= m.joined_seq
     UNION ALL
-    SELECT c.recipient_id AS reader, NULL AS reader_role, c.*
+    SELECT c.recipient_id AS reader, NULL AS reader_role, c.seq AS seq,
+           c.project_id, c.kind, c.subject_id, c.recorded_at,
+           c.title, c.description, c.done, c.completed_at, c.due_at, c.priority, c.labels,
+           c.archived, c.created_at, c.updated_at, c.version, c.created_by, c.parent_id,
+           c.recurrence, c.time_zone, c.series_id, c.series_start, c.occurrence, c.reminders,
+           c.color, c.inbox, c.role, c.member_id, c.username
     FROM change_log c
-    WHERE c.recipient_id IS NOT NULL
-      AND c.xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint);
+    WHERE c.recipient_id IS NOT NULL AND c.seq IS NOT NULL;
 
 -- Each change notifies `todo_changes` when it commits: `p:` and the
 -- project's id, or `u:` and its recipient's (todo-store/src/listen.rs).
