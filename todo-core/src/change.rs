@@ -229,6 +229,11 @@ pub struct ChangeLog {
     /// The user's changes up to here are gone (retention, or a project's
     /// cap): a reader that has seen less than this has missed some.
     pub pruned_through: LogPosition,
+    /// How far the read looked: every change of the stream up to here,
+    /// after where it started, is in `changes` (at least the last of
+    /// them; up to `head` when it found fewer than asked and looked all
+    /// the way). A reader goes on from here.
+    pub scanned_through: LogPosition,
 }
 
 /// A page of an owner's changes, and where the next read starts.

@@ -1092,14 +1092,20 @@ impl TaskStore for MemoryStore {
         limit: usize,
     ) -> Result<ChangeLog, StoreError> {
         let tables = self.tables();
+        let changes: Vec<Change> = tables
+            .feed(owner)
+            .filter(|change| change.position > after)
+            .take(limit)
+            .collect();
+        let scanned_through = match changes.last() {
+            Some(last) if changes.len() == limit => last.position,
+            _ => tables.head(),
+        };
         Ok(ChangeLog {
-            changes: tables
-                .feed(owner)
-                .filter(|change| change.position > after)
-                .take(limit)
-                .collect(),
+            changes,
             head: tables.head(),
             pruned_through: tables.pruned_for(owner),
+            scanned_through,
         })
     }
 

@@ -585,7 +585,14 @@ impl TaskService {
         } else {
             after
         };
-        let next = log.changes.last().map_or(floor, |change| change.position);
+        // (past changes the caller may not see too: a stream read up to
+        // the head goes on from there, not from its last change)
+        let next = log
+            .changes
+            .last()
+            .map_or(floor, |change| change.position)
+            .max(log.scanned_through)
+            .max(floor);
         Ok(ChangePage {
             items: log.changes,
             next_cursor: ChangeCursor::new(owner, next),

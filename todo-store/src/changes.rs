@@ -691,25 +691,16 @@ impl SqlStore {
         let owner_id = owner.to_string();
         let after = stored(after);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (rows, pruned, head) = self.with_conn(|conn| {
+        let (rows, pruned, head, scanned) = self.with_conn(|conn| {
             number_committed(conn)?;
-            // The changes first, the bounds after: a pruning in between
-            // then shows in the pruned mark (the reader is told to start
-            // over) rather than as a silent gap.
-            let rows: Vec<StoredChange> = if limit == 0 {
-                Vec::new()
-            } else {
-                change_feed::table
-                    .filter(change_feed::reader.eq(&owner_id))
-                    .filter(change_feed::seq.gt(after))
-                    .order(change_feed::seq)
-                    .limit(limit)
-                    .select(StoredChange::as_select())
-                    .load(conn)?
-            };
-            let pruned = pruned_for(conn, &owner_id)?;
+            // The head first (every number up to it is handed out), the
+            // changes, then the pruned mark: a pruning in between shows in
+            // the mark (the reader is told to start over) rather than as
+            // a silent gap.
             let head = head(conn)?;
-            Ok((rows, pruned, head))
+            let (rows, scanned) = read_windows(conn, &owner_id, after, head, limit)?;
+            let pruned = pruned_for(conn, &owner_id)?;
+            Ok((rows, pruned, head, scanned))
         })?;
         Ok(ChangeLog {
             changes: rows
@@ -718,6 +709,7 @@ impl SqlStore {
                 .collect::<Result<_, _>>()?,
             head: position(head)?,
             pruned_through: position(pruned)?,
+            scanned_through: position(scanned)?,
         })
     }
 
@@ -771,6 +763,59 @@ impl SqlStore {
         })?;
         Ok(u64::try_from(pruned).unwrap_or(0))
     }
+}
+
+/// The first window of numbers a read looks into, and the largest.
+const FIRST_WINDOW: i64 = 4_096;
+const LARGEST_WINDOW: i64 = 1 << 20;
+/// The most windows one read looks into: a reader far behind a busy log
+/// gets a short page (and a cursor past what it looked at), not a scan of
+/// everything since its cursor.
+const MOST_WINDOWS: usize = 8;
+
+/// Up to `limit` of `owner_id`'s changes after `after`, and how far the
+/// read looked (`scanned`: every change of theirs up to there is in the
+/// page). The stream is read a window of the log's numbers at a time,
+/// each twice the one before: a user's stream is the changes of all of
+/// their projects, which no index orders together, so one read of
+/// "everything after `after`, the first `limit`" would read and sort all
+/// of it for a reader far behind (up to every project's cap, for a user
+/// in thousands); a window bounds what a statement reads to the changes
+/// it holds.
+fn read_windows(
+    conn: &mut AnyConnection,
+    owner_id: &str,
+    after: i64,
+    head: i64,
+    limit: i64,
+) -> QueryResult<(Vec<StoredChange>, i64)> {
+    let mut rows: Vec<StoredChange> = Vec::new();
+    let (mut from, mut window) = (after, FIRST_WINDOW);
+    for _ in 0..MOST_WINDOWS {
+        let wanted = limit - i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        if wanted <= 0 || from >= head {
+            break;
+        }
+        let to = from.saturating_add(window).min(head);
+        let page: Vec<StoredChange> = change_feed::table
+            .filter(change_feed::reader.eq(owner_id))
+            .filter(change_feed::seq.gt(from))
+            .filter(change_feed::seq.le(to))
+            .order(change_feed::seq)
+            .limit(wanted)
+            .select(StoredChange::as_select())
+            .load(conn)?;
+        let full = i64::try_from(page.len()).unwrap_or(i64::MAX) == wanted;
+        rows.extend(page);
+        if full {
+            // (the page is full: the read looked as far as its last)
+            let last = rows.last().map_or(from, |row| row.seq);
+            return Ok((rows, last));
+        }
+        from = to;
+        window = window.saturating_mul(2).min(LARGEST_WINDOW);
+    }
+    Ok((rows, from.max(after)))
 }
 
 /// How far `owner`'s stream is pruned: the furthest of their own changes'

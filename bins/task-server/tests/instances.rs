@@ -214,12 +214,10 @@ async fn through_the_gateway_each_change_reaches_every_channel_once() {
     assert_eq!(her_owner.len(), 1, "hers all name her: {her_owner:?}");
     assert_eq!(his_owner.len(), 1, "his all name him: {his_owner:?}");
     assert_ne!(her_owner, his_owner);
+    // (numbers are the whole log's: his rise, each once)
     let seqs: Vec<u64> = theirs.iter().map(|(_, seq, _)| *seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=WRITES as u64).collect::<Vec<_>>(),
-        "his, in order"
-    );
+    assert_eq!(seqs.len(), WRITES);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "his, in order: {seqs:?}");
 }
 
 /// The task a webhook delivery is about; fails on a delivery that is not

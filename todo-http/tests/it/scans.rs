@@ -150,7 +150,7 @@ impl TaskStore for HeldSearches {
     fn changes_after(
         &self,
         owner: UserId,
-        after: u64,
+        after: LogPosition,
         limit: usize,
     ) -> Result<ChangeLog, StoreError> {
         self.tasks.changes_after(owner, after, limit)

@@ -125,6 +125,7 @@ conformance!(
     writers_of_distinct_tasks_never_let_a_reader_skip,
     deleting_a_user_while_their_task_is_written_never_fails,
     a_stream_keeps_at_most_its_cap_of_changes,
+    a_reader_far_behind_others_changes_gets_its_own_and_goes_on_from_the_head,
     webhooks_are_kept_per_owner_within_their_quota,
     webhooks_are_leased_to_one_instance_and_settled_under_their_lease,
     failing_webhooks_wait_longer_each_time_and_are_disabled_after_a_day,
@@ -1881,6 +1882,46 @@ fn deleting_a_user_while_their_task_is_written_never_fails(f: &Fixture) {
         deleted.is_ok() && written.is_ok(),
         "delete: {deleted:?}, write: {written:?}"
     );
+}
+
+/// A user's stream is read a window of the log's numbers at a time: a
+/// reader whose cursor is far behind thousands of other users' changes
+/// gets its own, in order, and a cursor past what it looked at (the head,
+/// once it looked all the way), so its next read starts there.
+fn a_reader_far_behind_others_changes_gets_its_own_and_goes_on_from_the_head(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let first = full_task(alice, 1, 10);
+    store.insert_task(&first).unwrap();
+    // Bob's writes: more numbers than the first windows hold.
+    let his = full_task(bob, 2, 10);
+    store.insert_task(&his).unwrap();
+    for _ in 0..10_000 {
+        store
+            .modify_task(bob, his.id, &mut |current, _| {
+                let mut next = current.clone();
+                next.version = current.version.next();
+                Some(next)
+            })
+            .unwrap()
+            .unwrap();
+    }
+    let second = full_task(alice, 3, 20);
+    store.insert_task(&second).unwrap();
+    let log = store.changes_after(alice, LogPosition::START, 50).unwrap();
+    let ids: Vec<TaskId> = log.changes.iter().filter_map(|c| c.task_id()).collect();
+    assert_eq!(ids, [first.id, second.id]);
+    assert_eq!(log.scanned_through, log.head, "looked all the way");
+    assert!(log.head >= log.changes[1].position);
+    // From the head: nothing, at once, and still the head.
+    let again = store.changes_after(alice, log.scanned_through, 50).unwrap();
+    assert!(again.changes.is_empty());
+    assert_eq!(again.scanned_through, again.head);
+    // A page the limit fills says it looked as far as its last change.
+    let one = store.changes_after(alice, LogPosition::START, 1).unwrap();
+    assert_eq!(one.changes.len(), 1);
+    assert_eq!(one.scanned_through, one.changes[0].position);
 }
 
 /// A project keeps at most its cap of changes (plus the writes until the
