@@ -358,7 +358,9 @@ impl Tables {
                 self.record(kind, Audience::User(member.user), subject, at);
             }
             _ => {
-                self.joined.entry((project, member.user)).or_insert(position);
+                self.joined
+                    .entry((project, member.user))
+                    .or_insert(position);
             }
         }
     }
@@ -423,30 +425,32 @@ impl Tables {
     /// from the one that made them one (with their role there now), and
     /// those addressed to them.
     fn feed(&self, user: UserId) -> impl Iterator<Item = Change> + '_ {
-        self.log.iter().filter_map(move |entry| match entry.audience {
-            Audience::User(to) => (to == user).then(|| entry.change.clone()),
-            Audience::Project(project) => {
-                let role = self.role_in(user, project)?;
-                // (an owner, and a member from before this log, sees all)
-                let joined = self
-                    .joined
-                    .get(&(project, user))
-                    .copied()
-                    .unwrap_or(LogPosition::START);
-                if entry.change.position < joined {
-                    return None;
+        self.log
+            .iter()
+            .filter_map(move |entry| match entry.audience {
+                Audience::User(to) => (to == user).then(|| entry.change.clone()),
+                Audience::Project(project) => {
+                    let role = self.role_in(user, project)?;
+                    // (an owner, and a member from before this log, sees all)
+                    let joined = self
+                        .joined
+                        .get(&(project, user))
+                        .copied()
+                        .unwrap_or(LogPosition::START);
+                    if entry.change.position < joined {
+                        return None;
+                    }
+                    let mut change = entry.change.clone();
+                    if let Subject::Project {
+                        project: Some((_, reader)),
+                        ..
+                    } = &mut change.subject
+                    {
+                        *reader = role;
+                    }
+                    Some(change)
                 }
-                let mut change = entry.change.clone();
-                if let Subject::Project {
-                    project: Some((_, reader)),
-                    ..
-                } = &mut change.subject
-                {
-                    *reader = role;
-                }
-                Some(change)
-            }
-        })
+            })
     }
 
     /// How far `user`'s stream is pruned.
@@ -1258,7 +1262,11 @@ impl WebhookStore for MemoryStore {
         }
         // Their owners' turns begin now.
         for webhook in &leased {
-            tables.streams.entry(webhook.owner).or_default().webhooks_served_at = Some(now);
+            tables
+                .streams
+                .entry(webhook.owner)
+                .or_default()
+                .webhooks_served_at = Some(now);
         }
         Ok(leased)
     }

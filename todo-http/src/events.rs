@@ -32,8 +32,8 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response};
 use hyper::body::{Body, Frame};
 use todo_core::{
-    AccessClaims, Change, ChangeCursor, ChangeLimit, ChangeSubscription, CursorError, Error as CoreError,
-    UserId, ValidationError,
+    AccessClaims, Change, ChangeCursor, ChangeLimit, ChangeSubscription, CursorError,
+    Error as CoreError, UserId, ValidationError,
 };
 use tokio::sync::mpsc;
 

@@ -1074,7 +1074,9 @@ async fn list_changes(
     let (mut since, mut limit) = (None, ChangeLimit::default());
     for (name, value) in crate::request::query_pairs(query.as_deref(), CHANGES_PARAMS)? {
         match name.as_str() {
-            "since" => since = Some(ChangeCursor::parse(&value).map_err(crate::events::cursor_refused)?),
+            "since" => {
+                since = Some(ChangeCursor::parse(&value).map_err(crate::events::cursor_refused)?)
+            }
             "limit" => limit = ChangeLimit::new(query_int("limit", &value)?).map_err(invalid)?,
             other => return Err(ApiError::field(other, "unknown query parameter")),
         }

@@ -288,7 +288,13 @@ fn record_project_change(
         None => {
             for (member, _) in members_in_order(conn, &project_id)? {
                 let what = Beyond::ProjectGone(id);
-                changes::record_beyond(conn, kind, Audience::User(&member), &what, at.unix_micros())?;
+                changes::record_beyond(
+                    conn,
+                    kind,
+                    Audience::User(&member),
+                    &what,
+                    at.unix_micros(),
+                )?;
             }
         }
     }
@@ -314,8 +320,7 @@ fn record_member_change(
     let what = Beyond::Member(id, member, &username);
     let project_id = id.to_string();
     let at = at.unix_micros();
-    let position =
-        changes::record_beyond(conn, kind, Audience::Project(&project_id), &what, at)?;
+    let position = changes::record_beyond(conn, kind, Audience::Project(&project_id), &what, at)?;
     if kind == ChangeKind::MemberRemoved {
         changes::record_beyond(conn, kind, Audience::User(&user_id), &what, at)?;
     }

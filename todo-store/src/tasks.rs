@@ -9,10 +9,10 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Text};
 use todo_core::import::{ImportCounts, ImportOutcome, ImportPlan};
 use todo_core::{
-    ChangeKind, ChangeLog, Description, LogPosition, Labels, PageLimit, Priority, ProjectId, ProjectRole,
-    Recurrence, Reminder, Reminders, Series, SeriesId, Standing, StoreError, Task, TaskCursor,
-    TaskId, TaskInsert, TaskQuery, TaskSort, TaskStore, TaskVersion, TaskWrite, TimeZoneName,
-    Timestamp, Title, TreeRefusal, UserId,
+    ChangeKind, ChangeLog, Description, Labels, LogPosition, PageLimit, Priority, ProjectId,
+    ProjectRole, Recurrence, Reminder, Reminders, Series, SeriesId, Standing, StoreError, Task,
+    TaskCursor, TaskId, TaskInsert, TaskQuery, TaskSort, TaskStore, TaskVersion, TaskWrite,
+    TimeZoneName, Timestamp, Title, TreeRefusal, UserId,
 };
 
 use crate::SqlStore;
@@ -377,8 +377,9 @@ pub(crate) fn delete_project_tasks(
 
 /// Where a write to a project's tasks goes, read in the write's
 /// transaction: the project, the caller's standing in it, its owner (who
-/// keeps its tasks: their quota counts them) and its members (whose live
-/// streams a write wakes), in id order.
+/// keeps its tasks: their quota counts them) and the members read, in id
+/// order (a write reads only the caller's row and the owner's: its change
+/// is recorded once, for whoever is a member when it is read).
 struct Reach {
     project: String,
     standing: Standing,
@@ -387,11 +388,12 @@ struct Reach {
 }
 
 impl Reach {
-    /// The Reach of a write by `caller` to `project`. An Inbox (whose id is
-    /// its owner's) has one member, its owner, and needs no read. On
-    /// PostgreSQL the members' rows are held (`FOR SHARE`) until the
-    /// commit: a member removed meanwhile is removed after this write,
-    /// never during it.
+    /// The Reach of a write by `caller` to `project`: the caller's row and
+    /// the owner's. An Inbox (whose id is its owner's) has one member, its
+    /// owner, and needs no read. On PostgreSQL the rows read are held
+    /// (`FOR SHARE`) until the commit, and so is the project's (taken
+    /// before, `share_project_pg`): a member added or removed meanwhile is
+    /// so after this write, never during it.
     fn of(conn: &mut AnyConnection, caller: &str, project: &str) -> QueryResult<Self> {
         if caller == project {
             return Ok(Self {
@@ -404,14 +406,46 @@ impl Reach {
         Self::of_project(conn, caller, project)
     }
 
-    /// The Reach of a write by `caller` to `project`, read from its
-    /// members (held `FOR SHARE` on PostgreSQL).
+    /// The Reach of a write by `caller` to `project`, read from the
+    /// caller's membership (held `FOR SHARE` on PostgreSQL) and the
+    /// project's owner: two lookups by primary key. (One statement with
+    /// `user_id = ? OR role = 'owner'` was prepared again at every run:
+    /// SQLite re-plans a statement whose bound values its planner weighs,
+    /// 80,000 instructions a write.)
     fn of_project(conn: &mut AnyConnection, caller: &str, project: &str) -> QueryResult<Self> {
+        let mine = project_members::table
+            .find((project, caller))
+            .select(project_members::role);
+        let role: Option<String> = match conn {
+            AnyConnection::Postgresql(c) => mine.for_share().get_result(c).optional()?,
+            AnyConnection::Sqlite(c) => mine.get_result(c).optional()?,
+        };
+        let Some(role) = role else {
+            return Ok(Self {
+                project: project.to_owned(),
+                standing: Standing::Stranger,
+                owner: String::new(),
+                members: Vec::new(),
+            });
+        };
+        let owner = projects::table.find(project).select(projects::owner_id);
+        let owner: String = native!(&mut *conn, |c| owner.get_result(c))?;
+        let mut rows = vec![(caller.to_owned(), role)];
+        if owner != caller {
+            rows.push((owner, ProjectRole::Owner.as_str().to_owned()));
+        }
+        Self::from_rows(caller, project, rows)
+    }
+
+    /// The Reach of a write by `caller` to `project` that must know every
+    /// member (an import, which writes only where its importer is the only
+    /// one), all held `FOR SHARE` on PostgreSQL.
+    fn with_everyone(conn: &mut AnyConnection, caller: &str, project: &str) -> QueryResult<Self> {
         Self::read(conn, caller, project, Hold::Share)
     }
 
     /// The members of `project` as they are, unlocked: for a write of no
-    /// member's (a reminder firing).
+    /// member's (a reminder firing), whose members are woken.
     fn members_now(conn: &mut AnyConnection, project: &str) -> QueryResult<Self> {
         Self::read(conn, "", project, Hold::Nothing)
     }
@@ -433,6 +467,10 @@ impl Reach {
             },
             AnyConnection::Sqlite(c) => members.load(c)?,
         };
+        Self::from_rows(caller, project, rows)
+    }
+
+    fn from_rows(caller: &str, project: &str, rows: Vec<(String, String)>) -> QueryResult<Self> {
         let mut reach = Self {
             project: project.to_owned(),
             standing: Standing::Stranger,
@@ -603,7 +641,11 @@ fn import_on(
             continue;
         }
         let project = task.project.to_string();
-        let reach = Reach::of(conn, owner, &project)?;
+        let reach = if project == owner {
+            Reach::of(conn, owner, &project)?
+        } else {
+            Reach::with_everyone(conn, owner, &project)?
+        };
         if reach.owner != owner {
             return Ok(ImportOutcome::NotOwned { index });
         }
@@ -2620,12 +2662,7 @@ mod statement_cache {
         };
         // Recorded once, whatever the members: the owner's count and the
         // project's change, one each a creation.
-        assert_eq!(
-            count("INSERT INTO change_streams"),
-            3,
-            "{:#?}",
-            seen.run
-        );
+        assert_eq!(count("INSERT INTO change_streams"), 3, "{:#?}", seen.run);
         assert_eq!(count("INSERT INTO change_log"), 3, "{:#?}", seen.run);
     }
 

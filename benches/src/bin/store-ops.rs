@@ -12,7 +12,7 @@
 //! Operations (the load harness's users, at the store):
 //! - `create-inbox`: creations in the caller's Inbox;
 //! - `create-shared`: creations in a project of three members (each
-//!   creation recorded in three streams);
+//!   creation recorded once, as an Inbox's);
 //! - `list-inbox`: a page of 20 of an Inbox of 100 tasks;
 //! - `list-four`: a page of 20 of 100 tasks spread over the caller's
 //!   Inbox and three shared projects (one merged statement).

@@ -217,7 +217,10 @@ async fn through_the_gateway_each_change_reaches_every_channel_once() {
     // (numbers are the whole log's: his rise, each once)
     let seqs: Vec<u64> = theirs.iter().map(|(_, seq, _)| *seq).collect();
     assert_eq!(seqs.len(), WRITES);
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "his, in order: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "his, in order: {seqs:?}"
+    );
 }
 
 /// The task a webhook delivery is about; fails on a delivery that is not

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{SeededRandom, block_on};
-use todo_core::{LogPosition, 
-    ChangeCursor, ChangeKind, ChangeLimit, Error, NewTask, TaskPatch, TaskService, Title,
+use todo_core::{
+    ChangeCursor, ChangeKind, ChangeLimit, Error, LogPosition, NewTask, TaskPatch, TaskService,
+    Title,
 };
 
 use crate::auth::harness;
@@ -87,7 +88,12 @@ fn a_subscriber_parked_between_writes_gets_each_change_once_in_order() {
     };
     let mut seqs = Vec::new();
     while (seqs.len() as u64) < WRITES {
-        seqs.extend(block_on(live.next()).unwrap().iter().map(|c| c.position.get()));
+        seqs.extend(
+            block_on(live.next())
+                .unwrap()
+                .iter()
+                .map(|c| c.position.get()),
+        );
     }
     writer.join().unwrap();
     assert_eq!(seqs, (1..=WRITES).collect::<Vec<_>>());

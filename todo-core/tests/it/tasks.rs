@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{ManualClock, SeededRandom};
-use todo_core::{LogPosition, 
-    Clock, Error, Label, Labels, NewTask, PageLimit, Precondition, Priority, TaskCursor, TaskPatch,
-    TaskQuery, TaskService, TaskSort, Timestamp, Title, UserId,
+use todo_core::{
+    Clock, Error, Label, Labels, LogPosition, NewTask, PageLimit, Precondition, Priority,
+    TaskCursor, TaskPatch, TaskQuery, TaskService, TaskSort, Timestamp, Title, UserId,
 };
 
 use crate::auth::harness;
@@ -474,7 +474,11 @@ fn changes_are_followed_by_cursor_until_retention_drops_them() {
     let two = ChangeLimit::new(2).unwrap();
 
     let page = f.tasks.changes(f.alice, None, two).unwrap();
-    let kinds: Vec<_> = page.items.iter().map(|c| (c.position.get(), c.kind)).collect();
+    let kinds: Vec<_> = page
+        .items
+        .iter()
+        .map(|c| (c.position.get(), c.kind))
+        .collect();
     assert_eq!(
         kinds,
         [(1, ChangeKind::TaskCreated), (2, ChangeKind::TaskCreated)]
@@ -500,7 +504,10 @@ fn changes_are_followed_by_cursor_until_retention_drops_them() {
     assert_eq!(caught_up.next_cursor, page.next_cursor);
 
     // Alice's cursor with Bob's identity, or one past the stream: refused.
-    for cursor in [page.next_cursor, ChangeCursor::new(f.alice, LogPosition::new(4))] {
+    for cursor in [
+        page.next_cursor,
+        ChangeCursor::new(f.alice, LogPosition::new(4)),
+    ] {
         let owner = if cursor == page.next_cursor {
             f.bob
         } else {

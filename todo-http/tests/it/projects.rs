@@ -322,11 +322,11 @@ async fn every_task_endpoint_of_a_shared_project_answers_each_kind_of_caller(
         204
     );
     // No change of the project reaches anyone who is not a member: Dave's
-    // stream stops at his removal (after his joining and his own task's
-    // creation); members see every change.
+    // stream, once he is removed, holds his removal only (nothing of the
+    // project, not even what he saw while a member); members see every
+    // change.
     let changes = |token| ids_in(&sys, "/v1/changes", token);
-    let daves_id = daves.json().unwrap()["id"].as_str().unwrap().to_owned();
-    assert_eq!(changes(&removed).await, [id.as_str(), &daves_id, &id]);
+    assert_eq!(changes(&removed).await, [id.as_str()]);
     assert!(changes(&stranger).await.is_empty());
     assert!(changes(&admin).await.is_empty());
     for (who, token) in &callers[..3] {
@@ -643,7 +643,8 @@ async fn changes_of(sys: &System, token: &str) -> Vec<(String, String, Value)> {
 /// `project.*` and `member.*` changes, as API.md names them, in every
 /// member's `/v1/changes` (so SSE, webhooks and the relay, which read the
 /// same streams), each showing the project in the reader's own role; a
-/// removed member is told of the removal and of nothing after it; a
+/// removed member is told of the removal and sees nothing of the project
+/// any more; a deleted project leaves its members its deletion; a
 /// stranger hears nothing.
 async fn project_and_member_changes_reach_each_member_as_api_md_names_them(deployment: Deployment) {
     let Some(sys) = spawn(deployment, Options::default()).await else {
@@ -668,12 +669,15 @@ async fn project_and_member_changes_reach_each_member_as_api_md_names_them(deplo
     assert_eq!(call(&sys, Method::PUT, &bob, &owner, put).await, 200);
     let rename = Some(json!({"name": "Vegetables"}));
     assert_eq!(call(&sys, Method::PATCH, &one, &owner, rename).await, 200);
+    let bobs = changes_of(&sys, &viewer).await;
     assert_eq!(call(&sys, Method::DELETE, &bob, &owner, None).await, 204);
+    let bobs_removed = changes_of(&sys, &viewer).await;
     let after = Some(json!({"title": "Beans", "project_id": id}));
     assert_eq!(
         call(&sys, Method::POST, "/v1/tasks", &owner, after).await,
         201
     );
+    let alices = changes_of(&sys, &owner).await;
     assert_eq!(call(&sys, Method::DELETE, &one, &owner, None).await, 204);
 
     let kinds = |changes: &[(String, String, Value)]| {
@@ -682,7 +686,6 @@ async fn project_and_member_changes_reach_each_member_as_api_md_names_them(deplo
             .map(|(kind, _, _)| kind.clone())
             .collect::<Vec<_>>()
     };
-    let alices = changes_of(&sys, &owner).await;
     assert_eq!(
         kinds(&alices),
         [
@@ -691,14 +694,17 @@ async fn project_and_member_changes_reach_each_member_as_api_md_names_them(deplo
             "project.updated",
             "member.removed",
             "task.created",
-            // (its tasks go with it: told by its deletion alone)
-            "project.deleted",
         ]
     );
-    let bobs = changes_of(&sys, &viewer).await;
+    // Deleted, it leaves its members its deletion (its tasks go with it).
+    let deleted = changes_of(&sys, &owner).await;
+    assert_eq!(kinds(&deleted), ["project.deleted"]);
+    assert_eq!(kinds(&bobs), ["member.added", "project.updated"]);
+    assert_eq!(kinds(&bobs_removed), ["member.removed"]);
     assert_eq!(
-        kinds(&bobs),
-        ["member.added", "project.updated", "member.removed"]
+        kinds(&changes_of(&sys, &viewer).await),
+        ["member.removed"],
+        "nothing after his removal"
     );
     assert!(changes_of(&sys, &stranger).await.is_empty());
     // The objects: a project as its reader sees it, a member with the
@@ -713,7 +719,7 @@ async fn project_and_member_changes_reach_each_member_as_api_md_names_them(deplo
         (renamed_id, &renamed["name"], &renamed["role"]),
         (&id, &json!("Vegetables"), &json!("viewer"))
     );
-    for (_, member_id, member) in [&bobs[0], &bobs[2]] {
+    for (_, member_id, member) in [&bobs[0], &bobs_removed[0]] {
         assert_eq!(member_id, &id);
         assert_eq!(
             (&member["project_id"], &member["username"], &member["role"]),
@@ -721,7 +727,7 @@ async fn project_and_member_changes_reach_each_member_as_api_md_names_them(deplo
         );
         assert!(member["added_at"].is_string(), "{member}");
     }
-    let (_, deleted_id, tombstone) = &alices[5];
+    let (_, deleted_id, tombstone) = &deleted[0];
     assert_eq!((deleted_id, tombstone), (&id, &Value::Null));
 }
 

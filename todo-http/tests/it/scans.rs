@@ -12,8 +12,8 @@ use axum::body::Body;
 use http::{Request, StatusCode, header};
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{CountingHasher, ManualClock, ReversingDigest, SeededRandom, TableTokens};
-use todo_core::{LogPosition, 
-    AuthLimits, AuthServices, ChangeLog, Credentials, Project, ProjectId, ProjectRole,
+use todo_core::{
+    AuthLimits, AuthServices, ChangeLog, Credentials, LogPosition, Project, ProjectId, ProjectRole,
     ProjectStore, Registration, Standing, StoreError, Task, TaskCursor, TaskId, TaskInsert,
     TaskQuery, TaskService, TaskStore, TaskWrite, Timestamp, UserId,
 };

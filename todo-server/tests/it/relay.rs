@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use todo_auth::{OsRandom, SystemClock};
-use todo_core::{LogPosition, NewTask, RelayService, TaskPatch, TaskService, TaskStore, Title, UserId};
+use todo_core::{
+    LogPosition, NewTask, RelayService, TaskPatch, TaskService, TaskStore, Title, UserId,
+};
 use todo_server::relay::{AmqpTarget, RelayStats, relay_changes};
 use todo_store::SqlStore;
 use todo_store::testing::TestDatabase;
@@ -68,7 +70,10 @@ async fn relay_survives_a_broker_crash(database: TestDatabase) {
     // Phase 1, the broker up: every change once, in order.
     let writes = write_round(&tasks, &users, 0);
     let expected = streams(&store, &users);
-    assert_eq!(expected.values().map(Vec::len).sum::<usize>() as u64, 1 + writes);
+    assert_eq!(
+        expected.values().map(Vec::len).sum::<usize>() as u64,
+        1 + writes
+    );
     let mut received = Vec::new();
     drain_until(&channel, &mut received, &expected, Duration::from_secs(30)).await;
     // Nothing more comes: no change was published twice.
@@ -139,7 +144,8 @@ async fn relay_survives_a_broker_crash(database: TestDatabase) {
     writing.store(false, Ordering::SeqCst);
     writer.join().unwrap();
     assert!(
-        at_restart.values().map(Vec::len).sum::<usize>() > at_crash.values().map(Vec::len).sum::<usize>() + 10,
+        at_restart.values().map(Vec::len).sum::<usize>()
+            > at_crash.values().map(Vec::len).sum::<usize>() + 10,
         "changes were written while the broker was down: {at_crash:?} -> {at_restart:?}"
     );
 
@@ -154,7 +160,8 @@ async fn relay_survives_a_broker_crash(database: TestDatabase) {
         "relayed {} changes as {} messages ({} written while the broker was down)",
         distinct.len(),
         received.len(),
-        at_restart.values().map(Vec::len).sum::<usize>() - at_crash.values().map(Vec::len).sum::<usize>()
+        at_restart.values().map(Vec::len).sum::<usize>()
+            - at_crash.values().map(Vec::len).sum::<usize>()
     );
     for relay in relays {
         relay.abort();

@@ -4,6 +4,7 @@ DROP VIEW change_feed;
 DROP TRIGGER change_log_notify ON change_log;
 DROP TABLE change_log_head;
 DROP TABLE change_log;
+DROP INDEX project_members_unnumbered;
 DELETE FROM webhook_deliveries;
 UPDATE webhooks SET delivered_through = 0;
 ALTER TABLE change_streams ADD COLUMN last_seq BIGINT NOT NULL DEFAULT 0;

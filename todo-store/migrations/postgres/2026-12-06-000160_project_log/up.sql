@@ -86,6 +86,9 @@ CREATE INDEX change_log_by_project ON change_log (project_id, seq)
 CREATE INDEX change_log_by_recipient ON change_log (recipient_id, seq)
     WHERE recipient_id IS NOT NULL;
 CREATE INDEX change_log_unnumbered ON change_log (pos) WHERE seq IS NULL;
+-- Members whose addition the sequencer has not numbered yet.
+CREATE INDEX project_members_unnumbered ON project_members (joined_pos)
+    WHERE joined_seq IS NULL;
 
 CREATE VIEW change_feed AS
     SELECT m.user_id AS reader, m.role AS reader_role, c.seq AS seq,
