@@ -101,8 +101,12 @@ pub struct ServerArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "TODO_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Serve plain HTTP, for use behind a TLS-terminating gateway only.
-    #[arg(long, env = "TODO_PLAIN_HTTP", conflicts_with_all = ["tls_cert", "tls_key"])]
+    /// Serve plain HTTP, for use behind a TLS-terminating gateway only
+    /// (not with --tls-cert/--tls-key; TODO_PLAIN_HTTP=false means off).
+    // Not a clap conflict: clap counts an environment value as given, so
+    // TODO_PLAIN_HTTP=false (an image's way to turn it off) would conflict
+    // with a certificate. Checked in `tls` instead, when it is true.
+    #[arg(long, env = "TODO_PLAIN_HTTP")]
     pub plain_http: bool,
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, env = "TODO_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
@@ -289,6 +293,12 @@ impl ServerArgs {
     /// TLS as configured: a given certificate, a self-signed one, or none
     /// (plain HTTP, with a loud warning).
     pub fn tls(&self) -> Result<Option<TlsAcceptor>, Error> {
+        if self.plain_http && (self.tls_cert.is_some() || self.tls_key.is_some()) {
+            return Err(Error::setting(
+                "--plain-http",
+                "cannot be used with --tls-cert/--tls-key (TODO_PLAIN_HTTP=false turns it off)",
+            ));
+        }
         if self.plain_http {
             tracing::warn!(
                 "serving PLAIN HTTP (--plain-http): passwords and tokens cross the network \
@@ -430,4 +440,103 @@ pub fn read_secret_file(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path)
         .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
         .map_err(|e| Error::file(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The settings alone, as a server reads them.
+    #[derive(Debug, clap::Parser)]
+    struct Settings {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    /// What the child process (this test binary, re-run on one test with
+    /// `TODO_CONFIG_TEST_CHILD` set) does with its environment: parse it as
+    /// a server does, then build its TLS; prints `tls`, `plain` or the error.
+    #[allow(clippy::print_stdout)] // what the parent reads
+    fn child() {
+        use clap::Parser as _;
+        match Settings::try_parse_from(["server"]) {
+            Err(e) => println!("parse error: {e}"),
+            Ok(s) => match s.server.tls() {
+                Ok(Some(_)) => println!("outcome: tls"),
+                Ok(None) => println!("outcome: plain"),
+                Err(e) => println!("outcome: error: {e}"),
+            },
+        }
+    }
+
+    /// Runs `test` of this binary again with `env` (and no other TODO_
+    /// variable): what it printed. Environment variables cannot be set
+    /// in-process here (`unsafe`, and racing other tests).
+    fn in_child(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> String {
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command.args(["--exact", test, "--nocapture", "--test-threads", "1"]);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("TODO_") {
+                command.env_remove(name);
+            }
+        }
+        command.env("TODO_CONFIG_TEST_CHILD", "1");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let out = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // (libtest prints the test's name on the same line, before it.)
+        stdout
+            .lines()
+            .find_map(|l| {
+                l.find("outcome: ")
+                    .or_else(|| l.find("parse error: "))
+                    .map(|at| l[at..].to_owned())
+            })
+            .unwrap_or_else(|| panic!("the child said nothing: {stdout}"))
+    }
+
+    /// An image that sets TODO_PLAIN_HTTP=true cannot unset it: false must
+    /// mean off, and then a certificate is usable (clap's conflict counted
+    /// `false` from the environment as given, and refused the pair).
+    #[test]
+    fn plain_http_false_from_the_environment_goes_with_a_certificate() {
+        if std::env::var_os("TODO_CONFIG_TEST_CHILD").is_some() {
+            return child();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        TlsIdentity::self_signed_in(dir.path(), &["localhost".to_owned()]).unwrap();
+        let cert = dir.path().join("tls-cert.pem");
+        let key = dir.path().join("tls-key.pem");
+        let data = dir.path().join("data");
+        let test = "config::tests::plain_http_false_from_the_environment_goes_with_a_certificate";
+        let with = |plain: Option<&str>, tls: bool| {
+            let mut env = vec![("TODO_DATA_DIR", data.as_os_str())];
+            if let Some(plain) = plain {
+                env.push(("TODO_PLAIN_HTTP", std::ffi::OsStr::new(plain)));
+            }
+            if tls {
+                env.push(("TODO_TLS_CERT", cert.as_os_str()));
+                env.push(("TODO_TLS_KEY", key.as_os_str()));
+            }
+            in_child(test, &env)
+        };
+        assert_eq!(with(Some("false"), true), "outcome: tls");
+        assert_eq!(with(Some("false"), false), "outcome: tls");
+        assert_eq!(with(None, true), "outcome: tls");
+        assert_eq!(with(Some("true"), false), "outcome: plain");
+        let both = with(Some("true"), true);
+        assert!(
+            both.starts_with("outcome: error: ") && both.contains("--plain-http"),
+            "{both}"
+        );
+    }
 }

@@ -241,12 +241,43 @@ async fn clients_cannot_choose_their_address_through_the_gateway() {
     assert_eq!(statuses, [201, 201, 429, 429], "{statuses:?}");
 }
 
+/// What `instance` has served of `route` (a metrics label set) so far.
+async fn served(instance: &crate::harness::Server, route: &str) -> u64 {
+    let metrics = instance
+        .client
+        .json(Method::GET, "/metrics", None, None)
+        .await
+        .unwrap();
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    text.lines()
+        .filter(|line| line.contains(route))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|n| n as u64)
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_reach_every_instance() {
     let Some(sys) = gateway(Options::default()).await else {
         return;
     };
     let (_, alice, _) = sys.user("alice").await;
+    assert_eq!(sys.instances.len(), 4);
+    // auth instances validate tokens for auth_request; task instances
+    // create tasks. (Counted before and after: a deployment running
+    // elsewhere has served earlier tests.)
+    let route = |i: usize| {
+        if i.is_multiple_of(2) {
+            "route=\"/v1/auth/validate\",method=\"GET\",status=\"200\""
+        } else {
+            "route=\"/v1/tasks\",method=\"POST\",status=\"201\""
+        }
+    };
+    let mut before = Vec::new();
+    for (i, instance) in sys.instances.iter().enumerate() {
+        before.push(served(instance, route(i)).await);
+    }
     for i in 0..10 {
         let reply = sys
             .post(
@@ -258,22 +289,13 @@ async fn requests_reach_every_instance() {
             .await;
         assert_eq!(reply.status, 201);
     }
-    assert_eq!(sys.instances.len(), 4);
     for (i, instance) in sys.instances.iter().enumerate() {
-        let metrics = instance
-            .client
-            .json(Method::GET, "/metrics", None, None)
-            .await
-            .unwrap();
-        let text = String::from_utf8(metrics.body.to_vec()).unwrap();
-        // auth instances validate tokens for auth_request; task instances
-        // create tasks.
-        let route = if i % 2 == 0 {
-            "route=\"/v1/auth/validate\",method=\"GET\",status=\"200\""
-        } else {
-            "route=\"/v1/tasks\",method=\"POST\",status=\"201\""
-        };
-        assert!(text.contains(route), "instance {i} served none: {text}");
+        let after = served(instance, route(i)).await;
+        assert!(
+            after > before[i],
+            "instance {i} served none of {}: {after}",
+            route(i)
+        );
     }
     // Every task is visible whichever task instance answers the list.
     for _ in 0..2 {

@@ -102,14 +102,19 @@ pub struct System {
     /// The auth service's signer and its key, for tests that forge tokens.
     pub signer: Arc<JwtSigner>,
     pub key_pem: String,
+    /// The database both APIs use.
+    db_store: SqlStore,
     /// Kept alive for the servers; dropped (and removed) with the system.
-    _db: TestDatabase,
+    /// None for a deployment running elsewhere.
+    _db: Option<TestDatabase>,
     pub cert: rustls_pki_types::CertificateDer<'static>,
     _dir: tempfile::TempDir,
     /// Behind a gateway: the instances nginx forwards to (auth, tasks, auth,
     /// tasks), each with a plain-HTTP client; empty otherwise.
     pub instances: Vec<Server>,
     gateway: Option<Gateway>,
+    /// A deployment running elsewhere (containers): see [`Running`].
+    running: bool,
     /// Behind the gateway: each task instance's change listener.
     _listeners: Vec<todo_store::ChangeListener>,
 }
@@ -118,7 +123,7 @@ impl System {
     /// The database both APIs use, for tests that act as the operator's
     /// housekeeping does (pruning the change log, say).
     pub fn store(&self) -> &todo_store::SqlStore {
-        &self._db.store
+        &self.db_store
     }
 }
 
@@ -270,6 +275,11 @@ fn instance(
 /// Both APIs on one fresh database; `None` only when PostgreSQL is skipped on purpose.
 pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Option<System> {
     let deployment = deployment.into();
+    if deployment == Deployment::Gateway
+        && let Some(running) = Running::from_env()
+    {
+        return Some(running.system(&options).await);
+    }
     let backend = match deployment {
         Deployment::Direct(backend) => backend,
         Deployment::Gateway => TestBackend::Postgres,
@@ -325,11 +335,13 @@ pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Optio
             service,
             signer,
             key_pem,
-            _db: db,
+            db_store: db.store.clone(),
+            _db: Some(db),
             cert,
             _dir: dir,
             instances: Vec::new(),
             gateway: None,
+            running: false,
             _listeners: Vec::new(),
         });
     }
@@ -353,11 +365,13 @@ pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Optio
         service,
         signer,
         key_pem,
-        _db: db,
+        db_store: db.store.clone(),
+        _db: Some(db),
         cert,
         _dir: dir,
         instances: Vec::new(),
         gateway: None,
+        running: false,
         _listeners: Vec::new(),
     })
 }
@@ -444,11 +458,13 @@ async fn behind_gateway(
         service: service.unwrap(),
         signer,
         key_pem,
-        _db: db,
+        db_store: db.store.clone(),
+        _db: Some(db),
         cert,
         _dir: dir,
         instances,
         gateway: Some(gateway),
+        running: false,
         _listeners: listeners,
     }
 }
@@ -456,7 +472,7 @@ async fn behind_gateway(
 impl System {
     /// Whether the clients talk to nginx rather than to the servers.
     pub fn behind_gateway(&self) -> bool {
-        self.gateway.is_some()
+        self.gateway.is_some() || self.running
     }
 
     pub async fn post(
@@ -608,4 +624,138 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A gateway deployment running elsewhere, which `Deployment::Gateway` tests
+/// use instead of starting their own when `TODO_TEST_DEPLOYMENT` names a
+/// directory that describes it (scripts/container-test writes one for its
+/// compose set): `address` (nginx's, such as `127.0.0.1:8443`, for the name
+/// `localhost`), `ca.pem` (the certificate nginx presents, or its CA),
+/// `database-url` (the deployment's PostgreSQL, reachable from here),
+/// `signing-key.pem` (auth-server's) and `instances` (each instance's
+/// metrics listener, one a line: auth, tasks, auth, tasks).
+///
+/// The tests share it one after another (run them with one thread): each
+/// starts on empty tables, emptied here, the schema left as migrated. The
+/// deployment is configured as [`Options::default`] (its limits generous,
+/// argon2 cheap, the edge limits raised); a test that needs other options
+/// fails rather than pass against a deployment it does not describe.
+struct Running {
+    address: SocketAddr,
+    cert: rustls_pki_types::CertificateDer<'static>,
+    database_url: String,
+    key_pem: String,
+    instances: Vec<SocketAddr>,
+}
+
+impl Running {
+    fn from_env() -> Option<Self> {
+        let dir = std::path::PathBuf::from(std::env::var_os("TODO_TEST_DEPLOYMENT")?);
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| {
+                panic!(
+                    "TODO_TEST_DEPLOYMENT={}: cannot read {name}: {e}",
+                    dir.display()
+                )
+            })
+        };
+        let cert_pem = read("ca.pem");
+        use rustls_pki_types::pem::PemObject;
+        let cert = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .next()
+            .expect("ca.pem holds no certificate")
+            .unwrap()
+            .into_owned();
+        Some(Self {
+            address: read("address").trim().parse().unwrap(),
+            cert,
+            database_url: read("database-url").trim().to_owned(),
+            key_pem: read("signing-key.pem"),
+            instances: read("instances")
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.trim().parse().unwrap())
+                .collect(),
+        })
+    }
+
+    async fn system(self, options: &Options) -> System {
+        let defaults = Options::default();
+        assert!(
+            options.hasher.is_none()
+                && options.probe_hasher
+                && options.register_burst == defaults.register_burst
+                && options.refresh_burst == defaults.refresh_burst
+                && !options.one_origin
+                && !options.real_argon2
+                && options.refresh_reuse_grace == defaults.refresh_reuse_grace,
+            "this test needs options other than the running deployment's (TODO_TEST_DEPLOYMENT)"
+        );
+        assert_eq!(
+            self.instances.len(),
+            4,
+            "TODO_TEST_DEPLOYMENT: instances names 4 metrics listeners"
+        );
+        empty_every_table(&self.database_url);
+        let url = todo_store::DatabaseUrl::parse(&self.database_url).unwrap();
+        let store = SqlStore::open(&todo_store::StoreConfig::new(url)).unwrap();
+        // The operator's side (an administrator made as `auth-server user
+        // create` makes one) over the deployment's database, signing with
+        // its key.
+        let key = SigningKey::from_pem(&self.key_pem).unwrap();
+        let keys = KeySet::new([key.public_key().clone()]);
+        let signer = Arc::new(JwtSigner::new(key));
+        let parts = instance(Arc::new(store.clone()), options, &signer, &keys);
+        let client = Client::https(self.address, "localhost", std::slice::from_ref(&self.cert))
+            .unwrap()
+            .with_timeout(Duration::from_secs(20));
+        let through = || Server {
+            addr: self.address,
+            client: client.clone(),
+            stop: None,
+            done: None,
+        };
+        let instances = self
+            .instances
+            .iter()
+            .map(|&addr| Server {
+                addr,
+                client: Client::plain(addr),
+                stop: None,
+                done: None,
+            })
+            .collect();
+        System {
+            auth: through(),
+            tasks: through(),
+            service: parts.service,
+            signer,
+            key_pem: self.key_pem,
+            db_store: store,
+            _db: None,
+            cert: self.cert,
+            _dir: tempfile::tempdir().unwrap(),
+            instances,
+            gateway: None,
+            running: true,
+            _listeners: Vec::new(),
+        }
+    }
+}
+
+/// Empties every table of the running deployment's database but the
+/// migrations' record (identities go on counting: the servers remember the
+/// last change they saw).
+fn empty_every_table(url: &str) {
+    use diesel::{Connection, RunQueryDsl};
+    let mut db = diesel::PgConnection::establish(url).unwrap();
+    diesel::sql_query(
+        "DO $$ DECLARE t text; BEGIN \
+           SELECT string_agg(format('%I', tablename), ', ') INTO t FROM pg_tables \
+             WHERE schemaname = current_schema() AND tablename <> '__diesel_schema_migrations'; \
+           IF t IS NOT NULL THEN EXECUTE 'TRUNCATE ' || t || ' CASCADE'; END IF; \
+         END $$",
+    )
+    .execute(&mut db)
+    .unwrap();
 }
