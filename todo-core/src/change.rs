@@ -97,22 +97,23 @@ impl fmt::Display for ChangeKind {
 /// changes), whatever the retention: about the task quota's worth, so that
 /// the log cannot hold much more of a project than its tasks can (at the
 /// write limit, ten a second, a user would otherwise keep some 36,000
-/// copies of a 40 KB task an hour). A write whose number is a multiple of
-/// [`TRIM_EVERY`] drops its project's changes older than the latest
-/// `MAX_CHANGES_PER_PROJECT`, as retention does (a reader behind them is
-/// told they are gone); so does every deletion of several tasks at once.
+/// copies of a 40 KB task an hour). One write in [`TRIM_EVERY`] drops its
+/// project's changes older than the latest `MAX_CHANGES_PER_PROJECT`, as
+/// retention does (a reader behind them is told they are gone); so does
+/// every deletion of several tasks at once.
 pub const MAX_CHANGES_PER_PROJECT: u64 = 10_000;
 
-/// How often, in the log's numbers, a write trims its project
-/// ([`MAX_CHANGES_PER_PROJECT`]). Numbers are the whole log's: a project
-/// written alone trims every `TRIM_EVERY` writes, and one written among
-/// others about as often.
+/// How often, on average, a write trims its project
+/// ([`MAX_CHANGES_PER_PROJECT`]): the SQL store draws one write in
+/// `TRIM_EVERY` at random (so that no pattern of writes avoids it), the
+/// in-memory model trims at every `TRIM_EVERY`-th change of its log.
 pub const TRIM_EVERY: u64 = 256;
 
-/// Whether the write of the change numbered `pos` trims its project.
+/// Whether a draw of `n` (a change's number, or a random draw) trims: one
+/// in [`TRIM_EVERY`].
 #[must_use]
-pub const fn trims_at(pos: u64) -> bool {
-    pos.is_multiple_of(TRIM_EVERY)
+pub const fn trims_at(n: u64) -> bool {
+    n.is_multiple_of(TRIM_EVERY)
 }
 
 /// Where a change is in the log: its number, in the order in which

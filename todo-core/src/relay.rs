@@ -136,13 +136,20 @@ impl RelayService {
         let log = self
             .tasks
             .changes_after(stream.owner, stream.relayed_through, limit)?;
-        let skipped_through = stream.relayed_through.max(log.pruned_through);
+        let mut skipped_through = stream.relayed_through.max(log.pruned_through);
+        let changes: Vec<Change> = log
+            .changes
+            .into_iter()
+            .filter(|change| change.position > skipped_through)
+            .collect();
+        // Nothing to publish in what the read looked at: the stream moves
+        // on past it (a quiet stream behind a busy log would otherwise be
+        // read from the same place for ever: review of session 22).
+        if changes.is_empty() {
+            skipped_through = skipped_through.max(log.scanned_through);
+        }
         Ok(RelayBatch {
-            changes: log
-                .changes
-                .into_iter()
-                .filter(|change| change.position > skipped_through)
-                .collect(),
+            changes,
             skipped_through,
             dropped: log.pruned_through > stream.relayed_through,
         })

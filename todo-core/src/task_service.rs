@@ -569,30 +569,31 @@ impl TaskService {
         since: Option<&ChangeCursor>,
         limit: ChangeLimit,
     ) -> Result<ChangePage> {
+        // Without a cursor: from where the stream is whole, after what
+        // retention or a project's cap dropped (the oldest change kept of
+        // one project can be older than another's cut: read from there,
+        // the next page would be answered as gone; review of session 22).
         let after = match since {
             Some(cursor) => cursor.position_for(owner)?,
-            None => LogPosition::START,
+            None => {
+                self.store
+                    .changes_after(owner, LogPosition::START, 0)?
+                    .pruned_through
+            }
         };
         let log = self.store.changes_after(owner, after, limit.get())?;
         if since.is_some() {
             check_position(after, &log)?;
         }
-        // Caught up without a cursor on a stream retention has emptied: the
-        // place to ask again from is after what was pruned, not before it
-        // (which the next call would answer as gone).
-        let floor = if since.is_none() {
-            after.max(log.pruned_through)
-        } else {
-            after
-        };
         // (past changes the caller may not see too: a stream read up to
-        // the head goes on from there, not from its last change)
+        // the head goes on from there, not from its last change; a
+        // pruning between the two reads above is answered as gone next)
         let next = log
             .changes
             .last()
-            .map_or(floor, |change| change.position)
+            .map_or(after, |change| change.position)
             .max(log.scanned_through)
-            .max(floor);
+            .max(after);
         Ok(ChangePage {
             items: log.changes,
             next_cursor: ChangeCursor::new(owner, next),

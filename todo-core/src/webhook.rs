@@ -726,6 +726,12 @@ impl WebhookService {
                 skipped_through = seq;
             }
         }
+        // Nothing to send in what the read looked at: the webhook moves on
+        // past it (a quiet owner behind a busy log would otherwise be read
+        // from the same place for ever: review of session 22).
+        if deliveries.is_empty() {
+            skipped_through = skipped_through.max(log.scanned_through);
+        }
         Ok(Pending {
             deliveries,
             covers,

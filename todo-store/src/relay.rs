@@ -37,21 +37,25 @@ impl RelayStore for SqlStore {
         // every user's stream: once a round, and only where a relay runs.
         // The least recently served first: a busy stream, behind again
         // at every round, cannot keep the others waiting.
-        const LEASE: &str = "UPDATE change_streams SET relay_leased_until = $1, relay_served_at = $2 \
-            WHERE owner_id IN (SELECT s.owner_id FROM change_streams s \
-                WHERE EXISTS (SELECT 1 FROM change_feed f \
-                    WHERE f.reader = s.owner_id AND f.seq > s.relayed_through) \
-                AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $2) \
-                ORDER BY s.relay_served_at LIMIT $3) \
-            AND (relay_leased_until IS NULL OR relay_leased_until < $2) \
-            RETURNING owner_id, relayed_through";
-        let lease = diesel::sql_query(LEASE)
-            .bind::<BigInt, _>(lease_until.unix_micros())
-            .bind::<BigInt, _>(now.unix_micros())
-            .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
+        let lease = |conn: &AnyConnection| {
+            format!(
+                "UPDATE change_streams SET relay_leased_until = $1, relay_served_at = $2 \
+                WHERE owner_id IN (SELECT s.owner_id FROM change_streams s \
+                    WHERE {behind} \
+                    AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $2) \
+                    ORDER BY s.relay_served_at LIMIT $3) \
+                AND (relay_leased_until IS NULL OR relay_leased_until < $2) \
+                RETURNING owner_id, relayed_through",
+                behind = changes::stream_past(conn, "s.owner_id", "s.relayed_through")
+            )
+        };
         let rows: Vec<LeasedRow> = self.with_write_conn(|conn| {
             // (PostgreSQL: what committed numbered first, to be seen)
             changes::number_committed(conn)?;
+            let lease = diesel::sql_query(lease(conn))
+                .bind::<BigInt, _>(lease_until.unix_micros())
+                .bind::<BigInt, _>(now.unix_micros())
+                .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
             native!(conn, |c| lease.load(c))
         })?;
         rows.into_iter()
@@ -72,13 +76,6 @@ impl RelayStore for SqlStore {
             #[allow(dead_code)] // (read only to be there)
             owner_id: String,
         }
-        let due = diesel::sql_query(
-            "SELECT s.owner_id FROM change_streams s \
-             WHERE EXISTS (SELECT 1 FROM change_feed f \
-                WHERE f.reader = s.owner_id AND f.seq > s.relayed_through) \
-             AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $1) LIMIT 1",
-        )
-        .bind::<BigInt, _>(now.unix_micros());
         // (a read where nothing waits to be numbered: an idle relay takes
         // no write lock)
         let found: Option<Found> = self.with_conn(|conn| {
@@ -87,6 +84,12 @@ impl RelayStore for SqlStore {
                     owner_id: String::new(),
                 }));
             }
+            let due = diesel::sql_query(format!(
+                "SELECT s.owner_id FROM change_streams s WHERE {behind} \
+                 AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $1) LIMIT 1",
+                behind = changes::stream_past(conn, "s.owner_id", "s.relayed_through")
+            ))
+            .bind::<BigInt, _>(now.unix_micros());
             native!(conn, |c| due.get_result(c).optional())
         })?;
         Ok(found.is_some())

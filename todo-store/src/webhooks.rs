@@ -229,7 +229,8 @@ impl WebhookStore for SqlStore {
         // first. (SQLite numbers
         // `$n` parameters in the order they first appear: they appear
         // here in the order they are bound.)
-        const LEASE: &str = "UPDATE webhooks SET leased_until = $1 \
+        let lease_sql = |conn: &AnyConnection| format!(
+            "UPDATE webhooks SET leased_until = $1 \
             WHERE id IN (SELECT due.id FROM (SELECT w.id, w.next_attempt_at, \
                     s.webhooks_served_at AS served, \
                     (SELECT COUNT(*) FROM webhooks b \
@@ -240,23 +241,25 @@ impl WebhookStore for SqlStore {
                 JOIN change_streams s ON s.owner_id = w.owner_id \
                 WHERE w.disabled_at IS NULL AND w.next_attempt_at <= $2 \
                 AND (w.leased_until IS NULL OR w.leased_until < $2) \
-                AND EXISTS (SELECT 1 FROM change_feed f \
-                    WHERE f.reader = w.owner_id AND f.seq > w.delivered_through)) due \
+                AND {behind}) due \
                 WHERE due.busy + due.nth <= $3 \
                 ORDER BY due.served IS NOT NULL, due.served, due.next_attempt_at, due.id \
                 LIMIT $4) \
             AND disabled_at IS NULL AND (leased_until IS NULL OR leased_until < $2) \
             RETURNING id, owner_id, url, events, secret, created_at, delivered_through, \
-                attempts, next_attempt_at, failing_since, disabled_at, leased_until";
-        let lease = diesel::sql_query(LEASE)
-            .bind::<BigInt, _>(lease_until.unix_micros())
-            .bind::<BigInt, _>(now.unix_micros())
-            .bind::<BigInt, _>(i64::try_from(per_owner).unwrap_or(i64::MAX))
-            .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
+                attempts, next_attempt_at, failing_since, disabled_at, leased_until",
+            behind = changes::stream_past(conn, "w.owner_id", "w.delivered_through")
+        );
+
         let served = now.unix_micros();
         let rows: Vec<WebhookRow> = self.with_write_conn(|conn| {
             // (PostgreSQL: what committed numbered first, to be seen)
             changes::number_committed(conn)?;
+        let lease = diesel::sql_query(lease_sql(conn))
+                .bind::<BigInt, _>(lease_until.unix_micros())
+                .bind::<BigInt, _>(now.unix_micros())
+                .bind::<BigInt, _>(i64::try_from(per_owner).unwrap_or(i64::MAX))
+                .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
             conn.transaction(|conn| {
                 let rows: Vec<WebhookRow> = native!(&mut *conn, |c| lease.load(c))?;
                 // Their owners' turns begin now.

@@ -1943,8 +1943,8 @@ fn a_stream_keeps_at_most_its_cap_of_changes(f: &Fixture) {
     let alice = new_user(&*f.store, "alice", 0).user.id;
     let task = full_task(alice, 1, 10);
     f.store.insert_task(&task).unwrap();
-    // Alone in the log, the Inbox trims at the first write numbered a
-    // multiple of TRIM_EVERY once it holds more than the cap.
+    // Once it holds more than the cap, the Inbox trims at a write soon
+    // after.
     let mut writes = 1;
     loop {
         f.store
@@ -1960,8 +1960,10 @@ fn a_stream_keeps_at_most_its_cap_of_changes(f: &Fixture) {
         if bounds.pruned_through != LogPosition::START {
             break;
         }
+        // (one write in TRIM_EVERY trims, at random on SQL stores: none in
+        // 16 times as many has a chance of e^-16)
         assert!(
-            writes <= MAX_CHANGES_PER_PROJECT + TRIM_EVERY,
+            writes <= MAX_CHANGES_PER_PROJECT + 16 * TRIM_EVERY,
             "no trim after {writes} writes"
         );
     }
