@@ -229,8 +229,9 @@ impl WebhookStore for SqlStore {
         // first. (SQLite numbers
         // `$n` parameters in the order they first appear: they appear
         // here in the order they are bound.)
-        let lease_sql = |conn: &AnyConnection| format!(
-            "UPDATE webhooks SET leased_until = $1 \
+        let lease_sql = |conn: &AnyConnection| {
+            format!(
+                "UPDATE webhooks SET leased_until = $1 \
             WHERE id IN (SELECT due.id FROM (SELECT w.id, w.next_attempt_at, \
                     s.webhooks_served_at AS served, \
                     (SELECT COUNT(*) FROM webhooks b \
@@ -248,14 +249,15 @@ impl WebhookStore for SqlStore {
             AND disabled_at IS NULL AND (leased_until IS NULL OR leased_until < $2) \
             RETURNING id, owner_id, url, events, secret, created_at, delivered_through, \
                 attempts, next_attempt_at, failing_since, disabled_at, leased_until",
-            behind = changes::stream_past(conn, "w.owner_id", "w.delivered_through")
-        );
+                behind = changes::stream_past(conn, "w.owner_id", "w.delivered_through")
+            )
+        };
 
         let served = now.unix_micros();
         let rows: Vec<WebhookRow> = self.with_write_conn(|conn| {
             // (PostgreSQL: what committed numbered first, to be seen)
             changes::number_committed(conn)?;
-        let lease = diesel::sql_query(lease_sql(conn))
+            let lease = diesel::sql_query(lease_sql(conn))
                 .bind::<BigInt, _>(lease_until.unix_micros())
                 .bind::<BigInt, _>(now.unix_micros())
                 .bind::<BigInt, _>(i64::try_from(per_owner).unwrap_or(i64::MAX))
