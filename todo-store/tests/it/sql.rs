@@ -842,6 +842,67 @@ fn postgres_the_due_key_migration_goes_down_and_up_over_stored_tasks() {
     the_due_key_migration_goes_down_and_up_over_stored_tasks(&database);
 }
 
+/// The project log's numbers start past every number of the per-user log
+/// it replaces: webhook deliveries and relayed messages are named by
+/// number, and a receiver that drops names it has seen must not drop a new
+/// change (review of session 22, M6).
+fn the_project_logs_numbers_start_past_the_old_logs(database: &todo_store::testing::TestDatabase) {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+    use diesel_migrations::{FileBasedMigrations, MigrationHarness as _};
+    use todo_core::{LogPosition, TaskStore as _};
+
+    use crate::conformance::{full_task, new_user};
+
+    let store = &database.store;
+    let owner = new_user(store, "alice", 0).user.id;
+    let old = format!(
+        "INSERT INTO changes (owner_id, seq, kind, task_id, recorded_at) \
+         VALUES ('{owner}', 4321, 'task.deleted', 'gone', 1)"
+    );
+    match &database.config.url {
+        DatabaseUrl::Sqlite(path) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+            let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            let migrations = FileBasedMigrations::from_path(dir).unwrap();
+            let reverted = c.revert_last_migration(migrations.clone()).unwrap();
+            assert!(reverted.to_string().contains("000160"), "{reverted}");
+            c.batch_execute(&old).unwrap();
+            c.run_pending_migrations(migrations).unwrap();
+        }
+        DatabaseUrl::Postgres(url) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+            let mut c = diesel::PgConnection::establish(url).unwrap();
+            let migrations = FileBasedMigrations::from_path(dir).unwrap();
+            let reverted = c.revert_last_migration(migrations.clone()).unwrap();
+            assert!(reverted.to_string().contains("000160"), "{reverted}");
+            c.batch_execute(&old).unwrap();
+            c.run_pending_migrations(migrations).unwrap();
+        }
+    }
+    store.insert_task(&full_task(owner, 1, 10)).unwrap();
+    let log = store.changes_after(owner, LogPosition::START, 10).unwrap();
+    assert_eq!(log.changes.len(), 1);
+    assert!(
+        log.changes[0].position > LogPosition::new(4321),
+        "{:?}",
+        log.changes[0].position
+    );
+}
+
+#[test]
+fn sqlite_the_project_logs_numbers_start_past_the_old_logs() {
+    the_project_logs_numbers_start_past_the_old_logs(&todo_store::testing::TestDatabase::sqlite());
+}
+
+#[test]
+fn postgres_the_project_logs_numbers_start_past_the_old_logs() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    the_project_logs_numbers_start_past_the_old_logs(&database);
+}
+
 /// A label stored before labels with invisible characters were refused
 /// (`work` with a zero-width space) still reads, and its task with it: a
 /// stored label is read by the rules it was written under.

@@ -8,11 +8,10 @@
 -- deletion), by its `recipient_id` alone. A user's stream is the view
 -- `change_feed`, ordered by `seq`, the log's one numbering.
 --
--- The old per-user log is dropped, not converted: its numbers mean
+-- The old per-user log is dropped (last), not converted: its numbers mean
 -- nothing in the new one. Clients holding its cursors are told to start
 -- over (410, as after retention); webhooks and the relay go on from the
 -- new log's start (OPERATIONS.md: let them catch up before upgrading).
-DROP TABLE changes;
 DELETE FROM webhook_deliveries;
 UPDATE webhooks SET delivered_through = 0;
 -- change_streams keeps, per user, their task count (the quota), how far
@@ -40,7 +39,11 @@ CREATE TABLE change_log_head (
     id       SMALLINT PRIMARY KEY CHECK (id = 1),
     last_seq BIGINT NOT NULL
 );
-INSERT INTO change_log_head (id, last_seq) VALUES (1, 0);
+-- The new numbers start past every number the old log handed out: webhook
+-- deliveries and relayed messages are named by owner (or webhook) and
+-- number, and a receiver that drops what it has seen must not drop a new
+-- change under an old name.
+INSERT INTO change_log_head (id, last_seq) SELECT 1, COALESCE(MAX(seq), 0) FROM changes;
 CREATE TABLE change_log (
     pos          BIGSERIAL PRIMARY KEY,
     seq          BIGINT UNIQUE,
@@ -124,3 +127,5 @@ END
 $$;
 CREATE TRIGGER change_log_notify AFTER INSERT ON change_log
     FOR EACH ROW EXECUTE FUNCTION todo_notify_change();
+
+DROP TABLE changes;

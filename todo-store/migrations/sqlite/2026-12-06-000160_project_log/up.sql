@@ -8,11 +8,10 @@
 -- deletion), by its `recipient_id` alone. A user's stream is the view
 -- `change_feed`, ordered by `seq`, the log's one numbering.
 --
--- The old per-user log is dropped, not converted: its numbers mean
+-- The old per-user log is dropped (last), not converted: its numbers mean
 -- nothing in the new one. Clients holding its cursors are told to start
 -- over (410, as after retention); webhooks and the relay go on from the
 -- new log's start (OPERATIONS.md: let them catch up before upgrading).
-DROP TABLE changes;
 DELETE FROM webhook_deliveries;
 UPDATE webhooks SET delivered_through = 0;
 -- change_streams keeps, per user, their task count (the quota), how far
@@ -98,3 +97,11 @@ CREATE VIEW change_feed AS
            c.color, c.inbox, c.role, c.member_id, c.username
     FROM change_log c
     WHERE c.recipient_id IS NOT NULL;
+
+-- The new numbers start past every number the old log handed out: webhook
+-- deliveries and relayed messages are named by owner (or webhook) and
+-- number, and a receiver that drops what it has seen must not drop a new
+-- change under an old name.
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'change_log', COALESCE(MAX(seq), 0) FROM changes;
+DROP TABLE changes;
