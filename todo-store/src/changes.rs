@@ -34,7 +34,7 @@ use todo_core::{
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{change_feed, change_log, change_streams, project_members, projects};
+use crate::schema::{change_feed, change_log, change_streams, project_members};
 use crate::tasks::{StoredTask, TaskRow, native};
 
 /// Whose stream a change goes to.
@@ -320,13 +320,18 @@ fn trim(conn: &mut AnyConnection, audience: Audience<'_>) -> QueryResult<()> {
         Audience::Project(project) => (
             "project_id",
             project,
-            "UPDATE projects SET pruned_through = $1 WHERE id = $2 AND pruned_through < $1",
+            // (its own table: see the migration)
+            "INSERT INTO change_pruned (project_id, pruned_through) VALUES ($1, $2) \
+             ON CONFLICT (project_id) DO UPDATE SET pruned_through = excluded.pruned_through \
+             WHERE change_pruned.pruned_through < excluded.pruned_through",
         ),
         Audience::User(user) => (
             "recipient_id",
             user,
-            "UPDATE change_streams SET pruned_through = $1 WHERE owner_id = $2 \
-             AND pruned_through < $1",
+            // ($1 named before $2: SQLite numbers `$n` by first appearance)
+            "UPDATE change_streams SET pruned_through = \
+             CASE WHEN owner_id = $1 THEN $2 ELSE pruned_through END \
+             WHERE owner_id = $1 AND pruned_through < $2",
         ),
     };
     let cut = diesel::sql_query(format!(
@@ -339,9 +344,11 @@ fn trim(conn: &mut AnyConnection, audience: Audience<'_>) -> QueryResult<()> {
     let Some(Cut { seq: through }) = cut else {
         return Ok(());
     };
+    // (parameters bound in the order they first appear: SQLite numbers
+    // them so)
     let mark = diesel::sql_query(mark)
-        .bind::<BigInt, _>(through)
-        .bind::<Text, _>(id);
+        .bind::<Text, _>(id)
+        .bind::<BigInt, _>(through);
     native!(&mut *conn, |c| mark.execute(c))?;
     let drop = diesel::sql_query(format!(
         "DELETE FROM change_log WHERE {seq} <= $1 AND {column} = $2"
@@ -821,12 +828,12 @@ impl SqlStore {
             // on PostgreSQL one not numbered yet is kept for the next.)
             let seq = numbering(conn);
             let mark_projects = format!(
-                "UPDATE projects SET pruned_through = \
-                 (SELECT MAX({seq}) FROM change_log c \
-                  WHERE c.project_id = projects.id AND c.recorded_at < $1) \
-                 WHERE EXISTS (SELECT 1 FROM change_log c \
-                  WHERE c.project_id = projects.id AND c.recorded_at < $1 \
-                  AND c.{seq} IS NOT NULL)"
+                "INSERT INTO change_pruned (project_id, pruned_through) \
+                 SELECT c.project_id, MAX(c.{seq}) FROM change_log c \
+                 WHERE c.project_id IS NOT NULL AND c.recorded_at < $1 \
+                 AND c.{seq} IS NOT NULL GROUP BY c.project_id \
+                 ON CONFLICT (project_id) DO UPDATE SET pruned_through = excluded.pruned_through \
+                 WHERE change_pruned.pruned_through < excluded.pruned_through"
             );
             let mark_users = format!(
                 "UPDATE change_streams SET pruned_through = \
@@ -838,8 +845,8 @@ impl SqlStore {
             );
             let drop_projects = format!(
                 "DELETE FROM change_log WHERE project_id IS NOT NULL \
-                 AND {seq} <= (SELECT pruned_through FROM projects \
-                  WHERE projects.id = change_log.project_id)"
+                 AND {seq} <= (SELECT pruned_through FROM change_pruned \
+                  WHERE change_pruned.project_id = change_log.project_id)"
             );
             let drop_users = format!(
                 "DELETE FROM change_log WHERE recipient_id IS NOT NULL \
@@ -924,14 +931,21 @@ fn pruned_for(conn: &mut AnyConnection, owner_id: &str) -> QueryResult<i64> {
         .find(owner_id)
         .select(change_streams::pruned_through);
     let own: Option<i64> = native!(&mut *conn, |c| own.get_result(c).optional())?;
-    let theirs = project_members::table
-        .inner_join(projects::table)
-        .filter(project_members::user_id.eq(owner_id))
-        .filter(projects::pruned_through.gt(0))
-        .select((project_members::joined_seq, projects::pruned_through));
-    let theirs: Vec<(Option<i64>, i64)> = native!(&mut *conn, |c| theirs.load(c))?;
+    #[derive(QueryableByName)]
+    struct Theirs {
+        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        joined_seq: Option<i64>,
+        #[diesel(sql_type = BigInt)]
+        pruned_through: i64,
+    }
+    let theirs = diesel::sql_query(
+        "SELECT m.joined_seq, p.pruned_through FROM project_members m \
+         JOIN change_pruned p ON p.project_id = m.project_id WHERE m.user_id = $1",
+    )
+    .bind::<Text, _>(owner_id);
+    let theirs: Vec<Theirs> = native!(&mut *conn, |c| theirs.load(c))?;
+    let theirs = theirs.into_iter().map(|t| (t.joined_seq, t.pruned_through));
     Ok(theirs
-        .into_iter()
         .filter_map(|(joined, pruned)| joined.filter(|j| pruned >= *j).map(|_| pruned))
         .chain(own)
         .max()

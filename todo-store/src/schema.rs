@@ -213,7 +213,6 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         version -> BigInt,
-        pruned_through -> BigInt,
     }
 }
 

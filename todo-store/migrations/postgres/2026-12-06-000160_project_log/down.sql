@@ -9,7 +9,7 @@ DELETE FROM webhook_deliveries;
 UPDATE webhooks SET delivered_through = 0;
 ALTER TABLE change_streams ADD COLUMN last_seq BIGINT NOT NULL DEFAULT 0;
 UPDATE change_streams SET pruned_through = 0, relayed_through = 0;
-ALTER TABLE projects DROP COLUMN pruned_through;
+DROP TABLE change_pruned;
 ALTER TABLE project_members DROP COLUMN joined_pos;
 ALTER TABLE project_members DROP COLUMN joined_seq;
 CREATE TABLE changes (

@@ -28,8 +28,14 @@ INSERT INTO change_streams (owner_id)
 -- change's row.
 ALTER TABLE project_members ADD COLUMN joined_pos BIGINT;
 ALTER TABLE project_members ADD COLUMN joined_seq BIGINT DEFAULT 0;
--- A project's changes up to this number are gone (retention, its cap).
-ALTER TABLE projects ADD COLUMN pruned_through BIGINT NOT NULL DEFAULT 0;
+-- A project's changes up to this number are gone (retention, its cap):
+-- a table of its own, not a column of `projects`, whose rows every writer
+-- of a shared project holds shared (a trim that wrote there deadlocked two
+-- writers: review of session 22).
+CREATE TABLE change_pruned (
+    project_id     TEXT NOT NULL PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
+    pruned_through BIGINT NOT NULL
+);
 
 -- SQLite's writers take turns: a row's number (`pos`, which AUTOINCREMENT
 -- never hands out twice, even after the newest rows are deleted) is in
