@@ -5,5 +5,6 @@
 
 mod backends;
 mod conformance;
+mod locks;
 mod properties;
 mod sql;
