@@ -384,16 +384,62 @@ pub(crate) fn stream_past(conn: &AnyConnection, user: &str, after: &str) -> Stri
     )
 }
 
-/// Whether any change waits to be numbered (PostgreSQL; never on SQLite).
+/// Whether any change waits to be numbered, or any member's view of a
+/// project waits to start at a numbered change (PostgreSQL; never on
+/// SQLite).
 pub(crate) fn any_unnumbered(conn: &mut AnyConnection) -> QueryResult<bool> {
     let AnyConnection::Postgresql(pg) = conn else {
         return Ok(false);
     };
+    Ok(rows_waiting(pg)? || members_waiting(pg)?)
+}
+
+/// Whether a committed change waits for its number.
+fn rows_waiting(pg: &mut diesel::PgConnection) -> QueryResult<bool> {
     let waiting = change_log::table
         .filter(change_log::seq.is_null())
         .select(change_log::pos)
         .limit(1);
     Ok(waiting.get_result::<i64>(pg).optional()?.is_some())
+}
+
+/// Whether a member's view of a project waits for its start (`joined_seq`)
+/// though their addition is numbered: a [`number_committed`] passed them
+/// over, their row held by a writer.
+fn members_waiting(pg: &mut diesel::PgConnection) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = BigInt)]
+        #[allow(dead_code)] // (read only to be there)
+        pos: i64,
+    }
+    let found: Option<Found> = diesel::sql_query(
+        "SELECT c.pos FROM project_members m JOIN change_log c ON c.pos = m.joined_pos \
+         WHERE m.joined_seq IS NULL AND c.seq IS NOT NULL LIMIT 1",
+    )
+    .get_result(pg)
+    .optional()?;
+    Ok(found.is_some())
+}
+
+/// Takes `change_log_head`'s row shared (PostgreSQL), for the rest of the
+/// transaction: a deletion whose cascade deletes rows of the log (a
+/// project's, a user's) takes it before that statement. The lock order
+/// is the head's row, then rows of the log: [`number_committed`] holds
+/// the head (`FOR UPDATE`) while it locks the rows it numbers, in `pos`
+/// order, and a deletion locks a project's rows, project after project,
+/// in no order of `pos`: taken the other way round, the two waited on
+/// each other (review of session 22, B1's race, shown by
+/// `locks::postgres_deletions_racing_the_numbering_leave_the_log_whole`).
+/// With the head taken first, the numbering waits for the deletion to
+/// commit, or the deletion for the numbering: never both. (Trims and
+/// prunes delete numbered rows only, which the numbering never locks: they
+/// need not take it.)
+pub(crate) fn hold_numbering(conn: &mut AnyConnection) -> QueryResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT 1 FROM change_log_head WHERE id = 1 FOR SHARE").execute(pg)?;
+    }
+    Ok(())
 }
 
 /// Numbers the changes that committed unnumbered (PostgreSQL: see the
@@ -404,12 +450,35 @@ pub(crate) fn any_unnumbered(conn: &mut AnyConnection) -> QueryResult<bool> {
 /// it sees what the one before it numbered). A no-op on SQLite, and where
 /// nothing waits.
 pub(crate) fn number_committed(conn: &mut AnyConnection) -> QueryResult<()> {
-    if !any_unnumbered(conn)? {
-        return Ok(());
-    }
     let AnyConnection::Postgresql(pg) = conn else {
         return Ok(());
     };
+    let numbered_any = rows_waiting(pg)? && number_rows(pg)?;
+    // Members whose addition is numbered now see the project from it: in
+    // a statement of its own, after the head's row is let go (holding it
+    // while waiting on a member row a writer holds made every reader wait
+    // on that writer: review of session 22). It waits on no row either:
+    // it would hold some members' rows while waiting for others', which a
+    // project's deletion (its members, in its order) or an import (every
+    // member, `FOR SHARE`) may hold while waiting for the first. A member
+    // whose row is held is passed over, and started by a numbering after
+    // (`any_unnumbered` looks for them).
+    if numbered_any || members_waiting(pg)? {
+        diesel::sql_query(
+            "UPDATE project_members m SET joined_seq = c.seq FROM change_log c \
+             WHERE (m.project_id, m.user_id) IN (SELECT w.project_id, w.user_id \
+                 FROM project_members w WHERE w.joined_seq IS NULL \
+                 FOR NO KEY UPDATE SKIP LOCKED) \
+             AND m.joined_seq IS NULL AND c.pos = m.joined_pos AND c.seq IS NOT NULL",
+        )
+        .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// Numbers committed rows, a batch at a time, under the head's row (see
+/// [`number_committed`]); whether it numbered any.
+fn number_rows(pg: &mut diesel::PgConnection) -> QueryResult<bool> {
     #[derive(QueryableByName)]
     struct Head {
         #[diesel(sql_type = BigInt)]
@@ -449,18 +518,7 @@ pub(crate) fn number_committed(conn: &mut AnyConnection) -> QueryResult<()> {
             break;
         }
     }
-    // Members whose addition is numbered now see the project from it: in
-    // a statement of its own, after the head's row is let go (holding it
-    // while waiting on a member row a writer holds made every reader wait
-    // on that writer: review of session 22).
-    if numbered_any {
-        diesel::sql_query(
-            "UPDATE project_members m SET joined_seq = c.seq FROM change_log c \
-             WHERE m.joined_seq IS NULL AND c.pos = m.joined_pos AND c.seq IS NOT NULL",
-        )
-        .execute(pg)?;
-    }
-    Ok(())
+    Ok(numbered_any)
 }
 
 /// How many changes one numbering takes at most, and how many numberings

@@ -587,6 +587,8 @@ impl ProjectStore for SqlStore {
                 }
                 crate::tasks::delete_project_tasks(conn, &id, &owner)?;
                 record_project_change(conn, ChangeKind::ProjectDeleted, project_id, None, at)?;
+                // (its changes go with it: the numbering's row first)
+                changes::hold_numbering(conn)?;
                 let gone = match expected {
                     Some(version) => {
                         diesel::delete(doomed.filter(projects::version.eq(version.get())))

@@ -200,6 +200,9 @@ impl UserStore for SqlStore {
                         .execute(pg)?;
                 }
                 crate::projects::tell_of_leaving(conn, &id, at)?;
+                // (their changes and their projects' go with them: the
+                // numbering's row first, `changes::hold_numbering`)
+                crate::changes::hold_numbering(conn)?;
                 diesel::delete(users::table.find(&id)).execute(conn)
             })
         })?;

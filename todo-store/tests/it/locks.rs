@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
 use diesel::connection::SimpleConnection as _;
-use diesel::{Connection as _, PgConnection};
+use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
 use todo_core::{
     LogPosition, MAX_CHANGES_PER_PROJECT, MemberPut, ProjectId, ProjectRole, ProjectStore as _,
-    Task, TaskId, TaskStore as _, TaskVersion, Title, UserId,
+    Task, TaskId, TaskStore as _, TaskVersion, Title, UserId, UserStore as _,
 };
 use todo_store::testing::TestDatabase;
 use todo_store::{DatabaseUrl, SqlStore};
@@ -169,4 +169,276 @@ fn postgres_writers_of_one_task_and_the_readers_numbering_never_deadlock() {
         after.pruned_through > LogPosition::START,
         "the project was trimmed"
     );
+}
+
+/// `change_log_head`'s number, the largest number a row holds, and how
+/// many rows wait for one.
+fn numbers(url: &str) -> (i64, Option<i64>, i64) {
+    #[derive(diesel::QueryableByName)]
+    struct Numbers {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        head: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        largest: Option<i64>,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        waiting: i64,
+    }
+    let mut conn = PgConnection::establish(url).unwrap();
+    let n: Numbers = diesel::sql_query(
+        "SELECT (SELECT last_seq FROM change_log_head WHERE id = 1) AS head, \
+         (SELECT max(seq) FROM change_log) AS largest, \
+         (SELECT count(*) FROM change_log WHERE seq IS NULL) AS waiting",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    (n.head, n.largest, n.waiting)
+}
+
+/// Copies the newest change of each of `projects` `copies` times, in
+/// turn (the first's copy first, then the second's, ...): rows of several
+/// projects interleaved in the log, committed, not numbered yet.
+fn fill_in_turn(url: &str, projects: &[ProjectId], copies: u64) {
+    const COLUMNS: &str = "project_id, recipient_id, kind, subject_id, recorded_at, title, \
+        description, done, completed_at, due_at, priority, labels, archived, created_at, \
+        updated_at, version, created_by, parent_id, recurrence, time_zone, series_id, \
+        series_start, occurrence, reminders, color, inbox, role, member_id, username";
+    let turns: Vec<String> = projects
+        .iter()
+        .enumerate()
+        .map(|(k, p)| format!("({k}, '{p}')"))
+        .collect();
+    let copied: Vec<String> = COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+    let mut conn = PgConnection::establish(url).unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO change_log ({COLUMNS}) SELECT {} \
+         FROM generate_series(1, {copies}) g CROSS JOIN (VALUES {}) AS o(k, p) \
+         CROSS JOIN LATERAL (SELECT * FROM change_log WHERE project_id = o.p \
+                             ORDER BY pos DESC LIMIT 1) c \
+         ORDER BY g, o.k",
+        copied.join(", "),
+        turns.join(", ")
+    ))
+    .unwrap();
+}
+
+/// Waits until a statement of the database like `pattern` waits for a lock.
+fn wait_for_a_lock(url: &str, pattern: &str) {
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = PgConnection::establish(url).unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(pattern)
+        .get_result(&mut conn)
+        .unwrap();
+        if waiting.n > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "nothing like {pattern} waits"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Review of session 22, B1: the numbering (every reader runs it first)
+/// raced with a project's or a user's deletion, whose cascade deletes
+/// rows not numbered yet. Ranked before they were locked, a deleted row's
+/// number was lost, a row went above the head and every numbering after
+/// failed on the unique index; locked in `pos` order while a deletion
+/// locks its rows project by project, the two can wait on each other.
+/// Here rows of two projects of one owner are interleaved (the project
+/// a user's deletion takes first holding the later row of each pair) and
+/// not numbered when readers and the deletions start at once. Nothing
+/// may fail, no row's number may pass the head, and the feeds go on.
+#[test]
+fn postgres_deletions_racing_the_numbering_leave_the_log_whole() {
+    const ROUNDS: i64 = 6;
+    const COPIES: u64 = 1_500;
+    const READERS: usize = 3;
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let url = url(&database);
+    let store = &database.store;
+    let sam = new_user(store, "sam", 1).user.id;
+    let other = SqlStore::open(&database.config).unwrap();
+    let stores = [store.clone(), other];
+    let mut sams = store
+        .changes_after(sam, LogPosition::START, 1)
+        .unwrap()
+        .head;
+    for round in 0..ROUNDS {
+        let base = 100 * (round + 1);
+        // Vic owns two projects shared with Sam (a user's deletion takes
+        // them in the order made: `first`, then `second`); Olga owns one.
+        let vic = new_user(store, &format!("vic{round}"), base).user.id;
+        let olga = new_user(store, &format!("olga{round}"), base + 1).user.id;
+        let first = a_project(vic, "First", base + 2);
+        let second = a_project(vic, "Second", base + 3);
+        let hers = a_project(olga, "Hers", base + 4);
+        for (k, (project, owner)) in [(&first, vic), (&second, vic), (&hers, olga)]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(store.insert_project_within(project, None).unwrap());
+            let sam_in = member(sam, ProjectRole::Editor, base + 5);
+            let put = store.put_member(project.id, &sam_in, 10, 100, at(base + 5));
+            assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+            let seed = u64::try_from(base).unwrap() * 10 + k as u64;
+            store
+                .insert_task(&task_in(project.id, owner, seed))
+                .unwrap();
+        }
+        // Every row so far numbered; then the copies, none numbered.
+        store.changes_after(sam, sams, 1).unwrap();
+        fill_in_turn(&url, &[second.id, first.id, hers.id], COPIES);
+        assert!(numbers(&url).2 >= 3 * i64::try_from(COPIES).unwrap());
+
+        // Vic's deletion is held in the middle of `first`'s rows (a row
+        // of it taken by the test), so that the readers' numbering starts
+        // while it holds some of them and not yet `second`'s.
+        let mut blocker = PgConnection::establish(&url).unwrap();
+        blocker
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM change_log WHERE pos = (SELECT pos FROM change_log \
+                 WHERE project_id = '{}' AND seq IS NULL ORDER BY pos OFFSET {} LIMIT 1) \
+                 FOR KEY SHARE",
+                first.id,
+                COPIES / 2
+            ))
+            .unwrap();
+        let vics = {
+            let store = stores[0].clone();
+            std::thread::spawn(move || store.delete_user(vic, at(base + 50)))
+        };
+        wait_for_a_lock(&url, "DELETE FROM \"users\"%");
+        let barrier = Arc::new(Barrier::new(READERS + 1));
+        let readers: Vec<_> = (0..READERS)
+            .map(|r| {
+                let (store, barrier) = (stores[r % 2].clone(), barrier.clone());
+                let user = [sam, vic, olga][r];
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    (0..20)
+                        .filter_map(|_| store.changes_after(user, LogPosition::START, 50).err())
+                        .map(|error| format!("read: {error}"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let hers_gone = {
+            let (store, barrier) = (stores[1].clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.delete_project(olga, hers.id, None, at(base + 50))
+            })
+        };
+        // A numbering waits (for the head's row, or for a row the deletion
+        // holds: both `FOR UPDATE`): the deletion goes on.
+        wait_for_a_lock(&url, "%FOR UPDATE%");
+        blocker.batch_execute("ROLLBACK").unwrap();
+        let mut failures: Vec<String> = readers
+            .into_iter()
+            .flat_map(|r| r.join().unwrap())
+            .collect();
+        match vics.join().unwrap() {
+            Ok(true) => {}
+            other => failures.push(format!("delete_user: {other:?}")),
+        }
+        match hers_gone.join().unwrap() {
+            Ok(true) => {}
+            other => failures.push(format!("delete_project: {other:?}")),
+        }
+        assert!(failures.is_empty(), "round {round}: {failures:?}");
+
+        // The feeds go on: Sam's next read numbers what is left, no row
+        // holds a number past the head, and Sam sees each project go.
+        let log = store.changes_after(sam, sams, 100).unwrap();
+        let (head, largest, waiting) = numbers(&url);
+        assert_eq!(waiting, 0, "round {round}: everything numbered");
+        assert!(
+            largest.unwrap() <= head,
+            "round {round}: {largest:?} past {head}"
+        );
+        assert_eq!(log.head.get(), u64::try_from(head).unwrap());
+        let gone: Vec<ProjectId> = log
+            .changes
+            .iter()
+            .filter(|c| c.kind == todo_core::ChangeKind::ProjectDeleted)
+            .filter_map(|c| match c.subject {
+                todo_core::Subject::Project { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gone.len(), 3, "round {round}: {gone:?}");
+        sams = log.scanned_through;
+    }
+    // A change written now is numbered after everything and read once.
+    let last = task_in(ProjectId::inbox_of(sam), sam, 9_999);
+    store.insert_task(&last).unwrap();
+    let log = stores[1].changes_after(sam, sams, 100).unwrap();
+    let ids: Vec<TaskId> = log.changes.iter().filter_map(|c| c.task_id()).collect();
+    assert_eq!(ids, [last.id]);
+    assert!(log.changes[0].position > sams);
+    let (head, largest, _) = numbers(&url);
+    assert_eq!(largest, Some(head), "the newest change holds the head");
+}
+
+/// The numbering starts a new member's view of the project (`joined_seq`)
+/// without waiting for their row: a writer holding it (`FOR SHARE`, as
+/// every writer of the project holds its caller's) kept every reader
+/// waiting, and a deletion holding some members' rows could wait on it in
+/// turn. A member passed over is started by a later read.
+#[test]
+fn postgres_a_held_member_row_holds_up_no_reader() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let url = url(&database);
+    let store = &database.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let put = store.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Editor, 20),
+        10,
+        100,
+        at(20),
+    );
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let mut holder = PgConnection::establish(&url).unwrap();
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM project_members WHERE project_id = '{}' AND user_id = '{bob}' \
+             FOR SHARE",
+            garden.id
+        ))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let alices = store.changes_after(alice, LogPosition::START, 100).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the read waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(alices.changes.len(), 2, "Garden made, Bob added");
+    // Bob's view has not started: nothing of Garden yet.
+    let bobs = store.changes_after(bob, LogPosition::START, 100).unwrap();
+    assert!(bobs.changes.is_empty(), "{:?}", bobs.changes);
+    holder.batch_execute("ROLLBACK").unwrap();
+    // Nothing waits to be numbered, but Bob does: the next read starts him.
+    let bobs = store.changes_after(bob, LogPosition::START, 100).unwrap();
+    let kinds: Vec<_> = bobs.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [todo_core::ChangeKind::MemberAdded]);
 }
