@@ -61,6 +61,8 @@ mod error;
 mod group;
 mod in_place;
 mod listen;
+#[cfg(all(test, feature = "test-support"))]
+mod plans;
 mod projects;
 mod relay;
 mod schema;

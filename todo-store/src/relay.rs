@@ -30,29 +30,10 @@ impl RelayStore for SqlStore {
         lease_until: Timestamp,
         limit: usize,
     ) -> Result<Vec<RelayedStream>, StoreError> {
-        // As webhooks' lease: the condition repeated outside the subquery,
-        // so that an update that waited for another's row lock re-checks
-        // it; parameters in the order they are bound (SQLite numbers them
-        // as they first appear). With no index on the lag, this reads
-        // every user's stream: once a round, and only where a relay runs.
-        // The least recently served first: a busy stream, behind again
-        // at every round, cannot keep the others waiting.
-        let lease = |conn: &AnyConnection| {
-            format!(
-                "UPDATE change_streams SET relay_leased_until = $1, relay_served_at = $2 \
-                WHERE owner_id IN (SELECT s.owner_id FROM change_streams s \
-                    WHERE {behind} \
-                    AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $2) \
-                    ORDER BY s.relay_served_at LIMIT $3) \
-                AND (relay_leased_until IS NULL OR relay_leased_until < $2) \
-                RETURNING owner_id, relayed_through",
-                behind = changes::stream_past(conn, "s.owner_id", "s.relayed_through")
-            )
-        };
         let rows: Vec<LeasedRow> = self.with_write_conn(|conn| {
             // (PostgreSQL: what committed numbered first, to be seen)
             changes::number_committed(conn)?;
-            let lease = diesel::sql_query(lease(conn))
+            let lease = diesel::sql_query(lease_sql(conn))
                 .bind::<BigInt, _>(lease_until.unix_micros())
                 .bind::<BigInt, _>(now.unix_micros())
                 .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX));
@@ -84,12 +65,7 @@ impl RelayStore for SqlStore {
                     owner_id: String::new(),
                 }));
             }
-            let due = diesel::sql_query(format!(
-                "SELECT s.owner_id FROM change_streams s WHERE {behind} \
-                 AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $1) LIMIT 1",
-                behind = changes::stream_past(conn, "s.owner_id", "s.relayed_through")
-            ))
-            .bind::<BigInt, _>(now.unix_micros());
+            let due = diesel::sql_query(due_sql(conn)).bind::<BigInt, _>(now.unix_micros());
             native!(conn, |c| due.get_result(c).optional())
         })?;
         Ok(found.is_some())
@@ -114,4 +90,35 @@ impl RelayStore for SqlStore {
         let updated = self.with_write_conn(|conn| native!(conn, |c| settle.execute(c)))?;
         Ok(updated > 0)
     }
+}
+
+/// The relay's lease (`lease_unrelayed_streams`). As webhooks' lease:
+/// the condition repeated outside the subquery, so that an update that
+/// waited for another's row lock re-checks it; parameters in the order
+/// they are bound (SQLite numbers them as they first appear). With no
+/// index on the lag, this reads every user's stream row (each looked up
+/// by index in the log: `plans::postgres_the_lags_are_looked_up_by_index`):
+/// once a round, and only where a relay runs. The least recently served
+/// first: a busy stream, behind again at every round, cannot keep the
+/// others waiting.
+pub(crate) fn lease_sql(conn: &AnyConnection) -> String {
+    format!(
+        "UPDATE change_streams SET relay_leased_until = $1, relay_served_at = $2 \
+        WHERE owner_id IN (SELECT s.owner_id FROM change_streams s \
+            WHERE {behind} \
+            AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $2) \
+            ORDER BY s.relay_served_at LIMIT $3) \
+        AND (relay_leased_until IS NULL OR relay_leased_until < $2) \
+        RETURNING owner_id, relayed_through",
+        behind = changes::stream_past(conn, "s.owner_id", "s.relayed_through")
+    )
+}
+
+/// Whether a stream waits for the relay (`any_unrelayed_stream`).
+pub(crate) fn due_sql(conn: &AnyConnection) -> String {
+    format!(
+        "SELECT s.owner_id FROM change_streams s WHERE {behind} \
+         AND (s.relay_leased_until IS NULL OR s.relay_leased_until < $1) LIMIT 1",
+        behind = changes::stream_past(conn, "s.owner_id", "s.relayed_through")
+    )
 }

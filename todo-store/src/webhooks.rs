@@ -229,30 +229,6 @@ impl WebhookStore for SqlStore {
         // first. (SQLite numbers
         // `$n` parameters in the order they first appear: they appear
         // here in the order they are bound.)
-        let lease_sql = |conn: &AnyConnection| {
-            format!(
-                "UPDATE webhooks SET leased_until = $1 \
-            WHERE id IN (SELECT due.id FROM (SELECT w.id, w.next_attempt_at, \
-                    s.webhooks_served_at AS served, \
-                    (SELECT COUNT(*) FROM webhooks b \
-                        WHERE b.owner_id = w.owner_id AND b.leased_until >= $2) AS busy, \
-                    ROW_NUMBER() OVER ( \
-                        PARTITION BY w.owner_id ORDER BY w.next_attempt_at, w.id) AS nth \
-                FROM webhooks w \
-                JOIN change_streams s ON s.owner_id = w.owner_id \
-                WHERE w.disabled_at IS NULL AND w.next_attempt_at <= $2 \
-                AND (w.leased_until IS NULL OR w.leased_until < $2) \
-                AND {behind}) due \
-                WHERE due.busy + due.nth <= $3 \
-                ORDER BY due.served IS NOT NULL, due.served, due.next_attempt_at, due.id \
-                LIMIT $4) \
-            AND disabled_at IS NULL AND (leased_until IS NULL OR leased_until < $2) \
-            RETURNING id, owner_id, url, events, secret, created_at, delivered_through, \
-                attempts, next_attempt_at, failing_since, disabled_at, leased_until",
-                behind = changes::stream_past(conn, "w.owner_id", "w.delivered_through")
-            )
-        };
-
         let served = now.unix_micros();
         let rows: Vec<WebhookRow> = self.with_write_conn(|conn| {
             // (PostgreSQL: what committed numbered first, to be seen)
@@ -345,4 +321,29 @@ impl WebhookStore for SqlStore {
             })
         })
     }
+}
+
+/// The webhooks' lease (`lease_due_webhooks`: see there).
+pub(crate) fn lease_sql(conn: &AnyConnection) -> String {
+    format!(
+        "UPDATE webhooks SET leased_until = $1 \
+    WHERE id IN (SELECT due.id FROM (SELECT w.id, w.next_attempt_at, \
+            s.webhooks_served_at AS served, \
+            (SELECT COUNT(*) FROM webhooks b \
+                WHERE b.owner_id = w.owner_id AND b.leased_until >= $2) AS busy, \
+            ROW_NUMBER() OVER ( \
+                PARTITION BY w.owner_id ORDER BY w.next_attempt_at, w.id) AS nth \
+        FROM webhooks w \
+        JOIN change_streams s ON s.owner_id = w.owner_id \
+        WHERE w.disabled_at IS NULL AND w.next_attempt_at <= $2 \
+        AND (w.leased_until IS NULL OR w.leased_until < $2) \
+        AND {behind}) due \
+        WHERE due.busy + due.nth <= $3 \
+        ORDER BY due.served IS NOT NULL, due.served, due.next_attempt_at, due.id \
+        LIMIT $4) \
+    AND disabled_at IS NULL AND (leased_until IS NULL OR leased_until < $2) \
+    RETURNING id, owner_id, url, events, secret, created_at, delivered_through, \
+        attempts, next_attempt_at, failing_since, disabled_at, leased_until",
+        behind = changes::stream_past(conn, "w.owner_id", "w.delivered_through")
+    )
 }
