@@ -103,6 +103,19 @@ impl fmt::Display for ChangeKind {
 /// every deletion of several tasks at once.
 pub const MAX_CHANGES_PER_PROJECT: u64 = 10_000;
 
+/// The most changes the log keeps of all the projects one user owns
+/// together (their Inbox among them), whatever the retention: five
+/// projects' caps. The per-project cap alone let one account keep
+/// `MAX_CHANGES_PER_PROJECT` in each of its up to 1,000 projects (attack
+/// of session 22, F2: ten million changes). A project's trim keeps at
+/// most what its owner's other projects leave of this budget (a count of
+/// their rows, on the one write in [`TRIM_EVERY`] that trims: nothing
+/// more on any other write), and retention's prune cuts each owner back
+/// to it, oldest first, across their projects. Between two prunes an
+/// owner holds at most this plus, in each project, the writes since its
+/// last trim (about `TRIM_EVERY` each).
+pub const MAX_CHANGES_PER_OWNER: u64 = 5 * MAX_CHANGES_PER_PROJECT;
+
 /// How often, on average, a write trims its project
 /// ([`MAX_CHANGES_PER_PROJECT`]): the SQL store draws one write in
 /// `TRIM_EVERY` at random (so that no pattern of writes avoids it), the

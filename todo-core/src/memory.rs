@@ -3,11 +3,12 @@
 //! stores (the conformance suite checks them alike), and is the plain model
 //! the SQL list queries are compared against.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::change::{
-    Change, ChangeKind, ChangeLog, LogPosition, MAX_CHANGES_PER_PROJECT, Subject, trims_at,
+    Change, ChangeKind, ChangeLog, LogPosition, MAX_CHANGES_PER_OWNER, MAX_CHANGES_PER_PROJECT,
+    Subject, trims_at,
 };
 use crate::error::StoreError;
 use crate::feed::FeedTokenHash;
@@ -392,9 +393,27 @@ impl Tables {
     }
 
     /// Drops the audience's changes older than its newest
-    /// [`MAX_CHANGES_PER_PROJECT`].
+    /// [`MAX_CHANGES_PER_PROJECT`], and a project's older than what its
+    /// owner's other projects leave of [`MAX_CHANGES_PER_OWNER`].
     fn trim(&mut self, audience: Audience) {
-        let cap = usize::try_from(MAX_CHANGES_PER_PROJECT).unwrap_or(usize::MAX);
+        let mut cap = usize::try_from(MAX_CHANGES_PER_PROJECT).unwrap_or(usize::MAX);
+        if let Audience::Project(project) = audience
+            && let Some(owner) = self.projects.get(&project).map(|p| p.owner)
+        {
+            let others = self
+                .log
+                .iter()
+                .filter(|entry| match entry.audience {
+                    Audience::Project(other) => {
+                        other != project
+                            && self.projects.get(&other).is_some_and(|p| p.owner == owner)
+                    }
+                    Audience::User(_) => false,
+                })
+                .count();
+            let budget = usize::try_from(MAX_CHANGES_PER_OWNER).unwrap_or(usize::MAX);
+            cap = cap.min(budget.saturating_sub(others));
+        }
         let Some(through) = self
             .log
             .iter()
@@ -1127,6 +1146,38 @@ impl TaskStore for MemoryStore {
         let mut pruned = 0;
         for (audience, at) in through {
             pruned += tables.drop_through(audience, at);
+        }
+        // Then each owner back to their budget, oldest first across the
+        // projects they own.
+        let budget = usize::try_from(MAX_CHANGES_PER_OWNER).unwrap_or(usize::MAX);
+        let owners: BTreeSet<UserId> = tables.projects.values().map(|p| p.owner).collect();
+        for owner in owners {
+            let owned = |tables: &Tables, audience: Audience| match audience {
+                Audience::Project(p) => tables.projects.get(&p).is_some_and(|p| p.owner == owner),
+                Audience::User(_) => false,
+            };
+            let Some(cut) = tables
+                .log
+                .iter()
+                .rev()
+                .filter(|entry| owned(&tables, entry.audience))
+                .nth(budget)
+                .map(|entry| entry.change.position)
+            else {
+                continue;
+            };
+            let cut_projects: BTreeSet<ProjectId> = tables
+                .log
+                .iter()
+                .filter(|entry| entry.change.position <= cut && owned(&tables, entry.audience))
+                .filter_map(|entry| match entry.audience {
+                    Audience::Project(p) => Some(p),
+                    Audience::User(_) => None,
+                })
+                .collect();
+            for project in cut_projects {
+                pruned += tables.drop_through(Audience::Project(project), cut);
+            }
         }
         Ok(u64::try_from(pruned).unwrap_or(u64::MAX))
     }

@@ -26,9 +26,9 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, Text};
 use todo_core::{
-    Change, ChangeKind, ChangeLog, Description, LogPosition, MAX_CHANGES_PER_PROJECT, Member,
-    Project, ProjectColor, ProjectId, ProjectName, ProjectRole, StoreError, Subject, TaskId,
-    TaskVersion, Timestamp, UserId, Username, trims_at,
+    Change, ChangeKind, ChangeLog, Description, LogPosition, MAX_CHANGES_PER_OWNER,
+    MAX_CHANGES_PER_PROJECT, Member, Project, ProjectColor, ProjectId, ProjectName, ProjectRole,
+    StoreError, Subject, TaskId, TaskVersion, Timestamp, UserId, Username, trims_at,
 };
 
 use crate::SqlStore;
@@ -306,9 +306,18 @@ impl Query for LastInsertRowid {
 impl<Conn> RunQueryDsl<Conn> for LastInsertRowid {}
 
 /// Drops the audience's changes older than its newest
-/// [`MAX_CHANGES_PER_PROJECT`], and says so in its pruned mark (numbered
-/// changes only: on PostgreSQL one not numbered yet is one nobody could
-/// have read).
+/// [`MAX_CHANGES_PER_PROJECT`] (a project's: older than what its owner's
+/// other projects leave of [`MAX_CHANGES_PER_OWNER`], its newest kept
+/// whatever they hold), and says so in its pruned mark (numbered changes
+/// only: on PostgreSQL one not numbered yet is one nobody could have
+/// read).
+///
+/// The owner's budget is checked here, on the one write in
+/// [`todo_core::TRIM_EVERY`] that trims, by counting (up to the budget)
+/// the rows of their other projects: no other write reads or writes
+/// anything of the owner's for it, and the trim still takes only its own
+/// project's mark (attack of session 22, F2; `/work/notes/plog-s23.md`
+/// weighs the other designs).
 fn trim(conn: &mut AnyConnection, audience: Audience<'_>) -> QueryResult<()> {
     #[derive(QueryableByName)]
     struct Cut {
@@ -334,12 +343,18 @@ fn trim(conn: &mut AnyConnection, audience: Audience<'_>) -> QueryResult<()> {
              WHERE owner_id = $1 AND pruned_through < $2",
         ),
     };
+    let mut keep = i64::try_from(MAX_CHANGES_PER_PROJECT).unwrap_or(i64::MAX);
+    if let Audience::Project(project) = audience {
+        let budget = i64::try_from(MAX_CHANGES_PER_OWNER).unwrap_or(i64::MAX);
+        let others = owners_other_changes(conn, project, budget)?;
+        keep = keep.min(budget.saturating_sub(others)).max(1);
+    }
     let cut = diesel::sql_query(format!(
         "SELECT {seq} AS seq FROM change_log WHERE {column} = $1 AND {seq} IS NOT NULL \
          ORDER BY {seq} DESC LIMIT 1 OFFSET $2"
     ))
     .bind::<Text, _>(id)
-    .bind::<BigInt, _>(i64::try_from(MAX_CHANGES_PER_PROJECT).unwrap_or(i64::MAX));
+    .bind::<BigInt, _>(keep);
     let cut: Option<Cut> = native!(&mut *conn, |c| cut.get_result(c).optional())?;
     let Some(Cut { seq: through }) = cut else {
         return Ok(());
@@ -356,6 +371,27 @@ fn trim(conn: &mut AnyConnection, audience: Audience<'_>) -> QueryResult<()> {
     .bind::<BigInt, _>(through)
     .bind::<Text, _>(id);
     native!(&mut *conn, |c| drop.execute(c)).map(|_| ())
+}
+
+/// How many changes the log holds of the other projects of `project`'s
+/// owner, counted up to `most`: index lookups of the owner's projects
+/// (`projects_by_owner`) and of their changes (`change_log_by_project`).
+fn owners_other_changes(conn: &mut AnyConnection, project: &str, most: i64) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let count = diesel::sql_query(
+        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM change_log c \
+         WHERE c.project_id IN (SELECT o.id FROM projects o WHERE o.id <> $1 \
+             AND o.owner_id = (SELECT p.owner_id FROM projects p WHERE p.id = $1)) \
+         LIMIT $2) t",
+    )
+    .bind::<Text, _>(project)
+    .bind::<BigInt, _>(most);
+    let count: Count = native!(&mut *conn, |c| count.get_result(c))?;
+    Ok(count.n)
 }
 
 /// The column that holds a row's number: `pos` on SQLite (numbered as
@@ -880,52 +916,159 @@ impl SqlStore {
         let before = before.unix_micros();
         let pruned = self.with_write_conn(|conn| {
             number_committed(conn)?;
-            // Up to each project's (and each user's own) newest change made
-            // before `before`, so that what each keeps is a suffix of its
-            // changes whatever its writers' clocks. (Numbered changes only:
-            // on PostgreSQL one not numbered yet is kept for the next.)
-            let seq = numbering(conn);
-            let mark_projects = format!(
-                "INSERT INTO change_pruned (project_id, pruned_through) \
-                 SELECT c.project_id, MAX(c.{seq}) FROM change_log c \
-                 WHERE c.project_id IS NOT NULL AND c.recorded_at < $1 \
-                 AND c.{seq} IS NOT NULL GROUP BY c.project_id \
-                 ON CONFLICT (project_id) DO UPDATE SET pruned_through = excluded.pruned_through \
-                 WHERE change_pruned.pruned_through < excluded.pruned_through"
-            );
-            let mark_users = format!(
-                "UPDATE change_streams SET pruned_through = \
-                 (SELECT MAX({seq}) FROM change_log c \
-                  WHERE c.recipient_id = change_streams.owner_id AND c.recorded_at < $1) \
-                 WHERE EXISTS (SELECT 1 FROM change_log c \
-                  WHERE c.recipient_id = change_streams.owner_id AND c.recorded_at < $1 \
-                  AND c.{seq} IS NOT NULL)"
-            );
-            let drop_projects = format!(
-                "DELETE FROM change_log WHERE project_id IS NOT NULL \
-                 AND {seq} <= (SELECT pruned_through FROM change_pruned \
-                  WHERE change_pruned.project_id = change_log.project_id)"
-            );
-            let drop_users = format!(
-                "DELETE FROM change_log WHERE recipient_id IS NOT NULL \
-                 AND {seq} <= (SELECT pruned_through FROM change_streams \
-                  WHERE change_streams.owner_id = change_log.recipient_id)"
-            );
-            conn.transaction(|conn| {
-                for mark in [mark_projects, mark_users] {
-                    diesel::sql_query(mark)
-                        .bind::<BigInt, _>(before)
-                        .execute(conn)?;
+            let (projects, users) = prune_targets(conn, before)?;
+            // SQLite's writers take turns: one transaction. PostgreSQL's
+            // don't: one project (or user) a transaction, each taking its
+            // mark before its rows, as a trim does, and never more than
+            // one mark (all of them at once, in no order, could wait on an
+            // import's or a deletion's in another: review of session 22,
+            // m4).
+            let mut dropped = 0;
+            match conn {
+                AnyConnection::Sqlite(_) => conn.transaction(|conn| {
+                    for (project, through) in &projects {
+                        dropped += cut(conn, Audience::Project(project), *through)?;
+                    }
+                    for (user, through) in &users {
+                        dropped += cut(conn, Audience::User(user), *through)?;
+                    }
+                    Ok::<_, diesel::result::Error>(())
+                })?,
+                AnyConnection::Postgresql(_) => {
+                    for (project, through) in &projects {
+                        dropped += conn
+                            .transaction(|conn| cut(conn, Audience::Project(project), *through))?;
+                    }
+                    for (user, through) in &users {
+                        dropped +=
+                            conn.transaction(|conn| cut(conn, Audience::User(user), *through))?;
+                    }
                 }
-                let mut dropped = 0;
-                for drop in [drop_projects, drop_users] {
-                    dropped += diesel::sql_query(drop).execute(conn)?;
-                }
-                Ok(dropped)
-            })
+            }
+            Ok(dropped)
         })?;
         Ok(u64::try_from(pruned).unwrap_or(0))
     }
+}
+
+/// What a prune cuts: each project up to its newest change made before
+/// `before`, and further where its owner holds more than
+/// [`MAX_CHANGES_PER_OWNER`] (up to the newest change of theirs past that
+/// budget, in each of their projects that has one); each user's own
+/// changes up to their newest made before `before`. So what each keeps is
+/// a suffix of its changes, whatever its writers' clocks (numbered
+/// changes only: on PostgreSQL one not numbered yet is kept for the
+/// next). Reads only; in project and user id order.
+#[allow(clippy::type_complexity)]
+fn prune_targets(
+    conn: &mut AnyConnection,
+    before: i64,
+) -> QueryResult<(Vec<(String, i64)>, Vec<(String, i64)>)> {
+    #[derive(QueryableByName)]
+    struct Target {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        through: Option<i64>,
+    }
+    let seq = numbering(conn);
+    let budget = i64::try_from(MAX_CHANGES_PER_OWNER).unwrap_or(i64::MAX);
+    let old = |column: &str| {
+        format!(
+            "SELECT {column} AS id, MAX({seq}) AS through FROM change_log \
+             WHERE {column} IS NOT NULL AND recorded_at < $1 AND {seq} IS NOT NULL \
+             GROUP BY {column}"
+        )
+    };
+    let mut projects: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    let mut users: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for (column, into) in [("project_id", &mut projects), ("recipient_id", &mut users)] {
+        let found = diesel::sql_query(old(column)).bind::<BigInt, _>(before);
+        let found: Vec<Target> = native!(&mut *conn, |c| found.load(c))?;
+        into.extend(found.into_iter().filter_map(|t| Some((t.id, t.through?))));
+    }
+    let over = diesel::sql_query(format!(
+        "SELECT o.owner_id AS id, (SELECT c.{seq} FROM change_log c \
+             JOIN projects q ON q.id = c.project_id \
+             WHERE q.owner_id = o.owner_id AND c.{seq} IS NOT NULL \
+             ORDER BY c.{seq} DESC LIMIT 1 OFFSET $1) AS through \
+         FROM (SELECT p.owner_id FROM change_log c JOIN projects p ON p.id = c.project_id \
+             WHERE c.{seq} IS NOT NULL GROUP BY p.owner_id HAVING COUNT(*) > $1) o"
+    ))
+    .bind::<BigInt, _>(budget);
+    let over: Vec<Target> = native!(&mut *conn, |c| over.load(c))?;
+    for owner in over {
+        let Some(through) = owner.through else {
+            continue;
+        };
+        let theirs = diesel::sql_query(format!(
+            "SELECT DISTINCT c.project_id AS id, CAST(NULL AS BIGINT) AS through \
+             FROM change_log c JOIN projects p ON p.id = c.project_id \
+             WHERE p.owner_id = $1 AND c.{seq} <= $2"
+        ))
+        .bind::<Text, _>(&owner.id)
+        .bind::<BigInt, _>(through);
+        let theirs: Vec<Target> = native!(&mut *conn, |c| theirs.load(c))?;
+        for project in theirs {
+            let at = projects.entry(project.id).or_insert(through);
+            *at = (*at).max(through);
+        }
+    }
+    Ok((projects.into_iter().collect(), users.into_iter().collect()))
+}
+
+/// Drops the audience's changes up to `through` and marks them gone, in
+/// that order: its mark, then its rows, as [`trim`] takes them. On
+/// PostgreSQL, a project or user being deleted (its row held `FOR
+/// UPDATE`) is passed over (its rows go with it), and one taken here
+/// (`FOR KEY SHARE`, which writers' shares do not conflict with) waits to
+/// be deleted until this commits: a deletion's cascade takes its rows and
+/// its mark in an order of its own. Returns how many rows it dropped.
+fn cut(conn: &mut AnyConnection, audience: Audience<'_>, through: i64) -> QueryResult<usize> {
+    let seq = numbering(conn);
+    let (column, id, mark, holder) = match audience {
+        Audience::Project(project) => (
+            "project_id",
+            project,
+            "INSERT INTO change_pruned (project_id, pruned_through) VALUES ($1, $2) \
+             ON CONFLICT (project_id) DO UPDATE SET pruned_through = excluded.pruned_through \
+             WHERE change_pruned.pruned_through < excluded.pruned_through",
+            "SELECT 1 AS n FROM projects WHERE id = $1 FOR KEY SHARE SKIP LOCKED",
+        ),
+        Audience::User(user) => (
+            "recipient_id",
+            user,
+            "UPDATE change_streams SET pruned_through = \
+             CASE WHEN owner_id = $1 THEN $2 ELSE pruned_through END \
+             WHERE owner_id = $1 AND pruned_through < $2",
+            "SELECT 1 AS n FROM users WHERE id = $1 FOR KEY SHARE SKIP LOCKED",
+        ),
+    };
+    if let AnyConnection::Postgresql(pg) = conn {
+        #[derive(QueryableByName)]
+        struct Held {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            #[allow(dead_code)] // (read only to be there)
+            n: i32,
+        }
+        let held: Option<Held> = diesel::sql_query(holder)
+            .bind::<Text, _>(id)
+            .get_result(pg)
+            .optional()?;
+        if held.is_none() {
+            return Ok(0);
+        }
+    }
+    let mark = diesel::sql_query(mark)
+        .bind::<Text, _>(id)
+        .bind::<BigInt, _>(through);
+    native!(&mut *conn, |c| mark.execute(c))?;
+    let drop = diesel::sql_query(format!(
+        "DELETE FROM change_log WHERE {seq} <= $1 AND {column} = $2"
+    ))
+    .bind::<BigInt, _>(through)
+    .bind::<Text, _>(id);
+    native!(&mut *conn, |c| drop.execute(c))
 }
 
 /// The first window of numbers a read looks into, and the largest.

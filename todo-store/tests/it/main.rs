@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod backends;
+mod caps;
 mod conformance;
 mod locks;
 mod properties;
