@@ -442,3 +442,149 @@ fn postgres_a_held_member_row_holds_up_no_reader() {
     let kinds: Vec<_> = bobs.changes.iter().map(|c| c.kind).collect();
     assert_eq!(kinds, [todo_core::ChangeKind::MemberAdded]);
 }
+
+/// The prune (hourly) racing the writers it trims after, the readers that
+/// number, and the deletions of projects and of a user whose old changes
+/// it is cutting: it held every project's mark at once, in no order, and
+/// wrote a mark for a project being deleted (which then failed on its
+/// reference). Now one project a transaction, passing over one being
+/// deleted. Nothing may fail; afterwards the owner is within the budget
+/// and nothing of the deleted projects is left.
+#[test]
+fn postgres_the_prune_racing_writers_readers_and_deletions_never_fails() {
+    const WRITES: u64 = 150;
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let url = url(&database);
+    let store = &database.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    let mut conn = PgConnection::establish(&url).unwrap();
+    let mut project = |owner: UserId, seconds: i64, old: u64, new: u64| {
+        let project = a_project(owner, "Busy", seconds);
+        assert!(store.insert_project_within(&project, None).unwrap());
+        let bob_in = member(bob, ProjectRole::Editor, seconds);
+        let put = store.put_member(project.id, &bob_in, 10, 100, at(seconds));
+        assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+        let task = task_in(project.id, owner, u64::try_from(seconds).unwrap());
+        store.insert_task(&task).unwrap();
+        fill(&url, project.id, old);
+        conn.batch_execute(&format!(
+            "UPDATE change_log SET recorded_at = 0 WHERE project_id = '{}'",
+            project.id
+        ))
+        .unwrap();
+        fill(&url, project.id, new);
+        (project.id, task.id)
+    };
+    // Alice's five: old changes to cut, and 55,000 in all, past her budget.
+    let hers: Vec<_> = (0..5)
+        .map(|k| project(alice, 10 + k, 3_000, 8_000))
+        .collect();
+    let carols: Vec<_> = (0..3).map(|k| project(carol, 20 + k, 2_000, 10)).collect();
+    store.changes_after(bob, LogPosition::START, 1).unwrap();
+
+    let other = SqlStore::open(&database.config).unwrap();
+    let stores = [store.clone(), other];
+    let barrier = Arc::new(Barrier::new(4 + 1 + 1 + 2));
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = [alice, bob]
+        .into_iter()
+        .enumerate()
+        .map(|(i, user)| reader(stores[i].clone(), user, barrier.clone(), done.clone()))
+        .collect();
+    let pruner = {
+        let (store, barrier) = (stores[0].clone(), barrier.clone());
+        std::thread::spawn(move || {
+            barrier.wait();
+            (0..5)
+                .filter_map(|_| store.prune_changes(at(0)).err())
+                .map(|error| format!("prune: {error}"))
+                .collect::<Vec<_>>()
+        })
+    };
+    let deleter = {
+        let (store, barrier) = (stores[1].clone(), barrier.clone());
+        let carols: Vec<ProjectId> = carols.iter().map(|(p, _)| *p).collect();
+        std::thread::spawn(move || {
+            barrier.wait();
+            let mut failures = Vec::new();
+            for project in &carols[..2] {
+                if let Err(error) = store.delete_project(carol, *project, None, at(100)) {
+                    failures.push(format!("delete_project: {error}"));
+                }
+            }
+            if let Err(error) = store.delete_user(carol, at(100)) {
+                failures.push(format!("delete_user: {error}"));
+            }
+            failures
+        })
+    };
+    let writers: Vec<_> = hers[..4]
+        .iter()
+        .enumerate()
+        .map(|(w, (_, task))| {
+            let (store, barrier, task) = (stores[w % 2].clone(), barrier.clone(), *task);
+            let user = if w % 2 == 0 { alice } else { bob };
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..WRITES)
+                    .filter_map(|n| touch(&store, user, task, n).err())
+                    .map(|error| format!("write: {error}"))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut failures: Vec<String> = writers
+        .into_iter()
+        .chain([pruner, deleter])
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    done.store(true, Ordering::SeqCst);
+    for r in readers {
+        failures.extend(r.join().unwrap().1);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+
+    store.prune_changes(at(0)).unwrap();
+    let mut conn = PgConnection::establish(&url).unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count = |conn: &mut PgConnection, sql: &str| -> i64 {
+        diesel::sql_query(sql).get_result::<N>(conn).unwrap().n
+    };
+    let alices = count(
+        &mut conn,
+        &format!(
+            "SELECT COUNT(*) AS n FROM change_log c JOIN projects p ON p.id = c.project_id \
+             WHERE p.owner_id = '{alice}'"
+        ),
+    );
+    assert!(
+        alices <= i64::try_from(todo_core::MAX_CHANGES_PER_OWNER).unwrap(),
+        "{alices}"
+    );
+    let old = count(
+        &mut conn,
+        "SELECT COUNT(*) AS n FROM change_log WHERE recorded_at = 0",
+    );
+    assert_eq!(old, 0, "retention cut the old");
+    for (project, _) in &carols {
+        let left = count(
+            &mut conn,
+            &format!("SELECT COUNT(*) AS n FROM change_log WHERE project_id = '{project}'"),
+        );
+        assert_eq!(left, 0);
+    }
+    let (head, largest, _) = numbers(&url);
+    assert!(largest.unwrap() <= head);
+}
