@@ -74,8 +74,10 @@ pub struct LeasedStream {
 pub struct RelayBatch {
     /// The changes to publish, in order.
     pub changes: Vec<Change>,
-    /// How far the stream moves on before the first of them: past the
-    /// changes retention dropped before they were relayed.
+    /// How far the stream moves on before the first of them: where it
+    /// was, or past what the read looked at when it found nothing to
+    /// publish. (Not past a mark of what retention or a cap dropped: a
+    /// project's mark is no floor for the stream's other changes.)
     pub skipped_through: LogPosition,
     /// Whether retention dropped changes before they were relayed.
     pub dropped: bool,
@@ -129,14 +131,16 @@ impl RelayService {
     }
 
     /// Up to `limit` changes of a leased stream after what it relayed, in
-    /// order. Changes that retention dropped before they were relayed are
-    /// passed over, and counted.
+    /// order. Changes that retention or a cap dropped before they were
+    /// relayed are passed over, and counted; the stream's others are not.
     pub fn pending(&self, leased: &LeasedStream, limit: usize) -> Result<RelayBatch> {
         let stream = leased.stream;
         let log = self
             .tasks
             .changes_after(stream.owner, stream.relayed_through, limit)?;
-        let mut skipped_through = stream.relayed_through.max(log.pruned_through);
+        // (what was dropped is not in the read; its mark is no floor for
+        // the stream's other changes: see `WebhookService::pending`)
+        let mut skipped_through = stream.relayed_through;
         let changes: Vec<Change> = log
             .changes
             .into_iter()

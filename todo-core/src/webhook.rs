@@ -705,10 +705,14 @@ impl WebhookService {
         let log = self
             .tasks
             .changes_after(webhook.owner, webhook.delivered_through, limit)?;
-        // Changes dropped before they were sent (retention, or the
-        // stream's cap) are passed over, and counted for the log.
+        // Changes dropped before they were sent (retention, a project's
+        // cap) are not in the read, and counted for the log. The mark is
+        // no floor for the rest: it is one project's (or the owner's
+        // own), and the stream's other changes below it are still there
+        // to send (review of session 22, M2: another user's busy project
+        // made a member's webhook skip the member's own changes).
         let dropped = log.pruned_through > webhook.delivered_through;
-        let mut skipped_through = webhook.delivered_through.max(log.pruned_through);
+        let mut skipped_through = webhook.delivered_through;
         let mut deliveries: Vec<Delivery> = Vec::new();
         let mut covers: Vec<LogPosition> = Vec::new();
         for change in log.changes {

@@ -131,6 +131,7 @@ conformance!(
     failing_webhooks_wait_longer_each_time_and_are_disabled_after_a_day,
     relayed_streams_are_leased_to_one_relay_and_settled_under_their_lease,
     the_relay_passes_over_what_retention_dropped,
+    a_projects_cut_is_no_floor_for_a_members_other_changes,
     busy_streams_cannot_keep_the_relay_from_the_others,
     slow_receivers_wait_before_their_next_lease,
     an_owner_holds_one_lease_at_a_time_however_many_webhooks,
@@ -2469,10 +2470,71 @@ fn the_relay_passes_over_what_retention_dropped(f: &Fixture) {
     assert_eq!(leased.len(), 1);
     let batch = relay.pending(&leased[0], 10).unwrap();
     let seqs: Vec<LogPosition> = batch.changes.iter().map(|c| c.position).collect();
+    // (what is gone is not read; the stream does not jump past its mark)
     assert_eq!(
         (seqs, batch.skipped_through, batch.dropped),
-        (vec![before[2]], before[1], true)
+        (vec![before[2]], LogPosition::START, true)
     );
+}
+
+/// Review of session 22, M2: a project's mark (its cap, retention) is not
+/// a floor for the rest of a member's stream. Bob, an editor of Alice's
+/// Garden, writes in his Inbox (his clock late: recorded after the cut
+/// below); Alice writes in Garden; retention cuts Garden past Bob's
+/// change. His webhook and his relay stream, behind both, still get his
+/// change (they jumped past it to Garden's mark), and are told something
+/// was dropped.
+fn a_projects_cut_is_no_floor_for_a_members_other_changes(f: &Fixture) {
+    use todo_core::EventFilter;
+    let store = &*f.store;
+    let (alice, bob, _, garden) = garden_of_three(store);
+    let clock = Arc::new(ManualClock::at(at(40)));
+    let hooks = webhooks(f.store.clone(), clock.clone(), None);
+    let hook = hooks.create(bob, hook_url(1), EventFilter::all()).unwrap();
+    let his = full_task(bob, 1, 1_000);
+    store.insert_task(&his).unwrap();
+    for n in 0..3 {
+        let task = Task {
+            project: garden.id,
+            created_by: alice,
+            ..full_task(alice, 10 + n, 30)
+        };
+        store.insert_task(&task).unwrap();
+    }
+    store.prune_changes(at(100)).unwrap();
+    let log = store
+        .changes_after(bob, hook.delivered_through, 100)
+        .unwrap();
+    let his_position = log.changes[0].position;
+    assert_eq!(log.changes.len(), 1, "Garden's are gone, his is there");
+    assert!(
+        log.pruned_through > his_position,
+        "Garden's mark is past his"
+    );
+
+    let leased = hooks.lease_due(10, Duration::from_secs(60)).unwrap();
+    assert_eq!(leased.len(), 1);
+    let pending = hooks.pending(&leased[0].webhook, 10).unwrap();
+    let sent: Vec<Option<TaskId>> = pending
+        .deliveries
+        .iter()
+        .map(|d| d.change.task_id())
+        .collect();
+    assert_eq!(sent, [Some(his.id)], "his webhook sends his change");
+    assert!(pending.dropped);
+
+    let relay = relay(f.store.clone(), clock);
+    let leased = relay.lease(10, Duration::from_secs(60)).unwrap();
+    let bobs = leased
+        .iter()
+        .find(|l| l.stream.owner == bob)
+        .expect("Bob's stream is behind");
+    let batch = relay.pending(bobs, 100).unwrap();
+    assert!(
+        batch.changes.iter().any(|c| c.position == his_position),
+        "his relay stream publishes his change"
+    );
+    assert!(batch.dropped);
 }
 
 /// Streams that are behind again at every round go after those waiting
