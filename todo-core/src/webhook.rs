@@ -833,7 +833,8 @@ pub struct Pending {
     /// change, and those of other kinds after it.
     pub covers: Vec<LogPosition>,
     /// How far the webhook moves on without sending anything (changes of
-    /// other kinds before the first delivery, or dropped by retention).
+    /// other kinds before the first delivery, or, when there is nothing to
+    /// send, as far as the read looked).
     pub skipped_through: LogPosition,
     /// Whether the log dropped changes before they were sent (retention,
     /// or a project's cap): passed over.

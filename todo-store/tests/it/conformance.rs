@@ -2016,7 +2016,7 @@ pub(crate) fn webhooks(
     )
 }
 
-fn hook_url(n: u32) -> todo_core::WebhookUrl {
+pub(crate) fn hook_url(n: u32) -> todo_core::WebhookUrl {
     todo_core::WebhookUrl::parse(&format!("https://hooks{n}.example.com/in"), false).unwrap()
 }
 
@@ -2328,7 +2328,7 @@ fn failing_webhooks_wait_longer_each_time_and_are_disabled_after_a_day(f: &Fixtu
     );
 }
 
-fn relay(store: Arc<dyn Stores>, clock: Arc<ManualClock>) -> todo_core::RelayService {
+pub(crate) fn relay(store: Arc<dyn Stores>, clock: Arc<ManualClock>) -> todo_core::RelayService {
     todo_core::RelayService::new(store.clone(), store, clock)
 }
 

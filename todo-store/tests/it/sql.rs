@@ -949,3 +949,111 @@ fn postgres_labels_stored_under_older_rules_still_read() {
     };
     labels_stored_under_older_rules_still_read(&database);
 }
+
+/// Review of session 22, B3: a read looks at most `MOST_WINDOWS` windows of
+/// the log's numbers (about 1.04 million); a webhook or relay stream whose
+/// next change lies further ahead got an empty read and stayed where it
+/// was, read again from there for ever. Here the log's numbering jumps two
+/// million ahead (as other users' changes since pruned would leave it):
+/// within a few rounds each reaches Alice's change and delivers it.
+fn a_webhook_and_the_relay_reach_a_change_past_one_reads_windows(
+    database: &todo_store::testing::TestDatabase,
+) {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+    use todo_core::testing::ManualClock;
+    use todo_core::{EventFilter, LogPosition};
+
+    use crate::conformance::{at, full_task, hook_url, new_user, relay, webhooks};
+
+    let store: Arc<dyn crate::backends::Stores> = Arc::new(database.store.clone());
+    let alice = new_user(&*store, "alice", 0).user.id;
+    let clock = Arc::new(ManualClock::at(at(10)));
+    let hooks = webhooks(store.clone(), clock.clone(), None);
+    let hook = hooks
+        .create(alice, hook_url(1), EventFilter::all())
+        .unwrap();
+    let relayer = relay(store.clone(), clock.clone());
+    // The relay's stream caught up to the head as well.
+    for leased in relayer.lease(10, Duration::from_secs(60)).unwrap() {
+        let head = store
+            .changes_after(leased.stream.owner, LogPosition::START, 1)
+            .unwrap()
+            .head;
+        assert!(relayer.settle(&leased, head).unwrap());
+    }
+    assert!(!store.any_unrelayed_stream(at(10)).unwrap());
+    let jump = match &database.config.url {
+        DatabaseUrl::Sqlite(_) => {
+            "UPDATE sqlite_sequence SET seq = seq + 2000000 WHERE name = 'change_log'"
+        }
+        DatabaseUrl::Postgres(_) => "UPDATE change_log_head SET last_seq = last_seq + 2000000",
+    };
+    match &database.config.url {
+        DatabaseUrl::Sqlite(path) => diesel::SqliteConnection::establish(path.to_str().unwrap())
+            .unwrap()
+            .batch_execute(jump)
+            .unwrap(),
+        DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
+            .unwrap()
+            .batch_execute(jump)
+            .unwrap(),
+    }
+    let task = full_task(alice, 1, 20);
+    store.insert_task(&task).unwrap();
+    // (one read from where the webhook is finds nothing: the bug's start)
+    let near = store
+        .changes_after(alice, hook.delivered_through, 10)
+        .unwrap();
+    assert!(near.changes.is_empty());
+    assert!(near.scanned_through < near.head);
+    let beyond = LogPosition::new(hook.delivered_through.get() + 2_000_000);
+    let position = store.changes_after(alice, beyond, 10).unwrap().changes[0].position;
+
+    let mut sent = None;
+    for round in 0..6 {
+        clock.advance(Duration::from_secs(120));
+        let leased = hooks.lease_due(10, Duration::from_secs(60)).unwrap();
+        assert_eq!(leased.len(), 1, "round {round}: the webhook is behind");
+        let pending = hooks.pending(&leased[0].webhook, 10).unwrap();
+        if let Some(delivery) = pending.deliveries.first() {
+            sent = Some(delivery.change.position);
+            break;
+        }
+        assert!(hooks.settle(&leased[0], &pending, Vec::new()).unwrap());
+    }
+    assert_eq!(sent, Some(position), "the webhook reached it");
+
+    let mut published = None;
+    for round in 0..6 {
+        clock.advance(Duration::from_secs(120));
+        let leased = relayer.lease(10, Duration::from_secs(60)).unwrap();
+        let Some(hers) = leased.iter().find(|l| l.stream.owner == alice) else {
+            panic!("round {round}: her stream is behind");
+        };
+        let batch = relayer.pending(hers, 10).unwrap();
+        if let Some(change) = batch.changes.first() {
+            published = Some(change.position);
+            break;
+        }
+        for leased in &leased {
+            assert!(relayer.settle(leased, batch.skipped_through).unwrap());
+        }
+    }
+    assert_eq!(published, Some(position), "the relay reached it");
+}
+
+#[test]
+fn sqlite_a_webhook_and_the_relay_reach_a_change_past_one_reads_windows() {
+    a_webhook_and_the_relay_reach_a_change_past_one_reads_windows(
+        &todo_store::testing::TestDatabase::sqlite(),
+    );
+}
+
+#[test]
+fn postgres_a_webhook_and_the_relay_reach_a_change_past_one_reads_windows() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    a_webhook_and_the_relay_reach_a_change_past_one_reads_windows(&database);
+}
