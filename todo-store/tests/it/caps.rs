@@ -202,3 +202,70 @@ fn postgres_an_owner_keeps_at_most_their_budget_across_projects() {
     };
     an_owner_keeps_at_most_their_budget_across_projects(&database);
 }
+
+/// Review of session 22, M5: a project trimmed only when one of its own
+/// changes took a number that trims (every 256th of the whole log), so a
+/// user writing a project and their Inbox in turn put every change of the
+/// project on odd numbers, and it never trimmed. The draw is at random
+/// now: a project past its cap, written in turn with the Inbox, trims.
+fn a_project_written_in_turn_with_the_inbox_still_trims(database: &TestDatabase) {
+    let store = &database.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let project = a_project(alice, "Busy", 10);
+    assert!(store.insert_project_within(&project, None).unwrap());
+    let task = task_in(project.id, alice, 1);
+    store.insert_task(&task).unwrap();
+    let inbox = full_task(alice, 2, 20);
+    store.insert_task(&inbox).unwrap();
+    fill(database, project.id, MAX_CHANGES_PER_PROJECT);
+    store.changes_after(alice, LogPosition::START, 1).unwrap();
+    let touch = |id| {
+        store
+            .modify_task(alice, id, &mut |current, _| {
+                let mut next = current.clone();
+                next.version = current.version.next();
+                Some(next)
+            })
+            .unwrap()
+            .unwrap();
+    };
+    // The project's changes on odd numbers, the Inbox's on even ones:
+    // where the old rule never trimmed the project.
+    if number(database, "SELECT MAX(pos) AS n FROM change_log") % 2 == 1 {
+        touch(inbox.id);
+    }
+    let mut writes = 0;
+    while number(
+        database,
+        &format!(
+            "SELECT COUNT(*) AS n FROM change_pruned WHERE project_id = '{}'",
+            project.id
+        ),
+    ) == 0
+    {
+        touch(task.id);
+        touch(inbox.id);
+        // (numbered, as a follower's reads do)
+        store.changes_after(alice, LogPosition::START, 1).unwrap();
+        writes += 1;
+        assert!(writes <= 16 * TRIM_EVERY, "no trim after {writes} turns");
+    }
+    let kept = project_rows(database, project.id);
+    assert!(
+        kept <= i64::try_from(MAX_CHANGES_PER_PROJECT).unwrap() + 1,
+        "{kept} kept"
+    );
+}
+
+#[test]
+fn sqlite_a_project_written_in_turn_with_the_inbox_still_trims() {
+    a_project_written_in_turn_with_the_inbox_still_trims(&TestDatabase::sqlite());
+}
+
+#[test]
+fn postgres_a_project_written_in_turn_with_the_inbox_still_trims() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    a_project_written_in_turn_with_the_inbox_still_trims(&database);
+}
