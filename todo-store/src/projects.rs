@@ -152,15 +152,29 @@ pub(crate) fn owned_projects(conn: &mut AnyConnection, owner: &str) -> QueryResu
 }
 
 /// The owner's member row of a project just made.
-fn owner_row(project: &Project) -> MemberRow {
-    MemberRow::of(
-        project.id,
-        &Member {
-            user: project.owner,
-            role: ProjectRole::Owner,
-            added_at: project.created_at,
-        },
-    )
+/// A project's owner as its member: they see all of its changes (their
+/// view starts at 0; a member's is set where they were added, and one left
+/// unset, NULL, sees nothing).
+fn owner_row(project: &Project) -> OwnerRow {
+    OwnerRow {
+        member: MemberRow::of(
+            project.id,
+            &Member {
+                user: project.owner,
+                role: ProjectRole::Owner,
+                added_at: project.created_at,
+            },
+        ),
+        joined_seq: Some(0),
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = project_members)]
+struct OwnerRow {
+    #[diesel(embed)]
+    member: MemberRow,
+    joined_seq: Option<i64>,
 }
 
 /// What a member's put did, inside its transaction.

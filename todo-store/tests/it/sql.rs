@@ -1057,3 +1057,93 @@ fn postgres_a_webhook_and_the_relay_reach_a_change_past_one_reads_windows() {
     };
     a_webhook_and_the_relay_reach_a_change_past_one_reads_windows(&database);
 }
+
+/// Review of session 22, m1: `project_members.joined_seq` had a default of
+/// 0, "sees the whole project": a membership inserted by any path that
+/// forgot to set where it starts would show its member everything before
+/// they joined. No default now: such a member sees nothing; members there
+/// when the log is made, and owners, start at 0.
+fn a_membership_without_a_start_sees_nothing(database: &todo_store::testing::TestDatabase) {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+    use diesel_migrations::{FileBasedMigrations, MigrationHarness as _};
+    use todo_core::{LogPosition, MemberPut, ProjectRole, ProjectStore as _, Task, TaskStore as _};
+
+    use crate::conformance::{a_project, at, full_task, member, new_user};
+
+    let store = &database.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let put = store.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Editor, 20),
+        10,
+        100,
+        at(20),
+    );
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let in_garden = |seed| Task {
+        project: garden.id,
+        created_by: alice,
+        ..full_task(alice, seed, 30)
+    };
+    store.insert_task(&in_garden(1)).unwrap();
+    // The log made again over Bob's membership (the migration down and
+    // up), then Carol's put in by a path that sets no start.
+    let carols = format!(
+        "INSERT INTO project_members (project_id, user_id, role, added_at) \
+         VALUES ('{}', '{carol}', 'viewer', 0)",
+        garden.id
+    );
+    let name = "000160";
+    match &database.config.url {
+        DatabaseUrl::Sqlite(path) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+            let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            let migrations = FileBasedMigrations::from_path(dir).unwrap();
+            let reverted = c.revert_last_migration(migrations.clone()).unwrap();
+            assert!(reverted.to_string().contains(name), "{reverted}");
+            c.run_pending_migrations(migrations).unwrap();
+            c.batch_execute(&carols).unwrap();
+        }
+        DatabaseUrl::Postgres(url) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+            let mut c = diesel::PgConnection::establish(url).unwrap();
+            let migrations = FileBasedMigrations::from_path(dir).unwrap();
+            let reverted = c.revert_last_migration(migrations.clone()).unwrap();
+            assert!(reverted.to_string().contains(name), "{reverted}");
+            c.run_pending_migrations(migrations).unwrap();
+            c.batch_execute(&carols).unwrap();
+        }
+    }
+    let task = in_garden(2);
+    store.insert_task(&task).unwrap();
+    let seen = |user| -> Vec<todo_core::TaskId> {
+        store
+            .changes_after(user, LogPosition::START, 100)
+            .unwrap()
+            .changes
+            .iter()
+            .filter_map(|c| c.task_id())
+            .collect()
+    };
+    assert_eq!(seen(alice), [task.id], "the owner sees the new log");
+    assert_eq!(seen(bob), [task.id], "a member from before sees it too");
+    assert!(seen(carol).is_empty(), "one with no start sees nothing");
+}
+
+#[test]
+fn sqlite_a_membership_without_a_start_sees_nothing() {
+    a_membership_without_a_start_sees_nothing(&todo_store::testing::TestDatabase::sqlite());
+}
+
+#[test]
+fn postgres_a_membership_without_a_start_sees_nothing() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    a_membership_without_a_start_sees_nothing(&database);
+}

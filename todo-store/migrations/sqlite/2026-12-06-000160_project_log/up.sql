@@ -24,10 +24,13 @@ UPDATE change_streams SET pruned_through = 0, relayed_through = 0;
 INSERT INTO change_streams (owner_id)
     SELECT id FROM users WHERE id NOT IN (SELECT owner_id FROM change_streams);
 -- Where each member's view of a project starts: the number of the change
--- that made them a member (0: all of it, for an owner); `joined_pos`, that
--- change's row.
+-- that made them a member (0: all of it, for an owner, and for everyone
+-- who is a member now); `joined_pos`, that change's row. No default: a
+-- member inserted without one (NULL) sees nothing of the project, rather
+-- than all of it (review of session 22, m1); owners are inserted with 0.
 ALTER TABLE project_members ADD COLUMN joined_pos BIGINT;
-ALTER TABLE project_members ADD COLUMN joined_seq BIGINT DEFAULT 0;
+ALTER TABLE project_members ADD COLUMN joined_seq BIGINT;
+UPDATE project_members SET joined_seq = 0;
 -- A project's changes up to this number are gone (retention, its cap):
 -- a table of its own, not a column of `projects`, whose rows every writer
 -- of a shared project holds shared (a trim that wrote there deadlocked two
