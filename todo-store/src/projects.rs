@@ -122,7 +122,7 @@ fn role(stored: &str) -> Result<ProjectRole, StoreError> {
 }
 
 /// Inserts `project` with its owner as its one member and records its
-/// making (an Inbox's: nothing) in the owner's stream.
+/// making (an Inbox's: nothing) as the project's first change.
 pub(crate) fn insert_project(conn: &mut AnyConnection, project: &Project) -> QueryResult<()> {
     diesel::insert_into(projects::table)
         .values(ProjectRow::of(project))
@@ -227,8 +227,9 @@ fn stored_wrong(what: &'static str) -> diesel::result::Error {
     diesel::result::Error::DeserializationError(what.into())
 }
 
-/// The project's members, in id order (the order streams are taken in),
-/// each with their role.
+/// The project's members, in id order (the order their own marks are
+/// taken in, when their `project.deleted` trims them), each with their
+/// role.
 fn members_in_order(conn: &mut AnyConnection, id: &str) -> QueryResult<Vec<(String, String)>> {
     project_members::table
         .filter(project_members::project_id.eq(id))
@@ -238,8 +239,8 @@ fn members_in_order(conn: &mut AnyConnection, id: &str) -> QueryResult<Vec<(Stri
 }
 
 /// Tells the others of a user's deletion (before it, in its transaction):
-/// each project the user owns is deleted (`project.deleted` in every
-/// member's stream), each of their memberships in others' projects ends
+/// each project the user owns is deleted (a `project.deleted` addressed
+/// to every member), each of their memberships in others' projects ends
 /// (`member.removed`, the membership's row gone first so that the removed
 /// member's own copy is recorded as for any removal).
 pub(crate) fn tell_of_leaving(
@@ -584,7 +585,7 @@ impl ProjectStore for SqlStore {
         let deleted = self.with_write_conn(|conn| {
             conn.transaction(|conn| {
                 // The project's row first, as every project and member
-                // write takes it, before the members and the streams.
+                // write takes it, before the members and the log.
                 lock_project(conn, &id)?;
                 let doomed = projects::table
                     .filter(projects::id.eq(&id))

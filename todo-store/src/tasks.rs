@@ -919,8 +919,8 @@ impl TaskStore for SqlStore {
         let max_projects = max_projects.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
         // On PostgreSQL everything the writes below take is taken first, in
         // the order every writer takes it (projects, accounts, tasks,
-        // members, then streams), since the writes take streams from the
-        // first task on: the plan's projects that may be there, the
+        // members, then the owner's task count and the log), since the
+        // writes take the count from the first task on: the plan's projects that may be there, the
         // account, the parents named that may be there with their
         // ancestors, the members of every project written to.
         let mut shared: Vec<String> = plan.projects.iter().map(|p| p.id.to_string()).collect();
@@ -1052,8 +1052,8 @@ impl TaskStore for SqlStore {
                         diesel::delete(task_labels::table.filter(task_labels::task_id.eq(&id)));
                     native!(&mut *conn, |c| old_labels.execute(c))?;
                     insert_labels(conn, &new)?;
-                    // (before the streams: a firing holds a reminder's row,
-                    // then takes streams; this takes them in that order too)
+                    // (before the change: a firing holds a reminder's row,
+                    // then records; this takes them in that order too)
                     schedule_reminders(conn, &changed, !current.reminders.is_empty())?;
                     reach.record(
                         conn,
@@ -1314,8 +1314,8 @@ impl TaskStore for SqlStore {
         let at = now.unix_micros();
         let mut woken = Vec::new();
         // One reminder a transaction: each takes only its own project's
-        // streams, in id order, as every writer does (a batch would take
-        // several projects' streams in no one order, and deadlock).
+        // row (shared) and its reminder's, as every writer does (a batch
+        // would take several projects' in no one order, and deadlock).
         for _ in 0..limit {
             let fired = self.with_write_conn(|conn| {
                 conn.transaction(|conn| {
@@ -1367,9 +1367,9 @@ impl TaskStore for SqlStore {
                         }
                     };
                     let mut row = TaskRow::from_task(&task, &owner);
-                    // Without its description (up to 40 KB): a reminder is
-                    // copied to every member, and says which task, not all
-                    // of it (the attack of #16 filled gigabytes with copies).
+                    // Without its description (up to 40 KB): a reminder says
+                    // which task, not all of it (the attack of #16 filled
+                    // gigabytes with copies, when each member had one).
                     row.description.clear();
                     // (the members as they are under the project's share;
                     // unlocked themselves: a firing waits on no member)

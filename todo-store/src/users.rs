@@ -179,11 +179,13 @@ impl UserStore for SqlStore {
 
     fn delete_user(&self, id: UserId, at: Timestamp) -> Result<bool, StoreError> {
         let id = id.to_string();
-        // Tasks, labels, refresh tokens, streams, their projects and
-        // memberships go with the user (ON DELETE CASCADE). On PostgreSQL
+        // Tasks, labels, refresh tokens, their bookkeeping row
+        // (`change_streams`), the changes addressed to them, their projects
+        // (with their changes) and memberships go with the user (ON DELETE
+        // CASCADE). On PostgreSQL
         // the projects they belong to are taken first, in id order, as
         // every project write and every writer of a shared project's tasks
-        // takes its project before any account or stream: then the user's
+        // takes its project before any account or count: then the user's
         // row, as every exchange of a refresh token locks it first
         // (`lock_owner`). No deadlock either way.
         let n = self.with_write_conn(|conn| {
