@@ -895,7 +895,10 @@ impl SqlStore {
             // The head first (every number up to it is handed out), the
             // changes, then the pruned mark: a pruning in between shows in
             // the mark (the reader is told to start over) rather than as
-            // a silent gap.
+            // a silent gap. (Three statements, no one snapshot: a trim
+            // that commits between the changes and the mark can tell a
+            // reader who did get everything to start over. Conservative,
+            // never a gap: review of session 22, m8.)
             let head = head(conn)?;
             let (rows, scanned) = read_windows(conn, &owner_id, after, head, limit)?;
             let pruned = pruned_for(conn, &owner_id)?;
