@@ -403,11 +403,16 @@ fn postgres_the_stream_counts_its_owners_tasks_and_repairs_a_drift() {
 }
 
 /// Another process's store hears of each change that commits (PostgreSQL's
-/// LISTEN/NOTIFY, from the log's trigger), with its owner, and of nothing
-/// that did not commit.
+/// LISTEN/NOTIFY, from the log's trigger): a project's change as its
+/// project (`p:`), a change addressed to one user as that user (`u:`),
+/// and nothing that did not commit. (Review of session 22, m6: an Inbox's
+/// id is its owner's, so a test that read either as a user passed
+/// whichever path fired.)
 #[test]
 fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
-    use crate::conformance::{full_task, new_user};
+    use crate::conformance::{a_project, at, full_task, member, new_user};
+    use todo_core::{MemberPut, ProjectId, ProjectRole, ProjectStore as _};
+    use todo_store::ChangeNotice;
 
     let Some(database) = todo_store::testing::TestDatabase::postgres() else {
         return;
@@ -420,20 +425,16 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
     let (reconnected_tx, reconnected) = std::sync::mpsc::channel();
     let listener = elsewhere
         .listen_for_changes(move |notice| match notice {
-            // (a task's change names its project: an Inbox's id is its
-            // owner's)
-            todo_store::ChangeNotice::Owner(owner) => {
-                let _ = heard_tx.send(owner);
-            }
-            todo_store::ChangeNotice::Project(project) => {
-                let _ = heard_tx.send(todo_core::UserId::from_uuid(*project.as_uuid()));
-            }
-            todo_store::ChangeNotice::Anyone => {
+            ChangeNotice::Anyone => {
                 let _ = reconnected_tx.send(());
+            }
+            notice => {
+                let _ = heard_tx.send(notice);
             }
         })
         .unwrap()
         .expect("PostgreSQL announces changes");
+    let alices = ChangeNotice::Project(ProjectId::inbox_of(alice));
     // Connected: everyone is rung once, for what went unheard before.
     reconnected.recv_timeout(Duration::from_secs(10)).unwrap();
     // The listener connects in the background: write until it hears one.
@@ -442,8 +443,8 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
     loop {
         writer.insert_task(&full_task(alice, n, 1)).unwrap();
         n += 1;
-        if let Ok(owner) = heard.recv_timeout(Duration::from_millis(200)) {
-            assert_eq!(owner, alice);
+        if let Ok(notice) = heard.recv_timeout(Duration::from_millis(200)) {
+            assert_eq!(notice, alices);
             break;
         }
         assert!(
@@ -454,10 +455,39 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
     while heard.recv_timeout(Duration::from_millis(300)).is_ok() {}
 
     writer.insert_task(&full_task(bob, 100, 1)).unwrap();
-    assert_eq!(heard.recv_timeout(Duration::from_secs(2)), Ok(bob));
+    assert_eq!(
+        heard.recv_timeout(Duration::from_secs(2)),
+        Ok(ChangeNotice::Project(ProjectId::inbox_of(bob)))
+    );
     // A creation refused by the quota records nothing, so announces nothing.
     assert!(!writer.insert_within(&full_task(bob, 101, 1), 1).unwrap());
     assert!(heard.recv_timeout(Duration::from_millis(500)).is_err());
+
+    // A shared project's changes name it; Bob's removal from it is also
+    // addressed to him alone.
+    let garden = a_project(alice, "Garden", 10);
+    assert!(writer.insert_project_within(&garden, None).unwrap());
+    let put = writer.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Editor, 20),
+        10,
+        100,
+        at(20),
+    );
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let project = ChangeNotice::Project(garden.id);
+    for _ in 0..2 {
+        assert_eq!(heard.recv_timeout(Duration::from_secs(2)), Ok(project));
+    }
+    assert!(writer.remove_member(garden.id, bob, at(30)).unwrap());
+    let mut removal = vec![
+        heard.recv_timeout(Duration::from_secs(2)).unwrap(),
+        heard.recv_timeout(Duration::from_secs(2)).unwrap(),
+    ];
+    removal.sort_by_key(|n| format!("{n:?}"));
+    let mut expected = vec![project, ChangeNotice::Owner(bob)];
+    expected.sort_by_key(|n| format!("{n:?}"));
+    assert_eq!(removal, expected);
 
     // The listener's connection killed: it reconnects, rings everyone,
     // and hears again.
@@ -476,7 +506,7 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
     }
     reconnected.recv_timeout(Duration::from_secs(10)).unwrap();
     writer.insert_task(&full_task(alice, 200, 1)).unwrap();
-    assert_eq!(heard.recv_timeout(Duration::from_secs(5)), Ok(alice));
+    assert_eq!(heard.recv_timeout(Duration::from_secs(5)), Ok(alices));
     drop(listener);
 }
 
