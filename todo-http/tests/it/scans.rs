@@ -23,6 +23,8 @@ use tower::ServiceExt as _;
 /// The in-memory store, whose text searches wait until released.
 struct HeldSearches {
     tasks: Arc<MemoryStore>,
+    /// Whose reads of the log wait until released, like searches.
+    held_feeds: Mutex<Option<UserId>>,
     /// (searches inside the store now, released)
     state: Mutex<(usize, bool)>,
     changed: Condvar,
@@ -153,6 +155,21 @@ impl TaskStore for HeldSearches {
         after: LogPosition,
         limit: usize,
     ) -> Result<ChangeLog, StoreError> {
+        let held = *self
+            .held_feeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if held == Some(owner) {
+            let mut state = self.state();
+            state.0 += 1;
+            while !state.1 {
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            state.0 -= 1;
+        }
         self.tasks.changes_after(owner, after, limit)
     }
     fn prune_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
@@ -217,6 +234,7 @@ fn setup(names: &[&str]) -> Setup {
     }
     let held = Arc::new(HeldSearches {
         tasks: store.clone(),
+        held_feeds: Mutex::default(),
         state: Mutex::default(),
         changed: Condvar::new(),
     });
@@ -340,4 +358,55 @@ async fn lists_across_more_than_32_projects_take_a_slot() {
     assert_eq!(search.await.unwrap().unwrap().status(), StatusCode::OK);
     let listed = app.clone().oneshot(get("/v1/tasks", wide)).await.unwrap();
     assert_eq!(listed.status(), StatusCode::OK, "the slot is free again");
+}
+
+/// Reads of the change log take one of their user's list slots (two), and
+/// hold it for as long as they read: one account reading its feed from
+/// many connections at once made everyone's feed reads slow (attack of
+/// session 22, F5). Its third read waits, then 429; another user's reads
+/// go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_reads_of_the_log_take_their_list_slots() {
+    let Setup {
+        app,
+        held,
+        users,
+        release: _release,
+        ..
+    } = setup(&["alice", "bob"]);
+    let ((alice_id, alice), bob) = (users[0].clone(), users[1].1.clone());
+    *held
+        .held_feeds
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some(alice_id);
+    let first = tokio::spawn(app.clone().oneshot(get("/v1/changes", &alice)));
+    let second = tokio::spawn(app.clone().oneshot(get("/v1/changes", &alice)));
+    let started = Instant::now();
+    while held.searching() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(5), "never read");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Her two slots are taken: a third read waits, then 429, never
+    // reaching the store; Bob's reads go on.
+    let third = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.clone().oneshot(get("/v1/changes", &alice)),
+    )
+    .await
+    .expect("the third read answered, not held in the store")
+    .unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(held.searching(), 2);
+    let bobs = app.clone().oneshot(get("/v1/changes", &bob)).await.unwrap();
+    assert_eq!(bobs.status(), StatusCode::OK);
+    held.release();
+    for read in [first, second] {
+        assert_eq!(read.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    let again = app
+        .clone()
+        .oneshot(get("/v1/changes", &alice))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
 }
