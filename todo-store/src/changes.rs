@@ -235,8 +235,14 @@ pub(crate) fn record_deletions(
         native!(&mut *conn, |c| insert.execute(c))?;
     }
     // A deletion of a whole subtree is the likeliest write to take a
-    // project past its cap: it trims, whatever the numbers it took.
-    trim(conn, Audience::Project(project))
+    // project past its cap: it trims, whatever the numbers it took. A
+    // deletion of one task is one change, drawn as any write is (it
+    // trimmed every time, counting the owner's other projects each time
+    // once their budget was checked there).
+    if ids.len() > 1 || trims_now(at) {
+        trim(conn, Audience::Project(project))?;
+    }
+    Ok(())
 }
 
 /// Inserts `row`, and trims its audience's changes to the cap when its
