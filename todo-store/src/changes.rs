@@ -433,36 +433,52 @@ pub(crate) fn any_unnumbered(conn: &mut AnyConnection) -> QueryResult<bool> {
     let AnyConnection::Postgresql(pg) = conn else {
         return Ok(false);
     };
-    Ok(rows_waiting(pg)? || members_waiting(pg)?)
+    let waiting = waiting(pg)?;
+    Ok(waiting.rows || waiting.members)
 }
 
-/// Whether a committed change waits for its number.
-fn rows_waiting(pg: &mut diesel::PgConnection) -> QueryResult<bool> {
-    let waiting = change_log::table
-        .filter(change_log::seq.is_null())
-        .select(change_log::pos)
-        .limit(1);
-    Ok(waiting.get_result::<i64>(pg).optional()?.is_some())
+/// What waits for the numbering (every reader asks, in one statement).
+struct Waiting {
+    /// A committed change waits for its number.
+    rows: bool,
+    /// A member's view of a project waits for its start (`joined_seq`)
+    /// though their addition is numbered: a [`number_committed`] passed
+    /// them over, their row held by a writer.
+    members: bool,
 }
 
-/// Whether a member's view of a project waits for its start (`joined_seq`)
-/// though their addition is numbered: a [`number_committed`] passed them
-/// over, their row held by a writer.
-fn members_waiting(pg: &mut diesel::PgConnection) -> QueryResult<bool> {
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = BigInt)]
-        #[allow(dead_code)] // (read only to be there)
-        pos: i64,
+fn waiting(pg: &mut diesel::PgConnection) -> QueryResult<Waiting> {
+    let (rows, members) = WaitingQuery.get_result::<(bool, bool)>(pg)?;
+    Ok(Waiting { rows, members })
+}
+
+/// [`waiting`]'s statement, with a static query id, so that diesel keeps
+/// it prepared (a `sql_query` is prepared again at every run, and every
+/// read of the log runs this one).
+#[derive(Debug, Clone, Copy)]
+struct WaitingQuery;
+
+impl QueryId for WaitingQuery {
+    type QueryId = WaitingQuery;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<diesel::pg::Pg> for WaitingQuery {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT EXISTS (SELECT 1 FROM change_log WHERE seq IS NULL), \
+             EXISTS (SELECT 1 FROM project_members m JOIN change_log c ON c.pos = m.joined_pos \
+                 WHERE m.joined_seq IS NULL AND c.seq IS NOT NULL)",
+        );
+        Ok(())
     }
-    let found: Option<Found> = diesel::sql_query(
-        "SELECT c.pos FROM project_members m JOIN change_log c ON c.pos = m.joined_pos \
-         WHERE m.joined_seq IS NULL AND c.seq IS NOT NULL LIMIT 1",
-    )
-    .get_result(pg)
-    .optional()?;
-    Ok(found.is_some())
 }
+
+impl Query for WaitingQuery {
+    type SqlType = (diesel::sql_types::Bool, diesel::sql_types::Bool);
+}
+
+impl<Conn> RunQueryDsl<Conn> for WaitingQuery {}
 
 /// Takes `change_log_head`'s row shared (PostgreSQL), for the rest of the
 /// transaction: a deletion whose cascade deletes rows of the log (a
@@ -495,7 +511,8 @@ pub(crate) fn number_committed(conn: &mut AnyConnection) -> QueryResult<()> {
     let AnyConnection::Postgresql(pg) = conn else {
         return Ok(());
     };
-    let numbered_any = rows_waiting(pg)? && number_rows(pg)?;
+    let waiting = waiting(pg)?;
+    let numbered_any = waiting.rows && number_rows(pg)?;
     // Members whose addition is numbered now see the project from it: in
     // a statement of its own, after the head's row is let go (holding it
     // while waiting on a member row a writer holds made every reader wait
@@ -505,7 +522,7 @@ pub(crate) fn number_committed(conn: &mut AnyConnection) -> QueryResult<()> {
     // member, `FOR SHARE`) may hold while waiting for the first. A member
     // whose row is held is passed over, and started by a numbering after
     // (`any_unnumbered` looks for them).
-    if numbered_any || members_waiting(pg)? {
+    if numbered_any || waiting.members {
         diesel::sql_query(
             "UPDATE project_members m SET joined_seq = c.seq FROM change_log c \
              WHERE (m.project_id, m.user_id) IN (SELECT w.project_id, w.user_id \
