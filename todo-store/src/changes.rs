@@ -538,11 +538,6 @@ pub(crate) fn number_committed(conn: &mut AnyConnection) -> QueryResult<()> {
 /// Numbers committed rows, a batch at a time, under the head's row (see
 /// [`number_committed`]); whether it numbered any.
 fn number_rows(pg: &mut diesel::PgConnection) -> QueryResult<bool> {
-    #[derive(QueryableByName)]
-    struct Head {
-        #[diesel(sql_type = BigInt)]
-        last_seq: i64,
-    }
     // A batch at a time, each in a transaction of its own (the head's row
     // held briefly); a burst past the last batch is numbered by the next
     // reader. The batch's rows are locked before they are ranked: a row
@@ -551,33 +546,89 @@ fn number_rows(pg: &mut diesel::PgConnection) -> QueryResult<bool> {
     // the head moves by as many (review of session 22: ranked first, a
     // deleted row's rank was skipped, a number went above the head, and
     // every numbering after failed on the unique index).
+    //
+    // Readers do not queue to number one after another (review of session
+    // 22, M7): one that finds the head taken waits for that numbering to
+    // end (`FOR KEY SHARE`, a statement of its own: no lock kept, and a
+    // deletion's share does not hold it up), and queues to number
+    // (`FOR UPDATE`) only if a change that had committed when it looked
+    // still waits.
+    let reach = waiting_through(pg)?;
+    if reach == 0 {
+        return Ok(false);
+    }
     let mut numbered_any = false;
-    for _ in 0..NUMBERING_BATCHES {
-        let numbered = pg.transaction(|pg| {
-            let head: Head =
-                diesel::sql_query("SELECT last_seq FROM change_log_head WHERE id = 1 FOR UPDATE")
-                    .get_result(pg)?;
-            let numbered = diesel::sql_query(
-                "WITH batch AS (SELECT pos FROM change_log WHERE seq IS NULL \
-                     ORDER BY pos LIMIT $2 FOR UPDATE), \
-                 ranked AS (SELECT pos, row_number() OVER (ORDER BY pos) AS rank FROM batch) \
-                 UPDATE change_log c SET seq = $1 + r.rank FROM ranked r WHERE c.pos = r.pos",
-            )
-            .bind::<BigInt, _>(head.last_seq)
-            .bind::<BigInt, _>(NUMBERING_BATCH)
-            .execute(pg)?;
-            let numbered = i64::try_from(numbered).unwrap_or(i64::MAX);
-            diesel::sql_query("UPDATE change_log_head SET last_seq = last_seq + $1 WHERE id = 1")
-                .bind::<BigInt, _>(numbered)
+    match pg.transaction(|pg| number_batch(pg, true))? {
+        Some(numbered) if numbered < NUMBERING_BATCH => return Ok(numbered > 0),
+        Some(_) => numbered_any = true,
+        None => {
+            diesel::sql_query("SELECT 1 FROM change_log_head WHERE id = 1 FOR KEY SHARE")
                 .execute(pg)?;
-            Ok::<_, diesel::result::Error>(numbered)
-        })?;
+            if !still_waiting(pg, reach)? {
+                return Ok(false);
+            }
+        }
+    }
+    for _ in 0..NUMBERING_BATCHES {
+        let numbered = pg.transaction(|pg| number_batch(pg, false))?.unwrap_or(0);
         numbered_any |= numbered > 0;
         if numbered < NUMBERING_BATCH {
             break;
         }
     }
     Ok(numbered_any)
+}
+
+/// Numbers one batch under the head's row, in the caller's transaction;
+/// `None` if `skip` and the row is taken.
+fn number_batch(pg: &mut diesel::PgConnection, skip: bool) -> QueryResult<Option<i64>> {
+    #[derive(QueryableByName)]
+    struct Head {
+        #[diesel(sql_type = BigInt)]
+        last_seq: i64,
+    }
+    let head = diesel::sql_query(if skip {
+        "SELECT last_seq FROM change_log_head WHERE id = 1 FOR UPDATE SKIP LOCKED"
+    } else {
+        "SELECT last_seq FROM change_log_head WHERE id = 1 FOR UPDATE"
+    });
+    let Some(head) = head.get_result::<Head>(pg).optional()? else {
+        return Ok(None);
+    };
+    let numbered = diesel::sql_query(
+        "WITH batch AS (SELECT pos FROM change_log WHERE seq IS NULL \
+             ORDER BY pos LIMIT $2 FOR UPDATE), \
+         ranked AS (SELECT pos, row_number() OVER (ORDER BY pos) AS rank FROM batch) \
+         UPDATE change_log c SET seq = $1 + r.rank FROM ranked r WHERE c.pos = r.pos",
+    )
+    .bind::<BigInt, _>(head.last_seq)
+    .bind::<BigInt, _>(NUMBERING_BATCH)
+    .execute(pg)?;
+    let numbered = i64::try_from(numbered).unwrap_or(i64::MAX);
+    if numbered > 0 {
+        diesel::sql_query("UPDATE change_log_head SET last_seq = last_seq + $1 WHERE id = 1")
+            .bind::<BigInt, _>(numbered)
+            .execute(pg)?;
+    }
+    Ok(Some(numbered))
+}
+
+/// The last committed change waiting for its number (0: none).
+fn waiting_through(pg: &mut diesel::PgConnection) -> QueryResult<i64> {
+    let last = change_log::table
+        .filter(change_log::seq.is_null())
+        .select(diesel::dsl::max(change_log::pos));
+    Ok(last.get_result::<Option<i64>>(pg)?.unwrap_or(0))
+}
+
+/// Whether a change at or before `reach` still waits for its number.
+fn still_waiting(pg: &mut diesel::PgConnection, reach: i64) -> QueryResult<bool> {
+    let first = change_log::table
+        .filter(change_log::seq.is_null())
+        .filter(change_log::pos.le(reach))
+        .select(change_log::pos)
+        .limit(1);
+    Ok(first.get_result::<i64>(pg).optional()?.is_some())
 }
 
 /// How many changes one numbering takes at most, and how many numberings

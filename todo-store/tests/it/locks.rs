@@ -588,3 +588,31 @@ fn postgres_the_prune_racing_writers_readers_and_deletions_never_fails() {
     let (head, largest, _) = numbers(&url);
     assert!(largest.unwrap() <= head);
 }
+
+/// Review of session 22, M7: readers no longer queue to number one after
+/// another; one that finds the head's row taken waits for that numbering
+/// to end, and numbers what it saw waiting if that one did not. Here the
+/// row is held by a transaction that numbers nothing: Alice's change,
+/// committed before her read, is in that read once the row is let go.
+#[test]
+fn postgres_a_reader_behind_a_held_head_still_reads_its_own_change() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let url = url(&database);
+    let store = database.store.clone();
+    let alice = new_user(&store, "alice", 0).user.id;
+    store.changes_after(alice, LogPosition::START, 1).unwrap();
+    let task = full_task(alice, 1, 10);
+    store.insert_task(&task).unwrap();
+    let mut holder = PgConnection::establish(&url).unwrap();
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM change_log_head WHERE id = 1 FOR UPDATE")
+        .unwrap();
+    let reader = std::thread::spawn(move || store.changes_after(alice, LogPosition::START, 10));
+    wait_for_a_lock(&url, "%change_log_head%");
+    holder.batch_execute("ROLLBACK").unwrap();
+    let log = reader.join().unwrap().unwrap();
+    let ids: Vec<TaskId> = log.changes.iter().filter_map(|c| c.task_id()).collect();
+    assert_eq!(ids, [task.id]);
+}
