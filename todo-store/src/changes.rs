@@ -365,6 +365,10 @@ fn trim(conn: &mut AnyConnection, audience: Audience<'_>) -> QueryResult<()> {
     let Some(Cut { seq: through }) = cut else {
         return Ok(());
     };
+    let through = spare_unstarted(conn, audience, through)?;
+    if through <= 0 {
+        return Ok(());
+    }
     // (parameters bound in the order they first appear: SQLite numbers
     // them so)
     let mark = diesel::sql_query(mark)
@@ -417,13 +421,68 @@ fn numbering(conn: &AnyConnection) -> &'static str {
 /// session 22: 231 s for an idle relay's look at 12,000 users).
 pub(crate) fn stream_past(conn: &AnyConnection, user: &str, after: &str) -> String {
     let seq = numbering(conn);
+    let joined = joined_from(conn, "fm");
     format!(
         "(EXISTS (SELECT 1 FROM project_members fm JOIN change_log fc \
             ON fc.project_id = fm.project_id \
-            WHERE fm.user_id = {user} AND fc.{seq} >= fm.joined_seq AND fc.{seq} > {after}) \
+            WHERE fm.user_id = {user} AND fc.{seq} >= {joined} AND fc.{seq} > {after}) \
          OR EXISTS (SELECT 1 FROM change_log fr \
             WHERE fr.recipient_id = {user} AND fr.{seq} > {after}))"
     )
+}
+
+/// SQL for the number from which the member row `member` (an alias of
+/// `project_members`) sees its project: their start (`joined_seq`) or,
+/// while it is not set (PostgreSQL: the numbering sets it after it has
+/// committed the number, and passes over a member whose row is held), the
+/// number of the change that added them, read from its row (`joined_pos`).
+/// A read that looks past that number therefore sees the addition
+/// whatever the cached start says: reading the cache alone, a new member
+/// whose start was not set yet saw nothing of the project while their
+/// cursor moved past their addition, and missed it and the project's
+/// first changes for good (review of session 23, blocker 1). NULL while
+/// the addition is not numbered: any number it gets is above the head, so
+/// the member sees nothing yet and misses nothing. The view
+/// `change_feed` says the same in SQL (PostgreSQL migration).
+fn joined_from(conn: &AnyConnection, member: &str) -> String {
+    match conn {
+        AnyConnection::Sqlite(_) => format!("{member}.joined_seq"),
+        AnyConnection::Postgresql(_) => format!(
+            "COALESCE({member}.joined_seq, \
+             (SELECT j.seq FROM change_log j WHERE j.pos = {member}.joined_pos))"
+        ),
+    }
+}
+
+/// The most a trim or prune of `audience` may cut, given that it would cut
+/// up to `through`: below the addition of every member of the project
+/// whose start is not set yet. Cut, the addition's row could no longer
+/// tell where their view starts ([`joined_from`]), nor the numbering set
+/// it: they would see nothing of the project for good (review of session
+/// 23, blocker 1). On SQLite every start is set with the addition. Run
+/// after `through` was chosen among numbered rows: an addition numbered
+/// since has a number above it.
+fn spare_unstarted(
+    conn: &mut AnyConnection,
+    audience: Audience<'_>,
+    through: i64,
+) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct First {
+        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        seq: Option<i64>,
+    }
+    let (AnyConnection::Postgresql(pg), Audience::Project(project)) = (conn, audience) else {
+        return Ok(through);
+    };
+    let first: First = diesel::sql_query(
+        "SELECT MIN(c.seq) AS seq FROM project_members m \
+         JOIN change_log c ON c.pos = m.joined_pos \
+         WHERE m.project_id = $1 AND m.joined_seq IS NULL AND c.seq IS NOT NULL",
+    )
+    .bind::<Text, _>(project)
+    .get_result(pg)?;
+    Ok(first.seq.map_or(through, |first| through.min(first - 1)))
 }
 
 /// Whether any change waits to be numbered, or any member's view of a
@@ -810,8 +869,8 @@ pub(crate) fn record_beyond(
 
 /// Where `user`'s view of `project` starts: at the change that made them a
 /// member, the row `pos`. Its number on SQLite; on PostgreSQL the number
-/// it will get ([`number_committed`] sets it: until then the member sees
-/// nothing of the project's changes, nor their own addition).
+/// it will get ([`number_committed`] sets it; until then reads take it
+/// from the addition's row: [`joined_from`]).
 pub(crate) fn set_joined(
     conn: &mut AnyConnection,
     project: &str,
@@ -1136,6 +1195,10 @@ fn cut(conn: &mut AnyConnection, audience: Audience<'_>, through: i64) -> QueryR
             return Ok(0);
         }
     }
+    let through = spare_unstarted(conn, audience, through)?;
+    if through <= 0 {
+        return Ok(0);
+    }
     let mark = diesel::sql_query(mark)
         .bind::<Text, _>(id)
         .bind::<BigInt, _>(through);
@@ -1216,10 +1279,11 @@ fn pruned_for(conn: &mut AnyConnection, owner_id: &str) -> QueryResult<i64> {
         #[diesel(sql_type = BigInt)]
         pruned_through: i64,
     }
-    let theirs = diesel::sql_query(
-        "SELECT m.joined_seq, p.pruned_through FROM project_members m \
+    let theirs = diesel::sql_query(format!(
+        "SELECT {} AS joined_seq, p.pruned_through FROM project_members m \
          JOIN change_pruned p ON p.project_id = m.project_id WHERE m.user_id = $1",
-    )
+        joined_from(conn, "m")
+    ))
     .bind::<Text, _>(owner_id);
     let theirs: Vec<Theirs> = native!(&mut *conn, |c| theirs.load(c))?;
     let theirs = theirs.into_iter().map(|t| (t.joined_seq, t.pruned_through));

@@ -11,8 +11,8 @@ use std::sync::{Arc, Barrier};
 use diesel::connection::SimpleConnection as _;
 use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
 use todo_core::{
-    LogPosition, MAX_CHANGES_PER_PROJECT, MemberPut, ProjectId, ProjectRole, ProjectStore as _,
-    Task, TaskId, TaskStore as _, TaskVersion, Title, UserId, UserStore as _,
+    ChangeKind, LogPosition, MAX_CHANGES_PER_PROJECT, MemberPut, ProjectId, ProjectRole,
+    ProjectStore as _, Task, TaskId, TaskStore as _, TaskVersion, Title, UserId, UserStore as _,
 };
 use todo_store::testing::TestDatabase;
 use todo_store::{DatabaseUrl, SqlStore};
@@ -393,11 +393,24 @@ fn postgres_deletions_racing_the_numbering_leave_the_log_whole() {
     assert_eq!(largest, Some(head), "the newest change holds the head");
 }
 
+/// Where a client goes on from after `log`: past its last change, or as
+/// far as the read looked (`TaskService::changes`, SSE, webhooks and the
+/// relay all go on so).
+fn next_cursor(log: &todo_core::ChangeLog) -> LogPosition {
+    log.changes
+        .last()
+        .map_or(log.scanned_through, |c| c.position.max(log.scanned_through))
+}
+
 /// The numbering starts a new member's view of the project (`joined_seq`)
 /// without waiting for their row: a writer holding it (`FOR SHARE`, as
 /// every writer of the project holds its caller's) kept every reader
 /// waiting, and a deletion holding some members' rows could wait on it in
-/// turn. A member passed over is started by a later read.
+/// turn. A member passed over is started by a later read; meanwhile they
+/// see the project from their addition's number (review of session 23,
+/// blocker 1: they saw nothing, their cursor moved past their addition,
+/// and the read that started them, from that cursor, missed it for good;
+/// this test read again from the start, which hid it).
 #[test]
 fn postgres_a_held_member_row_holds_up_no_reader() {
     let Some(database) = TestDatabase::postgres() else {
@@ -433,14 +446,168 @@ fn postgres_a_held_member_row_holds_up_no_reader() {
         started.elapsed()
     );
     assert_eq!(alices.changes.len(), 2, "Garden made, Bob added");
-    // Bob's view has not started: nothing of Garden yet.
-    let bobs = store.changes_after(bob, LogPosition::START, 100).unwrap();
-    assert!(bobs.changes.is_empty(), "{:?}", bobs.changes);
+    // Bob reads while his start is not set, then from where that read
+    // told him to go on, once his row is let go (and the read starts him).
+    let first = store.changes_after(bob, LogPosition::START, 100).unwrap();
     holder.batch_execute("ROLLBACK").unwrap();
-    // Nothing waits to be numbered, but Bob does: the next read starts him.
-    let bobs = store.changes_after(bob, LogPosition::START, 100).unwrap();
-    let kinds: Vec<_> = bobs.changes.iter().map(|c| c.kind).collect();
-    assert_eq!(kinds, [todo_core::ChangeKind::MemberAdded]);
+    let second = store.changes_after(bob, next_cursor(&first), 100).unwrap();
+    let kinds: Vec<_> = first
+        .changes
+        .iter()
+        .chain(&second.changes)
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(kinds, [ChangeKind::MemberAdded]);
+    assert_eq!(unstarted(&url), 0, "the read after started Bob");
+}
+
+/// How many members' starts (`joined_seq`) are not set.
+fn unstarted(url: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = PgConnection::establish(url).unwrap();
+    let n: N =
+        diesel::sql_query("SELECT count(*) AS n FROM project_members WHERE joined_seq IS NULL")
+            .get_result(&mut conn)
+            .unwrap();
+    n.n
+}
+
+/// Review of session 23, blocker 1, the usual case: a new member's reader
+/// finds the numbering taken by another reader (the `member.added`
+/// notice wakes the adder's and the new member's streams together), waits
+/// for it, and reads at the head it committed before that reader has set
+/// the member's start. Here the test is that other reader: it holds the
+/// head, numbers the addition and Alice's next change, and commits
+/// without starting Bob. Bob's read, and his next one from the cursor it
+/// gave, must hold his addition and the change after it: they held
+/// neither (the first saw nothing of Garden and went past both).
+#[test]
+fn postgres_a_new_member_reading_behind_a_numbering_misses_nothing() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let url = url(&database);
+    let store = database.store.clone();
+    let alice = new_user(&store, "alice", 0).user.id;
+    let bob = new_user(&store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    store.changes_after(alice, LogPosition::START, 1).unwrap();
+    let put = store.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Editor, 20),
+        10,
+        100,
+        at(20),
+    );
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let task = task_in(garden.id, alice, 1);
+    store.insert_task(&task).unwrap();
+    let mut holder = PgConnection::establish(&url).unwrap();
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM change_log_head WHERE id = 1 FOR UPDATE")
+        .unwrap();
+    let reader = {
+        let store = store.clone();
+        std::thread::spawn(move || store.changes_after(bob, LogPosition::START, 100))
+    };
+    wait_for_a_lock(&url, "%change_log_head%");
+    holder
+        .batch_execute(
+            "WITH ranked AS (SELECT pos, row_number() OVER (ORDER BY pos) AS rank \
+                 FROM change_log WHERE seq IS NULL) \
+             UPDATE change_log c SET seq = h.last_seq + r.rank \
+                 FROM ranked r, change_log_head h WHERE c.pos = r.pos; \
+             UPDATE change_log_head SET last_seq = (SELECT max(seq) FROM change_log) \
+                 WHERE id = 1; \
+             COMMIT",
+        )
+        .unwrap();
+    let first = reader.join().unwrap().unwrap();
+    let second = store.changes_after(bob, next_cursor(&first), 100).unwrap();
+    let kinds: Vec<_> = first
+        .changes
+        .iter()
+        .chain(&second.changes)
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(kinds, [ChangeKind::MemberAdded, ChangeKind::TaskCreated]);
+    let ids: Vec<TaskId> = first
+        .changes
+        .iter()
+        .chain(&second.changes)
+        .filter_map(|c| c.task_id())
+        .collect();
+    assert_eq!(ids, [task.id]);
+}
+
+/// Review of session 23, blocker 1's edge: a prune (or trim) that cut a
+/// new member's addition before their start was set left them with
+/// nothing to start from: they saw nothing of the project, for good. The
+/// prune here cuts everything Garden has (retention, its clock past every
+/// change) while Bob's row is held; it must spare his addition, and Bob
+/// must see it and what Alice writes after.
+#[test]
+fn postgres_a_prune_spares_the_addition_of_a_member_not_started() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let url = url(&database);
+    let store = &database.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let put = store.put_member(
+        garden.id,
+        &member(bob, ProjectRole::Editor, 20),
+        10,
+        100,
+        at(20),
+    );
+    assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    let mut holder = PgConnection::establish(&url).unwrap();
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM project_members WHERE project_id = '{}' AND user_id = '{bob}' \
+             FOR SHARE",
+            garden.id
+        ))
+        .unwrap();
+    let before = store.changes_after(alice, LogPosition::START, 100).unwrap();
+    let kinds: Vec<_> = before.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [ChangeKind::ProjectCreated, ChangeKind::MemberAdded]);
+    let (made, added) = (before.changes[0].position, before.changes[1].position);
+    assert_eq!(
+        unstarted(&url),
+        1,
+        "Bob's addition numbered, his start not set"
+    );
+    assert!(store.prune_changes(at(1_000)).unwrap() >= 1);
+    let after = store.changes_after(alice, LogPosition::START, 100).unwrap();
+    assert!(
+        made <= after.pruned_through && after.pruned_through < added,
+        "Garden's creation cut, Bob's addition spared: {after:?}"
+    );
+    holder.batch_execute("ROLLBACK").unwrap();
+    let task = task_in(garden.id, alice, 1);
+    store.insert_task(&task).unwrap();
+    let log = store.changes_after(bob, LogPosition::START, 100).unwrap();
+    let kinds: Vec<_> = log.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [ChangeKind::MemberAdded, ChangeKind::TaskCreated]);
+    assert!(log.pruned_through < log.changes[0].position, "{log:?}");
+    // Started now, Bob no longer holds the prune back.
+    assert_eq!(unstarted(&url), 0);
+    store.prune_changes(at(1_000)).unwrap();
+    let alices = store.changes_after(alice, LogPosition::START, 100).unwrap();
+    assert!(
+        alices.pruned_through >= added,
+        "the addition is cut once Bob has started: {alices:?}"
+    );
 }
 
 /// The prune (hourly) racing the writers it trims after, the readers that
