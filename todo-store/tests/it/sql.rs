@@ -875,10 +875,14 @@ fn postgres_the_due_key_migration_goes_down_and_up_over_stored_tasks() {
 /// The project log's numbers start past every number of the per-user log
 /// it replaces: webhook deliveries and relayed messages are named by
 /// number, and a receiver that drops names it has seen must not drop a new
-/// change (review of session 22, M6).
+/// change (review of session 22, M6). Past the numbers of the changes
+/// left and past every stream's last number: a user idle past retention
+/// has no change left, and their stream's number can be the largest
+/// (review of session 23, major 2: the log started past the changes
+/// left only).
 fn the_project_logs_numbers_start_past_the_old_logs(database: &todo_store::testing::TestDatabase) {
-    use diesel::Connection as _;
     use diesel::connection::SimpleConnection as _;
+    use diesel::{Connection as _, RunQueryDsl as _};
     use diesel_migrations::{FileBasedMigrations, MigrationHarness as _};
     use todo_core::{LogPosition, TaskStore as _};
 
@@ -886,10 +890,22 @@ fn the_project_logs_numbers_start_past_the_old_logs(database: &todo_store::testi
 
     let store = &database.store;
     let owner = new_user(store, "alice", 0).user.id;
+    let idle = new_user(store, "ida", 1).user.id;
+    // Alice's change is left; Ida's were all pruned, her stream's number
+    // stays (and is the largest).
     let old = format!(
         "INSERT INTO changes (owner_id, seq, kind, task_id, recorded_at) \
-         VALUES ('{owner}', 4321, 'task.deleted', 'gone', 1)"
+         VALUES ('{owner}', 4321, 'task.deleted', 'gone', 1); \
+         UPDATE change_streams SET last_seq = 4400 WHERE owner_id = '{owner}'; \
+         UPDATE change_streams SET last_seq = 98765 WHERE owner_id = '{idle}'"
     );
+    let streams =
+        format!("SELECT count(*) AS n FROM change_streams WHERE owner_id IN ('{owner}', '{idle}')");
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
     match &database.config.url {
         DatabaseUrl::Sqlite(path) => {
             let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
@@ -898,6 +914,8 @@ fn the_project_logs_numbers_start_past_the_old_logs(database: &todo_store::testi
             let reverted = c.revert_last_migration(migrations.clone()).unwrap();
             assert!(reverted.to_string().contains("000160"), "{reverted}");
             c.batch_execute(&old).unwrap();
+            let n: N = diesel::sql_query(&streams).get_result(&mut c).unwrap();
+            assert_eq!(n.n, 2, "both users have a stream");
             c.run_pending_migrations(migrations).unwrap();
         }
         DatabaseUrl::Postgres(url) => {
@@ -907,6 +925,8 @@ fn the_project_logs_numbers_start_past_the_old_logs(database: &todo_store::testi
             let reverted = c.revert_last_migration(migrations.clone()).unwrap();
             assert!(reverted.to_string().contains("000160"), "{reverted}");
             c.batch_execute(&old).unwrap();
+            let n: N = diesel::sql_query(&streams).get_result(&mut c).unwrap();
+            assert_eq!(n.n, 2, "both users have a stream");
             c.run_pending_migrations(migrations).unwrap();
         }
     }
@@ -914,7 +934,7 @@ fn the_project_logs_numbers_start_past_the_old_logs(database: &todo_store::testi
     let log = store.changes_after(owner, LogPosition::START, 10).unwrap();
     assert_eq!(log.changes.len(), 1);
     assert!(
-        log.changes[0].position > LogPosition::new(4321),
+        log.changes[0].position > LogPosition::new(98765),
         "{:?}",
         log.changes[0].position
     );

@@ -14,6 +14,24 @@
 -- new log's start (OPERATIONS.md: let them catch up before upgrading).
 DELETE FROM webhook_deliveries;
 UPDATE webhooks SET delivered_through = 0;
+-- PostgreSQL's writers commit in any order: a row is written with no
+-- number (`pos` only names it) and numbered once committed, by the
+-- sequencer (todo-store/src/changes.rs) under this table's one row, in
+-- the order it finds them; readers see numbered rows only.
+CREATE TABLE change_log_head (
+    id       SMALLINT PRIMARY KEY CHECK (id = 1),
+    last_seq BIGINT NOT NULL
+);
+-- The new numbers start past every number the old log handed out: webhook
+-- deliveries and relayed messages are named by owner (or webhook) and
+-- number, and a receiver that drops what it has seen must not drop a new
+-- change under an old name. Every number: each stream's last, read before
+-- that column goes, and not only those of the changes left (retention
+-- leaves none of a user idle for a month, whose stream's number may be
+-- the largest: review of session 23, major 2).
+INSERT INTO change_log_head (id, last_seq)
+    SELECT 1, GREATEST(COALESCE((SELECT MAX(seq) FROM changes), 0),
+                       COALESCE((SELECT MAX(last_seq) FROM change_streams), 0));
 -- change_streams keeps, per user, their task count (the quota), how far
 -- their own changes are pruned, and the relay's and webhooks' bookkeeping;
 -- numbers are no longer taken from it.
@@ -40,19 +58,6 @@ CREATE TABLE change_pruned (
     pruned_through BIGINT NOT NULL
 );
 
--- PostgreSQL's writers commit in any order: a row is written with no
--- number (`pos` only names it) and numbered once committed, by the
--- sequencer (todo-store/src/changes.rs) under this table's one row, in
--- the order it finds them; readers see numbered rows only.
-CREATE TABLE change_log_head (
-    id       SMALLINT PRIMARY KEY CHECK (id = 1),
-    last_seq BIGINT NOT NULL
-);
--- The new numbers start past every number the old log handed out: webhook
--- deliveries and relayed messages are named by owner (or webhook) and
--- number, and a receiver that drops what it has seen must not drop a new
--- change under an old name.
-INSERT INTO change_log_head (id, last_seq) SELECT 1, COALESCE(MAX(seq), 0) FROM changes;
 CREATE TABLE change_log (
     pos          BIGSERIAL PRIMARY KEY,
     seq          BIGINT UNIQUE,

@@ -14,32 +14,6 @@
 -- new log's start (OPERATIONS.md: let them catch up before upgrading).
 DELETE FROM webhook_deliveries;
 UPDATE webhooks SET delivered_through = 0;
--- change_streams keeps, per user, their task count (the quota), how far
--- their own changes are pruned, and the relay's and webhooks' bookkeeping;
--- numbers are no longer taken from it.
-ALTER TABLE change_streams DROP COLUMN last_seq;
-UPDATE change_streams SET pruned_through = 0, relayed_through = 0;
--- One row a user (the relay and webhooks go through them), made with each
--- account from now on.
-INSERT INTO change_streams (owner_id)
-    SELECT id FROM users WHERE id NOT IN (SELECT owner_id FROM change_streams);
--- Where each member's view of a project starts: the number of the change
--- that made them a member (0: all of it, for an owner, and for everyone
--- who is a member now); `joined_pos`, that change's row. No default: a
--- member inserted without one (NULL) sees nothing of the project, rather
--- than all of it (review of session 22, m1); owners are inserted with 0.
-ALTER TABLE project_members ADD COLUMN joined_pos BIGINT;
-ALTER TABLE project_members ADD COLUMN joined_seq BIGINT;
-UPDATE project_members SET joined_seq = 0;
--- A project's changes up to this number are gone (retention, its cap):
--- a table of its own, not a column of `projects`, whose rows every writer
--- of a shared project holds shared (a trim that wrote there deadlocked two
--- writers: review of session 22).
-CREATE TABLE change_pruned (
-    project_id     TEXT NOT NULL PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
-    pruned_through BIGINT NOT NULL
-);
-
 -- SQLite's writers take turns: a row's number (`pos`, which AUTOINCREMENT
 -- never hands out twice, even after the newest rows are deleted) is in
 -- commit order, and is its `seq`.
@@ -87,6 +61,44 @@ CREATE INDEX change_log_by_project ON change_log (project_id, pos)
 CREATE INDEX change_log_by_recipient ON change_log (recipient_id, pos)
     WHERE recipient_id IS NOT NULL;
 
+-- The new numbers start past every number the old log handed out: webhook
+-- deliveries and relayed messages are named by owner (or webhook) and
+-- number, and a receiver that drops what it has seen must not drop a new
+-- change under an old name. Every number: each stream's last, read before
+-- that column goes, and not only those of the changes left (retention
+-- leaves none of a user idle for a month, whose stream's number may be
+-- the largest: review of session 23, major 2). (SQLite's MAX of a NULL
+-- is NULL: each side is made 0 first.)
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'change_log', MAX(COALESCE((SELECT MAX(seq) FROM changes), 0),
+                             COALESCE((SELECT MAX(last_seq) FROM change_streams), 0));
+
+-- change_streams keeps, per user, their task count (the quota), how far
+-- their own changes are pruned, and the relay's and webhooks' bookkeeping;
+-- numbers are no longer taken from it.
+ALTER TABLE change_streams DROP COLUMN last_seq;
+UPDATE change_streams SET pruned_through = 0, relayed_through = 0;
+-- One row a user (the relay and webhooks go through them), made with each
+-- account from now on.
+INSERT INTO change_streams (owner_id)
+    SELECT id FROM users WHERE id NOT IN (SELECT owner_id FROM change_streams);
+-- Where each member's view of a project starts: the number of the change
+-- that made them a member (0: all of it, for an owner, and for everyone
+-- who is a member now); `joined_pos`, that change's row. No default: a
+-- member inserted without one (NULL) sees nothing of the project, rather
+-- than all of it (review of session 22, m1); owners are inserted with 0.
+ALTER TABLE project_members ADD COLUMN joined_pos BIGINT;
+ALTER TABLE project_members ADD COLUMN joined_seq BIGINT;
+UPDATE project_members SET joined_seq = 0;
+-- A project's changes up to this number are gone (retention, its cap):
+-- a table of its own, not a column of `projects`, whose rows every writer
+-- of a shared project holds shared (a trim that wrote there deadlocked two
+-- writers: review of session 22).
+CREATE TABLE change_pruned (
+    project_id     TEXT NOT NULL PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
+    pruned_through BIGINT NOT NULL
+);
+
 CREATE VIEW change_feed AS
     SELECT m.user_id AS reader, m.role AS reader_role, c.pos AS seq,
            c.project_id, c.kind, c.subject_id, c.recorded_at,
@@ -107,10 +119,4 @@ CREATE VIEW change_feed AS
     FROM change_log c
     WHERE c.recipient_id IS NOT NULL;
 
--- The new numbers start past every number the old log handed out: webhook
--- deliveries and relayed messages are named by owner (or webhook) and
--- number, and a receiver that drops what it has seen must not drop a new
--- change under an old name.
-INSERT INTO sqlite_sequence (name, seq)
-    SELECT 'change_log', COALESCE(MAX(seq), 0) FROM changes;
 DROP TABLE changes;
