@@ -539,26 +539,6 @@ impl Query for WaitingQuery {
 
 impl<Conn> RunQueryDsl<Conn> for WaitingQuery {}
 
-/// Takes `change_log_head`'s row shared (PostgreSQL), for the rest of the
-/// transaction: a deletion whose cascade deletes rows of the log (a
-/// project's, a user's) takes it before that statement. The lock order
-/// is the head's row, then rows of the log: [`number_committed`] holds
-/// the head (`FOR UPDATE`) while it locks the rows it numbers, in `pos`
-/// order, and a deletion locks a project's rows, project after project,
-/// in no order of `pos`: taken the other way round, the two waited on
-/// each other (review of session 22, B1's race, shown by
-/// `locks::postgres_deletions_racing_the_numbering_leave_the_log_whole`).
-/// With the head taken first, the numbering waits for the deletion to
-/// commit, or the deletion for the numbering: never both. (Trims and
-/// prunes delete numbered rows only, which the numbering never locks: they
-/// need not take it.)
-pub(crate) fn hold_numbering(conn: &mut AnyConnection) -> QueryResult<()> {
-    if let AnyConnection::Postgresql(pg) = conn {
-        diesel::sql_query("SELECT 1 FROM change_log_head WHERE id = 1 FOR SHARE").execute(pg)?;
-    }
-    Ok(())
-}
-
 /// Numbers the changes that committed unnumbered (PostgreSQL: see the
 /// module's note), oldest row first, each after every number handed out
 /// before, and starts the view of members added by them there. One
@@ -606,12 +586,25 @@ fn number_rows(pg: &mut diesel::PgConnection) -> QueryResult<bool> {
     // deleted row's rank was skipped, a number went above the head, and
     // every numbering after failed on the unique index).
     //
+    // Rows another transaction holds are passed over (`SKIP LOCKED`): the
+    // only ones are rows a deletion's cascade is deleting (writers' rows
+    // are not seen before they commit; trims and prunes delete numbered
+    // rows), gone at its commit. So the numbering waits on no row of the
+    // log, a deletion (which locks its rows project by project, in no
+    // order of `pos`) cannot wait on it in a cycle, and it need not take
+    // the head first: it did (`FOR SHARE`), and every reader with a change
+    // waiting waited for any account's deletion from its cascade to its
+    // commit (review of session 23, major 3). The price: if such a
+    // deletion rolls back, its rows are numbered by a later numbering,
+    // after rows written after them (a client orders two changes of one
+    // task by its `version`). Nothing is lost: the later number is above
+    // every head a reader has seen.
+    //
     // Readers do not queue to number one after another (review of session
     // 22, M7): one that finds the head taken waits for that numbering to
-    // end (`FOR KEY SHARE`, a statement of its own: no lock kept, and a
-    // deletion's share does not hold it up), and queues to number
-    // (`FOR UPDATE`) only if a change that had committed when it looked
-    // still waits.
+    // end (`FOR KEY SHARE`, a statement of its own: no lock kept), and
+    // queues to number (`FOR UPDATE`) only if a change that had committed
+    // when it looked still waits.
     let reach = waiting_through(pg)?;
     if reach == 0 {
         return Ok(false);
@@ -656,7 +649,7 @@ fn number_batch(pg: &mut diesel::PgConnection, skip: bool) -> QueryResult<Option
     };
     let numbered = diesel::sql_query(
         "WITH batch AS (SELECT pos FROM change_log WHERE seq IS NULL \
-             ORDER BY pos LIMIT $2 FOR UPDATE), \
+             ORDER BY pos LIMIT $2 FOR UPDATE SKIP LOCKED), \
          ranked AS (SELECT pos, row_number() OVER (ORDER BY pos) AS rank FROM batch) \
          UPDATE change_log c SET seq = $1 + r.rank FROM ranked r WHERE c.pos = r.pos",
     )

@@ -602,8 +602,8 @@ impl ProjectStore for SqlStore {
                 }
                 crate::tasks::delete_project_tasks(conn, &id, &owner)?;
                 record_project_change(conn, ChangeKind::ProjectDeleted, project_id, None, at)?;
-                // (its changes go with it: the numbering's row first)
-                changes::hold_numbering(conn)?;
+                // (its changes go with it; the numbering passes over
+                // the rows this holds meanwhile)
                 let gone = match expected {
                     Some(version) => {
                         diesel::delete(doomed.filter(projects::version.eq(version.get())))

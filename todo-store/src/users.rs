@@ -202,9 +202,8 @@ impl UserStore for SqlStore {
                         .execute(pg)?;
                 }
                 crate::projects::tell_of_leaving(conn, &id, at)?;
-                // (their changes and their projects' go with them: the
-                // numbering's row first, `changes::hold_numbering`)
-                crate::changes::hold_numbering(conn)?;
+                // (their changes and their projects' go with them; the
+                // numbering passes over the rows this holds meanwhile)
                 diesel::delete(users::table.find(&id)).execute(conn)
             })
         })?;

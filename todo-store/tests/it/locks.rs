@@ -254,7 +254,9 @@ fn wait_for_a_lock(url: &str, pattern: &str) {
 /// rows not numbered yet. Ranked before they were locked, a deleted row's
 /// number was lost, a row went above the head and every numbering after
 /// failed on the unique index; locked in `pos` order while a deletion
-/// locks its rows project by project, the two can wait on each other.
+/// locks its rows project by project, the two can wait on each other
+/// (the numbering now passes over rows a deletion holds, and waits on no
+/// row of the log: review of session 23, major 3).
 /// Here rows of two projects of one owner are interleaved (the project
 /// a user's deletion takes first holding the later row of each pair) and
 /// not numbered when readers and the deletions start at once. Nothing
@@ -322,14 +324,20 @@ fn postgres_deletions_racing_the_numbering_leave_the_log_whole() {
         };
         wait_for_a_lock(&url, "DELETE FROM \"users\"%");
         let barrier = Arc::new(Barrier::new(READERS + 1));
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let readers: Vec<_> = (0..READERS)
             .map(|r| {
                 let (store, barrier) = (stores[r % 2].clone(), barrier.clone());
+                let reads = reads.clone();
                 let user = [sam, vic, olga][r];
                 std::thread::spawn(move || {
                     barrier.wait();
                     (0..20)
-                        .filter_map(|_| store.changes_after(user, LogPosition::START, 50).err())
+                        .filter_map(|_| {
+                            let read = store.changes_after(user, LogPosition::START, 50).err();
+                            reads.fetch_add(1, Ordering::SeqCst);
+                            read
+                        })
                         .map(|error| format!("read: {error}"))
                         .collect::<Vec<_>>()
                 })
@@ -342,9 +350,18 @@ fn postgres_deletions_racing_the_numbering_leave_the_log_whole() {
                 store.delete_project(olga, hers.id, None, at(base + 50))
             })
         };
-        // A numbering waits (for the head's row, or for a row the deletion
-        // holds: both `FOR UPDATE`): the deletion goes on.
-        wait_for_a_lock(&url, "%FOR UPDATE%");
+        // The readers number and read while the deletion holds some of
+        // `first`'s rows (they pass over them: review of session 23, major
+        // 3; they waited for the deletion before); then the deletion goes
+        // on while they still read.
+        let started = std::time::Instant::now();
+        while reads.load(Ordering::SeqCst) < READERS * 5 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "round {round}: the readers wait for the deletion"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         blocker.batch_execute("ROLLBACK").unwrap();
         let mut failures: Vec<String> = readers
             .into_iter()
@@ -608,6 +625,136 @@ fn postgres_a_prune_spares_the_addition_of_a_member_not_started() {
         alices.pruned_through >= added,
         "the addition is cut once Bob has started: {alices:?}"
     );
+}
+
+/// What a read of the log returns.
+type Read = Result<todo_core::ChangeLog, todo_core::StoreError>;
+
+/// Runs `read` on a thread and gives what it returned if that took less
+/// than `within`; `None` if it was still running (the thread is left to
+/// finish: the receiver returned gets what it returns then).
+fn read_within(
+    within: std::time::Duration,
+    read: impl FnOnce() -> Read + Send + 'static,
+) -> (Option<Read>, std::sync::mpsc::Receiver<Read>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(read());
+    });
+    (rx.recv_timeout(within).ok(), rx)
+}
+
+/// Review of session 23, major 3: a deletion held the numbering's row
+/// shared from its cascade to its commit, and every reader of the
+/// cluster with a change waiting waited that long (past the lock's
+/// timeout, a 503), for as long as any account's deletion ran. Now the
+/// numbering passes over the rows a deletion holds (they are gone at its
+/// commit). Here Vic's deletion is held mid-cascade (a row of his project
+/// taken by the test); Alice's read of her own new change must return at
+/// once, and hold it; after the deletion, nothing is left unnumbered, no
+/// number passes the head, and Alice's next change is read once.
+#[test]
+fn postgres_a_deletion_mid_cascade_holds_up_no_reader() {
+    const COPIES: u64 = 1_000;
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let url = url(&database);
+    let store = database.store.clone();
+    let alice = new_user(&store, "alice", 0).user.id;
+    let vic = new_user(&store, "vic", 1).user.id;
+    let first = a_project(vic, "First", 10);
+    assert!(store.insert_project_within(&first, None).unwrap());
+    store.insert_task(&task_in(first.id, vic, 1)).unwrap();
+    let cursor = store.changes_after(alice, LogPosition::START, 10).unwrap();
+    fill(&url, first.id, COPIES);
+    let mut blocker = PgConnection::establish(&url).unwrap();
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM change_log WHERE pos = (SELECT pos FROM change_log \
+             WHERE project_id = '{}' AND seq IS NULL ORDER BY pos OFFSET {} LIMIT 1) \
+             FOR KEY SHARE",
+            first.id,
+            COPIES / 2
+        ))
+        .unwrap();
+    let vics = {
+        let store = store.clone();
+        std::thread::spawn(move || store.delete_user(vic, at(50)))
+    };
+    wait_for_a_lock(&url, "DELETE FROM \"users\"%");
+    let mine = full_task(alice, 2, 20);
+    store.insert_task(&mine).unwrap();
+    let (read, late) = {
+        let store = store.clone();
+        let after = next_cursor(&cursor);
+        read_within(std::time::Duration::from_secs(2), move || {
+            store.changes_after(alice, after, 10)
+        })
+    };
+    blocker.batch_execute("ROLLBACK").unwrap();
+    let Some(read) = read else {
+        let late = late.recv().unwrap();
+        panic!("Alice's read waited for Vic's deletion (then: {late:?})");
+    };
+    let read = read.unwrap();
+    let ids: Vec<TaskId> = read.changes.iter().filter_map(|c| c.task_id()).collect();
+    assert_eq!(ids, [mine.id]);
+    assert!(matches!(vics.join().unwrap(), Ok(true)));
+    let next = full_task(alice, 3, 30);
+    store.insert_task(&next).unwrap();
+    let after = store.changes_after(alice, next_cursor(&read), 10).unwrap();
+    let ids: Vec<TaskId> = after.changes.iter().filter_map(|c| c.task_id()).collect();
+    assert_eq!(ids, [next.id]);
+    let (head, largest, waiting) = numbers(&url);
+    assert_eq!(waiting, 0, "everything numbered");
+    assert_eq!(largest, Some(head), "the newest change holds the head");
+}
+
+/// The trade-off of major 3's fix: a row a deletion holds is passed over
+/// by the numbering; if that deletion rolls back, the row is numbered
+/// later, after rows written after it. Nothing is lost: here a deletion
+/// (the test's) holds Alice's first change and rolls back; her read
+/// meanwhile returns her second change at once, and her next read, from
+/// the cursor it gave, the first.
+#[test]
+fn postgres_a_change_a_rolled_back_deletion_held_is_read_after() {
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let url = url(&database);
+    let store = database.store.clone();
+    let alice = new_user(&store, "alice", 0).user.id;
+    let cursor = store.changes_after(alice, LogPosition::START, 10).unwrap();
+    let one = full_task(alice, 1, 10);
+    store.insert_task(&one).unwrap();
+    let two = full_task(alice, 2, 20);
+    let mut deletion = PgConnection::establish(&url).unwrap();
+    deletion
+        .batch_execute(&format!(
+            "BEGIN; DELETE FROM change_log WHERE subject_id = '{}'",
+            one.id
+        ))
+        .unwrap();
+    store.insert_task(&two).unwrap();
+    let (read, late) = {
+        let store = store.clone();
+        let after = next_cursor(&cursor);
+        read_within(std::time::Duration::from_secs(2), move || {
+            store.changes_after(alice, after, 10)
+        })
+    };
+    deletion.batch_execute("ROLLBACK").unwrap();
+    let Some(read) = read else {
+        let late = late.recv().unwrap();
+        panic!("Alice's read waited for the deletion (then: {late:?})");
+    };
+    let read = read.unwrap();
+    let ids: Vec<TaskId> = read.changes.iter().filter_map(|c| c.task_id()).collect();
+    assert_eq!(ids, [two.id]);
+    let after = store.changes_after(alice, next_cursor(&read), 10).unwrap();
+    let ids: Vec<TaskId> = after.changes.iter().filter_map(|c| c.task_id()).collect();
+    assert_eq!(ids, [one.id], "numbered after the deletion let it go");
 }
 
 /// The prune (hourly) racing the writers it trims after, the readers that
