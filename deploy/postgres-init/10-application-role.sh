@@ -3,25 +3,43 @@
 # official image's entry point runs /docker-entrypoint-initdb.d/*.sh with its
 # temporary server up on the socket; so does our stand-in, deploy/docker/
 # postgres). POSTGRES_USER is initdb's bootstrap user, a superuser, which can
-# run programs in the container (COPY … FROM PROGRAM) and read its files: the
-# servers get `todo` instead, which owns the database and nothing more (no
-# superuser, no CREATEDB, no CREATEROLE). The superuser is refused over TCP,
-# whatever the password: it logs in over the socket, inside the container
-# (`podman exec … psql -U postgres`).
+# run programs in the container (COPY … TO PROGRAM) and read its files. The
+# servers get `todo` instead: no superuser, CREATEDB or CREATEROLE; it owns
+# the schema public (where the servers' migrations make their tables) and
+# not the database, so it cannot make schemas or change the database's
+# settings (a search_path that would lead the superuser into its functions).
+# The superuser is refused over TCP, whatever the password: it logs in over
+# the socket, inside the container.
+#
+# With `check`, the compose set's health check: fails unless the server
+# answers, the role todo is there and no superuser, and pg_hba.conf's first
+# line refuses the superuser (a first start that failed half-way).
 set -Eeuo pipefail
-password=$(<"${TODO_DATABASE_PASSWORD_FILE:?names the file that holds the password of the role todo}")
-[ -n "$password" ] || { echo "$TODO_DATABASE_PASSWORD_FILE is empty" >&2; exit 1; }
-PGHOST='' PGHOSTADDR='' psql -v ON_ERROR_STOP=1 --no-password --no-psqlrc \
-    --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
-    --set password="$password" --set db="$POSTGRES_DB" <<'SQL' >/dev/null
+if [ "${1:-}" = check ]; then
+    exec psql -qtA --no-psqlrc --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" -o /dev/null --set ON_ERROR_STOP=1 \
+        --set superuser="{$POSTGRES_USER}" <<'SQL'
+SELECT 1 / count(*)::int FROM pg_roles r, pg_hba_file_rules h
+WHERE r.rolname = 'todo' AND NOT r.rolsuper
+  AND h.line_number = 1 AND h.user_name = :'superuser' AND h.auth_method = 'reject';
+SQL
+fi
+: "${TODO_DATABASE_PASSWORD_FILE:?names the file that holds the password of the role todo}"
+[ -s "$TODO_DATABASE_PASSWORD_FILE" ] || { echo "$TODO_DATABASE_PASSWORD_FILE is empty" >&2; exit 1; }
+# First, so that nothing after it can leave the superuser reachable: the
+# first line of pg_hba.conf that matches decides, and the entry point
+# appended its `host all all all` line before it ran this.
+sed -i "1i host all ${POSTGRES_USER} all reject" "$PGDATA/pg_hba.conf"
+# The password is read by psql itself (never on a command line another
+# process can see), and neither the statement nor its error is logged.
+PGHOST='' PGHOSTADDR='' psql -v ON_ERROR_STOP=1 --no-password --no-psqlrc --quiet \
+    --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" --set db="$POSTGRES_DB" <<'SQL'
+SET log_statement = 'none';
+SET log_min_error_statement = 'panic';
+\set password `cat "$TODO_DATABASE_PASSWORD_FILE"`
 CREATE ROLE todo LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'password';
--- The owner of the database (and, through pg_database_owner, of its
--- schema public) creates the tables when the servers migrate.
-ALTER DATABASE :"db" OWNER TO todo;
+\unset password
+ALTER SCHEMA public OWNER TO todo;
 REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE :"db" TO todo;
 SQL
-# pg_hba.conf's first line: the entry point appended its `host all all all`
-# line before running this, and the first line that matches decides.
-sed -i "1i host all ${POSTGRES_USER} all reject" "$PGDATA/pg_hba.conf"
-echo "application role todo made (owner of database $POSTGRES_DB); $POSTGRES_USER is refused over TCP" >&2
+echo "role todo made (owner of the schema public of $POSTGRES_DB); $POSTGRES_USER is refused over TCP" >&2
