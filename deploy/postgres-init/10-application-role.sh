@@ -41,5 +41,11 @@ CREATE ROLE todo LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPAS
 ALTER SCHEMA public OWNER TO todo;
 REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE :"db" TO todo;
+REVOKE CONNECT, TEMPORARY ON DATABASE postgres, template1 FROM PUBLIC;
+-- The superuser's sessions look in pg_catalog only: a function or operator
+-- todo puts in public (lower(varchar), = for text…) is never what the
+-- superuser's unqualified query calls (CVE-2018-1058's class). Its tables
+-- are named public.tasks there.
+ALTER ROLE CURRENT_USER SET search_path = pg_catalog;
 SQL
 echo "role todo made (owner of the schema public of $POSTGRES_DB); $POSTGRES_USER is refused over TCP" >&2

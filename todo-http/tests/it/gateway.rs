@@ -197,6 +197,42 @@ async fn the_gateways_own_answers_keep_the_contract() {
     );
 }
 
+/// An import larger than every other body (64 KiB), sent with its
+/// Content-Length, passes the gateway: its token check, a subrequest,
+/// once weighed the length against the 64 KiB and answered 503 (attack of
+/// session 23, A3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_larger_than_other_bodies_passes_the_gateway() {
+    let Some(sys) = gateway(Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let mut calendar =
+        String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//todo tests//EN\r\n");
+    for i in 0..400 {
+        calendar.push_str(&format!(
+            "BEGIN:VTODO\r\nUID:big-{i}@test\r\nSUMMARY:{i:03} {}\r\nEND:VTODO\r\n",
+            "x".repeat(150)
+        ));
+    }
+    calendar.push_str("END:VCALENDAR\r\n");
+    assert!(calendar.len() > 64 * 1024, "{} bytes", calendar.len());
+    let auth = format!("Bearer {alice}");
+    let reply = sys
+        .tasks
+        .client
+        .send(
+            Method::POST,
+            "/v1/import",
+            &[("authorization", &auth), ("content-type", "text/calendar")],
+            Some(calendar.into_bytes()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status.as_u16(), 200, "{:?}", reply.body);
+    assert_eq!(reply.json().unwrap()["tasks_created"], 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_cannot_choose_their_address_through_the_gateway() {
     // One registration per address per instance: two instances, so the
