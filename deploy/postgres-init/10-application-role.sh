@@ -16,11 +16,21 @@
 # line refuses the superuser (a first start that failed half-way).
 set -Eeuo pipefail
 if [ "${1:-}" = check ]; then
+    # (superuser: the name as the text of an array, as pg_hba_file_rules
+    # lists a line's users.)
     exec psql -qtA --no-psqlrc --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" -o /dev/null --set ON_ERROR_STOP=1 \
         --set superuser="{$POSTGRES_USER}" <<'SQL'
-SELECT 1 / count(*)::int FROM pg_roles r, pg_hba_file_rules h
-WHERE r.rolname = 'todo' AND NOT r.rolsuper
-  AND h.line_number = 1 AND h.user_name = :'superuser' AND h.auth_method = 'reject';
+SELECT 1 / count(*)::int
+FROM pg_roles r, pg_hba_file_rules h, pg_database d
+WHERE r.rolname = 'todo'
+  AND NOT (r.rolsuper OR r.rolcreatedb OR r.rolcreaterole OR r.rolreplication OR r.rolbypassrls)
+  AND NOT EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid)
+  AND h.line_number = 1 AND h.type = 'host' AND h.database = '{all}' AND h.user_name = :'superuser'
+  AND h.address = 'all' AND h.auth_method = 'reject'
+  AND d.datname = current_database() AND d.datdba <> r.oid
+  AND (SELECT nspowner FROM pg_namespace WHERE nspname = 'public') = r.oid
+  AND EXISTS (SELECT 1 FROM pg_db_role_setting s WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+              AND s.setdatabase = 0 AND 'search_path=pg_catalog' = ANY (s.setconfig));
 SQL
 fi
 : "${TODO_DATABASE_PASSWORD_FILE:?names the file that holds the password of the role todo}"
@@ -30,11 +40,13 @@ fi
 # appended its `host all all all` line before it ran this.
 sed -i "1i host all ${POSTGRES_USER} all reject" "$PGDATA/pg_hba.conf"
 # The password is read by psql itself (never on a command line another
-# process can see), and neither the statement nor its error is logged.
-PGHOST='' PGHOSTADDR='' psql -v ON_ERROR_STOP=1 --no-password --no-psqlrc --quiet \
-    --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" --set db="$POSTGRES_DB" <<'SQL'
-SET log_statement = 'none';
-SET log_min_error_statement = 'panic';
+# process can see), and neither the statement nor its error is logged. One
+# transaction: all of it or none (and the health check fails).
+PGHOST='' PGHOSTADDR='' psql -v ON_ERROR_STOP=1 --no-password --no-psqlrc --quiet --single-transaction \
+    --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" --set db="$POSTGRES_DB" \
+    --set superuser="$POSTGRES_USER" -f - <<'SQL'
+SET LOCAL log_statement = 'none';
+SET LOCAL log_min_error_statement = 'panic';
 \set password `cat "$TODO_DATABASE_PASSWORD_FILE"`
 CREATE ROLE todo LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'password';
 \unset password
@@ -44,8 +56,9 @@ GRANT CONNECT, TEMPORARY ON DATABASE :"db" TO todo;
 REVOKE CONNECT, TEMPORARY ON DATABASE postgres, template1 FROM PUBLIC;
 -- The superuser's sessions look in pg_catalog only: a function or operator
 -- todo puts in public (lower(varchar), = for text…) is never what the
--- superuser's unqualified query calls (CVE-2018-1058's class). Its tables
--- are named public.tasks there.
-ALTER ROLE CURRENT_USER SET search_path = pg_catalog;
+-- superuser's unqualified query calls (CVE-2018-1058's class). It must
+-- still not work on todo's tables: a trigger, rule or CHECK of todo's runs
+-- with the rights of whoever touches them (OPERATIONS.md).
+ALTER ROLE :"superuser" SET search_path = pg_catalog;
 SQL
 echo "role todo made (owner of the schema public of $POSTGRES_DB); $POSTGRES_USER is refused over TCP" >&2

@@ -41,11 +41,14 @@ use signal_hook::iterator::Signals;
 const RESOLVE_EVERY: Duration = Duration::from_secs(2);
 /// How long a signal may wait before it is passed on to nginx.
 const POLL: Duration = Duration::from_millis(100);
-/// Rounds in a row a name may fail to resolve and keep its addresses: one
-/// slow answer of the resolver does not take a server out; a stopped
-/// container's name is gone after about 6 s (nginx meanwhile passes its
-/// requests to the other server).
+/// The failed lookup in a row at which a name loses its addresses: the
+/// first two failures keep them (one slow answer of the resolver does not
+/// take a server out); a stopped container's name is gone at the third
+/// round, about 6 s (nginx meanwhile passes its requests to the other
+/// server).
 const FORGET_AFTER: u32 = 3;
+/// How long a reload may wait for nginx's pid file before it is said.
+const READY_WARNING: Duration = Duration::from_secs(10);
 /// How long nginx has to stop when this program stops it.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -106,11 +109,12 @@ fn run() -> Result<ExitCode, Error> {
 
     // nginx dies of a HUP that comes before it has set its handlers, which
     // it has once it has written its pid file: reloads wait until then.
-    let mut reload = false;
+    let mut reload: Option<Instant> = None;
+    let mut warned = false;
     loop {
         for raw in signals.pending() {
             match forwarded(raw) {
-                Some(Signal::HUP) => reload = true,
+                Some(Signal::HUP) => reload = reload.or(Some(Instant::now())),
                 Some(signal) => nginx.signal(signal),
                 None => {}
             }
@@ -118,9 +122,18 @@ fn run() -> Result<ExitCode, Error> {
         if let Some(status) = nginx.try_wait()? {
             return Ok(exit_code(status));
         }
-        if reload && nginx.is_ready(&config.pid_file) {
-            nginx.signal(Signal::HUP);
-            reload = false;
+        if let Some(since) = reload {
+            if nginx.is_ready(&config.pid_file) {
+                nginx.signal(Signal::HUP);
+                reload = None;
+                warned = false;
+            } else if since.elapsed() > READY_WARNING && !warned {
+                eprintln!(
+                    "todo-gateway: a reload waits for nginx's pid in {} (is it the pid file of nginx's configuration?)",
+                    config.pid_file.display()
+                );
+                warned = true;
+            }
         }
         match changes.recv_timeout(POLL) {
             Ok(resolved) if resolved != current => {
@@ -129,7 +142,7 @@ fn run() -> Result<ExitCode, Error> {
                     Ok(()) => {
                         current = resolved;
                         log_addresses(&config.upstreams, &current);
-                        reload = true;
+                        reload = reload.or(Some(Instant::now()));
                     }
                     Err(e) => eprintln!("todo-gateway: {e}"),
                 }
@@ -384,6 +397,8 @@ fn system_resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 #[derive(Debug, Default)]
 struct Names {
     known: HashMap<(String, u16), (Vec<SocketAddr>, u32)>,
+    /// What was left out of each name's last answer: said when it changes.
+    refused: HashMap<(String, u16), Vec<SocketAddr>>,
 }
 
 impl Names {
@@ -419,13 +434,15 @@ impl Names {
         let key = (host.to_owned(), port);
         match resolve(host, port) {
             Ok(addresses) => {
-                let (usable, refused): (Vec<_>, Vec<_>) =
+                let (usable, mut refused): (Vec<_>, Vec<_>) =
                     addresses.into_iter().partition(|a| usable(a, allow));
-                if !refused.is_empty() {
+                refused.sort();
+                if !refused.is_empty() && self.refused.get(&key) != Some(&refused) {
                     eprintln!(
                         "todo-gateway: {host}: left out {refused:?} (an IPv6 zone, or outside --allow)"
                     );
                 }
+                self.refused.insert(key.clone(), refused);
                 self.known.insert(key, (usable.clone(), 0));
                 usable
             }
