@@ -29,8 +29,10 @@ WHERE r.rolname = 'todo'
   AND h.address = 'all' AND h.auth_method = 'reject'
   AND d.datname = current_database() AND d.datdba <> r.oid
   AND (SELECT nspowner FROM pg_namespace WHERE nspname = 'public') = r.oid
-  AND EXISTS (SELECT 1 FROM pg_db_role_setting s WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-              AND s.setdatabase = 0 AND 'search_path=pg_catalog' = ANY (s.setconfig));
+  AND NOT has_database_privilege(r.oid, current_database(), 'CREATE')
+  AND current_setting('search_path') = 'pg_catalog'
+  AND EXISTS (SELECT 1 FROM pg_db_role_setting s WHERE s.setrole = r.oid AND s.setdatabase = 0
+              AND 'temp_file_limit=1GB' = ANY (s.setconfig));
 SQL
 fi
 : "${TODO_DATABASE_PASSWORD_FILE:?names the file that holds the password of the role todo}"
@@ -60,5 +62,8 @@ REVOKE CONNECT, TEMPORARY ON DATABASE postgres, template1 FROM PUBLIC;
 -- still not work on todo's tables: a trigger, rule or CHECK of todo's runs
 -- with the rights of whoever touches them (OPERATIONS.md).
 ALTER ROLE :"superuser" SET search_path = pg_catalog;
+-- A query of the servers' URL cannot fill the disk with temporary files
+-- (a setting only a superuser may change).
+ALTER ROLE todo SET temp_file_limit = '1GB';
 SQL
 echo "role todo made (owner of the schema public of $POSTGRES_DB); $POSTGRES_USER is refused over TCP" >&2
