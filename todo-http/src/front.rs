@@ -207,12 +207,21 @@ impl<A: Api> Frontend<A> {
             self.requests.try_take(client)
         }
         .ok_or(());
+        // hyper holds HTTP/1.1 heads to its read buffer, which is not
+        // exact (a connection kept alive may have a larger one: a 30 KB
+        // head went through), and HTTP/2's header list counts differently:
+        // the limit is weighed here, the same for both.
+        let too_large = head_bytes(&parts) > self.limits.max_head_bytes;
         let hidden = match self.metrics {
             MetricsExposure::Hidden => path == "/metrics",
             MetricsExposure::Shown => false,
             MetricsExposure::Only => !matches!(path, "/metrics" | "/healthz" | "/readyz"),
         };
         let (route, result) = match (slot, path) {
+            (_, _) if too_large => (
+                "(head too large)",
+                Err(ApiError::header_too_large(self.limits.max_head_bytes)),
+            ),
             (Err(()), _) => (
                 "(over the per-client cap)",
                 Err(ApiError::unavailable(Duration::from_secs(1), None)),
@@ -664,12 +673,48 @@ impl RequestIds {
     }
 }
 
+/// The size of a request's head as HTTP/1.1 writes it: the request line,
+/// each field as `name: value` and its line end, and the empty line (an
+/// HTTP/2 request's `:authority` counted as its `Host`).
+fn head_bytes(parts: &http::request::Parts) -> usize {
+    // Two spaces, "HTTP/1.1" and CRLF; the empty line's CRLF.
+    const FRAMING: usize = 2 + 8 + 2 + 2;
+    let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let host = match parts.uri.authority() {
+        Some(authority) if !parts.headers.contains_key(http::header::HOST) => {
+            "host: \r\n".len() + authority.as_str().len()
+        }
+        _ => 0,
+    };
+    parts.headers.iter().fold(
+        parts.method.as_str().len() + target + FRAMING + host,
+        |sum, (name, value)| sum.saturating_add(name.as_str().len() + value.len() + 4),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    #[test]
+    fn a_head_is_weighed_as_http_1_1_writes_it() {
+        let written = "GET /v1/tasks?limit=5 HTTP/1.1\r\nhost: localhost\r\nx-a: bbb\r\n\r\n";
+        let h1 = Request::get("/v1/tasks?limit=5")
+            .header("host", "localhost")
+            .header("x-a", "bbb")
+            .body(())
+            .unwrap();
+        assert_eq!(head_bytes(&h1.into_parts().0), written.len());
+        // HTTP/2: the authority stands for the Host field.
+        let h2 = Request::get("https://localhost/v1/tasks?limit=5")
+            .header("x-a", "bbb")
+            .body(())
+            .unwrap();
+        assert_eq!(head_bytes(&h2.into_parts().0), written.len());
+    }
 
     /// Counts ERROR events whose fields mention the secret.
     struct Count(Arc<AtomicUsize>);

@@ -233,6 +233,16 @@ impl ApiError {
         )
     }
 
+    /// 431: the request head is over `limit` bytes.
+    pub fn header_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "urn:todo:problem:bad-request",
+            "Request header fields too large",
+            format!("the request head may be at most {limit} bytes"),
+        )
+    }
+
     /// 408: the body did not arrive in time.
     pub fn request_timeout() -> Self {
         Self::new(

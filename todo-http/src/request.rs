@@ -17,7 +17,7 @@ use crate::problem::ApiError;
 pub type RequestBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Limits on what a client may send.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Larger bodies get 413 without being read whole.
     pub max_body_bytes: usize,

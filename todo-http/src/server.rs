@@ -65,7 +65,9 @@ pub async fn serve<A: Api>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // hyper answers 431 when a head does not fit this buffer.
+        // hyper answers 431 when a head does not fit this buffer, which is
+        // not exact (a kept-alive connection's may have grown): `Frontend`
+        // weighs every head against the limit too.
         .max_buf_size(limits.max_head_bytes.max(8192));
     // Flow-control windows sized to the body limit: a stream never needs
     // more, and what a connection's streams hold unread stays small.

@@ -293,13 +293,13 @@ impl ServerArgs {
     /// TLS as configured: a given certificate, a self-signed one, or none
     /// (plain HTTP, with a loud warning).
     pub fn tls(&self) -> Result<Option<TlsAcceptor>, Error> {
-        if self.plain_http && (self.tls_cert.is_some() || self.tls_key.is_some()) {
-            return Err(Error::setting(
-                "--plain-http",
-                "cannot be used with --tls-cert/--tls-key (TODO_PLAIN_HTTP=false turns it off)",
-            ));
-        }
         if self.plain_http {
+            if self.tls_cert.is_some() || self.tls_key.is_some() {
+                return Err(Error::setting(
+                    "--plain-http",
+                    "cannot be used with --tls-cert/--tls-key (TODO_PLAIN_HTTP=false turns it off)",
+                ));
+            }
             tracing::warn!(
                 "serving PLAIN HTTP (--plain-http): passwords and tokens cross the network \
                  unencrypted unless a TLS-terminating gateway is in front"

@@ -197,6 +197,42 @@ async fn the_gateways_own_answers_keep_the_contract() {
     );
 }
 
+/// An import larger than every other body (64 KiB), sent with its
+/// Content-Length, passes the gateway: its token check, a subrequest,
+/// once weighed the length against the 64 KiB and answered 503 (attack of
+/// session 23, A3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_larger_than_other_bodies_passes_the_gateway() {
+    let Some(sys) = gateway(Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let mut calendar =
+        String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//todo tests//EN\r\n");
+    for i in 0..400 {
+        calendar.push_str(&format!(
+            "BEGIN:VTODO\r\nUID:big-{i}@test\r\nSUMMARY:{i:03} {}\r\nEND:VTODO\r\n",
+            "x".repeat(150)
+        ));
+    }
+    calendar.push_str("END:VCALENDAR\r\n");
+    assert!(calendar.len() > 64 * 1024, "{} bytes", calendar.len());
+    let auth = format!("Bearer {alice}");
+    let reply = sys
+        .tasks
+        .client
+        .send(
+            Method::POST,
+            "/v1/import",
+            &[("authorization", &auth), ("content-type", "text/calendar")],
+            Some(calendar.into_bytes()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status.as_u16(), 200, "{:?}", reply.body);
+    assert_eq!(reply.json().unwrap()["tasks_created"], 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_cannot_choose_their_address_through_the_gateway() {
     // One registration per address per instance: two instances, so the
@@ -415,4 +451,120 @@ async fn the_web_page_and_its_cookie_sessions_work_through_the_gateway() {
         .await
         .unwrap();
     assert_problem(&foreign, 403);
+}
+
+/// One request over HTTP/2 (TLS, ALPN h2) to the gateway; the status and
+/// whether `Retry-After` came with it.
+async fn over_http2(
+    sys: &System,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, String) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(sys.cert.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(sys.tasks.addr)
+        .await
+        .unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::get(format!("https://localhost{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        sender.send_request(request.body(Empty::<bytes::Bytes>::new()).unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, retry, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A head the gateway takes but the servers refuse (over 16 KiB in all,
+/// each field under nginx's 16 KiB): over HTTP/2 and over HTTP/1.1 alike,
+/// 431 and no `Retry-After`, on the routes behind `auth_request` too —
+/// never the 503 nginx made of auth-server's 431 to `/_validate` (attack
+/// s22, F7: over HTTP/2 nginx does not hold a field to its HTTP/1.1 line
+/// buffer, and two HTTP/1.1 lines of 10 KiB each fit it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_too_large_for_the_servers_get_431_through_the_gateway_over_either_protocol() {
+    let Some(sys) = gateway(Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let bearer = format!("Bearer {alice}");
+    let big = "a".repeat(17 * 1024);
+    let half = "a".repeat(10 * 1024);
+    let long_token = format!("Bearer {}", "a".repeat(17 * 1024));
+    // Behind auth_request (tasks, the import): the gateway's own 431, a
+    // problem. Straight to auth-server: its 431 passes through (hyper's,
+    // with no body, when the head overflows its read buffer).
+    for (path, problem) in [
+        ("/v1/tasks", true),
+        ("/v1/import", true),
+        ("/v1/auth/validate", false),
+    ] {
+        let cases: [&[(&str, &str)]; 3] = [
+            &[("authorization", &bearer), ("x-big", &big)],
+            &[
+                ("authorization", &bearer),
+                ("x-half", &half),
+                ("x-other-half", &half),
+            ],
+            &[("authorization", &long_token)],
+        ];
+        for headers in cases {
+            let sizes: Vec<_> = headers.iter().map(|(n, v)| (n, v.len())).collect();
+            let (status, retry, body) = over_http2(&sys, path, headers).await;
+            assert_eq!(status, 431, "HTTP/2 {path} {sizes:?}: {body}");
+            assert_eq!(retry, None, "HTTP/2 {path} {sizes:?}");
+            if problem {
+                assert!(
+                    body.contains("urn:todo:problem:bad-request"),
+                    "HTTP/2 {path} {sizes:?}: {body}"
+                );
+            }
+        }
+        // HTTP/1.1: two lines, each within nginx's line buffer.
+        let reply = sys
+            .tasks
+            .client
+            .send(Method::GET, path, cases[1], None)
+            .await
+            .unwrap();
+        if problem {
+            assert_problem(&reply, 431);
+        }
+        assert_eq!(reply.status, 431, "HTTP/1.1 {path}");
+        assert!(!reply.headers.contains_key("retry-after"), "{path}");
+    }
+    // The same request within the limit is served over HTTP/2.
+    let (status, _, body) = over_http2(&sys, "/v1/tasks", &[("authorization", &bearer)]).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -220,6 +220,21 @@ async fn malformed_requests_get_their_statuses_and_the_server_stays_healthy(back
         .send(Method::GET, "/healthz", &[("x-big", &big)], None)
         .await;
     assert!(matches!(&reply, Ok(r) if r.status == 431), "{reply:?}");
+    // ...on a connection kept alive too, whose read buffer has grown (hyper
+    // alone let a 30 KiB head through there: attack s22, F7).
+    let mut kept = tls(&sys, sys.tasks.addr).await;
+    for (size, status) in [(0, "200"), (0, "200"), (30 * 1024, "431")] {
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(size)
+        );
+        kept.write_all(head.as_bytes()).await.unwrap();
+        let answer = next_answer(&mut kept).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{size}: {answer}"
+        );
+    }
 
     // Absurd query values.
     let absurd = format!("/v1/tasks?q={}&limit=1", "q".repeat(5000));
@@ -567,4 +582,37 @@ async fn a_database_that_is_down_gives_503_and_readyz_says_so() {
         started.elapsed() < Duration::from_secs(5),
         "answered within the pool wait"
     );
+}
+
+/// The next answer on a kept-alive HTTP/1.1 connection: its head, and its
+/// body as far as `Content-Length` says (at most 5 s).
+async fn next_answer<S: AsyncReadExt + Unpin>(stream: &mut S) -> String {
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        loop {
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if answer.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                return String::from_utf8_lossy(&answer).into_owned();
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .unwrap()
 }

@@ -107,6 +107,9 @@ pub struct System {
     /// Kept alive for the servers; dropped (and removed) with the system.
     /// None for a deployment running elsewhere.
     _db: Option<TestDatabase>,
+    /// A deployment running elsewhere: the connection that holds its
+    /// advisory lock while this test uses it (see [`Running`]).
+    _exclusive: Option<std::sync::Mutex<diesel::PgConnection>>,
     pub cert: rustls_pki_types::CertificateDer<'static>,
     _dir: tempfile::TempDir,
     /// Behind a gateway: the instances nginx forwards to (auth, tasks, auth,
@@ -337,6 +340,7 @@ pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Optio
             key_pem,
             db_store: db.store.clone(),
             _db: Some(db),
+            _exclusive: None,
             cert,
             _dir: dir,
             instances: Vec::new(),
@@ -367,6 +371,7 @@ pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Optio
         key_pem,
         db_store: db.store.clone(),
         _db: Some(db),
+        _exclusive: None,
         cert,
         _dir: dir,
         instances: Vec::new(),
@@ -460,6 +465,7 @@ async fn behind_gateway(
         key_pem,
         db_store: db.store.clone(),
         _db: Some(db),
+        _exclusive: None,
         cert,
         _dir: dir,
         instances,
@@ -635,11 +641,20 @@ where
 /// `signing-key.pem` (auth-server's) and `instances` (each instance's
 /// metrics listener, one a line: auth, tasks, auth, tasks).
 ///
-/// The tests share it one after another (run them with one thread): each
-/// starts on empty tables, emptied here, the schema left as migrated. The
-/// deployment is configured as [`Options::default`] (its limits generous,
-/// argon2 cheap, the edge limits raised); a test that needs other options
-/// fails rather than pass against a deployment it does not describe.
+/// Its database must say it is disposable (`COMMENT ON DATABASE … IS
+/// 'todo-test-disposable'`, as container-test does): every test empties its
+/// tables, and a URL of a real deployment must not lose its users to a
+/// test run. Tests share it one after another: each holds an advisory lock
+/// on it for its lifetime (parallel runs wait their turn), and starts on
+/// empty tables, the schema left as migrated.
+///
+/// The deployment is configured for the suite (deploy/compose.test.yaml):
+/// argon2 cheap, the edge limits raised, client limits at least
+/// [`Options::default`]'s (the register burst 1000 as here; the login and
+/// refresh bursts 10000, not 1000; the hash queue 32). A test whose
+/// options differ from the default in anything fails rather than pass
+/// against a deployment it does not describe; none may rely on a default
+/// limit being reached.
 struct Running {
     address: SocketAddr,
     cert: rustls_pki_types::CertificateDer<'static>,
@@ -680,15 +695,30 @@ impl Running {
     }
 
     async fn system(self, options: &Options) -> System {
+        // Every field by name: a new one does not compile here until
+        // someone decides whether the deployment has it.
+        let Options {
+            hasher,
+            probe_hasher,
+            register_burst,
+            refresh_burst,
+            limits,
+            one_origin,
+            trust_loopback_proxy,
+            real_argon2,
+            refresh_reuse_grace,
+        } = options;
         let defaults = Options::default();
         assert!(
-            options.hasher.is_none()
-                && options.probe_hasher
-                && options.register_burst == defaults.register_burst
-                && options.refresh_burst == defaults.refresh_burst
-                && !options.one_origin
-                && !options.real_argon2
-                && options.refresh_reuse_grace == defaults.refresh_reuse_grace,
+            hasher.is_none()
+                && *probe_hasher
+                && *register_burst == defaults.register_burst
+                && *refresh_burst == defaults.refresh_burst
+                && *limits == defaults.limits
+                && !*one_origin
+                && !*trust_loopback_proxy
+                && !*real_argon2
+                && *refresh_reuse_grace == defaults.refresh_reuse_grace,
             "this test needs options other than the running deployment's (TODO_TEST_DEPLOYMENT)"
         );
         assert_eq!(
@@ -696,7 +726,7 @@ impl Running {
             4,
             "TODO_TEST_DEPLOYMENT: instances names 4 metrics listeners"
         );
-        empty_every_table(&self.database_url);
+        let exclusive = take_the_deployment(&self.database_url);
         let url = todo_store::DatabaseUrl::parse(&self.database_url).unwrap();
         let store = SqlStore::open(&todo_store::StoreConfig::new(url)).unwrap();
         // The operator's side (an administrator made as `auth-server user
@@ -733,6 +763,7 @@ impl Running {
             key_pem: self.key_pem,
             db_store: store,
             _db: None,
+            _exclusive: Some(std::sync::Mutex::new(exclusive)),
             cert: self.cert,
             _dir: tempfile::tempdir().unwrap(),
             instances,
@@ -743,12 +774,47 @@ impl Running {
     }
 }
 
-/// Empties every table of the running deployment's database but the
-/// migrations' record (identities go on counting: the servers remember the
-/// last change they saw).
-fn empty_every_table(url: &str) {
-    use diesel::{Connection, RunQueryDsl};
+/// What marks a deployment's database as the tests' to empty.
+const DISPOSABLE: &str = "todo-test-disposable";
+
+/// The running deployment's database, for this test alone: refuses one
+/// not marked disposable, waits for the advisory lock (held by the
+/// returned connection until the System is dropped), then empties every
+/// table but the migrations' record (identities go on counting: the
+/// servers remember the last change they saw).
+fn take_the_deployment(url: &str) -> diesel::PgConnection {
+    use diesel::{Connection, QueryableByName, RunQueryDsl};
+    #[derive(QueryableByName)]
+    struct Comment {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        comment: Option<String>,
+    }
     let mut db = diesel::PgConnection::establish(url).unwrap();
+    let comment = diesel::sql_query(
+        "SELECT shobj_description(oid, 'pg_database') AS comment \
+         FROM pg_database WHERE datname = current_database()",
+    )
+    .get_result::<Comment>(&mut db)
+    .unwrap()
+    .comment;
+    assert_eq!(
+        comment.as_deref(),
+        Some(DISPOSABLE),
+        "TODO_TEST_DEPLOYMENT: its database is not marked disposable \
+         (COMMENT ON DATABASE … IS '{DISPOSABLE}'); the tests empty every table"
+    );
+    // One test at a time, whatever the runner's threads (a constant key:
+    // "todo" in ASCII), waiting two minutes at most (a test holding two
+    // systems of it at once would wait for itself).
+    diesel::sql_query("SET lock_timeout = '120s'")
+        .execute(&mut db)
+        .unwrap();
+    diesel::sql_query("SELECT pg_advisory_lock(1953457263)")
+        .execute(&mut db)
+        .expect("TODO_TEST_DEPLOYMENT: another test held the deployment for two minutes");
+    diesel::sql_query("RESET lock_timeout")
+        .execute(&mut db)
+        .unwrap();
     diesel::sql_query(
         "DO $$ DECLARE t text; BEGIN \
            SELECT string_agg(format('%I', tablename), ', ') INTO t FROM pg_tables \
@@ -758,4 +824,5 @@ fn empty_every_table(url: &str) {
     )
     .execute(&mut db)
     .unwrap();
+    db
 }
