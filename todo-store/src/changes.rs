@@ -383,6 +383,21 @@ fn trim(conn: &mut AnyConnection, audience: Audience<'_>) -> QueryResult<()> {
     native!(&mut *conn, |c| drop.execute(c)).map(|_| ())
 }
 
+/// The beginnings of the statements a trim runs ([`trim`], [`owners_other_changes`],
+/// [`spare_unstarted`]): each a `sql_query`, which diesel prepares at every run,
+/// on the one write in [`todo_core::TRIM_EVERY`] drawn at random. The tests of
+/// the statement cache leave them out (a creation that drew a trim ran them).
+#[cfg(test)]
+pub(crate) const TRIM_STATEMENTS: [&str; 7] = [
+    "SELECT COUNT(*) AS n FROM (SELECT 1 FROM change_log c ",
+    "SELECT pos AS seq FROM change_log WHERE ",
+    "SELECT seq AS seq FROM change_log WHERE ",
+    "SELECT MIN(c.seq) AS seq FROM project_members m ",
+    "INSERT INTO change_pruned ",
+    "UPDATE change_streams SET pruned_through = ",
+    "DELETE FROM change_log WHERE ",
+];
+
 /// How many changes the log holds of the other projects of `project`'s
 /// owner, counted up to `most`: index lookups of the owner's projects
 /// (`projects_by_owner`) and of their changes (`change_log_by_project`).
