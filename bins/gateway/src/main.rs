@@ -109,12 +109,12 @@ fn run() -> Result<ExitCode, Error> {
 
     // nginx dies of a HUP that comes before it has set its handlers, which
     // it has once it has written its pid file: reloads wait until then.
-    let mut reload: Option<Instant> = None;
-    let mut warned = false;
+    // A reload waiting: since when, and whether that was said yet.
+    let mut reload: Option<(Instant, bool)> = None;
     loop {
         for raw in signals.pending() {
             match forwarded(raw) {
-                Some(Signal::HUP) => reload = reload.or(Some(Instant::now())),
+                Some(Signal::HUP) => reload = reload.or(Some((Instant::now(), false))),
                 Some(signal) => nginx.signal(signal),
                 None => {}
             }
@@ -122,17 +122,16 @@ fn run() -> Result<ExitCode, Error> {
         if let Some(status) = nginx.try_wait()? {
             return Ok(exit_code(status));
         }
-        if let Some(since) = reload {
+        if let Some((since, said)) = &mut reload {
             if nginx.is_ready(&config.pid_file) {
                 nginx.signal(Signal::HUP);
                 reload = None;
-                warned = false;
-            } else if since.elapsed() > READY_WARNING && !warned {
+            } else if since.elapsed() > READY_WARNING && !*said {
                 eprintln!(
                     "todo-gateway: a reload waits for nginx's pid in {} (is it the pid file of nginx's configuration?)",
                     config.pid_file.display()
                 );
-                warned = true;
+                *said = true;
             }
         }
         match changes.recv_timeout(POLL) {
@@ -142,7 +141,7 @@ fn run() -> Result<ExitCode, Error> {
                     Ok(()) => {
                         current = resolved;
                         log_addresses(&config.upstreams, &current);
-                        reload = reload.or(Some(Instant::now()));
+                        reload = reload.or(Some((Instant::now(), false)));
                     }
                     Err(e) => eprintln!("todo-gateway: {e}"),
                 }

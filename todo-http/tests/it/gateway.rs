@@ -217,20 +217,10 @@ async fn an_import_larger_than_other_bodies_passes_the_gateway() {
     }
     calendar.push_str("END:VCALENDAR\r\n");
     assert!(calendar.len() > 64 * 1024, "{} bytes", calendar.len());
-    let auth = format!("Bearer {alice}");
-    let reply = sys
-        .tasks
-        .client
-        .send(
-            Method::POST,
-            "/v1/import",
-            &[("authorization", &auth), ("content-type", "text/calendar")],
-            Some(calendar.into_bytes()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply.status.as_u16(), 200, "{:?}", reply.body);
-    assert_eq!(reply.json().unwrap()["tasks_created"], 400);
+    let (status, counts) =
+        crate::projects::import(&sys, &alice, "text/calendar", calendar.into_bytes()).await;
+    assert_eq!(status, 200, "{counts}");
+    assert_eq!(counts["tasks_created"], 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -863,7 +863,7 @@ async fn the_export_holds_what_the_caller_owns_as_json_and_icalendar(deployment:
 }
 
 /// `POST /v1/import` of a body of `kind`: its status and JSON answer.
-async fn import(sys: &System, token: &str, kind: &str, body: Vec<u8>) -> (u16, Value) {
+pub(crate) async fn import(sys: &System, token: &str, kind: &str, body: Vec<u8>) -> (u16, Value) {
     let auth = format!("Bearer {token}");
     let reply = sys
         .tasks
