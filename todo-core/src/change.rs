@@ -99,8 +99,8 @@ impl fmt::Display for ChangeKind {
 /// write limit, ten a second, a user would otherwise keep some 36,000
 /// copies of a 40 KB task an hour). One write in [`TRIM_EVERY`] drops its
 /// project's changes older than the latest `MAX_CHANGES_PER_PROJECT`, as
-/// retention does (a reader behind them is told they are gone); so does
-/// every deletion of several tasks at once.
+/// retention does (a reader behind them is told they are gone); a
+/// deletion of several tasks draws once a task.
 pub const MAX_CHANGES_PER_PROJECT: u64 = 10_000;
 
 /// The most changes the log keeps of all the projects one user owns
@@ -115,6 +115,13 @@ pub const MAX_CHANGES_PER_PROJECT: u64 = 10_000;
 /// owner holds at most this plus, in each project, the writes since its
 /// last trim (about `TRIM_EVERY` each).
 pub const MAX_CHANGES_PER_OWNER: u64 = 5 * MAX_CHANGES_PER_PROJECT;
+
+/// The changes a project's trim keeps however many its owner's other
+/// projects hold (retention's prune cuts the owner's oldest across their
+/// projects to [`MAX_CHANGES_PER_OWNER`]): kept to one, every member
+/// behind was sent back to the start at every trim of an owner over
+/// budget (review of session 23, minor 6).
+pub const MIN_CHANGES_KEPT_PER_PROJECT: u64 = 1_000;
 
 /// How often, on average, a write trims its project
 /// ([`MAX_CHANGES_PER_PROJECT`]): the SQL store draws one write in

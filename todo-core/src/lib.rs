@@ -97,7 +97,8 @@ pub use auth::{
 };
 pub use change::{
     BAD_CURSOR, Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage, CursorError,
-    LogPosition, MAX_CHANGES_PER_OWNER, MAX_CHANGES_PER_PROJECT, Subject, TRIM_EVERY, trims_at,
+    LogPosition, MAX_CHANGES_PER_OWNER, MAX_CHANGES_PER_PROJECT, MIN_CHANGES_KEPT_PER_PROJECT,
+    Subject, TRIM_EVERY, trims_at,
 };
 pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
 pub use error::{

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::change::{
     Change, ChangeKind, ChangeLog, LogPosition, MAX_CHANGES_PER_OWNER, MAX_CHANGES_PER_PROJECT,
-    Subject, trims_at,
+    MIN_CHANGES_KEPT_PER_PROJECT, Subject, trims_at,
 };
 use crate::error::StoreError;
 use crate::feed::FeedTokenHash;
@@ -394,7 +394,8 @@ impl Tables {
 
     /// Drops the audience's changes older than its newest
     /// [`MAX_CHANGES_PER_PROJECT`], and a project's older than what its
-    /// owner's other projects leave of [`MAX_CHANGES_PER_OWNER`].
+    /// owner's other projects leave of [`MAX_CHANGES_PER_OWNER`] (at least
+    /// its newest [`MIN_CHANGES_KEPT_PER_PROJECT`]).
     fn trim(&mut self, audience: Audience) {
         let mut cap = usize::try_from(MAX_CHANGES_PER_PROJECT).unwrap_or(usize::MAX);
         if let Audience::Project(project) = audience
@@ -412,7 +413,8 @@ impl Tables {
                 })
                 .count();
             let budget = usize::try_from(MAX_CHANGES_PER_OWNER).unwrap_or(usize::MAX);
-            cap = cap.min(budget.saturating_sub(others));
+            let floor = usize::try_from(MIN_CHANGES_KEPT_PER_PROJECT).unwrap_or(usize::MAX);
+            cap = cap.min(budget.saturating_sub(others)).max(floor);
         }
         let Some(through) = self
             .log

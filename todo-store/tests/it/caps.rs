@@ -4,8 +4,8 @@
 use diesel::connection::SimpleConnection as _;
 use diesel::{Connection as _, RunQueryDsl as _};
 use todo_core::{
-    LogPosition, MAX_CHANGES_PER_OWNER, MAX_CHANGES_PER_PROJECT, ProjectId, ProjectStore as _,
-    TRIM_EVERY, Task, TaskStore as _, UserId,
+    LogPosition, MAX_CHANGES_PER_OWNER, MAX_CHANGES_PER_PROJECT, MIN_CHANGES_KEPT_PER_PROJECT,
+    ProjectId, ProjectStore as _, TRIM_EVERY, Task, TaskStore as _, UserId,
 };
 use todo_store::DatabaseUrl;
 use todo_store::testing::TestDatabase;
@@ -129,26 +129,31 @@ fn an_owner_keeps_at_most_their_budget_across_projects(database: &TestDatabase) 
 
     // A trim of her first project keeps what the others leave.
     let (first, task) = hers[0];
-    let mut writes = 0;
-    while number(
-        database,
-        &format!("SELECT COUNT(*) AS n FROM change_pruned WHERE project_id = '{first}'"),
-    ) == 0
-    {
-        store
-            .modify_task(alice, task, &mut |current, _| {
-                let mut next = current.clone();
-                next.version = current.version.next();
-                Some(next)
-            })
-            .unwrap()
-            .unwrap();
-        writes += 1;
-        assert!(writes <= 16 * TRIM_EVERY, "no trim after {writes} writes");
-        // (a follower reads, and so numbers, each change: PostgreSQL trims
-        // numbered changes only)
-        store.changes_after(bob, LogPosition::START, 1).unwrap();
-    }
+    let pruned_mark = format!(
+        "SELECT COALESCE(MAX(pruned_through), 0) AS n FROM change_pruned \
+         WHERE project_id = '{first}'"
+    );
+    // Writes her first project's task until a trim moves its mark.
+    let write_until_trimmed = || {
+        let mark = number(database, &pruned_mark);
+        let mut writes = 0;
+        while number(database, &pruned_mark) == mark {
+            store
+                .modify_task(alice, task, &mut |current, _| {
+                    let mut next = current.clone();
+                    next.version = current.version.next();
+                    Some(next)
+                })
+                .unwrap()
+                .unwrap();
+            writes += 1;
+            assert!(writes <= 16 * TRIM_EVERY, "no trim after {writes} writes");
+            // (a follower reads, and so numbers, each change: PostgreSQL
+            // trims numbered changes only)
+            store.changes_after(bob, LogPosition::START, 1).unwrap();
+        }
+    };
+    write_until_trimmed();
     let others = owned_rows(database, alice) - project_rows(database, first);
     let kept = project_rows(database, first);
     // (PostgreSQL also keeps the trimming write's own, not numbered yet)
@@ -188,6 +193,22 @@ fn an_owner_keeps_at_most_their_budget_across_projects(database: &TestDatabase) 
     assert!(log.pruned_through > LogPosition::START);
     assert_eq!(log.changes.len(), 10);
     assert!(log.changes[0].position > log.pruned_through);
+
+    // Her other projects alone now hold her whole budget: a trim of the
+    // first still keeps its newest `MIN_CHANGES_KEPT_PER_PROJECT` (review
+    // of session 23, minor 6: it kept one, and every member behind was
+    // sent back to the start at each trim).
+    fill(database, first, 3_000);
+    fill(database, hers[2].0, MAX_CHANGES_PER_OWNER);
+    store.changes_after(alice, LogPosition::START, 1).unwrap();
+    write_until_trimmed();
+    let floor = i64::try_from(MIN_CHANGES_KEPT_PER_PROJECT).unwrap();
+    let kept = project_rows(database, first);
+    // (PostgreSQL also keeps the trimming write's own, not numbered yet)
+    assert!(
+        (floor..=floor + 1).contains(&kept),
+        "kept {kept} of the first project"
+    );
 }
 
 #[test]

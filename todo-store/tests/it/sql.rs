@@ -933,10 +933,60 @@ fn the_project_logs_numbers_start_past_the_old_logs(database: &todo_store::testi
     store.insert_task(&full_task(owner, 1, 10)).unwrap();
     let log = store.changes_after(owner, LogPosition::START, 10).unwrap();
     assert_eq!(log.changes.len(), 1);
+    let newest = log.changes[0].position;
+    assert!(newest > LogPosition::new(98765), "{newest:?}");
+
+    // And down again: every stream's number, mark and relay place, and
+    // every webhook's, lie past the log's head, so the old version names
+    // nothing again and sends old cursors back to the start (review of
+    // session 23, minor 4: they went back to 0).
+    let lowest = "SELECT MIN(v) AS n FROM (\
+                  SELECT MIN(last_seq) AS v FROM change_streams UNION ALL \
+                  SELECT MIN(pruned_through) FROM change_streams UNION ALL \
+                  SELECT MIN(relayed_through) FROM change_streams UNION ALL \
+                  SELECT MIN(delivered_through) FROM webhooks) AS marks";
+    let stores: Arc<dyn crate::backends::Stores> = Arc::new(store.clone());
+    let clock = Arc::new(todo_core::testing::ManualClock::at(crate::conformance::at(
+        10,
+    )));
+    crate::conformance::webhooks(stores, clock, None)
+        .create(
+            owner,
+            crate::conformance::hook_url(1),
+            todo_core::EventFilter::all(),
+        )
+        .unwrap();
+    let hooks: N = match &database.config.url {
+        DatabaseUrl::Sqlite(path) => diesel::sql_query("SELECT count(*) AS n FROM webhooks")
+            .get_result(&mut diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap()),
+        DatabaseUrl::Postgres(url) => diesel::sql_query("SELECT count(*) AS n FROM webhooks")
+            .get_result(&mut diesel::PgConnection::establish(url).unwrap()),
+    }
+    .unwrap();
+    assert_eq!(hooks.n, 1, "a webhook whose mark the way down sets");
+    let lowest_after_down = match &database.config.url {
+        DatabaseUrl::Sqlite(path) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+            let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            let migrations = FileBasedMigrations::from_path(dir).unwrap();
+            c.revert_last_migration(migrations.clone()).unwrap();
+            let n: N = diesel::sql_query(lowest).get_result(&mut c).unwrap();
+            c.run_pending_migrations(migrations).unwrap();
+            n.n
+        }
+        DatabaseUrl::Postgres(url) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+            let mut c = diesel::PgConnection::establish(url).unwrap();
+            let migrations = FileBasedMigrations::from_path(dir).unwrap();
+            c.revert_last_migration(migrations.clone()).unwrap();
+            let n: N = diesel::sql_query(lowest).get_result(&mut c).unwrap();
+            c.run_pending_migrations(migrations).unwrap();
+            n.n
+        }
+    };
     assert!(
-        log.changes[0].position > LogPosition::new(98765),
-        "{:?}",
-        log.changes[0].position
+        LogPosition::new(lowest_after_down as u64) > newest,
+        "{lowest_after_down} after {newest:?}"
     );
 }
 
