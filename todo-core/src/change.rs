@@ -112,8 +112,9 @@ pub const MAX_CHANGES_PER_PROJECT: u64 = 10_000;
 /// their rows, on the one write in [`TRIM_EVERY`] that trims: nothing
 /// more on any other write), and retention's prune cuts each owner back
 /// to it, oldest first, across their projects. Between two prunes an
-/// owner holds at most this plus, in each project, the writes since its
-/// last trim (about `TRIM_EVERY` each).
+/// owner holds at most this plus, in each project, the larger of
+/// [`MIN_CHANGES_KEPT_PER_PROJECT`] and the writes since its last trim,
+/// and never more than this plus the writes since the prune.
 pub const MAX_CHANGES_PER_OWNER: u64 = 5 * MAX_CHANGES_PER_PROJECT;
 
 /// The changes a project's trim keeps however many its owner's other

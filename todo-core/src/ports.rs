@@ -255,6 +255,18 @@ pub trait TaskStore: Send + Sync {
     ) -> Result<Option<Task>, StoreError>;
     /// The members of `project`, whose streams a write to its tasks goes to.
     fn project_members(&self, project: ProjectId) -> Result<Vec<UserId>, StoreError>;
+    /// The members of any of `projects` (each once, in no order): whom to
+    /// wake for changes other processes made to them. A store should read
+    /// them at once; this default reads them a project at a time.
+    fn members_of_projects(&self, projects: &[ProjectId]) -> Result<Vec<UserId>, StoreError> {
+        let mut members = Vec::new();
+        for &project in projects {
+            members.extend(self.project_members(project)?);
+        }
+        members.sort_unstable();
+        members.dedup();
+        Ok(members)
+    }
 
     /// Up to `limit` tasks of the projects `owner` owns (their Inbox
     /// included), by id (so by creation), after `after` if given: a page

@@ -630,12 +630,12 @@ impl TaskService {
         self.bells.ring(owner);
     }
 
-    /// Wakes this process's subscribers of the streams of `project`'s
-    /// members, for a change of the project committed by another process
-    /// (the members are read only if someone here is waiting).
-    pub fn notify_project_changed(&self, project: ProjectId) {
+    /// Wakes this process's subscribers of the streams of the members of
+    /// `projects`, for changes of them committed by another process: one
+    /// read of their members, and only if someone here is waiting.
+    pub fn notify_projects_changed(&self, projects: &[ProjectId]) {
         self.bells
-            .ring_members(|| self.store.project_members(project));
+            .ring_members(|| self.store.members_of_projects(projects));
     }
 
     /// Wakes every subscriber of this process: for when changes of other

@@ -641,7 +641,9 @@ pub fn wake_on_changes(
     store
         .listen_for_changes(move |notice| match notice {
             todo_store::ChangeNotice::Owner(owner) => service.notify_changed(owner),
-            todo_store::ChangeNotice::Project(project) => service.notify_project_changed(project),
+            todo_store::ChangeNotice::Projects(projects) => {
+                service.notify_projects_changed(&projects);
+            }
             todo_store::ChangeNotice::Anyone => service.notify_all_changed(),
         })
         .map_err(|e| Error::setting("--database-url", format!("listening for changes: {e}")))

@@ -680,10 +680,25 @@ fn number_batch(pg: &mut diesel::PgConnection, skip: bool) -> QueryResult<Option
     let Some(head) = head.get_result::<Head>(pg).optional()? else {
         return Ok(None);
     };
+    // A row passed over holds back the later rows of its audience (its
+    // project, or its recipient): each audience's rows are numbered in
+    // `pos` order, so a member's start (the number of their addition's
+    // row) still divides the project's rows into before and after they
+    // joined, whatever a deletion that rolls back did meanwhile (review of
+    // session 24, minor 2). Only a deletion's rows are passed over, and
+    // the later rows of a project it deletes go with it.
     let numbered = diesel::sql_query(
-        "WITH batch AS (SELECT pos FROM change_log WHERE seq IS NULL \
-             ORDER BY pos LIMIT $2 FOR UPDATE SKIP LOCKED), \
-         ranked AS (SELECT pos, row_number() OVER (ORDER BY pos) AS rank FROM batch) \
+        "WITH batch AS (SELECT pos, project_id, recipient_id FROM change_log \
+             WHERE seq IS NULL ORDER BY pos LIMIT $2 FOR UPDATE SKIP LOCKED), \
+         passed AS (SELECT x.project_id, x.recipient_id, MIN(x.pos) AS first \
+             FROM change_log x WHERE x.seq IS NULL \
+             AND x.pos < (SELECT MAX(b.pos) FROM batch b) \
+             AND NOT EXISTS (SELECT 1 FROM batch b WHERE b.pos = x.pos) \
+             GROUP BY x.project_id, x.recipient_id), \
+         kept AS (SELECT b.pos FROM batch b WHERE NOT EXISTS (SELECT 1 FROM passed h \
+             WHERE h.first < b.pos \
+             AND (h.project_id = b.project_id OR h.recipient_id = b.recipient_id))), \
+         ranked AS (SELECT pos, row_number() OVER (ORDER BY pos) AS rank FROM kept) \
          UPDATE change_log c SET seq = $1 + r.rank FROM ranked r WHERE c.pos = r.pos",
     )
     .bind::<BigInt, _>(head.last_seq)

@@ -4,8 +4,9 @@
 //! migration `…_project_log`: in the writer's transaction, so the
 //! notification is delivered when, and only if, the change commits).
 //! [`SqlStore::listen_for_changes`] listens on a connection of its own and
-//! hands each to a callback: task-server wakes its live streams with it
-//! (`TaskService::notify_changed`, `notify_project_changed`), so a
+//! hands them to a callback, a look's worth at a time: task-server wakes
+//! its live streams with them (`TaskService::notify_changed`,
+//! `notify_projects_changed`), so a
 //! change made through one instance reaches the streams of every instance
 //! at once. A notification says only "look again": the log stays the
 //! source, and a notification lost while the listener reconnects costs a
@@ -37,16 +38,29 @@ const CHECK_EVERY: Duration = Duration::from_secs(30);
 /// Waits between reconnections, doubling from the first to the last.
 const RECONNECT: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
-/// What the listener heard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the listener heard. What arrived in one look (at most
+/// 50 ms apart) is handed on together, each id once: a burst of
+/// writes to one project is one wake-up, and every project of one look
+/// one [`ChangeNotice::Projects`] (its members read in one statement, not
+/// one a write: review of session 24, major 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeNotice {
     /// A change addressed to this user committed.
     Owner(UserId),
-    /// A change of this project committed: its members' streams moved.
-    Project(ProjectId),
+    /// Changes of these projects committed (each named once, in id
+    /// order): their members' streams moved.
+    Projects(Vec<ProjectId>),
     /// The listener (re)connected: changes made while it was not listening
     /// went unheard, anyone's may have changed.
     Anyone,
+}
+
+/// One notification's payload: `p:` and a project's id, or `u:` and a
+/// user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Named {
+    Project(ProjectId),
+    User(UserId),
 }
 
 /// A running listener; it stops when dropped (within its look interval,
@@ -92,10 +106,11 @@ fn with_settings(url: &str) -> String {
 }
 
 impl SqlStore {
-    /// On PostgreSQL, calls `on_change` with the owner of every change
-    /// committed to the log from now on, by any process, from a thread
-    /// with a connection of its own (not the pool's), reconnecting when
-    /// the connection is lost. `None` on SQLite.
+    /// On PostgreSQL, calls `on_notice` with the project or user of every
+    /// change committed to the log from now on, by any process (what
+    /// arrived together, together: [`ChangeNotice`]), from a thread with a
+    /// connection of its own (not the pool's), reconnecting when the
+    /// connection is lost. `None` on SQLite.
     ///
     /// Fails only if the thread cannot be started.
     pub fn listen_for_changes(
@@ -159,15 +174,31 @@ fn listen(url: &str, stop: &AtomicBool, on_notice: &dyn Fn(ChangeNotice)) {
     }
 }
 
-/// What a notification's payload names: `p:` and a project's id, or `u:`
-/// and a user's.
-fn parse_notice(payload: &str) -> Option<ChangeNotice> {
+/// What a notification's payload names.
+fn parse_notice(payload: &str) -> Option<Named> {
     let (kind, id) = payload.split_once(':')?;
     let id = Uuid::parse_str(id).ok()?;
     match kind {
-        "p" => Some(ChangeNotice::Project(ProjectId::from_uuid(id))),
-        "u" => Some(ChangeNotice::Owner(UserId::from_uuid(id))),
+        "p" => Some(Named::Project(ProjectId::from_uuid(id))),
+        "u" => Some(Named::User(UserId::from_uuid(id))),
         _ => None,
+    }
+}
+
+/// Hands on what one look heard: its users one by one, its projects in
+/// one notice (none if it heard nothing).
+fn hand_on(heard: &mut Vec<Named>, on_notice: &dyn Fn(ChangeNotice)) {
+    heard.sort_unstable();
+    heard.dedup();
+    let mut projects = Vec::new();
+    for named in heard.drain(..) {
+        match named {
+            Named::Project(project) => projects.push(project),
+            Named::User(user) => on_notice(ChangeNotice::Owner(user)),
+        }
+    }
+    if !projects.is_empty() {
+        on_notice(ChangeNotice::Projects(projects));
     }
 }
 
@@ -179,18 +210,23 @@ fn follow(
     on_notice: &dyn Fn(ChangeNotice),
 ) -> Option<String> {
     let mut checked = Instant::now();
+    let mut heard = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        for heard in conn.notifications_iter() {
-            match heard {
+        for notification in conn.notifications_iter() {
+            match notification {
                 Ok(notification) => match parse_notice(&notification.payload) {
-                    Some(notice) => on_notice(notice),
+                    Some(named) => heard.push(named),
                     None => {
                         tracing::debug!(target: "todo::store", "a notification that names nothing")
                     }
                 },
-                Err(error) => return Some(error.to_string()),
+                Err(error) => {
+                    hand_on(&mut heard, on_notice);
+                    return Some(error.to_string());
+                }
             }
         }
+        hand_on(&mut heard, on_notice);
         if checked.elapsed() >= CHECK_EVERY {
             if let Err(error) = diesel::sql_query("SELECT 1").execute(conn) {
                 return Some(error.to_string());
@@ -206,5 +242,41 @@ fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
     let until = Instant::now() + wait;
     while !stop.load(Ordering::Relaxed) && Instant::now() < until {
         std::thread::sleep(LOOK_EVERY.min(until.saturating_duration_since(Instant::now())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ChangeNotice, Named, hand_on};
+    use todo_core::{ProjectId, UserId};
+
+    /// What one look heard is handed on with each id once, every project
+    /// in one notice (review of session 24, major 1: a notice a write, a
+    /// read of the members each, on the listener's one thread).
+    #[test]
+    fn a_look_hands_on_each_id_once_and_its_projects_together() {
+        let user = |n: u128| UserId::from_uuid(uuid::Uuid::from_u128(n));
+        let project = |n: u128| ProjectId::from_uuid(uuid::Uuid::from_u128(n));
+        let mut heard = vec![
+            Named::Project(project(2)),
+            Named::User(user(7)),
+            Named::Project(project(1)),
+            Named::Project(project(2)),
+            Named::User(user(7)),
+            Named::Project(project(2)),
+        ];
+        let notices = std::cell::RefCell::new(Vec::new());
+        hand_on(&mut heard, &|notice| notices.borrow_mut().push(notice));
+        assert_eq!(
+            notices.into_inner(),
+            [
+                ChangeNotice::Owner(user(7)),
+                ChangeNotice::Projects(vec![project(1), project(2)]),
+            ]
+        );
+        assert!(heard.is_empty(), "the next look starts empty");
+        let silent = std::cell::Cell::new(0);
+        hand_on(&mut heard, &|_| silent.set(silent.get() + 1));
+        assert_eq!(silent.get(), 0, "a look that heard nothing says nothing");
     }
 }

@@ -93,8 +93,10 @@ impl RelayStore for SqlStore {
 }
 
 /// The relay's lease (`lease_unrelayed_streams`). As webhooks' lease:
-/// the condition repeated outside the subquery, so that an update that
-/// waited for another's row lock re-checks it; parameters in the order
+/// the lease's condition repeated outside the subquery, so that an update
+/// that waited for another's row lock re-checks it (not whether the
+/// stream is still behind: one settled meanwhile is leased with nothing
+/// to send, and settled again); parameters in the order
 /// they are bound (SQLite numbers them as they first appear). With no
 /// index on the lag, this reads every user's stream row (each looked up
 /// by index in the log: `plans::postgres_the_lags_are_looked_up_by_index`):

@@ -1310,6 +1310,29 @@ impl TaskStore for SqlStore {
             .collect()
     }
 
+    fn members_of_projects(&self, projects: &[ProjectId]) -> Result<Vec<UserId>, StoreError> {
+        // (a statement a few hundred projects at a time: within both
+        // databases' bound on parameters)
+        let mut members: Vec<String> = Vec::new();
+        for chunk in projects.chunks(500) {
+            let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+            members.extend(self.with_conn(|conn| {
+                project_members::table
+                    .filter(project_members::project_id.eq_any(&ids))
+                    .select(project_members::user_id)
+                    .distinct()
+                    .load::<String>(conn)
+            })?);
+        }
+        let mut members = members
+            .iter()
+            .map(|m| UserId::parse(m).map_err(|_| corrupt("project member")))
+            .collect::<Result<Vec<_>, _>>()?;
+        members.sort_unstable();
+        members.dedup();
+        Ok(members)
+    }
+
     fn fire_due_reminders(&self, now: Timestamp, limit: usize) -> Result<Vec<UserId>, StoreError> {
         let at = now.unix_micros();
         let mut woken = Vec::new();

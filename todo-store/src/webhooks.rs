@@ -220,7 +220,9 @@ impl WebhookStore for SqlStore {
     ) -> Result<Vec<Webhook>, StoreError> {
         // The same statement on both databases: UPDATE … RETURNING, the
         // lease's condition repeated outside the subquery, so that an
-        // update that waited for another's row lock re-checks it. An
+        // update that waited for another's row lock re-checks it (not
+        // whether anything is due: a webhook delivered meanwhile is leased
+        // with nothing to send). An
         // owner's due webhooks are numbered in the order they fell due
         // (`nth`), and taken while that number and the owner's webhooks
         // leased now (`busy`) stay within `per_owner`; owners whose last

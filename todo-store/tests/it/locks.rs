@@ -712,11 +712,13 @@ fn postgres_a_deletion_mid_cascade_holds_up_no_reader() {
 }
 
 /// The trade-off of major 3's fix: a row a deletion holds is passed over
-/// by the numbering; if that deletion rolls back, the row is numbered
-/// later, after rows written after it. Nothing is lost: here a deletion
+/// by the numbering, and so are the later rows of its project (review of
+/// session 24, minor 2: numbered before it, they moved a project's rows
+/// across a member's start if the deletion rolled back). Here a deletion
 /// (the test's) holds Alice's first change and rolls back; her read
-/// meanwhile returns her second change at once, and her next read, from
-/// the cursor it gave, the first.
+/// meanwhile returns at once, without either change, and her next read,
+/// from the cursor it gave, both, in the order they were written; a change
+/// of another of her projects is not held back.
 #[test]
 fn postgres_a_change_a_rolled_back_deletion_held_is_read_after() {
     let Some(database) = TestDatabase::postgres() else {
@@ -737,6 +739,10 @@ fn postgres_a_change_a_rolled_back_deletion_held_is_read_after() {
         ))
         .unwrap();
     store.insert_task(&two).unwrap();
+    let garden = a_project(alice, "Garden", 40);
+    assert!(store.insert_project_within(&garden, None).unwrap());
+    let elsewhere = task_in(garden.id, alice, 50);
+    store.insert_task(&elsewhere).unwrap();
     let (read, late) = {
         let store = store.clone();
         let after = next_cursor(&cursor);
@@ -751,10 +757,18 @@ fn postgres_a_change_a_rolled_back_deletion_held_is_read_after() {
     };
     let read = read.unwrap();
     let ids: Vec<TaskId> = read.changes.iter().filter_map(|c| c.task_id()).collect();
-    assert_eq!(ids, [two.id]);
+    assert_eq!(
+        ids,
+        [elsewhere.id],
+        "the Inbox's second change waits for its first"
+    );
     let after = store.changes_after(alice, next_cursor(&read), 10).unwrap();
     let ids: Vec<TaskId> = after.changes.iter().filter_map(|c| c.task_id()).collect();
-    assert_eq!(ids, [one.id], "numbered after the deletion let it go");
+    assert_eq!(
+        ids,
+        [one.id, two.id],
+        "numbered in order once the deletion let go"
+    );
 }
 
 /// The prune (hourly) racing the writers it trims after, the readers that

@@ -434,7 +434,7 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
         })
         .unwrap()
         .expect("PostgreSQL announces changes");
-    let alices = ChangeNotice::Project(ProjectId::inbox_of(alice));
+    let alices = ChangeNotice::Projects(vec![ProjectId::inbox_of(alice)]);
     // Connected: everyone is rung once, for what went unheard before.
     reconnected.recv_timeout(Duration::from_secs(10)).unwrap();
     // The listener connects in the background: write until it hears one.
@@ -457,7 +457,7 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
     writer.insert_task(&full_task(bob, 100, 1)).unwrap();
     assert_eq!(
         heard.recv_timeout(Duration::from_secs(2)),
-        Ok(ChangeNotice::Project(ProjectId::inbox_of(bob)))
+        Ok(ChangeNotice::Projects(vec![ProjectId::inbox_of(bob)]))
     );
     // A creation refused by the quota records nothing, so announces nothing.
     assert!(!writer.insert_within(&full_task(bob, 101, 1), 1).unwrap());
@@ -475,9 +475,15 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
         at(20),
     );
     assert!(matches!(put.unwrap(), MemberPut::Added(_)));
-    let project = ChangeNotice::Project(garden.id);
-    for _ in 0..2 {
-        assert_eq!(heard.recv_timeout(Duration::from_secs(2)), Ok(project));
+    let project = ChangeNotice::Projects(vec![garden.id]);
+    // (its creation and Bob's addition: one notice, or two if they fell in
+    // two looks of the listener)
+    assert_eq!(
+        heard.recv_timeout(Duration::from_secs(2)),
+        Ok(project.clone())
+    );
+    while let Ok(more) = heard.recv_timeout(Duration::from_millis(300)) {
+        assert_eq!(more, project);
     }
     assert!(writer.remove_member(garden.id, bob, at(30)).unwrap());
     let mut removal = vec![
@@ -514,6 +520,62 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
 fn sqlite_has_no_change_listener() {
     let database = todo_store::testing::TestDatabase::sqlite();
     assert!(database.store.listen_for_changes(|_| {}).unwrap().is_none());
+}
+
+/// The members of several projects in one read, each once (what the
+/// listener rings for a look's projects): a stranger's projects and
+/// unknown ids add no one.
+fn the_members_of_several_projects_are_read_together(database: &todo_store::testing::TestDatabase) {
+    use crate::conformance::{a_project, at, member, new_user};
+    use todo_core::{MemberPut, ProjectId, ProjectRole, ProjectStore as _, TaskStore as _};
+
+    let store = &database.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    let garden = a_project(alice, "Garden", 10);
+    let shed = a_project(alice, "Shed", 11);
+    for project in [&garden, &shed] {
+        assert!(store.insert_project_within(project, None).unwrap());
+        let put = store.put_member(
+            project.id,
+            &member(bob, ProjectRole::Editor, 20),
+            10,
+            100,
+            at(20),
+        );
+        assert!(matches!(put.unwrap(), MemberPut::Added(_)));
+    }
+    let mut expected = vec![alice, bob];
+    expected.sort_unstable();
+    let unknown = ProjectId::from_uuid(uuid::Uuid::from_u128(42));
+    assert_eq!(
+        store
+            .members_of_projects(&[garden.id, shed.id, unknown])
+            .unwrap(),
+        expected
+    );
+    // (Carol's Inbox is hers alone; more projects than one statement binds)
+    let mut many = vec![ProjectId::inbox_of(carol)];
+    many.extend((0..1200).map(|n| ProjectId::from_uuid(uuid::Uuid::from_u128(1000 + n))));
+    many.push(garden.id);
+    let mut expected = vec![alice, bob, carol];
+    expected.sort_unstable();
+    assert_eq!(store.members_of_projects(&many).unwrap(), expected);
+    assert!(store.members_of_projects(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn sqlite_the_members_of_several_projects_are_read_together() {
+    the_members_of_several_projects_are_read_together(&todo_store::testing::TestDatabase::sqlite());
+}
+
+#[test]
+fn postgres_the_members_of_several_projects_are_read_together() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    the_members_of_several_projects_are_read_together(&database);
 }
 
 /// During a rolling upgrade, task-servers of the version before projects
