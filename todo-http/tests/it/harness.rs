@@ -780,8 +780,9 @@ const DISPOSABLE: &str = "todo-test-disposable";
 /// The running deployment's database, for this test alone: refuses one
 /// not marked disposable, waits for the advisory lock (held by the
 /// returned connection until the System is dropped), then empties every
-/// table but the migrations' record (identities go on counting: the
-/// servers remember the last change they saw).
+/// table but the migrations' record and the change log's head (identities
+/// and the log's numbers go on counting: the servers remember the last
+/// change they saw, and the log is numbered from its head's one row).
 fn take_the_deployment(url: &str) -> diesel::PgConnection {
     use diesel::{Connection, QueryableByName, RunQueryDsl};
     #[derive(QueryableByName)]
@@ -818,7 +819,8 @@ fn take_the_deployment(url: &str) -> diesel::PgConnection {
     diesel::sql_query(
         "DO $$ DECLARE t text; BEGIN \
            SELECT string_agg(format('%I', tablename), ', ') INTO t FROM pg_tables \
-             WHERE schemaname = current_schema() AND tablename <> '__diesel_schema_migrations'; \
+             WHERE schemaname = current_schema() \
+             AND tablename NOT IN ('__diesel_schema_migrations', 'change_log_head'); \
            IF t IS NOT NULL THEN EXECUTE 'TRUNCATE ' || t || ' CASCADE'; END IF; \
          END $$",
     )

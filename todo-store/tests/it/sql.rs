@@ -516,6 +516,41 @@ fn postgres_changes_committed_elsewhere_are_announced_to_listeners() {
     drop(listener);
 }
 
+/// Without the head's row nothing can be numbered: a read says so (an
+/// error) rather than answering every feed empty, which it did for a
+/// deployment whose tables a test harness had emptied.
+#[test]
+fn postgres_a_log_without_its_head_fails_reads_rather_than_reading_empty() {
+    use diesel::Connection as _;
+    use diesel::RunQueryDsl as _;
+    use todo_core::{LogPosition, TaskStore as _};
+
+    use crate::conformance::{full_task, new_user};
+
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    let DatabaseUrl::Postgres(url) = &database.config.url else {
+        unreachable!("a PostgreSQL database")
+    };
+    let store = &database.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    store.insert_task(&full_task(alice, 1, 10)).unwrap();
+    assert_eq!(
+        store
+            .changes_after(alice, LogPosition::START, 10)
+            .unwrap()
+            .changes
+            .len(),
+        1
+    );
+    diesel::sql_query("DELETE FROM change_log_head")
+        .execute(&mut diesel::PgConnection::establish(url).unwrap())
+        .unwrap();
+    store.insert_task(&full_task(alice, 2, 20)).unwrap();
+    assert!(store.changes_after(alice, LogPosition::START, 10).is_err());
+}
+
 #[test]
 fn sqlite_has_no_change_listener() {
     let database = todo_store::testing::TestDatabase::sqlite();
