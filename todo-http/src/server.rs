@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -207,10 +207,21 @@ impl<A: Api> Accepted<A> {
                 };
                 async move {
                     let safe = matches!(*request.method(), Method::GET | Method::HEAD);
-                    let mut request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+                    let http1 = request.version() < http::Version::HTTP_2;
+                    let body_ended = Arc::new(AtomicBool::new(request.body().is_end_stream()));
+                    let ended = Arc::clone(&body_ended);
+                    let mut request = request.map(|body| {
+                        WatchedBody { inner: body, ended }
+                            .map_err(Into::into)
+                            .boxed_unsync()
+                    });
                     request.extensions_mut().insert(control);
                     let response = front.handle(request, peer.ip()).await;
-                    Ok::<_, Infallible>(budgeted(&responses, response, peer.ip(), safe, in_flight))
+                    let mut response = budgeted(&responses, response, peer.ip(), safe, in_flight);
+                    if http1 && !body_ended.load(Ordering::Relaxed) {
+                        close_after(&mut response);
+                    }
+                    Ok::<_, Infallible>(response)
                 }
             });
             match stream {
@@ -230,6 +241,52 @@ impl<A: Api> Accepted<A> {
 enum Stream {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     Plain(TcpStream),
+}
+
+pin_project_lite::pin_project! {
+    /// A request's body that says when it was read to its end.
+    struct WatchedBody<B> {
+        #[pin]
+        inner: B,
+        ended: Arc<AtomicBool>,
+    }
+}
+
+impl<B: Body> Body for WatchedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            this.ended.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Says `Connection: close` on an HTTP/1 answer given before its request's
+/// body was read to its end (a 401, 404, 405, 413 or 415 decided from the
+/// head): hyper ends such a connection, since it cannot tell where the
+/// next request would begin, and a client told so opens a new one rather
+/// than send its next request into the closing one (RFC 9112 §9.6; attack
+/// of session 24, F3: a broken pipe on the request after a 401).
+fn close_after(response: &mut Response<Budgeted>) {
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// What a connection's requests have been doing, for its deadlines.

@@ -456,6 +456,60 @@ async fn task_reads_keep_answering_while_the_hashing_queue_is_full(backend: Test
     );
 }
 
+/// An answer given before its request's body was read (here a 401 for a
+/// create without a token, its 60 KB body still coming) ends the
+/// connection, and says so (`Connection: close`): a client that sent its
+/// next request on it got a broken pipe (attack of session 24, F3). A
+/// request whose body was read keeps its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_before_the_body_is_read_says_the_connection_closes() {
+    let sys = spawn(TestBackend::Sqlite, Options::default())
+        .await
+        .unwrap();
+    let body = format!("{{\"title\": \"{}\"}}", "t".repeat(60_000));
+    let mut early = tls(&sys, sys.tasks.addr).await;
+    let head = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    early.write_all(head.as_bytes()).await.unwrap();
+    early.write_all(&body.as_bytes()[..1000]).await.unwrap();
+    early.flush().await.unwrap();
+    let answer = next_answer(&mut early).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
+
+    // A create that reads its body keeps the connection, and says nothing.
+    let (_, token, _) = sys.user("alice").await;
+    let mut kept = tls(&sys, sys.tasks.addr).await;
+    let small = r#"{"title": "kept"}"#;
+    let request = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{small}",
+        small.len()
+    );
+    kept.write_all(request.as_bytes()).await.unwrap();
+    let first = next_answer(&mut kept).await;
+    assert!(first.starts_with("HTTP/1.1 201"), "{first}");
+    assert!(
+        !first
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{first}"
+    );
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let second = next_answer(&mut kept).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_are_closed() {
     let limits = HttpLimits {
