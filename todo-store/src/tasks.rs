@@ -314,15 +314,38 @@ fn lock_for_task_write(pg: &mut PgConnection, caller: &str, id: &str) -> QueryRe
 /// for tree writes ([`take_tree_turn_pg`]), then what every task write
 /// takes ([`lock_for_task_write`]).
 fn lock_for_task_deletion(pg: &mut PgConnection, caller: &str, id: &str) -> QueryResult<()> {
+    take_tree_turn_of_task_pg(pg, caller, id)?;
+    lock_for_task_write(pg, caller, id)
+}
+
+/// The turn of the project of the task `id`, if `caller` may see the task
+/// (a stranger takes no project's turn; review of session 24b, m1).
+fn take_tree_turn_of_task_pg(pg: &mut PgConnection, caller: &str, id: &str) -> QueryResult<()> {
     let project: Option<String> = tasks::table
-        .find(id)
+        .inner_join(
+            project_members::table.on(project_members::project_id
+                .eq(tasks::project_id)
+                .and(project_members::user_id.eq(caller))),
+        )
+        .filter(tasks::id.eq(id))
         .select(tasks::project_id)
         .first(pg)
         .optional()?;
-    if let Some(project) = project {
-        take_tree_turn_pg(pg, &project)?;
+    match project {
+        Some(project) => take_tree_turn_pg(pg, &project),
+        None => Ok(()),
     }
-    lock_for_task_write(pg, caller, id)
+}
+
+/// Whether `user` is a member of `project` (read, not locked).
+fn is_member_pg(pg: &mut PgConnection, project: &str, user: &str) -> QueryResult<bool> {
+    let found: Option<String> = project_members::table
+        .filter(project_members::project_id.eq(project))
+        .filter(project_members::user_id.eq(user))
+        .select(project_members::user_id)
+        .first(pg)
+        .optional()?;
+    Ok(found.is_some())
 }
 
 /// Writes of one project's tree take turns on PostgreSQL: a creation under
@@ -331,9 +354,9 @@ fn lock_for_task_deletion(pg: &mut PgConnection, caller: &str, id: &str) -> Quer
 /// parent's chain upwards (`FOR SHARE`), a deletion its task and then the
 /// subtree downwards: at once, each held the row the other wanted next
 /// (attack of session 24, F2: 4–8% of such requests 503, "deadlock
-/// detected"). Writes that do not change the tree do not take it. (A move
-/// of a task within a subtree being deleted can still meet the deletion
-/// so: it locks its task before it knows it moves. SECURITY.md.)
+/// detected"). Writes that do not change the tree do not take it; one that
+/// learns it does once it holds its task (a move, a follow-up under a
+/// parent) runs again with the turn first (`write_task`).
 fn take_tree_turn_pg(pg: &mut PgConnection, project: &str) -> QueryResult<()> {
     // (the two-key form: a key space of its own, apart from the one-key
     // locks of the tests' harness; 1 names these turns)
@@ -907,7 +930,9 @@ impl TaskStore for SqlStore {
             exclusive(
                 conn,
                 |pg| {
-                    if task.parent.is_some() {
+                    // (a stranger takes no project's turn: review of
+                    // session 24b, m1)
+                    if task.parent.is_some() && is_member_pg(pg, &project, &caller)? {
                         take_tree_turn_pg(pg, &project)?;
                     }
                     if project != caller {
@@ -1053,82 +1078,113 @@ impl TaskStore for SqlStore {
         // stored row that does not parse is corrupt, not a query failure.
         let mut corrupt_row = None;
         let mut at_quota = false;
-        let written = self.with_write_conn(|conn| {
-            exclusive(
-                conn,
-                |pg| lock_for_task_write(pg, &caller, &id),
-                |conn| {
-                    let Some(row) = find_row(conn, caller_id, task_id)? else {
-                        return Ok(TaskWrite::NotFound);
-                    };
-                    let owner_id = row.owner_id.clone();
-                    let current = match row.into_task() {
-                        Ok(task) => task,
-                        Err(error) => {
-                            corrupt_row = Some(error);
-                            return Ok(TaskWrite::NotFound);
+        // A write that moves the task under another parent, or makes a
+        // follow-up under one, writes its project's tree: it learns so only
+        // after it has locked the task, so it rolls back and runs again
+        // with the project's turn taken first (PostgreSQL; review of
+        // session 24b, M1 and M2: without the turn it met a deletion of
+        // the tree in a deadlock, or its follow-up, made first, went with
+        // the tree's cascade unrecorded).
+        let mut tree_turn = false;
+        let mut needs_turn = false;
+        let written = loop {
+            let written = self.with_write_conn(|conn| {
+                exclusive(
+                    conn,
+                    |pg| {
+                        if tree_turn {
+                            take_tree_turn_of_task_pg(pg, &caller, &id)?;
                         }
-                    };
-                    let project = current.project.to_string();
-                    let reach = Reach::of(conn, &caller, &project)?;
-                    let Standing::Member(role) = reach.standing else {
-                        // (removed between the read and the lock)
-                        return Ok(TaskWrite::NotFound);
-                    };
-                    let Some(changed) = change(&current, role) else {
-                        return Ok(TaskWrite::Written {
-                            task: Box::new(current),
-                            follow_up: None,
-                        });
-                    };
-                    if changed.id != current.id
-                        || changed.project != current.project
-                        || changed.created_by != current.created_by
-                    {
-                        return Err(diesel::result::Error::RollbackTransaction);
-                    }
-                    let new = TaskRow::from_task(&changed, &owner_id);
-                    if new.parent_id != current.parent.map(|p| p.to_string())
-                        && let Some(parent) = &new.parent_id
-                        && let Some(refusal) = tree_refusal(conn, &id, &project, parent, false)?
-                    {
-                        return Ok(TaskWrite::BadParent(refusal));
-                    }
-                    let target = tasks::table.filter(tasks::id.eq(&id));
-                    let update = diesel::update(target).set(&new);
-                    native!(&mut *conn, |c| update.execute(c))?;
-                    let old_labels =
-                        diesel::delete(task_labels::table.filter(task_labels::task_id.eq(&id)));
-                    native!(&mut *conn, |c| old_labels.execute(c))?;
-                    insert_labels(conn, &new)?;
-                    // (before the change: a firing holds a reminder's row,
-                    // then records; this takes them in that order too)
-                    schedule_reminders(conn, &changed, !current.reminders.is_empty())?;
-                    reach.record(
-                        conn,
-                        ChangeKind::TaskUpdated,
-                        &new.id,
-                        Some(&new),
-                        new.updated_at,
-                    )?;
-                    let follow_up = match follow_up(&current, &changed) {
-                        Some(next) => Some(make_follow_up(
+                        lock_for_task_write(pg, &caller, &id)
+                    },
+                    |conn| {
+                        let Some(row) = find_row(conn, caller_id, task_id)? else {
+                            return Ok(TaskWrite::NotFound);
+                        };
+                        let owner_id = row.owner_id.clone();
+                        let current = match row.into_task() {
+                            Ok(task) => task,
+                            Err(error) => {
+                                corrupt_row = Some(error);
+                                return Ok(TaskWrite::NotFound);
+                            }
+                        };
+                        let project = current.project.to_string();
+                        let reach = Reach::of(conn, &caller, &project)?;
+                        let Standing::Member(role) = reach.standing else {
+                            // (removed between the read and the lock)
+                            return Ok(TaskWrite::NotFound);
+                        };
+                        let Some(changed) = change(&current, role) else {
+                            return Ok(TaskWrite::Written {
+                                task: Box::new(current),
+                                follow_up: None,
+                            });
+                        };
+                        if changed.id != current.id
+                            || changed.project != current.project
+                            || changed.created_by != current.created_by
+                        {
+                            return Err(diesel::result::Error::RollbackTransaction);
+                        }
+                        let new = TaskRow::from_task(&changed, &owner_id);
+                        let moved = new.parent_id != current.parent.map(|p| p.to_string());
+                        let next = follow_up(&current, &changed);
+                        if !tree_turn
+                            && matches!(conn, AnyConnection::Postgresql(_))
+                            && ((moved && new.parent_id.is_some())
+                                || next.as_ref().is_some_and(|next| next.parent.is_some()))
+                        {
+                            needs_turn = true;
+                            return Err(diesel::result::Error::RollbackTransaction);
+                        }
+                        if moved
+                            && let Some(parent) = &new.parent_id
+                            && let Some(refusal) = tree_refusal(conn, &id, &project, parent, false)?
+                        {
+                            return Ok(TaskWrite::BadParent(refusal));
+                        }
+                        let target = tasks::table.filter(tasks::id.eq(&id));
+                        let update = diesel::update(target).set(&new);
+                        native!(&mut *conn, |c| update.execute(c))?;
+                        let old_labels =
+                            diesel::delete(task_labels::table.filter(task_labels::task_id.eq(&id)));
+                        native!(&mut *conn, |c| old_labels.execute(c))?;
+                        insert_labels(conn, &new)?;
+                        // (before the change: a firing holds a reminder's row,
+                        // then records; this takes them in that order too)
+                        schedule_reminders(conn, &changed, !current.reminders.is_empty())?;
+                        reach.record(
                             conn,
-                            &reach,
-                            &next,
-                            &owner_id,
-                            max,
-                            &mut at_quota,
-                        )?),
-                        None => None,
-                    };
-                    Ok(TaskWrite::Written {
-                        task: Box::new(changed),
-                        follow_up,
-                    })
-                },
-            )
-        });
+                            ChangeKind::TaskUpdated,
+                            &new.id,
+                            Some(&new),
+                            new.updated_at,
+                        )?;
+                        let follow_up = match next {
+                            Some(next) => Some(make_follow_up(
+                                conn,
+                                &reach,
+                                &next,
+                                &owner_id,
+                                max,
+                                &mut at_quota,
+                            )?),
+                            None => None,
+                        };
+                        Ok(TaskWrite::Written {
+                            task: Box::new(changed),
+                            follow_up,
+                        })
+                    },
+                )
+            });
+            if needs_turn && !tree_turn {
+                tree_turn = true;
+                continue;
+            }
+            break written;
+        };
         if at_quota {
             return Ok(TaskWrite::AtQuota);
         }

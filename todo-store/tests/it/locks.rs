@@ -1014,3 +1014,136 @@ struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
 }
+
+/// The two tree writes that learn they write the tree only once they hold
+/// their task (review of session 24b, M1 and M2), each racing a deletion
+/// of the tree on two connections: a move of a top-level task under the
+/// tree's middle task, and the completion of a subtask that makes its
+/// follow-up under the same parent. Every pair ends with no error, the
+/// tree gone whole, the moved task either gone with it or left at the top,
+/// and a follow-up made first recorded as deleted too.
+#[test]
+fn postgres_moves_and_follow_ups_racing_a_trees_deletion_never_deadlock() {
+    use todo_core::{TaskStore as _, TaskWrite};
+    const ROUNDS: u64 = 40;
+    let Some(database) = TestDatabase::postgres() else {
+        return;
+    };
+    let url = url(&database);
+    let store = database.store.clone();
+    let elsewhere = SqlStore::open(&database.config).unwrap();
+    let alice = new_user(&store, "alice", 0).user.id;
+    let count = |sql: String| {
+        diesel::sql_query(sql)
+            .get_result::<Count>(&mut PgConnection::establish(&url).unwrap())
+            .unwrap()
+            .n
+    };
+    let mut failures = Vec::new();
+    for round in 0..ROUNDS {
+        let seed = 5000 + 5 * round;
+        let root = full_task(alice, seed, 10);
+        let mid = Task {
+            parent: Some(root.id),
+            ..full_task(alice, seed + 1, 10)
+        };
+        let sub = Task {
+            parent: Some(mid.id),
+            ..full_task(alice, seed + 2, 10)
+        };
+        let loose = full_task(alice, seed + 3, 10);
+        for task in [&root, &mid, &sub, &loose] {
+            store.insert_task(task).unwrap();
+        }
+        let next = Task {
+            parent: Some(mid.id),
+            ..full_task(alice, seed + 4, 10)
+        };
+        let (loose_id, sub_id) = (loose.id, sub.id);
+        let start = Arc::new(Barrier::new(3));
+        let mover = {
+            let (store, start, mid) = (elsewhere.clone(), start.clone(), mid.id);
+            std::thread::spawn(move || {
+                start.wait();
+                store.write_task(
+                    alice,
+                    loose_id,
+                    &mut |current, _| {
+                        Some(Task {
+                            parent: Some(mid),
+                            version: current.version.next(),
+                            ..current.clone()
+                        })
+                    },
+                    &mut |_, _| None,
+                    None,
+                )
+            })
+        };
+        let completer = {
+            let (store, start, next) = (elsewhere.clone(), start.clone(), next.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                store.write_task(
+                    alice,
+                    sub_id,
+                    &mut |current, _| {
+                        Some(Task {
+                            done: true,
+                            version: current.version.next(),
+                            ..current.clone()
+                        })
+                    },
+                    &mut |_, _| Some(next.clone()),
+                    None,
+                )
+            })
+        };
+        start.wait();
+        let deletion = store.delete_task(alice, root.id, at(20), &mut |_, _| true);
+        let moved = mover.join().unwrap();
+        let completed = completer.join().unwrap();
+        let fine = |w: &Result<TaskWrite, todo_core::StoreError>| {
+            matches!(
+                w,
+                Ok(TaskWrite::Written { .. } | TaskWrite::BadParent(_) | TaskWrite::NotFound)
+            )
+        };
+        if !(fine(&moved) && fine(&completed) && matches!(deletion, Ok(Some(_)))) {
+            failures.push(format!("{moved:?} / {completed:?} / {deletion:?}"));
+            continue;
+        }
+        let tree = count(format!(
+            "SELECT COUNT(*) AS n FROM tasks WHERE id IN ('{}', '{}', '{}', '{}')",
+            root.id, mid.id, sub.id, next.id
+        ));
+        assert_eq!(tree, 0, "round {round}: the whole tree goes");
+        let loose_left = count(format!(
+            "SELECT COUNT(*) AS n FROM tasks WHERE id = '{}' AND parent_id IS NOT NULL",
+            loose.id
+        ));
+        assert_eq!(
+            loose_left, 0,
+            "round {round}: the moved task under a deleted parent"
+        );
+        let (made, gone) = (
+            count(format!(
+                "SELECT COUNT(*) AS n FROM change_log WHERE subject_id = '{}' AND kind = 'task.created'",
+                next.id
+            )),
+            count(format!(
+                "SELECT COUNT(*) AS n FROM change_log WHERE subject_id = '{}' AND kind = 'task.deleted'",
+                next.id
+            )),
+        );
+        assert_eq!(
+            made, gone,
+            "round {round}: the follow-up's creation and deletion both recorded"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {ROUNDS} failed: {failures:?}",
+        failures.len()
+    );
+}
