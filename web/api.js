@@ -28,8 +28,19 @@ let subject = null;
 // tab (a tab left open would otherwise go on with the old token, then
 // take the next person's session at its next refresh).
 const otherTabs = typeof BroadcastChannel === 'function' ? new BroadcastChannel('todo-session') : null;
+// When this tab last found its session refused: a logout in another tab
+// ends the session's access tokens at once, so this tab may hear it from
+// the server a moment before it hears the other tab say why.
+let refusedAt = -Infinity;
 otherTabs?.addEventListener('message', (event) => {
-  if (event.data?.type !== 'ended' || accessToken === null) return;
+  if (event.data?.type !== 'ended') return;
+  if (accessToken === null) {
+    if (event.data.loggedOut && performance.now() - refusedAt < 5000) {
+      refusedAt = -Infinity;
+      onSignedOut('You logged out in another tab.');
+    }
+    return;
+  }
   endSession();
   onSignedOut(event.data.loggedOut ? 'You logged out in another tab.' : undefined);
 });
@@ -184,6 +195,7 @@ function endSession() {
 
 function signOutLocally() {
   endSession();
+  refusedAt = performance.now();
   otherTabs?.postMessage({ type: 'ended' });
   onSignedOut();
 }

@@ -187,6 +187,8 @@ function showAuth(message) {
   $('who').hidden = true;
   stopLive();
   closeEditor();
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
+  $('session-list').replaceChildren();
   // Deletes still waiting for their undo time were sent on logout; when the
   // session ended by itself they cannot be, and the tasks stay.
   closeToast();
@@ -1430,6 +1432,55 @@ guardSubmit($('share-form'), 'Sharing…', async (form) => {
       ? new api.ApiError(404, { detail: `There is no user “${username}”.` }) : error);
   }
 });
+
+// ---- sessions ---------------------------------------------------------------
+
+/** Each login of the account, newest first: this one marked, the others can be ended. */
+async function showSessions() {
+  const { body } = await api.call('GET', '/v1/sessions');
+  $('sessions-error').textContent = '';
+  $('session-list').replaceChildren(...body.items.map((session) => {
+    const li = el('li', 'member session');
+    const device = session.user_agent || 'Unknown device';
+    li.append(el('span', 'member-name', device));
+    if (session.current) li.append(' ', el('span', 'chip', 'This device'));
+    const seen = new Date(session.last_used_at).toLocaleString();
+    li.append(' ', el('span', 'muted', `${session.address || 'unknown address'}, last active ${seen}`));
+    if (!session.current) {
+      li.append(button('Sign out', 'end-session', `Sign out ${device}`, async () => {
+        await endSessions(`/v1/sessions/${session.id}`, 'DELETE', `${device} signed out`);
+      }, 'ghost danger-text'));
+    }
+    return li;
+  }));
+  $('sessions-others').disabled = !body.items.some((session) => !session.current);
+}
+
+async function endSessions(path, method, done) {
+  try {
+    await api.call(method, path);
+    announce(done);
+    await showSessions();
+    $('sessions-close').focus();
+  } catch (error) {
+    if (error instanceof api.ApiError && error.status === 401) return;
+    $('sessions-error').textContent = failureText(error);
+  }
+}
+
+$('sessions').addEventListener('click', async () => {
+  $('session-list').replaceChildren();
+  $('sessions-error').textContent = '';
+  $('sessions-dialog').showModal();
+  $('sessions-close').focus();
+  await showSessions().catch((error) => {
+    if (!(error instanceof api.ApiError && error.status === 401)) $('sessions-error').textContent = failureText(error);
+  });
+});
+$('sessions-others').addEventListener('click', () =>
+  endSessions('/v1/sessions/revoke-others', 'POST', 'Signed out everywhere else'));
+$('sessions-close').addEventListener('click', () => $('sessions-dialog').close());
+$('sessions-dialog').addEventListener('close', () => $('sessions').focus());
 
 // ---- reminders --------------------------------------------------------------
 

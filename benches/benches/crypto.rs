@@ -46,6 +46,7 @@ fn tokens(c: &mut Criterion) {
         not_before: 1_767_225_600,
         expires_at: 1_767_225_900,
         token_id: uuid::Uuid::from_u128(1),
+        session: None,
     };
     let now = Timestamp::from_unix_micros(1_767_225_700_000_000).unwrap();
     for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Es256] {

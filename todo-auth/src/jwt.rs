@@ -18,7 +18,7 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AccessClaims, AccessTokenSigner, AccessTokenVerifier, Role, Timestamp, TokenError,
+    AccessClaims, AccessTokenSigner, AccessTokenVerifier, Role, SessionId, Timestamp, TokenError,
     TokenRejection, UserId, Username,
 };
 use zeroize::Zeroizing;
@@ -286,6 +286,10 @@ struct WireClaims {
     nbf: i64,
     exp: i64,
     jti: String,
+    /// The session that issued it (absent from tokens made before sessions
+    /// were named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
 }
 
 /// Signs access tokens with one key, naming it in the `kid` header.
@@ -317,6 +321,7 @@ impl AccessTokenSigner for JwtSigner {
             nbf: claims.not_before,
             exp: claims.expires_at,
             jti: claims.token_id.to_string(),
+            sid: claims.session.map(|s| s.to_string()),
         };
         jsonwebtoken::encode(&self.header, &wire, &self.key.encoding)
             .map_err(|e| TokenError::Signing(Box::new(e)))
@@ -519,6 +524,12 @@ impl AccessTokenVerifier for JwtVerifier {
             not_before: wire.nbf,
             expires_at: wire.exp,
             token_id: uuid::Uuid::try_parse(&wire.jti).map_err(|_| bad_claims())?,
+            session: wire
+                .sid
+                .as_deref()
+                .map(SessionId::parse)
+                .transpose()
+                .map_err(|_| bad_claims())?,
         })
     }
 }

@@ -47,6 +47,7 @@
 //!     not_before: now.unix_seconds(),
 //!     expires_at: now.unix_seconds() + 900,
 //!     token_id: new_v7(now, &OsRandom)?,
+//!     session: None,
 //! };
 //! let token = signer.sign(&claims)?;
 //! assert_eq!(verifier.verify(&token, now)?, claims);

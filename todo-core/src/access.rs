@@ -1,11 +1,12 @@
 //! The one authority on whether an access token may act.
 //!
 //! A signature proves who issued a token, not that its holder may still use
-//! it: the account may since have been deleted or disabled, or its password
-//! changed. [`AccessGate`] decides both, for every authenticated request of
-//! every server: the token verifies, its user exists and is enabled, and it
-//! was issued after the user's last revocation. The role it answers with is
-//! the stored one, not the token's.
+//! it: the account may since have been deleted or disabled, its password
+//! changed, or the session that issued the token ended. [`AccessGate`]
+//! decides, for every authenticated request of every server: the token
+//! verifies, its user exists and is enabled, it was issued after the user's
+//! last revocation, and its session (`sid`) has not ended. The role it
+//! answers with is the stored one, not the token's.
 //!
 //! Servers share the database, not memory, so each keeps what it read for a
 //! short while (at most [`AccessGate::MAX_STALENESS`]): a revocation made on
@@ -20,7 +21,7 @@ use std::time::Duration;
 use crate::error::{Error, Result, TokenRejection};
 use crate::ports::{AccessTokenVerifier, UserStore};
 use crate::time::{Clock, Timestamp};
-use crate::token::{AccessClaims, Principal};
+use crate::token::{AccessClaims, Principal, SessionId, TokenPolicy};
 use crate::user::{Role, UserId, UserRecord, Username};
 
 /// What decides whether a user's tokens may act.
@@ -31,6 +32,10 @@ struct Standing {
     disabled: bool,
     /// Tokens issued before this instant are refused.
     revoked_before: Option<Timestamp>,
+    /// Sessions ended within the last
+    /// [`AccessGate::ENDED_SESSIONS_REMEMBERED`]: their tokens are refused
+    /// (older ones have no live token left).
+    ended_sessions: Vec<SessionId>,
 }
 
 /// A standing as read at `read_at`; `None`: no such user.
@@ -88,6 +93,7 @@ struct Remembered {
 ///     not_before: now.unix_seconds(),
 ///     expires_at: now.unix_seconds() + 900,
 ///     token_id: todo_core::new_v7(now, &SeededRandom::new(3))?,
+///     session: None,
 /// })?;
 /// assert_eq!(gate.authorize(&token)?.user_id, alice);
 ///
@@ -124,6 +130,11 @@ impl std::fmt::Debug for AccessGate {
 impl AccessGate {
     /// The longest a decision may rest on what was read from the store.
     pub const MAX_STALENESS: Duration = Duration::from_secs(1);
+    /// How far back ended sessions are read: the longest access-token
+    /// lifetime, with room for a verifier's leeway and clocks that differ
+    /// between instances. A token of a session ended longer ago has expired.
+    pub const ENDED_SESSIONS_REMEMBERED: Duration =
+        Duration::from_secs(TokenPolicy::MAX_ACCESS_TTL.as_secs() + 600);
     /// Users whose standing is remembered at most (about 100 bytes each).
     pub const DEFAULT_CAPACITY: usize = 100_000;
 
@@ -185,7 +196,14 @@ impl AccessGate {
         let read_at = self.clock.now();
         let generation = self.forgotten.load(Ordering::Acquire);
         let record = self.users.find_user(claims.subject)?;
-        let standing = record.as_ref().map(standing_of);
+        let standing = match record {
+            Some(record) => {
+                let since = read_at.saturating_sub(Self::ENDED_SESSIONS_REMEMBERED);
+                let ended = self.users.ended_sessions(claims.subject, since)?;
+                Some(standing_of(&record, ended))
+            }
+            None => None,
+        };
         let decision = decide(claims, standing.as_ref());
         self.remember(claims.subject, standing, read_at, generation);
         decision
@@ -249,17 +267,19 @@ impl AccessGate {
     }
 }
 
-fn standing_of(record: &UserRecord) -> Standing {
+fn standing_of(record: &UserRecord, ended_sessions: Vec<SessionId>) -> Standing {
     Standing {
         username: record.user.username.clone(),
         role: record.user.role,
         disabled: record.user.disabled,
         revoked_before: record.tokens_revoked_before,
+        ended_sessions,
     }
 }
 
-/// A token may act when its user exists, is enabled, and revoked nothing
-/// after the token was issued. Every refusal is the same 401.
+/// A token may act when its user exists, is enabled, revoked nothing after
+/// the token was issued, and its session has not ended. Every refusal is
+/// the same 401.
 fn decide(claims: &AccessClaims, standing: Option<&Standing>) -> Result<Principal> {
     let revoked = Error::InvalidToken(TokenRejection::Revoked);
     let Some(standing) = standing else {
@@ -273,10 +293,20 @@ fn decide(claims: &AccessClaims, standing: Option<&Standing>) -> Result<Principa
     {
         return Err(revoked);
     }
+    if let Some(session) = claims.session {
+        // Ended sessions are read back one longest lifetime: a token that
+        // claims to live longer could outlive the memory of its end.
+        let lifetime = claims.expires_at.saturating_sub(claims.issued_at);
+        let longest = i64::try_from(TokenPolicy::MAX_ACCESS_TTL.as_secs()).unwrap_or(i64::MAX);
+        if lifetime > longest || standing.ended_sessions.contains(&session) {
+            return Err(revoked);
+        }
+    }
     Ok(Principal {
         user_id: claims.subject,
         username: standing.username.clone(),
         role: standing.role,
+        session: claims.session,
     })
 }
 

@@ -81,6 +81,7 @@ mod random;
 mod recurrence;
 mod relay;
 mod reminder;
+mod session;
 mod task;
 mod task_service;
 #[cfg(feature = "testing")]
@@ -125,6 +126,7 @@ pub use random::{Random, new_v7};
 pub use recurrence::{Frequency, Recurrence, TimeZoneName};
 pub use relay::{LeasedStream, RelayBatch, RelayService, RelayStore, RelayedStream};
 pub use reminder::{Reminder, Reminders};
+pub use session::{SessionKind, SessionRecord, UserAgent};
 pub use task::{
     Description, Label, Labels, NewTask, Priority, SEARCH_SEPARATOR, Series, SeriesId, Task,
     TaskId, TaskPatch, TaskVersion, Title, TreeRefusal, search_text,
@@ -132,7 +134,7 @@ pub use task::{
 pub use task_service::{TaskLimits, TaskService, Written};
 pub use time::{Clock, Timestamp};
 pub use token::{
-    AccessClaims, FamilyId, Principal, RefreshToken, RefreshTokenHash, RefreshTokenRecord,
+    AccessClaims, Principal, RefreshToken, RefreshTokenHash, RefreshTokenRecord, SessionId,
     TokenPair, TokenPolicy,
 };
 pub use user::{

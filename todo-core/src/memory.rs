@@ -17,9 +17,10 @@ use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, TaskWrite, UserStor
 use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
 use crate::query::{TaskCursor, TaskQuery};
 use crate::relay::{RelayStore, RelayedStream};
+use crate::session::SessionRecord;
 use crate::task::{SeriesId, Task, TaskId, TaskVersion, TreeRefusal};
 use crate::time::Timestamp;
-use crate::token::{FamilyId, RefreshTokenHash, RefreshTokenRecord};
+use crate::token::{RefreshTokenHash, RefreshTokenRecord, SessionId};
 use crate::user::{PasswordHash, User, UserChange, UserId, UserRecord, Username};
 use crate::webhook::{DeliveryAttempt, Webhook, WebhookId, WebhookSettlement, WebhookStore};
 
@@ -27,6 +28,7 @@ use crate::webhook::{DeliveryAttempt, Webhook, WebhookId, WebhookSettlement, Web
 struct Tables {
     users: BTreeMap<UserId, UserRecord>,
     refresh_tokens: BTreeMap<String, RefreshTokenRecord>,
+    sessions: BTreeMap<SessionId, SessionRecord>,
     tasks: BTreeMap<TaskId, Task>,
     /// The change log, oldest first, and the last number handed out.
     log: Vec<Entry>,
@@ -656,6 +658,8 @@ impl UserStore for MemoryStore {
             }
         }
         let existed = tables.users.remove(&id).is_some();
+        tables.sessions.retain(|_, s| s.user_id != id);
+        tables.refresh_tokens.retain(|_, t| t.user_id != id);
         tables.streams.remove(&id);
         tables
             .log
@@ -687,22 +691,37 @@ impl UserStore for MemoryStore {
             .cloned()
             .collect())
     }
+
+    fn ended_sessions(&self, user: UserId, since: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+        let tables = self.tables();
+        Ok(tables
+            .sessions
+            .values()
+            .filter(|s| s.user_id == user && s.ended_at.is_some_and(|at| at >= since))
+            .map(|s| s.id)
+            .collect())
+    }
 }
 
 impl RefreshTokenStore for MemoryStore {
-    fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError> {
+    fn start_session(
+        &self,
+        session: &SessionRecord,
+        first: &RefreshTokenRecord,
+    ) -> Result<(), StoreError> {
         let mut tables = self.tables();
-        if !tables.users.contains_key(&token.user_id) {
-            return Err(StoreError::MissingReference(
-                "refresh token for an unknown user",
-            ));
+        if !tables.users.contains_key(&session.user_id) || first.user_id != session.user_id {
+            return Err(StoreError::MissingReference("session of an unknown user"));
         }
-        if tables.refresh_tokens.contains_key(token.hash.as_str()) {
-            return Err(StoreError::Conflict("duplicate refresh token"));
+        if tables.sessions.contains_key(&session.id)
+            || tables.refresh_tokens.contains_key(first.hash.as_str())
+        {
+            return Err(StoreError::Conflict("duplicate session or refresh token"));
         }
+        tables.sessions.insert(session.id, session.clone());
         tables
             .refresh_tokens
-            .insert(token.hash.as_str().to_owned(), token.clone());
+            .insert(first.hash.as_str().to_owned(), first.clone());
         Ok(())
     }
 
@@ -727,6 +746,7 @@ impl RefreshTokenStore for MemoryStore {
             Some(token) if token.is_live(now) => token.used_at = Some(now),
             _ => return Ok(false),
         }
+        tables.session_used(replacement, now);
         tables
             .refresh_tokens
             .insert(replacement.hash.as_str().to_owned(), replacement.clone());
@@ -750,41 +770,90 @@ impl RefreshTokenStore for MemoryStore {
         if let Some(token) = tables.refresh_tokens.get_mut(old.as_str()) {
             token.grace_exchanges += 1;
         }
+        tables.session_used(replacement, replacement.issued_at);
         tables
             .refresh_tokens
             .insert(replacement.hash.as_str().to_owned(), replacement.clone());
         Ok(true)
     }
 
-    fn revoke_refresh_family(&self, family: FamilyId) -> Result<u64, StoreError> {
-        Ok(self.revoke_where(|t| t.family == family))
+    fn list_sessions(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let tables = self.tables();
+        let mut live: Vec<SessionRecord> = tables
+            .sessions
+            .values()
+            .filter(|s| s.user_id == user && s.is_live(now))
+            .cloned()
+            .collect();
+        live.sort_by_key(|s| std::cmp::Reverse(s.id));
+        Ok(live)
     }
 
-    fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<u64, StoreError> {
-        Ok(self.revoke_where(|t| t.user_id == user))
+    fn end_session(&self, user: UserId, id: SessionId, now: Timestamp) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        Ok(tables.end_sessions(user, now, |s| s == id) == 1)
+    }
+
+    fn end_other_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut tables = self.tables();
+        Ok(tables.end_sessions(user, now, |s| Some(s) != keep))
     }
 
     fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut tables = self.tables();
         let before = tables.refresh_tokens.len();
         tables.refresh_tokens.retain(|_, t| t.expires_at > now);
+        tables
+            .sessions
+            .retain(|_, s| s.expires_at > now && s.ended_at.is_none_or(|at| at >= now));
         Ok(u64::try_from(before - tables.refresh_tokens.len()).unwrap_or(u64::MAX))
     }
 }
 
-impl MemoryStore {
-    fn revoke_where(&self, which: impl Fn(&RefreshTokenRecord) -> bool) -> u64 {
-        let mut revoked = 0;
+impl Tables {
+    /// The session `token` descends from was used at `at`, and lives until
+    /// `token` expires.
+    fn session_used(&mut self, token: &RefreshTokenRecord, at: Timestamp) {
+        if let Some(session) = self.sessions.get_mut(&token.family) {
+            session.last_used_at = session.last_used_at.max(at);
+            session.expires_at = session.expires_at.max(token.expires_at);
+        }
+    }
+
+    /// Ends the user's live sessions whose id `which` picks, and revokes
+    /// their refresh tokens; returns how many sessions it ended.
+    fn end_sessions(
+        &mut self,
+        user: UserId,
+        now: Timestamp,
+        which: impl Fn(SessionId) -> bool,
+    ) -> u64 {
+        let mut ended = 0;
+        for session in self
+            .sessions
+            .values_mut()
+            .filter(|s| s.user_id == user && s.ended_at.is_none() && which(s.id))
+        {
+            session.ended_at = Some(now);
+            ended += 1;
+        }
         for token in self
-            .tables()
             .refresh_tokens
             .values_mut()
-            .filter(|t| which(t))
+            .filter(|t| t.user_id == user && which(t.family))
         {
-            revoked += u64::from(!token.revoked);
             token.revoked = true;
         }
-        revoked
+        ended
     }
 }
 
@@ -1187,7 +1256,7 @@ impl TaskStore for MemoryStore {
 
 /// Whether any token of `family` is revoked: a family once revoked stays
 /// dead, whatever joined it since.
-fn family_revoked(tokens: &BTreeMap<String, RefreshTokenRecord>, family: FamilyId) -> bool {
+fn family_revoked(tokens: &BTreeMap<String, RefreshTokenRecord>, family: SessionId) -> bool {
     tokens.values().any(|t| t.family == family && t.revoked)
 }
 

@@ -11,9 +11,10 @@ use crate::import::{ImportOutcome, ImportPlan};
 use crate::project::{ProjectId, ProjectRole, Standing};
 use crate::query::TaskCursor;
 use crate::query::TaskQuery;
+use crate::session::SessionRecord;
 use crate::task::{SeriesId, Task, TaskId, TreeRefusal};
 use crate::time::Timestamp;
-use crate::token::{AccessClaims, FamilyId, RefreshToken, RefreshTokenHash, RefreshTokenRecord};
+use crate::token::{AccessClaims, RefreshToken, RefreshTokenHash, RefreshTokenRecord, SessionId};
 use crate::user::{Password, PasswordHash, User, UserChange, UserId, UserRecord, Username};
 
 /// Users, as the auth service keeps them.
@@ -51,12 +52,23 @@ pub trait UserStore: Send + Sync {
     fn delete_user(&self, id: UserId, at: Timestamp) -> Result<bool, StoreError>;
     /// Up to `limit` users in id (creation) order, after `after` if given.
     fn list_users(&self, after: Option<UserId>, limit: usize) -> Result<Vec<User>, StoreError>;
+    /// The user's sessions ended at or after `since`: part of their
+    /// standing, which the access gate reads with the user.
+    fn ended_sessions(&self, user: UserId, since: Timestamp) -> Result<Vec<SessionId>, StoreError>;
 }
 
-/// Refresh tokens, by their hash.
+/// Sessions (logins) and the refresh tokens that descend from each, by
+/// their hash.
 pub trait RefreshTokenStore: Send + Sync {
-    /// Stores a newly issued token; fails with [`StoreError::Conflict`] on a hash already stored.
-    fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError>;
+    /// Starts a session with its first refresh token (whose `family` is the
+    /// session's id), in one step; fails with
+    /// [`StoreError::MissingReference`] when the user is gone, and
+    /// [`StoreError::Conflict`] on an id or hash already stored.
+    fn start_session(
+        &self,
+        session: &SessionRecord,
+        first: &RefreshTokenRecord,
+    ) -> Result<(), StoreError>;
     /// The token with this digest, live or not: the caller tells reuse from an unknown token.
     fn find_refresh_token(
         &self,
@@ -65,7 +77,8 @@ pub trait RefreshTokenStore: Send + Sync {
     /// In one atomic step: if `old` is live at `now` and no token of its
     /// family is revoked, mark it used and store `replacement`. Returns
     /// whether it did; of many concurrent calls for one token, exactly one
-    /// gets `true`.
+    /// gets `true`. The session is used at `now` and lives until the
+    /// replacement expires.
     fn rotate_refresh_token(
         &self,
         old: &RefreshTokenHash,
@@ -87,11 +100,24 @@ pub trait RefreshTokenStore: Send + Sync {
         since: Timestamp,
         max: u32,
     ) -> Result<bool, StoreError>;
-    /// Revokes every token of a family; returns how many were live.
-    fn revoke_refresh_family(&self, family: FamilyId) -> Result<u64, StoreError>;
-    /// Revokes every token of a user; returns how many were live.
-    fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<u64, StoreError>;
-    /// Deletes tokens that expired before `now`; returns how many.
+    /// The user's sessions live at `now`, newest first.
+    fn list_sessions(&self, user: UserId, now: Timestamp)
+    -> Result<Vec<SessionRecord>, StoreError>;
+    /// Ends the user's session `id` at `now` and revokes its refresh
+    /// tokens, in one step; returns whether it was theirs and not ended
+    /// before. Another user's session is left alone and answers `false`.
+    fn end_session(&self, user: UserId, id: SessionId, now: Timestamp) -> Result<bool, StoreError>;
+    /// Ends every session of the user but `keep` at `now` and revokes
+    /// their refresh tokens, in one step; returns how many sessions it
+    /// ended.
+    fn end_other_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+    /// Deletes tokens that expired before `now`, and sessions that ended or
+    /// expired before it; returns how many tokens.
     fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
@@ -608,7 +634,7 @@ pub enum AuditEvent<'a> {
         /// The family's user.
         user: UserId,
         /// The family now revoked.
-        family: FamilyId,
+        family: SessionId,
         /// The client's address, when known.
         client: Option<IpAddr>,
     },
@@ -618,6 +644,14 @@ pub enum AuditEvent<'a> {
         user: UserId,
         /// The client's address, when known.
         client: Option<IpAddr>,
+    },
+    /// A user ended sessions of theirs (the sessions screen): one, or
+    /// every other.
+    SessionsEnded {
+        /// The user concerned.
+        user: UserId,
+        /// The one ended; `None`: every other.
+        session: Option<SessionId>,
     },
     /// A user changed their password (their older tokens are revoked).
     PasswordChanged {

@@ -34,6 +34,9 @@ pub struct AccessClaims {
     pub expires_at: i64,
     /// `jti`: a UUIDv7, whose time gives the issue instant to the millisecond.
     pub token_id: Uuid,
+    /// `sid`: the session that issued it; ending the session refuses the
+    /// token. `None` only in tokens issued before sessions were named.
+    pub session: Option<SessionId>,
 }
 
 impl AccessClaims {
@@ -44,6 +47,7 @@ impl AccessClaims {
             user_id: self.subject,
             username: self.username.clone(),
             role: self.role,
+            session: self.session,
         }
     }
 }
@@ -57,6 +61,8 @@ pub struct Principal {
     pub username: Username,
     /// Their role, as the store has it now.
     pub role: Role,
+    /// The session the caller's token came from, if it names one.
+    pub session: Option<SessionId>,
 }
 
 /// Issuer, audience and lifetimes of the tokens the auth service hands out.
@@ -78,6 +84,11 @@ pub struct TokenPolicy {
 }
 
 impl TokenPolicy {
+    /// The longest access-token lifetime a policy may set. The access gate
+    /// remembers ended sessions this long, so no token of one outlives
+    /// that memory (it refuses a token that claims a longer life).
+    pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(3600);
+
     /// The longest reuse grace a policy may set.
     pub const MAX_REUSE_GRACE: Duration = Duration::from_secs(60);
 
@@ -163,10 +174,11 @@ impl RefreshTokenHash {
 }
 
 uuid_id!(
-    /// The lineage of refresh tokens from one login: reuse of any one of them
-    /// revokes them all.
-    FamilyId,
-    "family"
+    /// A session: one login and the lineage of refresh tokens that descends
+    /// from it (its "family": reuse of any one of them ends it), named by
+    /// the access tokens it issues (`sid`), so that ending it refuses them.
+    SessionId,
+    "session"
 );
 
 /// A refresh token as stored.
@@ -174,8 +186,8 @@ uuid_id!(
 pub struct RefreshTokenRecord {
     /// The token's digest; the token itself is never stored.
     pub hash: RefreshTokenHash,
-    /// The login it descends from.
-    pub family: FamilyId,
+    /// The session (login) it descends from.
+    pub family: SessionId,
     /// Whose it is.
     pub user_id: UserId,
     /// When it was issued.

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use todo_core::{AuditEvent, AuditSink, FamilyId, UserId, Username};
+use todo_core::{AuditEvent, AuditSink, SessionId, UserId, Username};
 use tracing::field::{DisplayValue, display};
 
 /// Writes each audit event as one log line with target `todo::audit`.
@@ -19,7 +19,7 @@ struct Line<'a> {
     user: Option<UserId>,
     username: Option<&'a Username>,
     action: Option<&'static str>,
-    family: Option<FamilyId>,
+    family: Option<SessionId>,
     actor: Option<UserId>,
     target: Option<UserId>,
     client: Option<IpAddr>,
@@ -63,6 +63,10 @@ impl<'a> Line<'a> {
                 ..Self::user("refresh_token_reused", user, client)
             },
             AuditEvent::LoggedOut { user, client } => Self::user("logged_out", user, client),
+            AuditEvent::SessionsEnded { user, session } => Self {
+                family: session,
+                ..Self::user("sessions_ended", user, None)
+            },
             AuditEvent::PasswordChanged { user, client } => {
                 Self::user("password_changed", user, client)
             }
@@ -125,7 +129,7 @@ mod tests {
         let client = Some(IpAddr::from([192, 0, 2, 1]));
         let reused = Line::of(&AuditEvent::RefreshTokenReused {
             user,
-            family: FamilyId::from_uuid(uuid::Uuid::from_u128(2)),
+            family: SessionId::from_uuid(uuid::Uuid::from_u128(2)),
             client,
         });
         assert_eq!(reused.event, "refresh_token_reused");

@@ -14,8 +14,8 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
     AccountPatch, AuthServices, Credentials, DeviceToken, Email, Error as CoreError, PageLimit,
-    Principal, RefreshToken, Registration, Role, TokenPair, User, UserAdmin, UserCursor, UserPatch,
-    UserRef,
+    Principal, RefreshToken, Registration, Role, SessionId, SessionRecord, TokenPair, User,
+    UserAdmin, UserCursor, UserPatch, UserRef,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, Response};
@@ -235,6 +235,8 @@ impl FromRequestParts<Arc<AuthApi>> for Validated {
 /// act on (or hand out) the cookie.
 struct Session {
     client: Option<IpAddr>,
+    /// The `User-Agent`, shown among the user's sessions (login).
+    user_agent: Option<String>,
     /// The refresh token's cookie (cookie sessions only).
     refresh_cookie: Option<String>,
     /// The device token's cookie (cookie sessions only).
@@ -248,9 +250,15 @@ impl FromRequestParts<Arc<AuthApi>> for Session {
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<AuthApi>) -> Result<Self, ApiError> {
         let Client(client) = Client::from_request_parts(parts, api).await?;
+        let user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if api.cookie_max_age.is_none() {
             return Ok(Self {
                 client,
+                user_agent,
                 refresh_cookie: None,
                 device_cookie: None,
                 from_browser: false,
@@ -261,6 +269,7 @@ impl FromRequestParts<Arc<AuthApi>> for Session {
         }
         Ok(Self {
             client,
+            user_agent,
             refresh_cookie: cookie(&parts.headers, REFRESH_COOKIE),
             device_cookie: cookie(&parts.headers, DEVICE_COOKIE),
             from_browser: from_browser(&parts.headers),
@@ -481,6 +490,47 @@ struct ValidateDto<'a> {
     exp: i64,
 }
 
+/// A session on the wire: where the user is signed in.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Session)]
+struct SessionDto {
+    id: String,
+    /// `login`: a sign-in with a password.
+    kind: &'static str,
+    created_at: String,
+    /// The last token it issued (a login or refresh): within one
+    /// access-token lifetime of its last use.
+    last_used_at: String,
+    /// As the client sent it when the session started, cut to 256
+    /// characters.
+    user_agent: Option<String>,
+    /// The client's address when the session started.
+    address: Option<String>,
+    /// Whether the caller's token comes from it.
+    current: bool,
+}
+
+impl SessionDto {
+    fn of(session: &SessionRecord, caller: &Principal) -> Self {
+        Self {
+            id: session.id.to_string(),
+            kind: session.kind.as_str(),
+            created_at: session.created_at.to_string(),
+            last_used_at: session.last_used_at.to_string(),
+            user_agent: session.user_agent.as_ref().map(|ua| ua.as_str().to_owned()),
+            address: session.address.map(|ip| ip.to_string()),
+            current: caller.session == Some(session.id),
+        }
+    }
+}
+
+/// The caller's sessions, newest first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SessionList)]
+struct SessionsDto {
+    items: Vec<SessionDto>,
+}
+
 /// A page of users.
 #[derive(Serialize, ToSchema)]
 #[schema(as = UserPage)]
@@ -536,6 +586,9 @@ fn auth_routes() -> OpenApiRouter<Arc<AuthApi>> {
         .routes(routes!(jwks))
         .routes(routes!(me, patch_me))
         .routes(routes!(change_password))
+        .routes(routes!(list_sessions))
+        .routes(routes!(end_session))
+        .routes(routes!(end_other_sessions))
         .routes(routes!(list_users))
         .routes(routes!(get_user, patch_user, delete_user))
 }
@@ -585,6 +638,7 @@ async fn login(
     if credentials.device.is_none() {
         credentials = credentials.with_device(session.device_cookie.as_deref());
     }
+    credentials = credentials.with_user_agent(session.user_agent.as_deref());
     let client = session.client;
     let outcome = call(&api.service.sessions, move |s| {
         s.login(client, &credentials)
@@ -702,6 +756,40 @@ async fn change_password(
         s.change_password(client, &me, &body.current_password, &body.new_password)
     })
     .await?;
+    Ok(no_content())
+}
+
+/// My sessions: each sign-in, newest first.
+#[utoipa::path(get, path = "/v1/sessions",
+    responses((status = 200, description = "My live sessions", body = SessionsDto)))]
+async fn list_sessions(State(api): Auth, Caller(me): Caller) -> Result<ApiResponse, ApiError> {
+    let caller = me.clone();
+    let sessions = call(&api.service.sessions, move |s| s.list_sessions(&caller)).await?;
+    let items = sessions.iter().map(|s| SessionDto::of(s, &me)).collect();
+    json_value(StatusCode::OK, &SessionsDto { items })
+}
+
+/// End one of my sessions (its tokens are refused within a second).
+#[utoipa::path(delete, path = "/v1/sessions/{id}",
+    params(Path<SessionId>),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 404, description = "No such live session of mine"),
+    ))]
+async fn end_session(
+    State(api): Auth,
+    Caller(me): Caller,
+    Path(id): Path<SessionId>,
+) -> Result<ApiResponse, ApiError> {
+    call(&api.service.sessions, move |s| s.end_session(&me, id)).await?;
+    Ok(no_content())
+}
+
+/// End every session of mine but the one this token comes from.
+#[utoipa::path(post, path = "/v1/sessions/revoke-others",
+    responses((status = 204, description = "Every other session ended")))]
+async fn end_other_sessions(State(api): Auth, Caller(me): Caller) -> Result<ApiResponse, ApiError> {
+    call(&api.service.sessions, move |s| s.end_other_sessions(&me)).await?;
     Ok(no_content())
 }
 

@@ -157,7 +157,13 @@ macro_rules! uuid_path_ids {
     )*};
 }
 
-uuid_path_ids!(TaskId, todo_core::WebhookId, UserId, todo_core::ProjectId);
+uuid_path_ids!(
+    TaskId,
+    todo_core::WebhookId,
+    UserId,
+    todo_core::ProjectId,
+    todo_core::SessionId
+);
 
 /// The path's `{id}` parameter as a domain identifier; an id that cannot be
 /// one is simply not found (404), like an id of someone else's. Taken by

@@ -40,8 +40,10 @@ pub struct AuthSettings {
     /// Access-token audience (`aud`).
     #[arg(long, env = "TODO_TOKEN_AUDIENCE", default_value = "todo")]
     pub audience: String,
-    /// Access-token lifetime in seconds.
-    #[arg(long, env = "TODO_ACCESS_TTL_SECS", default_value_t = 300)]
+    /// Access-token lifetime in seconds; at most 3600 (an ended session's
+    /// tokens are refused by remembering the end that long).
+    #[arg(long, env = "TODO_ACCESS_TTL_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub access_ttl_secs: u64,
     /// Refresh-token lifetime in seconds.
     #[arg(long, env = "TODO_REFRESH_TTL_SECS", default_value_t = 14 * 24 * 3600)]

@@ -28,6 +28,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        kind -> Text,
+        created_at -> BigInt,
+        last_used_at -> BigInt,
+        expires_at -> BigInt,
+        user_agent -> Nullable<Text>,
+        address -> Nullable<Text>,
+        ended_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     tasks (id) {
         id -> Text,
         owner_id -> Text,
@@ -249,6 +263,7 @@ diesel::joinable!(project_members -> users (user_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(task_labels -> tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    sessions,
     task_reminders,
     project_feeds,
     users,

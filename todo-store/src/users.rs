@@ -2,15 +2,16 @@
 
 use diesel::prelude::*;
 use todo_core::{
-    Email, FamilyId, PasswordHash, Project, RefreshTokenHash, RefreshTokenRecord,
-    RefreshTokenStore, Role, StoreError, Timestamp, User, UserChange, UserId, UserRecord,
+    Email, PasswordHash, Project, RefreshTokenHash, RefreshTokenRecord, RefreshTokenStore, Role,
+    SessionId, SessionRecord, StoreError, Timestamp, User, UserChange, UserId, UserRecord,
     UserStore, Username,
 };
 
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{project_members, projects, refresh_tokens, users};
+use crate::schema::{project_members, projects, refresh_tokens, sessions, users};
+use crate::sessions::{MAX_SESSIONS_LISTED, SessionRow, Which};
 
 #[derive(Queryable, Insertable, AsChangeset)]
 #[diesel(table_name = users, treat_none_as_null = true)]
@@ -227,6 +228,20 @@ impl UserStore for SqlStore {
             .map(|row| row.into_record().map(|r| r.user))
             .collect()
     }
+
+    fn ended_sessions(&self, user: UserId, since: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+        let user = user.to_string();
+        let ids: Vec<String> = self.with_conn(|conn| {
+            sessions::table
+                .filter(sessions::user_id.eq(&user))
+                .filter(sessions::ended_at.ge(since.unix_micros()))
+                .select(sessions::id)
+                .load(conn)
+        })?;
+        ids.iter()
+            .map(|id| SessionId::parse(id).map_err(|_| corrupt("session")))
+            .collect()
+    }
 }
 
 #[derive(Queryable, Insertable)]
@@ -260,7 +275,7 @@ impl RefreshTokenRow {
         let bad = |_| corrupt("refresh token");
         Ok(RefreshTokenRecord {
             hash: RefreshTokenHash::new(self.token_hash),
-            family: FamilyId::parse(&self.family_id).map_err(bad)?,
+            family: SessionId::parse(&self.family_id).map_err(bad)?,
             user_id: UserId::parse(&self.user_id).map_err(bad)?,
             issued_at: Timestamp::from_unix_micros(self.issued_at).map_err(bad)?,
             expires_at: Timestamp::from_unix_micros(self.expires_at).map_err(bad)?,
@@ -277,12 +292,27 @@ impl RefreshTokenRow {
 }
 
 impl RefreshTokenStore for SqlStore {
-    fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError> {
-        let row = RefreshTokenRow::from_record(token);
+    fn start_session(
+        &self,
+        session: &SessionRecord,
+        first: &RefreshTokenRecord,
+    ) -> Result<(), StoreError> {
+        if first.family != session.id || first.user_id != session.user_id {
+            return Err(StoreError::Conflict(
+                "a session's first token is of another",
+            ));
+        }
+        let session = SessionRow::from_record(session);
+        let token = RefreshTokenRow::from_record(first);
         self.with_write_conn(|conn| {
-            diesel::insert_into(refresh_tokens::table)
-                .values(&row)
-                .execute(conn)
+            conn.transaction(|conn| {
+                diesel::insert_into(sessions::table)
+                    .values(&session)
+                    .execute(conn)?;
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&token)
+                    .execute(conn)
+            })
         })?;
         Ok(())
     }
@@ -329,6 +359,7 @@ impl RefreshTokenStore for SqlStore {
                 diesel::insert_into(refresh_tokens::table)
                     .values(&row)
                     .execute(conn)?;
+                crate::sessions::used(conn, &row.family_id, now, row.expires_at)?;
                 Ok(true)
             })
             .or_else(rolled_back_is_no)
@@ -370,41 +401,61 @@ impl RefreshTokenStore for SqlStore {
                 diesel::insert_into(refresh_tokens::table)
                     .values(&row)
                     .execute(conn)?;
+                crate::sessions::used(conn, &row.family_id, row.issued_at, row.expires_at)?;
                 Ok(true)
             })
             .or_else(rolled_back_is_no)
         })
     }
 
-    fn revoke_refresh_family(&self, family: FamilyId) -> Result<u64, StoreError> {
-        let family = family.to_string();
-        let n = self.with_write_conn(|conn| {
-            let tokens = refresh_tokens::table
-                .filter(refresh_tokens::family_id.eq(&family))
-                .filter(refresh_tokens::revoked.eq(0));
-            diesel::update(tokens)
-                .set(refresh_tokens::revoked.eq(1))
-                .execute(conn)
+    fn list_sessions(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let user = user.to_string();
+        let rows = self.with_conn(|conn| {
+            sessions::table
+                .filter(sessions::user_id.eq(&user))
+                .filter(sessions::ended_at.is_null())
+                .filter(sessions::expires_at.gt(now.unix_micros()))
+                .order(sessions::id.desc())
+                .limit(MAX_SESSIONS_LISTED)
+                .load::<SessionRow>(conn)
         })?;
-        Ok(n as u64)
+        rows.into_iter().map(SessionRow::into_record).collect()
     }
 
-    fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<u64, StoreError> {
-        let user = user.to_string();
-        let n = self.with_write_conn(|conn| {
-            let tokens = refresh_tokens::table
-                .filter(refresh_tokens::user_id.eq(&user))
-                .filter(refresh_tokens::revoked.eq(0));
-            diesel::update(tokens)
-                .set(refresh_tokens::revoked.eq(1))
-                .execute(conn)
+    fn end_session(&self, user: UserId, id: SessionId, now: Timestamp) -> Result<bool, StoreError> {
+        let (user, id) = (user.to_string(), id.to_string());
+        let ended = self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                crate::sessions::end(conn, &user, &Which::One(&id), now.unix_micros())
+            })
         })?;
-        Ok(n as u64)
+        Ok(ended == 1)
+    }
+
+    fn end_other_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let (user, keep) = (user.to_string(), keep.map(|k| k.to_string()));
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                let which = Which::AllBut(keep.as_deref());
+                crate::sessions::end(conn, &user, &which, now.unix_micros())
+            })
+        })
     }
 
     fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {
         let now = now.unix_micros();
         let n = self.with_write_conn(|conn| {
+            diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?;
+            diesel::delete(sessions::table.filter(sessions::ended_at.le(now))).execute(conn)?;
             diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.le(now)))
                 .execute(conn)
         })?;

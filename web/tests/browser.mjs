@@ -1215,6 +1215,59 @@ try {
   check(catSees.error === '', `no error shown to the removed member (${catSees.error})`);
   for (const { ctx } of Object.values(shared)) await ctx.close();
 
+  // 13. Sessions: signed in on a laptop and a phone, the phone's Sessions
+  //     dialog lists both, this one marked; signing the laptop out ends it
+  //     there: its next request finds the session over and shows the login.
+  {
+    const signUp = await request.newContext({ baseURL: base, ignoreHTTPSErrors: true });
+    const made = await signUp.post('/v1/auth/register', { data: { username: 'dee', password: 'correct horse battery' } });
+    if (!made.ok()) throw new Error(`registering dee: ${made.status()}`);
+    await signUp.dispose();
+    const devices = {};
+    for (const name of ['laptop', 'phone']) {
+      const ctx = await newContext();
+      const tab = await ctx.newPage();
+      tab.on('pageerror', (error) => problems.push(`${name}: page error: ${error.message}`));
+      await tab.goto(base);
+      await tab.locator('#login-form').waitFor({ state: 'visible' });
+      await tab.fill('#login-username', 'dee');
+      await tab.fill('#login-password', 'correct horse battery');
+      await tab.click('#login-form button[type=submit]');
+      await tab.locator('#tasks-view').waitFor({ state: 'visible' });
+      devices[name] = { ctx, tab };
+    }
+    const { laptop, phone } = { laptop: devices.laptop.tab, phone: devices.phone.tab };
+    await phone.focus('#sessions');
+    await phone.keyboard.press('Enter');
+    await phone.locator('#sessions-dialog').waitFor({ state: 'visible' });
+    await phone.waitForFunction(() => document.querySelectorAll('#session-list .session').length === 2, null, { timeout: 5000 }).catch(() => {});
+    const listed = await phone.locator('#session-list .session').allTextContents();
+    check(listed.length === 2 && listed.filter((s) => s.includes('This device')).length === 1,
+      `the Sessions dialog lists both sign-ins, this one marked (${JSON.stringify(listed)})`);
+    await axe('sessions dialog', phone);
+    await phone.click('#session-list [data-control="end-session"]');
+    await phone.waitForFunction(() => document.querySelectorAll('#session-list .session').length === 1, null, { timeout: 5000 }).catch(() => {});
+    const left = await phone.evaluate(() => ({
+      sessions: [...document.querySelectorAll('#session-list .session')].map((s) => s.textContent),
+      othersDisabled: document.querySelector('#sessions-others').disabled,
+      focus: document.activeElement.id,
+    }));
+    check(left.sessions.length === 1 && left.sessions[0].includes('This device') && left.othersDisabled && left.focus === 'sessions-close',
+      `signing the other device out leaves this one, with nothing else to sign out (${JSON.stringify(left)})`);
+    await phone.keyboard.press('Escape');
+    await phone.locator('#sessions-dialog').waitFor({ state: 'hidden' });
+    check(await phone.evaluate(() => document.activeElement.id) === 'sessions', 'Escape closes it, and focus goes back to Sessions');
+    await laptop.fill('#new-title', 'Written after the sign-out');
+    await laptop.press('#new-title', 'Enter');
+    const signedOut = await laptop.locator('#login-form').waitFor({ state: 'visible', timeout: 5000 }).then(() => true, () => false);
+    check(signedOut, 'the signed-out laptop shows the login at its next request');
+    await phone.fill('#new-title', 'Still signed in here');
+    await phone.press('#new-title', 'Enter');
+    check(await phone.waitForFunction(() => [...document.querySelectorAll('#task-list .title')].some((e) => e.textContent === 'Still signed in here'), null, { timeout: 5000 }).then(() => true, () => false),
+      'the phone goes on');
+    for (const { ctx } of Object.values(devices)) await ctx.close();
+  }
+
   check(pairs.length >= 3 && pairs.every((p) => p.access_token && !('refresh_token' in p)),
     `the page's token pairs carry no refresh token (${pairs.length} seen)`);
   check(problems.length === 0, `no console errors or CSP violations${problems.length ? `: ${problems.join(' | ')}` : ''}`);

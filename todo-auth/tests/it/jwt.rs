@@ -26,6 +26,7 @@ fn claims() -> AccessClaims {
         not_before: NOW,
         expires_at: NOW + 300,
         token_id: uuid::Uuid::from_u128(42),
+        session: Some(todo_core::SessionId::from_uuid(uuid::Uuid::from_u128(43))),
     }
 }
 
@@ -539,4 +540,44 @@ fn a_crit_header_is_refused() {
             "crit {crit} must be refused"
         );
     }
+}
+
+/// `sid` names the session: a well-signed token whose `sid` is no session
+/// id is refused as bad claims; one without `sid` (issued before sessions
+/// were named) verifies, naming none.
+#[test]
+fn a_session_id_that_is_none_is_refused_and_an_absent_one_names_none() {
+    let k = keys(KeyAlgorithm::EdDsa);
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": k.public.kid()});
+    let payload = |sid: Option<&str>| {
+        let mut claims = serde_json::json!({
+            "sub": "01890a5d-ac96-774b-bcce-b302099a8057", "username": "alice",
+            "role": "user", "iss": "todo-auth", "aud": "todo", "iat": NOW, "nbf": NOW,
+            "exp": NOW + 300, "jti": "01890a5d-ac96-774b-bcce-b302099a8058",
+        });
+        if let Some(sid) = sid {
+            claims["sid"] = serde_json::Value::from(sid);
+        }
+        claims
+    };
+    let bad = sign_raw(&header, &payload(Some("not-a-session")), &k.pem);
+    assert_eq!(
+        rejected(k.verifier.verify(&bad, at(NOW))),
+        TokenRejection::BadClaims
+    );
+    let old = sign_raw(&header, &payload(None), &k.pem);
+    assert_eq!(k.verifier.verify(&old, at(NOW)).unwrap().session, None);
+    let named = sign_raw(
+        &header,
+        &payload(Some("01890a5d-ac96-774b-bcce-b302099a8059")),
+        &k.pem,
+    );
+    assert_eq!(
+        k.verifier
+            .verify(&named, at(NOW))
+            .unwrap()
+            .session
+            .map(|s| s.to_string()),
+        Some("01890a5d-ac96-774b-bcce-b302099a8059".to_owned())
+    );
 }

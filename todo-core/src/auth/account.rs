@@ -133,7 +133,7 @@ impl AccountService {
         }
         self.shared
             .refresh_tokens
-            .revoke_user_refresh_tokens(record.user.id)?;
+            .end_other_sessions(record.user.id, None, written)?;
         // A device that signed in with the old password keeps no allowance
         // of its own against the new one.
         self.shared

@@ -155,7 +155,9 @@ impl UserAdmin {
             });
         }
         if record.user.disabled && !before.disabled {
-            self.shared.refresh_tokens.revoke_user_refresh_tokens(id)?;
+            self.shared
+                .refresh_tokens
+                .end_other_sessions(id, None, self.shared.clock.now())?;
             self.shared.limits.login_failures.forget_devices(id)?;
         }
         Ok(record.user)

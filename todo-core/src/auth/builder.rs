@@ -187,8 +187,10 @@ impl AuthServicesBuilder {
     }
 
     /// Issuer, audience, lifetimes and reuse grace of the tokens issued
-    /// (default: [`TokenPolicy::default`]).
-    pub fn policy(mut self, policy: TokenPolicy) -> Self {
+    /// (default: [`TokenPolicy::default`]); an access-token lifetime past
+    /// [`TokenPolicy::MAX_ACCESS_TTL`] is cut to it.
+    pub fn policy(mut self, mut policy: TokenPolicy) -> Self {
+        policy.access_ttl = policy.access_ttl.min(TokenPolicy::MAX_ACCESS_TTL);
         self.policy = policy;
         self
     }

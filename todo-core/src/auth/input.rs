@@ -3,6 +3,7 @@
 
 use crate::device::DeviceToken;
 use crate::error::ValidationError;
+use crate::session::UserAgent;
 use crate::user::{Email, Password, Username};
 
 /// A registration, parsed: every field valid.
@@ -65,6 +66,8 @@ pub struct Credentials {
     pub password: Option<Password>,
     /// A device token from an earlier login, if the client has one.
     pub device: Option<DeviceToken>,
+    /// The client's `User-Agent`, shown among the user's sessions.
+    pub user_agent: Option<UserAgent>,
 }
 
 impl Credentials {
@@ -75,6 +78,7 @@ impl Credentials {
             username: Username::parse(username).ok(),
             password: Password::offered(password),
             device: None,
+            user_agent: None,
         }
     }
 
@@ -82,6 +86,13 @@ impl Credentials {
     #[must_use]
     pub fn with_device(mut self, raw: Option<&str>) -> Self {
         self.device = raw.and_then(DeviceToken::parse);
+        self
+    }
+
+    /// With the client's `User-Agent` header, made safe to show.
+    #[must_use]
+    pub fn with_user_agent(mut self, raw: Option<&str>) -> Self {
+        self.user_agent = raw.and_then(UserAgent::from_header);
         self
     }
 }

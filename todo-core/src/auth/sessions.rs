@@ -10,9 +10,10 @@ use crate::device::{DEVICE_TOKEN_TTL, DeviceToken};
 use crate::error::{Error, HashError, Result, StoreError};
 use crate::ports::{AccessTokenSigner, AuditEvent, RefreshTokenHasher, ThrottleKey, client_key};
 use crate::random::new_v7;
+use crate::session::{SessionKind, SessionRecord};
 use crate::time::Timestamp;
 use crate::token::{
-    AccessClaims, FamilyId, Principal, RefreshToken, RefreshTokenRecord, TokenPair, TokenPolicy,
+    AccessClaims, Principal, RefreshToken, RefreshTokenRecord, SessionId, TokenPair, TokenPolicy,
 };
 use crate::user::{Role, User};
 
@@ -303,10 +304,20 @@ impl SessionService {
                 token
             }
         };
-        let family = FamilyId::from_uuid(new_v7(now, &*self.shared.random)?);
-        let (mut pair, refresh) = self.issue(&record.user, family, now)?;
+        let session = SessionRecord {
+            id: SessionId::from_uuid(new_v7(now, &*self.shared.random)?),
+            user_id: record.user.id,
+            kind: SessionKind::Login,
+            created_at: now,
+            last_used_at: now,
+            expires_at: now.saturating_add(self.shared.policy.refresh_ttl),
+            user_agent: credentials.user_agent.clone(),
+            address: client,
+            ended_at: None,
+        };
+        let (mut pair, refresh) = self.issue(&record.user, session.id, now)?;
         pair.device_token = Some(device_token);
-        match self.shared.refresh_tokens.insert_refresh_token(&refresh) {
+        match self.shared.refresh_tokens.start_session(&session, &refresh) {
             Ok(()) => {}
             // The account was deleted while the password was weighed.
             Err(StoreError::MissingReference(_)) => return fail(),
@@ -389,7 +400,7 @@ impl SessionService {
             _ => {
                 self.shared
                     .refresh_tokens
-                    .revoke_refresh_family(old.family)?;
+                    .end_session(old.user_id, old.family, now)?;
                 return Err(Error::InvalidRefreshToken);
             }
         };
@@ -416,12 +427,17 @@ impl SessionService {
     /// Deletes the refresh tokens that expired more than one refresh
     /// lifetime ago; returns how many. Those that expired more recently are
     /// kept, so that replaying a used one still revokes its family.
+    ///
+    /// Sessions that ended or expired as long ago go too, but never sooner
+    /// than [`AccessGate::ENDED_SESSIONS_REMEMBERED`] after they ended:
+    /// until then the access gate must still find them ended.
     pub fn purge_refresh_tokens(&self) -> Result<u64> {
-        let cutoff = self
+        let kept = self
             .shared
-            .clock
-            .now()
-            .saturating_sub(self.shared.policy.refresh_ttl);
+            .policy
+            .refresh_ttl
+            .max(AccessGate::ENDED_SESSIONS_REMEMBERED);
+        let cutoff = self.shared.clock.now().saturating_sub(kept);
         Ok(self
             .shared
             .refresh_tokens
@@ -435,14 +451,18 @@ impl SessionService {
         Ok(self.shared.limits.login_failures.purge(now)?)
     }
 
+    /// A dead refresh token came back: its session ends, and with it the
+    /// access tokens it issued (the thief's among them).
     fn reused(&self, token: &RefreshTokenRecord, client: Option<IpAddr>) -> Error {
+        let now = self.shared.clock.now();
         if let Err(e) = self
             .shared
             .refresh_tokens
-            .revoke_refresh_family(token.family)
+            .end_session(token.user_id, token.family, now)
         {
             return e.into();
         }
+        self.shared.gate.forget(token.user_id);
         self.shared.audit(&AuditEvent::RefreshTokenReused {
             user: token.user_id,
             family: token.family,
@@ -451,20 +471,69 @@ impl SessionService {
         Error::InvalidRefreshToken
     }
 
-    /// Revokes the token's family. Unknown tokens are ignored: logging out
-    /// twice is not an error.
+    /// Ends the token's session: its refresh tokens are revoked and its
+    /// access tokens refused. Unknown tokens are ignored: logging out twice
+    /// is not an error.
     pub fn logout(&self, client: Option<IpAddr>, token: &RefreshToken) -> Result<()> {
         let hash = self.refresh_hasher.digest(token);
         if let Some(record) = self.shared.refresh_tokens.find_refresh_token(&hash)? {
+            let now = self.shared.clock.now();
             self.shared
                 .refresh_tokens
-                .revoke_refresh_family(record.family)?;
+                .end_session(record.user_id, record.family, now)?;
+            self.shared.gate.forget(record.user_id);
             self.shared.audit(&AuditEvent::LoggedOut {
                 user: record.user_id,
                 client,
             });
         }
         Ok(())
+    }
+
+    /// The caller's live sessions, newest first.
+    pub fn list_sessions(&self, caller: &Principal) -> Result<Vec<SessionRecord>> {
+        let now = self.shared.clock.now();
+        Ok(self
+            .shared
+            .refresh_tokens
+            .list_sessions(caller.user_id, now)?)
+    }
+
+    /// Ends one of the caller's sessions (the current one too: that is a
+    /// logout); its access tokens are refused on every instance within
+    /// [`AccessGate::MAX_STALENESS`], on this one at once. Another user's
+    /// session, or one already ended, is [`Error::NotFound`].
+    pub fn end_session(&self, caller: &Principal, id: SessionId) -> Result<()> {
+        let now = self.shared.clock.now();
+        let ended = self
+            .shared
+            .refresh_tokens
+            .end_session(caller.user_id, id, now)?;
+        self.shared.gate.forget(caller.user_id);
+        if !ended {
+            return Err(Error::NotFound);
+        }
+        self.shared.audit(&AuditEvent::SessionsEnded {
+            user: caller.user_id,
+            session: Some(id),
+        });
+        Ok(())
+    }
+
+    /// Ends every session of the caller's but the one their token came
+    /// from; returns how many it ended.
+    pub fn end_other_sessions(&self, caller: &Principal) -> Result<u64> {
+        let now = self.shared.clock.now();
+        let ended =
+            self.shared
+                .refresh_tokens
+                .end_other_sessions(caller.user_id, caller.session, now)?;
+        self.shared.gate.forget(caller.user_id);
+        self.shared.audit(&AuditEvent::SessionsEnded {
+            user: caller.user_id,
+            session: None,
+        });
+        Ok(ended)
     }
 
     /// Verifies an access token and checks that it may still act: its user
@@ -485,7 +554,7 @@ impl SessionService {
     fn issue(
         &self,
         user: &User,
-        family: FamilyId,
+        session: SessionId,
         now: Timestamp,
     ) -> Result<(TokenPair, RefreshTokenRecord)> {
         let policy = &self.shared.policy;
@@ -501,12 +570,13 @@ impl SessionService {
             not_before: issued_at,
             expires_at: issued_at.saturating_add(ttl),
             token_id: new_v7(now, &*self.shared.random)?,
+            session: Some(session),
         };
         let access_token = self.signer.sign(&claims)?;
         let refresh_token = RefreshToken::generate(&*self.shared.random)?;
         let record = RefreshTokenRecord {
             hash: self.refresh_hasher.digest(&refresh_token),
-            family,
+            family: session,
             user_id: user.id,
             issued_at: now,
             expires_at: now.saturating_add(policy.refresh_ttl),

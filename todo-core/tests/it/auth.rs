@@ -1198,7 +1198,7 @@ fn a_refresh_token_issued_before_the_password_change_is_dead_whenever_it_was_sto
     let token = RefreshToken::generate(&SeededRandom::new(77)).unwrap();
     let late = todo_core::RefreshTokenRecord {
         hash: ReversingDigest.digest(&token),
-        family: todo_core::FamilyId::from_uuid(
+        family: todo_core::SessionId::from_uuid(
             todo_core::new_v7(issued_at, &SeededRandom::new(78)).unwrap(),
         ),
         user_id: alice.id,
@@ -1208,7 +1208,18 @@ fn a_refresh_token_issued_before_the_password_change_is_dead_whenever_it_was_sto
         grace_exchanges: 0,
         revoked: false,
     };
-    h.store.insert_refresh_token(&late).unwrap();
+    let session = todo_core::SessionRecord {
+        id: late.family,
+        user_id: alice.id,
+        kind: todo_core::SessionKind::Login,
+        created_at: issued_at,
+        last_used_at: issued_at,
+        expires_at: late.expires_at,
+        user_agent: None,
+        address: None,
+        ended_at: None,
+    };
+    h.store.start_session(&session, &late).unwrap();
     assert!(matches!(
         h.auth.sessions.refresh(ADDR, &token),
         Err(Error::InvalidRefreshToken)

@@ -11,4 +11,5 @@ mod errors;
 mod live;
 mod properties;
 mod registration;
+mod sessions;
 mod tasks;

@@ -3,7 +3,9 @@
 use http::Method;
 use serde_json::json;
 
-use crate::harness::{Deployment, Options, on_every_deployment, spawn, within_revocation_window};
+use crate::harness::{
+    Deployment, Options, REVOCATION_WINDOW, on_every_deployment, spawn, within_revocation_window,
+};
 
 on_every_deployment!(
     registration_creates_users_and_refuses_bad_or_taken_names,
@@ -15,6 +17,7 @@ on_every_deployment!(
     password_change_revokes_every_session,
     admins_list_get_patch_and_delete_users,
     non_admins_get_nothing_from_admin_endpoints,
+    sessions_are_listed_and_ended_and_their_tokens_refused_everywhere,
 );
 
 async fn registration_creates_users_and_refuses_bad_or_taken_names(deployment: Deployment) {
@@ -735,4 +738,186 @@ async fn non_admins_get_nothing_from_admin_endpoints(deployment: Deployment) {
         "user",
         "no way to raise one's own role"
     );
+}
+
+/// Logs in with a `User-Agent`; returns (access token, refresh token).
+async fn login_as(sys: &crate::harness::System, user_agent: &str) -> (String, String) {
+    let body = json!({"username": "alice", "password": "correct horse"});
+    let reply = sys
+        .auth
+        .client
+        .send(
+            Method::POST,
+            "/v1/auth/login",
+            &[
+                ("content-type", "application/json"),
+                ("user-agent", user_agent),
+            ],
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let pair = reply.json().unwrap();
+    (
+        pair["access_token"].as_str().unwrap().to_owned(),
+        pair["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn sessions_are_listed_and_ended_and_their_tokens_refused_everywhere(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    sys.register("alice", "correct horse").await;
+    let (_, mallory_access, _) = sys.user("mallory").await;
+    let (laptop, laptop_refresh) = login_as(&sys, "Laptop Browser/1").await;
+    let (tablet, _) = login_as(&sys, "Tablet Browser/2").await;
+    let (phone, _) = login_as(&sys, "Phone\tBrowser/3").await;
+    let auth = &sys.auth.client;
+    let tasks = &sys.tasks.client;
+    let get = |path: &'static str, token: String| async move {
+        let client = if path.starts_with("/v1/tasks") {
+            tasks
+        } else {
+            auth
+        };
+        client
+            .json(Method::GET, path, Some(&token), None)
+            .await
+            .unwrap()
+    };
+
+    let listed = get("/v1/sessions", phone.clone()).await;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    let items = listed.json().unwrap()["items"].as_array().unwrap().clone();
+    assert_eq!(
+        items.len(),
+        3,
+        "alice's three, none of mallory's: {items:?}"
+    );
+    // Newest first; the caller's own is marked.
+    let agents: Vec<&str> = items
+        .iter()
+        .map(|s| s["user_agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        agents,
+        ["Phone Browser/3", "Tablet Browser/2", "Laptop Browser/1"]
+    );
+    let current: Vec<bool> = items
+        .iter()
+        .map(|s| s["current"].as_bool().unwrap())
+        .collect();
+    assert_eq!(current, [true, false, false]);
+    let fields: Vec<&str> = items[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "address",
+            "created_at",
+            "current",
+            "id",
+            "kind",
+            "last_used_at",
+            "user_agent"
+        ]
+    );
+    assert_eq!(items[0]["kind"], "login");
+    assert!(items[0]["address"].is_string(), "{:?}", items[0]);
+    let laptop_id = items[2]["id"].as_str().unwrap().to_owned();
+
+    // Another user's session is not found, and goes on.
+    let foreign = auth
+        .json(
+            Method::DELETE,
+            &format!("/v1/sessions/{laptop_id}"),
+            Some(&mallory_access),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(foreign.status, 404, "{:?}", foreign.body);
+    assert_eq!(get("/v1/users/me", laptop.clone()).await.status, 200);
+
+    // Ended from the phone: the laptop's tokens are refused on every
+    // instance of both servers within a second, its refresh token dies.
+    let ended = auth
+        .json(
+            Method::DELETE,
+            &format!("/v1/sessions/{laptop_id}"),
+            Some(&phone),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended.status, 204, "{:?}", ended.body);
+    let refused = within_revocation_window(401, || get("/v1/tasks", laptop.clone())).await;
+    assert_eq!(refused.status, 401);
+    // Past the window, every instance refuses (the gateway spreads these
+    // over two of each).
+    tokio::time::sleep(REVOCATION_WINDOW).await;
+    for path in ["/v1/users/me", "/v1/tasks", "/v1/auth/validate"] {
+        for _ in 0..4 {
+            assert_eq!(get(path, laptop.clone()).await.status, 401, "{path}");
+        }
+    }
+    let refresh = sys
+        .post(
+            auth,
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": laptop_refresh}),
+        )
+        .await;
+    assert_eq!(refresh.status, 401);
+    let again = auth
+        .json(
+            Method::DELETE,
+            &format!("/v1/sessions/{laptop_id}"),
+            Some(&phone),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.status, 404, "already ended");
+    let malformed = auth
+        .json(Method::DELETE, "/v1/sessions/not-an-id", Some(&phone), None)
+        .await
+        .unwrap();
+    assert_eq!(malformed.status, 404);
+
+    // Every other session: the tablet's goes, the phone's stays.
+    let others = auth
+        .json(
+            Method::POST,
+            "/v1/sessions/revoke-others",
+            Some(&phone),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(others.status, 204, "{:?}", others.body);
+    let refused = within_revocation_window(401, || get("/v1/tasks", tablet.clone())).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(get("/v1/tasks", phone.clone()).await.status, 200);
+    let left = get("/v1/sessions", phone.clone()).await.json().unwrap();
+    assert_eq!(left["items"].as_array().unwrap().len(), 1);
+    assert_eq!(left["items"][0]["current"], true);
+    // Mallory's sessions are not alice's to end.
+    assert_eq!(
+        get("/v1/users/me", mallory_access.clone()).await.status,
+        200
+    );
+
+    let anonymous = auth
+        .json(Method::GET, "/v1/sessions", None, None)
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, 401);
 }

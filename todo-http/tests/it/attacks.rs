@@ -42,6 +42,7 @@ fn claims(sub: &str, role: Role) -> AccessClaims {
         not_before: now,
         expires_at: now + 300,
         token_id: uuid::Uuid::from_u128(7),
+        session: None,
     }
 }
 

@@ -604,6 +604,7 @@ async fn a_database_that_is_down_gives_503_and_readyz_says_so() {
             not_before: now,
             expires_at: now + 300,
             token_id: uuid::Uuid::from_u128(1),
+            session: None,
         })
         .unwrap();
     assert_eq!(

@@ -54,7 +54,7 @@ fn documents() -> [(&'static str, Value); 3] {
 
 /// The v1 routes of the REST contract (shared/API.md), written out here
 /// apart from the code: the documents must name exactly these.
-const CONTRACT_AUTH: [(&str, &str); 13] = [
+const CONTRACT_AUTH: [(&str, &str); 16] = [
     ("POST", "/v1/auth/register"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/refresh"),
@@ -68,6 +68,9 @@ const CONTRACT_AUTH: [(&str, &str); 13] = [
     ("GET", "/v1/users/{id}"),
     ("PATCH", "/v1/users/{id}"),
     ("DELETE", "/v1/users/{id}"),
+    ("GET", "/v1/sessions"),
+    ("DELETE", "/v1/sessions/{id}"),
+    ("POST", "/v1/sessions/revoke-others"),
 ];
 const CONTRACT_TASKS: [(&str, &str); 25] = [
     ("POST", "/v1/tasks"),

@@ -8,10 +8,11 @@ use std::time::Duration;
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{ManualClock, SeededRandom};
 use todo_core::{
-    ChangeKind, Clock, Description, Email, FamilyId, Label, Labels, LogPosition, NewTask,
-    PasswordHash, Priority, ProjectId, RefreshTokenHash, RefreshTokenRecord, Role, SearchText,
-    StoreError, Task, TaskId, TaskInsert, TaskPatch, TaskQuery, TaskService, TaskSort, TaskStore,
-    TaskVersion, Timestamp, Title, User, UserId, UserRecord, Username, new_v7,
+    ChangeKind, Clock, Description, Email, Label, Labels, LogPosition, NewTask, PasswordHash,
+    Priority, ProjectId, RefreshTokenHash, RefreshTokenRecord, Role, SearchText, SessionId,
+    SessionKind, SessionRecord, StoreError, Task, TaskId, TaskInsert, TaskPatch, TaskQuery,
+    TaskService, TaskSort, TaskStore, TaskVersion, Timestamp, Title, User, UserAgent, UserId,
+    UserRecord, Username, new_v7,
 };
 
 use crate::backends::{Fixture, Stores};
@@ -99,8 +100,8 @@ conformance!(
     deleting_a_user_deletes_their_tasks_and_tokens,
     refresh_rotation_consumes_a_token_once,
     concurrent_rotations_of_one_token_have_one_winner,
-    revocation_by_family_and_by_user,
-    expired_refresh_tokens_are_purged,
+    sessions_end_one_or_all_but_one_with_their_tokens,
+    expired_refresh_tokens_and_sessions_are_purged,
     tasks_round_trip_exactly_and_only_for_their_owner,
     task_updates_are_compare_and_swap,
     task_deletes_honour_owner_and_version,
@@ -194,7 +195,7 @@ pub(crate) fn new_user(store: &dyn Stores, name: &str, seconds: i64) -> UserReco
     record
 }
 
-fn token(user: UserId, family: FamilyId, name: &str, issued: i64, ttl: i64) -> RefreshTokenRecord {
+fn token(user: UserId, family: SessionId, name: &str, issued: i64, ttl: i64) -> RefreshTokenRecord {
     RefreshTokenRecord {
         hash: RefreshTokenHash::new(format!("{name:0>64}")),
         family,
@@ -207,8 +208,28 @@ fn token(user: UserId, family: FamilyId, name: &str, issued: i64, ttl: i64) -> R
     }
 }
 
-fn family(seed: u64) -> FamilyId {
-    FamilyId::from_uuid(id_at(0, seed))
+/// Starts the session `first` descends from, with it as its first token.
+fn start(store: &dyn Stores, first: &RefreshTokenRecord) {
+    store.start_session(&session_of(first), first).unwrap();
+}
+
+fn session_of(first: &RefreshTokenRecord) -> SessionRecord {
+    SessionRecord {
+        id: first.family,
+        user_id: first.user_id,
+        kind: SessionKind::Login,
+        created_at: first.issued_at,
+        last_used_at: first.issued_at,
+        expires_at: first.expires_at,
+        user_agent: UserAgent::from_header("conformance/1"),
+        address: Some(std::net::IpAddr::from([192, 0, 2, 9])),
+        ended_at: None,
+    }
+}
+
+/// A session id; a larger seed is a later session (ids are UUIDv7).
+fn family(seed: u64) -> SessionId {
+    SessionId::from_uuid(id_at(i64::try_from(seed).unwrap(), seed))
 }
 
 fn service(store: Arc<dyn Stores>, clock: Arc<ManualClock>) -> TaskService {
@@ -299,12 +320,8 @@ fn deleting_a_user_deletes_their_tasks_and_tokens(f: &Fixture) {
     new.labels = Labels::parse(["home"]).unwrap();
     let alices = tasks.create(alice, new).unwrap();
     let bobs = tasks.create(bob, titled("bob's")).unwrap();
-    store
-        .insert_refresh_token(&token(alice, family(1), "a", 0, 60))
-        .unwrap();
-    store
-        .insert_refresh_token(&token(bob, family(2), "b", 0, 60))
-        .unwrap();
+    start(store, &token(alice, family(1), "a", 0, 60));
+    start(store, &token(bob, family(2), "b", 0, 60));
 
     assert!(store.delete_user(alice, at(100_000)).unwrap());
     assert!(
@@ -334,7 +351,7 @@ fn refresh_rotation_consumes_a_token_once(f: &Fixture) {
     let alice = new_user(store, "alice", 0).user.id;
     let fam = family(1);
     let first = token(alice, fam, "first", 0, 60);
-    store.insert_refresh_token(&first).unwrap();
+    start(store, &first);
     assert_eq!(
         store.find_refresh_token(&first.hash).unwrap(),
         Some(first.clone())
@@ -368,7 +385,7 @@ fn refresh_rotation_consumes_a_token_once(f: &Fixture) {
             .rotate_refresh_token(&second.hash, &third, at(70))
             .unwrap()
     );
-    store.revoke_refresh_family(fam).unwrap();
+    assert!(store.end_session(alice, fam, at(20)).unwrap());
     assert!(
         !store
             .rotate_refresh_token(&second.hash, &third, at(20))
@@ -388,7 +405,7 @@ fn concurrent_rotations_of_one_token_have_one_winner(f: &Fixture) {
     let alice = new_user(&*f.store, "alice", 0).user.id;
     let fam = family(1);
     let old = token(alice, fam, "old", 0, 600);
-    f.store.insert_refresh_token(&old).unwrap();
+    start(&*f.store, &old);
     let barrier = Arc::new(Barrier::new(RACERS));
     let racers: Vec<_> = (0..RACERS)
         .map(|i| {
@@ -418,44 +435,80 @@ fn concurrent_rotations_of_one_token_have_one_winner(f: &Fixture) {
     assert_eq!(stored, 1, "exactly the winner's replacement is stored");
 }
 
-fn revocation_by_family_and_by_user(f: &Fixture) {
+fn sessions_end_one_or_all_but_one_with_their_tokens(f: &Fixture) {
     let store = &*f.store;
     let alice = new_user(store, "alice", 0).user.id;
     let bob = new_user(store, "bob", 1).user.id;
-    for (user, fam, name) in [
-        (alice, 1, "a1"),
-        (alice, 1, "a2"),
-        (alice, 2, "a3"),
-        (bob, 3, "b1"),
-    ] {
-        store
-            .insert_refresh_token(&token(user, family(fam), name, 0, 60))
-            .unwrap();
-    }
+    let a1 = token(alice, family(1), "a1", 0, 60);
+    start(store, &a1);
+    let a2 = token(alice, family(1), "a2", 5, 60);
+    assert!(store.rotate_refresh_token(&a1.hash, &a2, at(5)).unwrap());
+    start(store, &token(alice, family(2), "a3", 1, 60));
+    start(store, &token(alice, family(4), "a4", 2, 60));
+    start(store, &token(bob, family(3), "b1", 0, 60));
     let revoked = |name: &str| {
         let hash = RefreshTokenHash::new(format!("{name:0>64}"));
         store.find_refresh_token(&hash).unwrap().unwrap().revoked
     };
-    assert_eq!(store.revoke_refresh_family(family(1)).unwrap(), 2);
-    assert!(revoked("a1") && revoked("a2") && !revoked("a3") && !revoked("b1"));
+    let listed = |user| -> Vec<SessionId> {
+        let sessions = store.list_sessions(user, at(10)).unwrap();
+        sessions.iter().map(|s| s.id).collect()
+    };
+    // Newest first, each as started; a rotation moves the last use and
+    // the expiry.
+    assert_eq!(listed(alice), [family(4), family(2), family(1)]);
+    let sessions = store.list_sessions(alice, at(10)).unwrap();
+    let first = sessions.iter().find(|s| s.id == family(1)).unwrap();
     assert_eq!(
-        store.revoke_refresh_family(family(1)).unwrap(),
-        0,
-        "already revoked"
+        (first.created_at, first.last_used_at, first.expires_at),
+        (at(0), at(5), at(65))
     );
-    assert_eq!(store.revoke_user_refresh_tokens(alice).unwrap(), 1);
-    assert!(revoked("a3") && !revoked("b1"));
+    assert_eq!(first.user_agent, UserAgent::from_header("conformance/1"));
+    assert_eq!(first.address, Some(std::net::IpAddr::from([192, 0, 2, 9])));
+
+    assert!(store.end_session(alice, family(1), at(20)).unwrap());
+    assert!(revoked("a1") && revoked("a2") && !revoked("a3") && !revoked("b1"));
+    assert!(
+        !store.end_session(alice, family(1), at(21)).unwrap(),
+        "already ended"
+    );
+    assert!(
+        !store.end_session(alice, family(3), at(21)).unwrap(),
+        "bob's is not alice's to end"
+    );
+    assert!(!revoked("b1"));
+    assert_eq!(listed(bob), [family(3)]);
+    assert_eq!(
+        store.ended_sessions(alice, at(0)).unwrap(),
+        [family(1)],
+        "ended at 20, not at 21"
+    );
+    assert!(store.ended_sessions(alice, at(21)).unwrap().is_empty());
+
+    assert_eq!(
+        store
+            .end_other_sessions(alice, Some(family(4)), at(30))
+            .unwrap(),
+        1
+    );
+    assert!(revoked("a3") && !revoked("a4") && !revoked("b1"));
+    assert_eq!(listed(alice), [family(4)]);
+    assert_eq!(store.end_other_sessions(alice, None, at(31)).unwrap(), 1);
+    assert!(revoked("a4") && !revoked("b1"));
+    assert!(listed(alice).is_empty());
+    let mut ended = store.ended_sessions(alice, at(0)).unwrap();
+    ended.sort();
+    assert_eq!(ended, [family(1), family(2), family(4)]);
+    assert!(store.ended_sessions(bob, at(0)).unwrap().is_empty());
 }
 
-fn expired_refresh_tokens_are_purged(f: &Fixture) {
+fn expired_refresh_tokens_and_sessions_are_purged(f: &Fixture) {
     let store = &*f.store;
     let alice = new_user(store, "alice", 0).user.id;
-    store
-        .insert_refresh_token(&token(alice, family(1), "short", 0, 10))
-        .unwrap();
-    store
-        .insert_refresh_token(&token(alice, family(1), "long", 0, 100))
-        .unwrap();
+    start(store, &token(alice, family(1), "short", 0, 10));
+    start(store, &token(alice, family(2), "long", 0, 100));
+    start(store, &token(alice, family(3), "ended", 0, 100));
+    assert!(store.end_session(alice, family(3), at(40)).unwrap());
     assert_eq!(store.purge_expired_refresh_tokens(at(50)).unwrap(), 1);
     let find = |name: &str| {
         store
@@ -464,6 +517,17 @@ fn expired_refresh_tokens_are_purged(f: &Fixture) {
     };
     assert!(find("short").is_none());
     assert!(find("long").is_some());
+    // The session ended at 40 is gone with the one expired at 10.
+    assert!(store.ended_sessions(alice, at(0)).unwrap().is_empty());
+    assert_eq!(
+        store
+            .list_sessions(alice, at(5))
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>(),
+        [family(2)]
+    );
 }
 
 pub(crate) fn full_task(owner: UserId, id_seed: u64, created: i64) -> Task {
@@ -1009,7 +1073,7 @@ fn concurrent_replays_within_the_grace_exchange_at_most_the_cap(f: &Fixture) {
     let alice = new_user(&*f.store, "alice", 0).user.id;
     let fam = family(1);
     let old = token(alice, fam, "old", 0, 600);
-    f.store.insert_refresh_token(&old).unwrap();
+    start(&*f.store, &old);
     let next = token(alice, fam, "next", 1, 600);
     assert!(
         f.store
@@ -1329,7 +1393,7 @@ fn deleting_a_user_while_their_tokens_rotate_never_fails(f: &Fixture) {
             .map(|chain| {
                 let fam = family(100 + (round * CHAINS + chain) as u64);
                 let first = token(user, fam, &format!("r{round}c{chain}n0"), 0, 600);
-                f.store.insert_refresh_token(&first).unwrap();
+                start(&*f.store, &first);
                 let (store, barrier) = (f.store.clone(), barrier.clone());
                 std::thread::spawn(move || {
                     barrier.wait();

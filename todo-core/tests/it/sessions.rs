@@ -1,0 +1,254 @@
+//! Sessions: each login is one; its user lists them and ends one or every
+//! other, and an ended session's tokens are refused, on every instance
+//! within a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use todo_core::testing::TableTokens;
+use todo_core::{
+    AccessGate, AccessTokenSigner, Clock, Credentials, Error, SessionKind, TokenPolicy,
+    TokenRejection,
+};
+
+use crate::auth::harness;
+
+fn refused(result: Result<todo_core::Principal, Error>) -> bool {
+    matches!(result, Err(Error::InvalidToken(TokenRejection::Revoked)))
+}
+
+const PHONE: Option<std::net::IpAddr> = Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+    198, 51, 100, 7,
+)));
+
+#[test]
+fn each_login_is_a_session_listed_with_its_device_and_address() {
+    let h = harness();
+    let alice = h.register("alice", "correct horse");
+    let laptop = h.login("alice", "correct horse").unwrap();
+    h.clock.advance(Duration::from_secs(5));
+    let credentials = Credentials::offered("alice", "correct horse")
+        .with_user_agent(Some("Phone\u{7}Browser/1.0"));
+    let phone = h.auth.sessions.login(PHONE, &credentials).unwrap();
+    let me = h.auth.sessions.authenticate(&phone.access_token).unwrap();
+    assert_eq!(me.user_id, alice.id);
+
+    let sessions = h.auth.sessions.list_sessions(&me).unwrap();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    // Newest first: the phone's, which the caller's token names.
+    assert_eq!(Some(sessions[0].id), me.session);
+    assert_eq!(sessions[0].kind, SessionKind::Login);
+    assert_eq!(
+        sessions[0].user_agent.as_ref().map(|ua| ua.as_str()),
+        Some("Phone Browser/1.0")
+    );
+    assert_eq!(sessions[0].address, PHONE);
+    assert_eq!(sessions[0].created_at, h.clock.now());
+    let laptop_session = h
+        .auth
+        .sessions
+        .authenticate(&laptop.access_token)
+        .unwrap()
+        .session;
+    assert_eq!(Some(sessions[1].id), laptop_session);
+    assert_eq!(sessions[1].user_agent, None);
+
+    // A refresh is a use: it moves the session's last use, not its start.
+    h.clock.advance(Duration::from_secs(60));
+    h.auth
+        .sessions
+        .refresh(None, &laptop.refresh_token)
+        .unwrap();
+    let sessions = h.auth.sessions.list_sessions(&me).unwrap();
+    let laptop_row = sessions
+        .iter()
+        .find(|s| Some(s.id) == laptop_session)
+        .unwrap();
+    assert_eq!(laptop_row.last_used_at, h.clock.now());
+    assert!(laptop_row.created_at < laptop_row.last_used_at);
+}
+
+#[test]
+fn an_ended_session_refuses_its_tokens_and_leaves_the_others() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let laptop = h.login("alice", "correct horse").unwrap();
+    let phone = h.login("alice", "correct horse").unwrap();
+    let me = h.auth.sessions.authenticate(&phone.access_token).unwrap();
+    let stolen = h.auth.sessions.authenticate(&laptop.access_token).unwrap();
+
+    h.auth
+        .sessions
+        .end_session(&me, stolen.session.unwrap())
+        .unwrap();
+    assert!(refused(h.auth.sessions.authenticate(&laptop.access_token)));
+    assert!(matches!(
+        h.auth.sessions.refresh(None, &laptop.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+    // The caller's own session goes on, and no longer lists the other.
+    assert!(h.auth.sessions.authenticate(&phone.access_token).is_ok());
+    let left = h.auth.sessions.list_sessions(&me).unwrap();
+    assert_eq!(
+        left.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [me.session.unwrap()]
+    );
+    // Ending it again: already ended, not found.
+    assert!(matches!(
+        h.auth.sessions.end_session(&me, stolen.session.unwrap()),
+        Err(Error::NotFound)
+    ));
+}
+
+#[test]
+fn another_users_session_is_not_found_and_goes_on() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    h.register("mallory", "mallory's pass");
+    let alice = h.login("alice", "correct horse").unwrap();
+    let theirs = h.auth.sessions.authenticate(&alice.access_token).unwrap();
+    let (mallory, _) = h.principal("mallory", "mallory's pass");
+
+    assert!(matches!(
+        h.auth
+            .sessions
+            .end_session(&mallory, theirs.session.unwrap()),
+        Err(Error::NotFound)
+    ));
+    assert!(h.auth.sessions.authenticate(&alice.access_token).is_ok());
+    assert!(h.auth.sessions.refresh(None, &alice.refresh_token).is_ok());
+    assert!(
+        h.auth
+            .sessions
+            .list_sessions(&mallory)
+            .unwrap()
+            .iter()
+            .all(|s| Some(s.id) != theirs.session)
+    );
+}
+
+#[test]
+fn ending_every_other_session_keeps_the_callers() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    h.register("bob", "bob's password");
+    let others: Vec<_> = (0..3)
+        .map(|_| h.login("alice", "correct horse").unwrap())
+        .collect();
+    let bob = h.login("bob", "bob's password").unwrap();
+    let (me, mine) = h.principal("alice", "correct horse");
+
+    assert_eq!(h.auth.sessions.end_other_sessions(&me).unwrap(), 3);
+    for pair in &others {
+        assert!(refused(h.auth.sessions.authenticate(&pair.access_token)));
+    }
+    assert!(h.auth.sessions.authenticate(&mine.access_token).is_ok());
+    assert!(h.auth.sessions.refresh(None, &mine.refresh_token).is_ok());
+    // Someone else's sessions are not the caller's to end.
+    assert!(h.auth.sessions.authenticate(&bob.access_token).is_ok());
+    assert_eq!(h.auth.sessions.list_sessions(&me).unwrap().len(), 1);
+}
+
+#[test]
+fn logout_and_a_reused_refresh_token_end_the_session_and_its_access_tokens() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let pair = h.login("alice", "correct horse").unwrap();
+    h.auth.sessions.logout(None, &pair.refresh_token).unwrap();
+    assert!(refused(h.auth.sessions.authenticate(&pair.access_token)));
+
+    // A thief exchanged the refresh token first; the owner's replay of it
+    // ends the session: the thief's fresh access token goes with it.
+    let pair = h.login("alice", "correct horse").unwrap();
+    let thief = h.auth.sessions.refresh(None, &pair.refresh_token).unwrap();
+    assert!(h.auth.sessions.authenticate(&thief.access_token).is_ok());
+    h.clock
+        .advance(TokenPolicy::default().refresh_reuse_grace + Duration::from_secs(1));
+    assert!(h.auth.sessions.refresh(None, &pair.refresh_token).is_err());
+    assert!(refused(h.auth.sessions.authenticate(&thief.access_token)));
+}
+
+#[test]
+fn another_instance_refuses_an_ended_sessions_tokens_within_a_second() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let laptop = h.login("alice", "correct horse").unwrap();
+    let (me, _) = h.principal("alice", "correct horse");
+    let other = AccessGate::new(
+        Arc::new(TableTokens::new("todo-auth", "todo")),
+        h.store.clone(),
+        h.clock.clone(),
+    );
+    let claims = h.auth.gate().verify(&laptop.access_token).unwrap();
+    assert!(other.admit(&claims).is_ok());
+
+    h.auth
+        .sessions
+        .end_session(&me, claims.session.unwrap())
+        .unwrap();
+    h.clock.advance(Duration::from_millis(900));
+    assert!(other.admit_remembered(&claims).is_some_and(|d| d.is_ok()));
+    h.clock.advance(Duration::from_millis(100));
+    assert!(other.admit_remembered(&claims).is_none());
+    assert!(refused(other.admit(&claims)));
+
+    // It is remembered as ended as long as a token of it can live.
+    h.clock.advance(TokenPolicy::MAX_ACCESS_TTL);
+    assert!(refused(other.admit(&claims)));
+}
+
+#[test]
+fn a_token_naming_a_session_may_not_claim_a_longer_life_than_the_policy_allows() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let pair = h.login("alice", "correct horse").unwrap();
+    let mut claims = h.auth.gate().verify(&pair.access_token).unwrap();
+    assert!(h.auth.gate().admit(&claims).is_ok());
+    let longest = i64::try_from(TokenPolicy::MAX_ACCESS_TTL.as_secs()).unwrap();
+    claims.expires_at = claims.issued_at + longest + 1;
+    let signer = TableTokens::new("todo-auth", "todo");
+    let token = signer.sign(&claims).unwrap();
+    let gate = AccessGate::new(Arc::new(signer), h.store.clone(), h.clock.clone());
+    assert!(refused(gate.authorize(&token)));
+    // The policy cannot issue such a token: the builder cuts it.
+    assert!(h.auth.sessions.policy().access_ttl <= TokenPolicy::MAX_ACCESS_TTL);
+}
+
+#[test]
+fn a_password_change_ends_every_session() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    h.login("alice", "correct horse").unwrap();
+    let (me, _) = h.principal("alice", "correct horse");
+    h.auth
+        .account
+        .change_password(None, &me, "correct horse", "battery staple")
+        .unwrap();
+    let (me, _) = h.principal("alice", "battery staple");
+    let live = h.auth.sessions.list_sessions(&me).unwrap();
+    assert_eq!(
+        live.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [me.session.unwrap()]
+    );
+}
+
+#[test]
+fn purging_drops_sessions_ended_long_ago_and_keeps_recent_ones() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let pair = h.login("alice", "correct horse").unwrap();
+    let claims = h.auth.gate().verify(&pair.access_token).unwrap();
+    let (me, _) = h.principal("alice", "correct horse");
+    let ended = claims.session.unwrap();
+    h.auth.sessions.end_session(&me, ended).unwrap();
+    let ended_since = |h: &crate::auth::Harness| {
+        todo_core::UserStore::ended_sessions(&*h.store, me.user_id, todo_core::Timestamp::MIN)
+            .unwrap()
+    };
+    h.clock.advance(Duration::from_secs(60));
+    h.auth.sessions.purge_refresh_tokens().unwrap();
+    assert_eq!(ended_since(&h), [ended]);
+    h.clock.advance(TokenPolicy::default().refresh_ttl);
+    h.auth.sessions.purge_refresh_tokens().unwrap();
+    assert!(ended_since(&h).is_empty());
+}
