@@ -591,6 +591,7 @@ fn auth_routes() -> OpenApiRouter<Arc<AuthApi>> {
         .routes(routes!(end_other_sessions))
         .routes(routes!(list_users))
         .routes(routes!(get_user, patch_user, delete_user))
+        .routes(routes!(user_sessions, end_user_sessions))
 }
 
 /// The operations the auth API serves, as its handlers describe them.
@@ -878,6 +879,43 @@ async fn delete_user(
     Path(id): Path<UserRef>,
 ) -> Result<ApiResponse, ApiError> {
     call(&api.service.admin, move |s| s.delete_user(&me, id)).await?;
+    Ok(no_content())
+}
+
+/// A user's live sessions (admin; audited).
+#[utoipa::path(get, path = "/v1/users/{id}/sessions",
+    params(Path<UserRef>),
+    responses(
+        (status = 200, description = "The user's sessions, newest first", body = SessionsDto),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+    ))]
+async fn user_sessions(
+    State(api): Auth,
+    Admin(me): Admin,
+    Path(id): Path<UserRef>,
+) -> Result<ApiResponse, ApiError> {
+    let caller = me.clone();
+    let sessions = call(&api.service.admin, move |s| s.user_sessions(&caller, id)).await?;
+    let items = sessions.iter().map(|s| SessionDto::of(s, &me)).collect();
+    json_value(StatusCode::OK, &SessionsDto { items })
+}
+
+/// End every session of a user (admin; audited): their tokens are refused
+/// within a second; the account stays enabled.
+#[utoipa::path(delete, path = "/v1/users/{id}/sessions",
+    params(Path<UserRef>),
+    responses(
+        (status = 204, description = "Every session of the user ended"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+    ))]
+async fn end_user_sessions(
+    State(api): Auth,
+    Admin(me): Admin,
+    Path(id): Path<UserRef>,
+) -> Result<ApiResponse, ApiError> {
+    call(&api.service.admin, move |s| s.end_user_sessions(&me, id)).await?;
     Ok(no_content())
 }
 

@@ -7,6 +7,7 @@ use super::{Registration, Shared};
 use crate::error::{Error, Result};
 use crate::ports::AuditEvent;
 use crate::query::{Page, PageLimit, UserCursor};
+use crate::session::SessionRecord;
 use crate::token::Principal;
 use crate::user::{Role, User, UserChange, UserId, UserPatch};
 
@@ -180,6 +181,62 @@ impl UserAdmin {
             target: id,
         });
         Ok(())
+    }
+
+    /// A user's live sessions, newest first (admins only; audited, as the
+    /// sessions tell where and when the user signs in).
+    pub fn user_sessions(
+        &self,
+        principal: &Principal,
+        user: impl Into<UserRef>,
+    ) -> Result<Vec<SessionRecord>> {
+        let id = self.existing_user(principal, user)?;
+        let sessions = self
+            .shared
+            .refresh_tokens
+            .list_sessions(id, self.shared.clock.now())?;
+        self.shared.audit(&AuditEvent::AdminAction {
+            actor: principal.user_id,
+            action: "list_sessions",
+            target: id,
+        });
+        Ok(sessions)
+    }
+
+    /// Ends every session of a user (admins only): their refresh tokens
+    /// die and their access tokens are refused within
+    /// [`crate::AccessGate::MAX_STALENESS`], at once on this instance.
+    /// Returns how many it ended. The account stays enabled: the user
+    /// signs in again (disable it to keep them out).
+    pub fn end_user_sessions(
+        &self,
+        principal: &Principal,
+        user: impl Into<UserRef>,
+    ) -> Result<u64> {
+        let id = self.existing_user(principal, user)?;
+        let now = self.shared.clock.now();
+        let ended = self
+            .shared
+            .refresh_tokens
+            .end_other_sessions(id, None, now)?;
+        self.shared.gate.forget(id);
+        self.shared.audit(&AuditEvent::AdminAction {
+            actor: principal.user_id,
+            action: "end_sessions",
+            target: id,
+        });
+        Ok(ended)
+    }
+
+    /// After the admin check: the id of a user who exists, else
+    /// [`Error::NotFound`].
+    fn existing_user(&self, principal: &Principal, user: impl Into<UserRef>) -> Result<UserId> {
+        self.require_admin(principal)?;
+        let id = user.into().id()?;
+        match self.shared.users.find_user(id)? {
+            Some(_) => Ok(id),
+            None => Err(Error::NotFound),
+        }
     }
 
     /// The quick look, before a request's body is read: a caller whose

@@ -252,3 +252,60 @@ fn purging_drops_sessions_ended_long_ago_and_keeps_recent_ones() {
     h.auth.sessions.purge_refresh_tokens().unwrap();
     assert!(ended_since(&h).is_empty());
 }
+
+#[test]
+fn an_administrator_sees_and_ends_a_users_sessions_and_is_audited() {
+    let h = harness();
+    let alice = h.register("alice", "correct horse");
+    h.register("mallory", "mallory's pass");
+    let laptop = h.login("alice", "correct horse").unwrap();
+    let phone = h.login("alice", "correct horse").unwrap();
+    let admin = h.admin();
+    let (mallory, _) = h.principal("mallory", "mallory's pass");
+
+    let seen = h.auth.admin.user_sessions(&admin, alice.id).unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.user_id == alice.id));
+    // Nobody else may look or end, whatever they name.
+    assert!(matches!(
+        h.auth.admin.user_sessions(&mallory, alice.id),
+        Err(Error::Forbidden)
+    ));
+    assert!(matches!(
+        h.auth.admin.end_user_sessions(&mallory, alice.id),
+        Err(Error::Forbidden)
+    ));
+    assert!(h.auth.sessions.authenticate(&laptop.access_token).is_ok());
+    let nobody = todo_core::UserRef::parse("01890a5d-ac96-774b-bcce-b302099a8057");
+    assert!(matches!(
+        h.auth.admin.end_user_sessions(&admin, nobody),
+        Err(Error::NotFound)
+    ));
+
+    assert_eq!(h.auth.admin.end_user_sessions(&admin, alice.id).unwrap(), 2);
+    for pair in [&laptop, &phone] {
+        assert!(refused(h.auth.sessions.authenticate(&pair.access_token)));
+        assert!(h.auth.sessions.refresh(None, &pair.refresh_token).is_err());
+    }
+    assert!(
+        h.auth
+            .admin
+            .user_sessions(&admin, alice.id)
+            .unwrap()
+            .is_empty()
+    );
+    // The account stays enabled: alice signs in again.
+    assert!(h.login("alice", "correct horse").is_ok());
+    let actions: Vec<String> = h
+        .audit
+        .events()
+        .iter()
+        .filter(|e| e.contains("AdminAction"))
+        .cloned()
+        .collect();
+    assert!(
+        actions.iter().any(|e| e.contains("list_sessions"))
+            && actions.iter().any(|e| e.contains("end_sessions")),
+        "{actions:?}"
+    );
+}

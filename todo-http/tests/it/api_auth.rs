@@ -18,6 +18,7 @@ on_every_deployment!(
     admins_list_get_patch_and_delete_users,
     non_admins_get_nothing_from_admin_endpoints,
     sessions_are_listed_and_ended_and_their_tokens_refused_everywhere,
+    admins_see_and_end_a_users_sessions,
 );
 
 async fn registration_creates_users_and_refuses_bad_or_taken_names(deployment: Deployment) {
@@ -920,4 +921,91 @@ async fn sessions_are_listed_and_ended_and_their_tokens_refused_everywhere(deplo
         .await
         .unwrap();
     assert_eq!(anonymous.status, 401);
+}
+
+async fn admins_see_and_end_a_users_sessions(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, admin) = sys.admin().await;
+    let (alice, alice_access, alice_refresh) = sys.user("alice").await;
+    let (_, mallory, _) = sys.user("mallory").await;
+    let auth = &sys.auth.client;
+    let sessions = format!("/v1/users/{alice}/sessions");
+
+    let seen = auth
+        .json(Method::GET, &sessions, Some(&admin), None)
+        .await
+        .unwrap();
+    assert_eq!(seen.status, 200, "{:?}", seen.body);
+    let items = seen.json().unwrap()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        items[0]["current"], false,
+        "the admin's own session is not alice's"
+    );
+    for (method, who) in [
+        (Method::GET, &mallory),
+        (Method::DELETE, &mallory),
+        (Method::DELETE, &alice_access),
+    ] {
+        let refused = auth.json(method, &sessions, Some(who), None).await.unwrap();
+        assert_eq!(refused.status, 403, "only administrators");
+    }
+    let nobody = auth
+        .json(
+            Method::DELETE,
+            "/v1/users/01890a5d-ac96-774b-bcce-b302099a8057/sessions",
+            Some(&admin),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(nobody.status, 404);
+    assert_eq!(
+        auth.json(Method::GET, "/v1/users/me", Some(&alice_access), None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+
+    let ended = auth
+        .json(Method::DELETE, &sessions, Some(&admin), None)
+        .await
+        .unwrap();
+    assert_eq!(ended.status, 204, "{:?}", ended.body);
+    tokio::time::sleep(REVOCATION_WINDOW).await;
+    for _ in 0..4 {
+        let me = sys
+            .tasks
+            .client
+            .json(Method::GET, "/v1/tasks", Some(&alice_access), None)
+            .await
+            .unwrap();
+        assert_eq!(me.status, 401, "every instance refuses alice's token");
+    }
+    let refresh = sys
+        .post(
+            auth,
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": alice_refresh}),
+        )
+        .await;
+    assert_eq!(refresh.status, 401);
+    let left = auth
+        .json(Method::GET, &sessions, Some(&admin), None)
+        .await
+        .unwrap();
+    assert_eq!(left.json().unwrap()["items"], json!([]));
+    // The account stays: alice signs in again; the admin's session goes on.
+    sys.login("alice", "correct horse").await;
+    assert_eq!(
+        auth.json(Method::GET, "/v1/users", Some(&admin), None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 }
