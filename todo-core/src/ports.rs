@@ -465,7 +465,8 @@ pub enum ThrottleKey<'a> {
     Account(&'a Username),
     /// The digest of a device token.
     Device(&'a RefreshTokenHash),
-    /// A signed-in user confirming their password (a password change):
+    /// A signed-in user confirming their password (a password change, the
+    /// account's deletion):
     /// counted apart from the account's logins, so that strangers guessing
     /// at the login form cannot stop the owner from changing it.
     SignedIn(UserId),
@@ -652,6 +653,13 @@ pub enum AuditEvent<'a> {
         user: UserId,
         /// The one ended; `None`: every other.
         session: Option<SessionId>,
+    },
+    /// A user deleted their own account.
+    AccountDeleted {
+        /// The user concerned (gone now).
+        user: UserId,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
     },
     /// A user changed their password (their older tokens are revoked).
     PasswordChanged {

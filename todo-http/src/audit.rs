@@ -67,6 +67,9 @@ impl<'a> Line<'a> {
                 family: session,
                 ..Self::user("sessions_ended", user, None)
             },
+            AuditEvent::AccountDeleted { user, client } => {
+                Self::user("account_deleted", user, client)
+            }
             AuditEvent::PasswordChanged { user, client } => {
                 Self::user("password_changed", user, client)
             }

@@ -408,6 +408,14 @@ struct PasswordBody {
     new_password: String,
 }
 
+/// An account's deletion: its password again.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AccountDeletion)]
+struct DeleteMeBody {
+    current_password: String,
+}
+
 /// An administrator's change to a user.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -584,7 +592,7 @@ fn auth_routes() -> OpenApiRouter<Arc<AuthApi>> {
         .routes(routes!(logout))
         .routes(routes!(validate))
         .routes(routes!(jwks))
-        .routes(routes!(me, patch_me))
+        .routes(routes!(me, patch_me, delete_me))
         .routes(routes!(change_password))
         .routes(routes!(list_sessions))
         .routes(routes!(end_session))
@@ -758,6 +766,27 @@ async fn change_password(
     })
     .await?;
     Ok(no_content())
+}
+
+/// Delete my account, with everything it owns (the password again).
+#[utoipa::path(delete, path = "/v1/users/me", request_body = DeleteMeBody,
+    responses(
+        (status = 204, description = "Deleted: its tokens are refused, its data gone"),
+        (status = 403, description = "Current password wrong"),
+        (status = 429, description = "Too many wrong passwords"),
+    ))]
+async fn delete_me(
+    State(api): Auth,
+    Client(client): Client,
+    Caller(me): Caller,
+    Json(body, _held): Json<DeleteMeBody>,
+) -> Result<ApiResponse, ApiError> {
+    call(&api.service.account, move |s| {
+        s.delete_me(client, &me, &body.current_password)
+    })
+    .await?;
+    // (with cookie sessions, the page's refresh cookie goes too)
+    Ok(api.with_cookie(no_content(), None))
 }
 
 /// My sessions: each sign-in, newest first.

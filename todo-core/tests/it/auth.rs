@@ -1247,3 +1247,39 @@ fn a_builder_without_limits_or_a_store_is_refused_naming_them() {
         "the auth services need: users, refresh_tokens, limits"
     );
 }
+
+#[test]
+fn deleting_ones_own_account_needs_the_password_and_ends_its_tokens() {
+    let h = harness();
+    let alice = h.register("alice", "correct horse");
+    let (me, pair) = h.principal("alice", "correct horse");
+    let wrong = h.auth.account.delete_me(ADDR, &me, "wrong horse");
+    assert!(matches!(wrong, Err(Error::WrongPassword)), "{wrong:?}");
+    assert!(h.store.find_user(alice.id).unwrap().is_some());
+
+    h.auth
+        .account
+        .delete_me(ADDR, &me, "correct horse")
+        .unwrap();
+    assert_eq!(h.store.find_user(alice.id).unwrap(), None);
+    assert!(matches!(
+        h.auth.sessions.authenticate(&pair.access_token),
+        Err(Error::InvalidToken(TokenRejection::Revoked))
+    ));
+    assert!(h.auth.sessions.refresh(ADDR, &pair.refresh_token).is_err());
+    assert!(matches!(
+        h.login("alice", "correct horse"),
+        Err(Error::InvalidCredentials)
+    ));
+    // Once gone, a second deletion finds no account to weigh against.
+    assert!(matches!(
+        h.auth.account.delete_me(ADDR, &me, "correct horse"),
+        Err(Error::InvalidToken(TokenRejection::Revoked))
+    ));
+    assert!(
+        h.audit
+            .events()
+            .iter()
+            .any(|e| e.starts_with("AccountDeleted"))
+    );
+}

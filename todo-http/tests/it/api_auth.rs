@@ -19,6 +19,7 @@ on_every_deployment!(
     non_admins_get_nothing_from_admin_endpoints,
     sessions_are_listed_and_ended_and_their_tokens_refused_everywhere,
     admins_see_and_end_a_users_sessions,
+    an_account_its_owner_deletes_leaves_nothing_of_its_own,
 );
 
 async fn registration_creates_users_and_refuses_bad_or_taken_names(deployment: Deployment) {
@@ -1007,5 +1008,169 @@ async fn admins_see_and_end_a_users_sessions(deployment: Deployment) {
             .unwrap()
             .status,
         200
+    );
+}
+
+async fn an_account_its_owner_deletes_leaves_nothing_of_its_own(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (alice, alice_access, _) = sys.user("alice").await;
+    let (_, other_session) = sys.login("alice", "correct horse").await;
+    let (_, bob, _) = sys.user("bob").await;
+    let sys = &sys;
+    let tasks = &sys.tasks.client;
+    let auth = &sys.auth.client;
+    let made = |token: &str, body: serde_json::Value, path: &'static str| {
+        let token = token.to_owned();
+        async move {
+            let reply = sys.post(tasks, path, Some(&token), body).await;
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+            reply.json().unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    // Alice's own: a task in her Inbox, a project shared with Bob and a
+    // task in it; and a task she makes in Bob's project, which is Bob's.
+    let inbox_task = made(&alice_access, json!({"title": "Mine"}), "/v1/tasks").await;
+    let hers = made(&alice_access, json!({"name": "Alice's"}), "/v1/projects").await;
+    let in_hers = made(
+        &alice_access,
+        json!({"title": "Ours", "project_id": hers}),
+        "/v1/tasks",
+    )
+    .await;
+    let his = made(&bob, json!({"name": "Bob's"}), "/v1/projects").await;
+    for (project, owner, member) in [(&hers, &alice_access, "bob"), (&his, &bob, "alice")] {
+        let put = tasks
+            .json(
+                Method::PUT,
+                &format!("/v1/projects/{project}/members/{member}"),
+                Some(owner),
+                Some(&json!({"role": "editor"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(put.status, 200, "{:?}", put.body);
+    }
+    let in_his = made(
+        &alice_access,
+        json!({"title": "For Bob", "project_id": his}),
+        "/v1/tasks",
+    )
+    .await;
+
+    let access = &alice_access;
+    let delete = |body: serde_json::Value| async move {
+        auth.json(Method::DELETE, "/v1/users/me", Some(access), Some(&body))
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        delete(json!({"current_password": "wrong horse"}))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        delete(json!({"current_password": "correct horse", "all": true}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(delete(json!({})).await.status, 400);
+    // Nothing went with the refusals.
+    assert_eq!(
+        sys.rows_holding(&alice)
+            .iter()
+            .filter(|(t, _, n)| t == "users" && *n > 0)
+            .count(),
+        1
+    );
+    let deleted = delete(json!({"current_password": "correct horse"})).await;
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+
+    // Its tokens are refused on both servers, every instance; it cannot
+    // sign in; Bob keeps what is his.
+    tokio::time::sleep(REVOCATION_WINDOW).await;
+    for token in [&alice_access, &other_session] {
+        for _ in 0..2 {
+            let me = auth
+                .json(Method::GET, "/v1/users/me", Some(token), None)
+                .await
+                .unwrap();
+            assert_eq!(me.status, 401);
+            let list = tasks
+                .json(Method::GET, "/v1/tasks", Some(token), None)
+                .await
+                .unwrap();
+            assert_eq!(list.status, 401);
+        }
+    }
+    let login = sys
+        .post(
+            auth,
+            "/v1/auth/login",
+            None,
+            json!({"username": "alice", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(login.status, 401);
+    let gone = tasks
+        .json(
+            Method::GET,
+            &format!("/v1/projects/{hers}"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(gone.status, 404, "her project went with her");
+    let kept = tasks
+        .json(
+            Method::GET,
+            &format!("/v1/tasks/{in_his}"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.status, 200, "what she made in Bob's project is Bob's");
+    let members = tasks
+        .json(
+            Method::GET,
+            &format!("/v1/projects/{his}/members"),
+            Some(&bob),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&members.body).contains("alice"));
+
+    // In the database: nothing of hers, and of her id only what Bob's
+    // project keeps (the task she made there, and its history: her
+    // joining, that task, her leaving).
+    let held = |id: &str| -> Vec<(String, String, i64)> {
+        let rows = sys.rows_holding(id).into_iter();
+        rows.filter(|(_, _, n)| *n > 0).collect()
+    };
+    for gone in [&inbox_task, &in_hers] {
+        assert!(held(gone).is_empty(), "{gone} is still in {:?}", held(gone));
+    }
+    // Of her project, only the news of its end, in Bob's stream.
+    let told = [("change_log".to_owned(), "subject_id".to_owned(), 1)];
+    assert_eq!(held(&hers), told);
+    let left: Vec<_> = sys
+        .rows_holding(&alice)
+        .into_iter()
+        .filter(|(_, _, n)| *n > 0)
+        .collect();
+    let bobs = |(table, column, _): &&(String, String, i64)| {
+        (table == "tasks" && column == "created_by") || table == "change_log"
+    };
+    assert!(left.iter().all(|row| bobs(&row)), "{left:?}");
+    assert!(
+        left.iter()
+            .any(|(t, c, n)| t == "tasks" && c == "created_by" && *n == 1),
+        "{left:?}"
     );
 }

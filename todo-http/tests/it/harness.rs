@@ -104,6 +104,8 @@ pub struct System {
     pub key_pem: String,
     /// The database both APIs use.
     db_store: SqlStore,
+    /// Where that database is, for tests that read it as an operator would.
+    db_url: todo_store::DatabaseUrl,
     /// Kept alive for the servers; dropped (and removed) with the system.
     /// None for a deployment running elsewhere.
     _db: Option<TestDatabase>,
@@ -127,6 +129,68 @@ impl System {
     /// housekeeping does (pruning the change log, say).
     pub fn store(&self) -> &todo_store::SqlStore {
         &self.db_store
+    }
+
+    /// Every text column of every table, with how many of its rows hold
+    /// `needle` anywhere in that column (an id in a JSON list too): what
+    /// is left of someone in the database, read as an operator would.
+    pub fn rows_holding(&self, needle: &str) -> Vec<(String, String, i64)> {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct Column {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            t: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            c: String,
+        }
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let columns_sqlite = "SELECT m.name AS t, p.name AS c FROM sqlite_master m, \
+                              pragma_table_info(m.name) p WHERE m.type = 'table' \
+                              AND p.type = 'TEXT' ORDER BY 1, 2";
+        let columns_pg = "SELECT table_name::text AS t, column_name::text AS c \
+                          FROM information_schema.columns WHERE table_schema = 'public' \
+                          AND data_type = 'text' AND table_name IN (SELECT tablename \
+                          FROM pg_tables WHERE schemaname = 'public') ORDER BY 1, 2";
+        // (ids are UUIDs: no quote or wildcard to escape)
+        assert!(
+            needle
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        );
+        let count = |t: &str, c: &str| {
+            format!("SELECT count(*) AS n FROM \"{t}\" WHERE \"{c}\" LIKE '%{needle}%'")
+        };
+        let mut found = Vec::new();
+        match &self.db_url {
+            todo_store::DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+                let columns: Vec<Column> =
+                    diesel::sql_query(columns_sqlite).load(&mut conn).unwrap();
+                for Column { t, c } in columns {
+                    let n = diesel::sql_query(count(&t, &c))
+                        .get_result::<Count>(&mut conn)
+                        .unwrap()
+                        .n;
+                    found.push((t, c, n));
+                }
+            }
+            todo_store::DatabaseUrl::Postgres(url) => {
+                let mut conn = diesel::PgConnection::establish(url).unwrap();
+                let columns: Vec<Column> = diesel::sql_query(columns_pg).load(&mut conn).unwrap();
+                for Column { t, c } in columns {
+                    let n = diesel::sql_query(count(&t, &c))
+                        .get_result::<Count>(&mut conn)
+                        .unwrap()
+                        .n;
+                    found.push((t, c, n));
+                }
+            }
+        }
+        found
     }
 }
 
@@ -339,6 +403,7 @@ pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Optio
             signer,
             key_pem,
             db_store: db.store.clone(),
+            db_url: db.config.url.clone(),
             _db: Some(db),
             _exclusive: None,
             cert,
@@ -370,6 +435,7 @@ pub async fn spawn(deployment: impl Into<Deployment>, options: Options) -> Optio
         signer,
         key_pem,
         db_store: db.store.clone(),
+        db_url: db.config.url.clone(),
         _db: Some(db),
         _exclusive: None,
         cert,
@@ -464,6 +530,7 @@ async fn behind_gateway(
         signer,
         key_pem,
         db_store: db.store.clone(),
+        db_url: db.config.url.clone(),
         _db: Some(db),
         _exclusive: None,
         cert,
@@ -728,7 +795,7 @@ impl Running {
         );
         let exclusive = take_the_deployment(&self.database_url);
         let url = todo_store::DatabaseUrl::parse(&self.database_url).unwrap();
-        let store = SqlStore::open(&todo_store::StoreConfig::new(url)).unwrap();
+        let store = SqlStore::open(&todo_store::StoreConfig::new(url.clone())).unwrap();
         // The operator's side (an administrator made as `auth-server user
         // create` makes one) over the deployment's database, signing with
         // its key.
@@ -762,6 +829,7 @@ impl Running {
             signer,
             key_pem: self.key_pem,
             db_store: store,
+            db_url: url,
             _db: None,
             _exclusive: Some(std::sync::Mutex::new(exclusive)),
             cert: self.cert,

@@ -54,7 +54,7 @@ fn documents() -> [(&'static str, Value); 3] {
 
 /// The v1 routes of the REST contract (shared/API.md), written out here
 /// apart from the code: the documents must name exactly these.
-const CONTRACT_AUTH: [(&str, &str); 18] = [
+const CONTRACT_AUTH: [(&str, &str); 19] = [
     ("POST", "/v1/auth/register"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/refresh"),
@@ -63,6 +63,7 @@ const CONTRACT_AUTH: [(&str, &str); 18] = [
     ("GET", "/.well-known/jwks.json"),
     ("GET", "/v1/users/me"),
     ("PATCH", "/v1/users/me"),
+    ("DELETE", "/v1/users/me"),
     ("POST", "/v1/users/me/password"),
     ("GET", "/v1/users"),
     ("GET", "/v1/users/{id}"),
