@@ -1445,7 +1445,7 @@ async function showSessions() {
     li.append(el('span', 'member-name', device));
     if (session.current) li.append(' ', el('span', 'chip', 'This device'));
     const seen = new Date(session.last_used_at).toLocaleString();
-    li.append(' ', el('span', 'muted', `${session.address || 'unknown address'}, last active ${seen}`));
+    li.append(' ', el('span', 'muted', `signed in from ${session.address || 'an unknown address'}, last active ${seen}`));
     if (!session.current) {
       li.append(button('Sign out', 'end-session', `Sign out ${device}`, async () => {
         await endSessions(`/v1/sessions/${session.id}`, 'DELETE', `${device} signed out`);
@@ -1456,15 +1456,31 @@ async function showSessions() {
   $('sessions-others').disabled = !body.items.some((session) => !session.current);
 }
 
+// Signing another device out takes the password again: a stolen session
+// must not be able to sign its owner out of every new one.
+let endingSessions = false;
 async function endSessions(path, method, done) {
+  if (endingSessions) return;
+  const password = $('sessions-password');
+  if (!password.value) {
+    $('sessions-error').textContent = 'Enter your password to sign another device out.';
+    password.focus();
+    return;
+  }
+  endingSessions = true;
   try {
-    await api.call(method, path);
+    await api.call(method, path, { body: { current_password: password.value } });
+    password.value = '';
     announce(done);
     await showSessions();
     $('sessions-close').focus();
   } catch (error) {
     if (error instanceof api.ApiError && error.status === 401) return;
-    $('sessions-error').textContent = failureText(error);
+    $('sessions-error').textContent = error instanceof api.ApiError && error.status === 403
+      ? 'That is not your password.' : failureText(error);
+    if (error instanceof api.ApiError && error.status === 403) password.select();
+  } finally {
+    endingSessions = false;
   }
 }
 
@@ -1480,7 +1496,10 @@ $('sessions').addEventListener('click', async () => {
 $('sessions-others').addEventListener('click', () =>
   endSessions('/v1/sessions/revoke-others', 'POST', 'Signed out everywhere else'));
 $('sessions-close').addEventListener('click', () => $('sessions-dialog').close());
-$('sessions-dialog').addEventListener('close', () => $('sessions').focus());
+$('sessions-dialog').addEventListener('close', () => {
+  $('sessions-password').value = '';
+  $('sessions').focus();
+});
 
 // ---- reminders --------------------------------------------------------------
 

@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result, TokenRejection};
 use crate::ports::{AccessTokenVerifier, UserStore};
+use crate::session::EndedSessions;
 use crate::time::{Clock, Timestamp};
-use crate::token::{AccessClaims, Principal, SessionId, TokenPolicy};
+use crate::token::{AccessClaims, Principal, TokenPolicy};
 use crate::user::{Role, UserId, UserRecord, Username};
 
 /// What decides whether a user's tokens may act.
@@ -35,7 +36,7 @@ struct Standing {
     /// Sessions ended within the last
     /// [`AccessGate::ENDED_SESSIONS_REMEMBERED`]: their tokens are refused
     /// (older ones have no live token left).
-    ended_sessions: Vec<SessionId>,
+    ended_sessions: EndedSessions,
 }
 
 /// A standing as read at `read_at`; `None`: no such user.
@@ -131,11 +132,15 @@ impl AccessGate {
     /// The longest a decision may rest on what was read from the store.
     pub const MAX_STALENESS: Duration = Duration::from_secs(1);
     /// How far back ended sessions are read: the longest access-token
-    /// lifetime, with room for a verifier's leeway and clocks that differ
-    /// between instances. A token of a session ended longer ago has expired.
+    /// lifetime ([`TokenPolicy::MAX_ACCESS_TTL`], 3600 s), with 600 s for a
+    /// verifier's leeway (at most 60 s) and clocks that differ between
+    /// instances (up to 540 s). A token of a session ended longer ago has
+    /// expired; past that skew, one could outlive the memory of its end.
     pub const ENDED_SESSIONS_REMEMBERED: Duration =
         Duration::from_secs(TokenPolicy::MAX_ACCESS_TTL.as_secs() + 600);
-    /// Users whose standing is remembered at most (about 100 bytes each).
+    /// Users whose standing is remembered at most (about 100 bytes each,
+    /// and 16 more per session they ended lately: at most
+    /// [`EndedSessions::MAX`]).
     pub const DEFAULT_CAPACITY: usize = 100_000;
 
     /// A gate that remembers standings for [`Self::MAX_STALENESS`].
@@ -195,15 +200,11 @@ impl AccessGate {
         // it looks, and a forget during the read keeps it from being kept.
         let read_at = self.clock.now();
         let generation = self.forgotten.load(Ordering::Acquire);
-        let record = self.users.find_user(claims.subject)?;
-        let standing = match record {
-            Some(record) => {
-                let since = read_at.saturating_sub(Self::ENDED_SESSIONS_REMEMBERED);
-                let ended = self.users.ended_sessions(claims.subject, since)?;
-                Some(standing_of(&record, ended))
-            }
-            None => None,
-        };
+        let since = read_at.saturating_sub(Self::ENDED_SESSIONS_REMEMBERED);
+        let standing = self
+            .users
+            .find_standing(claims.subject, since)?
+            .map(|(record, ended)| standing_of(&record, ended));
         let decision = decide(claims, standing.as_ref());
         self.remember(claims.subject, standing, read_at, generation);
         decision
@@ -267,7 +268,7 @@ impl AccessGate {
     }
 }
 
-fn standing_of(record: &UserRecord, ended_sessions: Vec<SessionId>) -> Standing {
+fn standing_of(record: &UserRecord, ended_sessions: EndedSessions) -> Standing {
     Standing {
         username: record.user.username.clone(),
         role: record.user.role,
@@ -298,7 +299,7 @@ fn decide(claims: &AccessClaims, standing: Option<&Standing>) -> Result<Principa
         // claims to live longer could outlive the memory of its end.
         let lifetime = claims.expires_at.saturating_sub(claims.issued_at);
         let longest = i64::try_from(TokenPolicy::MAX_ACCESS_TTL.as_secs()).unwrap_or(i64::MAX);
-        if lifetime > longest || standing.ended_sessions.contains(&session) {
+        if lifetime > longest || standing.ended_sessions.refuses(session) {
             return Err(revoked);
         }
     }

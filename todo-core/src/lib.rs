@@ -126,7 +126,7 @@ pub use random::{Random, new_v7};
 pub use recurrence::{Frequency, Recurrence, TimeZoneName};
 pub use relay::{LeasedStream, RelayBatch, RelayService, RelayStore, RelayedStream};
 pub use reminder::{Reminder, Reminders};
-pub use session::{SessionKind, SessionRecord, UserAgent};
+pub use session::{EndedSessions, MAX_LIVE_SESSIONS, SessionKind, SessionRecord, UserAgent};
 pub use task::{
     Description, Label, Labels, NewTask, Priority, SEARCH_SEPARATOR, Series, SeriesId, Task,
     TaskId, TaskPatch, TaskVersion, Title, TreeRefusal, search_text,

@@ -17,7 +17,7 @@ use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, TaskWrite, UserStor
 use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
 use crate::query::{TaskCursor, TaskQuery};
 use crate::relay::{RelayStore, RelayedStream};
-use crate::session::SessionRecord;
+use crate::session::{EndedSessions, MAX_LIVE_SESSIONS, SessionKind, SessionRecord};
 use crate::task::{SeriesId, Task, TaskId, TaskVersion, TreeRefusal};
 use crate::time::Timestamp;
 use crate::token::{RefreshTokenHash, RefreshTokenRecord, SessionId};
@@ -692,14 +692,28 @@ impl UserStore for MemoryStore {
             .collect())
     }
 
-    fn ended_sessions(&self, user: UserId, since: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+    fn find_standing(
+        &self,
+        id: UserId,
+        ended_since: Timestamp,
+    ) -> Result<Option<(UserRecord, EndedSessions)>, StoreError> {
         let tables = self.tables();
-        Ok(tables
+        let Some(record) = tables.users.get(&id).cloned() else {
+            return Ok(None);
+        };
+        let cut = record.tokens_revoked_before;
+        let ended = tables
             .sessions
             .values()
-            .filter(|s| s.user_id == user && s.ended_at.is_some_and(|at| at >= since))
+            .filter(|s| {
+                s.user_id == id
+                    && s.ended_at
+                        .is_some_and(|at| at >= ended_since && cut.is_none_or(|cut| at > cut))
+            })
             .map(|s| s.id)
-            .collect())
+            .take(EndedSessions::MAX + 1)
+            .collect();
+        Ok(Some((record, EndedSessions::read(ended))))
     }
 }
 
@@ -710,7 +724,12 @@ impl RefreshTokenStore for MemoryStore {
         first: &RefreshTokenRecord,
     ) -> Result<(), StoreError> {
         let mut tables = self.tables();
-        if !tables.users.contains_key(&session.user_id) || first.user_id != session.user_id {
+        if first.family != session.id || first.user_id != session.user_id {
+            return Err(StoreError::Conflict(
+                "a session's first token is of another",
+            ));
+        }
+        if !tables.users.contains_key(&session.user_id) {
             return Err(StoreError::MissingReference("session of an unknown user"));
         }
         if tables.sessions.contains_key(&session.id)
@@ -722,6 +741,19 @@ impl RefreshTokenStore for MemoryStore {
         tables
             .refresh_tokens
             .insert(first.hash.as_str().to_owned(), first.clone());
+        // The oldest live sessions past the cap end.
+        let now = session.created_at;
+        let mut live: Vec<SessionId> = tables
+            .sessions
+            .values()
+            .filter(|s| s.user_id == session.user_id && s.is_live(now))
+            .map(|s| s.id)
+            .collect();
+        live.sort_unstable_by(|a, b| b.cmp(a));
+        let past: BTreeSet<SessionId> = live.into_iter().skip(MAX_LIVE_SESSIONS).collect();
+        if !past.is_empty() {
+            tables.end_sessions(session.user_id, now, |s| past.contains(&s));
+        }
         Ok(())
     }
 
@@ -783,10 +815,16 @@ impl RefreshTokenStore for MemoryStore {
         now: Timestamp,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let tables = self.tables();
+        // (a login that raced its account's revocation cut started dead)
+        let cut = tables
+            .users
+            .get(&user)
+            .and_then(|r| r.tokens_revoked_before);
         let mut live: Vec<SessionRecord> = tables
             .sessions
             .values()
             .filter(|s| s.user_id == user && s.is_live(now))
+            .filter(|s| cut.is_none_or(|cut| s.created_at >= cut))
             .cloned()
             .collect();
         live.sort_by_key(|s| std::cmp::Reverse(s.id));
@@ -795,7 +833,12 @@ impl RefreshTokenStore for MemoryStore {
 
     fn end_session(&self, user: UserId, id: SessionId, now: Timestamp) -> Result<bool, StoreError> {
         let mut tables = self.tables();
-        Ok(tables.end_sessions(user, now, |s| s == id) == 1)
+        let live = tables
+            .sessions
+            .get(&id)
+            .is_some_and(|s| s.user_id == user && s.is_live(now));
+        let ended = tables.end_sessions(user, now, |s| s == id);
+        Ok(live && ended == 1)
     }
 
     fn end_other_sessions(
@@ -808,25 +851,38 @@ impl RefreshTokenStore for MemoryStore {
         Ok(tables.end_sessions(user, now, |s| Some(s) != keep))
     }
 
-    fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {
+    fn purge_expired_refresh_tokens(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
         let mut tables = self.tables();
         let before = tables.refresh_tokens.len();
-        tables.refresh_tokens.retain(|_, t| t.expires_at > now);
+        tables.refresh_tokens.retain(|_, t| t.expires_at > cutoff);
         tables
             .sessions
-            .retain(|_, s| s.expires_at > now && s.ended_at.is_none_or(|at| at >= now));
+            .retain(|_, s| s.expires_at > cutoff && s.ended_at.is_none_or(|at| at > cutoff));
         Ok(u64::try_from(before - tables.refresh_tokens.len()).unwrap_or(u64::MAX))
     }
 }
 
 impl Tables {
     /// The session `token` descends from was used at `at`, and lives until
-    /// `token` expires.
+    /// `token` expires; a family without a session (made before sessions
+    /// were recorded) gets one.
     fn session_used(&mut self, token: &RefreshTokenRecord, at: Timestamp) {
-        if let Some(session) = self.sessions.get_mut(&token.family) {
-            session.last_used_at = session.last_used_at.max(at);
-            session.expires_at = session.expires_at.max(token.expires_at);
-        }
+        let session = self
+            .sessions
+            .entry(token.family)
+            .or_insert_with(|| SessionRecord {
+                id: token.family,
+                user_id: token.user_id,
+                kind: SessionKind::Login,
+                created_at: at,
+                last_used_at: at,
+                expires_at: token.expires_at,
+                user_agent: None,
+                address: None,
+                ended_at: None,
+            });
+        session.last_used_at = at;
+        session.expires_at = token.expires_at;
     }
 
     /// Ends the user's live sessions whose id `which` picks, and revokes

@@ -11,7 +11,7 @@ use crate::import::{ImportOutcome, ImportPlan};
 use crate::project::{ProjectId, ProjectRole, Standing};
 use crate::query::TaskCursor;
 use crate::query::TaskQuery;
-use crate::session::SessionRecord;
+use crate::session::{EndedSessions, SessionRecord};
 use crate::task::{SeriesId, Task, TaskId, TreeRefusal};
 use crate::time::Timestamp;
 use crate::token::{AccessClaims, RefreshToken, RefreshTokenHash, RefreshTokenRecord, SessionId};
@@ -52,16 +52,23 @@ pub trait UserStore: Send + Sync {
     fn delete_user(&self, id: UserId, at: Timestamp) -> Result<bool, StoreError>;
     /// Up to `limit` users in id (creation) order, after `after` if given.
     fn list_users(&self, after: Option<UserId>, limit: usize) -> Result<Vec<User>, StoreError>;
-    /// The user's sessions ended at or after `since`: part of their
-    /// standing, which the access gate reads with the user.
-    fn ended_sessions(&self, user: UserId, since: Timestamp) -> Result<Vec<SessionId>, StoreError>;
+    /// The user with this id, if any, and their standing's other half: the
+    /// sessions they ended at or after `ended_since` (and after their
+    /// revocation cut), at most [`EndedSessions::MAX`] + 1 of them read.
+    /// What the access gate reads, in one go.
+    fn find_standing(
+        &self,
+        id: UserId,
+        ended_since: Timestamp,
+    ) -> Result<Option<(UserRecord, EndedSessions)>, StoreError>;
 }
 
 /// Sessions (logins) and the refresh tokens that descend from each, by
 /// their hash.
 pub trait RefreshTokenStore: Send + Sync {
     /// Starts a session with its first refresh token (whose `family` is the
-    /// session's id), in one step; fails with
+    /// session's id), in one step, ending the user's oldest live sessions
+    /// past [`crate::MAX_LIVE_SESSIONS`] (their tokens revoked); fails with
     /// [`StoreError::MissingReference`] when the user is gone, and
     /// [`StoreError::Conflict`] on an id or hash already stored.
     fn start_session(
@@ -78,7 +85,8 @@ pub trait RefreshTokenStore: Send + Sync {
     /// family is revoked, mark it used and store `replacement`. Returns
     /// whether it did; of many concurrent calls for one token, exactly one
     /// gets `true`. The session is used at `now` and lives until the
-    /// replacement expires.
+    /// replacement expires; a family without a session row (made by a
+    /// version before sessions) gets one.
     fn rotate_refresh_token(
         &self,
         old: &RefreshTokenHash,
@@ -104,21 +112,23 @@ pub trait RefreshTokenStore: Send + Sync {
     fn list_sessions(&self, user: UserId, now: Timestamp)
     -> Result<Vec<SessionRecord>, StoreError>;
     /// Ends the user's session `id` at `now` and revokes its refresh
-    /// tokens, in one step; returns whether it was theirs and not ended
-    /// before. Another user's session is left alone and answers `false`.
+    /// tokens, in one step; returns whether it was theirs, live and not
+    /// ended before. Another user's session is left alone and answers
+    /// `false`. A family of theirs without a session row (made by a version
+    /// before sessions) is recorded as ended.
     fn end_session(&self, user: UserId, id: SessionId, now: Timestamp) -> Result<bool, StoreError>;
     /// Ends every session of the user but `keep` at `now` and revokes
-    /// their refresh tokens, in one step; returns how many sessions it
-    /// ended.
+    /// their refresh tokens, in one step; returns how many live sessions it
+    /// ended. Families without a session row are recorded as ended.
     fn end_other_sessions(
         &self,
         user: UserId,
         keep: Option<SessionId>,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
-    /// Deletes tokens that expired before `now`, and sessions that ended or
-    /// expired before it; returns how many tokens.
-    fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError>;
+    /// Deletes tokens that expired at or before `cutoff`, and sessions that
+    /// ended or expired at or before it; returns how many tokens.
+    fn purge_expired_refresh_tokens(&self, cutoff: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// Tasks, each in a project. Every read is scoped inside the query itself
@@ -466,21 +476,24 @@ pub enum ThrottleKey<'a> {
     /// The digest of a device token.
     Device(&'a RefreshTokenHash),
     /// A signed-in user confirming their password (a password change, the
-    /// account's deletion):
-    /// counted apart from the account's logins, so that strangers guessing
-    /// at the login form cannot stop the owner from changing it.
-    SignedIn(UserId),
+    /// account's deletion, ending other sessions), in the session their
+    /// token names: counted apart from the account's logins, so that
+    /// strangers guessing at the login form cannot stop the owner from
+    /// changing it, and apart from other sessions, so that a thief guessing
+    /// in a stolen session cannot either.
+    SignedIn(UserId, Option<SessionId>),
 }
 
 impl ThrottleKey<'_> {
     /// The key as one string: `a:`, `d:` or `u:` then the username, digest
-    /// or user id.
+    /// or user id (and `:` and the session's id, when the token names one).
     #[must_use]
     pub fn to_key(&self) -> String {
         match self {
             Self::Account(username) => format!("a:{}", username.as_str()),
             Self::Device(digest) => format!("d:{}", digest.as_str()),
-            Self::SignedIn(user) => format!("u:{user}"),
+            Self::SignedIn(user, None) => format!("u:{user}"),
+            Self::SignedIn(user, Some(session)) => format!("u:{user}:{session}"),
         }
     }
 }
@@ -653,6 +666,8 @@ pub enum AuditEvent<'a> {
         user: UserId,
         /// The one ended; `None`: every other.
         session: Option<SessionId>,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
     },
     /// A user deleted their own account.
     AccountDeleted {

@@ -11,8 +11,16 @@ use crate::time::Timestamp;
 use crate::token::SessionId;
 use crate::user::UserId;
 
+/// The most live sessions a user keeps: a login past it ends the oldest.
+/// Bounds what a list, an ending of every other session and the access
+/// gate's reading of a user's ended sessions cost (a script that signs in
+/// with a password at each run and never logs out would otherwise pile up
+/// thousands).
+pub const MAX_LIVE_SESSIONS: usize = 100;
+
 /// How a session came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionKind {
     /// A login with a password: its refresh tokens keep it going.
     Login,
@@ -71,6 +79,59 @@ impl SessionRecord {
     }
 }
 
+/// A user's sessions ended recently, as the access gate reads them with
+/// the user: a token naming one of them is refused. Sessions ended at or
+/// before the user's revocation cut are left out (that cut refuses their
+/// tokens already). More than [`EndedSessions::MAX`] is not kept: the
+/// reading is then incomplete, and every token naming a session is refused
+/// until the next reading (failing closed, never silently short).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndedSessions {
+    /// Sorted, for a binary search on every request.
+    ids: Vec<SessionId>,
+    complete: bool,
+}
+
+impl EndedSessions {
+    /// The most ended sessions a reading holds: with
+    /// [`MAX_LIVE_SESSIONS`] live at a time and logins throttled, some
+    /// 800 can end within the gate's memory, by logins and logouts in a
+    /// loop.
+    pub const MAX: usize = 2048;
+
+    /// What a store read: `ids`, of which it read at most `MAX + 1`
+    /// (more than `MAX` makes the reading incomplete).
+    #[must_use]
+    pub fn read(mut ids: Vec<SessionId>) -> Self {
+        let complete = ids.len() <= Self::MAX;
+        ids.truncate(Self::MAX);
+        ids.sort_unstable();
+        Self { ids, complete }
+    }
+
+    /// None ended.
+    #[must_use]
+    pub fn none() -> Self {
+        Self {
+            ids: Vec::new(),
+            complete: true,
+        }
+    }
+
+    /// Whether a token of `session` must be refused: it ended, or the
+    /// reading is incomplete.
+    #[must_use]
+    pub fn refuses(&self, session: SessionId) -> bool {
+        !self.complete || self.ids.binary_search(&session).is_ok()
+    }
+
+    /// The sessions read, in id order.
+    #[must_use]
+    pub fn ids(&self) -> &[SessionId] {
+        &self.ids
+    }
+}
+
 /// A client's `User-Agent`, as shown to the user among their sessions:
 /// printable characters only, at most [`UserAgent::MAX_CHARS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,14 +142,18 @@ impl UserAgent {
     pub const MAX_CHARS: usize = 256;
 
     /// The header's value made safe to store and show: control characters
-    /// become spaces, the ends are trimmed, and it is cut to
-    /// [`Self::MAX_CHARS`]. `None` when nothing is left.
+    /// and the invisible ones that reorder or hide text (bidirectional
+    /// overrides, zero-width characters) become spaces, the ends are
+    /// trimmed, and it is cut to [`Self::MAX_CHARS`]. `None` when nothing
+    /// is left.
     #[must_use]
     pub fn from_header(raw: &str) -> Option<Self> {
+        let shown = |c: char| !(c.is_control() || invisible(c));
         let kept: String = raw
+            .trim()
             .chars()
             .take(Self::MAX_CHARS)
-            .map(|c| if c.is_control() { ' ' } else { c })
+            .map(|c| if shown(c) { c } else { ' ' })
             .collect();
         let trimmed = kept.trim();
         (!trimmed.is_empty()).then(|| Self(trimmed.to_owned()))
@@ -99,6 +164,14 @@ impl UserAgent {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Format characters that change how text around them shows without
+/// showing themselves: a device name could pass for another with them.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}'
+        | '\u{FEFF}' | '\u{061C}' | '\u{00AD}')
 }
 
 #[cfg(test)]
@@ -117,6 +190,23 @@ mod tests {
             Some("curl/8   [31m".to_owned())
         );
         assert_eq!(UserAgent::from_header(" \t "), None);
+        assert_eq!(
+            UserAgent::from_header("Safe\u{202E}exe.txt\u{200B}").map(|ua| ua.0),
+            Some("Safe exe.txt".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_incomplete_reading_of_ended_sessions_refuses_every_session() {
+        let id = |n| SessionId::from_uuid(uuid::Uuid::from_u128(n));
+        let read = EndedSessions::read(vec![id(3), id(1)]);
+        assert!(read.refuses(id(1)) && read.refuses(id(3)) && !read.refuses(id(2)));
+        let max = u128::try_from(EndedSessions::MAX).unwrap();
+        let full = EndedSessions::read((0..max).map(id).collect());
+        assert!(!full.refuses(id(max + 5)));
+        let over = EndedSessions::read((0..=max).map(id).collect());
+        assert!(over.refuses(id(max + 5)));
+        assert!(!EndedSessions::none().refuses(id(1)));
     }
 
     #[test]

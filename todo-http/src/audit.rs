@@ -63,9 +63,13 @@ impl<'a> Line<'a> {
                 ..Self::user("refresh_token_reused", user, client)
             },
             AuditEvent::LoggedOut { user, client } => Self::user("logged_out", user, client),
-            AuditEvent::SessionsEnded { user, session } => Self {
+            AuditEvent::SessionsEnded {
+                user,
+                session,
+                client,
+            } => Self {
                 family: session,
-                ..Self::user("sessions_ended", user, None)
+                ..Self::user("sessions_ended", user, client)
             },
             AuditEvent::AccountDeleted { user, client } => {
                 Self::user("account_deleted", user, client)

@@ -23,7 +23,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::blocking::call;
-use crate::extract::{Authenticates, Caller, Client, Json, JsonBytes, Path, PathId, bearer};
+use crate::extract::{
+    Authenticates, Caller, Client, Json, JsonBytes, OptionalJson, Path, PathId, bearer,
+};
 use crate::front::{Api, ApiResponse, json, json_value, no_content};
 use crate::probe::{Operations, Probe};
 use crate::problem::ApiError;
@@ -408,11 +410,12 @@ struct PasswordBody {
     new_password: String,
 }
 
-/// An account's deletion: its password again.
+/// The caller's password again: to delete the account, or to end other
+/// sessions than their own.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(as = AccountDeletion)]
-struct DeleteMeBody {
+#[schema(as = PasswordConfirmation)]
+struct ConfirmBody {
     current_password: String,
 }
 
@@ -503,7 +506,8 @@ struct ValidateDto<'a> {
 #[schema(as = Session)]
 struct SessionDto {
     id: String,
-    /// `login`: a sign-in with a password.
+    /// `login`: a sign-in with a password (`api_token` to come, #17).
+    #[schema(value_type = String, pattern = "^(login|api_token)$")]
     kind: &'static str,
     created_at: String,
     /// The last token it issued (a login or refresh): within one
@@ -769,7 +773,7 @@ async fn change_password(
 }
 
 /// Delete my account, with everything it owns (the password again).
-#[utoipa::path(delete, path = "/v1/users/me", request_body = DeleteMeBody,
+#[utoipa::path(delete, path = "/v1/users/me", request_body = ConfirmBody,
     responses(
         (status = 204, description = "Deleted: its tokens are refused, its data gone"),
         (status = 403, description = "Current password wrong"),
@@ -779,7 +783,7 @@ async fn delete_me(
     State(api): Auth,
     Client(client): Client,
     Caller(me): Caller,
-    Json(body, _held): Json<DeleteMeBody>,
+    Json(body, _held): Json<ConfirmBody>,
 ) -> Result<ApiResponse, ApiError> {
     call(&api.service.account, move |s| {
         s.delete_me(client, &me, &body.current_password)
@@ -799,27 +803,53 @@ async fn list_sessions(State(api): Auth, Caller(me): Caller) -> Result<ApiRespon
     json_value(StatusCode::OK, &SessionsDto { items })
 }
 
-/// End one of my sessions (its tokens are refused within a second).
+/// End one of my sessions (its tokens are refused within a second); for
+/// another than this one, with my password again.
 #[utoipa::path(delete, path = "/v1/sessions/{id}",
     params(Path<SessionId>),
+    request_body(content = Option<ConfirmBody>, description = "Needed to end another session than the caller's"),
     responses(
         (status = 204, description = "Ended"),
+        (status = 400, description = "Another session, and no current_password"),
+        (status = 403, description = "Current password wrong"),
         (status = 404, description = "No such live session of mine"),
+        (status = 429, description = "Too many wrong passwords in this session"),
     ))]
 async fn end_session(
     State(api): Auth,
+    Client(client): Client,
     Caller(me): Caller,
     Path(id): Path<SessionId>,
+    OptionalJson(body, _held): OptionalJson<ConfirmBody>,
 ) -> Result<ApiResponse, ApiError> {
-    call(&api.service.sessions, move |s| s.end_session(&me, id)).await?;
+    let password = body.map(|b| b.current_password);
+    call(&api.service.sessions, move |s| {
+        s.end_session(client, &me, id, password.as_deref())
+    })
+    .await?;
     Ok(no_content())
 }
 
-/// End every session of mine but the one this token comes from.
-#[utoipa::path(post, path = "/v1/sessions/revoke-others",
-    responses((status = 204, description = "Every other session ended")))]
-async fn end_other_sessions(State(api): Auth, Caller(me): Caller) -> Result<ApiResponse, ApiError> {
-    call(&api.service.sessions, move |s| s.end_other_sessions(&me)).await?;
+/// End every session of mine but the one this token comes from (my
+/// password again).
+#[utoipa::path(post, path = "/v1/sessions/revoke-others", request_body = ConfirmBody,
+    responses(
+        (status = 204, description = "Every other session ended"),
+        (status = 403, description = "Current password wrong"),
+        (status = 409, description = "The token names no session (issued before sessions were named): sign in again"),
+        (status = 429, description = "Too many wrong passwords in this session"),
+    ))]
+async fn end_other_sessions(
+    State(api): Auth,
+    Client(client): Client,
+    Caller(me): Caller,
+    Json(body, _held): Json<ConfirmBody>,
+) -> Result<ApiResponse, ApiError> {
+    let password = body.current_password;
+    call(&api.service.sessions, move |s| {
+        s.end_other_sessions(client, &me, Some(&password))
+    })
+    .await?;
     Ok(no_content())
 }
 

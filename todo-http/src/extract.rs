@@ -406,6 +406,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
+/// A JSON body that may be left out: a request with neither a
+/// `Content-Type` nor a body (no `Content-Length`, or 0, and no chunked
+/// body) is `None`; any other is read as [`Json`] (415, 413, 400 alike).
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>, pub(crate) Option<BodyShare>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let headers = request.headers();
+        let no_length = headers
+            .get(CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
+        let bodiless = !headers.contains_key(CONTENT_TYPE)
+            && no_length
+            && !headers.contains_key(http::header::TRANSFER_ENCODING);
+        if bodiless {
+            return Ok(Self(None, None));
+        }
+        let Json(value, held) = Json::from_request(request, state).await?;
+        Ok(Self(Some(value), held))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -2,22 +2,31 @@
 //! (`refresh_tokens.family_id` is the session's id). The trait's methods
 //! are in `users.rs`, with the refresh tokens'; these are their statements.
 //!
-//! Lock order on PostgreSQL, shared with the refresh-token exchange: a
-//! session's tokens before the session's row. An exchange locks its token,
-//! stores the next one and then moves the session's last use; an ending
-//! revokes the tokens (waiting for an exchange in flight) and then marks
-//! the session. Taken in the same order, one waits for the other.
+//! Lock order on PostgreSQL, shared with the refresh-token exchange: the
+//! user's row (`FOR KEY SHARE`, as every exchange takes it: a deletion of
+//! the user waits for both), then a session's tokens, then the session's
+//! row. An exchange locks its token, stores the next one and then moves
+//! the session's last use; an ending revokes the tokens (waiting for an
+//! exchange in flight) and then marks the session. Taken in the same
+//! order, one waits for the other. An exchange that committed while an
+//! ending waited may leave its new token unrevoked (the ending's statement
+//! did not see it), but never usable: its family holds a revoked token, so
+//! its exchange fails, and its session is ended, so the gate refuses what
+//! it issued.
 
 use diesel::prelude::*;
-use todo_core::{SessionId, SessionKind, SessionRecord, StoreError, Timestamp, UserAgent, UserId};
+use todo_core::{
+    MAX_LIVE_SESSIONS, SessionId, SessionKind, SessionRecord, StoreError, Timestamp, UserAgent,
+    UserId,
+};
 
 use crate::db::AnyConnection;
 use crate::error::corrupt;
 use crate::schema::{refresh_tokens, sessions};
+use crate::tasks::native;
 
-/// The most sessions a list answers, newest first: a login is throttled,
-/// so only a very old account with a very long refresh lifetime has more.
-pub(crate) const MAX_SESSIONS_LISTED: i64 = 1000;
+/// The most live sessions a user has, as a query's limit.
+pub(crate) const LIVE_SESSIONS: i64 = MAX_LIVE_SESSIONS as i64;
 
 #[derive(Queryable, Insertable)]
 #[diesel(table_name = sessions)]
@@ -69,20 +78,53 @@ impl SessionRow {
 }
 
 /// The session `family` was used at `now` and lives until `expires_at`
-/// (its newest refresh token's expiry); in the exchange's transaction.
+/// (its newest refresh token's expiry); in the exchange's transaction. A
+/// family without a session row (a login made by a version before
+/// sessions, during a roll) gets one here, so that it is listed and can be
+/// ended.
 pub(crate) fn used(
     conn: &mut AnyConnection,
     family: &str,
+    user: &str,
     now: i64,
     expires_at: i64,
 ) -> QueryResult<()> {
-    diesel::update(sessions::table.find(family))
+    let row = (
+        sessions::id.eq(family),
+        sessions::user_id.eq(user),
+        sessions::kind.eq(SessionKind::Login.as_str()),
+        sessions::created_at.eq(now),
+        sessions::last_used_at.eq(now),
+        sessions::expires_at.eq(expires_at),
+    );
+    native!(conn, |c| diesel::insert_into(sessions::table)
+        .values(row)
+        .on_conflict(sessions::id)
+        .do_update()
         .set((
             sessions::last_used_at.eq(now),
             sessions::expires_at.eq(expires_at),
         ))
-        .execute(conn)
-        .map(|_| ())
+        .execute(c))
+    .map(|_| ())
+}
+
+/// Ends the user's oldest live sessions past [`MAX_LIVE_SESSIONS`] (in a
+/// login's transaction, after its session is stored).
+pub(crate) fn end_past_cap(conn: &mut AnyConnection, user: &str, now: i64) -> QueryResult<()> {
+    let past: Vec<String> = sessions::table
+        .filter(sessions::user_id.eq(user))
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .order(sessions::id.desc())
+        .offset(LIVE_SESSIONS)
+        .limit(LIVE_SESSIONS)
+        .select(sessions::id)
+        .load(conn)?;
+    for id in &past {
+        end(conn, user, &Which::One(id), now)?;
+    }
+    Ok(())
 }
 
 /// Which of a user's sessions an ending picks.
@@ -94,41 +136,93 @@ pub(crate) enum Which<'a> {
 }
 
 /// Revokes the picked sessions' refresh tokens, then ends the sessions at
-/// `now` (the lock order above); returns how many sessions it ended. Only
-/// the user's own are touched. Runs in the caller's transaction.
+/// `now` (the lock order above), recording a family without a session row
+/// as an ended session; returns how many live sessions it ended (an
+/// expired one is ended too, uncounted). Only the user's own are touched.
+/// Runs in the caller's transaction.
 pub(crate) fn end(
     conn: &mut AnyConnection,
     user: &str,
     which: &Which<'_>,
     now: i64,
 ) -> QueryResult<u64> {
-    let tokens = refresh_tokens::table
-        .filter(refresh_tokens::user_id.eq(user))
-        .filter(refresh_tokens::revoked.eq(0));
-    let live = sessions::table
-        .filter(sessions::user_id.eq(user))
-        .filter(sessions::ended_at.is_null());
-    let revoke = refresh_tokens::revoked.eq(1);
-    let end = sessions::ended_at.eq(Some(now));
-    let ended = match *which {
-        Which::One(id) => {
-            diesel::update(tokens.filter(refresh_tokens::family_id.eq(id)))
-                .set(revoke)
-                .execute(conn)?;
-            diesel::update(live.filter(sessions::id.eq(id)))
-                .set(end)
-                .execute(conn)?
-        }
-        Which::AllBut(keep) => {
-            // No session's id is empty: without one to keep, all go.
-            let keep = keep.unwrap_or("");
-            diesel::update(tokens.filter(refresh_tokens::family_id.ne(keep)))
-                .set(revoke)
-                .execute(conn)?;
-            diesel::update(live.filter(sessions::id.ne(keep)))
-                .set(end)
-                .execute(conn)?
-        }
+    crate::users::lock_owner(conn, user)?;
+    let (id, keep) = match *which {
+        Which::One(id) => (Some(id), None),
+        // No session's id is empty: without one to keep, all go.
+        Which::AllBut(keep) => (None, Some(keep.unwrap_or(""))),
     };
-    Ok(ended as u64)
+    let mut tokens = refresh_tokens::table
+        .filter(refresh_tokens::user_id.eq(user))
+        .filter(refresh_tokens::revoked.eq(0))
+        .select(refresh_tokens::token_hash)
+        .into_boxed();
+    let mut orphans = refresh_tokens::table
+        .filter(refresh_tokens::user_id.eq(user))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            sessions::table.filter(sessions::id.eq(refresh_tokens::family_id)),
+        )))
+        .select((
+            refresh_tokens::family_id,
+            refresh_tokens::issued_at,
+            refresh_tokens::expires_at,
+        ))
+        .into_boxed();
+    let mut live = sessions::table
+        .filter(sessions::user_id.eq(user))
+        .filter(sessions::ended_at.is_null())
+        .select(sessions::id)
+        .into_boxed();
+    if let Some(id) = id {
+        tokens = tokens.filter(refresh_tokens::family_id.eq(id));
+        orphans = orphans.filter(refresh_tokens::family_id.eq(id));
+        live = live.filter(sessions::id.eq(id));
+    }
+    if let Some(keep) = keep {
+        tokens = tokens.filter(refresh_tokens::family_id.ne(keep));
+        orphans = orphans.filter(refresh_tokens::family_id.ne(keep));
+        live = live.filter(sessions::id.ne(keep));
+    }
+    let revoked: Vec<String> = tokens.load(conn)?;
+    for hashes in revoked.chunks(500) {
+        diesel::update(refresh_tokens::table.filter(refresh_tokens::token_hash.eq_any(hashes)))
+            .set(refresh_tokens::revoked.eq(1))
+            .execute(conn)?;
+    }
+    // Families of a version before sessions: each recorded as ended.
+    let mut families: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for (family, issued, expires) in orphans.load::<(String, i64, i64)>(conn)? {
+        let seen = families.entry(family).or_insert((issued, expires));
+        seen.0 = seen.0.min(issued);
+        seen.1 = seen.1.max(expires);
+    }
+    for (family, (first, expires)) in &families {
+        let row = (
+            sessions::id.eq(family),
+            sessions::user_id.eq(user),
+            sessions::kind.eq(SessionKind::Login.as_str()),
+            sessions::created_at.eq(first),
+            sessions::last_used_at.eq(first),
+            sessions::expires_at.eq(expires),
+            sessions::ended_at.eq(Some(now)),
+        );
+        native!(&mut *conn, |c| diesel::insert_into(sessions::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c))?;
+    }
+    let ending: Vec<String> = live.load(conn)?;
+    let mut ended = 0;
+    for ids in ending.chunks(500) {
+        let these = sessions::table
+            .filter(sessions::id.eq_any(ids))
+            .filter(sessions::ended_at.is_null());
+        let end = sessions::ended_at.eq(Some(now));
+        let live = diesel::update(these.clone().filter(sessions::expires_at.gt(now)))
+            .set(end)
+            .execute(conn)?;
+        diesel::update(these).set(end).execute(conn)?;
+        ended += live as u64;
+    }
+    Ok(ended)
 }

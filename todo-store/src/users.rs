@@ -2,16 +2,16 @@
 
 use diesel::prelude::*;
 use todo_core::{
-    Email, PasswordHash, Project, RefreshTokenHash, RefreshTokenRecord, RefreshTokenStore, Role,
-    SessionId, SessionRecord, StoreError, Timestamp, User, UserChange, UserId, UserRecord,
-    UserStore, Username,
+    Email, EndedSessions, PasswordHash, Project, RefreshTokenHash, RefreshTokenRecord,
+    RefreshTokenStore, Role, SessionId, SessionRecord, StoreError, Timestamp, User, UserChange,
+    UserId, UserRecord, UserStore, Username,
 };
 
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
 use crate::schema::{project_members, projects, refresh_tokens, sessions, users};
-use crate::sessions::{MAX_SESSIONS_LISTED, SessionRow, Which};
+use crate::sessions::{LIVE_SESSIONS, SessionRow, Which};
 
 #[derive(Queryable, Insertable, AsChangeset)]
 #[diesel(table_name = users, treat_none_as_null = true)]
@@ -229,18 +229,41 @@ impl UserStore for SqlStore {
             .collect()
     }
 
-    fn ended_sessions(&self, user: UserId, since: Timestamp) -> Result<Vec<SessionId>, StoreError> {
-        let user = user.to_string();
-        let ids: Vec<String> = self.with_conn(|conn| {
-            sessions::table
-                .filter(sessions::user_id.eq(&user))
-                .filter(sessions::ended_at.ge(since.unix_micros()))
+    fn find_standing(
+        &self,
+        id: UserId,
+        ended_since: Timestamp,
+    ) -> Result<Option<(UserRecord, EndedSessions)>, StoreError> {
+        let id = id.to_string();
+        let read = self.with_conn(|conn| {
+            let Some(user) = users::table.find(&id).first::<UserRow>(conn).optional()? else {
+                return Ok(None);
+            };
+            // Ended at or before the cut: the cut refuses their tokens.
+            let since = ended_since.unix_micros().max(
+                user.tokens_revoked_before
+                    .map_or(i64::MIN, |cut| cut.saturating_add(1)),
+            );
+            let ended: Vec<String> = sessions::table
+                .filter(sessions::user_id.eq(&id))
+                .filter(sessions::ended_at.ge(since))
                 .select(sessions::id)
-                .load(conn)
+                .limit(
+                    i64::try_from(EndedSessions::MAX)
+                        .unwrap_or(i64::MAX)
+                        .saturating_add(1),
+                )
+                .load(conn)?;
+            Ok(Some((user, ended)))
         })?;
-        ids.iter()
+        let Some((user, ended)) = read else {
+            return Ok(None);
+        };
+        let ended = ended
+            .iter()
             .map(|id| SessionId::parse(id).map_err(|_| corrupt("session")))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((user.into_record()?, EndedSessions::read(ended))))
     }
 }
 
@@ -302,16 +325,19 @@ impl RefreshTokenStore for SqlStore {
                 "a session's first token is of another",
             ));
         }
+        let now = session.created_at.unix_micros();
         let session = SessionRow::from_record(session);
         let token = RefreshTokenRow::from_record(first);
         self.with_write_conn(|conn| {
             conn.transaction(|conn| {
+                lock_owner(conn, &token.user_id)?;
                 diesel::insert_into(sessions::table)
                     .values(&session)
                     .execute(conn)?;
                 diesel::insert_into(refresh_tokens::table)
                     .values(&token)
-                    .execute(conn)
+                    .execute(conn)?;
+                crate::sessions::end_past_cap(conn, &token.user_id, now)
             })
         })?;
         Ok(())
@@ -359,7 +385,7 @@ impl RefreshTokenStore for SqlStore {
                 diesel::insert_into(refresh_tokens::table)
                     .values(&row)
                     .execute(conn)?;
-                crate::sessions::used(conn, &row.family_id, now, row.expires_at)?;
+                crate::sessions::used(conn, &row.family_id, &row.user_id, now, row.expires_at)?;
                 Ok(true)
             })
             .or_else(rolled_back_is_no)
@@ -401,7 +427,8 @@ impl RefreshTokenStore for SqlStore {
                 diesel::insert_into(refresh_tokens::table)
                     .values(&row)
                     .execute(conn)?;
-                crate::sessions::used(conn, &row.family_id, row.issued_at, row.expires_at)?;
+                let at = row.issued_at;
+                crate::sessions::used(conn, &row.family_id, &row.user_id, at, row.expires_at)?;
                 Ok(true)
             })
             .or_else(rolled_back_is_no)
@@ -415,12 +442,21 @@ impl RefreshTokenStore for SqlStore {
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let user = user.to_string();
         let rows = self.with_conn(|conn| {
+            // (a login that raced its account's revocation cut started dead)
+            let cut = users::table
+                .find(&user)
+                .select(users::tokens_revoked_before)
+                .first::<Option<i64>>(conn)
+                .optional()?
+                .flatten()
+                .unwrap_or(i64::MIN);
             sessions::table
                 .filter(sessions::user_id.eq(&user))
                 .filter(sessions::ended_at.is_null())
                 .filter(sessions::expires_at.gt(now.unix_micros()))
+                .filter(sessions::created_at.ge(cut))
                 .order(sessions::id.desc())
-                .limit(MAX_SESSIONS_LISTED)
+                .limit(LIVE_SESSIONS)
                 .load::<SessionRow>(conn)
         })?;
         rows.into_iter().map(SessionRow::into_record).collect()

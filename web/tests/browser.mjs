@@ -1246,6 +1246,19 @@ try {
       `the Sessions dialog lists both sign-ins, this one marked (${JSON.stringify(listed)})`);
     await axe('sessions dialog', phone);
     await phone.click('#session-list [data-control="end-session"]');
+    const unconfirmed = await phone.evaluate(() => ({
+      error: document.querySelector('#sessions-error').textContent,
+      focus: document.activeElement.id,
+      sessions: document.querySelectorAll('#session-list .session').length,
+    }));
+    check(/password/.test(unconfirmed.error) && unconfirmed.focus === 'sessions-password' && unconfirmed.sessions === 2,
+      `signing another device out asks for the password first (${JSON.stringify(unconfirmed)})`);
+    await phone.fill('#sessions-password', 'not the password');
+    await phone.click('#session-list [data-control="end-session"]');
+    await phone.waitForFunction(() => /not your password/.test(document.querySelector('#sessions-error').textContent), null, { timeout: 5000 }).catch(() => {});
+    check(/not your password/.test(await phone.locator('#sessions-error').textContent()), 'a wrong password says so and signs nothing out');
+    await phone.fill('#sessions-password', 'correct horse battery');
+    await phone.click('#session-list [data-control="end-session"]');
     await phone.waitForFunction(() => document.querySelectorAll('#session-list .session').length === 1, null, { timeout: 5000 }).catch(() => {});
     const left = await phone.evaluate(() => ({
       sessions: [...document.querySelectorAll('#session-list .session')].map((s) => s.textContent),

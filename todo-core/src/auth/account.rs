@@ -5,10 +5,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::Shared;
-use crate::error::{Error, HashError, Result};
-use crate::ports::{AuditEvent, ThrottleKey};
+use crate::error::{Error, Result};
+use crate::ports::AuditEvent;
 use crate::token::Principal;
-use crate::user::{Email, Password, User, UserChange, UserRecord};
+use crate::user::{Email, Password, User, UserChange};
 
 /// The caller's change to their own account; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,7 +80,13 @@ impl AccountService {
         let record = self.shared.current_user(principal.user_id)?;
         let username = &record.user.username;
         let new = Password::new_for(new, username)?;
-        self.confirm_password(client, &record, current, "change_password")?;
+        self.shared.confirm_password(
+            client,
+            &record,
+            principal.session,
+            current,
+            "change_password",
+        )?;
         let new_hash = self.shared.hasher.hash(&new)?;
         // Only if nobody changed the password while both were weighed; the
         // other fields (an admin's disable, say) are left as they are now.
@@ -138,7 +144,13 @@ impl AccountService {
         current: &str,
     ) -> Result<()> {
         let record = self.shared.current_user(principal.user_id)?;
-        self.confirm_password(client, &record, current, "delete_account")?;
+        self.shared.confirm_password(
+            client,
+            &record,
+            principal.session,
+            current,
+            "delete_account",
+        )?;
         let now = self.shared.clock.now();
         if !self.shared.users.delete_user(record.user.id, now)? {
             return Err(Error::NotFound);
@@ -148,50 +160,6 @@ impl AccountService {
             user: record.user.id,
             client,
         });
-        Ok(())
-    }
-
-    /// Weighs the signed-in caller's current password, under their own
-    /// throttle (apart from the login form's: guessing there does not
-    /// block the owner here): [`Error::WrongPassword`] when it does not
-    /// match.
-    fn confirm_password(
-        &self,
-        client: Option<IpAddr>,
-        record: &UserRecord,
-        current: &str,
-        action: &'static str,
-    ) -> Result<()> {
-        let now = self.shared.clock.now();
-        let key = ThrottleKey::SignedIn(record.user.id);
-        // The attempt's slot is taken before the current password is weighed.
-        self.shared
-            .limits
-            .login_failures
-            .reserve(key, now)?
-            .map_err(|retry_after| {
-                self.shared.audit(&AuditEvent::Throttled {
-                    action,
-                    username: Some(&record.user.username),
-                    client,
-                });
-                Error::RateLimited { retry_after }
-            })?;
-        let matches = match Password::offered(current) {
-            Some(current) => match self.shared.hasher.verify(&current, &record.password_hash) {
-                Ok(verification) => verification.matches,
-                Err(busy @ HashError::Busy { .. }) => {
-                    self.shared.limits.login_failures.release(key)?;
-                    return Err(busy.into());
-                }
-                Err(e) => return Err(e.into()),
-            },
-            None => false,
-        };
-        if !matches {
-            return Err(Error::WrongPassword);
-        }
-        self.shared.limits.login_failures.record_success(key)?;
         Ok(())
     }
 }

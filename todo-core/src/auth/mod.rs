@@ -19,6 +19,7 @@ mod builder;
 mod input;
 mod sessions;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,12 +30,14 @@ pub use input::{Credentials, Registration};
 pub use sessions::SessionService;
 
 use crate::access::AccessGate;
-use crate::error::{Error, Result, StoreError, TokenRejection};
-use crate::ports::{AuditEvent, AuditSink, PasswordHasher, RefreshTokenStore, UserStore};
+use crate::error::{Error, HashError, Result, StoreError, TokenRejection};
+use crate::ports::{
+    AuditEvent, AuditSink, PasswordHasher, RefreshTokenStore, ThrottleKey, UserStore,
+};
 use crate::random::{Random, new_v7};
 use crate::time::Clock;
-use crate::token::TokenPolicy;
-use crate::user::{Role, User, UserId, UserRecord};
+use crate::token::{SessionId, TokenPolicy};
+use crate::user::{Password, Role, User, UserId, UserRecord};
 
 /// The three auth services, over one shared state.
 #[derive(Clone)]
@@ -104,6 +107,51 @@ impl Shared {
             Some(record) if !record.user.disabled => Ok(record),
             _ => Err(revoked),
         }
+    }
+
+    /// Weighs a signed-in caller's current password, under a throttle of
+    /// their session's own (apart from the login form's, so that guessing
+    /// there does not block the owner here; and per session, so that a
+    /// thief guessing with a stolen session does not block the owner's
+    /// other sessions): [`Error::WrongPassword`] when it does not match.
+    pub(crate) fn confirm_password(
+        &self,
+        client: Option<IpAddr>,
+        record: &UserRecord,
+        session: Option<SessionId>,
+        current: &str,
+        action: &'static str,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let key = ThrottleKey::SignedIn(record.user.id, session);
+        // The attempt's slot is taken before the current password is weighed.
+        self.limits
+            .login_failures
+            .reserve(key, now)?
+            .map_err(|retry_after| {
+                self.audit(&AuditEvent::Throttled {
+                    action,
+                    username: Some(&record.user.username),
+                    client,
+                });
+                Error::RateLimited { retry_after }
+            })?;
+        let matches = match Password::offered(current) {
+            Some(current) => match self.hasher.verify(&current, &record.password_hash) {
+                Ok(verification) => verification.matches,
+                Err(busy @ HashError::Busy { .. }) => {
+                    self.limits.login_failures.release(key)?;
+                    return Err(busy.into());
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => false,
+        };
+        if !matches {
+            return Err(Error::WrongPassword);
+        }
+        self.limits.login_failures.record_success(key)?;
+        Ok(())
     }
 
     /// Makes a user with `role`: the one way users come to exist, whether

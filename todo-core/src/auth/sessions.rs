@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{Credentials, Registration, Shared};
 use crate::access::AccessGate;
 use crate::device::{DEVICE_TOKEN_TTL, DeviceToken};
-use crate::error::{Error, HashError, Result, StoreError};
+use crate::error::{Error, HashError, Result, StoreError, ValidationError};
 use crate::ports::{AccessTokenSigner, AuditEvent, RefreshTokenHasher, ThrottleKey, client_key};
 use crate::random::new_v7;
 use crate::session::{SessionKind, SessionRecord};
@@ -359,6 +359,11 @@ impl SessionService {
             return Err(Error::InvalidRefreshToken);
         };
         if old.revoked {
+            // Never exchanged: its session was ended (logout, signed out from
+            // another device, a password change), not stolen and replayed.
+            if old.used_at.is_none() {
+                return Err(Error::InvalidRefreshToken);
+            }
             return Err(self.reused(&old, client));
         }
         let grace = self.shared.policy.refresh_reuse_grace;
@@ -425,8 +430,9 @@ impl SessionService {
     }
 
     /// Deletes the refresh tokens that expired more than one refresh
-    /// lifetime ago; returns how many. Those that expired more recently are
-    /// kept, so that replaying a used one still revokes its family.
+    /// lifetime (at least [`AccessGate::ENDED_SESSIONS_REMEMBERED`]) ago;
+    /// returns how many. Those that expired more recently are kept, so
+    /// that replaying a used one still revokes its family.
     ///
     /// Sessions that ended or expired as long ago go too, but never sooner
     /// than [`AccessGate::ENDED_SESSIONS_REMEMBERED`] after they ended:
@@ -499,11 +505,25 @@ impl SessionService {
             .list_sessions(caller.user_id, now)?)
     }
 
-    /// Ends one of the caller's sessions (the current one too: that is a
-    /// logout); its access tokens are refused on every instance within
-    /// [`AccessGate::MAX_STALENESS`], on this one at once. Another user's
-    /// session, or one already ended, is [`Error::NotFound`].
-    pub fn end_session(&self, caller: &Principal, id: SessionId) -> Result<()> {
+    /// Ends one of the caller's sessions; its access tokens are refused on
+    /// every instance within [`AccessGate::MAX_STALENESS`], on this one at
+    /// once. Ending the current one is a logout; ending another needs the
+    /// password again (`current_password`), so that a stolen session cannot
+    /// sign its owner out of every new one before they change the password
+    /// (attack of session 25, F1): [`Error::Invalid`] without it,
+    /// [`Error::WrongPassword`] when wrong (throttled per session).
+    /// Another user's session, or one ended or expired, is
+    /// [`Error::NotFound`] (once the password is weighed).
+    pub fn end_session(
+        &self,
+        client: Option<IpAddr>,
+        caller: &Principal,
+        id: SessionId,
+        current_password: Option<&str>,
+    ) -> Result<()> {
+        if caller.session != Some(id) {
+            self.confirm(client, caller, current_password, "end_session")?;
+        }
         let now = self.shared.clock.now();
         let ended = self
             .shared
@@ -516,29 +536,66 @@ impl SessionService {
         self.shared.audit(&AuditEvent::SessionsEnded {
             user: caller.user_id,
             session: Some(id),
+            client,
         });
         Ok(())
     }
 
     /// Ends every session of the caller's but the one their token came
-    /// from; returns how many it ended.
-    pub fn end_other_sessions(&self, caller: &Principal) -> Result<u64> {
+    /// from, with the password again (as [`Self::end_session`] for another
+    /// session); returns how many it ended. A token that names no session
+    /// (one issued before sessions were named) cannot tell which to keep:
+    /// [`Error::Conflict`], ending nothing.
+    pub fn end_other_sessions(
+        &self,
+        client: Option<IpAddr>,
+        caller: &Principal,
+        current_password: Option<&str>,
+    ) -> Result<u64> {
+        let Some(keep) = caller.session else {
+            return Err(Error::Conflict(
+                "this sign-in names no session: sign in again to end the others",
+            ));
+        };
+        self.confirm(client, caller, current_password, "end_other_sessions")?;
         let now = self.shared.clock.now();
         let ended =
             self.shared
                 .refresh_tokens
-                .end_other_sessions(caller.user_id, caller.session, now)?;
+                .end_other_sessions(caller.user_id, Some(keep), now)?;
         self.shared.gate.forget(caller.user_id);
-        self.shared.audit(&AuditEvent::SessionsEnded {
-            user: caller.user_id,
-            session: None,
-        });
+        if ended > 0 {
+            self.shared.audit(&AuditEvent::SessionsEnded {
+                user: caller.user_id,
+                session: None,
+                client,
+            });
+        }
         Ok(ended)
     }
 
+    /// The caller's password, again, before they end another session.
+    fn confirm(
+        &self,
+        client: Option<IpAddr>,
+        caller: &Principal,
+        current_password: Option<&str>,
+        action: &'static str,
+    ) -> Result<()> {
+        let Some(current) = current_password else {
+            return Err(Error::Invalid(vec![ValidationError::Blank {
+                field: "current_password",
+            }]));
+        };
+        let record = self.shared.current_user(caller.user_id)?;
+        self.shared
+            .confirm_password(client, &record, caller.session, current, action)
+    }
+
     /// Verifies an access token and checks that it may still act: its user
-    /// exists and is enabled, and it was issued after the user's last
-    /// revocation. The principal's role is the stored one.
+    /// exists and is enabled, it was issued after the user's last
+    /// revocation, and its session has not ended. The principal's role is
+    /// the stored one.
     pub fn authenticate(&self, access_token: &str) -> Result<Principal> {
         self.shared.gate.authorize(access_token)
     }

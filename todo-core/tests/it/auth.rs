@@ -40,6 +40,23 @@ fn build(
     limits: AuthLimits,
     cost: u32,
 ) -> Harness {
+    build_with_policy(store, clock, limits, cost, TokenPolicy::default())
+}
+
+/// A harness whose tokens are issued under `policy`.
+pub fn harness_with_policy(policy: TokenPolicy) -> Harness {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new());
+    build_with_policy(store, clock, AuthLimits::unlimited(), 2, policy)
+}
+
+fn build_with_policy(
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+    limits: AuthLimits,
+    cost: u32,
+    policy: TokenPolicy,
+) -> Harness {
     let hasher = Arc::new(CountingHasher::new(cost));
     let audit = Arc::new(RecordingAudit::default());
     let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
@@ -53,6 +70,7 @@ fn build(
         .random(Arc::new(SeededRandom::new(1)))
         .limits(limits)
         .audit(audit.clone())
+        .policy(policy)
         .build()
         .unwrap();
     Harness {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use todo_core::testing::TableTokens;
 use todo_core::{
-    AccessGate, AccessTokenSigner, Clock, Credentials, Error, SessionKind, TokenPolicy,
-    TokenRejection,
+    AccessGate, AccessTokenSigner, Clock, Credentials, Error, MAX_LIVE_SESSIONS, SessionKind,
+    Timestamp, TokenPolicy, TokenRejection,
 };
 
 use crate::auth::harness;
@@ -77,9 +77,21 @@ fn an_ended_session_refuses_its_tokens_and_leaves_the_others() {
     let me = h.auth.sessions.authenticate(&phone.access_token).unwrap();
     let stolen = h.auth.sessions.authenticate(&laptop.access_token).unwrap();
 
+    let other = stolen.session.unwrap();
+    assert!(matches!(
+        h.auth.sessions.end_session(None, &me, other, None),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        h.auth
+            .sessions
+            .end_session(None, &me, other, Some("wrong horse")),
+        Err(Error::WrongPassword)
+    ));
+    assert!(h.auth.sessions.authenticate(&laptop.access_token).is_ok());
     h.auth
         .sessions
-        .end_session(&me, stolen.session.unwrap())
+        .end_session(None, &me, other, Some("correct horse"))
         .unwrap();
     assert!(refused(h.auth.sessions.authenticate(&laptop.access_token)));
     assert!(matches!(
@@ -95,7 +107,9 @@ fn an_ended_session_refuses_its_tokens_and_leaves_the_others() {
     );
     // Ending it again: already ended, not found.
     assert!(matches!(
-        h.auth.sessions.end_session(&me, stolen.session.unwrap()),
+        h.auth
+            .sessions
+            .end_session(None, &me, other, Some("correct horse")),
         Err(Error::NotFound)
     ));
 }
@@ -110,9 +124,12 @@ fn another_users_session_is_not_found_and_goes_on() {
     let (mallory, _) = h.principal("mallory", "mallory's pass");
 
     assert!(matches!(
-        h.auth
-            .sessions
-            .end_session(&mallory, theirs.session.unwrap()),
+        h.auth.sessions.end_session(
+            None,
+            &mallory,
+            theirs.session.unwrap(),
+            Some("mallory's pass")
+        ),
         Err(Error::NotFound)
     ));
     assert!(h.auth.sessions.authenticate(&alice.access_token).is_ok());
@@ -138,7 +155,13 @@ fn ending_every_other_session_keeps_the_callers() {
     let bob = h.login("bob", "bob's password").unwrap();
     let (me, mine) = h.principal("alice", "correct horse");
 
-    assert_eq!(h.auth.sessions.end_other_sessions(&me).unwrap(), 3);
+    assert_eq!(
+        h.auth
+            .sessions
+            .end_other_sessions(None, &me, Some("correct horse"))
+            .unwrap(),
+        3
+    );
     for pair in &others {
         assert!(refused(h.auth.sessions.authenticate(&pair.access_token)));
     }
@@ -184,7 +207,7 @@ fn another_instance_refuses_an_ended_sessions_tokens_within_a_second() {
 
     h.auth
         .sessions
-        .end_session(&me, claims.session.unwrap())
+        .end_session(None, &me, claims.session.unwrap(), Some("correct horse"))
         .unwrap();
     h.clock.advance(Duration::from_millis(900));
     assert!(other.admit_remembered(&claims).is_some_and(|d| d.is_ok()));
@@ -210,8 +233,129 @@ fn a_token_naming_a_session_may_not_claim_a_longer_life_than_the_policy_allows()
     let token = signer.sign(&claims).unwrap();
     let gate = AccessGate::new(Arc::new(signer), h.store.clone(), h.clock.clone());
     assert!(refused(gate.authorize(&token)));
-    // The policy cannot issue such a token: the builder cuts it.
-    assert!(h.auth.sessions.policy().access_ttl <= TokenPolicy::MAX_ACCESS_TTL);
+}
+
+#[test]
+fn a_policy_cannot_issue_access_tokens_longer_than_an_hour() {
+    let h = crate::auth::harness_with_policy(TokenPolicy {
+        access_ttl: Duration::from_secs(2 * 3600),
+        ..TokenPolicy::default()
+    });
+    assert_eq!(
+        h.auth.sessions.policy().access_ttl,
+        TokenPolicy::MAX_ACCESS_TTL
+    );
+    h.register("alice", "correct horse");
+    let pair = h.login("alice", "correct horse").unwrap();
+    assert_eq!(pair.expires_in, TokenPolicy::MAX_ACCESS_TTL.as_secs());
+    assert!(h.auth.sessions.authenticate(&pair.access_token).is_ok());
+}
+
+#[test]
+fn a_user_keeps_at_most_the_cap_of_live_sessions_the_oldest_ending() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let oldest = h.login("alice", "correct horse").unwrap();
+    let second = h.login("alice", "correct horse").unwrap();
+    for _ in 2..MAX_LIVE_SESSIONS {
+        h.login("alice", "correct horse").unwrap();
+    }
+    let (me, newest) = h.principal("alice", "correct horse");
+    assert_eq!(
+        h.auth.sessions.list_sessions(&me).unwrap().len(),
+        MAX_LIVE_SESSIONS
+    );
+    assert!(refused(h.auth.sessions.authenticate(&oldest.access_token)));
+    assert!(
+        h.auth
+            .sessions
+            .refresh(None, &oldest.refresh_token)
+            .is_err()
+    );
+    assert!(h.auth.sessions.authenticate(&second.access_token).is_ok());
+    assert!(h.auth.sessions.authenticate(&newest.access_token).is_ok());
+}
+
+#[test]
+fn a_token_naming_no_session_cannot_end_every_other() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let other = h.login("alice", "correct horse").unwrap();
+    let (me, mine) = h.principal("alice", "correct horse");
+    let unnamed = todo_core::Principal {
+        session: None,
+        ..me.clone()
+    };
+    assert!(matches!(
+        h.auth
+            .sessions
+            .end_other_sessions(None, &unnamed, Some("correct horse")),
+        Err(Error::Conflict(_))
+    ));
+    for pair in [&other, &mine] {
+        assert!(h.auth.sessions.authenticate(&pair.access_token).is_ok());
+    }
+    assert_eq!(h.auth.sessions.list_sessions(&me).unwrap().len(), 2);
+}
+
+#[test]
+fn a_signed_out_devices_refresh_is_refused_without_a_theft_alarm() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let laptop = h.login("alice", "correct horse").unwrap();
+    let (me, _) = h.principal("alice", "correct horse");
+    let session = h
+        .auth
+        .gate()
+        .verify(&laptop.access_token)
+        .unwrap()
+        .session
+        .unwrap();
+    h.auth
+        .sessions
+        .end_session(None, &me, session, Some("correct horse"))
+        .unwrap();
+    assert!(matches!(
+        h.auth.sessions.refresh(None, &laptop.refresh_token),
+        Err(Error::InvalidRefreshToken)
+    ));
+    let alarms = h.audit.events();
+    assert!(
+        !alarms.iter().any(|e| e.starts_with("RefreshTokenReused")),
+        "{alarms:?}"
+    );
+    assert!(alarms.iter().any(|e| e.starts_with("SessionsEnded")));
+}
+
+#[test]
+fn an_ended_session_outlives_a_short_refresh_lifetime_in_the_gates_memory() {
+    let h = crate::auth::harness_with_policy(TokenPolicy {
+        refresh_ttl: Duration::from_secs(600),
+        ..TokenPolicy::default()
+    });
+    h.register("alice", "correct horse");
+    let pair = h.login("alice", "correct horse").unwrap();
+    let claims = h.auth.gate().verify(&pair.access_token).unwrap();
+    let (me, _) = h.principal("alice", "correct horse");
+    h.auth
+        .sessions
+        .end_session(None, &me, claims.session.unwrap(), Some("correct horse"))
+        .unwrap();
+    let other = AccessGate::new(
+        Arc::new(TableTokens::new("todo-auth", "todo")),
+        h.store.clone(),
+        h.clock.clone(),
+    );
+    // Past the refresh lifetime, just within the gate's memory: the purge
+    // keeps it, and a gate reading afresh still refuses its tokens.
+    h.clock
+        .advance(AccessGate::ENDED_SESSIONS_REMEMBERED - Duration::from_secs(1));
+    h.auth.sessions.purge_refresh_tokens().unwrap();
+    assert!(refused(other.admit(&claims)));
+    h.clock.advance(Duration::from_secs(2));
+    h.auth.sessions.purge_refresh_tokens().unwrap();
+    let standing = todo_core::UserStore::find_standing(&*h.store, me.user_id, Timestamp::MIN);
+    assert!(standing.unwrap().unwrap().1.ids().is_empty());
 }
 
 #[test]
@@ -240,10 +384,13 @@ fn purging_drops_sessions_ended_long_ago_and_keeps_recent_ones() {
     let claims = h.auth.gate().verify(&pair.access_token).unwrap();
     let (me, _) = h.principal("alice", "correct horse");
     let ended = claims.session.unwrap();
-    h.auth.sessions.end_session(&me, ended).unwrap();
+    h.auth
+        .sessions
+        .end_session(None, &me, ended, Some("correct horse"))
+        .unwrap();
     let ended_since = |h: &crate::auth::Harness| {
-        todo_core::UserStore::ended_sessions(&*h.store, me.user_id, todo_core::Timestamp::MIN)
-            .unwrap()
+        let standing = todo_core::UserStore::find_standing(&*h.store, me.user_id, Timestamp::MIN);
+        standing.unwrap().unwrap().1.ids().to_vec()
     };
     h.clock.advance(Duration::from_secs(60));
     h.auth.sessions.purge_refresh_tokens().unwrap();
@@ -307,5 +454,48 @@ fn an_administrator_sees_and_ends_a_users_sessions_and_is_audited() {
         actions.iter().any(|e| e.contains("list_sessions"))
             && actions.iter().any(|e| e.contains("end_sessions")),
         "{actions:?}"
+    );
+}
+
+#[test]
+fn ones_own_session_ends_without_the_password_and_every_other_with_it() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let other = h.login("alice", "correct horse").unwrap();
+    let (me, mine) = h.principal("alice", "correct horse");
+    assert!(matches!(
+        h.auth
+            .sessions
+            .end_other_sessions(None, &me, Some("wrong horse")),
+        Err(Error::WrongPassword)
+    ));
+    assert!(matches!(
+        h.auth.sessions.end_other_sessions(None, &me, None),
+        Err(Error::Invalid(_))
+    ));
+    assert!(h.auth.sessions.authenticate(&other.access_token).is_ok());
+    // A logout from the sessions screen: no password needed.
+    h.auth
+        .sessions
+        .end_session(None, &me, me.session.unwrap(), None)
+        .unwrap();
+    assert!(refused(h.auth.sessions.authenticate(&mine.access_token)));
+    assert!(h.auth.sessions.authenticate(&other.access_token).is_ok());
+}
+
+#[test]
+fn password_confirmations_are_throttled_per_session() {
+    use todo_core::ThrottleKey;
+    let user = todo_core::UserId::from_uuid(uuid::Uuid::from_u128(1));
+    let session = todo_core::SessionId::from_uuid(uuid::Uuid::from_u128(2));
+    let other = todo_core::SessionId::from_uuid(uuid::Uuid::from_u128(3));
+    let keys = [
+        ThrottleKey::SignedIn(user, Some(session)).to_key(),
+        ThrottleKey::SignedIn(user, Some(other)).to_key(),
+        ThrottleKey::SignedIn(user, None).to_key(),
+    ];
+    assert!(
+        keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2],
+        "{keys:?}"
     );
 }

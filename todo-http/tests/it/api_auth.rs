@@ -834,30 +834,42 @@ async fn sessions_are_listed_and_ended_and_their_tokens_refused_everywhere(deplo
     assert!(items[0]["address"].is_string(), "{:?}", items[0]);
     let laptop_id = items[2]["id"].as_str().unwrap().to_owned();
 
-    // Another user's session is not found, and goes on.
-    let foreign = auth
-        .json(
+    let password = json!({"current_password": "correct horse"});
+    let end = |token: String, id: String, body: Option<serde_json::Value>| async move {
+        auth.json(
             Method::DELETE,
-            &format!("/v1/sessions/{laptop_id}"),
-            Some(&mallory_access),
-            None,
+            &format!("/v1/sessions/{id}"),
+            Some(&token),
+            body.as_ref(),
         )
         .await
-        .unwrap();
+        .unwrap()
+    };
+    // Another user's session is not found, and goes on.
+    let foreign = end(
+        mallory_access.clone(),
+        laptop_id.clone(),
+        Some(password.clone()),
+    )
+    .await;
     assert_eq!(foreign.status, 404, "{:?}", foreign.body);
+    assert_eq!(get("/v1/users/me", laptop.clone()).await.status, 200);
+    // Another session than one's own: the password again, or nothing ends
+    // (a stolen session cannot sign its owner out).
+    let bare = end(phone.clone(), laptop_id.clone(), None).await;
+    assert_eq!(bare.status, 400, "{:?}", bare.body);
+    let wrong = end(
+        phone.clone(),
+        laptop_id.clone(),
+        Some(json!({"current_password": "wrong horse"})),
+    )
+    .await;
+    assert_eq!(wrong.status, 403, "{:?}", wrong.body);
     assert_eq!(get("/v1/users/me", laptop.clone()).await.status, 200);
 
     // Ended from the phone: the laptop's tokens are refused on every
     // instance of both servers within a second, its refresh token dies.
-    let ended = auth
-        .json(
-            Method::DELETE,
-            &format!("/v1/sessions/{laptop_id}"),
-            Some(&phone),
-            None,
-        )
-        .await
-        .unwrap();
+    let ended = end(phone.clone(), laptop_id.clone(), Some(password.clone())).await;
     assert_eq!(ended.status, 204, "{:?}", ended.body);
     let refused = within_revocation_window(401, || get("/v1/tasks", laptop.clone())).await;
     assert_eq!(refused.status, 401);
@@ -878,24 +890,18 @@ async fn sessions_are_listed_and_ended_and_their_tokens_refused_everywhere(deplo
         )
         .await;
     assert_eq!(refresh.status, 401);
-    let again = auth
-        .json(
-            Method::DELETE,
-            &format!("/v1/sessions/{laptop_id}"),
-            Some(&phone),
-            None,
-        )
-        .await
-        .unwrap();
+    let again = end(phone.clone(), laptop_id.clone(), Some(password.clone())).await;
     assert_eq!(again.status, 404, "already ended");
-    let malformed = auth
-        .json(Method::DELETE, "/v1/sessions/not-an-id", Some(&phone), None)
-        .await
-        .unwrap();
+    let malformed = end(
+        phone.clone(),
+        "not-an-id".to_owned(),
+        Some(password.clone()),
+    )
+    .await;
     assert_eq!(malformed.status, 404);
 
     // Every other session: the tablet's goes, the phone's stays.
-    let others = auth
+    let unconfirmed = auth
         .json(
             Method::POST,
             "/v1/sessions/revoke-others",
@@ -904,6 +910,15 @@ async fn sessions_are_listed_and_ended_and_their_tokens_refused_everywhere(deplo
         )
         .await
         .unwrap();
+    assert_eq!(unconfirmed.status, 415, "the password is required");
+    let others = sys
+        .post(
+            auth,
+            "/v1/sessions/revoke-others",
+            Some(&phone),
+            password.clone(),
+        )
+        .await;
     assert_eq!(others.status, 204, "{:?}", others.body);
     let refused = within_revocation_window(401, || get("/v1/tasks", tablet.clone())).await;
     assert_eq!(refused.status, 401);

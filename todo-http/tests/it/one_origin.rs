@@ -37,7 +37,7 @@ async fn head_is_answered_where_allow_says_so(backend: TestBackend) {
             "/v1/tasks/00000000-0000-7000-8000-000000000000",
             "GET, PATCH, DELETE",
         ),
-        ("/v1/users/me", "GET, PATCH"),
+        ("/v1/users/me", "GET, PATCH, DELETE"),
         ("/.well-known/jwks.json", "GET"),
     ] {
         let head = client.send(Method::HEAD, path, &[], None).await.unwrap();

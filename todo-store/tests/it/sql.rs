@@ -1348,3 +1348,134 @@ fn postgres_a_membership_without_a_start_sees_nothing() {
     };
     a_membership_without_a_start_sees_nothing(&database);
 }
+
+/// The sessions migration makes one session of each refresh family the
+/// version before it stored (a revoked one ended); and a family stored
+/// without a session since (a login through an instance of that version,
+/// during a roll) gets one at its next exchange, or is recorded as ended
+/// when it is ended, so that the gate refuses its tokens.
+fn refresh_families_without_sessions_become_sessions(database: &todo_store::testing::TestDatabase) {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+    use todo_core::{RefreshTokenHash, RefreshTokenRecord, RefreshTokenStore as _, SessionId};
+    use todo_core::{Timestamp, UserStore as _};
+
+    use crate::conformance::{at, new_user};
+
+    let store = &database.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let family = |n: u128| SessionId::from_uuid(uuid::Uuid::from_u128(n));
+    let token = |name: &str,
+                 fam: SessionId,
+                 issued: i64,
+                 expires: i64,
+                 used: Option<i64>,
+                 revoked: u8| {
+        let used = used.map_or("NULL".to_owned(), |t| at(t).unix_micros().to_string());
+        format!(
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at, \
+             used_at, revoked, grace_exchanges) VALUES ('{name:0>64}', '{fam}', '{alice}', {}, {}, \
+             {used}, {revoked}, 0);",
+            at(issued).unix_micros(),
+            at(expires).unix_micros()
+        )
+    };
+    let old = [
+        token("a1", family(1), 10, 100, Some(20), 0),
+        token("a2", family(1), 20, 200, None, 0),
+        token("b1", family(2), 30, 300, None, 1),
+    ]
+    .concat();
+    match &database.config.url {
+        DatabaseUrl::Sqlite(path) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+            let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            revert_through(&mut c, dir, "000170");
+            c.batch_execute(&old).unwrap();
+            c.run_pending_migrations(FileBasedMigrations::from_path(dir).unwrap())
+                .unwrap();
+        }
+        DatabaseUrl::Postgres(url) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+            let mut c = diesel::PgConnection::establish(url).unwrap();
+            revert_through(&mut c, dir, "000170");
+            c.batch_execute(&old).unwrap();
+            c.run_pending_migrations(FileBasedMigrations::from_path(dir).unwrap())
+                .unwrap();
+        }
+    }
+    let listed = store.list_sessions(alice, at(50)).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let live = &listed[0];
+    assert_eq!(live.id, family(1));
+    assert_eq!(
+        (live.created_at, live.last_used_at, live.expires_at),
+        (at(10), at(20), at(200))
+    );
+    assert_eq!((live.user_agent.clone(), live.address), (None, None));
+    let ended = |since| store.find_standing(alice, since).unwrap().unwrap().1;
+    assert_eq!(ended(Timestamp::MIN).ids(), [family(2)]);
+
+    // Families stored since without a session, by an older instance.
+    let later = [
+        token("c1", family(3), 40, 400, None, 0),
+        token("d1", family(4), 41, 400, None, 0),
+    ]
+    .concat();
+    match &database.config.url {
+        DatabaseUrl::Sqlite(path) => diesel::SqliteConnection::establish(path.to_str().unwrap())
+            .unwrap()
+            .batch_execute(&later)
+            .unwrap(),
+        DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
+            .unwrap()
+            .batch_execute(&later)
+            .unwrap(),
+    }
+    let next = RefreshTokenRecord {
+        hash: RefreshTokenHash::new(format!("{:0>64}", "c2")),
+        family: family(3),
+        user_id: alice,
+        issued_at: at(50),
+        expires_at: at(500),
+        used_at: None,
+        grace_exchanges: 0,
+        revoked: false,
+    };
+    let c1 = RefreshTokenHash::new(format!("{:0>64}", "c1"));
+    assert!(store.rotate_refresh_token(&c1, &next, at(50)).unwrap());
+    let listed: Vec<SessionId> = store
+        .list_sessions(alice, at(60))
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(
+        listed,
+        [family(3), family(1)],
+        "an exchange makes its session"
+    );
+    store.end_session(alice, family(4), at(60)).unwrap();
+    let d1 = RefreshTokenHash::new(format!("{:0>64}", "d1"));
+    assert!(store.find_refresh_token(&d1).unwrap().unwrap().revoked);
+    let mut gone = ended(Timestamp::MIN).ids().to_vec();
+    gone.sort();
+    assert_eq!(
+        gone,
+        [family(2), family(4)],
+        "an ending records it as ended"
+    );
+}
+
+#[test]
+fn sqlite_refresh_families_without_sessions_become_sessions() {
+    refresh_families_without_sessions_become_sessions(&todo_store::testing::TestDatabase::sqlite());
+}
+
+#[test]
+fn postgres_refresh_families_without_sessions_become_sessions() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    refresh_families_without_sessions_become_sessions(&database);
+}

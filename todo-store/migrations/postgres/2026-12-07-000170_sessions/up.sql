@@ -6,6 +6,12 @@
 -- instance within a second. `last_used_at` moves at each refresh,
 -- `expires_at` with the newest refresh token. Times are microseconds since
 -- the Unix epoch.
+-- The new table's key to users locks users (account writes wait) while
+-- the sessions are filled in, one pass over refresh_tokens; the migration
+-- waits at most 5 s for that lock, else it fails and the next start tries
+-- again.
+SET LOCAL lock_timeout = '5s';
+
 CREATE TABLE sessions (
     id           TEXT   COLLATE "C" NOT NULL PRIMARY KEY,
     user_id      TEXT   COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
@@ -19,8 +25,9 @@ CREATE TABLE sessions (
 );
 -- A user's sessions, live (`ended_at IS NULL`) or ended since a time.
 CREATE INDEX sessions_by_user ON sessions (user_id, ended_at);
--- The purge: sessions long expired or ended.
+-- The purge: sessions long expired, or long ended.
 CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+CREATE INDEX sessions_by_end ON sessions (ended_at) WHERE ended_at IS NOT NULL;
 
 -- The logins made before sessions were recorded, one session a refresh
 -- family, without a device or address; a family with a revoked token

@@ -19,8 +19,9 @@ CREATE TABLE sessions (
 );
 -- A user's sessions, live (`ended_at IS NULL`) or ended since a time.
 CREATE INDEX sessions_by_user ON sessions (user_id, ended_at);
--- The purge: sessions long expired or ended.
+-- The purge: sessions long expired, or long ended.
 CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+CREATE INDEX sessions_by_end ON sessions (ended_at) WHERE ended_at IS NOT NULL;
 
 -- The logins made before sessions were recorded, one session a refresh
 -- family, without a device or address; a family with a revoked token
