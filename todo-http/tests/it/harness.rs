@@ -884,15 +884,29 @@ fn take_the_deployment(url: &str) -> diesel::PgConnection {
     diesel::sql_query("RESET lock_timeout")
         .execute(&mut db)
         .unwrap();
-    diesel::sql_query(
-        "DO $$ DECLARE t text; BEGIN \
+    // The deployment's servers go on working meanwhile (refreshes, the
+    // change listener's numbering, housekeeping), each transaction taking
+    // its tables in its own order; TRUNCATE takes them all, in the order
+    // the catalogue lists them, and PostgreSQL may find a deadlock and
+    // pick the TRUNCATE (CI run a of session 25): it rolled back whole, so
+    // try again.
+    let empty = "DO $$ DECLARE t text; BEGIN \
            SELECT string_agg(format('%I', tablename), ', ') INTO t FROM pg_tables \
              WHERE schemaname = current_schema() \
              AND tablename NOT IN ('__diesel_schema_migrations', 'change_log_head'); \
            IF t IS NOT NULL THEN EXECUTE 'TRUNCATE ' || t || ' CASCADE'; END IF; \
-         END $$",
-    )
-    .execute(&mut db)
-    .unwrap();
+         END $$";
+    for attempt in 1.. {
+        match diesel::sql_query(empty).execute(&mut db) {
+            Ok(_) => break,
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if attempt < 5 && info.message().contains("deadlock") =>
+            {
+                eprintln!("TODO_TEST_DEPLOYMENT: emptying it deadlocked, trying again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("TODO_TEST_DEPLOYMENT: emptying it failed: {e}"),
+        }
+    }
     db
 }
