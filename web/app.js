@@ -1456,29 +1456,31 @@ async function showSessions() {
   $('sessions-others').disabled = !body.items.some((session) => !session.current);
 }
 
-// Signing another device out takes the password again: a stolen session
-// must not be able to sign its owner out of every new one.
+// Signing out a newer sign-in than this one takes the password again (the
+// server says so with a 400): a stolen session must not be able to sign its
+// owner out of a new one. An older one needs nothing more.
 let endingSessions = false;
 async function endSessions(path, method, done) {
   if (endingSessions) return;
   const password = $('sessions-password');
-  if (!password.value) {
-    $('sessions-error').textContent = 'Enter your password to sign another device out.';
-    password.focus();
-    return;
-  }
+  const options = password.value ? { body: { current_password: password.value } } : {};
   endingSessions = true;
   try {
-    await api.call(method, path, { body: { current_password: password.value } });
+    await api.call(method, path, options);
     password.value = '';
+    $('sessions-error').textContent = '';
     announce(done);
     await showSessions();
     $('sessions-close').focus();
   } catch (error) {
     if (error instanceof api.ApiError && error.status === 401) return;
-    $('sessions-error').textContent = error instanceof api.ApiError && error.status === 403
-      ? 'That is not your password.' : failureText(error);
-    if (error instanceof api.ApiError && error.status === 403) password.select();
+    const status = error instanceof api.ApiError ? error.status : 0;
+    $('sessions-error').textContent = status === 400 ? 'Enter your password to sign out a newer sign-in than this one.'
+      : status === 403 ? 'That is not your password.' : failureText(error);
+    if (status === 400 || status === 403) {
+      password.focus();
+      password.select();
+    }
   } finally {
     endingSessions = false;
   }

@@ -299,7 +299,9 @@ fn decide(claims: &AccessClaims, standing: Option<&Standing>) -> Result<Principa
         // claims to live longer could outlive the memory of its end.
         let lifetime = claims.expires_at.saturating_sub(claims.issued_at);
         let longest = i64::try_from(TokenPolicy::MAX_ACCESS_TTL.as_secs()).unwrap_or(i64::MAX);
-        if lifetime > longest || standing.ended_sessions.refuses(session) {
+        let issued_at = Timestamp::from_unix_micros(issued_at_millis(claims).saturating_mul(1000))
+            .unwrap_or(Timestamp::MIN);
+        if lifetime > longest || standing.ended_sessions.refuses(session, issued_at) {
             return Err(revoked);
         }
     }

@@ -701,18 +701,15 @@ impl UserStore for MemoryStore {
         let Some(record) = tables.users.get(&id).cloned() else {
             return Ok(None);
         };
-        let cut = record.tokens_revoked_before;
-        let ended = tables
+        let mut ended: Vec<(SessionId, Timestamp)> = tables
             .sessions
             .values()
-            .filter(|s| {
-                s.user_id == id
-                    && s.ended_at
-                        .is_some_and(|at| at >= ended_since && cut.is_none_or(|cut| at > cut))
-            })
-            .map(|s| s.id)
-            .take(EndedSessions::MAX + 1)
+            .filter_map(|s| s.ended_at.map(|at| (s, at)))
+            .filter(|(s, at)| s.user_id == id && *at >= ended_since)
+            .map(|(s, at)| (s.id, at))
             .collect();
+        ended.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+        ended.truncate(EndedSessions::MAX + 1);
         Ok(Some((record, EndedSessions::read(ended))))
     }
 }
@@ -893,21 +890,47 @@ impl Tables {
         now: Timestamp,
         which: impl Fn(SessionId) -> bool,
     ) -> u64 {
+        let mut orphans: BTreeMap<SessionId, (Timestamp, Timestamp)> = BTreeMap::new();
+        for token in self
+            .refresh_tokens
+            .values_mut()
+            .filter(|t| t.user_id == user && which(t.family))
+        {
+            // A family without a session (made by a version before
+            // sessions) is recorded as ended, if a token of it could still
+            // be exchanged (one whose session was purged is not brought back).
+            let usable = !token.revoked && token.expires_at > now;
+            token.revoked = true;
+            if usable && !self.sessions.contains_key(&token.family) {
+                let seen = orphans
+                    .entry(token.family)
+                    .or_insert((token.issued_at, token.expires_at));
+                seen.0 = seen.0.min(token.issued_at);
+                seen.1 = seen.1.max(token.expires_at);
+            }
+        }
+        for (id, (created_at, expires_at)) in orphans {
+            let ended = SessionRecord {
+                id,
+                user_id: user,
+                kind: SessionKind::Login,
+                created_at,
+                last_used_at: created_at,
+                expires_at,
+                user_agent: None,
+                address: None,
+                ended_at: Some(now),
+            };
+            self.sessions.insert(id, ended);
+        }
         let mut ended = 0;
         for session in self
             .sessions
             .values_mut()
             .filter(|s| s.user_id == user && s.ended_at.is_none() && which(s.id))
         {
+            ended += u64::from(session.is_live(now));
             session.ended_at = Some(now);
-            ended += 1;
-        }
-        for token in self
-            .refresh_tokens
-            .values_mut()
-            .filter(|t| t.user_id == user && which(t.family))
-        {
-            token.revoked = true;
         }
         ended
     }

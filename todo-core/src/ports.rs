@@ -53,8 +53,8 @@ pub trait UserStore: Send + Sync {
     /// Up to `limit` users in id (creation) order, after `after` if given.
     fn list_users(&self, after: Option<UserId>, limit: usize) -> Result<Vec<User>, StoreError>;
     /// The user with this id, if any, and their standing's other half: the
-    /// sessions they ended at or after `ended_since` (and after their
-    /// revocation cut), at most [`EndedSessions::MAX`] + 1 of them read.
+    /// sessions they ended at or after `ended_since`, at most
+    /// [`EndedSessions::MAX`] + 1 of them read.
     /// What the access gate reads, in one go.
     fn find_standing(
         &self,

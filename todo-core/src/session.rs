@@ -80,49 +80,58 @@ impl SessionRecord {
 }
 
 /// A user's sessions ended recently, as the access gate reads them with
-/// the user: a token naming one of them is refused. Sessions ended at or
-/// before the user's revocation cut are left out (that cut refuses their
-/// tokens already). More than [`EndedSessions::MAX`] is not kept: the
-/// reading is then incomplete, and every token naming a session is refused
-/// until the next reading (failing closed, never silently short).
+/// the user: a token naming one of them is refused. At most
+/// [`EndedSessions::MAX`] are kept, the most recently ended; when there
+/// were more, the end of the newest one left out is kept instead, and a
+/// token naming a session is refused if it was issued by then (a session
+/// issues nothing after its end): failing closed for what was not read,
+/// never silently short, while tokens of later sign-ins still act (attack
+/// of session 25, second pass, F2: refusing every token locked the account
+/// out for 70 minutes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndedSessions {
     /// Sorted, for a binary search on every request.
     ids: Vec<SessionId>,
-    complete: bool,
+    /// The end of the newest ended session not kept, if any.
+    unread_through: Option<Timestamp>,
 }
 
 impl EndedSessions {
-    /// The most ended sessions a reading holds: with
-    /// [`MAX_LIVE_SESSIONS`] live at a time and logins throttled, some
-    /// 800 can end within the gate's memory, by logins and logouts in a
-    /// loop.
+    /// The most ended sessions a reading holds. A password change or an
+    /// ending of every other session ends at most [`MAX_LIVE_SESSIONS`];
+    /// more takes a loop of logins (with a device token they skip the
+    /// per-account limit) and logouts within the gate's memory's 70
+    /// minutes.
     pub const MAX: usize = 2048;
 
-    /// What a store read: `ids`, of which it read at most `MAX + 1`
-    /// (more than `MAX` makes the reading incomplete).
+    /// What a store read: sessions with their ends, the most recently
+    /// ended first, at most `MAX + 1` of them (one more than `MAX` says
+    /// that some were left out, and when).
     #[must_use]
-    pub fn read(mut ids: Vec<SessionId>) -> Self {
-        let complete = ids.len() <= Self::MAX;
-        ids.truncate(Self::MAX);
+    pub fn read(mut newest_first: Vec<(SessionId, Timestamp)>) -> Self {
+        let unread_through = newest_first.get(Self::MAX).map(|(_, at)| *at);
+        newest_first.truncate(Self::MAX);
+        let mut ids: Vec<SessionId> = newest_first.into_iter().map(|(id, _)| id).collect();
         ids.sort_unstable();
-        Self { ids, complete }
+        Self {
+            ids,
+            unread_through,
+        }
     }
 
     /// None ended.
     #[must_use]
     pub fn none() -> Self {
-        Self {
-            ids: Vec::new(),
-            complete: true,
-        }
+        Self::default()
     }
 
-    /// Whether a token of `session` must be refused: it ended, or the
-    /// reading is incomplete.
+    /// Whether a token of `session`, issued at `issued_at`, must be
+    /// refused: its session is among those read, or the reading left some
+    /// out and the token was issued before the newest of those ended.
     #[must_use]
-    pub fn refuses(&self, session: SessionId) -> bool {
-        !self.complete || self.ids.binary_search(&session).is_ok()
+    pub fn refuses(&self, session: SessionId, issued_at: Timestamp) -> bool {
+        self.unread_through.is_some_and(|end| issued_at <= end)
+            || self.ids.binary_search(&session).is_ok()
     }
 
     /// The sessions read, in id order.
@@ -197,16 +206,29 @@ mod tests {
     }
 
     #[test]
-    fn an_incomplete_reading_of_ended_sessions_refuses_every_session() {
+    fn a_reading_past_its_size_refuses_what_was_issued_before_what_it_left_out() {
         let id = |n| SessionId::from_uuid(uuid::Uuid::from_u128(n));
-        let read = EndedSessions::read(vec![id(3), id(1)]);
-        assert!(read.refuses(id(1)) && read.refuses(id(3)) && !read.refuses(id(2)));
+        let at = |s| Timestamp::from_unix_micros(s * 1_000_000).unwrap();
+        let read = EndedSessions::read(vec![(id(3), at(30)), (id(1), at(10))]);
+        assert!(read.refuses(id(1), at(0)) && read.refuses(id(3), at(0)));
+        assert!(!read.refuses(id(2), at(0)));
         let max = u128::try_from(EndedSessions::MAX).unwrap();
-        let full = EndedSessions::read((0..max).map(id).collect());
-        assert!(!full.refuses(id(max + 5)));
-        let over = EndedSessions::read((0..=max).map(id).collect());
-        assert!(over.refuses(id(max + 5)));
-        assert!(!EndedSessions::none().refuses(id(1)));
+        // Ended at 100 + n: the newest first.
+        let ended = |n: u128| (id(n), at(100 + i64::try_from(n).unwrap()));
+        let full = EndedSessions::read((0..max).rev().map(ended).collect());
+        assert!(!full.refuses(id(max + 5), at(0)));
+        let over = EndedSessions::read((0..=max).rev().map(ended).collect());
+        // (the oldest, id 0 ended at 100, was left out)
+        assert!(
+            over.refuses(id(max + 5), at(100)),
+            "issued before what was left out ended"
+        );
+        assert!(!over.refuses(id(max + 5), at(101)), "a later sign-in acts");
+        assert!(
+            over.refuses(id(max), at(5000)),
+            "one read is refused whenever issued"
+        );
+        assert!(!EndedSessions::none().refuses(id(1), at(1)));
     }
 
     #[test]

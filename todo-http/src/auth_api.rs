@@ -803,14 +803,14 @@ async fn list_sessions(State(api): Auth, Caller(me): Caller) -> Result<ApiRespon
     json_value(StatusCode::OK, &SessionsDto { items })
 }
 
-/// End one of my sessions (its tokens are refused within a second); for
-/// another than this one, with my password again.
+/// End one of my sessions (its tokens are refused within a second); a
+/// newer one than this, with my password again.
 #[utoipa::path(delete, path = "/v1/sessions/{id}",
     params(Path<SessionId>),
-    request_body(content = Option<ConfirmBody>, description = "Needed to end another session than the caller's"),
+    request_body(content = Option<ConfirmBody>, description = "Needed to end a newer session than the caller's"),
     responses(
         (status = 204, description = "Ended"),
-        (status = 400, description = "Another session, and no current_password"),
+        (status = 400, description = "A newer session than the caller's, and no current_password"),
         (status = 403, description = "Current password wrong"),
         (status = 404, description = "No such live session of mine"),
         (status = 429, description = "Too many wrong passwords in this session"),
@@ -830,11 +830,13 @@ async fn end_session(
     Ok(no_content())
 }
 
-/// End every session of mine but the one this token comes from (my
-/// password again).
-#[utoipa::path(post, path = "/v1/sessions/revoke-others", request_body = ConfirmBody,
+/// End every session of mine but the one this token comes from (while a
+/// newer one lives, with my password again).
+#[utoipa::path(post, path = "/v1/sessions/revoke-others",
+    request_body(content = Option<ConfirmBody>, description = "Needed while a newer session than the caller's lives"),
     responses(
         (status = 204, description = "Every other session ended"),
+        (status = 400, description = "A newer session lives, and no current_password"),
         (status = 403, description = "Current password wrong"),
         (status = 409, description = "The token names no session (issued before sessions were named): sign in again"),
         (status = 429, description = "Too many wrong passwords in this session"),
@@ -843,11 +845,11 @@ async fn end_other_sessions(
     State(api): Auth,
     Client(client): Client,
     Caller(me): Caller,
-    Json(body, _held): Json<ConfirmBody>,
+    OptionalJson(body, _held): OptionalJson<ConfirmBody>,
 ) -> Result<ApiResponse, ApiError> {
-    let password = body.current_password;
+    let password = body.map(|b| b.current_password);
     call(&api.service.sessions, move |s| {
-        s.end_other_sessions(client, &me, Some(&password))
+        s.end_other_sessions(client, &me, password.as_deref())
     })
     .await?;
     Ok(no_content())

@@ -406,9 +406,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
-/// A JSON body that may be left out: a request with neither a
-/// `Content-Type` nor a body (no `Content-Length`, or 0, and no chunked
-/// body) is `None`; any other is read as [`Json`] (415, 413, 400 alike).
+/// A JSON body that may be left out: a request without a body (a
+/// `Content-Length` of 0, or none and no `Content-Type` nor chunked body)
+/// is `None`; any other is read as [`Json`] (415, 413, 400 alike).
 #[derive(Debug)]
 pub struct OptionalJson<T>(pub Option<T>, pub(crate) Option<BodyShare>);
 
@@ -417,12 +417,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let headers = request.headers();
-        let no_length = headers
-            .get(CONTENT_LENGTH)
-            .is_none_or(|v| v.as_bytes() == b"0");
-        let bodiless = !headers.contains_key(CONTENT_TYPE)
-            && no_length
-            && !headers.contains_key(http::header::TRANSFER_ENCODING);
+        let bodiless = match headers.get(CONTENT_LENGTH) {
+            Some(length) => length.as_bytes() == b"0",
+            None => {
+                !headers.contains_key(CONTENT_TYPE)
+                    && !headers.contains_key(http::header::TRANSFER_ENCODING)
+            }
+        };
         if bodiless {
             return Ok(Self(None, None));
         }

@@ -20,6 +20,14 @@ use crate::Error;
 use crate::config::ServerArgs;
 use crate::keys;
 
+/// A session's password confirmations (right or wrong: each costs a
+/// hash): 5 at once, then one a minute, per instance.
+const CONFIRMATIONS_PER_SESSION: LimitPolicy = LimitPolicy {
+    burst: 5,
+    period: Duration::from_secs(60),
+    max_keys: 100_000,
+};
+
 /// auth-server's settings: keys, tokens, password hashing, login limits.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthSettings {
@@ -515,8 +523,12 @@ impl AuthSettings {
                 register_per_client: Arc::new(KeyedLimiter::new(register, clock.clone())),
                 login_per_client: Arc::new(KeyedLimiter::new(login, clock.clone())),
                 refresh_per_client: Arc::new(KeyedLimiter::new(refresh, clock.clone())),
-                login_per_account: Arc::new(KeyedLimiter::new(account, clock)),
+                login_per_account: Arc::new(KeyedLimiter::new(account, clock.clone())),
                 login_failures: failures,
+                confirmations_per_session: Arc::new(KeyedLimiter::new(
+                    CONFIRMATIONS_PER_SESSION,
+                    clock,
+                )),
             })
             .audit(Arc::new(todo_http::audit::TracingAudit))
             .policy(policy)

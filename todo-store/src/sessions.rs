@@ -3,9 +3,9 @@
 //! are in `users.rs`, with the refresh tokens'; these are their statements.
 //!
 //! Lock order on PostgreSQL, shared with the refresh-token exchange: the
-//! user's row (`FOR KEY SHARE`, as every exchange takes it: a deletion of
-//! the user waits for both), then a session's tokens, then the session's
-//! row. An exchange locks its token, stores the next one and then moves
+//! user's row (`FOR KEY SHARE` for an exchange, `FOR NO KEY UPDATE` for an
+//! ending, so that endings take turns; a deletion of the user waits for
+//! both), then a session's tokens, then the session's row. An exchange locks its token, stores the next one and then moves
 //! the session's last use; an ending revokes the tokens (waiting for an
 //! exchange in flight) and then marks the session. Taken in the same
 //! order, one waits for the other. An exchange that committed while an
@@ -137,28 +137,32 @@ pub(crate) enum Which<'a> {
 
 /// Revokes the picked sessions' refresh tokens, then ends the sessions at
 /// `now` (the lock order above), recording a family without a session row
-/// as an ended session; returns how many live sessions it ended (an
-/// expired one is ended too, uncounted). Only the user's own are touched.
-/// Runs in the caller's transaction.
+/// (a version before sessions) as an ended session when a token of it could
+/// still be exchanged; returns how many live sessions it ended (an expired
+/// one is ended too, uncounted). Only the user's own are touched. Runs in
+/// the caller's transaction.
 pub(crate) fn end(
     conn: &mut AnyConnection,
     user: &str,
     which: &Which<'_>,
     now: i64,
 ) -> QueryResult<u64> {
-    crate::users::lock_owner(conn, user)?;
+    // Endings of one user take turns (`FOR NO KEY UPDATE` on their row:
+    // two endings updating the same rows in different orders would
+    // deadlock); exchanges, which share the row (`FOR KEY SHARE`), go on.
+    crate::users::lock_user_for_count(conn, user)?;
     let (id, keep) = match *which {
         Which::One(id) => (Some(id), None),
         // No session's id is empty: without one to keep, all go.
         Which::AllBut(keep) => (None, Some(keep.unwrap_or(""))),
     };
-    let mut tokens = refresh_tokens::table
-        .filter(refresh_tokens::user_id.eq(user))
-        .filter(refresh_tokens::revoked.eq(0))
-        .select(refresh_tokens::token_hash)
-        .into_boxed();
+    // Families without a row, read before their tokens are revoked: only
+    // those with a token that could still be exchanged (one whose session
+    // was purged long ago stays purged).
     let mut orphans = refresh_tokens::table
         .filter(refresh_tokens::user_id.eq(user))
+        .filter(refresh_tokens::revoked.eq(0))
+        .filter(refresh_tokens::expires_at.gt(now))
         .filter(diesel::dsl::not(diesel::dsl::exists(
             sessions::table.filter(sessions::id.eq(refresh_tokens::family_id)),
         )))
@@ -174,24 +178,31 @@ pub(crate) fn end(
         .select(sessions::id)
         .into_boxed();
     if let Some(id) = id {
-        tokens = tokens.filter(refresh_tokens::family_id.eq(id));
         orphans = orphans.filter(refresh_tokens::family_id.eq(id));
         live = live.filter(sessions::id.eq(id));
     }
     if let Some(keep) = keep {
-        tokens = tokens.filter(refresh_tokens::family_id.ne(keep));
         orphans = orphans.filter(refresh_tokens::family_id.ne(keep));
         live = live.filter(sessions::id.ne(keep));
     }
-    let revoked: Vec<String> = tokens.load(conn)?;
-    for hashes in revoked.chunks(500) {
-        diesel::update(refresh_tokens::table.filter(refresh_tokens::token_hash.eq_any(hashes)))
-            .set(refresh_tokens::revoked.eq(1))
-            .execute(conn)?;
-    }
-    // Families of a version before sessions: each recorded as ended.
+    let orphans = orphans.load::<(String, i64, i64)>(conn)?;
+    let tokens = refresh_tokens::table
+        .filter(refresh_tokens::user_id.eq(user))
+        .filter(refresh_tokens::revoked.eq(0));
+    let revoke = refresh_tokens::revoked.eq(1);
+    match (id, keep) {
+        (Some(id), _) => diesel::update(tokens.filter(refresh_tokens::family_id.eq(id)))
+            .set(revoke)
+            .execute(conn)?,
+        (None, keep) => {
+            let keep = keep.unwrap_or("");
+            diesel::update(tokens.filter(refresh_tokens::family_id.ne(keep)))
+                .set(revoke)
+                .execute(conn)?
+        }
+    };
     let mut families: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
-    for (family, issued, expires) in orphans.load::<(String, i64, i64)>(conn)? {
+    for (family, issued, expires) in orphans {
         let seen = families.entry(family).or_insert((issued, expires));
         seen.0 = seen.0.min(issued);
         seen.1 = seen.1.max(expires);

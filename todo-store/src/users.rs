@@ -10,7 +10,7 @@ use todo_core::{
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{project_members, projects, refresh_tokens, sessions, users};
+use crate::schema::{login_failures, project_members, projects, refresh_tokens, sessions, users};
 use crate::sessions::{LIVE_SESSIONS, SessionRow, Which};
 
 #[derive(Queryable, Insertable, AsChangeset)]
@@ -203,6 +203,20 @@ impl UserStore for SqlStore {
                         .execute(pg)?;
                 }
                 crate::projects::tell_of_leaving(conn, &id, at)?;
+                // Their password confirmations' counts (`u:<id>`, per
+                // session `u:<id>:<session>`) and their name's login
+                // failures go too: nothing keyed by them stays.
+                let counted = format!("u:{id}%");
+                let name: Option<String> = users::table
+                    .find(&id)
+                    .select(users::username)
+                    .first(conn)
+                    .optional()?;
+                let failures =
+                    login_failures::table.filter(login_failures::throttle_key.like(&counted).or(
+                        login_failures::throttle_key.eq(format!("a:{}", name.unwrap_or_default())),
+                    ));
+                diesel::delete(failures).execute(conn)?;
                 // (their changes and their projects' go with them; the
                 // numbering passes over the rows this holds meanwhile)
                 diesel::delete(users::table.find(&id)).execute(conn)
@@ -239,15 +253,11 @@ impl UserStore for SqlStore {
             let Some(user) = users::table.find(&id).first::<UserRow>(conn).optional()? else {
                 return Ok(None);
             };
-            // Ended at or before the cut: the cut refuses their tokens.
-            let since = ended_since.unix_micros().max(
-                user.tokens_revoked_before
-                    .map_or(i64::MIN, |cut| cut.saturating_add(1)),
-            );
-            let ended: Vec<String> = sessions::table
+            let ended: Vec<(String, Option<i64>)> = sessions::table
                 .filter(sessions::user_id.eq(&id))
-                .filter(sessions::ended_at.ge(since))
-                .select(sessions::id)
+                .filter(sessions::ended_at.ge(ended_since.unix_micros()))
+                .order(sessions::ended_at.desc())
+                .select((sessions::id, sessions::ended_at))
                 .limit(
                     i64::try_from(EndedSessions::MAX)
                         .unwrap_or(i64::MAX)
@@ -259,10 +269,14 @@ impl UserStore for SqlStore {
         let Some((user, ended)) = read else {
             return Ok(None);
         };
+        let bad = |_| corrupt("session");
         let ended = ended
-            .iter()
-            .map(|id| SessionId::parse(id).map_err(|_| corrupt("session")))
-            .collect::<Result<Vec<_>, _>>()?;
+            .into_iter()
+            .map(|(id, at)| {
+                let at = Timestamp::from_unix_micros(at.unwrap_or(i64::MIN)).map_err(bad)?;
+                Ok((SessionId::parse(&id).map_err(bad)?, at))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some((user.into_record()?, EndedSessions::read(ended))))
     }
 }

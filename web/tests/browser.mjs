@@ -1245,19 +1245,26 @@ try {
     check(listed.length === 2 && listed.filter((s) => s.includes('This device')).length === 1,
       `the Sessions dialog lists both sign-ins, this one marked (${JSON.stringify(listed)})`);
     await axe('sessions dialog', phone);
-    await phone.click('#session-list [data-control="end-session"]');
-    const unconfirmed = await phone.evaluate(() => ({
+    // From the laptop (the older sign-in), signing the phone out takes the
+    // password; from the phone, the laptop goes with a click.
+    await laptop.focus('#sessions');
+    await laptop.keyboard.press('Enter');
+    await laptop.locator('#sessions-dialog').waitFor({ state: 'visible' });
+    await laptop.waitForFunction(() => document.querySelectorAll('#session-list [data-control="end-session"]').length === 1, null, { timeout: 5000 }).catch(() => {});
+    await laptop.click('#session-list [data-control="end-session"]');
+    await laptop.waitForFunction(() => /password/.test(document.querySelector('#sessions-error').textContent), null, { timeout: 5000 }).catch(() => {});
+    const unconfirmed = await laptop.evaluate(() => ({
       error: document.querySelector('#sessions-error').textContent,
       focus: document.activeElement.id,
       sessions: document.querySelectorAll('#session-list .session').length,
     }));
     check(/password/.test(unconfirmed.error) && unconfirmed.focus === 'sessions-password' && unconfirmed.sessions === 2,
-      `signing another device out asks for the password first (${JSON.stringify(unconfirmed)})`);
-    await phone.fill('#sessions-password', 'not the password');
-    await phone.click('#session-list [data-control="end-session"]');
-    await phone.waitForFunction(() => /not your password/.test(document.querySelector('#sessions-error').textContent), null, { timeout: 5000 }).catch(() => {});
-    check(/not your password/.test(await phone.locator('#sessions-error').textContent()), 'a wrong password says so and signs nothing out');
-    await phone.fill('#sessions-password', 'correct horse battery');
+      `signing out a newer sign-in asks for the password first (${JSON.stringify(unconfirmed)})`);
+    await laptop.fill('#sessions-password', 'not the password');
+    await laptop.click('#session-list [data-control="end-session"]');
+    await laptop.waitForFunction(() => /not your password/.test(document.querySelector('#sessions-error').textContent), null, { timeout: 5000 }).catch(() => {});
+    check(/not your password/.test(await laptop.locator('#sessions-error').textContent()), 'a wrong password says so and signs nothing out');
+    await laptop.keyboard.press('Escape');
     await phone.click('#session-list [data-control="end-session"]');
     await phone.waitForFunction(() => document.querySelectorAll('#session-list .session').length === 1, null, { timeout: 5000 }).catch(() => {});
     const left = await phone.evaluate(() => ({

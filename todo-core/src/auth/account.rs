@@ -8,7 +8,7 @@ use super::Shared;
 use crate::error::{Error, Result};
 use crate::ports::AuditEvent;
 use crate::token::Principal;
-use crate::user::{Email, Password, User, UserChange};
+use crate::user::{Email, Password, Role, User, UserChange};
 
 /// The caller's change to their own account; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -144,6 +144,13 @@ impl AccountService {
         current: &str,
     ) -> Result<()> {
         let record = self.shared.current_user(principal.user_id)?;
+        // As on the admin path: an administrator's account is deleted by
+        // another, so that one is always left.
+        if record.user.role == Role::Admin {
+            return Err(Error::Conflict(
+                "an administrator's account is deleted by another administrator",
+            ));
+        }
         self.shared.confirm_password(
             client,
             &record,

@@ -29,6 +29,14 @@ pub struct AuthLimits {
     /// The growing delay after failed logins on one account (and after
     /// wrong current passwords on a password change).
     pub login_failures: Arc<dyn LoginBackoff>,
+    /// A signed-in caller's confirmations of their password (a password
+    /// change, ending a newer session, the account's deletion), right or
+    /// wrong, per session (`s:` and its id; `u:` and the user's id for a
+    /// token naming none): each costs a password hash, so even right ones
+    /// must not come in a loop (attack of session 25, F1 of the second
+    /// pass: some 90 hashes a second from one account slowed everyone's
+    /// logins into 503s).
+    pub confirmations_per_session: Arc<dyn RateLimiter<String>>,
 }
 
 impl AuthLimits {
@@ -41,6 +49,7 @@ impl AuthLimits {
             refresh_per_client: Arc::new(Unlimited),
             login_per_account: Arc::new(Unlimited),
             login_failures: Arc::new(Unlimited),
+            confirmations_per_session: Arc::new(Unlimited),
         }
     }
 }

@@ -122,6 +122,21 @@ impl Shared {
         current: &str,
         action: &'static str,
     ) -> Result<()> {
+        let allowance = match session {
+            Some(session) => format!("s:{session}"),
+            None => format!("u:{}", record.user.id),
+        };
+        self.limits
+            .confirmations_per_session
+            .check(&allowance)
+            .map_err(|retry_after| {
+                self.audit(&AuditEvent::Throttled {
+                    action,
+                    username: Some(&record.user.username),
+                    client,
+                });
+                Error::RateLimited { retry_after }
+            })?;
         let now = self.clock.now();
         let key = ThrottleKey::SignedIn(record.user.id, session);
         // The attempt's slot is taken before the current password is weighed.

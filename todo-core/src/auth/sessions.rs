@@ -507,13 +507,16 @@ impl SessionService {
 
     /// Ends one of the caller's sessions; its access tokens are refused on
     /// every instance within [`AccessGate::MAX_STALENESS`], on this one at
-    /// once. Ending the current one is a logout; ending another needs the
-    /// password again (`current_password`), so that a stolen session cannot
-    /// sign its owner out of every new one before they change the password
-    /// (attack of session 25, F1): [`Error::Invalid`] without it,
+    /// once. Ending the current one is a logout, and an older one needs
+    /// nothing more; ending a newer one than the caller's needs the
+    /// password again (`current_password`): a stolen session must not sign
+    /// its owner out of every new sign-in before they change the password
+    /// (attack of session 25, F1), while the owner, who signs in again and
+    /// so holds the newest session, ends the thief's as API.md says.
+    /// [`Error::Invalid`] without the password where it is needed,
     /// [`Error::WrongPassword`] when wrong (throttled per session).
     /// Another user's session, or one ended or expired, is
-    /// [`Error::NotFound`] (once the password is weighed).
+    /// [`Error::NotFound`].
     pub fn end_session(
         &self,
         client: Option<IpAddr>,
@@ -521,7 +524,7 @@ impl SessionService {
         id: SessionId,
         current_password: Option<&str>,
     ) -> Result<()> {
-        if caller.session != Some(id) {
+        if caller.session.is_none_or(|mine| id > mine) {
             self.confirm(client, caller, current_password, "end_session")?;
         }
         let now = self.shared.clock.now();
@@ -542,8 +545,9 @@ impl SessionService {
     }
 
     /// Ends every session of the caller's but the one their token came
-    /// from, with the password again (as [`Self::end_session`] for another
-    /// session); returns how many it ended. A token that names no session
+    /// from; returns how many it ended. While a newer session than the
+    /// caller's lives, this needs the password again, as
+    /// [`Self::end_session`] of it would. A token that names no session
     /// (one issued before sessions were named) cannot tell which to keep:
     /// [`Error::Conflict`], ending nothing.
     pub fn end_other_sessions(
@@ -557,8 +561,14 @@ impl SessionService {
                 "this sign-in names no session: sign in again to end the others",
             ));
         };
-        self.confirm(client, caller, current_password, "end_other_sessions")?;
         let now = self.shared.clock.now();
+        let live = self
+            .shared
+            .refresh_tokens
+            .list_sessions(caller.user_id, now)?;
+        if live.iter().any(|s| s.id > keep) {
+            self.confirm(client, caller, current_password, "end_other_sessions")?;
+        }
         let ended =
             self.shared
                 .refresh_tokens

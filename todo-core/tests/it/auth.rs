@@ -1301,3 +1301,46 @@ fn deleting_ones_own_account_needs_the_password_and_ends_its_tokens() {
             .any(|e| e.starts_with("AccountDeleted"))
     );
 }
+
+/// Every password confirmation costs a hash, a right one too: past the
+/// session's allowance it is refused before any hashing (attack of session
+/// 25, second pass, F1: revoke-others with the right password in a loop).
+#[test]
+fn password_confirmations_spend_an_allowance_before_any_hashing() {
+    let limits = AuthLimits {
+        confirmations_per_session: Arc::new(Refuse),
+        ..AuthLimits::unlimited()
+    };
+    let h = harness_with(limits, 2);
+    h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    let hashes = h.hasher.hashes();
+    let verifications = h.hasher.verifications();
+    for refused in [
+        h.auth
+            .account
+            .change_password(ADDR, &me, "correct horse", "battery staple"),
+        h.auth.account.delete_me(ADDR, &me, "correct horse"),
+    ] {
+        assert!(
+            matches!(refused, Err(Error::RateLimited { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        (h.hasher.hashes(), h.hasher.verifications()),
+        (hashes, verifications)
+    );
+    assert!(h.store.find_user(me.user_id).unwrap().is_some());
+}
+
+#[test]
+fn an_administrator_cannot_delete_their_own_account_by_themselves() {
+    let h = harness();
+    let admin = h.admin();
+    assert!(matches!(
+        h.auth.account.delete_me(ADDR, &admin, "admin-password"),
+        Err(Error::Conflict(_))
+    ));
+    assert!(h.store.find_user(admin.user_id).unwrap().is_some());
+}

@@ -73,26 +73,27 @@ fn an_ended_session_refuses_its_tokens_and_leaves_the_others() {
     let h = harness();
     h.register("alice", "correct horse");
     let laptop = h.login("alice", "correct horse").unwrap();
+    h.clock.advance(Duration::from_millis(1));
     let phone = h.login("alice", "correct horse").unwrap();
     let me = h.auth.sessions.authenticate(&phone.access_token).unwrap();
     let stolen = h.auth.sessions.authenticate(&laptop.access_token).unwrap();
 
-    let other = stolen.session.unwrap();
+    // The older (a thief's, say) cannot end the newer without the password.
+    let newer = me.session.unwrap();
     assert!(matches!(
-        h.auth.sessions.end_session(None, &me, other, None),
+        h.auth.sessions.end_session(None, &stolen, newer, None),
         Err(Error::Invalid(_))
     ));
     assert!(matches!(
         h.auth
             .sessions
-            .end_session(None, &me, other, Some("wrong horse")),
+            .end_session(None, &stolen, newer, Some("wrong horse")),
         Err(Error::WrongPassword)
     ));
-    assert!(h.auth.sessions.authenticate(&laptop.access_token).is_ok());
-    h.auth
-        .sessions
-        .end_session(None, &me, other, Some("correct horse"))
-        .unwrap();
+    assert!(h.auth.sessions.authenticate(&phone.access_token).is_ok());
+    // The newer ends the older as API.md says: nothing more.
+    let other = stolen.session.unwrap();
+    h.auth.sessions.end_session(None, &me, other, None).unwrap();
     assert!(refused(h.auth.sessions.authenticate(&laptop.access_token)));
     assert!(matches!(
         h.auth.sessions.refresh(None, &laptop.refresh_token),
@@ -255,11 +256,16 @@ fn a_policy_cannot_issue_access_tokens_longer_than_an_hour() {
 fn a_user_keeps_at_most_the_cap_of_live_sessions_the_oldest_ending() {
     let h = harness();
     h.register("alice", "correct horse");
-    let oldest = h.login("alice", "correct horse").unwrap();
-    let second = h.login("alice", "correct horse").unwrap();
+    let login = || {
+        h.clock.advance(Duration::from_millis(1));
+        h.login("alice", "correct horse").unwrap()
+    };
+    let oldest = login();
+    let second = login();
     for _ in 2..MAX_LIVE_SESSIONS {
-        h.login("alice", "correct horse").unwrap();
+        login();
     }
+    h.clock.advance(Duration::from_millis(1));
     let (me, newest) = h.principal("alice", "correct horse");
     assert_eq!(
         h.auth.sessions.list_sessions(&me).unwrap().len(),
@@ -458,29 +464,38 @@ fn an_administrator_sees_and_ends_a_users_sessions_and_is_audited() {
 }
 
 #[test]
-fn ones_own_session_ends_without_the_password_and_every_other_with_it() {
+fn ones_own_session_ends_without_the_password_and_a_newer_one_with_it() {
     let h = harness();
     h.register("alice", "correct horse");
-    let other = h.login("alice", "correct horse").unwrap();
+    let (older, older_pair) = h.principal("alice", "correct horse");
+    h.clock.advance(Duration::from_millis(1));
     let (me, mine) = h.principal("alice", "correct horse");
+    // From the older: a newer lives, so every other takes the password.
     assert!(matches!(
         h.auth
             .sessions
-            .end_other_sessions(None, &me, Some("wrong horse")),
+            .end_other_sessions(None, &older, Some("wrong horse")),
         Err(Error::WrongPassword)
     ));
     assert!(matches!(
-        h.auth.sessions.end_other_sessions(None, &me, None),
+        h.auth.sessions.end_other_sessions(None, &older, None),
         Err(Error::Invalid(_))
     ));
-    assert!(h.auth.sessions.authenticate(&other.access_token).is_ok());
+    assert!(h.auth.sessions.authenticate(&mine.access_token).is_ok());
+    // From the newest: every other, with nothing more.
+    assert_eq!(
+        h.auth.sessions.end_other_sessions(None, &me, None).unwrap(),
+        1
+    );
+    assert!(refused(
+        h.auth.sessions.authenticate(&older_pair.access_token)
+    ));
     // A logout from the sessions screen: no password needed.
     h.auth
         .sessions
         .end_session(None, &me, me.session.unwrap(), None)
         .unwrap();
     assert!(refused(h.auth.sessions.authenticate(&mine.access_token)));
-    assert!(h.auth.sessions.authenticate(&other.access_token).is_ok());
 }
 
 #[test]

@@ -40,6 +40,8 @@ pub struct Options {
     pub register_burst: u32,
     /// Refresh-token exchanges per client address a minute.
     pub refresh_burst: u32,
+    /// Password confirmations per session a minute.
+    pub confirm_burst: u32,
     pub limits: HttpLimits,
     /// Serve both APIs and the page on one origin (the `todo` binary's mode).
     pub one_origin: bool,
@@ -60,6 +62,7 @@ impl Default for Options {
             probe_hasher: true,
             register_burst: 1000,
             refresh_burst: 1000,
+            confirm_burst: 1000,
             limits: HttpLimits::default(),
             one_origin: false,
             trust_loopback_proxy: false,
@@ -305,6 +308,10 @@ fn instance(
                 clock.clone(),
             )),
             login_per_account: Arc::new(KeyedLimiter::new(per(1000), clock.clone())),
+            confirmations_per_session: Arc::new(KeyedLimiter::new(
+                per(options.confirm_burst),
+                clock.clone(),
+            )),
             login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy {
                 free_failures: if options.real_argon2 { u32::MAX } else { 5 },
                 ..BackoffPolicy::default()
@@ -769,6 +776,7 @@ impl Running {
             probe_hasher,
             register_burst,
             refresh_burst,
+            confirm_burst,
             limits,
             one_origin,
             trust_loopback_proxy,
@@ -781,6 +789,7 @@ impl Running {
                 && *probe_hasher
                 && *register_burst == defaults.register_burst
                 && *refresh_burst == defaults.refresh_burst
+                && *confirm_burst == defaults.confirm_burst
                 && *limits == defaults.limits
                 && !*one_origin
                 && !*trust_loopback_proxy
