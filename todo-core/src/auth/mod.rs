@@ -126,31 +126,25 @@ impl Shared {
             Some(session) => format!("s:{session}"),
             None => format!("u:{}", record.user.id),
         };
+        let throttled = |retry_after| {
+            self.audit(&AuditEvent::Throttled {
+                action,
+                username: Some(&record.user.username),
+                client,
+            });
+            Error::RateLimited { retry_after }
+        };
         self.limits
             .confirmations_per_session
             .check(&allowance)
-            .map_err(|retry_after| {
-                self.audit(&AuditEvent::Throttled {
-                    action,
-                    username: Some(&record.user.username),
-                    client,
-                });
-                Error::RateLimited { retry_after }
-            })?;
+            .map_err(throttled)?;
         let now = self.clock.now();
         let key = ThrottleKey::SignedIn(record.user.id, session);
         // The attempt's slot is taken before the current password is weighed.
         self.limits
             .login_failures
             .reserve(key, now)?
-            .map_err(|retry_after| {
-                self.audit(&AuditEvent::Throttled {
-                    action,
-                    username: Some(&record.user.username),
-                    client,
-                });
-                Error::RateLimited { retry_after }
-            })?;
+            .map_err(throttled)?;
         let matches = match Password::offered(current) {
             Some(current) => match self.hasher.verify(&current, &record.password_hash) {
                 Ok(verification) => verification.matches,

@@ -1024,7 +1024,7 @@ async fn an_account_its_owner_deletes_leaves_nothing_of_its_own(deployment: Depl
         return;
     };
     let (alice, alice_access, _) = sys.user("alice").await;
-    let (_, other_session) = sys.login("alice", "correct horse").await;
+    let (other_session, _) = sys.login("alice", "correct horse").await;
     let (_, bob, _) = sys.user("bob").await;
     let sys = &sys;
     let tasks = &sys.tasks.client;
