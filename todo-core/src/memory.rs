@@ -848,6 +848,22 @@ impl RefreshTokenStore for MemoryStore {
         Ok(tables.end_sessions(user, now, |s| Some(s) != keep))
     }
 
+    fn end_older_sessions(
+        &self,
+        user: UserId,
+        than: SessionId,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut tables = self.tables();
+        let older: BTreeSet<SessionId> = tables
+            .sessions
+            .values()
+            .filter(|s| s.user_id == user && s.id < than && s.ended_at.is_none())
+            .map(|s| s.id)
+            .collect();
+        Ok(tables.end_sessions(user, now, |s| older.contains(&s)))
+    }
+
     fn purge_expired_refresh_tokens(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
         let mut tables = self.tables();
         let before = tables.refresh_tokens.len();

@@ -126,6 +126,16 @@ pub trait RefreshTokenStore: Send + Sync {
         keep: Option<SessionId>,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
+    /// Ends every live session of the user older than `than` (by id: ids
+    /// are UUIDv7, made at sign-in) at `now` and revokes their refresh
+    /// tokens, in one step; a session started meanwhile is newer and
+    /// untouched. Returns how many it ended.
+    fn end_older_sessions(
+        &self,
+        user: UserId,
+        than: SessionId,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
     /// Deletes tokens that expired at or before `cutoff`, and sessions that
     /// ended or expired at or before it; returns how many tokens.
     fn purge_expired_refresh_tokens(&self, cutoff: Timestamp) -> Result<u64, StoreError>;

@@ -777,6 +777,7 @@ async fn change_password(
     responses(
         (status = 204, description = "Deleted: its tokens are refused, its data gone"),
         (status = 403, description = "Current password wrong"),
+        (status = 409, description = "An administrator's account: another administrator deletes it"),
         (status = 429, description = "Too many wrong passwords"),
     ))]
 async fn delete_me(

@@ -407,8 +407,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 }
 
 /// A JSON body that may be left out: a request without a body (a
-/// `Content-Length` of 0, or none and no `Content-Type` nor chunked body)
-/// is `None`; any other is read as [`Json`] (415, 413, 400 alike).
+/// `Content-Length` of 0, or none and no `Content-Type` nor chunked body,
+/// or an empty one of `application/json`) is `None`; any other is read as
+/// [`Json`] (415, 413, 400 alike).
 #[derive(Debug)]
 pub struct OptionalJson<T>(pub Option<T>, pub(crate) Option<BodyShare>);
 
@@ -427,8 +428,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
         if bodiless {
             return Ok(Self(None, None));
         }
-        let Json(value, held) = Json::from_request(request, state).await?;
-        Ok(Self(Some(value), held))
+        // (an HTTP/2 request names no length: an empty body is none too)
+        let JsonBytes(bytes, held) = JsonBytes::from_request(request, state).await?;
+        if bytes.is_empty() {
+            return Ok(Self(None, held));
+        }
+        crate::request::decode_json(&bytes).map(|value| Self(Some(value), held))
     }
 }
 

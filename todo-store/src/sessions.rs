@@ -127,6 +127,30 @@ pub(crate) fn end_past_cap(conn: &mut AnyConnection, user: &str, now: i64) -> Qu
     Ok(())
 }
 
+/// Ends the user's live sessions older than `than` (by id: `COLLATE "C"`
+/// on PostgreSQL, bytes on SQLite, so UUIDv7 text sorts by sign-in) at
+/// `now`, in the caller's transaction, as [`end`] ends each; a session
+/// started meanwhile is newer and untouched. Returns how many it ended.
+pub(crate) fn end_older(
+    conn: &mut AnyConnection,
+    user: &str,
+    than: &str,
+    now: i64,
+) -> QueryResult<u64> {
+    crate::users::lock_user_for_count(conn, user)?;
+    let older: Vec<String> = sessions::table
+        .filter(sessions::user_id.eq(user))
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::id.lt(than))
+        .select(sessions::id)
+        .load(conn)?;
+    let mut ended = 0;
+    for id in &older {
+        ended += end(conn, user, &Which::One(id), now)?;
+    }
+    Ok(ended)
+}
+
 /// Which of a user's sessions an ending picks.
 pub(crate) enum Which<'a> {
     /// This one.

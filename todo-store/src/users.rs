@@ -501,6 +501,20 @@ impl RefreshTokenStore for SqlStore {
         })
     }
 
+    fn end_older_sessions(
+        &self,
+        user: UserId,
+        than: SessionId,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let (user, than) = (user.to_string(), than.to_string());
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                crate::sessions::end_older(conn, &user, &than, now.unix_micros())
+            })
+        })
+    }
+
     fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {
         let now = now.unix_micros();
         let n = self.with_write_conn(|conn| {

@@ -138,6 +138,15 @@ impl Shared {
             .confirmations_per_session
             .check(&allowance)
             .map_err(throttled)?;
+        // And as a login from its address: each costs a hash, and sessions
+        // are cheap to make, so an address gets no more hashes this way than
+        // by logging in (third review, 2).
+        if let Some(ip) = client {
+            self.limits
+                .login_per_client
+                .check(&crate::ports::client_key(ip))
+                .map_err(throttled)?;
+        }
         let now = self.clock.now();
         let key = ThrottleKey::SignedIn(record.user.id, session);
         // The attempt's slot is taken before the current password is weighed.

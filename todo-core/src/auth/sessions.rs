@@ -524,10 +524,19 @@ impl SessionService {
         id: SessionId,
         current_password: Option<&str>,
     ) -> Result<()> {
+        let now = self.shared.clock.now();
         if caller.session.is_none_or(|mine| id > mine) {
+            // Found first: a password is weighed (a hash) only for a live
+            // session of the caller's.
+            let live = self
+                .shared
+                .refresh_tokens
+                .list_sessions(caller.user_id, now)?;
+            if !live.iter().any(|s| s.id == id) {
+                return Err(Error::NotFound);
+            }
             self.confirm(client, caller, current_password, "end_session")?;
         }
-        let now = self.shared.clock.now();
         let ended = self
             .shared
             .refresh_tokens
@@ -545,9 +554,9 @@ impl SessionService {
     }
 
     /// Ends every session of the caller's but the one their token came
-    /// from; returns how many it ended. While a newer session than the
-    /// caller's lives, this needs the password again, as
-    /// [`Self::end_session`] of it would. A token that names no session
+    /// from; returns how many it ended. With the password (weighed), every
+    /// other; without it, only the older ones, and [`Error::Invalid`] while
+    /// a newer one lives, as [`Self::end_session`] of it would need it. A token that names no session
     /// (one issued before sessions were named) cannot tell which to keep:
     /// [`Error::Conflict`], ending nothing.
     pub fn end_other_sessions(
@@ -562,17 +571,22 @@ impl SessionService {
             ));
         };
         let now = self.shared.clock.now();
-        let live = self
-            .shared
-            .refresh_tokens
-            .list_sessions(caller.user_id, now)?;
-        if live.iter().any(|s| s.id > keep) {
+        let store = &self.shared.refresh_tokens;
+        let ended = if current_password.is_some() {
             self.confirm(client, caller, current_password, "end_other_sessions")?;
-        }
-        let ended =
-            self.shared
-                .refresh_tokens
-                .end_other_sessions(caller.user_id, Some(keep), now)?;
+            store.end_other_sessions(caller.user_id, Some(keep), now)?
+        } else {
+            // Without the password only older sessions end, in the store's
+            // own step: one started meanwhile (the owner signing in again)
+            // is newer and stays (third review, 1).
+            let live = store.list_sessions(caller.user_id, now)?;
+            if live.iter().any(|s| s.id > keep) {
+                return Err(Error::Invalid(vec![ValidationError::Blank {
+                    field: "current_password",
+                }]));
+            }
+            store.end_older_sessions(caller.user_id, keep, now)?
+        };
         self.shared.gate.forget(caller.user_id);
         if ended > 0 {
             self.shared.audit(&AuditEvent::SessionsEnded {

@@ -514,3 +514,23 @@ fn password_confirmations_are_throttled_per_session() {
         "{keys:?}"
     );
 }
+
+#[test]
+fn a_password_is_weighed_only_for_a_live_session_of_the_callers() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    let verifications = h.hasher.verifications();
+    let nobody = todo_core::SessionId::from_uuid(uuid::Uuid::from_u128(u128::MAX));
+    assert!(matches!(
+        h.auth
+            .sessions
+            .end_session(None, &me, nobody, Some("correct horse")),
+        Err(Error::NotFound)
+    ));
+    assert_eq!(
+        h.hasher.verifications(),
+        verifications,
+        "no hash for nothing"
+    );
+}

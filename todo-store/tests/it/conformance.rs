@@ -102,6 +102,7 @@ conformance!(
     concurrent_rotations_of_one_token_have_one_winner,
     sessions_end_one_or_all_but_one_with_their_tokens,
     expired_refresh_tokens_and_sessions_are_purged,
+    older_sessions_end_and_newer_ones_stay,
     tasks_round_trip_exactly_and_only_for_their_owner,
     task_updates_are_compare_and_swap,
     task_deletes_honour_owner_and_version,
@@ -507,6 +508,42 @@ fn sessions_end_one_or_all_but_one_with_their_tokens(f: &Fixture) {
     all.sort();
     assert_eq!(all, [family(1), family(2), family(4)]);
     assert!(ended(store, bob, at(0)).is_empty());
+}
+
+/// Without the password, "every other" ends only the older sessions, in the
+/// store's one step: one started meanwhile (the owner signing in again
+/// while a thief's revoke-others runs) is newer and stays.
+fn older_sessions_end_and_newer_ones_stay(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    start(store, &token(alice, family(1), "a1", 0, 60));
+    start(store, &token(alice, family(2), "a2", 0, 60));
+    start(store, &token(alice, family(3), "a3", 0, 60));
+    start(store, &token(bob, family(4), "b4", 0, 60));
+    assert_eq!(
+        store.end_older_sessions(alice, family(2), at(10)).unwrap(),
+        1
+    );
+    let revoked = |name: &str| {
+        let hash = RefreshTokenHash::new(format!("{name:0>64}"));
+        store.find_refresh_token(&hash).unwrap().unwrap().revoked
+    };
+    assert!(revoked("a1") && !revoked("a2") && !revoked("a3") && !revoked("b4"));
+    let live: Vec<SessionId> = store
+        .list_sessions(alice, at(10))
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(live, [family(3), family(2)]);
+    assert_eq!(ended(store, alice, at(0)), [family(1)]);
+    assert_eq!(
+        store.end_older_sessions(bob, family(9), at(10)).unwrap(),
+        1,
+        "bob's own only"
+    );
+    assert!(!revoked("a2") && !revoked("a3"));
 }
 
 fn expired_refresh_tokens_and_sessions_are_purged(f: &Fixture) {
