@@ -85,8 +85,9 @@ pub struct TokenPolicy {
 
 impl TokenPolicy {
     /// The longest access-token lifetime a policy may set. The access gate
-    /// remembers ended sessions this long, so no token of one outlives
-    /// that memory (it refuses a token that claims a longer life).
+    /// remembers ended sessions this long and a margin more
+    /// (`AccessGate::ENDED_SESSIONS_REMEMBERED`), so no token of one
+    /// outlives that memory (it refuses a token that claims a longer life).
     pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(3600);
 
     /// The longest reuse grace a policy may set.
