@@ -239,7 +239,11 @@ async function showTasks(username) {
   if (api.currentSession() !== mine) return;
   await loadPage({ first: true });
   if (api.currentSession() !== mine) return;
-  $('new-title').focus();
+  // The first load takes a moment: focus goes to the new task's title only if
+  // the user has not moved it meanwhile (a key pressed then must not be lost).
+  const moved = document.activeElement && document.activeElement !== document.body
+    && !view.auth.contains(document.activeElement);
+  if (!moved) $('new-title').focus();
   startLive();
 }
 
