@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use todo_core::{AuthServices, AuthServicesBuilder};
 
-use crate::{OsRandom, Sha256RefreshTokenHasher, SystemClock};
+use crate::{OsRandom, Sha256Digest, Sha256RefreshTokenHasher, SystemClock};
 
 /// [`AuthServices::builder`] with the system clock, the operating system's
-/// randomness and SHA-256 refresh-token digests already given: what is left
+/// randomness and SHA-256 refresh-token and API-token digests already given: what is left
 /// to name is the stores, the password hasher and the token signer and
 /// verifier.
 pub fn auth_services() -> AuthServicesBuilder {
@@ -15,4 +15,5 @@ pub fn auth_services() -> AuthServicesBuilder {
         .clock(Arc::new(SystemClock))
         .random(Arc::new(OsRandom))
         .refresh_hasher(Arc::new(Sha256RefreshTokenHasher))
+        .api_tokens(Arc::new(Sha256Digest))
 }

@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use crate::api_token::{ApiTokenHash, ApiTokenRecord, ApiTokenSecret, Grant};
 use crate::error::{Error, Result, TokenRejection};
-use crate::ports::{AccessTokenVerifier, UserStore};
+use crate::ports::{AccessTokenVerifier, Sha256, UserStore};
 use crate::session::EndedSessions;
 use crate::time::{Clock, Timestamp};
 use crate::token::{AccessClaims, Principal, TokenPolicy};
@@ -118,6 +119,11 @@ pub struct AccessGate {
     /// Grows with every [`AccessGate::forget`]: a reading taken before a
     /// forget is not remembered after it (it may predate the change).
     forgotten: AtomicU64,
+    /// How API tokens are looked up (their SHA-256); `None`: refused.
+    api_token_digest: Option<Arc<dyn Sha256>>,
+    /// API tokens read lately, by digest (`None`: no such token), for at
+    /// most the staleness, like standings.
+    remembered_tokens: RwLock<HashMap<ApiTokenHash, (Option<ApiTokenRecord>, Timestamp)>>,
 }
 
 impl std::fmt::Debug for AccessGate {
@@ -158,7 +164,17 @@ impl AccessGate {
             remembered: RwLock::new(HashMap::new()),
             capacity: Self::DEFAULT_CAPACITY,
             forgotten: AtomicU64::new(0),
+            api_token_digest: None,
+            remembered_tokens: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Admits API tokens too, looked up by their SHA-256 (without this,
+    /// one is refused like any token that does not verify).
+    #[must_use]
+    pub fn with_api_tokens(mut self, sha: Arc<dyn Sha256>) -> Self {
+        self.api_token_digest = Some(sha);
+        self
     }
 
     /// Remembers standings for `staleness` (capped at
@@ -212,7 +228,15 @@ impl AccessGate {
 
     /// Verifies the token and admits it: the whole check, for callers that
     /// may block.
+    /// An API token ([`ApiTokenSecret`]) is admitted as such.
     pub fn authorize(&self, access_token: &str) -> Result<Principal> {
+        if ApiTokenSecret::is_claimed_by(access_token) {
+            let secret = ApiTokenSecret::parse(access_token)
+                .ok_or(Error::InvalidToken(TokenRejection::Malformed))?;
+            return self
+                .admit_api_token(&secret)
+                .map(|(principal, _)| principal);
+        }
         let claims = self.verify(access_token)?;
         self.admit(&claims)
     }
@@ -234,6 +258,117 @@ impl AccessGate {
             .unwrap_or_else(PoisonError::into_inner);
         self.forgotten.fetch_add(1, Ordering::AcqRel);
         remembered.remove(&user);
+        drop(remembered);
+        self.remembered_tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, (token, _)| token.as_ref().is_none_or(|t| t.session.user_id != user));
+    }
+
+    /// How often an API token's last use is written: a token used all day
+    /// costs a write a minute on each instance, not one a request.
+    pub const API_TOKEN_USE_RECORDED_EVERY: Duration = Duration::from_secs(60);
+
+    /// The decision for an API token if it can be made from what was read
+    /// recently (the token and its user's standing); `None` when the store
+    /// must be asked ([`Self::admit_api_token`]).
+    pub fn admit_api_token_remembered(
+        &self,
+        secret: &ApiTokenSecret,
+    ) -> Option<Result<(Principal, Timestamp)>> {
+        let sha = self.api_token_digest.as_ref()?;
+        let now = self.clock.now();
+        let hash = secret.digest(&**sha);
+        let token = {
+            let tokens = self
+                .remembered_tokens
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let (token, read_at) = tokens.get(&hash)?;
+            if now.duration_since(*read_at) >= self.staleness || now < *read_at {
+                return None;
+            }
+            token.clone()
+        };
+        let Some(token) = token else {
+            return Some(Err(Error::InvalidToken(TokenRejection::Revoked)));
+        };
+        let remembered = self
+            .remembered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = remembered.get(&token.session.user_id)?;
+        if now.duration_since(entry.read_at) >= self.staleness || now < entry.read_at {
+            return None;
+        }
+        Some(decide_api_token(&token, entry.standing.as_ref(), now))
+    }
+
+    /// The decision for an API token: looked up by its digest, then its
+    /// user's standing, each from what was read within the staleness or
+    /// from the store. Blocks on the store. Records the token's use every
+    /// [`Self::API_TOKEN_USE_RECORDED_EVERY`]. With the principal, when
+    /// the token expires.
+    pub fn admit_api_token(&self, secret: &ApiTokenSecret) -> Result<(Principal, Timestamp)> {
+        if let Some(decision) = self.admit_api_token_remembered(secret) {
+            return decision;
+        }
+        let revoked = Error::InvalidToken(TokenRejection::Revoked);
+        let Some(sha) = self.api_token_digest.as_ref() else {
+            return Err(revoked);
+        };
+        let hash = secret.digest(&**sha);
+        let read_at = self.clock.now();
+        let generation = self.forgotten.load(Ordering::Acquire);
+        let token = self.users.find_api_token(&hash)?;
+        self.remember_token(hash, token.clone(), read_at, generation);
+        let Some(token) = token else {
+            return Err(revoked);
+        };
+        let since = read_at.saturating_sub(Self::ENDED_SESSIONS_REMEMBERED);
+        let user = token.session.user_id;
+        let standing = self
+            .users
+            .find_standing(user, since)?
+            .map(|(record, ended)| standing_of(&record, ended));
+        let decision = decide_api_token(&token, standing.as_ref(), read_at);
+        self.remember(user, standing, read_at, generation);
+        if decision.is_ok()
+            && read_at.duration_since(token.session.last_used_at)
+                >= Self::API_TOKEN_USE_RECORDED_EVERY
+        {
+            // A failed write of the last use refuses nothing: it is shown,
+            // not relied on.
+            let _ = self.users.api_token_used(token.session.id, read_at);
+        }
+        decision
+    }
+
+    fn remember_token(
+        &self,
+        hash: ApiTokenHash,
+        token: Option<ApiTokenRecord>,
+        read_at: Timestamp,
+        generation: u64,
+    ) {
+        if self.staleness.is_zero() {
+            return;
+        }
+        let mut tokens = self
+            .remembered_tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.forgotten.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if tokens.len() >= self.capacity {
+            let (now, staleness) = (self.clock.now(), self.staleness);
+            tokens.retain(|_, (_, at)| now.duration_since(*at) < staleness);
+            if tokens.len() >= self.capacity {
+                tokens.clear();
+            }
+        }
+        tokens.insert(hash, (token, read_at));
     }
 
     fn remember(
@@ -310,7 +445,43 @@ fn decide(claims: &AccessClaims, standing: Option<&Standing>) -> Result<Principa
         username: standing.username.clone(),
         role: standing.role,
         session: claims.session,
+        grant: Grant::Login,
     })
+}
+
+/// An API token may act while it lives (not ended, not expired) and its
+/// user exists, is enabled and revoked nothing after the token was made (a
+/// password change ends API tokens as it ends logins). Every refusal is the
+/// same 401.
+fn decide_api_token(
+    token: &ApiTokenRecord,
+    standing: Option<&Standing>,
+    now: Timestamp,
+) -> Result<(Principal, Timestamp)> {
+    let revoked = Error::InvalidToken(TokenRejection::Revoked);
+    let session = &token.session;
+    let Some(standing) = standing else {
+        return Err(revoked);
+    };
+    if !session.is_live(now) || standing.disabled {
+        return Err(revoked);
+    }
+    // (its end is read with the token itself, not from the user's ended
+    // sessions: always whole, however many sessions ended lately)
+    if standing
+        .revoked_before
+        .is_some_and(|cut| session.created_at < cut)
+    {
+        return Err(revoked);
+    }
+    let principal = Principal {
+        user_id: session.user_id,
+        username: standing.username.clone(),
+        role: standing.role,
+        session: Some(session.id),
+        grant: Grant::ApiToken(token.grant),
+    };
+    Ok((principal, session.expires_at))
 }
 
 /// When the token was issued, in milliseconds: from its `jti` (a UUIDv7

@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 
 mod access;
+mod api_token;
 mod auth;
 mod change;
 mod device;
@@ -92,9 +93,15 @@ mod user;
 mod webhook;
 
 pub use access::AccessGate;
+pub use api_token::{
+    API_TOKEN_PREFIX, ApiTokenGrant, ApiTokenHash, ApiTokenName, ApiTokenRecord, ApiTokenSecret,
+    DEFAULT_API_TOKEN_LIFETIME, DEFAULT_MAX_API_TOKENS, Grant, MAX_API_TOKEN_LIFETIME, Scope,
+    Scopes,
+};
 pub use auth::{
     AccountPatch, AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials,
-    MissingDependency, Registration, SessionService, UserAdmin, UserRef, retry_after_seconds,
+    MissingDependency, NewApiToken, Registration, RequestOrigin, SessionService, UserAdmin,
+    UserRef, retry_after_seconds,
 };
 pub use change::{
     BAD_CURSOR, Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage, CursorError,

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::api_token::{ApiTokenHash, ApiTokenRecord};
 use crate::change::{
     Change, ChangeKind, ChangeLog, LogPosition, MAX_CHANGES_PER_OWNER, MAX_CHANGES_PER_PROJECT,
     MIN_CHANGES_KEPT_PER_PROJECT, Subject, trims_at,
@@ -29,6 +30,9 @@ struct Tables {
     users: BTreeMap<UserId, UserRecord>,
     refresh_tokens: BTreeMap<String, RefreshTokenRecord>,
     sessions: BTreeMap<SessionId, SessionRecord>,
+    /// API tokens by their session; the session's part of each is in
+    /// `sessions` (read back from there).
+    api_tokens: BTreeMap<SessionId, ApiTokenRecord>,
     tasks: BTreeMap<TaskId, Task>,
     /// The change log, oldest first, and the last number handed out.
     log: Vec<Entry>,
@@ -659,6 +663,7 @@ impl UserStore for MemoryStore {
         }
         let existed = tables.users.remove(&id).is_some();
         tables.sessions.retain(|_, s| s.user_id != id);
+        tables.api_tokens.retain(|_, t| t.session.user_id != id);
         tables.refresh_tokens.retain(|_, t| t.user_id != id);
         tables.streams.remove(&id);
         tables
@@ -712,6 +717,22 @@ impl UserStore for MemoryStore {
         ended.truncate(EndedSessions::MAX + 1);
         Ok(Some((record, EndedSessions::read(ended))))
     }
+
+    fn find_api_token(&self, hash: &ApiTokenHash) -> Result<Option<ApiTokenRecord>, StoreError> {
+        let tables = self.tables();
+        Ok(tables
+            .api_tokens
+            .values()
+            .find(|t| t.hash == *hash)
+            .and_then(|t| tables.api_token(t)))
+    }
+
+    fn api_token_used(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError> {
+        if let Some(s) = self.tables().sessions.get_mut(&session) {
+            s.last_used_at = s.last_used_at.max(at);
+        }
+        Ok(())
+    }
 }
 
 impl RefreshTokenStore for MemoryStore {
@@ -746,6 +767,7 @@ impl RefreshTokenStore for MemoryStore {
             .filter(|s| s.user_id == session.user_id && s.is_live(now))
             .map(|s| s.id)
             .collect();
+        live.retain(|id| tables.sessions[id].kind == SessionKind::Login);
         live.sort_unstable_by(|a, b| b.cmp(a));
         let past: BTreeSet<SessionId> = live.into_iter().skip(MAX_LIVE_SESSIONS).collect();
         if !past.is_empty() {
@@ -864,6 +886,51 @@ impl RefreshTokenStore for MemoryStore {
         Ok(tables.end_sessions(user, now, |s| older.contains(&s)))
     }
 
+    fn create_api_token(
+        &self,
+        token: &ApiTokenRecord,
+        max_live: usize,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let session = &token.session;
+        if !tables.users.contains_key(&session.user_id) {
+            return Err(StoreError::MissingReference("API token of an unknown user"));
+        }
+        if tables.sessions.contains_key(&session.id)
+            || tables.api_tokens.values().any(|t| t.hash == token.hash)
+        {
+            return Err(StoreError::Conflict("duplicate session or API token"));
+        }
+        let live = tables
+            .api_tokens
+            .keys()
+            .filter_map(|id| tables.sessions.get(id))
+            .filter(|s| s.user_id == session.user_id && s.is_live(session.created_at))
+            .count();
+        if live >= max_live {
+            return Ok(false);
+        }
+        tables.sessions.insert(session.id, session.clone());
+        tables.api_tokens.insert(session.id, token.clone());
+        Ok(true)
+    }
+
+    fn list_api_tokens(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let tables = self.tables();
+        let mut live: Vec<ApiTokenRecord> = tables
+            .api_tokens
+            .values()
+            .filter_map(|t| tables.api_token(t))
+            .filter(|t| t.session.user_id == user && t.session.is_live(now))
+            .collect();
+        live.sort_by_key(|t| std::cmp::Reverse(t.session.id));
+        Ok(live)
+    }
+
     fn purge_expired_refresh_tokens(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
         let mut tables = self.tables();
         let before = tables.refresh_tokens.len();
@@ -871,11 +938,27 @@ impl RefreshTokenStore for MemoryStore {
         tables
             .sessions
             .retain(|_, s| s.expires_at > cutoff && s.ended_at.is_none_or(|at| at > cutoff));
+        let Tables {
+            sessions,
+            api_tokens,
+            ..
+        } = &mut *tables;
+        api_tokens.retain(|id, _| sessions.contains_key(id));
         Ok(u64::try_from(before - tables.refresh_tokens.len()).unwrap_or(u64::MAX))
     }
 }
 
 impl Tables {
+    /// `token` with its session as it stands now; `None` once the session
+    /// is gone.
+    fn api_token(&self, token: &ApiTokenRecord) -> Option<ApiTokenRecord> {
+        let session = self.sessions.get(&token.session.id)?;
+        Some(ApiTokenRecord {
+            session: session.clone(),
+            ..token.clone()
+        })
+    }
+
     /// The session `token` descends from was used at `at`, and lives until
     /// `token` expires; a family without a session (made before sessions
     /// were recorded) gets one.

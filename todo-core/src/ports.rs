@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::api_token::{ApiTokenHash, ApiTokenRecord};
 use crate::change::{ChangeLog, LogPosition};
 use crate::error::{HashError, StoreError, TokenError};
 use crate::import::{ImportOutcome, ImportPlan};
@@ -61,6 +62,11 @@ pub trait UserStore: Send + Sync {
         id: UserId,
         ended_since: Timestamp,
     ) -> Result<Option<(UserRecord, EndedSessions)>, StoreError>;
+    /// The API token with this digest, live or not (ended, expired): the
+    /// access gate's lookup.
+    fn find_api_token(&self, hash: &ApiTokenHash) -> Result<Option<ApiTokenRecord>, StoreError>;
+    /// Records that the API token (its session) was used at `at`.
+    fn api_token_used(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError>;
 }
 
 /// Sessions (logins) and the refresh tokens that descend from each, by
@@ -136,6 +142,18 @@ pub trait RefreshTokenStore: Send + Sync {
         than: SessionId,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
+    /// Stores a new API token with its session, in one step, unless the
+    /// user already has `max_live` live ones (then `false`, nothing
+    /// stored); fails with [`StoreError::MissingReference`] when the user
+    /// is gone.
+    fn create_api_token(&self, token: &ApiTokenRecord, max_live: usize)
+    -> Result<bool, StoreError>;
+    /// The user's API tokens live at `now`, newest first.
+    fn list_api_tokens(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Vec<ApiTokenRecord>, StoreError>;
     /// Deletes tokens that expired at or before `cutoff`, and sessions that
     /// ended or expired at or before it; returns how many tokens.
     fn purge_expired_refresh_tokens(&self, cutoff: Timestamp) -> Result<u64, StoreError>;
@@ -676,6 +694,15 @@ pub enum AuditEvent<'a> {
         user: UserId,
         /// The one ended; `None`: every other.
         session: Option<SessionId>,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
+    },
+    /// A user made an API token.
+    ApiTokenCreated {
+        /// The user concerned.
+        user: UserId,
+        /// The token's session.
+        token: SessionId,
         /// The client's address, when known.
         client: Option<IpAddr>,
     },

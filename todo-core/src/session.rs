@@ -24,6 +24,9 @@ pub const MAX_LIVE_SESSIONS: usize = 100;
 pub enum SessionKind {
     /// A login with a password: its refresh tokens keep it going.
     Login,
+    /// An API token ([`crate::ApiTokenRecord`]): it acts by itself until
+    /// it expires or is ended.
+    ApiToken,
 }
 
 impl SessionKind {
@@ -32,6 +35,7 @@ impl SessionKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Login => "login",
+            Self::ApiToken => "api_token",
         }
     }
 
@@ -40,6 +44,7 @@ impl SessionKind {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "login" => Some(Self::Login),
+            "api_token" => Some(Self::ApiToken),
             _ => None,
         }
     }
@@ -177,7 +182,7 @@ impl UserAgent {
 
 /// Format characters that change how text around them shows without
 /// showing themselves: a device name could pass for another with them.
-fn invisible(c: char) -> bool {
+pub(crate) fn invisible(c: char) -> bool {
     matches!(c,
         '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}'
         | '\u{FEFF}' | '\u{061C}' | '\u{00AD}')

@@ -48,6 +48,7 @@ impl AccessClaims {
             username: self.username.clone(),
             role: self.role,
             session: self.session,
+            grant: crate::Grant::Login,
         }
     }
 }
@@ -61,8 +62,12 @@ pub struct Principal {
     pub username: Username,
     /// Their role, as the store has it now.
     pub role: Role,
-    /// The session the caller's token came from, if it names one.
+    /// The session the caller's token came from, if it names one (an API
+    /// token's own session).
     pub session: Option<SessionId>,
+    /// What the caller's credentials allow: everything for a login's
+    /// access token, its scopes and project for an API token.
+    pub grant: crate::Grant,
 }
 
 /// Issuer, audience and lifetimes of the tokens the auth service hands out.

@@ -71,6 +71,14 @@ impl<'a> Line<'a> {
                 family: session,
                 ..Self::user("sessions_ended", user, client)
             },
+            AuditEvent::ApiTokenCreated {
+                user,
+                token,
+                client,
+            } => Self {
+                family: Some(token),
+                ..Self::user("api_token_created", user, client)
+            },
             AuditEvent::AccountDeleted { user, client } => {
                 Self::user("account_deleted", user, client)
             }

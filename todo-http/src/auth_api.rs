@@ -85,6 +85,11 @@ pub struct AuthApi {
 }
 
 impl AuthApi {
+    /// The services it serves.
+    pub(crate) fn services(&self) -> &AuthServices {
+        &self.service
+    }
+
     /// `jwks` is the served key set; `probes` answer readiness and add gauges.
     pub fn new(
         service: AuthServices,
@@ -184,6 +189,11 @@ impl AuthApi {
     /// The bearer token's principal, admitted by the services' gate, and
     /// when the token expires.
     async fn admit(&self, token: &str) -> Result<(Principal, i64), ApiError> {
+        if todo_core::ApiTokenSecret::is_claimed_by(token) {
+            let (principal, expires_at) =
+                crate::gate::admit_api_token(self.service.gate(), token).await?;
+            return Ok((principal, expires_at.unix_seconds()));
+        }
         let claims = self
             .service
             .gate()
@@ -506,7 +516,8 @@ struct ValidateDto<'a> {
 #[schema(as = Session)]
 struct SessionDto {
     id: String,
-    /// `login`: a sign-in with a password (`api_token` to come, #17).
+    /// `login`: a sign-in with a password; `api_token`: an API token
+    /// (`/v1/api-tokens`).
     #[schema(value_type = String, pattern = "^(login|api_token)$")]
     kind: &'static str,
     created_at: String,
@@ -601,6 +612,11 @@ fn auth_routes() -> OpenApiRouter<Arc<AuthApi>> {
         .routes(routes!(list_sessions))
         .routes(routes!(end_session))
         .routes(routes!(end_other_sessions))
+        .routes(routes!(
+            crate::api_tokens_api::create_api_token,
+            crate::api_tokens_api::list_api_tokens
+        ))
+        .routes(routes!(crate::api_tokens_api::revoke_api_token))
         .routes(routes!(list_users))
         .routes(routes!(get_user, patch_user, delete_user))
         .routes(routes!(user_sessions, end_user_sessions))

@@ -32,8 +32,8 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response};
 use hyper::body::{Body, Frame};
 use todo_core::{
-    AccessClaims, Change, ChangeCursor, ChangeLimit, ChangeSubscription, CursorError,
-    Error as CoreError, UserId, ValidationError,
+    AccessClaims, ApiTokenSecret, Change, ChangeCursor, ChangeLimit, ChangeSubscription,
+    CursorError, Error as CoreError, Scope, UserId, ValidationError,
 };
 use tokio::sync::mpsc;
 
@@ -186,14 +186,25 @@ pub(crate) async fn events(
     Client(client): Client,
     control: Option<Extension<LiveControl>>,
 ) -> Result<Response<axum::body::Body>, ApiError> {
-    let claims = api.verified_claims(bearer(&headers)?).await?;
-    // Within the verifier's leeway past `exp`: the first recheck would
-    // end the stream at once, and the client would come straight back.
-    if api.gate().has_expired(&claims) {
-        return Err(ApiError::invalid_token());
-    }
-    crate::gate::admit(api.gate(), claims.clone()).await?;
-    let owner = claims.subject;
+    let token = bearer(&headers)?;
+    let (owner, credential) = if ApiTokenSecret::is_claimed_by(token) {
+        let secret = ApiTokenSecret::parse(token).ok_or_else(ApiError::invalid_token)?;
+        let (principal, _) = crate::gate::admit_api_secret(api.gate(), secret.clone()).await?;
+        // (a stream spans every project: no token limited to one reads it)
+        if !principal.grant.allows(Scope::EventsRead) || principal.grant.project().is_some() {
+            return Err(ApiError::insufficient_scope(Some(Scope::EventsRead)));
+        }
+        (principal.user_id, Credential::ApiToken(secret))
+    } else {
+        let claims = api.verified_claims(token).await?;
+        // Within the verifier's leeway past `exp`: the first recheck would
+        // end the stream at once, and the client would come straight back.
+        if api.gate().has_expired(&claims) {
+            return Err(ApiError::invalid_token());
+        }
+        crate::gate::admit(api.gate(), claims.clone()).await?;
+        (claims.subject, Credential::Access(claims))
+    };
     let (since, field) = resume_from(&headers, query.as_deref())?;
     let ticket = api.live_streams().enter(owner, client)?;
     let live = call(api.service(), move |s| {
@@ -211,7 +222,8 @@ pub(crate) async fn events(
     let (events, backlog) = mpsc::channel(BACKLOG);
     let pump = Pump {
         api,
-        claims,
+        owner,
+        credential,
         events,
         control: control.map(|Extension(control)| control),
         _held: (
@@ -274,7 +286,8 @@ fn resume_from(
 /// the token, the server and the client.
 struct Pump {
     api: Arc<TaskApi>,
-    claims: AccessClaims,
+    owner: UserId,
+    credential: Credential,
     events: mpsc::Sender<Bytes>,
     control: Option<LiveControl>,
     /// Held for as long as the stream runs.
@@ -283,7 +296,7 @@ struct Pump {
 
 impl Pump {
     async fn run(mut self, mut live: ChangeSubscription) {
-        let owner = self.claims.subject;
+        let owner = self.owner;
         let start = tokio::time::Instant::now();
         let mut heartbeat = tokio::time::interval_at(start + HEARTBEAT, HEARTBEAT);
         let mut recheck = tokio::time::interval_at(start + RECHECK, RECHECK);
@@ -375,9 +388,25 @@ impl Pump {
 
     async fn still_admitted(&self) -> bool {
         let gate = self.api.gate();
-        !gate.has_expired(&self.claims)
-            && crate::gate::admit(gate, self.claims.clone()).await.is_ok()
+        match &self.credential {
+            Credential::Access(claims) => {
+                !gate.has_expired(claims) && crate::gate::admit(gate, claims.clone()).await.is_ok()
+            }
+            // (an API token's expiry and end are weighed by its admission)
+            Credential::ApiToken(secret) => crate::gate::admit_api_secret(gate, secret.clone())
+                .await
+                .is_ok(),
+        }
     }
+}
+
+/// What a stream was opened with, weighed again every recheck: the stream
+/// ends with it.
+enum Credential {
+    /// A login's access token, by its verified claims.
+    Access(AccessClaims),
+    /// An API token with `events:read`.
+    ApiToken(ApiTokenSecret),
 }
 
 /// Resolves when shutdown begins; never without a server of ours.

@@ -5,6 +5,7 @@
 //! (401 before anything else), then the path, then the body (read last,
 //! and only for a caller who may send one).
 
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
@@ -14,7 +15,7 @@ use http::HeaderMap;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, IF_MATCH};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
-use todo_core::{Precondition, Principal, TaskId, TaskVersion, UserId};
+use todo_core::{Precondition, Principal, Scope, TaskId, TaskVersion, UserId};
 use utoipa::openapi::Required;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type};
@@ -127,8 +128,10 @@ impl<T: Authenticates> Authenticates for Arc<T> {
     }
 }
 
-/// The authenticated caller: a bearer token verified and admitted by the
-/// access gate (see `todo_core::AccessGate`).
+/// The authenticated caller, signed in: a login's access token verified
+/// and admitted by the access gate (see `todo_core::AccessGate`). An API
+/// token is refused (403 `insufficient_scope`): what an operation does not
+/// grant to a scope ([`Scoped`]), only a login may do.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
@@ -137,7 +140,69 @@ impl<S: Authenticates> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers)?;
-        state.principal(token).await.map(Self)
+        let principal = state.principal(token).await?;
+        if !principal.grant.is_login() {
+            return Err(ApiError::insufficient_scope(None));
+        }
+        Ok(Self(principal))
+    }
+}
+
+/// A scope an operation needs of an API token (a login has them all).
+pub trait NeedsScope: Send + Sync {
+    /// The scope.
+    const SCOPE: Scope;
+}
+
+macro_rules! scopes_needed {
+    ($($(#[$doc:meta])* $name:ident => $scope:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+        impl NeedsScope for $name {
+            const SCOPE: Scope = Scope::$scope;
+        }
+    )*};
+}
+
+scopes_needed! {
+    /// `tasks:read`.
+    TasksRead => TasksRead;
+    /// `tasks:write`.
+    TasksWrite => TasksWrite;
+    /// `projects:read`.
+    ProjectsRead => ProjectsRead;
+    /// `projects:write`.
+    ProjectsWrite => ProjectsWrite;
+    /// `events:read`.
+    EventsRead => EventsRead;
+}
+
+/// The authenticated caller of an operation an API token may make with
+/// scope `N`: a login, or an API token that has it (else 403
+/// `insufficient_scope` naming it). The handler still honours the
+/// token's project, if it names one ([`Scoped::project`]).
+#[derive(Debug, Clone)]
+pub struct Scoped<N>(pub Principal, PhantomData<N>);
+
+impl<N> Scoped<N> {
+    /// The one project the caller's token is limited to, if any.
+    #[must_use]
+    pub fn project(&self) -> Option<todo_core::ProjectId> {
+        self.0.grant.project()
+    }
+}
+
+impl<S: Authenticates, N: NeedsScope> FromRequestParts<S> for Scoped<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)?;
+        let principal = state.principal(token).await?;
+        if !principal.grant.allows(N::SCOPE) {
+            return Err(ApiError::insufficient_scope(Some(N::SCOPE)));
+        }
+        Ok(Self(principal, PhantomData))
     }
 }
 

@@ -70,6 +70,7 @@
 #![deny(missing_docs)]
 
 mod admission;
+mod api_tokens_api;
 pub mod audit;
 mod auth_api;
 mod blocking;

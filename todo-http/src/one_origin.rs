@@ -45,7 +45,8 @@ impl Api for OneOrigin {
 
 /// auth-server's API and the web page (`auth-server --web-page`): the same
 /// origin as [`OneOrigin`], spread over two services by a gateway that
-/// routes the page's files and `/v1/auth`, `/v1/users`, `/v1/sessions` here
+/// routes the page's files and `/v1/auth`, `/v1/users`, `/v1/sessions`,
+/// `/v1/api-tokens` here
 /// and `/v1/tasks` to task-server. Cookie sessions are on.
 #[derive(Debug)]
 pub struct AuthWithPage {

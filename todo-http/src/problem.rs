@@ -275,6 +275,35 @@ impl ApiError {
         .with_challenge("Bearer error=\"invalid_token\"")
     }
 
+    /// 403 for an API token whose scopes do not cover the call (or a call
+    /// only a login may make), naming the scope it lacks (RFC 6750 §3.1).
+    pub fn insufficient_scope(scope: Option<todo_core::Scope>) -> Self {
+        use todo_core::Scope;
+        let challenge = match scope {
+            Some(Scope::TasksRead) => "Bearer error=\"insufficient_scope\", scope=\"tasks:read\"",
+            Some(Scope::TasksWrite) => "Bearer error=\"insufficient_scope\", scope=\"tasks:write\"",
+            Some(Scope::ProjectsRead) => {
+                "Bearer error=\"insufficient_scope\", scope=\"projects:read\""
+            }
+            Some(Scope::ProjectsWrite) => {
+                "Bearer error=\"insufficient_scope\", scope=\"projects:write\""
+            }
+            Some(Scope::EventsRead) => "Bearer error=\"insufficient_scope\", scope=\"events:read\"",
+            None => "Bearer error=\"insufficient_scope\"",
+        };
+        let detail = match scope {
+            Some(scope) => format!("this API token does not have the scope {}", scope.as_str()),
+            None => "an API token cannot do this: sign in".to_owned(),
+        };
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "urn:todo:problem:insufficient-scope",
+            "Forbidden",
+            detail,
+        )
+        .with_challenge(challenge)
+    }
+
     /// 500; `detail` goes to the log, never to the client.
     pub fn internal(detail: impl Into<String>) -> Self {
         let mut error = Self::new(

@@ -9,13 +9,14 @@ use http::StatusCode;
 use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    Description, Member, NewProject, Page, PageLimit, Project, ProjectColor, ProjectCursor,
-    ProjectId, ProjectName, ProjectPatch, ProjectRole, ProjectService, Username,
+    Description, Error as CoreError, Member, NewProject, Page, PageLimit, Project, ProjectColor,
+    ProjectCursor, ProjectId, ProjectName, ProjectPatch, ProjectRole, ProjectService, Scope,
+    UserId, Username,
 };
 use utoipa::ToSchema;
 
 use crate::blocking::call;
-use crate::extract::{Caller, Conditional, JsonBytes, Path, PathId};
+use crate::extract::{Conditional, JsonBytes, Path, PathId, ProjectsRead, ProjectsWrite, Scoped};
 use crate::front::{ApiResponse, json_value, no_content};
 use crate::problem::ApiError;
 use crate::request::query_int;
@@ -202,13 +203,17 @@ fn project_response(
     ))]
 pub(crate) async fn create_project(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<ProjectsWrite>,
     mounted_at: Option<axum::Extension<NestedPath>>,
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
+    // (a token limited to one project makes no other)
+    if caller.project().is_some() {
+        return Err(ApiError::insufficient_scope(Some(Scope::ProjectsWrite)));
+    }
     let new = new_project(crate::request::decode_json(&body)?)?;
-    let owner = caller.user_id;
+    let owner = caller.0.user_id;
     let made = api
         .write(owner, service, move |s| s.create(owner, new))
         .await?;
@@ -230,7 +235,7 @@ pub(crate) async fn create_project(
     responses((status = 200, description = "A page of projects, each with my role", body = ProjectPage)))]
 pub(crate) async fn list_projects(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<ProjectsRead>,
     RawQuery(query): RawQuery,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
@@ -244,9 +249,33 @@ pub(crate) async fn list_projects(
             cursor = Some(ProjectCursor::parse(&value).map_err(invalid)?);
         }
     }
-    let caller = caller.user_id;
-    let page = call(service, move |s| s.list(caller, limit, cursor)).await?;
+    let (limited, caller) = (caller.project(), caller.0.user_id);
+    let page = match limited {
+        // A token limited to one project sees that one, on one page.
+        Some(only) => {
+            let found = call(service, move |s| match s.get(caller, only) {
+                Err(CoreError::NotFound) => Ok(None),
+                found => found.map(Some),
+            })
+            .await?;
+            Page {
+                items: found.into_iter().filter(|_| cursor.is_none()).collect(),
+                next_cursor: None,
+            }
+        }
+        None => call(service, move |s| s.list(caller, limit, cursor)).await?,
+    };
     page_response(&page)
+}
+
+/// The caller's user id, if `project` is within what their credentials
+/// reach (a token limited to another project: "not found", as for a
+/// project they are not a member of).
+fn within<N>(caller: &Scoped<N>, project: ProjectId) -> Result<UserId, ApiError> {
+    match caller.project() {
+        Some(only) if only != project => Err(ApiError::from(CoreError::NotFound)),
+        _ => Ok(caller.0.user_id),
+    }
 }
 
 fn page_response(
@@ -267,11 +296,11 @@ fn page_response(
     ))]
 pub(crate) async fn get_project(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<ProjectsRead>,
     Path(id): Path<ProjectId>,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
-    let caller = caller.user_id;
+    let caller = within(&caller, id)?;
     let found = call(service, move |s| s.get(caller, id)).await?;
     project_response(StatusCode::OK, &found)
 }
@@ -292,13 +321,13 @@ pub(crate) async fn get_project(
     ))]
 pub(crate) async fn update_project(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<ProjectsWrite>,
     Conditional(id, condition): Conditional<ProjectId>,
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
     let patch = project_patch(crate::request::decode_json(&body)?)?;
-    let caller = caller.user_id;
+    let caller = within(&caller, id)?;
     let changed = api
         .write(caller, service, move |s| {
             s.update(caller, id, patch, condition)
@@ -318,11 +347,11 @@ pub(crate) async fn update_project(
     ))]
 pub(crate) async fn delete_project(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<ProjectsWrite>,
     Conditional(id, condition): Conditional<ProjectId>,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
-    let caller = caller.user_id;
+    let caller = within(&caller, id)?;
     api.write(caller, service, move |s| s.delete(caller, id, condition))
         .await?;
     Ok(no_content())
@@ -337,13 +366,13 @@ pub(crate) async fn delete_project(
     ))]
 pub(crate) async fn list_members(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<ProjectsRead>,
     Path(id): Path<ProjectId>,
     RawQuery(query): RawQuery,
 ) -> Result<ApiResponse, ApiError> {
     crate::request::query_pairs(query.as_deref(), &[])?;
     let service = projects(&api)?;
-    let caller = caller.user_id;
+    let caller = within(&caller, id)?;
     let members = call(service, move |s| s.members(caller, id)).await?;
     let items = members
         .iter()
@@ -390,7 +419,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MemberPath {
     ))]
 pub(crate) async fn put_member(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<ProjectsWrite>,
     MemberPath(id, username): MemberPath,
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
@@ -398,7 +427,7 @@ pub(crate) async fn put_member(
     let body: RoleBody = crate::request::decode_json(&body)?;
     let role =
         ProjectRole::parse_grantable(&body.role).map_err(|e| ApiError::validation(vec![e]))?;
-    let caller = caller.user_id;
+    let caller = within(&caller, id)?;
     let (member, name) = api
         .write(caller, service, move |s| {
             s.set_member(caller, id, &username, role)
@@ -421,11 +450,11 @@ pub(crate) async fn put_member(
     ))]
 pub(crate) async fn delete_member(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<ProjectsWrite>,
     MemberPath(id, username): MemberPath,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
-    let caller = caller.user_id;
+    let caller = within(&caller, id)?;
     api.write(caller, service, move |s| {
         s.remove_member(caller, id, &username)
     })

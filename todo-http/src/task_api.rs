@@ -21,7 +21,9 @@ use utoipa_axum::routes;
 
 use crate::blocking::{blocking, call};
 use crate::events::LiveStreams;
-use crate::extract::{Authenticates, Caller, Conditional, JsonBytes, Path};
+use crate::extract::{
+    Authenticates, Conditional, EventsRead, JsonBytes, Path, Scoped, TasksRead, TasksWrite,
+};
 use crate::front::{Api, ApiResponse, json_value, no_content};
 use crate::keys::{KeyRefresh, Refetch};
 
@@ -176,6 +178,10 @@ impl Authenticates for TaskApi {
     /// that cannot be known now (a fetch running or failing) is a 503 with
     /// `Retry-After`, not a 401: the token may be one just issued.
     async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
+        if todo_core::ApiTokenSecret::is_claimed_by(token) {
+            let (principal, _) = crate::gate::admit_api_token(&self.gate, token).await?;
+            return Ok(principal);
+        }
         let claims = self.verified_claims(token).await?;
         crate::gate::admit(&self.gate, claims).await
     }
@@ -777,12 +783,17 @@ type Tasks = State<Arc<TaskApi>>;
     ))]
 async fn create_task(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<TasksWrite>,
     mounted_at: Option<axum::Extension<NestedPath>>,
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
-    let new = decode_new_task(&body)?;
-    let owner = caller.user_id;
+    let mut new = decode_new_task(&body)?;
+    // A token limited to a project adds there (a subtask, where its parent
+    // is: the store refuses a parent elsewhere).
+    if let Some(limit) = caller.project() {
+        new.project = Some(within(limit, new.project.unwrap_or(limit))?);
+    }
+    let owner = caller.0.user_id;
     let task = api
         .write(owner, &api.service, move |s| s.create(owner, new))
         .await?;
@@ -817,11 +828,14 @@ async fn create_task(
     ))]
 async fn list_tasks(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<TasksRead>,
     RawQuery(query): RawQuery,
 ) -> Result<ApiResponse, ApiError> {
-    let (query, cursor) = decode_list_query(query.as_deref())?;
-    let owner = caller.user_id;
+    let (mut query, cursor) = decode_list_query(query.as_deref())?;
+    if let Some(limit) = caller.project() {
+        query.project = Some(within(limit, query.project.unwrap_or(limit))?);
+    }
+    let owner = caller.0.user_id;
     // In place on this worker when the store can answer without waiting
     // (a short page of little text); else read and rendered on the blocking
     // pool, since a page of large tasks is megabytes of JSON.
@@ -885,15 +899,46 @@ fn task_page(page: &Page<Task, TaskCursor>) -> Result<ApiResponse, ApiError> {
     ))]
 async fn get_task(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<TasksRead>,
     Path(id): Path<TaskId>,
 ) -> Result<ApiResponse, ApiError> {
+    let task = read_task(&api, &caller.0, id).await?;
+    if let Some(limit) = caller.project() {
+        within(limit, task.project)?;
+    }
+    task_response(StatusCode::OK, &task)
+}
+
+/// The task as `caller` sees it (404 if they do not).
+async fn read_task(api: &Arc<TaskApi>, caller: &Principal, id: TaskId) -> Result<Task, ApiError> {
     let owner = caller.user_id;
-    let task = match api.service.get_in_place(owner, id) {
+    Ok(match api.service.get_in_place(owner, id) {
         Some(task) => task?,
         None => call(&api.service, move |s| s.get(owner, id)).await?,
-    };
-    task_response(StatusCode::OK, &task)
+    })
+}
+
+/// `project`, if it is the one a caller's API token is limited to; else
+/// "not found", as for anything the caller cannot see.
+fn within(limit: ProjectId, project: ProjectId) -> Result<ProjectId, ApiError> {
+    if project == limit {
+        Ok(project)
+    } else {
+        Err(CoreError::NotFound.into())
+    }
+}
+
+/// For a caller limited to one project: the task must be in it (a task
+/// never changes project, so what is read here holds for the write after).
+async fn check_within<N>(
+    api: &Arc<TaskApi>,
+    caller: &Scoped<N>,
+    id: TaskId,
+) -> Result<(), ApiError> {
+    if let Some(limit) = caller.project() {
+        within(limit, read_task(api, &caller.0, id).await?.project)?;
+    }
+    Ok(())
 }
 
 /// Change a task (JSON merge patch).
@@ -911,13 +956,14 @@ async fn get_task(
     ))]
 async fn update_task(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<TasksWrite>,
     Conditional(id, condition): Conditional<TaskId>,
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
     // The request must be valid before its precondition is weighed.
     let patch = decode_task_patch(&body)?;
-    let owner = caller.user_id;
+    check_within(&api, &caller, id).await?;
+    let owner = caller.0.user_id;
     let written = api
         .write(owner, &api.service, move |s| {
             s.write_if(owner, id, patch, condition)
@@ -942,10 +988,11 @@ async fn update_task(
     ))]
 async fn delete_task(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<TasksWrite>,
     Conditional(id, condition): Conditional<TaskId>,
 ) -> Result<ApiResponse, ApiError> {
-    let owner = caller.user_id;
+    check_within(&api, &caller, id).await?;
+    let owner = caller.0.user_id;
     api.write(owner, &api.service, move |s| {
         s.delete_if(owner, id, condition)
     })
@@ -1068,9 +1115,17 @@ const CHANGES_PARAMS: &[&str] = &["since", "limit"];
     ))]
 async fn list_changes(
     State(api): Tasks,
-    Caller(caller): Caller,
+    caller: Scoped<EventsRead>,
     RawQuery(query): RawQuery,
 ) -> Result<ApiResponse, ApiError> {
+    // (a stream spans every project: no token limited to one reads it;
+    // none is made with both)
+    if caller.project().is_some() {
+        return Err(ApiError::insufficient_scope(Some(
+            todo_core::Scope::EventsRead,
+        )));
+    }
+    let caller = caller.0;
     let invalid = |e| ApiError::validation(vec![e]);
     let (mut since, mut limit) = (None, ChangeLimit::default());
     for (name, value) in crate::request::query_pairs(query.as_deref(), CHANGES_PARAMS)? {

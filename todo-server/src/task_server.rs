@@ -120,7 +120,10 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     ));
     // Every request is admitted against the accounts in the shared
     // database: deleted, disabled and revoked users are refused within 1 s.
-    let gate = Arc::new(AccessGate::new(cached, Arc::new(store.clone()), clock));
+    let gate = Arc::new(
+        AccessGate::new(cached, Arc::new(store.clone()), clock)
+            .with_api_tokens(Arc::new(todo_auth::Sha256Digest)),
+    );
     // Changes committed through other instances wake this one's live
     // streams (PostgreSQL's LISTEN/NOTIFY; SQLite has no other writer).
     // Kept until the server stops.

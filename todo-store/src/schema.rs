@@ -28,6 +28,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_tokens (session_id) {
+        session_id -> Text,
+        token_hash -> Text,
+        name -> Text,
+        scopes -> Text,
+        project_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Text,
         user_id -> Text,
@@ -257,12 +267,14 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(api_tokens -> sessions (session_id));
 diesel::joinable!(tasks -> users (owner_id));
 diesel::joinable!(project_members -> projects (project_id));
 diesel::joinable!(project_members -> users (user_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(task_labels -> tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
     sessions,
     task_reminders,
     project_feeds,

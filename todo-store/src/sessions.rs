@@ -16,13 +16,13 @@
 
 use diesel::prelude::*;
 use todo_core::{
-    MAX_LIVE_SESSIONS, SessionId, SessionKind, SessionRecord, StoreError, Timestamp, UserAgent,
-    UserId,
+    ApiTokenGrant, ApiTokenHash, ApiTokenName, ApiTokenRecord, MAX_LIVE_SESSIONS, ProjectId,
+    Scopes, SessionId, SessionKind, SessionRecord, StoreError, Timestamp, UserAgent, UserId,
 };
 
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{refresh_tokens, sessions};
+use crate::schema::{api_tokens, refresh_tokens, sessions};
 use crate::tasks::native;
 
 /// The most live sessions a user has, as a query's limit.
@@ -109,11 +109,13 @@ pub(crate) fn used(
     .map(|_| ())
 }
 
-/// Ends the user's oldest live sessions past [`MAX_LIVE_SESSIONS`] (in a
-/// login's transaction, after its session is stored).
+/// Ends the user's oldest live logins past [`MAX_LIVE_SESSIONS`] (in a
+/// login's transaction, after its session is stored); API tokens have a
+/// quota of their own.
 pub(crate) fn end_past_cap(conn: &mut AnyConnection, user: &str, now: i64) -> QueryResult<()> {
     let past: Vec<String> = sessions::table
         .filter(sessions::user_id.eq(user))
+        .filter(sessions::kind.eq(SessionKind::Login.as_str()))
         .filter(sessions::ended_at.is_null())
         .filter(sessions::expires_at.gt(now))
         .order(sessions::id.desc())
@@ -260,4 +262,77 @@ pub(crate) fn end(
         ended += live as u64;
     }
     Ok(ended)
+}
+
+/// The most sessions a list holds: every live login, and up to a thousand
+/// live API tokens (each user's quota is 50 by default).
+pub(crate) const LISTED_SESSIONS: i64 = LIVE_SESSIONS + 1000;
+
+/// What `api_tokens` keeps of a token beside its session.
+#[derive(Queryable, Insertable)]
+#[diesel(table_name = api_tokens)]
+pub(crate) struct ApiTokenRow {
+    session_id: String,
+    token_hash: String,
+    name: String,
+    scopes: String,
+    project_id: Option<String>,
+}
+
+impl ApiTokenRow {
+    pub(crate) fn from_record(token: &ApiTokenRecord) -> Self {
+        Self {
+            session_id: token.session.id.to_string(),
+            token_hash: token.hash.as_str().to_owned(),
+            name: token.name.as_str().to_owned(),
+            scopes: token.grant.scopes.to_stored(),
+            project_id: token.grant.project.map(|p| p.to_string()),
+        }
+    }
+
+    pub(crate) fn into_record(self, session: SessionRow) -> Result<ApiTokenRecord, StoreError> {
+        let bad = || corrupt("API token");
+        Ok(ApiTokenRecord {
+            session: session.into_record()?,
+            hash: ApiTokenHash::new(self.token_hash),
+            name: ApiTokenName::parse(&self.name).map_err(|_| bad())?,
+            grant: ApiTokenGrant {
+                scopes: Scopes::from_stored(&self.scopes).ok_or_else(bad)?,
+                project: self
+                    .project_id
+                    .map(|p| ProjectId::parse(&p).map_err(|_| bad()))
+                    .transpose()?,
+            },
+        })
+    }
+}
+
+/// Stores an API token and its session unless the user has `max_live`
+/// live ones already (`false`); in the caller's transaction. The user's
+/// row is taken first (PostgreSQL), so that two at once count in turn.
+pub(crate) fn create_api_token(
+    conn: &mut AnyConnection,
+    token: &ApiTokenRecord,
+    max_live: usize,
+) -> QueryResult<bool> {
+    let user = token.session.user_id.to_string();
+    let now = token.session.created_at.unix_micros();
+    crate::users::lock_user_for_count(conn, &user)?;
+    let live: i64 = sessions::table
+        .filter(sessions::user_id.eq(&user))
+        .filter(sessions::kind.eq(SessionKind::ApiToken.as_str()))
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .count()
+        .get_result(conn)?;
+    if usize::try_from(live).unwrap_or(usize::MAX) >= max_live {
+        return Ok(false);
+    }
+    diesel::insert_into(sessions::table)
+        .values(SessionRow::from_record(&token.session))
+        .execute(conn)?;
+    diesel::insert_into(api_tokens::table)
+        .values(ApiTokenRow::from_record(token))
+        .execute(conn)?;
+    Ok(true)
 }

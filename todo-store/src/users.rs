@@ -2,16 +2,18 @@
 
 use diesel::prelude::*;
 use todo_core::{
-    Email, EndedSessions, PasswordHash, Project, RefreshTokenHash, RefreshTokenRecord,
-    RefreshTokenStore, Role, SessionId, SessionRecord, StoreError, Timestamp, User, UserChange,
-    UserId, UserRecord, UserStore, Username,
+    ApiTokenHash, ApiTokenRecord, Email, EndedSessions, PasswordHash, Project, RefreshTokenHash,
+    RefreshTokenRecord, RefreshTokenStore, Role, SessionId, SessionRecord, StoreError, Timestamp,
+    User, UserChange, UserId, UserRecord, UserStore, Username,
 };
 
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
-use crate::schema::{login_failures, project_members, projects, refresh_tokens, sessions, users};
-use crate::sessions::{LIVE_SESSIONS, SessionRow, Which};
+use crate::schema::{
+    api_tokens, login_failures, project_members, projects, refresh_tokens, sessions, users,
+};
+use crate::sessions::{ApiTokenRow, LISTED_SESSIONS, SessionRow, Which};
 
 #[derive(Queryable, Insertable, AsChangeset)]
 #[diesel(table_name = users, treat_none_as_null = true)]
@@ -279,6 +281,33 @@ impl UserStore for SqlStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some((user.into_record()?, EndedSessions::read(ended))))
     }
+
+    fn find_api_token(&self, hash: &ApiTokenHash) -> Result<Option<ApiTokenRecord>, StoreError> {
+        let row = self.with_conn(|conn| {
+            api_tokens::table
+                .inner_join(sessions::table)
+                .filter(api_tokens::token_hash.eq(hash.as_str()))
+                .select((api_tokens::all_columns, sessions::all_columns))
+                .first::<(ApiTokenRow, SessionRow)>(conn)
+                .optional()
+        })?;
+        row.map(|(token, session)| token.into_record(session))
+            .transpose()
+    }
+
+    fn api_token_used(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError> {
+        let (id, at) = (session.to_string(), at.unix_micros());
+        self.with_write_conn(|conn| {
+            diesel::update(
+                sessions::table
+                    .filter(sessions::id.eq(&id))
+                    .filter(sessions::last_used_at.lt(at)),
+            )
+            .set(sessions::last_used_at.eq(at))
+            .execute(conn)
+        })?;
+        Ok(())
+    }
 }
 
 #[derive(Queryable, Insertable)]
@@ -470,7 +499,7 @@ impl RefreshTokenStore for SqlStore {
                 .filter(sessions::expires_at.gt(now.unix_micros()))
                 .filter(sessions::created_at.ge(cut))
                 .order(sessions::id.desc())
-                .limit(LIVE_SESSIONS)
+                .limit(LISTED_SESSIONS)
                 .load::<SessionRow>(conn)
         })?;
         rows.into_iter().map(SessionRow::into_record).collect()
@@ -513,6 +542,38 @@ impl RefreshTokenStore for SqlStore {
                 crate::sessions::end_older(conn, &user, &than, now.unix_micros())
             })
         })
+    }
+
+    fn create_api_token(
+        &self,
+        token: &ApiTokenRecord,
+        max_live: usize,
+    ) -> Result<bool, StoreError> {
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| crate::sessions::create_api_token(conn, token, max_live))
+        })
+    }
+
+    fn list_api_tokens(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let user = user.to_string();
+        let rows = self.with_conn(|conn| {
+            api_tokens::table
+                .inner_join(sessions::table)
+                .filter(sessions::user_id.eq(&user))
+                .filter(sessions::ended_at.is_null())
+                .filter(sessions::expires_at.gt(now.unix_micros()))
+                .order(sessions::id.desc())
+                .limit(LISTED_SESSIONS)
+                .select((api_tokens::all_columns, sessions::all_columns))
+                .load::<(ApiTokenRow, SessionRow)>(conn)
+        })?;
+        rows.into_iter()
+            .map(|(token, session)| token.into_record(session))
+            .collect()
     }
 
     fn purge_expired_refresh_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use super::{AccountService, AuthServices, SessionService, Shared, UserAdmin};
 use crate::access::AccessGate;
+use crate::api_token::DEFAULT_MAX_API_TOKENS;
 use crate::ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditSink, LoginBackoff, NoAudit, PasswordHasher,
-    RateLimiter, RefreshTokenHasher, RefreshTokenStore, Unlimited, UserStore,
+    RateLimiter, RefreshTokenHasher, RefreshTokenStore, Sha256, Unlimited, UserStore,
 };
 use crate::random::Random;
 use crate::time::Clock;
@@ -98,6 +99,8 @@ pub struct AuthServicesBuilder {
     audit: Arc<dyn AuditSink>,
     policy: TokenPolicy,
     registration_open: bool,
+    api_token_digest: Option<Arc<dyn Sha256>>,
+    max_api_tokens: usize,
 }
 
 impl Default for AuthServicesBuilder {
@@ -115,6 +118,8 @@ impl Default for AuthServicesBuilder {
             audit: Arc::new(NoAudit),
             policy: TokenPolicy::default(),
             registration_open: true,
+            api_token_digest: None,
+            max_api_tokens: DEFAULT_MAX_API_TOKENS,
         }
     }
 }
@@ -204,6 +209,20 @@ impl AuthServicesBuilder {
         self
     }
 
+    /// Offers API tokens, stored and looked up by their SHA-256 with
+    /// `digest` (without it, creating one fails and the gate refuses any).
+    pub fn api_tokens(mut self, digest: Arc<dyn Sha256>) -> Self {
+        self.api_token_digest = Some(digest);
+        self
+    }
+
+    /// The most live API tokens a user may have (default
+    /// [`DEFAULT_MAX_API_TOKENS`]); one more is refused as over quota.
+    pub fn max_api_tokens(mut self, max: usize) -> Self {
+        self.max_api_tokens = max;
+        self
+    }
+
     /// Whether anyone may register (the default), or only administrators
     /// create users: closed, [`SessionService::register`] fails with
     /// [`crate::Error::RegistrationClosed`].
@@ -260,11 +279,11 @@ impl AuthServicesBuilder {
         else {
             return Err(MissingDependency { missing });
         };
-        let gate = Arc::new(AccessGate::new(
-            verifier,
-            Arc::clone(&users),
-            Arc::clone(&clock),
-        ));
+        let mut gate = AccessGate::new(verifier, Arc::clone(&users), Arc::clone(&clock));
+        if let Some(digest) = &self.api_token_digest {
+            gate = gate.with_api_tokens(Arc::clone(digest));
+        }
+        let gate = Arc::new(gate);
         let shared = Arc::new(Shared {
             users,
             refresh_tokens,
@@ -275,6 +294,8 @@ impl AuthServicesBuilder {
             audit: self.audit,
             gate,
             policy: self.policy,
+            api_token_digest: self.api_token_digest,
+            max_api_tokens: self.max_api_tokens,
         });
         Ok(AuthServices {
             sessions: SessionService::new(

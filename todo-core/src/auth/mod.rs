@@ -15,6 +15,7 @@
 
 mod account;
 mod admin;
+mod api_tokens;
 mod builder;
 mod input;
 mod sessions;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use account::{AccountPatch, AccountService};
 pub use admin::{UserAdmin, UserRef};
+pub use api_tokens::{NewApiToken, RequestOrigin};
 pub use builder::{AuthLimits, AuthServicesBuilder, MissingDependency};
 pub use input::{Credentials, Registration};
 pub use sessions::SessionService;
@@ -92,6 +94,10 @@ pub(crate) struct Shared {
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) gate: Arc<AccessGate>,
     pub(crate) policy: TokenPolicy,
+    /// How API tokens are digested; `None`: they are not offered.
+    pub(crate) api_token_digest: Option<Arc<dyn crate::ports::Sha256>>,
+    /// The most live API tokens a user may have.
+    pub(crate) max_api_tokens: usize,
 }
 
 impl Shared {

@@ -512,7 +512,8 @@ impl SessionService {
     /// password again (`current_password`): a stolen session must not sign
     /// its owner out of every new sign-in before they change the password
     /// (attack of session 25, F1), while the owner, who signs in again and
-    /// so holds the newest session, ends the thief's as API.md says.
+    /// so holds the newest session, ends the thief's as API.md says. An API
+    /// token's session ends without it, however new.
     /// [`Error::Invalid`] without the password where it is needed,
     /// [`Error::WrongPassword`] when wrong (throttled per session).
     /// Another user's session, or one ended or expired, is
@@ -532,10 +533,16 @@ impl SessionService {
                 .shared
                 .refresh_tokens
                 .list_sessions(caller.user_id, now)?;
-            if !live.iter().any(|s| s.id == id) {
+            let Some(ending) = live.iter().find(|s| s.id == id) else {
                 return Err(Error::NotFound);
+            };
+            // A newer login, only: the rule keeps a stolen session from
+            // signing its owner out of their new sign-ins; an API token is
+            // no sign-in (and is made with the password), so its owner
+            // revokes it with a click, whenever they made it.
+            if ending.kind == SessionKind::Login {
+                self.confirm(client, caller, current_password, "end_session")?;
             }
-            self.confirm(client, caller, current_password, "end_session")?;
         }
         let ended = self
             .shared
@@ -598,8 +605,13 @@ impl SessionService {
         Ok(ended)
     }
 
+    /// The shared state, for the service's other files.
+    pub(super) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// The caller's password, again, before they end another session.
-    fn confirm(
+    pub(super) fn confirm(
         &self,
         client: Option<IpAddr>,
         caller: &Principal,

@@ -24,6 +24,9 @@ pub struct Harness {
     pub auth: AuthServices,
 }
 
+/// The harness's quota of live API tokens per user.
+pub const API_TOKEN_QUOTA: usize = 3;
+
 pub fn harness() -> Harness {
     harness_with(AuthLimits::unlimited(), 2)
 }
@@ -71,6 +74,8 @@ fn build_with_policy(
         .limits(limits)
         .audit(audit.clone())
         .policy(policy)
+        .api_tokens(Arc::new(todo_core::testing::FakeSha256))
+        .max_api_tokens(API_TOKEN_QUOTA)
         .build()
         .unwrap();
     Harness {

@@ -328,7 +328,10 @@ fn instance(
     let task_service = TaskService::new(store.clone(), clock.clone(), Arc::new(OsRandom))
         .with_sha256(Arc::new(todo_auth::Sha256Digest));
     // task-server's own gate, as when the servers run apart.
-    let gate = Arc::new(AccessGate::new(verifier, store.clone(), clock.clone()));
+    let gate = Arc::new(
+        AccessGate::new(verifier, store.clone(), clock.clone())
+            .with_api_tokens(Arc::new(todo_auth::Sha256Digest)),
+    );
     let projects = ProjectService::new(store.clone(), store.clone(), clock, Arc::new(OsRandom))
         .with_sha256(Arc::new(todo_auth::Sha256Digest));
     let tasks = TaskApi::new(

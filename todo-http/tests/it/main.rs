@@ -6,6 +6,7 @@
 
 mod api_auth;
 mod api_tasks;
+mod api_tokens;
 mod attacks;
 mod changes;
 mod events;

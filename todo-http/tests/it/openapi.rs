@@ -54,7 +54,7 @@ fn documents() -> [(&'static str, Value); 3] {
 
 /// The v1 routes of the REST contract (shared/API.md), written out here
 /// apart from the code: the documents must name exactly these.
-const CONTRACT_AUTH: [(&str, &str); 19] = [
+const CONTRACT_AUTH: [(&str, &str); 22] = [
     ("POST", "/v1/auth/register"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/refresh"),
@@ -72,6 +72,9 @@ const CONTRACT_AUTH: [(&str, &str); 19] = [
     ("GET", "/v1/sessions"),
     ("DELETE", "/v1/sessions/{id}"),
     ("POST", "/v1/sessions/revoke-others"),
+    ("POST", "/v1/api-tokens"),
+    ("GET", "/v1/api-tokens"),
+    ("DELETE", "/v1/api-tokens/{id}"),
     // (#17's "Admin: see a user's sessions, end them"; not in API.md yet)
     ("GET", "/v1/users/{id}/sessions"),
     ("DELETE", "/v1/users/{id}/sessions"),

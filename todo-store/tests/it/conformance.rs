@@ -8,11 +8,12 @@ use std::time::Duration;
 use todo_core::memory::MemoryStore;
 use todo_core::testing::{ManualClock, SeededRandom};
 use todo_core::{
-    ChangeKind, Clock, Description, Email, Label, Labels, LogPosition, NewTask, PasswordHash,
-    Priority, ProjectId, RefreshTokenHash, RefreshTokenRecord, Role, SearchText, SessionId,
-    SessionKind, SessionRecord, StoreError, Task, TaskId, TaskInsert, TaskPatch, TaskQuery,
-    TaskService, TaskSort, TaskStore, TaskVersion, Timestamp, Title, User, UserAgent, UserId,
-    UserRecord, Username, new_v7,
+    ApiTokenGrant, ApiTokenHash, ApiTokenName, ApiTokenRecord, ChangeKind, Clock, Description,
+    Email, Label, Labels, LogPosition, NewTask, PasswordHash, Priority, ProjectId,
+    RefreshTokenHash, RefreshTokenRecord, Role, Scopes, SearchText, SessionId, SessionKind,
+    SessionRecord, StoreError, Task, TaskId, TaskInsert, TaskPatch, TaskQuery, TaskService,
+    TaskSort, TaskStore, TaskVersion, Timestamp, Title, User, UserAgent, UserId, UserRecord,
+    Username, new_v7,
 };
 
 use crate::backends::{Fixture, Stores};
@@ -102,6 +103,9 @@ conformance!(
     concurrent_rotations_of_one_token_have_one_winner,
     sessions_end_one_or_all_but_one_with_their_tokens,
     expired_refresh_tokens_and_sessions_are_purged,
+    api_tokens_are_found_by_digest_listed_counted_and_ended_as_sessions,
+    api_tokens_go_with_their_session_and_their_user,
+    concurrent_api_token_creations_stay_within_the_quota,
     older_sessions_end_and_newer_ones_stay,
     tasks_round_trip_exactly_and_only_for_their_owner,
     task_updates_are_compare_and_swap,
@@ -572,6 +576,150 @@ fn expired_refresh_tokens_and_sessions_are_purged(f: &Fixture) {
             .collect::<Vec<_>>(),
         [family(2)]
     );
+}
+
+fn api_token(user: UserId, seed: u64, created: i64, ttl: i64) -> ApiTokenRecord {
+    ApiTokenRecord {
+        session: SessionRecord {
+            id: family(seed),
+            user_id: user,
+            kind: SessionKind::ApiToken,
+            created_at: at(created),
+            last_used_at: at(created),
+            expires_at: at(created + ttl),
+            user_agent: UserAgent::from_header("script/1"),
+            address: Some(std::net::IpAddr::from([192, 0, 2, 10])),
+            ended_at: None,
+        },
+        hash: ApiTokenHash::new(format!("{seed:0>64}")),
+        name: ApiTokenName::parse(&format!("token {seed}")).unwrap(),
+        grant: ApiTokenGrant {
+            scopes: Scopes::parse(["tasks:read", "projects:write"]).unwrap(),
+            project: seed.is_multiple_of(2).then(|| ProjectId::inbox_of(user)),
+        },
+    }
+}
+
+fn api_tokens_are_found_by_digest_listed_counted_and_ended_as_sessions(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let first = api_token(alice, 10, 0, 100);
+    assert!(store.create_api_token(&first, 2).unwrap());
+    let second = api_token(alice, 11, 1, 100);
+    assert!(store.create_api_token(&second, 2).unwrap());
+    assert!(
+        !store
+            .create_api_token(&api_token(alice, 12, 2, 100), 2)
+            .unwrap(),
+        "at the quota"
+    );
+    assert!(
+        store
+            .create_api_token(&api_token(bob, 13, 2, 100), 2)
+            .unwrap()
+    );
+    // A login does not count against the quota.
+    start(store, &token(alice, family(1), "a1", 3, 60));
+    assert_eq!(
+        store.find_api_token(&first.hash).unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store
+            .find_api_token(&ApiTokenHash::new("f".repeat(64)))
+            .unwrap(),
+        None
+    );
+    let listed = store.list_api_tokens(alice, at(5)).unwrap();
+    assert_eq!(listed, [second.clone(), first.clone()], "newest first");
+    // Among the sessions, with the login.
+    let sessions: Vec<(SessionId, SessionKind)> = store
+        .list_sessions(alice, at(5))
+        .unwrap()
+        .iter()
+        .map(|s| (s.id, s.kind))
+        .collect();
+    assert!(sessions.contains(&(first.session.id, SessionKind::ApiToken)));
+    assert!(sessions.contains(&(family(1), SessionKind::Login)));
+
+    // A use moves the last use forward, never back.
+    store.api_token_used(first.session.id, at(50)).unwrap();
+    store.api_token_used(first.session.id, at(40)).unwrap();
+    let found = store.find_api_token(&first.hash).unwrap().unwrap();
+    assert_eq!(found.session.last_used_at, at(50));
+
+    // Ended as a session: found as ended (the gate refuses it), no longer
+    // listed, and its place in the quota is free again.
+    assert!(store.end_session(alice, first.session.id, at(60)).unwrap());
+    let found = store.find_api_token(&first.hash).unwrap().unwrap();
+    assert_eq!(found.session.ended_at, Some(at(60)));
+    assert_eq!(
+        store.list_api_tokens(alice, at(61)).unwrap(),
+        std::slice::from_ref(&second)
+    );
+    assert!(ended(store, alice, at(0)).contains(&first.session.id));
+    assert!(
+        store
+            .create_api_token(&api_token(alice, 14, 62, 100), 2)
+            .unwrap()
+    );
+    // Expired: not listed, not counted.
+    assert!(
+        store
+            .list_api_tokens(alice, at(101))
+            .unwrap()
+            .iter()
+            .all(|t| t.session.id != second.session.id)
+    );
+}
+
+fn api_tokens_go_with_their_session_and_their_user(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let short = api_token(alice, 20, 0, 10);
+    let long = api_token(alice, 21, 0, 100);
+    let bobs = api_token(bob, 22, 0, 100);
+    for token in [&short, &long, &bobs] {
+        assert!(store.create_api_token(token, 5).unwrap());
+    }
+    store.purge_expired_refresh_tokens(at(50)).unwrap();
+    assert_eq!(store.find_api_token(&short.hash).unwrap(), None, "purged");
+    assert!(store.find_api_token(&long.hash).unwrap().is_some());
+    assert!(store.delete_user(alice, at(60)).unwrap());
+    assert_eq!(
+        store.find_api_token(&long.hash).unwrap(),
+        None,
+        "with alice"
+    );
+    assert!(store.find_api_token(&bobs.hash).unwrap().is_some());
+    // A token for a user who is gone is refused by the store.
+    assert!(matches!(
+        store.create_api_token(&api_token(alice, 23, 61, 100), 5),
+        Err(StoreError::MissingReference(_))
+    ));
+}
+
+fn concurrent_api_token_creations_stay_within_the_quota(f: &Fixture) {
+    let alice = new_user(&*f.store, "alice", 0).user.id;
+    let made: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|i| {
+                let store = f.store.clone();
+                scope.spawn(move || {
+                    usize::from(
+                        store
+                            .create_api_token(&api_token(alice, 30 + i, 1, 100), 3)
+                            .unwrap(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(made, 3);
+    assert_eq!(f.store.list_api_tokens(alice, at(2)).unwrap().len(), 3);
 }
 
 pub(crate) fn full_task(owner: UserId, id_seed: u64, created: i64) -> Task {

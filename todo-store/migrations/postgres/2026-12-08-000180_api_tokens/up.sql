@@ -1,0 +1,15 @@
+-- API tokens (issue #17): each is a session of its own (`sessions.kind`
+-- 'api_token', its id the session's), which holds its user, creation,
+-- last use, expiry and end; here what only a token has. Only the secret's
+-- SHA-256 is kept (`token_hash`, hex), and looked up on every request the
+-- token makes. `scopes` are their names, space-separated; `project_id`
+-- the one project it may touch (no key: a deleted project leaves a token
+-- that sees nothing). Deleting the session (its user's deletion, the
+-- purge) deletes the token.
+CREATE TABLE api_tokens (
+    session_id TEXT COLLATE "C" NOT NULL PRIMARY KEY REFERENCES sessions (id) ON DELETE CASCADE,
+    token_hash TEXT COLLATE "C" NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    project_id TEXT COLLATE "C"
+);
