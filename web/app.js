@@ -1445,11 +1445,13 @@ async function showSessions() {
   $('sessions-error').textContent = '';
   $('session-list').replaceChildren(...body.items.map((session) => {
     const li = el('li', 'member session');
-    const device = session.user_agent || 'Unknown device';
+    const token = session.kind === 'api_token';
+    const device = token ? 'API token' : (session.user_agent || 'Unknown device');
     li.append(el('span', 'member-name', device));
     if (session.current) li.append(' ', el('span', 'chip', 'This device'));
     const seen = new Date(session.last_used_at).toLocaleString();
-    li.append(' ', el('span', 'muted', `signed in from ${session.address || 'an unknown address'}, last active ${seen}`));
+    const from = session.address || 'an unknown address';
+    li.append(' ', el('span', 'muted', token ? `made from ${from}, last used ${seen}` : `signed in from ${from}, last active ${seen}`));
     if (!session.current) {
       li.append(button('Sign out', 'end-session', `Sign out ${device}`, async () => {
         await endSessions(`/v1/sessions/${session.id}`, 'DELETE', `${device} signed out`);
@@ -1505,6 +1507,109 @@ $('sessions-close').addEventListener('click', () => $('sessions-dialog').close()
 $('sessions-dialog').addEventListener('close', () => {
   $('sessions-password').value = '';
   $('sessions').focus();
+});
+
+// ---- API tokens -------------------------------------------------------------
+
+const SCOPE_NAMES = {
+  'tasks:read': 'read tasks',
+  'tasks:write': 'change tasks',
+  'projects:read': 'read projects',
+  'projects:write': 'change projects',
+  'events:read': 'follow changes',
+};
+
+async function showTokens() {
+  const { body } = await api.call('GET', '/v1/api-tokens');
+  const projectName = (id) => {
+    const project = state.projects.find((p) => p.id === id);
+    return project ? (project.inbox ? 'Inbox' : project.name) : 'a project';
+  };
+  $('token-list').replaceChildren(...body.items.map((token) => {
+    const li = el('li', 'member token');
+    li.append(el('span', 'member-name', token.name));
+    const where = token.project_id ? ` in ${projectName(token.project_id)}` : '';
+    const scopes = token.scopes.map((scope) => SCOPE_NAMES[scope] || scope).join(', ');
+    const until = new Date(token.expires_at).toLocaleDateString();
+    li.append(' ', el('span', 'muted', `may ${scopes}${where}; expires ${until}, last used ${new Date(token.last_used_at).toLocaleString()}`));
+    li.append(button('Revoke', 'revoke-token', `Revoke ${token.name}`, () => revokeToken(token), 'ghost danger-text'));
+    return li;
+  }));
+  $('token-none').hidden = body.items.length > 0;
+}
+
+async function revokeToken(token) {
+  try {
+    await api.call('DELETE', `/v1/api-tokens/${token.id}`);
+    announce(`${token.name} revoked`);
+    await showTokens();
+    $('token-name').focus();
+  } catch (error) {
+    if (error instanceof api.ApiError && error.status === 401) return;
+    $('tokens-error').textContent = failureText(error);
+  }
+}
+
+$('tokens').addEventListener('click', async () => {
+  const form = $('token-form');
+  form.reset();
+  clearErrors(form);
+  $('token-made').hidden = true;
+  $('token-secret').value = '';
+  // Anywhere, or one of the projects the user may write in.
+  $('token-project').replaceChildren(new Option('Every project', ''),
+    ...state.projects.map((p) => new Option(p.inbox ? 'Inbox' : p.name, p.id)));
+  $('token-list').replaceChildren();
+  $('tokens-dialog').showModal();
+  $('token-name').focus();
+  await showTokens().catch((error) => {
+    if (!(error instanceof api.ApiError && error.status === 401)) $('tokens-error').textContent = failureText(error);
+  });
+});
+
+guardSubmit($('token-form'), 'Creating…', async (form) => {
+  clearErrors(form);
+  const scopes = [...form.querySelectorAll('input[name=scope]:checked')].map((box) => box.value);
+  const days = Number(form.expires.value);
+  const body = {
+    name: form.name.value,
+    scopes,
+    project_id: form.project_id.value || null,
+    expires_at: new Date(Date.now() + days * 86400000).toISOString(),
+    current_password: form.current_password.value,
+  };
+  try {
+    const { body: made } = await api.call('POST', '/v1/api-tokens', { body });
+    form.reset();
+    $('token-secret').value = made.token;
+    $('token-made').hidden = false;
+    announce(`Token ${made.name} created: copy it now, it is not shown again`);
+    await showTokens();
+    $('token-secret').focus();
+    $('token-secret').select();
+  } catch (error) {
+    if (error instanceof api.ApiError && error.status === 401) return;
+    if (error instanceof api.ApiError && error.problem.type === 'urn:todo:problem:wrong-password') {
+      form.querySelector('[data-error-for="current_password"]').textContent = 'That is not your password.';
+      form.current_password.setAttribute('aria-invalid', 'true');
+      form.current_password.focus();
+      return;
+    }
+    showErrors(form, error);
+  }
+});
+
+$('token-copy').addEventListener('click', async () => {
+  await navigator.clipboard?.writeText($('token-secret').value).then(() => announce('Copied'), () => {
+    $('token-secret').select();
+  });
+});
+$('tokens-close').addEventListener('click', () => $('tokens-dialog').close());
+$('tokens-dialog').addEventListener('close', () => {
+  // The secret leaves the page with the dialog.
+  $('token-secret').value = '';
+  $('token-password').value = '';
+  $('tokens').focus();
 });
 
 // ---- reminders --------------------------------------------------------------

@@ -1293,6 +1293,8 @@ try {
       `signing the other device out leaves this one, with nothing else to sign out (${JSON.stringify(left)})`);
     await phone.keyboard.press('Escape');
     await phone.locator('#sessions-dialog').waitFor({ state: 'hidden' });
+    // (the dialog's close event, which moves the focus, follows its hiding)
+    await phone.waitForFunction(() => document.activeElement?.id === 'sessions', null, { timeout: 5000 }).catch(() => {});
     check(await phone.evaluate(() => document.activeElement.id) === 'sessions', 'Escape closes it, and focus goes back to Sessions');
     await laptop.fill('#new-title', 'Written after the sign-out');
     await laptop.press('#new-title', 'Enter');
@@ -1303,6 +1305,63 @@ try {
     check(await phone.waitForFunction(() => [...document.querySelectorAll('#task-list .title')].some((e) => e.textContent === 'Still signed in here'), null, { timeout: 5000 }).then(() => true, () => false),
       'the phone goes on');
     for (const { ctx } of Object.values(devices)) await ctx.close();
+  }
+
+  // 14. API tokens: made with the password, shown once, acting within
+  //     their scopes; revoked with a click, refused at once.
+  {
+    const ctx = await newContext();
+    const tab = await ctx.newPage();
+    tab.on('pageerror', (error) => problems.push(`tokens: page error: ${error.message}`));
+    await tab.goto(base);
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    await tab.fill('#login-username', 'dee');
+    await tab.fill('#login-password', 'correct horse battery');
+    await tab.click('#login-form button[type=submit]');
+    await tab.waitForFunction(() => document.activeElement?.id === 'new-title');
+    await tab.focus('#tokens');
+    await tab.keyboard.press('Enter');
+    await tab.locator('#tokens-dialog').waitFor({ state: 'visible' });
+    check(await tab.evaluate(() => document.activeElement.id) === 'token-name', 'the API tokens dialog opens on the name');
+    await tab.fill('#token-name', 'Nightly report');
+    await tab.fill('#token-password', 'not the password');
+    await tab.click('#token-form button[type=submit]');
+    await tab.waitForFunction(() => /not your password/.test(document.querySelector('#token-form [data-error-for="current_password"]').textContent), null, { timeout: 5000 }).catch(() => {});
+    const refusedForm = await tab.evaluate(() => ({
+      error: document.querySelector('#token-form [data-error-for="current_password"]').textContent,
+      focus: document.activeElement.id,
+      made: !document.querySelector('#token-made').hidden,
+    }));
+    check(/not your password/.test(refusedForm.error) && refusedForm.focus === 'token-password' && !refusedForm.made,
+      `a wrong password makes no token and says so (${JSON.stringify(refusedForm)})`);
+    await tab.fill('#token-password', 'correct horse battery');
+    await tab.click('#token-form button[type=submit]');
+    await tab.locator('#token-made').waitFor({ state: 'visible', timeout: 5000 });
+    const secret = await tab.inputValue('#token-secret');
+    const listed = await tab.locator('#token-list .token').allTextContents();
+    check(secret.startsWith('todo_pat_') && listed.length === 1 && listed[0].includes('Nightly report') && listed[0].includes('read tasks'),
+      `a token is made, its secret shown once and it is listed (${JSON.stringify(listed)})`);
+    check(await tab.evaluate(() => document.activeElement.id) === 'token-secret', 'focus goes to the new secret, to copy');
+    await axe('API tokens dialog', tab);
+    const script = await request.newContext({ baseURL: base, ignoreHTTPSErrors: true, extraHTTPHeaders: { authorization: `Bearer ${secret}` } });
+    const read = await script.get('/v1/tasks');
+    const write = await script.post('/v1/tasks', { data: { title: 'from a script' } });
+    check(read.status() === 200 && write.status() === 403 && /insufficient_scope/.test(write.headers()['www-authenticate'] || ''),
+      `the token reads tasks and may not write them (${read.status()}, ${write.status()})`);
+    await tab.click('#token-list [data-control="revoke-token"]');
+    await tab.waitForFunction(() => document.querySelectorAll('#token-list .token').length === 0, null, { timeout: 5000 }).catch(() => {});
+    check(await tab.locator('#token-list .token').count() === 0 && await tab.locator('#token-none').isVisible(), 'a revoked token leaves the list');
+    const after = await script.get('/v1/tasks');
+    check(after.status() === 401, `a revoked token is refused at once (${after.status()})`);
+    await script.dispose();
+    await tab.keyboard.press('Escape');
+    await tab.locator('#tokens-dialog').waitFor({ state: 'hidden' });
+    // (the dialog's close event, which moves the focus, follows its hiding)
+    await tab.waitForFunction(() => document.activeElement?.id === 'tokens', null, { timeout: 5000 }).catch(() => {});
+    const closed = await tab.evaluate(() => ({ focus: document.activeElement.id, secret: document.querySelector('#token-secret').value }));
+    check(closed.focus === 'tokens' && closed.secret === '',
+      `Escape closes it, the secret leaves the page, and focus goes back to API tokens (${JSON.stringify(closed)})`);
+    await ctx.close();
   }
 
   check(pairs.length >= 3 && pairs.every((p) => p.access_token && !('refresh_token' in p)),
