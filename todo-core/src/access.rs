@@ -121,9 +121,9 @@ pub struct AccessGate {
     forgotten: AtomicU64,
     /// How API tokens are looked up (their SHA-256); `None`: refused.
     api_token_digest: Option<Arc<dyn Sha256>>,
-    /// API tokens read lately, by digest (`None`: no such token), for at
-    /// most the staleness, like standings.
-    remembered_tokens: RwLock<HashMap<ApiTokenHash, (Option<ApiTokenRecord>, Timestamp)>>,
+    /// API tokens read lately, by digest, for at most the staleness, like
+    /// standings (tokens not found are not remembered).
+    remembered_tokens: RwLock<HashMap<ApiTokenHash, (ApiTokenRecord, Timestamp)>>,
 }
 
 impl std::fmt::Debug for AccessGate {
@@ -262,7 +262,7 @@ impl AccessGate {
         self.remembered_tokens
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, (token, _)| token.as_ref().is_none_or(|t| t.session.user_id != user));
+            .retain(|_, (token, _)| token.session.user_id != user);
     }
 
     /// How often an API token's last use is written: a token used all day
@@ -289,9 +289,6 @@ impl AccessGate {
                 return None;
             }
             token.clone()
-        };
-        let Some(token) = token else {
-            return Some(Err(Error::InvalidToken(TokenRejection::Revoked)));
         };
         let remembered = self
             .remembered
@@ -320,11 +317,12 @@ impl AccessGate {
         let hash = secret.digest(&**sha);
         let read_at = self.clock.now();
         let generation = self.forgotten.load(Ordering::Acquire);
-        let token = self.users.find_api_token(&hash)?;
-        self.remember_token(hash, token.clone(), read_at, generation);
-        let Some(token) = token else {
+        // A miss is not remembered: text made up to look like a token
+        // must not fill the memory and push real tokens out of it.
+        let Some(token) = self.users.find_api_token(&hash)? else {
             return Err(revoked);
         };
+        self.remember_token(hash, token.clone(), read_at, generation);
         let since = read_at.saturating_sub(Self::ENDED_SESSIONS_REMEMBERED);
         let user = token.session.user_id;
         let standing = self
@@ -347,7 +345,7 @@ impl AccessGate {
     fn remember_token(
         &self,
         hash: ApiTokenHash,
-        token: Option<ApiTokenRecord>,
+        token: ApiTokenRecord,
         read_at: Timestamp,
         generation: u64,
     ) {

@@ -37,8 +37,9 @@ pub const DEFAULT_API_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3
 pub const DEFAULT_MAX_API_TOKENS: usize = 50;
 
 /// The secret of an API token: [`API_TOKEN_PREFIX`] and 256 random bits in
-/// URL-safe base64, wiped from memory when dropped, never printed.
-#[derive(Clone, PartialEq, Eq)]
+/// URL-safe base64, wiped from memory when dropped, never printed (nor
+/// compared: only its digest is looked up).
+#[derive(Clone)]
 pub struct ApiTokenSecret(Zeroizing<String>);
 
 /// What the store keeps of an [`ApiTokenSecret`]: its SHA-256, in hex.
@@ -173,14 +174,14 @@ impl Scope {
 }
 
 /// A set of scopes, never empty once parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Scopes(u8);
 
 impl Scopes {
     /// The scopes named in a request, at least one, each known and named
     /// once at most (a repeat is harmless and ignored).
     pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, ValidationError> {
-        let mut scopes = Self::default();
+        let mut scopes = Self(0);
         for name in names {
             let scope = Scope::parse(name).ok_or(ValidationError::Format {
                 field: "scopes",
@@ -269,6 +270,35 @@ pub struct ApiTokenGrant {
     pub project: Option<ProjectId>,
 }
 
+impl ApiTokenGrant {
+    /// A grant a user may ask for. The change log carries whole tasks,
+    /// projects and members, of every project: `events:read` comes with
+    /// `tasks:read` and `projects:read` (it would otherwise read what they
+    /// withhold), and never with a project (the log is not cut by one).
+    pub fn new(scopes: Scopes, project: Option<ProjectId>) -> Result<Self, ValidationError> {
+        if scopes.contains(Scope::EventsRead) {
+            let reads = scopes.contains(Scope::TasksRead) && scopes.contains(Scope::ProjectsRead);
+            if !reads || project.is_some() {
+                return Err(ValidationError::Format {
+                    field: "scopes",
+                    what: "scope list: events:read needs tasks:read and projects:read, and no project",
+                });
+            }
+        }
+        Ok(Self { scopes, project })
+    }
+
+    /// Whether it may read the change log (`events:read` with what the log
+    /// carries, and no project).
+    #[must_use]
+    pub const fn reads_events(self) -> bool {
+        self.scopes.contains(Scope::EventsRead)
+            && self.scopes.contains(Scope::TasksRead)
+            && self.scopes.contains(Scope::ProjectsRead)
+            && self.project.is_none()
+    }
+}
+
 /// An API token as stored: its session, and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiTokenRecord {
@@ -327,14 +357,14 @@ mod tests {
     fn a_secret_parses_back_and_nothing_else_does() {
         let secret = ApiTokenSecret::generate(&SeededRandom::new(1)).unwrap();
         assert!(secret.expose().starts_with(API_TOKEN_PREFIX));
-        assert_eq!(ApiTokenSecret::parse(secret.expose()), Some(secret.clone()));
-        let random = &secret.expose()[API_TOKEN_PREFIX.len()..];
-        assert_eq!(ApiTokenSecret::parse(random), None, "no prefix");
         assert_eq!(
-            ApiTokenSecret::parse(&format!("{}x", secret.expose())),
-            None
+            ApiTokenSecret::parse(secret.expose()).map(|s| s.expose().to_owned()),
+            Some(secret.expose().to_owned())
         );
-        assert_eq!(ApiTokenSecret::parse("todo_pat_"), None);
+        let random = &secret.expose()[API_TOKEN_PREFIX.len()..];
+        assert!(ApiTokenSecret::parse(random).is_none(), "no prefix");
+        assert!(ApiTokenSecret::parse(&format!("{}x", secret.expose())).is_none());
+        assert!(ApiTokenSecret::parse("todo_pat_").is_none());
         assert!(!format!("{secret:?}").contains(random));
     }
 
@@ -359,6 +389,19 @@ mod tests {
         assert!(grant.allows(Scope::ProjectsRead));
         assert!(!grant.allows(Scope::ProjectsWrite));
         assert!(Scope::ALL.into_iter().all(|s| Grant::Login.allows(s)));
+    }
+
+    #[test]
+    fn the_change_log_is_granted_only_with_what_it_carries() {
+        let scopes = |names: &[&str]| Scopes::parse(names.iter().copied()).unwrap();
+        let all = scopes(&["events:read", "tasks:read", "projects:read"]);
+        assert!(ApiTokenGrant::new(all, None).unwrap().reads_events());
+        assert!(ApiTokenGrant::new(scopes(&["events:read"]), None).is_err());
+        assert!(ApiTokenGrant::new(scopes(&["events:read", "tasks:read"]), None).is_err());
+        let project = ProjectId::inbox_of(crate::UserId::from_uuid(uuid::Uuid::from_u128(7)));
+        assert!(ApiTokenGrant::new(all, Some(project)).is_err());
+        let limited = ApiTokenGrant::new(scopes(&["tasks:read"]), Some(project)).unwrap();
+        assert!(!limited.reads_events());
     }
 
     #[test]

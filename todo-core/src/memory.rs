@@ -893,8 +893,15 @@ impl RefreshTokenStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
         let session = &token.session;
-        if !tables.users.contains_key(&session.user_id) {
-            return Err(StoreError::MissingReference("API token of an unknown user"));
+        let standing = tables.users.get(&session.user_id);
+        if !standing.is_some_and(|u| {
+            !u.user.disabled
+                && u.tokens_revoked_before
+                    .is_none_or(|cut| cut < session.created_at)
+        }) {
+            return Err(StoreError::MissingReference(
+                "API token of a user gone, disabled or revoked since",
+            ));
         }
         if tables.sessions.contains_key(&session.id)
             || tables.api_tokens.values().any(|t| t.hash == token.hash)

@@ -145,7 +145,8 @@ pub trait RefreshTokenStore: Send + Sync {
     /// Stores a new API token with its session, in one step, unless the
     /// user already has `max_live` live ones (then `false`, nothing
     /// stored); fails with [`StoreError::MissingReference`] when the user
-    /// is gone.
+    /// is gone, disabled, or cut their tokens at or after the token's
+    /// making (a password change that committed meanwhile).
     fn create_api_token(&self, token: &ApiTokenRecord, max_live: usize)
     -> Result<bool, StoreError>;
     /// The user's API tokens live at `now`, newest first.

@@ -238,10 +238,9 @@ mod tests {
 
     #[test]
     fn kinds_read_back_as_written() {
-        assert_eq!(
-            SessionKind::parse(SessionKind::Login.as_str()),
-            Some(SessionKind::Login)
-        );
-        assert_eq!(SessionKind::parse("api_token"), None);
+        for kind in [SessionKind::Login, SessionKind::ApiToken] {
+            assert_eq!(SessionKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(SessionKind::parse("Login"), None);
     }
 }

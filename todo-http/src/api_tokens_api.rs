@@ -110,16 +110,15 @@ fn new_token(body: &CreateBody) -> Result<NewApiToken, ApiError> {
             .map_err(|e| errors.push(e))
             .ok(),
     };
-    if project.is_some() && scopes.is_some_and(|s| s.contains(Scope::EventsRead)) {
-        errors.push(ValidationError::Format {
-            field: "scopes",
-            what: "scope list for one project (events:read spans every project)",
-        });
-    }
-    match (name, scopes) {
-        (Some(name), Some(scopes)) if errors.is_empty() => Ok(NewApiToken {
+    let grant = scopes.and_then(|scopes| {
+        ApiTokenGrant::new(scopes, project)
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
+    match (name, grant) {
+        (Some(name), Some(grant)) if errors.is_empty() => Ok(NewApiToken {
             name,
-            grant: ApiTokenGrant { scopes, project },
+            grant,
             expires_at,
         }),
         _ => Err(ApiError::validation(errors)),

@@ -509,6 +509,15 @@ struct ValidateDto<'a> {
     username: &'a str,
     role: &'static str,
     exp: i64,
+    /// An API token's scopes (absent for a login's access token, which
+    /// may do everything its user may): a service behind the gateway
+    /// must honour them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scopes: Option<Vec<&'static str>>,
+    /// The one project an API token is limited to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = Uuid)]
+    project_id: Option<String>,
 }
 
 /// A session on the wire: where the user is signed in.
@@ -730,6 +739,13 @@ async fn validate(Validated(me, expires_at): Validated) -> Result<ApiResponse, A
             username: me.username.as_str(),
             role: me.role.as_str(),
             exp: expires_at,
+            scopes: match me.grant {
+                todo_core::Grant::ApiToken(grant) => {
+                    Some(grant.scopes.iter().map(todo_core::Scope::as_str).collect())
+                }
+                todo_core::Grant::Login => None,
+            },
+            project_id: me.grant.project().map(|p| p.to_string()),
         },
     )
 }

@@ -190,10 +190,10 @@ pub(crate) async fn events(
     let (owner, credential) = if ApiTokenSecret::is_claimed_by(token) {
         let secret = ApiTokenSecret::parse(token).ok_or_else(ApiError::invalid_token)?;
         let (principal, _) = crate::gate::admit_api_secret(api.gate(), secret.clone()).await?;
-        // (a stream spans every project: no token limited to one reads it)
-        if !principal.grant.allows(Scope::EventsRead) || principal.grant.project().is_some() {
+        if !principal.grant.allows(Scope::EventsRead) {
             return Err(ApiError::insufficient_scope(Some(Scope::EventsRead)));
         }
+        crate::extract::reads_events(&principal)?;
         (principal.user_id, Credential::ApiToken(secret))
     } else {
         let claims = api.verified_claims(token).await?;

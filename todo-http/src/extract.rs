@@ -148,6 +148,22 @@ impl<S: Authenticates> FromRequestParts<S> for Caller {
     }
 }
 
+/// Whether the caller may read the change log: a login, or an API token
+/// whose grant reads what the log carries (`events:read` with
+/// `tasks:read` and `projects:read`, no project; made only so, this holds
+/// for any token made since). Else 403 `insufficient_scope`.
+pub(crate) fn reads_events(principal: &Principal) -> Result<(), ApiError> {
+    match principal.grant {
+        todo_core::Grant::ApiToken(grant) if !grant.reads_events() => {
+            let missing = [Scope::EventsRead, Scope::TasksRead, Scope::ProjectsRead]
+                .into_iter()
+                .find(|s| !grant.scopes.contains(*s));
+            Err(ApiError::insufficient_scope(missing))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A scope an operation needs of an API token (a login has them all).
 pub trait NeedsScope: Send + Sync {
     /// The scope.

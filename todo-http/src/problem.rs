@@ -304,6 +304,18 @@ impl ApiError {
         .with_challenge(challenge)
     }
 
+    /// 403 for an API token limited to one project asked for something
+    /// beyond it that is no object (a new project).
+    pub fn limited_to_project() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "urn:todo:problem:insufficient-scope",
+            "Forbidden",
+            "this API token is limited to one project",
+        )
+        .with_challenge("Bearer error=\"insufficient_scope\"")
+    }
+
     /// 500; `detail` goes to the log, never to the client.
     pub fn internal(detail: impl Into<String>) -> Self {
         let mut error = Self::new(

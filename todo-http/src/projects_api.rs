@@ -10,8 +10,8 @@ use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
     Description, Error as CoreError, Member, NewProject, Page, PageLimit, Project, ProjectColor,
-    ProjectCursor, ProjectId, ProjectName, ProjectPatch, ProjectRole, ProjectService, Scope,
-    UserId, Username,
+    ProjectCursor, ProjectId, ProjectName, ProjectPatch, ProjectRole, ProjectService, UserId,
+    Username,
 };
 use utoipa::ToSchema;
 
@@ -210,7 +210,7 @@ pub(crate) async fn create_project(
     let service = projects(&api)?;
     // (a token limited to one project makes no other)
     if caller.project().is_some() {
-        return Err(ApiError::insufficient_scope(Some(Scope::ProjectsWrite)));
+        return Err(ApiError::limited_to_project());
     }
     let new = new_project(crate::request::decode_json(&body)?)?;
     let owner = caller.0.user_id;

@@ -1118,13 +1118,7 @@ async fn list_changes(
     caller: Scoped<EventsRead>,
     RawQuery(query): RawQuery,
 ) -> Result<ApiResponse, ApiError> {
-    // (a stream spans every project: no token limited to one reads it;
-    // none is made with both)
-    if caller.project().is_some() {
-        return Err(ApiError::insufficient_scope(Some(
-            todo_core::Scope::EventsRead,
-        )));
-    }
+    crate::extract::reads_events(&caller.0)?;
     let caller = caller.0;
     let invalid = |e| ApiError::validation(vec![e]);
     let (mut since, mut limit) = (None, ChangeLimit::default());

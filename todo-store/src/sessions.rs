@@ -308,16 +308,32 @@ impl ApiTokenRow {
 }
 
 /// Stores an API token and its session unless the user has `max_live`
-/// live ones already (`false`); in the caller's transaction. The user's
-/// row is taken first (PostgreSQL), so that two at once count in turn.
+/// live ones already (`Some(false)`), or is gone, disabled, or revoked
+/// their tokens at or after its making (`None`: a password change or a
+/// disabling that committed while it was being made, whose ending of
+/// every session did not see it); in the caller's transaction. The user's
+/// row is taken first (PostgreSQL), so that two at once count in turn,
+/// and a password change or disabling waits or is waited for.
 pub(crate) fn create_api_token(
     conn: &mut AnyConnection,
     token: &ApiTokenRecord,
     max_live: usize,
-) -> QueryResult<bool> {
+) -> QueryResult<Option<bool>> {
     let user = token.session.user_id.to_string();
     let now = token.session.created_at.unix_micros();
     crate::users::lock_user_for_count(conn, &user)?;
+    let standing: Option<(i16, Option<i64>)> = crate::schema::users::table
+        .find(&user)
+        .select((
+            crate::schema::users::disabled,
+            crate::schema::users::tokens_revoked_before,
+        ))
+        .first(conn)
+        .optional()?;
+    match standing {
+        Some((0, cut)) if cut.is_none_or(|cut| cut < now) => {}
+        _ => return Ok(None),
+    }
     let live: i64 = sessions::table
         .filter(sessions::user_id.eq(&user))
         .filter(sessions::kind.eq(SessionKind::ApiToken.as_str()))
@@ -326,7 +342,7 @@ pub(crate) fn create_api_token(
         .count()
         .get_result(conn)?;
     if usize::try_from(live).unwrap_or(usize::MAX) >= max_live {
-        return Ok(false);
+        return Ok(Some(false));
     }
     diesel::insert_into(sessions::table)
         .values(SessionRow::from_record(&token.session))
@@ -334,5 +350,5 @@ pub(crate) fn create_api_token(
     diesel::insert_into(api_tokens::table)
         .values(ApiTokenRow::from_record(token))
         .execute(conn)?;
-    Ok(true)
+    Ok(Some(true))
 }

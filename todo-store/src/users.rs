@@ -551,7 +551,10 @@ impl RefreshTokenStore for SqlStore {
     ) -> Result<bool, StoreError> {
         self.with_write_conn(|conn| {
             conn.transaction(|conn| crate::sessions::create_api_token(conn, token, max_live))
-        })
+        })?
+        .ok_or(StoreError::MissingReference(
+            "API token of a user gone, disabled or revoked since",
+        ))
     }
 
     fn list_api_tokens(

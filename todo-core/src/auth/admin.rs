@@ -244,6 +244,7 @@ impl UserAdmin {
     /// second old) is not admin is refused at once. Each call checks the
     /// stored role again all the same.
     pub fn screen(principal: &Principal) -> Result<()> {
+        super::signed_in(principal)?;
         if principal.role == Role::Admin {
             Ok(())
         } else {
@@ -254,6 +255,7 @@ impl UserAdmin {
     /// The role in a token may be minutes old: admin rights are checked
     /// against the stored account on every admin call.
     fn require_admin(&self, principal: &Principal) -> Result<()> {
+        super::signed_in(principal)?;
         let record = self.shared.current_user(principal.user_id)?;
         if record.user.role == Role::Admin {
             Ok(())

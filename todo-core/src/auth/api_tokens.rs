@@ -53,9 +53,9 @@ impl SessionService {
         new: NewApiToken,
         current_password: Option<&str>,
     ) -> Result<(ApiTokenRecord, ApiTokenSecret)> {
-        if !caller.grant.is_login() {
-            return Err(Error::Forbidden);
-        }
+        super::signed_in(caller)?;
+        // (a grant made by hand, not by `ApiTokenGrant::new`, is weighed too)
+        let grant = ApiTokenGrant::new(new.grant.scopes, new.grant.project)?;
         let shared = self.shared();
         let Some(digest) = shared.api_token_digest.as_ref() else {
             return Err(Error::Forbidden);
@@ -88,7 +88,7 @@ impl SessionService {
             },
             hash: secret.digest(&**digest),
             name: new.name,
-            grant: new.grant,
+            grant,
         };
         match shared
             .refresh_tokens
@@ -117,6 +117,7 @@ impl SessionService {
     /// The caller's live API tokens, newest first (never their secrets:
     /// none is kept).
     pub fn list_api_tokens(&self, caller: &Principal) -> Result<Vec<ApiTokenRecord>> {
+        super::signed_in(caller)?;
         let shared = self.shared();
         Ok(shared
             .refresh_tokens

@@ -210,6 +210,18 @@ impl Shared {
     }
 }
 
+/// Refuses an API token's principal: a caller's account, sessions and
+/// tokens, and the administration of users, are a login's to act on, never
+/// a script's (whatever its scopes, which name tasks, projects and events
+/// only). [`Error::Forbidden`] for an API token.
+pub(crate) fn signed_in(principal: &crate::token::Principal) -> Result<()> {
+    if principal.grant.is_login() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden)
+    }
+}
+
 /// How long a client should wait, in whole seconds, at least one.
 #[must_use]
 pub fn retry_after_seconds(wait: Duration) -> u64 {

@@ -498,6 +498,7 @@ impl SessionService {
 
     /// The caller's live sessions, newest first.
     pub fn list_sessions(&self, caller: &Principal) -> Result<Vec<SessionRecord>> {
+        super::signed_in(caller)?;
         let now = self.shared.clock.now();
         Ok(self
             .shared
@@ -525,6 +526,7 @@ impl SessionService {
         id: SessionId,
         current_password: Option<&str>,
     ) -> Result<()> {
+        super::signed_in(caller)?;
         let now = self.shared.clock.now();
         if caller.session.is_none_or(|mine| id > mine) {
             // Found first: a password is weighed (a hash) only for a live
@@ -572,6 +574,7 @@ impl SessionService {
         caller: &Principal,
         current_password: Option<&str>,
     ) -> Result<u64> {
+        super::signed_in(caller)?;
         let Some(keep) = caller.session else {
             return Err(Error::Conflict(
                 "this sign-in names no session: sign in again to end the others",

@@ -333,3 +333,69 @@ fn the_gate_writes_a_tokens_use_once_a_minute_and_honours_a_revocation_within_a_
     h.clock.advance(todo_core::AccessGate::MAX_STALENESS);
     assert!(refused(other.authorize(&secret)), "{remembered:?}");
 }
+
+#[test]
+fn the_auth_services_refuse_an_api_tokens_principal() {
+    let h = harness();
+    let (me, secret) = alice_with_token(
+        &h,
+        &[
+            "tasks:read",
+            "tasks:write",
+            "projects:read",
+            "projects:write",
+        ],
+    );
+    let token = h.auth.sessions.authenticate(&secret).unwrap();
+    let forbidden = |result: Result<(), Error>| matches!(result, Err(Error::Forbidden));
+    assert!(forbidden(h.auth.account.me(&token).map(|_| ())));
+    assert!(forbidden(h.auth.account.change_password(
+        None,
+        &token,
+        "correct horse",
+        "another horse"
+    )));
+    assert!(forbidden(h.auth.account.delete_me(
+        None,
+        &token,
+        "correct horse"
+    )));
+    assert!(forbidden(h.auth.sessions.list_sessions(&token).map(|_| ())));
+    assert!(forbidden(
+        h.auth.sessions.list_api_tokens(&token).map(|_| ())
+    ));
+    assert!(forbidden(h.auth.sessions.end_session(
+        None,
+        &token,
+        me.session.unwrap(),
+        Some("correct horse")
+    )));
+    assert!(forbidden(
+        h.auth
+            .sessions
+            .end_other_sessions(None, &token, Some("correct horse"))
+            .map(|_| ())
+    ));
+    // Nothing was done: alice is signed in as before.
+    assert_eq!(h.auth.sessions.list_sessions(&me).unwrap().len(), 2);
+
+    // An administrator's token administers nothing.
+    let admin = h.admin();
+    let (_, admins) = h
+        .auth
+        .sessions
+        .create_api_token(
+            RequestOrigin::default(),
+            &admin,
+            new_token("admin script", &["tasks:read"], None),
+            Some("admin-password"),
+        )
+        .unwrap();
+    let admins = h.auth.sessions.authenticate(admins.expose()).unwrap();
+    assert!(forbidden(todo_core::UserAdmin::screen(&admins)));
+    let limit = todo_core::PageLimit::new(10).unwrap();
+    assert!(forbidden(
+        h.auth.admin.list_users(&admins, limit, None).map(|_| ())
+    ));
+    assert!(forbidden(h.auth.admin.delete_user(&admins, me.user_id)));
+}

@@ -163,6 +163,7 @@ async fn api_tokens_act_within_their_scopes_and_project_on_both_servers_until_re
         (auth, Method::GET, "/v1/api-tokens"),
         (auth, Method::POST, "/v1/sessions/revoke-others"),
         (auth, Method::DELETE, "/v1/users/me"),
+        (auth, Method::GET, "/v1/users"),
         (tasks, Method::GET, "/v1/webhooks"),
         (tasks, Method::GET, "/v1/export"),
     ] {
@@ -232,10 +233,26 @@ async fn api_tokens_act_within_their_scopes_and_project_on_both_servers_until_re
             Some(json!({"title": "x", "project_id": inbox_id})),
         ),
         (Method::GET, format!("/v1/projects/{inbox_id}"), None),
+        (
+            Method::GET,
+            format!("/v1/projects/{inbox_id}/members"),
+            None,
+        ),
     ] {
         let reply = call(tasks, method.clone(), &path, &gardener, body).await;
         assert_eq!(reply.status, 404, "{method} {path}: {reply:?}");
     }
+    // A subtask goes where its parent is: not out of the garden.
+    let outside = call(
+        tasks,
+        Method::POST,
+        "/v1/tasks",
+        &gardener,
+        Some(json!({"title": "x", "parent_id": errand})),
+    )
+    .await;
+    assert_eq!(outside.status, 400, "{outside:?}");
+    assert_eq!(outside.json().unwrap()["errors"][0]["field"], "parent_id");
     let still = call(
         tasks,
         Method::GET,
@@ -280,7 +297,7 @@ async fn api_tokens_act_within_their_scopes_and_project_on_both_servers_until_re
         Some(json!({"name": "Another"})),
     )
     .await;
-    assert!(lacks(&project, Some("projects:write")), "{project:?}");
+    assert!(lacks(&project, None), "{project:?}");
 
     // Listed among the sessions, never with a secret.
     let sessions = call(auth, Method::GET, "/v1/sessions", &access, None)
@@ -417,7 +434,12 @@ async fn api_tokens_are_made_with_the_password_and_valid_fields_only(deployment:
             "project_id",
         ),
         (
-            json!({"name": "n", "scopes": ["events:read"], "project_id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "current_password": "correct horse"}),
+            json!({"name": "n", "scopes": ["events:read", "tasks:read", "projects:read"], "project_id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "current_password": "correct horse"}),
+            "scopes",
+        ),
+        // (the log carries whole tasks and projects: not without reading them)
+        (
+            json!({"name": "n", "scopes": ["events:read"], "current_password": "correct horse"}),
             "scopes",
         ),
         (

@@ -16,6 +16,7 @@ on_every_deployment!(
     events_carry_each_change_once_and_resume_after_the_last_id,
     a_stream_that_saw_no_change_resumes_from_where_it_started,
     a_stream_ends_when_its_users_tokens_are_revoked,
+    an_api_token_with_events_read_follows_the_stream_until_it_is_revoked,
 );
 /// The cap is per instance: not through the gateway's two.
 mod one_instance {
@@ -244,6 +245,72 @@ async fn a_stream_ends_when_its_users_tokens_are_revoked(deployment: Deployment)
     let started = tokio::time::Instant::now();
     // Comments and events may still come; then the end, within the window
     // (plus one recheck).
+    let limit = REVOCATION_WINDOW + Duration::from_secs(1);
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match stream.next_block(left).await {
+            Ok(None) => break,
+            Ok(Some(_)) => continue,
+            Err(error) => panic!("the stream did not end within {limit:?}: {error}"),
+        }
+    }
+}
+
+async fn an_api_token_with_events_read_follows_the_stream_until_it_is_revoked(
+    deployment: Deployment,
+) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    let make = |scopes: Value| {
+        let alice = alice.clone();
+        let sys = &sys;
+        async move {
+            let body =
+                json!({"name": "feed", "scopes": scopes, "current_password": "correct horse"});
+            let made = sys
+                .post(&sys.auth.client, "/v1/api-tokens", Some(&alice), body)
+                .await;
+            assert_eq!(made.status, 201, "{:?}", made.body);
+            let made = made.json().unwrap();
+            (
+                made["id"].as_str().unwrap().to_owned(),
+                made["token"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    // Without events:read: refused before any stream starts.
+    let (_, reader) = make(json!(["tasks:read"])).await;
+    let refused = open(&sys, &reader, &[]).await;
+    assert_eq!(refused.status, 403);
+    let (id, follower) = make(json!(["events:read", "tasks:read", "projects:read"])).await;
+    let mut stream = open(&sys, &follower, &[]).await;
+    assert_eq!(stream.status, 200);
+    write(
+        &sys,
+        Method::POST,
+        "/v1/tasks",
+        &alice,
+        Some(json!({"title": "Heard"})),
+    )
+    .await;
+    let event = next_event(&mut stream).await;
+    assert_eq!(event.event.as_deref(), Some("task.created"), "{event:?}");
+    // Revoked: the stream ends within the window (and one recheck).
+    let revoked = sys
+        .auth
+        .client
+        .json(
+            Method::DELETE,
+            &format!("/v1/api-tokens/{id}"),
+            Some(&alice),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked.status, 204);
+    let started = tokio::time::Instant::now();
     let limit = REVOCATION_WINDOW + Duration::from_secs(1);
     loop {
         let left = limit.saturating_sub(started.elapsed());

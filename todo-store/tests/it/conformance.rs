@@ -699,6 +699,31 @@ fn api_tokens_go_with_their_session_and_their_user(f: &Fixture) {
         store.create_api_token(&api_token(alice, 23, 61, 100), 5),
         Err(StoreError::MissingReference(_))
     ));
+    // So is one made before a cut that committed first (a password change
+    // while it was being made), and one of a disabled user.
+    let cut = todo_core::UserChange {
+        revoke_before: Some(at(70)),
+        ..todo_core::UserChange::at(at(70))
+    };
+    assert!(store.change_user(bob, &cut).unwrap());
+    assert!(matches!(
+        store.create_api_token(&api_token(bob, 24, 69, 100), 5),
+        Err(StoreError::MissingReference(_))
+    ));
+    assert!(
+        store
+            .create_api_token(&api_token(bob, 25, 71, 100), 5)
+            .unwrap()
+    );
+    let disable = todo_core::UserChange {
+        disabled: Some(true),
+        ..todo_core::UserChange::at(at(72))
+    };
+    assert!(store.change_user(bob, &disable).unwrap());
+    assert!(matches!(
+        store.create_api_token(&api_token(bob, 26, 73, 100), 5),
+        Err(StoreError::MissingReference(_))
+    ));
 }
 
 fn concurrent_api_token_creations_stay_within_the_quota(f: &Fixture) {

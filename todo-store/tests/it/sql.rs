@@ -1479,3 +1479,106 @@ fn postgres_refresh_families_without_sessions_become_sessions() {
     };
     refresh_families_without_sessions_become_sessions(&database);
 }
+
+/// The API tokens' migration goes down leaving nothing the version before
+/// would read as corrupt (no session of kind `api_token`), its logins
+/// kept; and up again over them.
+fn the_api_tokens_migration_goes_down_and_up_over_stored_tokens(
+    database: &todo_store::testing::TestDatabase,
+) {
+    use diesel::Connection as _;
+    use diesel::RunQueryDsl as _;
+    use todo_core::UserStore as _;
+    use todo_core::{
+        ApiTokenGrant, ApiTokenHash, ApiTokenName, ApiTokenRecord, RefreshTokenHash,
+        RefreshTokenRecord, RefreshTokenStore as _, Scopes, SessionId, SessionKind, SessionRecord,
+    };
+
+    use crate::conformance::{at, new_user};
+
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Kind {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+    }
+    let store = &database.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let session = |n: u128, kind| SessionRecord {
+        id: SessionId::from_uuid(uuid::Uuid::from_u128(n)),
+        user_id: alice,
+        kind,
+        created_at: at(1),
+        last_used_at: at(1),
+        expires_at: at(100),
+        user_agent: None,
+        address: None,
+        ended_at: None,
+    };
+    let login = session(1, SessionKind::Login);
+    let first = RefreshTokenRecord {
+        hash: RefreshTokenHash::new(format!("{:0>64}", "r1")),
+        family: login.id,
+        user_id: alice,
+        issued_at: at(1),
+        expires_at: at(100),
+        used_at: None,
+        grace_exchanges: 0,
+        revoked: false,
+    };
+    store.start_session(&login, &first).unwrap();
+    let token = ApiTokenRecord {
+        session: session(2, SessionKind::ApiToken),
+        hash: ApiTokenHash::new("a".repeat(64)),
+        name: ApiTokenName::parse("script").unwrap(),
+        grant: ApiTokenGrant {
+            scopes: Scopes::parse(["tasks:read"]).unwrap(),
+            project: None,
+        },
+    };
+    assert!(store.create_api_token(&token, 5).unwrap());
+    let kinds = "SELECT kind FROM sessions ORDER BY id";
+    let (down, up): (Vec<Kind>, Vec<Kind>) = match &database.config.url {
+        DatabaseUrl::Sqlite(path) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+            let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            revert_through(&mut c, dir, "000180");
+            let down = diesel::sql_query(kinds).load(&mut c).unwrap();
+            c.run_pending_migrations(FileBasedMigrations::from_path(dir).unwrap())
+                .unwrap();
+            (down, diesel::sql_query(kinds).load(&mut c).unwrap())
+        }
+        DatabaseUrl::Postgres(url) => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+            let mut c = diesel::PgConnection::establish(url).unwrap();
+            revert_through(&mut c, dir, "000180");
+            let down = diesel::sql_query(kinds).load(&mut c).unwrap();
+            c.run_pending_migrations(FileBasedMigrations::from_path(dir).unwrap())
+                .unwrap();
+            (down, diesel::sql_query(kinds).load(&mut c).unwrap())
+        }
+    };
+    let login_only = [Kind {
+        kind: "login".into(),
+    }];
+    assert_eq!(down, login_only, "the tokens' sessions went down with them");
+    assert_eq!(up, login_only);
+    // Up again, tokens are made and found as before.
+    assert!(store.create_api_token(&token, 5).unwrap());
+    assert_eq!(store.find_api_token(&token.hash).unwrap(), Some(token));
+    assert_eq!(store.list_sessions(alice, at(2)).unwrap().len(), 2);
+}
+
+#[test]
+fn sqlite_the_api_tokens_migration_goes_down_and_up_over_stored_tokens() {
+    the_api_tokens_migration_goes_down_and_up_over_stored_tokens(
+        &todo_store::testing::TestDatabase::sqlite(),
+    );
+}
+
+#[test]
+fn postgres_the_api_tokens_migration_goes_down_and_up_over_stored_tokens() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    the_api_tokens_migration_goes_down_and_up_over_stored_tokens(&database);
+}

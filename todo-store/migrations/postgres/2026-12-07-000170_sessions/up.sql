@@ -15,7 +15,7 @@ SET LOCAL lock_timeout = '5s';
 CREATE TABLE sessions (
     id           TEXT   COLLATE "C" NOT NULL PRIMARY KEY,
     user_id      TEXT   COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    kind         TEXT   NOT NULL CHECK (kind IN ('login', 'api_token')),
+    kind         TEXT   NOT NULL CHECK (kind IN ('login')),
     created_at   BIGINT NOT NULL,
     last_used_at BIGINT NOT NULL,
     expires_at   BIGINT NOT NULL,

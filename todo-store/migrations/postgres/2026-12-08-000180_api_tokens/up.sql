@@ -6,6 +6,14 @@
 -- the one project it may touch (no key: a deleted project leaves a token
 -- that sees nothing). Deleting the session (its user's deletion, the
 -- purge) deletes the token.
+-- The new key to sessions and the new CHECK lock `sessions` (logins and
+-- refreshes wait) for a moment; the migration waits at most 5 s for that
+-- lock, else it fails and the next start tries again.
+SET LOCAL lock_timeout = '5s';
+
+ALTER TABLE sessions DROP CONSTRAINT IF EXISTS sessions_kind_check;
+ALTER TABLE sessions ADD CONSTRAINT sessions_kind_check CHECK (kind IN ('login', 'api_token'));
+
 CREATE TABLE api_tokens (
     session_id TEXT COLLATE "C" NOT NULL PRIMARY KEY REFERENCES sessions (id) ON DELETE CASCADE,
     token_hash TEXT COLLATE "C" NOT NULL UNIQUE,

@@ -9,7 +9,7 @@
 CREATE TABLE sessions (
     id           TEXT   NOT NULL PRIMARY KEY,
     user_id      TEXT   NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    kind         TEXT   NOT NULL CHECK (kind IN ('login', 'api_token')),
+    kind         TEXT   NOT NULL CHECK (kind IN ('login')),
     created_at   BIGINT NOT NULL,
     last_used_at BIGINT NOT NULL,
     expires_at   BIGINT NOT NULL,
