@@ -207,6 +207,17 @@ impl<N> Scoped<N> {
     pub fn project(&self) -> Option<todo_core::ProjectId> {
         self.0.grant.project()
     }
+
+    /// `project`, if the caller's credentials reach it (a login, or a token
+    /// not limited to another); else "not found", as for a project the
+    /// caller is not a member of. The one place the project limit is
+    /// weighed.
+    pub fn within(&self, project: todo_core::ProjectId) -> Result<todo_core::ProjectId, ApiError> {
+        match self.project() {
+            Some(only) if only != project => Err(todo_core::Error::NotFound.into()),
+            _ => Ok(project),
+        }
+    }
 }
 
 impl<S: Authenticates, N: NeedsScope> FromRequestParts<S> for Scoped<N> {

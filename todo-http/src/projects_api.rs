@@ -10,8 +10,7 @@ use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
     Description, Error as CoreError, Member, NewProject, Page, PageLimit, Project, ProjectColor,
-    ProjectCursor, ProjectId, ProjectName, ProjectPatch, ProjectRole, ProjectService, UserId,
-    Username,
+    ProjectCursor, ProjectId, ProjectName, ProjectPatch, ProjectRole, ProjectService, Username,
 };
 use utoipa::ToSchema;
 
@@ -268,16 +267,6 @@ pub(crate) async fn list_projects(
     page_response(&page)
 }
 
-/// The caller's user id, if `project` is within what their credentials
-/// reach (a token limited to another project: "not found", as for a
-/// project they are not a member of).
-fn within<N>(caller: &Scoped<N>, project: ProjectId) -> Result<UserId, ApiError> {
-    match caller.project() {
-        Some(only) if only != project => Err(ApiError::from(CoreError::NotFound)),
-        _ => Ok(caller.0.user_id),
-    }
-}
-
 fn page_response(
     page: &Page<(Project, ProjectRole), ProjectCursor>,
 ) -> Result<ApiResponse, ApiError> {
@@ -300,7 +289,7 @@ pub(crate) async fn get_project(
     Path(id): Path<ProjectId>,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
-    let caller = within(&caller, id)?;
+    let caller = caller.within(id).map(|_| caller.0.user_id)?;
     let found = call(service, move |s| s.get(caller, id)).await?;
     project_response(StatusCode::OK, &found)
 }
@@ -327,7 +316,7 @@ pub(crate) async fn update_project(
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
     let patch = project_patch(crate::request::decode_json(&body)?)?;
-    let caller = within(&caller, id)?;
+    let caller = caller.within(id).map(|_| caller.0.user_id)?;
     let changed = api
         .write(caller, service, move |s| {
             s.update(caller, id, patch, condition)
@@ -351,7 +340,7 @@ pub(crate) async fn delete_project(
     Conditional(id, condition): Conditional<ProjectId>,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
-    let caller = within(&caller, id)?;
+    let caller = caller.within(id).map(|_| caller.0.user_id)?;
     api.write(caller, service, move |s| s.delete(caller, id, condition))
         .await?;
     Ok(no_content())
@@ -372,7 +361,7 @@ pub(crate) async fn list_members(
 ) -> Result<ApiResponse, ApiError> {
     crate::request::query_pairs(query.as_deref(), &[])?;
     let service = projects(&api)?;
-    let caller = within(&caller, id)?;
+    let caller = caller.within(id).map(|_| caller.0.user_id)?;
     let members = call(service, move |s| s.members(caller, id)).await?;
     let items = members
         .iter()
@@ -427,7 +416,7 @@ pub(crate) async fn put_member(
     let body: RoleBody = crate::request::decode_json(&body)?;
     let role =
         ProjectRole::parse_grantable(&body.role).map_err(|e| ApiError::validation(vec![e]))?;
-    let caller = within(&caller, id)?;
+    let caller = caller.within(id).map(|_| caller.0.user_id)?;
     let (member, name) = api
         .write(caller, service, move |s| {
             s.set_member(caller, id, &username, role)
@@ -454,7 +443,7 @@ pub(crate) async fn delete_member(
     MemberPath(id, username): MemberPath,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
-    let caller = within(&caller, id)?;
+    let caller = caller.within(id).map(|_| caller.0.user_id)?;
     api.write(caller, service, move |s| {
         s.remove_member(caller, id, &username)
     })

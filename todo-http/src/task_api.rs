@@ -791,7 +791,7 @@ async fn create_task(
     // A token limited to a project adds there (a subtask, where its parent
     // is: the store refuses a parent elsewhere).
     if let Some(limit) = caller.project() {
-        new.project = Some(within(limit, new.project.unwrap_or(limit))?);
+        new.project = Some(caller.within(new.project.unwrap_or(limit))?);
     }
     let owner = caller.0.user_id;
     let task = api
@@ -833,7 +833,7 @@ async fn list_tasks(
 ) -> Result<ApiResponse, ApiError> {
     let (mut query, cursor) = decode_list_query(query.as_deref())?;
     if let Some(limit) = caller.project() {
-        query.project = Some(within(limit, query.project.unwrap_or(limit))?);
+        query.project = Some(caller.within(query.project.unwrap_or(limit))?);
     }
     let owner = caller.0.user_id;
     // In place on this worker when the store can answer without waiting
@@ -903,9 +903,7 @@ async fn get_task(
     Path(id): Path<TaskId>,
 ) -> Result<ApiResponse, ApiError> {
     let task = read_task(&api, &caller.0, id).await?;
-    if let Some(limit) = caller.project() {
-        within(limit, task.project)?;
-    }
+    caller.within(task.project)?;
     task_response(StatusCode::OK, &task)
 }
 
@@ -918,16 +916,6 @@ async fn read_task(api: &Arc<TaskApi>, caller: &Principal, id: TaskId) -> Result
     })
 }
 
-/// `project`, if it is the one a caller's API token is limited to; else
-/// "not found", as for anything the caller cannot see.
-fn within(limit: ProjectId, project: ProjectId) -> Result<ProjectId, ApiError> {
-    if project == limit {
-        Ok(project)
-    } else {
-        Err(CoreError::NotFound.into())
-    }
-}
-
 /// For a caller limited to one project: the task must be in it (a task
 /// never changes project, so what is read here holds for the write after).
 async fn check_within<N>(
@@ -935,8 +923,8 @@ async fn check_within<N>(
     caller: &Scoped<N>,
     id: TaskId,
 ) -> Result<(), ApiError> {
-    if let Some(limit) = caller.project() {
-        within(limit, read_task(api, &caller.0, id).await?.project)?;
+    if caller.project().is_some() {
+        caller.within(read_task(api, &caller.0, id).await?.project)?;
     }
     Ok(())
 }
