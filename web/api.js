@@ -210,6 +210,11 @@ export async function register(username, password, email) {
   return (await send('POST', '/v1/auth/register', { body })).body;
 }
 
+/** Sets a new password with a reset link's token (no session needed). */
+export async function resetPassword(token, newPassword) {
+  await send('POST', '/v1/auth/password-reset/confirm', { body: { token, new_password: newPassword } });
+}
+
 export async function login(username, password) {
   const { body } = await send('POST', '/v1/auth/login', { body: { username, password }, headers: SESSION });
   endSession(); // whatever came before is over

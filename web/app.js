@@ -189,6 +189,11 @@ function showAuth(message) {
   closeEditor();
   for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
   $('session-list').replaceChildren();
+  // (the API tokens' dialog: its list, its projects, what was typed)
+  $('token-list').replaceChildren();
+  $('token-project').replaceChildren();
+  $('token-secret').value = '';
+  $('token-form').reset();
   // Deletes still waiting for their undo time were sent on logout; when the
   // session ended by itself they cannot be, and the tasks stay.
   closeToast();
@@ -1957,7 +1962,48 @@ function sleep(ms, wake) {
 // No session (400/401) shows the login form; a server that cannot be reached
 // or is unavailable is tried again with backoff, and the page says so
 // instead of asking to log in.
+// A reset link: its token is taken from the fragment (which no server or
+// log sees) and the fragment cleared from the address bar and history.
+let resetToken = null;
+if (location.hash.startsWith('#reset=')) {
+  resetToken = decodeURIComponent(location.hash.slice('#reset='.length));
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+function showReset() {
+  showAuth();
+  $('auth-title').textContent = 'Choose a new password';
+  document.querySelector('#auth-view .tabs').hidden = true;
+  $('login-form').hidden = true;
+  $('register-form').hidden = true;
+  $('reset-form').hidden = false;
+  $('reset-password').focus();
+}
+
+guardSubmit($('reset-form'), 'Setting…', async (form) => {
+  clearErrors(form);
+  try {
+    await api.resetPassword(resetToken, form.new_password.value);
+    resetToken = null;
+    form.reset();
+    form.hidden = true;
+    document.querySelector('#auth-view .tabs').hidden = false;
+    showAuth('Your new password is set, and every sign-in of the account has ended. Log in with it.');
+    $('login-username').focus();
+  } catch (error) {
+    if (error instanceof api.ApiError && error.fields.token) {
+      form.querySelector('.form-error').textContent = 'This link cannot be used: it may have been used or have expired. Ask your administrator for a new one.';
+      return;
+    }
+    showErrors(form, error);
+  }
+});
+
 async function start() {
+  if (resetToken) {
+    showReset();
+    return;
+  }
   for (let delay = 1; ; delay = Math.min(delay * 2, 30)) {
     try {
       await api.refresh();

@@ -15,5 +15,5 @@ pub fn auth_services() -> AuthServicesBuilder {
         .clock(Arc::new(SystemClock))
         .random(Arc::new(OsRandom))
         .refresh_hasher(Arc::new(Sha256RefreshTokenHasher))
-        .api_tokens(Arc::new(Sha256Digest))
+        .sha256(Arc::new(Sha256Digest))
 }

@@ -93,6 +93,23 @@ impl ValidationError {
             | Self::PasswordIsUsername { field } => field,
         }
     }
+
+    /// The same fault, of the field `field` as the request names it (a
+    /// new password checked by the rules of `password`).
+    #[must_use]
+    pub fn of_field(mut self, name: &'static str) -> Self {
+        match &mut self {
+            Self::Length { field, .. }
+            | Self::Blank { field }
+            | Self::Charset { field, .. }
+            | Self::Range { field, .. }
+            | Self::Duplicate { field }
+            | Self::TooMany { field, .. }
+            | Self::Format { field, .. }
+            | Self::PasswordIsUsername { field } => *field = name,
+        }
+        self
+    }
 }
 
 /// What a storage adapter can fail with. Adapters keep the driver's error as

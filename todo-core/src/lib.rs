@@ -73,6 +73,7 @@ pub mod ical;
 pub mod import;
 mod live;
 pub mod memory;
+mod password_reset;
 mod ports;
 mod precondition;
 mod project;
@@ -115,6 +116,7 @@ pub use error::{
 };
 pub use feed::{FeedToken, FeedTokenHash};
 pub use live::{ChangeSubscription, Changed};
+pub use password_reset::{PASSWORD_RESET_TTL, PasswordResetRecord, ResetToken, ResetTokenHash};
 pub use ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,
     NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, Sha256,

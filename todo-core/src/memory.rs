@@ -14,6 +14,7 @@ use crate::change::{
 use crate::error::StoreError;
 use crate::feed::FeedTokenHash;
 use crate::import::{ImportCounts, ImportOutcome, ImportPlan};
+use crate::password_reset::{PasswordResetRecord, ResetTokenHash};
 use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, TaskWrite, UserStore};
 use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
 use crate::query::{TaskCursor, TaskQuery};
@@ -33,6 +34,8 @@ struct Tables {
     /// API tokens by their session; the session's part of each is in
     /// `sessions` (read back from there).
     api_tokens: BTreeMap<SessionId, ApiTokenRecord>,
+    /// Reset links by digest.
+    password_resets: BTreeMap<String, PasswordResetRecord>,
     tasks: BTreeMap<TaskId, Task>,
     /// The change log, oldest first, and the last number handed out.
     log: Vec<Entry>,
@@ -664,6 +667,7 @@ impl UserStore for MemoryStore {
         let existed = tables.users.remove(&id).is_some();
         tables.sessions.retain(|_, s| s.user_id != id);
         tables.api_tokens.retain(|_, t| t.session.user_id != id);
+        tables.password_resets.retain(|_, r| r.user_id != id);
         tables.refresh_tokens.retain(|_, t| t.user_id != id);
         tables.streams.remove(&id);
         tables
@@ -732,6 +736,44 @@ impl UserStore for MemoryStore {
             s.last_used_at = s.last_used_at.max(at);
         }
         Ok(())
+    }
+
+    fn create_password_reset(&self, reset: &PasswordResetRecord) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        if !tables.users.contains_key(&reset.user_id) {
+            return Err(StoreError::MissingReference(
+                "reset link of an unknown user",
+            ));
+        }
+        tables
+            .password_resets
+            .retain(|_, r| r.user_id != reset.user_id);
+        tables
+            .password_resets
+            .insert(reset.hash.as_str().to_owned(), reset.clone());
+        Ok(())
+    }
+
+    fn find_password_reset(
+        &self,
+        hash: &ResetTokenHash,
+    ) -> Result<Option<PasswordResetRecord>, StoreError> {
+        Ok(self.tables().password_resets.get(hash.as_str()).cloned())
+    }
+
+    fn use_password_reset(
+        &self,
+        hash: &ResetTokenHash,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        match tables.password_resets.get_mut(hash.as_str()) {
+            Some(reset) if reset.is_live(now) => {
+                reset.used_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -951,6 +993,7 @@ impl RefreshTokenStore for MemoryStore {
             ..
         } = &mut *tables;
         api_tokens.retain(|id, _| sessions.contains_key(id));
+        tables.password_resets.retain(|_, r| r.expires_at > cutoff);
         Ok(u64::try_from(before - tables.refresh_tokens.len()).unwrap_or(u64::MAX))
     }
 }

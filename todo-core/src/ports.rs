@@ -9,6 +9,7 @@ use crate::api_token::{ApiTokenHash, ApiTokenRecord};
 use crate::change::{ChangeLog, LogPosition};
 use crate::error::{HashError, StoreError, TokenError};
 use crate::import::{ImportOutcome, ImportPlan};
+use crate::password_reset::{PasswordResetRecord, ResetTokenHash};
 use crate::project::{ProjectId, ProjectRole, Standing};
 use crate::query::TaskCursor;
 use crate::query::TaskQuery;
@@ -67,6 +68,19 @@ pub trait UserStore: Send + Sync {
     fn find_api_token(&self, hash: &ApiTokenHash) -> Result<Option<ApiTokenRecord>, StoreError>;
     /// Records that the API token (its session) was used at `at`.
     fn api_token_used(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError>;
+    /// Stores a reset link, deleting the user's other links (one works at
+    /// a time), in one step; [`StoreError::MissingReference`] when the
+    /// user is gone.
+    fn create_password_reset(&self, reset: &PasswordResetRecord) -> Result<(), StoreError>;
+    /// The reset link with this digest, used or not.
+    fn find_password_reset(
+        &self,
+        hash: &ResetTokenHash,
+    ) -> Result<Option<PasswordResetRecord>, StoreError>;
+    /// Marks the link used at `now` if it is live then; returns whether it
+    /// did: of any number of concurrent calls, at most one gets `true`.
+    fn use_password_reset(&self, hash: &ResetTokenHash, now: Timestamp)
+    -> Result<bool, StoreError>;
 }
 
 /// Sessions (logins) and the refresh tokens that descend from each, by
@@ -695,6 +709,13 @@ pub enum AuditEvent<'a> {
         user: UserId,
         /// The one ended; `None`: every other.
         session: Option<SessionId>,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
+    },
+    /// A user's password was set with a reset link.
+    PasswordReset {
+        /// The user concerned.
+        user: UserId,
         /// The client's address, when known.
         client: Option<IpAddr>,
     },

@@ -71,6 +71,10 @@ impl<'a> Line<'a> {
                 family: session,
                 ..Self::user("sessions_ended", user, client)
             },
+            AuditEvent::PasswordReset { user, client } => Self {
+                warn: true,
+                ..Self::user("password_reset", user, client)
+            },
             AuditEvent::ApiTokenCreated {
                 user,
                 token,

@@ -629,6 +629,8 @@ fn auth_routes() -> OpenApiRouter<Arc<AuthApi>> {
         .routes(routes!(list_users))
         .routes(routes!(get_user, patch_user, delete_user))
         .routes(routes!(user_sessions, end_user_sessions))
+        .routes(routes!(password_reset_link))
+        .routes(routes!(confirm_password_reset))
 }
 
 /// The operations the auth API serves, as its handlers describe them.
@@ -1010,6 +1012,87 @@ async fn end_user_sessions(
     Path(id): Path<UserRef>,
 ) -> Result<ApiResponse, ApiError> {
     call(&api.service.admin, move |s| s.end_user_sessions(&me, id)).await?;
+    Ok(no_content())
+}
+
+/// A password-reset link for a user (admin; audited): for a user without
+/// mail, handed to them by the administrator. Their password, sessions and
+/// tokens stay as they are until the link is used.
+#[utoipa::path(post, path = "/v1/users/{id}/password-reset",
+    params(Path<UserRef>),
+    responses(
+        (status = 201, description = "The link, shown once, and when it expires (30 minutes)", body = ResetLinkDto),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+    ))]
+async fn password_reset_link(
+    State(api): Auth,
+    Admin(me): Admin,
+    Path(id): Path<UserRef>,
+    headers: HeaderMap,
+    uri: http::Uri,
+) -> Result<ApiResponse, ApiError> {
+    let (token, expires_at) =
+        call(&api.service.admin, move |s| s.password_reset_link(&me, id)).await?;
+    // The page takes the token from the fragment, which no server, log or
+    // `Referer` sees; the origin is the one the administrator used (`Host`,
+    // or HTTP/2's `:authority`).
+    let origin = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(http::uri::Authority::as_str))
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .map(|h| format!("https://{h}"))
+        .unwrap_or_default();
+    json_value(
+        StatusCode::CREATED,
+        &ResetLinkDto {
+            reset_url: format!("{origin}/#reset={}", token.expose()),
+            expires_at: expires_at.to_string(),
+        },
+    )
+}
+
+/// A reset link, as its administrator receives it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ResetLink)]
+struct ResetLinkDto {
+    /// The page's address with the token in its fragment (`#reset=…`).
+    reset_url: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+/// A new password, with the reset link's token.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PasswordReset)]
+struct ResetBody {
+    token: String,
+    #[schema(schema_with = limits::new_password)]
+    new_password: String,
+}
+
+/// Choose a new password with a reset link (once): every session and token
+/// of the account ends.
+#[utoipa::path(post, path = "/v1/auth/password-reset/confirm", request_body = ResetBody, security(()),
+    responses(
+        (status = 204, description = "The password is set; every session ended"),
+        (status = 400, description = "The link cannot be used (unknown, used or expired: one answer), or the new password is refused"),
+        (status = 429, description = "Too many attempts from this address"),
+    ))]
+async fn confirm_password_reset(
+    State(api): Auth,
+    Client(client): Client,
+    Json(body, _held): Json<ResetBody>,
+) -> Result<ApiResponse, ApiError> {
+    call(&api.service.sessions, move |s| {
+        s.reset_password(client, &body.token, &body.new_password)
+    })
+    .await?;
     Ok(no_content())
 }
 

@@ -38,6 +38,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    password_resets (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Text,
         user_id -> Text,
@@ -268,6 +278,7 @@ diesel::table! {
 }
 
 diesel::joinable!(api_tokens -> sessions (session_id));
+diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(tasks -> users (owner_id));
 diesel::joinable!(project_members -> projects (project_id));
 diesel::joinable!(project_members -> users (user_id));
@@ -275,6 +286,7 @@ diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(task_labels -> tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
+    password_resets,
     sessions,
     task_reminders,
     project_feeds,

@@ -2,16 +2,18 @@
 
 use diesel::prelude::*;
 use todo_core::{
-    ApiTokenHash, ApiTokenRecord, Email, EndedSessions, PasswordHash, Project, RefreshTokenHash,
-    RefreshTokenRecord, RefreshTokenStore, Role, SessionId, SessionRecord, StoreError, Timestamp,
-    User, UserChange, UserId, UserRecord, UserStore, Username,
+    ApiTokenHash, ApiTokenRecord, Email, EndedSessions, PasswordHash, PasswordResetRecord, Project,
+    RefreshTokenHash, RefreshTokenRecord, RefreshTokenStore, ResetTokenHash, Role, SessionId,
+    SessionRecord, StoreError, Timestamp, User, UserChange, UserId, UserRecord, UserStore,
+    Username,
 };
 
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
 use crate::schema::{
-    api_tokens, login_failures, project_members, projects, refresh_tokens, sessions, users,
+    api_tokens, login_failures, password_resets, project_members, projects, refresh_tokens,
+    sessions, users,
 };
 use crate::sessions::{ApiTokenRow, LISTED_SESSIONS, SessionRow, Which};
 
@@ -293,6 +295,69 @@ impl UserStore for SqlStore {
         })?;
         row.map(|(token, session)| token.into_record(session))
             .transpose()
+    }
+
+    fn create_password_reset(&self, reset: &PasswordResetRecord) -> Result<(), StoreError> {
+        let row = (
+            password_resets::token_hash.eq(reset.hash.as_str()),
+            password_resets::user_id.eq(reset.user_id.to_string()),
+            password_resets::created_at.eq(reset.created_at.unix_micros()),
+            password_resets::expires_at.eq(reset.expires_at.unix_micros()),
+        );
+        let user = reset.user_id.to_string();
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                diesel::delete(password_resets::table.filter(password_resets::user_id.eq(&user)))
+                    .execute(conn)?;
+                diesel::insert_into(password_resets::table)
+                    .values(row)
+                    .execute(conn)
+            })
+        })?;
+        Ok(())
+    }
+
+    fn find_password_reset(
+        &self,
+        hash: &ResetTokenHash,
+    ) -> Result<Option<PasswordResetRecord>, StoreError> {
+        let row: Option<(String, String, i64, i64, Option<i64>)> = self.with_conn(|conn| {
+            password_resets::table
+                .find(hash.as_str())
+                .first(conn)
+                .optional()
+        })?;
+        let Some((token_hash, user_id, created_at, expires_at, used_at)) = row else {
+            return Ok(None);
+        };
+        let bad = |_| corrupt("password reset");
+        let time = |micros| Timestamp::from_unix_micros(micros).map_err(bad);
+        Ok(Some(PasswordResetRecord {
+            hash: ResetTokenHash::new(token_hash),
+            user_id: UserId::parse(&user_id).map_err(bad)?,
+            created_at: time(created_at)?,
+            expires_at: time(expires_at)?,
+            used_at: used_at.map(time).transpose()?,
+        }))
+    }
+
+    fn use_password_reset(
+        &self,
+        hash: &ResetTokenHash,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let now = now.unix_micros();
+        let n = self.with_write_conn(|conn| {
+            diesel::update(
+                password_resets::table
+                    .filter(password_resets::token_hash.eq(hash.as_str()))
+                    .filter(password_resets::used_at.is_null())
+                    .filter(password_resets::expires_at.gt(now)),
+            )
+            .set(password_resets::used_at.eq(Some(now)))
+            .execute(conn)
+        })?;
+        Ok(n == 1)
     }
 
     fn api_token_used(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError> {
@@ -584,6 +649,8 @@ impl RefreshTokenStore for SqlStore {
         let n = self.with_write_conn(|conn| {
             diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?;
             diesel::delete(sessions::table.filter(sessions::ended_at.le(now))).execute(conn)?;
+            diesel::delete(password_resets::table.filter(password_resets::expires_at.le(now)))
+                .execute(conn)?;
             diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.le(now)))
                 .execute(conn)
         })?;

@@ -91,41 +91,7 @@ impl AccountService {
             "change_password",
         )?;
         let new_hash = self.shared.hasher.hash(&new)?;
-        // Only if nobody changed the password while both were weighed; the
-        // other fields (an admin's disable, say) are left as they are now.
-        // The cut is taken now, after the hashing: a token issued while the
-        // passwords were weighed (by a thief's refresh, say) is older.
-        let written = self.shared.clock.now();
-        if !self.shared.users.replace_password_hash(
-            record.user.id,
-            &record.password_hash,
-            &new_hash,
-            written,
-            Some(written),
-        )? {
-            return Err(Error::Conflict(
-                "the password was changed meanwhile; try again",
-            ));
-        }
-        self.shared
-            .refresh_tokens
-            .end_other_sessions(record.user.id, None, written)?;
-        // A device that signed in with the old password keeps no allowance
-        // of its own against the new one.
-        self.shared
-            .limits
-            .login_failures
-            .forget_devices(record.user.id)?;
-        // The last cut, after every write: a login that read the old hash
-        // just before it was replaced, or a refresh that found its token
-        // just before it was revoked, issues tokens older than this.
-        let done = self.shared.clock.now();
-        let cut = UserChange {
-            revoke_before: Some(done),
-            ..UserChange::at(done)
-        };
-        self.shared.users.change_user(record.user.id, &cut)?;
-        self.shared.gate.forget(record.user.id);
+        self.shared.install_password(&record, &new_hash)?;
         self.shared.audit(&AuditEvent::PasswordChanged {
             user: record.user.id,
             client,

@@ -33,7 +33,7 @@ impl UserRef {
     }
 
     /// The id, or [`Error::NotFound`]: call after the admin check.
-    fn id(self) -> Result<UserId> {
+    pub(super) fn id(self) -> Result<UserId> {
         match self {
             Self::Id(id) => Ok(id),
             Self::Malformed => Err(Error::NotFound),
@@ -254,7 +254,12 @@ impl UserAdmin {
 
     /// The role in a token may be minutes old: admin rights are checked
     /// against the stored account on every admin call.
-    fn require_admin(&self, principal: &Principal) -> Result<()> {
+    /// The shared state, for the service's other files.
+    pub(super) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    pub(super) fn require_admin(&self, principal: &Principal) -> Result<()> {
         super::signed_in(principal)?;
         let record = self.shared.current_user(principal.user_id)?;
         if record.user.role == Role::Admin {

@@ -57,7 +57,7 @@ impl SessionService {
         // (a grant made by hand, not by `ApiTokenGrant::new`, is weighed too)
         let grant = ApiTokenGrant::new(new.grant.scopes, new.grant.project)?;
         let shared = self.shared();
-        let Some(digest) = shared.api_token_digest.as_ref() else {
+        let Some(digest) = shared.sha256.as_ref() else {
             return Err(Error::Forbidden);
         };
         let now = shared.clock.now();

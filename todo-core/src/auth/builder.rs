@@ -99,7 +99,7 @@ pub struct AuthServicesBuilder {
     audit: Arc<dyn AuditSink>,
     policy: TokenPolicy,
     registration_open: bool,
-    api_token_digest: Option<Arc<dyn Sha256>>,
+    sha256: Option<Arc<dyn Sha256>>,
     max_api_tokens: usize,
 }
 
@@ -118,7 +118,7 @@ impl Default for AuthServicesBuilder {
             audit: Arc::new(NoAudit),
             policy: TokenPolicy::default(),
             registration_open: true,
-            api_token_digest: None,
+            sha256: None,
             max_api_tokens: DEFAULT_MAX_API_TOKENS,
         }
     }
@@ -209,10 +209,11 @@ impl AuthServicesBuilder {
         self
     }
 
-    /// Offers API tokens, stored and looked up by their SHA-256 with
-    /// `digest` (without it, creating one fails and the gate refuses any).
-    pub fn api_tokens(mut self, digest: Arc<dyn Sha256>) -> Self {
-        self.api_token_digest = Some(digest);
+    /// Offers API tokens and password-reset links, stored and looked up by
+    /// their SHA-256 with `digest` (without it, making either fails and
+    /// the gate refuses any API token).
+    pub fn sha256(mut self, digest: Arc<dyn Sha256>) -> Self {
+        self.sha256 = Some(digest);
         self
     }
 
@@ -280,7 +281,7 @@ impl AuthServicesBuilder {
             return Err(MissingDependency { missing });
         };
         let mut gate = AccessGate::new(verifier, Arc::clone(&users), Arc::clone(&clock));
-        if let Some(digest) = &self.api_token_digest {
+        if let Some(digest) = &self.sha256 {
             gate = gate.with_api_tokens(Arc::clone(digest));
         }
         let gate = Arc::new(gate);
@@ -294,7 +295,7 @@ impl AuthServicesBuilder {
             audit: self.audit,
             gate,
             policy: self.policy,
-            api_token_digest: self.api_token_digest,
+            sha256: self.sha256,
             max_api_tokens: self.max_api_tokens,
         });
         Ok(AuthServices {

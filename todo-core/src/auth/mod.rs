@@ -18,6 +18,7 @@ mod admin;
 mod api_tokens;
 mod builder;
 mod input;
+mod reset;
 mod sessions;
 
 use std::net::IpAddr;
@@ -94,8 +95,9 @@ pub(crate) struct Shared {
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) gate: Arc<AccessGate>,
     pub(crate) policy: TokenPolicy,
-    /// How API tokens are digested; `None`: they are not offered.
-    pub(crate) api_token_digest: Option<Arc<dyn crate::ports::Sha256>>,
+    /// How API tokens and reset links are digested for storage; `None`:
+    /// neither is offered.
+    pub(crate) sha256: Option<Arc<dyn crate::ports::Sha256>>,
     /// The most live API tokens a user may have.
     pub(crate) max_api_tokens: usize,
 }
@@ -175,6 +177,50 @@ impl Shared {
             return Err(Error::WrongPassword);
         }
         self.limits.login_failures.record_success(key)?;
+        Ok(())
+    }
+
+    /// Puts `new_hash` in place of the password `record` was read with,
+    /// and ends everything the old one let in: every session (logins and
+    /// API tokens), the devices' allowances, and every token issued before
+    /// (the revocation cut, taken after the writes). Fails with
+    /// [`Error::Conflict`] if the password was changed meanwhile.
+    pub(crate) fn install_password(
+        &self,
+        record: &UserRecord,
+        new_hash: &crate::user::PasswordHash,
+    ) -> Result<()> {
+        // Only if nobody changed the password while it was weighed; the
+        // other fields (an admin's disable, say) are left as they are now.
+        // The cut is taken now, after the hashing: a token issued while the
+        // password was weighed (by a thief's refresh, say) is older.
+        let written = self.clock.now();
+        if !self.users.replace_password_hash(
+            record.user.id,
+            &record.password_hash,
+            new_hash,
+            written,
+            Some(written),
+        )? {
+            return Err(Error::Conflict(
+                "the password was changed meanwhile; try again",
+            ));
+        }
+        self.refresh_tokens
+            .end_other_sessions(record.user.id, None, written)?;
+        // A device that signed in with the old password keeps no allowance
+        // of its own against the new one.
+        self.limits.login_failures.forget_devices(record.user.id)?;
+        // The last cut, after every write: a login that read the old hash
+        // just before it was replaced, or a refresh that found its token
+        // just before it was revoked, issues tokens older than this.
+        let done = self.clock.now();
+        let cut = crate::user::UserChange {
+            revoke_before: Some(done),
+            ..crate::user::UserChange::at(done)
+        };
+        self.users.change_user(record.user.id, &cut)?;
+        self.gate.forget(record.user.id);
         Ok(())
     }
 

@@ -74,7 +74,7 @@ fn build_with_policy(
         .limits(limits)
         .audit(audit.clone())
         .policy(policy)
-        .api_tokens(Arc::new(todo_core::testing::FakeSha256))
+        .sha256(Arc::new(todo_core::testing::FakeSha256))
         .max_api_tokens(API_TOKEN_QUOTA)
         .build()
         .unwrap();

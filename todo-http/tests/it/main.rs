@@ -15,6 +15,7 @@ mod hardening;
 mod harness;
 mod one_origin;
 mod openapi;
+mod password_reset;
 mod projects;
 mod route_names;
 mod scans;

@@ -54,7 +54,7 @@ fn documents() -> [(&'static str, Value); 3] {
 
 /// The v1 routes of the REST contract (shared/API.md), written out here
 /// apart from the code: the documents must name exactly these.
-const CONTRACT_AUTH: [(&str, &str); 22] = [
+const CONTRACT_AUTH: [(&str, &str); 24] = [
     ("POST", "/v1/auth/register"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/refresh"),
@@ -78,6 +78,8 @@ const CONTRACT_AUTH: [(&str, &str); 22] = [
     // (#17's "Admin: see a user's sessions, end them"; not in API.md yet)
     ("GET", "/v1/users/{id}/sessions"),
     ("DELETE", "/v1/users/{id}/sessions"),
+    ("POST", "/v1/users/{id}/password-reset"),
+    ("POST", "/v1/auth/password-reset/confirm"),
 ];
 const CONTRACT_TASKS: [(&str, &str); 25] = [
     ("POST", "/v1/tasks"),

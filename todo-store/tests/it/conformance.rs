@@ -106,6 +106,7 @@ conformance!(
     api_tokens_are_found_by_digest_listed_counted_and_ended_as_sessions,
     api_tokens_go_with_their_session_and_their_user,
     concurrent_api_token_creations_stay_within_the_quota,
+    a_reset_link_is_used_once_replaced_by_a_newer_and_goes_with_its_user,
     older_sessions_end_and_newer_ones_stay,
     tasks_round_trip_exactly_and_only_for_their_owner,
     task_updates_are_compare_and_swap,
@@ -722,6 +723,66 @@ fn api_tokens_go_with_their_session_and_their_user(f: &Fixture) {
     assert!(store.change_user(bob, &disable).unwrap());
     assert!(matches!(
         store.create_api_token(&api_token(bob, 26, 73, 100), 5),
+        Err(StoreError::MissingReference(_))
+    ));
+}
+
+fn a_reset_link_is_used_once_replaced_by_a_newer_and_goes_with_its_user(f: &Fixture) {
+    use todo_core::{PasswordResetRecord, ResetTokenHash};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let link = |user, name: &str, made: i64| PasswordResetRecord {
+        hash: ResetTokenHash::new(format!("{name:0>64}")),
+        user_id: user,
+        created_at: at(made),
+        expires_at: at(made + 1800),
+        used_at: None,
+    };
+    let first = link(alice, "a1", 10);
+    store.create_password_reset(&first).unwrap();
+    assert_eq!(
+        store.find_password_reset(&first.hash).unwrap(),
+        Some(first.clone())
+    );
+    let newer = link(alice, "a2", 20);
+    store.create_password_reset(&newer).unwrap();
+    assert_eq!(
+        store.find_password_reset(&first.hash).unwrap(),
+        None,
+        "replaced"
+    );
+    let bobs = link(bob, "b1", 20);
+    store.create_password_reset(&bobs).unwrap();
+    // Of eight uses at once, one.
+    let used: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, hash) = (f.store.clone(), newer.hash.clone());
+                scope.spawn(move || usize::from(store.use_password_reset(&hash, at(30)).unwrap()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(used, 1);
+    let found = store.find_password_reset(&newer.hash).unwrap().unwrap();
+    assert_eq!(found.used_at, Some(at(30)));
+    // Expired: not used.
+    assert!(!store.use_password_reset(&bobs.hash, at(20 + 1800)).unwrap());
+    assert!(store.use_password_reset(&bobs.hash, at(20 + 1799)).unwrap());
+    // The purge drops the expired; a user's deletion drops theirs.
+    store.create_password_reset(&link(bob, "b2", 3000)).unwrap();
+    store.purge_expired_refresh_tokens(at(2000)).unwrap();
+    assert_eq!(
+        store.find_password_reset(&newer.hash).unwrap(),
+        None,
+        "purged"
+    );
+    assert!(store.delete_user(bob, at(3001)).unwrap());
+    let b2 = ResetTokenHash::new(format!("{:0>64}", "b2"));
+    assert_eq!(store.find_password_reset(&b2).unwrap(), None, "with bob");
+    assert!(matches!(
+        store.create_password_reset(&link(bob, "b3", 3002)),
         Err(StoreError::MissingReference(_))
     ));
 }
