@@ -1451,7 +1451,8 @@ async function showSessions() {
   $('session-list').replaceChildren(...body.items.map((session) => {
     const li = el('li', 'member session');
     const token = session.kind === 'api_token';
-    const device = token ? 'API token' : (session.user_agent || 'Unknown device');
+    const made = new Date(session.created_at).toLocaleString();
+    const device = token ? `API token made ${made}` : (session.user_agent || 'Unknown device');
     li.append(el('span', 'member-name', device));
     if (session.current) li.append(' ', el('span', 'chip', 'This device'));
     const seen = new Date(session.last_used_at).toLocaleString();
@@ -1536,7 +1537,8 @@ async function showTokens() {
     const where = token.project_id ? ` in ${projectName(token.project_id)}` : '';
     const scopes = token.scopes.map((scope) => SCOPE_NAMES[scope] || scope).join(', ');
     const until = new Date(token.expires_at).toLocaleDateString();
-    li.append(' ', el('span', 'muted', `may ${scopes}${where}; expires ${until}, last used ${new Date(token.last_used_at).toLocaleString()}`));
+    const used = token.last_used_at === token.created_at ? 'never used' : `last used ${new Date(token.last_used_at).toLocaleString()}`;
+    li.append(' ', el('span', 'muted', `may ${scopes}${where}; expires ${until}, ${used}`));
     li.append(button('Revoke', 'revoke-token', `Revoke ${token.name}`, () => revokeToken(token), 'ghost danger-text'));
     return li;
   }));
@@ -1575,7 +1577,8 @@ $('tokens').addEventListener('click', async () => {
 guardSubmit($('token-form'), 'Creating…', async (form) => {
   clearErrors(form);
   const scopes = [...form.querySelectorAll('input[name=scope]:checked')].map((box) => box.value);
-  const days = Number(form.expires.value);
+  // (a little short of a year: this computer's clock may run ahead)
+  const days = Math.min(Number(form.expires.value), 365 - 1 / 24);
   const body = {
     name: form.name.value,
     scopes,
@@ -1586,6 +1589,9 @@ guardSubmit($('token-form'), 'Creating…', async (form) => {
   try {
     const { body: made } = await api.call('POST', '/v1/api-tokens', { body });
     form.reset();
+    // Closed meanwhile (Escape, a sign-out): the secret is not put in a
+    // page nobody looks at; the token is listed, to revoke.
+    if (!$('tokens-dialog').open) return;
     $('token-secret').value = made.token;
     $('token-made').hidden = false;
     announce(`Token ${made.name} created: copy it now, it is not shown again`);

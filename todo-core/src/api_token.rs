@@ -323,12 +323,15 @@ pub enum Grant {
 }
 
 impl Grant {
-    /// Whether it allows `scope` (a login allows every scope).
+    /// Whether it allows `scope` (a login allows every scope). For
+    /// `events:read`, only with what the change log carries
+    /// ([`ApiTokenGrant::reads_events`]), however the grant was made.
     #[must_use]
     pub const fn allows(self, scope: Scope) -> bool {
-        match self {
-            Self::Login => true,
-            Self::ApiToken(grant) => grant.scopes.contains(scope),
+        match (self, scope) {
+            (Self::Login, _) => true,
+            (Self::ApiToken(grant), Scope::EventsRead) => grant.reads_events(),
+            (Self::ApiToken(grant), scope) => grant.scopes.contains(scope),
         }
     }
 

@@ -923,6 +923,7 @@ impl RefreshTokenStore for MemoryStore {
             .sessions
             .values()
             .filter(|s| s.user_id == user && s.id < than && s.ended_at.is_none())
+            .filter(|s| s.kind == SessionKind::Login)
             .map(|s| s.id)
             .collect();
         Ok(tables.end_sessions(user, now, |s| older.contains(&s)))
@@ -950,11 +951,13 @@ impl RefreshTokenStore for MemoryStore {
         {
             return Err(StoreError::Conflict("duplicate session or API token"));
         }
+        let cut = standing.and_then(|u| u.tokens_revoked_before);
         let live = tables
             .api_tokens
             .keys()
             .filter_map(|id| tables.sessions.get(id))
             .filter(|s| s.user_id == session.user_id && s.is_live(session.created_at))
+            .filter(|s| cut.is_none_or(|cut| s.created_at >= cut))
             .count();
         if live >= max_live {
             return Ok(false);
@@ -970,11 +973,16 @@ impl RefreshTokenStore for MemoryStore {
         now: Timestamp,
     ) -> Result<Vec<ApiTokenRecord>, StoreError> {
         let tables = self.tables();
+        let cut = tables
+            .users
+            .get(&user)
+            .and_then(|r| r.tokens_revoked_before);
         let mut live: Vec<ApiTokenRecord> = tables
             .api_tokens
             .values()
             .filter_map(|t| tables.api_token(t))
             .filter(|t| t.session.user_id == user && t.session.is_live(now))
+            .filter(|t| cut.is_none_or(|cut| t.session.created_at >= cut))
             .collect();
         live.sort_by_key(|t| std::cmp::Reverse(t.session.id));
         Ok(live)

@@ -146,10 +146,11 @@ pub trait RefreshTokenStore: Send + Sync {
         keep: Option<SessionId>,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
-    /// Ends every live session of the user older than `than` (by id: ids
+    /// Ends every live login of the user older than `than` (by id: ids
     /// are UUIDv7, made at sign-in) at `now` and revokes their refresh
     /// tokens, in one step; a session started meanwhile is newer and
-    /// untouched. Returns how many it ended.
+    /// untouched, and API tokens are left alone. Returns how many it
+    /// ended.
     fn end_older_sessions(
         &self,
         user: UserId,

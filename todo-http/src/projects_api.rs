@@ -10,12 +10,15 @@ use http::header::{ETAG, HeaderValue, LOCATION};
 use serde::{Deserialize, Serialize};
 use todo_core::{
     Description, Error as CoreError, Member, NewProject, Page, PageLimit, Project, ProjectColor,
-    ProjectCursor, ProjectId, ProjectName, ProjectPatch, ProjectRole, ProjectService, Username,
+    ProjectCursor, ProjectId, ProjectName, ProjectPatch, ProjectRole, ProjectService, Scope,
+    Username,
 };
 use utoipa::ToSchema;
 
 use crate::blocking::call;
-use crate::extract::{Conditional, JsonBytes, Path, PathId, ProjectsRead, ProjectsWrite, Scoped};
+use crate::extract::{
+    Caller, Conditional, JsonBytes, Path, PathId, ProjectsRead, ProjectsWrite, Scoped,
+};
 use crate::front::{ApiResponse, json_value, no_content};
 use crate::problem::ApiError;
 use crate::request::query_int;
@@ -340,6 +343,10 @@ pub(crate) async fn delete_project(
     Conditional(id, condition): Conditional<ProjectId>,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
+    // (its tasks go with it: not without the right to delete them)
+    if !caller.0.grant.allows(Scope::TasksWrite) {
+        return Err(ApiError::insufficient_scope(Some(Scope::TasksWrite)));
+    }
     let caller = caller.within(id).map(|_| caller.0.user_id)?;
     api.write(caller, service, move |s| s.delete(caller, id, condition))
         .await?;
@@ -408,7 +415,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MemberPath {
     ))]
 pub(crate) async fn put_member(
     State(api): Tasks,
-    caller: Scoped<ProjectsWrite>,
+    Caller(caller): Caller,
     MemberPath(id, username): MemberPath,
     JsonBytes(body, _held): JsonBytes,
 ) -> Result<ApiResponse, ApiError> {
@@ -416,7 +423,7 @@ pub(crate) async fn put_member(
     let body: RoleBody = crate::request::decode_json(&body)?;
     let role =
         ProjectRole::parse_grantable(&body.role).map_err(|e| ApiError::validation(vec![e]))?;
-    let caller = caller.within(id).map(|_| caller.0.user_id)?;
+    let caller = caller.user_id;
     let (member, name) = api
         .write(caller, service, move |s| {
             s.set_member(caller, id, &username, role)
@@ -439,11 +446,11 @@ pub(crate) async fn put_member(
     ))]
 pub(crate) async fn delete_member(
     State(api): Tasks,
-    caller: Scoped<ProjectsWrite>,
+    Caller(caller): Caller,
     MemberPath(id, username): MemberPath,
 ) -> Result<ApiResponse, ApiError> {
     let service = projects(&api)?;
-    let caller = caller.within(id).map(|_| caller.0.user_id)?;
+    let caller = caller.user_id;
     api.write(caller, service, move |s| {
         s.remove_member(caller, id, &username)
     })

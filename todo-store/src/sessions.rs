@@ -129,7 +129,7 @@ pub(crate) fn end_past_cap(conn: &mut AnyConnection, user: &str, now: i64) -> Qu
     Ok(())
 }
 
-/// Ends the user's live sessions older than `than` (by id: `COLLATE "C"`
+/// Ends the user's live logins (not API tokens) older than `than` (by id: `COLLATE "C"`
 /// on PostgreSQL, bytes on SQLite, so UUIDv7 text sorts by sign-in) at
 /// `now`, in the caller's transaction, as [`end`] ends each; a session
 /// started meanwhile is newer and untouched. Returns how many it ended.
@@ -142,6 +142,7 @@ pub(crate) fn end_older(
     crate::users::lock_user_for_count(conn, user)?;
     let older: Vec<String> = sessions::table
         .filter(sessions::user_id.eq(user))
+        .filter(sessions::kind.eq(SessionKind::Login.as_str()))
         .filter(sessions::ended_at.is_null())
         .filter(sessions::id.lt(than))
         .select(sessions::id)
@@ -330,12 +331,14 @@ pub(crate) fn create_api_token(
         ))
         .first(conn)
         .optional()?;
-    match standing {
-        Some((0, cut)) if cut.is_none_or(|cut| cut < now) => {}
+    let cut = match standing {
+        Some((0, cut)) if cut.is_none_or(|cut| cut < now) => cut.unwrap_or(i64::MIN),
         _ => return Ok(None),
-    }
+    };
+    // (tokens made before the cut are dead, whatever their rows say)
     let live: i64 = sessions::table
         .filter(sessions::user_id.eq(&user))
+        .filter(sessions::created_at.ge(cut))
         .filter(sessions::kind.eq(SessionKind::ApiToken.as_str()))
         .filter(sessions::ended_at.is_null())
         .filter(sessions::expires_at.gt(now))

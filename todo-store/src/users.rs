@@ -629,9 +629,19 @@ impl RefreshTokenStore for SqlStore {
     ) -> Result<Vec<ApiTokenRecord>, StoreError> {
         let user = user.to_string();
         let rows = self.with_conn(|conn| {
+            // (a token made as its account's cut was taken is dead: the gate
+            // refuses it, so it is not listed either)
+            let cut = users::table
+                .find(&user)
+                .select(users::tokens_revoked_before)
+                .first::<Option<i64>>(conn)
+                .optional()?
+                .flatten()
+                .unwrap_or(i64::MIN);
             api_tokens::table
                 .inner_join(sessions::table)
                 .filter(sessions::user_id.eq(&user))
+                .filter(sessions::created_at.ge(cut))
                 .filter(sessions::ended_at.is_null())
                 .filter(sessions::expires_at.gt(now.unix_micros()))
                 .order(sessions::id.desc())

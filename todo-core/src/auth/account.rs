@@ -36,7 +36,7 @@ impl AccountService {
 
     /// The caller's own account.
     pub fn me(&self, principal: &Principal) -> Result<User> {
-        super::signed_in(principal)?;
+        super::require_login(principal)?;
         self.shared
             .current_user(principal.user_id)
             .map(|record| record.user)
@@ -53,7 +53,7 @@ impl AccountService {
 
     /// Changes the caller's e-mail address (`None` removes it).
     pub fn update_me(&self, principal: &Principal, email: Option<Email>) -> Result<User> {
-        super::signed_in(principal)?;
+        super::require_login(principal)?;
         let mut record = self.shared.current_user(principal.user_id)?;
         if record.user.email != email {
             let now = self.shared.clock.now();
@@ -79,7 +79,7 @@ impl AccountService {
         current: &str,
         new: &str,
     ) -> Result<()> {
-        super::signed_in(principal)?;
+        super::require_login(principal)?;
         let record = self.shared.current_user(principal.user_id)?;
         let username = &record.user.username;
         let new = Password::new_for(new, username)?;
@@ -112,7 +112,7 @@ impl AccountService {
         principal: &Principal,
         current: &str,
     ) -> Result<()> {
-        super::signed_in(principal)?;
+        super::require_login(principal)?;
         let record = self.shared.current_user(principal.user_id)?;
         // As on the admin path: an administrator's account is deleted by
         // another, so that one is always left.

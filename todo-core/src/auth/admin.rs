@@ -244,7 +244,7 @@ impl UserAdmin {
     /// second old) is not admin is refused at once. Each call checks the
     /// stored role again all the same.
     pub fn screen(principal: &Principal) -> Result<()> {
-        super::signed_in(principal)?;
+        super::require_login(principal)?;
         if principal.role == Role::Admin {
             Ok(())
         } else {
@@ -260,7 +260,7 @@ impl UserAdmin {
     }
 
     pub(super) fn require_admin(&self, principal: &Principal) -> Result<()> {
-        super::signed_in(principal)?;
+        super::require_login(principal)?;
         let record = self.shared.current_user(principal.user_id)?;
         if record.user.role == Role::Admin {
             Ok(())

@@ -53,7 +53,7 @@ impl SessionService {
         new: NewApiToken,
         current_password: Option<&str>,
     ) -> Result<(ApiTokenRecord, ApiTokenSecret)> {
-        super::signed_in(caller)?;
+        super::require_login(caller)?;
         // (a grant made by hand, not by `ApiTokenGrant::new`, is weighed too)
         let grant = ApiTokenGrant::new(new.grant.scopes, new.grant.project)?;
         let shared = self.shared();
@@ -117,7 +117,7 @@ impl SessionService {
     /// The caller's live API tokens, newest first (never their secrets:
     /// none is kept).
     pub fn list_api_tokens(&self, caller: &Principal) -> Result<Vec<ApiTokenRecord>> {
-        super::signed_in(caller)?;
+        super::require_login(caller)?;
         let shared = self.shared();
         Ok(shared
             .refresh_tokens

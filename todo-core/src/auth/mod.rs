@@ -260,7 +260,7 @@ impl Shared {
 /// tokens, and the administration of users, are a login's to act on, never
 /// a script's (whatever its scopes, which name tasks, projects and events
 /// only). [`Error::Forbidden`] for an API token.
-pub(crate) fn signed_in(principal: &crate::token::Principal) -> Result<()> {
+pub(crate) fn require_login(principal: &crate::token::Principal) -> Result<()> {
     if principal.grant.is_login() {
         Ok(())
     } else {

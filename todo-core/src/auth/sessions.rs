@@ -498,7 +498,7 @@ impl SessionService {
 
     /// The caller's live sessions, newest first.
     pub fn list_sessions(&self, caller: &Principal) -> Result<Vec<SessionRecord>> {
-        super::signed_in(caller)?;
+        super::require_login(caller)?;
         let now = self.shared.clock.now();
         Ok(self
             .shared
@@ -526,7 +526,7 @@ impl SessionService {
         id: SessionId,
         current_password: Option<&str>,
     ) -> Result<()> {
-        super::signed_in(caller)?;
+        super::require_login(caller)?;
         let now = self.shared.clock.now();
         if caller.session.is_none_or(|mine| id > mine) {
             // Found first: a password is weighed (a hash) only for a live
@@ -574,7 +574,7 @@ impl SessionService {
         caller: &Principal,
         current_password: Option<&str>,
     ) -> Result<u64> {
-        super::signed_in(caller)?;
+        super::require_login(caller)?;
         let Some(keep) = caller.session else {
             return Err(Error::Conflict(
                 "this sign-in names no session: sign in again to end the others",
@@ -586,11 +586,16 @@ impl SessionService {
             self.confirm(client, caller, current_password, "end_other_sessions")?;
             store.end_other_sessions(caller.user_id, Some(keep), now)?
         } else {
-            // Without the password only older sessions end, in the store's
+            // Without the password only older sign-ins end, in the store's
             // own step: one started meanwhile (the owner signing in again)
-            // is newer and stays (third review, 1).
+            // is newer and stays (third review, 1). API tokens stay too:
+            // they are no sign-in, and a stolen session must not stop its
+            // owner's scripts; with the password, they end with the rest.
             let live = store.list_sessions(caller.user_id, now)?;
-            if live.iter().any(|s| s.id > keep) {
+            if live
+                .iter()
+                .any(|s| s.id > keep && s.kind == SessionKind::Login)
+            {
                 return Err(Error::Invalid(vec![ValidationError::Blank {
                     field: "current_password",
                 }]));

@@ -399,3 +399,27 @@ fn the_auth_services_refuse_an_api_tokens_principal() {
     ));
     assert!(forbidden(h.auth.admin.delete_user(&admins, me.user_id)));
 }
+
+#[test]
+fn signing_out_everywhere_else_without_the_password_leaves_api_tokens() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let older = h.login("alice", "correct horse").unwrap();
+    let (me, _) = h.principal("alice", "correct horse");
+    let (_, secret) = h
+        .auth
+        .sessions
+        .create_api_token(
+            RequestOrigin::default(),
+            &me,
+            new_token("script", &["tasks:read"], None),
+            Some("correct horse"),
+        )
+        .unwrap();
+    // A token newer than this sign-in asks for no password: it is no
+    // sign-in; the older login ends, the token stays.
+    let ended = h.auth.sessions.end_other_sessions(None, &me, None).unwrap();
+    assert_eq!(ended, 1);
+    assert!(refused(h.auth.sessions.authenticate(&older.access_token)));
+    assert!(h.auth.sessions.authenticate(secret.expose()).is_ok());
+}

@@ -184,7 +184,21 @@ async fn api_tokens_act_within_their_scopes_and_project_on_both_servers_until_re
     // A gateway's question is answered for it, with its expiry.
     let validated = call(auth, Method::GET, "/v1/auth/validate", &reader, None).await;
     assert_eq!(validated.status, 200, "{:?}", validated.body);
-    assert!(validated.json().unwrap()["exp"].as_i64().unwrap() > 0);
+    let validated = validated.json().unwrap();
+    assert!(validated["exp"].as_i64().unwrap() > 0);
+    assert_eq!(
+        validated["scopes"],
+        json!(["tasks:read"]),
+        "a gateway learns its scopes"
+    );
+    let login = call(auth, Method::GET, "/v1/auth/validate", &access, None)
+        .await
+        .json()
+        .unwrap();
+    assert!(
+        login.get("scopes").is_none() && login.get("project_id").is_none(),
+        "{login}"
+    );
 
     // A writer limited to the garden: sees and changes the garden only.
     let (_, gardener) = make(
@@ -299,6 +313,78 @@ async fn api_tokens_act_within_their_scopes_and_project_on_both_servers_until_re
     .await;
     assert!(lacks(&project, None), "{project:?}");
 
+    // projects:write changes projects; sharing one (a grant of access that
+    // would outlive the token) is a login's, and deleting one takes its
+    // tasks too (attack of session 26, 1).
+    let (_, planner) = make(&sys, &access, &["projects:read", "projects:write"], None).await;
+    sys.user("thief").await;
+    let share = call(
+        tasks,
+        Method::PUT,
+        &format!("/v1/projects/{garden}/members/thief"),
+        &planner,
+        Some(json!({"role": "editor"})),
+    )
+    .await;
+    assert!(lacks(&share, None), "{share:?}");
+    let unshare = call(
+        tasks,
+        Method::DELETE,
+        &format!("/v1/projects/{garden}/members/thief"),
+        &planner,
+        None,
+    )
+    .await;
+    assert!(lacks(&unshare, None), "{unshare:?}");
+    let renamed = call(
+        tasks,
+        Method::PATCH,
+        &format!("/v1/projects/{garden}"),
+        &planner,
+        Some(json!({"name": "Yard"})),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{:?}", renamed.body);
+    let deleted = call(
+        tasks,
+        Method::DELETE,
+        &format!("/v1/projects/{garden}"),
+        &planner,
+        None,
+    )
+    .await;
+    assert!(lacks(&deleted, Some("tasks:write")), "{deleted:?}");
+    assert_eq!(
+        call(
+            tasks,
+            Method::GET,
+            &format!("/v1/tasks/{seeds}"),
+            &access,
+            None
+        )
+        .await
+        .status,
+        200
+    );
+
+    // Signing out everywhere else without the password leaves API tokens
+    // (no sign-in of the owner's; with the password they end too).
+    let others = call(
+        auth,
+        Method::POST,
+        "/v1/sessions/revoke-others",
+        &access,
+        None,
+    )
+    .await;
+    assert_eq!(others.status, 204, "{:?}", others.body);
+    assert_eq!(
+        call(tasks, Method::GET, "/v1/projects", &planner, None)
+            .await
+            .status,
+        200
+    );
+
     // Listed among the sessions, never with a secret.
     let sessions = call(auth, Method::GET, "/v1/sessions", &access, None)
         .await
@@ -312,7 +398,7 @@ async fn api_tokens_act_within_their_scopes_and_project_on_both_servers_until_re
         .collect();
     assert_eq!(
         kinds.iter().filter(|k| **k == "api_token").count(),
-        2,
+        3,
         "{kinds:?}"
     );
     let listed = call(auth, Method::GET, "/v1/api-tokens", &access, None).await;
@@ -370,10 +456,10 @@ async fn api_tokens_act_within_their_scopes_and_project_on_both_servers_until_re
             .as_array()
             .unwrap()
             .len(),
-        1
+        2
     );
 
-    // A password change ends the other.
+    // A password change ends the others.
     let changed = call(
         auth,
         Method::POST,

@@ -716,9 +716,21 @@ fn api_tokens_go_with_their_session_and_their_user(f: &Fixture) {
             .create_api_token(&api_token(bob, 25, 71, 100), 5)
             .unwrap()
     );
+    // A token older than the cut is dead: neither listed nor counted.
+    let later = todo_core::UserChange {
+        revoke_before: Some(at(72)),
+        ..todo_core::UserChange::at(at(72))
+    };
+    assert!(store.change_user(bob, &later).unwrap());
+    assert!(store.list_api_tokens(bob, at(72)).unwrap().is_empty());
+    assert!(
+        store
+            .create_api_token(&api_token(bob, 27, 73, 100), 1)
+            .unwrap()
+    );
     let disable = todo_core::UserChange {
         disabled: Some(true),
-        ..todo_core::UserChange::at(at(72))
+        ..todo_core::UserChange::at(at(74))
     };
     assert!(store.change_user(bob, &disable).unwrap());
     assert!(matches!(
