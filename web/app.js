@@ -189,6 +189,7 @@ function showAuth(message) {
   closeEditor();
   for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
   $('session-list').replaceChildren();
+  $('webhook-list').replaceChildren();
   // (the API tokens' dialog: its list, its projects, what was typed)
   $('token-list').replaceChildren();
   $('token-project').replaceChildren();
@@ -1466,6 +1467,29 @@ async function showSessions() {
     return li;
   }));
   $('sessions-others').disabled = !body.items.some((session) => !session.current);
+  await showWebhooks();
+}
+
+/** The webhooks sending the account's changes out, each deletable here. */
+async function showWebhooks() {
+  const { body } = await api.call('GET', '/v1/webhooks');
+  $('webhook-list').replaceChildren(...body.items.map((hook) => {
+    const li = el('li', 'member webhook');
+    li.append(el('span', 'member-name', hook.url));
+    li.append(' ', el('span', 'muted', `made ${new Date(hook.created_at).toLocaleString()}`));
+    li.append(button('Delete', 'delete-webhook', `Delete the webhook to ${hook.url}`, async () => {
+      try {
+        await api.call('DELETE', `/v1/webhooks/${hook.id}`);
+        announce('Webhook deleted');
+        await showWebhooks();
+        $('sessions-close').focus();
+      } catch (error) {
+        if (!(error instanceof api.ApiError && error.status === 401)) $('sessions-error').textContent = failureText(error);
+      }
+    }, 'ghost danger-text'));
+    return li;
+  }));
+  $('webhook-none').hidden = body.items.length > 0;
 }
 
 // Signing out a newer sign-in than this one takes the password again (the

@@ -1261,6 +1261,10 @@ try {
     const listed = await phone.locator('#session-list .session').allTextContents();
     check(listed.length === 2 && listed.filter((s) => s.includes('This device')).length === 1,
       `the Sessions dialog lists both sign-ins, this one marked (${JSON.stringify(listed)})`);
+    // (what else reaches the account: its webhooks, none here)
+    await phone.locator('#webhook-none').waitFor({ state: 'visible', timeout: 5000 }).catch(() => {});
+    check(await phone.locator('#webhook-none').isVisible() && await phone.locator('#webhook-list li').count() === 0,
+      'the Sessions dialog lists the webhooks too (none)');
     await axe('sessions dialog', phone);
     // From the laptop (the older sign-in), signing the phone out takes the
     // password; from the phone, the laptop goes with a click.
