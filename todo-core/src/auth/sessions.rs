@@ -639,7 +639,11 @@ impl SessionService {
     /// Verifies an access token and checks that it may still act: its user
     /// exists and is enabled, it was issued after the user's last
     /// revocation, and its session has not ended. The principal's role is
-    /// the stored one.
+    /// the stored one. An API token (`todo_pat_…`) is admitted too, with a
+    /// principal whose [`crate::Grant`] names its scopes and project: the
+    /// auth services refuse it, but the task and project services take a
+    /// user id, so a caller that hands them one must honour the grant
+    /// itself (todo-http's `Scoped` does).
     pub fn authenticate(&self, access_token: &str) -> Result<Principal> {
         self.shared.gate.authorize(access_token)
     }
