@@ -48,6 +48,11 @@ use crate::task_api::{ChangeDto, TaskApi};
 /// Live streams one user may hold open at once (tabs and devices), per
 /// instance.
 pub const MAX_STREAMS_PER_USER: usize = 8;
+
+/// The most of a user's streams that API tokens hold: the rest stay for
+/// their sign-ins (a script's token must not keep its owner's page from
+/// listening; attack of session 26, 4).
+pub const MAX_TOKEN_STREAMS_PER_USER: usize = MAX_STREAMS_PER_USER / 2;
 /// Live streams one client address (an IPv6 /64) may hold open at once,
 /// per instance, whatever the accounts: so that a few addresses cannot
 /// take every place of the instance (attack of #15).
@@ -88,6 +93,8 @@ pub(crate) struct LiveStreams {
 #[derive(Debug, Default)]
 struct Open {
     per_user: HashMap<UserId, usize>,
+    /// Of those, the ones opened with an API token.
+    by_token: HashMap<UserId, usize>,
     total: usize,
 }
 
@@ -116,7 +123,12 @@ impl LiveStreams {
 
     /// A place for one more of `user`'s streams from `client`: 429 past
     /// the user's or the client's, 503 past the instance's.
-    fn enter(&self, user: UserId, client: Option<IpAddr>) -> Result<StreamTicket, ApiError> {
+    fn enter(
+        &self,
+        user: UserId,
+        client: Option<IpAddr>,
+        api_token: bool,
+    ) -> Result<StreamTicket, ApiError> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open.total >= self.max_total {
             return Err(ApiError::unavailable(Duration::from_secs(5), None));
@@ -127,7 +139,10 @@ impl LiveStreams {
             }
             .into()
         };
-        if open.per_user.get(&user).copied().unwrap_or(0) >= MAX_STREAMS_PER_USER {
+        if open.per_user.get(&user).copied().unwrap_or(0) >= MAX_STREAMS_PER_USER
+            || (api_token
+                && open.by_token.get(&user).copied().unwrap_or(0) >= MAX_TOKEN_STREAMS_PER_USER)
+        {
             return Err(too_many());
         }
         let client_slot = match client {
@@ -135,10 +150,14 @@ impl LiveStreams {
             None => None,
         };
         *open.per_user.entry(user).or_default() += 1;
+        if api_token {
+            *open.by_token.entry(user).or_default() += 1;
+        }
         open.total += 1;
         Ok(StreamTicket {
             open: Arc::clone(&self.open),
             user,
+            api_token,
             _client: client_slot,
         })
     }
@@ -149,6 +168,8 @@ impl LiveStreams {
 struct StreamTicket {
     open: Arc<Mutex<Open>>,
     user: UserId,
+    /// Whether an API token opened it.
+    api_token: bool,
     /// Its client's place, given back with it.
     _client: Option<ClientSlot>,
 }
@@ -157,10 +178,16 @@ impl Drop for StreamTicket {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.total = open.total.saturating_sub(1);
-        if let Some(count) = open.per_user.get_mut(&self.user) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.per_user.remove(&self.user);
+        let Open {
+            per_user, by_token, ..
+        } = &mut *open;
+        let counted = [(per_user, true), (by_token, self.api_token)];
+        for (counts, _) in counted.into_iter().filter(|(_, counted)| *counted) {
+            if let Some(count) = counts.get_mut(&self.user) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(&self.user);
+                }
             }
         }
     }
@@ -206,7 +233,8 @@ pub(crate) async fn events(
         (claims.subject, Credential::Access(claims))
     };
     let (since, field) = resume_from(&headers, query.as_deref())?;
-    let ticket = api.live_streams().enter(owner, client)?;
+    let by_token = matches!(credential, Credential::ApiToken(_));
+    let ticket = api.live_streams().enter(owner, client, by_token)?;
     let live = call(api.service(), move |s| {
         // A cursor that is not this stream's is named where it came from.
         s.subscribe(owner, since.as_ref())
@@ -467,19 +495,23 @@ mod tests {
         let mut held = Vec::new();
         // One user: 8.
         for _ in 0..MAX_STREAMS_PER_USER {
-            held.push(streams.enter(user(1), Some(here)).unwrap());
+            held.push(streams.enter(user(1), Some(here), false).unwrap());
         }
         assert_eq!(
-            streams.enter(user(1), None).unwrap_err().status.as_u16(),
+            streams
+                .enter(user(1), None, false)
+                .unwrap_err()
+                .status
+                .as_u16(),
             429
         );
         // One address, other users: 16 in all.
         for n in 2..=9 {
-            held.push(streams.enter(user(n), Some(here)).unwrap());
+            held.push(streams.enter(user(n), Some(here), false).unwrap());
         }
         assert_eq!(
             streams
-                .enter(user(10), Some(here))
+                .enter(user(10), Some(here), false)
                 .unwrap_err()
                 .status
                 .as_u16(),
@@ -492,11 +524,11 @@ mod tests {
         );
         for n in 0..16 {
             let from = if n % 2 == 0 { a } else { b };
-            held.push(streams.enter(user(100 + n), Some(from)).unwrap());
+            held.push(streams.enter(user(100 + n), Some(from), false).unwrap());
         }
         assert_eq!(
             streams
-                .enter(user(200), Some(a))
+                .enter(user(200), Some(a), false)
                 .unwrap_err()
                 .status
                 .as_u16(),
@@ -504,19 +536,49 @@ mod tests {
         );
         // The instance's 40: 32 held, 8 more from elsewhere, then 503.
         for n in 0..8 {
-            held.push(streams.enter(user(300 + n), None).unwrap());
+            held.push(streams.enter(user(300 + n), None, false).unwrap());
         }
         assert_eq!(
-            streams.enter(user(400), None).unwrap_err().status.as_u16(),
+            streams
+                .enter(user(400), None, false)
+                .unwrap_err()
+                .status
+                .as_u16(),
             503
         );
         // Places come back.
         held.clear();
-        assert!(streams.enter(user(1), Some(here)).is_ok());
+        assert!(streams.enter(user(1), Some(here), false).is_ok());
         let open = streams.open.lock().unwrap();
         assert_eq!(
             (open.total, open.per_user.len(), streams.clients.addresses()),
             (0, 0, 0)
         );
+    }
+
+    #[test]
+    fn api_tokens_hold_at_most_half_of_a_users_places() {
+        let streams = LiveStreams::new(40);
+        let mut held = Vec::new();
+        for _ in 0..MAX_TOKEN_STREAMS_PER_USER {
+            held.push(streams.enter(user(1), None, true).unwrap());
+        }
+        assert_eq!(
+            streams
+                .enter(user(1), None, true)
+                .unwrap_err()
+                .status
+                .as_u16(),
+            429
+        );
+        // The sign-ins keep the rest.
+        for _ in MAX_TOKEN_STREAMS_PER_USER..MAX_STREAMS_PER_USER {
+            held.push(streams.enter(user(1), None, false).unwrap());
+        }
+        // Places come back, the tokens' counted apart.
+        held.clear();
+        assert!(streams.enter(user(1), None, true).is_ok());
+        let open = streams.open.lock().unwrap();
+        assert_eq!((open.total, open.by_token.len()), (0, 0));
     }
 }
