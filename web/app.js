@@ -1467,7 +1467,10 @@ async function showSessions() {
     return li;
   }));
   $('sessions-others').disabled = !body.items.some((session) => !session.current);
-  await showWebhooks();
+  // (read beside, not before: the sessions and the focus do not wait for it)
+  showWebhooks().catch((error) => {
+    if (!(error instanceof api.ApiError && error.status === 401)) $('sessions-error').textContent = failureText(error);
+  });
 }
 
 /** The webhooks sending the account's changes out, each deletable here. */
@@ -1993,10 +1996,12 @@ function sleep(ms, wake) {
 // or is unavailable is tried again with backoff, and the page says so
 // instead of asking to log in.
 // A reset link: its token is taken from the fragment (which no server or
-// log sees) and the fragment cleared from the address bar and history.
+// log sees) and cleared from the address bar and the back button's entry
+// (the browser's own history keeps the visited address: the link is
+// single-use and lives 30 minutes). The token is base64url: taken as it is.
 let resetToken = null;
 if (location.hash.startsWith('#reset=')) {
-  resetToken = decodeURIComponent(location.hash.slice('#reset='.length));
+  resetToken = location.hash.slice('#reset='.length);
   history.replaceState(null, '', location.pathname + location.search);
 }
 

@@ -761,6 +761,13 @@ impl UserStore for MemoryStore {
         Ok(self.tables().password_resets.get(hash.as_str()).cloned())
     }
 
+    fn delete_password_resets(&self, user: UserId) -> Result<(), StoreError> {
+        self.tables()
+            .password_resets
+            .retain(|_, r| r.user_id != user);
+        Ok(())
+    }
+
     fn use_password_reset(
         &self,
         hash: &ResetTokenHash,

@@ -1041,10 +1041,7 @@ async fn password_reset_link(
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(http::uri::Authority::as_str))
-        .filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        })
+        .filter(|h| link_host(h))
         .map(|h| format!("https://{h}"))
         .unwrap_or_default();
     json_value(
@@ -1054,6 +1051,21 @@ async fn password_reset_link(
             expires_at: expires_at.to_string(),
         },
     )
+}
+
+/// Whether `host` may be the host of a reset link: `host[:port]` as an
+/// authority parses it, no user part, a port that is one. Else the link is
+/// given without one (relative to the page the administrator uses).
+fn link_host(host: &str) -> bool {
+    host.parse::<http::uri::Authority>()
+        .is_ok_and(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+        && (host.ends_with(']')
+            || host
+                .rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_ok()))
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
 }
 
 /// A reset link, as its administrator receives it.
@@ -1171,6 +1183,29 @@ mod limits {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_reset_links_host_is_a_host_and_port_or_nothing() {
+        for good in [
+            "todo.example.com",
+            "127.0.0.1:8443",
+            "[::1]:443",
+            "localhost",
+        ] {
+            assert!(link_host(good), "{good}");
+        }
+        for bad in [
+            "",
+            ":",
+            "x]evil[",
+            "a:99999",
+            "user@evil.example",
+            "evil.example/path",
+            "a b",
+        ] {
+            assert!(!link_host(bad), "{bad}");
+        }
+    }
 
     fn parts(request: http::request::Builder) -> Parts {
         request.body(()).unwrap().into_parts().0

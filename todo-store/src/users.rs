@@ -341,6 +341,15 @@ impl UserStore for SqlStore {
         }))
     }
 
+    fn delete_password_resets(&self, user: UserId) -> Result<(), StoreError> {
+        let user = user.to_string();
+        self.with_write_conn(|conn| {
+            diesel::delete(password_resets::table.filter(password_resets::user_id.eq(&user)))
+                .execute(conn)
+        })?;
+        Ok(())
+    }
+
     fn use_password_reset(
         &self,
         hash: &ResetTokenHash,

@@ -160,6 +160,8 @@ impl UserAdmin {
                 .refresh_tokens
                 .end_other_sessions(id, None, self.shared.clock.now())?;
             self.shared.limits.login_failures.forget_devices(id)?;
+            // (a link made before would give the account back to its holder)
+            self.shared.users.delete_password_resets(id)?;
         }
         Ok(record.user)
     }

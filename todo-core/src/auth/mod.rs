@@ -208,6 +208,9 @@ impl Shared {
         }
         self.refresh_tokens
             .end_other_sessions(record.user.id, None, written)?;
+        // A reset link made before would undo this password (attack of
+        // session 26, reset, 2).
+        self.users.delete_password_resets(record.user.id)?;
         // A device that signed in with the old password keeps no allowance
         // of its own against the new one.
         self.limits.login_failures.forget_devices(record.user.id)?;

@@ -169,3 +169,33 @@ fn an_api_token_makes_no_link() {
         Err(Error::Forbidden)
     ));
 }
+
+#[test]
+fn a_password_change_or_a_disabling_kills_a_pending_link() {
+    let h = harness();
+    let alice = h.register("alice", "correct horse");
+    let admin = h.admin();
+    let (link, _) = h.auth.admin.password_reset_link(&admin, alice.id).unwrap();
+    let (me, _) = h.principal("alice", "correct horse");
+    h.auth
+        .account
+        .change_password(None, &me, "correct horse", "a horse of her own")
+        .unwrap();
+    assert!(dead(h.auth.sessions.reset_password(
+        None,
+        link.expose(),
+        "the holder's horse"
+    )));
+
+    let (link, _) = h.auth.admin.password_reset_link(&admin, alice.id).unwrap();
+    let disable = todo_core::UserPatch {
+        disabled: Some(true),
+        ..todo_core::UserPatch::default()
+    };
+    h.auth.admin.patch_user(&admin, alice.id, disable).unwrap();
+    assert!(dead(h.auth.sessions.reset_password(
+        None,
+        link.expose(),
+        "the holder's horse"
+    )));
+}
