@@ -11,9 +11,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::error::{RandomError, ValidationError};
 use crate::ports::Sha256;
@@ -47,18 +45,9 @@ pub struct ApiTokenSecret(Zeroizing<String>);
 pub struct ApiTokenHash(String);
 
 impl ApiTokenSecret {
-    /// The length of the random part's encoding.
-    const RANDOM_CHARS: usize = 43;
-
     /// A new secret of 256 random bits.
     pub fn generate(random: &dyn Random) -> Result<Self, RandomError> {
-        let mut bytes = [0u8; 32];
-        random.fill(&mut bytes)?;
-        let mut secret = String::with_capacity(API_TOKEN_PREFIX.len() + Self::RANDOM_CHARS);
-        secret.push_str(API_TOKEN_PREFIX);
-        URL_SAFE_NO_PAD.encode_string(bytes, &mut secret);
-        bytes.zeroize();
-        Ok(Self(Zeroizing::new(secret)))
+        crate::secret::generate(random, API_TOKEN_PREFIX).map(Self)
     }
 
     /// A bearer token that has the form of an API token; `None` for text
@@ -66,11 +55,7 @@ impl ApiTokenSecret {
     #[must_use]
     pub fn parse(raw: &str) -> Option<Self> {
         let random = raw.strip_prefix(API_TOKEN_PREFIX)?;
-        let canonical = random.len() == Self::RANDOM_CHARS
-            && URL_SAFE_NO_PAD
-                .decode(random)
-                .is_ok_and(|bytes| URL_SAFE_NO_PAD.encode(bytes) == random);
-        canonical.then(|| Self(Zeroizing::new(raw.to_owned())))
+        crate::secret::is_canonical(random).then(|| Self(Zeroizing::new(raw.to_owned())))
     }
 
     /// Whether a bearer token claims to be an API token (by its prefix).
@@ -88,14 +73,7 @@ impl ApiTokenSecret {
     /// What the store keeps of it: its SHA-256, in hex.
     #[must_use]
     pub fn digest(&self, sha: &dyn Sha256) -> ApiTokenHash {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let digest = sha.digest(&[self.0.as_bytes()]);
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            hex.push(char::from(HEX[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-        ApiTokenHash(hex)
+        ApiTokenHash(crate::secret::sha256_hex(sha, &[self.0.as_bytes()]))
     }
 }
 

@@ -4,9 +4,7 @@
 //! no feed away, and the owner revokes a URL by publishing anew or by
 //! deleting the feed.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::error::RandomError;
 use crate::ports::Sha256;
@@ -27,21 +25,13 @@ impl FeedToken {
 
     /// A new token of 256 random bits.
     pub fn generate(random: &dyn Random) -> Result<Self, RandomError> {
-        let mut bytes = [0u8; 32];
-        random.fill(&mut bytes)?;
-        let token = Self(Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes)));
-        bytes.zeroize();
-        Ok(token)
+        crate::secret::generate(random, "").map(Self)
     }
 
     /// A token as a URL gives it; `None` for text that cannot be one.
     #[must_use]
     pub fn parse(raw: &str) -> Option<Self> {
-        let canonical = raw.len() == Self::CHARS
-            && URL_SAFE_NO_PAD
-                .decode(raw)
-                .is_ok_and(|bytes| URL_SAFE_NO_PAD.encode(bytes) == raw);
-        canonical.then(|| Self(Zeroizing::new(raw.to_owned())))
+        crate::secret::is_canonical(raw).then(|| Self(Zeroizing::new(raw.to_owned())))
     }
 
     /// The token, for the URL.
@@ -53,14 +43,7 @@ impl FeedToken {
     /// What the store keeps of it: its SHA-256, in hex.
     #[must_use]
     pub fn digest(&self, sha: &dyn Sha256) -> FeedTokenHash {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let digest = sha.digest(&[self.0.as_bytes()]);
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            hex.push(char::from(HEX[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-        FeedTokenHash(hex)
+        FeedTokenHash(crate::secret::sha256_hex(sha, &[self.0.as_bytes()]))
     }
 }
 

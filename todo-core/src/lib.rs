@@ -83,6 +83,7 @@ mod random;
 mod recurrence;
 mod relay;
 mod reminder;
+mod secret;
 mod session;
 mod task;
 mod task_service;

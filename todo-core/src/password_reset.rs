@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::error::RandomError;
 use crate::ports::Sha256;
@@ -29,26 +27,16 @@ pub struct ResetToken(Zeroizing<String>);
 pub struct ResetTokenHash(String);
 
 impl ResetToken {
-    const CHARS: usize = 43;
-
     /// A new token.
     pub fn generate(random: &dyn Random) -> Result<Self, RandomError> {
-        let mut bytes = [0u8; 32];
-        random.fill(&mut bytes)?;
-        let token = Self(Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes)));
-        bytes.zeroize();
-        Ok(token)
+        crate::secret::generate(random, "").map(Self)
     }
 
     /// A token as a client sends it back; `None` for text that cannot be
     /// one (no lookup made).
     #[must_use]
     pub fn parse(raw: &str) -> Option<Self> {
-        let canonical = raw.len() == Self::CHARS
-            && URL_SAFE_NO_PAD
-                .decode(raw)
-                .is_ok_and(|bytes| URL_SAFE_NO_PAD.encode(bytes) == raw);
-        canonical.then(|| Self(Zeroizing::new(raw.to_owned())))
+        crate::secret::is_canonical(raw).then(|| Self(Zeroizing::new(raw.to_owned())))
     }
 
     /// The token, for the link; never log it.
@@ -60,14 +48,10 @@ impl ResetToken {
     /// What the store keeps of it.
     #[must_use]
     pub fn digest(&self, sha: &dyn Sha256) -> ResetTokenHash {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let digest = sha.digest(&[b"password-reset:", self.0.as_bytes()]);
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            hex.push(char::from(HEX[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-        ResetTokenHash(hex)
+        ResetTokenHash(crate::secret::sha256_hex(
+            sha,
+            &[b"password-reset:", self.0.as_bytes()],
+        ))
     }
 }
 

@@ -560,13 +560,7 @@ impl RefreshTokenStore for SqlStore {
         let user = user.to_string();
         let rows = self.with_conn(|conn| {
             // (a login that raced its account's revocation cut started dead)
-            let cut = users::table
-                .find(&user)
-                .select(users::tokens_revoked_before)
-                .first::<Option<i64>>(conn)
-                .optional()?
-                .flatten()
-                .unwrap_or(i64::MIN);
+            let cut = revocation_cut(conn, &user)?;
             sessions::table
                 .filter(sessions::user_id.eq(&user))
                 .filter(sessions::ended_at.is_null())
@@ -640,13 +634,7 @@ impl RefreshTokenStore for SqlStore {
         let rows = self.with_conn(|conn| {
             // (a token made as its account's cut was taken is dead: the gate
             // refuses it, so it is not listed either)
-            let cut = users::table
-                .find(&user)
-                .select(users::tokens_revoked_before)
-                .first::<Option<i64>>(conn)
-                .optional()?
-                .flatten()
-                .unwrap_or(i64::MIN);
+            let cut = revocation_cut(conn, &user)?;
             api_tokens::table
                 .inner_join(sessions::table)
                 .filter(sessions::user_id.eq(&user))
@@ -723,6 +711,18 @@ pub(crate) fn lock_user_for_count_pg(pg: &mut PgConnection, id: &str) -> diesel:
         .for_no_key_update()
         .execute(pg)
         .map(|_| ())
+}
+
+/// The user's revocation cut in microseconds (`i64::MIN` without one, or
+/// without the user): sessions and tokens made before it are dead.
+fn revocation_cut(conn: &mut AnyConnection, user: &str) -> diesel::QueryResult<i64> {
+    Ok(users::table
+        .find(user)
+        .select(users::tokens_revoked_before)
+        .first::<Option<i64>>(conn)
+        .optional()?
+        .flatten()
+        .unwrap_or(i64::MIN))
 }
 
 fn family_revoked(conn: &mut AnyConnection, family: &str) -> diesel::QueryResult<bool> {
