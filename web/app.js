@@ -1475,12 +1475,16 @@ async function showSessions() {
 
 /** The webhooks sending the account's changes out, each deletable here. */
 async function showWebhooks() {
+  // (until read: neither an old list nor a "none" that may not be true)
+  $('webhook-none').hidden = true;
   const { body } = await api.call('GET', '/v1/webhooks');
   $('webhook-list').replaceChildren(...body.items.map((hook) => {
     const li = el('li', 'member webhook');
     li.append(el('span', 'member-name', hook.url));
     li.append(' ', el('span', 'muted', `made ${new Date(hook.created_at).toLocaleString()}`));
-    li.append(button('Delete', 'delete-webhook', `Delete the webhook to ${hook.url}`, async () => {
+    li.append(button('Delete', 'delete-webhook', `Delete the webhook to ${hook.url}`, async (event) => {
+      if (event.currentTarget.disabled) return;
+      event.currentTarget.disabled = true;
       try {
         await api.call('DELETE', `/v1/webhooks/${hook.id}`);
         announce('Webhook deleted');
@@ -1527,6 +1531,8 @@ async function endSessions(path, method, done) {
 
 $('sessions').addEventListener('click', async () => {
   $('session-list').replaceChildren();
+  $('webhook-list').replaceChildren();
+  $('webhook-none').hidden = true;
   $('sessions-error').textContent = '';
   $('sessions-dialog').showModal();
   $('sessions-close').focus();

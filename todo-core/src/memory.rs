@@ -774,8 +774,20 @@ impl UserStore for MemoryStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
-        match tables.password_resets.get_mut(hash.as_str()) {
-            Some(reset) if reset.is_live(now) => {
+        let Tables {
+            users,
+            password_resets,
+            ..
+        } = &mut *tables;
+        let standing = |reset: &PasswordResetRecord| {
+            users.get(&reset.user_id).is_some_and(|u| {
+                !u.user.disabled
+                    && u.tokens_revoked_before
+                        .is_none_or(|cut| cut <= reset.created_at)
+            })
+        };
+        match password_resets.get_mut(hash.as_str()) {
+            Some(reset) if reset.is_live(now) && standing(reset) => {
                 reset.used_at = Some(now);
                 Ok(true)
             }

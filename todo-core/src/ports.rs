@@ -80,8 +80,10 @@ pub trait UserStore: Send + Sync {
     /// Deletes the user's reset links (their password changed another way,
     /// or their account was disabled: a link made before must not undo it).
     fn delete_password_resets(&self, user: UserId) -> Result<(), StoreError>;
-    /// Marks the link used at `now` if it is live then; returns whether it
-    /// did: of any number of concurrent calls, at most one gets `true`.
+    /// Marks the link used at `now` if it is live then, its user enabled
+    /// and not cut since the link was made (a password change or disabling
+    /// first), in one step; returns whether it did: of any number of
+    /// concurrent calls, at most one gets `true`.
     fn use_password_reset(&self, hash: &ResetTokenHash, now: Timestamp)
     -> Result<bool, StoreError>;
 }

@@ -1022,6 +1022,7 @@ async fn end_user_sessions(
     params(Path<UserRef>),
     responses(
         (status = 201, description = "The link, shown once, and when it expires (30 minutes)", body = ResetLinkDto),
+        (status = 400, description = "The request names no host (Host, or HTTP/2's :authority) a link can be built on"),
         (status = 403, description = "Not an admin"),
         (status = 404, description = "No such user"),
     ))]
@@ -1043,7 +1044,7 @@ async fn password_reset_link(
         .or_else(|| uri.authority().map(http::uri::Authority::as_str))
         .filter(|h| link_host(h))
         .map(|h| format!("https://{h}"))
-        .unwrap_or_default();
+        .ok_or_else(|| ApiError::bad_request("the request names no host to build the link on"))?;
     json_value(
         StatusCode::CREATED,
         &ResetLinkDto {
@@ -1053,26 +1054,47 @@ async fn password_reset_link(
     )
 }
 
-/// Whether `host` may be the host of a reset link: `host[:port]` as an
-/// authority parses it, no user part, a port that is one. Else the link is
-/// given without one (relative to the page the administrator uses).
+/// Whether `host` may be the host of a reset link: a DNS name, an IPv4
+/// address or a bracketed IPv6 one, and an optional port from 1 to 65535;
+/// nothing else (attack and review of session 26: `x]evil[`, `:`, port
+/// 99999 and the like were taken).
 fn link_host(host: &str) -> bool {
-    host.parse::<http::uri::Authority>()
-        .is_ok_and(|a| !a.host().is_empty() && !a.as_str().contains('@'))
-        && (host.ends_with(']')
-            || host
-                .rsplit_once(':')
-                .is_none_or(|(_, port)| port.parse::<u16>().is_ok()))
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => {
+                match after.strip_prefix(':') {
+                    Some(port) => (None, Some(port)),
+                    None if after.is_empty() => (None, None),
+                    None => return false,
+                }
+            }
+            _ => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, port)) => (Some(name), Some(port)),
+            None => (Some(host), None),
+        },
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let name_ok = name.is_none_or(|n| n.len() <= 253 && n.split('.').all(label));
+    let port_ok = port.is_none_or(|p| {
+        p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    name_ok && port_ok
 }
 
 /// A reset link, as its administrator receives it.
 #[derive(Serialize, ToSchema)]
 #[schema(as = ResetLink)]
 struct ResetLinkDto {
-    /// The page's address with the token in its fragment (`#reset=…`).
+    /// The page's address (`https://` and the host the request named)
+    /// with the token in its fragment (`#reset=…`).
     reset_url: String,
     #[schema(format = DateTime)]
     expires_at: String,
@@ -1202,6 +1224,12 @@ mod tests {
             "user@evil.example",
             "evil.example/path",
             "a b",
+            "a:0",
+            "x[::1]",
+            "[a]b",
+            "[evil.example]",
+            "-a.example",
+            "a..example",
         ] {
             assert!(!link_host(bad), "{bad}");
         }

@@ -575,6 +575,12 @@ mod tests {
         for _ in MAX_TOKEN_STREAMS_PER_USER..MAX_STREAMS_PER_USER {
             held.push(streams.enter(user(1), None, false).unwrap());
         }
+        // A sign-in's place that comes back is no token's.
+        held.pop();
+        assert_eq!(
+            streams.enter(user(1), None, true).unwrap_err().status.as_u16(),
+            429
+        );
         // Places come back, the tokens' counted apart.
         held.clear();
         assert!(streams.enter(user(1), None, true).is_ok());

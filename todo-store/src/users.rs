@@ -357,11 +357,22 @@ impl UserStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let now = now.unix_micros();
         let n = self.with_write_conn(|conn| {
+            // Its user enabled, and no cut since it was made (a password
+            // change or a disabling that committed first): in the same
+            // statement, so neither can be overtaken.
+            let standing =
+                users::table
+                    .filter(users::disabled.eq(0))
+                    .filter(users::tokens_revoked_before.is_null().or(
+                        users::tokens_revoked_before.le(password_resets::created_at.nullable()),
+                    ))
+                    .select(users::id);
             diesel::update(
                 password_resets::table
                     .filter(password_resets::token_hash.eq(hash.as_str()))
                     .filter(password_resets::used_at.is_null())
-                    .filter(password_resets::expires_at.gt(now)),
+                    .filter(password_resets::expires_at.gt(now))
+                    .filter(password_resets::user_id.eq_any(standing)),
             )
             .set(password_resets::used_at.eq(Some(now)))
             .execute(conn)

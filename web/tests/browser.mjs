@@ -1407,6 +1407,13 @@ try {
     await tab.fill('#login-password', 'a fresh battery horse');
     await tab.click('#login-form button[type=submit]');
     check(await tab.locator('#tasks-view').waitFor({ state: 'visible', timeout: 5000 }).then(() => true, () => false), 'the new password signs in');
+    // A fragment that is no token (a malformed escape) opens the form too,
+    // and the link is refused when used, said so.
+    const odd = await ctx.newPage();
+    await odd.goto(`${base}/#reset=%E0%A4%A`);
+    check(await odd.locator('#reset-form').waitFor({ state: 'visible', timeout: 5000 }).then(() => true, () => false),
+      'a malformed reset fragment still shows the form');
+    await odd.close();
     // The same link again: refused, and said so.
     const again = await ctx.newPage();
     await again.goto(`${base}/${fragment}`);

@@ -114,7 +114,13 @@ impl SessionService {
         if !shared.users.use_password_reset(&hash, shared.clock.now())? {
             return Err(dead_link());
         }
-        shared.install_password(&record, &new_hash)?;
+        // (lost to a password change since its reading: the link is spent)
+        shared
+            .install_password(&record, &new_hash)
+            .map_err(|e| match e {
+                Error::Conflict(_) => dead_link(),
+                other => other,
+            })?;
         shared.audit(&AuditEvent::PasswordReset {
             user: record.user.id,
             client,

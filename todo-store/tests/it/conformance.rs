@@ -782,6 +782,28 @@ fn a_reset_link_is_used_once_replaced_by_a_newer_and_goes_with_its_user(f: &Fixt
     // Expired: not used.
     assert!(!store.use_password_reset(&bobs.hash, at(20 + 1800)).unwrap());
     assert!(store.use_password_reset(&bobs.hash, at(20 + 1799)).unwrap());
+    // A cut since the link was made (a password change committed first),
+    // or a disabled user: not used, whatever the order of the writes.
+    let carol = new_user(store, "carol", 2).user.id;
+    let cut = link(carol, "c1", 100);
+    store.create_password_reset(&cut).unwrap();
+    let later = todo_core::UserChange {
+        revoke_before: Some(at(110)),
+        ..todo_core::UserChange::at(at(110))
+    };
+    assert!(store.change_user(carol, &later).unwrap());
+    assert!(!store.use_password_reset(&cut.hash, at(120)).unwrap());
+    let disabled = link(carol, "c2", 130);
+    store.create_password_reset(&disabled).unwrap();
+    let disable = todo_core::UserChange {
+        disabled: Some(true),
+        ..todo_core::UserChange::at(at(131))
+    };
+    assert!(store.change_user(carol, &disable).unwrap());
+    assert!(!store.use_password_reset(&disabled.hash, at(132)).unwrap());
+    // Deleted with the rest of the user's links.
+    store.delete_password_resets(carol).unwrap();
+    assert_eq!(store.find_password_reset(&disabled.hash).unwrap(), None);
     // The purge drops the expired; a user's deletion drops theirs.
     store.create_password_reset(&link(bob, "b2", 3000)).unwrap();
     store.purge_expired_refresh_tokens(at(2000)).unwrap();
