@@ -578,7 +578,11 @@ mod tests {
         // A sign-in's place that comes back is no token's.
         held.pop();
         assert_eq!(
-            streams.enter(user(1), None, true).unwrap_err().status.as_u16(),
+            streams
+                .enter(user(1), None, true)
+                .unwrap_err()
+                .status
+                .as_u16(),
             429
         );
         // Places come back, the tokens' counted apart.
