@@ -277,14 +277,18 @@ impl AccessGate {
         secret: &ApiTokenSecret,
     ) -> Option<Result<(Principal, Timestamp)>> {
         let sha = self.api_token_digest.as_ref()?;
+        self.remembered_api_token(&secret.digest(&**sha))
+    }
+
+    /// [`Self::admit_api_token_remembered`] for a token already digested.
+    fn remembered_api_token(&self, hash: &ApiTokenHash) -> Option<Result<(Principal, Timestamp)>> {
         let now = self.clock.now();
-        let hash = secret.digest(&**sha);
         let token = {
             let tokens = self
                 .remembered_tokens
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            let (token, read_at) = tokens.get(&hash)?;
+            let (token, read_at) = tokens.get(hash)?;
             if now.duration_since(*read_at) >= self.staleness || now < *read_at {
                 return None;
             }
@@ -307,14 +311,15 @@ impl AccessGate {
     /// [`Self::API_TOKEN_USE_RECORDED_EVERY`]. With the principal, when
     /// the token expires.
     pub fn admit_api_token(&self, secret: &ApiTokenSecret) -> Result<(Principal, Timestamp)> {
-        if let Some(decision) = self.admit_api_token_remembered(secret) {
-            return decision;
-        }
         let revoked = Error::InvalidToken(TokenRejection::Revoked);
         let Some(sha) = self.api_token_digest.as_ref() else {
             return Err(revoked);
         };
+        // (digested once, for the memory and the store alike)
         let hash = secret.digest(&**sha);
+        if let Some(decision) = self.remembered_api_token(&hash) {
+            return decision;
+        }
         let read_at = self.clock.now();
         let generation = self.forgotten.load(Ordering::Acquire);
         // A miss is not remembered: text made up to look like a token

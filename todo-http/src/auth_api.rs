@@ -530,8 +530,9 @@ struct SessionDto {
     #[schema(value_type = String, pattern = "^(login|api_token)$")]
     kind: &'static str,
     created_at: String,
-    /// The last token it issued (a login or refresh): within one
-    /// access-token lifetime of its last use.
+    /// A login's last token issued (a login or refresh: within one
+    /// access-token lifetime of its last use); an API token's last use,
+    /// within a minute.
     last_used_at: String,
     /// As the client sent it when the session started, cut to 256
     /// characters.
