@@ -68,6 +68,7 @@ fn seed(store: &SqlStore) -> Vec<(UserId, Vec<Task>)> {
             id,
             username: Username::parse(&format!("user{u}")).unwrap(),
             email: None,
+            email_verified: false,
             role: Role::User,
             disabled: false,
             created_at: at(0),

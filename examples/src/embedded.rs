@@ -66,6 +66,7 @@ pub fn sessions(
             login_per_account: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy::default())),
             confirmations_per_session: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
+            mail_per_account: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
         })
         .policy(policy)
         .build()?

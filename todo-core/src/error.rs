@@ -269,6 +269,13 @@ pub enum Error {
         /// When a retry has a fair chance.
         retry_after: Duration,
     },
+    /// This server sends no mail (none is configured): what needs it
+    /// cannot be done here.
+    #[error("this server sends no mail")]
+    NoMail,
+    /// The mail server did not take a message: retryable.
+    #[error("the mail was not sent")]
+    MailFailed(#[source] crate::mail::MailError),
     /// The store is down or busy past its wait: retryable.
     #[error("storage unavailable")]
     Unavailable(#[source] StoreError),

@@ -67,11 +67,13 @@ mod api_token;
 mod auth;
 mod change;
 mod device;
+mod email_verification;
 mod error;
 mod feed;
 pub mod ical;
 pub mod import;
 mod live;
+mod mail;
 pub mod memory;
 mod password_reset;
 mod ports;
@@ -102,8 +104,8 @@ pub use api_token::{
 };
 pub use auth::{
     AccountPatch, AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials,
-    MissingDependency, NewApiToken, Registration, RequestOrigin, SessionService, UserAdmin,
-    UserRef, retry_after_seconds,
+    MissingDependency, NewApiToken, Registration, RequestOrigin, ResetMail, SessionService,
+    UserAdmin, UserRef, retry_after_seconds,
 };
 pub use change::{
     BAD_CURSOR, Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage, CursorError,
@@ -111,12 +113,16 @@ pub use change::{
     Subject, TRIM_EVERY, trims_at,
 };
 pub use device::{DEVICE_TOKEN_TTL, DeviceToken};
+pub use email_verification::{
+    EMAIL_VERIFICATION_TTL, EmailToken, EmailTokenHash, EmailVerificationRecord,
+};
 pub use error::{
     BoxError, Error, HashError, RandomError, Result, StoreError, TokenError, TokenRejection,
     ValidationError,
 };
 pub use feed::{FeedToken, FeedTokenHash};
 pub use live::{ChangeSubscription, Changed};
+pub use mail::{BadLinkBase, LinkBase, Mail, MailError, Mailer};
 pub use password_reset::{PASSWORD_RESET_TTL, PasswordResetRecord, ResetToken, ResetTokenHash};
 pub use ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,

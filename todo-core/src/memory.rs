@@ -11,6 +11,7 @@ use crate::change::{
     Change, ChangeKind, ChangeLog, LogPosition, MAX_CHANGES_PER_OWNER, MAX_CHANGES_PER_PROJECT,
     MIN_CHANGES_KEPT_PER_PROJECT, Subject, trims_at,
 };
+use crate::email_verification::{EmailTokenHash, EmailVerificationRecord};
 use crate::error::StoreError;
 use crate::feed::FeedTokenHash;
 use crate::import::{ImportCounts, ImportOutcome, ImportPlan};
@@ -23,7 +24,7 @@ use crate::session::{EndedSessions, MAX_LIVE_SESSIONS, SessionKind, SessionRecor
 use crate::task::{SeriesId, Task, TaskId, TaskVersion, TreeRefusal};
 use crate::time::Timestamp;
 use crate::token::{RefreshTokenHash, RefreshTokenRecord, SessionId};
-use crate::user::{PasswordHash, User, UserChange, UserId, UserRecord, Username};
+use crate::user::{Email, PasswordHash, User, UserChange, UserId, UserRecord, Username};
 use crate::webhook::{DeliveryAttempt, Webhook, WebhookId, WebhookSettlement, WebhookStore};
 
 #[derive(Debug, Default, Clone)]
@@ -36,6 +37,8 @@ struct Tables {
     api_tokens: BTreeMap<SessionId, ApiTokenRecord>,
     /// Reset links by digest.
     password_resets: BTreeMap<String, PasswordResetRecord>,
+    /// Live verification links by digest (a used one is removed).
+    email_verifications: BTreeMap<String, EmailVerificationRecord>,
     tasks: BTreeMap<TaskId, Task>,
     /// The change log, oldest first, and the last number handed out.
     log: Vec<Entry>,
@@ -606,6 +609,7 @@ impl UserStore for MemoryStore {
         };
         if let Some(email) = &change.email {
             record.user.email.clone_from(email);
+            record.user.email_verified = false;
         }
         if let Some(role) = change.role {
             record.user.role = role;
@@ -668,6 +672,7 @@ impl UserStore for MemoryStore {
         tables.sessions.retain(|_, s| s.user_id != id);
         tables.api_tokens.retain(|_, t| t.session.user_id != id);
         tables.password_resets.retain(|_, r| r.user_id != id);
+        tables.email_verifications.retain(|_, r| r.user_id != id);
         tables.refresh_tokens.retain(|_, t| t.user_id != id);
         tables.streams.remove(&id);
         tables
@@ -792,6 +797,66 @@ impl UserStore for MemoryStore {
                 Ok(true)
             }
             _ => Ok(false),
+        }
+    }
+
+    fn find_users_by_verified_email(
+        &self,
+        email: &Email,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let tables = self.tables();
+        let mut found: Vec<UserRecord> = tables
+            .users
+            .values()
+            .filter(|r| {
+                r.user.email_verified
+                    && r.user
+                        .email
+                        .as_ref()
+                        .is_some_and(|e| e.as_str().eq_ignore_ascii_case(email.as_str()))
+            })
+            .cloned()
+            .collect();
+        found.sort_by_key(|r| (r.user.created_at, r.user.id));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    fn create_email_verification(&self, link: &EmailVerificationRecord) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        if !tables.users.contains_key(&link.user_id) {
+            return Err(StoreError::MissingReference(
+                "verification link of an unknown user",
+            ));
+        }
+        tables
+            .email_verifications
+            .retain(|_, r| r.user_id != link.user_id);
+        tables
+            .email_verifications
+            .insert(link.hash.as_str().to_owned(), link.clone());
+        Ok(())
+    }
+
+    fn use_email_verification(
+        &self,
+        hash: &EmailTokenHash,
+        now: Timestamp,
+    ) -> Result<Option<UserId>, StoreError> {
+        let mut tables = self.tables();
+        let Some(link) = tables.email_verifications.remove(hash.as_str()) else {
+            return Ok(None);
+        };
+        if now >= link.expires_at {
+            return Ok(None);
+        }
+        match tables.users.get_mut(&link.user_id) {
+            Some(record) if record.user.email.as_ref() == Some(&link.email) => {
+                record.user.email_verified = true;
+                Ok(Some(link.user_id))
+            }
+            _ => Ok(None),
         }
     }
 }
@@ -1021,6 +1086,9 @@ impl RefreshTokenStore for MemoryStore {
         } = &mut *tables;
         api_tokens.retain(|id, _| sessions.contains_key(id));
         tables.password_resets.retain(|_, r| r.expires_at > cutoff);
+        tables
+            .email_verifications
+            .retain(|_, r| r.expires_at > cutoff);
         Ok(u64::try_from(before - tables.refresh_tokens.len()).unwrap_or(u64::MAX))
     }
 }

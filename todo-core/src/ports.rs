@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::api_token::{ApiTokenHash, ApiTokenRecord};
 use crate::change::{ChangeLog, LogPosition};
+use crate::email_verification::{EmailTokenHash, EmailVerificationRecord};
 use crate::error::{HashError, StoreError, TokenError};
 use crate::import::{ImportOutcome, ImportPlan};
 use crate::password_reset::{PasswordResetRecord, ResetTokenHash};
@@ -17,7 +18,7 @@ use crate::session::{EndedSessions, SessionRecord};
 use crate::task::{SeriesId, Task, TaskId, TreeRefusal};
 use crate::time::Timestamp;
 use crate::token::{AccessClaims, RefreshToken, RefreshTokenHash, RefreshTokenRecord, SessionId};
-use crate::user::{Password, PasswordHash, User, UserChange, UserId, UserRecord, Username};
+use crate::user::{Email, Password, PasswordHash, User, UserChange, UserId, UserRecord, Username};
 
 /// Users, as the auth service keeps them.
 pub trait UserStore: Send + Sync {
@@ -33,6 +34,7 @@ pub trait UserStore: Send + Sync {
     fn update_user(&self, user: &UserRecord) -> Result<bool, StoreError>;
     /// Writes only the fields `change` names (and `updated_at`), leaving
     /// what others changed meanwhile; returns whether the user existed.
+    /// Writing `email` (any address, or none) unverifies the address.
     fn change_user(&self, id: UserId, change: &UserChange) -> Result<bool, StoreError>;
     /// Replaces the password hash only if it is still `expected` (nobody
     /// changed the password meanwhile), setting `updated_at` and, if given,
@@ -86,6 +88,27 @@ pub trait UserStore: Send + Sync {
     /// concurrent calls, at most one gets `true`.
     fn use_password_reset(&self, hash: &ResetTokenHash, now: Timestamp)
     -> Result<bool, StoreError>;
+    /// Up to `limit` users whose address is `email` and verified
+    /// (addresses compare without regard to ASCII case), oldest first:
+    /// where a reset asked for by address is mailed.
+    fn find_users_by_verified_email(
+        &self,
+        email: &Email,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError>;
+    /// Stores a verification link, deleting the user's other links (one
+    /// works at a time), in one step; [`StoreError::MissingReference`]
+    /// when the user is gone.
+    fn create_email_verification(&self, link: &EmailVerificationRecord) -> Result<(), StoreError>;
+    /// Spends the link at `now` if it is live and its user's address is
+    /// still the one it was sent to, and marks that address verified, in
+    /// one step; returns whose address it verified. Of any number of
+    /// concurrent calls, at most one gets `Some`.
+    fn use_email_verification(
+        &self,
+        hash: &EmailTokenHash,
+        now: Timestamp,
+    ) -> Result<Option<UserId>, StoreError>;
 }
 
 /// Sessions (logins) and the refresh tokens that descend from each, by
@@ -737,6 +760,28 @@ pub enum AuditEvent<'a> {
     /// A user deleted their own account.
     AccountDeleted {
         /// The user concerned (gone now).
+        user: UserId,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
+    },
+    /// A link was mailed to a user (`"password_reset"`,
+    /// `"verify_email"`).
+    Mailed {
+        /// The user concerned.
+        user: UserId,
+        /// What the link is for.
+        purpose: &'static str,
+    },
+    /// Mail to a user could not be sent.
+    MailFailed {
+        /// The user concerned.
+        user: UserId,
+        /// What the link was for.
+        purpose: &'static str,
+    },
+    /// A user's address was verified by its link.
+    EmailVerified {
+        /// The user concerned.
         user: UserId,
         /// The client's address, when known.
         client: Option<IpAddr>,

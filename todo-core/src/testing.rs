@@ -249,6 +249,43 @@ impl AuditSink for RecordingAudit {
     }
 }
 
+/// Keeps every mail it is given (or refuses each, when told to fail).
+#[derive(Debug, Default)]
+pub struct RecordingMailer {
+    sent: Mutex<Vec<crate::mail::Mail>>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl RecordingMailer {
+    /// The mail taken so far, oldest first.
+    #[must_use]
+    pub fn sent(&self) -> Vec<crate::mail::Mail> {
+        self.sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// From now on, refuse every mail (or take them again).
+    pub fn fail(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl crate::mail::Mailer for RecordingMailer {
+    fn send(&self, mail: &crate::mail::Mail) -> Result<(), crate::mail::MailError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::mail::MailError("refused by the test".into()));
+        }
+        self.sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(mail.clone());
+        Ok(())
+    }
+}
+
 /// A user named `name` in `store`, made at `clock`'s time with a password
 /// hash nobody can match: the owner of tasks in examples and tests.
 pub fn a_user(
@@ -265,6 +302,7 @@ pub fn a_user(
         id,
         username: crate::user::Username::parse(name)?,
         email: None,
+        email_verified: false,
         role: crate::user::Role::User,
         disabled: false,
         created_at: now,

@@ -322,6 +322,9 @@ pub struct User {
     pub username: Username,
     /// Their email address, if they gave one.
     pub email: Option<Email>,
+    /// Whether they proved the address theirs by its link; a change of
+    /// address unverifies it.
+    pub email_verified: bool,
     /// Their role.
     pub role: Role,
     /// A disabled user cannot log in, and their tokens are refused.

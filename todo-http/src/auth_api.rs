@@ -82,6 +82,8 @@ pub struct AuthApi {
     cookie_max_age: Option<u64>,
     jwks: Bytes,
     ops: Operations,
+    /// Places for reset mails asked for by login, sent after answering.
+    mail_jobs: Arc<tokio::sync::Semaphore>,
 }
 
 impl AuthApi {
@@ -101,6 +103,7 @@ impl AuthApi {
             cookie_max_age: None,
             jwks: Bytes::from(serde_json::to_vec(jwks)?),
             ops: Operations::new(probes, &crate::openapi::auth())?,
+            mail_jobs: Arc::new(tokio::sync::Semaphore::new(MAIL_JOBS)),
         })
     }
 
@@ -450,6 +453,9 @@ pub struct UserDto {
     #[schema(schema_with = limits::username)]
     username: String,
     email: Option<String>,
+    /// Whether the address was proved by its link (only a verified
+    /// address receives reset links); a change of address clears it.
+    email_verified: bool,
     role: &'static str,
     disabled: bool,
     created_at: String,
@@ -462,6 +468,7 @@ impl From<&User> for UserDto {
             id: user.id.to_string(),
             username: user.username.to_string(),
             email: user.email.as_ref().map(ToString::to_string),
+            email_verified: user.email_verified,
             role: user.role.as_str(),
             disabled: user.disabled,
             created_at: user.created_at.to_string(),
@@ -632,6 +639,9 @@ fn auth_routes() -> OpenApiRouter<Arc<AuthApi>> {
         .routes(routes!(user_sessions, end_user_sessions))
         .routes(routes!(password_reset_link))
         .routes(routes!(confirm_password_reset))
+        .routes(routes!(request_password_reset))
+        .routes(routes!(request_email_verification))
+        .routes(routes!(verify_email))
 }
 
 /// The operations the auth API serves, as its handlers describe them.
@@ -1126,6 +1136,112 @@ async fn confirm_password_reset(
 ) -> Result<ApiResponse, ApiError> {
     call(&api.service.sessions, move |s| {
         s.reset_password(client, &body.token, &body.new_password)
+    })
+    .await?;
+    Ok(no_content())
+}
+
+/// A reset asked for by login: a username or an address.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PasswordResetRequest)]
+struct ResetRequestBody {
+    /// A username, or an e-mail address.
+    #[schema(max_length = 254)]
+    login: String,
+}
+
+/// Ask for a password-reset link by mail. The answer is the same, and
+/// comes as soon, whether or not the account exists, has a verified
+/// address or is over its mail allowance: the account is looked up, and
+/// the mail sent, after answering.
+#[utoipa::path(post, path = "/v1/auth/password-reset", request_body = ResetRequestBody, security(()),
+    responses(
+        (status = 202, description = "If the login names an account with a verified address, a link valid 30 minutes is on its way"),
+        (status = 429, description = "Too many requests from this address"),
+        (status = 503, description = "This server sends no mail (urn:todo:problem:no-mail)"),
+    ))]
+async fn request_password_reset(
+    State(api): Auth,
+    Client(client): Client,
+    Json(body, _held): Json<ResetRequestBody>,
+) -> Result<ApiResponse, ApiError> {
+    if body.login.len() > 1024 {
+        return Err(ApiError::field("login", "is too long"));
+    }
+    // Only the address's limit and whether mail is configured, both the
+    // same for any login, before answering.
+    let mail = api
+        .service
+        .sessions
+        .password_reset_by_mail(client, &body.login)?;
+    // The rest runs after the answer, off the async workers, at most
+    // `MAIL_JOBS` at once; one more is dropped (the client cannot tell).
+    match Arc::clone(&api.mail_jobs).try_acquire_owned() {
+        Ok(permit) => {
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                if let Err(e) = mail.send() {
+                    tracing::warn!(error = %crate::problem::chain(&e), "a reset mail asked for by login was not sent");
+                }
+            });
+        }
+        Err(_) => tracing::warn!("reset mail dropped: {MAIL_JOBS} are being sent already"),
+    }
+    Ok(accepted())
+}
+
+/// Mails asked for by login being sent at once, per instance.
+const MAIL_JOBS: usize = 16;
+
+fn accepted() -> ApiResponse {
+    let mut response = no_content();
+    *response.status_mut() = StatusCode::ACCEPTED;
+    response
+}
+
+/// Mail my address a link that verifies it (valid a day, once).
+#[utoipa::path(post, path = "/v1/users/me/email/verify",
+    responses(
+        (status = 202, description = "The link is mailed"),
+        (status = 409, description = "The account has no address, or it is verified already"),
+        (status = 429, description = "The account's mail allowance is spent for now"),
+        (status = 503, description = "This server sends no mail, or the mail server refused the message"),
+    ))]
+async fn request_email_verification(
+    State(api): Auth,
+    Caller(me): Caller,
+) -> Result<ApiResponse, ApiError> {
+    call(&api.service.account, move |s| {
+        s.request_email_verification(&me)
+    })
+    .await?;
+    Ok(accepted())
+}
+
+/// A verification link's token.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = EmailVerification)]
+struct VerifyBody {
+    token: String,
+}
+
+/// Verify an address with its link (once): the account's `email_verified`
+/// turns true, if the address is still the one the link was mailed to.
+#[utoipa::path(post, path = "/v1/auth/verify-email", request_body = VerifyBody, security(()),
+    responses(
+        (status = 204, description = "Verified"),
+        (status = 400, description = "The link cannot be used (unknown, used, expired, or the address changed since: one answer)"),
+        (status = 429, description = "Too many attempts from this address"),
+    ))]
+async fn verify_email(
+    State(api): Auth,
+    Client(client): Client,
+    Json(body, _held): Json<VerifyBody>,
+) -> Result<ApiResponse, ApiError> {
+    call(&api.service.sessions, move |s| {
+        s.verify_email(client, &body.token)
     })
     .await?;
     Ok(no_content())

@@ -461,6 +461,17 @@ impl From<CoreError> for ApiError {
                 "registration is closed: an administrator creates accounts",
             ),
             CoreError::Overloaded { retry_after } => Self::unavailable(retry_after, None),
+            CoreError::NoMail => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "urn:todo:problem:no-mail",
+                "Service unavailable",
+                "this server sends no mail: an administrator can make a password-reset link",
+            ),
+            CoreError::MailFailed(source) => {
+                let mut problem = Self::unavailable(Duration::from_secs(30), Some(chain(&source)));
+                problem.detail = "the mail server did not take the message; try again later".into();
+                problem
+            }
             CoreError::Unavailable(source) => {
                 Self::unavailable(Duration::from_secs(1), Some(chain(&source)))
             }

@@ -24,6 +24,7 @@ pub mod config;
 mod error;
 pub mod jwks;
 pub mod keys;
+pub mod mail;
 pub mod relay;
 pub mod setup;
 pub mod task_server;

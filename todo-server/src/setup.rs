@@ -28,6 +28,14 @@ const CONFIRMATIONS_PER_SESSION: LimitPolicy = LimitPolicy {
     max_keys: 100_000,
 };
 
+/// Mail one account may be sent (reset and verification links, whoever
+/// asks): three, then one each 20 minutes.
+const MAILS_PER_ACCOUNT: LimitPolicy = LimitPolicy {
+    burst: 3,
+    period: Duration::from_secs(20 * 60),
+    max_keys: 100_000,
+};
+
 /// auth-server's settings: keys, tokens, password hashing, login limits.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthSettings {
@@ -119,6 +127,9 @@ pub struct AuthSettings {
     /// `closed`, administrators only (`user create`); register answers 403.
     #[arg(long, env = "TODO_REGISTRATION", value_enum, default_value_t = RegistrationMode::Open)]
     pub registration: RegistrationMode,
+    /// Mail: reset links asked for by login, address verification.
+    #[command(flatten)]
+    pub mail: crate::mail::MailSettings,
 }
 
 /// `--registration`.
@@ -514,7 +525,8 @@ impl AuthSettings {
         };
         // Failure counts live in the database, so every instance sees them.
         let failures = Arc::new(SqlLoginBackoff::new((*store).clone(), backoff));
-        let service = todo_auth::auth_services()
+        let mail = self.mail.mailer()?;
+        let mut service = todo_auth::auth_services()
             .store(store)
             .hasher(hasher.clone())
             .signer(Arc::new(JwtSigner::new(key)))
@@ -527,13 +539,17 @@ impl AuthSettings {
                 login_failures: failures,
                 confirmations_per_session: Arc::new(KeyedLimiter::new(
                     CONFIRMATIONS_PER_SESSION,
-                    clock,
+                    clock.clone(),
                 )),
+                mail_per_account: Arc::new(KeyedLimiter::new(MAILS_PER_ACCOUNT, clock)),
             })
             .audit(Arc::new(todo_http::audit::TracingAudit))
             .policy(policy)
-            .registration_open(self.registration == RegistrationMode::Open)
-            .build()?;
+            .registration_open(self.registration == RegistrationMode::Open);
+        if let Some((mailer, links)) = mail {
+            service = service.mail(Arc::new(mailer), links);
+        }
+        let service = service.build()?;
         Ok(AuthParts {
             service,
             keys,

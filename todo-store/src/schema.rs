@@ -11,6 +11,7 @@ diesel::table! {
         tokens_revoked_before -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        email_verified -> SmallInt,
     }
 }
 
@@ -34,6 +35,16 @@ diesel::table! {
         name -> Text,
         scopes -> Text,
         project_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    email_verifications (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        email -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
     }
 }
 
@@ -279,6 +290,7 @@ diesel::table! {
 
 diesel::joinable!(api_tokens -> sessions (session_id));
 diesel::joinable!(password_resets -> users (user_id));
+diesel::joinable!(email_verifications -> users (user_id));
 diesel::joinable!(tasks -> users (owner_id));
 diesel::joinable!(project_members -> projects (project_id));
 diesel::joinable!(project_members -> users (user_id));
@@ -286,6 +298,7 @@ diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(task_labels -> tasks (task_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
+    email_verifications,
     password_resets,
     sessions,
     task_reminders,

@@ -2666,6 +2666,7 @@ mod statement_cache {
                     id: owner,
                     username: Username::parse(name).unwrap(),
                     email: None,
+                    email_verified: false,
                     role: Role::User,
                     disabled: false,
                     created_at: at(1),

@@ -2,20 +2,28 @@
 
 use diesel::prelude::*;
 use todo_core::{
-    ApiTokenHash, ApiTokenRecord, Email, EndedSessions, PasswordHash, PasswordResetRecord, Project,
-    RefreshTokenHash, RefreshTokenRecord, RefreshTokenStore, ResetTokenHash, Role, SessionId,
-    SessionRecord, StoreError, Timestamp, User, UserChange, UserId, UserRecord, UserStore,
-    Username,
+    ApiTokenHash, ApiTokenRecord, Email, EmailTokenHash, EmailVerificationRecord, EndedSessions,
+    PasswordHash, PasswordResetRecord, Project, RefreshTokenHash, RefreshTokenRecord,
+    RefreshTokenStore, ResetTokenHash, Role, SessionId, SessionRecord, StoreError, Timestamp, User,
+    UserChange, UserId, UserRecord, UserStore, Username,
 };
 
 use crate::SqlStore;
 use crate::db::AnyConnection;
 use crate::error::corrupt;
 use crate::schema::{
-    api_tokens, login_failures, password_resets, project_members, projects, refresh_tokens,
-    sessions, users,
+    api_tokens, email_verifications, login_failures, password_resets, project_members, projects,
+    refresh_tokens, sessions, users,
 };
 use crate::sessions::{ApiTokenRow, LISTED_SESSIONS, SessionRow, Which};
+
+#[diesel::declare_sql_function]
+extern "SQL" {
+    /// SQL's `lower` (ASCII case folding, as both databases do it here).
+    fn lower(
+        text: diesel::sql_types::Nullable<diesel::sql_types::Text>,
+    ) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+}
 
 #[derive(Queryable, Insertable, AsChangeset)]
 #[diesel(table_name = users, treat_none_as_null = true)]
@@ -29,6 +37,7 @@ struct UserRow {
     tokens_revoked_before: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    email_verified: i16,
 }
 
 /// The columns one write changes: `None` leaves a column alone.
@@ -36,6 +45,7 @@ struct UserRow {
 #[diesel(table_name = users)]
 struct UserChangeRow {
     email: Option<Option<String>>,
+    email_verified: Option<i16>,
     role: Option<String>,
     disabled: Option<i16>,
     tokens_revoked_before: Option<Option<i64>>,
@@ -55,6 +65,7 @@ impl UserRow {
             tokens_revoked_before: record.tokens_revoked_before.map(Timestamp::unix_micros),
             created_at: user.created_at.unix_micros(),
             updated_at: user.updated_at.unix_micros(),
+            email_verified: i16::from(user.email_verified),
         }
     }
 
@@ -69,6 +80,7 @@ impl UserRow {
                 .map(Email::parse)
                 .transpose()
                 .map_err(bad)?,
+            email_verified: self.email_verified != 0,
             role: Role::parse(&self.role).map_err(bad)?,
             disabled: self.disabled != 0,
             created_at: Timestamp::from_unix_micros(self.created_at).map_err(bad)?,
@@ -141,6 +153,8 @@ impl UserStore for SqlStore {
                 .email
                 .as_ref()
                 .map(|e| e.as_ref().map(|e| e.as_str().to_owned())),
+            // (a change of address unverifies it, in the same write)
+            email_verified: change.email.as_ref().map(|_| 0),
             role: change.role.map(|r| r.as_str().to_owned()),
             disabled: change.disabled.map(i16::from),
             tokens_revoked_before: change.revoke_before.map(|t| Some(t.unix_micros())),
@@ -165,6 +179,7 @@ impl UserStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let row = UserChangeRow {
             email: None,
+            email_verified: None,
             role: None,
             disabled: None,
             tokens_revoked_before: revoke_before.map(|t| Some(t.unix_micros())),
@@ -378,6 +393,87 @@ impl UserStore for SqlStore {
             .execute(conn)
         })?;
         Ok(n == 1)
+    }
+
+    fn find_users_by_verified_email(
+        &self,
+        email: &Email,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.with_conn(|conn| {
+            // (`lower` on both sides: the partial index on `lower(email)`)
+            users::table
+                .filter(users::email_verified.eq(1))
+                .filter(lower(users::email).eq(lower(Some(email.as_str()))))
+                .order((users::created_at, users::id))
+                .limit(limit)
+                .load::<UserRow>(conn)
+        })?;
+        rows.into_iter().map(UserRow::into_record).collect()
+    }
+
+    fn create_email_verification(&self, link: &EmailVerificationRecord) -> Result<(), StoreError> {
+        let row = (
+            email_verifications::token_hash.eq(link.hash.as_str()),
+            email_verifications::user_id.eq(link.user_id.to_string()),
+            email_verifications::email.eq(link.email.as_str()),
+            email_verifications::created_at.eq(link.created_at.unix_micros()),
+            email_verifications::expires_at.eq(link.expires_at.unix_micros()),
+        );
+        let user = link.user_id.to_string();
+        self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                diesel::delete(
+                    email_verifications::table.filter(email_verifications::user_id.eq(&user)),
+                )
+                .execute(conn)?;
+                diesel::insert_into(email_verifications::table)
+                    .values(row)
+                    .execute(conn)
+            })
+        })?;
+        Ok(())
+    }
+
+    fn use_email_verification(
+        &self,
+        hash: &EmailTokenHash,
+        now: Timestamp,
+    ) -> Result<Option<UserId>, StoreError> {
+        let now = now.unix_micros();
+        let verified = self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                let link: Option<(String, String)> = email_verifications::table
+                    .find(hash.as_str())
+                    .filter(email_verifications::expires_at.gt(now))
+                    .select((email_verifications::user_id, email_verifications::email))
+                    .first(conn)
+                    .optional()?;
+                let Some((user, email)) = link else {
+                    return Ok(None);
+                };
+                // Spent first: of two uses at once, the one whose delete
+                // took the row goes on.
+                let spent =
+                    diesel::delete(email_verifications::table.find(hash.as_str())).execute(conn)?;
+                if spent != 1 {
+                    return Ok(None);
+                }
+                // Only the address it was sent to: a change since wins.
+                let marked = diesel::update(
+                    users::table
+                        .find(&user)
+                        .filter(users::email.eq(Some(&email))),
+                )
+                .set(users::email_verified.eq(1))
+                .execute(conn)?;
+                Ok::<_, diesel::result::Error>((marked == 1).then_some(user))
+            })
+        })?;
+        verified
+            .map(|id| UserId::parse(&id).map_err(|_| corrupt("email verification")))
+            .transpose()
     }
 
     fn api_token_used(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError> {
@@ -669,6 +765,10 @@ impl RefreshTokenStore for SqlStore {
             diesel::delete(sessions::table.filter(sessions::ended_at.le(now))).execute(conn)?;
             diesel::delete(password_resets::table.filter(password_resets::expires_at.le(now)))
                 .execute(conn)?;
+            diesel::delete(
+                email_verifications::table.filter(email_verifications::expires_at.le(now)),
+            )
+            .execute(conn)?;
             diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.le(now)))
                 .execute(conn)
         })?;

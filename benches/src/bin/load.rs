@@ -1062,6 +1062,7 @@ fn seed(database: &str, owners: usize, tasks: u64) {
                     id,
                     username: Username::parse(&format!("load{u}")).unwrap(),
                     email: None,
+                    email_verified: false,
                     role: Role::User,
                     disabled: false,
                     created_at: start,

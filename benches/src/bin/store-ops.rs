@@ -89,6 +89,7 @@ fn user(store: &SqlStore, n: u64, name: &str) -> UserId {
                 id,
                 username: Username::parse(name).unwrap(),
                 email: None,
+                email_verified: false,
                 role: Role::User,
                 disabled: false,
                 created_at: at(0),

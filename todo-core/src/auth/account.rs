@@ -34,6 +34,10 @@ impl AccountService {
         Self { shared }
     }
 
+    pub(super) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// The caller's own account.
     pub fn me(&self, principal: &Principal) -> Result<User> {
         super::require_login(principal)?;
@@ -65,6 +69,7 @@ impl AccountService {
                 return Err(Error::NotFound);
             }
             record.user.email = email;
+            record.user.email_verified = false;
             record.user.updated_at = now;
         }
         Ok(record.user)

@@ -128,8 +128,11 @@ impl UserAdmin {
         if let Some(role) = patch.role {
             record.user.role = role;
         }
-        if let Some(email) = &patch.email {
+        // (only a new address is written: writing one unverifies it)
+        let email = patch.email.filter(|email| *email != before.email);
+        if let Some(email) = &email {
             record.user.email.clone_from(email);
+            record.user.email_verified = false;
         }
         if record.user != before {
             let now = self.shared.clock.now();
@@ -139,7 +142,7 @@ impl UserAdmin {
             // issued so far, so that enabling the account again does not
             // revive a stolen one.
             let change = UserChange {
-                email: patch.email,
+                email,
                 role: patch.role,
                 disabled: patch.disabled,
                 revoke_before: (record.user.disabled && !before.disabled).then_some(now),

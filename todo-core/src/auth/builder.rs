@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{AccountService, AuthServices, SessionService, Shared, UserAdmin};
 use crate::access::AccessGate;
 use crate::api_token::DEFAULT_MAX_API_TOKENS;
+use crate::mail::{LinkBase, Mailer};
 use crate::ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditSink, LoginBackoff, NoAudit, PasswordHasher,
     RateLimiter, RefreshTokenHasher, RefreshTokenStore, Sha256, Unlimited, UserStore,
@@ -14,7 +15,7 @@ use crate::ports::{
 use crate::random::Random;
 use crate::time::Clock;
 use crate::token::TokenPolicy;
-use crate::user::Username;
+use crate::user::{UserId, Username};
 
 /// The limits the auth services enforce themselves.
 #[derive(Clone)]
@@ -38,6 +39,10 @@ pub struct AuthLimits {
     /// pass: some 90 hashes a second from one account slowed everyone's
     /// logins into 503s).
     pub confirmations_per_session: Arc<dyn RateLimiter<String>>,
+    /// Mail sent to one account (reset and verification links), whoever
+    /// asks: a reset asked for by login that is over it is dropped
+    /// silently, a verification answered 429.
+    pub mail_per_account: Arc<dyn RateLimiter<UserId>>,
 }
 
 impl AuthLimits {
@@ -51,6 +56,7 @@ impl AuthLimits {
             login_per_account: Arc::new(Unlimited),
             login_failures: Arc::new(Unlimited),
             confirmations_per_session: Arc::new(Unlimited),
+            mail_per_account: Arc::new(Unlimited),
         }
     }
 }
@@ -101,6 +107,7 @@ pub struct AuthServicesBuilder {
     registration_open: bool,
     sha256: Option<Arc<dyn Sha256>>,
     max_api_tokens: usize,
+    outbox: Option<super::mail::Outbox>,
 }
 
 impl Default for AuthServicesBuilder {
@@ -120,6 +127,7 @@ impl Default for AuthServicesBuilder {
             registration_open: true,
             sha256: None,
             max_api_tokens: DEFAULT_MAX_API_TOKENS,
+            outbox: None,
         }
     }
 }
@@ -224,6 +232,15 @@ impl AuthServicesBuilder {
         self
     }
 
+    /// Sends mail with `mailer`: password-reset links asked for by login,
+    /// and address verification, their links pointing to the page at
+    /// `links` (without it, both fail with [`crate::Error::NoMail`]; they
+    /// also need [`sha256`](Self::sha256)).
+    pub fn mail(mut self, mailer: Arc<dyn Mailer>, links: LinkBase) -> Self {
+        self.outbox = Some(super::mail::Outbox { mailer, links });
+        self
+    }
+
     /// Whether anyone may register (the default), or only administrators
     /// create users: closed, [`SessionService::register`] fails with
     /// [`crate::Error::RegistrationClosed`].
@@ -297,6 +314,7 @@ impl AuthServicesBuilder {
             policy: self.policy,
             sha256: self.sha256,
             max_api_tokens: self.max_api_tokens,
+            outbox: self.outbox,
         });
         Ok(AuthServices {
             sessions: SessionService::new(

@@ -18,6 +18,7 @@ mod admin;
 mod api_tokens;
 mod builder;
 mod input;
+mod mail;
 mod reset;
 mod sessions;
 
@@ -30,6 +31,7 @@ pub use admin::{UserAdmin, UserRef};
 pub use api_tokens::{NewApiToken, RequestOrigin};
 pub use builder::{AuthLimits, AuthServicesBuilder, MissingDependency};
 pub use input::{Credentials, Registration};
+pub use mail::ResetMail;
 pub use sessions::SessionService;
 
 use crate::access::AccessGate;
@@ -100,6 +102,8 @@ pub(crate) struct Shared {
     pub(crate) sha256: Option<Arc<dyn crate::ports::Sha256>>,
     /// The most live API tokens a user may have.
     pub(crate) max_api_tokens: usize,
+    /// Where mail goes; `None`: this server sends none.
+    pub(crate) outbox: Option<mail::Outbox>,
 }
 
 impl Shared {
@@ -241,6 +245,7 @@ impl Shared {
             id: UserId::from_uuid(new_v7(now, &*self.random)?),
             username,
             email,
+            email_verified: false,
             role,
             disabled: false,
             created_at: now,

@@ -614,7 +614,7 @@ impl SessionService {
     }
 
     /// The shared state, for the service's other files.
-    pub(super) fn shared(&self) -> &Shared {
+    pub(super) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 

@@ -21,8 +21,12 @@ pub struct Harness {
     pub hasher: Arc<CountingHasher>,
     pub store: Arc<MemoryStore>,
     pub audit: Arc<RecordingAudit>,
+    pub mail: Arc<todo_core::testing::RecordingMailer>,
     pub auth: AuthServices,
 }
+
+/// The origin of the harness's mailed links.
+pub const LINKS: &str = "https://todo.test";
 
 /// The harness's quota of live API tokens per user.
 pub const API_TOKEN_QUOTA: usize = 3;
@@ -31,7 +35,7 @@ pub fn harness() -> Harness {
     harness_with(AuthLimits::unlimited(), 2)
 }
 
-fn harness_with(limits: AuthLimits, cost: u32) -> Harness {
+pub fn harness_with(limits: AuthLimits, cost: u32) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new());
     build(store, clock, limits, cost)
@@ -53,6 +57,20 @@ pub fn harness_with_policy(policy: TokenPolicy) -> Harness {
     build_with_policy(store, clock, AuthLimits::unlimited(), 2, policy)
 }
 
+/// A harness whose services send no mail.
+pub fn harness_without_mail() -> Harness {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new());
+    mailing(
+        store,
+        clock,
+        AuthLimits::unlimited(),
+        2,
+        TokenPolicy::default(),
+        false,
+    )
+}
+
 fn build_with_policy(
     store: Arc<MemoryStore>,
     clock: Arc<ManualClock>,
@@ -60,10 +78,22 @@ fn build_with_policy(
     cost: u32,
     policy: TokenPolicy,
 ) -> Harness {
+    mailing(store, clock, limits, cost, policy, true)
+}
+
+fn mailing(
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+    limits: AuthLimits,
+    cost: u32,
+    policy: TokenPolicy,
+    sends_mail: bool,
+) -> Harness {
     let hasher = Arc::new(CountingHasher::new(cost));
     let audit = Arc::new(RecordingAudit::default());
     let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
-    let auth = AuthServices::builder()
+    let mail = Arc::new(todo_core::testing::RecordingMailer::default());
+    let builder = AuthServices::builder()
         .store(store.clone())
         .hasher(hasher.clone())
         .signer(tokens.clone())
@@ -75,14 +105,19 @@ fn build_with_policy(
         .audit(audit.clone())
         .policy(policy)
         .sha256(Arc::new(todo_core::testing::FakeSha256))
-        .max_api_tokens(API_TOKEN_QUOTA)
-        .build()
-        .unwrap();
+        .max_api_tokens(API_TOKEN_QUOTA);
+    let builder = if sends_mail {
+        builder.mail(mail.clone(), todo_core::LinkBase::parse(LINKS).unwrap())
+    } else {
+        builder
+    };
+    let auth = builder.build().unwrap();
     Harness {
         clock,
         hasher,
         store,
         audit,
+        mail,
         auth,
     }
 }

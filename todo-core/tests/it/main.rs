@@ -10,6 +10,7 @@ mod dependencies;
 mod domain;
 mod errors;
 mod live;
+mod mail;
 mod password_reset;
 mod properties;
 mod registration;

@@ -38,6 +38,7 @@ fn a_sqlite_store_reports_its_group_commits() {
                 id,
                 username: Username::parse("counted").unwrap(),
                 email: None,
+                email_verified: false,
                 role: Role::User,
                 disabled: false,
                 created_at: now,

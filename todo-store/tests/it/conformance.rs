@@ -107,6 +107,7 @@ conformance!(
     api_tokens_go_with_their_session_and_their_user,
     concurrent_api_token_creations_stay_within_the_quota,
     a_reset_link_is_used_once_replaced_by_a_newer_and_goes_with_its_user,
+    an_address_is_verified_once_by_its_own_link_and_unverified_by_a_change,
     older_sessions_end_and_newer_ones_stay,
     tasks_round_trip_exactly_and_only_for_their_owner,
     task_updates_are_compare_and_swap,
@@ -190,6 +191,7 @@ pub(crate) fn new_user(store: &dyn Stores, name: &str, seconds: i64) -> UserReco
             id: UserId::from_uuid(id_at(seconds, seconds as u64 ^ 0x5eed)),
             username: Username::parse(name).unwrap(),
             email: None,
+            email_verified: false,
             role: Role::User,
             disabled: false,
             created_at: at(seconds),
@@ -819,6 +821,119 @@ fn a_reset_link_is_used_once_replaced_by_a_newer_and_goes_with_its_user(f: &Fixt
         store.create_password_reset(&link(bob, "b3", 3002)),
         Err(StoreError::MissingReference(_))
     ));
+}
+
+fn an_address_is_verified_once_by_its_own_link_and_unverified_by_a_change(f: &Fixture) {
+    use todo_core::{Email, EmailTokenHash, EmailVerificationRecord, UserChange};
+    let store = &*f.store;
+    let mut alice = new_user(store, "alice", 0);
+    let email = |raw: &str| Email::parse(raw).unwrap();
+    alice.user.email = Some(email("Alice@Example.com"));
+    assert!(store.update_user(&alice).unwrap());
+    let alice = alice.user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let link = |user, name: &str, to: &str, made: i64| EmailVerificationRecord {
+        hash: EmailTokenHash::new(format!("{name:0>64}")),
+        user_id: user,
+        email: email(to),
+        created_at: at(made),
+        expires_at: at(made + 86_400),
+    };
+    let verified = |user| store.find_user(user).unwrap().unwrap().user.email_verified;
+    // Nobody's address is verified yet: a reset by address finds nobody.
+    assert!(!verified(alice));
+    let by_address = |raw: &str| -> Vec<_> {
+        store
+            .find_users_by_verified_email(&email(raw), 5)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.user.id)
+            .collect()
+    };
+    assert!(by_address("alice@example.com").is_empty());
+    // An older link is replaced by a newer; of eight uses at once, one.
+    let first = link(alice, "a1", "Alice@Example.com", 10);
+    store.create_email_verification(&first).unwrap();
+    let newer = link(alice, "a2", "Alice@Example.com", 20);
+    store.create_email_verification(&newer).unwrap();
+    assert_eq!(
+        store.use_email_verification(&first.hash, at(30)).unwrap(),
+        None
+    );
+    let used: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, hash) = (f.store.clone(), newer.hash.clone());
+                scope.spawn(move || {
+                    usize::from(
+                        store
+                            .use_email_verification(&hash, at(30))
+                            .unwrap()
+                            .is_some(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(used, 1);
+    assert!(verified(alice));
+    // Found by its address in any ASCII case; the oldest first, within the limit.
+    assert_eq!(by_address("ALICE@example.COM"), vec![alice]);
+    assert!(
+        store
+            .find_users_by_verified_email(&email("alice@example.com"), 0)
+            .unwrap()
+            .is_empty()
+    );
+    // Any write of the address unverifies it.
+    let same = UserChange {
+        email: Some(Some(email("alice@example.com"))),
+        ..UserChange::at(at(40))
+    };
+    assert!(store.change_user(alice, &same).unwrap());
+    assert!(!verified(alice));
+    assert!(by_address("alice@example.com").is_empty());
+    // A link for an address the user no longer has verifies nothing (and is spent).
+    let old = link(alice, "a3", "Alice@Example.com", 50);
+    store.create_email_verification(&old).unwrap();
+    assert_eq!(
+        store.use_email_verification(&old.hash, at(60)).unwrap(),
+        None
+    );
+    assert!(!verified(alice));
+    // Expired: nothing.
+    let late = link(alice, "a4", "alice@example.com", 70);
+    store.create_email_verification(&late).unwrap();
+    assert_eq!(
+        store
+            .use_email_verification(&late.hash, at(70 + 86_400))
+            .unwrap(),
+        None
+    );
+    assert!(!verified(alice));
+    // The purge drops the expired; a user's deletion drops theirs.
+    let bobs = link(bob, "b1", "bob@example.com", 100);
+    store.create_email_verification(&bobs).unwrap();
+    assert!(store.delete_user(bob, at(101)).unwrap());
+    assert_eq!(
+        store.use_email_verification(&bobs.hash, at(102)).unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.create_email_verification(&link(bob, "b2", "bob@example.com", 103)),
+        Err(StoreError::MissingReference(_))
+    ));
+    let kept = link(alice, "a5", "alice@example.com", 200);
+    store.create_email_verification(&kept).unwrap();
+    store
+        .purge_expired_refresh_tokens(at(200 + 86_400))
+        .unwrap();
+    assert_eq!(
+        store.use_email_verification(&kept.hash, at(201)).unwrap(),
+        None,
+        "purged"
+    );
 }
 
 fn concurrent_api_token_creations_stay_within_the_quota(f: &Fixture) {

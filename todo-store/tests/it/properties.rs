@@ -118,6 +118,7 @@ fn owner(store: &dyn UserStore) -> UserId {
         id,
         username: Username::parse(&format!("prop{n}_{}", std::process::id())).unwrap(),
         email: None,
+        email_verified: false,
         role: Role::User,
         disabled: false,
         created_at: at(0),

@@ -1,0 +1,260 @@
+//! What the auth services mail: a password-reset link asked for by login
+//! (by anyone, so nothing in the answer or its timing may tell whether the
+//! account exists), and a link that verifies the caller's address.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{AccountService, SessionService, Shared};
+use crate::email_verification::{EMAIL_VERIFICATION_TTL, EmailToken, EmailVerificationRecord};
+use crate::error::{Error, Result, StoreError, ValidationError};
+use crate::mail::{LinkBase, Mail, Mailer};
+use crate::password_reset::{PASSWORD_RESET_TTL, PasswordResetRecord, ResetToken};
+use crate::ports::{AuditEvent, client_key};
+use crate::token::Principal;
+use crate::user::{Email, UserRecord, Username};
+
+/// Accounts one address may receive reset links for at once.
+const ACCOUNTS_PER_ADDRESS: usize = 5;
+
+/// How the services send mail: the mailer, and the origin its links
+/// point to.
+#[derive(Clone, Debug)]
+pub(crate) struct Outbox {
+    pub(crate) mailer: Arc<dyn Mailer>,
+    pub(crate) links: LinkBase,
+}
+
+impl Shared {
+    /// The outbox, when mail is configured and links can be digested.
+    fn outbox(&self) -> Result<(&Outbox, &dyn crate::ports::Sha256)> {
+        match (&self.outbox, &self.sha256) {
+            (Some(outbox), Some(sha)) => Ok((outbox, &**sha)),
+            _ => Err(Error::NoMail),
+        }
+    }
+
+    /// Takes one of the account's mails from its allowance.
+    fn mail_allowance(&self, record: &UserRecord, action: &'static str) -> Result<()> {
+        self.limits
+            .mail_per_account
+            .check(&record.user.id)
+            .map_err(|retry_after| {
+                self.audit(&AuditEvent::Throttled {
+                    action,
+                    username: Some(&record.user.username),
+                    client: None,
+                });
+                Error::RateLimited { retry_after }
+            })
+    }
+
+    fn send(
+        &self,
+        mailer: &dyn Mailer,
+        record: &UserRecord,
+        mail: &Mail,
+        purpose: &'static str,
+    ) -> Result<()> {
+        let user = record.user.id;
+        match mailer.send(mail) {
+            Ok(()) => {
+                self.audit(&AuditEvent::Mailed { user, purpose });
+                Ok(())
+            }
+            Err(e) => {
+                self.audit(&AuditEvent::MailFailed { user, purpose });
+                Err(Error::MailFailed(e))
+            }
+        }
+    }
+}
+
+/// A verification link that cannot be used, whatever the reason.
+fn dead_link() -> Error {
+    Error::Invalid(vec![ValidationError::Format {
+        field: "token",
+        what: "verification link (it may have been used or have expired)",
+    }])
+}
+
+impl SessionService {
+    /// Asks for a password-reset link by mail for the account `login`
+    /// names (a username, or an address). Only what does not depend on the
+    /// account happens here: the client address's limit (as for logins),
+    /// and whether this server sends mail at all ([`Error::NoMail`]). The
+    /// rest (finding the account, the link, the mail) is the returned
+    /// [`ResetMail`]'s [`send`](ResetMail::send), for the caller to run
+    /// after answering, so that neither the answer nor its timing says
+    /// whether the account exists.
+    pub fn password_reset_by_mail(&self, client: Option<IpAddr>, login: &str) -> Result<ResetMail> {
+        let shared = self.shared();
+        if let Some(ip) = client {
+            shared
+                .limits
+                .login_per_client
+                .check(&client_key(ip))
+                .map_err(|retry_after| {
+                    shared.audit(&AuditEvent::Throttled {
+                        action: "password_reset_mail",
+                        username: None,
+                        client,
+                    });
+                    Error::RateLimited { retry_after }
+                })?;
+        }
+        shared.outbox()?;
+        Ok(ResetMail {
+            shared: Arc::clone(shared),
+            login: login.trim().to_owned(),
+        })
+    }
+
+    /// Verifies the address a link was mailed to, once: the link dies,
+    /// and the account's address is marked verified if it is still the
+    /// one the link was sent to. Limited per client address like logins;
+    /// one answer for every link that cannot be used.
+    pub fn verify_email(&self, client: Option<IpAddr>, token: &str) -> Result<()> {
+        let shared = self.shared();
+        if let Some(ip) = client {
+            shared
+                .limits
+                .login_per_client
+                .check(&client_key(ip))
+                .map_err(|retry_after| Error::RateLimited { retry_after })?;
+        }
+        let Some(sha) = shared.sha256.as_ref() else {
+            return Err(dead_link());
+        };
+        let token = EmailToken::parse(token).ok_or_else(dead_link)?;
+        let user = shared
+            .users
+            .use_email_verification(&token.digest(&**sha), shared.clock.now())?
+            .ok_or_else(dead_link)?;
+        shared.audit(&AuditEvent::EmailVerified { user, client });
+        Ok(())
+    }
+}
+
+/// The account-dependent part of a reset asked for by login (see
+/// [`SessionService::password_reset_by_mail`]).
+#[must_use = "nothing is mailed until it is sent"]
+pub struct ResetMail {
+    shared: Arc<Shared>,
+    login: String,
+}
+
+impl std::fmt::Debug for ResetMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResetMail").finish_non_exhaustive()
+    }
+}
+
+impl ResetMail {
+    /// Finds the accounts `login` names (by username: the one, if its
+    /// address is verified; by address: those whose verified address it is,
+    /// at most five), and mails each enabled one a fresh link (replacing
+    /// any older one), within the account's mail allowance. Blocking: it
+    /// reads the store and talks to the mail server. Returns how many
+    /// mails were sent, for tests; the client is never told.
+    pub fn send(self) -> Result<usize> {
+        let shared = &*self.shared;
+        let (outbox, sha) = shared.outbox()?;
+        let accounts = if self.login.contains('@') {
+            match Email::parse(&self.login) {
+                Ok(email) => shared
+                    .users
+                    .find_users_by_verified_email(&email, ACCOUNTS_PER_ADDRESS)?,
+                Err(_) => Vec::new(),
+            }
+        } else {
+            match Username::parse(&self.login) {
+                Ok(name) => shared
+                    .users
+                    .find_user_by_username(&name)?
+                    .into_iter()
+                    .collect(),
+                Err(_) => Vec::new(),
+            }
+        };
+        let mut sent = 0;
+        for record in accounts {
+            let Some(to) = record.user.email.clone() else {
+                continue;
+            };
+            if !record.user.email_verified || record.user.disabled {
+                continue;
+            }
+            if shared
+                .mail_allowance(&record, "password_reset_mail")
+                .is_err()
+            {
+                continue;
+            }
+            let now = shared.clock.now();
+            let token = ResetToken::generate(&*shared.random)?;
+            let expires_at = now.saturating_add(PASSWORD_RESET_TTL);
+            let link = PasswordResetRecord {
+                hash: token.digest(sha),
+                user_id: record.user.id,
+                created_at: now,
+                expires_at,
+                used_at: None,
+            };
+            match shared.users.create_password_reset(&link) {
+                Ok(()) => {}
+                Err(StoreError::MissingReference(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let url = outbox.links.page_link(&format!("reset={}", token.expose()));
+            let mail = Mail::password_reset(to, &record.user.username, &url, expires_at);
+            if shared
+                .send(&*outbox.mailer, &record, &mail, "password_reset")
+                .is_ok()
+            {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+impl AccountService {
+    /// Mails the caller's address a link that verifies it (valid
+    /// [`EMAIL_VERIFICATION_TTL`], once; a newer link replaces an older
+    /// one), within the account's mail allowance. Blocking: it talks to
+    /// the mail server, and fails with [`Error::MailFailed`] when that refuses.
+    pub fn request_email_verification(&self, principal: &Principal) -> Result<()> {
+        super::require_login(principal)?;
+        let shared = self.shared();
+        let (outbox, sha) = shared.outbox()?;
+        let record = shared.current_user(principal.user_id)?;
+        let Some(to) = record.user.email.clone() else {
+            return Err(Error::Conflict("the account has no e-mail address"));
+        };
+        if record.user.email_verified {
+            return Err(Error::Conflict("the address is already verified"));
+        }
+        shared.mail_allowance(&record, "verify_email")?;
+        let now = shared.clock.now();
+        let token = EmailToken::generate(&*shared.random)?;
+        let expires_at = now.saturating_add(EMAIL_VERIFICATION_TTL);
+        let link = EmailVerificationRecord {
+            hash: token.digest(sha),
+            user_id: record.user.id,
+            email: to.clone(),
+            created_at: now,
+            expires_at,
+        };
+        match shared.users.create_email_verification(&link) {
+            Ok(()) => {}
+            Err(StoreError::MissingReference(_)) => return Err(Error::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+        let url = outbox
+            .links
+            .page_link(&format!("verify-email={}", token.expose()));
+        let mail = Mail::verify_email(to, &record.user.username, &url, expires_at);
+        shared.send(&*outbox.mailer, &record, &mail, "verify_email")
+    }
+}
