@@ -86,6 +86,18 @@ impl<'a> Line<'a> {
             AuditEvent::AccountDeleted { user, client } => {
                 Self::user("account_deleted", user, client)
             }
+            AuditEvent::Mailed { user, purpose } => Self {
+                action: Some(purpose),
+                ..Self::user("mailed", user, None)
+            },
+            AuditEvent::MailFailed { user, purpose } => Self {
+                warn: true,
+                action: Some(purpose),
+                ..Self::user("mail_failed", user, None)
+            },
+            AuditEvent::EmailVerified { user, client } => {
+                Self::user("email_verified", user, client)
+            }
             AuditEvent::PasswordChanged { user, client } => {
                 Self::user("password_changed", user, client)
             }

@@ -53,6 +53,7 @@ async fn registration_creates_users_and_refuses_bad_or_taken_names(deployment: D
             "created_at",
             "disabled",
             "email",
+            "email_verified",
             "id",
             "role",
             "updated_at",

@@ -54,7 +54,7 @@ fn documents() -> [(&'static str, Value); 3] {
 
 /// The v1 routes of the REST contract (shared/API.md), written out here
 /// apart from the code: the documents must name exactly these.
-const CONTRACT_AUTH: [(&str, &str); 24] = [
+const CONTRACT_AUTH: [(&str, &str); 27] = [
     ("POST", "/v1/auth/register"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/refresh"),
@@ -80,6 +80,9 @@ const CONTRACT_AUTH: [(&str, &str); 24] = [
     ("DELETE", "/v1/users/{id}/sessions"),
     ("POST", "/v1/users/{id}/password-reset"),
     ("POST", "/v1/auth/password-reset/confirm"),
+    ("POST", "/v1/auth/password-reset"),
+    ("POST", "/v1/users/me/email/verify"),
+    ("POST", "/v1/auth/verify-email"),
 ];
 const CONTRACT_TASKS: [(&str, &str); 25] = [
     ("POST", "/v1/tasks"),

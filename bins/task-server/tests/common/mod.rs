@@ -329,3 +329,156 @@ pub async fn next(
         .expect("no delivery in time")
         .expect("the receiver stopped")
 }
+
+/// A real SMTP server for the tests (Python's aiosmtpd, from PyPI; CI
+/// installs it): STARTTLS required, with a certificate of its own for
+/// `localhost` (trusted by the servers through `--smtp-ca-file`); every
+/// message it takes is a file in a maildir.
+pub struct Smtp {
+    child: Child,
+    pub port: u16,
+    /// The certificate to trust (`--smtp-ca-file`).
+    pub cert: PathBuf,
+    maildir: PathBuf,
+}
+
+impl Smtp {
+    pub fn start(dir: &Path) -> Self {
+        let tls = dir.join("smtp-tls");
+        todo_server::TlsIdentity::self_signed_in(&tls, &["localhost".to_owned()]).unwrap();
+        // (aiosmtpd makes the maildir: one made before has no cur/new/tmp)
+        let maildir = dir.join("maildir");
+        let port = free_port()
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .parse::<u16>()
+            .unwrap();
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--tlscert")
+            .arg(tls.join("tls-cert.pem"))
+            .arg("--tlskey")
+            .arg(tls.join("tls-key.pem"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd (pip install aiosmtpd; scripts/install-deps does)");
+        let mut smtp = Self {
+            child,
+            port,
+            cert: tls.join("tls-cert.pem"),
+            maildir,
+        };
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = smtp.child.try_wait() {
+                panic!("aiosmtpd exited ({status}): is it installed? pip install aiosmtpd");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "aiosmtpd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        smtp
+    }
+
+    /// The servers' mail flags, sending here.
+    pub fn server_args(&self) -> Vec<String> {
+        [
+            "--smtp-url",
+            &format!("smtp://localhost:{}", self.port),
+            "--smtp-ca-file",
+            self.cert.to_str().unwrap(),
+            "--mail-from",
+            "todo <todo@todo.test>",
+            "--public-url",
+            "https://todo.test",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// Every message taken so far, decoded enough to read (quoted-printable
+    /// undone), in no particular order.
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .map(|raw| unquote(&String::from_utf8_lossy(&raw)))
+            .collect()
+    }
+
+    /// The messages to `to` once there are at least `count`, waiting up to
+    /// 20 s; fails naming what arrived.
+    pub fn wait_for(&self, to: &str, count: usize) -> Vec<String> {
+        let started = std::time::Instant::now();
+        loop {
+            let mine: Vec<String> = self
+                .messages()
+                .into_iter()
+                .filter(|m| m.lines().any(|l| l.starts_with("To: ") && l.contains(to)))
+                .collect();
+            if mine.len() >= count {
+                return mine;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{} of {count} mails to {to} arrived",
+                mine.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Undoes quoted-printable (soft line breaks, `=XX`): enough to read the
+/// links in a message's parts.
+fn unquote(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The tokens of the page links after `#{what}=` in `message`.
+pub fn link_tokens(message: &str, what: &str) -> Vec<String> {
+    let prefix = format!("https://todo.test/#{what}=");
+    message
+        .match_indices(&prefix)
+        .map(|(at, _)| {
+            message[at + prefix.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect()
+        })
+        .collect()
+}
