@@ -1,79 +1,25 @@
 //! Password resets: a single-use link, valid 30 minutes, that lets its
 //! holder choose a new password without the old one. An administrator makes
-//! one for a user without mail (the mailed link of #17 will be another way
-//! to make the same thing). Only the token's SHA-256 is stored; using it
-//! ends every session of the user.
+//! one for a user without mail; a user with a verified address asks for one
+//! by mail. Only the token's SHA-256 is stored; using it ends every session
+//! of the user.
 
 use std::time::Duration;
 
-use zeroize::Zeroizing;
-
-use crate::error::RandomError;
-use crate::ports::Sha256;
-use crate::random::Random;
 use crate::time::Timestamp;
 use crate::user::UserId;
 
 /// How long a reset link may be used.
 pub const PASSWORD_RESET_TTL: Duration = Duration::from_secs(30 * 60);
 
-/// The secret of a reset link: 256 random bits in URL-safe base64, wiped
-/// from memory when dropped, never printed.
-#[derive(Clone)]
-pub struct ResetToken(Zeroizing<String>);
-
-/// What the store keeps of a [`ResetToken`]: its SHA-256, in hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ResetTokenHash(String);
-
-impl ResetToken {
-    /// A new token.
-    pub fn generate(random: &dyn Random) -> Result<Self, RandomError> {
-        crate::secret::generate(random, "").map(Self)
-    }
-
-    /// A token as a client sends it back; `None` for text that cannot be
-    /// one (no lookup made).
-    #[must_use]
-    pub fn parse(raw: &str) -> Option<Self> {
-        crate::secret::is_canonical(raw).then(|| Self(Zeroizing::new(raw.to_owned())))
-    }
-
-    /// The token, for the link; never log it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// What the store keeps of it.
-    #[must_use]
-    pub fn digest(&self, sha: &dyn Sha256) -> ResetTokenHash {
-        ResetTokenHash(crate::secret::sha256_hex(
-            sha,
-            &[b"password-reset:", self.0.as_bytes()],
-        ))
-    }
-}
-
-impl std::fmt::Debug for ResetToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResetToken(<redacted>)")
-    }
-}
-
-impl ResetTokenHash {
-    /// A hash as the store keeps it.
-    #[must_use]
-    pub fn new(hex: String) -> Self {
-        Self(hex)
-    }
-
-    /// The hash in hex.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+crate::secret::link_secret!(
+    /// The secret of a reset link: 256 random bits in URL-safe base64,
+    /// wiped from memory when dropped, never printed.
+    ResetToken,
+    /// What the store keeps of a [`ResetToken`]: its SHA-256, in hex.
+    ResetTokenHash,
+    b"password-reset:"
+);
 
 /// A reset link as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

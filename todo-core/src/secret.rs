@@ -47,3 +47,72 @@ pub(crate) fn sha256_hex(sha: &dyn Sha256, parts: &[&[u8]]) -> String {
     }
     hex
 }
+
+/// Defines a single-use link's secret (`$token`: 256 random bits in
+/// URL-safe base64, wiped from memory when dropped, never printed) and
+/// what the store keeps of it (`$hash`: its SHA-256 in hex, the text
+/// prefixed with `$domain` so that one secret never digests as another
+/// kind's). A reset link's and a verification link's share all of it.
+macro_rules! link_secret {
+    (
+        $(#[$token_doc:meta])* $token:ident,
+        $(#[$hash_doc:meta])* $hash:ident,
+        $domain:literal
+    ) => {
+        $(#[$token_doc])*
+        #[derive(Clone)]
+        pub struct $token(zeroize::Zeroizing<String>);
+
+        $(#[$hash_doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $hash(String);
+
+        impl $token {
+            /// A new token.
+            pub fn generate(random: &dyn crate::random::Random) -> Result<Self, crate::error::RandomError> {
+                crate::secret::generate(random, "").map(Self)
+            }
+
+            /// A token as a client sends it back; `None` for text that
+            /// cannot be one (no lookup made).
+            #[must_use]
+            pub fn parse(raw: &str) -> Option<Self> {
+                crate::secret::is_canonical(raw).then(|| Self(zeroize::Zeroizing::new(raw.to_owned())))
+            }
+
+            /// The token, for the link; never log it.
+            #[must_use]
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+
+            /// What the store keeps of it.
+            #[must_use]
+            pub fn digest(&self, sha: &dyn crate::ports::Sha256) -> $hash {
+                $hash(crate::secret::sha256_hex(sha, &[$domain, self.0.as_bytes()]))
+            }
+        }
+
+        impl std::fmt::Debug for $token {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($token), "(<redacted>)"))
+            }
+        }
+
+        impl $hash {
+            /// A hash as the store keeps it.
+            #[must_use]
+            pub fn new(hex: String) -> Self {
+                Self(hex)
+            }
+
+            /// The hash in hex.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+pub(crate) use link_secret;

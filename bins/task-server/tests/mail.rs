@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use diesel::{Connection as _, RunQueryDsl as _};
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 use todo_store::testing::TestDatabase;
 use todo_testkit::{Client, Reply};
 
-use common::{Running, Smtp, link_tokens, run, token};
+use common::{Running, Smtp, database_url, link_tokens, run, token};
 
 /// API.md: refused within 1 s on every instance; a margin for a loaded machine.
 const WINDOW: Duration = Duration::from_millis(1500);
@@ -34,15 +33,6 @@ async fn send(
         .json(method, path, token, body.as_ref())
         .await
         .unwrap()
-}
-
-fn database_url(database: &TestDatabase, data: &Path) -> String {
-    match &database.config.url {
-        todo_store::DatabaseUrl::Sqlite(_) => {
-            format!("sqlite://{}", data.join("todo.db").display())
-        }
-        todo_store::DatabaseUrl::Postgres(url) => url.clone(),
-    }
 }
 
 /// Ages every reset link in the database past its 30 minutes.

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use todo_store::testing::TestDatabase;
 use todo_testkit::{Client, Reply};
 
-use common::{Running, register, run, token};
+use common::{Running, database_url, register, run, token};
 
 /// API.md: refused within 1 s on every instance; a margin for a loaded machine.
 const WINDOW: Duration = Duration::from_millis(1500);
@@ -66,15 +66,6 @@ async fn refused_within_window(
             String::from_utf8_lossy(&reply.body)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn database_url(database: &TestDatabase, data: &Path) -> String {
-    match &database.config.url {
-        todo_store::DatabaseUrl::Sqlite(_) => {
-            format!("sqlite://{}", data.join("todo.db").display())
-        }
-        todo_store::DatabaseUrl::Postgres(url) => url.clone(),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::email_verification::{EMAIL_VERIFICATION_TTL, EmailToken, EmailVerific
 use crate::error::{Error, Result, StoreError, ValidationError};
 use crate::mail::{LinkBase, Mail, Mailer};
 use crate::password_reset::{PASSWORD_RESET_TTL, PasswordResetRecord, ResetToken};
-use crate::ports::{AuditEvent, client_key};
+use crate::ports::AuditEvent;
 use crate::token::Principal;
 use crate::user::{Email, UserRecord, Username};
 
@@ -89,20 +89,7 @@ impl SessionService {
     /// whether the account exists.
     pub fn password_reset_by_mail(&self, client: Option<IpAddr>, login: &str) -> Result<ResetMail> {
         let shared = self.shared();
-        if let Some(ip) = client {
-            shared
-                .limits
-                .login_per_client
-                .check(&client_key(ip))
-                .map_err(|retry_after| {
-                    shared.audit(&AuditEvent::Throttled {
-                        action: "password_reset_mail",
-                        username: None,
-                        client,
-                    });
-                    Error::RateLimited { retry_after }
-                })?;
-        }
+        shared.client_allowance(client, "password_reset_mail")?;
         shared.outbox()?;
         Ok(ResetMail {
             shared: Arc::clone(shared),
@@ -116,13 +103,7 @@ impl SessionService {
     /// one answer for every link that cannot be used.
     pub fn verify_email(&self, client: Option<IpAddr>, token: &str) -> Result<()> {
         let shared = self.shared();
-        if let Some(ip) = client {
-            shared
-                .limits
-                .login_per_client
-                .check(&client_key(ip))
-                .map_err(|retry_after| Error::RateLimited { retry_after })?;
-        }
+        shared.client_allowance(client, "verify_email")?;
         let Some(sha) = shared.sha256.as_ref() else {
             return Err(dead_link());
         };

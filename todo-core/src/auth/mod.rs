@@ -111,6 +111,30 @@ impl Shared {
         self.audit.record(event);
     }
 
+    /// Takes one of the client address's attempts from the allowance that
+    /// logins, reset links and verification links share (audited when
+    /// refused).
+    pub(crate) fn client_allowance(
+        &self,
+        client: Option<IpAddr>,
+        action: &'static str,
+    ) -> Result<()> {
+        let Some(ip) = client else {
+            return Ok(());
+        };
+        self.limits
+            .login_per_client
+            .check(&crate::ports::client_key(ip))
+            .map_err(|retry_after| {
+                self.audit(&AuditEvent::Throttled {
+                    action,
+                    username: None,
+                    client,
+                });
+                Error::RateLimited { retry_after }
+            })
+    }
+
     /// The account behind a principal, if it still exists and is enabled
     /// (read afresh: the gate's reading may be a second old).
     pub(crate) fn current_user(&self, id: UserId) -> Result<UserRecord> {

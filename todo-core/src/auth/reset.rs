@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use super::{SessionService, UserAdmin, UserRef};
 use crate::error::{Error, Result, StoreError, ValidationError};
 use crate::password_reset::{PASSWORD_RESET_TTL, PasswordResetRecord, ResetToken};
-use crate::ports::{AuditEvent, client_key};
+use crate::ports::AuditEvent;
 use crate::time::Timestamp;
 use crate::token::Principal;
 use crate::user::Password;
@@ -78,20 +78,7 @@ impl SessionService {
         new_password: &str,
     ) -> Result<()> {
         let shared = self.shared();
-        if let Some(ip) = client {
-            shared
-                .limits
-                .login_per_client
-                .check(&client_key(ip))
-                .map_err(|retry_after| {
-                    shared.audit(&AuditEvent::Throttled {
-                        action: "reset_password",
-                        username: None,
-                        client,
-                    });
-                    Error::RateLimited { retry_after }
-                })?;
-        }
+        shared.client_allowance(client, "reset_password")?;
         let Some(sha) = shared.sha256.as_ref() else {
             return Err(dead_link());
         };

@@ -33,6 +33,17 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The database URL the servers are given for a test database: its own
+/// for PostgreSQL, a file in `data` for SQLite.
+pub fn database_url(database: &todo_store::testing::TestDatabase, data: &Path) -> String {
+    match &database.config.url {
+        todo_store::DatabaseUrl::Sqlite(_) => {
+            format!("sqlite://{}", data.join("todo.db").display())
+        }
+        todo_store::DatabaseUrl::Postgres(url) => url.clone(),
+    }
+}
+
 /// The arguments every server in these tests gets.
 pub fn server_args(data: &Path, database_url: &str, listen: &str) -> Vec<String> {
     [
