@@ -67,6 +67,7 @@ pub fn sessions(
             login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy::default())),
             confirmations_per_session: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             mail_per_account: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
+            mail_per_address: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
         })
         .policy(policy)
         .build()?

@@ -288,6 +288,18 @@ pub enum Error {
     Internal(#[source] BoxError),
 }
 
+/// An error and its sources, `: `-separated (for a log line).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 impl Error {
     pub(crate) fn invalid(error: ValidationError) -> Self {
         Self::Invalid(vec![error])

@@ -104,8 +104,8 @@ pub use api_token::{
 };
 pub use auth::{
     AccountPatch, AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials,
-    MissingDependency, NewApiToken, Registration, RequestOrigin, ResetMail, SessionService,
-    UserAdmin, UserRef, retry_after_seconds,
+    MissingDependency, NewApiToken, OutgoingMail, Registration, RequestOrigin, ResetMail,
+    SessionService, UserAdmin, UserRef, retry_after_seconds,
 };
 pub use change::{
     BAD_CURSOR, Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage, CursorError,

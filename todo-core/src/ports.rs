@@ -89,8 +89,9 @@ pub trait UserStore: Send + Sync {
     fn use_password_reset(&self, hash: &ResetTokenHash, now: Timestamp)
     -> Result<bool, StoreError>;
     /// Up to `limit` users whose address is `email` and verified
-    /// (addresses compare without regard to ASCII case), oldest first:
-    /// where a reset asked for by address is mailed.
+    /// (addresses compare without regard to ASCII case, and only ASCII
+    /// case, on every store), oldest first: where a reset asked for by
+    /// address is mailed.
     fn find_users_by_verified_email(
         &self,
         email: &Email,
@@ -100,10 +101,12 @@ pub trait UserStore: Send + Sync {
     /// works at a time), in one step; [`StoreError::MissingReference`]
     /// when the user is gone.
     fn create_email_verification(&self, link: &EmailVerificationRecord) -> Result<(), StoreError>;
-    /// Spends the link at `now` if it is live and its user's address is
-    /// still the one it was sent to, and marks that address verified, in
-    /// one step; returns whose address it verified. Of any number of
-    /// concurrent calls, at most one gets `Some`.
+    /// Spends the link at `now` if it is live, and marks its user's
+    /// address verified if it is still the one the link was sent to, in
+    /// one step; returns whose address it verified (`None` for a dead link
+    /// and for one sent to an address the user no longer has, spent all
+    /// the same). Of any number of concurrent calls, at most one gets
+    /// `Some`.
     fn use_email_verification(
         &self,
         hash: &EmailTokenHash,
@@ -771,6 +774,8 @@ pub enum AuditEvent<'a> {
         user: UserId,
         /// What the link is for.
         purpose: &'static str,
+        /// The address of the client who asked for it, when known.
+        client: Option<IpAddr>,
     },
     /// Mail to a user could not be sent.
     MailFailed {
@@ -778,6 +783,10 @@ pub enum AuditEvent<'a> {
         user: UserId,
         /// What the link was for.
         purpose: &'static str,
+        /// The address of the client who asked for it, when known.
+        client: Option<IpAddr>,
+        /// Why, as the mail server or the connection said it.
+        reason: &'a str,
     },
     /// A user's address was verified by its link.
     EmailVerified {

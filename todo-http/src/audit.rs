@@ -86,14 +86,24 @@ impl<'a> Line<'a> {
             AuditEvent::AccountDeleted { user, client } => {
                 Self::user("account_deleted", user, client)
             }
-            AuditEvent::Mailed { user, purpose } => Self {
+            AuditEvent::Mailed {
+                user,
+                purpose,
+                client,
+            } => Self {
                 action: Some(purpose),
-                ..Self::user("mailed", user, None)
+                ..Self::user("mailed", user, client)
             },
-            AuditEvent::MailFailed { user, purpose } => Self {
+            AuditEvent::MailFailed {
+                user,
+                purpose,
+                client,
+                reason,
+            } => Self {
                 warn: true,
                 action: Some(purpose),
-                ..Self::user("mail_failed", user, None)
+                other: Some(reason.to_owned()),
+                ..Self::user("mail_failed", user, client)
             },
             AuditEvent::EmailVerified { user, client } => {
                 Self::user("email_verified", user, client)

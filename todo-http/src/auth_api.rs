@@ -411,6 +411,9 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 struct PatchMeBody {
     #[serde(default, deserialize_with = "crate::dto::present")]
     email: Option<Option<String>>,
+    /// Required to change the address (a verified address receives
+    /// password-reset links).
+    current_password: Option<String>,
 }
 
 /// A password change.
@@ -785,16 +788,26 @@ async fn me(State(api): Auth, Caller(me): Caller) -> Result<ApiResponse, ApiErro
 
 /// Change my e-mail address (null removes it).
 #[utoipa::path(patch, path = "/v1/users/me", request_body = PatchMeBody,
-    responses((status = 200, description = "Me", body = UserDto)))]
+    responses(
+        (status = 200, description = "Me", body = UserDto),
+        (status = 400, description = "A new address without current_password, or an address that is not one"),
+        (status = 403, description = "Current password wrong"),
+        (status = 429, description = "Too many wrong passwords in this session"),
+    ))]
 async fn patch_me(
     State(api): Auth,
+    Client(client): Client,
     Caller(me): Caller,
     Json(body, _held): Json<PatchMeBody>,
 ) -> Result<ApiResponse, ApiError> {
     let patch = AccountPatch {
         email: email(body.email)?,
     };
-    let user = call(&api.service.account, move |s| s.patch_me(&me, patch)).await?;
+    let current = body.current_password;
+    let user = call(&api.service.account, move |s| {
+        s.patch_me(client, &me, patch, current.as_deref())
+    })
+    .await?;
     json_value(StatusCode::OK, &UserDto::from(&user))
 }
 
@@ -1044,18 +1057,24 @@ async fn password_reset_link(
     headers: HeaderMap,
     uri: http::Uri,
 ) -> Result<ApiResponse, ApiError> {
+    // The page takes the token from the fragment, which no server, log or
+    // `Referer` sees; the origin is the configured one (`--public-url`),
+    // else the one the administrator used (`Host`, or HTTP/2's
+    // `:authority`). Checked before the link is made.
+    let origin = match api.service.admin.link_base() {
+        Some(base) => base.as_str().to_owned(),
+        None => headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| uri.authority().map(http::uri::Authority::as_str))
+            .filter(|h| link_host(h))
+            .map(|h| format!("https://{h}"))
+            .ok_or_else(|| {
+                ApiError::bad_request("the request names no host to build the link on")
+            })?,
+    };
     let (token, expires_at) =
         call(&api.service.admin, move |s| s.password_reset_link(&me, id)).await?;
-    // The page takes the token from the fragment, which no server, log or
-    // `Referer` sees; the origin is the one the administrator used (`Host`,
-    // or HTTP/2's `:authority`).
-    let origin = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(http::uri::Authority::as_str))
-        .filter(|h| link_host(h))
-        .map(|h| format!("https://{h}"))
-        .ok_or_else(|| ApiError::bad_request("the request names no host to build the link on"))?;
     json_value(
         StatusCode::CREATED,
         &ResetLinkDto {
@@ -1166,7 +1185,8 @@ async fn request_password_reset(
     Client(client): Client,
     Json(body, _held): Json<ResetRequestBody>,
 ) -> Result<ApiResponse, ApiError> {
-    if body.login.len() > 1024 {
+    // (a username or an address: at most an address's length)
+    if body.login.chars().count() > todo_core::Email::MAX_CHARS {
         return Err(ApiError::field("login", "is too long"));
     }
     // Only the address's limit and whether mail is configured, both the
@@ -1175,24 +1195,41 @@ async fn request_password_reset(
         .service
         .sessions
         .password_reset_by_mail(client, &body.login)?;
-    // The rest runs after the answer, off the async workers, at most
-    // `MAIL_JOBS` at once; one more is dropped (the client cannot tell).
+    // The rest runs after the answer (a place taken, else dropped: the
+    // client cannot tell).
     match Arc::clone(&api.mail_jobs).try_acquire_owned() {
-        Ok(permit) => {
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                if let Err(e) = mail.send() {
-                    tracing::warn!(error = %crate::problem::chain(&e), "a reset mail asked for by login was not sent");
-                }
-            });
-        }
-        Err(_) => tracing::warn!("reset mail dropped: {MAIL_JOBS} are being sent already"),
+        Ok(place) => mail_job(place, "password_reset", move || mail.send().map(drop)),
+        Err(_) => tracing::warn!("a reset mail was dropped: {MAIL_JOBS} are being sent already"),
     }
     Ok(accepted())
 }
 
-/// Mails asked for by login being sent at once, per instance.
+/// Mail jobs running at once, per instance.
 const MAIL_JOBS: usize = 16;
+
+/// Runs a mail job (store reads and writes, then the mail server) on a
+/// thread of its own, holding its place: neither the async workers nor
+/// the blocking pool wait for a mail server, which may be slow past any
+/// timeout (lettre's bounds each read and write, not the whole message;
+/// attack of session 27, F3: a slow one held logins two minutes). A
+/// failure is logged (and, for a refused message, audited by the core).
+fn mail_job(
+    place: tokio::sync::OwnedSemaphorePermit,
+    what: &'static str,
+    job: impl FnOnce() -> Result<(), CoreError> + Send + 'static,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("todo-mail".to_owned())
+        .spawn(move || {
+            let _place = place;
+            if let Err(e) = job() {
+                tracing::warn!(mail = what, error = %crate::problem::chain(&e), "mail not sent");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(mail = what, error = %e, "mail not sent: no thread for it");
+    }
+}
 
 fn accepted() -> ApiResponse {
     let mut response = no_content();
@@ -1203,19 +1240,26 @@ fn accepted() -> ApiResponse {
 /// Mail my address a link that verifies it (valid a day, once).
 #[utoipa::path(post, path = "/v1/users/me/email/verify",
     responses(
-        (status = 202, description = "The link is mailed"),
+        (status = 202, description = "The link is on its way"),
         (status = 409, description = "The account has no address, or it is verified already"),
-        (status = 429, description = "The account's mail allowance is spent for now"),
-        (status = 503, description = "This server sends no mail, or the mail server refused the message"),
+        (status = 429, description = "The account's or the address's mail allowance is spent for now"),
+        (status = 503, description = "This server sends no mail (urn:todo:problem:no-mail), or is sending as much as it may"),
     ))]
 async fn request_email_verification(
     State(api): Auth,
     Caller(me): Caller,
 ) -> Result<ApiResponse, ApiError> {
-    call(&api.service.account, move |s| {
+    let Ok(place) = Arc::clone(&api.mail_jobs).try_acquire_owned() else {
+        return Err(CoreError::Overloaded {
+            retry_after: std::time::Duration::from_secs(30),
+        }
+        .into());
+    };
+    let mail = call(&api.service.account, move |s| {
         s.request_email_verification(&me)
     })
     .await?;
+    mail_job(place, "verify_email", move || mail.send());
     Ok(accepted())
 }
 

@@ -7,19 +7,21 @@ use std::time::Duration;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport as _};
 use todo_core::{LinkBase, Mail, MailError, Mailer};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
 
-/// How long one mail may take (connecting, TLS, the conversation).
+/// How long each network step of a mail may take (connecting, each read
+/// and write).
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `--smtp-*`, `--mail-from` and `--public-url`: where mail goes, and the
 /// origin its links point to. Without `--smtp-url` the servers send no
 /// mail: a reset asked for by login and address verification answer 503.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct MailSettings {
     /// The SMTP server: `smtp://host[:port]` (STARTTLS, required; port
     /// 587), `smtps://host[:port]` (TLS from the first byte; port 465) or
@@ -43,6 +45,14 @@ pub struct MailSettings {
     /// links point to: configured, never taken from a request's `Host`.
     #[arg(long, env = "TODO_PUBLIC_URL", requires = "smtp_url")]
     pub public_url: Option<String>,
+    /// Mails one account, and one recipient address, may be sent at once
+    /// (reset and verification links together), per instance.
+    #[arg(long, env = "TODO_MAIL_BURST", default_value_t = 3)]
+    pub mail_burst: u32,
+    /// Then one more each this many seconds.
+    #[arg(long, env = "TODO_MAIL_PERIOD_SECS", default_value_t = 20 * 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub mail_period_secs: u64,
 }
 
 impl MailSettings {
@@ -59,17 +69,29 @@ impl MailSettings {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
             Error::setting("--smtp-url", "must be smtp://, smtps:// or smtp+plain://")
         })?;
-        let (host, port) = match rest.trim_end_matches('/').rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-                let port = port
-                    .parse::<u16>()
-                    .map_err(|_| Error::setting("--smtp-url", "the port must be 1 to 65535"))?;
-                (host, Some(port))
-            }
-            _ => (rest.trim_end_matches('/'), None),
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        // `host`, `host:port`, `[v6]` or `[v6]:port`
+        let (host, port) = match rest.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((host, "")) => (host, None),
+                Some((host, after)) => (host, Some(after.strip_prefix(':').unwrap_or("x"))),
+                None => ("", None),
+            },
+            None => match rest.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            },
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+        let port = port
+            .map(|p| p.parse::<u16>().ok().filter(|p| *p > 0))
+            .map(|p| p.ok_or_else(|| Error::setting("--smtp-url", "the port must be 1 to 65535")))
+            .transpose()?;
+        let host_ok = if rest.starts_with('[') {
+            host.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            !host.is_empty() && !host.contains(['/', '@', '?', '#', ':', '[', ']'])
+        };
+        if !host_ok {
             return Err(Error::setting(
                 "--smtp-url",
                 "must be a host and an optional port, nothing else (credentials go in --smtp-credentials-file)",
@@ -103,6 +125,13 @@ impl MailSettings {
             .tls(tls)
             .timeout(Some(SMTP_TIMEOUT));
         if let Some(path) = &self.smtp_credentials_file {
+            // lettre would send them in the clear.
+            if scheme == "smtp+plain" {
+                return Err(Error::setting(
+                    "--smtp-credentials-file",
+                    "credentials are never sent over smtp+plain:// (no TLS): use smtp:// or smtps://",
+                ));
+            }
             let text =
                 Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?);
             let mut lines = text.lines();
@@ -123,6 +152,12 @@ impl MailSettings {
             .map_err(|e| Error::setting("--mail-from", e))?;
         let links = LinkBase::parse(self.public_url.as_deref().unwrap_or_default())
             .map_err(|e| Error::setting("--public-url", e))?;
+        // Greet as the public host (lettre's default is our address).
+        let name = links
+            .host()
+            .rsplit_once(':')
+            .map_or(links.host(), |(name, _)| name);
+        let transport = transport.hello_name(ClientId::Domain(name.to_owned()));
         Ok(Some((
             SmtpMailer {
                 transport: transport.build(),
@@ -134,7 +169,9 @@ impl MailSettings {
 }
 
 /// Sends each message on its own SMTP connection (mail here is rare: a
-/// reset, a verification), within [`SMTP_TIMEOUT`].
+/// reset, a verification), each network step within 10 s (lettre's
+/// timeout is per read and write, not for the whole message: the HTTP
+/// adapter runs mail on threads of its own, a bounded number at once).
 #[derive(Clone)]
 pub struct SmtpMailer {
     transport: SmtpTransport,
@@ -151,10 +188,13 @@ impl std::fmt::Debug for SmtpMailer {
 
 impl Mailer for SmtpMailer {
     fn send(&self, mail: &Mail) -> Result<(), MailError> {
+        // An address only: as a mailbox, `victim<thief@example.net>` would
+        // go to the thief (review of session 27, 14).
         let to = mail
             .to
             .as_str()
-            .parse::<Mailbox>()
+            .parse::<lettre::Address>()
+            .map(|address| Mailbox::new(None, address))
             .map_err(|e| MailError(Box::new(e)))?;
         let message = Message::builder()
             .from(self.from.clone())
@@ -176,23 +216,36 @@ impl Mailer for SmtpMailer {
 mod tests {
     use super::*;
 
+    fn none() -> MailSettings {
+        MailSettings {
+            smtp_url: None,
+            smtp_credentials_file: None,
+            smtp_ca_file: None,
+            mail_from: None,
+            public_url: None,
+            mail_burst: 3,
+            mail_period_secs: 1200,
+        }
+    }
+
     fn settings(url: &str) -> MailSettings {
         MailSettings {
             smtp_url: Some(url.to_owned()),
             mail_from: Some("todo <todo@example.com>".to_owned()),
             public_url: Some("https://todo.example.com".to_owned()),
-            ..MailSettings::default()
+            ..none()
         }
     }
 
     #[test]
     fn smtp_urls_name_a_host_a_port_and_how_tls_is_had() {
-        assert!(MailSettings::default().mailer().unwrap().is_none());
+        assert!(none().mailer().unwrap().is_none());
         for good in [
             "smtp://mail.example.com",
             "smtps://mail.example.com:465",
             "smtp+plain://127.0.0.1:2525",
             "smtp+plain://[::1]:2525",
+            "smtp+plain://[::1]",
         ] {
             assert!(settings(good).mailer().unwrap().is_some(), "{good}");
         }
@@ -201,6 +254,9 @@ mod tests {
             "mail.example.com",
             "smtp://user:secret@mail.example.com",
             "smtp://mail.example.com:99999",
+            "smtp://mail.example.com:0",
+            "smtp://::1",
+            "smtp://[::1",
             "smtp://",
         ] {
             assert!(settings(bad).mailer().is_err(), "{bad}");
@@ -208,5 +264,14 @@ mod tests {
         let mut no_origin = settings("smtp://mail.example.com");
         no_origin.public_url = Some("http://todo.example.com".to_owned());
         assert!(no_origin.mailer().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("smtp");
+        std::fs::write(&credentials, "user\npassword\n").unwrap();
+        let mut plain = settings("smtp+plain://127.0.0.1:2525");
+        plain.smtp_credentials_file = Some(credentials.clone());
+        assert!(plain.mailer().is_err(), "no password in the clear");
+        let mut tls = settings("smtps://mail.example.com");
+        tls.smtp_credentials_file = Some(credentials);
+        assert!(tls.mailer().unwrap().is_some());
     }
 }

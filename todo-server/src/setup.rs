@@ -28,14 +28,6 @@ const CONFIRMATIONS_PER_SESSION: LimitPolicy = LimitPolicy {
     max_keys: 100_000,
 };
 
-/// Mail one account may be sent (reset and verification links, whoever
-/// asks): three, then one each 20 minutes.
-const MAILS_PER_ACCOUNT: LimitPolicy = LimitPolicy {
-    burst: 3,
-    period: Duration::from_secs(20 * 60),
-    max_keys: 100_000,
-};
-
 /// auth-server's settings: keys, tokens, password hashing, login limits.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthSettings {
@@ -526,6 +518,11 @@ impl AuthSettings {
         // Failure counts live in the database, so every instance sees them.
         let failures = Arc::new(SqlLoginBackoff::new((*store).clone(), backoff));
         let mail = self.mail.mailer()?;
+        let mails = LimitPolicy {
+            burst: self.mail.mail_burst,
+            period: Duration::from_secs(self.mail.mail_period_secs),
+            max_keys: 100_000,
+        };
         let mut service = todo_auth::auth_services()
             .store(store)
             .hasher(hasher.clone())
@@ -541,7 +538,8 @@ impl AuthSettings {
                     CONFIRMATIONS_PER_SESSION,
                     clock.clone(),
                 )),
-                mail_per_account: Arc::new(KeyedLimiter::new(MAILS_PER_ACCOUNT, clock)),
+                mail_per_account: Arc::new(KeyedLimiter::new(mails, clock.clone())),
+                mail_per_address: Arc::new(KeyedLimiter::new(mails, clock)),
             })
             .audit(Arc::new(todo_http::audit::TracingAudit))
             .policy(policy)

@@ -19,7 +19,7 @@ use crate::sessions::{ApiTokenRow, LISTED_SESSIONS, SessionRow, Which};
 
 #[diesel::declare_sql_function]
 extern "SQL" {
-    /// SQL's `lower` (ASCII case folding, as both databases do it here).
+    /// SQL's `lower` (ASCII case on SQLite; more on PostgreSQL).
     fn lower(
         text: diesel::sql_types::Nullable<diesel::sql_types::Text>,
     ) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
@@ -77,7 +77,7 @@ impl UserRow {
             email: self
                 .email
                 .as_deref()
-                .map(Email::parse)
+                .map(Email::from_stored)
                 .transpose()
                 .map_err(bad)?,
             email_verified: self.email_verified != 0,
@@ -410,7 +410,16 @@ impl UserStore for SqlStore {
                 .limit(limit)
                 .load::<UserRow>(conn)
         })?;
-        rows.into_iter().map(UserRow::into_record).collect()
+        // PostgreSQL's `lower` folds more than ASCII: what it found beyond
+        // ASCII case is left out, as SQLite and the memory store leave it.
+        rows.into_iter()
+            .filter(|row| {
+                row.email
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(email.as_str()))
+            })
+            .map(UserRow::into_record)
+            .collect()
     }
 
     fn create_email_verification(&self, link: &EmailVerificationRecord) -> Result<(), StoreError> {

@@ -264,6 +264,13 @@ impl UserAdmin {
         &self.shared
     }
 
+    /// The configured origin of mailed links, when mail is configured:
+    /// an administrator's reset link points there too.
+    #[must_use]
+    pub fn link_base(&self) -> Option<&crate::mail::LinkBase> {
+        self.shared.outbox.as_ref().map(|outbox| &outbox.links)
+    }
+
     pub(super) fn require_admin(&self, principal: &Principal) -> Result<()> {
         super::require_login(principal)?;
         let record = self.shared.current_user(principal.user_id)?;

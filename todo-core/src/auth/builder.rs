@@ -43,6 +43,9 @@ pub struct AuthLimits {
     /// asks: a reset asked for by login that is over it is dropped
     /// silently, a verification answered 429.
     pub mail_per_account: Arc<dyn RateLimiter<UserId>>,
+    /// Mail sent to one recipient address (lower-cased), whichever
+    /// accounts give it: as `mail_per_account`.
+    pub mail_per_address: Arc<dyn RateLimiter<String>>,
 }
 
 impl AuthLimits {
@@ -57,6 +60,7 @@ impl AuthLimits {
             login_failures: Arc::new(Unlimited),
             confirmations_per_session: Arc::new(Unlimited),
             mail_per_account: Arc::new(Unlimited),
+            mail_per_address: Arc::new(Unlimited),
         }
     }
 }
@@ -260,6 +264,8 @@ impl AuthServicesBuilder {
             ("clock", self.clock.is_none()),
             ("random", self.random.is_none()),
             ("limits", self.limits.is_none()),
+            // (mail's links are digested for storage)
+            ("sha256", self.outbox.is_some() && self.sha256.is_none()),
         ]
         .into_iter()
         .filter_map(|(name, missing)| missing.then_some(name))

@@ -34,16 +34,27 @@ impl Shared {
         }
     }
 
-    /// Takes one of the account's mails from its allowance.
-    fn mail_allowance(&self, record: &UserRecord, action: &'static str) -> Result<()> {
+    /// Takes one mail from the account's allowance and one from the
+    /// recipient address's (whatever account names it: several accounts
+    /// given one victim's address must not multiply what it receives,
+    /// review of session 27, 2).
+    fn mail_allowance(
+        &self,
+        record: &UserRecord,
+        to: &Email,
+        client: Option<IpAddr>,
+        action: &'static str,
+    ) -> Result<()> {
+        let address = to.as_str().to_ascii_lowercase();
         self.limits
             .mail_per_account
             .check(&record.user.id)
+            .and_then(|()| self.limits.mail_per_address.check(&address))
             .map_err(|retry_after| {
                 self.audit(&AuditEvent::Throttled {
                     action,
                     username: Some(&record.user.username),
-                    client: None,
+                    client,
                 });
                 Error::RateLimited { retry_after }
             })
@@ -54,16 +65,27 @@ impl Shared {
         mailer: &dyn Mailer,
         record: &UserRecord,
         mail: &Mail,
+        client: Option<IpAddr>,
         purpose: &'static str,
     ) -> Result<()> {
         let user = record.user.id;
         match mailer.send(mail) {
             Ok(()) => {
-                self.audit(&AuditEvent::Mailed { user, purpose });
+                self.audit(&AuditEvent::Mailed {
+                    user,
+                    purpose,
+                    client,
+                });
                 Ok(())
             }
             Err(e) => {
-                self.audit(&AuditEvent::MailFailed { user, purpose });
+                let reason = crate::error::chain(&e);
+                self.audit(&AuditEvent::MailFailed {
+                    user,
+                    purpose,
+                    client,
+                    reason: &reason,
+                });
                 Err(Error::MailFailed(e))
             }
         }
@@ -94,6 +116,7 @@ impl SessionService {
         Ok(ResetMail {
             shared: Arc::clone(shared),
             login: login.trim().to_owned(),
+            client,
         })
     }
 
@@ -123,6 +146,8 @@ impl SessionService {
 pub struct ResetMail {
     shared: Arc<Shared>,
     login: String,
+    /// Who asked (for the audit log).
+    client: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for ResetMail {
@@ -167,7 +192,7 @@ impl ResetMail {
                 continue;
             }
             if shared
-                .mail_allowance(&record, "password_reset_mail")
+                .mail_allowance(&record, &to, self.client, "password_reset_mail")
                 .is_err()
             {
                 continue;
@@ -189,8 +214,15 @@ impl ResetMail {
             }
             let url = outbox.links.page_link(&format!("reset={}", token.expose()));
             let mail = Mail::password_reset(to, &record.user.username, &url, expires_at);
+            // (a refused mail is in the audit log, with the mail server's words)
             if shared
-                .send(&*outbox.mailer, &record, &mail, "password_reset")
+                .send(
+                    &*outbox.mailer,
+                    &record,
+                    &mail,
+                    self.client,
+                    "password_reset",
+                )
                 .is_ok()
             {
                 sent += 1;
@@ -200,12 +232,47 @@ impl ResetMail {
     }
 }
 
+/// A message ready to go (see
+/// [`AccountService::request_email_verification`]).
+#[must_use = "nothing is mailed until it is sent"]
+pub struct OutgoingMail {
+    shared: Arc<Shared>,
+    record: UserRecord,
+    mail: Mail,
+    purpose: &'static str,
+}
+
+impl std::fmt::Debug for OutgoingMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingMail")
+            .field("purpose", &self.purpose)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutgoingMail {
+    /// Hands the message to the mail server (blocking; audited either
+    /// way): [`Error::MailFailed`] when it is refused.
+    pub fn send(self) -> Result<()> {
+        let (outbox, _) = self.shared.outbox()?;
+        self.shared.send(
+            &*outbox.mailer,
+            &self.record,
+            &self.mail,
+            None,
+            self.purpose,
+        )
+    }
+}
+
 impl AccountService {
-    /// Mails the caller's address a link that verifies it (valid
+    /// Makes a link that verifies the caller's address (valid
     /// [`EMAIL_VERIFICATION_TTL`], once; a newer link replaces an older
-    /// one), within the account's mail allowance. Blocking: it talks to
-    /// the mail server, and fails with [`Error::MailFailed`] when that refuses.
-    pub fn request_email_verification(&self, principal: &Principal) -> Result<()> {
+    /// one), within the account's and the address's mail allowance, and
+    /// returns the message for the caller to send: the mail server is
+    /// not waited for here (a slow one would hold the request, attack of
+    /// session 27, F3).
+    pub fn request_email_verification(&self, principal: &Principal) -> Result<OutgoingMail> {
         super::require_login(principal)?;
         let shared = self.shared();
         let (outbox, sha) = shared.outbox()?;
@@ -216,7 +283,7 @@ impl AccountService {
         if record.user.email_verified {
             return Err(Error::Conflict("the address is already verified"));
         }
-        shared.mail_allowance(&record, "verify_email")?;
+        shared.mail_allowance(&record, &to, None, "verify_email")?;
         let now = shared.clock.now();
         let token = EmailToken::generate(&*shared.random)?;
         let expires_at = now.saturating_add(EMAIL_VERIFICATION_TTL);
@@ -235,7 +302,12 @@ impl AccountService {
         let url = outbox
             .links
             .page_link(&format!("verify-email={}", token.expose()));
-        let mail = Mail::verify_email(to, &record.user.username, &url, expires_at);
-        shared.send(&*outbox.mailer, &record, &mail, "verify_email")
+        let mail = Mail::verify_email(to, &url, expires_at);
+        Ok(OutgoingMail {
+            shared: Arc::clone(self.shared_arc()),
+            record,
+            mail,
+            purpose: "verify_email",
+        })
     }
 }

@@ -31,7 +31,7 @@ pub use admin::{UserAdmin, UserRef};
 pub use api_tokens::{NewApiToken, RequestOrigin};
 pub use builder::{AuthLimits, AuthServicesBuilder, MissingDependency};
 pub use input::{Credentials, Registration};
-pub use mail::ResetMail;
+pub use mail::{OutgoingMail, ResetMail};
 pub use sessions::SessionService;
 
 use crate::access::AccessGate;

@@ -670,10 +670,54 @@ fn users_see_and_change_their_own_account() {
     assert_eq!(h.auth.account.me(&me).unwrap().username.as_str(), "alice");
     h.clock.advance(Duration::from_secs(1));
     let email = todo_core::Email::parse("alice@example.org").unwrap();
-    let updated = h.auth.account.update_me(&me, Some(email.clone())).unwrap();
-    assert_eq!(updated.email, Some(email));
+    let pw = Some("correct horse");
+    let updated = h
+        .auth
+        .account
+        .update_me(ADDR, &me, Some(email.clone()), pw)
+        .unwrap();
+    assert_eq!(updated.email, Some(email.clone()));
     assert!(updated.updated_at > updated.created_at);
-    assert_eq!(h.auth.account.update_me(&me, None).unwrap().email, None);
+    // The same address again: nothing to confirm.
+    h.auth
+        .account
+        .update_me(ADDR, &me, Some(email), None)
+        .unwrap();
+    assert_eq!(
+        h.auth.account.update_me(ADDR, &me, None, pw).unwrap().email,
+        None
+    );
+}
+
+/// A change of address takes the password again: a verified address
+/// receives reset links, so a stolen session must not be able to move it.
+#[test]
+fn a_change_of_address_takes_the_password() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    let email = Some(todo_core::Email::parse("mallory@example.net").unwrap());
+    let missing = h.auth.account.update_me(ADDR, &me, email.clone(), None);
+    assert!(
+        matches!(&missing, Err(Error::Invalid(e)) if e[0].field() == "current_password"),
+        "{missing:?}"
+    );
+    assert!(matches!(
+        h.auth
+            .account
+            .update_me(ADDR, &me, email.clone(), Some("wrong horse")),
+        Err(Error::WrongPassword)
+    ));
+    assert_eq!(h.auth.account.me(&me).unwrap().email, None, "unchanged");
+    let removal = AccountPatch { email: Some(None) };
+    h.auth
+        .account
+        .update_me(ADDR, &me, email, Some("correct horse"))
+        .unwrap();
+    assert!(matches!(
+        h.auth.account.patch_me(ADDR, &me, removal, None),
+        Err(Error::Invalid(_))
+    ));
 }
 
 /// A patch of one's own account that names no field (`PATCH /v1/users/me`
@@ -687,14 +731,15 @@ fn an_account_patch_changes_only_what_it_names() {
     let set = AccountPatch {
         email: Some(Some(email.clone())),
     };
-    let with_email = h.auth.account.patch_me(&me, set).unwrap();
+    let pw = Some("correct horse");
+    let with_email = h.auth.account.patch_me(ADDR, &me, set, pw).unwrap();
     assert_eq!(with_email.email, Some(email.clone()));
 
     h.clock.advance(Duration::from_secs(1));
     let unchanged = h
         .auth
         .account
-        .patch_me(&me, AccountPatch::default())
+        .patch_me(ADDR, &me, AccountPatch::default(), None)
         .unwrap();
     assert_eq!(unchanged, with_email, "an empty patch changes nothing");
     assert_eq!(
@@ -704,7 +749,7 @@ fn an_account_patch_changes_only_what_it_names() {
     );
 
     let remove = AccountPatch { email: Some(None) };
-    let removed = h.auth.account.patch_me(&me, remove).unwrap();
+    let removed = h.auth.account.patch_me(ADDR, &me, remove, pw).unwrap();
     assert_eq!(removed.email, None);
     assert!(removed.updated_at > with_email.updated_at);
 
@@ -717,7 +762,9 @@ fn an_account_patch_changes_only_what_it_names() {
     };
     h.auth.admin.patch_user(&root, me.user_id, disable).unwrap();
     assert!(matches!(
-        h.auth.account.patch_me(&me, AccountPatch::default()),
+        h.auth
+            .account
+            .patch_me(ADDR, &me, AccountPatch::default(), None),
         Err(Error::InvalidToken(TokenRejection::Revoked))
     ));
 }

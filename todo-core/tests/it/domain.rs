@@ -87,11 +87,23 @@ fn emails_need_one_at_and_a_dotted_domain() {
         "a b@c.d",
         "a@b@c.d",
         "a@b..c",
+        // (what a mail library reads as something else)
+        "mal<victim@victim.test>",
+        "a,b@x.test",
+        "\"a b\"@x.test",
+        "a@[127.0.0.1]",
+        "üser@exämple.test",
+        "a..b@x.test",
+        ".a@x.test",
+        "a@-x.test",
     ] {
         assert_eq!(Email::parse(bad).unwrap_err().field(), "email", "{bad:?}");
     }
     assert!(Email::parse(&format!("{}@example.org", "a".repeat(65))).is_err());
     assert!(Email::parse(&format!("a@{}.org", "b".repeat(260))).is_err());
+    // What earlier versions stored still reads back.
+    assert!(Email::from_stored("a,b@x.test").is_ok());
+    assert!(Email::parse("o'brien+todo@mail.example.co.uk").is_ok());
 }
 
 #[test]

@@ -15,6 +15,8 @@ use crate::auth::{Harness, LINKS, harness, harness_with};
 const ADDR: Option<std::net::IpAddr> =
     Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 9)));
 
+const PW: Option<&str> = Some("correct horse");
+
 fn dead(result: Result<(), Error>) -> bool {
     matches!(&result, Err(Error::Invalid(e)) if matches!(e[..], [ValidationError::Format { field: "token", .. }]))
 }
@@ -45,7 +47,12 @@ fn token_in_last_mail(h: &Harness, what: &str) -> String {
 }
 
 fn verify(h: &Harness, me: &todo_core::Principal) {
-    h.auth.account.request_email_verification(me).unwrap();
+    h.auth
+        .account
+        .request_email_verification(me)
+        .unwrap()
+        .send()
+        .unwrap();
     let token = token_in_last_mail(h, "verify-email");
     h.auth.sessions.verify_email(ADDR, &token).unwrap();
 }
@@ -55,7 +62,12 @@ fn an_address_is_verified_once_by_the_link_mailed_to_it() {
     let h = harness();
     let me = with_address(&h, "alice", "alice@example.com");
     assert!(!h.auth.account.me(&me).unwrap().email_verified);
-    h.auth.account.request_email_verification(&me).unwrap();
+    h.auth
+        .account
+        .request_email_verification(&me)
+        .unwrap()
+        .send()
+        .unwrap();
     let mail = h.mail.sent().pop().unwrap();
     assert_eq!(mail.to, Email::parse("alice@example.com").unwrap());
     let token = token_in_last_mail(&h, "verify-email");
@@ -81,25 +93,30 @@ fn a_change_of_address_unverifies_it_and_kills_the_old_link() {
     let patch = AccountPatch {
         email: Some(Some(Email::parse("alice@example.org").unwrap())),
     };
-    let user = h.auth.account.patch_me(&me, patch).unwrap();
+    let user = h.auth.account.patch_me(ADDR, &me, patch, PW).unwrap();
     assert!(!user.email_verified);
     // A link sent to the old address, used after the change: nothing.
     let patch = AccountPatch {
         email: Some(Some(Email::parse("alice@example.com").unwrap())),
     };
-    h.auth.account.patch_me(&me, patch).unwrap();
-    h.auth.account.request_email_verification(&me).unwrap();
+    h.auth.account.patch_me(ADDR, &me, patch, PW).unwrap();
+    h.auth
+        .account
+        .request_email_verification(&me)
+        .unwrap()
+        .send()
+        .unwrap();
     let to_old = token_in_last_mail(&h, "verify-email");
     let patch = AccountPatch {
         email: Some(Some(Email::parse("mallory@example.net").unwrap())),
     };
-    h.auth.account.patch_me(&me, patch).unwrap();
+    h.auth.account.patch_me(ADDR, &me, patch, PW).unwrap();
     assert!(dead(h.auth.sessions.verify_email(ADDR, &to_old)));
     assert!(!h.auth.account.me(&me).unwrap().email_verified);
     // No address: nothing to verify.
     h.auth
         .account
-        .patch_me(&me, AccountPatch { email: Some(None) })
+        .patch_me(ADDR, &me, AccountPatch { email: Some(None) }, PW)
         .unwrap();
     assert!(matches!(
         h.auth.account.request_email_verification(&me),
@@ -121,7 +138,12 @@ fn a_change_of_address_unverifies_it_and_kills_the_old_link() {
 fn a_verification_link_expires_after_a_day() {
     let h = harness();
     let me = with_address(&h, "alice", "alice@example.com");
-    h.auth.account.request_email_verification(&me).unwrap();
+    h.auth
+        .account
+        .request_email_verification(&me)
+        .unwrap()
+        .send()
+        .unwrap();
     let token = token_in_last_mail(&h, "verify-email");
     h.clock.advance(todo_core::EMAIL_VERIFICATION_TTL);
     assert!(dead(h.auth.sessions.verify_email(ADDR, &token)));
@@ -156,11 +178,26 @@ fn a_reset_by_login_mails_a_verified_address_only_and_the_link_works_once() {
         assert_eq!(sent, 1, "{login}");
     }
     assert_eq!(h.mail.sent().len(), before + 2);
+    let older = {
+        let mut sent = h.mail.sent();
+        sent.pop();
+        let mail = sent.pop().unwrap();
+        let start = mail.text.find("#reset=").unwrap() + "#reset=".len();
+        mail.text[start..start + 43].to_owned()
+    };
     let mail = h.mail.sent().pop().unwrap();
     assert_eq!(mail.to.as_str(), "Alice@Example.com");
     assert!(mail.subject.contains("password"));
     // A newer link replaces the older: only the last works, and once.
     let token = token_in_last_mail(&h, "reset");
+    assert!(
+        dead(
+            h.auth
+                .sessions
+                .reset_password(ADDR, &older, "a brand new horse")
+        ),
+        "the older link died with the newer"
+    );
     h.auth
         .sessions
         .reset_password(ADDR, &token, "a brand new horse")
@@ -240,8 +277,122 @@ fn a_disabled_account_gets_no_reset_mail() {
     assert_eq!(sent, 0);
 }
 
+/// Lets `n` checks through, then refuses every one.
+struct Allow(std::sync::atomic::AtomicUsize);
+
+impl<K: ?Sized> todo_core::RateLimiter<K> for Allow {
+    fn check(&self, _key: &K) -> Result<(), Duration> {
+        let left = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        if left == 0 {
+            return Err(Duration::from_secs(60));
+        }
+        self.0.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn allow(n: usize) -> Arc<Allow> {
+    Arc::new(Allow(std::sync::atomic::AtomicUsize::new(n)))
+}
+
 #[test]
 fn mail_to_an_account_is_limited_and_the_asker_is_not_told() {
+    let h = harness_with(
+        AuthLimits {
+            mail_per_account: allow(2),
+            ..AuthLimits::unlimited()
+        },
+        2,
+    );
+    let me = with_address(&h, "alice", "alice@example.com");
+    verify(&h, &me);
+    // One more mail in the allowance: a reset; then none, silently.
+    let reset = |h: &Harness| {
+        h.auth
+            .sessions
+            .password_reset_by_mail(ADDR, "alice")
+            .unwrap()
+            .send()
+            .unwrap()
+    };
+    assert_eq!(reset(&h), 1);
+    assert_eq!(reset(&h), 0);
+    assert_eq!(h.mail.sent().len(), 2);
+    assert!(
+        h.audit
+            .events()
+            .iter()
+            .any(|e| e.contains("password_reset_mail"))
+    );
+    // The account's own request is told.
+    let patch = AccountPatch {
+        email: Some(Some(Email::parse("alice@example.org").unwrap())),
+    };
+    h.auth.account.patch_me(ADDR, &me, patch, PW).unwrap();
+    assert!(matches!(
+        h.auth.account.request_email_verification(&me),
+        Err(Error::RateLimited { .. })
+    ));
+}
+
+#[test]
+fn mail_to_one_address_is_limited_whichever_accounts_give_it() {
+    /// Two checks a key, the keys told apart.
+    #[derive(Default)]
+    struct TwoEach(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+    impl todo_core::RateLimiter<String> for TwoEach {
+        fn check(&self, key: &String) -> Result<(), Duration> {
+            let mut seen = self.0.lock().unwrap();
+            let n = seen.entry(key.clone()).or_default();
+            *n += 1;
+            if *n > 2 {
+                Err(Duration::from_secs(60))
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let h = harness_with(
+        AuthLimits {
+            mail_per_address: Arc::new(TwoEach::default()),
+            ..AuthLimits::unlimited()
+        },
+        2,
+    );
+    // Three accounts give the victim's address (in any case): two mails reach it.
+    let accounts = ["acct1", "acct2", "acct3"].map(|name| {
+        let address = if name == "acct2" {
+            "Victim@Example.com"
+        } else {
+            "victim@example.com"
+        };
+        with_address(&h, name, address)
+    });
+    for me in &accounts[..2] {
+        h.auth
+            .account
+            .request_email_verification(me)
+            .unwrap()
+            .send()
+            .unwrap();
+    }
+    assert!(matches!(
+        h.auth.account.request_email_verification(&accounts[2]),
+        Err(Error::RateLimited { .. })
+    ));
+    assert_eq!(h.mail.sent().len(), 2);
+    // Another address is its own.
+    let other = with_address(&h, "bcct1", "someone@example.com");
+    h.auth
+        .account
+        .request_email_verification(&other)
+        .unwrap()
+        .send()
+        .unwrap();
+}
+
+#[test]
+fn the_address_limit_is_the_logins_and_is_told_to_everyone_alike() {
     struct Refuse;
     impl<K: ?Sized> todo_core::RateLimiter<K> for Refuse {
         fn check(&self, _key: &K) -> Result<(), Duration> {
@@ -250,39 +401,41 @@ fn mail_to_an_account_is_limited_and_the_asker_is_not_told() {
     }
     let h = harness_with(
         AuthLimits {
-            mail_per_account: Arc::new(Refuse),
-            ..AuthLimits::unlimited()
-        },
-        2,
-    );
-    let me = with_address(&h, "alice", "alice@example.com");
-    // The account's own request is told.
-    assert!(matches!(
-        h.auth.account.request_email_verification(&me),
-        Err(Error::RateLimited { .. })
-    ));
-    // A reset by login: Ok, nothing sent (were the address verified).
-    let sent = h
-        .auth
-        .sessions
-        .password_reset_by_mail(ADDR, "alice")
-        .unwrap()
-        .send()
-        .unwrap();
-    assert_eq!(sent, 0);
-    assert!(h.mail.sent().is_empty());
-    // And the address's own limit is the login's, told to everyone alike.
-    let h = harness_with(
-        AuthLimits {
             login_per_client: Arc::new(Refuse),
             ..AuthLimits::unlimited()
         },
         2,
     );
-    assert!(matches!(
-        h.auth.sessions.password_reset_by_mail(ADDR, "nobody"),
-        Err(Error::RateLimited { .. })
-    ));
+    for login in ["nobody", "alice"] {
+        assert!(matches!(
+            h.auth.sessions.password_reset_by_mail(ADDR, login),
+            Err(Error::RateLimited { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_change_of_address_kills_a_reset_link_mailed_to_the_old_one() {
+    let h = harness();
+    let me = with_address(&h, "alice", "alice@example.com");
+    verify(&h, &me);
+    h.auth
+        .sessions
+        .password_reset_by_mail(ADDR, "alice")
+        .unwrap()
+        .send()
+        .unwrap();
+    let token = token_in_last_mail(&h, "reset");
+    let patch = AccountPatch {
+        email: Some(Some(Email::parse("alice@example.org").unwrap())),
+    };
+    h.auth.account.patch_me(ADDR, &me, patch, PW).unwrap();
+    assert!(dead(h.auth.sessions.reset_password(
+        ADDR,
+        &token,
+        "a brand new horse"
+    )));
+    h.login("alice", "correct horse").unwrap();
 }
 
 #[test]
@@ -302,7 +455,11 @@ fn a_refused_mail_is_an_error_for_the_account_and_nothing_for_the_asker() {
     assert!(h.audit.events().iter().any(|e| e.contains("MailFailed")));
     let bob = with_address(&h, "bob", "bob@example.com");
     assert!(matches!(
-        h.auth.account.request_email_verification(&bob),
+        h.auth
+            .account
+            .request_email_verification(&bob)
+            .unwrap()
+            .send(),
         Err(Error::MailFailed(_))
     ));
 }

@@ -409,7 +409,7 @@ async fn users_read_and_change_their_own_account(deployment: Deployment) {
             Method::PATCH,
             "/v1/users/me",
             Some(&access),
-            Some(&json!({"email": "alice@example.org"})),
+            Some(&json!({"email": "alice@example.org", "current_password": "correct horse"})),
         )
         .await
         .unwrap();
@@ -430,7 +430,7 @@ async fn users_read_and_change_their_own_account(deployment: Deployment) {
             Method::PATCH,
             "/v1/users/me",
             Some(&access),
-            Some(&json!({"email": null})),
+            Some(&json!({"email": null, "current_password": "correct horse"})),
         )
         .await
         .unwrap();

@@ -313,6 +313,7 @@ fn instance(
                 clock.clone(),
             )),
             mail_per_account: Arc::new(KeyedLimiter::new(per(1000), clock.clone())),
+            mail_per_address: Arc::new(KeyedLimiter::new(per(1000), clock.clone())),
             login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy {
                 free_failures: if options.real_argon2 { u32::MAX } else { 5 },
                 ..BackoffPolicy::default()

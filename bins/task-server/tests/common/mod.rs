@@ -355,6 +355,27 @@ pub struct Smtp {
 
 impl Smtp {
     pub fn start(dir: &Path) -> Self {
+        Self::with_delay(dir, Duration::ZERO)
+    }
+
+    /// As [`Smtp::start`], taking each message only `delay` after its
+    /// data arrived (a slow mail server).
+    pub fn with_delay(dir: &Path, delay: Duration) -> Self {
+        // A Mailbox that waits before it answers the data.
+        let handlers = dir.join("smtp-handlers");
+        std::fs::create_dir_all(&handlers).unwrap();
+        std::fs::write(
+            handlers.join("slow_mailbox.py"),
+            format!(
+                "import asyncio\nfrom aiosmtpd.handlers import Mailbox\n\n\
+                 class SlowMailbox(Mailbox):\n\
+                 \x20   async def handle_DATA(self, server, session, envelope):\n\
+                 \x20       await asyncio.sleep({})\n\
+                 \x20       return await super().handle_DATA(server, session, envelope)\n",
+                delay.as_secs_f64()
+            ),
+        )
+        .unwrap();
         let tls = dir.join("smtp-tls");
         todo_server::TlsIdentity::self_signed_in(&tls, &["localhost".to_owned()]).unwrap();
         // (aiosmtpd makes the maildir: one made before has no cur/new/tmp)
@@ -372,7 +393,8 @@ impl Smtp {
             .arg(tls.join("tls-cert.pem"))
             .arg("--tlskey")
             .arg(tls.join("tls-key.pem"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .env("PYTHONPATH", &handlers)
+            .args(["-c", "slow_mailbox.SlowMailbox"])
             .arg(&maildir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
