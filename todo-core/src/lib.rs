@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 
 mod access;
+mod account_export;
 mod api_token;
 mod auth;
 mod change;
@@ -97,6 +98,7 @@ mod user;
 mod webhook;
 
 pub use access::AccessGate;
+pub use account_export::{AccountExport, AccountReader};
 pub use api_token::{
     API_TOKEN_PREFIX, ApiTokenGrant, ApiTokenHash, ApiTokenName, ApiTokenRecord, ApiTokenSecret,
     DEFAULT_API_TOKEN_LIFETIME, DEFAULT_MAX_API_TOKENS, Grant, MAX_API_TOKEN_LIFETIME, Scope,

@@ -63,7 +63,7 @@ pub(crate) struct ApiTokenDto {
 }
 
 impl ApiTokenDto {
-    fn of(token: &ApiTokenRecord) -> Self {
+    pub(crate) fn of(token: &ApiTokenRecord) -> Self {
         Self {
             id: token.session.id.to_string(),
             name: token.name.as_str().to_owned(),

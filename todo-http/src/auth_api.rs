@@ -533,7 +533,7 @@ struct ValidateDto<'a> {
 /// A session on the wire: where the user is signed in.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Session)]
-struct SessionDto {
+pub(crate) struct SessionDto {
     id: String,
     /// `login`: a sign-in with a password; `api_token`: an API token
     /// (`/v1/api-tokens`).
@@ -554,7 +554,7 @@ struct SessionDto {
 }
 
 impl SessionDto {
-    fn of(session: &SessionRecord, caller: &Principal) -> Self {
+    pub(crate) fn of(session: &SessionRecord, caller: &Principal) -> Self {
         Self {
             id: session.id.to_string(),
             kind: session.kind.as_str(),

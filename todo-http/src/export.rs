@@ -22,12 +22,15 @@ use hyper::body::{Body, Frame};
 use todo_core::{Error as CoreError, PageLimit, ProjectRole, TaskId, UserId};
 use tokio::sync::mpsc;
 
+use crate::api_tokens_api::ApiTokenDto;
+use crate::auth_api::{SessionDto, UserDto};
 use crate::blocking::call;
 use crate::extract::Caller;
 use crate::front::LiveStream;
 use crate::problem::ApiError;
 use crate::projects_api::ProjectDto;
 use crate::task_api::{TaskApi, TaskDto};
+use crate::webhooks_api::WebhookDto;
 
 /// Tasks read and written at a time.
 pub(crate) const PAGE: usize = 100;
@@ -153,31 +156,110 @@ async fn head(api: &Arc<TaskApi>, owner: UserId, format: Format) -> Result<Vec<u
     if format == Format::Calendar {
         return Ok(todo_core::ical::calendar_start().into_bytes());
     }
-    let mut projects = Vec::new();
+    let (owned, _) = projects_of(api, owner).await?;
+    let mut head = Vec::with_capacity(256 + 300 * owned.len());
+    head.extend_from_slice(b"{\"format\":\"todo.export/1\",\"exported_at\":");
+    json_into(&mut head, &api.service().now().to_string())?;
+    head.extend_from_slice(b",\"projects\":");
+    json_into(&mut head, &owned)?;
+    head.extend_from_slice(b",\"tasks\":[");
+    Ok(head)
+}
+
+/// The projects `owner` is a member of: those they own, and the others
+/// (with their role in each).
+async fn projects_of(
+    api: &Arc<TaskApi>,
+    owner: UserId,
+) -> Result<(Vec<ProjectDto>, Vec<ProjectDto>), ApiError> {
+    let (mut owned, mut others) = (Vec::new(), Vec::new());
     if let Some(service) = api.projects() {
         let mut cursor = None;
         loop {
             let page = call(service, move |s| s.list(owner, PageLimit::LARGEST, cursor)).await?;
-            projects.extend(
-                page.items
-                    .iter()
-                    .filter(|(_, role)| *role == ProjectRole::Owner)
-                    .map(ProjectDto::of),
-            );
+            for member in &page.items {
+                match member.1 {
+                    ProjectRole::Owner => owned.push(ProjectDto::of(member)),
+                    _ => others.push(ProjectDto::of(member)),
+                }
+            }
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
         }
     }
-    let mut head = Vec::with_capacity(256 + 300 * projects.len());
-    head.extend_from_slice(b"{\"format\":\"todo.export/1\",\"exported_at\":");
-    serde_json::to_writer(&mut head, &api.service().now().to_string())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    head.extend_from_slice(b",\"projects\":");
-    serde_json::to_writer(&mut head, &projects).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((owned, others))
+}
+
+fn json_into<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), ApiError> {
+    serde_json::to_writer(out, value).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Everything my account holds, to keep or to take elsewhere, as JSON:
+/// the account (sessions, API tokens, webhooks, the projects of others I
+/// am a member of), then the projects I own and every task in them. No
+/// secret and no hash.
+#[utoipa::path(get, path = "/v1/users/me/export",
+    responses(
+        (status = 200, description = "`{format: \"todo.account-export/1\", exported_at, account: {user, sessions, api_tokens, webhooks, memberships}, projects, tasks}`, each as the API shows it (written as it is read: an export cut short ends without its closing brackets)", content_type = "application/json", body = Object),
+        (status = 403, description = "An API token: only a sign-in exports the account"),
+        (status = 429, description = "An export of mine is running, or the instance runs as many as it serves at once (Retry-After)"),
+    ))]
+pub(crate) async fn account_export(
+    State(api): State<Arc<TaskApi>>,
+    Caller(caller): Caller,
+) -> Result<Response<axum::body::Body>, ApiError> {
+    let Some(accounts) = api.accounts().cloned() else {
+        return Err(CoreError::NotFound.into());
+    };
+    let owner = caller.user_id;
+    let ticket = api.exports().enter(owner)?;
+    let principal = caller.clone();
+    let account = call(&accounts, move |r| r.read(&principal)).await?;
+    let webhooks = match api.webhooks() {
+        Some(service) => call(service, move |s| s.list(owner)).await?,
+        None => Vec::new(),
+    };
+    let (owned, memberships) = projects_of(&api, owner).await?;
+    let mut head = Vec::with_capacity(4096 + 300 * (owned.len() + memberships.len()));
+    head.extend_from_slice(b"{\"format\":\"todo.account-export/1\",\"exported_at\":");
+    json_into(&mut head, &api.service().now().to_string())?;
+    head.extend_from_slice(b",\"account\":{\"user\":");
+    json_into(&mut head, &UserDto::from(&account.user))?;
+    head.extend_from_slice(b",\"sessions\":");
+    let sessions: Vec<SessionDto> = account
+        .sessions
+        .iter()
+        .map(|s| SessionDto::of(s, &caller))
+        .collect();
+    json_into(&mut head, &sessions)?;
+    head.extend_from_slice(b",\"api_tokens\":");
+    let tokens: Vec<ApiTokenDto> = account.api_tokens.iter().map(ApiTokenDto::of).collect();
+    json_into(&mut head, &tokens)?;
+    head.extend_from_slice(b",\"webhooks\":");
+    // (never a webhook's signing key)
+    let hooks: Vec<WebhookDto> = webhooks.iter().map(|w| WebhookDto::of(w, false)).collect();
+    json_into(&mut head, &hooks)?;
+    head.extend_from_slice(b",\"memberships\":");
+    json_into(&mut head, &memberships)?;
+    head.extend_from_slice(b"},\"projects\":");
+    json_into(&mut head, &owned)?;
     head.extend_from_slice(b",\"tasks\":[");
-    Ok(head)
+    let body = streamed("account export", EXPORT_DEADLINE, move |sink| async move {
+        let _ticket = ticket;
+        pump(api, owner, Format::Json, head, sink).await;
+    });
+    let mut response = Response::new(axum::body::Body::new(body));
+    *response.status_mut() = StatusCode::OK;
+    response.extensions_mut().insert(LiveStream);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"todo-account.json\""),
+    );
+    Ok(response)
 }
 
 /// Where a response written page by page goes: each page waits at most

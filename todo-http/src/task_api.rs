@@ -79,6 +79,8 @@ pub struct TaskApi {
     live_poll: Duration,
     webhooks: Option<WebhookService>,
     projects: Option<ProjectService>,
+    /// Reads the account for its export (`/v1/users/me/export`).
+    accounts: Option<todo_core::AccountReader>,
     exports: crate::export::OneAUser,
     imports: crate::import::Imports,
     feed_reads: crate::feed::FeedReads,
@@ -104,6 +106,7 @@ impl TaskApi {
             live_poll: crate::events::POLL,
             webhooks: None,
             projects: None,
+            accounts: None,
             exports: crate::export::exports(),
             imports: crate::import::Imports::default(),
             feed_reads: crate::feed::FeedReads::default(),
@@ -153,6 +156,18 @@ impl TaskApi {
     pub fn with_webhooks(mut self, webhooks: WebhookService) -> Self {
         self.webhooks = Some(webhooks);
         self
+    }
+
+    /// Serves the account's export (`GET /v1/users/me/export`), reading
+    /// the account with `accounts` (without it, that path answers 404).
+    #[must_use]
+    pub fn with_accounts(mut self, accounts: todo_core::AccountReader) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    pub(crate) fn accounts(&self) -> Option<&todo_core::AccountReader> {
+        self.accounts.as_ref()
     }
 
     /// Serves `/v1/projects` and their members from `projects` (without
@@ -735,6 +750,7 @@ fn task_routes() -> OpenApiRouter<Arc<TaskApi>> {
         .routes(routes!(get_task, update_task, delete_task))
         .routes(routes!(list_changes))
         .routes(routes!(crate::export::export))
+        .routes(routes!(crate::export::account_export))
         .routes(routes!(crate::import::import))
         .routes(routes!(
             crate::feed::publish_feed,

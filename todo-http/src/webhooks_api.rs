@@ -42,7 +42,7 @@ struct CreateBody {
 /// A webhook on the wire.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Webhook)]
-struct WebhookDto {
+pub(crate) struct WebhookDto {
     #[schema(format = Uuid)]
     id: String,
     url: String,
@@ -62,7 +62,7 @@ struct WebhookDto {
 }
 
 impl WebhookDto {
-    fn of(webhook: &Webhook, with_secret: bool) -> Self {
+    pub(crate) fn of(webhook: &Webhook, with_secret: bool) -> Self {
         let time = |t: Timestamp| t.to_string();
         Self {
             id: webhook.id.to_string(),

@@ -837,11 +837,16 @@ pub(crate) fn task_api(
     more_probes: Vec<Arc<dyn Probe>>,
 ) -> Result<todo_http::TaskApi, Error> {
     let scans = usize::try_from(store.pool_state().max / 2).map_or(1, |half| half.max(1));
+    // The account's export is served beside the tasks it holds, reading
+    // the account from the tables auth-server writes.
+    let shared = Arc::new(store.clone());
+    let accounts = todo_core::AccountReader::new(shared.clone(), shared, Arc::new(SystemClock));
     let mut probes = vec![StoreProbe::shared(store)];
     probes.extend(more_probes);
     Ok(todo_http::TaskApi::new(service, gate, probes)
         .map_err(Error::api("task"))?
-        .with_scan_slots(scans))
+        .with_scan_slots(scans)
+        .with_accounts(accounts))
 }
 
 /// The database as a readiness probe with its pool gauges.

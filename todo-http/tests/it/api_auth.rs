@@ -20,6 +20,7 @@ on_every_deployment!(
     sessions_are_listed_and_ended_and_their_tokens_refused_everywhere,
     admins_see_and_end_a_users_sessions,
     an_account_its_owner_deletes_leaves_nothing_of_its_own,
+    the_account_export_holds_everything_it_owns_and_no_secret,
 );
 
 async fn registration_creates_users_and_refuses_bad_or_taken_names(deployment: Deployment) {
@@ -1182,4 +1183,155 @@ async fn an_account_its_owner_deletes_leaves_nothing_of_its_own(deployment: Depl
             .any(|(t, c, n)| t == "tasks" && c == "created_by" && *n == 1),
         "{left:?}"
     );
+}
+
+async fn the_account_export_holds_everything_it_owns_and_no_secret(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let sys = &sys;
+    let (_, access, refresh) = sys.user("alice").await;
+    let (other_session, _) = sys.login("alice", "correct horse").await;
+    let (_, bob, _) = sys.user("bob").await;
+    let (tasks, auth) = (&sys.tasks.client, &sys.auth.client);
+    let made = |token: &str, path: &'static str, body: serde_json::Value| {
+        let token = token.to_owned();
+        async move {
+            let reply = sys.post(tasks, path, Some(&token), body).await;
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+            reply.json().unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    made(&access, "/v1/tasks", json!({"title": "In my Inbox"})).await;
+    let hers = made(&access, "/v1/projects", json!({"name": "Alice's"})).await;
+    made(
+        &access,
+        "/v1/tasks",
+        json!({"title": "In my project", "project_id": hers}),
+    )
+    .await;
+    let his = made(&bob, "/v1/projects", json!({"name": "Bob's"})).await;
+    made(
+        &bob,
+        "/v1/tasks",
+        json!({"title": "Bob's own", "project_id": his}),
+    )
+    .await;
+    let shared = tasks
+        .json(
+            Method::PUT,
+            &format!("/v1/projects/{his}/members/alice"),
+            Some(&bob),
+            Some(&json!({"role": "editor"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shared.status, 200, "{:?}", shared.body);
+    let addressed = auth
+        .json(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&access),
+            Some(&json!({"email": "alice@example.org", "current_password": "correct horse"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(addressed.status, 200, "{:?}", addressed.body);
+    let token = auth
+        .json(
+            Method::POST,
+            "/v1/api-tokens",
+            Some(&access),
+            Some(&json!({"name": "script", "scopes": ["tasks:read"], "current_password": "correct horse"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(token.status, 201, "{:?}", token.body);
+    let secret = token.json().unwrap()["token"].as_str().unwrap().to_owned();
+
+    let export = tasks
+        .json(Method::GET, "/v1/users/me/export", Some(&access), None)
+        .await
+        .unwrap();
+    assert_eq!(export.status, 200, "{:?}", export.body);
+    assert!(
+        export.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let text = String::from_utf8(export.body.to_vec()).unwrap();
+    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(all["format"], "todo.account-export/1");
+    let account = &all["account"];
+    assert_eq!(account["user"]["username"], "alice");
+    assert_eq!(account["user"]["email"], "alice@example.org");
+    let kinds: Vec<&str> = account["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "login").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "api_token").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(account["api_tokens"][0]["name"], "script");
+    assert!(account["api_tokens"][0].get("token").is_none());
+    let memberships = account["memberships"].as_array().unwrap();
+    assert_eq!(memberships.len(), 1);
+    assert_eq!(memberships[0]["name"], "Bob's");
+    assert_eq!(memberships[0]["role"], "editor");
+    let mut projects: Vec<&str> = all["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    projects.sort_unstable();
+    assert_eq!(projects, ["Alice's", "Inbox"]);
+    let mut titles: Vec<&str> = all["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    titles.sort_unstable();
+    assert_eq!(titles, ["In my Inbox", "In my project"], "hers, not Bob's");
+    // No secret and no hash.
+    for secret in [
+        secret.as_str(),
+        access.as_str(),
+        other_session.as_str(),
+        refresh.as_str(),
+        "$argon2",
+        "password",
+    ] {
+        assert!(!text.contains(secret), "the export holds {secret:?}");
+    }
+
+    // Only a sign-in exports the account; nobody else's.
+    let by_token = tasks
+        .json(Method::GET, "/v1/users/me/export", Some(&secret), None)
+        .await
+        .unwrap();
+    assert_eq!(by_token.status, 403, "{:?}", by_token.body);
+    let anonymous = tasks
+        .json(Method::GET, "/v1/users/me/export", None, None)
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, 401);
+    let bobs = tasks
+        .json(Method::GET, "/v1/users/me/export", Some(&bob), None)
+        .await
+        .unwrap();
+    let bobs: serde_json::Value = serde_json::from_slice(&bobs.body).unwrap();
+    assert_eq!(bobs["account"]["user"]["username"], "bob");
+    assert!(!String::from_utf8_lossy(&serde_json::to_vec(&bobs).unwrap()).contains("In my"));
 }

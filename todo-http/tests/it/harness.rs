@@ -334,6 +334,7 @@ fn instance(
         AccessGate::new(verifier, store.clone(), clock.clone())
             .with_api_tokens(Arc::new(todo_auth::Sha256Digest)),
     );
+    let accounts = todo_core::AccountReader::new(store.clone(), store.clone(), clock.clone());
     let projects = ProjectService::new(store.clone(), store.clone(), clock, Arc::new(OsRandom))
         .with_sha256(Arc::new(todo_auth::Sha256Digest));
     let tasks = TaskApi::new(
@@ -342,7 +343,8 @@ fn instance(
         vec![StoreProbe::shared((*store).clone())],
     )
     .unwrap()
-    .with_projects(projects);
+    .with_projects(projects)
+    .with_accounts(accounts);
     Instance {
         service,
         auth,
