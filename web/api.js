@@ -215,6 +215,16 @@ export async function resetPassword(token, newPassword) {
   await send('POST', '/v1/auth/password-reset/confirm', { body: { token, new_password: newPassword } });
 }
 
+/** Asks for a reset link by mail (no session needed): answered alike whatever the account. */
+export async function requestPasswordReset(login) {
+  await send('POST', '/v1/auth/password-reset', { body: { login } });
+}
+
+/** Verifies an e-mail address with its mailed link's token (no session needed). */
+export async function verifyEmail(token) {
+  await send('POST', '/v1/auth/verify-email', { body: { token } });
+}
+
 export async function login(username, password) {
   const { body } = await send('POST', '/v1/auth/login', { body: { username, password }, headers: SESSION });
   endSession(); // whatever came before is over

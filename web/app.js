@@ -103,7 +103,8 @@ function showBanner(message) {
   $('banner-text').textContent = message;
   $('banner').hidden = !message;
 }
-$('banner-dismiss').addEventListener('click', () => { showBanner(''); $('new-title').focus(); });
+// (on the sign-in page there is no new task's title to go to)
+$('banner-dismiss').addEventListener('click', () => { showBanner(''); (view.tasks.hidden ? $('main') : $('new-title')).focus(); });
 
 function clearErrors(form) {
   for (const p of form.querySelectorAll('.field-error, .form-error')) p.textContent = '';
@@ -128,6 +129,9 @@ function showErrors(form, error) {
   }
   if (!placed) form.querySelector('.form-error').textContent = error.message;
 }
+
+/** A problem the page finds itself in what was typed, shown as the server's are. */
+const fieldError = (field, message) => new api.ApiError(400, { errors: [{ field, message }] });
 
 // Typing in a field clears the error shown for it.
 document.addEventListener('input', (event) => {
@@ -188,6 +192,7 @@ function showAuth(message) {
   stopLive();
   closeEditor();
   for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
+  clearAccount();
   $('session-list').replaceChildren();
   $('webhook-list').replaceChildren();
   // (the API tokens' dialog: its list, its projects, what was typed)
@@ -223,6 +228,10 @@ function showAuth(message) {
   $('connection').hidden = true;
   retryNow = null;
   $('status').textContent = ''; // (it may still say what was typed)
+  // The sign-in form, not a reset form or "Forgot password?" left open.
+  $('reset-form').hidden = true;
+  hideForgot();
+  document.querySelector('#auth-view .tabs').hidden = false;
   selectTab(false);
 }
 
@@ -303,6 +312,67 @@ guardSubmit($('register-form'), 'Creating…', async (form) => {
   } catch (error) {
     showErrors(form, error);
   }
+});
+
+// ---- a forgotten password -----------------------------------------------------
+
+// The same words whatever the login: whether an account exists, or has a
+// verified address, is not told (the server answers alike, and mails after).
+const FORGOT_SENT = 'If that account has a verified e-mail address, a reset link is on its way. It works once, for 30 minutes.';
+
+function showForgot() {
+  const form = $('forgot-form');
+  hideForgot();
+  document.querySelector('#auth-view .tabs').hidden = true;
+  $('login-form').hidden = true;
+  $('register-form').hidden = true;
+  $('auth-title').textContent = 'Forgot your password?';
+  showBanner('');
+  form.login.value = $('login-username').value.trim();
+  form.hidden = false;
+  form.login.focus();
+}
+
+function hideForgot() {
+  const form = $('forgot-form');
+  form.hidden = true;
+  form.reset();
+  clearErrors(form);
+  $('forgot-status').textContent = '';
+}
+
+$('forgot').addEventListener('click', showForgot);
+$('forgot-back').addEventListener('click', () => {
+  hideForgot();
+  document.querySelector('#auth-view .tabs').hidden = false;
+  selectTab(false);
+});
+
+guardSubmit($('forgot-form'), 'Sending…', async (form) => {
+  clearErrors(form);
+  const status = $('forgot-status');
+  status.textContent = '';
+  const login = form.login.value.trim();
+  if (!login) {
+    showErrors(form, fieldError('login', 'Enter your username or e-mail address.'));
+    return;
+  }
+  try {
+    await api.requestPasswordReset(login);
+    // (set a moment after clearing: a screen reader hears a second answer too)
+    requestAnimationFrame(() => { status.textContent = FORGOT_SENT; });
+  } catch (error) {
+    if (error instanceof api.ApiError && Object.keys(error.fields).length) {
+      showErrors(form, error);
+      return;
+    }
+    const code = error instanceof api.ApiError ? error.status : 0;
+    form.querySelector('.form-error').textContent = code === 429 ? 'Too many requests; try again in a while.'
+      : error.problem?.type === 'urn:todo:problem:no-mail' ? 'This server sends no mail: ask an administrator for a reset link.'
+        : failureText(error);
+  }
+  // (a click on the button, disabled while busy, left focus nowhere)
+  if (document.activeElement === document.body) form.login.focus();
 });
 
 // Logging out ends the session on the server; when the server cannot be
@@ -1443,6 +1513,156 @@ guardSubmit($('share-form'), 'Sharing…', async (form) => {
   }
 });
 
+// ---- the account --------------------------------------------------------------
+
+/** Shows the account as the server has it. */
+function showAccount(user) {
+  $('account-username').textContent = user.username;
+  $('account-email').textContent = user.email || 'None';
+  const verified = $('account-verified');
+  verified.hidden = !user.email;
+  verified.textContent = user.email_verified ? 'Verified' : 'Not verified';
+  verified.className = user.email_verified ? 'chip' : 'chip muted';
+  $('account-verify').hidden = !user.email || user.email_verified;
+  $('email-remove').hidden = !user.email;
+  // (the address a link is sent to: the one shown)
+  $('account-dialog').dataset.email = user.email || '';
+}
+
+/** Nothing of an account left in the page (a sign-out, or before it is read). */
+function clearAccount() {
+  for (const id of ['account-username', 'account-email', 'account-status', 'account-error']) $(id).textContent = '';
+  for (const id of ['account-verified', 'account-verify', 'email-remove']) $(id).hidden = true;
+  delete $('account-dialog').dataset.email;
+  $('email-form').reset();
+  clearErrors($('email-form'));
+}
+
+/** Reads the account afresh (an address may have been verified in another tab). */
+async function readAccount() {
+  const mine = api.currentSession();
+  const { body } = await api.call('GET', '/v1/users/me');
+  if (api.currentSession() !== mine) return null;
+  showAccount(body);
+  return body;
+}
+
+const accountFailed = (error) => {
+  if (!(error instanceof api.ApiError && error.status === 401)) $('account-error').textContent = failureText(error);
+};
+
+$('account').addEventListener('click', async () => {
+  clearAccount();
+  $('account-dialog').showModal();
+  $('account-email-input').focus();
+  await readAccount().catch(accountFailed);
+});
+$('account-close').addEventListener('click', () => $('account-dialog').close());
+$('account-dialog').addEventListener('close', () => {
+  $('account-status').textContent = '';
+  $('account-error').textContent = '';
+  // (the password leaves the page with the dialog)
+  $('account-password').value = '';
+  $('account').focus();
+});
+
+/** What a refused verification link says (409, 429, 503 each have their own). */
+async function verifyRefusal(error) {
+  if (!(error instanceof api.ApiError)) return failureText(error);
+  if (error.status === 409) {
+    const user = await readAccount().catch(() => null);
+    return user?.email_verified ? 'This address is verified already.' : 'The account has no e-mail address to verify.';
+  }
+  if (error.status === 429) {
+    const minutes = Math.max(1, Math.ceil((error.retryAfter ?? 1200) / 60));
+    return `Enough links have been mailed to this account for now; try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`;
+  }
+  if (error.problem.type === 'urn:todo:problem:no-mail') return 'This server sends no mail, so the address cannot be verified.';
+  if (error.status === 503) return 'The mail server did not take the message; try again later.';
+  return failureText(error);
+}
+
+// Each press mails a link, of the account's few: one at a time, and the
+// button stays enabled (a disabled button drops focus to <body>).
+let sendingLink = false;
+$('account-verify').addEventListener('click', async () => {
+  if (sendingLink) return;
+  sendingLink = true;
+  const button = $('account-verify');
+  const to = $('account-dialog').dataset.email;
+  button.setAttribute('aria-busy', 'true');
+  button.textContent = 'Sending…';
+  $('account-status').textContent = '';
+  $('account-error').textContent = '';
+  const mine = api.currentSession();
+  try {
+    await api.call('POST', '/v1/users/me/email/verify');
+    if (api.currentSession() === mine) $('account-status').textContent = `A link is on its way to ${to}.`;
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    $('account-error').textContent = await verifyRefusal(error);
+  } finally {
+    sendingLink = false;
+    button.removeAttribute('aria-busy');
+    button.textContent = 'Send verification link';
+    // (hidden meanwhile, verified elsewhere: focus is not left nowhere)
+    if (button.hidden && document.activeElement === document.body) $('account-email-input').focus();
+  }
+});
+
+/**
+ * Changes the address (null removes it), with the password: reset links
+ * go to a verified address, so a session alone may not move it. Whether
+ * it was changed.
+ */
+async function changeEmail(email, done) {
+  const form = $('email-form');
+  clearErrors(form);
+  $('account-status').textContent = '';
+  $('account-error').textContent = '';
+  if (!form.current_password.value) {
+    showErrors(form, fieldError('current_password', 'Enter your password to change the address.'));
+    return false;
+  }
+  const mine = api.currentSession();
+  try {
+    const { body } = await api.call('PATCH', '/v1/users/me', { body: { email, current_password: form.current_password.value } });
+    if (api.currentSession() !== mine) return false;
+    form.reset();
+    showAccount(body);
+    $('account-status').textContent = done(body);
+    return true;
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return false;
+    showErrors(form, error instanceof api.ApiError && error.problem.type === 'urn:todo:problem:wrong-password'
+      ? fieldError('current_password', 'That is not your password.') : error);
+    if (document.activeElement === form.current_password) form.current_password.select();
+    return false;
+  }
+}
+
+guardSubmit($('email-form'), 'Saving…', async (form) => {
+  const email = form.email.value.trim();
+  if (!email) {
+    showErrors(form, fieldError('email', 'Enter the new address.'));
+    return;
+  }
+  await changeEmail(email, (user) => (user.email_verified ? 'Saved.'
+    : `Saved. ${user.email} is not verified yet: send it a verification link.`));
+});
+
+let removingEmail = false;
+$('email-remove').addEventListener('click', async () => {
+  if (removingEmail) return;
+  removingEmail = true;
+  try {
+    // (the button goes with the address: focus goes to the field for a new one)
+    if (await changeEmail(null, () => 'The address is removed.')) $('account-email-input').focus();
+  } finally {
+    removingEmail = false;
+  }
+});
+
 // ---- sessions ---------------------------------------------------------------
 
 /** Each login of the account, newest first: this one marked, the others can be ended. */
@@ -2011,6 +2231,43 @@ if (location.hash.startsWith('#reset=')) {
   history.replaceState(null, '', location.pathname + location.search);
 }
 
+// A verification link (#verify-email=…): its token is taken and cleared
+// the same way; it needs no session, so it is checked whether or not one
+// comes back, and what came of it is said once the page is shown.
+let verifyToken = null;
+if (location.hash.startsWith('#verify-email=')) {
+  verifyToken = location.hash.slice('#verify-email='.length);
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+/** Verifies an address with its link's token: what to say of it. */
+async function verifyEmail(token) {
+  try {
+    await api.verifyEmail(token);
+    return 'Your e-mail address is verified.';
+  } catch (error) {
+    if (error instanceof api.ApiError && error.status === 400) {
+      return 'This verification link cannot be used (it may have been used or have expired).';
+    }
+    return `The link was not checked: ${failureText(error)}. Open it again from the mail in a moment.`;
+  }
+}
+
+// A link opened in a tab that shows the page already changes only the
+// fragment: a verification is checked here; a reset link loads the page
+// afresh (its form replaces whatever was shown).
+window.addEventListener('hashchange', async () => {
+  if (location.hash.startsWith('#reset=')) {
+    location.reload();
+    return;
+  }
+  if (!location.hash.startsWith('#verify-email=')) return;
+  const token = location.hash.slice('#verify-email='.length);
+  history.replaceState(null, '', location.pathname + location.search);
+  showBanner(await verifyEmail(token));
+  if ($('account-dialog').open) readAccount().catch(accountFailed);
+});
+
 function showReset() {
   showAuth();
   $('auth-title').textContent = 'Choose a new password';
@@ -2033,7 +2290,7 @@ guardSubmit($('reset-form'), 'Setting…', async (form) => {
     $('login-username').focus();
   } catch (error) {
     if (error instanceof api.ApiError && error.fields.token) {
-      form.querySelector('.form-error').textContent = 'This link cannot be used: it may have been used or have expired. Ask your administrator for a new one.';
+      form.querySelector('.form-error').textContent = 'This link cannot be used: it may have been used or have expired. Ask for a new one (“Forgot password?” on the sign-in page), or ask your administrator.';
       return;
     }
     showErrors(form, error);
@@ -2045,15 +2302,20 @@ async function start() {
     showReset();
     return;
   }
+  // (beside the session's return, and said after it: showing a view clears the banner)
+  const verified = verifyToken ? verifyEmail(verifyToken) : null;
+  verifyToken = null;
   for (let delay = 1; ; delay = Math.min(delay * 2, 30)) {
     try {
       await api.refresh();
       const me = await api.call('GET', '/v1/users/me');
       await showTasks(me.body.username);
+      if (verified) showBanner(await verified);
       return;
     } catch (error) {
       if (api.isRefusal(error) || !(error instanceof api.ApiError)) {
         showAuth();
+        if (verified) showBanner(await verified);
         return;
       }
       const why = error.status === 0 ? 'The server cannot be reached' : 'The server is unavailable';

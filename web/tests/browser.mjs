@@ -6,11 +6,14 @@
 // routes), a 503 at start, an expired token, a change made elsewhere, a
 // double click. Focus is checked after every list action, and axe-core
 // checks every state (light, dark, phone, dialogs and toasts) for zero
-// violations. Screenshots go to the directory given (target/browser).
+// violations. Mail (a reset asked for on the sign-in page, an address
+// verified by its link) is read from the maildir a real SMTP server writes
+// (aiosmtpd, started by scripts/browser-test and scripts/gateway-test).
+// Screenshots go to the directory given (target/browser).
 //
-//   node browser.mjs https://localhost:PORT OUT_DIR
+//   TODO_TEST_MAILDIR=DIR node browser.mjs https://localhost:PORT OUT_DIR
 
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
@@ -19,6 +22,12 @@ import { chromium, request } from 'playwright-core';
 const [base, out = 'target/browser'] = process.argv.slice(2);
 if (!base) {
   console.error('usage: node browser.mjs BASE_URL [OUT_DIR]');
+  process.exit(2);
+}
+// (required: without it the mail steps would pass over what they are for)
+const maildir = process.env.TODO_TEST_MAILDIR;
+if (!maildir) {
+  console.error('TODO_TEST_MAILDIR is not set: the maildir the server\'s SMTP server writes to (scripts/browser-test starts one)');
   process.exit(2);
 }
 mkdirSync(out, { recursive: true });
@@ -178,6 +187,66 @@ async function selectView(name) {
   await page.waitForTimeout(150);
 }
 const toastText = () => page.locator('#toasts .toast-text').textContent();
+
+// ---- mail, as the SMTP server wrote it (a file per message in new/) ----
+/** The names of the messages there now. */
+function mailFiles() {
+  try {
+    return new Set(readdirSync(join(maildir, 'new')));
+  } catch {
+    return new Set(); // (no maildir yet: nothing has come)
+  }
+}
+/** Undoes quoted-printable: soft line breaks, then =XX escapes (`#reset=` arrives as `#reset=3D`). */
+function unquote(text) {
+  return text.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
+}
+/** A message's headers and the text of its parts, each decoded as its Content-Transfer-Encoding says. */
+function readMail(raw) {
+  const texts = [];
+  const split = (entity) => {
+    const at = entity.search(/\r?\n\r?\n/);
+    const head = (at < 0 ? entity : entity.slice(0, at)).replace(/\r?\n[ \t]+/g, ' '); // (headers unfolded)
+    return { head, body: at < 0 ? '' : entity.slice(at).replace(/^\r?\n\r?\n/, '') };
+  };
+  const visit = (entity) => {
+    const { head, body } = split(entity);
+    const boundary = /^content-type:\s*multipart\/.*?boundary="?([^";\r\n]+)"?/im.exec(head)?.[1];
+    if (boundary) {
+      for (const part of body.split(`--${boundary}`).slice(1)) {
+        if (part.startsWith('--')) break;
+        visit(part.replace(/^\r?\n/, ''));
+      }
+      return;
+    }
+    const encoding = /^content-transfer-encoding:\s*(\S+)/im.exec(head)?.[1].toLowerCase();
+    if (encoding === 'quoted-printable') texts.push(unquote(body));
+    else if (encoding === 'base64') texts.push(Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8'));
+    else texts.push(body);
+  };
+  visit(raw);
+  return { to: /^to:\s*(.*)$/im.exec(split(raw).head)?.[1] || '', text: texts.join('\n') };
+}
+/**
+ * The newest message to `address` among those not in `seen` (mailFiles()
+ * before it was asked for), waiting up to 20 s for one: null if none came.
+ */
+async function mailTo(address, seen) {
+  for (const began = Date.now(); Date.now() - began < 20_000; await new Promise((r) => setTimeout(r, 100))) {
+    const mine = [...mailFiles()].filter((name) => !seen.has(name)).map((name) => {
+      const path = join(maildir, 'new', name);
+      return { at: statSync(path).mtimeMs, mail: readMail(readFileSync(path, 'utf8')) };
+    }).filter(({ mail }) => mail.to.toLowerCase().includes(address.toLowerCase()));
+    if (mine.length) return mine.sort((a, b) => b.at - a.at)[0].mail.text;
+    // (a message half written is read again at the next turn)
+  }
+  return null;
+}
+/** The page link in a message's text after `#what=`. */
+const linkIn = (text, what) => new RegExp(`https://[^\\s"<>]+/#${what}=[A-Za-z0-9_-]+`).exec(text || '')?.[0] || null;
+
+// What "Forgot password?" says whatever the login (step 17).
+const FORGOT_SENT = 'If that account has a verified e-mail address, a reset link is on its way. It works once, for 30 minutes.';
 
 const username = `alice${Date.now() % 100000}`;
 const password = 'correct horse battery';
@@ -1422,6 +1491,222 @@ try {
     await again.click('#reset-form button[type=submit]');
     await again.waitForFunction(() => /cannot be used/.test(document.querySelector('#reset-form .form-error').textContent), null, { timeout: 5000 }).catch(() => {});
     check(/cannot be used/.test(await again.locator('#reset-form .form-error').textContent()), 'a used link is refused, and said so');
+    await ctx.close();
+  }
+
+  // 16. An address verified by mail: a new user registers with one; the
+  //     Account dialog says it is not verified and sends a link, which the
+  //     SMTP server takes (a real one: aiosmtpd, into TODO_TEST_MAILDIR);
+  //     the link, opened in another tab as a mail's is, verifies it, and
+  //     the dialog says so; opened again, signed out, it is refused. (Mail
+  //     per account: 3, then one each 20 minutes; this user gets two.)
+  const mailUser = `erin${Date.now() % 100000}`;
+  const mailAddress = `${mailUser}@todo.test`;
+  const mailPassword = 'correct horse battery';
+  {
+    const ctx = await newContext();
+    const tab = await ctx.newPage();
+    tab.on('pageerror', (error) => problems.push(`verify: page error: ${error.message}`));
+    await tab.goto(base);
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    await tab.click('#tab-register');
+    await tab.fill('#register-username', mailUser);
+    await tab.fill('#register-password', mailPassword);
+    await tab.fill('#register-email', mailAddress);
+    await tab.click('#register-form button[type=submit]');
+    await tab.locator('#tasks-view').waitFor({ state: 'visible' });
+    await tab.waitForFunction(() => document.activeElement?.id === 'new-title');
+    await tab.focus('#account');
+    await tab.keyboard.press('Enter');
+    await tab.locator('#account-dialog').waitFor({ state: 'visible' });
+    await tab.waitForFunction(() => document.querySelector('#account-email').textContent !== '', null, { timeout: 5000 }).catch(() => {});
+    const account = () => tab.evaluate(() => ({
+      username: document.querySelector('#account-username').textContent,
+      email: document.querySelector('#account-email').textContent,
+      verified: document.querySelector('#account-verified').hidden ? '' : document.querySelector('#account-verified').textContent,
+      offersLink: !document.querySelector('#account-verify').hidden,
+      focus: document.activeElement.id,
+    }));
+    const before = await account();
+    check(before.username === mailUser && before.email === mailAddress && before.verified === 'Not verified' && before.offersLink,
+      `the Account dialog shows the username, the address, "Not verified" and a link to send (${JSON.stringify(before)})`);
+    check(before.focus === 'account-email-input', `the Account dialog opens on the address field (${before.focus})`);
+    await axe('account dialog', tab);
+    const seen = mailFiles();
+    await tab.click('#account-verify');
+    await tab.waitForFunction(() => document.querySelector('#account-status').textContent || document.querySelector('#account-error').textContent, null, { timeout: 10_000 }).catch(() => {});
+    const sent = await tab.evaluate(() => document.querySelector('#account-status').textContent || document.querySelector('#account-error').textContent);
+    check(sent === `A link is on its way to ${mailAddress}.`, `sending the link says where it goes (${sent})`);
+    await tab.screenshot({ path: join(out, 'mail-account-link-sent.png') });
+    const link = linkIn(await mailTo(mailAddress, seen), 'verify-email');
+    check(link !== null && link.startsWith(`${base}/#verify-email=`), `the mail arrives with a link to this page (${link?.slice(0, base.length + 14)}…)`);
+    const opened = await ctx.newPage();
+    opened.on('pageerror', (error) => problems.push(`verify link: page error: ${error.message}`));
+    await opened.goto(link);
+    await opened.locator('#tasks-view').waitFor({ state: 'visible' });
+    await opened.waitForFunction(() => !document.querySelector('#banner').hidden, null, { timeout: 5000 }).catch(() => {});
+    const verified = await opened.evaluate(() => ({ banner: document.querySelector('#banner-text').textContent, hash: location.hash }));
+    check(verified.banner === 'Your e-mail address is verified.' && verified.hash === '',
+      `the link, opened signed in, verifies the address and leaves the address bar (${JSON.stringify(verified)})`);
+    await opened.close();
+    // The first tab's dialog, opened again, reads the account afresh.
+    await tab.keyboard.press('Escape');
+    await tab.locator('#account-dialog').waitFor({ state: 'hidden' });
+    // (the dialog's close event, which moves the focus, follows its hiding)
+    await tab.waitForFunction(() => document.activeElement?.id === 'account', null, { timeout: 5000 }).catch(() => {});
+    check(await tab.evaluate(() => document.activeElement.id) === 'account', 'Escape closes it, and focus goes back to Account');
+    await tab.keyboard.press('Enter');
+    await tab.waitForFunction(() => document.querySelector('#account-verified').textContent === 'Verified', null, { timeout: 5000 }).catch(() => {});
+    const after = await account();
+    check(after.email === mailAddress && after.verified === 'Verified' && !after.offersLink,
+      `the Account dialog now says "Verified", and offers no link (${JSON.stringify(after)})`);
+    await axe('account dialog, verified', tab);
+    await tab.keyboard.press('Escape');
+    // The same link again, in a browser signed in as nobody: refused, said so.
+    const stranger = await newContext();
+    const nobody = await stranger.newPage();
+    nobody.on('pageerror', (error) => problems.push(`verify link again: page error: ${error.message}`));
+    await nobody.goto(link);
+    await nobody.locator('#login-form').waitFor({ state: 'visible' });
+    await nobody.waitForFunction(() => !document.querySelector('#banner').hidden, null, { timeout: 5000 }).catch(() => {});
+    const refused = await nobody.evaluate(() => ({ banner: document.querySelector('#banner-text').textContent, hash: location.hash }));
+    check(refused.banner === 'This verification link cannot be used (it may have been used or have expired).' && refused.hash === '',
+      `a used link, opened signed out, is refused and said so (${JSON.stringify(refused)})`);
+    await stranger.close();
+    await ctx.close();
+  }
+
+  // 17. "Forgot password?": signed out, by keyboard; the same words for an
+  //     unknown login as for a real one, and no mail for it; the mailed
+  //     link opens the reset form, the new password signs in and the old
+  //     one no longer does; then the address is changed in the Account
+  //     dialog (with the password only; unverified again) and removed.
+  {
+    const ctx = await newContext();
+    const tab = await ctx.newPage();
+    tab.on('pageerror', (error) => problems.push(`forgot: page error: ${error.message}`));
+    await tab.goto(base);
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    await tab.focus('#forgot');
+    await tab.keyboard.press('Enter');
+    await tab.locator('#forgot-form').waitFor({ state: 'visible' });
+    const shown = await tab.evaluate(() => ({
+      focus: document.activeElement.id,
+      title: document.querySelector('#auth-title').textContent,
+      login: !document.querySelector('#login-form').hidden,
+    }));
+    check(shown.focus === 'forgot-login' && /forgot/i.test(shown.title) && !shown.login,
+      `"Forgot password?" opens its form by keyboard, on the login field (${JSON.stringify(shown)})`);
+    await axe('forgot password', tab);
+    const said = () => tab.evaluate(() => ({
+      status: document.querySelector('#forgot-status').textContent,
+      error: document.querySelector('#forgot-form .form-error').textContent,
+    }));
+    const ask = async (login) => {
+      await tab.fill('#forgot-login', login);
+      const answered = tab.waitForResponse((r) => new URL(r.url()).pathname === '/v1/auth/password-reset');
+      await tab.press('#forgot-login', 'Enter');
+      await answered;
+      await tab.waitForFunction(() => document.querySelector('#forgot-status').textContent || document.querySelector('#forgot-form .form-error').textContent,
+        null, { timeout: 5000 }).catch(() => {});
+      return said();
+    };
+    // What a server without mail, and one asked too often, answer.
+    await tab.route('**/v1/auth/password-reset', (route) => route.fulfill({
+      status: 503, contentType: 'application/problem+json',
+      body: JSON.stringify({ type: 'urn:todo:problem:no-mail', title: 'Service unavailable', status: 503, detail: 'this server sends no mail' }),
+    }), { times: 1 });
+    const noMail = await ask(mailUser);
+    check(noMail.error === 'This server sends no mail: ask an administrator for a reset link.' && noMail.status === '',
+      `a server that sends no mail says to ask an administrator (${JSON.stringify(noMail)})`);
+    await tab.route('**/v1/auth/password-reset', (route) => route.fulfill({
+      status: 429, contentType: 'application/problem+json', headers: { 'retry-after': '3' },
+      body: JSON.stringify({ type: 'urn:todo:problem:rate-limited', title: 'Too many requests', status: 429, detail: 'slow down' }),
+    }), { times: 1 });
+    const throttled = await ask(mailUser);
+    check(throttled.error === 'Too many requests; try again in a while.' && throttled.status === '',
+      `a throttled request says to wait (${JSON.stringify(throttled)})`);
+    // An unknown login, then the real one: the same words, one mail.
+    const seen = mailFiles();
+    const unknown = await ask(`nobody${Date.now() % 100000}`);
+    const known = await ask(mailUser);
+    check(known.status === FORGOT_SENT && known.error === '', `asking for a reset link says a neutral "${known.status}"`);
+    check(unknown.status === known.status && unknown.error === '', `an unknown login gets the very same words (${JSON.stringify(unknown)})`);
+    await tab.screenshot({ path: join(out, 'mail-forgot-password.png') });
+    const resetMail = await mailTo(mailAddress, seen);
+    await new Promise((r) => setTimeout(r, 1000)); // (time for a mail that should not come, asked for first)
+    const arrived = [...mailFiles()].filter((name) => !seen.has(name));
+    check(resetMail !== null && arrived.length === 1, `the account's mail arrives, and nothing for the unknown login (${arrived.length} new)`);
+    const link = linkIn(resetMail, 'reset');
+    check(link !== null && link.startsWith(`${base}/#reset=`), `the mail holds a reset link to this page (${link?.slice(0, base.length + 7)}…)`);
+    await tab.click('#forgot-back');
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    check(await tab.evaluate(() => document.activeElement.id) === 'login-username' && await tab.locator('#forgot-form').isHidden(),
+      '"Back to sign in" shows the login form, on the username');
+    // The link, opened as a mail's is: the reset form; the new password set.
+    const opened = await ctx.newPage();
+    opened.on('pageerror', (error) => problems.push(`mailed reset link: page error: ${error.message}`));
+    await opened.goto(link);
+    await opened.locator('#reset-form').waitFor({ state: 'visible' });
+    check(await opened.evaluate(() => location.hash) === '', 'the mailed link opens the reset form, the token gone from the address');
+    await opened.fill('#reset-password', 'a mailed battery horse');
+    await opened.click('#reset-form button[type=submit]');
+    await opened.locator('#login-form').waitFor({ state: 'visible', timeout: 5000 });
+    check(/new password is set/.test(await opened.locator('#banner-text').textContent()), 'the mailed link sets the new password');
+    await opened.fill('#login-username', mailUser);
+    await opened.fill('#login-password', mailPassword);
+    await opened.click('#login-form button[type=submit]');
+    await opened.waitForFunction(() => document.querySelector('#login-form .form-error').textContent, null, { timeout: 10_000 }).catch(() => {});
+    const oldRefused = await opened.evaluate(() => ({
+      error: document.querySelector('#login-form .form-error').textContent,
+      signedIn: !document.querySelector('#tasks-view').hidden,
+    }));
+    check(/invalid username or password/.test(oldRefused.error) && !oldRefused.signedIn, `the old password is refused (${JSON.stringify(oldRefused)})`);
+    await opened.fill('#login-password', 'a mailed battery horse');
+    await opened.click('#login-form button[type=submit]');
+    check(await opened.locator('#tasks-view').waitFor({ state: 'visible', timeout: 5000 }).then(() => true, () => false), 'the new one signs in');
+    // The address moves only with the password; a new one is not verified;
+    // a removed one leaves nothing to verify.
+    await opened.waitForFunction(() => document.activeElement?.id === 'new-title');
+    await opened.click('#account');
+    await opened.locator('#account-dialog').waitFor({ state: 'visible' });
+    await opened.waitForFunction(() => document.querySelector('#account-verified').textContent === 'Verified', null, { timeout: 5000 }).catch(() => {});
+    const newAddress = `${mailUser}.new@todo.test`;
+    await opened.fill('#account-email-input', newAddress);
+    await opened.fill('#account-password', 'not the password');
+    await opened.press('#account-email-input', 'Enter');
+    await opened.waitForFunction(() => document.querySelector('#email-form [data-error-for="current_password"]').textContent, null, { timeout: 5000 }).catch(() => {});
+    const kept = await opened.evaluate(() => ({
+      error: document.querySelector('#email-form [data-error-for="current_password"]').textContent,
+      email: document.querySelector('#account-email').textContent,
+      focus: document.activeElement.id,
+    }));
+    check(kept.error === 'That is not your password.' && kept.email === mailAddress && kept.focus === 'account-password',
+      `a wrong password changes no address, and says so (${JSON.stringify(kept)})`);
+    await opened.fill('#account-password', 'a mailed battery horse');
+    await opened.press('#account-email-input', 'Enter');
+    await opened.waitForFunction((a) => document.querySelector('#account-email').textContent === a, newAddress, { timeout: 5000 }).catch(() => {});
+    const changed = await opened.evaluate(() => ({
+      email: document.querySelector('#account-email').textContent,
+      verified: document.querySelector('#account-verified').textContent,
+      offersLink: !document.querySelector('#account-verify').hidden,
+      status: document.querySelector('#account-status').textContent,
+      errors: [...document.querySelectorAll('#email-form .field-error, #email-form .form-error')].map((e) => e.textContent).join(''),
+    }));
+    check(changed.email === newAddress && changed.verified === 'Not verified' && changed.offersLink && /not verified yet/.test(changed.status),
+      `a changed address shows at once, not verified, with a link to send (${JSON.stringify(changed)})`);
+    await opened.fill('#account-password', 'a mailed battery horse');
+    await opened.click('#email-remove');
+    await opened.waitForFunction(() => document.querySelector('#account-email').textContent === 'None', null, { timeout: 5000 }).catch(() => {});
+    const removed = await opened.evaluate(() => ({
+      email: document.querySelector('#account-email').textContent,
+      verifiedShown: !document.querySelector('#account-verified').hidden,
+      offersLink: !document.querySelector('#account-verify').hidden,
+      focus: document.activeElement.id,
+    }));
+    check(removed.email === 'None' && !removed.verifiedShown && !removed.offersLink && removed.focus === 'account-email-input',
+      `a removed address leaves nothing to verify, and focus on the field for a new one (${JSON.stringify(removed)})`);
+    await axe('account dialog, no address', opened);
     await ctx.close();
   }
 
