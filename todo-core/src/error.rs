@@ -274,8 +274,8 @@ pub enum Error {
     #[error("this server sends no mail")]
     NoMail,
     /// The mail server did not take a message: retryable.
-    #[error("the mail was not sent")]
-    MailFailed(#[source] crate::mail::MailError),
+    #[error(transparent)]
+    MailFailed(crate::mail::MailError),
     /// The store is down or busy past its wait: retryable.
     #[error("storage unavailable")]
     Unavailable(#[source] StoreError),

@@ -607,6 +607,7 @@ impl UserStore for MemoryStore {
         let Some(record) = tables.users.get_mut(&id) else {
             return Ok(false);
         };
+        let moved = change.email.is_some();
         if let Some(email) = &change.email {
             record.user.email.clone_from(email);
             record.user.email_verified = false;
@@ -621,6 +622,10 @@ impl UserStore for MemoryStore {
             record.tokens_revoked_before = Some(cut);
         }
         record.user.updated_at = change.updated_at;
+        if moved {
+            tables.password_resets.retain(|_, r| r.user_id != id);
+            tables.email_verifications.retain(|_, r| r.user_id != id);
+        }
         Ok(true)
     }
 

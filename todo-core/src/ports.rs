@@ -34,7 +34,10 @@ pub trait UserStore: Send + Sync {
     fn update_user(&self, user: &UserRecord) -> Result<bool, StoreError>;
     /// Writes only the fields `change` names (and `updated_at`), leaving
     /// what others changed meanwhile; returns whether the user existed.
-    /// Writing `email` (any address, or none) unverifies the address.
+    /// Writing `email` (any address, or none) unverifies the address and
+    /// deletes the user's pending reset and verification links, in the
+    /// same transaction: a link mailed to the old address must not
+    /// outlive the move.
     fn change_user(&self, id: UserId, change: &UserChange) -> Result<bool, StoreError>;
     /// Replaces the password hash only if it is still `expected` (nobody
     /// changed the password meanwhile), setting `updated_at` and, if given,
@@ -787,6 +790,13 @@ pub enum AuditEvent<'a> {
         client: Option<IpAddr>,
         /// Why, as the mail server or the connection said it.
         reason: &'a str,
+    },
+    /// A user changed their address (with their password).
+    EmailChanged {
+        /// The user concerned.
+        user: UserId,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
     },
     /// A user's address was verified by its link.
     EmailVerified {

@@ -155,7 +155,8 @@ impl Email {
                 && !l.ends_with('-')
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
-        if local.split('.').all(atom) && domain.split('.').all(label) {
+        // (`=?…?=` is an encoded word to a mail reader, shown as other text)
+        if local.split('.').all(atom) && !local.contains("=?") && domain.split('.').all(label) {
             Ok(address)
         } else {
             Err(ValidationError::Format {

@@ -105,6 +105,7 @@ impl<'a> Line<'a> {
                 other: Some(reason.to_owned()),
                 ..Self::user("mail_failed", user, client)
             },
+            AuditEvent::EmailChanged { user, client } => Self::user("email_changed", user, client),
             AuditEvent::EmailVerified { user, client } => {
                 Self::user("email_verified", user, client)
             }

@@ -1241,12 +1241,13 @@ fn accepted() -> ApiResponse {
 #[utoipa::path(post, path = "/v1/users/me/email/verify",
     responses(
         (status = 202, description = "The link is on its way"),
-        (status = 409, description = "The account has no address, or it is verified already"),
-        (status = 429, description = "The account's or the address's mail allowance is spent for now"),
+        (status = 409, description = "The account has no address, it is verified already, or mail cannot be sent to it as written"),
+        (status = 429, description = "The account's or the address's mail allowance is spent for now, or this client address asked too often"),
         (status = 503, description = "This server sends no mail (urn:todo:problem:no-mail), or is sending as much as it may"),
     ))]
 async fn request_email_verification(
     State(api): Auth,
+    Client(client): Client,
     Caller(me): Caller,
 ) -> Result<ApiResponse, ApiError> {
     let Ok(place) = Arc::clone(&api.mail_jobs).try_acquire_owned() else {
@@ -1256,7 +1257,7 @@ async fn request_email_verification(
         .into());
     };
     let mail = call(&api.service.account, move |s| {
-        s.request_email_verification(&me)
+        s.request_email_verification(client, &me)
     })
     .await?;
     mail_job(place, "verify_email", move || mail.send());

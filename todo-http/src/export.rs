@@ -209,7 +209,10 @@ fn json_into<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Resu
 pub(crate) async fn account_export(
     State(api): State<Arc<TaskApi>>,
     Caller(caller): Caller,
+    RawQuery(query): RawQuery,
 ) -> Result<Response<axum::body::Body>, ApiError> {
+    // (JSON only: a `format` or anything else is refused, not ignored)
+    crate::request::query_pairs(query.as_deref(), &[])?;
     let Some(accounts) = api.accounts().cloned() else {
         return Err(CoreError::NotFound.into());
     };

@@ -465,7 +465,7 @@ impl From<CoreError> for ApiError {
                 S::SERVICE_UNAVAILABLE,
                 "urn:todo:problem:no-mail",
                 "Service unavailable",
-                "this server sends no mail: an administrator can make a password-reset link",
+                "this server sends no mail",
             ),
             CoreError::MailFailed(source) => {
                 let mut problem = Self::unavailable(Duration::from_secs(30), Some(chain(&source)));

@@ -47,7 +47,8 @@ pub struct MailSettings {
     pub public_url: Option<String>,
     /// Mails one account, and one recipient address, may be sent at once
     /// (reset and verification links together), per instance.
-    #[arg(long, env = "TODO_MAIL_BURST", default_value_t = 3)]
+    #[arg(long, env = "TODO_MAIL_BURST", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub mail_burst: u32,
     /// Then one more each this many seconds.
     #[arg(long, env = "TODO_MAIL_PERIOD_SECS", default_value_t = 20 * 60,
@@ -153,11 +154,7 @@ impl MailSettings {
         let links = LinkBase::parse(self.public_url.as_deref().unwrap_or_default())
             .map_err(|e| Error::setting("--public-url", e))?;
         // Greet as the public host (lettre's default is our address).
-        let name = links
-            .host()
-            .rsplit_once(':')
-            .map_or(links.host(), |(name, _)| name);
-        let transport = transport.hello_name(ClientId::Domain(name.to_owned()));
+        let transport = transport.hello_name(client_id(links.host()));
         Ok(Some((
             SmtpMailer {
                 transport: transport.build(),
@@ -165,6 +162,20 @@ impl MailSettings {
             },
             links,
         )))
+    }
+}
+
+/// The EHLO name for a `--public-url` host: its name, or its address as
+/// an address literal (`host`, `host:port`, `[v6]`, `[v6]:port`).
+fn client_id(host: &str) -> ClientId {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(v6, _)| v6),
+        None => host.split_once(':').map_or(host, |(name, _)| name),
+    };
+    match name.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => ClientId::Ipv4(v4),
+        Ok(std::net::IpAddr::V6(v6)) => ClientId::Ipv6(v6),
+        Err(_) => ClientId::Domain(name.to_owned()),
     }
 }
 
@@ -264,6 +275,23 @@ mod tests {
         let mut no_origin = settings("smtp://mail.example.com");
         no_origin.public_url = Some("http://todo.example.com".to_owned());
         assert!(no_origin.mailer().is_err());
+        for (host, id) in [
+            (
+                "todo.example.com:8443",
+                ClientId::Domain("todo.example.com".to_owned()),
+            ),
+            ("192.0.2.1", ClientId::Ipv4("192.0.2.1".parse().unwrap())),
+            (
+                "[2001:db8::1]",
+                ClientId::Ipv6("2001:db8::1".parse().unwrap()),
+            ),
+            (
+                "[2001:db8::1]:8443",
+                ClientId::Ipv6("2001:db8::1".parse().unwrap()),
+            ),
+        ] {
+            assert_eq!(client_id(host), id, "{host}");
+        }
         let dir = tempfile::tempdir().unwrap();
         let credentials = dir.path().join("smtp");
         std::fs::write(&credentials, "user\npassword\n").unwrap();

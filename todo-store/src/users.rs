@@ -161,10 +161,23 @@ impl UserStore for SqlStore {
             updated_at: change.updated_at.unix_micros(),
         };
         let id = id.to_string();
+        let moved = change.email.is_some();
         let n = self.with_write_conn(|conn| {
-            diesel::update(users::table.find(&id))
-                .set(&row)
-                .execute(conn)
+            conn.transaction(|conn| {
+                let n = diesel::update(users::table.find(&id))
+                    .set(&row)
+                    .execute(conn)?;
+                // (links mailed to the old address die with the move)
+                if moved {
+                    diesel::delete(password_resets::table.filter(password_resets::user_id.eq(&id)))
+                        .execute(conn)?;
+                    diesel::delete(
+                        email_verifications::table.filter(email_verifications::user_id.eq(&id)),
+                    )
+                    .execute(conn)?;
+                }
+                Ok::<_, diesel::result::Error>(n)
+            })
         })?;
         Ok(n == 1)
     }
@@ -402,12 +415,13 @@ impl UserStore for SqlStore {
     ) -> Result<Vec<UserRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.with_conn(|conn| {
-            // (`lower` on both sides: the partial index on `lower(email)`)
+            // (`lower` on both sides: the index on `lower(email)`; more
+            // rows than asked for, as the ASCII filter below may drop some)
             users::table
                 .filter(users::email_verified.eq(1))
                 .filter(lower(users::email).eq(lower(Some(email.as_str()))))
                 .order((users::created_at, users::id))
-                .limit(limit)
+                .limit(limit.saturating_mul(4))
                 .load::<UserRow>(conn)
         })?;
         // PostgreSQL's `lower` folds more than ASCII: what it found beyond
@@ -418,6 +432,7 @@ impl UserStore for SqlStore {
                     .as_deref()
                     .is_some_and(|e| e.eq_ignore_ascii_case(email.as_str()))
             })
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .map(UserRow::into_record)
             .collect()
     }

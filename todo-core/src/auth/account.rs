@@ -69,8 +69,8 @@ impl AccountService {
     /// Changes the caller's e-mail address (`None` removes it), with their
     /// password again: a verified address receives reset links, so a
     /// stolen session that could change it could take the account (review
-    /// of session 27, 1). The address is unverified, and reset links
-    /// pending for the old one die. The same address again changes nothing
+    /// of session 27, 1). The address is unverified, and links pending for
+    /// the old one die, in the same write ([`crate::UserStore::change_user`]). The same address again changes nothing
     /// and needs no password.
     pub fn update_me(
         &self,
@@ -102,8 +102,10 @@ impl AccountService {
             if !self.shared.users.change_user(record.user.id, &change)? {
                 return Err(Error::NotFound);
             }
-            // (a link mailed to the old address must not outlive the move)
-            self.shared.users.delete_password_resets(record.user.id)?;
+            self.shared.audit(&AuditEvent::EmailChanged {
+                user: record.user.id,
+                client,
+            });
             record.user.email = email;
             record.user.email_verified = false;
             record.user.updated_at = now;

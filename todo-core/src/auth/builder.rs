@@ -15,7 +15,7 @@ use crate::ports::{
 use crate::random::Random;
 use crate::time::Clock;
 use crate::token::TokenPolicy;
-use crate::user::{UserId, Username};
+use crate::user::Username;
 
 /// The limits the auth services enforce themselves.
 #[derive(Clone)]
@@ -42,9 +42,12 @@ pub struct AuthLimits {
     /// Mail sent to one account (reset and verification links), whoever
     /// asks: a reset asked for by login that is over it is dropped
     /// silently, a verification answered 429.
-    pub mail_per_account: Arc<dyn RateLimiter<UserId>>,
-    /// Mail sent to one recipient address (lower-cased), whichever
-    /// accounts give it: as `mail_per_account`.
+    /// Keyed by what the mail is for and the account (`reset:<id>`,
+    /// `verify:<id>`).
+    pub mail_per_account: Arc<dyn RateLimiter<String>>,
+    /// Mail sent to one recipient mailbox, whichever accounts give it: as
+    /// `mail_per_account`, keyed by what the mail is for and the mailbox
+    /// (`verify:victim@example.com`: lower-cased, without a `+tag`).
     pub mail_per_address: Arc<dyn RateLimiter<String>>,
 }
 

@@ -34,30 +34,41 @@ impl Shared {
         }
     }
 
-    /// Takes one mail from the account's allowance and one from the
-    /// recipient address's (whatever account names it: several accounts
-    /// given one victim's address must not multiply what it receives,
-    /// review of session 27, 2).
+    /// Takes one mail of `purpose` from the recipient mailbox's allowance
+    /// (whatever accounts give it: several accounts given one victim's
+    /// address must not multiply what it receives, review of session 27,
+    /// 2), then one from the account's. Each purpose has its own: a
+    /// stranger who names a victim's address to have it verified must not
+    /// spend what the victim's resets draw on (second review, 2).
     fn mail_allowance(
         &self,
         record: &UserRecord,
         to: &Email,
         client: Option<IpAddr>,
-        action: &'static str,
+        purpose: Purpose,
     ) -> Result<()> {
-        let address = to.as_str().to_ascii_lowercase();
-        self.limits
-            .mail_per_account
-            .check(&record.user.id)
-            .and_then(|()| self.limits.mail_per_address.check(&address))
-            .map_err(|retry_after| {
+        let throttled = |action| {
+            move |retry_after| {
                 self.audit(&AuditEvent::Throttled {
                     action,
                     username: Some(&record.user.username),
                     client,
                 });
                 Error::RateLimited { retry_after }
-            })
+            }
+        };
+        let (name, by_address, by_account) = match purpose {
+            Purpose::Reset => ("reset", "reset_mail_to_address", "reset_mail_to_account"),
+            Purpose::Verify => ("verify", "verify_mail_to_address", "verify_mail_to_account"),
+        };
+        self.limits
+            .mail_per_address
+            .check(&format!("{name}:{}", mailbox(to)))
+            .map_err(throttled(by_address))?;
+        self.limits
+            .mail_per_account
+            .check(&format!("{name}:{}", record.user.id))
+            .map_err(throttled(by_account))
     }
 
     fn send(
@@ -92,6 +103,36 @@ impl Shared {
     }
 }
 
+/// What a message is for: each has its own allowances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Reset,
+    Verify,
+}
+
+/// The mailbox an address reaches, as allowances count it: lower-cased,
+/// without a `+tag`, and for Gmail without dots (`V.ictim+1@Gmail.com`
+/// is `victim@gmail.com`): tagged spellings of one mailbox must not each
+/// get an allowance of their own (second review, 1).
+fn mailbox(to: &Email) -> String {
+    let lower = to.as_str().to_ascii_lowercase();
+    let (local, domain) = lower.split_once('@').unwrap_or((&lower, ""));
+    let local = local.split('+').next().unwrap_or(local);
+    let local = if matches!(domain, "gmail.com" | "googlemail.com") {
+        local.replace('.', "")
+    } else {
+        local.to_owned()
+    };
+    format!("{local}@{domain}")
+}
+
+/// Whether mail can be sent to `to` as it is written: an address stored
+/// by an earlier version under looser rules may not be one
+/// ([`Email::parse`] is today's rule).
+fn mailable(to: &Email) -> bool {
+    Email::parse(to.as_str()).is_ok()
+}
+
 /// A verification link that cannot be used, whatever the reason.
 fn dead_link() -> Error {
     Error::Invalid(vec![ValidationError::Format {
@@ -111,8 +152,8 @@ impl SessionService {
     /// whether the account exists.
     pub fn password_reset_by_mail(&self, client: Option<IpAddr>, login: &str) -> Result<ResetMail> {
         let shared = self.shared();
-        shared.client_allowance(client, "password_reset_mail")?;
         shared.outbox()?;
+        shared.client_allowance(client, "password_reset_mail")?;
         Ok(ResetMail {
             shared: Arc::clone(shared),
             login: login.trim().to_owned(),
@@ -188,11 +229,11 @@ impl ResetMail {
             let Some(to) = record.user.email.clone() else {
                 continue;
             };
-            if !record.user.email_verified || record.user.disabled {
+            if !record.user.email_verified || record.user.disabled || !mailable(&to) {
                 continue;
             }
             if shared
-                .mail_allowance(&record, &to, self.client, "password_reset_mail")
+                .mail_allowance(&record, &to, self.client, Purpose::Reset)
                 .is_err()
             {
                 continue;
@@ -239,6 +280,8 @@ pub struct OutgoingMail {
     shared: Arc<Shared>,
     record: UserRecord,
     mail: Mail,
+    /// Who asked (for the audit log).
+    client: Option<IpAddr>,
     purpose: &'static str,
 }
 
@@ -259,7 +302,7 @@ impl OutgoingMail {
             &*outbox.mailer,
             &self.record,
             &self.mail,
-            None,
+            self.client,
             self.purpose,
         )
     }
@@ -272,7 +315,14 @@ impl AccountService {
     /// returns the message for the caller to send: the mail server is
     /// not waited for here (a slow one would hold the request, attack of
     /// session 27, F3).
-    pub fn request_email_verification(&self, principal: &Principal) -> Result<OutgoingMail> {
+    /// Each request also counts against the client address's allowance of
+    /// registrations: an account costs as much as a verification mail, so
+    /// one address cannot send more by making accounts (second review, 1).
+    pub fn request_email_verification(
+        &self,
+        client: Option<IpAddr>,
+        principal: &Principal,
+    ) -> Result<OutgoingMail> {
         super::require_login(principal)?;
         let shared = self.shared();
         let (outbox, sha) = shared.outbox()?;
@@ -283,7 +333,26 @@ impl AccountService {
         if record.user.email_verified {
             return Err(Error::Conflict("the address is already verified"));
         }
-        shared.mail_allowance(&record, &to, None, "verify_email")?;
+        if !mailable(&to) {
+            return Err(Error::Conflict(
+                "mail cannot be sent to the account's address as it is written: give it a new one",
+            ));
+        }
+        if let Some(ip) = client {
+            shared
+                .limits
+                .register_per_client
+                .check(&crate::ports::client_key(ip))
+                .map_err(|retry_after| {
+                    shared.audit(&AuditEvent::Throttled {
+                        action: "verify_email_request",
+                        username: Some(&record.user.username),
+                        client,
+                    });
+                    Error::RateLimited { retry_after }
+                })?;
+        }
+        shared.mail_allowance(&record, &to, client, Purpose::Verify)?;
         let now = shared.clock.now();
         let token = EmailToken::generate(&*shared.random)?;
         let expires_at = now.saturating_add(EMAIL_VERIFICATION_TTL);
@@ -307,6 +376,7 @@ impl AccountService {
             shared: Arc::clone(self.shared_arc()),
             record,
             mail,
+            client,
             purpose: "verify_email",
         })
     }

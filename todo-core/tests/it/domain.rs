@@ -96,6 +96,7 @@ fn emails_need_one_at_and_a_dotted_domain() {
         "a..b@x.test",
         ".a@x.test",
         "a@-x.test",
+        "=?utf-8?b?dmljdGlt?=@bank.test",
     ] {
         assert_eq!(Email::parse(bad).unwrap_err().field(), "email", "{bad:?}");
     }

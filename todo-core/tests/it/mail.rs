@@ -49,7 +49,7 @@ fn token_in_last_mail(h: &Harness, what: &str) -> String {
 fn verify(h: &Harness, me: &todo_core::Principal) {
     h.auth
         .account
-        .request_email_verification(me)
+        .request_email_verification(ADDR, me)
         .unwrap()
         .send()
         .unwrap();
@@ -64,7 +64,7 @@ fn an_address_is_verified_once_by_the_link_mailed_to_it() {
     assert!(!h.auth.account.me(&me).unwrap().email_verified);
     h.auth
         .account
-        .request_email_verification(&me)
+        .request_email_verification(ADDR, &me)
         .unwrap()
         .send()
         .unwrap();
@@ -77,7 +77,7 @@ fn an_address_is_verified_once_by_the_link_mailed_to_it() {
     // Once; and a verified address is not verified again.
     assert!(dead(h.auth.sessions.verify_email(ADDR, &token)));
     assert!(matches!(
-        h.auth.account.request_email_verification(&me),
+        h.auth.account.request_email_verification(ADDR, &me),
         Err(Error::Conflict(_))
     ));
     // Junk is refused alike, before any lookup.
@@ -89,7 +89,10 @@ fn a_change_of_address_unverifies_it_and_kills_the_old_link() {
     let h = harness();
     let me = with_address(&h, "alice", "alice@example.com");
     verify(&h, &me);
-    h.auth.account.request_email_verification(&me).unwrap_err();
+    h.auth
+        .account
+        .request_email_verification(ADDR, &me)
+        .unwrap_err();
     let patch = AccountPatch {
         email: Some(Some(Email::parse("alice@example.org").unwrap())),
     };
@@ -102,7 +105,7 @@ fn a_change_of_address_unverifies_it_and_kills_the_old_link() {
     h.auth.account.patch_me(ADDR, &me, patch, PW).unwrap();
     h.auth
         .account
-        .request_email_verification(&me)
+        .request_email_verification(ADDR, &me)
         .unwrap()
         .send()
         .unwrap();
@@ -119,7 +122,7 @@ fn a_change_of_address_unverifies_it_and_kills_the_old_link() {
         .patch_me(ADDR, &me, AccountPatch { email: Some(None) }, PW)
         .unwrap();
     assert!(matches!(
-        h.auth.account.request_email_verification(&me),
+        h.auth.account.request_email_verification(ADDR, &me),
         Err(Error::Conflict(_))
     ));
     // An administrator's change of address unverifies it too.
@@ -140,7 +143,7 @@ fn a_verification_link_expires_after_a_day() {
     let me = with_address(&h, "alice", "alice@example.com");
     h.auth
         .account
-        .request_email_verification(&me)
+        .request_email_verification(ADDR, &me)
         .unwrap()
         .send()
         .unwrap();
@@ -322,7 +325,7 @@ fn mail_to_an_account_is_limited_and_the_asker_is_not_told() {
         h.audit
             .events()
             .iter()
-            .any(|e| e.contains("password_reset_mail"))
+            .any(|e| e.contains("reset_mail_to_account"))
     );
     // The account's own request is told.
     let patch = AccountPatch {
@@ -330,7 +333,7 @@ fn mail_to_an_account_is_limited_and_the_asker_is_not_told() {
     };
     h.auth.account.patch_me(ADDR, &me, patch, PW).unwrap();
     assert!(matches!(
-        h.auth.account.request_email_verification(&me),
+        h.auth.account.request_email_verification(ADDR, &me),
         Err(Error::RateLimited { .. })
     ));
 }
@@ -371,13 +374,15 @@ fn mail_to_one_address_is_limited_whichever_accounts_give_it() {
     for me in &accounts[..2] {
         h.auth
             .account
-            .request_email_verification(me)
+            .request_email_verification(ADDR, me)
             .unwrap()
             .send()
             .unwrap();
     }
     assert!(matches!(
-        h.auth.account.request_email_verification(&accounts[2]),
+        h.auth
+            .account
+            .request_email_verification(ADDR, &accounts[2]),
         Err(Error::RateLimited { .. })
     ));
     assert_eq!(h.mail.sent().len(), 2);
@@ -385,7 +390,7 @@ fn mail_to_one_address_is_limited_whichever_accounts_give_it() {
     let other = with_address(&h, "bcct1", "someone@example.com");
     h.auth
         .account
-        .request_email_verification(&other)
+        .request_email_verification(ADDR, &other)
         .unwrap()
         .send()
         .unwrap();
@@ -457,7 +462,7 @@ fn a_refused_mail_is_an_error_for_the_account_and_nothing_for_the_asker() {
     assert!(matches!(
         h.auth
             .account
-            .request_email_verification(&bob)
+            .request_email_verification(ADDR, &bob)
             .unwrap()
             .send(),
         Err(Error::MailFailed(_))
@@ -469,11 +474,166 @@ fn without_a_mailer_both_answer_no_mail() {
     let h = crate::auth::harness_without_mail();
     let me = with_address(&h, "alice", "alice@example.com");
     assert!(matches!(
-        h.auth.account.request_email_verification(&me),
+        h.auth.account.request_email_verification(ADDR, &me),
         Err(Error::NoMail)
     ));
     assert!(matches!(
         h.auth.sessions.password_reset_by_mail(ADDR, "alice"),
         Err(Error::NoMail)
     ));
+}
+
+#[test]
+fn tagged_spellings_of_one_mailbox_share_its_allowance_and_resets_keep_their_own() {
+    /// Two checks a key, the keys told apart.
+    #[derive(Default)]
+    struct TwoEach(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+    impl todo_core::RateLimiter<String> for TwoEach {
+        fn check(&self, key: &String) -> Result<(), Duration> {
+            let mut seen = self.0.lock().unwrap();
+            let n = seen.entry(key.clone()).or_default();
+            *n += 1;
+            if *n > 2 {
+                Err(Duration::from_secs(60))
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let h = harness_with(
+        AuthLimits {
+            mail_per_address: Arc::new(TwoEach::default()),
+            ..AuthLimits::unlimited()
+        },
+        2,
+    );
+    // The victim's own account, verified (one verification to their mailbox).
+    let victim = with_address(&h, "victim", "victim@gmail.com");
+    verify(&h, &victim);
+    // A stranger's accounts name the same mailbox in other spellings: one
+    // more verification reaches it, then none.
+    let spellings = [
+        "Victim+1@gmail.com",
+        "v.i.c.t.i.m@GMAIL.com",
+        "victim+x@gmail.com",
+    ];
+    let mut results = Vec::new();
+    for (i, address) in spellings.iter().enumerate() {
+        let me = with_address(&h, &format!("stranger{i}"), address);
+        results.push(
+            h.auth
+                .account
+                .request_email_verification(ADDR, &me)
+                .map(drop),
+        );
+    }
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(Error::RateLimited { .. })),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[2], Err(Error::RateLimited { .. })),
+        "{results:?}"
+    );
+    // The victim's resets draw on an allowance of their own.
+    let sent = h
+        .auth
+        .sessions
+        .password_reset_by_mail(ADDR, "victim")
+        .unwrap()
+        .send()
+        .unwrap();
+    assert_eq!(sent, 1);
+}
+
+#[test]
+fn verification_requests_count_against_the_clients_registrations() {
+    let h = harness_with(
+        AuthLimits {
+            register_per_client: allow(2),
+            ..AuthLimits::unlimited()
+        },
+        2,
+    );
+    // (two registrations from ADDR take the allowance)
+    let me = with_address(&h, "alice", "alice@example.com");
+    with_address(&h, "bob", "bob@example.com");
+    assert!(matches!(
+        h.auth.account.request_email_verification(ADDR, &me),
+        Err(Error::RateLimited { .. })
+    ));
+    // Another client address is not refused.
+    let other = Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+        198, 51, 100, 7,
+    )));
+    let allowed = harness_with(
+        AuthLimits {
+            register_per_client: allow(2),
+            ..AuthLimits::unlimited()
+        },
+        2,
+    );
+    let me = with_address(&allowed, "carol", "carol@example.com");
+    allowed
+        .auth
+        .account
+        .request_email_verification(other, &me)
+        .unwrap()
+        .send()
+        .unwrap();
+}
+
+#[test]
+fn an_address_an_earlier_version_stored_is_not_mailed() {
+    let h = harness();
+    let me = with_address(&h, "alice", "alice@example.com");
+    verify(&h, &me);
+    // Stored under the looser rules of before (a list of two, to a mail library).
+    let mut record = todo_core::UserStore::find_user(&*h.store, me.user_id)
+        .unwrap()
+        .unwrap();
+    record.user.email = Some(Email::from_stored("alice,mallory@example.com").unwrap());
+    assert!(todo_core::UserStore::update_user(&*h.store, &record).unwrap());
+    let before = h.mail.sent().len();
+    let sent = h
+        .auth
+        .sessions
+        .password_reset_by_mail(ADDR, "alice")
+        .unwrap()
+        .send()
+        .unwrap();
+    assert_eq!(sent, 0);
+    record.user.email_verified = false;
+    assert!(todo_core::UserStore::update_user(&*h.store, &record).unwrap());
+    assert!(matches!(
+        h.auth.account.request_email_verification(ADDR, &me),
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(h.mail.sent().len(), before);
+}
+
+#[test]
+fn an_administrators_change_of_address_kills_the_users_reset_link() {
+    let h = harness();
+    let me = with_address(&h, "alice", "alice@example.com");
+    verify(&h, &me);
+    h.auth
+        .sessions
+        .password_reset_by_mail(ADDR, "alice")
+        .unwrap()
+        .send()
+        .unwrap();
+    let token = token_in_last_mail(&h, "reset");
+    let admin = h.admin();
+    let patch = UserPatch {
+        email: Some(Some(Email::parse("alice@example.net").unwrap())),
+        ..UserPatch::default()
+    };
+    h.auth.admin.patch_user(&admin, me.user_id, patch).unwrap();
+    assert!(dead(h.auth.sessions.reset_password(
+        ADDR,
+        &token,
+        "a brand new horse"
+    )));
 }
