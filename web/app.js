@@ -1558,6 +1558,28 @@ $('account').addEventListener('click', async () => {
   await readAccount().catch(accountFailed);
 });
 $('account-close').addEventListener('click', () => $('account-dialog').close());
+// The account's export, as a file: read with the access token (a plain
+// link would carry none), then handed to the browser to save.
+$('account-export').addEventListener('click', async () => {
+  const button = $('account-export');
+  button.disabled = true;
+  $('account-error').textContent = '';
+  try {
+    const { body } = await api.call('GET', '/v1/users/me/export');
+    const file = new Blob([JSON.stringify(body, null, 2)], { type: 'application/json' });
+    const url = URL.createObjectURL(file);
+    const save = document.createElement('a');
+    save.href = url;
+    save.download = 'todo-account.json';
+    save.click();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    $('account-status').textContent = 'Your data is downloaded as todo-account.json.';
+  } catch (error) {
+    accountFailed(error);
+  } finally {
+    button.disabled = false;
+  }
+});
 $('account-dialog').addEventListener('close', () => {
   $('account-status').textContent = '';
   $('account-error').textContent = '';
@@ -1842,13 +1864,14 @@ guardSubmit($('token-form'), 'Creating…', async (form) => {
   try {
     const { body: made } = await api.call('POST', '/v1/api-tokens', { body });
     form.reset();
+    // The list first, so that the secret appears beside its token.
+    await showTokens();
     // Closed meanwhile (Escape, a sign-out): the secret is not put in a
     // page nobody looks at; the token is listed, to revoke.
     if (!$('tokens-dialog').open) return;
     $('token-secret').value = made.token;
     $('token-made').hidden = false;
     announce(`Token ${made.name} created: copy it now, it is not shown again`);
-    await showTokens();
     $('token-secret').focus();
     $('token-secret').select();
   } catch (error) {

@@ -1561,6 +1561,24 @@ try {
     check(after.email === mailAddress && after.verified === 'Verified' && !after.offersLink,
       `the Account dialog now says "Verified", and offers no link (${JSON.stringify(after)})`);
     await axe('account dialog, verified', tab);
+    // Everything the account holds, downloaded as one file.
+    const [download] = await Promise.all([
+      tab.waitForEvent('download', { timeout: 10_000 }),
+      tab.click('#account-export'),
+    ]);
+    const saved = JSON.parse(readFileSync(await download.path(), 'utf8'));
+    const exported = {
+      file: download.suggestedFilename(),
+      format: saved.format,
+      user: saved.account?.user?.username,
+      verified: saved.account?.user?.email_verified,
+      sessions: saved.account?.sessions?.length,
+      projects: saved.projects?.map((p) => p.name),
+      secretFree: !/password|argon2|todo_pat_/.test(JSON.stringify(saved)),
+    };
+    check(exported.file === 'todo-account.json' && exported.format === 'todo.account-export/1' && exported.user === mailUser
+      && exported.verified === true && exported.sessions >= 1 && exported.projects?.includes('Inbox') && exported.secretFree,
+      `"Download my data" saves the account's export, without secrets (${JSON.stringify(exported)})`);
     await tab.keyboard.press('Escape');
     // The same link again, in a browser signed in as nobody: refused, said so.
     const stranger = await newContext();
