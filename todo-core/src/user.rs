@@ -125,12 +125,13 @@ impl fmt::Debug for Username {
 
 /// An e-mail address as mail can be sent to it: a local part of 1 to 64 of
 /// RFC 5322's atom characters (ASCII letters, digits and
-/// ``!#$%&'*+-/=?^_`{|}~``) in dot-separated runs, `@`, and a domain of
-/// ASCII letters, digits and hyphens in dotted labels; 254 at most. Not
-/// quoted local parts, comments, address literals or non-ASCII addresses:
-/// a mail library reads display names and encoded words out of those, so
-/// that the mail would go elsewhere than the address shown (attack of
-/// session 27, F4).
+/// ``#$&'*+-/=?^_`{|}~``) in dot-separated runs, `@`, and a domain of
+/// ASCII letters, digits and hyphens in dotted labels, the last not all
+/// digits; 254 at most. Not quoted local parts, comments, address
+/// literals, encoded words, relay routing (`%`, `!`) or non-ASCII
+/// addresses: a mail library or a relay reads those as another address,
+/// so that the mail would go elsewhere than the address shown (attacks of
+/// session 27, F4 and N6).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -155,8 +156,16 @@ impl Email {
                 && !l.ends_with('-')
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
-        // (`=?…?=` is an encoded word to a mail reader, shown as other text)
-        if local.split('.').all(atom) && !local.contains("=?") && domain.split('.').all(label) {
+        // (`=?…?=` is an encoded word to a mail reader, shown as other
+        // text; `%` and `!` route through a relay to another host; an
+        // all-numeric top label is an address, not a domain: attacks of
+        // session 27, F4 and N6)
+        let routed = local.contains("=?") || local.contains(['%', '!']);
+        let tld_ok = domain
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_alphabetic()));
+        if local.split('.').all(atom) && !routed && domain.split('.').all(label) && tld_ok {
             Ok(address)
         } else {
             Err(ValidationError::Format {

@@ -83,6 +83,12 @@ impl MailSettings {
                 None => (rest, None),
             },
         };
+        if rest.contains('@') {
+            return Err(Error::setting(
+                "--smtp-url",
+                "no user or password in the URL: put them in --smtp-credentials-file",
+            ));
+        }
         let port = port
             .map(|p| p.parse::<u16>().ok().filter(|p| *p > 0))
             .map(|p| p.ok_or_else(|| Error::setting("--smtp-url", "the port must be 1 to 65535")))

@@ -97,6 +97,9 @@ fn emails_need_one_at_and_a_dotted_domain() {
         ".a@x.test",
         "a@-x.test",
         "=?utf-8?b?dmljdGlt?=@bank.test",
+        "mallory%evil.test@corp.test",
+        "evil.test!mallory@corp.test",
+        "a@127.0.0.1",
     ] {
         assert_eq!(Email::parse(bad).unwrap_err().field(), "email", "{bad:?}");
     }
