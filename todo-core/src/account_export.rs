@@ -1,8 +1,9 @@
 //! What an account export says of the account itself: the user, their
 //! sessions and their API tokens, read for the signed-in caller (the
-//! tasks, projects and webhooks come from their own services). No secret
-//! and no hash is in any of it: the records carry none but the password
-//! hash, which [`AccountExport`] leaves out.
+//! tasks, projects and webhooks come from their own services). It holds
+//! no password hash ([`AccountExport`] has the user, not their record);
+//! the API-token records carry their tokens' digests, which the adapter
+//! does not write out.
 
 use std::sync::Arc;
 
