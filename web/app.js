@@ -1534,8 +1534,10 @@ function clearAccount() {
   for (const id of ['account-username', 'account-email', 'account-status', 'account-error']) $(id).textContent = '';
   for (const id of ['account-verified', 'account-verify', 'email-remove']) $(id).hidden = true;
   delete $('account-dialog').dataset.email;
-  $('email-form').reset();
-  clearErrors($('email-form'));
+  for (const form of [$('email-form'), $('password-form'), $('delete-form')]) {
+    form.reset();
+    clearErrors(form);
+  }
 }
 
 /** Reads the account afresh (an address may have been verified in another tab). */
@@ -1583,8 +1585,8 @@ $('account-export').addEventListener('click', async () => {
 $('account-dialog').addEventListener('close', () => {
   $('account-status').textContent = '';
   $('account-error').textContent = '';
-  // (the password leaves the page with the dialog)
-  $('account-password').value = '';
+  // (the passwords leave the page with the dialog)
+  for (const id of ['account-password', 'password-current', 'password-new', 'delete-password']) $(id).value = '';
   $('account').focus();
 });
 
@@ -1683,6 +1685,60 @@ $('email-remove').addEventListener('click', async () => {
   } finally {
     removingEmail = false;
   }
+});
+
+/**
+ * A form of the Account dialog that takes the password again: its refusal
+ * (a wrong password, a refused new one) shown on its fields.
+ */
+function passwordRefusal(form, error) {
+  showErrors(form, error instanceof api.ApiError && error.problem.type === 'urn:todo:problem:wrong-password'
+    ? fieldError('current_password', 'That is not your password.') : error);
+}
+
+/** The account's sessions are over (its password changed, or it is gone): signed out here too. */
+async function accountEnded(message) {
+  $('account-dialog').close();
+  // (the server ended this session too: the logout only tells the other tabs)
+  await api.logout().catch(() => {});
+  showAuth(message);
+}
+
+// A new password ends every session, this one too: sign in again with it.
+guardSubmit($('password-form'), 'Changing…', async (form) => {
+  clearErrors(form);
+  if (!form.current_password.value) {
+    showErrors(form, fieldError('current_password', 'Enter your current password.'));
+    return;
+  }
+  const mine = api.currentSession();
+  try {
+    await api.call('POST', '/v1/users/me/password', {
+      body: { current_password: form.current_password.value, new_password: form.new_password.value },
+    });
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    passwordRefusal(form, error);
+    return;
+  }
+  await accountEnded('Your password is changed, and you are signed out everywhere: sign in with the new one.');
+});
+
+guardSubmit($('delete-form'), 'Deleting…', async (form) => {
+  clearErrors(form);
+  if (!form.current_password.value) {
+    showErrors(form, fieldError('current_password', 'Enter your password to delete the account.'));
+    return;
+  }
+  const mine = api.currentSession();
+  try {
+    await api.call('DELETE', '/v1/users/me', { body: { current_password: form.current_password.value } });
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    passwordRefusal(form, error);
+    return;
+  }
+  await accountEnded('Your account is deleted, with everything it held.');
 });
 
 // ---- sessions ---------------------------------------------------------------

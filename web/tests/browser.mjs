@@ -1725,6 +1725,49 @@ try {
     check(removed.email === 'None' && !removed.verifiedShown && !removed.offersLink && removed.focus === 'account-email-input',
       `a removed address leaves nothing to verify, and focus on the field for a new one (${JSON.stringify(removed)})`);
     await axe('account dialog, no address', opened);
+
+    // 18. The password changed in the Account dialog: a wrong current one
+    //     changes nothing; the right one signs out everywhere, and the new
+    //     password signs in. Then the account is deleted: a wrong password
+    //     keeps it, the right one ends it, and it no longer signs in.
+    const relogin = async (password) => {
+      await opened.fill('#login-username', mailUser);
+      await opened.fill('#login-password', password);
+      await opened.click('#login-form button[type=submit]');
+      return opened.locator('#tasks-view').waitFor({ state: 'visible', timeout: 5000 }).then(() => true, () => false);
+    };
+    await opened.fill('#password-current', 'not the password');
+    await opened.fill('#password-new', 'a changed battery horse');
+    await opened.click('#password-form button[type=submit]');
+    await opened.waitForFunction(() => document.querySelector('#password-form [data-error-for="current_password"]').textContent, null, { timeout: 5000 }).catch(() => {});
+    const wrongCurrent = await opened.evaluate(() => ({
+      error: document.querySelector('#password-form [data-error-for="current_password"]').textContent,
+      open: document.querySelector('#account-dialog').open,
+    }));
+    check(wrongCurrent.error === 'That is not your password.' && wrongCurrent.open,
+      `a wrong current password changes nothing, and says so (${JSON.stringify(wrongCurrent)})`);
+    await opened.fill('#password-current', 'a mailed battery horse');
+    await opened.click('#password-form button[type=submit]');
+    await opened.locator('#login-form').waitFor({ state: 'visible', timeout: 10_000 });
+    const changedBanner = await opened.locator('#banner-text').textContent();
+    check(/password is changed/.test(changedBanner), `a changed password signs out here, and says so (${changedBanner})`);
+    check(!(await relogin('a mailed battery horse')), 'the old password no longer signs in');
+    check(await relogin('a changed battery horse'), 'the new one does');
+    await opened.waitForFunction(() => document.activeElement?.id === 'new-title');
+    await opened.click('#account');
+    await opened.locator('#account-dialog').waitFor({ state: 'visible' });
+    await axe('account dialog, password and deletion', opened);
+    await opened.fill('#delete-password', 'not the password');
+    await opened.click('#delete-form button[type=submit]');
+    await opened.waitForFunction(() => document.querySelector('#delete-form [data-error-for="current_password"]').textContent, null, { timeout: 5000 }).catch(() => {});
+    const kept2 = await opened.evaluate(() => document.querySelector('#delete-form [data-error-for="current_password"]').textContent);
+    check(kept2 === 'That is not your password.', `a wrong password deletes nothing (${kept2})`);
+    await opened.fill('#delete-password', 'a changed battery horse');
+    await opened.click('#delete-form button[type=submit]');
+    await opened.locator('#login-form').waitFor({ state: 'visible', timeout: 10_000 });
+    const deletedBanner = await opened.locator('#banner-text').textContent();
+    check(/account is deleted/.test(deletedBanner), `a deleted account signs out, and says so (${deletedBanner})`);
+    check(!(await relogin('a changed battery horse')), 'a deleted account no longer signs in');
     await ctx.close();
   }
 
