@@ -5,7 +5,7 @@
 //! Without that URL, PostgreSQL tests fail rather than pass unseen, unless
 //! `TODO_SKIP_POSTGRES=1` says that skipping is intended.
 
-#![allow(clippy::panic, clippy::expect_used)] // test support: failing loudly is the point
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -133,4 +133,70 @@ pub fn fresh_postgres_database(admin_url: &str) -> (String, String) {
         format!("?{query}")
     };
     (format!("{base}/{name}{query}"), name)
+}
+
+/// Every text column of every table, with how many of its rows hold
+/// `needle` (an id: a UUID's characters only): what is left of a deleted
+/// account, say.
+///
+/// # Panics
+///
+/// On a needle that is not a UUID's characters, or a database that
+/// cannot be read.
+pub fn rows_holding(db_url: &DatabaseUrl, needle: &str) -> Vec<(String, String, i64)> {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Column {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        t: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        c: String,
+    }
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let columns_sqlite = "SELECT m.name AS t, p.name AS c FROM sqlite_master m, \
+                          pragma_table_info(m.name) p WHERE m.type = 'table' \
+                          AND p.type = 'TEXT' ORDER BY 1, 2";
+    let columns_pg = "SELECT table_name::text AS t, column_name::text AS c \
+                      FROM information_schema.columns WHERE table_schema = 'public' \
+                      AND data_type = 'text' AND table_name IN (SELECT tablename \
+                      FROM pg_tables WHERE schemaname = 'public') ORDER BY 1, 2";
+    // (ids are UUIDs: no quote or wildcard to escape)
+    assert!(
+        needle
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    );
+    let count = |t: &str, c: &str| {
+        format!("SELECT count(*) AS n FROM \"{t}\" WHERE \"{c}\" LIKE '%{needle}%'")
+    };
+    let mut found = Vec::new();
+    match db_url {
+        DatabaseUrl::Sqlite(path) => {
+            let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            let columns: Vec<Column> = diesel::sql_query(columns_sqlite).load(&mut conn).unwrap();
+            for Column { t, c } in columns {
+                let n = diesel::sql_query(count(&t, &c))
+                    .get_result::<Count>(&mut conn)
+                    .unwrap()
+                    .n;
+                found.push((t, c, n));
+            }
+        }
+        DatabaseUrl::Postgres(url) => {
+            let mut conn = diesel::PgConnection::establish(url).unwrap();
+            let columns: Vec<Column> = diesel::sql_query(columns_pg).load(&mut conn).unwrap();
+            for Column { t, c } in columns {
+                let n = diesel::sql_query(count(&t, &c))
+                    .get_result::<Count>(&mut conn)
+                    .unwrap()
+                    .n;
+                found.push((t, c, n));
+            }
+        }
+    }
+    found
 }

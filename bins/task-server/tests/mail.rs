@@ -363,6 +363,52 @@ async fn mail_reaches_users_and_its_links_work_once(database: &TestDatabase) {
     .await;
     assert_eq!(late.status, 400, "{:?}", late.body);
     token(&one, "bob", "correct horse").await;
+
+    // Carol leaves: her account and everything it held are gone from the
+    // database, every text column of every table read.
+    let me = send(&one, Method::GET, "/v1/users/me", Some(&carol), None).await;
+    let carol_id = me.json().unwrap()["id"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        ("/v1/tasks", json!({"title": "Carol's"})),
+        ("/v1/projects", json!({"name": "Carol's project"})),
+    ] {
+        let made = send(&task, Method::POST, path, Some(&carol), Some(body)).await;
+        assert_eq!(made.status, 201, "{:?}", made.body);
+    }
+    let verify_asked = send(
+        &one,
+        Method::POST,
+        "/v1/users/me/email/verify",
+        Some(&carol),
+        None,
+    )
+    .await;
+    assert_eq!(verify_asked.status, 202, "a pending link, to go too");
+    let held = |rows: Vec<(String, String, i64)>| -> Vec<String> {
+        rows.into_iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(t, c, n)| format!("{t}.{c}: {n}"))
+            .collect()
+    };
+    let db = match &database.config.url {
+        todo_store::DatabaseUrl::Sqlite(_) => todo_store::DatabaseUrl::Sqlite(data.join("todo.db")),
+        other => other.clone(),
+    };
+    assert!(!held(todo_store::testing::rows_holding(&db, &carol_id)).is_empty());
+    let gone = send(
+        &two,
+        Method::DELETE,
+        "/v1/users/me",
+        Some(&carol),
+        Some(json!({"current_password": "correct horse"})),
+    )
+    .await;
+    assert_eq!(gone.status, 204, "{:?}", gone.body);
+    let left = held(todo_store::testing::rows_holding(&db, &carol_id));
+    assert!(
+        left.is_empty(),
+        "a deleted account leaves nothing: {left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
