@@ -200,6 +200,17 @@ function signOutLocally() {
   onSignedOut();
 }
 
+/**
+ * Ends the session here because the server ended it (the password
+ * changed, the account deleted): no request made, the other tabs told,
+ * `message` shown.
+ */
+export function endedByServer(message) {
+  endSession();
+  otherTabs?.postMessage({ type: 'ended' });
+  onSignedOut(message);
+}
+
 export function signedIn() {
   return accessToken !== null;
 }

@@ -1562,12 +1562,25 @@ $('account').addEventListener('click', async () => {
 $('account-close').addEventListener('click', () => $('account-dialog').close());
 // The account's export, as a file: read with the access token (a plain
 // link would carry none), then handed to the browser to save.
+// An export cut short (the connection lost part way) does not parse, and
+// is not saved as if it were the data.
+let exporting = false;
 $('account-export').addEventListener('click', async () => {
+  if (exporting) return;
+  exporting = true;
   const button = $('account-export');
-  button.disabled = true;
+  // Busy, without disabling the button (a disabled button drops focus to <body>).
+  button.setAttribute('aria-busy', 'true');
+  $('account-status').textContent = '';
   $('account-error').textContent = '';
+  const mine = api.currentSession();
   try {
     const { body } = await api.call('GET', '/v1/users/me/export');
+    if (api.currentSession() !== mine) return;
+    if (body?.format !== 'todo.account-export/1' || !Array.isArray(body.tasks)) {
+      $('account-error').textContent = 'The download was cut short, and nothing was saved: try again.';
+      return;
+    }
     const file = new Blob([JSON.stringify(body, null, 2)], { type: 'application/json' });
     const url = URL.createObjectURL(file);
     const save = document.createElement('a');
@@ -1576,10 +1589,12 @@ $('account-export').addEventListener('click', async () => {
     save.click();
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
     $('account-status').textContent = 'Your data is downloaded as todo-account.json.';
+    announce('Your data is downloaded as todo-account.json');
   } catch (error) {
-    accountFailed(error);
+    if (api.currentSession() === mine) accountFailed(error);
   } finally {
-    button.disabled = false;
+    exporting = false;
+    button.removeAttribute('aria-busy');
   }
 });
 $('account-dialog').addEventListener('close', () => {
@@ -1595,14 +1610,17 @@ async function verifyRefusal(error) {
   if (!(error instanceof api.ApiError)) return failureText(error);
   if (error.status === 409) {
     const user = await readAccount().catch(() => null);
-    return user?.email_verified ? 'This address is verified already.' : 'The account has no e-mail address to verify.';
+    if (user?.email_verified) return 'This address is verified already.';
+    if (user && !user.email) return 'The account has no e-mail address to verify.';
+    // (an address kept from before that mail cannot be sent to, say)
+    return error.message;
   }
   if (error.status === 429) {
     const minutes = Math.max(1, Math.ceil((error.retryAfter ?? 1200) / 60));
     return `Enough links have been mailed to this account for now; try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`;
   }
   if (error.problem.type === 'urn:todo:problem:no-mail') return 'This server sends no mail, so the address cannot be verified.';
-  if (error.status === 503) return 'The mail server did not take the message; try again later.';
+  if (error.status === 503) return 'The server is sending as much mail as it may just now; try again in a minute.';
   return failureText(error);
 }
 
@@ -1696,12 +1714,15 @@ function passwordRefusal(form, error) {
     ? fieldError('current_password', 'That is not your password.') : error);
 }
 
-/** The account's sessions are over (its password changed, or it is gone): signed out here too. */
-async function accountEnded(message) {
+/**
+ * The account's sessions are over (its password changed, or it is gone):
+ * the server ended this one too, so it ends here without a request, the
+ * other tabs told; unless it had ended here already.
+ */
+function accountEnded(mine, message) {
+  if (api.currentSession() !== mine) return;
   $('account-dialog').close();
-  // (the server ended this session too: the logout only tells the other tabs)
-  await api.logout().catch(() => {});
-  showAuth(message);
+  api.endedByServer(message);
 }
 
 // A new password ends every session, this one too: sign in again with it.
@@ -1721,7 +1742,7 @@ guardSubmit($('password-form'), 'Changing…', async (form) => {
     passwordRefusal(form, error);
     return;
   }
-  await accountEnded('Your password is changed, and you are signed out everywhere: sign in with the new one.');
+  accountEnded(mine, 'Your password is changed, and every session and API token of the account is ended: sign in with the new one.');
 });
 
 guardSubmit($('delete-form'), 'Deleting…', async (form) => {
@@ -1738,7 +1759,7 @@ guardSubmit($('delete-form'), 'Deleting…', async (form) => {
     passwordRefusal(form, error);
     return;
   }
-  await accountEnded('Your account is deleted, with everything it held.');
+  accountEnded(mine, 'Your account is deleted, with everything it held.');
 });
 
 // ---- sessions ---------------------------------------------------------------
@@ -1920,8 +1941,9 @@ guardSubmit($('token-form'), 'Creating…', async (form) => {
   try {
     const { body: made } = await api.call('POST', '/v1/api-tokens', { body });
     form.reset();
-    // The list first, so that the secret appears beside its token.
-    await showTokens();
+    // The list first, so that the secret appears beside its token; a list
+    // that cannot be read now must not lose the secret, shown only once.
+    await showTokens().catch(() => {});
     // Closed meanwhile (Escape, a sign-out): the secret is not put in a
     // page nobody looks at; the token is listed, to revoke.
     if (!$('tokens-dialog').open) return;

@@ -1730,11 +1730,15 @@ try {
     //     changes nothing; the right one signs out everywhere, and the new
     //     password signs in. Then the account is deleted: a wrong password
     //     keeps it, the right one ends it, and it no longer signs in.
+    // Signed in, or refused as the server refuses a wrong login (not a
+    // timeout of either).
     const relogin = async (password) => {
       await opened.fill('#login-username', mailUser);
       await opened.fill('#login-password', password);
       await opened.click('#login-form button[type=submit]');
-      return opened.locator('#tasks-view').waitFor({ state: 'visible', timeout: 5000 }).then(() => true, () => false);
+      await opened.waitForFunction(() => !document.querySelector('#tasks-view').hidden
+        || /invalid username or password/.test(document.querySelector('#login-form .form-error').textContent), null, { timeout: 10_000 });
+      return opened.evaluate(() => !document.querySelector('#tasks-view').hidden);
     };
     await opened.fill('#password-current', 'not the password');
     await opened.fill('#password-new', 'a changed battery horse');
@@ -1747,10 +1751,21 @@ try {
     check(wrongCurrent.error === 'That is not your password.' && wrongCurrent.open,
       `a wrong current password changes nothing, and says so (${JSON.stringify(wrongCurrent)})`);
     await opened.fill('#password-current', 'a mailed battery horse');
+    await opened.fill('#password-new', 'short');
+    await opened.click('#password-form button[type=submit]');
+    await opened.waitForFunction(() => document.querySelector('#password-form [data-error-for="new_password"]').textContent, null, { timeout: 5000 }).catch(() => {});
+    const weak = await opened.evaluate(() => ({
+      error: document.querySelector('#password-form [data-error-for="new_password"]').textContent,
+      focus: document.activeElement.id,
+    }));
+    check(weak.error !== '' && weak.focus === 'password-new', `a refused new password is said on its field (${JSON.stringify(weak)})`);
+    await opened.fill('#password-new', 'a changed battery horse');
     await opened.click('#password-form button[type=submit]');
     await opened.locator('#login-form').waitFor({ state: 'visible', timeout: 10_000 });
     const changedBanner = await opened.locator('#banner-text').textContent();
     check(/password is changed/.test(changedBanner), `a changed password signs out here, and says so (${changedBanner})`);
+    // (the login form's error from before is gone with the session)
+    await opened.evaluate(() => { document.querySelector('#login-form .form-error').textContent = ''; });
     check(!(await relogin('a mailed battery horse')), 'the old password no longer signs in');
     check(await relogin('a changed battery horse'), 'the new one does');
     await opened.waitForFunction(() => document.activeElement?.id === 'new-title');
@@ -1767,6 +1782,7 @@ try {
     await opened.locator('#login-form').waitFor({ state: 'visible', timeout: 10_000 });
     const deletedBanner = await opened.locator('#banner-text').textContent();
     check(/account is deleted/.test(deletedBanner), `a deleted account signs out, and says so (${deletedBanner})`);
+    await opened.evaluate(() => { document.querySelector('#login-form .form-error').textContent = ''; });
     check(!(await relogin('a changed battery horse')), 'a deleted account no longer signs in');
     await ctx.close();
   }

@@ -125,7 +125,8 @@ impl AccountService {
         super::require_login(principal)?;
         let record = self.shared.current_user(principal.user_id)?;
         let username = &record.user.username;
-        let new = Password::new_for(new, username)?;
+        // (the request names it `new_password`: its faults are that field's)
+        let new = Password::new_for(new, username).map_err(|e| e.of_field("new_password"))?;
         self.shared.confirm_password(
             client,
             &record,

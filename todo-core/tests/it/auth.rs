@@ -631,7 +631,7 @@ fn changing_the_password_checks_the_old_one_and_revokes_every_session() {
         .auth
         .account
         .change_password(ADDR, &me, "correct horse", "short");
-    assert!(matches!(weak, Err(Error::Invalid(ref e)) if e[0].field() == "password"));
+    assert!(matches!(weak, Err(Error::Invalid(ref e)) if e[0].field() == "new_password"));
 
     h.auth
         .account

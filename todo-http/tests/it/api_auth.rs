@@ -480,6 +480,7 @@ async fn password_change_revokes_every_session(deployment: Deployment) {
         )
         .await;
     assert_eq!(weak.status, 400);
+    assert_eq!(weak.json().unwrap()["errors"][0]["field"], "new_password");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // tokens are cut at whole seconds
     let changed = sys
         .post(
