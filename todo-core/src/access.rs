@@ -67,6 +67,7 @@ struct Remembered {
 /// #         id,
 /// #         username: todo_core::Username::parse(name)?,
 /// #         email: None,
+/// #         email_verified: false,
 /// #         role: todo_core::Role::User,
 /// #         disabled: false,
 /// #         created_at: now,

@@ -39,6 +39,7 @@
 //! #         id: alice,
 //! #         username: Username::parse("alice")?,
 //! #         email: None,
+//! #         email_verified: false,
 //! #         role: Role::User,
 //! #         disabled: false,
 //! #         created_at: now,

@@ -93,6 +93,7 @@ impl std::fmt::Debug for TaskLimits {
 /// #         id,
 /// #         username: todo_core::Username::parse(name)?,
 /// #         email: None,
+/// #         email_verified: false,
 /// #         role: todo_core::Role::User,
 /// #         disabled: false,
 /// #         created_at: now,
