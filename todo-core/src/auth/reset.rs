@@ -1,6 +1,7 @@
 //! Password resets: an administrator makes a single-use link for a user
-//! (who has no mail to receive one), and whoever holds it chooses a new
-//! password, which ends every session of the user.
+//! without mail (a user with a verified address asks for one by mail:
+//! `mail.rs`), and whoever holds either kind chooses a new password, which
+//! ends every session of the user.
 
 use std::net::IpAddr;
 
