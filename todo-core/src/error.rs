@@ -289,7 +289,7 @@ pub enum Error {
 }
 
 /// An error and its sources, `: `-separated (for a log line).
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -121,7 +121,7 @@ pub use email_verification::{
 };
 pub use error::{
     BoxError, Error, HashError, RandomError, Result, StoreError, TokenError, TokenRejection,
-    ValidationError,
+    ValidationError, chain as error_chain,
 };
 pub use feed::{FeedToken, FeedTokenHash};
 pub use live::{ChangeSubscription, Changed};

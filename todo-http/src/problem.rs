@@ -488,12 +488,5 @@ impl From<CoreError> for ApiError {
 
 /// An error and its sources, for the log.
 pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    todo_core::error_chain(error)
 }

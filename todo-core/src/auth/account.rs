@@ -34,11 +34,7 @@ impl AccountService {
         Self { shared }
     }
 
-    pub(super) fn shared(&self) -> &Shared {
-        &self.shared
-    }
-
-    pub(super) fn shared_arc(&self) -> &Arc<Shared> {
+    pub(super) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 

@@ -338,20 +338,12 @@ impl AccountService {
                 "mail cannot be sent to the account's address as it is written: give it a new one",
             ));
         }
-        if let Some(ip) = client {
-            shared
-                .limits
-                .register_per_client
-                .check(&crate::ports::client_key(ip))
-                .map_err(|retry_after| {
-                    shared.audit(&AuditEvent::Throttled {
-                        action: "verify_email_request",
-                        username: Some(&record.user.username),
-                        client,
-                    });
-                    Error::RateLimited { retry_after }
-                })?;
-        }
+        shared.client_limit(
+            &*shared.limits.register_per_client,
+            client,
+            "verify_email_request",
+            Some(&record.user.username),
+        )?;
         shared.mail_allowance(&record, &to, client, Purpose::Verify)?;
         let now = shared.clock.now();
         let token = EmailToken::generate(&*shared.random)?;
@@ -373,7 +365,7 @@ impl AccountService {
             .page_link(&format!("verify-email={}", token.expose()));
         let mail = Mail::verify_email(to, &url, expires_at);
         Ok(OutgoingMail {
-            shared: Arc::clone(self.shared_arc()),
+            shared: Arc::clone(self.shared()),
             record,
             mail,
             client,

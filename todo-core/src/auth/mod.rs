@@ -119,16 +119,27 @@ impl Shared {
         client: Option<IpAddr>,
         action: &'static str,
     ) -> Result<()> {
+        self.client_limit(&*self.limits.login_per_client, client, action, None)
+    }
+
+    /// Takes one of the client address's attempts from `limit` (audited
+    /// when refused, with the account concerned when there is one).
+    pub(crate) fn client_limit(
+        &self,
+        limit: &dyn crate::ports::RateLimiter<IpAddr>,
+        client: Option<IpAddr>,
+        action: &'static str,
+        username: Option<&crate::user::Username>,
+    ) -> Result<()> {
         let Some(ip) = client else {
             return Ok(());
         };
-        self.limits
-            .login_per_client
+        limit
             .check(&crate::ports::client_key(ip))
             .map_err(|retry_after| {
                 self.audit(&AuditEvent::Throttled {
                     action,
-                    username: None,
+                    username,
                     client,
                 });
                 Error::RateLimited { retry_after }
