@@ -8,6 +8,8 @@
 //! - [`KeyedLimiter`] (governor) and [`FailedLoginBackoff`]: rate limits with
 //!   bounded memory;
 //! - [`CachingVerifier`]: a bounded cache of verified tokens;
+//! - [`AwsHmacSha1`] and [`AesGcmSealer`]: TOTP codes, and their secrets
+//!   sealed under a key of their own;
 //! - [`SystemClock`] and [`OsRandom`]: the real clock and randomness;
 //! - [`auth_services`]: todo-core's auth services' builder with the clock,
 //!   the randomness and the refresh-token digest above in place.
@@ -62,6 +64,7 @@ mod jwt;
 mod limit;
 mod password;
 mod refresh;
+mod second_factor;
 mod services;
 mod system;
 mod webhook;
@@ -74,6 +77,7 @@ pub use jwt::{
 pub use limit::{FailedLoginBackoff, KeyedLimiter, LimitPolicy};
 pub use password::{Argon2Config, Argon2Hasher, BoundedHasher, PoolLimits};
 pub use refresh::{Sha256Digest, Sha256RefreshTokenHasher};
+pub use second_factor::{AesGcmSealer, AwsHmacSha1};
 pub use services::auth_services;
 pub use system::{OsRandom, SystemClock};
 pub use todo_core::BackoffPolicy;

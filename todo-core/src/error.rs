@@ -211,6 +211,25 @@ pub enum Error {
     /// The current password given for a password change is wrong.
     #[error("the current password is wrong")]
     WrongPassword,
+    /// The password matched, but the account has a second factor:
+    /// [`crate::SessionService::login`] cannot sign it in alone (use
+    /// [`crate::SessionService::sign_in`]).
+    #[error("the account needs a second factor")]
+    SecondFactorRequired,
+    /// A login's second step named an `mfa_token` that is unknown, used,
+    /// expired or out of attempts.
+    #[error("invalid mfa_token")]
+    InvalidMfaToken,
+    /// A login's second step offered a wrong or used code.
+    #[error("the code is wrong or was used")]
+    InvalidSecondFactor,
+    /// A signed-in caller confirming an action offered a wrong or used
+    /// code.
+    #[error("the code is wrong or was used")]
+    WrongCode,
+    /// This server offers no second factors (no key to seal them under).
+    #[error("this server offers no second factors")]
+    NoSecondFactors,
     /// An access token is missing its mark in any way.
     #[error("invalid access token")]
     InvalidToken(TokenRejection),

@@ -87,6 +87,7 @@ mod random;
 mod recurrence;
 mod relay;
 mod reminder;
+mod second_factor;
 mod secret;
 mod session;
 mod task;
@@ -107,8 +108,8 @@ pub use api_token::{
 };
 pub use auth::{
     AccountPatch, AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials,
-    MissingDependency, NewApiToken, OutgoingMail, Registration, RequestOrigin, ResetMail,
-    SessionService, UserAdmin, UserRef, retry_after_seconds,
+    MfaChallenge, MissingDependency, NewApiToken, OutgoingMail, Registration, RequestOrigin,
+    ResetMail, SessionService, SignIn, TotpEnrolment, UserAdmin, UserRef, retry_after_seconds,
 };
 pub use change::{
     BAD_CURSOR, Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage, CursorError,
@@ -129,8 +130,9 @@ pub use mail::{BadLinkBase, LinkBase, Mail, MailError, Mailer};
 pub use password_reset::{PASSWORD_RESET_TTL, PasswordResetRecord, ResetToken, ResetTokenHash};
 pub use ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,
-    NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, Sha256,
-    TaskInsert, TaskStore, TaskWrite, ThrottleKey, Unlimited, UserStore, Verification, client_key,
+    NoAudit, PasswordHasher, RateLimiter, RefreshTokenHasher, RefreshTokenStore, SecondFactorStore,
+    Sha256, TaskInsert, TaskStore, TaskWrite, ThrottleKey, Unlimited, UserStore, Verification,
+    client_key,
 };
 pub use precondition::Precondition;
 pub use project::{
@@ -145,6 +147,12 @@ pub use random::{Random, new_v7};
 pub use recurrence::{Frequency, Recurrence, TimeZoneName};
 pub use relay::{LeasedStream, RelayBatch, RelayService, RelayStore, RelayedStream};
 pub use reminder::{Reminder, Reminders};
+pub use second_factor::{
+    HmacSha1, MFA_TOKEN_ATTEMPTS, MFA_TOKEN_TTL, MfaChallengeRecord, MfaToken, MfaTokenHash,
+    RECOVERY_CODES, RecoveryCode, RecoveryCodeHash, SealError, SecondFactorAnswer, SecondFactors,
+    SecretSealer, TOTP_DIGITS, TOTP_ENROLMENT_TTL, TOTP_STEP, TotpCode, TotpRecord, TotpSecret,
+    step_of,
+};
 pub use session::{EndedSessions, MAX_LIVE_SESSIONS, SessionKind, SessionRecord, UserAgent};
 pub use task::{
     Description, Label, Labels, NewTask, Priority, SEARCH_SEPARATOR, Series, SeriesId, Task,

@@ -16,10 +16,16 @@ use crate::error::StoreError;
 use crate::feed::FeedTokenHash;
 use crate::import::{ImportCounts, ImportOutcome, ImportPlan};
 use crate::password_reset::{PasswordResetRecord, ResetTokenHash};
-use crate::ports::{RefreshTokenStore, TaskInsert, TaskStore, TaskWrite, UserStore};
+use crate::ports::{
+    RefreshTokenStore, SecondFactorStore, TaskInsert, TaskStore, TaskWrite, UserStore,
+};
 use crate::project::{Member, MemberPut, Project, ProjectId, ProjectRole, ProjectStore, Standing};
 use crate::query::{TaskCursor, TaskQuery};
 use crate::relay::{RelayStore, RelayedStream};
+use crate::second_factor::{
+    MfaChallengeRecord, MfaTokenHash, RecoveryCodeHash, SecondFactors, TOTP_ENROLMENT_TTL,
+    TotpRecord,
+};
 use crate::session::{EndedSessions, MAX_LIVE_SESSIONS, SessionKind, SessionRecord};
 use crate::task::{SeriesId, Task, TaskId, TaskVersion, TreeRefusal};
 use crate::time::Timestamp;
@@ -39,6 +45,12 @@ struct Tables {
     password_resets: BTreeMap<String, PasswordResetRecord>,
     /// Live verification links by digest (a used one is removed).
     email_verifications: BTreeMap<String, EmailVerificationRecord>,
+    /// Authenticators, confirmed or pending, by user.
+    totp: BTreeMap<UserId, TotpRecord>,
+    /// Recovery codes by user and digest: when each was used.
+    recovery_codes: BTreeMap<(UserId, String), Option<Timestamp>>,
+    /// Two-step logins by digest.
+    mfa_challenges: BTreeMap<String, MfaChallengeRecord>,
     tasks: BTreeMap<TaskId, Task>,
     /// The change log, oldest first, and the last number handed out.
     log: Vec<Entry>,
@@ -678,6 +690,7 @@ impl UserStore for MemoryStore {
         tables.api_tokens.retain(|_, t| t.session.user_id != id);
         tables.password_resets.retain(|_, r| r.user_id != id);
         tables.email_verifications.retain(|_, r| r.user_id != id);
+        tables.forget_second_factors(id);
         tables.refresh_tokens.retain(|_, t| t.user_id != id);
         tables.streams.remove(&id);
         tables
@@ -863,6 +876,154 @@ impl UserStore for MemoryStore {
             }
             _ => Ok(None),
         }
+    }
+}
+
+impl Tables {
+    /// Deletes the user's authenticator, recovery codes and two-step
+    /// logins; returns whether there was an authenticator.
+    fn forget_second_factors(&mut self, user: UserId) -> bool {
+        self.recovery_codes.retain(|(owner, _), _| *owner != user);
+        self.mfa_challenges.retain(|_, c| c.user_id != user);
+        self.totp.remove(&user).is_some()
+    }
+}
+
+impl SecondFactorStore for MemoryStore {
+    fn second_factors(&self, user: UserId) -> Result<SecondFactors, StoreError> {
+        let tables = self.tables();
+        let left = tables
+            .recovery_codes
+            .iter()
+            .filter(|((owner, _), used)| *owner == user && used.is_none())
+            .count();
+        Ok(SecondFactors {
+            totp: tables.totp.get(&user).cloned(),
+            recovery_codes_left: u32::try_from(left).unwrap_or(u32::MAX),
+        })
+    }
+
+    fn begin_totp(&self, enrolment: &TotpRecord) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        if !tables.users.contains_key(&enrolment.user_id) {
+            return Err(StoreError::MissingReference("enrolment of an unknown user"));
+        }
+        if tables
+            .totp
+            .get(&enrolment.user_id)
+            .is_some_and(|t| t.confirmed_at.is_some())
+        {
+            return Ok(false);
+        }
+        tables.totp.insert(enrolment.user_id, enrolment.clone());
+        Ok(true)
+    }
+
+    fn confirm_totp(
+        &self,
+        user: UserId,
+        created_at: Timestamp,
+        step: u64,
+        confirmed_at: Timestamp,
+        codes: &[RecoveryCodeHash],
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let Some(totp) = tables.totp.get_mut(&user) else {
+            return Ok(false);
+        };
+        if totp.confirmed_at.is_some() || totp.created_at != created_at {
+            return Ok(false);
+        }
+        totp.confirmed_at = Some(confirmed_at);
+        totp.last_step = Some(step);
+        tables.recovery_codes.retain(|(owner, _), _| *owner != user);
+        for code in codes {
+            tables
+                .recovery_codes
+                .insert((user, code.as_str().to_owned()), None);
+        }
+        Ok(true)
+    }
+
+    fn use_totp_step(&self, user: UserId, step: u64) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        match tables.totp.get_mut(&user) {
+            Some(totp)
+                if totp.confirmed_at.is_some() && totp.last_step.is_none_or(|last| last < step) =>
+            {
+                totp.last_step = Some(step);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn use_recovery_code(
+        &self,
+        user: UserId,
+        code: &RecoveryCodeHash,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        match tables
+            .recovery_codes
+            .get_mut(&(user, code.as_str().to_owned()))
+        {
+            Some(used @ None) => {
+                *used = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn remove_second_factors(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.tables().forget_second_factors(user))
+    }
+
+    fn create_mfa_challenge(&self, challenge: &MfaChallengeRecord) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        if !tables.users.contains_key(&challenge.user_id) {
+            return Err(StoreError::MissingReference(
+                "two-step login of an unknown user",
+            ));
+        }
+        tables
+            .mfa_challenges
+            .insert(challenge.hash.as_str().to_owned(), challenge.clone());
+        Ok(())
+    }
+
+    fn take_mfa_attempt(
+        &self,
+        hash: &MfaTokenHash,
+        now: Timestamp,
+    ) -> Result<Option<MfaChallengeRecord>, StoreError> {
+        let mut tables = self.tables();
+        match tables.mfa_challenges.get_mut(hash.as_str()) {
+            Some(challenge) if now < challenge.expires_at && challenge.attempts_left > 0 => {
+                let before = challenge.clone();
+                challenge.attempts_left -= 1;
+                Ok(Some(before))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn finish_mfa_challenge(&self, hash: &MfaTokenHash) -> Result<bool, StoreError> {
+        Ok(self.tables().mfa_challenges.remove(hash.as_str()).is_some())
+    }
+
+    fn purge_second_factors(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
+        let mut tables = self.tables();
+        let before = tables.mfa_challenges.len() + tables.totp.len();
+        tables.mfa_challenges.retain(|_, c| c.expires_at > cutoff);
+        let stale = cutoff.saturating_sub(TOTP_ENROLMENT_TTL);
+        tables
+            .totp
+            .retain(|_, t| t.confirmed_at.is_some() || t.created_at > stale);
+        let after = tables.mfa_challenges.len() + tables.totp.len();
+        Ok(u64::try_from(before - after).unwrap_or(u64::MAX))
     }
 }
 

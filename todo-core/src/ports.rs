@@ -14,14 +14,18 @@ use crate::password_reset::{PasswordResetRecord, ResetTokenHash};
 use crate::project::{ProjectId, ProjectRole, Standing};
 use crate::query::TaskCursor;
 use crate::query::TaskQuery;
+use crate::second_factor::{
+    MfaChallengeRecord, MfaTokenHash, RecoveryCodeHash, SecondFactors, TotpRecord,
+};
 use crate::session::{EndedSessions, SessionRecord};
 use crate::task::{SeriesId, Task, TaskId, TreeRefusal};
 use crate::time::Timestamp;
 use crate::token::{AccessClaims, RefreshToken, RefreshTokenHash, RefreshTokenRecord, SessionId};
 use crate::user::{Email, Password, PasswordHash, User, UserChange, UserId, UserRecord, Username};
 
-/// Users, as the auth service keeps them.
-pub trait UserStore: Send + Sync {
+/// Users, as the auth service keeps them, with their second factors (a
+/// store of users without them would let a login skip its second step).
+pub trait UserStore: SecondFactorStore + Send + Sync {
     /// Fails with [`StoreError::Conflict`] when the username or id is taken.
     fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     /// The user with this id, if any.
@@ -115,6 +119,63 @@ pub trait UserStore: Send + Sync {
         hash: &EmailTokenHash,
         now: Timestamp,
     ) -> Result<Option<UserId>, StoreError>;
+}
+
+/// Users' second factors and the two-step logins waiting for one. Every
+/// row belongs to a user and goes with them.
+pub trait SecondFactorStore: Send + Sync {
+    /// The user's authenticator (confirmed or pending) and how many
+    /// recovery codes they have left.
+    fn second_factors(&self, user: UserId) -> Result<SecondFactors, StoreError>;
+    /// Stores a pending enrolment in place of any pending one, unless the
+    /// user has a confirmed authenticator (then `false`, nothing stored);
+    /// [`StoreError::MissingReference`] when the user is gone.
+    fn begin_totp(&self, enrolment: &TotpRecord) -> Result<bool, StoreError>;
+    /// Confirms the pending enrolment made at `created_at` (none other),
+    /// with `step` as its last step used, and puts `codes` in place of the
+    /// user's recovery codes, in one step; returns whether it did.
+    fn confirm_totp(
+        &self,
+        user: UserId,
+        created_at: Timestamp,
+        step: u64,
+        confirmed_at: Timestamp,
+        codes: &[RecoveryCodeHash],
+    ) -> Result<bool, StoreError>;
+    /// Takes `step` as the confirmed authenticator's last step used if it
+    /// is later than the last one, in one step; returns whether it did: of
+    /// any number of calls with one step, at most one gets `true`.
+    fn use_totp_step(&self, user: UserId, step: u64) -> Result<bool, StoreError>;
+    /// Marks the user's unused recovery code `code` used at `at`; returns
+    /// whether it did: at most once per code.
+    fn use_recovery_code(
+        &self,
+        user: UserId,
+        code: &RecoveryCodeHash,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the user's authenticator, recovery codes and pending
+    /// two-step logins; returns whether there was an authenticator.
+    fn remove_second_factors(&self, user: UserId) -> Result<bool, StoreError>;
+    /// Stores a two-step login waiting for its second factor;
+    /// [`StoreError::MissingReference`] when the user is gone.
+    fn create_mfa_challenge(&self, challenge: &MfaChallengeRecord) -> Result<(), StoreError>;
+    /// Takes one attempt from the two-step login `hash` if it is live at
+    /// `now` and has attempts left, in one step; returns it as it was
+    /// before the attempt, or `None`.
+    fn take_mfa_attempt(
+        &self,
+        hash: &MfaTokenHash,
+        now: Timestamp,
+    ) -> Result<Option<MfaChallengeRecord>, StoreError>;
+    /// Deletes the two-step login `hash`; returns whether it was there: of
+    /// any number of calls, at most one gets `true` (the one that may
+    /// finish the login).
+    fn finish_mfa_challenge(&self, hash: &MfaTokenHash) -> Result<bool, StoreError>;
+    /// Deletes two-step logins that expired at or before `cutoff`, and
+    /// enrolments never confirmed that began at or before
+    /// `cutoff - TOTP_ENROLMENT_TTL`; returns how many rows.
+    fn purge_second_factors(&self, cutoff: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// Sessions (logins) and the refresh tokens that descend from each, by
@@ -560,11 +621,16 @@ pub enum ThrottleKey<'a> {
     /// changing it, and apart from other sessions, so that a thief guessing
     /// in a stolen session cannot either.
     SignedIn(UserId, Option<SessionId>),
+    /// Codes offered for a user's second factor (a login's second step,
+    /// confirming an enrolment or a removal): counted apart from the
+    /// password's, per account, whatever the token or session.
+    SecondFactor(UserId),
 }
 
 impl ThrottleKey<'_> {
-    /// The key as one string: `a:`, `d:` or `u:` then the username, digest
-    /// or user id (and `:` and the session's id, when the token names one).
+    /// The key as one string: `a:`, `d:`, `u:` or `f:` then the username,
+    /// digest or user id (and `:` and the session's id, when the token
+    /// names one).
     #[must_use]
     pub fn to_key(&self) -> String {
         match self {
@@ -572,6 +638,7 @@ impl ThrottleKey<'_> {
             Self::Device(digest) => format!("d:{}", digest.as_str()),
             Self::SignedIn(user, None) => format!("u:{user}"),
             Self::SignedIn(user, Some(session)) => format!("u:{user}:{session}"),
+            Self::SecondFactor(user) => format!("f:{user}"),
         }
     }
 }
@@ -809,6 +876,42 @@ pub enum AuditEvent<'a> {
     PasswordChanged {
         /// The user concerned.
         user: UserId,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
+    },
+    /// A second factor was enrolled (`"totp"`), confirmed with a code.
+    SecondFactorAdded {
+        /// The user concerned.
+        user: UserId,
+        /// Which method.
+        method: &'static str,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
+    },
+    /// A user removed their own second factors (with their password and
+    /// a code).
+    SecondFactorRemoved {
+        /// The user concerned.
+        user: UserId,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
+    },
+    /// A code (`"totp"`, `"recovery_code"`) was refused: at a login's
+    /// second step or confirming an action.
+    SecondFactorFailed {
+        /// The user concerned.
+        user: UserId,
+        /// Which method was tried.
+        method: &'static str,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
+    },
+    /// A recovery code was used (fewer are left).
+    RecoveryCodeUsed {
+        /// The user concerned.
+        user: UserId,
+        /// How many are left.
+        left: u32,
         /// The client's address, when known.
         client: Option<IpAddr>,
     },

@@ -225,6 +225,49 @@ impl RefreshTokenHasher for ReversingDigest {
     }
 }
 
+/// A MAC of the [`HmacSha1`](crate::HmacSha1) port's shape that is not
+/// HMAC-SHA-1 ([`FakeSha256`] of the key and message): deterministic and
+/// spread, for tests of what computes TOTP codes. todo-auth's is checked
+/// against RFC 6238's vectors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FakeHmacSha1;
+
+impl crate::HmacSha1 for FakeHmacSha1 {
+    fn mac(&self, key: &[u8], message: &[u8]) -> [u8; 20] {
+        let digest = crate::Sha256::digest(&FakeSha256, &[b"hmac", key, b":", message]);
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&digest[..20]);
+        out
+    }
+}
+
+/// A sealer of the [`SecretSealer`](crate::SecretSealer) port's shape
+/// that hides nothing: the user's id, then the bytes reversed. It refuses
+/// another user's, as the real one does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenSealer;
+
+impl crate::SecretSealer for OpenSealer {
+    fn seal(&self, user: crate::UserId, plain: &[u8]) -> Result<Vec<u8>, crate::SealError> {
+        let mut sealed = user.as_uuid().as_bytes().to_vec();
+        sealed.extend(plain.iter().rev());
+        Ok(sealed)
+    }
+
+    fn open(
+        &self,
+        user: crate::UserId,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::SealError> {
+        match sealed.split_at_checked(16) {
+            Some((owner, body)) if owner == user.as_uuid().as_bytes() => Ok(
+                zeroize::Zeroizing::new(body.iter().rev().copied().collect()),
+            ),
+            _ => Err(crate::SealError("sealed for another user".into())),
+        }
+    }
+}
+
 /// Keeps every audit event, printed with `{:?}`.
 #[derive(Debug, Default)]
 pub struct RecordingAudit(Mutex<Vec<String>>);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::Shared;
 use crate::error::{Error, Result};
 use crate::ports::AuditEvent;
+use crate::second_factor::SecondFactorAnswer;
 use crate::token::Principal;
 use crate::user::{Email, Password, Role, User, UserChange};
 
@@ -146,11 +147,14 @@ impl AccountService {
     /// one transaction. What it made in others' projects stays theirs.
     /// Its tokens are refused at once here and within
     /// [`crate::AccessGate::MAX_STALENESS`] everywhere.
+    ///
+    /// An account with a second factor needs a code too (`answer`).
     pub fn delete_me(
         &self,
         client: Option<IpAddr>,
         principal: &Principal,
         current: &str,
+        answer: Option<&SecondFactorAnswer>,
     ) -> Result<()> {
         super::require_login(principal)?;
         let record = self.shared.current_user(principal.user_id)?;
@@ -168,6 +172,7 @@ impl AccountService {
             current,
             "delete_account",
         )?;
+        self.confirm_second_factor(client, &record, answer, "delete_account")?;
         let now = self.shared.clock.now();
         if !self.shared.users.delete_user(record.user.id, now)? {
             return Err(Error::NotFound);

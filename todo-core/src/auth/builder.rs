@@ -115,6 +115,7 @@ pub struct AuthServicesBuilder {
     sha256: Option<Arc<dyn Sha256>>,
     max_api_tokens: usize,
     outbox: Option<super::mail::Outbox>,
+    mfa: Option<super::second_factors::Mfa>,
 }
 
 impl Default for AuthServicesBuilder {
@@ -135,6 +136,7 @@ impl Default for AuthServicesBuilder {
             sha256: None,
             max_api_tokens: DEFAULT_MAX_API_TOKENS,
             outbox: None,
+            mfa: None,
         }
     }
 }
@@ -248,6 +250,26 @@ impl AuthServicesBuilder {
         self
     }
 
+    /// Offers second factors (a TOTP authenticator and recovery codes):
+    /// secrets sealed by `sealer`, codes computed with `hmac`, and
+    /// `issuer` the name authenticator apps show (without it, enrolling
+    /// fails with [`crate::Error::NoSecondFactors`], and so does the login
+    /// of an account enrolled elsewhere; it also needs
+    /// [`sha256`](Self::sha256)).
+    pub fn second_factors(
+        mut self,
+        sealer: Arc<dyn crate::second_factor::SecretSealer>,
+        hmac: Arc<dyn crate::second_factor::HmacSha1>,
+        issuer: impl Into<String>,
+    ) -> Self {
+        self.mfa = Some(super::second_factors::Mfa {
+            sealer,
+            hmac,
+            issuer: issuer.into(),
+        });
+        self
+    }
+
     /// Whether anyone may register (the default), or only administrators
     /// create users: closed, [`SessionService::register`] fails with
     /// [`crate::Error::RegistrationClosed`].
@@ -268,7 +290,11 @@ impl AuthServicesBuilder {
             ("random", self.random.is_none()),
             ("limits", self.limits.is_none()),
             // (mail's links are digested for storage)
-            ("sha256", self.outbox.is_some() && self.sha256.is_none()),
+            // (and so are recovery codes and two-step logins)
+            (
+                "sha256",
+                (self.outbox.is_some() || self.mfa.is_some()) && self.sha256.is_none(),
+            ),
         ]
         .into_iter()
         .filter_map(|(name, missing)| missing.then_some(name))
@@ -324,6 +350,7 @@ impl AuthServicesBuilder {
             sha256: self.sha256,
             max_api_tokens: self.max_api_tokens,
             outbox: self.outbox,
+            mfa: self.mfa,
         });
         Ok(AuthServices {
             sessions: SessionService::new(

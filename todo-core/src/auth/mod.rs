@@ -20,6 +20,7 @@ mod builder;
 mod input;
 mod mail;
 mod reset;
+mod second_factors;
 mod sessions;
 
 use std::net::IpAddr;
@@ -32,6 +33,7 @@ pub use api_tokens::{NewApiToken, RequestOrigin};
 pub use builder::{AuthLimits, AuthServicesBuilder, MissingDependency};
 pub use input::{Credentials, Registration};
 pub use mail::{OutgoingMail, ResetMail};
+pub use second_factors::{MfaChallenge, SignIn, TotpEnrolment};
 pub use sessions::SessionService;
 
 use crate::access::AccessGate;
@@ -104,6 +106,9 @@ pub(crate) struct Shared {
     pub(crate) max_api_tokens: usize,
     /// Where mail goes; `None`: this server sends none.
     pub(crate) outbox: Option<mail::Outbox>,
+    /// What seals and checks second factors; `None`: this server offers
+    /// none (and refuses a login that needs one).
+    pub(crate) mfa: Option<second_factors::Mfa>,
 }
 
 impl Shared {

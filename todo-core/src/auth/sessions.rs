@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::second_factors::SignIn;
 use super::{Credentials, Registration, Shared};
 use crate::access::AccessGate;
 use crate::device::{DEVICE_TOKEN_TTL, DeviceToken};
@@ -147,15 +148,28 @@ impl SessionService {
         Ok(user)
     }
 
-    /// Logs in. Unknown users, wrong passwords and disabled accounts answer
-    /// alike, and each costs one password verification at today's cost.
+    /// Logs in with a password alone: [`Self::sign_in`], but an account
+    /// with a second factor fails with [`Error::SecondFactorRequired`]
+    /// (and its password counts as right: the two-step login it started
+    /// is left to expire).
+    pub fn login(&self, client: Option<IpAddr>, credentials: &Credentials) -> Result<TokenPair> {
+        match self.sign_in(client, credentials)? {
+            SignIn::Tokens(pair) => Ok(pair),
+            SignIn::SecondFactor(_) => Err(Error::SecondFactorRequired),
+        }
+    }
+
+    /// Signs in with a password: a token pair, or, for an account with a
+    /// second factor, a two-step login for [`Self::complete_sign_in`].
+    /// Unknown users, wrong passwords and disabled accounts answer alike,
+    /// and each costs one password verification at today's cost.
     ///
     /// Throttling, cheapest first: the per-address limit; the per-account
     /// limit (skipped for a device that signed in to the account before);
     /// then the attempt's slot in the failure count (the device's, else the
     /// account's), taken before the password is weighed and counted as a
     /// failure until the password matches. A success answers a device token.
-    pub fn login(&self, client: Option<IpAddr>, credentials: &Credentials) -> Result<TokenPair> {
+    pub fn sign_in(&self, client: Option<IpAddr>, credentials: &Credentials) -> Result<SignIn> {
         let now = self.shared.clock.now();
         let username = credentials.username.as_ref();
         if let Some(ip) = client {
@@ -284,9 +298,45 @@ impl SessionService {
             )?;
             record.password_hash = upgraded;
         }
-        let device_token = match (via_device, &credentials.device) {
-            (Some(_), Some(token)) => token.clone(),
-            _ => {
+        let factors = self.shared.users.second_factors(record.user.id)?;
+        if factors.required() {
+            return self
+                .challenge(&record, &factors, now)
+                .map(SignIn::SecondFactor);
+        }
+        let known_device = match (via_device, &credentials.device) {
+            (Some(_), Some(token)) => Some(token.clone()),
+            _ => None,
+        };
+        self.open_session(
+            &record,
+            client,
+            credentials.user_agent.clone(),
+            known_device,
+        )
+        .map(SignIn::Tokens)
+    }
+
+    /// The end of a sign-in, once every factor is in: a device token (the
+    /// one presented if it signed in to this account before, else a new
+    /// one), a session and its first token pair.
+    pub(super) fn open_session(
+        &self,
+        record: &crate::user::UserRecord,
+        client: Option<IpAddr>,
+        user_agent: Option<crate::session::UserAgent>,
+        known_device: Option<DeviceToken>,
+    ) -> Result<TokenPair> {
+        let now = self.shared.clock.now();
+        let username = Some(&record.user.username);
+        let fail = || {
+            self.shared
+                .audit(&AuditEvent::LoginFailed { username, client });
+            Err(Error::InvalidCredentials)
+        };
+        let device_token = match known_device {
+            Some(token) => token,
+            None => {
                 let token = DeviceToken::generate(&*self.shared.random)?;
                 let digest = self.refresh_hasher.digest(token.secret());
                 let remembered = self.shared.limits.login_failures.remember_device(
@@ -311,7 +361,7 @@ impl SessionService {
             created_at: now,
             last_used_at: now,
             expires_at: now.saturating_add(self.shared.policy.refresh_ttl),
-            user_agent: credentials.user_agent.clone(),
+            user_agent,
             address: client,
             ended_at: None,
         };
@@ -614,6 +664,10 @@ impl SessionService {
     }
 
     /// The shared state, for the service's other files.
+    pub(super) fn refresh_hasher(&self) -> &dyn RefreshTokenHasher {
+        &*self.refresh_hasher
+    }
+
     pub(super) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }

@@ -358,7 +358,8 @@ fn the_auth_services_refuse_an_api_tokens_principal() {
     assert!(forbidden(h.auth.account.delete_me(
         None,
         &token,
-        "correct horse"
+        "correct horse",
+        None
     )));
     assert!(forbidden(h.auth.sessions.list_sessions(&token).map(|_| ())));
     assert!(forbidden(

@@ -105,6 +105,11 @@ fn mailing(
         .audit(audit.clone())
         .policy(policy)
         .sha256(Arc::new(todo_core::testing::FakeSha256))
+        .second_factors(
+            Arc::new(todo_core::testing::OpenSealer),
+            Arc::new(todo_core::testing::FakeHmacSha1),
+            "todo",
+        )
         .max_api_tokens(API_TOKEN_QUOTA);
     let builder = if sends_mail {
         builder.mail(mail.clone(), todo_core::LinkBase::parse(LINKS).unwrap())
@@ -1358,13 +1363,13 @@ fn deleting_ones_own_account_needs_the_password_and_ends_its_tokens() {
     let h = harness();
     let alice = h.register("alice", "correct horse");
     let (me, pair) = h.principal("alice", "correct horse");
-    let wrong = h.auth.account.delete_me(ADDR, &me, "wrong horse");
+    let wrong = h.auth.account.delete_me(ADDR, &me, "wrong horse", None);
     assert!(matches!(wrong, Err(Error::WrongPassword)), "{wrong:?}");
     assert!(h.store.find_user(alice.id).unwrap().is_some());
 
     h.auth
         .account
-        .delete_me(ADDR, &me, "correct horse")
+        .delete_me(ADDR, &me, "correct horse", None)
         .unwrap();
     assert_eq!(h.store.find_user(alice.id).unwrap(), None);
     assert!(matches!(
@@ -1378,7 +1383,7 @@ fn deleting_ones_own_account_needs_the_password_and_ends_its_tokens() {
     ));
     // Once gone, a second deletion finds no account to weigh against.
     assert!(matches!(
-        h.auth.account.delete_me(ADDR, &me, "correct horse"),
+        h.auth.account.delete_me(ADDR, &me, "correct horse", None),
         Err(Error::InvalidToken(TokenRejection::Revoked))
     ));
     assert!(
@@ -1407,7 +1412,7 @@ fn password_confirmations_spend_an_allowance_before_any_hashing() {
         h.auth
             .account
             .change_password(ADDR, &me, "correct horse", "battery staple"),
-        h.auth.account.delete_me(ADDR, &me, "correct horse"),
+        h.auth.account.delete_me(ADDR, &me, "correct horse", None),
     ] {
         assert!(
             matches!(refused, Err(Error::RateLimited { .. })),
@@ -1426,7 +1431,9 @@ fn an_administrator_cannot_delete_their_own_account_by_themselves() {
     let h = harness();
     let admin = h.admin();
     assert!(matches!(
-        h.auth.account.delete_me(ADDR, &admin, "admin-password"),
+        h.auth
+            .account
+            .delete_me(ADDR, &admin, "admin-password", None),
         Err(Error::Conflict(_))
     ));
     assert!(h.store.find_user(admin.user_id).unwrap().is_some());

@@ -14,5 +14,6 @@ mod mail;
 mod password_reset;
 mod properties;
 mod registration;
+mod second_factors;
 mod sessions;
 mod tasks;

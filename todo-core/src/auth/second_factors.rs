@@ -1,0 +1,439 @@
+//! Second factors: a TOTP authenticator enrolled, confirmed and removed by
+//! its user (or removed by an administrator), the two-step login, and the
+//! check of a code that every one of them shares.
+//!
+//! Every code, wherever it is offered, is counted against one throttle of
+//! the account's own ([`ThrottleKey::SecondFactor`]): a login's second
+//! step, a confirmation and a removal cannot be played against each other
+//! for more guesses. A code is accepted once: its step is taken in the
+//! store, atomically, and an older or equal one is refused.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use super::{AccountService, SessionService, Shared, UserAdmin, UserRef};
+use crate::device::DeviceToken;
+use crate::error::{Error, Result, StoreError};
+use crate::ports::{AuditEvent, ThrottleKey};
+use crate::second_factor::{
+    HmacSha1, MFA_TOKEN_ATTEMPTS, MFA_TOKEN_TTL, MfaChallengeRecord, MfaToken, RECOVERY_CODES,
+    RecoveryCode, SecondFactorAnswer, SecondFactors, SecretSealer, TOTP_ENROLMENT_TTL, TotpCode,
+    TotpRecord, TotpSecret,
+};
+use crate::session::UserAgent;
+use crate::token::{Principal, TokenPair};
+use crate::user::UserRecord;
+
+/// What offers second factors: the key secrets are sealed under, the
+/// HMAC the codes are computed with, and the name authenticator apps show.
+pub(crate) struct Mfa {
+    pub(crate) sealer: Arc<dyn SecretSealer>,
+    pub(crate) hmac: Arc<dyn HmacSha1>,
+    pub(crate) issuer: String,
+}
+
+/// What a password sign-in answers.
+#[derive(Debug)]
+pub enum SignIn {
+    /// Signed in: the account has no second factor.
+    Tokens(TokenPair),
+    /// The password matched; the account's second factor is next
+    /// ([`SessionService::complete_sign_in`]).
+    SecondFactor(MfaChallenge),
+}
+
+/// A two-step login waiting for its second factor.
+#[derive(Debug)]
+pub struct MfaChallenge {
+    /// The token the second step names: single-use, for
+    /// [`MFA_TOKEN_ATTEMPTS`] codes, within [`MFA_TOKEN_TTL`].
+    pub token: MfaToken,
+    /// The methods the second step takes (`"totp"`, `"recovery_code"`).
+    pub methods: Vec<&'static str>,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+}
+
+/// A TOTP enrolment begun: what the user's authenticator app takes.
+#[derive(Debug)]
+pub struct TotpEnrolment {
+    /// The secret (to type in, in base32).
+    pub secret: TotpSecret,
+    /// The `otpauth://` URI (to scan).
+    pub uri: Zeroizing<String>,
+}
+
+impl Shared {
+    fn mfa(&self) -> Result<&Mfa> {
+        self.mfa.as_ref().ok_or(Error::NoSecondFactors)
+    }
+
+    fn sha(&self) -> Result<&dyn crate::ports::Sha256> {
+        self.sha256.as_deref().ok_or(Error::NoSecondFactors)
+    }
+
+    fn open_secret(&self, mfa: &Mfa, totp: &TotpRecord) -> Result<TotpSecret> {
+        let plain = mfa
+            .sealer
+            .open(totp.user_id, &totp.sealed_secret)
+            .map_err(Error::internal)?;
+        TotpSecret::from_bytes(&plain)
+            .ok_or_else(|| Error::Internal("an unsealed TOTP secret is not 20 bytes".into()))
+    }
+
+    /// Weighs a code for `record`'s confirmed second factor, under the
+    /// account's throttle of codes; `Ok(false)` (audited) when it is wrong,
+    /// used, or the account has no confirmed authenticator.
+    pub(super) fn check_second_factor(
+        &self,
+        client: Option<IpAddr>,
+        record: &UserRecord,
+        answer: &SecondFactorAnswer,
+        action: &'static str,
+    ) -> Result<bool> {
+        let mfa = self.mfa()?;
+        let user = record.user.id;
+        let now = self.clock.now();
+        let key = ThrottleKey::SecondFactor(user);
+        self.limits
+            .login_failures
+            .reserve(key, now)?
+            .map_err(|retry_after| {
+                self.audit(&AuditEvent::Throttled {
+                    action,
+                    username: Some(&record.user.username),
+                    client,
+                });
+                Error::RateLimited { retry_after }
+            })?;
+        let factors = self.users.second_factors(user)?;
+        let confirmed = factors.totp.as_ref().filter(|t| t.confirmed_at.is_some());
+        let (accepted, method) = match (confirmed, answer) {
+            (None, _) => (false, "totp"),
+            (Some(totp), SecondFactorAnswer::Totp(code)) => {
+                let secret = self.open_secret(mfa, totp)?;
+                let fresh = secret
+                    .matching_step(&*mfa.hmac, *code, now)
+                    .filter(|step| totp.last_step.is_none_or(|last| *step > last));
+                let taken = match fresh {
+                    Some(step) => self.users.use_totp_step(user, step)?,
+                    None => false,
+                };
+                (taken, "totp")
+            }
+            (Some(_), SecondFactorAnswer::RecoveryCode(code)) => {
+                let used = self
+                    .users
+                    .use_recovery_code(user, &code.digest(self.sha()?), now)?;
+                if used {
+                    self.audit(&AuditEvent::RecoveryCodeUsed {
+                        user,
+                        left: factors.recovery_codes_left.saturating_sub(1),
+                        client,
+                    });
+                }
+                (used, "recovery_code")
+            }
+        };
+        if !accepted {
+            self.audit(&AuditEvent::SecondFactorFailed {
+                user,
+                method,
+                client,
+            });
+            return Ok(false);
+        }
+        self.limits.login_failures.record_success(key)?;
+        Ok(true)
+    }
+}
+
+impl SessionService {
+    /// Stores a two-step login for `record`, whose password just matched.
+    pub(super) fn challenge(
+        &self,
+        record: &UserRecord,
+        factors: &SecondFactors,
+        now: crate::time::Timestamp,
+    ) -> Result<MfaChallenge> {
+        let shared = self.shared();
+        // Fail closed: an enrolled account on a server without the key is
+        // refused, never signed in on its password alone.
+        shared.mfa()?;
+        let token = MfaToken::generate(&*shared.random)?;
+        let challenge = MfaChallengeRecord {
+            hash: token.digest(shared.sha()?),
+            user_id: record.user.id,
+            created_at: now,
+            expires_at: now.saturating_add(MFA_TOKEN_TTL),
+            attempts_left: MFA_TOKEN_ATTEMPTS,
+        };
+        match shared.users.create_mfa_challenge(&challenge) {
+            Ok(()) => {}
+            // The account was deleted while the password was weighed.
+            Err(StoreError::MissingReference(_)) => return Err(Error::InvalidCredentials),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(MfaChallenge {
+            token,
+            methods: factors.methods(),
+            expires_in: MFA_TOKEN_TTL.as_secs(),
+        })
+    }
+
+    /// A two-step login's second step: the `mfa_token` a password sign-in
+    /// answered, and a code. Each call takes one of the token's attempts;
+    /// the first right code ends the token and signs in (as
+    /// [`Self::sign_in`] does, with `user_agent` and `device` as its
+    /// credentials would). [`Error::InvalidMfaToken`] for a token unknown,
+    /// used, expired or out of attempts, or whose account was disabled or
+    /// changed its password since; [`Error::InvalidSecondFactor`] for a
+    /// wrong or used code.
+    pub fn complete_sign_in(
+        &self,
+        client: Option<IpAddr>,
+        token: &MfaToken,
+        answer: &SecondFactorAnswer,
+        user_agent: Option<UserAgent>,
+        device: Option<DeviceToken>,
+    ) -> Result<TokenPair> {
+        let shared = self.shared();
+        shared.client_allowance(client, "login_mfa")?;
+        let now = shared.clock.now();
+        let hash = token.digest(shared.sha()?);
+        let Some(challenge) = shared.users.take_mfa_attempt(&hash, now)? else {
+            return Err(Error::InvalidMfaToken);
+        };
+        let record = match shared.users.find_user(challenge.user_id)? {
+            Some(record)
+                if !record.user.disabled
+                    && record
+                        .tokens_revoked_before
+                        .is_none_or(|cut| cut <= challenge.created_at) =>
+            {
+                record
+            }
+            _ => {
+                shared.users.finish_mfa_challenge(&hash)?;
+                return Err(Error::InvalidMfaToken);
+            }
+        };
+        if !shared.check_second_factor(client, &record, answer, "login_mfa")? {
+            return Err(Error::InvalidSecondFactor);
+        }
+        if !shared.users.finish_mfa_challenge(&hash)? {
+            // Another right code finished it first.
+            return Err(Error::InvalidMfaToken);
+        }
+        let known_device = device.filter(|d| {
+            let digest = self.refresh_hasher().digest(d.secret());
+            matches!(
+                shared.limits.login_failures.device_owner(&digest, now),
+                Ok(Some(owner)) if owner == record.user.id
+            )
+        });
+        self.open_session(&record, client, user_agent, known_device)
+    }
+}
+
+impl AccountService {
+    /// The methods the caller's login asks for as its second step (none
+    /// without a confirmed authenticator).
+    pub fn second_factor_methods(&self, principal: &Principal) -> Result<Vec<&'static str>> {
+        super::require_login(principal)?;
+        Ok(self
+            .shared()
+            .users
+            .second_factors(principal.user_id)?
+            .methods())
+    }
+
+    /// Begins a TOTP enrolment, with the caller's password: a new secret,
+    /// stored sealed and pending until [`Self::confirm_totp`] (in place of
+    /// any pending one). [`Error::Conflict`] when one is confirmed already.
+    pub fn begin_totp(
+        &self,
+        client: Option<IpAddr>,
+        principal: &Principal,
+        current: &str,
+    ) -> Result<TotpEnrolment> {
+        super::require_login(principal)?;
+        let shared = self.shared();
+        let mfa = shared.mfa()?;
+        let record = shared.current_user(principal.user_id)?;
+        shared.confirm_password(client, &record, principal.session, current, "enrol_totp")?;
+        let enrolled = Error::Conflict("an authenticator is enrolled already: remove it first");
+        if shared.users.second_factors(record.user.id)?.required() {
+            return Err(enrolled);
+        }
+        let secret = TotpSecret::generate(&*shared.random)?;
+        let enrolment = TotpRecord {
+            user_id: record.user.id,
+            sealed_secret: mfa
+                .sealer
+                .seal(record.user.id, secret.expose())
+                .map_err(Error::internal)?,
+            created_at: shared.clock.now(),
+            confirmed_at: None,
+            last_step: None,
+        };
+        match shared.users.begin_totp(&enrolment) {
+            Ok(true) => {}
+            Ok(false) => return Err(enrolled),
+            Err(StoreError::MissingReference(_)) => return Err(Error::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+        let uri = secret.otpauth_uri(&mfa.issuer, &record.user.username);
+        Ok(TotpEnrolment { secret, uri })
+    }
+
+    /// Confirms the pending enrolment with a code from the authenticator
+    /// (taken as used), and answers ten new recovery codes, shown this
+    /// once. [`Error::Conflict`] when none is pending (or it is older than
+    /// [`TOTP_ENROLMENT_TTL`], or another began meanwhile);
+    /// [`Error::WrongCode`] for a wrong code.
+    pub fn confirm_totp(
+        &self,
+        client: Option<IpAddr>,
+        principal: &Principal,
+        code: TotpCode,
+    ) -> Result<Vec<RecoveryCode>> {
+        super::require_login(principal)?;
+        let shared = self.shared();
+        let mfa = shared.mfa()?;
+        let sha = shared.sha()?;
+        let record = shared.current_user(principal.user_id)?;
+        let user = record.user.id;
+        let now = shared.clock.now();
+        let none_pending = Error::Conflict("no enrolment is pending: begin again");
+        let pending = shared
+            .users
+            .second_factors(user)?
+            .totp
+            .filter(|t| t.confirmed_at.is_none())
+            .filter(|t| now < t.created_at.saturating_add(TOTP_ENROLMENT_TTL))
+            .ok_or(none_pending)?;
+        let key = ThrottleKey::SecondFactor(user);
+        let throttled = |retry_after| {
+            shared.audit(&AuditEvent::Throttled {
+                action: "confirm_totp",
+                username: Some(&record.user.username),
+                client,
+            });
+            Error::RateLimited { retry_after }
+        };
+        shared
+            .limits
+            .login_failures
+            .reserve(key, now)?
+            .map_err(throttled)?;
+        let secret = shared.open_secret(mfa, &pending)?;
+        let Some(step) = secret.matching_step(&*mfa.hmac, code, now) else {
+            shared.audit(&AuditEvent::SecondFactorFailed {
+                user,
+                method: "totp",
+                client,
+            });
+            return Err(Error::WrongCode);
+        };
+        let codes = (0..RECOVERY_CODES)
+            .map(|_| RecoveryCode::generate(&*shared.random))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let hashes: Vec<_> = codes.iter().map(|c| c.digest(sha)).collect();
+        if !shared
+            .users
+            .confirm_totp(user, pending.created_at, step, now, &hashes)?
+        {
+            return Err(Error::Conflict("no enrolment is pending: begin again"));
+        }
+        shared.limits.login_failures.record_success(key)?;
+        shared.audit(&AuditEvent::SecondFactorAdded {
+            user,
+            method: "totp",
+            client,
+        });
+        Ok(codes)
+    }
+
+    /// Removes the caller's authenticator and recovery codes, with their
+    /// password and a current code (or a recovery code).
+    /// [`Error::NotFound`] when they have none confirmed.
+    pub fn remove_totp(
+        &self,
+        client: Option<IpAddr>,
+        principal: &Principal,
+        current: &str,
+        answer: &SecondFactorAnswer,
+    ) -> Result<()> {
+        super::require_login(principal)?;
+        let shared = self.shared();
+        let record = shared.current_user(principal.user_id)?;
+        shared.confirm_password(client, &record, principal.session, current, "remove_totp")?;
+        if !shared.users.second_factors(record.user.id)?.required() {
+            return Err(Error::NotFound);
+        }
+        if !shared.check_second_factor(client, &record, answer, "remove_totp")? {
+            return Err(Error::WrongCode);
+        }
+        shared.users.remove_second_factors(record.user.id)?;
+        shared.audit(&AuditEvent::SecondFactorRemoved {
+            user: record.user.id,
+            client,
+        });
+        Ok(())
+    }
+
+    /// With the password confirmed, asks for the second factor too when the
+    /// account has one: `answer` must be a right code
+    /// ([`Error::Invalid`] naming `code` when it is missing,
+    /// [`Error::WrongCode`] when wrong).
+    pub(super) fn confirm_second_factor(
+        &self,
+        client: Option<IpAddr>,
+        record: &UserRecord,
+        answer: Option<&SecondFactorAnswer>,
+        action: &'static str,
+    ) -> Result<()> {
+        let shared = self.shared();
+        if !shared.users.second_factors(record.user.id)?.required() {
+            return Ok(());
+        }
+        let Some(answer) = answer else {
+            return Err(Error::invalid(crate::error::ValidationError::Blank {
+                field: "code",
+            }));
+        };
+        if shared.check_second_factor(client, record, answer, action)? {
+            Ok(())
+        } else {
+            Err(Error::WrongCode)
+        }
+    }
+}
+
+impl UserAdmin {
+    /// Removes a user's second factors (admins only; audited): for a user
+    /// who lost their authenticator and their recovery codes. Their
+    /// pending two-step logins end with them.
+    pub fn remove_second_factors(
+        &self,
+        principal: &Principal,
+        user: impl Into<UserRef>,
+    ) -> Result<()> {
+        self.require_admin(principal)?;
+        let id = user.into().id()?;
+        let shared = self.shared();
+        if shared.users.find_user(id)?.is_none() {
+            return Err(Error::NotFound);
+        }
+        shared.users.remove_second_factors(id)?;
+        shared.audit(&AuditEvent::AdminAction {
+            actor: principal.user_id,
+            action: "remove_second_factors",
+            target: id,
+        });
+        Ok(())
+    }
+}
