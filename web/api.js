@@ -236,9 +236,23 @@ export async function verifyEmail(token) {
   await send('POST', '/v1/auth/verify-email', { body: { token } });
 }
 
+/**
+ * Signs in with a password. An account with a second factor answers no
+ * tokens yet: the second step's `{ token, methods }` are returned, for
+ * `loginSecondStep`; otherwise nothing.
+ */
 export async function login(username, password) {
   const { body } = await send('POST', '/v1/auth/login', { body: { username, password }, headers: SESSION });
   endSession(); // whatever came before is over
+  if (body?.mfa_required) return { token: body.mfa_token, methods: body.methods || [] };
+  adopt(body);
+  return null;
+}
+
+/** A login's second step: the first step's token and a code (`kind`: `totp` or `recovery_code`). */
+export async function loginSecondStep(token, kind, code) {
+  const { body } = await send('POST', '/v1/auth/login/mfa', { body: { mfa_token: token, [kind]: code }, headers: SESSION });
+  endSession();
   adopt(body);
 }
 

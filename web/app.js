@@ -231,6 +231,7 @@ function showAuth(message) {
   // The sign-in form, not a reset form or "Forgot password?" left open.
   $('reset-form').hidden = true;
   hideForgot();
+  hideSecondStep();
   document.querySelector('#auth-view .tabs').hidden = false;
   selectTab(false);
 }
@@ -291,13 +292,104 @@ guardSubmit($('login-form'), 'Logging in…', async (form) => {
   clearErrors(form);
   const username = form.username.value.trim();
   try {
-    await api.login(username, form.password.value);
+    const secondStep = await api.login(username, form.password.value);
     form.reset();
+    if (secondStep) {
+      showSecondStep(username.toLowerCase(), secondStep);
+      return;
+    }
     await showTasks(username.toLowerCase());
     announce('Logged in');
   } catch (error) {
     showErrors(form, error);
   }
+});
+
+// ---- a login's second step ----------------------------------------------------
+
+// The first step's token lives here only while the second step is shown.
+const secondStep = { username: null, token: null, kind: 'totp' };
+
+function secondStepKind(kind) {
+  secondStep.kind = kind;
+  const recovery = kind === 'recovery_code';
+  $('mfa-code-label').textContent = recovery ? 'Recovery code' : 'Code from your authenticator app';
+  $('mfa-code-hint').textContent = recovery
+    ? 'One of the codes you saved when you set up two-step sign-in; each works once.'
+    : 'Six digits; a new one every 30 seconds.';
+  $('mfa-code').inputMode = recovery ? 'text' : 'numeric';
+  $('mfa-switch').textContent = recovery ? 'Use the authenticator app instead' : 'Use a recovery code instead';
+  $('mfa-code').value = '';
+}
+
+function showSecondStep(username, step) {
+  Object.assign(secondStep, { username, token: step.token });
+  document.querySelector('#auth-view .tabs').hidden = true;
+  $('login-form').hidden = true;
+  $('register-form').hidden = true;
+  $('auth-title').textContent = 'Enter your code';
+  const form = $('mfa-form');
+  clearErrors(form);
+  secondStepKind('totp');
+  $('mfa-switch').hidden = !step.methods.includes('recovery_code');
+  form.hidden = false;
+  $('mfa-code').focus();
+}
+
+/** Back to the password: the first step's token is forgotten. */
+function hideSecondStep() {
+  Object.assign(secondStep, { username: null, token: null, kind: 'totp' });
+  const form = $('mfa-form');
+  form.hidden = true;
+  form.reset();
+  clearErrors(form);
+}
+
+$('mfa-switch').addEventListener('click', () => {
+  secondStepKind(secondStep.kind === 'totp' ? 'recovery_code' : 'totp');
+  clearErrors($('mfa-form'));
+  $('mfa-code').focus();
+});
+$('mfa-back').addEventListener('click', () => {
+  hideSecondStep();
+  document.querySelector('#auth-view .tabs').hidden = false;
+  selectTab(false);
+});
+
+guardSubmit($('mfa-form'), 'Verifying…', async (form) => {
+  clearErrors(form);
+  const code = form.code.value.trim();
+  if (!code) {
+    showErrors(form, fieldError('code', secondStep.kind === 'totp' ? 'Enter the six digits the app shows.' : 'Enter a recovery code.'));
+    return;
+  }
+  const { username, token, kind } = secondStep;
+  if (!token) return;
+  try {
+    await api.loginSecondStep(token, kind, code);
+  } catch (error) {
+    const type = error instanceof api.ApiError ? error.problem.type : '';
+    if (type === 'urn:todo:problem:invalid-mfa-token') {
+      // Too late, or too many codes: the password again.
+      hideSecondStep();
+      showAuth('The sign-in took too long or too many codes were tried: sign in again.');
+      return;
+    }
+    if (type === 'urn:todo:problem:invalid-second-factor') {
+      showErrors(form, fieldError('code', kind === 'totp'
+        ? 'That code is wrong or was used already: wait for the next one.'
+        : 'That recovery code is wrong or was used already.'));
+    } else {
+      // (a code that is not one is named by the server as `totp` or `recovery_code`)
+      const field = error instanceof api.ApiError && (error.fields.totp || error.fields.recovery_code);
+      showErrors(form, field ? fieldError('code', field) : error);
+    }
+    form.code.select();
+    return;
+  }
+  hideSecondStep();
+  await showTasks(username);
+  announce('Logged in');
 });
 
 guardSubmit($('register-form'), 'Creating…', async (form) => {
@@ -1527,6 +1619,157 @@ function showAccount(user) {
   $('email-remove').hidden = !user.email;
   // (the address a link is sent to: the one shown)
   $('account-dialog').dataset.email = user.email || '';
+  showSecondFactor(user.mfa || []);
+}
+
+/** Whether two-step sign-in is on, and the forms that go with each state. */
+function showSecondFactor(methods) {
+  const on = methods.includes('totp');
+  const enrolling = !$('mfa-enrol').hidden || !$('mfa-codes').hidden;
+  $('mfa-state').textContent = on
+    ? 'On: signing in takes a code from your authenticator app (or a recovery code) after the password.'
+    : 'Off: the password alone signs you in.';
+  $('mfa-setup-form').hidden = on || enrolling;
+  $('mfa-remove-form').hidden = !on || enrolling;
+  $('delete-code-field').hidden = !on;
+}
+
+/** The QR code the server drew, rebuilt from its paths alone (no markup of its put in the page). */
+function drawQr(svgText) {
+  const parsed = new DOMParser().parseFromString(svgText, 'image/svg+xml');
+  const source = parsed.documentElement;
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  const viewBox = source.getAttribute('viewBox') || `0 0 ${source.getAttribute('width')} ${source.getAttribute('height')}`;
+  if (/^[\d. ]+$/.test(viewBox)) svg.setAttribute('viewBox', viewBox);
+  svg.setAttribute('shape-rendering', 'crispEdges');
+  svg.setAttribute('aria-hidden', 'true');
+  for (const shape of source.querySelectorAll('path, rect')) {
+    const copy = document.createElementNS(NS, shape.localName);
+    for (const name of ['d', 'x', 'y', 'width', 'height', 'fill']) {
+      const value = shape.getAttribute(name);
+      if (value !== null && /^[#\w\d. -]*$/.test(value)) copy.setAttribute(name, value);
+    }
+    svg.append(copy);
+  }
+  $('mfa-qr').replaceChildren(svg);
+}
+
+/** The enrolment's screens gone: its key and codes leave the page. */
+function clearEnrolment() {
+  $('mfa-enrol').hidden = true;
+  $('mfa-codes').hidden = true;
+  $('mfa-qr').replaceChildren();
+  $('mfa-secret').textContent = '';
+  $('mfa-recovery-codes').replaceChildren();
+  for (const form of [$('mfa-setup-form'), $('mfa-confirm-form'), $('mfa-remove-form')]) {
+    form.reset();
+    clearErrors(form);
+  }
+}
+
+guardSubmit($('mfa-setup-form'), 'Setting up…', async (form) => {
+  clearErrors(form);
+  if (!form.current_password.value) {
+    showErrors(form, fieldError('current_password', 'Enter your password to set up two-step sign-in.'));
+    return;
+  }
+  const mine = api.currentSession();
+  let body;
+  try {
+    ({ body } = await api.call('POST', '/v1/users/me/totp', { body: { current_password: form.current_password.value } }));
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    passwordRefusal(form, error);
+    return;
+  }
+  if (api.currentSession() !== mine) return;
+  form.reset();
+  drawQr(body.qr_svg);
+  // (grouped by four, as apps show keys; spaces are ignored when typed)
+  $('mfa-secret').textContent = body.secret.replace(/(.{4})(?=.)/g, '$1 ');
+  $('mfa-enrol').hidden = false;
+  form.hidden = true;
+  $('mfa-confirm-code').focus();
+});
+
+guardSubmit($('mfa-confirm-form'), 'Turning on…', async (form) => {
+  clearErrors(form);
+  const code = form.code.value.trim();
+  if (!/^\d{3} ?\d{3}$/.test(code)) {
+    showErrors(form, fieldError('code', 'Enter the six digits the app shows.'));
+    return;
+  }
+  const mine = api.currentSession();
+  let body;
+  try {
+    ({ body } = await api.call('POST', '/v1/users/me/totp/confirm', { body: { code } }));
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    const type = error instanceof api.ApiError ? error.problem.type : '';
+    if (type === 'urn:todo:problem:wrong-code') showErrors(form, fieldError('code', 'That code is not the one the app shows: check the app and try again.'));
+    else if (error instanceof api.ApiError && error.status === 409) {
+      clearEnrolment();
+      $('account-error').textContent = 'The set-up waited too long: start again.';
+      await readAccount().catch(accountFailed);
+    } else showErrors(form, error);
+    return;
+  }
+  if (api.currentSession() !== mine) return;
+  $('mfa-enrol').hidden = true;
+  $('mfa-qr').replaceChildren();
+  $('mfa-secret').textContent = '';
+  form.reset();
+  const list = $('mfa-recovery-codes');
+  list.replaceChildren(...body.recovery_codes.map((code) => {
+    const item = document.createElement('li');
+    item.textContent = code;
+    return item;
+  }));
+  $('mfa-codes').hidden = false;
+  $('mfa-codes-done').focus();
+  announce('Two-step sign-in is on');
+});
+
+$('mfa-codes-done').addEventListener('click', async () => {
+  clearEnrolment();
+  await readAccount().catch(accountFailed);
+  $('mfa-remove-password').focus();
+});
+
+guardSubmit($('mfa-remove-form'), 'Turning off…', async (form) => {
+  clearErrors(form);
+  if (!form.current_password.value) {
+    showErrors(form, fieldError('current_password', 'Enter your password.'));
+    return;
+  }
+  if (!form.code.value.trim()) {
+    showErrors(form, fieldError('code', 'Enter a code from the app, or a recovery code.'));
+    return;
+  }
+  const mine = api.currentSession();
+  try {
+    await api.call('DELETE', '/v1/users/me/totp', { body: { current_password: form.current_password.value, code: form.code.value.trim() } });
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    codeRefusal(form, error);
+    return;
+  }
+  if (api.currentSession() !== mine) return;
+  clearEnrolment();
+  await readAccount().catch(accountFailed);
+  $('account-status').textContent = 'Two-step sign-in is off.';
+  $('mfa-setup-password').focus();
+});
+
+/** A refused password or code, on its field. */
+function codeRefusal(form, error) {
+  if (error instanceof api.ApiError && error.problem.type === 'urn:todo:problem:wrong-code') {
+    showErrors(form, fieldError('code', 'That code is wrong or was used already.'));
+    form.code.select();
+    return;
+  }
+  passwordRefusal(form, error);
 }
 
 /** Nothing of an account left in the page (a sign-out, or before it is read). */
@@ -1534,6 +1777,9 @@ function clearAccount() {
   for (const id of ['account-username', 'account-email', 'account-status', 'account-error']) $(id).textContent = '';
   for (const id of ['account-verified', 'account-verify', 'email-remove']) $(id).hidden = true;
   delete $('account-dialog').dataset.email;
+  clearEnrolment();
+  $('mfa-state').textContent = '';
+  for (const id of ['mfa-setup-form', 'mfa-remove-form', 'delete-code-field']) $(id).hidden = true;
   for (const form of [$('email-form'), $('password-form'), $('delete-form')]) {
     form.reset();
     clearErrors(form);
@@ -1601,7 +1847,9 @@ $('account-dialog').addEventListener('close', () => {
   $('account-status').textContent = '';
   $('account-error').textContent = '';
   // (the passwords leave the page with the dialog)
-  for (const id of ['account-password', 'password-current', 'password-new', 'delete-password']) $(id).value = '';
+  for (const id of ['account-password', 'password-current', 'password-new', 'delete-password', 'delete-code']) $(id).value = '';
+  // (a key or recovery codes never stay on a closed dialog)
+  clearEnrolment();
   $('account').focus();
 });
 
@@ -1753,10 +2001,12 @@ guardSubmit($('delete-form'), 'Deleting…', async (form) => {
   }
   const mine = api.currentSession();
   try {
-    await api.call('DELETE', '/v1/users/me', { body: { current_password: form.current_password.value } });
+    const body = { current_password: form.current_password.value };
+    if (!$('delete-code-field').hidden) body.code = form.code.value.trim();
+    await api.call('DELETE', '/v1/users/me', { body });
   } catch (error) {
     if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
-    passwordRefusal(form, error);
+    codeRefusal(form, error);
     return;
   }
   accountEnded(mine, 'Your account is deleted, with everything it held.');

@@ -54,6 +54,29 @@ impl TotpSecret {
         Some(Self(Zeroizing::new(array)))
     }
 
+    /// A secret as typed into an authenticator app: base32 (case and
+    /// spaces do not matter); `None` unless it is 20 bytes' worth.
+    #[must_use]
+    pub fn from_base32(text: &str) -> Option<Self> {
+        let mut bytes = Zeroizing::new(Vec::with_capacity(20));
+        let mut buffer: u32 = 0;
+        let mut bits = 0;
+        for c in text.chars().filter(|c| *c != ' ') {
+            let value = match c.to_ascii_uppercase() {
+                letter @ 'A'..='Z' => letter as u32 - 'A' as u32,
+                digit @ '2'..='7' => digit as u32 - '2' as u32 + 26,
+                _ => return None,
+            };
+            buffer = (buffer << 5) | value;
+            bits += 5;
+            if bits >= 8 {
+                bits -= 8;
+                bytes.push(((buffer >> bits) & 0xff) as u8);
+            }
+        }
+        Self::from_bytes(&bytes)
+    }
+
     /// The secret's bytes, to seal or to key the HMAC; never log them.
     #[must_use]
     pub fn expose(&self) -> &[u8] {
@@ -471,5 +494,9 @@ mod tests {
             "otpauth://totp/todo%20app:alice.b?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=todo%20app&algorithm=SHA1&digits=6&period=30"
         );
         assert!(!format!("{secret:?}").contains("GEZD"));
+        let typed = TotpSecret::from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
+        assert_eq!(typed.expose(), secret.expose());
+        assert!(TotpSecret::from_base32("GEZDGNBV").is_none());
+        assert!(TotpSecret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJ1").is_none());
     }
 }

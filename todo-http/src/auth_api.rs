@@ -13,9 +13,10 @@ use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AccountPatch, AuthServices, Credentials, DeviceToken, Email, Error as CoreError, PageLimit,
-    Principal, RefreshToken, Registration, Role, SessionId, SessionRecord, TokenPair, User,
-    UserAdmin, UserCursor, UserPatch, UserRef,
+    AccountPatch, AuthServices, Credentials, DeviceToken, Email, Error as CoreError, MfaToken,
+    PageLimit, Principal, RecoveryCode, RefreshToken, Registration, Role, SecondFactorAnswer,
+    SessionId, SessionRecord, SignIn, TokenPair, TotpCode, User, UserAdmin, UserAgent, UserCursor,
+    UserPatch, UserRef,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, Response};
@@ -218,7 +219,7 @@ impl Authenticates for AuthApi {
 /// An administrator's request: the caller, refused (403) as soon as the
 /// token is admitted if they are no admin, before a path, query or body is
 /// read ([`UserAdmin::screen`]; the service checks the stored role again).
-struct Admin(Principal);
+pub(crate) struct Admin(pub(crate) Principal);
 
 impl FromRequestParts<Arc<AuthApi>> for Admin {
     type Rejection = ApiError;
@@ -463,6 +464,17 @@ pub struct UserDto {
     disabled: bool,
     created_at: String,
     updated_at: String,
+    /// The second factors a login asks for (`totp`, `recovery_code`);
+    /// given on `/v1/users/me`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mfa: Option<Vec<&'static str>>,
+}
+
+impl UserDto {
+    fn with_mfa(mut self, methods: Vec<&'static str>) -> Self {
+        self.mfa = Some(methods);
+        self
+    }
 }
 
 impl From<&User> for UserDto {
@@ -476,6 +488,7 @@ impl From<&User> for UserDto {
             disabled: user.disabled,
             created_at: user.created_at.to_string(),
             updated_at: user.updated_at.to_string(),
+            mfa: None,
         }
     }
 }
@@ -491,6 +504,29 @@ struct TokenPairDto<'a> {
     refresh_token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     device_token: Option<&'a str>,
+}
+
+/// A login's first step, when a second factor is next: no tokens.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MfaRequired)]
+struct MfaRequiredDto<'a> {
+    /// Always true: tells this answer from a token pair.
+    mfa_required: bool,
+    /// For `/v1/auth/login/mfa`: single-use, five attempts, five minutes.
+    mfa_token: &'a str,
+    /// What the second step takes: `totp`, `recovery_code`.
+    methods: Vec<&'static str>,
+    /// Seconds until `mfa_token` expires.
+    expires_in: u64,
+}
+
+/// What a login answers: tokens, or the second step's token.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // (the schema of the login's two answers; each is written as itself)
+enum LoginAnswer<'a> {
+    Tokens(TokenPairDto<'a>),
+    SecondFactor(MfaRequiredDto<'a>),
 }
 
 /// The token pair; without `refresh_token` when the cookie carries it.
@@ -623,12 +659,19 @@ fn auth_routes() -> OpenApiRouter<Arc<AuthApi>> {
     OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
+        .routes(routes!(login_mfa))
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(validate))
         .routes(routes!(jwks))
         .routes(routes!(me, patch_me, delete_me))
         .routes(routes!(change_password))
+        .routes(routes!(
+            crate::second_factors_api::begin_totp,
+            crate::second_factors_api::remove_totp
+        ))
+        .routes(routes!(crate::second_factors_api::confirm_totp))
+        .routes(routes!(crate::second_factors_api::remove_second_factors))
         .routes(routes!(list_sessions))
         .routes(routes!(end_session))
         .routes(routes!(end_other_sessions))
@@ -675,10 +718,11 @@ async fn register(
     json_value(StatusCode::CREATED, &UserDto::from(&user))
 }
 
-/// Log in.
+/// Log in: tokens, or, for an account with a second factor, the
+/// two-step login's `mfa_token` (for `/v1/auth/login/mfa`).
 #[utoipa::path(post, path = "/v1/auth/login", request_body = LoginBody, security(()),
     responses(
-        (status = 200, description = "Tokens", body = TokenPairDto<'_>),
+        (status = 200, description = "Tokens; or, with a second factor enrolled, `mfa_required` and no tokens", body = LoginAnswer<'_>),
         (status = 401, description = "Unknown user, wrong password or disabled account, alike"),
         CrossOrigin,
     ))]
@@ -695,7 +739,90 @@ async fn login(
     credentials = credentials.with_user_agent(session.user_agent.as_deref());
     let client = session.client;
     let outcome = call(&api.service.sessions, move |s| {
-        s.login(client, &credentials)
+        s.sign_in(client, &credentials)
+    })
+    .await;
+    match &outcome {
+        Ok(SignIn::Tokens(_)) => api.ops.metrics().login_succeeded(),
+        Ok(SignIn::SecondFactor(_)) => {}
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => api.ops.metrics().login_failed(),
+        Err(_) => {}
+    };
+    match outcome? {
+        SignIn::Tokens(pair) => api.issue(&pair, cookie_only),
+        SignIn::SecondFactor(challenge) => json_value(
+            StatusCode::OK,
+            &MfaRequiredDto {
+                mfa_required: true,
+                mfa_token: challenge.token.expose(),
+                methods: challenge.methods,
+                expires_in: challenge.expires_in,
+            },
+        ),
+    }
+}
+
+/// A login's second step: the `mfa_token` and one code.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = MfaLogin)]
+struct MfaBody {
+    /// From the login's first step.
+    mfa_token: String,
+    /// Six digits from the authenticator (or `recovery_code`).
+    #[serde(default)]
+    totp: Option<String>,
+    /// One of the recovery codes (or `totp`).
+    #[serde(default)]
+    recovery_code: Option<String>,
+    /// From an earlier login, as at the first step.
+    #[serde(default)]
+    device_token: Option<String>,
+}
+
+/// Finish a two-step login with a code: tokens.
+#[utoipa::path(post, path = "/v1/auth/login/mfa", request_body = MfaBody, security(()),
+    responses(
+        (status = 200, description = "Tokens", body = TokenPairDto<'_>),
+        (status = 400, description = "Neither or both of totp and recovery_code, or a code that is not one"),
+        (status = 401, description = "Wrong or used code (urn:todo:problem:invalid-second-factor), or an mfa_token unknown, used, expired or out of its five attempts (urn:todo:problem:invalid-mfa-token)"),
+        (status = 429, description = "Too many wrong codes on this account"),
+        CrossOrigin,
+    ))]
+async fn login_mfa(
+    State(api): Auth,
+    session: Session,
+    Json(body, _held): Json<MfaBody>,
+) -> Result<ApiResponse, ApiError> {
+    let cookie_only = api.cookie_only(&session, false);
+    let answer = match (&body.totp, &body.recovery_code) {
+        (Some(code), None) => SecondFactorAnswer::Totp(
+            TotpCode::parse(code).ok_or_else(|| ApiError::field("totp", "is not six digits"))?,
+        ),
+        (None, Some(code)) => SecondFactorAnswer::RecoveryCode(
+            RecoveryCode::parse(code)
+                .ok_or_else(|| ApiError::field("recovery_code", "is not a recovery code"))?,
+        ),
+        _ => {
+            return Err(ApiError::field(
+                "totp",
+                "give totp or recovery_code, one of them",
+            ));
+        }
+    };
+    let token = MfaToken::parse(&body.mfa_token).ok_or(CoreError::InvalidMfaToken)?;
+    let device = body
+        .device_token
+        .as_deref()
+        .or(session.device_cookie.as_deref())
+        .and_then(DeviceToken::parse);
+    let user_agent = session
+        .user_agent
+        .as_deref()
+        .and_then(UserAgent::from_header);
+    let client = session.client;
+    let outcome = call(&api.service.sessions, move |s| {
+        s.complete_sign_in(client, &token, &answer, user_agent, device)
     })
     .await;
     match &outcome {
@@ -782,8 +909,11 @@ async fn jwks(State(api): Auth) -> ApiResponse {
 #[utoipa::path(get, path = "/v1/users/me",
     responses((status = 200, description = "Me", body = UserDto)))]
 async fn me(State(api): Auth, Caller(me): Caller) -> Result<ApiResponse, ApiError> {
-    let user = call(&api.service.account, move |s| s.me(&me)).await?;
-    json_value(StatusCode::OK, &UserDto::from(&user))
+    let (user, methods) = call(&api.service.account, move |s| {
+        Ok((s.me(&me)?, s.second_factor_methods(&me)?))
+    })
+    .await?;
+    json_value(StatusCode::OK, &UserDto::from(&user).with_mfa(methods))
 }
 
 /// Change my e-mail address (null removes it).
@@ -830,11 +960,26 @@ async fn change_password(
     Ok(no_content())
 }
 
-/// Delete my account, with everything it owns (the password again).
-#[utoipa::path(delete, path = "/v1/users/me", request_body = ConfirmBody,
+/// The password again, and with a second factor enrolled a code: to
+/// delete the account.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AccountDeletion)]
+struct DeleteMeBody {
+    current_password: String,
+    /// Six digits from the authenticator, or a recovery code: required
+    /// when one is enrolled.
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// Delete my account, with everything it owns (the password again, and a
+/// code when a second factor is enrolled).
+#[utoipa::path(delete, path = "/v1/users/me", request_body = DeleteMeBody,
     responses(
         (status = 204, description = "Deleted: its tokens are refused, its data gone"),
-        (status = 403, description = "Current password wrong"),
+        (status = 400, description = "A second factor is enrolled and no code given"),
+        (status = 403, description = "Current password or code wrong"),
         (status = 409, description = "An administrator's account: another administrator deletes it"),
         (status = 429, description = "Too many wrong passwords"),
     ))]
@@ -842,10 +987,15 @@ async fn delete_me(
     State(api): Auth,
     Client(client): Client,
     Caller(me): Caller,
-    Json(body, _held): Json<ConfirmBody>,
+    Json(body, _held): Json<DeleteMeBody>,
 ) -> Result<ApiResponse, ApiError> {
+    let answer = body
+        .code
+        .as_deref()
+        .map(|code| crate::second_factors_api::answer("code", code))
+        .transpose()?;
     call(&api.service.account, move |s| {
-        s.delete_me(client, &me, &body.current_password)
+        s.delete_me(client, &me, &body.current_password, answer.as_ref())
     })
     .await?;
     // (with cookie sessions, the page's refresh cookie goes too)

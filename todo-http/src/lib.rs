@@ -91,6 +91,7 @@ mod problem;
 mod projects_api;
 mod request;
 mod scans;
+mod second_factors_api;
 mod server;
 mod task_api;
 mod tls;

@@ -394,6 +394,36 @@ impl From<CoreError> for ApiError {
                 "Forbidden",
                 "the current password is wrong",
             ),
+            CoreError::SecondFactorRequired => Self::new(
+                S::UNAUTHORIZED,
+                "urn:todo:problem:second-factor-required",
+                "Unauthorized",
+                "the account needs a second factor: sign in in two steps",
+            ),
+            CoreError::InvalidMfaToken => Self::new(
+                S::UNAUTHORIZED,
+                "urn:todo:problem:invalid-mfa-token",
+                "Unauthorized",
+                "the mfa_token is unknown, used, expired or out of attempts; log in again",
+            ),
+            CoreError::InvalidSecondFactor => Self::new(
+                S::UNAUTHORIZED,
+                "urn:todo:problem:invalid-second-factor",
+                "Unauthorized",
+                "the code is wrong or was used",
+            ),
+            CoreError::WrongCode => Self::new(
+                S::FORBIDDEN,
+                "urn:todo:problem:wrong-code",
+                "Forbidden",
+                "the code is wrong or was used",
+            ),
+            CoreError::NoSecondFactors => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "urn:todo:problem:no-second-factors",
+                "Service unavailable",
+                "this server offers no second factors",
+            ),
             CoreError::InvalidToken(_) => Self::invalid_token(),
             CoreError::InvalidRefreshToken => {
                 let mut e = Self::new(

@@ -35,6 +35,15 @@ pub struct AuthSettings {
     /// [default: DATA_DIR/signing-key.pem].
     #[arg(long, env = "TODO_SIGNING_KEY_FILE")]
     pub signing_key: Option<PathBuf>,
+    /// The key (32 random bytes) that seals TOTP secrets in the database;
+    /// created (0600) if missing. Keep it apart from the database's
+    /// backups: with it, a stolen copy of the database yields no secret
+    /// [default: DATA_DIR/second-factor.key].
+    #[arg(long, env = "TODO_SECOND_FACTOR_KEY_FILE")]
+    pub second_factor_key: Option<PathBuf>,
+    /// The name authenticator apps show for this service.
+    #[arg(long, env = "TODO_TOTP_ISSUER", default_value = "todo")]
+    pub totp_issuer: String,
     /// Directory of extra public keys (PEM) that still verify: old signing
     /// keys after a rotation [default: DATA_DIR/verification-keys].
     #[arg(long, env = "TODO_VERIFICATION_KEYS_DIR")]
@@ -547,6 +556,17 @@ impl AuthSettings {
         if let Some((mailer, links)) = mail {
             service = service.mail(Arc::new(mailer), links);
         }
+        let sealer_path = self
+            .second_factor_key
+            .clone()
+            .unwrap_or_else(|| data_dir.join("second-factor.key"));
+        let sealer = todo_auth::AesGcmSealer::from_file(&sealer_path)
+            .map_err(|e| Error::key("--second-factor-key", e))?;
+        service = service.second_factors(
+            Arc::new(sealer),
+            Arc::new(todo_auth::AwsHmacSha1),
+            self.totp_issuer.clone(),
+        );
         let service = service.build()?;
         Ok(AuthParts {
             service,
@@ -622,8 +642,10 @@ pub fn create_user(server: &ServerArgs, auth: &AuthSettings, user: &NewUser) -> 
 pub const REFRESH_TOKEN_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Deletes long-dead refresh tokens every `every`
-/// ([`SessionService::purge_refresh_tokens`]), and stale failed-login counts
-/// ([`SessionService::purge_login_failures`]), on the blocking pool, until the
+/// ([`SessionService::purge_refresh_tokens`]), stale failed-login counts
+/// ([`SessionService::purge_login_failures`]), and expired two-step logins
+/// and enrolments ([`SessionService::purge_second_factors`]), on the
+/// blocking pool, until the
 /// runtime stops. Several instances may all do it: the delete is idempotent.
 pub fn purge_refresh_tokens_periodically(
     service: SessionService,
@@ -642,6 +664,12 @@ pub fn purge_refresh_tokens_periodically(
                 &service,
                 "stale login failures",
                 SessionService::purge_login_failures,
+            )
+            .await;
+            purge(
+                &service,
+                "expired two-step logins",
+                SessionService::purge_second_factors,
             )
             .await;
         }

@@ -66,6 +66,7 @@ mod plans;
 mod projects;
 mod relay;
 mod schema;
+mod second_factors;
 mod sessions;
 mod tasks;
 #[cfg(feature = "test-support")]

@@ -59,6 +59,34 @@ diesel::table! {
 }
 
 diesel::table! {
+    totp_authenticators (user_id) {
+        user_id -> Text,
+        sealed_secret -> Binary,
+        created_at -> BigInt,
+        confirmed_at -> Nullable<BigInt>,
+        last_step -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Text,
+        code_hash -> Text,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        attempts_left -> Integer,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Text,
         user_id -> Text,
@@ -291,6 +319,9 @@ diesel::table! {
 diesel::joinable!(api_tokens -> sessions (session_id));
 diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(email_verifications -> users (user_id));
+diesel::joinable!(totp_authenticators -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
+diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(tasks -> users (owner_id));
 diesel::joinable!(project_members -> projects (project_id));
 diesel::joinable!(project_members -> users (user_id));
@@ -300,6 +331,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     email_verifications,
     password_resets,
+    totp_authenticators,
+    recovery_codes,
+    mfa_challenges,
     sessions,
     task_reminders,
     project_feeds,

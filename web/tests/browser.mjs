@@ -13,6 +13,7 @@
 //
 //   TODO_TEST_MAILDIR=DIR node browser.mjs https://localhost:PORT OUT_DIR
 
+import { createHmac } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer, connect } from 'node:net';
@@ -47,6 +48,18 @@ const contextOptions = {
 // TODO_WEB_DIR=web: the page's files come from that directory instead of the
 // binary (with the server's headers, CSP included), to try a change to the
 // page, or check that a test fails without its fix, with no rebuild.
+/** RFC 6238: the code of the step `ahead` steps from now, as an authenticator app computes it from a base32 key. */
+function totpCode(base32, ahead) {
+  let bits = '';
+  for (const c of base32) bits += 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30_000) + ahead));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const offset = mac[19] & 0xf;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
 async function newContext() {
   const made = await browser.newContext(contextOptions);
   if (process.env.TODO_WEB_DIR) {
@@ -1784,6 +1797,169 @@ try {
     check(/account is deleted/.test(deletedBanner), `a deleted account signs out, and says so (${deletedBanner})`);
     await opened.evaluate(() => { document.querySelector('#login-form .form-error').textContent = ''; });
     check(!(await relogin('a changed battery horse')), 'a deleted account no longer signs in');
+    await ctx.close();
+  }
+
+  // 19. Two-step sign-in with an authenticator app: set up in the Account
+  //     dialog (the password, the QR code and key, a code computed here
+  //     from the key shown, as an app would; the recovery codes shown
+  //     once); then signing in takes a code: a wrong one is said on its
+  //     field, a right one signs in, a recovery code does too, once; it is
+  //     turned off with the password and a code; and an account with it on
+  //     is deleted with a code.
+  {
+    const name = `tess${Date.now() % 100000}`;
+    const password = 'a two step battery';
+    const ctx = await newContext();
+    const tab = await ctx.newPage();
+    tab.on('pageerror', (error) => problems.push(`two-step: page error: ${error.message}`));
+    await tab.goto(base);
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    await tab.click('#tab-register');
+    await tab.fill('#register-username', name);
+    await tab.fill('#register-password', password);
+    await tab.click('#register-form button[type=submit]');
+    await tab.locator('#tasks-view').waitFor({ state: 'visible' });
+    await tab.waitForFunction(() => document.activeElement?.id === 'new-title');
+    await tab.click('#account');
+    await tab.locator('#account-dialog').waitFor({ state: 'visible' });
+    await tab.locator('#mfa-setup-form').waitFor({ state: 'visible', timeout: 5000 });
+    check(/Off/.test(await tab.locator('#mfa-state').textContent()), 'the Account dialog says two-step sign-in is off');
+    await tab.fill('#mfa-setup-password', 'not the password');
+    await tab.click('#mfa-setup-form button[type=submit]');
+    await tab.waitForFunction(() => document.querySelector('#mfa-setup-form [data-error-for="current_password"]').textContent, null, { timeout: 5000 }).catch(() => {});
+    check(await tab.locator('#mfa-setup-form [data-error-for="current_password"]').textContent() === 'That is not your password.',
+      'a wrong password sets nothing up, and says so');
+    await tab.fill('#mfa-setup-password', password);
+    await tab.click('#mfa-setup-form button[type=submit]');
+    await tab.locator('#mfa-enrol').waitFor({ state: 'visible', timeout: 5000 });
+    const enrolment = await tab.evaluate(() => ({
+      key: document.querySelector('#mfa-secret').textContent,
+      paths: document.querySelectorAll('#mfa-qr svg path').length,
+      scripts: document.querySelectorAll('#mfa-qr script, #mfa-qr foreignObject').length,
+      focus: document.activeElement.id,
+    }));
+    check(/^[A-Z2-7]{4}( [A-Z2-7]{4}){7}$/.test(enrolment.key) && enrolment.paths > 0 && enrolment.scripts === 0 && enrolment.focus === 'mfa-confirm-code',
+      `setting up shows the QR code and the key, and asks for a code (${JSON.stringify({ ...enrolment, key: enrolment.key.length })})`);
+    await axe('two-step set-up', tab);
+    await tab.screenshot({ path: join(out, 'two-step-setup.png') });
+    await tab.fill('#mfa-confirm-code', '12345');
+    await tab.click('#mfa-confirm-form button[type=submit]');
+    check(/six digits/.test(await tab.locator('#mfa-confirm-form [data-error-for="code"]').textContent()), 'five digits are not a code');
+    const secret = enrolment.key.replaceAll(' ', '');
+    const confirming = totpCode(secret, 0);
+    await tab.fill('#mfa-confirm-code', confirming);
+    await tab.click('#mfa-confirm-form button[type=submit]');
+    await tab.locator('#mfa-codes').waitFor({ state: 'visible', timeout: 5000 });
+    const codes = await tab.evaluate(() => [...document.querySelectorAll('#mfa-recovery-codes li')].map((li) => li.textContent));
+    check(codes.length === 10 && codes.every((c) => /^[a-z2-7]{4}(-[a-z2-7]{4}){3}$/.test(c)),
+      `a right code turns it on, and ten recovery codes are shown (${codes.length})`);
+    await axe('two-step recovery codes', tab);
+    await tab.click('#mfa-codes-done');
+    await tab.waitForFunction(() => /^On/.test(document.querySelector('#mfa-state').textContent), null, { timeout: 5000 }).catch(() => {});
+    const on = await tab.evaluate(() => ({
+      state: document.querySelector('#mfa-state').textContent,
+      codesGone: document.querySelectorAll('#mfa-recovery-codes li').length === 0,
+      removal: !document.querySelector('#mfa-remove-form').hidden,
+      deleteCode: !document.querySelector('#delete-code-field').hidden,
+    }));
+    check(/^On/.test(on.state) && on.codesGone && on.removal && on.deleteCode,
+      `"I have saved them": the codes leave the page, the dialog says it is on (${JSON.stringify(on)})`);
+    await tab.keyboard.press('Escape');
+    await tab.locator('#account-dialog').waitFor({ state: 'hidden' });
+    await tab.click('#logout');
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    // Signing in: the password, then the code.
+    const firstStep = async () => {
+      await tab.fill('#login-username', name);
+      await tab.fill('#login-password', password);
+      await tab.click('#login-form button[type=submit]');
+      await tab.locator('#mfa-form').waitFor({ state: 'visible', timeout: 10_000 });
+    };
+    await firstStep();
+    const asked = await tab.evaluate(() => ({
+      focus: document.activeElement.id,
+      signedIn: !document.querySelector('#tasks-view').hidden,
+      title: document.querySelector('#auth-title').textContent,
+    }));
+    check(asked.focus === 'mfa-code' && !asked.signedIn, `the password alone does not sign in: a code is asked for (${JSON.stringify(asked)})`);
+    await axe('two-step sign-in', tab);
+    await tab.screenshot({ path: join(out, 'two-step-sign-in.png') });
+    // (the code that confirmed the set-up is spent)
+    await tab.fill('#mfa-code', confirming);
+    await tab.click('#mfa-form button[type=submit]');
+    await tab.waitForFunction(() => document.querySelector('#mfa-form [data-error-for="code"]').textContent, null, { timeout: 5000 }).catch(() => {});
+    const spent = await tab.evaluate(() => ({ error: document.querySelector('#mfa-form [data-error-for="code"]').textContent, focus: document.activeElement.id }));
+    check(/wrong or was used/.test(spent.error) && spent.focus === 'mfa-code', `a used code is refused on its field (${JSON.stringify(spent)})`);
+    await tab.fill('#mfa-code', totpCode(secret, 1));
+    await tab.press('#mfa-code', 'Enter');
+    check(await tab.locator('#tasks-view').waitFor({ state: 'visible', timeout: 10_000 }).then(() => true, () => false), 'the next code signs in');
+    await tab.waitForFunction(() => document.activeElement?.id === 'new-title', null, { timeout: 5000 }).catch(() => {});
+    await tab.click('#logout');
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    await firstStep();
+    await tab.click('#mfa-switch');
+    check(await tab.locator('#mfa-code-label').textContent() === 'Recovery code', 'a recovery code can be used instead');
+    await tab.fill('#mfa-code', codes[0]);
+    await tab.click('#mfa-form button[type=submit]');
+    check(await tab.locator('#tasks-view').waitFor({ state: 'visible', timeout: 10_000 }).then(() => true, () => false), 'a recovery code signs in');
+    await tab.waitForFunction(() => document.activeElement?.id === 'new-title', null, { timeout: 5000 }).catch(() => {});
+    await tab.click('#logout');
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    await firstStep();
+    await tab.click('#mfa-switch');
+    await tab.fill('#mfa-code', codes[0]);
+    await tab.click('#mfa-form button[type=submit]');
+    await tab.waitForFunction(() => document.querySelector('#mfa-form [data-error-for="code"]').textContent, null, { timeout: 5000 }).catch(() => {});
+    check(/wrong or was used/.test(await tab.locator('#mfa-form [data-error-for="code"]').textContent()), 'a recovery code works once');
+    await tab.click('#mfa-back');
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    check(await tab.locator('#mfa-form').isHidden() && await tab.evaluate(() => document.activeElement.id) === 'login-username',
+      '"Back to sign in" leaves the code for the password');
+    await firstStep();
+    await tab.click('#mfa-switch');
+    await tab.fill('#mfa-code', codes[1]);
+    await tab.click('#mfa-form button[type=submit]');
+    await tab.locator('#tasks-view').waitFor({ state: 'visible', timeout: 10_000 });
+    // Turned off with the password and a code; on again; then the
+    // account deleted, which takes a code too.
+    await tab.waitForFunction(() => document.activeElement?.id === 'new-title', null, { timeout: 5000 }).catch(() => {});
+    await tab.click('#account');
+    await tab.locator('#mfa-remove-form').waitFor({ state: 'visible', timeout: 5000 });
+    await tab.fill('#mfa-remove-password', password);
+    await tab.fill('#mfa-remove-code', '000000' === totpCode(secret, 0) ? '111111' : '000000');
+    await tab.click('#mfa-remove-form button[type=submit]');
+    await tab.waitForFunction(() => document.querySelector('#mfa-remove-form [data-error-for="code"]').textContent, null, { timeout: 5000 }).catch(() => {});
+    check(/wrong or was used/.test(await tab.locator('#mfa-remove-form [data-error-for="code"]').textContent()), 'a wrong code turns nothing off');
+    await tab.fill('#mfa-remove-code', codes[2]);
+    await tab.click('#mfa-remove-form button[type=submit]');
+    await tab.waitForFunction(() => /^Off/.test(document.querySelector('#mfa-state').textContent), null, { timeout: 5000 }).catch(() => {});
+    const off = await tab.evaluate(() => ({
+      state: document.querySelector('#mfa-state').textContent,
+      status: document.querySelector('#account-status').textContent,
+      setup: !document.querySelector('#mfa-setup-form').hidden,
+      deleteCode: !document.querySelector('#delete-code-field').hidden,
+    }));
+    check(/^Off/.test(off.state) && off.status === 'Two-step sign-in is off.' && off.setup && !off.deleteCode,
+      `the password and a recovery code turn it off (${JSON.stringify(off)})`);
+    await tab.fill('#mfa-setup-password', password);
+    await tab.click('#mfa-setup-form button[type=submit]');
+    await tab.locator('#mfa-enrol').waitFor({ state: 'visible', timeout: 5000 });
+    const again = (await tab.locator('#mfa-secret').textContent()).replaceAll(' ', '');
+    await tab.fill('#mfa-confirm-code', totpCode(again, 0));
+    await tab.click('#mfa-confirm-form button[type=submit]');
+    await tab.locator('#mfa-codes').waitFor({ state: 'visible', timeout: 5000 });
+    await tab.click('#mfa-codes-done');
+    await tab.locator('#delete-code-field').waitFor({ state: 'visible', timeout: 5000 });
+    await tab.fill('#delete-password', password);
+    await tab.click('#delete-form button[type=submit]');
+    await tab.waitForFunction(() => document.querySelector('#delete-form [data-error-for="code"]').textContent, null, { timeout: 5000 }).catch(() => {});
+    check(await tab.locator('#delete-form [data-error-for="code"]').textContent() !== '', 'deleting the account asks for a code too');
+    await tab.fill('#delete-password', password);
+    await tab.fill('#delete-code', totpCode(again, 1));
+    await tab.click('#delete-form button[type=submit]');
+    await tab.locator('#login-form').waitFor({ state: 'visible', timeout: 10_000 });
+    check(/account is deleted/.test(await tab.locator('#banner-text').textContent()), 'with the code, the account is deleted');
     await ctx.close();
   }
 

@@ -507,6 +507,13 @@ impl SessionService {
         Ok(self.shared.limits.login_failures.purge(now)?)
     }
 
+    /// Deletes two-step logins past their five minutes and enrolments
+    /// never confirmed; returns how many rows.
+    pub fn purge_second_factors(&self) -> Result<u64> {
+        let now = self.shared.clock.now();
+        Ok(self.shared.users.purge_second_factors(now)?)
+    }
+
     /// A dead refresh token came back: its session ends, and with it the
     /// access tokens it issued (the thief's among them).
     fn reused(&self, token: &RefreshTokenRecord, client: Option<IpAddr>) -> Error {

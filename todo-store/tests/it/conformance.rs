@@ -108,6 +108,15 @@ conformance!(
     concurrent_api_token_creations_stay_within_the_quota,
     a_reset_link_is_used_once_replaced_by_a_newer_and_goes_with_its_user,
     an_address_is_verified_once_by_its_own_link_and_unverified_by_a_change,
+    a_totp_enrolment_stays_pending_until_its_own_confirmation,
+    a_totp_step_is_taken_once_and_only_a_later_one_after_it,
+    recovery_codes_are_used_once_and_only_by_their_owner,
+    a_two_step_login_takes_its_attempts_while_live_and_finishes_once,
+    removing_second_factors_removes_them_all_and_says_whether_there_were_any,
+    second_factors_go_with_their_user,
+    second_factors_of_a_missing_user_are_refused,
+    expired_two_step_logins_and_stale_enrolments_are_purged,
+    deleting_a_user_while_their_second_factors_change_never_fails,
     older_sessions_end_and_newer_ones_stay,
     tasks_round_trip_exactly_and_only_for_their_owner,
     task_updates_are_compare_and_swap,
@@ -963,6 +972,489 @@ fn an_address_is_verified_once_by_its_own_link_and_unverified_by_a_change(f: &Fi
         store.find_user(alice).unwrap().unwrap().user.email,
         old.user.email
     );
+}
+
+/// A pending enrolment made at `made`, its sealed secret told apart by
+/// `seed` (every byte value a blob may hold, 0 and 255 among them).
+fn enrolment(user: UserId, made: i64, seed: u8) -> todo_core::TotpRecord {
+    let mut sealed: Vec<u8> = (0..=255).collect();
+    sealed.push(seed);
+    todo_core::TotpRecord {
+        user_id: user,
+        sealed_secret: sealed,
+        created_at: at(made),
+        confirmed_at: None,
+        last_step: None,
+    }
+}
+
+/// `n` recovery codes' digests, told apart by `prefix`.
+fn recovery_codes(prefix: &str, n: usize) -> Vec<todo_core::RecoveryCodeHash> {
+    (0..n)
+        .map(|i| todo_core::RecoveryCodeHash::new(format!("{prefix}{i:0>63}")))
+        .collect()
+}
+
+/// A confirmed authenticator for `user`, its last step `step`, with ten
+/// recovery codes told apart by `prefix`.
+fn enrol(store: &dyn Stores, user: UserId, made: i64, step: u64, prefix: &str) {
+    assert!(store.begin_totp(&enrolment(user, made, 1)).unwrap());
+    let codes = recovery_codes(prefix, 10);
+    assert!(
+        store
+            .confirm_totp(user, at(made), step, at(made + 1), &codes)
+            .unwrap()
+    );
+}
+
+/// A two-step login of `user` made at `made`, living `ttl` seconds.
+fn mfa_challenge(
+    user: UserId,
+    name: &str,
+    made: i64,
+    ttl: i64,
+    attempts: u32,
+) -> todo_core::MfaChallengeRecord {
+    todo_core::MfaChallengeRecord {
+        hash: todo_core::MfaTokenHash::new(format!("{name:0>64}")),
+        user_id: user,
+        created_at: at(made),
+        expires_at: at(made + ttl),
+        attempts_left: attempts,
+    }
+}
+
+/// How many of `calls` running at once (from a barrier) answer yes.
+fn at_once(calls: usize, call: impl Fn() -> bool + Sync) -> usize {
+    let barrier = Barrier::new(calls);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..calls)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    usize::from(call())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
+fn a_totp_enrolment_stays_pending_until_its_own_confirmation(f: &Fixture) {
+    use todo_core::{SecondFactors, TotpRecord};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    assert_eq!(
+        store.second_factors(alice).unwrap(),
+        SecondFactors::default()
+    );
+    // Pending: read back as stored, not yet required, no codes.
+    let first = enrolment(alice, 10, 1);
+    assert!(store.begin_totp(&first).unwrap());
+    let read = store.second_factors(alice).unwrap();
+    assert_eq!(read.totp, Some(first.clone()));
+    assert!(!read.required());
+    assert_eq!(read.recovery_codes_left, 0);
+    // A new enrolment replaces the pending one: confirming the first (by
+    // when it was made) then confirms nothing.
+    let second = enrolment(alice, 20, 2);
+    assert!(store.begin_totp(&second).unwrap());
+    assert_eq!(
+        store.second_factors(alice).unwrap().totp,
+        Some(second.clone())
+    );
+    let codes = recovery_codes("a", 10);
+    assert!(
+        !store
+            .confirm_totp(alice, at(10), 5, at(21), &codes)
+            .unwrap(),
+        "the replaced enrolment"
+    );
+    assert_eq!(
+        store.second_factors(alice).unwrap().totp,
+        Some(second.clone()),
+        "still pending"
+    );
+    assert_eq!(store.second_factors(alice).unwrap().recovery_codes_left, 0);
+    // Its own confirmation confirms it, with its step and the codes.
+    assert!(
+        store
+            .confirm_totp(alice, at(20), 7, at(22), &codes)
+            .unwrap()
+    );
+    let confirmed = store.second_factors(alice).unwrap();
+    assert_eq!(
+        confirmed.totp,
+        Some(TotpRecord {
+            confirmed_at: Some(at(22)),
+            last_step: Some(7),
+            ..second.clone()
+        })
+    );
+    assert!(confirmed.required());
+    assert_eq!(confirmed.recovery_codes_left, 10);
+    assert_eq!(confirmed.methods(), ["totp", "recovery_code"]);
+    // Once: a second confirmation confirms nothing, and while it is
+    // confirmed a new enrolment is refused, nothing stored.
+    assert!(
+        !store
+            .confirm_totp(alice, at(20), 9, at(23), &recovery_codes("b", 10))
+            .unwrap()
+    );
+    assert!(!store.begin_totp(&enrolment(alice, 30, 3)).unwrap());
+    assert_eq!(store.second_factors(alice).unwrap(), confirmed);
+    // Nobody else's: bob has none, and nothing to confirm.
+    assert_eq!(store.second_factors(bob).unwrap(), SecondFactors::default());
+    assert!(!store.confirm_totp(bob, at(20), 7, at(22), &codes).unwrap());
+    assert_eq!(store.second_factors(bob).unwrap(), SecondFactors::default());
+}
+
+fn a_totp_step_is_taken_once_and_only_a_later_one_after_it(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    enrol(store, alice, 10, 100, "a");
+    // The step that confirmed it, and any before, are spent.
+    assert!(!store.use_totp_step(alice, 100).unwrap(), "replayed");
+    assert!(!store.use_totp_step(alice, 99).unwrap(), "older");
+    assert!(store.use_totp_step(alice, 101).unwrap());
+    assert!(!store.use_totp_step(alice, 101).unwrap(), "replayed");
+    assert!(store.use_totp_step(alice, 105).unwrap(), "any later one");
+    assert!(!store.use_totp_step(alice, 104).unwrap(), "older");
+    let last = |user| {
+        store
+            .second_factors(user)
+            .unwrap()
+            .totp
+            .and_then(|t| t.last_step)
+    };
+    assert_eq!(last(alice), Some(105));
+    // A pending enrolment, or none, takes no step.
+    assert!(store.begin_totp(&enrolment(bob, 20, 2)).unwrap());
+    assert!(!store.use_totp_step(bob, 1).unwrap());
+    assert_eq!(last(bob), None);
+    let ghost = UserId::from_uuid(id_at(9, 9));
+    assert!(!store.use_totp_step(ghost, 1).unwrap());
+    // Of eight uses of one step at once, one.
+    let taken = at_once(8, || store.use_totp_step(alice, 200).unwrap());
+    assert_eq!(taken, 1);
+    assert_eq!(last(alice), Some(200));
+}
+
+fn recovery_codes_are_used_once_and_only_by_their_owner(f: &Fixture) {
+    use todo_core::RecoveryCodeHash;
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    enrol(store, alice, 10, 1, "a");
+    enrol(store, bob, 10, 1, "b");
+    let alices = recovery_codes("a", 10);
+    let left = |user| store.second_factors(user).unwrap().recovery_codes_left;
+    assert!(store.use_recovery_code(alice, &alices[3], at(50)).unwrap());
+    assert!(
+        !store.use_recovery_code(alice, &alices[3], at(51)).unwrap(),
+        "used"
+    );
+    assert_eq!(left(alice), 9);
+    // Bob cannot use Alice's, nor anyone a code never given.
+    assert!(!store.use_recovery_code(bob, &alices[4], at(52)).unwrap());
+    let unknown = RecoveryCodeHash::new(format!("{:0>64}", "x"));
+    assert!(!store.use_recovery_code(alice, &unknown, at(52)).unwrap());
+    assert_eq!((left(alice), left(bob)), (9, 10));
+    // Of eight uses of one code at once, one.
+    let used = at_once(8, || {
+        store.use_recovery_code(alice, &alices[5], at(60)).unwrap()
+    });
+    assert_eq!(used, 1);
+    assert_eq!(left(alice), 8);
+    // The last one used, no code is left to offer.
+    for code in &alices {
+        store.use_recovery_code(alice, code, at(70)).unwrap();
+    }
+    assert_eq!(left(alice), 0);
+    assert_eq!(store.second_factors(alice).unwrap().methods(), ["totp"]);
+    // A new enrolment comes with codes of its own; the old ones are gone.
+    assert!(store.remove_second_factors(alice).unwrap());
+    enrol(store, alice, 80, 2, "c");
+    assert_eq!(left(alice), 10);
+    assert!(!store.use_recovery_code(alice, &alices[6], at(90)).unwrap());
+    let news = recovery_codes("c", 10);
+    assert!(store.use_recovery_code(alice, &news[0], at(90)).unwrap());
+    assert_eq!((left(alice), left(bob)), (9, 10));
+}
+
+fn a_two_step_login_takes_its_attempts_while_live_and_finishes_once(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    // Each attempt takes one; each answer is the login as it was before.
+    let three = mfa_challenge(alice, "m1", 10, 300, 3);
+    store.create_mfa_challenge(&three).unwrap();
+    for left in [3, 2, 1] {
+        let before = store.take_mfa_attempt(&three.hash, at(11)).unwrap();
+        assert_eq!(
+            before,
+            Some(todo_core::MfaChallengeRecord {
+                attempts_left: left,
+                ..three.clone()
+            })
+        );
+    }
+    assert_eq!(store.take_mfa_attempt(&three.hash, at(12)).unwrap(), None);
+    // Live until it expires, not at that moment.
+    let expiring = mfa_challenge(alice, "m2", 10, 300, 5);
+    store.create_mfa_challenge(&expiring).unwrap();
+    assert!(
+        store
+            .take_mfa_attempt(&expiring.hash, at(309))
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.take_mfa_attempt(&expiring.hash, at(310)).unwrap(),
+        None
+    );
+    let unknown = todo_core::MfaTokenHash::new(format!("{:0>64}", "zz"));
+    assert_eq!(store.take_mfa_attempt(&unknown, at(11)).unwrap(), None);
+    // Of eight attempts at once, as many as it has left, each its own.
+    let five = mfa_challenge(alice, "m3", 10, 300, 5);
+    store.create_mfa_challenge(&five).unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let took = at_once(8, || {
+        let before = store.take_mfa_attempt(&five.hash, at(20)).unwrap();
+        if let Some(before) = &before {
+            seen.lock().unwrap().push(before.attempts_left);
+        }
+        before.is_some()
+    });
+    assert_eq!(took, 5);
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
+    // Finished once, by whichever call deletes it; then it is gone.
+    assert!(store.finish_mfa_challenge(&three.hash).unwrap());
+    assert!(!store.finish_mfa_challenge(&three.hash).unwrap());
+    assert!(!store.finish_mfa_challenge(&unknown).unwrap());
+    let racing = mfa_challenge(alice, "m4", 10, 300, 5);
+    store.create_mfa_challenge(&racing).unwrap();
+    let finished = at_once(8, || store.finish_mfa_challenge(&racing.hash).unwrap());
+    assert_eq!(finished, 1);
+    assert_eq!(store.take_mfa_attempt(&racing.hash, at(20)).unwrap(), None);
+}
+
+fn removing_second_factors_removes_them_all_and_says_whether_there_were_any(f: &Fixture) {
+    use todo_core::SecondFactors;
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    enrol(store, alice, 10, 1, "a");
+    enrol(store, bob, 10, 1, "b");
+    let alices = mfa_challenge(alice, "ma", 20, 300, 5);
+    let bobs = mfa_challenge(bob, "mb", 20, 300, 5);
+    store.create_mfa_challenge(&alices).unwrap();
+    store.create_mfa_challenge(&bobs).unwrap();
+    let bob_before = store.second_factors(bob).unwrap();
+
+    assert!(store.remove_second_factors(alice).unwrap());
+    assert_eq!(
+        store.second_factors(alice).unwrap(),
+        SecondFactors::default()
+    );
+    assert_eq!(store.take_mfa_attempt(&alices.hash, at(21)).unwrap(), None);
+    assert!(
+        !store
+            .use_recovery_code(alice, &recovery_codes("a", 10)[0], at(21))
+            .unwrap()
+    );
+    assert!(!store.use_totp_step(alice, 50).unwrap());
+    assert!(!store.remove_second_factors(alice).unwrap(), "none left");
+    // Bob keeps his.
+    assert_eq!(store.second_factors(bob).unwrap(), bob_before);
+    assert!(
+        store
+            .take_mfa_attempt(&bobs.hash, at(21))
+            .unwrap()
+            .is_some()
+    );
+    // A pending enrolment is an authenticator too.
+    assert!(store.begin_totp(&enrolment(carol, 30, 3)).unwrap());
+    assert!(store.remove_second_factors(carol).unwrap());
+    assert_eq!(
+        store.second_factors(carol).unwrap(),
+        SecondFactors::default()
+    );
+    // And a new enrolment may begin once they are gone.
+    assert!(store.begin_totp(&enrolment(alice, 40, 4)).unwrap());
+}
+
+fn second_factors_go_with_their_user(f: &Fixture) {
+    use todo_core::SecondFactors;
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    enrol(store, alice, 10, 1, "a");
+    enrol(store, bob, 10, 1, "b");
+    let alices = mfa_challenge(alice, "ma", 20, 300, 5);
+    store.create_mfa_challenge(&alices).unwrap();
+    let bob_before = store.second_factors(bob).unwrap();
+    // The SQL stores: which of their rows hold Alice's id.
+    let ours = ["totp_authenticators", "recovery_codes", "mfa_challenges"];
+    let holding = |url: &todo_store::DatabaseUrl| -> Vec<String> {
+        todo_store::testing::rows_holding(url, &alice.to_string())
+            .into_iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(t, c, n)| format!("{t}.{c}: {n}"))
+            .collect()
+    };
+    if let Some(config) = &f.config {
+        let held = holding(&config.url);
+        for table in ours {
+            assert!(
+                held.iter().any(|h| h.starts_with(&format!("{table}."))),
+                "{table} holds alice's rows: {held:?}"
+            );
+        }
+    }
+
+    assert!(store.delete_user(alice, at(30)).unwrap());
+    assert_eq!(
+        store.second_factors(alice).unwrap(),
+        SecondFactors::default()
+    );
+    assert_eq!(store.take_mfa_attempt(&alices.hash, at(31)).unwrap(), None);
+    assert!(!store.finish_mfa_challenge(&alices.hash).unwrap());
+    if let Some(config) = &f.config {
+        let left = holding(&config.url);
+        assert!(
+            left.is_empty(),
+            "a deleted account leaves nothing: {left:?}"
+        );
+    }
+    assert_eq!(store.second_factors(bob).unwrap(), bob_before);
+}
+
+fn second_factors_of_a_missing_user_are_refused(f: &Fixture) {
+    use todo_core::SecondFactors;
+    let store = &*f.store;
+    let ghost = UserId::from_uuid(id_at(9, 9));
+    assert!(matches!(
+        store.begin_totp(&enrolment(ghost, 10, 1)),
+        Err(StoreError::MissingReference(_))
+    ));
+    assert!(matches!(
+        store.create_mfa_challenge(&mfa_challenge(ghost, "mg", 10, 300, 5)),
+        Err(StoreError::MissingReference(_))
+    ));
+    assert_eq!(
+        store.second_factors(ghost).unwrap(),
+        SecondFactors::default()
+    );
+    // Gone since: the same.
+    let alice = new_user(store, "alice", 0).user.id;
+    assert!(store.delete_user(alice, at(5)).unwrap());
+    assert!(matches!(
+        store.begin_totp(&enrolment(alice, 10, 1)),
+        Err(StoreError::MissingReference(_))
+    ));
+    assert!(matches!(
+        store.create_mfa_challenge(&mfa_challenge(alice, "ma", 10, 300, 5)),
+        Err(StoreError::MissingReference(_))
+    ));
+}
+
+fn expired_two_step_logins_and_stale_enrolments_are_purged(f: &Fixture) {
+    let store = &*f.store;
+    let ttl = i64::try_from(todo_core::TOTP_ENROLMENT_TTL.as_secs()).unwrap();
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    let early = mfa_challenge(alice, "m1", 0, 100, 5);
+    let later = mfa_challenge(alice, "m2", 0, 200, 5);
+    store.create_mfa_challenge(&early).unwrap();
+    store.create_mfa_challenge(&later).unwrap();
+    // Pending since 50 and since 1000; Bob's, confirmed, is old.
+    assert!(store.begin_totp(&enrolment(alice, 50, 1)).unwrap());
+    assert!(store.begin_totp(&enrolment(carol, 1000, 3)).unwrap());
+    enrol(store, bob, -10_000, 1, "b");
+
+    // Expired at or before the cutoff; no enrolment is that stale yet.
+    assert_eq!(store.purge_second_factors(at(100)).unwrap(), 1);
+    assert_eq!(store.take_mfa_attempt(&early.hash, at(0)).unwrap(), None);
+    assert!(
+        store
+            .take_mfa_attempt(&later.hash, at(0))
+            .unwrap()
+            .is_some()
+    );
+    // Pending since the cutoff less the enrolment's lifetime, or longer.
+    assert_eq!(store.purge_second_factors(at(50 + ttl - 1)).unwrap(), 1);
+    assert!(store.second_factors(alice).unwrap().totp.is_some());
+    assert_eq!(store.purge_second_factors(at(50 + ttl)).unwrap(), 1);
+    assert_eq!(store.second_factors(alice).unwrap().totp, None);
+    assert!(store.second_factors(carol).unwrap().totp.is_some());
+    assert!(store.second_factors(bob).unwrap().required(), "confirmed");
+    assert_eq!(store.second_factors(bob).unwrap().recovery_codes_left, 10);
+    assert_eq!(store.purge_second_factors(at(50 + ttl)).unwrap(), 0);
+}
+
+/// A user's deletion racing writes of their second factors (some write
+/// rows under the user after others): none fails, none deadlocks, and
+/// nothing of theirs is left.
+fn deleting_a_user_while_their_second_factors_change_never_fails(f: &Fixture) {
+    use todo_core::SecondFactors;
+    const WRITERS: usize = 4;
+    for round in 0..4 {
+        let user = new_user(&*f.store, &format!("busy{round}"), 0).user.id;
+        let barrier = Arc::new(Barrier::new(WRITERS + 1));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let (store, barrier) = (f.store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for n in 0..30 {
+                        // (each writer's enrolments made at times of its own)
+                        let made = n * 10 + i64::try_from(writer).unwrap();
+                        let step = u64::try_from(made).unwrap();
+                        let name = format!("r{round}w{writer}n{n}");
+                        let codes = recovery_codes(&name, 10);
+                        let login = mfa_challenge(user, &name, made, 300, 5);
+                        let wrote = store
+                            .begin_totp(&enrolment(user, made, 1))
+                            .and_then(|_| {
+                                store.confirm_totp(user, at(made), step, at(made), &codes)
+                            })
+                            .and_then(|_| store.use_totp_step(user, step + 1))
+                            .and_then(|_| store.use_recovery_code(user, &codes[0], at(made)))
+                            .and_then(|_| store.create_mfa_challenge(&login))
+                            .and_then(|()| store.take_mfa_attempt(&login.hash, at(made)))
+                            .and_then(|_| store.remove_second_factors(user));
+                        match wrote {
+                            Ok(_) => {}
+                            // The user is gone.
+                            Err(StoreError::MissingReference(_)) => return Ok(()),
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        barrier.wait();
+        assert_eq!(
+            f.store
+                .delete_user(user, at(100_000))
+                .map_err(|e| e.to_string()),
+            Ok(true)
+        );
+        for writer in writers {
+            assert_eq!(writer.join().unwrap(), Ok(()), "a write failed");
+        }
+        assert_eq!(
+            f.store.second_factors(user).unwrap(),
+            SecondFactors::default()
+        );
+    }
 }
 
 fn concurrent_api_token_creations_stay_within_the_quota(f: &Fixture) {

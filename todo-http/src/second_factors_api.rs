@@ -1,0 +1,209 @@
+//! Second factors on the wire: a TOTP authenticator enrolled
+//! (`/v1/users/me/totp`), confirmed and removed by its user, and removed by
+//! an administrator (`/v1/users/{id}/second-factors`). The two-step login
+//! itself is with the other session endpoints (`auth_api.rs`).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use http::StatusCode;
+use qrcode::QrCode;
+use qrcode::render::svg;
+use serde::{Deserialize, Serialize};
+use todo_core::{RecoveryCode, SecondFactorAnswer, TotpCode, UserRef};
+use utoipa::ToSchema;
+
+use crate::auth_api::{Admin, AuthApi};
+use crate::blocking::call;
+use crate::extract::{Caller, Client, Json, Path};
+use crate::front::{ApiResponse, json_value, no_content};
+use crate::problem::ApiError;
+
+type Auth = State<Arc<AuthApi>>;
+
+/// A code offered for a second factor: six digits from the authenticator,
+/// else a recovery code; anything else is refused as `field`'s.
+pub(crate) fn answer(field: &'static str, raw: &str) -> Result<SecondFactorAnswer, ApiError> {
+    if let Some(code) = TotpCode::parse(raw) {
+        return Ok(SecondFactorAnswer::Totp(code));
+    }
+    RecoveryCode::parse(raw)
+        .map(SecondFactorAnswer::RecoveryCode)
+        .ok_or_else(|| {
+            ApiError::field(
+                field,
+                "is neither a six-digit code nor a recovery code (xxxx-xxxx-xxxx-xxxx)",
+            )
+        })
+}
+
+/// The caller's password, to begin an enrolment.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TotpEnrolmentRequest)]
+pub(crate) struct BeginBody {
+    current_password: String,
+}
+
+/// An enrolment begun: what the authenticator app takes, shown this once.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TotpEnrolment)]
+pub(crate) struct EnrolmentDto {
+    /// The secret in base32, to type in.
+    secret: String,
+    /// The `otpauth://` URI, to scan.
+    otpauth_uri: String,
+    /// The URI as a QR code, an SVG document.
+    qr_svg: String,
+}
+
+/// The code that confirms an enrolment.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TotpConfirmation)]
+pub(crate) struct ConfirmBody {
+    /// Six digits from the authenticator.
+    code: String,
+}
+
+/// The recovery codes of a confirmed enrolment, shown this once.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecoveryCodes)]
+pub(crate) struct RecoveryCodesDto {
+    /// Ten codes, each good for one sign-in in place of the authenticator.
+    recovery_codes: Vec<String>,
+}
+
+/// The password and a code, to remove the authenticator.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TotpRemoval)]
+pub(crate) struct RemoveBody {
+    current_password: String,
+    /// Six digits from the authenticator, or a recovery code.
+    code: String,
+}
+
+/// The URI as a QR code: SVG, medium error correction, black on white,
+/// a quiet zone around it.
+fn qr_svg(uri: &str) -> Result<String, ApiError> {
+    let code = QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| ApiError::internal(format!("QR code: {e}")))?;
+    Ok(code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build())
+}
+
+/// Begin enrolling a TOTP authenticator (pending until confirmed).
+#[utoipa::path(post, path = "/v1/users/me/totp", request_body = BeginBody,
+    responses(
+        (status = 201, description = "The secret, its URI and QR code: shown this once", body = EnrolmentDto),
+        (status = 403, description = "Current password wrong"),
+        (status = 409, description = "An authenticator is enrolled already: remove it first"),
+        (status = 429, description = "Too many wrong passwords"),
+        (status = 503, description = "This server offers no second factors"),
+    ))]
+pub(crate) async fn begin_totp(
+    State(api): Auth,
+    Client(client): Client,
+    Caller(me): Caller,
+    Json(body, _held): Json<BeginBody>,
+) -> Result<ApiResponse, ApiError> {
+    let enrolment = call(&api.services().account, move |s| {
+        s.begin_totp(client, &me, &body.current_password)
+    })
+    .await?;
+    let mut response = json_value(
+        StatusCode::CREATED,
+        &EnrolmentDto {
+            secret: enrolment.secret.base32().to_string(),
+            otpauth_uri: enrolment.uri.to_string(),
+            qr_svg: qr_svg(&enrolment.uri)?,
+        },
+    )?;
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// Confirm the enrolment with a code; answers the recovery codes.
+#[utoipa::path(post, path = "/v1/users/me/totp/confirm", request_body = ConfirmBody,
+    responses(
+        (status = 200, description = "Enrolled: ten recovery codes, shown this once", body = RecoveryCodesDto),
+        (status = 400, description = "Not six digits"),
+        (status = 403, description = "Wrong code"),
+        (status = 409, description = "No enrolment pending (or it waited past 15 minutes)"),
+        (status = 429, description = "Too many wrong codes"),
+    ))]
+pub(crate) async fn confirm_totp(
+    State(api): Auth,
+    Client(client): Client,
+    Caller(me): Caller,
+    Json(body, _held): Json<ConfirmBody>,
+) -> Result<ApiResponse, ApiError> {
+    let code =
+        TotpCode::parse(&body.code).ok_or_else(|| ApiError::field("code", "is not six digits"))?;
+    let codes = call(&api.services().account, move |s| {
+        s.confirm_totp(client, &me, code)
+    })
+    .await?;
+    let mut response = json_value(
+        StatusCode::OK,
+        &RecoveryCodesDto {
+            recovery_codes: codes.iter().map(|c| c.expose().to_owned()).collect(),
+        },
+    )?;
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// Remove my authenticator and recovery codes (the password and a code).
+#[utoipa::path(delete, path = "/v1/users/me/totp", request_body = RemoveBody,
+    responses(
+        (status = 204, description = "Removed: a password alone signs in again"),
+        (status = 400, description = "The code is not one"),
+        (status = 403, description = "Current password or code wrong"),
+        (status = 404, description = "No authenticator enrolled"),
+        (status = 429, description = "Too many wrong passwords or codes"),
+    ))]
+pub(crate) async fn remove_totp(
+    State(api): Auth,
+    Client(client): Client,
+    Caller(me): Caller,
+    Json(body, _held): Json<RemoveBody>,
+) -> Result<ApiResponse, ApiError> {
+    let answer = answer("code", &body.code)?;
+    call(&api.services().account, move |s| {
+        s.remove_totp(client, &me, &body.current_password, &answer)
+    })
+    .await?;
+    Ok(no_content())
+}
+
+/// Remove a user's second factors (admin; audited): for one who lost both
+/// the authenticator and the recovery codes.
+#[utoipa::path(delete, path = "/v1/users/{id}/second-factors",
+    params(Path<UserRef>),
+    responses(
+        (status = 204, description = "Removed: a password alone signs the user in"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such user"),
+    ))]
+pub(crate) async fn remove_second_factors(
+    State(api): Auth,
+    Admin(me): Admin,
+    Path(id): Path<UserRef>,
+) -> Result<ApiResponse, ApiError> {
+    call(&api.services().admin, move |s| {
+        s.remove_second_factors(&me, id)
+    })
+    .await?;
+    Ok(no_content())
+}
