@@ -8,8 +8,9 @@ use std::path::Path;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hmac;
-use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
-use todo_core::{HmacSha1, SealError, SecretSealer, UserId};
+use std::sync::Arc;
+
+use todo_core::{HmacSha1, Random, SealError, SecretSealer, UserId};
 use zeroize::Zeroizing;
 
 use crate::error::KeyError;
@@ -39,6 +40,8 @@ const DOMAIN: &[u8] = b"todo totp secret\0";
 /// another user's row does not open), the key from a file of its own.
 pub struct AesGcmSealer {
     key: LessSafeKey,
+    /// Where nonces come from (`OsRandom` in production).
+    random: Arc<dyn Random>,
 }
 
 impl std::fmt::Debug for AesGcmSealer {
@@ -51,52 +54,64 @@ impl AesGcmSealer {
     /// The length of the key, in bytes.
     pub const KEY_LEN: usize = 32;
 
-    /// A sealer over these 32 bytes.
+    /// A sealer over these 32 bytes, its nonces drawn from `random`.
     ///
     /// # Errors
     ///
     /// [`KeyError`] unless the key is 32 bytes.
-    pub fn new(key: &[u8]) -> Result<Self, KeyError> {
+    pub fn new(key: &[u8], random: Arc<dyn Random>) -> Result<Self, KeyError> {
         let unbound = UnboundKey::new(&AES_256_GCM, key).map_err(|_| KeyError::SealingKeyLength)?;
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            random,
         })
     }
 
     /// The sealer whose key is in `path` (32 random bytes), made there first
-    /// (readable by its owner only) when the file does not exist.
+    /// (readable by its owner only) when the file does not exist. Instances
+    /// starting at once on one path agree on one key: the new file is
+    /// written whole beside it and linked into place, and whoever loses
+    /// the race reads the winner's.
     ///
     /// # Errors
     ///
     /// [`KeyError`] when the file cannot be read or made, or is not 32 bytes.
-    pub fn from_file(path: &Path) -> Result<Self, KeyError> {
+    pub fn from_file(path: &Path, random: Arc<dyn Random>) -> Result<Self, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         match std::fs::read(path) {
-            Ok(bytes) => Self::new(&Zeroizing::new(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = Zeroizing::new([0u8; Self::KEY_LEN]);
-                SystemRandom::new()
-                    .fill(key.as_mut())
-                    .map_err(|e| KeyError::Generation(Box::new(e)))?;
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(|e| KeyError::Io {
-                    path: path.display().to_string(),
-                    source: e,
-                })?;
-                file.write_all(key.as_ref())
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| KeyError::Io {
-                        path: path.display().to_string(),
-                        source: e,
-                    })?;
-                Self::new(key.as_ref())
+            Ok(bytes) => return Self::new(&Zeroizing::new(bytes), random),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let mut key = Zeroizing::new([0u8; Self::KEY_LEN]);
+        let mut suffix = [0u8; 8];
+        random
+            .fill(key.as_mut())
+            .and_then(|()| random.fill(&mut suffix))
+            .map_err(|e| KeyError::Generation(Box::new(e)))?;
+        let mut draft = path.as_os_str().to_owned();
+        draft.push(format!(".{:016x}.new", u64::from_le_bytes(suffix)));
+        let draft = std::path::PathBuf::from(draft);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options.open(&draft).and_then(|mut file| {
+            file.write_all(key.as_ref())?;
+            file.sync_all()
+        });
+        // A link fails if the path exists: of instances racing, one wins.
+        let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
+        let _ = std::fs::remove_file(&draft);
+        match linked {
+            Ok(()) => Self::new(key.as_ref(), random),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Self::new(&Zeroizing::new(std::fs::read(path).map_err(io)?), random)
             }
-            Err(e) => Err(KeyError::Io {
-                path: path.display().to_string(),
-                source: e,
-            }),
+            Err(e) => Err(io(e)),
         }
     }
 
@@ -119,7 +134,7 @@ fn fault(what: &'static str) -> SealError {
 impl SecretSealer for AesGcmSealer {
     fn seal(&self, user: UserId, plain: &[u8]) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
+        self.random
             .fill(&mut nonce)
             .map_err(|_| fault("no randomness for a nonce"))?;
         let mut sealed = Vec::with_capacity(1 + NONCE_LEN + plain.len() + 16);
@@ -160,6 +175,7 @@ impl SecretSealer for AesGcmSealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::OsRandom;
     use todo_core::{TotpCode, TotpSecret};
 
     fn user(n: u128) -> UserId {
@@ -186,7 +202,7 @@ mod tests {
 
     #[test]
     fn a_sealed_secret_opens_for_its_user_under_its_key_only() {
-        let sealer = AesGcmSealer::new(&[7u8; 32]).unwrap();
+        let sealer = AesGcmSealer::new(&[7u8; 32], Arc::new(OsRandom)).unwrap();
         let sealed = sealer.seal(user(1), b"twenty bytes secret!").unwrap();
         assert_eq!(
             sealer.open(user(1), &sealed).unwrap().as_slice(),
@@ -194,7 +210,7 @@ mod tests {
         );
         assert!(!sealed.windows(6).any(|w| w == b"twenty"));
         assert!(sealer.open(user(2), &sealed).is_err(), "another user's row");
-        let other = AesGcmSealer::new(&[8u8; 32]).unwrap();
+        let other = AesGcmSealer::new(&[8u8; 32], Arc::new(OsRandom)).unwrap();
         assert!(other.open(user(1), &sealed).is_err(), "another key");
         let mut altered = sealed.clone();
         *altered.last_mut().unwrap() ^= 1;
@@ -206,16 +222,16 @@ mod tests {
             sealer.seal(user(1), b"same").unwrap(),
             sealer.seal(user(1), b"same").unwrap()
         );
-        assert!(AesGcmSealer::new(&[0u8; 16]).is_err());
+        assert!(AesGcmSealer::new(&[0u8; 16], Arc::new(OsRandom)).is_err());
     }
 
     #[test]
     fn the_key_file_is_made_once_for_its_owner_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mfa.key");
-        let first = AesGcmSealer::from_file(&path).unwrap();
+        let first = AesGcmSealer::from_file(&path, Arc::new(OsRandom)).unwrap();
         let sealed = first.seal(user(3), b"kept").unwrap();
-        let again = AesGcmSealer::from_file(&path).unwrap();
+        let again = AesGcmSealer::from_file(&path, Arc::new(OsRandom)).unwrap();
         assert_eq!(again.open(user(3), &sealed).unwrap().as_slice(), b"kept");
         assert_eq!(std::fs::read(&path).unwrap().len(), 32);
         #[cfg(unix)]
@@ -225,6 +241,32 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(&path, b"short").unwrap();
-        assert!(AesGcmSealer::from_file(&path).is_err());
+        assert!(AesGcmSealer::from_file(&path, Arc::new(OsRandom)).is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no draft left"
+        );
+    }
+
+    #[test]
+    fn instances_starting_at_once_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mfa.key");
+        let sealers: Vec<AesGcmSealer> = std::thread::scope(|s| {
+            let started: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| AesGcmSealer::from_file(&path, Arc::new(OsRandom)).unwrap()))
+                .collect();
+            started.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let sealed = sealers[0].seal(user(5), b"shared").unwrap();
+        for sealer in &sealers {
+            assert_eq!(sealer.open(user(5), &sealed).unwrap().as_slice(), b"shared");
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no draft left"
+        );
     }
 }

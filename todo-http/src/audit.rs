@@ -112,6 +112,32 @@ impl<'a> Line<'a> {
             AuditEvent::PasswordChanged { user, client } => {
                 Self::user("password_changed", user, client)
             }
+            AuditEvent::SecondFactorAdded {
+                user,
+                method,
+                client,
+            } => Self {
+                action: Some(method),
+                ..Self::user("second_factor_added", user, client)
+            },
+            AuditEvent::SecondFactorRemoved { user, client } => Self {
+                warn: true,
+                ..Self::user("second_factor_removed", user, client)
+            },
+            AuditEvent::SecondFactorFailed {
+                user,
+                method,
+                client,
+            } => Self {
+                warn: true,
+                action: Some(method),
+                ..Self::user("second_factor_failed", user, client)
+            },
+            AuditEvent::RecoveryCodeUsed { user, left, client } => Self {
+                warn: true,
+                other: Some(format!("{left} left")),
+                ..Self::user("recovery_code_used", user, client)
+            },
             AuditEvent::AdminAction {
                 actor,
                 action,

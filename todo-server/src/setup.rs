@@ -560,8 +560,9 @@ impl AuthSettings {
             .second_factor_key
             .clone()
             .unwrap_or_else(|| data_dir.join("second-factor.key"));
-        let sealer = todo_auth::AesGcmSealer::from_file(&sealer_path)
-            .map_err(|e| Error::key("--second-factor-key", e))?;
+        let sealer =
+            todo_auth::AesGcmSealer::from_file(&sealer_path, Arc::new(todo_auth::OsRandom))
+                .map_err(|e| Error::key("--second-factor-key", e))?;
         service = service.second_factors(
             Arc::new(sealer),
             Arc::new(todo_auth::AwsHmacSha1),

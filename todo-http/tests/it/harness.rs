@@ -265,6 +265,12 @@ fn instance(
             })),
         })
         .policy(policy)
+        // One key for every instance, as the deployments mount one.
+        .second_factors(
+            Arc::new(todo_auth::AesGcmSealer::new(&[0x5a; 32], Arc::new(OsRandom)).unwrap()),
+            Arc::new(todo_auth::AwsHmacSha1),
+            "todo",
+        )
         .build()
         .unwrap();
     let mut auth_probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared((*store).clone())];
@@ -505,6 +511,15 @@ impl System {
     /// Whether the clients talk to nginx rather than to the servers.
     pub fn behind_gateway(&self) -> bool {
         self.gateway.is_some() || self.running
+    }
+
+    /// Behind this test's own gateway: the two auth-server instances,
+    /// each asked directly (a deployment running elsewhere shows only
+    /// their metrics listeners).
+    pub fn auth_instances(&self) -> Option<(&Client, &Client)> {
+        self.gateway
+            .as_ref()
+            .map(|_| (&self.instances[0].client, &self.instances[2].client))
     }
 
     pub async fn post(

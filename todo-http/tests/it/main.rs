@@ -19,3 +19,4 @@ mod password_reset;
 mod projects;
 mod route_names;
 mod scans;
+mod second_factors;
