@@ -256,6 +256,70 @@ export async function loginSecondStep(token, kind, code) {
   adopt(body);
 }
 
+// ---- passkeys (WebAuthn) ----------------------------------------------------
+// The server's options carry their binary fields in base64url (as JSON
+// must); the browser's API takes and gives ArrayBuffers.
+
+const fromBase64url = (text) => {
+  const base64 = text.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(text.length / 4) * 4, '=');
+  return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)).buffer;
+};
+const toBase64url = (buffer) => btoa(String.fromCharCode(...new Uint8Array(buffer)))
+  .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+/** Whether this browser can use passkeys at all. */
+export function passkeysSupported() {
+  return typeof window.PublicKeyCredential === 'function' && !!navigator.credentials;
+}
+
+/** The browser's answer, as JSON can carry it. */
+function credentialJson(credential) {
+  const response = {};
+  for (const name of ['clientDataJSON', 'attestationObject', 'authenticatorData', 'signature', 'userHandle']) {
+    const value = credential.response[name];
+    if (value) response[name] = toBase64url(value);
+  }
+  return {
+    id: credential.id,
+    rawId: toBase64url(credential.rawId),
+    type: credential.type,
+    response,
+    extensions: credential.getClientExtensionResults?.() ?? {},
+  };
+}
+
+/**
+ * Registers a passkey on this device for the signed-in user, called
+ * `name`; the new passkey. A passkey signs in without a username, so it
+ * is asked to live on the authenticator (discoverable).
+ */
+export async function addPasskey(name) {
+  const { body: options } = await call('POST', '/v1/users/me/passkeys/register/start');
+  const publicKey = options.publicKey;
+  publicKey.challenge = fromBase64url(publicKey.challenge);
+  publicKey.user.id = fromBase64url(publicKey.user.id);
+  for (const excluded of publicKey.excludeCredentials || []) excluded.id = fromBase64url(excluded.id);
+  publicKey.authenticatorSelection = { ...publicKey.authenticatorSelection, residentKey: 'required', requireResidentKey: true };
+  const credential = await navigator.credentials.create({ publicKey });
+  const { body } = await call('POST', '/v1/users/me/passkeys/register/finish', { body: { name, credential: credentialJson(credential) } });
+  return body;
+}
+
+/** Signs in with a passkey of this device (no username: the passkey names its account). */
+export async function loginWithPasskey() {
+  const { body: options } = await send('POST', '/v1/auth/passkey/start', { headers: SESSION });
+  const publicKey = options.publicKey;
+  publicKey.challenge = fromBase64url(publicKey.challenge);
+  for (const allowed of publicKey.allowCredentials || []) allowed.id = fromBase64url(allowed.id);
+  const credential = await navigator.credentials.get({ publicKey });
+  const { body } = await send('POST', '/v1/auth/passkey/finish', {
+    body: { challenge_id: options.challenge_id, credential: credentialJson(credential) },
+    headers: SESSION,
+  });
+  endSession();
+  adopt(body);
+}
+
 // Refreshes run one at a time across this browser's tabs too (Web Locks):
 // each then sends the cookie the one before it set, a plain rotation. Tabs
 // that refresh together (a laptop waking) would otherwise all send the same

@@ -305,6 +305,36 @@ guardSubmit($('login-form'), 'Logging in…', async (form) => {
   }
 });
 
+// A passkey signs in alone: no username, no password (the device checks
+// it is its owner). Offered only where the browser can.
+$('passkey-login').hidden = !api.passkeysSupported();
+let passkeySigningIn = false;
+$('passkey-login').addEventListener('click', async () => {
+  if (passkeySigningIn) return;
+  passkeySigningIn = true;
+  const form = $('login-form');
+  clearErrors(form);
+  const button = $('passkey-login');
+  button.setAttribute('aria-busy', 'true');
+  try {
+    await api.loginWithPasskey();
+    const { body: me } = await api.call('GET', '/v1/users/me');
+    form.reset();
+    await showTasks(me.username);
+    announce('Logged in');
+  } catch (error) {
+    // (the person closed the browser's dialog: nothing to say)
+    if (error?.name === 'NotAllowedError' || error?.name === 'AbortError') return;
+    const refused = error instanceof api.ApiError && error.problem.type === 'urn:todo:problem:invalid-passkey';
+    form.querySelector('.form-error').textContent = refused
+      ? 'That passkey did not sign you in: it may have been removed. Sign in with your password.'
+      : (error instanceof api.ApiError ? failureText(error) : 'This device could not use a passkey.');
+  } finally {
+    passkeySigningIn = false;
+    button.removeAttribute('aria-busy');
+  }
+});
+
 // ---- a login's second step ----------------------------------------------------
 
 // The first step's token lives here only while the second step is shown.
@@ -1622,6 +1652,112 @@ function showAccount(user) {
   showSecondFactor(user.mfa || []);
 }
 
+/** The account's passkeys, each with a Remove button. */
+async function showPasskeys() {
+  const supported = api.passkeysSupported();
+  $('passkey-form').hidden = !supported;
+  const mine = api.currentSession();
+  const { body } = await api.call('GET', '/v1/users/me/passkeys');
+  if (api.currentSession() !== mine) return;
+  const list = $('passkey-list');
+  list.replaceChildren(...body.items.map((passkey) => {
+    const item = document.createElement('li');
+    const text = document.createElement('span');
+    const name = document.createElement('strong');
+    name.textContent = passkey.name;
+    const meta = document.createElement('span');
+    meta.className = 'meta';
+    const added = new Date(passkey.created_at).toLocaleDateString();
+    const used = passkey.last_used_at ? `, last used ${new Date(passkey.last_used_at).toLocaleDateString()}` : ', not used yet';
+    meta.textContent = ` added ${added}${used}`;
+    text.append(name, meta);
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'ghost danger-text';
+    remove.textContent = 'Remove';
+    remove.setAttribute('aria-label', `Remove the passkey ${passkey.name}`);
+    remove.addEventListener('click', () => askPasskeyRemoval(passkey));
+    item.append(text, remove);
+    return item;
+  }));
+}
+
+/** The removal of one passkey, asked with the password (and a code when two-step sign-in is on). */
+function askPasskeyRemoval(passkey) {
+  const form = $('passkey-remove-form');
+  form.reset();
+  clearErrors(form);
+  form.dataset.id = passkey.id;
+  $('passkey-remove-title').textContent = `Remove the passkey “${passkey.name}”?`;
+  $('passkey-remove-code-field').hidden = $('delete-code-field').hidden;
+  form.hidden = false;
+  $('passkey-remove-password').focus();
+}
+
+function hidePasskeyRemoval() {
+  const form = $('passkey-remove-form');
+  form.hidden = true;
+  form.reset();
+  clearErrors(form);
+  delete form.dataset.id;
+}
+
+$('passkey-remove-cancel').addEventListener('click', () => {
+  hidePasskeyRemoval();
+  $('passkey-name').focus();
+});
+
+guardSubmit($('passkey-remove-form'), 'Removing…', async (form) => {
+  clearErrors(form);
+  if (!form.current_password.value) {
+    showErrors(form, fieldError('current_password', 'Enter your password to remove the passkey.'));
+    return;
+  }
+  const body = { current_password: form.current_password.value };
+  if (!$('passkey-remove-code-field').hidden) body.code = form.code.value.trim();
+  const mine = api.currentSession();
+  try {
+    await api.call('DELETE', `/v1/users/me/passkeys/${encodeURIComponent(form.dataset.id)}`, { body });
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    codeRefusal(form, error);
+    return;
+  }
+  if (api.currentSession() !== mine) return;
+  hidePasskeyRemoval();
+  await Promise.all([showPasskeys(), readAccount()]).catch(accountFailed);
+  $('account-status').textContent = 'The passkey is removed.';
+  $('passkey-name').focus();
+});
+
+guardSubmit($('passkey-form'), 'Adding…', async (form) => {
+  clearErrors(form);
+  const name = form.name.value.trim();
+  if (!name) {
+    showErrors(form, fieldError('name', 'Name this passkey, for instance after this device.'));
+    return;
+  }
+  const mine = api.currentSession();
+  try {
+    await api.addPasskey(name);
+  } catch (error) {
+    if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    if (error?.name === 'NotAllowedError' || error?.name === 'AbortError') {
+      form.querySelector('.form-error').textContent = 'No passkey was made: the device\'s dialog was closed.';
+    } else if (error?.name === 'InvalidStateError') {
+      form.querySelector('.form-error').textContent = 'This device has a passkey of this account already.';
+    } else {
+      showErrors(form, error instanceof api.ApiError ? error : new api.ApiError(0, { detail: 'This device could not make a passkey.' }));
+    }
+    return;
+  }
+  if (api.currentSession() !== mine) return;
+  form.reset();
+  await Promise.all([showPasskeys(), readAccount()]).catch(accountFailed);
+  $('account-status').textContent = `The passkey “${name}” is added: it signs you in on this device.`;
+  announce('Passkey added');
+});
+
 /** Whether two-step sign-in is on, and the forms that go with each state. */
 function showSecondFactor(methods) {
   const on = methods.includes('totp');
@@ -1712,6 +1848,8 @@ guardSubmit($('mfa-confirm-form'), 'Turning on…', async (form) => {
       clearEnrolment();
       $('account-error').textContent = 'The set-up waited too long: start again.';
       await readAccount().catch(accountFailed);
+      // (the form the focus was in is gone: to the one that starts again)
+      $('mfa-setup-password').focus();
     } else showErrors(form, error);
     return;
   }
@@ -1762,8 +1900,10 @@ guardSubmit($('mfa-remove-form'), 'Turning off…', async (form) => {
   $('mfa-setup-password').focus();
 });
 
-/** A refused password or code, on its field. */
+/** A refused password or code, on its field (shown if it was hidden: turned on in another tab). */
 function codeRefusal(form, error) {
+  const codeField = form.querySelector('[name="code"]')?.closest('.field');
+  if (codeField?.hidden && error instanceof api.ApiError && error.fields.code) codeField.hidden = false;
   if (error instanceof api.ApiError && error.problem.type === 'urn:todo:problem:wrong-code') {
     showErrors(form, fieldError('code', 'That code is wrong or was used already.'));
     form.code.select();
@@ -1778,6 +1918,10 @@ function clearAccount() {
   for (const id of ['account-verified', 'account-verify', 'email-remove']) $(id).hidden = true;
   delete $('account-dialog').dataset.email;
   clearEnrolment();
+  hidePasskeyRemoval();
+  $('passkey-list').replaceChildren();
+  $('passkey-form').reset();
+  clearErrors($('passkey-form'));
   $('mfa-state').textContent = '';
   for (const id of ['mfa-setup-form', 'mfa-remove-form', 'delete-code-field']) $(id).hidden = true;
   for (const form of [$('email-form'), $('password-form'), $('delete-form')]) {
@@ -1803,7 +1947,7 @@ $('account').addEventListener('click', async () => {
   clearAccount();
   $('account-dialog').showModal();
   $('account-email-input').focus();
-  await readAccount().catch(accountFailed);
+  await Promise.all([readAccount(), showPasskeys()]).catch(accountFailed);
 });
 $('account-close').addEventListener('click', () => $('account-dialog').close());
 // The account's export, as a file: read with the access token (a plain
@@ -1843,6 +1987,9 @@ $('account-export').addEventListener('click', async () => {
     button.removeAttribute('aria-busy');
   }
 });
+// A page kept in the back-forward cache keeps no key or recovery codes.
+window.addEventListener('pagehide', () => clearEnrolment());
+
 $('account-dialog').addEventListener('close', () => {
   $('account-status').textContent = '';
   $('account-error').textContent = '';
@@ -1850,6 +1997,7 @@ $('account-dialog').addEventListener('close', () => {
   for (const id of ['account-password', 'password-current', 'password-new', 'delete-password', 'delete-code']) $(id).value = '';
   // (a key or recovery codes never stay on a closed dialog)
   clearEnrolment();
+  hidePasskeyRemoval();
   $('account').focus();
 });
 

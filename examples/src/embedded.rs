@@ -65,6 +65,7 @@ pub fn sessions(
             refresh_per_client: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_per_account: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             login_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy::default())),
+            code_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy::CODES)),
             confirmations_per_session: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             mail_per_account: Arc::new(KeyedLimiter::new(per_client, clock.clone())),
             mail_per_address: Arc::new(KeyedLimiter::new(per_client, clock.clone())),

@@ -18,6 +18,9 @@ pub enum KeyError {
     /// argon2 refused the cost parameters (too little memory, zero passes).
     #[error("the argon2 parameters are invalid")]
     Argon2Params(#[source] BoxError),
+    /// The passkeys' relying party cannot be this origin.
+    #[error("passkeys' relying party: {0}")]
+    Relying(String),
     /// A second-factor key is not 32 bytes.
     #[error("the second-factor key must be 32 bytes")]
     SealingKeyLength,

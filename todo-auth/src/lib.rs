@@ -10,6 +10,7 @@
 //! - [`CachingVerifier`]: a bounded cache of verified tokens;
 //! - [`AwsHmacSha1`] and [`AesGcmSealer`]: TOTP codes, and their secrets
 //!   sealed under a key of their own;
+//! - [`WebauthnCeremonies`]: passkeys' ceremonies, on webauthn-rs;
 //! - [`SystemClock`] and [`OsRandom`]: the real clock and randomness;
 //! - [`auth_services`]: todo-core's auth services' builder with the clock,
 //!   the randomness and the refresh-token digest above in place.
@@ -62,6 +63,7 @@ mod cache;
 mod error;
 mod jwt;
 mod limit;
+mod passkey;
 mod password;
 mod refresh;
 mod second_factor;
@@ -75,6 +77,7 @@ pub use jwt::{
     JwtSigner, JwtVerifier, KeyAlgorithm, KeySet, MAX_LEEWAY_SECONDS, PublicKey, SigningKey,
 };
 pub use limit::{FailedLoginBackoff, KeyedLimiter, LimitPolicy};
+pub use passkey::WebauthnCeremonies;
 pub use password::{Argon2Config, Argon2Hasher, BoundedHasher, PoolLimits};
 pub use refresh::{Sha256Digest, Sha256RefreshTokenHasher};
 pub use second_factor::{AesGcmSealer, AwsHmacSha1};

@@ -30,8 +30,12 @@ impl HmacSha1 for AwsHmacSha1 {
 }
 
 /// The first byte of every sealed secret: the format, so that a later
-/// one can be told apart.
+/// one can be told apart. Then the key's id, the nonce, the ciphertext and
+/// its tag.
 const FORMAT: u8 = 1;
+/// The bytes of a key's id: enough to tell keys apart in an error, never
+/// to guess the key.
+const KEY_ID_LEN: usize = 4;
 /// What a sealed secret is bound to besides its user: its use.
 const DOMAIN: &[u8] = b"todo totp secret\0";
 
@@ -40,6 +44,9 @@ const DOMAIN: &[u8] = b"todo totp secret\0";
 /// another user's row does not open), the key from a file of its own.
 pub struct AesGcmSealer {
     key: LessSafeKey,
+    /// The first bytes of the key's SHA-256, stored with each secret: a
+    /// secret sealed under another key is said to be, not just refused.
+    key_id: [u8; KEY_ID_LEN],
     /// Where nonces come from (`OsRandom` in production).
     random: Arc<dyn Random>,
 }
@@ -61,8 +68,12 @@ impl AesGcmSealer {
     /// [`KeyError`] unless the key is 32 bytes.
     pub fn new(key: &[u8], random: Arc<dyn Random>) -> Result<Self, KeyError> {
         let unbound = UnboundKey::new(&AES_256_GCM, key).map_err(|_| KeyError::SealingKeyLength)?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key);
+        let mut key_id = [0u8; KEY_ID_LEN];
+        key_id.copy_from_slice(&digest.as_ref()[..KEY_ID_LEN]);
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            key_id,
             random,
         })
     }
@@ -106,6 +117,10 @@ impl AesGcmSealer {
         // A link fails if the path exists: of instances racing, one wins.
         let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
         let _ = std::fs::remove_file(&draft);
+        // (the new name on the disk too, before anything is sealed under it)
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
         match linked {
             Ok(()) => Self::new(key.as_ref(), random),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -137,8 +152,9 @@ impl SecretSealer for AesGcmSealer {
         self.random
             .fill(&mut nonce)
             .map_err(|_| fault("no randomness for a nonce"))?;
-        let mut sealed = Vec::with_capacity(1 + NONCE_LEN + plain.len() + 16);
+        let mut sealed = Vec::with_capacity(1 + KEY_ID_LEN + NONCE_LEN + plain.len() + 16);
         sealed.push(FORMAT);
+        sealed.extend_from_slice(&self.key_id);
         sealed.extend_from_slice(&nonce);
         let mut body = plain.to_vec();
         self.key
@@ -156,8 +172,14 @@ impl SecretSealer for AesGcmSealer {
         let Some((&FORMAT, rest)) = sealed.split_first() else {
             return Err(fault("not a sealed secret of a known format"));
         };
-        if rest.len() < NONCE_LEN {
+        if rest.len() < KEY_ID_LEN + NONCE_LEN {
             return Err(fault("a sealed secret too short"));
+        }
+        let (key_id, rest) = rest.split_at(KEY_ID_LEN);
+        if key_id != self.key_id {
+            return Err(fault(
+                "the secret was sealed under another key: this instance's --second-factor-key is not the one it was made with",
+            ));
         }
         let (nonce, body) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| fault("bad nonce"))?;
@@ -211,7 +233,11 @@ mod tests {
         assert!(!sealed.windows(6).any(|w| w == b"twenty"));
         assert!(sealer.open(user(2), &sealed).is_err(), "another user's row");
         let other = AesGcmSealer::new(&[8u8; 32], Arc::new(OsRandom)).unwrap();
-        assert!(other.open(user(1), &sealed).is_err(), "another key");
+        let another = other.open(user(1), &sealed).unwrap_err();
+        assert!(
+            todo_core::error_chain(&another).contains("another key"),
+            "another key, said so"
+        );
         let mut altered = sealed.clone();
         *altered.last_mut().unwrap() ^= 1;
         assert!(sealer.open(user(1), &altered).is_err(), "an alteration");

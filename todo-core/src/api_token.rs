@@ -209,27 +209,7 @@ impl ApiTokenName {
 
     /// A name as a request gives it.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err(ValidationError::Blank { field: "name" });
-        }
-        if name.chars().count() > Self::MAX_CHARS {
-            return Err(ValidationError::Length {
-                field: "name",
-                min: 1,
-                max: Self::MAX_CHARS,
-            });
-        }
-        if name
-            .chars()
-            .any(|c| c.is_control() || crate::session::invisible(c))
-        {
-            return Err(ValidationError::Format {
-                field: "name",
-                what: "name without control characters",
-            });
-        }
-        Ok(Self(name.to_owned()))
+        shown_name(raw, Self::MAX_CHARS).map(Self)
     }
 
     /// The name.
@@ -237,6 +217,32 @@ impl ApiTokenName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A name a user gives something of theirs, shown back in lists (`name`):
+/// 1 to `max` characters once trimmed, no control or invisible characters.
+pub(crate) fn shown_name(raw: &str, max: usize) -> Result<String, ValidationError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(ValidationError::Blank { field: "name" });
+    }
+    if name.chars().count() > max {
+        return Err(ValidationError::Length {
+            field: "name",
+            min: 1,
+            max,
+        });
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || crate::session::invisible(c))
+    {
+        return Err(ValidationError::Format {
+            field: "name",
+            what: "name without control characters",
+        });
+    }
+    Ok(name.to_owned())
 }
 
 /// What an API token may do, beside acting for its user.

@@ -230,6 +230,18 @@ pub enum Error {
     /// This server offers no second factors (no key to seal them under).
     #[error("this server offers no second factors")]
     NoSecondFactors,
+    /// A passkey sign-in was refused (an unknown, spent or expired
+    /// `challenge_id`, an unknown passkey, a disabled account, an answer
+    /// that does not verify): why, for the log only.
+    #[error("the passkey sign-in was refused")]
+    InvalidPasskey(String),
+    /// A passkey's registration was refused (none begun, or an answer that
+    /// does not hold): why, for the log only.
+    #[error("the passkey was not registered")]
+    PasskeyRefused(String),
+    /// This server offers no passkeys (no relying party configured).
+    #[error("this server offers no passkeys")]
+    NoPasskeys,
     /// An access token is missing its mark in any way.
     #[error("invalid access token")]
     InvalidToken(TokenRejection),

@@ -77,6 +77,7 @@ pub mod import;
 mod live;
 mod mail;
 pub mod memory;
+mod passkey;
 mod password_reset;
 mod ports;
 mod precondition;
@@ -108,8 +109,9 @@ pub use api_token::{
 };
 pub use auth::{
     AccountPatch, AccountService, AuthLimits, AuthServices, AuthServicesBuilder, Credentials,
-    MfaChallenge, MissingDependency, NewApiToken, OutgoingMail, Registration, RequestOrigin,
-    ResetMail, SessionService, SignIn, TotpEnrolment, UserAdmin, UserRef, retry_after_seconds,
+    MfaChallenge, MissingDependency, NewApiToken, OutgoingMail, PasskeyChallenge, Registration,
+    RequestOrigin, ResetMail, SessionService, SignIn, TotpEnrolment, UserAdmin, UserRef,
+    retry_after_seconds,
 };
 pub use change::{
     BAD_CURSOR, Change, ChangeCursor, ChangeKind, ChangeLimit, ChangeLog, ChangePage, CursorError,
@@ -127,6 +129,11 @@ pub use error::{
 pub use feed::{FeedToken, FeedTokenHash};
 pub use live::{ChangeSubscription, Changed};
 pub use mail::{BadLinkBase, LinkBase, Mail, MailError, Mailer};
+pub use passkey::{
+    CEREMONY_TTL, CeremonyKind, CeremonyRecord, ChallengeId, ChallengeIdHash, MAX_PASSKEYS,
+    NewCredential, PasskeyCeremonies, PasskeyId, PasskeyName, PasskeyRecord, PasskeyRefusal,
+    registration_key,
+};
 pub use password_reset::{PASSWORD_RESET_TTL, PasswordResetRecord, ResetToken, ResetTokenHash};
 pub use ports::{
     AccessTokenSigner, AccessTokenVerifier, AuditEvent, AuditSink, BackoffPolicy, LoginBackoff,

@@ -15,6 +15,7 @@ use crate::email_verification::{EmailTokenHash, EmailVerificationRecord};
 use crate::error::StoreError;
 use crate::feed::FeedTokenHash;
 use crate::import::{ImportCounts, ImportOutcome, ImportPlan};
+use crate::passkey::{CeremonyKind, CeremonyRecord, PasskeyId, PasskeyRecord};
 use crate::password_reset::{PasswordResetRecord, ResetTokenHash};
 use crate::ports::{
     RefreshTokenStore, SecondFactorStore, TaskInsert, TaskStore, TaskWrite, UserStore,
@@ -51,6 +52,10 @@ struct Tables {
     recovery_codes: BTreeMap<(UserId, String), Option<Timestamp>>,
     /// Two-step logins by digest.
     mfa_challenges: BTreeMap<String, MfaChallengeRecord>,
+    /// Passkeys by id.
+    passkeys: BTreeMap<PasskeyId, PasskeyRecord>,
+    /// Passkey ceremonies' first steps by key.
+    ceremonies: BTreeMap<String, CeremonyRecord>,
     tasks: BTreeMap<TaskId, Task>,
     /// The change log, oldest first, and the last number handed out.
     log: Vec<Entry>,
@@ -885,7 +890,11 @@ impl Tables {
     fn forget_second_factors(&mut self, user: UserId) -> bool {
         self.recovery_codes.retain(|(owner, _), _| *owner != user);
         self.mfa_challenges.retain(|_, c| c.user_id != user);
-        self.totp.remove(&user).is_some()
+        self.ceremonies.retain(|_, c| c.user_id != Some(user));
+        let passkeys = self.passkeys.len();
+        self.passkeys.retain(|_, p| p.user_id != user);
+        let had_passkeys = self.passkeys.len() < passkeys;
+        self.totp.remove(&user).is_some() || had_passkeys
     }
 }
 
@@ -897,9 +906,15 @@ impl SecondFactorStore for MemoryStore {
             .iter()
             .filter(|((owner, _), used)| *owner == user && used.is_none())
             .count();
+        let passkeys = tables
+            .passkeys
+            .values()
+            .filter(|p| p.user_id == user)
+            .count();
         Ok(SecondFactors {
             totp: tables.totp.get(&user).cloned(),
             recovery_codes_left: u32::try_from(left).unwrap_or(u32::MAX),
+            passkeys: u32::try_from(passkeys).unwrap_or(u32::MAX),
         })
     }
 
@@ -1016,14 +1031,109 @@ impl SecondFactorStore for MemoryStore {
 
     fn purge_second_factors(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
         let mut tables = self.tables();
-        let before = tables.mfa_challenges.len() + tables.totp.len();
+        let count = |t: &Tables| t.mfa_challenges.len() + t.totp.len() + t.ceremonies.len();
+        let before = count(&tables);
         tables.mfa_challenges.retain(|_, c| c.expires_at > cutoff);
+        tables.ceremonies.retain(|_, c| c.expires_at > cutoff);
         let stale = cutoff.saturating_sub(TOTP_ENROLMENT_TTL);
         tables
             .totp
             .retain(|_, t| t.confirmed_at.is_some() || t.created_at > stale);
-        let after = tables.mfa_challenges.len() + tables.totp.len();
-        Ok(u64::try_from(before - after).unwrap_or(u64::MAX))
+        Ok(u64::try_from(before - count(&tables)).unwrap_or(u64::MAX))
+    }
+
+    fn list_passkeys(&self, user: UserId) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let tables = self.tables();
+        let mut theirs: Vec<PasskeyRecord> = tables
+            .passkeys
+            .values()
+            .filter(|p| p.user_id == user)
+            .cloned()
+            .collect();
+        theirs.sort_by_key(|p| (p.created_at, p.id));
+        Ok(theirs)
+    }
+
+    fn find_passkey(&self, credential_id: &[u8]) -> Result<Option<PasskeyRecord>, StoreError> {
+        Ok(self
+            .tables()
+            .passkeys
+            .values()
+            .find(|p| p.credential_id == credential_id)
+            .cloned())
+    }
+
+    fn add_passkey(&self, passkey: &PasskeyRecord, max: usize) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        if !tables.users.contains_key(&passkey.user_id) {
+            return Err(StoreError::MissingReference("passkey of an unknown user"));
+        }
+        if tables
+            .passkeys
+            .values()
+            .any(|p| p.credential_id == passkey.credential_id || p.id == passkey.id)
+        {
+            return Err(StoreError::Conflict("passkey registered already"));
+        }
+        let theirs = tables
+            .passkeys
+            .values()
+            .filter(|p| p.user_id == passkey.user_id)
+            .count();
+        if theirs >= max {
+            return Ok(false);
+        }
+        tables.passkeys.insert(passkey.id, passkey.clone());
+        Ok(true)
+    }
+
+    fn passkey_used(
+        &self,
+        id: PasskeyId,
+        credential: Option<&[u8]>,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        let Some(passkey) = tables.passkeys.get_mut(&id) else {
+            return Ok(false);
+        };
+        if let Some(credential) = credential {
+            passkey.credential = credential.to_vec();
+        }
+        passkey.last_used_at = Some(at);
+        Ok(true)
+    }
+
+    fn remove_passkey(&self, user: UserId, id: PasskeyId) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        if tables.passkeys.get(&id).is_some_and(|p| p.user_id == user) {
+            tables.passkeys.remove(&id);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn put_ceremony(&self, ceremony: &CeremonyRecord) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        if let Some(user) = ceremony.user_id
+            && !tables.users.contains_key(&user)
+        {
+            return Err(StoreError::MissingReference("ceremony of an unknown user"));
+        }
+        tables
+            .ceremonies
+            .insert(ceremony.key.clone(), ceremony.clone());
+        Ok(())
+    }
+
+    fn take_ceremony(
+        &self,
+        key: &str,
+        kind: CeremonyKind,
+        now: Timestamp,
+    ) -> Result<Option<CeremonyRecord>, StoreError> {
+        let taken = self.tables().ceremonies.remove(key);
+        Ok(taken.filter(|c| c.kind == kind && now < c.expires_at))
     }
 }
 

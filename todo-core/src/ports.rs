@@ -10,6 +10,7 @@ use crate::change::{ChangeLog, LogPosition};
 use crate::email_verification::{EmailTokenHash, EmailVerificationRecord};
 use crate::error::{HashError, StoreError, TokenError};
 use crate::import::{ImportOutcome, ImportPlan};
+use crate::passkey::{CeremonyKind, CeremonyRecord, PasskeyId, PasskeyRecord};
 use crate::password_reset::{PasswordResetRecord, ResetTokenHash};
 use crate::project::{ProjectId, ProjectRole, Standing};
 use crate::query::TaskCursor;
@@ -154,8 +155,9 @@ pub trait SecondFactorStore: Send + Sync {
         code: &RecoveryCodeHash,
         at: Timestamp,
     ) -> Result<bool, StoreError>;
-    /// Deletes the user's authenticator, recovery codes and pending
-    /// two-step logins; returns whether there was an authenticator.
+    /// Deletes the user's authenticator, recovery codes, passkeys, pending
+    /// two-step logins and passkey registration; returns whether there was
+    /// an authenticator or a passkey.
     fn remove_second_factors(&self, user: UserId) -> Result<bool, StoreError>;
     /// Stores a two-step login waiting for its second factor;
     /// [`StoreError::MissingReference`] when the user is gone.
@@ -172,10 +174,41 @@ pub trait SecondFactorStore: Send + Sync {
     /// any number of calls, at most one gets `true` (the one that may
     /// finish the login).
     fn finish_mfa_challenge(&self, hash: &MfaTokenHash) -> Result<bool, StoreError>;
-    /// Deletes two-step logins that expired at or before `cutoff`, and
-    /// enrolments never confirmed that began at or before
-    /// `cutoff - TOTP_ENROLMENT_TTL`; returns how many rows.
+    /// Deletes two-step logins and passkey ceremonies that expired at or
+    /// before `cutoff`, and enrolments never confirmed that began at or
+    /// before `cutoff - TOTP_ENROLMENT_TTL`; returns how many rows.
     fn purge_second_factors(&self, cutoff: Timestamp) -> Result<u64, StoreError>;
+    /// The user's passkeys, oldest first.
+    fn list_passkeys(&self, user: UserId) -> Result<Vec<PasskeyRecord>, StoreError>;
+    /// The passkey with this credential id, whoever's it is.
+    fn find_passkey(&self, credential_id: &[u8]) -> Result<Option<PasskeyRecord>, StoreError>;
+    /// Stores a passkey unless its user has `max` of them already (then
+    /// `false`, nothing stored), counted and stored in one step;
+    /// [`StoreError::Conflict`] when its credential id is stored already,
+    /// [`StoreError::MissingReference`] when the user is gone.
+    fn add_passkey(&self, passkey: &PasskeyRecord, max: usize) -> Result<bool, StoreError>;
+    /// Records a sign-in with the passkey at `at`, and its credential as it
+    /// now is when it changed; returns whether the passkey is there.
+    fn passkey_used(
+        &self,
+        id: PasskeyId,
+        credential: Option<&[u8]>,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the user's passkey `id`; returns whether it was theirs.
+    fn remove_passkey(&self, user: UserId, id: PasskeyId) -> Result<bool, StoreError>;
+    /// Keeps a ceremony's first step in place of any under its key;
+    /// [`StoreError::MissingReference`] when its user is gone.
+    fn put_ceremony(&self, ceremony: &CeremonyRecord) -> Result<(), StoreError>;
+    /// Deletes the ceremony under `key` and answers it, if it is of `kind`
+    /// and live at `now` (a dead one is deleted all the same): of any
+    /// number of calls, at most one gets it.
+    fn take_ceremony(
+        &self,
+        key: &str,
+        kind: CeremonyKind,
+        now: Timestamp,
+    ) -> Result<Option<CeremonyRecord>, StoreError>;
 }
 
 /// Sessions (logins) and the refresh tokens that descend from each, by
@@ -672,6 +705,19 @@ impl Default for BackoffPolicy {
 }
 
 impl BackoffPolicy {
+    /// Second factors' codes: five free, then 30 s doubling to 4 hours,
+    /// remembered a week after the last. A password thief who keeps
+    /// guessing gets some six codes a day after the first hour: about 2,200
+    /// a year, against a million codes (three good at a time), about 0.7%;
+    /// the owner who mistypes five times waits 30 s.
+    pub const CODES: Self = Self {
+        free_failures: 5,
+        base_delay: Duration::from_secs(30),
+        max_delay: Duration::from_secs(4 * 3600),
+        forget_after: Duration::from_secs(7 * 24 * 3600),
+        max_accounts: 100_000,
+    };
+
     /// The delay after `failures` failures in a row: none for the free
     /// ones, then `base_delay` doubling, never more than `max_delay`.
     #[must_use]
@@ -879,7 +925,15 @@ pub enum AuditEvent<'a> {
         /// The client's address, when known.
         client: Option<IpAddr>,
     },
-    /// A second factor was enrolled (`"totp"`), confirmed with a code.
+    /// A password matched for an account with a second factor: its login
+    /// waits for a code (a stolen password shows here first).
+    SecondFactorAsked {
+        /// The user concerned.
+        user: UserId,
+        /// The client's address, when known.
+        client: Option<IpAddr>,
+    },
+    /// A second factor was enrolled (`"totp"`, `"passkey"`).
     SecondFactorAdded {
         /// The user concerned.
         user: UserId,

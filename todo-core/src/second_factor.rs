@@ -249,6 +249,8 @@ pub struct SecondFactors {
     pub totp: Option<TotpRecord>,
     /// How many of their recovery codes are unused.
     pub recovery_codes_left: u32,
+    /// How many passkeys they have.
+    pub passkeys: u32,
 }
 
 impl SecondFactors {
@@ -256,6 +258,18 @@ impl SecondFactors {
     #[must_use]
     pub fn required(&self) -> bool {
         self.totp.as_ref().is_some_and(|t| t.confirmed_at.is_some())
+    }
+
+    /// What the user has enrolled, as the API names it (`mfa`): the
+    /// second step's methods, and `passkey` when they have one (a passkey
+    /// signs in alone: it is no second step).
+    #[must_use]
+    pub fn enrolled(&self) -> Vec<&'static str> {
+        let mut enrolled = self.methods();
+        if self.passkeys > 0 {
+            enrolled.push("passkey");
+        }
+        enrolled
     }
 
     /// The methods a login's second step takes, as the API names them.

@@ -268,6 +268,118 @@ impl crate::SecretSealer for OpenSealer {
     }
 }
 
+/// Passkey ceremonies of the [`PasskeyCeremonies`](crate::PasskeyCeremonies)
+/// port's shape, with no cryptography: a state is a counter's bytes, and
+/// an answer is `STATE|CREDENTIAL|USER|SIGNATURE` (the state and the
+/// credential id in hex), which holds when it names the kept state and,
+/// for a sign-in, signs with `ok` for the stored credential. For tests of
+/// what the core does around the ceremonies; todo-auth's are webauthn-rs.
+#[derive(Debug, Default)]
+pub struct FakePasskeys(std::sync::atomic::AtomicU64);
+
+impl FakePasskeys {
+    fn state(&self) -> Vec<u8> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        n.to_be_bytes().to_vec()
+    }
+
+    /// What a browser answers to the ceremony whose options are `options`,
+    /// with the credential `credential_id` of `user`, signed `signature`.
+    #[must_use]
+    pub fn answer(
+        options: &str,
+        credential_id: &[u8],
+        user: crate::UserId,
+        signature: &str,
+    ) -> String {
+        let state = options.trim_start_matches("challenge:");
+        format!("{state}|{}|{user}|{signature}", hex(credential_id))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn refused(what: &'static str) -> crate::PasskeyRefusal {
+    crate::PasskeyRefusal(what.into())
+}
+
+fn parts(answer: &str) -> Result<[&str; 4], crate::PasskeyRefusal> {
+    let parts: Vec<&str> = answer.split('|').collect();
+    parts.try_into().map_err(|_| refused("not an answer"))
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, crate::PasskeyRefusal> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| refused("not hex"))
+        })
+        .collect()
+}
+
+impl crate::PasskeyCeremonies for FakePasskeys {
+    fn start_registration(
+        &self,
+        _user: crate::UserId,
+        _username: &crate::Username,
+        _existing: &[Vec<u8>],
+    ) -> Result<(String, Vec<u8>), crate::PasskeyRefusal> {
+        let state = self.state();
+        Ok((format!("challenge:{}", hex(&state)), state))
+    }
+
+    fn finish_registration(
+        &self,
+        answer: &str,
+        state: &[u8],
+    ) -> Result<crate::NewCredential, crate::PasskeyRefusal> {
+        let [answered, credential, _, _] = parts(answer)?;
+        if answered != hex(state) {
+            return Err(refused("another challenge"));
+        }
+        let credential_id = unhex(credential)?;
+        let mut key = b"key:".to_vec();
+        key.extend_from_slice(&credential_id);
+        Ok(crate::NewCredential {
+            credential_id,
+            credential: key,
+        })
+    }
+
+    fn start_authentication(&self) -> Result<(String, Vec<u8>), crate::PasskeyRefusal> {
+        let state = self.state();
+        Ok((format!("challenge:{}", hex(&state)), state))
+    }
+
+    fn identify(&self, answer: &str) -> Result<(crate::UserId, Vec<u8>), crate::PasskeyRefusal> {
+        let [_, credential, user, _] = parts(answer)?;
+        let user = crate::UserId::parse(user).map_err(|_| refused("no user"))?;
+        Ok((user, unhex(credential)?))
+    }
+
+    fn finish_authentication(
+        &self,
+        answer: &str,
+        state: &[u8],
+        credential: &[u8],
+    ) -> Result<Option<Vec<u8>>, crate::PasskeyRefusal> {
+        let [answered, credential_id, _, signature] = parts(answer)?;
+        let mut key = b"key:".to_vec();
+        key.extend_from_slice(&unhex(credential_id)?);
+        if answered != hex(state) || signature != "ok" || !credential.starts_with(&key) {
+            return Err(refused("does not verify"));
+        }
+        // (a counter, as a real credential's moves)
+        let mut used = credential.to_vec();
+        used.push(b'+');
+        Ok(Some(used))
+    }
+}
+
 /// Keeps every audit event, printed with `{:?}`.
 #[derive(Debug, Default)]
 pub struct RecordingAudit(Mutex<Vec<String>>);

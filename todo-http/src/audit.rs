@@ -112,6 +112,9 @@ impl<'a> Line<'a> {
             AuditEvent::PasswordChanged { user, client } => {
                 Self::user("password_changed", user, client)
             }
+            AuditEvent::SecondFactorAsked { user, client } => {
+                Self::user("second_factor_asked", user, client)
+            }
             AuditEvent::SecondFactorAdded {
                 user,
                 method,

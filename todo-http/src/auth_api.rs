@@ -13,10 +13,10 @@ use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use todo_core::{
-    AccountPatch, AuthServices, Credentials, DeviceToken, Email, Error as CoreError, MfaToken,
-    PageLimit, Principal, RecoveryCode, RefreshToken, Registration, Role, SecondFactorAnswer,
-    SessionId, SessionRecord, SignIn, TokenPair, TotpCode, User, UserAdmin, UserAgent, UserCursor,
-    UserPatch, UserRef,
+    AccountPatch, AuthServices, ChallengeId, Credentials, DeviceToken, Email, Error as CoreError,
+    MfaToken, PageLimit, Principal, RecoveryCode, RefreshToken, Registration, Role,
+    SecondFactorAnswer, SessionId, SessionRecord, SignIn, TokenPair, TotpCode, User, UserAdmin,
+    UserAgent, UserCursor, UserPatch, UserRef,
 };
 use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, Response};
@@ -660,6 +660,8 @@ fn auth_routes() -> OpenApiRouter<Arc<AuthApi>> {
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(login_mfa))
+        .routes(routes!(passkey_start))
+        .routes(routes!(passkey_finish))
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(validate))
@@ -672,6 +674,14 @@ fn auth_routes() -> OpenApiRouter<Arc<AuthApi>> {
         ))
         .routes(routes!(crate::second_factors_api::confirm_totp))
         .routes(routes!(crate::second_factors_api::remove_second_factors))
+        .routes(routes!(
+            crate::second_factors_api::start_passkey_registration
+        ))
+        .routes(routes!(
+            crate::second_factors_api::finish_passkey_registration
+        ))
+        .routes(routes!(crate::second_factors_api::list_passkeys))
+        .routes(routes!(crate::second_factors_api::remove_passkey))
         .routes(routes!(list_sessions))
         .routes(routes!(end_session))
         .routes(routes!(end_other_sessions))
@@ -823,6 +833,100 @@ async fn login_mfa(
     let client = session.client;
     let outcome = call(&api.service.sessions, move |s| {
         s.complete_sign_in(client, &token, &answer, user_agent, device)
+    })
+    .await;
+    match &outcome {
+        Ok(_) => api.ops.metrics().login_succeeded(),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => api.ops.metrics().login_failed(),
+        Err(_) => {}
+    };
+    api.issue(&outcome?, cookie_only)
+}
+
+/// Begin signing in with a passkey: the browser's options, and the
+/// `challenge_id` its answer names (no username: nothing tells whether an
+/// account exists or has a passkey).
+#[utoipa::path(post, path = "/v1/auth/passkey/start", security(()),
+    responses(
+        (status = 200, description = "WebAuthn request options (`{publicKey: …}`) and `challenge_id`: single-use, five minutes", body = Object),
+        (status = 429, description = "Too many sign-ins from this address"),
+        (status = 503, description = "This server offers no passkeys (no --public-url)"),
+        CrossOrigin,
+    ))]
+async fn passkey_start(State(api): Auth, session: Session) -> Result<ApiResponse, ApiError> {
+    let client = session.client;
+    let challenge = call(&api.service.sessions, move |s| {
+        s.start_passkey_sign_in(client)
+    })
+    .await?;
+    let mut options: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&challenge.options)
+            .map_err(|e| ApiError::internal(format!("passkey options: {e}")))?;
+    options.insert(
+        "challenge_id".to_owned(),
+        challenge.challenge_id.expose().into(),
+    );
+    let mut response = json_value(StatusCode::OK, &options)?;
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// A passkey sign-in's second step.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PasskeySignIn)]
+struct PasskeyFinishBody {
+    /// From the first step.
+    challenge_id: String,
+    /// What `navigator.credentials.get` answered (a `PublicKeyCredential`,
+    /// its binary fields in base64url).
+    #[schema(value_type = Object)]
+    credential: Box<serde_json::value::RawValue>,
+    /// From an earlier login, as at `/v1/auth/login`.
+    #[serde(default)]
+    device_token: Option<String>,
+}
+
+/// Finish signing in with a passkey: tokens (a passkey is both factors).
+#[utoipa::path(post, path = "/v1/auth/passkey/finish", request_body = PasskeyFinishBody, security(()),
+    responses(
+        (status = 200, description = "Tokens", body = TokenPairDto<'_>),
+        (status = 401, description = "Refused, alike whatever the reason (urn:todo:problem:invalid-passkey): an unknown, used or expired challenge_id, an unknown passkey, a disabled account, an answer that does not verify"),
+        (status = 429, description = "Too many sign-ins from this address"),
+        CrossOrigin,
+    ))]
+async fn passkey_finish(
+    State(api): Auth,
+    session: Session,
+    Json(body, _held): Json<PasskeyFinishBody>,
+) -> Result<ApiResponse, ApiError> {
+    let cookie_only = api.cookie_only(&session, false);
+    let challenge_id = ChallengeId::parse(&body.challenge_id).ok_or_else(|| {
+        ApiError::from(CoreError::InvalidPasskey(
+            "a malformed challenge_id".to_owned(),
+        ))
+    })?;
+    let device = body
+        .device_token
+        .as_deref()
+        .or(session.device_cookie.as_deref())
+        .and_then(DeviceToken::parse);
+    let user_agent = session
+        .user_agent
+        .as_deref()
+        .and_then(UserAgent::from_header);
+    let client = session.client;
+    let outcome = call(&api.service.sessions, move |s| {
+        s.finish_passkey_sign_in(
+            client,
+            &challenge_id,
+            body.credential.get(),
+            user_agent,
+            device,
+        )
     })
     .await;
     match &outcome {

@@ -254,7 +254,8 @@ uuid_path_ids!(
     todo_core::WebhookId,
     UserId,
     todo_core::ProjectId,
-    todo_core::SessionId
+    todo_core::SessionId,
+    todo_core::PasskeyId
 );
 
 /// The path's `{id}` parameter as a domain identifier; an id that cannot be

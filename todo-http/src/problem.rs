@@ -424,6 +424,32 @@ impl From<CoreError> for ApiError {
                 "Service unavailable",
                 "this server offers no second factors",
             ),
+            CoreError::InvalidPasskey(why) => {
+                let mut problem = Self::new(
+                    S::UNAUTHORIZED,
+                    "urn:todo:problem:invalid-passkey",
+                    "Unauthorized",
+                    "the passkey sign-in was refused; start again",
+                );
+                problem.internal = Some(why);
+                problem
+            }
+            CoreError::PasskeyRefused(why) => {
+                let mut problem = Self::new(
+                    S::BAD_REQUEST,
+                    "urn:todo:problem:passkey-refused",
+                    "Bad Request",
+                    "the passkey was not registered; start again",
+                );
+                problem.internal = Some(why);
+                problem
+            }
+            CoreError::NoPasskeys => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "urn:todo:problem:no-passkeys",
+                "Service unavailable",
+                "this server offers no passkeys",
+            ),
             CoreError::InvalidToken(_) => Self::invalid_token(),
             CoreError::InvalidRefreshToken => {
                 let mut e = Self::new(

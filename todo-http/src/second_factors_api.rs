@@ -1,7 +1,9 @@
 //! Second factors on the wire: a TOTP authenticator enrolled
-//! (`/v1/users/me/totp`), confirmed and removed by its user, and removed by
-//! an administrator (`/v1/users/{id}/second-factors`). The two-step login
-//! itself is with the other session endpoints (`auth_api.rs`).
+//! (`/v1/users/me/totp`), confirmed and removed by its user; passkeys
+//! registered, listed and removed (`/v1/users/me/passkeys`); both removed
+//! by an administrator (`/v1/users/{id}/second-factors`). The two-step
+//! login and the passkey sign-in are with the other session endpoints
+//! (`auth_api.rs`).
 
 use std::sync::Arc;
 
@@ -10,7 +12,10 @@ use http::StatusCode;
 use qrcode::QrCode;
 use qrcode::render::svg;
 use serde::{Deserialize, Serialize};
-use todo_core::{RecoveryCode, SecondFactorAnswer, TotpCode, UserRef};
+use serde_json::value::RawValue;
+use todo_core::{
+    PasskeyId, PasskeyName, PasskeyRecord, RecoveryCode, SecondFactorAnswer, TotpCode, UserRef,
+};
 use utoipa::ToSchema;
 
 use crate::auth_api::{Admin, AuthApi};
@@ -206,4 +211,156 @@ pub(crate) async fn remove_second_factors(
     })
     .await?;
     Ok(no_content())
+}
+
+/// Begin registering a passkey: the options for `navigator.credentials.create`.
+#[utoipa::path(post, path = "/v1/users/me/passkeys/register/start",
+    responses(
+        (status = 200, description = "WebAuthn creation options (`{publicKey: …}`); the registration waits five minutes for its finish", body = Object),
+        (status = 403, description = "Ten passkeys already (urn:todo:problem:quota-exceeded)"),
+        (status = 503, description = "This server offers no passkeys (no --public-url)"),
+    ))]
+pub(crate) async fn start_passkey_registration(
+    State(api): Auth,
+    Caller(me): Caller,
+) -> Result<ApiResponse, ApiError> {
+    let options = call(&api.services().account, move |s| {
+        s.start_passkey_registration(&me)
+    })
+    .await?;
+    raw_json(StatusCode::OK, options)
+}
+
+/// A passkey's registration finished: its name and the browser's answer.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PasskeyRegistration)]
+pub(crate) struct FinishRegistrationBody {
+    /// What to call it: 1 to 64 characters.
+    name: String,
+    /// What `navigator.credentials.create` answered (a
+    /// `PublicKeyCredential`, its binary fields in base64url).
+    #[schema(value_type = Object)]
+    credential: Box<RawValue>,
+}
+
+/// A passkey on the wire (never its key).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Passkey)]
+pub(crate) struct PasskeyDto {
+    #[schema(format = Uuid)]
+    id: String,
+    name: String,
+    created_at: String,
+    /// When it last signed its user in.
+    last_used_at: Option<String>,
+}
+
+impl From<&PasskeyRecord> for PasskeyDto {
+    fn from(passkey: &PasskeyRecord) -> Self {
+        Self {
+            id: passkey.id.to_string(),
+            name: passkey.name.as_str().to_owned(),
+            created_at: passkey.created_at.to_string(),
+            last_used_at: passkey.last_used_at.map(|at| at.to_string()),
+        }
+    }
+}
+
+/// The caller's passkeys, oldest first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PasskeyList)]
+pub(crate) struct PasskeysDto {
+    items: Vec<PasskeyDto>,
+}
+
+/// Finish registering a passkey with the browser's answer.
+#[utoipa::path(post, path = "/v1/users/me/passkeys/register/finish", request_body = FinishRegistrationBody,
+    responses(
+        (status = 201, description = "Registered", body = PasskeyDto),
+        (status = 400, description = "A bad name, no registration begun in the last five minutes, or an answer that does not hold (urn:todo:problem:passkey-refused)"),
+        (status = 403, description = "Ten passkeys already"),
+        (status = 409, description = "This passkey is registered already"),
+    ))]
+pub(crate) async fn finish_passkey_registration(
+    State(api): Auth,
+    Client(client): Client,
+    Caller(me): Caller,
+    Json(body, _held): Json<FinishRegistrationBody>,
+) -> Result<ApiResponse, ApiError> {
+    let name = PasskeyName::parse(&body.name).map_err(|e| ApiError::validation(vec![e]))?;
+    let passkey = call(&api.services().account, move |s| {
+        s.finish_passkey_registration(client, &me, name, body.credential.get())
+    })
+    .await?;
+    json_value(StatusCode::CREATED, &PasskeyDto::from(&passkey))
+}
+
+/// My passkeys.
+#[utoipa::path(get, path = "/v1/users/me/passkeys",
+    responses((status = 200, description = "My passkeys, oldest first", body = PasskeysDto)))]
+pub(crate) async fn list_passkeys(
+    State(api): Auth,
+    Caller(me): Caller,
+) -> Result<ApiResponse, ApiError> {
+    let passkeys = call(&api.services().account, move |s| s.list_passkeys(&me)).await?;
+    json_value(
+        StatusCode::OK,
+        &PasskeysDto {
+            items: passkeys.iter().map(PasskeyDto::from).collect(),
+        },
+    )
+}
+
+/// The password again (and a code when an authenticator is enrolled), to
+/// remove a passkey.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PasskeyRemoval)]
+pub(crate) struct RemovePasskeyBody {
+    current_password: String,
+    /// Six digits from the authenticator, or a recovery code: required
+    /// when one is enrolled.
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// Remove one of my passkeys (the password again).
+#[utoipa::path(delete, path = "/v1/users/me/passkeys/{id}", request_body = RemovePasskeyBody,
+    params(Path<PasskeyId>),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "An authenticator is enrolled and no code given"),
+        (status = 403, description = "Current password or code wrong"),
+        (status = 404, description = "No such passkey of mine"),
+        (status = 429, description = "Too many wrong passwords or codes"),
+    ))]
+pub(crate) async fn remove_passkey(
+    State(api): Auth,
+    Client(client): Client,
+    Caller(me): Caller,
+    Path(id): Path<PasskeyId>,
+    Json(body, _held): Json<RemovePasskeyBody>,
+) -> Result<ApiResponse, ApiError> {
+    let answer = body
+        .code
+        .as_deref()
+        .map(|code| answer("code", code))
+        .transpose()?;
+    call(&api.services().account, move |s| {
+        s.remove_passkey(client, &me, id, &body.current_password, answer.as_ref())
+    })
+    .await?;
+    Ok(no_content())
+}
+
+/// A JSON document made by the ceremonies' library, answered as it is
+/// (its challenge is good once: no cache keeps it).
+pub(crate) fn raw_json(status: StatusCode, json: String) -> Result<ApiResponse, ApiError> {
+    let mut response = crate::front::json(status, bytes::Bytes::from(json));
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }

@@ -42,8 +42,10 @@ pub struct MailSettings {
     #[arg(long, env = "TODO_MAIL_FROM", requires = "smtp_url")]
     pub mail_from: Option<String>,
     /// The page's public origin (`https://todo.example.com`), which mailed
-    /// links point to: configured, never taken from a request's `Host`.
-    #[arg(long, env = "TODO_PUBLIC_URL", requires = "smtp_url")]
+    /// links point to (configured, never taken from a request's `Host`),
+    /// and passkeys are made for (their relying party: its host). Without
+    /// it, no passkeys.
+    #[arg(long, env = "TODO_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Mails one account, and one recipient address, may be sent at once
     /// (reset and verification links together), per instance.

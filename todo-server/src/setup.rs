@@ -526,6 +526,10 @@ impl AuthSettings {
         };
         // Failure counts live in the database, so every instance sees them.
         let failures = Arc::new(SqlLoginBackoff::new((*store).clone(), backoff));
+        let code_failures = Arc::new(SqlLoginBackoff::for_codes(
+            (*store).clone(),
+            BackoffPolicy::CODES,
+        ));
         let mail = self.mail.mailer()?;
         let mails = LimitPolicy {
             burst: self.mail.mail_burst,
@@ -543,6 +547,7 @@ impl AuthSettings {
                 refresh_per_client: Arc::new(KeyedLimiter::new(refresh, clock.clone())),
                 login_per_account: Arc::new(KeyedLimiter::new(account, clock.clone())),
                 login_failures: failures,
+                code_failures,
                 confirmations_per_session: Arc::new(KeyedLimiter::new(
                     CONFIRMATIONS_PER_SESSION,
                     clock.clone(),
@@ -560,14 +565,28 @@ impl AuthSettings {
             .second_factor_key
             .clone()
             .unwrap_or_else(|| data_dir.join("second-factor.key"));
+        let made = !sealer_path.exists();
         let sealer =
             todo_auth::AesGcmSealer::from_file(&sealer_path, Arc::new(todo_auth::OsRandom))
                 .map_err(|e| Error::key("--second-factor-key", e))?;
+        if made {
+            // Said aloud: a mistyped path makes a new key, and the secrets
+            // sealed under the old one no longer open.
+            tracing::warn!(
+                path = %sealer_path.display(),
+                "second-factor key created; authenticators enrolled under another key will not open"
+            );
+        }
         service = service.second_factors(
             Arc::new(sealer),
             Arc::new(todo_auth::AwsHmacSha1),
             self.totp_issuer.clone(),
         );
+        if let Some(origin) = &self.mail.public_url {
+            let ceremonies = todo_auth::WebauthnCeremonies::new(origin, &self.totp_issuer)
+                .map_err(|e| Error::key("--public-url", e))?;
+            service = service.passkeys(Arc::new(ceremonies));
+        }
         let service = service.build()?;
         Ok(AuthParts {
             service,

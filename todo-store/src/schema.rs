@@ -87,6 +87,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    passkeys (id) {
+        id -> Text,
+        user_id -> Text,
+        name -> Text,
+        credential_id -> Binary,
+        credential -> Binary,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    passkey_ceremonies (key) {
+        key -> Text,
+        kind -> Text,
+        user_id -> Nullable<Text>,
+        state -> Binary,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Text,
         user_id -> Text,
@@ -322,6 +344,8 @@ diesel::joinable!(email_verifications -> users (user_id));
 diesel::joinable!(totp_authenticators -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
+diesel::joinable!(passkeys -> users (user_id));
+diesel::joinable!(passkey_ceremonies -> users (user_id));
 diesel::joinable!(tasks -> users (owner_id));
 diesel::joinable!(project_members -> projects (project_id));
 diesel::joinable!(project_members -> users (user_id));
@@ -334,6 +358,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     totp_authenticators,
     recovery_codes,
     mfa_challenges,
+    passkeys,
+    passkey_ceremonies,
     sessions,
     task_reminders,
     project_feeds,

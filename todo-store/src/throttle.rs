@@ -18,6 +18,9 @@ use crate::schema::{login_devices, login_failures};
 pub struct SqlLoginBackoff {
     store: SqlStore,
     policy: BackoffPolicy,
+    /// Whether this one counts second factors' codes (`f:` keys), whose
+    /// policy remembers longer: each purges its own keys only.
+    codes: bool,
 }
 
 /// Compare-and-set rounds before a hotly contended key answers "wait":
@@ -34,7 +37,23 @@ impl SqlLoginBackoff {
     /// Failed-login counts in `store`'s database, so every instance sees the same.
     #[must_use]
     pub fn new(store: SqlStore, policy: BackoffPolicy) -> Self {
-        Self { store, policy }
+        Self {
+            store,
+            policy,
+            codes: false,
+        }
+    }
+
+    /// Failed second-factor codes (`f:` keys) in `store`'s database,
+    /// under a policy of their own: the purge of either leaves the other's
+    /// keys alone.
+    #[must_use]
+    pub fn for_codes(store: SqlStore, policy: BackoffPolicy) -> Self {
+        Self {
+            store,
+            policy,
+            codes: true,
+        }
     }
 
     /// One round: read the row, then insert or update it only if nobody
@@ -163,11 +182,18 @@ impl LoginBackoff for SqlLoginBackoff {
     fn purge(&self, now: Timestamp) -> Result<u64, StoreError> {
         let at = now.unix_micros();
         let cutoff = now.saturating_sub(self.policy.forget_after).unix_micros();
+        let codes = self.codes;
         let (failures, devices) = self.store.with_write_conn(|conn| {
             let stale = login_failures::table
                 .filter(login_failures::last_at.lt(cutoff))
                 .filter(login_failures::blocked_until.le(at));
-            let failures = diesel::delete(stale).execute(conn)?;
+            let failures = if codes {
+                diesel::delete(stale.filter(login_failures::throttle_key.like("f:%")))
+                    .execute(conn)?
+            } else {
+                diesel::delete(stale.filter(login_failures::throttle_key.not_like("f:%")))
+                    .execute(conn)?
+            };
             let expired = login_devices::table.filter(login_devices::expires_at.le(at));
             let devices = diesel::delete(expired).execute(conn)?;
             Ok((failures, devices))

@@ -236,18 +236,22 @@ impl UserStore for SqlStore {
                 }
                 crate::projects::tell_of_leaving(conn, &id, at)?;
                 // Their password confirmations' counts (`u:<id>`, per
-                // session `u:<id>:<session>`) and their name's login
-                // failures go too: nothing keyed by them stays.
+                // session `u:<id>:<session>`), their codes' (`f:<id>`) and
+                // their name's login failures go too: nothing keyed by
+                // them stays.
                 let counted = format!("u:{id}%");
                 let name: Option<String> = users::table
                     .find(&id)
                     .select(users::username)
                     .first(conn)
                     .optional()?;
-                let failures =
-                    login_failures::table.filter(login_failures::throttle_key.like(&counted).or(
-                        login_failures::throttle_key.eq(format!("a:{}", name.unwrap_or_default())),
-                    ));
+                let failures = login_failures::table.filter(
+                    login_failures::throttle_key
+                        .like(&counted)
+                        .or(login_failures::throttle_key
+                            .eq(format!("a:{}", name.unwrap_or_default())))
+                        .or(login_failures::throttle_key.eq(format!("f:{id}"))),
+                );
                 diesel::delete(failures).execute(conn)?;
                 // (their changes and their projects' go with them; the
                 // numbering passes over the rows this holds meanwhile)

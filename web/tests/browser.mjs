@@ -1963,6 +1963,99 @@ try {
     await ctx.close();
   }
 
+  // 20. Passkeys, with Chromium's virtual authenticator (the DevTools
+  //     WebAuthn domain: a platform authenticator that keeps discoverable
+  //     credentials and verifies its user): one added in the Account
+  //     dialog, listed; signed out, "Sign in with a passkey" signs in with
+  //     no username or password; removed with the password, it signs in no
+  //     more.
+  {
+    const name = `kim${Date.now() % 100000}`;
+    const password = 'a passkey battery horse';
+    const ctx = await newContext();
+    const tab = await ctx.newPage();
+    tab.on('pageerror', (error) => problems.push(`passkeys: page error: ${error.message}`));
+    const devtools = await ctx.newCDPSession(tab);
+    await devtools.send('WebAuthn.enable');
+    const { authenticatorId } = await devtools.send('WebAuthn.addVirtualAuthenticator', {
+      options: {
+        protocol: 'ctap2', transport: 'internal', hasResidentKey: true,
+        hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+      },
+    });
+    await tab.goto(base);
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    check(await tab.locator('#passkey-login').isVisible(), 'the sign-in page offers "Sign in with a passkey"');
+    await tab.click('#tab-register');
+    await tab.fill('#register-username', name);
+    await tab.fill('#register-password', password);
+    await tab.click('#register-form button[type=submit]');
+    await tab.locator('#tasks-view').waitFor({ state: 'visible' });
+    await tab.waitForFunction(() => document.activeElement?.id === 'new-title');
+    await tab.click('#account');
+    await tab.locator('#passkey-form').waitFor({ state: 'visible', timeout: 5000 });
+    await tab.click('#passkey-form button[type=submit]');
+    check(/Name this passkey/.test(await tab.locator('#passkey-form [data-error-for="name"]').textContent()), 'a passkey needs a name');
+    await tab.fill('#passkey-name', 'This laptop');
+    await tab.click('#passkey-form button[type=submit]');
+    await tab.waitForFunction(() => document.querySelectorAll('#passkey-list li').length > 0
+      || document.querySelector('#passkey-form .form-error').textContent
+      || document.querySelector('#passkey-form [data-error-for="name"]').textContent, null, { timeout: 10_000 }).catch(() => {});
+    const added = await tab.evaluate(() => ({
+      items: [...document.querySelectorAll('#passkey-list li strong')].map((e) => e.textContent),
+      status: document.querySelector('#account-status').textContent,
+      error: document.querySelector('#passkey-form .form-error').textContent,
+    }));
+    const { credentials } = await devtools.send('WebAuthn.getCredentials', { authenticatorId });
+    check(added.items.length === 1 && added.items[0] === 'This laptop' && /is added/.test(added.status)
+      && credentials.length === 1 && credentials[0].isResidentCredential,
+      `a passkey is made on the device and listed (${JSON.stringify({ ...added, credentials: credentials.length })})`);
+    await axe('account dialog with a passkey', tab);
+    await tab.keyboard.press('Escape');
+    await tab.locator('#account-dialog').waitFor({ state: 'hidden' });
+    await tab.click('#logout');
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    // No username, no password: the passkey names its account.
+    await tab.click('#passkey-login');
+    check(await tab.locator('#tasks-view').waitFor({ state: 'visible', timeout: 10_000 }).then(() => true, () => false),
+      'the passkey signs in with no username or password');
+    await tab.waitForFunction((n) => document.querySelector('#whoami').textContent.includes(n), name, { timeout: 5000 }).catch(() => {});
+    check((await tab.locator('#whoami').textContent()).includes(name), 'as its account');
+    const { credentials: usedOnce } = await devtools.send('WebAuthn.getCredentials', { authenticatorId });
+    check(usedOnce[0].signCount >= 1, `the authenticator signed (count ${usedOnce[0].signCount})`);
+    // Removed with the password: it signs in no more.
+    await tab.waitForFunction(() => document.activeElement?.id === 'new-title', null, { timeout: 5000 }).catch(() => {});
+    await tab.click('#account');
+    await tab.locator('#passkey-list li').first().waitFor({ state: 'visible', timeout: 5000 });
+    const lastUsed = await tab.locator('#passkey-list li .meta').first().textContent();
+    check(/last used/.test(lastUsed), `the list says when it was last used (${lastUsed})`);
+    await tab.click('#passkey-list li button');
+    await tab.locator('#passkey-remove-form').waitFor({ state: 'visible' });
+    check(await tab.evaluate(() => document.activeElement.id) === 'passkey-remove-password', 'removing asks for the password');
+    await tab.fill('#passkey-remove-password', 'not the password');
+    await tab.click('#passkey-remove-form button[type=submit]');
+    await tab.waitForFunction(() => document.querySelector('#passkey-remove-form [data-error-for="current_password"]').textContent, null, { timeout: 5000 }).catch(() => {});
+    check(await tab.locator('#passkey-remove-form [data-error-for="current_password"]').textContent() === 'That is not your password.',
+      'a wrong password removes nothing');
+    await tab.fill('#passkey-remove-password', password);
+    await tab.click('#passkey-remove-form button[type=submit]');
+    await tab.waitForFunction(() => document.querySelectorAll('#passkey-list li').length === 0, null, { timeout: 5000 }).catch(() => {});
+    check(await tab.evaluate(() => document.querySelectorAll('#passkey-list li').length) === 0
+      && await tab.locator('#account-status').textContent() === 'The passkey is removed.', 'the password removes it');
+    await tab.keyboard.press('Escape');
+    await tab.locator('#account-dialog').waitFor({ state: 'hidden' });
+    await tab.click('#logout');
+    await tab.locator('#login-form').waitFor({ state: 'visible' });
+    await tab.click('#passkey-login');
+    await tab.waitForFunction(() => document.querySelector('#login-form .form-error').textContent, null, { timeout: 10_000 }).catch(() => {});
+    const refused = await tab.evaluate(() => ({
+      error: document.querySelector('#login-form .form-error').textContent,
+      signedIn: !document.querySelector('#tasks-view').hidden,
+    }));
+    check(/did not sign you in/.test(refused.error) && !refused.signedIn, `a removed passkey signs in no more (${JSON.stringify(refused)})`);
+    await ctx.close();
+  }
+
   check(pairs.length >= 3 && pairs.every((p) => p.access_token && !('refresh_token' in p)),
     `the page's token pairs carry no refresh token (${pairs.length} seen)`);
   check(problems.length === 0, `no console errors or CSP violations${problems.length ? `: ${problems.join(' | ')}` : ''}`);

@@ -31,6 +31,11 @@ pub struct AuthLimits {
     /// The growing delay after failed logins on one account (and after
     /// wrong current passwords on a password change).
     pub login_failures: Arc<dyn LoginBackoff>,
+    /// The growing delay after wrong second-factor codes on one account
+    /// (`f:` and its id), under a policy of its own that remembers longer
+    /// ([`crate::BackoffPolicy::CODES`]); a right code does not clear it, so the
+    /// owner's sign-ins do not hand a password thief fresh guesses.
+    pub code_failures: Arc<dyn LoginBackoff>,
     /// A signed-in caller's confirmations of their password (a password
     /// change, ending a newer session, the account's deletion), right or
     /// wrong, per session (`s:` and its id; `u:` and the user's id for a
@@ -61,6 +66,7 @@ impl AuthLimits {
             refresh_per_client: Arc::new(Unlimited),
             login_per_account: Arc::new(Unlimited),
             login_failures: Arc::new(Unlimited),
+            code_failures: Arc::new(Unlimited),
             confirmations_per_session: Arc::new(Unlimited),
             mail_per_account: Arc::new(Unlimited),
             mail_per_address: Arc::new(Unlimited),
@@ -116,6 +122,7 @@ pub struct AuthServicesBuilder {
     max_api_tokens: usize,
     outbox: Option<super::mail::Outbox>,
     mfa: Option<super::second_factors::Mfa>,
+    passkeys: Option<Arc<dyn crate::passkey::PasskeyCeremonies>>,
 }
 
 impl Default for AuthServicesBuilder {
@@ -137,6 +144,7 @@ impl Default for AuthServicesBuilder {
             max_api_tokens: DEFAULT_MAX_API_TOKENS,
             outbox: None,
             mfa: None,
+            passkeys: None,
         }
     }
 }
@@ -270,6 +278,14 @@ impl AuthServicesBuilder {
         self
     }
 
+    /// Offers passkeys, their ceremonies run by `ceremonies` (without it,
+    /// registering or signing in with one fails with
+    /// [`crate::Error::NoPasskeys`]; it also needs [`sha256`](Self::sha256)).
+    pub fn passkeys(mut self, ceremonies: Arc<dyn crate::passkey::PasskeyCeremonies>) -> Self {
+        self.passkeys = Some(ceremonies);
+        self
+    }
+
     /// Whether anyone may register (the default), or only administrators
     /// create users: closed, [`SessionService::register`] fails with
     /// [`crate::Error::RegistrationClosed`].
@@ -293,7 +309,8 @@ impl AuthServicesBuilder {
             // (and so are recovery codes and two-step logins)
             (
                 "sha256",
-                (self.outbox.is_some() || self.mfa.is_some()) && self.sha256.is_none(),
+                (self.outbox.is_some() || self.mfa.is_some() || self.passkeys.is_some())
+                    && self.sha256.is_none(),
             ),
         ]
         .into_iter()
@@ -351,6 +368,7 @@ impl AuthServicesBuilder {
             max_api_tokens: self.max_api_tokens,
             outbox: self.outbox,
             mfa: self.mfa,
+            passkeys: self.passkeys,
         });
         Ok(AuthServices {
             sessions: SessionService::new(

@@ -19,6 +19,7 @@ mod api_tokens;
 mod builder;
 mod input;
 mod mail;
+mod passkeys;
 mod reset;
 mod second_factors;
 mod sessions;
@@ -33,6 +34,7 @@ pub use api_tokens::{NewApiToken, RequestOrigin};
 pub use builder::{AuthLimits, AuthServicesBuilder, MissingDependency};
 pub use input::{Credentials, Registration};
 pub use mail::{OutgoingMail, ResetMail};
+pub use passkeys::PasskeyChallenge;
 pub use second_factors::{MfaChallenge, SignIn, TotpEnrolment};
 pub use sessions::SessionService;
 
@@ -109,6 +111,8 @@ pub(crate) struct Shared {
     /// What seals and checks second factors; `None`: this server offers
     /// none (and refuses a login that needs one).
     pub(crate) mfa: Option<second_factors::Mfa>,
+    /// The passkey ceremonies' library; `None`: this server offers none.
+    pub(crate) passkeys: Option<Arc<dyn crate::passkey::PasskeyCeremonies>>,
 }
 
 impl Shared {

@@ -83,9 +83,35 @@ impl Shared {
             .ok_or_else(|| Error::Internal("an unsealed TOTP secret is not 20 bytes".into()))
     }
 
+    /// Takes one guess from `record`'s allowance of codes (the
+    /// [`ThrottleKey::SecondFactor`] key of `AuthLimits::code_failures`),
+    /// counted as wrong until it is found right ([`Self::code_was_right`]
+    /// gives it back). A right code does not clear the earlier wrong ones,
+    /// so the owner's sign-ins hand a password thief no fresh guesses; the
+    /// count fades a week after the last.
+    fn take_code_guess(
+        &self,
+        client: Option<IpAddr>,
+        record: &UserRecord,
+        action: &'static str,
+    ) -> Result<()> {
+        let key = ThrottleKey::SecondFactor(record.user.id);
+        self.limits
+            .code_failures
+            .reserve(key, self.clock.now())?
+            .map_err(|retry_after| {
+                self.audit(&AuditEvent::Throttled {
+                    action,
+                    username: Some(&record.user.username),
+                    client,
+                });
+                Error::RateLimited { retry_after }
+            })
+    }
+
     /// Weighs a code for `record`'s confirmed second factor, under the
-    /// account's throttle of codes; `Ok(false)` (audited) when it is wrong,
-    /// used, or the account has no confirmed authenticator.
+    /// account's allowance of codes; `Ok(false)` (audited) when it is
+    /// wrong, used, or the account has no confirmed authenticator.
     pub(super) fn check_second_factor(
         &self,
         client: Option<IpAddr>,
@@ -95,25 +121,18 @@ impl Shared {
     ) -> Result<bool> {
         let mfa = self.mfa()?;
         let user = record.user.id;
-        let now = self.clock.now();
-        let key = ThrottleKey::SecondFactor(user);
-        self.limits
-            .login_failures
-            .reserve(key, now)?
-            .map_err(|retry_after| {
-                self.audit(&AuditEvent::Throttled {
-                    action,
-                    username: Some(&record.user.username),
-                    client,
-                });
-                Error::RateLimited { retry_after }
-            })?;
         let factors = self.users.second_factors(user)?;
         let confirmed = factors.totp.as_ref().filter(|t| t.confirmed_at.is_some());
-        let (accepted, method) = match (confirmed, answer) {
-            (None, _) => (false, "totp"),
-            (Some(totp), SecondFactorAnswer::Totp(code)) => {
-                let secret = self.open_secret(mfa, totp)?;
+        // Opened before the guess is counted: a server holding another key
+        // fails (500, logged) without spending the owner's allowance.
+        let secret = match (confirmed, answer) {
+            (Some(totp), SecondFactorAnswer::Totp(_)) => Some(self.open_secret(mfa, totp)?),
+            _ => None,
+        };
+        self.take_code_guess(client, record, action)?;
+        let now = self.clock.now();
+        let (accepted, method) = match (confirmed, answer, secret) {
+            (Some(totp), SecondFactorAnswer::Totp(code), Some(secret)) => {
                 let fresh = secret
                     .matching_step(&*mfa.hmac, *code, now)
                     .filter(|step| totp.last_step.is_none_or(|last| *step > last));
@@ -123,7 +142,7 @@ impl Shared {
                 };
                 (taken, "totp")
             }
-            (Some(_), SecondFactorAnswer::RecoveryCode(code)) => {
+            (Some(_), SecondFactorAnswer::RecoveryCode(code), _) => {
                 let used = self
                     .users
                     .use_recovery_code(user, &code.digest(self.sha()?), now)?;
@@ -136,17 +155,30 @@ impl Shared {
                 }
                 (used, "recovery_code")
             }
+            _ => (false, "totp"),
         };
-        if !accepted {
-            self.audit(&AuditEvent::SecondFactorFailed {
-                user,
-                method,
-                client,
-            });
-            return Ok(false);
+        if accepted {
+            self.code_was_right(user)?;
+        } else {
+            self.code_failed(user, method, client);
         }
-        self.limits.login_failures.record_success(key)?;
-        Ok(true)
+        Ok(accepted)
+    }
+
+    /// A right code's guess, given back (the wrong ones before it stay).
+    fn code_was_right(&self, user: crate::user::UserId) -> Result<()> {
+        Ok(self
+            .limits
+            .code_failures
+            .release(ThrottleKey::SecondFactor(user))?)
+    }
+
+    fn code_failed(&self, user: crate::user::UserId, method: &'static str, client: Option<IpAddr>) {
+        self.audit(&AuditEvent::SecondFactorFailed {
+            user,
+            method,
+            client,
+        });
     }
 }
 
@@ -154,6 +186,7 @@ impl SessionService {
     /// Stores a two-step login for `record`, whose password just matched.
     pub(super) fn challenge(
         &self,
+        client: Option<IpAddr>,
         record: &UserRecord,
         factors: &SecondFactors,
         now: crate::time::Timestamp,
@@ -171,7 +204,10 @@ impl SessionService {
             attempts_left: MFA_TOKEN_ATTEMPTS,
         };
         match shared.users.create_mfa_challenge(&challenge) {
-            Ok(()) => {}
+            Ok(()) => shared.audit(&AuditEvent::SecondFactorAsked {
+                user: record.user.id,
+                client,
+            }),
             // The account was deleted while the password was weighed.
             Err(StoreError::MissingReference(_)) => return Err(Error::InvalidCredentials),
             Err(e) => return Err(e.into()),
@@ -227,27 +263,38 @@ impl SessionService {
             // Another right code finished it first.
             return Err(Error::InvalidMfaToken);
         }
-        let known_device = device.filter(|d| {
+        let known_device = self.known_device(device, record.user.id, now);
+        self.open_session(&record, client, user_agent, known_device)
+    }
+
+    /// The device token presented, if it signed in to `user` before (its
+    /// allowance is then its own, and no new one is handed out).
+    pub(super) fn known_device(
+        &self,
+        device: Option<DeviceToken>,
+        user: crate::user::UserId,
+        now: crate::time::Timestamp,
+    ) -> Option<DeviceToken> {
+        device.filter(|d| {
             let digest = self.refresh_hasher().digest(d.secret());
             matches!(
-                shared.limits.login_failures.device_owner(&digest, now),
-                Ok(Some(owner)) if owner == record.user.id
+                self.shared().limits.login_failures.device_owner(&digest, now),
+                Ok(Some(owner)) if owner == user
             )
-        });
-        self.open_session(&record, client, user_agent, known_device)
+        })
     }
 }
 
 impl AccountService {
-    /// The methods the caller's login asks for as its second step (none
-    /// without a confirmed authenticator).
+    /// What the caller has enrolled (`totp`, `recovery_code`, `passkey`):
+    /// the first two are what their login asks for as its second step.
     pub fn second_factor_methods(&self, principal: &Principal) -> Result<Vec<&'static str>> {
         super::require_login(principal)?;
         Ok(self
             .shared()
             .users
             .second_factors(principal.user_id)?
-            .methods())
+            .enrolled())
     }
 
     /// Begins a TOTP enrolment, with the caller's password: a new secret,
@@ -315,27 +362,10 @@ impl AccountService {
             .filter(|t| t.confirmed_at.is_none())
             .filter(|t| now < t.created_at.saturating_add(TOTP_ENROLMENT_TTL))
             .ok_or(none_pending)?;
-        let key = ThrottleKey::SecondFactor(user);
-        let throttled = |retry_after| {
-            shared.audit(&AuditEvent::Throttled {
-                action: "confirm_totp",
-                username: Some(&record.user.username),
-                client,
-            });
-            Error::RateLimited { retry_after }
-        };
-        shared
-            .limits
-            .login_failures
-            .reserve(key, now)?
-            .map_err(throttled)?;
         let secret = shared.open_secret(mfa, &pending)?;
+        shared.take_code_guess(client, &record, "confirm_totp")?;
         let Some(step) = secret.matching_step(&*mfa.hmac, code, now) else {
-            shared.audit(&AuditEvent::SecondFactorFailed {
-                user,
-                method: "totp",
-                client,
-            });
+            shared.code_failed(user, "totp", client);
             return Err(Error::WrongCode);
         };
         let codes = (0..RECOVERY_CODES)
@@ -348,7 +378,7 @@ impl AccountService {
         {
             return Err(Error::Conflict("no enrolment is pending: begin again"));
         }
-        shared.limits.login_failures.record_success(key)?;
+        shared.code_was_right(user)?;
         shared.audit(&AuditEvent::SecondFactorAdded {
             user,
             method: "totp",

@@ -301,7 +301,7 @@ impl SessionService {
         let factors = self.shared.users.second_factors(record.user.id)?;
         if factors.required() {
             return self
-                .challenge(&record, &factors, now)
+                .challenge(client, &record, &factors, now)
                 .map(SignIn::SecondFactor);
         }
         let known_device = match (via_device, &credentials.device) {
@@ -504,7 +504,8 @@ impl SessionService {
     /// older than the backoff remembers; returns how many.
     pub fn purge_login_failures(&self) -> Result<u64> {
         let now = self.shared.clock.now();
-        Ok(self.shared.limits.login_failures.purge(now)?)
+        let limits = &self.shared.limits;
+        Ok(limits.login_failures.purge(now)? + limits.code_failures.purge(now)?)
     }
 
     /// Deletes two-step logins past their five minutes and enrolments

@@ -110,6 +110,7 @@ fn mailing(
             Arc::new(todo_core::testing::FakeHmacSha1),
             "todo",
         )
+        .passkeys(Arc::new(todo_core::testing::FakePasskeys::default()))
         .max_api_tokens(API_TOKEN_QUOTA);
     let builder = if sends_mail {
         builder.mail(mail.clone(), todo_core::LinkBase::parse(LINKS).unwrap())

@@ -11,6 +11,7 @@ mod domain;
 mod errors;
 mod live;
 mod mail;
+mod passkeys;
 mod password_reset;
 mod properties;
 mod registration;

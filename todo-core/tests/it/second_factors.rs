@@ -322,6 +322,12 @@ impl LoginBackoff for PerKey {
         self.0.lock().unwrap().remove(&key.to_key());
         Ok(())
     }
+    fn release(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
+        if let Some(count) = self.0.lock().unwrap().get_mut(&key.to_key()) {
+            *count = count.saturating_sub(1);
+        }
+        Ok(())
+    }
     fn purge(&self, _now: Timestamp) -> Result<u64, StoreError> {
         Ok(0)
     }
@@ -331,11 +337,14 @@ impl LoginBackoff for PerKey {
 fn guessing_codes_is_throttled_per_account_across_tokens() {
     let backoff = Arc::new(PerKey::default());
     let limits = AuthLimits {
-        login_failures: backoff.clone(),
+        code_failures: backoff.clone(),
         ..AuthLimits::unlimited()
     };
     let h = harness_with(limits, 2);
     let (me, secret, _) = enrolled(&h, "alice");
+    // (the code that confirmed the enrolment was right: it counts nothing)
+    let key = format!("f:{}", me.user_id);
+    assert_eq!(backoff.0.lock().unwrap().get(&key), Some(&0));
     let wrong = |h: &Harness| {
         let right = code_now(h, &secret).digits();
         let guess = if right == "000000" {
@@ -369,7 +378,6 @@ fn guessing_codes_is_throttled_per_account_across_tokens() {
         matches!(removal, Err(Error::RateLimited { .. })),
         "{removal:?}"
     );
-    let key = format!("f:{}", me.user_id);
     assert_eq!(backoff.0.lock().unwrap().get(&key), Some(&3));
     // The password's count is another: the owner's password still works.
     assert!(matches!(
@@ -378,6 +386,14 @@ fn guessing_codes_is_throttled_per_account_across_tokens() {
             .sign_in(ADDR, &Credentials::offered("alice", "correct horse")),
         Ok(SignIn::SecondFactor(_))
     ));
+    // A right code counts nothing, and does not clear the wrong ones
+    // before it: the owner's sign-ins give a password thief no fresh
+    // guesses.
+    backoff.0.lock().unwrap().insert(key.clone(), 2);
+    let token = first_step(&h, "alice");
+    h.clock.advance(Duration::from_secs(30));
+    second_step(&h, &token, &totp(code_now(&h, &secret))).unwrap();
+    assert_eq!(backoff.0.lock().unwrap().get(&key), Some(&2));
 }
 
 #[test]

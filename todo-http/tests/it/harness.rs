@@ -263,6 +263,7 @@ fn instance(
                 free_failures: if options.real_argon2 { u32::MAX } else { 5 },
                 ..BackoffPolicy::default()
             })),
+            code_failures: Arc::new(FailedLoginBackoff::new(BackoffPolicy::CODES)),
         })
         .policy(policy)
         // One key for every instance, as the deployments mount one.
@@ -271,6 +272,9 @@ fn instance(
             Arc::new(todo_auth::AwsHmacSha1),
             "todo",
         )
+        .passkeys(Arc::new(
+            todo_auth::WebauthnCeremonies::new("https://localhost", "todo").unwrap(),
+        ))
         .build()
         .unwrap();
     let mut auth_probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared((*store).clone())];

@@ -54,7 +54,7 @@ fn documents() -> [(&'static str, Value); 3] {
 
 /// The v1 routes of the REST contract (shared/API.md), written out here
 /// apart from the code: the documents must name exactly these.
-const CONTRACT_AUTH: [(&str, &str); 32] = [
+const CONTRACT_AUTH: [(&str, &str); 38] = [
     ("POST", "/v1/auth/register"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/refresh"),
@@ -87,6 +87,12 @@ const CONTRACT_AUTH: [(&str, &str); 32] = [
     ("POST", "/v1/users/me/totp/confirm"),
     ("DELETE", "/v1/users/me/totp"),
     ("POST", "/v1/auth/login/mfa"),
+    ("POST", "/v1/users/me/passkeys/register/start"),
+    ("POST", "/v1/users/me/passkeys/register/finish"),
+    ("GET", "/v1/users/me/passkeys"),
+    ("DELETE", "/v1/users/me/passkeys/{id}"),
+    ("POST", "/v1/auth/passkey/start"),
+    ("POST", "/v1/auth/passkey/finish"),
     // (#18's "an administrator can remove a user's second factors"; not in
     // API.md yet)
     ("DELETE", "/v1/users/{id}/second-factors"),

@@ -11,7 +11,10 @@ use todo_testkit::{Client, Reply};
 
 use crate::harness::{Deployment, Options, System, on_every_deployment, spawn};
 
-on_every_deployment!(a_two_step_login_begun_on_one_instance_finishes_on_another);
+on_every_deployment!(
+    a_two_step_login_begun_on_one_instance_finishes_on_another,
+    passkey_ceremonies_begun_on_one_instance_are_taken_once_on_another
+);
 
 /// The two auth-server instances behind the gateway (each asked
 /// directly), or else the one address the system has, twice.
@@ -158,4 +161,154 @@ async fn a_two_step_login_begun_on_one_instance_finishes_on_another(deployment: 
     )
     .await;
     assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+}
+
+/// Rows of the passkey ceremonies' table whose key holds `needle` (a
+/// user's id for a registration, a challenge's digest for a sign-in).
+fn ceremonies_holding(sys: &System, needle: &str) -> i64 {
+    sys.rows_holding(needle)
+        .into_iter()
+        .filter(|(table, column, _)| table == "passkey_ceremonies" && column == "key")
+        .map(|(_, _, n)| n)
+        .sum()
+}
+
+/// A passkey's ceremonies cannot be finished here without an
+/// authenticator (the browser test does it with Chromium's), but what
+/// they keep can be seen: a first step made on one instance is taken, once,
+/// by the other; whatever the answer, refused alike.
+async fn passkey_ceremonies_begun_on_one_instance_are_taken_once_on_another(
+    deployment: Deployment,
+) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (one, two) = two_instances(&sys);
+    let (alice, access, _) = sys.user("alice").await;
+    let started = one
+        .json(
+            Method::POST,
+            "/v1/users/me/passkeys/register/start",
+            Some(&access),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status, 200, "{:?}", started.body);
+    assert_eq!(started.headers.get("cache-control").unwrap(), "no-store");
+    let options = started.json().unwrap();
+    assert_eq!(options["publicKey"]["rp"]["id"], "localhost");
+    assert_eq!(
+        options["publicKey"]["authenticatorSelection"]["userVerification"],
+        "required"
+    );
+    assert_eq!(ceremonies_holding(&sys, &alice), 1, "kept in the database");
+    let forged = json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key",
+        "response": {"clientDataJSON": "e30", "attestationObject": "oA"}, "extensions": {}});
+    let finish = json!({"name": "Laptop", "credential": forged});
+    let refused = send(
+        two,
+        Method::POST,
+        "/v1/users/me/passkeys/register/finish",
+        Some(&access),
+        finish.clone(),
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert_eq!(
+        refused.json().unwrap()["type"],
+        "urn:todo:problem:passkey-refused"
+    );
+    assert_eq!(
+        ceremonies_holding(&sys, &alice),
+        0,
+        "taken by the other instance"
+    );
+    let again = send(
+        one,
+        Method::POST,
+        "/v1/users/me/passkeys/register/finish",
+        Some(&access),
+        finish,
+    )
+    .await;
+    assert_eq!(again.status, 400);
+    let bad_name = send(
+        one,
+        Method::POST,
+        "/v1/users/me/passkeys/register/finish",
+        Some(&access),
+        json!({"name": " ", "credential": {}}),
+    )
+    .await;
+    assert_eq!(bad_name.status, 400);
+    assert_eq!(bad_name.json().unwrap()["errors"][0]["field"], "name");
+    let listed = two
+        .json(Method::GET, "/v1/users/me/passkeys", Some(&access), None)
+        .await
+        .unwrap();
+    assert_eq!(listed.json().unwrap()["items"], json!([]));
+    let none = send(
+        two,
+        Method::DELETE,
+        "/v1/users/me/passkeys/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        Some(&access),
+        json!({"current_password": "correct horse"}),
+    )
+    .await;
+    assert_eq!(none.status, 404);
+
+    // A sign-in: no token, no username; its challenge taken once, anywhere.
+    let begun = one
+        .json(Method::POST, "/v1/auth/passkey/start", None, None)
+        .await
+        .unwrap();
+    assert_eq!(begun.status, 200, "{:?}", begun.body);
+    let begun = begun.json().unwrap();
+    let challenge_id = begun["challenge_id"].as_str().unwrap().to_owned();
+    assert_eq!(begun["publicKey"]["userVerification"], "required");
+    assert!(
+        begun["publicKey"]
+            .get("allowCredentials")
+            .is_none_or(|a| a == &json!([]))
+    );
+    let digest = todo_core::ChallengeId::parse(&challenge_id)
+        .unwrap()
+        .digest(&todo_auth::Sha256Digest);
+    assert_eq!(ceremonies_holding(&sys, digest.as_str()), 1);
+    let forged = json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key",
+        "response": {"clientDataJSON": "e30", "authenticatorData": "AA", "signature": "AA", "userHandle": "AA"},
+        "extensions": {}});
+    let body = json!({"challenge_id": challenge_id, "credential": forged});
+    let refused = send(
+        two,
+        Method::POST,
+        "/v1/auth/passkey/finish",
+        None,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(refused.status, 401, "{:?}", refused.body);
+    assert_eq!(
+        refused.json().unwrap()["type"],
+        "urn:todo:problem:invalid-passkey"
+    );
+    assert_eq!(
+        ceremonies_holding(&sys, digest.as_str()),
+        0,
+        "taken by the other instance"
+    );
+    let unknown = send(
+        one,
+        Method::POST,
+        "/v1/auth/passkey/finish",
+        None,
+        json!({"challenge_id": "x", "credential": {}}),
+    )
+    .await;
+    assert_eq!(unknown.status, 401);
+    assert_eq!(
+        unknown.body, refused.body,
+        "refused alike whatever the reason"
+    );
 }

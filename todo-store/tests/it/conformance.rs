@@ -117,6 +117,14 @@ conformance!(
     second_factors_of_a_missing_user_are_refused,
     expired_two_step_logins_and_stale_enrolments_are_purged,
     deleting_a_user_while_their_second_factors_change_never_fails,
+    passkeys_are_kept_per_user_within_their_cap_and_found_by_credential,
+    concurrent_passkey_adds_at_the_cap_never_pass_it,
+    a_passkey_is_used_and_removed_only_as_its_own,
+    a_ceremony_is_taken_once_while_live_and_of_its_kind,
+    removing_second_factors_takes_passkeys_and_registrations_too,
+    passkeys_and_ceremonies_go_with_their_user,
+    expired_ceremonies_are_purged_at_their_time,
+    deleting_a_user_while_their_passkeys_change_never_fails,
     older_sessions_end_and_newer_ones_stay,
     tasks_round_trip_exactly_and_only_for_their_owner,
     task_updates_are_compare_and_swap,
@@ -1453,6 +1461,550 @@ fn deleting_a_user_while_their_second_factors_change_never_fails(f: &Fixture) {
         assert_eq!(
             f.store.second_factors(user).unwrap(),
             SecondFactors::default()
+        );
+    }
+}
+
+/// A passkey of `user` registered at `made`, told apart by `seed`: its
+/// credential id holds bytes no text column would (0, 255), and its
+/// credential every byte value.
+fn passkey(user: UserId, made: i64, seed: u8) -> todo_core::PasskeyRecord {
+    todo_core::PasskeyRecord {
+        id: todo_core::PasskeyId::from_uuid(id_at(made, 0x9a55_0000 ^ u64::from(seed))),
+        user_id: user,
+        name: todo_core::PasskeyName::parse(&format!("Key {seed}")).unwrap(),
+        credential_id: vec![0, 255, seed, 0x80, 0],
+        credential: (0..=255).chain([seed]).collect(),
+        created_at: at(made),
+        last_used_at: None,
+    }
+}
+
+/// A ceremony's first step under `key`, expiring at `expires`.
+fn ceremony(
+    key: &str,
+    kind: todo_core::CeremonyKind,
+    user: Option<UserId>,
+    expires: i64,
+    seed: u8,
+) -> todo_core::CeremonyRecord {
+    todo_core::CeremonyRecord {
+        key: key.to_owned(),
+        kind,
+        user_id: user,
+        state: vec![seed, 0, 255, seed],
+        expires_at: at(expires),
+    }
+}
+
+fn passkeys_are_kept_per_user_within_their_cap_and_found_by_credential(f: &Fixture) {
+    use todo_core::PasskeyRecord;
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let count = |user| store.second_factors(user).unwrap().passkeys;
+    assert_eq!(count(alice), 0);
+    assert!(store.list_passkeys(alice).unwrap().is_empty());
+    // Oldest first: by registration, then by id.
+    let (a30, a10, a20, b20) = (
+        passkey(alice, 30, 1),
+        passkey(alice, 10, 2),
+        passkey(alice, 20, 3),
+        passkey(alice, 20, 4),
+    );
+    for key in [&a30, &a10, &a20, &b20] {
+        assert!(store.add_passkey(key, 4).unwrap());
+    }
+    let (first20, second20) = if a20.id < b20.id {
+        (&a20, &b20)
+    } else {
+        (&b20, &a20)
+    };
+    assert_eq!(
+        store.list_passkeys(alice).unwrap(),
+        [&a10, first20, second20, &a30].map(Clone::clone)
+    );
+    assert_eq!(count(alice), 4);
+    assert_eq!(store.second_factors(alice).unwrap().enrolled(), ["passkey"]);
+    // At the cap: refused, nothing stored; under another's cap, stored.
+    let fifth = passkey(alice, 40, 5);
+    assert!(!store.add_passkey(&fifth, 4).unwrap());
+    assert_eq!(store.find_passkey(&fifth.credential_id).unwrap(), None);
+    assert_eq!(count(alice), 4);
+    assert!(store.add_passkey(&fifth, 5).unwrap());
+    assert!(!store.add_passkey(&passkey(alice, 41, 6), 0).unwrap());
+    // Found by credential id, whoever's; the bytes as stored.
+    let bobs = passkey(bob, 50, 7);
+    assert!(store.add_passkey(&bobs, 4).unwrap());
+    assert_eq!(
+        store.find_passkey(&bobs.credential_id).unwrap(),
+        Some(bobs.clone())
+    );
+    assert_eq!(
+        store.find_passkey(&a10.credential_id).unwrap(),
+        Some(a10.clone())
+    );
+    assert_eq!(store.find_passkey(&[0, 255, 9]).unwrap(), None);
+    assert_eq!(store.find_passkey(&[]).unwrap(), None);
+    assert_eq!(
+        store.list_passkeys(bob).unwrap(),
+        std::slice::from_ref(&bobs)
+    );
+    assert_eq!((count(alice), count(bob)), (5, 1));
+    // A credential id stored already is a conflict, Alice's or Bob's,
+    // and so is an id; at the cap, a conflict all the same.
+    let conflict = |key: &PasskeyRecord, max| {
+        matches!(store.add_passkey(key, max), Err(StoreError::Conflict(_)))
+    };
+    let twin = PasskeyRecord {
+        id: passkey(bob, 60, 8).id,
+        ..passkey(bob, 60, 2)
+    };
+    assert_eq!(twin.credential_id, a10.credential_id);
+    assert!(conflict(&twin, 10), "another user's credential");
+    assert!(
+        conflict(&passkey(alice, 10, 2), 10),
+        "the same passkey again"
+    );
+    let same_id = PasskeyRecord {
+        credential_id: vec![1, 2, 3],
+        ..bobs.clone()
+    };
+    assert!(conflict(&same_id, 10), "an id stored already");
+    assert!(conflict(&passkey(alice, 61, 1), 5), "at the cap");
+    assert_eq!((count(alice), count(bob)), (5, 1));
+    assert_eq!(
+        store.find_passkey(&a10.credential_id).unwrap(),
+        Some(a10.clone())
+    );
+    // A user missing, or gone since: refused.
+    let ghost = UserId::from_uuid(id_at(9, 9));
+    assert!(matches!(
+        store.add_passkey(&passkey(ghost, 70, 10), 10),
+        Err(StoreError::MissingReference(_))
+    ));
+    assert!(store.delete_user(bob, at(80)).unwrap());
+    assert!(matches!(
+        store.add_passkey(&passkey(bob, 81, 11), 10),
+        Err(StoreError::MissingReference(_))
+    ));
+    assert_eq!(store.find_passkey(&bobs.credential_id).unwrap(), None);
+}
+
+fn concurrent_passkey_adds_at_the_cap_never_pass_it(f: &Fixture) {
+    let store = &*f.store;
+    for round in 0..4u8 {
+        let user = new_user(store, &format!("keen{round}"), i64::from(round))
+            .user
+            .id;
+        // One there already: of eight at once, two more.
+        assert!(store.add_passkey(&passkey(user, 0, round * 10), 3).unwrap());
+        let next = std::sync::atomic::AtomicU8::new(1);
+        let added = at_once(8, || {
+            let seed = round * 10 + next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            store.add_passkey(&passkey(user, 10, seed), 3).unwrap()
+        });
+        assert_eq!(added, 2);
+        assert_eq!(store.list_passkeys(user).unwrap().len(), 3);
+        assert_eq!(store.second_factors(user).unwrap().passkeys, 3);
+    }
+}
+
+fn a_passkey_is_used_and_removed_only_as_its_own(f: &Fixture) {
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let mut alices = passkey(alice, 10, 1);
+    let bobs = passkey(bob, 10, 2);
+    assert!(store.add_passkey(&alices, 10).unwrap());
+    assert!(store.add_passkey(&bobs, 10).unwrap());
+    // A sign-in that changed the credential (its counter) stores it.
+    let counted: Vec<u8> = (0..=255).rev().collect();
+    assert!(
+        store
+            .passkey_used(alices.id, Some(&counted), at(20))
+            .unwrap()
+    );
+    alices.credential = counted;
+    alices.last_used_at = Some(at(20));
+    assert_eq!(
+        store.find_passkey(&alices.credential_id).unwrap(),
+        Some(alices.clone())
+    );
+    // One that did not: the time only.
+    assert!(store.passkey_used(alices.id, None, at(30)).unwrap());
+    alices.last_used_at = Some(at(30));
+    assert_eq!(store.list_passkeys(alice).unwrap(), [alices.clone()]);
+    assert_eq!(
+        store.list_passkeys(bob).unwrap(),
+        std::slice::from_ref(&bobs)
+    );
+    let unknown = passkey(alice, 40, 3).id;
+    assert!(!store.passkey_used(unknown, Some(&[1]), at(40)).unwrap());
+    // Only one's own is removed: Bob's id from Alice is nothing.
+    assert!(!store.remove_passkey(alice, bobs.id).unwrap());
+    assert_eq!(
+        store.list_passkeys(bob).unwrap(),
+        std::slice::from_ref(&bobs)
+    );
+    assert!(!store.remove_passkey(alice, unknown).unwrap());
+    assert!(store.remove_passkey(alice, alices.id).unwrap());
+    assert!(!store.remove_passkey(alice, alices.id).unwrap(), "gone");
+    assert!(store.list_passkeys(alice).unwrap().is_empty());
+    assert_eq!(store.find_passkey(&alices.credential_id).unwrap(), None);
+    assert!(!store.passkey_used(alices.id, None, at(50)).unwrap());
+    assert_eq!(store.second_factors(alice).unwrap().passkeys, 0);
+    // Its credential id may be registered again once it is gone.
+    assert!(store.add_passkey(&passkey(bob, 60, 1), 10).unwrap());
+    assert_eq!(store.second_factors(bob).unwrap().passkeys, 2);
+}
+
+fn a_ceremony_is_taken_once_while_live_and_of_its_kind(f: &Fixture) {
+    use todo_core::CeremonyKind::{Authentication, Registration};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let key = todo_core::registration_key(alice);
+    // A second put replaces the first, whatever it held.
+    let first = ceremony(&key, Registration, Some(alice), 300, 1);
+    let second = ceremony(&key, Registration, Some(alice), 400, 2);
+    store.put_ceremony(&first).unwrap();
+    store.put_ceremony(&second).unwrap();
+    assert_eq!(
+        store.take_ceremony(&key, Registration, at(10)).unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(
+        store.take_ceremony(&key, Registration, at(10)).unwrap(),
+        None,
+        "taken once"
+    );
+    // A sign-in's names no user; replaced by one of another kind and user.
+    let signin = ceremony(&format!("{:0>64}", "c1"), Authentication, None, 300, 3);
+    store.put_ceremony(&signin).unwrap();
+    assert_eq!(
+        store
+            .take_ceremony(&signin.key, Authentication, at(299))
+            .unwrap(),
+        Some(signin.clone())
+    );
+    store.put_ceremony(&signin).unwrap();
+    store
+        .put_ceremony(&ceremony(&signin.key, Registration, Some(alice), 300, 4))
+        .unwrap();
+    assert_eq!(
+        store
+            .take_ceremony(&signin.key, Registration, at(10))
+            .unwrap()
+            .map(|c| (c.user_id, c.state)),
+        Some((Some(alice), vec![4, 0, 255, 4]))
+    );
+    // Expired at its time: None, and gone (not there for an earlier now).
+    store.put_ceremony(&first).unwrap();
+    assert_eq!(
+        store.take_ceremony(&key, Registration, at(300)).unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_ceremony(&key, Registration, at(10)).unwrap(),
+        None
+    );
+    // Of another kind: None, and gone.
+    store.put_ceremony(&first).unwrap();
+    assert_eq!(
+        store.take_ceremony(&key, Authentication, at(10)).unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_ceremony(&key, Registration, at(10)).unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_ceremony("nothing", Registration, at(10))
+            .unwrap(),
+        None
+    );
+    // Of eight takes at once, one.
+    for round in 0..3 {
+        store.put_ceremony(&first).unwrap();
+        let took = at_once(8, || {
+            store
+                .take_ceremony(&key, Registration, at(10 + round))
+                .unwrap()
+                .is_some()
+        });
+        assert_eq!(took, 1);
+    }
+    // A user missing, or gone since: refused.
+    let ghost = UserId::from_uuid(id_at(9, 9));
+    let ghosts = todo_core::registration_key(ghost);
+    assert!(matches!(
+        store.put_ceremony(&ceremony(&ghosts, Registration, Some(ghost), 300, 5)),
+        Err(StoreError::MissingReference(_))
+    ));
+    assert_eq!(
+        store.take_ceremony(&ghosts, Registration, at(10)).unwrap(),
+        None
+    );
+    assert!(store.delete_user(alice, at(20)).unwrap());
+    assert!(matches!(
+        store.put_ceremony(&first),
+        Err(StoreError::MissingReference(_))
+    ));
+    assert_eq!(
+        store.take_ceremony(&key, Registration, at(10)).unwrap(),
+        None
+    );
+}
+
+fn removing_second_factors_takes_passkeys_and_registrations_too(f: &Fixture) {
+    use todo_core::CeremonyKind::{Authentication, Registration};
+    use todo_core::SecondFactors;
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let carol = new_user(store, "carol", 2).user.id;
+    // Alice has passkeys only, and a registration under way; Bob a
+    // passkey and an authenticator; Carol nothing but a registration.
+    let alices = [passkey(alice, 10, 1), passkey(alice, 11, 2)];
+    for key in &alices {
+        assert!(store.add_passkey(key, 10).unwrap());
+    }
+    let bobs = passkey(bob, 10, 3);
+    assert!(store.add_passkey(&bobs, 10).unwrap());
+    enrol(store, bob, 10, 1, "b");
+    let registration = |user| {
+        ceremony(
+            &todo_core::registration_key(user),
+            Registration,
+            Some(user),
+            300,
+            7,
+        )
+    };
+    for user in [alice, bob, carol] {
+        store.put_ceremony(&registration(user)).unwrap();
+    }
+    let signin = ceremony(&format!("{:0>64}", "s1"), Authentication, None, 300, 8);
+    store.put_ceremony(&signin).unwrap();
+    let bob_before = store.second_factors(bob).unwrap();
+
+    assert!(
+        store.remove_second_factors(alice).unwrap(),
+        "a passkey is one"
+    );
+    assert_eq!(
+        store.second_factors(alice).unwrap(),
+        SecondFactors::default()
+    );
+    assert!(store.list_passkeys(alice).unwrap().is_empty());
+    for key in &alices {
+        assert_eq!(store.find_passkey(&key.credential_id).unwrap(), None);
+    }
+    let take = |user| {
+        store
+            .take_ceremony(&todo_core::registration_key(user), Registration, at(20))
+            .unwrap()
+    };
+    assert_eq!(take(alice), None, "their registration went too");
+    assert!(!store.remove_second_factors(alice).unwrap(), "none left");
+    // A registration alone is no second factor, but goes all the same.
+    assert!(!store.remove_second_factors(carol).unwrap());
+    assert_eq!(take(carol), None);
+    // Bob keeps his; a sign-in's ceremony is no one's.
+    assert_eq!(store.second_factors(bob).unwrap(), bob_before);
+    assert_eq!(
+        store.list_passkeys(bob).unwrap(),
+        std::slice::from_ref(&bobs)
+    );
+    assert_eq!(take(bob), Some(registration(bob)));
+    assert_eq!(
+        store
+            .take_ceremony(&signin.key, Authentication, at(20))
+            .unwrap(),
+        Some(signin.clone())
+    );
+    // Both kinds at once: removed together.
+    assert!(store.remove_second_factors(bob).unwrap());
+    assert_eq!(store.second_factors(bob).unwrap(), SecondFactors::default());
+    // And they may be registered again.
+    assert!(store.add_passkey(&alices[0], 10).unwrap());
+    assert_eq!(store.second_factors(alice).unwrap().passkeys, 1);
+}
+
+fn passkeys_and_ceremonies_go_with_their_user(f: &Fixture) {
+    use todo_core::CeremonyKind::Registration;
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let bob = new_user(store, "bob", 1).user.id;
+    let alices = passkey(alice, 10, 1);
+    let bobs = passkey(bob, 10, 2);
+    assert!(store.add_passkey(&alices, 10).unwrap());
+    assert!(store.add_passkey(&bobs, 10).unwrap());
+    let key = todo_core::registration_key(alice);
+    store
+        .put_ceremony(&ceremony(&key, Registration, Some(alice), 300, 3))
+        .unwrap();
+    let bobs_key = todo_core::registration_key(bob);
+    let bobs_registration = ceremony(&bobs_key, Registration, Some(bob), 300, 4);
+    store.put_ceremony(&bobs_registration).unwrap();
+    // The SQL stores: which of their rows hold Alice's id (in their text
+    // columns: the bytes are no one's).
+    let ours = ["passkeys", "passkey_ceremonies"];
+    let holding = |url: &todo_store::DatabaseUrl| -> Vec<String> {
+        todo_store::testing::rows_holding(url, &alice.to_string())
+            .into_iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(t, c, n)| format!("{t}.{c}: {n}"))
+            .collect()
+    };
+    if let Some(config) = &f.config {
+        let held = holding(&config.url);
+        for table in ours {
+            assert!(
+                held.iter()
+                    .any(|h| h.starts_with(&format!("{table}.user_id"))),
+                "{table} holds alice's rows: {held:?}"
+            );
+        }
+    }
+
+    assert!(store.delete_user(alice, at(30)).unwrap());
+    assert_eq!(store.find_passkey(&alices.credential_id).unwrap(), None);
+    assert!(store.list_passkeys(alice).unwrap().is_empty());
+    assert_eq!(store.second_factors(alice).unwrap().passkeys, 0);
+    assert_eq!(
+        store.take_ceremony(&key, Registration, at(31)).unwrap(),
+        None
+    );
+    if let Some(config) = &f.config {
+        let left = holding(&config.url);
+        assert!(
+            left.is_empty(),
+            "a deleted account leaves nothing: {left:?}"
+        );
+    }
+    // Bob's stay.
+    assert_eq!(
+        store.find_passkey(&bobs.credential_id).unwrap(),
+        Some(bobs.clone())
+    );
+    assert_eq!(
+        store
+            .take_ceremony(&bobs_key, Registration, at(31))
+            .unwrap(),
+        Some(bobs_registration)
+    );
+}
+
+fn expired_ceremonies_are_purged_at_their_time(f: &Fixture) {
+    use todo_core::CeremonyKind::{Authentication, Registration};
+    let store = &*f.store;
+    let alice = new_user(store, "alice", 0).user.id;
+    let key = todo_core::registration_key(alice);
+    let early = ceremony(&key, Registration, Some(alice), 100, 1);
+    let later = ceremony(&format!("{:0>64}", "s2"), Authentication, None, 101, 2);
+    store.put_ceremony(&early).unwrap();
+    store.put_ceremony(&later).unwrap();
+    // Passkeys are never purged, however old or unused.
+    assert!(store.add_passkey(&passkey(alice, -100_000, 3), 10).unwrap());
+    assert_eq!(store.purge_second_factors(at(99)).unwrap(), 0);
+    // Expired at or before the cutoff: the one expiring at it goes.
+    assert_eq!(store.purge_second_factors(at(100)).unwrap(), 1);
+    assert_eq!(
+        store.take_ceremony(&key, Registration, at(0)).unwrap(),
+        None
+    );
+    assert_eq!(store.purge_second_factors(at(100)).unwrap(), 0);
+    assert_eq!(
+        store
+            .take_ceremony(&later.key, Authentication, at(0))
+            .unwrap(),
+        Some(later.clone())
+    );
+    store.put_ceremony(&later).unwrap();
+    assert_eq!(store.purge_second_factors(at(101)).unwrap(), 1);
+    assert_eq!(
+        store
+            .take_ceremony(&later.key, Authentication, at(0))
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.second_factors(alice).unwrap().passkeys, 1);
+}
+
+/// A user's deletion racing writes of their passkeys and ceremonies (an
+/// add counts under the user's row): none fails, none deadlocks, and
+/// nothing of theirs is left.
+fn deleting_a_user_while_their_passkeys_change_never_fails(f: &Fixture) {
+    use todo_core::CeremonyKind::Registration;
+    const WRITERS: usize = 4;
+    for round in 0..4 {
+        let user = new_user(&*f.store, &format!("busy{round}"), 0).user.id;
+        let barrier = Arc::new(Barrier::new(WRITERS + 1));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let (store, barrier) = (f.store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for n in 0..30u8 {
+                        // (each writer's credentials its own)
+                        let mut key = passkey(user, i64::from(n), n);
+                        key.credential_id.push(u8::try_from(writer).unwrap());
+                        key.id = todo_core::PasskeyId::from_uuid(id_at(
+                            i64::from(n),
+                            0x5ace ^ (u64::from(n) << 8) ^ u64::try_from(writer).unwrap(),
+                        ));
+                        let registration = ceremony(
+                            &todo_core::registration_key(user),
+                            Registration,
+                            Some(user),
+                            300,
+                            n,
+                        );
+                        let wrote = store
+                            .put_ceremony(&registration)
+                            .and_then(|()| store.add_passkey(&key, 10))
+                            .and_then(|_| store.passkey_used(key.id, Some(&[n]), at(1)))
+                            .and_then(|_| {
+                                store.take_ceremony(&registration.key, Registration, at(1))
+                            })
+                            .and_then(|_| store.second_factors(user))
+                            .and_then(|_| {
+                                if n % 3 == 0 {
+                                    store.remove_second_factors(user)
+                                } else {
+                                    store.remove_passkey(user, key.id)
+                                }
+                            });
+                        match wrote {
+                            Ok(_) => {}
+                            // The user is gone.
+                            Err(StoreError::MissingReference(_)) => return Ok(()),
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        barrier.wait();
+        assert_eq!(
+            f.store
+                .delete_user(user, at(100_000))
+                .map_err(|e| e.to_string()),
+            Ok(true)
+        );
+        for writer in writers {
+            assert_eq!(writer.join().unwrap(), Ok(()), "a write failed");
+        }
+        assert_eq!(f.store.second_factors(user).unwrap().passkeys, 0);
+        assert!(f.store.list_passkeys(user).unwrap().is_empty());
+        assert_eq!(
+            f.store
+                .take_ceremony(&todo_core::registration_key(user), Registration, at(1))
+                .unwrap(),
+            None
         );
     }
 }
