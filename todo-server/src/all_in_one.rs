@@ -53,7 +53,26 @@ pub fn main(cli: Cli) -> ExitCode {
     main_with(&server, "todo", || dispatch(cli))
 }
 
-async fn dispatch(cli: Cli) -> Result<(), Error> {
+/// The port `todo` serves on when `--listen` names none.
+const DEFAULT_PORT: u16 = 8443;
+
+async fn dispatch(mut cli: Cli) -> Result<(), Error> {
+    // One command, passkeys included: without --public-url, the page's
+    // origin is the one it prints (a passkey made there works there; a
+    // deployment under another name says its own --public-url).
+    if cli.settings.auth.mail.public_url.is_none() {
+        let port = cli
+            .server
+            .listen
+            .map_or(DEFAULT_PORT, |addr| addr.port())
+            .max(1);
+        let scheme = if cli.server.plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        cli.settings.auth.mail.public_url = Some(format!("{scheme}://localhost:{port}"));
+    }
     match &cli.command {
         Some(Command::CreateUser(user)) => {
             return create_user(&cli.server, &cli.settings.auth, user);
@@ -72,7 +91,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     let data_dir = cli.server.data_dir.display().to_string();
     let plain = cli.server.plain_http;
     let open = cli.settings.auth.registration == RegistrationMode::Open;
-    run(Arc::new(app), &cli.server, 8443, "todo", |url| {
+    run(Arc::new(app), &cli.server, DEFAULT_PORT, "todo", |url| {
         #[allow(clippy::print_stdout)] // the one thing a person starting it needs to read
         {
             println!("\n  todo is running at {url}/\n");
