@@ -290,32 +290,34 @@ function credentialJson(credential) {
 
 /**
  * Registers a passkey on this device for the signed-in user, called
- * `name`; the new passkey. A passkey signs in without a username, so it
- * is asked to live on the authenticator (discoverable).
+ * `name`, confirmed with `{current_password, code?, passkey?}`; the new
+ * passkey (discoverable: the server's options ask it to live on the
+ * authenticator, as a sign-in asks no username).
  */
-export async function addPasskey(name) {
-  const { body: options } = await call('POST', '/v1/users/me/passkeys/register/start');
+export async function addPasskey(name, confirmation) {
+  const { body: options } = await call('POST', '/v1/users/me/passkeys/register/start', { body: confirmation });
   const publicKey = options.publicKey;
   publicKey.challenge = fromBase64url(publicKey.challenge);
   publicKey.user.id = fromBase64url(publicKey.user.id);
   for (const excluded of publicKey.excludeCredentials || []) excluded.id = fromBase64url(excluded.id);
-  publicKey.authenticatorSelection = { ...publicKey.authenticatorSelection, residentKey: 'required', requireResidentKey: true };
   const credential = await navigator.credentials.create({ publicKey });
   const { body } = await call('POST', '/v1/users/me/passkeys/register/finish', { body: { name, credential: credentialJson(credential) } });
   return body;
 }
 
-/** Signs in with a passkey of this device (no username: the passkey names its account). */
-export async function loginWithPasskey() {
+/** A passkey of this device answering a fresh challenge: `{challenge_id, credential}`. */
+export async function passkeyAnswer() {
   const { body: options } = await send('POST', '/v1/auth/passkey/start', { headers: SESSION });
   const publicKey = options.publicKey;
   publicKey.challenge = fromBase64url(publicKey.challenge);
   for (const allowed of publicKey.allowCredentials || []) allowed.id = fromBase64url(allowed.id);
   const credential = await navigator.credentials.get({ publicKey });
-  const { body } = await send('POST', '/v1/auth/passkey/finish', {
-    body: { challenge_id: options.challenge_id, credential: credentialJson(credential) },
-    headers: SESSION,
-  });
+  return { challenge_id: options.challenge_id, credential: credentialJson(credential) };
+}
+
+/** Signs in with a passkey of this device (no username: the passkey names its account). */
+export async function loginWithPasskey() {
+  const { body } = await send('POST', '/v1/auth/passkey/finish', { body: await passkeyAnswer(), headers: SESSION });
   endSession();
   adopt(body);
 }

@@ -1714,12 +1714,20 @@ guardSubmit($('passkey-remove-form'), 'Removing…', async (form) => {
     return;
   }
   const body = { current_password: form.current_password.value };
-  if (!$('passkey-remove-code-field').hidden) body.code = form.code.value.trim();
   const mine = api.currentSession();
   try {
+    // A code when two-step sign-in is on and one is typed; else a passkey
+    // of this device confirms it (the browser asks).
+    const code = $('passkey-remove-code-field').hidden ? '' : form.code.value.trim();
+    if (code) body.code = code;
+    else body.passkey = await api.passkeyAnswer();
     await api.call('DELETE', `/v1/users/me/passkeys/${encodeURIComponent(form.dataset.id)}`, { body });
   } catch (error) {
     if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    if (error?.name === 'NotAllowedError' || error?.name === 'AbortError') {
+      form.querySelector('.form-error').textContent = 'Nothing was removed: confirm with a passkey of yours, or a code.';
+      return;
+    }
     codeRefusal(form, error);
     return;
   }
@@ -1737,11 +1745,26 @@ guardSubmit($('passkey-form'), 'Adding…', async (form) => {
     showErrors(form, fieldError('name', 'Name this passkey, for instance after this device.'));
     return;
   }
+  if (!form.current_password.value) {
+    showErrors(form, fieldError('current_password', 'Enter your password to add a passkey.'));
+    return;
+  }
   const mine = api.currentSession();
   try {
-    await api.addPasskey(name);
+    // A passkey signs in alone: the password, and the account's second
+    // factor when it has one (a code typed, else one of its passkeys).
+    const confirmation = { current_password: form.current_password.value };
+    const code = $('passkey-code-field').hidden ? '' : form.code.value.trim();
+    if (code) confirmation.code = code;
+    else if ($('account-dialog').dataset.passkeys === 'true') confirmation.passkey = await api.passkeyAnswer();
+    await api.addPasskey(name, confirmation);
   } catch (error) {
     if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
+    if (error instanceof api.ApiError && (error.problem.type === 'urn:todo:problem:wrong-password'
+      || error.problem.type === 'urn:todo:problem:wrong-code' || error.fields.code)) {
+      codeRefusal(form, error);
+      return;
+    }
     if (error?.name === 'NotAllowedError' || error?.name === 'AbortError') {
       form.querySelector('.form-error').textContent = 'No passkey was made: the device\'s dialog was closed.';
     } else if (error?.name === 'InvalidStateError') {
@@ -1761,6 +1784,7 @@ guardSubmit($('passkey-form'), 'Adding…', async (form) => {
 /** Whether two-step sign-in is on, and the forms that go with each state. */
 function showSecondFactor(methods) {
   const on = methods.includes('totp');
+  $('account-dialog').dataset.passkeys = String(methods.includes('passkey'));
   const enrolling = !$('mfa-enrol').hidden || !$('mfa-codes').hidden;
   $('mfa-state').textContent = on
     ? 'On: signing in takes a code from your authenticator app (or a recovery code) after the password.'
@@ -1768,6 +1792,7 @@ function showSecondFactor(methods) {
   $('mfa-setup-form').hidden = on || enrolling;
   $('mfa-remove-form').hidden = !on || enrolling;
   $('delete-code-field').hidden = !on;
+  $('passkey-code-field').hidden = !on;
 }
 
 /** The QR code the server drew, rebuilt from its paths alone (no markup of its put in the page). */
@@ -1900,11 +1925,15 @@ guardSubmit($('mfa-remove-form'), 'Turning off…', async (form) => {
   $('mfa-setup-password').focus();
 });
 
-/** A refused password or code, on its field (shown if it was hidden: turned on in another tab). */
+/** A refused password, code or passkey, on its field (shown if it was hidden: turned on in another tab). */
 function codeRefusal(form, error) {
   const codeField = form.querySelector('[name="code"]')?.closest('.field');
   if (codeField?.hidden && error instanceof api.ApiError && error.fields.code) codeField.hidden = false;
   if (error instanceof api.ApiError && error.problem.type === 'urn:todo:problem:wrong-code') {
+    if (codeField?.hidden || !form.code.value.trim()) {
+      form.querySelector('.form-error').textContent = 'That passkey did not confirm it: use a passkey of this account.';
+      return;
+    }
     showErrors(form, fieldError('code', 'That code is wrong or was used already.'));
     form.code.select();
     return;
@@ -1994,7 +2023,7 @@ $('account-dialog').addEventListener('close', () => {
   $('account-status').textContent = '';
   $('account-error').textContent = '';
   // (the passwords leave the page with the dialog)
-  for (const id of ['account-password', 'password-current', 'password-new', 'delete-password', 'delete-code']) $(id).value = '';
+  for (const id of ['account-password', 'password-current', 'password-new', 'delete-password', 'delete-code', 'passkey-password', 'passkey-code']) $(id).value = '';
   // (a key or recovery codes never stay on a closed dialog)
   clearEnrolment();
   hidePasskeyRemoval();
@@ -2150,7 +2179,10 @@ guardSubmit($('delete-form'), 'Deleting…', async (form) => {
   const mine = api.currentSession();
   try {
     const body = { current_password: form.current_password.value };
-    if (!$('delete-code-field').hidden) body.code = form.code.value.trim();
+    const code = $('delete-code-field').hidden ? '' : form.code.value.trim();
+    if (code) body.code = code;
+    // (an account with passkeys and no authenticator: a passkey confirms it)
+    else if ($('account-dialog').dataset.passkeys === 'true') body.passkey = await api.passkeyAnswer();
     await api.call('DELETE', '/v1/users/me', { body });
   } catch (error) {
     if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;

@@ -187,6 +187,20 @@ impl LoginBackoff for FailedLoginBackoff {
         Ok(Ok(()))
     }
 
+    fn settle(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
+        let before = self
+            .accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key.to_key())
+            .map_or(0, |f| f.count.saturating_sub(1));
+        if before <= self.policy.free_failures {
+            self.record_success(key)
+        } else {
+            self.release(key)
+        }
+    }
+
     fn release(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(f) = accounts.get_mut(&key.to_key()) {

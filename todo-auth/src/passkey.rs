@@ -1,6 +1,7 @@
-//! Passkey ceremonies on webauthn-rs (kanidm's): the relying party's id and
-//! origin from configuration, user verification required, discoverable
-//! sign-in (no username asked). The states between a ceremony's steps are
+//! Passkey ceremonies on webauthn-rs (kanidm's; pure Rust, its crypto on
+//! RustCrypto's crates): the relying party's id and origin from
+//! configuration, user verification required, discoverable credentials
+//! (a sign-in asks no username). The states between a ceremony's steps are
 //! serialised for the core to keep in the store, so the second step may
 //! reach another instance.
 
@@ -42,6 +43,9 @@ impl WebauthnCeremonies {
         if url.scheme() != "https" && host != "localhost" {
             return Err(bad("passkeys need an https origin"));
         }
+        if url.domain().is_none() {
+            return Err(bad("passkeys need a host name, not an address"));
+        }
         let webauthn = WebauthnBuilder::new(&host, &url)
             .map_err(|e| bad(&e.to_string()))?
             .rp_name(name)
@@ -68,6 +72,17 @@ impl PasskeyCeremonies for WebauthnCeremonies {
                 Some(exclude),
             )
             .map_err(refusal)?;
+        // A passkey here signs in with no username: it must live on the
+        // authenticator (discoverable), which the library's options leave
+        // to the authenticator ("discouraged").
+        let mut options = serde_json::to_value(&options).map_err(refusal)?;
+        if let Some(selection) = options
+            .pointer_mut("/publicKey/authenticatorSelection")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            selection.insert("residentKey".to_owned(), "required".into());
+            selection.insert("requireResidentKey".to_owned(), true.into());
+        }
         Ok((
             serde_json::to_string(&options).map_err(refusal)?,
             serde_json::to_vec(&state).map_err(refusal)?,
@@ -146,6 +161,8 @@ mod tests {
         assert!(WebauthnCeremonies::new("http://localhost:8443", "todo").is_ok());
         assert!(WebauthnCeremonies::new("http://todo.example.com", "todo").is_err());
         assert!(WebauthnCeremonies::new("not a url", "todo").is_err());
+        assert!(WebauthnCeremonies::new("https://192.0.2.7", "todo").is_err());
+        assert!(WebauthnCeremonies::new("https://[2001:db8::1]", "todo").is_err());
     }
 
     #[test]
@@ -163,6 +180,8 @@ mod tests {
             key["authenticatorSelection"]["userVerification"],
             "required"
         );
+        assert_eq!(key["authenticatorSelection"]["residentKey"], "required");
+        assert_eq!(key["authenticatorSelection"]["requireResidentKey"], true);
         assert_eq!(key["excludeCredentials"][0]["id"], "AQID");
         assert!(!state.is_empty());
         // An answer that is not one is refused, whatever the state.

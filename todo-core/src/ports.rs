@@ -763,6 +763,15 @@ pub trait LoginBackoff: Send + Sync {
     fn release(&self, _key: ThrottleKey<'_>) -> Result<(), StoreError> {
         Ok(())
     }
+    /// The attempt succeeded, where a success must not wipe a guesser's
+    /// record: `key`'s count is cleared if the failures before it were
+    /// within the policy's free ones (its owner's typos), else only this
+    /// attempt's slot is given back ([`Self::release`]), so a guesser past
+    /// the free failures keeps their delay however often the owner gets
+    /// in. By default, [`Self::record_success`].
+    fn settle(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
+        self.record_success(key)
+    }
     /// Forgets keys whose last failure is older than the policy remembers
     /// and whose delay is over, and expired devices; returns how many.
     fn purge(&self, now: Timestamp) -> Result<u64, StoreError>;

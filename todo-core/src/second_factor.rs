@@ -414,6 +414,15 @@ pub enum SecondFactorAnswer {
     Totp(TotpCode),
     /// One of the recovery codes.
     RecoveryCode(RecoveryCode),
+    /// One of the user's passkeys, answering a challenge begun with
+    /// `SessionService::start_passkey_sign_in` (confirming an action, not
+    /// a login's second step).
+    Passkey {
+        /// The challenge the answer is to.
+        challenge_id: crate::passkey::ChallengeId,
+        /// What the browser answered.
+        answer: String,
+    },
 }
 
 /// RFC 4648 base32, upper case, without padding.

@@ -1071,10 +1071,13 @@ async fn change_password(
 #[schema(as = AccountDeletion)]
 struct DeleteMeBody {
     current_password: String,
-    /// Six digits from the authenticator, or a recovery code: required
-    /// when one is enrolled.
+    /// Six digits from the authenticator, or a recovery code: this or a
+    /// passkey's answer is required when the account has a second factor.
     #[serde(default)]
     code: Option<String>,
+    /// Or one of the caller's passkeys.
+    #[serde(default)]
+    passkey: Option<crate::second_factors_api::PasskeyProof>,
 }
 
 /// Delete my account, with everything it owns (the password again, and a
@@ -1093,11 +1096,7 @@ async fn delete_me(
     Caller(me): Caller,
     Json(body, _held): Json<DeleteMeBody>,
 ) -> Result<ApiResponse, ApiError> {
-    let answer = body
-        .code
-        .as_deref()
-        .map(|code| crate::second_factors_api::answer("code", code))
-        .transpose()?;
+    let answer = crate::second_factors_api::confirmation(body.code.as_deref(), body.passkey)?;
     call(&api.service.account, move |s| {
         s.delete_me(client, &me, &body.current_password, answer.as_ref())
     })

@@ -42,6 +42,37 @@ pub(crate) fn answer(field: &'static str, raw: &str) -> Result<SecondFactorAnswe
         })
 }
 
+/// A passkey's answer confirming an action: to a challenge from
+/// `POST /v1/auth/passkey/start`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PasskeyProof)]
+pub(crate) struct PasskeyProof {
+    challenge_id: String,
+    /// What `navigator.credentials.get` answered.
+    #[schema(value_type = Object)]
+    credential: Box<RawValue>,
+}
+
+/// The second factor confirming an action: a code, else a passkey's
+/// answer (a `challenge_id` that cannot be one is refused as a wrong
+/// answer is: 403).
+pub(crate) fn confirmation(
+    code: Option<&str>,
+    passkey: Option<PasskeyProof>,
+) -> Result<Option<SecondFactorAnswer>, ApiError> {
+    match (code, passkey) {
+        (Some(_), Some(_)) => Err(ApiError::field("code", "give code or passkey, one of them")),
+        (Some(code), None) => answer("code", code).map(Some),
+        (None, Some(proof)) => Ok(Some(SecondFactorAnswer::Passkey {
+            challenge_id: todo_core::ChallengeId::parse(&proof.challenge_id)
+                .ok_or_else(|| ApiError::from(todo_core::Error::WrongCode))?,
+            answer: proof.credential.get().to_owned(),
+        })),
+        (None, None) => Ok(None),
+    }
+}
+
 /// The caller's password, to begin an enrolment.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,14 +110,19 @@ pub(crate) struct RecoveryCodesDto {
     recovery_codes: Vec<String>,
 }
 
-/// The password and a code, to remove the authenticator.
+/// The password and a code (or a passkey's answer), to remove the
+/// authenticator.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = TotpRemoval)]
 pub(crate) struct RemoveBody {
     current_password: String,
     /// Six digits from the authenticator, or a recovery code.
-    code: String,
+    #[serde(default)]
+    code: Option<String>,
+    /// Or one of the caller's passkeys.
+    #[serde(default)]
+    passkey: Option<PasskeyProof>,
 }
 
 /// The URI as a QR code: SVG, medium error correction, black on white,
@@ -184,7 +220,8 @@ pub(crate) async fn remove_totp(
     Caller(me): Caller,
     Json(body, _held): Json<RemoveBody>,
 ) -> Result<ApiResponse, ApiError> {
-    let answer = answer("code", &body.code)?;
+    let answer = confirmation(body.code.as_deref(), body.passkey)?
+        .ok_or_else(|| ApiError::field("code", "is required"))?;
     call(&api.services().account, move |s| {
         s.remove_totp(client, &me, &body.current_password, &answer)
     })
@@ -213,19 +250,40 @@ pub(crate) async fn remove_second_factors(
     Ok(no_content())
 }
 
-/// Begin registering a passkey: the options for `navigator.credentials.create`.
-#[utoipa::path(post, path = "/v1/users/me/passkeys/register/start",
+/// The password and, when the account has a second factor, a code or a
+/// passkey's answer: to add a passkey.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PasskeyRegistrationStart)]
+pub(crate) struct StartRegistrationBody {
+    current_password: String,
+    /// Six digits from the authenticator, or a recovery code.
+    #[serde(default)]
+    code: Option<String>,
+    /// Or one of the caller's passkeys.
+    #[serde(default)]
+    passkey: Option<PasskeyProof>,
+}
+
+/// Begin registering a passkey (the password again, and a second factor
+/// when the account has one): the options for `navigator.credentials.create`.
+#[utoipa::path(post, path = "/v1/users/me/passkeys/register/start", request_body = StartRegistrationBody,
     responses(
         (status = 200, description = "WebAuthn creation options (`{publicKey: …}`); the registration waits five minutes for its finish", body = Object),
-        (status = 403, description = "Ten passkeys already (urn:todo:problem:quota-exceeded)"),
+        (status = 400, description = "The account has a second factor and neither a code nor a passkey's answer was given"),
+        (status = 403, description = "Current password, code or passkey wrong; or ten passkeys already (urn:todo:problem:quota-exceeded)"),
+        (status = 429, description = "Too many wrong passwords or codes"),
         (status = 503, description = "This server offers no passkeys (no --public-url)"),
     ))]
 pub(crate) async fn start_passkey_registration(
     State(api): Auth,
+    Client(client): Client,
     Caller(me): Caller,
+    Json(body, _held): Json<StartRegistrationBody>,
 ) -> Result<ApiResponse, ApiError> {
+    let answer = confirmation(body.code.as_deref(), body.passkey)?;
     let options = call(&api.services().account, move |s| {
-        s.start_passkey_registration(&me)
+        s.start_passkey_registration(client, &me, &body.current_password, answer.as_ref())
     })
     .await?;
     raw_json(StatusCode::OK, options)
@@ -319,19 +377,23 @@ pub(crate) async fn list_passkeys(
 #[schema(as = PasskeyRemoval)]
 pub(crate) struct RemovePasskeyBody {
     current_password: String,
-    /// Six digits from the authenticator, or a recovery code: required
-    /// when one is enrolled.
+    /// Six digits from the authenticator, or a recovery code.
     #[serde(default)]
     code: Option<String>,
+    /// Or one of the caller's passkeys (this one too): one of the two is
+    /// required.
+    #[serde(default)]
+    passkey: Option<PasskeyProof>,
 }
 
-/// Remove one of my passkeys (the password again).
+/// Remove one of my passkeys (the password again, and a passkey's answer
+/// or a code).
 #[utoipa::path(delete, path = "/v1/users/me/passkeys/{id}", request_body = RemovePasskeyBody,
     params(Path<PasskeyId>),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, description = "An authenticator is enrolled and no code given"),
-        (status = 403, description = "Current password or code wrong"),
+        (status = 400, description = "Neither a code nor a passkey's answer"),
+        (status = 403, description = "Current password, code or passkey wrong"),
         (status = 404, description = "No such passkey of mine"),
         (status = 429, description = "Too many wrong passwords or codes"),
     ))]
@@ -342,11 +404,7 @@ pub(crate) async fn remove_passkey(
     Path(id): Path<PasskeyId>,
     Json(body, _held): Json<RemovePasskeyBody>,
 ) -> Result<ApiResponse, ApiError> {
-    let answer = body
-        .code
-        .as_deref()
-        .map(|code| answer("code", code))
-        .transpose()?;
+    let answer = confirmation(body.code.as_deref(), body.passkey)?;
     call(&api.services().account, move |s| {
         s.remove_passkey(client, &me, id, &body.current_password, answer.as_ref())
     })

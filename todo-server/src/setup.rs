@@ -583,9 +583,15 @@ impl AuthSettings {
             self.totp_issuer.clone(),
         );
         if let Some(origin) = &self.mail.public_url {
-            let ceremonies = todo_auth::WebauthnCeremonies::new(origin, &self.totp_issuer)
-                .map_err(|e| Error::key("--public-url", e))?;
-            service = service.passkeys(Arc::new(ceremonies));
+            // (an address for a host serves mail's links, but no passkeys:
+            // browsers take no address as a relying party)
+            match todo_auth::WebauthnCeremonies::new(origin, &self.totp_issuer) {
+                Ok(ceremonies) => service = service.passkeys(Arc::new(ceremonies)),
+                Err(e) => tracing::warn!(
+                    error = %todo_core::error_chain(&e),
+                    "no passkeys: --public-url cannot be their relying party"
+                ),
+            }
         }
         let service = service.build()?;
         Ok(AuthParts {

@@ -138,6 +138,24 @@ impl LoginBackoff for SqlLoginBackoff {
         Ok(Err(CONTENDED))
     }
 
+    fn settle(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
+        let text = key.to_key();
+        let failures: Option<i64> = self.store.with_conn(|conn| {
+            login_failures::table
+                .find(&text)
+                .select(login_failures::failures)
+                .first(conn)
+                .optional()
+        })?;
+        // (this attempt was counted as one of them when its slot was taken)
+        let before = failures.unwrap_or(0).saturating_sub(1);
+        if before <= i64::from(self.policy.free_failures) {
+            self.record_success(key)
+        } else {
+            self.release(key)
+        }
+    }
+
     fn release(&self, key: ThrottleKey<'_>) -> Result<(), StoreError> {
         let key = key.to_key();
         let row: Option<(i64, i64)> = self.store.with_conn(|conn| {

@@ -1998,6 +1998,16 @@ try {
     check(/Name this passkey/.test(await tab.locator('#passkey-form [data-error-for="name"]').textContent()), 'a passkey needs a name');
     await tab.fill('#passkey-name', 'This laptop');
     await tab.click('#passkey-form button[type=submit]');
+    check(/password/.test(await tab.locator('#passkey-form [data-error-for="current_password"]').textContent()),
+      'a passkey takes the password: a session alone adds none');
+    await tab.fill('#passkey-password', 'not the password');
+    await tab.click('#passkey-form button[type=submit]');
+    await tab.waitForFunction(() => document.querySelector('#passkey-form [data-error-for="current_password"]').textContent === 'That is not your password.', null, { timeout: 5000 }).catch(() => {});
+    const { credentials: none } = await devtools.send('WebAuthn.getCredentials', { authenticatorId });
+    check(none.length === 0 && await tab.locator('#passkey-form [data-error-for="current_password"]').textContent() === 'That is not your password.',
+      'a wrong password makes no passkey');
+    await tab.fill('#passkey-password', password);
+    await tab.click('#passkey-form button[type=submit]');
     await tab.waitForFunction(() => document.querySelectorAll('#passkey-list li').length > 0
       || document.querySelector('#passkey-form .form-error').textContent
       || document.querySelector('#passkey-form [data-error-for="name"]').textContent, null, { timeout: 10_000 }).catch(() => {});

@@ -260,8 +260,10 @@ impl Shared {
         // session 26, reset, 2).
         self.users.delete_password_resets(record.user.id)?;
         // A device that signed in with the old password keeps no allowance
-        // of its own against the new one.
+        // of its own against the new one; whoever guessed codes with the
+        // old password has no password now (and the owner waits no more).
         self.limits.login_failures.forget_devices(record.user.id)?;
+        self.forget_code_guesses(record.user.id)?;
         // The last cut, after every write: a login that read the old hash
         // just before it was replaced, or a refresh that found its token
         // just before it was revoked, issues tokens older than this.

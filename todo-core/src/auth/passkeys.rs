@@ -40,15 +40,27 @@ fn refused(error: &crate::passkey::PasskeyRefusal) -> Error {
 }
 
 impl AccountService {
-    /// Begins registering a passkey: the options for the browser
-    /// (the caller's passkeys excluded, user verification required). The
-    /// state waits for [`Self::finish_passkey_registration`], in place of
-    /// any registration of theirs begun before.
-    pub fn start_passkey_registration(&self, principal: &Principal) -> Result<String> {
+    /// Begins registering a passkey, with the caller's password and, when
+    /// the account has a second factor, a code or a passkey's answer: a
+    /// passkey signs in alone, past a password change, so a stolen session
+    /// must not add one (review of session 28, M1). Answers the options
+    /// for the browser (the caller's passkeys excluded, user verification
+    /// required); the state waits for
+    /// [`Self::finish_passkey_registration`], in place of any registration
+    /// of theirs begun before.
+    pub fn start_passkey_registration(
+        &self,
+        client: Option<IpAddr>,
+        principal: &Principal,
+        current: &str,
+        answer: Option<&SecondFactorAnswer>,
+    ) -> Result<String> {
         super::require_login(principal)?;
         let shared = self.shared();
         let ceremonies = shared.ceremonies()?;
         let record = shared.current_user(principal.user_id)?;
+        shared.confirm_password(client, &record, principal.session, current, "add_passkey")?;
+        self.confirm_second_factor(client, &record, answer, "add_passkey")?;
         let existing: Vec<Vec<u8>> = shared
             .users
             .list_passkeys(record.user.id)?
@@ -175,6 +187,60 @@ impl AccountService {
             client,
         });
         Ok(())
+    }
+}
+
+impl Shared {
+    /// Whether `answer` is one of `record`'s passkeys answering the
+    /// challenge `challenge_id` names (taken whatever the answer): a
+    /// passkey confirming an action of its signed-in user. `Ok(false)`
+    /// (audited) for anything refused.
+    pub(super) fn check_passkey(
+        &self,
+        client: Option<IpAddr>,
+        record: &crate::user::UserRecord,
+        challenge_id: &ChallengeId,
+        answer: &str,
+    ) -> Result<bool> {
+        let ceremonies = self.ceremonies()?;
+        let sha = self.sha256.as_deref().ok_or(Error::NoPasskeys)?;
+        let now = self.clock.now();
+        let key = challenge_id.digest(sha);
+        let taken = self
+            .users
+            .take_ceremony(key.as_str(), CeremonyKind::Authentication, now)?;
+        let verified = match taken {
+            Some(ceremony) => match ceremonies.identify(answer) {
+                Ok((user, credential_id)) if user == record.user.id => {
+                    match self.users.find_passkey(&credential_id)? {
+                        Some(passkey) if passkey.user_id == user => {
+                            match ceremonies.finish_authentication(
+                                answer,
+                                &ceremony.state,
+                                &passkey.credential,
+                            ) {
+                                Ok(updated) => {
+                                    self.users
+                                        .passkey_used(passkey.id, updated.as_deref(), now)?
+                                }
+                                Err(_) => false,
+                            }
+                        }
+                        _ => false,
+                    }
+                }
+                _ => false,
+            },
+            None => false,
+        };
+        if !verified {
+            self.audit(&AuditEvent::SecondFactorFailed {
+                user: record.user.id,
+                method: "passkey",
+                client,
+            });
+        }
+        Ok(verified)
     }
 }
 

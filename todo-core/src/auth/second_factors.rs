@@ -85,10 +85,10 @@ impl Shared {
 
     /// Takes one guess from `record`'s allowance of codes (the
     /// [`ThrottleKey::SecondFactor`] key of `AuthLimits::code_failures`),
-    /// counted as wrong until it is found right ([`Self::code_was_right`]
-    /// gives it back). A right code does not clear the earlier wrong ones,
-    /// so the owner's sign-ins hand a password thief no fresh guesses; the
-    /// count fades a week after the last.
+    /// counted as wrong until it is found right ([`Self::code_was_right`]).
+    /// A right code clears the owner's typos, but not a guesser's count
+    /// past the free failures, so the owner's sign-ins hand a password
+    /// thief no fresh guesses; a new password clears it.
     fn take_code_guess(
         &self,
         client: Option<IpAddr>,
@@ -119,6 +119,13 @@ impl Shared {
         answer: &SecondFactorAnswer,
         action: &'static str,
     ) -> Result<bool> {
+        if let SecondFactorAnswer::Passkey {
+            challenge_id,
+            answer,
+        } = answer
+        {
+            return self.check_passkey(client, record, challenge_id, answer);
+        }
         let mfa = self.mfa()?;
         let user = record.user.id;
         let factors = self.users.second_factors(user)?;
@@ -165,12 +172,23 @@ impl Shared {
         Ok(accepted)
     }
 
-    /// A right code's guess, given back (the wrong ones before it stay).
+    /// A right code: the owner's typos before it forgotten, a guesser's
+    /// count (past the free failures) kept less this guess
+    /// ([`crate::LoginBackoff::settle`]).
     fn code_was_right(&self, user: crate::user::UserId) -> Result<()> {
         Ok(self
             .limits
             .code_failures
-            .release(ThrottleKey::SecondFactor(user))?)
+            .settle(ThrottleKey::SecondFactor(user))?)
+    }
+
+    /// Forgets `user`'s count of codes: their password changed (whoever
+    /// guessed no longer has it), or their second factors were removed.
+    pub(crate) fn forget_code_guesses(&self, user: crate::user::UserId) -> Result<()> {
+        Ok(self
+            .limits
+            .code_failures
+            .record_success(ThrottleKey::SecondFactor(user))?)
     }
 
     fn code_failed(&self, user: crate::user::UserId, method: &'static str, client: Option<IpAddr>) {
@@ -415,8 +433,9 @@ impl AccountService {
         Ok(())
     }
 
-    /// With the password confirmed, asks for the second factor too when the
-    /// account has one: `answer` must be a right code
+    /// With the password confirmed, asks for a second factor too when the
+    /// account has one (an authenticator, or a passkey): `answer` must be a
+    /// right code or a passkey's answer
     /// ([`Error::Invalid`] naming `code` when it is missing,
     /// [`Error::WrongCode`] when wrong).
     pub(super) fn confirm_second_factor(
@@ -427,7 +446,8 @@ impl AccountService {
         action: &'static str,
     ) -> Result<()> {
         let shared = self.shared();
-        if !shared.users.second_factors(record.user.id)?.required() {
+        let factors = shared.users.second_factors(record.user.id)?;
+        if !factors.required() && factors.passkeys == 0 {
             return Ok(());
         }
         let Some(answer) = answer else {
@@ -459,6 +479,7 @@ impl UserAdmin {
             return Err(Error::NotFound);
         }
         shared.users.remove_second_factors(id)?;
+        shared.forget_code_guesses(id)?;
         shared.audit(&AuditEvent::AdminAction {
             actor: principal.user_id,
             action: "remove_second_factors",

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use todo_core::testing::FakePasskeys;
 use todo_core::{
-    ChallengeId, Clock as _, Error, MAX_PASSKEYS, PasskeyName, Principal, SecondFactorStore as _,
-    TokenPair, UserId,
+    ChallengeId, Clock as _, Error, MAX_PASSKEYS, PasskeyName, Principal, SecondFactorAnswer,
+    SecondFactorStore as _, TokenPair, UserId,
 };
 
 use crate::auth::{Harness, harness};
@@ -22,19 +22,40 @@ fn name(text: &str) -> PasskeyName {
     PasskeyName::parse(text).unwrap()
 }
 
-/// Registers a passkey with credential id `credential` for `me`.
+/// Registers a passkey with credential id `credential` for `me`, with the
+/// password and, once they have one, a passkey's answer.
 fn register(
     h: &Harness,
     me: &Principal,
     credential: &[u8],
     called: &str,
 ) -> todo_core::PasskeyRecord {
-    let options = h.auth.account.start_passkey_registration(me).unwrap();
+    let confirm = h
+        .auth
+        .account
+        .list_passkeys(me)
+        .unwrap()
+        .first()
+        .map(|p| proof(h, me, &p.credential_id.clone(), "ok"));
+    let options = h
+        .auth
+        .account
+        .start_passkey_registration(ADDR, me, "correct horse", confirm.as_ref())
+        .unwrap();
     let answer = FakePasskeys::answer(&options, credential, me.user_id, "ok");
     h.auth
         .account
         .finish_passkey_registration(ADDR, me, name(called), &answer)
         .unwrap()
+}
+
+/// A passkey's answer confirming an action of `me`'s.
+fn proof(h: &Harness, me: &Principal, credential: &[u8], signature: &str) -> SecondFactorAnswer {
+    let challenge = h.auth.sessions.start_passkey_sign_in(ADDR).unwrap();
+    SecondFactorAnswer::Passkey {
+        answer: FakePasskeys::answer(&challenge.options, credential, me.user_id, signature),
+        challenge_id: challenge.challenge_id,
+    }
 }
 
 fn sign_in(
@@ -66,6 +87,12 @@ fn a_registered_passkey_signs_in_alone_and_its_challenge_once() {
         "a passkey is no second step of the password's"
     );
     assert!(h.login("alice", "correct horse").is_ok());
+    // Another takes one of the account's passkeys too, not the password alone.
+    let alone = h
+        .auth
+        .account
+        .start_passkey_registration(ADDR, &me, "correct horse", None);
+    assert!(matches!(alone, Err(Error::Invalid(_))), "{alone:?}");
     let listed = h.auth.account.list_passkeys(&me).unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].last_used_at.is_none());
@@ -161,8 +188,22 @@ fn a_registration_is_finished_once_by_its_own_user_within_five_minutes() {
     h.register("bob", "correct horse");
     let (alice, _) = h.principal("alice", "correct horse");
     let (bob, _) = h.principal("bob", "correct horse");
-    let options = h.auth.account.start_passkey_registration(&alice).unwrap();
+    let options = h
+        .auth
+        .account
+        .start_passkey_registration(ADDR, &alice, "correct horse", None)
+        .unwrap();
     let answer = FakePasskeys::answer(&options, b"k", alice.user_id, "ok");
+    // A session alone adds no passkey: the password, and once there is a
+    // passkey, one of them too.
+    let no_password = h
+        .auth
+        .account
+        .start_passkey_registration(ADDR, &bob, "wrong horse", None);
+    assert!(
+        matches!(no_password, Err(Error::WrongPassword)),
+        "{no_password:?}"
+    );
     // Bob has no registration begun: alice's answer registers nothing of his.
     let stolen = h
         .auth
@@ -187,7 +228,11 @@ fn a_registration_is_finished_once_by_its_own_user_within_five_minutes() {
         .account
         .finish_passkey_registration(ADDR, &alice, name("x"), &answer);
     assert!(matches!(spent, Err(Error::PasskeyRefused(_))), "{spent:?}");
-    let options = h.auth.account.start_passkey_registration(&alice).unwrap();
+    let options = h
+        .auth
+        .account
+        .start_passkey_registration(ADDR, &alice, "correct horse", None)
+        .unwrap();
     h.clock.advance(Duration::from_secs(5 * 60));
     let late = h.auth.account.finish_passkey_registration(
         ADDR,
@@ -198,7 +243,16 @@ fn a_registration_is_finished_once_by_its_own_user_within_five_minutes() {
     assert!(matches!(late, Err(Error::PasskeyRefused(_))), "{late:?}");
     // The same credential twice is one passkey.
     register(&h, &alice, b"k", "first");
-    let options = h.auth.account.start_passkey_registration(&alice).unwrap();
+    let options = h
+        .auth
+        .account
+        .start_passkey_registration(
+            ADDR,
+            &alice,
+            "correct horse",
+            Some(&proof(&h, &alice, b"k", "ok")),
+        )
+        .unwrap();
     let twice = h.auth.account.finish_passkey_registration(
         ADDR,
         &alice,
@@ -209,7 +263,7 @@ fn a_registration_is_finished_once_by_its_own_user_within_five_minutes() {
 }
 
 #[test]
-fn a_user_has_at_most_ten_and_removes_them_with_the_password() {
+fn a_user_has_at_most_ten_and_removes_them_with_the_password_and_a_passkey() {
     let h = harness();
     h.register("alice", "correct horse");
     h.register("bob", "correct horse");
@@ -220,23 +274,59 @@ fn a_user_has_at_most_ten_and_removes_them_with_the_password() {
         let passkey = register(&h, &me, format!("key {i}").as_bytes(), &format!("key {i}"));
         first.get_or_insert(passkey);
     }
-    let over = h.auth.account.start_passkey_registration(&me);
+    let over = h.auth.account.start_passkey_registration(
+        ADDR,
+        &me,
+        "correct horse",
+        Some(&proof(&h, &me, b"key 0", "ok")),
+    );
     assert!(matches!(over, Err(Error::QuotaExceeded { .. })), "{over:?}");
     let first = first.unwrap();
-    // Bob cannot remove alice's; a wrong password removes nothing.
-    let foreign = h
-        .auth
-        .account
-        .remove_passkey(ADDR, &bob, first.id, "correct horse", None);
+    // Bob cannot remove alice's (not even with a passkey of his own); a
+    // wrong password removes nothing; nor does the password alone (a
+    // stolen session and password must not strip the account's ways in),
+    // nor another user's passkey, nor a forged answer.
+    register(&h, &bob, b"bobs key", "Bob's");
+    let foreign = h.auth.account.remove_passkey(
+        ADDR,
+        &bob,
+        first.id,
+        "correct horse",
+        Some(&proof(&h, &bob, b"bobs key", "ok")),
+    );
     assert!(matches!(foreign, Err(Error::NotFound)), "{foreign:?}");
-    let wrong = h
+    let wrong = h.auth.account.remove_passkey(
+        ADDR,
+        &me,
+        first.id,
+        "wrong horse",
+        Some(&proof(&h, &me, b"key 1", "ok")),
+    );
+    assert!(matches!(wrong, Err(Error::WrongPassword)), "{wrong:?}");
+    let alone = h
         .auth
         .account
-        .remove_passkey(ADDR, &me, first.id, "wrong horse", None);
-    assert!(matches!(wrong, Err(Error::WrongPassword)), "{wrong:?}");
+        .remove_passkey(ADDR, &me, first.id, "correct horse", None);
+    assert!(matches!(alone, Err(Error::Invalid(_))), "{alone:?}");
+    for refused in [
+        proof(&h, &me, b"key 1", "forged"),
+        proof(&h, &bob, b"bobs key", "ok"),
+    ] {
+        let outcome =
+            h.auth
+                .account
+                .remove_passkey(ADDR, &me, first.id, "correct horse", Some(&refused));
+        assert!(matches!(outcome, Err(Error::WrongCode)), "{outcome:?}");
+    }
     h.auth
         .account
-        .remove_passkey(ADDR, &me, first.id, "correct horse", None)
+        .remove_passkey(
+            ADDR,
+            &me,
+            first.id,
+            "correct horse",
+            Some(&proof(&h, &me, b"key 1", "ok")),
+        )
         .unwrap();
     assert_eq!(
         h.auth.account.list_passkeys(&me).unwrap().len(),
@@ -297,7 +387,36 @@ fn a_server_without_a_relying_party_offers_no_passkeys() {
         .unwrap();
     let me = without.sessions.authenticate(&pair.access_token).unwrap();
     assert!(matches!(
-        without.account.start_passkey_registration(&me),
+        without
+            .account
+            .start_passkey_registration(ADDR, &me, "correct horse", None),
         Err(Error::NoPasskeys)
     ));
+}
+
+#[test]
+fn an_account_with_a_passkey_is_deleted_with_one_too() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let (me, _) = h.principal("alice", "correct horse");
+    register(&h, &me, b"k", "Phone");
+    let alone = h.auth.account.delete_me(ADDR, &me, "correct horse", None);
+    assert!(matches!(alone, Err(Error::Invalid(_))), "{alone:?}");
+    let forged = h.auth.account.delete_me(
+        ADDR,
+        &me,
+        "correct horse",
+        Some(&proof(&h, &me, b"k", "forged")),
+    );
+    assert!(matches!(forged, Err(Error::WrongCode)), "{forged:?}");
+    h.auth
+        .account
+        .delete_me(
+            ADDR,
+            &me,
+            "correct horse",
+            Some(&proof(&h, &me, b"k", "ok")),
+        )
+        .unwrap();
+    assert!(h.store.list_passkeys(me.user_id).unwrap().is_empty());
 }

@@ -185,7 +185,7 @@ async fn passkey_ceremonies_begun_on_one_instance_are_taken_once_on_another(
     };
     let (one, two) = two_instances(&sys);
     let (alice, access, _) = sys.user("alice").await;
-    let started = one
+    let bare = one
         .json(
             Method::POST,
             "/v1/users/me/passkeys/register/start",
@@ -194,6 +194,28 @@ async fn passkey_ceremonies_begun_on_one_instance_are_taken_once_on_another(
         )
         .await
         .unwrap();
+    assert_eq!(
+        bare.status, 415,
+        "a session alone adds no passkey: {:?}",
+        bare.body
+    );
+    let wrong = send(
+        one,
+        Method::POST,
+        "/v1/users/me/passkeys/register/start",
+        Some(&access),
+        json!({"current_password": "wrong horse"}),
+    )
+    .await;
+    assert_eq!(wrong.status, 403, "{:?}", wrong.body);
+    let started = send(
+        one,
+        Method::POST,
+        "/v1/users/me/passkeys/register/start",
+        Some(&access),
+        json!({"current_password": "correct horse"}),
+    )
+    .await;
     assert_eq!(started.status, 200, "{:?}", started.body);
     assert_eq!(started.headers.get("cache-control").unwrap(), "no-store");
     let options = started.json().unwrap();

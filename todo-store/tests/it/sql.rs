@@ -239,6 +239,119 @@ fn login_failures_are_reserved_atomically_and_shared(database: &todo_store::test
 }
 
 #[test]
+fn sqlite_codes_keep_a_guessers_count_past_a_right_answer_and_purge_apart() {
+    codes_keep_a_guessers_count_past_a_right_answer_and_purge_apart(
+        &todo_store::testing::TestDatabase::sqlite(),
+    );
+}
+
+#[test]
+fn postgres_codes_keep_a_guessers_count_past_a_right_answer_and_purge_apart() {
+    let Some(database) = todo_store::testing::TestDatabase::postgres() else {
+        return;
+    };
+    codes_keep_a_guessers_count_past_a_right_answer_and_purge_apart(&database);
+}
+
+/// Second factors' codes (`f:` keys, `SqlLoginBackoff::for_codes`): a
+/// right code clears the owner's typos but not a guesser's count past the
+/// free failures (review of session 28, M1 and M2); the codes' purge and
+/// the logins' each leave the other's keys alone.
+fn codes_keep_a_guessers_count_past_a_right_answer_and_purge_apart(
+    database: &todo_store::testing::TestDatabase,
+) {
+    use todo_core::{BackoffPolicy, LoginBackoff, ThrottleKey, Timestamp, UserId, Username};
+    use todo_store::SqlLoginBackoff;
+
+    let codes = SqlLoginBackoff::for_codes(database.store.clone(), BackoffPolicy::CODES);
+    let logins = SqlLoginBackoff::new(database.store.clone(), BackoffPolicy::default());
+    let start = Timestamp::from_unix_micros(1_800_000_000_000_000).unwrap();
+    let owner = UserId::from_uuid(uuid::Uuid::from_u128(1));
+    let victim = UserId::from_uuid(uuid::Uuid::from_u128(2));
+    // The owner's two typos, then the right code: forgotten.
+    for i in 0..3 {
+        let at = start.saturating_add(Duration::from_secs(i));
+        assert!(
+            codes
+                .reserve(ThrottleKey::SecondFactor(owner), at)
+                .unwrap()
+                .is_ok()
+        );
+    }
+    codes.settle(ThrottleKey::SecondFactor(owner)).unwrap();
+    let next = start.saturating_add(Duration::from_secs(10));
+    assert!(
+        codes
+            .reserve(ThrottleKey::SecondFactor(owner), next)
+            .unwrap()
+            .is_ok()
+    );
+    codes.settle(ThrottleKey::SecondFactor(owner)).unwrap();
+    // A guesser's seven wrong codes (30 s apart, past each delay but the
+    // growing ones), then the owner's right code: the guesser's count
+    // stays, and so does its delay.
+    let mut at = start;
+    let mut counted = 0;
+    for _ in 0..40 {
+        if codes
+            .reserve(ThrottleKey::SecondFactor(victim), at)
+            .unwrap()
+            .is_ok()
+        {
+            counted += 1;
+        }
+        if counted == 7 {
+            break;
+        }
+        at = at.saturating_add(Duration::from_secs(30 * 60));
+    }
+    assert_eq!(counted, 7);
+    // (the owner's code comes once the delay is over)
+    let later = at.saturating_add(Duration::from_secs(5 * 3600));
+    assert!(
+        codes
+            .reserve(ThrottleKey::SecondFactor(victim), later)
+            .unwrap()
+            .is_ok()
+    );
+    codes.settle(ThrottleKey::SecondFactor(victim)).unwrap();
+    let wait = codes
+        .reserve(ThrottleKey::SecondFactor(victim), later)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        wait,
+        Duration::from_secs(60),
+        "still delayed as after seven: {wait:?}"
+    );
+    // A login's purge leaves codes alone, and the codes' purge logins.
+    let alice = Username::parse("alice").unwrap();
+    assert!(
+        logins
+            .reserve(ThrottleKey::Account(&alice), start)
+            .unwrap()
+            .is_ok()
+    );
+    let much_later = later.saturating_add(Duration::from_secs(30 * 24 * 3600));
+    logins.purge(much_later).unwrap();
+    let kept = codes
+        .reserve(ThrottleKey::SecondFactor(victim), later)
+        .unwrap();
+    assert!(kept.is_err(), "a login purge took a code's count");
+    assert_eq!(
+        codes.purge(much_later).unwrap(),
+        1,
+        "the victim's count, the owner's was cleared"
+    );
+    assert!(
+        codes
+            .reserve(ThrottleKey::SecondFactor(victim), much_later)
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[test]
 fn sqlite_login_failures_are_reserved_atomically_and_shared() {
     login_failures_are_reserved_atomically_and_shared(&todo_store::testing::TestDatabase::sqlite());
 }
