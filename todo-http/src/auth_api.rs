@@ -169,6 +169,52 @@ impl AuthApi {
         response
     }
 
+    /// Counts a login refused (401) in the metrics; other errors are no
+    /// login's verdict.
+    fn count_failed_login(&self, error: &ApiError) {
+        if error.status == StatusCode::UNAUTHORIZED {
+            self.ops.metrics().login_failed();
+        }
+    }
+
+    /// A sign-in's last step, as the two-step login and the passkey's
+    /// finish it: the device token (the body's, else the cookie) and the
+    /// `User-Agent` handed to `finish` with the client, on the blocking
+    /// pool; the outcome counted, and the token pair issued as a login's.
+    async fn finish_sign_in(
+        &self,
+        session: Session,
+        device_token: Option<String>,
+        finish: impl FnOnce(
+            &todo_core::SessionService,
+            Option<IpAddr>,
+            Option<UserAgent>,
+            Option<DeviceToken>,
+        ) -> Result<TokenPair, CoreError>
+        + Send
+        + 'static,
+    ) -> Result<ApiResponse, ApiError> {
+        let cookie_only = self.cookie_only(&session, false);
+        let device = device_token
+            .as_deref()
+            .or(session.device_cookie.as_deref())
+            .and_then(DeviceToken::parse);
+        let user_agent = session
+            .user_agent
+            .as_deref()
+            .and_then(UserAgent::from_header);
+        let client = session.client;
+        let outcome = call(&self.service.sessions, move |s| {
+            finish(s, client, user_agent, device)
+        })
+        .await;
+        match &outcome {
+            Ok(_) => self.ops.metrics().login_succeeded(),
+            Err(e) => self.count_failed_login(e),
+        }
+        self.issue(&outcome?, cookie_only)
+    }
+
     /// With cookie sessions, the device token also goes in its own cookie.
     fn with_device_cookie(
         &self,
@@ -755,8 +801,7 @@ async fn login(
     match &outcome {
         Ok(SignIn::Tokens(_)) => api.ops.metrics().login_succeeded(),
         Ok(SignIn::SecondFactor(_)) => {}
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => api.ops.metrics().login_failed(),
-        Err(_) => {}
+        Err(e) => api.count_failed_login(e),
     };
     match outcome? {
         SignIn::Tokens(pair) => api.issue(&pair, cookie_only),
@@ -804,7 +849,6 @@ async fn login_mfa(
     session: Session,
     Json(body, _held): Json<MfaBody>,
 ) -> Result<ApiResponse, ApiError> {
-    let cookie_only = api.cookie_only(&session, false);
     let answer = match (&body.totp, &body.recovery_code) {
         (Some(code), None) => SecondFactorAnswer::Totp(
             TotpCode::parse(code).ok_or_else(|| ApiError::field("totp", "is not six digits"))?,
@@ -821,26 +865,14 @@ async fn login_mfa(
         }
     };
     let token = MfaToken::parse(&body.mfa_token).ok_or(CoreError::InvalidMfaToken)?;
-    let device = body
-        .device_token
-        .as_deref()
-        .or(session.device_cookie.as_deref())
-        .and_then(DeviceToken::parse);
-    let user_agent = session
-        .user_agent
-        .as_deref()
-        .and_then(UserAgent::from_header);
-    let client = session.client;
-    let outcome = call(&api.service.sessions, move |s| {
-        s.complete_sign_in(client, &token, &answer, user_agent, device)
-    })
-    .await;
-    match &outcome {
-        Ok(_) => api.ops.metrics().login_succeeded(),
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => api.ops.metrics().login_failed(),
-        Err(_) => {}
-    };
-    api.issue(&outcome?, cookie_only)
+    api.finish_sign_in(
+        session,
+        body.device_token,
+        move |s, client, user_agent, device| {
+            s.complete_sign_in(client, &token, &answer, user_agent, device)
+        },
+    )
+    .await
 }
 
 /// Begin signing in with a passkey: the browser's options, and the
@@ -903,38 +935,20 @@ async fn passkey_finish(
     session: Session,
     Json(body, _held): Json<PasskeyFinishBody>,
 ) -> Result<ApiResponse, ApiError> {
-    let cookie_only = api.cookie_only(&session, false);
     let challenge_id = ChallengeId::parse(&body.challenge_id).ok_or_else(|| {
         ApiError::from(CoreError::InvalidPasskey(
             "a malformed challenge_id".to_owned(),
         ))
     })?;
-    let device = body
-        .device_token
-        .as_deref()
-        .or(session.device_cookie.as_deref())
-        .and_then(DeviceToken::parse);
-    let user_agent = session
-        .user_agent
-        .as_deref()
-        .and_then(UserAgent::from_header);
-    let client = session.client;
-    let outcome = call(&api.service.sessions, move |s| {
-        s.finish_passkey_sign_in(
-            client,
-            &challenge_id,
-            body.credential.get(),
-            user_agent,
-            device,
-        )
-    })
-    .await;
-    match &outcome {
-        Ok(_) => api.ops.metrics().login_succeeded(),
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => api.ops.metrics().login_failed(),
-        Err(_) => {}
-    };
-    api.issue(&outcome?, cookie_only)
+    let credential = body.credential;
+    api.finish_sign_in(
+        session,
+        body.device_token,
+        move |s, client, user_agent, device| {
+            s.finish_passkey_sign_in(client, &challenge_id, credential.get(), user_agent, device)
+        },
+    )
+    .await
 }
 
 /// Exchange a refresh token (rotates it; reuse revokes its family).
