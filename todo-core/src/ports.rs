@@ -656,8 +656,11 @@ pub enum ThrottleKey<'a> {
     SignedIn(UserId, Option<SessionId>),
     /// Codes offered for a user's second factor (a login's second step,
     /// confirming an enrolment or a removal): counted apart from the
-    /// password's, per account, whatever the token or session.
-    SecondFactor(UserId),
+    /// password's, per account, whatever the token or session; at a
+    /// login's second step from a device that signed in to the account
+    /// before, per that device (as passwords are), so that a password
+    /// thief's wrong codes do not shut the owner's devices out.
+    SecondFactor(UserId, Option<&'a RefreshTokenHash>),
 }
 
 impl ThrottleKey<'_> {
@@ -671,7 +674,8 @@ impl ThrottleKey<'_> {
             Self::Device(digest) => format!("d:{}", digest.as_str()),
             Self::SignedIn(user, None) => format!("u:{user}"),
             Self::SignedIn(user, Some(session)) => format!("u:{user}:{session}"),
-            Self::SecondFactor(user) => format!("f:{user}"),
+            Self::SecondFactor(user, None) => format!("f:{user}"),
+            Self::SecondFactor(user, Some(device)) => format!("f:{user}:{}", device.as_str()),
         }
     }
 }

@@ -569,6 +569,16 @@ impl AuthSettings {
         let sealer =
             todo_auth::AesGcmSealer::from_file(&sealer_path, Arc::new(todo_auth::OsRandom))
                 .map_err(|e| Error::key("--second-factor-key", e))?;
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&sealer_path) {
+            use std::os::unix::fs::PermissionsExt as _;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    path = %sealer_path.display(),
+                    "the second-factor key is readable by others than its owner: chmod 600"
+                );
+            }
+        }
         if made {
             // Said aloud: a mistyped path makes a new key, and the secrets
             // sealed under the old one no longer open.

@@ -236,7 +236,8 @@ impl UserStore for SqlStore {
                 }
                 crate::projects::tell_of_leaving(conn, &id, at)?;
                 // Their password confirmations' counts (`u:<id>`, per
-                // session `u:<id>:<session>`), their codes' (`f:<id>`) and
+                // session `u:<id>:<session>`), their codes' (`f:<id>`, per
+                // device `f:<id>:<device>`) and
                 // their name's login failures go too: nothing keyed by
                 // them stays.
                 let counted = format!("u:{id}%");
@@ -250,7 +251,7 @@ impl UserStore for SqlStore {
                         .like(&counted)
                         .or(login_failures::throttle_key
                             .eq(format!("a:{}", name.unwrap_or_default())))
-                        .or(login_failures::throttle_key.eq(format!("f:{id}"))),
+                        .or(login_failures::throttle_key.like(format!("f:{id}%"))),
                 );
                 diesel::delete(failures).execute(conn)?;
                 // (their changes and their projects' go with them; the

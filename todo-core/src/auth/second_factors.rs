@@ -23,7 +23,7 @@ use crate::second_factor::{
     TotpRecord, TotpSecret,
 };
 use crate::session::UserAgent;
-use crate::token::{Principal, TokenPair};
+use crate::token::{Principal, RefreshTokenHash, TokenPair};
 use crate::user::UserRecord;
 
 /// What offers second factors: the key secrets are sealed under, the
@@ -88,14 +88,18 @@ impl Shared {
     /// counted as wrong until it is found right ([`Self::code_was_right`]).
     /// A right code clears the owner's typos, but not a guesser's count
     /// past the free failures, so the owner's sign-ins hand a password
-    /// thief no fresh guesses; a new password clears it.
+    /// thief no fresh guesses; a new password clears it. A login's second
+    /// step from a `device` that signed in to the account before counts
+    /// against that device alone (attack of session 28, F1: a password
+    /// thief's wrong codes had shut the owner out of every new sign-in).
     fn take_code_guess(
         &self,
         client: Option<IpAddr>,
         record: &UserRecord,
         action: &'static str,
+        device: Option<&RefreshTokenHash>,
     ) -> Result<()> {
-        let key = ThrottleKey::SecondFactor(record.user.id);
+        let key = ThrottleKey::SecondFactor(record.user.id, device);
         self.limits
             .code_failures
             .reserve(key, self.clock.now())?
@@ -110,14 +114,16 @@ impl Shared {
     }
 
     /// Weighs a code for `record`'s confirmed second factor, under the
-    /// account's allowance of codes; `Ok(false)` (audited) when it is
-    /// wrong, used, or the account has no confirmed authenticator.
+    /// account's allowance of codes (a known `device`'s own, at a login's
+    /// second step); `Ok(false)` (audited) when it is wrong, used, or the
+    /// account has no confirmed authenticator.
     pub(super) fn check_second_factor(
         &self,
         client: Option<IpAddr>,
         record: &UserRecord,
         answer: &SecondFactorAnswer,
         action: &'static str,
+        device: Option<&RefreshTokenHash>,
     ) -> Result<bool> {
         if let SecondFactorAnswer::Passkey {
             challenge_id,
@@ -136,7 +142,7 @@ impl Shared {
             (Some(totp), SecondFactorAnswer::Totp(_)) => Some(self.open_secret(mfa, totp)?),
             _ => None,
         };
-        self.take_code_guess(client, record, action)?;
+        self.take_code_guess(client, record, action, device)?;
         let now = self.clock.now();
         let (accepted, method) = match (confirmed, answer, secret) {
             (Some(totp), SecondFactorAnswer::Totp(code), Some(secret)) => {
@@ -165,7 +171,7 @@ impl Shared {
             _ => (false, "totp"),
         };
         if accepted {
-            self.code_was_right(user)?;
+            self.code_was_right(user, device)?;
         } else {
             self.code_failed(user, method, client);
         }
@@ -175,20 +181,25 @@ impl Shared {
     /// A right code: the owner's typos before it forgotten, a guesser's
     /// count (past the free failures) kept less this guess
     /// ([`crate::LoginBackoff::settle`]).
-    fn code_was_right(&self, user: crate::user::UserId) -> Result<()> {
+    fn code_was_right(
+        &self,
+        user: crate::user::UserId,
+        device: Option<&RefreshTokenHash>,
+    ) -> Result<()> {
         Ok(self
             .limits
             .code_failures
-            .settle(ThrottleKey::SecondFactor(user))?)
+            .settle(ThrottleKey::SecondFactor(user, device))?)
     }
 
     /// Forgets `user`'s count of codes: their password changed (whoever
     /// guessed no longer has it), or their second factors were removed.
+    /// (Their devices' own counts fade with the week.)
     pub(crate) fn forget_code_guesses(&self, user: crate::user::UserId) -> Result<()> {
         Ok(self
             .limits
             .code_failures
-            .record_success(ThrottleKey::SecondFactor(user))?)
+            .record_success(ThrottleKey::SecondFactor(user, None))?)
     }
 
     fn code_failed(&self, user: crate::user::UserId, method: &'static str, client: Option<IpAddr>) {
@@ -274,14 +285,25 @@ impl SessionService {
                 return Err(Error::InvalidMfaToken);
             }
         };
-        if !shared.check_second_factor(client, &record, answer, "login_mfa")? {
+        // A device that signed in to the account before has its own count
+        // of codes, as it has of passwords.
+        let known_device = self.known_device(device, record.user.id, now);
+        let device_digest = known_device
+            .as_ref()
+            .map(|d| self.refresh_hasher().digest(d.secret()));
+        if !shared.check_second_factor(
+            client,
+            &record,
+            answer,
+            "login_mfa",
+            device_digest.as_ref(),
+        )? {
             return Err(Error::InvalidSecondFactor);
         }
         if !shared.users.finish_mfa_challenge(&hash)? {
             // Another right code finished it first.
             return Err(Error::InvalidMfaToken);
         }
-        let known_device = self.known_device(device, record.user.id, now);
         self.open_session(&record, client, user_agent, known_device)
     }
 
@@ -381,7 +403,7 @@ impl AccountService {
             .filter(|t| now < t.created_at.saturating_add(TOTP_ENROLMENT_TTL))
             .ok_or(none_pending)?;
         let secret = shared.open_secret(mfa, &pending)?;
-        shared.take_code_guess(client, &record, "confirm_totp")?;
+        shared.take_code_guess(client, &record, "confirm_totp", None)?;
         let Some(step) = secret.matching_step(&*mfa.hmac, code, now) else {
             shared.code_failed(user, "totp", client);
             return Err(Error::WrongCode);
@@ -396,7 +418,7 @@ impl AccountService {
         {
             return Err(Error::Conflict("no enrolment is pending: begin again"));
         }
-        shared.code_was_right(user)?;
+        shared.code_was_right(user, None)?;
         shared.audit(&AuditEvent::SecondFactorAdded {
             user,
             method: "totp",
@@ -422,7 +444,7 @@ impl AccountService {
         if !shared.users.second_factors(record.user.id)?.required() {
             return Err(Error::NotFound);
         }
-        if !shared.check_second_factor(client, &record, answer, "remove_totp")? {
+        if !shared.check_second_factor(client, &record, answer, "remove_totp", None)? {
             return Err(Error::WrongCode);
         }
         shared.users.remove_second_factors(record.user.id)?;
@@ -455,7 +477,7 @@ impl AccountService {
                 field: "code",
             }));
         };
-        if shared.check_second_factor(client, record, answer, action)? {
+        if shared.check_second_factor(client, record, answer, action, None)? {
             Ok(())
         } else {
             Err(Error::WrongCode)
@@ -474,6 +496,13 @@ impl UserAdmin {
     ) -> Result<()> {
         self.require_admin(principal)?;
         let id = user.into().id()?;
+        if id == principal.user_id {
+            // (attack of session 28, F3: a bearer token alone had turned
+            // off its own administrator's second factor)
+            return Err(Error::Conflict(
+                "an administrator removes their own second factors from their account, with their password and a code",
+            ));
+        }
         let shared = self.shared();
         if shared.users.find_user(id)?.is_none() {
             return Err(Error::NotFound);

@@ -302,7 +302,10 @@ fn a_password_change_or_a_disabling_ends_a_waiting_login() {
 /// A backoff that blocks a key after three failures, counting each key
 /// apart, and remembers which keys it saw.
 #[derive(Default)]
-struct PerKey(Mutex<BTreeMap<String, u32>>);
+struct PerKey(
+    Mutex<BTreeMap<String, u32>>,
+    Mutex<BTreeMap<String, todo_core::UserId>>,
+);
 
 impl LoginBackoff for PerKey {
     fn reserve(
@@ -344,6 +347,26 @@ impl LoginBackoff for PerKey {
     }
     fn purge(&self, _now: Timestamp) -> Result<u64, StoreError> {
         Ok(0)
+    }
+    fn remember_device(
+        &self,
+        device: &todo_core::RefreshTokenHash,
+        user: todo_core::UserId,
+        _now: Timestamp,
+        _expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.1
+            .lock()
+            .unwrap()
+            .insert(device.as_str().to_owned(), user);
+        Ok(())
+    }
+    fn device_owner(
+        &self,
+        device: &todo_core::RefreshTokenHash,
+        _now: Timestamp,
+    ) -> Result<Option<todo_core::UserId>, StoreError> {
+        Ok(self.1.lock().unwrap().get(device.as_str()).copied())
     }
 }
 
@@ -415,6 +438,56 @@ fn guessing_codes_is_throttled_per_account_across_tokens() {
         .change_password(ADDR, &me, "correct horse", "battery staple")
         .unwrap();
     assert_eq!(backoff.0.lock().unwrap().get(&key), None);
+}
+
+#[test]
+fn a_thiefs_wrong_codes_do_not_shut_the_owners_device_out() {
+    let backoff = Arc::new(PerKey::default());
+    let limits = AuthLimits {
+        code_failures: backoff.clone(),
+        // (it remembers the devices that signed in)
+        login_failures: backoff.clone(),
+        ..AuthLimits::unlimited()
+    };
+    let h = harness_with(limits, 2);
+    let (_, secret, _) = enrolled(&h, "alice");
+    // The owner's device signed in before the thief came.
+    let token = first_step(&h, "alice");
+    let device = second_step(&h, &token, &totp(code_now(&h, &secret)))
+        .unwrap()
+        .device_token
+        .unwrap();
+    h.clock.advance(Duration::from_secs(30));
+    let wrong = if code_now(&h, &secret).digits() == "000000" {
+        "999999"
+    } else {
+        "000000"
+    };
+    for _ in 0..3 {
+        let token = first_step(&h, "alice");
+        let refused = second_step(&h, &token, &totp(TotpCode::parse(wrong).unwrap()));
+        assert!(
+            matches!(refused, Err(Error::InvalidSecondFactor)),
+            "{refused:?}"
+        );
+    }
+    let token = first_step(&h, "alice");
+    let shut = second_step(&h, &token, &totp(code_now(&h, &secret)));
+    assert!(matches!(shut, Err(Error::RateLimited { .. })), "{shut:?}");
+    // The owner's device has its own count.
+    let token = first_step(&h, "alice");
+    let pair = h
+        .auth
+        .sessions
+        .complete_sign_in(
+            ADDR,
+            &token,
+            &totp(code_now(&h, &secret)),
+            None,
+            Some(device),
+        )
+        .unwrap();
+    assert!(h.auth.sessions.authenticate(&pair.access_token).is_ok());
 }
 
 #[test]
@@ -546,6 +619,9 @@ fn an_administrator_removes_a_users_second_factors_audited() {
     let (bob, _, _) = enrolled(&h, "bob");
     let forbidden = h.auth.admin.remove_second_factors(&bob, alice.user_id);
     assert!(matches!(forbidden, Err(Error::Forbidden)), "{forbidden:?}");
+    // Not their own with a bearer token alone: that takes the password and a code.
+    let own = h.auth.admin.remove_second_factors(&admin, admin.user_id);
+    assert!(matches!(own, Err(Error::Conflict(_))), "{own:?}");
     let waiting = first_step(&h, "alice");
     h.auth
         .admin
