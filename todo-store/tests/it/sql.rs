@@ -273,20 +273,24 @@ fn codes_keep_a_guessers_count_past_a_right_answer_and_purge_apart(
         let at = start.saturating_add(Duration::from_secs(i));
         assert!(
             codes
-                .reserve(ThrottleKey::SecondFactor(owner), at)
+                .reserve(ThrottleKey::SecondFactor(owner, None), at)
                 .unwrap()
                 .is_ok()
         );
     }
-    codes.settle(ThrottleKey::SecondFactor(owner)).unwrap();
+    codes
+        .settle(ThrottleKey::SecondFactor(owner, None))
+        .unwrap();
     let next = start.saturating_add(Duration::from_secs(10));
     assert!(
         codes
-            .reserve(ThrottleKey::SecondFactor(owner), next)
+            .reserve(ThrottleKey::SecondFactor(owner, None), next)
             .unwrap()
             .is_ok()
     );
-    codes.settle(ThrottleKey::SecondFactor(owner)).unwrap();
+    codes
+        .settle(ThrottleKey::SecondFactor(owner, None))
+        .unwrap();
     // A guesser's seven wrong codes (30 s apart, past each delay but the
     // growing ones), then the owner's right code: the guesser's count
     // stays, and so does its delay.
@@ -294,7 +298,7 @@ fn codes_keep_a_guessers_count_past_a_right_answer_and_purge_apart(
     let mut counted = 0;
     for _ in 0..40 {
         if codes
-            .reserve(ThrottleKey::SecondFactor(victim), at)
+            .reserve(ThrottleKey::SecondFactor(victim, None), at)
             .unwrap()
             .is_ok()
         {
@@ -310,13 +314,15 @@ fn codes_keep_a_guessers_count_past_a_right_answer_and_purge_apart(
     let later = at.saturating_add(Duration::from_secs(5 * 3600));
     assert!(
         codes
-            .reserve(ThrottleKey::SecondFactor(victim), later)
+            .reserve(ThrottleKey::SecondFactor(victim, None), later)
             .unwrap()
             .is_ok()
     );
-    codes.settle(ThrottleKey::SecondFactor(victim)).unwrap();
+    codes
+        .settle(ThrottleKey::SecondFactor(victim, None))
+        .unwrap();
     let wait = codes
-        .reserve(ThrottleKey::SecondFactor(victim), later)
+        .reserve(ThrottleKey::SecondFactor(victim, None), later)
         .unwrap()
         .unwrap_err();
     assert_eq!(
@@ -335,7 +341,7 @@ fn codes_keep_a_guessers_count_past_a_right_answer_and_purge_apart(
     let much_later = later.saturating_add(Duration::from_secs(30 * 24 * 3600));
     logins.purge(much_later).unwrap();
     let kept = codes
-        .reserve(ThrottleKey::SecondFactor(victim), later)
+        .reserve(ThrottleKey::SecondFactor(victim, None), later)
         .unwrap();
     assert!(kept.is_err(), "a login purge took a code's count");
     assert_eq!(
@@ -345,7 +351,7 @@ fn codes_keep_a_guessers_count_past_a_right_answer_and_purge_apart(
     );
     assert!(
         codes
-            .reserve(ThrottleKey::SecondFactor(victim), much_later)
+            .reserve(ThrottleKey::SecondFactor(victim, None), much_later)
             .unwrap()
             .is_ok()
     );
