@@ -996,6 +996,13 @@ impl SecondFactorStore for MemoryStore {
         Ok(self.tables().forget_second_factors(user))
     }
 
+    fn remove_totp(&self, user: UserId) -> Result<bool, StoreError> {
+        let mut tables = self.tables();
+        tables.recovery_codes.retain(|(owner, _), _| *owner != user);
+        tables.mfa_challenges.retain(|_, c| c.user_id != user);
+        Ok(tables.totp.remove(&user).is_some())
+    }
+
     fn create_mfa_challenge(&self, challenge: &MfaChallengeRecord) -> Result<(), StoreError> {
         let mut tables = self.tables();
         if !tables.users.contains_key(&challenge.user_id) {

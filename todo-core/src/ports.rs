@@ -159,6 +159,10 @@ pub trait SecondFactorStore: Send + Sync {
     /// two-step logins and passkey registration; returns whether there was
     /// an authenticator or a passkey.
     fn remove_second_factors(&self, user: UserId) -> Result<bool, StoreError>;
+    /// Deletes the user's authenticator, its recovery codes and pending
+    /// two-step logins, and nothing else (their passkeys stay); returns
+    /// whether there was an authenticator.
+    fn remove_totp(&self, user: UserId) -> Result<bool, StoreError>;
     /// Stores a two-step login waiting for its second factor;
     /// [`StoreError::MissingReference`] when the user is gone.
     fn create_mfa_challenge(&self, challenge: &MfaChallengeRecord) -> Result<(), StoreError>;

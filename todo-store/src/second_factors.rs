@@ -349,6 +349,23 @@ impl SecondFactorStore for SqlStore {
         Ok(removed)
     }
 
+    fn remove_totp(&self, user: UserId) -> Result<bool, StoreError> {
+        let user = user.to_string();
+        let removed = self.with_write_conn(|conn| {
+            conn.transaction(|conn| {
+                // (the lock order of remove_second_factors)
+                lock_owner(conn, &user)?;
+                let totp = diesel::delete(totp_authenticators::table.find(&user)).execute(conn)?;
+                diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(&user)))
+                    .execute(conn)?;
+                diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(&user)))
+                    .execute(conn)?;
+                Ok::<_, diesel::result::Error>(totp == 1)
+            })
+        })?;
+        Ok(removed)
+    }
+
     fn create_mfa_challenge(&self, challenge: &MfaChallengeRecord) -> Result<(), StoreError> {
         let row = (
             mfa_challenges::token_hash.eq(challenge.hash.as_str()),

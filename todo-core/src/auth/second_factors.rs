@@ -447,7 +447,9 @@ impl AccountService {
         if !shared.check_second_factor(client, &record, answer, "remove_totp", None)? {
             return Err(Error::WrongCode);
         }
-        shared.users.remove_second_factors(record.user.id)?;
+        // (the authenticator only: passkeys go one by one; attack of
+        // session 28 on passkeys, F1)
+        shared.users.remove_totp(record.user.id)?;
         shared.audit(&AuditEvent::SecondFactorRemoved {
             user: record.user.id,
             client,

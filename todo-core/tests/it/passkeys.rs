@@ -420,3 +420,42 @@ fn an_account_with_a_passkey_is_deleted_with_one_too() {
         .unwrap();
     assert!(h.store.list_passkeys(me.user_id).unwrap().is_empty());
 }
+
+#[test]
+fn turning_the_authenticator_off_keeps_the_passkeys() {
+    let h = harness();
+    let (me, _) = {
+        h.register("alice", "correct horse");
+        h.principal("alice", "correct horse")
+    };
+    register(&h, &me, b"k", "Phone");
+    let enrolment = h
+        .auth
+        .account
+        .begin_totp(ADDR, &me, "correct horse")
+        .unwrap();
+    let step = todo_core::step_of(h.clock.now());
+    let codes = h
+        .auth
+        .account
+        .confirm_totp(
+            ADDR,
+            &me,
+            enrolment
+                .secret
+                .code_at(&todo_core::testing::FakeHmacSha1, step),
+        )
+        .unwrap();
+    h.auth
+        .account
+        .remove_totp(
+            ADDR,
+            &me,
+            "correct horse",
+            &SecondFactorAnswer::RecoveryCode(codes[0].clone()),
+        )
+        .unwrap();
+    assert_eq!(h.auth.account.list_passkeys(&me).unwrap().len(), 1);
+    let (_, pair) = sign_in(&h, b"k", me.user_id, "ok");
+    assert!(pair.is_ok(), "{pair:?}");
+}

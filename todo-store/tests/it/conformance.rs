@@ -122,6 +122,7 @@ conformance!(
     a_passkey_is_used_and_removed_only_as_its_own,
     a_ceremony_is_taken_once_while_live_and_of_its_kind,
     removing_second_factors_takes_passkeys_and_registrations_too,
+    removing_the_authenticator_keeps_the_passkeys,
     passkeys_and_ceremonies_go_with_their_user,
     expired_ceremonies_are_purged_at_their_time,
     deleting_a_user_while_their_passkeys_change_never_fails,
@@ -1755,6 +1756,21 @@ fn a_ceremony_is_taken_once_while_live_and_of_its_kind(f: &Fixture) {
         store.take_ceremony(&key, Registration, at(10)).unwrap(),
         None
     );
+}
+
+fn removing_the_authenticator_keeps_the_passkeys(f: &Fixture) {
+    let store = &*f.store;
+    let bob = new_user(store, "bob", 1).user.id;
+    let key = passkey(bob, 10, 3);
+    assert!(store.add_passkey(&key, 10).unwrap());
+    enrol(store, bob, 10, 1, "b");
+    assert!(store.remove_totp(bob).unwrap());
+    let after = store.second_factors(bob).unwrap();
+    assert!(after.totp.is_none());
+    assert_eq!(after.recovery_codes_left, 0);
+    assert_eq!(after.passkeys, 1);
+    assert_eq!(store.list_passkeys(bob).unwrap(), [key]);
+    assert!(!store.remove_totp(bob).unwrap(), "nothing left to remove");
 }
 
 fn removing_second_factors_takes_passkeys_and_registrations_too(f: &Fixture) {
