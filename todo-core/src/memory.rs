@@ -1097,11 +1097,16 @@ impl SecondFactorStore for MemoryStore {
     fn passkey_used(
         &self,
         id: PasskeyId,
+        read: &[u8],
         credential: Option<&[u8]>,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tables = self.tables();
-        let Some(passkey) = tables.passkeys.get_mut(&id) else {
+        let Some(passkey) = tables
+            .passkeys
+            .get_mut(&id)
+            .filter(|p| p.credential == read)
+        else {
             return Ok(false);
         };
         if let Some(credential) = credential {

@@ -192,10 +192,14 @@ pub trait SecondFactorStore: Send + Sync {
     /// [`StoreError::MissingReference`] when the user is gone.
     fn add_passkey(&self, passkey: &PasskeyRecord, max: usize) -> Result<bool, StoreError>;
     /// Records a sign-in with the passkey at `at`, and its credential as it
-    /// now is when it changed; returns whether the passkey is there.
+    /// now is when it changed, if its credential is still `read` (the one
+    /// the sign-in was weighed against), in one step; returns whether it
+    /// did: of concurrent sign-ins with one passkey, one whose credential
+    /// another changed meanwhile (a higher counter) gets `false`.
     fn passkey_used(
         &self,
         id: PasskeyId,
+        read: &[u8],
         credential: Option<&[u8]>,
         at: Timestamp,
     ) -> Result<bool, StoreError>;

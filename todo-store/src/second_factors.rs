@@ -534,13 +534,18 @@ impl SecondFactorStore for SqlStore {
     fn passkey_used(
         &self,
         id: PasskeyId,
+        read: &[u8],
         credential: Option<&[u8]>,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let id = id.to_string();
         let at = Some(at.unix_micros());
         let updated = self.with_write_conn(|conn| {
-            let passkey = passkeys::table.find(&id);
+            // (compare and set: a credential changed since it was read is
+            // a sign-in that lost a race, attack of session 28, F2)
+            let passkey = passkeys::table
+                .find(&id)
+                .filter(passkeys::credential.eq(read));
             match credential {
                 Some(credential) => diesel::update(passkey)
                     .set((

@@ -219,10 +219,12 @@ impl Shared {
                                 &ceremony.state,
                                 &passkey.credential,
                             ) {
-                                Ok(updated) => {
-                                    self.users
-                                        .passkey_used(passkey.id, updated.as_deref(), now)?
-                                }
+                                Ok(updated) => self.users.passkey_used(
+                                    passkey.id,
+                                    &passkey.credential,
+                                    updated.as_deref(),
+                                    now,
+                                )?,
                                 Err(_) => false,
                             }
                         }
@@ -327,10 +329,11 @@ impl SessionService {
             };
         if !shared
             .users
-            .passkey_used(passkey.id, updated.as_deref(), now)?
+            .passkey_used(passkey.id, &passkey.credential, updated.as_deref(), now)?
         {
-            // Removed while it was weighed.
-            return Err(invalid("the passkey was removed"));
+            // Removed while it was weighed, or used at the same moment
+            // (its counter moved: one of two copies of it).
+            return Err(invalid("the passkey was removed or used meanwhile"));
         }
         let known_device = self.known_device(device, record.user.id, now);
         self.open_session(&record, client, user_agent, known_device)

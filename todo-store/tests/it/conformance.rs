@@ -1621,9 +1621,16 @@ fn a_passkey_is_used_and_removed_only_as_its_own(f: &Fixture) {
     assert!(store.add_passkey(&bobs, 10).unwrap());
     // A sign-in that changed the credential (its counter) stores it.
     let counted: Vec<u8> = (0..=255).rev().collect();
+    let registered = alices.credential.clone();
     assert!(
         store
-            .passkey_used(alices.id, Some(&counted), at(20))
+            .passkey_used(alices.id, &registered, Some(&counted), at(20))
+            .unwrap()
+    );
+    // A sign-in weighed against the credential before that one lost the race.
+    assert!(
+        !store
+            .passkey_used(alices.id, &registered, Some(&[9]), at(21))
             .unwrap()
     );
     alices.credential = counted;
@@ -1633,7 +1640,11 @@ fn a_passkey_is_used_and_removed_only_as_its_own(f: &Fixture) {
         Some(alices.clone())
     );
     // One that did not: the time only.
-    assert!(store.passkey_used(alices.id, None, at(30)).unwrap());
+    assert!(
+        store
+            .passkey_used(alices.id, &alices.credential.clone(), None, at(30))
+            .unwrap()
+    );
     alices.last_used_at = Some(at(30));
     assert_eq!(store.list_passkeys(alice).unwrap(), [alices.clone()]);
     assert_eq!(
@@ -1641,7 +1652,11 @@ fn a_passkey_is_used_and_removed_only_as_its_own(f: &Fixture) {
         std::slice::from_ref(&bobs)
     );
     let unknown = passkey(alice, 40, 3).id;
-    assert!(!store.passkey_used(unknown, Some(&[1]), at(40)).unwrap());
+    assert!(
+        !store
+            .passkey_used(unknown, &[], Some(&[1]), at(40))
+            .unwrap()
+    );
     // Only one's own is removed: Bob's id from Alice is nothing.
     assert!(!store.remove_passkey(alice, bobs.id).unwrap());
     assert_eq!(
@@ -1653,7 +1668,11 @@ fn a_passkey_is_used_and_removed_only_as_its_own(f: &Fixture) {
     assert!(!store.remove_passkey(alice, alices.id).unwrap(), "gone");
     assert!(store.list_passkeys(alice).unwrap().is_empty());
     assert_eq!(store.find_passkey(&alices.credential_id).unwrap(), None);
-    assert!(!store.passkey_used(alices.id, None, at(50)).unwrap());
+    assert!(
+        !store
+            .passkey_used(alices.id, &alices.credential.clone(), None, at(50))
+            .unwrap()
+    );
     assert_eq!(store.second_factors(alice).unwrap().passkeys, 0);
     // Its credential id may be registered again once it is gone.
     assert!(store.add_passkey(&passkey(bob, 60, 1), 10).unwrap());
@@ -1981,7 +2000,9 @@ fn deleting_a_user_while_their_passkeys_change_never_fails(f: &Fixture) {
                         let wrote = store
                             .put_ceremony(&registration)
                             .and_then(|()| store.add_passkey(&key, 10))
-                            .and_then(|_| store.passkey_used(key.id, Some(&[n]), at(1)))
+                            .and_then(|_| {
+                                store.passkey_used(key.id, &key.credential, Some(&[n]), at(1))
+                            })
                             .and_then(|_| {
                                 store.take_ceremony(&registration.key, Registration, at(1))
                             })
