@@ -1838,7 +1838,10 @@ guardSubmit($('mfa-setup-form'), 'Setting up…', async (form) => {
   const mine = api.currentSession();
   let body;
   try {
-    ({ body } = await api.call('POST', '/v1/users/me/totp', { body: { current_password: form.current_password.value } }));
+    const confirmation = { current_password: form.current_password.value };
+    // (an account with passkeys proves one: the browser asks)
+    if ($('account-dialog').dataset.passkeys === 'true') confirmation.passkey = await api.passkeyAnswer();
+    ({ body } = await api.call('POST', '/v1/users/me/totp', { body: confirmation }));
   } catch (error) {
     if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
     passwordRefusal(form, error);

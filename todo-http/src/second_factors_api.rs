@@ -73,12 +73,16 @@ pub(crate) fn confirmation(
     }
 }
 
-/// The caller's password, to begin an enrolment.
+/// The caller's password, to begin an enrolment (and one of their
+/// passkeys' answers when they have any).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = TotpEnrolmentRequest)]
 pub(crate) struct BeginBody {
     current_password: String,
+    /// One of the caller's passkeys: required when they have any.
+    #[serde(default)]
+    passkey: Option<PasskeyProof>,
 }
 
 /// An enrolment begun: what the authenticator app takes, shown this once.
@@ -141,7 +145,8 @@ fn qr_svg(uri: &str) -> Result<String, ApiError> {
 #[utoipa::path(post, path = "/v1/users/me/totp", request_body = BeginBody,
     responses(
         (status = 201, description = "The secret, its URI and QR code: shown this once", body = EnrolmentDto),
-        (status = 403, description = "Current password wrong"),
+        (status = 400, description = "The account has passkeys and no passkey's answer was given"),
+        (status = 403, description = "Current password or passkey wrong"),
         (status = 409, description = "An authenticator is enrolled already: remove it first"),
         (status = 429, description = "Too many wrong passwords"),
         (status = 503, description = "This server offers no second factors"),
@@ -152,8 +157,9 @@ pub(crate) async fn begin_totp(
     Caller(me): Caller,
     Json(body, _held): Json<BeginBody>,
 ) -> Result<ApiResponse, ApiError> {
+    let answer = confirmation(None, body.passkey)?;
     let enrolment = call(&api.services().account, move |s| {
-        s.begin_totp(client, &me, &body.current_password)
+        s.begin_totp(client, &me, &body.current_password, answer.as_ref())
     })
     .await?;
     let mut response = json_value(

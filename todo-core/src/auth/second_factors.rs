@@ -337,7 +337,8 @@ impl AccountService {
             .enrolled())
     }
 
-    /// Begins a TOTP enrolment, with the caller's password: a new secret,
+    /// Begins a TOTP enrolment, with the caller's password (and one of
+    /// their passkeys when they have any): a new secret,
     /// stored sealed and pending until [`Self::confirm_totp`] (in place of
     /// any pending one). [`Error::Conflict`] when one is confirmed already.
     pub fn begin_totp(
@@ -345,6 +346,7 @@ impl AccountService {
         client: Option<IpAddr>,
         principal: &Principal,
         current: &str,
+        answer: Option<&SecondFactorAnswer>,
     ) -> Result<TotpEnrolment> {
         super::require_login(principal)?;
         let shared = self.shared();
@@ -355,6 +357,11 @@ impl AccountService {
         if shared.users.second_factors(record.user.id)?.required() {
             return Err(enrolled);
         }
+        // An account with passkeys proves one too: an authenticator of a
+        // thief's would become its second factor, and with it the thief
+        // would add passkeys and remove the owner's (attack of session 28
+        // on passkeys, F3).
+        self.confirm_second_factor(client, &record, answer, "enrol_totp")?;
         let secret = TotpSecret::generate(&*shared.random)?;
         let enrolment = TotpRecord {
             user_id: record.user.id,

@@ -429,10 +429,30 @@ fn turning_the_authenticator_off_keeps_the_passkeys() {
         h.principal("alice", "correct horse")
     };
     register(&h, &me, b"k", "Phone");
+    // (the password alone does not add an authenticator to an account
+    // with a passkey: a thief's would become its second factor)
+    let alone = h.auth.account.begin_totp(ADDR, &me, "correct horse", None);
+    assert!(matches!(alone, Err(Error::Invalid(_))), "{alone:?}");
+    let foreign = {
+        h.register("mallory", "correct horse");
+        let (mallory, _) = h.principal("mallory", "correct horse");
+        register(&h, &mallory, b"m", "Mallory's");
+        proof(&h, &mallory, b"m", "ok")
+    };
+    let stolen = h
+        .auth
+        .account
+        .begin_totp(ADDR, &me, "correct horse", Some(&foreign));
+    assert!(matches!(stolen, Err(Error::WrongCode)), "{stolen:?}");
     let enrolment = h
         .auth
         .account
-        .begin_totp(ADDR, &me, "correct horse")
+        .begin_totp(
+            ADDR,
+            &me,
+            "correct horse",
+            Some(&proof(&h, &me, b"k", "ok")),
+        )
         .unwrap();
     let step = todo_core::step_of(h.clock.now());
     let codes = h

@@ -36,7 +36,7 @@ fn enrolled(h: &Harness, name: &str) -> (Principal, TotpSecret, Vec<RecoveryCode
     let enrolment = h
         .auth
         .account
-        .begin_totp(ADDR, &me, "correct horse")
+        .begin_totp(ADDR, &me, "correct horse", None)
         .unwrap();
     let codes = h
         .auth
@@ -80,13 +80,13 @@ fn an_enrolment_confirmed_with_a_code_makes_the_login_two_steps() {
     let h = harness();
     h.register("alice", "correct horse");
     let (me, _) = h.principal("alice", "correct horse");
-    let refused = h.auth.account.begin_totp(ADDR, &me, "wrong horse");
+    let refused = h.auth.account.begin_totp(ADDR, &me, "wrong horse", None);
     assert!(matches!(refused, Err(Error::WrongPassword)), "{refused:?}");
 
     let enrolment = h
         .auth
         .account
-        .begin_totp(ADDR, &me, "correct horse")
+        .begin_totp(ADDR, &me, "correct horse", None)
         .unwrap();
     assert!(
         enrolment
@@ -541,7 +541,7 @@ fn removing_your_own_needs_the_password_and_a_code() {
 fn an_enrolment_is_confirmed_once_and_a_new_one_replaces_a_pending_one() {
     let h = harness();
     let (me, _, _) = enrolled(&h, "alice");
-    let again = h.auth.account.begin_totp(ADDR, &me, "correct horse");
+    let again = h.auth.account.begin_totp(ADDR, &me, "correct horse", None);
     assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
 
     h.register("bob", "correct horse");
@@ -549,13 +549,13 @@ fn an_enrolment_is_confirmed_once_and_a_new_one_replaces_a_pending_one() {
     let first = h
         .auth
         .account
-        .begin_totp(ADDR, &bob, "correct horse")
+        .begin_totp(ADDR, &bob, "correct horse", None)
         .unwrap();
     h.clock.advance(Duration::from_secs(1));
     let second = h
         .auth
         .account
-        .begin_totp(ADDR, &bob, "correct horse")
+        .begin_totp(ADDR, &bob, "correct horse", None)
         .unwrap();
     assert_ne!(
         first.secret.base32().as_str(),
