@@ -742,12 +742,16 @@ async fn main() {
     );
     report.insert("rss_kib".into(), json!({"auth_server": auth_rss, "auth_server_peak": auth_peak, "task_server": task_rss, "task_server_peak": task_peak}));
 
-    // Reads while logins arrive at twice the login ceiling.
+    // Reads while logins arrive at twice the login ceiling. The logins are
+    // the last user's, whose token the reads do not use: a user's sessions
+    // are capped, so a flood of their own logins would end the reader's.
     let flood_rate = 2.0 * argon2;
+    let flood_user = format!("load{}", args.users.max(5) - 1);
     let flood_stop = Arc::new(AtomicBool::new(false));
     let flood = {
         let (stop, roots, addr) = (flood_stop.clone(), roots.clone(), auth.addr);
         tokio::spawn(async move {
+            let flood_user = Arc::new(flood_user);
             let mut shed = 0u64;
             let mut ok = 0u64;
             let interval = Duration::from_secs_f64(1.0 / flood_rate);
@@ -755,10 +759,10 @@ async fn main() {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             while !stop.load(Ordering::Relaxed) {
                 ticker.tick().await;
-                let (roots, tx) = (roots.clone(), tx.clone());
+                let (roots, tx, user) = (roots.clone(), tx.clone(), flood_user.clone());
                 tokio::spawn(async move {
                     let mut conn = connect(addr, &roots).await;
-                    let body = json!({"username": "load0", "password": "correct horse battery"});
+                    let body = json!({"username": *user, "password": "correct horse battery"});
                     let (status, _, _) = conn
                         .send(Method::POST, "/v1/auth/login", None, Some(&body))
                         .await;
