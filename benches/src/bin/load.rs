@@ -480,12 +480,19 @@ async fn main() {
         tokens.push(signed_up(&mut setup, &format!("load{u}")).await);
     }
     let tokens = Arc::new(tokens);
+    // The login phase and the login flood sign in as users of their own: a
+    // user's sessions are capped (100), and logins past the cap end the
+    // oldest, which would be the one whose token the other phases use.
+    let login_users = args.users.min(conns).max(1);
+    for u in 0..login_users {
+        signed_up(&mut setup, &format!("login{u}")).await;
+    }
+    signed_up(&mut setup, FLOOD_USER).await;
 
     // Logins, closed loop.
-    let users = args.users;
     let mut logins = closed_loop(auth.addr, &roots, conns, secs, move |i, mut conn, stop| async move {
         let mut s = Samples::default();
-        let body = json!({"username": format!("load{}", i % users), "password": "correct horse battery"});
+        let body = json!({"username": format!("login{}", i % login_users), "password": "correct horse battery"});
         while !stop.load(Ordering::Relaxed) {
             let (status, _, took) = conn.send(Method::POST, "/v1/auth/login", None, Some(&body)).await;
             s.record(took, status, status == StatusCode::OK);
@@ -742,27 +749,25 @@ async fn main() {
     );
     report.insert("rss_kib".into(), json!({"auth_server": auth_rss, "auth_server_peak": auth_peak, "task_server": task_rss, "task_server_peak": task_peak}));
 
-    // Reads while logins arrive at twice the login ceiling. The logins are
-    // the last user's, whose token the reads do not use: a user's sessions
-    // are capped, so a flood of their own logins would end the reader's.
+    // Reads while logins arrive at twice the login ceiling (as FLOOD_USER).
     let flood_rate = 2.0 * argon2;
-    let flood_user = format!("load{}", args.users.max(5) - 1);
     let flood_stop = Arc::new(AtomicBool::new(false));
     let flood = {
         let (stop, roots, addr) = (flood_stop.clone(), roots.clone(), auth.addr);
         tokio::spawn(async move {
-            let flood_user = Arc::new(flood_user);
             let mut shed = 0u64;
             let mut ok = 0u64;
+            // Any other answer (a 401 would mean the flood's user is gone).
+            let mut other = BTreeMap::<u16, u64>::new();
             let interval = Duration::from_secs_f64(1.0 / flood_rate);
             let mut ticker = tokio::time::interval(interval);
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             while !stop.load(Ordering::Relaxed) {
                 ticker.tick().await;
-                let (roots, tx, user) = (roots.clone(), tx.clone(), flood_user.clone());
+                let (roots, tx) = (roots.clone(), tx.clone());
                 tokio::spawn(async move {
                     let mut conn = connect(addr, &roots).await;
-                    let body = json!({"username": *user, "password": "correct horse battery"});
+                    let body = json!({"username": FLOOD_USER, "password": "correct horse battery"});
                     let (status, _, _) = conn
                         .send(Method::POST, "/v1/auth/login", None, Some(&body))
                         .await;
@@ -772,13 +777,13 @@ async fn main() {
             drop(tx);
             tokio::time::sleep(Duration::from_secs(3)).await;
             while let Ok(status) = rx.try_recv() {
-                if status == 200 {
-                    ok += 1
-                } else if status == 503 {
-                    shed += 1
+                match status {
+                    200 => ok += 1,
+                    503 => shed += 1,
+                    _ => *other.entry(status).or_default() += 1,
                 }
             }
-            (ok, shed)
+            (ok, shed, other)
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -800,7 +805,7 @@ async fn main() {
     })
     .await;
     flood_stop.store(true, Ordering::Relaxed);
-    let (flood_ok, flood_shed) = flood.await.unwrap();
+    let (flood_ok, flood_shed, flood_other) = flood.await.unwrap();
     let read = reads
         .get_mut("read_under_login_flood")
         .unwrap()
@@ -809,7 +814,20 @@ async fn main() {
         "reads during a login flood at {flood_rate:.0}/s: p99 {:.2} ms; logins ok {flood_ok}, shed with 503 {flood_shed}",
         read["p99_ms"].as_f64().unwrap()
     );
-    report.insert("read_under_login_flood".into(), json!({"reads": read, "login_rate": flood_rate, "logins_ok": flood_ok, "logins_shed": flood_shed}));
+    let flood_other: serde_json::Map<_, _> = flood_other
+        .into_iter()
+        .map(|(status, n)| (status.to_string(), json!(n)))
+        .collect();
+    report.insert("read_under_login_flood".into(), json!({"reads": read, "login_rate": flood_rate, "logins_ok": flood_ok, "logins_shed": flood_shed, "logins_other": flood_other}));
+
+    // A run with errors is not a clean measurement: say so where it is read.
+    let mut errors = BTreeMap::new();
+    count_errors("", &Value::Object(report.clone()), &mut errors);
+    let errors_total: u64 = errors.values().sum();
+    if errors_total > 0 {
+        println!("WARNING: {errors_total} answers were errors, not measurements: {errors:?}");
+    }
+    report.insert("errors_total".into(), json!(errors_total));
 
     let report = Value::Object(report);
     std::fs::write(
@@ -954,6 +972,34 @@ async fn signed_up(setup: &mut Conn, username: &str) -> String {
     let pair: Value = serde_json::from_slice(&bytes).unwrap();
     pair["access_token"].as_str().unwrap().to_owned()
 }
+
+/// Adds up, by where they are in `value`, the counts of every `errors`
+/// and `logins_other` map (the phases' answers that were not what they
+/// measure).
+fn count_errors(at: &str, value: &Value, errors: &mut BTreeMap<String, u64>) {
+    let Value::Object(fields) = value else {
+        return;
+    };
+    for (name, field) in fields {
+        let here = if at.is_empty() {
+            name.clone()
+        } else {
+            format!("{at}.{name}")
+        };
+        match (name.as_str(), field) {
+            ("errors" | "logins_other", Value::Object(counts)) => {
+                let n: u64 = counts.values().filter_map(Value::as_u64).sum();
+                if n > 0 {
+                    errors.insert(here, n);
+                }
+            }
+            _ => count_errors(&here, field, errors),
+        }
+    }
+}
+
+/// The user the login flood signs in as (no other phase's).
+const FLOOD_USER: &str = "flood";
 
 /// Users of the many-streams phase: 8 streams each, 1,000 in all.
 const LIVE_USERS: usize = 125;
