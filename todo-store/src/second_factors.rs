@@ -181,6 +181,16 @@ fn lock_for_count(conn: &mut AnyConnection, user: &str) -> QueryResult<bool> {
     }
 }
 
+/// Deletes `user`'s authenticator, its recovery codes and the sign-ins
+/// waiting for a code (within a transaction that holds the user's row, in
+/// confirm_totp's order); whether there was an authenticator.
+fn delete_totp(conn: &mut AnyConnection, user: &str) -> QueryResult<bool> {
+    let totp = diesel::delete(totp_authenticators::table.find(user)).execute(conn)?;
+    diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user))).execute(conn)?;
+    diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(user))).execute(conn)?;
+    Ok(totp == 1)
+}
+
 impl SecondFactorStore for SqlStore {
     fn second_factors(&self, user: UserId) -> Result<SecondFactors, StoreError> {
         let user = user.to_string();
@@ -330,11 +340,7 @@ impl SecondFactorStore for SqlStore {
                 // (the user's row first, then the rows in confirm_totp's
                 // order: no deadlock with it nor with a deletion)
                 lock_owner(conn, &user)?;
-                let totp = diesel::delete(totp_authenticators::table.find(&user)).execute(conn)?;
-                diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(&user)))
-                    .execute(conn)?;
-                diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(&user)))
-                    .execute(conn)?;
+                let totp = delete_totp(conn, &user)?;
                 let passkeys = diesel::delete(passkeys::table.filter(passkeys::user_id.eq(&user)))
                     .execute(conn)?;
                 // (their registration; sign-ins' ceremonies name no user)
@@ -343,7 +349,7 @@ impl SecondFactorStore for SqlStore {
                         .filter(passkey_ceremonies::user_id.eq(Some(user.as_str()))),
                 )
                 .execute(conn)?;
-                Ok::<_, diesel::result::Error>(totp == 1 || passkeys > 0)
+                Ok::<_, diesel::result::Error>(totp || passkeys > 0)
             })
         })?;
         Ok(removed)
@@ -355,12 +361,7 @@ impl SecondFactorStore for SqlStore {
             conn.transaction(|conn| {
                 // (the lock order of remove_second_factors)
                 lock_owner(conn, &user)?;
-                let totp = diesel::delete(totp_authenticators::table.find(&user)).execute(conn)?;
-                diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(&user)))
-                    .execute(conn)?;
-                diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(&user)))
-                    .execute(conn)?;
-                Ok::<_, diesel::result::Error>(totp == 1)
+                delete_totp(conn, &user)
             })
         })?;
         Ok(removed)

@@ -822,7 +822,9 @@ async fn main() {
 
     // A run with errors is not a clean measurement: say so where it is read.
     let mut errors = BTreeMap::new();
-    count_errors("", &Value::Object(report.clone()), &mut errors);
+    for (name, phase) in &report {
+        count_errors(name, phase, &mut errors);
+    }
     let errors_total: u64 = errors.values().sum();
     if errors_total > 0 {
         println!("WARNING: {errors_total} answers were errors, not measurements: {errors:?}");
@@ -973,19 +975,15 @@ async fn signed_up(setup: &mut Conn, username: &str) -> String {
     pair["access_token"].as_str().unwrap().to_owned()
 }
 
-/// Adds up, by where they are in `value`, the counts of every `errors`
-/// and `logins_other` map (the phases' answers that were not what they
-/// measure).
+/// Adds up, by where they are in `value` (at `at` in the report), the
+/// counts of every `errors` and `logins_other` map (the phases' answers
+/// that were not what they measure).
 fn count_errors(at: &str, value: &Value, errors: &mut BTreeMap<String, u64>) {
     let Value::Object(fields) = value else {
         return;
     };
     for (name, field) in fields {
-        let here = if at.is_empty() {
-            name.clone()
-        } else {
-            format!("{at}.{name}")
-        };
+        let here = format!("{at}.{name}");
         match (name.as_str(), field) {
             ("errors" | "logins_other", Value::Object(counts)) => {
                 let n: u64 = counts.values().filter_map(Value::as_u64).sum();
