@@ -133,19 +133,23 @@ pub fn write_todo(out: &mut String, task: &Task, now: Timestamp) {
 const MAX_NESTING: usize = 8;
 
 /// One content line, unfolded: where it began, its name (upper case), its
-/// parameters and its value.
+/// parameters (as the file has them, read when asked for: a line of a
+/// million semicolons costs no list) and its value.
 struct ContentLine<'a> {
     line: usize,
     name: String,
-    params: Vec<(String, &'a str)>,
+    params: &'a str,
     value: &'a str,
 }
 
 impl ContentLine<'_> {
+    /// The value of the parameter `name` (upper case; the file's may be
+    /// any case), unquoted.
     fn param(&self, name: &str) -> Option<&str> {
         self.params
-            .iter()
-            .find(|(n, _)| n == name)
+            .split(';')
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim_matches('"'))
     }
 
@@ -201,20 +205,14 @@ fn content_line(line: usize, text: &str) -> Result<ContentLine<'_>, ImportError>
     let colon =
         colon.ok_or_else(|| ImportError::at(Place::Line(line), "not a content line (no colon)"))?;
     let (head, value) = (&text[..colon], &text[colon + 1..]);
-    let mut parts = head.split(';');
-    let name = parts.next().unwrap_or("").to_ascii_uppercase();
+    let (name, params) = head.split_once(';').unwrap_or((head, ""));
+    let name = name.to_ascii_uppercase();
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return Err(ImportError::at(
             Place::Line(line),
             "not a content line (no property name)",
         ));
     }
-    let params = parts
-        .map(|p| {
-            let (n, v) = p.split_once('=').unwrap_or((p, ""));
-            (n.to_ascii_uppercase(), v)
-        })
-        .collect();
     Ok(ContentLine {
         line,
         name,
@@ -241,24 +239,27 @@ fn unescape(value: &str) -> String {
     out
 }
 
-/// The items of a list value (`a,b\,c`), each unescaped.
-fn list(value: &str) -> Vec<String> {
-    let mut items = Vec::new();
-    let mut start = 0;
-    let mut escaped = false;
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            ',' => {
-                items.push(unescape(&value[start..i]));
-                start = i + 1;
+/// The items of a list value (`a,b\,c`), each as the file has it (escaped),
+/// one at a time: a list of millions of empty items is never held.
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let mut escaped = false;
+        for (i, c) in text.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                ',' => {
+                    rest = Some(&text[i + 1..]);
+                    return Some(&text[..i]);
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    items.push(unescape(&value[start..]));
-    items
+        rest = None;
+        Some(text)
+    })
 }
 
 /// A DATE-TIME (`20270104T090000Z`, or local with `TZID`, or floating:
@@ -477,9 +478,10 @@ impl TodoFields {
             }
             "CATEGORIES" => {
                 self.labels_line = line.line;
-                for label in list(line.value) {
-                    let label = label.trim().to_owned();
-                    if !label.is_empty() && !self.labels.contains(&label) {
+                for item in list(line.value) {
+                    let label = unescape(item);
+                    let label = label.trim();
+                    if !label.is_empty() && !self.labels.iter().any(|l| l == label) {
                         // (refused at the first past the limit: the list
                         // checked for repeats stays that short)
                         if self.labels.len() >= Labels::MAX_LABELS {
@@ -487,7 +489,7 @@ impl TodoFields {
                                 line.fault(format!("at most {} labels a task", Labels::MAX_LABELS))
                             );
                         }
-                        self.labels.push(label);
+                        self.labels.push(label.to_owned());
                     }
                 }
             }

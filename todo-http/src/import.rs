@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use todo_core::import::{ImportError, ImportFile, ImportedProject, ImportedTask, Place};
 use todo_core::{
     Description, Labels, NewTask, Priority, ProjectColor, ProjectId, ProjectName, Recurrence,
-    TimeZoneName, Timestamp, Title, ValidationError,
+    Reminders, TimeZoneName, Timestamp, Title, ValidationError,
 };
 use utoipa::ToSchema;
 
@@ -156,24 +156,67 @@ struct ExportFile<'a> {
     #[allow(dead_code)]
     exported_at: Option<IgnoredAny>,
     #[serde(default, borrow)]
-    projects: Items<'a, { todo_core::import::MAX_IMPORT_PROJECTS }>,
+    projects: AtMost<&'a RawValue, ProjectsLimit>,
     #[serde(default, borrow)]
-    tasks: Items<'a, { todo_core::import::MAX_IMPORT_TASKS }>,
+    tasks: AtMost<&'a RawValue, TasksLimit>,
 }
 
-/// At most `MAX` items of a JSON array, each as its text: refused at the
-/// first past the limit, before it is held.
-#[derive(Default)]
-struct Items<'a, const MAX: usize>(Vec<&'a RawValue>);
+/// A JSON array refused at its first item past [`Limit::MAX`], before that
+/// item is read: no array of a file is held longer than the domain lets
+/// it be, however many items the file lists (an 8 MiB file of empty
+/// reminders is 2.7 million of them).
+struct AtMost<T, L>(Vec<T>, std::marker::PhantomData<L>);
 
-impl<'de: 'a, 'a, const MAX: usize> Deserialize<'de> for Items<'a, MAX> {
+impl<T, L> Default for AtMost<T, L> {
+    fn default() -> Self {
+        Self(Vec::new(), std::marker::PhantomData)
+    }
+}
+
+/// How long an array of the file may be, and its name in a fault.
+trait Limit {
+    /// The field, as the file names it.
+    const FIELD: &'static str;
+    /// The most items it may hold.
+    const MAX: usize;
+    /// Of what ("in one import", "a task").
+    const PER: &'static str;
+}
+
+macro_rules! limit {
+    ($name:ident, $field:literal, $max:expr, $per:literal) => {
+        struct $name;
+        impl Limit for $name {
+            const FIELD: &'static str = $field;
+            const MAX: usize = $max;
+            const PER: &'static str = $per;
+        }
+    };
+}
+
+limit!(
+    ProjectsLimit,
+    "projects",
+    todo_core::import::MAX_IMPORT_PROJECTS,
+    "in one import"
+);
+limit!(
+    TasksLimit,
+    "tasks",
+    todo_core::import::MAX_IMPORT_TASKS,
+    "in one import"
+);
+limit!(LabelsLimit, "labels", Labels::MAX_LABELS, "a task");
+limit!(RemindersLimit, "reminders", Reminders::MAX, "a task");
+
+impl<'de, T: Deserialize<'de>, L: Limit> Deserialize<'de> for AtMost<T, L> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit<'a, const MAX: usize>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a, const MAX: usize> serde::de::Visitor<'de> for Visit<'a, MAX> {
-            type Value = Items<'a, MAX>;
+        struct Visit<T, L>(std::marker::PhantomData<(T, L)>);
+        impl<'de, T: Deserialize<'de>, L: Limit> serde::de::Visitor<'de> for Visit<T, L> {
+            type Value = AtMost<T, L>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "an array of at most {MAX} items")
+                write!(f, "an array of at most {} {}", L::MAX, L::FIELD)
             }
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
@@ -181,18 +224,21 @@ impl<'de: 'a, 'a, const MAX: usize> Deserialize<'de> for Items<'a, MAX> {
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<&'de RawValue>()? {
-                    if items.len() >= MAX {
-                        return Err(serde::de::Error::custom(format!(
-                            "at most {MAX} items in one import"
+                while let Some(item) = seq.next_element::<T>()? {
+                    if items.len() >= L::MAX {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "{field}: at most {max} {field} {per}",
+                            field = L::FIELD,
+                            max = L::MAX,
+                            per = L::PER
                         )));
                     }
                     items.push(item);
                 }
-                Ok(Items(items))
+                Ok(AtMost(items, std::marker::PhantomData))
             }
         }
-        deserializer.deserialize_seq(Visit::<'a, MAX>(std::marker::PhantomData))
+        deserializer.deserialize_seq(Visit::<T, L>(std::marker::PhantomData))
     }
 }
 
@@ -246,7 +292,7 @@ struct ExportedTask {
     #[serde(default)]
     priority: i64,
     #[serde(default)]
-    labels: Vec<String>,
+    labels: AtMost<String, LabelsLimit>,
     #[serde(default)]
     archived: bool,
     #[serde(default)]
@@ -254,7 +300,7 @@ struct ExportedTask {
     #[serde(default)]
     time_zone: Option<String>,
     #[serde(default)]
-    reminders: Vec<ReminderBody>,
+    reminders: AtMost<ReminderBody, RemindersLimit>,
     #[serde(default)]
     created_at: Option<String>,
     // (written by the export, not read: the task is made anew, by the
@@ -367,13 +413,13 @@ fn task(place: Place, value: &RawValue) -> Result<ImportedTask, ImportError> {
             .map(TimeZoneName::parse)
             .transpose()
             .map_err(invalid)?,
-        reminders: crate::task_api::reminders(t.reminders).map_err(invalid)?,
+        reminders: crate::task_api::reminders(t.reminders.0).map_err(invalid)?,
         title: Title::parse(&t.title).map_err(invalid)?,
         description: Description::parse(&t.description).map_err(invalid)?,
         done: t.done,
         due_at: timestamp(place, t.due_at.as_deref(), "due_at")?,
         priority: Priority::new(t.priority).map_err(invalid)?,
-        labels: Labels::parse(t.labels.iter().map(String::as_str)).map_err(invalid)?,
+        labels: Labels::parse(t.labels.0.iter().map(String::as_str)).map_err(invalid)?,
         archived: t.archived,
     };
     Ok(ImportedTask {
