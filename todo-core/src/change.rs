@@ -187,6 +187,28 @@ pub struct Change {
 }
 
 impl Change {
+    /// About how long this change is as JSON on the wire: what a page of
+    /// changes is weighed by.
+    #[must_use]
+    pub fn json_bytes(&self) -> usize {
+        match &self.subject {
+            Subject::Task {
+                task: Some(task), ..
+            } => 128 + task.json_bytes(),
+            Subject::Project {
+                project: Some((project, _)),
+                ..
+            } => {
+                512 + crate::query::json_text_bytes(project.name.as_str())
+                    + crate::query::json_text_bytes(project.description.as_str())
+            }
+            // (a tombstone, a member and their name)
+            Subject::Task { task: None, .. }
+            | Subject::Project { project: None, .. }
+            | Subject::Member { .. } => 512,
+        }
+    }
+
     /// The task it concerns, if it concerns one.
     #[must_use]
     pub fn task_id(&self) -> Option<TaskId> {

@@ -148,7 +148,8 @@ pub use project::{
 };
 pub use project_service::{NewProject, ProjectLimits, ProjectPatch, ProjectService};
 pub use query::{
-    Page, PageLimit, ProjectCursor, SearchText, TaskCursor, TaskQuery, TaskSort, UserCursor,
+    PAGE_BYTES, Page, PageLimit, ProjectCursor, SearchText, TaskCursor, TaskQuery, TaskSort,
+    UserCursor,
 };
 pub use random::{Random, new_v7};
 pub use recurrence::{Frequency, Recurrence, TimeZoneName};

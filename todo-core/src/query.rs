@@ -451,6 +451,39 @@ id_cursor!(
     2
 );
 
+/// About the most JSON one page of tasks or changes comes to: a page of
+/// large tasks holds fewer than its limit, and its next cursor goes on
+/// from the last it holds. (A hundred tasks of 10,000 characters each, the
+/// longest description, come to 40 MB of text when the characters take
+/// four bytes each; built whole, and a few dozen at once, they took an
+/// instance past its container's memory: session 29's attack, F2.)
+pub const PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// How many of `items` (at most `limit`) a page holds: those whose
+/// `weight` (their JSON's length, about) adds up to [`PAGE_BYTES`], and
+/// always the first.
+pub(crate) fn fitting<T>(items: &[T], limit: usize, weight: impl Fn(&T) -> usize) -> usize {
+    let mut bytes = 0usize;
+    items
+        .iter()
+        .take(limit)
+        .position(|item| {
+            bytes = bytes.saturating_add(weight(item));
+            bytes > PAGE_BYTES
+        })
+        .map_or(limit.min(items.len()), |over| over.max(1))
+}
+
+/// About how long `text` is as a JSON string: what is escaped takes more
+/// (a control character six bytes, over-counted for `"` and `\`).
+pub(crate) fn json_text_bytes(text: &str) -> usize {
+    let escaped = text
+        .bytes()
+        .filter(|b| *b < 0x20 || *b == b'"' || *b == b'\\')
+        .count();
+    text.len() + 2 + 5 * escaped
+}
+
 /// A page of a list, and the cursor of the next one if there is more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T, C> {

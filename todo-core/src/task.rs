@@ -507,6 +507,22 @@ impl From<TreeRefusal> for ValidationError {
 }
 
 impl Task {
+    /// About how long this task is as JSON on the wire (its text, escaped,
+    /// and room for the rest): what a page of tasks is weighed by.
+    #[must_use]
+    pub fn json_bytes(&self) -> usize {
+        // ids, times, flags, a rule and ten reminders at their longest
+        const REST: usize = 1024;
+        let labels: usize = self
+            .labels
+            .iter()
+            .map(|label| crate::query::json_text_bytes(label.as_str()) + 1)
+            .sum();
+        REST + crate::query::json_text_bytes(self.title.as_str())
+            + crate::query::json_text_bytes(self.description.as_str())
+            + labels
+    }
+
     /// How many levels deep subtasks go: a task, its subtask, and theirs.
     pub const MAX_DEPTH: usize = 3;
 

@@ -582,19 +582,27 @@ impl TaskService {
                     .pruned_through
             }
         };
-        let log = self.store.changes_after(owner, after, limit.get())?;
+        let mut log = self.store.changes_after(owner, after, limit.get())?;
         if since.is_some() {
             check_position(after, &log)?;
         }
-        // (past changes the caller may not see too: a stream read up to
-        // the head goes on from there, not from its last change; a
-        // pruning between the two reads above is answered as gone next)
-        let next = log
-            .changes
-            .last()
-            .map_or(after, |change| change.position)
-            .max(log.scanned_through)
-            .max(after);
+        // A page of large tasks holds fewer changes: the next goes on
+        // from the last one it holds.
+        let fits =
+            crate::query::fitting(&log.changes, limit.get(), crate::change::Change::json_bytes);
+        let next = if fits < log.changes.len() {
+            log.changes.truncate(fits);
+            log.changes.last().map_or(after, |change| change.position)
+        } else {
+            // (past changes the caller may not see too: a stream read up
+            // to the head goes on from there, not from its last change; a
+            // pruning between the two reads above is answered as gone next)
+            log.changes
+                .last()
+                .map_or(after, |change| change.position)
+                .max(log.scanned_through)
+        }
+        .max(after);
         Ok(ChangePage {
             items: log.changes,
             next_cursor: ChangeCursor::new(owner, next),
@@ -837,11 +845,12 @@ fn another_project(caller: UserId, query: &TaskQuery) -> Option<ProjectId> {
         .filter(|project| *project != ProjectId::inbox_of(caller))
 }
 
-/// The page of `query` from the tasks read for it ([`read_limit`]).
+/// The page of `query` from the tasks read for it ([`read_limit`]): its
+/// limit, or fewer when they are large ([`crate::query::PAGE_BYTES`]).
 fn page(query: &TaskQuery, mut items: Vec<Task>) -> Page<Task, TaskCursor> {
-    let limit = query.limit.get();
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
+    let fits = crate::query::fitting(&items, query.limit.get(), Task::json_bytes);
+    let next_cursor = if items.len() > fits {
+        items.truncate(fits);
         items.last().map(|last| query.cursor_after(last))
     } else {
         None

@@ -37,8 +37,10 @@ pub(crate) const PAGE: usize = 100;
 /// Pages written ahead of the client's reading.
 const AHEAD: usize = 2;
 /// Exports an instance serves at once (each holds at most `AHEAD + 1`
-/// pages in memory).
-pub(crate) const MAX_EXPORTS: usize = 16;
+/// pages in memory: about 14 MiB of the largest tasks, and sixteen at once
+/// were more than a container's memory could spare; session 29's attack,
+/// F3).
+pub(crate) const MAX_EXPORTS: usize = 4;
 /// How long a page may wait for the client to take it: a client that
 /// stops reading loses its export (and gives its place back).
 const PAGE_WAIT: Duration = Duration::from_secs(30);

@@ -107,6 +107,16 @@ impl ScanSlots {
         }
     }
 
+    /// `per_user` slots at once a user (at least one), and `slots` across
+    /// users (at least one): for lists, whose pages are built in memory.
+    pub(crate) fn bounded(slots: usize, per_user: usize) -> Self {
+        Self {
+            shared: Arc::new(Semaphore::new(slots.max(1))),
+            owners: Owners::default(),
+            per_user: per_user.max(1),
+        }
+    }
+
     /// A slot for `owner`'s scan, after their earlier scans and then a
     /// shared slot. Waiting more than [`WAIT`] behind their own scans is
     /// the user's doing: 429; for a shared slot, the service is busy: 503.
@@ -175,6 +185,29 @@ mod tests {
         drop((second, bob));
         assert_eq!(slots.owners(), 0, "no entry outlives its scans");
         drop(slots.take(user(3)).await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lists_are_bounded_per_user_and_across_users() {
+        let slots = ScanSlots::bounded(3, 2);
+        let alice = [
+            slots.take(user(1)).await.unwrap(),
+            slots.take(user(1)).await.unwrap(),
+        ];
+        assert_eq!(
+            slots.take(user(1)).await.unwrap_err().status.as_u16(),
+            429,
+            "her third waits on her own two"
+        );
+        let bob = slots.take(user(2)).await.unwrap();
+        // Three are held across users: carol's waits, then 503.
+        let started = tokio::time::Instant::now();
+        assert_eq!(slots.take(user(3)).await.unwrap_err().status.as_u16(), 503);
+        assert_eq!(started.elapsed(), WAIT);
+        drop(alice);
+        drop(slots.take(user(3)).await.unwrap());
+        drop(bob);
+        assert_eq!(slots.owners(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -63,6 +63,16 @@ const WRITES_PER_USER: usize = 2;
 /// nothing, 2 s at most (429).
 const LISTS_PER_USER: usize = 2;
 
+/// Lists and reads of the change log (those not read in place) an instance
+/// builds at once, across users. Each holds its page in memory while it is
+/// read and written out (up to a hundred tasks of 40 KB, and up to
+/// `todo_core::PAGE_BYTES` of JSON): 32 at once from each of four
+/// addresses, over accounts of their own, took an instance to 256–280 MiB
+/// (session 29's attack, F2). As many as a default pool has connections:
+/// more could not read at once anyway. The rest wait, holding nothing, 2 s
+/// at most (503).
+const LISTS_AT_ONCE: usize = 8;
+
 /// The task API over a [`TaskService`].
 #[derive(Debug)]
 pub struct TaskApi {
@@ -101,7 +111,7 @@ impl TaskApi {
             ops: Operations::new(probes, &crate::openapi::tasks())?,
             scans: ScanSlots::new(DEFAULT_SCANS),
             writes: ScanSlots::per_user(WRITES_PER_USER),
-            lists: ScanSlots::per_user(LISTS_PER_USER),
+            lists: ScanSlots::bounded(LISTS_AT_ONCE, LISTS_PER_USER),
             live: LiveStreams::default(),
             live_poll: crate::events::POLL,
             webhooks: None,
@@ -835,7 +845,7 @@ async fn create_task(
         ("due_before" = Option<String>, Query, format = DateTime, description = "strictly before; tasks without a due date are left out"),
         ("due_after" = Option<String>, Query, format = DateTime, description = "strictly after; tasks without a due date are left out"),
         ("sort" = Option<String>, Query, description = "order; ties break on id"),
-        ("limit" = Option<i64>, Query, description = "page size"),
+        ("limit" = Option<i64>, Query, description = "page size (a page of large tasks holds fewer, about 2 MiB of them: follow next_cursor)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page, same query"),
     ),
     responses(

@@ -563,3 +563,78 @@ fn a_fresh_client_on_a_fully_pruned_stream_gets_a_usable_cursor() {
         .changes(f.alice, Some(&page.next_cursor), ChangeLimit::default());
     assert!(again.is_ok(), "{again:?}");
 }
+
+#[test]
+fn a_page_of_large_tasks_holds_fewer_and_its_cursor_goes_on_from_there() {
+    use todo_core::{ChangeLimit, Description, PAGE_BYTES};
+    let f = fixture();
+    // The longest description, in characters of four bytes: 40 KB each.
+    let large = Description::parse(&"\u{1D11E}".repeat(Description::MAX_CHARS)).unwrap();
+    let mut made = Vec::new();
+    for i in 0..100 {
+        f.clock.advance(Duration::from_secs(1));
+        let new = NewTask {
+            description: large.clone(),
+            ..titled(&format!("t{i}"))
+        };
+        made.push(f.tasks.create(f.alice, new).unwrap().id);
+    }
+    made.reverse(); // newest first, as the list sorts
+    let query = TaskQuery {
+        limit: PageLimit::new(100).unwrap(),
+        ..TaskQuery::default()
+    };
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = f.tasks.list(f.alice, &query, cursor.as_ref()).unwrap();
+        pages += 1;
+        let bytes: usize = page.items.iter().map(|t| t.json_bytes()).sum();
+        assert!(
+            bytes <= PAGE_BYTES,
+            "a page of {} tasks weighs {bytes} bytes",
+            page.items.len()
+        );
+        seen.extend(page.items.iter().map(|t| t.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, made, "every task once, in order");
+    assert!(pages >= 2, "{pages} pages: the first held them all");
+
+    // The change log's pages too.
+    let mut changes = Vec::new();
+    let mut since = None;
+    loop {
+        let page = f
+            .tasks
+            .changes(f.alice, since.as_ref(), ChangeLimit::new(100).unwrap())
+            .unwrap();
+        let bytes: usize = page.items.iter().map(|c| c.json_bytes()).sum();
+        assert!(
+            bytes <= PAGE_BYTES,
+            "a page of changes weighs {bytes} bytes"
+        );
+        if page.items.is_empty() {
+            break;
+        }
+        assert!(
+            page.items.len() < 100,
+            "{} changes in a page",
+            page.items.len()
+        );
+        changes.extend(page.items.iter().map(|c| c.position.get()));
+        since = Some(page.next_cursor);
+    }
+    assert_eq!(changes, (1..=100).collect::<Vec<_>>(), "every change once");
+
+    // Small tasks still come a hundred to a page.
+    for i in 0..100 {
+        f.tasks.create(f.bob, titled(&format!("s{i}"))).unwrap();
+    }
+    let page = f.tasks.list(f.bob, &query, None).unwrap();
+    assert_eq!(page.items.len(), 100);
+}
