@@ -32,15 +32,16 @@ use crate::projects_api::ProjectDto;
 use crate::task_api::{TaskApi, TaskDto};
 use crate::webhooks_api::WebhookDto;
 
-/// Tasks read and written at a time.
-pub(crate) const PAGE: usize = 100;
+/// Tasks read and written at a time: 25 of the largest are 1 MB of text,
+/// and an export holds `AHEAD + 1` pages (at 100, about 14 MiB an export,
+/// 16 exports at once more than a container could spare: session 29's
+/// attack, F3).
+pub(crate) const PAGE: usize = 25;
 /// Pages written ahead of the client's reading.
 const AHEAD: usize = 2;
 /// Exports an instance serves at once (each holds at most `AHEAD + 1`
-/// pages in memory: about 14 MiB of the largest tasks, and sixteen at once
-/// were more than a container's memory could spare; session 29's attack,
-/// F3).
-pub(crate) const MAX_EXPORTS: usize = 4;
+/// pages in memory).
+pub(crate) const MAX_EXPORTS: usize = 16;
 /// How long a page may wait for the client to take it: a client that
 /// stops reading loses its export (and gives its place back).
 const PAGE_WAIT: Duration = Duration::from_secs(30);
