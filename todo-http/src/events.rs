@@ -11,9 +11,10 @@
 //!
 //! What a stream may cost is bounded: a few per user
 //! ([`MAX_STREAMS_PER_USER`]) and some hundreds per instance; each holds its connection and its client's
-//! request slot, so the connection caps count it; what waits unsent is a
-//! channel of [`BACKLOG`] events, and a client that does not take one for
-//! [`STALL`] loses its connection. A stream ends when its token expires or
+//! request slot, so the connection caps count it; what waits unsent is
+//! [`BACKLOG`] events and [`BACKLOG_BYTES`] at most (one event, if it is
+//! larger), and a client that does not take one for [`STALL`] loses its
+//! connection. A stream ends when its token expires or
 //! is revoked (checked every [`RECHECK`]), when the server shuts down, and
 //! when its client goes away.
 
@@ -35,7 +36,7 @@ use todo_core::{
     AccessClaims, ApiTokenSecret, Change, ChangeCursor, ChangeLimit, ChangeSubscription,
     CursorError, Error as CoreError, Scope, UserId, ValidationError,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::admission::{ClientSlot, ClientSlots};
 use crate::blocking::call;
@@ -69,6 +70,11 @@ pub const POLL: Duration = Duration::from_secs(1);
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Events made but not yet taken by the connection, per stream.
 pub const BACKLOG: usize = 4;
+/// Bytes of events made but not yet taken by the connection, per stream
+/// (an event larger than this waits alone): four events of large tasks
+/// were some 160 KB a stream, and 256 streams that never read held
+/// 184 MiB (session 29's attack, F4).
+pub const BACKLOG_BYTES: usize = 64 * 1024;
 /// How long an event may wait for a client that does not read before the
 /// connection is dropped.
 pub const STALL: Duration = Duration::from_secs(10);
@@ -247,7 +253,7 @@ pub(crate) async fn events(
             })
     })
     .await?;
-    let (events, backlog) = mpsc::channel(BACKLOG);
+    let (events, backlog) = queue();
     let pump = Pump {
         api,
         owner,
@@ -260,7 +266,7 @@ pub(crate) async fn events(
         ),
     };
     tokio::spawn(pump.run(live));
-    let mut response = Response::new(axum::body::Body::new(Backlog(backlog)));
+    let mut response = Response::new(axum::body::Body::new(backlog));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     // nginx would otherwise hold events back to fill its buffers.
@@ -316,7 +322,7 @@ struct Pump {
     api: Arc<TaskApi>,
     owner: UserId,
     credential: Credential,
-    events: mpsc::Sender<Bytes>,
+    events: EventSender,
     control: Option<LiveControl>,
     /// Held for as long as the stream runs.
     _held: (StreamTicket, Option<Arc<ClientSlot>>),
@@ -368,8 +374,10 @@ impl Pump {
                 }
             };
             let full = changes.len() == READ.get();
-            for change in &changes {
-                let Some(frame) = event(owner, change) else {
+            // (each change let go once it is an event: a stream that waits
+            // on its client holds the rest, not the whole read twice)
+            for change in changes {
+                let Some(frame) = event(owner, &change) else {
                     return;
                 };
                 if !self.send(frame).await {
@@ -402,7 +410,7 @@ impl Pump {
     /// Hands a frame to the connection; false when the stream must end.
     async fn send(&mut self, frame: Bytes) -> bool {
         match tokio::time::timeout(STALL, self.events.send(frame)).await {
-            Ok(sent) => sent.is_ok(),
+            Ok(sent) => sent,
             Err(_) => {
                 // The client stopped reading: free its connection too.
                 tracing::info!(target: "todo::http", "live stream stalled; dropping its connection");
@@ -460,8 +468,42 @@ fn event(owner: UserId, change: &Change) -> Option<Bytes> {
     Some(Bytes::from(frame))
 }
 
-/// The stream's body: the frames the pump made, as the connection takes them.
-struct Backlog(mpsc::Receiver<Bytes>);
+/// A stream's frames between its pump and its connection: at most
+/// [`BACKLOG`] of them and [`BACKLOG_BYTES`] (one frame, if it is larger).
+fn queue() -> (EventSender, Backlog) {
+    let (events, backlog) = mpsc::channel(BACKLOG);
+    let room = Arc::new(Semaphore::new(BACKLOG_BYTES));
+    (EventSender { events, room }, Backlog(backlog))
+}
+
+/// The pump's end of a stream's [`queue`].
+struct EventSender {
+    events: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
+    /// Bytes the queue may still take.
+    room: Arc<Semaphore>,
+}
+
+impl EventSender {
+    /// Queues `frame` once there is room for it; false when the connection
+    /// is gone.
+    async fn send(&self, frame: Bytes) -> bool {
+        // (`BACKLOG_BYTES` fits in a u32: the conversion cannot fail)
+        let bytes = u32::try_from(frame.len().min(BACKLOG_BYTES)).unwrap_or(u32::MAX);
+        let Ok(room) = Arc::clone(&self.room).acquire_many_owned(bytes).await else {
+            return false;
+        };
+        self.events.send((frame, room)).await.is_ok()
+    }
+
+    /// Resolves when the connection is gone.
+    async fn closed(&self) {
+        self.events.closed().await;
+    }
+}
+
+/// The stream's body: the frames the pump made, as the connection takes
+/// them (each one's room in the queue given back as it is taken).
+struct Backlog(mpsc::Receiver<(Bytes, OwnedSemaphorePermit)>);
 
 impl Body for Backlog {
     type Data = Bytes;
@@ -473,7 +515,7 @@ impl Body for Backlog {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0
             .poll_recv(cx)
-            .map(|frame| frame.map(|bytes| Ok(Frame::data(bytes))))
+            .map(|frame| frame.map(|(bytes, _room)| Ok(Frame::data(bytes))))
     }
 }
 
@@ -486,6 +528,55 @@ mod tests {
 
     fn user(n: u128) -> UserId {
         UserId::from_uuid(Uuid::from_u128(n))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_queues_its_backlog_of_events_and_of_bytes_at_most() {
+        use http_body_util::BodyExt;
+        let (events, mut backlog) = queue();
+        let waits = |sending: &tokio::task::JoinHandle<bool>| !sending.is_finished();
+        // Large events: one fits, the next waits until the first is taken.
+        let large = Bytes::from(vec![b'x'; 40 * 1024]);
+        assert!(events.send(large.clone()).await);
+        let events = Arc::new(events);
+        let second = tokio::spawn({
+            let events = Arc::clone(&events);
+            let large = large.clone();
+            async move { events.send(large).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(waits(&second), "80 KB would be queued");
+        let taken = backlog.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(taken.len(), large.len());
+        assert!(second.await.unwrap(), "queued once the first is taken");
+        // One event larger than the whole room still goes, alone.
+        let taken = backlog.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(taken.len(), large.len());
+        let huge = Bytes::from(vec![b'y'; BACKLOG_BYTES * 2]);
+        assert!(events.send(huge).await);
+        let small = tokio::spawn({
+            let events = Arc::clone(&events);
+            async move { events.send(Bytes::from_static(b": keep-alive\n\n")).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(waits(&small), "the large one fills the room");
+        drop(backlog.frame().await);
+        assert!(small.await.unwrap());
+        drop(backlog.frame().await);
+        // Small events: at most BACKLOG of them.
+        for _ in 0..BACKLOG {
+            assert!(events.send(Bytes::from_static(b"e")).await);
+        }
+        let over = tokio::spawn({
+            let events = Arc::clone(&events);
+            async move { events.send(Bytes::from_static(b"e")).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(waits(&over), "past the backlog's count");
+        // A connection gone: the pump hears it.
+        drop(backlog);
+        assert!(!over.await.unwrap());
+        assert!(!events.send(Bytes::from_static(b"e")).await);
     }
 
     #[test]
