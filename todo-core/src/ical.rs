@@ -131,6 +131,9 @@ pub fn write_todo(out: &mut String, task: &Task, now: Timestamp) {
 
 /// Components may nest this deep (a VALARM in a VTODO in a VCALENDAR is 3).
 const MAX_NESTING: usize = 8;
+/// The longest name of a property or a component, in bytes (RFC 5545's
+/// longest are some twenty): what is kept, and may be quoted in a fault.
+const MAX_NAME_BYTES: usize = 64;
 
 /// One content line, unfolded: where it began, its name (upper case), its
 /// parameters (as the file has them, read when asked for: a line of a
@@ -153,10 +156,10 @@ impl ContentLine<'_> {
             .map(|(_, v)| v.trim_matches('"'))
     }
 
-    fn fault(&self, what: impl Into<String>) -> ImportError {
+    fn fault(&self, what: impl std::fmt::Display) -> ImportError {
         ImportError::at(
             Place::Line(self.line),
-            format!("{}: {}", self.name, what.into()),
+            format_args!("{}: {what}", self.name),
         )
     }
 }
@@ -206,13 +209,16 @@ fn content_line(line: usize, text: &str) -> Result<ContentLine<'_>, ImportError>
         colon.ok_or_else(|| ImportError::at(Place::Line(line), "not a content line (no colon)"))?;
     let (head, value) = (&text[..colon], &text[colon + 1..]);
     let (name, params) = head.split_once(';').unwrap_or((head, ""));
-    let name = name.to_ascii_uppercase();
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if name.is_empty()
+        || name.len() > MAX_NAME_BYTES
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         return Err(ImportError::at(
             Place::Line(line),
             "not a content line (no property name)",
         ));
     }
+    let name = name.to_ascii_uppercase();
     Ok(ContentLine {
         line,
         name,
@@ -304,8 +310,12 @@ fn date_time(line: &ContentLine<'_>) -> Result<Timestamp, ImportError> {
     let civil = jiff::civil::DateTime::new(year, month, day, hour, minute, second.min(59), 0)
         .map_err(|_| bad())?;
     let zone = match (utc, line.param("TZID")) {
+        // (no zone's name is this long: not looked up, nor copied)
+        (false, Some(name)) if name.len() > MAX_NAME_BYTES => {
+            return Err(line.fault(format_args!("unknown time zone {:?}", quoted(name))));
+        }
         (false, Some(name)) => jiff::tz::TimeZone::get(name)
-            .map_err(|_| line.fault(format!("unknown time zone {name:?}")))?,
+            .map_err(|_| line.fault(format_args!("unknown time zone {:?}", quoted(name))))?,
         _ => jiff::tz::TimeZone::UTC,
     };
     let at = zone
@@ -313,6 +323,23 @@ fn date_time(line: &ContentLine<'_>) -> Result<Timestamp, ImportError> {
         .compatible()
         .map_err(|_| bad())?;
     Timestamp::from_unix_micros(at.as_microsecond()).map_err(|_| bad())
+}
+
+/// At most the first 64 characters of `text`: what a fault quotes of the
+/// file.
+fn quoted(text: &str) -> &str {
+    text.char_indices()
+        .nth(64)
+        .map_or(text, |(cut, _)| &text[..cut])
+}
+
+/// The component a `BEGIN` or `END` names, upper case.
+fn component_name(line: &ContentLine<'_>) -> Result<String, ImportError> {
+    let name = line.value.trim();
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(line.fault("not a component's name"));
+    }
+    Ok(name.to_ascii_uppercase())
 }
 
 /// The VTODOs of an iCalendar, as tasks to import; anything else in it
@@ -335,7 +362,7 @@ pub fn read_calendar(text: &str) -> Result<ImportFile, ImportError> {
         let line = content_line(n, &text)?;
         match line.name.as_str() {
             "BEGIN" => {
-                let component = line.value.trim().to_ascii_uppercase();
+                let component = component_name(&line)?;
                 if open.is_empty() && component != "VCALENDAR" {
                     return Err(line.fault("a calendar begins with BEGIN:VCALENDAR"));
                 }
@@ -353,7 +380,7 @@ pub fn read_calendar(text: &str) -> Result<ImportFile, ImportError> {
                 open.push((component, n));
             }
             "END" => {
-                let component = line.value.trim().to_ascii_uppercase();
+                let component = component_name(&line)?;
                 match open.pop() {
                     Some((begun, _)) if begun == component => {}
                     Some((begun, at)) => {

@@ -67,11 +67,19 @@ impl ImportError {
     /// goes back in the answer.
     pub const MAX_WHAT_CHARS: usize = 300;
 
-    /// A fault at `place`.
-    pub fn at(place: Place, what: impl Into<String>) -> Self {
-        let mut what = what.into();
-        if let Some((cut, _)) = what.char_indices().nth(Self::MAX_WHAT_CHARS) {
-            what.truncate(cut);
+    /// A fault at `place`, its description written out up to
+    /// [`Self::MAX_WHAT_CHARS`] and no further: a description that quotes
+    /// the file (a parser's, escaped) is never held whole.
+    pub fn at(place: Place, what: impl fmt::Display) -> Self {
+        let mut bounded = Bounded {
+            text: String::new(),
+            chars: 0,
+        };
+        // (`Bounded` refuses what is past its end: an error here is the
+        // description cut, not a fault)
+        let cut = fmt::write(&mut bounded, format_args!("{what}")).is_err();
+        let mut what = bounded.text;
+        if cut {
             what.push('…');
         }
         Self { place, what }
@@ -81,6 +89,26 @@ impl ImportError {
     #[must_use]
     pub fn invalid(place: Place, error: &ValidationError) -> Self {
         Self::at(place, format!("{}: {error}", error.field()))
+    }
+}
+
+/// A string that takes the first [`ImportError::MAX_WHAT_CHARS`] characters
+/// written to it, then refuses the rest.
+struct Bounded {
+    text: String,
+    chars: usize,
+}
+
+impl fmt::Write for Bounded {
+    fn write_str(&mut self, piece: &str) -> fmt::Result {
+        for c in piece.chars() {
+            if self.chars == ImportError::MAX_WHAT_CHARS {
+                return Err(fmt::Error);
+            }
+            self.text.push(c);
+            self.chars += 1;
+        }
+        Ok(())
     }
 }
 

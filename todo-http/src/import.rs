@@ -161,8 +161,8 @@ struct ExportFile<'a> {
     tasks: AtMost<&'a RawValue, TasksLimit>,
 }
 
-/// A JSON array refused at its first item past [`Limit::MAX`], before that
-/// item is read: no array of a file is held longer than the domain lets
+/// A JSON array refused at its first item past [`Limit::MAX`] (passed
+/// over, not read): no array of a file is held longer than the domain lets
 /// it be, however many items the file lists (an 8 MiB file of empty
 /// reminders is 2.7 million of them).
 struct AtMost<T, L>(Vec<T>, std::marker::PhantomData<L>);
@@ -224,16 +224,24 @@ impl<'de, T: Deserialize<'de>, L: Limit> Deserialize<'de> for AtMost<T, L> {
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<T>()? {
+                loop {
+                    // (one past the limit is passed over, not read: its
+                    // being there is the fault)
                     if items.len() >= L::MAX {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "{field}: at most {max} {field} {per}",
-                            field = L::FIELD,
-                            max = L::MAX,
-                            per = L::PER
-                        )));
+                        if seq.next_element::<IgnoredAny>()?.is_some() {
+                            return Err(serde::de::Error::custom(format_args!(
+                                "{field}: at most {max} {field} {per}",
+                                field = L::FIELD,
+                                max = L::MAX,
+                                per = L::PER
+                            )));
+                        }
+                        break;
                     }
-                    items.push(item);
+                    match seq.next_element::<T>()? {
+                        Some(item) => items.push(item),
+                        None => break,
+                    }
                 }
                 Ok(AtMost(items, std::marker::PhantomData))
             }
@@ -319,13 +327,54 @@ struct ExportedTask {
     next_occurrence_id: Option<IgnoredAny>,
 }
 
+/// The longest string an export may hold, in bytes as written: the longest
+/// value, a description of 10,000 characters, is 60,000 bytes at most
+/// even with every character escaped (`\u00e9`).
+const MAX_STRING_BYTES: usize = 64 * 1024;
+
+/// Refuses a file with a string longer than [`MAX_STRING_BYTES`] before it
+/// is parsed: a parser's fault quotes the string it refuses, escaped (a
+/// DEL six bytes for one), and one string of a whole file made a fault
+/// of 48 MiB (session 30's review, M1). No allocation: one pass over the
+/// bytes.
+fn check_string_lengths(bytes: &[u8]) -> Result<(), ImportError> {
+    let mut line = 1;
+    let mut string_start = None;
+    let mut escaped = false;
+    for (i, byte) in bytes.iter().enumerate() {
+        match (string_start, byte) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some(_), b'\\') => escaped = true,
+            (Some(start), b'"') => {
+                if i - start > MAX_STRING_BYTES {
+                    break;
+                }
+                string_start = None;
+            }
+            (Some(start), _) if i - start > MAX_STRING_BYTES => break,
+            (Some(_), _) => {}
+            (None, b'"') => string_start = Some(i),
+            (None, b'\n') => line += 1,
+            (None, _) => {}
+        }
+    }
+    match string_start {
+        Some(start) if bytes.len() - start > MAX_STRING_BYTES => Err(ImportError::at(
+            Place::Line(line),
+            format_args!("a string longer than {} KiB", MAX_STRING_BYTES / 1024),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// An export's JSON: a fault that keeps it from parsing names its line; one
 /// of an item names the item.
 fn read_export(bytes: &[u8]) -> Result<ImportFile, ImportError> {
+    check_string_lengths(bytes)?;
     let file: ExportFile<'_> = serde_json::from_slice(bytes).map_err(|e| {
         ImportError::at(
             Place::Line(e.line().max(1)),
-            format!("not an export (column {}): {e}", e.column()),
+            format_args!("not an export (column {}): {e}", e.column()),
         )
     })?;
     if file.format != EXPORT_FORMAT {
@@ -371,7 +420,7 @@ fn read_export(bytes: &[u8]) -> Result<ImportFile, ImportError> {
 
 fn project(place: Place, value: &RawValue) -> Result<ImportedProject, ImportError> {
     let p: ExportedProject =
-        serde_json::from_str(value.get()).map_err(|e| ImportError::at(place, e.to_string()))?;
+        serde_json::from_str(value.get()).map_err(|e| ImportError::at(place, e))?;
     let invalid = |e: ValidationError| ImportError::invalid(place, &e);
     Ok(ImportedProject {
         place,
@@ -396,7 +445,7 @@ fn project(place: Place, value: &RawValue) -> Result<ImportedProject, ImportErro
 
 fn task(place: Place, value: &RawValue) -> Result<ImportedTask, ImportError> {
     let t: ExportedTask =
-        serde_json::from_str(value.get()).map_err(|e| ImportError::at(place, e.to_string()))?;
+        serde_json::from_str(value.get()).map_err(|e| ImportError::at(place, e))?;
     let invalid = |e: ValidationError| ImportError::invalid(place, &e);
     let fields = NewTask {
         project: None,
@@ -480,6 +529,36 @@ mod tests {
         assert_eq!(broken.place, Place::Line(4), "{broken}");
         let other = read_export(br#"{"format":"something else","tasks":[]}"#).unwrap_err();
         assert_eq!(other.place, Place::File);
+    }
+
+    #[test]
+    fn a_string_longer_than_any_value_is_refused_before_parsing_by_its_line() {
+        // The longest description, every character escaped, passes.
+        let longest = "\\u00e9".repeat(10_000);
+        let file = format!(
+            "{{\"format\":\"todo.export/1\",\n\"tasks\":[{{\"id\":\"a\",\"title\":\"x\",\"description\":\"{longest}\"}}]}}"
+        );
+        assert!(check_string_lengths(file.as_bytes()).is_ok());
+        assert_eq!(read_export(file.as_bytes()).unwrap().tasks.len(), 1);
+        // One byte more than the bound, on line 3, escapes and all.
+        let long = format!("\\\"{}", "x".repeat(MAX_STRING_BYTES - 1));
+        let file = format!("{{\n\"format\": \"todo.export/1\",\n\"x\": \"{long}\"}}");
+        let error = read_export(file.as_bytes()).unwrap_err();
+        assert_eq!(error.to_string(), "line 3: a string longer than 64 KiB");
+        // Unterminated, too.
+        let file = format!("{{\"format\": \"{long}");
+        assert_eq!(
+            check_string_lengths(file.as_bytes()).unwrap_err().place,
+            Place::Line(1)
+        );
+        // A fault quoting a long string keeps 300 characters of it.
+        let bad = format!(
+            r#"{{"format":"todo.export/1","tasks":[{{"id":"a","title":"x","done":"{}"}}]}}"#,
+            "\u{7f}".repeat(60_000)
+        );
+        let error = read_export(bad.as_bytes()).unwrap_err();
+        assert_eq!(error.what.chars().count(), ImportError::MAX_WHAT_CHARS + 1);
+        assert!(error.what.ends_with('…'), "{error}");
     }
 
     #[test]
