@@ -270,6 +270,17 @@ pub struct Project {
 }
 
 impl Project {
+    /// About how long this project is as JSON on the wire (its text,
+    /// escaped, and room for the rest): what a page of projects is
+    /// weighed by.
+    #[must_use]
+    pub fn json_bytes(&self) -> usize {
+        // ids, times, colour, flags, the caller's role
+        const REST: usize = 512;
+        REST + crate::query::json_text_bytes(self.name.as_str())
+            + crate::query::json_text_bytes(self.description.as_str())
+    }
+
     /// `owner`'s Inbox as it is made with the account.
     #[must_use]
     pub fn inbox(owner: UserId, now: Timestamp) -> Self {

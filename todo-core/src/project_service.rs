@@ -277,7 +277,8 @@ impl ProjectService {
             .ok_or(Error::NotFound)
     }
 
-    /// A page of the projects the caller is a member of, in creation order.
+    /// A page of the projects the caller is a member of, in creation order:
+    /// its limit, or fewer when they are large ([`crate::PAGE_BYTES`]).
     pub fn list(
         &self,
         caller: UserId,
@@ -292,8 +293,9 @@ impl ProjectService {
             cursor.map(|c| c.0),
             limit.get().saturating_add(1),
         )?;
-        let next_cursor = if items.len() > limit.get() {
-            items.truncate(limit.get());
+        let fits = crate::query::fitting(&items, limit.get(), |(project, _)| project.json_bytes());
+        let next_cursor = if items.len() > fits {
+            items.truncate(fits);
             items.last().map(|(p, _)| ProjectCursor(p.id))
         } else {
             None

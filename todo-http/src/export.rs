@@ -128,10 +128,18 @@ pub(crate) async fn export(
     }
     let owner = caller.user_id;
     let ticket = api.exports().enter(owner)?;
-    let head = head(&api, owner, format).await?;
+    let head = head(&api, format)?;
+    // JSON: the projects the caller owns, then their tasks.
+    let sections: &'static [Section] = match format {
+        Format::Json => &[Section {
+            projects: Owned::Owned,
+            then: b"],\"tasks\":[",
+        }],
+        Format::Calendar => &[],
+    };
     let body = streamed("export", EXPORT_DEADLINE, move |sink| async move {
         let _ticket = ticket;
-        pump(api, owner, format, head, sink).await;
+        pump(api, owner, format, head, sections, sink).await;
     });
     let mut response = Response::new(axum::body::Body::new(body));
     *response.status_mut() = StatusCode::OK;
@@ -153,46 +161,34 @@ pub(crate) async fn export(
     Ok(response)
 }
 
-/// What the export starts with: for JSON, the projects the caller owns
-/// (read before the status is sent, so that a failure is still a status).
-async fn head(api: &Arc<TaskApi>, owner: UserId, format: Format) -> Result<Vec<u8>, ApiError> {
+/// What the export starts with: for JSON, up to its first project.
+fn head(api: &Arc<TaskApi>, format: Format) -> Result<Vec<u8>, ApiError> {
     if format == Format::Calendar {
         return Ok(todo_core::ical::calendar_start().into_bytes());
     }
-    let (owned, _) = projects_of(api, owner).await?;
-    let mut head = Vec::with_capacity(256 + 300 * owned.len());
+    let mut head = Vec::with_capacity(128);
     head.extend_from_slice(b"{\"format\":\"todo.export/1\",\"exported_at\":");
     json_into(&mut head, &api.service().now().to_string())?;
-    head.extend_from_slice(b",\"projects\":");
-    json_into(&mut head, &owned)?;
-    head.extend_from_slice(b",\"tasks\":[");
+    head.extend_from_slice(b",\"projects\":[");
     Ok(head)
 }
 
-/// The projects `owner` is a member of: those they own, and the others
-/// (with their role in each).
-async fn projects_of(
-    api: &Arc<TaskApi>,
-    owner: UserId,
-) -> Result<(Vec<ProjectDto>, Vec<ProjectDto>), ApiError> {
-    let (mut owned, mut others) = (Vec::new(), Vec::new());
-    if let Some(service) = api.projects() {
-        let mut cursor = None;
-        loop {
-            let page = call(service, move |s| s.list(owner, PageLimit::LARGEST, cursor)).await?;
-            for member in &page.items {
-                match member.1 {
-                    ProjectRole::Owner => owned.push(ProjectDto::of(member)),
-                    _ => others.push(ProjectDto::of(member)),
-                }
-            }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-    }
-    Ok((owned, others))
+/// Which of the caller's projects a section of an export holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owned {
+    /// Those they own.
+    Owned,
+    /// The others they are a member of (with their role in each).
+    Others,
+}
+
+/// A JSON array of projects written before the tasks, page by page as
+/// they are read (a user may own a thousand projects of long
+/// descriptions: read whole, 40 MB an export; session 30's review, M3),
+/// and what follows its last.
+struct Section {
+    projects: Owned,
+    then: &'static [u8],
 }
 
 fn json_into<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), ApiError> {
@@ -227,8 +223,7 @@ pub(crate) async fn account_export(
         Some(service) => call(service, move |s| s.list(owner)).await?,
         None => Vec::new(),
     };
-    let (owned, memberships) = projects_of(&api, owner).await?;
-    let mut head = Vec::with_capacity(4096 + 300 * (owned.len() + memberships.len()));
+    let mut head = Vec::with_capacity(4096);
     head.extend_from_slice(b"{\"format\":\"todo.account-export/1\",\"exported_at\":");
     json_into(&mut head, &api.service().now().to_string())?;
     head.extend_from_slice(b",\"account\":{\"user\":");
@@ -247,14 +242,22 @@ pub(crate) async fn account_export(
     // (never a webhook's signing key)
     let hooks: Vec<WebhookDto> = webhooks.iter().map(|w| WebhookDto::of(w, false)).collect();
     json_into(&mut head, &hooks)?;
-    head.extend_from_slice(b",\"memberships\":");
-    json_into(&mut head, &memberships)?;
-    head.extend_from_slice(b"},\"projects\":");
-    json_into(&mut head, &owned)?;
-    head.extend_from_slice(b",\"tasks\":[");
+    head.extend_from_slice(b",\"memberships\":[");
+    // The projects of others they are a member of, then those they own,
+    // then the tasks.
+    const SECTIONS: &[Section] = &[
+        Section {
+            projects: Owned::Others,
+            then: b"]},\"projects\":[",
+        },
+        Section {
+            projects: Owned::Owned,
+            then: b"],\"tasks\":[",
+        },
+    ];
     let body = streamed("account export", EXPORT_DEADLINE, move |sink| async move {
         let _ticket = ticket;
-        pump(api, owner, Format::Json, head, sink).await;
+        pump(api, owner, Format::Json, head, SECTIONS, sink).await;
     });
     let mut response = Response::new(axum::body::Body::new(body));
     *response.status_mut() = StatusCode::OK;
@@ -319,12 +322,24 @@ where
     Pages { pages: body, whole }
 }
 
-/// Reads the tasks page after page and hands each to the response, until
-/// the last, or until the client is gone or stops reading, or a read
-/// fails.
-async fn pump(api: Arc<TaskApi>, owner: UserId, format: Format, head: Vec<u8>, sink: PageSink) {
+/// Reads the sections' projects, then the tasks, page after page, and
+/// hands each to the response, until the last, or until the client is gone
+/// or stops reading, or a read fails.
+async fn pump(
+    api: Arc<TaskApi>,
+    owner: UserId,
+    format: Format,
+    head: Vec<u8>,
+    sections: &'static [Section],
+    sink: PageSink,
+) {
     if !sink.send(Bytes::from(head)).await {
         return;
+    }
+    for section in sections {
+        if !write_projects(&api, owner, section, &sink).await {
+            return;
+        }
     }
     let now = api.service().now();
     let mut after: Option<TaskId> = None;
@@ -370,6 +385,53 @@ async fn pump(api: Arc<TaskApi>, owner: UserId, format: Format, head: Vec<u8>, s
         Format::Calendar => todo_core::ical::CALENDAR_END.as_bytes(),
     };
     sink.finish(Bytes::from_static(tail)).await;
+}
+
+/// Writes a section's projects page by page (each a page of the caller's
+/// projects, cut at `todo_core::PAGE_BYTES`), then what follows them;
+/// false when the export must end.
+async fn write_projects(
+    api: &Arc<TaskApi>,
+    owner: UserId,
+    section: &Section,
+    sink: &PageSink,
+) -> bool {
+    let mut first = true;
+    if let Some(service) = api.projects() {
+        let mut cursor = None;
+        loop {
+            let page = call(service, move |s| s.list(owner, PageLimit::LARGEST, cursor)).await;
+            let page = match page {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(target: "todo::export", user = %owner, ?error, "an export failed part way");
+                    return false;
+                }
+            };
+            let mut out = Vec::new();
+            for member in &page.items {
+                let owned = member.1 == ProjectRole::Owner;
+                if owned != (section.projects == Owned::Owned) {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                if json_into(&mut out, &ProjectDto::of(member)).is_err() {
+                    return false;
+                }
+            }
+            if !out.is_empty() && !sink.send(Bytes::from(out)).await {
+                return false;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    sink.send(Bytes::from_static(section.then)).await
 }
 
 /// The response's body: the pages the pump wrote, as the connection takes

@@ -15,7 +15,7 @@ use todo_core::{
 };
 use utoipa::ToSchema;
 
-use crate::blocking::call;
+use crate::blocking::{blocking, call};
 use crate::extract::{
     Caller, Conditional, JsonBytes, Path, PathId, ProjectsRead, ProjectsWrite, Scoped,
 };
@@ -265,7 +265,18 @@ pub(crate) async fn list_projects(
                 next_cursor: None,
             }
         }
-        None => call(service, move |s| s.list(caller, limit, cursor)).await?,
+        None => {
+            // A list slot, and the page built under it, as for tasks: a
+            // hundred projects of long descriptions are megabytes
+            // (session 30's review, M2).
+            let slot = api.list_slots().take(caller).await?;
+            let service = service.clone();
+            return blocking(move || {
+                let _slot = slot;
+                page_response(&service.list(caller, limit, cursor)?)
+            })
+            .await;
+        }
     };
     page_response(&page)
 }

@@ -41,6 +41,10 @@ pub struct HttpLimits {
     /// Bytes of request bodies buffered at once across the process; a body
     /// that cannot get its share gets 503 with `Retry-After`.
     pub body_budget_bytes: usize,
+    /// How long data sent may stay unacknowledged (a client that stops
+    /// reading) before the kernel drops the connection and what it held
+    /// for it (`TCP_USER_TIMEOUT`, on Linux).
+    pub send_stall: Duration,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,
 }
@@ -57,6 +61,7 @@ impl Default for HttpLimits {
             max_requests_per_client: 32,
             max_concurrent_streams: 32,
             body_budget_bytes: 32 * 1024 * 1024,
+            send_stall: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
         }
     }

@@ -97,6 +97,7 @@ pub async fn serve<A: Api>(
         responses: BodyBudget::new(limits.body_budget_bytes, limits.max_body_bytes),
         stopping,
         deadline: limits.header_read_timeout,
+        send_stall: limits.send_stall,
     };
     tokio::pin!(shutdown);
     loop {
@@ -153,6 +154,34 @@ struct Accepted<A: Api> {
     stopping: watch::Receiver<bool>,
     /// The deadline of every stage (the head timeout).
     deadline: Duration,
+    /// How long sent data may stay unacknowledged (`HttpLimits::send_stall`).
+    send_stall: Duration,
+}
+
+/// What the kernel may buffer for one connection's answers: answers leave
+/// the response budget once the kernel takes them, and a client that
+/// never reads had the kernel hold up to its autotuned 4 MiB a connection
+/// (session 30's attack, F1: 256 connections of unread pages, 547 MiB of
+/// send queues, charged to a cgroup v2 container's memory). The kernel
+/// keeps twice this for its bookkeeping.
+const SEND_BUFFER_BYTES: usize = 128 * 1024;
+
+/// Bounds the kernel's send buffer of `stream`, and (Linux) has the kernel
+/// drop the connection, and free that buffer, once data sent has stayed
+/// unacknowledged for `send_stall`: a client that stops reading holds
+/// nothing for long, whether the server still writes to it or has closed
+/// it (an orphaned socket would keep its buffer too).
+fn bound_kernel_buffers(stream: &TcpStream, send_stall: Duration) {
+    let socket = socket2::SockRef::from(stream);
+    if let Err(error) = socket.set_send_buffer_size(SEND_BUFFER_BYTES) {
+        tracing::debug!(target: "todo::http", %error, "SO_SNDBUF not set");
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(error) = socket.set_tcp_user_timeout(Some(send_stall)) {
+        tracing::debug!(target: "todo::http", %error, "TCP_USER_TIMEOUT not set");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = send_stall;
 }
 
 impl<A: Api> Accepted<A> {
@@ -174,6 +203,7 @@ impl<A: Api> Accepted<A> {
         };
         // Without it every small response waits for delayed ACKs (~40 ms).
         let _ = stream.set_nodelay(true);
+        bound_kernel_buffers(&stream, self.send_stall);
         let front = Arc::clone(&self.front);
         let builder = Arc::clone(&self.builder);
         let tls = self.tls.clone();

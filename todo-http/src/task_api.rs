@@ -63,8 +63,8 @@ const WRITES_PER_USER: usize = 2;
 /// nothing, 2 s at most (429).
 const LISTS_PER_USER: usize = 2;
 
-/// Lists and reads of the change log (those not read in place) an instance
-/// builds at once, across users. Each holds its page in memory while it is
+/// Lists of tasks and projects and reads of the change log (those not
+/// read in place) an instance builds at once, across users. Each holds its page in memory while it is
 /// read and written out (up to a hundred tasks of 40 KB, and up to
 /// `todo_core::PAGE_BYTES` of JSON): 32 at once from each of four
 /// addresses, over accounts of their own, took an instance to 256–280 MiB
@@ -1121,10 +1121,10 @@ const CHANGES_PARAMS: &[&str] = &["since", "limit"];
 #[utoipa::path(get, path = "/v1/changes",
     params(
         ("since" = Option<String>, Query, description = "a change's cursor, or the next_cursor of the previous page; without it, from the oldest change kept"),
-        ("limit" = Option<i64>, Query, description = "page size"),
+        ("limit" = Option<i64>, Query, description = "page size (a page of large changes holds fewer, about 2 MiB of them)"),
     ),
     responses(
-        (status = 200, description = "The changes after the cursor, in the order they committed; a page shorter than the limit means caught up", body = ChangesPage<'_>),
+        (status = 200, description = "The changes after the cursor, in the order they committed; an empty page means caught up (a page of large changes may hold fewer than the limit while more follow)", body = ChangesPage<'_>),
         (status = 410, description = "Changes after the cursor are no longer kept (urn:todo:problem:changes-gone): list the tasks again"),
     ))]
 async fn list_changes(
@@ -1152,23 +1152,34 @@ async fn list_changes(
     // connections made everyone's reads of the log take 85-206 ms (attack
     // of session 22, F5); its own reads now wait in line, holding nothing
     // (429 after 2 s), as its lists do.
+    // The page is built under the slot too: it is held in memory until
+    // it is an answer (`LISTS_AT_ONCE`).
     let slot = api.lists.take(owner).await?;
-    let page = call(&api.service, move |s| {
+    let service = api.service.clone();
+    blocking(move || {
         let _slot = slot;
-        s.changes(owner, since.as_ref(), limit)
+        let page = service.changes(owner, since.as_ref(), limit)?;
+        let items = page
+            .items
+            .iter()
+            .map(|change| ChangeDto::of(owner, change))
+            .collect();
+        let body = ChangesPage {
+            items,
+            next_cursor: page.next_cursor.to_string(),
+        };
+        let capacity = 64 + page.items.iter().map(Change::json_bytes).sum::<usize>();
+        crate::front::json_sized(StatusCode::OK, &body, capacity)
     })
-    .await?;
-    let items = page
-        .items
-        .iter()
-        .map(|change| ChangeDto::of(owner, change))
-        .collect();
-    let body = ChangesPage {
-        items,
-        next_cursor: page.next_cursor.to_string(),
-    };
-    let capacity = 64 + 600 * page.items.len();
-    crate::front::json_sized(StatusCode::OK, &body, capacity)
+    .await
+}
+
+impl TaskApi {
+    /// The slots lists take (`LISTS_PER_USER`, `LISTS_AT_ONCE`): for the
+    /// project lists too.
+    pub(crate) fn list_slots(&self) -> &ScanSlots {
+        &self.lists
+    }
 }
 
 impl Api for TaskApi {

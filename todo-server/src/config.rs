@@ -117,6 +117,11 @@ pub struct ServerArgs {
     /// Seconds a request body has to arrive; later gets 408.
     #[arg(long, env = "TODO_BODY_TIMEOUT_SECS", default_value_t = 10)]
     pub body_timeout_secs: u64,
+    /// Seconds data sent to a client may stay unread (unacknowledged)
+    /// before its connection is dropped, and what the kernel held for it
+    /// freed (Linux: TCP_USER_TIMEOUT).
+    #[arg(long, env = "TODO_SEND_STALL_SECS", default_value_t = 30)]
+    pub send_stall_secs: u64,
     /// Open connections at most; more are closed at once.
     #[arg(long, env = "TODO_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
@@ -211,6 +216,7 @@ impl ServerArgs {
             max_connections_per_client: self.max_connections_per_client,
             max_requests_per_client: self.max_requests_per_client,
             body_budget_bytes: self.body_budget_bytes,
+            send_stall: Duration::from_secs(self.send_stall_secs.max(1)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             ..HttpLimits::default()
         })

@@ -688,3 +688,81 @@ async fn unread_http2_responses_cannot_grow_memory_past_a_bound() {
         connection.abort();
     }
 }
+
+/// A client that stops reading a large answer: the kernel gives up on it
+/// after `--send-stall-secs` and drops the connection (and the send queue
+/// it held for it), instead of keeping the answer for as long as the
+/// client keeps the socket (session 30's attack, F1: 547 MiB of send
+/// queues for 256 such connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_an_answer_is_dropped_after_the_send_stall() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(
+        dir.path(),
+        &["--task-write-burst", "1000", "--send-stall-secs", "2"],
+    );
+    let client = server.client(&data);
+    let registered = client
+        .json(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(&serde_json::json!({"username": "stalled", "password": "correct horse"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(registered.status, 201);
+    let token = common::token(&client, "stalled", "correct horse").await;
+    // 48 tasks of 40 KB: a page of about 2 MB, far more than the send and
+    // receive buffers between the two.
+    let description = "\u{1D11E}".repeat(10_000);
+    for i in 0..48 {
+        let body = serde_json::json!({"title": format!("task {i}"), "description": description});
+        let created = client
+            .json(Method::POST, "/v1/tasks", Some(&token), Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(created.status, 201, "{:?}", created.body);
+    }
+    // A receive buffer as small as the kernel allows: the server's writes
+    // fill it at once, and its window stays shut.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let mut tls = connector(&data, &[b"http/1.1"])
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /v1/tasks?limit=100 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    // The answer's first bytes arrive; then the client reads nothing for
+    // longer than the stall (the kernel probes the shut window, then gives
+    // up).
+    let mut head = [0u8; 64];
+    let n = tls.read(&mut head).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest)).await;
+    let whole = "\u{1D11E}".len() * 10_000 * 48;
+    match read {
+        Ok(Err(_)) => {}
+        Ok(Ok(_)) => assert!(
+            rest.len() < whole,
+            "the whole answer came ({} bytes): the connection was kept",
+            rest.len()
+        ),
+        Err(_) => panic!("neither the answer nor its end within 10 s"),
+    }
+    // The server goes on serving others.
+    assert_eq!(
+        healthz_from(&connector(&data, &[b"http/1.1"]), OTHER, server.addr).await,
+        "HTTP/1.1 200 OK"
+    );
+}

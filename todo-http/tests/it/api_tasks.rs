@@ -12,6 +12,7 @@ on_every_deployment!(
     lists_filter_sort_and_page,
     bad_list_queries_are_refused,
     task_bodies_are_validated,
+    pages_of_large_tasks_and_projects_are_cut_at_their_byte_budget,
 );
 
 async fn create(sys: &System, token: &str, body: Value) -> Value {
@@ -451,4 +452,116 @@ async fn task_bodies_are_validated(deployment: Deployment) {
         .json()
         .unwrap();
     assert_eq!(list["items"], json!([]), "nothing was stored");
+}
+
+/// Follows `path`'s pages (`items` and `next_cursor`; for `/v1/changes`,
+/// until a page is empty) as `token`: the ids in the order seen, and the
+/// number of pages. Each answer is within the page's byte budget.
+async fn every_page(sys: &System, token: &str, path: &str) -> (Vec<String>, usize) {
+    let (mut ids, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+    let changes = path.starts_with("/v1/changes");
+    loop {
+        let at = match (&cursor, changes) {
+            (None, _) => path.to_owned(),
+            (Some(c), false) => format!("{path}&cursor={c}"),
+            (Some(c), true) => format!("{path}&since={c}"),
+        };
+        let reply = sys
+            .tasks
+            .client
+            .json(Method::GET, &at, Some(token), None)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{at}: {:?}", reply.body);
+        assert!(
+            reply.body.len() <= todo_core::PAGE_BYTES,
+            "{at}: a page of {} bytes",
+            reply.body.len()
+        );
+        let page = reply.json().unwrap();
+        let items = page["items"].as_array().unwrap();
+        if changes && items.is_empty() {
+            break;
+        }
+        pages += 1;
+        ids.extend(
+            items
+                .iter()
+                .map(|item| item["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    (ids, pages)
+}
+
+async fn pages_of_large_tasks_and_projects_are_cut_at_their_byte_budget(deployment: Deployment) {
+    let Some(sys) = spawn(deployment, Options::default()).await else {
+        return;
+    };
+    let (_, alice, _) = sys.user("alice").await;
+    // The longest description, in characters of four bytes: 40 KB a task,
+    // about fifty to a page of 2 MiB.
+    let description = "\u{1D11E}".repeat(10_000);
+    let mut made = std::collections::BTreeSet::new();
+    for n in 0..60 {
+        let task = create(
+            &sys,
+            &alice,
+            json!({"title": format!("t{n}"), "description": description, "labels": ["big"],
+                   "due_at": format!("2031-01-{:02}T09:00:00Z", 1 + n % 28)}),
+        )
+        .await;
+        made.insert(task["id"].as_str().unwrap().to_owned());
+    }
+    for query in [
+        "/v1/tasks?limit=100",
+        "/v1/tasks?limit=100&sort=due",
+        "/v1/tasks?limit=100&label=big&sort=-due",
+    ] {
+        let (ids, pages) = every_page(&sys, &alice, query).await;
+        assert!(pages >= 2, "{query}: {pages} page");
+        assert_eq!(ids.len(), made.len(), "{query}: every task once");
+        assert_eq!(
+            ids.into_iter().collect::<std::collections::BTreeSet<_>>(),
+            made
+        );
+    }
+    let (ids, pages) = every_page(&sys, &alice, "/v1/changes?limit=100").await;
+    assert!(pages >= 2, "changes: {pages} page");
+    assert_eq!(
+        ids.into_iter().collect::<std::collections::BTreeSet<_>>(),
+        made,
+        "each task's creation once"
+    );
+
+    // Projects of the longest description likewise.
+    for n in 0..60 {
+        let made = sys
+            .post(
+                &sys.tasks.client,
+                "/v1/projects",
+                Some(&alice),
+                json!({"name": format!("p{n}"), "description": description}),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{:?}", made.body);
+    }
+    let (ids, pages) = every_page(&sys, &alice, "/v1/projects?limit=100").await;
+    assert!(pages >= 2, "projects: {pages} page");
+    assert_eq!(ids.len(), 61, "the Inbox and sixty, once each");
+
+    // The export holds them all, written as it is read.
+    let reply = sys
+        .tasks
+        .client
+        .json(Method::GET, "/v1/export", Some(&alice), None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let export = reply.json().unwrap();
+    assert_eq!(export["projects"].as_array().unwrap().len(), 61);
+    assert_eq!(export["tasks"].as_array().unwrap().len(), 60);
 }
