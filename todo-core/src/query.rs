@@ -454,7 +454,7 @@ id_cursor!(
 /// About the most JSON one page of tasks or changes comes to: a page of
 /// large tasks holds fewer than its limit, and its next cursor goes on
 /// from the last it holds. (A hundred tasks of 10,000 characters each, the
-/// longest description, come to 40 MB of text when the characters take
+/// longest description, come to 4 MB of text when the characters take
 /// four bytes each; built whole, and a few dozen at once, they took an
 /// instance past its container's memory: session 29's attack, F2.)
 pub const PAGE_BYTES: usize = 2 * 1024 * 1024;

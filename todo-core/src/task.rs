@@ -512,7 +512,7 @@ impl Task {
     #[must_use]
     pub fn json_bytes(&self) -> usize {
         // ids, times, flags, a rule and ten reminders at their longest
-        const REST: usize = 1024;
+        const REST: usize = 1536;
         let labels: usize = self
             .labels
             .iter()

@@ -13,7 +13,9 @@
 //! ([`MAX_STREAMS_PER_USER`]) and some hundreds per instance; each holds its connection and its client's
 //! request slot, so the connection caps count it; what waits unsent is
 //! [`BACKLOG`] events and [`BACKLOG_BYTES`] at most (one event, if it is
-//! larger), and a client that does not take one for [`STALL`] loses its
+//! larger), counted until the connection has written them out; besides,
+//! the pump holds the rest of its read and the frame it waits to queue;
+//! and a client that does not take one for [`STALL`] loses its
 //! connection. A stream ends when its token expires or
 //! is revoked (checked every [`RECHECK`]), when the server shuts down, and
 //! when its client goes away.
@@ -81,7 +83,9 @@ pub const STALL: Duration = Duration::from_secs(10);
 
 /// Events read from the log at once.
 /// As many as may wait unsent, so that a stream holds at most twice its
-/// backlog (a change may be some 40 KB), even while it catches up.
+/// backlog (a change may be some 40 KB), even while it catches up. (A page
+/// this short is never cut for its bytes, `todo_core::PAGE_BYTES`: a full
+/// one says more may follow.)
 const READ: ChangeLimit = ChangeLimit::clamped(BACKLOG);
 
 /// Streams open, per user ([`MAX_STREAMS_PER_USER`]), per client address
@@ -456,7 +460,9 @@ async fn stopped(control: Option<&mut LiveControl>) {
 /// One change as an event.
 fn event(owner: UserId, change: &Change) -> Option<Bytes> {
     let cursor = ChangeCursor::new(owner, change.position).to_string();
-    let mut frame = Vec::with_capacity(640);
+    // (the change's weight is at least its JSON: the frame never grows,
+    // and holds little more than it is)
+    let mut frame = Vec::with_capacity(128 + change.json_bytes());
     frame.extend_from_slice(b"id: ");
     frame.extend_from_slice(cursor.as_bytes());
     frame.extend_from_slice(b"\nevent: ");
@@ -473,7 +479,13 @@ fn event(owner: UserId, change: &Change) -> Option<Bytes> {
 fn queue() -> (EventSender, Backlog) {
     let (events, backlog) = mpsc::channel(BACKLOG);
     let room = Arc::new(Semaphore::new(BACKLOG_BYTES));
-    (EventSender { events, room }, Backlog(backlog))
+    (
+        EventSender { events, room },
+        Backlog {
+            frames: backlog,
+            taken: None,
+        },
+    )
 }
 
 /// The pump's end of a stream's [`queue`].
@@ -502,8 +514,14 @@ impl EventSender {
 }
 
 /// The stream's body: the frames the pump made, as the connection takes
-/// them (each one's room in the queue given back as it is taken).
-struct Backlog(mpsc::Receiver<(Bytes, OwnedSemaphorePermit)>);
+/// them. A frame's room in the queue is given back when the connection
+/// asks for the next one: by then it has written the frame out (an HTTP/1
+/// connection holds the frame it writes whole).
+struct Backlog {
+    frames: mpsc::Receiver<(Bytes, OwnedSemaphorePermit)>,
+    /// The room of the frame the connection took last.
+    taken: Option<OwnedSemaphorePermit>,
+}
 
 impl Body for Backlog {
     type Data = Bytes;
@@ -513,9 +531,13 @@ impl Body for Backlog {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|frame| frame.map(|(bytes, _room)| Ok(Frame::data(bytes))))
+        self.taken = None;
+        self.frames.poll_recv(cx).map(|frame| {
+            frame.map(|(bytes, room)| {
+                self.taken = Some(room);
+                Ok(Frame::data(bytes))
+            })
+        })
     }
 }
 
@@ -546,14 +568,28 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(waits(&second), "80 KB would be queued");
+        // Taken, the first is still counted while the connection writes
+        // it out: until the connection asks for the next.
         let taken = backlog.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(taken.len(), large.len());
-        assert!(second.await.unwrap(), "queued once the first is taken");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(waits(&second), "the first is being written");
+        let taken = backlog.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(
+            taken.len(),
+            large.len(),
+            "the second, once the first was written"
+        );
+        assert!(second.await.unwrap());
         // One event larger than the whole room still goes, alone.
-        let taken = backlog.frame().await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(taken.len(), large.len());
         let huge = Bytes::from(vec![b'y'; BACKLOG_BYTES * 2]);
-        assert!(events.send(huge).await);
+        let huge = tokio::spawn({
+            let events = Arc::clone(&events);
+            async move { events.send(huge).await }
+        });
+        let taken = backlog.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(taken.len(), BACKLOG_BYTES * 2);
+        assert!(huge.await.unwrap());
         let small = tokio::spawn({
             let events = Arc::clone(&events);
             async move { events.send(Bytes::from_static(b": keep-alive\n\n")).await }
@@ -562,7 +598,6 @@ mod tests {
         assert!(waits(&small), "the large one fills the room");
         drop(backlog.frame().await);
         assert!(small.await.unwrap());
-        drop(backlog.frame().await);
         // Small events: at most BACKLOG of them.
         for _ in 0..BACKLOG {
             assert!(events.send(Bytes::from_static(b"e")).await);

@@ -6,8 +6,10 @@
 //! at most `slots` at once across users, leaving the rest of the pool to
 //! other work, and one at a time per user: one user's searches queue
 //! behind each other (a cheap wait, holding nothing) and not in front of
-//! everyone's. The same make, with no bound across users, gives each user
-//! a few writes and plain lists at once (`ScanSlots::per_user`).
+//! everyone's. The same make gives each user a few writes at once, with no
+//! bound across users (`ScanSlots::per_user`), and a few plain lists at
+//! once, with a bound across users (`ScanSlots::bounded`: each list holds
+//! its page in memory).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -94,7 +96,7 @@ impl ScanSlots {
     }
 
     /// `per_user` slots at once a user (at least one), with no bound across
-    /// users beyond the pool's own: for writes and for lists. A write may
+    /// users beyond the pool's own: for writes. A write may
     /// wait, holding its pooled connection, on rows another transaction of
     /// its user holds (their import, say): this bounds how many connections
     /// one user's waiting writes can hold, and the rest wait here, holding

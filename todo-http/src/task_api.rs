@@ -69,8 +69,9 @@ const LISTS_PER_USER: usize = 2;
 /// `todo_core::PAGE_BYTES` of JSON): 32 at once from each of four
 /// addresses, over accounts of their own, took an instance to 256–280 MiB
 /// (session 29's attack, F2). As many as a default pool has connections:
-/// more could not read at once anyway. The rest wait, holding nothing, 2 s
-/// at most (503).
+/// more could not read at once anyway ([`TaskApi::with_list_slots`]:
+/// servers give their pool's size). The rest wait, holding nothing, 2 s at
+/// most (503).
 const LISTS_AT_ONCE: usize = 8;
 
 /// The task API over a [`TaskService`].
@@ -133,6 +134,17 @@ impl TaskApi {
     #[must_use]
     pub fn with_scan_slots(mut self, slots: usize) -> Self {
         self.scans = ScanSlots::new(slots);
+        self
+    }
+
+    /// At most `slots` lists (of tasks and projects) and reads of the
+    /// change log, not read in place, read and built at once across users
+    /// (each user two at most): each holds its page in memory until it
+    /// is an answer. The default, 8, is the store's default pool; a server
+    /// gives the size of its own.
+    #[must_use]
+    pub fn with_list_slots(mut self, slots: usize) -> Self {
+        self.lists = ScanSlots::bounded(slots, LISTS_PER_USER);
         self
     }
 
@@ -1189,5 +1201,93 @@ impl Api for TaskApi {
 
     fn operations(&self) -> &Operations {
         &self.ops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use todo_core::{ChangeKind, LogPosition, ProjectId, Series, SeriesId, TaskId, UserId};
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A task with every field at its longest, its text of `fill`.
+    fn longest_task(fill: &str) -> Task {
+        let at = Timestamp::parse_rfc3339("2031-12-31T23:59:59.999999Z", "t").unwrap();
+        let id = |n: u128| Uuid::from_u128(u128::MAX - n);
+        // (a letter first: text of spaces alone is blank)
+        let text = |chars: usize| format!("a{}", fill.repeat(chars - 1));
+        let labels = (0..Labels::MAX_LABELS)
+            .map(|n| Label::parse(&format!("{n:02}{}", "x".repeat(30))).unwrap())
+            .collect();
+        let reminders = (0..Reminders::MAX)
+            .map(|n| Reminder::At(Timestamp::from_unix_micros(1_000_000 * n as i64 + 1).unwrap()));
+        Task {
+            id: TaskId::from_uuid(id(1)),
+            project: ProjectId::from_uuid(id(2)),
+            created_by: UserId::from_uuid(id(3)),
+            // (a title takes no line break or tab: quotes, escaped too)
+            title: Title::parse(&text(Title::MAX_CHARS))
+                .or_else(|_| Title::parse(&"\"".repeat(Title::MAX_CHARS)))
+                .unwrap(),
+            description: Description::parse(&text(Description::MAX_CHARS)).unwrap(),
+            done: true,
+            completed_at: Some(at),
+            due_at: Some(at),
+            priority: Priority::new(3).unwrap(),
+            labels: Labels::new(labels).unwrap(),
+            archived: true,
+            created_at: at,
+            updated_at: at,
+            version: TaskVersion::new(i64::MAX).unwrap(),
+            parent: Some(TaskId::from_uuid(id(4))),
+            recurrence: Some(
+                Recurrence::parse(
+                    "FREQ=MONTHLY;INTERVAL=999;BYDAY=MO,TU,WE,TH,FR,SA,SU;BYMONTHDAY=28,29,30,31,-1;COUNT=999",
+                )
+                .unwrap(),
+            ),
+            time_zone: TimeZoneName::parse("America/Argentina/ComodRivadavia").unwrap(),
+            series: Some(Series {
+                id: SeriesId::from_uuid(id(5)),
+                start: at,
+                occurrence: u32::MAX,
+            }),
+            reminders: Reminders::new(reminders).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_tasks_weight_is_never_less_than_its_json() {
+        // Text JSON escapes, text of four-byte characters, plain text.
+        for fill in ["\n", "\"", "\\", "\t", "\u{1D11E}", "x", "é"] {
+            let task = longest_task(fill);
+            let wire = serde_json::to_vec(&TaskDto::from(&task)).unwrap().len();
+            assert!(
+                wire <= task.json_bytes(),
+                "{fill:?}: {wire} bytes on the wire, weighed {}",
+                task.json_bytes()
+            );
+            let owner = task.created_by;
+            let change = Change {
+                position: LogPosition::new(u64::MAX >> 1),
+                kind: ChangeKind::TaskUpdated,
+                subject: Subject::Task {
+                    id: task.id,
+                    task: Some(task),
+                },
+                at: Timestamp::from_unix_micros(1).unwrap(),
+            };
+            let wire = serde_json::to_vec(&ChangeDto::of(owner, &change))
+                .unwrap()
+                .len();
+            assert!(
+                wire <= change.json_bytes(),
+                "{fill:?}: a change of {wire} bytes on the wire, weighed {}",
+                change.json_bytes()
+            );
+        }
     }
 }

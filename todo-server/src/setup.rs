@@ -901,6 +901,8 @@ pub(crate) fn task_api(
     more_probes: Vec<Arc<dyn Probe>>,
 ) -> Result<todo_http::TaskApi, Error> {
     let scans = usize::try_from(store.pool_state().max / 2).map_or(1, |half| half.max(1));
+    // Lists read and built at once: no more than the pool could read.
+    let lists = usize::try_from(store.pool_state().max).map_or(1, |max| max.max(1));
     // The account's export is served beside the tasks it holds, reading
     // the account from the tables auth-server writes.
     let shared = Arc::new(store.clone());
@@ -910,6 +912,7 @@ pub(crate) fn task_api(
     Ok(todo_http::TaskApi::new(service, gate, probes)
         .map_err(Error::api("task"))?
         .with_scan_slots(scans)
+        .with_list_slots(lists)
         .with_accounts(accounts))
 }
 
