@@ -562,6 +562,27 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_where_a_value_is_passed_over_does_not_overflow_the_stack() {
+        // (serde_json passes over a value without recursing: 100,000 deep
+        // in a field read as `IgnoredAny` is read through; the test keeps
+        // it so. Session 30's attack, F3.)
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let file = format!(
+            r#"{{"format":"todo.export/1","tasks":[{{"id":"a","title":"x","version":{deep}}}]}}"#
+        );
+        let read = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || read_export(file.as_bytes()).map(|file| file.tasks.len()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(read.unwrap(), 1);
+        // Where a value is read, the parser's depth limit refuses it.
+        let file = format!(r#"{{"format":"todo.export/1","projects":{deep}}}"#);
+        assert!(read_export(file.as_bytes()).is_err());
+    }
+
+    #[test]
     fn a_calendar_that_is_not_utf8_is_named_by_its_line() {
         let error =
             read_calendar_bytes(b"BEGIN:VCALENDAR\r\nBEGIN:VTODO\r\nSUMMARY:\xff\r\n").unwrap_err();
