@@ -583,25 +583,28 @@ async fn a_client_that_stops_reading_its_responses_loses_the_connection() {
 /// connections from one address, 32 streams each of a 4 MB task list,
 /// windows never opened, took a server from 24 MiB to 1.4 GiB. The
 /// response budget bounds what waits to be sent; reads past it get 503.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unread_http2_responses_cannot_grow_memory_past_a_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, data) = start_todo(dir.path(), &["--task-write-burst", "1000"]);
-    let client = server.client(&data);
+/// Registers `username` and gives them `tasks` tasks of 40 KB (the longest
+/// description, in characters of four bytes): their token.
+async fn user_with_large_tasks(
+    server: &Running,
+    data: &Path,
+    username: &str,
+    tasks: usize,
+) -> String {
+    let client = server.client(data);
     let registered = client
         .json(
             Method::POST,
             "/v1/auth/register",
             None,
-            Some(&serde_json::json!({"username": "hoarder", "password": "correct horse"})),
+            Some(&serde_json::json!({"username": username, "password": "correct horse"})),
         )
         .await
         .unwrap();
     assert_eq!(registered.status, 201);
-    let token = common::token(&client, "hoarder", "correct horse").await;
-    // 100 tasks of 40 KB: a page of them is 4 MB.
+    let token = common::token(&client, username, "correct horse").await;
     let description = "\u{1D11E}".repeat(10_000);
-    for i in 0..100 {
+    for i in 0..tasks {
         let body = serde_json::json!({"title": format!("task {i}"), "description": description});
         let created = client
             .json(Method::POST, "/v1/tasks", Some(&token), Some(&body))
@@ -609,6 +612,15 @@ async fn unread_http2_responses_cannot_grow_memory_past_a_bound() {
             .unwrap();
         assert_eq!(created.status, 201, "{:?}", created.body);
     }
+    token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_http2_responses_cannot_grow_memory_past_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(dir.path(), &["--task-write-burst", "1000"]);
+    // 100 tasks of 40 KB: pages of 2 MiB, the most a page holds.
+    let token = user_with_large_tasks(&server, &data, "hoarder", 100).await;
     let pid = server.child.id();
     let before = rss_kib(pid);
 
@@ -701,29 +713,9 @@ async fn a_client_that_stops_reading_an_answer_is_dropped_after_the_send_stall()
         dir.path(),
         &["--task-write-burst", "1000", "--send-stall-secs", "2"],
     );
-    let client = server.client(&data);
-    let registered = client
-        .json(
-            Method::POST,
-            "/v1/auth/register",
-            None,
-            Some(&serde_json::json!({"username": "stalled", "password": "correct horse"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(registered.status, 201);
-    let token = common::token(&client, "stalled", "correct horse").await;
     // 48 tasks of 40 KB: a page of about 2 MB, far more than the send and
     // receive buffers between the two.
-    let description = "\u{1D11E}".repeat(10_000);
-    for i in 0..48 {
-        let body = serde_json::json!({"title": format!("task {i}"), "description": description});
-        let created = client
-            .json(Method::POST, "/v1/tasks", Some(&token), Some(&body))
-            .await
-            .unwrap();
-        assert_eq!(created.status, 201, "{:?}", created.body);
-    }
+    let token = user_with_large_tasks(&server, &data, "stalled", 48).await;
     // A receive buffer as small as the kernel allows: the server's writes
     // fill it at once, and its window stays shut.
     let socket = TcpSocket::new_v4().unwrap();
