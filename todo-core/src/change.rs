@@ -187,6 +187,23 @@ pub struct Change {
 }
 
 impl Change {
+    /// A bound of [`Change::json_bytes`] that reads no text.
+    #[must_use]
+    pub fn json_bytes_at_most(&self) -> usize {
+        match &self.subject {
+            Subject::Task {
+                task: Some(task), ..
+            } => 128 + task.json_bytes_at_most(),
+            Subject::Project {
+                project: Some((project, _)),
+                ..
+            } => project.json_bytes_at_most(),
+            Subject::Task { task: None, .. }
+            | Subject::Project { project: None, .. }
+            | Subject::Member { .. } => 512,
+        }
+    }
+
     /// About how long this change is as JSON on the wire: what a page of
     /// changes is weighed by.
     #[must_use]

@@ -281,6 +281,13 @@ impl Project {
             + crate::query::json_text_bytes(self.description.as_str())
     }
 
+    /// A bound of [`Project::json_bytes`] that reads no text.
+    #[must_use]
+    pub fn json_bytes_at_most(&self) -> usize {
+        512 + crate::query::json_text_bytes_at_most(self.name.as_str())
+            + crate::query::json_text_bytes_at_most(self.description.as_str())
+    }
+
     /// `owner`'s Inbox as it is made with the account.
     #[must_use]
     pub fn inbox(owner: UserId, now: Timestamp) -> Self {

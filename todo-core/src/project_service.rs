@@ -293,7 +293,12 @@ impl ProjectService {
             cursor.map(|c| c.0),
             limit.get().saturating_add(1),
         )?;
-        let fits = crate::query::fitting(&items, limit.get(), |(project, _)| project.json_bytes());
+        let fits = crate::query::fitting(
+            &items,
+            limit.get(),
+            |(project, _)| project.json_bytes_at_most(),
+            |(project, _)| project.json_bytes(),
+        );
         let next_cursor = if items.len() > fits {
             items.truncate(fits);
             items.last().map(|(p, _)| ProjectCursor(p.id))

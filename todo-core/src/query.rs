@@ -461,8 +461,22 @@ pub const PAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// How many of `items` (at most `limit`) a page holds: those whose
 /// `weight` (their JSON's length, about) adds up to [`PAGE_BYTES`], and
-/// always the first.
-pub(crate) fn fitting<T>(items: &[T], limit: usize, weight: impl Fn(&T) -> usize) -> usize {
+/// always the first. `at_most` is a bound of the weight that reads no
+/// text (its length times an escape's six): a page that fits by it, as a
+/// page of ordinary tasks does, is not weighed further.
+pub(crate) fn fitting<T>(
+    items: &[T],
+    limit: usize,
+    at_most: impl Fn(&T) -> usize,
+    weight: impl Fn(&T) -> usize,
+) -> usize {
+    let bound = items
+        .iter()
+        .take(limit)
+        .fold(0usize, |sum, item| sum.saturating_add(at_most(item)));
+    if bound <= PAGE_BYTES {
+        return limit.min(items.len());
+    }
     let mut bytes = 0usize;
     items
         .iter()
@@ -472,6 +486,11 @@ pub(crate) fn fitting<T>(items: &[T], limit: usize, weight: impl Fn(&T) -> usize
             bytes > PAGE_BYTES
         })
         .map_or(limit.min(items.len()), |over| over.max(1))
+}
+
+/// The most `text` can take as a JSON string, by its length alone.
+pub(crate) fn json_text_bytes_at_most(text: &str) -> usize {
+    6 * text.len() + 2
 }
 
 /// About how long `text` is as a JSON string: what is escaped takes more

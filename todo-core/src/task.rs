@@ -507,19 +507,36 @@ impl From<TreeRefusal> for ValidationError {
 }
 
 impl Task {
+    /// What a task's JSON holds besides its text, at the longest: ids,
+    /// times, flags, a rule and ten reminders.
+    const JSON_REST: usize = 1536;
+
     /// About how long this task is as JSON on the wire (its text, escaped,
     /// and room for the rest): what a page of tasks is weighed by.
     #[must_use]
     pub fn json_bytes(&self) -> usize {
-        // ids, times, flags, a rule and ten reminders at their longest
-        const REST: usize = 1536;
         let labels: usize = self
             .labels
             .iter()
             .map(|label| crate::query::json_text_bytes(label.as_str()) + 1)
             .sum();
-        REST + crate::query::json_text_bytes(self.title.as_str())
+        Self::JSON_REST
+            + crate::query::json_text_bytes(self.title.as_str())
             + crate::query::json_text_bytes(self.description.as_str())
+            + labels
+    }
+
+    /// A bound of [`Task::json_bytes`] that reads no text (lengths only).
+    #[must_use]
+    pub fn json_bytes_at_most(&self) -> usize {
+        let labels: usize = self
+            .labels
+            .iter()
+            .map(|label| crate::query::json_text_bytes_at_most(label.as_str()) + 1)
+            .sum();
+        Self::JSON_REST
+            + crate::query::json_text_bytes_at_most(self.title.as_str())
+            + crate::query::json_text_bytes_at_most(self.description.as_str())
             + labels
     }
 

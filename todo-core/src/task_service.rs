@@ -588,8 +588,12 @@ impl TaskService {
         }
         // A page of large tasks holds fewer changes: the next goes on
         // from the last one it holds.
-        let fits =
-            crate::query::fitting(&log.changes, limit.get(), crate::change::Change::json_bytes);
+        let fits = crate::query::fitting(
+            &log.changes,
+            limit.get(),
+            crate::change::Change::json_bytes_at_most,
+            crate::change::Change::json_bytes,
+        );
         let next = if fits < log.changes.len() {
             log.changes.truncate(fits);
             log.changes.last().map_or(after, |change| change.position)
@@ -848,7 +852,12 @@ fn another_project(caller: UserId, query: &TaskQuery) -> Option<ProjectId> {
 /// The page of `query` from the tasks read for it ([`read_limit`]): its
 /// limit, or fewer when they are large ([`crate::query::PAGE_BYTES`]).
 fn page(query: &TaskQuery, mut items: Vec<Task>) -> Page<Task, TaskCursor> {
-    let fits = crate::query::fitting(&items, query.limit.get(), Task::json_bytes);
+    let fits = crate::query::fitting(
+        &items,
+        query.limit.get(),
+        Task::json_bytes_at_most,
+        Task::json_bytes,
+    );
     let next_cursor = if items.len() > fits {
         items.truncate(fits);
         items.last().map(|last| query.cursor_after(last))

@@ -1270,6 +1270,7 @@ mod tests {
                 "{fill:?}: {wire} bytes on the wire, weighed {}",
                 task.json_bytes()
             );
+            assert!(task.json_bytes() <= task.json_bytes_at_most(), "{fill:?}");
             let owner = task.created_by;
             let change = Change {
                 position: LogPosition::new(u64::MAX >> 1),
@@ -1288,6 +1289,7 @@ mod tests {
                 "{fill:?}: a change of {wire} bytes on the wire, weighed {}",
                 change.json_bytes()
             );
+            assert!(change.json_bytes() <= change.json_bytes_at_most(), "{fill:?}");
         }
     }
 }
