@@ -1519,9 +1519,18 @@ function openSubtaskForm(li, parent) {
 async function loadProjects() {
   const mine = api.currentSession();
   try {
-    const { body } = await api.call('GET', '/v1/projects?limit=100');
-    if (api.currentSession() !== mine) return;
-    state.projects = body.items;
+    // Every page: a page of projects with long descriptions holds fewer
+    // than its limit (about 2 MiB of them); the quota bounds the pages.
+    const projects = [];
+    let cursor = null;
+    do {
+      const query = cursor ? `limit=100&cursor=${encodeURIComponent(cursor)}` : 'limit=100';
+      const { body } = await api.call('GET', `/v1/projects?${query}`);
+      if (api.currentSession() !== mine) return;
+      projects.push(...body.items);
+      cursor = body.next_cursor;
+    } while (cursor);
+    state.projects = projects;
   } catch (error) {
     if (api.currentSession() !== mine || (error instanceof api.ApiError && error.status === 401)) return;
     state.projects = state.projects || [];

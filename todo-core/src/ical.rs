@@ -209,10 +209,13 @@ fn content_line(line: usize, text: &str) -> Result<ContentLine<'_>, ImportError>
         colon.ok_or_else(|| ImportError::at(Place::Line(line), "not a content line (no colon)"))?;
     let (head, value) = (&text[..colon], &text[colon + 1..]);
     let (name, params) = head.split_once(';').unwrap_or((head, ""));
-    if name.is_empty()
-        || name.len() > MAX_NAME_BYTES
-        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(ImportError::at(
+            Place::Line(line),
+            format_args!("a property name longer than {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return Err(ImportError::at(
             Place::Line(line),
             "not a content line (no property name)",

@@ -461,7 +461,7 @@ async fn stopped(control: Option<&mut LiveControl>) {
 fn event(owner: UserId, change: &Change) -> Option<Bytes> {
     let cursor = ChangeCursor::new(owner, change.position).to_string();
     // (the change's weight is at least its JSON: the frame never grows,
-    // and holds little more than it is)
+    // and is fitted to what it holds after)
     let mut frame = Vec::with_capacity(128 + change.json_bytes());
     frame.extend_from_slice(b"id: ");
     frame.extend_from_slice(cursor.as_bytes());
@@ -471,7 +471,7 @@ fn event(owner: UserId, change: &Change) -> Option<Bytes> {
     // Compact JSON escapes every line break: one `data:` line.
     serde_json::to_writer(&mut frame, &ChangeDto::of(owner, change)).ok()?;
     frame.extend_from_slice(b"\n\n");
-    Some(Bytes::from(frame))
+    Some(Bytes::from(crate::front::fitted(frame)))
 }
 
 /// A stream's frames between its pump and its connection: at most

@@ -400,7 +400,9 @@ async fn write_projects(
     if let Some(service) = api.projects() {
         let mut cursor = None;
         loop {
-            let page = call(service, move |s| s.list(owner, PageLimit::LARGEST, cursor)).await;
+            // (pages of `PAGE`, as the tasks': the pump holds a few)
+            let limit = PageLimit::clamped(PAGE);
+            let page = call(service, move |s| s.list(owner, limit, cursor)).await;
             let page = match page {
                 Ok(page) => page,
                 Err(error) => {

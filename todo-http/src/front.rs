@@ -610,7 +610,21 @@ pub fn json_sized<T: serde::Serialize>(
 ) -> Result<ApiResponse, ApiError> {
     let mut body = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut body, value).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(json(status, Bytes::from(body)))
+    Ok(json(status, Bytes::from(fitted(body))))
+}
+
+/// `bytes` holding little more than they are: an answer is paid for, and
+/// waits to be sent, by its length, and a buffer sized by a guess (or
+/// grown by doubling) may be half again as large, or three times as large
+/// for text full of escapes that a weight counts six to a character. (A
+/// small answer is left as it is: its spare room is small, and fitting
+/// it would copy it on every request.)
+pub(crate) fn fitted(mut bytes: Vec<u8>) -> Vec<u8> {
+    let spare = bytes.capacity() - bytes.len();
+    if spare > 16 * 1024 && spare > bytes.len() / 4 {
+        bytes.shrink_to_fit();
+    }
+    bytes
 }
 
 /// A response without a body.

@@ -327,10 +327,12 @@ struct ExportedTask {
     next_occurrence_id: Option<IgnoredAny>,
 }
 
-/// The longest string an export may hold, in bytes as written: the longest
-/// value, a description of 10,000 characters, is 60,000 bytes at most
-/// even with every character escaped (`\u00e9`).
-const MAX_STRING_BYTES: usize = 64 * 1024;
+/// The longest string an export may hold, in bytes as written between its
+/// quotes: the longest value, a description of 10,000 characters, is
+/// 120,000 bytes at most even with every character escaped (a character
+/// past the basic plane as a surrogate pair, `\ud834\udd1e`, as Python's
+/// `json.dump` writes it).
+const MAX_STRING_BYTES: usize = 128 * 1024;
 
 /// Refuses a file with a string longer than [`MAX_STRING_BYTES`] before it
 /// is parsed: a parser's fault quotes the string it refuses, escaped (a
@@ -345,8 +347,9 @@ fn check_string_lengths(bytes: &[u8]) -> Result<(), ImportError> {
         match (string_start, byte) {
             (Some(_), _) if escaped => escaped = false,
             (Some(_), b'\\') => escaped = true,
+            // (`start` is the opening quote: the string is what follows)
             (Some(start), b'"') => {
-                if i - start > MAX_STRING_BYTES {
+                if i - start - 1 > MAX_STRING_BYTES {
                     break;
                 }
                 string_start = None;
@@ -359,7 +362,7 @@ fn check_string_lengths(bytes: &[u8]) -> Result<(), ImportError> {
         }
     }
     match string_start {
-        Some(start) if bytes.len() - start > MAX_STRING_BYTES => Err(ImportError::at(
+        Some(start) if bytes.len() - start - 1 > MAX_STRING_BYTES => Err(ImportError::at(
             Place::Line(line),
             format_args!("a string longer than {} KiB", MAX_STRING_BYTES / 1024),
         )),
@@ -534,17 +537,20 @@ mod tests {
     #[test]
     fn a_string_longer_than_any_value_is_refused_before_parsing_by_its_line() {
         // The longest description, every character escaped, passes.
-        let longest = "\\u00e9".repeat(10_000);
+        let longest = "\\ud834\\udd1e".repeat(10_000);
         let file = format!(
             "{{\"format\":\"todo.export/1\",\n\"tasks\":[{{\"id\":\"a\",\"title\":\"x\",\"description\":\"{longest}\"}}]}}"
         );
         assert!(check_string_lengths(file.as_bytes()).is_ok());
         assert_eq!(read_export(file.as_bytes()).unwrap().tasks.len(), 1);
-        // One byte more than the bound, on line 3, escapes and all.
+        // A string of the bound passes the scan; one byte more, on line 3,
+        // escapes and all, is refused.
+        let at_bound = format!("{{\"x\": \"{}\"}}", "x".repeat(MAX_STRING_BYTES));
+        assert!(check_string_lengths(at_bound.as_bytes()).is_ok());
         let long = format!("\\\"{}", "x".repeat(MAX_STRING_BYTES - 1));
         let file = format!("{{\n\"format\": \"todo.export/1\",\n\"x\": \"{long}\"}}");
         let error = read_export(file.as_bytes()).unwrap_err();
-        assert_eq!(error.to_string(), "line 3: a string longer than 64 KiB");
+        assert_eq!(error.to_string(), "line 3: a string longer than 128 KiB");
         // Unterminated, too.
         let file = format!("{{\"format\": \"{long}");
         assert_eq!(
@@ -577,9 +583,34 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(read.unwrap(), 1);
-        // Where a value is read, the parser's depth limit refuses it.
-        let file = format!(r#"{{"format":"todo.export/1","projects":{deep}}}"#);
-        assert!(read_export(file.as_bytes()).is_err());
+        let file = format!(r#"{{"format":"todo.export/1","exported_at":{{"a":{deep}}}}}"#);
+        let passed = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || read_export(file.as_bytes()).map(|_| ()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(passed.is_ok(), "passed over, as `version` is: {passed:?}");
+        // Where a value is read, its first item of the wrong kind ends it.
+        let file = format!(
+            r#"{{"format":"todo.export/1","tasks":[{{"id":"a","title":"x","labels":{deep}}}]}}"#
+        );
+        let refused = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || read_export(file.as_bytes()).map(|_| ()))
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap_err();
+        // (refused at its first item, which is not a label: never deeper)
+        assert_eq!(
+            refused.place,
+            Place::Item {
+                array: "tasks",
+                index: 0
+            },
+            "{refused}"
+        );
     }
 
     #[test]

@@ -231,7 +231,7 @@ pub(crate) async fn create_project(
 /// List the projects I own or am a member of (keyset pages, oldest first).
 #[utoipa::path(get, path = "/v1/projects",
     params(
-        ("limit" = Option<i64>, Query, description = "page size"),
+        ("limit" = Option<i64>, Query, description = "page size (a page of large projects holds fewer, about 2 MiB of them: follow next_cursor)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses((status = 200, description = "A page of projects, each with my role", body = ProjectPage)))]

@@ -41,9 +41,10 @@ pub struct HttpLimits {
     /// Bytes of request bodies buffered at once across the process; a body
     /// that cannot get its share gets 503 with `Retry-After`.
     pub body_budget_bytes: usize,
-    /// How long data sent may stay unacknowledged (a client that stops
-    /// reading) before the kernel drops the connection and what it held
-    /// for it (`TCP_USER_TIMEOUT`, on Linux).
+    /// How long data sent may stay unacknowledged (a client gone, or one
+    /// that stopped reading, whose shut window the kernel probes: Linux
+    /// 5.11 and later) before the kernel drops the connection and what it
+    /// held for it (`TCP_USER_TIMEOUT`, on Linux).
     pub send_stall: Duration,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: Duration,

@@ -158,30 +158,34 @@ struct Accepted<A: Api> {
     send_stall: Duration,
 }
 
-/// What the kernel may buffer for one connection's answers: answers leave
-/// the response budget once the kernel takes them, and a client that
-/// never reads had the kernel hold up to its autotuned 4 MiB a connection
+/// What the kernel may hold unsent for one connection (Linux:
+/// `TCP_NOTSENT_LOWAT`: the socket takes more only below it). Answers leave
+/// the response budget once the kernel takes them, and a client that never
+/// reads had the kernel hold up to its autotuned 4 MiB a connection
 /// (session 30's attack, F1: 256 connections of unread pages, 547 MiB of
-/// send queues, charged to a cgroup v2 container's memory). The kernel
-/// keeps twice this for its bookkeeping.
-const SEND_BUFFER_BYTES: usize = 128 * 1024;
+/// send queues, charged to a cgroup v2 container's memory). What is in
+/// flight is bounded by the client's window (shut, for a client that does
+/// not read), so a connection that stalls holds about this plus one write;
+/// an honest client's throughput keeps the kernel's autotuning.
+pub(crate) const NOT_SENT_BYTES: u32 = 32 * 1024;
 
-/// Bounds the kernel's send buffer of `stream`, and (Linux) has the kernel
-/// drop the connection, and free that buffer, once data sent has stayed
-/// unacknowledged for `send_stall`: a client that stops reading holds
-/// nothing for long, whether the server still writes to it or has closed
-/// it (an orphaned socket would keep its buffer too).
+/// Bounds what the kernel holds unsent for `stream`, and (Linux) has the
+/// kernel drop the connection, and what it held for it, once data sent
+/// has stayed unacknowledged for `send_stall` (a client gone, or one
+/// whose shut window is probed: Linux 5.11 and later time those out too).
 fn bound_kernel_buffers(stream: &TcpStream, send_stall: Duration) {
-    let socket = socket2::SockRef::from(stream);
-    if let Err(error) = socket.set_send_buffer_size(SEND_BUFFER_BYTES) {
-        tracing::debug!(target: "todo::http", %error, "SO_SNDBUF not set");
-    }
     #[cfg(target_os = "linux")]
-    if let Err(error) = socket.set_tcp_user_timeout(Some(send_stall)) {
-        tracing::debug!(target: "todo::http", %error, "TCP_USER_TIMEOUT not set");
+    {
+        let socket = socket2::SockRef::from(stream);
+        if let Err(error) = socket.set_tcp_notsent_lowat(NOT_SENT_BYTES) {
+            tracing::debug!(target: "todo::http", %error, "TCP_NOTSENT_LOWAT not set");
+        }
+        if let Err(error) = socket.set_tcp_user_timeout(Some(send_stall)) {
+            tracing::debug!(target: "todo::http", %error, "TCP_USER_TIMEOUT not set");
+        }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = send_stall;
+    let _ = (stream, send_stall);
 }
 
 impl<A: Api> Accepted<A> {
@@ -613,5 +617,28 @@ fn whole(body: Full<Bytes>) -> Bytes {
     match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
         Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
         _ => Bytes::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_sockets_hold_little_unsent_and_give_up_on_a_stalled_client() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        bound_kernel_buffers(&accepted, Duration::from_secs(7));
+        let socket = socket2::SockRef::from(&accepted);
+        assert_eq!(socket.tcp_notsent_lowat().unwrap(), NOT_SENT_BYTES);
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(7))
+        );
     }
 }

@@ -63,17 +63,6 @@ const WRITES_PER_USER: usize = 2;
 /// nothing, 2 s at most (429).
 const LISTS_PER_USER: usize = 2;
 
-/// Lists of tasks and projects and reads of the change log (those not
-/// read in place) an instance builds at once, across users. Each holds its page in memory while it is
-/// read and written out (up to a hundred tasks of 40 KB, and up to
-/// `todo_core::PAGE_BYTES` of JSON): 32 at once from each of four
-/// addresses, over accounts of their own, took an instance to 256–280 MiB
-/// (session 29's attack, F2). As many as a default pool has connections:
-/// more could not read at once anyway ([`TaskApi::with_list_slots`]:
-/// servers give their pool's size). The rest wait, holding nothing, 2 s at
-/// most (503).
-const LISTS_AT_ONCE: usize = 8;
-
 /// The task API over a [`TaskService`].
 #[derive(Debug)]
 pub struct TaskApi {
@@ -84,7 +73,8 @@ pub struct TaskApi {
     scans: ScanSlots,
     /// Writes a user may have waiting on the database at once.
     writes: ScanSlots,
-    /// Lists a user may have reading from the database at once.
+    /// Lists (and reads of the change log) a user may have reading at
+    /// once, and the instance (`LISTS_AT_ONCE`).
     lists: ScanSlots,
     live: LiveStreams,
     live_poll: Duration,
@@ -112,7 +102,7 @@ impl TaskApi {
             ops: Operations::new(probes, &crate::openapi::tasks())?,
             scans: ScanSlots::new(DEFAULT_SCANS),
             writes: ScanSlots::per_user(WRITES_PER_USER),
-            lists: ScanSlots::bounded(LISTS_AT_ONCE, LISTS_PER_USER),
+            lists: ScanSlots::bounded(Self::LISTS_AT_ONCE, LISTS_PER_USER),
             live: LiveStreams::default(),
             live_poll: crate::events::POLL,
             webhooks: None,
@@ -140,8 +130,8 @@ impl TaskApi {
     /// At most `slots` lists (of tasks and projects) and reads of the
     /// change log, not read in place, read and built at once across users
     /// (each user two at most): each holds its page in memory until it
-    /// is an answer. The default, 8, is the store's default pool; a server
-    /// gives the size of its own.
+    /// is an answer. The default is [`TaskApi::LISTS_AT_ONCE`]; servers give
+    /// their pool's size when it is smaller.
     #[must_use]
     pub fn with_list_slots(mut self, slots: usize) -> Self {
         self.lists = ScanSlots::bounded(slots, LISTS_PER_USER);
@@ -1187,6 +1177,19 @@ async fn list_changes(
 }
 
 impl TaskApi {
+    /// Lists of tasks and projects and reads of the change log (those not
+    /// read in place) an instance reads and builds at once, across users,
+    /// at most. Each holds its page in memory while it is read and made an
+    /// answer (up to a hundred tasks of 40 KB read, and up to
+    /// `todo_core::PAGE_BYTES` of JSON; once an answer, it is paid from the
+    /// response budget): 32 at once from each of four addresses, over
+    /// accounts of their own, took an instance to 256–280 MiB (session
+    /// 29's attack, F2). A default pool's connections: more could not read
+    /// at once anyway; servers give fewer for a smaller pool
+    /// ([`TaskApi::with_list_slots`]), never more for a larger one. The
+    /// rest wait, holding nothing, 2 s at most (503).
+    pub const LISTS_AT_ONCE: usize = 8;
+
     /// The slots lists take (`LISTS_PER_USER`, `LISTS_AT_ONCE`): for the
     /// project lists too.
     pub(crate) fn list_slots(&self) -> &ScanSlots {
@@ -1208,7 +1211,10 @@ impl Api for TaskApi {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use todo_core::{ChangeKind, LogPosition, ProjectId, Series, SeriesId, TaskId, UserId};
+    use todo_core::{
+        ChangeKind, LogPosition, Project, ProjectColor, ProjectId, ProjectName, ProjectRole,
+        Series, SeriesId, TaskId, UserId,
+    };
     use uuid::Uuid;
 
     use super::*;
@@ -1243,12 +1249,7 @@ mod tests {
             updated_at: at,
             version: TaskVersion::new(i64::MAX).unwrap(),
             parent: Some(TaskId::from_uuid(id(4))),
-            recurrence: Some(
-                Recurrence::parse(
-                    "FREQ=MONTHLY;INTERVAL=999;BYDAY=MO,TU,WE,TH,FR,SA,SU;BYMONTHDAY=28,29,30,31,-1;COUNT=999",
-                )
-                .unwrap(),
-            ),
+            recurrence: Some(longest_rule()),
             time_zone: TimeZoneName::parse("America/Argentina/ComodRivadavia").unwrap(),
             series: Some(Series {
                 id: SeriesId::from_uuid(id(5)),
@@ -1256,6 +1257,65 @@ mod tests {
                 occurrence: u32::MAX,
             }),
             reminders: Reminders::new(reminders).unwrap(),
+        }
+    }
+
+    /// A rule of as many month days as [`Recurrence::MAX_CHARS`] holds.
+    fn longest_rule() -> Recurrence {
+        let mut rule = "FREQ=MONTHLY;INTERVAL=1000;UNTIL=20991231T235959Z;BYMONTHDAY=".to_owned();
+        let days = (1..=31).chain((1..=31).map(|d: i32| -d));
+        for (n, day) in days.enumerate() {
+            let item = if n == 0 {
+                day.to_string()
+            } else {
+                format!(",{day}")
+            };
+            if rule.len() + item.len() > Recurrence::MAX_CHARS {
+                break;
+            }
+            rule.push_str(&item);
+        }
+        assert!(rule.len() > Recurrence::MAX_CHARS - 4, "{rule}");
+        Recurrence::parse(&rule).unwrap()
+    }
+
+    #[test]
+    fn a_projects_weight_is_never_less_than_its_json() {
+        for fill in ["\"", "\\", "\u{1D11E}", "x", "é"] {
+            let text = |chars: usize| format!("a{}", fill.repeat(chars - 1));
+            let at = Timestamp::parse_rfc3339("2031-12-31T23:59:59.999999Z", "t").unwrap();
+            let project = Project {
+                id: ProjectId::from_uuid(Uuid::from_u128(u128::MAX)),
+                owner: UserId::from_uuid(Uuid::from_u128(u128::MAX - 1)),
+                name: ProjectName::parse(&text(ProjectName::MAX_CHARS)).unwrap(),
+                description: Description::parse(&text(Description::MAX_CHARS)).unwrap(),
+                color: Some(ProjectColor::parse("#aabbcc").unwrap()),
+                inbox: true,
+                archived: true,
+                created_at: at,
+                updated_at: at,
+                version: TaskVersion::new(i64::MAX).unwrap(),
+            };
+            let member = (project, ProjectRole::Editor);
+            let wire = serde_json::to_vec(&crate::projects_api::ProjectDto::of(&member))
+                .unwrap()
+                .len();
+            assert!(wire <= member.0.json_bytes(), "{fill:?}: {wire}");
+            assert!(member.0.json_bytes() <= member.0.json_bytes_at_most());
+            let change = Change {
+                position: LogPosition::new(u64::MAX >> 1),
+                kind: ChangeKind::ProjectUpdated,
+                subject: Subject::Project {
+                    id: member.0.id,
+                    project: Some(member.clone()),
+                },
+                at,
+            };
+            let wire = serde_json::to_vec(&ChangeDto::of(member.0.owner, &change))
+                .unwrap()
+                .len();
+            assert!(wire <= change.json_bytes(), "{fill:?}: a change of {wire}");
+            assert!(change.json_bytes() <= change.json_bytes_at_most());
         }
     }
 
@@ -1289,7 +1349,10 @@ mod tests {
                 "{fill:?}: a change of {wire} bytes on the wire, weighed {}",
                 change.json_bytes()
             );
-            assert!(change.json_bytes() <= change.json_bytes_at_most(), "{fill:?}");
+            assert!(
+                change.json_bytes() <= change.json_bytes_at_most(),
+                "{fill:?}"
+            );
         }
     }
 }

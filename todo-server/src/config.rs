@@ -117,9 +117,9 @@ pub struct ServerArgs {
     /// Seconds a request body has to arrive; later gets 408.
     #[arg(long, env = "TODO_BODY_TIMEOUT_SECS", default_value_t = 10)]
     pub body_timeout_secs: u64,
-    /// Seconds data sent to a client may stay unread (unacknowledged)
-    /// before its connection is dropped, and what the kernel held for it
-    /// freed (Linux: TCP_USER_TIMEOUT).
+    /// Seconds data sent may stay unacknowledged (a client gone, or one
+    /// that stopped reading: Linux 5.11 and later) before the kernel drops
+    /// the connection and what it held for it (Linux: TCP_USER_TIMEOUT).
     #[arg(long, env = "TODO_SEND_STALL_SECS", default_value_t = 30)]
     pub send_stall_secs: u64,
     /// Open connections at most; more are closed at once.
@@ -199,6 +199,9 @@ impl ServerArgs {
                 "must be positive",
             ));
         }
+        if self.send_stall_secs == 0 {
+            return Err(Error::setting("--send-stall-secs", "must be at least 1"));
+        }
         if self.body_budget_bytes < self.max_body_bytes {
             return Err(Error::setting(
                 "--body-budget-bytes",
@@ -216,7 +219,7 @@ impl ServerArgs {
             max_connections_per_client: self.max_connections_per_client,
             max_requests_per_client: self.max_requests_per_client,
             body_budget_bytes: self.body_budget_bytes,
-            send_stall: Duration::from_secs(self.send_stall_secs.max(1)),
+            send_stall: Duration::from_secs(self.send_stall_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             ..HttpLimits::default()
         })

@@ -901,8 +901,11 @@ pub(crate) fn task_api(
     more_probes: Vec<Arc<dyn Probe>>,
 ) -> Result<todo_http::TaskApi, Error> {
     let scans = usize::try_from(store.pool_state().max / 2).map_or(1, |half| half.max(1));
-    // Lists read and built at once: no more than the pool could read.
-    let lists = usize::try_from(store.pool_state().max).map_or(1, |max| max.max(1));
+    // Lists read and built at once: no more than the pool could read, and
+    // no more than the default, whatever the pool (each holds its page in
+    // memory: a larger pool must not mean more memory).
+    let lists = usize::try_from(store.pool_state().max)
+        .map_or(1, |max| max.clamp(1, todo_http::TaskApi::LISTS_AT_ONCE));
     // The account's export is served beside the tasks it holds, reading
     // the account from the tables auth-server writes.
     let shared = Arc::new(store.clone());

@@ -1295,6 +1295,23 @@ try {
   // racing the removal, a 404 now, takes the page back to all projects;
   // this run does not force that race, so this checks the common path.)
   check(catSees.error === '', `no error shown to the removed member (${catSees.error})`);
+  // More projects than a page holds: fifty-five of the longest description
+  // (40 KB each; a page holds about fifty). The sidebar, told of them live,
+  // follows the pages and lists the last.
+  {
+    const client = await request.newContext({ baseURL: base, ignoreHTTPSErrors: true });
+    const login = await (await client.post('/v1/auth/login', { data: { username: 'cat', password: 'correct horse battery' } })).json();
+    const description = '\u{1D11E}'.repeat(10_000);
+    let made = 0;
+    for (let i = 0; i < 55; i += 1) {
+      const reply = await client.post('/v1/projects', { data: { name: `Big ${i}`, description }, headers: { authorization: `Bearer ${login.access_token}` } });
+      if (reply.status() === 201) made += 1;
+    }
+    await client.dispose();
+    const listed = await cat.waitForFunction(() => [...document.querySelectorAll('#project-list button')].some((b) => b.textContent.startsWith('Big 54')), null, { timeout: 10_000 }).then(() => true, () => false);
+    const count = await cat.evaluate(() => [...document.querySelectorAll('#project-list button')].filter((b) => b.textContent.startsWith('Big ')).length);
+    check(made === 55 && listed && count === 55, `the sidebar lists projects past a page of large ones (${made} made, ${count} listed)`);
+  }
   for (const { ctx } of Object.values(shared)) await ctx.close();
 
   // 13. Sessions: signed in on a laptop and a phone, the phone's Sessions

@@ -578,11 +578,22 @@ async fn a_client_that_stops_reading_its_responses_loses_the_connection() {
     assert!(took >= Duration::from_millis(1500), "closed after {took:?}");
 }
 
-/// A client that opens no flow-control window leaves finished responses in
-/// the server's memory. The attack session's numbers: 12 HTTP/2
-/// connections from one address, 32 streams each of a 4 MB task list,
-/// windows never opened, took a server from 24 MiB to 1.4 GiB. The
-/// response budget bounds what waits to be sent; reads past it get 503.
+/// The bytes the kernel holds to send on the IPv4 connection from local
+/// port `from` to `to` (`/proc/net/tcp`'s `tx_queue`: unsent and
+/// unacknowledged).
+fn send_queue(from: u16, to: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port =
+        |address: &str| u16::from_str_radix(address.rsplit(':').next().unwrap(), 16).unwrap();
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| port(fields[1]) == from && port(fields[2]) == to)
+        .map(|fields| u64::from_str_radix(fields[4].split(':').next().unwrap(), 16).unwrap())
+        .unwrap_or_else(|| panic!("no connection from {from} to {to}"))
+}
+
 /// Registers `username` and gives them `tasks` tasks of 40 KB (the longest
 /// description, in characters of four bytes): their token.
 async fn user_with_large_tasks(
@@ -615,6 +626,11 @@ async fn user_with_large_tasks(
     token
 }
 
+/// A client that opens no flow-control window leaves finished responses in
+/// the server's memory. The attack session's numbers: 12 HTTP/2
+/// connections from one address, 32 streams each of a 4 MB task list,
+/// windows never opened, took a server from 24 MiB to 1.4 GiB. The
+/// response budget bounds what waits to be sent; reads past it get 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unread_http2_responses_cannot_grow_memory_past_a_bound() {
     let dir = tempfile::tempdir().unwrap();
@@ -721,6 +737,7 @@ async fn a_client_that_stops_reading_an_answer_is_dropped_after_the_send_stall()
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(server.addr).await.unwrap();
+    let client_port = tcp.local_addr().unwrap().port();
     let mut tls = connector(&data, &[b"http/1.1"])
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
@@ -739,7 +756,16 @@ async fn a_client_that_stops_reading_an_answer_is_dropped_after_the_send_stall()
         "{:?}",
         String::from_utf8_lossy(&head[..n])
     );
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Meanwhile the kernel holds little for it: what is unsent, bounded
+    // (TCP_NOTSENT_LOWAT), and what its shut window let through.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let queued = send_queue(server.addr.port(), client_port);
+    eprintln!("the kernel holds {queued} bytes for the stalled client");
+    assert!(
+        queued <= 256 * 1024,
+        "the kernel holds {queued} bytes for a client that does not read"
+    );
+    tokio::time::sleep(Duration::from_secs(7)).await;
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest)).await;
     let whole = "\u{1D11E}".len() * 10_000 * 48;
