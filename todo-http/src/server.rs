@@ -592,6 +592,16 @@ fn budgeted(
         });
     }
     let request_id = response.headers().get(crate::front::REQUEST_ID).cloned();
+    // (the request's own line, written before this, says what it was
+    // answered before the budget refused it: this one says what was sent)
+    tracing::warn!(
+        target: "todo::http",
+        request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or(""),
+        client = %client,
+        bytes,
+        status = 503,
+        "answer refused: the response budget is spent"
+    );
     let mut refused =
         crate::problem::ApiError::unavailable(Duration::from_secs(1), None).into_response();
     let headers = refused.headers_mut();
