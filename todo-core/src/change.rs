@@ -190,35 +190,26 @@ impl Change {
     /// A bound of [`Change::json_bytes`] that reads no text.
     #[must_use]
     pub fn json_bytes_at_most(&self) -> usize {
-        match &self.subject {
-            Subject::Task {
-                task: Some(task), ..
-            } => 128 + task.json_bytes_at_most(),
-            Subject::Project {
-                project: Some((project, _)),
-                ..
-            } => project.json_bytes_at_most(),
-            Subject::Task { task: None, .. }
-            | Subject::Project { project: None, .. }
-            | Subject::Member { .. } => 512,
-        }
+        self.json_weight(Task::json_bytes_at_most, Project::json_bytes_at_most)
     }
 
     /// About how long this change is as JSON on the wire: what a page of
     /// changes is weighed by.
     #[must_use]
     pub fn json_bytes(&self) -> usize {
+        self.json_weight(Task::json_bytes, Project::json_bytes)
+    }
+
+    /// The change's weight, its task or project weighed by `task` or
+    /// `project`.
+    fn json_weight(&self, task: fn(&Task) -> usize, project: fn(&Project) -> usize) -> usize {
         match &self.subject {
-            Subject::Task {
-                task: Some(task), ..
-            } => 128 + task.json_bytes(),
+            // (the cursor, type and id besides)
+            Subject::Task { task: Some(t), .. } => 128 + task(t),
             Subject::Project {
-                project: Some((project, _)),
+                project: Some((p, _)),
                 ..
-            } => {
-                512 + crate::query::json_text_bytes(project.name.as_str())
-                    + crate::query::json_text_bytes(project.description.as_str())
-            }
+            } => project(p),
             // (a tombstone, a member and their name)
             Subject::Task { task: None, .. }
             | Subject::Project { project: None, .. }

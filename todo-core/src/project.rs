@@ -275,17 +275,20 @@ impl Project {
     /// weighed by.
     #[must_use]
     pub fn json_bytes(&self) -> usize {
-        // ids, times, colour, flags, the caller's role
-        const REST: usize = 512;
-        REST + crate::query::json_text_bytes(self.name.as_str())
-            + crate::query::json_text_bytes(self.description.as_str())
+        self.json_weight(crate::query::json_text_bytes)
     }
 
     /// A bound of [`Project::json_bytes`] that reads no text.
     #[must_use]
     pub fn json_bytes_at_most(&self) -> usize {
-        512 + crate::query::json_text_bytes_at_most(self.name.as_str())
-            + crate::query::json_text_bytes_at_most(self.description.as_str())
+        self.json_weight(crate::query::json_text_bytes_at_most)
+    }
+
+    /// The project's weight, its text measured by `text`.
+    fn json_weight(&self, text: fn(&str) -> usize) -> usize {
+        // ids, times, colour, flags, the caller's role
+        const REST: usize = 512;
+        REST + text(self.name.as_str()) + text(self.description.as_str())
     }
 
     /// `owner`'s Inbox as it is made with the account.

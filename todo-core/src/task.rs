@@ -515,29 +515,19 @@ impl Task {
     /// and room for the rest): what a page of tasks is weighed by.
     #[must_use]
     pub fn json_bytes(&self) -> usize {
-        let labels: usize = self
-            .labels
-            .iter()
-            .map(|label| crate::query::json_text_bytes(label.as_str()) + 1)
-            .sum();
-        Self::JSON_REST
-            + crate::query::json_text_bytes(self.title.as_str())
-            + crate::query::json_text_bytes(self.description.as_str())
-            + labels
+        self.json_weight(crate::query::json_text_bytes)
     }
 
     /// A bound of [`Task::json_bytes`] that reads no text (lengths only).
     #[must_use]
     pub fn json_bytes_at_most(&self) -> usize {
-        let labels: usize = self
-            .labels
-            .iter()
-            .map(|label| crate::query::json_text_bytes_at_most(label.as_str()) + 1)
-            .sum();
-        Self::JSON_REST
-            + crate::query::json_text_bytes_at_most(self.title.as_str())
-            + crate::query::json_text_bytes_at_most(self.description.as_str())
-            + labels
+        self.json_weight(crate::query::json_text_bytes_at_most)
+    }
+
+    /// The task's weight, its text measured by `text`.
+    fn json_weight(&self, text: fn(&str) -> usize) -> usize {
+        let labels: usize = self.labels.iter().map(|l| text(l.as_str()) + 1).sum();
+        Self::JSON_REST + text(self.title.as_str()) + text(self.description.as_str()) + labels
     }
 
     /// How many levels deep subtasks go: a task, its subtask, and theirs.

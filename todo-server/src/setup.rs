@@ -900,12 +900,12 @@ pub(crate) fn task_api(
     store: SqlStore,
     more_probes: Vec<Arc<dyn Probe>>,
 ) -> Result<todo_http::TaskApi, Error> {
-    let scans = usize::try_from(store.pool_state().max / 2).map_or(1, |half| half.max(1));
+    let pool = usize::try_from(store.pool_state().max).unwrap_or(1);
+    let scans = (pool / 2).max(1);
     // Lists read and built at once: no more than the pool could read, and
     // no more than the default, whatever the pool (each holds its page in
     // memory: a larger pool must not mean more memory).
-    let lists = usize::try_from(store.pool_state().max)
-        .map_or(1, |max| max.clamp(1, todo_http::TaskApi::LISTS_AT_ONCE));
+    let lists = pool.clamp(1, todo_http::TaskApi::LISTS_AT_ONCE);
     // The account's export is served beside the tasks it holds, reading
     // the account from the tables auth-server writes.
     let shared = Arc::new(store.clone());
