@@ -151,9 +151,24 @@ impl BodyBudget {
     }
 
     /// Bytes not reserved now.
-    #[cfg(test)]
     pub(crate) fn available(&self) -> usize {
         self.total.available_permits()
+    }
+
+    /// The most one client may hold.
+    pub(crate) fn per_client(&self) -> usize {
+        self.per_client
+    }
+
+    /// Bytes `client` holds now.
+    pub(crate) fn client_held(&self, client: IpAddr) -> usize {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.get(&client_key(client)).copied().unwrap_or(0)
+    }
+
+    /// Whether `bytes` more would take `client` past its own share.
+    pub(crate) fn client_share_short(&self, client: IpAddr, bytes: usize) -> bool {
+        self.client_held(client).saturating_add(bytes) > self.per_client
     }
 }
 

@@ -92,6 +92,7 @@ mod projects_api;
 mod request;
 mod scans;
 mod second_factors_api;
+mod sending;
 mod server;
 mod task_api;
 mod tls;

@@ -11,7 +11,11 @@
 //! - idle: a connection with no request in flight for T is closed
 //!   gracefully (HTTP/1.1 keep-alive, HTTP/2 without open streams: GOAWAY);
 //!   one that has not finished T after that (a peer that stopped reading
-//!   its responses) is dropped. HTTP/1.1 heads after the first are bounded
+//!   its responses) is dropped;
+//! - sending: a larger answer keeps its request in flight while it is
+//!   sent, however slowly it is read, and its connection is dropped once
+//!   its answers have handed nothing to it for T (and sooner, under a
+//!   short response budget, see `sending`). HTTP/1.1 heads after the first are bounded
 //!   by hyper's header timer (T); HTTP/2 peers are pinged every T and
 //!   dropped when a ping goes unanswered for T.
 
@@ -38,8 +42,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::admission::{BodyBudget, BodyShare, ClientSlot, ClientSlots};
+use crate::admission::{ClientSlot, ClientSlots};
 use crate::front::{Answer, Api, Frontend, ResponseBody};
+use crate::sending::{Paid, ResponseBudget};
 
 /// How long, once shutdown has begun, a connection that has not yet
 /// delivered a request may take to deliver its first one. Its client has
@@ -94,7 +99,10 @@ pub async fn serve<A: Api>(
         builder: Arc::new(builder),
         tls,
         connections: Arc::clone(&connections),
-        responses: BodyBudget::new(limits.body_budget_bytes, limits.max_body_bytes),
+        responses: Arc::new(ResponseBudget::new(
+            limits.body_budget_bytes,
+            limits.max_body_bytes,
+        )),
         stopping,
         deadline: limits.header_read_timeout,
         send_stall: limits.send_stall,
@@ -150,7 +158,7 @@ struct Accepted<A: Api> {
     connections: Arc<Semaphore>,
     slots: Arc<ClientSlots>,
     /// Response bytes not yet sent, across the process (see `Budgeted`).
-    responses: BodyBudget,
+    responses: Arc<ResponseBudget>,
     stopping: watch::Receiver<bool>,
     /// The deadline of every stage (the head timeout).
     deadline: Duration,
@@ -212,7 +220,7 @@ impl<A: Api> Accepted<A> {
         let builder = Arc::clone(&self.builder);
         let tls = self.tls.clone();
         let stopping = self.stopping.clone();
-        let responses = self.responses.clone();
+        let responses = Arc::clone(&self.responses);
         let deadline = self.deadline;
         tokio::spawn(async move {
             let _permit = permit;
@@ -233,7 +241,7 @@ impl<A: Api> Accepted<A> {
             let stopping_here = stopping.clone();
             let service = service_fn(move |request: Request<Incoming>| {
                 let front = Arc::clone(&front);
-                let responses = responses.clone();
+                let responses = Arc::clone(&responses);
                 let in_flight = seen.begin();
                 let control = LiveControl {
                     activity: Arc::clone(&seen),
@@ -251,7 +259,8 @@ impl<A: Api> Accepted<A> {
                     });
                     request.extensions_mut().insert(control);
                     let response = front.handle(request, peer.ip()).await;
-                    let mut response = budgeted(&responses, response, peer.ip(), safe, in_flight);
+                    let mut response =
+                        budgeted(&responses, response, peer.ip(), safe, in_flight).await;
                     if http1 && !body_ended.load(Ordering::Relaxed) {
                         close_after(&mut response);
                     }
@@ -336,9 +345,16 @@ struct Activity {
     last_done_ms: AtomicU64,
     /// A permit once the connection has delivered a request.
     first: Notify,
-    /// A permit when a live stream gave up on its client: the connection
-    /// is dropped, whatever it is doing (see [`LiveControl`]).
-    drop_now: Notify,
+    /// A permit when a live stream gave up on its client, or a stalled
+    /// answer gave way to a read the response budget could not pay: the
+    /// connection is dropped, whatever it is doing (see [`LiveControl`],
+    /// [`ResponseBudget`]).
+    drop_now: Arc<Notify>,
+    /// Larger answers being sent now (see [`SendingAnswer`]).
+    sending: AtomicUsize,
+    /// When one of them last handed a piece to the connection (or began),
+    /// in milliseconds after `born`.
+    handed_ms: AtomicU64,
 }
 
 /// What a live stream (`GET /v1/events`) needs of its connection: to end
@@ -372,8 +388,25 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             first: Notify::new(),
-            drop_now: Notify::new(),
+            drop_now: Arc::new(Notify::new()),
+            sending: AtomicUsize::new(0),
+            handed_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Milliseconds since `born`.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// When the connection's answers will have stalled for `stall`, if it
+    /// is sending any: none has handed a piece to the connection since.
+    fn stalled_at(&self, stall: Duration) -> Option<Instant> {
+        if self.sending.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.handed_ms.load(Ordering::SeqCst));
+        Some(self.born + last + stall)
     }
 
     /// A request has arrived; it is in flight until the guard drops.
@@ -403,10 +436,43 @@ impl Activity {
 /// A request in flight on a connection.
 struct InFlight(Arc<Activity>);
 
+/// A larger answer being sent: its request stays in flight (a client that
+/// reads it slowly is not taken for idle, session 30's second attack, F3:
+/// a 2 MB page was cut ~20 s after it was built, however it was read), and
+/// the connection is dropped once its answers have handed nothing to it
+/// for the deadline (a client that stopped reading).
+struct SendingAnswer(InFlight);
+
+impl SendingAnswer {
+    fn new(in_flight: InFlight) -> Self {
+        let activity = &in_flight.0;
+        activity
+            .handed_ms
+            .fetch_max(activity.now_ms(), Ordering::SeqCst);
+        activity.sending.fetch_add(1, Ordering::SeqCst);
+        Self(in_flight)
+    }
+
+    /// A piece was handed to the connection.
+    fn handed(&self) {
+        let activity = &self.0.0;
+        activity
+            .handed_ms
+            .fetch_max(activity.now_ms(), Ordering::SeqCst);
+    }
+}
+
+impl Drop for SendingAnswer {
+    fn drop(&mut self) {
+        self.0.0.sending.fetch_sub(1, Ordering::SeqCst);
+        // (then the request's `InFlight` ends)
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         let activity = &self.0;
-        let since = u64::try_from(activity.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let since = activity.now_ms();
         // Written before the count falls, so a watcher that sees no request
         // in flight sees this one's end.
         activity.last_done_ms.fetch_max(since, Ordering::SeqCst);
@@ -414,10 +480,12 @@ impl Drop for InFlight {
     }
 }
 
-/// Serves a connection until it ends, falls idle, or shutdown begins.
-/// Idle: a connection that never delivered a request is dropped at its
-/// deadline; one with no request in flight for `deadline` is closed
-/// gracefully, and dropped if that takes another `deadline`. At shutdown,
+/// Serves a connection until it ends, falls idle, stalls, or shutdown
+/// begins. Idle: a connection that never delivered a request is dropped at
+/// its deadline; one with no request in flight for `deadline` is closed
+/// gracefully, and dropped if that takes another `deadline`. Stalled: one
+/// whose larger answers have handed nothing to it for `deadline` is
+/// dropped. At shutdown,
 /// lets it deliver its first request if it had none yet, and closes it
 /// gracefully: requests in flight are answered (HTTP/1.1 with
 /// `Connection: close`, HTTP/2 with GOAWAY).
@@ -435,9 +503,15 @@ async fn drive<C: GracefulConnection>(
             () = activity.drop_now.notified() => return,
             () = stopped(&mut stopping) => break,
             () = tokio::time::sleep_until(check.into()) => {
+                let now = Instant::now();
+                let stalled_at = activity.stalled_at(deadline);
+                if stalled_at.is_some_and(|at| at <= now) {
+                    tracing::debug!(target: "todo::http", "an answer's client stopped reading; dropping the connection");
+                    return;
+                }
                 let idle_at = activity.idle_at(deadline);
-                if idle_at > Instant::now() {
-                    check = idle_at;
+                if idle_at > now {
+                    check = stalled_at.map_or(idle_at, |at| at.min(idle_at));
                     continue;
                 }
                 if !activity.served_any() {
@@ -505,7 +579,9 @@ pub async fn shutdown_signal() {
 enum Budgeted {
     Whole {
         rest: Bytes,
-        _share: Option<BodyShare>,
+        paid: Paid,
+        /// A larger answer's place on its connection, as it is sent.
+        sending: Option<SendingAnswer>,
     },
     Live {
         body: axum::body::Body,
@@ -527,12 +603,20 @@ impl Body for Budgeted {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         match self.get_mut() {
-            Self::Whole { rest, .. } => {
+            Self::Whole {
+                rest,
+                paid,
+                sending,
+            } => {
                 if rest.is_empty() {
                     return std::task::Poll::Ready(None);
                 }
                 let take = rest.len().min(RESPONSE_CHUNK);
                 let piece = rest.split_to(take);
+                paid.handed(take);
+                if let Some(sending) = sending {
+                    sending.handed();
+                }
                 std::task::Poll::Ready(Some(Ok(Frame::data(piece))))
             }
             Self::Live { body, .. } => std::pin::Pin::new(body).poll_frame(cx),
@@ -555,11 +639,13 @@ impl Body for Budgeted {
 }
 
 /// Pays `response`'s body from the response budget. A read whose answer
-/// cannot be paid for gets 503 instead (it can be asked again); the answer
-/// to a write is always sent, unpaid, so a client never misses the outcome
-/// of a change (its size is bounded by the request-body limit).
-fn budgeted(
-    budget: &BodyBudget,
+/// cannot be paid for, even once stalled answers have given way (see
+/// [`ResponseBudget`]), gets 503 instead (it can be asked again); the
+/// answer to a write is always sent, unpaid if need be, so a client never
+/// misses the outcome of a change (its size is bounded by the request-body
+/// limit).
+async fn budgeted(
+    budget: &ResponseBudget,
     response: Answer,
     client: std::net::IpAddr,
     safe: bool,
@@ -576,7 +662,6 @@ fn budgeted(
             return Response::from_parts(parts, live);
         }
     };
-    drop(in_flight);
     let response = Response::from_parts(parts, body);
     let bytes = response
         .body()
@@ -584,13 +669,25 @@ fn budgeted(
         .exact()
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(0);
-    let mut share = None;
-    if bytes == 0 || budget.reserve(Some(client), bytes, &mut share) || !safe {
+    let paid = if bytes == 0 {
+        Some(ResponseBudget::unpaid())
+    } else {
+        let connection = &in_flight.0.drop_now;
+        match budget.pay(client, bytes, connection, safe).await {
+            Some(paid) => Some(paid),
+            None if !safe => Some(ResponseBudget::unpaid()),
+            None => None,
+        }
+    };
+    if let Some(paid) = paid {
+        let sending = paid.is_tracked().then(|| SendingAnswer::new(in_flight));
         return response.map(|body| Budgeted::Whole {
             rest: whole(body),
-            _share: share,
+            paid,
+            sending,
         });
     }
+    drop(in_flight);
     let request_id = response.headers().get(crate::front::REQUEST_ID).cloned();
     // (the request's own line, written before this, says what it was
     // answered before the budget refused it: this one says what was sent)
@@ -615,7 +712,8 @@ fn budgeted(
     );
     refused.map(|body| Budgeted::Whole {
         rest: whole(body),
-        _share: None,
+        paid: ResponseBudget::unpaid(),
+        sending: None,
     })
 }
 

@@ -784,3 +784,180 @@ async fn a_client_that_stops_reading_an_answer_is_dropped_after_the_send_stall()
         "HTTP/1.1 200 OK"
     );
 }
+
+/// An HTTP/2 connection from `source` asking `path` with a 1 KiB window it
+/// never opens: the answer's head, and the task driving the connection
+/// (it ends when the server drops the connection).
+async fn unread_from(
+    data: &Path,
+    source: IpAddr,
+    server: &Running,
+    path: &str,
+    token: &str,
+) -> (
+    http::Response<hyper::body::Incoming>,
+    tokio::task::JoinHandle<()>,
+) {
+    let tls = tls_from(&connector(data, &[b"h2"]), source, server.addr)
+        .await
+        .unwrap();
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .initial_stream_window_size(1024)
+        .initial_connection_window_size(1024)
+        .keep_alive_interval(None);
+    let (mut sender, connection) = builder.handshake(TokioIo::new(tls)).await.unwrap();
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::builder()
+        .method(Method::GET)
+        .uri(format!("https://localhost:{}{path}", server.addr.port()))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Stalled::empty())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    // (the connection ends once no sender is left: keep it open)
+    let task = tokio::spawn(async move {
+        let _sender = sender;
+        let _ = task.await;
+    });
+    (response, task)
+}
+
+/// `GET path` over HTTP/1.1 from `source`, read whole: the status line and
+/// the body's length.
+async fn read_whole_from(
+    data: &Path,
+    source: IpAddr,
+    server: &Running,
+    path: &str,
+    token: &str,
+) -> (String, usize) {
+    let mut tls = tls_from(&connector(data, &[b"http/1.1"]), source, server.addr)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut response))
+        .await
+        .expect("the answer within 20 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.lines().next().unwrap_or("").to_owned(), body.len())
+}
+
+/// Session 30's second attack, F1: connections from four addresses that
+/// never read their 2 MB pages held the whole response budget (a quarter
+/// an address), renewed every ~20 s, and another user's pages got 503. A
+/// read the budget cannot pay now makes the answers stalled past the grace
+/// (2 s) give way: their connections are dropped, and the read is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8 MiB: 2 MiB an address, one page each.
+    let (server, data) = start_todo(
+        dir.path(),
+        &[
+            "--task-write-burst",
+            "1000",
+            "--body-budget-bytes",
+            "8388608",
+        ],
+    );
+    // 48 tasks of 40 KB: a page of about 1.9 MB.
+    let token = user_with_large_tasks(&server, &data, "pages", 48).await;
+    let page = "/v1/tasks?limit=100";
+    let mut stalled = Vec::new();
+    for last in 1..=4 {
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
+        let (response, connection) = unread_from(&data, source, &server, page, &token).await;
+        assert_eq!(response.status(), 200, "hoarder {last}");
+        stalled.push((response, connection));
+    }
+    let reader = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
+    // While the stalled answers are young, the budget is theirs.
+    let (status, _) = read_whole_from(&data, reader, &server, page, &token).await;
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, length) = read_whole_from(&data, reader, &server, page, &token).await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "a stalled answer gave way");
+    assert!(length > 1_900_000, "the whole page: {length} bytes");
+    // The one that gave way lost its connection; the rest keep theirs
+    // (the deadline of a stalled answer, 10 s, has not come).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dropped = stalled.iter().filter(|(_, c)| c.is_finished()).count();
+    assert_eq!(dropped, 1, "one stalled connection dropped");
+}
+
+/// Session 30's second attack, F3: an answer counted as done once built,
+/// and its connection was closed as idle a deadline later however it was
+/// read: a client slower than ~100 KB/s lost a 2 MB page part way. A
+/// larger answer now keeps its request in flight while it is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_the_whole_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data) = start_todo(
+        dir.path(),
+        &[
+            "--task-write-burst",
+            "1000",
+            "--header-read-timeout-secs",
+            "2",
+        ],
+    );
+    // 15 tasks of 40 KB: a page of about 600 KB.
+    let token = user_with_large_tasks(&server, &data, "slow", 15).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let mut tls = connector(&data, &[b"http/1.1"])
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /v1/tasks?limit=100 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    // 8 KiB every 100 ms at most: some 80 KB/s, 7 s or more for the page,
+    // past the idle deadline (2 s) and its grace (2 s more) twice over.
+    let began = Instant::now();
+    let mut response = Vec::new();
+    let mut piece = vec![0u8; 8 * 1024];
+    loop {
+        match tls.read(&mut piece).await {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&piece[..n]),
+            Err(error) => panic!(
+                "the connection failed after {:?} and {} bytes: {error}",
+                began.elapsed(),
+                response.len()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = began.elapsed();
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(body.len(), length, "the whole answer, read over {took:?}");
+    assert!(
+        took > Duration::from_secs(5),
+        "read too fast to test: {took:?}"
+    );
+}
