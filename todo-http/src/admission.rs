@@ -165,11 +165,6 @@ impl BodyBudget {
         let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         held.get(&client_key(client)).copied().unwrap_or(0)
     }
-
-    /// Whether `bytes` more would take `client` past its own share.
-    pub(crate) fn client_share_short(&self, client: IpAddr, bytes: usize) -> bool {
-        self.client_held(client).saturating_add(bytes) > self.per_client
-    }
 }
 
 /// One request's share of the [`BodyBudget`]; given back on drop.

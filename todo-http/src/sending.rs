@@ -7,19 +7,24 @@
 //! second attack (F1) held the whole 32 MiB with 2 MB pages that 16
 //! connections from 4 addresses never read, and another user's pages got
 //! 503. So a read the budget cannot pay makes the answers that are stalled
-//! give way: an answer that has been sending for [`GRACE`] and has handed
-//! nothing to its connection for [`GRACE`], or less than [`MIN_DRAIN`] a
-//! second since it began, has its connection dropped, and the read waits a
-//! moment for what that frees. Nothing is taken from a client that reads
-//! unless the budget is short, and then only from the slowest.
+//! give way: a read's answer that has been sending for [`GRACE`] and has
+//! handed nothing to its connection for [`GRACE`], or less than
+//! [`MIN_DRAIN`] a second since it began, has its connection dropped, the
+//! stalest first (by the last piece handed), and the read waits a moment
+//! for what that frees.
+//! Nothing is taken while the budget can pay; never a write's answer, nor
+//! a connection with a write in flight, nor the reader's own connection.
+//! This raises what holding the budget costs (reading every answer at
+//! [`MIN_DRAIN`], or asking again within [`GRACE`]); it does not make it
+//! impossible (SECURITY.md, session 31).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 // (tokio's, which a test can pause and advance)
 use tokio::time::Instant;
 
@@ -46,6 +51,48 @@ const WAIT_FOR_FREED: Duration = Duration::from_millis(500);
 /// How often it looks meanwhile.
 const WAIT_STEP: Duration = Duration::from_millis(10);
 
+/// Reads that may wait so at once, across the process: each holds its
+/// built answer (a page, about 2 MiB at most) unpaid while it waits, so
+/// more are refused at once.
+const MAX_WAITING: usize = 4;
+
+/// What the budget may do to one connection: drop it, unless a write is in
+/// flight on it (dropping it would leave a client unsure of its change).
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionHandle {
+    drop_now: Notify,
+    writes: AtomicUsize,
+}
+
+impl ConnectionHandle {
+    /// Drops the connection (its server loop is told, and acts at once).
+    pub(crate) fn drop_connection(&self) {
+        self.drop_now.notify_one();
+    }
+
+    /// Resolves once the connection is to be dropped.
+    pub(crate) async fn dropped(&self) {
+        self.drop_now.notified().await;
+    }
+
+    /// A write in flight on the connection, until the guard drops.
+    pub(crate) fn write(self: &Arc<Self>) -> WriteInFlight {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        WriteInFlight(Arc::clone(self))
+    }
+}
+
+/// A write in flight on a connection: its request, and then its answer
+/// until sent.
+#[derive(Debug)]
+pub(crate) struct WriteInFlight(Arc<ConnectionHandle>);
+
+impl Drop for WriteInFlight {
+    fn drop(&mut self) {
+        self.0.writes.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Bytes of built answers not yet handed to their connections, across the
 /// process, and the larger of those answers as they are sent.
 #[derive(Debug)]
@@ -53,6 +100,7 @@ pub(crate) struct ResponseBudget {
     bytes: BodyBudget,
     sending: Arc<Mutex<HashMap<u64, Arc<Sending>>>>,
     next: AtomicU64,
+    waiting: Semaphore,
 }
 
 /// One answer being sent, as the budget sees it.
@@ -67,13 +115,25 @@ struct Sending {
     last_ms: AtomicU64,
     /// The client whose share it is.
     client: IpAddr,
-    /// Drops the answer's connection (and with it the answer).
-    drop_connection: Arc<Notify>,
+    /// A read's answer: it may be made to give way (a write's never is).
+    may_give_way: bool,
+    /// It has been made to give way (its connection told to drop): no
+    /// other read counts on it.
+    given_way: AtomicBool,
+    connection: Arc<ConnectionHandle>,
 }
 
 impl Sending {
-    /// Whether it may be made to give way at `now`.
-    fn stalled(&self, now: Instant) -> bool {
+    /// Whether it may be made to give way at `now` to a read on
+    /// `requester`.
+    fn stalled(&self, now: Instant, requester: &Arc<ConnectionHandle>) -> bool {
+        if !self.may_give_way
+            || self.given_way.load(Ordering::Relaxed)
+            || Arc::ptr_eq(&self.connection, requester)
+            || self.connection.writes.load(Ordering::SeqCst) > 0
+        {
+            return false;
+        }
         let age = now.saturating_duration_since(self.began);
         if age < GRACE {
             return false;
@@ -82,6 +142,11 @@ impl Sending {
         let quiet = age.saturating_sub(last);
         let handed = self.handed.load(Ordering::Relaxed) as f64;
         quiet >= GRACE || handed < MIN_DRAIN as f64 * age.as_secs_f64()
+    }
+
+    /// When it last handed a piece (or began).
+    fn last_handed(&self) -> Instant {
+        self.began + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 }
 
@@ -92,24 +157,28 @@ impl ResponseBudget {
             bytes: BodyBudget::new(bytes, max_body_bytes),
             sending: Arc::new(Mutex::new(HashMap::new())),
             next: AtomicU64::new(0),
+            waiting: Semaphore::new(MAX_WAITING),
         }
     }
 
-    /// Pays for an answer of `bytes` to `client`, whose connection
-    /// `drop_connection` drops. `None` when the budget cannot pay, even
-    /// after the stalled answers that could free enough have given way.
-    /// With `make_room` false it takes nothing from others and waits for
-    /// nothing.
+    /// Pays for an answer of `bytes` to `client` on `connection`. `None`
+    /// when the budget cannot pay, even after the stalled answers that
+    /// could free enough have given way. A write's answer (`read` false)
+    /// takes nothing from others, waits for nothing, and never gives way.
     pub(crate) async fn pay(
         &self,
         client: IpAddr,
         bytes: usize,
-        drop_connection: &Arc<Notify>,
-        make_room: bool,
+        connection: &Arc<ConnectionHandle>,
+        read: bool,
     ) -> Option<Paid> {
         let mut share = None;
         if !self.bytes.reserve(Some(client), bytes, &mut share) {
-            if !make_room || !self.make_stalled_give_way(client, bytes) {
+            if !read {
+                return None;
+            }
+            let _waiting = self.waiting.try_acquire().ok()?;
+            if !self.make_stalled_give_way(client, bytes, connection) {
                 return None;
             }
             let waiting = Instant::now();
@@ -123,10 +192,10 @@ impl ResponseBudget {
                 }
             }
         }
-        let tracked = (bytes > TRACKED_ABOVE).then(|| self.track(client, bytes, drop_connection));
+        let tracked = (bytes > TRACKED_ABOVE).then(|| self.track(client, bytes, connection, read));
         Some(Paid {
-            _share: share,
             tracked,
+            _share: share,
         })
     }
 
@@ -134,12 +203,18 @@ impl ResponseBudget {
     /// one of nothing.
     pub(crate) fn unpaid() -> Paid {
         Paid {
-            _share: None,
             tracked: None,
+            _share: None,
         }
     }
 
-    fn track(&self, client: IpAddr, bytes: usize, drop_connection: &Arc<Notify>) -> Tracked {
+    fn track(
+        &self,
+        client: IpAddr,
+        bytes: usize,
+        connection: &Arc<ConnectionHandle>,
+        read: bool,
+    ) -> Tracked {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let sending = Arc::new(Sending {
             began: Instant::now(),
@@ -147,7 +222,9 @@ impl ResponseBudget {
             handed: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             client: todo_core::client_key(client),
-            drop_connection: Arc::clone(drop_connection),
+            may_give_way: read,
+            given_way: AtomicBool::new(false),
+            connection: Arc::clone(connection),
         });
         self.sending
             .lock()
@@ -161,36 +238,58 @@ impl ResponseBudget {
     }
 
     /// Drops the connections of the stalled answers, stalest first, that
-    /// free `bytes` for `client` (from `client`'s own answers when its own
-    /// share is what is short); `false`, dropping none, when they could not.
-    fn make_stalled_give_way(&self, client: IpAddr, bytes: usize) -> bool {
-        let own_only = self.bytes.client_share_short(client, bytes);
+    /// free `bytes` for `client`: first from `client`'s own answers what
+    /// its own share is short of, then from any what the whole budget is
+    /// short of. `false`, dropping none, when they could not.
+    fn make_stalled_give_way(
+        &self,
+        client: IpAddr,
+        bytes: usize,
+        requester: &Arc<ConnectionHandle>,
+    ) -> bool {
         let key = todo_core::client_key(client);
         let now = Instant::now();
-        let mut stalled: Vec<Arc<Sending>> = self
-            .sending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let own_short =
+            (self.bytes.client_held(client) + bytes).saturating_sub(self.bytes.per_client());
+        let whole_short = bytes.saturating_sub(self.bytes.available());
+        // Chosen and told under the registry's lock: an answer still in it
+        // still holds its share (`Paid` leaves the registry before it gives
+        // its share back), and no other read can choose it again.
+        let registry = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stalled: Vec<&Arc<Sending>> = registry
             .values()
-            .filter(|s| (!own_only || s.client == key) && s.stalled(now))
-            .cloned()
+            .filter(|s| s.stalled(now, requester))
             .collect();
-        let short = if own_only {
-            (self.bytes.client_held(client) + bytes).saturating_sub(self.bytes.per_client())
-        } else {
-            bytes.saturating_sub(self.bytes.available())
-        };
-        let freeable: usize = stalled.iter().map(|s| s.bytes).sum();
-        if freeable < short {
-            return false;
+        stalled.sort_by_key(|s| s.last_handed());
+        let (own, others): (Vec<&Arc<Sending>>, Vec<&Arc<Sending>>) =
+            stalled.into_iter().partition(|s| s.client == key);
+        let mut chosen = Vec::new();
+        let mut own_freed = 0;
+        let mut own = own.into_iter();
+        while own_freed < own_short {
+            let Some(answer) = own.next() else {
+                return false;
+            };
+            own_freed += answer.bytes;
+            chosen.push(answer);
         }
-        stalled.sort_by_key(|s| s.began + Duration::from_millis(s.last_ms.load(Ordering::Relaxed)));
-        let mut freed = 0;
-        for answer in stalled {
-            if freed >= short {
+        // The rest of what the whole budget is short of, from any (the
+        // client's own left over included), stalest first.
+        let mut rest: Vec<&Arc<Sending>> = own.chain(others).collect();
+        rest.sort_by_key(|s| s.last_handed());
+        let mut freed = own_freed;
+        for answer in rest {
+            if freed >= whole_short {
                 break;
             }
             freed += answer.bytes;
+            chosen.push(answer);
+        }
+        if freed < whole_short {
+            return false;
+        }
+        for answer in chosen {
+            answer.given_way.store(true, Ordering::Relaxed);
             tracing::info!(
                 target: "todo::http",
                 client = %answer.client,
@@ -198,7 +297,7 @@ impl ResponseBudget {
                 handed = answer.handed.load(Ordering::Relaxed),
                 "a stalled answer gives way to a read the response budget could not pay: its connection is dropped"
             );
-            answer.drop_connection.notify_one();
+            answer.connection.drop_connection();
         }
         true
     }
@@ -217,8 +316,10 @@ impl ResponseBudget {
 /// dropped.
 #[derive(Debug)]
 pub(crate) struct Paid {
-    _share: Option<BodyShare>,
+    // (dropped in this order: out of the registry, then the share given
+    // back, so an answer the registry holds always holds its share)
     tracked: Option<Tracked>,
+    _share: Option<BodyShare>,
 }
 
 impl Paid {
@@ -263,33 +364,56 @@ mod tests {
 
     const ONE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
     const TWO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+    const THREE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 3));
     const MIB: usize = 1024 * 1024;
 
+    fn connection() -> Arc<ConnectionHandle> {
+        Arc::new(ConnectionHandle::default())
+    }
+
     /// Whether `connection` was told to drop (without waiting).
-    async fn told_to_drop(connection: &Notify) -> bool {
-        tokio::time::timeout(Duration::from_millis(1), connection.notified())
+    async fn told_to_drop(connection: &ConnectionHandle) -> bool {
+        tokio::time::timeout(Duration::from_millis(1), connection.dropped())
             .await
             .is_ok()
+    }
+
+    /// Which of `connections` were told to drop.
+    async fn told(connections: &[Arc<ConnectionHandle>]) -> Vec<bool> {
+        let mut told = Vec::new();
+        for connection in connections {
+            told.push(told_to_drop(connection).await);
+        }
+        told
+    }
+
+    /// `n` answers of `bytes` to `client`, each on a connection of its own.
+    async fn answers(
+        budget: &ResponseBudget,
+        client: IpAddr,
+        n: usize,
+        bytes: usize,
+    ) -> (Vec<Option<Paid>>, Vec<Arc<ConnectionHandle>>) {
+        let connections: Vec<Arc<ConnectionHandle>> = (0..n).map(|_| connection()).collect();
+        let mut paid = Vec::new();
+        for connection in &connections {
+            paid.push(Some(
+                budget.pay(client, bytes, connection, true).await.unwrap(),
+            ));
+        }
+        (paid, connections)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_read_the_budget_cannot_pay_takes_the_share_of_a_stalled_answer() {
         // 8 MiB, all of which one client may hold.
         let budget = Arc::new(ResponseBudget::new(8 * MIB, 8 * MIB));
-        let connections: Vec<Arc<Notify>> = (0..4).map(|_| Arc::new(Notify::new())).collect();
-        let mut held = Vec::new();
-        for connection in &connections {
-            held.push(Some(
-                budget.pay(ONE, 2 * MIB, connection, true).await.unwrap(),
-            ));
-        }
+        let (mut held, connections) = answers(&budget, ONE, 4, 2 * MIB).await;
         assert_eq!(budget.tracked(), 4);
         // Young answers keep their shares: the read is refused at once.
-        let other = Arc::new(Notify::new());
+        let other = connection();
         assert!(budget.pay(TWO, 2 * MIB, &other, true).await.is_none());
-        for connection in &connections {
-            assert!(!told_to_drop(connection).await);
-        }
+        assert_eq!(told(&connections).await, [false; 4]);
         // Past the grace: the two answers that handed pieces a moment ago
         // at a good pace stay; of the two that have been quiet for the
         // grace, the stalest gives way, and only it (the read needs one
@@ -304,14 +428,7 @@ mod tests {
             async move { budget.pay(TWO, 2 * MIB, &other, true).await }
         });
         tokio::task::yield_now().await;
-        let told: Vec<bool> = {
-            let mut told = Vec::new();
-            for connection in &connections {
-                told.push(told_to_drop(connection).await);
-            }
-            told
-        };
-        assert_eq!(told, [false, false, false, true]);
+        assert_eq!(told(&connections).await, [false, false, false, true]);
         // Dropping the connection frees its answer; the read is then paid.
         held[3] = None;
         let paid = waiting.await.unwrap();
@@ -323,97 +440,242 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn answers_that_are_read_keep_their_shares() {
-        let budget = ResponseBudget::new(8 * MIB, 8 * MIB);
-        let connection = Arc::new(Notify::new());
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            held.push(budget.pay(ONE, 2 * MIB, &connection, true).await.unwrap());
+    async fn an_answer_given_way_is_counted_on_by_one_read_only() {
+        let budget = Arc::new(ResponseBudget::new(8 * MIB, 8 * MIB));
+        let (held, connections) = answers(&budget, ONE, 4, 2 * MIB).await;
+        // Only the first is stalled: the others keep handing pieces.
+        tokio::time::advance(GRACE * 2).await;
+        for paid in &held[1..] {
+            paid.as_ref().unwrap().handed(MIB);
         }
+        let first = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            async move {
+                budget
+                    .pay(TWO, 2 * MIB, &connection(), true)
+                    .await
+                    .is_some()
+            }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(told(&connections).await, [true, false, false, false]);
+        // A second read finds nothing more to take, and is refused at once.
+        let asked = Instant::now();
+        assert!(
+            budget
+                .pay(THREE, 2 * MIB, &connection(), true)
+                .await
+                .is_none()
+        );
+        assert_eq!(
+            asked.elapsed(),
+            Duration::from_millis(0),
+            "refused without waiting"
+        );
+        // (the first waits for a share that is never freed here)
+        assert!(!first.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_that_are_read_keep_their_shares() {
+        let budget = Arc::new(ResponseBudget::new(8 * MIB, 8 * MIB));
+        let (mut held, connections) = answers(&budget, ONE, 4, 2 * MIB).await;
         for _ in 0..3 {
             tokio::time::advance(Duration::from_secs(1)).await;
-            for paid in &held {
+            for paid in held.iter().flatten() {
                 paid.handed(MIN_DRAIN + 1024);
             }
         }
-        let other = Arc::new(Notify::new());
-        assert!(budget.pay(TWO, 2 * MIB, &other, true).await.is_none());
         assert!(
-            !told_to_drop(&connection).await,
-            "a connection that reads is left alone"
+            budget
+                .pay(TWO, 2 * MIB, &connection(), true)
+                .await
+                .is_none()
+        );
+        assert_eq!(
+            told(&connections).await,
+            [false; 4],
+            "connections that read are left alone"
         );
         // One that reads too slowly gives way.
         tokio::time::advance(Duration::from_secs(1)).await;
-        for paid in &held[1..] {
+        for paid in held[1..].iter().flatten() {
             paid.handed(MIN_DRAIN + 1024);
         }
-        held[0].handed(1024);
-        let budget = Arc::new(budget);
+        held[0].as_ref().unwrap().handed(1024);
         let waiting = tokio::spawn({
             let budget = Arc::clone(&budget);
-            async move { budget.pay(TWO, 2 * MIB, &other, true).await.is_some() }
+            async move {
+                budget
+                    .pay(TWO, 2 * MIB, &connection(), true)
+                    .await
+                    .is_some()
+            }
         });
-        tokio::time::timeout(Duration::from_secs(1), connection.notified())
-            .await
-            .unwrap();
-        drop(held.remove(0));
+        tokio::task::yield_now().await;
+        assert_eq!(told(&connections).await, [true, false, false, false]);
+        held[0] = None;
         assert!(waiting.await.unwrap());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_client_short_of_its_own_share_takes_only_its_own_stalled_answers() {
+    async fn a_client_short_of_its_own_share_takes_its_own_stalled_answers_first() {
         // 32 MiB: a quarter, 8 MiB, a client.
-        let budget = ResponseBudget::new(32 * MIB, 2 * MIB);
-        let (one, two) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let mut others = Vec::new();
-        for _ in 0..4 {
-            others.push(budget.pay(TWO, 2 * MIB, &two, true).await.unwrap());
-        }
-        let mut mine = Vec::new();
-        for _ in 0..4 {
-            mine.push(budget.pay(ONE, 2 * MIB, &one, true).await.unwrap());
-        }
+        let budget = Arc::new(ResponseBudget::new(32 * MIB, 2 * MIB));
+        let (_others, others) = answers(&budget, TWO, 4, 2 * MIB).await;
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let (mut mine, own) = answers(&budget, ONE, 4, 2 * MIB).await;
         tokio::time::advance(GRACE * 2).await;
-        // Every answer is stalled; ONE's quarter is what is short, so
-        // TWO's answers are not touched, and ONE's own give way.
-        let budget = Arc::new(budget);
+        // Every answer is stalled, TWO's the stalest; ONE's quarter is
+        // what is short (the whole budget has 16 MiB to spare), so one of
+        // ONE's own gives way and TWO's are not touched.
         let waiting = tokio::spawn({
             let budget = Arc::clone(&budget);
-            let one = Arc::clone(&one);
-            async move { budget.pay(ONE, 2 * MIB, &one, true).await.is_some() }
+            async move {
+                budget
+                    .pay(ONE, 2 * MIB, &connection(), true)
+                    .await
+                    .is_some()
+            }
         });
-        tokio::time::timeout(Duration::from_secs(1), one.notified())
-            .await
-            .unwrap();
-        assert!(
-            !told_to_drop(&two).await,
+        tokio::task::yield_now().await;
+        assert_eq!(
+            told(&others).await,
+            [false; 4],
             "another client's answers are not touched"
         );
-        drop(mine.remove(0));
+        let own_told = told(&own).await;
+        assert_eq!(own_told.iter().filter(|t| **t).count(), 1, "{own_told:?}");
+        let given = own_told.iter().position(|t| *t).unwrap();
+        mine[given] = None;
         assert!(waiting.await.unwrap());
-        drop(others);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn short_of_both_its_share_and_the_whole_it_frees_both() {
+        // 8 MiB, 4 MiB a client (the largest body).
+        let budget = Arc::new(ResponseBudget::new(8 * MIB, 4 * MIB));
+        let (mut of_two, two) = answers(&budget, TWO, 2, 5 * MIB / 4).await;
+        let (mut of_three, three) = answers(&budget, THREE, 2, 5 * MIB / 4).await;
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let (mut mine, own) = answers(&budget, ONE, 3, MIB).await;
+        tokio::time::advance(GRACE * 2).await;
+        // ONE holds 3 of its 4 MiB and asks 2: its own share is short by
+        // 1 MiB, the whole budget (nothing free) by 2. One of its own
+        // first, then the stalest of the rest (the others', older).
+        let waiting = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            async move {
+                budget
+                    .pay(ONE, 2 * MIB, &connection(), true)
+                    .await
+                    .is_some()
+            }
+        });
+        tokio::task::yield_now().await;
+        let own_told = told(&own).await;
+        let others_told = [told(&two).await, told(&three).await].concat();
+        let count = |told: &[bool]| told.iter().filter(|t| **t).count();
+        assert_eq!(count(&own_told), 1, "{own_told:?}");
+        assert_eq!(count(&others_told), 1, "{others_told:?}");
+        let held = mine.iter_mut().zip(&own_told).chain(
+            of_two
+                .iter_mut()
+                .chain(of_three.iter_mut())
+                .zip(&others_told),
+        );
+        for (paid, told) in held {
+            if *told {
+                *paid = None;
+            }
+        }
+        assert!(waiting.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_their_connections_and_the_readers_own_never_give_way() {
+        let budget = Arc::new(ResponseBudget::new(8 * MIB, 8 * MIB));
+        // A write's answer, stalled.
+        let written = connection();
+        let _write = budget.pay(ONE, 2 * MIB, &written, false).await.unwrap();
+        // A read's, on a connection with a write in flight.
+        let busy = connection();
+        let _in_flight = busy.write();
+        let _read_beside_a_write = budget.pay(ONE, 2 * MIB, &busy, true).await.unwrap();
+        // A read's on the reader's own connection.
+        let own = connection();
+        let _own = budget.pay(TWO, 2 * MIB, &own, true).await.unwrap();
+        let _fourth = budget
+            .pay(THREE, 2 * MIB, &connection(), true)
+            .await
+            .unwrap();
+        tokio::time::advance(GRACE * 2).await;
+        // A write's answer the budget cannot pay is sent unpaid elsewhere:
+        // here it is refused without taking anything.
+        assert!(budget.pay(TWO, 2 * MIB, &own, false).await.is_none());
+        // The read needs 2 MiB; only the fourth may give way.
+        let waiting = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            let own = Arc::clone(&own);
+            async move { budget.pay(TWO, 2 * MIB, &own, true).await.is_some() }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(told(&[written, busy, own]).await, [false; 3]);
+        drop(_fourth);
+        assert!(waiting.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_few_reads_wait_at_once() {
+        let budget = Arc::new(ResponseBudget::new(16 * MIB, 16 * MIB));
+        let (_held, _connections) = answers(&budget, ONE, 8, 2 * MIB).await;
+        tokio::time::advance(GRACE * 2).await;
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_WAITING {
+            waiting.push(tokio::spawn({
+                let budget = Arc::clone(&budget);
+                async move {
+                    budget
+                        .pay(TWO, 2 * MIB, &connection(), true)
+                        .await
+                        .is_some()
+                }
+            }));
+        }
+        tokio::task::yield_now().await;
+        // One more is refused at once, though stalled answers are left.
+        let asked = Instant::now();
+        assert!(
+            budget
+                .pay(THREE, 2 * MIB, &connection(), true)
+                .await
+                .is_none()
+        );
+        assert_eq!(asked.elapsed(), Duration::from_millis(0));
+        for waiting in waiting {
+            // (none is freed here: each gives up after its wait)
+            assert!(!waiting.await.unwrap());
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn nothing_gives_way_when_the_stalled_could_not_free_enough() {
         let budget = ResponseBudget::new(8 * MIB, 8 * MIB);
-        let stalled = Arc::new(Notify::new());
-        let reading = Arc::new(Notify::new());
+        let (stalled, reading) = (connection(), connection());
         let _small = budget.pay(ONE, 20 * 1024, &stalled, true).await.unwrap();
         let large = budget.pay(TWO, 7 * MIB, &reading, true).await.unwrap();
         tokio::time::advance(GRACE * 2).await;
         large.handed(MIB);
-        let three = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 3));
         assert!(
             budget
-                .pay(three, 2 * MIB, &Arc::new(Notify::new()), true)
+                .pay(THREE, 2 * MIB, &connection(), true)
                 .await
                 .is_none()
         );
-        assert!(
-            !told_to_drop(&stalled).await,
+        assert_eq!(
+            told(&[stalled, reading]).await,
+            [false, false],
             "an answer that could not free enough is left alone"
         );
-        assert!(!told_to_drop(&reading).await);
     }
 }

@@ -11,13 +11,13 @@
 //! - idle: a connection with no request in flight for T is closed
 //!   gracefully (HTTP/1.1 keep-alive, HTTP/2 without open streams: GOAWAY);
 //!   one that has not finished T after that (a peer that stopped reading
-//!   its responses) is dropped;
+//!   its responses) is dropped. HTTP/1.1 heads after the first are bounded
+//!   by hyper's header timer (T); HTTP/2 peers are pinged every T and
+//!   dropped when a ping goes unanswered for T;
 //! - sending: a larger answer keeps its request in flight while it is
 //!   sent, however slowly it is read, and its connection is dropped once
-//!   its answers have handed nothing to it for T (and sooner, under a
-//!   short response budget, see `sending`). HTTP/1.1 heads after the first are bounded
-//!   by hyper's header timer (T); HTTP/2 peers are pinged every T and
-//!   dropped when a ping goes unanswered for T.
+//!   none of its answers has handed a piece to it for T (and sooner, when
+//!   a read the response budget cannot pay makes it give way: `sending`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,7 +44,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{ClientSlot, ClientSlots};
 use crate::front::{Answer, Api, Frontend, ResponseBody};
-use crate::sending::{Paid, ResponseBudget};
+use crate::sending::{ConnectionHandle, Paid, ResponseBudget, WriteInFlight};
 
 /// How long, once shutdown has begun, a connection that has not yet
 /// delivered a request may take to deliver its first one. Its client has
@@ -243,12 +243,15 @@ impl<A: Api> Accepted<A> {
                 let front = Arc::clone(&front);
                 let responses = Arc::clone(&responses);
                 let in_flight = seen.begin();
+                // (a write's request and answer: the budget never drops
+                // its connection meanwhile)
+                let write = (!matches!(*request.method(), Method::GET | Method::HEAD))
+                    .then(|| seen.connection.write());
                 let control = LiveControl {
                     activity: Arc::clone(&seen),
                     stopping: stopping.clone(),
                 };
                 async move {
-                    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
                     let http1 = request.version() < http::Version::HTTP_2;
                     let body_ended = Arc::new(AtomicBool::new(request.body().is_end_stream()));
                     let ended = Arc::clone(&body_ended);
@@ -260,7 +263,7 @@ impl<A: Api> Accepted<A> {
                     request.extensions_mut().insert(control);
                     let response = front.handle(request, peer.ip()).await;
                     let mut response =
-                        budgeted(&responses, response, peer.ip(), safe, in_flight).await;
+                        budgeted(&responses, response, peer.ip(), in_flight, write).await;
                     if http1 && !body_ended.load(Ordering::Relaxed) {
                         close_after(&mut response);
                     }
@@ -345,11 +348,11 @@ struct Activity {
     last_done_ms: AtomicU64,
     /// A permit once the connection has delivered a request.
     first: Notify,
-    /// A permit when a live stream gave up on its client, or a stalled
-    /// answer gave way to a read the response budget could not pay: the
-    /// connection is dropped, whatever it is doing (see [`LiveControl`],
-    /// [`ResponseBudget`]).
-    drop_now: Arc<Notify>,
+    /// Told when a live stream gave up on its client, or a stalled answer
+    /// gave way to a read the response budget could not pay: the
+    /// connection is then dropped, whatever it is doing (see
+    /// [`LiveControl`], [`ResponseBudget`]).
+    connection: Arc<ConnectionHandle>,
     /// Larger answers being sent now (see [`SendingAnswer`]).
     sending: AtomicUsize,
     /// When one of them last handed a piece to the connection (or began),
@@ -376,7 +379,7 @@ impl LiveControl {
 
     /// Drops the connection now.
     pub(crate) fn drop_connection(&self) {
-        self.activity.drop_now.notify_one();
+        self.activity.connection.drop_connection();
     }
 }
 
@@ -388,7 +391,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             first: Notify::new(),
-            drop_now: Arc::new(Notify::new()),
+            connection: Arc::new(ConnectionHandle::default()),
             sending: AtomicUsize::new(0),
             handed_ms: AtomicU64::new(0),
         }
@@ -500,7 +503,7 @@ async fn drive<C: GracefulConnection>(
     loop {
         tokio::select! {
             _ = connection.as_mut() => return,
-            () = activity.drop_now.notified() => return,
+            () = activity.connection.dropped() => return,
             () = stopped(&mut stopping) => break,
             () = tokio::time::sleep_until(check.into()) => {
                 let now = Instant::now();
@@ -519,20 +522,28 @@ async fn drive<C: GracefulConnection>(
                     return;
                 }
                 connection.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(deadline, connection.as_mut()).await;
+                // (an HTTP/2 client may still open streams until it
+                // acknowledges the GOAWAY's ping: their answers may be
+                // made to give way, so the drop is heeded here too)
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    () = activity.connection.dropped() => {}
+                    () = tokio::time::sleep(deadline) => {}
+                }
                 return;
             }
         }
     }
     tokio::select! {
         _ = connection.as_mut() => return,
+        () = activity.connection.dropped() => return,
         () = activity.first.notified() => {}
         () = tokio::time::sleep(FIRST_REQUEST_WINDOW) => {}
     }
     connection.as_mut().graceful_shutdown();
     tokio::select! {
         _ = connection => {}
-        () = activity.drop_now.notified() => {}
+        () = activity.connection.dropped() => {}
     }
 }
 
@@ -582,6 +593,9 @@ enum Budgeted {
         paid: Paid,
         /// A larger answer's place on its connection, as it is sent.
         sending: Option<SendingAnswer>,
+        /// A write's answer: its connection is not dropped for a read
+        /// until it is sent.
+        _write: Option<WriteInFlight>,
     },
     Live {
         body: axum::body::Body,
@@ -607,6 +621,7 @@ impl Body for Budgeted {
                 rest,
                 paid,
                 sending,
+                ..
             } => {
                 if rest.is_empty() {
                     return std::task::Poll::Ready(None);
@@ -648,9 +663,10 @@ async fn budgeted(
     budget: &ResponseBudget,
     response: Answer,
     client: std::net::IpAddr,
-    safe: bool,
     in_flight: InFlight,
+    write: Option<WriteInFlight>,
 ) -> Response<Budgeted> {
+    let read = write.is_none();
     let (parts, body) = response.into_parts();
     let body = match body {
         ResponseBody::Whole(body) => body,
@@ -672,10 +688,10 @@ async fn budgeted(
     let paid = if bytes == 0 {
         Some(ResponseBudget::unpaid())
     } else {
-        let connection = &in_flight.0.drop_now;
-        match budget.pay(client, bytes, connection, safe).await {
+        let connection = &in_flight.0.connection;
+        match budget.pay(client, bytes, connection, read).await {
             Some(paid) => Some(paid),
-            None if !safe => Some(ResponseBudget::unpaid()),
+            None if !read => Some(ResponseBudget::unpaid()),
             None => None,
         }
     };
@@ -685,6 +701,7 @@ async fn budgeted(
             rest: whole(body),
             paid,
             sending,
+            _write: write,
         });
     }
     drop(in_flight);
@@ -714,6 +731,7 @@ async fn budgeted(
         rest: whole(body),
         paid: ResponseBudget::unpaid(),
         sending: None,
+        _write: None,
     })
 }
 
@@ -733,6 +751,63 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// Review of session 31, M1: an HTTP/2 client may open streams while
+    /// its idle connection closes (until it acknowledges the GOAWAY's
+    /// ping), and their answers may be made to give way: the drop must be
+    /// heeded in that phase too, not only when the deadline ends it.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_closing_gracefully_is_dropped_when_told() {
+        let deadline = Duration::from_secs(5);
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let builder = auto::Builder::new(TokioExecutor::new());
+        // A stream this service answers stays open while its client does
+        // not read; the service does not count it in flight, so the
+        // connection closes as idle with the stream open (as one opened
+        // while it closes would be).
+        let service = service_fn(|_request: Request<Incoming>| async {
+            let body = Full::new(Bytes::from(vec![b'x'; 1024 * 1024]));
+            Ok::<_, Infallible>(Response::new(body))
+        });
+        let activity = Arc::new(Activity::new());
+        let (_stopping_tx, stopping) = watch::channel(false);
+        let served = tokio::spawn({
+            let activity = Arc::clone(&activity);
+            async move {
+                let connection = builder.serve_connection(TokioIo::new(server_io), service);
+                drive(connection, &activity, deadline, stopping).await;
+            }
+        });
+        let (mut sender, mut client) =
+            hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .initial_stream_window_size(1024)
+                .initial_connection_window_size(1024)
+                .handshake(TokioIo::new(client_io))
+                .await
+                .unwrap();
+        drop(activity.begin());
+        let request = Request::get("http://localhost/")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        // The client's side is driven until the head arrives; afterwards
+        // it reads nothing and acknowledges nothing.
+        let response = tokio::select! {
+            response = sender.send_request(request) => response.unwrap(),
+            _ = &mut client => panic!("the client's connection ended"),
+        };
+        assert_eq!(response.status(), 200);
+        let began = Instant::now();
+        // Past the idle deadline: closing (GOAWAY sent), the stream open.
+        tokio::time::sleep(deadline + Duration::from_secs(1)).await;
+        assert!(!served.is_finished(), "closing, not yet closed");
+        activity.connection.drop_connection();
+        tokio::time::timeout(Duration::from_millis(100), served)
+            .await
+            .expect("dropped when told, not at the end of the closing deadline")
+            .unwrap();
+        assert!(began.elapsed() < deadline * 2);
+        drop((response, client));
+    }
 
     #[cfg(target_os = "linux")]
     #[tokio::test]

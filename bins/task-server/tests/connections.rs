@@ -873,6 +873,7 @@ async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
     let token = user_with_large_tasks(&server, &data, "pages", 48).await;
     let page = "/v1/tasks?limit=100";
     let mut stalled = Vec::new();
+    let first_asked = Instant::now();
     for last in 1..=4 {
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
         let (response, connection) = unread_from(&data, source, &server, page, &token).await;
@@ -880,9 +881,18 @@ async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
         stalled.push((response, connection));
     }
     let reader = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
-    // While the stalled answers are young, the budget is theirs.
-    let (status, _) = read_whole_from(&data, reader, &server, page, &token).await;
-    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    // While the stalled answers are young (under the 2 s grace), the
+    // budget is theirs. (A machine too loaded to ask within the grace
+    // skips this step: the read would rightly be served.)
+    if first_asked.elapsed() < Duration::from_millis(1500) {
+        let (status, _) = read_whole_from(&data, reader, &server, page, &token).await;
+        assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    } else {
+        eprintln!(
+            "the young answers' refusal not checked: set up in {:?}",
+            first_asked.elapsed()
+        );
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (status, length) = read_whole_from(&data, reader, &server, page, &token).await;
     assert_eq!(status, "HTTP/1.1 200 OK", "a stalled answer gave way");
