@@ -35,7 +35,7 @@ use hyper::body::Incoming;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
@@ -44,7 +44,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{ClientSlot, ClientSlots};
 use crate::front::{Answer, Api, Frontend, ResponseBody};
-use crate::sending::{ConnectionHandle, Paid, ResponseBudget, WriteInFlight};
+use crate::sending::{DropHandle, Paid, ResponseBudget};
 
 /// How long, once shutdown has begun, a connection that has not yet
 /// delivered a request may take to deliver its first one. Its client has
@@ -65,7 +65,7 @@ pub async fn serve<A: Api>(
     let limits = front.limits().clone();
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let (stopping_tx, stopping) = watch::channel(false);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(StreamExecutor);
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -150,10 +150,66 @@ const MAX_WINDOW: u32 = (1 << 31) - 1;
 /// them (the "rapid reset" guard), per connection.
 const MAX_PENDING_RESETS: usize = 20;
 
+tokio::task_local! {
+    /// The HTTP/2 stream a request came on, which a stalled answer's
+    /// give-way resets alone (see [`StreamExecutor`]).
+    static STREAM: Arc<DropHandle>;
+}
+
+/// Runs hyper's HTTP/2 streams (each request's service call and answer)
+/// as tasks that can be dropped one at a time: a stalled answer that gives
+/// way to another read is ended with its stream (h2 resets a stream whose
+/// handles are dropped), and its connection's other requests go on (the
+/// attack of session 31, F1 and F3: dropping the whole connection ended
+/// writes on it, and a write in flight kept every stalled read on it).
+#[derive(Debug, Clone, Copy)]
+struct StreamExecutor;
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        let stream = Arc::new(DropHandle::default());
+        tokio::spawn(STREAM.scope(Arc::clone(&stream), async move {
+            tokio::select! {
+                _ = future => {}
+                () = stream.dropped() => {}
+            }
+        }));
+    }
+}
+
+/// The answer to a write refused before it is made: its client's or the
+/// instance's overdraft for writes' answers is spent (see
+/// [`ResponseBudget::may_write`]).
+fn overdrawn(client: std::net::IpAddr) -> Response<Budgeted> {
+    tracing::warn!(
+        target: "todo::http",
+        client = %client,
+        status = 503,
+        "write refused: answers to writes not yet read hold the response budget's overdraft"
+    );
+    let mut refused =
+        crate::problem::ApiError::unavailable(Duration::from_secs(1), None).into_response();
+    let headers = refused.headers_mut();
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    refused.map(|body| Budgeted::Whole {
+        rest: whole(body),
+        paid: ResponseBudget::unpaid(),
+        sending: None,
+    })
+}
+
 /// What each accepted connection needs.
 struct Accepted<A: Api> {
     front: Arc<Frontend<A>>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<auto::Builder<StreamExecutor>>,
     tls: Option<TlsAcceptor>,
     connections: Arc<Semaphore>,
     slots: Arc<ClientSlots>,
@@ -243,15 +299,20 @@ impl<A: Api> Accepted<A> {
                 let front = Arc::clone(&front);
                 let responses = Arc::clone(&responses);
                 let in_flight = seen.begin();
-                // (a write's request and answer: the budget never drops
-                // its connection meanwhile)
-                let write = (!matches!(*request.method(), Method::GET | Method::HEAD))
-                    .then(|| seen.connection.write());
                 let control = LiveControl {
                     activity: Arc::clone(&seen),
                     stopping: stopping.clone(),
                 };
                 async move {
+                    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+                    if !read && !responses.may_write(peer.ip()) {
+                        return Ok(overdrawn(peer.ip()));
+                    }
+                    // What may be dropped for its answer to give way: its
+                    // HTTP/2 stream, or its HTTP/1.1 connection.
+                    let carrier = STREAM
+                        .try_with(Arc::clone)
+                        .unwrap_or_else(|_| Arc::clone(&in_flight.0.connection));
                     let http1 = request.version() < http::Version::HTTP_2;
                     let body_ended = Arc::new(AtomicBool::new(request.body().is_end_stream()));
                     let ended = Arc::clone(&body_ended);
@@ -263,7 +324,7 @@ impl<A: Api> Accepted<A> {
                     request.extensions_mut().insert(control);
                     let response = front.handle(request, peer.ip()).await;
                     let mut response =
-                        budgeted(&responses, response, peer.ip(), in_flight, write).await;
+                        budgeted(&responses, response, peer.ip(), in_flight, &carrier, read).await;
                     if http1 && !body_ended.load(Ordering::Relaxed) {
                         close_after(&mut response);
                     }
@@ -352,7 +413,7 @@ struct Activity {
     /// gave way to a read the response budget could not pay: the
     /// connection is then dropped, whatever it is doing (see
     /// [`LiveControl`], [`ResponseBudget`]).
-    connection: Arc<ConnectionHandle>,
+    connection: Arc<DropHandle>,
     /// Larger answers being sent now (see [`SendingAnswer`]).
     sending: AtomicUsize,
     /// When one of them last handed a piece to the connection (or began),
@@ -379,7 +440,7 @@ impl LiveControl {
 
     /// Drops the connection now.
     pub(crate) fn drop_connection(&self) {
-        self.activity.connection.drop_connection();
+        self.activity.connection.drop_it();
     }
 }
 
@@ -391,7 +452,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             first: Notify::new(),
-            connection: Arc::new(ConnectionHandle::default()),
+            connection: Arc::new(DropHandle::default()),
             sending: AtomicUsize::new(0),
             handed_ms: AtomicU64::new(0),
         }
@@ -593,9 +654,6 @@ enum Budgeted {
         paid: Paid,
         /// A larger answer's place on its connection, as it is sent.
         sending: Option<SendingAnswer>,
-        /// A write's answer: its connection is not dropped for a read
-        /// until it is sent.
-        _write: Option<WriteInFlight>,
     },
     Live {
         body: axum::body::Body,
@@ -621,7 +679,6 @@ impl Body for Budgeted {
                 rest,
                 paid,
                 sending,
-                ..
             } => {
                 if rest.is_empty() {
                     return std::task::Poll::Ready(None);
@@ -664,9 +721,9 @@ async fn budgeted(
     response: Answer,
     client: std::net::IpAddr,
     in_flight: InFlight,
-    write: Option<WriteInFlight>,
+    carrier: &Arc<DropHandle>,
+    read: bool,
 ) -> Response<Budgeted> {
-    let read = write.is_none();
     let (parts, body) = response.into_parts();
     let body = match body {
         ResponseBody::Whole(body) => body,
@@ -688,8 +745,7 @@ async fn budgeted(
     let paid = if bytes == 0 {
         Some(ResponseBudget::unpaid())
     } else {
-        let connection = &in_flight.0.connection;
-        match budget.pay(client, bytes, connection, read).await {
+        match budget.pay(client, bytes, carrier, read).await {
             Some(paid) => Some(paid),
             None if !read => Some(ResponseBudget::unpaid()),
             None => None,
@@ -701,7 +757,6 @@ async fn budgeted(
             rest: whole(body),
             paid,
             sending,
-            _write: write,
         });
     }
     drop(in_flight);
@@ -731,7 +786,6 @@ async fn budgeted(
         rest: whole(body),
         paid: ResponseBudget::unpaid(),
         sending: None,
-        _write: None,
     })
 }
 
@@ -749,6 +803,8 @@ fn whole(body: Full<Bytes>) -> Bytes {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use hyper_util::rt::TokioExecutor;
 
     use super::*;
 
@@ -800,7 +856,7 @@ mod tests {
         // Past the idle deadline: closing (GOAWAY sent), the stream open.
         tokio::time::sleep(deadline + Duration::from_secs(1)).await;
         assert!(!served.is_finished(), "closing, not yet closed");
-        activity.connection.drop_connection();
+        activity.connection.drop_it();
         tokio::time::timeout(Duration::from_millis(100), served)
             .await
             .expect("dropped when told, not at the end of the closing deadline")

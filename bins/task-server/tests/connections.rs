@@ -298,6 +298,11 @@ impl Stalled {
     fn after(chunk: Bytes) -> Self {
         Self(Some(chunk), true)
     }
+
+    /// One chunk, and the end.
+    fn whole(chunk: Bytes) -> Self {
+        Self(Some(chunk), false)
+    }
 }
 
 impl Body for Stalled {
@@ -785,17 +790,14 @@ async fn a_client_that_stops_reading_an_answer_is_dropped_after_the_send_stall()
     );
 }
 
-/// An HTTP/2 connection from `source` asking `path` with a 1 KiB window it
-/// never opens: the answer's head, and the task driving the connection
-/// (it ends when the server drops the connection).
-async fn unread_from(
+/// An HTTP/2 connection from `source` whose streams' windows stay shut
+/// (0 bytes; the connection's 1 KiB): its client reads no answer's body.
+async fn shut_h2_from(
     data: &Path,
     source: IpAddr,
     server: &Running,
-    path: &str,
-    token: &str,
 ) -> (
-    http::Response<hyper::body::Incoming>,
+    hyper::client::conn::http2::SendRequest<Stalled>,
     tokio::task::JoinHandle<()>,
 ) {
     let tls = tls_from(&connector(data, &[b"h2"]), source, server.addr)
@@ -803,26 +805,41 @@ async fn unread_from(
         .unwrap();
     let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     builder
-        .initial_stream_window_size(1024)
+        .initial_stream_window_size(0)
         .initial_connection_window_size(1024)
         .keep_alive_interval(None);
-    let (mut sender, connection) = builder.handshake(TokioIo::new(tls)).await.unwrap();
+    let (sender, connection) = builder.handshake(TokioIo::new(tls)).await.unwrap();
     let task = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let request = http::Request::builder()
-        .method(Method::GET)
-        .uri(format!("https://localhost:{}{path}", server.addr.port()))
-        .header("authorization", format!("Bearer {token}"))
-        .body(Stalled::empty())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    // (the connection ends once no sender is left: keep it open)
-    let task = tokio::spawn(async move {
-        let _sender = sender;
-        let _ = task.await;
-    });
-    (response, task)
+    (sender, task)
+}
+
+/// `method path` on `sender`, with `token` and `body`: the answer's head.
+async fn ask(
+    sender: &mut hyper::client::conn::http2::SendRequest<Stalled>,
+    server: &Running,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> http::Response<hyper::body::Incoming> {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("https://localhost:{}{path}", server.addr.port()));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if !body.is_empty() {
+        request = request.header("content-type", "application/json");
+    }
+    let body = if body.is_empty() {
+        Stalled::empty()
+    } else {
+        Stalled::whole(Bytes::from(body.to_owned()))
+    };
+    let request = request.body(body).unwrap();
+    sender.send_request(request).await.unwrap()
 }
 
 /// `GET path` over HTTP/1.1 from `source`, read whole: the status line and
@@ -855,7 +872,10 @@ async fn read_whole_from(
 /// never read their 2 MB pages held the whole response budget (a quarter
 /// an address), renewed every ~20 s, and another user's pages got 503. A
 /// read the budget cannot pay now makes the answers stalled past the grace
-/// (2 s) give way: their connections are dropped, and the read is served.
+/// (2 s) give way: over HTTP/2 their streams are reset, each alone, and
+/// the read is served. Each connection also carries a request that is not
+/// a read, whose answer is never read either (session 31's attack, F1: it
+/// used to keep every stalled read on its connection from giving way).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
     let dir = tempfile::tempdir().unwrap();
@@ -876,9 +896,13 @@ async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
     let first_asked = Instant::now();
     for last in 1..=4 {
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
-        let (response, connection) = unread_from(&data, source, &server, page, &token).await;
+        let (mut sender, connection) = shut_h2_from(&data, source, &server).await;
+        let nil = "/v1/tasks/00000000-0000-0000-0000-000000000000";
+        let shield = ask(&mut sender, &server, Method::DELETE, nil, None, "").await;
+        assert_eq!(shield.status(), 401);
+        let response = ask(&mut sender, &server, Method::GET, page, Some(&token), "").await;
         assert_eq!(response.status(), 200, "hoarder {last}");
-        stalled.push((response, connection));
+        stalled.push((response, shield, sender, connection));
     }
     let reader = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
     // While the stalled answers are young (under the 2 s grace), the
@@ -897,11 +921,95 @@ async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
     let (status, length) = read_whole_from(&data, reader, &server, page, &token).await;
     assert_eq!(status, "HTTP/1.1 200 OK", "a stalled answer gave way");
     assert!(length > 1_900_000, "the whole page: {length} bytes");
-    // The one that gave way lost its connection; the rest keep theirs
-    // (the deadline of a stalled answer, 10 s, has not come).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let dropped = stalled.iter().filter(|(_, c)| c.is_finished()).count();
-    assert_eq!(dropped, 1, "one stalled connection dropped");
+    // The one that gave way lost its stream, not its connection: every
+    // connection is still open, and exactly one page's stream was reset.
+    let mut reset = 0;
+    for (response, _shield, _sender, connection) in stalled {
+        assert!(!connection.is_finished(), "a connection was dropped");
+        let mut body = response.into_body();
+        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(300), body.frame()).await {
+            assert!(
+                matches!(frame, Some(Err(_))),
+                "a shut window let data through: {frame:?}"
+            );
+            reset += 1;
+        }
+    }
+    assert_eq!(reset, 1, "one stalled page's stream reset");
+}
+
+/// Session 31's attack, F2: over HTTP/2 with shut windows, answers to
+/// writes were sent unpaid once the response budget was spent: 5,857
+/// answers of 41 KB to 20-byte patches took the server past 256 MiB. What
+/// the budget cannot pay of a write's answer now comes from an overdraft
+/// (a quarter of the budget, a quarter of that a client); a client whose
+/// overdraft is spent has its next writes refused before they are made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_answers_to_writes_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1 MiB: 256 KiB a client; the overdraft 256 KiB, 64 KiB a client.
+    let (server, data) = start_todo(
+        dir.path(),
+        &[
+            "--task-write-burst",
+            "1000",
+            "--body-budget-bytes",
+            "1048576",
+        ],
+    );
+    // One task of 40 KB: each patch's answer is about 40 KB.
+    let token = user_with_large_tasks(&server, &data, "writer", 1).await;
+    let client = server.client(&data);
+    let list = client
+        .json(Method::GET, "/v1/tasks", Some(&token), None)
+        .await
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/tasks/{id}");
+    let (mut sender, _connection) = shut_h2_from(&data, HOARDER, &server).await;
+    let mut statuses = Vec::new();
+    let mut held = Vec::new();
+    for i in 0..24 {
+        let body = format!("{{\"priority\": {}}}", i % 4);
+        let response = ask(
+            &mut sender,
+            &server,
+            Method::PATCH,
+            &path,
+            Some(&token),
+            &body,
+        )
+        .await;
+        statuses.push(response.status().as_u16());
+        held.push(response);
+    }
+    let done = statuses.iter().filter(|s| **s == 200).count();
+    eprintln!("patches whose answers are never read: {statuses:?}");
+    // Its quarter of the budget (256 KiB: six answers) and of the
+    // overdraft (64 KiB: two), and then refusals.
+    assert!(
+        (6..=10).contains(&done),
+        "{done} patches made: {statuses:?}"
+    );
+    assert!(
+        statuses[done..].iter().all(|s| *s == 503),
+        "refused once overdrawn: {statuses:?}"
+    );
+    // Another client still writes.
+    let (mut other, _other_connection) = shut_h2_from(&data, OTHER, &server).await;
+    let body = r#"{"priority": 3}"#;
+    let answer = ask(
+        &mut other,
+        &server,
+        Method::PATCH,
+        &path,
+        Some(&token),
+        body,
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    drop(held);
 }
 
 /// Session 30's second attack, F3: an answer counted as done once built,
