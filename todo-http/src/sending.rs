@@ -7,22 +7,25 @@
 //! second attack (F1) held the whole 32 MiB with 2 MB pages that 16
 //! connections from 4 addresses never read, and another user's pages got
 //! 503. So a read the budget cannot pay makes the answers that are stalled
-//! give way: a read's answer that has been sending for [`GRACE`] and has
+//! give way: an answer that has been sending for [`GRACE`] and has
 //! handed nothing to its connection for [`GRACE`], or less than
 //! [`MIN_DRAIN`] a second since it began, is dropped with its carrier, the
 //! stalest first (by the last piece handed), and the read waits a moment
 //! for what that frees. Over HTTP/2 only the answer's stream is reset, so
 //! the connection's other requests (a write's answer among them) go on;
 //! an HTTP/1.1 connection carries the one answer, and is dropped. Nothing
-//! is taken while the budget can pay; never a write's answer (a client
-//! must learn the outcome of its change), nor the reader's own.
+//! is taken while the budget can pay, nor the reader's own. A write's
+//! answer gives way as a read's does (a client that stopped reading it
+//! while the budget is short learns the outcome by reading the task).
 //!
 //! A write's answer is paid from the budget when it can be, and otherwise
 //! from an overdraft of a quarter of it (a client a quarter of that): it
 //! is sent either way, so a write is refused (503) before it is made while
-//! its client's or the instance's overdraft is spent (session 31's attack,
-//! F2: 5,857 unread answers of 41 KB to 20-byte patches, sent unpaid, took
-//! the server past 256 MiB).
+//! its client's or the instance's overdraft is spent and nothing paid from
+//! it is stalled (session 31's attack, F2: 5,857 unread answers of 41 KB
+//! to 20-byte patches, sent unpaid, took the server past 256 MiB; its
+//! review, M1: refusing while the overdraft was held by answers nobody
+//! read let four addresses refuse every write, logins included).
 //! This raises what holding the budget costs (reading every answer at
 //! [`MIN_DRAIN`], or asking again within [`GRACE`]); it does not make it
 //! impossible (SECURITY.md, session 31).
@@ -59,6 +62,10 @@ const WAIT_FOR_FREED: Duration = Duration::from_millis(500);
 
 /// How often it looks meanwhile.
 const WAIT_STEP: Duration = Duration::from_millis(10);
+
+/// What a write's answer is reckoned to need of the overdraft when it is
+/// admitted (a task's or a project's, with a long description).
+const WRITE_ANSWER: usize = 32 * 1024;
 
 /// Reads that may wait so at once, across the process: each holds its
 /// built answer (a page, about 2 MiB at most) unpaid while it waits, so
@@ -109,9 +116,11 @@ struct Sending {
     last_ms: AtomicU64,
     /// The client whose share it is.
     client: IpAddr,
-    /// A read's answer: it may be made to give way (a write's never is).
-    may_give_way: bool,
-    /// It has been made to give way (its connection told to drop): no
+    /// Paid from the overdraft (a write's answer the budget could not
+    /// pay): it gives way to a write refused for want of overdraft, not to
+    /// a read.
+    from_overdraft: bool,
+    /// It has been made to give way (its carrier told to drop): no
     /// other read counts on it.
     given_way: AtomicBool,
     /// Its stream (HTTP/2) or connection (HTTP/1.1).
@@ -122,10 +131,7 @@ impl Sending {
     /// Whether it may be made to give way at `now` to a read on
     /// `requester`.
     fn stalled(&self, now: Instant, requester: &Arc<DropHandle>) -> bool {
-        if !self.may_give_way
-            || self.given_way.load(Ordering::Relaxed)
-            || Arc::ptr_eq(&self.carrier, requester)
-        {
+        if self.given_way.load(Ordering::Relaxed) || Arc::ptr_eq(&self.carrier, requester) {
             return false;
         }
         let age = now.saturating_duration_since(self.began);
@@ -152,24 +158,33 @@ impl ResponseBudget {
             sending: Arc::new(Mutex::new(HashMap::new())),
             next: AtomicU64::new(0),
             waiting: Semaphore::new(MAX_WAITING),
-            overdraft: BodyBudget::new(bytes / 4, max_body_bytes.min(bytes / 4)),
+            // (a quarter of it a client, with no floor: a large body
+            // limit must not give one client all of it)
+            overdraft: BodyBudget::new(bytes / 4, 0),
         }
     }
 
-    /// Whether a write from `client` may be made now: not while its own or
-    /// the instance's overdraft is spent (its answer will be sent, paid or
-    /// not).
-    pub(crate) fn may_write(&self, client: IpAddr) -> bool {
-        self.overdraft.available() > 0
-            && self.overdraft.client_held(client) < self.overdraft.per_client()
+    /// Whether a write from `client`, carried by `carrier`, may be made
+    /// now: its answer will be sent, paid or not, so not while its own or
+    /// the instance's overdraft is spent, unless answers paid from it that
+    /// are stalled give way (then it is made at once: what they free pays
+    /// its answer later, or the next).
+    pub(crate) fn may_write(&self, client: IpAddr, carrier: &Arc<DropHandle>) -> bool {
+        let spent = self.overdraft.available() < WRITE_ANSWER
+            || self.overdraft.client_held(client) + WRITE_ANSWER > self.overdraft.per_client();
+        if !spent || self.overdraft.per_client() == 0 {
+            return true;
+        }
+        self.make_stalled_give_way(&self.overdraft, true, client, WRITE_ANSWER, carrier)
     }
 
     /// Pays for an answer of `bytes` to `client`, carried by `carrier`.
     /// `None` when the budget cannot pay, even after the stalled answers
     /// that could free enough have given way. A write's answer (`read`
-    /// false) takes nothing from others, waits for nothing, and never gives
-    /// way: what the budget cannot pay comes from the overdraft, or, past
-    /// it, from nothing (a few writes made just before it was spent).
+    /// false) takes nothing from others and waits for nothing: what the
+    /// budget cannot pay comes from the overdraft, or, past it, from
+    /// nothing (every write admitted while the overdraft had room is
+    /// answered: SECURITY.md, session 31, review M2).
     pub(crate) async fn pay(
         &self,
         client: IpAddr,
@@ -191,14 +206,14 @@ impl ResponseBudget {
                     let _ = self.overdraft.reserve(Some(client), room, &mut share);
                 }
                 let tracked =
-                    (bytes > TRACKED_ABOVE).then(|| self.track(client, bytes, carrier, read));
+                    (bytes > TRACKED_ABOVE).then(|| self.track(client, bytes, carrier, true));
                 return Some(Paid {
                     tracked,
                     _share: share,
                 });
             }
             let _waiting = self.waiting.try_acquire().ok()?;
-            if !self.make_stalled_give_way(client, bytes, carrier) {
+            if !self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier) {
                 return None;
             }
             let waiting = Instant::now();
@@ -212,15 +227,15 @@ impl ResponseBudget {
                 }
             }
         }
-        let tracked = (bytes > TRACKED_ABOVE).then(|| self.track(client, bytes, carrier, read));
+        let tracked = (bytes > TRACKED_ABOVE).then(|| self.track(client, bytes, carrier, false));
         Some(Paid {
             tracked,
             _share: share,
         })
     }
 
-    /// An answer the budget does not pay for (a write's, always sent), or
-    /// one of nothing.
+    /// An answer the budget does not pay for: one of nothing, or a
+    /// refusal.
     pub(crate) fn unpaid() -> Paid {
         Paid {
             tracked: None,
@@ -233,7 +248,7 @@ impl ResponseBudget {
         client: IpAddr,
         bytes: usize,
         carrier: &Arc<DropHandle>,
-        read: bool,
+        from_overdraft: bool,
     ) -> Tracked {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let sending = Arc::new(Sending {
@@ -242,7 +257,7 @@ impl ResponseBudget {
             handed: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             client: todo_core::client_key(client),
-            may_give_way: read,
+            from_overdraft,
             given_way: AtomicBool::new(false),
             carrier: Arc::clone(carrier),
         });
@@ -257,28 +272,31 @@ impl ResponseBudget {
         }
     }
 
-    /// Drops the connections of the stalled answers, stalest first, that
+    /// Drops the carriers of the stalled answers, stalest first, that
     /// free `bytes` for `client`: first from `client`'s own answers what
     /// its own share is short of, then from any what the whole budget is
     /// short of. `false`, dropping none, when they could not.
+    /// Those paid from `budget`: the response budget (`overdraft` false),
+    /// or the overdraft.
     fn make_stalled_give_way(
         &self,
+        budget: &BodyBudget,
+        overdraft: bool,
         client: IpAddr,
         bytes: usize,
         requester: &Arc<DropHandle>,
     ) -> bool {
         let key = todo_core::client_key(client);
         let now = Instant::now();
-        let own_short =
-            (self.bytes.client_held(client) + bytes).saturating_sub(self.bytes.per_client());
-        let whole_short = bytes.saturating_sub(self.bytes.available());
+        let own_short = (budget.client_held(client) + bytes).saturating_sub(budget.per_client());
+        let whole_short = bytes.saturating_sub(budget.available());
         // Chosen and told under the registry's lock: an answer still in it
         // still holds its share (`Paid` leaves the registry before it gives
         // its share back), and no other read can choose it again.
         let registry = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
         let mut stalled: Vec<&Arc<Sending>> = registry
             .values()
-            .filter(|s| s.stalled(now, requester))
+            .filter(|s| s.from_overdraft == overdraft && s.stalled(now, requester))
             .collect();
         stalled.sort_by_key(|s| s.last_handed());
         let (own, others): (Vec<&Arc<Sending>>, Vec<&Arc<Sending>>) =
@@ -613,30 +631,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn writes_and_the_readers_own_never_give_way() {
+    async fn a_writes_answer_gives_way_as_a_reads_does_but_never_the_readers_own() {
         let budget = Arc::new(ResponseBudget::new(8 * MIB, 8 * MIB));
-        // A write's answer, stalled.
-        let written = connection();
-        let _write = budget.pay(ONE, 2 * MIB, &written, false).await.unwrap();
-        // A read's on the reader's own carrier.
+        // The reader's own carrier, the stalest.
         let own = connection();
         let _own = budget.pay(TWO, 2 * MIB, &own, true).await.unwrap();
-        let _third = budget.pay(ONE, 2 * MIB, &connection(), true).await.unwrap();
-        let fourth = budget
-            .pay(THREE, 2 * MIB, &connection(), true)
-            .await
-            .unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        // A write's answer, stalled, the next stalest.
+        let written = connection();
+        let write = budget.pay(ONE, 2 * MIB, &written, false).await.unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let (_others, others) = answers(&budget, THREE, 2, 2 * MIB).await;
         tokio::time::advance(GRACE * 2).await;
-        // The read needs 2 MiB; only the third and fourth may give way
-        // (the third, stalest by a hair, is chosen).
+        // The read needs 2 MiB: the write's answer gives way, not the
+        // reader's own (older still) nor the two younger.
         let waiting = tokio::spawn({
             let budget = Arc::clone(&budget);
             let own = Arc::clone(&own);
             async move { budget.pay(TWO, 2 * MIB, &own, true).await.is_some() }
         });
         tokio::task::yield_now().await;
-        assert_eq!(told(&[written, own]).await, [false; 2]);
-        drop((_third, fourth));
+        assert_eq!(told(&[own, written]).await, [false, true]);
+        assert_eq!(told(&others).await, [false; 2]);
+        drop(write);
         assert!(waiting.await.unwrap());
     }
 
@@ -649,23 +666,36 @@ mod tests {
         let mut writes = Vec::new();
         // ONE's quarter of the budget pays its first writes' answers.
         for _ in 0..2 {
-            assert!(budget.may_write(ONE));
+            assert!(budget.may_write(ONE, &carrier));
             writes.push(budget.pay(ONE, MIB, &carrier, false).await.unwrap());
         }
         // Then its quarter of the overdraft (512 KiB), however the answers
         // fall: the second of 300 KiB finds 212 left, and is sent all the
         // same; its client's next write is refused before it is made.
+        let overdrawn = connection();
         for _ in 0..2 {
-            assert!(budget.may_write(ONE));
-            writes.push(budget.pay(ONE, 300 * 1024, &carrier, false).await.unwrap());
+            assert!(budget.may_write(ONE, &carrier));
+            writes.push(
+                budget
+                    .pay(ONE, 300 * 1024, &overdrawn, false)
+                    .await
+                    .unwrap(),
+            );
         }
-        assert!(!budget.may_write(ONE), "its overdraft is spent");
-        assert!(budget.may_write(THREE), "another client's is not");
+        assert!(!budget.may_write(ONE, &carrier), "its overdraft is spent");
+        assert!(budget.may_write(THREE, &carrier), "another client's is not");
         // An answer to a write made meanwhile is still sent, unpaid.
         assert!(budget.pay(ONE, 1024, &carrier, false).await.is_some());
-        // Sent, the answers give their shares back.
+        // A read is not paid by the overdraft, nor does it take from it.
+        tokio::time::advance(GRACE * 2).await;
+        assert!(budget.pay(ONE, MIB, &connection(), true).await.is_none());
+        assert!(!told_to_drop(&overdrawn).await);
+        // Once those answers are stalled, they give way to its next write.
+        assert!(budget.may_write(ONE, &carrier));
+        assert!(told_to_drop(&overdrawn).await);
+        // Sent or dropped, the answers give their shares back.
         writes.clear();
-        assert!(budget.may_write(ONE));
+        assert!(budget.may_write(ONE, &carrier));
     }
 
     #[tokio::test(start_paused = true)]

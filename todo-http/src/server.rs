@@ -16,8 +16,9 @@
 //!   dropped when a ping goes unanswered for T;
 //! - sending: a larger answer keeps its request in flight while it is
 //!   sent, however slowly it is read, and its connection is dropped once
-//!   none of its answers has handed a piece to it for T (and sooner, when
-//!   a read the response budget cannot pay makes it give way: `sending`).
+//!   none of its answers has handed a piece to it for T; an answer that
+//!   gives way to a read or write the response budget cannot pay
+//!   (`sending`) ends its HTTP/2 stream alone, or its HTTP/1.1 connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -305,15 +306,19 @@ impl<A: Api> Accepted<A> {
                 };
                 async move {
                     let read = matches!(*request.method(), Method::GET | Method::HEAD);
-                    if !read && !responses.may_write(peer.ip()) {
-                        return Ok(overdrawn(peer.ip()));
-                    }
+                    let http1 = request.version() < http::Version::HTTP_2;
                     // What may be dropped for its answer to give way: its
                     // HTTP/2 stream, or its HTTP/1.1 connection.
                     let carrier = STREAM
                         .try_with(Arc::clone)
                         .unwrap_or_else(|_| Arc::clone(&in_flight.0.connection));
-                    let http1 = request.version() < http::Version::HTTP_2;
+                    if !read && !responses.may_write(peer.ip(), &carrier) {
+                        let mut refused = overdrawn(peer.ip());
+                        if http1 && !request.body().is_end_stream() {
+                            close_after(&mut refused);
+                        }
+                        return Ok(refused);
+                    }
                     let body_ended = Arc::new(AtomicBool::new(request.body().is_end_stream()));
                     let ended = Arc::clone(&body_ended);
                     let mut request = request.map(|body| {
@@ -713,9 +718,9 @@ impl Body for Budgeted {
 /// Pays `response`'s body from the response budget. A read whose answer
 /// cannot be paid for, even once stalled answers have given way (see
 /// [`ResponseBudget`]), gets 503 instead (it can be asked again); the
-/// answer to a write is always sent, unpaid if need be, so a client never
-/// misses the outcome of a change (its size is bounded by the request-body
-/// limit).
+/// answer to a write is always sent, from the overdraft or unpaid if need
+/// be (writes are admitted while the overdraft lasts:
+/// [`ResponseBudget::may_write`]).
 async fn budgeted(
     budget: &ResponseBudget,
     response: Answer,
@@ -745,11 +750,7 @@ async fn budgeted(
     let paid = if bytes == 0 {
         Some(ResponseBudget::unpaid())
     } else {
-        match budget.pay(client, bytes, carrier, read).await {
-            Some(paid) => Some(paid),
-            None if !read => Some(ResponseBudget::unpaid()),
-            None => None,
-        }
+        budget.pay(client, bytes, carrier, read).await
     };
     if let Some(paid) = paid {
         let sending = paid.is_tracked().then(|| SendingAnswer::new(in_flight));
