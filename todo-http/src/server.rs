@@ -192,9 +192,19 @@ fn overdrawn(client: std::net::IpAddr) -> Response<Budgeted> {
         status = 503,
         "write refused: answers to writes not yet read hold the response budget's overdraft"
     );
+    unavailable(None)
+}
+
+/// A 503 (Retry-After 1) sent in place of an answer the response budget
+/// refused, or of a write refused before it was made: outside the API's
+/// own answers, so with the headers the frontend gives them.
+fn unavailable(request_id: Option<HeaderValue>) -> Response<Budgeted> {
     let mut refused =
         crate::problem::ApiError::unavailable(Duration::from_secs(1), None).into_response();
     let headers = refused.headers_mut();
+    if let Some(id) = request_id {
+        headers.insert(crate::front::REQUEST_ID, id);
+    }
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
     headers.insert(
         "x-content-type-options",
@@ -772,22 +782,7 @@ async fn budgeted(
         status = 503,
         "answer refused: the response budget is spent"
     );
-    let mut refused =
-        crate::problem::ApiError::unavailable(Duration::from_secs(1), None).into_response();
-    let headers = refused.headers_mut();
-    if let Some(id) = request_id {
-        headers.insert(crate::front::REQUEST_ID, id);
-    }
-    headers.insert("cache-control", HeaderValue::from_static("no-store"));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    refused.map(|body| Budgeted::Whole {
-        rest: whole(body),
-        paid: ResponseBudget::unpaid(),
-        sending: None,
-    })
+    unavailable(request_id)
 }
 
 /// The bytes of a full body (one frame, taken at once).
