@@ -205,6 +205,10 @@ impl ResponseBudget {
                 if room > 0 {
                     let _ = self.overdraft.reserve(Some(client), room, &mut share);
                 }
+                // (tracked with its whole size, what dropping it frees of
+                // memory, though the overdraft holds `room` of it at most:
+                // a write admitted because it gave way is paid for in
+                // memory by what it freed)
                 let tracked =
                     (bytes > TRACKED_ABOVE).then(|| self.track(client, bytes, carrier, true));
                 return Some(Paid {
