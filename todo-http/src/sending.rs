@@ -20,10 +20,9 @@
 //!
 //! A write's answer is paid from the budget when it can be, and otherwise
 //! from an overdraft of a quarter of it (a client a quarter of that): it
-//! is sent either way, so a write is counted from its admission until its
-//! answer is paid, and refused (503) before it is made while the writes
-//! not yet answered would need more than the budget and the overdraft have
-//! left, or its client's overdraft is spent, and nothing stalled gives way (session 31's attack, F2: 5,857 unread answers of 41 KB
+//! is sent either way, so a write is refused (503) before it is made while
+//! its client's or the instance's overdraft is spent and nothing paid from
+//! it is stalled (session 31's attack, F2: 5,857 unread answers of 41 KB
 //! to 20-byte patches, sent unpaid, took the server past 256 MiB; its
 //! review, M1: refusing while the overdraft was held by answers nobody
 //! read let four addresses refuse every write, logins included).
@@ -103,8 +102,6 @@ pub(crate) struct ResponseBudget {
     waiting: Semaphore,
     /// What writes' answers the budget could not pay hold.
     overdraft: BodyBudget,
-    /// Writes admitted and not yet answered (see [`ResponseBudget::admit_write`]).
-    writes: Arc<AtomicUsize>,
 }
 
 /// One answer being sent, as the budget sees it.
@@ -164,40 +161,21 @@ impl ResponseBudget {
             // (a quarter of it a client, with no floor: a large body
             // limit must not give one client all of it)
             overdraft: BodyBudget::new(bytes / 4, 0),
-            writes: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// Admits a write from `client`, carried by `carrier`, before it is
-    /// made: its answer will be sent, paid or not, so it is counted, until
-    /// its answer is paid, as needing [`WRITE_ANSWER`] of what the budget
-    /// and the overdraft have left (review of session 31, M2: a check
-    /// alone let a burst of writes admitted together all be answered
-    /// unpaid). `None` while that, or the client's own overdraft, is spent,
-    /// unless answers paid from the overdraft that are stalled give way
-    /// (then it is admitted at once: what they free pays its answer, or
-    /// the next).
-    pub(crate) fn admit_write(
-        &self,
-        client: IpAddr,
-        carrier: &Arc<DropHandle>,
-    ) -> Option<AdmittedWrite> {
-        let admitted = AdmittedWrite::new(&self.writes);
-        let waiting = self.writes.load(Ordering::SeqCst);
-        let left = self.bytes.available() + self.overdraft.available();
-        // Short of: the client's own overdraft, for this write; what is
-        // left of both, for every write admitted and not yet answered.
-        let own_short = (self.overdraft.client_held(client) + WRITE_ANSWER)
-            .saturating_sub(self.overdraft.per_client());
-        let whole_short = waiting.saturating_mul(WRITE_ANSWER).saturating_sub(left);
-        if (own_short == 0 && whole_short == 0)
-            || self.overdraft.per_client() == 0
-            || self.make_stalled_give_way(Pool::Any, client, (own_short, whole_short), carrier)
-        {
-            Some(admitted)
-        } else {
-            None
+    /// Whether a write from `client`, carried by `carrier`, may be made
+    /// now: its answer will be sent, paid or not, so not while its own or
+    /// the instance's overdraft is spent, unless answers paid from it that
+    /// are stalled give way (then it is made at once: what they free pays
+    /// its answer later, or the next).
+    pub(crate) fn may_write(&self, client: IpAddr, carrier: &Arc<DropHandle>) -> bool {
+        let spent = self.overdraft.available() < WRITE_ANSWER
+            || self.overdraft.client_held(client) + WRITE_ANSWER > self.overdraft.per_client();
+        if !spent || self.overdraft.per_client() == 0 {
+            return true;
         }
+        self.make_stalled_give_way(&self.overdraft, true, client, WRITE_ANSWER, carrier)
     }
 
     /// Pays for an answer of `bytes` to `client`, carried by `carrier`.
@@ -219,7 +197,7 @@ impl ResponseBudget {
             if !read {
                 // As much of it as the overdraft has left for the client:
                 // once that is spent, its next write is refused
-                // (`admit_write`), whatever this one's size.
+                // (`may_write`), whatever this one's size.
                 let room = (self.overdraft.per_client())
                     .saturating_sub(self.overdraft.client_held(client))
                     .min(self.overdraft.available())
@@ -239,8 +217,7 @@ impl ResponseBudget {
                 });
             }
             let _waiting = self.waiting.try_acquire().ok()?;
-            let short = shortfall(&self.bytes, client, bytes);
-            if !self.make_stalled_give_way(Pool::Budget, client, short, carrier) {
+            if !self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier) {
                 return None;
             }
             let waiting = Instant::now();
@@ -307,20 +284,23 @@ impl ResponseBudget {
     /// or the overdraft.
     fn make_stalled_give_way(
         &self,
-        from: Pool,
+        budget: &BodyBudget,
+        overdraft: bool,
         client: IpAddr,
-        (own_short, whole_short): (usize, usize),
+        bytes: usize,
         requester: &Arc<DropHandle>,
     ) -> bool {
         let key = todo_core::client_key(client);
         let now = Instant::now();
+        let own_short = (budget.client_held(client) + bytes).saturating_sub(budget.per_client());
+        let whole_short = bytes.saturating_sub(budget.available());
         // Chosen and told under the registry's lock: an answer still in it
         // still holds its share (`Paid` leaves the registry before it gives
         // its share back), and no other read can choose it again.
         let registry = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
         let mut stalled: Vec<&Arc<Sending>> = registry
             .values()
-            .filter(|s| from.holds(s) && s.stalled(now, requester))
+            .filter(|s| s.from_overdraft == overdraft && s.stalled(now, requester))
             .collect();
         stalled.sort_by_key(|s| s.last_handed());
         let (own, others): (Vec<&Arc<Sending>>, Vec<&Arc<Sending>>) =
@@ -371,48 +351,6 @@ impl ResponseBudget {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
-    }
-}
-
-/// Which answers may give way: those paid from the response budget (to a
-/// read), or any (to a write).
-#[derive(Debug, Clone, Copy)]
-enum Pool {
-    Budget,
-    Any,
-}
-
-impl Pool {
-    fn holds(self, answer: &Sending) -> bool {
-        match self {
-            Self::Budget => !answer.from_overdraft,
-            Self::Any => true,
-        }
-    }
-}
-
-/// What `bytes` more for `client` is short of in `budget`: of the
-/// client's own share, and of the whole.
-fn shortfall(budget: &BodyBudget, client: IpAddr, bytes: usize) -> (usize, usize) {
-    let own = (budget.client_held(client) + bytes).saturating_sub(budget.per_client());
-    (own, bytes.saturating_sub(budget.available()))
-}
-
-/// A write admitted and not yet answered; counted until it drops (once
-/// its answer is paid).
-#[derive(Debug)]
-pub(crate) struct AdmittedWrite(Arc<AtomicUsize>);
-
-impl AdmittedWrite {
-    fn new(writes: &Arc<AtomicUsize>) -> Self {
-        writes.fetch_add(1, Ordering::SeqCst);
-        Self(Arc::clone(writes))
-    }
-}
-
-impl Drop for AdmittedWrite {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -732,7 +670,7 @@ mod tests {
         let mut writes = Vec::new();
         // ONE's quarter of the budget pays its first writes' answers.
         for _ in 0..2 {
-            assert!(budget.admit_write(ONE, &carrier).is_some());
+            assert!(budget.may_write(ONE, &carrier));
             writes.push(budget.pay(ONE, MIB, &carrier, false).await.unwrap());
         }
         // Then its quarter of the overdraft (512 KiB), however the answers
@@ -740,7 +678,7 @@ mod tests {
         // same; its client's next write is refused before it is made.
         let overdrawn = connection();
         for _ in 0..2 {
-            assert!(budget.admit_write(ONE, &carrier).is_some());
+            assert!(budget.may_write(ONE, &carrier));
             writes.push(
                 budget
                     .pay(ONE, 300 * 1024, &overdrawn, false)
@@ -748,14 +686,8 @@ mod tests {
                     .unwrap(),
             );
         }
-        assert!(
-            budget.admit_write(ONE, &carrier).is_none(),
-            "its overdraft is spent"
-        );
-        assert!(
-            budget.admit_write(THREE, &carrier).is_some(),
-            "another client's is not"
-        );
+        assert!(!budget.may_write(ONE, &carrier), "its overdraft is spent");
+        assert!(budget.may_write(THREE, &carrier), "another client's is not");
         // An answer to a write made meanwhile is still sent, unpaid.
         assert!(budget.pay(ONE, 1024, &carrier, false).await.is_some());
         // A read is not paid by the overdraft, nor does it take from it.
@@ -763,39 +695,11 @@ mod tests {
         assert!(budget.pay(ONE, MIB, &connection(), true).await.is_none());
         assert!(!told_to_drop(&overdrawn).await);
         // Once those answers are stalled, they give way to its next write.
-        assert!(budget.admit_write(ONE, &carrier).is_some());
+        assert!(budget.may_write(ONE, &carrier));
         assert!(told_to_drop(&overdrawn).await);
         // Sent or dropped, the answers give their shares back.
         writes.clear();
-        assert!(budget.admit_write(ONE, &carrier).is_some());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn writes_admitted_together_are_counted_until_answered() {
-        // 1 MiB and an overdraft of 256 KiB: 40 writes' answers of 32 KiB.
-        let budget = ResponseBudget::new(MIB, 64 * 1024);
-        let clients: Vec<IpAddr> = (0..64u8)
-            .map(|n| IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, n)))
-            .collect();
-        let carrier = connection();
-        let admitted: Vec<AdmittedWrite> = clients
-            .iter()
-            .take(40)
-            .map(|client| budget.admit_write(*client, &carrier).unwrap())
-            .collect();
-        // None answered yet: the 41st is refused, from any client.
-        assert!(budget.admit_write(clients[40], &carrier).is_none());
-        // One answered (its answer paid and sent, its admission dropped):
-        // one more.
-        let mut admitted = admitted;
-        let answer = budget.pay(clients[0], 1024, &carrier, false).await.unwrap();
-        drop(admitted.pop());
-        drop(answer);
-        let another = budget.admit_write(clients[41], &carrier);
-        assert!(another.is_some());
-        assert!(budget.admit_write(clients[42], &carrier).is_none());
-        drop((admitted, another));
-        assert!(budget.admit_write(clients[42], &carrier).is_some());
+        assert!(budget.may_write(ONE, &carrier));
     }
 
     #[tokio::test(start_paused = true)]

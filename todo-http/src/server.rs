@@ -184,7 +184,7 @@ where
 
 /// The answer to a write refused before it is made: its client's or the
 /// instance's overdraft for writes' answers is spent (see
-/// [`ResponseBudget::admit_write`]).
+/// [`ResponseBudget::may_write`]).
 fn overdrawn(client: std::net::IpAddr) -> Response<Budgeted> {
     tracing::warn!(
         target: "todo::http",
@@ -322,19 +322,13 @@ impl<A: Api> Accepted<A> {
                     let carrier = STREAM
                         .try_with(Arc::clone)
                         .unwrap_or_else(|_| Arc::clone(&in_flight.0.connection));
-                    // (a write's admission, held until its answer is paid)
-                    let admitted = if read {
-                        None
-                    } else {
-                        let Some(admitted) = responses.admit_write(peer.ip(), &carrier) else {
-                            let mut refused = overdrawn(peer.ip());
-                            if http1 && !request.body().is_end_stream() {
-                                close_after(&mut refused);
-                            }
-                            return Ok(refused);
-                        };
-                        Some(admitted)
-                    };
+                    if !read && !responses.may_write(peer.ip(), &carrier) {
+                        let mut refused = overdrawn(peer.ip());
+                        if http1 && !request.body().is_end_stream() {
+                            close_after(&mut refused);
+                        }
+                        return Ok(refused);
+                    }
                     let body_ended = Arc::new(AtomicBool::new(request.body().is_end_stream()));
                     let ended = Arc::clone(&body_ended);
                     let mut request = request.map(|body| {
@@ -346,7 +340,6 @@ impl<A: Api> Accepted<A> {
                     let response = front.handle(request, peer.ip()).await;
                     let mut response =
                         budgeted(&responses, response, peer.ip(), in_flight, &carrier, read).await;
-                    drop(admitted);
                     if http1 && !body_ended.load(Ordering::Relaxed) {
                         close_after(&mut response);
                     }
@@ -737,7 +730,7 @@ impl Body for Budgeted {
 /// [`ResponseBudget`]), gets 503 instead (it can be asked again); the
 /// answer to a write is always sent, from the overdraft or unpaid if need
 /// be (writes are admitted while the overdraft lasts:
-/// [`ResponseBudget::admit_write`]).
+/// [`ResponseBudget::may_write`]).
 async fn budgeted(
     budget: &ResponseBudget,
     response: Answer,
