@@ -63,8 +63,8 @@ const WAIT_FOR_FREED: Duration = Duration::from_millis(500);
 /// How often it looks meanwhile.
 const WAIT_STEP: Duration = Duration::from_millis(10);
 
-/// What a write's answer is reckoned to need of the overdraft when it is
-/// admitted (a task's or a project's, with a long description).
+/// What a write refused for want of overdraft asks stalled answers to
+/// free (about a task's or a project's answer, with a long description).
 const WRITE_ANSWER: usize = 32 * 1024;
 
 /// Reads that may wait so at once, across the process: each holds its
@@ -170,8 +170,10 @@ impl ResponseBudget {
     /// are stalled give way (then it is made at once: what they free pays
     /// its answer later, or the next).
     pub(crate) fn may_write(&self, client: IpAddr, carrier: &Arc<DropHandle>) -> bool {
-        let spent = self.overdraft.available() < WRITE_ANSWER
-            || self.overdraft.client_held(client) + WRITE_ANSWER > self.overdraft.per_client();
+        // (spent: nothing left; a write's answer the budget cannot pay
+        // takes what is left of its client's share, to the last byte)
+        let spent = self.overdraft.available() == 0
+            || self.overdraft.client_held(client) >= self.overdraft.per_client();
         if !spent || self.overdraft.per_client() == 0 {
             return true;
         }
@@ -699,6 +701,27 @@ mod tests {
         assert!(told_to_drop(&overdrawn).await);
         // Sent or dropped, the answers give their shares back.
         writes.clear();
+        assert!(budget.may_write(ONE, &carrier));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_smallest_budget_still_admits_writes() {
+        // 64 KiB (the least the configuration takes): an overdraft of 16
+        // KiB, 4 KiB a client, less than one large answer.
+        let budget = ResponseBudget::new(64 * 1024, 64 * 1024);
+        let carrier = connection();
+        assert!(budget.may_write(ONE, &carrier));
+        let large = budget.pay(ONE, 64 * 1024, &carrier, false).await.unwrap();
+        assert!(budget.may_write(ONE, &carrier), "paid from the budget");
+        let past = budget
+            .pay(ONE, 40 * 1024, &connection(), false)
+            .await
+            .unwrap();
+        assert!(
+            !budget.may_write(ONE, &carrier),
+            "its 4 KiB of overdraft are spent"
+        );
+        drop((large, past));
         assert!(budget.may_write(ONE, &carrier));
     }
 
