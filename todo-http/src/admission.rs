@@ -179,9 +179,29 @@ pub struct BodyShare {
 
 impl BodyShare {
     /// Bytes this share holds.
-    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Gives back what it holds past `bytes` (nothing when it holds no
+    /// more).
+    pub(crate) fn shrink_to(&mut self, bytes: usize) {
+        let Some(back) = self.bytes.checked_sub(bytes).filter(|n| *n > 0) else {
+            return;
+        };
+        // (the permits go back to the whole budget as `returned` drops)
+        let returned = self.permit.split(back);
+        debug_assert!(returned.is_some(), "a share holds a permit a byte");
+        self.bytes = bytes;
+        if let Some(key) = self.key {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(count) = held.get_mut(&key) {
+                *count = count.saturating_sub(back);
+                if *count == 0 {
+                    held.remove(&key);
+                }
+            }
+        }
     }
 }
 

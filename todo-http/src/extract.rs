@@ -23,6 +23,7 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, SchemaTy
 use crate::admission::{BodyBudget, BodyShare};
 use crate::problem::ApiError;
 use crate::request::{HttpLimits, decode_json, read_limited};
+use crate::sending::WriteRoom;
 
 /// What the [`crate::Frontend`] knows of a request before routing it: the
 /// client (past trusted proxies) and the limits its body is read under.
@@ -481,6 +482,16 @@ pub(crate) async fn read_body(
     let bytes = tokio::time::timeout(body_timeout, read)
         .await
         .map_err(|_| ApiError::request_timeout())??;
+    // A write's answer is given room now that its body has arrived, before
+    // the write is made (absent where the API is mounted in another server).
+    if let Some(room) = parts.extensions.get::<WriteRoom>()
+        && !room.reserve().await
+    {
+        return Err(ApiError::unavailable(
+            std::time::Duration::from_secs(1),
+            None,
+        ));
+    }
     Ok((bytes, kind, share))
 }
 

@@ -18,14 +18,19 @@
 //! answer gives way as a read's does (a client that stopped reading it
 //! while the budget is short learns the outcome by reading the task).
 //!
-//! A write's answer is paid from the budget when it can be, and otherwise
-//! from an overdraft of a quarter of it (a client a quarter of that): it
-//! is sent either way, so a write is refused (503) before it is made while
-//! its client's or the instance's overdraft is spent and nothing paid from
-//! it is stalled (session 31's attack, F2: 5,857 unread answers of 41 KB
-//! to 20-byte patches, sent unpaid, took the server past 256 MiB; its
-//! review, M1: refusing while the overdraft was held by answers nobody
-//! read let four addresses refuse every write, logins included).
+//! A write's answer is sent whatever it costs (the write is made), so a
+//! write is given room for its answer before it is made ([`WriteRoom`]):
+//! [`WRITE_ANSWER`] from an overdraft of a quarter of the budget (a client
+//! a quarter of that), which reads never use, else from the budget, else
+//! from what stalled answers free by giving way; without room it is
+//! refused (503) and nothing is written. The answer is paid from its room
+//! and the rest given back. The room is taken once the write's body has
+//! arrived, so a client holding bodies back holds none (session 31: its
+//! attack, F2, 5,857 unread answers of 41 KB to 20-byte patches, sent
+//! unpaid, took the server past 256 MiB; review 2, M2, a check at
+//! admission let a burst of writes whose bodies came at once all be made;
+//! review 3, counting writes at admission let unsent login bodies refuse
+//! every write).
 //! This raises what holding the budget costs (reading every answer at
 //! [`MIN_DRAIN`], or asking again within [`GRACE`]); it does not make it
 //! impossible (SECURITY.md, session 31).
@@ -63,9 +68,12 @@ const WAIT_FOR_FREED: Duration = Duration::from_millis(500);
 /// How often it looks meanwhile.
 const WAIT_STEP: Duration = Duration::from_millis(10);
 
-/// What a write refused for want of overdraft asks stalled answers to
-/// free (about a task's or a project's answer, with a long description).
-const WRITE_ANSWER: usize = 32 * 1024;
+/// What a write's answer is given room for before the write is made, and
+/// what a write refused for want of it asks stalled answers to free: more
+/// than a task's or a project's answer can take (10,000 characters of
+/// description, four bytes each at most, and the rest). An answer larger
+/// still (an import's) pays the rest as [`ResponseBudget::pay`] does.
+const WRITE_ANSWER: usize = 64 * 1024;
 
 /// Reads that may wait so at once, across the process: each holds its
 /// built answer (a page, about 2 MiB at most) unpaid while it waits, so
@@ -89,6 +97,70 @@ impl DropHandle {
     /// Resolves once it is to be dropped.
     pub(crate) async fn dropped(&self) {
         self.drop_now.notified().await;
+    }
+}
+
+/// Room taken for a write's answer before the write is made (see
+/// [`ResponseBudget::reserve_write`]); it pays the answer once built.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    share: BodyShare,
+    /// Taken from the overdraft: the budget had no room.
+    from_overdraft: bool,
+}
+
+/// Where a write's room is taken and kept until its answer is paid: the
+/// server puts one in a write's extensions; the body's reader takes the
+/// room once the body has arrived (so a body held back holds nothing),
+/// and the server takes it at once for a write without a body.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteRoom {
+    budget: Arc<ResponseBudget>,
+    client: IpAddr,
+    carrier: Arc<DropHandle>,
+    reserved: Arc<Mutex<Option<Reserved>>>,
+}
+
+impl WriteRoom {
+    pub(crate) fn new(
+        budget: Arc<ResponseBudget>,
+        client: IpAddr,
+        carrier: Arc<DropHandle>,
+    ) -> Self {
+        Self {
+            budget,
+            client,
+            carrier,
+            reserved: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Takes the room (once); `false` when it cannot be had: the write is
+    /// then to be refused (503) before it is made.
+    pub(crate) async fn reserve(&self) -> bool {
+        if self.lock().is_some() {
+            return true;
+        }
+        let Some(reserved) = self.budget.reserve_write(self.client, &self.carrier).await else {
+            tracing::warn!(
+                target: "todo::http",
+                client = %self.client,
+                status = 503,
+                "write refused: the response budget has no room for its answer"
+            );
+            return false;
+        };
+        *self.lock() = Some(reserved);
+        true
+    }
+
+    /// The room taken, for the answer to be paid from.
+    pub(crate) fn take(&self) -> Option<Reserved> {
+        self.lock().take()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Reserved>> {
+        self.reserved.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -164,60 +236,121 @@ impl ResponseBudget {
         }
     }
 
-    /// Whether a write from `client`, carried by `carrier`, may be made
-    /// now: its answer will be sent, paid or not, so not while its own or
-    /// the instance's overdraft is spent, unless answers paid from it that
-    /// are stalled give way (then it is made at once: what they free pays
-    /// its answer later, or the next).
+    /// Whether a write from `client`, carried by `carrier`, is admitted,
+    /// before its body is read: while the overdraft or the budget has room
+    /// for its answer now, or stalled answers give way (then at once: the
+    /// room is taken once the body has arrived, [`Self::reserve_write`],
+    /// and the write refused then if it cannot be had). Refusing here
+    /// spares reading a body for nothing.
     pub(crate) fn may_write(&self, client: IpAddr, carrier: &Arc<DropHandle>) -> bool {
-        // (spent: nothing left; a write's answer the budget cannot pay
-        // takes what is left of its client's share, to the last byte)
-        let spent = self.overdraft.available() == 0
-            || self.overdraft.client_held(client) >= self.overdraft.per_client();
-        if !spent || self.overdraft.per_client() == 0 {
+        let bytes = self.room_bytes();
+        let fits = |budget: &BodyBudget| {
+            budget.available() >= bytes && budget.client_held(client) + bytes <= budget.per_client()
+        };
+        if fits(&self.overdraft) || fits(&self.bytes) {
             return true;
         }
-        self.make_stalled_give_way(&self.overdraft, true, client, WRITE_ANSWER, carrier)
+        self.make_stalled_give_way(&self.overdraft, true, client, bytes, carrier)
+            || self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier)
+    }
+
+    /// The room a write's answer is given: [`WRITE_ANSWER`], or a quarter
+    /// of what one client may hold of the budget when that is less (a
+    /// small budget still admits a few writes at once).
+    fn room_bytes(&self) -> usize {
+        WRITE_ANSWER.min(self.bytes.per_client() / 4)
+    }
+
+    /// Room for the answer to a write from `client`, carried by
+    /// `carrier`, taken before the write is made: from the budget, else
+    /// from the overdraft, else from what stalled answers free by giving
+    /// way (waiting as a read does). `None`: the write is to be refused.
+    /// Every write made has its room, so the answers to writes hold at
+    /// most the budget and the overdraft, however many arrive at once
+    /// (SECURITY.md, session 31, review 2 M2). Taken once the write's body
+    /// has arrived ([`WriteRoom`]): a client holding a body back holds no
+    /// room (review 3: counting writes at admission let unsent login
+    /// bodies refuse every write).
+    pub(crate) async fn reserve_write(
+        &self,
+        client: IpAddr,
+        carrier: &Arc<DropHandle>,
+    ) -> Option<Reserved> {
+        let bytes = self.room_bytes();
+        if let Some(reserved) = self.try_reserve_write(client, bytes) {
+            return Some(reserved);
+        }
+        let _waiting = self.waiting.try_acquire().ok()?;
+        let gave_way = self.make_stalled_give_way(&self.overdraft, true, client, bytes, carrier)
+            || self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier);
+        if !gave_way {
+            return None;
+        }
+        let waiting = Instant::now();
+        loop {
+            tokio::time::sleep(WAIT_STEP).await;
+            if let Some(reserved) = self.try_reserve_write(client, bytes) {
+                return Some(reserved);
+            }
+            if waiting.elapsed() >= WAIT_FOR_FREED {
+                return None;
+            }
+        }
+    }
+
+    /// Room of `bytes` for `client`: from the overdraft first, which reads
+    /// never use, so that writes waiting their turn hold nothing of what
+    /// pays reads until the overdraft is spent.
+    fn try_reserve_write(&self, client: IpAddr, bytes: usize) -> Option<Reserved> {
+        let mut share = None;
+        let from_overdraft = if self.overdraft.reserve(Some(client), bytes, &mut share) {
+            true
+        } else if self.bytes.reserve(Some(client), bytes, &mut share) {
+            false
+        } else {
+            return None;
+        };
+        share.map(|share| Reserved {
+            share,
+            from_overdraft,
+        })
     }
 
     /// Pays for an answer of `bytes` to `client`, carried by `carrier`.
     /// `None` when the budget cannot pay, even after the stalled answers
     /// that could free enough have given way. A write's answer (`read`
-    /// false) takes nothing from others and waits for nothing: what the
-    /// budget cannot pay comes from the overdraft, or, past it, from
-    /// nothing (every write admitted while the overdraft had room is
-    /// answered: SECURITY.md, session 31, review M2).
+    /// false) takes nothing from others and waits for nothing: it is paid
+    /// from its room ([`Self::reserve_write`]) when it has one, and what
+    /// that and the budget cannot pay comes from the overdraft, or, past
+    /// it, from nothing (a write made is answered).
     pub(crate) async fn pay(
         &self,
         client: IpAddr,
         bytes: usize,
         carrier: &Arc<DropHandle>,
         read: bool,
+        room: Option<Reserved>,
     ) -> Option<Paid> {
+        if let Some(Reserved {
+            mut share,
+            from_overdraft,
+        }) = room
+        {
+            let rest = bytes.saturating_sub(share.bytes());
+            share.shrink_to(bytes);
+            let (extra, extra_overdraft) = match rest {
+                0 => (None, false),
+                rest => self.pay_write(client, rest),
+            };
+            let from_overdraft = from_overdraft || extra_overdraft;
+            return Some(self.paid(client, bytes, carrier, from_overdraft, Some(share), extra));
+        }
+        if !read {
+            let (share, from_overdraft) = self.pay_write(client, bytes);
+            return Some(self.paid(client, bytes, carrier, from_overdraft, share, None));
+        }
         let mut share = None;
         if !self.bytes.reserve(Some(client), bytes, &mut share) {
-            if !read {
-                // As much of it as the overdraft has left for the client:
-                // once that is spent, its next write is refused
-                // (`may_write`), whatever this one's size.
-                let room = (self.overdraft.per_client())
-                    .saturating_sub(self.overdraft.client_held(client))
-                    .min(self.overdraft.available())
-                    .min(bytes);
-                if room > 0 {
-                    let _ = self.overdraft.reserve(Some(client), room, &mut share);
-                }
-                // (tracked with its whole size, what dropping it frees of
-                // memory, though the overdraft holds `room` of it at most:
-                // a write admitted because it gave way is paid for in
-                // memory by what it freed)
-                let tracked =
-                    (bytes > TRACKED_ABOVE).then(|| self.track(client, bytes, carrier, true));
-                return Some(Paid {
-                    tracked,
-                    _share: share,
-                });
-            }
             let _waiting = self.waiting.try_acquire().ok()?;
             if !self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier) {
                 return None;
@@ -233,11 +366,48 @@ impl ResponseBudget {
                 }
             }
         }
-        let tracked = (bytes > TRACKED_ABOVE).then(|| self.track(client, bytes, carrier, false));
-        Some(Paid {
+        Some(self.paid(client, bytes, carrier, false, share, None))
+    }
+
+    /// Pays `bytes` of a write's answer from the budget, else as much of
+    /// it as the overdraft has left for `client` (once that is spent, its
+    /// next write is refused: [`Self::may_write`]); whether the overdraft
+    /// paid.
+    fn pay_write(&self, client: IpAddr, bytes: usize) -> (Option<BodyShare>, bool) {
+        let mut share = None;
+        if self.bytes.reserve(Some(client), bytes, &mut share) {
+            return (share, false);
+        }
+        let room = (self.overdraft.per_client())
+            .saturating_sub(self.overdraft.client_held(client))
+            .min(self.overdraft.available())
+            .min(bytes);
+        if room > 0 {
+            let _ = self.overdraft.reserve(Some(client), room, &mut share);
+        }
+        (share, true)
+    }
+
+    /// An answer paid by `share` and `extra`, tracked as it is sent when
+    /// it is large: with its whole size, what dropping it frees of memory,
+    /// though its shares may hold less (a write's answer the overdraft
+    /// could not wholly pay).
+    fn paid(
+        &self,
+        client: IpAddr,
+        bytes: usize,
+        carrier: &Arc<DropHandle>,
+        from_overdraft: bool,
+        share: Option<BodyShare>,
+        extra: Option<BodyShare>,
+    ) -> Paid {
+        let tracked =
+            (bytes > TRACKED_ABOVE).then(|| self.track(client, bytes, carrier, from_overdraft));
+        Paid {
             tracked,
             _share: share,
-        })
+            _extra: extra,
+        }
     }
 
     /// An answer the budget does not pay for: one of nothing, or a
@@ -246,6 +416,7 @@ impl ResponseBudget {
         Paid {
             tracked: None,
             _share: None,
+            _extra: None,
         }
     }
 
@@ -364,6 +535,8 @@ pub(crate) struct Paid {
     // back, so an answer the registry holds always holds its share)
     tracked: Option<Tracked>,
     _share: Option<BodyShare>,
+    /// What a write's room did not cover.
+    _extra: Option<BodyShare>,
 }
 
 impl Paid {
@@ -442,7 +615,10 @@ mod tests {
         let mut paid = Vec::new();
         for connection in &connections {
             paid.push(Some(
-                budget.pay(client, bytes, connection, true).await.unwrap(),
+                budget
+                    .pay(client, bytes, connection, true, None)
+                    .await
+                    .unwrap(),
             ));
         }
         (paid, connections)
@@ -456,7 +632,7 @@ mod tests {
         assert_eq!(budget.tracked(), 4);
         // Young answers keep their shares: the read is refused at once.
         let other = connection();
-        assert!(budget.pay(TWO, 2 * MIB, &other, true).await.is_none());
+        assert!(budget.pay(TWO, 2 * MIB, &other, true, None).await.is_none());
         assert_eq!(told(&connections).await, [false; 4]);
         // Past the grace: the two answers that handed pieces a moment ago
         // at a good pace stay; of the two that have been quiet for the
@@ -469,7 +645,7 @@ mod tests {
         held[2].as_ref().unwrap().handed(MIB / 4);
         let waiting = tokio::spawn({
             let budget = Arc::clone(&budget);
-            async move { budget.pay(TWO, 2 * MIB, &other, true).await }
+            async move { budget.pay(TWO, 2 * MIB, &other, true, None).await }
         });
         tokio::task::yield_now().await;
         assert_eq!(told(&connections).await, [false, false, false, true]);
@@ -496,7 +672,7 @@ mod tests {
             let budget = Arc::clone(&budget);
             async move {
                 budget
-                    .pay(TWO, 2 * MIB, &connection(), true)
+                    .pay(TWO, 2 * MIB, &connection(), true, None)
                     .await
                     .is_some()
             }
@@ -507,7 +683,7 @@ mod tests {
         let asked = Instant::now();
         assert!(
             budget
-                .pay(THREE, 2 * MIB, &connection(), true)
+                .pay(THREE, 2 * MIB, &connection(), true, None)
                 .await
                 .is_none()
         );
@@ -532,7 +708,7 @@ mod tests {
         }
         assert!(
             budget
-                .pay(TWO, 2 * MIB, &connection(), true)
+                .pay(TWO, 2 * MIB, &connection(), true, None)
                 .await
                 .is_none()
         );
@@ -551,7 +727,7 @@ mod tests {
             let budget = Arc::clone(&budget);
             async move {
                 budget
-                    .pay(TWO, 2 * MIB, &connection(), true)
+                    .pay(TWO, 2 * MIB, &connection(), true, None)
                     .await
                     .is_some()
             }
@@ -577,7 +753,7 @@ mod tests {
             let budget = Arc::clone(&budget);
             async move {
                 budget
-                    .pay(ONE, 2 * MIB, &connection(), true)
+                    .pay(ONE, 2 * MIB, &connection(), true, None)
                     .await
                     .is_some()
             }
@@ -611,7 +787,7 @@ mod tests {
             let budget = Arc::clone(&budget);
             async move {
                 budget
-                    .pay(ONE, 2 * MIB, &connection(), true)
+                    .pay(ONE, 2 * MIB, &connection(), true, None)
                     .await
                     .is_some()
             }
@@ -641,11 +817,14 @@ mod tests {
         let budget = Arc::new(ResponseBudget::new(8 * MIB, 8 * MIB));
         // The reader's own carrier, the stalest.
         let own = connection();
-        let _own = budget.pay(TWO, 2 * MIB, &own, true).await.unwrap();
+        let _own = budget.pay(TWO, 2 * MIB, &own, true, None).await.unwrap();
         tokio::time::advance(Duration::from_millis(10)).await;
         // A write's answer, stalled, the next stalest.
         let written = connection();
-        let write = budget.pay(ONE, 2 * MIB, &written, false).await.unwrap();
+        let write = budget
+            .pay(ONE, 2 * MIB, &written, false, None)
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_millis(10)).await;
         let (_others, others) = answers(&budget, THREE, 2, 2 * MIB).await;
         tokio::time::advance(GRACE * 2).await;
@@ -654,7 +833,7 @@ mod tests {
         let waiting = tokio::spawn({
             let budget = Arc::clone(&budget);
             let own = Arc::clone(&own);
-            async move { budget.pay(TWO, 2 * MIB, &own, true).await.is_some() }
+            async move { budget.pay(TWO, 2 * MIB, &own, true, None).await.is_some() }
         });
         tokio::task::yield_now().await;
         assert_eq!(told(&[own, written]).await, [false, true]);
@@ -673,7 +852,7 @@ mod tests {
         // ONE's quarter of the budget pays its first writes' answers.
         for _ in 0..2 {
             assert!(budget.may_write(ONE, &carrier));
-            writes.push(budget.pay(ONE, MIB, &carrier, false).await.unwrap());
+            writes.push(budget.pay(ONE, MIB, &carrier, false, None).await.unwrap());
         }
         // Then its quarter of the overdraft (512 KiB), however the answers
         // fall: the second of 300 KiB finds 212 left, and is sent all the
@@ -683,7 +862,7 @@ mod tests {
             assert!(budget.may_write(ONE, &carrier));
             writes.push(
                 budget
-                    .pay(ONE, 300 * 1024, &overdrawn, false)
+                    .pay(ONE, 300 * 1024, &overdrawn, false, None)
                     .await
                     .unwrap(),
             );
@@ -691,10 +870,15 @@ mod tests {
         assert!(!budget.may_write(ONE, &carrier), "its overdraft is spent");
         assert!(budget.may_write(THREE, &carrier), "another client's is not");
         // An answer to a write made meanwhile is still sent, unpaid.
-        assert!(budget.pay(ONE, 1024, &carrier, false).await.is_some());
+        assert!(budget.pay(ONE, 1024, &carrier, false, None).await.is_some());
         // A read is not paid by the overdraft, nor does it take from it.
         tokio::time::advance(GRACE * 2).await;
-        assert!(budget.pay(ONE, MIB, &connection(), true).await.is_none());
+        assert!(
+            budget
+                .pay(ONE, MIB, &connection(), true, None)
+                .await
+                .is_none()
+        );
         assert!(!told_to_drop(&overdrawn).await);
         // Once those answers are stalled, they give way to its next write.
         assert!(budget.may_write(ONE, &carrier));
@@ -707,22 +891,120 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_smallest_budget_still_admits_writes() {
         // 64 KiB (the least the configuration takes): an overdraft of 16
-        // KiB, 4 KiB a client, less than one large answer.
+        // KiB, 4 KiB a client, less than a room; rooms of 16 KiB, all from
+        // the budget, four at once.
         let budget = ResponseBudget::new(64 * 1024, 64 * 1024);
         let carrier = connection();
         assert!(budget.may_write(ONE, &carrier));
-        let large = budget.pay(ONE, 64 * 1024, &carrier, false).await.unwrap();
-        assert!(budget.may_write(ONE, &carrier), "paid from the budget");
-        let past = budget
-            .pay(ONE, 40 * 1024, &connection(), false)
-            .await
-            .unwrap();
+        let room = budget.reserve_write(ONE, &carrier).await.unwrap();
+        let answer = budget.pay(ONE, 1024, &carrier, false, Some(room));
+        let _answer = answer.await.unwrap();
         assert!(
-            !budget.may_write(ONE, &carrier),
-            "its 4 KiB of overdraft are spent"
+            budget.may_write(TWO, &carrier),
+            "the room's rest given back"
         );
-        drop((large, past));
+        let mut rooms = Vec::new();
+        while let Some(room) = budget.try_reserve_write(TWO, budget.room_bytes()) {
+            rooms.push(room);
+        }
+        assert_eq!(rooms.len(), 3);
+        assert!(!budget.may_write(ONE, &carrier), "no room left");
+        rooms.pop();
         assert!(budget.may_write(ONE, &carrier));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_arriving_at_once_take_room_up_to_the_budget_and_overdraft() {
+        // 1 MiB (256 KiB a client); the overdraft 256 KiB (64 KiB a
+        // client): room for 16 answers from the budget and 4 from it.
+        let budget = ResponseBudget::new(MIB, 64 * 1024);
+        let carrier = connection();
+        let clients: Vec<IpAddr> = (1..=64u8)
+            .map(|n| IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, n)))
+            .collect();
+        // A burst of writes, a few from each of many clients, all
+        // admitted before any body arrives (the check at admission lets
+        // every one through), then their bodies arrive at once.
+        let burst: Vec<IpAddr> = clients.iter().cycle().take(4 * 64).copied().collect();
+        assert!(
+            burst
+                .iter()
+                .all(|client| budget.may_write(*client, &carrier))
+        );
+        let mut rooms = Vec::new();
+        let mut refused = 0;
+        for client in &burst {
+            match budget.reserve_write(*client, &carrier).await {
+                Some(room) => rooms.push((*client, room)),
+                None => refused += 1,
+            }
+        }
+        assert_eq!(rooms.len(), 20, "the budget's 16 and the overdraft's 4");
+        assert_eq!(refused, 4 * 64 - 20);
+        // Every write made is answered from its room: the answers hold
+        // what the rooms held, not a byte more.
+        let mut answers = Vec::new();
+        for (client, room) in rooms {
+            let paid = budget.pay(client, 41 * 1024, &carrier, false, Some(room));
+            answers.push(paid.await.unwrap());
+        }
+        assert_eq!(budget.bytes.available(), MIB - 16 * 41 * 1024);
+        assert_eq!(budget.overdraft.available(), 256 * 1024 - 4 * 41 * 1024);
+        drop(answers);
+        assert_eq!(budget.bytes.available(), MIB);
+        assert_eq!(budget.overdraft.available(), 256 * 1024);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writes_room_pays_a_small_answer_and_the_rest_of_a_large_one() {
+        let budget = ResponseBudget::new(8 * MIB, 8 * MIB);
+        let carrier = connection();
+        // (the overdraft, 2 MiB, pays rooms first)
+        let room = budget.reserve_write(ONE, &carrier).await.unwrap();
+        assert_eq!(budget.overdraft.available(), 2 * MIB - WRITE_ANSWER);
+        let small = budget.pay(ONE, 1024, &carrier, false, Some(room)).await;
+        assert_eq!(
+            budget.overdraft.available(),
+            2 * MIB - 1024,
+            "the rest given back"
+        );
+        drop(small);
+        // An answer larger than its room pays the rest from the budget.
+        let room = budget.reserve_write(ONE, &carrier).await.unwrap();
+        let large = budget.pay(ONE, 3 * WRITE_ANSWER, &carrier, false, Some(room));
+        let large = large.await.unwrap();
+        assert_eq!(budget.overdraft.available(), 2 * MIB - WRITE_ANSWER);
+        assert_eq!(budget.bytes.available(), 8 * MIB - 2 * WRITE_ANSWER);
+        assert!(large.is_tracked());
+        drop(large);
+        assert_eq!(budget.bytes.available(), 8 * MIB);
+        assert_eq!(budget.overdraft.available(), 2 * MIB);
+        assert_eq!(budget.bytes.client_held(ONE), 0);
+        assert_eq!(budget.overdraft.client_held(ONE), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stalled_answers_give_way_to_a_write_that_finds_no_room() {
+        // 256 KiB, all of which one client may hold; the overdraft 64 KiB.
+        let budget = Arc::new(ResponseBudget::new(256 * 1024, 256 * 1024));
+        let stalled = connection();
+        let held = budget.pay(ONE, 200 * 1024, &stalled, true, None).await;
+        // What the read left (56 KiB) and a client's quarter of the
+        // overdraft (16 KiB) are each less than a write's room.
+        assert!(budget.try_reserve_write(TWO, WRITE_ANSWER).is_none());
+        // Young, the read's answer keeps its share: refused at once.
+        assert!(budget.reserve_write(THREE, &connection()).await.is_none());
+        assert!(!told_to_drop(&stalled).await);
+        // Stalled, it gives way, and the write has its room once it is gone.
+        tokio::time::advance(GRACE * 2).await;
+        let waiting = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            async move { budget.reserve_write(THREE, &connection()).await.is_some() }
+        });
+        tokio::task::yield_now().await;
+        assert!(told_to_drop(&stalled).await);
+        drop(held);
+        assert!(waiting.await.unwrap());
     }
 
     #[tokio::test(start_paused = true)]
@@ -736,7 +1018,7 @@ mod tests {
                 let budget = Arc::clone(&budget);
                 async move {
                     budget
-                        .pay(TWO, 2 * MIB, &connection(), true)
+                        .pay(TWO, 2 * MIB, &connection(), true, None)
                         .await
                         .is_some()
                 }
@@ -747,7 +1029,7 @@ mod tests {
         let asked = Instant::now();
         assert!(
             budget
-                .pay(THREE, 2 * MIB, &connection(), true)
+                .pay(THREE, 2 * MIB, &connection(), true, None)
                 .await
                 .is_none()
         );
@@ -762,13 +1044,19 @@ mod tests {
     async fn nothing_gives_way_when_the_stalled_could_not_free_enough() {
         let budget = ResponseBudget::new(8 * MIB, 8 * MIB);
         let (stalled, reading) = (connection(), connection());
-        let _small = budget.pay(ONE, 20 * 1024, &stalled, true).await.unwrap();
-        let large = budget.pay(TWO, 7 * MIB, &reading, true).await.unwrap();
+        let _small = budget
+            .pay(ONE, 20 * 1024, &stalled, true, None)
+            .await
+            .unwrap();
+        let large = budget
+            .pay(TWO, 7 * MIB, &reading, true, None)
+            .await
+            .unwrap();
         tokio::time::advance(GRACE * 2).await;
         large.handed(MIB);
         assert!(
             budget
-                .pay(THREE, 2 * MIB, &connection(), true)
+                .pay(THREE, 2 * MIB, &connection(), true, None)
                 .await
                 .is_none()
         );

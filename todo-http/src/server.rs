@@ -45,7 +45,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{ClientSlot, ClientSlots};
 use crate::front::{Answer, Api, Frontend, ResponseBody};
-use crate::sending::{DropHandle, Paid, ResponseBudget};
+use crate::sending::{DropHandle, Paid, Reserved, ResponseBudget, WriteRoom};
 
 /// How long, once shutdown has begun, a connection that has not yet
 /// delivered a request may take to deliver its first one. Its client has
@@ -184,7 +184,8 @@ where
 
 /// The answer to a write refused before it is made: its client's or the
 /// instance's overdraft for writes' answers is spent (see
-/// [`ResponseBudget::may_write`]).
+/// [`ResponseBudget::may_write`]), or no room could be had for its answer
+/// ([`WriteRoom::reserve`]).
 fn overdrawn(client: std::net::IpAddr) -> Response<Budgeted> {
     tracing::warn!(
         target: "todo::http",
@@ -322,14 +323,26 @@ impl<A: Api> Accepted<A> {
                     let carrier = STREAM
                         .try_with(Arc::clone)
                         .unwrap_or_else(|_| Arc::clone(&in_flight.0.connection));
-                    if !read && !responses.may_write(peer.ip(), &carrier) {
+                    // A write's answer is given room before the write is
+                    // made: at once when it has no body, else once its body
+                    // has arrived (`extract::read_body`).
+                    let room = (!read).then(|| {
+                        WriteRoom::new(Arc::clone(&responses), peer.ip(), Arc::clone(&carrier))
+                    });
+                    let bodiless = request.body().is_end_stream();
+                    let admitted = match &room {
+                        None => true,
+                        Some(room) if bodiless => room.reserve().await,
+                        Some(_) => responses.may_write(peer.ip(), &carrier),
+                    };
+                    if !admitted {
                         let mut refused = overdrawn(peer.ip());
-                        if http1 && !request.body().is_end_stream() {
+                        if http1 && !bodiless {
                             close_after(&mut refused);
                         }
                         return Ok(refused);
                     }
-                    let body_ended = Arc::new(AtomicBool::new(request.body().is_end_stream()));
+                    let body_ended = Arc::new(AtomicBool::new(bodiless));
                     let ended = Arc::clone(&body_ended);
                     let mut request = request.map(|body| {
                         WatchedBody { inner: body, ended }
@@ -337,9 +350,21 @@ impl<A: Api> Accepted<A> {
                             .boxed_unsync()
                     });
                     request.extensions_mut().insert(control);
+                    if let Some(room) = &room {
+                        request.extensions_mut().insert(room.clone());
+                    }
                     let response = front.handle(request, peer.ip()).await;
-                    let mut response =
-                        budgeted(&responses, response, peer.ip(), in_flight, &carrier, read).await;
+                    let reserved = room.as_ref().and_then(WriteRoom::take);
+                    let mut response = budgeted(
+                        &responses,
+                        response,
+                        peer.ip(),
+                        in_flight,
+                        &carrier,
+                        read,
+                        reserved,
+                    )
+                    .await;
                     if http1 && !body_ended.load(Ordering::Relaxed) {
                         close_after(&mut response);
                     }
@@ -728,9 +753,9 @@ impl Body for Budgeted {
 /// Pays `response`'s body from the response budget. A read whose answer
 /// cannot be paid for, even once stalled answers have given way (see
 /// [`ResponseBudget`]), gets 503 instead (it can be asked again); the
-/// answer to a write is always sent, from the overdraft or unpaid if need
-/// be (writes are admitted while the overdraft lasts:
-/// [`ResponseBudget::may_write`]).
+/// answer to a write is always sent: from the room `reserved` for it
+/// before it was made ([`WriteRoom`]), and what that does not cover from
+/// the budget, the overdraft, or unpaid if need be.
 async fn budgeted(
     budget: &ResponseBudget,
     response: Answer,
@@ -738,6 +763,7 @@ async fn budgeted(
     in_flight: InFlight,
     carrier: &Arc<DropHandle>,
     read: bool,
+    reserved: Option<Reserved>,
 ) -> Response<Budgeted> {
     let (parts, body) = response.into_parts();
     let body = match body {
@@ -760,7 +786,7 @@ async fn budgeted(
     let paid = if bytes == 0 {
         Some(ResponseBudget::unpaid())
     } else {
-        budget.pay(client, bytes, carrier, read).await
+        budget.pay(client, bytes, carrier, read, reserved).await
     };
     if let Some(paid) = paid {
         let sending = paid.is_tracked().then(|| SendingAnswer::new(in_flight));

@@ -287,21 +287,34 @@ async fn idle_http2_connections_are_closed() {
     );
 }
 
-/// A request body: empty, or one chunk and then a stall forever.
-struct Stalled(Option<Bytes>, bool);
+/// A request body: empty, or one chunk (once its gate opens, if it has
+/// one) and then the end or a stall forever.
+struct Stalled(
+    Option<Bytes>,
+    bool,
+    Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+);
 
 impl Stalled {
     fn empty() -> Self {
-        Self(None, false)
+        Self(None, false, None)
     }
 
     fn after(chunk: Bytes) -> Self {
-        Self(Some(chunk), true)
+        Self(Some(chunk), true, None)
     }
 
     /// One chunk, and the end.
     fn whole(chunk: Bytes) -> Self {
-        Self(Some(chunk), false)
+        Self(Some(chunk), false, None)
+    }
+
+    /// One chunk once `gate` says true, and the end.
+    fn held_until(chunk: Bytes, mut gate: tokio::sync::watch::Receiver<bool>) -> Self {
+        let opened = async move {
+            let _ = gate.wait_for(|open| *open).await;
+        };
+        Self(Some(chunk), false, Some(Box::pin(opened)))
     }
 }
 
@@ -313,6 +326,12 @@ impl Body for Stalled {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(gate) = self.2.as_mut() {
+            if gate.as_mut().poll(_cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.2 = None;
+        }
         match self.0.take() {
             Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
             None if self.1 => Poll::Pending,
@@ -1032,6 +1051,89 @@ async fn unread_answers_to_writes_are_bounded() {
         "a stalled answer gave way to the write"
     );
     drop(held);
+}
+
+/// Review 2 of session 31, M2: a write was admitted by a check, not a
+/// reservation, so writes admitted before any was answered were all made
+/// and answered, paid or not: a burst from many addresses with their
+/// bodies held back, then sent at once, passed any bound. Each write now
+/// takes room for its answer once its body has arrived, before it is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_whose_bodies_arrive_at_once_are_made_only_as_far_as_their_answers_have_room() {
+    const ADDRESSES: u8 = 8;
+    const EACH: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    // 1 MiB (256 KiB a client); the overdraft 256 KiB (64 KiB a client).
+    let (server, data) = start_todo(
+        dir.path(),
+        &[
+            "--task-write-burst",
+            "1000",
+            "--body-budget-bytes",
+            "1048576",
+        ],
+    );
+    let token = user_with_large_tasks(&server, &data, "burst", 1).await;
+    let client = server.client(&data);
+    let list = client
+        .json(Method::GET, "/v1/tasks", Some(&token), None)
+        .await
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    let task = &list["items"][0];
+    let path = format!("/v1/tasks/{}", task["id"].as_str().unwrap());
+    let version = task["version"].as_u64().unwrap();
+    // Every write admitted (none answered yet), its body held back.
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let mut asked = Vec::new();
+    let mut connections = Vec::new();
+    for n in 0..ADDRESSES {
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, n + 1));
+        let (sender, connection) = shut_h2_from(&data, source, &server).await;
+        connections.push(connection);
+        for i in 0..EACH {
+            let request = http::Request::builder()
+                .method(Method::PATCH)
+                .uri(format!("https://localhost:{}{path}", server.addr.port()))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Stalled::held_until(
+                    Bytes::from(format!("{{\"title\": \"burst {n} {i}\"}}")),
+                    gate.clone(),
+                ))
+                .unwrap();
+            let mut sender = sender.clone();
+            asked.push(tokio::spawn(async move {
+                sender.send_request(request).await.unwrap()
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    open.send(true).unwrap();
+    let mut held = Vec::new();
+    let mut statuses = Vec::new();
+    for answer in asked {
+        let answer = answer.await.unwrap();
+        statuses.push(answer.status().as_u16());
+        held.push(answer);
+    }
+    let made = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    eprintln!("{made} made, {refused} refused: {statuses:?}");
+    assert_eq!(made + refused, statuses.len(), "{statuses:?}");
+    // Each answer is about 40 KB, and every one is held unread: the budget
+    // and the overdraft (1.25 MiB) hold 31 at most.
+    assert!((8..=31).contains(&made), "{made} made: {statuses:?}");
+    // A refused write changed nothing: the task's version counts the
+    // writes made (read past the grace: the answers held unread give way).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let read = client
+        .json(Method::GET, &path, Some(&token), None)
+        .await
+        .unwrap();
+    let read: serde_json::Value = serde_json::from_slice(&read.body).unwrap();
+    assert_eq!(read["version"].as_u64().unwrap(), version + made as u64);
+    drop((held, connections));
 }
 
 /// Session 30's second attack, F3: an answer counted as done once built,
