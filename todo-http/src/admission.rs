@@ -189,9 +189,12 @@ impl BodyShare {
         let Some(back) = self.bytes.checked_sub(bytes).filter(|n| *n > 0) else {
             return;
         };
-        // (the permits go back to the whole budget as `returned` drops)
-        let returned = self.permit.split(back);
-        debug_assert!(returned.is_some(), "a share holds a permit a byte");
+        // (the permits go back to the whole budget as `_returned` drops; a
+        // share holds a permit a byte, so the split cannot fail, and if it
+        // did the count is left as the permits are)
+        let Some(_returned) = self.permit.split(back) else {
+            return;
+        };
         self.bytes = bytes;
         if let Some(key) = self.key {
             let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);

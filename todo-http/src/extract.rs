@@ -485,7 +485,8 @@ pub(crate) async fn read_body(
     // A write's answer is given room now that its body has arrived, before
     // the write is made (absent where the API is mounted in another server).
     if let Some(room) = parts.extensions.get::<WriteRoom>()
-        && !room.reserve().await
+        && let Some(client) = client
+        && !room.reserve(client).await
     {
         return Err(ApiError::unavailable(
             std::time::Duration::from_secs(1),

@@ -27,6 +27,7 @@ use crate::extract::RequestContext;
 use crate::probe::Operations;
 use crate::problem::{ApiError, InternalDetail};
 use crate::request::{HttpLimits, RequestBody, TrustedProxies};
+use crate::sending::WriteRoom;
 
 /// A handler's response: a full, small body.
 pub type ApiResponse = Response<Full<Bytes>>;
@@ -190,10 +191,28 @@ impl<A: Api> Frontend<A> {
         &self.slots
     }
 
+    /// Takes the room for the answer of a write that has no body (one with
+    /// a body takes it once the body has arrived, `extract::read_body`);
+    /// `false` when it cannot be had, and the write is refused before it is
+    /// made. `true` for everything else, and where the server gives no
+    /// room (the API mounted in another server).
+    async fn room_for_bodiless_write(
+        &self,
+        parts: &http::request::Parts,
+        bodiless: bool,
+        client: IpAddr,
+    ) -> bool {
+        match parts.extensions.get::<WriteRoom>() {
+            Some(room) if bodiless => room.reserve(client).await,
+            _ => true,
+        }
+    }
+
     /// Serves one request from `peer`.
     pub async fn handle(&self, request: Request<RequestBody>, peer: IpAddr) -> Answer {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
+        let bodiless = hyper::body::Body::is_end_stream(&body);
         let request_id = self.ids.for_request(&parts.headers);
         let client = self.proxies.client(peer, &parts.headers);
         let method = method_name(&parts.method);
@@ -240,6 +259,10 @@ impl<A: Api> Frontend<A> {
                     let answer = answer.await;
                     (route, answer.map(|whole| whole.map(ResponseBody::Whole)))
                 }
+                _ if !self.room_for_bodiless_write(&parts, bodiless, client).await => (
+                    "(no room for the answer)",
+                    Err(ApiError::unavailable(Duration::from_secs(1), None)),
+                ),
                 _ => {
                     let mut parts = parts;
                     // (HTTP/2 names the host in `:authority`; the one reader,

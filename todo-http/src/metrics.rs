@@ -141,6 +141,7 @@ impl Metrics {
             "Requests answered 429",
             rate_limited.clone(),
         );
+        registry.register_collector(Box::new(ResponseBudgetCounts));
         if !probes.is_empty() {
             registry.register_collector(Box::new(Gauges(probes.to_vec())));
         }
@@ -195,6 +196,36 @@ impl Metrics {
         {
             tracing::error!(target: "todo::http", %error, "encoding the metrics failed");
         }
+    }
+}
+
+/// What the process's response budgets did (`crate::sending`), read at
+/// each scrape.
+#[derive(Debug)]
+struct ResponseBudgetCounts;
+
+impl Collector for ResponseBudgetCounts {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let counts = &crate::sending::COUNTS;
+        let read = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        counter(
+            &mut encoder,
+            "todo_http_answers_given_way",
+            "Answers whose clients had stopped reading, dropped for a request the response budget could not pay.",
+            read(&counts.given_way),
+        )?;
+        counter(
+            &mut encoder,
+            "todo_http_reads_refused_by_budget",
+            "Reads answered 503 because the response budget could not pay their answers.",
+            read(&counts.reads_refused),
+        )?;
+        counter(
+            &mut encoder,
+            "todo_http_writes_refused_by_budget",
+            "Writes refused (503, nothing written) because no room could be had for their answers.",
+            read(&counts.writes_refused),
+        )
     }
 }
 
@@ -377,11 +408,14 @@ mod tests {
             ("todo_logins_succeeded_total", "counter"),
             ("todo_logins_failed_total", "counter"),
             ("todo_rate_limited_total", "counter"),
+            ("todo_http_answers_given_way_total", "counter"),
+            ("todo_http_reads_refused_by_budget_total", "counter"),
+            ("todo_http_writes_refused_by_budget_total", "counter"),
             ("todo_test_depth", "gauge"),
         ] {
             assert!(kinds.contains(&expected), "{expected:?} in {kinds:?}");
         }
-        assert_eq!(kinds.len(), 6, "{kinds:?}");
+        assert_eq!(kinds.len(), 9, "{kinds:?}");
 
         let requests = "todo_http_requests_total";
         let get = [("route", route), ("method", "GET"), ("status", "200")];
@@ -456,6 +490,9 @@ mod tests {
                 "todo_logins_succeeded_total",
                 "todo_logins_failed_total",
                 "todo_rate_limited_total",
+                "todo_http_answers_given_way_total",
+                "todo_http_reads_refused_by_budget_total",
+                "todo_http_writes_refused_by_budget_total",
                 "todo_test_depth"
             ],
             "families without series are left out"

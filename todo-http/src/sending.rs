@@ -75,10 +75,30 @@ const WAIT_STEP: Duration = Duration::from_millis(10);
 /// still (an import's) pays the rest as [`ResponseBudget::pay`] does.
 const WRITE_ANSWER: usize = 64 * 1024;
 
-/// Reads that may wait so at once, across the process: each holds its
-/// built answer (a page, about 2 MiB at most) unpaid while it waits, so
-/// more are refused at once.
+/// Reads and writes that may wait so at once, across the process: a read
+/// holds its built answer (a page, about 2 MiB at most) unpaid while it
+/// waits, a write its body, so more are refused at once.
 const MAX_WAITING: usize = 4;
+
+/// What the response budgets did, across the process: the metrics read it
+/// (`todo_http_answers_given_way_total` and the two refusals).
+#[derive(Debug)]
+pub(crate) struct BudgetCounts {
+    /// Stalled answers made to give way (their stream reset, or their
+    /// HTTP/1.1 connection dropped).
+    pub(crate) given_way: AtomicU64,
+    /// Reads answered 503: the budget could not pay their answers.
+    pub(crate) reads_refused: AtomicU64,
+    /// Writes refused before they were made: no room for their answers.
+    pub(crate) writes_refused: AtomicU64,
+}
+
+/// The process's [`BudgetCounts`].
+pub(crate) static COUNTS: BudgetCounts = BudgetCounts {
+    given_way: AtomicU64::new(0),
+    reads_refused: AtomicU64::new(0),
+    writes_refused: AtomicU64::new(0),
+};
 
 /// What the budget may drop to take back an answer's share: an HTTP/2
 /// stream (reset, its connection's other streams going on) or an HTTP/1.1
@@ -116,35 +136,31 @@ pub(crate) struct Reserved {
 #[derive(Debug, Clone)]
 pub(crate) struct WriteRoom {
     budget: Arc<ResponseBudget>,
-    client: IpAddr,
     carrier: Arc<DropHandle>,
     reserved: Arc<Mutex<Option<Reserved>>>,
 }
 
 impl WriteRoom {
-    pub(crate) fn new(
-        budget: Arc<ResponseBudget>,
-        client: IpAddr,
-        carrier: Arc<DropHandle>,
-    ) -> Self {
+    pub(crate) fn new(budget: Arc<ResponseBudget>, carrier: Arc<DropHandle>) -> Self {
         Self {
             budget,
-            client,
             carrier,
             reserved: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// Takes the room (once); `false` when it cannot be had: the write is
-    /// then to be refused (503) before it is made.
-    pub(crate) async fn reserve(&self) -> bool {
+    /// Takes the room (once) for `client` (the forwarded client behind a
+    /// trusted proxy, as the request body's share is counted); `false`
+    /// when it cannot be had: the write is then to be refused (503)
+    /// before it is made.
+    pub(crate) async fn reserve(&self, client: IpAddr) -> bool {
         if self.lock().is_some() {
             return true;
         }
-        let Some(reserved) = self.budget.reserve_write(self.client, &self.carrier).await else {
+        let Some(reserved) = self.budget.reserve_write(client, &self.carrier).await else {
             tracing::warn!(
                 target: "todo::http",
-                client = %self.client,
+                client = %client,
                 status = 503,
                 "write refused: the response budget has no room for its answer"
             );
@@ -188,9 +204,9 @@ struct Sending {
     last_ms: AtomicU64,
     /// The client whose share it is.
     client: IpAddr,
-    /// Paid from the overdraft (a write's answer the budget could not
-    /// pay): it gives way to a write refused for want of overdraft, not to
-    /// a read.
+    /// Paid from the overdraft (wholly or in part: a write's room, or a
+    /// write's answer the budget could not pay): it gives way to a write
+    /// that finds no room, not to a read.
     from_overdraft: bool,
     /// It has been made to give way (its carrier told to drop): no
     /// other read counts on it.
@@ -236,12 +252,12 @@ impl ResponseBudget {
         }
     }
 
-    /// Whether a write from `client`, carried by `carrier`, is admitted,
+    /// Whether a write from `client`, carried by `carrier`, is admitted
     /// before its body is read: while the overdraft or the budget has room
-    /// for its answer now, or stalled answers give way (then at once: the
-    /// room is taken once the body has arrived, [`Self::reserve_write`],
-    /// and the write refused then if it cannot be had). Refusing here
-    /// spares reading a body for nothing.
+    /// for its answer now, or stalled answers could free it. It takes
+    /// nothing and drops nothing: the room is taken once the body has
+    /// arrived ([`Self::reserve_write`]), and the write refused then if it
+    /// cannot be had. Refusing here spares reading a body for nothing.
     pub(crate) fn may_write(&self, client: IpAddr, carrier: &Arc<DropHandle>) -> bool {
         let bytes = self.room_bytes();
         let fits = |budget: &BodyBudget| {
@@ -250,8 +266,14 @@ impl ResponseBudget {
         if fits(&self.overdraft) || fits(&self.bytes) {
             return true;
         }
-        self.make_stalled_give_way(&self.overdraft, true, client, bytes, carrier)
-            || self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier)
+        // (a check only: the answers give way once the body has arrived,
+        // when the room is taken; review of session 32, m2)
+        let admitted = self.stalled_could_give_way(&self.overdraft, true, client, bytes, carrier)
+            || self.stalled_could_give_way(&self.bytes, false, client, bytes, carrier);
+        if !admitted {
+            COUNTS.writes_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
     }
 
     /// The room a write's answer is given: [`WRITE_ANSWER`], or a quarter
@@ -262,16 +284,29 @@ impl ResponseBudget {
     }
 
     /// Room for the answer to a write from `client`, carried by
-    /// `carrier`, taken before the write is made: from the budget, else
-    /// from the overdraft, else from what stalled answers free by giving
-    /// way (waiting as a read does). `None`: the write is to be refused.
-    /// Every write made has its room, so the answers to writes hold at
-    /// most the budget and the overdraft, however many arrive at once
-    /// (SECURITY.md, session 31, review 2 M2). Taken once the write's body
+    /// `carrier`, taken before the write is made: from the overdraft, else
+    /// from the budget, else from what stalled answers free by giving way
+    /// (waiting as a read does). `None`: the write is to be refused. Every
+    /// write with room holds it until its answer is sent, so those answers
+    /// hold at most the budget and the overdraft however many arrive at
+    /// once (SECURITY.md, session 31, review 2 M2; the writes that have
+    /// none are said in session 32's rows). Taken once the write's body
     /// has arrived ([`WriteRoom`]): a client holding a body back holds no
     /// room (review 3: counting writes at admission let unsent login
     /// bodies refuse every write).
     pub(crate) async fn reserve_write(
+        &self,
+        client: IpAddr,
+        carrier: &Arc<DropHandle>,
+    ) -> Option<Reserved> {
+        let reserved = self.try_reserve_write_or_wait(client, carrier).await;
+        if reserved.is_none() {
+            COUNTS.writes_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        reserved
+    }
+
+    async fn try_reserve_write_or_wait(
         &self,
         client: IpAddr,
         carrier: &Arc<DropHandle>,
@@ -350,23 +385,41 @@ impl ResponseBudget {
             return Some(self.paid(client, bytes, carrier, from_overdraft, share, None));
         }
         let mut share = None;
-        if !self.bytes.reserve(Some(client), bytes, &mut share) {
-            let _waiting = self.waiting.try_acquire().ok()?;
-            if !self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier) {
-                return None;
-            }
-            let waiting = Instant::now();
-            loop {
-                tokio::time::sleep(WAIT_STEP).await;
-                if self.bytes.reserve(Some(client), bytes, &mut share) {
-                    break;
-                }
-                if waiting.elapsed() >= WAIT_FOR_FREED {
-                    return None;
-                }
-            }
+        if !self.bytes.reserve(Some(client), bytes, &mut share)
+            && !self.wait_for_read(client, bytes, carrier, &mut share).await
+        {
+            COUNTS.reads_refused.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
         Some(self.paid(client, bytes, carrier, false, share, None))
+    }
+
+    /// Makes stalled answers give way to a read of `bytes` the budget
+    /// could not pay, and waits for what they free; `false` when they
+    /// could not, or did not in time (or too many reads wait already).
+    async fn wait_for_read(
+        &self,
+        client: IpAddr,
+        bytes: usize,
+        carrier: &Arc<DropHandle>,
+        share: &mut Option<BodyShare>,
+    ) -> bool {
+        let Ok(_waiting) = self.waiting.try_acquire() else {
+            return false;
+        };
+        if !self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier) {
+            return false;
+        }
+        let waiting = Instant::now();
+        loop {
+            tokio::time::sleep(WAIT_STEP).await;
+            if self.bytes.reserve(Some(client), bytes, share) {
+                return true;
+            }
+            if waiting.elapsed() >= WAIT_FOR_FREED {
+                return false;
+            }
+        }
     }
 
     /// Pays `bytes` of a write's answer from the budget, else as much of
@@ -463,6 +516,31 @@ impl ResponseBudget {
         bytes: usize,
         requester: &Arc<DropHandle>,
     ) -> bool {
+        self.stalled_give_way(budget, overdraft, client, bytes, requester, true)
+    }
+
+    /// Whether stalled answers paid from `budget` could free `bytes` for
+    /// `client`, as [`Self::make_stalled_give_way`] would, telling none.
+    fn stalled_could_give_way(
+        &self,
+        budget: &BodyBudget,
+        overdraft: bool,
+        client: IpAddr,
+        bytes: usize,
+        requester: &Arc<DropHandle>,
+    ) -> bool {
+        self.stalled_give_way(budget, overdraft, client, bytes, requester, false)
+    }
+
+    fn stalled_give_way(
+        &self,
+        budget: &BodyBudget,
+        overdraft: bool,
+        client: IpAddr,
+        bytes: usize,
+        requester: &Arc<DropHandle>,
+        tell: bool,
+    ) -> bool {
         let key = todo_core::client_key(client);
         let now = Instant::now();
         let own_short = (budget.client_held(client) + bytes).saturating_sub(budget.per_client());
@@ -503,14 +581,18 @@ impl ResponseBudget {
         if freed < whole_short {
             return false;
         }
+        if !tell {
+            return true;
+        }
         for answer in chosen {
             answer.given_way.store(true, Ordering::Relaxed);
+            COUNTS.given_way.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 target: "todo::http",
                 client = %answer.client,
                 bytes = answer.bytes,
                 handed = answer.handed.load(Ordering::Relaxed),
-                "a stalled answer gives way to a read the response budget could not pay: its stream (HTTP/2) or connection is dropped"
+                "a stalled answer gives way to a request the response budget could not pay: its stream (HTTP/2) or connection is dropped"
             );
             answer.carrier.drop_it();
         }
@@ -630,9 +712,13 @@ mod tests {
         let budget = Arc::new(ResponseBudget::new(8 * MIB, 8 * MIB));
         let (mut held, connections) = answers(&budget, ONE, 4, 2 * MIB).await;
         assert_eq!(budget.tracked(), 4);
+        // (counted across the process: other tests may run in it)
+        let given_way = COUNTS.given_way.load(Ordering::Relaxed);
+        let refused = COUNTS.reads_refused.load(Ordering::Relaxed);
         // Young answers keep their shares: the read is refused at once.
         let other = connection();
         assert!(budget.pay(TWO, 2 * MIB, &other, true, None).await.is_none());
+        assert!(COUNTS.reads_refused.load(Ordering::Relaxed) > refused);
         assert_eq!(told(&connections).await, [false; 4]);
         // Past the grace: the two answers that handed pieces a moment ago
         // at a good pace stay; of the two that have been quiet for the
@@ -649,6 +735,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert_eq!(told(&connections).await, [false, false, false, true]);
+        assert!(COUNTS.given_way.load(Ordering::Relaxed) > given_way);
         // Dropping the connection frees its answer; the read is then paid.
         held[3] = None;
         let paid = waiting.await.unwrap();
@@ -845,7 +932,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_write_the_budget_cannot_pay_is_paid_from_the_overdraft_and_then_refused() {
         // 8 MiB, a quarter a client; the overdraft 2 MiB, 512 KiB a client.
-        let budget = ResponseBudget::new(8 * MIB, 64 * 1024);
+        let budget = Arc::new(ResponseBudget::new(8 * MIB, 64 * 1024));
         let carrier = connection();
         let (_reads, _) = answers(&budget, TWO, 1, 2 * MIB).await;
         let mut writes = Vec::new();
@@ -880,11 +967,20 @@ mod tests {
                 .is_none()
         );
         assert!(!told_to_drop(&overdrawn).await);
-        // Once those answers are stalled, they give way to its next write.
+        // Once those answers are stalled, its next write is admitted (the
+        // check drops nothing), and they give way when it takes its room.
         assert!(budget.may_write(ONE, &carrier));
+        assert!(!told_to_drop(&overdrawn).await, "the check drops nothing");
+        let room = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            let carrier = Arc::clone(&carrier);
+            async move { budget.reserve_write(ONE, &carrier).await.is_some() }
+        });
+        tokio::task::yield_now().await;
         assert!(told_to_drop(&overdrawn).await);
         // Sent or dropped, the answers give their shares back.
         writes.clear();
+        assert!(room.await.unwrap());
         assert!(budget.may_write(ONE, &carrier));
     }
 
@@ -899,6 +995,7 @@ mod tests {
         let room = budget.reserve_write(ONE, &carrier).await.unwrap();
         let answer = budget.pay(ONE, 1024, &carrier, false, Some(room));
         let _answer = answer.await.unwrap();
+        assert_eq!(budget.bytes.available(), 63 * 1024, "pays its answer only");
         assert!(
             budget.may_write(TWO, &carrier),
             "the room's rest given back"
@@ -931,6 +1028,7 @@ mod tests {
                 .iter()
                 .all(|client| budget.may_write(*client, &carrier))
         );
+        let counted = COUNTS.writes_refused.load(Ordering::Relaxed);
         let mut rooms = Vec::new();
         let mut refused = 0;
         for client in &burst {
@@ -941,6 +1039,7 @@ mod tests {
         }
         assert_eq!(rooms.len(), 20, "the budget's 16 and the overdraft's 4");
         assert_eq!(refused, 4 * 64 - 20);
+        assert!(COUNTS.writes_refused.load(Ordering::Relaxed) >= counted + refused);
         // Every write made is answered from its room: the answers hold
         // what the rooms held, not a byte more.
         let mut answers = Vec::new();
@@ -953,6 +1052,23 @@ mod tests {
         drop(answers);
         assert_eq!(budget.bytes.available(), MIB);
         assert_eq!(budget.overdraft.available(), 256 * 1024);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_client_takes_rooms_up_to_its_quarters_and_others_still_write() {
+        // 1 MiB (256 KiB a client); the overdraft 256 KiB (64 KiB a
+        // client): one room from the overdraft and four from the budget.
+        let budget = ResponseBudget::new(MIB, 64 * 1024);
+        let carrier = connection();
+        let mut rooms = Vec::new();
+        while let Some(room) = budget.reserve_write(ONE, &carrier).await {
+            rooms.push(room);
+            assert!(rooms.len() <= 5, "past its quarters");
+        }
+        assert_eq!(rooms.len(), 5);
+        assert!(!budget.may_write(ONE, &carrier));
+        assert!(budget.may_write(TWO, &carrier));
+        assert!(budget.reserve_write(TWO, &carrier).await.is_some());
     }
 
     #[tokio::test(start_paused = true)]
@@ -993,7 +1109,9 @@ mod tests {
         // overdraft (16 KiB) are each less than a write's room.
         assert!(budget.try_reserve_write(TWO, WRITE_ANSWER).is_none());
         // Young, the read's answer keeps its share: refused at once.
+        let asked = Instant::now();
         assert!(budget.reserve_write(THREE, &connection()).await.is_none());
+        assert_eq!(asked.elapsed(), Duration::ZERO);
         assert!(!told_to_drop(&stalled).await);
         // Stalled, it gives way, and the write has its room once it is gone.
         tokio::time::advance(GRACE * 2).await;

@@ -182,16 +182,15 @@ where
     }
 }
 
-/// The answer to a write refused before it is made: its client's or the
-/// instance's overdraft for writes' answers is spent (see
-/// [`ResponseBudget::may_write`]), or no room could be had for its answer
-/// ([`WriteRoom::reserve`]).
+/// The answer to a write refused before its body is read: neither the
+/// overdraft nor the budget has room for its answer, and no stalled
+/// answer could free it ([`ResponseBudget::may_write`]).
 fn overdrawn(client: std::net::IpAddr) -> Response<Budgeted> {
     tracing::warn!(
         target: "todo::http",
         client = %client,
         status = 503,
-        "write refused: answers to writes not yet read hold the response budget's overdraft"
+        "write refused: the response budget has no room for its answer"
     );
     unavailable(None)
 }
@@ -324,20 +323,14 @@ impl<A: Api> Accepted<A> {
                         .try_with(Arc::clone)
                         .unwrap_or_else(|_| Arc::clone(&in_flight.0.connection));
                     // A write's answer is given room before the write is
-                    // made: at once when it has no body, else once its body
-                    // has arrived (`extract::read_body`).
-                    let room = (!read).then(|| {
-                        WriteRoom::new(Arc::clone(&responses), peer.ip(), Arc::clone(&carrier))
-                    });
+                    // made: once its body has arrived (`extract::read_body`),
+                    // or at once by the frontend when it has none.
+                    let room = (!read)
+                        .then(|| WriteRoom::new(Arc::clone(&responses), Arc::clone(&carrier)));
                     let bodiless = request.body().is_end_stream();
-                    let admitted = match &room {
-                        None => true,
-                        Some(room) if bodiless => room.reserve().await,
-                        Some(_) => responses.may_write(peer.ip(), &carrier),
-                    };
-                    if !admitted {
+                    if room.is_some() && !bodiless && !responses.may_write(peer.ip(), &carrier) {
                         let mut refused = overdrawn(peer.ip());
-                        if http1 && !bodiless {
+                        if http1 {
                             close_after(&mut refused);
                         }
                         return Ok(refused);
@@ -355,6 +348,15 @@ impl<A: Api> Accepted<A> {
                     }
                     let response = front.handle(request, peer.ip()).await;
                     let reserved = room.as_ref().and_then(WriteRoom::take);
+                    if room.is_some() && reserved.is_none() && response.status().is_success() {
+                        // (a route that reads no body, sent one: its answers
+                        // are small; SECURITY.md, session 32, m1)
+                        tracing::debug!(
+                            target: "todo::http",
+                            client = %peer.ip(),
+                            "a write was made without room for its answer"
+                        );
+                    }
                     let mut response = budgeted(
                         &responses,
                         response,
