@@ -100,6 +100,14 @@ pub(crate) static COUNTS: BudgetCounts = BudgetCounts {
     writes_refused: AtomicU64::new(0),
 };
 
+/// Whether stalled answers are to give way now, or only to be weighed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GiveWay {
+    Now,
+    /// Only whether they could: none is told.
+    IfCould,
+}
+
 /// What the budget may drop to take back an answer's share: an HTTP/2
 /// stream (reset, its connection's other streams going on) or an HTTP/1.1
 /// connection.
@@ -268,8 +276,21 @@ impl ResponseBudget {
         }
         // (a check only: the answers give way once the body has arrived,
         // when the room is taken; review of session 32, m2)
-        let admitted = self.stalled_could_give_way(&self.overdraft, true, client, bytes, carrier)
-            || self.stalled_could_give_way(&self.bytes, false, client, bytes, carrier);
+        let admitted = self.make_stalled_give_way(
+            &self.overdraft,
+            true,
+            client,
+            bytes,
+            carrier,
+            GiveWay::IfCould,
+        ) || self.make_stalled_give_way(
+            &self.bytes,
+            false,
+            client,
+            bytes,
+            carrier,
+            GiveWay::IfCould,
+        );
         if !admitted {
             COUNTS.writes_refused.fetch_add(1, Ordering::Relaxed);
         }
@@ -316,8 +337,16 @@ impl ResponseBudget {
             return Some(reserved);
         }
         let _waiting = self.waiting.try_acquire().ok()?;
-        let gave_way = self.make_stalled_give_way(&self.overdraft, true, client, bytes, carrier)
-            || self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier);
+        let gave_way =
+            self.make_stalled_give_way(&self.overdraft, true, client, bytes, carrier, GiveWay::Now)
+                || self.make_stalled_give_way(
+                    &self.bytes,
+                    false,
+                    client,
+                    bytes,
+                    carrier,
+                    GiveWay::Now,
+                );
         if !gave_way {
             return None;
         }
@@ -407,7 +436,7 @@ impl ResponseBudget {
         let Ok(_waiting) = self.waiting.try_acquire() else {
             return false;
         };
-        if !self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier) {
+        if !self.make_stalled_give_way(&self.bytes, false, client, bytes, carrier, GiveWay::Now) {
             return false;
         }
         let waiting = Instant::now();
@@ -505,7 +534,8 @@ impl ResponseBudget {
     /// Drops the carriers of the stalled answers, stalest first, that
     /// free `bytes` for `client`: first from `client`'s own answers what
     /// its own share is short of, then from any what the whole budget is
-    /// short of. `false`, dropping none, when they could not.
+    /// short of. `false`, dropping none, when they could not; with
+    /// [`GiveWay::IfCould`], drops none either way.
     /// Those paid from `budget`: the response budget (`overdraft` false),
     /// or the overdraft.
     fn make_stalled_give_way(
@@ -515,31 +545,7 @@ impl ResponseBudget {
         client: IpAddr,
         bytes: usize,
         requester: &Arc<DropHandle>,
-    ) -> bool {
-        self.stalled_give_way(budget, overdraft, client, bytes, requester, true)
-    }
-
-    /// Whether stalled answers paid from `budget` could free `bytes` for
-    /// `client`, as [`Self::make_stalled_give_way`] would, telling none.
-    fn stalled_could_give_way(
-        &self,
-        budget: &BodyBudget,
-        overdraft: bool,
-        client: IpAddr,
-        bytes: usize,
-        requester: &Arc<DropHandle>,
-    ) -> bool {
-        self.stalled_give_way(budget, overdraft, client, bytes, requester, false)
-    }
-
-    fn stalled_give_way(
-        &self,
-        budget: &BodyBudget,
-        overdraft: bool,
-        client: IpAddr,
-        bytes: usize,
-        requester: &Arc<DropHandle>,
-        tell: bool,
+        give_way: GiveWay,
     ) -> bool {
         let key = todo_core::client_key(client);
         let now = Instant::now();
@@ -581,7 +587,7 @@ impl ResponseBudget {
         if freed < whole_short {
             return false;
         }
-        if !tell {
+        if give_way == GiveWay::IfCould {
             return true;
         }
         for answer in chosen {

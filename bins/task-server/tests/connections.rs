@@ -843,22 +843,33 @@ async fn ask(
     token: Option<&str>,
     body: &str,
 ) -> http::Response<hyper::body::Incoming> {
+    let body = if body.is_empty() {
+        Stalled::empty()
+    } else {
+        Stalled::whole(Bytes::from(body.to_owned()))
+    };
+    let request = request_to(server, method, path, token, body);
+    sender.send_request(request).await.unwrap()
+}
+
+/// `method path` with `token` and `body` (JSON unless empty), to send.
+fn request_to(
+    server: &Running,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Stalled,
+) -> http::Request<Stalled> {
     let mut request = http::Request::builder()
         .method(method)
         .uri(format!("https://localhost:{}{path}", server.addr.port()));
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
-    if !body.is_empty() {
+    if !body.is_end_stream() {
         request = request.header("content-type", "application/json");
     }
-    let body = if body.is_empty() {
-        Stalled::empty()
-    } else {
-        Stalled::whole(Bytes::from(body.to_owned()))
-    };
-    let request = request.body(body).unwrap();
-    sender.send_request(request).await.unwrap()
+    request.body(body).unwrap()
 }
 
 /// `GET path` over HTTP/1.1 from `source`, read whole: the status line and
@@ -971,25 +982,8 @@ async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unread_answers_to_writes_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    // 1 MiB: 256 KiB a client; the overdraft 256 KiB, 64 KiB a client.
-    let (server, data) = start_todo(
-        dir.path(),
-        &[
-            "--task-write-burst",
-            "1000",
-            "--body-budget-bytes",
-            "1048576",
-        ],
-    );
-    // One task of 40 KB: each patch's answer is about 40 KB.
-    let token = user_with_large_tasks(&server, &data, "writer", 1).await;
-    let client = server.client(&data);
-    let list = client
-        .json(Method::GET, "/v1/tasks", Some(&token), None)
-        .await
-        .unwrap();
-    let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
-    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let (server, data, token, task) = one_large_task_under_a_small_budget(dir.path()).await;
+    let id = task["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/tasks/{id}");
     let (mut sender, _connection) = shut_h2_from(&data, HOARDER, &server).await;
     let mut statuses = Vec::new();
@@ -1067,6 +1061,33 @@ async fn unread_answers_to_writes_are_bounded() {
     drop(held);
 }
 
+/// `todo` with a response budget of 1 MiB (256 KiB a client; the
+/// overdraft 256 KiB, 64 KiB a client) and a user with one task of 40 KB
+/// (each patch's answer is about 40 KB): the server, its data directory,
+/// the user's token and the task as listed.
+async fn one_large_task_under_a_small_budget(
+    dir: &Path,
+) -> (Running, PathBuf, String, serde_json::Value) {
+    let (server, data) = start_todo(
+        dir,
+        &[
+            "--task-write-burst",
+            "1000",
+            "--body-budget-bytes",
+            "1048576",
+        ],
+    );
+    let token = user_with_large_tasks(&server, &data, "writer", 1).await;
+    let list = server
+        .client(&data)
+        .json(Method::GET, "/v1/tasks", Some(&token), None)
+        .await
+        .unwrap();
+    let mut list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    let task = list["items"][0].take();
+    (server, data, token, task)
+}
+
 /// Review 2 of session 31, M2: a write was admitted by a check, not a
 /// reservation, so writes admitted before any was answered were all made
 /// and answered, paid or not: a burst from many addresses with their
@@ -1077,24 +1098,8 @@ async fn writes_whose_bodies_arrive_at_once_are_made_only_as_far_as_their_answer
     const ADDRESSES: u8 = 8;
     const EACH: usize = 16;
     let dir = tempfile::tempdir().unwrap();
-    // 1 MiB (256 KiB a client); the overdraft 256 KiB (64 KiB a client).
-    let (server, data) = start_todo(
-        dir.path(),
-        &[
-            "--task-write-burst",
-            "1000",
-            "--body-budget-bytes",
-            "1048576",
-        ],
-    );
-    let token = user_with_large_tasks(&server, &data, "burst", 1).await;
+    let (server, data, token, task) = one_large_task_under_a_small_budget(dir.path()).await;
     let client = server.client(&data);
-    let list = client
-        .json(Method::GET, "/v1/tasks", Some(&token), None)
-        .await
-        .unwrap();
-    let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
-    let task = &list["items"][0];
     let path = format!("/v1/tasks/{}", task["id"].as_str().unwrap());
     let version = task["version"].as_u64().unwrap();
     // Every write admitted (none answered yet), its body held back.
@@ -1106,16 +1111,9 @@ async fn writes_whose_bodies_arrive_at_once_are_made_only_as_far_as_their_answer
         let (sender, connection) = shut_h2_from(&data, source, &server).await;
         connections.push(connection);
         for i in 0..EACH {
-            let request = http::Request::builder()
-                .method(Method::PATCH)
-                .uri(format!("https://localhost:{}{path}", server.addr.port()))
-                .header("authorization", format!("Bearer {token}"))
-                .header("content-type", "application/json")
-                .body(Stalled::held_until(
-                    Bytes::from(format!("{{\"title\": \"burst {n} {i}\"}}")),
-                    gate.clone(),
-                ))
-                .unwrap();
+            let body = Bytes::from(format!("{{\"title\": \"burst {n} {i}\"}}"));
+            let body = Stalled::held_until(body, gate.clone());
+            let request = request_to(&server, Method::PATCH, &path, Some(&token), body);
             let mut sender = sender.clone();
             asked.push(tokio::spawn(async move {
                 sender.send_request(request).await.unwrap()
