@@ -385,4 +385,10 @@ impl<H: PasswordHasher> PasswordHasher for BoundedHasher<H> {
     fn dummy_hash(&self) -> &PasswordHash {
         self.inner.dummy_hash()
     }
+
+    fn shedding(&self) -> Option<Duration> {
+        let state = self.lock();
+        (state.running >= self.limits.running && state.waiting >= self.limits.waiting)
+            .then_some(self.limits.retry_after)
+    }
 }

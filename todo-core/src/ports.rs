@@ -592,6 +592,13 @@ pub trait PasswordHasher: Send + Sync {
     /// A hash of no one's password, made with the current parameters: unknown
     /// users are checked against it so that they cost what known users cost.
     fn dummy_hash(&self) -> &PasswordHash;
+    /// When a hash asked for now would be refused at once
+    /// ([`HashError::Busy`]): what to tell the caller to wait. A login then
+    /// refuses before it spends any allowance. `None` (the default) for a
+    /// hasher that never sheds.
+    fn shedding(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Signs access tokens (auth service only: it holds the private key).

@@ -123,12 +123,12 @@ pub struct ServerArgs {
     #[arg(long, env = "TODO_SEND_STALL_SECS", default_value_t = 30)]
     pub send_stall_secs: u64,
     /// Open connections at most; more are closed at once.
-    #[arg(long, env = "TODO_MAX_CONNECTIONS", default_value_t = 1024)]
+    #[arg(long, env = "TODO_MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
     /// Open connections one client address (an IPv6 /64) may hold; more are
     /// closed at once. From a trusted proxy: requests in flight per
     /// forwarded client; more get 503.
-    #[arg(long, env = "TODO_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    #[arg(long, env = "TODO_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 32)]
     pub max_connections_per_client: usize,
     /// Requests one client address (an IPv6 /64) may have in flight at
     /// once, over all its connections (HTTP/2 multiplies them); more get

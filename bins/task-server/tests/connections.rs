@@ -346,7 +346,8 @@ impl Body for Stalled {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_http2_bodies_cannot_grow_memory_past_a_bound() {
-    const CONNECTIONS: usize = 30;
+    // (30 an address, within its 32; 8 streams each)
+    const CONNECTIONS: usize = 90;
     const STREAMS: usize = 100;
     const LIMIT_KIB: u64 = 128 * 1024;
     // Three addresses: together less than the whole body budget, each
@@ -985,20 +986,17 @@ async fn unread_answers_to_writes_are_bounded() {
     let (server, data, token, task) = one_large_task_under_a_small_budget(dir.path()).await;
     let id = task["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/tasks/{id}");
-    let (mut sender, _connection) = shut_h2_from(&data, HOARDER, &server).await;
     let mut statuses = Vec::new();
     let mut held = Vec::new();
+    let mut connections = Vec::new();
     for i in 0..24 {
+        // (a connection carries 8 streams at once)
+        if i % 8 == 0 {
+            connections.push(shut_h2_from(&data, HOARDER, &server).await);
+        }
+        let (sender, _) = connections.last_mut().unwrap();
         let body = format!("{{\"priority\": {}}}", i % 4);
-        let response = ask(
-            &mut sender,
-            &server,
-            Method::PATCH,
-            &path,
-            Some(&token),
-            &body,
-        )
-        .await;
+        let response = ask(sender, &server, Method::PATCH, &path, Some(&token), &body).await;
         statuses.push(response.status().as_u16());
         held.push(response);
     }
@@ -1017,6 +1015,7 @@ async fn unread_answers_to_writes_are_bounded() {
     );
     // A write without a body takes its room at once, and is refused alike
     // before it is made (the task is patched below: it was not deleted).
+    let (mut sender, _spare) = shut_h2_from(&data, HOARDER, &server).await;
     let delete = ask(
         &mut sender,
         &server,
@@ -1095,8 +1094,9 @@ async fn one_large_task_under_a_small_budget(
 /// takes room for its answer once its body has arrived, before it is made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_whose_bodies_arrive_at_once_are_made_only_as_far_as_their_answers_have_room() {
-    const ADDRESSES: u8 = 8;
-    const EACH: usize = 16;
+    // (a connection carries 8 streams at once)
+    const ADDRESSES: u8 = 16;
+    const EACH: usize = 8;
     let dir = tempfile::tempdir().unwrap();
     let (server, data, token, task) = one_large_task_under_a_small_budget(dir.path()).await;
     let client = server.client(&data);

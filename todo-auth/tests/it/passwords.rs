@@ -231,6 +231,7 @@ fn the_pool_sheds_work_beyond_its_queue_with_busy() {
         retry_after: Duration::from_secs(2),
     };
     let pool = Arc::new(BoundedHasher::new(gate, limits));
+    assert_eq!(pool.shedding(), None);
 
     let first = {
         let pool = pool.clone();
@@ -245,7 +246,9 @@ fn the_pool_sheds_work_beyond_its_queue_with_busy() {
         std::thread::yield_now();
     }
     assert_eq!(pool.running(), 1);
-    // The third finds the slot taken and the queue full.
+    // The third finds the slot taken and the queue full, as `shedding`
+    // says beforehand.
+    assert_eq!(pool.shedding(), Some(Duration::from_secs(2)));
     match pool.hash(&pw("three")) {
         Err(HashError::Busy { retry_after }) => assert_eq!(retry_after, Duration::from_secs(2)),
         other => panic!("expected Busy, got {other:?}"),

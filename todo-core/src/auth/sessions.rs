@@ -170,6 +170,13 @@ impl SessionService {
     /// account's), taken before the password is weighed and counted as a
     /// failure until the password matches. A success answers a device token.
     pub fn sign_in(&self, client: Option<IpAddr>, credentials: &Credentials) -> Result<SignIn> {
+        // A login the hashing queue would refuse is refused before it
+        // spends the address's or the account's allowance: a flood that
+        // fills the queue must not turn the owner's retries into 429s
+        // (session 32's attack, F4). (It may still be shed at its hash.)
+        if let Some(retry_after) = self.shared.hasher.shedding() {
+            return Err(Error::Overloaded { retry_after });
+        }
         let now = self.shared.clock.now();
         let username = credentials.username.as_ref();
         if let Some(ip) = client {

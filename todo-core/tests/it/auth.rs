@@ -1098,6 +1098,76 @@ fn per_client_limits_count_ipv6_by_its_64() {
     }
 }
 
+/// A hasher that sheds (as a full queue does) while told to.
+struct SheddingHasher {
+    inner: CountingHasher,
+    shedding: std::sync::atomic::AtomicBool,
+}
+
+impl todo_core::PasswordHasher for SheddingHasher {
+    fn hash(
+        &self,
+        password: &todo_core::Password,
+    ) -> Result<todo_core::PasswordHash, todo_core::HashError> {
+        self.inner.hash(password)
+    }
+    fn verify(
+        &self,
+        password: &todo_core::Password,
+        hash: &todo_core::PasswordHash,
+    ) -> Result<todo_core::Verification, todo_core::HashError> {
+        self.inner.verify(password, hash)
+    }
+    fn dummy_hash(&self) -> &todo_core::PasswordHash {
+        self.inner.dummy_hash()
+    }
+    fn shedding(&self) -> Option<Duration> {
+        self.shedding
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(Duration::from_secs(2))
+    }
+}
+
+/// Session 32's attack, F4: a login refused for a full hashing queue had
+/// spent the address's and the account's allowances, so an owner retrying
+/// through a flood was locked out (429) after it. It is refused first now.
+#[test]
+fn a_login_shed_for_a_full_hashing_queue_spends_no_allowance() {
+    let h = harness();
+    h.register("alice", "correct horse");
+    let logins = Arc::new(Keys::default());
+    let hasher = Arc::new(SheddingHasher {
+        inner: CountingHasher::new(2),
+        shedding: std::sync::atomic::AtomicBool::new(true),
+    });
+    let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
+    let auth = AuthServices::builder()
+        .store(h.store.clone())
+        .hasher(hasher.clone())
+        .signer(tokens.clone())
+        .verifier(tokens)
+        .refresh_hasher(Arc::new(ReversingDigest))
+        .clock(h.clock.clone())
+        .random(Arc::new(SeededRandom::new(9)))
+        .audit(Arc::new(RecordingAudit::default()))
+        .limits(AuthLimits {
+            login_per_client: logins.clone(),
+            ..AuthLimits::unlimited()
+        })
+        .build()
+        .unwrap();
+    let alice = Credentials::offered("alice", "correct horse");
+    let shed = auth.sessions.login(ADDR, &alice);
+    assert!(matches!(shed, Err(Error::Overloaded { .. })), "{shed:?}");
+    assert!(logins.0.lock().unwrap().is_empty(), "no allowance spent");
+    assert_eq!(hasher.inner.verifications(), 0);
+    hasher
+        .shedding
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    auth.sessions.login(ADDR, &alice).unwrap();
+    assert_eq!(logins.0.lock().unwrap().len(), 1);
+}
+
 #[test]
 fn repeated_failures_on_an_account_are_throttled_and_success_resets() {
     let limits = AuthLimits {
