@@ -133,14 +133,16 @@ impl DropHandle {
 #[derive(Debug)]
 pub(crate) struct Reserved {
     share: BodyShare,
-    /// Taken from the overdraft: the budget had no room.
+    /// Taken from the overdraft (rooms are, while it has room), not the
+    /// budget.
     from_overdraft: bool,
 }
 
 /// Where a write's room is taken and kept until its answer is paid: the
 /// server puts one in a write's extensions; the body's reader takes the
 /// room once the body has arrived (so a body held back holds nothing),
-/// and the server takes it at once for a write without a body.
+/// and the frontend takes it, once the client is known and before the
+/// request is routed, for a write without a body.
 #[derive(Debug, Clone)]
 pub(crate) struct WriteRoom {
     budget: Arc<ResponseBudget>,

