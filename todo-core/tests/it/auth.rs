@@ -1140,22 +1140,11 @@ fn a_login_shed_for_a_full_hashing_queue_spends_no_allowance() {
         inner: CountingHasher::new(2),
         shedding: std::sync::atomic::AtomicBool::new(true),
     });
-    let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
-    let auth = AuthServices::builder()
-        .store(h.store.clone())
-        .hasher(hasher.clone())
-        .signer(tokens.clone())
-        .verifier(tokens)
-        .refresh_hasher(Arc::new(ReversingDigest))
-        .clock(h.clock.clone())
-        .random(Arc::new(SeededRandom::new(9)))
-        .audit(Arc::new(RecordingAudit::default()))
-        .limits(AuthLimits {
-            login_per_client: logins.clone(),
-            ..AuthLimits::unlimited()
-        })
-        .build()
-        .unwrap();
+    let limits = AuthLimits {
+        login_per_client: logins.clone(),
+        ..AuthLimits::unlimited()
+    };
+    let auth = with_hasher_and_limits(&h, hasher.clone(), limits);
     let alice = Credentials::offered("alice", "correct horse");
     let shed = auth.sessions.login(ADDR, &alice);
     assert!(matches!(shed, Err(Error::Overloaded { .. })), "{shed:?}");
@@ -1231,6 +1220,15 @@ impl todo_core::PasswordHasher for InterleavingHasher {
 }
 
 fn with_hasher(h: &Harness, hasher: Arc<InterleavingHasher>) -> AuthServices {
+    with_hasher_and_limits(h, hasher, AuthLimits::unlimited())
+}
+
+/// Services over `h`'s store and clock with `hasher` and `limits`.
+fn with_hasher_and_limits(
+    h: &Harness,
+    hasher: Arc<dyn todo_core::PasswordHasher>,
+    limits: AuthLimits,
+) -> AuthServices {
     let tokens = Arc::new(TableTokens::new("todo-auth", "todo"));
     AuthServices::builder()
         .store(h.store.clone())
@@ -1241,7 +1239,7 @@ fn with_hasher(h: &Harness, hasher: Arc<InterleavingHasher>) -> AuthServices {
         .clock(h.clock.clone())
         .random(Arc::new(SeededRandom::new(9)))
         .audit(Arc::new(RecordingAudit::default()))
-        .limits(AuthLimits::unlimited())
+        .limits(limits)
         .build()
         .unwrap()
 }
