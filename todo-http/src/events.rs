@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -44,6 +45,7 @@ use crate::admission::{ClientSlot, ClientSlots};
 use crate::blocking::call;
 use crate::extract::{Client, bearer};
 use crate::front::LiveStream;
+use crate::probe::{NotReady, Probe};
 use crate::problem::ApiError;
 use crate::server::LiveControl;
 use crate::task_api::{ChangeDto, TaskApi};
@@ -98,6 +100,8 @@ pub(crate) struct LiveStreams {
     open: Arc<Mutex<Open>>,
     clients: Arc<ClientSlots>,
     max_total: usize,
+    /// Streams ended because their client stopped reading ([`STALL`]).
+    stalled: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -128,7 +132,32 @@ impl LiveStreams {
             open: Arc::default(),
             clients: ClientSlots::new(per_client),
             max_total,
+            stalled: Arc::default(),
         }
+    }
+
+    /// The same streams under other caps: those open and the counts (and
+    /// so the [`LiveStreams::probe`] already handed out) carry over.
+    pub(crate) fn with_caps(&self, max_total: usize, per_client: usize) -> Self {
+        Self {
+            open: Arc::clone(&self.open),
+            clients: ClientSlots::new(per_client),
+            max_total,
+            stalled: Arc::clone(&self.stalled),
+        }
+    }
+
+    /// Their gauge and counter, for the API's metrics.
+    pub(crate) fn probe(&self) -> Arc<dyn Probe> {
+        Arc::new(LiveStreamsProbe {
+            open: Arc::clone(&self.open),
+            stalled: Arc::clone(&self.stalled),
+        })
+    }
+
+    /// Counts a stream ended because its client stopped reading.
+    fn count_stalled(&self) {
+        self.stalled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A place for one more of `user`'s streams from `client`: 429 past
@@ -170,6 +199,41 @@ impl LiveStreams {
             api_token,
             _client: client_slot,
         })
+    }
+}
+
+/// What [`LiveStreams`] report when scraped.
+struct LiveStreamsProbe {
+    open: Arc<Mutex<Open>>,
+    stalled: Arc<AtomicU64>,
+}
+
+impl Probe for LiveStreamsProbe {
+    fn ready(&self) -> Result<(), NotReady> {
+        Ok(())
+    }
+
+    fn gauges(
+        &self,
+        encoder: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> std::fmt::Result {
+        let open = self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total;
+        crate::metrics::gauge(
+            encoder,
+            "todo_http_live_streams",
+            "Live streams (GET /v1/events) open on this instance.",
+            i64::try_from(open).unwrap_or(i64::MAX),
+        )?;
+        crate::metrics::counter(
+            encoder,
+            "todo_http_live_streams_stalled",
+            "Live streams ended, with their connections, because their clients stopped reading.",
+            self.stalled.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -418,6 +482,7 @@ impl Pump {
             Err(_) => {
                 // The client stopped reading: free its connection too.
                 tracing::info!(target: "todo::http", "live stream stalled; dropping its connection");
+                self.api.live_streams().count_stalled();
                 if let Some(control) = &self.control {
                     control.drop_connection();
                 }

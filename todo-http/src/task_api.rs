@@ -93,8 +93,10 @@ impl TaskApi {
     pub fn new(
         service: TaskService,
         gate: Arc<AccessGate>,
-        probes: Vec<Arc<dyn Probe>>,
+        mut probes: Vec<Arc<dyn Probe>>,
     ) -> Result<Self, serde_json::Error> {
+        let live = LiveStreams::default();
+        probes.push(live.probe());
         Ok(Self {
             service,
             gate,
@@ -103,7 +105,7 @@ impl TaskApi {
             scans: ScanSlots::new(DEFAULT_SCANS),
             writes: ScanSlots::per_user(WRITES_PER_USER),
             lists: ScanSlots::bounded(Self::LISTS_AT_ONCE, LISTS_PER_USER),
-            live: LiveStreams::default(),
+            live,
             live_poll: crate::events::POLL,
             webhooks: None,
             projects: None,
@@ -158,7 +160,7 @@ impl TaskApi {
     /// every connection.
     #[must_use]
     pub fn with_live_limits(mut self, total: usize, per_client: usize) -> Self {
-        self.live = LiveStreams::with_client_cap(total, per_client);
+        self.live = self.live.with_caps(total, per_client);
         self
     }
 

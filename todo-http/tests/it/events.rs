@@ -2,7 +2,7 @@
 //! stream's bounds (per-user cap, bad cursors, revocation, shutdown, a
 //! client that stops reading).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::{Value, json};
@@ -498,7 +498,32 @@ async fn a_client_that_stops_reading_loses_its_connection(deployment: Deployment
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // The stream ends, once the buffers are full and an event has waited
+    // its 10 s: seen in the metrics, not slept for, since how far behind
+    // the writes the stream's reads of the log run depends on the load.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let metrics = sys
+            .tasks
+            .client
+            .json(Method::GET, "/metrics", None, None)
+            .await
+            .unwrap();
+        let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+        if text.lines().any(|line| line == "todo_http_live_streams 0") {
+            assert!(
+                text.lines()
+                    .any(|line| line == "todo_http_live_streams_stalled_total 1"),
+                "the stream ended, but not for its stalled client: {text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream of a client that stopped reading is still open: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // Dropped: what was buffered drains, then the connection ends at once.
     // Kept, the read would wait for more after it (the stream's end, then
     // the connection's idle deadline, 10 s).
