@@ -136,8 +136,10 @@ impl LiveStreams {
         }
     }
 
-    /// The same streams under other caps: those open and the counts (and
-    /// so the [`LiveStreams::probe`] already handed out) carry over.
+    /// The same streams under other caps: the counts in all and per user
+    /// carry over (and so does the [`LiveStreams::probe`] already handed
+    /// out); the places per client start anew, so this is for a server
+    /// being set up, before any stream is open.
     pub(crate) fn with_caps(&self, max_total: usize, per_client: usize) -> Self {
         Self {
             open: Arc::clone(&self.open),

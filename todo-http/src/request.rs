@@ -58,10 +58,12 @@ impl Default for HttpLimits {
             header_read_timeout: Duration::from_secs(10),
             max_head_bytes: 16 * 1024,
             // (each connection costs some 60 KiB and each HTTP/2 stream
-            // 7 KiB when their answers are not read: 512 × 16 streams stay
-            // within a 256 MiB container; 16, so that a browser whose tabs
-            // hold a user's 8 live streams on one connection still has 8
-            // for requests: SECURITY.md, session 32)
+            // 7 KiB when their answers are not read: 512 × 16 streams
+            // peaked at 224 MiB under session 32's attack, which held no
+            // request bodies (up to 32 MiB more) and no stalled live
+            // streams (some 128 KiB each); 16, so that a browser whose
+            // tabs hold a user's 8 live streams on one connection still
+            // has 8 for requests: SECURITY.md, session 32)
             max_connections: 512,
             max_connections_per_client: 32,
             max_requests_per_client: 32,

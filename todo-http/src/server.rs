@@ -328,12 +328,12 @@ impl<A: Api> Accepted<A> {
                     let room = (!read)
                         .then(|| WriteRoom::new(Arc::clone(&responses), Arc::clone(&carrier)));
                     let bodiless = request.body().is_end_stream();
-                    // (behind a trusted proxy the client is not known yet:
-                    // the proxy's share says nothing of it, and the room,
-                    // keyed by the forwarded client, decides)
-                    let checked = room.is_some() && !bodiless && !front.proxies().trusts(peer.ip());
-                    if checked && !responses.may_write(peer.ip(), &carrier) {
-                        let mut refused = write_refused(peer.ip());
+                    // The budget's shares are the client's: behind a
+                    // trusted proxy, the address it forwards, as the
+                    // request body's share and the write's room are.
+                    let client = front.proxies().client(peer.ip(), request.headers());
+                    if room.is_some() && !bodiless && !responses.may_write(client, &carrier) {
+                        let mut refused = write_refused(client);
                         if http1 {
                             close_after(&mut refused);
                         }
@@ -357,18 +357,12 @@ impl<A: Api> Accepted<A> {
                         // are small; SECURITY.md, session 32, m1)
                         tracing::debug!(
                             target: "todo::http",
-                            client = %peer.ip(),
+                            client = %client,
                             "a write was made without room for its answer"
                         );
                     }
                     let mut response = budgeted(
-                        &responses,
-                        response,
-                        peer.ip(),
-                        in_flight,
-                        &carrier,
-                        read,
-                        reserved,
+                        &responses, response, client, in_flight, &carrier, read, reserved,
                     )
                     .await;
                     if http1 && !body_ended.load(Ordering::Relaxed) {

@@ -296,6 +296,16 @@ impl TaskApi {
         &self.service
     }
 
+    /// The gauge of the live streams open (`todo_http_live_streams`) and
+    /// the count of those ended for a client that stopped reading
+    /// (`todo_http_live_streams_stalled_total`), read when scraped: this
+    /// API's metrics carry them; a program that serves another's metrics
+    /// in their place (one origin) adds this to that one's probes.
+    #[must_use]
+    pub fn live_streams_probe(&self) -> Arc<dyn Probe> {
+        self.live.probe()
+    }
+
     pub(crate) fn live_streams(&self) -> &LiveStreams {
         &self.live
     }

@@ -519,6 +519,39 @@ mod tests {
             .unwrap_or_else(|| panic!("the child said nothing: {stdout}"))
     }
 
+    /// The flags' defaults are the library's (one literal each side: a
+    /// default changed on one side alone would serve other limits than
+    /// the docs give), and each limit the flags set reaches `HttpLimits`.
+    /// (Run in a child: the `TODO_` variables of the test's environment
+    /// are clap's defaults too.)
+    #[test]
+    fn the_flags_defaults_are_the_librarys_and_the_stream_cap_is_set_by_its_flag() {
+        use clap::Parser as _;
+        if std::env::var_os("TODO_CONFIG_TEST_CHILD").is_none() {
+            let test = "config::tests::the_flags_defaults_are_the_librarys_and_the_stream_cap_is_set_by_its_flag";
+            assert_eq!(in_child(test, &[]), "outcome: checked");
+            return;
+        }
+        let limits = |args: &[&str]| {
+            Settings::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+                .unwrap()
+                .server
+                .limits()
+        };
+        assert_eq!(limits(&[]).unwrap(), HttpLimits::default());
+        let streams = limits(&["--max-concurrent-streams", "24"]).unwrap();
+        assert_eq!(streams.max_concurrent_streams, 24);
+        let refused = limits(&["--max-concurrent-streams", "0"]).unwrap_err();
+        assert!(
+            refused.to_string().contains("--max-concurrent-streams"),
+            "{refused}"
+        );
+        #[allow(clippy::print_stdout)] // what the parent reads
+        {
+            println!("outcome: checked");
+        }
+    }
+
     /// An image that sets TODO_PLAIN_HTTP=true cannot unset it: false must
     /// mean off, and then a certificate is usable (clap's conflict counted
     /// `false` from the environment as given, and refused the pair).

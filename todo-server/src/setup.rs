@@ -873,14 +873,6 @@ pub fn one_origin_with(
     let mut workers = task_settings.start_relay(store.clone(), clock.clone())?;
     let (webhooks, webhook_stats) = task_settings.start_webhooks(store.clone(), clock.clone())?;
     workers.push(webhook_stats);
-    // One origin serves one /metrics, the auth side's (the store's gauges
-    // once, not twice): the relay's and the webhook worker's gauges go
-    // there too (the attack of #15 found the relay's missing from `todo`).
-    let mut probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared(store.clone()), hasher];
-    probes.extend(workers.iter().cloned());
-    let auth_api = todo_http::AuthApi::new(service, &jwks, probes)
-        .map_err(Error::api("auth"))?
-        .with_cookie_sessions();
     let tasks = task_settings.service(store.clone(), clock.clone());
     prune_changes_periodically(
         tasks.clone(),
@@ -889,11 +881,21 @@ pub fn one_origin_with(
     );
     fire_reminders_periodically(tasks.clone(), REMINDER_INTERVAL);
     let task_api = task_settings.live_limits(
-        task_api(tasks, gate, store.clone(), workers)?
+        task_api(tasks, gate, store.clone(), workers.clone())?
             .with_webhooks(webhooks)
-            .with_projects(task_settings.projects(store, Arc::new(SystemClock))),
+            .with_projects(task_settings.projects(store.clone(), Arc::new(SystemClock))),
         max_connections,
     );
+    // One origin serves one /metrics, the auth side's (the store's gauges
+    // once, not twice): the relay's, the webhook worker's and the live
+    // streams' gauges go there too (the attack of #15 found the relay's
+    // missing from `todo`; session 33's review, the live streams').
+    let mut probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared(store), hasher];
+    probes.extend(workers);
+    probes.push(task_api.live_streams_probe());
+    let auth_api = todo_http::AuthApi::new(service, &jwks, probes)
+        .map_err(Error::api("auth"))?
+        .with_cookie_sessions();
     todo_http::OneOrigin::new(auth_api, task_api).map_err(Error::api("one-origin"))
 }
 

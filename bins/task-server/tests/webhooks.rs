@@ -269,6 +269,9 @@ async fn changes_reach_a_receiver_signed_and_failures_are_retried() {
         "todo_webhook_deliveries_total 4",
         "todo_webhook_failures_total 1",
         "todo_webhook_places_busy 0",
+        // (the live streams' gauges reach `todo`'s one scrape too)
+        "todo_http_live_streams 0",
+        "todo_http_live_streams_stalled_total 0",
     ] {
         assert!(text.contains(&format!("\n{line}\n")), "{line}: {text}");
     }
