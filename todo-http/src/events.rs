@@ -15,8 +15,8 @@
 //! [`BACKLOG`] events and [`BACKLOG_BYTES`] at most (one event, if it is
 //! larger), counted until the connection has written them out; besides,
 //! the pump holds the rest of its read and the frame it waits to queue;
-//! and a client that does not take one for [`STALL`] loses its
-//! connection. A stream ends when its token expires or
+//! and a client that does not take one for [`STALL`] loses the stream
+//! (its HTTP/2 stream reset; over HTTP/1.1, its connection). A stream ends when its token expires or
 //! is revoked (checked every [`RECHECK`]), when the server shuts down, and
 //! when its client goes away.
 
@@ -80,7 +80,8 @@ pub const BACKLOG: usize = 4;
 /// 184 MiB (session 29's attack, F4).
 pub const BACKLOG_BYTES: usize = 64 * 1024;
 /// How long an event may wait for a client that does not read before the
-/// connection is dropped.
+/// stream is ended (its HTTP/2 stream reset, or its HTTP/1.1 connection
+/// dropped).
 pub const STALL: Duration = Duration::from_secs(10);
 
 /// Events read from the log at once.
@@ -233,7 +234,7 @@ impl Probe for LiveStreamsProbe {
         crate::metrics::counter(
             encoder,
             "todo_http_live_streams_stalled",
-            "Live streams ended, with their connections, because their clients stopped reading.",
+            "Live streams ended because their clients stopped reading (HTTP/2: the stream reset; HTTP/1.1: the connection dropped).",
             self.stalled.load(Ordering::Relaxed),
         )
     }
@@ -482,11 +483,12 @@ impl Pump {
         match tokio::time::timeout(STALL, self.events.send(frame)).await {
             Ok(sent) => sent,
             Err(_) => {
-                // The client stopped reading: free its connection too.
-                tracing::info!(target: "todo::http", "live stream stalled; dropping its connection");
+                // The client stopped reading: free what its stream holds
+                // (over HTTP/1.1, its connection).
+                tracing::info!(target: "todo::http", "live stream stalled; ending it");
                 self.api.live_streams().count_stalled();
                 if let Some(control) = &self.control {
-                    control.drop_connection();
+                    control.end_stream();
                 }
                 false
             }

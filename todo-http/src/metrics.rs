@@ -225,6 +225,12 @@ impl Collector for ResponseBudgetCounts {
             "todo_http_writes_refused_by_budget",
             "Writes refused (503, nothing written) because no room could be had for their answers.",
             read(&counts.writes_refused),
+        )?;
+        counter(
+            &mut encoder,
+            "todo_http_answers_stalled",
+            "Answers ended because their clients stopped reading them (HTTP/2: the stream reset; HTTP/1.1: the connection dropped).",
+            read(&counts.answers_stalled),
         )
     }
 }
@@ -411,11 +417,12 @@ mod tests {
             ("todo_http_answers_given_way_total", "counter"),
             ("todo_http_reads_refused_by_budget_total", "counter"),
             ("todo_http_writes_refused_by_budget_total", "counter"),
+            ("todo_http_answers_stalled_total", "counter"),
             ("todo_test_depth", "gauge"),
         ] {
             assert!(kinds.contains(&expected), "{expected:?} in {kinds:?}");
         }
-        assert_eq!(kinds.len(), 9, "{kinds:?}");
+        assert_eq!(kinds.len(), 10, "{kinds:?}");
 
         let requests = "todo_http_requests_total";
         let get = [("route", route), ("method", "GET"), ("status", "200")];
@@ -493,6 +500,7 @@ mod tests {
                 "todo_http_answers_given_way_total",
                 "todo_http_reads_refused_by_budget_total",
                 "todo_http_writes_refused_by_budget_total",
+                "todo_http_answers_stalled_total",
                 "todo_test_depth"
             ],
             "families without series are left out"

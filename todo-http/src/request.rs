@@ -144,18 +144,57 @@ impl TrustedProxies {
             .filter_map(|v| v.to_str().ok());
         let hops: Vec<&str> = hops.flat_map(|v| v.split(',')).map(str::trim).collect();
         for hop in hops.iter().rev() {
-            match hop.parse::<IpAddr>() {
-                Ok(ip) => {
+            match forwarded_hop(hop) {
+                Some(ip) => {
                     client = ip;
                     if !self.trusts(ip) {
                         break;
                     }
                 }
-                Err(_) => break,
+                None => {
+                    // (the proxy's own identity stands: every such client
+                    // shares its limits, so the operator is told, once)
+                    static TOLD: std::sync::Once = std::sync::Once::new();
+                    TOLD.call_once(|| {
+                        tracing::warn!(
+                            target: "todo::http",
+                            hop = %hop.chars().take(64).collect::<String>(),
+                            "a trusted proxy forwarded a client that is not an address; such requests count as the proxy's own"
+                        );
+                    });
+                    break;
+                }
             }
         }
         client
     }
+}
+
+/// One `X-Forwarded-For` hop's address: bare, or with a port as some
+/// balancers write it (`203.0.113.9:51234`, `[2001:db8::1]:443`); a port
+/// kept would make the hop unreadable, and every client behind such a
+/// balancer one (session 33's attack, F3).
+fn forwarded_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Some(bracketed) = hop.strip_prefix('[') {
+        let (v6, port) = bracketed.split_once(']')?;
+        if !(port.is_empty() || port.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return v6.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    let (v4, port) = hop.split_once(':')?;
+    if !is_port(port) {
+        return None;
+    }
+    v4.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// Whether `text` is a port number.
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.parse::<u16>().is_ok()
 }
 
 fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
@@ -508,8 +547,32 @@ mod tests {
             "203.0.113.9".parse::<IpAddr>().unwrap()
         );
         assert!(!proxies.trusts("::ffff:198.51.100.7".parse().unwrap()));
-        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
-        assert_eq!(proxies.client(proxy, &headers), proxy);
+        // With a port, as some balancers write it: the address.
+        for (hop, client) in [
+            ("203.0.113.9:51234", "203.0.113.9"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+        ] {
+            headers.insert("x-forwarded-for", hop.parse().unwrap());
+            assert_eq!(
+                proxies.client(proxy, &headers),
+                client.parse::<IpAddr>().unwrap(),
+                "{hop}"
+            );
+        }
+        // Not an address: the proxy's own identity.
+        for hop in [
+            "garbage",
+            "203.0.113.9:",
+            "203.0.113.9:port",
+            "203.0.113.9:99999",
+            "[2001:db8::1]x",
+            "[203.0.113.9]",
+            "2001:db8::1:443x",
+        ] {
+            headers.insert("x-forwarded-for", hop.parse().unwrap());
+            assert_eq!(proxies.client(proxy, &headers), proxy, "{hop}");
+        }
         assert_eq!(
             TrustedProxies::parse("10.0.0.0/33").unwrap_err(),
             ProxyListError::BadPrefix("10.0.0.0/33".to_owned())

@@ -91,6 +91,10 @@ pub(crate) struct BudgetCounts {
     pub(crate) reads_refused: AtomicU64,
     /// Writes refused before they were made: no room for their answers.
     pub(crate) writes_refused: AtomicU64,
+    /// Answers ended because they handed nothing to their connection for
+    /// its deadline (their clients stopped reading): HTTP/2 streams reset,
+    /// HTTP/1.1 connections dropped (`crate::server`).
+    pub(crate) answers_stalled: AtomicU64,
 }
 
 /// The process's [`BudgetCounts`].
@@ -98,6 +102,7 @@ pub(crate) static COUNTS: BudgetCounts = BudgetCounts {
     given_way: AtomicU64::new(0),
     reads_refused: AtomicU64::new(0),
     writes_refused: AtomicU64::new(0),
+    answers_stalled: AtomicU64::new(0),
 };
 
 /// Whether stalled answers are to give way now, or only to be weighed.

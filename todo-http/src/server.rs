@@ -23,8 +23,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -310,10 +310,7 @@ impl<A: Api> Accepted<A> {
                 let front = Arc::clone(&front);
                 let responses = Arc::clone(&responses);
                 let in_flight = seen.begin();
-                let control = LiveControl {
-                    activity: Arc::clone(&seen),
-                    stopping: stopping.clone(),
-                };
+                let stopping = stopping.clone();
                 async move {
                     let read = matches!(*request.method(), Method::GET | Method::HEAD);
                     let http1 = request.version() < http::Version::HTTP_2;
@@ -322,6 +319,10 @@ impl<A: Api> Accepted<A> {
                     let carrier = STREAM
                         .try_with(Arc::clone)
                         .unwrap_or_else(|_| Arc::clone(&in_flight.0.connection));
+                    let control = LiveControl {
+                        carrier: Arc::clone(&carrier),
+                        stopping,
+                    };
                     // A write's answer is given room before the write is
                     // made: once its body has arrived (`extract::read_body`),
                     // or at once by the frontend when it has none.
@@ -449,26 +450,40 @@ struct Activity {
     last_done_ms: AtomicU64,
     /// A permit once the connection has delivered a request.
     first: Notify,
-    /// Told when a live stream gave up on its client, or a stalled answer
-    /// gave way to a read the response budget could not pay: the
-    /// connection is then dropped, whatever it is doing (see
-    /// [`LiveControl`], [`ResponseBudget`]).
+    /// Told when an HTTP/1.1 connection's one answer or live stream is to
+    /// end (its client stopped reading, or it gave way to a read the
+    /// response budget could not pay): the connection is then dropped,
+    /// whatever it is doing (see [`LiveControl`], [`ResponseBudget`]).
     connection: Arc<DropHandle>,
-    /// Larger answers being sent now (see [`SendingAnswer`]).
-    sending: AtomicUsize,
-    /// When one of them last handed a piece to the connection (or began),
-    /// in milliseconds after `born`.
+    /// Larger answers being sent now (see [`SendingAnswer`]): at most one
+    /// over HTTP/1.1, one a stream over HTTP/2.
+    sending: Mutex<Vec<Arc<AnswerPace>>>,
+}
+
+/// How a larger answer is being taken by its client.
+#[derive(Debug)]
+struct AnswerPace {
+    /// When it last handed a piece to the connection (or began), in
+    /// milliseconds after the connection's `born`.
     handed_ms: AtomicU64,
+    /// What ends it: its HTTP/2 stream, or its HTTP/1.1 connection.
+    carrier: Arc<DropHandle>,
+    /// Told to end already (its stream's task ends a moment later).
+    ended: AtomicBool,
 }
 
 /// What a live stream (`GET /v1/events`) needs of its connection: to end
-/// when shutdown begins, and to drop the connection when its client stops
-/// reading (a response that cannot be written holds the connection, so
-/// ending the stream alone would not free it). In the request's
-/// extensions; absent when the API is mounted in another server.
+/// when shutdown begins, and to be ended when its client stops reading:
+/// over HTTP/2 its stream is reset, and the connection's other streams,
+/// which behind an HTTP/2 proxy are other users', go on (session 33's
+/// attack, F1); over HTTP/1.1 the connection is dropped (an answer that
+/// cannot be written holds it, so ending the body alone would not free
+/// it). In the request's extensions; absent when the API is mounted in
+/// another server.
 #[derive(Clone)]
 pub(crate) struct LiveControl {
-    activity: Arc<Activity>,
+    /// The request's HTTP/2 stream, or its HTTP/1.1 connection.
+    carrier: Arc<DropHandle>,
     stopping: watch::Receiver<bool>,
 }
 
@@ -478,9 +493,10 @@ impl LiveControl {
         stopped(&mut self.stopping).await;
     }
 
-    /// Drops the connection now.
-    pub(crate) fn drop_connection(&self) {
-        self.activity.connection.drop_it();
+    /// Ends the stream now: resets its HTTP/2 stream, or drops its
+    /// HTTP/1.1 connection.
+    pub(crate) fn end_stream(&self) {
+        self.carrier.drop_it();
     }
 }
 
@@ -493,8 +509,7 @@ impl Activity {
             last_done_ms: AtomicU64::new(0),
             first: Notify::new(),
             connection: Arc::new(DropHandle::default()),
-            sending: AtomicUsize::new(0),
-            handed_ms: AtomicU64::new(0),
+            sending: Mutex::default(),
         }
     }
 
@@ -503,14 +518,38 @@ impl Activity {
         u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// When the connection's answers will have stalled for `stall`, if it
-    /// is sending any: none has handed a piece to the connection since.
+    fn sending(&self) -> std::sync::MutexGuard<'_, Vec<Arc<AnswerPace>>> {
+        self.sending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// When the first of the connection's answers will have stalled for
+    /// `stall` (handed no piece to the connection for it), if it is
+    /// sending any.
     fn stalled_at(&self, stall: Duration) -> Option<Instant> {
-        if self.sending.load(Ordering::SeqCst) == 0 {
-            return None;
+        let last = self
+            .sending()
+            .iter()
+            .filter(|pace| !pace.ended.load(Ordering::SeqCst))
+            .map(|pace| pace.handed_ms.load(Ordering::SeqCst))
+            .min()?;
+        Some(self.born + Duration::from_millis(last) + stall)
+    }
+
+    /// Ends the answers that have handed nothing to the connection for
+    /// `stall`, each alone: its HTTP/2 stream reset, or its HTTP/1.1
+    /// connection dropped. How many it ended.
+    fn end_stalled(&self, stall: Duration) -> usize {
+        let stall_ms = u64::try_from(stall.as_millis()).unwrap_or(u64::MAX);
+        let now = self.now_ms();
+        let mut ended = 0;
+        for pace in self.sending().iter() {
+            let last = pace.handed_ms.load(Ordering::SeqCst);
+            if last.saturating_add(stall_ms) <= now && !pace.ended.swap(true, Ordering::SeqCst) {
+                pace.carrier.drop_it();
+                ended += 1;
+            }
         }
-        let last = Duration::from_millis(self.handed_ms.load(Ordering::SeqCst));
-        Some(self.born + last + stall)
+        ended
     }
 
     /// A request has arrived; it is in flight until the guard drops.
@@ -543,32 +582,41 @@ struct InFlight(Arc<Activity>);
 /// A larger answer being sent: its request stays in flight (a client that
 /// reads it slowly is not taken for idle, session 30's second attack, F3:
 /// a 2 MB page was cut ~20 s after it was built, however it was read), and
-/// the connection is dropped once its answers have handed nothing to it
-/// for the deadline (a client that stopped reading).
-struct SendingAnswer(InFlight);
+/// it is ended once it has handed nothing to the connection for the
+/// deadline (a client that stopped reading): over HTTP/2 its stream alone,
+/// since the connection's other streams may be other users' behind an
+/// HTTP/2 proxy (session 33's attack, F1: the whole connection was
+/// dropped, and another user's live stream with it).
+struct SendingAnswer {
+    pace: Arc<AnswerPace>,
+    in_flight: InFlight,
+}
 
 impl SendingAnswer {
-    fn new(in_flight: InFlight) -> Self {
+    fn new(in_flight: InFlight, carrier: &Arc<DropHandle>) -> Self {
         let activity = &in_flight.0;
-        activity
-            .handed_ms
-            .fetch_max(activity.now_ms(), Ordering::SeqCst);
-        activity.sending.fetch_add(1, Ordering::SeqCst);
-        Self(in_flight)
+        let pace = Arc::new(AnswerPace {
+            handed_ms: AtomicU64::new(activity.now_ms()),
+            carrier: Arc::clone(carrier),
+            ended: AtomicBool::new(false),
+        });
+        activity.sending().push(Arc::clone(&pace));
+        Self { pace, in_flight }
     }
 
     /// A piece was handed to the connection.
     fn handed(&self) {
-        let activity = &self.0.0;
-        activity
-            .handed_ms
-            .fetch_max(activity.now_ms(), Ordering::SeqCst);
+        let now = self.in_flight.0.now_ms();
+        self.pace.handed_ms.fetch_max(now, Ordering::SeqCst);
     }
 }
 
 impl Drop for SendingAnswer {
     fn drop(&mut self) {
-        self.0.0.sending.fetch_sub(1, Ordering::SeqCst);
+        self.in_flight
+            .0
+            .sending()
+            .retain(|pace| !Arc::ptr_eq(pace, &self.pace));
         // (then the request's `InFlight` ends)
     }
 }
@@ -608,11 +656,12 @@ async fn drive<C: GracefulConnection>(
             () = stopped(&mut stopping) => break,
             () = tokio::time::sleep_until(check.into()) => {
                 let now = Instant::now();
-                let stalled_at = activity.stalled_at(deadline);
-                if stalled_at.is_some_and(|at| at <= now) {
-                    tracing::debug!(target: "todo::http", "an answer's client stopped reading; dropping the connection");
-                    return;
+                if activity.stalled_at(deadline).is_some_and(|at| at <= now) {
+                    let ended = activity.end_stalled(deadline);
+                    crate::sending::COUNTS.answers_stalled.fetch_add(u64::try_from(ended).unwrap_or(u64::MAX), Ordering::Relaxed);
+                    tracing::info!(target: "todo::http", ended, "answers whose clients stopped reading ended (HTTP/2: their streams reset; HTTP/1.1: the connection dropped)");
                 }
+                let stalled_at = activity.stalled_at(deadline);
                 let idle_at = activity.idle_at(deadline);
                 if idle_at > now {
                     check = stalled_at.map_or(idle_at, |at| at.min(idle_at));
@@ -789,7 +838,9 @@ async fn budgeted(
         budget.pay(client, bytes, carrier, read, reserved).await
     };
     if let Some(paid) = paid {
-        let sending = paid.is_tracked().then(|| SendingAnswer::new(in_flight));
+        let sending = paid
+            .is_tracked()
+            .then(|| SendingAnswer::new(in_flight, carrier));
         return response.map(|body| Budgeted::Whole {
             rest: whole(body),
             paid,

@@ -25,6 +25,7 @@ mod error;
 pub mod jwks;
 pub mod keys;
 pub mod mail;
+pub mod memory;
 pub mod relay;
 pub mod setup;
 pub mod task_server;

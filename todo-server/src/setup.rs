@@ -339,9 +339,18 @@ impl TaskSettings {
         api: todo_http::TaskApi,
         max_connections: usize,
     ) -> todo_http::TaskApi {
-        let cap = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
-        let total = cap(self.max_live_streams).min((max_connections.saturating_mul(3) / 4).max(1));
-        api.with_live_limits(total, cap(self.max_live_streams_per_client))
+        let per_client = usize::try_from(self.max_live_streams_per_client).unwrap_or(usize::MAX);
+        api.with_live_limits(self.live_streams_total(max_connections), per_client)
+    }
+
+    /// The live streams an instance holding `max_connections` serves at
+    /// once: `max_live_streams`, and three quarters of the connections at
+    /// most.
+    #[must_use]
+    pub fn live_streams_total(&self, max_connections: usize) -> usize {
+        usize::try_from(self.max_live_streams)
+            .unwrap_or(usize::MAX)
+            .min((max_connections.saturating_mul(3) / 4).max(1))
     }
 
     /// Where `--amqp-url` says to relay changes, if it does.

@@ -831,19 +831,185 @@ async fn shut_h2_from(
     hyper::client::conn::http2::SendRequest<Stalled>,
     tokio::task::JoinHandle<()>,
 ) {
+    h2_with_windows(data, source, server, 0, 1024).await
+}
+
+/// An HTTP/2 connection from `source` whose streams' windows open `stream`
+/// bytes (given back as a body is read) and the connection's `connection`.
+async fn h2_with_windows(
+    data: &Path,
+    source: IpAddr,
+    server: &Running,
+    stream: u32,
+    connection: u32,
+) -> (
+    hyper::client::conn::http2::SendRequest<Stalled>,
+    tokio::task::JoinHandle<()>,
+) {
     let tls = tls_from(&connector(data, &[b"h2"]), source, server.addr)
         .await
         .unwrap();
     let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     builder
-        .initial_stream_window_size(0)
-        .initial_connection_window_size(1024)
+        .initial_stream_window_size(stream)
+        .initial_connection_window_size(connection)
         .keep_alive_interval(None);
     let (sender, connection) = builder.handshake(TokioIo::new(tls)).await.unwrap();
     let task = tokio::spawn(async move {
         let _ = connection.await;
     });
     (sender, task)
+}
+
+/// Session 33's attack, F1: behind a proxy that speaks HTTP/2 to the
+/// server, one connection carries many users' requests, and a stalled
+/// answer or live stream dropped the whole connection, other users'
+/// live streams and requests in flight with it. Now each ends alone: an
+/// answer that hands nothing to the connection for the deadline has its
+/// stream reset, and so has a live stream whose events wait unread
+/// (10 s); the connection and a live
+/// stream that is read go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_one_http2_connection_stalled_answers_and_streams_end_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // (the stall deadline: 3 s)
+    let (server, data) = start_todo(
+        dir.path(),
+        &[
+            "--header-read-timeout-secs",
+            "3",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let token = user_with_large_tasks(&server, &data, "proxied", 1).await;
+    let client = server.client(&data);
+    let listed = client
+        .json(Method::GET, "/v1/tasks", Some(&token), None)
+        .await
+        .unwrap();
+    let task = listed.json().unwrap()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/tasks/{task}");
+    // Streams open 1 KiB each, given back as they are read; the connection
+    // 16 MiB, so that what the unread ones hold never shuts it.
+    let (mut sender, connection) =
+        h2_with_windows(&data, HOARDER, &server, 1024, 16 * 1024 * 1024).await;
+    let unread_answer = ask(&mut sender, &server, Method::GET, &path, Some(&token), "").await;
+    assert_eq!(unread_answer.status(), 200);
+    let unread_stream = ask(
+        &mut sender,
+        &server,
+        Method::GET,
+        "/v1/events",
+        Some(&token),
+        "",
+    )
+    .await;
+    assert_eq!(unread_stream.status(), 200);
+    let read_stream = ask(
+        &mut sender,
+        &server,
+        Method::GET,
+        "/v1/events",
+        Some(&token),
+        "",
+    )
+    .await;
+    assert_eq!(read_stream.status(), 200);
+    // The read stream's bytes so far, as they come.
+    let (seen, mut seen_rx) = tokio::sync::watch::channel(0usize);
+    let reader = tokio::spawn(async move {
+        let mut body = read_stream.into_body();
+        let mut total = 0;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    total += frame.data_ref().map_or(0, Bytes::len);
+                    let _ = seen.send(total);
+                }
+                Err(error) => return format!("the read stream ended: {error}"),
+            }
+        }
+        "the read stream ended".to_owned()
+    });
+    // Events of some 40 KB each: the unread stream's window and backlog
+    // fill, and its events wait.
+    for priority in [1, 2, 3, 1, 2, 3] {
+        let patched = client
+            .json(
+                Method::PATCH,
+                &path,
+                Some(&token),
+                Some(&serde_json::json!({"priority": priority})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(patched.status, 200);
+    }
+    // Both stalled ones end, as the metrics count them.
+    let scraper = todo_testkit::Client::plain(server.metrics_address());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let scraped = scraper
+            .json(Method::GET, "/metrics", None, None)
+            .await
+            .unwrap();
+        let text = String::from_utf8(scraped.body.to_vec()).unwrap();
+        let ended = |name: &str| text.lines().any(|line| line == format!("{name} 1"));
+        if ended("todo_http_answers_stalled_total") && ended("todo_http_live_streams_stalled_total")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled answer and stream were not both ended: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Reset, each alone: their bodies end in an error once read.
+    for (what, response) in [("answer", unread_answer), ("stream", unread_stream)] {
+        let mut body = response.into_body();
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match body.frame().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) => return true,
+                    None => return false,
+                }
+            }
+        })
+        .await;
+        assert_eq!(ended, Ok(true), "the stalled {what} was reset");
+    }
+    // The connection and the stream that is read go on: the next change
+    // reaches it.
+    assert!(!connection.is_finished(), "the connection was dropped");
+    let before = *seen_rx.borrow_and_update();
+    let patched = client
+        .json(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(&serde_json::json!({"priority": 0})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.status, 200);
+    let grew =
+        tokio::time::timeout(Duration::from_secs(10), seen_rx.wait_for(|n| *n > before)).await;
+    assert!(
+        matches!(grew, Ok(Ok(_))),
+        "the read stream got no new event: {}",
+        if reader.is_finished() {
+            reader.await.unwrap()
+        } else {
+            "still open".to_owned()
+        }
+    );
+    assert!(!connection.is_finished(), "the connection was dropped");
 }
 
 /// `method path` on `sender`, with `token` and `body`: the answer's head.
