@@ -88,13 +88,7 @@ async fn dispatch(mut cli: Cli) -> Result<(), Error> {
         store,
         cli.server.max_connections,
     )?;
-    crate::memory::check(
-        &cli.server.limits()?,
-        cli.settings
-            .tasks
-            .live_streams_total(cli.server.max_connections),
-        true,
-    );
+    crate::memory::check_serving_tasks(&cli.server, &cli.settings.tasks)?;
     let data_dir = cli.server.data_dir.display().to_string();
     let plain = cli.server.plain_http;
     let open = cli.settings.auth.registration == RegistrationMode::Open;

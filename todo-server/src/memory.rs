@@ -11,6 +11,10 @@
 
 use todo_http::HttpLimits;
 
+use crate::config::ServerArgs;
+use crate::error::Error;
+use crate::setup::TaskSettings;
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 
@@ -115,6 +119,14 @@ pub fn check(limits: &HttpLimits, live_streams: usize, imports: bool) {
         "clients that fill every pool the caps allow would take memory past the container's limit: \
          lower the caps or raise the limit (OPERATIONS.md, \"Memory\")"
     );
+}
+
+/// [`check`] for a server of the task API (task-server, `todo`): its
+/// live streams and import files too.
+pub fn check_serving_tasks(server: &ServerArgs, tasks: &TaskSettings) -> Result<(), Error> {
+    let live = tasks.live_streams_total(server.max_connections);
+    check(&server.limits()?, live, true);
+    Ok(())
 }
 
 #[cfg(test)]

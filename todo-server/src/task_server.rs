@@ -178,13 +178,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         }
         api = api.with_key_source(source);
     }
-    crate::memory::check(
-        &cli.server.limits()?,
-        cli.settings
-            .tasks
-            .live_streams_total(cli.server.max_connections),
-        true,
-    );
+    crate::memory::check_serving_tasks(&cli.server, &cli.settings.tasks)?;
     let served = run(Arc::new(api), &cli.server, 8444, "task-server", |_| {}).await;
     drop(listener);
     served

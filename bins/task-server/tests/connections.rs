@@ -1050,20 +1050,42 @@ fn request_to(
     request.body(body).unwrap()
 }
 
-/// `GET path` over HTTP/1.1 from `source`, read whole: the status line and
-/// the body's length.
+/// A page of about 1.9 MB (48 tasks of 40 KB) for `pages_under_an_8_mib_budget`'s user.
+const PAGE: &str = "/v1/tasks?limit=100";
+
+/// `todo` with `extra` flags and a response budget of 8 MiB (2 MiB a
+/// client: one [`PAGE`]), whose stall deadline is far past any test (no
+/// connection is dropped for it on a slow machine); the user's token.
+async fn pages_under_an_8_mib_budget(dir: &Path, extra: &[&str]) -> (Running, PathBuf, String) {
+    let mut flags = vec![
+        "--task-write-burst",
+        "1000",
+        "--body-budget-bytes",
+        "8388608",
+        "--header-read-timeout-secs",
+        "30",
+    ];
+    flags.extend_from_slice(extra);
+    let (server, data) = start_todo(dir, &flags);
+    let token = user_with_large_tasks(&server, &data, "pages", 48).await;
+    (server, data, token)
+}
+
+/// `GET path` over HTTP/1.1 from `source`, with `headers` (lines, each
+/// ending in CRLF), read whole: the status line and the body's length.
 async fn read_whole_from(
     data: &Path,
     source: IpAddr,
     server: &Running,
     path: &str,
     token: &str,
+    headers: &str,
 ) -> (String, usize) {
     let mut tls = tls_from(&connector(data, &[b"http/1.1"]), source, server.addr)
         .await
         .unwrap();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n{headers}Connection: close\r\n\r\n"
     );
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
@@ -1087,23 +1109,7 @@ async fn read_whole_from(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
     let dir = tempfile::tempdir().unwrap();
-    // 8 MiB: 2 MiB an address, one page each.
-    let (server, data) = start_todo(
-        dir.path(),
-        &[
-            "--task-write-burst",
-            "1000",
-            "--body-budget-bytes",
-            "8388608",
-            // (the stall deadline, far past the test: no connection is
-            // dropped for it on a slow machine)
-            "--header-read-timeout-secs",
-            "30",
-        ],
-    );
-    // 48 tasks of 40 KB: a page of about 1.9 MB.
-    let token = user_with_large_tasks(&server, &data, "pages", 48).await;
-    let page = "/v1/tasks?limit=100";
+    let (server, data, token) = pages_under_an_8_mib_budget(dir.path(), &[]).await;
     let mut stalled = Vec::new();
     let first_asked = Instant::now();
     for last in 1..=4 {
@@ -1112,7 +1118,7 @@ async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
         let nil = "/v1/tasks/00000000-0000-0000-0000-000000000000";
         let shield = ask(&mut sender, &server, Method::DELETE, nil, None, "").await;
         assert_eq!(shield.status(), 401);
-        let response = ask(&mut sender, &server, Method::GET, page, Some(&token), "").await;
+        let response = ask(&mut sender, &server, Method::GET, PAGE, Some(&token), "").await;
         assert_eq!(response.status(), 200, "hoarder {last}");
         stalled.push((response, shield, sender, connection));
     }
@@ -1121,7 +1127,7 @@ async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
     // budget is theirs. (A machine too loaded to ask within the grace
     // skips this step: the read would rightly be served.)
     if first_asked.elapsed() < Duration::from_millis(1500) {
-        let (status, _) = read_whole_from(&data, reader, &server, page, &token).await;
+        let (status, _) = read_whole_from(&data, reader, &server, PAGE, &token, "").await;
         assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
     } else {
         eprintln!(
@@ -1130,7 +1136,7 @@ async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
         );
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (status, length) = read_whole_from(&data, reader, &server, page, &token).await;
+    let (status, length) = read_whole_from(&data, reader, &server, PAGE, &token, "").await;
     assert_eq!(status, "HTTP/1.1 200 OK", "a stalled answer gave way");
     assert!(length > 1_900_000, "the whole page: {length} bytes");
     // The one that gave way lost its stream, not its connection: every
@@ -1159,25 +1165,10 @@ async fn stalled_answers_give_way_to_a_read_the_budget_cannot_pay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_the_response_budget_is_shared_per_forwarded_client() {
     let dir = tempfile::tempdir().unwrap();
-    // 8 MiB: 2 MiB a client, one page.
-    let (server, data) = start_todo(
-        dir.path(),
-        &[
-            "--trusted-proxies",
-            "127.0.0.1",
-            "--task-write-burst",
-            "1000",
-            "--body-budget-bytes",
-            "8388608",
-            "--header-read-timeout-secs",
-            "30",
-        ],
-    );
-    // 48 tasks of 40 KB: a page of about 1.9 MB.
-    let token = user_with_large_tasks(&server, &data, "pages", 48).await;
-    let page = "/v1/tasks?limit=100";
+    let (server, data, token) =
+        pages_under_an_8_mib_budget(dir.path(), &["--trusted-proxies", "127.0.0.1"]).await;
     let (mut sender, connection) = shut_h2_from(&data, HOARDER, &server).await;
-    let mut request = request_to(&server, Method::GET, page, Some(&token), Stalled::empty());
+    let mut request = request_to(&server, Method::GET, PAGE, Some(&token), Stalled::empty());
     request
         .headers_mut()
         .insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
@@ -1186,30 +1177,10 @@ async fn behind_a_trusted_proxy_the_response_budget_is_shared_per_forwarded_clie
     // Past the grace (2 s): under one share, the next page would make the
     // first give way (within it, the next would be refused).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut tls = tls_from(&connector(&data, &[b"http/1.1"]), HOARDER, server.addr)
-        .await
-        .unwrap();
-    let request = format!(
-        "GET {page} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
-         X-Forwarded-For: 198.51.100.4\r\nConnection: close\r\n\r\n"
-    );
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut response))
-        .await
-        .expect("the answer within 20 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&response);
-    assert!(
-        text.starts_with("HTTP/1.1 200 OK"),
-        "{}",
-        &text[..text.len().min(300)]
-    );
-    assert!(
-        response.len() > 1_900_000,
-        "the whole page: {} bytes",
-        response.len()
-    );
+    let forwarded = "X-Forwarded-For: 198.51.100.4\r\n";
+    let (status, length) = read_whole_from(&data, HOARDER, &server, PAGE, &token, forwarded).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(length > 1_900_000, "the whole page: {length} bytes");
     // The first client's answer still waits for it, on its open stream.
     assert!(
         !connection.is_finished(),
