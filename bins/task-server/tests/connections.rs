@@ -899,26 +899,23 @@ async fn on_one_http2_connection_stalled_answers_and_streams_end_alone() {
         h2_with_windows(&data, HOARDER, &server, 1024, 16 * 1024 * 1024).await;
     let unread_answer = ask(&mut sender, &server, Method::GET, &path, Some(&token), "").await;
     assert_eq!(unread_answer.status(), 200);
-    let unread_stream = ask(
-        &mut sender,
-        &server,
-        Method::GET,
-        "/v1/events",
-        Some(&token),
-        "",
-    )
-    .await;
-    assert_eq!(unread_stream.status(), 200);
-    let read_stream = ask(
-        &mut sender,
-        &server,
-        Method::GET,
-        "/v1/events",
-        Some(&token),
-        "",
-    )
-    .await;
-    assert_eq!(read_stream.status(), 200);
+    // Two live streams: the first is never read, the second is.
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let stream = ask(
+            &mut sender,
+            &server,
+            Method::GET,
+            "/v1/events",
+            Some(&token),
+            "",
+        )
+        .await;
+        assert_eq!(stream.status(), 200);
+        streams.push(stream);
+    }
+    let read_stream = streams.pop().unwrap();
+    let unread_stream = streams.pop().unwrap();
     // The read stream's bytes so far, as they come.
     let (seen, mut seen_rx) = tokio::sync::watch::channel(0usize);
     let reader = tokio::spawn(async move {
