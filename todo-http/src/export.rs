@@ -38,7 +38,7 @@ use crate::webhooks_api::WebhookDto;
 /// attack, F3).
 pub(crate) const PAGE: usize = 25;
 /// Pages written ahead of the client's reading.
-const AHEAD: usize = 2;
+pub(crate) const AHEAD: usize = 2;
 /// Exports an instance serves at once (each holds at most `AHEAD + 1`
 /// pages in memory).
 pub(crate) const MAX_EXPORTS: usize = 16;

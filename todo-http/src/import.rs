@@ -38,7 +38,7 @@ pub(crate) const MAX_IMPORTS: usize = 2;
 /// imported: a budget of their own, so that files being sent (slowly, it
 /// may be) never spend the one every other request's body is paid from
 /// (one client address holds a quarter of it at most: one file).
-pub const IMPORT_BUDGET_BYTES: usize = 4 * MAX_IMPORT_BYTES;
+pub(crate) const IMPORT_BUDGET_BYTES: usize = 4 * MAX_IMPORT_BYTES;
 /// The format an export names.
 const EXPORT_FORMAT: &str = "todo.export/1";
 /// The media types taken (`read_body` answers the index of the one sent).

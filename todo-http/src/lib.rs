@@ -103,7 +103,6 @@ pub use auth_api::AuthApi;
 pub use front::{
     Answer, Api, ApiResponse, Frontend, MetricsExposure, ResponseBody, with_problem_answers,
 };
-pub use import::IMPORT_BUDGET_BYTES;
 pub use keys::{KeyRefresh, Refetch, RefreshError};
 pub use metrics::{Metrics, counter, gauge};
 pub use one_origin::{AuthWithPage, OneOrigin};

@@ -61,7 +61,7 @@ impl Default for HttpLimits {
             // 7 KiB when their answers are not read: 512 × 16 streams
             // peaked at 224 MiB under session 32's attack, which held no
             // request bodies (up to 32 MiB more) and no stalled live
-            // streams (some 128 KiB each); 16, so that a browser whose
+            // streams (some 184 KiB each); 16, so that a browser whose
             // tabs hold a user's 8 live streams on one connection still
             // has 8 for requests: SECURITY.md, session 32)
             max_connections: 512,
@@ -173,7 +173,8 @@ impl TrustedProxies {
 /// One `X-Forwarded-For` hop's address: bare, or with a port as some
 /// balancers write it (`203.0.113.9:51234`, `[2001:db8::1]:443`); a port
 /// kept would make the hop unreadable, and every client behind such a
-/// balancer one (session 33's attack, F3).
+/// balancer one (session 33's attack, F3). An IPv6 address with a port
+/// must be bracketed: `2001:db8::1:443` is read as the address it spells.
 fn forwarded_hop(hop: &str) -> Option<IpAddr> {
     if let Ok(ip) = hop.parse() {
         return Some(ip);
@@ -194,7 +195,9 @@ fn forwarded_hop(hop: &str) -> Option<IpAddr> {
 
 /// Whether `text` is a port number.
 fn is_port(text: &str) -> bool {
-    !text.is_empty() && text.len() <= 5 && text.parse::<u16>().is_ok()
+    (1..=5).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && text.parse::<u16>().is_ok()
 }
 
 fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
@@ -566,6 +569,7 @@ mod tests {
             "203.0.113.9:",
             "203.0.113.9:port",
             "203.0.113.9:99999",
+            "203.0.113.9:+80",
             "[2001:db8::1]x",
             "[203.0.113.9]",
             "2001:db8::1:443x",

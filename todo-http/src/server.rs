@@ -15,10 +15,13 @@
 //!   by hyper's header timer (T); HTTP/2 peers are pinged every T and
 //!   dropped when a ping goes unanswered for T;
 //! - sending: a larger answer keeps its request in flight while it is
-//!   sent, however slowly it is read, and its connection is dropped once
-//!   none of its answers has handed a piece to it for T; an answer that
-//!   gives way to a read or write the response budget cannot pay
-//!   (`sending`) ends its HTTP/2 stream alone, or its HTTP/1.1 connection.
+//!   sent, however slowly it is read, and is ended once it has handed no
+//!   piece to the connection for T, each answer on its own clock; an answer
+//!   that gives way to a read or write the response budget cannot pay
+//!   (`sending`), or a live stream whose client stopped reading, is ended
+//!   alike: its HTTP/2 stream is reset alone (the connection's other
+//!   streams, another user's behind an HTTP/2 proxy, go on), or its
+//!   HTTP/1.1 connection, which carries only it, is dropped.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -94,10 +97,20 @@ pub async fn serve<A: Api>(
         // What h2 buffers per stream beyond the client's window: the rest
         // of a response waits in its `Budgeted` body, paid for.
         .max_send_buf_size(RESPONSE_CHUNK * 2);
+    // A trusted proxy's connection carries many clients' requests, whose
+    // cancellations it passes on: its allowance of streams reset before
+    // they are accepted is all its streams' many times over, so that one
+    // client's burst of cancels does not close every client's connection
+    // (session 33's second attack, F1; the proxy guards its own clients).
+    let mut proxies_builder = builder.clone();
+    proxies_builder
+        .http2()
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS_FROM_PROXIES);
     let accepted = Accepted {
         slots: Arc::clone(front.client_slots()),
         front,
         builder: Arc::new(builder),
+        proxies_builder: Arc::new(proxies_builder),
         tls,
         connections: Arc::clone(&connections),
         responses: Arc::new(ResponseBudget::new(
@@ -150,6 +163,9 @@ const MAX_WINDOW: u32 = (1 << 31) - 1;
 /// Streams a client may open and reset before the server has accepted
 /// them (the "rapid reset" guard), per connection.
 const MAX_PENDING_RESETS: usize = 20;
+
+/// The same for a trusted proxy's connections, which carry many clients.
+const MAX_PENDING_RESETS_FROM_PROXIES: usize = 1024;
 
 tokio::task_local! {
     /// The HTTP/2 stream a request came on, which a stalled answer's
@@ -221,6 +237,8 @@ fn unavailable(request_id: Option<HeaderValue>) -> Response<Budgeted> {
 struct Accepted<A: Api> {
     front: Arc<Frontend<A>>,
     builder: Arc<auto::Builder<StreamExecutor>>,
+    /// The same, for a trusted proxy's connections.
+    proxies_builder: Arc<auto::Builder<StreamExecutor>>,
     tls: Option<TlsAcceptor>,
     connections: Arc<Semaphore>,
     slots: Arc<ClientSlots>,
@@ -267,7 +285,8 @@ impl<A: Api> Accepted<A> {
     fn spawn(&self, stream: TcpStream, peer: SocketAddr) {
         // A trusted proxy's connections carry many clients: those are
         // counted per forwarded client, per request (see `Frontend`).
-        let slot: Option<ClientSlot> = if self.front.proxies().trusts(peer.ip()) {
+        let from_proxy = self.front.proxies().trusts(peer.ip());
+        let slot: Option<ClientSlot> = if from_proxy {
             None
         } else {
             let Some(slot) = self.slots.try_take(peer.ip()) else {
@@ -284,7 +303,11 @@ impl<A: Api> Accepted<A> {
         let _ = stream.set_nodelay(true);
         bound_kernel_buffers(&stream, self.send_stall);
         let front = Arc::clone(&self.front);
-        let builder = Arc::clone(&self.builder);
+        let builder = Arc::clone(if from_proxy {
+            &self.proxies_builder
+        } else {
+            &self.builder
+        });
         let tls = self.tls.clone();
         let stopping = self.stopping.clone();
         let responses = Arc::clone(&self.responses);
@@ -632,12 +655,13 @@ impl Drop for InFlight {
     }
 }
 
-/// Serves a connection until it ends, falls idle, stalls, or shutdown
+/// Serves a connection until it ends, falls idle, is dropped, or shutdown
 /// begins. Idle: a connection that never delivered a request is dropped at
 /// its deadline; one with no request in flight for `deadline` is closed
-/// gracefully, and dropped if that takes another `deadline`. Stalled: one
-/// whose larger answers have handed nothing to it for `deadline` is
-/// dropped. At shutdown,
+/// gracefully, and dropped if that takes another `deadline`. Stalled: each
+/// larger answer that has handed nothing to it for `deadline` is ended
+/// (`Activity::end_stalled`: its HTTP/2 stream reset, or its HTTP/1.1
+/// connection dropped). At shutdown,
 /// lets it deliver its first request if it had none yet, and closes it
 /// gracefully: requests in flight are answered (HTTP/1.1 with
 /// `Connection: close`, HTTP/2 with GOAWAY).
@@ -672,9 +696,8 @@ async fn drive<C: GracefulConnection>(
                     return;
                 }
                 connection.as_mut().graceful_shutdown();
-                // (an HTTP/2 client may still open streams until it
-                // acknowledges the GOAWAY's ping: their answers may be
-                // made to give way, so the drop is heeded here too)
+                // (an HTTP/1.1 connection whose answer is told to end while
+                // it closes, given way or stalled, is dropped at once)
                 tokio::select! {
                     _ = connection.as_mut() => {}
                     () = activity.connection.dropped() => {}
@@ -881,19 +904,18 @@ mod tests {
 
     use super::*;
 
-    /// Review of session 31, M1: an HTTP/2 client may open streams while
-    /// its idle connection closes (until it acknowledges the GOAWAY's
-    /// ping), and their answers may be made to give way: the drop must be
-    /// heeded in that phase too, not only when the deadline ends it.
+    /// Review of session 31, M1: an answer may be told to end (given way,
+    /// or stalled) while its idle connection closes; over HTTP/1.1 that
+    /// drops the connection, which must be heeded in that phase too, not
+    /// only when the deadline ends it.
     #[tokio::test(start_paused = true)]
     async fn a_connection_closing_gracefully_is_dropped_when_told() {
         let deadline = Duration::from_secs(5);
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
         let builder = auto::Builder::new(TokioExecutor::new());
-        // A stream this service answers stays open while its client does
+        // An answer this service gives stays unsent while its client does
         // not read; the service does not count it in flight, so the
-        // connection closes as idle with the stream open (as one opened
-        // while it closes would be).
+        // connection closes as idle with the answer unsent.
         let service = service_fn(|_request: Request<Incoming>| async {
             let body = Full::new(Bytes::from(vec![b'x'; 1024 * 1024]));
             Ok::<_, Infallible>(Response::new(body))
@@ -907,13 +929,12 @@ mod tests {
                 drive(connection, &activity, deadline, stopping).await;
             }
         });
-        let (mut sender, mut client) =
-            hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-                .initial_stream_window_size(1024)
-                .initial_connection_window_size(1024)
-                .handshake(TokioIo::new(client_io))
-                .await
-                .unwrap();
+        // (HTTP/1.1: over HTTP/2 an answer told to end resets its stream,
+        // and nothing drops the connection)
+        let (mut sender, mut client) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(client_io))
+            .await
+            .unwrap();
         drop(activity.begin());
         let request = Request::get("http://localhost/")
             .body(Full::new(Bytes::new()))
@@ -926,7 +947,7 @@ mod tests {
         };
         assert_eq!(response.status(), 200);
         let began = Instant::now();
-        // Past the idle deadline: closing (GOAWAY sent), the stream open.
+        // Past the idle deadline: closing, the answer unsent.
         tokio::time::sleep(deadline + Duration::from_secs(1)).await;
         assert!(!served.is_finished(), "closing, not yet closed");
         activity.connection.drop_it();

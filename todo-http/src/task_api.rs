@@ -296,6 +296,17 @@ impl TaskApi {
         &self.service
     }
 
+    /// The bytes of files the API holds at once at most: import files
+    /// uploading or imported (a budget of their own), and the pages of the
+    /// exports running (16 at once, each three pages of 25 tasks ahead of
+    /// its client, a task's JSON some 41 KB at most: 10,000 characters of
+    /// description, four bytes each, and the rest).
+    pub const FILES_HELD_BYTES: usize = crate::import::IMPORT_BUDGET_BYTES
+        + crate::export::MAX_EXPORTS
+            * (crate::export::AHEAD + 1)
+            * crate::export::PAGE
+            * (4 * todo_core::Description::MAX_CHARS + 1024);
+
     /// The gauge of the live streams open (`todo_http_live_streams`) and
     /// the count of those ended for a client that stopped reading
     /// (`todo_http_live_streams_stalled_total`), read when scraped: this

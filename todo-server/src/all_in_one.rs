@@ -88,7 +88,11 @@ async fn dispatch(mut cli: Cli) -> Result<(), Error> {
         store,
         cli.server.max_connections,
     )?;
-    crate::memory::check_serving_tasks(&cli.server, &cli.settings.tasks)?;
+    crate::memory::check_server(
+        &cli.server,
+        Some(&cli.settings.auth),
+        Some(&cli.settings.tasks),
+    )?;
     let data_dir = cli.server.data_dir.display().to_string();
     let plain = cli.server.plain_http;
     let open = cli.settings.auth.registration == RegistrationMode::Open;

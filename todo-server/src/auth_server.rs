@@ -102,7 +102,7 @@ async fn serve(cli: &Cli) -> Result<(), Error> {
         .map_err(|e| Error::key("publishing the keys", e))?;
     let probes: Vec<Arc<dyn Probe>> = vec![StoreProbe::shared(store), hasher];
     let api = AuthApi::new(service, &jwks, probes).map_err(Error::api("auth"))?;
-    crate::memory::check(&cli.server.limits()?, 0, false);
+    crate::memory::check_server(&cli.server, Some(&cli.settings.auth), None)?;
     if cli.settings.web_page {
         let api = AuthWithPage::new(api);
         run(Arc::new(api), &cli.server, 8443, "auth-server", |_| {}).await

@@ -436,6 +436,20 @@ impl std::fmt::Debug for AuthParts {
 }
 
 impl AuthSettings {
+    /// Password hashes run at once: `--hash-workers`, else the cores.
+    fn hash_workers(&self) -> usize {
+        self.hash_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    /// The memory the password hashes running at once take (argon2's
+    /// memory each).
+    #[must_use]
+    pub fn hashing_bytes(&self) -> u64 {
+        let workers = u64::try_from(self.hash_workers()).unwrap_or(u64::MAX);
+        workers.saturating_mul(u64::from(self.argon2_memory_kib) * 1024)
+    }
+
     /// Where the signing key is.
     #[must_use]
     pub fn signing_key_path(&self, data_dir: &Path) -> PathBuf {
@@ -483,9 +497,7 @@ impl AuthSettings {
             iterations: self.argon2_iterations,
             parallelism: self.argon2_parallelism,
         };
-        let workers = self
-            .hash_workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let workers = self.hash_workers();
         let hasher = Arc::new(BoundedHasher::new(
             Argon2Hasher::new(argon2).map_err(|e| Error::key("--argon2-*", e))?,
             PoolLimits {

@@ -178,7 +178,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         }
         api = api.with_key_source(source);
     }
-    crate::memory::check_serving_tasks(&cli.server, &cli.settings.tasks)?;
+    crate::memory::check_server(&cli.server, None, Some(&cli.settings.tasks))?;
     let served = run(Arc::new(api), &cli.server, 8444, "task-server", |_| {}).await;
     drop(listener);
     served

@@ -1201,7 +1201,7 @@ async fn behind_a_trusted_proxy_the_response_budget_is_shared_per_forwarded_clie
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unread_answers_to_writes_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, data, token, task) = one_large_task_under_a_small_budget(dir.path()).await;
+    let (server, data, token, task) = one_large_task_under_a_small_budget(dir.path(), &[]).await;
     let id = task["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/tasks/{id}");
     // (a task of its own for the bodiless write below: one made on a slow
@@ -1310,22 +1310,94 @@ async fn unread_answers_to_writes_are_bounded() {
     drop(held);
 }
 
+/// Behind a trusted proxy, the admission check, which refuses a write
+/// before its body is read when no room could be had for its answer,
+/// weighs the forwarded client (session 33's review, m4; session 32's
+/// second review, m2, had skipped it there): a client whose young unread
+/// answers to writes hold all the room it may have is refused at once,
+/// its body never read; another client behind the same proxy is let
+/// through to send its body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_a_write_is_refused_before_its_body_by_its_own_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, data, token, task) =
+        one_large_task_under_a_small_budget(dir.path(), &["--trusted-proxies", "127.0.0.1"]).await;
+    let path = format!("/v1/tasks/{}", task["id"].as_str().unwrap());
+    let from = |client: &str, body: Stalled| {
+        let mut request = request_to(&server, Method::PATCH, &path, Some(&token), body);
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", client.parse().unwrap());
+        request
+    };
+    let (mut hoarder, _hoarder_connection) = shut_h2_from(&data, HOARDER, &server).await;
+    let first_asked = Instant::now();
+    let mut held = Vec::new();
+    for i in 0..12 {
+        let body = Stalled::whole(Bytes::from(format!("{{\"priority\": {}}}", i % 4)));
+        held.push(
+            hoarder
+                .send_request(from("203.0.113.9", body))
+                .await
+                .unwrap(),
+        );
+    }
+    let statuses: Vec<u16> = held.iter().map(|r| r.status().as_u16()).collect();
+    assert!(
+        statuses.contains(&503),
+        "the client's room ran out: {statuses:?}"
+    );
+    // Its next write, whose body never ends: refused at once.
+    let (mut sender, _connection) = shut_h2_from(&data, HOARDER, &server).await;
+    let unended = || Stalled::after(Bytes::from_static(b"{\"priority\""));
+    let sent_at = first_asked.elapsed();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        sender.send_request(from("203.0.113.9", unended())),
+    )
+    .await;
+    // (sent well within the grace, 2 s, in which none of its answers may
+    // give way to it; later, one may, and its body is waited for)
+    if sent_at < Duration::from_millis(1500) {
+        let status = refused.map(|r| r.unwrap().status().as_u16());
+        assert_eq!(
+            status,
+            Ok(503),
+            "refused before its body, sent after {sent_at:?}"
+        );
+    } else {
+        eprintln!("sent {sent_at:?} after the first patch: the refusal not demanded");
+    }
+    // Another client behind the proxy is let through: the server waits
+    // for its body.
+    let waiting = tokio::time::timeout(
+        Duration::from_secs(1),
+        sender.send_request(from("198.51.100.4", unended())),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "another client's write was answered before its body: {waiting:?}"
+    );
+    drop(held);
+}
+
 /// `todo` with a response budget of 1 MiB (256 KiB a client; the
 /// overdraft 256 KiB, 64 KiB a client) and a user with one task of 40 KB
 /// (each patch's answer is about 40 KB): the server, its data directory,
 /// the user's token and the task as listed.
 async fn one_large_task_under_a_small_budget(
     dir: &Path,
+    extra: &[&str],
 ) -> (Running, PathBuf, String, serde_json::Value) {
-    let (server, data) = start_todo(
-        dir,
-        &[
-            "--task-write-burst",
-            "1000",
-            "--body-budget-bytes",
-            "1048576",
-        ],
-    );
+    let mut flags = vec![
+        "--task-write-burst",
+        "1000",
+        "--body-budget-bytes",
+        "1048576",
+    ];
+    flags.extend_from_slice(extra);
+    let (server, data) = start_todo(dir, &flags);
     let token = user_with_large_tasks(&server, &data, "writer", 1).await;
     let list = server
         .client(&data)
@@ -1348,7 +1420,7 @@ async fn writes_whose_bodies_arrive_at_once_are_made_only_as_far_as_their_answer
     const ADDRESSES: u8 = 16;
     const EACH: usize = 8;
     let dir = tempfile::tempdir().unwrap();
-    let (server, data, token, task) = one_large_task_under_a_small_budget(dir.path()).await;
+    let (server, data, token, task) = one_large_task_under_a_small_budget(dir.path(), &[]).await;
     let client = server.client(&data);
     let path = format!("/v1/tasks/{}", task["id"].as_str().unwrap());
     let version = task["version"].as_u64().unwrap();
