@@ -861,6 +861,73 @@ async fn h2_with_windows(
     (sender, task)
 }
 
+/// Each larger answer on a connection has its own clock (session 33's
+/// second review, m4): an answer read slowly (some 20 KB/s through 1 KiB
+/// windows) does not keep an unread one beside it alive, and is not
+/// ended with it. (Under a clock shared by the connection, the unread
+/// answer would live as long as the read one, and then be read whole.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_answer_on_a_connection_stalls_on_its_own_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    // (the stall deadline: 3 s; six tasks of 40 KB: a list of some 240 KB)
+    let (server, data) = start_todo(dir.path(), &["--header-read-timeout-secs", "3"]);
+    let token = user_with_large_tasks(&server, &data, "slow", 6).await;
+    let (mut sender, _connection) =
+        h2_with_windows(&data, HOARDER, &server, 1024, 16 * 1024 * 1024).await;
+    let unread = ask(
+        &mut sender,
+        &server,
+        Method::GET,
+        "/v1/tasks?limit=1",
+        Some(&token),
+        "",
+    )
+    .await;
+    assert_eq!(unread.status(), 200);
+    let list = ask(
+        &mut sender,
+        &server,
+        Method::GET,
+        "/v1/tasks?limit=100",
+        Some(&token),
+        "",
+    )
+    .await;
+    assert_eq!(list.status(), 200);
+    // Read 1 KiB every 50 ms (some 12 s in all): a piece of 16 KiB handed
+    // to the connection about every second, well within the deadline.
+    let reader = tokio::spawn(async move {
+        let mut body = list.into_body();
+        let mut total = 0;
+        while let Some(frame) = body.frame().await {
+            total += frame.unwrap().data_ref().map_or(0, Bytes::len);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        total
+    });
+    // Past the deadline, while the list is still read, the unread answer
+    // was ended: what its window let through, then the reset.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!reader.is_finished(), "the list was read before the check");
+    let mut body = unread.into_body();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_millis(500), body.frame()).await {
+            Ok(Some(Ok(_))) => continue,
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(ended, Ok(Some(Err(_)))),
+        "the unread answer was not reset while the list was read: {ended:?}"
+    );
+    // The list, read on, came whole.
+    let total = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the list within 60 s")
+        .unwrap();
+    assert!(total > 6 * 40_000, "the whole list: {total} bytes");
+}
+
 /// Session 33's attack, F1: behind a proxy that speaks HTTP/2 to the
 /// server, one connection carries many users' requests, and a stalled
 /// answer or live stream dropped the whole connection, other users'
