@@ -18,10 +18,7 @@ use crate::setup::{AuthSettings, TaskSettings};
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 
-/// What a fresh `todo` holds before any client (51 MiB on SQLite). A
-/// SQLite write's statement journal, kept in memory up to 4 MiB while the
-/// write runs (`todo_sqlite_process::STATEMENT_JOURNAL_IN_MEMORY`), is
-/// taken as within the allocator's share below.
+/// What a fresh `todo` holds before any client (51 MiB on SQLite).
 const BASE: u64 = 50 * MIB;
 /// What a connection costs while its answers wait unread (session 32's
 /// attack, F0: 512 connections of 8 streams, 132 MB in use).

@@ -20,16 +20,16 @@
 //! - nothing of ours reads SQLite's memory statistics or sets its heap
 //!   limits, which need them.
 //!
-//! A third setting is a bound, not a mode: how much of a statement journal
+//! A third setting is a size, not a mode: how much of a statement journal
 //! SQLite keeps in memory before it spills it to a temporary file
 //! ([`STATEMENT_JOURNAL_IN_MEMORY`]). Group commit runs each write in a
 //! savepoint of the batch's transaction, and SQLite copies each page a
-//! savepoint changes into that journal, so that the one write can be undone
-//! alone. A task's creation changes some fifteen pages (its row, four
-//! indexes, its labels, the change log and its index), past SQLite's
-//! default 64 KiB: every batch spilled, and about two thirds of the
-//! task-server's file writes in the load harness's `POST` phase were that
-//! temporary file's (an `strace` of 1 s: 11,838 of 18,517 `pwrite`s).
+//! savepoint (or a statement in it) changes into that journal, 4,100 bytes
+//! a page, so that the one write can be undone alone. At SQLite's default,
+//! 64 KiB, the load harness's `POST` phase (shared projects) spilled about
+//! once a batch (11 temporary files in 21 syncs, in 1 s of `strace`), and
+//! two thirds of the task-server's file writes were to them (11,838 of
+//! 18,517 `pwrite`s); at 120 KiB once in 35 batches, at 256 KiB never.
 //!
 //! **They are the process's, not the store's.** Any other user of SQLite
 //! in the same process (a C library, an extension) gets them too: its
@@ -97,7 +97,8 @@ fn settings() -> Settings {
                 ?settings,
                 "SQLite refused the store's process-wide settings (it was initialised \
                  before the store was first opened): it keeps its connection mutexes and \
-                 memory statistics, which cost about a tenth of a list's CPU"
+                 memory statistics, which cost about a tenth of a list's CPU, and spills \
+                 group commit's savepoint journals to temporary files"
             );
         }
         settings
@@ -158,12 +159,15 @@ fn configure() -> Settings {
 }
 
 /// The bytes of a statement journal SQLite keeps in memory before it
-/// spills the journal to a temporary file: 4 MiB, some 1,000 pages, where a
-/// write the API makes changes tens (an import of thousands of tasks in one
-/// savepoint still spills). One journal is open at a time per writing
-/// connection: the SQLite writer of group commit (or one per r2d2
-/// connection in a write outside it).
-pub const STATEMENT_JOURNAL_IN_MEMORY: std::ffi::c_int = 4 << 20;
+/// spills the journal to a temporary file: 120 KiB, 29 pages' records.
+/// SQLite allocates an in-memory journal in pieces of this size (the
+/// first as the first page is journaled, freed when the journal is), so
+/// the size is also each write's allocation: kept under glibc's 128 KiB,
+/// past which a piece would be mapped and unmapped for every write, and its
+/// first unmapping would raise glibc's threshold for handing memory back
+/// for the whole process. A journal is open only while a write runs, and
+/// SQLite lets one connection write to a database at a time.
+const STATEMENT_JOURNAL_IN_MEMORY: std::ffi::c_int = 120 << 10;
 
 /// Makes the settings, if this is the first call in the process, or says
 /// why the store cannot use this SQLite: one built without mutexes.
@@ -249,26 +253,45 @@ mod tests {
             .count()
     }
 
-    /// A savepoint that changes some 2 MiB of pages keeps its statement
-    /// journal in memory: with SQLite's default bound (64 KiB) it spills to
-    /// a temporary file, which group commit paid for in every batch.
-    #[test]
-    #[cfg(target_os = "linux")]
-    fn a_savepoints_journal_of_two_mebibytes_stays_in_memory() {
+    /// The temporary files open while a savepoint of the transaction
+    /// group commit would hold (in WAL mode, where a transaction has no
+    /// rollback journal of its own) changes `pages` pages of a table of one
+    /// row a page.
+    fn temporary_files_while_changing(pages: u32) -> usize {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.db");
         let mut conn = establish(path.to_str().unwrap()).unwrap();
         conn.batch_execute(
-            "PRAGMA journal_mode = WAL; \
-             CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT); CREATE INDEX t_v ON t (v); \
-             WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 2000) \
-             INSERT INTO t SELECT k, hex(randomblob(250)) FROM n;",
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB); \
+             WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < 600) \
+             INSERT INTO t SELECT k, zeroblob(3000) FROM n;",
         )
         .unwrap();
-        conn.batch_execute("BEGIN; SAVEPOINT one; UPDATE t SET v = hex(randomblob(250));")
-            .unwrap();
-        let spilled = temporary_files_open();
+        conn.batch_execute(&format!(
+            "BEGIN; SAVEPOINT one; UPDATE t SET v = randomblob(3000) WHERE k <= {pages};"
+        ))
+        .unwrap();
+        let open = temporary_files_open();
         conn.batch_execute("RELEASE one; COMMIT;").unwrap();
-        assert_eq!(spilled, 0, "the savepoint's journal went to a temporary file");
+        open
+    }
+
+    /// A savepoint that changes 20 pages (82 KiB of journal, past SQLite's
+    /// default 64 KiB) keeps its journal in memory; one that changes 500
+    /// spills it to a temporary file, which this scan sees (so that the
+    /// first answer is not the scan's blindness).
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_savepoints_journal_of_twenty_pages_stays_in_memory() {
+        assert_eq!(
+            temporary_files_while_changing(20),
+            0,
+            "the savepoint's journal went to a temporary file"
+        );
+        assert_eq!(
+            temporary_files_while_changing(500),
+            1,
+            "a journal of 2 MiB should have spilled"
+        );
     }
 }

@@ -15,7 +15,8 @@
 //! **SQLite's process-wide settings.** As it is first opened on SQLite
 //! the store puts SQLite, for the whole process, in multi-thread mode with
 //! no memory statistics (its per-call mutexes cost about a tenth of a
-//! list's CPU): any other SQLite user in the program gets no connection
+//! list's CPU), keeping statement journals of up to 120 KiB in memory
+//! (group commit's savepoints spilled them to temporary files): any other SQLite user in the program gets no connection
 //! mutex unless it opens with `SQLITE_OPEN_FULLMUTEX`. `SqlStore::open`
 //! makes them, on its caller's thread: a program that uses SQLite on
 //! threads of its own opens its first store before starting them; one
