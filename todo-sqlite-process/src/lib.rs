@@ -22,7 +22,7 @@
 //!
 //! A third setting is a size, not a mode: how much of a statement journal
 //! SQLite keeps in memory before it spills it to a temporary file
-//! ([`STATEMENT_JOURNAL_IN_MEMORY`]). Group commit runs each write in a
+//! (120 KiB, where SQLite's default is 64 KiB). Group commit runs each write in a
 //! savepoint of the batch's transaction, and SQLite copies each page a
 //! savepoint (or a statement in it) changes into that journal, 4,100 bytes
 //! a page, so that the one write can be undone alone. At SQLite's default,
