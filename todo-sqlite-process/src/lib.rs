@@ -22,31 +22,29 @@
 //!
 //! A third setting is a size, not a mode: how much of a statement journal
 //! SQLite keeps in memory before it spills it to a temporary file
-//! (120 KiB, where SQLite's default is 64 KiB). Group commit runs each write in a
-//! savepoint of the batch's transaction, and SQLite copies each page a
-//! savepoint (or a statement in it) changes into that journal, 4,100 bytes
-//! a page, so that the one write can be undone alone. At SQLite's default,
-//! 64 KiB, the load harness's `POST` phase (shared projects) spilled in
-//! about one batch of two (11 temporary files in 21 syncs, in 1 s of
-//! `strace`), and two thirds of the task-server's file writes were to them
-//! (11,838 of 18,517 `pwrite`s); at 120 KiB in 1 batch of 35, at 256 KiB
-//! in none of 35.
+//! (120 KiB, where SQLite's default is 64 KiB). Group commit runs each
+//! write in a savepoint of the batch's transaction, and SQLite copies each
+//! page a savepoint (or a statement in it) changes into that journal,
+//! 4,100 bytes a page, so that the one write can be undone alone. At the
+//! default, about one batch in two of the load harness's creations spilled,
+//! and two thirds of the task-server's file writes went to those files
+//! (BENCHMARKS.md, "Session 34", has the counts, by size).
 //!
-//! **They are the process's, not the store's.** Any other user of SQLite
-//! in the same process (a C library, an extension) gets them too: its
+//! **They are the process's, not the store's.** Any other user of SQLite in
+//! the same process (a C library, an extension) gets them too: its
 //! connections have no mutex unless it opens them with
 //! `SQLITE_OPEN_FULLMUTEX`, and `sqlite3_soft_heap_limit64` and
 //! `sqlite3_memory_used` do nothing, and its statement journals stay in
-//! memory up to 120 KiB, allocated in pieces of that size. (rusqlite turns a connection's mutex
-//! off with `SQLITE_OPEN_NO_MUTEX` as it opens it, which diesel's open
-//! does not take: the process's mode is the way left.) They can be made
-//! only before SQLite is initialised: in a program that used SQLite before
-//! its first store, they are refused (logged) and SQLite works as that
-//! program set it, slower. SQLite requires that no other thread is inside
-//! SQLite while they are made (see `configure`); todo-store's `SqlStore::open`
-//! makes them, on the caller's thread. A SQLite built without mutexes
-//! (`SQLITE_THREADSAFE=0`) is refused: the store's connections move
-//! between threads.
+//! memory up to 120 KiB, allocated in pieces of that size. (rusqlite turns
+//! a connection's mutex off with `SQLITE_OPEN_NO_MUTEX` as it opens it,
+//! which diesel's open does not take: the process's mode is the way left.)
+//! They can be made only before SQLite is initialised: in a program that
+//! used SQLite before its first store, they are refused (logged) and SQLite
+//! works as that program set it, slower. SQLite requires that no other
+//! thread is inside SQLite while they are made (see `configure`);
+//! todo-store's `SqlStore::open` makes them, on the caller's thread. A
+//! SQLite built without mutexes (`SQLITE_THREADSAFE=0`) is refused: the
+//! store's connections move between threads.
 
 #![deny(missing_docs)]
 
@@ -130,9 +128,10 @@ fn configure() -> Settings {
     // `OnceLock`), before any other SQLite call of the store; each option
     // takes the arguments SQLite documents for it (MULTITHREAD none,
     // MEMSTATUS and STMTJRNL_SPILL one `int`), and SQLite itself refuses
-    // them (SQLITE_MISUSE, changing nothing) once initialised. What multi-thread mode asks of
-    // its callers (no connection used by two threads at once) is upheld by
-    // the types, as the module's documentation says.
+    // them (SQLITE_MISUSE, changing nothing) once initialised. What
+    // multi-thread mode asks of its callers (no connection used by two
+    // threads at once) is upheld by the types, as the module's
+    // documentation says.
     unsafe {
         let threadsafe = sqlite3_threadsafe();
         if threadsafe == 0 {

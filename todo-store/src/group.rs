@@ -335,7 +335,9 @@ fn rollback(state: &mut State) {
 /// every later write of the batch as one (spilling to a temporary file
 /// past its size, as before the store kept 120 KiB in memory). The batch's
 /// transaction is diesel's first level, a write's savepoint its second:
-/// `diesel_savepoint_1`.
+/// `diesel_savepoint_1`, by diesel's naming (were it to change, this
+/// `RELEASE` would fail and roll its batch back, which the refusal tests
+/// here would show).
 fn release_rolled_back(conn: &mut AnyConnection) -> QueryResult<()> {
     diesel::connection::SimpleConnection::batch_execute(
         conn,

@@ -12,19 +12,19 @@
 //! index serves from its first entry, on connections of their own, never
 //! waited for; see `TaskStore::find_task_in_place`).
 //!
-//! **SQLite's process-wide settings.** As it is first opened on SQLite
-//! the store puts SQLite, for the whole process, in multi-thread mode with
-//! no memory statistics (its per-call mutexes cost about a tenth of a
-//! list's CPU), keeping statement journals of up to 120 KiB in memory
-//! (group commit's savepoints spilled them to temporary files): any other SQLite user in the program gets no connection
-//! mutex unless it opens with `SQLITE_OPEN_FULLMUTEX`. `SqlStore::open`
-//! makes them, on its caller's thread: a program that uses SQLite on
-//! threads of its own opens its first store before starting them; one
-//! that used SQLite before keeps SQLite as it set it (the store logs a
-//! warning and works, slower; a program that chose SQLite's single-thread
-//! mode must not open a store). The settings are made by the
-//! `todo-sqlite-process` crate, which holds the workspace's one non-test
-//! `unsafe`: this crate forbids it.
+//! **SQLite's process-wide settings.** As it is first opened on SQLite the
+//! store puts SQLite, for the whole process, in multi-thread mode with no
+//! memory statistics (its per-call mutexes cost about a tenth of a list's
+//! CPU), keeping statement journals of up to 120 KiB in memory (group
+//! commit's savepoints spilled them to temporary files): any other SQLite
+//! user in the program gets no connection mutex unless it opens with
+//! `SQLITE_OPEN_FULLMUTEX`. `SqlStore::open` makes them, on its caller's
+//! thread: a program that uses SQLite on threads of its own opens its first
+//! store before starting them; one that used SQLite before keeps SQLite as
+//! it set it (the store logs a warning and works, slower; a program that
+//! chose SQLite's single-thread mode must not open a store). The settings
+//! are made by the `todo-sqlite-process` crate, which holds the workspace's
+//! one non-test `unsafe`: this crate forbids it.
 //!
 //! # Example
 //!
